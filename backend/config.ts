@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { BatonError } from '../shared/errors.js';
+import { toFieldIssues } from '../shared/policy.js';
+
+/**
+ * Backend configuration: defaults < config file (`--config` or BATON_CONFIG) < environment
+ * (BATON_*) < command-line flags. Validated once, then frozen.
+ */
+export const BackendConfigSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.int().min(0).max(65535).default(8470),
+  dataDir: z.string().min(1).default('./data'),
+  /** WebAuthn relying party id: `localhost` for the default agent, or the deployment's domain. */
+  rpId: z.string().min(1).max(253).default('localhost'),
+  rpName: z.string().min(1).max(100).default('Baton'),
+  /** Exact origins the console renderers run on; WebAuthn responses from any other are refused. */
+  origins: z
+    .array(z.url({ protocol: /^https?$/ }))
+    .min(1)
+    .default(['http://localhost:8471']),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Where the bootstrap admin token is written (mode 0600) on first start, besides the terminal. */
+  bootstrapTokenFile: z.string().min(1).optional(),
+  challengeTtlSeconds: z.int().min(10).max(600).default(120),
+  consoleTokenTtlSeconds: z
+    .int()
+    .min(60)
+    .max(30 * 24 * 3600)
+    .default(24 * 3600),
+  enrolmentCodeTtlSeconds: z
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(24 * 3600),
+  heartbeatSeconds: z.int().min(1).max(300).default(15),
+  /** SQLite `synchronous`: FULL survives power loss; NORMAL survives a killed process only. */
+  durability: z.enum(['full', 'normal']).default('full'),
+});
+
+export type BackendConfig = Readonly<z.infer<typeof BackendConfigSchema>>;
+
+const FLAG_NAMES = {
+  host: 'host',
+  port: 'port',
+  'data-dir': 'dataDir',
+  'rp-id': 'rpId',
+  'rp-name': 'rpName',
+  origin: 'origins',
+  'log-level': 'logLevel',
+  'bootstrap-token-file': 'bootstrapTokenFile',
+  durability: 'durability',
+} as const;
+
+const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
+  BATON_HOST: 'host',
+  BATON_PORT: 'port',
+  BATON_DATA_DIR: 'dataDir',
+  BATON_RP_ID: 'rpId',
+  BATON_ORIGINS: 'origins',
+  BATON_LOG_LEVEL: 'logLevel',
+  BATON_BOOTSTRAP_TOKEN_FILE: 'bootstrapTokenFile',
+  BATON_DURABILITY: 'durability',
+};
+
+const NUMERIC = new Set(['port']);
+
+function coerce(key: string, value: string): unknown {
+  if (key === 'origins')
+    return value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  if (NUMERIC.has(key) && /^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+export function parseBackendConfig(input: unknown, source: string): BackendConfig {
+  const result = BackendConfigSchema.safeParse(input);
+  if (!result.success) {
+    const issues = toFieldIssues(result.error);
+    throw new BatonError(
+      'SCHEMA_INVALID',
+      `Invalid backend configuration (${source}): ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      { issues },
+    );
+  }
+  return Object.freeze({ ...result.data, origins: Object.freeze([...result.data.origins]) as string[] });
+}
+
+export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): BackendConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'rp-id': { type: 'string' },
+      'rp-name': { type: 'string' },
+      origin: { type: 'string', multiple: true },
+      'log-level': { type: 'string' },
+      'bootstrap-token-file': { type: 'string' },
+      durability: { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+
+  let merged: Record<string, unknown> = {};
+  const sources: string[] = ['defaults'];
+  const configPath = values.config ?? env.BATON_CONFIG;
+  if (configPath !== undefined) {
+    const file = resolve(configPath);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (cause) {
+      throw new BatonError('NOT_FOUND', `Cannot read the config file ${file}`, { cause });
+    }
+    try {
+      merged = { ...(JSON.parse(text) as Record<string, unknown>) };
+    } catch (cause) {
+      throw new BatonError('BAD_JSON', `The config file ${file} is not valid JSON`, { cause });
+    }
+    sources.push(file);
+  }
+  for (const [name, key] of Object.entries(ENV_NAMES)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') {
+      merged[key] = coerce(key, value);
+      sources.push(name);
+    }
+  }
+  for (const [flag, key] of Object.entries(FLAG_NAMES)) {
+    const value = values[flag as keyof typeof values];
+    if (value === undefined) continue;
+    merged[key] = Array.isArray(value) ? value : coerce(key, value);
+    sources.push(`--${flag}`);
+  }
+  return parseBackendConfig(merged, sources.join(' < '));
+}

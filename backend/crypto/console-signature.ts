@@ -1,0 +1,121 @@
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { CONSOLE_HEADERS, NONCE_PATTERN, SIGNATURE_WINDOW_MS, signingInput } from '../../shared/console-auth.js';
+import { BatonError } from '../../shared/errors.js';
+import type { P256PublicJwk } from '../../shared/http-api.js';
+
+export type HeaderBag = Record<string, string | string[] | undefined>;
+
+export interface SignedRequest {
+  method: string;
+  path: string;
+  headers: HeaderBag;
+  body: Uint8Array;
+}
+
+/** Remembers nonces for twice the signature window, so a captured request cannot be replayed. */
+export class ReplayGuard {
+  private current = new Set<string>();
+  private previous = new Set<string>();
+  private rotatedAt: number;
+
+  constructor(private readonly clock: () => number) {
+    this.rotatedAt = clock();
+  }
+
+  /** Returns false when the nonce was seen inside the window. */
+  claim(key: string): boolean {
+    const now = this.clock();
+    if (now - this.rotatedAt >= SIGNATURE_WINDOW_MS) {
+      this.previous = this.current;
+      this.current = new Set();
+      this.rotatedAt = now;
+    }
+    if (this.current.has(key) || this.previous.has(key)) return false;
+    this.current.add(key);
+    return true;
+  }
+}
+
+function header(headers: HeaderBag, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+export function jwkThumbprint(jwk: P256PublicJwk): string {
+  // RFC 7638: the required members in lexicographic order, no whitespace.
+  const canonical = `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`;
+  return createHash('sha256').update(canonical).digest('base64url');
+}
+
+export function importConsoleKey(jwk: P256PublicJwk): KeyObject {
+  try {
+    const key = createPublicKey({ key: { ...jwk }, format: 'jwk' });
+    if (key.asymmetricKeyType !== 'ec') throw new Error('not an EC key');
+    return key;
+  } catch (cause) {
+    throw new BatonError('PUBLIC_KEY_INVALID', 'The console public key is not a valid P-256 point', { cause });
+  }
+}
+
+export interface SignatureHeaders {
+  consoleId: string | undefined;
+  timestamp: number;
+  nonce: string;
+  signature: Buffer;
+}
+
+/** Reads the signature headers; throws CONSOLE_AUTH_MISSING when any is absent or malformed. */
+export function readSignatureHeaders(headers: HeaderBag): SignatureHeaders {
+  const timestamp = header(headers, CONSOLE_HEADERS.timestamp);
+  const nonce = header(headers, CONSOLE_HEADERS.nonce);
+  const signature = header(headers, CONSOLE_HEADERS.signature);
+  if (timestamp === undefined || nonce === undefined || signature === undefined) {
+    throw new BatonError(
+      'CONSOLE_AUTH_MISSING',
+      `Expected the ${CONSOLE_HEADERS.timestamp}, ${CONSOLE_HEADERS.nonce} and ${CONSOLE_HEADERS.signature} headers`,
+    );
+  }
+  if (!/^\d{1,16}$/.test(timestamp) || !NONCE_PATTERN.test(nonce) || !/^[A-Za-z0-9_-]{86}$/.test(signature)) {
+    throw new BatonError('CONSOLE_AUTH_MISSING', 'Malformed console signature headers');
+  }
+  return {
+    consoleId: header(headers, CONSOLE_HEADERS.console),
+    timestamp: Number(timestamp),
+    nonce,
+    signature: Buffer.from(signature, 'base64url'),
+  };
+}
+
+/**
+ * Checks a request's signature with the given key, its freshness and its nonce.
+ * Order: freshness first (cheap), then the signature, then the nonce is claimed — so a forged
+ * request cannot burn a legitimate console's nonce.
+ */
+export function verifySignedRequest(
+  request: SignedRequest,
+  parsed: SignatureHeaders,
+  consoleId: string,
+  key: KeyObject,
+  replay: ReplayGuard,
+  now: number,
+): void {
+  if (Math.abs(now - parsed.timestamp) > SIGNATURE_WINDOW_MS) {
+    throw new BatonError('CONSOLE_SIGNATURE_STALE', 'The request signature is outside the allowed clock window', {
+      extra: { serverTime: now },
+    });
+  }
+  const input = signingInput({
+    method: request.method,
+    path: request.path,
+    consoleId,
+    timestamp: parsed.timestamp,
+    nonce: parsed.nonce,
+    bodySha256: createHash('sha256').update(request.body).digest('hex'),
+  });
+  const ok = verify('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, parsed.signature);
+  if (!ok)
+    throw new BatonError('CONSOLE_SIGNATURE_INVALID', 'The request signature does not verify with the console key');
+  if (!replay.claim(`${consoleId}:${parsed.nonce}`)) {
+    throw new BatonError('CONSOLE_SIGNATURE_REPLAYED', 'This request nonce was already used');
+  }
+}

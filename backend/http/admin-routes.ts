@@ -1,0 +1,357 @@
+import { z } from 'zod';
+import { BatonError } from '../../shared/errors.js';
+import { EVENT_TYPES } from '../../shared/events.js';
+import {
+  CreateOperatorRequestSchema,
+  IssueConsoleTokenRequestSchema,
+  IssueEnrolmentCodeRequestSchema,
+  PreviewDecisionRequestSchema,
+  PublishPolicyRequestSchema,
+  RevokeRequestSchema,
+} from '../../shared/http-api.js';
+import { validatePolicy } from '../../shared/policy.js';
+import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type { ConsoleRegistry } from '../services/console-registry.js';
+import type { EventLog, EventFilter } from '../services/event-log.js';
+import type { OperatorDirectory } from '../services/operator-directory.js';
+import type { PolicyService } from '../services/policy-service.js';
+import type { RevocationHub } from '../services/revocation-hub.js';
+import type { SessionService } from '../services/session-service.js';
+import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
+import type { Route, RouteContext } from './router.js';
+
+export interface AdminRouteDeps {
+  store: Store;
+  registry: ConsoleRegistry;
+  operators: OperatorDirectory;
+  sessions: SessionService;
+  policies: PolicyService;
+  revocations: RevocationHub;
+  events: EventLog;
+  isConnected: (consoleId: string) => boolean;
+  clock: () => number;
+}
+
+const int = z.coerce.number().int();
+const EventFilterQuerySchema = z.strictObject({
+  operator: z.string().max(128).optional(),
+  console: z.string().max(128).optional(),
+  session: z.string().max(128).optional(),
+  type: z.enum(EVENT_TYPES).optional(),
+  origin: z.string().max(128).optional(),
+  from: int.nonnegative().optional(),
+  to: int.nonnegative().optional(),
+  after: int.nonnegative().optional(),
+  limit: int.min(1).max(1000).default(100),
+});
+
+function actorOf(ctx: RouteContext): string {
+  return ctx.actor ?? 'admin:unknown';
+}
+
+function consoleView(c: ConsoleRecord, online: boolean) {
+  return {
+    id: c.id,
+    name: c.name,
+    channel: c.channel,
+    site: c.site,
+    enrolledAt: c.enrolledAt,
+    lastSeenAt: c.lastSeenAt,
+    online,
+    policyVersion: c.policyVersion,
+    revocationEpoch: c.revocationEpoch,
+    revokedAt: c.revokedAt,
+    revokedReason: c.revokedReason,
+  };
+}
+
+function sessionAdminView(s: SessionRecord) {
+  return { ...s };
+}
+
+/** The admin API: everything an administrator does, each action recorded as an event. */
+export function adminRoutes(deps: AdminRouteDeps): Route[] {
+  const revoke = (kind: 'operator' | 'credential' | 'console' | 'session') => (ctx: RouteContext) => {
+    const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
+    const outcome = deps.revocations.revoke(kind, ctx.params.id ?? '', reason, actorOf(ctx));
+    return { epoch: outcome.revocation.epoch, sessionsRevoked: outcome.sessionsRevoked, pushedTo: outcome.pushedTo };
+  };
+
+  return [
+    {
+      method: 'POST',
+      path: '/v1/admin/console-tokens',
+      auth: 'admin',
+      handler: (ctx) => ({
+        status: 201,
+        body: deps.registry.issueToken(parseJson(ctx.req, ctx.body, IssueConsoleTokenRequestSchema), actorOf(ctx)),
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/consoles',
+      auth: 'admin',
+      handler: () => ({ consoles: deps.store.consoles.list().map((c) => consoleView(c, deps.isConnected(c.id))) }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/consoles/:id',
+      auth: 'admin',
+      handler: (ctx) => {
+        const c = deps.store.consoles.get(ctx.params.id ?? '');
+        if (c === undefined) throw new BatonError('CONSOLE_UNKNOWN', `No console "${ctx.params.id ?? ''}"`);
+        const head = deps.events.head(c.id);
+        const integrity = deps.events
+          .query({ origin: 'backend', console: c.id, limit: 1000 })
+          .filter((e) => e.type.startsWith('integrity-'));
+        return {
+          console: consoleView(c, deps.isConnected(c.id)),
+          events: { lastSeq: head.lastSeq, lastHash: head.lastHash, integrityFindings: integrity },
+          sessions: deps.store.sessions.liveOnConsole(c.id).map(sessionAdminView),
+        };
+      },
+    },
+    { method: 'POST', path: '/v1/admin/consoles/:id/revoke', auth: 'admin', handler: revoke('console') },
+    {
+      method: 'POST',
+      path: '/v1/admin/operators',
+      auth: 'admin',
+      handler: (ctx) => ({
+        status: 201,
+        body: {
+          operator: operatorView(
+            deps.operators.create(parseJson(ctx.req, ctx.body, CreateOperatorRequestSchema), actorOf(ctx)),
+          ),
+        },
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/operators',
+      auth: 'admin',
+      handler: () => ({ operators: deps.operators.list().map(operatorView) }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/operators/:id',
+      auth: 'admin',
+      handler: (ctx) => {
+        const id = ctx.params.id ?? '';
+        return {
+          operator: operatorView(deps.operators.get(id)),
+          credentials: deps.operators.credentials(id),
+          sessions: deps.store.sessions.liveForOperator(id).map(sessionAdminView),
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/operators/:id/enrolment-codes',
+      auth: 'admin',
+      handler: (ctx) => {
+        const { ttlSeconds } = parseJson(ctx.req, ctx.body, IssueEnrolmentCodeRequestSchema);
+        return { status: 201, body: deps.operators.issueCode(ctx.params.id ?? '', ttlSeconds, actorOf(ctx)) };
+      },
+    },
+    { method: 'POST', path: '/v1/admin/operators/:id/revoke', auth: 'admin', handler: revoke('operator') },
+    { method: 'POST', path: '/v1/admin/credentials/:id/revoke', auth: 'admin', handler: revoke('credential') },
+    {
+      method: 'GET',
+      path: '/v1/admin/sessions',
+      auth: 'admin',
+      handler: (ctx) => {
+        const q = parseWith(
+          z.strictObject({
+            state: z.enum(['active', 'suspended', 'ended', 'revoked', 'expired']).optional(),
+            console: z.string().max(128).optional(),
+            limit: int.min(1).max(1000).default(100),
+          }),
+          Object.fromEntries(ctx.query),
+        );
+        return {
+          sessions: deps.store.sessions
+            .list({ state: q.state, consoleId: q.console, limit: q.limit })
+            .map(sessionAdminView),
+        };
+      },
+    },
+    { method: 'POST', path: '/v1/admin/sessions/:id/revoke', auth: 'admin', handler: revoke('session') },
+    {
+      method: 'POST',
+      path: '/v1/admin/sessions/:id/end',
+      auth: 'admin',
+      handler: (ctx) => {
+        const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
+        return { session: sessionAdminView(deps.sessions.endByAdmin(ctx.params.id ?? '', reason, actorOf(ctx))) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/revocations',
+      auth: 'admin',
+      handler: (ctx) => {
+        const { since } = parseWith(
+          z.strictObject({ since: int.nonnegative().default(0) }),
+          Object.fromEntries(ctx.query),
+        );
+        return { epoch: deps.revocations.epoch, revocations: deps.store.revocations.since(since) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/revocations/:epoch/deliveries',
+      auth: 'admin',
+      handler: (ctx) => {
+        deps.revocations.flushAcks();
+        const epoch = parseWith(int.positive(), ctx.params.epoch);
+        const deliveries = deps.store.revocations.deliveries(epoch);
+        const latencies = deliveries.filter((d) => d.ackedAt !== null).map((d) => (d.ackedAt ?? 0) - d.sentAt);
+        return {
+          epoch,
+          deliveries,
+          acknowledged: latencies.length,
+          maxAckMs: latencies.length ? Math.max(...latencies) : null,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/policy',
+      auth: 'admin',
+      handler: () => deps.policies.version,
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/policy/versions',
+      auth: 'admin',
+      handler: () => ({ versions: deps.store.policies.list() }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/policy/validate',
+      auth: 'admin',
+      handler: (ctx) => {
+        const result = validatePolicy(parseJson(ctx.req, ctx.body, z.unknown()));
+        return result.ok ? { valid: true, issues: [] } : { valid: false, issues: result.issues };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/policy',
+      auth: 'admin',
+      handler: (ctx) => {
+        const { policy, baseVersion } = parseJson(ctx.req, ctx.body, PublishPolicyRequestSchema);
+        return { status: 201, body: deps.policies.publish(policy, baseVersion, actorOf(ctx)) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/policy/preview',
+      auth: 'admin',
+      handler: (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, PreviewDecisionRequestSchema);
+        const now = deps.clock();
+        const { channel, level, authAgeSeconds, sessionAgeSeconds } = input.context;
+        const decision = deps.policies.preview(
+          input.policy,
+          {
+            channel,
+            level,
+            authTime: authAgeSeconds === null ? null : now - authAgeSeconds * 1000,
+            sessionStartedAt:
+              sessionAgeSeconds === undefined || sessionAgeSeconds === null ? null : now - sessionAgeSeconds * 1000,
+            now,
+          },
+          input.action,
+        );
+        return { decision };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/events',
+      auth: 'admin',
+      handler: (ctx) => {
+        const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
+        const events = deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
+        return { events, nextCursor: events.at(-1)?.cursor ?? q.after ?? 0 };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/events/stream',
+      auth: 'admin',
+      handler: (ctx) => {
+        const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
+        const lastId = ctx.req.headers['last-event-id'];
+        const after = typeof lastId === 'string' && /^\d+$/.test(lastId) ? Number(lastId) : q.after;
+        streamEvents(ctx, deps.events, filterOf(q), after);
+        return undefined;
+      },
+    },
+  ];
+}
+
+function filterOf(q: z.infer<typeof EventFilterQuerySchema>): EventFilter {
+  return {
+    operator: q.operator,
+    console: q.console,
+    session: q.session,
+    type: q.type,
+    origin: q.origin,
+    from: q.from,
+    to: q.to,
+  };
+}
+
+function operatorView(o: {
+  id: string;
+  displayName: string;
+  roles: string[];
+  createdAt: number;
+  failedAttempts: number;
+  revokedAt: number | null;
+  revokedReason: string | null;
+}) {
+  return {
+    id: o.id,
+    displayName: o.displayName,
+    roles: o.roles,
+    createdAt: o.createdAt,
+    failedAttempts: o.failedAttempts,
+    revokedAt: o.revokedAt,
+    revokedReason: o.revokedReason,
+  };
+}
+
+/** Server-sent events: what is stored after `after`, then every new matching event as it lands. */
+function streamEvents(ctx: RouteContext, events: EventLog, filter: EventFilter, after: number | undefined): void {
+  const { res, req } = ctx;
+  res.writeHead(200, {
+    ...SECURITY_HEADERS,
+    'content-type': 'text/event-stream; charset=utf-8',
+    connection: 'keep-alive',
+  });
+  let lastCursor = after ?? 0;
+  const write = (event: { cursor: number }) => {
+    if (event.cursor <= lastCursor && event.cursor !== 0) return;
+    lastCursor = Math.max(lastCursor, event.cursor);
+    res.write(`id: ${event.cursor}\nevent: assurance-event\ndata: ${JSON.stringify(event)}\n\n`);
+  };
+  const unsubscribe = events.subscribe(filter, write);
+  if (after !== undefined) {
+    for (;;) {
+      const page = events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
+      page.forEach(write);
+      if (page.length < 500) break;
+    }
+  }
+  res.write(': connected\n\n');
+  const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  const close = () => {
+    clearInterval(keepAlive);
+    unsubscribe();
+  };
+  req.on('close', close);
+  res.on('error', close);
+}

@@ -1,0 +1,151 @@
+import {
+  ConsoleEnrolRequestSchema,
+  OperatorEnrolOptionsRequestSchema,
+  OperatorEnrolVerifyRequestSchema,
+  SessionEndRequestSchema,
+  SignInOptionsRequestSchema,
+  SignInVerifyRequestSchema,
+  StepUpOptionsRequestSchema,
+  StepUpVerifyRequestSchema,
+} from '../../shared/http-api.js';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import type { ConsoleRegistry } from '../services/console-registry.js';
+import type { OperatorDirectory } from '../services/operator-directory.js';
+import type { PolicyService } from '../services/policy-service.js';
+import type { SessionService } from '../services/session-service.js';
+import type { RevocationHub } from '../services/revocation-hub.js';
+import { parseJson } from './http-kit.js';
+import type { Route, RouteContext } from './router.js';
+
+export interface ConsoleRouteDeps {
+  registry: ConsoleRegistry;
+  operators: OperatorDirectory;
+  sessions: SessionService;
+  policies: PolicyService;
+  revocations: RevocationHub;
+}
+
+function consoleOf(ctx: RouteContext) {
+  if (ctx.console === undefined) throw new Error('console route without an authenticated console');
+  return ctx.console;
+}
+
+/** The API a console calls; every request is signed with the console key. */
+export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
+  return [
+    {
+      method: 'POST',
+      path: '/v1/consoles/enrol',
+      auth: 'enrolment',
+      handler: (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, ConsoleEnrolRequestSchema);
+        const record = deps.registry.enrol(input, {
+          method: 'POST',
+          path: ctx.rawPath,
+          headers: ctx.req.headers,
+          body: ctx.body,
+        });
+        return {
+          status: 201,
+          body: {
+            consoleId: record.id,
+            channel: record.channel,
+            site: record.site,
+            policy: { version: deps.policies.version.version, policy: deps.policies.policy },
+          },
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/console/status',
+      auth: 'console',
+      handler: (ctx) => {
+        const console = consoleOf(ctx);
+        return {
+          consoleId: console.id,
+          channel: console.channel,
+          policyVersion: deps.policies.version.version,
+          revocationEpoch: deps.revocations.epoch,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/console/policy',
+      auth: 'console',
+      handler: () => ({ version: deps.policies.version.version, policy: deps.policies.policy }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/operators/enrol/options',
+      auth: 'console',
+      handler: (ctx) => {
+        const { code } = parseJson(ctx.req, ctx.body, OperatorEnrolOptionsRequestSchema);
+        return deps.operators.registrationOptions(consoleOf(ctx), code);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/operators/enrol/verify',
+      auth: 'console',
+      handler: async (ctx) => {
+        const { code, response } = parseJson(ctx.req, ctx.body, OperatorEnrolVerifyRequestSchema);
+        return {
+          status: 201,
+          body: await deps.operators.register(consoleOf(ctx), code, response as RegistrationResponseJSON),
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sign-in/options',
+      auth: 'console',
+      handler: async (ctx) => {
+        parseJson(ctx.req, ctx.body, SignInOptionsRequestSchema);
+        return { options: await deps.sessions.signInOptions(consoleOf(ctx)) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sign-in/verify',
+      auth: 'console',
+      handler: (ctx) => {
+        const { response } = parseJson(ctx.req, ctx.body, SignInVerifyRequestSchema);
+        return deps.sessions.signIn(consoleOf(ctx), response as AuthenticationResponseJSON);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sessions/:id/step-up/options',
+      auth: 'console',
+      handler: (ctx) => {
+        const { action } = parseJson(ctx.req, ctx.body, StepUpOptionsRequestSchema);
+        return deps.sessions.stepUpOptions(consoleOf(ctx), ctx.params.id ?? '', action);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sessions/:id/step-up/verify',
+      auth: 'console',
+      handler: (ctx) => {
+        const { action, response } = parseJson(ctx.req, ctx.body, StepUpVerifyRequestSchema);
+        return deps.sessions.stepUp(
+          consoleOf(ctx),
+          ctx.params.id ?? '',
+          action,
+          response as AuthenticationResponseJSON,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sessions/:id/end',
+      auth: 'console',
+      handler: (ctx) => {
+        const { reason } = parseJson(ctx.req, ctx.body, SessionEndRequestSchema);
+        return { session: deps.sessions.end(consoleOf(ctx), ctx.params.id ?? '', reason) };
+      },
+    },
+  ];
+}

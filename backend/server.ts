@@ -1,0 +1,229 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { BatonError } from '../shared/errors.js';
+import { CONSOLE_WS_PATH } from '../shared/protocol.js';
+import type { BackendConfig } from './config.js';
+import { newSecretToken, sha256Hex } from './crypto/secrets.js';
+import { TokenIssuer } from './crypto/token-issuer.js';
+import { adminRoutes } from './http/admin-routes.js';
+import { consoleRoutes } from './http/console-routes.js';
+import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
+import { Router, isReply, type RouteContext } from './http/router.js';
+import { ConsoleRegistry } from './services/console-registry.js';
+import { EventLog } from './services/event-log.js';
+import { OperatorDirectory } from './services/operator-directory.js';
+import { PolicyService } from './services/policy-service.js';
+import { RevocationHub } from './services/revocation-hub.js';
+import { SessionService } from './services/session-service.js';
+import { ChallengeStore, WebAuthnCeremonies } from './services/webauthn-ceremonies.js';
+import type { Store } from './store/repositories.js';
+import { openSqliteStore } from './store/sqlite-store.js';
+import { ConsoleChannel } from './ws/console-channel.js';
+
+export interface BackendDeps {
+  clock?: () => number;
+  logger?: Logger;
+  store?: Store;
+}
+
+export interface Backend {
+  readonly config: BackendConfig;
+  readonly url: string;
+  readonly port: number;
+  /** The bootstrap admin token, only on the first start of a fresh data directory. */
+  readonly bootstrapAdminToken: string | undefined;
+  readonly store: Store;
+  readonly events: EventLog;
+  readonly channel: ConsoleChannel;
+  readonly revocations: RevocationHub;
+  readonly policies: PolicyService;
+  stop(): Promise<void>;
+}
+
+export const BACKEND_VERSION = '0.1.0';
+
+/** The composition root: wires the parts together and starts listening. Nothing runs on import. */
+export async function startBackend(config: BackendConfig, deps: BackendDeps = {}): Promise<Backend> {
+  const clock = deps.clock ?? Date.now;
+  const logger =
+    deps.logger ??
+    pino({
+      level: config.logLevel,
+      base: { service: 'baton-backend' },
+      redact: {
+        paths: ['req.headers.authorization', 'req.headers["x-baton-signature"]', '*.token', '*.code'],
+        censor: '[redacted]',
+      },
+    });
+  const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
+  const events = new EventLog(store, clock, logger);
+  const policies = new PolicyService(store, events, clock);
+  const tokens = await TokenIssuer.open(config.dataDir, clock);
+  const challenges = new ChallengeStore(clock, config.challengeTtlSeconds * 1000);
+  const ceremonies = new WebAuthnCeremonies({
+    rpId: config.rpId,
+    rpName: config.rpName,
+    origins: config.origins,
+    timeoutMs: config.challengeTtlSeconds * 1000,
+  });
+  const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
+  const operators = new OperatorDirectory(
+    store,
+    events,
+    policies,
+    challenges,
+    ceremonies,
+    clock,
+    config.enrolmentCodeTtlSeconds,
+  );
+  const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
+  const revocations = new RevocationHub(store, events, sessions, clock);
+  const channel = new ConsoleChannel({
+    registry,
+    events,
+    policies,
+    revocations,
+    sessions,
+    logger,
+    clock,
+    heartbeatSeconds: config.heartbeatSeconds,
+  });
+  revocations.pusher = channel;
+  sessions.commands = channel;
+
+  const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
+
+  const router = new Router().add(consoleRoutes({ registry, operators, sessions, policies, revocations })).add(
+    adminRoutes({
+      store,
+      registry,
+      operators,
+      sessions,
+      policies,
+      revocations,
+      events,
+      isConnected: (id) => channel.isConnected(id),
+      clock,
+    }),
+  );
+
+  const startedAt = clock();
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const rawPath = req.url ?? '/';
+    const url = new URL(rawPath, 'http://backend.invalid');
+    if (req.method === 'GET' && url.pathname === '/healthz') {
+      sendJson(res, 200, {
+        status: 'ok',
+        version: BACKEND_VERSION,
+        uptimeSeconds: Math.round((clock() - startedAt) / 1000),
+        consolesConnected: channel.connectionCount,
+      });
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/.well-known/jwks.json') {
+      sendJson(res, 200, tokens.jwks());
+      return;
+    }
+    const { route, params } = router.match(req.method ?? 'GET', url.pathname);
+    const body = await readBody(req);
+    const ctx: RouteContext = {
+      req,
+      res,
+      params,
+      query: url.searchParams,
+      rawPath,
+      body,
+      console: undefined,
+      actor: undefined,
+    };
+    if (route.auth === 'console') {
+      ctx.console = registry.authenticate({ method: req.method ?? 'GET', path: rawPath, headers: req.headers, body });
+    } else if (route.auth === 'admin') {
+      ctx.actor = authenticateAdmin(store, req);
+    }
+    const result = await route.handler(ctx);
+    if (result === undefined) return;
+    if (isReply(result)) sendJson(res, result.status, result.body);
+    else sendJson(res, 200, result);
+  };
+
+  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    handle(req, res).catch((error: unknown) => sendError(res, error, logger, clock()));
+  });
+  server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
+    const path = new URL(req.url ?? '/', 'http://backend.invalid').pathname;
+    if (path !== CONSOLE_WS_PATH) {
+      socket.end(
+        `HTTP/1.1 404 Not Found\r\n${Object.entries(SECURITY_HEADERS)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('\r\n')}\r\nConnection: close\r\n\r\n`,
+      );
+      return;
+    }
+    channel.handleUpgrade(req, socket, head);
+  });
+  server.on('clientError', (_error, socket) => socket.destroy());
+  server.maxHeadersCount = 64;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  channel.start();
+  const seenTimer = setInterval(() => registry.flushLastSeen(), 5000);
+  seenTimer.unref();
+
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  logger.info(
+    {
+      url,
+      dataDir: config.dataDir,
+      rpId: config.rpId,
+      origins: config.origins,
+      policyVersion: policies.version.version,
+    },
+    'baton backend listening',
+  );
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      logger.info('baton backend shutting down');
+      clearInterval(seenTimer);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await channel.close();
+      server.closeAllConnections();
+      await closed;
+      events.drain();
+      revocations.flushAcks();
+      registry.flushLastSeen();
+      store.close();
+      logger.info('baton backend stopped');
+    })();
+    return stopping;
+  };
+
+  return { config, url, port, bootstrapAdminToken, store, events, channel, revocations, policies, stop };
+}
+
+function ensureBootstrapToken(store: Store, clock: () => number, file: string | undefined): string | undefined {
+  if (store.adminTokens.any()) return undefined;
+  const token = newSecretToken('bat');
+  store.adminTokens.insert(sha256Hex(token), 'bootstrap', clock());
+  if (file !== undefined) writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+function authenticateAdmin(store: Store, req: IncomingMessage): string {
+  const header = req.headers.authorization;
+  if (header === undefined)
+    throw new BatonError('ADMIN_AUTH_REQUIRED', 'Expected "Authorization: Bearer <admin token>"');
+  const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(header);
+  if (match === null || !store.adminTokens.isValid(sha256Hex(match[1] ?? ''))) {
+    throw new BatonError('ADMIN_AUTH_INVALID', 'The admin token is not valid');
+  }
+  return 'admin:bootstrap';
+}

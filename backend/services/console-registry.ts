@@ -1,0 +1,168 @@
+import type { KeyObject } from 'node:crypto';
+import { ENROLMENT_CONSOLE_ID } from '../../shared/console-auth.js';
+import { BatonError } from '../../shared/errors.js';
+import type { P256PublicJwk } from '../../shared/http-api.js';
+import type { Policy } from '../../shared/policy.js';
+import {
+  ReplayGuard,
+  importConsoleKey,
+  jwkThumbprint,
+  readSignatureHeaders,
+  verifySignedRequest,
+  type SignedRequest,
+} from '../crypto/console-signature.js';
+import { newId, newSecretToken, sha256Hex } from '../crypto/secrets.js';
+import type { ConsoleRecord, Store } from '../store/repositories.js';
+import type { EventLog } from './event-log.js';
+
+export interface EnrolInput {
+  token: string;
+  publicKey: P256PublicJwk;
+  channel: string;
+  name?: string | undefined;
+}
+
+/** Consoles: enrolment tokens, enrolment, and proof of the console key on every request. */
+export class ConsoleRegistry {
+  private readonly keys = new Map<string, KeyObject>();
+  private readonly lastSeen = new Map<string, number>();
+  private readonly replay: ReplayGuard;
+
+  constructor(
+    private readonly store: Store,
+    private readonly events: EventLog,
+    private readonly clock: () => number,
+    private readonly currentPolicy: () => Policy,
+    private readonly tokenTtlSeconds: number,
+  ) {
+    this.replay = new ReplayGuard(clock);
+  }
+
+  issueToken(
+    input: { channel?: string | undefined; site?: string | undefined; ttlSeconds?: number | undefined },
+    actor: string,
+  ) {
+    if (input.channel !== undefined && !(input.channel in this.currentPolicy().channels)) {
+      throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
+    }
+    const token = newSecretToken('bct');
+    const now = this.clock();
+    const expiresAt = now + (input.ttlSeconds ?? this.tokenTtlSeconds) * 1000;
+    this.events.atomically(() => {
+      this.store.consoles.insertToken({
+        hash: sha256Hex(token),
+        channel: input.channel ?? null,
+        site: input.site ?? null,
+        issuedBy: actor,
+        issuedAt: now,
+        expiresAt,
+        usedAt: null,
+      });
+      this.events.record({
+        type: 'console-enrolment-token-issued',
+        subject: {},
+        outcome: 'success',
+        reasons: [],
+        detail: { actor, channel: input.channel ?? null, site: input.site ?? null, expiresAt },
+      });
+    });
+    return { token, expiresAt };
+  }
+
+  /** Enrols a console. The request must be signed with the key being enrolled (proof of possession). */
+  enrol(input: EnrolInput, request: SignedRequest): ConsoleRecord {
+    const now = this.clock();
+    const key = importConsoleKey(input.publicKey);
+    const parsed = readSignatureHeaders(request.headers);
+    verifySignedRequest(request, parsed, ENROLMENT_CONSOLE_ID, key, this.replay, now);
+    const tokenHash = sha256Hex(input.token);
+    const token = this.store.consoles.getToken(tokenHash);
+    if (token === undefined)
+      throw new BatonError('ENROLMENT_TOKEN_INVALID', 'The console enrolment token is not known');
+    if (token.usedAt !== null)
+      throw new BatonError('ENROLMENT_TOKEN_USED', 'The console enrolment token was already used');
+    if (token.expiresAt <= now)
+      throw new BatonError('ENROLMENT_TOKEN_EXPIRED', 'The console enrolment token has expired');
+    if (token.channel !== null && token.channel !== input.channel) {
+      throw new BatonError('CHANNEL_UNKNOWN', `This token enrols a "${token.channel}" console, not "${input.channel}"`);
+    }
+    if (!(input.channel in this.currentPolicy().channels)) {
+      throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
+    }
+    const record: ConsoleRecord = {
+      id: newId('con'),
+      name: input.name ?? null,
+      channel: input.channel,
+      site: token.site,
+      publicJwk: JSON.stringify(input.publicKey),
+      jkt: jwkThumbprint(input.publicKey),
+      enrolledAt: now,
+      lastSeenAt: now,
+      policyVersion: 0,
+      revocationEpoch: 0,
+      revokedAt: null,
+      revokedReason: null,
+    };
+    this.events.atomically(() => {
+      if (!this.store.consoles.useToken(tokenHash, now, record.id)) {
+        throw new BatonError('ENROLMENT_TOKEN_USED', 'The console enrolment token was already used');
+      }
+      this.store.consoles.insert(record);
+      this.events.record({
+        type: 'console-enrolled',
+        subject: { console: record.id },
+        outcome: 'success',
+        reasons: [],
+        detail: { channel: record.channel, site: record.site, name: record.name, jkt: record.jkt },
+      });
+    });
+    this.keys.set(record.id, key);
+    return record;
+  }
+
+  /** Verifies a console-signed request and returns the console; refuses unknown and revoked ones. */
+  authenticate(request: SignedRequest): ConsoleRecord {
+    const parsed = readSignatureHeaders(request.headers);
+    const id = parsed.consoleId;
+    if (id === undefined || id === ENROLMENT_CONSOLE_ID) {
+      throw new BatonError('CONSOLE_AUTH_MISSING', 'Expected the x-baton-console header');
+    }
+    const record = /^[A-Za-z0-9_]{1,64}$/.test(id) ? this.store.consoles.get(id) : undefined;
+    if (record === undefined) throw new BatonError('CONSOLE_UNKNOWN', 'No console is enrolled with this id');
+    verifySignedRequest(request, parsed, id, this.key(record), this.replay, this.clock());
+    if (record.revokedAt !== null) throw new BatonError('CONSOLE_REVOKED', 'This console has been revoked');
+    this.touch(record.id);
+    return record;
+  }
+
+  get(id: string): ConsoleRecord | undefined {
+    return this.store.consoles.get(id);
+  }
+
+  /** Notes that a console was seen; written in batches by `flushLastSeen` (many consoles, one commit). */
+  touch(id: string): void {
+    this.lastSeen.set(id, this.clock());
+  }
+
+  flushLastSeen(): void {
+    if (this.lastSeen.size === 0) return;
+    const seen = [...this.lastSeen];
+    this.lastSeen.clear();
+    this.store.transaction(() => {
+      for (const [id, at] of seen) this.store.consoles.touch(id, at);
+    });
+  }
+
+  recordPolicyVersion(id: string, version: number): void {
+    this.store.consoles.setSyncState(id, { policyVersion: version });
+  }
+
+  private key(record: ConsoleRecord): KeyObject {
+    let key = this.keys.get(record.id);
+    if (key === undefined) {
+      key = importConsoleKey(JSON.parse(record.publicJwk) as P256PublicJwk);
+      this.keys.set(record.id, key);
+    }
+    return key;
+  }
+}

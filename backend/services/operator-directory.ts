@@ -1,0 +1,253 @@
+import { randomBytes } from 'node:crypto';
+import type { RegistrationResponseJSON } from '@simplewebauthn/server';
+import { BatonError } from '../../shared/errors.js';
+import { ENROLMENT_CODE_PATTERN } from '../../shared/http-api.js';
+import { newEnrolmentCode, newId, normaliseEnrolmentCode, sha256Hex } from '../crypto/secrets.js';
+import type {
+  ConsoleRecord,
+  CredentialRecord,
+  EnrolmentCodeRecord,
+  OperatorRecord,
+  Store,
+} from '../store/repositories.js';
+import type { EventLog } from './event-log.js';
+import type { PolicyService } from './policy-service.js';
+import { readClientData, type ChallengeStore, type WebAuthnCeremonies } from './webauthn-ceremonies.js';
+
+export interface CredentialSummary {
+  id: string;
+  deviceBound: boolean;
+  aaguid: string;
+  attestationFmt: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+  revokedReason: string | null;
+  registeredOnConsole: string;
+}
+
+export function credentialSummary(c: CredentialRecord): CredentialSummary {
+  return {
+    id: c.id,
+    deviceBound: c.deviceBound,
+    aaguid: c.aaguid,
+    attestationFmt: c.attestationFmt,
+    createdAt: c.createdAt,
+    lastUsedAt: c.lastUsedAt,
+    revokedAt: c.revokedAt,
+    revokedReason: c.revokedReason,
+    registeredOnConsole: c.registeredOnConsole,
+  };
+}
+
+/** Operators, their one-time enrolment codes and their passkeys. */
+export class OperatorDirectory {
+  constructor(
+    private readonly store: Store,
+    private readonly events: EventLog,
+    private readonly policies: PolicyService,
+    private readonly challenges: ChallengeStore,
+    private readonly ceremonies: WebAuthnCeremonies,
+    private readonly clock: () => number,
+    private readonly codeTtlSeconds: number,
+  ) {}
+
+  create(input: { id?: string | undefined; displayName: string; roles: string[] }, actor: string): OperatorRecord {
+    const record: OperatorRecord = {
+      id: input.id ?? newId('op'),
+      displayName: input.displayName,
+      roles: [...new Set(input.roles)],
+      webauthnUserId: randomBytes(32).toString('base64url'),
+      createdAt: this.clock(),
+      failedAttempts: 0,
+      revokedAt: null,
+      revokedReason: null,
+    };
+    this.events.atomically(() => {
+      if (this.store.operators.get(record.id) !== undefined) {
+        throw new BatonError('OPERATOR_ID_TAKEN', `An operator "${record.id}" already exists`);
+      }
+      this.store.operators.insert(record);
+      this.events.record({
+        type: 'operator-created',
+        subject: { operator: record.id },
+        outcome: 'success',
+        reasons: [],
+        detail: { actor, roles: record.roles.join(' ') },
+      });
+    });
+    return record;
+  }
+
+  get(id: string): OperatorRecord {
+    const operator = this.store.operators.get(id);
+    if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${id}"`);
+    return operator;
+  }
+
+  list(): OperatorRecord[] {
+    return this.store.operators.list();
+  }
+
+  credentials(operatorId: string): CredentialSummary[] {
+    this.get(operatorId);
+    return this.store.operators.listCredentials(operatorId).map(credentialSummary);
+  }
+
+  issueCode(operatorId: string, ttlSeconds: number | undefined, actor: string): { code: string; expiresAt: number } {
+    const operator = this.get(operatorId);
+    if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operatorId}" is revoked`);
+    const code = newEnrolmentCode();
+    const now = this.clock();
+    const expiresAt = now + (ttlSeconds ?? this.codeTtlSeconds) * 1000;
+    this.events.atomically(() => {
+      this.store.operators.insertCode({
+        hash: sha256Hex(code),
+        operatorId,
+        issuedBy: actor,
+        issuedAt: now,
+        expiresAt,
+        usedAt: null,
+      });
+      this.events.record({
+        type: 'operator-enrolment-code-issued',
+        subject: { operator: operatorId },
+        outcome: 'success',
+        reasons: [],
+        detail: { actor, expiresAt },
+      });
+    });
+    return { code, expiresAt };
+  }
+
+  /** Step one of passkey registration on a console: check the code and issue creation options. */
+  async registrationOptions(console: ConsoleRecord, typedCode: string) {
+    const { record, hash } = this.usableCode(typedCode);
+    const operator = this.get(record.operatorId);
+    if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
+    const rules = this.policies.policy.credentials;
+    const challenge = this.challenges.create({
+      purpose: 'registration',
+      consoleId: console.id,
+      codeHash: hash,
+      operatorId: operator.id,
+    });
+    const options = await this.ceremonies.registrationOptions({
+      challenge,
+      userId: Buffer.from(operator.webauthnUserId, 'base64url'),
+      userName: operator.id,
+      displayName: operator.displayName,
+      userVerification: rules.userVerification,
+      attestation: rules.attestation,
+      exclude: this.store.operators.listCredentials(operator.id).map((c) => ({ id: c.id, transports: c.transports })),
+    });
+    return { options, operator: { id: operator.id, displayName: operator.displayName } };
+  }
+
+  /** Step two: verify the new credential against the policy's credential rules and store it. */
+  async register(console: ConsoleRecord, typedCode: string, response: RegistrationResponseJSON) {
+    const client = readClientData(response.response.clientDataJSON);
+    const context = this.challenges.consume(client.challenge, console.id);
+    const { record, hash } = this.usableCode(typedCode);
+    if (context.purpose !== 'registration' || context.codeHash !== hash) {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this enrolment code');
+    }
+    const operator = this.get(record.operatorId);
+    if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
+    const rules = this.policies.policy.credentials;
+    const refuse = (
+      code: 'CREDENTIAL_NOT_DEVICE_BOUND' | 'CREDENTIAL_AAGUID_NOT_ALLOWED' | 'CREDENTIAL_ALREADY_REGISTERED',
+      message: string,
+      aaguid: string,
+    ): never => {
+      this.events.record({
+        type: 'credential-change',
+        subject: { operator: operator.id, console: console.id },
+        outcome: 'failure',
+        reasons: [code.toLowerCase().replace(/_/g, '-')],
+        detail: { credential_type: 'fido2-roaming', change_type: 'create', fido2_aaguid: aaguid },
+      });
+      throw new BatonError(code, message);
+    };
+    const info = await this.ceremonies.verifyRegistration(
+      response,
+      client.challenge,
+      rules.userVerification === 'required',
+    );
+    const deviceBound = info.credentialDeviceType === 'singleDevice';
+    if (rules.deviceBoundOnly && !deviceBound) {
+      refuse(
+        'CREDENTIAL_NOT_DEVICE_BOUND',
+        'Policy allows device-bound credentials only; this one can be synced',
+        info.aaguid,
+      );
+    }
+    if (rules.aaguidAllowList.length > 0 && (info.fmt === 'none' || !rules.aaguidAllowList.includes(info.aaguid))) {
+      refuse(
+        'CREDENTIAL_AAGUID_NOT_ALLOWED',
+        `Authenticator model ${info.aaguid} (${info.fmt} attestation) is not on the allow-list`,
+        info.aaguid,
+      );
+    }
+    if (this.store.operators.getCredential(info.credential.id) !== undefined) {
+      refuse('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered', info.aaguid);
+    }
+    const now = this.clock();
+    const credential: CredentialRecord = {
+      id: info.credential.id,
+      operatorId: operator.id,
+      publicKey: info.credential.publicKey,
+      counter: info.credential.counter,
+      transports: info.credential.transports ?? response.response.transports ?? [],
+      deviceBound,
+      backedUp: info.credentialBackedUp,
+      aaguid: info.aaguid,
+      attestationFmt: info.fmt,
+      registeredOnConsole: console.id,
+      createdAt: now,
+      lastUsedAt: null,
+      revokedAt: null,
+      revokedReason: null,
+    };
+    this.events.atomically(() => {
+      if (!this.store.operators.useCode(hash, now, credential.id)) {
+        throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
+      }
+      this.store.operators.insertCredential(credential);
+      this.events.record({
+        type: 'credential-change',
+        subject: { operator: operator.id, console: console.id, credential: credential.id },
+        outcome: 'success',
+        reasons: [],
+        detail: {
+          credential_type: 'fido2-roaming',
+          change_type: 'create',
+          fido2_aaguid: credential.aaguid,
+          attestation: info.fmt,
+          deviceBound,
+        },
+      });
+      this.events.record({
+        type: 'operator-enrolled',
+        subject: { operator: operator.id, console: console.id, credential: credential.id },
+        outcome: 'success',
+        reasons: [],
+      });
+    });
+    return { operatorId: operator.id, displayName: operator.displayName, credential: credentialSummary(credential) };
+  }
+
+  private usableCode(typed: string): { record: EnrolmentCodeRecord; hash: string } {
+    const code = normaliseEnrolmentCode(typed);
+    if (!ENROLMENT_CODE_PATTERN.test(code)) {
+      throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
+    }
+    const hash = sha256Hex(code);
+    const record = this.store.operators.getCode(hash);
+    if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
+    if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
+    if (record.expiresAt <= this.clock())
+      throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
+    return { record, hash };
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Numbered migrations. Each runs once, in order, inside a transaction; `PRAGMA user_version`
+ * records the last applied. Never edit a shipped migration: add the next number.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+
+      CREATE TABLE admin_tokens (
+        token_hash TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        disabled_at INTEGER
+      ) STRICT;
+
+      CREATE TABLE consoles (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        channel TEXT NOT NULL,
+        site TEXT,
+        public_jwk TEXT NOT NULL,
+        jkt TEXT NOT NULL UNIQUE,
+        enrolled_at INTEGER NOT NULL,
+        last_seen_at INTEGER,
+        policy_version INTEGER NOT NULL DEFAULT 0,
+        revocation_epoch INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER,
+        revoked_reason TEXT
+      ) STRICT;
+
+      CREATE TABLE console_enrolment_tokens (
+        token_hash TEXT PRIMARY KEY,
+        channel TEXT,
+        site TEXT,
+        issued_by TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        console_id TEXT
+      ) STRICT;
+
+      CREATE TABLE operators (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        webauthn_user_id TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        failed_attempts INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER,
+        revoked_reason TEXT
+      ) STRICT;
+
+      CREATE TABLE operator_enrolment_codes (
+        code_hash TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        issued_by TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        credential_id TEXT
+      ) STRICT;
+
+      CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        public_key BLOB NOT NULL,
+        counter INTEGER NOT NULL,
+        transports TEXT NOT NULL,
+        device_bound INTEGER NOT NULL,
+        backed_up INTEGER NOT NULL,
+        aaguid TEXT NOT NULL,
+        attestation_fmt TEXT NOT NULL,
+        registered_on_console TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER,
+        revoked_reason TEXT
+      ) STRICT;
+      CREATE INDEX credentials_operator ON credentials(operator_id);
+
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        console_id TEXT NOT NULL REFERENCES consoles(id),
+        channel TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        level TEXT NOT NULL,
+        auth_time INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        suspended_at INTEGER,
+        ended_at INTEGER,
+        end_reason TEXT
+      ) STRICT;
+      CREATE INDEX sessions_console_state ON sessions(console_id, state);
+      CREATE INDEX sessions_operator_state ON sessions(operator_id, state);
+
+      CREATE TABLE policy_versions (
+        version INTEGER PRIMARY KEY,
+        document TEXT NOT NULL,
+        published_at INTEGER NOT NULL,
+        published_by TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE revocations (
+        epoch INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        operator_id TEXT,
+        console_id TEXT,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE revocation_deliveries (
+        epoch INTEGER NOT NULL,
+        console_id TEXT NOT NULL,
+        sent_at INTEGER NOT NULL,
+        acked_at INTEGER,
+        PRIMARY KEY (epoch, console_id)
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE event_streams (
+        origin TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_hash TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE events (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        operator_id TEXT,
+        console_id TEXT,
+        session_id TEXT,
+        body TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        integrity TEXT,
+        UNIQUE (origin, seq)
+      );
+      CREATE INDEX events_operator ON events(operator_id, cursor) WHERE operator_id IS NOT NULL;
+      CREATE INDEX events_console ON events(console_id, cursor) WHERE console_id IS NOT NULL;
+      CREATE INDEX events_session ON events(session_id, cursor) WHERE session_id IS NOT NULL;
+      CREATE INDEX events_type ON events(type, cursor);
+      CREATE INDEX events_time ON events(time);
+    `,
+  },
+];

@@ -1,0 +1,64 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { MIGRATIONS, type Migration } from './migrations.js';
+import type { Store } from './repositories.js';
+import {
+  SqliteAdminTokens,
+  SqliteConsoles,
+  SqliteMeta,
+  SqliteOperators,
+  SqlitePolicies,
+  SqliteRevocations,
+  SqliteSessions,
+} from './sqlite-repositories.js';
+import { SqliteEvents } from './sqlite-events.js';
+
+export const DATABASE_FILE = 'baton.db';
+
+export interface SqliteStoreOptions {
+  dataDir: string;
+  /** FULL: a commit is on disk before it returns (survives power loss); NORMAL: survives kill -9. */
+  durability: 'full' | 'normal';
+}
+
+export function migrate(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (current > latest) {
+    throw new Error(`The database is at schema version ${current}, newer than this build knows (${latest})`);
+  }
+  for (const migration of migrations) {
+    if (migration.version <= current) continue;
+    db.transaction(() => {
+      db.exec(migration.sql);
+      db.pragma(`user_version = ${migration.version}`);
+    })();
+  }
+  return latest;
+}
+
+export function openSqliteStore(options: SqliteStoreOptions): Store {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const db = new Database(join(options.dataDir, DATABASE_FILE));
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return {
+    consoles: new SqliteConsoles(db),
+    operators: new SqliteOperators(db),
+    sessions: new SqliteSessions(db),
+    policies: new SqlitePolicies(db),
+    revocations: new SqliteRevocations(db),
+    events: new SqliteEvents(db),
+    adminTokens: new SqliteAdminTokens(db),
+    meta: new SqliteMeta(db),
+    transaction: <T>(fn: () => T): T => db.transaction(fn)(),
+    close: () => {
+      db.pragma('wal_checkpoint(TRUNCATE)');
+      db.close();
+    },
+  };
+}

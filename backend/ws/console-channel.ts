@@ -1,0 +1,334 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { BatonError } from '../../shared/errors.js';
+import {
+  AGENT_MESSAGE_TYPES,
+  AgentMessageSchema,
+  CLOSE_CODES,
+  MAX_MESSAGE_BYTES,
+  type AgentMessage,
+  type BackendMessage,
+  type HelloMessage,
+} from '../../shared/protocol.js';
+import { toFieldIssues } from '../../shared/policy.js';
+import type { ConsoleRecord } from '../store/repositories.js';
+import type { ConsoleRegistry } from '../services/console-registry.js';
+import type { EventLog } from '../services/event-log.js';
+import type { PolicyService } from '../services/policy-service.js';
+import type { ConsolePusher, RevocationHub } from '../services/revocation-hub.js';
+import type { SessionService } from '../services/session-service.js';
+import { errorBody } from '../http/http-kit.js';
+import { newId } from '../crypto/secrets.js';
+
+interface Connection {
+  socket: WebSocket;
+  console: ConsoleRecord;
+  alive: boolean;
+  hello: HelloMessage | undefined;
+}
+
+interface PendingCommand {
+  commandId: string;
+  data: string;
+}
+
+export interface ConsoleChannelDeps {
+  registry: ConsoleRegistry;
+  events: EventLog;
+  policies: PolicyService;
+  revocations: RevocationHub;
+  sessions: SessionService;
+  logger: Logger;
+  clock: () => number;
+  heartbeatSeconds: number;
+}
+
+/**
+ * One WebSocket per console. The upgrade request is signed with the console key and checked
+ * before the socket is accepted; the first message must be `hello`. Every message is validated
+ * against its schema; a bad one gets an `error` message and a close code, never a crash.
+ */
+export class ConsoleChannel implements ConsolePusher {
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Map<string, Connection>();
+  private readonly pendingCommands = new Map<string, Map<string, PendingCommand>>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  constructor(private readonly deps: ConsoleChannelDeps) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_MESSAGE_BYTES,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    deps.policies.onPublish((version) => {
+      const data = JSON.stringify({
+        type: 'policy',
+        version: version.version,
+        policy: version.policy,
+      } satisfies BackendMessage);
+      for (const connection of this.connections.values()) if (connection.hello) this.sendData(connection, data);
+    });
+  }
+
+  start(): void {
+    this.heartbeat = setInterval(() => this.beat(), this.deps.heartbeatSeconds * 1000);
+    this.heartbeat.unref();
+  }
+
+  /** Authenticates the upgrade, then hands the socket to `ws`. Refusals are plain HTTP errors. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closing) {
+      refuse(socket, new BatonError('SHUTTING_DOWN', 'The backend is shutting down'), this.deps.clock());
+      return;
+    }
+    let console: ConsoleRecord;
+    try {
+      console = this.deps.registry.authenticate({
+        method: 'GET',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: new Uint8Array(),
+      });
+    } catch (error) {
+      const baton =
+        error instanceof BatonError ? error : new BatonError('INTERNAL', 'Internal error', { cause: error });
+      refuse(socket, baton, this.deps.clock());
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, console));
+  }
+
+  private accept(socket: WebSocket, console: ConsoleRecord): void {
+    const previous = this.connections.get(console.id);
+    if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
+    const connection: Connection = { socket, console, alive: true, hello: undefined };
+    this.connections.set(console.id, connection);
+    socket.on('pong', () => {
+      connection.alive = true;
+    });
+    socket.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
+    socket.on('error', (error) => this.deps.logger.debug({ err: error, console: console.id }, 'console socket error'));
+    socket.on('close', () => {
+      if (this.connections.get(console.id) === connection) this.connections.delete(console.id);
+      this.deps.registry.touch(console.id);
+    });
+  }
+
+  private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
+    connection.alive = true;
+    let parsed: unknown;
+    try {
+      if (isBinary) throw new Error('binary frame');
+      parsed = JSON.parse(rawText(data));
+    } catch {
+      this.violate(connection, 'BAD_JSON', CLOSE_CODES.BAD_JSON, 'Expected a JSON text message');
+      return;
+    }
+    const type = typeof parsed === 'object' && parsed !== null ? (parsed as { type?: unknown }).type : undefined;
+    if (typeof type !== 'string' || !(AGENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
+      this.violate(
+        connection,
+        'MESSAGE_TYPE_UNKNOWN',
+        CLOSE_CODES.MESSAGE_TYPE_UNKNOWN,
+        `Unknown message type ${JSON.stringify(type)}`,
+      );
+      return;
+    }
+    const result = AgentMessageSchema.safeParse(parsed);
+    if (!result.success) {
+      const issue = toFieldIssues(result.error)[0];
+      const code = type === 'events' ? 'EVENT_SCHEMA_INVALID' : 'SCHEMA_INVALID';
+      this.violate(
+        connection,
+        code,
+        CLOSE_CODES.SCHEMA_INVALID,
+        `Invalid "${type}" message: ${issue?.path ?? ''} ${issue?.message ?? ''}`,
+      );
+      return;
+    }
+    const message: AgentMessage = result.data;
+    if (connection.hello === undefined && message.type !== 'hello') {
+      this.violate(connection, 'SCHEMA_INVALID', CLOSE_CODES.HELLO_REQUIRED, 'The first message must be "hello"');
+      return;
+    }
+    try {
+      this.dispatch(connection, message);
+    } catch (error) {
+      this.deps.logger.error({ err: error, console: connection.console.id }, 'console message failed');
+      this.violate(connection, 'INTERNAL', CLOSE_CODES.INTERNAL, 'Internal error');
+    }
+  }
+
+  private dispatch(connection: Connection, message: AgentMessage): void {
+    const consoleId = connection.console.id;
+    switch (message.type) {
+      case 'hello': {
+        connection.hello = message;
+        const head = this.deps.events.head(consoleId);
+        this.send(connection, {
+          type: 'welcome',
+          consoleId,
+          channel: connection.console.channel,
+          ackedSeq: head.lastSeq,
+          lastHash: head.lastHash,
+          serverTime: this.deps.clock(),
+          heartbeatSeconds: this.deps.heartbeatSeconds,
+        });
+        const current = this.deps.policies.version;
+        if (current.version !== message.policyVersion) {
+          this.send(connection, { type: 'policy', version: current.version, policy: current.policy });
+        }
+        const catchUp = this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
+        if (catchUp !== undefined) this.send(connection, catchUp);
+        for (const command of this.pendingCommands.get(consoleId)?.values() ?? [])
+          this.sendData(connection, command.data);
+        return;
+      }
+      case 'events': {
+        this.deps.events.ingest(consoleId, message.events).then(
+          (result) => {
+            this.deps.sessions.applyConsoleEvents(consoleId, message.events);
+            this.send(connection, { type: 'events-ack', upToSeq: result.upToSeq, findings: result.findings });
+          },
+          () =>
+            this.violate(
+              connection,
+              'INTERNAL',
+              CLOSE_CODES.INTERNAL,
+              'The events could not be stored; send them again',
+            ),
+        );
+        return;
+      }
+      case 'ack': {
+        switch (message.of) {
+          case 'revocation':
+            this.deps.revocations.acknowledge(consoleId, message.epoch);
+            return;
+          case 'policy':
+            this.deps.registry.recordPolicyVersion(consoleId, message.version);
+            return;
+          case 'command':
+            this.pendingCommands.get(consoleId)?.delete(message.commandId);
+            return;
+        }
+      }
+    }
+  }
+
+  /** Sends `end-session` now if connected, and again on every reconnect until acknowledged. */
+  endSession(consoleId: string, sessionId: string, reason: string): void {
+    const commandId = newId('cmd');
+    const data = JSON.stringify({
+      type: 'command',
+      commandId,
+      command: 'end-session',
+      sessionId,
+      reason: reason.slice(0, 500),
+    } satisfies BackendMessage);
+    let pending = this.pendingCommands.get(consoleId);
+    if (pending === undefined) {
+      pending = new Map();
+      this.pendingCommands.set(consoleId, pending);
+    }
+    pending.set(commandId, { commandId, data });
+    this.sendRaw(consoleId, data);
+  }
+
+  connectedConsoleIds(): Iterable<string> {
+    return this.connections.keys();
+  }
+
+  isConnected(consoleId: string): boolean {
+    return this.connections.has(consoleId);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  sendRaw(consoleId: string, data: string): boolean {
+    const connection = this.connections.get(consoleId);
+    if (connection === undefined || connection.hello === undefined) return false;
+    return this.sendData(connection, data);
+  }
+
+  disconnect(consoleId: string, _reason: 'revoked'): void {
+    const connection = this.connections.get(consoleId);
+    if (connection === undefined) return;
+    this.send(connection, {
+      type: 'error',
+      code: 'CONSOLE_REVOKED',
+      message: 'This console has been revoked',
+      fatal: true,
+    });
+    connection.socket.close(CLOSE_CODES.CONSOLE_REVOKED, 'console revoked');
+  }
+
+  /** Closes every console socket with 1001 (going away) and stops accepting new ones. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    const closed = [...this.connections.values()].map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          c.socket.once('close', () => resolve());
+          c.socket.close(CLOSE_CODES.GOING_AWAY, 'backend shutting down');
+          setTimeout(() => {
+            c.socket.terminate();
+            resolve();
+          }, 1000).unref();
+        }),
+    );
+    await Promise.all(closed);
+    this.wss.close();
+  }
+
+  private beat(): void {
+    for (const connection of this.connections.values()) {
+      if (!connection.alive) {
+        this.deps.logger.info({ console: connection.console.id }, 'console missed a heartbeat; terminating');
+        connection.socket.terminate();
+        continue;
+      }
+      connection.alive = false;
+      connection.socket.ping();
+    }
+  }
+
+  private send(connection: Connection, message: BackendMessage): void {
+    this.sendData(connection, JSON.stringify(message));
+  }
+
+  private sendData(connection: Connection, data: string): boolean {
+    if (connection.socket.readyState !== WebSocket.OPEN) return false;
+    connection.socket.send(data);
+    return true;
+  }
+
+  private violate(connection: Connection, code: BatonError['code'], closeCode: number, message: string): void {
+    this.deps.logger.warn({ console: connection.console.id, code }, 'console protocol violation');
+    this.send(connection, { type: 'error', code, message, fatal: true });
+    connection.socket.close(closeCode, code);
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data as ArrayBuffer).toString('utf8');
+}
+
+function refuse(socket: Duplex, error: BatonError, now: number): void {
+  const body = JSON.stringify(errorBody(error, now));
+  socket.end(
+    `HTTP/1.1 ${error.status} ${error.status === 401 ? 'Unauthorized' : error.status === 403 ? 'Forbidden' : 'Error'}\r\n` +
+      'Content-Type: application/json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}

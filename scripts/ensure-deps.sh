@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what Baton needs on a fresh Debian machine with Node >= 20, and says plainly what it could not do.
+# Usage: scripts/ensure-deps.sh [--browser] [--secret-service]
+set -u
+cd "$(dirname "$0")/.."
+
+want_browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=1 ;;
+  esac
+done
+
+say() { printf '[baton setup] %s\n' "$*"; }
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  say "Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))."
+  exit 1
+fi
+
+# npm packages: install when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci)…"
+  # electron's runtime download is lazy (first run), so this works without access to its release host.
+  if ! npm ci --no-audit --no-fund >/tmp/baton-npm-ci.log 2>&1; then
+    say "npm ci failed; see /tmp/baton-npm-ci.log"
+    tail -20 /tmp/baton-npm-ci.log
+    exit 1
+  fi
+fi
+
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" != "0" ]; then
+    say "cannot install Debian package(s) $* (not running as root): install them with 'sudo apt-get install -y $*'."
+    return 1
+  fi
+  if [ "$apt_updated" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+    apt_updated=1
+  fi
+  say "installing Debian package(s): $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/tmp/baton-apt.log 2>&1 || {
+    say "apt-get install $* failed; see /tmp/baton-apt.log"
+    return 1
+  }
+}
+
+if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium || say "end-to-end browser tests will be skipped: /usr/bin/chromium is missing."
+fi
+exit 0

@@ -1,0 +1,161 @@
+import { z } from 'zod';
+import { IdSchema } from './events.js';
+import { LevelSchema, CHANNEL_NAME } from './policy.js';
+
+/**
+ * Request bodies of the console HTTP API (all signed with the console key, see console-auth.ts)
+ * and of the admin API. The backend validates every body against these before any work.
+ */
+export const MAX_HTTP_BODY_BYTES = 64 * 1024;
+
+const b64url = (max: number) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9_-]*$/, 'expected base64url')
+    .max(max);
+
+export const RegistrationResponseSchema = z.object({
+  id: b64url(1400).min(1),
+  rawId: b64url(1400).min(1),
+  type: z.literal('public-key'),
+  response: z.object({
+    clientDataJSON: b64url(4096),
+    attestationObject: b64url(32 * 1024),
+    authenticatorData: b64url(8192).optional(),
+    transports: z.array(z.string().max(32)).max(8).optional(),
+    publicKeyAlgorithm: z.number().int().optional(),
+    publicKey: b64url(4096).optional(),
+  }),
+  authenticatorAttachment: z.enum(['platform', 'cross-platform']).optional(),
+  clientExtensionResults: z.record(z.string(), z.unknown()),
+});
+
+export const AuthenticationResponseSchema = z.object({
+  id: b64url(1400).min(1),
+  rawId: b64url(1400).min(1),
+  type: z.literal('public-key'),
+  response: z.object({
+    clientDataJSON: b64url(4096),
+    authenticatorData: b64url(8192),
+    signature: b64url(1024),
+    userHandle: b64url(256).optional(),
+  }),
+  authenticatorAttachment: z.enum(['platform', 'cross-platform']).optional(),
+  clientExtensionResults: z.record(z.string(), z.unknown()),
+});
+
+export const P256PublicJwkSchema = z.strictObject({
+  kty: z.literal('EC'),
+  crv: z.literal('P-256'),
+  x: b64url(64).length(43),
+  y: b64url(64).length(43),
+});
+export type P256PublicJwk = z.infer<typeof P256PublicJwkSchema>;
+
+export const ENROLMENT_CODE_PATTERN = /^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$/;
+
+// ---- console API ----
+
+export const ConsoleEnrolRequestSchema = z.strictObject({
+  token: z.string().min(10).max(200),
+  publicKey: P256PublicJwkSchema,
+  channel: z.string().regex(CHANNEL_NAME),
+  name: z.string().min(1).max(100).optional(),
+});
+
+export const OperatorEnrolOptionsRequestSchema = z.strictObject({
+  code: z.string().max(40),
+});
+
+export const OperatorEnrolVerifyRequestSchema = z.strictObject({
+  code: z.string().max(40),
+  response: RegistrationResponseSchema,
+});
+
+export const SignInOptionsRequestSchema = z.strictObject({});
+
+export const SignInVerifyRequestSchema = z.strictObject({
+  response: AuthenticationResponseSchema,
+});
+
+export const StepUpOptionsRequestSchema = z.strictObject({
+  action: z.string().max(100),
+});
+
+export const StepUpVerifyRequestSchema = z.strictObject({
+  action: z.string().max(100),
+  response: AuthenticationResponseSchema,
+});
+
+export const SessionEndRequestSchema = z.strictObject({
+  reason: z.enum(['sign-out', 'evicted', 'expired', 'idle-timeout']),
+});
+
+/** The session as the backend describes it to a console. */
+export const SessionViewSchema = z.object({
+  id: IdSchema,
+  operatorId: IdSchema,
+  operatorName: z.string(),
+  consoleId: IdSchema,
+  channel: z.string(),
+  level: LevelSchema,
+  aal: z.number(),
+  acr: z.string(),
+  amr: z.array(z.string()),
+  authTime: z.number(),
+  startedAt: z.number(),
+  expiresAt: z.number(),
+  state: z.enum(['active', 'suspended', 'ended', 'revoked', 'expired']),
+});
+export type SessionView = z.infer<typeof SessionViewSchema>;
+
+// ---- admin API ----
+
+export const IssueConsoleTokenRequestSchema = z.strictObject({
+  channel: z.string().regex(CHANNEL_NAME).optional(),
+  site: z.string().min(1).max(100).optional(),
+  ttlSeconds: z
+    .int()
+    .min(60)
+    .max(30 * 24 * 3600)
+    .optional(),
+});
+
+export const CreateOperatorRequestSchema = z.strictObject({
+  id: IdSchema.optional(),
+  displayName: z.string().trim().min(1).max(100),
+  roles: z
+    .array(z.string().regex(/^[a-z][a-z0-9-]{0,39}$/))
+    .max(20)
+    .default([]),
+});
+
+export const IssueEnrolmentCodeRequestSchema = z.strictObject({
+  ttlSeconds: z
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .optional(),
+});
+
+export const RevokeRequestSchema = z.strictObject({
+  reason: z.string().trim().min(1, 'a reason is required').max(500),
+});
+
+export const PublishPolicyRequestSchema = z.strictObject({
+  /** The version the edit started from; publishing fails if another version was published since. */
+  baseVersion: z.int().nonnegative(),
+  policy: z.unknown(),
+});
+
+export const PreviewDecisionRequestSchema = z.strictObject({
+  /** A draft to evaluate; the current published policy when absent. */
+  policy: z.unknown().optional(),
+  action: z.string().max(100),
+  context: z.strictObject({
+    channel: z.string().max(40),
+    level: LevelSchema.nullable(),
+    authAgeSeconds: z.number().nonnegative().nullable(),
+    sessionAgeSeconds: z.number().nonnegative().nullable().optional(),
+  }),
+});

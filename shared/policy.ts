@@ -1,0 +1,182 @@
+import { z } from 'zod';
+import type { FieldIssue } from './errors.js';
+import { ASSURANCE_LEVELS, LEVEL_PROFILES, levelRank } from './levels.js';
+
+/**
+ * The policy document: one model for every channel. Admins publish versions; the backend and the
+ * agent evaluate the same document with `evaluatePolicy`.
+ */
+export const CHANNEL_NAME = /^[a-z][a-z0-9-]{1,39}$/;
+export const ACTION_NAME = /^[a-z][a-z0-9-]{0,39}(\.[a-z][a-z0-9-]{0,39}){1,3}$/;
+const AAGUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export const LevelSchema = z.enum(ASSURANCE_LEVELS);
+
+const seconds = (min: number, max: number) => z.int().min(min).max(max);
+
+export const ChannelPolicySchema = z.strictObject({
+  /** Idle time before the console locks over the workspace. */
+  idleLockSeconds: seconds(5, 3600),
+  /** Maximum session lifetime; capped per level by NIST 800-63B rev 4 in the evaluator. */
+  maxSessionSeconds: seconds(60, 30 * 24 * 3600),
+  /** How long a locked or suspended session can be resumed by its operator. */
+  continuitySeconds: seconds(0, 24 * 3600),
+  /** Sessions held at once on one console; the oldest suspended one is ended first. */
+  maxSessions: z.int().min(1).max(50),
+  /** How long a suspended session may be resumed while the backend is unreachable. */
+  offlineGraceSeconds: seconds(0, 24 * 3600),
+  /** Levels that may start a session on this channel. */
+  allowedLevels: z.array(LevelSchema).min(1).max(ASSURANCE_LEVELS.length),
+  /** Lifetime of the assurance token the backend issues to a console. */
+  tokenTtlSeconds: seconds(30, 3600),
+});
+
+export const ActionPolicySchema = z.strictObject({
+  level: LevelSchema,
+  /** Maximum age of the authentication for this action, in seconds. */
+  maxAgeSeconds: seconds(0, 30 * 24 * 3600),
+  /** When present, the action is allowed only on these channels. */
+  channels: z.array(z.string().regex(CHANNEL_NAME)).min(1).optional(),
+});
+
+export const CredentialRulesSchema = z.strictObject({
+  /** Refuse backup-eligible (syncable) credentials at registration and sign-in. */
+  deviceBoundOnly: z.boolean(),
+  userVerification: z.enum(['required', 'preferred']),
+  /** Empty: any authenticator. Otherwise only these AAGUIDs may register. */
+  aaguidAllowList: z.array(z.string().regex(AAGUID, 'expected a lower-case AAGUID')).max(200),
+  attestation: z.enum(['direct', 'none']),
+});
+
+export const AgentRulesSchema = z.strictObject({
+  /** Cap on the agent's on-disk outbox of unacknowledged events. */
+  outboxMaxEvents: z.int().min(1000).max(10_000_000),
+  heartbeatSeconds: seconds(5, 300),
+});
+
+export const PolicySchema = z
+  .strictObject({
+    channels: z.record(
+      z.string().regex(CHANNEL_NAME, 'expected a channel name like "branch-kiosk"'),
+      ChannelPolicySchema,
+    ),
+    credentials: CredentialRulesSchema,
+    actions: z.record(
+      z.string().regex(ACTION_NAME, 'expected an action name like "payment.approve"'),
+      ActionPolicySchema,
+    ),
+    agent: AgentRulesSchema,
+  })
+  .superRefine((policy, ctx) => {
+    if (Object.keys(policy.channels).length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['channels'], message: 'at least one channel is required' });
+    }
+    for (const [name, channel] of Object.entries(policy.channels)) {
+      if (new Set(channel.allowedLevels).size !== channel.allowedLevels.length) {
+        ctx.addIssue({ code: 'custom', path: ['channels', name, 'allowedLevels'], message: 'levels must not repeat' });
+      }
+      const lowest = [...channel.allowedLevels].sort((a, b) => levelRank(a) - levelRank(b))[0];
+      if (lowest !== undefined && channel.idleLockSeconds > LEVEL_PROFILES[lowest].nistMaxIdleSeconds) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['channels', name, 'idleLockSeconds'],
+          message: `exceeds the NIST 800-63B inactivity limit of ${LEVEL_PROFILES[lowest].nistMaxIdleSeconds} s for level "${lowest}"`,
+        });
+      }
+    }
+    for (const [name, action] of Object.entries(policy.actions)) {
+      for (const [i, channel] of (action.channels ?? []).entries()) {
+        if (!(channel in policy.channels)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['actions', name, 'channels', i],
+            message: `unknown channel "${channel}"`,
+          });
+        }
+      }
+    }
+  });
+
+export type ChannelPolicy = z.infer<typeof ChannelPolicySchema>;
+export type ActionPolicy = z.infer<typeof ActionPolicySchema>;
+export type Policy = z.infer<typeof PolicySchema>;
+
+/** A published policy: the document and its version (assigned by the backend, starting at 1). */
+export interface PolicyVersion {
+  version: number;
+  policy: Policy;
+  publishedAt: number;
+  publishedBy: string;
+}
+
+export const KNOWN_CHANNELS = ['branch-kiosk', 'contact-centre', 'shared-console'] as const;
+
+/** Defaults that follow NIST SP 800-63B rev 4 (see STANDARDS.md). */
+export const DEFAULT_POLICY: Policy = {
+  channels: {
+    'branch-kiosk': {
+      idleLockSeconds: 120,
+      maxSessionSeconds: 12 * 3600,
+      continuitySeconds: 15 * 60,
+      maxSessions: 4,
+      offlineGraceSeconds: 15 * 60,
+      allowedLevels: ['presence', 'verified', 'hardware'],
+      tokenTtlSeconds: 300,
+    },
+    'contact-centre': {
+      idleLockSeconds: 300,
+      maxSessionSeconds: 12 * 3600,
+      continuitySeconds: 60 * 60,
+      maxSessions: 5,
+      offlineGraceSeconds: 30 * 60,
+      allowedLevels: ['presence', 'verified', 'hardware'],
+      tokenTtlSeconds: 300,
+    },
+    'shared-console': {
+      idleLockSeconds: 180,
+      maxSessionSeconds: 12 * 3600,
+      continuitySeconds: 30 * 60,
+      maxSessions: 3,
+      offlineGraceSeconds: 10 * 60,
+      allowedLevels: ['verified', 'hardware'],
+      tokenTtlSeconds: 300,
+    },
+  },
+  credentials: {
+    deviceBoundOnly: true,
+    userVerification: 'preferred',
+    aaguidAllowList: [],
+    attestation: 'direct',
+  },
+  actions: {
+    'customer.view': { level: 'presence', maxAgeSeconds: 12 * 3600 },
+    'address.change': { level: 'verified', maxAgeSeconds: 15 * 60 },
+    'payment.approve': { level: 'verified', maxAgeSeconds: 5 * 60 },
+  },
+  agent: {
+    outboxMaxEvents: 200_000,
+    heartbeatSeconds: 15,
+  },
+};
+
+export type PolicyValidation = { ok: true; policy: Policy } | { ok: false; issues: FieldIssue[] };
+
+/** Turns a zod path into `channels.branch-kiosk.idleLockSeconds` or `actions.x.channels[0]`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+export function toFieldIssues(error: z.ZodError): FieldIssue[] {
+  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
+}
+
+export function validatePolicy(input: unknown): PolicyValidation {
+  const result = PolicySchema.safeParse(input);
+  if (result.success) return { ok: true, policy: result.data };
+  return { ok: false, issues: toFieldIssues(result.error) };
+}

@@ -1,0 +1,244 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import WebSocket from 'ws';
+import { parseBackendConfig, type BackendConfig } from '../../backend/config.js';
+import { startBackend, type Backend } from '../../backend/server.js';
+import { canonicalJson } from '../../shared/canonical-json.js';
+import { GENESIS_HASH, type AssuranceEvent, type EventDraft } from '../../shared/events.js';
+import { CONSOLE_WS_PATH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
+import { ConsoleKey } from '../../main/core/console-key.js';
+import { createHash, randomUUID } from 'node:crypto';
+
+export const TEST_ORIGIN = 'http://localhost:8471';
+
+export interface HttpResult<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+}
+
+// Test code reads JSON bodies loosely; assertions check the shape that matters.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Json = any;
+
+export async function httpJson(
+  url: string,
+  init: { method: string; headers?: Record<string, string>; body?: string },
+): Promise<HttpResult<Json>> {
+  const response = await fetch(url, {
+    method: init.method,
+    headers: { ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
+    ...(init.body === undefined ? {} : { body: init.body }),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Json) };
+}
+
+export class AdminClient {
+  constructor(
+    readonly url: string,
+    readonly token: string,
+  ) {}
+
+  request(method: string, path: string, body?: unknown): Promise<HttpResult<Json>> {
+    return httpJson(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.token}` },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  }
+
+  async ok(method: string, path: string, body?: unknown): Promise<Json> {
+    const result = await this.request(method, path, body);
+    if (result.status >= 300) throw new Error(`${method} ${path} → ${result.status} ${JSON.stringify(result.body)}`);
+    return result.body;
+  }
+}
+
+export interface TestBackend {
+  backend: Backend;
+  url: string;
+  dataDir: string;
+  admin: AdminClient;
+  config: BackendConfig;
+  stop(): Promise<void>;
+}
+
+export async function startTestBackend(
+  overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
+  deps: { clock?: () => number } = {},
+): Promise<TestBackend> {
+  const dataDir = (overrides.dataDir as string | undefined) ?? mkdtempSync(join(tmpdir(), 'baton-test-'));
+  const config = parseBackendConfig(
+    { port: 0, origins: [TEST_ORIGIN], logLevel: 'silent', durability: 'normal', ...overrides, dataDir },
+    'test',
+  );
+  const backend = await startBackend(config, { logger: pino({ level: 'silent' }), ...deps });
+  const token = backend.bootstrapAdminToken;
+  if (token === undefined) throw new Error('startTestBackend needs a fresh data directory');
+  const url = `http://localhost:${backend.port}`;
+  return {
+    backend,
+    url,
+    dataDir,
+    config,
+    admin: new AdminClient(url, token),
+    stop: async () => {
+      await backend.stop();
+      if (overrides.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A console as the backend sees it: a key, an id, signed HTTP and the WebSocket. */
+export class TestConsole {
+  seq = 0;
+  lastHash = GENESIS_HASH;
+
+  constructor(
+    readonly url: string,
+    readonly key: ConsoleKey,
+    readonly id: string,
+    readonly clock: () => number = Date.now,
+  ) {}
+
+  static async enrol(
+    url: string,
+    admin: AdminClient,
+    channel = 'branch-kiosk',
+    key = ConsoleKey.generate(),
+  ): Promise<TestConsole> {
+    const { token } = (await admin.ok('POST', '/v1/admin/console-tokens', { channel })) as { token: string };
+    const body = JSON.stringify({ token, publicKey: key.publicJwk(), channel, name: 'test console' });
+    const path = '/v1/consoles/enrol';
+    const result = await httpJson(`${url}${path}`, {
+      method: 'POST',
+      headers: key.signRequest({ consoleId: undefined, method: 'POST', path, body, now: Date.now() }),
+      body,
+    });
+    if (result.status !== 201) throw new Error(`enrol → ${result.status} ${JSON.stringify(result.body)}`);
+    return new TestConsole(url, key, (result.body as { consoleId: string }).consoleId);
+  }
+
+  signedHeaders(method: string, path: string, body = ''): Record<string, string> {
+    return this.key.signRequest({ consoleId: this.id, method, path, body, now: this.clock() });
+  }
+
+  request(method: string, path: string, payload?: unknown): Promise<HttpResult<Json>> {
+    const body = payload === undefined ? '' : JSON.stringify(payload);
+    return httpJson(`${this.url}${path}`, {
+      method,
+      headers: this.signedHeaders(method, path, body),
+      ...(payload === undefined ? {} : { body }),
+    });
+  }
+
+  async ok(method: string, path: string, payload?: unknown): Promise<Json> {
+    const result = await this.request(method, path, payload);
+    if (result.status >= 300) throw new Error(`${method} ${path} → ${result.status} ${JSON.stringify(result.body)}`);
+    return result.body;
+  }
+
+  /** Next event of this console's chain: sequence number and previous hash filled in. */
+  nextEvent(draft: Partial<EventDraft> = {}): AssuranceEvent {
+    const event: AssuranceEvent = {
+      id: randomUUID(),
+      seq: ++this.seq,
+      time: Date.now(),
+      type: draft.type ?? 'session-locked',
+      subject: draft.subject ?? { console: this.id },
+      outcome: draft.outcome ?? 'info',
+      reasons: draft.reasons ?? ['idle'],
+      prevHash: this.lastHash,
+    };
+    this.lastHash = createHash('sha256').update(canonicalJson(event)).digest('hex');
+    return event;
+  }
+
+  connect(options: { hello?: boolean; policyVersion?: number; revocationEpoch?: number } = {}): Promise<ConsoleSocket> {
+    const wsUrl = `${this.url.replace(/^http/, 'ws')}${CONSOLE_WS_PATH}`;
+    const ws = new WebSocket(wsUrl, { headers: this.signedHeaders('GET', CONSOLE_WS_PATH), perMessageDeflate: false });
+    const socket = new ConsoleSocket(ws);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => {
+        if (options.hello ?? true) {
+          socket.send({
+            type: 'hello',
+            protocol: PROTOCOL_VERSION,
+            policyVersion: options.policyVersion ?? 0,
+            revocationEpoch: options.revocationEpoch ?? 0,
+            agentVersion: 'test',
+          });
+        }
+        resolve(socket);
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () =>
+          reject(
+            Object.assign(new Error(`upgrade refused: ${res.statusCode} ${text}`), {
+              status: res.statusCode,
+              body: text,
+            }),
+          ),
+        );
+      });
+      ws.once('error', reject);
+    });
+  }
+}
+
+export class ConsoleSocket {
+  readonly received: BackendMessage[] = [];
+  private waiters: { predicate: (m: BackendMessage) => boolean; resolve: (m: BackendMessage) => void }[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const message = JSON.parse(
+        Buffer.isBuffer(data) ? data.toString('utf8') : String(data as unknown as string),
+      ) as BackendMessage;
+      this.received.push(message);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.predicate(message)) return true;
+        w.resolve(message);
+        return false;
+      });
+    });
+    this.closed = new Promise((resolve) =>
+      ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
+  }
+
+  send(message: unknown): void {
+    this.ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+  }
+
+  /** Resolves with the first message (already received or still to come) that matches. */
+  next<T extends BackendMessage['type']>(
+    type: T,
+    predicate: (m: Extract<BackendMessage, { type: T }>) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<Extract<BackendMessage, { type: T }>> {
+    const test = (m: BackendMessage) => m.type === type && predicate(m as Extract<BackendMessage, { type: T }>);
+    const found = this.received.find(test);
+    if (found) return Promise.resolve(found as Extract<BackendMessage, { type: T }>);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no "${type}" message within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        predicate: test,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m as Extract<BackendMessage, { type: T }>);
+        },
+      });
+    });
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    this.ws.close();
+    return this.closed;
+  }
+}

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { jwtVerify, createRemoteJWKSet } from 'jose';
+import { startTestBackend, TestConsole, type TestBackend, type Json } from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+
+describe('usernameless sign-in, resume and step-up over real HTTP', () => {
+  let t: TestBackend;
+  let console: TestConsole;
+
+  before(async () => {
+    t = await startTestBackend();
+    console = await TestConsole.enrol(t.url, t.admin);
+  });
+  after(() => t.stop());
+
+  it('starts a session at the level the authenticator flags prove, with a console-bound token', async () => {
+    const { operatorId, authenticator } = await enrolOperator(t.admin, console);
+    const result = await signIn(console, authenticator, { userVerified: false });
+    assert.equal(result.status, 200, JSON.stringify(result.body));
+    const body = result.body as Json;
+    assert.equal(body.session.operatorId, operatorId);
+    assert.equal(body.session.level, 'presence');
+    assert.equal(body.session.aal, 1);
+    assert.equal(body.resumed, false);
+
+    const jwks = createRemoteJWKSet(new URL(`${t.url}/.well-known/jwks.json`));
+    const { payload } = await jwtVerify(body.token as string, jwks, {
+      issuer: 'urn:baton:backend',
+      audience: 'urn:baton:console',
+    });
+    assert.equal(payload.sub, operatorId);
+    assert.equal(payload.sid, body.session.id);
+    assert.deepEqual((payload.cnf as { jkt: string }).jkt.length, 43);
+    assert.equal((payload.baton as { console: string }).console, console.id);
+  });
+
+  it('resumes the same session when the same operator taps again inside the continuity window', async () => {
+    const { authenticator } = await enrolOperator(t.admin, console, { displayName: 'Bo Clerk' });
+    const first = (await signIn(console, authenticator)).body as Json;
+    assert.equal(first.session.level, 'verified');
+    const second = (await signIn(console, authenticator)).body as Json;
+    assert.equal(second.resumed, true);
+    assert.equal(second.session.id, first.session.id);
+  });
+
+  it('steps up a presence-only session for payment.approve and raises its level', async () => {
+    const { authenticator } = await enrolOperator(t.admin, console, { displayName: 'Cy Cashier' });
+    const signedIn = (await signIn(console, authenticator, { userVerified: false })).body as Json;
+    const sessionId = signedIn.session.id as string;
+    const first = (await console.ok('POST', `/v1/sessions/${sessionId}/step-up/options`, {
+      action: 'payment.approve',
+    })) as Json;
+    assert.equal(first.decision.outcome, 'step-up');
+    assert.equal(first.decision.level, 'verified');
+    assert.equal(first.options.userVerification, 'required');
+    const response = authenticator.assert(first.options, { userVerified: true });
+    const stepped = (await console.ok('POST', `/v1/sessions/${sessionId}/step-up/verify`, {
+      action: 'payment.approve',
+      response,
+    })) as Json;
+    assert.equal(stepped.decision.outcome, 'allow');
+    assert.equal(stepped.session.level, 'verified');
+    const again = (await console.ok('POST', `/v1/sessions/${sessionId}/step-up/options`, {
+      action: 'payment.approve',
+    })) as Json;
+    assert.equal(again.decision.outcome, 'allow');
+    assert.equal(again.options, undefined);
+
+    const events = (await t.admin.ok('GET', `/v1/admin/events?session=${sessionId}`)) as Json;
+    const types = (events.events as { type: string }[]).map((e) => e.type);
+    assert.ok(types.includes('session-established'));
+    assert.ok(types.includes('assurance-level-change'));
+    assert.ok(types.includes('session-stepped-up'));
+  });
+
+  it('refuses a step-up performed by another operator and records it', async () => {
+    const owner = await enrolOperator(t.admin, console, { displayName: 'Di Owner' });
+    const other = await enrolOperator(t.admin, console, { displayName: 'Ed Other' });
+    const signedIn = (await signIn(console, owner.authenticator, { userVerified: false })).body as Json;
+    const sessionId = signedIn.session.id as string;
+    const { options } = (await console.ok('POST', `/v1/sessions/${sessionId}/step-up/options`, {
+      action: 'payment.approve',
+    })) as Json;
+    const response = other.authenticator.assert({ ...options, allowCredentials: [] });
+    const result = await console.request('POST', `/v1/sessions/${sessionId}/step-up/verify`, {
+      action: 'payment.approve',
+      response,
+    });
+    assert.equal(result.status, 403);
+    assert.equal(result.body.error.code, 'STEP_UP_WRONG_OPERATOR');
+    const failed = (await t.admin.ok(
+      'GET',
+      `/v1/admin/events?type=step-up-failed&operator=${other.operatorId}`,
+    )) as Json;
+    assert.equal(failed.events.length, 1);
+  });
+});
