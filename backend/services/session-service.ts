@@ -76,7 +76,7 @@ export class SessionService {
       this.fail(console, 'sign-in-failed', 'WEBAUTHN_VERIFICATION_FAILED', { operator: operator.id });
       throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'The user handle does not belong to this credential');
     }
-    const level = await this.verifyAssertion(
+    const { level, counter } = await this.verifyAssertion(
       console,
       response,
       client.challenge,
@@ -89,7 +89,10 @@ export class SessionService {
     const now = this.clock();
     const decision = evaluatePolicy(policy, { channel: console.channel, level, authTime: now, now }, SIGN_IN_ACTION);
     if (decision.outcome !== 'allow') {
-      this.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
+      this.events.atomically(() => {
+        this.recordUse(credential, counter);
+        this.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
+      });
       throw new BatonError(
         'LEVEL_NOT_ALLOWED_ON_CHANNEL',
         `Level "${level}" may not sign in on channel "${console.channel}"`,
@@ -102,6 +105,7 @@ export class SessionService {
     const evicted: string[] = [];
     const suspended: string[] = [];
     const outcome = this.events.atomically(() => {
+      this.recordUse(credential, counter);
       this.store.operators.resetFailures(operator.id);
       const live = this.store.sessions.liveOnConsole(console.id);
       let session: SessionRecord | undefined;
@@ -241,7 +245,7 @@ export class SessionService {
     }
     const required = this.decide(console, session, action, session.level, session.authTime);
     const requireUv = required.outcome === 'step-up' && isAtLeast(required.level, 'verified');
-    const level = await this.verifyAssertion(
+    const { level, counter } = await this.verifyAssertion(
       console,
       response,
       client.challenge,
@@ -258,19 +262,23 @@ export class SessionService {
       action,
     );
     if (decision.outcome !== 'allow') {
-      this.events.record({
-        type: 'step-up-failed',
-        subject: { operator: operator.id, console: console.id, session: session.id },
-        assurance: assuranceContext(level, now),
-        outcome: 'failure',
-        reasons: ['step-up-insufficient', ...decision.reasons],
-        detail: { action },
+      this.events.atomically(() => {
+        this.recordUse(credential, counter);
+        this.events.record({
+          type: 'step-up-failed',
+          subject: { operator: operator.id, console: console.id, session: session.id },
+          assurance: assuranceContext(level, now),
+          outcome: 'failure',
+          reasons: ['step-up-insufficient', ...decision.reasons],
+          detail: { action },
+        });
       });
       throw new BatonError('STEP_UP_INSUFFICIENT', `A "${level}" authentication does not satisfy "${action}"`, {
         extra: { decision },
       });
     }
     const updated = this.events.atomically(() => {
+      this.recordUse(credential, counter);
       const changes = { level, authTime: now, state: 'active' as const, suspendedAt: null };
       this.store.sessions.update(session.id, changes);
       const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
@@ -444,7 +452,7 @@ export class SessionService {
     requireUv: boolean,
     failureType: 'sign-in-failed' | 'step-up-failed',
     sessionId?: string,
-  ): Promise<AssuranceLevel> {
+  ): Promise<{ level: AssuranceLevel; counter: number }> {
     let info;
     try {
       info = await this.ceremonies.verifyAuthentication(
@@ -479,15 +487,20 @@ export class SessionService {
       });
       throw error;
     }
-    this.store.operators.recordCredentialUse(credential.id, info.newCounter, this.clock());
-    credential.counter = info.newCounter;
     const policy = this.policies.policy;
-    return levelFromAuthentication({
+    const level = levelFromAuthentication({
       userVerified: info.userVerified,
       deviceBound: credential.deviceBound && !info.backupEligible,
       attested: credential.attestationFmt !== 'none',
       aaguidAllowed: policy.credentials.aaguidAllowList.includes(credential.aaguid),
     });
+    return { level, counter: info.newCounter };
+  }
+
+  /** Stores the new signature counter of a verified assertion (inside the caller's transaction). */
+  private recordUse(credential: CredentialRecord, counter: number): void {
+    this.store.operators.recordCredentialUse(credential.id, counter, this.clock());
+    credential.counter = counter;
   }
 
   private fail(
