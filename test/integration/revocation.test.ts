@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CLOSE_CODES } from '../../shared/protocol.js';
+import { DEFAULT_POLICY } from '../../shared/policy.js';
+import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+
+describe('revocation and commands reach consoles over the WebSocket', () => {
+  let t: TestBackend;
+  before(async () => {
+    t = await startTestBackend();
+  });
+  after(() => t.stop());
+
+  it('pushes a session revocation to the console holding it and records its acknowledgement', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const { authenticator } = await enrolOperator(t.admin, console);
+    const session = ((await signIn(console, authenticator)).body as Json).session;
+    const socket = await console.connect();
+    const welcome = await socket.next('welcome');
+    assert.equal(welcome.consoleId, console.id);
+    const caughtUp = socket.received.find((m) => m.type === 'revocation');
+    const epochBefore = caughtUp?.type === 'revocation' ? caughtUp.epoch : 0;
+
+    const revoked = (await t.admin.ok('POST', `/v1/admin/sessions/${session.id as string}/revoke`, {
+      reason: 'card reported stolen',
+    })) as Json;
+    assert.deepEqual(revoked.sessionsRevoked, [session.id]);
+    const message = await socket.next('revocation', (m) => m.epoch > epochBefore);
+    assert.deepEqual(
+      message.items.map((i) => [i.kind, i.targetId, i.reason]),
+      [['session', session.id, 'card reported stolen']],
+    );
+    socket.send({ type: 'ack', of: 'revocation', epoch: message.epoch });
+
+    let deliveries: Json;
+    for (let i = 0; i < 100; i++) {
+      deliveries = await t.admin.ok('GET', `/v1/admin/revocations/${message.epoch}/deliveries`);
+      if (deliveries.acknowledged === 1) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(deliveries.acknowledged, 1);
+    assert.equal(deliveries.deliveries[0].consoleId, console.id);
+
+    // The revoked session cannot be stepped up or ended any more.
+    const stepUp = await console.request('POST', `/v1/sessions/${session.id as string}/step-up/options`, {
+      action: 'payment.approve',
+    });
+    assert.equal(stepUp.status, 409);
+    assert.equal(stepUp.body.error.code, 'SESSION_NOT_ACTIVE');
+    const events = (await t.admin.ok(
+      'GET',
+      `/v1/admin/events?session=${session.id as string}&type=session-revoked`,
+    )) as Json;
+    assert.equal(events.events.length, 1);
+    assert.equal(events.events[0].detail.reason_admin, 'card reported stolen');
+    await socket.close();
+  });
+
+  it('pushes an operator revocation to every connected console and refuses that operator afterwards', async () => {
+    const a = await TestConsole.enrol(t.url, t.admin);
+    const b = await TestConsole.enrol(t.url, t.admin, 'contact-centre');
+    const { operatorId, authenticator } = await enrolOperator(t.admin, a, { displayName: 'Fay Leaver' });
+    await signIn(a, authenticator);
+    const [sa, sb] = await Promise.all([a.connect(), b.connect()]);
+    await Promise.all([sa.next('welcome'), sb.next('welcome')]);
+    const result = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, {
+      reason: 'left the bank',
+    })) as Json;
+    assert.ok(result.pushedTo >= 2);
+    for (const socket of [sa, sb]) {
+      const m = await socket.next('revocation', (r) =>
+        r.items.some((i) => i.kind === 'operator' && i.targetId === operatorId),
+      );
+      assert.equal(m.items[0]?.reason, 'left the bank');
+    }
+    const refused = await signIn(a, authenticator);
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body.error.code, 'OPERATOR_REVOKED');
+    await Promise.all([sa.close(), sb.close()]);
+  });
+
+  it('catches a console up on revocations it missed while disconnected', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const { authenticator, credentialId } = await enrolOperator(t.admin, console, { displayName: 'Gil Away' });
+    await signIn(console, authenticator);
+    const first = await console.connect();
+    await first.next('welcome');
+    const known = (await t.admin.ok('GET', '/v1/admin/revocations')) as Json;
+    await first.close();
+
+    await t.admin.ok('POST', `/v1/admin/credentials/${credentialId}/revoke`, { reason: 'key lost' });
+    const again = await console.connect({ revocationEpoch: known.epoch });
+    const catchUp = await again.next('revocation');
+    assert.ok(catchUp.epoch > known.epoch);
+    assert.ok(
+      catchUp.items.some((i) => i.kind === 'credential' && i.targetId === credentialId && i.reason === 'key lost'),
+    );
+    await again.close();
+  });
+
+  it('revokes a console: its socket closes with 4003 and it cannot reconnect or call the API', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const socket = await console.connect();
+    await socket.next('welcome');
+    await t.admin.ok('POST', `/v1/admin/consoles/${console.id}/revoke`, { reason: 'stolen kiosk' });
+    const closed = await socket.closed;
+    assert.equal(closed.code, CLOSE_CODES.CONSOLE_REVOKED);
+    await assert.rejects(
+      console.connect(),
+      (error: Error & { status?: number }) => error.status === 403 && /CONSOLE_REVOKED/.test(error.message),
+    );
+    const call = await console.request('POST', '/v1/sign-in/options', {});
+    assert.equal(call.status, 403);
+    assert.equal(call.body.error.code, 'CONSOLE_REVOKED');
+  });
+
+  it('sends an end-session command, and again after a reconnect until it is acknowledged', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const { authenticator } = await enrolOperator(t.admin, console, { displayName: 'Hal Shift' });
+    const session = ((await signIn(console, authenticator)).body as Json).session;
+    const socket = await console.connect();
+    await socket.next('welcome');
+    await t.admin.ok('POST', `/v1/admin/sessions/${session.id as string}/end`, { reason: 'shift over' });
+    const command = await socket.next('command');
+    assert.equal(command.sessionId, session.id);
+    await socket.close();
+
+    const again = await console.connect();
+    const resent = await again.next('command');
+    assert.equal(resent.commandId, command.commandId);
+    again.send({ type: 'ack', of: 'command', commandId: command.commandId });
+    await again.close();
+    const third = await console.connect();
+    await third.next('welcome');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(third.received.filter((m) => m.type === 'command').length, 0);
+    await third.close();
+  });
+
+  it('pushes a newly published policy to connected consoles', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const socket = await console.connect();
+    const initial = await socket.next('policy');
+    const policy = structuredClone(DEFAULT_POLICY);
+    policy.channels['branch-kiosk']!.idleLockSeconds = 60;
+    await t.admin.ok('POST', '/v1/admin/policy', { baseVersion: initial.version, policy });
+    const pushed = await socket.next('policy', (m) => m.version === initial.version + 1);
+    assert.equal(pushed.policy.channels['branch-kiosk']?.idleLockSeconds, 60);
+    await socket.close();
+  });
+});
