@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { MIGRATIONS } from './migrations.js';
+import { DATABASE_FILE, migrate, openSqliteStore } from './sqlite-store.js';
+
+describe('SQLite store', () => {
+  it('applies the numbered migrations once and records the schema version', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    openSqliteStore({ dataDir: dir, durability: 'full' }).close();
+    const store = openSqliteStore({ dataDir: dir, durability: 'full' });
+    store.close();
+    const db = new Database(join(dir, DATABASE_FILE));
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.at(-1)?.version);
+    assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+    db.close();
+    assert.equal(statSync(join(dir, DATABASE_FILE)).mode & 0o777, 0o600);
+  });
+
+  it('refuses a database written by a newer build', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.pragma('user_version = 999');
+    assert.throws(() => migrate(db), /newer than this build/);
+    db.close();
+  });
+
+  it('rolls a failing migration back whole', () => {
+    const db = new Database(':memory:');
+    assert.throws(() => migrate(db, [{ version: 1, name: 'broken', sql: 'CREATE TABLE a (x); CREATE TABLE a (y);' }]));
+    assert.equal(db.pragma('user_version', { simple: true }), 0);
+    assert.equal((db.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'a'").get() as { n: number }).n, 0);
+    db.close();
+  });
+
+  it('validates rows read back: a corrupted enum is an error, not a trusted value', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    const raw = new Database(join(dir, DATABASE_FILE));
+    raw.exec(
+      `INSERT INTO revocations (kind, target_id, reason, actor, created_at) VALUES ('everything', 'x', 'r', 'a', 1)`,
+    );
+    raw.close();
+    assert.throws(() => store.revocations.since(0), /unknown value/);
+    store.close();
+  });
+});

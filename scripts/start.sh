@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up and runs Baton on this machine: the assurance backend with its embedded SQLite store,
+# and the desktop agent where its Electron runtime is available.
+# Extra arguments go to the backend (e.g. --port 8470 --data-dir ./data --origin http://localhost:8471).
+set -u
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh || exit 1
+
+say() { printf '[baton] %s\n' "$*"; }
+
+electron_bin=""
+if [ -f node_modules/electron/path.txt ] && [ -e "node_modules/electron/dist/$(cat node_modules/electron/path.txt)" ]; then
+  electron_bin="node_modules/electron/dist/$(cat node_modules/electron/path.txt)"
+fi
+if [ ! -f main/index.ts ]; then
+  say "The desktop agent is not in this build yet, so only the backend starts; its admin API is described in docs/api.md."
+elif [ -z "$electron_bin" ]; then
+  say "The Electron runtime is not installed on this machine (it cannot be downloaded here), so only the backend starts; see README for building the agent elsewhere."
+fi
+
+mkdir -p data
+say "starting the backend (data in ./data; stop with Ctrl-C)…"
+exec node --import tsx backend/cli.ts --data-dir ./data --bootstrap-token-file ./data/bootstrap-admin-token "$@"
