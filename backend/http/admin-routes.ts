@@ -279,6 +279,18 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       method: 'GET',
+      path: '/v1/admin/events/verify',
+      auth: 'admin',
+      handler: (ctx) => {
+        const { origin } = parseWith(
+          z.strictObject({ origin: z.string().min(1).max(128) }),
+          Object.fromEntries(ctx.query),
+        );
+        return deps.events.verifyChain(origin);
+      },
+    },
+    {
+      method: 'GET',
       path: '/v1/admin/events/stream',
       auth: 'admin',
       handler: (ctx) => {

@@ -117,6 +117,8 @@ export interface EventQuery {
   from?: number | undefined;
   to?: number | undefined;
   afterCursor?: number | undefined;
+  /** Walks one origin's chain in sequence order (with `origin`) instead of store order. */
+  afterSeq?: number | undefined;
   limit: number;
 }
 

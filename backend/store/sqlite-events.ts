@@ -58,7 +58,9 @@ export class SqliteEvents implements EventRepository {
     add('time >= @from', 'from', query.from);
     add('time < @to', 'to', query.to);
     add('cursor > @after', 'after', query.afterCursor);
-    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY cursor LIMIT @limit`;
+    add('seq > @afterSeq', 'afterSeq', query.afterSeq);
+    const order = query.afterSeq === undefined ? 'cursor' : 'seq';
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT @limit`;
     return (this.db.prepare(sql).all(params) as Row[]).map((row) => toStoredEvent(row));
   }
 
