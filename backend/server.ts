@@ -81,6 +81,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
   const revocations = new RevocationHub(store, events, sessions, clock);
   const channel = new ConsoleChannel({
+    commands: store.commands,
     registry,
     events,
     policies,

@@ -53,13 +53,12 @@ export const ERROR_STATUS = {
   SESSION_NOT_ACTIVE: 409,
   STEP_UP_WRONG_OPERATOR: 403,
   STEP_UP_INSUFFICIENT: 403,
-  ACTION_DENIED: 403,
   // Policy
   POLICY_INVALID: 400,
   POLICY_VERSION_CONFLICT: 409,
   // Console channel (WebSocket)
   MESSAGE_TYPE_UNKNOWN: 400,
-  MESSAGE_TOO_LARGE: 413,
+  HELLO_REQUIRED: 400,
   EVENT_SCHEMA_INVALID: 400,
   EVENT_SEQUENCE_GAP: 409,
   EVENT_SEQUENCE_CONFLICT: 409,
@@ -89,6 +88,8 @@ export interface ErrorBody {
     message: string;
     issues?: FieldIssue[];
     serverTime?: number;
+    /** For STEP_UP_INSUFFICIENT: the policy decision with its reasons. */
+    decision?: unknown;
   };
 }
 

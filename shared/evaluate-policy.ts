@@ -40,7 +40,7 @@ export type Decision =
  * 800-63B rev 4 for the level (AAL3 shall be at most 12 h, AAL2 should be at most 24 h).
  */
 export function effectiveMaxSessionSeconds(policy: Policy, channel: string, level: AssuranceLevel): number | null {
-  const channelPolicy = policy.channels[channel];
+  const channelPolicy = Object.hasOwn(policy.channels, channel) ? policy.channels[channel] : undefined;
   if (channelPolicy === undefined) return null;
   return Math.min(channelPolicy.maxSessionSeconds, LEVEL_PROFILES[level].nistMaxSessionSeconds);
 }
@@ -51,7 +51,8 @@ export function effectiveMaxSessionSeconds(policy: Policy, channel: string, leve
  * Unknown channels and actions are denied: nothing is allowed by omission.
  */
 export function evaluatePolicy(policy: Policy, context: DecisionContext, action: string): Decision {
-  const channel = policy.channels[context.channel];
+  // Own members only: a channel named like an Object.prototype member ("constructor") is unknown.
+  const channel = Object.hasOwn(policy.channels, context.channel) ? policy.channels[context.channel] : undefined;
   if (channel === undefined) return { outcome: 'deny', reasons: ['channel-unknown'] };
 
   if (action === SIGN_IN_ACTION) {

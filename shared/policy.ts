@@ -86,7 +86,7 @@ export const PolicySchema = z
     }
     for (const [name, action] of Object.entries(policy.actions)) {
       for (const [i, channel] of (action.channels ?? []).entries()) {
-        if (!(channel in policy.channels)) {
+        if (!Object.hasOwn(policy.channels, channel)) {
           ctx.addIssue({
             code: 'custom',
             path: ['actions', name, 'channels', i],

@@ -13,7 +13,10 @@ export const CONSOLE_WS_PATH = '/v1/console/ws';
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 export const MAX_EVENTS_PER_BATCH = 500;
 
-/** Close codes, one per kind of violation (4000-4999 are application codes). */
+/**
+ * Close codes, one per kind of violation (4000-4999 are application codes). A peer that misses a
+ * heartbeat is terminated without a close frame (it is not there to read one): it sees 1006.
+ */
 export const CLOSE_CODES = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
@@ -24,7 +27,6 @@ export const CLOSE_CODES = {
   MESSAGE_TYPE_UNKNOWN: 4004,
   SUPERSEDED: 4005,
   HELLO_REQUIRED: 4006,
-  HEARTBEAT_TIMEOUT: 4008,
   INTERNAL: 4500,
 } as const;
 export type CloseCodeName = keyof typeof CLOSE_CODES;

@@ -99,11 +99,11 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       auth: 'admin',
       handler: (ctx) => {
         const c = deps.store.consoles.get(ctx.params.id ?? '');
-        if (c === undefined) throw new BatonError('CONSOLE_UNKNOWN', `No console "${ctx.params.id ?? ''}"`);
+        if (c === undefined) throw new BatonError('NOT_FOUND', `No console "${ctx.params.id ?? ''}"`);
         const head = deps.events.head(c.id);
-        const integrity = deps.events
-          .query({ origin: 'backend', console: c.id, limit: 1000 })
-          .filter((e) => e.type.startsWith('integrity-'));
+        const integrity = (
+          ['integrity-sequence-gap', 'integrity-sequence-conflict', 'integrity-chain-broken'] as const
+        ).flatMap((type) => deps.events.query({ origin: 'backend', console: c.id, type, limit: 1000 }));
         return {
           console: consoleView(c, deps.isConnected(c.id)),
           events: { lastSeq: head.lastSeq, lastHash: head.lastHash, integrityFindings: integrity },
@@ -154,6 +154,12 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     { method: 'POST', path: '/v1/admin/operators/:id/revoke', auth: 'admin', handler: revoke('operator') },
+    {
+      method: 'POST',
+      path: '/v1/admin/operators/:id/unlock',
+      auth: 'admin',
+      handler: (ctx) => ({ operator: operatorView(deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) }),
+    },
     { method: 'POST', path: '/v1/admin/credentials/:id/revoke', auth: 'admin', handler: revoke('credential') },
     {
       method: 'GET',
@@ -338,7 +344,7 @@ function operatorView(o: {
 
 /** Server-sent events: what is stored after `after`, then every new matching event as it lands. */
 function streamEvents(ctx: RouteContext, events: EventLog, filter: EventFilter, after: number | undefined): void {
-  const { res, req } = ctx;
+  const { res } = ctx;
   res.writeHead(200, {
     ...SECURITY_HEADERS,
     'content-type': 'text/event-stream; charset=utf-8',
@@ -364,6 +370,7 @@ function streamEvents(ctx: RouteContext, events: EventLog, filter: EventFilter, 
     clearInterval(keepAlive);
     unsubscribe();
   };
-  req.on('close', close);
+  // Not req 'close': the request body was already read, so req has closed before we get here.
+  res.on('close', close);
   res.on('error', close);
 }

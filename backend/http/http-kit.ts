@@ -95,6 +95,7 @@ export function errorBody(error: BatonError, now: number): ErrorBody {
       message: error.message,
       ...(error.issues === undefined ? {} : { issues: error.issues }),
       ...(error.code === 'CONSOLE_SIGNATURE_STALE' ? { serverTime: now } : {}),
+      ...(error.extra?.decision === undefined ? {} : { decision: error.extra.decision }),
     },
   };
 }

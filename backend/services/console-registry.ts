@@ -42,7 +42,7 @@ export class ConsoleRegistry {
     input: { channel?: string | undefined; site?: string | undefined; ttlSeconds?: number | undefined },
     actor: string,
   ) {
-    if (input.channel !== undefined && !(input.channel in this.currentPolicy().channels)) {
+    if (input.channel !== undefined && !Object.hasOwn(this.currentPolicy().channels, input.channel)) {
       throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
     }
     const token = newSecretToken('bct');
@@ -86,7 +86,7 @@ export class ConsoleRegistry {
     if (token.channel !== null && token.channel !== input.channel) {
       throw new BatonError('CHANNEL_UNKNOWN', `This token enrols a "${token.channel}" console, not "${input.channel}"`);
     }
-    if (!(input.channel in this.currentPolicy().channels)) {
+    if (!Object.hasOwn(this.currentPolicy().channels, input.channel)) {
       throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
     }
     const record: ConsoleRecord = {

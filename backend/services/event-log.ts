@@ -327,7 +327,9 @@ export class EventLog {
 
 export function matches(filter: EventFilter, event: StoredEvent): boolean {
   if (filter.operator !== undefined && event.subject.operator !== filter.operator) return false;
-  if (filter.console !== undefined && (event.subject.console ?? event.origin) !== filter.console) return false;
+  // Same rule as the store's console column: a console's own events belong to it, backend events to their subject.
+  const consoleId = event.origin === BACKEND_ORIGIN ? event.subject.console : event.origin;
+  if (filter.console !== undefined && consoleId !== filter.console) return false;
   if (filter.session !== undefined && event.subject.session !== filter.session) return false;
   if (filter.type !== undefined && event.type !== filter.type) return false;
   if (filter.origin !== undefined && event.origin !== filter.origin) return false;

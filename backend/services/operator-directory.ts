@@ -89,6 +89,22 @@ export class OperatorDirectory {
     return this.store.operators.list();
   }
 
+  /** Clears the failed-attempt counter of a locked operator (NIST 800-63B: 100 failures lock). */
+  unlock(operatorId: string, actor: string): OperatorRecord {
+    const operator = this.get(operatorId);
+    this.events.atomically(() => {
+      this.store.operators.resetFailures(operatorId);
+      this.events.record({
+        type: 'admin-action',
+        subject: { operator: operatorId },
+        outcome: 'success',
+        reasons: ['operator-unlocked'],
+        detail: { actor, failedAttempts: operator.failedAttempts },
+      });
+    });
+    return { ...operator, failedAttempts: 0 };
+  }
+
   credentials(operatorId: string): CredentialSummary[] {
     this.get(operatorId);
     return this.store.operators.listCredentials(operatorId).map(credentialSummary);

@@ -73,7 +73,7 @@ export class RevocationHub {
         }
         case 'credential': {
           const credential = this.store.operators.getCredential(targetId);
-          if (credential === undefined) throw new BatonError('CREDENTIAL_UNKNOWN', `No credential "${targetId}"`);
+          if (credential === undefined) throw new BatonError('NOT_FOUND', `No credential "${targetId}"`);
           if (!this.store.operators.revokeCredential(targetId, now, reason)) throw alreadyRevoked(kind, targetId);
           operatorId = credential.operatorId;
           affected = this.store.sessions
@@ -96,7 +96,7 @@ export class RevocationHub {
         }
         case 'console': {
           const console = this.store.consoles.get(targetId);
-          if (console === undefined) throw new BatonError('CONSOLE_UNKNOWN', `No console "${targetId}"`);
+          if (console === undefined) throw new BatonError('NOT_FOUND', `No console "${targetId}"`);
           if (!this.store.consoles.revoke(targetId, now, reason)) throw alreadyRevoked(kind, targetId);
           consoleId = targetId;
           affected = this.store.sessions.liveOnConsole(targetId);

@@ -243,7 +243,7 @@ export class SessionService {
       this.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', { operator: operator.id, session: session.id });
       throw new BatonError('STEP_UP_WRONG_OPERATOR', 'Step-up must be done by the operator who owns the session');
     }
-    const required = this.decide(console, session, action, session.level, session.authTime);
+    const required = this.decide(console, session, action, session.level, session.authTime, false);
     const requireUv = required.outcome === 'step-up' && isAtLeast(required.level, 'verified');
     const { level, counter } = await this.verifyAssertion(
       console,
@@ -327,10 +327,7 @@ export class SessionService {
     const session = this.liveSession(console, sessionId);
     this.events.atomically(() => this.close(session, reason === 'expired' ? 'expired' : 'ended', reason));
     const operator = this.store.operators.get(session.operatorId);
-    return sessionView(
-      { ...session, state: 'ended', endedAt: this.clock(), endReason: reason },
-      operator?.displayName ?? '',
-    );
+    return sessionView(this.store.sessions.get(session.id) ?? session, operator?.displayName ?? '');
   }
 
   /** An admin ends a session: the console is told at once to end it. */
@@ -351,7 +348,7 @@ export class SessionService {
       });
     });
     this.commands.endSession(session.consoleId, session.id, reason);
-    return { ...session, state: 'ended' };
+    return this.store.sessions.get(session.id) ?? session;
   }
 
   /** Console events that move a session's continuity anchor (lock, suspend) or resume it offline. */
@@ -373,6 +370,7 @@ export class SessionService {
     action: string,
     level: AssuranceLevel,
     authTime: number,
+    record = true,
   ): Decision {
     const now = this.clock();
     const decision = evaluatePolicy(
@@ -380,7 +378,7 @@ export class SessionService {
       { channel: console.channel, level, authTime, now, sessionStartedAt: session.startedAt },
       action,
     );
-    if (decision.outcome !== 'allow') {
+    if (record && decision.outcome !== 'allow') {
       this.events.record({
         type: 'policy-decision',
         subject: { operator: session.operatorId, console: console.id, session: session.id },

@@ -161,4 +161,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_time ON events(time);
     `,
   },
+  {
+    version: 2,
+    name: 'end-session commands survive a restart until acknowledged',
+    sql: `
+      CREATE TABLE console_commands (
+        id TEXT PRIMARY KEY,
+        console_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        acked_at INTEGER
+      ) STRICT;
+      CREATE INDEX console_commands_pending ON console_commands(console_id) WHERE acked_at IS NULL;
+    `,
+  },
 ];

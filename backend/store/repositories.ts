@@ -193,6 +193,21 @@ export interface EventRepository {
   count(): number;
 }
 
+export interface CommandRecord {
+  id: string;
+  consoleId: string;
+  sessionId: string;
+  reason: string;
+  createdAt: number;
+}
+
+export interface CommandRepository {
+  insert(record: CommandRecord): void;
+  /** Commands not yet acknowledged by the console, oldest first. */
+  pending(consoleId: string): CommandRecord[];
+  acknowledge(consoleId: string, id: string, at: number): boolean;
+}
+
 export interface AdminTokenRepository {
   insert(hash: string, label: string, at: number): void;
   isValid(hash: string): boolean;
@@ -211,6 +226,7 @@ export interface Store {
   policies: PolicyRepository;
   revocations: RevocationRepository;
   events: EventRepository;
+  commands: CommandRepository;
   adminTokens: AdminTokenRepository;
   meta: MetaRepository;
   transaction<T>(fn: () => T): T;

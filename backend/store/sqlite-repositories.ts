@@ -4,6 +4,8 @@ import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import { ASSURANCE_LEVELS } from '../../shared/levels.js';
 import type {
   AdminTokenRepository,
+  CommandRecord,
+  CommandRepository,
   ConsoleRecord,
   ConsoleRepository,
   ConsoleTokenRecord,
@@ -478,5 +480,35 @@ export class SqliteMeta implements MetaRepository {
   }
   set(key: string, value: string): void {
     this.stmts.set.run(key, value);
+  }
+}
+
+export class SqliteCommands implements CommandRepository {
+  private readonly stmts;
+  constructor(db: Database.Database) {
+    this.stmts = {
+      insert: db.prepare(
+        'INSERT INTO console_commands (id, console_id, session_id, reason, created_at) VALUES (@id, @consoleId, @sessionId, @reason, @createdAt)',
+      ),
+      pending: db.prepare(
+        'SELECT * FROM console_commands WHERE console_id = ? AND acked_at IS NULL ORDER BY created_at, id',
+      ),
+      ack: db.prepare('UPDATE console_commands SET acked_at = ? WHERE console_id = ? AND id = ? AND acked_at IS NULL'),
+    };
+  }
+  insert(record: CommandRecord): void {
+    this.stmts.insert.run(record);
+  }
+  pending(consoleId: string): CommandRecord[] {
+    return (this.stmts.pending.all(consoleId) as Row[]).map((row) => ({
+      id: str(row, 'id'),
+      consoleId: str(row, 'console_id'),
+      sessionId: str(row, 'session_id'),
+      reason: str(row, 'reason'),
+      createdAt: num(row, 'created_at'),
+    }));
+  }
+  acknowledge(consoleId: string, id: string, at: number): boolean {
+    return this.stmts.ack.run(at, consoleId, id).changes === 1;
   }
 }

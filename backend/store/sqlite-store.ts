@@ -5,6 +5,7 @@ import { MIGRATIONS, type Migration } from './migrations.js';
 import type { Store } from './repositories.js';
 import {
   SqliteAdminTokens,
+  SqliteCommands,
   SqliteConsoles,
   SqliteMeta,
   SqliteOperators,
@@ -55,6 +56,7 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
     policies: new SqlitePolicies(db),
     revocations: new SqliteRevocations(db),
     events: new SqliteEvents(db),
+    commands: new SqliteCommands(db),
     adminTokens: new SqliteAdminTokens(db),
     meta: new SqliteMeta(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn)(),

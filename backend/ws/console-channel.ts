@@ -13,7 +13,7 @@ import {
   type HelloMessage,
 } from '../../shared/protocol.js';
 import { toFieldIssues } from '../../shared/policy.js';
-import type { ConsoleRecord } from '../store/repositories.js';
+import type { CommandRecord, CommandRepository, ConsoleRecord } from '../store/repositories.js';
 import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
@@ -27,12 +27,11 @@ interface Connection {
   console: ConsoleRecord;
   alive: boolean;
   hello: HelloMessage | undefined;
+  helloTimer: NodeJS.Timeout | undefined;
 }
 
-interface PendingCommand {
-  commandId: string;
-  data: string;
-}
+/** A socket that has not said hello by then is closed: unauthenticated-looking idle sockets cost memory. */
+export const HELLO_TIMEOUT_MS = 10_000;
 
 export interface ConsoleChannelDeps {
   registry: ConsoleRegistry;
@@ -40,6 +39,7 @@ export interface ConsoleChannelDeps {
   policies: PolicyService;
   revocations: RevocationHub;
   sessions: SessionService;
+  commands: CommandRepository;
   logger: Logger;
   clock: () => number;
   heartbeatSeconds: number;
@@ -53,7 +53,6 @@ export interface ConsoleChannelDeps {
 export class ConsoleChannel implements ConsolePusher {
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
-  private readonly pendingCommands = new Map<string, Map<string, PendingCommand>>();
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
 
@@ -105,7 +104,18 @@ export class ConsoleChannel implements ConsolePusher {
   private accept(socket: WebSocket, console: ConsoleRecord): void {
     const previous = this.connections.get(console.id);
     if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
-    const connection: Connection = { socket, console, alive: true, hello: undefined };
+    const connection: Connection = { socket, console, alive: true, hello: undefined, helloTimer: undefined };
+    connection.helloTimer = setTimeout(() => {
+      if (connection.hello === undefined) {
+        this.violate(
+          connection,
+          'HELLO_REQUIRED',
+          CLOSE_CODES.HELLO_REQUIRED,
+          `No "hello" within ${HELLO_TIMEOUT_MS} ms`,
+        );
+      }
+    }, HELLO_TIMEOUT_MS);
+    connection.helloTimer.unref();
     this.connections.set(console.id, connection);
     socket.on('pong', () => {
       connection.alive = true;
@@ -113,6 +123,7 @@ export class ConsoleChannel implements ConsolePusher {
     socket.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
     socket.on('error', (error) => this.deps.logger.debug({ err: error, console: console.id }, 'console socket error'));
     socket.on('close', () => {
+      clearTimeout(connection.helloTimer);
       if (this.connections.get(console.id) === connection) this.connections.delete(console.id);
       this.deps.registry.touch(console.id);
     });
@@ -152,7 +163,7 @@ export class ConsoleChannel implements ConsolePusher {
     }
     const message: AgentMessage = result.data;
     if (connection.hello === undefined && message.type !== 'hello') {
-      this.violate(connection, 'SCHEMA_INVALID', CLOSE_CODES.HELLO_REQUIRED, 'The first message must be "hello"');
+      this.violate(connection, 'HELLO_REQUIRED', CLOSE_CODES.HELLO_REQUIRED, 'The first message must be "hello"');
       return;
     }
     try {
@@ -168,6 +179,8 @@ export class ConsoleChannel implements ConsolePusher {
     switch (message.type) {
       case 'hello': {
         connection.hello = message;
+        clearTimeout(connection.helloTimer);
+        connection.helloTimer = undefined;
         const head = this.deps.events.head(consoleId);
         this.send(connection, {
           type: 'welcome',
@@ -184,8 +197,7 @@ export class ConsoleChannel implements ConsolePusher {
         }
         const catchUp = this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
         if (catchUp !== undefined) this.send(connection, catchUp);
-        for (const command of this.pendingCommands.get(consoleId)?.values() ?? [])
-          this.sendData(connection, command.data);
+        for (const command of this.deps.commands.pending(consoleId)) this.sendData(connection, commandMessage(command));
         return;
       }
       case 'events': {
@@ -213,30 +225,24 @@ export class ConsoleChannel implements ConsolePusher {
             this.deps.registry.recordPolicyVersion(consoleId, message.version);
             return;
           case 'command':
-            this.pendingCommands.get(consoleId)?.delete(message.commandId);
+            this.deps.commands.acknowledge(consoleId, message.commandId, this.deps.clock());
             return;
         }
       }
     }
   }
 
-  /** Sends `end-session` now if connected, and again on every reconnect until acknowledged. */
+  /** Stores an `end-session` command and sends it now if connected; it is re-sent on every reconnect until acknowledged. */
   endSession(consoleId: string, sessionId: string, reason: string): void {
-    const commandId = newId('cmd');
-    const data = JSON.stringify({
-      type: 'command',
-      commandId,
-      command: 'end-session',
+    const command: CommandRecord = {
+      id: newId('cmd'),
+      consoleId,
       sessionId,
       reason: reason.slice(0, 500),
-    } satisfies BackendMessage);
-    let pending = this.pendingCommands.get(consoleId);
-    if (pending === undefined) {
-      pending = new Map();
-      this.pendingCommands.set(consoleId, pending);
-    }
-    pending.set(commandId, { commandId, data });
-    this.sendRaw(consoleId, data);
+      createdAt: this.deps.clock(),
+    };
+    this.deps.commands.insert(command);
+    this.sendRaw(consoleId, commandMessage(command));
   }
 
   connectedConsoleIds(): Iterable<string> {
@@ -315,6 +321,16 @@ export class ConsoleChannel implements ConsolePusher {
     this.send(connection, { type: 'error', code, message, fatal: true });
     connection.socket.close(closeCode, code);
   }
+}
+
+function commandMessage(command: CommandRecord): string {
+  return JSON.stringify({
+    type: 'command',
+    commandId: command.id,
+    command: 'end-session',
+    sessionId: command.sessionId,
+    reason: command.reason,
+  } satisfies BackendMessage);
 }
 
 function rawText(data: RawData): string {
