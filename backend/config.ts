@@ -36,6 +36,11 @@ export const BackendConfigSchema = z.strictObject({
     .max(7 * 24 * 3600)
     .default(24 * 3600),
   heartbeatSeconds: z.int().min(1).max(300).default(15),
+  /**
+   * PEM bundle of authenticator vendors' attestation root certificates. Only credentials whose
+   * attestation chains to one of them count as attested (required for the `hardware` level).
+   */
+  attestationRootsFile: z.string().min(1).optional(),
   /** SQLite `synchronous`: FULL survives power loss; NORMAL survives a killed process only. */
   durability: z.enum(['full', 'normal']).default('full'),
 });
@@ -51,6 +56,7 @@ const FLAG_NAMES = {
   origin: 'origins',
   'log-level': 'logLevel',
   'bootstrap-token-file': 'bootstrapTokenFile',
+  'attestation-roots': 'attestationRootsFile',
   durability: 'durability',
 } as const;
 
@@ -62,6 +68,7 @@ const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
   BATON_ORIGINS: 'origins',
   BATON_LOG_LEVEL: 'logLevel',
   BATON_BOOTSTRAP_TOKEN_FILE: 'bootstrapTokenFile',
+  BATON_ATTESTATION_ROOTS: 'attestationRootsFile',
   BATON_DURABILITY: 'durability',
 };
 
@@ -103,6 +110,7 @@ export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): Backe
       origin: { type: 'string', multiple: true },
       'log-level': { type: 'string' },
       'bootstrap-token-file': { type: 'string' },
+      'attestation-roots': { type: 'string' },
       durability: { type: 'string' },
     },
     strict: true,

@@ -7,6 +7,7 @@ import { CONSOLE_WS_PATH } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
 import { TokenIssuer } from './crypto/token-issuer.js';
+import { loadAttestationRoots } from './crypto/attestation-roots.js';
 import { adminRoutes } from './http/admin-routes.js';
 import { consoleRoutes } from './http/console-routes.js';
 import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
@@ -57,6 +58,8 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         censor: '[redacted]',
       },
     });
+  const attestationRoots =
+    config.attestationRootsFile === undefined ? 0 : loadAttestationRoots(config.attestationRootsFile);
   const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
   const events = new EventLog(store, clock, logger);
   const policies = new PolicyService(store, events, clock);
@@ -77,6 +80,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     ceremonies,
     clock,
     config.enrolmentCodeTtlSeconds,
+    attestationRoots > 0,
   );
   const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
   const revocations = new RevocationHub(store, events, sessions, clock);
@@ -185,6 +189,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       rpId: config.rpId,
       origins: config.origins,
       policyVersion: policies.version.version,
+      attestationRoots,
     },
     'baton backend listening',
   );

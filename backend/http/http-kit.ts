@@ -19,7 +19,6 @@ export function readBody(req: IncomingMessage, limit = MAX_HTTP_BODY_BYTES): Pro
     const declared = Number(req.headers['content-length'] ?? '0');
     if (declared > limit) {
       reject(new BatonError('PAYLOAD_TOO_LARGE', `The body is ${declared} bytes; at most ${limit} are accepted`));
-      req.resume();
       return;
     }
     const chunks: Buffer[] = [];
@@ -31,7 +30,7 @@ export function readBody(req: IncomingMessage, limit = MAX_HTTP_BODY_BYTES): Pro
       if (size > limit) {
         failed = true;
         reject(new BatonError('PAYLOAD_TOO_LARGE', `The body exceeds ${limit} bytes`));
-        req.resume();
+        req.pause();
         return;
       }
       chunks.push(chunk);
@@ -106,6 +105,12 @@ export function sendError(res: ServerResponse, error: unknown, logger: Logger, n
   if (res.headersSent) {
     res.destroy();
     return;
+  }
+  if (baton.code === 'PAYLOAD_TOO_LARGE') {
+    // Do not keep reading the rest of an oversized body: answer, then close the connection.
+    res.shouldKeepAlive = false;
+    res.setHeader('connection', 'close');
+    res.once('finish', () => res.socket?.destroy());
   }
   sendJson(res, baton.status, errorBody(baton, now));
 }

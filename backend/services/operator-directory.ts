@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
+import { decodeAttestationObject } from '@simplewebauthn/server/helpers';
 import { BatonError } from '../../shared/errors.js';
 import { ENROLMENT_CODE_PATTERN } from '../../shared/http-api.js';
 import { newEnrolmentCode, newId, normaliseEnrolmentCode, sha256Hex } from '../crypto/secrets.js';
 import type {
+  AttestationTrust,
   ConsoleRecord,
   CredentialRecord,
   EnrolmentCodeRecord,
@@ -19,6 +21,7 @@ export interface CredentialSummary {
   deviceBound: boolean;
   aaguid: string;
   attestationFmt: string;
+  attestationTrust: AttestationTrust;
   createdAt: number;
   lastUsedAt: number | null;
   revokedAt: number | null;
@@ -32,12 +35,30 @@ export function credentialSummary(c: CredentialRecord): CredentialSummary {
     deviceBound: c.deviceBound,
     aaguid: c.aaguid,
     attestationFmt: c.attestationFmt,
+    attestationTrust: c.attestationTrust,
     createdAt: c.createdAt,
     lastUsedAt: c.lastUsedAt,
     revokedAt: c.revokedAt,
     revokedReason: c.revokedReason,
     registeredOnConsole: c.registeredOnConsole,
   };
+}
+
+/**
+ * How much the attestation says about the authenticator model. Self attestation and `none` carry
+ * no model evidence (anyone can claim any AAGUID); a certificate does only once SimpleWebAuthn has
+ * chained it to a configured vendor root (without roots it skips that check).
+ */
+export function attestationTrust(
+  fmt: string,
+  attestationObject: Uint8Array,
+  rootsConfigured: boolean,
+): AttestationTrust {
+  if (fmt === 'none') return 'none';
+  const statement = decodeAttestationObject(new Uint8Array(attestationObject)).get('attStmt');
+  const x5c = statement.get('x5c');
+  if (!Array.isArray(x5c) || x5c.length === 0) return 'self';
+  return rootsConfigured ? 'certificate' : 'unverified-certificate';
 }
 
 /** Operators, their one-time enrolment codes and their passkeys. */
@@ -50,6 +71,7 @@ export class OperatorDirectory {
     private readonly ceremonies: WebAuthnCeremonies,
     private readonly clock: () => number,
     private readonly codeTtlSeconds: number,
+    private readonly attestationRootsConfigured: boolean,
   ) {}
 
   create(input: { id?: string | undefined; displayName: string; roles: string[] }, actor: string): OperatorRecord {
@@ -198,10 +220,11 @@ export class OperatorDirectory {
         info.aaguid,
       );
     }
-    if (rules.aaguidAllowList.length > 0 && (info.fmt === 'none' || !rules.aaguidAllowList.includes(info.aaguid))) {
+    const trust = attestationTrust(info.fmt, info.attestationObject, this.attestationRootsConfigured);
+    if (rules.aaguidAllowList.length > 0 && (trust !== 'certificate' || !rules.aaguidAllowList.includes(info.aaguid))) {
       refuse(
         'CREDENTIAL_AAGUID_NOT_ALLOWED',
-        `Authenticator model ${info.aaguid} (${info.fmt} attestation) is not on the allow-list`,
+        `Authenticator model ${info.aaguid} (${info.fmt} attestation, ${trust}) is not on the allow-list, or its attestation is not verified by a certificate chain to a configured root`,
         info.aaguid,
       );
     }
@@ -219,6 +242,7 @@ export class OperatorDirectory {
       backedUp: info.credentialBackedUp,
       aaguid: info.aaguid,
       attestationFmt: info.fmt,
+      attestationTrust: trust,
       registeredOnConsole: console.id,
       createdAt: now,
       lastUsedAt: null,

@@ -486,10 +486,26 @@ export class SessionService {
       throw error;
     }
     const policy = this.policies.policy;
+    if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
+      // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is
+      // another authenticator or a tampered one.
+      this.events.atomically(() => {
+        this.recordUse(credential, info.newCounter);
+        this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
+          operator: operator.id,
+          credential: credential.id,
+          ...(sessionId ? { session: sessionId } : {}),
+        });
+      });
+      throw new BatonError(
+        'CREDENTIAL_NOT_DEVICE_BOUND',
+        'The authenticator reports this credential as syncable (backup eligible)',
+      );
+    }
     const level = levelFromAuthentication({
       userVerified: info.userVerified,
       deviceBound: credential.deviceBound && !info.backupEligible,
-      attested: credential.attestationFmt !== 'none',
+      attested: credential.attestationTrust === 'certificate',
       aaguidAllowed: policy.credentials.aaguidAllowList.includes(credential.aaguid),
     });
     return { level, counter: info.newCounter };

@@ -176,4 +176,9 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX console_commands_pending ON console_commands(console_id) WHERE acked_at IS NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'record whether attestation carried a certificate (model evidence) or was self/none',
+    sql: `ALTER TABLE credentials ADD COLUMN attestation_trust TEXT NOT NULL DEFAULT 'none';`,
+  },
 ];

@@ -52,6 +52,13 @@ export interface OperatorRecord {
   revokedReason: string | null;
 }
 
+/**
+ * What the attestation proves about the authenticator model: `certificate` — a certificate chain to
+ * a configured vendor root vouches for the AAGUID; `unverified-certificate` — a certificate, but no
+ * roots are configured to check it against; `self` and `none` — no model evidence.
+ */
+export type AttestationTrust = 'none' | 'self' | 'unverified-certificate' | 'certificate';
+
 export interface CredentialRecord {
   id: string;
   operatorId: string;
@@ -62,6 +69,7 @@ export interface CredentialRecord {
   backedUp: boolean;
   aaguid: string;
   attestationFmt: string;
+  attestationTrust: AttestationTrust;
   registeredOnConsole: string;
   createdAt: number;
   lastUsedAt: number | null;

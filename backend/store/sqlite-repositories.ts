@@ -161,8 +161,8 @@ export class SqliteOperators implements OperatorRepository {
         'UPDATE operator_enrolment_codes SET used_at = ?, credential_id = ? WHERE code_hash = ? AND used_at IS NULL',
       ),
       insertCredential: db.prepare(
-        `INSERT INTO credentials (id, operator_id, public_key, counter, transports, device_bound, backed_up, aaguid, attestation_fmt, registered_on_console, created_at, last_used_at, revoked_at, revoked_reason)
-         VALUES (@id, @operatorId, @publicKey, @counter, @transports, @deviceBound, @backedUp, @aaguid, @attestationFmt, @registeredOnConsole, @createdAt, @lastUsedAt, @revokedAt, @revokedReason)`,
+        `INSERT INTO credentials (id, operator_id, public_key, counter, transports, device_bound, backed_up, aaguid, attestation_fmt, attestation_trust, registered_on_console, created_at, last_used_at, revoked_at, revoked_reason)
+         VALUES (@id, @operatorId, @publicKey, @counter, @transports, @deviceBound, @backedUp, @aaguid, @attestationFmt, @attestationTrust, @registeredOnConsole, @createdAt, @lastUsedAt, @revokedAt, @revokedReason)`,
       ),
       getCredential: db.prepare('SELECT * FROM credentials WHERE id = ?'),
       listCredentials: db.prepare('SELECT * FROM credentials WHERE operator_id = ? ORDER BY created_at'),
@@ -197,6 +197,11 @@ export class SqliteOperators implements OperatorRepository {
       backedUp: num(row, 'backed_up') === 1,
       aaguid: str(row, 'aaguid'),
       attestationFmt: str(row, 'attestation_fmt'),
+      attestationTrust: oneOf(
+        ['none', 'self', 'unverified-certificate', 'certificate'] as const,
+        str(row, 'attestation_trust'),
+        'attestation_trust',
+      ),
       registeredOnConsole: str(row, 'registered_on_console'),
       createdAt: num(row, 'created_at'),
       lastUsedAt: optNum(row, 'last_used_at'),

@@ -41,7 +41,13 @@ export class SoftAuthenticator {
 
   constructor(
     readonly origin: string,
-    readonly options: { aaguid?: string; backupEligible?: boolean; userVerified?: boolean } = {},
+    readonly options: {
+      aaguid?: string;
+      backupEligible?: boolean;
+      userVerified?: boolean;
+      /** `packed` attestation: self-signed by the credential, or by a batch certificate. */
+      attestation?: 'none' | 'self' | { certificate: Buffer; privateKey: KeyObject };
+    } = {},
   ) {}
 
   register(
@@ -74,10 +80,24 @@ export class SoftAuthenticator {
       Buffer.from(cose),
     ]);
     const clientData = this.clientData('webauthn.create', overrides.challenge ?? options.challenge, overrides.origin);
+    const attestation = this.options.attestation ?? 'none';
+    let fmt = 'none';
+    let statement = new Map<string, CBORType>();
+    if (attestation !== 'none') {
+      const signed = Buffer.concat([authData, createHash('sha256').update(clientData).digest()]);
+      fmt = 'packed';
+      statement = new Map<string, CBORType>([['alg', -7]]);
+      if (attestation === 'self') {
+        statement.set('sig', sign('sha256', signed, privateKey));
+      } else {
+        statement.set('sig', sign('sha256', signed, attestation.privateKey));
+        statement.set('x5c', [attestation.certificate]);
+      }
+    }
     const attestationObject = encodeCBOR(
       new Map<string, CBORType>([
-        ['fmt', 'none'],
-        ['attStmt', new Map()],
+        ['fmt', fmt],
+        ['attStmt', statement],
         ['authData', authData],
       ]),
     );

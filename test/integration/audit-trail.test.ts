@@ -89,7 +89,7 @@ describe('the audit trail', () => {
       t,
       `?after=${first}`,
       (e) => e.length >= 3,
-      async () => undefined,
+      () => Promise.resolve(),
     );
     assert.ok(events.every((e) => e.cursor > first));
     assert.deepEqual(

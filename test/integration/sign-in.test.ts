@@ -95,4 +95,28 @@ describe('usernameless sign-in, resume and step-up over real HTTP', () => {
     )) as Json;
     assert.equal(failed.events.length, 1);
   });
+
+  it('refuses an assertion in which a device-bound credential suddenly claims to be syncable', async () => {
+    const { operatorId, authenticator } = await enrolOperator(t.admin, console, { displayName: 'Flo Flags' });
+    const result = await signIn(console, authenticator, { backupEligible: true });
+    assert.equal(result.status, 403);
+    assert.equal(result.body.error.code, 'CREDENTIAL_NOT_DEVICE_BOUND');
+    const failed = (await t.admin.ok('GET', `/v1/admin/events?type=sign-in-failed&operator=${operatorId}`)) as Json;
+    assert.deepEqual(failed.events.at(-1).reasons, ['credential-not-device-bound']);
+    assert.equal((await signIn(console, authenticator)).status, 200, 'the genuine key still works');
+  });
+
+  it('lets an admin unlock an operator locked after 100 consecutive failures', async () => {
+    const { operatorId, authenticator } = await enrolOperator(t.admin, console, { displayName: 'Gus Guessed' });
+    for (let i = 0; i < 100; i++) {
+      const bad = await signIn(console, authenticator, { rpId: 'evil.example' });
+      assert.equal(bad.body.error.code, 'WEBAUTHN_RP_ID_MISMATCH');
+    }
+    const locked = await signIn(console, authenticator);
+    assert.equal(locked.status, 403);
+    assert.equal(locked.body.error.code, 'OPERATOR_LOCKED');
+    const unlocked = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/unlock`, {})) as Json;
+    assert.equal(unlocked.operator.failedAttempts, 0);
+    assert.equal((await signIn(console, authenticator)).status, 200);
+  });
 });
