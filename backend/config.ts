@@ -36,6 +36,8 @@ export const BackendConfigSchema = z.strictObject({
     .max(7 * 24 * 3600)
     .default(24 * 3600),
   heartbeatSeconds: z.int().min(1).max(300).default(15),
+  /** A console socket that has not sent `hello` within this time is closed (4006). */
+  helloTimeoutSeconds: z.int().min(1).max(60).default(10),
   /**
    * PEM bundle of authenticator vendors' attestation root certificates. Only credentials whose
    * attestation chains to one of them count as attested (required for the `hardware` level).

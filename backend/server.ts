@@ -94,6 +94,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     logger,
     clock,
     heartbeatSeconds: config.heartbeatSeconds,
+    helloTimeoutSeconds: config.helloTimeoutSeconds,
   });
   revocations.pusher = channel;
   sessions.commands = channel;

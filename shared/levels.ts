@@ -57,7 +57,7 @@ export interface AuthenticationFacts {
   userVerified: boolean;
   /** Not backup-eligible: the private key cannot be synced off the authenticator. */
   deviceBound: boolean;
-  /** Registered with attestation carrying model evidence (fmt other than `none`). */
+  /** Registered with an attestation certificate chained to a configured vendor root (model evidence). */
   attested: boolean;
   /** The credential's AAGUID is on the policy's allow-list. */
   aaguidAllowed: boolean;

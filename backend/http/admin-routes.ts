@@ -158,7 +158,10 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       method: 'POST',
       path: '/v1/admin/operators/:id/unlock',
       auth: 'admin',
-      handler: (ctx) => ({ operator: operatorView(deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) }),
+      handler: (ctx) => {
+        parseJson(ctx.req, ctx.body, z.strictObject({}));
+        return { operator: operatorView(deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) };
+      },
     },
     { method: 'POST', path: '/v1/admin/credentials/:id/revoke', auth: 'admin', handler: revoke('credential') },
     {

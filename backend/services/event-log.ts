@@ -8,7 +8,7 @@ import {
   type EventDraft,
   type StoredEvent,
 } from '../../shared/events.js';
-import type { ErrorCode } from '../../shared/errors.js';
+import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import { sha256Hex } from '../crypto/secrets.js';
 import type { EventQuery, EventRow, StreamHead, Store } from '../store/repositories.js';
 
@@ -36,6 +36,9 @@ export interface ChainReport {
   checked: number;
   lastSeq: number;
   intact: boolean;
+  problemCount: number;
+  /** True when more problems exist than are listed (at most 100 are). */
+  truncated: boolean;
   problems: ChainProblem[];
 }
 
@@ -117,7 +120,8 @@ export class EventLog {
     };
     const checked = AssuranceEventSchema.safeParse(event);
     if (!checked.success) throw new Error(`backend event ${event.type} fails its schema: ${checked.error.message}`);
-    return this.write(BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
+    const { hash, cursor } = this.write(BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
+    return this.toStored(BACKEND_ORIGIN, event, hash, [], cursor);
   }
 
   /** Queues a console's batch for the next group commit; resolves once it is durable. */
@@ -151,31 +155,54 @@ export class EventLog {
    * database shows as the first problem found. Findings recorded at ingest are reported too.
    */
   verifyChain(origin: string): ChainReport {
+    const MAX_PROBLEMS = 100;
     let expectedPrev = GENESIS_HASH;
     let expectedSeq = 1;
     let checked = 0;
+    let problemCount = 0;
     const problems: ChainProblem[] = [];
+    const report = (seq: number, problem: string) => {
+      problemCount++;
+      if (problems.length < MAX_PROBLEMS) problems.push({ seq, problem });
+    };
     let after = 0;
     for (;;) {
-      const page = this.store.events.query({ origin, afterSeq: after, limit: 1000 });
-      for (const stored of page) {
-        const { origin: _o, hash, receivedAt: _r, integrity, cursor: _c, ...event } = stored;
-        const recomputed = eventHash(event);
-        if (recomputed !== hash) problems.push({ seq: stored.seq, problem: 'hash-mismatch' });
-        if (stored.seq !== expectedSeq) problems.push({ seq: stored.seq, problem: 'sequence-gap' });
-        else if (stored.prevHash !== expectedPrev) problems.push({ seq: stored.seq, problem: 'chain-broken' });
-        for (const finding of integrity)
-          if (finding !== 'late') problems.push({ seq: stored.seq, problem: `recorded:${finding}` });
-        expectedPrev = hash;
-        expectedSeq = stored.seq + 1;
+      const page = this.store.events.rawChain(origin, after, 1000);
+      for (const row of page) {
+        // The stored body is the canonical JSON that was hashed: re-hash it as it is now.
+        if (sha256Hex(row.body) !== row.hash) report(row.seq, 'hash-mismatch');
+        let prevHash: unknown;
+        try {
+          prevHash = (JSON.parse(row.body) as { prevHash?: unknown }).prevHash;
+        } catch {
+          report(row.seq, 'body-unreadable');
+        }
+        if (row.seq !== expectedSeq) report(row.seq, 'sequence-gap');
+        else if (prevHash !== expectedPrev) report(row.seq, 'chain-broken');
+        for (const finding of row.integrity) if (finding !== 'late') report(row.seq, `recorded:${finding}`);
+        expectedPrev = row.hash;
+        expectedSeq = row.seq + 1;
         checked++;
       }
       if (page.length < 1000) break;
       after = page.at(-1)?.seq ?? after;
     }
-    const head = this.head(origin);
-    if (checked > 0 && head.lastHash !== expectedPrev) problems.push({ seq: head.lastSeq, problem: 'head-mismatch' });
-    return { origin, checked, lastSeq: head.lastSeq, intact: problems.length === 0, problems: problems.slice(0, 100) };
+    const head = this.store.events.head(origin);
+    if (head === undefined && checked === 0 && origin !== BACKEND_ORIGIN) {
+      throw new BatonError('NOT_FOUND', `No event stream from "${origin}"`);
+    }
+    if (head !== undefined && (head.lastHash !== expectedPrev || head.lastSeq !== expectedSeq - 1)) {
+      report(head.lastSeq, 'head-mismatch');
+    }
+    return {
+      origin,
+      checked,
+      lastSeq: head?.lastSeq ?? 0,
+      intact: problemCount === 0,
+      problemCount,
+      truncated: problemCount > problems.length,
+      problems,
+    };
   }
 
   subscribe(filter: EventFilter, listener: EventListener): () => void {
@@ -220,11 +247,14 @@ export class EventLog {
         integrity.push('subject-console-mismatch');
       }
       if (event.seq <= head.lastSeq) {
-        const hash = eventHash(event);
-        const result = this.store.events.insert(this.row(origin, event, hash, [...integrity, 'late'], origin));
+        const body = canonicalJson(event);
+        const hash = sha256Hex(body);
+        const result = this.store.events.insert(this.row(origin, event, body, hash, [...integrity, 'late'], origin));
         if (result.inserted) {
           inserted++;
-          this.queuePublication(this.toStored(origin, event, hash, [...integrity, 'late'], result.cursor));
+          if (this.listeners.size > 0) {
+            this.unpublished.push(this.toStored(origin, event, hash, [...integrity, 'late'], result.cursor));
+          }
         } else if (result.existingHash !== hash) {
           findings.push({ code: 'EVENT_SEQUENCE_CONFLICT', seq: event.seq });
           this.record({
@@ -258,32 +288,42 @@ export class EventLog {
           detail: { seq: event.seq, expectedPrevHash: head.lastHash, receivedPrevHash: event.prevHash },
         });
       }
-      this.write(origin, event, integrity, origin);
+      this.write(origin, event, integrity, origin, false);
       inserted++;
     }
-    return { upToSeq: this.head(origin).lastSeq, inserted, findings };
+    // The head row is written once per batch (same transaction), not once per event.
+    const head = this.head(origin);
+    if (inserted > 0) this.store.events.setHead(origin, head);
+    return { upToSeq: head.lastSeq, inserted, findings };
   }
 
-  /** Appends the next event of an origin's chain and moves the head. */
-  private write(origin: string, event: AssuranceEvent, integrity: string[], consoleId: string | null): StoredEvent {
-    const hash = eventHash(event);
-    const result = this.store.events.insert(this.row(origin, event, hash, integrity, consoleId));
+  /**
+   * Appends the next event of an origin's chain and moves the head (in the store too unless the
+   * caller persists it once for a whole batch). The canonical JSON is computed once, for both the
+   * stored body and the hash; the StoredEvent is built only when a live follower will receive it.
+   */
+  private write(
+    origin: string,
+    event: AssuranceEvent,
+    integrity: string[],
+    consoleId: string | null,
+    persistHead = true,
+  ): { hash: string; cursor: number } {
+    const body = canonicalJson(event);
+    const hash = sha256Hex(body);
+    const result = this.store.events.insert(this.row(origin, event, body, hash, integrity, consoleId));
     if (!result.inserted) throw new Error(`event ${origin}#${event.seq} already stored`);
     const head = { lastSeq: event.seq, lastHash: hash };
-    this.store.events.setHead(origin, head);
+    if (persistHead) this.store.events.setHead(origin, head);
     this.heads.set(origin, head);
-    const stored = this.toStored(origin, event, hash, integrity, result.cursor);
-    this.queuePublication(stored);
-    return stored;
-  }
-
-  private queuePublication(event: StoredEvent): void {
-    if (this.listeners.size > 0) this.unpublished.push(event);
+    if (this.listeners.size > 0) this.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
+    return { hash, cursor: result.cursor };
   }
 
   private row(
     origin: string,
     event: AssuranceEvent,
+    body: string,
     hash: string,
     integrity: string[],
     consoleId: string | null,
@@ -299,7 +339,7 @@ export class EventLog {
       operatorId: event.subject.operator ?? null,
       consoleId,
       sessionId: event.subject.session ?? null,
-      body: canonicalJson(event),
+      body,
       hash,
       integrity,
     };

@@ -11,7 +11,14 @@ import type { SessionView } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, isAtLeast, levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
-import type { ConsoleRecord, CredentialRecord, OperatorRecord, SessionRecord, Store } from '../store/repositories.js';
+import type {
+  CommandRecord,
+  ConsoleRecord,
+  CredentialRecord,
+  OperatorRecord,
+  SessionRecord,
+  Store,
+} from '../store/repositories.js';
 import { assuranceContext, sessionView } from './assurance.js';
 import type { EventLog } from './event-log.js';
 import type { PolicyService } from './policy-service.js';
@@ -21,8 +28,9 @@ import { readClientData } from './webauthn-ceremonies.js';
 /** NIST 800-63B: at most 100 consecutive failed attempts per account. */
 export const MAX_FAILED_ATTEMPTS = 100;
 
+/** Delivers a stored command to its console now, if it is connected (it is re-sent on reconnect). */
 export interface CommandSender {
-  endSession(consoleId: string, sessionId: string, reason: string): void;
+  deliver(command: CommandRecord): void;
 }
 
 export interface AuthenticatedSession {
@@ -46,7 +54,7 @@ export interface StepUpResult {
 
 /** Sign-in (start or resume), step-up and session ends: the backend's half of every session. */
 export class SessionService {
-  commands: CommandSender = { endSession: () => undefined };
+  commands: CommandSender = { deliver: () => undefined };
 
   constructor(
     private readonly store: Store,
@@ -104,6 +112,7 @@ export class SessionService {
 
     const evicted: string[] = [];
     const suspended: string[] = [];
+    const commands: CommandRecord[] = [];
     const outcome = this.events.atomically(() => {
       this.recordUse(credential, counter);
       this.store.operators.resetFailures(operator.id);
@@ -161,6 +170,7 @@ export class SessionService {
         for (const s of evictable.slice(0, Math.max(0, excess))) {
           this.close(s, 'ended', 'evicted-by-session-limit');
           evicted.push(s.id);
+          commands.push(this.storeEndCommand(s, 'evicted-by-session-limit'));
         }
         session = {
           id: newId('ses'),
@@ -189,7 +199,7 @@ export class SessionService {
       }
       return { session, resumed };
     });
-    for (const id of evicted) this.commands.endSession(console.id, id, 'evicted-by-session-limit');
+    for (const command of commands) this.commands.deliver(command);
     const { token, expiresAt } = await this.issueToken(outcome.session, console);
     return {
       session: sessionView(outcome.session, operator.displayName),
@@ -337,7 +347,7 @@ export class SessionService {
     if (session.state !== 'active' && session.state !== 'suspended') {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is already ${session.state}`);
     }
-    this.events.atomically(() => {
+    const command = this.events.atomically(() => {
       this.close(session, 'ended', 'ended-by-admin', reason);
       this.events.record({
         type: 'admin-action',
@@ -346,9 +356,23 @@ export class SessionService {
         reasons: ['session-ended'],
         detail: { actor, reason },
       });
+      return this.storeEndCommand(session, reason);
     });
-    this.commands.endSession(session.consoleId, session.id, reason);
+    this.commands.deliver(command);
     return this.store.sessions.get(session.id) ?? session;
+  }
+
+  /** Stores an end-session command in the caller's transaction, so it cannot be lost in a crash. */
+  private storeEndCommand(session: SessionRecord, reason: string): CommandRecord {
+    const command: CommandRecord = {
+      id: newId('cmd'),
+      consoleId: session.consoleId,
+      sessionId: session.id,
+      reason: reason.slice(0, 500),
+      createdAt: this.clock(),
+    };
+    this.store.commands.insert(command);
+    return command;
   }
 
   /** Console events that move a session's continuity anchor (lock, suspend) or resume it offline. */

@@ -181,4 +181,9 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'record whether attestation carried a certificate (model evidence) or was self/none',
     sql: `ALTER TABLE credentials ADD COLUMN attestation_trust TEXT NOT NULL DEFAULT 'none';`,
   },
+  {
+    version: 4,
+    name: 'find unacknowledged revocation deliveries by console without scanning every epoch',
+    sql: `CREATE INDEX revocation_deliveries_unacked ON revocation_deliveries(console_id, epoch) WHERE acked_at IS NULL;`,
+  },
 ];

@@ -116,6 +116,13 @@ export interface EventRow {
   integrity: string[];
 }
 
+export interface RawEventRow {
+  seq: number;
+  body: string;
+  hash: string;
+  integrity: string[];
+}
+
 export interface EventQuery {
   operator?: string | undefined;
   console?: string | undefined;
@@ -198,6 +205,8 @@ export interface EventRepository {
   /** Inserts unless (origin, seq) exists; returns the stored hash when it did exist. */
   insert(row: EventRow): { inserted: true; cursor: number } | { inserted: false; existingHash: string };
   query(query: EventQuery): StoredEvent[];
+  /** An origin's stored rows in sequence order, unparsed: for re-verifying the chain. */
+  rawChain(origin: string, afterSeq: number, limit: number): RawEventRow[];
   count(): number;
 }
 

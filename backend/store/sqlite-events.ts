@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { AssuranceEventSchema, type StoredEvent } from '../../shared/events.js';
-import type { EventQuery, EventRepository, EventRow, StreamHead } from './repositories.js';
+import type { EventQuery, EventRepository, EventRow, RawEventRow, StreamHead } from './repositories.js';
 
 type Row = Record<string, unknown>;
 
@@ -20,6 +20,9 @@ export class SqliteEvents implements EventRepository {
       ),
       existingHash: db.prepare('SELECT hash FROM events WHERE origin = ? AND seq = ?'),
       count: db.prepare('SELECT COUNT(*) AS n FROM events'),
+      rawChain: db.prepare(
+        'SELECT seq, body, hash, integrity FROM events WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
     };
   }
 
@@ -62,6 +65,15 @@ export class SqliteEvents implements EventRepository {
     const order = query.afterSeq === undefined ? 'cursor' : 'seq';
     const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT @limit`;
     return (this.db.prepare(sql).all(params) as Row[]).map((row) => toStoredEvent(row));
+  }
+
+  rawChain(origin: string, afterSeq: number, limit: number): RawEventRow[] {
+    return (this.stmts.rawChain.all(origin, afterSeq, limit) as Row[]).map((row) => ({
+      seq: Number(row.seq),
+      body: String(row.body),
+      hash: String(row.hash),
+      integrity: typeof row.integrity === 'string' && row.integrity !== '' ? row.integrity.split(',') : [],
+    }));
   }
 
   count(): number {

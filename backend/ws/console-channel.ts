@@ -20,7 +20,6 @@ import type { PolicyService } from '../services/policy-service.js';
 import type { ConsolePusher, RevocationHub } from '../services/revocation-hub.js';
 import type { SessionService } from '../services/session-service.js';
 import { errorBody } from '../http/http-kit.js';
-import { newId } from '../crypto/secrets.js';
 
 interface Connection {
   socket: WebSocket;
@@ -29,9 +28,6 @@ interface Connection {
   hello: HelloMessage | undefined;
   helloTimer: NodeJS.Timeout | undefined;
 }
-
-/** A socket that has not said hello by then is closed: unauthenticated-looking idle sockets cost memory. */
-export const HELLO_TIMEOUT_MS = 10_000;
 
 export interface ConsoleChannelDeps {
   registry: ConsoleRegistry;
@@ -43,6 +39,8 @@ export interface ConsoleChannelDeps {
   logger: Logger;
   clock: () => number;
   heartbeatSeconds: number;
+  /** A socket that has not said hello by then is closed: idle sockets cost memory and a file descriptor. */
+  helloTimeoutSeconds: number;
 }
 
 /**
@@ -111,10 +109,10 @@ export class ConsoleChannel implements ConsolePusher {
           connection,
           'HELLO_REQUIRED',
           CLOSE_CODES.HELLO_REQUIRED,
-          `No "hello" within ${HELLO_TIMEOUT_MS} ms`,
+          `No "hello" within ${this.deps.helloTimeoutSeconds} s`,
         );
       }
-    }, HELLO_TIMEOUT_MS);
+    }, this.deps.helloTimeoutSeconds * 1000);
     connection.helloTimer.unref();
     this.connections.set(console.id, connection);
     socket.on('pong', () => {
@@ -232,17 +230,9 @@ export class ConsoleChannel implements ConsolePusher {
     }
   }
 
-  /** Stores an `end-session` command and sends it now if connected; it is re-sent on every reconnect until acknowledged. */
-  endSession(consoleId: string, sessionId: string, reason: string): void {
-    const command: CommandRecord = {
-      id: newId('cmd'),
-      consoleId,
-      sessionId,
-      reason: reason.slice(0, 500),
-      createdAt: this.deps.clock(),
-    };
-    this.deps.commands.insert(command);
-    this.sendRaw(consoleId, commandMessage(command));
+  /** Sends a stored command now if the console is connected; it is re-sent on every reconnect until acknowledged. */
+  deliver(command: CommandRecord): void {
+    this.sendRaw(command.consoleId, commandMessage(command));
   }
 
   connectedConsoleIds(): Iterable<string> {

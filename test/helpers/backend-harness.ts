@@ -67,16 +67,19 @@ export interface TestBackend {
 
 export async function startTestBackend(
   overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
-  deps: { clock?: () => number } = {},
+  deps: { clock?: () => number; adminToken?: string } = {},
 ): Promise<TestBackend> {
   const dataDir = (overrides.dataDir as string | undefined) ?? mkdtempSync(join(tmpdir(), 'baton-test-'));
   const config = parseBackendConfig(
     { port: 0, origins: [TEST_ORIGIN], logLevel: 'silent', durability: 'normal', ...overrides, dataDir },
     'test',
   );
-  const backend = await startBackend(config, { logger: pino({ level: 'silent' }), ...deps });
-  const token = backend.bootstrapAdminToken;
-  if (token === undefined) throw new Error('startTestBackend needs a fresh data directory');
+  const backend = await startBackend(config, {
+    logger: pino({ level: 'silent' }),
+    ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+  });
+  const token = backend.bootstrapAdminToken ?? deps.adminToken;
+  if (token === undefined) throw new Error('startTestBackend: pass the admin token when reusing a data directory');
   const url = `http://localhost:${backend.port}`;
   return {
     backend,

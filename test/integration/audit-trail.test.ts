@@ -140,4 +140,20 @@ describe('the audit trail', () => {
     assert.equal(tampered.intact, false);
     assert.deepEqual(tampered.problems[0], { seq: row.seq, problem: 'hash-mismatch' });
   });
+
+  it('reports an unreadable stored body and refuses to verify a stream that does not exist', async () => {
+    const db = new Database(join(t.dataDir, DATABASE_FILE));
+    const row = db.prepare("SELECT seq FROM events WHERE origin = 'backend' ORDER BY seq DESC LIMIT 1").get() as {
+      seq: number;
+    };
+    db.prepare("UPDATE events SET body = '{not json' WHERE origin = 'backend' AND seq = ?").run(row.seq);
+    db.close();
+    const report = (await t.admin.ok('GET', '/v1/admin/events/verify?origin=backend')) as Json;
+    assert.equal(report.intact, false);
+    assert.ok(report.problems.some((p: Json) => p.seq === row.seq && p.problem === 'body-unreadable'));
+    assert.ok(report.problemCount >= 2);
+    const unknown = await t.admin.request('GET', '/v1/admin/events/verify?origin=con_nobody');
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error.code, 'NOT_FOUND');
+  });
 });

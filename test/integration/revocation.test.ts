@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CLOSE_CODES } from '../../shared/protocol.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
@@ -148,5 +151,40 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
     const pushed = await socket.next('policy', (m) => m.version === initial.version + 1);
     assert.equal(pushed.policy.channels['branch-kiosk']?.idleLockSeconds, 60);
     await socket.close();
+  });
+
+  it('keeps an unacknowledged end-session command across a backend restart', async () => {
+    const own = await startTestBackend({ dataDir: mkdtempSync(join(tmpdir(), 'baton-restart-')) });
+    const console = await TestConsole.enrol(own.url, own.admin);
+    const { authenticator } = await enrolOperator(own.admin, console, { displayName: 'Ivy Restart' });
+    const session = ((await signIn(console, authenticator)).body as Json).session;
+    await own.admin.ok('POST', `/v1/admin/sessions/${session.id as string}/end`, { reason: 'end of shift' });
+    await own.stop();
+
+    const restarted = await startTestBackend({ dataDir: own.dataDir }, { adminToken: own.admin.token });
+    try {
+      const back = new TestConsole(restarted.url, console.key, console.id);
+      const socket = await back.connect();
+      const command = await socket.next('command');
+      assert.equal(command.sessionId, session.id);
+      assert.equal(command.reason, 'end of shift');
+      await socket.close();
+    } finally {
+      await restarted.stop();
+      rmSync(own.dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes a socket that never says hello with 4006 HELLO_REQUIRED', async () => {
+    const quick = await startTestBackend({ helloTimeoutSeconds: 1 });
+    try {
+      const console = await TestConsole.enrol(quick.url, quick.admin);
+      const socket = await console.connect({ hello: false });
+      const error = await socket.next('error', () => true, 5000);
+      assert.equal(error.code, 'HELLO_REQUIRED');
+      assert.equal((await socket.closed).code, CLOSE_CODES.HELLO_REQUIRED);
+    } finally {
+      await quick.stop();
+    }
   });
 });
