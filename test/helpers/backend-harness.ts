@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,16 @@ export async function httpJson(
   });
   const text = await response.text();
   return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Json) };
+}
+
+/** Asserts the HTTP status and the stable error code a caller (or an attacker) sees. */
+export function assertError(result: HttpResult<Json>, status: number, code: string): void {
+  assert.equal(
+    result.status,
+    status,
+    `expected ${status} ${code}, got ${result.status} ${JSON.stringify(result.body)}`,
+  );
+  assert.equal(result.body.error?.code, code, JSON.stringify(result.body));
 }
 
 export class AdminClient {

@@ -8,16 +8,8 @@ import {
   type HttpResult,
   type Json,
   type TestBackend,
+  assertError,
 } from '../helpers/backend-harness.js';
-
-function assertError(result: HttpResult<Json>, status: number, code: string): void {
-  assert.equal(
-    result.status,
-    status,
-    `expected ${status} ${code}, got ${result.status} ${JSON.stringify(result.body)}`,
-  );
-  assert.equal(result.body.error?.code, code, JSON.stringify(result.body));
-}
 
 /** Polls a condition the backend reaches asynchronously (noticing a closed connection). */
 async function eventually(condition: () => boolean, timeoutMs = 2000): Promise<void> {

@@ -14,20 +14,10 @@ import {
   type HttpResult,
   type Json,
   type TestBackend,
+  assertError,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
-
-/** Asserts the HTTP status and the stable error code an attacker would see. */
-function assertError(result: HttpResult<Json>, status: number, code: string): void {
-  assert.equal(
-    result.status,
-    status,
-    `expected ${status} ${code}, got ${result.status} ${JSON.stringify(result.body)}`,
-  );
-  assert.equal(result.body.error?.code, code, JSON.stringify(result.body));
-  assert.equal(typeof result.body.error.message, 'string');
-}
 
 /** `WEBAUTHN_ORIGIN_MISMATCH` → `webauthn-origin-mismatch`, as failure events carry it. */
 function reasonOf(code: string): string {
