@@ -14,6 +14,13 @@ import type { EventQuery, EventRow, StreamHead, Store } from '../store/repositor
 
 export const BACKEND_ORIGIN = 'backend';
 
+/**
+ * Most console events committed in one group commit. A commit runs synchronously, so this bounds
+ * how long ingest holds the event loop (sign-ins, revocation pushes) when many consoles upload at
+ * once; whatever is left is committed on the next turn.
+ */
+export const MAX_EVENTS_PER_COMMIT = 2000;
+
 export interface IngestFinding {
   code: Extract<ErrorCode, 'EVENT_SEQUENCE_GAP' | 'EVENT_SEQUENCE_CONFLICT' | 'EVENT_CHAIN_BROKEN'>;
   seq: number;
@@ -217,13 +224,23 @@ export class EventLog {
 
   /** Commits whatever is queued now (used on shutdown). */
   drain(): void {
-    this.flush();
+    while (this.pending.length > 0) this.flush();
   }
 
   private flush(): void {
     this.flushScheduled = false;
-    const batches = this.pending;
-    this.pending = [];
+    let take = 0;
+    let events = 0;
+    for (const batch of this.pending) {
+      if (take > 0 && events + batch.events.length > MAX_EVENTS_PER_COMMIT) break;
+      events += batch.events.length;
+      take++;
+    }
+    const batches = this.pending.splice(0, take);
+    if (this.pending.length > 0) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
     if (batches.length === 0) return;
     let results: IngestResult[];
     try {

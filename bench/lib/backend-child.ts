@@ -1,0 +1,176 @@
+/**
+ * A Baton backend in its own process for the benchmarks. Started by `spawnBackend` (backend-process.ts)
+ * with an IPC channel; it starts the real backend (`startBackend`) and answers a few commands that
+ * need no HTTP endpoint: memory use after a full GC, direct console inserts, clock reads, and the
+ * revocation timings it observes. Nothing here changes what the backend does with a request.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import pino from 'pino';
+import { parseBackendConfig } from '../../backend/config.js';
+import { jwkThumbprint } from '../../backend/crypto/console-signature.js';
+import { startBackend, type Backend } from '../../backend/server.js';
+import type { ConsoleRecord } from '../../backend/store/repositories.js';
+import type { P256PublicJwk } from '../../shared/http-api.js';
+import { TEST_ORIGIN } from '../../test/helpers/backend-harness.js';
+import type { ChildReply, ChildRequest } from './backend-process.js';
+import { wallMs } from './report.js';
+
+interface RevocationTimes {
+  /** When `revoke` was entered and returned (wall ms, this process's clock). */
+  startedAt: number;
+  returnedAt: number;
+  /** When each console's acknowledgement was committed to the store. */
+  ackCommittedAt: Map<string, number>;
+}
+
+const dataDir = process.env.BENCH_DATA_DIR;
+if (dataDir === undefined || process.send === undefined) throw new Error('backend-child needs BENCH_DATA_DIR and IPC');
+
+const config = parseBackendConfig(
+  {
+    host: '127.0.0.1',
+    port: 0,
+    dataDir,
+    origins: [TEST_ORIGIN],
+    logLevel: 'silent',
+    ...(process.env.BENCH_DURABILITY === undefined ? {} : { durability: process.env.BENCH_DURABILITY }),
+  },
+  'bench',
+);
+const backend: Backend = await startBackend(config, { logger: pino({ level: 'silent' }) });
+const revocationTimes = new Map<number, RevocationTimes>();
+/** How long the event loop was blocked: what a sign-in or a revocation push arriving then would wait. */
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+
+function send(message: ChildReply): void {
+  process.send?.(message);
+}
+
+function gcAndMeasure(): NodeJS.MemoryUsage {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('start the backend child with --expose-gc');
+  for (let i = 0; i < 4; i++) gc();
+  return process.memoryUsage();
+}
+
+/** Observes revocations without changing them: wraps the hub's own methods and times them. */
+function instrumentRevocations(): void {
+  const hub = backend.revocations;
+  const revoke = hub.revoke.bind(hub);
+  const acknowledge = hub.acknowledge.bind(hub);
+  const flushAcks = hub.flushAcks.bind(hub);
+  let queued: { consoleId: string; epoch: number }[] = [];
+  hub.revoke = (...args: Parameters<typeof hub.revoke>) => {
+    const startedAt = wallMs();
+    const outcome = revoke(...args);
+    revocationTimes.set(outcome.revocation.epoch, { startedAt, returnedAt: wallMs(), ackCommittedAt: new Map() });
+    return outcome;
+  };
+  hub.acknowledge = (consoleId: string, epoch: number) => {
+    queued.push({ consoleId, epoch });
+    acknowledge(consoleId, epoch);
+  };
+  // flushAcks commits exactly the acknowledgements queued since the last flush.
+  hub.flushAcks = () => {
+    const batch = queued;
+    queued = [];
+    flushAcks();
+    const at = wallMs();
+    for (const { consoleId, epoch } of batch) {
+      const times = revocationTimes.get(epoch);
+      if (times !== undefined && !times.ackCommittedAt.has(consoleId)) times.ackCommittedAt.set(consoleId, at);
+    }
+  };
+}
+
+// If the benchmark dies, do not linger holding ports, sockets and the data directory.
+process.on('disconnect', () => process.exit(1));
+
+process.on('message', (raw: unknown) => {
+  const request = raw as ChildRequest;
+  const reply = (body: Record<string, unknown>) => send({ type: 'reply', id: request.id, ...body });
+  try {
+    switch (request.command) {
+      case 'clock':
+        reply({ now: wallMs() });
+        return;
+      case 'memory':
+        reply({ memory: gcAndMeasure(), connections: backend.channel.connectionCount });
+        return;
+      case 'cpu':
+        reply({ cpu: process.cpuUsage(), at: wallMs() });
+        return;
+      case 'loop-delay':
+        reply({
+          maxMs: loopDelay.max / 1e6,
+          p99Ms: loopDelay.percentile(99) / 1e6,
+          meanMs: loopDelay.mean / 1e6,
+        });
+        if (request.reset === true) loopDelay.reset();
+        return;
+      case 'connections':
+        reply({ connections: backend.channel.connectionCount });
+        return;
+      case 'insert-consoles': {
+        const now = Date.now();
+        const jwks = request.consoles as { id: string; publicJwk: P256PublicJwk }[];
+        backend.store.transaction(() => {
+          for (const { id, publicJwk } of jwks) {
+            const record: ConsoleRecord = {
+              id,
+              name: null,
+              channel: 'branch-kiosk',
+              site: null,
+              publicJwk: JSON.stringify(publicJwk),
+              jkt: jwkThumbprint(publicJwk),
+              enrolledAt: now,
+              lastSeenAt: null,
+              policyVersion: 0,
+              revocationEpoch: 0,
+              revokedAt: null,
+              revokedReason: null,
+            };
+            backend.store.consoles.insert(record);
+          }
+        });
+        reply({ inserted: jwks.length });
+        return;
+      }
+      case 'instrument-revocations':
+        instrumentRevocations();
+        reply({});
+        return;
+      case 'revocation-times': {
+        const times = revocationTimes.get(request.epoch as number);
+        reply(
+          times === undefined
+            ? { found: false }
+            : {
+                found: true,
+                startedAt: times.startedAt,
+                returnedAt: times.returnedAt,
+                acks: [...times.ackCommittedAt.entries()],
+              },
+        );
+        return;
+      }
+      case 'stop':
+        void backend.stop().then(() => {
+          reply({});
+          process.exit(0);
+        });
+        return;
+    }
+  } catch (error) {
+    reply({ error: error instanceof Error ? error.stack : String(error) });
+  }
+});
+
+send({
+  type: 'ready',
+  url: backend.url,
+  port: backend.port,
+  adminToken: backend.bootstrapAdminToken ?? '',
+  durability: config.durability,
+});
