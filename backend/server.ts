@@ -6,22 +6,16 @@ import { BatonError } from '../shared/errors.js';
 import { CONSOLE_WS_PATH } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
-import { TokenIssuer } from './crypto/token-issuer.js';
-import { loadAttestationRoots } from './crypto/attestation-roots.js';
 import { adminRoutes } from './http/admin-routes.js';
 import { consoleRoutes } from './http/console-routes.js';
 import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
 import { Router, isReply, type RouteContext } from './http/router.js';
-import { ConsoleRegistry } from './services/console-registry.js';
-import { EventLog } from './services/event-log.js';
-import { OperatorDirectory } from './services/operator-directory.js';
-import { PolicyService } from './services/policy-service.js';
-import { RevocationHub } from './services/revocation-hub.js';
-import { SessionService } from './services/session-service.js';
-import { ChallengeStore, WebAuthnCeremonies } from './services/webauthn-ceremonies.js';
 import type { Store } from './store/repositories.js';
-import { openSqliteStore } from './store/sqlite-store.js';
 import { ConsoleChannel } from './ws/console-channel.js';
+import { composeServices } from './services/compose-services.js';
+import type { EventLog } from './services/event-log.js';
+import type { PolicyService } from './services/policy-service.js';
+import type { RevocationHub } from './services/revocation-hub.js';
 
 export interface BackendDeps {
   clock?: () => number;
@@ -58,32 +52,8 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         censor: '[redacted]',
       },
     });
-  const attestationRoots =
-    config.attestationRootsFile === undefined ? 0 : loadAttestationRoots(config.attestationRootsFile);
-  const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
-  const events = new EventLog(store, clock, logger);
-  const policies = new PolicyService(store, events, clock);
-  const tokens = await TokenIssuer.open(config.dataDir, clock);
-  const challenges = new ChallengeStore(clock, config.challengeTtlSeconds * 1000);
-  const ceremonies = new WebAuthnCeremonies({
-    rpId: config.rpId,
-    rpName: config.rpName,
-    origins: config.origins,
-    timeoutMs: config.challengeTtlSeconds * 1000,
-  });
-  const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
-  const operators = new OperatorDirectory(
-    store,
-    events,
-    policies,
-    challenges,
-    ceremonies,
-    clock,
-    config.enrolmentCodeTtlSeconds,
-    attestationRoots > 0,
-  );
-  const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
-  const revocations = new RevocationHub(store, events, sessions, clock);
+  const services = await composeServices(config, { clock, logger, store: deps.store });
+  const { store, events, policies, tokens, registry, operators, sessions, revocations, attestationRoots } = services;
   const channel = new ConsoleChannel({
     commands: store.commands,
     registry,

@@ -22,14 +22,10 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { parseBackendConfig, type BackendConfig } from '../backend/config.js';
-import { TokenIssuer } from '../backend/crypto/token-issuer.js';
 import { startBackend } from '../backend/server.js';
-import { EventLog } from '../backend/services/event-log.js';
-import { PolicyService } from '../backend/services/policy-service.js';
-import { SessionService } from '../backend/services/session-service.js';
-import { ChallengeStore, WebAuthnCeremonies } from '../backend/services/webauthn-ceremonies.js';
+import { composeServices } from '../backend/services/compose-services.js';
+import type { SessionService } from '../backend/services/session-service.js';
 import type { ConsoleRecord, CredentialRecord, Store } from '../backend/store/repositories.js';
-import { openSqliteStore } from '../backend/store/sqlite-store.js';
 import { TEST_ORIGIN, TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
 import { enrolOperator } from '../test/helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
@@ -169,7 +165,7 @@ async function rawVerify(pool: readonly RawPoolEntry[], count: number, concurren
   return { n: count, wallMs, cpuMs: (cpu.user + cpu.system) / 1000, latencies };
 }
 
-// ---- (a) in-process: the sign-in services wired as backend/server.ts wires them ----
+// ---- (a) in-process: the sign-in services, composed exactly as the backend composes them ----
 
 interface InProcess {
   store: Store;
@@ -180,19 +176,10 @@ interface InProcess {
 }
 
 async function inProcess(config: BackendConfig, consoleIds: readonly string[]): Promise<InProcess> {
-  const clock = Date.now;
-  const store = openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
-  const events = new EventLog(store, clock, pino({ level: 'silent' }));
-  const policies = new PolicyService(store, events, clock);
-  const tokens = await TokenIssuer.open(config.dataDir, clock);
-  const challenges = new ChallengeStore(clock, config.challengeTtlSeconds * 1000);
-  const ceremonies = new WebAuthnCeremonies({
-    rpId: config.rpId,
-    rpName: config.rpName,
-    origins: config.origins,
-    timeoutMs: config.challengeTtlSeconds * 1000,
+  const { store, events, sessions, ceremonies, tokens } = await composeServices(config, {
+    clock: Date.now,
+    logger: pino({ level: 'silent' }),
   });
-  const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
   const consoles = consoleIds.map((id) => {
     const record = store.consoles.get(id);
     if (record === undefined) throw new Error(`console ${id} missing`);

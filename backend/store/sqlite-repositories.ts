@@ -293,6 +293,8 @@ const SESSION_COLUMNS: Record<keyof Omit<SessionRecord, 'id'>, string> = {
 
 export class SqliteSessions implements SessionRepository {
   private readonly stmts;
+  /** Prepared UPDATEs by the set of columns they change (preparing costs more than running). */
+  private readonly updates = new Map<string, Database.Statement>();
   constructor(private readonly db: Database.Database) {
     this.stmts = {
       insert: db.prepare(
@@ -353,10 +355,16 @@ export class SqliteSessions implements SessionRepository {
     return (this.db.prepare(sql).all(...params, filter.limit) as Row[]).map((r) => this.map(r));
   }
   update(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): void {
-    const keys = Object.keys(changes) as (keyof typeof SESSION_COLUMNS)[];
+    const keys = (Object.keys(changes) as (keyof typeof SESSION_COLUMNS)[]).sort();
     if (keys.length === 0) return;
-    const sets = keys.map((k) => `${SESSION_COLUMNS[k]} = @${k}`).join(', ');
-    this.db.prepare(`UPDATE sessions SET ${sets} WHERE id = @id`).run({ ...changes, id });
+    const cacheKey = keys.join(',');
+    let statement = this.updates.get(cacheKey);
+    if (statement === undefined) {
+      const sets = keys.map((k) => `${SESSION_COLUMNS[k]} = @${k}`).join(', ');
+      statement = this.db.prepare(`UPDATE sessions SET ${sets} WHERE id = @id`);
+      this.updates.set(cacheKey, statement);
+    }
+    statement.run({ ...changes, id });
   }
 }
 

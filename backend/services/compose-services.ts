@@ -1,0 +1,78 @@
+import type { Logger } from 'pino';
+import type { BackendConfig } from '../config.js';
+import { loadAttestationRoots } from '../crypto/attestation-roots.js';
+import { TokenIssuer } from '../crypto/token-issuer.js';
+import type { Store } from '../store/repositories.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { ConsoleRegistry } from './console-registry.js';
+import { EventLog } from './event-log.js';
+import { OperatorDirectory } from './operator-directory.js';
+import { PolicyService } from './policy-service.js';
+import { RevocationHub } from './revocation-hub.js';
+import { SessionService } from './session-service.js';
+import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+
+export interface Services {
+  store: Store;
+  events: EventLog;
+  policies: PolicyService;
+  tokens: TokenIssuer;
+  challenges: ChallengeStore;
+  ceremonies: WebAuthnCeremonies;
+  registry: ConsoleRegistry;
+  operators: OperatorDirectory;
+  sessions: SessionService;
+  revocations: RevocationHub;
+  /** How many vendor attestation roots were loaded (0: none, so no credential counts as attested). */
+  attestationRoots: number;
+}
+
+/**
+ * Builds the backend's services from its configuration, network-free. `server.ts` adds HTTP and
+ * the console channel on top; benchmarks use the services directly.
+ */
+export async function composeServices(
+  config: BackendConfig,
+  deps: { clock: () => number; logger: Logger; store?: Store | undefined },
+): Promise<Services> {
+  const { clock, logger } = deps;
+  const attestationRoots =
+    config.attestationRootsFile === undefined ? 0 : loadAttestationRoots(config.attestationRootsFile);
+  const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
+  const events = new EventLog(store, clock, logger);
+  const policies = new PolicyService(store, events, clock);
+  const tokens = await TokenIssuer.open(config.dataDir, clock);
+  const challenges = new ChallengeStore(clock, config.challengeTtlSeconds * 1000);
+  const ceremonies = new WebAuthnCeremonies({
+    rpId: config.rpId,
+    rpName: config.rpName,
+    origins: config.origins,
+    timeoutMs: config.challengeTtlSeconds * 1000,
+  });
+  const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
+  const operators = new OperatorDirectory(
+    store,
+    events,
+    policies,
+    challenges,
+    ceremonies,
+    clock,
+    config.enrolmentCodeTtlSeconds,
+    attestationRoots > 0,
+  );
+  const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
+  const revocations = new RevocationHub(store, events, sessions, clock);
+  return {
+    store,
+    events,
+    policies,
+    tokens,
+    challenges,
+    ceremonies,
+    registry,
+    operators,
+    sessions,
+    revocations,
+    attestationRoots,
+  };
+}
