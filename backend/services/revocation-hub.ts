@@ -9,7 +9,7 @@ export interface ConsolePusher {
   connectedConsoleIds(): Iterable<string>;
   isConnected(consoleId: string): boolean;
   /** Sends an already-serialised message; returns false if the console is not connected. */
-  sendRaw(consoleId: string, data: string): boolean;
+  sendRaw(consoleId: string, data: string | Buffer): boolean;
   disconnect(consoleId: string, reason: 'revoked'): void;
 }
 
@@ -137,7 +137,7 @@ export class RevocationHub {
 
     const targets = this.targetsFor(record, revokedSessions);
     const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
-    const data = JSON.stringify(message);
+    const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
     const sent: string[] = [];
     for (const consoleId of targets) if (this.pusher.sendRaw(consoleId, data)) sent.push(consoleId);
     this.store.revocations.recordDeliveries(record.epoch, sent, now);

@@ -67,7 +67,8 @@ export class ConsoleChannel implements ConsolePusher {
         version: version.version,
         policy: version.policy,
       } satisfies BackendMessage);
-      for (const connection of this.connections.values()) if (connection.hello) this.sendData(connection, data);
+      const encoded = Buffer.from(data);
+      for (const connection of this.connections.values()) if (connection.hello) this.sendData(connection, encoded);
     });
   }
 
@@ -247,7 +248,7 @@ export class ConsoleChannel implements ConsolePusher {
     return this.connections.size;
   }
 
-  sendRaw(consoleId: string, data: string): boolean {
+  sendRaw(consoleId: string, data: string | Buffer): boolean {
     const connection = this.connections.get(consoleId);
     if (connection === undefined || connection.hello === undefined) return false;
     return this.sendData(connection, data);
@@ -300,9 +301,10 @@ export class ConsoleChannel implements ConsolePusher {
     this.sendData(connection, JSON.stringify(message));
   }
 
-  private sendData(connection: Connection, data: string): boolean {
+  /** Sends a text frame; a Buffer (UTF-8 JSON, encoded once for many consoles) is sent as text too. */
+  private sendData(connection: Connection, data: string | Buffer): boolean {
     if (connection.socket.readyState !== WebSocket.OPEN) return false;
-    connection.socket.send(data);
+    connection.socket.send(data, { binary: false });
     return true;
   }
 
