@@ -73,6 +73,7 @@ describe('durability of acknowledged events', () => {
     // Kill once a good part is acknowledged but well before the end.
     while (acked.seq < 3000) await new Promise((r) => setTimeout(r, 5));
     backend.child.kill('SIGKILL');
+    const firstOutput = backend.output;
     const { signal } = await backend.exited;
     assert.equal(signal, 'SIGKILL');
     await streaming;
@@ -115,5 +116,18 @@ describe('durability of acknowledged events', () => {
     backend.child.kill('SIGTERM');
     const exit = await backend.exited;
     assert.equal(exit.code, 0, 'SIGTERM shuts down cleanly');
+
+    // Secrets never reach the structured log: the bootstrap token is only in the first start's banner.
+    const token = readToken(tokenFile);
+    const logLines = [...firstOutput, ...backend.output].filter((line) => line.startsWith('{'));
+    assert.ok(logLines.length > 3, 'the backend logged JSON lines');
+    for (const line of logLines) {
+      assert.ok(!line.includes(token), `log line leaks the admin token: ${line}`);
+      assert.doesNotMatch(line, /bct_|x-baton-signature"\s*:\s*"[A-Za-z0-9_-]{20}/);
+    }
+    assert.ok(
+      firstOutput.some((line) => !line.startsWith('{') && line.includes(token)),
+      'the banner shows it once',
+    );
   });
 });

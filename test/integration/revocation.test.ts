@@ -187,4 +187,24 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
       await quick.stop();
     }
   });
+
+  it('terminates a console that stops answering heartbeats', async () => {
+    const quick = await startTestBackend({ heartbeatSeconds: 1 });
+    try {
+      const console = await TestConsole.enrol(quick.url, quick.admin);
+      const socket = await console.connect();
+      await socket.next('welcome');
+      assert.equal(quick.backend.channel.isConnected(console.id), true);
+      // The peer goes silent: it reads nothing more, so it never answers a ping.
+      (socket.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      const deadline = Date.now() + 10_000;
+      while (quick.backend.channel.isConnected(console.id) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(quick.backend.channel.isConnected(console.id), false, 'a silent console is dropped');
+      socket.ws.terminate();
+    } finally {
+      await quick.stop();
+    }
+  });
 });
