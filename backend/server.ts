@@ -12,7 +12,7 @@ import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit
 import { Router, isReply, type RouteContext } from './http/router.js';
 import type { Store } from './store/repositories.js';
 import { ConsoleChannel } from './ws/console-channel.js';
-import { composeServices } from './services/compose-services.js';
+import { composeServices, type Services } from './services/compose-services.js';
 import type { EventLog } from './services/event-log.js';
 import type { PolicyService } from './services/policy-service.js';
 import type { RevocationHub } from './services/revocation-hub.js';
@@ -34,6 +34,8 @@ export interface Backend {
   readonly channel: ConsoleChannel;
   readonly revocations: RevocationHub;
   readonly policies: PolicyService;
+  /** The composed services, for in-process tests and benchmarks. */
+  readonly services: Services;
   stop(): Promise<void>;
 }
 
@@ -183,7 +185,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     return stopping;
   };
 
-  return { config, url, port, bootstrapAdminToken, store, events, channel, revocations, policies, stop };
+  return { config, url, port, bootstrapAdminToken, store, events, channel, revocations, policies, services, stop };
 }
 
 function ensureBootstrapToken(store: Store, clock: () => number, file: string | undefined): string | undefined {

@@ -12,20 +12,27 @@ export interface SignedRequest {
   body: Uint8Array;
 }
 
-/** Remembers nonces for twice the signature window, so a captured request cannot be replayed. */
+/**
+ * Remembers nonces long enough that a captured request can never be replayed. A timestamp is
+ * accepted within ±W of the server clock, so one request stays acceptable for 2W of server time;
+ * generations rotate every 2W, so a nonce is remembered for 2W to 4W. Nonces do not survive a
+ * restart, so requests signed before this process started are refused (see `verifySignedRequest`).
+ */
 export class ReplayGuard {
   private current = new Set<string>();
   private previous = new Set<string>();
   private rotatedAt: number;
+  readonly startedAt: number;
 
   constructor(private readonly clock: () => number) {
     this.rotatedAt = clock();
+    this.startedAt = this.rotatedAt;
   }
 
   /** Returns false when the nonce was seen inside the window. */
   claim(key: string): boolean {
     const now = this.clock();
-    if (now - this.rotatedAt >= SIGNATURE_WINDOW_MS) {
+    if (now - this.rotatedAt >= 2 * SIGNATURE_WINDOW_MS) {
       this.previous = this.current;
       this.current = new Set();
       this.rotatedAt = now;
@@ -103,6 +110,16 @@ export function verifySignedRequest(
     throw new BatonError('CONSOLE_SIGNATURE_STALE', 'The request signature is outside the allowed clock window', {
       extra: { serverTime: now },
     });
+  }
+  if (parsed.timestamp < replay.startedAt) {
+    // Signed before this process started: its nonce may have been used before the restart.
+    throw new BatonError(
+      'CONSOLE_SIGNATURE_STALE',
+      'The request was signed before the backend started; sign it again',
+      {
+        extra: { serverTime: now },
+      },
+    );
   }
   const input = signingInput({
     method: request.method,

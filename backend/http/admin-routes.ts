@@ -1,6 +1,7 @@
+import { once } from 'node:events';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
-import { EVENT_TYPES } from '../../shared/events.js';
+import { EVENT_TYPES, type StoredEvent } from '../../shared/events.js';
 import {
   CreateOperatorRequestSchema,
   IssueConsoleTokenRequestSchema,
@@ -306,7 +307,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         const lastId = ctx.req.headers['last-event-id'];
         const after = typeof lastId === 'string' && /^\d+$/.test(lastId) ? Number(lastId) : q.after;
-        streamEvents(ctx, deps.events, filterOf(q), after);
+        streamEvents(ctx, deps.events, filterOf(q), after).catch(() => ctx.res.destroy());
         return undefined;
       },
     },
@@ -345,8 +346,20 @@ function operatorView(o: {
   };
 }
 
-/** Server-sent events: what is stored after `after`, then every new matching event as it lands. */
-function streamEvents(ctx: RouteContext, events: EventLog, filter: EventFilter, after: number | undefined): void {
+/** A follower further behind than this is dropped; it reconnects with Last-Event-ID and loses nothing. */
+const MAX_FOLLOWER_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Server-sent events: what is stored after `after`, paged and paced by the socket, then every new
+ * matching event as it lands. Live events that arrive during the backfill wait until it is done, so
+ * the stream stays in cursor order without gaps.
+ */
+async function streamEvents(
+  ctx: RouteContext,
+  events: EventLog,
+  filter: EventFilter,
+  after: number | undefined,
+): Promise<void> {
   const { res } = ctx;
   res.writeHead(200, {
     ...SECURITY_HEADERS,
@@ -354,26 +367,36 @@ function streamEvents(ctx: RouteContext, events: EventLog, filter: EventFilter, 
     connection: 'keep-alive',
   });
   let lastCursor = after ?? 0;
-  const write = (event: { cursor: number }) => {
-    if (event.cursor <= lastCursor && event.cursor !== 0) return;
-    lastCursor = Math.max(lastCursor, event.cursor);
+  let closed = false;
+  let backfilling = after !== undefined;
+  const waiting: StoredEvent[] = [];
+  const send = (event: StoredEvent) => {
+    if (closed || event.cursor <= lastCursor) return;
+    lastCursor = event.cursor;
     res.write(`id: ${event.cursor}\nevent: assurance-event\ndata: ${JSON.stringify(event)}\n\n`);
-  };
-  const unsubscribe = events.subscribe(filter, write);
-  if (after !== undefined) {
-    for (;;) {
-      const page = events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
-      page.forEach(write);
-      if (page.length < 500) break;
+    if (res.writableLength > MAX_FOLLOWER_BUFFER_BYTES) {
+      closed = true;
+      res.end(': this follower fell too far behind; reconnect with Last-Event-ID\n\n');
     }
-  }
-  res.write(': connected\n\n');
+  };
+  const unsubscribe = events.subscribe(filter, (event) => (backfilling ? waiting.push(event) : send(event)));
   const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
   const close = () => {
+    closed = true;
     clearInterval(keepAlive);
     unsubscribe();
   };
   // Not req 'close': the request body was already read, so req has closed before we get here.
   res.on('close', close);
   res.on('error', close);
+  while (backfilling && !closed) {
+    const page = events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
+    page.forEach(send);
+    if (page.length < 500) break;
+    if (res.writableNeedDrain) await once(res, 'drain');
+    else await new Promise((resolve) => setImmediate(resolve));
+  }
+  backfilling = false;
+  waiting.splice(0).forEach(send);
+  if (!closed) res.write(': connected\n\n');
 }

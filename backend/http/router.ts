@@ -66,9 +66,13 @@ export class Router {
       pathMatched = true;
       if (route.method !== method) continue;
       const params: Record<string, string> = {};
-      route.names.forEach((name, i) => {
-        params[name] = decodeURIComponent(m[i + 1] ?? '');
-      });
+      for (const [i, name] of route.names.entries()) {
+        try {
+          params[name] = decodeURIComponent(m[i + 1] ?? '');
+        } catch {
+          throw new BatonError('NOT_FOUND', `No endpoint ${pathname} (malformed percent-encoding)`);
+        }
+      }
       return { route, params };
     }
     if (pathMatched) throw new BatonError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${pathname}`);

@@ -72,9 +72,8 @@ export class ConsoleRegistry {
   /** Enrols a console. The request must be signed with the key being enrolled (proof of possession). */
   enrol(input: EnrolInput, request: SignedRequest): ConsoleRecord {
     const now = this.clock();
-    const key = importConsoleKey(input.publicKey);
+    // The token first (a hash lookup): nobody without one gets the signature check or a stored nonce.
     const parsed = readSignatureHeaders(request.headers);
-    verifySignedRequest(request, parsed, ENROLMENT_CONSOLE_ID, key, this.replay, now);
     const tokenHash = sha256Hex(input.token);
     const token = this.store.consoles.getToken(tokenHash);
     if (token === undefined)
@@ -86,6 +85,8 @@ export class ConsoleRegistry {
     if (token.channel !== null && token.channel !== input.channel) {
       throw new BatonError('CHANNEL_UNKNOWN', `This token enrols a "${token.channel}" console, not "${input.channel}"`);
     }
+    const key = importConsoleKey(input.publicKey);
+    verifySignedRequest(request, parsed, ENROLMENT_CONSOLE_ID, key, this.replay, now);
     if (!Object.hasOwn(this.currentPolicy().channels, input.channel)) {
       throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
     }

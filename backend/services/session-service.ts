@@ -90,7 +90,7 @@ export class SessionService {
       client.challenge,
       credential,
       operator,
-      false,
+      this.policies.policy.credentials.userVerification === 'required',
       'sign-in-failed',
     );
     const policy = this.policies.policy;
@@ -114,6 +114,8 @@ export class SessionService {
     const suspended: string[] = [];
     const commands: CommandRecord[] = [];
     const outcome = this.events.atomically(() => {
+      // Verification awaited: a revocation may have landed meanwhile. Decide on the state as it is now.
+      this.assertStillUsable(console.id, credential.id, operator.id);
       this.recordUse(credential, counter);
       this.store.operators.resetFailures(operator.id);
       const live = this.store.sessions.liveOnConsole(console.id);
@@ -218,7 +220,7 @@ export class SessionService {
 
   /** Evaluates an action for a session; when step-up is needed, returns the options for it. */
   async stepUpOptions(console: ConsoleRecord, sessionId: string, action: string) {
-    const session = this.liveSession(console, sessionId);
+    const session = this.liveSession(console, sessionId, 'active');
     const decision = this.decide(console, session, action, session.level, session.authTime);
     if (decision.outcome !== 'step-up') return { decision };
     const operatorCredentials = this.store.operators
@@ -247,7 +249,7 @@ export class SessionService {
     if (context.purpose !== 'step-up' || context.sessionId !== sessionId || context.action !== action) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this step-up');
     }
-    const session = this.liveSession(console, sessionId);
+    const session = this.liveSession(console, sessionId, 'active');
     const { credential, operator } = this.usableCredential(console, response.id, 'step-up-failed');
     if (credential.operatorId !== session.operatorId) {
       this.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', { operator: operator.id, session: session.id });
@@ -288,8 +290,14 @@ export class SessionService {
       });
     }
     const updated = this.events.atomically(() => {
+      this.assertStillUsable(console.id, credential.id, operator.id);
+      const current = this.store.sessions.get(session.id);
+      if (current?.state !== 'active') {
+        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${current?.state ?? 'gone'}`);
+      }
       this.recordUse(credential, counter);
-      const changes = { level, authTime: now, state: 'active' as const, suspendedAt: null };
+      // The session now rests on this credential: revoking it ends the session.
+      const changes = { level, authTime: now, credentialId: credential.id };
       this.store.sessions.update(session.id, changes);
       const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
       const assurance = assuranceContext(level, now);
@@ -424,12 +432,16 @@ export class SessionService {
     }
   }
 
-  private liveSession(console: ConsoleRecord, sessionId: string): SessionRecord {
+  /**
+   * A session of this console that is still live. Step-up asks for `active` only: a suspended
+   * session comes back through sign-in, which applies the continuity window and suspends others.
+   */
+  private liveSession(console: ConsoleRecord, sessionId: string, only?: 'active'): SessionRecord {
     const session = this.store.sessions.get(sessionId);
     if (session === undefined || session.consoleId !== console.id) {
       throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}" on this console`);
     }
-    if (session.state !== 'active' && session.state !== 'suspended') {
+    if (session.state !== 'active' && (only === 'active' || session.state !== 'suspended')) {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is ${session.state}`);
     }
     if (this.clock() >= session.expiresAt) {
@@ -437,6 +449,19 @@ export class SessionService {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" has expired`);
     }
     return session;
+  }
+
+  /** Re-reads what a verification awaited on: refuses if the console, credential or operator was revoked since. */
+  private assertStillUsable(consoleId: string, credentialId: string, operatorId: string): void {
+    if (this.store.consoles.get(consoleId)?.revokedAt !== null) {
+      throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
+    }
+    if (this.store.operators.getCredential(credentialId)?.revokedAt !== null) {
+      throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
+    }
+    if (this.store.operators.get(operatorId)?.revokedAt !== null) {
+      throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
+    }
   }
 
   private usableCredential(
@@ -491,7 +516,11 @@ export class SessionService {
     } catch (error) {
       const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
       this.events.atomically(() => {
-        this.store.operators.recordFailure(operator.id);
+        // Only a bad signature or a cloned counter is a guess at this operator's key; a wrong origin
+        // or RP ID is a console's fault and must not let one console lock operators out.
+        if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
+          this.store.operators.recordFailure(operator.id);
+        }
         this.fail(console, failureType, code, {
           operator: operator.id,
           credential: credential.id,

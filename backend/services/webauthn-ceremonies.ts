@@ -26,9 +26,17 @@ interface IssuedChallenge {
   expiresAt: number;
 }
 
-/** Single-use, expiring challenges (128 bits). A challenge is consumed even when verification fails. */
+/** Outstanding challenges one console may hold; a new one beyond this evicts its oldest. */
+export const MAX_CHALLENGES_PER_CONSOLE = 32;
+
+/**
+ * Single-use, expiring challenges (128 bits). A challenge is consumed even when verification fails.
+ * Entries share one lifetime and a Map keeps insertion order, so expiry sweeps from the front and
+ * stops at the first live one; each console holds at most `MAX_CHALLENGES_PER_CONSOLE`.
+ */
 export class ChallengeStore {
   private readonly issued = new Map<string, IssuedChallenge>();
+  private readonly byConsole = new Map<string, string[]>();
 
   constructor(
     private readonly clock: () => number,
@@ -39,6 +47,16 @@ export class ChallengeStore {
     this.sweep();
     const challenge = randomBytes(16).toString('base64url');
     this.issued.set(challenge, { context, expiresAt: this.clock() + this.ttlMs });
+    let mine = this.byConsole.get(context.consoleId);
+    if (mine === undefined) {
+      mine = [];
+      this.byConsole.set(context.consoleId, mine);
+    }
+    mine.push(challenge);
+    while (mine.length > MAX_CHALLENGES_PER_CONSOLE) {
+      const oldest = mine.shift();
+      if (oldest !== undefined) this.issued.delete(oldest);
+    }
     return challenge;
   }
 
@@ -48,7 +66,7 @@ export class ChallengeStore {
     if (entry === undefined || entry.context.consoleId !== consoleId) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued to this console, or was already used');
     }
-    this.issued.delete(challenge);
+    this.forget(challenge, consoleId);
     if (entry.expiresAt <= this.clock()) throw new BatonError('CHALLENGE_EXPIRED', 'The challenge has expired');
     return entry.context;
   }
@@ -57,10 +75,21 @@ export class ChallengeStore {
     return this.issued.size;
   }
 
+  private forget(challenge: string, consoleId: string): void {
+    this.issued.delete(challenge);
+    const mine = this.byConsole.get(consoleId);
+    if (mine === undefined) return;
+    const at = mine.indexOf(challenge);
+    if (at >= 0) mine.splice(at, 1);
+    if (mine.length === 0) this.byConsole.delete(consoleId);
+  }
+
   private sweep(): void {
-    if (this.issued.size < 10_000) return;
     const now = this.clock();
-    for (const [key, value] of this.issued) if (value.expiresAt <= now) this.issued.delete(key);
+    for (const [challenge, entry] of this.issued) {
+      if (entry.expiresAt > now) break;
+      this.forget(challenge, entry.context.consoleId);
+    }
   }
 }
 

@@ -27,7 +27,12 @@ interface Connection {
   alive: boolean;
   hello: HelloMessage | undefined;
   helloTimer: NodeJS.Timeout | undefined;
+  /** Event batches received and not yet committed. */
+  inFlight: number;
 }
+
+/** Batches one console may have awaiting commit before its socket stops being read. */
+export const MAX_BATCHES_IN_FLIGHT = 4;
 
 export interface ConsoleChannelDeps {
   registry: ConsoleRegistry;
@@ -103,7 +108,14 @@ export class ConsoleChannel implements ConsolePusher {
   private accept(socket: WebSocket, console: ConsoleRecord): void {
     const previous = this.connections.get(console.id);
     if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
-    const connection: Connection = { socket, console, alive: true, hello: undefined, helloTimer: undefined };
+    const connection: Connection = {
+      socket,
+      console,
+      alive: true,
+      hello: undefined,
+      helloTimer: undefined,
+      inFlight: 0,
+    };
     connection.helloTimer = setTimeout(() => {
       if (connection.hello === undefined) {
         this.violate(
@@ -200,18 +212,29 @@ export class ConsoleChannel implements ConsolePusher {
         return;
       }
       case 'events': {
+        // Backpressure: a console with too many batches awaiting commit is not read from until
+        // they are stored, so one busy console cannot queue unbounded work ahead of the others.
+        connection.inFlight++;
+        if (connection.inFlight >= MAX_BATCHES_IN_FLIGHT) connection.socket.pause();
+        const settled = () => {
+          connection.inFlight--;
+          if (connection.inFlight < MAX_BATCHES_IN_FLIGHT && connection.socket.isPaused) connection.socket.resume();
+        };
         this.deps.events.ingest(consoleId, message.events).then(
           (result) => {
+            settled();
             this.deps.sessions.applyConsoleEvents(consoleId, message.events);
             this.send(connection, { type: 'events-ack', upToSeq: result.upToSeq, findings: result.findings });
           },
-          () =>
+          () => {
+            settled();
             this.violate(
               connection,
               'INTERNAL',
               CLOSE_CODES.INTERNAL,
               'The events could not be stored; send them again',
-            ),
+            );
+          },
         );
         return;
       }

@@ -108,9 +108,18 @@ describe('usernameless sign-in, resume and step-up over real HTTP', () => {
 
   it('lets an admin unlock an operator locked after 100 consecutive failures', async () => {
     const { operatorId, authenticator } = await enrolOperator(t.admin, console, { displayName: 'Gus Guessed' });
+    const misdirected = await signIn(console, authenticator, { rpId: 'evil.example' });
+    assert.equal(misdirected.body.error.code, 'WEBAUTHN_RP_ID_MISMATCH');
+    const afterMisdirected = (await t.admin.ok('GET', `/v1/admin/operators/${operatorId}`)) as Json;
+    assert.equal(afterMisdirected.operator.failedAttempts, 0, 'a console-side mismatch is not a guess at the key');
     for (let i = 0; i < 100; i++) {
-      const bad = await signIn(console, authenticator, { rpId: 'evil.example' });
-      assert.equal(bad.body.error.code, 'WEBAUTHN_RP_ID_MISMATCH');
+      const { options } = (await console.ok('POST', '/v1/sign-in/options', {})) as Json;
+      const response = authenticator.assert(options);
+      const signature = Buffer.from(response.response.signature, 'base64url');
+      signature.writeUInt8(signature.readUInt8(signature.length - 1) ^ 0x01, signature.length - 1);
+      response.response.signature = signature.toString('base64url');
+      const bad = await console.request('POST', '/v1/sign-in/verify', { response });
+      assert.equal(bad.body.error.code, 'WEBAUTHN_VERIFICATION_FAILED');
     }
     const locked = await signIn(console, authenticator);
     assert.equal(locked.status, 403);
