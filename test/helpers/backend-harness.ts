@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,6 +104,23 @@ export async function startTestBackend(
       if (overrides.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Registers before/after hooks that start a backend and enrol one console for a describe block,
+ * handing both to `use` (tests keep them in their own variables).
+ */
+export function withBackendAndConsole(
+  use: (backend: TestBackend, console: TestConsole) => void,
+  overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
+  deps: { clock?: () => number } = {},
+): void {
+  let backend: TestBackend | undefined;
+  before(async () => {
+    backend = await startTestBackend(overrides, deps);
+    use(backend, await TestConsole.enrol(backend.url, backend.admin));
+  });
+  after(() => backend?.stop());
 }
 
 /** A console as the backend sees it: a key, an id, signed HTTP and the WebSocket. */

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
+import type { TestConsole } from '../helpers/backend-harness.js';
 import {
-  TestConsole,
   httpJson,
-  startTestBackend,
   type HttpResult,
   type Json,
   type TestBackend,
   assertError,
+  withBackendAndConsole,
 } from '../helpers/backend-harness.js';
 
 /** Polls a condition the backend reaches asynchronously (noticing a closed connection). */
@@ -28,11 +28,7 @@ describe('admin API under attack', () => {
   let t: TestBackend;
   let console: TestConsole;
 
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   const currentPolicy = async () =>
     (await t.admin.ok('GET', '/v1/admin/policy')) as { version: number; policy: Policy };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import { SIGNATURE_WINDOW_MS } from '../../shared/console-auth.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
@@ -9,12 +9,12 @@ import {
   TEST_ORIGIN,
   TestConsole,
   httpJson,
-  startTestBackend,
   type AdminClient,
   type HttpResult,
   type Json,
   type TestBackend,
   assertError,
+  withBackendAndConsole,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
@@ -74,11 +74,7 @@ describe('WebAuthn ceremonies under attack', () => {
   let t: TestBackend;
   let console: TestConsole;
 
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   it('rejects a replayed assertion: the second post of a verified response finds no challenge', async () => {
     const { operatorId, authenticator } = await enrolOperator(t.admin, console, { displayName: 'Replay Victim' });
@@ -341,11 +337,7 @@ describe('WebAuthn challenges and enrolment secrets expire', () => {
   let now = Date.now();
   const clock = () => now;
 
-  before(async () => {
-    t = await startTestBackend({ challengeTtlSeconds: 30 }, { clock });
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)), { challengeTtlSeconds: 30 }, { clock });
 
   it('refuses an assertion answering a challenge older than challengeTtlSeconds', async () => {
     const { operatorId, authenticator } = await enrolOperator(t.admin, console, { displayName: 'Slow Tapper' });
@@ -396,11 +388,7 @@ describe('console request signatures under attack', () => {
   let console: TestConsole;
   const STATUS = '/v1/console/status';
 
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   it('serves a correctly signed request (the control for every refusal below)', async () => {
     const result = await console.request('GET', STATUS);
@@ -559,11 +547,7 @@ describe('HTTP API refuses bad input', () => {
   let t: TestBackend;
   let console: TestConsole;
 
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   const operatorCount = async () =>
     ((await t.admin.ok('GET', '/v1/admin/operators')) as Json).operators.length as number;

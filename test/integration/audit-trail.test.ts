@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { eventTypeUri } from '../../shared/events.js';
-import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import type { TestConsole } from '../helpers/backend-harness.js';
+import { type Json, type TestBackend, withBackendAndConsole } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
 /** Opens the SSE stream and collects parsed events until `until` says stop. */
@@ -53,11 +54,7 @@ async function follow(
 describe('the audit trail', () => {
   let t: TestBackend;
   let console: TestConsole;
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   it('streams a sign-in to a live follower filtered by type, as it happens', async () => {
     const { operatorId, authenticator } = await enrolOperator(t.admin, console);

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { CLOSE_CODES, CONSOLE_WS_PATH, MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from '../../shared/protocol.js';
 import type { AssuranceEvent } from '../../shared/events.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
 import {
   TestConsole,
-  startTestBackend,
   type ConsoleSocket,
   type Json,
   type TestBackend,
+  withBackendAndConsole,
 } from '../helpers/backend-harness.js';
 
 type EventsAck = Extract<ConsoleSocket['received'][number], { type: 'events-ack' }>;
@@ -49,11 +49,7 @@ describe('console channel (WebSocket) under attack', () => {
   let t: TestBackend;
   let bystander: TestConsole;
 
-  before(async () => {
-    t = await startTestBackend();
-    bystander = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (bystander = c)));
 
   async function storedEvents(consoleId: string): Promise<Json[]> {
     const body = (await t.admin.ok('GET', `/v1/admin/events?origin=${consoleId}&limit=1000`)) as Json;

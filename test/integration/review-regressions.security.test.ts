@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import {
   assertError,
@@ -11,6 +11,7 @@ import {
   TestConsole,
   type Json,
   type TestBackend,
+  withBackendAndConsole,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
@@ -30,11 +31,7 @@ function interleave(t: TestBackend, during: () => Promise<void>): void {
 describe('regressions from the security review', () => {
   let t: TestBackend;
   let console: TestConsole;
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   it('does not start a session for an operator revoked while their sign-in was being verified', async () => {
     const { operatorId, authenticator } = await enrolOperator(t.admin, console, { displayName: 'Racing Revoked' });

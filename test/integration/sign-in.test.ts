@@ -1,18 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jwtVerify, createRemoteJWKSet } from 'jose';
-import { startTestBackend, TestConsole, type TestBackend, type Json } from '../helpers/backend-harness.js';
+import type { TestConsole } from '../helpers/backend-harness.js';
+import { type TestBackend, type Json, withBackendAndConsole } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
 describe('usernameless sign-in, resume and step-up over real HTTP', () => {
   let t: TestBackend;
   let console: TestConsole;
 
-  before(async () => {
-    t = await startTestBackend();
-    console = await TestConsole.enrol(t.url, t.admin);
-  });
-  after(() => t.stop());
+  withBackendAndConsole((b, c) => ((t = b), (console = c)));
 
   it('starts a session at the level the authenticator flags prove, with a console-bound token', async () => {
     const { operatorId, authenticator } = await enrolOperator(t.admin, console);
