@@ -55,7 +55,8 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       },
     });
   const services = await composeServices(config, { clock, logger, store: deps.store });
-  const { store, events, policies, tokens, registry, operators, sessions, revocations, attestationRoots } = services;
+  const { store, events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } =
+    services;
   const channel = new ConsoleChannel({
     commands: store.commands,
     registry,
@@ -73,7 +74,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
 
   const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
 
-  const router = new Router().add(consoleRoutes({ registry, operators, sessions, policies, revocations })).add(
+  const router = new Router().add(consoleRoutes({ registry, operators, sessions, stepUps, policies, revocations })).add(
     adminRoutes({
       store,
       registry,

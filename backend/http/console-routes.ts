@@ -13,6 +13,7 @@ import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { PolicyService } from '../services/policy-service.js';
 import type { SessionService } from '../services/session-service.js';
+import type { StepUpService } from '../services/step-up-service.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
 import { parseJson } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
@@ -21,6 +22,7 @@ export interface ConsoleRouteDeps {
   registry: ConsoleRegistry;
   operators: OperatorDirectory;
   sessions: SessionService;
+  stepUps: StepUpService;
   policies: PolicyService;
   revocations: RevocationHub;
 }
@@ -121,7 +123,7 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       auth: 'console',
       handler: (ctx) => {
         const { action } = parseJson(ctx.req, ctx.body, StepUpOptionsRequestSchema);
-        return deps.sessions.stepUpOptions(consoleOf(ctx), ctx.params.id ?? '', action);
+        return deps.stepUps.stepUpOptions(consoleOf(ctx), ctx.params.id ?? '', action);
       },
     },
     {
@@ -130,12 +132,7 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       auth: 'console',
       handler: (ctx) => {
         const { action, response } = parseJson(ctx.req, ctx.body, StepUpVerifyRequestSchema);
-        return deps.sessions.stepUp(
-          consoleOf(ctx),
-          ctx.params.id ?? '',
-          action,
-          response as AuthenticationResponseJSON,
-        );
+        return deps.stepUps.stepUp(consoleOf(ctx), ctx.params.id ?? '', action, response as AuthenticationResponseJSON);
       },
     },
     {

@@ -10,6 +10,8 @@ import { OperatorDirectory } from './operator-directory.js';
 import { PolicyService } from './policy-service.js';
 import { RevocationHub } from './revocation-hub.js';
 import { SessionService } from './session-service.js';
+import { StepUpService } from './step-up-service.js';
+import { AssertionGate } from './assertion-gate.js';
 import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
 export interface Services {
@@ -22,6 +24,7 @@ export interface Services {
   registry: ConsoleRegistry;
   operators: OperatorDirectory;
   sessions: SessionService;
+  stepUps: StepUpService;
   revocations: RevocationHub;
   /** How many vendor attestation roots were loaded (0: none, so no credential counts as attested). */
   attestationRoots: number;
@@ -60,7 +63,9 @@ export async function composeServices(
     config.enrolmentCodeTtlSeconds,
     attestationRoots > 0,
   );
-  const sessions = new SessionService(store, events, policies, challenges, ceremonies, tokens, clock);
+  const gate = new AssertionGate(store, events, policies, challenges, ceremonies, clock);
+  const sessions = new SessionService(store, events, policies, challenges, ceremonies, gate, tokens, clock);
+  const stepUps = new StepUpService(store, events, policies, challenges, ceremonies, sessions, gate, clock);
   const revocations = new RevocationHub(store, events, sessions, clock);
   return {
     store,
@@ -72,6 +77,7 @@ export async function composeServices(
     registry,
     operators,
     sessions,
+    stepUps,
     revocations,
     attestationRoots,
   };

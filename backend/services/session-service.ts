@@ -1,32 +1,17 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
-import { BatonError, type ErrorCode } from '../../shared/errors.js';
-import {
-  SIGN_IN_ACTION,
-  effectiveMaxSessionSeconds,
-  evaluatePolicy,
-  type Decision,
-} from '../../shared/evaluate-policy.js';
+import { BatonError } from '../../shared/errors.js';
+import { SIGN_IN_ACTION, effectiveMaxSessionSeconds, evaluatePolicy } from '../../shared/evaluate-policy.js';
 import type { AssuranceEvent } from '../../shared/events.js';
 import type { SessionView } from '../../shared/http-api.js';
-import { LEVEL_PROFILES, isAtLeast, levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
-import type {
-  CommandRecord,
-  ConsoleRecord,
-  CredentialRecord,
-  OperatorRecord,
-  SessionRecord,
-  Store,
-} from '../store/repositories.js';
+import type { CommandRecord, ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
 import { assuranceContext, sessionView } from './assurance.js';
 import type { EventLog } from './event-log.js';
 import type { PolicyService } from './policy-service.js';
 import type { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
 import { readClientData } from './webauthn-ceremonies.js';
-
-/** NIST 800-63B: at most 100 consecutive failed attempts per account. */
-export const MAX_FAILED_ATTEMPTS = 100;
+import type { AssertionGate } from './assertion-gate.js';
 
 /** Delivers a stored command to its console now, if it is connected (it is re-sent on reconnect). */
 export interface CommandSender {
@@ -45,13 +30,6 @@ export interface AuthenticatedSession {
   evicted: string[];
 }
 
-export interface StepUpResult {
-  decision: Decision;
-  session: SessionView;
-  token: string;
-  tokenExpiresAt: number;
-}
-
 /** Sign-in (start or resume), step-up and session ends: the backend's half of every session. */
 export class SessionService {
   commands: CommandSender = { deliver: () => undefined };
@@ -62,6 +40,7 @@ export class SessionService {
     private readonly policies: PolicyService,
     private readonly challenges: ChallengeStore,
     private readonly ceremonies: WebAuthnCeremonies,
+    private readonly gate: AssertionGate,
     private readonly tokens: TokenIssuer,
     private readonly clock: () => number,
   ) {}
@@ -76,15 +55,15 @@ export class SessionService {
 
   async signIn(console: ConsoleRecord, response: AuthenticationResponseJSON): Promise<AuthenticatedSession> {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.consume(client.challenge, console, 'sign-in-failed');
+    const context = this.gate.consume(client.challenge, console, 'sign-in-failed');
     if (context.purpose !== 'sign-in')
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for sign-in');
-    const { credential, operator } = this.usableCredential(console, response.id, 'sign-in-failed');
+    const { credential, operator } = this.gate.usableCredential(console, response.id, 'sign-in-failed');
     if (response.response.userHandle !== undefined && response.response.userHandle !== operator.webauthnUserId) {
-      this.fail(console, 'sign-in-failed', 'WEBAUTHN_VERIFICATION_FAILED', { operator: operator.id });
+      this.gate.fail(console, 'sign-in-failed', 'WEBAUTHN_VERIFICATION_FAILED', { operator: operator.id });
       throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'The user handle does not belong to this credential');
     }
-    const { level, counter } = await this.verifyAssertion(
+    const { level, counter } = await this.gate.verifyAssertion(
       console,
       response,
       client.challenge,
@@ -98,8 +77,8 @@ export class SessionService {
     const decision = evaluatePolicy(policy, { channel: console.channel, level, authTime: now, now }, SIGN_IN_ACTION);
     if (decision.outcome !== 'allow') {
       this.events.atomically(() => {
-        this.recordUse(credential, counter);
-        this.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
+        this.gate.recordUse(credential, counter);
+        this.gate.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
       });
       throw new BatonError(
         'LEVEL_NOT_ALLOWED_ON_CHANNEL',
@@ -115,8 +94,8 @@ export class SessionService {
     const commands: CommandRecord[] = [];
     const outcome = this.events.atomically(() => {
       // Verification awaited: a revocation may have landed meanwhile. Decide on the state as it is now.
-      this.assertStillUsable(console.id, credential.id, operator.id);
-      this.recordUse(credential, counter);
+      this.gate.assertStillUsable(console.id, credential.id, operator.id);
+      this.gate.recordUse(credential, counter);
       this.store.operators.resetFailures(operator.id);
       const live = this.store.sessions.liveOnConsole(console.id);
       let session: SessionRecord | undefined;
@@ -218,128 +197,6 @@ export class SessionService {
     };
   }
 
-  /** Evaluates an action for a session; when step-up is needed, returns the options for it. */
-  async stepUpOptions(console: ConsoleRecord, sessionId: string, action: string) {
-    const session = this.liveSession(console, sessionId, 'active');
-    const decision = this.decide(console, session, action, session.level, session.authTime);
-    if (decision.outcome !== 'step-up') return { decision };
-    const operatorCredentials = this.store.operators
-      .listCredentials(session.operatorId)
-      .filter((c) => c.revokedAt === null)
-      .map((c) => ({ id: c.id, transports: c.transports }));
-    const challenge = this.challenges.create({ purpose: 'step-up', consoleId: console.id, sessionId, action });
-    const options = await this.ceremonies.authenticationOptions({
-      challenge,
-      userVerification: isAtLeast(decision.level, 'verified')
-        ? 'required'
-        : this.policies.policy.credentials.userVerification,
-      allow: operatorCredentials,
-    });
-    return { decision, options };
-  }
-
-  async stepUp(
-    console: ConsoleRecord,
-    sessionId: string,
-    action: string,
-    response: AuthenticationResponseJSON,
-  ): Promise<StepUpResult> {
-    const client = readClientData(response.response.clientDataJSON);
-    const context = this.consume(client.challenge, console, 'step-up-failed');
-    if (context.purpose !== 'step-up' || context.sessionId !== sessionId || context.action !== action) {
-      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this step-up');
-    }
-    const session = this.liveSession(console, sessionId, 'active');
-    const { credential, operator } = this.usableCredential(console, response.id, 'step-up-failed');
-    if (credential.operatorId !== session.operatorId) {
-      this.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', { operator: operator.id, session: session.id });
-      throw new BatonError('STEP_UP_WRONG_OPERATOR', 'Step-up must be done by the operator who owns the session');
-    }
-    const required = this.decide(console, session, action, session.level, session.authTime, false);
-    const requireUv = required.outcome === 'step-up' && isAtLeast(required.level, 'verified');
-    const { level, counter } = await this.verifyAssertion(
-      console,
-      response,
-      client.challenge,
-      credential,
-      operator,
-      requireUv,
-      'step-up-failed',
-      session.id,
-    );
-    const now = this.clock();
-    const decision = evaluatePolicy(
-      this.policies.policy,
-      { channel: console.channel, level, authTime: now, now, sessionStartedAt: session.startedAt },
-      action,
-    );
-    if (decision.outcome !== 'allow') {
-      this.events.atomically(() => {
-        this.recordUse(credential, counter);
-        this.events.record({
-          type: 'step-up-failed',
-          subject: { operator: operator.id, console: console.id, session: session.id },
-          assurance: assuranceContext(level, now),
-          outcome: 'failure',
-          reasons: ['step-up-insufficient', ...decision.reasons],
-          detail: { action },
-        });
-      });
-      throw new BatonError('STEP_UP_INSUFFICIENT', `A "${level}" authentication does not satisfy "${action}"`, {
-        extra: { decision },
-      });
-    }
-    const updated = this.events.atomically(() => {
-      this.assertStillUsable(console.id, credential.id, operator.id);
-      const current = this.store.sessions.get(session.id);
-      if (current?.state !== 'active') {
-        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${current?.state ?? 'gone'}`);
-      }
-      this.recordUse(credential, counter);
-      // The session now rests on this credential: revoking it ends the session.
-      const changes = { level, authTime: now, credentialId: credential.id };
-      this.store.sessions.update(session.id, changes);
-      const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
-      const assurance = assuranceContext(level, now);
-      if (level !== session.level) {
-        const previous = LEVEL_PROFILES[session.level].aal;
-        const current = LEVEL_PROFILES[level].aal;
-        this.events.record({
-          type: 'assurance-level-change',
-          subject,
-          assurance,
-          outcome: 'success',
-          reasons: ['step-up'],
-          detail: {
-            namespace: 'NIST-AAL',
-            current_level: `nist-aal${current}`,
-            previous_level: `nist-aal${previous}`,
-            change_direction: current > previous ? 'increase' : 'decrease',
-          },
-        });
-      }
-      this.events.record({
-        type: 'session-stepped-up',
-        subject,
-        assurance,
-        outcome: 'success',
-        reasons: ['step-up'],
-        detail: { action },
-      });
-      this.events.record({
-        type: 'policy-decision',
-        subject,
-        assurance,
-        outcome: 'allow',
-        reasons: decision.reasons,
-        detail: { action },
-      });
-      return { ...session, ...changes };
-    });
-    const { token, expiresAt } = await this.issueToken(updated, console);
-    return { decision, session: sessionView(updated, operator.displayName), token, tokenExpiresAt: expiresAt };
-  }
-
   /** The console ends one of its sessions (sign-out, eviction it decided, expiry it observed). */
   end(console: ConsoleRecord, sessionId: string, reason: string): SessionView {
     const session = this.liveSession(console, sessionId);
@@ -396,47 +253,11 @@ export class SessionService {
     }
   }
 
-  private decide(
-    console: ConsoleRecord,
-    session: SessionRecord,
-    action: string,
-    level: AssuranceLevel,
-    authTime: number,
-    record = true,
-  ): Decision {
-    const now = this.clock();
-    const decision = evaluatePolicy(
-      this.policies.policy,
-      { channel: console.channel, level, authTime, now, sessionStartedAt: session.startedAt },
-      action,
-    );
-    if (record && decision.outcome !== 'allow') {
-      this.events.record({
-        type: 'policy-decision',
-        subject: { operator: session.operatorId, console: console.id, session: session.id },
-        assurance: assuranceContext(level, authTime),
-        outcome: decision.outcome,
-        reasons: decision.reasons,
-        detail: { action, policyVersion: this.policies.version.version },
-      });
-    }
-    return decision;
-  }
-
-  private consume(challenge: string, console: ConsoleRecord, failureType: 'sign-in-failed' | 'step-up-failed') {
-    try {
-      return this.challenges.consume(challenge, console.id);
-    } catch (error) {
-      if (error instanceof BatonError) this.fail(console, failureType, error.code, {});
-      throw error;
-    }
-  }
-
   /**
    * A session of this console that is still live. Step-up asks for `active` only: a suspended
    * session comes back through sign-in, which applies the continuity window and suspends others.
    */
-  private liveSession(console: ConsoleRecord, sessionId: string, only?: 'active'): SessionRecord {
+  liveSession(console: ConsoleRecord, sessionId: string, only?: 'active'): SessionRecord {
     const session = this.store.sessions.get(sessionId);
     if (session === undefined || session.consoleId !== console.id) {
       throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}" on this console`);
@@ -449,141 +270,6 @@ export class SessionService {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" has expired`);
     }
     return session;
-  }
-
-  /** Re-reads what a verification awaited on: refuses if the console, credential or operator was revoked since. */
-  private assertStillUsable(consoleId: string, credentialId: string, operatorId: string): void {
-    if (this.store.consoles.get(consoleId)?.revokedAt !== null) {
-      throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
-    }
-    if (this.store.operators.getCredential(credentialId)?.revokedAt !== null) {
-      throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
-    }
-    if (this.store.operators.get(operatorId)?.revokedAt !== null) {
-      throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
-    }
-  }
-
-  private usableCredential(
-    console: ConsoleRecord,
-    credentialId: string,
-    failureType: 'sign-in-failed' | 'step-up-failed',
-  ) {
-    const credential = this.store.operators.getCredential(credentialId);
-    if (credential === undefined) {
-      this.fail(console, failureType, 'CREDENTIAL_UNKNOWN', {});
-      throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
-    }
-    const operator = this.store.operators.get(credential.operatorId) as OperatorRecord;
-    const refuse = (code: ErrorCode, message: string): never => {
-      this.fail(console, failureType, code, { operator: operator.id, credential: credential.id });
-      throw new BatonError(code, message);
-    };
-    if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This credential has been revoked');
-    if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
-    if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) {
-      refuse('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator');
-    }
-    if (this.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
-      refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
-    }
-    return { credential, operator };
-  }
-
-  private async verifyAssertion(
-    console: ConsoleRecord,
-    response: AuthenticationResponseJSON,
-    challenge: string,
-    credential: CredentialRecord,
-    operator: OperatorRecord,
-    requireUv: boolean,
-    failureType: 'sign-in-failed' | 'step-up-failed',
-    sessionId?: string,
-  ): Promise<{ level: AssuranceLevel; counter: number }> {
-    let info;
-    try {
-      info = await this.ceremonies.verifyAuthentication(
-        response,
-        challenge,
-        {
-          id: credential.id,
-          publicKey: new Uint8Array(credential.publicKey),
-          counter: credential.counter,
-          transports: [],
-        },
-        requireUv,
-      );
-    } catch (error) {
-      const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
-      this.events.atomically(() => {
-        // Only a bad signature or a cloned counter is a guess at this operator's key; a wrong origin
-        // or RP ID is a console's fault and must not let one console lock operators out.
-        if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.store.operators.recordFailure(operator.id);
-        }
-        this.fail(console, failureType, code, {
-          operator: operator.id,
-          credential: credential.id,
-          ...(sessionId ? { session: sessionId } : {}),
-        });
-        if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.events.record({
-            type: 'credential-counter-regressed',
-            subject: { operator: operator.id, console: console.id, credential: credential.id },
-            outcome: 'failure',
-            reasons: ['possible-cloned-authenticator'],
-            detail: { storedCounter: credential.counter },
-          });
-        }
-      });
-      throw error;
-    }
-    const policy = this.policies.policy;
-    if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
-      // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is
-      // another authenticator or a tampered one.
-      this.events.atomically(() => {
-        this.recordUse(credential, info.newCounter);
-        this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
-          operator: operator.id,
-          credential: credential.id,
-          ...(sessionId ? { session: sessionId } : {}),
-        });
-      });
-      throw new BatonError(
-        'CREDENTIAL_NOT_DEVICE_BOUND',
-        'The authenticator reports this credential as syncable (backup eligible)',
-      );
-    }
-    const level = levelFromAuthentication({
-      userVerified: info.userVerified,
-      deviceBound: credential.deviceBound && !info.backupEligible,
-      attested: credential.attestationTrust === 'certificate',
-      aaguidAllowed: policy.credentials.aaguidAllowList.includes(credential.aaguid),
-    });
-    return { level, counter: info.newCounter };
-  }
-
-  /** Stores the new signature counter of a verified assertion (inside the caller's transaction). */
-  private recordUse(credential: CredentialRecord, counter: number): void {
-    this.store.operators.recordCredentialUse(credential.id, counter, this.clock());
-    credential.counter = counter;
-  }
-
-  private fail(
-    console: ConsoleRecord,
-    type: 'sign-in-failed' | 'step-up-failed',
-    code: ErrorCode,
-    subject: { operator?: string; credential?: string; session?: string },
-    level?: AssuranceLevel,
-  ): void {
-    this.events.record({
-      type,
-      subject: { ...subject, console: console.id },
-      ...(level === undefined ? {} : { assurance: assuranceContext(level, this.clock()) }),
-      outcome: 'failure',
-      reasons: [code.toLowerCase().replace(/_/g, '-')],
-    });
   }
 
   /**
@@ -604,7 +290,7 @@ export class SessionService {
     });
   }
 
-  private issueToken(session: SessionRecord, console: ConsoleRecord) {
+  issueToken(session: SessionRecord, console: ConsoleRecord) {
     const channel = this.policies.policy.channels[console.channel];
     return this.tokens.issue({
       operatorId: session.operatorId,

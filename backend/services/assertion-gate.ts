@@ -1,0 +1,167 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { BatonError, type ErrorCode } from '../../shared/errors.js';
+import {} from '../../shared/evaluate-policy.js';
+import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
+import type { ConsoleRecord, CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
+import { assuranceContext } from './assurance.js';
+import type { EventLog } from './event-log.js';
+import type { PolicyService } from './policy-service.js';
+import type { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+
+/** NIST 800-63B: at most 100 consecutive failed attempts per account. */
+export const MAX_FAILED_ATTEMPTS = 100;
+
+/**
+ * The checks every assertion passes, for sign-in and step-up alike: the challenge, the credential
+ * and its operator, the WebAuthn verification, the counter, and the failure record.
+ */
+export class AssertionGate {
+  constructor(
+    private readonly store: Store,
+    private readonly events: EventLog,
+    private readonly policies: PolicyService,
+    private readonly challenges: ChallengeStore,
+    private readonly ceremonies: WebAuthnCeremonies,
+    private readonly clock: () => number,
+  ) {}
+
+  consume(challenge: string, console: ConsoleRecord, failureType: 'sign-in-failed' | 'step-up-failed') {
+    try {
+      return this.challenges.consume(challenge, console.id);
+    } catch (error) {
+      if (error instanceof BatonError) this.fail(console, failureType, error.code, {});
+      throw error;
+    }
+  }
+
+  /** Re-reads what a verification awaited on: refuses if the console, credential or operator was revoked since. */
+  assertStillUsable(consoleId: string, credentialId: string, operatorId: string): void {
+    if (this.store.consoles.get(consoleId)?.revokedAt !== null) {
+      throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
+    }
+    if (this.store.operators.getCredential(credentialId)?.revokedAt !== null) {
+      throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
+    }
+    if (this.store.operators.get(operatorId)?.revokedAt !== null) {
+      throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
+    }
+  }
+
+  usableCredential(console: ConsoleRecord, credentialId: string, failureType: 'sign-in-failed' | 'step-up-failed') {
+    const credential = this.store.operators.getCredential(credentialId);
+    if (credential === undefined) {
+      this.fail(console, failureType, 'CREDENTIAL_UNKNOWN', {});
+      throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
+    }
+    const operator = this.store.operators.get(credential.operatorId) as OperatorRecord;
+    const refuse = (code: ErrorCode, message: string): never => {
+      this.fail(console, failureType, code, { operator: operator.id, credential: credential.id });
+      throw new BatonError(code, message);
+    };
+    if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This credential has been revoked');
+    if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
+    if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) {
+      refuse('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator');
+    }
+    if (this.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
+      refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
+    }
+    return { credential, operator };
+  }
+
+  async verifyAssertion(
+    console: ConsoleRecord,
+    response: AuthenticationResponseJSON,
+    challenge: string,
+    credential: CredentialRecord,
+    operator: OperatorRecord,
+    requireUv: boolean,
+    failureType: 'sign-in-failed' | 'step-up-failed',
+    sessionId?: string,
+  ): Promise<{ level: AssuranceLevel; counter: number }> {
+    let info;
+    try {
+      info = await this.ceremonies.verifyAuthentication(
+        response,
+        challenge,
+        {
+          id: credential.id,
+          publicKey: new Uint8Array(credential.publicKey),
+          counter: credential.counter,
+          transports: [],
+        },
+        requireUv,
+      );
+    } catch (error) {
+      const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
+      this.events.atomically(() => {
+        // Only a bad signature or a cloned counter is a guess at this operator's key; a wrong origin
+        // or RP ID is a console's fault and must not let one console lock operators out.
+        if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
+          this.store.operators.recordFailure(operator.id);
+        }
+        this.fail(console, failureType, code, {
+          operator: operator.id,
+          credential: credential.id,
+          ...(sessionId ? { session: sessionId } : {}),
+        });
+        if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
+          this.events.record({
+            type: 'credential-counter-regressed',
+            subject: { operator: operator.id, console: console.id, credential: credential.id },
+            outcome: 'failure',
+            reasons: ['possible-cloned-authenticator'],
+            detail: { storedCounter: credential.counter },
+          });
+        }
+      });
+      throw error;
+    }
+    const policy = this.policies.policy;
+    if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
+      // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is
+      // another authenticator or a tampered one.
+      this.events.atomically(() => {
+        this.recordUse(credential, info.newCounter);
+        this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
+          operator: operator.id,
+          credential: credential.id,
+          ...(sessionId ? { session: sessionId } : {}),
+        });
+      });
+      throw new BatonError(
+        'CREDENTIAL_NOT_DEVICE_BOUND',
+        'The authenticator reports this credential as syncable (backup eligible)',
+      );
+    }
+    const level = levelFromAuthentication({
+      userVerified: info.userVerified,
+      deviceBound: credential.deviceBound && !info.backupEligible,
+      attested: credential.attestationTrust === 'certificate',
+      aaguidAllowed: policy.credentials.aaguidAllowList.includes(credential.aaguid),
+    });
+    return { level, counter: info.newCounter };
+  }
+
+  /** Stores the new signature counter of a verified assertion (inside the caller's transaction). */
+  recordUse(credential: CredentialRecord, counter: number): void {
+    this.store.operators.recordCredentialUse(credential.id, counter, this.clock());
+    credential.counter = counter;
+  }
+
+  fail(
+    console: ConsoleRecord,
+    type: 'sign-in-failed' | 'step-up-failed',
+    code: ErrorCode,
+    subject: { operator?: string; credential?: string; session?: string },
+    level?: AssuranceLevel,
+  ): void {
+    this.events.record({
+      type,
+      subject: { ...subject, console: console.id },
+      ...(level === undefined ? {} : { assurance: assuranceContext(level, this.clock()) }),
+      outcome: 'failure',
+      reasons: [code.toLowerCase().replace(/_/g, '-')],
+    });
+  }
+}

@@ -1,0 +1,187 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { BatonError } from '../../shared/errors.js';
+import { evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
+import type { SessionView } from '../../shared/http-api.js';
+import { LEVEL_PROFILES, isAtLeast, type AssuranceLevel } from '../../shared/levels.js';
+import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import { assuranceContext, sessionView } from './assurance.js';
+import type { EventLog } from './event-log.js';
+import type { PolicyService } from './policy-service.js';
+import type { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+import { readClientData } from './webauthn-ceremonies.js';
+
+import type { AssertionGate } from './assertion-gate.js';
+import type { SessionService } from './session-service.js';
+
+export interface StepUpResult {
+  decision: Decision;
+  session: SessionView;
+  token: string;
+  tokenExpiresAt: number;
+}
+
+/** Step-up: re-authenticates the operator in front for a named action, under the policy. */
+export class StepUpService {
+  constructor(
+    private readonly store: Store,
+    private readonly events: EventLog,
+    private readonly policies: PolicyService,
+    private readonly challenges: ChallengeStore,
+    private readonly ceremonies: WebAuthnCeremonies,
+    private readonly sessions: SessionService,
+    private readonly gate: AssertionGate,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Evaluates an action for a session; when step-up is needed, returns the options for it. */
+  async stepUpOptions(console: ConsoleRecord, sessionId: string, action: string) {
+    const session = this.sessions.liveSession(console, sessionId, 'active');
+    const decision = this.decide(console, session, action, session.level, session.authTime);
+    if (decision.outcome !== 'step-up') return { decision };
+    const operatorCredentials = this.store.operators
+      .listCredentials(session.operatorId)
+      .filter((c) => c.revokedAt === null)
+      .map((c) => ({ id: c.id, transports: c.transports }));
+    const challenge = this.challenges.create({ purpose: 'step-up', consoleId: console.id, sessionId, action });
+    const options = await this.ceremonies.authenticationOptions({
+      challenge,
+      userVerification: isAtLeast(decision.level, 'verified')
+        ? 'required'
+        : this.policies.policy.credentials.userVerification,
+      allow: operatorCredentials,
+    });
+    return { decision, options };
+  }
+
+  async stepUp(
+    console: ConsoleRecord,
+    sessionId: string,
+    action: string,
+    response: AuthenticationResponseJSON,
+  ): Promise<StepUpResult> {
+    const client = readClientData(response.response.clientDataJSON);
+    const context = this.gate.consume(client.challenge, console, 'step-up-failed');
+    if (context.purpose !== 'step-up' || context.sessionId !== sessionId || context.action !== action) {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this step-up');
+    }
+    const session = this.sessions.liveSession(console, sessionId, 'active');
+    const { credential, operator } = this.gate.usableCredential(console, response.id, 'step-up-failed');
+    if (credential.operatorId !== session.operatorId) {
+      this.gate.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', {
+        operator: operator.id,
+        session: session.id,
+      });
+      throw new BatonError('STEP_UP_WRONG_OPERATOR', 'Step-up must be done by the operator who owns the session');
+    }
+    const required = this.decide(console, session, action, session.level, session.authTime, false);
+    const requireUv = required.outcome === 'step-up' && isAtLeast(required.level, 'verified');
+    const { level, counter } = await this.gate.verifyAssertion(
+      console,
+      response,
+      client.challenge,
+      credential,
+      operator,
+      requireUv,
+      'step-up-failed',
+      session.id,
+    );
+    const now = this.clock();
+    const decision = evaluatePolicy(
+      this.policies.policy,
+      { channel: console.channel, level, authTime: now, now, sessionStartedAt: session.startedAt },
+      action,
+    );
+    if (decision.outcome !== 'allow') {
+      this.events.atomically(() => {
+        this.gate.recordUse(credential, counter);
+        this.events.record({
+          type: 'step-up-failed',
+          subject: { operator: operator.id, console: console.id, session: session.id },
+          assurance: assuranceContext(level, now),
+          outcome: 'failure',
+          reasons: ['step-up-insufficient', ...decision.reasons],
+          detail: { action },
+        });
+      });
+      throw new BatonError('STEP_UP_INSUFFICIENT', `A "${level}" authentication does not satisfy "${action}"`, {
+        extra: { decision },
+      });
+    }
+    const updated = this.events.atomically(() => {
+      this.gate.assertStillUsable(console.id, credential.id, operator.id);
+      const current = this.store.sessions.get(session.id);
+      if (current?.state !== 'active') {
+        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${current?.state ?? 'gone'}`);
+      }
+      this.gate.recordUse(credential, counter);
+      // The session now rests on this credential: revoking it ends the session.
+      const changes = { level, authTime: now, credentialId: credential.id };
+      this.store.sessions.update(session.id, changes);
+      const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
+      const assurance = assuranceContext(level, now);
+      if (level !== session.level) {
+        const previous = LEVEL_PROFILES[session.level].aal;
+        const current = LEVEL_PROFILES[level].aal;
+        this.events.record({
+          type: 'assurance-level-change',
+          subject,
+          assurance,
+          outcome: 'success',
+          reasons: ['step-up'],
+          detail: {
+            namespace: 'NIST-AAL',
+            current_level: `nist-aal${current}`,
+            previous_level: `nist-aal${previous}`,
+            change_direction: current > previous ? 'increase' : 'decrease',
+          },
+        });
+      }
+      this.events.record({
+        type: 'session-stepped-up',
+        subject,
+        assurance,
+        outcome: 'success',
+        reasons: ['step-up'],
+        detail: { action },
+      });
+      this.events.record({
+        type: 'policy-decision',
+        subject,
+        assurance,
+        outcome: 'allow',
+        reasons: decision.reasons,
+        detail: { action },
+      });
+      return { ...session, ...changes };
+    });
+    const { token, expiresAt } = await this.sessions.issueToken(updated, console);
+    return { decision, session: sessionView(updated, operator.displayName), token, tokenExpiresAt: expiresAt };
+  }
+
+  private decide(
+    console: ConsoleRecord,
+    session: SessionRecord,
+    action: string,
+    level: AssuranceLevel,
+    authTime: number,
+    record = true,
+  ): Decision {
+    const now = this.clock();
+    const decision = evaluatePolicy(
+      this.policies.policy,
+      { channel: console.channel, level, authTime, now, sessionStartedAt: session.startedAt },
+      action,
+    );
+    if (record && decision.outcome !== 'allow') {
+      this.events.record({
+        type: 'policy-decision',
+        subject: { operator: session.operatorId, console: console.id, session: session.id },
+        assurance: assuranceContext(level, authTime),
+        outcome: decision.outcome,
+        reasons: decision.reasons,
+        detail: { action, policyVersion: this.policies.version.version },
+      });
+    }
+    return decision;
+  }
+}
