@@ -63,6 +63,9 @@ export const ERROR_STATUS = {
   EVENT_SEQUENCE_GAP: 409,
   EVENT_SEQUENCE_CONFLICT: 409,
   EVENT_CHAIN_BROKEN: 409,
+  // Agent
+  /** The agent's event outbox is at its cap: new events are refused, never dropped silently. */
+  OUTBOX_FULL: 507,
   // Server
   SHUTTING_DOWN: 503,
   INTERNAL: 500,

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { BatonError } from '../../shared/errors.js';
+import { GENESIS_HASH, type EventDraft } from '../../shared/events.js';
+import { EventOutbox, SEGMENT_EVENTS, hashEvent } from './event-outbox.js';
+
+const draft = (n = 0): EventDraft => ({
+  type: 'session-locked',
+  subject: { session: `ses_${n}` },
+  outcome: 'info',
+  reasons: ['idle'],
+});
+const fresh = () => mkdtempSync(join(tmpdir(), 'baton-outbox-'));
+
+function assertChain(events: { seq: number; prevHash: string }[], from = GENESIS_HASH): void {
+  let prev = from;
+  for (const e of events) {
+    assert.equal(e.prevHash, prev, `event ${e.seq} does not chain`);
+    prev = hashEvent(e as Parameters<typeof hashEvent>[0]);
+  }
+}
+
+describe('EventOutbox', () => {
+  it('numbers and chains events and finds them all again after a restart', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 10_000 });
+    const emitted = await Promise.all(Array.from({ length: 300 }, (_, i) => outbox.emit(draft(i))));
+    assert.deepEqual(
+      emitted.map((e) => e.seq),
+      Array.from({ length: 300 }, (_, i) => i + 1),
+    );
+    assertChain(emitted);
+    outbox.close();
+
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 10_000 });
+    assert.equal(report.recovered, 300);
+    assert.deepEqual(again.pending(1000), emitted);
+    const next = await again.emit(draft());
+    assert.equal(next.seq, 301);
+    assert.equal(next.prevHash, hashEvent(emitted.at(-1)!));
+    again.close();
+  });
+
+  it('drops only acknowledged events, compacts whole segments and remembers the acknowledgement', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 100_000 });
+    const total = SEGMENT_EVENTS * 2 + 10;
+    await Promise.all(Array.from({ length: total }, (_, i) => outbox.emit(draft(i))));
+    outbox.acknowledge(SEGMENT_EVENTS + 5);
+    assert.equal(outbox.status.pending, total - SEGMENT_EVENTS - 5);
+    assert.equal(outbox.pending(1)[0]?.seq, SEGMENT_EVENTS + 6);
+    assert.equal(
+      readdirSync(dir).filter((f) => f.startsWith('segment-')).length,
+      2,
+      'the first, fully acknowledged segment is gone',
+    );
+    outbox.close();
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 100_000 });
+    assert.equal(report.recovered, total - SEGMENT_EVENTS - 5);
+    assert.equal(again.status.ackedSeq, SEGMENT_EVENTS + 5);
+    again.acknowledge(total);
+    again.close();
+    const { outbox: empty } = EventOutbox.open(dir, { max: 100_000 });
+    assert.equal(empty.status.pending, 0);
+    const next = await empty.emit(draft());
+    assert.equal(next.seq, total + 1, 'numbering continues after everything was acknowledged');
+    empty.close();
+  });
+
+  it('drops a torn last line left by a crash mid-write, and keeps every whole event', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 1000 });
+    const emitted = await Promise.all(Array.from({ length: 5 }, (_, i) => outbox.emit(draft(i))));
+    outbox.close();
+    const segment = join(dir, readdirSync(dir).find((f) => f.startsWith('segment-'))!);
+    appendFileSync(segment, '{"id":"7d8c0f7e-');
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 1000 });
+    assert.equal(report.tornTail, true);
+    assert.deepEqual(again.pending(10), emitted);
+    assert.ok(readFileSync(segment, 'utf8').endsWith('\n'), 'the torn bytes were cut off');
+    assert.equal((await again.emit(draft())).seq, 6);
+    again.close();
+  });
+
+  it('reports a corrupted line with its file and line, quarantines a copy, and keeps the events around it', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 1000 });
+    await Promise.all(Array.from({ length: 5 }, (_, i) => outbox.emit(draft(i))));
+    outbox.close();
+    const file = readdirSync(dir).find((f) => f.startsWith('segment-'))!;
+    const lines = readFileSync(join(dir, file), 'utf8').split('\n');
+    lines[2] = '{"this is":"not an event"}';
+    writeFileSync(join(dir, file), lines.join('\n'));
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 1000 });
+    assert.equal(report.corrupt.length, 1);
+    assert.equal(report.corrupt[0]?.file, file);
+    assert.equal(report.corrupt[0]?.line, 3);
+    assert.match(report.corrupt[0]?.reason ?? '', /not an assurance event/);
+    assert.deepEqual(
+      again.pending(10).map((e) => e.seq),
+      [1, 2, 4, 5],
+      'the unreadable event shows as a gap, nothing else is lost',
+    );
+    assert.equal(readdirSync(join(dir, 'quarantine')).length, 1);
+    assert.equal((await again.emit(draft())).seq, 6);
+    again.close();
+  });
+
+  it('says when it is nearly full and refuses new events at the cap instead of dropping any', async () => {
+    const { outbox } = EventOutbox.open(fresh(), { max: 1000 });
+    await Promise.all(Array.from({ length: 899 }, () => outbox.emit(draft())));
+    assert.equal(outbox.status.nearFull, false);
+    await outbox.emit(draft());
+    assert.equal(outbox.status.nearFull, true);
+    await Promise.all(Array.from({ length: 100 }, () => outbox.emit(draft())));
+    await assert.rejects(outbox.emit(draft()), (e: unknown) => e instanceof BatonError && e.code === 'OUTBOX_FULL');
+    assert.equal(outbox.status.pending, 1000);
+    outbox.acknowledge(500);
+    assert.equal((await outbox.emit(draft())).seq, 1001);
+    outbox.close();
+  });
+
+  it('loses no emitted event when the process is killed with SIGKILL mid-stream', async () => {
+    const dir = fresh();
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, '..', '..', 'test', 'helpers', 'outbox-writer.ts'), dir],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let confirmed = 0;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await new Promise<void>((resolve) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        confirmed = Math.max(confirmed, Number(line));
+        if (confirmed >= 3000) resolve();
+      });
+    });
+    child.kill('SIGKILL');
+    await exited;
+    const { outbox, report } = EventOutbox.open(dir, { max: 1_000_000 });
+    const events = outbox.pending(1_000_000);
+    assert.ok(events.length >= confirmed, `${events.length} recovered < ${confirmed} confirmed`);
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      Array.from({ length: events.length }, (_, i) => i + 1),
+      'no gap, no duplicate',
+    );
+    assertChain(events);
+    assert.deepEqual(report.corrupt, []);
+    assert.ok(existsSync(dir));
+    outbox.close();
+  });
+});

@@ -1,0 +1,286 @@
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+  copyFileSync,
+  ftruncateSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { canonicalJson } from '../../shared/canonical-json.js';
+import { BatonError } from '../../shared/errors.js';
+import { AssuranceEventSchema, GENESIS_HASH, type AssuranceEvent, type EventDraft } from '../../shared/events.js';
+
+/** Events per journal segment; a segment is deleted once every event in it is acknowledged. */
+export const SEGMENT_EVENTS = 5000;
+/** Share of the cap at which the outbox reports itself near full. */
+export const NEAR_FULL_RATIO = 0.9;
+
+const SEGMENT = /^segment-(\d{16})\.jsonl$/;
+const ACKED_FILE = 'acked';
+
+export interface OutboxStatus {
+  /** Events written and not yet acknowledged by the backend. */
+  pending: number;
+  max: number;
+  nearFull: boolean;
+  lastSeq: number;
+  ackedSeq: number;
+}
+
+export interface RecoveryReport {
+  /** Events found in the journal and not yet acknowledged. */
+  recovered: number;
+  /** A torn last line (a write cut short by a crash) that was dropped: it never counted as emitted. */
+  tornTail: boolean;
+  /** Lines that could not be read; their segment was copied to `quarantine/` for IT. */
+  corrupt: { file: string; line: number; reason: string }[];
+}
+
+export function hashEvent(event: AssuranceEvent): string {
+  return createHash('sha256').update(canonicalJson(event)).digest('hex');
+}
+
+interface Waiter {
+  event: AssuranceEvent;
+  resolve: (event: AssuranceEvent) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * The agent's durable event outbox: an append-only journal of JSON lines in segment files.
+ * `emit` resolves only after the event's line is written and fsync'd (events emitted in the same
+ * turn share one write and one fsync). Events leave the journal only when the backend
+ * acknowledges them. The journal is bounded: past `max` pending events `emit` refuses with
+ * OUTBOX_FULL; it never drops an event silently.
+ */
+export class EventOutbox {
+  private events: AssuranceEvent[] = [];
+  private lastSeq = 0;
+  private lastHash = GENESIS_HASH;
+  private ackedSeq = 0;
+  private segmentStart = 0;
+  private segmentFd: number | undefined;
+  private queue: Waiter[] = [];
+  private flushScheduled = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly max: number,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Opens (and recovers) the journal in `dir`. */
+  static open(
+    dir: string,
+    options: { max: number; clock?: () => number },
+  ): { outbox: EventOutbox; report: RecoveryReport } {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const outbox = new EventOutbox(dir, options.max, options.clock ?? Date.now);
+    const report = outbox.recover();
+    return { outbox, report };
+  }
+
+  get status(): OutboxStatus {
+    return {
+      pending: this.events.length + this.queue.length,
+      max: this.max,
+      nearFull: this.events.length + this.queue.length >= this.max * NEAR_FULL_RATIO,
+      lastSeq: this.lastSeq,
+      ackedSeq: this.ackedSeq,
+    };
+  }
+
+  /** Numbers, chains and journals an event; resolves once it is on disk. */
+  emit(draft: EventDraft): Promise<AssuranceEvent> {
+    if (this.events.length + this.queue.length >= this.max) {
+      return Promise.reject(
+        new BatonError('OUTBOX_FULL', `The event outbox holds ${this.max} unacknowledged events; refusing to drop any`),
+      );
+    }
+    const event: AssuranceEvent = {
+      id: randomUUID(),
+      seq: this.lastSeq + 1,
+      time: draft.time ?? this.clock(),
+      type: draft.type,
+      subject: draft.subject,
+      ...(draft.assurance === undefined ? {} : { assurance: draft.assurance }),
+      outcome: draft.outcome,
+      reasons: draft.reasons,
+      ...(draft.detail === undefined ? {} : { detail: draft.detail }),
+      prevHash: this.lastHash,
+    };
+    const checked = AssuranceEventSchema.safeParse(event);
+    if (!checked.success) {
+      return Promise.reject(
+        new BatonError('EVENT_SCHEMA_INVALID', `Event ${draft.type} fails its schema`, { cause: checked.error }),
+      );
+    }
+    this.lastSeq = event.seq;
+    this.lastHash = hashEvent(event);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Unacknowledged events in order, at most `limit`: the next batch to send. */
+  pending(limit: number): AssuranceEvent[] {
+    return this.events.slice(0, limit);
+  }
+
+  /** The backend stored everything up to `seq`: drop it from the journal. */
+  acknowledge(seq: number): void {
+    if (seq <= this.ackedSeq) return;
+    this.ackedSeq = Math.min(seq, this.lastSeq);
+    writeAtomically(join(this.dir, ACKED_FILE), `${this.ackedSeq}\n`);
+    let drop = 0;
+    while (drop < this.events.length && (this.events[drop]?.seq ?? Infinity) <= this.ackedSeq) drop++;
+    this.events.splice(0, drop);
+    // A segment goes once all its events are acknowledged; the one holding the newest event stays,
+    // because the chain continues from its hash after a restart.
+    const headStart = segmentStartOf(this.lastSeq);
+    for (const { file, start } of this.segments()) {
+      if (start + SEGMENT_EVENTS - 1 <= this.ackedSeq && start !== headStart)
+        rmSync(join(this.dir, file), { force: true });
+    }
+  }
+
+  close(): void {
+    this.flush();
+    if (this.segmentFd !== undefined) closeSync(this.segmentFd);
+    this.segmentFd = undefined;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const waiters = this.queue;
+    this.queue = [];
+    if (waiters.length === 0) return;
+    try {
+      let i = 0;
+      while (i < waiters.length) {
+        const fd = this.segmentFor((waiters[i] as Waiter).event.seq);
+        const room = this.segmentStart + SEGMENT_EVENTS - (waiters[i] as Waiter).event.seq;
+        const chunk = waiters.slice(i, i + room);
+        writeSync(fd, chunk.map((w) => `${JSON.stringify(w.event)}\n`).join(''));
+        fsyncSync(fd);
+        i += chunk.length;
+      }
+    } catch (cause) {
+      const error = new BatonError('INTERNAL', 'The event outbox could not write to disk', { cause });
+      for (const w of waiters) w.reject(error);
+      return;
+    }
+    for (const w of waiters) {
+      this.events.push(w.event);
+      w.resolve(w.event);
+    }
+  }
+
+  /** The open segment for `seq`, rolling to a new file every SEGMENT_EVENTS events. */
+  private segmentFor(seq: number): number {
+    const start = segmentStartOf(seq);
+    if (this.segmentFd !== undefined && start === this.segmentStart) return this.segmentFd;
+    if (this.segmentFd !== undefined) closeSync(this.segmentFd);
+    this.segmentStart = start;
+    this.segmentFd = openSync(join(this.dir, segmentName(start)), 'a', 0o600);
+    return this.segmentFd;
+  }
+
+  private segments(): { file: string; start: number }[] {
+    return readdirSync(this.dir)
+      .map((file) => ({ file, match: SEGMENT.exec(file) }))
+      .filter((x): x is { file: string; match: RegExpExecArray } => x.match !== null)
+      .map(({ file, match }) => ({ file, start: Number(match[1]) }))
+      .sort((a, b) => a.start - b.start);
+  }
+
+  private recover(): RecoveryReport {
+    const report: RecoveryReport = { recovered: 0, tornTail: false, corrupt: [] };
+    const ackedPath = join(this.dir, ACKED_FILE);
+    if (existsSync(ackedPath)) {
+      const value = Number(readFileSync(ackedPath, 'utf8').trim());
+      this.ackedSeq = Number.isSafeInteger(value) && value >= 0 ? value : 0;
+    }
+    const segments = this.segments();
+    for (const [index, { file }] of segments.entries()) {
+      const path = join(this.dir, file);
+      const text = readFileSync(path, 'utf8');
+      const lines = text.split('\n');
+      const last = index === segments.length - 1;
+      // A crash mid-write leaves at most one unterminated line, at the very end of the journal.
+      if (last && !text.endsWith('\n') && text.length > 0) {
+        report.tornTail = true;
+        const keep = text.slice(0, text.lastIndexOf('\n') + 1);
+        const fd = openSync(path, 'r+');
+        ftruncateSync(fd, Buffer.byteLength(keep));
+        fsyncSync(fd);
+        closeSync(fd);
+        lines.splice(-1, 1, '');
+      }
+      let quarantined = false;
+      for (const [n, line] of lines.entries()) {
+        if (line === '') continue;
+        const parsed = parseLine(line);
+        if (typeof parsed === 'string') {
+          report.corrupt.push({ file, line: n + 1, reason: parsed });
+          if (!quarantined) {
+            mkdirSync(join(this.dir, 'quarantine'), { recursive: true, mode: 0o700 });
+            copyFileSync(path, join(this.dir, 'quarantine', `${file}.${this.clock()}`));
+            quarantined = true;
+          }
+          continue;
+        }
+        // The chain continues from the last good event; a skipped line shows as a gap on the backend.
+        this.lastSeq = Math.max(this.lastSeq, parsed.seq);
+        this.lastHash = hashEvent(parsed);
+        if (parsed.seq > this.ackedSeq) this.events.push(parsed);
+      }
+    }
+    this.events.sort((a, b) => a.seq - b.seq);
+    if (this.lastSeq < this.ackedSeq) this.lastSeq = this.ackedSeq; // everything was acknowledged and compacted
+    report.recovered = this.events.length;
+    return report;
+  }
+}
+
+function parseLine(line: string): AssuranceEvent | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return 'not JSON';
+  }
+  const result = AssuranceEventSchema.safeParse(value);
+  return result.success ? result.data : `not an assurance event (${result.error.issues[0]?.message ?? 'invalid'})`;
+}
+
+function segmentStartOf(seq: number): number {
+  return Math.floor((Math.max(seq, 1) - 1) / SEGMENT_EVENTS) * SEGMENT_EVENTS + 1;
+}
+
+function segmentName(start: number): string {
+  return `segment-${String(start).padStart(16, '0')}.jsonl`;
+}
+
+/** Replaces a small file so a crash leaves either the old or the new content, never half. */
+function writeAtomically(path: string, content: string): void {
+  const temp = `${path}.tmp`;
+  writeFileSync(temp, content, { mode: 0o600 });
+  const fd = openSync(temp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(temp, path);
+}
