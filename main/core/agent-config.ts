@@ -1,0 +1,105 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { BatonError } from '../../shared/errors.js';
+import { CHANNEL_NAME, toFieldIssues } from '../../shared/policy.js';
+
+/**
+ * The agent's machine-wide configuration, pushed by IT (file, registry-backed file or MDM profile
+ * that writes it). Loaded once at start, validated, frozen. Environment overrides exist for
+ * development only and are ignored by packaged builds.
+ */
+const loopbackOrHttps = (what: string) =>
+  z.url().refine((value) => {
+    const url = new URL(value);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && url.hostname === 'localhost');
+  }, `expected an https URL, or http://localhost for ${what}`);
+
+export const AgentConfigSchema = z.strictObject({
+  /** Where the assurance backend listens. */
+  backendUrl: z.url({ protocol: /^https?$/ }),
+  /** The channel this console serves (`branch-kiosk`, `contact-centre`, `shared-console`, …). */
+  channel: z.string().regex(CHANNEL_NAME, 'expected a channel name like "branch-kiosk"'),
+  /** WebAuthn RP ID and the exact origin the operator UI is served on (pinned on the backend too). */
+  rpId: z.string().min(1).max(253).default('localhost'),
+  origin: loopbackOrHttps('the operator UI').default('http://localhost:8471'),
+  /** The line-of-business app each operator's workspace loads. */
+  workspaceAppUrl: loopbackOrHttps('the workspace app'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** One-time console enrolment token for the first start; ignored once the console is enrolled. */
+  enrolmentToken: z.string().min(10).max(200).optional(),
+  /** Where the agent keeps its outbox and state (defaults per OS). */
+  dataDir: z.string().min(1).optional(),
+  /** Branch kiosks run full screen with no escape shortcuts. */
+  kiosk: z.boolean().default(false),
+});
+
+export type AgentConfig = Readonly<z.infer<typeof AgentConfigSchema> & { dataDir: string; source: string }>;
+
+/** The usual machine-wide place for the file on each OS. */
+export function defaultConfigPath(platform: NodeJS.Platform, env: NodeJS.ProcessEnv): string {
+  if (platform === 'win32') return join(env.ProgramData ?? 'C:\\ProgramData', 'Baton', 'agent.json');
+  if (platform === 'darwin') return '/Library/Application Support/Baton/agent.json';
+  return '/etc/baton/agent.json';
+}
+
+export function defaultDataDir(platform: NodeJS.Platform, env: NodeJS.ProcessEnv): string {
+  if (platform === 'win32') return join(env.ProgramData ?? 'C:\\ProgramData', 'Baton', 'data');
+  if (platform === 'darwin') return '/Library/Application Support/Baton/data';
+  return '/var/lib/baton-agent';
+}
+
+const DEV_OVERRIDES: Record<string, keyof z.infer<typeof AgentConfigSchema>> = {
+  BATON_AGENT_BACKEND_URL: 'backendUrl',
+  BATON_AGENT_CHANNEL: 'channel',
+  BATON_AGENT_RP_ID: 'rpId',
+  BATON_AGENT_ORIGIN: 'origin',
+  BATON_AGENT_WORKSPACE_URL: 'workspaceAppUrl',
+  BATON_AGENT_LOG_LEVEL: 'logLevel',
+  BATON_AGENT_DATA_DIR: 'dataDir',
+};
+
+export interface LoadOptions {
+  platform: NodeJS.Platform;
+  env: NodeJS.ProcessEnv;
+  /** Packaged builds read only the machine-wide file: no path or field overrides from the environment. */
+  packaged: boolean;
+}
+
+/** Reads, validates and freezes the configuration; a bad file names the file, the field and what was expected. */
+export function loadAgentConfig(options: LoadOptions): AgentConfig {
+  const { env, platform, packaged } = options;
+  const file = (!packaged && env.BATON_AGENT_CONFIG) || defaultConfigPath(platform, env);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new BatonError('NOT_FOUND', `The agent configuration file ${file} cannot be read; IT must install it`, {
+      cause,
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (cause) {
+    throw new BatonError('BAD_JSON', `The agent configuration file ${file} is not valid JSON`, { cause });
+  }
+  const merged: Record<string, unknown> =
+    typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...raw } : { value: raw };
+  if (!packaged) {
+    for (const [name, key] of Object.entries(DEV_OVERRIDES)) {
+      const value = env[name];
+      if (value !== undefined && value !== '') merged[key] = value;
+    }
+  }
+  const result = AgentConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const issues = toFieldIssues(result.error);
+    throw new BatonError(
+      'SCHEMA_INVALID',
+      `The agent configuration file ${file} is invalid: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      { issues },
+    );
+  }
+  return Object.freeze({ ...result.data, dataDir: result.data.dataDir ?? defaultDataDir(platform, env), source: file });
+}
