@@ -5,9 +5,11 @@ set -u
 cd "$(dirname "$0")/.."
 
 want_browser=0
+want_secret_service=0
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
+    --secret-service) want_secret_service=1 ;;
   esac
 done
 
@@ -17,17 +19,6 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 if [ "$node_major" -lt 20 ]; then
   say "Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))."
   exit 1
-fi
-
-# npm packages: install when node_modules is missing or older than the lock file.
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages (npm ci)…"
-  # electron's runtime download is lazy (first run), so this works without access to its release host.
-  if ! npm ci --no-audit --no-fund >/tmp/baton-npm-ci.log 2>&1; then
-    say "npm ci failed; see /tmp/baton-npm-ci.log"
-    tail -20 /tmp/baton-npm-ci.log
-    exit 1
-  fi
 fi
 
 apt_updated=0
@@ -50,4 +41,33 @@ apt_install() {
 if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || say "end-to-end browser tests will be skipped: /usr/bin/chromium is missing."
 fi
+# keytar (the OS credential store binding) builds against libsecret; its test needs a real Secret Service.
+# Installed before npm ci so that keytar's build finds the headers.
+if [ "$want_secret_service" = 1 ]; then
+  missing=()
+  [ -f /usr/include/libsecret-1/libsecret/secret.h ] || missing+=(libsecret-1-dev)
+  command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
+  command -v dbus-run-session >/dev/null || missing+=(dbus)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}" || say "the credential-store test will be skipped: ${missing[*]} could not be installed."
+  fi
+fi
+
+# npm packages: install when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci)…"
+  # electron's runtime download is lazy (first run), so this works without access to its release host.
+  if ! npm ci --no-audit --no-fund >/tmp/baton-npm-ci.log 2>&1; then
+    say "npm ci failed; see /tmp/baton-npm-ci.log"
+    tail -20 /tmp/baton-npm-ci.log
+    exit 1
+  fi
+fi
+# keytar is optional: where it could not be built earlier (no libsecret then), build it now.
+if [ "$want_secret_service" = 1 ] && [ -d node_modules/keytar ] && [ ! -f node_modules/keytar/build/Release/keytar.node ] \
+  && [ -f /usr/include/libsecret-1/libsecret/secret.h ]; then
+  say "building keytar against libsecret…"
+  npm rebuild keytar >/tmp/baton-keytar.log 2>&1 || say "keytar could not be built; see /tmp/baton-keytar.log"
+fi
 exit 0
+

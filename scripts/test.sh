@@ -3,7 +3,7 @@
 # end-to-end tests in Debian's Chromium (Playwright). Exits non-zero if any step fails.
 set -u
 cd "$(dirname "$0")/.."
-bash scripts/ensure-deps.sh --browser || exit 1
+bash scripts/ensure-deps.sh --browser --secret-service || exit 1
 
 status=0
 step() {
@@ -20,6 +20,12 @@ step "type check (tsc -b)" npx tsc -b
 step "lint (eslint)" npx eslint .
 step "format (prettier --check)" npx prettier --check . --log-level warn
 step "unit and integration tests (node --test)" npm run --silent test:unit
+if command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null && [ -f node_modules/keytar/build/Release/keytar.node ]; then
+  step "OS credential store (keytar against a real Secret Service)" dbus-run-session -- sh -c \
+    'printf baton | gnome-keyring-daemon --unlock --components=secrets >/dev/null; BATON_SECRET_SERVICE=1 node --import tsx --test main/core/secret-store.keytar.test.ts'
+else
+  printf '\n== OS credential store ==\nSKIPPED: needs dbus-run-session, gnome-keyring and a built keytar (run as root so npm test can install libsecret-1-dev, gnome-keyring and dbus).\n'
+fi
 if [ -x /usr/bin/chromium ]; then
   step "end-to-end tests (Playwright, Chromium)" npx playwright test
 else

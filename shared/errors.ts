@@ -66,6 +66,8 @@ export const ERROR_STATUS = {
   // Agent
   /** The agent's event outbox is at its cap: new events are refused, never dropped silently. */
   OUTBOX_FULL: 507,
+  /** The OS credential store (keytar over Secret Service / Keychain / Credential Vault) cannot be used. */
+  SECRET_STORE_UNAVAILABLE: 503,
   // Server
   SHUTTING_DOWN: 503,
   INTERNAL: 500,
