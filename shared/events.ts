@@ -128,3 +128,25 @@ export interface StoredEvent extends AssuranceEvent {
   /** Position in the store: a cursor for paging and live following. */
   cursor: number;
 }
+
+/**
+ * Turns a draft into the next event of an emitter's chain. Pure: the caller supplies the id, the
+ * sequence number and the previous event's hash (the backend and the agent each hash with their runtime).
+ */
+export function chainEvent(
+  draft: EventDraft,
+  next: { id: string; seq: number; prevHash: string; now: number },
+): AssuranceEvent {
+  return {
+    id: next.id,
+    seq: next.seq,
+    time: draft.time ?? next.now,
+    type: draft.type,
+    subject: draft.subject,
+    ...(draft.assurance === undefined ? {} : { assurance: draft.assurance }),
+    outcome: draft.outcome,
+    reasons: draft.reasons,
+    ...(draft.detail === undefined ? {} : { detail: draft.detail }),
+    prevHash: next.prevHash,
+  };
+}

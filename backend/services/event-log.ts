@@ -4,6 +4,7 @@ import { canonicalJson } from '../../shared/canonical-json.js';
 import {
   AssuranceEventSchema,
   GENESIS_HASH,
+  chainEvent,
   type AssuranceEvent,
   type EventDraft,
   type StoredEvent,
@@ -113,18 +114,12 @@ export class EventLog {
   record(draft: EventDraft): StoredEvent {
     if (this.depth === 0) return this.atomically(() => this.record(draft));
     const head = this.head(BACKEND_ORIGIN);
-    const event: AssuranceEvent = {
+    const event = chainEvent(draft, {
       id: randomUUID(),
       seq: head.lastSeq + 1,
-      time: draft.time ?? this.clock(),
-      type: draft.type,
-      subject: draft.subject,
-      ...(draft.assurance === undefined ? {} : { assurance: draft.assurance }),
-      outcome: draft.outcome,
-      reasons: draft.reasons,
-      ...(draft.detail === undefined ? {} : { detail: draft.detail }),
       prevHash: head.lastHash,
-    };
+      now: this.clock(),
+    });
     const checked = AssuranceEventSchema.safeParse(event);
     if (!checked.success) throw new Error(`backend event ${event.type} fails its schema: ${checked.error.message}`);
     const { hash, cursor } = this.write(BACKEND_ORIGIN, event, [], draft.subject.console ?? null);

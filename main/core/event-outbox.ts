@@ -17,7 +17,13 @@ import {
 import { join } from 'node:path';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { BatonError } from '../../shared/errors.js';
-import { AssuranceEventSchema, GENESIS_HASH, type AssuranceEvent, type EventDraft } from '../../shared/events.js';
+import {
+  AssuranceEventSchema,
+  GENESIS_HASH,
+  chainEvent,
+  type AssuranceEvent,
+  type EventDraft,
+} from '../../shared/events.js';
 
 /** Events per journal segment; a segment is deleted once every event in it is acknowledged. */
 export const SEGMENT_EVENTS = 5000;
@@ -106,18 +112,12 @@ export class EventOutbox {
         new BatonError('OUTBOX_FULL', `The event outbox holds ${this.max} unacknowledged events; refusing to drop any`),
       );
     }
-    const event: AssuranceEvent = {
+    const event = chainEvent(draft, {
       id: randomUUID(),
       seq: this.lastSeq + 1,
-      time: draft.time ?? this.clock(),
-      type: draft.type,
-      subject: draft.subject,
-      ...(draft.assurance === undefined ? {} : { assurance: draft.assurance }),
-      outcome: draft.outcome,
-      reasons: draft.reasons,
-      ...(draft.detail === undefined ? {} : { detail: draft.detail }),
       prevHash: this.lastHash,
-    };
+      now: this.clock(),
+    });
     const checked = AssuranceEventSchema.safeParse(event);
     if (!checked.success) {
       return Promise.reject(
