@@ -2,11 +2,9 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import {} from '../../shared/evaluate-policy.js';
 import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
-import type { ConsoleRecord, CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
+import type { ConsoleRecord, CredentialRecord, OperatorRecord } from '../store/repositories.js';
 import { assuranceContext } from './assurance.js';
-import type { EventLog } from './event-log.js';
-import type { PolicyService } from './policy-service.js';
-import type { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+import type { CeremonyContext } from './ceremony-context.js';
 
 /** NIST 800-63B: at most 100 consecutive failed attempts per account. */
 export const MAX_FAILED_ATTEMPTS = 100;
@@ -16,18 +14,11 @@ export const MAX_FAILED_ATTEMPTS = 100;
  * and its operator, the WebAuthn verification, the counter, and the failure record.
  */
 export class AssertionGate {
-  constructor(
-    private readonly store: Store,
-    private readonly events: EventLog,
-    private readonly policies: PolicyService,
-    private readonly challenges: ChallengeStore,
-    private readonly ceremonies: WebAuthnCeremonies,
-    private readonly clock: () => number,
-  ) {}
+  constructor(private readonly ctx: CeremonyContext) {}
 
   consume(challenge: string, console: ConsoleRecord, failureType: 'sign-in-failed' | 'step-up-failed') {
     try {
-      return this.challenges.consume(challenge, console.id);
+      return this.ctx.challenges.consume(challenge, console.id);
     } catch (error) {
       if (error instanceof BatonError) this.fail(console, failureType, error.code, {});
       throw error;
@@ -36,24 +27,24 @@ export class AssertionGate {
 
   /** Re-reads what a verification awaited on: refuses if the console, credential or operator was revoked since. */
   assertStillUsable(consoleId: string, credentialId: string, operatorId: string): void {
-    if (this.store.consoles.get(consoleId)?.revokedAt !== null) {
+    if (this.ctx.store.consoles.get(consoleId)?.revokedAt !== null) {
       throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
     }
-    if (this.store.operators.getCredential(credentialId)?.revokedAt !== null) {
+    if (this.ctx.store.operators.getCredential(credentialId)?.revokedAt !== null) {
       throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
     }
-    if (this.store.operators.get(operatorId)?.revokedAt !== null) {
+    if (this.ctx.store.operators.get(operatorId)?.revokedAt !== null) {
       throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
     }
   }
 
   usableCredential(console: ConsoleRecord, credentialId: string, failureType: 'sign-in-failed' | 'step-up-failed') {
-    const credential = this.store.operators.getCredential(credentialId);
+    const credential = this.ctx.store.operators.getCredential(credentialId);
     if (credential === undefined) {
       this.fail(console, failureType, 'CREDENTIAL_UNKNOWN', {});
       throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
     }
-    const operator = this.store.operators.get(credential.operatorId) as OperatorRecord;
+    const operator = this.ctx.store.operators.get(credential.operatorId) as OperatorRecord;
     const refuse = (code: ErrorCode, message: string): never => {
       this.fail(console, failureType, code, { operator: operator.id, credential: credential.id });
       throw new BatonError(code, message);
@@ -63,7 +54,7 @@ export class AssertionGate {
     if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) {
       refuse('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator');
     }
-    if (this.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
+    if (this.ctx.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
     }
     return { credential, operator };
@@ -81,7 +72,7 @@ export class AssertionGate {
   ): Promise<{ level: AssuranceLevel; counter: number }> {
     let info;
     try {
-      info = await this.ceremonies.verifyAuthentication(
+      info = await this.ctx.ceremonies.verifyAuthentication(
         response,
         challenge,
         {
@@ -94,11 +85,11 @@ export class AssertionGate {
       );
     } catch (error) {
       const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
-      this.events.atomically(() => {
+      this.ctx.events.atomically(() => {
         // Only a bad signature or a cloned counter is a guess at this operator's key; a wrong origin
         // or RP ID is a console's fault and must not let one console lock operators out.
         if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.store.operators.recordFailure(operator.id);
+          this.ctx.store.operators.recordFailure(operator.id);
         }
         this.fail(console, failureType, code, {
           operator: operator.id,
@@ -106,7 +97,7 @@ export class AssertionGate {
           ...(sessionId ? { session: sessionId } : {}),
         });
         if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.events.record({
+          this.ctx.events.record({
             type: 'credential-counter-regressed',
             subject: { operator: operator.id, console: console.id, credential: credential.id },
             outcome: 'failure',
@@ -117,11 +108,11 @@ export class AssertionGate {
       });
       throw error;
     }
-    const policy = this.policies.policy;
+    const policy = this.ctx.policies.policy;
     if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
       // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is
       // another authenticator or a tampered one.
-      this.events.atomically(() => {
+      this.ctx.events.atomically(() => {
         this.recordUse(credential, info.newCounter);
         this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
           operator: operator.id,
@@ -145,7 +136,7 @@ export class AssertionGate {
 
   /** Stores the new signature counter of a verified assertion (inside the caller's transaction). */
   recordUse(credential: CredentialRecord, counter: number): void {
-    this.store.operators.recordCredentialUse(credential.id, counter, this.clock());
+    this.ctx.store.operators.recordCredentialUse(credential.id, counter, this.ctx.clock());
     credential.counter = counter;
   }
 
@@ -156,10 +147,10 @@ export class AssertionGate {
     subject: { operator?: string; credential?: string; session?: string },
     level?: AssuranceLevel,
   ): void {
-    this.events.record({
+    this.ctx.events.record({
       type,
       subject: { ...subject, console: console.id },
-      ...(level === undefined ? {} : { assurance: assuranceContext(level, this.clock()) }),
+      ...(level === undefined ? {} : { assurance: assuranceContext(level, this.ctx.clock()) }),
       outcome: 'failure',
       reasons: [code.toLowerCase().replace(/_/g, '-')],
     });

@@ -53,19 +53,11 @@ export async function composeServices(
     timeoutMs: config.challengeTtlSeconds * 1000,
   });
   const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
-  const operators = new OperatorDirectory(
-    store,
-    events,
-    policies,
-    challenges,
-    ceremonies,
-    clock,
-    config.enrolmentCodeTtlSeconds,
-    attestationRoots > 0,
-  );
-  const gate = new AssertionGate(store, events, policies, challenges, ceremonies, clock);
-  const sessions = new SessionService(store, events, policies, challenges, ceremonies, gate, tokens, clock);
-  const stepUps = new StepUpService(store, events, policies, challenges, ceremonies, sessions, gate, clock);
+  const ctx = { store, events, policies, challenges, ceremonies, clock };
+  const operators = new OperatorDirectory(ctx, config.enrolmentCodeTtlSeconds, attestationRoots > 0);
+  const gate = new AssertionGate(ctx);
+  const sessions = new SessionService(ctx, gate, tokens);
+  const stepUps = new StepUpService(ctx, sessions, gate);
   const revocations = new RevocationHub(store, events, sessions, clock);
   return {
     store,

@@ -10,11 +10,9 @@ import type {
   CredentialRecord,
   EnrolmentCodeRecord,
   OperatorRecord,
-  Store,
 } from '../store/repositories.js';
-import type { EventLog } from './event-log.js';
-import type { PolicyService } from './policy-service.js';
-import { readClientData, type ChallengeStore, type WebAuthnCeremonies } from './webauthn-ceremonies.js';
+import type { CeremonyContext } from './ceremony-context.js';
+import { readClientData } from './webauthn-ceremonies.js';
 
 export interface CredentialSummary {
   id: string;
@@ -64,12 +62,7 @@ export function attestationTrust(
 /** Operators, their one-time enrolment codes and their passkeys. */
 export class OperatorDirectory {
   constructor(
-    private readonly store: Store,
-    private readonly events: EventLog,
-    private readonly policies: PolicyService,
-    private readonly challenges: ChallengeStore,
-    private readonly ceremonies: WebAuthnCeremonies,
-    private readonly clock: () => number,
+    private readonly ctx: CeremonyContext,
     private readonly codeTtlSeconds: number,
     private readonly attestationRootsConfigured: boolean,
   ) {}
@@ -80,17 +73,17 @@ export class OperatorDirectory {
       displayName: input.displayName,
       roles: [...new Set(input.roles)],
       webauthnUserId: randomBytes(32).toString('base64url'),
-      createdAt: this.clock(),
+      createdAt: this.ctx.clock(),
       failedAttempts: 0,
       revokedAt: null,
       revokedReason: null,
     };
-    this.events.atomically(() => {
-      if (this.store.operators.get(record.id) !== undefined) {
+    this.ctx.events.atomically(() => {
+      if (this.ctx.store.operators.get(record.id) !== undefined) {
         throw new BatonError('OPERATOR_ID_TAKEN', `An operator "${record.id}" already exists`);
       }
-      this.store.operators.insert(record);
-      this.events.record({
+      this.ctx.store.operators.insert(record);
+      this.ctx.events.record({
         type: 'operator-created',
         subject: { operator: record.id },
         outcome: 'success',
@@ -102,21 +95,21 @@ export class OperatorDirectory {
   }
 
   get(id: string): OperatorRecord {
-    const operator = this.store.operators.get(id);
+    const operator = this.ctx.store.operators.get(id);
     if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${id}"`);
     return operator;
   }
 
   list(): OperatorRecord[] {
-    return this.store.operators.list();
+    return this.ctx.store.operators.list();
   }
 
   /** Clears the failed-attempt counter of a locked operator (NIST 800-63B: 100 failures lock). */
   unlock(operatorId: string, actor: string): OperatorRecord {
     const operator = this.get(operatorId);
-    this.events.atomically(() => {
-      this.store.operators.resetFailures(operatorId);
-      this.events.record({
+    this.ctx.events.atomically(() => {
+      this.ctx.store.operators.resetFailures(operatorId);
+      this.ctx.events.record({
         type: 'admin-action',
         subject: { operator: operatorId },
         outcome: 'success',
@@ -129,17 +122,17 @@ export class OperatorDirectory {
 
   credentials(operatorId: string): CredentialSummary[] {
     this.get(operatorId);
-    return this.store.operators.listCredentials(operatorId).map(credentialSummary);
+    return this.ctx.store.operators.listCredentials(operatorId).map(credentialSummary);
   }
 
   issueCode(operatorId: string, ttlSeconds: number | undefined, actor: string): { code: string; expiresAt: number } {
     const operator = this.get(operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operatorId}" is revoked`);
     const code = newEnrolmentCode();
-    const now = this.clock();
+    const now = this.ctx.clock();
     const expiresAt = now + (ttlSeconds ?? this.codeTtlSeconds) * 1000;
-    this.events.atomically(() => {
-      this.store.operators.insertCode({
+    this.ctx.events.atomically(() => {
+      this.ctx.store.operators.insertCode({
         hash: sha256Hex(code),
         operatorId,
         issuedBy: actor,
@@ -147,7 +140,7 @@ export class OperatorDirectory {
         expiresAt,
         usedAt: null,
       });
-      this.events.record({
+      this.ctx.events.record({
         type: 'operator-enrolment-code-issued',
         subject: { operator: operatorId },
         outcome: 'success',
@@ -163,21 +156,23 @@ export class OperatorDirectory {
     const { record, hash } = this.usableCode(typedCode);
     const operator = this.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
-    const rules = this.policies.policy.credentials;
-    const challenge = this.challenges.create({
+    const rules = this.ctx.policies.policy.credentials;
+    const challenge = this.ctx.challenges.create({
       purpose: 'registration',
       consoleId: console.id,
       codeHash: hash,
       operatorId: operator.id,
     });
-    const options = await this.ceremonies.registrationOptions({
+    const options = await this.ctx.ceremonies.registrationOptions({
       challenge,
       userId: Buffer.from(operator.webauthnUserId, 'base64url'),
       userName: operator.id,
       displayName: operator.displayName,
       userVerification: rules.userVerification,
       attestation: rules.attestation,
-      exclude: this.store.operators.listCredentials(operator.id).map((c) => ({ id: c.id, transports: c.transports })),
+      exclude: this.ctx.store.operators
+        .listCredentials(operator.id)
+        .map((c) => ({ id: c.id, transports: c.transports })),
     });
     return { options, operator: { id: operator.id, displayName: operator.displayName } };
   }
@@ -185,20 +180,20 @@ export class OperatorDirectory {
   /** Step two: verify the new credential against the policy's credential rules and store it. */
   async register(console: ConsoleRecord, typedCode: string, response: RegistrationResponseJSON) {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.challenges.consume(client.challenge, console.id);
+    const context = this.ctx.challenges.consume(client.challenge, console.id);
     const { record, hash } = this.usableCode(typedCode);
     if (context.purpose !== 'registration' || context.codeHash !== hash) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this enrolment code');
     }
     const operator = this.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
-    const rules = this.policies.policy.credentials;
+    const rules = this.ctx.policies.policy.credentials;
     const refuse = (
       code: 'CREDENTIAL_NOT_DEVICE_BOUND' | 'CREDENTIAL_AAGUID_NOT_ALLOWED' | 'CREDENTIAL_ALREADY_REGISTERED',
       message: string,
       aaguid: string,
     ): never => {
-      this.events.record({
+      this.ctx.events.record({
         type: 'credential-change',
         subject: { operator: operator.id, console: console.id },
         outcome: 'failure',
@@ -207,7 +202,7 @@ export class OperatorDirectory {
       });
       throw new BatonError(code, message);
     };
-    const info = await this.ceremonies.verifyRegistration(
+    const info = await this.ctx.ceremonies.verifyRegistration(
       response,
       client.challenge,
       rules.userVerification === 'required',
@@ -228,10 +223,10 @@ export class OperatorDirectory {
         info.aaguid,
       );
     }
-    if (this.store.operators.getCredential(info.credential.id) !== undefined) {
+    if (this.ctx.store.operators.getCredential(info.credential.id) !== undefined) {
       refuse('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered', info.aaguid);
     }
-    const now = this.clock();
+    const now = this.ctx.clock();
     const credential: CredentialRecord = {
       id: info.credential.id,
       operatorId: operator.id,
@@ -249,12 +244,12 @@ export class OperatorDirectory {
       revokedAt: null,
       revokedReason: null,
     };
-    this.events.atomically(() => {
-      if (!this.store.operators.useCode(hash, now, credential.id)) {
+    this.ctx.events.atomically(() => {
+      if (!this.ctx.store.operators.useCode(hash, now, credential.id)) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
-      this.store.operators.insertCredential(credential);
-      this.events.record({
+      this.ctx.store.operators.insertCredential(credential);
+      this.ctx.events.record({
         type: 'credential-change',
         subject: { operator: operator.id, console: console.id, credential: credential.id },
         outcome: 'success',
@@ -267,7 +262,7 @@ export class OperatorDirectory {
           deviceBound,
         },
       });
-      this.events.record({
+      this.ctx.events.record({
         type: 'operator-enrolled',
         subject: { operator: operator.id, console: console.id, credential: credential.id },
         outcome: 'success',
@@ -283,10 +278,10 @@ export class OperatorDirectory {
       throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
     }
     const hash = sha256Hex(code);
-    const record = this.store.operators.getCode(hash);
+    const record = this.ctx.store.operators.getCode(hash);
     if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
     if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
-    if (record.expiresAt <= this.clock())
+    if (record.expiresAt <= this.ctx.clock())
       throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
     return { record, hash };
   }

@@ -5,11 +5,9 @@ import type { AssuranceEvent } from '../../shared/events.js';
 import type { SessionView } from '../../shared/http-api.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
-import type { CommandRecord, ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type { CommandRecord, ConsoleRecord, SessionRecord } from '../store/repositories.js';
 import { assuranceContext, sessionView } from './assurance.js';
-import type { EventLog } from './event-log.js';
-import type { PolicyService } from './policy-service.js';
-import type { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
 import type { AssertionGate } from './assertion-gate.js';
 
@@ -35,21 +33,16 @@ export class SessionService {
   commands: CommandSender = { deliver: () => undefined };
 
   constructor(
-    private readonly store: Store,
-    private readonly events: EventLog,
-    private readonly policies: PolicyService,
-    private readonly challenges: ChallengeStore,
-    private readonly ceremonies: WebAuthnCeremonies,
+    private readonly ctx: CeremonyContext,
     private readonly gate: AssertionGate,
     private readonly tokens: TokenIssuer,
-    private readonly clock: () => number,
   ) {}
 
   signInOptions(console: ConsoleRecord) {
-    const challenge = this.challenges.create({ purpose: 'sign-in', consoleId: console.id });
-    return this.ceremonies.authenticationOptions({
+    const challenge = this.ctx.challenges.create({ purpose: 'sign-in', consoleId: console.id });
+    return this.ctx.ceremonies.authenticationOptions({
       challenge,
-      userVerification: this.policies.policy.credentials.userVerification,
+      userVerification: this.ctx.policies.policy.credentials.userVerification,
     });
   }
 
@@ -69,14 +62,14 @@ export class SessionService {
       client.challenge,
       credential,
       operator,
-      this.policies.policy.credentials.userVerification === 'required',
+      this.ctx.policies.policy.credentials.userVerification === 'required',
       'sign-in-failed',
     );
-    const policy = this.policies.policy;
-    const now = this.clock();
+    const policy = this.ctx.policies.policy;
+    const now = this.ctx.clock();
     const decision = evaluatePolicy(policy, { channel: console.channel, level, authTime: now, now }, SIGN_IN_ACTION);
     if (decision.outcome !== 'allow') {
-      this.events.atomically(() => {
+      this.ctx.events.atomically(() => {
         this.gate.recordUse(credential, counter);
         this.gate.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
       });
@@ -92,12 +85,12 @@ export class SessionService {
     const evicted: string[] = [];
     const suspended: string[] = [];
     const commands: CommandRecord[] = [];
-    const outcome = this.events.atomically(() => {
+    const outcome = this.ctx.events.atomically(() => {
       // Verification awaited: a revocation may have landed meanwhile. Decide on the state as it is now.
       this.gate.assertStillUsable(console.id, credential.id, operator.id);
       this.gate.recordUse(credential, counter);
-      this.store.operators.resetFailures(operator.id);
-      const live = this.store.sessions.liveOnConsole(console.id);
+      this.ctx.store.operators.resetFailures(operator.id);
+      const live = this.ctx.store.sessions.liveOnConsole(console.id);
       let session: SessionRecord | undefined;
       let resumed = false;
       for (const s of live) {
@@ -112,9 +105,9 @@ export class SessionService {
       }
       for (const s of live) {
         if (s.operatorId === operator.id || s.state !== 'active') continue;
-        this.store.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
+        this.ctx.store.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
         suspended.push(s.id);
-        this.events.record({
+        this.ctx.events.record({
           type: 'session-suspended',
           subject: { operator: s.operatorId, console: console.id, session: s.id },
           assurance: assuranceContext(s.level, s.authTime),
@@ -133,9 +126,9 @@ export class SessionService {
           credentialId: credential.id,
           expiresAt: Math.min(session.expiresAt, cap),
         };
-        this.store.sessions.update(session.id, changes);
+        this.ctx.store.sessions.update(session.id, changes);
         session = { ...session, ...changes };
-        this.events.record({
+        this.ctx.events.record({
           type: 'session-resumed',
           subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
           assurance,
@@ -143,7 +136,7 @@ export class SessionService {
           reasons: ['within-continuity-window'],
         });
       } else {
-        const stillLive = this.store.sessions.liveOnConsole(console.id);
+        const stillLive = this.ctx.store.sessions.liveOnConsole(console.id);
         const excess = stillLive.length + 1 - channel.maxSessions;
         const evictable = stillLive
           .filter((s) => s.state === 'suspended')
@@ -168,14 +161,14 @@ export class SessionService {
           endedAt: null,
           endReason: null,
         };
-        this.store.sessions.insert(session);
-        this.events.record({
+        this.ctx.store.sessions.insert(session);
+        this.ctx.events.record({
           type: 'session-established',
           subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
           assurance,
           outcome: 'success',
           reasons: ['sign-in-allowed'],
-          detail: { acr: assurance.acr, channel: console.channel, policyVersion: this.policies.version.version },
+          detail: { acr: assurance.acr, channel: console.channel, policyVersion: this.ctx.policies.version.version },
         });
       }
       return { session, resumed };
@@ -200,21 +193,21 @@ export class SessionService {
   /** The console ends one of its sessions (sign-out, eviction it decided, expiry it observed). */
   end(console: ConsoleRecord, sessionId: string, reason: string): SessionView {
     const session = this.liveSession(console, sessionId);
-    this.events.atomically(() => this.close(session, reason === 'expired' ? 'expired' : 'ended', reason));
-    const operator = this.store.operators.get(session.operatorId);
-    return sessionView(this.store.sessions.get(session.id) ?? session, operator?.displayName ?? '');
+    this.ctx.events.atomically(() => this.close(session, reason === 'expired' ? 'expired' : 'ended', reason));
+    const operator = this.ctx.store.operators.get(session.operatorId);
+    return sessionView(this.ctx.store.sessions.get(session.id) ?? session, operator?.displayName ?? '');
   }
 
   /** An admin ends a session: the console is told at once to end it. */
   endByAdmin(sessionId: string, reason: string, actor: string): SessionRecord {
-    const session = this.store.sessions.get(sessionId);
+    const session = this.ctx.store.sessions.get(sessionId);
     if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}"`);
     if (session.state !== 'active' && session.state !== 'suspended') {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is already ${session.state}`);
     }
-    const command = this.events.atomically(() => {
+    const command = this.ctx.events.atomically(() => {
       this.close(session, 'ended', 'ended-by-admin', reason);
-      this.events.record({
+      this.ctx.events.record({
         type: 'admin-action',
         subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
         outcome: 'success',
@@ -224,7 +217,7 @@ export class SessionService {
       return this.storeEndCommand(session, reason);
     });
     this.commands.deliver(command);
-    return this.store.sessions.get(session.id) ?? session;
+    return this.ctx.store.sessions.get(session.id) ?? session;
   }
 
   /** Stores an end-session command in the caller's transaction, so it cannot be lost in a crash. */
@@ -234,22 +227,22 @@ export class SessionService {
       consoleId: session.consoleId,
       sessionId: session.id,
       reason: reason.slice(0, 500),
-      createdAt: this.clock(),
+      createdAt: this.ctx.clock(),
     };
-    this.store.commands.insert(command);
+    this.ctx.store.commands.insert(command);
     return command;
   }
 
   /** Console events that move a session's continuity anchor (lock, suspend) or resume it offline. */
   applyConsoleEvents(consoleId: string, events: readonly AssuranceEvent[]): void {
-    const now = this.clock();
+    const now = this.ctx.clock();
     for (const event of events) {
       const id = event.subject.session;
       if (id === undefined || (event.type !== 'session-locked' && event.type !== 'session-suspended')) continue;
-      const session = this.store.sessions.get(id);
+      const session = this.ctx.store.sessions.get(id);
       if (session === undefined || session.consoleId !== consoleId || session.state !== 'active') continue;
       const at = Math.min(Math.max(event.time, session.authTime), now);
-      this.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
+      this.ctx.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
     }
   }
 
@@ -258,15 +251,15 @@ export class SessionService {
    * session comes back through sign-in, which applies the continuity window and suspends others.
    */
   liveSession(console: ConsoleRecord, sessionId: string, only?: 'active'): SessionRecord {
-    const session = this.store.sessions.get(sessionId);
+    const session = this.ctx.store.sessions.get(sessionId);
     if (session === undefined || session.consoleId !== console.id) {
       throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}" on this console`);
     }
     if (session.state !== 'active' && (only === 'active' || session.state !== 'suspended')) {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is ${session.state}`);
     }
-    if (this.clock() >= session.expiresAt) {
-      this.events.atomically(() => this.close(session, 'expired', 'lifetime-exceeded'));
+    if (this.ctx.clock() >= session.expiresAt) {
+      this.ctx.events.atomically(() => this.close(session, 'expired', 'lifetime-exceeded'));
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" has expired`);
     }
     return session;
@@ -277,10 +270,10 @@ export class SessionService {
    * code; free text (an admin's reason) goes in `reasonAdmin`, as CAEP's `reason_admin`.
    */
   close(session: SessionRecord, state: 'ended' | 'expired' | 'revoked', reason: string, reasonAdmin?: string): void {
-    const now = this.clock();
-    this.store.sessions.update(session.id, { state, endedAt: now, endReason: reason });
+    const now = this.ctx.clock();
+    this.ctx.store.sessions.update(session.id, { state, endedAt: now, endReason: reason });
     const type = state === 'revoked' ? 'session-revoked' : state === 'expired' ? 'session-expired' : 'session-ended';
-    this.events.record({
+    this.ctx.events.record({
       type,
       subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),
@@ -291,7 +284,7 @@ export class SessionService {
   }
 
   issueToken(session: SessionRecord, console: ConsoleRecord) {
-    const channel = this.policies.policy.channels[console.channel];
+    const channel = this.ctx.policies.policy.channels[console.channel];
     return this.tokens.issue({
       operatorId: session.operatorId,
       sessionId: session.id,
@@ -302,7 +295,7 @@ export class SessionService {
       channel: console.channel,
       ttlSeconds: Math.min(
         channel?.tokenTtlSeconds ?? 300,
-        Math.max(1, Math.floor((session.expiresAt - this.clock()) / 1000)),
+        Math.max(1, Math.floor((session.expiresAt - this.ctx.clock()) / 1000)),
       ),
     });
   }

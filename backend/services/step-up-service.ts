@@ -3,11 +3,9 @@ import { BatonError } from '../../shared/errors.js';
 import { evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
 import type { SessionView } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, isAtLeast, type AssuranceLevel } from '../../shared/levels.js';
-import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type { ConsoleRecord, SessionRecord } from '../store/repositories.js';
 import { assuranceContext, sessionView } from './assurance.js';
-import type { EventLog } from './event-log.js';
-import type { PolicyService } from './policy-service.js';
-import type { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
 
 import type { AssertionGate } from './assertion-gate.js';
@@ -23,14 +21,9 @@ export interface StepUpResult {
 /** Step-up: re-authenticates the operator in front for a named action, under the policy. */
 export class StepUpService {
   constructor(
-    private readonly store: Store,
-    private readonly events: EventLog,
-    private readonly policies: PolicyService,
-    private readonly challenges: ChallengeStore,
-    private readonly ceremonies: WebAuthnCeremonies,
+    private readonly ctx: CeremonyContext,
     private readonly sessions: SessionService,
     private readonly gate: AssertionGate,
-    private readonly clock: () => number,
   ) {}
 
   /** Evaluates an action for a session; when step-up is needed, returns the options for it. */
@@ -38,16 +31,16 @@ export class StepUpService {
     const session = this.sessions.liveSession(console, sessionId, 'active');
     const decision = this.decide(console, session, action, session.level, session.authTime);
     if (decision.outcome !== 'step-up') return { decision };
-    const operatorCredentials = this.store.operators
+    const operatorCredentials = this.ctx.store.operators
       .listCredentials(session.operatorId)
       .filter((c) => c.revokedAt === null)
       .map((c) => ({ id: c.id, transports: c.transports }));
-    const challenge = this.challenges.create({ purpose: 'step-up', consoleId: console.id, sessionId, action });
-    const options = await this.ceremonies.authenticationOptions({
+    const challenge = this.ctx.challenges.create({ purpose: 'step-up', consoleId: console.id, sessionId, action });
+    const options = await this.ctx.ceremonies.authenticationOptions({
       challenge,
       userVerification: isAtLeast(decision.level, 'verified')
         ? 'required'
-        : this.policies.policy.credentials.userVerification,
+        : this.ctx.policies.policy.credentials.userVerification,
       allow: operatorCredentials,
     });
     return { decision, options };
@@ -85,16 +78,16 @@ export class StepUpService {
       'step-up-failed',
       session.id,
     );
-    const now = this.clock();
+    const now = this.ctx.clock();
     const decision = evaluatePolicy(
-      this.policies.policy,
+      this.ctx.policies.policy,
       { channel: console.channel, level, authTime: now, now, sessionStartedAt: session.startedAt },
       action,
     );
     if (decision.outcome !== 'allow') {
-      this.events.atomically(() => {
+      this.ctx.events.atomically(() => {
         this.gate.recordUse(credential, counter);
-        this.events.record({
+        this.ctx.events.record({
           type: 'step-up-failed',
           subject: { operator: operator.id, console: console.id, session: session.id },
           assurance: assuranceContext(level, now),
@@ -107,22 +100,22 @@ export class StepUpService {
         extra: { decision },
       });
     }
-    const updated = this.events.atomically(() => {
+    const updated = this.ctx.events.atomically(() => {
       this.gate.assertStillUsable(console.id, credential.id, operator.id);
-      const current = this.store.sessions.get(session.id);
+      const current = this.ctx.store.sessions.get(session.id);
       if (current?.state !== 'active') {
         throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${current?.state ?? 'gone'}`);
       }
       this.gate.recordUse(credential, counter);
       // The session now rests on this credential: revoking it ends the session.
       const changes = { level, authTime: now, credentialId: credential.id };
-      this.store.sessions.update(session.id, changes);
+      this.ctx.store.sessions.update(session.id, changes);
       const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
       const assurance = assuranceContext(level, now);
       if (level !== session.level) {
         const previous = LEVEL_PROFILES[session.level].aal;
         const current = LEVEL_PROFILES[level].aal;
-        this.events.record({
+        this.ctx.events.record({
           type: 'assurance-level-change',
           subject,
           assurance,
@@ -136,7 +129,7 @@ export class StepUpService {
           },
         });
       }
-      this.events.record({
+      this.ctx.events.record({
         type: 'session-stepped-up',
         subject,
         assurance,
@@ -144,7 +137,7 @@ export class StepUpService {
         reasons: ['step-up'],
         detail: { action },
       });
-      this.events.record({
+      this.ctx.events.record({
         type: 'policy-decision',
         subject,
         assurance,
@@ -166,20 +159,20 @@ export class StepUpService {
     authTime: number,
     record = true,
   ): Decision {
-    const now = this.clock();
+    const now = this.ctx.clock();
     const decision = evaluatePolicy(
-      this.policies.policy,
+      this.ctx.policies.policy,
       { channel: console.channel, level, authTime, now, sessionStartedAt: session.startedAt },
       action,
     );
     if (record && decision.outcome !== 'allow') {
-      this.events.record({
+      this.ctx.events.record({
         type: 'policy-decision',
         subject: { operator: session.operatorId, console: console.id, session: session.id },
         assurance: assuranceContext(level, authTime),
         outcome: decision.outcome,
         reasons: decision.reasons,
-        detail: { action, policyVersion: this.policies.version.version },
+        detail: { action, policyVersion: this.ctx.policies.version.version },
       });
     }
     return decision;
