@@ -41,6 +41,8 @@ export const HelloMessageSchema = z.strictObject({
   /** Last revocation epoch the agent has applied (0: none). */
   revocationEpoch: z.int().nonnegative(),
   agentVersion: z.string().max(64),
+  /** The agent's outbox backlog when it connected: events journaled and not yet acknowledged. */
+  outbox: z.strictObject({ pending: z.int().nonnegative(), max: z.int().positive() }).optional(),
 });
 
 export const EventsMessageSchema = z.strictObject({
