@@ -13,6 +13,16 @@ export const ERROR_STATUS = {
   // Admin authentication
   ADMIN_AUTH_REQUIRED: 401,
   ADMIN_AUTH_INVALID: 401,
+  /** The bootstrap token was retired when the first admin registered a passkey. */
+  ADMIN_BOOTSTRAP_DISABLED: 401,
+  /** The admin session passed its idle or absolute limit, or was ended (sign-out, revocation, restart). */
+  ADMIN_SESSION_EXPIRED: 401,
+  /** Signed in, but the operator does not (or no longer) hold the `admin` role. */
+  ADMIN_ROLE_REQUIRED: 403,
+  /** A destructive action needs a fresh user-verified passkey assertion (step-up) first. */
+  ADMIN_STEP_UP_REQUIRED: 403,
+  /** A browser request from another origin than the admin console's (CSRF defence). */
+  ADMIN_ORIGIN_MISMATCH: 403,
   // Console authentication (every call a console makes is signed with its key)
   CONSOLE_AUTH_MISSING: 401,
   CONSOLE_UNKNOWN: 401,
@@ -68,6 +78,28 @@ export const ERROR_STATUS = {
   OUTBOX_FULL: 507,
   /** The OS credential store (keytar over Secret Service / Keychain / Credential Vault) cannot be used. */
   SECRET_STORE_UNAVAILABLE: 503,
+  /** The backend cannot be reached (network down, backend stopped, or a 502/503/504 without a code). */
+  BACKEND_UNREACHABLE: 503,
+  /** The backend answered with something the agent does not accept (bad JSON, wrong shape, unknown type). */
+  BACKEND_PROTOCOL_ERROR: 502,
+  /** The console has no identity yet: it must be enrolled with a token from IT. */
+  CONSOLE_NOT_ENROLLED: 409,
+  /** The console's key is gone or the console was revoked: IT must enrol it again. */
+  CONSOLE_REENROLMENT_REQUIRED: 409,
+  /** A new sign-in needs the backend; only suspended sessions can be resumed offline. */
+  OFFLINE_SIGN_IN_REFUSED: 503,
+  /** The key tapped offline belongs to no session that can be resumed within the offline grace. */
+  OFFLINE_RESUME_REFUSED: 403,
+  /** The agent is catching up with the backend (revocations, queued events) after reconnecting. */
+  AGENT_SYNCING: 503,
+  /** Another ceremony is already running on this console. */
+  CEREMONY_IN_PROGRESS: 409,
+  /** The operator UI cancelled the ceremony, or the authenticator gave no answer. */
+  CEREMONY_CANCELLED: 400,
+  /** There is no operator session in front to act for. */
+  NO_SESSION_IN_FRONT: 409,
+  /** The policy denies the action for this operator here. */
+  ACTION_DENIED: 403,
   // Server
   SHUTTING_DOWN: 503,
   INTERNAL: 500,

@@ -159,3 +159,70 @@ export const PreviewDecisionRequestSchema = z.strictObject({
     sessionAgeSeconds: z.number().nonnegative().nullable().optional(),
   }),
 });
+
+// ---- console API responses (the agent checks every answer against these) ----
+
+/** WebAuthn options as the backend sends them; the browser half validates the rest. */
+export const RequestOptionsSchema = z.looseObject({
+  challenge: b64url(512).min(16),
+  rpId: z.string().max(253).optional(),
+  allowCredentials: z
+    .array(z.looseObject({ id: b64url(1400), type: z.literal('public-key') }))
+    .max(64)
+    .optional(),
+  userVerification: z.enum(['required', 'preferred', 'discouraged']).optional(),
+  timeout: z.number().optional(),
+});
+export const CreationOptionsSchema = z.looseObject({
+  challenge: b64url(512).min(16),
+  rp: z.looseObject({ id: z.string().max(253).optional(), name: z.string() }),
+  user: z.looseObject({ id: b64url(256), name: z.string(), displayName: z.string() }),
+});
+
+export const SignInOptionsResultSchema = z.object({ options: RequestOptionsSchema });
+
+export const SignInResultSchema = z.object({
+  session: SessionViewSchema,
+  resumed: z.boolean(),
+  token: z.string().max(4096),
+  tokenExpiresAt: z.number(),
+  credential: z.object({ id: b64url(1400).min(1), publicKey: b64url(4096).min(1), counter: z.int().nonnegative() }),
+  suspended: z.array(IdSchema),
+  evicted: z.array(IdSchema),
+});
+
+const DecisionSchema = z.union([
+  z.object({ outcome: z.literal('allow'), reasons: z.array(z.string()) }),
+  z.object({
+    outcome: z.literal('step-up'),
+    level: LevelSchema,
+    maxAgeSeconds: z.number(),
+    reasons: z.array(z.string()),
+  }),
+  z.object({ outcome: z.literal('deny'), reasons: z.array(z.string()) }),
+]);
+
+export const StepUpOptionsResultSchema = z.object({
+  decision: DecisionSchema,
+  options: RequestOptionsSchema.optional(),
+});
+
+export const StepUpResultSchema = z.object({
+  decision: DecisionSchema,
+  session: SessionViewSchema,
+  token: z.string().max(4096),
+  tokenExpiresAt: z.number(),
+});
+
+export const SessionEndResultSchema = z.object({ session: SessionViewSchema });
+
+export const OperatorEnrolOptionsResultSchema = z.object({
+  options: CreationOptionsSchema,
+  operator: z.object({ id: IdSchema, displayName: z.string() }),
+});
+
+export const OperatorEnrolResultSchema = z.object({
+  operatorId: IdSchema,
+  displayName: z.string(),
+  credential: z.looseObject({ id: z.string() }),
+});

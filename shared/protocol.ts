@@ -87,6 +87,13 @@ export const WelcomeMessageSchema = z.strictObject({
   lastHash: z.string(),
   serverTime: z.int(),
   heartbeatSeconds: z.int().positive(),
+  /**
+   * The backend's current policy version and revocation epoch. Anything newer than the agent's
+   * `hello` follows at once (`policy`, `revocation`); the agent treats itself as caught up only once
+   * it holds both, so a revocation that landed while it was offline applies before anything else.
+   */
+  policyVersion: z.int().nonnegative(),
+  revocationEpoch: z.int().nonnegative(),
 });
 
 export const EventsAckMessageSchema = z.strictObject({

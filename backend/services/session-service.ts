@@ -9,6 +9,7 @@ import type { CommandRecord, ConsoleRecord, SessionRecord } from '../store/repos
 import { assuranceContext, sessionView } from './assurance.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
+import { levelRank } from '../../shared/levels.js';
 import type { AssertionGate } from './assertion-gate.js';
 
 /** Delivers a stored command to its console now, if it is connected (it is re-sent on reconnect). */
@@ -238,11 +239,29 @@ export class SessionService {
     const now = this.ctx.clock();
     for (const event of events) {
       const id = event.subject.session;
-      if (id === undefined || (event.type !== 'session-locked' && event.type !== 'session-suspended')) continue;
+      if (id === undefined) continue;
       const session = this.ctx.store.sessions.get(id);
-      if (session === undefined || session.consoleId !== consoleId || session.state !== 'active') continue;
+      if (session === undefined || session.consoleId !== consoleId) continue;
       const at = Math.min(Math.max(event.time, session.authTime), now);
-      this.ctx.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
+      if (event.type === 'session-locked' || event.type === 'session-suspended') {
+        if (session.state === 'active') this.ctx.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
+      } else if (event.type === 'session-resumed') {
+        // A resume the console verified offline against the operator's cached key, inside the
+        // policy's offline grace. The session is never rated above the level it started with.
+        if (session.state !== 'suspended' || !event.reasons.includes('offline-grace') || now >= session.expiresAt)
+          continue;
+        const level = event.assurance?.level;
+        const capped = level !== undefined && levelRank(level) < levelRank(session.level) ? level : session.level;
+        this.ctx.store.sessions.update(id, { state: 'active', suspendedAt: null, level: capped, authTime: at });
+      } else if (event.type === 'session-ended' || event.type === 'session-expired') {
+        // Ended by the console while it could not reach the backend: its event is the record.
+        if (session.state !== 'active' && session.state !== 'suspended') continue;
+        this.ctx.store.sessions.update(id, {
+          state: event.type === 'session-expired' ? 'expired' : 'ended',
+          endedAt: at,
+          endReason: event.reasons[0] ?? 'ended-by-console',
+        });
+      }
     }
   }
 

@@ -46,6 +46,8 @@ export interface ConsoleChannelDeps {
   heartbeatSeconds: number;
   /** A socket that has not said hello by then is closed: idle sockets cost memory and a file descriptor. */
   helloTimeoutSeconds: number;
+  /** Told of every accepted hello (the admin console records the outbox backlog it reports). */
+  onHello?: (consoleId: string, hello: HelloMessage) => void;
 }
 
 /**
@@ -192,6 +194,7 @@ export class ConsoleChannel implements ConsolePusher {
         connection.hello = message;
         clearTimeout(connection.helloTimer);
         connection.helloTimer = undefined;
+        this.deps.onHello?.(consoleId, message);
         const head = this.deps.events.head(consoleId);
         this.send(connection, {
           type: 'welcome',
@@ -201,6 +204,8 @@ export class ConsoleChannel implements ConsolePusher {
           lastHash: head.lastHash,
           serverTime: this.deps.clock(),
           heartbeatSeconds: this.deps.heartbeatSeconds,
+          policyVersion: this.deps.policies.version.version,
+          revocationEpoch: this.deps.revocations.epoch,
         });
         const current = this.deps.policies.version;
         if (current.version !== message.policyVersion) {

@@ -7,14 +7,13 @@ import {
   openSync,
   readFileSync,
   readdirSync,
-  renameSync,
   rmSync,
-  writeFileSync,
   writeSync,
   copyFileSync,
   ftruncateSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { writeAtomically } from './atomic-file.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { BatonError } from '../../shared/errors.js';
 import {
@@ -140,6 +139,18 @@ export class EventOutbox {
     return this.events.slice(0, limit);
   }
 
+  /** Unacknowledged events after `seq`, in order, at most `limit`: the next batch past those in flight. */
+  pendingAfter(seq: number, limit: number): AssuranceEvent[] {
+    let lo = 0;
+    let hi = this.events.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.events[mid]?.seq ?? Infinity) <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.events.slice(lo, lo + limit);
+  }
+
   /** The backend stored everything up to `seq`: drop it from the journal. */
   acknowledge(seq: number): void {
     if (seq <= this.ackedSeq) return;
@@ -155,6 +166,20 @@ export class EventOutbox {
       if (start + SEGMENT_EVENTS - 1 <= this.ackedSeq && start !== headStart)
         rmSync(join(this.dir, file), { force: true });
     }
+  }
+
+  /**
+   * The backend already holds this console's events up to `seq` (its `welcome` said so) but this
+   * journal has none of them: the data directory was lost or replaced while the console key was kept.
+   * The chain continues from the backend's head, so the next event is `seq + 1` and links to `hash`.
+   */
+  adoptHead(seq: number, hash: string): boolean {
+    if (seq <= this.lastSeq || this.events.length > 0 || this.queue.length > 0) return false;
+    this.lastSeq = seq;
+    this.lastHash = hash;
+    this.ackedSeq = seq;
+    writeAtomically(join(this.dir, ACKED_FILE), `${seq} ${hash}\n`);
+    return true;
   }
 
   close(): void {
@@ -210,9 +235,12 @@ export class EventOutbox {
   private recover(): RecoveryReport {
     const report: RecoveryReport = { recovered: 0, tornTail: false, corrupt: [] };
     const ackedPath = join(this.dir, ACKED_FILE);
+    let ackedHash: string | undefined;
     if (existsSync(ackedPath)) {
-      const value = Number(readFileSync(ackedPath, 'utf8').trim());
+      const [seqText, hash] = readFileSync(ackedPath, 'utf8').trim().split(' ');
+      const value = Number(seqText);
       this.ackedSeq = Number.isSafeInteger(value) && value >= 0 ? value : 0;
+      if (hash !== undefined && /^[0-9a-f]{64}$/.test(hash)) ackedHash = hash;
     }
     const segments = this.segments();
     for (const [index, { file }] of segments.entries()) {
@@ -250,7 +278,11 @@ export class EventOutbox {
       }
     }
     this.events.sort((a, b) => a.seq - b.seq);
-    if (this.lastSeq < this.ackedSeq) this.lastSeq = this.ackedSeq; // everything was acknowledged and compacted
+    if (this.lastSeq < this.ackedSeq) {
+      // Everything was acknowledged and compacted, or the head was adopted from the backend.
+      this.lastSeq = this.ackedSeq;
+      if (ackedHash !== undefined) this.lastHash = ackedHash;
+    }
     report.recovered = this.events.length;
     return report;
   }
@@ -273,14 +305,4 @@ function segmentStartOf(seq: number): number {
 
 function segmentName(start: number): string {
   return `segment-${String(start).padStart(16, '0')}.jsonl`;
-}
-
-/** Replaces a small file so a crash leaves either the old or the new content, never half. */
-function writeAtomically(path: string, content: string): void {
-  const temp = `${path}.tmp`;
-  writeFileSync(temp, content, { mode: 0o600 });
-  const fd = openSync(temp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(temp, path);
 }

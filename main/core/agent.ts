@@ -1,0 +1,975 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { existsSync, renameSync } from 'node:fs';
+import {
+  verifyAuthenticationResponse,
+  type AuthenticationResponseJSON,
+  type PublicKeyCredentialCreationOptionsJSON,
+  type PublicKeyCredentialRequestOptionsJSON,
+  type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { BatonError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
+import { SIGN_IN_ACTION, evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
+import type { EventDraft } from '../../shared/events.js';
+import {
+  AuthenticationResponseSchema,
+  OperatorEnrolOptionsResultSchema,
+  OperatorEnrolResultSchema,
+  RegistrationResponseSchema,
+  SessionEndResultSchema,
+  SignInOptionsResultSchema,
+  SignInResultSchema,
+  StepUpOptionsResultSchema,
+  StepUpResultSchema,
+} from '../../shared/http-api.js';
+import type { AssuranceLevel } from '../../shared/levels.js';
+import { DEFAULT_POLICY, type ChannelPolicy, type Policy } from '../../shared/policy.js';
+import { MAX_EVENTS_PER_BATCH, type BackendMessage, type RevocationItem } from '../../shared/protocol.js';
+import { BackendClient, type ConnectionState } from './backend-client.js';
+import { systemClock, type Clock, type Random } from './clock.js';
+import { ConsoleIdentity, type IdentityStatus } from './console-identity.js';
+import { EventOutbox, type OutboxStatus, type RecoveryReport } from './event-outbox.js';
+import type { SecretStore } from './secret-store.js';
+import {
+  SessionManager,
+  assuranceOf,
+  type AgentSession,
+  type FinalState,
+  type SessionSnapshot,
+} from './session-manager.js';
+
+/** Batches awaiting `events-ack` at once (the backend reads at most 4 ahead per console). */
+export const MAX_BATCHES_IN_FLIGHT = 4;
+/** How long a ceremony waits for the agent to catch up after reconnecting before it is refused. */
+export const SYNC_WAIT_MS = 15_000;
+/** A locally generated offline challenge is good for one assertion within this time. */
+export const OFFLINE_CHALLENGE_TTL_MS = 120_000;
+
+/**
+ * The browser half of each ceremony, injected: in Electron the renderer runs
+ * `navigator.credentials`; in tests a software authenticator answers. A rejection means the
+ * operator cancelled or the authenticator gave no answer.
+ */
+export interface CeremonyPort {
+  getAssertion(request: {
+    purpose: 'sign-in' | 'step-up' | 'offline-resume';
+    action?: string;
+    options: PublicKeyCredentialRequestOptionsJSON;
+  }): Promise<AuthenticationResponseJSON>;
+  createCredential(request: {
+    operatorName: string;
+    options: PublicKeyCredentialCreationOptionsJSON;
+  }): Promise<RegistrationResponseJSON>;
+}
+
+/** The subset of pino the core uses; secrets and tokens are never passed to it. */
+export interface AgentLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export type AgentConnection = ConnectionState | 'syncing';
+
+export type AgentPhase =
+  | { kind: 'idle' }
+  | { kind: 'signing-in'; offline: boolean }
+  | { kind: 'stepping-up'; action: string }
+  | { kind: 'enrolling-operator' }
+  | { kind: 'enrolling-console' };
+
+/** What the UI shows: one clear status at all times. */
+export interface AgentStatus {
+  identity: IdentityStatus;
+  connection: AgentConnection;
+  phase: AgentPhase;
+  front: SessionSnapshot | undefined;
+  /** The lock screen covers the workspaces (nobody in front, or the one in front is locked). */
+  locked: boolean;
+  sessions: SessionSnapshot[];
+  outbox: OutboxStatus | undefined;
+  policyVersion: number;
+  /** The last refusal or problem, with its stable code, for the UI to explain. */
+  notice: { code: ErrorCode; message: string; at: number } | undefined;
+}
+
+export type AuthorizeResult =
+  | { outcome: 'allow'; steppedUp: boolean; reasons: string[] }
+  | { outcome: 'deny'; reasons: string[] }
+  | { outcome: 'refused'; code: ErrorCode; message: string };
+
+export interface AgentOptions {
+  backendUrl: string;
+  channel: string;
+  rpId: string;
+  origin: string;
+  dataDir: string;
+  agentVersion: string;
+  enrolmentToken?: string;
+  consoleName?: string;
+}
+
+export interface AgentDeps {
+  secrets: SecretStore;
+  ceremonies: CeremonyPort;
+  clock?: Clock;
+  random?: Random;
+  logger?: AgentLogger;
+}
+
+const silentLogger: AgentLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/**
+ * The agent core: console identity, the backend connection, the durable outbox, the session
+ * manager and the ceremonies that drive it. No Electron here: the shell injects the ceremony port
+ * and feeds idle and lock signals; everything else runs under plain Node.
+ */
+export class BatonAgent {
+  private client: BackendClient | undefined;
+  private outbox: EventOutbox | undefined;
+  private sessions: SessionManager | undefined;
+  private connection: AgentConnection = 'stopped';
+  private phase: AgentPhase = { kind: 'idle' };
+  private notice: AgentStatus['notice'];
+  private readonly listeners = new Set<(status: AgentStatus) => void>();
+  private readonly syncWaiters = new Set<() => void>();
+  private offlineChallenges = new Map<string, number>();
+  private sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
+  private wasOnline = false;
+  private offlineSince: number | undefined;
+  private sentUpTo = 0;
+  private inFlight = 0;
+  private pumpScheduled = false;
+  private nearFullReported = false;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private readonly logger: AgentLogger;
+  /** Events the journal refused (full or failing disk): shown, never silently lost from view. */
+  private journalFailures = 0;
+  recovery: RecoveryReport | undefined;
+
+  private constructor(
+    private readonly options: AgentOptions,
+    private readonly deps: AgentDeps,
+    private readonly identity: ConsoleIdentity,
+  ) {
+    this.clock = deps.clock ?? systemClock;
+    this.random = deps.random ?? Math.random;
+    this.logger = deps.logger ?? silentLogger;
+  }
+
+  /** Loads the identity (enrolling with the configured token when there is none) and connects. */
+  static async start(options: AgentOptions, deps: AgentDeps): Promise<BatonAgent> {
+    const clock = deps.clock ?? systemClock;
+    const identity = await ConsoleIdentity.load(options.dataDir, deps.secrets, clock);
+    const agent = new BatonAgent(options, deps, identity);
+    if (identity.status.kind === 'unenrolled' && options.enrolmentToken !== undefined) {
+      try {
+        await agent.enrolConsole(options.enrolmentToken);
+        return agent;
+      } catch (error) {
+        agent.setNotice(error);
+      }
+    }
+    agent.boot();
+    return agent;
+  }
+
+  // ---- status ----
+
+  get status(): AgentStatus {
+    const sessions = this.sessions?.snapshot() ?? [];
+    const front = sessions.find((s) => s.inFront);
+    return {
+      identity: this.identity.status,
+      connection: this.connection,
+      phase: this.phase,
+      front,
+      locked: front === undefined || front.state === 'locked',
+      sessions,
+      outbox: this.outbox?.status,
+      policyVersion: this.identity.policy?.version ?? 0,
+      notice: this.notice,
+    };
+  }
+
+  onStatus(listener: (status: AgentStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The policy in force: the last one the backend sent, or the built-in defaults before the first. */
+  get policy(): Policy {
+    return this.identity.policy?.policy ?? DEFAULT_POLICY;
+  }
+
+  /** The assurance token of the session in front, for the workspace app (never logged, never on disk). */
+  get frontToken(): string | undefined {
+    const front = this.sessions?.front;
+    return front !== undefined && (front.state === 'active' || front.state === 'stepped-up') ? front.token : undefined;
+  }
+
+  // ---- console identity ----
+
+  /** Enrols this console with a one-time token from IT (first start, or after revocation). */
+  async enrolConsole(token: string): Promise<IdentityStatus> {
+    if (this.phase.kind !== 'idle') throw this.refuse('CEREMONY_IN_PROGRESS', 'Another task is running');
+    this.phase = { kind: 'enrolling-console' };
+    this.changed();
+    try {
+      this.shutdownConnection();
+      const previous = this.identity.status;
+      const status = await this.identity.enrol({
+        backendUrl: this.options.backendUrl,
+        token,
+        channel: this.options.channel,
+        ...(this.options.consoleName === undefined ? {} : { name: this.options.consoleName }),
+      });
+      if (previous.kind === 're-enrolment-required') this.notice = undefined;
+      this.phase = { kind: 'idle' };
+      this.boot();
+      return status;
+    } catch (error) {
+      this.phase = { kind: 'idle' };
+      this.boot();
+      throw this.setNotice(error);
+    }
+  }
+
+  // ---- operator flows ----
+
+  /** First-time operator enrolment with the code an admin issued. */
+  async enrolOperator(code: string): Promise<{ operatorId: string; displayName: string }> {
+    const client = this.requireClient();
+    return this.ceremony({ kind: 'enrolling-operator' }, async () => {
+      await this.whenOnline();
+      const { options, operator } = await client.request(
+        'POST',
+        '/v1/operators/enrol/options',
+        { code },
+        OperatorEnrolOptionsResultSchema,
+      );
+      const response = await this.ask(() =>
+        this.deps.ceremonies.createCredential({
+          operatorName: operator.displayName,
+          options: options as unknown as PublicKeyCredentialCreationOptionsJSON,
+        }),
+      );
+      const checked = RegistrationResponseSchema.safeParse(response);
+      if (!checked.success) throw new BatonError('CEREMONY_CANCELLED', 'The authenticator gave an unusable answer');
+      const result = await client.request(
+        'POST',
+        '/v1/operators/enrol/verify',
+        { code, response: checked.data },
+        OperatorEnrolResultSchema,
+      );
+      return { operatorId: result.operatorId, displayName: result.displayName };
+    });
+  }
+
+  /**
+   * An operator taps their key at the lock screen: starts or resumes *their* session and brings it
+   * to the front, suspending whoever was there. Without the backend, only a locked or suspended
+   * session inside the offline grace can be resumed.
+   */
+  async tapIn(): Promise<SessionSnapshot> {
+    const sessions = this.requireSessions();
+    const online = await this.awaitSyncedOrOffline();
+    return this.ceremony({ kind: 'signing-in', offline: !online }, async () => {
+      const session = online ? await this.tapInOnline(sessions) : await this.tapInOffline(sessions);
+      const snapshot = sessions.snapshot().find((s) => s.id === session.id);
+      if (snapshot === undefined) throw new BatonError('INTERNAL', 'The session vanished while it was being shown');
+      return snapshot;
+    });
+  }
+
+  /**
+   * May the operator in front do `action`? Runs the shared evaluator; when the policy asks for
+   * step-up it re-authenticates the *current* operator (a tap by someone else is refused by the
+   * backend and recorded there), then allows.
+   */
+  async authorize(action: string): Promise<AuthorizeResult> {
+    const sessions = this.requireSessions();
+    const front = sessions.front;
+    if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) {
+      const error = this.refuse('NO_SESSION_IN_FRONT', 'Nobody is signed in and in front on this console');
+      return { outcome: 'refused', code: error.code, message: error.message };
+    }
+    sessions.noteActivity();
+    const now = this.clock.now();
+    const decision = evaluatePolicy(
+      this.policy,
+      {
+        channel: this.options.channel,
+        level: front.level,
+        authTime: front.authTime,
+        sessionStartedAt: front.startedAt,
+        now,
+      },
+      action,
+    );
+    if (decision.outcome !== 'step-up') {
+      // The decision is on disk before the caller acts on it.
+      await this.recordDecision(front, action, decision);
+      if (decision.outcome === 'allow') return { outcome: 'allow', steppedUp: false, reasons: decision.reasons };
+      this.notice = { code: 'ACTION_DENIED', message: `The policy does not allow "${action}" here`, at: now };
+      this.changed();
+      return { outcome: 'deny', reasons: decision.reasons };
+    }
+    try {
+      return await this.ceremony({ kind: 'stepping-up', action }, () => this.stepUp(front, action));
+    } catch (error) {
+      const baton = this.setNotice(error);
+      return { outcome: 'refused', code: baton.code, message: baton.message };
+    }
+  }
+
+  /** The operator in front signs out; the session ends on the backend too. */
+  signOut(): void {
+    this.requireSessions().signOut();
+  }
+
+  /** The operator steps away on purpose: lock now. */
+  lock(): void {
+    this.requireSessions().lock('operator-locked');
+  }
+
+  /** Keyboard, pointer or touch input in the operator UI or workspace. */
+  noteActivity(): void {
+    this.sessions?.noteActivity();
+  }
+
+  /** The shell's powerMonitor reading of system idle time. */
+  reportSystemIdle(seconds: number): void {
+    this.sessions?.reportSystemIdle(seconds);
+  }
+
+  /** The OS locked the screen (powerMonitor `lock-screen`, where the OS reports it). */
+  osLocked(): void {
+    this.sessions?.lock('os-lock');
+  }
+
+  /** Stops the connection and closes the journal; sessions are not ended (the backend keeps them resumable). */
+  stop(): void {
+    this.shutdownConnection();
+    this.connection = 'stopped';
+    this.changed();
+  }
+
+  /** For fault tests and the shell's "network changed" hint: drop the socket and reconnect with backoff. */
+  dropConnection(): void {
+    this.client?.drop();
+  }
+
+  // ---- wiring ----
+
+  private boot(): void {
+    const status = this.identity.status;
+    if (status.kind !== 'enrolled') {
+      this.changed();
+      return;
+    }
+    const { consoleId, key } = this.identity.credentials();
+    const dir = join(this.options.dataDir, 'outbox', consoleId);
+    const { outbox, report } = EventOutbox.open(dir, {
+      max: this.policy.agent.outboxMaxEvents,
+      clock: () => this.clock.now(),
+    });
+    this.outbox = outbox;
+    this.recovery = report;
+    if (report.corrupt.length > 0) {
+      this.logger.error({ corrupt: report.corrupt }, 'outbox journal had unreadable lines; copies are in quarantine/');
+      this.notice = {
+        code: 'INTERNAL',
+        message: `The event journal had ${report.corrupt.length} unreadable line(s); they were kept for IT in quarantine/`,
+        at: this.clock.now(),
+      };
+    }
+    this.sessions = new SessionManager(consoleId, this.clock, () => this.channelPolicy(), {
+      record: (draft) => void this.record(draft),
+      endedLocally: (session, state, reason) => this.endedLocally(session, state, reason),
+      changed: () => this.changed(),
+    });
+    this.client = new BackendClient({
+      backendUrl: this.options.backendUrl,
+      key,
+      consoleId,
+      clock: this.clock,
+      random: this.random,
+      agentVersion: this.options.agentVersion,
+      hello: () => ({
+        policyVersion: this.identity.policy?.version ?? 0,
+        revocationEpoch: this.identity.revocationEpoch,
+        outbox: { pending: outbox.status.pending, max: outbox.status.max },
+      }),
+      onOpen: () => this.onOpen(),
+      onMessage: (message) => this.onMessage(message),
+      onClose: (info) => this.onClose(info),
+      onProtocolError: (error) => {
+        this.logger.warn({ code: error.code, message: error.message }, 'backend message refused');
+        this.setNotice(new BatonError('BACKEND_PROTOCOL_ERROR', error.message));
+      },
+    });
+    this.connection = 'connecting';
+    this.client.start();
+    this.changed();
+  }
+
+  private shutdownConnection(): void {
+    this.client?.stop();
+    this.client = undefined;
+    this.sessions?.clear();
+    this.sessions = undefined;
+    this.outbox?.close();
+    this.outbox = undefined;
+    this.releaseSyncWaiters();
+  }
+
+  private channelPolicy(): ChannelPolicy | undefined {
+    const policy = this.policy;
+    return Object.hasOwn(policy.channels, this.options.channel) ? policy.channels[this.options.channel] : undefined;
+  }
+
+  private onOpen(): void {
+    this.connection = 'syncing';
+    this.sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
+    this.changed();
+  }
+
+  private onMessage(message: BackendMessage): void {
+    switch (message.type) {
+      case 'welcome':
+        return this.onWelcome(message);
+      case 'events-ack': {
+        this.outbox?.acknowledge(message.upToSeq);
+        this.inFlight = Math.max(0, this.inFlight - 1);
+        if (message.findings.length > 0) this.logger.warn({ findings: message.findings }, 'backend event findings');
+        this.checkNearFull();
+        this.pump();
+        this.checkSynced();
+        this.changed();
+        return;
+      }
+      case 'policy': {
+        if (message.version !== this.identity.policy?.version) {
+          this.identity.rememberPolicy(message.version, message.policy);
+          this.sessions?.policyChanged();
+        }
+        this.client?.send({ type: 'ack', of: 'policy', version: message.version });
+        this.checkSynced();
+        this.changed();
+        return;
+      }
+      case 'revocation': {
+        this.applyRevocations(message.items);
+        if (this.identity.status.kind !== 'enrolled') return;
+        this.identity.rememberRevocationEpoch(message.epoch);
+        this.client?.send({ type: 'ack', of: 'revocation', epoch: message.epoch });
+        this.checkSynced();
+        this.changed();
+        return;
+      }
+      case 'command': {
+        this.sessions?.endedByBackend(message.sessionId, 'ended', message.reason || 'ended-by-backend');
+        this.client?.send({ type: 'ack', of: 'command', commandId: message.commandId });
+        return;
+      }
+      case 'error': {
+        if (message.code === 'CONSOLE_REVOKED') {
+          void this.consoleRevoked(message.message);
+          return;
+        }
+        this.setNotice(
+          new BatonError(isErrorCode(message.code) ? message.code : 'BACKEND_PROTOCOL_ERROR', message.message),
+        );
+        return;
+      }
+    }
+  }
+
+  private onWelcome(message: Extract<BackendMessage, { type: 'welcome' }>): void {
+    const outbox = this.outbox;
+    if (outbox === undefined || this.client === undefined) return;
+    this.client.welcomed(message.heartbeatSeconds);
+    const status = outbox.status;
+    if (message.ackedSeq > status.lastSeq) {
+      if (!outbox.adoptHead(message.ackedSeq, message.lastHash)) {
+        this.logger.error(
+          { backendSeq: message.ackedSeq, localSeq: status.lastSeq },
+          'the backend holds more events than this journal; continuing (the backend will flag the conflict)',
+        );
+      }
+    } else {
+      outbox.acknowledge(message.ackedSeq);
+    }
+    this.sentUpTo = outbox.status.ackedSeq;
+    this.inFlight = 0;
+    this.sync = {
+      welcomed: true,
+      policyVersion: message.policyVersion,
+      revocationEpoch: message.revocationEpoch,
+      flushTo: outbox.status.lastSeq,
+    };
+    if (this.offlineSince !== undefined || !this.wasOnline) {
+      void this.record({
+        type: 'agent-online',
+        subject: { console: message.consoleId },
+        outcome: 'info',
+        reasons: [this.wasOnline ? 'reconnected' : 'started'],
+        ...(this.offlineSince === undefined ? {} : { detail: { offlineMs: this.clock.now() - this.offlineSince } }),
+      });
+    }
+    this.wasOnline = true;
+    this.offlineSince = undefined;
+    this.pump();
+    this.checkSynced();
+    this.changed();
+  }
+
+  /** Caught up: the revocations and policy the backend announced are applied, and the backlog is flushed. */
+  private checkSynced(): void {
+    if (this.connection !== 'syncing' || !this.sync.welcomed || this.outbox === undefined) return;
+    if (this.identity.revocationEpoch < this.sync.revocationEpoch) return;
+    if ((this.identity.policy?.version ?? 0) !== this.sync.policyVersion) return;
+    if (this.outbox.status.ackedSeq < this.sync.flushTo) return;
+    this.connection = 'online';
+    this.releaseSyncWaiters();
+    this.changed();
+  }
+
+  private onClose(info: { code: number; reason: string; refused?: BatonError }): void {
+    if (info.refused?.code === 'CONSOLE_REVOKED' || info.code === 4003) {
+      void this.consoleRevoked(info.refused?.message ?? 'refused by the backend');
+      return;
+    }
+    if (info.refused?.code === 'CONSOLE_UNKNOWN') {
+      this.shutdownConnection();
+      this.identity.markUnknown('The backend does not know this console; IT must enrol it again');
+      this.connection = 'stopped';
+      this.changed();
+      return;
+    }
+    if (info.refused !== undefined) this.setNotice(info.refused);
+    const wasConnected = this.connection === 'online' || this.connection === 'syncing';
+    this.inFlight = 0;
+    if (this.connection !== 'offline') {
+      this.connection = 'offline';
+      this.offlineSince ??= this.clock.now();
+      if (wasConnected || !this.wasOnline) {
+        const consoleId = this.identity.status.kind === 'enrolled' ? this.identity.status.consoleId : undefined;
+        void this.record({
+          type: 'agent-offline',
+          subject: consoleId === undefined ? {} : { console: consoleId },
+          outcome: 'info',
+          reasons: [closeReason(info)],
+          detail: { closeCode: info.code },
+        });
+      }
+    }
+    this.releaseSyncWaiters();
+    this.changed();
+  }
+
+  private async consoleRevoked(reason: string): Promise<void> {
+    const journal = this.status.identity.kind === 'enrolled' ? this.status.identity.consoleId : undefined;
+    this.shutdownConnection();
+    this.connection = 'stopped';
+    // Keep what the revoked console never delivered, for IT; a new enrolment starts a new journal.
+    if (journal !== undefined) {
+      const dir = join(this.options.dataDir, 'outbox', journal);
+      if (existsSync(dir)) renameSync(dir, `${dir}.revoked-${this.clock.now()}`);
+    }
+    await this.identity.markRevoked(reason);
+    this.notice = {
+      code: 'CONSOLE_REVOKED',
+      message: 'This console was revoked and must be re-enrolled',
+      at: this.clock.now(),
+    };
+    this.changed();
+  }
+
+  private applyRevocations(items: readonly RevocationItem[]): void {
+    const consoleId = this.identity.status.kind === 'enrolled' ? this.identity.status.consoleId : undefined;
+    if (items.some((item) => item.kind === 'console' && item.targetId === consoleId)) {
+      void this.consoleRevoked(items.find((item) => item.kind === 'console')?.reason ?? 'revoked');
+      return;
+    }
+    const ended = this.sessions?.applyRevocations(items) ?? [];
+    if (ended.length > 0) this.logger.info({ sessions: ended }, 'sessions revoked by the backend');
+  }
+
+  // ---- outbox ----
+
+  /** Journals an event; resolves once it is durable (or its failure is reported). Never rejects. */
+  private record(draft: EventDraft): Promise<void> {
+    const outbox = this.outbox;
+    if (outbox === undefined) return Promise.resolve();
+    return outbox.emit(draft).then(
+      () => {
+        this.checkNearFull();
+        this.schedulePump();
+      },
+      (error: unknown) => {
+        this.journalFailures++;
+        this.logger.error({ type: draft.type, err: error }, 'event could not be journaled');
+        this.setNotice(error);
+      },
+    );
+  }
+
+  private checkNearFull(): void {
+    const status = this.outbox?.status;
+    if (status === undefined) return;
+    if (status.nearFull && !this.nearFullReported) {
+      this.nearFullReported = true;
+      this.logger.error({ pending: status.pending, max: status.max }, 'event outbox near full');
+      const consoleId = this.identity.status.kind === 'enrolled' ? this.identity.status.consoleId : undefined;
+      // Journaled directly (not through record) so the report itself cannot recurse.
+      this.outbox
+        ?.emit({
+          type: 'outbox-near-full',
+          subject: consoleId === undefined ? {} : { console: consoleId },
+          outcome: 'info',
+          reasons: ['outbox-near-full'],
+          detail: { pending: status.pending, max: status.max },
+        })
+        .catch(() => undefined);
+    } else if (!status.nearFull && status.pending < status.max * 0.5) {
+      this.nearFullReported = false;
+    }
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Sends the next batches past those in flight, keeping at most MAX_BATCHES_IN_FLIGHT unacknowledged. */
+  private pump(): void {
+    const outbox = this.outbox;
+    const client = this.client;
+    if (outbox === undefined || client === undefined || !this.sync.welcomed) return;
+    while (this.inFlight < MAX_BATCHES_IN_FLIGHT) {
+      const batch = outbox.pendingAfter(this.sentUpTo, MAX_EVENTS_PER_BATCH);
+      const last = batch.at(-1);
+      if (last === undefined) return;
+      if (!client.send({ type: 'events', events: batch })) return;
+      this.sentUpTo = last.seq;
+      this.inFlight++;
+    }
+  }
+
+  // ---- ceremonies ----
+
+  private async tapInOnline(sessions: SessionManager): Promise<AgentSession> {
+    const client = this.requireClient();
+    const { options } = await client.request('POST', '/v1/sign-in/options', {}, SignInOptionsResultSchema);
+    const response = await this.askAssertion('sign-in', options as unknown as PublicKeyCredentialRequestOptionsJSON);
+    const result = await client.request('POST', '/v1/sign-in/verify', { response }, SignInResultSchema);
+    return sessions.signedIn(result);
+  }
+
+  private async tapInOffline(sessions: SessionManager): Promise<AgentSession> {
+    const consoleId = this.identity.credentials().consoleId;
+    const candidates = sessions.resumableOffline();
+    if (candidates.length === 0) {
+      void this.record({
+        type: 'sign-in-failed',
+        subject: { console: consoleId },
+        outcome: 'failure',
+        reasons: ['offline-sign-in-refused'],
+      });
+      throw new BatonError(
+        'OFFLINE_SIGN_IN_REFUSED',
+        'The backend cannot be reached: only an operator already signed in here can resume, for a short while',
+      );
+    }
+    const policy = this.policy;
+    const challenge = randomBytes(32).toString('base64url');
+    this.offlineChallenges.set(challenge, this.clock.now() + OFFLINE_CHALLENGE_TTL_MS);
+    const response = await this.askAssertion('offline-resume', {
+      challenge,
+      rpId: this.options.rpId,
+      allowCredentials: candidates.map((s) => ({ id: s.credentialId, type: 'public-key' as const })),
+      userVerification: policy.credentials.userVerification,
+      timeout: 60_000,
+    });
+    const fail = (reason: string, code: ErrorCode, message: string, operator?: string): BatonError => {
+      void this.record({
+        type: 'sign-in-failed',
+        subject: { console: consoleId, ...(operator === undefined ? {} : { operator }) },
+        outcome: 'failure',
+        reasons: [reason],
+      });
+      return new BatonError(code, message);
+    };
+    // Single use: the challenge is spent whatever the outcome.
+    const clientChallenge = readChallenge(response.response.clientDataJSON);
+    const expires = clientChallenge === undefined ? undefined : this.offlineChallenges.get(clientChallenge);
+    if (clientChallenge !== undefined) this.offlineChallenges.delete(clientChallenge);
+    this.offlineChallenges.delete(challenge);
+    if (expires === undefined || this.clock.now() > expires) {
+      throw fail('challenge-unknown', 'CHALLENGE_UNKNOWN', 'The tap answered a challenge this console did not issue');
+    }
+    const session = sessions.resumableOffline().find((s) => s.credentialId === response.id);
+    if (session === undefined) {
+      throw fail(
+        'offline-resume-refused',
+        'OFFLINE_RESUME_REFUSED',
+        'This key belongs to no session that can be resumed while the backend is unreachable',
+      );
+    }
+    let verification;
+    try {
+      verification = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: clientChallenge ?? '',
+        expectedOrigin: this.options.origin,
+        expectedRPID: this.options.rpId,
+        credential: {
+          id: session.credentialId,
+          publicKey: Buffer.from(session.publicKey, 'base64url'),
+          counter: session.counter,
+        },
+        requireUserVerification: policy.credentials.userVerification === 'required',
+      });
+    } catch (cause) {
+      const message = cause instanceof Error ? cause.message : 'verification failed';
+      throw fail(
+        /counter/i.test(message) ? 'webauthn-counter-regressed' : 'webauthn-verification-failed',
+        /counter/i.test(message) ? 'WEBAUTHN_COUNTER_REGRESSED' : 'WEBAUTHN_VERIFICATION_FAILED',
+        `The tap could not be verified on this console: ${message}`,
+        session.operatorId,
+      );
+    }
+    if (!verification.verified) {
+      throw fail(
+        'webauthn-verification-failed',
+        'WEBAUTHN_VERIFICATION_FAILED',
+        'The tap could not be verified',
+        session.operatorId,
+      );
+    }
+    const info = verification.authenticationInfo;
+    const level: AssuranceLevel = !info.userVerified
+      ? 'presence'
+      : session.level === 'hardware'
+        ? 'hardware'
+        : 'verified';
+    const allowed = evaluatePolicy(
+      policy,
+      { channel: this.options.channel, level, authTime: this.clock.now(), now: this.clock.now() },
+      SIGN_IN_ACTION,
+    );
+    if (allowed.outcome !== 'allow') {
+      throw fail(
+        'level-not-allowed-on-channel',
+        'LEVEL_NOT_ALLOWED_ON_CHANNEL',
+        `Level "${level}" may not sign in on this channel`,
+        session.operatorId,
+      );
+    }
+    return sessions.resumedOffline(session.id, level, info.newCounter);
+  }
+
+  private async stepUp(front: AgentSession, action: string): Promise<AuthorizeResult> {
+    if (this.connection !== 'online') {
+      void this.record({
+        type: 'step-up-failed',
+        subject: { operator: front.operatorId, console: this.identity.credentials().consoleId, session: front.id },
+        assurance: assuranceOf(front.level, front.authTime),
+        outcome: 'failure',
+        reasons: ['backend-unreachable'],
+        detail: { action },
+      });
+      throw new BatonError('BACKEND_UNREACHABLE', `"${action}" needs a step-up, and step-up needs the backend`);
+    }
+    const client = this.requireClient();
+    const path = `/v1/sessions/${encodeURIComponent(front.id)}/step-up`;
+    const first = await client.request('POST', `${path}/options`, { action }, StepUpOptionsResultSchema);
+    if (first.decision.outcome === 'allow')
+      return { outcome: 'allow', steppedUp: false, reasons: first.decision.reasons };
+    if (first.decision.outcome === 'deny' || first.options === undefined) {
+      return { outcome: 'deny', reasons: first.decision.reasons };
+    }
+    const response = await this.askAssertion(
+      'step-up',
+      first.options as unknown as PublicKeyCredentialRequestOptionsJSON,
+      action,
+    );
+    const result = await client.request('POST', `${path}/verify`, { action, response }, StepUpResultSchema);
+    this.sessions?.steppedUp(result.session, result.token, result.tokenExpiresAt);
+    return { outcome: 'allow', steppedUp: true, reasons: result.decision.reasons };
+  }
+
+  private recordDecision(front: AgentSession, action: string, decision: Decision): Promise<void> {
+    return this.record({
+      type: 'policy-decision',
+      subject: {
+        operator: front.operatorId,
+        console: this.identity.credentials().consoleId,
+        session: front.id,
+      },
+      assurance: assuranceOf(front.level, front.authTime),
+      outcome: decision.outcome,
+      reasons: decision.reasons,
+      detail: { action, policyVersion: this.identity.policy?.version ?? 0 },
+    });
+  }
+
+  private endedLocally(session: AgentSession, state: FinalState, reason: string): void {
+    const client = this.client;
+    const consoleId = this.identity.status.kind === 'enrolled' ? this.identity.status.consoleId : undefined;
+    const journal = () =>
+      void this.record({
+        type: state === 'expired' ? 'session-expired' : 'session-ended',
+        subject: {
+          operator: session.operatorId,
+          session: session.id,
+          ...(consoleId === undefined ? {} : { console: consoleId }),
+        },
+        assurance: assuranceOf(session.level, session.authTime),
+        outcome: 'info',
+        reasons: [reason],
+      });
+    if (client === undefined || this.connection !== 'online') {
+      journal();
+      return;
+    }
+    const endReason = state === 'expired' ? 'expired' : reason === 'idle-timeout' ? 'idle-timeout' : 'sign-out';
+    client
+      .request(
+        'POST',
+        `/v1/sessions/${encodeURIComponent(session.id)}/end`,
+        { reason: endReason },
+        SessionEndResultSchema,
+      )
+      .catch((error: unknown) => {
+        // Already ended on the backend (revoked, expired there): nothing to add. Unreachable: journal it.
+        if (error instanceof BatonError && (error.code === 'SESSION_NOT_ACTIVE' || error.code === 'SESSION_UNKNOWN'))
+          return;
+        journal();
+      });
+  }
+
+  private async askAssertion(
+    purpose: 'sign-in' | 'step-up' | 'offline-resume',
+    options: PublicKeyCredentialRequestOptionsJSON,
+    action?: string,
+  ): Promise<AuthenticationResponseJSON> {
+    const response = await this.ask(() =>
+      this.deps.ceremonies.getAssertion({ purpose, options, ...(action === undefined ? {} : { action }) }),
+    );
+    const checked = AuthenticationResponseSchema.safeParse(response);
+    if (!checked.success) throw new BatonError('CEREMONY_CANCELLED', 'The authenticator gave an unusable answer');
+    return checked.data as AuthenticationResponseJSON;
+  }
+
+  private async ask<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (cause) {
+      if (cause instanceof BatonError) throw cause;
+      throw new BatonError('CEREMONY_CANCELLED', 'The tap was cancelled or timed out', { cause });
+    }
+  }
+
+  /** Runs one ceremony at a time, with the phase shown to the UI and any refusal kept as the notice. */
+  private async ceremony<T>(phase: AgentPhase, fn: () => Promise<T>): Promise<T> {
+    if (this.phase.kind !== 'idle') throw this.refuse('CEREMONY_IN_PROGRESS', 'Another tap is being handled');
+    this.phase = phase;
+    this.notice = undefined;
+    this.changed();
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.setNotice(error);
+    } finally {
+      this.phase = { kind: 'idle' };
+      this.changed();
+    }
+  }
+
+  /** Online and caught up → true; offline → false; syncing → wait (bounded) for one or the other. */
+  private async awaitSyncedOrOffline(): Promise<boolean> {
+    if (this.connection === 'syncing' || this.connection === 'connecting') {
+      await new Promise<void>((resolve) => {
+        const timer = this.clock.setTimer(SYNC_WAIT_MS, done);
+        function done() {
+          timer.cancel();
+          resolve();
+        }
+        this.syncWaiters.add(done);
+      });
+    }
+    if (this.connection === 'syncing' || this.connection === 'connecting') {
+      throw this.refuse('AGENT_SYNCING', 'The console is still catching up with the backend; tap again in a moment');
+    }
+    return this.connection === 'online';
+  }
+
+  private async whenOnline(): Promise<void> {
+    if (!(await this.awaitSyncedOrOffline())) {
+      throw new BatonError('BACKEND_UNREACHABLE', 'This needs the backend, which cannot be reached right now');
+    }
+  }
+
+  private releaseSyncWaiters(): void {
+    const waiters = [...this.syncWaiters];
+    this.syncWaiters.clear();
+    for (const w of waiters) w();
+  }
+
+  private requireSessions(): SessionManager {
+    if (this.sessions === undefined) {
+      this.identity.credentials(); // throws the identity's own code
+      throw this.refuse('CONSOLE_NOT_ENROLLED', 'This console is not enrolled yet');
+    }
+    return this.sessions;
+  }
+
+  private requireClient(): BackendClient {
+    this.requireSessions();
+    if (this.client === undefined) throw this.refuse('CONSOLE_NOT_ENROLLED', 'This console is not enrolled yet');
+    return this.client;
+  }
+
+  private refuse(code: ErrorCode, message: string): BatonError {
+    return this.setNotice(new BatonError(code, message));
+  }
+
+  private setNotice(error: unknown): BatonError {
+    const baton =
+      error instanceof BatonError ? error : new BatonError('INTERNAL', 'Something went wrong', { cause: error });
+    this.notice = { code: baton.code, message: baton.message, at: this.clock.now() };
+    if (baton.code === 'INTERNAL') this.logger.error({ err: error }, 'agent error');
+    this.changed();
+    return baton;
+  }
+
+  private changed(): void {
+    if (this.listeners.size === 0) return;
+    const status = this.status;
+    for (const listener of this.listeners) listener(status);
+  }
+}
+
+function closeReason(info: { code: number; refused?: BatonError }): string {
+  if (info.refused !== undefined) return info.refused.code.toLowerCase().replace(/_/g, '-');
+  if (info.code === 1001) return 'backend-going-away';
+  if (info.code === 1006) return 'connection-lost';
+  return `closed-${info.code}`;
+}
+
+function readChallenge(clientDataJSON: string): string | undefined {
+  try {
+    const parsed = JSON.parse(Buffer.from(clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
+    return typeof parsed.challenge === 'string' ? parsed.challenge : undefined;
+  } catch {
+    return undefined;
+  }
+}

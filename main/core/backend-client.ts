@@ -1,0 +1,302 @@
+import WebSocket, { type RawData } from 'ws';
+import type { z } from 'zod';
+import { BatonError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
+import {
+  BackendMessageSchema,
+  CLOSE_CODES,
+  CONSOLE_WS_PATH,
+  MAX_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  type AgentMessage,
+  type BackendMessage,
+  type HelloMessage,
+} from '../../shared/protocol.js';
+import { systemClock, type Clock, type Random, type Timer } from './clock.js';
+import type { ConsoleKey } from './console-key.js';
+
+/** Reconnect delays: exponential from `RECONNECT_BASE_MS`, capped, with "equal jitter" (half fixed, half random). */
+export const RECONNECT_BASE_MS = 250;
+export const RECONNECT_CAP_MS = 30_000;
+/** A connection that hears nothing (no message, no ping) for this many heartbeats is presumed dead. */
+export const MISSED_HEARTBEATS = 2.5;
+export const HTTP_TIMEOUT_MS = 10_000;
+
+export type ConnectionState = 'connecting' | 'online' | 'offline' | 'stopped';
+
+export interface BackendClientOptions {
+  backendUrl: string;
+  key: ConsoleKey;
+  consoleId: string;
+  clock: Clock;
+  random: Random;
+  agentVersion: string;
+  /** What the agent holds, for `hello`. */
+  hello: () => Pick<HelloMessage, 'policyVersion' | 'revocationEpoch' | 'outbox'>;
+  onMessage: (message: BackendMessage) => void;
+  /** The socket is open and `hello` is sent; the backend's `welcome` arrives through `onMessage`. */
+  onOpen: () => void;
+  onClose: (info: { code: number; reason: string; refused?: BatonError }) => void;
+  /** A message the agent could not accept; the connection is dropped and re-established. */
+  onProtocolError: (error: BatonError) => void;
+}
+
+/** The delay before reconnect attempt `attempt` (0-based). */
+export function reconnectDelay(attempt: number, random: Random): number {
+  const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt, 20));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+/**
+ * The console's half of the backend protocol: signed HTTP requests, and the one WebSocket,
+ * re-established with backoff and jitter whenever it drops. Every inbound message is validated
+ * against its schema before anyone sees it.
+ */
+export class BackendClient {
+  private socket: WebSocket | undefined;
+  private reconnectTimer: Timer | undefined;
+  private watchdog: Timer | undefined;
+  private attempt = 0;
+  private heartbeatMs = 30_000;
+  private stopped = true;
+
+  constructor(private readonly options: BackendClientOptions) {}
+
+  get connected(): boolean {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  /** Starts (or restarts) the connection loop. */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.reconnectTimer?.cancel();
+    this.watchdog?.cancel();
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket !== undefined) {
+      socket.removeAllListeners();
+      socket.on('error', () => undefined);
+      if (socket.readyState === WebSocket.OPEN) socket.close(CLOSE_CODES.NORMAL, 'agent stopping');
+      else socket.terminate();
+    }
+  }
+
+  /** Drops the connection (as a network fault would); the loop reconnects with backoff. */
+  drop(): void {
+    this.socket?.terminate();
+  }
+
+  /** The backend announced its heartbeat interval (in `welcome`): the watchdog follows it. */
+  welcomed(heartbeatSeconds: number): void {
+    this.attempt = 0;
+    this.heartbeatMs = heartbeatSeconds * 1000;
+    this.armWatchdog();
+  }
+
+  send(message: AgentMessage): boolean {
+    const socket = this.socket;
+    if (socket === undefined || socket.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** A signed request to the console API; the response is checked against `schema`. */
+  async request<S extends z.ZodType>(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    schema: S,
+  ): Promise<z.infer<S>> {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const headers = this.options.key.signRequest({
+      consoleId: this.options.consoleId,
+      method,
+      path,
+      body: text,
+      now: this.options.clock.now(),
+    });
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.options.backendUrl), {
+        method,
+        headers: { ...headers, ...(text === '' ? {} : { 'content-type': 'application/json' }) },
+        ...(text === '' ? {} : { body: text }),
+        signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+      });
+    } catch (cause) {
+      throw new BatonError('BACKEND_UNREACHABLE', 'The backend cannot be reached', { cause });
+    }
+    return parseResponse(response, schema, `${method} ${path}`);
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const url = new URL(CONSOLE_WS_PATH, this.options.backendUrl);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const headers = this.options.key.signRequest({
+      consoleId: this.options.consoleId,
+      method: 'GET',
+      path: CONSOLE_WS_PATH,
+      now: this.options.clock.now(),
+    });
+    const socket = new WebSocket(url, {
+      headers,
+      perMessageDeflate: false,
+      maxPayload: MAX_MESSAGE_BYTES,
+      handshakeTimeout: HTTP_TIMEOUT_MS,
+    });
+    this.socket = socket;
+    let refused: BatonError | undefined;
+    socket.on('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => {
+        if (chunks.reduce((n, c) => n + c.length, 0) < 16_384) chunks.push(chunk);
+      });
+      res.on('end', () => {
+        refused = refusal(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+        socket.terminate();
+        this.closed(socket, 1006, 'upgrade refused', refused);
+      });
+      res.on('error', () => this.closed(socket, 1006, 'upgrade refused', refused));
+    });
+    socket.on('open', () => {
+      socket.send(
+        JSON.stringify({
+          type: 'hello',
+          protocol: PROTOCOL_VERSION,
+          agentVersion: this.options.agentVersion,
+          ...this.options.hello(),
+        } satisfies HelloMessage),
+      );
+      this.armWatchdog();
+      this.options.onOpen();
+    });
+    socket.on('ping', () => this.armWatchdog());
+    socket.on('message', (data, isBinary) => {
+      this.armWatchdog();
+      this.onData(socket, data, isBinary);
+    });
+    socket.on('error', () => undefined); // the close that follows carries what matters
+    socket.on('close', (code, reason) => this.closed(socket, code, reason.toString('utf8')));
+  }
+
+  private onData(socket: WebSocket, data: RawData, isBinary: boolean): void {
+    let parsed: unknown;
+    try {
+      if (isBinary) throw new Error('binary frame');
+      parsed = JSON.parse(rawText(data));
+    } catch {
+      this.violation(socket, 'BAD_JSON', CLOSE_CODES.BAD_JSON, 'The backend sent a message that is not JSON text');
+      return;
+    }
+    const type = typeof parsed === 'object' && parsed !== null ? (parsed as { type?: unknown }).type : undefined;
+    const known = ['welcome', 'events-ack', 'policy', 'revocation', 'command', 'error'];
+    if (typeof type !== 'string' || !known.includes(type)) {
+      this.violation(
+        socket,
+        'MESSAGE_TYPE_UNKNOWN',
+        CLOSE_CODES.MESSAGE_TYPE_UNKNOWN,
+        `The backend sent a message of unknown type ${JSON.stringify(type)?.slice(0, 40) ?? 'undefined'}`,
+      );
+      return;
+    }
+    const result = BackendMessageSchema.safeParse(parsed);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      this.violation(
+        socket,
+        'SCHEMA_INVALID',
+        CLOSE_CODES.SCHEMA_INVALID,
+        `The backend sent an invalid "${type}" message (${issue?.path.join('.') ?? ''}: ${issue?.message ?? ''})`,
+      );
+      return;
+    }
+    try {
+      this.options.onMessage(result.data);
+    } catch (cause) {
+      this.violation(socket, 'INTERNAL', CLOSE_CODES.INTERNAL, 'The agent failed to apply a backend message', cause);
+    }
+  }
+
+  private violation(socket: WebSocket, code: ErrorCode, closeCode: number, message: string, cause?: unknown): void {
+    this.options.onProtocolError(new BatonError(code, message, cause === undefined ? undefined : { cause }));
+    if (socket.readyState === WebSocket.OPEN) socket.close(closeCode, code);
+  }
+
+  private closed(socket: WebSocket, code: number, reason: string, refused?: BatonError): void {
+    if (socket !== this.socket) return;
+    this.socket = undefined;
+    this.watchdog?.cancel();
+    socket.removeAllListeners();
+    socket.on('error', () => undefined);
+    this.options.onClose({ code, reason, ...(refused === undefined ? {} : { refused }) });
+    if (this.stopped) return;
+    const delay = reconnectDelay(this.attempt++, this.options.random);
+    this.reconnectTimer = this.options.clock.setTimer(delay, () => this.connect());
+  }
+
+  private armWatchdog(): void {
+    this.watchdog?.cancel();
+    const socket = this.socket;
+    // Real time on purpose: the watchdog measures the network, not policy, so a test's fake clock
+    // jumping minutes ahead does not make a healthy socket look dead.
+    this.watchdog = systemClock.setTimer(this.heartbeatMs * MISSED_HEARTBEATS, () => {
+      if (socket === this.socket) socket?.terminate();
+    });
+  }
+}
+
+/** Reads a console API response: the body on 2xx (checked against `schema`), a BatonError otherwise. */
+export async function parseResponse<S extends z.ZodType>(
+  response: Response,
+  schema: S,
+  what: string,
+): Promise<z.infer<S>> {
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (cause) {
+    throw new BatonError('BACKEND_UNREACHABLE', `The backend's answer to ${what} was cut short`, { cause });
+  }
+  if (!response.ok) throw refusal(response.status, text);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new BatonError('BACKEND_PROTOCOL_ERROR', `The backend's answer to ${what} is not JSON`, { cause });
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    throw new BatonError('BACKEND_PROTOCOL_ERROR', `The backend's answer to ${what} has an unexpected shape`, {
+      cause: result.error,
+    });
+  }
+  return result.data;
+}
+
+/** The backend's error body as a BatonError with its stable code (or a protocol error when it has none). */
+function refusal(status: number, text: string): BatonError {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const code = body.error?.code;
+    if (isErrorCode(code)) {
+      return new BatonError(code, typeof body.error?.message === 'string' ? body.error.message : code);
+    }
+  } catch {
+    // fall through
+  }
+  if (status === 502 || status === 503 || status === 504) {
+    return new BatonError('BACKEND_UNREACHABLE', `The backend answered ${status}`);
+  }
+  return new BatonError('BACKEND_PROTOCOL_ERROR', `The backend answered ${status} without an error code`);
+}
+
+function rawText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data as ArrayBuffer).toString('utf8');
+}

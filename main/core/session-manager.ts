@@ -1,0 +1,395 @@
+import type { AssuranceContext, EventDraft } from '../../shared/events.js';
+import type { SessionView } from '../../shared/http-api.js';
+import { LEVEL_PROFILES, levelRank, type AssuranceLevel } from '../../shared/levels.js';
+import type { ChannelPolicy } from '../../shared/policy.js';
+import type { RevocationItem } from '../../shared/protocol.js';
+import type { Clock, Timer } from './clock.js';
+
+/**
+ * Session states on the console:
+ * - `active`: in front, the operator working; `stepped-up`: the same, after a step-up raised its level;
+ * - `locked`: in front under the lock screen (idle, OS lock or the operator locked it), resumable by
+ *   the same operator inside the continuity window;
+ * - `suspended`: another operator is in front; resumable by its operator inside the window;
+ * - `expired`, `revoked`, `ended`: final. The session leaves the console.
+ * While a tap is being verified the console as a whole is `signing-in` (see AgentStatus.phase):
+ * until the backend answers there is no session to attach that state to.
+ */
+export type SessionState = 'active' | 'stepped-up' | 'locked' | 'suspended' | 'expired' | 'revoked' | 'ended';
+export type FinalState = 'expired' | 'revoked' | 'ended';
+const LIVE: ReadonlySet<SessionState> = new Set(['active', 'stepped-up', 'locked', 'suspended']);
+
+export interface AgentSession {
+  id: string;
+  operatorId: string;
+  operatorName: string;
+  credentialId: string;
+  /** The credential's COSE public key (base64url) and last counter, for a resume while offline. */
+  publicKey: string;
+  counter: number;
+  level: AssuranceLevel;
+  authTime: number;
+  startedAt: number;
+  expiresAt: number;
+  state: SessionState;
+  /** When it was locked or suspended: the continuity window (and offline grace) run from here. */
+  since: number | undefined;
+  token: string | undefined;
+  tokenExpiresAt: number | undefined;
+}
+
+/** What the UI may see of a session: never the token or key material. */
+export interface SessionSnapshot {
+  id: string;
+  operatorId: string;
+  operatorName: string;
+  level: AssuranceLevel;
+  aal: number;
+  authTime: number;
+  startedAt: number;
+  expiresAt: number;
+  state: SessionState;
+  since: number | undefined;
+  inFront: boolean;
+}
+
+export interface SignInOutcome {
+  session: SessionView;
+  resumed: boolean;
+  token: string;
+  tokenExpiresAt: number;
+  credential: { id: string; publicKey: string; counter: number };
+  suspended: string[];
+  evicted: string[];
+}
+
+export interface SessionHooks {
+  /** Journals an event the console witnessed (the backend records the ones it decided). */
+  record(draft: EventDraft): void;
+  /**
+   * A session ended on the console's own initiative (sign-out, idle timeout, expiry): the agent
+   * tells the backend, or journals the event itself when the backend cannot be reached.
+   */
+  endedLocally(session: AgentSession, state: FinalState, reason: string): void;
+  changed(): void;
+}
+
+export function assuranceOf(level: AssuranceLevel, authTime: number): AssuranceContext {
+  const profile = LEVEL_PROFILES[level];
+  return { level, aal: profile.aal, acr: profile.acr, amr: [...profile.amr], authTime };
+}
+
+/**
+ * Every operator session on this console and which one is in front. Time comes from the injected
+ * clock; one timer covers idle lock and one covers the next expiry (lifetime or continuity window).
+ */
+export class SessionManager {
+  private readonly sessions = new Map<string, AgentSession>();
+  private frontId: string | undefined;
+  private lastActivity: number;
+  private idleTimer: Timer | undefined;
+  private expiryTimer: Timer | undefined;
+
+  constructor(
+    private readonly consoleId: string,
+    private readonly clock: Clock,
+    private readonly channel: () => ChannelPolicy | undefined,
+    private readonly hooks: SessionHooks,
+  ) {
+    this.lastActivity = clock.now();
+  }
+
+  get front(): AgentSession | undefined {
+    return this.frontId === undefined ? undefined : this.sessions.get(this.frontId);
+  }
+
+  get(id: string): AgentSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  get all(): AgentSession[] {
+    return [...this.sessions.values()];
+  }
+
+  snapshot(): SessionSnapshot[] {
+    return this.all
+      .sort((a, b) => a.startedAt - b.startedAt)
+      .map((s) => ({
+        id: s.id,
+        operatorId: s.operatorId,
+        operatorName: s.operatorName,
+        level: s.level,
+        aal: LEVEL_PROFILES[s.level].aal,
+        authTime: s.authTime,
+        startedAt: s.startedAt,
+        expiresAt: s.expiresAt,
+        state: s.state,
+        since: s.since,
+        inFront: s.id === this.frontId,
+      }));
+  }
+
+  /** Sessions that may be resumed without the backend now: locked or suspended, inside both windows. */
+  resumableOffline(): AgentSession[] {
+    const channel = this.channel();
+    if (channel === undefined) return [];
+    const now = this.clock.now();
+    const window = Math.min(channel.offlineGraceSeconds, channel.continuitySeconds) * 1000;
+    return this.all.filter(
+      (s) =>
+        (s.state === 'locked' || s.state === 'suspended') &&
+        s.since !== undefined &&
+        now - s.since <= window &&
+        now < s.expiresAt,
+    );
+  }
+
+  /** Applies the backend's verdict on a tap: the operator's session comes to the front. */
+  signedIn(outcome: SignInOutcome): AgentSession {
+    const now = this.clock.now();
+    for (const id of outcome.evicted) this.finish(id, 'ended', 'evicted-by-session-limit', false);
+    for (const id of outcome.suspended) {
+      const s = this.sessions.get(id);
+      if (s !== undefined && (s.state === 'active' || s.state === 'stepped-up')) {
+        s.state = 'suspended';
+        s.since = now;
+      }
+    }
+    const view = outcome.session;
+    // Another session of the same operator that the backend closed (window elapsed) goes too.
+    for (const s of this.all) {
+      if (s.operatorId === view.operatorId && s.id !== view.id) this.finish(s.id, 'expired', 'superseded', false);
+    }
+    const previous = this.front;
+    const existing = this.sessions.get(view.id);
+    const session: AgentSession = {
+      id: view.id,
+      operatorId: view.operatorId,
+      operatorName: view.operatorName,
+      credentialId: outcome.credential.id,
+      publicKey: outcome.credential.publicKey,
+      counter: outcome.credential.counter,
+      level: view.level,
+      authTime: view.authTime,
+      startedAt: view.startedAt,
+      expiresAt: view.expiresAt,
+      state: 'active',
+      since: undefined,
+      token: outcome.token,
+      tokenExpiresAt: outcome.tokenExpiresAt,
+    };
+    if (existing !== undefined) Object.assign(existing, session);
+    else this.sessions.set(session.id, session);
+    this.bringToFront(this.sessions.get(session.id) ?? session, previous, 'signed-in');
+    return this.sessions.get(session.id) ?? session;
+  }
+
+  /** A resume verified on the console while the backend is unreachable. */
+  resumedOffline(id: string, level: AssuranceLevel, counter: number): AgentSession {
+    const session = this.sessions.get(id);
+    if (session === undefined) throw new Error(`resumedOffline: no session ${id}`);
+    const now = this.clock.now();
+    const previous = this.front;
+    session.level = levelRank(level) < levelRank(session.level) ? level : session.level;
+    session.authTime = now;
+    session.counter = counter;
+    session.state = 'active';
+    session.since = undefined;
+    // The backend could not be asked: the console records the resume, and the backend applies it on arrival.
+    this.hooks.record({
+      type: 'session-resumed',
+      subject: this.subject(session),
+      assurance: assuranceOf(session.level, now),
+      outcome: 'success',
+      reasons: ['offline-grace'],
+    });
+    if (previous !== undefined && previous.id !== session.id && LIVE.has(previous.state)) {
+      const wasActive = previous.state === 'active' || previous.state === 'stepped-up';
+      previous.state = 'suspended';
+      if (wasActive) {
+        previous.since = now;
+        this.hooks.record({
+          type: 'session-suspended',
+          subject: this.subject(previous),
+          assurance: assuranceOf(previous.level, previous.authTime),
+          outcome: 'info',
+          reasons: ['another-operator-resumed'],
+        });
+      }
+    }
+    this.bringToFront(session, previous, 'resumed-offline');
+    return session;
+  }
+
+  /** The backend accepted a step-up: the session's level and token are refreshed. */
+  steppedUp(view: SessionView, token: string, tokenExpiresAt: number): void {
+    const session = this.sessions.get(view.id);
+    if (session === undefined) return;
+    session.level = view.level;
+    session.authTime = view.authTime;
+    session.expiresAt = view.expiresAt;
+    session.token = token;
+    session.tokenExpiresAt = tokenExpiresAt;
+    if (session.state === 'active') session.state = 'stepped-up';
+    this.noteActivity();
+    this.schedule();
+    this.hooks.changed();
+  }
+
+  /** Locks the session in front (idle, OS lock, or the operator stepping away). */
+  lock(reason: 'idle-timeout' | 'os-lock' | 'operator-locked'): boolean {
+    const front = this.front;
+    if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return false;
+    front.state = 'locked';
+    front.since = this.clock.now();
+    this.hooks.record({
+      type: 'session-locked',
+      subject: this.subject(front),
+      assurance: assuranceOf(front.level, front.authTime),
+      outcome: 'info',
+      reasons: [reason],
+    });
+    this.schedule();
+    this.hooks.changed();
+    return true;
+  }
+
+  /** Input from the operator: the idle timer starts again. */
+  noteActivity(): void {
+    this.lastActivity = this.clock.now();
+    this.scheduleIdle();
+  }
+
+  /** The OS reports how long the system has been idle (powerMonitor); past the policy's delay, lock. */
+  reportSystemIdle(idleSeconds: number): void {
+    const channel = this.channel();
+    if (channel !== undefined && idleSeconds >= channel.idleLockSeconds) this.lock('idle-timeout');
+  }
+
+  /** The operator signs out: the session in front ends. */
+  signOut(): AgentSession | undefined {
+    const front = this.front;
+    if (front === undefined) return undefined;
+    this.finish(front.id, 'ended', 'sign-out', true);
+    return front;
+  }
+
+  /** The backend ended a session (command or revocation): it goes at once, whichever is in front. */
+  endedByBackend(id: string, state: 'ended' | 'revoked', reason: string): boolean {
+    return this.finish(id, state, reason, false);
+  }
+
+  /** Applies revocation items; returns the sessions ended. A console revocation is handled by the agent. */
+  applyRevocations(items: readonly RevocationItem[]): string[] {
+    const ended: string[] = [];
+    for (const item of items) {
+      for (const s of this.all) {
+        const hit =
+          (item.kind === 'session' && s.id === item.targetId) ||
+          (item.kind === 'operator' && s.operatorId === item.targetId) ||
+          (item.kind === 'credential' && s.credentialId === item.targetId) ||
+          (item.kind === 'console' && item.targetId === this.consoleId);
+        if (hit && this.finish(s.id, 'revoked', `${item.kind}-revoked`, false)) ended.push(s.id);
+      }
+    }
+    return ended;
+  }
+
+  /** The policy changed: timers follow the new delays. */
+  policyChanged(): void {
+    this.schedule();
+    this.scheduleIdle();
+  }
+
+  /** Removes every session (console revoked or agent stopping); no events. */
+  clear(): void {
+    this.idleTimer?.cancel();
+    this.expiryTimer?.cancel();
+    this.sessions.clear();
+    this.frontId = undefined;
+  }
+
+  private bringToFront(session: AgentSession, previous: AgentSession | undefined, why: string): void {
+    this.frontId = session.id;
+    if (previous !== undefined && previous.id !== session.id) {
+      if (previous.state === 'locked') previous.state = 'suspended';
+      this.hooks.record({
+        type: 'session-switched',
+        subject: this.subject(session),
+        assurance: assuranceOf(session.level, session.authTime),
+        outcome: 'info',
+        reasons: [why],
+        detail: { fromSession: previous.id, fromOperator: previous.operatorId },
+      });
+    }
+    this.noteActivity();
+    this.schedule();
+    this.hooks.changed();
+  }
+
+  private finish(id: string, state: FinalState, reason: string, local: boolean): boolean {
+    const session = this.sessions.get(id);
+    if (session === undefined || !LIVE.has(session.state)) return false;
+    session.state = state;
+    session.token = undefined;
+    this.sessions.delete(id);
+    if (this.frontId === id) this.frontId = undefined;
+    if (local) this.hooks.endedLocally(session, state, reason);
+    this.schedule();
+    this.scheduleIdle();
+    this.hooks.changed();
+    return true;
+  }
+
+  private subject(session: AgentSession) {
+    return {
+      operator: session.operatorId,
+      console: this.consoleId,
+      session: session.id,
+      credential: session.credentialId,
+    };
+  }
+
+  private scheduleIdle(): void {
+    this.idleTimer?.cancel();
+    this.idleTimer = undefined;
+    const front = this.front;
+    const channel = this.channel();
+    if (front === undefined || channel === undefined) return;
+    if (front.state !== 'active' && front.state !== 'stepped-up') return;
+    const due = this.lastActivity + channel.idleLockSeconds * 1000;
+    this.idleTimer = this.clock.setTimer(due - this.clock.now(), () => {
+      if (this.clock.now() >= this.lastActivity + channel.idleLockSeconds * 1000) this.lock('idle-timeout');
+      else this.scheduleIdle();
+    });
+  }
+
+  /** One timer for the next session to expire: its lifetime, or its continuity window once locked/suspended. */
+  private schedule(): void {
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    let next = Infinity;
+    for (const s of this.sessions.values()) next = Math.min(next, this.deadline(s).at);
+    if (next === Infinity) return;
+    this.expiryTimer = this.clock.setTimer(next - this.clock.now(), () => this.expireDue());
+  }
+
+  private deadline(s: AgentSession): { at: number; reason: string } {
+    const channel = this.channel();
+    const lifetime = { at: s.expiresAt, reason: 'lifetime-exceeded' };
+    if ((s.state === 'locked' || s.state === 'suspended') && s.since !== undefined && channel !== undefined) {
+      const window = s.since + channel.continuitySeconds * 1000;
+      if (window < lifetime.at) return { at: window, reason: 'continuity-window-elapsed' };
+    }
+    return lifetime;
+  }
+
+  private expireDue(): void {
+    const now = this.clock.now();
+    for (const s of this.all) {
+      const { at, reason } = this.deadline(s);
+      if (now >= at) this.finish(s.id, 'expired', reason, true);
+    }
+    this.schedule();
+  }
+}

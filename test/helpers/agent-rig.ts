@@ -1,0 +1,196 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { BatonAgent, type AgentStatus, type CeremonyPort } from '../../main/core/agent.js';
+import type { SecretStore } from '../../main/core/secret-store.js';
+import type { BackendConfig } from '../../backend/config.js';
+import type { StoredEvent } from '../../shared/events.js';
+import { FakeClock } from './fake-clock.js';
+import { SoftAuthenticator, type CeremonyOverrides } from './soft-authenticator.js';
+import { TEST_ORIGIN, startTestBackend, type Json, type TestBackend } from './backend-harness.js';
+
+/**
+ * An in-memory stand-in for the OS credential store (the third-party part the core tests cannot
+ * run under plain Node; `secret-store.keytar.test.ts` and `console-identity.keytar.test.ts` use the real one).
+ */
+export class MemorySecretStore implements SecretStore {
+  readonly values = new Map<string, string>();
+  get(account: string): Promise<string | null> {
+    return Promise.resolve(this.values.get(account) ?? null);
+  }
+  set(account: string, secret: string): Promise<void> {
+    this.values.set(account, secret);
+    return Promise.resolve();
+  }
+  delete(account: string): Promise<boolean> {
+    return Promise.resolve(this.values.delete(account));
+  }
+}
+
+/**
+ * The operator UI's browser half, played by software authenticators: the test says whose key
+ * is tapped next (and how), the port answers the agent's ceremony with it.
+ */
+export class SoftCeremonyPort implements CeremonyPort {
+  next: { authenticator: SoftAuthenticator; overrides?: CeremonyOverrides } | undefined;
+  cancelNext = false;
+  readonly asked: { purpose: string; action?: string; options: PublicKeyCredentialRequestOptionsJSON }[] = [];
+
+  tap(authenticator: SoftAuthenticator, overrides?: CeremonyOverrides): this {
+    this.next = { authenticator, ...(overrides === undefined ? {} : { overrides }) };
+    return this;
+  }
+
+  getAssertion(request: {
+    purpose: 'sign-in' | 'step-up' | 'offline-resume';
+    action?: string;
+    options: PublicKeyCredentialRequestOptionsJSON;
+  }): Promise<AuthenticationResponseJSON> {
+    this.asked.push(request);
+    if (this.cancelNext || this.next === undefined) {
+      this.cancelNext = false;
+      return Promise.reject(new Error('NotAllowedError: the operation was cancelled'));
+    }
+    const { authenticator, overrides } = this.next;
+    // A real key answers the challenge it was given; a tap by another operator's key ignores allowCredentials.
+    const options =
+      overrides?.credentialId === undefined ? request.options : { ...request.options, allowCredentials: [] };
+    return Promise.resolve(authenticator.assert(options, overrides));
+  }
+
+  createCredential(request: { options: PublicKeyCredentialCreationOptionsJSON }): Promise<RegistrationResponseJSON> {
+    if (this.next === undefined) return Promise.reject(new Error('NotAllowedError: no authenticator'));
+    return Promise.resolve(this.next.authenticator.register(request.options, this.next.overrides));
+  }
+}
+
+export interface RigOperator {
+  id: string;
+  name: string;
+  authenticator: SoftAuthenticator;
+}
+
+/** A real backend, a fake clock both sides read, and agents built from the real core. */
+export class AgentRig {
+  readonly agents: BatonAgent[] = [];
+  readonly dirs: string[] = [];
+
+  private constructor(
+    readonly clock: FakeClock,
+    public backend: TestBackend,
+  ) {}
+
+  static async start(overrides: Partial<Record<keyof BackendConfig, unknown>> = {}): Promise<AgentRig> {
+    const clock = new FakeClock(Date.now());
+    const backend = await startTestBackend(overrides, { clock: () => clock.now() });
+    return new AgentRig(clock, backend);
+  }
+
+  async consoleToken(channel = 'branch-kiosk'): Promise<string> {
+    const { token } = (await this.backend.admin.ok('POST', '/v1/admin/console-tokens', { channel })) as Json;
+    return token as string;
+  }
+
+  async agent(
+    options: { channel?: string; dataDir?: string; secrets?: SecretStore; port?: SoftCeremonyPort } = {},
+  ): Promise<{ agent: BatonAgent; port: SoftCeremonyPort; secrets: SecretStore; dataDir: string }> {
+    const channel = options.channel ?? 'branch-kiosk';
+    const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'baton-agent-'));
+    if (options.dataDir === undefined) this.dirs.push(dataDir);
+    const port = options.port ?? new SoftCeremonyPort();
+    const secrets = options.secrets ?? new MemorySecretStore();
+    const agent = await BatonAgent.start(
+      {
+        backendUrl: this.backend.url,
+        channel,
+        rpId: 'localhost',
+        origin: TEST_ORIGIN,
+        dataDir,
+        agentVersion: 'test',
+        enrolmentToken: await this.consoleToken(channel),
+      },
+      { secrets, ceremonies: port, clock: this.clock, random: () => 0.5 },
+    );
+    this.agents.push(agent);
+    await this.until(agent, (s) => s.connection === 'online');
+    return { agent, port, secrets, dataDir };
+  }
+
+  /** Creates an operator and enrols their software passkey through the agent, as at the kiosk. */
+  async operator(
+    agent: BatonAgent,
+    port: SoftCeremonyPort,
+    name: string,
+    authenticator = new SoftAuthenticator(TEST_ORIGIN),
+  ): Promise<RigOperator> {
+    const admin = this.backend.admin;
+    const { operator } = (await admin.ok('POST', '/v1/admin/operators', {
+      displayName: name,
+      roles: ['teller'],
+    })) as Json;
+    const { code } = (await admin.ok(
+      'POST',
+      `/v1/admin/operators/${operator.id as string}/enrolment-codes`,
+      {},
+    )) as Json;
+    port.tap(authenticator);
+    await agent.enrolOperator(code as string);
+    return { id: operator.id as string, name, authenticator };
+  }
+
+  /** Waits (in real time, the network being real) until the agent's status satisfies `test`. */
+  async until(
+    agent: BatonAgent,
+    test: (status: AgentStatus) => boolean,
+    what = 'condition',
+    ms = 10_000,
+  ): Promise<AgentStatus> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const status = agent.status;
+      if (test(status)) return status;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `Timed out waiting for ${what}; status: ${JSON.stringify({ ...status, sessions: status.sessions.length })}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Moves fake time on in steps (so reconnect backoff fires) until the agent is online again. */
+  async reconnect(agent: BatonAgent, ms = 20_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (agent.status.connection !== 'online') {
+      if (Date.now() > deadline) throw new Error(`agent did not come back online: ${agent.status.connection}`);
+      await this.clock.advance(500);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Every event the backend stored, oldest first (paging through the admin API). */
+  async events(filter: Record<string, string> = {}): Promise<StoredEvent[]> {
+    const out: StoredEvent[] = [];
+    let after = 0;
+    for (;;) {
+      const query = new URLSearchParams({ ...filter, after: String(after), limit: '1000' });
+      const page = (await this.backend.admin.ok('GET', `/v1/admin/events?${query.toString()}`)) as Json;
+      const events = page.events as StoredEvent[];
+      out.push(...events);
+      if (events.length < 1000) return out;
+      after = events.at(-1)?.cursor ?? after;
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const agent of this.agents) agent.stop();
+    await this.backend.stop();
+    for (const dir of this.dirs) rmSync(dir, { recursive: true, force: true });
+  }
+}
