@@ -675,36 +675,39 @@ export class BatonAgent {
 
   private async tapInOffline(sessions: SessionManager): Promise<AgentSession> {
     const consoleId = this.identity.credentials().consoleId;
-    const candidates = sessions.resumableOffline();
-    if (candidates.length === 0) {
+    const refuseNew = () =>
+      new BatonError(
+        'OFFLINE_SIGN_IN_REFUSED',
+        'The backend cannot be reached: new sign-ins must wait; only an operator already signed in here can resume, for a short while',
+      );
+    if (!sessions.all.some((s) => s.state === 'locked' || s.state === 'suspended')) {
       void this.record({
         type: 'sign-in-failed',
         subject: { console: consoleId },
         outcome: 'failure',
         reasons: ['offline-sign-in-refused'],
       });
-      throw new BatonError(
-        'OFFLINE_SIGN_IN_REFUSED',
-        'The backend cannot be reached: only an operator already signed in here can resume, for a short while',
-      );
+      throw refuseNew();
     }
     const policy = this.policy;
     const challenge = randomBytes(32).toString('base64url');
     this.offlineChallenges.set(challenge, this.clock.now() + OFFLINE_CHALLENGE_TTL_MS);
+    // Usernameless, as online: whoever taps is identified by the key, and told plainly if it opens nothing here.
     const response = await this.askAssertion('offline-resume', {
       challenge,
       rpId: this.options.rpId,
-      allowCredentials: candidates.map((s) => ({ id: s.credentialId, type: 'public-key' as const })),
       userVerification: policy.credentials.userVerification,
       timeout: 60_000,
     });
-    const fail = (reason: string, code: ErrorCode, message: string, operator?: string): BatonError => {
+    const recordFailure = (reason: string, operator?: string) =>
       void this.record({
         type: 'sign-in-failed',
         subject: { console: consoleId, ...(operator === undefined ? {} : { operator }) },
         outcome: 'failure',
         reasons: [reason],
       });
+    const fail = (reason: string, code: ErrorCode, message: string, operator?: string): BatonError => {
+      recordFailure(reason, operator);
       return new BatonError(code, message);
     };
     // Single use: the challenge is spent whatever the outcome.
@@ -717,10 +720,16 @@ export class BatonAgent {
     }
     const session = sessions.resumableOffline().find((s) => s.credentialId === response.id);
     if (session === undefined) {
+      const known = sessions.all.find((s) => s.credentialId === response.id);
+      if (known === undefined) {
+        recordFailure('offline-sign-in-refused');
+        throw refuseNew();
+      }
       throw fail(
-        'offline-resume-refused',
+        'offline-grace-elapsed',
         'OFFLINE_RESUME_REFUSED',
-        'This key belongs to no session that can be resumed while the backend is unreachable',
+        'This session was left too long ago to be resumed while the backend is unreachable; it resumes once the backend is back',
+        known.operatorId,
       );
     }
     let verification;

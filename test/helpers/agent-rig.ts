@@ -40,6 +40,9 @@ export class MemorySecretStore implements SecretStore {
 export class SoftCeremonyPort implements CeremonyPort {
   next: { authenticator: SoftAuthenticator; overrides?: CeremonyOverrides } | undefined;
   cancelNext = false;
+  /** Answer the next get() with this recorded response instead of a fresh signature (a replay). */
+  replayNext: AuthenticationResponseJSON | undefined;
+  readonly answers: AuthenticationResponseJSON[] = [];
   readonly asked: { purpose: string; action?: string; options: PublicKeyCredentialRequestOptionsJSON }[] = [];
 
   tap(authenticator: SoftAuthenticator, overrides?: CeremonyOverrides): this {
@@ -53,6 +56,11 @@ export class SoftCeremonyPort implements CeremonyPort {
     options: PublicKeyCredentialRequestOptionsJSON;
   }): Promise<AuthenticationResponseJSON> {
     this.asked.push(request);
+    if (this.replayNext !== undefined) {
+      const replay = this.replayNext;
+      this.replayNext = undefined;
+      return Promise.resolve(replay);
+    }
     if (this.cancelNext || this.next === undefined) {
       this.cancelNext = false;
       return Promise.reject(new Error('NotAllowedError: the operation was cancelled'));
@@ -61,7 +69,9 @@ export class SoftCeremonyPort implements CeremonyPort {
     // A real key answers the challenge it was given; a tap by another operator's key ignores allowCredentials.
     const options =
       overrides?.credentialId === undefined ? request.options : { ...request.options, allowCredentials: [] };
-    return Promise.resolve(authenticator.assert(options, overrides));
+    const answer = authenticator.assert(options, overrides);
+    this.answers.push(answer);
+    return Promise.resolve(answer);
   }
 
   createCredential(request: { options: PublicKeyCredentialCreationOptionsJSON }): Promise<RegistrationResponseJSON> {
@@ -98,7 +108,14 @@ export class AgentRig {
   }
 
   async agent(
-    options: { channel?: string; dataDir?: string; secrets?: SecretStore; port?: SoftCeremonyPort } = {},
+    options: {
+      channel?: string;
+      dataDir?: string;
+      secrets?: SecretStore;
+      port?: SoftCeremonyPort;
+      /** Another way to the backend (a TcpProxy the test can cut). */
+      backendUrl?: string;
+    } = {},
   ): Promise<{ agent: BatonAgent; port: SoftCeremonyPort; secrets: SecretStore; dataDir: string }> {
     const channel = options.channel ?? 'branch-kiosk';
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'baton-agent-'));
@@ -107,7 +124,7 @@ export class AgentRig {
     const secrets = options.secrets ?? new MemorySecretStore();
     const agent = await BatonAgent.start(
       {
-        backendUrl: this.backend.url,
+        backendUrl: options.backendUrl ?? this.backend.url,
         channel,
         rpId: 'localhost',
         origin: TEST_ORIGIN,

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
-import { BatonAgent } from '../../main/core/agent.js';
+import type { BatonAgent } from '../../main/core/agent.js';
 import { AgentRig, type RigOperator, type SoftCeremonyPort } from '../helpers/agent-rig.js';
-import { TEST_ORIGIN, type Json } from '../helpers/backend-harness.js';
-import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import type { Json } from '../helpers/backend-harness.js';
 
 const MINUTE = 60_000;
 
@@ -120,5 +119,128 @@ describe('agent core against the real backend', () => {
     port.tap(ada.authenticator);
     const fresh = await agent.tapIn();
     assert.notEqual(fresh.id, front.id);
+  });
+});
+
+describe('agent core: session limit and step-up', () => {
+  let rig: AgentRig;
+  let agent: BatonAgent;
+  let port: SoftCeremonyPort;
+  const ops: RigOperator[] = [];
+
+  before(async () => {
+    rig = await AgentRig.start();
+    // shared-console holds at most 3 sessions.
+    ({ agent, port } = await rig.agent({ channel: 'shared-console' }));
+    for (const name of ['Cy', 'Di', 'Ed', 'Flo']) ops.push(await rig.operator(agent, port, name));
+  });
+  after(() => rig.stop());
+
+  test('past the session limit the oldest suspended session is ended, on the backend and on screen', async () => {
+    const [cy, di, ed, flo] = ops as [RigOperator, RigOperator, RigOperator, RigOperator];
+    const ids: string[] = [];
+    for (const op of [cy, di, ed]) {
+      port.tap(op.authenticator);
+      ids.push((await agent.tapIn()).id);
+      await rig.clock.advance(1_000);
+    }
+    assert.equal(agent.status.sessions.length, 3);
+    port.tap(flo.authenticator);
+    const newest = await agent.tapIn();
+    const left = agent.status.sessions.map((s) => s.operatorName).sort();
+    assert.deepEqual(left, ['Di', 'Ed', 'Flo'], 'Cy (suspended longest) was evicted');
+    assert.equal(agent.status.front?.id, newest.id);
+    assert.equal((await backendSession(rig, ids[0] ?? '')).state, 'ended');
+  });
+});
+
+describe('agent core: step-up', () => {
+  let rig: AgentRig;
+  let agent: BatonAgent;
+  let port: SoftCeremonyPort;
+  const ops: RigOperator[] = [];
+
+  before(async () => {
+    rig = await AgentRig.start();
+    // branch-kiosk lets a presence-only tap sign in; risky actions then need step-up.
+    ({ agent, port } = await rig.agent({ channel: 'branch-kiosk' }));
+    for (const name of ['Cy', 'Di', 'Ed', 'Flo']) ops.push(await rig.operator(agent, port, name));
+  });
+  after(() => rig.stop());
+
+  test('step-up: allowed for the operator in front, who gets the higher level', async () => {
+    const flo = ops[3] as RigOperator;
+    // A presence-only tap: the session starts at `presence`.
+    port.tap(flo.authenticator, { userVerified: false });
+    const s = await agent.tapIn();
+    assert.equal(s.level, 'presence');
+    assert.deepEqual(await agent.authorize('customer.view'), {
+      outcome: 'allow',
+      steppedUp: false,
+      reasons: ['action-allowed'],
+    });
+    port.tap(flo.authenticator, { userVerified: true });
+    const result = await agent.authorize('payment.approve');
+    assert.deepEqual(result, { outcome: 'allow', steppedUp: true, reasons: ['action-allowed'] });
+    assert.equal(port.asked.at(-1)?.purpose, 'step-up');
+    assert.equal(port.asked.at(-1)?.action, 'payment.approve');
+    assert.equal(agent.status.front?.level, 'verified');
+    assert.equal(agent.status.front?.state, 'stepped-up');
+    // Inside the 5-minute window the next approval needs no tap.
+    const asked = port.asked.length;
+    assert.equal((await agent.authorize('payment.approve')).outcome, 'allow');
+    assert.equal(port.asked.length, asked);
+  });
+
+  test('step-up: a tap by another operator is refused and recorded', async () => {
+    // The operator keeps working (no idle lock) until the step-up is older than payment.approve allows.
+    for (let i = 0; i < 4; i++) {
+      await rig.clock.advance(100_000);
+      agent.noteActivity();
+    }
+    const ed = ops[2] as RigOperator;
+    const front = agent.status.front;
+    assert.equal(front?.operatorName, 'Flo');
+    const edCredential = [...ed.authenticator.credentials.keys()][0] ?? '';
+    port.tap(ed.authenticator, { credentialId: edCredential });
+    const result = await agent.authorize('payment.approve');
+    assert.equal(result.outcome, 'refused');
+    assert.ok(result.outcome === 'refused' && result.code === 'STEP_UP_WRONG_OPERATOR', JSON.stringify(result));
+    assert.equal(agent.status.notice?.code, 'STEP_UP_WRONG_OPERATOR');
+    assert.equal(agent.status.front?.operatorName, 'Flo', 'nobody else came to the front');
+    const failures = await rig.events({ type: 'step-up-failed', session: front?.id ?? '' });
+    assert.ok(failures.length >= 1, 'the refusal is in the audit trail');
+  });
+
+  test('step-up: a tap without user verification is too weak for an action that needs it', async () => {
+    const flo = ops[3] as RigOperator;
+    port.tap(flo.authenticator, { userVerified: false });
+    const result = await agent.authorize('payment.approve');
+    assert.equal(result.outcome, 'refused');
+    assert.ok(
+      result.outcome === 'refused' &&
+        ['STEP_UP_INSUFFICIENT', 'WEBAUTHN_USER_VERIFICATION_REQUIRED'].includes(result.code),
+      JSON.stringify(result),
+    );
+    assert.equal(agent.status.front?.level, 'verified', 'the level did not change');
+  });
+
+  test('an unknown action is denied with its reason, and a locked console refuses to act', async () => {
+    assert.deepEqual(await agent.authorize('vault.open'), { outcome: 'deny', reasons: ['action-unknown'] });
+    agent.lock();
+    const result = await agent.authorize('customer.view');
+    assert.equal(result.outcome, 'refused');
+    assert.ok(result.outcome === 'refused' && result.code === 'NO_SESSION_IN_FRONT');
+  });
+
+  test('a cancelled tap leaves everything as it was and says so', async () => {
+    const before = agent.status.sessions.map((s) => [s.id, s.state]);
+    port.cancelNext = true;
+    await rejectsWith(agent.tapIn(), 'CEREMONY_CANCELLED');
+    assert.deepEqual(
+      agent.status.sessions.map((s) => [s.id, s.state]),
+      before,
+    );
+    assert.equal(agent.status.phase.kind, 'idle');
   });
 });
