@@ -453,6 +453,7 @@ export class BatonAgent {
       case 'policy': {
         if (message.version !== this.identity.policy?.version) {
           this.identity.rememberPolicy(message.version, message.policy);
+          this.outbox?.setMax(message.policy.agent.outboxMaxEvents);
           this.sessions?.policyChanged();
         }
         this.client?.send({ type: 'ack', of: 'policy', version: message.version });

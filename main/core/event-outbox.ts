@@ -79,7 +79,7 @@ export class EventOutbox {
 
   private constructor(
     private readonly dir: string,
-    private readonly max: number,
+    private max: number,
     private readonly clock: () => number,
   ) {}
 
@@ -102,6 +102,11 @@ export class EventOutbox {
       lastSeq: this.lastSeq,
       ackedSeq: this.ackedSeq,
     };
+  }
+
+  /** The policy changed the cap. Lowering it below what is pending drops nothing: new events wait for acks. */
+  setMax(max: number): void {
+    this.max = max;
   }
 
   /** Numbers, chains and journals an event; resolves once it is on disk. */

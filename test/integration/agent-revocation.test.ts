@@ -81,6 +81,14 @@ describe('agent core: revocation while connected', () => {
     assert.equal(agent.status.notice?.code, 'OPERATOR_REVOKED');
   });
 
+  test('an admin ending a session sends a command that ends it on the console at once', async () => {
+    const ivy = ops[2] as RigOperator;
+    const i = agent.status.sessions.find((s) => s.operatorId === ivy.id) ?? (await signIn(ivy));
+    await rig.backend.admin.ok('POST', `/v1/admin/sessions/${i.id}/end`, { reason: 'shift over' });
+    await rig.until(agent, (s) => !s.sessions.some((x) => x.id === i.id), 'end-session command applied');
+    assert.equal((await storedSession(rig, i.id)).state, 'ended');
+  });
+
   test('a revoked console stops, forgets its key and asks to be re-enrolled; a new token brings it back', async () => {
     const consoleId = agent.status.identity.kind === 'enrolled' ? agent.status.identity.consoleId : '';
     await revoke(rig, 'consoles', consoleId);

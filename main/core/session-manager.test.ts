@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { beforeEach, describe, test } from 'node:test';
+import type { EventDraft } from '../../shared/events.js';
+import { DEFAULT_POLICY, type ChannelPolicy } from '../../shared/policy.js';
+import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { SessionManager, type FinalState, type SignInOutcome } from './session-manager.js';
+
+const CHANNEL: ChannelPolicy = { ...(DEFAULT_POLICY.channels['branch-kiosk'] as ChannelPolicy) };
+const MINUTE = 60_000;
+
+function outcome(clock: FakeClock, id: string, operator: string, extra: Partial<SignInOutcome> = {}): SignInOutcome {
+  const now = clock.now();
+  return {
+    session: {
+      id,
+      operatorId: operator,
+      operatorName: operator.toUpperCase(),
+      consoleId: 'con_1',
+      channel: 'branch-kiosk',
+      level: 'verified',
+      aal: 2,
+      acr: 'phr',
+      amr: ['hwk', 'user'],
+      authTime: now,
+      startedAt: now,
+      expiresAt: now + 8 * 3600_000,
+      state: 'active',
+    },
+    resumed: false,
+    token: `token-${id}`,
+    tokenExpiresAt: now + 300_000,
+    credential: { id: `cred-${operator}`, publicKey: 'AQID', counter: 1 },
+    suspended: [],
+    evicted: [],
+    ...extra,
+  };
+}
+
+describe('SessionManager', () => {
+  let clock: FakeClock;
+  let events: EventDraft[];
+  let ended: { id: string; state: FinalState; reason: string }[];
+  let manager: SessionManager;
+
+  beforeEach(() => {
+    clock = new FakeClock();
+    events = [];
+    ended = [];
+    manager = new SessionManager('con_1', clock, () => CHANNEL, {
+      record: (draft) => events.push(draft),
+      endedLocally: (session, state, reason) => ended.push({ id: session.id, state, reason }),
+      changed: () => undefined,
+    });
+  });
+
+  test('a second operator suspends the first and the switch is an event naming both', () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.signedIn(outcome(clock, 's2', 'ben', { suspended: ['s1'] }));
+    assert.equal(manager.front?.id, 's2');
+    assert.equal(manager.get('s1')?.state, 'suspended');
+    const switched = events.filter((e) => e.type === 'session-switched');
+    assert.equal(switched.length, 1);
+    assert.equal(switched[0]?.subject.session, 's2');
+    assert.equal(switched[0]?.detail?.fromSession, 's1');
+    assert.equal(switched[0]?.assurance?.level, 'verified');
+  });
+
+  test('idle lock fires at the policy delay after the last activity, once', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    await clock.advance(CHANNEL.idleLockSeconds * 1000 - 1);
+    assert.equal(manager.front?.state, 'active');
+    manager.noteActivity();
+    await clock.advance(CHANNEL.idleLockSeconds * 1000 - 1);
+    assert.equal(manager.front?.state, 'active');
+    await clock.advance(1);
+    assert.equal(manager.front?.state, 'locked');
+    const locks = events.filter((e) => e.type === 'session-locked');
+    assert.deepEqual(
+      locks.map((e) => e.reasons),
+      [['idle-timeout']],
+    );
+  });
+
+  test('the OS idle reading and the OS lock lock the front session too', () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.reportSystemIdle(CHANNEL.idleLockSeconds - 1);
+    assert.equal(manager.front?.state, 'active');
+    manager.reportSystemIdle(CHANNEL.idleLockSeconds);
+    assert.equal(manager.front?.state, 'locked');
+    manager.signedIn(outcome(clock, 's1', 'ada', { resumed: true }));
+    manager.lock('os-lock');
+    assert.deepEqual(
+      events.filter((e) => e.type === 'session-locked').map((e) => e.reasons[0]),
+      ['idle-timeout', 'os-lock'],
+    );
+  });
+
+  test('a locked session expires when its continuity window closes; the console ends it itself', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.lock('operator-locked');
+    await clock.advance(CHANNEL.continuitySeconds * 1000 - 1);
+    assert.equal(manager.get('s1')?.state, 'locked');
+    await clock.advance(1);
+    assert.equal(manager.get('s1'), undefined);
+    assert.equal(manager.front, undefined);
+    assert.deepEqual(ended, [{ id: 's1', state: 'expired', reason: 'continuity-window-elapsed' }]);
+  });
+
+  test('the maximum lifetime ends even a session in active use', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    const lifetime = (manager.get('s1')?.expiresAt ?? 0) - clock.now();
+    for (let t = 0; t < lifetime; t += MINUTE) {
+      manager.noteActivity();
+      await clock.advance(MINUTE);
+    }
+    assert.equal(manager.get('s1'), undefined);
+    assert.deepEqual(ended, [{ id: 's1', state: 'expired', reason: 'lifetime-exceeded' }]);
+  });
+
+  test('a revocation ends the session it names, in front or not, and a command ends one too', () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.signedIn(outcome(clock, 's2', 'ben', { suspended: ['s1'] }));
+    manager.signedIn(outcome(clock, 's3', 'cy', { suspended: ['s2'] }));
+    const at = clock.now();
+    assert.deepEqual(
+      manager.applyRevocations([
+        { epoch: 1, kind: 'credential', targetId: 'cred-ben', operatorId: 'ben', reason: 'lost', at },
+      ]),
+      ['s2'],
+    );
+    assert.deepEqual(
+      manager.applyRevocations([{ epoch: 2, kind: 'operator', targetId: 'cy', operatorId: null, reason: 'left', at }]),
+      ['s3'],
+    );
+    assert.equal(manager.front, undefined, 'the revoked session was in front: the lock screen is up');
+    assert.equal(manager.endedByBackend('s1', 'ended', 'ended-by-admin'), true);
+    assert.equal(manager.all.length, 0);
+    assert.deepEqual(ended, [], 'backend-decided ends are not reported back to it');
+  });
+
+  test('sessions the backend evicted leave at once', () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.signedIn(outcome(clock, 's2', 'ben', { suspended: ['s1'] }));
+    manager.signedIn(outcome(clock, 's3', 'cy', { suspended: ['s2'], evicted: ['s1'] }));
+    assert.deepEqual(manager.all.map((s) => s.id).sort(), ['s2', 's3']);
+  });
+
+  test('offline resume is never rated above the session, and is recorded with its reason', () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.lock('operator-locked');
+    assert.deepEqual(
+      manager.resumableOffline().map((s) => s.id),
+      ['s1'],
+    );
+    manager.resumedOffline('s1', 'hardware', 7);
+    assert.equal(manager.get('s1')?.level, 'verified');
+    assert.equal(manager.get('s1')?.counter, 7);
+    const resumed = events.find((e) => e.type === 'session-resumed');
+    assert.deepEqual(resumed?.reasons, ['offline-grace']);
+  });
+
+  test('the offline grace runs from the lock: past it nothing is resumable offline', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.lock('operator-locked');
+    await clock.advance(Math.min(CHANNEL.offlineGraceSeconds, CHANNEL.continuitySeconds) * 1000 + 1);
+    assert.deepEqual(manager.resumableOffline(), []);
+  });
+
+  test('the UI snapshot never carries the token or key material', () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    const text = JSON.stringify(manager.snapshot());
+    assert.ok(!text.includes('token-s1'));
+    assert.ok(!text.includes('AQID'));
+    assert.ok(!text.includes('cred-ada'));
+  });
+});
