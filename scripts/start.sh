@@ -13,11 +13,13 @@ if [ -f node_modules/electron/path.txt ] && [ -e "node_modules/electron/dist/$(c
   electron_bin="node_modules/electron/dist/$(cat node_modules/electron/path.txt)"
 fi
 if [ ! -f main/index.ts ]; then
-  say "The desktop agent is not in this build yet, so only the backend starts; its admin API is described in docs/api.md."
+  say "The desktop agent's window (the Electron shell) is not in this build yet, so the backend starts alone. The agent core runs without a screen: 'npm run agent:headless' enrols a console and keeps it connected (docs/agent.md)."
 elif [ -z "$electron_bin" ]; then
   say "The Electron runtime is not installed on this machine (it cannot be downloaded here), so only the backend starts; see README for building the agent elsewhere."
 fi
 
 mkdir -p data
+# The admin console (served at /admin/ by the backend) is bundled from admin/ on every start.
+npm run --silent build:admin || say "The admin console could not be built; the backend starts without it (its /admin/ page says so)."
 say "starting the backend (data in ./data; stop with Ctrl-C)…"
 exec node --import tsx backend/cli.ts --data-dir ./data --bootstrap-token-file ./data/bootstrap-admin-token "$@"
