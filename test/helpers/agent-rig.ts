@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { after, before } from 'node:test';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type {
@@ -11,7 +13,9 @@ import { BatonAgent, type AgentStatus, type CeremonyPort } from '../../main/core
 import type { SecretStore } from '../../main/core/secret-store.js';
 import type { BackendConfig } from '../../backend/config.js';
 import type { StoredEvent } from '../../shared/events.js';
+import { BatonError } from '../../shared/errors.js';
 import { FakeClock } from './fake-clock.js';
+import { TcpProxy } from './tcp-proxy.js';
 import { SoftAuthenticator, type CeremonyOverrides } from './soft-authenticator.js';
 import { TEST_ORIGIN, startTestBackend, type Json, type TestBackend } from './backend-harness.js';
 
@@ -210,4 +214,57 @@ export class AgentRig {
     await this.backend.stop();
     for (const dir of this.dirs) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** What `withAgentConsole` sets up for a describe block (filled in by its `before` hook). */
+export interface AgentConsoleFixture {
+  rig: AgentRig;
+  agent: BatonAgent;
+  port: SoftCeremonyPort;
+  /** Operators enrolled through the agent, in the order named. */
+  ops: RigOperator[];
+  /** The TCP relay between agent and backend, when asked for. */
+  proxy: TcpProxy | undefined;
+}
+
+/**
+ * Registers before/after hooks for a describe block: a real backend, one enrolled agent on
+ * `channel` (through a cuttable TCP relay with `proxy: true`) and operators enrolled on it.
+ */
+export function withAgentConsole(
+  channel: string,
+  names: string[],
+  options: { proxy?: boolean } = {},
+): AgentConsoleFixture {
+  const fixture = { ops: [] as RigOperator[], proxy: undefined } as unknown as AgentConsoleFixture;
+  before(async () => {
+    fixture.rig = await AgentRig.start();
+    if (options.proxy === true) {
+      fixture.proxy = await TcpProxy.start({ host: '127.0.0.1', port: fixture.rig.backend.backend.port });
+    }
+    const { agent, port } = await fixture.rig.agent({
+      channel,
+      ...(fixture.proxy === undefined ? {} : { backendUrl: fixture.proxy.url }),
+    });
+    fixture.agent = agent;
+    fixture.port = port;
+    for (const name of names) fixture.ops.push(await fixture.rig.operator(agent, port, name));
+  });
+  after(async () => {
+    await fixture.rig.stop();
+    await fixture.proxy?.stop();
+  });
+  return fixture;
+}
+
+/** Awaits a promise that must fail with the BatonError `code` (what the UI would show). */
+export async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<BatonError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof BatonError, `expected a BatonError, got ${String(error)}`);
+    assert.equal(error.code, code, error.message);
+    return error;
+  }
+  assert.fail(`expected ${code}, but it succeeded`);
 }

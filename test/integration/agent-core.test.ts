@@ -1,22 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { BatonError } from '../../shared/errors.js';
-import type { BatonAgent } from '../../main/core/agent.js';
-import { AgentRig, type RigOperator, type SoftCeremonyPort } from '../helpers/agent-rig.js';
+import { describe, test } from 'node:test';
+import { rejectsWithCode, withAgentConsole, type AgentRig, type RigOperator } from '../helpers/agent-rig.js';
 import type { Json } from '../helpers/backend-harness.js';
 
 const MINUTE = 60_000;
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<BatonError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof BatonError, `expected a BatonError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 async function backendSession(rig: AgentRig, id: string): Promise<Json> {
   const { sessions } = (await rig.backend.admin.ok('GET', `/v1/admin/sessions?limit=500`)) as Json;
@@ -24,21 +11,10 @@ async function backendSession(rig: AgentRig, id: string): Promise<Json> {
 }
 
 describe('agent core against the real backend', () => {
-  let rig: AgentRig;
-  let agent: BatonAgent;
-  let port: SoftCeremonyPort;
-  let ada: RigOperator;
-  let ben: RigOperator;
-
-  before(async () => {
-    rig = await AgentRig.start();
-    ({ agent, port } = await rig.agent());
-    ada = await rig.operator(agent, port, 'Ada Teller');
-    ben = await rig.operator(agent, port, 'Ben Clerk');
-  });
-  after(() => rig.stop());
+  const f = withAgentConsole('branch-kiosk', ['Ada Teller', 'Ben Clerk']);
 
   test('a console enrols with a token and comes online with the backend policy', () => {
+    const { agent } = f;
     const status = agent.status;
     assert.equal(status.identity.kind, 'enrolled');
     assert.equal(status.connection, 'online');
@@ -47,6 +23,8 @@ describe('agent core against the real backend', () => {
   });
 
   test('two operators sign in; each tap brings their own session to the front and suspends the other', async () => {
+    const { agent, port, rig } = f;
+    const [ada, ben] = f.ops as [RigOperator, RigOperator];
     port.tap(ada.authenticator);
     const a = await agent.tapIn();
     assert.equal(a.operatorName, 'Ada Teller');
@@ -81,6 +59,8 @@ describe('agent core against the real backend', () => {
   });
 
   test('idle lock after the policy delay; the same operator resumes inside the continuity window', async () => {
+    const { agent, port, rig } = f;
+    const ada = f.ops[0] as RigOperator;
     const front = agent.status.front;
     assert.ok(front !== undefined);
     await rig.clock.advance(119_000);
@@ -102,6 +82,8 @@ describe('agent core against the real backend', () => {
   });
 
   test('outside the continuity window the locked session expires and a tap starts a new one', async () => {
+    const { agent, port, rig } = f;
+    const ada = f.ops[0] as RigOperator;
     const front = agent.status.front;
     assert.ok(front !== undefined);
     agent.lock();
@@ -122,21 +104,13 @@ describe('agent core against the real backend', () => {
   });
 });
 
-describe('agent core: session limit and step-up', () => {
-  let rig: AgentRig;
-  let agent: BatonAgent;
-  let port: SoftCeremonyPort;
-  const ops: RigOperator[] = [];
-
-  before(async () => {
-    rig = await AgentRig.start();
-    // shared-console holds at most 3 sessions.
-    ({ agent, port } = await rig.agent({ channel: 'shared-console' }));
-    for (const name of ['Cy', 'Di', 'Ed', 'Flo']) ops.push(await rig.operator(agent, port, name));
-  });
-  after(() => rig.stop());
+describe('agent core: session limit', () => {
+  // shared-console holds at most 3 sessions.
+  const f = withAgentConsole('shared-console', ['Cy', 'Di', 'Ed', 'Flo']);
 
   test('past the session limit the oldest suspended session is ended, on the backend and on screen', async () => {
+    const { agent, port, rig } = f;
+    const ops = f.ops;
     const [cy, di, ed, flo] = ops as [RigOperator, RigOperator, RigOperator, RigOperator];
     const ids: string[] = [];
     for (const op of [cy, di, ed]) {
@@ -155,20 +129,12 @@ describe('agent core: session limit and step-up', () => {
 });
 
 describe('agent core: step-up', () => {
-  let rig: AgentRig;
-  let agent: BatonAgent;
-  let port: SoftCeremonyPort;
-  const ops: RigOperator[] = [];
-
-  before(async () => {
-    rig = await AgentRig.start();
-    // branch-kiosk lets a presence-only tap sign in; risky actions then need step-up.
-    ({ agent, port } = await rig.agent({ channel: 'branch-kiosk' }));
-    for (const name of ['Cy', 'Di', 'Ed', 'Flo']) ops.push(await rig.operator(agent, port, name));
-  });
-  after(() => rig.stop());
+  // branch-kiosk lets a presence-only tap sign in; risky actions then need step-up.
+  const f = withAgentConsole('branch-kiosk', ['Cy', 'Di', 'Ed', 'Flo']);
 
   test('step-up: allowed for the operator in front, who gets the higher level', async () => {
+    const { agent, port } = f;
+    const ops = f.ops;
     const flo = ops[3] as RigOperator;
     // A presence-only tap: the session starts at `presence`.
     port.tap(flo.authenticator, { userVerified: false });
@@ -193,6 +159,8 @@ describe('agent core: step-up', () => {
   });
 
   test('step-up: a tap by another operator is refused and recorded', async () => {
+    const { agent, port, rig } = f;
+    const ops = f.ops;
     // The operator keeps working (no idle lock) until the step-up is older than payment.approve allows.
     for (let i = 0; i < 4; i++) {
       await rig.clock.advance(100_000);
@@ -213,6 +181,8 @@ describe('agent core: step-up', () => {
   });
 
   test('step-up: a tap without user verification is too weak for an action that needs it', async () => {
+    const { agent, port } = f;
+    const ops = f.ops;
     const flo = ops[3] as RigOperator;
     port.tap(flo.authenticator, { userVerified: false });
     const result = await agent.authorize('payment.approve');
@@ -226,6 +196,7 @@ describe('agent core: step-up', () => {
   });
 
   test('an unknown action is denied with its reason, and a locked console refuses to act', async () => {
+    const { agent } = f;
     assert.deepEqual(await agent.authorize('vault.open'), { outcome: 'deny', reasons: ['action-unknown'] });
     agent.lock();
     const result = await agent.authorize('customer.view');
@@ -234,9 +205,10 @@ describe('agent core: step-up', () => {
   });
 
   test('a cancelled tap leaves everything as it was and says so', async () => {
+    const { agent, port } = f;
     const before = agent.status.sessions.map((s) => [s.id, s.state]);
     port.cancelNext = true;
-    await rejectsWith(agent.tapIn(), 'CEREMONY_CANCELLED');
+    await rejectsWithCode(agent.tapIn(), 'CEREMONY_CANCELLED');
     assert.deepEqual(
       agent.status.sessions.map((s) => [s.id, s.state]),
       before,

@@ -1,23 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { BatonError } from '../../shared/errors.js';
-import type { AgentStatus, BatonAgent } from '../../main/core/agent.js';
-import { AgentRig, type RigOperator, type SoftCeremonyPort } from '../helpers/agent-rig.js';
+import { describe, test } from 'node:test';
+import type { AgentStatus } from '../../main/core/agent.js';
+import { rejectsWithCode, withAgentConsole, type AgentRig, type RigOperator } from '../helpers/agent-rig.js';
 import type { Json } from '../helpers/backend-harness.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 const MINUTE = 60_000;
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<BatonError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof BatonError, `expected a BatonError, got ${String(error)}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected ${code}, but it succeeded`);
-}
 
 async function revoke(rig: AgentRig, kind: string, id: string): Promise<void> {
   await rig.backend.admin.ok('POST', `/v1/admin/${kind}/${encodeURIComponent(id)}/revoke`, { reason: 'test' });
@@ -29,25 +16,16 @@ async function storedSession(rig: AgentRig, id: string): Promise<Json> {
 }
 
 describe('agent core: revocation while connected', () => {
-  let rig: AgentRig;
-  let agent: BatonAgent;
-  let port: SoftCeremonyPort;
-  let ops: RigOperator[];
-
-  before(async () => {
-    rig = await AgentRig.start();
-    ({ agent, port } = await rig.agent({ channel: 'contact-centre' }));
-    ops = [];
-    for (const name of ['Gus', 'Hal', 'Ivy']) ops.push(await rig.operator(agent, port, name));
-  });
-  after(() => rig.stop());
+  const f = withAgentConsole('contact-centre', ['Gus', 'Hal', 'Ivy']);
 
   async function signIn(op: RigOperator) {
-    port.tap(op.authenticator);
-    return agent.tapIn();
+    f.port.tap(op.authenticator);
+    return f.agent.tapIn();
   }
 
   test('a revoked session leaves the screen at once, whichever is in front', async () => {
+    const { agent, rig } = f;
+    const ops = f.ops;
     const [gus, hal] = ops as [RigOperator, RigOperator];
     const g = await signIn(gus);
     const h = await signIn(hal);
@@ -62,6 +40,8 @@ describe('agent core: revocation while connected', () => {
   });
 
   test('revoking an operator ends their session; revoking a credential ends the session it opened', async () => {
+    const { agent, port, rig } = f;
+    const ops = f.ops;
     const [gus, hal, ivy] = ops as [RigOperator, RigOperator, RigOperator];
     const g = await signIn(gus);
     const h = await signIn(hal);
@@ -77,11 +57,13 @@ describe('agent core: revocation while connected', () => {
     );
     // The revoked operator's key no longer opens anything.
     port.tap(gus.authenticator);
-    await rejectsWith(agent.tapIn(), 'OPERATOR_REVOKED');
+    await rejectsWithCode(agent.tapIn(), 'OPERATOR_REVOKED');
     assert.equal(agent.status.notice?.code, 'OPERATOR_REVOKED');
   });
 
   test('an admin ending a session sends a command that ends it on the console at once', async () => {
+    const { agent, rig } = f;
+    const ops = f.ops;
     const ivy = ops[2] as RigOperator;
     const i = agent.status.sessions.find((s) => s.operatorId === ivy.id) ?? (await signIn(ivy));
     await rig.backend.admin.ok('POST', `/v1/admin/sessions/${i.id}/end`, { reason: 'shift over' });
@@ -90,6 +72,7 @@ describe('agent core: revocation while connected', () => {
   });
 
   test('a revoked console stops, forgets its key and asks to be re-enrolled; a new token brings it back', async () => {
+    const { agent, rig } = f;
     const consoleId = agent.status.identity.kind === 'enrolled' ? agent.status.identity.consoleId : '';
     await revoke(rig, 'consoles', consoleId);
     const status = await rig.until(agent, (s) => s.identity.kind !== 'enrolled', 'console revocation applied');
@@ -102,7 +85,7 @@ describe('agent core: revocation while connected', () => {
     );
     assert.equal(status.sessions.length, 0);
     assert.equal(status.connection, 'stopped');
-    await rejectsWith(agent.tapIn(), 'CONSOLE_REENROLMENT_REQUIRED');
+    await rejectsWithCode(agent.tapIn(), 'CONSOLE_REENROLMENT_REQUIRED');
 
     await agent.enrolConsole(await rig.consoleToken('contact-centre'));
     const back = await rig.until(agent, (s) => s.connection === 'online', 'online after re-enrolment');
@@ -112,25 +95,12 @@ describe('agent core: revocation while connected', () => {
 });
 
 describe('agent core: offline', () => {
-  let rig: AgentRig;
-  let proxy: TcpProxy;
-  let agent: BatonAgent;
-  let port: SoftCeremonyPort;
-  let ops: RigOperator[];
-
-  before(async () => {
-    rig = await AgentRig.start();
-    proxy = await TcpProxy.start({ host: '127.0.0.1', port: rig.backend.backend.port });
-    ({ agent, port } = await rig.agent({ channel: 'contact-centre', backendUrl: proxy.url }));
-    ops = [];
-    for (const name of ['Jo', 'Kai', 'Lu', 'Mo']) ops.push(await rig.operator(agent, port, name));
-  });
-  after(async () => {
-    await rig.stop();
-    await proxy.stop();
-  });
+  const f = withAgentConsole('contact-centre', ['Jo', 'Kai', 'Lu', 'Mo'], { proxy: true });
 
   test('offline: a suspended session resumes by a local check of the cached key; new sign-ins are refused', async () => {
+    const { agent, port, rig, proxy } = f;
+    assert.ok(proxy);
+    const ops = f.ops;
     const [jo, kai, lu] = ops as [RigOperator, RigOperator, RigOperator];
     port.tap(jo.authenticator);
     const j = await agent.tapIn();
@@ -141,7 +111,7 @@ describe('agent core: offline', () => {
 
     // Lu has no session here: a new sign-in needs the backend.
     port.tap(lu.authenticator);
-    await rejectsWith(agent.tapIn(), 'OFFLINE_SIGN_IN_REFUSED');
+    await rejectsWithCode(agent.tapIn(), 'OFFLINE_SIGN_IN_REFUSED');
     assert.equal(agent.status.front?.id, k.id);
 
     port.tap(jo.authenticator);
@@ -155,23 +125,28 @@ describe('agent core: offline', () => {
     port.tap(kai.authenticator);
     await agent.tapIn(); // Kai resumes (legitimately) …
     port.replayNext = port.answers.at(-2); // … then someone replays Jo's captured tap.
-    await rejectsWith(agent.tapIn(), 'CHALLENGE_UNKNOWN');
+    await rejectsWithCode(agent.tapIn(), 'CHALLENGE_UNKNOWN');
     assert.equal(agent.status.front?.id, k.id, 'the replay changed nothing');
     assert.ok((agent.status.outbox?.pending ?? 0) > 0, 'events are queued while offline');
   });
 
   test('offline: past the offline grace even the operator\u2019s own session cannot be resumed', async () => {
+    const { agent, port, rig } = f;
+    const ops = f.ops;
     const kai = ops[1] as RigOperator;
     agent.lock();
     // contact-centre: offline grace 30 min, continuity 60 min.
     await rig.clock.advance(31 * MINUTE);
     assert.ok(agent.status.sessions.length > 0, 'still inside the continuity window');
     port.tap(kai.authenticator);
-    await rejectsWith(agent.tapIn(), 'OFFLINE_RESUME_REFUSED');
+    await rejectsWithCode(agent.tapIn(), 'OFFLINE_RESUME_REFUSED');
     assert.equal(agent.status.front?.state, 'locked');
   });
 
   test('back online: a revocation made meanwhile applies before anything else, then the backlog lands', async () => {
+    const { agent, rig, proxy } = f;
+    assert.ok(proxy);
+    const ops = f.ops;
     const [jo, kai] = ops as [RigOperator, RigOperator];
     const j = agent.status.sessions.find((s) => s.operatorId === jo.id);
     const k = agent.status.sessions.find((s) => s.operatorId === kai.id);
