@@ -202,6 +202,8 @@ const DecisionSchema = z.union([
   z.object({ outcome: z.literal('deny'), reasons: z.array(z.string()) }),
 ]);
 
+export type SignInResult = z.infer<typeof SignInResultSchema>;
+
 export const StepUpOptionsResultSchema = z.object({
   decision: DecisionSchema,
   options: RequestOptionsSchema.optional(),

@@ -2,7 +2,7 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, effectiveMaxSessionSeconds, evaluatePolicy } from '../../shared/evaluate-policy.js';
 import type { AssuranceEvent } from '../../shared/events.js';
-import type { SessionView } from '../../shared/http-api.js';
+import type { SessionView, SignInResult } from '../../shared/http-api.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import type { CommandRecord, ConsoleRecord, SessionRecord } from '../store/repositories.js';
@@ -17,17 +17,8 @@ export interface CommandSender {
   deliver(command: CommandRecord): void;
 }
 
-export interface AuthenticatedSession {
-  session: SessionView;
-  resumed: boolean;
-  token: string;
-  tokenExpiresAt: number;
-  /** The operator's credential public key (COSE, base64url) for the agent's offline resume cache. */
-  credential: { id: string; publicKey: string; counter: number };
-  /** Sessions on this console the sign-in suspended or ended, so the agent can follow. */
-  suspended: string[];
-  evicted: string[];
-}
+/** What a sign-in answers the console (the shape is shared with the agent). */
+export type AuthenticatedSession = SignInResult;
 
 /** Sign-in (start or resume), step-up and session ends: the backend's half of every session. */
 export class SessionService {

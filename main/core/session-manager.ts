@@ -1,5 +1,5 @@
 import type { AssuranceContext, EventDraft } from '../../shared/events.js';
-import type { SessionView } from '../../shared/http-api.js';
+import type { SessionView, SignInResult } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, levelRank, type AssuranceLevel } from '../../shared/levels.js';
 import type { ChannelPolicy } from '../../shared/policy.js';
 import type { RevocationItem } from '../../shared/protocol.js';
@@ -53,15 +53,8 @@ export interface SessionSnapshot {
   inFront: boolean;
 }
 
-export interface SignInOutcome {
-  session: SessionView;
-  resumed: boolean;
-  token: string;
-  tokenExpiresAt: number;
-  credential: { id: string; publicKey: string; counter: number };
-  suspended: string[];
-  evicted: string[];
-}
+/** The backend's answer to a sign-in (shared/http-api.ts). */
+export type SignInOutcome = SignInResult;
 
 export interface SessionHooks {
   /** Journals an event the console witnessed (the backend records the ones it decided). */
