@@ -15,7 +15,7 @@ const nodeBuiltins = [
   'worker_threads',
 ];
 
-/** Imports flow one way: renderer → preload → main/shell → main/core → shared; backend → shared. */
+/** Imports flow one way: renderer → preload → main/shell → main/core → shared; backend → shared; admin → shared. */
 const restrict = (patterns) => ({
   'no-restricted-imports': [
     'error',
@@ -64,6 +64,11 @@ export default tseslint.config(
   },
   { files: ['main/**/*.ts'], rules: restrict([['**/backend/**', '**/renderer/**']]) },
   { files: ['renderer/**/*.ts'], rules: restrict([nodeBuiltins, ['electron', '**/backend/**', '**/main/**']]) },
+  // The admin console runs in the browser and may import shared/ only.
+  {
+    files: ['admin/**/*.ts'],
+    rules: restrict([nodeBuiltins, ['electron', '**/backend/**', '**/main/**', '**/renderer/**']]),
+  },
   {
     // Tests read JSON bodies loosely and assert on them; node:test's describe/it return promises by design.
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts', '**/*.test.ts'],

@@ -21,6 +21,13 @@ export const BackendConfigSchema = z.strictObject({
     .array(z.url({ protocol: /^https?$/ }))
     .min(1)
     .default(['http://localhost:8471']),
+  /**
+   * The admin console's origin: admin passkey ceremonies must run there, and cookie-authenticated
+   * admin requests must come from there. Default: `http://localhost:<the port the backend listens on>`.
+   */
+  adminOrigin: z.url({ protocol: /^https?$/ }).optional(),
+  /** Where the built admin console (index.html, admin.js, admin.css) is served from under `/admin/`. */
+  adminConsoleDir: z.string().min(1).optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Where the bootstrap admin token is written (mode 0600) on first start, besides the terminal. */
   bootstrapTokenFile: z.string().min(1).optional(),
@@ -56,6 +63,7 @@ const FLAG_NAMES = {
   'rp-id': 'rpId',
   'rp-name': 'rpName',
   origin: 'origins',
+  'admin-origin': 'adminOrigin',
   'log-level': 'logLevel',
   'bootstrap-token-file': 'bootstrapTokenFile',
   'attestation-roots': 'attestationRootsFile',
@@ -68,6 +76,7 @@ const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
   BATON_DATA_DIR: 'dataDir',
   BATON_RP_ID: 'rpId',
   BATON_ORIGINS: 'origins',
+  BATON_ADMIN_ORIGIN: 'adminOrigin',
   BATON_LOG_LEVEL: 'logLevel',
   BATON_BOOTSTRAP_TOKEN_FILE: 'bootstrapTokenFile',
   BATON_ATTESTATION_ROOTS: 'attestationRootsFile',
@@ -110,6 +119,7 @@ export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): Backe
       'rp-id': { type: 'string' },
       'rp-name': { type: 'string' },
       origin: { type: 'string', multiple: true },
+      'admin-origin': { type: 'string' },
       'log-level': { type: 'string' },
       'bootstrap-token-file': { type: 'string' },
       'attestation-roots': { type: 'string' },

@@ -2,11 +2,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { BatonError } from '../shared/errors.js';
 import { CONSOLE_WS_PATH } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
 import { adminRoutes } from './http/admin-routes.js';
+import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets.js';
+import { adminAuthRoutes } from './http/admin-auth-routes.js';
+import { adminConsoleRoutes } from './http/admin-console-routes.js';
+import { AdminAuth } from './services/admin-auth.js';
+import { AdminCeremonies } from './services/admin-ceremonies.js';
 import { consoleRoutes } from './http/console-routes.js';
 import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
 import { Router, isReply, type RouteContext } from './http/router.js';
@@ -27,6 +31,8 @@ export interface Backend {
   readonly config: BackendConfig;
   readonly url: string;
   readonly port: number;
+  /** The admin console's origin (admin passkey ceremonies run there): `http://localhost:<port>` unless configured. */
+  readonly adminOrigin: string;
   /** The bootstrap admin token, only on the first start of a fresh data directory. */
   readonly bootstrapAdminToken: string | undefined;
   readonly store: Store;
@@ -68,25 +74,61 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     clock,
     heartbeatSeconds: config.heartbeatSeconds,
     helloTimeoutSeconds: config.helloTimeoutSeconds,
+    onHello: (consoleId, hello) => {
+      if (hello.outbox !== undefined) store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() });
+    },
   });
   revocations.pusher = channel;
   sessions.commands = channel;
 
   const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
+  // Known once the server listens (the default is http://localhost:<the port actually bound>).
+  let adminOrigin = config.adminOrigin ?? '';
+  const origin = () => adminOrigin;
+  const adminAuth = new AdminAuth({ store, events, clock, origin });
+  const adminCeremonies = new AdminCeremonies({
+    store,
+    events,
+    policies,
+    operators,
+    auth: adminAuth,
+    clock,
+    rpId: config.rpId,
+    rpName: config.rpName,
+    origin,
+    challengeTtlMs: config.challengeTtlSeconds * 1000,
+    attestationRootsConfigured: attestationRoots > 0,
+  });
 
-  const router = new Router().add(consoleRoutes({ registry, operators, sessions, stepUps, policies, revocations })).add(
-    adminRoutes({
-      store,
-      registry,
-      operators,
-      sessions,
-      policies,
-      revocations,
-      events,
-      isConnected: (id) => channel.isConnected(id),
-      clock,
-    }),
-  );
+  const router = new Router()
+    .add(consoleRoutes({ registry, operators, sessions, stepUps, policies, revocations }))
+    .add(
+      adminRoutes({
+        store,
+        registry,
+        operators,
+        sessions,
+        policies,
+        revocations,
+        events,
+        auth: adminAuth,
+        isConnected: (id) => channel.isConnected(id),
+        clock,
+      }),
+    )
+    .add(adminAuthRoutes({ store, auth: adminAuth, ceremonies: adminCeremonies, origin, clock }))
+    .add(
+      adminConsoleRoutes({
+        store,
+        events,
+        operators,
+        policies,
+        auth: adminAuth,
+        isConnected: (id) => channel.isConnected(id),
+        clock,
+      }),
+    )
+    .add(adminAssetRoutes(config.adminConsoleDir ?? DEFAULT_ADMIN_CONSOLE_DIR));
 
   const startedAt = clock();
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -120,7 +162,10 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     if (route.auth === 'console') {
       ctx.console = registry.authenticate({ method: req.method ?? 'GET', path: rawPath, headers: req.headers, body });
     } else if (route.auth === 'admin') {
-      ctx.actor = authenticateAdmin(store, req);
+      const principal = adminAuth.authenticate(req, { stream: route.passive === true });
+      ctx.admin = principal;
+      ctx.actor = principal.actor;
+      if (route.stepUp === true) adminAuth.requireStepUp(principal);
     }
     const result = await route.handler(ctx);
     if (result === undefined) return;
@@ -153,8 +198,11 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   channel.start();
   const seenTimer = setInterval(() => registry.flushLastSeen(), 5000);
   seenTimer.unref();
+  const adminSweep = setInterval(() => adminAuth.sweep(), 30_000);
+  adminSweep.unref();
 
   const port = (server.address() as AddressInfo).port;
+  adminOrigin = config.adminOrigin ?? `http://localhost:${port}`;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info(
     {
@@ -162,6 +210,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       dataDir: config.dataDir,
       rpId: config.rpId,
       origins: config.origins,
+      adminConsole: `${adminOrigin}/admin/`,
       policyVersion: policies.version.version,
       attestationRoots,
     },
@@ -173,6 +222,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     stopping ??= (async () => {
       logger.info('baton backend shutting down');
       clearInterval(seenTimer);
+      clearInterval(adminSweep);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await channel.close();
       server.closeAllConnections();
@@ -186,7 +236,20 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     return stopping;
   };
 
-  return { config, url, port, bootstrapAdminToken, store, events, channel, revocations, policies, services, stop };
+  return {
+    config,
+    url,
+    port,
+    adminOrigin,
+    bootstrapAdminToken,
+    store,
+    events,
+    channel,
+    revocations,
+    policies,
+    services,
+    stop,
+  };
 }
 
 function ensureBootstrapToken(store: Store, clock: () => number, file: string | undefined): string | undefined {
@@ -195,15 +258,4 @@ function ensureBootstrapToken(store: Store, clock: () => number, file: string | 
   store.adminTokens.insert(sha256Hex(token), 'bootstrap', clock());
   if (file !== undefined) writeFileSync(file, `${token}\n`, { mode: 0o600 });
   return token;
-}
-
-function authenticateAdmin(store: Store, req: IncomingMessage): string {
-  const header = req.headers.authorization;
-  if (header === undefined)
-    throw new BatonError('ADMIN_AUTH_REQUIRED', 'Expected "Authorization: Bearer <admin token>"');
-  const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(header);
-  if (match === null || !store.adminTokens.isValid(sha256Hex(match[1] ?? ''))) {
-    throw new BatonError('ADMIN_AUTH_INVALID', 'The admin token is not valid');
-  }
-  return 'admin:bootstrap';
 }

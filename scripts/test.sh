@@ -16,6 +16,7 @@ step() {
   fi
 }
 
+step "admin console bundle (esbuild)" npm run --silent build:admin
 step "type check (tsc -b)" npx tsc -b
 step "lint (eslint)" npx eslint .
 step "format (prettier --check)" npx prettier --check . --log-level warn

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
-import { EVENT_TYPES, type StoredEvent } from '../../shared/events.js';
+import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../../shared/events.js';
 import {
   CreateOperatorRequestSchema,
   IssueConsoleTokenRequestSchema,
@@ -12,6 +12,8 @@ import {
 } from '../../shared/http-api.js';
 import { validatePolicy } from '../../shared/policy.js';
 import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type { OutboxReport } from '../store/admin-repositories.js';
+import type { AdminAuth } from '../services/admin-auth.js';
 import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { EventLog, EventFilter } from '../services/event-log.js';
 import type { OperatorDirectory } from '../services/operator-directory.js';
@@ -29,6 +31,7 @@ export interface AdminRouteDeps {
   policies: PolicyService;
   revocations: RevocationHub;
   events: EventLog;
+  auth: AdminAuth;
   isConnected: (consoleId: string) => boolean;
   clock: () => number;
 }
@@ -39,6 +42,7 @@ const EventFilterQuerySchema = z.strictObject({
   console: z.string().max(128).optional(),
   session: z.string().max(128).optional(),
   type: z.enum(EVENT_TYPES).optional(),
+  outcome: z.enum(EVENT_OUTCOMES).optional(),
   origin: z.string().max(128).optional(),
   from: int.nonnegative().optional(),
   to: int.nonnegative().optional(),
@@ -50,7 +54,7 @@ function actorOf(ctx: RouteContext): string {
   return ctx.actor ?? 'admin:unknown';
 }
 
-function consoleView(c: ConsoleRecord, online: boolean) {
+function consoleView(c: ConsoleRecord, online: boolean, outbox: OutboxReport | undefined) {
   return {
     id: c.id,
     name: c.name,
@@ -63,8 +67,13 @@ function consoleView(c: ConsoleRecord, online: boolean) {
     revocationEpoch: c.revocationEpoch,
     revokedAt: c.revokedAt,
     revokedReason: c.revokedReason,
+    /** The agent's outbox backlog as it reported it in its last hello (null: never reported). */
+    outbox: outbox === undefined ? null : { pending: outbox.pending, max: outbox.max, reportedAt: outbox.reportedAt },
   };
 }
+
+/** Scanned at most per page when filtering by outcome (the store has no outcome index). */
+const MAX_OUTCOME_SCAN = 10_000;
 
 function sessionAdminView(s: SessionRecord) {
   return { ...s };
@@ -92,7 +101,12 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       method: 'GET',
       path: '/v1/admin/consoles',
       auth: 'admin',
-      handler: () => ({ consoles: deps.store.consoles.list().map((c) => consoleView(c, deps.isConnected(c.id))) }),
+      handler: () => {
+        const outbox = new Map(deps.store.admin.outboxReports().map((r) => [r.consoleId, r]));
+        return {
+          consoles: deps.store.consoles.list().map((c) => consoleView(c, deps.isConnected(c.id), outbox.get(c.id))),
+        };
+      },
     },
     {
       method: 'GET',
@@ -106,25 +120,27 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
           ['integrity-sequence-gap', 'integrity-sequence-conflict', 'integrity-chain-broken'] as const
         ).flatMap((type) => deps.events.query({ origin: 'backend', console: c.id, type, limit: 1000 }));
         return {
-          console: consoleView(c, deps.isConnected(c.id)),
+          console: consoleView(
+            c,
+            deps.isConnected(c.id),
+            deps.store.admin.outboxReports().find((r) => r.consoleId === c.id),
+          ),
           events: { lastSeq: head.lastSeq, lastHash: head.lastHash, integrityFindings: integrity },
           sessions: deps.store.sessions.liveOnConsole(c.id).map(sessionAdminView),
         };
       },
     },
-    { method: 'POST', path: '/v1/admin/consoles/:id/revoke', auth: 'admin', handler: revoke('console') },
+    { method: 'POST', path: '/v1/admin/consoles/:id/revoke', auth: 'admin', stepUp: true, handler: revoke('console') },
     {
       method: 'POST',
       path: '/v1/admin/operators',
       auth: 'admin',
-      handler: (ctx) => ({
-        status: 201,
-        body: {
-          operator: operatorView(
-            deps.operators.create(parseJson(ctx.req, ctx.body, CreateOperatorRequestSchema), actorOf(ctx)),
-          ),
-        },
-      }),
+      handler: (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, CreateOperatorRequestSchema);
+        // Making someone an admin hands over the keys: it needs the same fresh step-up as a revocation.
+        if (input.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requireStepUp(ctx.admin);
+        return { status: 201, body: { operator: operatorView(deps.operators.create(input, actorOf(ctx))) } };
+      },
     },
     {
       method: 'GET',
@@ -154,7 +170,13 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         return { status: 201, body: deps.operators.issueCode(ctx.params.id ?? '', ttlSeconds, actorOf(ctx)) };
       },
     },
-    { method: 'POST', path: '/v1/admin/operators/:id/revoke', auth: 'admin', handler: revoke('operator') },
+    {
+      method: 'POST',
+      path: '/v1/admin/operators/:id/revoke',
+      auth: 'admin',
+      stepUp: true,
+      handler: revoke('operator'),
+    },
     {
       method: 'POST',
       path: '/v1/admin/operators/:id/unlock',
@@ -164,7 +186,13 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         return { operator: operatorView(deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) };
       },
     },
-    { method: 'POST', path: '/v1/admin/credentials/:id/revoke', auth: 'admin', handler: revoke('credential') },
+    {
+      method: 'POST',
+      path: '/v1/admin/credentials/:id/revoke',
+      auth: 'admin',
+      stepUp: true,
+      handler: revoke('credential'),
+    },
     {
       method: 'GET',
       path: '/v1/admin/sessions',
@@ -185,11 +213,12 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         };
       },
     },
-    { method: 'POST', path: '/v1/admin/sessions/:id/revoke', auth: 'admin', handler: revoke('session') },
+    { method: 'POST', path: '/v1/admin/sessions/:id/revoke', auth: 'admin', stepUp: true, handler: revoke('session') },
     {
       method: 'POST',
       path: '/v1/admin/sessions/:id/end',
       auth: 'admin',
+      stepUp: true,
       handler: (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
         return { session: sessionAdminView(deps.sessions.endByAdmin(ctx.params.id ?? '', reason, actorOf(ctx))) };
@@ -249,6 +278,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       method: 'POST',
       path: '/v1/admin/policy',
       auth: 'admin',
+      stepUp: true,
       handler: (ctx) => {
         const { policy, baseVersion } = parseJson(ctx.req, ctx.body, PublishPolicyRequestSchema);
         return { status: 201, body: deps.policies.publish(policy, baseVersion, actorOf(ctx)) };
@@ -283,8 +313,26 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       auth: 'admin',
       handler: (ctx) => {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
-        const events = deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
-        return { events, nextCursor: events.at(-1)?.cursor ?? q.after ?? 0 };
+        if (q.outcome === undefined) {
+          const events = deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
+          return { events, nextCursor: events.at(-1)?.cursor ?? q.after ?? 0 };
+        }
+        // Outcome is filtered while scanning: at most MAX_OUTCOME_SCAN stored events per call;
+        // `nextCursor` is where the scan stopped, so paging on it misses nothing.
+        const events: StoredEvent[] = [];
+        let cursor = q.after ?? 0;
+        let scanned = 0;
+        while (events.length < q.limit && scanned < MAX_OUTCOME_SCAN) {
+          const page = deps.events.query({ ...filterOf(q), afterCursor: cursor, limit: 1000 });
+          for (const event of page) {
+            cursor = event.cursor;
+            scanned++;
+            if (event.outcome === q.outcome) events.push(event);
+            if (events.length >= q.limit) break;
+          }
+          if (page.length < 1000) break;
+        }
+        return { events, nextCursor: cursor };
       },
     },
     {
@@ -303,11 +351,17 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       method: 'GET',
       path: '/v1/admin/events/stream',
       auth: 'admin',
+      passive: true,
       handler: (ctx) => {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         const lastId = ctx.req.headers['last-event-id'];
         const after = typeof lastId === 'string' && /^\d+$/.test(lastId) ? Number(lastId) : q.after;
-        streamEvents(ctx, deps.events, filterOf(q), after).catch(() => ctx.res.destroy());
+        // The stream ends when the admin session does (sign-out, expiry, revocation).
+        if (ctx.admin?.kind === 'admin') {
+          const release = deps.auth.holdStream(ctx.admin.session.id, () => ctx.res.end(': admin session ended\n\n'));
+          ctx.res.on('close', release);
+        }
+        streamEvents(ctx, deps.events, filterOf(q), after, q.outcome).catch(() => ctx.res.destroy());
         return undefined;
       },
     },
@@ -359,6 +413,7 @@ async function streamEvents(
   events: EventLog,
   filter: EventFilter,
   after: number | undefined,
+  outcome?: string,
 ): Promise<void> {
   const { res } = ctx;
   res.writeHead(200, {
@@ -373,6 +428,7 @@ async function streamEvents(
   const send = (event: StoredEvent) => {
     if (closed || event.cursor <= lastCursor) return;
     lastCursor = event.cursor;
+    if (outcome !== undefined && event.outcome !== outcome) return;
     res.write(`id: ${event.cursor}\nevent: assurance-event\ndata: ${JSON.stringify(event)}\n\n`);
     if (res.writableLength > MAX_FOLLOWER_BUFFER_BYTES) {
       closed = true;

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BatonError } from '../../shared/errors.js';
 import type { ConsoleRecord } from '../store/repositories.js';
+import type { AdminPrincipal } from '../services/admin-auth.js';
 
 export type Auth = 'none' | 'console' | 'admin' | 'enrolment';
 
@@ -16,6 +17,8 @@ export interface RouteContext {
   console: ConsoleRecord | undefined;
   /** Set for `admin` routes: who is acting, for the audit trail. */
   actor: string | undefined;
+  /** Set for `admin` routes: the bootstrap token or the signed-in admin and their session. */
+  admin?: AdminPrincipal | undefined;
 }
 
 /** A handler returns the JSON body (status 200), a `Reply`, or `undefined` when it answered itself. */
@@ -30,6 +33,10 @@ export interface Route {
   path: string;
   auth: Auth;
   handler: Handler;
+  /** Admin routes that destroy or change policy: a fresh step-up is required first. */
+  stepUp?: boolean;
+  /** Admin routes that do not count as admin activity (a long-lived live stream). */
+  passive?: boolean;
 }
 
 interface CompiledRoute extends Route {

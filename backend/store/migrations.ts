@@ -186,4 +186,33 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'find unacknowledged revocation deliveries by console without scanning every epoch',
     sql: `CREATE INDEX revocation_deliveries_unacked ON revocation_deliveries(console_id, epoch) WHERE acked_at IS NULL;`,
   },
+  {
+    version: 5,
+    name: 'admin console: admin sessions, console outbox backlog, revocable enrolment codes',
+    sql: `
+      CREATE TABLE admin_sessions (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        credential_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        step_up_at INTEGER,
+        ended_at INTEGER,
+        end_reason TEXT
+      ) STRICT;
+      CREATE INDEX admin_sessions_operator ON admin_sessions(operator_id) WHERE ended_at IS NULL;
+
+      CREATE TABLE console_outbox_reports (
+        console_id TEXT PRIMARY KEY REFERENCES consoles(id),
+        pending INTEGER NOT NULL,
+        max INTEGER NOT NULL,
+        reported_at INTEGER NOT NULL
+      ) STRICT;
+
+      ALTER TABLE operator_enrolment_codes ADD COLUMN revoked_at INTEGER;
+      CREATE INDEX operator_enrolment_codes_operator ON operator_enrolment_codes(operator_id);
+    `,
+  },
 ];

@@ -2,6 +2,7 @@ import type { AssuranceLevel } from '../../shared/levels.js';
 import type { PolicyVersion } from '../../shared/policy.js';
 import type { RevocationItem, RevocationKind } from '../../shared/protocol.js';
 import type { StoredEvent } from '../../shared/events.js';
+import type { AdminRepository } from './admin-repositories.js';
 
 /**
  * The storage seam. Services use only these interfaces; `sqlite-store.ts` is the embedded default.
@@ -245,6 +246,8 @@ export interface Store {
   events: EventRepository;
   commands: CommandRepository;
   adminTokens: AdminTokenRepository;
+  /** Admin console: admin sessions, console outbox reports, enrolment code listing (migration 5). */
+  admin: AdminRepository;
   meta: MetaRepository;
   transaction<T>(fn: () => T): T;
   close(): void;

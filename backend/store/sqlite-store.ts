@@ -14,6 +14,7 @@ import {
   SqliteSessions,
 } from './sqlite-repositories.js';
 import { SqliteEvents } from './sqlite-events.js';
+import { SqliteAdminRepository } from './admin-repositories.js';
 
 export const DATABASE_FILE = 'baton.db';
 
@@ -58,6 +59,7 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
     events: new SqliteEvents(db),
     commands: new SqliteCommands(db),
     adminTokens: new SqliteAdminTokens(db),
+    admin: new SqliteAdminRepository(db),
     meta: new SqliteMeta(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn)(),
     close: () => {

@@ -1,0 +1,161 @@
+import { startAuthentication, startRegistration } from '@simplewebauthn/browser';
+import type {
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+} from '@simplewebauthn/browser';
+import { api } from './api.js';
+import { describeError, h, replace } from './dom.js';
+
+export interface AdminSession {
+  admin: { operatorId: string; displayName: string };
+  session: { id: string; createdAt: number; expiresAt: number; idleExpiresAt: number; stepUpUntil: number | null };
+}
+
+/** Sign in with a passkey (usernameless, user verification required). */
+export function signInView(main: HTMLElement, onSignedIn: (s: AdminSession) => void, notice?: string): void {
+  const message = h('div', { 'aria-live': 'assertive' });
+  const button = h('button', { class: 'primary', type: 'button', id: 'sign-in' }, 'Sign in with a passkey');
+  button.addEventListener('click', () => {
+    button.disabled = true;
+    replace(message, h('p', { class: 'muted' }, 'Waiting for your passkey…'));
+    void (async () => {
+      try {
+        const { options } = await api<{ options: PublicKeyCredentialRequestOptionsJSON }>(
+          'POST',
+          '/v1/admin/auth/sign-in/options',
+          {},
+        );
+        const response = await startAuthentication({ optionsJSON: options });
+        onSignedIn(await api<AdminSession>('POST', '/v1/admin/auth/sign-in/verify', { response }));
+      } catch (error) {
+        replace(message, h('div', { class: 'error', role: 'alert' }, `Sign-in failed. ${describeError(error)}`));
+        button.disabled = false;
+      }
+    })();
+  });
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'signin' },
+      h('h1', {}, 'Sign in to the Baton admin console'),
+      notice === undefined ? null : h('p', { class: 'error', role: 'alert' }, notice),
+      h('p', {}, 'Admins sign in with their own passkey and user verification (PIN or biometric).'),
+      button,
+      message,
+      h(
+        'p',
+        { class: 'muted' },
+        'First admin, or a new admin passkey? ',
+        h('a', { href: '#/register' }, 'Register a passkey with an enrolment code'),
+        '.',
+      ),
+    ),
+  );
+  button.focus();
+}
+
+/** Registers an admin passkey with the one-time enrolment code the bootstrap step (or another admin) issued. */
+export function registerView(main: HTMLElement, onSignedIn: (s: AdminSession) => void): void {
+  const message = h('div', { 'aria-live': 'assertive' });
+  const code = h('input', {
+    id: 'enrolment-code',
+    name: 'code',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'ABCD-EFGH-JKLM-NPQR',
+    required: true,
+  });
+  const form = h(
+    'form',
+    {},
+    h('label', { for: 'enrolment-code' }, 'Enrolment code', code),
+    h('div', { class: 'row' }, h('button', { class: 'primary', type: 'submit' }, 'Register passkey')),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    replace(message, h('p', { class: 'muted' }, 'Waiting for your authenticator…'));
+    void (async () => {
+      try {
+        const { options } = await api<{ options: PublicKeyCredentialCreationOptionsJSON }>(
+          'POST',
+          '/v1/admin/auth/register/options',
+          { code: code.value },
+        );
+        const response = await startRegistration({ optionsJSON: options });
+        onSignedIn(await api<AdminSession>('POST', '/v1/admin/auth/register/verify', { code: code.value, response }));
+      } catch (error) {
+        replace(message, h('div', { class: 'error', role: 'alert' }, `Registration failed. ${describeError(error)}`));
+      }
+    })();
+  });
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'signin' },
+      h('h1', {}, 'Register your admin passkey'),
+      h(
+        'p',
+        {},
+        'Type the one-time enrolment code you were given. Your authenticator must be device-bound and verify you (PIN or biometric).',
+      ),
+      form,
+      message,
+      h('p', {}, h('a', { href: '#/' }, 'Back to sign-in')),
+    ),
+  );
+  code.focus();
+}
+
+/**
+ * Step-up before a destructive action: a dialog says what is being confirmed, then a fresh
+ * user-verified assertion with one of this admin's passkeys. Resolves false when cancelled or failed.
+ */
+export function confirmWithPasskey(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const message = h('div', { 'aria-live': 'assertive' });
+    const confirm = h('button', { class: 'primary', type: 'button', id: 'step-up-confirm' }, 'Confirm with passkey');
+    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const dialog = h(
+      'dialog',
+      { 'aria-labelledby': 'step-up-title', id: 'step-up-dialog' },
+      h('h2', { id: 'step-up-title' }, 'Confirm it is you'),
+      h(
+        'p',
+        {},
+        'This action cannot be undone. Confirm with your passkey and user verification; the confirmation is good for 5 minutes.',
+      ),
+      message,
+      h('div', { class: 'row' }, confirm, cancel),
+    );
+    const finish = (ok: boolean) => {
+      dialog.close();
+      dialog.remove();
+      resolve(ok);
+    };
+    cancel.addEventListener('click', () => finish(false));
+    dialog.addEventListener('cancel', () => finish(false));
+    confirm.addEventListener('click', () => {
+      confirm.disabled = true;
+      void (async () => {
+        try {
+          const { options } = await api<{ options: PublicKeyCredentialRequestOptionsJSON }>(
+            'POST',
+            '/v1/admin/auth/step-up/options',
+            {},
+          );
+          const response = await startAuthentication({ optionsJSON: options });
+          await api('POST', '/v1/admin/auth/step-up/verify', { response });
+          finish(true);
+        } catch (error) {
+          replace(message, h('div', { class: 'error', role: 'alert' }, `Not confirmed. ${describeError(error)}`));
+          confirm.disabled = false;
+        }
+      })();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    confirm.focus();
+  });
+}

@@ -1,0 +1,248 @@
+import { ApiError, api } from './api.js';
+import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { consoleState } from './live-view.js';
+import { showPropagation } from './propagation.js';
+import type { View } from './view.js';
+
+interface ConsoleRow {
+  id: string;
+  name: string | null;
+  channel: string;
+  site: string | null;
+  enrolledAt: number;
+  lastSeenAt: number | null;
+  online: boolean;
+  policyVersion: number;
+  revocationEpoch: number;
+  revokedAt: number | null;
+  revokedReason: string | null;
+  outbox: { pending: number; max: number; reportedAt: number } | null;
+}
+interface Finding {
+  type: string;
+  time: number;
+  reasons: string[];
+  detail?: Record<string, unknown>;
+}
+
+export function outboxCell(outbox: ConsoleRow['outbox']): HTMLElement | string {
+  if (outbox === null) return h('span', { class: 'muted' }, 'not reported');
+  const share = outbox.pending / outbox.max;
+  return h(
+    'span',
+    {},
+    pill(`${outbox.pending} / ${outbox.max}`, share >= 0.9 ? 'bad' : share >= 0.5 ? 'warn' : 'good'),
+    ` ${fmtAgo(outbox.reportedAt)}`,
+  );
+}
+
+/** Consoles: enrolment tokens, state, sequence health, outbox backlog. */
+export const consolesView: View = (main, id) => {
+  if (id !== undefined) return consoleDetail(main, id);
+  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading consoles…'));
+  const message = h('div');
+  const channel = h('select', { id: 'token-channel' });
+  const site = h('input', { id: 'token-site', maxlength: 100 });
+  const form = h(
+    'form',
+    { class: 'row', 'aria-label': 'Issue a console enrolment token' },
+    h('label', { for: 'token-channel' }, 'Channel', channel),
+    h('label', { for: 'token-site' }, 'Site', site),
+    h('button', { type: 'submit', class: 'primary' }, 'Issue enrolment token'),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void (async () => {
+      try {
+        const { token, expiresAt } = await api<{ token: string; expiresAt: number }>(
+          'POST',
+          '/v1/admin/console-tokens',
+          {
+            channel: channel.value,
+            ...(site.value.trim() === '' ? {} : { site: site.value.trim() }),
+          },
+        );
+        replace(
+          message,
+          h(
+            'div',
+            { class: 'ok', role: 'status' },
+            'One-time console enrolment token (shown once): ',
+            h('strong', { class: 'mono' }, token),
+            ` — valid until ${fmtTime(expiresAt)}.`,
+          ),
+        );
+      } catch (error) {
+        replace(message, errorBox(error));
+      }
+    })();
+  });
+  const load = async () => {
+    try {
+      const [{ consoles }, policy] = await Promise.all([
+        api<{ consoles: ConsoleRow[] }>('GET', '/v1/admin/consoles'),
+        api<{ policy: { channels: Record<string, unknown> } }>('GET', '/v1/admin/policy'),
+      ]);
+      replace(
+        channel,
+        Object.keys(policy.policy.channels).map((c) => h('option', { value: c }, c)),
+      );
+      replace(
+        list,
+        table(
+          'Consoles',
+          ['console', 'channel', 'site', 'state', 'last contact', 'policy', 'outbox backlog', 'enrolled'],
+          consoles.map((c) => [
+            h('a', { href: `#/consoles/${encodeURIComponent(c.id)}` }, c.name ?? c.id),
+            c.channel,
+            c.site ?? '—',
+            consoleState(c),
+            fmtAgo(c.lastSeenAt),
+            `v${c.policyVersion}`,
+            outboxCell(c.outbox),
+            fmtTime(c.enrolledAt),
+          ]),
+          'No console is enrolled yet. Issue a token above and give it to whoever installs the console.',
+        ),
+      );
+    } catch (error) {
+      replace(list, errorBox(error));
+    }
+  };
+  replace(
+    main,
+    h('h1', {}, 'Consoles'),
+    h('section', { class: 'card' }, h('h2', {}, 'Enrol a console'), form, message),
+    h('section', { class: 'card' }, h('h2', {}, 'All consoles'), list),
+  );
+  void load();
+};
+
+function consoleDetail(main: HTMLElement, id: string): void {
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const result = h('div');
+  const verifyBox = h('div');
+  const reason = h('input', { id: 'console-revoke-reason', size: 40, maxlength: 500 });
+  const path = `/v1/admin/consoles/${encodeURIComponent(id)}`;
+  const load = async () => {
+    try {
+      const detail = await api<{
+        console: ConsoleRow;
+        events: { lastSeq: number; integrityFindings: Finding[] };
+        sessions: { id: string; operatorId: string; level: string; state: string; startedAt: number }[];
+      }>('GET', path);
+      const c = detail.console;
+      const revoke = h('button', { type: 'button', class: 'danger', disabled: c.revokedAt !== null }, 'Revoke console');
+      revoke.addEventListener('click', () => {
+        if (reason.value.trim() === '') {
+          replace(
+            result,
+            h('div', { class: 'error', role: 'alert' }, 'Type a reason first: it is recorded in the audit trail.'),
+          );
+          reason.focus();
+          return;
+        }
+        void api<{ epoch: number; sessionsRevoked: string[]; pushedTo: number }>('POST', `${path}/revoke`, {
+          reason: reason.value.trim(),
+        }).then(
+          (outcome) => {
+            showPropagation(result, `Console ${c.name ?? c.id}`, outcome);
+            return load();
+          },
+          (e: unknown) => replace(result, errorBox(e)),
+        );
+      });
+      const verify = h('button', { type: 'button' }, 'Re-verify event chain now');
+      verify.addEventListener('click', () => {
+        void api<{
+          checked: number;
+          intact: boolean;
+          problemCount: number;
+          problems: { seq: number; problem: string }[];
+        }>('GET', `/v1/admin/events/verify?origin=${encodeURIComponent(id)}`).then(
+          (r) =>
+            replace(
+              verifyBox,
+              h(
+                'div',
+                { class: r.intact ? 'ok' : 'error', role: 'status' },
+                `${r.checked} events checked: ${r.intact ? 'chain intact' : `${r.problemCount} problem(s): ${r.problems.map((p) => `seq ${p.seq} ${p.problem}`).join('; ')}`}`,
+              ),
+            ),
+          (e: unknown) =>
+            replace(
+              verifyBox,
+              e instanceof ApiError && e.code === 'NOT_FOUND'
+                ? h(
+                    'p',
+                    { class: 'empty', role: 'status' },
+                    'This console has not sent any event yet: there is no chain to verify.',
+                  )
+                : errorBox(e),
+            ),
+        );
+      });
+      const findings = detail.events.integrityFindings;
+      replace(
+        body,
+        h('h1', {}, c.name ?? c.id, ' ', consoleState(c)),
+        h(
+          'p',
+          { class: 'muted' },
+          `id ${c.id} · channel ${c.channel} · site ${c.site ?? '—'} · enrolled ${fmtTime(c.enrolledAt)} · last contact ${fmtAgo(c.lastSeenAt)} · policy v${c.policyVersion} · revocation epoch ${c.revocationEpoch}`,
+        ),
+        h(
+          'div',
+          { class: 'row' },
+          h('label', { for: 'console-revoke-reason' }, 'Reason for revocation', reason),
+          revoke,
+        ),
+        result,
+        h(
+          'div',
+          { class: 'grid' },
+          h(
+            'section',
+            { class: 'card' },
+            h('h2', {}, 'Event sequence health'),
+            h('p', {}, `Last sequence number stored: ${detail.events.lastSeq}. Outbox backlog: `, outboxCell(c.outbox)),
+            findings.length === 0
+              ? h('p', { class: 'ok' }, 'No gaps or broken chains were found when events arrived.')
+              : table(
+                  'Integrity findings',
+                  ['time', 'finding', 'detail'],
+                  findings.map((f) => [
+                    fmtTime(f.time),
+                    f.type.replace('integrity-', ''),
+                    JSON.stringify(f.detail ?? {}),
+                  ]),
+                  '',
+                ),
+            h('div', { class: 'row' }, verify),
+            verifyBox,
+          ),
+          h(
+            'section',
+            { class: 'card' },
+            h('h2', {}, 'Live sessions'),
+            table(
+              'Live sessions',
+              ['operator', 'level', 'state', 'since'],
+              detail.sessions.map((s) => [
+                h('a', { href: `#/operators/${encodeURIComponent(s.operatorId)}` }, s.operatorId),
+                s.level,
+                s.state,
+                fmtTime(s.startedAt),
+              ]),
+              'Nobody is signed in on this console.',
+            ),
+          ),
+        ),
+      );
+    } catch (error) {
+      replace(body, errorBox(error));
+    }
+  };
+  replace(main, h('p', {}, h('a', { href: '#/consoles' }, '← All consoles')), body);
+  void load();
+}

@@ -1,0 +1,320 @@
+import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../shared/events.js';
+import { api } from './api.js';
+import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import type { View } from './view.js';
+
+interface ConsoleRow {
+  id: string;
+  name: string | null;
+  channel: string;
+  site: string | null;
+  online: boolean;
+  lastSeenAt: number | null;
+  policyVersion: number;
+  revokedAt: number | null;
+}
+interface SessionRow {
+  id: string;
+  operatorId: string;
+  consoleId: string;
+  channel: string;
+  level: string;
+  state: string;
+  startedAt: number;
+  authTime: number;
+}
+
+const MAX_ROWS = 500;
+
+export function consoleState(c: { online: boolean; revokedAt: number | null }): HTMLElement {
+  if (c.revokedAt !== null) return pill('revoked', 'bad');
+  return c.online ? pill('online', 'good') : pill('offline', 'warn');
+}
+
+/** Consoles, who is signed in where, and the event stream as it arrives, with a drill-down. */
+export const liveView: View = (main) => {
+  const consolesBox = h('div', {}, h('p', { class: 'muted' }, 'Loading consoles…'));
+  const sessionsBox = h('div', {}, h('p', { class: 'muted' }, 'Loading sessions…'));
+  const streamState = h('span', { id: 'stream-state', 'aria-live': 'polite' }, 'connecting…');
+  const tbody = h('tbody', { id: 'event-rows' });
+  const emptyEvents = h(
+    'p',
+    { class: 'empty', id: 'events-empty' },
+    'No events match yet. New ones appear here as they arrive.',
+  );
+  const drill = h(
+    'section',
+    { class: 'card', id: 'drill-down', 'aria-label': 'Event detail' },
+    h('p', { class: 'muted' }, 'Choose an event to see its session and decision path.'),
+  );
+
+  const field = (id: string, label: string, input: HTMLInputElement | HTMLSelectElement) => {
+    input.id = id;
+    input.name = id;
+    return h('label', { for: id }, label, input);
+  };
+  const fOperator = h('input', { size: 14 });
+  const fConsole = h('input', { size: 14 });
+  const fSession = h('input', { size: 14 });
+  const fType = h(
+    'select',
+    {},
+    h('option', { value: '' }, 'any type'),
+    EVENT_TYPES.map((t) => h('option', { value: t }, t)),
+  );
+  const fOutcome = h(
+    'select',
+    {},
+    h('option', { value: '' }, 'any outcome'),
+    EVENT_OUTCOMES.map((o) => h('option', { value: o }, o)),
+  );
+  const fFrom = h('input', { type: 'datetime-local' });
+  const fTo = h('input', { type: 'datetime-local' });
+  const filters = h(
+    'form',
+    { class: 'row', 'aria-label': 'Filter events' },
+    field('f-operator', 'Operator', fOperator),
+    field('f-console', 'Console', fConsole),
+    field('f-session', 'Session', fSession),
+    field('f-type', 'Type', fType),
+    field('f-outcome', 'Outcome', fOutcome),
+    field('f-from', 'From', fFrom),
+    field('f-to', 'To', fTo),
+    h('button', { type: 'submit' }, 'Apply filters'),
+  );
+
+  let names = new Map<string, string>();
+  let source: EventSource | undefined;
+  let count = 0;
+
+  const showEvent = (event: StoredEvent) => {
+    count++;
+    emptyEvents.hidden = true;
+    const open = h('button', { type: 'button', 'aria-label': `Open event ${event.type} #${event.cursor}` }, 'Open');
+    open.addEventListener('click', () => void drillDown(event));
+    const row = h(
+      'tr',
+      { class: 'new-event', 'data-type': event.type },
+      h('td', {}, fmtTime(event.time)),
+      h('td', {}, event.type),
+      h(
+        'td',
+        {},
+        pill(
+          event.outcome,
+          event.outcome === 'failure' || event.outcome === 'deny'
+            ? 'bad'
+            : event.outcome === 'success' || event.outcome === 'allow'
+              ? 'good'
+              : '',
+        ),
+      ),
+      h(
+        'td',
+        {},
+        event.subject.operator === undefined
+          ? '—'
+          : `${names.get(event.subject.operator) ?? ''} ${event.subject.operator}`.trim(),
+      ),
+      h('td', { class: 'mono' }, event.subject.console ?? (event.origin === 'backend' ? '—' : event.origin)),
+      h('td', { class: 'mono' }, event.subject.session ?? '—'),
+      h('td', {}, event.assurance?.level ?? '—'),
+      h('td', {}, event.reasons.join(', ')),
+      h('td', {}, open),
+    );
+    tbody.prepend(row);
+    window.setTimeout(() => row.classList.remove('new-event'), 4000);
+    while (tbody.children.length > MAX_ROWS) tbody.lastElementChild?.remove();
+    if (/^session-|sign-in|operator-revoked|credential-change/.test(event.type)) scheduleRefresh();
+  };
+
+  const drillDown = async (event: StoredEvent) => {
+    replace(
+      drill,
+      h('h2', {}, `Event #${event.cursor}: ${event.type}`),
+      h('pre', { class: 'mono scroll' }, JSON.stringify(event, null, 2)),
+    );
+    const session = event.subject.session;
+    if (session === undefined) {
+      drill.append(
+        h('p', { class: 'empty' }, 'This event belongs to no operator session, so it has no decision path.'),
+      );
+      return;
+    }
+    try {
+      const { events } = await api<{ events: StoredEvent[] }>(
+        'GET',
+        `/v1/admin/events?session=${encodeURIComponent(session)}&limit=1000`,
+      );
+      drill.append(
+        h('h3', {}, `Session ${session}: every event, in order`),
+        table(
+          'Session path',
+          ['#', 'time', 'type', 'outcome', 'level', 'reasons', 'action'],
+          events.map((e) => [
+            e.cursor === event.cursor ? h('strong', {}, `▶ ${e.cursor}`) : String(e.cursor),
+            fmtTime(e.time),
+            e.type,
+            e.outcome,
+            e.assurance?.level ?? '—',
+            e.reasons.join(', '),
+            typeof e.detail?.action === 'string' ? e.detail.action : '',
+          ]),
+          'No stored events for this session.',
+        ),
+      );
+    } catch (error) {
+      drill.append(errorBox(error));
+    }
+    drill.focus();
+  };
+
+  const connect = () => {
+    source?.close();
+    tbody.replaceChildren();
+    count = 0;
+    emptyEvents.hidden = false;
+    const q = new URLSearchParams();
+    const add = (key: string, value: string) => value !== '' && q.set(key, value);
+    add('operator', fOperator.value.trim());
+    add('console', fConsole.value.trim());
+    add('session', fSession.value.trim());
+    add('type', fType.value);
+    add('outcome', fOutcome.value);
+    const from = fFrom.value === '' ? Date.now() - 3600_000 : new Date(fFrom.value).getTime();
+    q.set('from', String(from));
+    if (fTo.value !== '') q.set('to', String(new Date(fTo.value).getTime()));
+    q.set('after', '0');
+    source = new EventSource(`/v1/admin/events/stream?${q.toString()}`);
+    source.addEventListener('assurance-event', (message) =>
+      showEvent(JSON.parse((message as MessageEvent<string>).data) as StoredEvent),
+    );
+    source.addEventListener('open', () => (streamState.textContent = 'live: connected'));
+    source.addEventListener('error', () => {
+      streamState.textContent =
+        source?.readyState === EventSource.CLOSED ? 'live: disconnected (sign in again?)' : 'live: reconnecting…';
+    });
+  };
+  filters.addEventListener('submit', (e) => {
+    e.preventDefault();
+    connect();
+  });
+
+  let refreshTimer: number | undefined;
+  const scheduleRefresh = () => {
+    window.clearTimeout(refreshTimer);
+    refreshTimer = window.setTimeout(() => void refresh(), 300);
+  };
+  const refresh = async () => {
+    try {
+      const [{ consoles }, { operators }, active, suspended] = await Promise.all([
+        api<{ consoles: ConsoleRow[] }>('GET', '/v1/admin/consoles'),
+        api<{ operators: { id: string; displayName: string }[] }>('GET', '/v1/admin/operators'),
+        api<{ sessions: SessionRow[] }>('GET', '/v1/admin/sessions?state=active&limit=1000'),
+        api<{ sessions: SessionRow[] }>('GET', '/v1/admin/sessions?state=suspended&limit=1000'),
+      ]);
+      names = new Map(operators.map((o) => [o.id, o.displayName]));
+      const consoleNames = new Map(consoles.map((c) => [c.id, c.name ?? c.id]));
+      replace(
+        consolesBox,
+        table(
+          'Consoles',
+          ['console', 'channel', 'site', 'state', 'last contact', 'policy'],
+          consoles.map((c) => [
+            h('a', { href: `#/consoles/${encodeURIComponent(c.id)}` }, c.name ?? c.id),
+            c.channel,
+            c.site ?? '—',
+            consoleState(c),
+            h('span', { title: fmtTime(c.lastSeenAt) }, fmtAgo(c.lastSeenAt)),
+            `v${c.policyVersion}`,
+          ]),
+          'No console is enrolled yet. Issue an enrolment token on the Consoles page.',
+        ),
+      );
+      const sessions = [...active.sessions, ...suspended.sessions];
+      replace(
+        sessionsBox,
+        table(
+          'Signed in now',
+          ['operator', 'console', 'level', 'state', 'since', 'last authenticated'],
+          sessions.map((s) => [
+            h(
+              'a',
+              { href: `#/operators/${encodeURIComponent(s.operatorId)}` },
+              names.get(s.operatorId) ?? s.operatorId,
+            ),
+            consoleNames.get(s.consoleId) ?? s.consoleId,
+            s.level,
+            pill(s.state, s.state === 'active' ? 'good' : 'warn'),
+            fmtTime(s.startedAt),
+            fmtAgo(s.authTime),
+          ]),
+          'Nobody is signed in on any console right now.',
+        ),
+      );
+    } catch (error) {
+      replace(consolesBox, errorBox(error));
+    }
+  };
+
+  replace(
+    main,
+    h('h1', {}, 'Live view'),
+    h(
+      'div',
+      { class: 'grid' },
+      h(
+        'section',
+        { class: 'card', 'aria-labelledby': 'h-consoles' },
+        h('h2', { id: 'h-consoles' }, 'Consoles'),
+        consolesBox,
+      ),
+      h(
+        'section',
+        { class: 'card', 'aria-labelledby': 'h-sessions' },
+        h('h2', { id: 'h-sessions' }, 'Signed in now'),
+        sessionsBox,
+      ),
+    ),
+    h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'h-events' },
+      h('h2', { id: 'h-events' }, 'Assurance events ', streamState),
+      filters,
+      h('p', { class: 'muted' }, 'Newest first; the last hour unless you choose a range.'),
+      h(
+        'div',
+        { class: 'scroll' },
+        h(
+          'table',
+          { id: 'events' },
+          h('caption', { class: 'sr-only' }, 'Assurance events'),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ['time', 'type', 'outcome', 'operator', 'console', 'session', 'level', 'reasons', ''].map((t) =>
+                h('th', { scope: 'col' }, t),
+              ),
+            ),
+          ),
+          tbody,
+        ),
+        emptyEvents,
+      ),
+    ),
+    drill,
+  );
+  drill.tabIndex = -1;
+  void refresh();
+  connect();
+  const poll = window.setInterval(() => void refresh(), 10_000);
+  return () => {
+    source?.close();
+    window.clearInterval(poll);
+    window.clearTimeout(refreshTimer);
+    void count;
+  };
+};

@@ -1,0 +1,101 @@
+import { api, setApiHooks } from './api.js';
+import { confirmWithPasskey, registerView, signInView, type AdminSession } from './auth.js';
+import { auditView } from './audit-view.js';
+import { consolesView } from './consoles-view.js';
+import { announce, fmtTime, h, replace } from './dom.js';
+import { liveView } from './live-view.js';
+import { operatorsView } from './operators-view.js';
+import { picturesView } from './pictures-view.js';
+import { policyView } from './policy-view.js';
+import type { View } from './view.js';
+
+/**
+ * The admin console: a single page on the backend's admin origin. Every byte it shows comes from
+ * the admin API; the session is an HttpOnly SameSite=Strict cookie the page never sees.
+ */
+const VIEWS: Record<string, View> = {
+  live: liveView,
+  operators: operatorsView,
+  consoles: consolesView,
+  policy: policyView,
+  audit: auditView,
+  pictures: picturesView,
+};
+
+let session: AdminSession | undefined;
+let cleanup: (() => void) | void;
+
+function elements() {
+  const main = document.getElementById('main');
+  const nav = document.getElementById('nav');
+  const who = document.getElementById('who');
+  if (main === null || nav === null || who === null) throw new Error('admin console page is incomplete');
+  return { main, nav, who };
+}
+
+function signedOut(notice?: string): void {
+  session = undefined;
+  cleanup?.();
+  cleanup = undefined;
+  const { main, nav, who } = elements();
+  nav.hidden = true;
+  who.replaceChildren();
+  if (location.hash.startsWith('#/register')) registerView(main, signedIn);
+  else signInView(main, signedIn, notice);
+}
+
+function signedIn(next: AdminSession): void {
+  session = next;
+  const { nav, who } = elements();
+  nav.hidden = false;
+  const out = h('button', { type: 'button', id: 'sign-out' }, 'Sign out');
+  out.addEventListener('click', () => {
+    void api('POST', '/v1/admin/auth/sign-out', {}).finally(() => signedOut());
+  });
+  replace(
+    who,
+    h('span', { id: 'signed-in-as' }, `${next.admin.displayName} (${next.admin.operatorId})`),
+    h('span', { class: 'muted' }, `session ends by ${fmtTime(next.session.expiresAt)}; 15 min idle limit`),
+    out,
+  );
+  announce(`Signed in as ${next.admin.displayName}`);
+  if (location.hash === '' || location.hash === '#/' || location.hash.startsWith('#/register'))
+    location.hash = '#/live';
+  else route();
+}
+
+function route(): void {
+  const { main, nav } = elements();
+  if (session === undefined) {
+    signedOut();
+    return;
+  }
+  const [, name = 'live', param] = /^#\/([a-z-]*)\/?(.*)$/.exec(location.hash) ?? [];
+  const view = VIEWS[name] ?? VIEWS.live;
+  for (const link of nav.querySelectorAll('a')) {
+    if (link.getAttribute('href') === `#/${name}`) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  cleanup?.();
+  main.replaceChildren();
+  cleanup = view?.(main, param === undefined || param === '' ? undefined : decodeURIComponent(param));
+  document.title = `Baton admin · ${name}`;
+  main.focus();
+}
+
+async function boot(): Promise<void> {
+  setApiHooks({ stepUp: confirmWithPasskey, signedOut: (reason) => signedOut(`Signed out: ${reason}`) });
+  window.addEventListener('hashchange', () => {
+    if (session === undefined) signedOut();
+    else route();
+  });
+  try {
+    const current = await api<AdminSession | { admin: null }>('GET', '/v1/admin/auth/session');
+    if (current.admin !== null) signedIn(current);
+  } catch {
+    const { main } = elements();
+    if (main.querySelector('.signin') === null) signedOut();
+  }
+}
+
+document.addEventListener('DOMContentLoaded', () => void boot());

@@ -1,0 +1,329 @@
+import { api } from './api.js';
+import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { showPropagation } from './propagation.js';
+import type { View } from './view.js';
+
+interface Operator {
+  id: string;
+  displayName: string;
+  roles: string[];
+  createdAt: number;
+  failedAttempts: number;
+  revokedAt: number | null;
+  revokedReason: string | null;
+}
+interface Credential {
+  id: string;
+  deviceBound: boolean;
+  aaguid: string;
+  attestationFmt: string;
+  attestationTrust: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+  registeredOnConsole: string;
+}
+interface Code {
+  id: string;
+  issuedBy: string;
+  issuedAt: number;
+  expiresAt: number;
+  state: string;
+}
+interface Session {
+  id: string;
+  consoleId: string;
+  level: string;
+  state: string;
+  startedAt: number;
+}
+
+const ZERO_AAGUID = '00000000-0000-0000-0000-000000000000';
+
+function operatorState(o: Operator): HTMLElement {
+  if (o.revokedAt !== null) return pill('revoked', 'bad');
+  if (o.failedAttempts >= 100) return pill('locked', 'bad');
+  return pill('active', 'good');
+}
+
+/** The operator list and the create form. */
+export const operatorsView: View = (main, id) => {
+  if (id !== undefined) return operatorDetail(main, id);
+  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading operators…'));
+  const message = h('div');
+  const name = h('input', { id: 'op-name', required: true, maxlength: 100 });
+  const opId = h('input', { id: 'op-id', maxlength: 128, placeholder: 'optional' });
+  const roles = h('input', { id: 'op-roles', placeholder: 'teller, supervisor' });
+  const form = h(
+    'form',
+    { class: 'row', 'aria-label': 'Create an operator' },
+    h('label', { for: 'op-name' }, 'Display name', name),
+    h('label', { for: 'op-id' }, 'Operator id', opId),
+    h('label', { for: 'op-roles' }, 'Roles (comma separated)', roles),
+    h('button', { type: 'submit', class: 'primary' }, 'Create operator'),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void (async () => {
+      try {
+        const body = {
+          displayName: name.value,
+          roles: roles.value
+            .split(',')
+            .map((r) => r.trim())
+            .filter(Boolean),
+          ...(opId.value.trim() === '' ? {} : { id: opId.value.trim() }),
+        };
+        const { operator } = await api<{ operator: Operator }>('POST', '/v1/admin/operators', body);
+        announce(`Operator ${operator.displayName} created`);
+        location.hash = `#/operators/${encodeURIComponent(operator.id)}`;
+      } catch (error) {
+        replace(message, errorBox(error));
+      }
+    })();
+  });
+  const load = async () => {
+    try {
+      const { operators } = await api<{ operators: Operator[] }>('GET', '/v1/admin/operators');
+      replace(
+        list,
+        table(
+          'Operators',
+          ['name', 'id', 'roles', 'state', 'created'],
+          operators.map((o) => [
+            h('a', { href: `#/operators/${encodeURIComponent(o.id)}` }, o.displayName),
+            h('span', { class: 'mono' }, o.id),
+            o.roles.join(', ') || '—',
+            operatorState(o),
+            fmtTime(o.createdAt),
+          ]),
+          'No operators yet. Create one above, then issue an enrolment code.',
+        ),
+      );
+    } catch (error) {
+      replace(list, errorBox(error));
+    }
+  };
+  replace(
+    main,
+    h('h1', {}, 'Operators'),
+    h('section', { class: 'card' }, h('h2', {}, 'New operator'), form, message),
+    h('section', { class: 'card' }, h('h2', {}, 'All operators'), list),
+  );
+  void load();
+};
+
+/** One operator: enrolment codes, passkeys, live sessions, and revocation with its propagation. */
+function operatorDetail(main: HTMLElement, id: string): void {
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const result = h('div', { id: 'operator-result' });
+  const reason = h('input', { id: 'revoke-reason', size: 40, maxlength: 500, placeholder: 'e.g. key reported lost' });
+  const path = `/v1/admin/operators/${encodeURIComponent(id)}`;
+
+  const needReason = (): string | undefined => {
+    const text = reason.value.trim();
+    if (text === '') {
+      replace(
+        result,
+        h('div', { class: 'error', role: 'alert' }, 'Type a reason first: it is recorded in the audit trail.'),
+      );
+      reason.focus();
+      return undefined;
+    }
+    return text;
+  };
+  const revoke = (what: string, url: string) => {
+    const text = needReason();
+    if (text === undefined) return;
+    void (async () => {
+      try {
+        showPropagation(result, what, await api('POST', url, { reason: text }));
+        await load();
+      } catch (error) {
+        replace(result, errorBox(error));
+      }
+    })();
+  };
+
+  const load = async () => {
+    try {
+      const [{ operator, credentials, sessions }, { codes }] = await Promise.all([
+        api<{ operator: Operator; credentials: Credential[]; sessions: Session[] }>('GET', path),
+        api<{ codes: Code[] }>('GET', `${path}/enrolment-codes`),
+      ]);
+      const issue = h('button', { type: 'button', id: 'issue-code' }, 'Issue enrolment code');
+      issue.addEventListener('click', () => {
+        void (async () => {
+          try {
+            const { code, expiresAt } = await api<{ code: string; expiresAt: number }>(
+              'POST',
+              `${path}/enrolment-codes`,
+              {},
+            );
+            replace(
+              result,
+              h(
+                'div',
+                { class: 'ok', role: 'status' },
+                'One-time code (shown once; give it to the operator in person): ',
+                h('strong', { class: 'mono', id: 'new-code' }, code),
+                ` — valid until ${fmtTime(expiresAt)}.`,
+              ),
+            );
+            await load();
+          } catch (error) {
+            replace(result, errorBox(error));
+          }
+        })();
+      });
+      const revokeOperator = h(
+        'button',
+        { type: 'button', class: 'danger', id: 'revoke-operator', disabled: operator.revokedAt !== null },
+        'Revoke operator everywhere',
+      );
+      revokeOperator.addEventListener('click', () => revoke(`Operator ${operator.displayName}`, `${path}/revoke`));
+      const unlock =
+        operator.failedAttempts > 0
+          ? h('button', { type: 'button' }, `Unlock (${operator.failedAttempts} failed attempts)`)
+          : null;
+      unlock?.addEventListener(
+        'click',
+        () => void api('POST', `${path}/unlock`, {}).then(load, (e: unknown) => replace(result, errorBox(e))),
+      );
+      replace(
+        body,
+        h('h1', {}, operator.displayName, ' ', operatorState(operator)),
+        h(
+          'p',
+          { class: 'muted' },
+          `id ${operator.id} · roles ${operator.roles.join(', ') || '—'} · created ${fmtTime(operator.createdAt)}`,
+          operator.revokedAt === null
+            ? ''
+            : ` · revoked ${fmtTime(operator.revokedAt)}: ${operator.revokedReason ?? ''}`,
+        ),
+        h(
+          'div',
+          { class: 'row' },
+          h('label', { for: 'revoke-reason' }, 'Reason for a revocation (audit trail)', reason),
+          revokeOperator,
+          unlock,
+        ),
+        result,
+        h(
+          'div',
+          { class: 'grid' },
+          h(
+            'section',
+            { class: 'card', 'aria-labelledby': 'h-creds' },
+            h('h2', { id: 'h-creds' }, 'Passkeys'),
+            table(
+              'Passkeys',
+              [
+                'credential',
+                'device-bound',
+                'authenticator model',
+                'attestation',
+                'registered',
+                'last used',
+                'state',
+                '',
+              ],
+              credentials.map((c) => {
+                const button = h(
+                  'button',
+                  {
+                    type: 'button',
+                    class: 'danger',
+                    disabled: c.revokedAt !== null,
+                    'aria-label': `Revoke passkey ${c.id.slice(0, 10)}`,
+                  },
+                  'Revoke',
+                );
+                button.addEventListener('click', () =>
+                  revoke('Passkey', `/v1/admin/credentials/${encodeURIComponent(c.id)}/revoke`),
+                );
+                return [
+                  h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}…`),
+                  c.deviceBound ? pill('device-bound', 'good') : pill('syncable', 'warn'),
+                  h(
+                    'span',
+                    { class: 'mono' },
+                    c.aaguid === ZERO_AAGUID ? 'unknown (AAGUID all zeros)' : `AAGUID ${c.aaguid}`,
+                  ),
+                  `${c.attestationFmt} (${c.attestationTrust})`,
+                  `${fmtTime(c.createdAt)} on ${c.registeredOnConsole}`,
+                  fmtAgo(c.lastUsedAt),
+                  c.revokedAt === null ? pill('active', 'good') : pill('revoked', 'bad'),
+                  button,
+                ];
+              }),
+              'No passkey registered yet: issue an enrolment code.',
+            ),
+          ),
+          h(
+            'section',
+            { class: 'card', 'aria-labelledby': 'h-codes' },
+            h('h2', { id: 'h-codes' }, 'Enrolment codes'),
+            h('div', { class: 'row' }, issue),
+            table(
+              'Enrolment codes',
+              ['code id', 'issued', 'by', 'expires', 'state', ''],
+              codes.map((c) => {
+                const button = h(
+                  'button',
+                  { type: 'button', class: 'danger', disabled: c.state !== 'usable' },
+                  'Revoke',
+                );
+                button.addEventListener(
+                  'click',
+                  () =>
+                    void api('POST', `${path}/enrolment-codes/${c.id}/revoke`, {}).then(
+                      () => {
+                        announce('Enrolment code revoked');
+                        return load();
+                      },
+                      (e: unknown) => replace(result, errorBox(e)),
+                    ),
+                );
+                return [
+                  h('span', { class: 'mono' }, c.id),
+                  fmtTime(c.issuedAt),
+                  c.issuedBy,
+                  fmtTime(c.expiresAt),
+                  pill(c.state, c.state === 'usable' ? 'good' : ''),
+                  button,
+                ];
+              }),
+              'No enrolment code was issued for this operator.',
+            ),
+          ),
+          h(
+            'section',
+            { class: 'card', 'aria-labelledby': 'h-sessions' },
+            h('h2', { id: 'h-sessions' }, 'Live sessions'),
+            h(
+              'div',
+              { id: 'operator-sessions' },
+              table(
+                'Live sessions',
+                ['session', 'console', 'level', 'state', 'since'],
+                sessions.map((s) => [
+                  h('span', { class: 'mono' }, s.id),
+                  h('a', { href: `#/consoles/${encodeURIComponent(s.consoleId)}` }, s.consoleId),
+                  s.level,
+                  pill(s.state, 'good'),
+                  fmtTime(s.startedAt),
+                ]),
+                'No live session: this operator is signed in nowhere.',
+              ),
+            ),
+          ),
+        ),
+      );
+    } catch (error) {
+      replace(body, errorBox(error));
+    }
+  };
+  replace(main, h('p', {}, h('a', { href: '#/operators' }, '← All operators')), body);
+  void load();
+}

@@ -1,0 +1,209 @@
+import { z } from 'zod';
+import { BatonError } from '../../shared/errors.js';
+import { AuthenticationResponseSchema, RegistrationResponseSchema } from '../../shared/http-api.js';
+import { IdSchema } from '../../shared/events.js';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import type { Store } from '../store/repositories.js';
+import {
+  ADMIN_SESSION_IDLE_MS,
+  ADMIN_STEP_UP_MS,
+  type AdminAuth,
+  type AdminPrincipal,
+} from '../services/admin-auth.js';
+import type { AdminCeremonies } from '../services/admin-ceremonies.js';
+import { parseJson } from './http-kit.js';
+import type { Route, RouteContext } from './router.js';
+
+export interface AdminAuthRouteDeps {
+  store: Store;
+  auth: AdminAuth;
+  ceremonies: AdminCeremonies;
+  origin: () => string;
+  clock: () => number;
+}
+
+const CodeSchema = z.strictObject({ code: z.string().max(40) });
+
+function signedInAdmin(ctx: RouteContext): Extract<AdminPrincipal, { kind: 'admin' }> {
+  const principal = ctx.admin;
+  if (principal?.kind !== 'admin') {
+    throw new BatonError(
+      'ADMIN_AUTH_REQUIRED',
+      'This needs an admin signed in with a passkey, not the bootstrap token',
+    );
+  }
+  return principal;
+}
+
+/** The admin console's sign-in: passkey ceremonies on the admin origin, the session cookie, step-up. */
+export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
+  const sessionBody = (
+    operatorId: string,
+    displayName: string,
+    session: { id: string; createdAt: number; expiresAt: number; lastSeenAt: number; stepUpAt: number | null },
+  ) => ({
+    admin: { operatorId, displayName },
+    session: {
+      id: session.id,
+      createdAt: session.createdAt,
+      expiresAt: session.expiresAt,
+      idleExpiresAt: Math.min(session.expiresAt, deps.clock() + ADMIN_SESSION_IDLE_MS),
+      stepUpUntil: session.stepUpAt === null ? null : session.stepUpAt + ADMIN_STEP_UP_MS,
+    },
+  });
+
+  return [
+    {
+      method: 'GET',
+      path: '/v1/admin/auth/status',
+      auth: 'none',
+      handler: () => ({
+        adminOrigin: deps.origin(),
+        adminExists: deps.store.admin.adminPasskeyExists(),
+      }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/bootstrap',
+      auth: 'admin',
+      handler: (ctx) => {
+        const input = parseJson(
+          ctx.req,
+          ctx.body,
+          z.strictObject({
+            id: IdSchema.optional(),
+            displayName: z.string().trim().min(1).max(100),
+            ttlSeconds: z
+              .int()
+              .min(60)
+              .max(7 * 24 * 3600)
+              .optional(),
+          }),
+        );
+        if (ctx.admin?.kind === 'admin') deps.auth.requireStepUp(ctx.admin);
+        const { operator, code, expiresAt } = deps.ceremonies.createFirstAdmin(
+          { id: input.id, displayName: input.displayName },
+          ctx.actor ?? 'admin:unknown',
+          input.ttlSeconds,
+        );
+        return {
+          status: 201,
+          body: {
+            operator: { id: operator.id, displayName: operator.displayName, roles: operator.roles },
+            code,
+            expiresAt,
+            registerAt: `${deps.origin()}/admin/#/register`,
+          },
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/register/options',
+      auth: 'none',
+      handler: (ctx) => {
+        deps.auth.checkOrigin(ctx.req);
+        const { code } = parseJson(ctx.req, ctx.body, CodeSchema);
+        return deps.ceremonies.registrationOptions(code);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/register/verify',
+      auth: 'none',
+      handler: async (ctx) => {
+        deps.auth.checkOrigin(ctx.req);
+        const { code, response } = parseJson(
+          ctx.req,
+          ctx.body,
+          z.strictObject({ code: z.string().max(40), response: RegistrationResponseSchema }),
+        );
+        const result = await deps.ceremonies.register(code, response as RegistrationResponseJSON);
+        ctx.res.setHeader('set-cookie', deps.auth.sessionCookie(result.token));
+        return {
+          status: 201,
+          body: {
+            ...sessionBody(result.operator.id, result.operator.displayName, result.session),
+            credential: result.credential,
+          },
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/sign-in/options',
+      auth: 'none',
+      handler: (ctx) => {
+        deps.auth.checkOrigin(ctx.req);
+        parseJson(ctx.req, ctx.body, z.strictObject({}));
+        return deps.ceremonies.signInOptions();
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/sign-in/verify',
+      auth: 'none',
+      handler: async (ctx) => {
+        deps.auth.checkOrigin(ctx.req);
+        const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
+        const result = await deps.ceremonies.signIn(response as AuthenticationResponseJSON);
+        ctx.res.setHeader('set-cookie', deps.auth.sessionCookie(result.token));
+        return sessionBody(result.operator.id, result.operator.displayName, result.session);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/auth/session',
+      auth: 'admin',
+      handler: (ctx) => {
+        if (ctx.admin?.kind !== 'admin') return { admin: null, bootstrap: true };
+        const operator = deps.store.operators.get(ctx.admin.operatorId);
+        const session = { ...ctx.admin.session, lastSeenAt: deps.clock() };
+        return sessionBody(ctx.admin.operatorId, operator?.displayName ?? ctx.admin.operatorId, session);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/step-up/options',
+      auth: 'admin',
+      handler: (ctx) => {
+        parseJson(ctx.req, ctx.body, z.strictObject({}));
+        return deps.ceremonies.stepUpOptions(signedInAdmin(ctx).session);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/step-up/verify',
+      auth: 'admin',
+      handler: async (ctx) => {
+        const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
+        return deps.ceremonies.stepUp(signedInAdmin(ctx).session, response as AuthenticationResponseJSON);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/auth/sign-out',
+      auth: 'admin',
+      handler: (ctx) => {
+        parseJson(ctx.req, ctx.body, z.strictObject({}));
+        deps.auth.end(signedInAdmin(ctx).session, 'signed-out');
+        ctx.res.setHeader('set-cookie', deps.auth.clearedCookie());
+        return { signedOut: true };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/admin-sessions',
+      auth: 'admin',
+      handler: () => ({
+        sessions: deps.store.admin.liveSessions().map((s) => ({
+          id: s.id,
+          operatorId: s.operatorId,
+          createdAt: s.createdAt,
+          lastSeenAt: s.lastSeenAt,
+          expiresAt: s.expiresAt,
+        })),
+      }),
+    },
+  ];
+}

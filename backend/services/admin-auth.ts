@@ -1,0 +1,246 @@
+import type { IncomingMessage } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { BatonError } from '../../shared/errors.js';
+import { newId, sha256Hex } from '../crypto/secrets.js';
+import type { AdminSessionRecord } from '../store/admin-repositories.js';
+import type { Store } from '../store/repositories.js';
+import type { EventLog } from './event-log.js';
+
+/**
+ * Admin sessions follow the strictest level NIST 800-63B rev 4 describes (AAL3): at most 12 hours
+ * in all and 15 minutes without activity. A destructive action needs a user-verified passkey
+ * assertion made in the last 5 minutes (step-up).
+ */
+export const ADMIN_SESSION_MAX_MS = 12 * 3600 * 1000;
+export const ADMIN_SESSION_IDLE_MS = 15 * 60 * 1000;
+export const ADMIN_STEP_UP_MS = 5 * 60 * 1000;
+
+/** Who is acting on an admin request. */
+export type AdminPrincipal =
+  | { kind: 'bootstrap'; actor: 'admin:bootstrap' }
+  | { kind: 'admin'; actor: string; operatorId: string; session: AdminSessionRecord };
+
+export interface AdminAuthDeps {
+  store: Store;
+  events: EventLog;
+  clock: () => number;
+  /** The admin console's exact origin (resolved once the backend listens). */
+  origin: () => string;
+}
+
+/** The actor string recorded for an admin's actions: the operator id of the real person. */
+export function adminActor(operatorId: string): string {
+  return `operator:${operatorId}`;
+}
+
+function cookieValues(header: string | undefined, name: string): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part.startsWith(`${name}=`))
+    .map((part) => part.slice(name.length + 1));
+}
+
+/**
+ * Authenticates admin requests (session cookie, or the bootstrap token until the first admin has a
+ * passkey), enforces idle and absolute limits, step-up freshness and the CSRF origin check, and
+ * ends admin sessions (sign-out, revocation, expiry) together with the live streams they hold.
+ */
+export class AdminAuth {
+  private readonly streams = new Map<string, Set<() => void>>();
+
+  constructor(private readonly deps: AdminAuthDeps) {
+    // Session secrets should not survive a restart (NIST 800-63B): every admin signs in again.
+    deps.store.admin.endAllSessions(deps.clock(), 'backend-restarted');
+    // A revoked operator or credential ends the admin sessions resting on it at once, live streams included.
+    deps.events.subscribe({ origin: 'backend' }, (event) => {
+      const operator = event.subject.operator;
+      if (operator === undefined) return;
+      if (
+        event.type === 'operator-revoked' ||
+        (event.type === 'credential-change' && event.detail?.change_type === 'revoke')
+      ) {
+        for (const session of deps.store.admin.liveSessions()) {
+          if (session.operatorId !== operator) continue;
+          if (event.type === 'credential-change' && session.credentialId !== event.subject.credential) continue;
+          this.end(session, event.type === 'operator-revoked' ? 'operator-revoked' : 'credential-revoked');
+        }
+      }
+    });
+  }
+
+  get secureCookies(): boolean {
+    return this.deps.origin().startsWith('https:');
+  }
+
+  /** `__Host-` on https (Secure, Path=/, no Domain); a plain name on http://localhost. */
+  get cookieName(): string {
+    return this.secureCookies ? '__Host-baton_admin' : 'baton_admin';
+  }
+
+  sessionCookie(token: string): string {
+    return `${this.cookieName}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${ADMIN_SESSION_MAX_MS / 1000}${this.secureCookies ? '; Secure' : ''}`;
+  }
+
+  clearedCookie(): string {
+    return `${this.cookieName}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${this.secureCookies ? '; Secure' : ''}`;
+  }
+
+  /** Starts an admin session after a verified ceremony; returns the cookie secret (never stored). */
+  startSession(
+    operatorId: string,
+    credentialId: string,
+    stepUp: boolean,
+  ): { token: string; session: AdminSessionRecord } {
+    const now = this.deps.clock();
+    const token = randomBytes(32).toString('base64url');
+    const session: AdminSessionRecord = {
+      id: newId('adm'),
+      tokenHash: sha256Hex(token),
+      operatorId,
+      credentialId,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + ADMIN_SESSION_MAX_MS,
+      // The sign-in itself was a fresh user-verified assertion.
+      stepUpAt: stepUp ? now : null,
+      endedAt: null,
+      endReason: null,
+    };
+    this.deps.store.admin.insertSession(session);
+    return { token, session };
+  }
+
+  /**
+   * Who sent this request. The session cookie wins over a bearer token; a cookie request that
+   * changes something must come from the admin console's origin.
+   */
+  authenticate(req: IncomingMessage, options: { stream?: boolean } = {}): AdminPrincipal {
+    const cookies = cookieValues(req.headers.cookie, this.cookieName);
+    if (cookies.length > 0) {
+      const principal = this.fromCookie(cookies);
+      if (req.method !== 'GET' && req.method !== 'HEAD') this.checkOrigin(req);
+      if (!options.stream) this.deps.store.admin.touchSession(principal.session.id, this.deps.clock());
+      return principal;
+    }
+    const header = req.headers.authorization;
+    if (header === undefined) {
+      throw new BatonError(
+        'ADMIN_AUTH_REQUIRED',
+        'Sign in to the admin console, or send "Authorization: Bearer <bootstrap token>" before the first admin exists',
+      );
+    }
+    const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(header);
+    const state = match === null ? undefined : this.deps.store.admin.bootstrapToken(sha256Hex(match[1] ?? ''));
+    if (state === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin token is not valid');
+    if (state === 'enabled' && this.deps.store.admin.adminPasskeyExists()) {
+      this.deps.store.admin.disableBootstrapTokens(this.deps.clock());
+      return this.authenticate(req, options);
+    }
+    if (state === 'disabled') {
+      throw new BatonError(
+        'ADMIN_BOOTSTRAP_DISABLED',
+        'The bootstrap token was disabled when the first admin registered a passkey; sign in to the admin console',
+      );
+    }
+    return { kind: 'bootstrap', actor: 'admin:bootstrap' };
+  }
+
+  /** Destructive actions: the admin must have stepped up (a fresh UV assertion) within ADMIN_STEP_UP_MS. */
+  requireStepUp(principal: AdminPrincipal): void {
+    if (principal.kind === 'bootstrap') return; // no passkey exists yet; the token is the only credential
+    const at = principal.session.stepUpAt;
+    if (at === null || this.deps.clock() - at > ADMIN_STEP_UP_MS) {
+      throw new BatonError(
+        'ADMIN_STEP_UP_REQUIRED',
+        `This action needs a fresh passkey confirmation (within ${ADMIN_STEP_UP_MS / 60000} minutes): POST /v1/admin/auth/step-up/options, then /verify`,
+      );
+    }
+  }
+
+  /** Browser-only endpoints and cookie requests that change state must come from the admin console. */
+  checkOrigin(req: IncomingMessage): void {
+    const origin = req.headers.origin;
+    if (origin !== this.deps.origin()) {
+      throw new BatonError(
+        'ADMIN_ORIGIN_MISMATCH',
+        `Expected a request from the admin console at ${this.deps.origin()}, got origin ${origin === undefined ? '(none)' : `"${origin}"`}`,
+      );
+    }
+  }
+
+  recordStepUp(session: AdminSessionRecord): void {
+    this.deps.store.admin.recordStepUp(session.id, this.deps.clock());
+  }
+
+  /** Ends the session (sign-out, revocation, expiry) and closes its live streams. */
+  end(session: AdminSessionRecord, reason: string): void {
+    const now = this.deps.clock();
+    this.deps.events.atomically(() => {
+      if (!this.deps.store.admin.endSession(session.id, now, reason)) return;
+      this.deps.events.record({
+        type: 'admin-action',
+        subject: { operator: session.operatorId },
+        outcome: 'info',
+        reasons: ['admin-session-ended', reason],
+        detail: { actor: adminActor(session.operatorId), adminSession: session.id },
+      });
+    });
+    for (const close of this.streams.get(session.id) ?? []) close();
+    this.streams.delete(session.id);
+  }
+
+  /** Registers a live stream held by an admin session, closed when the session ends. */
+  holdStream(sessionId: string, close: () => void): () => void {
+    let set = this.streams.get(sessionId);
+    if (set === undefined) {
+      set = new Set();
+      this.streams.set(sessionId, set);
+    }
+    set.add(close);
+    return () => {
+      set.delete(close);
+      if (set.size === 0) this.streams.delete(sessionId);
+    };
+  }
+
+  /** Ends sessions past their idle or absolute limit (their streams with them). */
+  sweep(): void {
+    const now = this.deps.clock();
+    for (const session of this.deps.store.admin.liveSessions()) {
+      const reason = this.expiryReason(session, now);
+      if (reason !== undefined) this.end(session, reason);
+    }
+  }
+
+  private expiryReason(session: AdminSessionRecord, now: number): string | undefined {
+    if (now >= session.expiresAt) return 'expired';
+    if (now - session.lastSeenAt >= ADMIN_SESSION_IDLE_MS) return 'idle-timeout';
+    return undefined;
+  }
+
+  private fromCookie(values: string[]): Extract<AdminPrincipal, { kind: 'admin' }> {
+    const valid = values.find((v) => /^[A-Za-z0-9_-]{43}$/.test(v));
+    const session = valid === undefined ? undefined : this.deps.store.admin.sessionByTokenHash(sha256Hex(valid));
+    if (session === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin session is not known');
+    if (session.endedAt !== null) {
+      throw new BatonError('ADMIN_SESSION_EXPIRED', `The admin session has ended (${session.endReason ?? 'ended'})`);
+    }
+    const reason = this.expiryReason(session, this.deps.clock());
+    if (reason !== undefined) {
+      this.end(session, reason);
+      throw new BatonError('ADMIN_SESSION_EXPIRED', `The admin session has ended (${reason}); sign in again`);
+    }
+    const operator = this.deps.store.operators.get(session.operatorId);
+    const credential = this.deps.store.operators.getCredential(session.credentialId);
+    if (operator === undefined || operator.revokedAt !== null || credential?.revokedAt !== null) {
+      this.end(session, operator?.revokedAt == null ? 'credential-revoked' : 'operator-revoked');
+      throw new BatonError('ADMIN_SESSION_EXPIRED', 'The admin session has ended: its operator or passkey was revoked');
+    }
+    if (!operator.roles.includes('admin')) {
+      throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
+    }
+    return { kind: 'admin', actor: adminActor(operator.id), operatorId: operator.id, session };
+  }
+}

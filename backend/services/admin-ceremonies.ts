@@ -1,0 +1,338 @@
+import { randomBytes } from 'node:crypto';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { BatonError, type ErrorCode } from '../../shared/errors.js';
+import { ENROLMENT_CODE_PATTERN } from '../../shared/http-api.js';
+import { normaliseEnrolmentCode, sha256Hex } from '../crypto/secrets.js';
+import type { CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
+import type { AdminSessionRecord } from '../store/admin-repositories.js';
+import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
+import { MAX_FAILED_ATTEMPTS } from './assertion-gate.js';
+import type { EventLog } from './event-log.js';
+import { attestationTrust, credentialSummary, type OperatorDirectory } from './operator-directory.js';
+import type { PolicyService } from './policy-service.js';
+import { WebAuthnCeremonies, readClientData } from './webauthn-ceremonies.js';
+
+/** Marks a passkey registered from the admin console rather than on a console. */
+export const ADMIN_CONSOLE_REGISTRATION = 'admin-console';
+/** Outstanding admin challenges; a new one beyond this evicts the oldest (they expire anyway). */
+const MAX_OUTSTANDING_CHALLENGES = 256;
+
+type AdminChallenge =
+  | { purpose: 'admin-register'; codeHash: string; operatorId: string }
+  | { purpose: 'admin-sign-in' }
+  | { purpose: 'admin-step-up'; sessionId: string };
+
+export interface AdminCeremonyDeps {
+  store: Store;
+  events: EventLog;
+  policies: PolicyService;
+  operators: OperatorDirectory;
+  auth: AdminAuth;
+  clock: () => number;
+  rpId: string;
+  rpName: string;
+  origin: () => string;
+  challengeTtlMs: number;
+  attestationRootsConfigured: boolean;
+}
+
+/**
+ * The admin's WebAuthn ceremonies, run on the admin console's own origin: registering an admin
+ * passkey with an enrolment code, signing in, and stepping up. User verification is always
+ * required and admin passkeys must be device-bound (the strictest level's rules).
+ */
+export class AdminCeremonies {
+  private readonly challenges = new Map<string, { context: AdminChallenge; expiresAt: number }>();
+
+  constructor(private readonly deps: AdminCeremonyDeps) {}
+
+  private get rp(): WebAuthnCeremonies {
+    return new WebAuthnCeremonies({
+      rpId: this.deps.rpId,
+      rpName: this.deps.rpName,
+      origins: [this.deps.origin()],
+      timeoutMs: this.deps.challengeTtlMs,
+    });
+  }
+
+  /** The bootstrap step: an operator with the admin role and a one-time code to register a passkey with. */
+  createFirstAdmin(input: { id?: string | undefined; displayName: string }, actor: string, codeTtlSeconds?: number) {
+    const operator = this.deps.operators.create({ ...input, roles: ['admin'] }, actor);
+    const { code, expiresAt } = this.deps.operators.issueCode(operator.id, codeTtlSeconds, actor);
+    return { operator, code, expiresAt };
+  }
+
+  async registrationOptions(typedCode: string) {
+    const { operator, hash } = this.usableAdminCode(typedCode);
+    const challenge = this.issue({ purpose: 'admin-register', codeHash: hash, operatorId: operator.id });
+    const options = await this.rp.registrationOptions({
+      challenge,
+      userId: Buffer.from(operator.webauthnUserId, 'base64url'),
+      userName: operator.id,
+      displayName: operator.displayName,
+      userVerification: 'required',
+      attestation: this.deps.policies.policy.credentials.attestation,
+      exclude: this.deps.store.operators
+        .listCredentials(operator.id)
+        .map((c) => ({ id: c.id, transports: c.transports })),
+    });
+    return { options, operator: { id: operator.id, displayName: operator.displayName } };
+  }
+
+  /** Verifies the new admin passkey, stores it, retires the bootstrap token and signs the admin in. */
+  async register(typedCode: string, response: RegistrationResponseJSON) {
+    const client = readClientData(response.response.clientDataJSON);
+    const context = this.consume(client.challenge);
+    const { operator, hash } = this.usableAdminCode(typedCode);
+    if (context.purpose !== 'admin-register' || context.codeHash !== hash) {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this enrolment code');
+    }
+    const info = await this.rp.verifyRegistration(response, client.challenge, true);
+    if (info.credentialDeviceType !== 'singleDevice') {
+      throw new BatonError(
+        'CREDENTIAL_NOT_DEVICE_BOUND',
+        'Admin passkeys must be device-bound; this one can be synced',
+      );
+    }
+    const rules = this.deps.policies.policy.credentials;
+    const trust = attestationTrust(info.fmt, info.attestationObject, this.deps.attestationRootsConfigured);
+    if (rules.aaguidAllowList.length > 0 && (trust !== 'certificate' || !rules.aaguidAllowList.includes(info.aaguid))) {
+      throw new BatonError(
+        'CREDENTIAL_AAGUID_NOT_ALLOWED',
+        `Authenticator model ${info.aaguid} is not on the allow-list`,
+      );
+    }
+    if (this.deps.store.operators.getCredential(info.credential.id) !== undefined) {
+      throw new BatonError('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered');
+    }
+    const now = this.deps.clock();
+    const credential: CredentialRecord = {
+      id: info.credential.id,
+      operatorId: operator.id,
+      publicKey: info.credential.publicKey,
+      counter: info.credential.counter,
+      transports: info.credential.transports ?? response.response.transports ?? [],
+      deviceBound: true,
+      backedUp: info.credentialBackedUp,
+      aaguid: info.aaguid,
+      attestationFmt: info.fmt,
+      attestationTrust: trust,
+      registeredOnConsole: ADMIN_CONSOLE_REGISTRATION,
+      createdAt: now,
+      lastUsedAt: now,
+      revokedAt: null,
+      revokedReason: null,
+    };
+    const started = this.deps.events.atomically(() => {
+      if (!this.deps.store.operators.useCode(hash, now, credential.id)) {
+        throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
+      }
+      this.deps.store.operators.insertCredential(credential);
+      this.deps.store.admin.disableBootstrapTokens(now);
+      this.deps.events.record({
+        type: 'credential-change',
+        subject: { operator: operator.id, credential: credential.id },
+        outcome: 'success',
+        reasons: ['admin-passkey'],
+        detail: {
+          credential_type: 'fido2-roaming',
+          change_type: 'create',
+          fido2_aaguid: credential.aaguid,
+          attestation: info.fmt,
+          deviceBound: true,
+        },
+      });
+      const started = this.deps.auth.startSession(operator.id, credential.id, true);
+      this.signedInEvent(started.session, 'admin-passkey-registered');
+      return started;
+    });
+    return { ...started, operator, credential: credentialSummary(credential) };
+  }
+
+  async signInOptions() {
+    const challenge = this.issue({ purpose: 'admin-sign-in' });
+    return { options: await this.rp.authenticationOptions({ challenge, userVerification: 'required' }) };
+  }
+
+  async signIn(response: AuthenticationResponseJSON) {
+    const client = readClientData(response.response.clientDataJSON);
+    const context = this.consume(client.challenge);
+    if (context.purpose !== 'admin-sign-in') {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for an admin sign-in');
+    }
+    const { credential, operator } = await this.verify(response, client.challenge, 'sign-in-failed');
+    if (!operator.roles.includes('admin')) {
+      this.fail('sign-in-failed', 'ADMIN_ROLE_REQUIRED', operator.id, credential.id);
+      throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
+    }
+    return this.deps.events.atomically(() => {
+      const started = this.deps.auth.startSession(operator.id, credential.id, true);
+      this.signedInEvent(started.session, 'admin-signed-in');
+      return { ...started, operator };
+    });
+  }
+
+  async stepUpOptions(session: AdminSessionRecord) {
+    const challenge = this.issue({ purpose: 'admin-step-up', sessionId: session.id });
+    const allow = this.deps.store.operators
+      .listCredentials(session.operatorId)
+      .filter((c) => c.revokedAt === null)
+      .map((c) => ({ id: c.id, transports: c.transports }));
+    return { options: await this.rp.authenticationOptions({ challenge, userVerification: 'required', allow }) };
+  }
+
+  async stepUp(session: AdminSessionRecord, response: AuthenticationResponseJSON): Promise<{ stepUpUntil: number }> {
+    const client = readClientData(response.response.clientDataJSON);
+    const context = this.consume(client.challenge);
+    if (context.purpose !== 'admin-step-up' || context.sessionId !== session.id) {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this admin session');
+    }
+    const { credential, operator } = await this.verify(response, client.challenge, 'step-up-failed');
+    if (operator.id !== session.operatorId) {
+      this.fail('step-up-failed', 'STEP_UP_WRONG_OPERATOR', operator.id, credential.id);
+      throw new BatonError('STEP_UP_WRONG_OPERATOR', 'The passkey belongs to another operator than this admin session');
+    }
+    const now = this.deps.clock();
+    this.deps.events.atomically(() => {
+      this.deps.auth.recordStepUp(session);
+      this.deps.events.record({
+        type: 'admin-action',
+        subject: { operator: operator.id, credential: credential.id },
+        outcome: 'success',
+        reasons: ['admin-stepped-up'],
+        detail: { actor: adminActor(operator.id), adminSession: session.id },
+      });
+    });
+    return { stepUpUntil: now + ADMIN_STEP_UP_MS };
+  }
+
+  /** The checks every admin assertion passes: credential, operator, signature, UV, counter, device-bound. */
+  private async verify(
+    response: AuthenticationResponseJSON,
+    challenge: string,
+    failureType: 'sign-in-failed' | 'step-up-failed',
+  ) {
+    const credential = this.deps.store.operators.getCredential(response.id);
+    if (credential === undefined) {
+      this.fail(failureType, 'CREDENTIAL_UNKNOWN');
+      throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
+    }
+    const operator = this.deps.store.operators.get(credential.operatorId) as OperatorRecord;
+    const refuse = (code: ErrorCode, message: string): never => {
+      this.fail(failureType, code, operator.id, credential.id);
+      throw new BatonError(code, message);
+    };
+    if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This passkey has been revoked');
+    if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
+    if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) refuse('OPERATOR_LOCKED', 'Too many failed attempts');
+    if (!credential.deviceBound) refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Admin passkeys must be device-bound');
+    let info;
+    try {
+      info = await this.rp.verifyAuthentication(
+        response,
+        challenge,
+        {
+          id: credential.id,
+          publicKey: new Uint8Array(credential.publicKey),
+          counter: credential.counter,
+          transports: [],
+        },
+        true,
+      );
+    } catch (error) {
+      const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
+      this.deps.events.atomically(() => {
+        if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
+          this.deps.store.operators.recordFailure(operator.id);
+        }
+        this.fail(failureType, code, operator.id, credential.id);
+      });
+      throw error;
+    }
+    if (info.backupEligible)
+      refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'The authenticator reports this passkey as syncable');
+    this.deps.events.atomically(() => {
+      this.deps.store.operators.recordCredentialUse(credential.id, info.newCounter, this.deps.clock());
+      this.deps.store.operators.resetFailures(operator.id);
+    });
+    // Re-read after the awaited verification: a revocation that landed meanwhile wins.
+    if (this.deps.store.operators.getCredential(credential.id)?.revokedAt !== null) {
+      throw new BatonError('CREDENTIAL_REVOKED', 'This passkey was revoked during the ceremony');
+    }
+    const current = this.deps.store.operators.get(operator.id);
+    if (current === undefined || current.revokedAt !== null) {
+      throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
+    }
+    return { credential, operator: current };
+  }
+
+  private signedInEvent(session: AdminSessionRecord, reason: string): void {
+    this.deps.events.record({
+      type: 'admin-action',
+      subject: { operator: session.operatorId, credential: session.credentialId },
+      outcome: 'success',
+      reasons: [reason],
+      detail: {
+        actor: adminActor(session.operatorId),
+        adminSession: session.id,
+        expiresAt: session.expiresAt,
+        userVerified: true,
+      },
+    });
+  }
+
+  private fail(type: 'sign-in-failed' | 'step-up-failed', code: ErrorCode, operator?: string, credential?: string) {
+    this.deps.events.record({
+      type,
+      subject: {
+        ...(operator === undefined ? {} : { operator }),
+        ...(credential === undefined ? {} : { credential }),
+      },
+      outcome: 'failure',
+      reasons: [code.toLowerCase().replace(/_/g, '-')],
+      detail: { surface: 'admin-console' },
+    });
+  }
+
+  private usableAdminCode(typed: string): { operator: OperatorRecord; hash: string } {
+    const code = normaliseEnrolmentCode(typed);
+    if (!ENROLMENT_CODE_PATTERN.test(code)) {
+      throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
+    }
+    const hash = sha256Hex(code);
+    const record = this.deps.store.operators.getCode(hash);
+    if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
+    if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
+    if (record.expiresAt <= this.deps.clock()) {
+      throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
+    }
+    const operator = this.deps.operators.get(record.operatorId);
+    if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
+    if (!operator.roles.includes('admin')) {
+      throw new BatonError(
+        'ADMIN_ROLE_REQUIRED',
+        'This enrolment code is for an operator without the admin role: register it on a console',
+      );
+    }
+    return { operator, hash };
+  }
+
+  private issue(context: AdminChallenge): string {
+    const now = this.deps.clock();
+    for (const [key, entry] of this.challenges) {
+      if (entry.expiresAt > now && this.challenges.size < MAX_OUTSTANDING_CHALLENGES) break;
+      this.challenges.delete(key);
+    }
+    const challenge = randomBytes(16).toString('base64url');
+    this.challenges.set(challenge, { context, expiresAt: now + this.deps.challengeTtlMs });
+    return challenge;
+  }
+
+  private consume(challenge: string): AdminChallenge {
+    const entry = this.challenges.get(challenge);
+    if (entry === undefined) throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge is unknown or was already used');
+    this.challenges.delete(challenge);
+    if (entry.expiresAt <= this.deps.clock()) throw new BatonError('CHALLENGE_EXPIRED', 'The challenge has expired');
+    return entry.context;
+  }
+}
