@@ -76,6 +76,8 @@ export const ERROR_STATUS = {
   // Agent
   /** The agent's event outbox is at its cap: new events are refused, never dropped silently. */
   OUTBOX_FULL: 507,
+  /** The agent's journal had unreadable lines at start; copies are in quarantine/ and the rest was kept. */
+  OUTBOX_DAMAGED: 500,
   /** The OS credential store (keytar over Secret Service / Keychain / Credential Vault) cannot be used. */
   SECRET_STORE_UNAVAILABLE: 503,
   /** The backend cannot be reached (network down, backend stopped, or a 502/503/504 without a code). */

@@ -84,8 +84,13 @@ export function loadAgentConfig(options: LoadOptions): AgentConfig {
   } catch (cause) {
     throw new BatonError('BAD_JSON', `The agent configuration file ${file} is not valid JSON`, { cause });
   }
-  const merged: Record<string, unknown> =
-    typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...raw } : { value: raw };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    const received = raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw;
+    const issue = { path: '(root)', message: `expected a JSON object of settings, received ${received}` };
+    const message = `The agent configuration file ${file} is invalid: ${issue.path}: ${issue.message}`;
+    throw new BatonError('SCHEMA_INVALID', message, { issues: [issue] });
+  }
+  const merged: Record<string, unknown> = { ...raw };
   if (!packaged) {
     for (const [name, key] of Object.entries(DEV_OVERRIDES)) {
       const value = env[name];

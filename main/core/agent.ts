@@ -10,7 +10,7 @@ import {
 } from '@simplewebauthn/server';
 import { BatonError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
-import type { EventDraft } from '../../shared/events.js';
+import type { AssuranceEvent, EventDraft } from '../../shared/events.js';
 import {
   AuthenticationResponseSchema,
   OperatorEnrolOptionsResultSchema,
@@ -24,7 +24,12 @@ import {
 } from '../../shared/http-api.js';
 import type { AssuranceLevel } from '../../shared/levels.js';
 import { DEFAULT_POLICY, type ChannelPolicy, type Policy } from '../../shared/policy.js';
-import { MAX_EVENTS_PER_BATCH, type BackendMessage, type RevocationItem } from '../../shared/protocol.js';
+import {
+  MAX_EVENTS_PER_BATCH,
+  MAX_MESSAGE_BYTES,
+  type BackendMessage,
+  type RevocationItem,
+} from '../../shared/protocol.js';
 import { BackendClient, type ConnectionState } from './backend-client.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { ConsoleIdentity, type IdentityStatus } from './console-identity.js';
@@ -380,7 +385,7 @@ export class BatonAgent {
     if (report.corrupt.length > 0) {
       this.logger.error({ corrupt: report.corrupt }, 'outbox journal had unreadable lines; copies are in quarantine/');
       this.notice = {
-        code: 'INTERNAL',
+        code: 'OUTBOX_DAMAGED',
         message: `The event journal had ${report.corrupt.length} unreadable line(s); they were kept for IT in quarantine/`,
         at: this.clock.now(),
       };
@@ -441,7 +446,10 @@ export class BatonAgent {
       case 'welcome':
         return this.onWelcome(message);
       case 'events-ack': {
-        this.outbox?.acknowledge(message.upToSeq);
+        // Only what was sent on this connection can be acknowledged: a backend claiming more
+        // (before welcome, or past the last event sent) must not make the journal drop events.
+        if (!this.sync.welcomed) return;
+        this.outbox?.acknowledge(Math.min(message.upToSeq, this.sentUpTo));
         this.inFlight = Math.max(0, this.inFlight - 1);
         if (message.findings.length > 0) this.logger.warn({ findings: message.findings }, 'backend event findings');
         this.checkNearFull();
@@ -491,6 +499,13 @@ export class BatonAgent {
   private onWelcome(message: Extract<BackendMessage, { type: 'welcome' }>): void {
     const outbox = this.outbox;
     if (outbox === undefined || this.client === undefined) return;
+    const own = this.identity.status.kind === 'enrolled' ? this.identity.status.consoleId : undefined;
+    if (message.consoleId !== own) {
+      const error = new BatonError('BACKEND_PROTOCOL_ERROR', 'The backend welcomed another console');
+      this.setNotice(error);
+      this.client.drop();
+      return;
+    }
     this.client.welcomed(message.heartbeatSeconds);
     const status = outbox.status;
     if (message.ackedSeq > status.lastSeq) {
@@ -580,12 +595,13 @@ export class BatonAgent {
       const dir = join(this.options.dataDir, 'outbox', journal);
       if (existsSync(dir)) renameSync(dir, `${dir}.revoked-${this.clock.now()}`);
     }
-    await this.identity.markRevoked(reason);
+    // The notice goes up with the state change; forgetting the key in the OS store follows.
     this.notice = {
       code: 'CONSOLE_REVOKED',
       message: 'This console was revoked and must be re-enrolled',
       at: this.clock.now(),
     };
+    await this.identity.markRevoked(reason);
     this.changed();
   }
 
@@ -655,7 +671,7 @@ export class BatonAgent {
     const client = this.client;
     if (outbox === undefined || client === undefined || !this.sync.welcomed) return;
     while (this.inFlight < MAX_BATCHES_IN_FLIGHT) {
-      const batch = outbox.pendingAfter(this.sentUpTo, MAX_EVENTS_PER_BATCH);
+      const batch = fitFrame(outbox.pendingAfter(this.sentUpTo, MAX_EVENTS_PER_BATCH));
       const last = batch.at(-1);
       if (last === undefined) return;
       if (!client.send({ type: 'events', events: batch })) return;
@@ -966,6 +982,22 @@ export class BatonAgent {
     const status = this.status;
     for (const listener of this.listeners) listener(status);
   }
+}
+
+/** Bytes of `{"type":"events","events":[]}` around the events, rounded up. */
+const EVENTS_ENVELOPE_BYTES = 64;
+
+/**
+ * The longest prefix of `batch` whose `events` message fits in one frame: the backend closes the
+ * socket (1009) on a larger one, and a backlog that never fits would never flush. At least one event.
+ */
+function fitFrame(batch: AssuranceEvent[]): AssuranceEvent[] {
+  let bytes = EVENTS_ENVELOPE_BYTES;
+  for (const [i, event] of batch.entries()) {
+    bytes += Buffer.byteLength(JSON.stringify(event)) + 1;
+    if (bytes > MAX_MESSAGE_BYTES && i > 0) return batch.slice(0, i);
+  }
+  return batch;
 }
 
 function closeReason(info: { code: number; refused?: BatonError }): string {

@@ -181,7 +181,16 @@ export class BackendClient {
       this.armWatchdog();
       this.onData(socket, data, isBinary);
     });
-    socket.on('error', () => undefined); // the close that follows carries what matters
+    socket.on('error', (error: Error & { code?: unknown }) => {
+      // Network errors: the close that follows carries what matters. A frame `ws` itself refused
+      // (over maxPayload, invalid UTF-8, bad opcode) is the backend breaking the protocol: say so.
+      if (typeof error.code !== 'string' || !error.code.startsWith('WS_ERR_')) return;
+      this.options.onProtocolError(
+        error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+          ? new BatonError('PAYLOAD_TOO_LARGE', `The backend sent a message larger than ${MAX_MESSAGE_BYTES} bytes`)
+          : new BatonError('BAD_JSON', `The backend sent a frame the agent cannot read (${error.message})`),
+      );
+    });
     socket.on('close', (code, reason) => this.closed(socket, code, reason.toString('utf8')));
   }
 

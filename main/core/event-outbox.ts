@@ -248,6 +248,8 @@ export class EventOutbox {
       if (hash !== undefined && /^[0-9a-f]{64}$/.test(hash)) ackedHash = hash;
     }
     const segments = this.segments();
+    // Unreadable lines after the last good one: each still used up a sequence number.
+    let trailingCorrupt = 0;
     for (const [index, { file }] of segments.entries()) {
       const path = join(this.dir, file);
       const text = readFileSync(path, 'utf8');
@@ -268,6 +270,7 @@ export class EventOutbox {
         if (line === '') continue;
         const parsed = parseLine(line);
         if (typeof parsed === 'string') {
+          trailingCorrupt++;
           report.corrupt.push({ file, line: n + 1, reason: parsed });
           if (!quarantined) {
             mkdirSync(join(this.dir, 'quarantine'), { recursive: true, mode: 0o700 });
@@ -277,12 +280,16 @@ export class EventOutbox {
           continue;
         }
         // The chain continues from the last good event; a skipped line shows as a gap on the backend.
+        trailingCorrupt = 0;
         this.lastSeq = Math.max(this.lastSeq, parsed.seq);
         this.lastHash = hashEvent(parsed);
         if (parsed.seq > this.ackedSeq) this.events.push(parsed);
       }
     }
     this.events.sort((a, b) => a.seq - b.seq);
+    // Numbering skips unreadable last lines, so no new event reuses their numbers: the backend sees
+    // a gap (or, if it already had them, a broken link) instead of an unrelated event in their place.
+    this.lastSeq += trailingCorrupt;
     if (this.lastSeq < this.ackedSeq) {
       // Everything was acknowledged and compacted, or the head was adopted from the backend.
       this.lastSeq = this.ackedSeq;
