@@ -48,7 +48,8 @@ export function adminAssetRoutes(dir: string): Route[] {
       send(res, 200, 'image/svg+xml', FAVICON);
       return;
     }
-    const asset = ASSETS[name];
+    // Own keys only: `constructor`, `__proto__` and friends are not assets.
+    const asset = Object.hasOwn(ASSETS, name) ? ASSETS[name] : undefined;
     if (asset === undefined) {
       send(res, 404, 'text/plain; charset=utf-8', 'Not found\n');
       return;
@@ -60,7 +61,8 @@ export function adminAssetRoutes(dir: string): Route[] {
         res,
         503,
         'text/plain; charset=utf-8',
-        `The admin console is not built in ${dir}. Run "npm run build:admin" (npm start does it for you).\n`,
+        // No filesystem path here: the page is public, and the operator knows where the backend runs.
+        'The admin console is not built. Run "npm run build:admin" (npm start does it for you).\n',
       );
     }
   };

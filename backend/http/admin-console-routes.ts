@@ -103,6 +103,10 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
             detail: { actor: actorOf(ctx), previousRoles: operator.roles.join(' '), roles: next.join(' ') },
           });
         });
+        // Losing the admin role ends that operator's admin sessions at once, live streams included.
+        if (operator.roles.includes('admin') && !next.includes('admin')) {
+          deps.auth.endOperatorSessions(operator.id, 'admin-role-removed');
+        }
         return { operator: { id: operator.id, displayName: operator.displayName, roles: next } };
       },
     },

@@ -167,7 +167,11 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       auth: 'admin',
       handler: (ctx) => {
         const { ttlSeconds } = parseJson(ctx.req, ctx.body, IssueEnrolmentCodeRequestSchema);
-        return { status: 201, body: deps.operators.issueCode(ctx.params.id ?? '', ttlSeconds, actorOf(ctx)) };
+        // A code for an admin registers a new admin passkey: whoever holds it can sign in as that
+        // admin, so issuing one needs the same fresh step-up as making someone an admin.
+        const target = deps.operators.get(ctx.params.id ?? '');
+        if (target.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requireStepUp(ctx.admin);
+        return { status: 201, body: deps.operators.issueCode(target.id, ttlSeconds, actorOf(ctx)) };
       },
     },
     {
@@ -356,12 +360,14 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         const lastId = ctx.req.headers['last-event-id'];
         const after = typeof lastId === 'string' && /^\d+$/.test(lastId) ? Number(lastId) : q.after;
-        // The stream ends when the admin session does (sign-out, expiry, revocation).
-        if (ctx.admin?.kind === 'admin') {
-          const release = deps.auth.holdStream(ctx.admin.session.id, () => ctx.res.end(': admin session ended\n\n'));
-          ctx.res.on('close', release);
-        }
-        streamEvents(ctx, deps.events, filterOf(q), after, q.outcome).catch(() => ctx.res.destroy());
+        // The stream ends when the admin session does (sign-out, expiry, revocation, role removed),
+        // or when the bootstrap token that opened it is retired; every keep-alive checks again.
+        const principal = ctx.admin;
+        if (principal === undefined) throw new BatonError('ADMIN_AUTH_REQUIRED', 'The live stream needs an admin');
+        const release = deps.auth.holdStream(principal, () => ctx.res.end(': admin session ended\n\n'));
+        ctx.res.on('close', release);
+        const stillAllowed = () => deps.auth.stillAllowed(principal);
+        streamEvents(ctx, deps.events, filterOf(q), after, q.outcome, stillAllowed).catch(() => ctx.res.destroy());
         return undefined;
       },
     },
@@ -413,7 +419,8 @@ async function streamEvents(
   events: EventLog,
   filter: EventFilter,
   after: number | undefined,
-  outcome?: string,
+  outcome: string | undefined,
+  stillAllowed: () => boolean,
 ): Promise<void> {
   const { res } = ctx;
   res.writeHead(200, {
@@ -436,7 +443,10 @@ async function streamEvents(
     }
   };
   const unsubscribe = events.subscribe(filter, (event) => (backfilling ? waiting.push(event) : send(event)));
-  const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  const keepAlive = setInterval(() => {
+    if (stillAllowed()) res.write(': keep-alive\n\n');
+    else res.end(': admin session ended\n\n');
+  }, 15_000);
   const close = () => {
     closed = true;
     clearInterval(keepAlive);

@@ -14,6 +14,10 @@ import type { EventLog } from './event-log.js';
 export const ADMIN_SESSION_MAX_MS = 12 * 3600 * 1000;
 export const ADMIN_SESSION_IDLE_MS = 15 * 60 * 1000;
 export const ADMIN_STEP_UP_MS = 5 * 60 * 1000;
+/** Where live streams held with the bootstrap token are kept (admin session ids start with `adm`). */
+const BOOTSTRAP_STREAMS = 'admin:bootstrap';
+/** Why a session ended when its operator lost the admin role (read back to answer ADMIN_ROLE_REQUIRED). */
+const ROLE_REMOVED = 'admin-role-removed';
 
 /** Who is acting on an admin request. */
 export type AdminPrincipal =
@@ -66,6 +70,15 @@ export class AdminAuth {
           if (event.type === 'credential-change' && session.credentialId !== event.subject.credential) continue;
           this.end(session, event.type === 'operator-revoked' ? 'operator-revoked' : 'credential-revoked');
         }
+      }
+      // An admin passkey registered anywhere (the admin console, or a console) retires the bootstrap
+      // token at once, and with it any live stream it still holds.
+      if (
+        event.type === 'credential-change' &&
+        event.detail?.change_type === 'create' &&
+        deps.store.admin.adminPasskeyExists()
+      ) {
+        this.retireBootstrap();
       }
     });
   }
@@ -120,7 +133,19 @@ export class AdminAuth {
     const cookies = cookieValues(req.headers.cookie, this.cookieName);
     if (cookies.length > 0) {
       const principal = this.fromCookie(cookies);
+      // CSRF. SameSite=Strict does not separate sites that share a registrable domain (another
+      // port on localhost, a sibling subdomain), so: a state-changing request must name the admin
+      // origin; any request that names another origin, or that the browser marks as coming from
+      // another origin (Fetch Metadata), is refused, reads and the audit export included.
       if (req.method !== 'GET' && req.method !== 'HEAD') this.checkOrigin(req);
+      else if (req.headers.origin !== undefined) this.checkOrigin(req);
+      const site = req.headers['sec-fetch-site'];
+      if (site !== undefined && site !== 'same-origin' && site !== 'none') {
+        throw new BatonError(
+          'ADMIN_ORIGIN_MISMATCH',
+          `Expected a request from the admin console at ${this.deps.origin()}, got a ${site} request`,
+        );
+      }
       if (!options.stream) this.deps.store.admin.touchSession(principal.session.id, this.deps.clock());
       return principal;
     }
@@ -135,7 +160,7 @@ export class AdminAuth {
     const state = match === null ? undefined : this.deps.store.admin.bootstrapToken(sha256Hex(match[1] ?? ''));
     if (state === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin token is not valid');
     if (state === 'enabled' && this.deps.store.admin.adminPasskeyExists()) {
-      this.deps.store.admin.disableBootstrapTokens(this.deps.clock());
+      this.retireBootstrap();
       return this.authenticate(req, options);
     }
     if (state === 'disabled') {
@@ -187,22 +212,75 @@ export class AdminAuth {
         detail: { actor: adminActor(session.operatorId), adminSession: session.id },
       });
     });
-    for (const close of this.streams.get(session.id) ?? []) close();
-    this.streams.delete(session.id);
+    this.closeStreams(session.id);
   }
 
-  /** Registers a live stream held by an admin session, closed when the session ends. */
-  holdStream(sessionId: string, close: () => void): () => void {
-    let set = this.streams.get(sessionId);
+  /**
+   * Retires the bootstrap token for good (and the admin enrolment codes it minted), records that
+   * once, and closes the live streams it holds. Idempotent; runs in the caller's transaction.
+   */
+  retireBootstrap(): void {
+    const now = this.deps.clock();
+    this.deps.events.atomically(() => {
+      const { tokensDisabled, codesRevoked } = this.deps.store.admin.retireBootstrap(now);
+      if (tokensDisabled === 0 && codesRevoked === 0) return;
+      this.deps.events.record({
+        type: 'admin-action',
+        subject: {},
+        outcome: 'info',
+        reasons: ['bootstrap-token-disabled'],
+        detail: { actor: 'admin:bootstrap', codesRevoked },
+      });
+    });
+    this.closeStreams(BOOTSTRAP_STREAMS);
+  }
+
+  /** Ends every live admin session of an operator (their admin role was removed). */
+  endOperatorSessions(operatorId: string, reason: 'admin-role-removed'): void {
+    for (const session of this.deps.store.admin.liveSessions()) {
+      if (session.operatorId === operatorId) this.end(session, reason);
+    }
+  }
+
+  /**
+   * Whether a principal that opened a live stream may still read it (checked on every keep-alive,
+   * besides the immediate closes on sign-out, revocation, role removal and bootstrap retirement).
+   */
+  stillAllowed(principal: AdminPrincipal): boolean {
+    if (principal.kind === 'bootstrap') {
+      if (!this.deps.store.admin.adminPasskeyExists()) return true;
+      this.retireBootstrap();
+      return false;
+    }
+    const session = this.deps.store.admin.sessionByTokenHash(principal.session.tokenHash);
+    if (session === undefined) return false;
+    try {
+      this.checkSession(session);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Registers a live stream held by an admin session (or the bootstrap token), closed when it ends. */
+  holdStream(principal: AdminPrincipal, close: () => void): () => void {
+    const key = principal.kind === 'bootstrap' ? BOOTSTRAP_STREAMS : principal.session.id;
+    let set = this.streams.get(key);
     if (set === undefined) {
       set = new Set();
-      this.streams.set(sessionId, set);
+      this.streams.set(key, set);
     }
     set.add(close);
     return () => {
       set.delete(close);
-      if (set.size === 0) this.streams.delete(sessionId);
+      if (set.size === 0 && this.streams.get(key) === set) this.streams.delete(key);
     };
+  }
+
+  private closeStreams(key: string): void {
+    const set = this.streams.get(key);
+    this.streams.delete(key);
+    for (const close of set ?? []) close();
   }
 
   /** Ends sessions past their idle or absolute limit (their streams with them). */
@@ -224,6 +302,17 @@ export class AdminAuth {
     const valid = values.find((v) => /^[A-Za-z0-9_-]{43}$/.test(v));
     const session = valid === undefined ? undefined : this.deps.store.admin.sessionByTokenHash(sha256Hex(valid));
     if (session === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin session is not known');
+    return this.checkSession(session);
+  }
+
+  /** Throws unless the session is live, in time, and its operator, passkey and admin role still hold. */
+  private checkSession(session: AdminSessionRecord): Extract<AdminPrincipal, { kind: 'admin' }> {
+    if (session.endedAt !== null && session.endReason === ROLE_REMOVED) {
+      throw new BatonError(
+        'ADMIN_ROLE_REQUIRED',
+        'The admin session ended when its operator lost the admin role; an admin can sign in again',
+      );
+    }
     if (session.endedAt !== null) {
       throw new BatonError('ADMIN_SESSION_EXPIRED', `The admin session has ended (${session.endReason ?? 'ended'})`);
     }
@@ -239,6 +328,7 @@ export class AdminAuth {
       throw new BatonError('ADMIN_SESSION_EXPIRED', 'The admin session has ended: its operator or passkey was revoked');
     }
     if (!operator.roles.includes('admin')) {
+      this.end(session, ROLE_REMOVED);
       throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
     }
     return { kind: 'admin', actor: adminActor(operator.id), operatorId: operator.id, session };

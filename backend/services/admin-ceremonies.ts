@@ -14,8 +14,13 @@ import { WebAuthnCeremonies, readClientData } from './webauthn-ceremonies.js';
 
 /** Marks a passkey registered from the admin console rather than on a console. */
 export const ADMIN_CONSOLE_REGISTRATION = 'admin-console';
-/** Outstanding admin challenges; a new one beyond this evicts the oldest (they expire anyway). */
-const MAX_OUTSTANDING_CHALLENGES = 256;
+/**
+ * Outstanding admin challenges, per pool: anyone may ask for sign-in challenges, so those share one
+ * pool and a flood of them evicts only each other, never an admin's step-up (per session) or
+ * registration (per enrolment code) challenge. A new challenge beyond a pool's bound evicts its oldest.
+ */
+const MAX_SIGN_IN_CHALLENGES = 256;
+const MAX_CHALLENGES_PER_POOL = 8;
 
 type AdminChallenge =
   | { purpose: 'admin-register'; codeHash: string; operatorId: string }
@@ -42,7 +47,9 @@ export interface AdminCeremonyDeps {
  * required and admin passkeys must be device-bound (the strictest level's rules).
  */
 export class AdminCeremonies {
-  private readonly challenges = new Map<string, { context: AdminChallenge; expiresAt: number }>();
+  private readonly pools = new Map<string, Map<string, { context: AdminChallenge; expiresAt: number }>>();
+  /** Which pool each outstanding challenge is in. */
+  private readonly poolOf = new Map<string, string>();
 
   constructor(private readonly deps: AdminCeremonyDeps) {}
 
@@ -128,7 +135,9 @@ export class AdminCeremonies {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
       this.deps.store.operators.insertCredential(credential);
-      this.deps.store.admin.disableBootstrapTokens(now);
+      // The first admin passkey retires the bootstrap token, and every admin code it minted: of two
+      // registrations racing with bootstrap-minted codes, the second finds its code used.
+      this.deps.auth.retireBootstrap();
       this.deps.events.record({
         type: 'credential-change',
         subject: { operator: operator.id, credential: credential.id },
@@ -319,19 +328,53 @@ export class AdminCeremonies {
 
   private issue(context: AdminChallenge): string {
     const now = this.deps.clock();
-    for (const [key, entry] of this.challenges) {
-      if (entry.expiresAt > now && this.challenges.size < MAX_OUTSTANDING_CHALLENGES) break;
-      this.challenges.delete(key);
+    const name =
+      context.purpose === 'admin-sign-in'
+        ? 'sign-in'
+        : context.purpose === 'admin-step-up'
+          ? `step-up:${context.sessionId}`
+          : `register:${context.codeHash}`;
+    const max = context.purpose === 'admin-sign-in' ? MAX_SIGN_IN_CHALLENGES : MAX_CHALLENGES_PER_POOL;
+    this.sweep(now);
+    const pool = this.pools.get(name) ?? new Map<string, { context: AdminChallenge; expiresAt: number }>();
+    for (const key of pool.keys()) {
+      if (pool.size < max) break;
+      pool.delete(key);
+      this.poolOf.delete(key);
     }
     const challenge = randomBytes(16).toString('base64url');
-    this.challenges.set(challenge, { context, expiresAt: now + this.deps.challengeTtlMs });
+    pool.set(challenge, { context, expiresAt: now + this.deps.challengeTtlMs });
+    this.pools.set(name, pool);
+    this.poolOf.set(challenge, name);
     return challenge;
   }
 
+  /** Drops expired challenges: they share one lifetime, so each pool's oldest come first. */
+  private sweep(now: number): void {
+    for (const [name, pool] of this.pools) {
+      for (const [key, entry] of pool) {
+        if (entry.expiresAt > now) break;
+        pool.delete(key);
+        this.poolOf.delete(key);
+      }
+      if (pool.size === 0) this.pools.delete(name);
+    }
+  }
+
+  private forget(challenge: string): { context: AdminChallenge; expiresAt: number } | undefined {
+    const name = this.poolOf.get(challenge);
+    if (name === undefined) return undefined;
+    this.poolOf.delete(challenge);
+    const pool = this.pools.get(name);
+    const entry = pool?.get(challenge);
+    pool?.delete(challenge);
+    if (pool?.size === 0) this.pools.delete(name);
+    return entry;
+  }
+
   private consume(challenge: string): AdminChallenge {
-    const entry = this.challenges.get(challenge);
+    const entry = this.forget(challenge);
     if (entry === undefined) throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge is unknown or was already used');
-    this.challenges.delete(challenge);
     if (entry.expiresAt <= this.deps.clock()) throw new BatonError('CHALLENGE_EXPIRED', 'The challenge has expired');
     return entry.context;
   }

@@ -58,7 +58,12 @@ export interface AdminRepository {
   adminPasskeyExists(): boolean;
   /** Whether `hash` is a bootstrap token, and whether it is still enabled. */
   bootstrapToken(hash: string): 'enabled' | 'disabled' | undefined;
-  disableBootstrapTokens(at: number): void;
+  /**
+   * Retires the bootstrap token for good: disables it and revokes every unused enrolment code it
+   * issued to an operator holding the `admin` role (a code minted with the token must not outlive
+   * it as a second way in). Returns how many tokens and codes changed; idempotent.
+   */
+  retireBootstrap(at: number): { tokensDisabled: number; codesRevoked: number };
   setRoles(operatorId: string, roles: string[]): boolean;
 }
 
@@ -129,6 +134,11 @@ export class SqliteAdminRepository implements AdminRepository {
       disableBootstrap: db.prepare(
         "UPDATE admin_tokens SET disabled_at = ? WHERE label = 'bootstrap' AND disabled_at IS NULL",
       ),
+      revokeBootstrapAdminCodes: db.prepare(
+        `UPDATE operator_enrolment_codes SET used_at = @at, revoked_at = @at
+         WHERE issued_by = 'admin:bootstrap' AND used_at IS NULL AND operator_id IN (
+           SELECT o.id FROM operators o WHERE EXISTS (SELECT 1 FROM json_each(o.roles) WHERE json_each.value = 'admin'))`,
+      ),
       setRoles: db.prepare('UPDATE operators SET roles = ? WHERE id = ?'),
     };
   }
@@ -190,8 +200,10 @@ export class SqliteAdminRepository implements AdminRepository {
     if (row === undefined) return undefined;
     return optInt(row, 'disabled_at') === null ? 'enabled' : 'disabled';
   }
-  disableBootstrapTokens(at: number): void {
-    this.stmts.disableBootstrap.run(at);
+  retireBootstrap(at: number): { tokensDisabled: number; codesRevoked: number } {
+    const tokensDisabled = this.stmts.disableBootstrap.run(at).changes;
+    const codesRevoked = this.stmts.revokeBootstrapAdminCodes.run({ at }).changes;
+    return { tokensDisabled, codesRevoked };
   }
   setRoles(operatorId: string, roles: string[]): boolean {
     return this.stmts.setRoles.run(JSON.stringify(roles), operatorId).changes > 0;

@@ -1,5 +1,7 @@
 /* eslint-disable no-empty-pattern -- Playwright reads fixtures from the first parameter's destructuring pattern; these tests need none. */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect, type BrowserContext, type CDPSession, type Page, type TestInfo } from '@playwright/test';
@@ -267,4 +269,42 @@ test('consoles and pictures pages show backlog, state and charts with text alter
   await expect(page.getByText('No step-ups in the last 24 hours.')).toBeVisible();
   await shot(info, '11-pictures');
   expect(problems).toEqual([]);
+});
+
+test('a page on another port of localhost cannot borrow the admin cookie, not even to start an export', async () => {
+  // Another port on localhost is the same site, so SameSite=Strict lets the admin's cookie go along.
+  const elsewhere = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><title>Another app on this machine</title>');
+  });
+  await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+  const exports = () =>
+    t.backend.events.query({ type: 'admin-action', limit: 1000 }).filter((e) => e.reasons.includes('audit-exported'))
+      .length;
+  const before = exports();
+  const other = await context.newPage();
+  try {
+    await other.goto(`http://localhost:${(elsewhere.address() as AddressInfo).port}/`);
+    await other.evaluate(async (backend) => {
+      const to = Date.now() + 3600_000;
+      await fetch(`${backend}/v1/admin/events/export?format=jsonl&from=0&to=${to}`, {
+        credentials: 'include',
+        mode: 'no-cors',
+        // The request goes out and the backend acts on it (or not) before the browser's CORP check
+        // turns the answer into a network error the page cannot read: the harm needs no reply.
+      }).catch(() => undefined);
+    }, t.url);
+  } finally {
+    await other.close();
+    elsewhere.close();
+  }
+  expect(exports()).toBe(before);
+  // The admin console itself still exports.
+  await page.getByRole('link', { name: 'Audit' }).click();
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download export' }).click(),
+  ]);
+  expect(download.suggestedFilename()).toMatch(/\.(csv|jsonl)$/);
+  expect(exports()).toBe(before + 1);
 });
