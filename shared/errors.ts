@@ -23,6 +23,8 @@ export const ERROR_STATUS = {
   ADMIN_STEP_UP_REQUIRED: 403,
   /** A browser request from another origin than the admin console's (CSRF defence). */
   ADMIN_ORIGIN_MISMATCH: 403,
+  /** The change would leave no admin able to sign in (the bootstrap token is retired by then). */
+  LAST_ADMIN: 409,
   // Console authentication (every call a console makes is signed with its key)
   CONSOLE_AUTH_MISSING: 401,
   CONSOLE_UNKNOWN: 401,

@@ -11,6 +11,7 @@ import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { PolicyService } from '../services/policy-service.js';
 import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
+import { assertNotLastAdmin } from './admin-routes.js';
 
 export interface AdminConsoleRouteDeps {
   store: Store;
@@ -93,6 +94,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
         const { roles } = parseJson(ctx.req, ctx.body, z.strictObject({ roles: z.array(RoleSchema).max(20) }));
         const operator = deps.operators.get(ctx.params.id ?? '');
         const next = [...new Set(roles)];
+        if (operator.roles.includes('admin') && !next.includes('admin')) assertNotLastAdmin(deps.store, operator.id);
         deps.events.atomically(() => {
           deps.store.admin.setRoles(operator.id, next);
           deps.events.record({

@@ -50,6 +50,24 @@ const EventFilterQuerySchema = z.strictObject({
   limit: int.min(1).max(1000).default(100),
 });
 
+/**
+ * Refuses to take away the last way in: removing (or revoking) the only operator who holds the admin
+ * role with a usable passkey would lock every admin out, the bootstrap token being retired by then.
+ */
+export function assertNotLastAdmin(store: Store, operatorId: string, withoutCredential?: string): void {
+  const usable = (id: string, skip?: string) =>
+    store.operators.listCredentials(id).some((c) => c.revokedAt === null && c.id !== skip);
+  const target = store.operators.get(operatorId);
+  if (target === undefined || !target.roles.includes('admin') || target.revokedAt !== null) return;
+  if (!usable(operatorId)) return;
+  const others = store.operators
+    .list()
+    .filter((o) => o.id !== operatorId && o.revokedAt === null && o.roles.includes('admin') && usable(o.id));
+  if (others.length > 0) return;
+  if (withoutCredential !== undefined && usable(operatorId, withoutCredential)) return;
+  throw new BatonError('LAST_ADMIN', 'This is the last admin who can sign in: make another admin first');
+}
+
 function actorOf(ctx: RouteContext): string {
   return ctx.actor ?? 'admin:unknown';
 }
@@ -83,6 +101,11 @@ function sessionAdminView(s: SessionRecord) {
 export function adminRoutes(deps: AdminRouteDeps): Route[] {
   const revoke = (kind: 'operator' | 'credential' | 'console' | 'session') => (ctx: RouteContext) => {
     const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
+    if (kind === 'operator') assertNotLastAdmin(deps.store, ctx.params.id ?? '');
+    if (kind === 'credential') {
+      const credential = deps.store.operators.getCredential(ctx.params.id ?? '');
+      if (credential !== undefined) assertNotLastAdmin(deps.store, credential.operatorId, credential.id);
+    }
     const outcome = deps.revocations.revoke(kind, ctx.params.id ?? '', reason, actorOf(ctx));
     return { epoch: outcome.revocation.epoch, sessionsRevoked: outcome.sessionsRevoked, pushedTo: outcome.pushedTo };
   };

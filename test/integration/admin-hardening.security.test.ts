@@ -228,6 +228,21 @@ describe('a signed-in admin session under attack', () => {
     assertError(await eve.request('GET', '/v1/admin/consoles'), 403, 'ADMIN_ROLE_REQUIRED');
   });
 
+  it('refuses to remove, revoke or strip the passkey of the last admin who can sign in', async () => {
+    assert.equal((await root.stepUp()).status, 200);
+    const credential = [...root.authenticator.credentials.keys()][0] ?? '';
+    assertError(await root.request('PUT', '/v1/admin/operators/root/roles', { roles: ['teller'] }), 409, 'LAST_ADMIN');
+    assertError(await root.request('POST', '/v1/admin/operators/root/revoke', { reason: 'oops' }), 409, 'LAST_ADMIN');
+    assertError(
+      await root.request('POST', `/v1/admin/credentials/${credential}/revoke`, { reason: 'oops' }),
+      409,
+      'LAST_ADMIN',
+    );
+    const { operator } = await root.ok('GET', '/v1/admin/operators/root');
+    assert.deepEqual(operator.roles, ['admin'], 'nothing changed');
+    assert.equal((await root.request('GET', '/v1/admin/consoles')).status, 200, 'root can still work');
+  });
+
   it('serves no prototype name as an asset and does not tell strangers where the backend is installed', async () => {
     for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
       const response = await fetch(`${t.url}/admin/${name}`);
