@@ -24,7 +24,7 @@ step "unit and integration tests (node --test)" npm run --silent test:unit
 if command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null && [ -f node_modules/keytar/build/Release/keytar.node ]; then
   # A throwaway keyring directory: each run starts with a fresh, unlocked login keyring.
   step "OS credential store (keytar against a real Secret Service)" env XDG_DATA_HOME="$(mktemp -d)" dbus-run-session -- sh -c \
-    'printf baton | gnome-keyring-daemon --unlock --components=secrets >/dev/null; BATON_SECRET_SERVICE=1 node --import tsx --test main/core/*.keytar.test.ts'
+    'printf baton | gnome-keyring-daemon --unlock --components=secrets >/dev/null; BATON_SECRET_SERVICE=1 node --import tsx --test $(find main test -name "*.keytar.test.ts" | sort)'
 else
   printf '\n== OS credential store ==\nSKIPPED: needs dbus-run-session, gnome-keyring and a built keytar (run as root so npm test can install libsecret-1-dev, gnome-keyring and dbus).\n'
 fi
