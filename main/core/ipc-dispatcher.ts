@@ -1,0 +1,140 @@
+import { BatonError } from '../../shared/errors.js';
+import {
+  IPC_CONTRACT,
+  OPERATOR_UI_CHANNELS,
+  WORKSPACE_CHANNELS,
+  isIpcChannel,
+  type AgentStatusView,
+  type IpcChannel,
+  type IpcRequest,
+  type IpcResponse,
+  type IpcResult,
+} from '../../shared/ipc.js';
+import { toFieldIssues } from '../../shared/policy.js';
+import { LEVEL_PROFILES } from '../../shared/levels.js';
+import type { AgentStatus, BatonAgent } from './agent.js';
+import type { CeremonyBroker } from './ceremony-broker.js';
+
+/** Who is calling: the operator UI, or the workspace view of one session. */
+export type IpcCaller = { kind: 'operator-ui' } | { kind: 'workspace'; sessionId: string };
+
+type Handlers = { [C in IpcChannel]: (request: IpcRequest<C>, caller: IpcCaller) => Promise<IpcResponse<C>> };
+
+/** The renderer's view of the status: the agent's own status minus anything it must not see. */
+export function statusView(status: AgentStatus): AgentStatusView {
+  return {
+    identity: status.identity,
+    connection: status.connection,
+    phase: status.phase,
+    ...(status.front === undefined ? {} : { front: snapshotView(status.front) }),
+    locked: status.locked,
+    sessions: status.sessions.map(snapshotView),
+    ...(status.outbox === undefined ? {} : { outbox: status.outbox }),
+    policyVersion: status.policyVersion,
+    ...(status.notice === undefined ? {} : { notice: status.notice }),
+  };
+}
+
+function snapshotView(s: AgentStatus['sessions'][number]) {
+  const { since, ...rest } = s;
+  return since === undefined ? rest : { ...rest, since };
+}
+
+/**
+ * Every IPC call goes through here (the Electron shell after its sender check, and the
+ * development bridge): the channel must exist and be open to the caller, the request must match
+ * its schema, and the answer is an IpcResult with a stable error code — never a thrown error.
+ */
+export class IpcDispatcher {
+  private readonly handlers: Handlers;
+
+  constructor(
+    private readonly agent: BatonAgent,
+    private readonly broker: CeremonyBroker,
+  ) {
+    this.handlers = {
+      'agent:get-status': () => Promise.resolve(statusView(this.agent.status)),
+      'console:enrol': async ({ token }) => this.agent.enrolConsole(token),
+      'operator:enrol': ({ code }) => this.agent.enrolOperator(code),
+      'session:tap-in': async () => snapshotView(await this.agent.tapIn()),
+      'session:lock': () => {
+        this.agent.lock();
+        return Promise.resolve({});
+      },
+      'session:sign-out': () => {
+        this.agent.signOut();
+        return Promise.resolve({});
+      },
+      'session:activity': () => {
+        this.agent.noteActivity();
+        return Promise.resolve({});
+      },
+      'action:authorize': ({ action }) => this.agent.authorize(action),
+      'ceremony:answer': (answer) => {
+        this.broker.answer(answer);
+        return Promise.resolve({});
+      },
+      'workspace:get-assurance': (_request, caller) => Promise.resolve(this.assuranceFor(caller)),
+      'workspace:step-up': async ({ action }, caller) => {
+        const front = this.agent.status.front;
+        if (caller.kind !== 'workspace' || front === undefined || front.id !== caller.sessionId) {
+          return {
+            outcome: 'refused',
+            code: 'NO_SESSION_IN_FRONT',
+            message: 'Only the workspace in front may ask for step-up',
+          };
+        }
+        return this.agent.authorize(action);
+      },
+    };
+  }
+
+  async dispatch(channel: unknown, payload: unknown, caller: IpcCaller): Promise<IpcResult<unknown>> {
+    try {
+      if (!isIpcChannel(channel)) throw new BatonError('NOT_FOUND', `No IPC channel ${JSON.stringify(channel)}`);
+      const allowed = caller.kind === 'workspace' ? WORKSPACE_CHANNELS : OPERATOR_UI_CHANNELS;
+      if (!allowed.includes(channel)) throw new BatonError('NOT_FOUND', `No IPC channel "${channel}" for this caller`);
+      const parsed = IPC_CONTRACT[channel].request.safeParse(payload ?? {});
+      if (!parsed.success) {
+        const issues = toFieldIssues(parsed.error);
+        throw new BatonError(
+          'SCHEMA_INVALID',
+          `Invalid "${channel}" request: ${issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ')}`,
+          { issues },
+        );
+      }
+      const handler = this.handlers[channel] as (request: unknown, caller: IpcCaller) => Promise<unknown>;
+      // The answer is checked too: a strict schema keeps anything the UI must not see (tokens, keys) out.
+      const answer = IPC_CONTRACT[channel].response.safeParse(await handler(parsed.data, caller));
+      if (!answer.success) throw new BatonError('INTERNAL', `The agent's "${channel}" answer failed its schema`);
+      return { ok: true, value: answer.data };
+    } catch (error) {
+      const baton =
+        error instanceof BatonError ? error : new BatonError('INTERNAL', 'Something went wrong', { cause: error });
+      return { ok: false, error: { code: baton.code, message: baton.message } };
+    }
+  }
+
+  private assuranceFor(caller: IpcCaller): IpcResponse<'workspace:get-assurance'> {
+    const status = this.agent.status;
+    const front = status.front;
+    // A workspace sees assurance only while its own session is in front and unlocked.
+    if (caller.kind !== 'workspace' || front === undefined || front.id !== caller.sessionId || status.locked) {
+      return null;
+    }
+    if (status.identity.kind !== 'enrolled') return null;
+    const profile = LEVEL_PROFILES[front.level];
+    return {
+      operatorId: front.operatorId,
+      operatorName: front.operatorName,
+      sessionId: front.id,
+      level: front.level,
+      aal: profile.aal,
+      acr: profile.acr,
+      amr: [...profile.amr],
+      authTime: front.authTime,
+      consoleId: status.identity.consoleId,
+      channel: status.identity.channel,
+    };
+  }
+}

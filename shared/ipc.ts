@@ -1,0 +1,165 @@
+import { z } from 'zod';
+import { ERROR_CODES } from './errors.js';
+import { IdSchema } from './events.js';
+import { LevelSchema, ACTION_NAME } from './policy.js';
+
+/**
+ * The IPC contract between the operator UI (renderer, through the preload's `window.baton`) and
+ * the agent (main process), declared once: each channel (`domain:verb`) has a request and a
+ * response schema, and types come from the schemas. Main checks the sender and parses every
+ * request before any work; every answer is an `IpcResult`. The development bridge (a loopback
+ * WebSocket standing in for Electron IPC in browser tests) speaks exactly this contract too.
+ */
+
+// ---- what the UI sees ----
+
+export const SESSION_STATES = ['active', 'stepped-up', 'locked', 'suspended', 'expired', 'revoked', 'ended'] as const;
+
+export const SessionSnapshotSchema = z.strictObject({
+  id: IdSchema,
+  operatorId: IdSchema,
+  operatorName: z.string().max(100),
+  level: LevelSchema,
+  aal: z.int().min(1).max(3),
+  authTime: z.number(),
+  startedAt: z.number(),
+  expiresAt: z.number(),
+  state: z.enum(SESSION_STATES),
+  since: z.number().optional(),
+  inFront: z.boolean(),
+});
+export type SessionSnapshotView = z.infer<typeof SessionSnapshotSchema>;
+
+export const IdentityStatusSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('enrolled'), consoleId: IdSchema, channel: z.string() }),
+  z.strictObject({ kind: z.literal('unenrolled') }),
+  z.strictObject({
+    kind: z.literal('re-enrolment-required'),
+    reason: z.enum(['key-missing', 'revoked', 'state-unreadable', 'unknown-to-backend']),
+    detail: z.string(),
+  }),
+]);
+
+export const AgentPhaseSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('idle') }),
+  z.strictObject({ kind: z.literal('signing-in'), offline: z.boolean() }),
+  z.strictObject({ kind: z.literal('stepping-up'), action: z.string() }),
+  z.strictObject({ kind: z.literal('enrolling-operator') }),
+  z.strictObject({ kind: z.literal('enrolling-console') }),
+]);
+
+/** The renderer's view of the agent: no tokens, no credential ids, no key material. */
+export const AgentStatusViewSchema = z.strictObject({
+  identity: IdentityStatusSchema,
+  connection: z.enum(['connecting', 'syncing', 'online', 'offline', 'stopped']),
+  phase: AgentPhaseSchema,
+  front: SessionSnapshotSchema.optional(),
+  locked: z.boolean(),
+  sessions: z.array(SessionSnapshotSchema).max(50),
+  outbox: z
+    .strictObject({
+      pending: z.int().nonnegative(),
+      max: z.int().positive(),
+      nearFull: z.boolean(),
+      lastSeq: z.int().nonnegative(),
+      ackedSeq: z.int().nonnegative(),
+    })
+    .optional(),
+  policyVersion: z.int().nonnegative(),
+  notice: z.strictObject({ code: z.enum(ERROR_CODES), message: z.string(), at: z.number() }).optional(),
+});
+export type AgentStatusView = z.infer<typeof AgentStatusViewSchema>;
+
+export const AuthorizeResultSchema = z.discriminatedUnion('outcome', [
+  z.strictObject({ outcome: z.literal('allow'), steppedUp: z.boolean(), reasons: z.array(z.string()) }),
+  z.strictObject({ outcome: z.literal('deny'), reasons: z.array(z.string()) }),
+  z.strictObject({ outcome: z.literal('refused'), code: z.enum(ERROR_CODES), message: z.string() }),
+]);
+
+/** What a workspace app may read about the operator in front: assurance, never the token. */
+export const WorkspaceAssuranceSchema = z.strictObject({
+  operatorId: IdSchema,
+  operatorName: z.string(),
+  sessionId: IdSchema,
+  level: LevelSchema,
+  aal: z.int().min(1).max(3),
+  acr: z.string(),
+  amr: z.array(z.string()),
+  authTime: z.number(),
+  consoleId: IdSchema,
+  channel: z.string(),
+});
+
+// ---- ceremonies: main asks the renderer to run the browser half ----
+
+/** Pushed main → renderer: run `navigator.credentials.get/create` with these options. */
+export const CeremonyRequestSchema = z.strictObject({
+  requestId: z.uuid(),
+  kind: z.enum(['get', 'create']),
+  purpose: z.enum(['sign-in', 'step-up', 'offline-resume', 'enrol']),
+  action: z.string().optional(),
+  operatorName: z.string().optional(),
+  /** WebAuthn options JSON as the backend (or the agent, offline) made them. */
+  options: z.record(z.string(), z.unknown()),
+});
+export type CeremonyRequest = z.infer<typeof CeremonyRequestSchema>;
+
+const AnswerSchema = z.discriminatedUnion('outcome', [
+  // The response is checked against the WebAuthn response schemas by the agent before use.
+  z.strictObject({ requestId: z.uuid(), outcome: z.literal('ok'), response: z.record(z.string(), z.unknown()) }),
+  z.strictObject({ requestId: z.uuid(), outcome: z.literal('cancelled'), reason: z.string().max(200) }),
+]);
+
+// ---- the channels ----
+
+const Empty = z.strictObject({});
+
+export const IPC_CONTRACT = {
+  'agent:get-status': { request: Empty, response: AgentStatusViewSchema },
+  'console:enrol': { request: z.strictObject({ token: z.string().min(10).max(200) }), response: IdentityStatusSchema },
+  'operator:enrol': {
+    request: z.strictObject({ code: z.string().min(1).max(40) }),
+    response: z.strictObject({ operatorId: IdSchema, displayName: z.string() }),
+  },
+  'session:tap-in': { request: Empty, response: SessionSnapshotSchema },
+  'session:lock': { request: Empty, response: Empty },
+  'session:sign-out': { request: Empty, response: Empty },
+  'session:activity': { request: Empty, response: Empty },
+  'action:authorize': {
+    request: z.strictObject({
+      action: z.string().regex(ACTION_NAME, 'expected an action name like "payment.approve"'),
+    }),
+    response: AuthorizeResultSchema,
+  },
+  'ceremony:answer': { request: AnswerSchema, response: Empty },
+  // Workspace apps (their own preload, their own partition): read assurance, ask for step-up.
+  'workspace:get-assurance': { request: Empty, response: WorkspaceAssuranceSchema.nullable() },
+  'workspace:step-up': {
+    request: z.strictObject({
+      action: z.string().regex(ACTION_NAME, 'expected an action name like "payment.approve"'),
+    }),
+    response: AuthorizeResultSchema,
+  },
+} as const;
+
+export type IpcChannel = keyof typeof IPC_CONTRACT;
+export type IpcRequest<C extends IpcChannel> = z.infer<(typeof IPC_CONTRACT)[C]['request']>;
+export type IpcResponse<C extends IpcChannel> = z.infer<(typeof IPC_CONTRACT)[C]['response']>;
+export const IPC_CHANNELS = Object.keys(IPC_CONTRACT) as IpcChannel[];
+
+/** Channels the operator UI may call; workspace apps get only `workspace:*`. */
+export const OPERATOR_UI_CHANNELS: readonly IpcChannel[] = IPC_CHANNELS.filter((c) => !c.startsWith('workspace:'));
+export const WORKSPACE_CHANNELS: readonly IpcChannel[] = IPC_CHANNELS.filter((c) => c.startsWith('workspace:'));
+
+/** Pushed main → renderer (no answer). */
+export const IPC_EVENTS = {
+  'agent:status': AgentStatusViewSchema,
+  'ceremony:request': CeremonyRequestSchema,
+} as const;
+export type IpcEvent = keyof typeof IPC_EVENTS;
+
+export type IpcResult<T> = { ok: true; value: T } | { ok: false; error: { code: string; message: string } };
+
+export function isIpcChannel(value: unknown): value is IpcChannel {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(IPC_CONTRACT, value);
+}
