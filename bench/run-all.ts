@@ -2,14 +2,21 @@
  * Runs every benchmark in sequence, each in its own process (`node --import tsx bench/<name>.ts`),
  * so one cannot warm up or pollute the heap of the next. Output streams through; a summary follows.
  *
- *   npm run bench                      # all three
+ *   npm run bench                      # all of them
  *   node --import tsx bench/run-all.ts sign-in-throughput event-ingest   # a subset, by name
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { fmt, machineLine, printTable } from './lib/report.js';
 
-const BENCHMARKS = ['sign-in-throughput', 'event-ingest', 'revocation-fanout'] as const;
+const BENCHMARKS = [
+  'sign-in-throughput',
+  'event-ingest',
+  'revocation-fanout',
+  'agent-switch-latency',
+  'agent-outbox-throughput',
+  'agent-memory',
+] as const;
 
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !(BENCHMARKS as readonly string[]).includes(w));

@@ -1,10 +1,11 @@
 /**
  * A Baton backend in its own process for the benchmarks. Started by `spawnBackend` (backend-process.ts)
  * with an IPC channel; it starts the real backend (`startBackend`) and answers a few commands that
- * need no HTTP endpoint: memory use after a full GC, direct console inserts, clock reads, and the
- * revocation timings it observes. Nothing here changes what the backend does with a request.
+ * need no HTTP endpoint: memory use after a full GC, direct console inserts, clock reads, CPU and
+ * event-loop readings, and the revocation timings it observes. Nothing here changes what the
+ * backend does with a request.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { parseBackendConfig } from '../../backend/config.js';
 import { jwkThumbprint } from '../../backend/crypto/console-signature.js';
@@ -100,6 +101,10 @@ process.on('message', (raw: unknown) => {
         return;
       case 'cpu':
         reply({ cpu: process.cpuUsage(), at: wallMs() });
+        return;
+      case 'elu':
+        // Event-loop utilisation so far (busy vs idle ms); the parent diffs two readings.
+        reply({ elu: performance.eventLoopUtilization() });
         return;
       case 'loop-delay':
         reply({

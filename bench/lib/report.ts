@@ -94,3 +94,11 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Prints the benchmark's figures as one JSON line (`{"benchmark":…}`) after the tables, for scripts
+ * that collect results: `grep '^{"benchmark"'`.
+ */
+export function printJsonLine(benchmark: string, figures: Record<string, unknown>): void {
+  console.log(JSON.stringify({ benchmark, machine: machineLine(), ...figures }));
+}
