@@ -303,7 +303,7 @@ function report(journal: JournalRun[], run: EndToEndRun, problems: string[]): vo
       part('journal fsync (group writes)', p.journalFsyncMs, fmtInt(p.journalFsyncs)),
       part('acknowledge: acked file + its fsync, segments', p.ackMs, fmtInt(p.acks)),
       part('  of which the acked file fsync', p.ackFsyncMs, fmtInt(p.acks)),
-      part('send: JSON.stringify + ws frame', p.sendMs, fmtInt(p.batches)),
+      part('send: frame from journal lines + ws send', p.sendMs, fmtInt(p.batches)),
       part('everything else (authorize, batch sizing, writes, GC, acks in, idle)', windowMs - measuredMs, ''),
     ],
   );

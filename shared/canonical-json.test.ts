@@ -54,4 +54,9 @@ describe('canonicalJson', () => {
     assert.deepEqual(JSON.parse(canonicalJson(parsed)), parsed);
     assert.equal(canonicalJson(JSON.parse(canonicalJson(parsed))), canonicalJson(parsed));
   });
+
+  it('keeps a member named __proto__ (from JSON.parse) as a member, so it is hashed', () => {
+    const parsed = JSON.parse('{"b":1,"__proto__":{"x":2},"a":3}') as unknown;
+    assert.equal(canonicalJson(parsed), '{"__proto__":{"x":2},"a":3,"b":1}');
+  });
 });

@@ -20,6 +20,15 @@ export interface CommandSender {
 /** What a sign-in answers the console (the shape is shared with the agent). */
 export type AuthenticatedSession = SignInResult;
 
+/** Console events that move a session's state on the backend. */
+const SESSION_CHANGING_TYPES: ReadonlySet<string> = new Set([
+  'session-locked',
+  'session-suspended',
+  'session-resumed',
+  'session-ended',
+  'session-expired',
+]);
+
 /** Sign-in (start or resume), step-up and session ends: the backend's half of every session. */
 export class SessionService {
   commands: CommandSender = { deliver: () => undefined };
@@ -230,7 +239,8 @@ export class SessionService {
     const now = this.ctx.clock();
     for (const event of events) {
       const id = event.subject.session;
-      if (id === undefined) continue;
+      // Only these types change a session: skip the lookup for the rest (most of a busy stream).
+      if (id === undefined || !SESSION_CHANGING_TYPES.has(event.type)) continue;
       const session = this.ctx.store.sessions.get(id);
       if (session === undefined || session.consoleId !== consoleId) continue;
       const at = Math.min(Math.max(event.time, session.authTime), now);

@@ -1,6 +1,6 @@
 /**
  * Observers of the agent core's event path for the benchmarks. They wrap public prototype methods
- * (`EventOutbox.emit` and `acknowledge`, `BackendClient.send`, ws `WebSocket.send`) and node:fs's
+ * (`EventOutbox.emit` and `acknowledge`, `BackendClient.sendText`, ws `WebSocket.send`) and node:fs's
  * `fsyncSync` (through `syncBuiltinESMExports`, which updates the core's named import) in this
  * process only, to count and time what the core does without changing what it does. Each adds two
  * `performance.now()` calls per call observed.
@@ -22,7 +22,7 @@ export interface OutboxProbe {
   acks: number;
   ackMs: number;
   ackFsyncMs: number;
-  /** `events` messages: `BackendClient.send` (JSON.stringify and the ws frame). */
+  /** `events` frames: `BackendClient.sendText` (the frame built from journal lines, and the ws send). */
   batches: number;
   largestBatch: number;
   sendMs: number;
@@ -117,14 +117,15 @@ export function installProbes(): void {
 
   wrapMethod(
     BackendClient.prototype,
-    'send',
-    (send) =>
-      function (this: BackendClient, message) {
-        if (message.type !== 'events') return send.call(this, message);
+    'sendText',
+    (sendText) =>
+      function (this: BackendClient, text: string) {
+        // `events` frames are built from the journal's lines and sent as text.
+        if (!text.startsWith('{"type":"events"')) return sendText.call(this, text);
         const t0 = performance.now();
-        const sent = send.call(this, message);
+        const sent = sendText.call(this, text);
         probe.batches++;
-        probe.largestBatch = Math.max(probe.largestBatch, message.events.length);
+        probe.largestBatch = Math.max(probe.largestBatch, countEvents(text));
         probe.sendMs += performance.now() - t0;
         return sent;
       },
@@ -139,4 +140,9 @@ export function installProbes(): void {
         return (wsSend as (...a: unknown[]) => void).call(this, data, ...rest);
       } as typeof wsSend,
   );
+}
+
+/** Events in an `events` frame, counted without parsing it (each event has exactly one `"prevHash"`). */
+function countEvents(text: string): number {
+  return text.split('"prevHash":').length - 1;
 }

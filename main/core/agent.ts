@@ -39,6 +39,7 @@ import {
   SessionManager,
   assuranceOf,
   type AgentSession,
+  type EndedSession,
   type FinalState,
   type SessionSnapshot,
 } from './session-manager.js';
@@ -79,7 +80,7 @@ export type AgentConnection = ConnectionState | 'syncing';
 export type AgentPhase =
   | { kind: 'idle' }
   | { kind: 'signing-in'; offline: boolean }
-  | { kind: 'stepping-up'; action: string }
+  | { kind: 'stepping-up'; action: string; level?: AssuranceLevel; reasons?: string[] }
   | { kind: 'enrolling-operator' }
   | { kind: 'enrolling-console' };
 
@@ -96,6 +97,10 @@ export interface AgentStatus {
   policyVersion: number;
   /** The last refusal or problem, with its stable code, for the UI to explain. */
   notice: { code: ErrorCode; message: string; at: number } | undefined;
+  /** The channel's timings the UI explains ("only people already signed in here can come back, for N minutes"). */
+  limits: { idleLockSeconds: number; continuitySeconds: number; offlineGraceSeconds: number } | undefined;
+  /** The last session that left the console and why (revoked, expired, ended), for the UI to explain. */
+  lastEnded: EndedSession | undefined;
 }
 
 export type AuthorizeResult =
@@ -185,6 +190,7 @@ export class BatonAgent {
   get status(): AgentStatus {
     const sessions = this.sessions?.snapshot() ?? [];
     const front = sessions.find((s) => s.inFront);
+    const channel = this.channelPolicy();
     return {
       identity: this.identity.status,
       connection: this.connection,
@@ -195,6 +201,15 @@ export class BatonAgent {
       outbox: this.outbox?.status,
       policyVersion: this.identity.policy?.version ?? 0,
       notice: this.notice,
+      limits:
+        channel === undefined
+          ? undefined
+          : {
+              idleLockSeconds: channel.idleLockSeconds,
+              continuitySeconds: channel.continuitySeconds,
+              offlineGraceSeconds: channel.offlineGraceSeconds,
+            },
+      lastEnded: this.sessions?.lastEnded,
     };
   }
 
@@ -671,11 +686,10 @@ export class BatonAgent {
     const client = this.client;
     if (outbox === undefined || client === undefined || !this.sync.welcomed) return;
     while (this.inFlight < MAX_BATCHES_IN_FLIGHT) {
-      const batch = fitFrame(outbox.pendingAfter(this.sentUpTo, MAX_EVENTS_PER_BATCH));
-      const last = batch.at(-1);
-      if (last === undefined) return;
-      if (!client.send({ type: 'events', events: batch })) return;
-      this.sentUpTo = last.seq;
+      const frame = eventsFrame(outbox, outbox.pendingAfter(this.sentUpTo, MAX_EVENTS_PER_BATCH));
+      if (frame === undefined) return;
+      if (!client.sendText(frame.text)) return;
+      this.sentUpTo = frame.lastSeq;
       this.inFlight++;
     }
   }
@@ -822,6 +836,9 @@ export class BatonAgent {
     if (first.decision.outcome === 'deny' || first.options === undefined) {
       return { outcome: 'deny', reasons: first.decision.reasons };
     }
+    // The UI names the action and why while the operator taps.
+    this.phase = { kind: 'stepping-up', action, level: first.decision.level, reasons: first.decision.reasons };
+    this.changed();
     const response = await this.askAssertion(
       'step-up',
       first.options as unknown as PublicKeyCredentialRequestOptionsJSON,
@@ -984,20 +1001,27 @@ export class BatonAgent {
   }
 }
 
-/** Bytes of `{"type":"events","events":[]}` around the events, rounded up. */
-const EVENTS_ENVELOPE_BYTES = 64;
+const EVENTS_PREFIX = '{"type":"events","events":[';
+const EVENTS_SUFFIX = ']}';
 
 /**
- * The longest prefix of `batch` whose `events` message fits in one frame: the backend closes the
- * socket (1009) on a larger one, and a backlog that never fits would never flush. At least one event.
+ * The `events` message for the longest prefix of `batch` that fits in one frame (the backend closes
+ * the socket with 1009 on a larger one, and a backlog that never fits would never flush), built from
+ * the journal's own JSON lines so nothing is serialised twice. At least one event; none → undefined.
  */
-function fitFrame(batch: AssuranceEvent[]): AssuranceEvent[] {
-  let bytes = EVENTS_ENVELOPE_BYTES;
-  for (const [i, event] of batch.entries()) {
-    bytes += Buffer.byteLength(JSON.stringify(event)) + 1;
-    if (bytes > MAX_MESSAGE_BYTES && i > 0) return batch.slice(0, i);
+function eventsFrame(outbox: EventOutbox, batch: AssuranceEvent[]): { text: string; lastSeq: number } | undefined {
+  let bytes = EVENTS_PREFIX.length + EVENTS_SUFFIX.length;
+  const lines: string[] = [];
+  let lastSeq = 0;
+  for (const event of batch) {
+    const line = outbox.takeLine(event);
+    bytes += Buffer.byteLength(line) + 1;
+    if (bytes > MAX_MESSAGE_BYTES && lines.length > 0) break;
+    lines.push(line);
+    lastSeq = event.seq;
   }
-  return batch;
+  if (lines.length === 0) return undefined;
+  return { text: `${EVENTS_PREFIX}${lines.join(',')}${EVENTS_SUFFIX}`, lastSeq };
 }
 
 function closeReason(info: { code: number; refused?: BatonError }): string {

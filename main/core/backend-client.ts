@@ -99,9 +99,14 @@ export class BackendClient {
   }
 
   send(message: AgentMessage): boolean {
+    return this.sendText(JSON.stringify(message));
+  }
+
+  /** Sends an already serialised agent message (the outbox builds `events` frames from its journal lines). */
+  sendText(text: string): boolean {
     const socket = this.socket;
     if (socket === undefined || socket.readyState !== WebSocket.OPEN) return false;
-    socket.send(JSON.stringify(message));
+    socket.send(text);
     return true;
   }
 

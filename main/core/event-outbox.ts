@@ -28,6 +28,8 @@ import {
 export const SEGMENT_EVENTS = 5000;
 /** Share of the cap at which the outbox reports itself near full. */
 export const NEAR_FULL_RATIO = 0.9;
+/** Journal lines kept in memory for their first send (about 0.5 KiB each). */
+export const UNSENT_LINE_CACHE = 4096;
 
 const SEGMENT = /^segment-(\d{16})\.jsonl$/;
 const ACKED_FILE = 'acked';
@@ -75,6 +77,8 @@ export class EventOutbox {
   private segmentStart = 0;
   private segmentFd: number | undefined;
   private queue: Waiter[] = [];
+  /** Journal lines of recently written events, kept (bounded) until they are sent once. */
+  private readonly unsentLines = new Map<number, string>();
   private flushScheduled = false;
 
   private constructor(
@@ -144,6 +148,17 @@ export class EventOutbox {
     return this.events.slice(0, limit);
   }
 
+  /**
+   * The event's JSON line for sending. A recently written event's line is reused (and forgotten) so a
+   * busy console serialises each event once; the cache is bounded so an offline backlog costs no more.
+   */
+  takeLine(event: AssuranceEvent): string {
+    const line = this.unsentLines.get(event.seq);
+    if (line === undefined) return JSON.stringify(event);
+    this.unsentLines.delete(event.seq);
+    return line;
+  }
+
   /** Unacknowledged events after `seq`, in order, at most `limit`: the next batch past those in flight. */
   pendingAfter(seq: number, limit: number): AssuranceEvent[] {
     let lo = 0;
@@ -164,6 +179,7 @@ export class EventOutbox {
     let drop = 0;
     while (drop < this.events.length && (this.events[drop]?.seq ?? Infinity) <= this.ackedSeq) drop++;
     this.events.splice(0, drop);
+    for (const seq of this.unsentLines.keys()) if (seq <= this.ackedSeq) this.unsentLines.delete(seq);
     // A segment goes once all its events are acknowledged; the one holding the newest event stays,
     // because the chain continues from its hash after a restart.
     const headStart = segmentStartOf(this.lastSeq);
@@ -204,7 +220,11 @@ export class EventOutbox {
         const fd = this.segmentFor((waiters[i] as Waiter).event.seq);
         const room = this.segmentStart + SEGMENT_EVENTS - (waiters[i] as Waiter).event.seq;
         const chunk = waiters.slice(i, i + room);
-        writeSync(fd, chunk.map((w) => `${JSON.stringify(w.event)}\n`).join(''));
+        const lines = chunk.map((w) => JSON.stringify(w.event));
+        writeSync(fd, lines.map((line) => `${line}\n`).join(''));
+        for (const [n, w] of chunk.entries()) {
+          if (this.unsentLines.size < UNSENT_LINE_CACHE) this.unsentLines.set(w.event.seq, lines[n] as string);
+        }
         fsyncSync(fd);
         i += chunk.length;
       }
