@@ -16,6 +16,7 @@ const BENCHMARKS = [
   'agent-switch-latency',
   'agent-outbox-throughput',
   'agent-memory',
+  'agent-ui-latency',
 ] as const;
 
 const wanted = process.argv.slice(2);

@@ -1,4 +1,4 @@
-import { startAuthentication, startRegistration } from '@simplewebauthn/browser';
+import { WebAuthnAbortService, startAuthentication, startRegistration } from '@simplewebauthn/browser';
 import type {
   AuthenticationResponseJSON,
   PublicKeyCredentialCreationOptionsJSON,
@@ -16,4 +16,9 @@ export function runRegistration(options: PublicKeyCredentialCreationOptionsJSON)
 
 export function runAuthentication(options: PublicKeyCredentialRequestOptionsJSON): Promise<AuthenticationResponseJSON> {
   return startAuthentication({ optionsJSON: options });
+}
+
+/** Stops the ceremony that is waiting for a key (the operator pressed Cancel): it rejects with AbortError. */
+export function cancelCeremony(): void {
+  WebAuthnAbortService.cancelCeremony();
 }

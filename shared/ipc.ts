@@ -43,7 +43,13 @@ export const IdentityStatusSchema = z.discriminatedUnion('kind', [
 export const AgentPhaseSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('idle') }),
   z.strictObject({ kind: z.literal('signing-in'), offline: z.boolean() }),
-  z.strictObject({ kind: z.literal('stepping-up'), action: z.string() }),
+  z.strictObject({
+    kind: z.literal('stepping-up'),
+    action: z.string(),
+    /** Once the backend has decided: the level the action needs and why (decision reasons). */
+    level: LevelSchema.optional(),
+    reasons: z.array(z.string().max(60)).max(20).optional(),
+  }),
   z.strictObject({ kind: z.literal('enrolling-operator') }),
   z.strictObject({ kind: z.literal('enrolling-console') }),
 ]);
@@ -67,6 +73,24 @@ export const AgentStatusViewSchema = z.strictObject({
     .optional(),
   policyVersion: z.int().nonnegative(),
   notice: z.strictObject({ code: z.enum(ERROR_CODES), message: z.string(), at: z.number() }).optional(),
+  /** The channel's timings, for the UI's explanations (idle lock, continuity window, offline grace). */
+  limits: z
+    .strictObject({
+      idleLockSeconds: z.int().nonnegative(),
+      continuitySeconds: z.int().nonnegative(),
+      offlineGraceSeconds: z.int().nonnegative(),
+    })
+    .optional(),
+  /** The last session that left the console and why (`revoked`, `expired`, `ended` with a reason). */
+  lastEnded: z
+    .strictObject({
+      sessionId: IdSchema,
+      operatorName: z.string().max(100),
+      state: z.enum(['expired', 'revoked', 'ended']),
+      reason: z.string().max(60),
+      at: z.number(),
+    })
+    .optional(),
 });
 export type AgentStatusView = z.infer<typeof AgentStatusViewSchema>;
 
@@ -110,6 +134,26 @@ const AnswerSchema = z.discriminatedUnion('outcome', [
   z.strictObject({ requestId: z.uuid(), outcome: z.literal('cancelled'), reason: z.string().max(200) }),
 ]);
 
+/**
+ * Pushed main → renderer when one security key holds several operators' discoverable credentials
+ * and Electron asks which one to use (`select-webauthn-account`): Baton shows its own picker.
+ */
+export const AccountChoiceRequestSchema = z.strictObject({
+  requestId: z.uuid(),
+  relyingPartyId: z.string().max(253),
+  accounts: z
+    .array(
+      z.strictObject({
+        credentialId: z.string().min(1).max(1024),
+        name: z.string().max(200).optional(),
+        displayName: z.string().max(200).optional(),
+      }),
+    )
+    .min(2)
+    .max(50),
+});
+export type AccountChoiceRequest = z.infer<typeof AccountChoiceRequestSchema>;
+
 // ---- the channels ----
 
 const Empty = z.strictObject({});
@@ -132,6 +176,11 @@ export const IPC_CONTRACT = {
     response: AuthorizeResultSchema,
   },
   'ceremony:answer': { request: AnswerSchema, response: Empty },
+  /** The operator's pick from `ceremony:choose-account`; `null` cancels the tap. */
+  'ceremony:account-chosen': {
+    request: z.strictObject({ requestId: z.uuid(), credentialId: z.string().min(1).max(1024).nullable() }),
+    response: Empty,
+  },
   // Workspace apps (their own preload, their own partition): read assurance, ask for step-up.
   'workspace:get-assurance': { request: Empty, response: WorkspaceAssuranceSchema.nullable() },
   'workspace:step-up': {
@@ -155,6 +204,7 @@ export const WORKSPACE_CHANNELS: readonly IpcChannel[] = IPC_CHANNELS.filter((c)
 export const IPC_EVENTS = {
   'agent:status': AgentStatusViewSchema,
   'ceremony:request': CeremonyRequestSchema,
+  'ceremony:choose-account': AccountChoiceRequestSchema,
 } as const;
 export type IpcEvent = keyof typeof IPC_EVENTS;
 

@@ -18,6 +18,14 @@ import type { CeremonyBroker } from './ceremony-broker.js';
 /** Who is calling: the operator UI, or the workspace view of one session. */
 export type IpcCaller = { kind: 'operator-ui' } | { kind: 'workspace'; sessionId: string };
 
+/**
+ * Where the operator's pick from Baton's account picker goes (the Electron shell's
+ * `select-webauthn-account` handler). Without one, the channel answers that nothing is waiting.
+ */
+export interface AccountChoiceSink {
+  answer(answer: IpcRequest<'ceremony:account-chosen'>): void;
+}
+
 type Handlers = { [C in IpcChannel]: (request: IpcRequest<C>, caller: IpcCaller) => Promise<IpcResponse<C>> };
 
 /** The renderer's view of the status: the agent's own status minus anything it must not see. */
@@ -32,6 +40,8 @@ export function statusView(status: AgentStatus): AgentStatusView {
     ...(status.outbox === undefined ? {} : { outbox: status.outbox }),
     policyVersion: status.policyVersion,
     ...(status.notice === undefined ? {} : { notice: status.notice }),
+    ...(status.limits === undefined ? {} : { limits: status.limits }),
+    ...(status.lastEnded === undefined ? {} : { lastEnded: status.lastEnded }),
   };
 }
 
@@ -51,6 +61,7 @@ export class IpcDispatcher {
   constructor(
     private readonly agent: BatonAgent,
     private readonly broker: CeremonyBroker,
+    private readonly accountChoices?: AccountChoiceSink,
   ) {
     this.handlers = {
       'agent:get-status': () => Promise.resolve(statusView(this.agent.status)),
@@ -72,6 +83,13 @@ export class IpcDispatcher {
       'action:authorize': ({ action }) => this.agent.authorize(action),
       'ceremony:answer': (answer) => {
         this.broker.answer(answer);
+        return Promise.resolve({});
+      },
+      'ceremony:account-chosen': (answer) => {
+        if (this.accountChoices === undefined) {
+          throw new BatonError('CHALLENGE_UNKNOWN', 'No account choice is waiting for this answer');
+        }
+        this.accountChoices.answer(answer);
         return Promise.resolve({});
       },
       'workspace:get-assurance': (_request, caller) => Promise.resolve(this.assuranceFor(caller)),

@@ -53,6 +53,15 @@ export interface SessionSnapshot {
   inFront: boolean;
 }
 
+/** The last session that left the console, and why: the UI explains it ("ended by IT", "signed out"). */
+export interface EndedSession {
+  sessionId: string;
+  operatorName: string;
+  state: FinalState;
+  reason: string;
+  at: number;
+}
+
 /** The backend's answer to a sign-in (shared/http-api.ts). */
 export type SignInOutcome = SignInResult;
 
@@ -78,6 +87,8 @@ export function assuranceOf(level: AssuranceLevel, authTime: number): AssuranceC
  */
 export class SessionManager {
   private readonly sessions = new Map<string, AgentSession>();
+  /** The last session that left the console (for the UI; never a token). */
+  lastEnded: EndedSession | undefined;
   private frontId: string | undefined;
   private lastActivity: number;
   private idleTimer: Timer | undefined;
@@ -326,6 +337,7 @@ export class SessionManager {
     session.state = state;
     session.token = undefined;
     this.sessions.delete(id);
+    this.lastEnded = { sessionId: id, operatorName: session.operatorName, state, reason, at: this.clock.now() };
     if (this.frontId === id) this.frontId = undefined;
     if (local) this.hooks.endedLocally(session, state, reason);
     this.schedule();

@@ -1,0 +1,334 @@
+import type {
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+} from '@simplewebauthn/browser';
+import type { AccountChoiceRequest, AgentStatusView, CeremonyRequest, IpcRequest, IpcResult } from '../shared/ipc.js';
+import type { BatonApi } from './baton-api.js';
+import { cancelCeremony, runAuthentication, runRegistration } from './ceremony.js';
+import { byId, setText, show } from './dom.js';
+import { actionLabel, explainCode, explainEnded, explainReEnrolment, explainReasons } from './plain-words.js';
+import { CONNECTION_WORDS, bannerText, ceremonyText, levelLine, switcherHint, switcherItems } from './views.js';
+
+type Screen = 'console-enrol' | 'lock' | 'operator-enrol' | 'workspace';
+
+/** Input restarts the agent's idle timer, at most this often. */
+const ACTIVITY_THROTTLE_MS = 5_000;
+
+/**
+ * The operator UI: one status from the agent decides the screen; the operator's input becomes
+ * calls on `window.baton`; a `ceremony:request` runs the browser half and is answered. Screens are
+ * built once in index.html and shown or hidden, so typed text and focus survive status updates.
+ */
+export class OperatorUi {
+  private status: AgentStatusView | undefined;
+  private mode: 'lock' | 'operator-enrol' = 'lock';
+  private screen: Screen | undefined;
+  private running: CeremonyRequest | undefined;
+  private overlayOpen = false;
+  private lastActivity = 0;
+  private seenNotice = '';
+  private seenEnded = '';
+  /** What the notice box shows: the agent's refusal (goes when the agent clears it), or a message of its own. */
+  private noticeShows: 'agent-notice' | 'message' | undefined;
+
+  constructor(private readonly api: BatonApi) {}
+
+  async start(): Promise<void> {
+    this.bind();
+    this.api.onStatus((status) => this.update(status));
+    this.api.onCeremonyRequest((request) => void this.runCeremony(request));
+    this.api.onAccountChoice?.((request) => this.showPicker(request));
+    const first = await this.api.getStatus();
+    if (first.ok && this.status === undefined) this.update(first.value);
+    else if (!first.ok) this.showNotice('alert', explainCode(first.error.code), first.error.code);
+  }
+
+  // ---- input ----
+
+  private bind(): void {
+    byId('tap').addEventListener('click', () => void this.call(this.api.tapIn()));
+    byId('switch').addEventListener('click', () => void this.call(this.api.tapIn()));
+    byId('lock').addEventListener('click', () => void this.call(this.api.lock()));
+    byId('sign-out').addEventListener('click', () => void this.call(this.api.signOut()));
+    byId('go-enrol').addEventListener('click', () => this.setMode('operator-enrol'));
+    byId('operator-enrol-back').addEventListener('click', () => this.setMode('lock'));
+    byId('notice-dismiss').addEventListener('click', () => this.hideNotice());
+    byId('ceremony-cancel').addEventListener('click', () => cancelCeremony());
+    byId('console-enrol-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const token = byId<HTMLInputElement>('console-token').value.trim();
+      void this.call(this.api.enrolConsole(token)).then((ok) => {
+        if (!ok) return;
+        byId<HTMLInputElement>('console-token').value = '';
+        this.hideNotice();
+      });
+    });
+    byId('operator-enrol-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.enrolOperator(byId<HTMLInputElement>('operator-code').value.trim());
+    });
+    for (const button of document.querySelectorAll<HTMLButtonElement>('#demo [data-action]')) {
+      button.addEventListener('click', () => void this.authorize(button.dataset.action ?? ''));
+    }
+    const activity = () => this.noteActivity();
+    for (const type of ['keydown', 'pointerdown', 'touchstart', 'wheel'] as const) {
+      document.addEventListener(type, activity, { capture: true, passive: true });
+    }
+  }
+
+  /** Runs a call; a refusal shows in the agent's notice (and here when the call itself failed). */
+  private async call(result: Promise<IpcResult<unknown>>): Promise<boolean> {
+    const answer = await result;
+    if (!answer.ok && this.status?.notice?.code !== answer.error.code) {
+      this.showNotice('alert', explainCode(answer.error.code), answer.error.code);
+    }
+    return answer.ok;
+  }
+
+  private async enrolOperator(code: string): Promise<void> {
+    const result = await this.api.enrolOperator(code);
+    if (!result.ok) {
+      if (this.status?.notice?.code !== result.error.code) {
+        this.showNotice('alert', explainCode(result.error.code), result.error.code);
+      }
+      return;
+    }
+    byId<HTMLInputElement>('operator-code').value = '';
+    this.setMode('lock');
+    this.showNotice('info', `Welcome, ${result.value.displayName}. Your key is registered: tap it to sign in.`, '');
+  }
+
+  private async authorize(action: string): Promise<void> {
+    const out = byId('demo-result');
+    setText(out, `Checking: ${actionLabel(action)}…`);
+    const result = await this.api.authorize(action);
+    if (!result.ok) {
+      setText(out, `Not done: ${explainCode(result.error.code)}`);
+      return;
+    }
+    const r = result.value;
+    if (r.outcome === 'allow') {
+      setText(out, `Allowed: ${actionLabel(action)}${r.steppedUp ? ' (confirmed with your key)' : ''}.`);
+    } else if (r.outcome === 'deny') {
+      setText(out, `Not allowed: ${actionLabel(action)}, because ${explainReasons(r.reasons).join('; ')}.`);
+    } else {
+      setText(out, `Not done: ${explainCode(r.code)}`);
+    }
+  }
+
+  private noteActivity(): void {
+    const status = this.status;
+    if (status === undefined || status.locked || status.identity.kind !== 'enrolled') return;
+    const now = Date.now();
+    if (now - this.lastActivity < ACTIVITY_THROTTLE_MS) return;
+    this.lastActivity = now;
+    void this.api.activity();
+  }
+
+  private setMode(mode: 'lock' | 'operator-enrol'): void {
+    this.mode = mode;
+    if (mode === 'operator-enrol') show(byId('operator-enrol-done'), false);
+    this.render();
+  }
+
+  // ---- ceremonies ----
+
+  private async runCeremony(request: CeremonyRequest): Promise<void> {
+    this.running = request;
+    this.render();
+    let answer: IpcRequest<'ceremony:answer'>;
+    try {
+      const response =
+        request.kind === 'create'
+          ? await runRegistration(request.options as unknown as PublicKeyCredentialCreationOptionsJSON)
+          : await runAuthentication(request.options as unknown as PublicKeyCredentialRequestOptionsJSON);
+      answer = {
+        requestId: request.requestId,
+        outcome: 'ok',
+        response: response as unknown as Record<string, unknown>,
+      };
+    } catch (error) {
+      // The DOMException's name (NotAllowedError, AbortError, InvalidStateError) is the reason.
+      const reason = error instanceof Error ? error.name : 'Error';
+      answer = { requestId: request.requestId, outcome: 'cancelled', reason: reason.slice(0, 200) };
+    } finally {
+      if (this.running?.requestId === request.requestId) this.running = undefined;
+    }
+    await this.api.answerCeremony(answer);
+    this.render();
+  }
+
+  /** Electron's account picker: one key, several operators; the operator picks their name. */
+  private showPicker(request: AccountChoiceRequest): void {
+    const choose = (credentialId: string | null) => {
+      show(byId('picker'), false);
+      byId('ceremony').inert = false;
+      void this.api.chooseAccount?.(request.requestId, credentialId);
+    };
+    byId('picker-accounts').replaceChildren(
+      ...request.accounts.map((account) => {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.className = 'primary';
+        button.textContent = account.displayName ?? account.name ?? 'Unnamed passkey';
+        button.addEventListener('click', () => choose(account.credentialId));
+        return button;
+      }),
+    );
+    byId('picker-cancel').onclick = () => choose(null);
+    byId('ceremony').inert = true;
+    show(byId('picker'), true);
+    byId('picker-title').focus();
+  }
+
+  // ---- status ----
+
+  private update(status: AgentStatusView): void {
+    this.status = status;
+    this.announce(status);
+    this.render();
+  }
+
+  /** New refusals and sessions that ended are announced once (role=alert); a cleared notice goes away. */
+  private announce(status: AgentStatusView): void {
+    const ended = status.lastEnded;
+    const endedKey = ended === undefined ? '' : `${ended.sessionId}:${ended.at}`;
+    const notice = status.notice;
+    const noticeKey = notice === undefined ? '' : `${notice.code}:${notice.at}`;
+    const newEnded = endedKey !== '' && endedKey !== this.seenEnded;
+    const newNotice = noticeKey !== '' && noticeKey !== this.seenNotice;
+    this.seenEnded = endedKey;
+    this.seenNotice = noticeKey;
+    if (newNotice && notice !== undefined && (!newEnded || (ended?.at ?? 0) <= notice.at)) {
+      this.showNotice('alert', explainCode(notice.code), notice.code);
+      this.noticeShows = 'agent-notice';
+    } else if (newEnded && ended !== undefined) {
+      const mild = ended.state === 'ended' && ended.reason === 'sign-out';
+      this.showNotice(mild ? 'info' : 'alert', explainEnded(ended), mild ? '' : `${ended.state}: ${ended.reason}`);
+    } else if (notice === undefined && this.noticeShows === 'agent-notice') {
+      // The agent cleared its refusal (a new tap began): the old explanation goes too.
+      this.hideNotice();
+    }
+  }
+
+  private showNotice(kind: 'alert' | 'info', text: string, code: string): void {
+    this.noticeShows = 'message';
+    const box = byId('notice');
+    box.dataset.kind = kind;
+    setText(byId('notice-text'), text);
+    setText(byId('notice-detail'), code === '' ? '' : `For IT: ${code}`);
+    show(box, true);
+  }
+
+  private hideNotice(): void {
+    this.noticeShows = undefined;
+    show(byId('notice'), false);
+  }
+
+  private render(): void {
+    const status = this.status;
+    if (status === undefined) return;
+    show(byId('loading'), false);
+    const identity = status.identity;
+    setText(
+      byId('console-name'),
+      identity.kind === 'enrolled' ? `Console · ${identity.channel}` : 'Console not set up',
+    );
+    const pill = byId('connection');
+    pill.dataset.state = status.connection;
+    setText(pill, CONNECTION_WORDS[status.connection]);
+    const banner = bannerText(status);
+    const bannerBox = byId('banner');
+    if (banner !== undefined) {
+      bannerBox.dataset.kind = banner.kind;
+      setText(bannerBox, banner.text);
+    }
+    show(bannerBox, banner !== undefined);
+
+    const screen: Screen =
+      identity.kind !== 'enrolled'
+        ? 'console-enrol'
+        : !status.locked && status.front !== undefined
+          ? 'workspace'
+          : this.mode;
+    if (identity.kind === 're-enrolment-required') {
+      setText(byId('console-enrol-title'), 'This console must be re-enrolled');
+      setText(byId('console-enrol-why'), `${explainReEnrolment(identity)} Ask IT for a new console enrolment token.`);
+    } else {
+      setText(byId('console-enrol-title'), 'Set up this console');
+      setText(byId('console-enrol-why'), 'IT gives each new console a one-time enrolment token. Enter it here.');
+    }
+    setText(byId('lock-switcher-hint'), switcherHint(status));
+    byId('lock-switcher').replaceChildren(...switcherItems(status.sessions));
+    byId('workspace-switcher').replaceChildren(...switcherItems(status.sessions));
+    const front = status.front;
+    const workspace = byId('workspace');
+    if (screen === 'workspace' && front !== undefined) {
+      setText(byId('workspace-title'), front.operatorName);
+      setText(byId('workspace-level'), levelLine(front));
+      setText(byId('workspace-name'), `${front.operatorName}’s workspace`);
+      workspace.dataset.operator = front.operatorName;
+      workspace.dataset.session = front.id;
+      show(byId('demo'), this.api.development === true);
+    } else {
+      delete workspace.dataset.operator;
+      delete workspace.dataset.session;
+    }
+    const busy = status.phase.kind !== 'idle' || this.running !== undefined;
+    for (const id of ['tap', 'switch']) byId<HTMLButtonElement>(id).disabled = busy;
+    this.renderOverlay(status, busy);
+    this.showScreen(screen);
+  }
+
+  private renderOverlay(status: AgentStatusView, busy: boolean): void {
+    const overlay = byId('ceremony');
+    if (busy) {
+      const text = ceremonyText(status, this.running);
+      setText(byId('ceremony-title'), text.title);
+      setText(byId('ceremony-text'), text.text);
+      byId('ceremony-why').replaceChildren(
+        ...text.why.map((line) => {
+          const item = document.createElement('li');
+          item.textContent = line;
+          return item;
+        }),
+      );
+      byId<HTMLButtonElement>('ceremony-cancel').disabled = this.running === undefined;
+    }
+    show(overlay, busy);
+    // Keyboard focus stays inside the prompt while it is open.
+    byId('main').inert = busy;
+    if (busy && !this.overlayOpen) byId('ceremony-title').focus();
+    if (busy && this.running !== undefined && document.activeElement === byId('ceremony-title')) {
+      byId('ceremony-cancel').focus();
+    }
+    const closed = this.overlayOpen && !busy;
+    this.overlayOpen = busy;
+    if (closed) this.focusScreen(this.screen);
+  }
+
+  private showScreen(screen: Screen): void {
+    if (screen === this.screen) return;
+    for (const name of ['console-enrol', 'lock', 'operator-enrol', 'workspace'] as const) {
+      show(byId(`screen-${name}`), name === screen);
+    }
+    this.screen = screen;
+    // A welcome message has done its job once someone is at work.
+    if (screen === 'workspace' && this.noticeShows === 'message' && byId('notice').dataset.kind === 'info') {
+      this.hideNotice();
+    }
+    document.title = `Baton — ${byId(`screen-${screen}`).querySelector('h1')?.textContent ?? ''}`;
+    if (!this.overlayOpen) this.focusScreen(screen);
+  }
+
+  /** Puts keyboard focus where the operator's next step is. */
+  private focusScreen(screen: Screen | undefined): void {
+    const target: Record<Screen, string> = {
+      'console-enrol': 'console-token',
+      lock: 'tap',
+      'operator-enrol': 'operator-code',
+      workspace: 'workspace-title',
+    };
+    if (screen !== undefined) byId(target[screen]).focus();
+  }
+}
