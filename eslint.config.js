@@ -23,6 +23,52 @@ const restrict = (patterns) => ({
   ],
 });
 
+/**
+ * Electron security rules for main/: no weakened web preferences anywhere; BrowserWindow and
+ * WebContentsView built only in main/shell/window-factory.ts; `ipcMain` used only in
+ * main/shell/ipc.ts; never `sendSync`, `ipcRenderer` handed to the page, or `shell.openExternal`.
+ */
+export function electronSecurity() {
+  const weakened = [
+    ['nodeIntegration', true],
+    ['nodeIntegrationInWorker', true],
+    ['nodeIntegrationInSubFrames', true],
+    ['webviewTag', true],
+    ['allowRunningInsecureContent', true],
+    ['experimentalFeatures', true],
+    ['sandbox', false],
+    ['contextIsolation', false],
+    ['webSecurity', false],
+  ];
+  return [
+    ...weakened.map(([key, value]) => ({
+      selector: `Property[key.name='${key}'][value.value=${value}]`,
+      message: `Never set ${key}: ${value} (Electron security; see main/shell/window-options.ts).`,
+    })),
+    { selector: "MemberExpression[property.name='sendSync']", message: 'No sendSync: use ipcRenderer.invoke.' },
+    {
+      selector:
+        "CallExpression[callee.property.name='exposeInMainWorld'] Identifier[name='ipcRenderer']:not(MemberExpression > Identifier)",
+      message: 'Never expose ipcRenderer to the page: expose task-shaped functions.',
+    },
+    { selector: "MemberExpression[property.name='openExternal']", message: 'No shell.openExternal from the agent.' },
+    {
+      selector:
+        "Property[key.name='partition'] > Literal[value=/^persist:/], CallExpression[callee.property.name='fromPartition'] > Literal[value=/^persist:/]",
+      message: 'Baton partitions are in memory: no persist: partitions.',
+    },
+  ];
+}
+
+export const electronConstructors = {
+  selector: 'NewExpression[callee.name=/^(BrowserWindow|WebContentsView|BrowserView)$/]',
+  message: 'Windows and views are built only in main/shell/window-factory.ts.',
+};
+export const rawIpcMain = {
+  selector: "MemberExpression[object.name='ipcMain'][property.name=/^(handle|handleOnce|on|once|addListener)$/]",
+  message: 'IPC handlers are registered only through main/shell/ipc.ts (registerIpcHandlers).',
+};
+
 export default tseslint.config(
   {
     ignores: [
@@ -63,6 +109,25 @@ export default tseslint.config(
     rules: restrict([['electron', '**/backend/**', '**/renderer/**', '**/shell/**', '**/preload/**']]),
   },
   { files: ['main/**/*.ts'], rules: restrict([['**/backend/**', '**/renderer/**']]) },
+  // The UI server and the dev bridge run without Electron (tests and `npm run agent:dev` use them under plain Node).
+  {
+    files: ['main/ui/**/*.ts'],
+    rules: restrict([['electron', '**/backend/**', '**/renderer/**', '**/shell/**', '**/preload/**']]),
+  },
+  // Electron security rules (in place of an unmaintained scanner; see docs/adr/0003-electron-shell.md).
+  {
+    files: ['main/**/*.ts'],
+    ignores: ['main/**/*.test.ts'],
+    rules: { 'no-restricted-syntax': ['error', ...electronSecurity(), electronConstructors, rawIpcMain] },
+  },
+  {
+    files: ['main/shell/window-factory.ts'],
+    rules: { 'no-restricted-syntax': ['error', ...electronSecurity(), rawIpcMain] },
+  },
+  {
+    files: ['main/shell/ipc.ts'],
+    rules: { 'no-restricted-syntax': ['error', ...electronSecurity(), electronConstructors] },
+  },
   { files: ['renderer/**/*.ts'], rules: restrict([nodeBuiltins, ['electron', '**/backend/**', '**/main/**']]) },
   // The admin console runs in the browser and may import shared/ only.
   {

@@ -1,0 +1,146 @@
+import { join } from 'node:path';
+import { Menu, app, dialog, ipcMain, powerMonitor, type WebContents } from 'electron';
+import pino from 'pino';
+import { BatonError } from '../shared/errors.js';
+import { BatonAgent } from './core/agent.js';
+import { loadAgentConfig, type AgentConfig } from './core/agent-config.js';
+import { CeremonyBroker } from './core/ceremony-broker.js';
+import { systemClock } from './core/clock.js';
+import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
+import { KeytarSecretStore } from './core/secret-store.js';
+import { AccountPicker } from './shell/account-picker.js';
+import { guardEveryContents } from './shell/guards.js';
+import { SenderTable, pushEvent, registerIpcHandlers } from './shell/ipc.js';
+import { throttleActivity, watchPower } from './shell/power.js';
+import { WindowFactory } from './shell/window-factory.js';
+import { WorkspaceManager } from './shell/workspaces.js';
+import { startUiServer } from './ui/ui-server.js';
+
+/**
+ * The desktop agent's composition root: wires the agent core to Electron and does nothing else.
+ * Nothing runs on import except the app lifecycle below. Layout of the bundled app (see
+ * build/bundle-electron.ts): main/index.cjs, preload/*.cjs and renderer/ under the app path.
+ */
+
+let focusWindow: (() => void) | undefined;
+
+function fail(title: string, error: unknown, exitCode: number): void {
+  const baton = error instanceof BatonError ? error : new BatonError('INTERNAL', String(error), { cause: error });
+  dialog.showErrorBox(title, `${baton.message} (${baton.code})`);
+  app.exit(exitCode);
+}
+
+async function start(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig({ platform: process.platform, env: process.env, packaged: app.isPackaged });
+  } catch (error) {
+    fail('Baton cannot start: the configuration from IT is missing or wrong', error, 78);
+    return;
+  }
+  const logger = pino({ level: config.logLevel, base: { component: 'agent-shell' } });
+  if (config.kiosk) Menu.setApplicationMenu(null);
+
+  const appPath = app.getAppPath();
+  const ui = await startUiServer({ dir: join(appPath, 'renderer'), port: Number(new URL(config.origin).port || 80) });
+  if (ui.origin !== config.origin) {
+    await ui.close();
+    fail(
+      'Baton cannot start',
+      new BatonError('INTERNAL', `The operator UI is on ${ui.origin}, not ${config.origin}`),
+      70,
+    );
+    return;
+  }
+
+  const senders = new SenderTable(config.origin, new URL(config.workspaceAppUrl).origin);
+  // Events go to the lock window once it exists (the agent may report status before that).
+  const operatorScreen: { contents?: WebContents } = {};
+  const push = (event: 'agent:status' | 'ceremony:request' | 'ceremony:choose-account', payload: unknown) =>
+    pushEvent(operatorScreen.contents, event, payload);
+  const broker = new CeremonyBroker((request) => push('ceremony:request', request), systemClock);
+  const picker = new AccountPicker((request) => push('ceremony:choose-account', request), systemClock);
+
+  const agent = await BatonAgent.start(
+    {
+      backendUrl: config.backendUrl,
+      channel: config.channel,
+      rpId: config.rpId,
+      origin: config.origin,
+      dataDir: config.dataDir,
+      agentVersion: app.getVersion(),
+      ...(config.enrolmentToken === undefined ? {} : { enrolmentToken: config.enrolmentToken }),
+    },
+    { secrets: await KeytarSecretStore.open(), ceremonies: broker, logger },
+  );
+
+  const factory = new WindowFactory({
+    kiosk: config.kiosk,
+    packaged: app.isPackaged,
+    uiOrigin: config.origin,
+    workspaceAppUrl: config.workspaceAppUrl,
+    preloads: {
+      operatorUi: join(appPath, 'preload', 'operator-ui.cjs'),
+      workspace: join(appPath, 'preload', 'workspace.cjs'),
+    },
+    picker,
+    senders,
+    onActivity: throttleActivity(() => agent.noteActivity(), systemClock),
+    onRefused: (what, detail) => logger.warn({ ...detail }, `shell guard: ${what}`),
+  });
+  const lockWindow = factory.createLockWindow();
+  operatorScreen.contents = lockWindow.webContents;
+  focusWindow = () => {
+    if (lockWindow.isMinimized()) lockWindow.restore();
+    lockWindow.focus();
+  };
+
+  registerIpcHandlers(ipcMain, new IpcDispatcher(agent, broker, picker), senders, (channel, sender) =>
+    logger.warn({ channel, webContentsId: sender.webContentsId }, 'IPC call from an unexpected frame refused'),
+  );
+  const workspaces = new WorkspaceManager(factory.workspaceHost(lockWindow), (sessionId, error) =>
+    logger.error({ sessionId, error: String(error) }, 'a workspace could not be cleared'),
+  );
+  const onStatus = () => {
+    const view = statusView(agent.status);
+    workspaces.apply(view);
+    push('agent:status', view);
+  };
+  agent.onStatus(onStatus);
+  const stopPower = watchPower(powerMonitor, agent);
+
+  // A reload or crash of the operator UI abandons whatever ceremony or account choice it was showing.
+  lockWindow.webContents.on('did-start-navigation', (details) => {
+    if (!details.isMainFrame || details.isSameDocument) return;
+    broker.cancelAll('The operator screen reloaded');
+    picker.cancelAll();
+  });
+  lockWindow.webContents.on('render-process-gone', (_event, details) => {
+    logger.error({ reason: details.reason }, 'the operator UI stopped; reloading it');
+    broker.cancelAll('The operator screen stopped');
+    picker.cancelAll();
+    lockWindow.webContents.reload();
+  });
+  lockWindow.once('ready-to-show', () => lockWindow.show());
+  lockWindow.webContents.once('did-finish-load', onStatus);
+  await lockWindow.loadURL(`${ui.origin}/`);
+
+  app.once('before-quit', () => {
+    stopPower();
+    agent.stop();
+    workspaces.destroyAll().catch((error: unknown) => logger.error({ error: String(error) }, 'workspaces not cleared'));
+    ui.close().catch((error: unknown) => logger.error({ error: String(error) }, 'UI host did not close'));
+  });
+}
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  app.on('second-instance', () => focusWindow?.());
+  app.on('web-contents-created', (_event, contents) => guardEveryContents(contents));
+  app.on('window-all-closed', () => app.quit());
+  app
+    .whenReady()
+    .then(start)
+    .catch((error: unknown) => fail('Baton cannot start', error, 70));
+}

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { builtinModules, createRequire } from 'node:module';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { bundleElectron, type ElectronBundle } from '../../build/bundle-electron.js';
+
+/**
+ * The desktop agent's build and packaging, checked without the Electron runtime: the esbuild
+ * bundle that Electron would load, electron-builder's configuration validated by electron-builder's
+ * own loader and schema, the fuses of the packaged and the test build, and the CI workflow.
+ */
+const ROOT = join(import.meta.dirname, '..', '..');
+const require = createRequire(import.meta.url);
+
+interface BuilderConfig {
+  appId: string;
+  productName: string;
+  directories: { app: string; output: string };
+  files: { filter?: string[] }[] | string[];
+  asar: boolean;
+  electronVersion: string;
+  electronFuses: Record<string, boolean>;
+  win: { target: string[] };
+  mac: { target: string[] };
+  linux: { target: string[] };
+}
+
+const configLoader = require(join(ROOT, 'node_modules/app-builder-lib/out/util/config/config.js')) as {
+  getConfig(projectDir: string, configPath: string, fromOptions: null): Promise<BuilderConfig>;
+  validateConfiguration(config: unknown, debug: { isEnabled: boolean; add(): void }): Promise<void>;
+};
+const quiet = { isEnabled: false, add: () => undefined };
+
+async function loadBuilderConfig(file: string): Promise<BuilderConfig> {
+  const config = await configLoader.getConfig(ROOT, file, null);
+  await configLoader.validateConfiguration(config, quiet);
+  return config;
+}
+
+const PACKAGED_FUSES = {
+  runAsNode: false,
+  enableCookieEncryption: true,
+  enableNodeOptionsEnvironmentVariable: false,
+  enableNodeCliInspectArguments: false,
+  enableEmbeddedAsarIntegrityValidation: true,
+  onlyLoadAppFromAsar: true,
+  loadBrowserProcessSpecificV8Snapshot: false,
+  grantFileProtocolExtraPrivileges: false,
+};
+
+describe('the Electron bundle (esbuild; no runtime needed)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-electron-'));
+  let bundle: ElectronBundle | undefined;
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const built = async () => (bundle ??= await bundleElectron(dir));
+
+  test('the sandboxed preloads are single CommonJS files that require nothing but electron', async () => {
+    const b = await built();
+    assert.deepEqual(b.requires.operatorUiPreload, ['electron']);
+    assert.deepEqual(b.requires.workspacePreload, ['electron']);
+    assert.deepEqual(b.inputs.workspacePreload, ['main/preload/workspace.ts']);
+    const preload = readFileSync(join(dir, 'preload', 'operator-ui.cjs'), 'utf8');
+    assert.match(preload, /exposeInMainWorld\("baton"/);
+    assert.doesNotMatch(preload, /exposeInMainWorld\("baton",\s*\w*ipcRenderer/);
+    assert.doesNotMatch(preload, /sendSync/);
+  });
+
+  test('the main bundle holds the agent core and shell, not the backend, the renderer or build tools', async () => {
+    const b = await built();
+    const ours = b.inputs.main.filter((file) => !file.startsWith('node_modules/'));
+    assert.ok(ours.includes('main/index.ts') && ours.includes('main/shell/window-factory.ts'));
+    assert.deepEqual(
+      ours.filter((file) => /^(backend|renderer|admin|test)\//.test(file)),
+      [],
+    );
+    assert.ok(!b.inputs.main.some((file) => file.startsWith('node_modules/esbuild/')), 'esbuild is stubbed');
+    const runtime = b.requires.main.filter((name) => !builtinModules.includes(name.replace(/^node:/, '')));
+    assert.deepEqual(runtime.sort(), ['bufferutil', 'electron', 'keytar', 'utf-8-validate']);
+  });
+
+  test('the app package names its entry point, the built renderer is beside it, and the dev bridge is not', async () => {
+    await built();
+    const app = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(app.main, 'main/index.cjs');
+    assert.deepEqual(Object.keys(app.dependencies as object), ['keytar']);
+    readFileSync(join(dir, 'main', 'index.cjs'));
+    const html = readFileSync(join(dir, 'renderer', 'index.html'), 'utf8');
+    assert.doesNotMatch(html, /dev-bridge/);
+  });
+});
+
+describe('packaging for IT (electron-builder configuration)', () => {
+  test('the release configuration passes electron-builder’s own loader and schema', async () => {
+    const config = await loadBuilderConfig('build/electron-builder.json');
+    assert.equal(config.appId, 'org.baton.agent');
+    assert.equal(config.productName, 'Baton');
+    assert.equal(config.asar, true);
+    assert.equal(config.directories.app, 'dist/app');
+    assert.equal(
+      config.electronVersion,
+      (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> })
+        .devDependencies.electron,
+    );
+    assert.deepEqual(config.win.target, ['nsis', 'msi']);
+    assert.deepEqual(config.mac.target, ['dmg']);
+    assert.deepEqual(config.linux.target, ['deb', 'AppImage']);
+  });
+
+  test('only the bundled output is packaged', async () => {
+    const config = await loadBuilderConfig('build/electron-builder.json');
+    const patterns = config.files.flatMap((f) => (typeof f === 'string' ? [f] : (f.filter ?? [])));
+    for (const pattern of patterns) {
+      assert.match(pattern, /^(!|package\.json$|main\/\*\*\/\*\.cjs$|preload\/\*\*\/\*\.cjs$|renderer\/)/, pattern);
+    }
+  });
+
+  test('packaged builds flip the fuses: no RunAsNode, NODE_OPTIONS or inspector; asar integrity; cookie encryption', async () => {
+    const config = await loadBuilderConfig('build/electron-builder.json');
+    assert.deepEqual(config.electronFuses, PACKAGED_FUSES);
+  });
+
+  test('the test build differs only in name, output and the inspector fuse Playwright needs', async () => {
+    const release = await loadBuilderConfig('build/electron-builder.json');
+    const testBuild = await loadBuilderConfig('build/electron-builder.test.json');
+    assert.deepEqual(testBuild.electronFuses, { ...PACKAGED_FUSES, enableNodeCliInspectArguments: true });
+    assert.notEqual(testBuild.appId, release.appId, 'a test build never installs over the real agent');
+    assert.notEqual(testBuild.directories.output, release.directories.output);
+    assert.equal(testBuild.directories.app, release.directories.app);
+  });
+
+  test('a configuration electron-builder would reject is caught by the same check', async () => {
+    const bad = {
+      ...(await configLoader.getConfig(ROOT, 'build/electron-builder.json', null)),
+      electronFuses: { runAsNod: false },
+    };
+    await assert.rejects(configLoader.validateConfiguration(bad, quiet), /electronFuses/);
+  });
+});
+
+describe('CI and the lock file', () => {
+  test('the Electron workflow runs the suite under Xvfb and builds the packages, naming no host of its own', () => {
+    const workflow = readFileSync(join(ROOT, '.github/workflows/electron.yml'), 'utf8');
+    assert.match(workflow, /xvfb-run/);
+    assert.match(workflow, /npx electron --version/);
+    assert.match(workflow, /test:electron/);
+    assert.match(workflow, /package:electron/);
+    const uses = [...workflow.matchAll(/uses:\s*(\S+)/g)].map((m) => m[1]);
+    assert.deepEqual([...new Set(uses)].sort(), [
+      'actions/checkout@v4',
+      'actions/setup-node@v4',
+      'actions/upload-artifact@v4',
+    ]);
+    assert.doesNotMatch(workflow, /https?:\/\//);
+  });
+
+  test('package-lock.json names no registry or funding host', () => {
+    const lock = readFileSync(join(ROOT, 'package-lock.json'), 'utf8');
+    assert.doesNotMatch(lock, /https?:\/\//);
+    assert.doesNotMatch(lock, /"funding"/);
+  });
+});
