@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type Metafile, type Plugin } from 'esbuild';
+import { build, type Metafile } from 'esbuild';
 import { buildRenderer } from '../main/ui/build-renderer.js';
 
 /**
@@ -41,24 +41,6 @@ function summarize(metafile: Metafile): { inputs: string[]; requires: string[] }
   return { inputs: inputs.sort(), requires: [...requires].sort() };
 }
 
-/**
- * main/ui/ui-server.ts takes two file-name constants from main/ui/build-renderer.ts, which imports
- * esbuild (a build tool) at the top. The app never builds anything at run time, so the main bundle
- * gets a stand-in that refuses to run instead of esbuild and its native binary.
- */
-const noBuildToolsAtRunTime: Plugin = {
-  name: 'no-build-tools-at-run-time',
-  setup(b) {
-    b.onResolve({ filter: /^esbuild$/ }, () => ({ path: 'esbuild', namespace: 'baton-stub' }));
-    b.onLoad({ filter: /.*/, namespace: 'baton-stub' }, () => ({
-      contents:
-        'const refuse = () => { throw new Error("esbuild is a build tool; the packaged agent never builds"); };\n' +
-        'module.exports = { build: refuse, context: refuse, transform: refuse };',
-      loader: 'js',
-    }));
-  },
-};
-
 async function bundle(entry: string, outfile: string, external: string[]): Promise<Metafile> {
   const result = await build({
     entryPoints: [join(ROOT, entry)],
@@ -68,7 +50,6 @@ async function bundle(entry: string, outfile: string, external: string[]): Promi
     format: 'cjs',
     target: NODE_TARGET,
     external,
-    plugins: [noBuildToolsAtRunTime],
     // ESM sources may read import.meta.url; in a CommonJS bundle it is the bundle's own file.
     banner: { js: 'const __baton_import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
     define: { 'import.meta.url': '__baton_import_meta_url' },

@@ -11,8 +11,9 @@ export const DEFAULT_RENDERER_DIR = fileURLToPath(new URL('../../.tmp/renderer/'
 export const DEFAULT_RENDERER_DEV_DIR = fileURLToPath(new URL('../../.tmp/renderer-dev/', import.meta.url));
 
 /** The files a renderer directory holds; the UI server serves exactly these. */
-export const RENDERER_FILES = ['index.html', 'operator-ui.js', 'operator-ui.css', 'favicon.svg'] as const;
-export const DEV_BRIDGE_CLIENT_FILE = 'dev-bridge-client.js';
+import { DEV_BRIDGE_CLIENT_FILE } from './renderer-files.js';
+
+export { RENDERER_FILES, DEV_BRIDGE_CLIENT_FILE } from './renderer-files.js';
 
 const BRIDGE_MARKER = '<!--BRIDGE-->';
 

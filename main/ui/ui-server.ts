@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { DEV_BRIDGE_CLIENT_FILE, RENDERER_FILES } from './build-renderer.js';
+import { DEV_BRIDGE_CLIENT_FILE, RENDERER_FILES } from './renderer-files.js';
 
 /**
  * Serves the built operator UI on `http://localhost:<port>` (WebAuthn accepts http only on
