@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up and runs Baton on this machine: the assurance backend with its embedded SQLite store,
-# and the desktop agent where its Electron runtime is available.
+# Sets up and runs Baton on this machine: the assurance backend with its embedded SQLite store
+# (and its admin console at /admin/), then the agent: the Electron desktop agent where its runtime is
+# installed, otherwise the same agent core with its operator UI in development mode in the browser.
 # Extra arguments go to the backend (e.g. --port 8470 --data-dir ./data --origin http://localhost:8471).
 set -u
 cd "$(dirname "$0")/.."
@@ -8,20 +9,61 @@ bash scripts/ensure-deps.sh || exit 1
 
 say() { printf '[baton] %s\n' "$*"; }
 
+port=8470
+prev=""
+for arg in "$@"; do
+  [ "$prev" = "--port" ] && port="$arg"
+  case "$arg" in --port=*) port="${arg#--port=}" ;; esac
+  prev="$arg"
+done
+backend_url="http://localhost:${port}"
+
 electron_bin=""
 if [ -f node_modules/electron/path.txt ] && [ -e "node_modules/electron/dist/$(cat node_modules/electron/path.txt)" ]; then
   electron_bin="node_modules/electron/dist/$(cat node_modules/electron/path.txt)"
-fi
-if [ ! -f main/index.ts ]; then
-  say "The desktop agent's window (the Electron shell) is not in this build yet, so the backend starts alone. The agent core runs without a screen: 'npm run agent:headless' enrols a console and keeps it connected (docs/agent.md)."
-elif [ -z "$electron_bin" ]; then
-  say "The Electron runtime is not installed on this machine (it cannot be downloaded here), so the desktop agent (main/index.ts) cannot open its window and only the backend starts; 'npm run agent:headless' runs the agent core without a screen, and README.md ('The desktop agent') says how to run and package the agent where the runtime is."
 fi
 
 mkdir -p data
 # The admin console (served at /admin/ by the backend) is bundled from admin/ on every start.
 npm run --silent build:admin || say "The admin console could not be built; the backend starts without it (its /admin/ page says so)."
-# The operator UI (served by the agent shell, or by `npm run agent:dev` in development) is bundled from renderer/.
+# The operator UI (served by the agent shell, or by the development bridge) is bundled from renderer/.
 npm run --silent build:renderer || say "The operator UI could not be built; see the message above."
-say "starting the backend (data in ./data; stop with Ctrl-C)…"
-exec node --import tsx backend/cli.ts --data-dir ./data --bootstrap-token-file ./data/bootstrap-admin-token "$@"
+
+say "starting the backend on ${backend_url} (data in ./data; stop everything with Ctrl-C)…"
+node --import tsx backend/cli.ts --data-dir ./data --bootstrap-token-file ./data/bootstrap-admin-token "$@" &
+backend_pid=$!
+agent_pid=""
+cleanup() {
+  [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
+  kill "$backend_pid" 2>/dev/null
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+# Wait until the backend answers (or has exited).
+if ! node -e '
+  const url = process.argv[1] + "/healthz";
+  const deadline = Date.now() + 30000;
+  (async () => {
+    for (;;) {
+      try { if ((await fetch(url)).ok) process.exit(0); } catch {}
+      if (Date.now() > deadline) process.exit(1);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();' "$backend_url"; then
+  say "The backend did not start (see its log above); not starting the agent."
+  wait "$backend_pid"
+  exit 1
+fi
+
+if [ -n "$electron_bin" ]; then
+  say "starting the desktop agent (Electron)…"
+  npm run --silent build:electron && "$electron_bin" dist/app &
+  agent_pid=$!
+else
+  say "The Electron runtime is not installed on this machine (it cannot be downloaded here), so the agent runs in development mode instead: the same agent core, with its operator UI in your browser at http://localhost:8471 (a Chromium-based browser and a security key, or DevTools' WebAuthn panel). Issue it a console token from the admin console at ${backend_url}/admin/."
+  node --import tsx main/ui/dev-cli.ts --backend "$backend_url" &
+  agent_pid=$!
+fi
+wait "$agent_pid"
