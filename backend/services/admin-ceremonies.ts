@@ -1,14 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
-import { ENROLMENT_CODE_PATTERN } from '../../shared/http-api.js';
-import { normaliseEnrolmentCode, sha256Hex } from '../crypto/secrets.js';
 import type { CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
 import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
-import { MAX_FAILED_ATTEMPTS } from './assertion-gate.js';
+import { MAX_FAILED_ATTEMPTS, verifyStoredCredential } from './assertion-gate.js';
 import type { EventLog } from './event-log.js';
-import { attestationTrust, credentialSummary, type OperatorDirectory } from './operator-directory.js';
+import {
+  attestationTrust,
+  credentialSummary,
+  usableEnrolmentCode,
+  type OperatorDirectory,
+} from './operator-directory.js';
 import type { PolicyService } from './policy-service.js';
 import { WebAuthnCeremonies, readClientData } from './webauthn-ceremonies.js';
 
@@ -235,29 +238,11 @@ export class AdminCeremonies {
     if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
     if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) refuse('OPERATOR_LOCKED', 'Too many failed attempts');
     if (!credential.deviceBound) refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Admin passkeys must be device-bound');
-    let info;
-    try {
-      info = await this.rp.verifyAuthentication(
-        response,
-        challenge,
-        {
-          id: credential.id,
-          publicKey: new Uint8Array(credential.publicKey),
-          counter: credential.counter,
-          transports: [],
-        },
-        true,
-      );
-    } catch (error) {
-      const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
-      this.deps.events.atomically(() => {
-        if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.deps.store.operators.recordFailure(operator.id);
-        }
-        this.fail(failureType, code, operator.id, credential.id);
-      });
-      throw error;
-    }
+    const info = await verifyStoredCredential(
+      { ceremonies: this.rp, store: this.deps.store, events: this.deps.events },
+      { response, challenge, credential, operatorId: operator.id, requireUv: true },
+      (code) => this.fail(failureType, code, operator.id, credential.id),
+    );
     if (info.backupEligible)
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'The authenticator reports this passkey as syncable');
     this.deps.events.atomically(() => {
@@ -304,17 +289,7 @@ export class AdminCeremonies {
   }
 
   private usableAdminCode(typed: string): { operator: OperatorRecord; hash: string } {
-    const code = normaliseEnrolmentCode(typed);
-    if (!ENROLMENT_CODE_PATTERN.test(code)) {
-      throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
-    }
-    const hash = sha256Hex(code);
-    const record = this.deps.store.operators.getCode(hash);
-    if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
-    if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
-    if (record.expiresAt <= this.deps.clock()) {
-      throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
-    }
+    const { record, hash } = usableEnrolmentCode(this.deps.store, typed, this.deps.clock());
     const operator = this.deps.operators.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
     if (!operator.roles.includes('admin')) {

@@ -10,6 +10,63 @@ import type { CeremonyContext } from './ceremony-context.js';
 export const MAX_FAILED_ATTEMPTS = 100;
 
 /**
+ * Verifies an assertion against a stored credential (consoles' sign-in and step-up, and admins'
+ * alike). A bad signature or a counter that went back is a guess at this operator's key: it counts
+ * toward the lockout, and a counter regression is recorded as a possible cloned authenticator. A wrong
+ * origin or RP ID is the caller's fault and must not let one console lock operators out.
+ * `recordFailure` adds the caller's own failure event in the same transaction; then the error is rethrown.
+ */
+export async function verifyStoredCredential(
+  deps: Pick<CeremonyContext, 'ceremonies' | 'store' | 'events'>,
+  input: {
+    response: AuthenticationResponseJSON;
+    challenge: string;
+    credential: CredentialRecord;
+    operatorId: string;
+    requireUv: boolean;
+    consoleId?: string;
+  },
+  recordFailure: (code: ErrorCode) => void,
+) {
+  const { credential } = input;
+  try {
+    return await deps.ceremonies.verifyAuthentication(
+      input.response,
+      input.challenge,
+      {
+        id: credential.id,
+        publicKey: new Uint8Array(credential.publicKey),
+        counter: credential.counter,
+        transports: [],
+      },
+      input.requireUv,
+    );
+  } catch (error) {
+    const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
+    deps.events.atomically(() => {
+      if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
+        deps.store.operators.recordFailure(input.operatorId);
+      }
+      recordFailure(code);
+      if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
+        deps.events.record({
+          type: 'credential-counter-regressed',
+          subject: {
+            operator: input.operatorId,
+            ...(input.consoleId === undefined ? {} : { console: input.consoleId }),
+            credential: credential.id,
+          },
+          outcome: 'failure',
+          reasons: ['possible-cloned-authenticator'],
+          detail: { storedCounter: credential.counter },
+        });
+      }
+    });
+    throw error;
+  }
+}
+
+/**
  * The checks every assertion passes, for sign-in and step-up alike: the challenge, the credential
  * and its operator, the WebAuthn verification, the counter, and the failure record.
  */
@@ -70,44 +127,16 @@ export class AssertionGate {
     failureType: 'sign-in-failed' | 'step-up-failed',
     sessionId?: string,
   ): Promise<{ level: AssuranceLevel; counter: number }> {
-    let info;
-    try {
-      info = await this.ctx.ceremonies.verifyAuthentication(
-        response,
-        challenge,
-        {
-          id: credential.id,
-          publicKey: new Uint8Array(credential.publicKey),
-          counter: credential.counter,
-          transports: [],
-        },
-        requireUv,
-      );
-    } catch (error) {
-      const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
-      this.ctx.events.atomically(() => {
-        // Only a bad signature or a cloned counter is a guess at this operator's key; a wrong origin
-        // or RP ID is a console's fault and must not let one console lock operators out.
-        if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.ctx.store.operators.recordFailure(operator.id);
-        }
+    const info = await verifyStoredCredential(
+      this.ctx,
+      { response, challenge, credential, operatorId: operator.id, requireUv, consoleId: console.id },
+      (code) =>
         this.fail(console, failureType, code, {
           operator: operator.id,
           credential: credential.id,
           ...(sessionId ? { session: sessionId } : {}),
-        });
-        if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
-          this.ctx.events.record({
-            type: 'credential-counter-regressed',
-            subject: { operator: operator.id, console: console.id, credential: credential.id },
-            outcome: 'failure',
-            reasons: ['possible-cloned-authenticator'],
-            detail: { storedCounter: credential.counter },
-          });
-        }
-      });
-      throw error;
-    }
+        }),
+    );
     const policy = this.ctx.policies.policy;
     if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
       // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is

@@ -10,6 +10,7 @@ import type {
   CredentialRecord,
   EnrolmentCodeRecord,
   OperatorRecord,
+  Store,
 } from '../store/repositories.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
@@ -153,7 +154,7 @@ export class OperatorDirectory {
 
   /** Step one of passkey registration on a console: check the code and issue creation options. */
   async registrationOptions(console: ConsoleRecord, typedCode: string) {
-    const { record, hash } = this.usableCode(typedCode);
+    const { record, hash } = usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
     const operator = this.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
     const rules = this.ctx.policies.policy.credentials;
@@ -181,7 +182,7 @@ export class OperatorDirectory {
   async register(console: ConsoleRecord, typedCode: string, response: RegistrationResponseJSON) {
     const client = readClientData(response.response.clientDataJSON);
     const context = this.ctx.challenges.consume(client.challenge, console.id);
-    const { record, hash } = this.usableCode(typedCode);
+    const { record, hash } = usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
     if (context.purpose !== 'registration' || context.codeHash !== hash) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this enrolment code');
     }
@@ -271,18 +272,25 @@ export class OperatorDirectory {
     });
     return { operatorId: operator.id, displayName: operator.displayName, credential: credentialSummary(credential) };
   }
+}
 
-  private usableCode(typed: string): { record: EnrolmentCodeRecord; hash: string } {
-    const code = normaliseEnrolmentCode(typed);
-    if (!ENROLMENT_CODE_PATTERN.test(code)) {
-      throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
-    }
-    const hash = sha256Hex(code);
-    const record = this.ctx.store.operators.getCode(hash);
-    if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
-    if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
-    if (record.expiresAt <= this.ctx.clock())
-      throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
-    return { record, hash };
+/**
+ * The enrolment code an operator typed, if it can still be used: well-formed, known (by its hash),
+ * unused and unexpired. Console enrolment and the admin console's passkey registration both start here.
+ */
+export function usableEnrolmentCode(
+  store: Store,
+  typed: string,
+  now: number,
+): { record: EnrolmentCodeRecord; hash: string } {
+  const code = normaliseEnrolmentCode(typed);
+  if (!ENROLMENT_CODE_PATTERN.test(code)) {
+    throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
   }
+  const hash = sha256Hex(code);
+  const record = store.operators.getCode(hash);
+  if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
+  if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
+  if (record.expiresAt <= now) throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
+  return { record, hash };
 }
