@@ -16,7 +16,6 @@ import type {
   RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { BatonAgent, type AgentStatus, type CeremonyPort } from '../../main/core/agent.js';
-import type { SecretStore } from '../../main/core/secret-store.js';
 import { assuranceOf } from '../../main/core/session-manager.js';
 import type { EventDraft } from '../../shared/events.js';
 import { SoftAuthenticator } from '../../test/helpers/soft-authenticator.js';
@@ -53,19 +52,8 @@ export function leanAdmin(url: string, token: string): Admin {
 }
 
 /** The OS credential store, in memory (the benchmarks measure the core, not keytar). */
-export class MemorySecrets implements SecretStore {
-  private readonly values = new Map<string, string>();
-  get(account: string): Promise<string | null> {
-    return Promise.resolve(this.values.get(account) ?? null);
-  }
-  set(account: string, secret: string): Promise<void> {
-    this.values.set(account, secret);
-    return Promise.resolve();
-  }
-  delete(account: string): Promise<boolean> {
-    return Promise.resolve(this.values.delete(account));
-  }
-}
+import { DevMemorySecretStore as MemorySecrets } from '../../main/ui/dev-secret-store.js';
+export { MemorySecrets };
 
 /**
  * The browser half of the ceremonies, answered by whichever software authenticator was "tapped"

@@ -20,22 +20,11 @@ import { SoftAuthenticator, type CeremonyOverrides } from './soft-authenticator.
 import { TEST_ORIGIN, startTestBackend, type Json, type TestBackend } from './backend-harness.js';
 
 /**
- * An in-memory stand-in for the OS credential store (the third-party part the core tests cannot
- * run under plain Node; `secret-store.keytar.test.ts` and `console-identity.keytar.test.ts` use the real one).
+ * The OS credential store in memory: the development store (main/ui/dev-secret-store.ts), which is
+ * what the core tests need under plain Node. `*.keytar.test.ts` use the real one.
  */
-export class MemorySecretStore implements SecretStore {
-  readonly values = new Map<string, string>();
-  get(account: string): Promise<string | null> {
-    return Promise.resolve(this.values.get(account) ?? null);
-  }
-  set(account: string, secret: string): Promise<void> {
-    this.values.set(account, secret);
-    return Promise.resolve();
-  }
-  delete(account: string): Promise<boolean> {
-    return Promise.resolve(this.values.delete(account));
-  }
-}
+import { DevMemorySecretStore as MemorySecretStore } from '../../main/ui/dev-secret-store.js';
+export { MemorySecretStore };
 
 /**
  * The operator UI's browser half, played by software authenticators: the test says whose key
