@@ -23,6 +23,8 @@ import { startUiServer } from './ui/ui-server.js';
  */
 
 let focusWindow: (() => void) | undefined;
+/** Set at `before-quit`: from then on the kiosk window may close. */
+let quitting = false;
 
 function fail(title: string, error: unknown, exitCode: number): void {
   const baton = error instanceof BatonError ? error : new BatonError('INTERNAL', String(error), { cause: error });
@@ -87,6 +89,7 @@ async function start(): Promise<void> {
     senders,
     onActivity: throttleActivity(() => agent.noteActivity(), systemClock),
     onRefused: (what, detail) => logger.warn({ ...detail }, `shell guard: ${what}`),
+    quitting: () => quitting,
   });
   const lockWindow = factory.createLockWindow();
   operatorScreen.contents = lockWindow.webContents;
@@ -137,6 +140,9 @@ if (!app.requestSingleInstanceLock()) {
   app.quit();
 } else {
   app.on('second-instance', () => focusWindow?.());
+  app.on('before-quit', () => {
+    quitting = true;
+  });
   app.on('web-contents-created', (_event, contents) => guardEveryContents(contents));
   app.on('window-all-closed', () => app.quit());
   app

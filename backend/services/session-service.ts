@@ -251,6 +251,10 @@ export class SessionService {
         // policy's offline grace. The session is never rated above the level it started with.
         if (session.state !== 'suspended' || !event.reasons.includes('offline-grace') || now >= session.expiresAt)
           continue;
+        // Only a resume inside the window that is open now: after the suspension it ends (an older
+        // resume, replayed with its batch after a reconnect, must not reactivate a session suspended
+        // since) and within the channel's offline grace and continuity window of it.
+        if (!this.insideOfflineGrace(session, Math.min(event.time, now))) continue;
         const level = event.assurance?.level;
         const capped = level !== undefined && levelRank(level) < levelRank(session.level) ? level : session.level;
         this.ctx.store.sessions.update(id, { state: 'active', suspendedAt: null, level: capped, authTime: at });
@@ -264,6 +268,15 @@ export class SessionService {
         });
       }
     }
+  }
+
+  /** Whether a console's offline resume at `time` falls inside the grace its session's suspension opened. */
+  private insideOfflineGrace(session: SessionRecord, time: number): boolean {
+    const channel = Object.hasOwn(this.ctx.policies.policy.channels, session.channel)
+      ? this.ctx.policies.policy.channels[session.channel]
+      : undefined;
+    if (session.suspendedAt === null || channel === undefined || time < session.suspendedAt) return false;
+    return time - session.suspendedAt <= Math.min(channel.offlineGraceSeconds, channel.continuitySeconds) * 1000;
   }
 
   /**

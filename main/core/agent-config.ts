@@ -15,9 +15,19 @@ const loopbackOrHttps = (what: string) =>
     return url.protocol === 'https:' || (url.protocol === 'http:' && url.hostname === 'localhost');
   }, `expected an https URL, or http://localhost for ${what}`);
 
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '[::1]']);
+
 export const AgentConfigSchema = z.strictObject({
-  /** Where the assurance backend listens. */
-  backendUrl: z.url({ protocol: /^https?$/ }),
+  /**
+   * Where the assurance backend listens: https, or plain http only on this machine. The backend
+   * does not sign its answers, so whoever can read and rewrite plain http between the console and
+   * it is the backend: they could put any operator in front, push a policy, or acknowledge (and so
+   * make the console drop) its audit events, and they would read the enrolment token.
+   */
+  backendUrl: z.url().refine((value) => {
+    const url = new URL(value);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname));
+  }, 'expected an https URL, or http on this machine (localhost, 127.0.0.1, [::1]) for the backend'),
   /** The channel this console serves (`branch-kiosk`, `contact-centre`, `shared-console`, …). */
   channel: z.string().regex(CHANNEL_NAME, 'expected a channel name like "branch-kiosk"'),
   /** WebAuthn RP ID and the exact origin the operator UI is served on (pinned on the backend too). */

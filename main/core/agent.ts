@@ -143,7 +143,6 @@ export class BatonAgent {
   private notice: AgentStatus['notice'];
   private readonly listeners = new Set<(status: AgentStatus) => void>();
   private readonly syncWaiters = new Set<() => void>();
-  private offlineChallenges = new Map<string, number>();
   private sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
   private wasOnline = false;
   private offlineSince: number | undefined;
@@ -234,6 +233,14 @@ export class BatonAgent {
   /** Enrols this console with a one-time token from IT (first start, or after revocation). */
   async enrolConsole(token: string): Promise<IdentityStatus> {
     if (this.phase.kind !== 'idle') throw this.refuse('CEREMONY_IN_PROGRESS', 'Another task is running');
+    // An enrolled console is not enrolled over: the attempt would first drop the connection and
+    // every signed-in session (without an event), whatever the token turns out to be.
+    if (this.identity.status.kind === 'enrolled') {
+      throw this.refuse(
+        'CONSOLE_ALREADY_ENROLLED',
+        'This console is already enrolled; IT revokes it before it is enrolled again',
+      );
+    }
     this.phase = { kind: 'enrolling-console' };
     this.changed();
     try {
@@ -320,7 +327,7 @@ export class BatonAgent {
     const decision = evaluatePolicy(
       this.policy,
       {
-        channel: this.options.channel,
+        channel: this.channel,
         level: front.level,
         authTime: front.authTime,
         sessionStartedAt: front.startedAt,
@@ -390,6 +397,17 @@ export class BatonAgent {
       return;
     }
     const { consoleId, key } = this.identity.credentials();
+    if (status.channel !== this.options.channel) {
+      this.logger.warn(
+        { enrolled: status.channel, configured: this.options.channel },
+        'the configuration names another channel than the one this console was enrolled on',
+      );
+      this.notice = {
+        code: 'CHANNEL_MISMATCH',
+        message: `This console was enrolled as "${status.channel}" but is configured as "${this.options.channel}"; it keeps working as "${status.channel}" until IT re-enrols it`,
+        at: this.clock.now(),
+      };
+    }
     const dir = join(this.options.dataDir, 'outbox', consoleId);
     const { outbox, report } = EventOutbox.open(dir, {
       max: this.policy.agent.outboxMaxEvents,
@@ -445,9 +463,18 @@ export class BatonAgent {
     this.releaseSyncWaiters();
   }
 
+  /**
+   * The channel this console works as: the one it was enrolled on (the backend holds it to that),
+   * not whatever the configuration says today. A changed configuration needs a re-enrolment.
+   */
+  private get channel(): string {
+    const identity = this.identity.status;
+    return identity.kind === 'enrolled' ? identity.channel : this.options.channel;
+  }
+
   private channelPolicy(): ChannelPolicy | undefined {
     const policy = this.policy;
-    return Object.hasOwn(policy.channels, this.options.channel) ? policy.channels[this.options.channel] : undefined;
+    return Object.hasOwn(policy.channels, this.channel) ? policy.channels[this.channel] : undefined;
   }
 
   private onOpen(): void {
@@ -721,8 +748,10 @@ export class BatonAgent {
       throw refuseNew();
     }
     const policy = this.policy;
+    // This ceremony's own challenge, good for its one answer: a tap signed for an earlier offline
+    // ceremony (one that was cancelled, timed out or already answered) opens nothing.
     const challenge = randomBytes(32).toString('base64url');
-    this.offlineChallenges.set(challenge, this.clock.now() + OFFLINE_CHALLENGE_TTL_MS);
+    const expires = this.clock.now() + OFFLINE_CHALLENGE_TTL_MS;
     // Usernameless, as online: whoever taps is identified by the key, and told plainly if it opens nothing here.
     const response = await this.askAssertion('offline-resume', {
       challenge,
@@ -741,12 +770,9 @@ export class BatonAgent {
       recordFailure(reason, operator);
       return new BatonError(code, message);
     };
-    // Single use: the challenge is spent whatever the outcome.
+    // Single use and bound to this ceremony: the challenge is spent whatever the outcome.
     const clientChallenge = readChallenge(response.response.clientDataJSON);
-    const expires = clientChallenge === undefined ? undefined : this.offlineChallenges.get(clientChallenge);
-    if (clientChallenge !== undefined) this.offlineChallenges.delete(clientChallenge);
-    this.offlineChallenges.delete(challenge);
-    if (expires === undefined || this.clock.now() > expires) {
+    if (clientChallenge !== challenge || this.clock.now() > expires) {
       throw fail('challenge-unknown', 'CHALLENGE_UNKNOWN', 'The tap answered a challenge this console did not issue');
     }
     const session = sessions.resumableOffline().find((s) => s.credentialId === response.id);
@@ -767,7 +793,7 @@ export class BatonAgent {
     try {
       verification = await verifyAuthenticationResponse({
         response,
-        expectedChallenge: clientChallenge ?? '',
+        expectedChallenge: challenge,
         expectedOrigin: this.options.origin,
         expectedRPID: this.options.rpId,
         credential: {
@@ -802,7 +828,7 @@ export class BatonAgent {
         : 'verified';
     const allowed = evaluatePolicy(
       policy,
-      { channel: this.options.channel, level, authTime: this.clock.now(), now: this.clock.now() },
+      { channel: this.channel, level, authTime: this.clock.now(), now: this.clock.now() },
       SIGN_IN_ACTION,
     );
     if (allowed.outcome !== 'allow') {

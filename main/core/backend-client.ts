@@ -131,6 +131,8 @@ export class BackendClient {
         method,
         headers: { ...headers, ...(text === '' ? {} : { 'content-type': 'application/json' }) },
         ...(text === '' ? {} : { body: text }),
+        // A redirect would carry the signed request (and its body) to wherever the answer points.
+        redirect: 'error',
         signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
       });
     } catch (cause) {

@@ -142,6 +142,8 @@ export class ConsoleIdentity {
           ...key.signRequest({ consoleId: undefined, method: 'POST', path, body, now: this.clock.now() }),
         },
         body,
+        // Never follow a redirect: it would carry the one-time enrolment token to another address.
+        redirect: 'error',
         signal: AbortSignal.timeout(10_000),
       });
     } catch (cause) {

@@ -1,6 +1,6 @@
 import { BrowserWindow, WebContentsView, session, type WebContents } from 'electron';
 import type { AccountPicker } from './account-picker.js';
-import { guardNavigation, handleAccountSelection, hardenSession } from './guards.js';
+import { guardKioskClose, guardNavigation, handleAccountSelection, hardenSession } from './guards.js';
 import type { SenderTable } from './ipc.js';
 import {
   OPERATOR_UI_PARTITION,
@@ -33,6 +33,8 @@ export interface WindowFactoryOptions {
   onActivity: () => void;
   /** A guard refused something: log it (never the page's content). */
   onRefused: (what: string, detail: Record<string, unknown>) => void;
+  /** Baton is quitting (`before-quit` was seen): only then may a kiosk window close. */
+  quitting: () => boolean;
 }
 
 export class WindowFactory {
@@ -49,7 +51,12 @@ export class WindowFactory {
     hardenSession(ses);
     handleAccountSelection(ses, picker, uiOrigin);
     const window = new BrowserWindow(lockWindowOptions({ kiosk, packaged, preload: preloads.operatorUi }));
-    if (kiosk) window.setMenu(null);
+    if (kiosk) {
+      window.setMenu(null);
+      guardKioskClose(window, this.options.quitting, () =>
+        this.options.onRefused('close-refused', { surface: 'kiosk' }),
+      );
+    }
     this.guard(window.webContents, uiOrigin, 'operator-ui');
     this.options.senders.addOperatorUi(window.webContents.id);
     return window;
