@@ -88,6 +88,12 @@ export const ERROR_STATUS = {
   BACKEND_PROTOCOL_ERROR: 502,
   /** The console has no identity yet: it must be enrolled with a token from IT. */
   CONSOLE_NOT_ENROLLED: 409,
+  /** Enrolment was asked of a console that is enrolled: IT revokes it first (nothing was dropped). */
+  CONSOLE_ALREADY_ENROLLED: 409,
+  /** The configuration names another channel than the console was enrolled on; it keeps the enrolled one. */
+  CHANNEL_MISMATCH: 409,
+  /** A screen (operator UI or a workspace) called the agent faster than a person could. */
+  RATE_LIMITED: 429,
   /** The console's key is gone or the console was revoked: IT must enrol it again. */
   CONSOLE_REENROLMENT_REQUIRED: 409,
   /** A new sign-in needs the backend; only suspended sessions can be resumed offline. */

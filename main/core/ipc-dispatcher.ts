@@ -15,6 +15,14 @@ import { LEVEL_PROFILES } from '../../shared/levels.js';
 import type { AgentStatus, BatonAgent } from './agent.js';
 import type { CeremonyBroker } from './ceremony-broker.js';
 
+/**
+ * Channels whose calls journal an event without anyone touching a key, and how fast one caller may
+ * make them. (Tap-in and enrolment wait for a ceremony, which a page cannot answer without a key.)
+ */
+const JOURNALED_CHANNELS: ReadonlySet<IpcChannel> = new Set(['action:authorize', 'workspace:step-up']);
+export const JOURNALED_PER_SECOND = 5;
+export const JOURNALED_BURST = 20;
+
 /** Who is calling: the operator UI, or the workspace view of one session. */
 export type IpcCaller = { kind: 'operator-ui' } | { kind: 'workspace'; sessionId: string };
 
@@ -57,6 +65,7 @@ function snapshotView(s: AgentStatus['sessions'][number]) {
  */
 export class IpcDispatcher {
   private readonly handlers: Handlers;
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(
     private readonly agent: BatonAgent,
@@ -112,6 +121,7 @@ export class IpcDispatcher {
       if (!isIpcChannel(channel)) throw new BatonError('NOT_FOUND', `No IPC channel ${JSON.stringify(channel)}`);
       const allowed = caller.kind === 'workspace' ? WORKSPACE_CHANNELS : OPERATOR_UI_CHANNELS;
       if (!allowed.includes(channel)) throw new BatonError('NOT_FOUND', `No IPC channel "${channel}" for this caller`);
+      if (JOURNALED_CHANNELS.has(channel)) this.spend(caller);
       const parsed = IPC_CONTRACT[channel].request.safeParse(payload ?? {});
       if (!parsed.success) {
         const issues = toFieldIssues(parsed.error);
@@ -131,6 +141,21 @@ export class IpcDispatcher {
         error instanceof BatonError ? error : new BatonError('INTERNAL', 'Something went wrong', { cause: error });
       return { ok: false, error: { code: baton.code, message: baton.message } };
     }
+  }
+
+  /**
+   * Calls that write to the event journal are rate-limited per caller, so a compromised page
+   * cannot fill the outbox (and so crowd out later security events) by calling in a loop.
+   */
+  private spend(caller: IpcCaller): void {
+    const key = caller.kind === 'workspace' ? `workspace:${caller.sessionId}` : 'operator-ui';
+    const now = performance.now();
+    const bucket = this.buckets.get(key) ?? { tokens: JOURNALED_BURST, at: now };
+    bucket.tokens = Math.min(JOURNALED_BURST, bucket.tokens + ((now - bucket.at) / 1000) * JOURNALED_PER_SECOND);
+    bucket.at = now;
+    this.buckets.set(key, bucket);
+    if (bucket.tokens < 1) throw new BatonError('RATE_LIMITED', 'Too many requests from this screen; wait a moment');
+    bucket.tokens -= 1;
   }
 
   private assuranceFor(caller: IpcCaller): IpcResponse<'workspace:get-assurance'> {

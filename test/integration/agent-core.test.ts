@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { rejectsWithCode, withAgentConsole, type AgentRig, type RigOperator } from '../helpers/agent-rig.js';
-import type { Json } from '../helpers/backend-harness.js';
+import { BatonAgent } from '../../main/core/agent.js';
+import { AgentRig, rejectsWithCode, withAgentConsole, type RigOperator } from '../helpers/agent-rig.js';
+import { TEST_ORIGIN, type Json } from '../helpers/backend-harness.js';
 
 const MINUTE = 60_000;
 
@@ -214,5 +215,41 @@ describe('agent core: step-up', () => {
       before,
     );
     assert.equal(agent.status.phase.kind, 'idle');
+  });
+});
+
+describe('agent core: a configuration that changed channel under an enrolled console', () => {
+  test('keeps the enrolled channel (the backend holds it to that) and says so', async () => {
+    const rig = await AgentRig.start();
+    try {
+      const first = await rig.agent({ channel: 'branch-kiosk' });
+      first.agent.stop();
+      const again = await BatonAgent.start(
+        {
+          backendUrl: rig.backend.url,
+          channel: 'shared-console',
+          rpId: 'localhost',
+          origin: TEST_ORIGIN,
+          dataDir: first.dataDir,
+          agentVersion: 'test',
+        },
+        { secrets: first.secrets, ceremonies: first.port, clock: rig.clock },
+      );
+      rig.agents.push(again);
+      const status = await rig.until(again, (s) => s.connection === 'online', 'online');
+      assert.equal(status.identity.kind === 'enrolled' && status.identity.channel, 'branch-kiosk');
+      assert.equal(status.notice?.code, 'CHANNEL_MISMATCH');
+      // branch-kiosk lets a presence-only tap in; shared-console would not.
+      const op = await rig.operator(again, first.port, 'Pat');
+      first.port.tap(op.authenticator, { userVerified: false });
+      assert.equal((await again.tapIn()).level, 'presence');
+      assert.deepEqual(await again.authorize('customer.view'), {
+        outcome: 'allow',
+        steppedUp: false,
+        reasons: ['action-allowed'],
+      });
+    } finally {
+      await rig.stop();
+    }
   });
 });

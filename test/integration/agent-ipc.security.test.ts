@@ -83,6 +83,26 @@ describe('the IPC dispatcher: what a compromised renderer or workspace can and c
     );
   });
 
+  test('a page calling authorize in a loop is slowed down before it can fill the journal', async () => {
+    const { agent, port } = f;
+    const nia = f.ops[0] as RigOperator;
+    port.tap(nia.authenticator);
+    await agent.tapIn();
+    const d = dispatcher();
+    const before = agent.status.outbox?.lastSeq ?? 0;
+    const results = await Promise.all(
+      Array.from({ length: 200 }, () => d.dispatch('action:authorize', { action: 'customer.view' }, ui)),
+    );
+    const allowed = results.filter((r) => r.ok).length;
+    const limited = results.filter((r) => !r.ok && r.error.code === 'RATE_LIMITED').length;
+    assert.equal(allowed + limited, 200);
+    assert.ok(allowed >= 20 && allowed <= 25, `a burst of about 20 goes through (${allowed})`);
+    assert.ok((agent.status.outbox?.lastSeq ?? 0) - before <= 25, 'the journal grew by the burst only');
+    // The workspace in front has its own allowance, untouched by the operator UI's loop.
+    const mine = { kind: 'workspace', sessionId: agent.status.front?.id ?? '' } as const;
+    assert.ok((await d.dispatch('workspace:step-up', { action: 'customer.view' }, mine)).ok);
+  });
+
   test('a ceremony answer nobody asked for is refused', async () => {
     refused(
       await dispatcher().dispatch(
