@@ -6,6 +6,16 @@ import { defineConfig } from '@playwright/test';
  * own backend and serves the renderer's ceremony page itself, so there is no webServer.
  */
 export const CHROMIUM = process.env.BATON_CHROMIUM ?? '/usr/bin/chromium';
+/** Flags for Debian's Chromium in a container with no display and no network beyond loopback. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
 
 export default defineConfig({
   testDir: 'test/e2e',
@@ -22,15 +32,7 @@ export default defineConfig({
     headless: true,
     launchOptions: {
       executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-        '--disable-quic',
-      ],
+      args: CHROMIUM_ARGS,
     },
     trace: 'retain-on-failure',
   },

@@ -15,7 +15,7 @@
  */
 import { parseArgs } from 'node:util';
 import { chromium, type Page } from '@playwright/test';
-import { CHROMIUM } from '../playwright.config.js';
+import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config.js';
 import { UiConsole } from '../test/helpers/agent-ui-console.js';
 import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict, type Summary } from './lib/report.js';
 
@@ -63,14 +63,7 @@ async function main(): Promise<void> {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
+    args: CHROMIUM_ARGS,
   });
   const context = await browser.newContext();
   const page = await context.newPage();
