@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
@@ -59,6 +59,7 @@ export class ConsoleIdentity {
   /** Reads the identity; never throws for a missing or broken one (the status says what is wrong). */
   static async load(dataDir: string, secrets: SecretStore, clock: Clock): Promise<ConsoleIdentity> {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(dataDir, 0o700); // also when IT created the directory with a wider mode
     const path = join(dataDir, STATE_FILE);
     if (!existsSync(path)) return new ConsoleIdentity(dataDir, secrets, clock, undefined, undefined, undefined);
     let state: PersistedState;

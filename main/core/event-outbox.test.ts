@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -26,6 +37,23 @@ function assertChain(events: { seq: number; prevHash: string }[], from = GENESIS
 }
 
 describe('EventOutbox', () => {
+  it('never writes through a link planted in its directory, and keeps the directory private', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-outbox-'));
+    const journal = join(dir, 'journal');
+    mkdirSync(journal, { mode: 0o755 });
+    chmodSync(journal, 0o755);
+    const target = join(dir, 'elsewhere.txt');
+    writeFileSync(target, 'untouched\n');
+    symlinkSync(target, join(journal, 'segment-0000000000000001.jsonl'));
+    const { outbox } = EventOutbox.open(journal, { max: 10 });
+    assert.equal(statSync(journal).mode & 0o777, 0o700);
+    await assert.rejects(
+      outbox.emit({ type: 'agent-online', subject: {}, outcome: 'info', reasons: ['started'] }),
+      (error: unknown) => error instanceof BatonError && error.code === 'INTERNAL',
+    );
+    assert.equal(readFileSync(target, 'utf8'), 'untouched\n');
+  });
+
   it('numbers and chains events and finds them all again after a restart', async () => {
     const dir = fresh();
     const { outbox } = EventOutbox.open(dir, { max: 10_000 });

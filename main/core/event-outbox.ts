@@ -1,6 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import {
+  chmodSync,
   closeSync,
+  constants,
   existsSync,
   fsyncSync,
   mkdirSync,
@@ -93,6 +95,7 @@ export class EventOutbox {
     options: { max: number; clock?: () => number },
   ): { outbox: EventOutbox; report: RecoveryReport } {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700); // mkdir's mode does not apply to a directory that already existed
     const outbox = new EventOutbox(dir, options.max, options.clock ?? Date.now);
     const report = outbox.recover();
     return { outbox, report };
@@ -245,7 +248,9 @@ export class EventOutbox {
     if (this.segmentFd !== undefined && start === this.segmentStart) return this.segmentFd;
     if (this.segmentFd !== undefined) closeSync(this.segmentFd);
     this.segmentStart = start;
-    this.segmentFd = openSync(join(this.dir, segmentName(start)), 'a', 0o600);
+    // Never through a link planted in the journal directory: O_NOFOLLOW makes that an error.
+    const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0);
+    this.segmentFd = openSync(join(this.dir, segmentName(start)), flags, 0o600);
     return this.segmentFd;
   }
 
