@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
-import type { CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
+import type { OperatorRecord, Store } from '../store/repositories.js';
 import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
 import { MAX_FAILED_ATTEMPTS, verifyStoredCredential } from './assertion-gate.js';
 import type { EventLog } from './event-log.js';
 import {
   attestationTrust,
+  credentialCreatedEvent,
   credentialSummary,
+  newCredentialRecord,
   usableEnrolmentCode,
   type OperatorDirectory,
 } from './operator-directory.js';
@@ -116,23 +118,14 @@ export class AdminCeremonies {
       throw new BatonError('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered');
     }
     const now = this.deps.clock();
-    const credential: CredentialRecord = {
-      id: info.credential.id,
+    const credential = newCredentialRecord(info, response, {
       operatorId: operator.id,
-      publicKey: info.credential.publicKey,
-      counter: info.credential.counter,
-      transports: info.credential.transports ?? response.response.transports ?? [],
       deviceBound: true,
-      backedUp: info.credentialBackedUp,
-      aaguid: info.aaguid,
-      attestationFmt: info.fmt,
-      attestationTrust: trust,
-      registeredOnConsole: ADMIN_CONSOLE_REGISTRATION,
-      createdAt: now,
-      lastUsedAt: now,
-      revokedAt: null,
-      revokedReason: null,
-    };
+      trust,
+      registeredOn: ADMIN_CONSOLE_REGISTRATION,
+      now,
+      usedNow: true,
+    });
     const started = this.deps.events.atomically(() => {
       if (!this.deps.store.operators.useCode(hash, now, credential.id)) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
@@ -141,19 +134,9 @@ export class AdminCeremonies {
       // The first admin passkey retires the bootstrap token, and every admin code it minted: of two
       // registrations racing with bootstrap-minted codes, the second finds its code used.
       this.deps.auth.retireBootstrap();
-      this.deps.events.record({
-        type: 'credential-change',
-        subject: { operator: operator.id, credential: credential.id },
-        outcome: 'success',
-        reasons: ['admin-passkey'],
-        detail: {
-          credential_type: 'fido2-roaming',
-          change_type: 'create',
-          fido2_aaguid: credential.aaguid,
-          attestation: info.fmt,
-          deviceBound: true,
-        },
-      });
+      this.deps.events.record(
+        credentialCreatedEvent(credential, { operator: operator.id }, ['admin-passkey'], info.fmt),
+      );
       const started = this.deps.auth.startSession(operator.id, credential.id, true);
       this.signedInEvent(started.session, 'admin-passkey-registered');
       return started;

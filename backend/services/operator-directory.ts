@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 import { decodeAttestationObject } from '@simplewebauthn/server/helpers';
 import { BatonError } from '../../shared/errors.js';
+import type { EventDraft } from '../../shared/events.js';
 import { ENROLMENT_CODE_PATTERN } from '../../shared/http-api.js';
 import { newEnrolmentCode, newId, normaliseEnrolmentCode, sha256Hex } from '../crypto/secrets.js';
 import type {
@@ -13,7 +14,7 @@ import type {
   Store,
 } from '../store/repositories.js';
 import type { CeremonyContext } from './ceremony-context.js';
-import { readClientData } from './webauthn-ceremonies.js';
+import { readClientData, type WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
 export interface CredentialSummary {
   id: string;
@@ -228,41 +229,22 @@ export class OperatorDirectory {
       refuse('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered', info.aaguid);
     }
     const now = this.ctx.clock();
-    const credential: CredentialRecord = {
-      id: info.credential.id,
+    const credential = newCredentialRecord(info, response, {
       operatorId: operator.id,
-      publicKey: info.credential.publicKey,
-      counter: info.credential.counter,
-      transports: info.credential.transports ?? response.response.transports ?? [],
       deviceBound,
-      backedUp: info.credentialBackedUp,
-      aaguid: info.aaguid,
-      attestationFmt: info.fmt,
-      attestationTrust: trust,
-      registeredOnConsole: console.id,
-      createdAt: now,
-      lastUsedAt: null,
-      revokedAt: null,
-      revokedReason: null,
-    };
+      trust,
+      registeredOn: console.id,
+      now,
+      usedNow: false,
+    });
     this.ctx.events.atomically(() => {
       if (!this.ctx.store.operators.useCode(hash, now, credential.id)) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
       this.ctx.store.operators.insertCredential(credential);
-      this.ctx.events.record({
-        type: 'credential-change',
-        subject: { operator: operator.id, console: console.id, credential: credential.id },
-        outcome: 'success',
-        reasons: [],
-        detail: {
-          credential_type: 'fido2-roaming',
-          change_type: 'create',
-          fido2_aaguid: credential.aaguid,
-          attestation: info.fmt,
-          deviceBound,
-        },
-      });
+      this.ctx.events.record(
+        credentialCreatedEvent(credential, { operator: operator.id, console: console.id }, [], info.fmt),
+      );
       this.ctx.events.record({
         type: 'operator-enrolled',
         subject: { operator: operator.id, console: console.id, credential: credential.id },
@@ -293,4 +275,60 @@ export function usableEnrolmentCode(
   if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
   if (record.expiresAt <= now) throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');
   return { record, hash };
+}
+
+type VerifiedRegistration = Awaited<ReturnType<WebAuthnCeremonies['verifyRegistration']>>;
+
+/** The stored record of a passkey just registered (on a console, or on the admin console). */
+export function newCredentialRecord(
+  info: VerifiedRegistration,
+  response: RegistrationResponseJSON,
+  at: {
+    operatorId: string;
+    deviceBound: boolean;
+    trust: AttestationTrust;
+    registeredOn: string;
+    now: number;
+    usedNow: boolean;
+  },
+): CredentialRecord {
+  return {
+    id: info.credential.id,
+    operatorId: at.operatorId,
+    publicKey: info.credential.publicKey,
+    counter: info.credential.counter,
+    transports: info.credential.transports ?? response.response.transports ?? [],
+    deviceBound: at.deviceBound,
+    backedUp: info.credentialBackedUp,
+    aaguid: info.aaguid,
+    attestationFmt: info.fmt,
+    attestationTrust: at.trust,
+    registeredOnConsole: at.registeredOn,
+    createdAt: at.now,
+    lastUsedAt: at.usedNow ? at.now : null,
+    revokedAt: null,
+    revokedReason: null,
+  };
+}
+
+/** CAEP `credential-change` (create) for a passkey just registered. */
+export function credentialCreatedEvent(
+  credential: CredentialRecord,
+  subject: { operator: string; console?: string },
+  reasons: string[],
+  attestation: string,
+): EventDraft {
+  return {
+    type: 'credential-change',
+    subject: { ...subject, credential: credential.id },
+    outcome: 'success',
+    reasons,
+    detail: {
+      credential_type: 'fido2-roaming',
+      change_type: 'create',
+      fido2_aaguid: credential.aaguid,
+      attestation,
+      deviceBound: credential.deviceBound,
+    },
+  };
 }
