@@ -1,23 +1,11 @@
+import type { ConsoleView } from '../shared/admin-views.js';
 import { ApiError, api } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { consoleState } from './live-view.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
 
-interface ConsoleRow {
-  id: string;
-  name: string | null;
-  channel: string;
-  site: string | null;
-  enrolledAt: number;
-  lastSeenAt: number | null;
-  online: boolean;
-  policyVersion: number;
-  revocationEpoch: number;
-  revokedAt: number | null;
-  revokedReason: string | null;
-  outbox: { pending: number; max: number; reportedAt: number } | null;
-}
+type ConsoleRow = ConsoleView;
 interface Finding {
   type: string;
   time: number;

@@ -1,18 +1,10 @@
+import type { ConsoleView } from '../shared/admin-views.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../shared/events.js';
 import { api } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import type { View } from './view.js';
 
-interface ConsoleRow {
-  id: string;
-  name: string | null;
-  channel: string;
-  site: string | null;
-  online: boolean;
-  lastSeenAt: number | null;
-  policyVersion: number;
-  revokedAt: number | null;
-}
+type ConsoleRow = ConsoleView;
 interface SessionRow {
   id: string;
   operatorId: string;

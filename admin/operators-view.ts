@@ -1,17 +1,10 @@
+import type { OperatorView } from '../shared/admin-views.js';
 import { api } from './api.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
 
-interface Operator {
-  id: string;
-  displayName: string;
-  roles: string[];
-  createdAt: number;
-  failedAttempts: number;
-  revokedAt: number | null;
-  revokedReason: string | null;
-}
+type Operator = OperatorView;
 interface Credential {
   id: string;
   deviceBound: boolean;

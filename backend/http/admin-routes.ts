@@ -10,6 +10,7 @@ import {
   PublishPolicyRequestSchema,
   RevokeRequestSchema,
 } from '../../shared/http-api.js';
+import type { ConsoleView, OperatorView } from '../../shared/admin-views.js';
 import { validatePolicy } from '../../shared/policy.js';
 import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
 import type { OutboxReport } from '../store/admin-repositories.js';
@@ -72,7 +73,7 @@ function actorOf(ctx: RouteContext): string {
   return ctx.actor ?? 'admin:unknown';
 }
 
-function consoleView(c: ConsoleRecord, online: boolean, outbox: OutboxReport | undefined) {
+function consoleView(c: ConsoleRecord, online: boolean, outbox: OutboxReport | undefined): ConsoleView {
   return {
     id: c.id,
     name: c.name,
@@ -85,7 +86,6 @@ function consoleView(c: ConsoleRecord, online: boolean, outbox: OutboxReport | u
     revocationEpoch: c.revocationEpoch,
     revokedAt: c.revokedAt,
     revokedReason: c.revokedReason,
-    /** The agent's outbox backlog as it reported it in its last hello (null: never reported). */
     outbox: outbox === undefined ? null : { pending: outbox.pending, max: outbox.max, reportedAt: outbox.reportedAt },
   };
 }
@@ -409,15 +409,7 @@ function filterOf(q: z.infer<typeof EventFilterQuerySchema>): EventFilter {
   };
 }
 
-function operatorView(o: {
-  id: string;
-  displayName: string;
-  roles: string[];
-  createdAt: number;
-  failedAttempts: number;
-  revokedAt: number | null;
-  revokedReason: string | null;
-}) {
+function operatorView(o: OperatorView): OperatorView {
   return {
     id: o.id,
     displayName: o.displayName,
