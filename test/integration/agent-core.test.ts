@@ -239,15 +239,12 @@ describe('agent core: a configuration that changed channel under an enrolled con
       const status = await rig.until(again, (s) => s.connection === 'online', 'online');
       assert.equal(status.identity.kind === 'enrolled' && status.identity.channel, 'branch-kiosk');
       assert.equal(status.notice?.code, 'CHANNEL_MISMATCH');
-      // branch-kiosk lets a presence-only tap in; shared-console would not.
+      // Local timers follow the enrolled channel: branch-kiosk locks after 120 s idle, shared-console after 180 s.
       const op = await rig.operator(again, first.port, 'Pat');
-      first.port.tap(op.authenticator, { userVerified: false });
-      assert.equal((await again.tapIn()).level, 'presence');
-      assert.deepEqual(await again.authorize('customer.view'), {
-        outcome: 'allow',
-        steppedUp: false,
-        reasons: ['action-allowed'],
-      });
+      first.port.tap(op.authenticator);
+      await again.tapIn();
+      await rig.clock.advance(121_000);
+      assert.equal(again.status.front?.state, 'locked', 'locked on the enrolled channel’s idle delay');
     } finally {
       await rig.stop();
     }
