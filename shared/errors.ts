@@ -49,11 +49,19 @@ export const ERROR_STATUS = {
   WEBAUTHN_VERIFICATION_FAILED: 400,
   WEBAUTHN_COUNTER_REGRESSED: 403,
   WEBAUTHN_USER_VERIFICATION_REQUIRED: 403,
+  /** The authenticator did not set the user-present flag: the assertion was made without a touch. */
+  WEBAUTHN_USER_PRESENCE_REQUIRED: 403,
+  /** clientDataJSON.type is not the ceremony's (`webauthn.create` for registration, `webauthn.get` otherwise). */
+  WEBAUTHN_WRONG_CEREMONY_TYPE: 400,
   CREDENTIAL_UNKNOWN: 401,
   CREDENTIAL_REVOKED: 403,
   CREDENTIAL_NOT_DEVICE_BOUND: 403,
   CREDENTIAL_AAGUID_NOT_ALLOWED: 403,
   CREDENTIAL_ALREADY_REGISTERED: 409,
+  /** Suspended after a signature-counter regression (possible copy) until an admin reinstates or revokes it. */
+  CREDENTIAL_SUSPENDED: 403,
+  /** Reinstating a credential that is not suspended. */
+  CREDENTIAL_NOT_SUSPENDED: 409,
   // Operators
   OPERATOR_UNKNOWN: 404,
   OPERATOR_REVOKED: 403,
