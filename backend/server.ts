@@ -17,6 +17,7 @@ import { Router, isReply, type RouteContext } from './http/router.js';
 import type { Store } from './store/repositories.js';
 import { ConsoleChannel } from './ws/console-channel.js';
 import { composeServices, type Services } from './services/compose-services.js';
+import { LateConsolePort } from './services/console-port.js';
 import type { EventLog } from './services/event-log.js';
 import type { PolicyService } from './services/policy-service.js';
 import type { RevocationHub } from './services/revocation-hub.js';
@@ -60,7 +61,9 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         censor: '[redacted]',
       },
     });
-  const services = await composeServices(config, { clock, logger, store: deps.store });
+  // The services reach consoles through this port; the channel binds itself to it when built below.
+  const consoles = new LateConsolePort();
+  const services = await composeServices(config, { clock, logger, store: deps.store, consoles });
   const { store, events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } =
     services;
   const channel = new ConsoleChannel({
@@ -77,9 +80,8 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     onHello: (consoleId, hello) => {
       if (hello.outbox !== undefined) store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() });
     },
+    consoles,
   });
-  revocations.pusher = channel;
-  sessions.commands = channel;
 
   const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
   // Known once the server listens (the default is http://localhost:<the port actually bound>).

@@ -24,6 +24,7 @@ import { verifyAuthenticationResponse, type AuthenticationResponseJSON } from '@
 import { parseBackendConfig, type BackendConfig } from '../backend/config.js';
 import { startBackend } from '../backend/server.js';
 import { composeServices } from '../backend/services/compose-services.js';
+import { NO_CONSOLE_CHANNEL } from '../backend/services/console-port.js';
 import type { SessionService } from '../backend/services/session-service.js';
 import type { ConsoleRecord, CredentialRecord, Store } from '../backend/store/repositories.js';
 import { TEST_ORIGIN, TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
@@ -179,6 +180,7 @@ async function inProcess(config: BackendConfig, consoleIds: readonly string[]): 
   const { store, events, sessions, ceremonies, tokens } = await composeServices(config, {
     clock: Date.now,
     logger: pino({ level: 'silent' }),
+    consoles: NO_CONSOLE_CHANNEL,
   });
   const consoles = consoleIds.map((id) => {
     const record = store.consoles.get(id);

@@ -4,6 +4,7 @@ import { loadAttestationRoots } from '../crypto/attestation-roots.js';
 import { TokenIssuer } from '../crypto/token-issuer.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
+import type { ConsolePort } from './console-port.js';
 import { ConsoleRegistry } from './console-registry.js';
 import { EventLog } from './event-log.js';
 import { OperatorDirectory } from './operator-directory.js';
@@ -36,9 +37,18 @@ export interface Services {
  */
 export async function composeServices(
   config: BackendConfig,
-  deps: { clock: () => number; logger: Logger; store?: Store | undefined },
+  deps: {
+    clock: () => number;
+    logger: Logger;
+    store?: Store | undefined;
+    /**
+     * How the services reach connected consoles: `server.ts` passes a `LateConsolePort` and binds the
+     * console channel to it; a composition without a channel passes `NO_CONSOLE_CHANNEL` explicitly.
+     */
+    consoles: ConsolePort;
+  },
 ): Promise<Services> {
-  const { clock, logger } = deps;
+  const { clock, logger, consoles } = deps;
   const attestationRoots =
     config.attestationRootsFile === undefined ? 0 : loadAttestationRoots(config.attestationRootsFile);
   const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
@@ -56,9 +66,9 @@ export async function composeServices(
   const ctx = { store, events, policies, challenges, ceremonies, clock };
   const operators = new OperatorDirectory(ctx, config.enrolmentCodeTtlSeconds, attestationRoots > 0);
   const gate = new AssertionGate(ctx);
-  const sessions = new SessionService(ctx, gate, tokens);
+  const sessions = new SessionService(ctx, gate, tokens, consoles);
   const stepUps = new StepUpService(ctx, sessions, gate);
-  const revocations = new RevocationHub(store, events, sessions, clock);
+  const revocations = new RevocationHub(store, events, sessions, clock, consoles);
   return {
     store,
     events,

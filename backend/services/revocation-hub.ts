@@ -28,12 +28,6 @@ const ACK_FLUSH_MS = 5;
  * console, since any of them may hold the operator's key for offline resume.
  */
 export class RevocationHub {
-  pusher: ConsolePusher = {
-    connectedConsoleIds: () => [],
-    isConnected: () => false,
-    sendRaw: () => false,
-    disconnect: () => undefined,
-  };
   private pendingAcks: { consoleId: string; epoch: number; at: number }[] = [];
   private ackTimer: NodeJS.Timeout | undefined;
 
@@ -42,6 +36,8 @@ export class RevocationHub {
     private readonly events: EventLog,
     private readonly sessions: SessionService,
     private readonly clock: () => number,
+    /** The console channel, given at construction (see console-port.ts): never a silent no-op. */
+    private readonly pusher: ConsolePusher,
   ) {}
 
   get epoch(): number {

@@ -31,12 +31,12 @@ const SESSION_CHANGING_TYPES: ReadonlySet<string> = new Set([
 
 /** Sign-in (start or resume), step-up and session ends: the backend's half of every session. */
 export class SessionService {
-  commands: CommandSender = { deliver: () => undefined };
-
   constructor(
     private readonly ctx: CeremonyContext,
     private readonly gate: AssertionGate,
     private readonly tokens: TokenIssuer,
+    /** The console channel, given at construction (see console-port.ts): never a silent no-op. */
+    private readonly commands: CommandSender,
   ) {}
 
   signInOptions(console: ConsoleRecord) {

@@ -17,7 +17,8 @@ import type { CommandRecord, CommandRepository, ConsoleRecord } from '../store/r
 import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
-import type { ConsolePusher, RevocationHub } from '../services/revocation-hub.js';
+import type { ConsolePort, LateConsolePort } from '../services/console-port.js';
+import type { RevocationHub } from '../services/revocation-hub.js';
 import type { SessionService } from '../services/session-service.js';
 import { errorBody } from '../http/http-kit.js';
 
@@ -48,6 +49,8 @@ export interface ConsoleChannelDeps {
   helloTimeoutSeconds: number;
   /** Told of every accepted hello (the admin console records the outbox backlog it reports). */
   onHello?: (consoleId: string, hello: HelloMessage) => void;
+  /** The port the services were built with: the channel binds itself to it (see console-port.ts). */
+  consoles: Pick<LateConsolePort, 'bind'>;
 }
 
 /**
@@ -55,13 +58,14 @@ export interface ConsoleChannelDeps {
  * before the socket is accepted; the first message must be `hello`. Every message is validated
  * against its schema; a bad one gets an `error` message and a close code, never a crash.
  */
-export class ConsoleChannel implements ConsolePusher {
+export class ConsoleChannel implements ConsolePort {
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
 
   constructor(private readonly deps: ConsoleChannelDeps) {
+    deps.consoles.bind(this);
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_MESSAGE_BYTES,
