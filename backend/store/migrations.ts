@@ -215,4 +215,28 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX operator_enrolment_codes_operator ON operator_enrolment_codes(operator_id);
     `,
   },
+  {
+    version: 6,
+    name: 'authenticator models from the FIDO metadata BLOB an admin supplied',
+    sql: `
+      CREATE TABLE authenticator_metadata_blobs (
+        no INTEGER PRIMARY KEY,
+        next_update TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        loaded_at INTEGER NOT NULL,
+        loaded_by TEXT NOT NULL,
+        models INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE authenticator_models (
+        aaguid TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        certification TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reports TEXT NOT NULL,
+        time_of_last_status_change TEXT,
+        blob_no INTEGER NOT NULL REFERENCES authenticator_metadata_blobs(no)
+      ) STRICT;
+    `,
+  },
 ];
