@@ -3,6 +3,7 @@ import type { PolicyVersion } from '../../shared/policy.js';
 import type { RevocationItem, RevocationKind } from '../../shared/protocol.js';
 import type { StoredEvent } from '../../shared/events.js';
 import type { AdminRepository } from './admin-repositories.js';
+import type { AuthenticatorModelRepository } from './authenticator-models.js';
 
 /**
  * The storage seam. Services use only these interfaces; `sqlite-store.ts` is the embedded default.
@@ -248,6 +249,8 @@ export interface Store {
   adminTokens: AdminTokenRepository;
   /** Admin console: admin sessions, console outbox reports, enrolment code listing (migration 5). */
   admin: AdminRepository;
+  /** Authenticator models from the FIDO metadata BLOB an admin supplied (migration 6). */
+  authenticatorModels: AuthenticatorModelRepository;
   meta: MetaRepository;
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -15,6 +15,7 @@ import {
 } from './sqlite-repositories.js';
 import { SqliteEvents } from './sqlite-events.js';
 import { SqliteAdminRepository } from './admin-repositories.js';
+import { SqliteAuthenticatorModels } from './authenticator-models.js';
 
 export const DATABASE_FILE = 'baton.db';
 
@@ -60,6 +61,7 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
     commands: new SqliteCommands(db),
     adminTokens: new SqliteAdminTokens(db),
     admin: new SqliteAdminRepository(db),
+    authenticatorModels: new SqliteAuthenticatorModels(db),
     meta: new SqliteMeta(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn)(),
     close: () => {
