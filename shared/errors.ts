@@ -58,6 +58,21 @@ export const ERROR_STATUS = {
   CREDENTIAL_NOT_DEVICE_BOUND: 403,
   CREDENTIAL_AAGUID_NOT_ALLOWED: 403,
   CREDENTIAL_ALREADY_REGISTERED: 409,
+  /** The model's FIDO metadata reports a status the policy refuses (`credentials.refuseStatuses`: a compromise, revoked certification). */
+  AUTHENTICATOR_COMPROMISED: 403,
+  /** The policy's `credentials.minCertificationLevel` is not met (unknown model, lower level, or attestation not verified). */
+  AUTHENTICATOR_CERTIFICATION_REQUIRED: 403,
+  // FIDO metadata BLOB an admin supplies (the previous metadata stays in force on every refusal)
+  /** Not a metadata BLOB: not a JWT, no `x5c`, or a payload that does not match MDS3. */
+  METADATA_BLOB_INVALID: 400,
+  /** The BLOB's certificate chain does not lead to a configured metadata trust anchor (or a certificate is out of date). */
+  METADATA_BLOB_UNTRUSTED: 400,
+  /** The BLOB's signature does not verify with its signing certificate. */
+  METADATA_BLOB_SIGNATURE_INVALID: 400,
+  /** The BLOB's `nextUpdate` has passed: it is stale. */
+  METADATA_BLOB_EXPIRED: 400,
+  /** The BLOB's `no` is not higher than the one loaded: older or the same. */
+  METADATA_BLOB_NOT_NEWER: 409,
   /** Suspended after a signature-counter regression (possible copy) until an admin reinstates or revokes it. */
   CREDENTIAL_SUSPENDED: 403,
   /** Reinstating a credential that is not suspended. */
