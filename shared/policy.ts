@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { FieldIssue } from './errors.js';
+import { AUTHENTICATOR_STATUSES, CERTIFICATION_LEVELS } from './authenticator-metadata.js';
 import { ASSURANCE_LEVELS, LEVEL_PROFILES, levelRank } from './levels.js';
 
 /**
@@ -46,6 +47,16 @@ export const CredentialRulesSchema = z.strictObject({
   /** Empty: any authenticator. Otherwise only these AAGUIDs may register. */
   aaguidAllowList: z.array(z.string().regex(AAGUID, 'expected a lower-case AAGUID')).max(200),
   attestation: z.enum(['direct', 'none']),
+  /**
+   * Lowest FIDO certification level (from the metadata BLOB) a model needs to register and sign in,
+   * with its attestation verified by a certificate chain. Absent or `none`: no requirement.
+   */
+  minCertificationLevel: z.enum(CERTIFICATION_LEVELS).optional(),
+  /**
+   * Models whose metadata ever reported one of these statuses are refused at registration and sign-in.
+   * Absent: `DEFAULT_REFUSED_STATUSES` (compromises and revoked certification); `[]` refuses none.
+   */
+  refuseStatuses: z.array(z.enum(AUTHENTICATOR_STATUSES)).max(AUTHENTICATOR_STATUSES.length).optional(),
 });
 
 export const AgentRulesSchema = z.strictObject({
