@@ -239,4 +239,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 7,
+    name: 'suspend a credential whose signature counter went backwards (possible copy) until an admin reviews it',
+    sql: `
+      ALTER TABLE credentials ADD COLUMN suspended_at INTEGER;
+      ALTER TABLE credentials ADD COLUMN suspended_reason TEXT;
+    `,
+  },
 ];
