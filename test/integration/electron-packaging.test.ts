@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { builtinModules, createRequire } from 'node:module';
+import { builtinModules } from 'node:module';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { bundleElectron, type ElectronBundle } from '../../build/bundle-electron.js';
+import { checkBuilderConfigs, type BuilderConfigOutcome } from '../helpers/electron-builder-config.js';
 
 /**
  * The desktop agent's build and packaging, checked without the Electron runtime: the esbuild
@@ -12,7 +13,6 @@ import { bundleElectron, type ElectronBundle } from '../../build/bundle-electron
  * own loader and schema, the fuses of the packaged and the test build, and the CI workflow.
  */
 const ROOT = join(import.meta.dirname, '..', '..');
-const require = createRequire(import.meta.url);
 
 interface BuilderConfig {
   appId: string;
@@ -25,18 +25,6 @@ interface BuilderConfig {
   win: { target: string[] };
   mac: { target: string[] };
   linux: { target: string[] };
-}
-
-const configLoader = require(join(ROOT, 'node_modules/app-builder-lib/out/util/config/config.js')) as {
-  getConfig(projectDir: string, configPath: string, fromOptions: null): Promise<BuilderConfig>;
-  validateConfiguration(config: unknown, debug: { isEnabled: boolean; add(): void }): Promise<void>;
-};
-const quiet = { isEnabled: false, add: () => undefined };
-
-async function loadBuilderConfig(file: string): Promise<BuilderConfig> {
-  const config = await configLoader.getConfig(ROOT, file, null);
-  await configLoader.validateConfiguration(config, quiet);
-  return config;
 }
 
 const PACKAGED_FUSES = {
@@ -93,8 +81,26 @@ describe('the Electron bundle (esbuild; no runtime needed)', () => {
 });
 
 describe('packaging for IT (electron-builder configuration)', () => {
-  test('the release configuration passes electron-builder’s own loader and schema', async () => {
-    const config = await loadBuilderConfig('build/electron-builder.json');
+  // electron-builder's loader runs in a child process (it logs to stdout; see the helper).
+  let checked: { outcomes: BuilderConfigOutcome[]; output: string };
+  before(async () => {
+    checked = await checkBuilderConfigs([
+      { file: 'build/electron-builder.json' },
+      { file: 'build/electron-builder.test.json' },
+      { file: 'build/electron-builder.json', override: { electronFuses: { runAsNod: false } } },
+    ]);
+  });
+  const loaded = (index: number): BuilderConfig => {
+    const outcome = checked.outcomes[index];
+    if (outcome?.ok !== true)
+      assert.fail(`electron-builder refused the configuration: ${JSON.stringify(outcome)}\n${checked.output}`);
+    return outcome.config as BuilderConfig;
+  };
+  const releaseConfig = () => loaded(0);
+  const testConfig = () => loaded(1);
+
+  test('the release configuration passes electron-builder’s own loader and schema', () => {
+    const config = releaseConfig();
     assert.equal(config.appId, 'org.baton.agent');
     assert.equal(config.productName, 'Baton');
     assert.equal(config.asar, true);
@@ -109,34 +115,37 @@ describe('packaging for IT (electron-builder configuration)', () => {
     assert.deepEqual(config.linux.target, ['deb', 'AppImage']);
   });
 
-  test('only the bundled output is packaged', async () => {
-    const config = await loadBuilderConfig('build/electron-builder.json');
+  test('only the bundled output is packaged', () => {
+    const config = releaseConfig();
     const patterns = config.files.flatMap((f) => (typeof f === 'string' ? [f] : (f.filter ?? [])));
     for (const pattern of patterns) {
       assert.match(pattern, /^(!|package\.json$|main\/\*\*\/\*\.cjs$|preload\/\*\*\/\*\.cjs$|renderer\/)/, pattern);
     }
   });
 
-  test('packaged builds flip the fuses: no RunAsNode, NODE_OPTIONS or inspector; asar integrity; cookie encryption', async () => {
-    const config = await loadBuilderConfig('build/electron-builder.json');
+  test('packaged builds flip the fuses: no RunAsNode, NODE_OPTIONS or inspector; asar integrity; cookie encryption', () => {
+    const config = releaseConfig();
     assert.deepEqual(config.electronFuses, PACKAGED_FUSES);
   });
 
-  test('the test build differs only in name, output and the inspector fuse Playwright needs', async () => {
-    const release = await loadBuilderConfig('build/electron-builder.json');
-    const testBuild = await loadBuilderConfig('build/electron-builder.test.json');
+  test('the test build differs only in name, output and the inspector fuse Playwright needs', () => {
+    const release = releaseConfig();
+    const testBuild = testConfig();
     assert.deepEqual(testBuild.electronFuses, { ...PACKAGED_FUSES, enableNodeCliInspectArguments: true });
     assert.notEqual(testBuild.appId, release.appId, 'a test build never installs over the real agent');
     assert.notEqual(testBuild.directories.output, release.directories.output);
     assert.equal(testBuild.directories.app, release.directories.app);
   });
 
-  test('a configuration electron-builder would reject is caught by the same check', async () => {
-    const bad = {
-      ...(await configLoader.getConfig(ROOT, 'build/electron-builder.json', null)),
-      electronFuses: { runAsNod: false },
-    };
-    await assert.rejects(configLoader.validateConfiguration(bad, quiet), /electronFuses/);
+  test('a configuration electron-builder would reject is caught by the same check', () => {
+    const bad = checked.outcomes[2];
+    assert.equal(bad?.ok, false);
+    assert.match(bad.ok ? '' : bad.error, /electronFuses/);
+  });
+
+  test('electron-builder’s own loader read both files (its log stays in the child)', () => {
+    assert.match(checked.output, /loaded configuration\s+file=\S*build\/electron-builder\.json/);
+    assert.match(checked.output, /loaded configuration\s+file=\S*build\/electron-builder\.test\.json/);
   });
 });
 
