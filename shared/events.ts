@@ -59,6 +59,110 @@ export const EVENT_TYPES = [
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
+/**
+ * The types a console may send: what only the workstation witnesses (docs/agent.md, "Who records
+ * what"). Every other type states something the backend decided (a session established, an admin
+ * action, an integrity finding) and is the backend's alone; a console's event of such a type is
+ * kept as evidence, flagged `refused`, and acts on nothing.
+ */
+export const CONSOLE_EVENT_TYPES = [
+  'session-locked',
+  'session-switched',
+  'session-resumed',
+  'session-suspended',
+  'session-expired',
+  'session-ended',
+  'policy-decision',
+  'sign-in-failed',
+  'step-up-failed',
+  'revocation-acknowledged',
+  'agent-offline',
+  'agent-online',
+  'break-glass-used',
+  'outbox-near-full',
+] as const satisfies readonly EventType[];
+
+/** What only a console witnesses: the backend never records these itself. */
+const CONSOLE_ONLY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
+  'session-locked',
+  'session-switched',
+  'revocation-acknowledged',
+  'agent-offline',
+  'agent-online',
+  'break-glass-used',
+  'outbox-near-full',
+]);
+
+/** The types the backend records on its own chain. */
+export const BACKEND_EVENT_TYPES: readonly EventType[] = EVENT_TYPES.filter((t) => !CONSOLE_ONLY_TYPES.has(t));
+
+/** Who may emit which type, by kind of origin (a stored event's `origin` is `backend` or a console id). */
+export const EVENT_TYPES_BY_ORIGIN = {
+  backend: BACKEND_EVENT_TYPES,
+  console: CONSOLE_EVENT_TYPES,
+} as const satisfies Record<string, readonly EventType[]>;
+export type EmitterKind = keyof typeof EVENT_TYPES_BY_ORIGIN;
+
+const ALLOWED_BY_ORIGIN: Record<EmitterKind, ReadonlySet<string>> = {
+  backend: new Set(BACKEND_EVENT_TYPES),
+  console: new Set(CONSOLE_EVENT_TYPES),
+};
+
+/** Whether an emitter of this kind may send an event of this type. */
+export function mayEmit(kind: EmitterKind, type: string): boolean {
+  return ALLOWED_BY_ORIGIN[kind].has(type);
+}
+
+/**
+ * How far a console's `time` may run ahead of the backend's clock when the event arrives (clock
+ * skew): an event dated later is refused. The same margin is allowed backwards against the
+ * console's previous event (a clock corrected by NTP) before an event is marked backdated.
+ */
+export const EVENT_CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * Flags the backend sets on a stored event (`StoredEvent.integrity`), once, when it stores it.
+ * Chain flags say where the event sits in its emitter's chain; the others say why the backend does
+ * not take a console's event as a fact. Such an event is kept (it is part of the console's hash
+ * chain and it is evidence) but it changes no session and counts in no statistic.
+ */
+export const EVENT_FLAGS = {
+  /** Stored with a number beyond the next expected one. */
+  sequenceGap: 'sequence-gap',
+  /** Its `prevHash` is not the hash of the emitter's previous event. */
+  chainBroken: 'chain-broken',
+  /** It filled an earlier gap. */
+  late: 'late',
+  /** `subject.console` names another console than the sender. */
+  subjectConsoleMismatch: 'subject-console-mismatch',
+  /** `subject.session` is not a session of the sending console, or `subject.operator` is not its operator (or never signed in there). */
+  subjectNotWitnessed: 'subject-not-witnessed',
+  /** A type only the backend records (with `refused`). */
+  typeNotAllowed: 'type-not-allowed',
+  /** Dated more than the clock skew after the backend received it (with `refused`). */
+  timeInFuture: 'time-in-future',
+  /** Dated more than the clock skew before the console's previous event, or before its enrolment. */
+  timeBeforePrevious: 'time-before-previous',
+  /** A lock, resume or end the backend did not apply to the session (e.g. a resume outside the grace it observed). */
+  sessionChangeRefused: 'session-change-refused',
+  /** The backend refused the event as a fact: kept as evidence only. */
+  refused: 'refused',
+} as const;
+export type EventFlag = (typeof EVENT_FLAGS)[keyof typeof EVENT_FLAGS];
+
+/** Flags under which a console's event is not taken as a fact (no session change, no statistic). */
+const NOT_A_FACT: ReadonlySet<string> = new Set<string>([
+  EVENT_FLAGS.refused,
+  EVENT_FLAGS.subjectNotWitnessed,
+  EVENT_FLAGS.subjectConsoleMismatch,
+  EVENT_FLAGS.timeBeforePrevious,
+]);
+
+/** Whether the backend takes a stored event as a fact (false for refused and marked console events). */
+export function isTakenAsFact(event: { integrity: readonly string[] }): boolean {
+  return !event.integrity.some((flag) => NOT_A_FACT.has(flag));
+}
+
 export function eventTypeUri(type: EventType): string {
   return type in CAEP_TYPES ? `${CAEP_PREFIX}${type}` : `${BATON_EVENT_PREFIX}${type}`;
 }
