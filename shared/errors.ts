@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  /** The request's headers or body did not arrive within the server's limits; the connection is closed. */
+  REQUEST_TIMEOUT: 408,
   // Admin authentication
   ADMIN_AUTH_REQUIRED: 401,
   ADMIN_AUTH_INVALID: 401,
@@ -25,6 +27,10 @@ export const ERROR_STATUS = {
   ADMIN_ORIGIN_MISMATCH: 403,
   /** The change would leave no admin able to sign in (the bootstrap token is retired by then). */
   LAST_ADMIN: 409,
+  /** Too many unauthenticated admin sign-in or registration requests from this client address (`Retry-After`). */
+  ADMIN_SIGN_IN_RATE_LIMITED: 429,
+  /** Failed assertions with this passkey from this client address: wait `Retry-After` before the next try. */
+  ADMIN_SIGN_IN_THROTTLED: 429,
   // Console authentication (every call a console makes is signed with its key)
   CONSOLE_AUTH_MISSING: 401,
   CONSOLE_UNKNOWN: 401,
@@ -98,6 +104,18 @@ export const ERROR_STATUS = {
   EVENT_SEQUENCE_GAP: 409,
   EVENT_SEQUENCE_CONFLICT: 409,
   EVENT_CHAIN_BROKEN: 409,
+  /** A console sent a type only the backend records (e.g. `admin-action`): kept flagged `refused`, acts on nothing. */
+  EVENT_TYPE_NOT_ALLOWED: 403,
+  /** A console's event is dated more than the clock skew (5 min) after the backend received it: kept flagged `refused`. */
+  EVENT_TIME_IN_FUTURE: 400,
+  /** A console's event is dated before its previous event (or its enrolment) beyond the skew: stored, marked. */
+  EVENT_TIME_BACKDATED: 409,
+  /** A console's event names a session or operator it could not have witnessed: stored, marked. */
+  EVENT_SUBJECT_NOT_WITNESSED: 403,
+  /** A console's lock, resume or end was stored but not applied to the session (e.g. a resume outside the grace). */
+  EVENT_SESSION_CHANGE_REFUSED: 409,
+  /** The store refused a write (disk full, read-only, I/O error, busy): nothing from the batch was stored; send it again. */
+  STORAGE_UNAVAILABLE: 503,
   // Agent
   /** The agent's event outbox is at its cap: new events are refused, never dropped silently. */
   OUTBOX_FULL: 507,
@@ -135,7 +153,15 @@ export const ERROR_STATUS = {
   ACTION_DENIED: 403,
   // Server
   SHUTTING_DOWN: 503,
+  /** The database file is not a SQLite database, or cannot be opened (the backend does not start). */
+  DATABASE_UNREADABLE: 500,
+  /** A damaged page was read from the database (the start-up integrity check or a query found it). */
+  DATABASE_DAMAGED: 500,
+  /** A signing-key file in the data directory is unreadable or malformed (the backend does not start). */
+  KEY_FILE_INVALID: 500,
   INTERNAL: 500,
+  /** The backend met a fault it cannot contain (an unhandled rejection or uncaught exception): it stops, exit code 70. */
+  BACKEND_FAULT: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,21 +1,19 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  SignJWT,
-  exportJWK,
-  generateKeyPair,
-  importJWK,
-  jwtVerify,
-  calculateJwkThumbprint,
-  type JWK,
-  type JWTPayload,
-  type CryptoKey,
-} from 'jose';
+import { SignJWT, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
+import { KeyRing } from './key-ring.js';
 
 export const SIGNING_KEY_FILE = 'token-signing-key.json';
 export const TOKEN_ISSUER = 'urn:baton:backend';
 export const TOKEN_AUDIENCE = 'urn:baton:console';
+
+/** The longest an assurance token lives (the policy's `tokenTtlSeconds` upper bound). */
+export const MAX_TOKEN_TTL_SECONDS = 3600;
+/** Verifiers' clocks may run this far behind ours. */
+const CLOCK_SKEW_SECONDS = 300;
+/** A retired key stays in the JWKS until every token it signed has expired. */
+export const RETIRED_TOKEN_KEY_KEPT_MS = (MAX_TOKEN_TTL_SECONDS + CLOCK_SKEW_SECONDS) * 1000;
+export const DEFAULT_TOKEN_KEY_ROTATION_DAYS = 30;
 
 export interface AssuranceClaims {
   operatorId: string;
@@ -37,44 +35,67 @@ export interface AssuranceTokenPayload extends JWTPayload {
   baton: { level: AssuranceLevel; aal: number; console: string; channel: string };
 }
 
+export interface TokenIssuerOptions {
+  /** The active key is replaced once it is this old (0: only when an admin rotates it). */
+  rotationDays?: number | undefined;
+}
+
 /**
  * Issues short-lived ES256 assurance tokens bound to the console key (RFC 7800 `cnf.jkt`).
- * The signing key lives in the data directory (mode 0600); its public half is served as a JWKS.
+ * The signing keys live in the data directory (mode 0600), outside the database. The key is rotated
+ * with overlap: a new key signs, and the old one stays in the JWKS (and is accepted by `verify`)
+ * until every token it signed has expired.
  */
 export class TokenIssuer {
+  private rotating: Promise<unknown> | undefined;
+
   private constructor(
-    private readonly privateKey: CryptoKey,
-    private readonly publicKey: CryptoKey,
-    private readonly publicJwk: JWK,
+    private readonly ring: KeyRing,
     private readonly clock: () => number,
+    private readonly rotationMs: number,
   ) {}
 
-  static async open(dataDir: string, clock: () => number): Promise<TokenIssuer> {
-    const file = join(dataDir, SIGNING_KEY_FILE);
-    let privateJwk: JWK;
-    if (existsSync(file)) {
-      privateJwk = JSON.parse(readFileSync(file, 'utf8')) as JWK;
-    } else {
-      const pair = await generateKeyPair('ES256', { extractable: true });
-      privateJwk = await exportJWK(pair.privateKey);
-      privateJwk.kid = await calculateJwkThumbprint(privateJwk);
-      writeFileSync(file, JSON.stringify(privateJwk), { mode: 0o600, flag: 'wx' });
-      chmodSync(file, 0o600);
-    }
-    const { d: _d, ...publicJwk } = privateJwk;
-    const privateKey = (await importJWK(privateJwk, 'ES256')) as CryptoKey;
-    const publicKey = (await importJWK(publicJwk, 'ES256')) as CryptoKey;
-    return new TokenIssuer(privateKey, publicKey, { ...publicJwk, alg: 'ES256', use: 'sig' }, clock);
+  static async open(dataDir: string, clock: () => number, options: TokenIssuerOptions = {}): Promise<TokenIssuer> {
+    const ring = await KeyRing.open({
+      file: join(dataDir, SIGNING_KEY_FILE),
+      clock,
+      keepRetiredMs: RETIRED_TOKEN_KEY_KEPT_MS,
+    });
+    const days = options.rotationDays ?? DEFAULT_TOKEN_KEY_ROTATION_DAYS;
+    const issuer = new TokenIssuer(ring, clock, days * 24 * 3600 * 1000);
+    await issuer.maintain();
+    return issuer;
   }
 
+  /** The public keys a token may be signed with: the active one and those retired less than an hour ago. */
   jwks(): { keys: JWK[] } {
-    return { keys: [this.publicJwk] };
+    return { keys: this.ring.list().map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' })) };
+  }
+
+  get activeKid(): string {
+    return this.ring.active.kid;
+  }
+
+  /** A new key signs from now on; the old one stays published until its tokens have expired. */
+  async rotate(): Promise<{ previous: string; current: string }> {
+    return this.ring.rotate();
+  }
+
+  /** Rotates when the active key is due and drops retired keys whose tokens have all expired. */
+  async maintain(): Promise<void> {
+    this.ring.prune();
+    if (this.rotationMs > 0 && this.ring.isDue(this.rotationMs)) {
+      this.rotating ??= this.rotate().finally(() => (this.rotating = undefined));
+      await this.rotating;
+    }
   }
 
   async issue(claims: AssuranceClaims): Promise<{ token: string; expiresAt: number }> {
+    await this.maintain();
     const profile = LEVEL_PROFILES[claims.level];
     const now = Math.floor(this.clock() / 1000);
     const exp = now + claims.ttlSeconds;
+    const signer = this.ring.active;
     const token = await new SignJWT({
       sid: claims.sessionId,
       acr: profile.acr,
@@ -83,20 +104,25 @@ export class TokenIssuer {
       cnf: { jkt: claims.consoleJkt },
       baton: { level: claims.level, aal: profile.aal, console: claims.consoleId, channel: claims.channel },
     })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: this.publicJwk.kid ?? '' })
+      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: signer.kid })
       .setIssuer(TOKEN_ISSUER)
       .setAudience(TOKEN_AUDIENCE)
       .setSubject(claims.operatorId)
       .setIssuedAt(now)
       .setExpirationTime(exp)
-      .sign(this.privateKey);
+      .sign(this.ring.privateKey);
     return { token, expiresAt: exp * 1000 };
   }
 
+  /** Verifies a token signed by any key still in the JWKS. */
   async verify(token: string): Promise<AssuranceTokenPayload> {
-    const { payload } = await jwtVerify(token, this.publicKey, {
+    const { kid } = decodeProtectedHeader(token);
+    const key = this.ring.get(kid ?? '');
+    if (key === undefined) throw new Error(`No signing key "${kid ?? ''}" in the JWKS`);
+    const { payload } = await jwtVerify(token, key.publicKey, {
       issuer: TOKEN_ISSUER,
       audience: TOKEN_AUDIENCE,
+      algorithms: ['ES256'],
       currentDate: new Date(this.clock()),
     });
     return payload as AssuranceTokenPayload;
