@@ -247,4 +247,17 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE credentials ADD COLUMN suspended_reason TEXT;
     `,
   },
+  {
+    version: 8,
+    name: 'signed checkpoints of every event chain head (signed with a key kept outside the database)',
+    sql: `
+      CREATE TABLE chain_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kid TEXT NOT NULL,
+        body TEXT NOT NULL,
+        sig TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
