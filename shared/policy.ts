@@ -30,7 +30,21 @@ export const ChannelPolicySchema = z.strictObject({
   allowedLevels: z.array(LevelSchema).min(1).max(ASSURANCE_LEVELS.length),
   /** Lifetime of the assurance token the backend issues to a console. */
   tokenTtlSeconds: seconds(30, 3600),
+  /**
+   * Cap on continuous time without the backend (default `DEFAULT_MAX_OFFLINE_SECONDS`): past it the
+   * console locks the session in front and resumes nothing offline until the backend is back, so
+   * cutting a console's network cannot hold off a revocation for longer.
+   */
+  maxOfflineSeconds: seconds(0, 24 * 3600).optional(),
 });
+
+/** The offline cap when a channel names none: 4 hours, half a shift. */
+export const DEFAULT_MAX_OFFLINE_SECONDS = 4 * 3600;
+
+/** The channel's cap on continuous time without the backend, in seconds. */
+export function maxOfflineSeconds(channel: Pick<ChannelPolicy, 'maxOfflineSeconds'>): number {
+  return channel.maxOfflineSeconds ?? DEFAULT_MAX_OFFLINE_SECONDS;
+}
 
 export const ActionPolicySchema = z.strictObject({
   level: LevelSchema,
@@ -57,7 +71,16 @@ export const CredentialRulesSchema = z.strictObject({
    * Absent: `DEFAULT_REFUSED_STATUSES` (compromises and revoked certification); `[]` refuses none.
    */
   refuseStatuses: z.array(z.enum(AUTHENTICATOR_STATUSES)).max(AUTHENTICATOR_STATUSES.length).optional(),
+  /**
+   * A verified assertion whose signature counter went backwards (a likely copy of the key) is always
+   * refused; `suspend` (the default, when absent) also suspends the credential until an admin
+   * reinstates or revokes it, `refuse` only refuses that one assertion.
+   */
+  onCounterRegression: z.enum(['suspend', 'refuse']).optional(),
 });
+
+/** What `credentials.onCounterRegression` means when a policy leaves it out. */
+export const DEFAULT_ON_COUNTER_REGRESSION = 'suspend' as const;
 
 export const AgentRulesSchema = z.strictObject({
   /** Cap on the agent's on-disk outbox of unacknowledged events. */
