@@ -116,7 +116,7 @@ export async function verifyMetadataBlob(
   }
   let chain: string[];
   try {
-    chain = (x5c as string[]).map((c) => convertCertBufferToPEM(c));
+    chain = x5c.map((c) => convertCertBufferToPEM(c));
     for (const pem of chain) new X509Certificate(pem);
   } catch (cause) {
     refuse('METADATA_BLOB_INVALID', 'A certificate in the BLOB header x5c is not a valid X.509 certificate', cause);
