@@ -50,6 +50,13 @@ export const BackendConfigSchema = z.strictObject({
    * attestation chains to one of them count as attested (required for the `hardware` level).
    */
   attestationRootsFile: z.string().min(1).optional(),
+  /**
+   * A FIDO Metadata Service (MDS3) BLOB file, read and verified at start when newer than the one
+   * stored (admins can also upload one: POST /v1/admin/authenticator-metadata). Never fetched.
+   */
+  mdsBlobFile: z.string().min(1).optional(),
+  /** PEM bundle of metadata trust anchors. Default: the FIDO MDS roots SimpleWebAuthn ships (GlobalSign R3, R46). */
+  mdsRootsFile: z.string().min(1).optional(),
   /** SQLite `synchronous`: FULL survives power loss; NORMAL survives a killed process only. */
   durability: z.enum(['full', 'normal']).default('full'),
 });
@@ -67,6 +74,8 @@ const FLAG_NAMES = {
   'log-level': 'logLevel',
   'bootstrap-token-file': 'bootstrapTokenFile',
   'attestation-roots': 'attestationRootsFile',
+  'mds-blob': 'mdsBlobFile',
+  'mds-roots': 'mdsRootsFile',
   durability: 'durability',
 } as const;
 
@@ -80,6 +89,8 @@ const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
   BATON_LOG_LEVEL: 'logLevel',
   BATON_BOOTSTRAP_TOKEN_FILE: 'bootstrapTokenFile',
   BATON_ATTESTATION_ROOTS: 'attestationRootsFile',
+  BATON_MDS_BLOB: 'mdsBlobFile',
+  BATON_MDS_ROOTS: 'mdsRootsFile',
   BATON_DURABILITY: 'durability',
 };
 
@@ -123,6 +134,8 @@ export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): Backe
       'log-level': { type: 'string' },
       'bootstrap-token-file': { type: 'string' },
       'attestation-roots': { type: 'string' },
+      'mds-blob': { type: 'string' },
+      'mds-roots': { type: 'string' },
       durability: { type: 'string' },
     },
     strict: true,
