@@ -145,6 +145,7 @@ export class BatonAgent {
   private readonly syncWaiters = new Set<() => void>();
   private sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
   private wasOnline = false;
+  /** Monotonic time the backend was lost (for `agent-online`'s `offlineMs`). */
   private offlineSince: number | undefined;
   private sentUpTo = 0;
   private inFlight = 0;
@@ -574,11 +575,14 @@ export class BatonAgent {
         subject: { console: message.consoleId },
         outcome: 'info',
         reasons: [this.wasOnline ? 'reconnected' : 'started'],
-        ...(this.offlineSince === undefined ? {} : { detail: { offlineMs: this.clock.now() - this.offlineSince } }),
+        ...(this.offlineSince === undefined
+          ? {}
+          : { detail: { offlineMs: Math.round(this.clock.monotonic() - this.offlineSince) } }),
       });
     }
     this.wasOnline = true;
     this.offlineSince = undefined;
+    this.sessions?.connectionRestored();
     this.pump();
     this.checkSynced();
     this.changed();
@@ -612,7 +616,8 @@ export class BatonAgent {
     this.inFlight = 0;
     if (this.connection !== 'offline') {
       this.connection = 'offline';
-      this.offlineSince ??= this.clock.now();
+      this.offlineSince ??= this.clock.monotonic();
+      this.sessions?.connectionLost();
       if (wasConnected || !this.wasOnline) {
         const consoleId = this.identity.status.kind === 'enrolled' ? this.identity.status.consoleId : undefined;
         void this.record({
@@ -738,6 +743,20 @@ export class BatonAgent {
         'OFFLINE_SIGN_IN_REFUSED',
         'The backend cannot be reached: new sign-ins must wait; only an operator already signed in here can resume, for a short while',
       );
+    if (sessions.offlineLimitReached) {
+      // Past the channel's maxOfflineSeconds: only locking, until the backend is back (a revocation
+      // issued meanwhile must not be held off by keeping the console's network cut).
+      void this.record({
+        type: 'sign-in-failed',
+        subject: { console: consoleId },
+        outcome: 'failure',
+        reasons: ['offline-limit-reached'],
+      });
+      throw new BatonError(
+        'OFFLINE_RESUME_REFUSED',
+        'The backend has been unreachable for too long: nobody can resume on this console until it is back',
+      );
+    }
     if (!sessions.all.some((s) => s.state === 'locked' || s.state === 'suspended')) {
       void this.record({
         type: 'sign-in-failed',
@@ -751,7 +770,7 @@ export class BatonAgent {
     // This ceremony's own challenge, good for its one answer: a tap signed for an earlier offline
     // ceremony (one that was cancelled, timed out or already answered) opens nothing.
     const challenge = randomBytes(32).toString('base64url');
-    const expires = this.clock.now() + OFFLINE_CHALLENGE_TTL_MS;
+    const expires = this.clock.monotonic() + OFFLINE_CHALLENGE_TTL_MS;
     // Usernameless, as online: whoever taps is identified by the key, and told plainly if it opens nothing here.
     const response = await this.askAssertion('offline-resume', {
       challenge,
@@ -772,7 +791,7 @@ export class BatonAgent {
     };
     // Single use and bound to this ceremony: the challenge is spent whatever the outcome.
     const clientChallenge = readChallenge(response.response.clientDataJSON);
-    if (clientChallenge !== challenge || this.clock.now() > expires) {
+    if (clientChallenge !== challenge || this.clock.monotonic() > expires) {
       throw fail('challenge-unknown', 'CHALLENGE_UNKNOWN', 'The tap answered a challenge this console did not issue');
     }
     const session = sessions.resumableOffline().find((s) => s.credentialId === response.id);

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import type { EventDraft } from '../../shared/events.js';
-import { DEFAULT_POLICY, type ChannelPolicy } from '../../shared/policy.js';
+import { DEFAULT_MAX_OFFLINE_SECONDS, DEFAULT_POLICY, type ChannelPolicy } from '../../shared/policy.js';
 import { FakeClock } from '../../test/helpers/fake-clock.js';
 import { SessionManager, type FinalState, type SignInOutcome } from './session-manager.js';
 
 const CHANNEL: ChannelPolicy = { ...(DEFAULT_POLICY.channels['branch-kiosk'] as ChannelPolicy) };
 const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
 
 function outcome(clock: FakeClock, id: string, operator: string, extra: Partial<SignInOutcome> = {}): SignInOutcome {
   const now = clock.now();
@@ -52,6 +53,14 @@ describe('SessionManager', () => {
       changed: () => undefined,
     });
   });
+
+  /** The operator in front keeps working (input every half minute) for `ms`. */
+  async function work(ms: number): Promise<void> {
+    for (let t = 0; t < ms; t += MINUTE / 2) {
+      manager.noteActivity();
+      await clock.advance(Math.min(MINUTE / 2, ms - t));
+    }
+  }
 
   test('a second operator suspends the first and the switch is an event naming both', () => {
     manager.signedIn(outcome(clock, 's1', 'ada'));
@@ -172,5 +181,107 @@ describe('SessionManager', () => {
     assert.ok(!text.includes('token-s1'));
     assert.ok(!text.includes('AQID'));
     assert.ok(!text.includes('cred-ada'));
+  });
+  test('setting the wall clock back does not stretch the continuity window', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.lock('operator-locked');
+    await clock.advance(CHANNEL.continuitySeconds * 1000 - MINUTE);
+    clock.shiftWall(-2 * HOUR);
+    await clock.advance(MINUTE);
+    assert.equal(manager.get('s1'), undefined, 'the window closed on elapsed time, not on the wall clock');
+    assert.deepEqual(ended, [{ id: 's1', state: 'expired', reason: 'continuity-window-elapsed' }]);
+  });
+
+  test('setting the wall clock back does not reopen the offline grace', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    manager.lock('operator-locked');
+    const grace = Math.min(CHANNEL.offlineGraceSeconds, CHANNEL.continuitySeconds) * 1000;
+    await clock.advance(grace + 1);
+    clock.setWallTime(clock.now() - grace);
+    assert.deepEqual(manager.resumableOffline(), [], 'a console clock set back opens nothing offline');
+  });
+
+  test('setting the wall clock back does not delay the idle lock', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    await clock.advance(CHANNEL.idleLockSeconds * 1000 - 1);
+    clock.shiftWall(-HOUR);
+    await clock.advance(1);
+    assert.equal(manager.front?.state, 'locked');
+  });
+
+  test('the lifetime runs from the backend authTime on elapsed time, whatever the wall clock says', async () => {
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    await work(8 * HOUR - MINUTE);
+    assert.equal(manager.front?.state, 'active');
+    clock.shiftWall(-3 * HOUR);
+    await work(MINUTE);
+    assert.equal(manager.get('s1'), undefined);
+    assert.deepEqual(ended, [{ id: 's1', state: 'expired', reason: 'lifetime-exceeded' }]);
+  });
+
+  describe('the cap on continuous time offline (maxOfflineSeconds)', () => {
+    const cap = 3600;
+    beforeEach(() => {
+      manager = new SessionManager('con_1', clock, () => ({ ...CHANNEL, maxOfflineSeconds: cap }), {
+        record: (draft) => events.push(draft),
+        endedLocally: (session, state, reason) => ended.push({ id: session.id, state, reason }),
+        changed: () => undefined,
+      });
+    });
+
+    test('past the cap the session in front locks and nothing resumes offline', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      manager.connectionLost();
+      // The operator keeps working offline; a short lock and an offline resume do not reset the count.
+      await work(cap * 1000 - 10 * MINUTE);
+      manager.lock('operator-locked');
+      assert.deepEqual(
+        manager.resumableOffline().map((s) => s.id),
+        ['s1'],
+      );
+      manager.resumedOffline('s1', 'verified', 2);
+      await work(10 * MINUTE);
+      assert.equal(manager.offlineLimitReached, true);
+      assert.equal(manager.front?.id, 's1');
+      assert.equal(manager.front?.state, 'locked', 'only locking is allowed past the cap');
+      assert.deepEqual(
+        events.filter((e) => e.type === 'session-locked').map((e) => e.reasons[0]),
+        ['operator-locked', 'offline-limit-reached'],
+      );
+      assert.deepEqual(manager.resumableOffline(), [], 'no offline resume past the cap');
+    });
+
+    test('the cap counts continuous time: a wall clock set back or short locks do not reset it', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      manager.connectionLost();
+      await work(cap * 1000 - MINUTE);
+      clock.shiftWall(-2 * HOUR);
+      manager.connectionLost(); // a failed reconnect is not a return of the backend
+      manager.noteActivity();
+      await clock.advance(MINUTE);
+      assert.equal(manager.offlineLimitReached, true);
+      assert.equal(manager.front?.state, 'locked');
+    });
+
+    test('the backend coming back starts the count over', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      manager.connectionLost();
+      await work(cap * 1000 - MINUTE);
+      manager.connectionRestored();
+      manager.connectionLost();
+      await work(2 * MINUTE);
+      assert.equal(manager.offlineLimitReached, false);
+      assert.equal(manager.front?.state, 'active');
+    });
+  });
+
+  test('without maxOfflineSeconds in the policy the cap is the 4-hour default', async () => {
+    assert.equal(CHANNEL.maxOfflineSeconds, undefined);
+    assert.equal(DEFAULT_MAX_OFFLINE_SECONDS, 4 * 3600);
+    manager.connectionLost();
+    await clock.advance(DEFAULT_MAX_OFFLINE_SECONDS * 1000 - 1);
+    assert.equal(manager.offlineLimitReached, false);
+    await clock.advance(1);
+    assert.equal(manager.offlineLimitReached, true);
   });
 });

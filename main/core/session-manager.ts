@@ -1,7 +1,7 @@
 import type { AssuranceContext, EventDraft } from '../../shared/events.js';
 import type { SessionView, SignInResult } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, levelRank, type AssuranceLevel } from '../../shared/levels.js';
-import type { ChannelPolicy } from '../../shared/policy.js';
+import { maxOfflineSeconds, type ChannelPolicy } from '../../shared/policy.js';
 import type { RevocationItem } from '../../shared/protocol.js';
 import type { Clock, Timer } from './clock.js';
 
@@ -17,6 +17,8 @@ import type { Clock, Timer } from './clock.js';
  */
 export type SessionState = 'active' | 'stepped-up' | 'locked' | 'suspended' | 'expired' | 'revoked' | 'ended';
 export type FinalState = 'expired' | 'revoked' | 'ended';
+/** Why the session in front locked; `offline-limit-reached`: the channel's `maxOfflineSeconds` ran out. */
+export type LockReason = 'idle-timeout' | 'os-lock' | 'operator-locked' | 'offline-limit-reached';
 const LIVE: ReadonlySet<SessionState> = new Set(['active', 'stepped-up', 'locked', 'suspended']);
 
 export interface AgentSession {
@@ -28,14 +30,21 @@ export interface AgentSession {
   publicKey: string;
   counter: number;
   level: AssuranceLevel;
+  /** Wall times (epoch ms) for display and events; windows are measured on `Clock.monotonic`. */
   authTime: number;
   startedAt: number;
   expiresAt: number;
+  /** The maximum lifetime on the monotonic clock: the backend's `expiresAt - authTime` from the tap. */
+  endsAtElapsed: number;
   state: SessionState;
-  /** When it was locked or suspended: the continuity window (and offline grace) run from here. */
+  /** Wall time it was locked or suspended (display). */
   since: number | undefined;
+  /** The same moment on the monotonic clock: the continuity window and offline grace run from here. */
+  sinceElapsed: number | undefined;
   token: string | undefined;
+  /** The token's `exp` (wall, from the backend) and the same deadline on the monotonic clock. */
   tokenExpiresAt: number | undefined;
+  tokenExpiresAtElapsed: number | undefined;
 }
 
 /** What the UI may see of a session: never the token or key material. */
@@ -90,9 +99,13 @@ export class SessionManager {
   /** The last session that left the console (for the UI; never a token). */
   lastEnded: EndedSession | undefined;
   private frontId: string | undefined;
+  /** Monotonic time of the last input. */
   private lastActivity: number;
+  /** Monotonic time the backend was last lost, while it still is (continuous time offline). */
+  private offlineSince: number | undefined;
   private idleTimer: Timer | undefined;
   private expiryTimer: Timer | undefined;
+  private offlineTimer: Timer | undefined;
 
   constructor(
     private readonly consoleId: string,
@@ -100,7 +113,7 @@ export class SessionManager {
     private readonly channel: () => ChannelPolicy | undefined,
     private readonly hooks: SessionHooks,
   ) {
-    this.lastActivity = clock.now();
+    this.lastActivity = clock.monotonic();
   }
 
   get front(): AgentSession | undefined {
@@ -133,30 +146,56 @@ export class SessionManager {
       }));
   }
 
-  /** Sessions that may be resumed without the backend now: locked or suspended, inside both windows. */
+  /**
+   * Sessions that may be resumed without the backend now: locked or suspended, inside both windows,
+   * and only while the console has been offline for less than the channel's `maxOfflineSeconds`.
+   */
   resumableOffline(): AgentSession[] {
     const channel = this.channel();
-    if (channel === undefined) return [];
-    const now = this.clock.now();
+    if (channel === undefined || this.offlineLimitReached) return [];
+    const now = this.clock.monotonic();
     const window = Math.min(channel.offlineGraceSeconds, channel.continuitySeconds) * 1000;
     return this.all.filter(
       (s) =>
         (s.state === 'locked' || s.state === 'suspended') &&
-        s.since !== undefined &&
-        now - s.since <= window &&
-        now < s.expiresAt,
+        s.sinceElapsed !== undefined &&
+        now - s.sinceElapsed <= window &&
+        now < s.endsAtElapsed,
     );
+  }
+
+  /** The backend became unreachable: continuous time offline counts from the first loss. */
+  connectionLost(): void {
+    if (this.offlineSince !== undefined) return;
+    this.offlineSince = this.clock.monotonic();
+    this.scheduleOfflineLimit();
+  }
+
+  /** The backend answered again (welcome): the offline cap starts over at the next loss. */
+  connectionRestored(): void {
+    this.offlineSince = undefined;
+    this.offlineTimer?.cancel();
+    this.offlineTimer = undefined;
+  }
+
+  /** True once the console has been offline for the channel's `maxOfflineSeconds` without a break. */
+  get offlineLimitReached(): boolean {
+    const channel = this.channel();
+    if (this.offlineSince === undefined || channel === undefined) return false;
+    return this.clock.monotonic() - this.offlineSince >= maxOfflineSeconds(channel) * 1000;
   }
 
   /** Applies the backend's verdict on a tap: the operator's session comes to the front. */
   signedIn(outcome: SignInOutcome): AgentSession {
     const now = this.clock.now();
+    const elapsed = this.clock.monotonic();
     for (const id of outcome.evicted) this.finish(id, 'ended', 'evicted-by-session-limit', false);
     for (const id of outcome.suspended) {
       const s = this.sessions.get(id);
       if (s !== undefined && (s.state === 'active' || s.state === 'stepped-up')) {
         s.state = 'suspended';
         s.since = now;
+        s.sinceElapsed = elapsed;
       }
     }
     const view = outcome.session;
@@ -177,10 +216,15 @@ export class SessionManager {
       authTime: view.authTime,
       startedAt: view.startedAt,
       expiresAt: view.expiresAt,
+      // Both deadlines are the backend's, measured from its own `authTime` (the tap): a console
+      // clock set back cannot stretch them.
+      endsAtElapsed: elapsed + (view.expiresAt - view.authTime),
       state: 'active',
       since: undefined,
+      sinceElapsed: undefined,
       token: outcome.token,
       tokenExpiresAt: outcome.tokenExpiresAt,
+      tokenExpiresAtElapsed: elapsed + (outcome.tokenExpiresAt - view.authTime),
     };
     if (existing !== undefined) Object.assign(existing, session);
     else this.sessions.set(session.id, session);
@@ -193,12 +237,14 @@ export class SessionManager {
     const session = this.sessions.get(id);
     if (session === undefined) throw new Error(`resumedOffline: no session ${id}`);
     const now = this.clock.now();
+    const elapsed = this.clock.monotonic();
     const previous = this.front;
     session.level = levelRank(level) < levelRank(session.level) ? level : session.level;
     session.authTime = now;
     session.counter = counter;
     session.state = 'active';
     session.since = undefined;
+    session.sinceElapsed = undefined;
     // The backend could not be asked: the console records the resume, and the backend applies it on arrival.
     this.hooks.record({
       type: 'session-resumed',
@@ -212,6 +258,7 @@ export class SessionManager {
       previous.state = 'suspended';
       if (wasActive) {
         previous.since = now;
+        previous.sinceElapsed = elapsed;
         this.hooks.record({
           type: 'session-suspended',
           subject: this.subject(previous),
@@ -229,11 +276,14 @@ export class SessionManager {
   steppedUp(view: SessionView, token: string, tokenExpiresAt: number): void {
     const session = this.sessions.get(view.id);
     if (session === undefined) return;
+    const elapsed = this.clock.monotonic();
     session.level = view.level;
     session.authTime = view.authTime;
     session.expiresAt = view.expiresAt;
+    session.endsAtElapsed = elapsed + (view.expiresAt - view.authTime);
     session.token = token;
     session.tokenExpiresAt = tokenExpiresAt;
+    session.tokenExpiresAtElapsed = elapsed + (tokenExpiresAt - view.authTime);
     if (session.state === 'active') session.state = 'stepped-up';
     this.noteActivity();
     this.schedule();
@@ -241,11 +291,12 @@ export class SessionManager {
   }
 
   /** Locks the session in front (idle, OS lock, or the operator stepping away). */
-  lock(reason: 'idle-timeout' | 'os-lock' | 'operator-locked'): boolean {
+  lock(reason: LockReason): boolean {
     const front = this.front;
     if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return false;
     front.state = 'locked';
     front.since = this.clock.now();
+    front.sinceElapsed = this.clock.monotonic();
     this.hooks.record({
       type: 'session-locked',
       subject: this.subject(front),
@@ -260,7 +311,7 @@ export class SessionManager {
 
   /** Input from the operator: the idle timer starts again. */
   noteActivity(): void {
-    this.lastActivity = this.clock.now();
+    this.lastActivity = this.clock.monotonic();
     this.scheduleIdle();
   }
 
@@ -303,12 +354,14 @@ export class SessionManager {
   policyChanged(): void {
     this.schedule();
     this.scheduleIdle();
+    this.scheduleOfflineLimit();
   }
 
   /** Removes every session (console revoked or agent stopping); no events. */
   clear(): void {
     this.idleTimer?.cancel();
     this.expiryTimer?.cancel();
+    this.offlineTimer?.cancel();
     this.sessions.clear();
     this.frontId = undefined;
   }
@@ -363,9 +416,27 @@ export class SessionManager {
     if (front === undefined || channel === undefined) return;
     if (front.state !== 'active' && front.state !== 'stepped-up') return;
     const due = this.lastActivity + channel.idleLockSeconds * 1000;
-    this.idleTimer = this.clock.setTimer(due - this.clock.now(), () => {
-      if (this.clock.now() >= this.lastActivity + channel.idleLockSeconds * 1000) this.lock('idle-timeout');
+    this.idleTimer = this.clock.setTimer(due - this.clock.monotonic(), () => {
+      if (this.clock.monotonic() >= this.lastActivity + channel.idleLockSeconds * 1000) this.lock('idle-timeout');
       else this.scheduleIdle();
+    });
+  }
+
+  /** At the offline cap the session in front locks; from then on nothing resumes until the backend is back. */
+  private scheduleOfflineLimit(): void {
+    this.offlineTimer?.cancel();
+    this.offlineTimer = undefined;
+    const channel = this.channel();
+    if (this.offlineSince === undefined || channel === undefined) return;
+    const due = this.offlineSince + maxOfflineSeconds(channel) * 1000;
+    this.offlineTimer = this.clock.setTimer(due - this.clock.monotonic(), () => {
+      this.offlineTimer = undefined;
+      if (!this.offlineLimitReached) {
+        this.scheduleOfflineLimit();
+        return;
+      }
+      this.lock('offline-limit-reached');
+      this.hooks.changed();
     });
   }
 
@@ -376,21 +447,21 @@ export class SessionManager {
     let next = Infinity;
     for (const s of this.sessions.values()) next = Math.min(next, this.deadline(s).at);
     if (next === Infinity) return;
-    this.expiryTimer = this.clock.setTimer(next - this.clock.now(), () => this.expireDue());
+    this.expiryTimer = this.clock.setTimer(next - this.clock.monotonic(), () => this.expireDue());
   }
 
   private deadline(s: AgentSession): { at: number; reason: string } {
     const channel = this.channel();
-    const lifetime = { at: s.expiresAt, reason: 'lifetime-exceeded' };
-    if ((s.state === 'locked' || s.state === 'suspended') && s.since !== undefined && channel !== undefined) {
-      const window = s.since + channel.continuitySeconds * 1000;
+    const lifetime = { at: s.endsAtElapsed, reason: 'lifetime-exceeded' };
+    if ((s.state === 'locked' || s.state === 'suspended') && s.sinceElapsed !== undefined && channel !== undefined) {
+      const window = s.sinceElapsed + channel.continuitySeconds * 1000;
       if (window < lifetime.at) return { at: window, reason: 'continuity-window-elapsed' };
     }
     return lifetime;
   }
 
   private expireDue(): void {
-    const now = this.clock.now();
+    const now = this.clock.monotonic();
     for (const s of this.all) {
       const { at, reason } = this.deadline(s);
       if (now >= at) this.finish(s.id, 'expired', reason, true);

@@ -10,9 +10,14 @@ interface Pending {
 /**
  * A clock tests move by hand: `advance(ms)` runs every timer that falls due, in time order, with
  * `now()` reading the timer's own due time while it runs (as a real clock would).
+ * It models both readings of `Clock`: `advance` moves elapsed and wall time together, while
+ * `setWallTime` / `shiftWall` move only the wall clock, as someone changing the system time would.
  */
 export class FakeClock implements Clock {
+  /** Elapsed time; timers fall due on it. */
   private current: number;
+  /** Wall time minus elapsed time. */
+  private wallOffset = 0;
   private order = 0;
   private timers: Pending[] = [];
 
@@ -21,7 +26,21 @@ export class FakeClock implements Clock {
   }
 
   now(): number {
+    return this.current + this.wallOffset;
+  }
+
+  monotonic(): number {
     return this.current;
+  }
+
+  /** Sets the wall clock (someone changed the system time); elapsed time and timers do not move. */
+  setWallTime(epochMs: number): void {
+    this.wallOffset = epochMs - this.current;
+  }
+
+  /** Moves only the wall clock by `ms` (negative: back). */
+  shiftWall(ms: number): void {
+    this.wallOffset += ms;
   }
 
   setTimer(ms: number, fn: () => void): Timer {
