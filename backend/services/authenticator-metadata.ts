@@ -1,8 +1,9 @@
 import { X509Certificate, createHash, createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { SettingsService } from '@simplewebauthn/server';
 import { convertCertBufferToPEM, validateCertificatePath } from '@simplewebauthn/server/helpers';
 import { compactVerify, decodeProtectedHeader } from 'jose';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import {
   DEFAULT_REFUSED_STATUSES,
@@ -272,6 +273,42 @@ export class AuthenticatorMetadata {
         reasons: ['authenticator-metadata-refused', code.toLowerCase().replace(/_/g, '-')],
         detail: { actor, source, sha256 },
       });
+      throw error;
+    }
+  }
+
+  /**
+   * Loads the BLOB file named in the configuration at start. The file stays in place across
+   * restarts, so the one already loaded is skipped quietly; a stale or older file is only logged
+   * (the stored metadata stays); a file that fails verification stops the start.
+   */
+  async loadFileAtStart(file: string, logger: Logger): Promise<AuthenticatorMetadataView> {
+    let blob: Buffer;
+    try {
+      if (statSync(file).size > MDS_BLOB_MAX_BYTES) {
+        refuse('PAYLOAD_TOO_LARGE', `The metadata BLOB file ${file} is larger than ${MDS_BLOB_MAX_BYTES} bytes`);
+      }
+      blob = readFileSync(file);
+    } catch (cause) {
+      if (cause instanceof BatonError) throw cause;
+      throw new BatonError('NOT_FOUND', `Cannot read the metadata BLOB file ${file}`, { cause });
+    }
+    const sha256 = createHash('sha256').update(blob).digest('hex');
+    if (this.deps.store.authenticatorModels.currentBlob()?.sha256 === sha256) return this.view();
+    try {
+      const view = await this.load(blob, 'config:mdsBlobFile', 'file');
+      logger.info({ file, no: view.no, models: view.models }, 'authenticator metadata loaded');
+      return view;
+    } catch (error) {
+      if (error instanceof BatonError && ['METADATA_BLOB_NOT_NEWER', 'METADATA_BLOB_EXPIRED'].includes(error.code)) {
+        logger.warn({ file, code: error.code }, `authenticator metadata file not loaded: ${error.message}`);
+        return this.view();
+      }
+      if (error instanceof BatonError) {
+        throw new BatonError(error.code, `The metadata BLOB file ${file} was refused: ${error.message}`, {
+          cause: error,
+        });
+      }
       throw error;
     }
   }

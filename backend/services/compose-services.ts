@@ -13,6 +13,11 @@ import { RevocationHub } from './revocation-hub.js';
 import { SessionService } from './session-service.js';
 import { StepUpService } from './step-up-service.js';
 import { AssertionGate } from './assertion-gate.js';
+import {
+  AuthenticatorMetadata,
+  defaultMetadataTrustAnchors,
+  readMetadataTrustAnchors,
+} from './authenticator-metadata.js';
 import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
 export interface Services {
@@ -29,6 +34,8 @@ export interface Services {
   revocations: RevocationHub;
   /** How many vendor attestation roots were loaded (0: none, so no credential counts as attested). */
   attestationRoots: number;
+  /** Authenticator models from the FIDO metadata BLOB an admin supplied. */
+  authenticators: AuthenticatorMetadata;
 }
 
 /**
@@ -63,7 +70,15 @@ export async function composeServices(
     timeoutMs: config.challengeTtlSeconds * 1000,
   });
   const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
-  const ctx = { store, events, policies, challenges, ceremonies, clock };
+  const authenticators = new AuthenticatorMetadata({
+    store,
+    events,
+    clock,
+    trustAnchors:
+      config.mdsRootsFile === undefined ? defaultMetadataTrustAnchors() : readMetadataTrustAnchors(config.mdsRootsFile),
+  });
+  if (config.mdsBlobFile !== undefined) await authenticators.loadFileAtStart(config.mdsBlobFile, logger);
+  const ctx = { store, events, policies, challenges, ceremonies, clock, authenticators };
   const operators = new OperatorDirectory(ctx, config.enrolmentCodeTtlSeconds, attestationRoots > 0);
   const gate = new AssertionGate(ctx);
   const sessions = new SessionService(ctx, gate, tokens, consoles);
@@ -82,5 +97,6 @@ export async function composeServices(
     stepUps,
     revocations,
     attestationRoots,
+    authenticators,
   };
 }
