@@ -3,8 +3,12 @@ import type { Logger } from 'pino';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import {
   AssuranceEventSchema,
+  EVENT_CLOCK_SKEW_MS,
+  EVENT_FLAGS,
   GENESIS_HASH,
   chainEvent,
+  isTakenAsFact,
+  mayEmit,
   type AssuranceEvent,
   type EventDraft,
   type StoredEvent,
@@ -22,10 +26,40 @@ export const BACKEND_ORIGIN = 'backend';
  */
 export const MAX_EVENTS_PER_COMMIT = 2000;
 
+export type IngestFindingCode = Extract<
+  ErrorCode,
+  | 'EVENT_SEQUENCE_GAP'
+  | 'EVENT_SEQUENCE_CONFLICT'
+  | 'EVENT_CHAIN_BROKEN'
+  | 'EVENT_TYPE_NOT_ALLOWED'
+  | 'EVENT_TIME_IN_FUTURE'
+  | 'EVENT_TIME_BACKDATED'
+  | 'EVENT_SUBJECT_NOT_WITNESSED'
+  | 'EVENT_SESSION_CHANGE_REFUSED'
+>;
+
 export interface IngestFinding {
-  code: Extract<ErrorCode, 'EVENT_SEQUENCE_GAP' | 'EVENT_SEQUENCE_CONFLICT' | 'EVENT_CHAIN_BROKEN'>;
+  code: IngestFindingCode;
   seq: number;
 }
+
+/**
+ * What a stored console event does to the backend's state, decided in the ingest transaction just
+ * before the event is written and applied right after it: the state change and the events that
+ * record it commit (or roll back) together with the batch.
+ */
+export interface ConsoleEventEffect {
+  /** The backend declines the change the event asks for: the event is stored flagged `session-change-refused`. */
+  refused?: boolean;
+  /** Makes the change (and records the backend's event naming it); runs once the console's event is written. */
+  apply?: () => void;
+}
+
+/**
+ * Called for each console event that is stored and taken as a fact, in `seq` order. `late` events
+ * (filling an earlier gap) arrive after later ones were applied.
+ */
+export type ConsoleEventEffects = (event: AssuranceEvent, stored: { late: boolean }) => ConsoleEventEffect | undefined;
 
 export interface IngestResult {
   /** Highest sequence stored durably for the console. */
@@ -56,6 +90,7 @@ export type EventListener = (event: StoredEvent) => void;
 interface PendingBatch {
   origin: string;
   events: AssuranceEvent[];
+  effects: ConsoleEventEffects | undefined;
   resolve: (result: IngestResult) => void;
   reject: (error: unknown) => void;
 }
@@ -77,6 +112,11 @@ export class EventLog {
   private flushScheduled = false;
   private depth = 0;
   private unpublished: StoredEvent[] = [];
+  /** Per origin, the latest `time` of a stored event not marked for its time: the floor for the next one. */
+  private readonly lastTimes = new Map<string, number>();
+  /** (console, operator) pairs known to have had a session on that console. */
+  private readonly operatorsSeen = new Set<string>();
+  private listenerFailureCount = 0;
 
   constructor(
     private readonly store: Store,
@@ -97,6 +137,7 @@ export class EventLog {
       this.depth--;
       if (this.depth === 0) {
         this.heads.clear();
+        this.lastTimes.clear();
         this.unpublished = [];
       }
       throw error;
@@ -112,6 +153,7 @@ export class EventLog {
 
   /** Records a backend fact, in the caller's transaction when there is one. */
   record(draft: EventDraft): StoredEvent {
+    if (!mayEmit('backend', draft.type)) throw new Error(`the backend does not record "${draft.type}" events`);
     if (this.depth === 0) return this.atomically(() => this.record(draft));
     const head = this.head(BACKEND_ORIGIN);
     const event = chainEvent(draft, {
@@ -126,10 +168,14 @@ export class EventLog {
     return this.toStored(BACKEND_ORIGIN, event, hash, [], cursor);
   }
 
-  /** Queues a console's batch for the next group commit; resolves once it is durable. */
-  ingest(origin: string, events: AssuranceEvent[]): Promise<IngestResult> {
+  /**
+   * Queues a console's batch for the next group commit; resolves once it is durable. `effects`
+   * turns the events actually stored into state changes inside the same transaction; a failure
+   * anywhere (storage or effect) rolls the whole batch back and rejects.
+   */
+  ingest(origin: string, events: AssuranceEvent[], effects?: ConsoleEventEffects): Promise<IngestResult> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ origin, events, resolve, reject });
+      this.pending.push({ origin, events, effects, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -217,6 +263,11 @@ export class EventLog {
     return this.listeners.size;
   }
 
+  /** Live followers that threw while being handed a committed event (logged; the commit stands). */
+  get listenerFailures(): number {
+    return this.listenerFailureCount;
+  }
+
   /** Commits whatever is queued now (used on shutdown). */
   drain(): void {
     while (this.pending.length > 0) this.flush();
@@ -239,34 +290,53 @@ export class EventLog {
     if (batches.length === 0) return;
     let results: IngestResult[];
     try {
-      results = this.atomically(() => batches.map((b) => this.ingestOne(b.origin, b.events)));
+      results = this.atomically(() => batches.map((b) => this.ingestOne(b.origin, b.events, b.effects)));
     } catch (error) {
-      this.logger.error({ err: error }, 'event ingest transaction failed');
-      for (const b of batches) b.reject(error);
+      if (batches.length === 1) {
+        this.logger.error({ err: error, origin: batches[0]?.origin }, 'event ingest transaction failed');
+        batches[0]?.reject(error);
+        return;
+      }
+      // One batch's fault (its session update failing, say) must not refuse the others it was
+      // grouped with: commit each on its own, so only the batches that fail are refused.
+      for (const b of batches) {
+        let result: IngestResult;
+        try {
+          result = this.atomically(() => this.ingestOne(b.origin, b.events, b.effects));
+        } catch (own) {
+          this.logger.error({ err: own, origin: b.origin }, 'event ingest transaction failed');
+          b.reject(own);
+          continue;
+        }
+        b.resolve(result);
+      }
       return;
     }
     batches.forEach((b, i) => b.resolve(results[i] as IngestResult));
   }
 
-  private ingestOne(origin: string, events: AssuranceEvent[]): IngestResult {
+  private ingestOne(origin: string, events: AssuranceEvent[], effects: ConsoleEventEffects | undefined): IngestResult {
     const findings: IngestFinding[] = [];
     let inserted = 0;
+    const checks = this.consoleChecks(origin);
     const sorted = [...events].sort((a, b) => a.seq - b.seq);
     for (const event of sorted) {
       const head = this.head(origin);
-      const integrity: string[] = [];
-      if (event.subject.console !== undefined && event.subject.console !== origin) {
-        integrity.push('subject-console-mismatch');
-      }
-      if (event.seq <= head.lastSeq) {
+      const late = event.seq <= head.lastSeq;
+      const integrity = checks.flags(event, late);
+      if (late) {
         const body = canonicalJson(event);
         const hash = sha256Hex(body);
-        const result = this.store.events.insert(this.row(origin, event, body, hash, [...integrity, 'late'], origin));
+        integrity.push(EVENT_FLAGS.late);
+        const result = this.store.events.insert(this.row(origin, event, body, hash, integrity, origin));
         if (result.inserted) {
           inserted++;
+          checks.report(event.seq, integrity, findings);
           if (this.listeners.size > 0) {
-            this.unpublished.push(this.toStored(origin, event, hash, [...integrity, 'late'], result.cursor));
+            this.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
           }
+          // Applied after later events were: only an end (which can only take access away) is.
+          if (effects !== undefined && isTakenAsFact({ integrity })) effects(event, { late: true })?.apply?.();
         } else if (result.existingHash !== hash) {
           findings.push({ code: 'EVENT_SEQUENCE_CONFLICT', seq: event.seq });
           this.record({
@@ -280,7 +350,7 @@ export class EventLog {
         continue;
       }
       if (event.seq > head.lastSeq + 1) {
-        integrity.push('sequence-gap');
+        integrity.push(EVENT_FLAGS.sequenceGap);
         findings.push({ code: 'EVENT_SEQUENCE_GAP', seq: event.seq });
         this.record({
           type: 'integrity-sequence-gap',
@@ -290,7 +360,7 @@ export class EventLog {
           detail: { missingFrom: head.lastSeq + 1, missingTo: event.seq - 1 },
         });
       } else if (event.prevHash !== head.lastHash) {
-        integrity.push('chain-broken');
+        integrity.push(EVENT_FLAGS.chainBroken);
         findings.push({ code: 'EVENT_CHAIN_BROKEN', seq: event.seq });
         this.record({
           type: 'integrity-chain-broken',
@@ -300,8 +370,14 @@ export class EventLog {
           detail: { seq: event.seq, expectedPrevHash: head.lastHash, receivedPrevHash: event.prevHash },
         });
       }
+      const effect =
+        effects !== undefined && isTakenAsFact({ integrity }) ? effects(event, { late: false }) : undefined;
+      if (effect?.refused === true) integrity.push(EVENT_FLAGS.sessionChangeRefused);
+      checks.report(event.seq, integrity, findings);
       this.write(origin, event, integrity, origin, false);
       inserted++;
+      checks.stored(event, integrity);
+      effect?.apply?.();
     }
     // The head row is written once per batch (same transaction), not once per event.
     const head = this.head(origin);
@@ -367,13 +443,124 @@ export class EventLog {
     return { ...event, origin, hash, receivedAt: this.clock(), integrity, cursor };
   }
 
+  /**
+   * Hands committed events to live followers. The commit has happened: a follower that throws is
+   * logged and counted, never allowed to make a durable batch (or a `record()`) look failed.
+   */
   private publish(events: StoredEvent[]): void {
     if (this.listeners.size === 0) return;
     for (const event of events) {
       for (const { filter, listener } of this.listeners) {
-        if (matches(filter, event)) listener(event);
+        if (!matches(filter, event)) continue;
+        try {
+          listener(event);
+        } catch (error) {
+          this.listenerFailureCount++;
+          this.logger.error({ err: error, cursor: event.cursor }, 'a live event follower failed; the event is stored');
+        }
       }
     }
+  }
+
+  /**
+   * The checks a console's events get before they are stored (docs/events.md, "What a console may
+   * send"): the types a console may send, `time` against the backend's receive time and the
+   * console's previous event, and subjects the console could have witnessed. The backend's own
+   * origin gets none.
+   */
+  private consoleChecks(origin: string) {
+    const findings = new Map<string, IngestFindingCode>([
+      [EVENT_FLAGS.typeNotAllowed, 'EVENT_TYPE_NOT_ALLOWED'],
+      [EVENT_FLAGS.timeInFuture, 'EVENT_TIME_IN_FUTURE'],
+      [EVENT_FLAGS.timeBeforePrevious, 'EVENT_TIME_BACKDATED'],
+      [EVENT_FLAGS.subjectNotWitnessed, 'EVENT_SUBJECT_NOT_WITNESSED'],
+      [EVENT_FLAGS.sessionChangeRefused, 'EVENT_SESSION_CHANGE_REFUSED'],
+    ]);
+    const report = (seq: number, integrity: readonly string[], out: IngestFinding[]) => {
+      for (const flag of integrity) {
+        const code = findings.get(flag);
+        if (code !== undefined) out.push({ code, seq });
+      }
+    };
+    if (origin === BACKEND_ORIGIN) {
+      return { flags: () => [] as string[], report: () => undefined, stored: () => undefined };
+    }
+    const receivedAt = this.clock();
+    const enrolledAt = this.store.consoles.get(origin)?.enrolledAt ?? 0;
+    const sessions = new Map<string, { consoleId: string; operatorId: string } | null>();
+    const sessionOf = (id: string) => {
+      let known = sessions.get(id);
+      if (known === undefined) {
+        const record = this.store.sessions.get(id);
+        known = record === undefined ? null : { consoleId: record.consoleId, operatorId: record.operatorId };
+        sessions.set(id, known);
+      }
+      return known;
+    };
+    const witnessed = (subject: AssuranceEvent['subject']): boolean => {
+      if (subject.session !== undefined) {
+        const session = sessionOf(subject.session);
+        if (session === null || session.consoleId !== origin) return false;
+        return subject.operator === undefined || subject.operator === session.operatorId;
+      }
+      if (subject.operator !== undefined) return this.operatorSignedInOn(origin, subject.operator);
+      return true;
+    };
+    return {
+      flags: (event: AssuranceEvent, late: boolean): string[] => {
+        const flags: string[] = [];
+        if (event.subject.console !== undefined && event.subject.console !== origin) {
+          flags.push(EVENT_FLAGS.subjectConsoleMismatch);
+        }
+        if (!mayEmit('console', event.type)) flags.push(EVENT_FLAGS.typeNotAllowed, EVENT_FLAGS.refused);
+        if (event.time > receivedAt + EVENT_CLOCK_SKEW_MS) {
+          flags.push(EVENT_FLAGS.timeInFuture);
+          if (!flags.includes(EVENT_FLAGS.refused)) flags.push(EVENT_FLAGS.refused);
+        } else if (!late && event.time < Math.max(enrolledAt, this.lastTime(origin)) - EVENT_CLOCK_SKEW_MS) {
+          flags.push(EVENT_FLAGS.timeBeforePrevious);
+        }
+        if (!witnessed(event.subject)) flags.push(EVENT_FLAGS.subjectNotWitnessed);
+        return flags;
+      },
+      report,
+      stored: (event: AssuranceEvent, integrity: readonly string[]) => {
+        if (integrity.includes(EVENT_FLAGS.timeInFuture) || integrity.includes(EVENT_FLAGS.timeBeforePrevious)) return;
+        if (event.time > this.lastTime(origin)) this.lastTimes.set(origin, event.time);
+      },
+    };
+  }
+
+  /** The latest `time` among an origin's stored events (the head's, when not cached). */
+  private lastTime(origin: string): number {
+    let time = this.lastTimes.get(origin);
+    if (time === undefined) {
+      const head = this.head(origin);
+      time =
+        head.lastSeq === 0
+          ? 0
+          : (this.store.events.query({ origin, afterSeq: head.lastSeq - 1, limit: 1 })[0]?.time ?? 0);
+      this.lastTimes.set(origin, time);
+    }
+    return time;
+  }
+
+  /** Whether the operator ever had a session on this console (so the console could have seen them). */
+  private operatorSignedInOn(consoleId: string, operatorId: string): boolean {
+    const key = `${consoleId}\u0000${operatorId}`;
+    if (this.operatorsSeen.has(key)) return true;
+    const seen =
+      this.store.events.query({
+        origin: BACKEND_ORIGIN,
+        console: consoleId,
+        operator: operatorId,
+        type: 'session-established',
+        limit: 1,
+      }).length > 0;
+    if (seen) {
+      if (this.operatorsSeen.size >= 10_000) this.operatorsSeen.clear();
+      this.operatorsSeen.add(key);
+    }
+    return seen;
   }
 }
 

@@ -1,7 +1,7 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, effectiveMaxSessionSeconds, evaluatePolicy } from '../../shared/evaluate-policy.js';
-import type { AssuranceEvent } from '../../shared/events.js';
+import { EVENT_CLOCK_SKEW_MS, type AssuranceEvent } from '../../shared/events.js';
 import type { SessionView, SignInResult } from '../../shared/http-api.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
@@ -11,6 +11,7 @@ import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
 import { levelRank } from '../../shared/levels.js';
 import type { AssertionGate } from './assertion-gate.js';
+import type { ConsoleEventEffect } from './event-log.js';
 
 /** Delivers a stored command to its console now, if it is connected (it is re-sent on reconnect). */
 export interface CommandSender {
@@ -19,6 +20,17 @@ export interface CommandSender {
 
 /** What a sign-in answers the console (the shape is shared with the agent). */
 export type AuthenticatedSession = SignInResult;
+
+/** What the backend observed of a console's connection when one of its batches arrived. */
+export interface ConsoleContact {
+  /** When the connection that carried the batch was opened (backend clock). */
+  connectedAt: number;
+  /** The console's last sign of life before that connection (backend clock); null when never seen. */
+  previousContactAt: number | null;
+}
+
+/** The reason the backend adds to the session events it records on a console's word. */
+const REPORTED_BY_CONSOLE = 'reported-by-console';
 
 /** Console events that move a session's state on the backend. */
 const SESSION_CHANGING_TYPES: ReadonlySet<string> = new Set([
@@ -70,10 +82,8 @@ export class SessionService {
     const now = this.ctx.clock();
     const decision = evaluatePolicy(policy, { channel: console.channel, level, authTime: now, now }, SIGN_IN_ACTION);
     if (decision.outcome !== 'allow') {
-      this.ctx.events.atomically(() => {
-        this.gate.recordUse(credential, counter);
-        this.gate.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
-      });
+      // A refusal changes nothing: the credential's counter and last use stay as they were.
+      this.gate.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
       throw new BatonError(
         'LEVEL_NOT_ALLOWED_ON_CHANNEL',
         `Level "${level}" may not sign in on channel "${console.channel}"`,
@@ -234,49 +244,120 @@ export class SessionService {
     return command;
   }
 
-  /** Console events that move a session's continuity anchor (lock, suspend) or resume it offline. */
-  applyConsoleEvents(consoleId: string, events: readonly AssuranceEvent[]): void {
+  /**
+   * What one stored console event does to its session (docs/protocol.md, "What console events do
+   * to sessions"). Called by the event log inside the ingest transaction, in `seq` order, only for
+   * events it stored and takes as facts: the change, and the backend event that names it, commit
+   * with the batch. A late event (one filling an earlier gap) can only end a session.
+   */
+  consoleEventEffect(
+    consoleId: string,
+    event: AssuranceEvent,
+    late: boolean,
+    contact: ConsoleContact,
+  ): ConsoleEventEffect | undefined {
+    const id = event.subject.session;
+    // Only these types change a session: skip the lookup for the rest (most of a busy stream).
+    if (id === undefined || !SESSION_CHANGING_TYPES.has(event.type)) return undefined;
+    const session = this.ctx.store.sessions.get(id);
+    if (session === undefined || session.consoleId !== consoleId) return undefined;
     const now = this.ctx.clock();
-    for (const event of events) {
-      const id = event.subject.session;
-      // Only these types change a session: skip the lookup for the rest (most of a busy stream).
-      if (id === undefined || !SESSION_CHANGING_TYPES.has(event.type)) continue;
-      const session = this.ctx.store.sessions.get(id);
-      if (session === undefined || session.consoleId !== consoleId) continue;
-      const at = Math.min(Math.max(event.time, session.authTime), now);
-      if (event.type === 'session-locked' || event.type === 'session-suspended') {
-        if (session.state === 'active') this.ctx.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
-      } else if (event.type === 'session-resumed') {
-        // A resume the console verified offline against the operator's cached key, inside the
-        // policy's offline grace. The session is never rated above the level it started with.
-        if (session.state !== 'suspended' || !event.reasons.includes('offline-grace') || now >= session.expiresAt)
-          continue;
-        // Only a resume inside the window that is open now: after the suspension it ends (an older
-        // resume, replayed with its batch after a reconnect, must not reactivate a session suspended
-        // since) and within the channel's offline grace and continuity window of it.
-        if (!this.insideOfflineGrace(session, Math.min(event.time, now))) continue;
-        const level = event.assurance?.level;
-        const capped = level !== undefined && levelRank(level) < levelRank(session.level) ? level : session.level;
-        this.ctx.store.sessions.update(id, { state: 'active', suspendedAt: null, level: capped, authTime: at });
-      } else if (event.type === 'session-ended' || event.type === 'session-expired') {
-        // Ended by the console while it could not reach the backend: its event is the record.
-        if (session.state !== 'active' && session.state !== 'suspended') continue;
-        this.ctx.store.sessions.update(id, {
-          state: event.type === 'session-expired' ? 'expired' : 'ended',
-          endedAt: at,
-          endReason: event.reasons[0] ?? 'ended-by-console',
-        });
-      }
+    const at = Math.min(Math.max(event.time, session.authTime), now);
+    const subject = { operator: session.operatorId, console: consoleId, session: id };
+    const why = event.reasons[0];
+    const reported = { consoleSeq: event.seq, consoleEventId: event.id, consoleEventType: event.type };
+    if (event.type === 'session-ended' || event.type === 'session-expired') {
+      // Ended by the console while it could not reach the backend. Ending only takes access away.
+      if (session.state !== 'active' && session.state !== 'suspended') return undefined;
+      const state = event.type === 'session-expired' ? 'expired' : 'ended';
+      const reason = why ?? 'ended-by-console';
+      return {
+        apply: () => {
+          this.ctx.store.sessions.update(id, { state, endedAt: at, endReason: reason });
+          this.ctx.events.record({
+            type: event.type,
+            subject,
+            assurance: assuranceContext(session.level, session.authTime),
+            outcome: 'info',
+            reasons: reason === REPORTED_BY_CONSOLE ? [reason] : [reason, REPORTED_BY_CONSOLE],
+            detail: { ...reported, endedAt: at },
+          });
+        },
+      };
     }
+    if (late) return undefined;
+    if (event.type === 'session-locked' || event.type === 'session-suspended') {
+      if (session.state !== 'active') return undefined;
+      const reason = why ?? 'locked';
+      return {
+        apply: () => {
+          this.ctx.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
+          this.ctx.events.record({
+            type: 'session-suspended',
+            subject,
+            assurance: assuranceContext(session.level, session.authTime),
+            outcome: 'info',
+            reasons: reason === REPORTED_BY_CONSOLE ? [reason] : [reason, REPORTED_BY_CONSOLE],
+            detail: { ...reported, suspendedAt: at },
+          });
+        },
+      };
+    }
+    // session-resumed: only a resume the console verified offline, against the operator's cached
+    // key, inside the policy's offline grace; online, the backend resumes sessions itself.
+    if (!event.reasons.includes('offline-grace') || session.state !== 'suspended') return undefined;
+    const authTime = this.offlineResumeTime(session, event.time, now, contact);
+    if (authTime === undefined) return { refused: true };
+    // The session is never rated above the level it started with.
+    const level = event.assurance?.level;
+    const capped = level !== undefined && levelRank(level) < levelRank(session.level) ? level : session.level;
+    return {
+      apply: () => {
+        this.ctx.store.sessions.update(id, { state: 'active', suspendedAt: null, level: capped, authTime });
+        this.ctx.events.record({
+          type: 'session-resumed',
+          subject: { ...subject, ...(session.credentialId === null ? {} : { credential: session.credentialId }) },
+          assurance: assuranceContext(capped, authTime),
+          outcome: 'success',
+          reasons: ['offline-grace', REPORTED_BY_CONSOLE],
+          detail: { ...reported, suspendedAt: session.suspendedAt },
+        });
+      },
+    };
   }
 
-  /** Whether a console's offline resume at `time` falls inside the grace its session's suspension opened. */
-  private insideOfflineGrace(session: SessionRecord, time: number): boolean {
+  /**
+   * When a console's offline resume may count as having happened, bounded by what the backend itself
+   * observed, not by the console's clock: the suspension as the backend recorded it, when the
+   * resume reached it, and the console's contact with it. Undefined: the resume is refused.
+   *
+   * - Received before the grace (the shorter of the channel's offline grace and continuity window,
+   *   counted from the recorded suspension) ran out: it happened in time, whatever its `time` says.
+   * - Received later: only if the console was out of contact before the grace ran out (its last
+   *   contact before the connection that brought the event is no later than the deadline) and
+   *   that connection opened after the suspension; and the event's own `time` must then fall
+   *   inside the grace (no skew allowance: a clock running ahead is refused, never extended).
+   *
+   * The session's new auth time is the event's `time`, held inside what the backend allows.
+   */
+  private offlineResumeTime(
+    session: SessionRecord,
+    claimed: number,
+    now: number,
+    contact: ConsoleContact,
+  ): number | undefined {
     const channel = Object.hasOwn(this.ctx.policies.policy.channels, session.channel)
       ? this.ctx.policies.policy.channels[session.channel]
       : undefined;
-    if (session.suspendedAt === null || channel === undefined || time < session.suspendedAt) return false;
-    return time - session.suspendedAt <= Math.min(channel.offlineGraceSeconds, channel.continuitySeconds) * 1000;
+    const suspendedAt = session.suspendedAt;
+    if (suspendedAt === null || channel === undefined || now >= session.expiresAt) return undefined;
+    const deadline = suspendedAt + Math.min(channel.offlineGraceSeconds, channel.continuitySeconds) * 1000;
+    if (now <= deadline) return Math.min(Math.max(claimed, suspendedAt), now);
+    const previous = contact.previousContactAt ?? 0;
+    if (previous > deadline || contact.connectedAt < suspendedAt) return undefined;
+    const latest = Math.min(deadline, contact.connectedAt + EVENT_CLOCK_SKEW_MS);
+    if (claimed > latest || claimed < suspendedAt - EVENT_CLOCK_SKEW_MS) return undefined;
+    return Math.min(Math.max(claimed, suspendedAt), deadline, contact.connectedAt);
   }
 
   /**

@@ -17,9 +17,10 @@ import type { CommandRecord, CommandRepository, ConsoleRecord } from '../store/r
 import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
+import { policyHash } from '../services/policy-hash.js';
 import type { ConsolePort, LateConsolePort } from '../services/console-port.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
-import type { SessionService } from '../services/session-service.js';
+import type { ConsoleContact, SessionService } from '../services/session-service.js';
 import { errorBody } from '../http/http-kit.js';
 
 interface Connection {
@@ -30,6 +31,8 @@ interface Connection {
   helloTimer: NodeJS.Timeout | undefined;
   /** Event batches received and not yet committed. */
   inFlight: number;
+  /** What the backend observed of this console's contact, for the session rules (offline resume). */
+  contact: ConsoleContact;
 }
 
 /** Batches one console may have awaiting commit before its socket stops being read. */
@@ -61,6 +64,8 @@ export interface ConsoleChannelDeps {
 export class ConsoleChannel implements ConsolePort {
   private readonly wss: WebSocketServer;
   private readonly connections = new Map<string, Connection>();
+  /** Each console's last sign of life on its socket (backend clock): the "previous contact" of its next connection. */
+  private readonly lastContact = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
 
@@ -77,6 +82,7 @@ export class ConsoleChannel implements ConsolePort {
         type: 'policy',
         version: version.version,
         policy: version.policy,
+        hash: policyHash(version),
       } satisfies BackendMessage);
       const encoded = Buffer.from(data);
       for (const connection of this.connections.values()) if (connection.hello) this.sendData(connection, encoded);
@@ -121,6 +127,10 @@ export class ConsoleChannel implements ConsolePort {
       hello: undefined,
       helloTimer: undefined,
       inFlight: 0,
+      contact: {
+        connectedAt: this.deps.clock(),
+        previousContactAt: latest(this.lastContact.get(console.id), console.lastSeenAt),
+      },
     };
     connection.helloTimer = setTimeout(() => {
       if (connection.hello === undefined) {
@@ -136,6 +146,7 @@ export class ConsoleChannel implements ConsolePort {
     this.connections.set(console.id, connection);
     socket.on('pong', () => {
       connection.alive = true;
+      this.lastContact.set(console.id, this.deps.clock());
     });
     socket.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
     socket.on('error', (error) => this.deps.logger.debug({ err: error, console: console.id }, 'console socket error'));
@@ -148,6 +159,7 @@ export class ConsoleChannel implements ConsolePort {
 
   private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
     connection.alive = true;
+    this.lastContact.set(connection.console.id, this.deps.clock());
     let parsed: unknown;
     try {
       if (isBinary) throw new Error('binary frame');
@@ -209,11 +221,14 @@ export class ConsoleChannel implements ConsolePort {
           serverTime: this.deps.clock(),
           heartbeatSeconds: this.deps.heartbeatSeconds,
           policyVersion: this.deps.policies.version.version,
+          policyHash: policyHash(this.deps.policies.version),
           revocationEpoch: this.deps.revocations.epoch,
         });
         const current = this.deps.policies.version;
-        if (current.version !== message.policyVersion) {
-          this.send(connection, { type: 'policy', version: current.version, policy: current.policy });
+        // The version alone is not trusted: a cached policy edited in place keeps its number.
+        const hash = policyHash(current);
+        if (current.version !== message.policyVersion || message.policyHash !== hash) {
+          this.send(connection, { type: 'policy', version: current.version, policy: current.policy, hash });
         }
         const catchUp = this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
         if (catchUp !== undefined) this.send(connection, catchUp);
@@ -229,22 +244,33 @@ export class ConsoleChannel implements ConsolePort {
           connection.inFlight--;
           if (connection.inFlight < MAX_BATCHES_IN_FLIGHT && connection.socket.isPaused) connection.socket.resume();
         };
-        this.deps.events.ingest(consoleId, message.events).then(
-          (result) => {
-            settled();
-            this.deps.sessions.applyConsoleEvents(consoleId, message.events);
-            this.send(connection, { type: 'events-ack', upToSeq: result.upToSeq, findings: result.findings });
-          },
-          () => {
-            settled();
-            this.violate(
-              connection,
-              'INTERNAL',
-              CLOSE_CODES.INTERNAL,
-              'The events could not be stored; send them again',
-            );
-          },
-        );
+        // Only the events actually stored change sessions, in seq order, inside the ingest
+        // transaction: the session change, the backend event naming it and the batch commit together.
+        const contact = connection.contact;
+        this.deps.events
+          .ingest(consoleId, message.events, (event, { late }) =>
+            this.deps.sessions.consoleEventEffect(consoleId, event, late, contact),
+          )
+          .then(
+            (result) => {
+              settled();
+              this.send(connection, { type: 'events-ack', upToSeq: result.upToSeq, findings: result.findings });
+            },
+            (error: unknown) => {
+              settled();
+              // Nothing from the batch was stored: the console keeps it and sends it again.
+              this.violate(
+                connection,
+                isStorageFault(error) ? 'STORAGE_UNAVAILABLE' : 'INTERNAL',
+                CLOSE_CODES.INTERNAL,
+                'The events could not be stored (nothing from this batch was); send them again',
+              );
+            },
+          )
+          // Answering the console must never become an unhandled rejection that stops the backend.
+          .catch((error: unknown) =>
+            this.deps.logger.error({ err: error, console: consoleId }, 'answering an events batch failed'),
+          );
         return;
       }
       case 'ack': {
@@ -345,6 +371,17 @@ export class ConsoleChannel implements ConsolePort {
     this.send(connection, { type: 'error', code, message, fatal: true });
     connection.socket.close(closeCode, code);
   }
+}
+
+/** Errors the store raises when it cannot write (full, read-only, I/O, busy, a trigger's RAISE). */
+function isStorageFault(error: unknown): boolean {
+  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && code.startsWith('SQLITE_');
+}
+
+function latest(a: number | undefined, b: number | null): number | null {
+  if (a === undefined) return b;
+  return b === null ? a : Math.max(a, b);
 }
 
 function commandMessage(command: CommandRecord): string {
