@@ -116,18 +116,6 @@ export const ERROR_STATUS = {
   EVENT_SESSION_CHANGE_REFUSED: 409,
   /** The store refused a write (disk full, read-only, I/O error, busy): nothing from the batch was stored; send it again. */
   STORAGE_UNAVAILABLE: 503,
-  /** A console sent a type only the backend records (e.g. `admin-action`): kept flagged `refused`, acts on nothing. */
-  EVENT_TYPE_NOT_ALLOWED: 403,
-  /** A console's event is dated more than the clock skew (5 min) after the backend received it: kept flagged `refused`. */
-  EVENT_TIME_IN_FUTURE: 400,
-  /** A console's event is dated before its previous event (or its enrolment) beyond the skew: stored, marked. */
-  EVENT_TIME_BACKDATED: 409,
-  /** A console's event names a session or operator it could not have witnessed: stored, marked. */
-  EVENT_SUBJECT_NOT_WITNESSED: 403,
-  /** A console's lock, resume or end was stored but not applied to the session (e.g. a resume outside the grace). */
-  EVENT_SESSION_CHANGE_REFUSED: 409,
-  /** The store refused a write (disk full, read-only, I/O error, busy): nothing from the batch was stored; send it again. */
-  STORAGE_UNAVAILABLE: 503,
   // Agent
   /** The agent's event outbox is at its cap: new events are refused, never dropped silently. */
   OUTBOX_FULL: 507,
@@ -172,8 +160,6 @@ export const ERROR_STATUS = {
   /** A signing-key file in the data directory is unreadable or malformed (the backend does not start). */
   KEY_FILE_INVALID: 500,
   INTERNAL: 500,
-  /** The backend met a fault it cannot contain (an unhandled rejection or uncaught exception): it stops, exit code 70. */
-  BACKEND_FAULT: 500,
   /** The backend met a fault it cannot contain (an unhandled rejection or uncaught exception): it stops, exit code 70. */
   BACKEND_FAULT: 500,
 } as const;
