@@ -9,6 +9,7 @@ import { adminRoutes } from './http/admin-routes.js';
 import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets.js';
 import { adminAuthRoutes } from './http/admin-auth-routes.js';
 import { adminConsoleRoutes } from './http/admin-console-routes.js';
+import { authenticatorMetadataRoutes } from './http/authenticator-metadata-routes.js';
 import { AdminAuth } from './services/admin-auth.js';
 import { AdminCeremonies } from './services/admin-ceremonies.js';
 import { consoleRoutes } from './http/console-routes.js';
@@ -130,6 +131,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         clock,
       }),
     )
+    .add(authenticatorMetadataRoutes({ authenticators: services.authenticators }))
     .add(adminAssetRoutes(config.adminConsoleDir ?? DEFAULT_ADMIN_CONSOLE_DIR));
 
   const startedAt = clock();
@@ -150,7 +152,12 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       return;
     }
     const { route, params } = router.match(req.method ?? 'GET', url.pathname);
-    const body = await readBody(req);
+    // A route taking a large body (the metadata BLOB) reads it only once its admin is authenticated.
+    const early =
+      route.maxBodyBytes !== undefined && route.auth === 'admin'
+        ? adminAuth.authenticate(req, { stream: false })
+        : undefined;
+    const body = await readBody(req, route.maxBodyBytes);
     const ctx: RouteContext = {
       req,
       res,
@@ -164,7 +171,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     if (route.auth === 'console') {
       ctx.console = registry.authenticate({ method: req.method ?? 'GET', path: rawPath, headers: req.headers, body });
     } else if (route.auth === 'admin') {
-      const principal = adminAuth.authenticate(req, { stream: route.passive === true });
+      const principal = early ?? adminAuth.authenticate(req, { stream: route.passive === true });
       ctx.admin = principal;
       ctx.actor = principal.actor;
       if (route.stepUp === true) adminAuth.requireStepUp(principal);

@@ -37,6 +37,11 @@ export interface Route {
   stepUp?: boolean;
   /** Admin routes that do not count as admin activity (a long-lived live stream). */
   passive?: boolean;
+  /**
+   * A larger body limit than the default (the metadata BLOB upload). For admin routes the admin is
+   * authenticated before such a body is read.
+   */
+  maxBodyBytes?: number;
 }
 
 interface CompiledRoute extends Route {
