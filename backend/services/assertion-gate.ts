@@ -114,6 +114,8 @@ export class AssertionGate {
     if (this.ctx.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
     }
+    const model = this.ctx.authenticators.signInRefusal(credential, this.ctx.policies.policy.credentials);
+    if (model !== undefined) refuse(model.code, model.message);
     return { credential, operator };
   }
 

@@ -13,6 +13,7 @@ import type {
   OperatorRecord,
   Store,
 } from '../store/repositories.js';
+import type { AuthenticatorRefusal } from './authenticator-metadata.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData, type WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
@@ -124,7 +125,11 @@ export class OperatorDirectory {
 
   credentials(operatorId: string): CredentialSummary[] {
     this.get(operatorId);
-    return this.ctx.store.operators.listCredentials(operatorId).map(credentialSummary);
+    return this.ctx.store.operators.listCredentials(operatorId).map((c) => ({
+      ...credentialSummary(c),
+      /** The model as the FIDO metadata BLOB names it; null when no BLOB is loaded or it does not list it. */
+      authenticator: this.ctx.authenticators.describe(c.aaguid) ?? null,
+    }));
   }
 
   issueCode(operatorId: string, ttlSeconds: number | undefined, actor: string): { code: string; expiresAt: number } {
@@ -191,7 +196,11 @@ export class OperatorDirectory {
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
     const rules = this.ctx.policies.policy.credentials;
     const refuse = (
-      code: 'CREDENTIAL_NOT_DEVICE_BOUND' | 'CREDENTIAL_AAGUID_NOT_ALLOWED' | 'CREDENTIAL_ALREADY_REGISTERED',
+      code:
+        | 'CREDENTIAL_NOT_DEVICE_BOUND'
+        | 'CREDENTIAL_AAGUID_NOT_ALLOWED'
+        | 'CREDENTIAL_ALREADY_REGISTERED'
+        | AuthenticatorRefusal['code'],
       message: string,
       aaguid: string,
     ): never => {
@@ -200,7 +209,12 @@ export class OperatorDirectory {
         subject: { operator: operator.id, console: console.id },
         outcome: 'failure',
         reasons: [code.toLowerCase().replace(/_/g, '-')],
-        detail: { credential_type: 'fido2-roaming', change_type: 'create', fido2_aaguid: aaguid },
+        detail: {
+          credential_type: 'fido2-roaming',
+          change_type: 'create',
+          fido2_aaguid: aaguid,
+          ...this.ctx.authenticators.eventDetail(aaguid),
+        },
       });
       throw new BatonError(code, message);
     };
@@ -225,6 +239,8 @@ export class OperatorDirectory {
         info.aaguid,
       );
     }
+    const model = this.ctx.authenticators.registrationRefusal(info.aaguid, trust, rules);
+    if (model !== undefined) refuse(model.code, model.message, info.aaguid);
     if (this.ctx.store.operators.getCredential(info.credential.id) !== undefined) {
       refuse('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered', info.aaguid);
     }
@@ -243,7 +259,13 @@ export class OperatorDirectory {
       }
       this.ctx.store.operators.insertCredential(credential);
       this.ctx.events.record(
-        credentialCreatedEvent(credential, { operator: operator.id, console: console.id }, [], info.fmt),
+        credentialCreatedEvent(
+          credential,
+          { operator: operator.id, console: console.id },
+          [],
+          info.fmt,
+          this.ctx.authenticators.eventDetail(info.aaguid),
+        ),
       );
       this.ctx.events.record({
         type: 'operator-enrolled',
@@ -317,6 +339,8 @@ export function credentialCreatedEvent(
   subject: { operator: string; console?: string },
   reasons: string[],
   attestation: string,
+  /** What the FIDO metadata says about the model (`authenticator_model`, …), when it knows it. */
+  authenticator: Record<string, string> = {},
 ): EventDraft {
   return {
     type: 'credential-change',
@@ -329,6 +353,7 @@ export function credentialCreatedEvent(
       fido2_aaguid: credential.aaguid,
       attestation,
       deviceBound: credential.deviceBound,
+      ...authenticator,
     },
   };
 }
