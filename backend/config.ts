@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { BatonError } from '../shared/errors.js';
 import { toFieldIssues } from '../shared/policy.js';
+import { isAddressOrNetwork } from './http/client-address.js';
 
 /**
  * Backend configuration: defaults < config file (`--config` or BATON_CONFIG) < environment
@@ -59,6 +60,21 @@ export const BackendConfigSchema = z.strictObject({
   mdsRootsFile: z.string().min(1).optional(),
   /** SQLite `synchronous`: FULL survives power loss; NORMAL survives a killed process only. */
   durability: z.enum(['full', 'normal']).default('full'),
+  /**
+   * Reverse proxies (addresses or networks: `10.0.0.5`, `10.0.0.0/8`, `fd00::/8`) whose
+   * `X-Forwarded-For` is believed when one of them is the TCP peer. Default: none, so a client is the
+   * socket's address and `X-Forwarded-For` is ignored. Per-client limits and the audit trail use it.
+   */
+  trustProxy: z
+    .array(z.string().refine(isAddressOrNetwork, 'expected an IP address or network such as 10.0.0.0/8'))
+    .max(64)
+    .default([]),
+  /** HTTP limits (seconds, fractions allowed): a request's headers must arrive within this. */
+  headersTimeoutSeconds: z.number().min(0.05).max(300).default(10),
+  /** The whole request, headers and body, must arrive within this (at least `headersTimeoutSeconds`). */
+  requestTimeoutSeconds: z.number().min(0.05).max(600).default(30),
+  /** A keep-alive connection with no request in progress is closed after this. */
+  keepAliveTimeoutSeconds: z.number().min(0.05).max(600).default(5),
 });
 
 export type BackendConfig = Readonly<z.infer<typeof BackendConfigSchema>>;
@@ -77,6 +93,7 @@ const FLAG_NAMES = {
   'mds-blob': 'mdsBlobFile',
   'mds-roots': 'mdsRootsFile',
   durability: 'durability',
+  'trust-proxy': 'trustProxy',
 } as const;
 
 const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
@@ -92,12 +109,13 @@ const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
   BATON_MDS_BLOB: 'mdsBlobFile',
   BATON_MDS_ROOTS: 'mdsRootsFile',
   BATON_DURABILITY: 'durability',
+  BATON_TRUST_PROXY: 'trustProxy',
 };
 
 const NUMERIC = new Set(['port']);
 
 function coerce(key: string, value: string): unknown {
-  if (key === 'origins')
+  if (key === 'origins' || key === 'trustProxy')
     return value
       .split(',')
       .map((s) => s.trim())
@@ -116,7 +134,11 @@ export function parseBackendConfig(input: unknown, source: string): BackendConfi
       { issues },
     );
   }
-  return Object.freeze({ ...result.data, origins: Object.freeze([...result.data.origins]) as string[] });
+  return Object.freeze({
+    ...result.data,
+    origins: Object.freeze([...result.data.origins]) as string[],
+    trustProxy: Object.freeze([...result.data.trustProxy]) as string[],
+  });
 }
 
 export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): BackendConfig {
@@ -137,6 +159,7 @@ export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): Backe
       'mds-blob': { type: 'string' },
       'mds-roots': { type: 'string' },
       durability: { type: 'string' },
+      'trust-proxy': { type: 'string', multiple: true },
     },
     strict: true,
     allowPositionals: false,

@@ -9,6 +9,7 @@ import { adminRoutes } from './http/admin-routes.js';
 import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets.js';
 import { adminAuthRoutes } from './http/admin-auth-routes.js';
 import { adminConsoleRoutes } from './http/admin-console-routes.js';
+import { ClientAddresses } from './http/client-address.js';
 import { authenticatorMetadataRoutes } from './http/authenticator-metadata-routes.js';
 import { AdminAuth } from './services/admin-auth.js';
 import { AdminCeremonies } from './services/admin-ceremonies.js';
@@ -84,6 +85,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     consoles,
   });
 
+  const clientAddresses = new ClientAddresses(config.trustProxy);
   const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
   // Known once the server listens (the default is http://localhost:<the port actually bound>).
   let adminOrigin = config.adminOrigin ?? '';
@@ -119,7 +121,16 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         clock,
       }),
     )
-    .add(adminAuthRoutes({ store, auth: adminAuth, ceremonies: adminCeremonies, origin, clock }))
+    .add(
+      adminAuthRoutes({
+        store,
+        auth: adminAuth,
+        ceremonies: adminCeremonies,
+        origin,
+        clock,
+        clientAddress: (req) => clientAddresses.of(req),
+      }),
+    )
     .add(
       adminConsoleRoutes({
         store,

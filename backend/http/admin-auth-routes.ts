@@ -20,6 +20,8 @@ export interface AdminAuthRouteDeps {
   ceremonies: AdminCeremonies;
   origin: () => string;
   clock: () => number;
+  /** The client's address (the socket's, or from X-Forwarded-For behind a trusted proxy). */
+  clientAddress: (req: RouteContext['req']) => string;
 }
 
 const CodeSchema = z.strictObject({ code: z.string().max(40) });
@@ -51,6 +53,17 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       stepUpUntil: session.stepUpAt === null ? null : session.stepUpAt + ADMIN_STEP_UP_MS,
     },
   });
+
+  /**
+   * The ceremonies anyone may start: limited per client address before anything else is looked at
+   * (`429 ADMIN_SIGN_IN_RATE_LIMITED`), then the admin origin is checked. Returns the client's address.
+   */
+  const admitCeremony = (ctx: RouteContext): string => {
+    const client = deps.clientAddress(ctx.req);
+    deps.ceremonies.guard.admit(client);
+    deps.auth.checkOrigin(ctx.req);
+    return client;
+  };
 
   return [
     {
@@ -102,7 +115,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       path: '/v1/admin/auth/register/options',
       auth: 'none',
       handler: (ctx) => {
-        deps.auth.checkOrigin(ctx.req);
+        admitCeremony(ctx);
         const { code } = parseJson(ctx.req, ctx.body, CodeSchema);
         return deps.ceremonies.registrationOptions(code);
       },
@@ -112,7 +125,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       path: '/v1/admin/auth/register/verify',
       auth: 'none',
       handler: async (ctx) => {
-        deps.auth.checkOrigin(ctx.req);
+        admitCeremony(ctx);
         const { code, response } = parseJson(
           ctx.req,
           ctx.body,
@@ -134,7 +147,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       path: '/v1/admin/auth/sign-in/options',
       auth: 'none',
       handler: (ctx) => {
-        deps.auth.checkOrigin(ctx.req);
+        admitCeremony(ctx);
         parseJson(ctx.req, ctx.body, z.strictObject({}));
         return deps.ceremonies.signInOptions();
       },
@@ -144,9 +157,9 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       path: '/v1/admin/auth/sign-in/verify',
       auth: 'none',
       handler: async (ctx) => {
-        deps.auth.checkOrigin(ctx.req);
+        const client = admitCeremony(ctx);
         const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
-        const result = await deps.ceremonies.signIn(response as AuthenticationResponseJSON);
+        const result = await deps.ceremonies.signIn(response as AuthenticationResponseJSON, client);
         ctx.res.setHeader('set-cookie', deps.auth.sessionCookie(result.token));
         return sessionBody(result.operator.id, result.operator.displayName, result.session);
       },
@@ -177,7 +190,11 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       auth: 'admin',
       handler: async (ctx) => {
         const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
-        return deps.ceremonies.stepUp(signedInAdmin(ctx).session, response as AuthenticationResponseJSON);
+        return deps.ceremonies.stepUp(
+          signedInAdmin(ctx).session,
+          response as AuthenticationResponseJSON,
+          deps.clientAddress(ctx.req),
+        );
       },
     },
     {

@@ -106,6 +106,8 @@ export function sendError(res: ServerResponse, error: unknown, logger: Logger, n
     res.destroy();
     return;
   }
+  const retryAfter = baton.extra?.retryAfterSeconds;
+  if (typeof retryAfter === 'number') res.setHeader('retry-after', String(retryAfter));
   if (baton.code === 'PAYLOAD_TOO_LARGE') {
     // Do not keep reading the rest of an oversized body: answer, then close the connection.
     res.shouldKeepAlive = false;

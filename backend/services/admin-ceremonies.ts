@@ -4,7 +4,8 @@ import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import type { OperatorRecord, Store } from '../store/repositories.js';
 import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
-import { MAX_FAILED_ATTEMPTS, verifyStoredCredential } from './assertion-gate.js';
+import { AdminSignInGuard } from './admin-sign-in-guard.js';
+import { verifyStoredCredential } from './assertion-gate.js';
 import type { EventLog } from './event-log.js';
 import {
   attestationTrust,
@@ -15,21 +16,22 @@ import {
   type OperatorDirectory,
 } from './operator-directory.js';
 import type { PolicyService } from './policy-service.js';
+import { SignedChallenges } from './signed-challenges.js';
 import { WebAuthnCeremonies, readClientData } from './webauthn-ceremonies.js';
 
 /** Marks a passkey registered from the admin console rather than on a console. */
 export const ADMIN_CONSOLE_REGISTRATION = 'admin-console';
 /**
- * Outstanding admin challenges, per pool: anyone may ask for sign-in challenges, so those share one
- * pool and a flood of them evicts only each other, never an admin's step-up (per session) or
- * registration (per enrolment code) challenge. A new challenge beyond a pool's bound evicts its oldest.
+ * Outstanding step-up (per admin session) and registration (per enrolment code) challenges, per
+ * pool; a new challenge beyond a pool's bound evicts that pool's oldest. Sign-in challenges, which
+ * anyone may ask for, are not stored at all (`SignedChallenges`): asking for them evicts nothing.
  */
-const MAX_SIGN_IN_CHALLENGES = 256;
 const MAX_CHALLENGES_PER_POOL = 8;
+/** Sign-in challenges presented and not yet expired; more are refused until some expire. */
+const MAX_SIGN_INS_IN_FLIGHT = 100_000;
 
 type AdminChallenge =
   | { purpose: 'admin-register'; codeHash: string; operatorId: string }
-  | { purpose: 'admin-sign-in' }
   | { purpose: 'admin-step-up'; sessionId: string };
 
 export interface AdminCeremonyDeps {
@@ -55,8 +57,19 @@ export class AdminCeremonies {
   private readonly pools = new Map<string, Map<string, { context: AdminChallenge; expiresAt: number }>>();
   /** Which pool each outstanding challenge is in. */
   private readonly poolOf = new Map<string, string>();
+  private readonly signInChallenges: SignedChallenges;
+  /** Per-client limits on the unauthenticated ceremonies, and back-off after failed assertions. */
+  readonly guard: AdminSignInGuard;
 
-  constructor(private readonly deps: AdminCeremonyDeps) {}
+  constructor(private readonly deps: AdminCeremonyDeps) {
+    this.signInChallenges = new SignedChallenges({
+      purpose: 'admin-sign-in',
+      ttlMs: () => deps.challengeTtlMs,
+      clock: deps.clock,
+      maxInFlight: MAX_SIGN_INS_IN_FLIGHT,
+    });
+    this.guard = new AdminSignInGuard({ events: deps.events, clock: deps.clock });
+  }
 
   private get rp(): WebAuthnCeremonies {
     return new WebAuthnCeremonies({
@@ -145,17 +158,15 @@ export class AdminCeremonies {
   }
 
   async signInOptions() {
-    const challenge = this.issue({ purpose: 'admin-sign-in' });
+    const challenge = this.signInChallenges.issue();
     return { options: await this.rp.authenticationOptions({ challenge, userVerification: 'required' }) };
   }
 
-  async signIn(response: AuthenticationResponseJSON) {
+  /** `from`: the client's address, for the back-off after failed assertions. */
+  async signIn(response: AuthenticationResponseJSON, from: string) {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.consume(client.challenge);
-    if (context.purpose !== 'admin-sign-in') {
-      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for an admin sign-in');
-    }
-    const { credential, operator } = await this.verify(response, client.challenge, 'sign-in-failed');
+    this.signInChallenges.consume(client.challenge);
+    const { credential, operator } = await this.verify(response, client.challenge, 'sign-in-failed', from);
     if (!operator.roles.includes('admin')) {
       this.fail('sign-in-failed', 'ADMIN_ROLE_REQUIRED', operator.id, credential.id);
       throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
@@ -176,13 +187,17 @@ export class AdminCeremonies {
     return { options: await this.rp.authenticationOptions({ challenge, userVerification: 'required', allow }) };
   }
 
-  async stepUp(session: AdminSessionRecord, response: AuthenticationResponseJSON): Promise<{ stepUpUntil: number }> {
+  async stepUp(
+    session: AdminSessionRecord,
+    response: AuthenticationResponseJSON,
+    from: string,
+  ): Promise<{ stepUpUntil: number }> {
     const client = readClientData(response.response.clientDataJSON);
     const context = this.consume(client.challenge);
     if (context.purpose !== 'admin-step-up' || context.sessionId !== session.id) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this admin session');
     }
-    const { credential, operator } = await this.verify(response, client.challenge, 'step-up-failed');
+    const { credential, operator } = await this.verify(response, client.challenge, 'step-up-failed', from);
     if (operator.id !== session.operatorId) {
       this.fail('step-up-failed', 'STEP_UP_WRONG_OPERATOR', operator.id, credential.id);
       throw new BatonError('STEP_UP_WRONG_OPERATOR', 'The passkey belongs to another operator than this admin session');
@@ -201,11 +216,17 @@ export class AdminCeremonies {
     return { stepUpUntil: now + ADMIN_STEP_UP_MS };
   }
 
-  /** The checks every admin assertion passes: credential, operator, signature, UV, counter, device-bound. */
+  /**
+   * The checks every admin assertion passes: credential, operator, signature, UV, counter,
+   * device-bound. Failed assertions do not count towards the operator's lockout (anyone who knows
+   * a credential id could lock the admin out with them); they slow down further tries with that
+   * passkey from the same client address only (`AdminSignInGuard`).
+   */
   private async verify(
     response: AuthenticationResponseJSON,
     challenge: string,
     failureType: 'sign-in-failed' | 'step-up-failed',
+    from: string,
   ) {
     const credential = this.deps.store.operators.getCredential(response.id);
     if (credential === undefined) {
@@ -219,13 +240,23 @@ export class AdminCeremonies {
     };
     if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This passkey has been revoked');
     if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
-    if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) refuse('OPERATOR_LOCKED', 'Too many failed attempts');
     if (!credential.deviceBound) refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Admin passkeys must be device-bound');
+    try {
+      this.guard.checkBackoff(credential.id, from);
+    } catch (error) {
+      this.fail(failureType, 'ADMIN_SIGN_IN_THROTTLED', operator.id, credential.id);
+      throw error;
+    }
+    const gate = { ceremonies: this.rp, store: this.deps.store, events: this.deps.events, clock: this.deps.clock };
     const info = await verifyStoredCredential(
-      { ceremonies: this.rp, store: this.deps.store, events: this.deps.events },
-      { response, challenge, credential, operatorId: operator.id, requireUv: true },
-      (code) => this.fail(failureType, code, operator.id, credential.id),
+      gate,
+      { response, challenge, credential, operatorId: operator.id, requireUv: true, countsTowardLockout: false },
+      (code) => {
+        this.guard.recordFailure(credential.id, from);
+        this.fail(failureType, code, operator.id, credential.id);
+      },
     );
+    this.guard.recordSuccess(credential.id, from);
     if (info.backupEligible)
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'The authenticator reports this passkey as syncable');
     this.deps.events.atomically(() => {
@@ -286,13 +317,8 @@ export class AdminCeremonies {
 
   private issue(context: AdminChallenge): string {
     const now = this.deps.clock();
-    const name =
-      context.purpose === 'admin-sign-in'
-        ? 'sign-in'
-        : context.purpose === 'admin-step-up'
-          ? `step-up:${context.sessionId}`
-          : `register:${context.codeHash}`;
-    const max = context.purpose === 'admin-sign-in' ? MAX_SIGN_IN_CHALLENGES : MAX_CHALLENGES_PER_POOL;
+    const name = context.purpose === 'admin-step-up' ? `step-up:${context.sessionId}` : `register:${context.codeHash}`;
+    const max = MAX_CHALLENGES_PER_POOL;
     this.sweep(now);
     const pool = this.pools.get(name) ?? new Map<string, { context: AdminChallenge; expiresAt: number }>();
     for (const key of pool.keys()) {

@@ -25,6 +25,8 @@ export async function verifyStoredCredential(
     operatorId: string;
     requireUv: boolean;
     consoleId?: string;
+    /** `false` on the admin console: its failures back off per client instead (`AdminSignInGuard`). */
+    countsTowardLockout?: boolean;
   },
   recordFailure: (code: ErrorCode) => void,
 ) {
@@ -44,7 +46,8 @@ export async function verifyStoredCredential(
   } catch (error) {
     const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
     deps.events.atomically(() => {
-      if (code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED') {
+      const guess = code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED';
+      if (guess && input.countsTowardLockout !== false) {
         deps.store.operators.recordFailure(input.operatorId);
       }
       recordFailure(code);
@@ -114,8 +117,6 @@ export class AssertionGate {
     if (this.ctx.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
     }
-    const model = this.ctx.authenticators.signInRefusal(credential, this.ctx.policies.policy.credentials);
-    if (model !== undefined) refuse(model.code, model.message);
     return { credential, operator };
   }
 
