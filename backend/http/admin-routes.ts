@@ -221,6 +221,17 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       handler: revoke('credential'),
     },
     {
+      // Lifts the suspension a signature-counter regression (possible copy) put on a passkey.
+      method: 'POST',
+      path: '/v1/admin/credentials/:id/reinstate',
+      auth: 'admin',
+      stepUp: true,
+      handler: (ctx) => {
+        const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
+        return { credential: deps.operators.reinstateCredential(ctx.params.id ?? '', reason, actorOf(ctx)) };
+      },
+    },
+    {
       method: 'GET',
       path: '/v1/admin/sessions',
       auth: 'admin',

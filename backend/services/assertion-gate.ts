@@ -1,6 +1,6 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
-import {} from '../../shared/evaluate-policy.js';
+import { DEFAULT_ON_COUNTER_REGRESSION } from '../../shared/policy.js';
 import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
 import type { ConsoleRecord, CredentialRecord, OperatorRecord } from '../store/repositories.js';
 import { assuranceContext } from './assurance.js';
@@ -9,15 +9,24 @@ import type { CeremonyContext } from './ceremony-context.js';
 /** NIST 800-63B: at most 100 consecutive failed attempts per account. */
 export const MAX_FAILED_ATTEMPTS = 100;
 
+export const SUSPENDED_MESSAGE =
+  'This passkey is suspended: its signature counter went backwards, so it looks like a copy of a registered key; an administrator must reinstate or revoke it';
+
+/** What happens to a credential whose signature counter went backwards (policy `credentials.onCounterRegression`). */
+export type CounterRegressionAction = 'suspend' | 'refuse';
+
 /**
  * Verifies an assertion against a stored credential (consoles' sign-in and step-up, and admins'
- * alike). A bad signature or a counter that went back is a guess at this operator's key: it counts
- * toward the lockout, and a counter regression is recorded as a possible cloned authenticator. A wrong
- * origin or RP ID is the caller's fault and must not let one console lock operators out.
+ * alike). It writes nothing about the credential's use: the caller stores the new counter only once
+ * every check has passed, in the transaction that acts on the assertion, so a refusal changes nothing.
+ * A bad signature or a counter that went back is a guess at (or a copy of) this operator's key: it
+ * counts toward the lockout. A counter regression is recorded as a possible cloned authenticator and,
+ * unless the policy says `refuse`, suspends the credential until an admin reinstates or revokes it.
+ * A wrong origin or RP ID is the caller's fault and must not let one console lock operators out.
  * `recordFailure` adds the caller's own failure event in the same transaction; then the error is rethrown.
  */
 export async function verifyStoredCredential(
-  deps: Pick<CeremonyContext, 'ceremonies' | 'store' | 'events'>,
+  deps: Pick<CeremonyContext, 'ceremonies' | 'store' | 'events'> & { clock: () => number },
   input: {
     response: AuthenticationResponseJSON;
     challenge: string;
@@ -25,6 +34,7 @@ export async function verifyStoredCredential(
     operatorId: string;
     requireUv: boolean;
     consoleId?: string;
+    onCounterRegression?: CounterRegressionAction | undefined;
     /** `false` on the admin console: its failures back off per client instead (`AdminSignInGuard`). */
     countsTowardLockout?: boolean;
   },
@@ -52,6 +62,11 @@ export async function verifyStoredCredential(
       }
       recordFailure(code);
       if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
+        const action = input.onCounterRegression ?? DEFAULT_ON_COUNTER_REGRESSION;
+        const received = error instanceof BatonError ? error.extra?.receivedCounter : undefined;
+        const suspended =
+          action === 'suspend' &&
+          deps.store.operators.suspendCredential(credential.id, deps.clock(), 'possible-cloned-authenticator');
         deps.events.record({
           type: 'credential-counter-regressed',
           subject: {
@@ -60,8 +75,12 @@ export async function verifyStoredCredential(
             credential: credential.id,
           },
           outcome: 'failure',
-          reasons: ['possible-cloned-authenticator'],
-          detail: { storedCounter: credential.counter },
+          reasons: ['possible-cloned-authenticator', ...(suspended ? ['credential-suspended'] : [])],
+          detail: {
+            storedCounter: credential.counter,
+            ...(typeof received === 'number' ? { receivedCounter: received } : {}),
+            action,
+          },
         });
       }
     });
@@ -90,8 +109,12 @@ export class AssertionGate {
     if (this.ctx.store.consoles.get(consoleId)?.revokedAt !== null) {
       throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
     }
-    if (this.ctx.store.operators.getCredential(credentialId)?.revokedAt !== null) {
+    const credential = this.ctx.store.operators.getCredential(credentialId);
+    if (credential?.revokedAt !== null) {
       throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
+    }
+    if (credential.suspendedAt !== null) {
+      throw new BatonError('CREDENTIAL_SUSPENDED', 'This credential was suspended during the ceremony');
     }
     if (this.ctx.store.operators.get(operatorId)?.revokedAt !== null) {
       throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
@@ -110,6 +133,7 @@ export class AssertionGate {
       throw new BatonError(code, message);
     };
     if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This credential has been revoked');
+    if (credential.suspendedAt !== null) refuse('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
     if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
     if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) {
       refuse('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator');
@@ -117,6 +141,8 @@ export class AssertionGate {
     if (this.ctx.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
     }
+    const model = this.ctx.authenticators.signInRefusal(credential, this.ctx.policies.policy.credentials);
+    if (model !== undefined) refuse(model.code, model.message);
     return { credential, operator };
   }
 
@@ -132,7 +158,15 @@ export class AssertionGate {
   ): Promise<{ level: AssuranceLevel; counter: number }> {
     const info = await verifyStoredCredential(
       this.ctx,
-      { response, challenge, credential, operatorId: operator.id, requireUv, consoleId: console.id },
+      {
+        response,
+        challenge,
+        credential,
+        operatorId: operator.id,
+        requireUv,
+        consoleId: console.id,
+        onCounterRegression: this.ctx.policies.policy.credentials.onCounterRegression,
+      },
       (code) =>
         this.fail(console, failureType, code, {
           operator: operator.id,
@@ -144,13 +178,11 @@ export class AssertionGate {
     if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
       // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is
       // another authenticator or a tampered one.
-      this.ctx.events.atomically(() => {
-        this.recordUse(credential, info.newCounter);
-        this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
-          operator: operator.id,
-          credential: credential.id,
-          ...(sessionId ? { session: sessionId } : {}),
-        });
+      // A refusal: nothing about the credential's use is stored.
+      this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
+        operator: operator.id,
+        credential: credential.id,
+        ...(sessionId ? { session: sessionId } : {}),
       });
       throw new BatonError(
         'CREDENTIAL_NOT_DEVICE_BOUND',
@@ -166,7 +198,10 @@ export class AssertionGate {
     return { level, counter: info.newCounter };
   }
 
-  /** Stores the new signature counter of a verified assertion (inside the caller's transaction). */
+  /**
+   * Stores the new signature counter of a verified assertion, inside the transaction that acts on it
+   * and only once every check has passed: a refused assertion changes nothing.
+   */
   recordUse(credential: CredentialRecord, counter: number): void {
     this.ctx.store.operators.recordCredentialUse(credential.id, counter, this.ctx.clock());
     credential.counter = counter;

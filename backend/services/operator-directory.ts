@@ -27,6 +27,9 @@ export interface CredentialSummary {
   lastUsedAt: number | null;
   revokedAt: number | null;
   revokedReason: string | null;
+  /** Suspended after a signature-counter regression (possible copy) until an admin reinstates or revokes it. */
+  suspendedAt: number | null;
+  suspendedReason: string | null;
   registeredOnConsole: string;
 }
 
@@ -41,6 +44,8 @@ export function credentialSummary(c: CredentialRecord): CredentialSummary {
     lastUsedAt: c.lastUsedAt,
     revokedAt: c.revokedAt,
     revokedReason: c.revokedReason,
+    suspendedAt: c.suspendedAt,
+    suspendedReason: c.suspendedReason,
     registeredOnConsole: c.registeredOnConsole,
   };
 }
@@ -121,6 +126,32 @@ export class OperatorDirectory {
       });
     });
     return { ...operator, failedAttempts: 0 };
+  }
+
+  /**
+   * Lifts the suspension a signature-counter regression put on a passkey, after an admin reviewed it.
+   * The stored counter stays where it was: the authenticator that keeps counting up from it works
+   * again; a copy that lags behind is refused (and suspends the passkey) again.
+   */
+  reinstateCredential(credentialId: string, reason: string, actor: string): CredentialSummary {
+    return this.ctx.events.atomically(() => {
+      const credential = this.ctx.store.operators.getCredential(credentialId);
+      if (credential === undefined) throw new BatonError('NOT_FOUND', `No credential "${credentialId}"`);
+      if (credential.revokedAt !== null) {
+        throw new BatonError('CREDENTIAL_REVOKED', 'This credential is revoked: it cannot be reinstated');
+      }
+      if (!this.ctx.store.operators.reinstateCredential(credentialId)) {
+        throw new BatonError('CREDENTIAL_NOT_SUSPENDED', 'This credential is not suspended');
+      }
+      this.ctx.events.record({
+        type: 'admin-action',
+        subject: { operator: credential.operatorId, credential: credentialId },
+        outcome: 'success',
+        reasons: ['credential-reinstated'],
+        detail: { actor, reason, suspendedAt: credential.suspendedAt, suspendedReason: credential.suspendedReason },
+      });
+      return credentialSummary({ ...credential, suspendedAt: null, suspendedReason: null });
+    });
   }
 
   credentials(operatorId: string): CredentialSummary[] {
@@ -330,6 +361,8 @@ export function newCredentialRecord(
     lastUsedAt: at.usedNow ? at.now : null,
     revokedAt: null,
     revokedReason: null,
+    suspendedAt: null,
+    suspendedReason: null,
   };
 }
 

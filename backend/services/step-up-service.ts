@@ -33,7 +33,7 @@ export class StepUpService {
     if (decision.outcome !== 'step-up') return { decision };
     const operatorCredentials = this.ctx.store.operators
       .listCredentials(session.operatorId)
-      .filter((c) => c.revokedAt === null)
+      .filter((c) => c.revokedAt === null && c.suspendedAt === null)
       .map((c) => ({ id: c.id, transports: c.transports }));
     const challenge = this.ctx.challenges.create({ purpose: 'step-up', consoleId: console.id, sessionId, action });
     const options = await this.ctx.ceremonies.authenticationOptions({
@@ -85,16 +85,14 @@ export class StepUpService {
       action,
     );
     if (decision.outcome !== 'allow') {
-      this.ctx.events.atomically(() => {
-        this.gate.recordUse(credential, counter);
-        this.ctx.events.record({
-          type: 'step-up-failed',
-          subject: { operator: operator.id, console: console.id, session: session.id },
-          assurance: assuranceContext(level, now),
-          outcome: 'failure',
-          reasons: ['step-up-insufficient', ...decision.reasons],
-          detail: { action },
-        });
+      // A refusal changes nothing: the credential's counter and last use stay as they were.
+      this.ctx.events.record({
+        type: 'step-up-failed',
+        subject: { operator: operator.id, console: console.id, session: session.id },
+        assurance: assuranceContext(level, now),
+        outcome: 'failure',
+        reasons: ['step-up-insufficient', ...decision.reasons],
+        detail: { action },
       });
       throw new BatonError('STEP_UP_INSUFFICIENT', `A "${level}" authentication does not satisfy "${action}"`, {
         extra: { decision },

@@ -5,7 +5,12 @@ import {
   verifyAuthenticationResponse,
   verifyRegistrationResponse,
 } from '@simplewebauthn/server';
-import { decodeAttestationObject } from '@simplewebauthn/server/helpers';
+import {
+  decodeAttestationObject,
+  decodeClientDataJSON,
+  isoBase64URL,
+  parseAuthenticatorData,
+} from '@simplewebauthn/server/helpers';
 import type {
   AuthenticationResponseJSON,
   PublicKeyCredentialCreationOptionsJSON,
@@ -14,6 +19,7 @@ import type {
   WebAuthnCredential,
 } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
+import { ceremonyRefusal, webauthnRefusalCode } from '../../shared/webauthn-errors.js';
 
 /** What a challenge was issued for; the verify step reads it from here, never from the request. */
 export type ChallengeContext =
@@ -103,11 +109,13 @@ export interface ClientFacts {
 export function readClientData(clientDataJSON: string): ClientFacts {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.from(clientDataJSON, 'base64url').toString('utf8'));
+    parsed = decodeClientDataJSON(clientDataJSON);
   } catch (cause) {
     throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'clientDataJSON is not JSON', { cause });
   }
-  const data = parsed as Partial<Record<keyof ClientFacts, unknown>>;
+  const data = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Partial<
+    Record<keyof ClientFacts, unknown>
+  >;
   if (typeof data.challenge !== 'string' || typeof data.origin !== 'string' || typeof data.type !== 'string') {
     throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'clientDataJSON lacks challenge, origin or type');
   }
@@ -119,54 +127,71 @@ export interface AuthenticatorFlags {
   userVerified: boolean;
   backupEligible: boolean;
   backedUp: boolean;
+  counter: number;
 }
 
-/** Checks the RP ID hash and reads the flags of authenticatorData (WebAuthn §6.1). */
+/** Checks the RP ID hash and reads the flags and counter of authenticatorData (WebAuthn §6.1). */
 export function readAuthenticatorData(authData: Uint8Array, rpId: string): AuthenticatorFlags {
-  if (authData.length < 37) throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'authenticatorData is too short');
+  let parsed: ReturnType<typeof parseAuthenticatorData>;
+  try {
+    parsed = parseAuthenticatorData(new Uint8Array(authData));
+  } catch (cause) {
+    throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'authenticatorData cannot be read', { cause });
+  }
   const expected = createHash('sha256').update(rpId).digest();
-  if (!expected.equals(Buffer.from(authData.subarray(0, 32)))) {
+  if (!expected.equals(Buffer.from(parsed.rpIdHash))) {
     throw new BatonError('WEBAUTHN_RP_ID_MISMATCH', `The authenticator signed for another RP ID than "${rpId}"`);
   }
-  const flags = authData[32] ?? 0;
   return {
-    userPresent: (flags & 0x01) !== 0,
-    userVerified: (flags & 0x04) !== 0,
-    backupEligible: (flags & 0x08) !== 0,
-    backedUp: (flags & 0x10) !== 0,
+    userPresent: parsed.flags.up,
+    userVerified: parsed.flags.uv,
+    backupEligible: parsed.flags.be,
+    backedUp: parsed.flags.bs,
+    counter: parsed.counter,
   };
 }
 
 function authDataFromAttestation(attestationObject: string): Uint8Array {
   try {
-    const decoded = decodeAttestationObject(Buffer.from(attestationObject, 'base64url'));
+    const decoded = decodeAttestationObject(isoBase64URL.toBuffer(attestationObject));
     return decoded.get('authData');
   } catch (cause) {
     throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'attestationObject is not valid CBOR', { cause });
   }
 }
 
+/** Refuses, with its own code, a response that breaks a rule checkable before the signature. */
+function checkCeremony(
+  client: ClientFacts,
+  flags: AuthenticatorFlags,
+  type: 'webauthn.create' | 'webauthn.get',
+  requireUv: boolean,
+): void {
+  const refusal = ceremonyRefusal(
+    { type: client.type, userPresent: flags.userPresent, userVerified: flags.userVerified },
+    { type, requireUserVerification: requireUv },
+  );
+  if (refusal !== undefined) throw new BatonError(refusal.code, refusal.message);
+}
+
 function mapLibraryError(error: unknown): BatonError {
+  if (error instanceof BatonError) return error;
   const message = error instanceof Error ? error.message : String(error);
-  if (/counter value/i.test(message)) {
-    return new BatonError(
-      'WEBAUTHN_COUNTER_REGRESSED',
-      'The signature counter went backwards: possible cloned authenticator',
-      {
-        cause: error,
-      },
-    );
-  }
-  if (/user verification required/i.test(message)) {
-    return new BatonError('WEBAUTHN_USER_VERIFICATION_REQUIRED', 'User verification was required but not performed', {
-      cause: error,
-    });
-  }
-  if (/origin/i.test(message)) return new BatonError('WEBAUTHN_ORIGIN_MISMATCH', message, { cause: error });
-  if (/rp ?id/i.test(message)) return new BatonError('WEBAUTHN_RP_ID_MISMATCH', message, { cause: error });
-  return new BatonError('WEBAUTHN_VERIFICATION_FAILED', `The WebAuthn response did not verify: ${message}`, {
-    cause: error,
-  });
+  const code = webauthnRefusalCode(error);
+  return new BatonError(
+    code,
+    code === 'WEBAUTHN_VERIFICATION_FAILED' ? `The WebAuthn response did not verify: ${message}` : message,
+    { cause: error },
+  );
+}
+
+/**
+ * A counter that did not move forward (WebAuthn §6.1.1): the stored counter and the new one are not
+ * both zero, and the new one is not greater. Checked only after the signature verified, so nobody
+ * without the private key can trigger it.
+ */
+export function counterRegressed(stored: number, received: number): boolean {
+  return (stored > 0 || received > 0) && received <= stored;
 }
 
 export interface RelyingParty {
@@ -218,11 +243,15 @@ export class WebAuthnCeremonies {
     });
   }
 
-  /** Pre-checks origin and RP ID (for precise error codes), then verifies fully. */
+  /**
+   * Pre-checks the ceremony type, origin, RP ID, user presence and user verification (each with its
+   * own code), then verifies fully.
+   */
   async verifyRegistration(response: RegistrationResponseJSON, challenge: string, requireUv: boolean) {
     const client = readClientData(response.response.clientDataJSON);
     this.checkOrigin(client.origin);
-    readAuthenticatorData(authDataFromAttestation(response.response.attestationObject), this.rp.rpId);
+    const flags = readAuthenticatorData(authDataFromAttestation(response.response.attestationObject), this.rp.rpId);
+    checkCeremony(client, flags, 'webauthn.create', requireUv);
     try {
       const result = await verifyRegistrationResponse({
         response,
@@ -236,10 +265,15 @@ export class WebAuthnCeremonies {
       if (!result.verified) throw new Error('registration not verified');
       return result.registrationInfo;
     } catch (error) {
-      throw error instanceof BatonError ? error : mapLibraryError(error);
+      throw mapLibraryError(error);
     }
   }
 
+  /**
+   * Verifies an assertion against a stored credential. The signature is verified before the counter
+   * is compared, so `WEBAUTHN_COUNTER_REGRESSED` always comes from the credential's private key (a
+   * copy of it), never from someone who only knows the credential id.
+   */
   async verifyAuthentication(
     response: AuthenticationResponseJSON,
     challenge: string,
@@ -248,7 +282,15 @@ export class WebAuthnCeremonies {
   ) {
     const client = readClientData(response.response.clientDataJSON);
     this.checkOrigin(client.origin);
-    const flags = readAuthenticatorData(Buffer.from(response.response.authenticatorData, 'base64url'), this.rp.rpId);
+    let authData: Uint8Array;
+    try {
+      authData = isoBase64URL.toBuffer(response.response.authenticatorData);
+    } catch (cause) {
+      throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'authenticatorData is not base64url', { cause });
+    }
+    const flags = readAuthenticatorData(authData, this.rp.rpId);
+    checkCeremony(client, flags, 'webauthn.get', requireUv);
+    let info;
     try {
       const result = await verifyAuthenticationResponse({
         response,
@@ -256,14 +298,23 @@ export class WebAuthnCeremonies {
         expectedOrigin: [...this.rp.origins],
         expectedRPID: this.rp.rpId,
         expectedType: 'webauthn.get',
-        credential,
+        // The counter is compared below, once the signature is known to be good.
+        credential: { ...credential, counter: 0 },
         requireUserVerification: requireUv,
       });
       if (!result.verified) throw new Error('authentication not verified');
-      return { ...result.authenticationInfo, backupEligible: flags.backupEligible };
+      info = result.authenticationInfo;
     } catch (error) {
-      throw error instanceof BatonError ? error : mapLibraryError(error);
+      throw mapLibraryError(error);
     }
+    if (counterRegressed(credential.counter, info.newCounter)) {
+      throw new BatonError(
+        'WEBAUTHN_COUNTER_REGRESSED',
+        `The signature counter went from ${credential.counter} to ${info.newCounter}: this looks like a copy of a registered key`,
+        { extra: { storedCounter: credential.counter, receivedCounter: info.newCounter } },
+      );
+    }
+    return { ...info, backupEligible: flags.backupEligible };
   }
 
   private checkOrigin(origin: string): void {

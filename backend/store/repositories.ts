@@ -77,6 +77,9 @@ export interface CredentialRecord {
   lastUsedAt: number | null;
   revokedAt: number | null;
   revokedReason: string | null;
+  /** Set when a signature-counter regression suspended it (possible copy), until an admin reinstates it. */
+  suspendedAt: number | null;
+  suspendedReason: string | null;
 }
 
 export type SessionState = 'active' | 'suspended' | 'ended' | 'revoked' | 'expired';
@@ -173,6 +176,10 @@ export interface OperatorRepository {
   listCredentials(operatorId: string): CredentialRecord[];
   recordCredentialUse(id: string, counter: number, at: number): void;
   revokeCredential(id: string, at: number, reason: string): boolean;
+  /** Suspends a live credential; false if it is revoked or already suspended. */
+  suspendCredential(id: string, at: number, reason: string): boolean;
+  /** Lifts a suspension; false if the credential was not suspended. */
+  reinstateCredential(id: string): boolean;
 }
 
 export interface SessionRepository {
@@ -233,6 +240,28 @@ export interface AdminTokenRepository {
   any(): boolean;
 }
 
+/** A signed checkpoint of every chain head, as stored (`body` is the canonical JSON that was signed). */
+export interface CheckpointRow {
+  seq: number;
+  at: number;
+  kid: string;
+  body: string;
+  sig: string;
+}
+
+export interface CheckpointRepository {
+  /** Stores a checkpoint (replacing any row with its number). */
+  put(row: CheckpointRow): void;
+  /** The newest checkpoints, newest first. */
+  latest(limit: number): CheckpointRow[];
+  /** Checkpoints after `afterSeq`, oldest first. */
+  list(afterSeq: number, limit: number): CheckpointRow[];
+  /** Every chain head as the store has it. */
+  heads(): { origin: string; lastSeq: number; lastHash: string }[];
+  /** The stored hash of one event, if it is stored. */
+  hashAt(origin: string, seq: number): string | undefined;
+}
+
 export interface MetaRepository {
   get(key: string): string | undefined;
   set(key: string, value: string): void;
@@ -252,6 +281,8 @@ export interface Store {
   /** Authenticator models from the FIDO metadata BLOB an admin supplied (migration 6). */
   authenticatorModels: AuthenticatorModelRepository;
   meta: MetaRepository;
+  /** Signed checkpoints of the event chains (migration 8). */
+  checkpoints: CheckpointRepository;
   transaction<T>(fn: () => T): T;
   close(): void;
 }

@@ -161,14 +161,20 @@ export class SqliteOperators implements OperatorRepository {
         'UPDATE operator_enrolment_codes SET used_at = ?, credential_id = ? WHERE code_hash = ? AND used_at IS NULL',
       ),
       insertCredential: db.prepare(
-        `INSERT INTO credentials (id, operator_id, public_key, counter, transports, device_bound, backed_up, aaguid, attestation_fmt, attestation_trust, registered_on_console, created_at, last_used_at, revoked_at, revoked_reason)
-         VALUES (@id, @operatorId, @publicKey, @counter, @transports, @deviceBound, @backedUp, @aaguid, @attestationFmt, @attestationTrust, @registeredOnConsole, @createdAt, @lastUsedAt, @revokedAt, @revokedReason)`,
+        `INSERT INTO credentials (id, operator_id, public_key, counter, transports, device_bound, backed_up, aaguid, attestation_fmt, attestation_trust, registered_on_console, created_at, last_used_at, revoked_at, revoked_reason, suspended_at, suspended_reason)
+         VALUES (@id, @operatorId, @publicKey, @counter, @transports, @deviceBound, @backedUp, @aaguid, @attestationFmt, @attestationTrust, @registeredOnConsole, @createdAt, @lastUsedAt, @revokedAt, @revokedReason, @suspendedAt, @suspendedReason)`,
       ),
       getCredential: db.prepare('SELECT * FROM credentials WHERE id = ?'),
       listCredentials: db.prepare('SELECT * FROM credentials WHERE operator_id = ? ORDER BY created_at'),
       useCredential: db.prepare('UPDATE credentials SET counter = ?, last_used_at = ? WHERE id = ?'),
       revokeCredential: db.prepare(
         'UPDATE credentials SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL',
+      ),
+      suspendCredential: db.prepare(
+        'UPDATE credentials SET suspended_at = ?, suspended_reason = ? WHERE id = ? AND revoked_at IS NULL AND suspended_at IS NULL',
+      ),
+      reinstateCredential: db.prepare(
+        'UPDATE credentials SET suspended_at = NULL, suspended_reason = NULL WHERE id = ? AND suspended_at IS NOT NULL',
       ),
     };
   }
@@ -207,6 +213,8 @@ export class SqliteOperators implements OperatorRepository {
       lastUsedAt: optNum(row, 'last_used_at'),
       revokedAt: optNum(row, 'revoked_at'),
       revokedReason: optStr(row, 'revoked_reason'),
+      suspendedAt: optNum(row, 'suspended_at'),
+      suspendedReason: optStr(row, 'suspended_reason'),
     };
   }
   insert(record: OperatorRecord): void {
@@ -272,6 +280,12 @@ export class SqliteOperators implements OperatorRepository {
   }
   revokeCredential(id: string, at: number, reason: string): boolean {
     return this.stmts.revokeCredential.run(at, reason, id).changes === 1;
+  }
+  suspendCredential(id: string, at: number, reason: string): boolean {
+    return this.stmts.suspendCredential.run(at, reason, id).changes === 1;
+  }
+  reinstateCredential(id: string): boolean {
+    return this.stmts.reinstateCredential.run(id).changes === 1;
   }
 }
 

@@ -29,6 +29,8 @@ export interface CeremonyOverrides {
   credentialId?: string;
   counter?: number;
   challenge?: string;
+  /** clientDataJSON.type to sign instead of the ceremony's own (`webauthn.create` / `webauthn.get`). */
+  clientDataType?: string;
 }
 
 const FLAG_UP = 0x01;
@@ -79,7 +81,11 @@ export class SoftAuthenticator {
       idBytes,
       Buffer.from(cose),
     ]);
-    const clientData = this.clientData('webauthn.create', overrides.challenge ?? options.challenge, overrides.origin);
+    const clientData = this.clientData(
+      overrides.clientDataType ?? 'webauthn.create',
+      overrides.challenge ?? options.challenge,
+      overrides.origin,
+    );
     const attestation = this.options.attestation ?? 'none';
     let fmt = 'none';
     let statement = new Map<string, CBORType>();
@@ -131,7 +137,11 @@ export class SoftAuthenticator {
     if (credential === undefined) throw new Error('SoftAuthenticator: no matching credential');
     credential.counter = overrides.counter ?? credential.counter + 1;
     const authData = this.header(overrides.rpId ?? credential.rpId, overrides, 0, credential.counter);
-    const clientData = this.clientData('webauthn.get', overrides.challenge ?? options.challenge, overrides.origin);
+    const clientData = this.clientData(
+      overrides.clientDataType ?? 'webauthn.get',
+      overrides.challenge ?? options.challenge,
+      overrides.origin,
+    );
     const signed = Buffer.concat([authData, createHash('sha256').update(clientData).digest()]);
     const signature = sign('sha256', signed, credential.privateKey); // DER, as authenticators send it
     return {
