@@ -46,6 +46,16 @@ export const BackendConfigSchema = z.strictObject({
   heartbeatSeconds: z.int().min(1).max(300).default(15),
   /** A console socket that has not sent `hello` within this time is closed (4006). */
   helloTimeoutSeconds: z.int().min(1).max(60).default(10),
+  /** Every chain head is signed this often (only when one moved) and on shutdown. */
+  checkpointIntervalSeconds: z.int().min(1).max(3600).default(60),
+  /** The checkpoint signing key is replaced once it is this old (0: only when an admin rotates it). */
+  checkpointKeyRotationDays: z.int().min(0).max(3650).default(90),
+  /** The assurance-token signing key is replaced once it is this old (0: only when an admin rotates it). */
+  tokenKeyRotationDays: z.int().min(0).max(3650).default(30),
+  /** A live-stream reader that takes nothing for this long (its socket full) is disconnected. */
+  eventStreamStallSeconds: z.int().min(1).max(600).default(30),
+  /** The start-up database integrity check (`PRAGMA quick_check`) is abandoned after this. */
+  integrityCheckSeconds: z.int().min(1).max(3600).default(60),
   /**
    * PEM bundle of authenticator vendors' attestation root certificates. Only credentials whose
    * attestation chains to one of them count as attested (required for the `hardware` level).

@@ -19,6 +19,11 @@ import { Router, isReply, type RouteContext } from './http/router.js';
 import type { Store } from './store/repositories.js';
 import { ConsoleChannel } from './ws/console-channel.js';
 import { composeServices, type Services } from './services/compose-services.js';
+import { ChainCheckpoints } from './services/chain-checkpoints.js';
+import { DatabaseHealth, isDatabaseDamage } from './store/database-health.js';
+import { DATABASE_FILE } from './store/sqlite-store.js';
+import { BatonError } from '../shared/errors.js';
+import { join } from 'node:path';
 import { LateConsolePort } from './services/console-port.js';
 import type { EventLog } from './services/event-log.js';
 import type { PolicyService } from './services/policy-service.js';
@@ -68,6 +73,17 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   const services = await composeServices(config, { clock, logger, store: deps.store, consoles });
   const { store, events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } =
     services;
+  // Chain heads signed with a key outside the database; the database file's integrity as last checked.
+  const checkpoints = await ChainCheckpoints.open({
+    store,
+    head: (origin) => events.head(origin),
+    dataDir: config.dataDir,
+    clock,
+    logger,
+    intervalSeconds: config.checkpointIntervalSeconds,
+    keyRotationDays: config.checkpointKeyRotationDays,
+  });
+  const database = new DatabaseHealth(join(config.dataDir, DATABASE_FILE), clock);
   const channel = new ConsoleChannel({
     commands: store.commands,
     registry,
@@ -119,6 +135,10 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         auth: adminAuth,
         isConnected: (id) => channel.isConnected(id),
         clock,
+        checkpoints,
+        database,
+        tokens,
+        streamStallMs: config.eventStreamStallSeconds * 1000,
       }),
     )
     .add(
@@ -150,11 +170,13 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     const rawPath = req.url ?? '/';
     const url = new URL(rawPath, 'http://backend.invalid');
     if (req.method === 'GET' && url.pathname === '/healthz') {
-      sendJson(res, 200, {
-        status: 'ok',
+      // A damaged database answers 503 so monitoring sees it; the process stays up for the admin to act.
+      sendJson(res, database.damaged ? 503 : 200, {
+        status: database.damaged ? 'degraded' : 'ok',
         version: BACKEND_VERSION,
         uptimeSeconds: Math.round((clock() - startedAt) / 1000),
         consolesConnected: channel.connectionCount,
+        database: database.view(),
       });
       return;
     }
@@ -194,7 +216,12 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   };
 
   const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    handle(req, res).catch((error: unknown) => sendError(res, error, logger, clock()));
+    handle(req, res).catch((error: unknown) => {
+      if (!isDatabaseDamage(error)) return sendError(res, error, logger, clock());
+      database.markDamaged([error instanceof Error ? error.message : String(error)]);
+      const damaged = new BatonError('DATABASE_DAMAGED', `The database ${database.file} is damaged`, { cause: error });
+      return sendError(res, damaged, logger, clock());
+    });
   });
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
     const path = new URL(req.url ?? '/', 'http://backend.invalid').pathname;
@@ -216,6 +243,12 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     server.listen(config.port, config.host, () => resolve());
   });
   channel.start();
+  checkpoints.start();
+  if (deps.store === undefined) {
+    void database.check(config.integrityCheckSeconds * 1000).then((state) => {
+      if (state === 'damaged') logger.error({ database: database.view() }, 'the database is damaged');
+    });
+  }
   const seenTimer = setInterval(() => registry.flushLastSeen(), 5000);
   seenTimer.unref();
   const adminSweep = setInterval(() => adminAuth.sweep(), 30_000);
@@ -250,6 +283,8 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       events.drain();
       revocations.flushAcks();
       registry.flushLastSeen();
+      checkpoints.stop();
+      database.close();
       store.close();
       logger.info('baton backend stopped');
     })();

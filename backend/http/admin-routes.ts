@@ -21,6 +21,10 @@ import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { PolicyService } from '../services/policy-service.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
 import type { SessionService } from '../services/session-service.js';
+import type { ChainCheckpoints } from '../services/chain-checkpoints.js';
+import type { TokenIssuer } from '../crypto/token-issuer.js';
+import { isDatabaseDamage, type DatabaseHealth } from '../store/database-health.js';
+import type { ServerResponse } from 'node:http';
 import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
 
@@ -35,6 +39,13 @@ export interface AdminRouteDeps {
   auth: AdminAuth;
   isConnected: (consoleId: string) => boolean;
   clock: () => number;
+  /** Signed chain-head checkpoints that verify compares each chain with. */
+  checkpoints: ChainCheckpoints;
+  /** The database file's integrity, reported by verify. */
+  database: DatabaseHealth;
+  tokens: TokenIssuer;
+  /** A live-stream reader whose socket takes nothing for this long is disconnected. */
+  streamStallMs: number;
 }
 
 const int = z.coerce.number().int();
@@ -382,7 +393,42 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
           z.strictObject({ origin: z.string().min(1).max(128) }),
           Object.fromEntries(ctx.query),
         );
-        return deps.events.verifyChain(origin);
+        return verifyOrigin(deps, origin);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/admin/events/checkpoints',
+      auth: 'admin',
+      handler: (ctx) => {
+        const q = parseWith(
+          z.strictObject({ after: int.nonnegative().default(0), limit: int.min(1).max(1000).default(100) }),
+          Object.fromEntries(ctx.query),
+        );
+        const checkpoints = deps.checkpoints.list(q.after, q.limit);
+        return {
+          checkpoints,
+          nextAfter: checkpoints.at(-1)?.seq ?? q.after,
+          keys: deps.checkpoints.publicKeys().keys,
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/admin/signing-keys/rotate',
+      auth: 'admin',
+      stepUp: true,
+      handler: async (ctx) => {
+        const { key } = parseJson(ctx.req, ctx.body, z.strictObject({ key: z.enum(['token', 'checkpoint']) }));
+        const rotated = key === 'token' ? await deps.tokens.rotate() : await deps.checkpoints.rotateKey();
+        deps.events.record({
+          type: 'admin-action',
+          subject: {},
+          outcome: 'success',
+          reasons: ['signing-key-rotated'],
+          detail: { actor: actorOf(ctx), key, previousKid: rotated.previous, kid: rotated.current },
+        });
+        return { key, previousKid: rotated.previous, kid: rotated.current };
       },
     },
     {
@@ -398,10 +444,13 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         // or when the bootstrap token that opened it is retired; every keep-alive checks again.
         const principal = ctx.admin;
         if (principal === undefined) throw new BatonError('ADMIN_AUTH_REQUIRED', 'The live stream needs an admin');
-        const release = deps.auth.holdStream(principal, () => ctx.res.end(': admin session ended\n\n'));
+        // Destroyed, not only ended: a reader that has stopped reading would never let end() complete.
+        const release = deps.auth.holdStream(principal, () => endStream(ctx.res, ': admin session ended'));
         ctx.res.on('close', release);
         const stillAllowed = () => deps.auth.stillAllowed(principal);
-        streamEvents(ctx, deps.events, filterOf(q), after, q.outcome, stillAllowed).catch(() => ctx.res.destroy());
+        streamEvents(ctx, deps.events, filterOf(q), after, q.outcome, stillAllowed, deps.streamStallMs).catch(() =>
+          ctx.res.destroy(),
+        );
         return undefined;
       },
     },
@@ -434,11 +483,70 @@ function operatorView(o: OperatorView): OperatorView {
 
 /** A follower further behind than this is dropped; it reconnects with Last-Event-ID and loses nothing. */
 const MAX_FOLLOWER_BUFFER_BYTES = 4 * 1024 * 1024;
+/** A stream told to end gets this long to flush its last line before its socket is destroyed. */
+const END_GRACE_MS = 1000;
+
+/**
+ * Ends a live stream with a comment, and destroys it if the reader has not taken the rest within a
+ * second: a reader that stopped reading never lets `end()` complete, and would hold the socket and
+ * its buffer until TCP gives up.
+ */
+function endStream(res: ServerResponse, comment: string): void {
+  if (res.destroyed) return;
+  res.end(`${comment}\n\n`);
+  const timer = setTimeout(() => res.destroy(), END_GRACE_MS);
+  timer.unref();
+  res.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * Re-walks an origin's stored chain (EventLog.verifyChain) and compares it with the latest signed
+ * checkpoint; a damaged database shows as a problem instead of a 500.
+ */
+function verifyOrigin(deps: AdminRouteDeps, origin: string) {
+  const extra: { seq: number; problem: string }[] = [];
+  let report: ReturnType<EventLog['verifyChain']>;
+  try {
+    report = deps.events.verifyChain(origin);
+  } catch (error) {
+    const knownByCheckpoint =
+      error instanceof BatonError && error.code === 'NOT_FOUND' && deps.checkpoints.knows(origin);
+    if (!isDatabaseDamage(error) && !knownByCheckpoint) throw error;
+    if (isDatabaseDamage(error)) {
+      deps.database.markDamaged([error instanceof Error ? error.message : String(error)]);
+    }
+    report = { origin, checked: 0, lastSeq: 0, intact: false, problemCount: 0, truncated: false, problems: [] };
+  }
+  if (deps.database.damaged) extra.push({ seq: 0, problem: 'database-damaged' });
+  let checkpoint: ReturnType<ChainCheckpoints['check']>['checkpoint'] = null;
+  try {
+    const checked = deps.checkpoints.check(origin);
+    checkpoint = checked.checkpoint;
+    extra.push(...checked.problems);
+  } catch (error) {
+    if (!isDatabaseDamage(error)) throw error;
+    if (!deps.database.damaged) extra.push({ seq: 0, problem: 'database-damaged' });
+    deps.database.markDamaged([error instanceof Error ? error.message : String(error)]);
+  }
+  const problemCount = report.problemCount + extra.length;
+  const problems = [...extra, ...report.problems].slice(0, 100);
+  return {
+    ...report,
+    intact: report.intact && extra.length === 0,
+    problemCount,
+    truncated: problemCount > problems.length,
+    problems,
+    checkpoint,
+    database: deps.database.view().state,
+  };
+}
 
 /**
  * Server-sent events: what is stored after `after`, paged and paced by the socket, then every new
- * matching event as it lands. Live events that arrive during the backfill wait until it is done, so
- * the stream stays in cursor order without gaps.
+ * matching event as it lands. Live events that land during the backfill are not queued: they are in
+ * the store, so a later page reads them, and the switch to live delivery happens in the same turn as
+ * the last (short) page, so nothing falls between. A reader more than 4 MiB behind, or whose socket
+ * takes nothing for `stallMs`, is disconnected; it resumes with Last-Event-ID and loses nothing.
  */
 async function streamEvents(
   ctx: RouteContext,
@@ -447,6 +555,7 @@ async function streamEvents(
   after: number | undefined,
   outcome: string | undefined,
   stillAllowed: () => boolean,
+  stallMs: number,
 ): Promise<void> {
   const { res } = ctx;
   res.writeHead(200, {
@@ -457,25 +566,39 @@ async function streamEvents(
   let lastCursor = after ?? 0;
   let closed = false;
   let backfilling = after !== undefined;
-  const waiting: StoredEvent[] = [];
+  const drop = () => {
+    closed = true;
+    res.destroy();
+  };
   const send = (event: StoredEvent) => {
     if (closed || event.cursor <= lastCursor) return;
     lastCursor = event.cursor;
     if (outcome !== undefined && event.outcome !== outcome) return;
     res.write(`id: ${event.cursor}\nevent: assurance-event\ndata: ${JSON.stringify(event)}\n\n`);
-    if (res.writableLength > MAX_FOLLOWER_BUFFER_BYTES) {
-      closed = true;
-      res.end(': this follower fell too far behind; reconnect with Last-Event-ID\n\n');
-    }
+    if (res.writableLength > MAX_FOLLOWER_BUFFER_BYTES) drop();
   };
-  const unsubscribe = events.subscribe(filter, (event) => (backfilling ? waiting.push(event) : send(event)));
+  const unsubscribe = events.subscribe(filter, (event) => {
+    if (!backfilling) send(event);
+  });
+  // A live follower whose socket stays full for stallMs is dropped, as during the backfill.
+  let stalledSince: number | undefined;
+  const stallCheck = setInterval(
+    () => {
+      if (!res.writableNeedDrain) stalledSince = undefined;
+      else if (stalledSince === undefined) stalledSince = Date.now();
+      else if (Date.now() - stalledSince >= stallMs) drop();
+    },
+    Math.max(50, Math.floor(stallMs / 4)),
+  );
+  stallCheck.unref();
   const keepAlive = setInterval(() => {
     if (stillAllowed()) res.write(': keep-alive\n\n');
-    else res.end(': admin session ended\n\n');
+    else endStream(res, ': admin session ended');
   }, 15_000);
   const close = () => {
     closed = true;
     clearInterval(keepAlive);
+    clearInterval(stallCheck);
     unsubscribe();
   };
   // Not req 'close': the request body was already read, so req has closed before we get here.
@@ -484,11 +607,30 @@ async function streamEvents(
   while (backfilling && !closed) {
     const page = events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
     page.forEach(send);
-    if (page.length < 500) break;
-    if (res.writableNeedDrain) await once(res, 'drain');
-    else await new Promise((resolve) => setImmediate(resolve));
+    if (page.length < 500 || closed) break;
+    if (res.writableNeedDrain) {
+      if (!(await drained(res, stallMs))) drop();
+    } else {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
   backfilling = false;
-  waiting.splice(0).forEach(send);
   if (!closed) res.write(': connected\n\n');
+}
+
+/** Resolves true on 'drain', false when the socket closes or takes nothing for `ms`. */
+function drained(res: ServerResponse, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (value: boolean) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve(value);
+    };
+    const onDrain = () => done(true);
+    const onClose = () => done(false);
+    const timer = setTimeout(() => done(false), ms);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
 }

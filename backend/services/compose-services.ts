@@ -61,7 +61,7 @@ export async function composeServices(
   const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
   const events = new EventLog(store, clock, logger);
   const policies = new PolicyService(store, events, clock);
-  const tokens = await TokenIssuer.open(config.dataDir, clock);
+  const tokens = await TokenIssuer.open(config.dataDir, clock, { rotationDays: config.tokenKeyRotationDays });
   const challenges = new ChallengeStore(clock, config.challengeTtlSeconds * 1000);
   const ceremonies = new WebAuthnCeremonies({
     rpId: config.rpId,

@@ -15,6 +15,9 @@ import {
 } from './sqlite-repositories.js';
 import { SqliteEvents } from './sqlite-events.js';
 import { SqliteAdminRepository } from './admin-repositories.js';
+import { SqliteCheckpoints } from './sqlite-checkpoints.js';
+import { isDatabaseDamage } from './database-health.js';
+import { BatonError } from '../../shared/errors.js';
 import { SqliteAuthenticatorModels } from './authenticator-models.js';
 
 export const DATABASE_FILE = 'baton.db';
@@ -43,14 +46,40 @@ export function migrate(db: Database.Database, migrations: readonly Migration[] 
 
 export function openSqliteStore(options: SqliteStoreOptions): Store {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  // mkdir's mode applies only to a directory it creates: an existing one is made private too.
+  chmodSync(options.dataDir, 0o700);
   const file = join(options.dataDir, DATABASE_FILE);
-  const db = new Database(file);
-  chmodSync(file, 0o600); // SQLite gives the -wal and -shm files the same mode
-  db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
-  db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file);
+    chmodSync(file, 0o600); // SQLite gives the -wal and -shm files the same mode
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+    return openedStore(db);
+  } catch (cause) {
+    db?.close();
+    throw unreadable(file, cause);
+  }
+}
+
+/** One line that says what is wrong with which file, with a stable code (the CLI prints it and exits 1). */
+function unreadable(file: string, cause: unknown): unknown {
+  const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return cause;
+  const what = isDatabaseDamage(cause)
+    ? 'is not a SQLite database or is damaged'
+    : `cannot be opened (${cause instanceof Error ? cause.message : code})`;
+  return new BatonError(
+    'DATABASE_UNREADABLE',
+    `The database ${file} ${what} [${code}]; restore it from a backup (docs/operations.md)`,
+    { cause },
+  );
+}
+
+function openedStore(db: Database.Database): Store {
   return {
     consoles: new SqliteConsoles(db),
     operators: new SqliteOperators(db),
@@ -63,6 +92,7 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
     admin: new SqliteAdminRepository(db),
     authenticatorModels: new SqliteAuthenticatorModels(db),
     meta: new SqliteMeta(db),
+    checkpoints: new SqliteCheckpoints(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn)(),
     close: () => {
       db.pragma('wal_checkpoint(TRUNCATE)');

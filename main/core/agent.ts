@@ -8,7 +8,6 @@ import {
   type PublicKeyCredentialRequestOptionsJSON,
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
-import { decodeClientDataJSON } from '@simplewebauthn/server/helpers';
 import { BatonError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
 import type { AssuranceEvent, EventDraft } from '../../shared/events.js';
@@ -23,8 +22,7 @@ import {
   StepUpOptionsResultSchema,
   StepUpResultSchema,
 } from '../../shared/http-api.js';
-import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
-import { webauthnRefusalCode } from '../../shared/webauthn-errors.js';
+import type { AssuranceLevel } from '../../shared/levels.js';
 import { DEFAULT_POLICY, type ChannelPolicy, type Policy } from '../../shared/policy.js';
 import {
   MAX_EVENTS_PER_BATCH,
@@ -34,7 +32,6 @@ import {
 } from '../../shared/protocol.js';
 import { BackendClient, type ConnectionState } from './backend-client.js';
 import { systemClock, type Clock, type Random } from './clock.js';
-import { hashPolicy } from './policy-hash.js';
 import { ConsoleIdentity, type IdentityStatus } from './console-identity.js';
 import { EventOutbox, type OutboxStatus, type RecoveryReport } from './event-outbox.js';
 import type { SecretStore } from './secret-store.js';
@@ -146,7 +143,7 @@ export class BatonAgent {
   private notice: AgentStatus['notice'];
   private readonly listeners = new Set<(status: AgentStatus) => void>();
   private readonly syncWaiters = new Set<() => void>();
-  private sync = { welcomed: false, policyVersion: 0, policyHash: '', revocationEpoch: 0, flushTo: 0 };
+  private sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
   private wasOnline = false;
   /** Monotonic time the backend was lost (for `agent-online`'s `offlineMs`). */
   private offlineSince: number | undefined;
@@ -441,8 +438,6 @@ export class BatonAgent {
       agentVersion: this.options.agentVersion,
       hello: () => ({
         policyVersion: this.identity.policy?.version ?? 0,
-        // Computed from the held document: a cached policy edited in place does not match the backend's.
-        ...(this.identity.policy === undefined ? {} : { policyHash: hashPolicy(this.identity.policy.policy) }),
         revocationEpoch: this.identity.revocationEpoch,
         outbox: { pending: outbox.status.pending, max: outbox.status.max },
       }),
@@ -485,7 +480,7 @@ export class BatonAgent {
 
   private onOpen(): void {
     this.connection = 'syncing';
-    this.sync = { welcomed: false, policyVersion: 0, policyHash: '', revocationEpoch: 0, flushTo: 0 };
+    this.sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
     this.changed();
   }
 
@@ -507,15 +502,7 @@ export class BatonAgent {
         return;
       }
       case 'policy': {
-        if (hashPolicy(message.policy) !== message.hash) {
-          // Not applied and not acknowledged: the content is not what the backend announced.
-          throw new BatonError(
-            'BACKEND_PROTOCOL_ERROR',
-            `The backend sent policy version ${message.version} whose content does not match its hash`,
-          );
-        }
-        const held = this.identity.policy;
-        if (message.version !== held?.version || message.hash !== hashPolicy(held.policy)) {
+        if (message.version !== this.identity.policy?.version) {
           this.identity.rememberPolicy(message.version, message.policy);
           this.outbox?.setMax(message.policy.agent.outboxMaxEvents);
           this.sessions?.policyChanged();
@@ -579,7 +566,6 @@ export class BatonAgent {
     this.sync = {
       welcomed: true,
       policyVersion: message.policyVersion,
-      policyHash: message.policyHash,
       revocationEpoch: message.revocationEpoch,
       flushTo: outbox.status.lastSeq,
     };
@@ -606,9 +592,7 @@ export class BatonAgent {
   private checkSynced(): void {
     if (this.connection !== 'syncing' || !this.sync.welcomed || this.outbox === undefined) return;
     if (this.identity.revocationEpoch < this.sync.revocationEpoch) return;
-    const held = this.identity.policy;
-    if ((held?.version ?? 0) !== this.sync.policyVersion) return;
-    if (held !== undefined && hashPolicy(held.policy) !== this.sync.policyHash) return;
+    if ((this.identity.policy?.version ?? 0) !== this.sync.policyVersion) return;
     if (this.outbox.status.ackedSeq < this.sync.flushTo) return;
     this.connection = 'online';
     this.releaseSyncWaiters();
@@ -840,11 +824,9 @@ export class BatonAgent {
       });
     } catch (cause) {
       const message = cause instanceof Error ? cause.message : 'verification failed';
-      // The same stable code the backend gives the same cause (shared/webauthn-errors.ts).
-      const code = webauthnRefusalCode(cause);
       throw fail(
-        code.toLowerCase().replace(/_/g, '-'),
-        code,
+        /counter/i.test(message) ? 'webauthn-counter-regressed' : 'webauthn-verification-failed',
+        /counter/i.test(message) ? 'WEBAUTHN_COUNTER_REGRESSED' : 'WEBAUTHN_VERIFICATION_FAILED',
         `The tap could not be verified on this console: ${message}`,
         session.operatorId,
       );
@@ -858,15 +840,11 @@ export class BatonAgent {
       );
     }
     const info = verification.authenticationInfo;
-    // The backend's own rule (shared/levels.ts). A session at `hardware` proves the backend found this
-    // credential device-bound, attested and allow-listed at sign-in; the flags of this tap say the rest.
-    const hardwareCredential = session.level === 'hardware';
-    const level = levelFromAuthentication({
-      userVerified: info.userVerified,
-      deviceBound: hardwareCredential && info.credentialDeviceType === 'singleDevice',
-      attested: hardwareCredential,
-      aaguidAllowed: hardwareCredential,
-    });
+    const level: AssuranceLevel = !info.userVerified
+      ? 'presence'
+      : session.level === 'hardware'
+        ? 'hardware'
+        : 'verified';
     const allowed = evaluatePolicy(
       policy,
       { channel: this.channel, level, authTime: this.clock.now(), now: this.clock.now() },
@@ -1100,8 +1078,8 @@ function closeReason(info: { code: number; refused?: BatonError }): string {
 
 function readChallenge(clientDataJSON: string): string | undefined {
   try {
-    const parsed = decodeClientDataJSON(clientDataJSON) as { challenge?: unknown } | null;
-    return typeof parsed?.challenge === 'string' ? parsed.challenge : undefined;
+    const parsed = JSON.parse(Buffer.from(clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
+    return typeof parsed.challenge === 'string' ? parsed.challenge : undefined;
   } catch {
     return undefined;
   }

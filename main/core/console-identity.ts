@@ -4,12 +4,10 @@ import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
 import { IdSchema } from '../../shared/events.js';
 import { PolicySchema, type Policy } from '../../shared/policy.js';
-import { PolicyHashSchema } from '../../shared/protocol.js';
 import { writeAtomically } from './atomic-file.js';
 import { parseResponse } from './backend-client.js';
 import type { Clock } from './clock.js';
 import { ConsoleKey } from './console-key.js';
-import { hashPolicy } from './policy-hash.js';
 import type { SecretStore } from './secret-store.js';
 
 /** The account under which the console's PKCS#8 private key sits in the OS credential store. */
@@ -23,10 +21,7 @@ const PersistedStateSchema = z.strictObject({
   backendUrl: z.string(),
   enrolledAt: z.int().nonnegative(),
   revoked: z.strictObject({ at: z.int().nonnegative(), reason: z.string().max(500) }).optional(),
-  /** The last policy the backend sent, with the hash it announced (checked against the document on load). */
-  policy: z
-    .strictObject({ version: z.int().positive(), policy: PolicySchema, hash: PolicyHashSchema.optional() })
-    .optional(),
+  policy: z.strictObject({ version: z.int().positive(), policy: PolicySchema }).optional(),
   revocationEpoch: z.int().nonnegative(),
 });
 export type PersistedState = z.infer<typeof PersistedStateSchema>;
@@ -77,11 +72,6 @@ export class ConsoleIdentity {
         reason: 'state-unreadable',
         detail: `${path} could not be read (${error instanceof Error ? error.message.slice(0, 200) : 'invalid'}); kept as ${kept}`,
       });
-    }
-    if (state.policy !== undefined && state.policy.hash !== hashPolicy(state.policy.policy)) {
-      // A cached policy that does not hash to what the backend announced (damaged, or edited in
-      // place) is not used: the built-in defaults apply until the backend sends its policy again.
-      state = { ...state, policy: undefined };
     }
     if (state.revoked !== undefined) {
       return new ConsoleIdentity(dataDir, secrets, clock, state, undefined, {
@@ -170,7 +160,7 @@ export class ConsoleIdentity {
       channel: result.channel,
       backendUrl: input.backendUrl,
       enrolledAt: this.clock.now(),
-      policy: { ...result.policy, hash: hashPolicy(result.policy.policy) },
+      policy: result.policy,
       revocationEpoch: 0,
     };
     this.key = key;
@@ -198,7 +188,7 @@ export class ConsoleIdentity {
 
   rememberPolicy(version: number, policy: Policy): void {
     if (this.state === undefined) return;
-    this.state = { ...this.state, policy: { version, policy, hash: hashPolicy(policy) } };
+    this.state = { ...this.state, policy: { version, policy } };
     this.save();
   }
 

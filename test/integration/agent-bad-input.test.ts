@@ -322,7 +322,6 @@ describe('bad input: a backend that sends malformed, invalid, unknown and oversi
           serverTime: rig.clock.now(),
           heartbeatSeconds: 15,
           policyVersion: hello.policyVersion,
-          policyHash: hello.policyHash,
           revocationEpoch: hello.revocationEpoch,
         }),
       );
