@@ -1,5 +1,7 @@
 import type { OperatorView } from '../shared/admin-views.js';
+import type { AuthenticatorModelView } from '../shared/authenticator-metadata.js';
 import { api } from './api.js';
+import { authenticatorMetadataCard, modelCell } from './authenticator-metadata-card.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
@@ -15,6 +17,8 @@ interface Credential {
   lastUsedAt: number | null;
   revokedAt: number | null;
   registeredOnConsole: string;
+  /** From the FIDO metadata BLOB; null when none is loaded or it does not list the model. */
+  authenticator: AuthenticatorModelView | null;
 }
 interface Code {
   id: string;
@@ -102,6 +106,7 @@ export const operatorsView: View = (main, id) => {
     h('h1', {}, 'Operators'),
     h('section', { class: 'card' }, h('h2', {}, 'New operator'), form, message),
     h('section', { class: 'card' }, h('h2', {}, 'All operators'), list),
+    authenticatorMetadataCard(),
   );
   void load();
 };
@@ -238,11 +243,13 @@ function operatorDetail(main: HTMLElement, id: string): void {
                 return [
                   h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}…`),
                   c.deviceBound ? pill('device-bound', 'good') : pill('syncable', 'warn'),
-                  h(
-                    'span',
-                    { class: 'mono' },
-                    c.aaguid === ZERO_AAGUID ? 'unknown (AAGUID all zeros)' : `AAGUID ${c.aaguid}`,
-                  ),
+                  c.authenticator !== null
+                    ? modelCell(c.authenticator, c.aaguid)
+                    : h(
+                        'span',
+                        { class: 'mono' },
+                        c.aaguid === ZERO_AAGUID ? 'unknown (AAGUID all zeros)' : `AAGUID ${c.aaguid}`,
+                      ),
                   `${c.attestationFmt} (${c.attestationTrust})`,
                   `${fmtTime(c.createdAt)} on ${c.registeredOnConsole}`,
                   fmtAgo(c.lastUsedAt),
