@@ -1,4 +1,4 @@
-import type { EventType, StoredEvent } from '../../shared/events.js';
+import { isTakenAsFact, type EventType, type StoredEvent } from '../../shared/events.js';
 import type { Store } from '../store/repositories.js';
 import type { EventFilter, EventLog } from './event-log.js';
 
@@ -114,15 +114,20 @@ export function adminStats(
         truncated ||= next.value.truncated;
         return;
       }
-      next.value.forEach(visit);
+      // Refused and marked console events (a backdated or forged "sign-in") are evidence, not facts.
+      next.value.filter(isTakenAsFact).forEach(visit);
     }
   };
   const bucketOf = (time: number) => buckets[Math.min(count - 1, Math.floor((time - from) / bucketMs))];
   each('session-established', (e) => {
+    // Only the backend establishes sessions (events stored before consoles were refused this type included).
+    if (e.origin !== 'backend') return;
     const b = bucketOf(e.time);
     if (b !== undefined) b.success++;
   });
   each('session-resumed', (e) => {
+    // The backend records every resume it applied, offline ones included: count its events only.
+    if (e.origin !== 'backend') return;
     const b = bucketOf(e.time);
     if (b !== undefined) b.success++;
   });
