@@ -119,6 +119,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     origin,
     challengeTtlMs: config.challengeTtlSeconds * 1000,
     attestationRootsConfigured: attestationRoots > 0,
+    authenticators: services.authenticators,
   });
 
   const router = new Router()

@@ -6,6 +6,7 @@ import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
 import { AdminSignInGuard } from './admin-sign-in-guard.js';
 import { verifyStoredCredential } from './assertion-gate.js';
+import type { AuthenticatorMetadata } from './authenticator-metadata.js';
 import type { EventLog } from './event-log.js';
 import {
   attestationTrust,
@@ -46,6 +47,8 @@ export interface AdminCeremonyDeps {
   origin: () => string;
   challengeTtlMs: number;
   attestationRootsConfigured: boolean;
+  /** FIDO metadata: an admin passkey meets the policy's certification rules when it is registered. */
+  authenticators: AuthenticatorMetadata;
 }
 
 /**
@@ -127,6 +130,8 @@ export class AdminCeremonies {
         `Authenticator model ${info.aaguid} is not on the allow-list`,
       );
     }
+    const model = this.deps.authenticators.registrationRefusal(info.aaguid, trust, rules);
+    if (model !== undefined) throw new BatonError(model.code, model.message);
     if (this.deps.store.operators.getCredential(info.credential.id) !== undefined) {
       throw new BatonError('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered');
     }
@@ -148,7 +153,13 @@ export class AdminCeremonies {
       // registrations racing with bootstrap-minted codes, the second finds its code used.
       this.deps.auth.retireBootstrap();
       this.deps.events.record(
-        credentialCreatedEvent(credential, { operator: operator.id }, ['admin-passkey'], info.fmt),
+        credentialCreatedEvent(
+          credential,
+          { operator: operator.id },
+          ['admin-passkey'],
+          info.fmt,
+          this.deps.authenticators.eventDetail(info.aaguid),
+        ),
       );
       const started = this.deps.auth.startSession(operator.id, credential.id, true);
       this.signedInEvent(started.session, 'admin-passkey-registered');

@@ -13,6 +13,7 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
+import { AdminBrowser } from '../helpers/admin-session.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestMdsSigner, mdsDate, type TestMdsEntry, type TestMdsSigner } from '../helpers/test-mds-blob.js';
@@ -229,6 +230,26 @@ describe('authenticator models from a FIDO metadata BLOB', () => {
       assertError(await signIn(console, key), 403, 'AUTHENTICATOR_COMPROMISED');
       const failed = (await events(t, 'sign-in-failed')).find((e) => e.subject.credential === credentialId);
       assert.deepEqual(failed?.reasons, ['authenticator-compromised']);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('refuses an admin passkey of a compromised model, and names the model of one it accepts', async () => {
+    const t = await startTestBackend({ mdsRootsFile: rootsFile });
+    try {
+      await upload(t, await signer.blob({ no: 1, entries: [certified(), compromised(COMPROMISED)] }));
+      const { code } = (await t.admin.ok('POST', '/v1/admin/bootstrap', { id: 'grace', displayName: 'Grace' })) as Json;
+      const origin = t.backend.adminOrigin;
+      const leaky = new AdminBrowser(t.url, origin, new SoftAuthenticator(origin, { aaguid: COMPROMISED }));
+      assertError(await leaky.register(code as string), 403, 'AUTHENTICATOR_COMPROMISED');
+
+      const grace = new AdminBrowser(t.url, origin, new SoftAuthenticator(origin, { aaguid: CERTIFIED }));
+      assert.equal((await grace.register(code as string)).status, 201, 'the code was not used by the refusal');
+      const created = ((await grace.ok('GET', '/v1/admin/events?type=credential-change')) as Json).events.find(
+        (e: Json) => e.outcome === 'success' && e.subject.operator === 'grace',
+      );
+      assert.equal(created?.detail.authenticator_model, 'Baton Test Key 5 NFC');
     } finally {
       await t.stop();
     }
