@@ -8,6 +8,7 @@ import {
   type PublicKeyCredentialRequestOptionsJSON,
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
+import { decodeClientDataJSON } from '@simplewebauthn/server/helpers';
 import { BatonError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
 import type { AssuranceEvent, EventDraft } from '../../shared/events.js';
@@ -22,7 +23,8 @@ import {
   StepUpOptionsResultSchema,
   StepUpResultSchema,
 } from '../../shared/http-api.js';
-import type { AssuranceLevel } from '../../shared/levels.js';
+import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
+import { webauthnRefusalCode } from '../../shared/webauthn-errors.js';
 import { DEFAULT_POLICY, type ChannelPolicy, type Policy } from '../../shared/policy.js';
 import {
   MAX_EVENTS_PER_BATCH,
@@ -824,9 +826,11 @@ export class BatonAgent {
       });
     } catch (cause) {
       const message = cause instanceof Error ? cause.message : 'verification failed';
+      // The same stable code the backend gives the same cause (shared/webauthn-errors.ts).
+      const code = webauthnRefusalCode(cause);
       throw fail(
-        /counter/i.test(message) ? 'webauthn-counter-regressed' : 'webauthn-verification-failed',
-        /counter/i.test(message) ? 'WEBAUTHN_COUNTER_REGRESSED' : 'WEBAUTHN_VERIFICATION_FAILED',
+        code.toLowerCase().replace(/_/g, '-'),
+        code,
         `The tap could not be verified on this console: ${message}`,
         session.operatorId,
       );
@@ -840,11 +844,15 @@ export class BatonAgent {
       );
     }
     const info = verification.authenticationInfo;
-    const level: AssuranceLevel = !info.userVerified
-      ? 'presence'
-      : session.level === 'hardware'
-        ? 'hardware'
-        : 'verified';
+    // The backend's own rule (shared/levels.ts). A session at `hardware` proves the backend found this
+    // credential device-bound, attested and allow-listed at sign-in; the flags of this tap say the rest.
+    const hardwareCredential = session.level === 'hardware';
+    const level = levelFromAuthentication({
+      userVerified: info.userVerified,
+      deviceBound: hardwareCredential && info.credentialDeviceType === 'singleDevice',
+      attested: hardwareCredential,
+      aaguidAllowed: hardwareCredential,
+    });
     const allowed = evaluatePolicy(
       policy,
       { channel: this.channel, level, authTime: this.clock.now(), now: this.clock.now() },
@@ -1078,8 +1086,8 @@ function closeReason(info: { code: number; refused?: BatonError }): string {
 
 function readChallenge(clientDataJSON: string): string | undefined {
   try {
-    const parsed = JSON.parse(Buffer.from(clientDataJSON, 'base64url').toString('utf8')) as { challenge?: unknown };
-    return typeof parsed.challenge === 'string' ? parsed.challenge : undefined;
+    const parsed = decodeClientDataJSON(clientDataJSON) as { challenge?: unknown } | null;
+    return typeof parsed?.challenge === 'string' ? parsed.challenge : undefined;
   } catch {
     return undefined;
   }
