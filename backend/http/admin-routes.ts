@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../../shared/events.js';
@@ -529,7 +528,7 @@ function verifyOrigin(deps: AdminRouteDeps, origin: string) {
     deps.database.markDamaged([error instanceof Error ? error.message : String(error)]);
   }
   const problemCount = report.problemCount + extra.length;
-  const problems = [...extra, ...report.problems].slice(0, 100);
+  const problems = [...report.problems, ...extra].slice(0, 100);
   return {
     ...report,
     intact: report.intact && extra.length === 0,

@@ -275,7 +275,10 @@ export class ChainCheckpoints {
     return parsed.data;
   }
 
-  /** The newest valid checkpoint of the database and of the file, whichever is newer. */
+  /**
+   * The newest valid checkpoint of the database and of the file, whichever is newer. A database that
+   * lacks the file's latest checkpoint is left as it is, so `check` keeps reporting it.
+   */
   private loadLatest(): void {
     const { store, logger } = this.options;
     let fromDb: Signed | undefined;
@@ -293,13 +296,6 @@ export class ChainCheckpoints {
         { fileCheckpoint: fromFile.body.seq, databaseCheckpoint: fromDb?.body.seq ?? null },
         `the database lacks the latest chain checkpoint recorded in ${CHECKPOINT_LOG_FILE}`,
       );
-      store.checkpoints.put({
-        seq: fromFile.body.seq,
-        at: fromFile.body.at,
-        kid: fromFile.body.kid,
-        body: fromFile.text,
-        sig: fromFile.sig,
-      });
     }
     this.last = fromFile !== undefined && fromFile.body.seq > (fromDb?.body.seq ?? 0) ? fromFile : fromDb;
     // The backend's own chain head is reloaded from the database: compare every signed head now.
