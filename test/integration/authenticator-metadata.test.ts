@@ -40,7 +40,7 @@ async function upload(t: TestBackend, blob: string | Buffer, token = t.admin.tok
   const response = await fetch(`${t.url}/v1/admin/authenticator-metadata`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/jwt' },
-    body: blob,
+    body: typeof blob === 'string' ? blob : new Uint8Array(blob),
   });
   return { status: response.status, body: (await response.json()) as Json };
 }
