@@ -74,7 +74,7 @@ export const auditView: View = (main) => {
       h(
         'p',
         {},
-        'Every event the backend stored in the range (from inclusive, to exclusive), oldest first, at most 100 000 per file; the last line says where to continue when there are more. CSV cells are quoted and text that a spreadsheet would run as a formula is prefixed with an apostrophe.',
+        "Every event the backend stored in the range (from inclusive, to exclusive), oldest first, at most 100 000 per file; the last line says where to continue when there are more. Each event says who emitted it (origin: the backend or a console id) and carries the flags the backend set when it stored it: refused (a type only the backend records, or a time too far ahead), subject-not-witnessed, time-before-previous, session-change-refused. A console's refused or marked event is evidence, not a fact. CSV cells are quoted and text that a spreadsheet would run as a formula is prefixed with an apostrophe.",
       ),
       form,
       message,

@@ -1,5 +1,5 @@
 import type { ConsoleView } from '../shared/admin-views.js';
-import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../shared/events.js';
+import { EVENT_OUTCOMES, EVENT_TYPES, isTakenAsFact, type StoredEvent } from '../shared/events.js';
 import { api } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import type { View } from './view.js';
@@ -108,10 +108,19 @@ export const liveView: View = (main) => {
           ? '—'
           : `${names.get(event.subject.operator) ?? ''} ${event.subject.operator}`.trim(),
       ),
+      // Who emitted it: the backend, or the console that sent it (its word, not the backend's).
+      h('td', {}, event.origin === 'backend' ? pill('backend') : pill(`console ${event.origin}`, 'warn')),
       h('td', { class: 'mono' }, event.subject.console ?? (event.origin === 'backend' ? '—' : event.origin)),
       h('td', { class: 'mono' }, event.subject.session ?? '—'),
       h('td', {}, event.assurance?.level ?? '—'),
       h('td', {}, event.reasons.join(', ')),
+      h(
+        'td',
+        {},
+        event.integrity.length === 0
+          ? '—'
+          : event.integrity.map((flag) => pill(flag, isTakenAsFact({ integrity: [flag] }) ? 'warn' : 'bad')),
+      ),
       h('td', {}, open),
     );
     tbody.prepend(row);
@@ -287,9 +296,19 @@ export const liveView: View = (main) => {
             h(
               'tr',
               {},
-              ['time', 'type', 'outcome', 'operator', 'console', 'session', 'level', 'reasons', ''].map((t) =>
-                h('th', { scope: 'col' }, t),
-              ),
+              [
+                'time',
+                'type',
+                'outcome',
+                'operator',
+                'origin',
+                'console',
+                'session',
+                'level',
+                'reasons',
+                'flags',
+                '',
+              ].map((t) => h('th', { scope: 'col' }, t)),
             ),
           ),
           tbody,
