@@ -10,6 +10,7 @@ import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets
 import { adminAuthRoutes } from './http/admin-auth-routes.js';
 import { adminConsoleRoutes } from './http/admin-console-routes.js';
 import { ClientAddresses } from './http/client-address.js';
+import { HttpLimits } from './http/http-limits.js';
 import { authenticatorMetadataRoutes } from './http/authenticator-metadata-routes.js';
 import { AdminAuth } from './services/admin-auth.js';
 import { AdminCeremonies } from './services/admin-ceremonies.js';
@@ -216,7 +217,8 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     else sendJson(res, 200, result);
   };
 
-  const server: Server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+  const httpLimits = new HttpLimits(config, logger, clock);
+  const server: Server = createServer(httpLimits.serverOptions, (req, res) => {
     handle(req, res).catch((error: unknown) => {
       if (!isDatabaseDamage(error)) return sendError(res, error, logger, clock());
       database.markDamaged([error instanceof Error ? error.message : String(error)]);
@@ -236,7 +238,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     }
     channel.handleUpgrade(req, socket, head);
   });
-  server.on('clientError', (_error, socket) => socket.destroy());
+  httpLimits.apply(server);
   server.maxHeadersCount = 64;
 
   await new Promise<void>((resolve, reject) => {

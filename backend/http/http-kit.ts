@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { BatonError, type ErrorBody } from '../../shared/errors.js';
@@ -13,7 +14,7 @@ export const SECURITY_HEADERS = {
   'cross-origin-resource-policy': 'same-origin',
 } as const;
 
-/** Reads the raw body, refusing more than `limit` bytes without buffering them. */
+/** Reads the raw body, refusing more than `limit` bytes without keeping them. */
 export function readBody(req: IncomingMessage, limit = MAX_HTTP_BODY_BYTES): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? '0');
@@ -28,9 +29,11 @@ export function readBody(req: IncomingMessage, limit = MAX_HTTP_BODY_BYTES): Pro
       if (failed) return;
       size += chunk.length;
       if (size > limit) {
+        // Nothing more is kept: the rest is read only to be discarded while the 413 goes out
+        // (see `lingeringClose`), and the connection is closed after it.
         failed = true;
+        chunks.length = 0;
         reject(new BatonError('PAYLOAD_TOO_LARGE', `The body exceeds ${limit} bytes`));
-        req.pause();
         return;
       }
       chunks.push(chunk);
@@ -108,11 +111,39 @@ export function sendError(res: ServerResponse, error: unknown, logger: Logger, n
   }
   const retryAfter = baton.extra?.retryAfterSeconds;
   if (typeof retryAfter === 'number') res.setHeader('retry-after', String(retryAfter));
-  if (baton.code === 'PAYLOAD_TOO_LARGE') {
-    // Do not keep reading the rest of an oversized body: answer, then close the connection.
+  if (baton.code === 'PAYLOAD_TOO_LARGE' || baton.code === 'REQUEST_TIMEOUT') {
+    // The rest of the body is not read as part of the request: answer, then close the connection.
     res.shouldKeepAlive = false;
     res.setHeader('connection', 'close');
-    res.once('finish', () => res.socket?.destroy());
+    const socket = res.socket;
+    if (socket !== null) res.once('finish', () => lingeringClose(socket));
   }
   sendJson(res, baton.status, errorBody(baton, now));
+}
+
+/** How long a connection closed while its client may still be sending is drained before it is dropped. */
+export const LINGER_MS = 2000;
+
+/**
+ * Closes a connection whose client may still be sending (an oversized or late body) without
+ * losing the answer just written to it. Closing a socket with unread input makes the kernel send a
+ * reset, and a client that gets the reset before it has read the answer sees only "connection
+ * reset". So, as web servers do (Apache's and nginx's lingering close): end our side (FIN after the
+ * answer), read and discard whatever still arrives, and drop the connection when the client closes
+ * its side or after `LINGER_MS`, whichever comes first.
+ */
+export function lingeringClose(socket: Socket): void {
+  // Node's own close after a `Connection: close` answer destroys the socket as soon as our FIN is
+  // out, unread input or not; this takes its place.
+  // (`destroySoon` registers the socket's own `destroy` method, so that is what is removed.)
+  // eslint-disable-next-line @typescript-eslint/unbound-method
+  socket.removeListener('finish', socket.destroy);
+  if (socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.once('end', () => socket.destroy());
+  socket.on('data', () => undefined);
+  socket.end();
+  socket.resume();
 }
