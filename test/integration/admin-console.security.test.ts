@@ -3,6 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { adminRoutes, type AdminRouteDeps } from '../../backend/http/admin-routes.js';
 import { adminAuthRoutes, type AdminAuthRouteDeps } from '../../backend/http/admin-auth-routes.js';
 import { adminConsoleRoutes, type AdminConsoleRouteDeps } from '../../backend/http/admin-console-routes.js';
+import {
+  authenticatorMetadataRoutes,
+  type AuthenticatorMetadataRouteDeps,
+} from '../../backend/http/authenticator-metadata-routes.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { AdminBrowser } from '../helpers/admin-session.js';
 import {
@@ -24,8 +28,13 @@ import { enrolOperator, signIn } from '../helpers/operator-flow.js';
  * covered without editing this file.
  */
 function adminEndpoints(): { method: string; path: string; stepUp: boolean }[] {
-  const none = {} as AdminRouteDeps & AdminAuthRouteDeps & AdminConsoleRouteDeps;
-  return [...adminRoutes(none), ...adminAuthRoutes(none), ...adminConsoleRoutes(none)]
+  const none = {} as AdminRouteDeps & AdminAuthRouteDeps & AdminConsoleRouteDeps & AuthenticatorMetadataRouteDeps;
+  return [
+    ...adminRoutes(none),
+    ...adminAuthRoutes(none),
+    ...adminConsoleRoutes(none),
+    ...authenticatorMetadataRoutes(none),
+  ]
     .filter((r) => r.auth === 'admin')
     .map((r) => ({
       method: r.method,
