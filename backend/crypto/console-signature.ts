@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint } from 'jose';
 import { CONSOLE_HEADERS, NONCE_PATTERN, SIGNATURE_WINDOW_MS, signingInput } from '../../shared/console-auth.js';
 import { BatonError } from '../../shared/errors.js';
 import type { P256PublicJwk } from '../../shared/http-api.js';
@@ -48,10 +49,9 @@ function header(headers: HeaderBag, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-export function jwkThumbprint(jwk: P256PublicJwk): string {
-  // RFC 7638: the required members in lexicographic order, no whitespace.
-  const canonical = `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`;
-  return createHash('sha256').update(canonical).digest('base64url');
+/** RFC 7638 SHA-256 thumbprint of a console's public key: the `jkt` its tokens are bound to (`cnf.jkt`). */
+export function jwkThumbprint(jwk: P256PublicJwk): Promise<string> {
+  return calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, 'sha256');
 }
 
 export function importConsoleKey(jwk: P256PublicJwk): KeyObject {

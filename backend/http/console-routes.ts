@@ -39,9 +39,9 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       method: 'POST',
       path: '/v1/consoles/enrol',
       auth: 'enrolment',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const input = parseJson(ctx.req, ctx.body, ConsoleEnrolRequestSchema);
-        const record = deps.registry.enrol(input, {
+        const record = await deps.registry.enrol(input, {
           method: 'POST',
           path: ctx.rawPath,
           headers: ctx.req.headers,

@@ -70,7 +70,7 @@ export class ConsoleRegistry {
   }
 
   /** Enrols a console. The request must be signed with the key being enrolled (proof of possession). */
-  enrol(input: EnrolInput, request: SignedRequest): ConsoleRecord {
+  async enrol(input: EnrolInput, request: SignedRequest): Promise<ConsoleRecord> {
     const now = this.clock();
     // The token first (a hash lookup): nobody without one gets the signature check or a stored nonce.
     const parsed = readSignatureHeaders(request.headers);
@@ -90,13 +90,14 @@ export class ConsoleRegistry {
     if (!Object.hasOwn(this.currentPolicy().channels, input.channel)) {
       throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
     }
+    const jkt = await jwkThumbprint(input.publicKey);
     const record: ConsoleRecord = {
       id: newId('con'),
       name: input.name ?? null,
       channel: input.channel,
       site: token.site,
       publicJwk: JSON.stringify(input.publicKey),
-      jkt: jwkThumbprint(input.publicKey),
+      jkt,
       enrolledAt: now,
       lastSeenAt: now,
       policyVersion: 0,

@@ -120,26 +120,32 @@ process.on('message', (raw: unknown) => {
       case 'insert-consoles': {
         const now = Date.now();
         const jwks = request.consoles as { id: string; publicJwk: P256PublicJwk }[];
-        backend.store.transaction(() => {
-          for (const { id, publicJwk } of jwks) {
-            const record: ConsoleRecord = {
-              id,
-              name: null,
-              channel: 'branch-kiosk',
-              site: null,
-              publicJwk: JSON.stringify(publicJwk),
-              jkt: jwkThumbprint(publicJwk),
-              enrolledAt: now,
-              lastSeenAt: null,
-              policyVersion: 0,
-              revocationEpoch: 0,
-              revokedAt: null,
-              revokedReason: null,
-            };
-            backend.store.consoles.insert(record);
-          }
-        });
-        reply({ inserted: jwks.length });
+        const insert = (jkts: string[]) =>
+          backend.store.transaction(() => {
+            for (const [i, { id, publicJwk }] of jwks.entries()) {
+              const record: ConsoleRecord = {
+                id,
+                name: null,
+                channel: 'branch-kiosk',
+                site: null,
+                publicJwk: JSON.stringify(publicJwk),
+                jkt: jkts[i] ?? '',
+                enrolledAt: now,
+                lastSeenAt: null,
+                policyVersion: 0,
+                revocationEpoch: 0,
+                revokedAt: null,
+                revokedReason: null,
+              };
+              backend.store.consoles.insert(record);
+            }
+          });
+        void Promise.all(jwks.map((c) => jwkThumbprint(c.publicJwk)))
+          .then((jkts) => {
+            insert(jkts);
+            reply({ inserted: jwks.length });
+          })
+          .catch((error: unknown) => reply({ error: error instanceof Error ? error.stack : String(error) }));
         return;
       }
       case 'instrument-revocations':
