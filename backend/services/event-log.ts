@@ -26,6 +26,17 @@ export const BACKEND_ORIGIN = 'backend';
  */
 export const MAX_EVENTS_PER_COMMIT = 2000;
 
+/**
+ * Flags that say nothing about the chain or the event's own trustworthiness, so verify does not
+ * list them: a late event filled a gap already reported; `refused` comes with the flag saying why;
+ * a refused session change is the backend's decision, not a problem with the event.
+ */
+const NOT_REPORTED_BY_VERIFY: ReadonlySet<string> = new Set<string>([
+  EVENT_FLAGS.late,
+  EVENT_FLAGS.refused,
+  EVENT_FLAGS.sessionChangeRefused,
+]);
+
 export type IngestFindingCode = Extract<
   ErrorCode,
   | 'EVENT_SEQUENCE_GAP'
@@ -227,7 +238,8 @@ export class EventLog {
         }
         if (row.seq !== expectedSeq) report(row.seq, 'sequence-gap');
         else if (prevHash !== expectedPrev) report(row.seq, 'chain-broken');
-        for (const finding of row.integrity) if (finding !== 'late') report(row.seq, `recorded:${finding}`);
+        for (const finding of row.integrity)
+          if (!NOT_REPORTED_BY_VERIFY.has(finding)) report(row.seq, `recorded:${finding}`);
         expectedPrev = row.hash;
         expectedSeq = row.seq + 1;
         checked++;
