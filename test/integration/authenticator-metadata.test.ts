@@ -16,6 +16,7 @@ import {
 import { AdminBrowser } from '../helpers/admin-session.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { createTestAttestation } from '../helpers/test-attestation-ca.js';
 import { createTestMdsSigner, mdsDate, type TestMdsEntry, type TestMdsSigner } from '../helpers/test-mds-blob.js';
 
 const CERTIFIED = '4a1c0c9e-0d5b-4a53-9b0a-6d8f3f1e2a01';
@@ -255,11 +256,14 @@ describe('authenticator models from a FIDO metadata BLOB', () => {
     }
   });
 
-  it('requires a minimum certification level, proven by attestation, when the policy names one', async () => {
-    const t = await startTestBackend({ mdsRootsFile: rootsFile });
+  it('requires a minimum certification level, proven by attestation, at registration and at every sign-in', async () => {
+    const pki = await createTestAttestation();
+    const attestationRoots = join(dir, 'attestation-roots.pem');
+    writeFileSync(attestationRoots, pki.rootPem);
+    const t = await startTestBackend({ mdsRootsFile: rootsFile, attestationRootsFile: attestationRoots });
     try {
       await upload(t, await signer.blob({ no: 1, entries: [certified()] }));
-      await publish(t, { minCertificationLevel: 'L1' });
+      await publish(t, { minCertificationLevel: 'L2' });
       const console = await TestConsole.enrol(t.url, t.admin);
       // Listed as L2, but a key with `none` attestation only claims its AAGUID.
       assert.match(await tryEnrol(t, console, CERTIFIED), /403 .*AUTHENTICATOR_CERTIFICATION_REQUIRED/);
@@ -267,6 +271,21 @@ describe('authenticator models from a FIDO metadata BLOB', () => {
         await tryEnrol(t, console, '00000000-0000-0000-0000-0000000000aa'),
         /403 .*AUTHENTICATOR_CERTIFICATION_REQUIRED/,
       );
+      const attested = new SoftAuthenticator(TEST_ORIGIN, { aaguid: CERTIFIED, attestation: pki });
+      await enrolOperator(t.admin, console, { authenticator: attested });
+      assert.equal((await signIn(console, attested)).status, 200);
+
+      await upload(
+        t,
+        await signer.blob({
+          no: 2,
+          entries: [
+            certified(),
+            { ...certified(), statusReports: [{ status: 'FIDO_CERTIFIED_L1', effectiveDate: '2025-01-01' }] },
+          ],
+        }),
+      );
+      assertError(await signIn(console, attested), 403, 'AUTHENTICATOR_CERTIFICATION_REQUIRED');
     } finally {
       await t.stop();
     }
