@@ -14,6 +14,8 @@ import { ConsoleKey } from '../../main/core/console-key.js';
 import { createHash, randomUUID } from 'node:crypto';
 
 export const TEST_ORIGIN = 'http://localhost:8471';
+/** Real timers, captured before any test fakes them: a waiter's deadline stays real time. */
+const realTimers = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
 
 export interface HttpResult<T = Record<string, unknown>> {
   status: number;
@@ -188,6 +190,18 @@ export class TestConsole {
     return event;
   }
 
+  /**
+   * A barrier on one socket, instead of a sleep: sends one event batch and waits for its
+   * `events-ack`. A WebSocket is ordered both ways, so once it resolves the backend has handled
+   * every message this console sent before it, and every message the backend sent before the ack
+   * is in `socket.received` — a message that is not there was never sent.
+   */
+  async roundTrip(socket: ConsoleSocket): Promise<void> {
+    const event = this.nextEvent({ type: 'agent-online', outcome: 'info', reasons: [] });
+    socket.send({ type: 'events', events: [event] });
+    await socket.next('events-ack', (m) => m.upToSeq >= event.seq);
+  }
+
   connect(options: { hello?: boolean; policyVersion?: number; revocationEpoch?: number } = {}): Promise<ConsoleSocket> {
     const wsUrl = `${this.url.replace(/^http/, 'ws')}${CONSOLE_WS_PATH}`;
     const ws = new WebSocket(wsUrl, { headers: this.signedHeaders('GET', CONSOLE_WS_PATH), perMessageDeflate: false });
@@ -258,11 +272,14 @@ export class ConsoleSocket {
     const found = this.received.find(test);
     if (found) return Promise.resolve(found as Extract<BackendMessage, { type: T }>);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "${type}" message within ${timeoutMs} ms`)), timeoutMs);
+      const timer = realTimers.setTimeout(
+        () => reject(new Error(`no "${type}" message within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiters.push({
         predicate: test,
         resolve: (m) => {
-          clearTimeout(timer);
+          realTimers.clearTimeout(timer);
           resolve(m as Extract<BackendMessage, { type: T }>);
         },
       });

@@ -35,13 +35,9 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
       [['session', session.id, 'card reported stolen']],
     );
     socket.send({ type: 'ack', of: 'revocation', epoch: message.epoch });
+    await console.roundTrip(socket); // the backend has handled the ack
 
-    let deliveries: Json;
-    for (let i = 0; i < 100; i++) {
-      deliveries = await t.admin.ok('GET', `/v1/admin/revocations/${message.epoch}/deliveries`);
-      if (deliveries.acknowledged === 1) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const deliveries = (await t.admin.ok('GET', `/v1/admin/revocations/${message.epoch}/deliveries`)) as Json;
     assert.equal(deliveries.acknowledged, 1);
     assert.equal(deliveries.deliveries[0].consoleId, console.id);
 
@@ -133,11 +129,18 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
     const resent = await again.next('command');
     assert.equal(resent.commandId, command.commandId);
     again.send({ type: 'ack', of: 'command', commandId: command.commandId });
+    await console.roundTrip(again); // the backend has handled the ack
     await again.close();
     const third = await console.connect();
     await third.next('welcome');
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(third.received.filter((m) => m.type === 'command').length, 0);
+    // Pending commands follow the welcome at once; the ack of a later batch comes after them.
+    await console.roundTrip(third);
+    assert.ok(third.received.some((m) => m.type === 'events-ack'));
+    assert.deepEqual(
+      third.received.filter((m) => m.type === 'command'),
+      [],
+      'an acknowledged command is not sent again',
+    );
     await third.close();
   });
 
@@ -175,35 +178,45 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
     }
   });
 
-  it('closes a socket that never says hello with 4006 HELLO_REQUIRED', async () => {
-    const quick = await startTestBackend({ helloTimeoutSeconds: 1 });
+  it('closes a socket that never says hello with 4006 HELLO_REQUIRED', async (t) => {
+    const quick = await startTestBackend({ helloTimeoutSeconds: 10 });
     try {
       const console = await TestConsole.enrol(quick.url, quick.admin);
+      // The hello deadline runs on a fake clock from the upgrade on: ten seconds take no time.
+      t.mock.timers.enable({ apis: ['setTimeout'] });
       const socket = await console.connect({ hello: false });
-      const error = await socket.next('error', () => true, 5000);
+      t.mock.timers.tick(10_000);
+      const error = await socket.next('error');
       assert.equal(error.code, 'HELLO_REQUIRED');
       assert.equal((await socket.closed).code, CLOSE_CODES.HELLO_REQUIRED);
     } finally {
+      t.mock.timers.reset();
       await quick.stop();
     }
   });
 
-  it('terminates a console that stops answering heartbeats', async () => {
-    const quick = await startTestBackend({ heartbeatSeconds: 1 });
+  it('terminates a console that stops answering heartbeats, after one missed ping and not before', async (t) => {
+    // The channel's heartbeat interval runs on a fake clock: two beats take no time.
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const quick = await startTestBackend({ heartbeatSeconds: 15 });
     try {
       const console = await TestConsole.enrol(quick.url, quick.admin);
       const socket = await console.connect();
       await socket.next('welcome');
-      assert.equal(quick.backend.channel.isConnected(console.id), true);
+      const online = async () =>
+        ((await quick.admin.ok('GET', '/v1/admin/consoles')) as Json).consoles.find((c: Json) => c.id === console.id)
+          .online as boolean;
+      assert.equal(await online(), true);
       // The peer goes silent: it reads nothing more, so it never answers a ping.
       (socket.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-      const deadline = Date.now() + 10_000;
-      while (quick.backend.channel.isConnected(console.id) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.equal(quick.backend.channel.isConnected(console.id), false, 'a silent console is dropped');
+      t.mock.timers.tick(15_000); // first beat: a ping, unanswered
+      assert.equal(await online(), true, 'one unanswered ping is allowed');
+      t.mock.timers.tick(15_000); // second beat: still no pong, the socket is terminated
+      // The admin request is read after the terminated socket's close has been handled.
+      assert.equal(await online(), false, 'a silent console is dropped');
       socket.ws.terminate();
     } finally {
+      t.mock.timers.reset();
       await quick.stop();
     }
   });
