@@ -275,16 +275,15 @@ describe('authenticator models from a FIDO metadata BLOB', () => {
       await enrolOperator(t.admin, console, { authenticator: attested });
       assert.equal((await signIn(console, attested)).status, 200);
 
-      await upload(
-        t,
-        await signer.blob({
-          no: 2,
-          entries: [
-            certified(),
-            { ...certified(), statusReports: [{ status: 'FIDO_CERTIFIED_L1', effectiveDate: '2025-01-01' }] },
-          ],
-        }),
-      );
+      // The model's latest certification is now below the policy's minimum.
+      const recertified: TestMdsEntry = {
+        ...certified(),
+        statusReports: [
+          { status: 'FIDO_CERTIFIED_L2', effectiveDate: '2023-05-01' },
+          { status: 'FIDO_CERTIFIED_L1', effectiveDate: '2025-01-01' },
+        ],
+      };
+      await upload(t, await signer.blob({ no: 2, entries: [recertified] }));
       assertError(await signIn(console, attested), 403, 'AUTHENTICATOR_CERTIFICATION_REQUIRED');
     } finally {
       await t.stop();
