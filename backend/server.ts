@@ -9,9 +9,9 @@ import { adminRoutes } from './http/admin-routes.js';
 import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets.js';
 import { adminAuthRoutes } from './http/admin-auth-routes.js';
 import { adminConsoleRoutes } from './http/admin-console-routes.js';
+import { authenticatorMetadataRoutes } from './http/authenticator-metadata-routes.js';
 import { ClientAddresses } from './http/client-address.js';
 import { HttpLimits } from './http/http-limits.js';
-import { authenticatorMetadataRoutes } from './http/authenticator-metadata-routes.js';
 import { AdminAuth } from './services/admin-auth.js';
 import { AdminCeremonies } from './services/admin-ceremonies.js';
 import { consoleRoutes } from './http/console-routes.js';
@@ -124,7 +124,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   });
 
   const router = new Router()
-    .add(consoleRoutes({ registry, operators, sessions, stepUps, policies, revocations }))
+    .add(consoleRoutes({ registry, operators, sessions, stepUps, policies, revocations, clock }))
     .add(
       adminRoutes({
         store,

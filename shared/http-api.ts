@@ -91,6 +91,9 @@ export const SessionEndRequestSchema = z.strictObject({
   reason: z.enum(['sign-out', 'evicted', 'expired', 'idle-timeout']),
 });
 
+/** `POST /v1/sessions/:id/token`: a fresh assurance token for an active session (the body is empty). */
+export const SessionTokenRequestSchema = z.strictObject({});
+
 /** The session as the backend describes it to a console. */
 export const SessionViewSchema = z.object({
   id: IdSchema,
@@ -217,6 +220,17 @@ export const StepUpResultSchema = z.object({
 });
 
 export const SessionEndResultSchema = z.object({ session: SessionViewSchema });
+
+/**
+ * A refreshed token: same session, same `auth_time` (a refresh is not an authentication), a new
+ * expiry. `serverTime` lets the console measure the token's lifetime without trusting its own clock.
+ */
+export const SessionTokenResultSchema = z.object({
+  session: SessionViewSchema,
+  token: z.string().max(4096),
+  tokenExpiresAt: z.number(),
+  serverTime: z.number(),
+});
 
 export const OperatorEnrolOptionsResultSchema = z.object({
   options: CreationOptionsSchema,

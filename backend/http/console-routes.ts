@@ -3,6 +3,7 @@ import {
   OperatorEnrolOptionsRequestSchema,
   OperatorEnrolVerifyRequestSchema,
   SessionEndRequestSchema,
+  SessionTokenRequestSchema,
   SignInOptionsRequestSchema,
   SignInVerifyRequestSchema,
   StepUpOptionsRequestSchema,
@@ -15,6 +16,8 @@ import type { PolicyService } from '../services/policy-service.js';
 import type { SessionService } from '../services/session-service.js';
 import type { StepUpService } from '../services/step-up-service.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
+import { sessionView } from '../services/assurance.js';
+import { BatonError } from '../../shared/errors.js';
 import { parseJson } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
 
@@ -25,6 +28,7 @@ export interface ConsoleRouteDeps {
   stepUps: StepUpService;
   policies: PolicyService;
   revocations: RevocationHub;
+  clock: () => number;
 }
 
 function consoleOf(ctx: RouteContext) {
@@ -133,6 +137,35 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       handler: (ctx) => {
         const { action, response } = parseJson(ctx.req, ctx.body, StepUpVerifyRequestSchema);
         return deps.stepUps.stepUp(consoleOf(ctx), ctx.params.id ?? '', action, response as AuthenticationResponseJSON);
+      },
+    },
+    {
+      // A fresh token for the session in front, before the one it holds expires. Only an active
+      // session of this console, of an operator and passkey still in good standing, gets one; the
+      // token keeps the session's auth_time, so a refresh never makes an authentication younger.
+      method: 'POST',
+      path: '/v1/sessions/:id/token',
+      auth: 'console',
+      handler: async (ctx) => {
+        parseJson(ctx.req, ctx.body, SessionTokenRequestSchema);
+        const console = consoleOf(ctx);
+        const session = deps.sessions.liveSession(console, ctx.params.id ?? '', 'active');
+        const operator = deps.operators.get(session.operatorId);
+        if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
+        const credential = deps.operators.credentials(operator.id).find((c) => c.id === session.credentialId);
+        if (credential === undefined || credential.revokedAt !== null) {
+          throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
+        }
+        if (credential.suspendedAt !== null) {
+          throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
+        }
+        const { token, expiresAt } = await deps.sessions.issueToken(session, console);
+        return {
+          session: sessionView(session, operator.displayName),
+          token,
+          tokenExpiresAt: expiresAt,
+          serverTime: deps.clock(),
+        };
       },
     },
     {

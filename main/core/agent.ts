@@ -18,6 +18,7 @@ import {
   OperatorEnrolResultSchema,
   RegistrationResponseSchema,
   SessionEndResultSchema,
+  SessionTokenResultSchema,
   SignInOptionsResultSchema,
   SignInResultSchema,
   StepUpOptionsResultSchema,
@@ -34,6 +35,7 @@ import {
 } from '../../shared/protocol.js';
 import { BackendClient, type ConnectionState } from './backend-client.js';
 import { systemClock, type Clock, type Random } from './clock.js';
+import { hashPolicy } from './policy-hash.js';
 import { ConsoleIdentity, type IdentityStatus } from './console-identity.js';
 import { EventOutbox, type OutboxStatus, type RecoveryReport } from './event-outbox.js';
 import type { SecretStore } from './secret-store.js';
@@ -145,7 +147,7 @@ export class BatonAgent {
   private notice: AgentStatus['notice'];
   private readonly listeners = new Set<(status: AgentStatus) => void>();
   private readonly syncWaiters = new Set<() => void>();
-  private sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
+  private sync = { welcomed: false, policyVersion: 0, policyHash: '', revocationEpoch: 0, flushTo: 0 };
   private wasOnline = false;
   /** Monotonic time the backend was lost (for `agent-online`'s `offlineMs`). */
   private offlineSince: number | undefined;
@@ -227,8 +229,9 @@ export class BatonAgent {
 
   /** The assurance token of the session in front, for the workspace app (never logged, never on disk). */
   get frontToken(): string | undefined {
-    const front = this.sessions?.front;
-    return front !== undefined && (front.state === 'active' || front.state === 'stepped-up') ? front.token : undefined;
+    // Never an expired token: the session manager hands it out only while it has time left, and the
+    // agent refreshes it before then (refreshToken).
+    return this.sessions?.frontToken;
   }
 
   // ---- console identity ----
@@ -429,6 +432,7 @@ export class BatonAgent {
     this.sessions = new SessionManager(consoleId, this.clock, () => this.channelPolicy(), {
       record: (draft) => void this.record(draft),
       endedLocally: (session, state, reason) => this.endedLocally(session, state, reason),
+      tokenDue: (session) => void this.refreshToken(session.id),
       changed: () => this.changed(),
     });
     this.client = new BackendClient({
@@ -440,6 +444,8 @@ export class BatonAgent {
       agentVersion: this.options.agentVersion,
       hello: () => ({
         policyVersion: this.identity.policy?.version ?? 0,
+        // Computed from the held document: a cached policy edited in place does not match the backend's.
+        ...(this.identity.policy === undefined ? {} : { policyHash: hashPolicy(this.identity.policy.policy) }),
         revocationEpoch: this.identity.revocationEpoch,
         outbox: { pending: outbox.status.pending, max: outbox.status.max },
       }),
@@ -482,7 +488,7 @@ export class BatonAgent {
 
   private onOpen(): void {
     this.connection = 'syncing';
-    this.sync = { welcomed: false, policyVersion: 0, revocationEpoch: 0, flushTo: 0 };
+    this.sync = { welcomed: false, policyVersion: 0, policyHash: '', revocationEpoch: 0, flushTo: 0 };
     this.changed();
   }
 
@@ -504,7 +510,15 @@ export class BatonAgent {
         return;
       }
       case 'policy': {
-        if (message.version !== this.identity.policy?.version) {
+        if (hashPolicy(message.policy) !== message.hash) {
+          // Not applied and not acknowledged: the content is not what the backend announced.
+          throw new BatonError(
+            'BACKEND_PROTOCOL_ERROR',
+            `The backend sent policy version ${message.version} whose content does not match its hash`,
+          );
+        }
+        const held = this.identity.policy;
+        if (message.version !== held?.version || message.hash !== hashPolicy(held.policy)) {
           this.identity.rememberPolicy(message.version, message.policy);
           this.outbox?.setMax(message.policy.agent.outboxMaxEvents);
           this.sessions?.policyChanged();
@@ -568,6 +582,7 @@ export class BatonAgent {
     this.sync = {
       welcomed: true,
       policyVersion: message.policyVersion,
+      policyHash: message.policyHash,
       revocationEpoch: message.revocationEpoch,
       flushTo: outbox.status.lastSeq,
     };
@@ -594,10 +609,13 @@ export class BatonAgent {
   private checkSynced(): void {
     if (this.connection !== 'syncing' || !this.sync.welcomed || this.outbox === undefined) return;
     if (this.identity.revocationEpoch < this.sync.revocationEpoch) return;
-    if ((this.identity.policy?.version ?? 0) !== this.sync.policyVersion) return;
+    const held = this.identity.policy;
+    if ((held?.version ?? 0) !== this.sync.policyVersion) return;
+    if (held !== undefined && hashPolicy(held.policy) !== this.sync.policyHash) return;
     if (this.outbox.status.ackedSeq < this.sync.flushTo) return;
     this.connection = 'online';
     this.releaseSyncWaiters();
+    this.sessions?.scheduleToken(); // a refresh that fell due while offline happens now
     this.changed();
   }
 
@@ -915,6 +933,34 @@ export class BatonAgent {
       reasons: decision.reasons,
       detail: { action, policyVersion: this.identity.policy?.version ?? 0 },
     });
+  }
+
+  /**
+   * Asks the backend for a fresh token for the session in front (due two thirds into the token's
+   * life). Offline it waits for the backend; unreachable, it tries again shortly; refused (the
+   * session is not active there, its operator or passkey is revoked), the session keeps no token.
+   */
+  private async refreshToken(sessionId: string): Promise<void> {
+    const client = this.client;
+    const sessions = this.sessions;
+    if (client === undefined || sessions === undefined || this.connection !== 'online') return;
+    try {
+      const result = await client.request(
+        'POST',
+        `/v1/sessions/${encodeURIComponent(sessionId)}/token`,
+        {},
+        SessionTokenResultSchema,
+      );
+      sessions.tokenRefreshed(sessionId, result.token, result.tokenExpiresAt, result.serverTime);
+    } catch (error) {
+      const code = error instanceof BatonError ? error.code : 'INTERNAL';
+      if (code === 'BACKEND_UNREACHABLE') {
+        sessions.tokenRefreshFailed(sessionId);
+        return;
+      }
+      this.logger.warn({ code, session: sessionId }, 'the backend refused a fresh assurance token');
+      sessions.tokenRefused(sessionId);
+    }
   }
 
   private endedLocally(session: AgentSession, state: FinalState, reason: string): void {

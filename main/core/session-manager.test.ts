@@ -41,15 +41,18 @@ describe('SessionManager', () => {
   let clock: FakeClock;
   let events: EventDraft[];
   let ended: { id: string; state: FinalState; reason: string }[];
+  let due: string[];
   let manager: SessionManager;
 
   beforeEach(() => {
     clock = new FakeClock();
     events = [];
     ended = [];
+    due = [];
     manager = new SessionManager('con_1', clock, () => CHANNEL, {
       record: (draft) => events.push(draft),
       endedLocally: (session, state, reason) => ended.push({ id: session.id, state, reason }),
+      tokenDue: (session) => due.push(session.id),
       changed: () => undefined,
     });
   });
@@ -225,6 +228,7 @@ describe('SessionManager', () => {
       manager = new SessionManager('con_1', clock, () => ({ ...CHANNEL, maxOfflineSeconds: cap }), {
         record: (draft) => events.push(draft),
         endedLocally: (session, state, reason) => ended.push({ id: session.id, state, reason }),
+        tokenDue: () => undefined,
         changed: () => undefined,
       });
     });
@@ -283,5 +287,53 @@ describe('SessionManager', () => {
     assert.equal(manager.offlineLimitReached, false);
     await clock.advance(1);
     assert.equal(manager.offlineLimitReached, true);
+  });
+  describe('the assurance token', () => {
+    const TTL = 300_000; // outcome(): tokenExpiresAt = authTime + 300 s
+
+    test('is due for a refresh two thirds into its life, and only for the session in front', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      await work((TTL * 2) / 3 - 1000);
+      assert.deepEqual(due, []);
+      await work(1000);
+      assert.deepEqual(due, ['s1']);
+    });
+
+    test('is never handed out in its last seconds or after it expired, whatever the wall clock says', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      assert.equal(manager.frontToken, 'token-s1');
+      await work(TTL - 5000 - 1000);
+      assert.equal(manager.frontToken, 'token-s1');
+      clock.shiftWall(-HOUR);
+      await work(1000);
+      assert.equal(
+        manager.frontToken,
+        undefined,
+        'no refresh arrived: the workspace gets no token rather than a stale one',
+      );
+    });
+
+    test('a refreshed token replaces it, with its lifetime measured from the backend serverTime', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      await work(TTL - 10_000);
+      const serverTime = clock.now() - 7 * HOUR; // the backend's clock is hours behind ours
+      manager.tokenRefreshed('s1', 'token-s1-b', serverTime + TTL, serverTime);
+      await work(TTL - 10_000);
+      assert.equal(manager.frontToken, 'token-s1-b');
+      await work(10_000);
+      assert.equal(manager.frontToken, undefined);
+    });
+
+    test('a locked session holds no usable token, and a refused refresh leaves none', async () => {
+      manager.signedIn(outcome(clock, 's1', 'ada'));
+      manager.lock('operator-locked');
+      assert.equal(manager.frontToken, undefined);
+      manager.signedIn(outcome(clock, 's1', 'ada', { resumed: true }));
+      assert.equal(manager.frontToken, 'token-s1');
+      manager.tokenRefused('s1');
+      assert.equal(manager.frontToken, undefined);
+      await work(TTL);
+      assert.deepEqual(due, [], 'no refresh is asked for a token the backend refused');
+    });
   });
 });

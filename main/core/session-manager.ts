@@ -45,7 +45,14 @@ export interface AgentSession {
   /** The token's `exp` (wall, from the backend) and the same deadline on the monotonic clock. */
   tokenExpiresAt: number | undefined;
   tokenExpiresAtElapsed: number | undefined;
+  /** When (monotonic) the agent asks the backend for a fresh token: two thirds into its lifetime. */
+  tokenRefreshAtElapsed: number | undefined;
 }
+
+/** A token is not handed out in its last seconds: the workspace's request must reach its API in time. */
+export const TOKEN_EXPIRY_MARGIN_MS = 5000;
+/** A refresh that failed for want of the backend is tried again this much later (while the token lasts). */
+export const TOKEN_RETRY_MS = 10_000;
 
 /** What the UI may see of a session: never the token or key material. */
 export interface SessionSnapshot {
@@ -82,6 +89,8 @@ export interface SessionHooks {
    * tells the backend, or journals the event itself when the backend cannot be reached.
    */
   endedLocally(session: AgentSession, state: FinalState, reason: string): void;
+  /** The token of the session in front is due for a refresh (the agent asks the backend). */
+  tokenDue(session: AgentSession): void;
   changed(): void;
 }
 
@@ -106,6 +115,7 @@ export class SessionManager {
   private idleTimer: Timer | undefined;
   private expiryTimer: Timer | undefined;
   private offlineTimer: Timer | undefined;
+  private tokenTimer: Timer | undefined;
 
   constructor(
     private readonly consoleId: string,
@@ -222,10 +232,13 @@ export class SessionManager {
       state: 'active',
       since: undefined,
       sinceElapsed: undefined,
-      token: outcome.token,
-      tokenExpiresAt: outcome.tokenExpiresAt,
-      tokenExpiresAtElapsed: elapsed + (outcome.tokenExpiresAt - view.authTime),
+      token: undefined,
+      tokenExpiresAt: undefined,
+      tokenExpiresAtElapsed: undefined,
+      tokenRefreshAtElapsed: undefined,
     };
+    // The token was issued just after the tap: its lifetime is measured from the backend's authTime.
+    setToken(session, outcome.token, outcome.tokenExpiresAt, outcome.tokenExpiresAt - view.authTime, elapsed);
     if (existing !== undefined) Object.assign(existing, session);
     else this.sessions.set(session.id, session);
     this.bringToFront(this.sessions.get(session.id) ?? session, previous, 'signed-in');
@@ -281,13 +294,70 @@ export class SessionManager {
     session.authTime = view.authTime;
     session.expiresAt = view.expiresAt;
     session.endsAtElapsed = elapsed + (view.expiresAt - view.authTime);
-    session.token = token;
-    session.tokenExpiresAt = tokenExpiresAt;
-    session.tokenExpiresAtElapsed = elapsed + (tokenExpiresAt - view.authTime);
+    setToken(session, token, tokenExpiresAt, tokenExpiresAt - view.authTime, elapsed);
     if (session.state === 'active') session.state = 'stepped-up';
     this.noteActivity();
     this.schedule();
+    this.scheduleToken();
     this.hooks.changed();
+  }
+
+  /**
+   * The token the workspace may use: the front session's, only while it is active and its token has
+   * more than `TOKEN_EXPIRY_MARGIN_MS` left on the monotonic clock. An expired token is never handed out.
+   */
+  get frontToken(): string | undefined {
+    const front = this.front;
+    if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return undefined;
+    if (front.token === undefined || front.tokenExpiresAtElapsed === undefined) return undefined;
+    return this.clock.monotonic() < front.tokenExpiresAtElapsed - TOKEN_EXPIRY_MARGIN_MS ? front.token : undefined;
+  }
+
+  /** The backend issued a fresh token for a session (`POST /v1/sessions/:id/token`). */
+  tokenRefreshed(id: string, token: string, tokenExpiresAt: number, serverTime: number): void {
+    const session = this.sessions.get(id);
+    if (session === undefined || !LIVE.has(session.state)) return;
+    setToken(session, token, tokenExpiresAt, tokenExpiresAt - serverTime, this.clock.monotonic());
+    this.scheduleToken();
+    this.hooks.changed();
+  }
+
+  /** A refresh failed because the backend could not be reached: try again soon, while the token lasts. */
+  tokenRefreshFailed(id: string): void {
+    const session = this.sessions.get(id);
+    if (session === undefined) return;
+    session.tokenRefreshAtElapsed = this.clock.monotonic() + TOKEN_RETRY_MS;
+    this.scheduleToken();
+  }
+
+  /** The backend refused a fresh token (session not active there, operator or passkey revoked): none is kept. */
+  tokenRefused(id: string): void {
+    const session = this.sessions.get(id);
+    if (session === undefined) return;
+    session.token = undefined;
+    session.tokenExpiresAt = undefined;
+    session.tokenExpiresAtElapsed = undefined;
+    session.tokenRefreshAtElapsed = undefined;
+    this.scheduleToken();
+    this.hooks.changed();
+  }
+
+  /** The refresh timer follows the session in front; called again when the backend is back. */
+  scheduleToken(): void {
+    this.tokenTimer?.cancel();
+    this.tokenTimer = undefined;
+    const front = this.front;
+    if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return;
+    // No token (refused by the backend): the next sign-in or step-up brings one. Past the session's
+    // lifetime there is nothing to refresh for.
+    const due = front.tokenRefreshAtElapsed;
+    if (due === undefined || due >= front.endsAtElapsed) return;
+    this.tokenTimer = this.clock.setTimer(due - this.clock.monotonic(), () => {
+      this.tokenTimer = undefined;
+      const current = this.front;
+      if (current === undefined || current.id !== front.id) return;
+      if (current.state === 'active' || current.state === 'stepped-up') this.hooks.tokenDue(current);
+    });
   }
 
   /** Locks the session in front (idle, OS lock, or the operator stepping away). */
@@ -305,6 +375,7 @@ export class SessionManager {
       reasons: [reason],
     });
     this.schedule();
+    this.scheduleToken();
     this.hooks.changed();
     return true;
   }
@@ -362,6 +433,7 @@ export class SessionManager {
     this.idleTimer?.cancel();
     this.expiryTimer?.cancel();
     this.offlineTimer?.cancel();
+    this.tokenTimer?.cancel();
     this.sessions.clear();
     this.frontId = undefined;
   }
@@ -381,6 +453,7 @@ export class SessionManager {
     }
     this.noteActivity();
     this.schedule();
+    this.scheduleToken();
     this.hooks.changed();
   }
 
@@ -395,6 +468,7 @@ export class SessionManager {
     if (local) this.hooks.endedLocally(session, state, reason);
     this.schedule();
     this.scheduleIdle();
+    this.scheduleToken();
     this.hooks.changed();
     return true;
   }
@@ -468,4 +542,13 @@ export class SessionManager {
     }
     this.schedule();
   }
+}
+
+/** Stores a token and its deadlines on the monotonic clock; `ttlMs` is its lifetime as the backend counted it. */
+function setToken(session: AgentSession, token: string, expiresAt: number, ttlMs: number, elapsed: number): void {
+  const ttl = Math.max(0, ttlMs);
+  session.token = token;
+  session.tokenExpiresAt = expiresAt;
+  session.tokenExpiresAtElapsed = elapsed + ttl;
+  session.tokenRefreshAtElapsed = elapsed + Math.floor((ttl * 2) / 3);
 }

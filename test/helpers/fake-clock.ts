@@ -44,7 +44,13 @@ export class FakeClock implements Clock {
   }
 
   setTimer(ms: number, fn: () => void): Timer {
-    const pending: Pending = { at: this.current + Math.max(0, ms), order: this.order++, fn, cancelled: false };
+    // Whole milliseconds, as setTimeout and Date.now() have them.
+    const pending: Pending = {
+      at: this.current + Math.ceil(Math.max(0, ms)),
+      order: this.order++,
+      fn,
+      cancelled: false,
+    };
     this.timers.push(pending);
     return {
       cancel: () => {
