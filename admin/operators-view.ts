@@ -16,6 +16,9 @@ interface Credential {
   createdAt: number;
   lastUsedAt: number | null;
   revokedAt: number | null;
+  /** Set when its signature counter went backwards (possible copy), until an admin reinstates or revokes it. */
+  suspendedAt: number | null;
+  suspendedReason: string | null;
   registeredOnConsole: string;
   /** From the FIDO metadata BLOB; null when none is loaded or it does not list the model. */
   authenticator: AuthenticatorModelView | null;
@@ -36,6 +39,28 @@ interface Session {
 }
 
 const ZERO_AAGUID = '00000000-0000-0000-0000-000000000000';
+
+function credentialState(c: Credential): HTMLElement {
+  if (c.revokedAt !== null) return pill('revoked', 'bad');
+  if (c.suspendedAt !== null) return pill('suspended — possible copy', 'bad');
+  return pill('active', 'good');
+}
+
+/** Raised above everything else on the page: a likely cloned passkey waits for an admin's review. */
+function suspendedAlert(credentials: Credential[]): HTMLElement | null {
+  const suspended = credentials.filter((c) => c.suspendedAt !== null && c.revokedAt === null);
+  if (suspended.length === 0) return null;
+  return h(
+    'div',
+    { class: 'error', role: 'alert', id: 'suspended-passkeys' },
+    `${suspended.length === 1 ? 'A passkey is' : `${suspended.length} passkeys are`} suspended — possible copy: `,
+    'its signature counter went backwards, so someone may hold a copy of the key. Ask the operator whether they still ',
+    'hold it; reinstate it if the copy is explained, otherwise revoke it (that ends the sessions resting on it). ',
+    ...suspended.map((c) =>
+      h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}… since ${fmtTime(c.suspendedAt ?? 0)} `),
+    ),
+  );
+}
 
 function operatorState(o: Operator): HTMLElement {
   if (o.revokedAt !== null) return pill('revoked', 'bad');
@@ -143,6 +168,20 @@ function operatorDetail(main: HTMLElement, id: string): void {
     })();
   };
 
+  const reinstate = (credentialId: string) => {
+    const text = needReason();
+    if (text === undefined) return;
+    void (async () => {
+      try {
+        await api('POST', `/v1/admin/credentials/${encodeURIComponent(credentialId)}/reinstate`, { reason: text });
+        announce('Passkey reinstated');
+        await load();
+      } catch (error) {
+        replace(result, errorBox(error));
+      }
+    })();
+  };
+
   const load = async () => {
     try {
       const [{ operator, credentials, sessions }, { codes }] = await Promise.all([
@@ -202,10 +241,11 @@ function operatorDetail(main: HTMLElement, id: string): void {
         h(
           'div',
           { class: 'row' },
-          h('label', { for: 'revoke-reason' }, 'Reason for a revocation (audit trail)', reason),
+          h('label', { for: 'revoke-reason' }, 'Reason for a revocation or reinstatement (audit trail)', reason),
           revokeOperator,
           unlock,
         ),
+        suspendedAlert(credentials),
         result,
         h(
           'div',
@@ -240,6 +280,11 @@ function operatorDetail(main: HTMLElement, id: string): void {
                 button.addEventListener('click', () =>
                   revoke('Passkey', `/v1/admin/credentials/${encodeURIComponent(c.id)}/revoke`),
                 );
+                const suspended = c.suspendedAt !== null && c.revokedAt === null;
+                const reinstateButton = suspended
+                  ? h('button', { type: 'button', 'aria-label': `Reinstate passkey ${c.id.slice(0, 10)}` }, 'Reinstate')
+                  : null;
+                reinstateButton?.addEventListener('click', () => reinstate(c.id));
                 return [
                   h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}…`),
                   c.deviceBound ? pill('device-bound', 'good') : pill('syncable', 'warn'),
@@ -253,8 +298,8 @@ function operatorDetail(main: HTMLElement, id: string): void {
                   `${c.attestationFmt} (${c.attestationTrust})`,
                   `${fmtTime(c.createdAt)} on ${c.registeredOnConsole}`,
                   fmtAgo(c.lastUsedAt),
-                  c.revokedAt === null ? pill('active', 'good') : pill('revoked', 'bad'),
-                  button,
+                  credentialState(c),
+                  h('span', { class: 'row' }, reinstateButton, button),
                 ];
               }),
               'No passkey registered yet: issue an enrolment code.',
