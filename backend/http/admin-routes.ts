@@ -590,6 +590,8 @@ async function streamEvents(
     Math.max(50, Math.floor(stallMs / 4)),
   );
   stallCheck.unref();
+  const progressed = () => (stalledSince = undefined);
+  res.on('drain', progressed);
   const keepAlive = setInterval(() => {
     if (stillAllowed()) res.write(': keep-alive\n\n');
     else endStream(res, ': admin session ended');
