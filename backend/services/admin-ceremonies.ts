@@ -5,7 +5,7 @@ import type { OperatorRecord, Store } from '../store/repositories.js';
 import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
 import { AdminSignInGuard } from './admin-sign-in-guard.js';
-import { verifyStoredCredential } from './assertion-gate.js';
+import { SUSPENDED_MESSAGE, verifyStoredCredential } from './assertion-gate.js';
 import type { AuthenticatorMetadata } from './authenticator-metadata.js';
 import type { EventLog } from './event-log.js';
 import {
@@ -177,12 +177,13 @@ export class AdminCeremonies {
   async signIn(response: AuthenticationResponseJSON, from: string) {
     const client = readClientData(response.response.clientDataJSON);
     this.signInChallenges.consume(client.challenge);
-    const { credential, operator } = await this.verify(response, client.challenge, 'sign-in-failed', from);
+    const { credential, operator, recordUse } = await this.verify(response, client.challenge, 'sign-in-failed', from);
     if (!operator.roles.includes('admin')) {
       this.fail('sign-in-failed', 'ADMIN_ROLE_REQUIRED', operator.id, credential.id);
       throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
     }
     return this.deps.events.atomically(() => {
+      recordUse();
       const started = this.deps.auth.startSession(operator.id, credential.id, true);
       this.signedInEvent(started.session, 'admin-signed-in');
       return { ...started, operator };
@@ -208,13 +209,14 @@ export class AdminCeremonies {
     if (context.purpose !== 'admin-step-up' || context.sessionId !== session.id) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this admin session');
     }
-    const { credential, operator } = await this.verify(response, client.challenge, 'step-up-failed', from);
+    const { credential, operator, recordUse } = await this.verify(response, client.challenge, 'step-up-failed', from);
     if (operator.id !== session.operatorId) {
       this.fail('step-up-failed', 'STEP_UP_WRONG_OPERATOR', operator.id, credential.id);
       throw new BatonError('STEP_UP_WRONG_OPERATOR', 'The passkey belongs to another operator than this admin session');
     }
     const now = this.deps.clock();
     this.deps.events.atomically(() => {
+      recordUse();
       this.deps.auth.recordStepUp(session);
       this.deps.events.record({
         type: 'admin-action',
@@ -250,6 +252,7 @@ export class AdminCeremonies {
       throw new BatonError(code, message);
     };
     if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This passkey has been revoked');
+    if (credential.suspendedAt !== null) refuse('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
     if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
     if (!credential.deviceBound) refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Admin passkeys must be device-bound');
     try {
@@ -261,7 +264,15 @@ export class AdminCeremonies {
     const gate = { ceremonies: this.rp, store: this.deps.store, events: this.deps.events, clock: this.deps.clock };
     const info = await verifyStoredCredential(
       gate,
-      { response, challenge, credential, operatorId: operator.id, requireUv: true, countsTowardLockout: false },
+      {
+        response,
+        challenge,
+        credential,
+        operatorId: operator.id,
+        requireUv: true,
+        countsTowardLockout: false,
+        onCounterRegression: this.deps.policies.policy.credentials.onCounterRegression,
+      },
       (code) => {
         this.guard.recordFailure(credential.id, from);
         this.fail(failureType, code, operator.id, credential.id);
@@ -270,19 +281,23 @@ export class AdminCeremonies {
     this.guard.recordSuccess(credential.id, from);
     if (info.backupEligible)
       refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'The authenticator reports this passkey as syncable');
-    this.deps.events.atomically(() => {
-      this.deps.store.operators.recordCredentialUse(credential.id, info.newCounter, this.deps.clock());
-      this.deps.store.operators.resetFailures(operator.id);
-    });
-    // Re-read after the awaited verification: a revocation that landed meanwhile wins.
-    if (this.deps.store.operators.getCredential(credential.id)?.revokedAt !== null) {
+    // Re-read after the awaited verification: a revocation or suspension that landed meanwhile wins.
+    const stored = this.deps.store.operators.getCredential(credential.id);
+    if (stored?.revokedAt !== null) {
       throw new BatonError('CREDENTIAL_REVOKED', 'This passkey was revoked during the ceremony');
     }
+    if (stored.suspendedAt !== null) throw new BatonError('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
     const current = this.deps.store.operators.get(operator.id);
     if (current === undefined || current.revokedAt !== null) {
       throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
     }
-    return { credential, operator: current };
+    // Nothing is stored yet: the caller runs `recordUse` in the transaction that acts on the assertion,
+    // after its own checks (admin role, session owner), so a refused assertion changes nothing.
+    const recordUse = () => {
+      this.deps.store.operators.recordCredentialUse(credential.id, info.newCounter, this.deps.clock());
+      this.deps.store.operators.resetFailures(operator.id);
+    };
+    return { credential, operator: current, recordUse };
   }
 
   private signedInEvent(session: AdminSessionRecord, reason: string): void {
