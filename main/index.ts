@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Menu, app, dialog, ipcMain, powerMonitor, type WebContents } from 'electron';
+import { Menu, app, dialog, ipcMain, powerMonitor } from 'electron';
 import pino from 'pino';
 import { BatonError } from '../shared/errors.js';
 import { BatonAgent } from './core/agent.js';
@@ -10,7 +10,8 @@ import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
 import { KeytarSecretStore } from './core/secret-store.js';
 import { AccountPicker } from './shell/account-picker.js';
 import { guardEveryContents } from './shell/guards.js';
-import { SenderTable, pushEvent, registerIpcHandlers } from './shell/ipc.js';
+import { EventPusher } from './shell/event-pusher.js';
+import { SenderTable, registerIpcHandlers } from './shell/ipc.js';
 import { throttleActivity, watchPower } from './shell/power.js';
 import { WindowFactory } from './shell/window-factory.js';
 import { WorkspaceManager } from './shell/workspaces.js';
@@ -56,10 +57,10 @@ async function start(): Promise<void> {
   }
 
   const senders = new SenderTable(config.origin, new URL(config.workspaceAppUrl).origin);
-  // Events go to the lock window once it exists (the agent may report status before that).
-  const operatorScreen: { contents?: WebContents } = {};
+  // Events wait for the lock window to load (the agent may report status before that), then go in order.
+  const pusher = new EventPusher((message, detail) => logger.warn(detail, message));
   const push = (event: 'agent:status' | 'ceremony:request' | 'ceremony:choose-account', payload: unknown) =>
-    pushEvent(operatorScreen.contents, event, payload);
+    void pusher.push(event, payload);
   const broker = new CeremonyBroker((request) => push('ceremony:request', request), systemClock);
   const picker = new AccountPicker((request) => push('ceremony:choose-account', request), systemClock);
 
@@ -92,7 +93,7 @@ async function start(): Promise<void> {
     quitting: () => quitting,
   });
   const lockWindow = factory.createLockWindow();
-  operatorScreen.contents = lockWindow.webContents;
+  pusher.attach(lockWindow.webContents);
   focusWindow = () => {
     if (lockWindow.isMinimized()) lockWindow.restore();
     lockWindow.focus();
@@ -115,17 +116,22 @@ async function start(): Promise<void> {
   // A reload or crash of the operator UI abandons whatever ceremony or account choice it was showing.
   lockWindow.webContents.on('did-start-navigation', (details) => {
     if (!details.isMainFrame || details.isSameDocument) return;
+    pusher.notReady();
     broker.cancelAll('The operator screen reloaded');
     picker.cancelAll();
   });
   lockWindow.webContents.on('render-process-gone', (_event, details) => {
     logger.error({ reason: details.reason }, 'the operator UI stopped; reloading it');
+    pusher.notReady();
     broker.cancelAll('The operator screen stopped');
     picker.cancelAll();
     lockWindow.webContents.reload();
   });
   lockWindow.once('ready-to-show', () => lockWindow.show());
-  lockWindow.webContents.once('did-finish-load', onStatus);
+  lockWindow.webContents.on('did-finish-load', () => {
+    pusher.markReady();
+    onStatus();
+  });
   await lockWindow.loadURL(`${ui.origin}/`);
 
   app.once('before-quit', () => {

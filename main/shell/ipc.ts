@@ -1,5 +1,5 @@
-import type { IpcMain, IpcMainInvokeEvent, WebContents } from 'electron';
-import { IPC_CHANNELS, IPC_EVENTS, type IpcEvent, type IpcResult } from '../../shared/ipc.js';
+import type { IpcMain, IpcMainInvokeEvent } from 'electron';
+import { IPC_CHANNELS, type IpcResult } from '../../shared/ipc.js';
 import type { IpcCaller, IpcDispatcher } from '../core/ipc-dispatcher.js';
 import { originOf } from './guards.js';
 
@@ -7,7 +7,8 @@ import { originOf } from './guards.js';
  * The one place IPC handlers are registered (STYLE.md rule 5): every channel of the contract goes
  * through `ipcMain.handle`, the sender frame is checked, the payload is handed to the dispatcher
  * (which parses it against the contract) and the answer is an IpcResult. No `ipcMain.on`, no
- * `sendSync`, and nothing else in main/ touches `ipcMain`.
+ * `sendSync`, and nothing else in main/ touches `ipcMain`. Main → renderer events go through
+ * `EventPusher` (event-pusher.ts): checked, queued until the window is ready, never dropped silently.
  */
 
 /** The part of an IPC sender that decides who is calling. */
@@ -96,15 +97,6 @@ export async function handleInvoke(
     return { ok: false, error: { code: 'SCHEMA_INVALID', message: `expected one argument, received ${args.length}` } };
   }
   return dispatcher.dispatch(channel, args[0], caller);
-}
-
-/** Pushes an event to a renderer after checking it against its schema; a destroyed target is skipped. */
-export function pushEvent<E extends IpcEvent>(contents: WebContents | undefined, event: E, payload: unknown): boolean {
-  if (contents === undefined || contents.isDestroyed()) return false;
-  const parsed = IPC_EVENTS[event].safeParse(payload);
-  if (!parsed.success) return false;
-  contents.send(event, parsed.data);
-  return true;
 }
 
 /** The shell's live registry: the lock window's WebContents and each workspace view's. */
