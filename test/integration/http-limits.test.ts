@@ -16,8 +16,11 @@ import pino from 'pino';
 const HEADERS_MS = 400;
 const REQUEST_MS = 900;
 const KEEP_ALIVE_MS = 300;
-/** How late the backend may be on a limit (its check runs every tenth of the headers limit). */
-const SLACK_MS = 400;
+/**
+ * How late the backend may be on a limit: its check runs every tenth of the headers limit (40 ms
+ * here); the rest is room for a loaded test machine. Before the fix it was late by up to 30 s.
+ */
+const SLACK_MS = 800;
 
 interface Seen {
   /** Milliseconds from `startAt` (the socket connecting, unless moved) to the connection closing. */
