@@ -154,33 +154,47 @@ export class AgentRig {
     return { id: operator.id as string, name, authenticator };
   }
 
-  /** Waits (in real time, the network being real) until the agent's status satisfies `test`. */
-  async until(
+  /**
+   * Resolves with the agent's status once it satisfies `test`: now, or at the first `onStatus` event
+   * that does (the event the operator UI renders from). Fails after `ms` of real time (the network is
+   * real) naming what was awaited and the last status seen.
+   */
+  until(
     agent: BatonAgent,
     test: (status: AgentStatus) => boolean,
     what = 'condition',
     ms = 10_000,
   ): Promise<AgentStatus> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const status = agent.status;
-      if (test(status)) return status;
-      if (Date.now() > deadline) {
-        throw new Error(
-          `Timed out waiting for ${what}; status: ${JSON.stringify({ ...status, sessions: status.sessions.length })}`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    const current = agent.status;
+    if (test(current)) return Promise.resolve(current);
+    return new Promise((resolve, reject) => {
+      let last = current;
+      const timer = setTimeout(() => {
+        unsubscribe();
+        const seen = JSON.stringify({ ...last, sessions: last.sessions.length });
+        reject(new Error(`No status event showed ${what} within ${ms} ms; last status: ${seen}`));
+      }, ms);
+      const unsubscribe = agent.onStatus((status) => {
+        last = status;
+        if (!test(status)) return;
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(status);
+      });
+    });
   }
 
-  /** Moves fake time on in steps (so reconnect backoff fires) until the agent is online again. */
+  /**
+   * Moves fake time on in steps, so the reconnect backoff (on the fake clock) fires, until the agent
+   * reports itself online again. Each step then waits for that status event; an attempt that has
+   * not got there within a moment of real time gets the next step.
+   */
   async reconnect(agent: BatonAgent, ms = 20_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (agent.status.connection !== 'online') {
       if (Date.now() > deadline) throw new Error(`agent did not come back online: ${agent.status.connection}`);
       await this.clock.advance(500);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await this.until(agent, (s) => s.connection === 'online', 'online', 250).catch(() => undefined);
     }
   }
 
