@@ -56,15 +56,17 @@ interface ConsoleState {
   errors: string[];
 }
 
-/** A realistic mix of what an agent reports: decisions, locks, resumes, heartbeats. */
+/**
+ * A realistic mix of what an agent reports: decisions, locks, resumes, heartbeats. No session or
+ * operator is named: the bench signs nobody in, and the backend marks a subject a console could not
+ * have witnessed (`subject-not-witnessed`), which the bench would report as a finding.
+ */
 function draftFor(i: number, consoleId: string): Partial<EventDraft> {
-  const session = `ses_${consoleId.slice(4, 20)}${(i >> 6) % 8}`;
-  const operator = `op_bench${i % 4}`;
   switch (i % 4) {
     case 0:
       return {
         type: 'policy-decision',
-        subject: { operator, console: consoleId, session },
+        subject: { console: consoleId },
         outcome: 'allow',
         reasons: ['level-sufficient', 'within-max-age'],
         detail: { action: 'customer.view', policyVersion: 1 },
@@ -72,14 +74,14 @@ function draftFor(i: number, consoleId: string): Partial<EventDraft> {
     case 1:
       return {
         type: 'session-locked',
-        subject: { operator, console: consoleId, session },
+        subject: { console: consoleId },
         outcome: 'info',
         reasons: ['idle'],
       };
     case 2:
       return {
         type: 'session-switched',
-        subject: { operator, console: consoleId, session },
+        subject: { console: consoleId },
         assurance: {
           level: 'verified',
           aal: 2,

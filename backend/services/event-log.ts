@@ -499,7 +499,9 @@ export class EventLog {
     }
     const receivedAt = this.clock();
     const enrolledAt = this.store.consoles.get(origin)?.enrolledAt ?? 0;
+    // Looked up once per batch: a session's console and operator never change.
     const sessions = new Map<string, { consoleId: string; operatorId: string } | null>();
+    const operators = new Map<string, boolean>();
     const sessionOf = (id: string) => {
       let known = sessions.get(id);
       if (known === undefined) {
@@ -515,7 +517,14 @@ export class EventLog {
         if (session === null || session.consoleId !== origin) return false;
         return subject.operator === undefined || subject.operator === session.operatorId;
       }
-      if (subject.operator !== undefined) return this.operatorSignedInOn(origin, subject.operator);
+      if (subject.operator !== undefined) {
+        let seen = operators.get(subject.operator);
+        if (seen === undefined) {
+          seen = this.operatorSignedInOn(origin, subject.operator);
+          operators.set(subject.operator, seen);
+        }
+        return seen;
+      }
       return true;
     };
     return {
