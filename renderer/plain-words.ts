@@ -40,6 +40,10 @@ const NOTICES: Partial<Record<ErrorCode, string>> = {
     'Your key confirmed you touched it, but not your PIN or fingerprint. This needs both.',
   WEBAUTHN_VERIFICATION_FAILED: 'The key’s answer could not be checked. Try again.',
   WEBAUTHN_COUNTER_REGRESSED: 'This key looks like a copy of a registered key, so it was refused. Please speak to IT.',
+  CREDENTIAL_SUSPENDED:
+    'This key is on hold: it looked like a copy of a registered key. IT must check it before it can sign in again.',
+  WEBAUTHN_USER_PRESENCE_REQUIRED: 'The key did not register a touch. Touch your key when it blinks.',
+  WEBAUTHN_WRONG_CEREMONY_TYPE: 'The key answered a different request. Try again. ' + CALL_IT,
   WEBAUTHN_ORIGIN_MISMATCH: 'The key answered for another site. This console is misconfigured: please call IT.',
   WEBAUTHN_RP_ID_MISMATCH: 'The key answered for another site. This console is misconfigured: please call IT.',
   CHALLENGE_UNKNOWN: 'That tap answered a request this console did not make. Try again.',
