@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Baton needs on a fresh Debian machine with Node >= 20, and says plainly what it could not do.
+# Installs what Baton needs on a fresh Debian machine with Node ^20.18.1 || >=22.12.0, and says plainly what it could not do.
 # Usage: scripts/ensure-deps.sh [--browser] [--secret-service]
 set -u
 cd "$(dirname "$0")/.."
@@ -15,9 +15,10 @@ done
 
 say() { printf '[baton setup] %s\n' "$*"; }
 
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ]; then
-  say "Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))."
+# package.json engines: ^20.18.1 || >=22.12.0 (Node 22.12+ only for the Electron runtime and packaging).
+if ! node -e 'const [a, b, c] = process.versions.node.split(".").map(Number);
+  process.exit((a === 20 && (b > 18 || (b === 18 && c >= 1))) || a > 22 || (a === 22 && b >= 12) ? 0 : 1)' 2>/dev/null; then
+  say "Node.js 20.18.1 or later 20.x, or 22.12 or newer, is required (found: $(node --version 2>/dev/null || echo none))."
   exit 1
 fi
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { builtinModules } from 'node:module';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,11 @@ import { checkBuilderConfigs, type BuilderConfigOutcome } from '../helpers/elect
  * own loader and schema, the fuses of the packaged and the test build, and the CI workflow.
  */
 const ROOT = join(import.meta.dirname, '..', '..');
+/** npm's own version-range rules (a dependency of npm's tool chain; not one of ours). */
+const semver = createRequire(import.meta.url)('semver') as {
+  satisfies(version: string, range: string): boolean;
+  intersects(a: string, b: string): boolean;
+};
 
 interface BuilderConfig {
   appId: string;
@@ -163,6 +168,46 @@ describe('CI and the lock file', () => {
       'actions/upload-artifact@v4',
     ]);
     assert.doesNotMatch(workflow, /https?:\/\//);
+  });
+
+  test('one answer to "which Node": engines, the README, the CI workflows and what the dependencies declare agree', () => {
+    const engines = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } })
+      .engines.node;
+    assert.equal(engines, '^20.18.1 || >=22.12.0');
+    assert.ok(readFileSync(join(ROOT, 'README.md'), 'utf8').includes(`\`${engines}\``), 'the README states it');
+    // Every dependency runs on the oldest Node 20 allowed, except the Electron runtime and packaging
+    // tools, which need 22.12 and run only where that is installed (electron.yml).
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { engines?: { node?: string } | string[] }>;
+    };
+    const needs22: string[] = [];
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      const range = Array.isArray(entry.engines) ? undefined : entry.engines?.node;
+      if (range === undefined || path === '') continue;
+      assert.ok(semver.satisfies('22.12.0', range), `${path} refuses Node 22.12 (${range})`);
+      if (!semver.satisfies('20.18.1', range)) needs22.push(path.replace(/^.*node_modules\//, ''));
+    }
+    assert.deepEqual(
+      needs22.filter((name) => !/^(electron|@electron\/|@electron-internal\/|node-abi$)/.test(name)),
+      [],
+      'only the Electron runtime and its packaging tools need Node 22',
+    );
+    // Every Node line CI runs is one engines allows; the Electron job runs on 22 or later.
+    const workflows = readdirSync(join(ROOT, '.github/workflows')).map((file) => ({
+      file,
+      text: readFileSync(join(ROOT, '.github/workflows', file), 'utf8'),
+    }));
+    for (const { file, text } of workflows) {
+      const versions = [...text.matchAll(/node-version:\s*(\[[^\]]*\]|\d[\w.]*)/g)].flatMap((m) =>
+        (m[1] ?? '').replace(/[[\]\s]/g, '').split(','),
+      );
+      for (const version of versions) {
+        assert.ok(semver.intersects(`${version}.x`.replace(/(\.\d+)\.x$/, '$1'), engines), `${file}: Node ${version}`);
+        if (file === 'electron.yml') assert.ok(Number(version.split('.')[0]) >= 22, `${file}: Node ${version}`);
+      }
+    }
+    assert.deepEqual(workflows.map((w) => w.file).sort(), ['electron.yml', 'test.yml']);
+    assert.match(workflows.find((w) => w.file === 'test.yml')?.text ?? '', /node-version: \[20, 22\]/);
   });
 
   test('package-lock.json names no registry or funding host', () => {
