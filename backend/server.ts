@@ -162,6 +162,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         auth: adminAuth,
         isConnected: (id) => channel.isConnected(id),
         clock,
+        checkpoints,
       }),
     )
     .add(authenticatorMetadataRoutes({ authenticators: services.authenticators }))

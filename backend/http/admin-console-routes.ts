@@ -7,6 +7,7 @@ import { CODE_ID_LENGTH } from '../store/admin-repositories.js';
 import type { AdminAuth } from '../services/admin-auth.js';
 import { MAX_EXPORT_EVENTS, adminStats, csvHeader, csvRow, eventPages } from '../services/admin-insights.js';
 import type { EventLog } from '../services/event-log.js';
+import type { ChainCheckpoints } from '../services/chain-checkpoints.js';
 import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { PolicyService } from '../services/policy-service.js';
 import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
@@ -21,6 +22,7 @@ export interface AdminConsoleRouteDeps {
   auth: AdminAuth;
   isConnected: (consoleId: string) => boolean;
   clock: () => number;
+  checkpoints: ChainCheckpoints;
 }
 
 const int = z.coerce.number().int();
@@ -36,6 +38,8 @@ const ExportQuerySchema = z.strictObject({
   session: z.string().max(128).optional(),
   type: z.enum(EVENT_TYPES).optional(),
   outcome: z.enum(EVENT_OUTCOMES).optional(),
+  /** JSON Lines only: end with the latest signed chain checkpoint and the keys that verify it. */
+  checkpoints: z.enum(['true', 'false']).default('false'),
 });
 
 function actorOf(ctx: RouteContext): string {
@@ -175,6 +179,11 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
             issues: [{ path: 'to', message: 'to must be after from' }],
           });
         }
+        if (q.checkpoints === 'true' && q.format !== 'jsonl') {
+          throw new BatonError('SCHEMA_INVALID', 'Checkpoints are exported with format=jsonl only', {
+            issues: [{ path: 'checkpoints', message: 'use format=jsonl' }],
+          });
+        }
         deps.events.record({
           type: 'admin-action',
           subject: {},
@@ -182,7 +191,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
           reasons: ['audit-exported'],
           detail: { actor: actorOf(ctx), format: q.format, from: q.from, to: q.to },
         });
-        streamExport(ctx, deps.events, q).catch(() => ctx.res.destroy());
+        streamExport(ctx, deps.events, q, deps.checkpoints).catch(() => ctx.res.destroy());
         return undefined;
       },
     },
@@ -190,7 +199,12 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
 }
 
 /** Streams the export page by page, paced by the socket; bounded by MAX_EXPORT_EVENTS. */
-async function streamExport(ctx: RouteContext, events: EventLog, q: z.infer<typeof ExportQuerySchema>): Promise<void> {
+async function streamExport(
+  ctx: RouteContext,
+  events: EventLog,
+  q: z.infer<typeof ExportQuerySchema>,
+  checkpoints: ChainCheckpoints,
+): Promise<void> {
   const { res } = ctx;
   const stamp = (t: number) => new Date(t).toISOString().replace(/[:.]/g, '-');
   res.writeHead(200, {
@@ -220,6 +234,12 @@ async function streamExport(ctx: RouteContext, events: EventLog, q: z.infer<type
     const chunk = rows.map((e) => (q.format === 'csv' ? csvRow(e) : `${JSON.stringify(e)}\n`)).join('');
     if (chunk !== '' && !res.write(chunk)) await once(res, 'drain');
     if (closed) return;
+  }
+  if (q.checkpoints === 'true') {
+    // Signed now if a head moved, so the checkpoint covers every event exported above.
+    checkpoints.checkpoint('export');
+    const trailer = { checkpoint: checkpoints.latestView(), checkpointKeys: checkpoints.publicKeys().keys };
+    res.write(`${JSON.stringify(trailer)}\n`);
   }
   res.end();
 }

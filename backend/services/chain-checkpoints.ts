@@ -27,7 +27,7 @@ const CheckpointBodySchema = z.strictObject({
   kid: z.string().min(1),
   /** SHA-256 of the previous checkpoint's body: deleting one from the sequence shows. */
   prev: z.string().regex(/^[0-9a-f]{64}$/),
-  reason: z.enum(['interval', 'shutdown', 'key-rotated']),
+  reason: z.enum(['interval', 'shutdown', 'key-rotated', 'export']),
   heads: z.record(z.string(), HeadSchema),
 });
 export type CheckpointBody = z.infer<typeof CheckpointBodySchema>;
@@ -203,6 +203,11 @@ export class ChainCheckpoints {
       checkpoint: { seq: ref.body.seq, at: ref.body.at, kid: ref.body.kid, ...head },
       problems,
     };
+  }
+
+  /** The latest checkpoint this backend signed (or loaded at start), as exported. */
+  latestView(): CheckpointView | null {
+    return this.last === undefined ? null : { ...this.last.body, sig: this.last.sig, valid: true };
   }
 
   /** Whether the latest checkpoint names this origin (its stream existed when it was signed). */

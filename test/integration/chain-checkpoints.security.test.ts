@@ -200,6 +200,45 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
     }
   });
 
+  it('the JSON Lines audit export ends with a checkpoint signed at export time that covers what was exported', async () => {
+    const t = await startTestBackend();
+    try {
+      await createOperators(t, ['Alice', 'Bob']);
+      const response = await fetch(
+        `${t.url}/v1/admin/events/export?format=jsonl&from=0&to=${Date.now() + 60_000}&checkpoints=true`,
+        { headers: { authorization: `Bearer ${t.admin.token}` } },
+      );
+      assert.equal(response.status, 200);
+      const lines = (await response.text())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Json);
+      const trailer = lines.at(-1);
+      const exported = lines.slice(0, -1).filter((e) => e.origin === 'backend');
+      assert.ok(exported.length >= 3);
+      const { sig, valid, ...body } = trailer.checkpoint;
+      assert.equal(valid, true);
+      assert.equal(body.reason, 'export');
+      const last = exported.at(-1);
+      // The checkpoint's head is at or past the last exported event, and the export's hashes chain to it.
+      assert.ok(body.heads.backend.lastSeq >= last.seq);
+      const jwk = (trailer.checkpointKeys as Json[]).find((k) => k.kid === body.kid);
+      const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+      assert.ok(
+        verify(
+          'sha256',
+          Buffer.from(canonicalJson(body)),
+          { key, dsaEncoding: 'ieee-p1363' },
+          Buffer.from(sig, 'base64url'),
+        ),
+      );
+      const csv = await t.admin.request('GET', `/v1/admin/events/export?format=csv&from=0&to=1&checkpoints=true`);
+      assert.equal(csv.status, 400);
+    } finally {
+      await t.stop();
+    }
+  });
+
   it('rotating the checkpoint key keeps old checkpoints verifiable and signs the next with the new key', async () => {
     const t = await startTestBackend();
     try {
