@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Menu, app, dialog, ipcMain, powerMonitor } from 'electron';
+import { Menu, app, clipboard, dialog, ipcMain, powerMonitor } from 'electron';
 import pino from 'pino';
 import { BatonError } from '../shared/errors.js';
 import { BatonAgent } from './core/agent.js';
@@ -10,6 +10,8 @@ import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
 import { KeytarSecretStore } from './core/secret-store.js';
 import { AccountPicker } from './shell/account-picker.js';
 import { guardEveryContents } from './shell/guards.js';
+import { readBuildFlavour, testBuildRefusal } from './shell/test-build-guard.js';
+import { ClipboardGuard } from './shell/clipboard-guard.js';
 import { EventPusher } from './shell/event-pusher.js';
 import { SenderTable, registerIpcHandlers } from './shell/ipc.js';
 import { throttleActivity, watchPower } from './shell/power.js';
@@ -39,6 +41,13 @@ async function start(): Promise<void> {
     config = loadAgentConfig({ platform: process.platform, env: process.env, packaged: app.isPackaged });
   } catch (error) {
     fail('Baton cannot start: the configuration from IT is missing or wrong', error, 78);
+    return;
+  }
+  // The test build (inspector fuse on) starts only when asked to explicitly, and never as a kiosk.
+  const refusal = testBuildRefusal(readBuildFlavour(app.getAppPath()), config, process.env);
+  if (refusal !== undefined) {
+    dialog.showErrorBox('Baton test build', refusal);
+    app.exit(78);
     return;
   }
   const logger = pino({ level: config.logLevel, base: { component: 'agent-shell' } });
@@ -105,8 +114,11 @@ async function start(): Promise<void> {
   const workspaces = new WorkspaceManager(factory.workspaceHost(lockWindow), (sessionId, error) =>
     logger.error({ sessionId, error: String(error) }, 'a workspace could not be cleared'),
   );
+  // Operator A's copied customer data never reaches operator B: cleared at lock, switch, end, start and quit.
+  const clipboardGuard = new ClipboardGuard(clipboard, (reason) => logger.info({ reason }, 'clipboard cleared'));
   const onStatus = () => {
     const view = statusView(agent.status);
+    clipboardGuard.apply(view);
     workspaces.apply(view);
     push('agent:status', view);
   };
@@ -135,6 +147,7 @@ async function start(): Promise<void> {
   await lockWindow.loadURL(`${ui.origin}/`);
 
   app.once('before-quit', () => {
+    clipboardGuard.clear('quitting');
     stopPower();
     agent.stop();
     workspaces.destroyAll().catch((error: unknown) => logger.error({ error: String(error) }, 'workspaces not cleared'));

@@ -43,11 +43,24 @@ export function guardEveryContents(contents: WebContents): void {
   contents.on('will-attach-webview', (event) => event.preventDefault());
 }
 
-/** Main-frame navigations and redirects leave `allowedOrigin` never; `onRefused` hears each attempt. */
+/**
+ * The same rule for sub-frames: an iframe may show only the surface's own origin (an embedded page
+ * of another origin could phish the operator or frame the workspace). An empty frame
+ * (`about:blank`, `about:srcdoc`) inherits its parent's origin and is allowed.
+ */
+export function isAllowedFrameNavigation(url: string, allowedOrigin: string, isMainFrame: boolean): boolean {
+  if (!isMainFrame && (url === 'about:blank' || url === 'about:srcdoc')) return true;
+  return isAllowedNavigation(url, allowedOrigin);
+}
+
+/**
+ * Navigations and redirects, of the main frame and of every sub-frame, never leave `allowedOrigin`;
+ * `onRefused` hears each attempt.
+ */
 export function guardNavigation(
   contents: WebContents,
   allowedOrigin: string,
-  onRefused: (url: string, how: 'navigate' | 'redirect') => void = () => undefined,
+  onRefused: (url: string, how: 'navigate' | 'frame-navigate' | 'redirect') => void = () => undefined,
 ): void {
   guardEveryContents(contents);
   contents.on('will-navigate', (event, url) => {
@@ -55,8 +68,14 @@ export function guardNavigation(
     event.preventDefault();
     onRefused(url, 'navigate');
   });
+  // Fired for the main frame and every sub-frame (will-navigate sees only the main frame).
+  contents.on('will-frame-navigate', (event) => {
+    if (isAllowedFrameNavigation(event.url, allowedOrigin, event.isMainFrame)) return;
+    event.preventDefault();
+    onRefused(event.url, 'frame-navigate');
+  });
   contents.on('will-redirect', (event, url, _isInPlace, isMainFrame) => {
-    if (!isMainFrame || isAllowedNavigation(url, allowedOrigin)) return;
+    if (isAllowedFrameNavigation(url, allowedOrigin, isMainFrame)) return;
     event.preventDefault();
     onRefused(url, 'redirect');
   });

@@ -11,6 +11,7 @@ import { AccountPicker } from './account-picker.js';
 import { guardNavigation, handleAccountSelection, hardenSession, isAllowedNavigation } from './guards.js';
 import { SenderTable, handleInvoke, identifyCaller, registerIpcHandlers, type SenderLike } from './ipc.js';
 import { throttleActivity, watchPower } from './power.js';
+import { clearWorkspacePartition } from './workspaces.js';
 import {
   OPERATOR_UI_PARTITION,
   hardenedWebPreferences,
@@ -32,6 +33,17 @@ class FakeContents extends EventEmitter {
   attempt(name: string, ...args: unknown[]): boolean {
     let prevented = false;
     this.emit(name, { preventDefault: () => (prevented = true) }, ...args);
+    return prevented;
+  }
+  /** `will-frame-navigate` carries its details on the event itself. */
+  attemptFrame(url: string, isMainFrame: boolean): boolean {
+    let prevented = false;
+    this.emit('will-frame-navigate', {
+      url,
+      isMainFrame,
+      isSameDocument: false,
+      preventDefault: () => (prevented = true),
+    });
     return prevented;
   }
 }
@@ -154,11 +166,56 @@ describe('navigation, new windows, webviews and permissions are refused', () => 
     guardNavigation(ws as unknown as WebContents, WS);
     assert.equal(ws.attempt('will-navigate', `${UI}/`), true, 'a workspace cannot load the operator UI');
     assert.equal(ws.attempt('will-navigate', `${WS}/customers/42`), false);
-    assert.equal(
-      ws.attempt('will-redirect', 'https://sso.example.test/', false, false),
-      false,
-      'subframes are not guarded here',
+    assert.equal(ws.attempt('will-redirect', 'https://sso.example.test/', false, false), true, 'nor can its iframes');
+    assert.equal(ws.attempt('will-redirect', `${WS}/after-login`, false, false), false);
+  });
+
+  test('sub-frames follow the same rule: an iframe never loads another origin, however it gets there', () => {
+    const ws = new FakeContents();
+    const refused: string[] = [];
+    guardNavigation(ws as unknown as WebContents, WS, (url, how) => refused.push(`${how} ${url}`));
+    assert.equal(ws.attemptFrame('https://evil.example.test/login', false), true, 'a sub-frame to another origin');
+    assert.equal(ws.attemptFrame(`${UI}/`, false), true, 'a workspace iframe cannot load the operator UI');
+    assert.equal(ws.attemptFrame('javascript:alert(1)', false), true);
+    assert.equal(ws.attemptFrame('https://evil.example.test/', true), true, 'the main frame too');
+    assert.equal(ws.attemptFrame(`${WS}/widgets/map`, false), false);
+    assert.equal(ws.attemptFrame('about:blank', false), false, 'an empty frame inherits its parent’s origin');
+    assert.equal(ws.attemptFrame('about:blank', true), true, 'but the main frame stays on its origin');
+    assert.deepEqual(refused, [
+      'frame-navigate https://evil.example.test/login',
+      `frame-navigate ${UI}/`,
+      'frame-navigate javascript:alert(1)',
+      'frame-navigate https://evil.example.test/',
+      'frame-navigate about:blank',
+    ]);
+  });
+
+  test('a workspace that ends leaves nothing of its operator in its partition, auth cache included', async () => {
+    const cleared: string[] = [];
+    const step =
+      (name: string, fail = false) =>
+      () => {
+        cleared.push(name);
+        return fail ? Promise.reject(new Error(`${name} failed`)) : Promise.resolve();
+      };
+    await clearWorkspacePartition({
+      clearStorageData: step('storage'),
+      clearCache: step('cache'),
+      clearAuthCache: step('auth-cache'),
+      closeAllConnections: step('connections'),
+    });
+    assert.deepEqual(cleared.sort(), ['auth-cache', 'cache', 'connections', 'storage']);
+    cleared.length = 0;
+    await assert.rejects(
+      clearWorkspacePartition({
+        clearStorageData: step('storage', true),
+        clearCache: step('cache'),
+        clearAuthCache: step('auth-cache'),
+        closeAllConnections: step('connections'),
+      }),
+      /storage failed/,
     );
+    assert.deepEqual(cleared.sort(), ['auth-cache', 'cache', 'connections', 'storage'], 'one failure skips nothing');
   });
 
   test('window.open is denied and <webview> cannot attach', () => {

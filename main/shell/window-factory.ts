@@ -9,7 +9,7 @@ import {
   lockWindowOptions,
   workspacePartition,
 } from './window-options.js';
-import type { WorkspaceHost, WorkspaceView } from './workspaces.js';
+import { clearWorkspacePartition, type WorkspaceHost, type WorkspaceView } from './workspaces.js';
 
 /**
  * The only place Baton creates a BrowserWindow or a WebContentsView (a lint rule and a security
@@ -106,8 +106,7 @@ export class WindowFactory {
             const ses = view.webContents.session;
             if (!window.isDestroyed()) window.contentView.removeChildView(view);
             if (!view.webContents.isDestroyed()) view.webContents.close();
-            await ses.clearStorageData();
-            await ses.clearCache();
+            await clearWorkspacePartition(ses);
           },
         };
       },

@@ -16,6 +16,32 @@ export interface WorkspaceView {
   destroy(): Promise<void>;
 }
 
+/** The part of an Electron Session a workspace's partition is cleared through. */
+export interface PartitionSession {
+  clearStorageData(): Promise<void>;
+  clearCache(): Promise<void>;
+  clearAuthCache(): Promise<void>;
+  closeAllConnections(): Promise<void>;
+}
+
+/**
+ * Clears everything a workspace's partition may hold of its operator when the session ends:
+ * storage (cookies, local storage, IndexedDB, service workers…), the HTTP cache, the HTTP
+ * authentication cache (Basic/NTLM/Negotiate credentials the next operator's requests would reuse)
+ * and open connections (a keep-alive socket authenticated as the operator). Each step runs even if
+ * an earlier one failed; the first failure is then reported.
+ */
+export async function clearWorkspacePartition(ses: PartitionSession): Promise<void> {
+  const results = await Promise.allSettled([
+    ses.clearStorageData(),
+    ses.clearCache(),
+    ses.clearAuthCache(),
+    ses.closeAllConnections(),
+  ]);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
 export interface WorkspaceHost {
   create(sessionId: string): WorkspaceView;
 }
