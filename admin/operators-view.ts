@@ -23,6 +23,10 @@ interface Credential {
   /** From the FIDO metadata BLOB; null when none is loaded or it does not list the model. */
   authenticator: AuthenticatorModelView | null;
 }
+interface SuspendedCredential extends Omit<Credential, 'authenticator'> {
+  operatorId: string;
+  operatorName: string;
+}
 interface Code {
   id: string;
   issuedBy: string;
@@ -44,6 +48,32 @@ function credentialState(c: Credential): HTMLElement {
   if (c.revokedAt !== null) return pill('revoked', 'bad');
   if (c.suspendedAt !== null) return pill('suspended — possible copy', 'bad');
   return pill('active', 'good');
+}
+
+/** On the operators page: every passkey suspended as a possible copy, each linked to its operator. */
+function suspendedList(credentials: SuspendedCredential[]): HTMLElement | null {
+  if (credentials.length === 0) return null;
+  return h(
+    'section',
+    { class: 'card', role: 'alert', id: 'suspended-passkeys-all', 'aria-labelledby': 'h-suspended' },
+    h('h2', { id: 'h-suspended' }, 'Passkeys suspended — possible copy'),
+    h(
+      'p',
+      {},
+      'Their signature counter went backwards: someone may hold a copy of the key. Review each with its operator, ',
+      'then reinstate or revoke it on the operator’s page.',
+    ),
+    table(
+      'Suspended passkeys',
+      ['operator', 'credential', 'suspended'],
+      credentials.map((c) => [
+        h('a', { href: `#/operators/${encodeURIComponent(c.operatorId)}` }, c.operatorName),
+        h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}…`),
+        fmtTime(c.suspendedAt ?? 0),
+      ]),
+      '',
+    ),
+  );
 }
 
 /** Raised above everything else on the page: a likely cloned passkey waits for an admin's review. */
@@ -104,9 +134,14 @@ export const operatorsView: View = (main, id) => {
       }
     })();
   });
+  const suspended = h('div');
   const load = async () => {
     try {
-      const { operators } = await api<{ operators: Operator[] }>('GET', '/v1/admin/operators');
+      const [{ operators }, { credentials }] = await Promise.all([
+        api<{ operators: Operator[] }>('GET', '/v1/admin/operators'),
+        api<{ credentials: SuspendedCredential[] }>('GET', '/v1/admin/credentials/suspended'),
+      ]);
+      replace(suspended, suspendedList(credentials));
       replace(
         list,
         table(
@@ -129,6 +164,7 @@ export const operatorsView: View = (main, id) => {
   replace(
     main,
     h('h1', {}, 'Operators'),
+    suspended,
     h('section', { class: 'card' }, h('h2', {}, 'New operator'), form, message),
     h('section', { class: 'card' }, h('h2', {}, 'All operators'), list),
     authenticatorMetadataCard(),

@@ -231,6 +231,12 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       handler: revoke('credential'),
     },
     {
+      method: 'GET',
+      path: '/v1/admin/credentials/suspended',
+      auth: 'admin',
+      handler: () => ({ credentials: deps.operators.suspendedCredentials() }),
+    },
+    {
       // Lifts the suspension a signature-counter regression (possible copy) put on a passkey.
       method: 'POST',
       path: '/v1/admin/credentials/:id/reinstate',

@@ -154,6 +154,15 @@ export class OperatorDirectory {
     });
   }
 
+  /** Passkeys suspended as possible copies, with whose they are: the admin console raises them. */
+  suspendedCredentials(): (CredentialSummary & { operatorId: string; operatorName: string })[] {
+    return this.ctx.store.operators.listSuspendedCredentials().map((c) => ({
+      ...credentialSummary(c),
+      operatorId: c.operatorId,
+      operatorName: this.ctx.store.operators.get(c.operatorId)?.displayName ?? c.operatorId,
+    }));
+  }
+
   credentials(operatorId: string): CredentialSummary[] {
     this.get(operatorId);
     return this.ctx.store.operators.listCredentials(operatorId).map((c) => ({

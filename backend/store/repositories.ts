@@ -180,6 +180,8 @@ export interface OperatorRepository {
   suspendCredential(id: string, at: number, reason: string): boolean;
   /** Lifts a suspension; false if the credential was not suspended. */
   reinstateCredential(id: string): boolean;
+  /** Credentials suspended and not revoked, longest suspended first: what waits for an admin's review. */
+  listSuspendedCredentials(): CredentialRecord[];
 }
 
 export interface SessionRepository {

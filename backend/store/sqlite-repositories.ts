@@ -173,6 +173,9 @@ export class SqliteOperators implements OperatorRepository {
       suspendCredential: db.prepare(
         'UPDATE credentials SET suspended_at = ?, suspended_reason = ? WHERE id = ? AND revoked_at IS NULL AND suspended_at IS NULL',
       ),
+      listSuspended: db.prepare(
+        'SELECT * FROM credentials WHERE suspended_at IS NOT NULL AND revoked_at IS NULL ORDER BY suspended_at',
+      ),
       reinstateCredential: db.prepare(
         'UPDATE credentials SET suspended_at = NULL, suspended_reason = NULL WHERE id = ? AND suspended_at IS NOT NULL',
       ),
@@ -286,6 +289,9 @@ export class SqliteOperators implements OperatorRepository {
   }
   reinstateCredential(id: string): boolean {
     return this.stmts.reinstateCredential.run(id).changes === 1;
+  }
+  listSuspendedCredentials(): CredentialRecord[] {
+    return (this.stmts.listSuspended.all() as Row[]).map((r) => this.mapCredential(r));
   }
 }
 

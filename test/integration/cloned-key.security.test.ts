@@ -73,16 +73,22 @@ describe('a cloned passkey (signature counter gone backwards)', () => {
     // The next tap, even counting on correctly, is refused with a stable code and changes nothing.
     assertError(await signIn(kiosk, authenticator, { counter: 11 }), 403, 'CREDENTIAL_SUSPENDED');
     assert.deepEqual(row(credentialId), suspended);
-    // The admin console sees why.
+    // The admin console sees why, on the operator's page and in the list of passkeys awaiting review.
     const view = await credentialView(operatorId, credentialId);
     assert.equal(view.suspendedReason, 'possible-cloned-authenticator');
     assert.equal(view.revokedAt, null);
+    const awaiting = (await t.admin.ok('GET', '/v1/admin/credentials/suspended')) as Json;
+    assert.deepEqual(
+      (awaiting.credentials as Json[]).map((c) => [c.id, c.operatorId, c.operatorName]),
+      [[credentialId, operatorId, 'Cloned']],
+    );
 
     // An admin reviews it and reinstates it: it works again.
     const reinstated = (await t.admin.ok('POST', `/v1/admin/credentials/${credentialId}/reinstate`, {
       reason: 'operator still holds the key; the copy was a lab test',
     })) as Json;
     assert.equal(reinstated.credential.suspendedAt, null);
+    assert.deepEqual(((await t.admin.ok('GET', '/v1/admin/credentials/suspended')) as Json).credentials, []);
     assert.equal((await signIn(kiosk, authenticator, { counter: 12 })).status, 200);
     assert.equal(row(credentialId).counter, 12);
     const actions = (await t.admin.ok('GET', `/v1/admin/events?type=admin-action&operator=${operatorId}`)) as Json;
