@@ -41,12 +41,13 @@ const realIntervals = {
 /** `noteActivity` at most once per `gapMs`, however fast input arrives. */
 export function throttleActivity(
   note: () => void,
-  clock: Pick<Clock, 'now'>,
+  clock: Pick<Clock, 'monotonic'>,
   gapMs = ACTIVITY_THROTTLE_MS,
 ): () => void {
   let last = Number.NEGATIVE_INFINITY;
   return () => {
-    const now = clock.now();
+    // Elapsed time: a wall clock set back must not swallow the operator's input (and lock them out).
+    const now = clock.monotonic();
     if (now - last < gapMs) return;
     last = now;
     note();

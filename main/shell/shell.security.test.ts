@@ -440,4 +440,15 @@ describe('idle and lock signals reach the agent', () => {
     note();
     assert.equal(notes, 2);
   });
+
+  test('a wall clock set back does not swallow input (the operator would be idle-locked while typing)', async () => {
+    const clock = new FakeClock();
+    let notes = 0;
+    const note = throttleActivity(() => notes++, clock);
+    note();
+    clock.shiftWall(-3_600_000);
+    await clock.advance(1000);
+    note();
+    assert.equal(notes, 2);
+  });
 });
