@@ -28,7 +28,7 @@ export function modelCell(model: AuthenticatorModelView, aaguid: string): HTMLEl
     { title: `AAGUID ${aaguid}` },
     model.model,
     ' ',
-    pill(certificationText(model.certification), model.certification === 'none' ? '' : 'good'),
+    pill(certificationText(model.certification), model.certification === 'none' || bad !== undefined ? '' : 'good'),
     bad === undefined ? '' : ' ',
     bad === undefined ? '' : pill(bad.status.toLowerCase().replace(/_/g, ' '), 'bad'),
   );
