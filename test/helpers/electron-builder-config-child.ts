@@ -33,4 +33,4 @@ for (const job of jobs) {
   }
 }
 if (process.send === undefined) throw new Error('run me with an IPC channel (see electron-builder-config.ts)');
-process.send(outcomes, () => process.disconnect());
+process.send(outcomes, undefined, {}, () => process.disconnect());

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { builtinModules, createRequire } from 'node:module';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bundleElectron, type ElectronBundle } from '../../build/bundle-electron.js';
+import { buildFlavour, readBuildFlavour, testBuildRefusal } from '../../main/shell/test-build-guard.js';
 import { checkBuilderConfigs, type BuilderConfigOutcome } from '../helpers/electron-builder-config.js';
 
 /**
@@ -27,9 +28,11 @@ interface BuilderConfig {
   asar: boolean;
   electronVersion: string;
   electronFuses: Record<string, boolean>;
-  win: { target: string[] };
-  mac: { target: string[] };
-  linux: { target: string[] };
+  executableName: string;
+  extraMetadata?: Record<string, unknown>;
+  win: { target: string[]; artifactName: string };
+  mac: { target: string[]; artifactName: string };
+  linux: { target: string[]; artifactName: string };
 }
 
 const PACKAGED_FUSES = {
@@ -43,11 +46,14 @@ const PACKAGED_FUSES = {
   grantFileProtocolExtraPrivileges: false,
 };
 
+/** The bundle is built once, into a directory of its own, for every test that reads it. */
+const bundleDir = mkdtempSync(join(tmpdir(), 'baton-electron-'));
+let bundle: ElectronBundle | undefined;
+after(() => rmSync(bundleDir, { recursive: true, force: true }));
+const built = async () => (bundle ??= await bundleElectron(bundleDir));
+
 describe('the Electron bundle (esbuild; no runtime needed)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'baton-electron-'));
-  let bundle: ElectronBundle | undefined;
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const built = async () => (bundle ??= await bundleElectron(dir));
+  const dir = bundleDir;
 
   test('the sandboxed preloads are single CommonJS files that require nothing but electron', async () => {
     const b = await built();
@@ -72,6 +78,16 @@ describe('the Electron bundle (esbuild; no runtime needed)', () => {
     assert.ok(!b.requires.main.includes('esbuild'), 'nothing in the app loads esbuild');
     const runtime = b.requires.main.filter((name) => !builtinModules.includes(name.replace(/^node:/, '')));
     assert.deepEqual(runtime.sort(), ['bufferutil', 'electron', 'keytar', 'utf-8-validate']);
+  });
+
+  test('the bundled app is the release build, and its main process runs the test-build guard before anything else', async () => {
+    const b = await built();
+    assert.equal(readBuildFlavour(dir), 'release');
+    assert.ok(b.inputs.main.includes('main/shell/test-build-guard.ts'));
+    const main = readFileSync(join(dir, 'main', 'index.cjs'), 'utf8');
+    const guard = main.indexOf('testBuildRefusal(readBuildFlavour(');
+    assert.ok(guard >= 0, 'main/index.ts calls the guard');
+    assert.ok(guard < main.indexOf('await startUiServer('), 'before the operator UI starts');
   });
 
   test('the app package names its entry point, the built renderer is beside it, and the dev bridge is not', async () => {
@@ -133,13 +149,50 @@ describe('packaging for IT (electron-builder configuration)', () => {
     assert.deepEqual(config.electronFuses, PACKAGED_FUSES);
   });
 
-  test('the test build differs only in name, output and the inspector fuse Playwright needs', () => {
+  test('the test build differs only in name, mark, output, targets and the inspector fuse Playwright needs', () => {
     const release = releaseConfig();
     const testBuild = testConfig();
     assert.deepEqual(testBuild.electronFuses, { ...PACKAGED_FUSES, enableNodeCliInspectArguments: true });
     assert.notEqual(testBuild.appId, release.appId, 'a test build never installs over the real agent');
     assert.notEqual(testBuild.directories.output, release.directories.output);
     assert.equal(testBuild.directories.app, release.directories.app);
+    assert.deepEqual(release.extraMetadata, undefined, 'the release build carries no test mark');
+    assert.deepEqual(testBuild.extraMetadata, {
+      name: 'baton-agent-test-build',
+      productName: 'Baton TEST BUILD',
+      batonBuild: 'test',
+    });
+  });
+
+  test('the test build cannot be mistaken for, or installed as, the agent: its own names and no installer target', () => {
+    const testBuild = testConfig();
+    assert.match(testBuild.productName, /TEST BUILD/);
+    assert.match(testBuild.executableName, /test-build/);
+    for (const os of ['win', 'mac', 'linux'] as const) {
+      assert.deepEqual(testBuild[os].target, ['dir'], `${os}: an unpacked directory, never an installer or package`);
+      assert.match(testBuild[os].artifactName, /TEST-BUILD/);
+    }
+  });
+
+  test('the test build refuses to start as a kiosk, or without BATON_TEST_BUILD=1; the release build is unaffected', () => {
+    // The packaged test build's package.json: the bundle's, with electron-builder's extraMetadata merged in.
+    const packaged = mkdtempSync(join(tmpdir(), 'baton-test-build-'));
+    try {
+      const bundled = JSON.parse(readFileSync(join(bundleDir, 'package.json'), 'utf8')) as object;
+      writeFileSync(join(packaged, 'package.json'), JSON.stringify({ ...bundled, ...testConfig().extraMetadata }));
+      assert.equal(readBuildFlavour(packaged), 'test');
+    } finally {
+      rmSync(packaged, { recursive: true, force: true });
+    }
+    const flavour = buildFlavour(testConfig().extraMetadata);
+    assert.equal(flavour, 'test');
+    assert.match(testBuildRefusal(flavour, { kiosk: true }, { BATON_TEST_BUILD: '1' }) ?? '', /never runs as a kiosk/);
+    assert.match(testBuildRefusal(flavour, { kiosk: false }, {}) ?? '', /only for tests, with BATON_TEST_BUILD=1/);
+    assert.match(testBuildRefusal(flavour, { kiosk: false }, { BATON_TEST_BUILD: 'yes' }) ?? '', /BATON_TEST_BUILD=1/);
+    assert.equal(testBuildRefusal(flavour, { kiosk: false }, { BATON_TEST_BUILD: '1' }), undefined);
+    const release = readBuildFlavour(bundleDir);
+    assert.equal(release, 'release');
+    assert.equal(testBuildRefusal(release, { kiosk: true }, {}), undefined);
   });
 
   test('a configuration electron-builder would reject is caught by the same check', () => {
