@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { BatonError } from '../../shared/errors.js';
 import { GENESIS_HASH, type AssuranceEvent } from '../../shared/events.js';
+import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { CONSOLE_WS_PATH, MAX_MESSAGE_BYTES, type HelloMessage } from '../../shared/protocol.js';
 import { BatonAgent } from '../../main/core/agent.js';
 import { loadAgentConfig } from '../../main/core/agent-config.js';
@@ -322,6 +323,7 @@ describe('bad input: a backend that sends malformed, invalid, unknown and oversi
           serverTime: rig.clock.now(),
           heartbeatSeconds: 15,
           policyVersion: hello.policyVersion,
+          policyHash: hello.policyHash,
           revocationEpoch: hello.revocationEpoch,
         }),
       );
@@ -347,6 +349,13 @@ describe('bad input: a backend that sends malformed, invalid, unknown and oversi
         send: JSON.stringify({ type: 'drop-journal' }),
         closeCode: 4004,
         notice: /unknown type "drop-journal"/,
+      },
+      {
+        // The content is not what the hash announces: nothing is applied (the console keeps its policy).
+        name: 'a policy whose content does not match its hash',
+        send: JSON.stringify({ type: 'policy', version: 99, hash: '0'.repeat(64), policy: DEFAULT_POLICY }),
+        closeCode: 4002,
+        notice: /policy version 99 whose content does not match its hash/,
       },
       {
         name: 'an oversized frame',
@@ -398,6 +407,7 @@ describe('bad input: a backend that sends malformed, invalid, unknown and oversi
       assert.match(status.notice?.message ?? '', b.notice);
       assert.notEqual(status.connection, 'online');
       assert.equal(status.outbox?.ackedSeq, delivered, `${b.name}: no queued event was dropped`);
+      assert.notEqual(status.policyVersion, 99, `${b.name}: no policy was applied`);
       assert.ok((status.outbox?.pending ?? 0) >= queued.pending);
       assert.deepEqual(connection.received, [], `${b.name}: nothing was sent to a backend that never welcomed it`);
     }
