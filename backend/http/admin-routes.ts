@@ -23,8 +23,8 @@ import type { SessionService } from '../services/session-service.js';
 import type { ChainCheckpoints } from '../services/chain-checkpoints.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import { isDatabaseDamage, type DatabaseHealth } from '../store/database-health.js';
-import type { ServerResponse } from 'node:http';
-import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
+import { parseJson, parseWith } from './http-kit.js';
+import { endStream, streamEvents } from './event-stream.js';
 import type { Route, RouteContext } from './router.js';
 
 export interface AdminRouteDeps {
@@ -486,24 +486,6 @@ function operatorView(o: OperatorView): OperatorView {
   };
 }
 
-/** A follower further behind than this is dropped; it reconnects with Last-Event-ID and loses nothing. */
-const MAX_FOLLOWER_BUFFER_BYTES = 4 * 1024 * 1024;
-/** A stream told to end gets this long to flush its last line before its socket is destroyed. */
-const END_GRACE_MS = 1000;
-
-/**
- * Ends a live stream with a comment, and destroys it if the reader has not taken the rest within a
- * second: a reader that stopped reading never lets `end()` complete, and would hold the socket and
- * its buffer until TCP gives up.
- */
-function endStream(res: ServerResponse, comment: string): void {
-  if (res.destroyed) return;
-  res.end(`${comment}\n\n`);
-  const timer = setTimeout(() => res.destroy(), END_GRACE_MS);
-  timer.unref();
-  res.once('close', () => clearTimeout(timer));
-}
-
 /**
  * Re-walks an origin's stored chain (EventLog.verifyChain) and compares it with the latest signed
  * checkpoint; a damaged database shows as a problem instead of a 500.
@@ -544,100 +526,4 @@ function verifyOrigin(deps: AdminRouteDeps, origin: string) {
     checkpoint,
     database: deps.database.view().state,
   };
-}
-
-/**
- * Server-sent events: what is stored after `after`, paged and paced by the socket, then every new
- * matching event as it lands. Live events that land during the backfill are not queued: they are in
- * the store, so a later page reads them, and the switch to live delivery happens in the same turn as
- * the last (short) page, so nothing falls between. A reader more than 4 MiB behind, or whose socket
- * takes nothing for `stallMs`, is disconnected; it resumes with Last-Event-ID and loses nothing.
- */
-async function streamEvents(
-  ctx: RouteContext,
-  events: EventLog,
-  filter: EventFilter,
-  after: number | undefined,
-  outcome: string | undefined,
-  stillAllowed: () => boolean,
-  stallMs: number,
-): Promise<void> {
-  const { res } = ctx;
-  res.writeHead(200, {
-    ...SECURITY_HEADERS,
-    'content-type': 'text/event-stream; charset=utf-8',
-    connection: 'keep-alive',
-  });
-  let lastCursor = after ?? 0;
-  let closed = false;
-  let backfilling = after !== undefined;
-  const drop = () => {
-    closed = true;
-    res.destroy();
-  };
-  const send = (event: StoredEvent) => {
-    if (closed || event.cursor <= lastCursor) return;
-    lastCursor = event.cursor;
-    if (outcome !== undefined && event.outcome !== outcome) return;
-    res.write(`id: ${event.cursor}\nevent: assurance-event\ndata: ${JSON.stringify(event)}\n\n`);
-    if (res.writableLength > MAX_FOLLOWER_BUFFER_BYTES) drop();
-  };
-  const unsubscribe = events.subscribe(filter, (event) => {
-    if (!backfilling) send(event);
-  });
-  // A live follower whose socket stays full for stallMs is dropped, as during the backfill.
-  let stalledSince: number | undefined;
-  const stallCheck = setInterval(
-    () => {
-      if (!res.writableNeedDrain) stalledSince = undefined;
-      else if (stalledSince === undefined) stalledSince = Date.now();
-      else if (Date.now() - stalledSince >= stallMs) drop();
-    },
-    Math.max(50, Math.floor(stallMs / 4)),
-  );
-  stallCheck.unref();
-  const progressed = () => (stalledSince = undefined);
-  res.on('drain', progressed);
-  const keepAlive = setInterval(() => {
-    if (stillAllowed()) res.write(': keep-alive\n\n');
-    else endStream(res, ': admin session ended');
-  }, 15_000);
-  const close = () => {
-    closed = true;
-    clearInterval(keepAlive);
-    clearInterval(stallCheck);
-    unsubscribe();
-  };
-  // Not req 'close': the request body was already read, so req has closed before we get here.
-  res.on('close', close);
-  res.on('error', close);
-  while (backfilling && !closed) {
-    const page = events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
-    page.forEach(send);
-    if (page.length < 500 || closed) break;
-    if (res.writableNeedDrain) {
-      if (!(await drained(res, stallMs))) drop();
-    } else {
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-  backfilling = false;
-  if (!closed) res.write(': connected\n\n');
-}
-
-/** Resolves true on 'drain', false when the socket closes or takes nothing for `ms`. */
-function drained(res: ServerResponse, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (value: boolean) => {
-      clearTimeout(timer);
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      resolve(value);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    const timer = setTimeout(() => done(false), ms);
-    res.on('drain', onDrain);
-    res.on('close', onClose);
-  });
 }
