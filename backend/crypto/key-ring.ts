@@ -1,4 +1,11 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomUUID,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -197,7 +204,7 @@ export class KeyRing {
   private persist(fresh: boolean): void {
     const { file } = this.options;
     const text = `${JSON.stringify({ version: 1, keys: this.entries }, null, 2)}\n`;
-    const target = fresh ? file : `${file}.${process.pid}.tmp`;
+    const target = fresh ? file : `${file}.${randomUUID()}.tmp`;
     const fd = openSync(target, 'wx', 0o600);
     try {
       writeSync(fd, text);

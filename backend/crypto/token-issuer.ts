@@ -69,6 +69,7 @@ export class TokenIssuer {
 
   /** The public keys a token may be signed with: the active one and those retired less than an hour ago. */
   jwks(): { keys: JWK[] } {
+    this.ring.prune();
     return { keys: this.ring.list().map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' })) };
   }
 
