@@ -1,5 +1,6 @@
 import { BatonError } from '../../shared/errors.js';
-import { MDS_BLOB_MAX_BYTES, type AuthenticatorMetadata } from '../services/authenticator-metadata.js';
+import { MDS_BLOB_MAX_BYTES } from '../crypto/metadata-blob.js';
+import type { AuthenticatorMetadata } from '../services/authenticator-metadata.js';
 import type { Route } from './router.js';
 
 export interface AuthenticatorMetadataRouteDeps {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { BackendConfig } from '../config.js';
 import { loadAttestationRoots } from '../crypto/attestation-roots.js';
+import { defaultMetadataTrustAnchors, readMetadataTrustAnchors } from '../crypto/metadata-blob.js';
 import { TokenIssuer } from '../crypto/token-issuer.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
@@ -13,11 +14,7 @@ import { RevocationHub } from './revocation-hub.js';
 import { SessionService } from './session-service.js';
 import { StepUpService } from './step-up-service.js';
 import { AssertionGate } from './assertion-gate.js';
-import {
-  AuthenticatorMetadata,
-  defaultMetadataTrustAnchors,
-  readMetadataTrustAnchors,
-} from './authenticator-metadata.js';
+import { AuthenticatorMetadata } from './authenticator-metadata.js';
 import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
 export interface Services {

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { DEFAULT_POLICY, validatePolicy } from '../../shared/policy.js';
 import { createTestMdsSigner } from '../helpers/test-mds-blob.js';
 import { loadBackendConfig } from '../../backend/config.js';
-import { defaultMetadataTrustAnchors, verifyMetadataBlob } from '../../backend/services/authenticator-metadata.js';
+import { defaultMetadataTrustAnchors, verifyMetadataBlob } from '../../backend/crypto/metadata-blob.js';
 
 const AAGUID = 'aaaaaaaa-0000-4000-8000-000000000001';
 
