@@ -6,6 +6,8 @@ import type { RouteContext } from './router.js';
 
 /** A follower further behind than this is dropped; it reconnects with Last-Event-ID and loses nothing. */
 const MAX_FOLLOWER_BUFFER_BYTES = 4 * 1024 * 1024;
+/** How many stall-check periods (each a quarter of the stall limit) a reader may stay full. */
+const STALL_SAMPLES = 4;
 /** A stream told to end gets this long to flush its last line before its socket is destroyed. */
 const END_GRACE_MS = 1000;
 
@@ -61,19 +63,19 @@ export async function streamEvents(
   const unsubscribe = events.subscribe(filter, (event) => {
     if (!backfilling) send(event);
   });
-  // A live follower whose socket stays full for stallMs is dropped, as during the backfill.
-  let stalledSince: number | undefined;
+  // A reader whose socket stays full (no 'drain') for stallMs is dropped, during the backfill or after it.
+  // Counted in samples, not read off the clock, so a busy event loop (which also delays reading) is not
+  // taken for a stalled reader: the loop must have run STALL_SAMPLES sample periods without a drain.
+  let quietSamples = 0;
   const stallCheck = setInterval(
     () => {
-      if (!res.writableNeedDrain) stalledSince = undefined;
-      else if (stalledSince === undefined) stalledSince = Date.now();
-      else if (Date.now() - stalledSince >= stallMs) drop();
+      if (!res.writableNeedDrain) quietSamples = 0;
+      else if (++quietSamples > STALL_SAMPLES) drop();
     },
-    Math.max(50, Math.floor(stallMs / 4)),
+    Math.max(10, Math.floor(stallMs / STALL_SAMPLES)),
   );
   stallCheck.unref();
-  const progressed = () => (stalledSince = undefined);
-  res.on('drain', progressed);
+  res.on('drain', () => (quietSamples = 0));
   const keepAlive = setInterval(() => {
     if (stillAllowed()) res.write(': keep-alive\n\n');
     else endStream(res, ': admin session ended');
@@ -92,7 +94,8 @@ export async function streamEvents(
     page.forEach(send);
     if (page.length < 500 || closed) break;
     if (res.writableNeedDrain) {
-      if (!(await drained(res, stallMs))) drop();
+      // The stall check above drops a reader that never drains, which ends this wait too.
+      if (!(await drained(res))) break;
     } else {
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -101,18 +104,16 @@ export async function streamEvents(
   if (!closed) res.write(': connected\n\n');
 }
 
-/** Resolves true on 'drain', false when the socket closes or takes nothing for `ms`. */
-function drained(res: ServerResponse, ms: number): Promise<boolean> {
+/** Resolves true on 'drain', false when the response closes first. */
+function drained(res: ServerResponse): Promise<boolean> {
   return new Promise((resolve) => {
     const done = (value: boolean) => {
-      clearTimeout(timer);
       res.off('drain', onDrain);
       res.off('close', onClose);
       resolve(value);
     };
     const onDrain = () => done(true);
     const onClose = () => done(false);
-    const timer = setTimeout(() => done(false), ms);
     res.on('drain', onDrain);
     res.on('close', onClose);
   });

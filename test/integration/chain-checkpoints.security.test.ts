@@ -101,7 +101,7 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
         const listed = (await t.admin.ok('GET', '/v1/admin/events/checkpoints')) as Json;
         const latest = listed.checkpoints.at(-1);
         if (latest !== undefined && latest.heads.backend?.lastSeq >= lastSeq) break;
-        if (i > 100) assert.fail('no checkpoint was signed within the interval');
+        if (i > 300) assert.fail('no checkpoint was signed within the interval');
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       rewriteHistory(t.dataDir, 'backend', firstOperatorCreated(t.dataDir), (event) => {
