@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import {
@@ -10,6 +14,22 @@ import {
   withBackendAndConsole,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { startTestBackend } from '../helpers/backend-harness.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** Runs the key-rotation CLI (output piped, never inherited). */
+function rotateOffline(dataDir: string, key: string): Promise<{ code: number | null; out: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'backend', 'rotate-key-cli.ts'), '--data-dir', dataDir, '--key', key],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, out })));
+}
 
 describe('the assurance-token signing key is rotated with overlap', () => {
   let t: TestBackend;
@@ -52,5 +72,35 @@ describe('the assurance-token signing key is rotated with overlap', () => {
       400,
       'SCHEMA_INVALID',
     );
+  });
+});
+
+describe('rotating a signing key with the backend stopped', () => {
+  it('the CLI rotates the token key; the restarted backend signs with the new one and still publishes the old', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'baton-rotate-'));
+    try {
+      let t = await startTestBackend({ dataDir });
+      const token = t.admin.token;
+      const before = (await httpJson(`${t.url}/.well-known/jwks.json`, { method: 'GET' })).body as Json;
+      await t.stop();
+      const { code, out } = await rotateOffline(dataDir, 'token');
+      assert.equal(code, 0, out);
+      const [, previous, current] = /rotated the token signing key: (\S+) -> (\S+)/.exec(out) ?? [];
+      assert.equal(previous, before.keys[0].kid);
+      t = await startTestBackend({ dataDir }, { adminToken: token });
+      try {
+        const after = (await httpJson(`${t.url}/.well-known/jwks.json`, { method: 'GET' })).body as Json;
+        assert.deepEqual(
+          after.keys.map((k: Json) => k.kid),
+          [current, previous],
+        );
+      } finally {
+        await t.stop();
+      }
+      const refused = await rotateOffline(dataDir, 'database');
+      assert.equal(refused.code, 2);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
