@@ -79,6 +79,54 @@ export interface RigOperator {
   authenticator: SoftAuthenticator;
 }
 
+/**
+ * Resolves with the agent's status once it satisfies `test`: now, or at the first `onStatus` event
+ * that does (the event the operator UI renders from). Fails after `ms` of real time (the network is
+ * real) naming what was awaited and the last status seen.
+ */
+export function untilStatus(
+  agent: Pick<BatonAgent, 'status' | 'onStatus'>,
+  test: (status: AgentStatus) => boolean,
+  what = 'condition',
+  ms = 10_000,
+): Promise<AgentStatus> {
+  const current = agent.status;
+  if (test(current)) return Promise.resolve(current);
+  return new Promise((resolve, reject) => {
+    let last = current;
+    const timer = setTimeout(() => {
+      unsubscribe();
+      const seen = JSON.stringify({ ...last, sessions: last.sessions.length });
+      reject(new Error(`No status event showed ${what} within ${ms} ms; last status: ${seen}`));
+    }, ms);
+    const unsubscribe = agent.onStatus((status) => {
+      last = status;
+      if (!test(status)) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(status);
+    });
+  });
+}
+
+/**
+ * Moves the fake clock on in steps, so the reconnect backoff (which runs on it) fires, until the
+ * agent reports itself online again. After each step it waits for that status event; an attempt
+ * that has not got there within a moment of real time gets the next step.
+ */
+export async function reconnectOnClock(
+  agent: Pick<BatonAgent, 'status' | 'onStatus'>,
+  clock: FakeClock,
+  ms = 20_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (agent.status.connection !== 'online') {
+    if (Date.now() > deadline) throw new Error(`agent did not come back online: ${agent.status.connection}`);
+    await clock.advance(500);
+    await untilStatus(agent, (s) => s.connection === 'online', 'online', 250).catch(() => undefined);
+  }
+}
+
 /** A real backend, a fake clock both sides read, and agents built from the real core. */
 export class AgentRig {
   readonly agents: BatonAgent[] = [];
@@ -154,48 +202,19 @@ export class AgentRig {
     return { id: operator.id as string, name, authenticator };
   }
 
-  /**
-   * Resolves with the agent's status once it satisfies `test`: now, or at the first `onStatus` event
-   * that does (the event the operator UI renders from). Fails after `ms` of real time (the network is
-   * real) naming what was awaited and the last status seen.
-   */
+  /** Resolves once the agent's status satisfies `test` (see `untilStatus`). */
   until(
     agent: BatonAgent,
     test: (status: AgentStatus) => boolean,
     what = 'condition',
     ms = 10_000,
   ): Promise<AgentStatus> {
-    const current = agent.status;
-    if (test(current)) return Promise.resolve(current);
-    return new Promise((resolve, reject) => {
-      let last = current;
-      const timer = setTimeout(() => {
-        unsubscribe();
-        const seen = JSON.stringify({ ...last, sessions: last.sessions.length });
-        reject(new Error(`No status event showed ${what} within ${ms} ms; last status: ${seen}`));
-      }, ms);
-      const unsubscribe = agent.onStatus((status) => {
-        last = status;
-        if (!test(status)) return;
-        clearTimeout(timer);
-        unsubscribe();
-        resolve(status);
-      });
-    });
+    return untilStatus(agent, test, what, ms);
   }
 
-  /**
-   * Moves fake time on in steps, so the reconnect backoff (on the fake clock) fires, until the agent
-   * reports itself online again. Each step then waits for that status event; an attempt that has
-   * not got there within a moment of real time gets the next step.
-   */
-  async reconnect(agent: BatonAgent, ms = 20_000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (agent.status.connection !== 'online') {
-      if (Date.now() > deadline) throw new Error(`agent did not come back online: ${agent.status.connection}`);
-      await this.clock.advance(500);
-      await this.until(agent, (s) => s.connection === 'online', 'online', 250).catch(() => undefined);
-    }
+  /** Moves the fake clock on until the agent is online again (see `reconnectOnClock`). */
+  reconnect(agent: BatonAgent, ms = 20_000): Promise<void> {
+    return reconnectOnClock(agent, this.clock, ms);
   }
 
   /** Every event the backend stored, oldest first (paging through the admin API). */

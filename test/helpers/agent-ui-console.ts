@@ -5,7 +5,7 @@ import type { BrowserContext, CDPSession, Page } from '@playwright/test';
 import { buildRenderer } from '../../main/ui/build-renderer.js';
 import { DevBridge } from '../../main/ui/dev-bridge.js';
 import { startUiServer, type UiServer } from '../../main/ui/ui-server.js';
-import { MemorySecretStore } from './agent-rig.js';
+import { MemorySecretStore, reconnectOnClock } from './agent-rig.js';
 import { startTestBackend, type Json, type TestBackend } from './backend-harness.js';
 import { SECURITY_KEY, type AuthenticatorOptions } from './e2e-fixtures.js';
 import { FakeClock } from './fake-clock.js';
@@ -172,14 +172,8 @@ export class UiConsole {
   }
 
   /** Moves the agent's clock on in steps (its reconnect backoff runs on it) until it is online again. */
-  async reconnect(ms = 20_000): Promise<void> {
-    const agent = this.bridge.agent;
-    const deadline = Date.now() + ms;
-    while (agent.status.connection !== 'online') {
-      if (Date.now() > deadline) throw new Error(`the agent did not come back online: ${agent.status.connection}`);
-      await this.clock.advance(500);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+  reconnect(ms = 20_000): Promise<void> {
+    return reconnectOnClock(this.bridge.agent, this.clock, ms);
   }
 
   async close(): Promise<void> {
