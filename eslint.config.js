@@ -159,5 +159,28 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // A node:test file's stdout is the test runner's serialized protocol: a stray write there crashes
+    // the run at random ("Unable to deserialize cloned data"). Test processes keep off it; child
+    // scripts (which the tests spawn with piped stdout) may print.
+    files: ['test/integration/**/*.ts', 'test/helpers/**/*.ts', '**/*.test.ts'],
+    ignores: ['test/helpers/agent-child.ts', 'test/helpers/outbox-writer.ts'],
+    rules: {
+      'no-console': ['error', { allow: ['error', 'warn'] }],
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "MemberExpression[object.name='process'][property.name='stdout']",
+          message: 'Nothing writes to stdout in a test process (it is the node:test protocol channel).',
+        },
+        {
+          selector:
+            "Property[key.name='stdio'][value.value='inherit'], Property[key.name='stdio'] > ArrayExpression > Literal:nth-child(2)[value='inherit']",
+          message:
+            "A child of a test process pipes or ignores its stdout, never 'inherit' (node:test protocol channel).",
+        },
+      ],
+    },
+  },
   { files: ['backend/cli.ts'], rules: { 'no-console': 'off' } },
 );
