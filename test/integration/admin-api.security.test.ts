@@ -12,7 +12,7 @@ import {
 } from '../helpers/backend-harness.js';
 
 /** Polls a condition the backend reaches asynchronously (noticing a closed connection). */
-async function eventually(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+async function eventually(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) assert.fail('condition not reached in time');

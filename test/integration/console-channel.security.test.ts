@@ -28,7 +28,7 @@ async function sendBatch(socket: ConsoleSocket, events: AssuranceEvent[]): Promi
 }
 
 /** Polls a condition the backend reaches asynchronously (its side of a close handshake). */
-async function eventually(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+async function eventually(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) assert.fail('condition not reached in time');
