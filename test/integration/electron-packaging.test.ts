@@ -14,7 +14,7 @@ import { checkBuilderConfigs, type BuilderConfigOutcome } from '../helpers/elect
  * own loader and schema, the fuses of the packaged and the test build, and the CI workflow.
  */
 const ROOT = join(import.meta.dirname, '..', '..');
-/** npm's own version-range rules (a dependency of npm's tool chain; not one of ours). */
+/** npm's version-range rules: `semver`, installed as a dependency of the build tools (not a direct one of ours). */
 const semver = createRequire(import.meta.url)('semver') as {
   satisfies(version: string, range: string): boolean;
   intersects(a: string, b: string): boolean;
@@ -174,7 +174,8 @@ describe('packaging for IT (electron-builder configuration)', () => {
     }
   });
 
-  test('the test build refuses to start as a kiosk, or without BATON_TEST_BUILD=1; the release build is unaffected', () => {
+  test('the test build refuses to start as a kiosk, or without BATON_TEST_BUILD=1; the release build is unaffected', async () => {
+    await built();
     // The packaged test build's package.json: the bundle's, with electron-builder's extraMetadata merged in.
     const packaged = mkdtempSync(join(tmpdir(), 'baton-test-build-'));
     try {
