@@ -223,7 +223,9 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     handle(req, res).catch((error: unknown) => {
       if (!isDatabaseDamage(error)) return sendError(res, error, logger, clock());
       database.markDamaged([error instanceof Error ? error.message : String(error)]);
-      const damaged = new BatonError('DATABASE_DAMAGED', `The database ${database.file} is damaged`, { cause: error });
+      const damaged = new BatonError('DATABASE_DAMAGED', 'The database is damaged; an admin must restore it', {
+        cause: error,
+      });
       return sendError(res, damaged, logger, clock());
     });
   });
@@ -250,7 +252,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   checkpoints.start();
   if (deps.store === undefined) {
     void database.check(config.integrityCheckSeconds * 1000).then((state) => {
-      if (state === 'damaged') logger.error({ database: database.view() }, 'the database is damaged');
+      if (state === 'damaged') logger.error({ file: database.file, ...database.view() }, 'the database is damaged');
     });
   }
   const seenTimer = setInterval(() => registry.flushLastSeen(), 5000);

@@ -12,9 +12,9 @@ export function isDatabaseDamage(error: unknown): boolean {
 
 export type DatabaseState = 'checking' | 'ok' | 'damaged' | 'unchecked';
 
+/** What `/healthz` shows (public: no file path; the log has it). */
 export interface DatabaseHealthView {
   state: DatabaseState;
-  file: string;
   /** What the integrity check (or a failed read) reported, at most 20 lines. */
   problems: string[];
   checkedAt: number | null;
@@ -96,7 +96,7 @@ export class DatabaseHealth {
   }
 
   view(): DatabaseHealthView {
-    return { state: this.state, file: this.file, problems: [...this.problems], checkedAt: this.checkedAt };
+    return { state: this.state, problems: [...this.problems], checkedAt: this.checkedAt };
   }
 
   close(): void {
