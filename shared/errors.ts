@@ -12,8 +12,6 @@ export const ERROR_STATUS = {
   METHOD_NOT_ALLOWED: 405,
   /** The request's headers or body did not arrive within the server's limits; the connection is closed. */
   REQUEST_TIMEOUT: 408,
-  /** The request's headers or body did not arrive within the server's limits; the connection is closed. */
-  REQUEST_TIMEOUT: 408,
   // Admin authentication
   ADMIN_AUTH_REQUIRED: 401,
   ADMIN_AUTH_INVALID: 401,
@@ -29,10 +27,6 @@ export const ERROR_STATUS = {
   ADMIN_ORIGIN_MISMATCH: 403,
   /** The change would leave no admin able to sign in (the bootstrap token is retired by then). */
   LAST_ADMIN: 409,
-  /** Too many unauthenticated admin sign-in or registration requests from this client address (`Retry-After`). */
-  ADMIN_SIGN_IN_RATE_LIMITED: 429,
-  /** Failed assertions with this passkey from this client address: wait `Retry-After` before the next try. */
-  ADMIN_SIGN_IN_THROTTLED: 429,
   /** Too many unauthenticated admin sign-in or registration requests from this client address (`Retry-After`). */
   ADMIN_SIGN_IN_RATE_LIMITED: 429,
   /** Failed assertions with this passkey from this client address: wait `Retry-After` before the next try. */
