@@ -54,6 +54,16 @@ export const MAX_BATCHES_IN_FLIGHT = 4;
 export const SYNC_WAIT_MS = 15_000;
 /** A locally generated offline challenge is good for one assertion within this time. */
 export const OFFLINE_CHALLENGE_TTL_MS = 120_000;
+/** Answers to a token refresh that mean "no token for this session" (any other failure is retried). */
+const TOKEN_REFUSALS: ReadonlySet<string> = new Set([
+  'SESSION_NOT_ACTIVE',
+  'SESSION_UNKNOWN',
+  'OPERATOR_REVOKED',
+  'CREDENTIAL_REVOKED',
+  'CREDENTIAL_SUSPENDED',
+  'CONSOLE_REVOKED',
+  'CONSOLE_UNKNOWN',
+]);
 
 /**
  * The browser half of each ceremony, injected: in Electron the renderer runs
@@ -954,7 +964,8 @@ export class BatonAgent {
       sessions.tokenRefreshed(sessionId, result.token, result.tokenExpiresAt, result.serverTime);
     } catch (error) {
       const code = error instanceof BatonError ? error.code : 'INTERNAL';
-      if (code === 'BACKEND_UNREACHABLE') {
+      if (!TOKEN_REFUSALS.has(code)) {
+        // Unreachable or a passing fault: try again shortly (the token is withheld once it ends).
         sessions.tokenRefreshFailed(sessionId);
         return;
       }
