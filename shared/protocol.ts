@@ -31,6 +31,13 @@ export const CLOSE_CODES = {
 } as const;
 export type CloseCodeName = keyof typeof CLOSE_CODES;
 
+/**
+ * A policy's content hash: lower-case hex SHA-256 of the canonical JSON (`canonical-json.ts`) of the
+ * policy document as `PolicySchema` parses it. Both sides compute it the same way; a cached policy
+ * is trusted only while its hash matches the backend's, not merely its version number.
+ */
+export const PolicyHashSchema = z.string().regex(/^[0-9a-f]{64}$/, 'expected a lower-case hex SHA-256');
+
 // ---- agent → backend ----
 
 export const HelloMessageSchema = z.strictObject({
@@ -38,6 +45,11 @@ export const HelloMessageSchema = z.strictObject({
   protocol: z.literal(PROTOCOL_VERSION),
   /** Last policy version the agent holds (0: none). */
   policyVersion: z.int().nonnegative(),
+  /**
+   * Hash of the policy the agent holds, computed from the document itself (absent: none held). The
+   * backend sends its policy when the version or this hash differs from its own.
+   */
+  policyHash: PolicyHashSchema.optional(),
   /** Last revocation epoch the agent has applied (0: none). */
   revocationEpoch: z.int().nonnegative(),
   agentVersion: z.string().max(64),
@@ -93,6 +105,8 @@ export const WelcomeMessageSchema = z.strictObject({
    * it holds both, so a revocation that landed while it was offline applies before anything else.
    */
   policyVersion: z.int().nonnegative(),
+  /** Hash of the backend's current policy: the agent is caught up only when it holds a policy with this hash. */
+  policyHash: PolicyHashSchema,
   revocationEpoch: z.int().nonnegative(),
 });
 
@@ -106,6 +120,8 @@ export const PolicyMessageSchema = z.strictObject({
   type: z.literal('policy'),
   version: z.int().positive(),
   policy: PolicySchema,
+  /** The policy's hash; the agent refuses a policy whose content does not hash to it. */
+  hash: PolicyHashSchema,
 });
 
 export const RevocationMessageSchema = z.strictObject({

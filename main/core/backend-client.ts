@@ -235,6 +235,12 @@ export class BackendClient {
     try {
       this.options.onMessage(result.data);
     } catch (cause) {
+      // A message that parsed but does not hold together (a policy not matching its hash) is the
+      // backend breaking the protocol; anything else is the agent failing.
+      if (cause instanceof BatonError && cause.code === 'BACKEND_PROTOCOL_ERROR') {
+        this.violation(socket, cause.code, CLOSE_CODES.SCHEMA_INVALID, cause.message);
+        return;
+      }
       this.violation(socket, 'INTERNAL', CLOSE_CODES.INTERNAL, 'The agent failed to apply a backend message', cause);
     }
   }

@@ -4,10 +4,12 @@ import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
 import { IdSchema } from '../../shared/events.js';
 import { PolicySchema, type Policy } from '../../shared/policy.js';
+import { PolicyHashSchema } from '../../shared/protocol.js';
 import { writeAtomically } from './atomic-file.js';
 import { parseResponse } from './backend-client.js';
 import type { Clock } from './clock.js';
 import { ConsoleKey } from './console-key.js';
+import { hashPolicy } from './policy-hash.js';
 import type { SecretStore } from './secret-store.js';
 
 /** The account under which the console's PKCS#8 private key sits in the OS credential store. */
@@ -21,7 +23,10 @@ const PersistedStateSchema = z.strictObject({
   backendUrl: z.string(),
   enrolledAt: z.int().nonnegative(),
   revoked: z.strictObject({ at: z.int().nonnegative(), reason: z.string().max(500) }).optional(),
-  policy: z.strictObject({ version: z.int().positive(), policy: PolicySchema }).optional(),
+  /** The last policy the backend sent, with the hash it announced (checked against the document on load). */
+  policy: z
+    .strictObject({ version: z.int().positive(), policy: PolicySchema, hash: PolicyHashSchema.optional() })
+    .optional(),
   revocationEpoch: z.int().nonnegative(),
 });
 export type PersistedState = z.infer<typeof PersistedStateSchema>;
@@ -72,6 +77,11 @@ export class ConsoleIdentity {
         reason: 'state-unreadable',
         detail: `${path} could not be read (${error instanceof Error ? error.message.slice(0, 200) : 'invalid'}); kept as ${kept}`,
       });
+    }
+    if (state.policy !== undefined && state.policy.hash !== hashPolicy(state.policy.policy)) {
+      // A cached policy that does not hash to what the backend announced (damaged, or edited in
+      // place) is not used: the built-in defaults apply until the backend sends its policy again.
+      state = { ...state, policy: undefined };
     }
     if (state.revoked !== undefined) {
       return new ConsoleIdentity(dataDir, secrets, clock, state, undefined, {
@@ -160,7 +170,7 @@ export class ConsoleIdentity {
       channel: result.channel,
       backendUrl: input.backendUrl,
       enrolledAt: this.clock.now(),
-      policy: result.policy,
+      policy: { ...result.policy, hash: hashPolicy(result.policy.policy) },
       revocationEpoch: 0,
     };
     this.key = key;
@@ -188,7 +198,7 @@ export class ConsoleIdentity {
 
   rememberPolicy(version: number, policy: Policy): void {
     if (this.state === undefined) return;
-    this.state = { ...this.state, policy: { version, policy } };
+    this.state = { ...this.state, policy: { version, policy, hash: hashPolicy(policy) } };
     this.save();
   }
 
