@@ -609,7 +609,6 @@ export class BatonAgent {
     }
     this.wasOnline = true;
     this.offlineSince = undefined;
-    this.sessions?.connectionRestored();
     this.pump();
     this.checkSynced();
     this.changed();
@@ -625,6 +624,9 @@ export class BatonAgent {
     if (this.outbox.status.ackedSeq < this.sync.flushTo) return;
     this.connection = 'online';
     this.releaseSyncWaiters();
+    // The offline cap starts over only once caught up (revocations applied), not at a bare welcome:
+    // a network that lets the welcome through and drops what follows does not reset it.
+    this.sessions?.connectionRestored();
     this.sessions?.scheduleToken(); // a refresh that fell due while offline happens now
     this.changed();
   }
