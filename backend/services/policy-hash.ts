@@ -12,7 +12,9 @@ const memo = new WeakMap<PolicyVersion, string>();
 export function policyHash(version: PolicyVersion): string {
   let hash = memo.get(version);
   if (hash === undefined) {
-    hash = sha256Hex(canonicalJson(PolicySchema.parse(version.policy)));
+    // A stored document the current schema no longer reads is hashed as stored: a hello must never fail on it.
+    const parsed = PolicySchema.safeParse(version.policy);
+    hash = sha256Hex(canonicalJson(parsed.success ? parsed.data : version.policy));
     memo.set(version, hash);
   }
   return hash;
