@@ -144,7 +144,7 @@ test('revoking the operator needs a fresh step-up, ends her session and shows ho
 
   await page.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   await expect(page.getByRole('alert')).toContainText('Type a reason first');
-  await page.getByLabel('Reason for a revocation (audit trail)').fill('Badge reported stolen');
+  await page.getByLabel('Reason for a revocation or reinstatement (audit trail)').fill('Badge reported stolen');
   await page.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
   await expect(dialog).toBeVisible();
