@@ -2,6 +2,7 @@
 import { loadBackendConfig } from './config.js';
 import { startBackend, type Backend } from './server.js';
 import { BatonError } from '../shared/errors.js';
+import { acquireDataDirLock } from './data-dir-lock.js';
 
 /**
  * Exit code after a fault the backend could not contain (sysexits' EX_SOFTWARE): distinct from a
@@ -59,6 +60,9 @@ async function main(): Promise<void> {
     console.error(error instanceof Error ? error.message : String(error));
     process.exit(2);
   }
+  // The data directory first: nothing in it is touched while another backend runs on it.
+  const lock = acquireDataDirLock(config.dataDir);
+  process.on('exit', () => lock.release());
   const backend = await startBackend(config);
   running = backend;
   if (backend.bootstrapAdminToken !== undefined) {

@@ -103,7 +103,6 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   });
 
   const clientAddresses = new ClientAddresses(config.trustProxy);
-  const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
   // Known once the server listens (the default is http://localhost:<the port actually bound>).
   let adminOrigin = config.adminOrigin ?? '';
   const origin = () => adminOrigin;
@@ -248,6 +247,9 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
   });
+  // Only now, owning the port, does the backend change what a running one may be using.
+  adminAuth.endSessionsFromEarlierRun();
+  const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
   channel.start();
   checkpoints.start();
   if (deps.store === undefined) {

@@ -153,6 +153,8 @@ export const ERROR_STATUS = {
   ACTION_DENIED: 403,
   // Server
   SHUTTING_DOWN: 503,
+  /** Start only: another running backend holds the data directory's lock file (`baton.lock`). */
+  DATA_DIR_LOCKED: 409,
   /** The database file is not a SQLite database, or cannot be opened (the backend does not start). */
   DATABASE_UNREADABLE: 500,
   /** A damaged page was read from the database (the start-up integrity check or a query found it). */

@@ -55,8 +55,6 @@ export class AdminAuth {
   private readonly streams = new Map<string, Set<() => void>>();
 
   constructor(private readonly deps: AdminAuthDeps) {
-    // Session secrets should not survive a restart (NIST 800-63B): every admin signs in again.
-    deps.store.admin.endAllSessions(deps.clock(), 'backend-restarted');
     // A revoked operator or credential ends the admin sessions resting on it at once, live streams included.
     deps.events.subscribe({ origin: 'backend' }, (event) => {
       const operator = event.subject.operator;
@@ -281,6 +279,15 @@ export class AdminAuth {
     const set = this.streams.get(key);
     this.streams.delete(key);
     for (const close of set ?? []) close();
+  }
+
+  /**
+   * Session secrets should not survive a restart (NIST 800-63B): every admin signs in again. Called
+   * once the backend owns its port (and, from the CLI, its data directory), never before: a second
+   * start that fails must not sign the running backend's admins out.
+   */
+  endSessionsFromEarlierRun(): void {
+    this.deps.store.admin.endAllSessions(this.deps.clock(), 'backend-restarted');
   }
 
   /** Ends sessions past their idle or absolute limit (their streams with them). */
