@@ -145,7 +145,7 @@ export interface PolicyVersion {
 
 export const KNOWN_CHANNELS = ['branch-kiosk', 'contact-centre', 'shared-console'] as const;
 
-/** Defaults that follow NIST SP 800-63B rev 4 (see STANDARDS.md). */
+/** Defaults that follow NIST SP 800-63B rev 4 (see docs/standards.md). */
 export const DEFAULT_POLICY: Policy = {
   channels: {
     'branch-kiosk': {
