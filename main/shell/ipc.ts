@@ -4,7 +4,7 @@ import type { IpcCaller, IpcDispatcher } from '../core/ipc-dispatcher.js';
 import { originOf } from './guards.js';
 
 /**
- * The one place IPC handlers are registered (STYLE.md rule 5): every channel of the contract goes
+ * The one place IPC handlers are registered (docs/development.md, Conventions): every channel of the contract goes
  * through `ipcMain.handle`, the sender frame is checked, the payload is handed to the dispatcher
  * (which parses it against the contract) and the answer is an IpcResult. No `ipcMain.on`, no
  * `sendSync`, and nothing else in main/ touches `ipcMain`. Main → renderer events go through
