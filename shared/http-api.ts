@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { IdSchema } from './events.js';
-import { LevelSchema, CHANNEL_NAME } from './policy.js';
+import { LevelSchema, CHANNEL_NAME, PolicySchema } from './policy.js';
 
 /**
  * Request bodies of the console HTTP API (all signed with the console key, see console-auth.ts)
@@ -230,6 +230,14 @@ export const SessionTokenResultSchema = z.object({
   token: z.string().max(4096),
   tokenExpiresAt: z.number(),
   serverTime: z.number(),
+});
+
+/** `POST /v1/consoles/enrol`: the id the backend assigned and the channel's current policy. */
+export const ConsoleEnrolResultSchema = z.object({
+  consoleId: IdSchema,
+  channel: z.string(),
+  site: z.string().nullable().optional(),
+  policy: z.object({ version: z.int().positive(), policy: PolicySchema }),
 });
 
 export const OperatorEnrolOptionsResultSchema = z.object({

@@ -68,27 +68,21 @@ export function adminAssetRoutes(dir: string): Route[] {
   };
   return [
     {
-      method: 'GET',
-      path: '/admin',
-      auth: 'none',
+      route: 'adminPageBare',
       handler: (ctx) => {
         ctx.res.writeHead(308, { ...HEADERS, location: '/admin/' }).end();
         return undefined;
       },
     },
     {
-      method: 'GET',
-      path: '/admin/',
-      auth: 'none',
+      route: 'adminPage',
       handler: async (ctx) => {
         await serve(ctx.res, '');
         return undefined;
       },
     },
     {
-      method: 'GET',
-      path: '/admin/:file',
-      auth: 'none',
+      route: 'adminAsset',
       handler: async (ctx) => {
         await serve(ctx.res, ctx.params.file ?? '');
         return undefined;

@@ -67,18 +67,14 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
 
   return [
     {
-      method: 'GET',
-      path: '/v1/admin/auth/status',
-      auth: 'none',
+      route: 'adminAuthStatus',
       handler: () => ({
         adminOrigin: deps.origin(),
         adminExists: deps.store.admin.adminPasskeyExists(),
       }),
     },
     {
-      method: 'POST',
-      path: '/v1/admin/bootstrap',
-      auth: 'admin',
+      route: 'adminBootstrap',
       handler: (ctx) => {
         const input = parseJson(
           ctx.req,
@@ -111,9 +107,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/register/options',
-      auth: 'none',
+      route: 'adminRegisterOptions',
       handler: (ctx) => {
         admitCeremony(ctx);
         const { code } = parseJson(ctx.req, ctx.body, CodeSchema);
@@ -121,9 +115,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/register/verify',
-      auth: 'none',
+      route: 'adminRegisterVerify',
       handler: async (ctx) => {
         admitCeremony(ctx);
         const { code, response } = parseJson(
@@ -143,9 +135,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/sign-in/options',
-      auth: 'none',
+      route: 'adminSignInOptions',
       handler: (ctx) => {
         admitCeremony(ctx);
         parseJson(ctx.req, ctx.body, z.strictObject({}));
@@ -153,9 +143,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/sign-in/verify',
-      auth: 'none',
+      route: 'adminSignInVerify',
       handler: async (ctx) => {
         const client = admitCeremony(ctx);
         const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
@@ -165,9 +153,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/auth/session',
-      auth: 'admin',
+      route: 'adminAuthSession',
       handler: (ctx) => {
         if (ctx.admin?.kind !== 'admin') return { admin: null, bootstrap: true };
         const operator = deps.store.operators.get(ctx.admin.operatorId);
@@ -176,18 +162,14 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/step-up/options',
-      auth: 'admin',
+      route: 'adminStepUpOptions',
       handler: (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
         return deps.ceremonies.stepUpOptions(signedInAdmin(ctx).session);
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/step-up/verify',
-      auth: 'admin',
+      route: 'adminStepUpVerify',
       handler: async (ctx) => {
         const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
         return deps.ceremonies.stepUp(
@@ -198,9 +180,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/auth/sign-out',
-      auth: 'admin',
+      route: 'adminSignOut',
       handler: (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
         deps.auth.end(signedInAdmin(ctx).session, 'signed-out');
@@ -209,9 +189,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/admin-sessions',
-      auth: 'admin',
+      route: 'adminSessionsLive',
       handler: () => ({
         sessions: deps.store.admin.liveSessions().map((s) => ({
           id: s.id,

@@ -50,9 +50,7 @@ function actorOf(ctx: RouteContext): string {
 export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
   return [
     {
-      method: 'GET',
-      path: '/v1/admin/operators/:id/enrolment-codes',
-      auth: 'admin',
+      route: 'adminEnrolmentCodes',
       handler: (ctx) => {
         const operator = deps.operators.get(ctx.params.id ?? '');
         const now = deps.clock();
@@ -66,10 +64,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/operators/:id/enrolment-codes/:codeId/revoke',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminEnrolmentCodeRevoke',
       handler: (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
         const operator = deps.operators.get(ctx.params.id ?? '');
@@ -90,10 +85,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'PUT',
-      path: '/v1/admin/operators/:id/roles',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminOperatorRoles',
       handler: (ctx) => {
         const { roles } = parseJson(ctx.req, ctx.body, z.strictObject({ roles: z.array(RoleSchema).max(20) }));
         const operator = deps.operators.get(ctx.params.id ?? '');
@@ -117,10 +109,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/policy/rollback',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminPolicyRollback',
       handler: (ctx) => {
         const { toVersion, baseVersion } = parseJson(
           ctx.req,
@@ -141,9 +130,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/stats',
-      auth: 'admin',
+      route: 'adminStats',
       handler: (ctx) => {
         const now = deps.clock();
         const q = parseWith(
@@ -169,9 +156,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/events/export',
-      auth: 'admin',
+      route: 'adminEventsExport',
       handler: (ctx) => {
         const q = parseWith(ExportQuerySchema, Object.fromEntries(ctx.query));
         if (q.from >= q.to) {

@@ -122,18 +122,14 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
 
   return [
     {
-      method: 'POST',
-      path: '/v1/admin/console-tokens',
-      auth: 'admin',
+      route: 'adminConsoleTokens',
       handler: (ctx) => ({
         status: 201,
         body: deps.registry.issueToken(parseJson(ctx.req, ctx.body, IssueConsoleTokenRequestSchema), actorOf(ctx)),
       }),
     },
     {
-      method: 'GET',
-      path: '/v1/admin/consoles',
-      auth: 'admin',
+      route: 'adminConsoles',
       handler: () => {
         const outbox = new Map(deps.store.admin.outboxReports().map((r) => [r.consoleId, r]));
         return {
@@ -142,9 +138,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/consoles/:id',
-      auth: 'admin',
+      route: 'adminConsole',
       handler: (ctx) => {
         const c = deps.store.consoles.get(ctx.params.id ?? '');
         if (c === undefined) throw new BatonError('NOT_FOUND', `No console "${ctx.params.id ?? ''}"`);
@@ -163,11 +157,9 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         };
       },
     },
-    { method: 'POST', path: '/v1/admin/consoles/:id/revoke', auth: 'admin', stepUp: true, handler: revoke('console') },
+    { route: 'adminConsoleRevoke', handler: revoke('console') },
     {
-      method: 'POST',
-      path: '/v1/admin/operators',
-      auth: 'admin',
+      route: 'adminOperatorCreate',
       handler: (ctx) => {
         const input = parseJson(ctx.req, ctx.body, CreateOperatorRequestSchema);
         // Making someone an admin hands over the keys: it needs the same fresh step-up as a revocation.
@@ -176,15 +168,11 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/operators',
-      auth: 'admin',
+      route: 'adminOperators',
       handler: () => ({ operators: deps.operators.list().map(operatorView) }),
     },
     {
-      method: 'GET',
-      path: '/v1/admin/operators/:id',
-      auth: 'admin',
+      route: 'adminOperator',
       handler: (ctx) => {
         const id = ctx.params.id ?? '';
         return {
@@ -195,9 +183,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/operators/:id/enrolment-codes',
-      auth: 'admin',
+      route: 'adminEnrolmentCodeIssue',
       handler: (ctx) => {
         const { ttlSeconds } = parseJson(ctx.req, ctx.body, IssueEnrolmentCodeRequestSchema);
         // A code for an admin registers a new admin passkey: whoever holds it can sign in as that
@@ -208,49 +194,34 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/operators/:id/revoke',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminOperatorRevoke',
       handler: revoke('operator'),
     },
     {
-      method: 'POST',
-      path: '/v1/admin/operators/:id/unlock',
-      auth: 'admin',
+      route: 'adminOperatorUnlock',
       handler: (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
         return { operator: operatorView(deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) };
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/credentials/:id/revoke',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminCredentialRevoke',
       handler: revoke('credential'),
     },
     {
-      method: 'GET',
-      path: '/v1/admin/credentials/suspended',
-      auth: 'admin',
+      route: 'adminCredentialsSuspended',
       handler: () => ({ credentials: deps.operators.suspendedCredentials() }),
     },
     {
       // Lifts the suspension a signature-counter regression (possible copy) put on a passkey.
-      method: 'POST',
-      path: '/v1/admin/credentials/:id/reinstate',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminCredentialReinstate',
       handler: (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
         return { credential: deps.operators.reinstateCredential(ctx.params.id ?? '', reason, actorOf(ctx)) };
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/sessions',
-      auth: 'admin',
+      route: 'adminSessions',
       handler: (ctx) => {
         const q = parseWith(
           z.strictObject({
@@ -267,21 +238,16 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         };
       },
     },
-    { method: 'POST', path: '/v1/admin/sessions/:id/revoke', auth: 'admin', stepUp: true, handler: revoke('session') },
+    { route: 'adminSessionRevoke', handler: revoke('session') },
     {
-      method: 'POST',
-      path: '/v1/admin/sessions/:id/end',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminSessionEnd',
       handler: (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
         return { session: sessionAdminView(deps.sessions.endByAdmin(ctx.params.id ?? '', reason, actorOf(ctx))) };
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/revocations',
-      auth: 'admin',
+      route: 'adminRevocations',
       handler: (ctx) => {
         const { since } = parseWith(
           z.strictObject({ since: int.nonnegative().default(0) }),
@@ -291,9 +257,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/revocations/:epoch/deliveries',
-      auth: 'admin',
+      route: 'adminRevocationDeliveries',
       handler: (ctx) => {
         deps.revocations.flushAcks();
         const epoch = parseWith(int.positive(), ctx.params.epoch);
@@ -308,40 +272,29 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/policy',
-      auth: 'admin',
+      route: 'adminPolicy',
       handler: () => deps.policies.version,
     },
     {
-      method: 'GET',
-      path: '/v1/admin/policy/versions',
-      auth: 'admin',
+      route: 'adminPolicyVersions',
       handler: () => ({ versions: deps.store.policies.list() }),
     },
     {
-      method: 'POST',
-      path: '/v1/admin/policy/validate',
-      auth: 'admin',
+      route: 'adminPolicyValidate',
       handler: (ctx) => {
         const result = validatePolicy(parseJson(ctx.req, ctx.body, z.unknown()));
         return result.ok ? { valid: true, issues: [] } : { valid: false, issues: result.issues };
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/policy',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminPolicyPublish',
       handler: (ctx) => {
         const { policy, baseVersion } = parseJson(ctx.req, ctx.body, PublishPolicyRequestSchema);
         return { status: 201, body: deps.policies.publish(policy, baseVersion, actorOf(ctx)) };
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/policy/preview',
-      auth: 'admin',
+      route: 'adminPolicyPreview',
       handler: (ctx) => {
         const input = parseJson(ctx.req, ctx.body, PreviewDecisionRequestSchema);
         const now = deps.clock();
@@ -362,9 +315,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/events',
-      auth: 'admin',
+      route: 'adminEvents',
       handler: (ctx) => {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         if (q.outcome === undefined) {
@@ -390,9 +341,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/events/verify',
-      auth: 'admin',
+      route: 'adminEventsVerify',
       handler: (ctx) => {
         const { origin } = parseWith(
           z.strictObject({ origin: z.string().min(1).max(128) }),
@@ -402,9 +351,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/events/checkpoints',
-      auth: 'admin',
+      route: 'adminCheckpoints',
       handler: (ctx) => {
         const q = parseWith(
           z.strictObject({ after: int.nonnegative().default(0), limit: int.min(1).max(1000).default(100) }),
@@ -419,10 +366,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/admin/signing-keys/rotate',
-      auth: 'admin',
-      stepUp: true,
+      route: 'adminSigningKeyRotate',
       handler: async (ctx) => {
         const { key } = parseJson(ctx.req, ctx.body, z.strictObject({ key: z.enum(['token', 'checkpoint']) }));
         const rotated = key === 'token' ? await deps.tokens.rotate() : await deps.checkpoints.rotateKey();
@@ -437,10 +381,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/events/stream',
-      auth: 'admin',
-      passive: true,
+      route: 'adminEventStream',
       handler: (ctx) => {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         const lastId = ctx.req.headers['last-event-id'];

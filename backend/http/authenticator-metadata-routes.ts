@@ -17,15 +17,11 @@ const BLOB_TYPES = /^(application\/jwt|application\/jose|application\/octet-stre
 export function authenticatorMetadataRoutes(deps: AuthenticatorMetadataRouteDeps): Route[] {
   return [
     {
-      method: 'GET',
-      path: '/v1/admin/authenticator-metadata',
-      auth: 'admin',
+      route: 'adminMetadata',
       handler: () => ({ metadata: deps.authenticators.view() }),
     },
     {
-      method: 'POST',
-      path: '/v1/admin/authenticator-metadata',
-      auth: 'admin',
+      route: 'adminMetadataLoad',
       maxBodyBytes: MDS_BLOB_MAX_BYTES,
       handler: async (ctx) => {
         const type = ctx.req.headers['content-type'] ?? '';
@@ -40,9 +36,7 @@ export function authenticatorMetadataRoutes(deps: AuthenticatorMetadataRouteDeps
       },
     },
     {
-      method: 'GET',
-      path: '/v1/admin/authenticator-models',
-      auth: 'admin',
+      route: 'adminModels',
       handler: () => ({ metadata: deps.authenticators.view(), models: deps.authenticators.list() }),
     },
   ];

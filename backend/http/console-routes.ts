@@ -40,9 +40,7 @@ function consoleOf(ctx: RouteContext) {
 export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
   return [
     {
-      method: 'POST',
-      path: '/v1/consoles/enrol',
-      auth: 'enrolment',
+      route: 'consoleEnrol',
       handler: async (ctx) => {
         const input = parseJson(ctx.req, ctx.body, ConsoleEnrolRequestSchema);
         const record = await deps.registry.enrol(input, {
@@ -63,9 +61,7 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/console/status',
-      auth: 'console',
+      route: 'consoleStatus',
       handler: (ctx) => {
         const console = consoleOf(ctx);
         return {
@@ -77,24 +73,18 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'GET',
-      path: '/v1/console/policy',
-      auth: 'console',
+      route: 'consolePolicy',
       handler: () => ({ version: deps.policies.version.version, policy: deps.policies.policy }),
     },
     {
-      method: 'POST',
-      path: '/v1/operators/enrol/options',
-      auth: 'console',
+      route: 'operatorEnrolOptions',
       handler: (ctx) => {
         const { code } = parseJson(ctx.req, ctx.body, OperatorEnrolOptionsRequestSchema);
         return deps.operators.registrationOptions(consoleOf(ctx), code);
       },
     },
     {
-      method: 'POST',
-      path: '/v1/operators/enrol/verify',
-      auth: 'console',
+      route: 'operatorEnrolVerify',
       handler: async (ctx) => {
         const { code, response } = parseJson(ctx.req, ctx.body, OperatorEnrolVerifyRequestSchema);
         return {
@@ -104,36 +94,28 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/sign-in/options',
-      auth: 'console',
+      route: 'signInOptions',
       handler: async (ctx) => {
         parseJson(ctx.req, ctx.body, SignInOptionsRequestSchema);
         return { options: await deps.sessions.signInOptions(consoleOf(ctx)) };
       },
     },
     {
-      method: 'POST',
-      path: '/v1/sign-in/verify',
-      auth: 'console',
+      route: 'signInVerify',
       handler: (ctx) => {
         const { response } = parseJson(ctx.req, ctx.body, SignInVerifyRequestSchema);
         return deps.sessions.signIn(consoleOf(ctx), response as AuthenticationResponseJSON);
       },
     },
     {
-      method: 'POST',
-      path: '/v1/sessions/:id/step-up/options',
-      auth: 'console',
+      route: 'stepUpOptions',
       handler: (ctx) => {
         const { action } = parseJson(ctx.req, ctx.body, StepUpOptionsRequestSchema);
         return deps.stepUps.stepUpOptions(consoleOf(ctx), ctx.params.id ?? '', action);
       },
     },
     {
-      method: 'POST',
-      path: '/v1/sessions/:id/step-up/verify',
-      auth: 'console',
+      route: 'stepUpVerify',
       handler: (ctx) => {
         const { action, response } = parseJson(ctx.req, ctx.body, StepUpVerifyRequestSchema);
         return deps.stepUps.stepUp(consoleOf(ctx), ctx.params.id ?? '', action, response as AuthenticationResponseJSON);
@@ -143,9 +125,7 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       // A fresh token for the session in front, before the one it holds expires. Only an active
       // session of this console, of an operator and passkey still in good standing, gets one; the
       // token keeps the session's auth_time, so a refresh never makes an authentication younger.
-      method: 'POST',
-      path: '/v1/sessions/:id/token',
-      auth: 'console',
+      route: 'sessionToken',
       handler: async (ctx) => {
         parseJson(ctx.req, ctx.body, SessionTokenRequestSchema);
         const console = consoleOf(ctx);
@@ -169,9 +149,7 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       },
     },
     {
-      method: 'POST',
-      path: '/v1/sessions/:id/end',
-      auth: 'console',
+      route: 'sessionEnd',
       handler: (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, SessionEndRequestSchema);
         return { session: deps.sessions.end(consoleOf(ctx), ctx.params.id ?? '', reason) };

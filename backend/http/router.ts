@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BatonError } from '../../shared/errors.js';
+import { ROUTES, routePattern, type RouteId, type RouteMethod } from '../../shared/routes.js';
 import type { ConsoleRecord } from '../store/repositories.js';
 import type { AdminPrincipal } from '../services/admin-auth.js';
 
@@ -28,15 +29,13 @@ export interface Reply {
 }
 export type Handler = (ctx: RouteContext) => unknown;
 
+/**
+ * A handler registered for one route of shared/routes.ts: the table gives its method, path and who
+ * may call it, so the path is written nowhere else.
+ */
 export interface Route {
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
-  path: string;
-  auth: Auth;
+  route: RouteId;
   handler: Handler;
-  /** Admin routes that destroy or change policy: a fresh step-up is required first. */
-  stepUp?: boolean;
-  /** Admin routes that do not count as admin activity (a long-lived live stream). */
-  passive?: boolean;
   /**
    * A larger body limit than the default (the metadata BLOB upload). For admin routes the admin is
    * authenticated before such a body is read.
@@ -44,33 +43,53 @@ export interface Route {
   maxBodyBytes?: number;
 }
 
-interface CompiledRoute extends Route {
+/** A registered route with what the table says about it. */
+export interface CompiledRoute extends Route {
+  method: RouteMethod;
+  path: string;
+  auth: Auth;
+  /** Admin routes that destroy or change policy: a fresh step-up is required first. */
+  stepUp: boolean;
+  /** Admin routes that do not count as admin activity (a long-lived live stream). */
+  passive: boolean;
   regex: RegExp;
   names: string[];
 }
+
+const AUTH_OF = {
+  public: 'none',
+  enrolment: 'enrolment',
+  console: 'console',
+  admin: 'admin',
+  'admin-step-up': 'admin',
+  'admin-passive': 'admin',
+} as const satisfies Record<(typeof ROUTES)[RouteId]['access'], Auth>;
 
 export class Router {
   private readonly routes: CompiledRoute[] = [];
 
   add(routes: Route[]): this {
     for (const route of routes) {
-      const names: string[] = [];
-      const source = route.path
-        .split('/')
-        .map((part) => {
-          if (part.startsWith(':')) {
-            names.push(part.slice(1));
-            return '([^/]+)';
-          }
-          return part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-        })
-        .join('/');
-      this.routes.push({ ...route, regex: new RegExp(`^${source}$`), names });
+      if (this.routes.some((r) => r.route === route.route)) {
+        throw new Error(`Route ${route.route} is registered twice`);
+      }
+      const spec = ROUTES[route.route];
+      const names = [...spec.path.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1] ?? '');
+      this.routes.push({
+        ...route,
+        method: spec.method,
+        path: spec.path,
+        auth: AUTH_OF[spec.access],
+        stepUp: spec.access === 'admin-step-up',
+        passive: spec.access === 'admin-passive',
+        regex: routePattern(spec.path),
+        names,
+      });
     }
     return this;
   }
 
-  match(method: string, pathname: string): { route: Route; params: Record<string, string> } {
+  match(method: string, pathname: string): { route: CompiledRoute; params: Record<string, string> } {
     let pathMatched = false;
     for (const route of this.routes) {
       const m = route.regex.exec(pathname);
@@ -91,7 +110,7 @@ export class Router {
     throw new BatonError('NOT_FOUND', `No endpoint ${pathname}`);
   }
 
-  list(): Route[] {
+  list(): CompiledRoute[] {
     return this.routes;
   }
 }

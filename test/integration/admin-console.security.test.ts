@@ -7,6 +7,7 @@ import {
   authenticatorMetadataRoutes,
   type AuthenticatorMetadataRouteDeps,
 } from '../../backend/http/authenticator-metadata-routes.js';
+import { Router } from '../../backend/http/router.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { AdminBrowser } from '../helpers/admin-session.js';
 import {
@@ -29,16 +30,18 @@ import { enrolOperator, signIn } from '../helpers/operator-flow.js';
  */
 function adminEndpoints(): { method: string; path: string; stepUp: boolean }[] {
   const none = {} as AdminRouteDeps & AdminAuthRouteDeps & AdminConsoleRouteDeps & AuthenticatorMetadataRouteDeps;
-  return [
-    ...adminRoutes(none),
-    ...adminAuthRoutes(none),
-    ...adminConsoleRoutes(none),
-    ...authenticatorMetadataRoutes(none),
-  ]
+  return new Router()
+    .add([
+      ...adminRoutes(none),
+      ...adminAuthRoutes(none),
+      ...adminConsoleRoutes(none),
+      ...authenticatorMetadataRoutes(none),
+    ])
+    .list()
     .filter((r) => r.auth === 'admin')
     .map((r) => ({
       method: r.method,
-      stepUp: r.stepUp === true,
+      stepUp: r.stepUp,
       path: r.path
         .replace(':epoch', '1')
         .replace(':codeId', '0123456789abcdef')

@@ -1,0 +1,488 @@
+import { z } from 'zod';
+import { ERROR_CODES } from './errors.js';
+import {
+  ConsoleEnrolRequestSchema,
+  ConsoleEnrolResultSchema,
+  CreateOperatorRequestSchema,
+  CreationOptionsSchema,
+  IssueConsoleTokenRequestSchema,
+  IssueEnrolmentCodeRequestSchema,
+  OperatorEnrolOptionsRequestSchema,
+  OperatorEnrolOptionsResultSchema,
+  OperatorEnrolResultSchema,
+  PreviewDecisionRequestSchema,
+  PublishPolicyRequestSchema,
+  RequestOptionsSchema,
+  RevokeRequestSchema,
+  SessionEndRequestSchema,
+  SessionEndResultSchema,
+  SessionTokenRequestSchema,
+  SessionTokenResultSchema,
+  SignInOptionsRequestSchema,
+  SignInOptionsResultSchema,
+  SignInResultSchema,
+  SignInVerifyRequestSchema,
+  StepUpOptionsRequestSchema,
+  StepUpOptionsResultSchema,
+  StepUpResultSchema,
+  StepUpVerifyRequestSchema,
+} from './http-api.js';
+import { PolicySchema } from './policy.js';
+
+/**
+ * The backend's HTTP API, declared once: every route's method, path pattern, who may call it, and
+ * the schemas of its request body and its (2xx) answer. The backend registers its handlers by route
+ * id (the path lives only here), the agent's backend client and the admin console build their URLs
+ * from it with `routePath`, tests check every answer against `response`, and a test keeps
+ * docs/api.md and this table in step.
+ *
+ * Who may call (`access`):
+ * - `public`: anyone (admin sign-in ceremonies check the admin origin and a per-address limit);
+ * - `enrolment`: a console holding a one-time enrolment token, signing with its new key;
+ * - `console`: an enrolled console, every request signed with its key;
+ * - `admin`: a signed-in admin (or the bootstrap token);
+ * - `admin-step-up`: an admin with a fresh step-up;
+ * - `admin-passive`: an admin, without counting as admin activity (a long-lived live stream).
+ *
+ * `response: null` marks an answer that is not one JSON document (a stream, a file, a redirect).
+ */
+export const ROUTE_ACCESS = ['public', 'enrolment', 'console', 'admin', 'admin-step-up', 'admin-passive'] as const;
+export type RouteAccess = (typeof ROUTE_ACCESS)[number];
+export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface RouteSpec {
+  readonly method: RouteMethod;
+  readonly path: `/${string}`;
+  readonly access: RouteAccess;
+  /** The JSON body's schema; `undefined` for a route without a JSON body (GET, a raw upload). */
+  readonly request: z.ZodType | undefined;
+  /** The 2xx answer's schema; `null` when the answer is not one JSON document. */
+  readonly response: z.ZodType | null;
+}
+
+const Empty = z.strictObject({});
+const id = z.string().min(1);
+const ms = z.number();
+const nullableMs = z.number().nullable();
+const Row = z.looseObject({ id });
+const RevocationOutcome = z.looseObject({ epoch: z.int().positive(), sessionsRevoked: z.array(id), pushedTo: z.int() });
+const OperatorView = z.looseObject({ id, displayName: z.string(), roles: z.array(z.string()) });
+const PolicyVersion = z.looseObject({ version: z.int().nonnegative(), policy: z.unknown() });
+const AdminSessionBody = z.looseObject({
+  admin: z.looseObject({ operatorId: id, displayName: z.string() }),
+  session: z.looseObject({ id, createdAt: ms, expiresAt: ms, idleExpiresAt: ms, stepUpUntil: nullableMs }),
+});
+const FieldIssues = z.array(z.looseObject({ path: z.string(), message: z.string() }));
+const Options = <S extends z.ZodType>(options: S) => z.looseObject({ options });
+const RawUpload = undefined;
+
+function route<const M extends RouteMethod, const P extends `/${string}`>(
+  method: M,
+  path: P,
+  access: RouteAccess,
+  request: z.ZodType | undefined,
+  response: z.ZodType | null,
+): { method: M; path: P; access: RouteAccess; request: z.ZodType | undefined; response: z.ZodType | null } {
+  return { method, path, access, request, response };
+}
+
+export const ROUTES = {
+  // ---- public ----
+  health: route('GET', '/healthz', 'public', undefined, z.looseObject({ status: z.enum(['ok', 'degraded']) })),
+  jwks: route(
+    'GET',
+    '/.well-known/jwks.json',
+    'public',
+    undefined,
+    z.looseObject({ keys: z.array(z.looseObject({})) }),
+  ),
+
+  // ---- console API ----
+  consoleEnrol: route('POST', '/v1/consoles/enrol', 'enrolment', ConsoleEnrolRequestSchema, ConsoleEnrolResultSchema),
+  consoleStatus: route(
+    'GET',
+    '/v1/console/status',
+    'console',
+    undefined,
+    z.object({ consoleId: id, channel: z.string(), policyVersion: z.int(), revocationEpoch: z.int() }),
+  ),
+  consolePolicy: route(
+    'GET',
+    '/v1/console/policy',
+    'console',
+    undefined,
+    z.object({ version: z.int(), policy: PolicySchema }),
+  ),
+  operatorEnrolOptions: route(
+    'POST',
+    '/v1/operators/enrol/options',
+    'console',
+    OperatorEnrolOptionsRequestSchema,
+    OperatorEnrolOptionsResultSchema,
+  ),
+  operatorEnrolVerify: route(
+    'POST',
+    '/v1/operators/enrol/verify',
+    'console',
+    z.looseObject({}),
+    OperatorEnrolResultSchema,
+  ),
+  signInOptions: route('POST', '/v1/sign-in/options', 'console', SignInOptionsRequestSchema, SignInOptionsResultSchema),
+  signInVerify: route('POST', '/v1/sign-in/verify', 'console', SignInVerifyRequestSchema, SignInResultSchema),
+  stepUpOptions: route(
+    'POST',
+    '/v1/sessions/:id/step-up/options',
+    'console',
+    StepUpOptionsRequestSchema,
+    StepUpOptionsResultSchema,
+  ),
+  stepUpVerify: route(
+    'POST',
+    '/v1/sessions/:id/step-up/verify',
+    'console',
+    StepUpVerifyRequestSchema,
+    StepUpResultSchema,
+  ),
+  sessionToken: route('POST', '/v1/sessions/:id/token', 'console', SessionTokenRequestSchema, SessionTokenResultSchema),
+  sessionEnd: route('POST', '/v1/sessions/:id/end', 'console', SessionEndRequestSchema, SessionEndResultSchema),
+
+  // ---- admin API ----
+  adminConsoleTokens: route(
+    'POST',
+    '/v1/admin/console-tokens',
+    'admin',
+    IssueConsoleTokenRequestSchema,
+    z.looseObject({ token: z.string(), expiresAt: ms }),
+  ),
+  adminConsoles: route('GET', '/v1/admin/consoles', 'admin', undefined, z.looseObject({ consoles: z.array(Row) })),
+  adminConsole: route(
+    'GET',
+    '/v1/admin/consoles/:id',
+    'admin',
+    undefined,
+    z.looseObject({ console: Row, events: z.looseObject({ lastSeq: z.int() }), sessions: z.array(Row) }),
+  ),
+  adminConsoleRevoke: route(
+    'POST',
+    '/v1/admin/consoles/:id/revoke',
+    'admin-step-up',
+    RevokeRequestSchema,
+    RevocationOutcome,
+  ),
+  adminOperatorCreate: route(
+    'POST',
+    '/v1/admin/operators',
+    'admin',
+    CreateOperatorRequestSchema,
+    z.looseObject({ operator: OperatorView }),
+  ),
+  adminOperators: route(
+    'GET',
+    '/v1/admin/operators',
+    'admin',
+    undefined,
+    z.looseObject({ operators: z.array(OperatorView) }),
+  ),
+  adminOperator: route(
+    'GET',
+    '/v1/admin/operators/:id',
+    'admin',
+    undefined,
+    z.looseObject({ operator: OperatorView, credentials: z.array(Row), sessions: z.array(Row) }),
+  ),
+  adminEnrolmentCodeIssue: route(
+    'POST',
+    '/v1/admin/operators/:id/enrolment-codes',
+    'admin',
+    IssueEnrolmentCodeRequestSchema,
+    z.looseObject({ code: z.string(), expiresAt: ms }),
+  ),
+  adminOperatorRevoke: route(
+    'POST',
+    '/v1/admin/operators/:id/revoke',
+    'admin-step-up',
+    RevokeRequestSchema,
+    RevocationOutcome,
+  ),
+  adminOperatorUnlock: route(
+    'POST',
+    '/v1/admin/operators/:id/unlock',
+    'admin',
+    z.unknown(),
+    z.looseObject({ operator: OperatorView }),
+  ),
+  adminCredentialRevoke: route(
+    'POST',
+    '/v1/admin/credentials/:id/revoke',
+    'admin-step-up',
+    RevokeRequestSchema,
+    RevocationOutcome,
+  ),
+  adminCredentialsSuspended: route(
+    'GET',
+    '/v1/admin/credentials/suspended',
+    'admin',
+    undefined,
+    z.looseObject({ credentials: z.array(Row) }),
+  ),
+  adminCredentialReinstate: route(
+    'POST',
+    '/v1/admin/credentials/:id/reinstate',
+    'admin-step-up',
+    RevokeRequestSchema,
+    z.looseObject({ credential: Row }),
+  ),
+  adminSessions: route('GET', '/v1/admin/sessions', 'admin', undefined, z.looseObject({ sessions: z.array(Row) })),
+  adminSessionRevoke: route(
+    'POST',
+    '/v1/admin/sessions/:id/revoke',
+    'admin-step-up',
+    RevokeRequestSchema,
+    RevocationOutcome,
+  ),
+  adminSessionEnd: route(
+    'POST',
+    '/v1/admin/sessions/:id/end',
+    'admin-step-up',
+    RevokeRequestSchema,
+    z.looseObject({ session: Row }),
+  ),
+  adminRevocations: route(
+    'GET',
+    '/v1/admin/revocations',
+    'admin',
+    undefined,
+    z.looseObject({ epoch: z.int().nonnegative(), revocations: z.array(z.looseObject({ epoch: z.int() })) }),
+  ),
+  adminRevocationDeliveries: route(
+    'GET',
+    '/v1/admin/revocations/:epoch/deliveries',
+    'admin',
+    undefined,
+    z.looseObject({
+      epoch: z.int(),
+      deliveries: z.array(z.looseObject({})),
+      acknowledged: z.int(),
+      maxAckMs: nullableMs,
+    }),
+  ),
+  adminPolicy: route('GET', '/v1/admin/policy', 'admin', undefined, PolicyVersion),
+  adminPolicyVersions: route(
+    'GET',
+    '/v1/admin/policy/versions',
+    'admin',
+    undefined,
+    z.looseObject({ versions: z.array(PolicyVersion) }),
+  ),
+  adminPolicyValidate: route(
+    'POST',
+    '/v1/admin/policy/validate',
+    'admin',
+    z.unknown(),
+    z.looseObject({ valid: z.boolean(), issues: FieldIssues }),
+  ),
+  adminPolicyPublish: route('POST', '/v1/admin/policy', 'admin-step-up', PublishPolicyRequestSchema, PolicyVersion),
+  adminPolicyPreview: route(
+    'POST',
+    '/v1/admin/policy/preview',
+    'admin',
+    PreviewDecisionRequestSchema,
+    z.looseObject({ decision: z.looseObject({ outcome: z.enum(['allow', 'step-up', 'deny']) }) }),
+  ),
+  adminEvents: route(
+    'GET',
+    '/v1/admin/events',
+    'admin',
+    undefined,
+    z.looseObject({ events: z.array(z.looseObject({})), nextCursor: z.number() }),
+  ),
+  adminEventsVerify: route('GET', '/v1/admin/events/verify', 'admin', undefined, z.looseObject({})),
+  adminCheckpoints: route(
+    'GET',
+    '/v1/admin/events/checkpoints',
+    'admin',
+    undefined,
+    z.looseObject({ checkpoints: z.array(z.looseObject({})), nextAfter: z.int(), keys: z.array(z.looseObject({})) }),
+  ),
+  adminSigningKeyRotate: route(
+    'POST',
+    '/v1/admin/signing-keys/rotate',
+    'admin-step-up',
+    z.strictObject({ key: z.enum(['token', 'checkpoint']) }),
+    z.looseObject({ key: z.enum(['token', 'checkpoint']), kid: z.string() }),
+  ),
+  adminEventStream: route('GET', '/v1/admin/events/stream', 'admin-passive', undefined, null),
+
+  // ---- admin console sign-in ----
+  adminAuthStatus: route(
+    'GET',
+    '/v1/admin/auth/status',
+    'public',
+    undefined,
+    z.looseObject({ adminOrigin: z.string() }),
+  ),
+  adminBootstrap: route(
+    'POST',
+    '/v1/admin/bootstrap',
+    'admin',
+    z.looseObject({}),
+    z.looseObject({ operator: OperatorView, code: z.string(), expiresAt: ms, registerAt: z.string() }),
+  ),
+  adminRegisterOptions: route(
+    'POST',
+    '/v1/admin/auth/register/options',
+    'public',
+    z.strictObject({ code: z.string().max(40) }),
+    Options(CreationOptionsSchema),
+  ),
+  adminRegisterVerify: route('POST', '/v1/admin/auth/register/verify', 'public', z.looseObject({}), AdminSessionBody),
+  adminSignInOptions: route('POST', '/v1/admin/auth/sign-in/options', 'public', Empty, Options(RequestOptionsSchema)),
+  adminSignInVerify: route('POST', '/v1/admin/auth/sign-in/verify', 'public', z.looseObject({}), AdminSessionBody),
+  adminAuthSession: route(
+    'GET',
+    '/v1/admin/auth/session',
+    'admin',
+    undefined,
+    z.union([AdminSessionBody, z.looseObject({ admin: z.null(), bootstrap: z.literal(true) })]),
+  ),
+  adminStepUpOptions: route('POST', '/v1/admin/auth/step-up/options', 'admin', Empty, Options(RequestOptionsSchema)),
+  adminStepUpVerify: route(
+    'POST',
+    '/v1/admin/auth/step-up/verify',
+    'admin',
+    z.looseObject({}),
+    z.looseObject({ stepUpUntil: ms }),
+  ),
+  adminSignOut: route('POST', '/v1/admin/auth/sign-out', 'admin', Empty, z.looseObject({ signedOut: z.literal(true) })),
+  adminSessionsLive: route(
+    'GET',
+    '/v1/admin/admin-sessions',
+    'admin',
+    undefined,
+    z.looseObject({ sessions: z.array(z.looseObject({})) }),
+  ),
+
+  // ---- admin console endpoints ----
+  adminEnrolmentCodes: route(
+    'GET',
+    '/v1/admin/operators/:id/enrolment-codes',
+    'admin',
+    undefined,
+    z.looseObject({ codes: z.array(Row) }),
+  ),
+  adminEnrolmentCodeRevoke: route(
+    'POST',
+    '/v1/admin/operators/:id/enrolment-codes/:codeId/revoke',
+    'admin-step-up',
+    z.unknown(),
+    z.looseObject({ revoked: id }),
+  ),
+  adminOperatorRoles: route(
+    'PUT',
+    '/v1/admin/operators/:id/roles',
+    'admin-step-up',
+    z.looseObject({ roles: z.array(z.string()) }),
+    z.looseObject({ operator: OperatorView }),
+  ),
+  adminPolicyRollback: route(
+    'POST',
+    '/v1/admin/policy/rollback',
+    'admin-step-up',
+    z.looseObject({ version: z.int() }),
+    PolicyVersion,
+  ),
+  adminEventsExport: route('GET', '/v1/admin/events/export', 'admin', undefined, null),
+  adminStats: route('GET', '/v1/admin/stats', 'admin', undefined, z.looseObject({})),
+
+  // ---- authenticator metadata ----
+  adminMetadataLoad: route(
+    'POST',
+    '/v1/admin/authenticator-metadata',
+    'admin',
+    RawUpload,
+    z.looseObject({ metadata: z.looseObject({ loaded: z.boolean() }) }),
+  ),
+  adminMetadata: route(
+    'GET',
+    '/v1/admin/authenticator-metadata',
+    'admin',
+    undefined,
+    z.looseObject({ metadata: z.looseObject({ loaded: z.boolean() }) }),
+  ),
+  adminModels: route(
+    'GET',
+    '/v1/admin/authenticator-models',
+    'admin',
+    undefined,
+    z.looseObject({ metadata: z.looseObject({ loaded: z.boolean() }), models: z.array(z.looseObject({})) }),
+  ),
+
+  // ---- the admin console's pages ----
+  adminPageBare: route('GET', '/admin', 'public', undefined, null),
+  adminPage: route('GET', '/admin/', 'public', undefined, null),
+  adminAsset: route('GET', '/admin/:file', 'public', undefined, null),
+} as const satisfies Record<string, RouteSpec>;
+
+export type RouteId = keyof typeof ROUTES;
+export const ROUTE_IDS = Object.keys(ROUTES) as RouteId[];
+
+/** The `:name` parameters of a path pattern, as a union of names. */
+type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}`
+  ? Name | ParamNames<`/${Rest}`>
+  : P extends `${string}:${infer Name}`
+    ? Name
+    : never;
+export type RouteParams<R extends RouteId> = Record<ParamNames<(typeof ROUTES)[R]['path']>, string | number>;
+export type RouteResponse<R extends RouteId> = (typeof ROUTES)[R]['response'] extends z.ZodType
+  ? z.infer<(typeof ROUTES)[R]['response']>
+  : never;
+
+/** Query parameters; `undefined` ones are left out. */
+export type RouteQuery = Record<string, string | number | boolean | undefined>;
+
+/** Whether `R`'s path has parameters (then `routePath` needs them). */
+type ArgsOf<R extends RouteId> = [ParamNames<(typeof ROUTES)[R]['path']>] extends [never]
+  ? [params?: Record<string, never>, query?: RouteQuery]
+  : [params: RouteParams<R>, query?: RouteQuery];
+
+/**
+ * The path (and query) to call route `id`: each `:name` replaced by its parameter, percent-encoded.
+ * `routePath('sessionEnd', { id: 'ses_1' })` → `/v1/sessions/ses_1/end`.
+ */
+export function routePath<R extends RouteId>(id: R, ...[params, query]: ArgsOf<R>): string {
+  const values = (params ?? {}) as Record<string, string | number>;
+  const path = ROUTES[id].path.replace(/:([A-Za-z]+)/g, (_m, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`routePath(${id}): missing parameter "${name}"`);
+    return encodeURIComponent(String(value));
+  });
+  if (query === undefined) return path;
+  const search = Object.entries(query)
+    .filter((entry): entry is [string, string | number | boolean] => entry[1] !== undefined)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join('&');
+  return search === '' ? path : `${path}?${search}`;
+}
+
+/** The route a request's method and path name (no query) belong to, if any; for tests and tools. */
+export function matchRoute(method: string, pathname: string): RouteId | undefined {
+  return ROUTE_IDS.find((routeId) => {
+    const spec: RouteSpec = ROUTES[routeId];
+    if (spec.method !== method) return false;
+    return routePattern(spec.path).test(pathname);
+  });
+}
+
+/** A regular expression matching the paths of a pattern (`:name` matches one segment). */
+export function routePattern(path: string): RegExp {
+  const source = path
+    .split('/')
+    .map((part) => (part.startsWith(':') ? '([^/]+)' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${source}$`);
+}
+
+/** The error body every refusal carries (docs/api.md, "Errors"). */
+export const ErrorBodySchema = z.object({
+  error: z.looseObject({ code: z.enum(ERROR_CODES), message: z.string() }),
+});
