@@ -19,7 +19,7 @@ const nodeBuiltins = [
 const restrict = (patterns) => ({
   'no-restricted-imports': [
     'error',
-    { patterns: patterns.map((group) => ({ group, message: 'Imports flow one way (see docs/architecture.md#imports-flow-one-way).' })) },
+    { patterns: patterns.map((group) => ({ group, message: 'Imports flow one way (see docs/architecture.md).' })) },
   ],
 });
 
