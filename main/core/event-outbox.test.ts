@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import {
+import fs, {
   appendFileSync,
   chmodSync,
   existsSync,
@@ -14,6 +14,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { syncBuiltinESMExports } from 'node:module';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
@@ -82,12 +83,12 @@ describe('EventOutbox', () => {
     outbox.acknowledge(SEGMENT_EVENTS + 5);
     assert.equal(outbox.status.pending, total - SEGMENT_EVENTS - 5);
     assert.equal(outbox.pending(1)[0]?.seq, SEGMENT_EVENTS + 6);
+    outbox.close(); // the disk work runs on the writer thread; close waits for all of it
     assert.equal(
       readdirSync(dir).filter((f) => f.startsWith('segment-')).length,
       2,
       'the first, fully acknowledged segment is gone',
     );
-    outbox.close();
     const { outbox: again, report } = EventOutbox.open(dir, { max: 100_000 });
     assert.equal(report.recovered, total - SEGMENT_EVENTS - 5);
     assert.equal(again.status.ackedSeq, SEGMENT_EVENTS + 5);
@@ -151,6 +152,65 @@ describe('EventOutbox', () => {
     outbox.acknowledge(500);
     assert.equal((await outbox.emit(draft())).seq, 1001);
     outbox.close();
+  });
+
+  it('writes and fsyncs on its writer thread, never on the caller’s, and each event is on disk when emit resolves', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 10_000 });
+    const onCallerThread: string[] = [];
+    const { writeSync, fsyncSync, fdatasyncSync } = fs;
+    fs.writeSync = ((...args: Parameters<typeof writeSync>) => {
+      onCallerThread.push('writeSync');
+      return writeSync(...args);
+    }) as typeof writeSync;
+    fs.fsyncSync = (fd) => {
+      onCallerThread.push('fsyncSync');
+      fsyncSync(fd);
+    };
+    fs.fdatasyncSync = (fd) => {
+      onCallerThread.push('fdatasyncSync');
+      fdatasyncSync(fd);
+    };
+    syncBuiltinESMExports();
+    try {
+      const first = await outbox.emit(draft(1));
+      const segment = join(dir, readdirSync(dir).find((f) => f.startsWith('segment-'))!);
+      assert.equal(
+        readFileSync(segment, 'utf8'),
+        `${JSON.stringify(first)}\n`,
+        'the line is in the file when emit resolves',
+      );
+      await Promise.all(Array.from({ length: SEGMENT_EVENTS + 20 }, (_, i) => outbox.emit(draft(i))));
+      outbox.acknowledge(SEGMENT_EVENTS + 1);
+      outbox.close();
+    } finally {
+      Object.assign(fs, { writeSync, fsyncSync, fdatasyncSync });
+      syncBuiltinESMExports();
+    }
+    assert.deepEqual(onCallerThread, [], 'no write or fsync ran on the caller’s thread');
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 10_000 });
+    assert.equal(report.recovered, 20);
+    assert.equal(again.status.ackedSeq, SEGMENT_EVENTS + 1);
+    again.close();
+  });
+
+  it('counts events on their way to disk as pending, and close waits for them: a reopened journal has them all', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 100 });
+    const emitting = Array.from({ length: 60 }, (_, i) => outbox.emit(draft(i)));
+    assert.equal(outbox.status.pending, 60);
+    await new Promise((resolve) => setImmediate(resolve)); // the first write is handed to the writer thread
+    assert.equal(outbox.status.pending, 60, 'an event being written still counts against the cap');
+    emitting.push(...Array.from({ length: 40 }, (_, i) => outbox.emit(draft(i))));
+    await assert.rejects(outbox.emit(draft()), (e: unknown) => e instanceof BatonError && e.code === 'OUTBOX_FULL');
+    outbox.close();
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 100 });
+    assert.equal(report.recovered, 100, 'everything emitted before close is in the journal');
+    const emitted = await Promise.all(emitting);
+    assert.deepEqual(again.pending(100), emitted);
+    assertChain(emitted);
+    await assert.rejects(outbox.emit(draft()), (e: unknown) => e instanceof BatonError && e.code === 'INTERNAL');
+    again.close();
   });
 
   it('loses no emitted event when the process is killed with SIGKILL mid-stream', async () => {

@@ -2,20 +2,17 @@ import { createHash, randomUUID } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
-  constants,
   existsSync,
   fsyncSync,
   mkdirSync,
   openSync,
   readFileSync,
   readdirSync,
-  rmSync,
-  writeSync,
   copyFileSync,
   ftruncateSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { writeAtomically } from './atomic-file.js';
+import { JournalWriter, type JournalPart } from './journal-writer.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { BatonError } from '../../shared/errors.js';
 import {
@@ -64,48 +61,66 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
+export interface OutboxOptions {
+  max: number;
+  clock?: () => number;
+  /**
+   * Writing the `acked` file or dropping acknowledged segments failed (in the background). Nothing is
+   * lost: the journal keeps more than it needs and the backend's next `welcome` says again what it holds.
+   */
+  onAckError?: (error: BatonError) => void;
+}
+
 /**
  * The agent's durable event outbox: an append-only journal of JSON lines in segment files.
- * `emit` resolves only after the event's line is written and fsync'd (events emitted in the same
- * turn share one write and one fsync). Events leave the journal only when the backend
- * acknowledges them. The journal is bounded: past `max` pending events `emit` refuses with
- * OUTBOX_FULL; it never drops an event silently.
+ * `emit` resolves only after the event's line is written and fsync'd; events emitted while a write
+ * is on its way share the next write and fsync. The writes, fsyncs and deletions run on a worker
+ * thread (`JournalWriter`), one at a time and in order, never on the caller's thread. Events leave
+ * the journal only when the backend acknowledges them. The journal is bounded: past `max` pending
+ * events `emit` refuses with OUTBOX_FULL; it never drops an event silently.
  */
 export class EventOutbox {
   private events: AssuranceEvent[] = [];
   private lastSeq = 0;
   private lastHash = GENESIS_HASH;
   private ackedSeq = 0;
-  private segmentStart = 0;
-  private segmentFd: number | undefined;
+  /** Emitted, waiting for the next write. */
   private queue: Waiter[] = [];
+  /** Handed to the writer, waiting for its fsync. */
+  private writing: Waiter[] = [];
   /** Journal lines of recently written events, kept (bounded) until they are sent once. */
   private readonly unsentLines = new Map<number, string>();
   private flushScheduled = false;
+  private writer: JournalWriter | undefined;
+  private closed = false;
 
   private constructor(
     private readonly dir: string,
     private max: number,
     private readonly clock: () => number,
+    private readonly onAckError: (error: BatonError) => void,
   ) {}
 
-  /** Opens (and recovers) the journal in `dir`. */
-  static open(
-    dir: string,
-    options: { max: number; clock?: () => number },
-  ): { outbox: EventOutbox; report: RecoveryReport } {
+  /** Opens (and recovers) the journal in `dir`, then starts its writer thread. */
+  static open(dir: string, options: OutboxOptions): { outbox: EventOutbox; report: RecoveryReport } {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700); // mkdir's mode does not apply to a directory that already existed
-    const outbox = new EventOutbox(dir, options.max, options.clock ?? Date.now);
+    const outbox = new EventOutbox(dir, options.max, options.clock ?? Date.now, options.onAckError ?? (() => {}));
     const report = outbox.recover();
+    outbox.writer = JournalWriter.start(dir, { segmentPattern: SEGMENT, segmentEvents: SEGMENT_EVENTS });
     return { outbox, report };
+  }
+
+  /** Events emitted and not yet acknowledged: journaled, being written, or waiting to be. */
+  private get held(): number {
+    return this.events.length + this.writing.length + this.queue.length;
   }
 
   get status(): OutboxStatus {
     return {
-      pending: this.events.length + this.queue.length,
+      pending: this.held,
       max: this.max,
-      nearFull: this.events.length + this.queue.length >= this.max * NEAR_FULL_RATIO,
+      nearFull: this.held >= this.max * NEAR_FULL_RATIO,
       lastSeq: this.lastSeq,
       ackedSeq: this.ackedSeq,
     };
@@ -118,7 +133,8 @@ export class EventOutbox {
 
   /** Numbers, chains and journals an event; resolves once it is on disk. */
   emit(draft: EventDraft): Promise<AssuranceEvent> {
-    if (this.events.length + this.queue.length >= this.max) {
+    if (this.closed) return Promise.reject(new BatonError('INTERNAL', 'The event outbox is closed'));
+    if (this.held >= this.max) {
       return Promise.reject(
         new BatonError('OUTBOX_FULL', `The event outbox holds ${this.max} unacknowledged events; refusing to drop any`),
       );
@@ -139,10 +155,7 @@ export class EventOutbox {
     this.lastHash = hashEvent(event);
     return new Promise((resolve, reject) => {
       this.queue.push({ event, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.scheduleFlush();
     });
   }
 
@@ -178,18 +191,13 @@ export class EventOutbox {
   acknowledge(seq: number): void {
     if (seq <= this.ackedSeq) return;
     this.ackedSeq = Math.min(seq, this.lastSeq);
-    writeAtomically(join(this.dir, ACKED_FILE), `${this.ackedSeq}\n`);
     let drop = 0;
     while (drop < this.events.length && (this.events[drop]?.seq ?? Infinity) <= this.ackedSeq) drop++;
     this.events.splice(0, drop);
     for (const seq of this.unsentLines.keys()) if (seq <= this.ackedSeq) this.unsentLines.delete(seq);
     // A segment goes once all its events are acknowledged; the one holding the newest event stays,
     // because the chain continues from its hash after a restart.
-    const headStart = segmentStartOf(this.lastSeq);
-    for (const { file, start } of this.segments()) {
-      if (start + SEGMENT_EVENTS - 1 <= this.ackedSeq && start !== headStart)
-        rmSync(join(this.dir, file), { force: true });
-    }
+    this.persistAck(`${this.ackedSeq}\n`);
   }
 
   /**
@@ -198,60 +206,82 @@ export class EventOutbox {
    * The chain continues from the backend's head, so the next event is `seq + 1` and links to `hash`.
    */
   adoptHead(seq: number, hash: string): boolean {
-    if (seq <= this.lastSeq || this.events.length > 0 || this.queue.length > 0) return false;
+    if (seq <= this.lastSeq || this.held > 0) return false;
     this.lastSeq = seq;
     this.lastHash = hash;
     this.ackedSeq = seq;
-    writeAtomically(join(this.dir, ACKED_FILE), `${seq} ${hash}\n`);
+    this.persistAck(`${seq} ${hash}\n`);
     return true;
   }
 
+  /**
+   * Hands every emitted event to the writer and waits (blocking) until the writer thread has written
+   * and fsync'd all of it and finished every acknowledgement: a journal reopened right after, in this
+   * process or another, finds everything. Later `emit` calls are refused.
+   */
   close(): void {
-    this.flush();
-    if (this.segmentFd !== undefined) closeSync(this.segmentFd);
-    this.segmentFd = undefined;
+    if (this.closed) return;
+    this.closed = true;
+    this.write();
+    this.writer?.close();
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      // One write in flight at a time: what is emitted meanwhile goes together in the next one.
+      if (this.writing.length === 0) this.write();
+    });
+  }
+
+  /** Hands the queued events to the writer; they count as journaled once it has fsync'd them. */
+  private write(): void {
     const waiters = this.queue;
+    if (waiters.length === 0 || this.writer === undefined) return;
     this.queue = [];
-    if (waiters.length === 0) return;
-    try {
-      let i = 0;
-      while (i < waiters.length) {
-        const fd = this.segmentFor((waiters[i] as Waiter).event.seq);
-        const room = this.segmentStart + SEGMENT_EVENTS - (waiters[i] as Waiter).event.seq;
-        const chunk = waiters.slice(i, i + room);
-        const lines = chunk.map((w) => JSON.stringify(w.event));
-        writeSync(fd, lines.map((line) => `${line}\n`).join(''));
-        for (const [n, w] of chunk.entries()) {
-          if (this.unsentLines.size < UNSENT_LINE_CACHE) this.unsentLines.set(w.event.seq, lines[n] as string);
-        }
-        fsyncSync(fd);
-        i += chunk.length;
+    this.writing.push(...waiters);
+    const parts: JournalPart[] = [];
+    let i = 0;
+    while (i < waiters.length) {
+      const start = segmentStartOf((waiters[i] as Waiter).event.seq);
+      const chunk = waiters.slice(i, i + start + SEGMENT_EVENTS - (waiters[i] as Waiter).event.seq);
+      const lines = chunk.map((w) => JSON.stringify(w.event));
+      parts.push({ file: segmentName(start), text: lines.map((line) => `${line}\n`).join('') });
+      for (const [n, w] of chunk.entries()) {
+        if (this.unsentLines.size < UNSENT_LINE_CACHE) this.unsentLines.set(w.event.seq, lines[n] as string);
       }
-    } catch (cause) {
-      const error = new BatonError('INTERNAL', 'The event outbox could not write to disk', { cause });
-      for (const w of waiters) w.reject(error);
-      return;
+      i += chunk.length;
     }
-    for (const w of waiters) {
-      this.events.push(w.event);
-      w.resolve(w.event);
-    }
+    void this.writer.append(parts).then(
+      () => this.written(waiters, undefined),
+      (cause: unknown) =>
+        this.written(waiters, new BatonError('INTERNAL', 'The event outbox could not write to disk', { cause })),
+    );
   }
 
-  /** The open segment for `seq`, rolling to a new file every SEGMENT_EVENTS events. */
-  private segmentFor(seq: number): number {
-    const start = segmentStartOf(seq);
-    if (this.segmentFd !== undefined && start === this.segmentStart) return this.segmentFd;
-    if (this.segmentFd !== undefined) closeSync(this.segmentFd);
-    this.segmentStart = start;
-    // Never through a link planted in the journal directory: O_NOFOLLOW makes that an error.
-    const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0);
-    this.segmentFd = openSync(join(this.dir, segmentName(start)), flags, 0o600);
-    return this.segmentFd;
+  private written(waiters: Waiter[], error: BatonError | undefined): void {
+    // Writes finish in the order they were handed over, so `writing` starts with these waiters.
+    this.writing.splice(0, waiters.length);
+    for (const w of waiters) {
+      if (error !== undefined) {
+        w.reject(error);
+      } else {
+        this.events.push(w.event);
+        w.resolve(w.event);
+      }
+    }
+    if (this.queue.length > 0 && !this.closed) this.scheduleFlush();
+  }
+
+  /** Records the acknowledgement on disk and drops wholly acknowledged segments, on the writer thread. */
+  private persistAck(content: string): void {
+    void this.writer
+      ?.acknowledge({ content, ackedSeq: this.ackedSeq, headStart: segmentStartOf(this.lastSeq) })
+      .catch((cause: unknown) =>
+        this.onAckError(new BatonError('INTERNAL', 'The event outbox could not record an acknowledgement', { cause })),
+      );
   }
 
   private segments(): { file: string; start: number }[] {
