@@ -181,7 +181,7 @@ export class SessionManager {
     this.scheduleOfflineLimit();
   }
 
-  /** The backend answered again (welcome): the offline cap starts over at the next loss. */
+  /** The console is online again (caught up, not a bare welcome): the offline cap starts over at the next loss. */
   connectionRestored(): void {
     this.offlineSince = undefined;
     this.offlineTimer?.cancel();
