@@ -1,0 +1,171 @@
+import { BatonError, isErrorCode } from '../../shared/errors.js';
+import type { BackendMessage } from '../../shared/protocol.js';
+import { enrolledConsoleId, type AgentContext } from './agent-context.js';
+import type { ConsoleLifecycle } from './console-lifecycle.js';
+import { hashPolicy } from './policy-hash.js';
+
+type Welcome = Extract<BackendMessage, { type: 'welcome' }>;
+
+/**
+ * Every message the backend sends, and the connection's opening and closing, applied once each: the
+ * sync machine moves, the uplink sends or drops, policy and revocations are taken in, and the
+ * console is marked online once it has caught up with what the welcome announced.
+ */
+export class BackendInbox {
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly lifecycle: Pick<ConsoleLifecycle, 'revoked' | 'unknown' | 'applyRevocations'>,
+  ) {}
+
+  opened(): void {
+    this.ctx.sync.opened();
+    this.ctx.runtime?.uplink.closed();
+    this.ctx.changed();
+  }
+
+  message(message: BackendMessage): void {
+    const { ctx } = this;
+    const runtime = ctx.runtime;
+    switch (message.type) {
+      case 'welcome':
+        return this.welcome(message);
+      case 'events-ack': {
+        if (runtime === undefined || !runtime.uplink.acknowledged(message.upToSeq, message.findings)) return;
+        this.checkSynced();
+        ctx.changed();
+        return;
+      }
+      case 'policy': {
+        if (hashPolicy(message.policy) !== message.hash) {
+          // Not applied and not acknowledged: the content is not what the backend announced.
+          throw new BatonError(
+            'BACKEND_PROTOCOL_ERROR',
+            `The backend sent policy version ${message.version} whose content does not match its hash`,
+          );
+        }
+        const held = ctx.identity.policy;
+        if (message.version !== held?.version || message.hash !== hashPolicy(held.policy)) {
+          ctx.identity.rememberPolicy(message.version, message.policy);
+          runtime?.outbox.setMax(message.policy.agent.outboxMaxEvents);
+          runtime?.sessions.policyChanged();
+        }
+        runtime?.client.send({ type: 'ack', of: 'policy', version: message.version });
+        this.checkSynced();
+        ctx.changed();
+        return;
+      }
+      case 'revocation': {
+        this.lifecycle.applyRevocations(message.items);
+        if (ctx.identity.status.kind !== 'enrolled') return;
+        ctx.identity.rememberRevocationEpoch(message.epoch);
+        ctx.runtime?.client.send({ type: 'ack', of: 'revocation', epoch: message.epoch });
+        this.checkSynced();
+        ctx.changed();
+        return;
+      }
+      case 'command': {
+        runtime?.sessions.endedByBackend(message.sessionId, 'ended', message.reason || 'ended-by-backend');
+        runtime?.client.send({ type: 'ack', of: 'command', commandId: message.commandId });
+        return;
+      }
+      case 'error': {
+        if (message.code === 'CONSOLE_REVOKED') {
+          void this.lifecycle.revoked(message.message);
+          return;
+        }
+        ctx.setNotice(
+          new BatonError(isErrorCode(message.code) ? message.code : 'BACKEND_PROTOCOL_ERROR', message.message),
+        );
+        return;
+      }
+    }
+  }
+
+  closed(info: { code: number; reason: string; refused?: BatonError }): void {
+    const { ctx } = this;
+    if (info.refused?.code === 'CONSOLE_REVOKED' || info.code === 4003) {
+      void this.lifecycle.revoked(info.refused?.message ?? 'refused by the backend');
+      return;
+    }
+    if (info.refused?.code === 'CONSOLE_UNKNOWN') {
+      this.lifecycle.unknown();
+      return;
+    }
+    if (info.refused !== undefined) ctx.setNotice(info.refused);
+    ctx.runtime?.uplink.closed();
+    const outage = ctx.sync.closed();
+    if (outage !== undefined) {
+      ctx.runtime?.sessions.connectionLost();
+      if (outage.journal) {
+        const consoleId = enrolledConsoleId(ctx);
+        void ctx.record({
+          type: 'agent-offline',
+          subject: consoleId === undefined ? {} : { console: consoleId },
+          outcome: 'info',
+          reasons: [closeReason(info)],
+          detail: { closeCode: info.code },
+        });
+      }
+    }
+    ctx.changed();
+  }
+
+  /** Caught up: the revocations and policy the backend announced are applied, and the backlog is flushed. */
+  checkSynced(): void {
+    const { ctx } = this;
+    const runtime = ctx.runtime;
+    if (runtime === undefined) return;
+    const held = ctx.identity.policy;
+    const online = ctx.sync.checkCaughtUp({
+      policyVersion: held?.version ?? 0,
+      policyHash: held === undefined ? undefined : hashPolicy(held.policy),
+      revocationEpoch: ctx.identity.revocationEpoch,
+      ackedSeq: runtime.outbox.status.ackedSeq,
+    });
+    if (!online) return;
+    // The offline cap starts over only once caught up (revocations applied), not at a bare welcome:
+    // a network that lets the welcome through and drops what follows does not reset it.
+    runtime.sessions.connectionRestored();
+    runtime.sessions.scheduleToken(); // a refresh that fell due while offline happens now
+    ctx.changed();
+  }
+
+  private welcome(message: Welcome): void {
+    const { ctx } = this;
+    const runtime = ctx.runtime;
+    if (runtime === undefined) return;
+    if (message.consoleId !== enrolledConsoleId(ctx)) {
+      ctx.setNotice(new BatonError('BACKEND_PROTOCOL_ERROR', 'The backend welcomed another console'));
+      runtime.client.drop();
+      return;
+    }
+    runtime.client.welcomed(message.heartbeatSeconds);
+    const flushTo = runtime.uplink.welcomed(message.ackedSeq, message.lastHash);
+    const back = ctx.sync.welcomed({
+      policyVersion: message.policyVersion,
+      policyHash: message.policyHash,
+      revocationEpoch: message.revocationEpoch,
+      flushTo,
+    });
+    if (back !== undefined) {
+      void ctx.record({
+        type: 'agent-online',
+        subject: { console: message.consoleId },
+        outcome: 'info',
+        reasons: [back.reason],
+        ...(back.offlineMs === undefined ? {} : { detail: { offlineMs: back.offlineMs } }),
+      });
+    }
+    runtime.uplink.pump();
+    this.checkSynced();
+    ctx.changed();
+  }
+}
+
+/** The reason an `agent-offline` event gives for a close. */
+export function closeReason(info: { code: number; refused?: BatonError }): string {
+  if (info.refused !== undefined) return info.refused.code.toLowerCase().replace(/_/g, '-');
+  if (info.code === 1001) return 'backend-going-away';
+  if (info.code === 1006) return 'connection-lost';
+  return `closed-${info.code}`;
+}
