@@ -15,7 +15,10 @@ const nodeBuiltins = [
   'worker_threads',
 ];
 
-/** Imports flow one way: renderer → preload → main/shell → main/core → shared; backend → shared; admin → shared. */
+/**
+ * Imports flow one way: renderer → preload → main/shell → main/shell-policy → main/core → shared;
+ * backend → shared; admin → shared.
+ */
 const restrict = (patterns) => ({
   'no-restricted-imports': [
     'error',
@@ -80,6 +83,8 @@ export default tseslint.config(
       'artifacts/',
       '**/*.js',
       '**/*.cjs',
+      // Compiled only when something Electron-free imports `electron`, to fail (main/tsconfig.electron-free.json).
+      'main/no-electron.ts',
     ],
   },
   js.configs.recommended,
@@ -106,6 +111,13 @@ export default tseslint.config(
   { files: ['backend/**/*.ts'], rules: restrict([['electron', '**/main/**', '**/renderer/**']]) },
   {
     files: ['main/core/**/*.ts'],
+    rules: restrict([
+      ['electron', '**/backend/**', '**/renderer/**', '**/shell/**', '**/shell-policy/**', '**/preload/**'],
+    ]),
+  },
+  // The shell's decisions, Electron-free (main/tsconfig.electron-free.json makes the compiler hold it too).
+  {
+    files: ['main/shell-policy/**/*.ts'],
     rules: restrict([['electron', '**/backend/**', '**/renderer/**', '**/shell/**', '**/preload/**']]),
   },
   { files: ['main/**/*.ts'], rules: restrict([['**/backend/**', '**/renderer/**']]) },

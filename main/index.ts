@@ -8,15 +8,16 @@ import { CeremonyBroker } from './core/ceremony-broker.js';
 import { systemClock } from './core/clock.js';
 import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
 import { KeytarSecretStore } from './core/secret-store.js';
-import { AccountPicker } from './shell/account-picker.js';
-import { guardEveryContents } from './shell/guards.js';
-import { readBuildFlavour, testBuildRefusal } from './shell/test-build-guard.js';
-import { ClipboardGuard } from './shell/clipboard-guard.js';
+import { AccountPicker } from './shell-policy/account-picker.js';
+import { ClipboardGuard } from './shell-policy/clipboard-guard.js';
+import { SenderTable } from './shell-policy/ipc-callers.js';
+import { throttleActivity, watchPower } from './shell-policy/power.js';
+import { readBuildFlavour, testBuildRefusal } from './shell-policy/test-build-guard.js';
+import { WorkspaceManager } from './shell-policy/workspaces.js';
 import { EventPusher } from './shell/event-pusher.js';
-import { SenderTable, registerIpcHandlers } from './shell/ipc.js';
-import { throttleActivity, watchPower } from './shell/power.js';
+import { guardEveryContents } from './shell/guards.js';
+import { registerIpcHandlers } from './shell/ipc.js';
 import { WindowFactory } from './shell/window-factory.js';
-import { WorkspaceManager } from './shell/workspaces.js';
 import { startUiServer } from './ui/ui-server.js';
 
 /**

@@ -7,18 +7,20 @@ import { CeremonyBroker } from '../core/ceremony-broker.js';
 import { IpcDispatcher } from '../core/ipc-dispatcher.js';
 import { IPC_CHANNELS, type AccountChoiceRequest, type IpcResult } from '../../shared/ipc.js';
 import { FakeClock } from '../../test/helpers/fake-clock.js';
-import { AccountPicker } from './account-picker.js';
-import { guardNavigation, handleAccountSelection, hardenSession, isAllowedNavigation } from './guards.js';
-import { SenderTable, handleInvoke, identifyCaller, registerIpcHandlers, type SenderLike } from './ipc.js';
-import { throttleActivity, watchPower } from './power.js';
-import { clearWorkspacePartition } from './workspaces.js';
+import { AccountPicker } from '../shell-policy/account-picker.js';
+import { SenderTable, handleInvoke, identifyCaller, type SenderLike } from '../shell-policy/ipc-callers.js';
+import { isAllowedNavigation } from '../shell-policy/navigation.js';
+import { throttleActivity, watchPower } from '../shell-policy/power.js';
+import { clearWorkspacePartition } from '../shell-policy/workspaces.js';
 import {
   OPERATOR_UI_PARTITION,
   hardenedWebPreferences,
   isBlockedShortcut,
   lockWindowOptions,
   workspacePartition,
-} from './window-options.js';
+} from '../shell-policy/window-options.js';
+import { guardNavigation, handleAccountSelection, hardenSession } from './guards.js';
+import { registerIpcHandlers } from './ipc.js';
 
 const UI = 'http://localhost:8471';
 const WS = 'https://workspace.example.test';

@@ -1,25 +1,25 @@
 import { BrowserWindow, WebContentsView, session, type WebContents } from 'electron';
-import type { AccountPicker } from './account-picker.js';
-import { guardKioskClose, guardNavigation, handleAccountSelection, hardenSession } from './guards.js';
-import type { SenderTable } from './ipc.js';
+import type { AccountPicker } from '../shell-policy/account-picker.js';
+import type { SenderTable } from '../shell-policy/ipc-callers.js';
+import { guardKioskClose } from '../shell-policy/kiosk-close.js';
+import { originForLog } from '../shell-policy/navigation.js';
 import {
   OPERATOR_UI_PARTITION,
   hardenedWebPreferences,
   isBlockedShortcut,
   lockWindowOptions,
+  workspaceBounds,
   workspacePartition,
-} from './window-options.js';
-import { clearWorkspacePartition, type WorkspaceHost, type WorkspaceView } from './workspaces.js';
+} from '../shell-policy/window-options.js';
+import { clearWorkspacePartition, type WorkspaceHost, type WorkspaceView } from '../shell-policy/workspaces.js';
+import { guardNavigation, handleAccountSelection, hardenSession } from './guards.js';
 
 /**
  * The only place Baton creates a BrowserWindow or a WebContentsView (a lint rule and a security
  * test hold every other file to that). Every surface gets the hardened preferences of
- * window-options.ts, a hardened in-memory session, the navigation guards and the input watch that
+ * main/shell-policy/window-options.ts, a hardened in-memory session, the navigation guards and the input watch that
  * blocks escape shortcuts and reports activity.
  */
-
-/** The operator UI's strip above a workspace (who is in front, the switcher, lock): the renderer draws it. */
-export const OPERATOR_BAR_HEIGHT = 56;
 
 export interface WindowFactoryOptions {
   kiosk: boolean;
@@ -82,10 +82,7 @@ export class WindowFactory {
   /** The WorkspaceHost the WorkspaceManager drives: views inside `window`, below the operator bar. */
   workspaceHost(window: BrowserWindow): WorkspaceHost {
     const live = new Set<WebContentsView>();
-    const layout = (view: WebContentsView) => {
-      const [width = 0, height = 0] = window.getContentSize();
-      view.setBounds({ x: 0, y: OPERATOR_BAR_HEIGHT, width, height: Math.max(0, height - OPERATOR_BAR_HEIGHT) });
-    };
+    const layout = (view: WebContentsView) => view.setBounds(workspaceBounds(window.getContentSize()));
     window.on('resize', () => live.forEach(layout));
     return {
       create: (sessionId): WorkspaceView => {
@@ -115,7 +112,9 @@ export class WindowFactory {
 
   private guard(contents: WebContents, origin: string, surface: 'operator-ui' | 'workspace'): void {
     const { kiosk, onActivity, onRefused } = this.options;
-    guardNavigation(contents, origin, (url, how) => onRefused(`${how}-refused`, { surface, origin: safeOrigin(url) }));
+    guardNavigation(contents, origin, (url, how) =>
+      onRefused(`${how}-refused`, { surface, origin: originForLog(url) }),
+    );
     contents.on('before-input-event', (event, input) => {
       if (isBlockedShortcut(input, kiosk)) event.preventDefault();
     });
@@ -123,13 +122,5 @@ export class WindowFactory {
     contents.on('input-event', () => onActivity());
     const id = contents.id;
     contents.on('destroyed', () => this.options.senders.remove(id));
-  }
-}
-
-function safeOrigin(url: string): string {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return '(unparsable)';
   }
 }

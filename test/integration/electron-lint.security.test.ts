@@ -83,7 +83,7 @@ describe('Electron security lint rules', () => {
         assert.doesNotMatch(text, /new (BrowserWindow|WebContentsView|BrowserView)\(/, rel);
       }
       if (rel !== 'main/shell/ipc.ts') assert.doesNotMatch(text, /ipcMain\.(handle|on|once)\(/, rel);
-      if (!['main/shell/window-options.ts', 'main/shell/window-factory.ts'].includes(rel)) {
+      if (!['main/shell-policy/window-options.ts', 'main/shell/window-factory.ts'].includes(rel)) {
         assert.doesNotMatch(text, /webPreferences\s*:/, rel);
       }
     }

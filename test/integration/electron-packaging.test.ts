@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bundleElectron, type ElectronBundle } from '../../build/bundle-electron.js';
-import { buildFlavour, readBuildFlavour, testBuildRefusal } from '../../main/shell/test-build-guard.js';
+import { buildFlavour, readBuildFlavour, testBuildRefusal } from '../../main/shell-policy/test-build-guard.js';
 import { checkBuilderConfigs, type BuilderConfigOutcome } from '../helpers/electron-builder-config.js';
 
 /**
@@ -83,7 +83,7 @@ describe('the Electron bundle (esbuild; no runtime needed)', () => {
   test('the bundled app is the release build, and its main process runs the test-build guard before anything else', async () => {
     const b = await built();
     assert.equal(readBuildFlavour(dir), 'release');
-    assert.ok(b.inputs.main.includes('main/shell/test-build-guard.ts'));
+    assert.ok(b.inputs.main.includes('main/shell-policy/test-build-guard.ts'));
     const main = readFileSync(join(dir, 'main', 'index.cjs'), 'utf8');
     const guard = main.indexOf('testBuildRefusal(readBuildFlavour(');
     assert.ok(guard >= 0, 'main/index.ts calls the guard');

@@ -1,10 +1,63 @@
-import type { BrowserWindowConstructorOptions, Input, WebPreferences } from 'electron';
-
 /**
  * The options every Baton window and view is built with, as pure functions so a node:test checks
- * them without the Electron runtime. `window-factory.ts` is the only place that passes them to
- * Electron; nothing else creates a window or a view, or sets web preferences.
+ * them without the Electron runtime. main/shell/window-factory.ts is the only place that passes them
+ * to Electron (where the compiler checks they fit Electron's `WebPreferences` and
+ * `BrowserWindowConstructorOptions`); nothing else creates a window or a view, or sets web preferences.
  */
+
+/** Electron's `WebPreferences`, the fields Baton sets. */
+export interface HardenedWebPreferences {
+  preload: string;
+  partition: string;
+  sandbox: true;
+  contextIsolation: true;
+  nodeIntegration: false;
+  nodeIntegrationInWorker: false;
+  nodeIntegrationInSubFrames: false;
+  webSecurity: true;
+  allowRunningInsecureContent: false;
+  webviewTag: false;
+  experimentalFeatures: false;
+  navigateOnDragDrop: false;
+  spellcheck: false;
+  devTools: boolean;
+  safeDialogs: true;
+  disableDialogs: boolean;
+  backgroundThrottling: boolean;
+}
+
+/** Electron's `BrowserWindowConstructorOptions`, the fields Baton sets. */
+export interface LockWindowOptions {
+  title: string;
+  show: boolean;
+  backgroundColor: string;
+  autoHideMenuBar: boolean;
+  webPreferences: HardenedWebPreferences;
+  width?: number;
+  height?: number;
+  minWidth?: number;
+  minHeight?: number;
+  kiosk?: boolean;
+  fullscreen?: boolean;
+  frame?: boolean;
+  resizable?: boolean;
+  movable?: boolean;
+  minimizable?: boolean;
+  maximizable?: boolean;
+  closable?: boolean;
+  alwaysOnTop?: boolean;
+  skipTaskbar?: boolean;
+}
+
+/** Electron's `Input` (of `before-input-event`), the fields a shortcut is judged by. */
+export interface KeyInput {
+  type: string;
+  key: string;
+  control: boolean;
+  meta: boolean;
+  alt: boolean;
+  shift: boolean;
+}
 
 /** The operator UI (lock screen, tap-in, switcher) or one operator's workspace app. */
 export type SurfaceKind = 'operator-ui' | 'workspace';
@@ -18,6 +71,22 @@ export interface SurfaceOptions {
   partition: string;
 }
 
+/**
+ * The operator UI's strip above a workspace (who is in front, the switcher, lock): the renderer
+ * draws it, so this height is a contract with renderer/.
+ */
+export const OPERATOR_BAR_HEIGHT = 56;
+
+/** Where a workspace view sits in a window whose content area is `width` × `height`: below the operator bar. */
+export function workspaceBounds([width = 0, height = 0]: readonly number[]): {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+} {
+  return { x: 0, y: OPERATOR_BAR_HEIGHT, width, height: Math.max(0, height - OPERATOR_BAR_HEIGHT) };
+}
+
 /** Operator-UI surfaces share one in-memory partition; each workspace gets `ws-<sessionId>`. */
 export const OPERATOR_UI_PARTITION = 'baton-ui';
 
@@ -26,7 +95,7 @@ export function workspacePartition(sessionId: string): string {
   return `ws-${sessionId}`;
 }
 
-export function hardenedWebPreferences(kind: SurfaceKind, options: SurfaceOptions): WebPreferences {
+export function hardenedWebPreferences(kind: SurfaceKind, options: SurfaceOptions): HardenedWebPreferences {
   if (options.partition.startsWith('persist:')) {
     throw new Error(`The ${kind} partition must be in memory, not ${options.partition}`);
   }
@@ -61,8 +130,8 @@ export interface LockWindowConfig {
 }
 
 /** The one BrowserWindow: the operator UI, with the workspace views inside it. */
-export function lockWindowOptions(config: LockWindowConfig): BrowserWindowConstructorOptions {
-  const common: BrowserWindowConstructorOptions = {
+export function lockWindowOptions(config: LockWindowConfig): LockWindowOptions {
+  const common: LockWindowOptions = {
     title: 'Baton',
     show: false,
     backgroundColor: '#10141a',
@@ -90,10 +159,7 @@ export function lockWindowOptions(config: LockWindowConfig): BrowserWindowConstr
 }
 
 /** What a kiosk must not let an operator press: close, reload, leave full screen, open dev tools, print, zoom. */
-export function isBlockedShortcut(
-  input: Pick<Input, 'type' | 'key' | 'control' | 'meta' | 'alt' | 'shift'>,
-  kiosk: boolean,
-): boolean {
+export function isBlockedShortcut(input: KeyInput, kiosk: boolean): boolean {
   if (input.type !== 'keyDown' && input.type !== 'rawKeyDown') return false;
   const key = input.key.length === 1 ? input.key.toLowerCase() : input.key;
   const mod = input.control || input.meta;

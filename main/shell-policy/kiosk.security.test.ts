@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, test } from 'node:test';
-import { guardKioskClose } from './guards.js';
+import { guardKioskClose } from './kiosk-close.js';
 
 /** A stand-in for the kiosk BrowserWindow: emits `close` the way Electron does, with a preventable event. */
 class FakeWindow extends EventEmitter {

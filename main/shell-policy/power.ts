@@ -1,4 +1,3 @@
-import type { PowerMonitor } from 'electron';
 import type { BatonAgent } from '../core/agent.js';
 import type { Clock } from '../core/clock.js';
 
@@ -9,13 +8,22 @@ export const ACTIVITY_THROTTLE_MS = 1_000;
 
 type PowerSignals = Pick<BatonAgent, 'reportSystemIdle' | 'osLocked'>;
 
+/** The part of Electron's `powerMonitor` watched (the shell passes the real one). */
+export interface PowerSource {
+  getSystemIdleTime(): number;
+  on(event: 'lock-screen', listener: () => void): unknown;
+  on(event: 'suspend', listener: () => void): unknown;
+  removeListener(event: 'lock-screen', listener: () => void): unknown;
+  removeListener(event: 'suspend', listener: () => void): unknown;
+}
+
 /**
  * Feeds the OS's idle and lock signals to the agent: the system idle time every few seconds, and an
  * immediate lock when the OS locks the screen or the machine goes to sleep (a suspended console
  * must not wake up with someone's workspace open). Returns the function that stops watching.
  */
 export function watchPower(
-  powerMonitor: Pick<PowerMonitor, 'getSystemIdleTime' | 'on' | 'removeListener'>,
+  powerMonitor: PowerSource,
   agent: PowerSignals,
   timers: { every(ms: number, fn: () => void): () => void } = realIntervals,
   pollMs = IDLE_POLL_MS,

@@ -3,6 +3,7 @@ import { BatonError } from '../../shared/errors.js';
 import type { AccountChoiceRequest, IpcRequest } from '../../shared/ipc.js';
 import type { AccountChoiceSink } from '../core/ipc-dispatcher.js';
 import type { Clock, Timer } from '../core/clock.js';
+import { originOf } from './navigation.js';
 
 /** What Electron's `select-webauthn-account` offers (its `WebAuthnAccount`). */
 export interface OfferedAccount {
@@ -88,4 +89,37 @@ export class AccountPicker implements AccountChoiceSink {
     pending.timer.cancel();
     pending.resolve(credentialId);
   }
+}
+
+/** What Electron's `select-webauthn-account` hands over (its `SelectWebauthnAccountDetails`). */
+export interface AccountSelectionRequest {
+  relyingPartyId: string;
+  accounts: readonly OfferedAccount[];
+  /** The frame that runs the ceremony; null once it is gone. */
+  frame: { url: string; parent: unknown } | null;
+}
+
+/**
+ * Answers one `select-webauthn-account`: only the operator UI's top frame gets an account (the
+ * picker's choice); any other frame, or a frame already gone, gets none. `callback` is called
+ * exactly once whatever happens, a failing picker included.
+ */
+export function answerAccountSelection(
+  request: AccountSelectionRequest,
+  callback: (credentialId: string | null) => void,
+  picker: Pick<AccountPicker, 'choose'>,
+  uiOrigin: string,
+): void {
+  let answered = false;
+  const reply = (credentialId: string | null) => {
+    if (answered) return;
+    answered = true;
+    callback(credentialId);
+  };
+  const frame = request.frame;
+  if (frame === null || frame.parent !== null || originOf(frame.url) !== uiOrigin) {
+    reply(null);
+    return;
+  }
+  picker.choose(request).then(reply, () => reply(null));
 }
