@@ -21,6 +21,8 @@ step "operator UI bundle (esbuild)" npm run --silent build:renderer
 step "type check (tsc -b)" npx tsc -b
 step "lint (eslint)" npx eslint .
 step "format (prettier --check)" npx prettier --check . --log-level warn
+# How much of the agent only Electron can run (issue 11): printed, and the step fails above 15%.
+step "Electron-bound share of the agent (at most 15%)" node --import tsx scripts/electron-share.ts
 step "unit and integration tests (node --test)" npm run --silent test:unit
 if command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null && [ -f node_modules/keytar/build/Release/keytar.node ]; then
   # A throwaway keyring directory: each run starts with a fresh, unlocked login keyring.
