@@ -76,18 +76,19 @@ const FieldIssues = z.array(z.looseObject({ path: z.string(), message: z.string(
 const Options = <S extends z.ZodType>(options: S) => z.looseObject({ options });
 const RawUpload = undefined;
 
-function route<const M extends RouteMethod, const P extends `/${string}`>(
-  method: M,
-  path: P,
-  access: RouteAccess,
-  request: z.ZodType | undefined,
-  response: z.ZodType | null,
-): { method: M; path: P; access: RouteAccess; request: z.ZodType | undefined; response: z.ZodType | null } {
+function route<
+  const M extends RouteMethod,
+  const P extends `/${string}`,
+  const A extends RouteAccess,
+  Q extends z.ZodType | undefined,
+  S extends z.ZodType | null,
+>(method: M, path: P, access: A, request: Q, response: S): { method: M; path: P; access: A; request: Q; response: S } {
   return { method, path, access, request, response };
 }
 
 export const ROUTES = {
   // ---- public ----
+  /** 200, or 503 with the same body (`status: 'degraded'`) while the database is damaged. */
   health: route('GET', '/healthz', 'public', undefined, z.looseObject({ status: z.enum(['ok', 'degraded']) })),
   jwks: route(
     'GET',
@@ -437,6 +438,16 @@ export type RouteResponse<R extends RouteId> = (typeof ROUTES)[R]['response'] ex
   ? z.infer<(typeof ROUTES)[R]['response']>
   : never;
 
+/** The JSON body a route takes (what its request schema accepts). */
+export type RouteBody<R extends RouteId> = (typeof ROUTES)[R]['request'] extends z.ZodType
+  ? z.input<(typeof ROUTES)[R]['request']>
+  : never;
+
+/** Routes of one kind of caller, e.g. `RoutesFor<'console'>` for the agent's backend client. */
+export type RoutesFor<A extends RouteAccess> = {
+  [K in RouteId]: (typeof ROUTES)[K]['access'] extends A ? K : never;
+}[RouteId];
+
 /** Query parameters; `undefined` ones are left out. */
 export type RouteQuery = Record<string, string | number | boolean | undefined>;
 
@@ -450,9 +461,13 @@ type ArgsOf<R extends RouteId> = [ParamNames<(typeof ROUTES)[R]['path']>] extend
  * `routePath('sessionEnd', { id: 'ses_1' })` → `/v1/sessions/ses_1/end`.
  */
 export function routePath<R extends RouteId>(id: R, ...[params, query]: ArgsOf<R>): string {
-  const values = (params ?? {}) as Record<string, string | number>;
+  return buildRoutePath(id, params ?? {}, query);
+}
+
+/** `routePath` without the compile-time check of the parameter names (for generic callers). */
+export function buildRoutePath(id: RouteId, params: Record<string, string | number>, query?: RouteQuery): string {
   const path = ROUTES[id].path.replace(/:([A-Za-z]+)/g, (_m, name: string) => {
-    const value = values[name];
+    const value = params[name];
     if (value === undefined) throw new Error(`routePath(${id}): missing parameter "${name}"`);
     return encodeURIComponent(String(value));
   });

@@ -11,6 +11,15 @@ import {
   type BackendMessage,
   type HelloMessage,
 } from '../../shared/protocol.js';
+import {
+  ROUTES,
+  buildRoutePath,
+  type RouteBody,
+  type RouteParams,
+  type RouteResponse,
+  type RouteSpec,
+  type RoutesFor,
+} from '../../shared/routes.js';
 import { systemClock, type Clock, type Random, type Timer } from './clock.js';
 import type { ConsoleKey } from './console-key.js';
 
@@ -108,6 +117,22 @@ export class BackendClient {
     if (socket === undefined || socket.readyState !== WebSocket.OPEN) return false;
     socket.send(text);
     return true;
+  }
+
+  /**
+   * Calls one console route of shared/routes.ts, signed; the answer is checked against the route's
+   * declared response schema. `client.call('sessionEnd', { id }, { reason: 'sign-out' })`.
+   */
+  async call<R extends RoutesFor<'console'>>(
+    route: R,
+    params: RouteParams<R>,
+    body: RouteBody<R> | undefined,
+  ): Promise<RouteResponse<R>> {
+    const spec: RouteSpec = ROUTES[route];
+    const method = spec.method as 'GET' | 'POST';
+    const path = buildRoutePath(route, params as Record<string, string>);
+    if (spec.response === null) throw new Error(`Route ${route} does not answer with JSON`);
+    return (await this.request(method, path, body, spec.response)) as RouteResponse<R>;
   }
 
   /** A signed request to the console API; the response is checked against `schema`. */

@@ -5,6 +5,7 @@ import { BatonError } from '../../shared/errors.js';
 import { IdSchema } from '../../shared/events.js';
 import { PolicySchema, type Policy } from '../../shared/policy.js';
 import { PolicyHashSchema } from '../../shared/protocol.js';
+import { ROUTES } from '../../shared/routes.js';
 import { writeAtomically } from './atomic-file.js';
 import { parseResponse } from './backend-client.js';
 import type { Clock } from './clock.js';
@@ -31,12 +32,6 @@ const PersistedStateSchema = z.strictObject({
 });
 export type PersistedState = z.infer<typeof PersistedStateSchema>;
 
-const EnrolResponseSchema = z.object({
-  consoleId: IdSchema,
-  channel: z.string(),
-  site: z.string().nullable().optional(),
-  policy: z.object({ version: z.int().positive(), policy: PolicySchema }),
-});
 
 /** Why the console cannot work until IT enrols it again; the UI shows "this console must be re-enrolled". */
 export type ReenrolReason = 'key-missing' | 'revoked' | 'state-unreadable' | 'unknown-to-backend';
@@ -137,7 +132,7 @@ export class ConsoleIdentity {
    */
   async enrol(input: { backendUrl: string; token: string; channel: string; name?: string }): Promise<IdentityStatus> {
     const key = ConsoleKey.generate();
-    const path = '/v1/consoles/enrol';
+    const { method, path, response: schema } = ROUTES.consoleEnrol;
     const body = JSON.stringify({
       token: input.token,
       publicKey: key.publicJwk(),
@@ -147,10 +142,10 @@ export class ConsoleIdentity {
     let response: Response;
     try {
       response = await fetch(new URL(path, input.backendUrl), {
-        method: 'POST',
+        method,
         headers: {
           'content-type': 'application/json',
-          ...key.signRequest({ consoleId: undefined, method: 'POST', path, body, now: this.clock.now() }),
+          ...key.signRequest({ consoleId: undefined, method, path, body, now: this.clock.now() }),
         },
         body,
         // Never follow a redirect: it would carry the one-time enrolment token to another address.
@@ -160,7 +155,7 @@ export class ConsoleIdentity {
     } catch (cause) {
       throw new BatonError('BACKEND_UNREACHABLE', 'The backend cannot be reached to enrol this console', { cause });
     }
-    const result = await parseResponse(response, EnrolResponseSchema, `POST ${path}`);
+    const result = await parseResponse(response, schema, `${method} ${path}`);
     // Key first: a crash between the two writes leaves a key without a state file (enrol again),
     // never a state file whose key is lost.
     await this.secrets.set(CONSOLE_KEY_ACCOUNT, key.toPkcs8().toString('base64url'));

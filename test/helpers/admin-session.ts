@@ -1,4 +1,5 @@
 import type { HttpResult, Json } from './backend-harness.js';
+import { checkAnswer } from './route-contract.js';
 import { SoftAuthenticator } from './soft-authenticator.js';
 
 /**
@@ -39,7 +40,9 @@ export class AdminBrowser {
       this.cookie = /=$/.test(pair) ? undefined : pair;
     }
     const text = await response.text();
-    return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Json) };
+    const parsed = text === '' ? {} : (JSON.parse(text) as Json);
+    checkAnswer(method, path, response.status, parsed);
+    return { status: response.status, body: parsed };
   }
 
   async ok(method: string, path: string, body?: unknown): Promise<Json> {

@@ -11,6 +11,7 @@ import { canonicalJson } from '../../shared/canonical-json.js';
 import { GENESIS_HASH, type AssuranceEvent, type EventDraft } from '../../shared/events.js';
 import { CONSOLE_WS_PATH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
+import { checkAnswer } from './route-contract.js';
 import { createHash, randomUUID } from 'node:crypto';
 
 export const TEST_ORIGIN = 'http://localhost:8471';
@@ -36,7 +37,9 @@ export async function httpJson(
     ...(init.body === undefined ? {} : { body: init.body }),
   });
   const text = await response.text();
-  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Json) };
+  const body = text === '' ? {} : (JSON.parse(text) as Json);
+  checkAnswer(init.method, url, response.status, body);
+  return { status: response.status, body };
 }
 
 /** Asserts the HTTP status and the stable error code a caller (or an attacker) sees. */
