@@ -4,57 +4,8 @@ import { BatonError } from '../../shared/errors.js';
 import type { AssuranceEvent, EventDraft } from '../../shared/events.js';
 import { MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES } from '../../shared/protocol.js';
 import { silentLogger } from './agent-types.js';
-import type { OutboxStatus } from './event-outbox.js';
-import { MAX_BATCHES_IN_FLIGHT, OutboxUplink, eventsFrame, type UplinkOutbox } from './outbox-uplink.js';
-
-/** An in-memory journal with the outbox's contract: numbered events, acknowledged up to a sequence number. */
-class MemoryOutbox implements UplinkOutbox {
-  events: AssuranceEvent[] = [];
-  lastSeq = 0;
-  ackedSeq = 0;
-  max = 1_000;
-  failing: Error | undefined;
-  readonly emitted: EventDraft[] = [];
-
-  get status(): OutboxStatus {
-    const pending = this.events.length;
-    return {
-      pending,
-      max: this.max,
-      nearFull: pending >= this.max * 0.9,
-      lastSeq: this.lastSeq,
-      ackedSeq: this.ackedSeq,
-    };
-  }
-
-  emit(draft: EventDraft): Promise<AssuranceEvent> {
-    if (this.failing !== undefined) return Promise.reject(this.failing);
-    this.emitted.push(draft);
-    const event = { ...draft, seq: ++this.lastSeq } as unknown as AssuranceEvent;
-    this.events.push(event);
-    return Promise.resolve(event);
-  }
-
-  takeLine(event: AssuranceEvent): string {
-    return JSON.stringify(event);
-  }
-
-  pendingAfter(seq: number, limit: number): AssuranceEvent[] {
-    return this.events.filter((e) => e.seq > seq).slice(0, limit);
-  }
-
-  acknowledge(seq: number): void {
-    this.ackedSeq = Math.max(this.ackedSeq, Math.min(seq, this.lastSeq));
-    this.events = this.events.filter((e) => e.seq > this.ackedSeq);
-  }
-
-  adoptHead(seq: number): boolean {
-    if (seq <= this.lastSeq || this.events.length > 0) return false;
-    this.lastSeq = seq;
-    this.ackedSeq = seq;
-    return true;
-  }
-}
+import { MemoryOutbox } from '../../test/helpers/fake-agent-context.js';
+import { MAX_BATCHES_IN_FLIGHT, OutboxUplink, eventsFrame } from './outbox-uplink.js';
 
 const draft = (n: number, pad = 0): EventDraft => ({
   type: 'policy-decision',
