@@ -118,6 +118,16 @@ function brokenLink(link: Link, anchorsOf: (file: string) => Set<string>): strin
   return anchorsOf(destination).has(anchor) ? undefined : `${rel(destination)} has no heading #${anchor}`;
 }
 
+/**
+ * Paths from the repository's root named in inline code (`main/core/clock.ts`): a top-level folder
+ * of this repository, then a file with an extension. Globs and placeholders are not paths.
+ */
+function repositoryPaths(line: string): string[] {
+  const roots = 'shared|backend|main|renderer|admin|test|bench|build|scripts|docs|\\.github';
+  const pattern = new RegExp(`\`((?:${roots})/[\\w./-]*\\.[a-z]{1,5})\``, 'g');
+  return [...line.matchAll(pattern)].map((m) => m[1] ?? '').filter((path) => !/[*<>]/.test(path));
+}
+
 describe('documentation links', () => {
   test('the anchor rule matches GitHub on the headings the docs use', () => {
     const anchors = headingAnchors(
@@ -165,6 +175,17 @@ describe('documentation links', () => {
     assert.deepEqual(broken, []);
   });
 
+  test('every file of the repository a document names in backticks exists', () => {
+    const missing = documentationFiles().flatMap((file) =>
+      proseLines(readFileSync(file, 'utf8')).flatMap(({ line, number }) =>
+        repositoryPaths(line)
+          .filter((path) => !existsSync(join(ROOT, path)))
+          .map((path) => `${rel(file)}:${number}: ${path}`),
+      ),
+    );
+    assert.deepEqual(missing, [], 'a file was moved or renamed: update the documents that name it');
+  });
+
   test('a broken file link, a missing heading and a path out of the repository are each caught', () => {
     const file = join(ROOT, 'docs', 'architecture.md');
     const anchorsOf = (target: string): Set<string> => headingAnchors(readFileSync(target, 'utf8'));
@@ -172,6 +193,9 @@ describe('documentation links', () => {
     assert.match(brokenLink({ file, line: 1, target: 'agent.md#no-such-heading' }, anchorsOf) ?? '', /no heading/);
     assert.match(brokenLink({ file, line: 1, target: '../../shared/x.md' }, anchorsOf) ?? '', /leaves the repository/);
     assert.equal(brokenLink({ file, line: 1, target: 'https://example.com/x' }, anchorsOf), undefined);
+    assert.deepEqual(repositoryPaths('see `main/core/clock.ts`, `shared/*.ts` and `docs/adr/`'), [
+      'main/core/clock.ts',
+    ]);
   });
 });
 
