@@ -7,7 +7,6 @@ import { loadAgentConfig, type AgentConfig } from './core/agent-config.js';
 import { CeremonyBroker } from './core/ceremony-broker.js';
 import { systemClock } from './core/clock.js';
 import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
-import { KeytarSecretStore } from './core/secret-store.js';
 import { AccountPicker } from './shell-policy/account-picker.js';
 import { ClipboardGuard } from './shell-policy/clipboard-guard.js';
 import { SenderTable } from './shell-policy/ipc-callers.js';
@@ -17,6 +16,7 @@ import { WorkspaceManager } from './shell-policy/workspaces.js';
 import { EventPusher } from './shell/event-pusher.js';
 import { guardEveryContents } from './shell/guards.js';
 import { registerIpcHandlers } from './shell/ipc.js';
+import { openSecretStore } from './shell/secret-store.js';
 import { WindowFactory } from './shell/window-factory.js';
 import { startUiServer } from './ui/ui-server.js';
 
@@ -84,7 +84,7 @@ async function start(): Promise<void> {
       agentVersion: app.getVersion(),
       ...(config.enrolmentToken === undefined ? {} : { enrolmentToken: config.enrolmentToken }),
     },
-    { secrets: await KeytarSecretStore.open(), ceremonies: broker, logger },
+    { secrets: await openSecretStore(config.secretStore, config.dataDir), ceremonies: broker, logger },
   );
 
   const factory = new WindowFactory({

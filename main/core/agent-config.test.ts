@@ -31,6 +31,22 @@ describe('agent configuration', () => {
     assert.ok(Object.isFrozen(config));
   });
 
+  it('keeps the console key with safeStorage on Windows and macOS and keytar on Linux, unless IT chooses', () => {
+    const file = configFile(valid);
+    const load = (platform: NodeJS.Platform, path = file) =>
+      loadAgentConfig({ platform, env: { BATON_AGENT_CONFIG: path }, packaged: false });
+    assert.equal(load('win32').secretStore, 'safe-storage');
+    assert.equal(load('darwin').secretStore, 'safe-storage');
+    assert.equal(load('linux').secretStore, 'keytar');
+    assert.equal(load('linux', configFile({ ...valid, secretStore: 'safe-storage' })).secretStore, 'safe-storage');
+    assert.equal(load('darwin', configFile({ ...valid, secretStore: 'keytar' })).secretStore, 'keytar');
+    assert.throws(
+      () => load('linux', configFile({ ...valid, secretStore: 'plain-file' })),
+      (error: unknown) =>
+        error instanceof BatonError && error.code === 'SCHEMA_INVALID' && /secretStore/.test(error.message),
+    );
+  });
+
   it('knows the usual place on each OS', () => {
     assert.equal(defaultConfigPath('linux', {}), '/etc/baton/agent.json');
     assert.equal(defaultConfigPath('darwin', {}), '/Library/Application Support/Baton/agent.json');

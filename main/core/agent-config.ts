@@ -42,9 +42,28 @@ export const AgentConfigSchema = z.strictObject({
   dataDir: z.string().min(1).optional(),
   /** Branch kiosks run full screen with no escape shortcuts. */
   kiosk: z.boolean().default(false),
+  /**
+   * Where the console's private key is kept: sealed by the OS through Electron's safeStorage in the
+   * data directory, or in the OS credential store through keytar. Default per OS: see
+   * `defaultSecretStore` and docs/adr/0004-secret-store.md.
+   */
+  secretStore: z.enum(['safe-storage', 'keytar']).optional(),
 });
 
-export type AgentConfig = Readonly<z.infer<typeof AgentConfigSchema> & { dataDir: string; source: string }>;
+export type SecretStoreKind = 'safe-storage' | 'keytar';
+
+export type AgentConfig = Readonly<
+  z.infer<typeof AgentConfigSchema> & { dataDir: string; source: string; secretStore: SecretStoreKind }
+>;
+
+/**
+ * safeStorage on Windows (DPAPI) and macOS (Keychain): no native module. keytar on Linux, where
+ * safeStorage picks its key store from the desktop environment and a bare kiosk session gets the
+ * unprotected `basic_text` one (docs/adr/0004-secret-store.md).
+ */
+export function defaultSecretStore(platform: NodeJS.Platform): SecretStoreKind {
+  return platform === 'win32' || platform === 'darwin' ? 'safe-storage' : 'keytar';
+}
 
 /** The usual machine-wide place for the file on each OS. */
 export function defaultConfigPath(platform: NodeJS.Platform, env: NodeJS.ProcessEnv): string {
@@ -116,5 +135,10 @@ export function loadAgentConfig(options: LoadOptions): AgentConfig {
       { issues },
     );
   }
-  return Object.freeze({ ...result.data, dataDir: result.data.dataDir ?? defaultDataDir(platform, env), source: file });
+  return Object.freeze({
+    ...result.data,
+    dataDir: result.data.dataDir ?? defaultDataDir(platform, env),
+    secretStore: result.data.secretStore ?? defaultSecretStore(platform),
+    source: file,
+  });
 }

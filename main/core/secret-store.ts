@@ -3,7 +3,8 @@ import { BatonError } from '../../shared/errors.js';
 /**
  * Where the console keeps its private key: the OS credential store. On a console with one shared OS
  * login this protects the console's secret, not any operator's. A small interface so the archived
- * `keytar` can be swapped (Electron's `safeStorage` is the usual replacement).
+ * `keytar` can be swapped: `SealedFileSecretStore` (sealed-secret-store.ts) keeps secrets sealed by
+ * Electron's `safeStorage` instead; the configuration chooses (docs/adr/0004-secret-store.md).
  */
 export interface SecretStore {
   get(account: string): Promise<string | null>;
@@ -65,4 +66,39 @@ export class KeytarSecretStore implements SecretStore {
       );
     }
   }
+}
+
+/**
+ * Changing stores must not lose the console's key (and make IT re-enrol the console): each of
+ * `accounts` that `store` lacks is copied from the legacy store, read back, and only then removed
+ * there. A legacy store that cannot be opened (keytar not installed) has nothing to give; one that
+ * opens but fails is an error, so the key stays where it is and the next start tries again.
+ * Returns the accounts moved.
+ */
+export async function adoptSecrets(
+  store: SecretStore,
+  openLegacy: () => Promise<SecretStore>,
+  accounts: readonly string[],
+): Promise<string[]> {
+  const missing: string[] = [];
+  for (const account of accounts) if ((await store.get(account)) === null) missing.push(account);
+  if (missing.length === 0) return [];
+  let legacy: SecretStore;
+  try {
+    legacy = await openLegacy();
+  } catch {
+    return [];
+  }
+  const moved: string[] = [];
+  for (const account of missing) {
+    const secret = await legacy.get(account);
+    if (secret === null) continue;
+    await store.set(account, secret);
+    if ((await store.get(account)) !== secret) {
+      throw new BatonError('SECRET_STORE_UNAVAILABLE', `The secret "${account}" did not read back from the new store`);
+    }
+    await legacy.delete(account);
+    moved.push(account);
+  }
+  return moved;
 }
