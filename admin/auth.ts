@@ -3,12 +3,29 @@ import type {
   PublicKeyCredentialCreationOptionsJSON,
   PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/browser';
-import { api } from './api.js';
+import { ApiError, api } from './api.js';
 import { describeError, h, replace } from './dom.js';
 
 export interface AdminSession {
   admin: { operatorId: string; displayName: string };
   session: { id: string; createdAt: number; expiresAt: number; idleExpiresAt: number; stepUpUntil: number | null };
+}
+
+/**
+ * What went wrong in a passkey ceremony, for the admin: the browser's refusal in plain words (it
+ * never says why a passkey was not used, on purpose), never a library's internal code or a link.
+ */
+export function describeCeremonyError(error: unknown): string {
+  if (error instanceof ApiError) return describeError(error);
+  const name = error instanceof Error ? error.name : '';
+  const code = error instanceof Error && 'code' in error ? String(error.code) : '';
+  if (name === 'AbortError' || code === 'ERROR_CEREMONY_ABORTED') return 'It was cancelled.';
+  if (name === 'NotAllowedError') {
+    return 'No passkey was used: the request was cancelled or timed out, or this authenticator holds no passkey for this admin console. Try again, or register a passkey with an enrolment code.';
+  }
+  if (name === 'InvalidStateError') return 'This authenticator already holds a passkey for this admin console.';
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s*See:?\s*https?:\/\/\S+/g, '').trim() || 'The passkey could not be used.';
 }
 
 /** Sign in with a passkey (usernameless, user verification required). */
@@ -28,7 +45,10 @@ export function signInView(main: HTMLElement, onSignedIn: (s: AdminSession) => v
         const response = await startAuthentication({ optionsJSON: options });
         onSignedIn(await api<AdminSession>('POST', '/v1/admin/auth/sign-in/verify', { response }));
       } catch (error) {
-        replace(message, h('div', { class: 'error', role: 'alert' }, `Sign-in failed. ${describeError(error)}`));
+        replace(
+          message,
+          h('div', { class: 'error', role: 'alert' }, `Sign-in failed. ${describeCeremonyError(error)}`),
+        );
         button.disabled = false;
       }
     })();
@@ -85,7 +105,10 @@ export function registerView(main: HTMLElement, onSignedIn: (s: AdminSession) =>
         const response = await startRegistration({ optionsJSON: options });
         onSignedIn(await api<AdminSession>('POST', '/v1/admin/auth/register/verify', { code: code.value, response }));
       } catch (error) {
-        replace(message, h('div', { class: 'error', role: 'alert' }, `Registration failed. ${describeError(error)}`));
+        replace(
+          message,
+          h('div', { class: 'error', role: 'alert' }, `Registration failed. ${describeCeremonyError(error)}`),
+        );
       }
     })();
   });
@@ -149,7 +172,10 @@ export function confirmWithPasskey(): Promise<boolean> {
           await api('POST', '/v1/admin/auth/step-up/verify', { response });
           finish(true);
         } catch (error) {
-          replace(message, h('div', { class: 'error', role: 'alert' }, `Not confirmed. ${describeError(error)}`));
+          replace(
+            message,
+            h('div', { class: 'error', role: 'alert' }, `Not confirmed. ${describeCeremonyError(error)}`),
+          );
           confirm.disabled = false;
         }
       })();

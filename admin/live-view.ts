@@ -215,14 +215,19 @@ export const liveView: View = (main) => {
         api<{ sessions: SessionRow[] }>('GET', '/v1/admin/sessions?state=suspended&limit=1000'),
       ]);
       names = new Map(operators.map((o) => [o.id, o.displayName]));
-      const consoleNames = new Map(consoles.map((c) => [c.id, c.name ?? c.id]));
+      const consoleNames = new Map(consoles.map((c) => [c.id, c.name]));
+      // A console with no name shows its id, which may break anywhere (it has no spaces to wrap at).
+      const consoleLabel = (id: string): HTMLElement => {
+        const name = consoleNames.get(id);
+        return typeof name === 'string' && name !== '' ? h('span', {}, name) : h('span', { class: 'mono' }, id);
+      };
       replace(
         consolesBox,
         table(
           'Consoles',
           ['console', 'channel', 'site', 'state', 'last contact', 'policy'],
           consoles.map((c) => [
-            h('a', { href: `#/consoles/${encodeURIComponent(c.id)}` }, c.name ?? c.id),
+            h('a', { href: `#/consoles/${encodeURIComponent(c.id)}` }, consoleLabel(c.id)),
             c.channel,
             c.site ?? '—',
             consoleState(c),
@@ -244,7 +249,7 @@ export const liveView: View = (main) => {
               { href: `#/operators/${encodeURIComponent(s.operatorId)}` },
               names.get(s.operatorId) ?? s.operatorId,
             ),
-            consoleNames.get(s.consoleId) ?? s.consoleId,
+            consoleLabel(s.consoleId),
             s.level,
             pill(s.state, s.state === 'active' ? 'good' : 'warn'),
             fmtTime(s.startedAt),

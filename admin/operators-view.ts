@@ -283,9 +283,10 @@ function operatorDetail(main: HTMLElement, id: string): void {
         ),
         suspendedAlert(credentials),
         result,
+        // One card per row: the passkeys table is wide, and no card may slide under another.
         h(
           'div',
-          { class: 'grid' },
+          { class: 'stack' },
           h(
             'section',
             { class: 'card', 'aria-labelledby': 'h-creds' },
@@ -350,9 +351,17 @@ function operatorDetail(main: HTMLElement, id: string): void {
               'Enrolment codes',
               ['code id', 'issued', 'by', 'expires', 'state', ''],
               codes.map((c) => {
+                // A revoked operator cannot enrol: an unused code of theirs is not usable, whatever it says.
+                const state =
+                  c.state === 'usable' && operator.revokedAt !== null ? 'not usable: operator revoked' : c.state;
                 const button = h(
                   'button',
-                  { type: 'button', class: 'danger', disabled: c.state !== 'usable' },
+                  {
+                    type: 'button',
+                    class: 'danger',
+                    disabled: state !== 'usable',
+                    'aria-label': `Revoke enrolment code ${c.id}`,
+                  },
                   'Revoke',
                 );
                 button.addEventListener(
@@ -371,7 +380,7 @@ function operatorDetail(main: HTMLElement, id: string): void {
                   fmtTime(c.issuedAt),
                   c.issuedBy,
                   fmtTime(c.expiresAt),
-                  pill(c.state, c.state === 'usable' ? 'good' : ''),
+                  pill(state, state === 'usable' ? 'good' : ''),
                   button,
                 ];
               }),

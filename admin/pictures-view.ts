@@ -79,7 +79,8 @@ export const picturesView: View = (main) => {
               {
                 label: 'ms to acknowledge',
                 className: 'bar-accent',
-                values: s.revocations.map((r) => r.maxAckMs ?? 0),
+                // An acknowledgement within the same millisecond still gets a bar (drawn as 1 ms); none, no bar.
+                values: s.revocations.map((r) => (r.maxAckMs === null ? 0 : Math.max(1, r.maxAckMs))),
               },
             ],
             unit: ' ms',

@@ -12,7 +12,11 @@ export interface ConsolePort {
   isConnected(consoleId: string): boolean;
   /** Sends an already-serialised message; returns false if the console is not connected. */
   sendRaw(consoleId: string, data: string | Buffer): boolean;
-  disconnect(consoleId: string, reason: 'revoked'): void;
+  /**
+   * Tells the console it is revoked and closes its socket. `onReceived` runs once the console has
+   * answered the close handshake: it has then read everything sent before it, the revocation included.
+   */
+  disconnect(consoleId: string, reason: 'revoked', onReceived?: () => void): void;
   /** Delivers a stored command now, if its console is connected (it is re-sent on reconnect). */
   deliver(command: CommandRecord): void;
 }
@@ -43,8 +47,8 @@ export class LateConsolePort implements ConsolePort {
     return this.channel().sendRaw(consoleId, data);
   }
 
-  disconnect(consoleId: string, reason: 'revoked'): void {
-    this.channel().disconnect(consoleId, reason);
+  disconnect(consoleId: string, reason: 'revoked', onReceived?: () => void): void {
+    this.channel().disconnect(consoleId, reason, onReceived);
   }
 
   deliver(command: CommandRecord): void {

@@ -10,7 +10,8 @@ export interface ConsolePusher {
   isConnected(consoleId: string): boolean;
   /** Sends an already-serialised message; returns false if the console is not connected. */
   sendRaw(consoleId: string, data: string | Buffer): boolean;
-  disconnect(consoleId: string, reason: 'revoked'): void;
+  /** `onReceived`: the console answered the close handshake, so it read the revocation sent before it. */
+  disconnect(consoleId: string, reason: 'revoked', onReceived?: () => void): void;
 }
 
 export interface RevocationOutcome {
@@ -137,7 +138,14 @@ export class RevocationHub {
     const sent: string[] = [];
     for (const consoleId of targets) if (this.pusher.sendRaw(consoleId, data)) sent.push(consoleId);
     this.store.revocations.recordDeliveries(record.epoch, sent, now);
-    if (kind === 'console') this.pusher.disconnect(targetId, 'revoked');
+    if (kind === 'console') {
+      // A revoked console is cut off at once, so it never sends an ack: its answer to the close
+      // handshake (it read the revocation, which came first on the socket) is its acknowledgement.
+      const delivered = sent.includes(targetId);
+      this.pusher.disconnect(targetId, 'revoked', () => {
+        if (delivered) this.acknowledge(targetId, record.epoch);
+      });
+    }
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo: sent.length };
   }
 

@@ -229,6 +229,9 @@ export class ConsoleChannel implements ConsolePort {
         const hash = policyHash(current);
         if (current.version !== message.policyVersion || message.policyHash !== hash) {
           this.send(connection, { type: 'policy', version: current.version, policy: current.policy, hash });
+        } else {
+          // It already runs the current policy (a new console got it at enrolment): no push, no ack, so record it here.
+          this.deps.registry.recordPolicyVersion(consoleId, current.version);
         }
         const catchUp = this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
         if (catchUp !== undefined) this.send(connection, catchUp);
@@ -312,9 +315,13 @@ export class ConsoleChannel implements ConsolePort {
     return this.sendData(connection, data);
   }
 
-  disconnect(consoleId: string, _reason: 'revoked'): void {
+  disconnect(consoleId: string, _reason: 'revoked', onReceived?: () => void): void {
     const connection = this.connections.get(consoleId);
     if (connection === undefined) return;
+    // The console's own close frame (echoing ours) comes after everything it read; 1006 means it never answered.
+    connection.socket.once('close', (code: number) => {
+      if (code === CLOSE_CODES.CONSOLE_REVOKED) onReceived?.();
+    });
     this.send(connection, {
       type: 'error',
       code: 'CONSOLE_REVOKED',
