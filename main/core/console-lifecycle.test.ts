@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import type { BatonError } from '../../shared/errors.js';
+import { FakeAgentContext } from '../../test/helpers/fake-agent-context.js';
+import { ConsoleLifecycle, channelMismatchNotice, retireJournal } from './console-lifecycle.js';
+import { journalDir } from './console-runtime.js';
+
+describe('console lifecycle', () => {
+  let dataDir: string;
+  let ctx: FakeAgentContext;
+  let control: string[];
+  let lifecycle: ConsoleLifecycle;
+
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'baton-lifecycle-'));
+    ctx = new FakeAgentContext(dataDir);
+    control = [];
+    lifecycle = new ConsoleLifecycle(ctx, {
+      boot: () => control.push(`boot ${ctx.memoryIdentity.status.kind} ${ctx.phase.kind}`),
+      shutdown: () => control.push('shutdown'),
+    });
+  });
+  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  test('a configuration naming another channel than the enrolled one is shown, the same one is not', () => {
+    const notice = channelMismatchNotice('branch-kiosk', 'contact-centre', 42);
+    assert.equal(notice?.code, 'CHANNEL_MISMATCH');
+    assert.match(notice?.message ?? '', /keeps working as "branch-kiosk"/);
+    assert.equal(notice?.at, 42);
+    assert.equal(channelMismatchNotice('branch-kiosk', 'branch-kiosk', 42), undefined);
+  });
+
+  test('a revoked console’s journal is kept aside for IT under a new name, and a missing one is no error', () => {
+    const dir = journalDir(dataDir, 'con_1');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'segment-1.jsonl'), 'undelivered\n');
+    const retired = retireJournal(dataDir, 'con_1', 1234);
+    assert.equal(retired, `${dir}.revoked-1234`);
+    assert.equal(existsSync(dir), false, 'a new enrolment starts a new journal');
+    assert.equal(readFileSync(join(retired, 'segment-1.jsonl'), 'utf8'), 'undelivered\n');
+    assert.equal(retireJournal(dataDir, 'con_2', 1234), undefined);
+  });
+
+  test('revocation stops the runtime, keeps the journal aside, forgets the identity and says why', async () => {
+    mkdirSync(journalDir(dataDir, 'con_1'), { recursive: true });
+    await lifecycle.revoked('stolen');
+    assert.deepEqual(control, ['shutdown']);
+    assert.equal(existsSync(journalDir(dataDir, 'con_1')), false);
+    assert.equal(existsSync(`${journalDir(dataDir, 'con_1')}.revoked-${ctx.clock.now()}`), true);
+    assert.deepEqual(ctx.memoryIdentity.status, { kind: 're-enrolment-required', reason: 'revoked', detail: 'stolen' });
+    assert.equal(ctx.notice?.code, 'CONSOLE_REVOKED');
+  });
+
+  test('an enrolled console is not enrolled over: nothing is shut down', async () => {
+    await assert.rejects(lifecycle.enrol('token'), (error: BatonError) => error.code === 'CONSOLE_ALREADY_ENROLLED');
+    assert.deepEqual(control, []);
+    assert.equal(ctx.notice?.code, 'CONSOLE_ALREADY_ENROLLED');
+  });
+
+  test('enrolment is refused while another task runs', async () => {
+    ctx.memoryIdentity.status = { kind: 'unenrolled' };
+    ctx.phase = { kind: 'signing-in', offline: false };
+    await assert.rejects(lifecycle.enrol('token'), (error: BatonError) => error.code === 'CEREMONY_IN_PROGRESS');
+    assert.deepEqual(control, []);
+  });
+
+  test('a re-enrolment clears the revocation notice and boots the new identity', async () => {
+    await lifecycle.revoked('stolen');
+    ctx.memoryIdentity.enrolWith = () => ({ kind: 'enrolled', consoleId: 'con_2', channel: 'branch-kiosk' });
+    const status = await lifecycle.enrol('token');
+    assert.equal(status.kind, 'enrolled');
+    assert.equal(ctx.notice, undefined);
+    assert.deepEqual(control, ['shutdown', 'shutdown', 'boot enrolled idle']);
+  });
+
+  test('a refused token leaves the console unenrolled, idle, with the refusal shown', async () => {
+    ctx.memoryIdentity.status = { kind: 'unenrolled' };
+    await assert.rejects(lifecycle.enrol('bad'), (error: BatonError) => error.code === 'ENROLMENT_TOKEN_INVALID');
+    assert.equal(ctx.phase.kind, 'idle');
+    assert.equal(ctx.notice?.code, 'ENROLMENT_TOKEN_INVALID');
+    assert.deepEqual(control, ['shutdown', 'boot unenrolled idle']);
+  });
+
+  test('a console the backend does not know asks for re-enrolment', () => {
+    lifecycle.unknown();
+    assert.deepEqual(control, ['shutdown']);
+    const status = ctx.memoryIdentity.status;
+    assert.equal(status.kind === 're-enrolment-required' ? status.reason : status.kind, 'unknown-to-backend');
+  });
+});
