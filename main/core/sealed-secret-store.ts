@@ -9,7 +9,7 @@ import type { SecretStore } from './secret-store.js';
  * A secret store that keeps each secret sealed by the OS in one file of the data directory: the
  * replacement for the archived `keytar` (docs/adr/0004-secret-store.md). The OS does the
  * cryptography and holds the key — Electron's `safeStorage`: Keychain on macOS, DPAPI on Windows,
- * the Secret Service or KWallet on Linux — through a `SecretSealer` (main/shell/safe-storage.ts
+ * the Secret Service or KWallet on Linux — through a `SecretSealer` (main/shell/secret-store.ts
  * adapts Electron's; tests use a stand-in). Electron-free: what this file decides (refuse a sealer
  * that cannot protect anything, the file's format, atomic private writes) is tested under Node.
  */
