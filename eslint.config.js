@@ -46,7 +46,7 @@ export function electronSecurity() {
   return [
     ...weakened.map(([key, value]) => ({
       selector: `Property[key.name='${key}'][value.value=${value}]`,
-      message: `Never set ${key}: ${value} (Electron security; see main/shell/window-options.ts).`,
+      message: `Never set ${key}: ${value} (Electron security; see main/shell-policy/window-options.ts).`,
     })),
     { selector: "MemberExpression[property.name='sendSync']", message: 'No sendSync: use ipcRenderer.invoke.' },
     {
