@@ -10,6 +10,7 @@ import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
 import { AccountPicker } from './shell-policy/account-picker.js';
 import { ClipboardGuard } from './shell-policy/clipboard-guard.js';
 import { SenderTable } from './shell-policy/ipc-callers.js';
+import { OperatorUiLifecycle } from './shell-policy/operator-ui-lifecycle.js';
 import { throttleActivity, watchPower } from './shell-policy/power.js';
 import { readBuildFlavour, testBuildRefusal } from './shell-policy/test-build-guard.js';
 import { WorkspaceManager } from './shell-policy/workspaces.js';
@@ -117,34 +118,26 @@ async function start(): Promise<void> {
   );
   // Operator A's copied customer data never reaches operator B: cleared at lock, switch, end, start and quit.
   const clipboardGuard = new ClipboardGuard(clipboard, (reason) => logger.info({ reason }, 'clipboard cleared'));
-  const onStatus = () => {
-    const view = statusView(agent.status);
-    clipboardGuard.apply(view);
-    workspaces.apply(view);
-    push('agent:status', view);
-  };
-  agent.onStatus(onStatus);
+  const operatorUi = new OperatorUiLifecycle({
+    pusher,
+    ceremonies: broker,
+    picker,
+    clipboard: clipboardGuard,
+    workspaces,
+    pushStatus: (view) => push('agent:status', view),
+    currentStatus: () => statusView(agent.status),
+  });
+  agent.onStatus(() => operatorUi.statusChanged());
   const stopPower = watchPower(powerMonitor, agent);
 
-  // A reload or crash of the operator UI abandons whatever ceremony or account choice it was showing.
-  lockWindow.webContents.on('did-start-navigation', (details) => {
-    if (!details.isMainFrame || details.isSameDocument) return;
-    pusher.notReady();
-    broker.cancelAll('The operator screen reloaded');
-    picker.cancelAll();
-  });
+  lockWindow.webContents.on('did-start-navigation', (details) => operatorUi.navigationStarted(details));
   lockWindow.webContents.on('render-process-gone', (_event, details) => {
     logger.error({ reason: details.reason }, 'the operator UI stopped; reloading it');
-    pusher.notReady();
-    broker.cancelAll('The operator screen stopped');
-    picker.cancelAll();
+    operatorUi.rendererGone();
     lockWindow.webContents.reload();
   });
   lockWindow.once('ready-to-show', () => lockWindow.show());
-  lockWindow.webContents.on('did-finish-load', () => {
-    pusher.markReady();
-    onStatus();
-  });
+  lockWindow.webContents.on('did-finish-load', () => operatorUi.loaded());
   await lockWindow.loadURL(`${ui.origin}/`);
 
   app.once('before-quit', () => {
