@@ -49,6 +49,12 @@ export interface BackendClientOptions {
   onProtocolError: (error: BatonError) => void;
 }
 
+/**
+ * A request body's fields by name, their values unchecked here: the WebAuthn library's JSON types
+ * are not the schemas' inferred types, and the backend validates every body against its schema.
+ */
+type FieldsOf<T> = T extends object ? { [K in keyof T]: unknown } : T;
+
 /** The delay before reconnect attempt `attempt` (0-based). */
 export function reconnectDelay(attempt: number, random: Random): number {
   const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.min(attempt, 20));
@@ -126,7 +132,7 @@ export class BackendClient {
   async call<R extends RoutesFor<'console'>>(
     route: R,
     params: RouteParams<R>,
-    body: RouteBody<R> | undefined,
+    body: FieldsOf<RouteBody<R>> | undefined,
   ): Promise<RouteResponse<R>> {
     const spec: RouteSpec = ROUTES[route];
     const method = spec.method as 'GET' | 'POST';

@@ -1,5 +1,4 @@
 import { BatonError } from '../../shared/errors.js';
-import { SessionEndResultSchema, SessionTokenResultSchema } from '../../shared/http-api.js';
 import { enrolledConsoleId, type AgentContext } from './agent-context.js';
 import { assuranceOf, type AgentSession, type FinalState } from './session-manager.js';
 
@@ -24,12 +23,7 @@ export async function refreshToken(ctx: AgentContext, sessionId: string): Promis
   if (runtime === undefined || ctx.sync.connection !== 'online') return;
   const { client, sessions } = runtime;
   try {
-    const result = await client.request(
-      'POST',
-      `/v1/sessions/${encodeURIComponent(sessionId)}/token`,
-      {},
-      SessionTokenResultSchema,
-    );
+    const result = await client.call('sessionToken', { id: sessionId }, {});
     sessions.tokenRefreshed(sessionId, result.token, result.tokenExpiresAt, result.serverTime);
   } catch (error) {
     const code = error instanceof BatonError ? error.code : 'INTERNAL';
@@ -67,17 +61,10 @@ export function sessionEndedLocally(ctx: AgentContext, session: AgentSession, st
     return;
   }
   const endReason = state === 'expired' ? 'expired' : reason === 'idle-timeout' ? 'idle-timeout' : 'sign-out';
-  client
-    .request(
-      'POST',
-      `/v1/sessions/${encodeURIComponent(session.id)}/end`,
-      { reason: endReason },
-      SessionEndResultSchema,
-    )
-    .catch((error: unknown) => {
-      // Already ended on the backend (revoked, expired there): nothing to add. Unreachable: journal it.
-      if (error instanceof BatonError && (error.code === 'SESSION_NOT_ACTIVE' || error.code === 'SESSION_UNKNOWN'))
-        return;
-      journal();
-    });
+  client.call('sessionEnd', { id: session.id }, { reason: endReason }).catch((error: unknown) => {
+    // Already ended on the backend (revoked, expired there): nothing to add. Unreachable: journal it.
+    if (error instanceof BatonError && (error.code === 'SESSION_NOT_ACTIVE' || error.code === 'SESSION_UNKNOWN'))
+      return;
+    journal();
+  });
 }

@@ -1,5 +1,4 @@
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
-import { OperatorEnrolOptionsResultSchema, OperatorEnrolResultSchema } from '../../../shared/http-api.js';
 import type { CeremonyPort } from '../agent-types.js';
 import type { BackendClient } from '../backend-client.js';
 import { askCredential } from './authenticator.js';
@@ -9,26 +8,16 @@ import { askCredential } from './authenticator.js';
  * from the operator's authenticator, and the backend's verification. Needs the backend.
  */
 export async function enrolOperator(
-  client: Pick<BackendClient, 'request'>,
+  client: Pick<BackendClient, 'call'>,
   port: CeremonyPort,
   code: string,
 ): Promise<{ operatorId: string; displayName: string }> {
-  const { options, operator } = await client.request(
-    'POST',
-    '/v1/operators/enrol/options',
-    { code },
-    OperatorEnrolOptionsResultSchema,
-  );
+  const { options, operator } = await client.call('operatorEnrolOptions', {}, { code });
   const response = await askCredential(
     port,
     operator.displayName,
     options as unknown as PublicKeyCredentialCreationOptionsJSON,
   );
-  const result = await client.request(
-    'POST',
-    '/v1/operators/enrol/verify',
-    { code, response },
-    OperatorEnrolResultSchema,
-  );
+  const result = await client.call('operatorEnrolVerify', {}, { code, response });
   return { operatorId: result.operatorId, displayName: result.displayName };
 }

@@ -1,7 +1,6 @@
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../../shared/errors.js';
 import { evaluatePolicy, type Decision } from '../../../shared/evaluate-policy.js';
-import { StepUpOptionsResultSchema, StepUpResultSchema } from '../../../shared/http-api.js';
 import type { AgentContext } from '../agent-context.js';
 import type { AgentPhase, AuthorizeResult } from '../agent-types.js';
 import { assuranceOf, type AgentSession } from '../session-manager.js';
@@ -62,8 +61,7 @@ async function stepUp(ctx: AgentContext, front: AgentSession, action: string): P
     throw new BatonError('BACKEND_UNREACHABLE', `"${action}" needs a step-up, and step-up needs the backend`);
   }
   const client = runtime.client;
-  const path = `/v1/sessions/${encodeURIComponent(front.id)}/step-up`;
-  const first = await client.request('POST', `${path}/options`, { action }, StepUpOptionsResultSchema);
+  const first = await client.call('stepUpOptions', { id: front.id }, { action });
   if (first.decision.outcome === 'allow')
     return { outcome: 'allow', steppedUp: false, reasons: first.decision.reasons };
   if (first.decision.outcome === 'deny' || first.options === undefined) {
@@ -78,7 +76,7 @@ async function stepUp(ctx: AgentContext, front: AgentSession, action: string): P
     first.options as unknown as PublicKeyCredentialRequestOptionsJSON,
     action,
   );
-  const result = await client.request('POST', `${path}/verify`, { action, response }, StepUpResultSchema);
+  const result = await client.call('stepUpVerify', { id: front.id }, { action, response });
   ctx.runtime?.sessions.steppedUp(result.session, result.token, result.tokenExpiresAt);
   return { outcome: 'allow', steppedUp: true, reasons: result.decision.reasons };
 }

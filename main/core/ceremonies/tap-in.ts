@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../../shared/errors.js';
 import type { EventDraft } from '../../../shared/events.js';
-import { SignInOptionsResultSchema, SignInResultSchema } from '../../../shared/http-api.js';
 import type { Policy } from '../../../shared/policy.js';
 import type { CeremonyPort } from '../agent-types.js';
 import type { BackendClient } from '../backend-client.js';
@@ -12,7 +11,7 @@ import { askAssertion } from './authenticator.js';
 import { OFFLINE_CHALLENGE_TTL_MS, OFFLINE_SIGN_IN_REFUSED_MESSAGE, verifyOfflineResume } from './offline-resume.js';
 
 export interface TapInDeps {
-  client: Pick<BackendClient, 'request'>;
+  client: Pick<BackendClient, 'call'>;
   sessions: Pick<SessionManager, 'signedIn' | 'resumedOffline' | 'resumableOffline' | 'all' | 'offlineLimitReached'>;
   port: CeremonyPort;
   clock: Clock;
@@ -28,13 +27,13 @@ export interface TapInDeps {
 
 /** Online: the backend issues the challenge and verifies the tap; whoever tapped gets their session. */
 export async function tapInOnline(deps: TapInDeps): Promise<AgentSession> {
-  const { options } = await deps.client.request('POST', '/v1/sign-in/options', {}, SignInOptionsResultSchema);
+  const { options } = await deps.client.call('signInOptions', {}, {});
   const response = await askAssertion(
     deps.port,
     'sign-in',
     options as unknown as PublicKeyCredentialRequestOptionsJSON,
   );
-  const result = await deps.client.request('POST', '/v1/sign-in/verify', { response }, SignInResultSchema);
+  const result = await deps.client.call('signInVerify', {}, { response });
   return deps.sessions.signedIn(result);
 }
 
