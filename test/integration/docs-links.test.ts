@@ -268,6 +268,40 @@ function diagramStates(markdown: string): Map<string, string[]> {
   return diagrams;
 }
 
+/** Repository paths a comment or a lint message names (`see main/core/clock.ts`), backticks or not. */
+function pathsInComment(line: string): string[] {
+  const trimmed = line.trim();
+  const isComment = /^(?:\/\/|\/\*|\*)/.test(trimmed) || /\bmessage:/.test(trimmed);
+  if (!isComment) return [];
+  const roots = 'shared|backend|main|renderer|admin|test|bench|build|scripts|docs';
+  const pattern = new RegExp(`(?<![\\w./-])((?:${roots})/[\\w./-]*\\.(?:ts|md|json|js|sh|yml))(?![\\w/])`, 'g');
+  return [...trimmed.matchAll(pattern)].map((m) => m[1] ?? '');
+}
+
+describe('comments and lint messages name files that exist', () => {
+  test('every repository path in a source comment or an eslint.config.js message exists', () => {
+    const sources = ['shared', 'backend', 'main', 'renderer', 'admin', 'scripts', 'build', 'bench'].flatMap((dir) =>
+      walk(join(ROOT, dir), (file) => file.endsWith('.ts') && !file.endsWith('.test.ts')),
+    );
+    const missing = [...sources, join(ROOT, 'eslint.config.js')].flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, index) =>
+          pathsInComment(line)
+            .filter((path) => !existsSync(join(ROOT, path)))
+            .map((path) => `${rel(file)}:${index + 1}: ${path}`),
+        ),
+    );
+    assert.deepEqual(missing, [], 'a file was moved or renamed: update the comments that name it');
+  });
+
+  test('the path rule reads comments and messages, not code', () => {
+    assert.deepEqual(pathsInComment(' * see main/shell/x.ts and docs/agent.md.'), ['main/shell/x.ts', 'docs/agent.md']);
+    assert.deepEqual(pathsInComment("  message: 'see main/shell/x.ts',"), ['main/shell/x.ts']);
+    assert.deepEqual(pathsInComment("const out = 'main/index.cjs';"), []);
+  });
+});
+
 describe('the agent state diagrams (docs/agent-states.md)', () => {
   test('each diagram names exactly the states the code declares', async () => {
     const ipc = await import('../../shared/ipc.js');
