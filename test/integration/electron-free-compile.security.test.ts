@@ -5,8 +5,8 @@ import { after, describe, test } from 'node:test';
 import ts from 'typescript';
 
 /**
- * The compiler, not only lint, keeps `electron` out of main/core and main/shell-policy: their
- * project (main/tsconfig.electron-free.json, part of `tsc -b`) maps `electron` to a stub that fails
+ * The compiler, not only lint, keeps `electron` out of main/core, main/shell-policy, main/ui and
+ * main/headless.ts: their project (main/tsconfig.electron-free.json, part of `tsc -b`) maps `electron` to a stub that fails
  * to compile, so every form of import is an error there, while the same code compiles without it.
  */
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -74,11 +74,14 @@ describe('the Electron-free project (main/core, main/shell-policy)', () => {
     assert.deepEqual(compile([file], options).diagnostics, []);
   });
 
-  test('the real main/core and main/shell-policy compile with no file of the electron package in them', () => {
+  test('the real main/core, shell-policy, ui and headless.ts compile with no file of the electron package in them', () => {
     const read = ts.readConfigFile(CONFIG, (path) => ts.sys.readFile(path));
     const parsed = ts.parseJsonConfigFileContent(read.config, ts.sys, join(ROOT, 'main'), undefined, CONFIG);
     assert.ok(parsed.fileNames.some((f) => f.includes('/main/core/')));
     assert.ok(parsed.fileNames.some((f) => f.includes('/main/shell-policy/')));
+    assert.ok(parsed.fileNames.some((f) => f.includes('/main/ui/')));
+    assert.ok(parsed.fileNames.some((f) => f.endsWith('/main/headless.ts')));
+    assert.ok(!parsed.fileNames.some((f) => f.includes('/main/shell/') || f.includes('/main/preload/')));
     const program = ts.createProgram({ rootNames: parsed.fileNames, options });
     const files = program.getSourceFiles().map((f) => f.fileName);
     assert.deepEqual(
