@@ -1,4 +1,5 @@
 import type { FieldIssue } from '../shared/errors.js';
+import { ROUTES, matchRoute, routePath, type RouteId, type RouteMethod, type RoutePathArgs } from '../shared/routes.js';
 
 /** An error from the admin API, with its stable code and field issues. */
 export class ApiError extends Error {
@@ -33,6 +34,25 @@ const SIGNED_OUT = new Set([
   'ADMIN_ROLE_REQUIRED',
 ]);
 
+/**
+ * The method and path of one route of the table (shared/routes.ts), for `api`:
+ * `api<T>(...endpoint('adminOperator', { id }))`, `api<T>(...endpoint('adminSessionEnd', { id }), { reason })`.
+ */
+export function endpoint<R extends RouteId>(id: R, ...args: RoutePathArgs<R>): [RouteMethod, string] {
+  return [ROUTES[id].method, routePath(id, ...args)];
+}
+
+/** The answer checked against the route's declared schema: a drifted backend is an error, not a blank page. */
+function checked(method: string, path: string, status: number, body: unknown): unknown {
+  const id = matchRoute(method, path.split('?')[0] ?? path);
+  const schema = id === undefined ? null : ROUTES[id].response;
+  if (schema === null || schema.safeParse(body).success) return body;
+  throw new ApiError(status, 'BAD_RESPONSE', `The backend's answer to ${method} ${path} has an unexpected shape`);
+}
+
+/** A refusal while signing in is the sign-in page's to show, not a sign-out. */
+const SIGNING_IN: ReadonlySet<RouteId> = new Set(['adminSignInOptions', 'adminSignInVerify']);
+
 /** Calls the admin API on this origin with the session cookie; a step-up request is confirmed once and retried. */
 export async function api<T = Json>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
   const response = await fetch(path, {
@@ -52,7 +72,7 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
       `The backend answered ${response.status} with something that is not JSON`,
     );
   }
-  if (response.ok) return parsed as T;
+  if (response.ok) return checked(method, path, response.status, parsed) as T;
   const error = (parsed as { error?: { code?: string; message?: string; issues?: FieldIssue[] } }).error ?? {};
   const failure = new ApiError(
     response.status,
@@ -64,6 +84,7 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
   if (failure.code === 'ADMIN_STEP_UP_REQUIRED' && !retried) {
     if (await hooks.stepUp()) return api<T>(method, path, body, true);
   }
-  if (SIGNED_OUT.has(failure.code) && !path.startsWith('/v1/admin/auth/sign-in')) hooks.signedOut(failure.message);
+  const signingIn = SIGNING_IN.has(matchRoute(method, path.split('?')[0] ?? path) ?? 'health');
+  if (SIGNED_OUT.has(failure.code) && !signingIn) hooks.signedOut(failure.message);
   throw failure;
 }

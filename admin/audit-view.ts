@@ -1,4 +1,5 @@
 import { EVENT_TYPES } from '../shared/events.js';
+import { endpoint } from './api.js';
 import { h, replace } from './dom.js';
 import type { View } from './view.js';
 
@@ -52,7 +53,7 @@ export const auditView: View = (main) => {
     const q = new URLSearchParams({ format: format.value, from: String(start), to: String(end) });
     if (type.value !== '') q.set('type', type.value);
     if (operator.value.trim() !== '') q.set('operator', operator.value.trim());
-    const link = h('a', { href: `/v1/admin/events/export?${q.toString()}`, download: '' }, 'download');
+    const link = h('a', { href: `${endpoint('adminEventsExport')[1]}?${q.toString()}`, download: '' }, 'download');
     document.body.append(link);
     link.click();
     link.remove();

@@ -3,7 +3,7 @@ import type {
   PublicKeyCredentialCreationOptionsJSON,
   PublicKeyCredentialRequestOptionsJSON,
 } from '@simplewebauthn/browser';
-import { ApiError, api } from './api.js';
+import { ApiError, api, endpoint } from './api.js';
 import { describeError, h, replace } from './dom.js';
 
 export interface AdminSession {
@@ -38,12 +38,11 @@ export function signInView(main: HTMLElement, onSignedIn: (s: AdminSession) => v
     void (async () => {
       try {
         const { options } = await api<{ options: PublicKeyCredentialRequestOptionsJSON }>(
-          'POST',
-          '/v1/admin/auth/sign-in/options',
+          ...endpoint('adminSignInOptions'),
           {},
         );
         const response = await startAuthentication({ optionsJSON: options });
-        onSignedIn(await api<AdminSession>('POST', '/v1/admin/auth/sign-in/verify', { response }));
+        onSignedIn(await api<AdminSession>(...endpoint('adminSignInVerify'), { response }));
       } catch (error) {
         replace(
           message,
@@ -98,12 +97,11 @@ export function registerView(main: HTMLElement, onSignedIn: (s: AdminSession) =>
     void (async () => {
       try {
         const { options } = await api<{ options: PublicKeyCredentialCreationOptionsJSON }>(
-          'POST',
-          '/v1/admin/auth/register/options',
+          ...endpoint('adminRegisterOptions'),
           { code: code.value },
         );
         const response = await startRegistration({ optionsJSON: options });
-        onSignedIn(await api<AdminSession>('POST', '/v1/admin/auth/register/verify', { code: code.value, response }));
+        onSignedIn(await api<AdminSession>(...endpoint('adminRegisterVerify'), { code: code.value, response }));
       } catch (error) {
         replace(
           message,
@@ -164,12 +162,11 @@ export function confirmWithPasskey(): Promise<boolean> {
       void (async () => {
         try {
           const { options } = await api<{ options: PublicKeyCredentialRequestOptionsJSON }>(
-            'POST',
-            '/v1/admin/auth/step-up/options',
+            ...endpoint('adminStepUpOptions'),
             {},
           );
           const response = await startAuthentication({ optionsJSON: options });
-          await api('POST', '/v1/admin/auth/step-up/verify', { response });
+          await api(...endpoint('adminStepUpVerify'), { response });
           finish(true);
         } catch (error) {
           replace(

@@ -3,7 +3,7 @@ import type {
   AuthenticatorModelView,
   CertificationLevel,
 } from '../shared/authenticator-metadata.js';
-import { ApiError, api } from './api.js';
+import { ApiError, api, endpoint } from './api.js';
 import { announce, errorBox, fmtTime, h, pill, replace, table } from './dom.js';
 
 /** `FIDO L2`, or `not certified`: how the pages name a certification level. */
@@ -36,8 +36,9 @@ export function modelCell(model: AuthenticatorModelView, aaguid: string): HTMLEl
 
 /** Sends the BLOB file as it was downloaded from FIDO (not JSON), with the session cookie. */
 async function uploadBlob(file: File): Promise<AuthenticatorMetadataView> {
-  const response = await fetch('/v1/admin/authenticator-metadata', {
-    method: 'POST',
+  const [method, path] = endpoint('adminMetadataLoad');
+  const response = await fetch(path, {
+    method,
     credentials: 'same-origin',
     headers: { 'content-type': 'application/jwt' },
     body: file,
@@ -66,8 +67,7 @@ export function authenticatorMetadataCard(): HTMLElement {
   const load = async () => {
     try {
       const { metadata, models } = await api<{ metadata: AuthenticatorMetadataView; models: AuthenticatorModelView[] }>(
-        'GET',
-        '/v1/admin/authenticator-models',
+        ...endpoint('adminModels'),
       );
       replace(
         status,

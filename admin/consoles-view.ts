@@ -1,5 +1,5 @@
 import type { ConsoleView } from '../shared/admin-views.js';
-import { ApiError, api } from './api.js';
+import { ApiError, api, endpoint } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { consoleState } from './live-view.js';
 import { showPropagation } from './propagation.js';
@@ -43,8 +43,7 @@ export const consolesView: View = (main, id) => {
     void (async () => {
       try {
         const { token, expiresAt } = await api<{ token: string; expiresAt: number }>(
-          'POST',
-          '/v1/admin/console-tokens',
+          ...endpoint('adminConsoleTokens'),
           {
             channel: channel.value,
             ...(site.value.trim() === '' ? {} : { site: site.value.trim() }),
@@ -68,8 +67,8 @@ export const consolesView: View = (main, id) => {
   const load = async () => {
     try {
       const [{ consoles }, policy] = await Promise.all([
-        api<{ consoles: ConsoleRow[] }>('GET', '/v1/admin/consoles'),
-        api<{ policy: { channels: Record<string, unknown> } }>('GET', '/v1/admin/policy'),
+        api<{ consoles: ConsoleRow[] }>(...endpoint('adminConsoles')),
+        api<{ policy: { channels: Record<string, unknown> } }>(...endpoint('adminPolicy')),
       ]);
       replace(
         channel,
@@ -111,14 +110,13 @@ function consoleDetail(main: HTMLElement, id: string): void {
   const result = h('div');
   const verifyBox = h('div');
   const reason = h('input', { id: 'console-revoke-reason', size: 40, maxlength: 500 });
-  const path = `/v1/admin/consoles/${encodeURIComponent(id)}`;
   const load = async () => {
     try {
       const detail = await api<{
         console: ConsoleRow;
         events: { lastSeq: number; integrityFindings: Finding[] };
         sessions: { id: string; operatorId: string; level: string; state: string; startedAt: number }[];
-      }>('GET', path);
+      }>(...endpoint('adminConsole', { id }));
       const c = detail.console;
       const revoke = h('button', { type: 'button', class: 'danger', disabled: c.revokedAt !== null }, 'Revoke console');
       revoke.addEventListener('click', () => {
@@ -130,9 +128,12 @@ function consoleDetail(main: HTMLElement, id: string): void {
           reason.focus();
           return;
         }
-        void api<{ epoch: number; sessionsRevoked: string[]; pushedTo: number }>('POST', `${path}/revoke`, {
-          reason: reason.value.trim(),
-        }).then(
+        void api<{ epoch: number; sessionsRevoked: string[]; pushedTo: number }>(
+          ...endpoint('adminConsoleRevoke', { id }),
+          {
+            reason: reason.value.trim(),
+          },
+        ).then(
           (outcome) => {
             showPropagation(result, `Console ${c.name ?? c.id}`, outcome);
             return load();
@@ -147,7 +148,7 @@ function consoleDetail(main: HTMLElement, id: string): void {
           intact: boolean;
           problemCount: number;
           problems: { seq: number; problem: string }[];
-        }>('GET', `/v1/admin/events/verify?origin=${encodeURIComponent(id)}`).then(
+        }>(...endpoint('adminEventsVerify', {}, { origin: id })).then(
           (r) =>
             replace(
               verifyBox,

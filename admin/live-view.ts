@@ -1,6 +1,6 @@
 import type { ConsoleView } from '../shared/admin-views.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, isTakenAsFact, type StoredEvent } from '../shared/events.js';
-import { api } from './api.js';
+import { api, endpoint } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import type { View } from './view.js';
 
@@ -143,10 +143,7 @@ export const liveView: View = (main) => {
       return;
     }
     try {
-      const { events } = await api<{ events: StoredEvent[] }>(
-        'GET',
-        `/v1/admin/events?session=${encodeURIComponent(session)}&limit=1000`,
-      );
+      const { events } = await api<{ events: StoredEvent[] }>(...endpoint('adminEvents', {}, { session, limit: 1000 }));
       drill.append(
         h('h3', {}, `Session ${session}: every event, in order`),
         table(
@@ -186,7 +183,7 @@ export const liveView: View = (main) => {
     q.set('from', String(from));
     if (fTo.value !== '') q.set('to', String(new Date(fTo.value).getTime()));
     q.set('after', '0');
-    source = new EventSource(`/v1/admin/events/stream?${q.toString()}`);
+    source = new EventSource(`${endpoint('adminEventStream')[1]}?${q.toString()}`);
     source.addEventListener('assurance-event', (message) =>
       showEvent(JSON.parse((message as MessageEvent<string>).data) as StoredEvent),
     );
@@ -209,10 +206,10 @@ export const liveView: View = (main) => {
   const refresh = async () => {
     try {
       const [{ consoles }, { operators }, active, suspended] = await Promise.all([
-        api<{ consoles: ConsoleRow[] }>('GET', '/v1/admin/consoles'),
-        api<{ operators: { id: string; displayName: string }[] }>('GET', '/v1/admin/operators'),
-        api<{ sessions: SessionRow[] }>('GET', '/v1/admin/sessions?state=active&limit=1000'),
-        api<{ sessions: SessionRow[] }>('GET', '/v1/admin/sessions?state=suspended&limit=1000'),
+        api<{ consoles: ConsoleRow[] }>(...endpoint('adminConsoles')),
+        api<{ operators: { id: string; displayName: string }[] }>(...endpoint('adminOperators')),
+        api<{ sessions: SessionRow[] }>(...endpoint('adminSessions', {}, { state: 'active', limit: 1000 })),
+        api<{ sessions: SessionRow[] }>(...endpoint('adminSessions', {}, { state: 'suspended', limit: 1000 })),
       ]);
       names = new Map(operators.map((o) => [o.id, o.displayName]));
       const consoleNames = new Map(consoles.map((c) => [c.id, c.name]));

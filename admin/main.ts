@@ -1,4 +1,4 @@
-import { api, setApiHooks } from './api.js';
+import { api, setApiHooks, endpoint } from './api.js';
 import { confirmWithPasskey, registerView, signInView, type AdminSession } from './auth.js';
 import { auditView } from './audit-view.js';
 import { consolesView } from './consoles-view.js';
@@ -50,7 +50,7 @@ function signedIn(next: AdminSession): void {
   nav.hidden = false;
   const out = h('button', { type: 'button', id: 'sign-out' }, 'Sign out');
   out.addEventListener('click', () => {
-    void api('POST', '/v1/admin/auth/sign-out', {}).finally(() => signedOut());
+    void api(...endpoint('adminSignOut'), {}).finally(() => signedOut());
   });
   replace(
     who,
@@ -90,7 +90,7 @@ async function boot(): Promise<void> {
     else route();
   });
   try {
-    const current = await api<AdminSession | { admin: null }>('GET', '/v1/admin/auth/session');
+    const current = await api<AdminSession | { admin: null }>(...endpoint('adminAuthSession'));
     if (current.admin !== null) signedIn(current);
   } catch {
     const { main } = elements();

@@ -1,6 +1,6 @@
 import type { OperatorView } from '../shared/admin-views.js';
 import type { AuthenticatorModelView } from '../shared/authenticator-metadata.js';
-import { api } from './api.js';
+import { api, endpoint } from './api.js';
 import { authenticatorMetadataCard, modelCell } from './authenticator-metadata-card.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { showPropagation } from './propagation.js';
@@ -126,7 +126,7 @@ export const operatorsView: View = (main, id) => {
             .filter(Boolean),
           ...(opId.value.trim() === '' ? {} : { id: opId.value.trim() }),
         };
-        const { operator } = await api<{ operator: Operator }>('POST', '/v1/admin/operators', body);
+        const { operator } = await api<{ operator: Operator }>(...endpoint('adminOperatorCreate'), body);
         announce(`Operator ${operator.displayName} created`);
         location.hash = `#/operators/${encodeURIComponent(operator.id)}`;
       } catch (error) {
@@ -138,8 +138,8 @@ export const operatorsView: View = (main, id) => {
   const load = async () => {
     try {
       const [{ operators }, { credentials }] = await Promise.all([
-        api<{ operators: Operator[] }>('GET', '/v1/admin/operators'),
-        api<{ credentials: SuspendedCredential[] }>('GET', '/v1/admin/credentials/suspended'),
+        api<{ operators: Operator[] }>(...endpoint('adminOperators')),
+        api<{ credentials: SuspendedCredential[] }>(...endpoint('adminCredentialsSuspended')),
       ]);
       replace(suspended, suspendedList(credentials));
       replace(
@@ -177,7 +177,6 @@ function operatorDetail(main: HTMLElement, id: string): void {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const result = h('div', { id: 'operator-result' });
   const reason = h('input', { id: 'revoke-reason', size: 40, maxlength: 500, placeholder: 'e.g. key reported lost' });
-  const path = `/v1/admin/operators/${encodeURIComponent(id)}`;
 
   const needReason = (): string | undefined => {
     const text = reason.value.trim();
@@ -209,7 +208,7 @@ function operatorDetail(main: HTMLElement, id: string): void {
     if (text === undefined) return;
     void (async () => {
       try {
-        await api('POST', `/v1/admin/credentials/${encodeURIComponent(credentialId)}/reinstate`, { reason: text });
+        await api(...endpoint('adminCredentialReinstate', { id: credentialId }), { reason: text });
         announce('Passkey reinstated');
         await load();
       } catch (error) {
@@ -221,16 +220,17 @@ function operatorDetail(main: HTMLElement, id: string): void {
   const load = async () => {
     try {
       const [{ operator, credentials, sessions }, { codes }] = await Promise.all([
-        api<{ operator: Operator; credentials: Credential[]; sessions: Session[] }>('GET', path),
-        api<{ codes: Code[] }>('GET', `${path}/enrolment-codes`),
+        api<{ operator: Operator; credentials: Credential[]; sessions: Session[] }>(
+          ...endpoint('adminOperator', { id }),
+        ),
+        api<{ codes: Code[] }>(...endpoint('adminEnrolmentCodes', { id })),
       ]);
       const issue = h('button', { type: 'button', id: 'issue-code' }, 'Issue enrolment code');
       issue.addEventListener('click', () => {
         void (async () => {
           try {
             const { code, expiresAt } = await api<{ code: string; expiresAt: number }>(
-              'POST',
-              `${path}/enrolment-codes`,
+              ...endpoint('adminEnrolmentCodeIssue', { id }),
               {},
             );
             replace(
@@ -254,14 +254,19 @@ function operatorDetail(main: HTMLElement, id: string): void {
         { type: 'button', class: 'danger', id: 'revoke-operator', disabled: operator.revokedAt !== null },
         'Revoke operator everywhere',
       );
-      revokeOperator.addEventListener('click', () => revoke(`Operator ${operator.displayName}`, `${path}/revoke`));
+      revokeOperator.addEventListener('click', () =>
+        revoke(`Operator ${operator.displayName}`, endpoint('adminOperatorRevoke', { id })[1]),
+      );
       const unlock =
         operator.failedAttempts > 0
           ? h('button', { type: 'button' }, `Unlock (${operator.failedAttempts} failed attempts)`)
           : null;
       unlock?.addEventListener(
         'click',
-        () => void api('POST', `${path}/unlock`, {}).then(load, (e: unknown) => replace(result, errorBox(e))),
+        () =>
+          void api(...endpoint('adminOperatorUnlock', { id }), {}).then(load, (e: unknown) =>
+            replace(result, errorBox(e)),
+          ),
       );
       replace(
         body,
@@ -315,7 +320,7 @@ function operatorDetail(main: HTMLElement, id: string): void {
                   'Revoke',
                 );
                 button.addEventListener('click', () =>
-                  revoke('Passkey', `/v1/admin/credentials/${encodeURIComponent(c.id)}/revoke`),
+                  revoke('Passkey', endpoint('adminCredentialRevoke', { id: c.id })[1]),
                 );
                 const suspended = c.suspendedAt !== null && c.revokedAt === null;
                 const reinstateButton = suspended
@@ -367,7 +372,7 @@ function operatorDetail(main: HTMLElement, id: string): void {
                 button.addEventListener(
                   'click',
                   () =>
-                    void api('POST', `${path}/enrolment-codes/${c.id}/revoke`, {}).then(
+                    void api(...endpoint('adminEnrolmentCodeRevoke', { id, codeId: c.id }), {}).then(
                       () => {
                         announce('Enrolment code revoked');
                         return load();

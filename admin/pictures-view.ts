@@ -1,4 +1,4 @@
-import { api } from './api.js';
+import { api, endpoint } from './api.js';
 import { errorBox, h, replace } from './dom.js';
 import { barChart } from './charts.js';
 import type { View } from './view.js';
@@ -28,7 +28,7 @@ const hhmm = (ms: number) => new Date(ms).toTimeString().slice(0, 5);
 export const picturesView: View = (main) => {
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   replace(main, h('h1', {}, 'Pictures (last 24 hours)'), box);
-  void api<Stats>('GET', '/v1/admin/stats?bucketMinutes=60').then(
+  void api<Stats>(...endpoint('adminStats', {}, { bucketMinutes: 60 })).then(
     (s) => {
       const signInTotal = s.signIns.reduce((n, b) => n + b.success, 0);
       const failTotal = s.signIns.reduce((n, b) => n + b.failure, 0);

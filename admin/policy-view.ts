@@ -1,5 +1,5 @@
 import type { FieldIssue } from '../shared/errors.js';
-import { ApiError, api } from './api.js';
+import { ApiError, api, endpoint } from './api.js';
 import { announce, errorBox, fmtTime, h, replace, table } from './dom.js';
 import type { View } from './view.js';
 
@@ -85,8 +85,7 @@ export const policyView: View = (main) => {
     const policy = draft();
     if (policy === undefined) return false;
     const { valid, issues } = await api<{ valid: boolean; issues: FieldIssue[] }>(
-      'POST',
-      '/v1/admin/policy/validate',
+      ...endpoint('adminPolicyValidate'),
       policy,
     );
     showIssues(issues, valid ? 'The draft is valid.' : `The draft has ${issues.length} problem(s):`);
@@ -103,7 +102,10 @@ export const policyView: View = (main) => {
     void (async () => {
       try {
         if (!(await validate())) return;
-        const published = await api<PolicyVersion>('POST', '/v1/admin/policy', { baseVersion: base, policy: draft() });
+        const published = await api<PolicyVersion>(...endpoint('adminPolicyPublish'), {
+          baseVersion: base,
+          policy: draft(),
+        });
         replace(
           result,
           h(
@@ -148,8 +150,7 @@ export const policyView: View = (main) => {
     const policy = draft();
     if (policy === undefined) return;
     void api<{ decision: { outcome: string; level?: string; maxAgeSeconds?: number; reasons: string[] } }>(
-      'POST',
-      '/v1/admin/policy/preview',
+      ...endpoint('adminPolicyPreview'),
       {
         policy,
         action: action.value,
@@ -181,11 +182,10 @@ export const policyView: View = (main) => {
   const load = async (resetEditor: boolean) => {
     try {
       const [now, { versions: all }, { consoles }] = await Promise.all([
-        api<PolicyVersion>('GET', '/v1/admin/policy'),
-        api<{ versions: PolicyVersion[] }>('GET', '/v1/admin/policy/versions'),
+        api<PolicyVersion>(...endpoint('adminPolicy')),
+        api<{ versions: PolicyVersion[] }>(...endpoint('adminPolicyVersions')),
         api<{ consoles: { id: string; name: string | null; policyVersion: number; revokedAt: number | null }[] }>(
-          'GET',
-          '/v1/admin/consoles',
+          ...endpoint('adminConsoles'),
         ),
       ]);
       base = now.version;
@@ -220,7 +220,7 @@ export const policyView: View = (main) => {
             back.addEventListener(
               'click',
               () =>
-                void api<PolicyVersion>('POST', '/v1/admin/policy/rollback', {
+                void api<PolicyVersion>(...endpoint('adminPolicyRollback'), {
                   toVersion: v.version,
                   baseVersion: base,
                 }).then(

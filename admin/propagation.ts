@@ -1,4 +1,4 @@
-import { api } from './api.js';
+import { api, endpoint } from './api.js';
 import { errorBox, h, replace } from './dom.js';
 
 interface Outcome {
@@ -35,7 +35,7 @@ export function showPropagation(box: HTMLElement, what: string, outcome: Outcome
   const started = Date.now();
   const poll = async () => {
     try {
-      const d = await api<Deliveries>('GET', `/v1/admin/revocations/${outcome.epoch}/deliveries`);
+      const d = await api<Deliveries>(...endpoint('adminRevocationDeliveries', { epoch: outcome.epoch }));
       const total = d.deliveries.length;
       if (total === 0) {
         line.textContent = 'No console was connected to receive it; each gets it when it reconnects.';

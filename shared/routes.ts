@@ -452,8 +452,8 @@ export type RoutesFor<A extends RouteAccess> = {
 /** Query parameters; `undefined` ones are left out. */
 export type RouteQuery = Record<string, string | number | boolean | undefined>;
 
-/** Whether `R`'s path has parameters (then `routePath` needs them). */
-type ArgsOf<R extends RouteId> = [ParamNames<(typeof ROUTES)[R]['path']>] extends [never]
+/** `routePath`'s arguments after the route id: its parameters (required when its path has some), a query. */
+export type RoutePathArgs<R extends RouteId> = [ParamNames<(typeof ROUTES)[R]['path']>] extends [never]
   ? [params?: Record<string, never>, query?: RouteQuery]
   : [params: RouteParams<R>, query?: RouteQuery];
 
@@ -461,7 +461,7 @@ type ArgsOf<R extends RouteId> = [ParamNames<(typeof ROUTES)[R]['path']>] extend
  * The path (and query) to call route `id`: each `:name` replaced by its parameter, percent-encoded.
  * `routePath('sessionEnd', { id: 'ses_1' })` → `/v1/sessions/ses_1/end`.
  */
-export function routePath<R extends RouteId>(id: R, ...[params, query]: ArgsOf<R>): string {
+export function routePath<R extends RouteId>(id: R, ...[params, query]: RoutePathArgs<R>): string {
   return buildRoutePath(id, params ?? {}, query);
 }
 
