@@ -6,7 +6,16 @@ import type { AccountChoiceRequest, AgentStatusView, CeremonyRequest, IpcRequest
 import type { BatonApi } from './baton-api.js';
 import { cancelCeremony, runAuthentication, runRegistration } from './ceremony.js';
 import { byId, setText, show } from './dom.js';
-import { actionLabel, explainCode, explainEnded, explainReEnrolment, explainReasons } from './plain-words.js';
+import {
+  STANDING_NOTICES,
+  actionLabel,
+  explainCancelled,
+  explainCode,
+  explainEnded,
+  explainReEnrolment,
+  explainReasons,
+  type CancelledHow,
+} from './plain-words.js';
 import { CONNECTION_WORDS, bannerText, ceremonyText, levelLine, switcherHint, switcherItems } from './views.js';
 
 type Screen = 'console-enrol' | 'lock' | 'operator-enrol' | 'workspace';
@@ -30,6 +39,8 @@ export class OperatorUi {
   private seenEnded = '';
   /** What the notice box shows: the agent's refusal (goes when the agent clears it), or a message of its own. */
   private noticeShows: 'agent-notice' | 'message' | undefined;
+  /** How the last ceremony this page ran ended without a key's answer, to say which it was (once). */
+  private lastCancel: CancelledHow | undefined;
 
   constructor(private readonly api: BatonApi) {}
 
@@ -79,18 +90,27 @@ export class OperatorUi {
   /** Runs a call; a refusal shows in the agent's notice (and here when the call itself failed). */
   private async call(result: Promise<IpcResult<unknown>>): Promise<boolean> {
     const answer = await result;
-    if (!answer.ok && this.status?.notice?.code !== answer.error.code) {
-      this.showNotice('alert', explainCode(answer.error.code), answer.error.code);
-    }
+    if (!answer.ok && this.status?.notice?.code !== answer.error.code) this.showRefusal(answer.error.code);
     return answer.ok;
+  }
+
+  /** A refusal in the notice box; a ceremony that ended without the key says how it ended, and a deliberate cancel says nothing. */
+  private showRefusal(code: string): void {
+    if (code === 'CEREMONY_CANCELLED' && this.lastCancel !== undefined) {
+      if (this.lastCancel === 'cancelled') {
+        this.hideNotice();
+        return;
+      }
+      this.showNotice('alert', explainCancelled(this.lastCancel), code);
+      return;
+    }
+    this.showNotice('alert', explainCode(code), code);
   }
 
   private async enrolOperator(code: string): Promise<void> {
     const result = await this.api.enrolOperator(code);
     if (!result.ok) {
-      if (this.status?.notice?.code !== result.error.code) {
-        this.showNotice('alert', explainCode(result.error.code), result.error.code);
-      }
+      if (this.status?.notice?.code !== result.error.code) this.showRefusal(result.error.code);
       return;
     }
     byId<HTMLInputElement>('operator-code').value = '';
@@ -103,7 +123,7 @@ export class OperatorUi {
     setText(out, `Checking: ${actionLabel(action)}…`);
     const result = await this.api.authorize(action);
     if (!result.ok) {
-      setText(out, `Not done: ${explainCode(result.error.code)}`);
+      setText(out, this.notDone(action, result.error.code));
       return;
     }
     const r = result.value;
@@ -112,8 +132,20 @@ export class OperatorUi {
     } else if (r.outcome === 'deny') {
       setText(out, `Not allowed: ${actionLabel(action)}, because ${explainReasons(r.reasons).join('; ')}.`);
     } else {
-      setText(out, `Not done: ${explainCode(r.code)}`);
+      setText(out, this.notDone(action, r.code));
     }
+  }
+
+  /** Why an action was not done; a deliberate cancel is said once, plainly, and not as an error. */
+  private notDone(action: string, code: string): string {
+    if (code === 'CEREMONY_CANCELLED' && this.lastCancel === 'cancelled') {
+      return `Cancelled: ${actionLabel(action)} was not done.`;
+    }
+    const text =
+      code === 'CEREMONY_CANCELLED' && this.lastCancel !== undefined
+        ? explainCancelled(this.lastCancel)
+        : explainCode(code);
+    return `Not done: ${text}`;
   }
 
   private noteActivity(): void {
@@ -126,6 +158,8 @@ export class OperatorUi {
   }
 
   private setMode(mode: 'lock' | 'operator-enrol'): void {
+    // Leaving a screen leaves its messages behind (a wrong code, then Back).
+    if (mode !== this.mode) this.hideNotice();
     this.mode = mode;
     if (mode === 'operator-enrol') show(byId('operator-enrol-done'), false);
     this.render();
@@ -135,6 +169,10 @@ export class OperatorUi {
 
   private async runCeremony(request: CeremonyRequest): Promise<void> {
     this.running = request;
+    this.lastCancel = undefined;
+    const started = Date.now();
+    const timeout = (request.options as { timeout?: unknown }).timeout;
+    const timeoutMs = typeof timeout === 'number' && timeout > 0 ? timeout : 60_000;
     this.render();
     let answer: IpcRequest<'ceremony:answer'>;
     try {
@@ -150,6 +188,13 @@ export class OperatorUi {
     } catch (error) {
       // The DOMException's name (NotAllowedError, AbortError, InvalidStateError) is the reason.
       const reason = error instanceof Error ? error.name : 'Error';
+      // The browser does not say why a key refused (privacy): a cancel is ours, a late end is the timeout.
+      this.lastCancel =
+        reason === 'AbortError'
+          ? 'cancelled'
+          : reason === 'NotAllowedError' && Date.now() - started < timeoutMs * 0.8
+            ? 'refused'
+            : 'timed-out';
       answer = { requestId: request.requestId, outcome: 'cancelled', reason: reason.slice(0, 200) };
     } finally {
       if (this.running?.requestId === request.requestId) this.running = undefined;
@@ -184,9 +229,34 @@ export class OperatorUi {
   // ---- status ----
 
   private update(status: AgentStatusView): void {
+    const first = this.status === undefined;
     this.status = status;
+    if (first) this.forgetEarlierAttempts(status);
+    // A message belongs to the screen it was given on: a new screen starts clean.
+    if (this.screen !== undefined && this.screenFor(status) !== this.screen) this.hideNotice();
     this.announce(status);
     this.render();
+  }
+
+  /**
+   * A page (re)loaded on a shared screen shows nothing of the previous person: refusals of earlier
+   * attempts and sessions that ended before it loaded count as seen; only standing faults IT must
+   * hear about (the event store full or damaged, no credential store) are shown.
+   */
+  private forgetEarlierAttempts(status: AgentStatusView): void {
+    const ended = status.lastEnded;
+    if (ended !== undefined) this.seenEnded = `${ended.sessionId}:${ended.at}`;
+    const notice = status.notice;
+    if (notice !== undefined && !STANDING_NOTICES.has(notice.code)) this.seenNotice = `${notice.code}:${notice.at}`;
+  }
+
+  private screenFor(status: AgentStatusView): Screen {
+    if (status.identity.kind !== 'enrolled') return 'console-enrol';
+    // Someone else's tap: the prompt stands over the lock screen, never over the workspace in front.
+    const purpose = this.running?.purpose;
+    const signingIn = status.phase.kind === 'signing-in' || purpose === 'sign-in' || purpose === 'offline-resume';
+    if (!status.locked && status.front !== undefined && !signingIn) return 'workspace';
+    return this.mode;
   }
 
   /** New refusals and sessions that ended are announced once (role=alert); a cleared notice goes away. */
@@ -200,8 +270,8 @@ export class OperatorUi {
     this.seenEnded = endedKey;
     this.seenNotice = noticeKey;
     if (newNotice && notice !== undefined && (!newEnded || (ended?.at ?? 0) <= notice.at)) {
-      this.showNotice('alert', explainCode(notice.code), notice.code);
-      this.noticeShows = 'agent-notice';
+      this.showRefusal(notice.code);
+      if (this.noticeShows === 'message') this.noticeShows = 'agent-notice';
     } else if (newEnded && ended !== undefined) {
       const mild = ended.state === 'ended' && ended.reason === 'sign-out';
       this.showNotice(mild ? 'info' : 'alert', explainEnded(ended), mild ? '' : `${ended.state}: ${ended.reason}`);
@@ -232,7 +302,11 @@ export class OperatorUi {
     const identity = status.identity;
     setText(
       byId('console-name'),
-      identity.kind === 'enrolled' ? `Console · ${identity.channel}` : 'Console not set up',
+      identity.kind === 'enrolled'
+        ? `Console · ${identity.channel}`
+        : identity.kind === 're-enrolment-required'
+          ? 'Console must be re-enrolled'
+          : 'Console not set up',
     );
     const pill = byId('connection');
     pill.dataset.state = status.connection;
@@ -245,12 +319,7 @@ export class OperatorUi {
     }
     show(bannerBox, banner !== undefined);
 
-    const screen: Screen =
-      identity.kind !== 'enrolled'
-        ? 'console-enrol'
-        : !status.locked && status.front !== undefined
-          ? 'workspace'
-          : this.mode;
+    const screen = this.screenFor(status);
     if (identity.kind === 're-enrolment-required') {
       setText(byId('console-enrol-title'), 'This console must be re-enrolled');
       setText(byId('console-enrol-why'), `${explainReEnrolment(identity)} Ask IT for a new console enrolment token.`);

@@ -10,7 +10,7 @@ import type { AgentStatusView } from '../shared/ipc.js';
 const CALL_IT = 'If it keeps happening, call IT.';
 
 const NOTICES: Partial<Record<ErrorCode, string>> = {
-  CEREMONY_CANCELLED: 'No key was touched in time, or the tap was cancelled. Try again when you are ready.',
+  CEREMONY_CANCELLED: 'No key was touched in time. Try again when you are ready.',
   CEREMONY_IN_PROGRESS: 'The console is already waiting for a key. Finish or cancel that first.',
   NO_SESSION_IN_FRONT: 'Nobody is signed in in front right now. Tap your key first.',
   ACTION_DENIED: 'This action is not allowed on this console, whoever signs in.',
@@ -55,6 +55,8 @@ const NOTICES: Partial<Record<ErrorCode, string>> = {
   ENROLMENT_TOKEN_EXPIRED: 'That console enrolment token has expired. Ask IT for a new one.',
   ENROLMENT_TOKEN_USED: 'That console enrolment token has already been used. Ask IT for a new one.',
   CHANNEL_UNKNOWN: 'The Baton server does not know this console’s channel. Please call IT.',
+  ENROLMENT_TOKEN_CHANNEL_MISMATCH:
+    'That token is for a different kind of console, not this one. Ask IT for a token for this kind of console.',
   SCHEMA_INVALID: 'That entry is not in the expected form. Check it and try again.',
   OUTBOX_FULL: 'The console’s record of events is full and cannot store more. Please call IT now.',
   OUTBOX_DAMAGED: 'Some of the console’s stored events could not be read; the rest were kept. Please tell IT.',
@@ -64,6 +66,33 @@ const NOTICES: Partial<Record<ErrorCode, string>> = {
   SESSION_UNKNOWN: 'That session is no longer open. Tap your key to sign in again.',
   SHUTTING_DOWN: 'The Baton server is restarting. Try again in a moment.',
 };
+
+/** Faults that stand until IT acts, shown even on a page that loads after they were raised. */
+export const STANDING_NOTICES: ReadonlySet<string> = new Set<ErrorCode>([
+  'OUTBOX_FULL',
+  'OUTBOX_DAMAGED',
+  'SECRET_STORE_UNAVAILABLE',
+  'CONSOLE_REVOKED',
+  'CONSOLE_REENROLMENT_REQUIRED',
+]);
+
+/**
+ * How a ceremony ended without the key's answer, as this page saw it: the operator pressed Cancel;
+ * the key said no at once (a wrong PIN or fingerprint, or a key not registered here: the browser
+ * does not tell these apart, on purpose); or nobody touched a key before the time ran out.
+ */
+export type CancelledHow = 'cancelled' | 'refused' | 'timed-out';
+
+export function explainCancelled(how: CancelledHow): string {
+  switch (how) {
+    case 'cancelled':
+      return 'Cancelled.';
+    case 'refused':
+      return 'Your key did not confirm it is you: its PIN or fingerprint was not accepted, or this key is not registered here. Check your PIN and try again; a new key must be registered first.';
+    case 'timed-out':
+      return explainCode('CEREMONY_CANCELLED');
+  }
+}
 
 /** The plain sentence for a refusal code (never just the code). */
 export function explainCode(code: string): string {

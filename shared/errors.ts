@@ -46,6 +46,8 @@ export const ERROR_STATUS = {
   ENROLMENT_CODE_EXPIRED: 401,
   ENROLMENT_CODE_USED: 401,
   CHANNEL_UNKNOWN: 400,
+  /** The console enrolment token was issued for another channel (another kind of console) than the one enrolling. */
+  ENROLMENT_TOKEN_CHANNEL_MISMATCH: 400,
   PUBLIC_KEY_INVALID: 400,
   // WebAuthn ceremonies
   CHALLENGE_UNKNOWN: 400,

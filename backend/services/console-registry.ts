@@ -83,7 +83,10 @@ export class ConsoleRegistry {
     if (token.expiresAt <= now)
       throw new BatonError('ENROLMENT_TOKEN_EXPIRED', 'The console enrolment token has expired');
     if (token.channel !== null && token.channel !== input.channel) {
-      throw new BatonError('CHANNEL_UNKNOWN', `This token enrols a "${token.channel}" console, not "${input.channel}"`);
+      throw new BatonError(
+        'ENROLMENT_TOKEN_CHANNEL_MISMATCH',
+        `This token enrols a "${token.channel}" console, not "${input.channel}"`,
+      );
     }
     const key = importConsoleKey(input.publicKey);
     verifySignedRequest(request, parsed, ENROLMENT_CONSOLE_ID, key, this.replay, now);

@@ -56,6 +56,9 @@ export interface ConsoleChannelDeps {
   consoles: Pick<LateConsolePort, 'bind'>;
 }
 
+/** The code `ws` reports when a socket closed without a close frame from the peer. */
+const ABNORMAL_CLOSURE = 1006;
+
 /**
  * One WebSocket per console. The upgrade request is signed with the console key and checked
  * before the socket is accepted; the first message must be `hello`. Every message is validated
@@ -318,9 +321,10 @@ export class ConsoleChannel implements ConsolePort {
   disconnect(consoleId: string, _reason: 'revoked', onReceived?: () => void): void {
     const connection = this.connections.get(consoleId);
     if (connection === undefined) return;
-    // The console's own close frame (echoing ours) comes after everything it read; 1006 means it never answered.
+    // A close frame from the console (echoing ours, or its own as it stops on reading the revocation)
+    // comes after everything it read; 1006 means it never sent one (the socket just died).
     connection.socket.once('close', (code: number) => {
-      if (code === CLOSE_CODES.CONSOLE_REVOKED) onReceived?.();
+      if (code !== ABNORMAL_CLOSURE) onReceived?.();
     });
     this.send(connection, {
       type: 'error',
