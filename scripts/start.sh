@@ -23,6 +23,13 @@ if [ -f node_modules/electron/path.txt ] && [ -e "node_modules/electron/dist/$(c
   electron_bin="node_modules/electron/dist/$(cat node_modules/electron/path.txt)"
 fi
 
+# A second `npm start` while Baton runs changes nothing: the running backend keeps its port, its data
+# and its admins' sessions (the backend itself also refuses a data directory another one holds).
+if node -e 'fetch(process.argv[1] + "/healthz", { signal: AbortSignal.timeout(2000) }).then(() => process.exit(0), () => process.exit(1));' "$backend_url"; then
+  say "A Baton backend is already running on ${backend_url}; not starting a second one. Stop it first (Ctrl-C in its terminal), or pass another --port and --data-dir."
+  exit 1
+fi
+
 mkdir -p data
 # The admin console (served at /admin/ by the backend) is bundled from admin/ on every start.
 npm run --silent build:admin || say "The admin console could not be built; the backend starts without it (its /admin/ page says so)."
@@ -41,17 +48,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-# Wait until the backend answers (or has exited).
+# Wait until the backend answers (or has exited). Its own process must be the one alive: another
+# backend already on the port answers too, while this one has refused to start (DATA_DIR_LOCKED).
 if ! node -e '
   const url = process.argv[1] + "/healthz";
+  const pid = Number(process.argv[2]);
   const deadline = Date.now() + 30000;
   (async () => {
     for (;;) {
-      try { if ((await fetch(url)).ok) process.exit(0); } catch {}
+      try { process.kill(pid, 0); } catch { process.exit(1); }
+      try { if ((await fetch(url)).ok) { process.kill(pid, 0); process.exit(0); } } catch {}
       if (Date.now() > deadline) process.exit(1);
       await new Promise((r) => setTimeout(r, 200));
     }
-  })();' "$backend_url"; then
+  })();' "$backend_url" "$backend_pid"; then
   say "The backend did not start (see its log above); not starting the agent."
   wait "$backend_pid"
   exit 1
