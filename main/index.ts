@@ -110,7 +110,10 @@ async function start(): Promise<void> {
     lockWindow.focus();
   };
 
-  registerIpcHandlers(ipcMain, new IpcDispatcher(agent, broker, picker), senders, (channel, sender) =>
+  // The page calls `ui:ready` once it has subscribed to its events: held pushes go then (not at
+  // `did-finish-load`, which fires before the page's script has necessarily subscribed).
+  const dispatcher = new IpcDispatcher(agent, broker, picker, () => operatorUi.loaded());
+  registerIpcHandlers(ipcMain, dispatcher, senders, (channel, sender) =>
     logger.warn({ channel, webContentsId: sender.webContentsId }, 'IPC call from an unexpected frame refused'),
   );
   const workspaces = new WorkspaceManager(factory.workspaceHost(lockWindow), (sessionId, error) =>
@@ -137,7 +140,6 @@ async function start(): Promise<void> {
     lockWindow.webContents.reload();
   });
   lockWindow.once('ready-to-show', () => lockWindow.show());
-  lockWindow.webContents.on('did-finish-load', () => operatorUi.loaded());
   await lockWindow.loadURL(`${ui.origin}/`);
 
   app.once('before-quit', () => {

@@ -1,7 +1,7 @@
 import { DEV_BRIDGE_PATH } from '../shared/dev-bridge-protocol.js';
 import type { DevBridgeCall } from '../shared/dev-bridge-protocol.js';
-import type { AgentStatusView, CeremonyRequest, IpcChannel, IpcResult } from '../shared/ipc.js';
-import { batonApiOver, type BatonTransport } from './baton-api.js';
+import type { IpcChannel, IpcEvent, IpcResult } from '../shared/ipc.js';
+import { buildBatonApi, type BatonTransport } from './baton-api.js';
 
 /**
  * DEVELOPMENT ONLY: `window.baton` over the dev bridge's loopback WebSocket, for running the
@@ -14,8 +14,7 @@ class DevBridgeTransport implements BatonTransport {
   private readonly open: Promise<void>;
   private nextId = 1;
   private readonly pending = new Map<number, (result: IpcResult<unknown>) => void>();
-  private readonly statusListeners = new Set<(status: AgentStatusView) => void>();
-  private readonly ceremonyListeners = new Set<(request: CeremonyRequest) => void>();
+  private readonly listeners = new Map<IpcEvent, Set<(payload: unknown) => void>>();
 
   constructor(url: string) {
     this.socket = new WebSocket(url);
@@ -39,14 +38,11 @@ class DevBridgeTransport implements BatonTransport {
     });
   }
 
-  onStatus(listener: (status: AgentStatusView) => void): () => void {
-    this.statusListeners.add(listener);
-    return () => this.statusListeners.delete(listener);
-  }
-
-  onCeremonyRequest(listener: (request: CeremonyRequest) => void): () => void {
-    this.ceremonyListeners.add(listener);
-    return () => this.ceremonyListeners.delete(listener);
+  on(event: IpcEvent, listener: (payload: unknown) => void): () => void {
+    const set = this.listeners.get(event) ?? new Set();
+    this.listeners.set(event, set);
+    set.add(listener);
+    return () => set.delete(listener);
   }
 
   private receive(data: unknown): void {
@@ -61,14 +57,12 @@ class DevBridgeTransport implements BatonTransport {
       const resolve = this.pending.get(frame.id);
       this.pending.delete(frame.id);
       resolve?.(frame.result as IpcResult<unknown>);
-    } else if (frame.event === 'agent:status') {
-      for (const listener of this.statusListeners) listener(frame.payload as AgentStatusView);
-    } else if (frame.event === 'ceremony:request') {
-      for (const listener of this.ceremonyListeners) listener(frame.payload as CeremonyRequest);
+    } else if (typeof frame.event === 'string') {
+      for (const listener of this.listeners.get(frame.event as IpcEvent) ?? []) listener(frame.payload);
     }
   }
 }
 
 const origin = new URL(window.location.href);
 const url = `${origin.protocol === 'https:' ? 'wss:' : 'ws:'}//${origin.host}${DEV_BRIDGE_PATH}`;
-window.baton = Object.freeze(batonApiOver(new DevBridgeTransport(url), true));
+window.baton = Object.freeze(buildBatonApi(new DevBridgeTransport(url), true));

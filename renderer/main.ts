@@ -11,10 +11,14 @@ function boot(): void {
     if (loading !== null) loading.textContent = 'This page must be opened by the Baton agent. Please call IT.';
     return;
   }
-  new OperatorUi(api).start().catch(() => {
-    const loading = document.getElementById('loading');
-    if (loading !== null) loading.textContent = 'The Baton agent is not answering. Please call IT.';
-  });
+  // Once its listeners are in place, the page says so: the agent then sends what it held back.
+  new OperatorUi(api)
+    .start()
+    .then(() => api.ready())
+    .catch(() => {
+      const loading = document.getElementById('loading');
+      if (loading !== null) loading.textContent = 'The Baton agent is not answering. Please call IT.';
+    });
 }
 
 boot();

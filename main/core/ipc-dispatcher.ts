@@ -71,6 +71,8 @@ export class IpcDispatcher {
     private readonly agent: BatonAgent,
     private readonly broker: CeremonyBroker,
     private readonly accountChoices?: AccountChoiceSink,
+    /** The operator UI subscribed to its events (`ui:ready`): held pushes may go now. */
+    private readonly uiReady: () => void = () => undefined,
   ) {
     this.handlers = {
       'agent:get-status': () => Promise.resolve(statusView(this.agent.status)),
@@ -90,6 +92,10 @@ export class IpcDispatcher {
         return Promise.resolve({});
       },
       'action:authorize': ({ action }) => this.agent.authorize(action),
+      'ui:ready': () => {
+        this.uiReady();
+        return Promise.resolve({});
+      },
       'ceremony:answer': (answer) => {
         this.broker.answer(answer);
         return Promise.resolve({});

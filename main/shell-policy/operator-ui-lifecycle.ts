@@ -46,7 +46,10 @@ export class OperatorUiLifecycle {
     this.abandon('The operator screen stopped');
   }
 
-  /** `did-finish-load`: held pushes go, then the current status (the page may have missed the last one). */
+  /**
+   * The page said `ui:ready` (its listeners are in place): held pushes go, then the current status
+   * (the page may have missed the last one).
+   */
   loaded(): void {
     this.parts.pusher.markReady();
     this.statusChanged();

@@ -7,7 +7,7 @@ import {
   DEV_BRIDGE_PATH,
   type DevBridgeFrame,
 } from '../../shared/dev-bridge-protocol.js';
-import type { IpcResult } from '../../shared/ipc.js';
+import type { IpcEvent, IpcResult } from '../../shared/ipc.js';
 import { BatonAgent, type AgentDeps, type AgentOptions } from '../core/agent.js';
 import { CeremonyBroker } from '../core/ceremony-broker.js';
 import { systemClock } from '../core/clock.js';
@@ -18,6 +18,8 @@ import type { UiServer } from './ui-server.js';
 const HEARTBEAT_MS = 15_000;
 /** Calls one page may have waiting at once (a tap waits for its ceremony; the rest answer at once). */
 const MAX_CALLS_IN_FLIGHT = 32;
+/** Pushes held for a page that has not said `ui:ready` yet (as the shell's MAX_QUEUED_PUSHES). */
+const MAX_HELD_PUSHES = 32;
 
 export interface DevBridgeOptions {
   /** A UI server started with `devBridge: true`; the agent's WebAuthn origin is its origin. */
@@ -41,6 +43,12 @@ export class DevBridge {
   private readonly wss: WebSocketServer;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
+  /**
+   * Pushes wait until the connected page says `ui:ready` (it has subscribed), as the Electron
+   * shell's EventPusher holds them: only the newest status is kept, ceremony requests in order.
+   */
+  private ready = false;
+  private held: { event: IpcEvent; payload: unknown }[] = [];
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
   private constructor(
@@ -52,7 +60,7 @@ export class DevBridge {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: DEV_BRIDGE_MAX_PAYLOAD, perMessageDeflate: false });
     this.onUpgrade = (req, socket, head) => this.upgrade(req, socket, head);
     ui.server.on('upgrade', this.onUpgrade);
-    this.unsubscribe = agent.onStatus((status) => this.send({ event: 'agent:status', payload: statusView(status) }));
+    this.unsubscribe = agent.onStatus((status) => this.push('agent:status', statusView(status)));
     this.heartbeat = setInterval(() => this.ping(), HEARTBEAT_MS);
     this.heartbeat.unref();
   }
@@ -66,17 +74,37 @@ export class DevBridge {
     }
     const built: { bridge?: DevBridge } = {};
     const broker = new CeremonyBroker((request) => {
-      if (built.bridge?.send({ event: 'ceremony:request', payload: request }) !== true) {
+      if (built.bridge?.connected !== true) {
         // Nobody can tap: cancel at once instead of waiting for the ceremony's timeout.
         queueMicrotask(() => broker.cancelAll('No operator UI is connected'));
+      } else {
+        built.bridge.push('ceremony:request', request);
       }
     }, options.deps.clock ?? systemClock);
     const agent = await BatonAgent.start(
       { ...options.agent, rpId: 'localhost', origin: options.ui.origin },
       { ...options.deps, ceremonies: broker },
     );
-    built.bridge = new DevBridge(options.ui, agent, broker, new IpcDispatcher(agent, broker));
+    const uiReady = () => built.bridge?.uiReady();
+    built.bridge = new DevBridge(options.ui, agent, broker, new IpcDispatcher(agent, broker, undefined, uiReady));
     return built.bridge;
+  }
+
+  /** The page subscribed to its events: what waited goes, then the current status. */
+  private uiReady(): void {
+    this.ready = true;
+    const held = this.held;
+    this.held = [];
+    for (const { event, payload } of held) this.send({ event, payload });
+    this.push('agent:status', statusView(this.agent.status));
+  }
+
+  /** Sends an event to the page, or holds it until the page is ready. */
+  private push(event: IpcEvent, payload: unknown): void {
+    if (this.ready && this.send({ event, payload })) return;
+    if (event === 'agent:status') this.held = this.held.filter((h) => h.event !== 'agent:status');
+    this.held.push({ event, payload });
+    if (this.held.length > MAX_HELD_PUSHES) this.held.shift();
   }
 
   /** Whether a page is connected. */
@@ -117,6 +145,7 @@ export class DevBridge {
     }
     this.client = ws;
     this.alive = true;
+    this.ready = false;
     let inFlight = 0;
     ws.on('pong', () => (this.alive = true));
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -128,7 +157,11 @@ export class DevBridge {
       void this.handle(ws, data, isBinary).finally(() => inFlight--);
     });
     ws.on('close', () => {
-      if (this.client === ws) this.client = undefined;
+      if (this.client === ws) {
+        this.client = undefined;
+        this.ready = false;
+        this.held = [];
+      }
       this.broker.cancelAll('The operator UI went away');
     });
     ws.on('error', () => ws.terminate());

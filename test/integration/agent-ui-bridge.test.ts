@@ -150,6 +150,14 @@ describe('the development bridge (the IPC contract over a loopback WebSocket)', 
       const refused = await page.call('action:authorize', { action: 'payment.approve' });
       assert.deepEqual(refused.value.outcome, 'refused');
       assert.equal(refused.value.code, 'NO_SESSION_IN_FRONT');
+      // The status carrying the notice was pushed before that answer, but the page has not said
+      // it is ready (subscribed): it was held, not sent and not dropped. `ui:ready` delivers it.
+      assert.deepEqual(
+        page.frames.filter((f) => f.event !== undefined),
+        [],
+        'nothing is pushed before ui:ready',
+      );
+      assert.deepEqual(await page.call('ui:ready', {}), { ok: true, value: {} });
       const pushed = await page.next(
         (f) => f.event === 'agent:status' && f.payload.notice?.code === 'NO_SESSION_IN_FRONT',
       );
@@ -215,6 +223,7 @@ describe('the development bridge (the IPC contract over a loopback WebSocket)', 
 
   test('a page that goes away mid-tap cancels the ceremony instead of leaving the console waiting', async () => {
     const page = await BridgePeer.connect(ui);
+    await page.call('ui:ready', {});
     page.ws.send(JSON.stringify({ id: 1, channel: 'session:tap-in', payload: {} }));
     const request = await page.next((f) => f.event === 'ceremony:request');
     assert.equal(request.payload.kind, 'get');
