@@ -1,4 +1,4 @@
-import { BatonError, type ErrorCode } from '../../shared/errors.js';
+import { BatonError } from '../../shared/errors.js';
 import type { EventDraft } from '../../shared/events.js';
 import { DEFAULT_POLICY, type ChannelPolicy, type Policy } from '../../shared/policy.js';
 import type { AgentContext } from './agent-context.js';
@@ -14,16 +14,16 @@ import {
   type CeremonyPort,
 } from './agent-types.js';
 import { BackendInbox } from './backend-inbox.js';
+import { CeremonyGate } from './ceremonies/ceremony-gate.js';
 import { enrolOperator } from './ceremonies/enrol-operator.js';
 import { authorize } from './ceremonies/step-up.js';
 import { tapInOffline, tapInOnline } from './ceremonies/tap-in.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { ConsoleIdentity, type IdentityStatus } from './console-identity.js';
-import { ConsoleLifecycle, channelMismatchNotice } from './console-lifecycle.js';
-import { ConsoleRuntime } from './console-runtime.js';
+import { ConsoleLifecycle } from './console-lifecycle.js';
+import type { ConsoleRuntime } from './console-runtime.js';
 import type { RecoveryReport } from './event-outbox.js';
-import { refreshToken, sessionEndedLocally } from './session-backend.js';
-import type { SessionManager, SessionSnapshot } from './session-manager.js';
+import type { SessionSnapshot } from './session-manager.js';
 import { projectStatus } from './status-projection.js';
 import { SyncMachine } from './sync-machine.js';
 
@@ -51,6 +51,7 @@ export class BatonAgent implements AgentContext {
   private readonly listeners = new Set<(status: AgentStatus) => void>();
   private readonly lifecycle: ConsoleLifecycle;
   private readonly inbox: BackendInbox;
+  private readonly gate = new CeremonyGate(this);
 
   private constructor(
     readonly options: AgentOptions,
@@ -129,10 +130,8 @@ export class BatonAgent implements AgentContext {
   /** First-time operator enrolment with the code an admin issued. */
   async enrolOperator(code: string): Promise<{ operatorId: string; displayName: string }> {
     const { client } = this.requireRuntime();
-    return this.ceremony({ kind: 'enrolling-operator' }, async () => {
-      if ((await this.settled()) !== 'online') {
-        throw new BatonError('BACKEND_UNREACHABLE', 'This needs the backend, which cannot be reached right now');
-      }
+    return this.gate.run({ kind: 'enrolling-operator' }, async () => {
+      await this.gate.whenOnline();
       return enrolOperator(client, this.ceremonies, code);
     });
   }
@@ -144,8 +143,8 @@ export class BatonAgent implements AgentContext {
    */
   async tapIn(): Promise<SessionSnapshot> {
     this.requireRuntime();
-    const online = (await this.settled()) === 'online';
-    return this.ceremony({ kind: 'signing-in', offline: !online }, async () => {
+    const online = (await this.gate.settled()) === 'online';
+    return this.gate.run({ kind: 'signing-in', offline: !online }, async () => {
       const { client, sessions, consoleId } = this.requireRuntime();
       const deps = {
         client,
@@ -167,19 +166,19 @@ export class BatonAgent implements AgentContext {
   }
 
   /** May the operator in front do `action`? Step-up when the policy asks for it (ceremonies/step-up.ts). */
-  authorize(action: string): Promise<AuthorizeResult> {
-    this.requireSessions();
-    return authorize(this, (phase, fn) => this.ceremony(phase, fn), action);
+  async authorize(action: string): Promise<AuthorizeResult> {
+    this.requireRuntime(); // not enrolled: refused with the identity's code, as every operator flow
+    return authorize(this, (phase, fn) => this.gate.run(phase, fn), action);
   }
 
   /** The operator in front signs out; the session ends on the backend too. */
   signOut(): void {
-    this.requireSessions().signOut();
+    this.requireRuntime().sessions.signOut();
   }
 
   /** The operator steps away on purpose: lock now. */
   lock(): void {
-    this.requireSessions().lock('operator-locked');
+    this.requireRuntime().sessions.lock('operator-locked');
   }
 
   /** Keyboard, pointer or touch input in the operator UI or workspace. */
@@ -228,40 +227,13 @@ export class BatonAgent implements AgentContext {
   }
 
   private boot(): void {
-    const status = this.identity.status;
-    if (status.kind !== 'enrolled') return this.changed();
-    const mismatch = channelMismatchNotice(status.channel, this.options.channel, this.clock.now());
-    if (mismatch !== undefined) {
-      this.logger.warn(
-        { enrolled: status.channel, configured: this.options.channel },
-        'the configuration names another channel than the one this console was enrolled on',
-      );
-      this.notice = mismatch;
-    }
-    const runtime = ConsoleRuntime.open(this, {
-      onOpen: () => this.inbox.opened(),
-      onMessage: (message) => this.inbox.message(message),
-      onClose: (info) => this.inbox.closed(info),
-      onProtocolError: (error) => {
-        this.logger.warn({ code: error.code, message: error.message }, 'backend message refused');
-        this.setNotice(new BatonError('BACKEND_PROTOCOL_ERROR', error.message));
-      },
-      endedLocally: (session, state, reason) => sessionEndedLocally(this, session, state, reason),
-      tokenDue: (sessionId) => void refreshToken(this, sessionId),
-    });
+    const runtime = this.lifecycle.openRuntime(this.inbox);
     this.runtime = runtime;
-    this.recovery = runtime.recovery;
-    if (runtime.recovery.corrupt.length > 0) {
-      const corrupt = runtime.recovery.corrupt;
-      this.logger.error({ corrupt }, 'outbox journal had unreadable lines; copies are in quarantine/');
-      this.notice = {
-        code: 'OUTBOX_DAMAGED',
-        message: `The event journal had ${corrupt.length} unreadable line(s); they were kept for IT in quarantine/`,
-        at: this.clock.now(),
-      };
+    if (runtime !== undefined) {
+      this.recovery = runtime.recovery;
+      this.sync.connect();
+      runtime.client.start();
     }
-    this.sync.connect();
-    runtime.client.start();
     this.changed();
   }
 
@@ -272,44 +244,11 @@ export class BatonAgent implements AgentContext {
     this.sync.stop();
   }
 
-  /** Runs one ceremony at a time, with the phase shown to the UI and any refusal kept as the notice. */
-  private async ceremony<T>(phase: AgentPhase, fn: () => Promise<T>): Promise<T> {
-    if (this.phase.kind !== 'idle') throw this.refuse('CEREMONY_IN_PROGRESS', 'Another tap is being handled');
-    this.phase = phase;
-    this.notice = undefined;
-    this.changed();
-    try {
-      return await fn();
-    } catch (error) {
-      throw this.setNotice(error);
-    } finally {
-      this.phase = { kind: 'idle' };
-      this.changed();
-    }
-  }
-
-  /** Online or offline, after waiting (bounded) for a reconnect to catch up; still syncing → refused. */
-  private async settled(): Promise<'online' | 'offline' | 'stopped'> {
-    const connection = await this.sync.settled();
-    if (connection === 'syncing' || connection === 'connecting') {
-      throw this.refuse('AGENT_SYNCING', 'The console is still catching up with the backend; tap again in a moment');
-    }
-    return connection;
-  }
-
-  private requireSessions(): SessionManager {
-    return this.requireRuntime().sessions;
-  }
-
   private requireRuntime(): ConsoleRuntime {
     if (this.runtime === undefined) {
       this.identity.credentials(); // throws the identity's own code
-      throw this.refuse('CONSOLE_NOT_ENROLLED', 'This console is not enrolled yet');
+      throw this.setNotice(new BatonError('CONSOLE_NOT_ENROLLED', 'This console is not enrolled yet'));
     }
     return this.runtime;
-  }
-
-  private refuse(code: ErrorCode, message: string): BatonError {
-    return this.setNotice(new BatonError(code, message));
   }
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { BatonError } from '../../shared/errors.js';
+import type { BackendInbox } from './backend-inbox.js';
 import { FakeAgentContext } from '../../test/helpers/fake-agent-context.js';
 import { ConsoleLifecycle, channelMismatchNotice, retireJournal } from './console-lifecycle.js';
 import { journalDir } from './console-runtime.js';
@@ -24,6 +25,8 @@ describe('console lifecycle', () => {
     });
   });
   afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  const inbox = () => ({ opened() {}, message() {}, closed() {} }) as unknown as BackendInbox;
 
   test('a configuration naming another channel than the enrolled one is shown, the same one is not', () => {
     const notice = channelMismatchNotice('branch-kiosk', 'contact-centre', 42);
@@ -82,6 +85,24 @@ describe('console lifecycle', () => {
     assert.equal(ctx.phase.kind, 'idle');
     assert.equal(ctx.notice?.code, 'ENROLMENT_TOKEN_INVALID');
     assert.deepEqual(control, ['shutdown', 'boot unenrolled idle']);
+  });
+
+  test('no runtime opens for a console that is not enrolled', () => {
+    ctx.memoryIdentity.status = { kind: 'unenrolled' };
+    assert.equal(lifecycle.openRuntime(inbox()), undefined);
+  });
+
+  test('the runtime opens its journal for the enrolled console and shows a channel the configuration changed', () => {
+    ctx.memoryIdentity.status = { kind: 'enrolled', consoleId: 'con_1', channel: 'contact-centre' };
+    const runtime = lifecycle.openRuntime(inbox());
+    assert.ok(runtime !== undefined);
+    try {
+      assert.equal(runtime.consoleId, 'con_1');
+      assert.equal(existsSync(journalDir(dataDir, 'con_1')), true);
+      assert.equal(ctx.notice?.code, 'CHANNEL_MISMATCH');
+    } finally {
+      runtime.shutdown();
+    }
   });
 
   test('a console the backend does not know asks for re-enrolment', () => {

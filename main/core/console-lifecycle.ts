@@ -3,8 +3,10 @@ import { BatonError } from '../../shared/errors.js';
 import type { RevocationItem } from '../../shared/protocol.js';
 import { enrolledConsoleId, type AgentContext } from './agent-context.js';
 import type { AgentNotice } from './agent-types.js';
+import type { BackendInbox } from './backend-inbox.js';
 import type { IdentityStatus } from './console-identity.js';
-import { journalDir } from './console-runtime.js';
+import { ConsoleRuntime, journalDir } from './console-runtime.js';
+import { refreshToken, sessionEndedLocally } from './session-backend.js';
 
 /** What the lifecycle asks of the facade: bring the runtime up for the identity held, or take it down. */
 export interface RuntimeControl {
@@ -47,6 +49,45 @@ export class ConsoleLifecycle {
     private readonly ctx: AgentContext,
     private readonly control: RuntimeControl,
   ) {}
+
+  /**
+   * Opens the runtime for the enrolled identity (undefined when not enrolled), with the notices its
+   * start calls for: a configuration naming another channel, a journal with unreadable lines.
+   */
+  openRuntime(inbox: BackendInbox): ConsoleRuntime | undefined {
+    const { ctx } = this;
+    const status = ctx.identity.status;
+    if (status.kind !== 'enrolled') return undefined;
+    const mismatch = channelMismatchNotice(status.channel, ctx.options.channel, ctx.clock.now());
+    if (mismatch !== undefined) {
+      ctx.logger.warn(
+        { enrolled: status.channel, configured: ctx.options.channel },
+        'the configuration names another channel than the one this console was enrolled on',
+      );
+      ctx.notice = mismatch;
+    }
+    const runtime = ConsoleRuntime.open(ctx, {
+      onOpen: () => inbox.opened(),
+      onMessage: (message) => inbox.message(message),
+      onClose: (info) => inbox.closed(info),
+      onProtocolError: (error) => {
+        ctx.logger.warn({ code: error.code, message: error.message }, 'backend message refused');
+        ctx.setNotice(new BatonError('BACKEND_PROTOCOL_ERROR', error.message));
+      },
+      endedLocally: (session, state, reason) => sessionEndedLocally(ctx, session, state, reason),
+      tokenDue: (sessionId) => void refreshToken(ctx, sessionId),
+    });
+    const corrupt = runtime.recovery.corrupt;
+    if (corrupt.length > 0) {
+      ctx.logger.error({ corrupt }, 'outbox journal had unreadable lines; copies are in quarantine/');
+      ctx.notice = {
+        code: 'OUTBOX_DAMAGED',
+        message: `The event journal had ${corrupt.length} unreadable line(s); they were kept for IT in quarantine/`,
+        at: ctx.clock.now(),
+      };
+    }
+    return runtime;
+  }
 
   /** Enrols this console with a one-time token from IT (first start, or after revocation). */
   async enrol(token: string): Promise<IdentityStatus> {
