@@ -12,6 +12,11 @@ export const CONSOLE_WS_PATH = '/v1/console/ws';
 /** Largest frame either side accepts; a larger one closes the socket with 1009. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 export const MAX_EVENTS_PER_BATCH = 500;
+/**
+ * `events` batches awaiting their `events-ack` at once, per connection: the agent sends at most this
+ * many ahead, and the backend stops reading a console's socket while it holds this many uncommitted.
+ */
+export const MAX_BATCHES_IN_FLIGHT = 4;
 
 /**
  * Close codes, one per kind of violation (4000-4999 are application codes). A peer that misses a
@@ -28,6 +33,8 @@ export const CLOSE_CODES = {
   SUPERSEDED: 4005,
   HELLO_REQUIRED: 4006,
   INTERNAL: 4500,
+  /** Never sent: what a socket reports when the connection dropped without a close frame. */
+  ABNORMAL: 1006,
 } as const;
 export type CloseCodeName = keyof typeof CLOSE_CODES;
 

@@ -7,6 +7,7 @@ import {
   AGENT_MESSAGE_TYPES,
   AgentMessageSchema,
   CLOSE_CODES,
+  MAX_BATCHES_IN_FLIGHT,
   MAX_MESSAGE_BYTES,
   type AgentMessage,
   type BackendMessage,
@@ -35,8 +36,8 @@ interface Connection {
   contact: ConsoleContact;
 }
 
-/** Batches one console may have awaiting commit before its socket stops being read. */
-export const MAX_BATCHES_IN_FLIGHT = 4;
+/** Batches one console may have awaiting commit before its socket stops being read (the protocol's window). */
+export { MAX_BATCHES_IN_FLIGHT };
 
 export interface ConsoleChannelDeps {
   registry: ConsoleRegistry;

@@ -198,9 +198,9 @@ export class BackendClient {
       res.on('end', () => {
         refused = refusal(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
         socket.terminate();
-        this.closed(socket, 1006, 'upgrade refused', refused);
+        this.closed(socket, CLOSE_CODES.ABNORMAL, 'upgrade refused', refused);
       });
-      res.on('error', () => this.closed(socket, 1006, 'upgrade refused', refused));
+      res.on('error', () => this.closed(socket, CLOSE_CODES.ABNORMAL, 'upgrade refused', refused));
     });
     socket.on('open', () => {
       socket.send(

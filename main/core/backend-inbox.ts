@@ -1,5 +1,5 @@
 import { BatonError, isErrorCode } from '../../shared/errors.js';
-import type { BackendMessage } from '../../shared/protocol.js';
+import { CLOSE_CODES, type BackendMessage } from '../../shared/protocol.js';
 import { enrolledConsoleId, type AgentContext } from './agent-context.js';
 import type { ConsoleLifecycle } from './console-lifecycle.js';
 import { hashPolicy } from './policy-hash.js';
@@ -83,7 +83,7 @@ export class BackendInbox {
 
   closed(info: { code: number; reason: string; refused?: BatonError }): void {
     const { ctx } = this;
-    if (info.refused?.code === 'CONSOLE_REVOKED' || info.code === 4003) {
+    if (info.refused?.code === 'CONSOLE_REVOKED' || info.code === CLOSE_CODES.CONSOLE_REVOKED) {
       void this.lifecycle.revoked(info.refused?.message ?? 'refused by the backend');
       return;
     }
@@ -165,7 +165,7 @@ export class BackendInbox {
 /** The reason an `agent-offline` event gives for a close. */
 export function closeReason(info: { code: number; refused?: BatonError }): string {
   if (info.refused !== undefined) return info.refused.code.toLowerCase().replace(/_/g, '-');
-  if (info.code === 1001) return 'backend-going-away';
-  if (info.code === 1006) return 'connection-lost';
+  if (info.code === CLOSE_CODES.GOING_AWAY) return 'backend-going-away';
+  if (info.code === CLOSE_CODES.ABNORMAL) return 'connection-lost';
   return `closed-${info.code}`;
 }

@@ -1,10 +1,10 @@
 import type { AssuranceEvent, EventDraft } from '../../shared/events.js';
-import { MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES } from '../../shared/protocol.js';
+import { MAX_BATCHES_IN_FLIGHT, MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES } from '../../shared/protocol.js';
 import type { AgentLogger } from './agent-types.js';
 import type { EventOutbox } from './event-outbox.js';
 
-/** Batches awaiting `events-ack` at once (the backend reads at most 4 ahead per console). */
-export const MAX_BATCHES_IN_FLIGHT = 4;
+/** Batches awaiting `events-ack` at once: the protocol's window (the backend reads no further ahead). */
+export { MAX_BATCHES_IN_FLIGHT };
 
 /** What the uplink needs of the journal (main/core/event-outbox.ts). */
 export type UplinkOutbox = Pick<
