@@ -17,6 +17,7 @@ import { AdminCeremonies } from './services/admin-ceremonies.js';
 import { consoleRoutes } from './http/console-routes.js';
 import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
 import { Router, isReply, type RouteContext } from './http/router.js';
+import { ROUTES } from '../shared/routes.js';
 import type { Store } from './store/repositories.js';
 import { ConsoleChannel } from './ws/console-channel.js';
 import { composeServices, type Services } from './services/compose-services.js';
@@ -171,7 +172,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const rawPath = req.url ?? '/';
     const url = new URL(rawPath, 'http://backend.invalid');
-    if (req.method === 'GET' && url.pathname === '/healthz') {
+    if (req.method === 'GET' && url.pathname === ROUTES.health.path) {
       // A damaged database answers 503 so monitoring sees it; the process stays up for the admin to act.
       sendJson(res, database.damaged ? 503 : 200, {
         status: database.damaged ? 'degraded' : 'ok',
@@ -182,7 +183,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       });
       return;
     }
-    if (req.method === 'GET' && url.pathname === '/.well-known/jwks.json') {
+    if (req.method === 'GET' && url.pathname === ROUTES.jwks.path) {
       sendJson(res, 200, tokens.jwks());
       return;
     }

@@ -29,8 +29,8 @@ function recordingTransport() {
 
 describe('window.baton, built from one table (BATON_API)', () => {
   it('reaches every channel the operator UI may call, and every event main pushes', () => {
-    const called = new Set(Object.values(BATON_API).flatMap((e) => ('call' in e ? [e.call] : [])));
-    const heard = new Set(Object.values(BATON_API).flatMap((e) => ('event' in e ? [e.event] : [])));
+    const called = new Set<IpcChannel>(Object.values(BATON_API).flatMap((e) => ('call' in e ? [e.call] : [])));
+    const heard = new Set<IpcEvent>(Object.values(BATON_API).flatMap((e) => ('event' in e ? [e.event] : [])));
     assert.deepEqual(
       [...OPERATOR_UI_CHANNELS].filter((c) => !called.has(c)),
       [],
