@@ -1,6 +1,6 @@
-import type { BatonApiFromTable } from '../shared/ipc.js';
+import type { BatonApiFromTable } from '../shared/baton-api.js';
 
-export { buildBatonApi, type BatonTransport } from '../shared/ipc.js';
+export { buildBatonApi, type BatonTransport } from '../shared/baton-api.js';
 
 /**
  * `window.baton`: the task-shaped API the operator UI talks to, and the only way it reaches the

@@ -1,5 +1,5 @@
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
-import { buildBatonApi, type BatonTransport } from '../../shared/ipc.js';
+import { buildBatonApi, type BatonTransport } from '../../shared/baton-api.js';
 
 /**
  * The operator UI's preload (sandboxed, bundled to one CommonJS file): `window.baton`, built from

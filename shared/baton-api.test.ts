@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  BATON_API,
-  IPC_EVENTS,
-  OPERATOR_UI_CHANNELS,
-  buildBatonApi,
-  type BatonTransport,
-  type IpcChannel,
-  type IpcEvent,
-} from './ipc.js';
+import { BATON_API, buildBatonApi, type BatonTransport } from './baton-api.js';
+import { IPC_EVENTS, OPERATOR_UI_CHANNELS, type IpcChannel, type IpcEvent } from './ipc.js';
 
 function recordingTransport() {
   const calls: { channel: IpcChannel; payload: unknown }[] = [];
