@@ -1,103 +1,25 @@
-import type { AssuranceContext, EventDraft } from '../../shared/events.js';
-import type { SessionView, SignInResult } from '../../shared/http-api.js';
-import { LEVEL_PROFILES, levelRank, type AssuranceLevel } from '../../shared/levels.js';
-import { maxOfflineSeconds, type ChannelPolicy } from '../../shared/policy.js';
+import type { SessionView } from '../../shared/http-api.js';
+import { levelRank, type AssuranceLevel } from '../../shared/levels.js';
+import type { ChannelPolicy } from '../../shared/policy.js';
 import type { RevocationItem } from '../../shared/protocol.js';
 import type { Clock, Timer } from './clock.js';
+import { OfflineCap } from './offline-cap.js';
+import { sessionFromSignIn, snapshotOf } from './session-records.js';
+import { TokenTimer, clearToken, setToken, usableToken } from './session-tokens.js';
+import {
+  LIVE,
+  TOKEN_RETRY_MS,
+  assuranceOf,
+  type AgentSession,
+  type EndedSession,
+  type FinalState,
+  type LockReason,
+  type SessionHooks,
+  type SessionSnapshot,
+  type SignInOutcome,
+} from './session-types.js';
 
-/**
- * Session states on the console:
- * - `active`: in front, the operator working; `stepped-up`: the same, after a step-up raised its level;
- * - `locked`: in front under the lock screen (idle, OS lock or the operator locked it), resumable by
- *   the same operator inside the continuity window;
- * - `suspended`: another operator is in front; resumable by its operator inside the window;
- * - `expired`, `revoked`, `ended`: final. The session leaves the console.
- * While a tap is being verified the console as a whole is `signing-in` (see AgentStatus.phase):
- * until the backend answers there is no session to attach that state to.
- */
-export type SessionState = 'active' | 'stepped-up' | 'locked' | 'suspended' | 'expired' | 'revoked' | 'ended';
-export type FinalState = 'expired' | 'revoked' | 'ended';
-/** Why the session in front locked; `offline-limit-reached`: the channel's `maxOfflineSeconds` ran out. */
-export type LockReason = 'idle-timeout' | 'os-lock' | 'operator-locked' | 'offline-limit-reached';
-const LIVE: ReadonlySet<SessionState> = new Set(['active', 'stepped-up', 'locked', 'suspended']);
-
-export interface AgentSession {
-  id: string;
-  operatorId: string;
-  operatorName: string;
-  credentialId: string;
-  /** The credential's COSE public key (base64url) and last counter, for a resume while offline. */
-  publicKey: string;
-  counter: number;
-  level: AssuranceLevel;
-  /** Wall times (epoch ms) for display and events; windows are measured on `Clock.monotonic`. */
-  authTime: number;
-  startedAt: number;
-  expiresAt: number;
-  /** The maximum lifetime on the monotonic clock: the backend's `expiresAt - authTime` from the tap. */
-  endsAtElapsed: number;
-  state: SessionState;
-  /** Wall time it was locked or suspended (display). */
-  since: number | undefined;
-  /** The same moment on the monotonic clock: the continuity window and offline grace run from here. */
-  sinceElapsed: number | undefined;
-  token: string | undefined;
-  /** The token's `exp` (wall, from the backend) and the same deadline on the monotonic clock. */
-  tokenExpiresAt: number | undefined;
-  tokenExpiresAtElapsed: number | undefined;
-  /** When (monotonic) the agent asks the backend for a fresh token: two thirds into its lifetime. */
-  tokenRefreshAtElapsed: number | undefined;
-}
-
-/** A token is not handed out in its last seconds: the workspace's request must reach its API in time. */
-export const TOKEN_EXPIRY_MARGIN_MS = 5000;
-/** A refresh that failed for want of the backend is tried again this much later (while the token lasts). */
-export const TOKEN_RETRY_MS = 10_000;
-
-/** What the UI may see of a session: never the token or key material. */
-export interface SessionSnapshot {
-  id: string;
-  operatorId: string;
-  operatorName: string;
-  level: AssuranceLevel;
-  aal: number;
-  authTime: number;
-  startedAt: number;
-  expiresAt: number;
-  state: SessionState;
-  since: number | undefined;
-  inFront: boolean;
-}
-
-/** The last session that left the console, and why: the UI explains it ("ended by IT", "signed out"). */
-export interface EndedSession {
-  sessionId: string;
-  operatorName: string;
-  state: FinalState;
-  reason: string;
-  at: number;
-}
-
-/** The backend's answer to a sign-in (shared/http-api.ts). */
-export type SignInOutcome = SignInResult;
-
-export interface SessionHooks {
-  /** Journals an event the console witnessed (the backend records the ones it decided). */
-  record(draft: EventDraft): void;
-  /**
-   * A session ended on the console's own initiative (sign-out, idle timeout, expiry): the agent
-   * tells the backend, or journals the event itself when the backend cannot be reached.
-   */
-  endedLocally(session: AgentSession, state: FinalState, reason: string): void;
-  /** The token of the session in front is due for a refresh (the agent asks the backend). */
-  tokenDue(session: AgentSession): void;
-  changed(): void;
-}
-
-export function assuranceOf(level: AssuranceLevel, authTime: number): AssuranceContext {
-  const profile = LEVEL_PROFILES[level];
-  return { level, aal: profile.aal, acr: profile.acr, amr: [...profile.amr], authTime };
-}
+export * from './session-types.js';
 
 /**
  * Every operator session on this console and which one is in front. Time comes from the injected
@@ -110,12 +32,10 @@ export class SessionManager {
   private frontId: string | undefined;
   /** Monotonic time of the last input. */
   private lastActivity: number;
-  /** Monotonic time the backend was last lost, while it still is (continuous time offline). */
-  private offlineSince: number | undefined;
+  private readonly offlineCap: OfflineCap;
   private idleTimer: Timer | undefined;
   private expiryTimer: Timer | undefined;
-  private offlineTimer: Timer | undefined;
-  private tokenTimer: Timer | undefined;
+  private readonly tokenTimer: TokenTimer;
 
   constructor(
     private readonly consoleId: string,
@@ -124,6 +44,15 @@ export class SessionManager {
     private readonly hooks: SessionHooks,
   ) {
     this.lastActivity = clock.monotonic();
+    this.tokenTimer = new TokenTimer(
+      clock,
+      () => this.front,
+      (session) => hooks.tokenDue(session),
+    );
+    this.offlineCap = new OfflineCap(clock, channel, () => {
+      this.lock('offline-limit-reached');
+      this.hooks.changed();
+    });
   }
 
   get front(): AgentSession | undefined {
@@ -139,21 +68,7 @@ export class SessionManager {
   }
 
   snapshot(): SessionSnapshot[] {
-    return this.all
-      .sort((a, b) => a.startedAt - b.startedAt)
-      .map((s) => ({
-        id: s.id,
-        operatorId: s.operatorId,
-        operatorName: s.operatorName,
-        level: s.level,
-        aal: LEVEL_PROFILES[s.level].aal,
-        authTime: s.authTime,
-        startedAt: s.startedAt,
-        expiresAt: s.expiresAt,
-        state: s.state,
-        since: s.since,
-        inFront: s.id === this.frontId,
-      }));
+    return this.all.sort((a, b) => a.startedAt - b.startedAt).map((s) => snapshotOf(s, s.id === this.frontId));
   }
 
   /**
@@ -176,23 +91,17 @@ export class SessionManager {
 
   /** The backend became unreachable: continuous time offline counts from the first loss. */
   connectionLost(): void {
-    if (this.offlineSince !== undefined) return;
-    this.offlineSince = this.clock.monotonic();
-    this.scheduleOfflineLimit();
+    this.offlineCap.lost();
   }
 
   /** The console is online again (caught up, not a bare welcome): the offline cap starts over at the next loss. */
   connectionRestored(): void {
-    this.offlineSince = undefined;
-    this.offlineTimer?.cancel();
-    this.offlineTimer = undefined;
+    this.offlineCap.restored();
   }
 
   /** True once the console has been offline for the channel's `maxOfflineSeconds` without a break. */
   get offlineLimitReached(): boolean {
-    const channel = this.channel();
-    if (this.offlineSince === undefined || channel === undefined) return false;
-    return this.clock.monotonic() - this.offlineSince >= maxOfflineSeconds(channel) * 1000;
+    return this.offlineCap.reached;
   }
 
   /** Applies the backend's verdict on a tap: the operator's session comes to the front. */
@@ -215,30 +124,7 @@ export class SessionManager {
     }
     const previous = this.front;
     const existing = this.sessions.get(view.id);
-    const session: AgentSession = {
-      id: view.id,
-      operatorId: view.operatorId,
-      operatorName: view.operatorName,
-      credentialId: outcome.credential.id,
-      publicKey: outcome.credential.publicKey,
-      counter: outcome.credential.counter,
-      level: view.level,
-      authTime: view.authTime,
-      startedAt: view.startedAt,
-      expiresAt: view.expiresAt,
-      // Both deadlines are the backend's, measured from its own `authTime` (the tap): a console
-      // clock set back cannot stretch them.
-      endsAtElapsed: elapsed + (view.expiresAt - view.authTime),
-      state: 'active',
-      since: undefined,
-      sinceElapsed: undefined,
-      token: undefined,
-      tokenExpiresAt: undefined,
-      tokenExpiresAtElapsed: undefined,
-      tokenRefreshAtElapsed: undefined,
-    };
-    // The token was issued just after the tap: its lifetime is measured from the backend's authTime.
-    setToken(session, outcome.token, outcome.tokenExpiresAt, outcome.tokenExpiresAt - view.authTime, elapsed);
+    const session = sessionFromSignIn(outcome, elapsed);
     if (existing !== undefined) Object.assign(existing, session);
     else this.sessions.set(session.id, session);
     this.bringToFront(this.sessions.get(session.id) ?? session, previous, 'signed-in');
@@ -307,10 +193,7 @@ export class SessionManager {
    * more than `TOKEN_EXPIRY_MARGIN_MS` left on the monotonic clock. An expired token is never handed out.
    */
   get frontToken(): string | undefined {
-    const front = this.front;
-    if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return undefined;
-    if (front.token === undefined || front.tokenExpiresAtElapsed === undefined) return undefined;
-    return this.clock.monotonic() < front.tokenExpiresAtElapsed - TOKEN_EXPIRY_MARGIN_MS ? front.token : undefined;
+    return usableToken(this.front, this.clock.monotonic());
   }
 
   /** The backend issued a fresh token for a session (`POST /v1/sessions/:id/token`). */
@@ -334,30 +217,14 @@ export class SessionManager {
   tokenRefused(id: string): void {
     const session = this.sessions.get(id);
     if (session === undefined) return;
-    session.token = undefined;
-    session.tokenExpiresAt = undefined;
-    session.tokenExpiresAtElapsed = undefined;
-    session.tokenRefreshAtElapsed = undefined;
+    clearToken(session);
     this.scheduleToken();
     this.hooks.changed();
   }
 
   /** The refresh timer follows the session in front; called again when the backend is back. */
   scheduleToken(): void {
-    this.tokenTimer?.cancel();
-    this.tokenTimer = undefined;
-    const front = this.front;
-    if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return;
-    // No token (refused by the backend): the next sign-in or step-up brings one. Past the session's
-    // lifetime there is nothing to refresh for.
-    const due = front.tokenRefreshAtElapsed;
-    if (due === undefined || due >= front.endsAtElapsed) return;
-    this.tokenTimer = this.clock.setTimer(due - this.clock.monotonic(), () => {
-      this.tokenTimer = undefined;
-      const current = this.front;
-      if (current === undefined || current.id !== front.id) return;
-      if (current.state === 'active' || current.state === 'stepped-up') this.hooks.tokenDue(current);
-    });
+    this.tokenTimer.follow(this.front);
   }
 
   /** Locks the session in front (idle, OS lock, or the operator stepping away). */
@@ -425,15 +292,15 @@ export class SessionManager {
   policyChanged(): void {
     this.schedule();
     this.scheduleIdle();
-    this.scheduleOfflineLimit();
+    this.offlineCap.schedule();
   }
 
   /** Removes every session (console revoked or agent stopping); no events. */
   clear(): void {
     this.idleTimer?.cancel();
     this.expiryTimer?.cancel();
-    this.offlineTimer?.cancel();
-    this.tokenTimer?.cancel();
+    this.offlineCap.cancel();
+    this.tokenTimer.cancel();
     this.sessions.clear();
     this.frontId = undefined;
   }
@@ -496,24 +363,6 @@ export class SessionManager {
     });
   }
 
-  /** At the offline cap the session in front locks; from then on nothing resumes until the backend is back. */
-  private scheduleOfflineLimit(): void {
-    this.offlineTimer?.cancel();
-    this.offlineTimer = undefined;
-    const channel = this.channel();
-    if (this.offlineSince === undefined || channel === undefined) return;
-    const due = this.offlineSince + maxOfflineSeconds(channel) * 1000;
-    this.offlineTimer = this.clock.setTimer(due - this.clock.monotonic(), () => {
-      this.offlineTimer = undefined;
-      if (!this.offlineLimitReached) {
-        this.scheduleOfflineLimit();
-        return;
-      }
-      this.lock('offline-limit-reached');
-      this.hooks.changed();
-    });
-  }
-
   /** One timer for the next session to expire: its lifetime, or its continuity window once locked/suspended. */
   private schedule(): void {
     this.expiryTimer?.cancel();
@@ -542,13 +391,4 @@ export class SessionManager {
     }
     this.schedule();
   }
-}
-
-/** Stores a token and its deadlines on the monotonic clock; `ttlMs` is its lifetime as the backend counted it. */
-function setToken(session: AgentSession, token: string, expiresAt: number, ttlMs: number, elapsed: number): void {
-  const ttl = Math.max(0, ttlMs);
-  session.token = token;
-  session.tokenExpiresAt = expiresAt;
-  session.tokenExpiresAtElapsed = elapsed + ttl;
-  session.tokenRefreshAtElapsed = elapsed + Math.floor((ttl * 2) / 3);
 }

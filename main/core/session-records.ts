@@ -1,0 +1,50 @@
+import { LEVEL_PROFILES } from '../../shared/levels.js';
+import { setToken } from './session-tokens.js';
+import type { AgentSession, SessionSnapshot, SignInOutcome } from './session-types.js';
+
+/** The console's record of a session the backend just signed in, with its deadlines on the monotonic clock. */
+export function sessionFromSignIn(outcome: SignInOutcome, elapsed: number): AgentSession {
+  const view = outcome.session;
+  const session: AgentSession = {
+    id: view.id,
+    operatorId: view.operatorId,
+    operatorName: view.operatorName,
+    credentialId: outcome.credential.id,
+    publicKey: outcome.credential.publicKey,
+    counter: outcome.credential.counter,
+    level: view.level,
+    authTime: view.authTime,
+    startedAt: view.startedAt,
+    expiresAt: view.expiresAt,
+    // Both deadlines are the backend's, measured from its own `authTime` (the tap): a console
+    // clock set back cannot stretch them.
+    endsAtElapsed: elapsed + (view.expiresAt - view.authTime),
+    state: 'active',
+    since: undefined,
+    sinceElapsed: undefined,
+    token: undefined,
+    tokenExpiresAt: undefined,
+    tokenExpiresAtElapsed: undefined,
+    tokenRefreshAtElapsed: undefined,
+  };
+  // The token was issued just after the tap: its lifetime is measured from the backend's authTime.
+  setToken(session, outcome.token, outcome.tokenExpiresAt, outcome.tokenExpiresAt - view.authTime, elapsed);
+  return session;
+}
+
+/** What the UI may see of a session: never its token or key. */
+export function snapshotOf(s: AgentSession, inFront: boolean): SessionSnapshot {
+  return {
+    id: s.id,
+    operatorId: s.operatorId,
+    operatorName: s.operatorName,
+    level: s.level,
+    aal: LEVEL_PROFILES[s.level].aal,
+    authTime: s.authTime,
+    startedAt: s.startedAt,
+    expiresAt: s.expiresAt,
+    state: s.state,
+    since: s.since,
+    inFront,
+  };
+}
