@@ -28,9 +28,6 @@ import { projectStatus } from './status-projection.js';
 import { SyncMachine } from './sync-machine.js';
 
 export type * from './agent-types.js';
-export { MAX_BATCHES_IN_FLIGHT } from './outbox-uplink.js';
-export { SYNC_WAIT_MS } from './sync-machine.js';
-export { OFFLINE_CHALLENGE_TTL_MS } from './ceremonies/offline-resume.js';
 
 /**
  * The agent core, as a facade over its parts: console lifecycle, the runtime that exists while
