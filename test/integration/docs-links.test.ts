@@ -307,7 +307,7 @@ describe('the agent state diagrams (docs/agent-states.md)', () => {
     const ipc = await import('../../shared/ipc.js');
     const kinds = (options: readonly { shape: { kind: { value: string } } }[]): string[] =>
       options.map((o) => o.shape.kind.value);
-    const source = readFileSync(join(ROOT, 'main', 'core', 'session-manager.ts'), 'utf8');
+    const source = readFileSync(join(ROOT, 'main', 'core', 'session-types.ts'), 'utf8');
     const union = /export type SessionState\s*=([^;]+);/.exec(source)?.[1] ?? '';
     const sessionStates = [...union.matchAll(/'([^']+)'/g)].map((m) => m[1] ?? '');
     assert.deepEqual([...sessionStates].sort(), [...ipc.SESSION_STATES].sort(), 'SessionState and SESSION_STATES');
