@@ -32,7 +32,6 @@ const PersistedStateSchema = z.strictObject({
 });
 export type PersistedState = z.infer<typeof PersistedStateSchema>;
 
-
 /** Why the console cannot work until IT enrols it again; the UI shows "this console must be re-enrolled". */
 export type ReenrolReason = 'key-missing' | 'revoked' | 'state-unreadable' | 'unknown-to-backend';
 
