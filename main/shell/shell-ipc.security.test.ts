@@ -13,24 +13,10 @@ import { SenderTable, handleInvoke, identifyCaller, type SenderLike } from '../s
 import { throttleActivity, watchPower } from '../shell-policy/power.js';
 import { handleAccountSelection } from './guards.js';
 import { registerIpcHandlers } from './ipc.js';
+import { FakeSession } from '../../test/helpers/fake-electron-session.js';
 
 const UI = 'http://localhost:8471';
 const WS = 'https://workspace.example.test';
-
-class FakeSession extends EventEmitter {
-  request: ((c: unknown, permission: string, callback: (granted: boolean) => void) => void) | undefined;
-  check: ((c: unknown, permission: string) => boolean) | undefined;
-  device: (() => boolean) | undefined;
-  setPermissionRequestHandler(h: FakeSession['request']) {
-    this.request = h;
-  }
-  setPermissionCheckHandler(h: FakeSession['check']) {
-    this.check = h;
-  }
-  setDevicePermissionHandler(h: FakeSession['device']) {
-    this.device = h;
-  }
-}
 
 describe('select-webauthn-account: one account is used, several get Baton’s picker', () => {
   const frame = (url: string, parent: unknown = null) => ({ url, parent });

@@ -12,6 +12,7 @@ import {
   workspacePartition,
 } from '../shell-policy/window-options.js';
 import { guardNavigation, hardenSession } from './guards.js';
+import { FakeSession } from '../../test/helpers/fake-electron-session.js';
 
 const UI = 'http://localhost:8471';
 const WS = 'https://workspace.example.test';
@@ -38,21 +39,6 @@ class FakeContents extends EventEmitter {
       preventDefault: () => (prevented = true),
     });
     return prevented;
-  }
-}
-
-class FakeSession extends EventEmitter {
-  request: ((c: unknown, permission: string, callback: (granted: boolean) => void) => void) | undefined;
-  check: ((c: unknown, permission: string) => boolean) | undefined;
-  device: (() => boolean) | undefined;
-  setPermissionRequestHandler(h: FakeSession['request']) {
-    this.request = h;
-  }
-  setPermissionCheckHandler(h: FakeSession['check']) {
-    this.check = h;
-  }
-  setDevicePermissionHandler(h: FakeSession['device']) {
-    this.device = h;
   }
 }
 
