@@ -9,6 +9,7 @@ import { enrolOperator } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
 import { createTestMdsSigner, type TestMdsSigner } from '../helpers/test-mds-blob.js';
+import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
 /**
  * An admin loads a FIDO metadata BLOB file in the admin console and then reads each passkey's model,
@@ -29,9 +30,7 @@ let adminCode: string;
 const problems: string[] = [];
 
 async function shot(info: TestInfo, name: string): Promise<void> {
-  const path = info.outputPath(`${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  await info.attach(name, { path, contentType: 'image/png' });
+  await attachScreenshot(page, info, name);
 }
 
 test.beforeAll(async ({ browser }) => {

@@ -11,6 +11,7 @@ import { startTestBackend, TestConsole, type ConsoleSocket, type TestBackend } f
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
+import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
 /**
  * The admin console in Debian's Chromium against a real backend: the admin registers and signs in
@@ -34,9 +35,7 @@ let clockOffset = 0;
 const problems: string[] = [];
 
 async function shot(info: TestInfo, name: string): Promise<void> {
-  const path = info.outputPath(`${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  await info.attach(name, { path, contentType: 'image/png' });
+  await attachScreenshot(page, info, name);
 }
 
 test.beforeAll(async ({ browser }) => {

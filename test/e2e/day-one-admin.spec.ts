@@ -16,6 +16,7 @@ import {
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
 import { WIDE_VIEWPORTS, expectClickable, layoutProblems } from '../helpers/e2e-layout.js';
+import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
 /**
  * What a new IT admin tripped over on day one, in the admin console in Chromium against a real
@@ -49,9 +50,7 @@ async function enrolUnnamedConsole(): Promise<TestConsole> {
 }
 
 async function shot(info: TestInfo, name: string): Promise<void> {
-  const path = info.outputPath(`${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  await info.attach(name, { path, contentType: 'image/png' });
+  await attachScreenshot(page, info, name);
 }
 
 test.beforeAll(async ({ browser }) => {

@@ -1,6 +1,7 @@
-import { test as base, expect, type Page, type TestInfo } from '@playwright/test';
+import { test as base, expect, type Page } from '@playwright/test';
 import type { Json } from '../helpers/backend-harness.js';
 import { UiConsole } from '../helpers/agent-ui-console.js';
+import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
 /**
  * What a new teller tripped over on day one, in the operator UI in Chromium with the real agent
@@ -24,11 +25,7 @@ const test = base.extend<{ baton: UiConsole }>({
 const notice = (page: Page) => page.getByTestId('notice');
 const tokenBox = (page: Page) => page.getByRole('textbox', { name: 'Console enrolment token from IT' });
 
-async function shot(page: Page, info: TestInfo, name: string): Promise<void> {
-  const path = info.outputPath(`${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  await info.attach(name, { path, contentType: 'image/png' });
-}
+const shot = attachScreenshot;
 
 async function enrolConsole(baton: UiConsole, page: Page): Promise<void> {
   await tokenBox(page).fill(await baton.consoleToken());
