@@ -1,3 +1,4 @@
+import type { Sync } from './repositories.js';
 import type Database from 'better-sqlite3';
 
 /** One signed-in admin in the admin console. The cookie holds a secret; only its hash is stored. */
@@ -38,33 +39,33 @@ export interface EnrolmentCodeView {
 export const CODE_ID_LENGTH = 16;
 
 export interface AdminRepository {
-  insertSession(record: AdminSessionRecord): void;
-  sessionByTokenHash(hash: string): AdminSessionRecord | undefined;
-  touchSession(id: string, at: number): void;
-  recordStepUp(id: string, at: number): void;
-  endSession(id: string, at: number, reason: string): boolean;
+  insertSession(record: AdminSessionRecord): Promise<void>;
+  sessionByTokenHash(hash: string): Promise<AdminSessionRecord | undefined>;
+  touchSession(id: string, at: number): Promise<void>;
+  recordStepUp(id: string, at: number): Promise<void>;
+  endSession(id: string, at: number, reason: string): Promise<boolean>;
   /** Ends every live admin session; returns the ids that were live. */
-  endAllSessions(at: number, reason: string, operatorId?: string): string[];
-  liveSessions(): AdminSessionRecord[];
-  recordOutbox(report: OutboxReport): void;
-  outboxReports(): OutboxReport[];
-  listCodes(operatorId: string): EnrolmentCodeView[];
+  endAllSessions(at: number, reason: string, operatorId?: string): Promise<string[]>;
+  liveSessions(): Promise<AdminSessionRecord[]>;
+  recordOutbox(report: OutboxReport): Promise<void>;
+  outboxReports(): Promise<OutboxReport[]>;
+  listCodes(operatorId: string): Promise<EnrolmentCodeView[]>;
   /**
    * Revokes an unused code. It is also marked used, so every path that redeems codes refuses it
    * (atomically against a concurrent redemption).
    */
-  revokeCode(operatorId: string, codeId: string, at: number): boolean;
+  revokeCode(operatorId: string, codeId: string, at: number): Promise<boolean>;
   /** Whether any operator holding the `admin` role has ever registered a passkey. */
-  adminPasskeyExists(): boolean;
+  adminPasskeyExists(): Promise<boolean>;
   /** Whether `hash` is a bootstrap token, and whether it is still enabled. */
-  bootstrapToken(hash: string): 'enabled' | 'disabled' | undefined;
+  bootstrapToken(hash: string): Promise<'enabled' | 'disabled' | undefined>;
   /**
    * Retires the bootstrap token for good: disables it and revokes every unused enrolment code it
    * issued to an operator holding the `admin` role (a code minted with the token must not outlive
    * it as a second way in). Returns how many tokens and codes changed; idempotent.
    */
-  retireBootstrap(at: number): { tokensDisabled: number; codesRevoked: number };
-  setRoles(operatorId: string, roles: string[]): boolean;
+  retireBootstrap(at: number): Promise<{ tokensDisabled: number; codesRevoked: number }>;
+  setRoles(operatorId: string, roles: string[]): Promise<boolean>;
 }
 
 type Row = Record<string, unknown>;
@@ -99,7 +100,7 @@ function sessionFrom(row: Row): AdminSessionRecord {
   };
 }
 
-export class SqliteAdminRepository implements AdminRepository {
+export class SqliteAdminRepository implements Sync<AdminRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {

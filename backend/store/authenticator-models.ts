@@ -1,3 +1,4 @@
+import type { Sync } from './repositories.js';
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { CERTIFICATION_LEVELS, type AuthenticatorModelView } from '../../shared/authenticator-metadata.js';
@@ -15,11 +16,11 @@ export interface MetadataBlobRecord {
 /** Authenticator models from the last verified FIDO metadata BLOB (migration 6). */
 export interface AuthenticatorModelRepository {
   /** The BLOB currently loaded, if any: the one with the highest `no`. */
-  currentBlob(): MetadataBlobRecord | undefined;
+  currentBlob(): Promise<MetadataBlobRecord | undefined>;
   /** Every stored model. */
-  list(): AuthenticatorModelView[];
+  list(): Promise<AuthenticatorModelView[]>;
   /** Replaces every model with those of `blob` and records it (inside the caller's transaction). */
-  replace(blob: MetadataBlobRecord, models: readonly AuthenticatorModelView[]): void;
+  replace(blob: MetadataBlobRecord, models: readonly AuthenticatorModelView[]): Promise<void>;
 }
 
 const StatusReportsSchema = z.array(
@@ -51,7 +52,7 @@ const BlobRowSchema = z.object({
   models: z.number(),
 });
 
-export class SqliteAuthenticatorModels implements AuthenticatorModelRepository {
+export class SqliteAuthenticatorModels implements Sync<AuthenticatorModelRepository> {
   private readonly stmts;
 
   constructor(db: Database.Database) {

@@ -260,4 +260,21 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 9,
+    name: 'short-lived single-use state shared by every node (WebAuthn challenges, request nonces)',
+    sql: `
+      CREATE TABLE ephemeral (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        created_seq INTEGER NOT NULL,
+        PRIMARY KEY (kind, key)
+      ) STRICT;
+      CREATE INDEX ephemeral_owner ON ephemeral (kind, owner, created_seq);
+      CREATE INDEX ephemeral_expiry ON ephemeral (expires_at);
+    `,
+  },
 ];

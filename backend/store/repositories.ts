@@ -6,10 +6,16 @@ import type { AdminRepository } from './admin-repositories.js';
 import type { AuthenticatorModelRepository } from './authenticator-models.js';
 
 /**
- * The storage seam. Services use only these interfaces; `sqlite-store.ts` is the embedded default.
- * They are synchronous because the embedded store is (see docs/adr/0002-storage.md for what a
- * PostgreSQL store changes). Each method is atomic on its own; `transaction` groups several.
+ * The storage seam. Services use only these interfaces, whatever the engine: embedded SQLite (the
+ * default) or PostgreSQL (a cluster of nodes). Every method is asynchronous and atomic on its own;
+ * `Store.transaction` is the unit of work that groups several (a state change and the event that
+ * records it commit together or not at all). See docs/adr/0005-cluster-storage.md.
  */
+
+/** The synchronous shape of an async repository (what a better-sqlite3 implementation offers). */
+export type Sync<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => Promise<infer R> ? (...args: A) => R : T[K];
+};
 
 export interface ConsoleRecord {
   id: string;
@@ -148,77 +154,81 @@ export interface StreamHead {
 }
 
 export interface ConsoleRepository {
-  insert(record: ConsoleRecord): void;
-  get(id: string): ConsoleRecord | undefined;
-  list(): ConsoleRecord[];
-  touch(id: string, at: number): void;
-  setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): void;
-  revoke(id: string, at: number, reason: string): boolean;
-  insertToken(record: ConsoleTokenRecord): void;
-  getToken(hash: string): ConsoleTokenRecord | undefined;
+  insert(record: ConsoleRecord): Promise<void>;
+  get(id: string): Promise<ConsoleRecord | undefined>;
+  list(): Promise<ConsoleRecord[]>;
+  touch(id: string, at: number): Promise<void>;
+  setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): Promise<void>;
+  revoke(id: string, at: number, reason: string): Promise<boolean>;
+  insertToken(record: ConsoleTokenRecord): Promise<void>;
+  getToken(hash: string): Promise<ConsoleTokenRecord | undefined>;
   /** Marks a token used; false if it was already used (single use under concurrency). */
-  useToken(hash: string, at: number, consoleId: string): boolean;
+  useToken(hash: string, at: number, consoleId: string): Promise<boolean>;
 }
 
 export interface OperatorRepository {
-  insert(record: OperatorRecord): void;
-  get(id: string): OperatorRecord | undefined;
-  getByWebauthnUserId(userId: string): OperatorRecord | undefined;
-  list(): OperatorRecord[];
-  revoke(id: string, at: number, reason: string): boolean;
-  recordFailure(id: string): number;
-  resetFailures(id: string): void;
-  insertCode(record: EnrolmentCodeRecord): void;
-  getCode(hash: string): EnrolmentCodeRecord | undefined;
-  useCode(hash: string, at: number, credentialId: string): boolean;
-  insertCredential(record: CredentialRecord): void;
-  getCredential(id: string): CredentialRecord | undefined;
-  listCredentials(operatorId: string): CredentialRecord[];
-  recordCredentialUse(id: string, counter: number, at: number): void;
-  revokeCredential(id: string, at: number, reason: string): boolean;
+  insert(record: OperatorRecord): Promise<void>;
+  get(id: string): Promise<OperatorRecord | undefined>;
+  getByWebauthnUserId(userId: string): Promise<OperatorRecord | undefined>;
+  list(): Promise<OperatorRecord[]>;
+  revoke(id: string, at: number, reason: string): Promise<boolean>;
+  recordFailure(id: string): Promise<number>;
+  resetFailures(id: string): Promise<void>;
+  insertCode(record: EnrolmentCodeRecord): Promise<void>;
+  getCode(hash: string): Promise<EnrolmentCodeRecord | undefined>;
+  useCode(hash: string, at: number, credentialId: string): Promise<boolean>;
+  insertCredential(record: CredentialRecord): Promise<void>;
+  getCredential(id: string): Promise<CredentialRecord | undefined>;
+  listCredentials(operatorId: string): Promise<CredentialRecord[]>;
+  recordCredentialUse(id: string, counter: number, at: number): Promise<void>;
+  revokeCredential(id: string, at: number, reason: string): Promise<boolean>;
   /** Suspends a live credential; false if it is revoked or already suspended. */
-  suspendCredential(id: string, at: number, reason: string): boolean;
+  suspendCredential(id: string, at: number, reason: string): Promise<boolean>;
   /** Lifts a suspension; false if the credential was not suspended. */
-  reinstateCredential(id: string): boolean;
+  reinstateCredential(id: string): Promise<boolean>;
   /** Credentials suspended and not revoked, longest suspended first: what waits for an admin's review. */
-  listSuspendedCredentials(): CredentialRecord[];
+  listSuspendedCredentials(): Promise<CredentialRecord[]>;
 }
 
 export interface SessionRepository {
-  insert(record: SessionRecord): void;
-  get(id: string): SessionRecord | undefined;
+  insert(record: SessionRecord): Promise<void>;
+  get(id: string): Promise<SessionRecord | undefined>;
   /** Live (active or suspended) sessions on a console, oldest first. */
-  liveOnConsole(consoleId: string): SessionRecord[];
-  liveForOperator(operatorId: string): SessionRecord[];
-  list(filter: { state?: SessionState | undefined; consoleId?: string | undefined; limit: number }): SessionRecord[];
-  update(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): void;
+  liveOnConsole(consoleId: string): Promise<SessionRecord[]>;
+  liveForOperator(operatorId: string): Promise<SessionRecord[]>;
+  list(filter: {
+    state?: SessionState | undefined;
+    consoleId?: string | undefined;
+    limit: number;
+  }): Promise<SessionRecord[]>;
+  update(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): Promise<void>;
 }
 
 export interface PolicyRepository {
-  latest(): PolicyVersion | undefined;
-  get(version: number): PolicyVersion | undefined;
-  list(): PolicyVersion[];
-  insert(version: PolicyVersion): void;
+  latest(): Promise<PolicyVersion | undefined>;
+  get(version: number): Promise<PolicyVersion | undefined>;
+  list(): Promise<PolicyVersion[]>;
+  insert(version: PolicyVersion): Promise<void>;
 }
 
 export interface RevocationRepository {
-  insert(record: Omit<RevocationRecord, 'epoch'>): RevocationRecord;
-  currentEpoch(): number;
-  since(epoch: number): RevocationRecord[];
-  recordDeliveries(epoch: number, consoleIds: string[], at: number): void;
-  recordAck(consoleId: string, epoch: number, at: number): void;
-  deliveries(epoch: number): { consoleId: string; sentAt: number; ackedAt: number | null }[];
+  insert(record: Omit<RevocationRecord, 'epoch'>): Promise<RevocationRecord>;
+  currentEpoch(): Promise<number>;
+  since(epoch: number): Promise<RevocationRecord[]>;
+  recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void>;
+  recordAck(consoleId: string, epoch: number, at: number): Promise<void>;
+  deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]>;
 }
 
 export interface EventRepository {
-  head(origin: string): StreamHead | undefined;
-  setHead(origin: string, head: StreamHead): void;
+  head(origin: string): Promise<StreamHead | undefined>;
+  setHead(origin: string, head: StreamHead): Promise<void>;
   /** Inserts unless (origin, seq) exists; returns the stored hash when it did exist. */
-  insert(row: EventRow): { inserted: true; cursor: number } | { inserted: false; existingHash: string };
-  query(query: EventQuery): StoredEvent[];
+  insert(row: EventRow): Promise<{ inserted: true; cursor: number } | { inserted: false; existingHash: string }>;
+  query(query: EventQuery): Promise<StoredEvent[]>;
   /** An origin's stored rows in sequence order, unparsed: for re-verifying the chain. */
-  rawChain(origin: string, afterSeq: number, limit: number): RawEventRow[];
-  count(): number;
+  rawChain(origin: string, afterSeq: number, limit: number): Promise<RawEventRow[]>;
+  count(): Promise<number>;
 }
 
 export interface CommandRecord {
@@ -230,16 +240,16 @@ export interface CommandRecord {
 }
 
 export interface CommandRepository {
-  insert(record: CommandRecord): void;
+  insert(record: CommandRecord): Promise<void>;
   /** Commands not yet acknowledged by the console, oldest first. */
-  pending(consoleId: string): CommandRecord[];
-  acknowledge(consoleId: string, id: string, at: number): boolean;
+  pending(consoleId: string): Promise<CommandRecord[]>;
+  acknowledge(consoleId: string, id: string, at: number): Promise<boolean>;
 }
 
 export interface AdminTokenRepository {
-  insert(hash: string, label: string, at: number): void;
-  isValid(hash: string): boolean;
-  any(): boolean;
+  insert(hash: string, label: string, at: number): Promise<void>;
+  isValid(hash: string): Promise<boolean>;
+  any(): Promise<boolean>;
 }
 
 /** A signed checkpoint of every chain head, as stored (`body` is the canonical JSON that was signed). */
@@ -253,20 +263,20 @@ export interface CheckpointRow {
 
 export interface CheckpointRepository {
   /** Stores a checkpoint (replacing any row with its number). */
-  put(row: CheckpointRow): void;
+  put(row: CheckpointRow): Promise<void>;
   /** The newest checkpoints, newest first. */
-  latest(limit: number): CheckpointRow[];
+  latest(limit: number): Promise<CheckpointRow[]>;
   /** Checkpoints after `afterSeq`, oldest first. */
-  list(afterSeq: number, limit: number): CheckpointRow[];
+  list(afterSeq: number, limit: number): Promise<CheckpointRow[]>;
   /** Every chain head as the store has it. */
-  heads(): { origin: string; lastSeq: number; lastHash: string }[];
+  heads(): Promise<{ origin: string; lastSeq: number; lastHash: string }[]>;
   /** The stored hash of one event, if it is stored. */
-  hashAt(origin: string, seq: number): string | undefined;
+  hashAt(origin: string, seq: number): Promise<string | undefined>;
 }
 
 export interface MetaRepository {
-  get(key: string): string | undefined;
-  set(key: string, value: string): void;
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string): Promise<void>;
 }
 
 export interface Store {
@@ -285,8 +295,41 @@ export interface Store {
   meta: MetaRepository;
   /** Signed checkpoints of the event chains (migration 8). */
   checkpoints: CheckpointRepository;
-  transaction<T>(fn: () => T): T;
-  close(): void;
+  /** Short-lived single-use state every node must share: WebAuthn challenges, request nonces. */
+  ephemeral: EphemeralRepository;
+  /** Which engine this is: `sqlite` (one process) or `postgres` (any number of nodes). */
+  readonly engine: StoreEngine;
+  /**
+   * The unit of work: `fn` runs against a store bound to one transaction, which commits when `fn`
+   * resolves and rolls back when it throws. Inside, use only `tx` (never the outer store, which on
+   * SQLite would wait for this very transaction), and do no slow non-database work: the engine
+   * holds locks until it returns. A `transaction` called on `tx` runs inside the same one.
+   */
+  transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export type StoreEngine = 'sqlite' | 'postgres';
+
+/**
+ * Trust state that used to live in one process's memory and must now hold across nodes.
+ * `take` is single use under concurrency: of two nodes taking the same key, one gets the value.
+ */
+export interface EphemeralRepository {
+  /**
+   * Stores `value` under `key` (in namespace `kind`) until `expiresAt`; `owner` groups entries
+   * (a console's challenges) and at most `maxPerOwner` live ones are kept, the oldest dropped.
+   */
+  put(
+    entry: { kind: string; key: string; owner: string; value: string; expiresAt: number },
+    maxPerOwner?: number,
+  ): Promise<void>;
+  /** Removes and returns the entry if it exists (expired or not: the caller reports expiry). */
+  take(kind: string, key: string): Promise<{ owner: string; value: string; expiresAt: number } | undefined>;
+  /** Records `key` once; false if it is already recorded and unexpired (replay). */
+  claimOnce(kind: string, key: string, expiresAt: number, now: number): Promise<boolean>;
+  /** Deletes expired entries; returns how many. */
+  sweep(now: number): Promise<number>;
 }
 
 export type { RevocationKind };

@@ -1,3 +1,4 @@
+import type { Sync } from './repositories.js';
 import type Database from 'better-sqlite3';
 import type { CheckpointRepository, CheckpointRow } from './repositories.js';
 
@@ -14,7 +15,7 @@ function toRow(row: Row): CheckpointRow {
 }
 
 /** Signed chain-head checkpoints, and the chain heads and event hashes they are compared with. */
-export class SqliteCheckpoints implements CheckpointRepository {
+export class SqliteCheckpoints implements Sync<CheckpointRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {

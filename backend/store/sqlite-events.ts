@@ -1,3 +1,4 @@
+import type { Sync } from './repositories.js';
 import type Database from 'better-sqlite3';
 import { AssuranceEventSchema, type StoredEvent } from '../../shared/events.js';
 import type { EventQuery, EventRepository, EventRow, RawEventRow, StreamHead } from './repositories.js';
@@ -5,7 +6,7 @@ import type { EventQuery, EventRepository, EventRow, RawEventRow, StreamHead } f
 type Row = Record<string, unknown>;
 
 /** The event store: every assurance event, from consoles and from the backend, in one table. */
-export class SqliteEvents implements EventRepository {
+export class SqliteEvents implements Sync<EventRepository> {
   private readonly stmts;
   constructor(private readonly db: Database.Database) {
     this.stmts = {

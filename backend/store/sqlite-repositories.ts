@@ -1,3 +1,4 @@
+import type { Sync } from './repositories.js';
 import type Database from 'better-sqlite3';
 import { PolicySchema, type PolicyVersion } from '../../shared/policy.js';
 import { REVOCATION_KINDS } from '../../shared/protocol.js';
@@ -55,7 +56,7 @@ function oneOf<T extends string>(allowed: readonly T[], value: string, key: stri
   return value as T;
 }
 
-export class SqliteConsoles implements ConsoleRepository {
+export class SqliteConsoles implements Sync<ConsoleRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {
@@ -136,7 +137,7 @@ export class SqliteConsoles implements ConsoleRepository {
   }
 }
 
-export class SqliteOperators implements OperatorRepository {
+export class SqliteOperators implements Sync<OperatorRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {
@@ -311,7 +312,7 @@ const SESSION_COLUMNS: Record<keyof Omit<SessionRecord, 'id'>, string> = {
   endReason: 'end_reason',
 };
 
-export class SqliteSessions implements SessionRepository {
+export class SqliteSessions implements Sync<SessionRepository> {
   private readonly stmts;
   /** Prepared UPDATEs by the set of columns they change (preparing costs more than running). */
   private readonly updates = new Map<string, Database.Statement>();
@@ -388,7 +389,7 @@ export class SqliteSessions implements SessionRepository {
   }
 }
 
-export class SqlitePolicies implements PolicyRepository {
+export class SqlitePolicies implements Sync<PolicyRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {
@@ -424,7 +425,7 @@ export class SqlitePolicies implements PolicyRepository {
   }
 }
 
-export class SqliteRevocations implements RevocationRepository {
+export class SqliteRevocations implements Sync<RevocationRepository> {
   private readonly stmts;
   constructor(private readonly db: Database.Database) {
     this.stmts = {
@@ -477,7 +478,7 @@ export class SqliteRevocations implements RevocationRepository {
   }
 }
 
-export class SqliteAdminTokens implements AdminTokenRepository {
+export class SqliteAdminTokens implements Sync<AdminTokenRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {
@@ -497,7 +498,7 @@ export class SqliteAdminTokens implements AdminTokenRepository {
   }
 }
 
-export class SqliteMeta implements MetaRepository {
+export class SqliteMeta implements Sync<MetaRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {
@@ -516,7 +517,7 @@ export class SqliteMeta implements MetaRepository {
   }
 }
 
-export class SqliteCommands implements CommandRepository {
+export class SqliteCommands implements Sync<CommandRepository> {
   private readonly stmts;
   constructor(db: Database.Database) {
     this.stmts = {

@@ -19,6 +19,8 @@ import { SqliteCheckpoints } from './sqlite-checkpoints.js';
 import { isDatabaseDamage } from './database-health.js';
 import { BatonError } from '../../shared/errors.js';
 import { SqliteAuthenticatorModels } from './authenticator-models.js';
+import { asyncSqliteStore, type SyncRepositories } from './sqlite-async.js';
+import { SqliteEphemeral } from './sqlite-ephemeral.js';
 
 export const DATABASE_FILE = 'baton.db';
 
@@ -80,7 +82,7 @@ function unreadable(file: string, cause: unknown): unknown {
 }
 
 function openedStore(db: Database.Database): Store {
-  return {
+  const repos: SyncRepositories = {
     consoles: new SqliteConsoles(db),
     operators: new SqliteOperators(db),
     sessions: new SqliteSessions(db),
@@ -93,10 +95,10 @@ function openedStore(db: Database.Database): Store {
     authenticatorModels: new SqliteAuthenticatorModels(db),
     meta: new SqliteMeta(db),
     checkpoints: new SqliteCheckpoints(db),
-    transaction: <T>(fn: () => T): T => db.transaction(fn)(),
-    close: () => {
-      db.pragma('wal_checkpoint(TRUNCATE)');
-      db.close();
-    },
+    ephemeral: new SqliteEphemeral(db),
   };
+  return asyncSqliteStore(db, repos, () => {
+    db.pragma('wal_checkpoint(TRUNCATE)');
+    db.close();
+  });
 }
