@@ -159,6 +159,15 @@ export const ERROR_STATUS = {
   DATA_DIR_LOCKED: 409,
   /** The database file is not a SQLite database, or cannot be opened (the backend does not start). */
   DATABASE_UNREADABLE: 500,
+  /** The PostgreSQL server cannot be reached or refused the connection: the node refuses new work until it is back. */
+  DATABASE_UNREACHABLE: 503,
+  /**
+   * This node's view of revocations may be stale (it lost the database or its cluster notifications
+   * for longer than its bound) and the channel's policy is `strict`: no new sign-in, step-up or resume here.
+   */
+  NODE_STALE: 503,
+  /** The backend's verification workers are saturated; retry shortly. */
+  BACKEND_BUSY: 503,
   /** A damaged page was read from the database (the start-up integrity check or a query found it). */
   DATABASE_DAMAGED: 500,
   /** A signing-key file in the data directory is unreadable or malformed (the backend does not start). */

@@ -36,7 +36,19 @@ export const ChannelPolicySchema = z.strictObject({
    * cutting a console's network cannot hold off a revocation for longer.
    */
   maxOfflineSeconds: seconds(0, 24 * 3600).optional(),
+  /**
+   * What a backend node does when its view of revocations may be stale (it lost the database or its
+   * cluster notifications for longer than its bound): `strict` (the default, when absent) refuses new
+   * sign-ins, step-ups and resumes with `NODE_STALE`; `best-effort` serves on the last known state
+   * and says so in every decision's reasons and events.
+   */
+  staleNode: z.enum(['strict', 'best-effort']).optional(),
 });
+
+/** The channel's choice when a backend node's view may be stale (`strict` unless it says otherwise). */
+export function staleNodeMode(channel: Pick<ChannelPolicy, 'staleNode'>): 'strict' | 'best-effort' {
+  return channel.staleNode ?? 'strict';
+}
 
 /** The offline cap when a channel names none: 4 hours, half a shift. */
 export const DEFAULT_MAX_OFFLINE_SECONDS = 4 * 3600;
