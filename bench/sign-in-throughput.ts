@@ -182,11 +182,13 @@ async function inProcess(config: BackendConfig, consoleIds: readonly string[]): 
     logger: pino({ level: 'silent' }),
     consoles: NO_CONSOLE_CHANNEL,
   });
-  const consoles = consoleIds.map((id) => {
-    const record = store.consoles.get(id);
-    if (record === undefined) throw new Error(`console ${id} missing`);
-    return record;
-  });
+  const consoles = await Promise.all(
+    consoleIds.map(async (id) => {
+      const record = await store.consoles.get(id);
+      if (record === undefined) throw new Error(`console ${id} missing`);
+      return record;
+    }),
+  );
   const parts = { verify: 0, commit: 0, token: 0 };
   const verify = ceremonies.verifyAuthentication.bind(ceremonies);
   ceremonies.verifyAuthentication = async (...a: Parameters<typeof verify>) => {
@@ -415,13 +417,15 @@ async function main(): Promise<void> {
     config(dirA),
     consoles.map((c) => c.id),
   );
-  const rawPool = pool.map((op) => {
-    const credential = rig.store.operators.getCredential([...op.authenticator.credentials.keys()][0] ?? '');
-    if (credential === undefined) throw new Error('credential missing');
-    return { authenticator: op.authenticator, credential };
-  });
+  const rawPool = await Promise.all(
+    pool.map(async (op) => {
+      const credential = await rig.store.operators.getCredential([...op.authenticator.credentials.keys()][0] ?? '');
+      if (credential === undefined) throw new Error('credential missing');
+      return { authenticator: op.authenticator, credential };
+    }),
+  );
   const a = await measureLevel(pool, warm, rawPool, inProcessSignIn(rig), 1, rig.parts);
-  rig.store.close();
+  await rig.store.close();
   const dirC = mkdtempSync(join(tmpdir(), 'baton-bench-signin-c-'));
   cpSync(dirA, dirC, { recursive: true });
 
@@ -440,7 +444,7 @@ async function main(): Promise<void> {
     concurrency: 1,
     random: normalRandom,
   });
-  rigNormal.store.close();
+  await rigNormal.store.close();
   rmSync(dirC, { recursive: true, force: true });
 
   // (b) HTTP, backend in this process on the copy

@@ -8,11 +8,12 @@ import { MIGRATIONS } from './migrations.js';
 import { DATABASE_FILE, migrate, openSqliteStore } from './sqlite-store.js';
 
 describe('SQLite store', () => {
-  it('applies the numbered migrations once and records the schema version', () => {
+  it('applies the numbered migrations once and records the schema version', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
-    openSqliteStore({ dataDir: dir, durability: 'full' }).close();
+    await openSqliteStore({ dataDir: dir, durability: 'full' }).close();
     const store = openSqliteStore({ dataDir: dir, durability: 'full' });
-    store.close();
+    assert.equal(store.engine, 'sqlite');
+    await store.close();
     const db = new Database(join(dir, DATABASE_FILE));
     assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.at(-1)?.version);
     assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
@@ -36,7 +37,7 @@ describe('SQLite store', () => {
     db.close();
   });
 
-  it('validates rows read back: a corrupted enum is an error, not a trusted value', () => {
+  it('validates rows read back: a corrupted enum is an error, not a trusted value', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
     const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
     const raw = new Database(join(dir, DATABASE_FILE));
@@ -44,7 +45,7 @@ describe('SQLite store', () => {
       `INSERT INTO revocations (kind, target_id, reason, actor, created_at) VALUES ('everything', 'x', 'r', 'a', 1)`,
     );
     raw.close();
-    assert.throws(() => store.revocations.since(0), /unknown value/);
-    store.close();
+    await assert.rejects(() => store.revocations.since(0), /unknown value/);
+    await store.close();
   });
 });

@@ -121,7 +121,7 @@ process.on('message', (raw: unknown) => {
         const now = Date.now();
         const jwks = request.consoles as { id: string; publicJwk: P256PublicJwk }[];
         const insert = (jkts: string[]) =>
-          backend.store.transaction(() => {
+          backend.store.transaction(async (tx) => {
             for (const [i, { id, publicJwk }] of jwks.entries()) {
               const record: ConsoleRecord = {
                 id,
@@ -137,12 +137,12 @@ process.on('message', (raw: unknown) => {
                 revokedAt: null,
                 revokedReason: null,
               };
-              backend.store.consoles.insert(record);
+              await tx.consoles.insert(record);
             }
           });
         void Promise.all(jwks.map((c) => jwkThumbprint(c.publicJwk)))
-          .then((jkts) => {
-            insert(jkts);
+          .then(async (jkts) => {
+            await insert(jkts);
             reply({ inserted: jwks.length });
           })
           .catch((error: unknown) => reply({ error: error instanceof Error ? error.stack : String(error) }));

@@ -103,7 +103,7 @@ describe('what the backend takes from a console', () => {
     return ack;
   }
 
-  const state = (id: string) => t.backend.services.store.sessions.get(id)?.state;
+  const state = async (id: string) => (await t.backend.store.sessions.get(id))?.state;
   const stored = async (c: Console, seq: number): Promise<StoredEvent> => {
     const page = (await t.admin.ok('GET', `/v1/admin/events?origin=${c.id}&limit=1000`)) as { events: StoredEvent[] };
     const event = page.events.find((e) => e.seq === seq);
@@ -128,7 +128,7 @@ describe('what the backend takes from a console', () => {
       };
       const ack = await deliver(c, [{ ...forged, reasons: ['sign-out'] }]);
       assert.deepEqual(ack.findings, [{ code: 'EVENT_SEQUENCE_CONFLICT', seq: 1 }]);
-      assert.equal(state(session), 'active', 'the refused event did not end the session');
+      assert.equal(await state(session), 'active', 'the refused event did not end the session');
       assert.deepEqual(await backendEvents(session, 'session-ended'), []);
     });
 
@@ -138,12 +138,12 @@ describe('what the backend takes from a console', () => {
       now += 1000;
       const lock = c.event({ type: 'session-locked', subject: { console: c.id, session }, reasons: ['idle-timeout'] });
       await deliver(c, [lock]);
-      assert.equal(state(session), 'suspended');
+      assert.equal(await state(session), 'suspended');
       const ack = await deliver(c, [
         { ...lock, id: randomUUID(), type: 'session-resumed', reasons: ['offline-grace'] },
       ]);
       assert.deepEqual(ack.findings, [{ code: 'EVENT_SEQUENCE_CONFLICT', seq: 1 }]);
-      assert.equal(state(session), 'suspended');
+      assert.equal(await state(session), 'suspended');
     });
 
     it('records a backend event for every session change a console causes, naming the console event', async () => {
@@ -161,7 +161,7 @@ describe('what the backend takes from a console', () => {
       const end = c.event({ type: 'session-ended', subject: { console: c.id, session }, reasons: ['sign-out'] });
       const ack = await deliver(c, [lock, resume, end]);
       assert.deepEqual(ack.findings, []);
-      assert.equal(state(session), 'ended');
+      assert.equal(await state(session), 'ended');
       const trail = [
         ...(await backendEvents(session, 'session-suspended')),
         ...(await backendEvents(session, 'session-resumed')).filter((e) => e.reasons.includes('reported-by-console')),
@@ -199,7 +199,7 @@ describe('what the backend takes from a console', () => {
         ),
       ]);
       assert.deepEqual(ack.findings, [{ code: 'EVENT_SESSION_CHANGE_REFUSED', seq: 2 }]);
-      assert.equal(state(session), 'suspended', 'the backdated resume did not reactivate the session');
+      assert.equal(await state(session), 'suspended', 'the backdated resume did not reactivate the session');
       assert.ok(
         (await stored(c, 2)).integrity.includes('session-change-refused'),
         'the stored resume is visibly marked',
@@ -228,7 +228,7 @@ describe('what the backend takes from a console', () => {
         ),
       ]);
       assert.deepEqual(ack.findings, [{ code: 'EVENT_SESSION_CHANGE_REFUSED', seq: 2 }]);
-      assert.equal(state(session), 'suspended');
+      assert.equal(await state(session), 'suspended');
 
       // The same resume from a console the backend has not heard from since before the grace ran out
       // is what a genuine offline resume looks like: applied, at the time it says.
@@ -252,8 +252,8 @@ describe('what the backend takes from a console', () => {
       now += GRACE_MS + 30 * MINUTE; // back online long after the grace
       const offlineAck = await deliver(o, [offlineResume]);
       assert.deepEqual(offlineAck.findings, []);
-      assert.equal(state(offline.session), 'active');
-      assert.equal(t.backend.services.store.sessions.get(offline.session)?.authTime, lockedAtOffline + MINUTE);
+      assert.equal(await state(offline.session), 'active');
+      assert.equal((await t.backend.store.sessions.get(offline.session))?.authTime, lockedAtOffline + MINUTE);
     });
   });
 
@@ -348,8 +348,8 @@ describe('what the backend takes from a console', () => {
       ]);
       for (const seq of [1, 2, 3]) assert.deepEqual((await stored(c, seq)).integrity, ['subject-not-witnessed']);
       assert.deepEqual((await stored(c, 4)).integrity, []);
-      assert.equal(state(theirs.session), 'active', 'another console’s session was not ended');
-      assert.equal(state(mine.session), 'active', 'a lock naming the wrong operator did not suspend the session');
+      assert.equal(await state(theirs.session), 'active', 'another console’s session was not ended');
+      assert.equal(await state(mine.session), 'active', 'a lock naming the wrong operator did not suspend the session');
     });
   });
 
@@ -363,7 +363,7 @@ describe('what the backend takes from a console', () => {
         const failuresBefore = t.backend.events.listenerFailures;
         const ack = await deliver(c, [c.event({ type: 'agent-online', reasons: ['started'] })]);
         assert.equal(ack.upToSeq, 1, 'the console is told its batch is stored');
-        const recorded = t.backend.events.record({
+        const recorded = await t.backend.events.record({
           type: 'policy-changed',
           subject: {},
           outcome: 'success',

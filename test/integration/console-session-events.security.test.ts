@@ -52,7 +52,7 @@ describe('console-reported session events on the backend', () => {
     await socket.close();
   }
 
-  const state = (id: string) => t.backend.services.store.sessions.get(id)?.state;
+  const state = async (id: string) => (await t.backend.store.sessions.get(id))?.state;
 
   async function signedIn(name: string): Promise<string> {
     const { authenticator } = await enrolOperator(t.admin, console, { displayName: name });
@@ -70,36 +70,36 @@ describe('console-reported session events on the backend', () => {
     ];
     now += 1000;
     await deliver(batch);
-    assert.equal(state(a), 'active', 'the offline resume applied once');
+    assert.equal(await state(a), 'active', 'the offline resume applied once');
 
     now += 5000;
     await signedIn('Replay Ben'); // the backend suspends Ada's session now
-    assert.equal(state(a), 'suspended');
+    assert.equal(await state(a), 'suspended');
 
     // The same batch again (its ack was lost): storage ignores the duplicates; so must the session.
     await deliver(batch);
-    assert.equal(state(a), 'suspended', 'the old resume did not bring the suspended session back');
+    assert.equal(await state(a), 'suspended', 'the old resume did not bring the suspended session back');
   });
 
   it('an offline resume claimed after the offline grace closed does not resurrect the session', async () => {
     const c = await signedIn('Late Cleo');
     now += 1000;
     await deliver([event('session-locked', c, now, ['operator-locked'])]);
-    assert.equal(state(c), 'suspended');
+    assert.equal(await state(c), 'suspended');
 
     now += (Math.min(channel.offlineGraceSeconds, channel.continuitySeconds) + 60) * 1000;
     await deliver([event('session-resumed', c, now, ['offline-grace'])]);
-    assert.equal(state(c), 'suspended', 'past the grace, only a tap checked by the backend resumes it');
+    assert.equal(await state(c), 'suspended', 'past the grace, only a tap checked by the backend resumes it');
   });
 
   it('an offline resume inside the grace still resumes the session, never above its level', async () => {
     const d = await signedIn('Grace Dev');
-    const level = t.backend.services.store.sessions.get(d)?.level;
+    const level = (await t.backend.store.sessions.get(d))?.level;
     now += 1000;
     await deliver([event('session-locked', d, now, ['idle-timeout'])]);
     now += 60_000;
     await deliver([event('session-resumed', d, now, ['offline-grace'])]);
-    assert.equal(state(d), 'active');
-    assert.equal(t.backend.services.store.sessions.get(d)?.level, level);
+    assert.equal(await state(d), 'active');
+    assert.equal((await t.backend.store.sessions.get(d))?.level, level);
   });
 });

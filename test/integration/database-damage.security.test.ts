@@ -61,9 +61,9 @@ describe('a damaged database file', () => {
     // A real database with enough events to span many pages.
     const t = await startTestBackend({ dataDir, bootstrapTokenFile: tokenFile });
     const token = t.admin.token;
-    t.backend.events.atomically(() => {
+    await t.backend.events.atomically(async (uow) => {
       for (let i = 0; i < 3000; i++) {
-        t.backend.events.record({
+        await uow.record({
           type: 'admin-action',
           subject: {},
           outcome: 'success',

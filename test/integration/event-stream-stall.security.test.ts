@@ -7,10 +7,10 @@ import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 const PAD = 'x'.repeat(500);
 
 /** Stores `count` backend events of about 1.3 KiB each on the SSE wire, in one transaction. */
-function recordMany(t: TestBackend, count: number): void {
-  t.backend.events.atomically(() => {
+async function recordMany(t: TestBackend, count: number): Promise<void> {
+  await t.backend.events.atomically(async (uow) => {
     for (let i = 0; i < count; i++) {
-      t.backend.events.record({
+      await uow.record({
         type: 'admin-action',
         subject: {},
         outcome: 'success',
@@ -82,13 +82,13 @@ describe('a live-stream reader that stops reading is disconnected, and resumes w
   after(() => t?.stop());
 
   it('a backfill whose reader stalls while events keep landing is ended, and Last-Event-ID resumes it without a gap', async () => {
-    recordMany(t, 8000); // ~10 MiB: more than the socket buffers hold
+    await recordMany(t, 8000); // ~10 MiB: more than the socket buffers hold
     const auth = { authorization: `Bearer ${t.admin.token}` };
     const reader = await stalledReader(t, '/v1/admin/events/stream?after=0', auth);
     assert.equal(t.backend.events.followerCount, base + 1);
     // The proof of concept: live events keep landing while the reader is stalled mid-backfill.
     for (let i = 0; i < 20; i++) {
-      recordMany(t, 200);
+      await recordMany(t, 200);
       await new Promise((resolve) => setImmediate(resolve));
     }
     // The server gives up on the stalled reader (drain timeout): its subscription is gone.
@@ -118,7 +118,7 @@ describe('a live-stream reader that stops reading is disconnected, and resumes w
     await body.cancel();
     const secondBody = parts.join('');
     const all = [...first, ...cursors(secondBody)];
-    const stored = t.backend.events.query({ limit: 100_000 }).map((e) => e.cursor);
+    const stored = (await t.backend.events.query({ limit: 100_000 })).map((e) => e.cursor);
     assert.deepEqual(all, stored, 'every stored event once, in order, across the two connections');
   });
 
@@ -127,7 +127,7 @@ describe('a live-stream reader that stops reading is disconnected, and resumes w
     const reader = await stalledReader(t, '/v1/admin/events/stream', { authorization: `Bearer ${t.admin.token}` });
     assert.equal(t.backend.events.followerCount, base + 1);
     for (let i = 0; i < 40 && t.backend.events.followerCount > base; i++) {
-      recordMany(t, 500);
+      await recordMany(t, 500);
       await new Promise((resolve) => setImmediate(resolve));
     }
     await eventually(() => t.backend.events.followerCount === base, 10_000, 'the stalled follower was not ended');
@@ -149,7 +149,7 @@ describe('a stream whose admin session ends is destroyed even when its reader ha
     // About 5 MiB of live events: more than the socket buffers take, less than the 4 MiB follower cap
     // beyond them, so the server holds unsent data when the session ends.
     for (let i = 0; i < 20; i++) {
-      recordMany(t, 200);
+      await recordMany(t, 200);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     assert.equal(t.backend.events.followerCount, base + 1, 'the stream is still held (not dropped for being behind)');
