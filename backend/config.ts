@@ -1,10 +1,16 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { BatonError } from '../shared/errors.js';
 import { toFieldIssues } from '../shared/policy.js';
 import { isAddressOrNetwork } from './http/client-address.js';
+
+/** The most backend processes one host runs (`--workers`). */
+export const MAX_WORKERS = 64;
+
+const DATABASE_URL_EXPECTED = 'expected a postgres:// or postgresql:// URL (PostgreSQL is the only cluster engine)';
 
 /**
  * Backend configuration: defaults < config file (`--config` or BATON_CONFIG) < environment
@@ -85,9 +91,77 @@ export const BackendConfigSchema = z.strictObject({
   requestTimeoutSeconds: z.number().min(0.05).max(600).default(30),
   /** A keep-alive connection with no request in progress is closed after this. */
   keepAliveTimeoutSeconds: z.number().min(0.05).max(600).default(5),
+  /**
+   * The PostgreSQL database of a cluster (`postgres://` or `postgresql://`). Absent: the embedded
+   * SQLite database in `dataDir`. Never logged as given: use `redactedDatabaseUrl()`.
+   */
+  databaseUrl: z.string().max(4096).refine(isPostgresUrl, { message: DATABASE_URL_EXPECTED, abort: true }).optional(),
+  /**
+   * Backend processes on this host sharing the port (node:cluster). Default: the number of cores
+   * with PostgreSQL, 1 with embedded SQLite (which refuses more: one writer). Filled in by
+   * `parseBackendConfig`.
+   */
+  workers: z.int().min(1).max(MAX_WORKERS).optional(),
+  /** A node whose view of revocations (the database, its notifications) is older than this is stale. */
+  staleAfterSeconds: z.int().min(1).max(3600).default(10),
+  /**
+   * This process's id in the cluster (logs, node health, `/healthz`). Set by the CLI: `<host>:<pid>`
+   * (a cluster worker always gets its own); a config file may name a single process.
+   */
+  nodeId: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[A-Za-z0-9._:@-]+$/, 'expected letters, digits and . _ : @ -')
+    .optional(),
 });
 
-export type BackendConfig = Readonly<z.infer<typeof BackendConfigSchema>>;
+export type BackendConfig = Readonly<Omit<z.infer<typeof BackendConfigSchema>, 'workers'> & { workers: number }>;
+
+/** Whether `value` is a URL the `pg` driver takes: postgres:// or postgresql://. */
+export function isPostgresUrl(value: string): boolean {
+  if (!/^postgres(ql)?:\/\//i.test(value)) return false;
+  try {
+    new URL(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Query parameters libpq and `pg` read secrets from; their values are never shown either. */
+const SECRET_PARAMS = new Set(['password', 'sslpassword', 'sslkey', 'passfile']);
+
+/**
+ * The database URL with its password (and any secret query parameter) replaced by `***`: what logs,
+ * errors and `/healthz` may show. Something that is not a URL gives `[unparseable database URL]`,
+ * never the text itself.
+ */
+export function redactedDatabaseUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return '[unparseable database URL]';
+  }
+  const user = parsed.username === '' ? '' : `${parsed.username}${parsed.password === '' ? '' : ':***'}@`;
+  const auth = user === '' && parsed.password !== '' ? ':***@' : user;
+  const params = [...parsed.searchParams].map(
+    ([key, value]) =>
+      `${encodeURIComponent(key)}=${SECRET_PARAMS.has(key.toLowerCase()) ? '***' : encodeURIComponent(value)}`,
+  );
+  return `${parsed.protocol}//${auth}${parsed.host}${parsed.pathname}${params.length > 0 ? `?${params.join('&')}` : ''}`;
+}
+
+/** The storage engine a configuration selects. */
+export function databaseEngine(config: Pick<BackendConfig, 'databaseUrl'>): 'sqlite' | 'postgres' {
+  return config.databaseUrl === undefined ? 'sqlite' : 'postgres';
+}
+
+/** The default `workers`: every core with PostgreSQL (at most MAX_WORKERS), one with embedded SQLite. */
+export function defaultWorkers(engine: 'sqlite' | 'postgres', cores: number = availableParallelism()): number {
+  return engine === 'sqlite' ? 1 : Math.max(1, Math.min(MAX_WORKERS, cores));
+}
 
 const FLAG_NAMES = {
   host: 'host',
@@ -104,6 +178,9 @@ const FLAG_NAMES = {
   'mds-roots': 'mdsRootsFile',
   durability: 'durability',
   'trust-proxy': 'trustProxy',
+  database: 'databaseUrl',
+  workers: 'workers',
+  'stale-after-seconds': 'staleAfterSeconds',
 } as const;
 
 const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
@@ -120,9 +197,12 @@ const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
   BATON_MDS_ROOTS: 'mdsRootsFile',
   BATON_DURABILITY: 'durability',
   BATON_TRUST_PROXY: 'trustProxy',
+  BATON_DATABASE_URL: 'databaseUrl',
+  BATON_WORKERS: 'workers',
+  BATON_STALE_AFTER_SECONDS: 'staleAfterSeconds',
 };
 
-const NUMERIC = new Set(['port']);
+const NUMERIC = new Set(['port', 'workers', 'staleAfterSeconds']);
 
 function coerce(key: string, value: string): unknown {
   if (key === 'origins' || key === 'trustProxy')
@@ -144,8 +224,23 @@ export function parseBackendConfig(input: unknown, source: string): BackendConfi
       { issues },
     );
   }
+  const engine = databaseEngine(result.data);
+  if (engine === 'sqlite' && result.data.workers !== undefined && result.data.workers > 1) {
+    const issues = [
+      {
+        path: 'workers',
+        message: `embedded SQLite runs one backend process (one SQLite writer per database file); ${result.data.workers} workers need PostgreSQL (--database postgres://… or BATON_DATABASE_URL)`,
+      },
+    ];
+    throw new BatonError(
+      'SCHEMA_INVALID',
+      `Invalid backend configuration (${source}): workers: ${issues[0]?.message ?? ''}`,
+      { issues },
+    );
+  }
   return Object.freeze({
     ...result.data,
+    workers: result.data.workers ?? defaultWorkers(engine),
     origins: Object.freeze([...result.data.origins]) as string[],
     trustProxy: Object.freeze([...result.data.trustProxy]) as string[],
   });
@@ -170,6 +265,9 @@ export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): Backe
       'mds-roots': { type: 'string' },
       durability: { type: 'string' },
       'trust-proxy': { type: 'string', multiple: true },
+      database: { type: 'string' },
+      workers: { type: 'string' },
+      'stale-after-seconds': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
