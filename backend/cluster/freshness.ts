@@ -1,0 +1,219 @@
+import type { Logger } from 'pino';
+import { BatonError } from '../../shared/errors.js';
+import type { ClusterBus } from './bus.js';
+import type { NodeIdentity, NodeRegistry } from './nodes.js';
+
+/**
+ * A node's view of revocations may be stale: it lost the database, or its cluster notifications,
+ * and a revocation issued on another node may not have reached it. The monitor confirms the view
+ * periodically with a round trip through the bus (a ping published through the pool and received on
+ * the listening connection, after the resync that follows every reconnect), and calls the view stale
+ * once nothing was confirmed for longer than the bound. Sign-in, step-up and resume consult `decide`.
+ */
+
+export type StaleCause = 'bus-disconnected' | 'heartbeat-failed' | 'not-confirmed';
+
+export interface FreshnessState {
+  stale: boolean;
+  /** When the view became stale (the last confirmation + the bound), while stale. */
+  since?: number;
+  /** Why, in words (for logs, the admin console and the console's message), while stale. */
+  reason?: string;
+  cause?: StaleCause;
+  /** The last time the view was confirmed, if ever. */
+  lastConfirmedAt?: number;
+}
+
+/** What a decision does on this node now. `reasons` are event reasons (`[a-z0-9._-]`, see shared/events.ts). */
+export type StaleDecision = { refuse: BatonError } | { proceed: true; reasons: string[]; stale?: FreshnessState };
+
+/** The event reason every decision taken on a stale node carries (best-effort channels). */
+export const STALE_NODE_REASON = 'stale-node';
+
+export interface FreshnessOptions {
+  bus: ClusterBus;
+  logger: Logger;
+  /** Stale once nothing was confirmed for longer than this (ms). */
+  boundMs: number;
+  /** Heartbeat period (ms); default a third of the bound, so a live node never crosses it. */
+  intervalMs?: number;
+  /** How long a ping may take (ms); default the smaller of the interval and 2 s. */
+  pingTimeoutMs?: number;
+  clock?: () => number;
+  /** When given, every heartbeat upserts this node's row (with its stale flag) there. */
+  registry?: { nodes: NodeRegistry; node: NodeIdentity };
+}
+
+export class FreshnessMonitor {
+  private readonly bus: ClusterBus;
+  private readonly logger: Logger;
+  private readonly clock: () => number;
+  readonly boundMs: number;
+  readonly intervalMs: number;
+  private readonly pingTimeoutMs: number;
+  private readonly createdAt: number;
+  private lastConfirmedAt: number | undefined;
+  private lastFailure: { cause: StaleCause; message: string } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<FreshnessState> | undefined;
+  private reported: boolean | undefined;
+  private readonly listeners = new Set<(state: FreshnessState) => void>();
+  private readonly unsubscribeBus: () => void;
+
+  constructor(private readonly options: FreshnessOptions) {
+    if (!(options.boundMs > 0)) throw new Error('The staleness bound must be positive');
+    this.bus = options.bus;
+    this.logger = options.logger;
+    this.clock = options.clock ?? Date.now;
+    this.boundMs = options.boundMs;
+    this.intervalMs = options.intervalMs ?? Math.max(1, Math.floor(options.boundMs / 3));
+    this.pingTimeoutMs = options.pingTimeoutMs ?? Math.min(this.intervalMs, 2_000);
+    this.createdAt = this.clock();
+    this.unsubscribeBus = this.bus.onStatus((status) => {
+      if (!status.connected) {
+        this.lastFailure = {
+          cause: 'bus-disconnected',
+          message: `cluster bus disconnected: ${status.lastError ?? 'unknown'}`,
+        };
+        this.report();
+      } else {
+        // Reconnected and resynced: confirm at once rather than at the next tick.
+        void this.check();
+      }
+    });
+  }
+
+  /** Starts the periodic heartbeat (the first one at once). */
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.check(), this.intervalMs);
+    this.timer.unref();
+    void this.check();
+  }
+
+  /** Stops the heartbeat; with a registry, removes this node's row (a clean shutdown). */
+  async stop(options: { removeRow?: boolean } = {}): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.unsubscribeBus();
+    await this.running;
+    const registry = this.options.registry;
+    if (registry !== undefined && options.removeRow !== false) {
+      await registry.nodes.remove(registry.node.nodeId).catch((error: unknown) => {
+        this.logger.warn({ err: error }, 'freshness: could not remove this node from the registry');
+      });
+    }
+  }
+
+  /** One heartbeat now (one at a time): ping through the bus, then beat in the registry. */
+  check(): Promise<FreshnessState> {
+    this.running ??= this.heartbeat().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  state(): FreshnessState {
+    const now = this.clock();
+    const base = this.lastConfirmedAt ?? this.createdAt;
+    const lastConfirmed = this.lastConfirmedAt === undefined ? {} : { lastConfirmedAt: this.lastConfirmedAt };
+    if (now - base <= this.boundMs) return { stale: false, ...lastConfirmed };
+    const failure =
+      this.lastFailure ??
+      (this.lastConfirmedAt === undefined
+        ? { cause: 'not-confirmed' as const, message: 'the cluster view was never confirmed' }
+        : { cause: 'heartbeat-failed' as const, message: 'no heartbeat' });
+    const silentFor = Math.round((now - base) / 1000);
+    return {
+      stale: true,
+      since: base + this.boundMs,
+      cause: failure.cause,
+      reason: `no confirmation of the cluster view for ${silentFor} s (bound ${this.boundMs / 1000} s): ${failure.message}`,
+      ...lastConfirmed,
+    };
+  }
+
+  /**
+   * What a sign-in, step-up or resume does on this node, given its channel's `staleNode` policy:
+   * fresh → proceed; stale and `strict` → refuse with NODE_STALE; stale and `best-effort` → proceed on
+   * the last known state, with the `stale-node` reason in the decision and its events.
+   */
+  decide(channelMode: 'strict' | 'best-effort'): StaleDecision {
+    const state = this.state();
+    if (!state.stale) return { proceed: true, reasons: [] };
+    if (channelMode === 'strict') {
+      return {
+        refuse: new BatonError(
+          'NODE_STALE',
+          `This backend node's view of revocations may be stale (${state.reason ?? 'unknown'}); try another node or retry later`,
+          { extra: { staleSince: state.since, cause: state.cause } },
+        ),
+      };
+    }
+    return { proceed: true, reasons: [STALE_NODE_REASON], stale: state };
+  }
+
+  /** Called when `state().stale` flips (checked at each heartbeat and bus status change). */
+  onChange(handler: (state: FreshnessState) => void): () => void {
+    this.listeners.add(handler);
+    return () => void this.listeners.delete(handler);
+  }
+
+  private async heartbeat(): Promise<FreshnessState> {
+    const status = this.bus.status();
+    if (!status.connected) {
+      this.lastFailure = {
+        cause: 'bus-disconnected',
+        message: `cluster bus disconnected: ${status.lastError ?? 'unknown'}`,
+      };
+    } else {
+      try {
+        await this.bus.ping(this.pingTimeoutMs);
+        this.lastConfirmedAt = this.clock();
+        this.lastFailure = undefined;
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        this.lastFailure = { cause: 'heartbeat-failed', message };
+        this.logger.warn({ err: message, node: this.bus.nodeId }, 'freshness: heartbeat failed');
+        // The bus believes it listens but our own notification did not come back: a half-open
+        // connection, or a lost LISTEN. Reconnecting (and resyncing) is the cure.
+        if (this.bus.status().connected) this.bus.recycle(`heartbeat failed: ${message}`);
+      }
+    }
+    const state = this.state();
+    await this.beat(state);
+    this.report(state);
+    return state;
+  }
+
+  private async beat(state: FreshnessState): Promise<void> {
+    const registry = this.options.registry;
+    if (registry === undefined) return;
+    try {
+      await registry.nodes.beat({
+        ...registry.node,
+        lastBeat: this.clock(),
+        stale: state.stale,
+        staleSince: state.since ?? null,
+        staleReason: state.reason ?? null,
+      });
+    } catch (error) {
+      // Expected while the database is down: the row's age then tells the other nodes.
+      this.logger.debug({ err: error }, 'freshness: registry beat failed');
+    }
+  }
+
+  private report(state = this.state()): void {
+    if (this.reported === state.stale) return;
+    const first = this.reported === undefined;
+    this.reported = state.stale;
+    if (state.stale) this.logger.error({ node: this.bus.nodeId, ...state }, 'freshness: this node is stale');
+    else if (!first) this.logger.info({ node: this.bus.nodeId }, 'freshness: this node is fresh again');
+    if (first && !state.stale) return;
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(state);
+      } catch (error) {
+        this.logger.error({ err: error }, 'freshness: listener failed');
+      }
+    }
+  }
+}
