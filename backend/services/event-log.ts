@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { canonicalJson } from '../../shared/canonical-json.js';
@@ -20,9 +21,9 @@ import type { EventQuery, EventRow, StreamHead, Store } from '../store/repositor
 export const BACKEND_ORIGIN = 'backend';
 
 /**
- * Most console events committed in one group commit. A commit runs synchronously, so this bounds
- * how long ingest holds the event loop (sign-ins, revocation pushes) when many consoles upload at
- * once; whatever is left is committed on the next turn.
+ * Most console events committed in one group commit. On embedded SQLite a commit runs without
+ * yielding, so this bounds how long ingest holds the event loop (sign-ins, revocation pushes) when
+ * many consoles upload at once; whatever is left is committed on the next turn.
  */
 export const MAX_EVENTS_PER_COMMIT = 2000;
 
@@ -55,22 +56,40 @@ export interface IngestFinding {
 }
 
 /**
- * What a stored console event does to the backend's state, decided in the ingest transaction just
+ * A unit of work: what runs inside it commits (or rolls back) together. Inside, read and write only
+ * through `store` (bound to the transaction) and record backend facts through `record`.
+ */
+export interface UnitOfWork {
+  /** The transaction-bound store: every read and write of the unit. */
+  readonly store: Store;
+  /** Appends a backend fact to the backend's chain in this transaction; live followers get it after the commit. */
+  record(draft: EventDraft): Promise<StoredEvent>;
+  /** Runs `fn` once the unit has committed (never on rollback); a hook that throws is logged. */
+  afterCommit(fn: () => void): void;
+}
+
+/**
+ * What a stored console event does to the backend's state, decided in the ingest unit of work just
  * before the event is written and applied right after it: the state change and the events that
  * record it commit (or roll back) together with the batch.
  */
 export interface ConsoleEventEffect {
   /** The backend declines the change the event asks for: the event is stored flagged `session-change-refused`. */
   refused?: boolean;
-  /** Makes the change (and records the backend's event naming it); runs once the console's event is written. */
-  apply?: () => void;
+  /** Makes the change (through the unit of work it was decided in); runs once the console's event is written. */
+  apply?: () => void | Promise<void>;
 }
 
 /**
- * Called for each console event that is stored and taken as a fact, in `seq` order. `late` events
- * (filling an earlier gap) arrive after later ones were applied.
+ * Called for each console event that is stored and taken as a fact, in `seq` order, inside the
+ * ingest unit of work (read and write through `uow` only). `late` events (filling an earlier gap)
+ * arrive after later ones were applied.
  */
-export type ConsoleEventEffects = (event: AssuranceEvent, stored: { late: boolean }) => ConsoleEventEffect | undefined;
+export type ConsoleEventEffects = (
+  uow: UnitOfWork,
+  event: AssuranceEvent,
+  stored: { late: boolean },
+) => ConsoleEventEffect | undefined | Promise<ConsoleEventEffect | undefined>;
 
 export interface IngestResult {
   /** Highest sequence stored durably for the console. */
@@ -106,6 +125,47 @@ interface PendingBatch {
   reject: (error: unknown) => void;
 }
 
+/**
+ * The meta key under which a console's time floor is kept: the latest `time` among its stored
+ * events not flagged for their time, below which (less the clock skew) its next event is backdated.
+ */
+const TIME_FLOOR_KEY = 'event-time-floor:';
+
+/** One unit of work's state: nothing of it outlives the transaction, nothing is shared with another unit. */
+class Unit implements UnitOfWork {
+  open = true;
+  /** Chain heads read (and locked) in this unit, and whether this unit moved them. */
+  readonly heads = new Map<string, { head: StreamHead; dirty: boolean }>();
+  /** Console time floors read in this unit, and whether this unit raised them. */
+  readonly floors = new Map<string, { time: number; dirty: boolean }>();
+  readonly unpublished: StoredEvent[] = [];
+  readonly after: (() => void)[] = [];
+  /** `record` calls run one at a time even when the caller does not await each (one chain, one head). */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly store: Store,
+    private readonly append: (unit: Unit, draft: EventDraft) => Promise<StoredEvent>,
+  ) {}
+
+  record(draft: EventDraft): Promise<StoredEvent> {
+    if (!this.open) return Promise.reject(new Error('record() on a unit of work that has already ended'));
+    const run = this.tail.then(() => this.append(this, draft));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  afterCommit(fn: () => void): void {
+    if (!this.open) throw new Error('afterCommit() on a unit of work that has already ended');
+    this.after.push(fn);
+  }
+
+  /** Settles once every `record` issued so far has. */
+  settled(): Promise<unknown> {
+    return this.tail;
+  }
+}
+
 export function eventHash(event: AssuranceEvent): string {
   return sha256Hex(canonicalJson(event));
 }
@@ -113,19 +173,27 @@ export function eventHash(event: AssuranceEvent): string {
 /**
  * The audit trail. Records the backend's own facts on its own hash chain, ingests consoles'
  * batches idempotently on (console, seq) with gap and chain checks, and feeds live followers.
- * Console batches arriving together are committed in one transaction (group commit): the
+ * Console batches arriving together are committed in one unit of work (group commit): the
  * acknowledgement is sent only after that commit returns.
+ *
+ * Nothing it decides on depends on what only this process knows: every chain head and time floor
+ * is read from the store inside the unit of work that uses it (another node may have moved it),
+ * and the units of work of concurrent callers interleave freely.
  */
 export class EventLog {
-  private readonly heads = new Map<string, StreamHead>();
   private readonly listeners = new Set<{ filter: EventFilter; listener: EventListener }>();
   private pending: PendingBatch[] = [];
   private flushScheduled = false;
-  private depth = 0;
-  private unpublished: StoredEvent[] = [];
-  /** Per origin, the latest `time` of a stored event not marked for its time: the floor for the next one. */
-  private readonly lastTimes = new Map<string, number>();
-  /** (console, operator) pairs known to have had a session on that console. */
+  /** The group commit in progress, if any: one at a time, the next group gathers meanwhile. */
+  private flushing: Promise<void> | undefined;
+  /** The unit of work the current async flow runs in: catches a nested unit, which would deadlock on SQLite. */
+  private readonly context = new AsyncLocalStorage<Unit>();
+  /**
+   * Consoles' enrolment times (they never change) and (console, operator) pairs whose
+   * `session-established` the store holds (events are never deleted): caches of committed,
+   * immutable facts, so a miss just reads the store again.
+   */
+  private readonly enrolledAt = new Map<string, number>();
   private readonly operatorsSeen = new Set<string>();
   private listenerFailureCount = 0;
 
@@ -136,75 +204,40 @@ export class EventLog {
   ) {}
 
   /**
-   * Runs `fn` in one store transaction. Events recorded inside reach live followers only after the
-   * commit; on rollback the cached chain heads are dropped and reloaded from the store.
+   * Runs `fn` as one unit of work (one store transaction). Events recorded through `uow.record`
+   * reach live followers only after the commit, and `uow.afterCommit` hooks run then; on rollback
+   * nothing of the unit remains. Inside `fn`, use only `uow.store` and `uow.record`: calling this
+   * event log's `atomically`, `record`, `head` or `query` there throws (it would deadlock on SQLite).
    */
-  atomically<T>(fn: () => T): T {
-    this.depth++;
-    let result: T;
-    try {
-      result = this.store.transaction(fn);
-    } catch (error) {
-      this.depth--;
-      if (this.depth === 0) {
-        this.heads.clear();
-        this.lastTimes.clear();
-        this.unpublished = [];
-      }
-      throw error;
-    }
-    this.depth--;
-    if (this.depth === 0 && this.unpublished.length > 0) {
-      const events = this.unpublished;
-      this.unpublished = [];
-      this.publish(events);
-    }
-    return result;
+  atomically<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
+    return this.runUnit((unit) => fn(unit), 'atomically');
   }
 
-  /** Records a backend fact, in the caller's transaction when there is one. */
-  record(draft: EventDraft): StoredEvent {
-    if (!mayEmit('backend', draft.type)) throw new Error(`the backend does not record "${draft.type}" events`);
-    if (this.depth === 0) return this.atomically(() => this.record(draft));
-    const head = this.head(BACKEND_ORIGIN);
-    const event = chainEvent(draft, {
-      id: randomUUID(),
-      seq: head.lastSeq + 1,
-      prevHash: head.lastHash,
-      now: this.clock(),
-    });
-    const checked = AssuranceEventSchema.safeParse(event);
-    if (!checked.success) throw new Error(`backend event ${event.type} fails its schema: ${checked.error.message}`);
-    const { hash, cursor } = this.write(BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
-    return this.toStored(BACKEND_ORIGIN, event, hash, [], cursor);
+  /** Records a backend fact in a unit of work of its own (inside one, use `uow.record`). */
+  record(draft: EventDraft): Promise<StoredEvent> {
+    return this.runUnit((unit) => unit.record(draft), 'record');
   }
 
   /**
    * Queues a console's batch for the next group commit; resolves once it is durable. `effects`
-   * turns the events actually stored into state changes inside the same transaction; a failure
+   * turns the events actually stored into state changes inside the same unit of work; a failure
    * anywhere (storage or effect) rolls the whole batch back and rejects.
    */
   ingest(origin: string, events: AssuranceEvent[], effects?: ConsoleEventEffects): Promise<IngestResult> {
     return new Promise((resolve, reject) => {
       this.pending.push({ origin, events, effects, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.scheduleFlush();
     });
   }
 
-  /** Highest stored sequence and hash for an origin. */
-  head(origin: string): StreamHead {
-    let head = this.heads.get(origin);
-    if (head === undefined) {
-      head = this.store.events.head(origin) ?? { lastSeq: 0, lastHash: GENESIS_HASH };
-      this.heads.set(origin, head);
-    }
-    return head;
+  /** Highest stored sequence and hash for an origin, as the store has it now. */
+  async head(origin: string): Promise<StreamHead> {
+    this.outsideUnit('head');
+    return (await this.store.events.head(origin)) ?? { lastSeq: 0, lastHash: GENESIS_HASH };
   }
 
-  query(query: EventQuery): StoredEvent[] {
+  query(query: EventQuery): Promise<StoredEvent[]> {
+    this.outsideUnit('query');
     return this.store.events.query(query);
   }
 
@@ -213,7 +246,8 @@ export class EventLog {
    * it against the stored hash and the next event's `prevHash`. An edit or a deletion in the
    * database shows as the first problem found. Findings recorded at ingest are reported too.
    */
-  verifyChain(origin: string): ChainReport {
+  async verifyChain(origin: string): Promise<ChainReport> {
+    this.outsideUnit('verifyChain');
     const MAX_PROBLEMS = 100;
     let expectedPrev = GENESIS_HASH;
     let expectedSeq = 1;
@@ -226,7 +260,7 @@ export class EventLog {
     };
     let after = 0;
     for (;;) {
-      const page = this.store.events.rawChain(origin, after, 1000);
+      const page = await this.store.events.rawChain(origin, after, 1000);
       for (const row of page) {
         // The stored body is the canonical JSON that was hashed: re-hash it as it is now.
         if (sha256Hex(row.body) !== row.hash) report(row.seq, 'hash-mismatch');
@@ -247,7 +281,9 @@ export class EventLog {
       if (page.length < 1000) break;
       after = page.at(-1)?.seq ?? after;
     }
-    const head = this.store.events.head(origin);
+    const stored = await this.store.events.head(origin);
+    // A head row at 0 (PostgreSQL creates one when it locks a new chain) is no stream yet.
+    const head = stored === undefined || stored.lastSeq === 0 ? undefined : stored;
     if (head === undefined && checked === 0 && origin !== BACKEND_ORIGIN) {
       throw new BatonError('NOT_FOUND', `No event stream from "${origin}"`);
     }
@@ -280,13 +316,114 @@ export class EventLog {
     return this.listenerFailureCount;
   }
 
-  /** Commits whatever is queued now (used on shutdown). */
-  drain(): void {
-    while (this.pending.length > 0) this.flush();
+  /** Commits whatever is queued now, and waits for a group commit in progress (used on shutdown). */
+  async drain(): Promise<void> {
+    for (;;) {
+      if (this.flushing !== undefined) await this.flushing;
+      else if (this.pending.length > 0) await this.flush();
+      else return;
+    }
   }
 
-  private flush(): void {
+  /** The unit-of-work machinery: one transaction, a fresh `Unit`, publication after the commit. */
+  private async runUnit<T>(fn: (unit: Unit) => Promise<T>, method: string): Promise<T> {
+    this.outsideUnit(method);
+    let unit: Unit | undefined;
+    let result: T;
+    try {
+      result = await this.store.transaction(async (tx) => {
+        // A fresh unit per attempt: nothing of a rolled-back attempt is carried over.
+        const current = new Unit(tx, (u, draft) => this.append(u, draft));
+        unit = current;
+        try {
+          const value = await this.context.run(current, () => fn(current));
+          await current.settled();
+          await this.persist(current);
+          return value;
+        } catch (error) {
+          // No record may still be writing once the transaction rolls back.
+          current.open = false;
+          await current.settled();
+          throw error;
+        }
+      });
+    } finally {
+      if (unit !== undefined) unit.open = false;
+    }
+    const committed = unit;
+    if (committed !== undefined) {
+      this.publish(committed.unpublished);
+      for (const hook of committed.after) {
+        try {
+          hook();
+        } catch (error) {
+          this.logger.error(
+            { err: error, code: 'AFTER_COMMIT_HOOK_FAILED' },
+            'an after-commit hook failed; the unit of work stands',
+          );
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Refuses, loudly, a call that would open a second unit (or use the outer store) inside an open one. */
+  private outsideUnit(method: string): void {
+    if (this.context.getStore()?.open === true) {
+      throw new Error(
+        `EventLog.${method}() was called inside a unit of work: use the UnitOfWork given to you (uow.store, uow.record)`,
+      );
+    }
+  }
+
+  /** Writes what the unit moved, once per origin: chain heads and console time floors. */
+  private async persist(unit: Unit): Promise<void> {
+    for (const [origin, entry] of unit.heads) if (entry.dirty) await unit.store.events.setHead(origin, entry.head);
+    for (const [origin, floor] of unit.floors)
+      if (floor.dirty) await unit.store.meta.set(TIME_FLOOR_KEY + origin, String(floor.time));
+  }
+
+  /** The origin's head in this unit: read and locked from the store the first time the unit needs it. */
+  private async lockedHead(unit: Unit, origin: string): Promise<StreamHead> {
+    let entry = unit.heads.get(origin);
+    if (entry === undefined) {
+      entry = { head: await unit.store.events.lockHead(origin), dirty: false };
+      unit.heads.set(origin, entry);
+    }
+    return entry.head;
+  }
+
+  /** Appends a backend fact to the backend's chain (`UnitOfWork.record`; calls are serialised per unit). */
+  private async append(unit: Unit, draft: EventDraft): Promise<StoredEvent> {
+    if (!mayEmit('backend', draft.type)) throw new Error(`the backend does not record "${draft.type}" events`);
+    const head = await this.lockedHead(unit, BACKEND_ORIGIN);
+    const event = chainEvent(draft, {
+      id: randomUUID(),
+      seq: head.lastSeq + 1,
+      prevHash: head.lastHash,
+      now: this.clock(),
+    });
+    const checked = AssuranceEventSchema.safeParse(event);
+    if (!checked.success) throw new Error(`backend event ${event.type} fails its schema: ${checked.error.message}`);
+    const { hash, cursor } = await this.write(unit, BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
+    return this.toStored(BACKEND_ORIGIN, event, hash, [], cursor);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.flushing !== undefined) return;
+    this.flushScheduled = true;
+    // Outside whatever async context queued the batch: the group commit is nobody's nested unit.
+    setImmediate(() => {
+      this.context.exit(() => {
+        void this.flush();
+      });
+    });
+  }
+
+  /** Commits the next group of queued batches; never rejects (each batch's promise carries its outcome). */
+  private flush(): Promise<void> {
     this.flushScheduled = false;
+    if (this.flushing !== undefined) return this.flushing;
     let take = 0;
     let events = 0;
     for (const batch of this.pending) {
@@ -295,63 +432,98 @@ export class EventLog {
       take++;
     }
     const batches = this.pending.splice(0, take);
-    if (this.pending.length > 0) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
-    if (batches.length === 0) return;
+    if (batches.length === 0) return Promise.resolve();
+    const flushing = this.commitGroup(batches)
+      .catch((error: unknown) => {
+        // commitGroup settles every batch itself; this is a last guard against a bug there.
+        this.logger.error({ err: error, code: 'EVENT_INGEST_FLUSH_FAILED' }, 'event group commit failed');
+        for (const b of batches) b.reject(error);
+      })
+      .finally(() => {
+        this.flushing = undefined;
+        // What arrived meanwhile is committed on the next turn, so ingest never holds the event loop for long.
+        if (this.pending.length > 0) this.scheduleFlush();
+      });
+    this.flushing = flushing;
+    return flushing;
+  }
+
+  private async commitGroup(batches: PendingBatch[]): Promise<void> {
     let results: IngestResult[];
     try {
-      results = this.atomically(() => batches.map((b) => this.ingestOne(b.origin, b.events, b.effects)));
+      results = await this.runUnit((unit) => this.ingestGroup(unit, batches), 'ingest');
     } catch (error) {
       if (batches.length === 1) {
-        this.logger.error({ err: error, origin: batches[0]?.origin }, 'event ingest transaction failed');
+        this.logger.error(
+          { err: error, origin: batches[0]?.origin, code: 'EVENT_INGEST_FAILED' },
+          'event ingest transaction failed',
+        );
         batches[0]?.reject(error);
         return;
       }
       // One batch's fault (its session update failing, say) must not refuse the others it was
       // grouped with: commit each on its own, so only the batches that fail are refused.
       for (const b of batches) {
-        let result: IngestResult;
+        let result: IngestResult[];
         try {
-          result = this.atomically(() => this.ingestOne(b.origin, b.events, b.effects));
+          result = await this.runUnit((unit) => this.ingestGroup(unit, [b]), 'ingest');
         } catch (own) {
-          this.logger.error({ err: own, origin: b.origin }, 'event ingest transaction failed');
+          this.logger.error(
+            { err: own, origin: b.origin, code: 'EVENT_INGEST_FAILED' },
+            'event ingest transaction failed',
+          );
           b.reject(own);
           continue;
         }
-        b.resolve(result);
+        b.resolve(result[0] as IngestResult);
       }
       return;
     }
     batches.forEach((b, i) => b.resolve(results[i] as IngestResult));
   }
 
-  private ingestOne(origin: string, events: AssuranceEvent[], effects: ConsoleEventEffects | undefined): IngestResult {
+  private async ingestGroup(unit: Unit, batches: PendingBatch[]): Promise<IngestResult[]> {
+    // Every console head of the group is locked first, in one order (sorted), the backend's own
+    // head only when a finding or an effect records: two nodes' groups cannot wait on each other.
+    for (const origin of [...new Set(batches.map((b) => b.origin))].sort()) await this.lockedHead(unit, origin);
+    const results: IngestResult[] = [];
+    for (const b of batches) results.push(await this.ingestOne(unit, b.origin, b.events, b.effects));
+    return results;
+  }
+
+  private async ingestOne(
+    unit: Unit,
+    origin: string,
+    events: AssuranceEvent[],
+    effects: ConsoleEventEffects | undefined,
+  ): Promise<IngestResult> {
     const findings: IngestFinding[] = [];
     let inserted = 0;
-    const checks = this.consoleChecks(origin);
+    const checks = await this.consoleChecks(unit, origin);
     const sorted = [...events].sort((a, b) => a.seq - b.seq);
     for (const event of sorted) {
-      const head = this.head(origin);
+      const head = await this.lockedHead(unit, origin);
       const late = event.seq <= head.lastSeq;
-      const integrity = checks.flags(event, late);
+      const integrity = await checks.flags(event, late);
       if (late) {
         const body = canonicalJson(event);
         const hash = sha256Hex(body);
         integrity.push(EVENT_FLAGS.late);
-        const result = this.store.events.insert(this.row(origin, event, body, hash, integrity, origin));
+        const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, origin));
         if (result.inserted) {
           inserted++;
           checks.report(event.seq, integrity, findings);
           if (this.listeners.size > 0) {
-            this.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
+            unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
           }
           // Applied after later events were: only an end (which can only take access away) is.
-          if (effects !== undefined && isTakenAsFact({ integrity })) effects(event, { late: true })?.apply?.();
+          if (effects !== undefined && isTakenAsFact({ integrity })) {
+            const effect = await effects(unit, event, { late: true });
+            await effect?.apply?.();
+          }
         } else if (result.existingHash !== hash) {
           findings.push({ code: 'EVENT_SEQUENCE_CONFLICT', seq: event.seq });
-          this.record({
+          await unit.record({
             type: 'integrity-sequence-conflict',
             subject: { console: origin },
             outcome: 'failure',
@@ -364,7 +536,7 @@ export class EventLog {
       if (event.seq > head.lastSeq + 1) {
         integrity.push(EVENT_FLAGS.sequenceGap);
         findings.push({ code: 'EVENT_SEQUENCE_GAP', seq: event.seq });
-        this.record({
+        await unit.record({
           type: 'integrity-sequence-gap',
           subject: { console: origin },
           outcome: 'failure',
@@ -374,7 +546,7 @@ export class EventLog {
       } else if (event.prevHash !== head.lastHash) {
         integrity.push(EVENT_FLAGS.chainBroken);
         findings.push({ code: 'EVENT_CHAIN_BROKEN', seq: event.seq });
-        this.record({
+        await unit.record({
           type: 'integrity-chain-broken',
           subject: { console: origin },
           outcome: 'failure',
@@ -383,40 +555,37 @@ export class EventLog {
         });
       }
       const effect =
-        effects !== undefined && isTakenAsFact({ integrity }) ? effects(event, { late: false }) : undefined;
+        effects !== undefined && isTakenAsFact({ integrity }) ? await effects(unit, event, { late: false }) : undefined;
       if (effect?.refused === true) integrity.push(EVENT_FLAGS.sessionChangeRefused);
       checks.report(event.seq, integrity, findings);
-      this.write(origin, event, integrity, origin, false);
+      await this.write(unit, origin, event, integrity, origin);
       inserted++;
       checks.stored(event, integrity);
-      effect?.apply?.();
+      await effect?.apply?.();
     }
-    // The head row is written once per batch (same transaction), not once per event.
-    const head = this.head(origin);
-    if (inserted > 0) this.store.events.setHead(origin, head);
+    // The head row is written once per unit of work (see `persist`), not once per event.
+    const head = await this.lockedHead(unit, origin);
     return { upToSeq: head.lastSeq, inserted, findings };
   }
 
   /**
-   * Appends the next event of an origin's chain and moves the head (in the store too unless the
-   * caller persists it once for a whole batch). The canonical JSON is computed once, for both the
-   * stored body and the hash; the StoredEvent is built only when a live follower will receive it.
+   * Appends the next event of an origin's chain and moves the unit's head for it (written to the
+   * store once, when the unit ends). The canonical JSON is computed once, for both the stored body
+   * and the hash; the StoredEvent is built only when a live follower will receive it.
    */
-  private write(
+  private async write(
+    unit: Unit,
     origin: string,
     event: AssuranceEvent,
     integrity: string[],
     consoleId: string | null,
-    persistHead = true,
-  ): { hash: string; cursor: number } {
+  ): Promise<{ hash: string; cursor: number }> {
     const body = canonicalJson(event);
     const hash = sha256Hex(body);
-    const result = this.store.events.insert(this.row(origin, event, body, hash, integrity, consoleId));
+    const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, consoleId));
     if (!result.inserted) throw new Error(`event ${origin}#${event.seq} already stored`);
-    const head = { lastSeq: event.seq, lastHash: hash };
-    if (persistHead) this.store.events.setHead(origin, head);
-    this.heads.set(origin, head);
-    if (this.listeners.size > 0) this.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
+    unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
+    if (this.listeners.size > 0) unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
     return { hash, cursor: result.cursor };
   }
 
@@ -468,7 +637,10 @@ export class EventLog {
           listener(event);
         } catch (error) {
           this.listenerFailureCount++;
-          this.logger.error({ err: error, cursor: event.cursor }, 'a live event follower failed; the event is stored');
+          this.logger.error(
+            { err: error, cursor: event.cursor, code: 'EVENT_FOLLOWER_FAILED' },
+            'a live event follower failed; the event is stored',
+          );
         }
       }
     }
@@ -478,9 +650,9 @@ export class EventLog {
    * The checks a console's events get before they are stored (docs/events.md, "What a console may
    * send"): the types a console may send, `time` against the backend's receive time and the
    * console's previous event, and subjects the console could have witnessed. The backend's own
-   * origin gets none.
+   * origin gets none. Everything they compare against is read from the store in `unit`.
    */
-  private consoleChecks(origin: string) {
+  private async consoleChecks(unit: Unit, origin: string) {
     const findings = new Map<string, IngestFindingCode>([
       [EVENT_FLAGS.typeNotAllowed, 'EVENT_TYPE_NOT_ALLOWED'],
       [EVENT_FLAGS.timeInFuture, 'EVENT_TIME_IN_FUTURE'],
@@ -495,32 +667,37 @@ export class EventLog {
       }
     };
     if (origin === BACKEND_ORIGIN) {
-      return { flags: () => [] as string[], report: () => undefined, stored: () => undefined };
+      return {
+        flags: () => Promise.resolve([] as string[]),
+        report: () => undefined,
+        stored: () => undefined,
+      };
     }
     const receivedAt = this.clock();
-    const enrolledAt = this.store.consoles.get(origin)?.enrolledAt ?? 0;
+    const enrolledAt = await this.enrolmentTime(unit, origin);
+    const floor = await this.timeFloor(unit, origin);
     // Looked up once per batch: a session's console and operator never change.
     const sessions = new Map<string, { consoleId: string; operatorId: string } | null>();
     const operators = new Map<string, boolean>();
-    const sessionOf = (id: string) => {
+    const sessionOf = async (id: string) => {
       let known = sessions.get(id);
       if (known === undefined) {
-        const record = this.store.sessions.get(id);
+        const record = await unit.store.sessions.get(id);
         known = record === undefined ? null : { consoleId: record.consoleId, operatorId: record.operatorId };
         sessions.set(id, known);
       }
       return known;
     };
-    const witnessed = (subject: AssuranceEvent['subject']): boolean => {
+    const witnessed = async (subject: AssuranceEvent['subject']): Promise<boolean> => {
       if (subject.session !== undefined) {
-        const session = sessionOf(subject.session);
+        const session = await sessionOf(subject.session);
         if (session === null || session.consoleId !== origin) return false;
         return subject.operator === undefined || subject.operator === session.operatorId;
       }
       if (subject.operator !== undefined) {
         let seen = operators.get(subject.operator);
         if (seen === undefined) {
-          seen = this.operatorSignedInOn(origin, subject.operator);
+          seen = await this.operatorSignedInOn(unit, origin, subject.operator);
           operators.set(subject.operator, seen);
         }
         return seen;
@@ -528,7 +705,7 @@ export class EventLog {
       return true;
     };
     return {
-      flags: (event: AssuranceEvent, late: boolean): string[] => {
+      flags: async (event: AssuranceEvent, late: boolean): Promise<string[]> => {
         const flags: string[] = [];
         if (event.subject.console !== undefined && event.subject.console !== origin) {
           flags.push(EVENT_FLAGS.subjectConsoleMismatch);
@@ -537,51 +714,87 @@ export class EventLog {
         if (event.time > receivedAt + EVENT_CLOCK_SKEW_MS) {
           flags.push(EVENT_FLAGS.timeInFuture);
           if (!flags.includes(EVENT_FLAGS.refused)) flags.push(EVENT_FLAGS.refused);
-        } else if (!late && event.time < Math.max(enrolledAt, this.lastTime(origin)) - EVENT_CLOCK_SKEW_MS) {
+        } else if (!late && event.time < Math.max(enrolledAt, floor.time) - EVENT_CLOCK_SKEW_MS) {
           flags.push(EVENT_FLAGS.timeBeforePrevious);
         }
-        if (!witnessed(event.subject)) flags.push(EVENT_FLAGS.subjectNotWitnessed);
+        if (!(await witnessed(event.subject))) flags.push(EVENT_FLAGS.subjectNotWitnessed);
         return flags;
       },
       report,
       stored: (event: AssuranceEvent, integrity: readonly string[]) => {
         if (integrity.includes(EVENT_FLAGS.timeInFuture) || integrity.includes(EVENT_FLAGS.timeBeforePrevious)) return;
-        if (event.time > this.lastTime(origin)) this.lastTimes.set(origin, event.time);
+        if (event.time > floor.time) {
+          floor.time = event.time;
+          floor.dirty = true;
+        }
       },
     };
   }
 
-  /** The latest `time` among an origin's stored events (the head's, when not cached). */
-  private lastTime(origin: string): number {
-    let time = this.lastTimes.get(origin);
-    if (time === undefined) {
-      const head = this.head(origin);
-      time =
-        head.lastSeq === 0
-          ? 0
-          : (this.store.events.query({ origin, afterSeq: head.lastSeq - 1, limit: 1 })[0]?.time ?? 0);
-      this.lastTimes.set(origin, time);
+  /** When the console was enrolled (0 if the store does not know it). */
+  private async enrolmentTime(unit: Unit, origin: string): Promise<number> {
+    const cached = this.enrolledAt.get(origin);
+    if (cached !== undefined) return cached;
+    const record = await unit.store.consoles.get(origin);
+    if (record === undefined) return 0;
+    if (this.enrolledAt.size >= 10_000) this.enrolledAt.clear();
+    this.enrolledAt.set(origin, record.enrolledAt);
+    return record.enrolledAt;
+  }
+
+  /**
+   * The console's time floor in this unit: the latest `time` among its stored events not flagged
+   * for their time, as the store keeps it (written when a unit raises it). A chain stored before the
+   * floor was kept starts from its head event's time.
+   */
+  private async timeFloor(unit: Unit, origin: string): Promise<{ time: number; dirty: boolean }> {
+    let floor = unit.floors.get(origin);
+    if (floor === undefined) {
+      const kept = await unit.store.meta.get(TIME_FLOOR_KEY + origin);
+      let time = kept === undefined ? Number.NaN : Number(kept);
+      if (!Number.isFinite(time)) {
+        const head = await this.lockedHead(unit, origin);
+        const [row] = head.lastSeq === 0 ? [] : await unit.store.events.rawChain(origin, head.lastSeq - 1, 1);
+        time = row === undefined ? 0 : readTime(row.body);
+      }
+      floor = { time, dirty: false };
+      unit.floors.set(origin, floor);
     }
-    return time;
+    return floor;
   }
 
   /** Whether the operator ever had a session on this console (so the console could have seen them). */
-  private operatorSignedInOn(consoleId: string, operatorId: string): boolean {
+  private async operatorSignedInOn(unit: Unit, consoleId: string, operatorId: string): Promise<boolean> {
     const key = `${consoleId}\u0000${operatorId}`;
     if (this.operatorsSeen.has(key)) return true;
     const seen =
-      this.store.events.query({
-        origin: BACKEND_ORIGIN,
-        console: consoleId,
-        operator: operatorId,
-        type: 'session-established',
-        limit: 1,
-      }).length > 0;
+      (
+        await unit.store.events.query({
+          origin: BACKEND_ORIGIN,
+          console: consoleId,
+          operator: operatorId,
+          type: 'session-established',
+          limit: 1,
+        })
+      ).length > 0;
     if (seen) {
-      if (this.operatorsSeen.size >= 10_000) this.operatorsSeen.clear();
-      this.operatorsSeen.add(key);
+      // Remembered once this unit commits: what a rolled-back unit read is not taken as known.
+      unit.afterCommit(() => {
+        if (this.operatorsSeen.size >= 10_000) this.operatorsSeen.clear();
+        this.operatorsSeen.add(key);
+      });
     }
     return seen;
+  }
+}
+
+/** The `time` of a stored event body (0 when unreadable: no floor rather than a wrong one). */
+function readTime(body: string): number {
+  try {
+    const time = (JSON.parse(body) as { time?: unknown }).time;
+    return typeof time === 'number' && Number.isFinite(time) ? time : 0;
+  } catch {
+    return 0;
   }
 }
 

@@ -222,6 +222,15 @@ export interface RevocationRepository {
 
 export interface EventRepository {
   head(origin: string): Promise<StreamHead | undefined>;
+  /**
+   * An origin's chain head for the rest of the current transaction, locked against every other
+   * transaction appending to that chain (on any node) until it commits or rolls back; only inside
+   * `Store.transaction`. An origin with no events yet has `{ lastSeq: 0, lastHash: GENESIS_HASH }`.
+   * PostgreSQL: `INSERT … (origin, 0, GENESIS_HASH) ON CONFLICT DO NOTHING` of the head row, then
+   * `SELECT … FOR UPDATE`; SQLite: a plain read (`BEGIN IMMEDIATE` already serialises writers).
+   * Lock several origins in one transaction in sorted order, the backend's own origin last.
+   */
+  lockHead(origin: string): Promise<StreamHead>;
   setHead(origin: string, head: StreamHead): Promise<void>;
   /** Inserts unless (origin, seq) exists; returns the stored hash when it did exist. */
   insert(row: EventRow): Promise<{ inserted: true; cursor: number } | { inserted: false; existingHash: string }>;

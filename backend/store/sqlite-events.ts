@@ -1,6 +1,6 @@
 import type { Sync } from './repositories.js';
 import type Database from 'better-sqlite3';
-import { AssuranceEventSchema, type StoredEvent } from '../../shared/events.js';
+import { AssuranceEventSchema, GENESIS_HASH, type StoredEvent } from '../../shared/events.js';
 import type { EventQuery, EventRepository, EventRow, RawEventRow, StreamHead } from './repositories.js';
 
 type Row = Record<string, unknown>;
@@ -30,6 +30,11 @@ export class SqliteEvents implements Sync<EventRepository> {
   head(origin: string): StreamHead | undefined {
     const row = this.stmts.head.get(origin) as { last_seq: number; last_hash: string } | undefined;
     return row && { lastSeq: row.last_seq, lastHash: row.last_hash };
+  }
+
+  /** SQLite: the plain read; the caller's `BEGIN IMMEDIATE` already keeps every other writer out. */
+  lockHead(origin: string): StreamHead {
+    return this.head(origin) ?? { lastSeq: 0, lastHash: GENESIS_HASH };
   }
 
   setHead(origin: string, head: StreamHead): void {
