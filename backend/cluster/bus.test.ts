@@ -1,0 +1,384 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
+import {
+  afterCommitTransaction,
+  BUS_CHANNEL,
+  decodeEnvelope,
+  encodeEnvelope,
+  InProcessBus,
+  pgTransaction,
+  PostgresBus,
+  type BusTransaction,
+  type ClusterBus,
+  type Pointer,
+  type Topic,
+} from './bus.js';
+import { memoryLogger, nextDelivery, nextResync, nextStatus, recorder, type LogRecord } from './test-kit.js';
+
+/** What the contract needs from one engine: its nodes, a raw writer, and a transaction to commit or roll back. */
+interface Rig {
+  nodes: ClusterBus[];
+  records: LogRecord[];
+  /** Writes a raw payload on the bus channel, as another process could. */
+  raw(payload: string): Promise<void>;
+  begin(): Promise<{ tx: BusTransaction; commit(): Promise<void>; rollback(): Promise<void> }>;
+  /** Publishes a committed marker and waits until every node has it: everything notified before it arrived first. */
+  drain(): Promise<void>;
+}
+
+let markers = 1_000_000;
+async function drainAll(nodes: ClusterBus[]): Promise<void> {
+  const version = ++markers;
+  const arrived = nodes.map((node) => nextDelivery(node, 'policy', (p) => p.version === version));
+  await nodes[0]!.publish('policy', { version });
+  await Promise.all(arrived);
+}
+
+/** The contract every ClusterBus keeps, whatever the engine. */
+function busContract(rig: () => Rig): void {
+  it('delivers a publish to the subscribers of every node, the publishing node included', async () => {
+    const { nodes } = rig();
+    const [a] = nodes;
+    const arrivals = nodes.map((node) => nextDelivery(node, 'revocation', (p) => p.epoch === 41));
+    await a!.publish('revocation', { epoch: 41 });
+    const got = await Promise.all(arrivals);
+    for (const [i, { pointer, delivery }] of got.entries()) {
+      assert.deepEqual(pointer, { epoch: 41 });
+      assert.equal(delivery.origin, a!.nodeId);
+      assert.equal(delivery.local, i === 0);
+    }
+  });
+
+  it('carries every topic with its pointer', async () => {
+    const { nodes } = rig();
+    const samples: { [T in Topic]: Pointer<T> } = {
+      revocation: { epoch: 7 },
+      policy: { version: 3 },
+      command: { consoleId: 'con_1', id: 'cmd_1' },
+      'console-connected': { consoleId: 'con_1', nodeId: 'node-x', connectionId: 'c-9' },
+      'admin-stream': { cursor: 1234 },
+      authenticators: {},
+    };
+    const last = nodes.at(-1)!;
+    for (const topic of Object.keys(samples) as Topic[]) {
+      const arrival = nextDelivery(last, topic);
+      await nodes[0]!.publish(topic, samples[topic] as never);
+      assert.deepEqual((await arrival).pointer, samples[topic]);
+    }
+  });
+
+  it('refuses to publish an unknown topic or a malformed pointer (the caller has a bug)', async () => {
+    const [a] = rig().nodes;
+    await assert.rejects(async () => a!.publish('revocation', { epoch: -1 }), /Invalid pointer/);
+    await assert.rejects(async () => a!.publish('revocation', { epoch: 1, extra: 1 } as never), /Invalid pointer/);
+    await assert.rejects(async () => a!.publish('nope' as Topic, {} as never), /Unknown cluster bus topic/);
+    await assert.rejects(
+      async () => a!.publish('command', { consoleId: 'x'.repeat(8000), id: '1' }),
+      /Invalid pointer/,
+    );
+    assert.throws(() => a!.subscribe('nope' as Topic, () => undefined), /Unknown cluster bus topic/);
+  });
+
+  it('delivers a publish inside a transaction only once it commits', async () => {
+    const { nodes, begin, drain } = rig();
+    const seen = nodes.map((node) => recorder(node, 'command'));
+    const { tx, commit } = await begin();
+    await nodes[0]!.publish('command', { consoleId: 'con_tx', id: 'cmd_commit' }, tx);
+    await drain();
+    for (const s of seen) assert.equal(s.length, 0, 'not delivered before COMMIT');
+    const arrivals = nodes.map((node) => nextDelivery(node, 'command', (p) => p.id === 'cmd_commit'));
+    await commit();
+    await Promise.all(arrivals);
+  });
+
+  it('never delivers a publish inside a rolled-back transaction', async () => {
+    const { nodes, begin, drain } = rig();
+    const seen = nodes.map((node) => recorder(node, 'command'));
+    const { tx, rollback } = await begin();
+    await nodes[0]!.publish('command', { consoleId: 'con_tx', id: 'cmd_rollback' }, tx);
+    await rollback();
+    // Notifications arrive in commit order: once a later committed marker arrived, the rolled-back one never will.
+    await drain();
+    for (const s of seen) assert.deepEqual(s, []);
+  });
+
+  it('drops and logs malformed payloads from the wire, and keeps delivering', async () => {
+    const { nodes, raw, drain, records } = rig();
+    const seen = nodes.map((node) => recorder(node, 'revocation'));
+    const droppedBefore = nodes.map((node) => (node as { dropped: number }).dropped);
+    const warningsBefore = records.filter((r) => r.msg === 'cluster bus: malformed notification dropped').length;
+    const garbage = [
+      '',
+      'not json',
+      'null',
+      '[1,2]',
+      '{"v":2,"t":"revocation","p":{"epoch":1},"o":"evil"}',
+      '{"v":1,"t":"revocation","p":{"epoch":"1"},"o":"evil"}',
+      '{"v":1,"t":"revocation","p":{"epoch":1,"more":true},"o":"evil"}',
+      '{"v":1,"t":"revocation","p":{"epoch":-3},"o":"evil"}',
+      '{"v":1,"t":"toString","p":{},"o":"evil"}',
+      '{"v":1,"t":"__proto__","p":{},"o":"evil"}',
+      '{"v":1,"t":"revocation","p":{"epoch":1}}',
+      '{"v":1,"t":"ping","p":{"x":1},"o":"evil"}',
+    ];
+    for (const payload of garbage) await raw(payload);
+    await drain();
+    for (const s of seen) assert.deepEqual(s, [], 'nothing malformed reaches a subscriber');
+    for (const [i, node] of nodes.entries()) {
+      assert.equal(
+        (node as { dropped: number }).dropped - droppedBefore[i]!,
+        garbage.length,
+        `${node.nodeId} dropped all`,
+      );
+    }
+    const warnings = records.filter((r) => r.msg === 'cluster bus: malformed notification dropped').length;
+    assert.equal(warnings - warningsBefore, garbage.length * nodes.length);
+    // Still alive: a valid publish goes through.
+    const arrival = nextDelivery(nodes.at(-1)!, 'revocation', (p) => p.epoch === 99);
+    await nodes[0]!.publish('revocation', { epoch: 99 });
+    await arrival;
+  });
+
+  it('logs a subscriber that throws or rejects, and still delivers to the others', async () => {
+    const { nodes, records } = rig();
+    const [a] = nodes;
+    const off1 = a!.subscribe('policy', () => {
+      throw new Error('boom sync');
+    });
+    const off2 = a!.subscribe('policy', () => Promise.reject(new Error('boom async')));
+    const arrival = nextDelivery(a!, 'policy', (p) => p.version === 77);
+    await a!.publish('policy', { version: 77 });
+    await arrival;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    off1();
+    off2();
+    const failures = records.filter((r) => r.msg === 'cluster bus: subscriber failed');
+    assert.ok(failures.length >= 2, 'both failures logged');
+  });
+
+  it('unsubscribes', async () => {
+    const { nodes, drain } = rig();
+    const got: number[] = [];
+    const off = nodes[0]!.subscribe('admin-stream', (p) => void got.push(p.cursor));
+    await nodes[0]!.publish('admin-stream', { cursor: 1 });
+    await drain();
+    off();
+    await nodes[0]!.publish('admin-stream', { cursor: 2 });
+    await drain();
+    assert.deepEqual(got, [1]);
+  });
+
+  it('answers a ping through the bus', async () => {
+    for (const node of rig().nodes) {
+      const ms = await node.ping(5_000);
+      assert.ok(ms >= 0);
+    }
+  });
+}
+
+describe('InProcessBus (embedded SQLite mode)', () => {
+  const { logger, records } = memoryLogger();
+  const bus = new InProcessBus({ nodeId: 'embedded', logger });
+  let resyncs = 0;
+  bus.onResync(() => void resyncs++);
+
+  before(async () => {
+    await bus.start();
+  });
+  after(async () => {
+    await bus.close();
+  });
+
+  it('resyncs once when started, then reports connected', () => {
+    assert.equal(resyncs, 1);
+    assert.equal(bus.status().connected, true);
+  });
+
+  it('delivers on a microtask, never inside the publisher', async () => {
+    const seen = recorder(bus, 'revocation');
+    const arrival = nextDelivery(bus, 'revocation', (p) => p.epoch === 6);
+    const published = bus.publish('revocation', { epoch: 6 });
+    assert.deepEqual(seen, [], 'not delivered synchronously');
+    await published;
+    await arrival;
+    assert.equal(seen.length, 1);
+  });
+
+  it('refuses a PostgreSQL transaction (a wiring mistake)', async () => {
+    const tx = pgTransaction({ query: () => Promise.resolve(undefined) });
+    await assert.rejects(async () => bus.publish('policy', { version: 2 }, tx), /wiring mistake/);
+  });
+
+  busContract(() => ({
+    nodes: [bus],
+    records,
+    raw: (payload) => {
+      bus.injectRaw(payload);
+      return Promise.resolve();
+    },
+    begin: () => {
+      let hooks: (() => void)[] = [];
+      const tx = afterCommitTransaction((fn) => void hooks.push(fn));
+      return Promise.resolve({
+        tx,
+        commit: () => {
+          for (const hook of hooks) hook();
+          hooks = [];
+          return Promise.resolve();
+        },
+        rollback: () => {
+          hooks = [];
+          return Promise.resolve();
+        },
+      });
+    },
+    drain: () => drainAll([bus]),
+  }));
+});
+
+describe('wire format', () => {
+  it('keeps every pointer far below the 8000-byte NOTIFY limit and refuses what would not fit', () => {
+    const biggest = encodeEnvelope(
+      'console-connected',
+      { consoleId: 'c'.repeat(200), nodeId: 'n'.repeat(200), connectionId: 'x'.repeat(200) },
+      'o'.repeat(200),
+    );
+    assert.ok(Buffer.byteLength(biggest) < 1000);
+    assert.throws(() => encodeEnvelope('policy', { filler: 'x'.repeat(8000) }, 'node'), /max 7900/);
+  });
+
+  it('decodes what it encodes', () => {
+    const decoded = decodeEnvelope(encodeEnvelope('admin-stream', { cursor: 9 }, 'node-a'));
+    assert.deepEqual(decoded, { kind: 'message', topic: 'admin-stream', pointer: { cursor: 9 }, origin: 'node-a' });
+  });
+});
+
+const skip = postgresSkip();
+describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
+  let server: PostgresServer;
+  let url: string;
+  const { logger, records } = memoryLogger();
+  let a: PostgresBus;
+  let b: PostgresBus;
+  let raw: pg.Pool;
+  const resyncs: { node: string; reason: string }[] = [];
+
+  before(async () => {
+    server = await startPostgres();
+    url = await createDatabase(server.url, 'bus_test');
+    const reconnect = { initialMs: 20, maxMs: 200 };
+    a = new PostgresBus({ nodeId: 'node-a', logger, connection: url, reconnect, connectTimeoutMs: 2_000 });
+    b = new PostgresBus({ nodeId: 'node-b', logger, connection: url, reconnect, connectTimeoutMs: 2_000 });
+    for (const bus of [a, b]) bus.onResync((info) => void resyncs.push({ node: bus.nodeId, reason: info.reason }));
+    raw = new pg.Pool({ connectionString: url, max: 2 });
+    raw.on('error', () => undefined);
+    await Promise.all([a.start(), b.start()]);
+  });
+
+  after(async () => {
+    await Promise.allSettled([a?.close(), b?.close(), raw?.end()]);
+    await server?.stop();
+  });
+
+  it('resynced once per node on start', () => {
+    assert.deepEqual(resyncs.map((r) => `${r.node}:${r.reason}`).sort(), ['node-a:connected', 'node-b:connected']);
+    assert.equal(a.status().connected, true);
+  });
+
+  busContract(() => ({
+    nodes: [a, b],
+    records,
+    raw: async (payload) => {
+      await raw.query('SELECT pg_notify($1, $2)', [BUS_CHANNEL, payload]);
+    },
+    begin: async () => {
+      const client = await raw.connect();
+      await client.query('BEGIN');
+      const end = async (sql: string) => {
+        try {
+          await client.query(sql);
+        } finally {
+          client.release();
+        }
+      };
+      return { tx: pgTransaction(client), commit: () => end('COMMIT'), rollback: () => end('ROLLBACK') };
+    },
+    drain: () => drainAll([a, b]),
+  }));
+
+  it('publishes after commit through the pool for an after-commit transaction', async () => {
+    const hooks: (() => void)[] = [];
+    const arrival = nextDelivery(b, 'authenticators');
+    await a.publish(
+      'authenticators',
+      {},
+      afterCommitTransaction((fn) => void hooks.push(fn)),
+    );
+    assert.equal(hooks.length, 1);
+    hooks[0]!();
+    await arrival;
+  });
+
+  it('reconnects by itself when PostgreSQL restarts under it, resyncs, and delivers again', async () => {
+    const before = { a: a.connects, b: b.connects };
+    const lostA = nextStatus(a, false);
+    const resyncA = nextResync(a);
+    const resyncB = nextResync(b);
+    await server.restart();
+    await lostA;
+    const [infoA, infoB] = await Promise.all([resyncA, resyncB]);
+    assert.equal(infoA.reason, 'reconnected');
+    assert.equal(infoB.reason, 'reconnected');
+    assert.ok((infoA.downMs ?? -1) >= 0);
+    await Promise.all([nextStatus(a, true), nextStatus(b, true)]);
+    assert.equal(a.connects, before.a + 1);
+    assert.equal(b.connects, before.b + 1);
+    // LISTEN was issued again: a publish on B reaches A.
+    const arrival = nextDelivery(a, 'revocation', (p) => p.epoch === 500);
+    await b.publish('revocation', { epoch: 500 });
+    await arrival;
+    assert.ok(records.some((r) => r.msg === 'cluster bus: listening connection lost, reconnecting'));
+  });
+
+  it('survives a crash of PostgreSQL (SIGKILL) the same way, retrying with backoff while it is down', async () => {
+    const lost = nextStatus(a, false);
+    await server.kill();
+    await lost;
+    assert.equal(a.status().connected, false);
+    assert.ok(a.status().lastError !== undefined);
+    await assert.rejects(() => a.ping(1_000), /not connected/);
+    const resynced = nextResync(a);
+    await server.restart();
+    assert.equal((await resynced).reason, 'reconnected');
+    await nextStatus(a, true);
+    await nextStatus(b, true);
+    const arrival = nextDelivery(b, 'policy', (p) => p.version === 600);
+    await a.publish('policy', { version: 600 });
+    await arrival;
+    assert.ok(records.some((r) => r.msg === 'cluster bus: cannot listen, retrying'));
+  });
+
+  it('recycles its listening connection on demand (a ping that did not come back) and resyncs', async () => {
+    const resynced = nextResync(a);
+    a.recycle('test');
+    assert.equal((await resynced).reason, 'reconnected');
+    await nextStatus(a, true);
+    assert.ok((await a.ping(5_000)) >= 0);
+  });
+
+  it('rejects start() when closed before it could ever connect', async () => {
+    const port = server.port;
+    const lonely = new PostgresBus({
+      nodeId: 'node-z',
+      logger,
+      connection: `postgres://baton@127.0.0.1:${port === 1 ? 2 : 1}/postgres`,
+      reconnect: { initialMs: 10, maxMs: 20 },
+      connectTimeoutMs: 500,
+    });
+    const started = lonely.start();
+    await lonely.close();
+    await assert.rejects(started, /closed before it connected/);
+  });
+});
