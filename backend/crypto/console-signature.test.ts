@@ -1,9 +1,22 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint } from 'jose';
+import { CONSOLE_HEADERS, SIGNATURE_WINDOW_MS, signingInput } from '../../shared/console-auth.js';
+import { BatonError } from '../../shared/errors.js';
 import type { P256PublicJwk } from '../../shared/http-api.js';
-import { jwkThumbprint } from './console-signature.js';
+import type { Store } from '../store/repositories.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import {
+  ReplayGuard,
+  jwkThumbprint,
+  readSignatureHeaders,
+  verifySignedRequest,
+  type SignedRequest,
+} from './console-signature.js';
 
 /** The thumbprint as Baton computed it by hand before it used jose: stored `jkt` values must still match. */
 function handWritten(jwk: P256PublicJwk): string {
@@ -37,5 +50,100 @@ describe('jwkThumbprint (RFC 7638, by jose)', () => {
       const key: P256PublicJwk = { kty: 'EC', crv: 'P-256', x: String(jwk.x), y: String(jwk.y) };
       assert.equal(await jwkThumbprint(key), handWritten(key));
     }
+  });
+});
+
+const isCode = (code: string) => (error: unknown) => error instanceof BatonError && error.code === code;
+
+describe('ReplayGuard and verifySignedRequest over a shared store', () => {
+  let dir: string;
+  let nodeA: Store;
+  let nodeB: Store;
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+  before(() => {
+    // Two stores opened on one SQLite file stand in for two nodes.
+    dir = mkdtempSync(join(tmpdir(), 'baton-nonces-'));
+    nodeA = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    nodeB = openSqliteStore({ dataDir: dir, durability: 'normal' });
+  });
+
+  after(async () => {
+    await nodeA.close();
+    await nodeB.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function signed(consoleId: string, timestamp: number, path = '/v1/console/status'): SignedRequest {
+    const nonce = randomBytes(16).toString('base64url');
+    const body = new Uint8Array();
+    const input = signingInput({
+      method: 'GET',
+      path,
+      consoleId,
+      timestamp,
+      nonce,
+      bodySha256: createHash('sha256').update(body).digest('hex'),
+    });
+    const signature = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    return {
+      method: 'GET',
+      path,
+      body,
+      headers: {
+        [CONSOLE_HEADERS.console]: consoleId,
+        [CONSOLE_HEADERS.timestamp]: String(timestamp),
+        [CONSOLE_HEADERS.nonce]: nonce,
+        [CONSOLE_HEADERS.signature]: signature.toString('base64url'),
+      },
+    };
+  }
+
+  const check = (request: SignedRequest, guard: ReplayGuard, now: number) =>
+    verifySignedRequest(request, readSignatureHeaders(request.headers), 'con_1', publicKey, guard, now);
+
+  it('refuses on one node a request already accepted by another', async () => {
+    const now = 1_000_000_000;
+    const guardA = new ReplayGuard(nodeA.ephemeral, () => now);
+    const guardB = new ReplayGuard(nodeB.ephemeral, () => now);
+    const request = signed('con_1', now);
+    await check(request, guardA, now);
+    await assert.rejects(check(request, guardB, now), isCode('CONSOLE_SIGNATURE_REPLAYED'));
+    await assert.rejects(check(request, guardA, now), isCode('CONSOLE_SIGNATURE_REPLAYED'));
+    await check(signed('con_1', now), guardB, now);
+  });
+
+  it('remembers a nonce for as long as its request is fresh, and only that long', async () => {
+    let now = 2_000_000_000;
+    const signedAt = now;
+    const guardA = new ReplayGuard(nodeA.ephemeral, () => now);
+    const guardB = new ReplayGuard(nodeB.ephemeral, () => now);
+    assert.equal(await guardA.claim('con_1:late-nonce', signedAt), true);
+    now = signedAt + SIGNATURE_WINDOW_MS;
+    assert.equal(await guardB.claim('con_1:late-nonce', signedAt), false, 'still fresh at the edge of the window');
+    now = signedAt + SIGNATURE_WINDOW_MS + 1;
+    assert.equal(await guardB.claim('con_1:late-nonce', signedAt), true, 'stale by then: refused as stale instead');
+  });
+
+  it('refuses a stale request before claiming its nonce, and a forged one without burning the nonce', async () => {
+    const now = 3_000_000_000;
+    const guard = new ReplayGuard(nodeA.ephemeral, () => now);
+    await assert.rejects(
+      check(signed('con_1', now - SIGNATURE_WINDOW_MS - 1), guard, now),
+      isCode('CONSOLE_SIGNATURE_STALE'),
+    );
+    const request = signed('con_1', now);
+    const forged = { ...request, path: '/v1/console/policy' };
+    await assert.rejects(check(forged, guard, now), isCode('CONSOLE_SIGNATURE_INVALID'));
+    await check(request, guard, now);
+  });
+
+  it('accepts a request signed before this node started (the nonces outlive a restart)', async () => {
+    const signedAt = 4_000_000_000;
+    const request = signed('con_1', signedAt);
+    const restarted = new ReplayGuard(nodeB.ephemeral, () => signedAt + 1000);
+    await check(request, restarted, signedAt + 1000);
+    const again = new ReplayGuard(nodeA.ephemeral, () => signedAt + 2000);
+    await assert.rejects(check(request, again, signedAt + 2000), isCode('CONSOLE_SIGNATURE_REPLAYED'));
   });
 });

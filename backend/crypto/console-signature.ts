@@ -3,6 +3,7 @@ import { calculateJwkThumbprint } from 'jose';
 import { CONSOLE_HEADERS, NONCE_PATTERN, SIGNATURE_WINDOW_MS, signingInput } from '../../shared/console-auth.js';
 import { BatonError } from '../../shared/errors.js';
 import type { P256PublicJwk } from '../../shared/http-api.js';
+import type { EphemeralRepository } from '../store/repositories.js';
 
 export type HeaderBag = Record<string, string | string[] | undefined>;
 
@@ -13,34 +14,37 @@ export interface SignedRequest {
   body: Uint8Array;
 }
 
+/** The namespace of console request nonces in the store's ephemeral table. */
+export const NONCE_KIND = 'console-nonce';
+
+/** How often (at most) claiming a nonce also deletes every expired ephemeral entry. */
+const SWEEP_EVERY_MS = 60_000;
+
 /**
- * Remembers nonces long enough that a captured request can never be replayed. A timestamp is
- * accepted within ±W of the server clock, so one request stays acceptable for 2W of server time;
- * generations rotate every 2W, so a nonce is remembered for 2W to 4W. Nonces do not survive a
- * restart, so requests signed before this process started are refused (see `verifySignedRequest`).
+ * Remembers nonces, in the store every node shares, long enough that a captured request can never
+ * be replayed to any node: a timestamp is accepted within ±W of the clock, so a request signed at
+ * `t` stays acceptable until `t + W`, and its nonce is kept until then. The expiry follows from the
+ * request's own timestamp, not from the clock of the node that claimed it, so nodes whose clocks
+ * differ agree on it. The nonces survive a restart with the database.
  */
 export class ReplayGuard {
-  private current = new Set<string>();
-  private previous = new Set<string>();
-  private rotatedAt: number;
-  readonly startedAt: number;
+  private sweptAt: number;
 
-  constructor(private readonly clock: () => number) {
-    this.rotatedAt = clock();
-    this.startedAt = this.rotatedAt;
+  constructor(
+    private readonly ephemeral: EphemeralRepository,
+    private readonly clock: () => number,
+  ) {
+    this.sweptAt = clock();
   }
 
-  /** Returns false when the nonce was seen inside the window. */
-  claim(key: string): boolean {
+  /** Returns false when the nonce was already claimed (by any node) and can still be replayed. */
+  async claim(key: string, signedAt: number): Promise<boolean> {
     const now = this.clock();
-    if (now - this.rotatedAt >= 2 * SIGNATURE_WINDOW_MS) {
-      this.previous = this.current;
-      this.current = new Set();
-      this.rotatedAt = now;
+    if (now - this.sweptAt >= SWEEP_EVERY_MS) {
+      this.sweptAt = now;
+      await this.ephemeral.sweep(now);
     }
-    if (this.current.has(key) || this.previous.has(key)) return false;
-    this.current.add(key);
-    return true;
+    return this.ephemeral.claimOnce(NONCE_KIND, key, signedAt + SIGNATURE_WINDOW_MS + 1, now);
   }
 }
 
@@ -98,28 +102,18 @@ export function readSignatureHeaders(headers: HeaderBag): SignatureHeaders {
  * Order: freshness first (cheap), then the signature, then the nonce is claimed — so a forged
  * request cannot burn a legitimate console's nonce.
  */
-export function verifySignedRequest(
+export async function verifySignedRequest(
   request: SignedRequest,
   parsed: SignatureHeaders,
   consoleId: string,
   key: KeyObject,
   replay: ReplayGuard,
   now: number,
-): void {
+): Promise<void> {
   if (Math.abs(now - parsed.timestamp) > SIGNATURE_WINDOW_MS) {
     throw new BatonError('CONSOLE_SIGNATURE_STALE', 'The request signature is outside the allowed clock window', {
       extra: { serverTime: now },
     });
-  }
-  if (parsed.timestamp < replay.startedAt) {
-    // Signed before this process started: its nonce may have been used before the restart.
-    throw new BatonError(
-      'CONSOLE_SIGNATURE_STALE',
-      'The request was signed before the backend started; sign it again',
-      {
-        extra: { serverTime: now },
-      },
-    );
   }
   const input = signingInput({
     method: request.method,
@@ -132,7 +126,7 @@ export function verifySignedRequest(
   const ok = verify('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, parsed.signature);
   if (!ok)
     throw new BatonError('CONSOLE_SIGNATURE_INVALID', 'The request signature does not verify with the console key');
-  if (!replay.claim(`${consoleId}:${parsed.nonce}`)) {
+  if (!(await replay.claim(`${consoleId}:${parsed.nonce}`, parsed.timestamp))) {
     throw new BatonError('CONSOLE_SIGNATURE_REPLAYED', 'This request nonce was already used');
   }
 }

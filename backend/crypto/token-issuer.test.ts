@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -28,7 +28,7 @@ const claims = {
 
 /** What a downstream app does: verify against the published JWKS only. */
 async function verifyWithJwks(issuer: TokenIssuer, token: string, now: number) {
-  return jwtVerify(token, createLocalJWKSet(issuer.jwks()), { currentDate: new Date(now) });
+  return jwtVerify(token, createLocalJWKSet(await issuer.jwks()), { currentDate: new Date(now) });
 }
 
 describe('token signing key rotation', () => {
@@ -45,7 +45,7 @@ describe('token signing key rotation', () => {
     const fresh = await issuer.issue({ ...claims, authTime: now });
     assert.equal(decodeProtectedHeader(fresh.token).kid, current);
     assert.deepEqual(
-      issuer.jwks().keys.map((k) => k.kid),
+      (await issuer.jwks()).keys.map((k) => k.kid),
       [current, previous],
     );
     await verifyWithJwks(issuer, old.token, now);
@@ -69,12 +69,12 @@ describe('token signing key rotation', () => {
     now += RETIRED_TOKEN_KEY_KEPT_MS;
     await issuer.maintain();
     assert.deepEqual(
-      issuer.jwks().keys.map((k) => k.kid),
+      (await issuer.jwks()).keys.map((k) => k.kid),
       [current],
     );
     const reopened = await TokenIssuer.open(dir, () => now, { rotationDays: 0 });
     assert.deepEqual(
-      reopened.jwks().keys.map((k) => k.kid),
+      (await reopened.jwks()).keys.map((k) => k.kid),
       [current],
     );
   });
@@ -91,7 +91,7 @@ describe('token signing key rotation', () => {
     const { token } = await issuer.issue(claims);
     assert.notEqual(issuer.activeKid, first);
     assert.equal(decodeProtectedHeader(token).kid, issuer.activeKid);
-    assert.equal(issuer.jwks().keys.length, 2);
+    assert.equal((await issuer.jwks()).keys.length, 2);
     // A restart after a long stop rotates at start too.
     now += 31 * DAY;
     const reopened = await TokenIssuer.open(dir, () => now, { rotationDays: 30 });
@@ -104,10 +104,54 @@ describe('token signing key rotation', () => {
     const jwk = await exportJWK(privateKey);
     writeFileSync(join(dir, SIGNING_KEY_FILE), JSON.stringify(jwk), { mode: 0o600 });
     const issuer = await TokenIssuer.open(dir, Date.now, { rotationDays: 0 });
-    const published = issuer.jwks().keys;
+    const published = (await issuer.jwks()).keys;
     assert.equal(published.length, 1);
     assert.equal(published[0]?.x, jwk.x);
     assert.equal(published[0]?.d, undefined);
+  });
+
+  it("workers sharing the data directory see each other's rotations and never overwrite each other's keys", async () => {
+    let now = 1_000 * DAY;
+    const dir = dataDir();
+    const [a, b] = await Promise.all([
+      TokenIssuer.open(dir, () => now, { rotationDays: 30 }),
+      TokenIssuer.open(dir, () => now, { rotationDays: 30 }),
+    ]);
+    assert.equal(a.activeKid, b.activeKid, 'workers starting together share one key');
+    const first = a.activeKid;
+
+    // An admin's rotation on worker A: worker B publishes the new key and signs with it.
+    const { current } = await a.rotate();
+    assert.deepEqual(
+      (await b.jwks()).keys.map((k) => k.kid),
+      [current, first],
+    );
+    const fromA = await a.issue(claims);
+    const fromB = await b.issue(claims);
+    assert.equal(decodeProtectedHeader(fromB.token).kid, current);
+    await b.verify(fromA.token);
+    await a.verify(fromB.token);
+
+    // The rotation falls due on every worker at once: it happens once.
+    now += 31 * DAY;
+    const [ta, tb] = await Promise.all([a.issue(claims), b.issue(claims)]);
+    assert.equal(a.activeKid, b.activeKid);
+    assert.notEqual(a.activeKid, current);
+    assert.equal(decodeProtectedHeader(ta.token).kid, decodeProtectedHeader(tb.token).kid);
+    const file = JSON.parse(readFileSync(join(dir, SIGNING_KEY_FILE), 'utf8')) as { keys: unknown[] };
+    assert.equal(file.keys.length, 2, 'one new key; the first one, retired long ago, dropped');
+    await verifyWithJwks(a, tb.token, now);
+    await verifyWithJwks(b, ta.token, now);
+  });
+
+  it('breaks a lock left by a worker that died holding it', async () => {
+    const dir = dataDir();
+    const issuer = await TokenIssuer.open(dir, Date.now, { rotationDays: 0 });
+    writeFileSync(join(dir, `${SIGNING_KEY_FILE}.lock`), '');
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(join(dir, `${SIGNING_KEY_FILE}.lock`), old, old);
+    const { current } = await issuer.rotate();
+    assert.equal(issuer.activeKid, current);
   });
 
   it('refuses to start with a key file that is not a key ring, naming the file', async () => {

@@ -16,8 +16,6 @@ import type { PolicyService } from '../services/policy-service.js';
 import type { SessionService } from '../services/session-service.js';
 import type { StepUpService } from '../services/step-up-service.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
-import { sessionView } from '../services/assurance.js';
-import { BatonError } from '../../shared/errors.js';
 import { parseJson } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
 
@@ -122,37 +120,20 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
       },
     },
     {
-      // A fresh token for the session in front, before the one it holds expires. Only an active
-      // session of this console, of an operator and passkey still in good standing, gets one; the
-      // token keeps the session's auth_time, so a refresh never makes an authentication younger.
+      // A fresh token for the session in front, before the one it holds expires (see
+      // `SessionService.refreshToken`: a refresh never makes an authentication younger).
       route: 'sessionToken',
       handler: async (ctx) => {
         parseJson(ctx.req, ctx.body, SessionTokenRequestSchema);
-        const console = consoleOf(ctx);
-        const session = deps.sessions.liveSession(console, ctx.params.id ?? '', 'active');
-        const operator = deps.operators.get(session.operatorId);
-        if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
-        const credential = deps.operators.credentials(operator.id).find((c) => c.id === session.credentialId);
-        if (credential === undefined || credential.revokedAt !== null) {
-          throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
-        }
-        if (credential.suspendedAt !== null) {
-          throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
-        }
-        const { token, expiresAt } = await deps.sessions.issueToken(session, console);
-        return {
-          session: sessionView(session, operator.displayName),
-          token,
-          tokenExpiresAt: expiresAt,
-          serverTime: deps.clock(),
-        };
+        const refreshed = await deps.sessions.refreshToken(consoleOf(ctx), ctx.params.id ?? '');
+        return { ...refreshed, serverTime: deps.clock() };
       },
     },
     {
       route: 'sessionEnd',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, SessionEndRequestSchema);
-        return { session: deps.sessions.end(consoleOf(ctx), ctx.params.id ?? '', reason) };
+        return { session: await deps.sessions.end(consoleOf(ctx), ctx.params.id ?? '', reason) };
       },
     },
   ];

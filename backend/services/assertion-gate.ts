@@ -2,9 +2,11 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import { DEFAULT_ON_COUNTER_REGRESSION } from '../../shared/policy.js';
 import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
-import type { ConsoleRecord, CredentialRecord, OperatorRecord } from '../store/repositories.js';
+import type { ConsoleRecord, CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
 import { assuranceContext } from './assurance.js';
 import type { CeremonyContext } from './ceremony-context.js';
+import type { UnitOfWork } from './event-log.js';
+import type { ChallengeContext } from './webauthn-ceremonies.js';
 
 /** NIST 800-63B: at most 100 consecutive failed attempts per account. */
 export const MAX_FAILED_ATTEMPTS = 100;
@@ -23,10 +25,11 @@ export type CounterRegressionAction = 'suspend' | 'refuse';
  * counts toward the lockout. A counter regression is recorded as a possible cloned authenticator and,
  * unless the policy says `refuse`, suspends the credential until an admin reinstates or revokes it.
  * A wrong origin or RP ID is the caller's fault and must not let one console lock operators out.
- * `recordFailure` adds the caller's own failure event in the same transaction; then the error is rethrown.
+ * `recordFailure` adds the caller's own failure event in the same unit of work; then the error is rethrown.
+ * The verification itself (CPU) runs outside any transaction.
  */
 export async function verifyStoredCredential(
-  deps: Pick<CeremonyContext, 'ceremonies' | 'store' | 'events'> & { clock: () => number },
+  deps: Pick<CeremonyContext, 'ceremonies' | 'events'> & { clock: () => number },
   input: {
     response: AuthenticationResponseJSON;
     challenge: string;
@@ -38,7 +41,7 @@ export async function verifyStoredCredential(
     /** `false` on the admin console: its failures back off per client instead (`AdminSignInGuard`). */
     countsTowardLockout?: boolean;
   },
-  recordFailure: (code: ErrorCode) => void,
+  recordFailure: (uow: UnitOfWork, code: ErrorCode) => Promise<unknown>,
 ) {
   const { credential } = input;
   try {
@@ -55,19 +58,19 @@ export async function verifyStoredCredential(
     );
   } catch (error) {
     const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
-    deps.events.atomically(() => {
+    await deps.events.atomically(async (uow) => {
       const guess = code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED';
       if (guess && input.countsTowardLockout !== false) {
-        deps.store.operators.recordFailure(input.operatorId);
+        await uow.store.operators.recordFailure(input.operatorId);
       }
-      recordFailure(code);
+      await recordFailure(uow, code);
       if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
         const action = input.onCounterRegression ?? DEFAULT_ON_COUNTER_REGRESSION;
         const received = error instanceof BatonError ? error.extra?.receivedCounter : undefined;
         const suspended =
           action === 'suspend' &&
-          deps.store.operators.suspendCredential(credential.id, deps.clock(), 'possible-cloned-authenticator');
-        deps.events.record({
+          (await uow.store.operators.suspendCredential(credential.id, deps.clock(), 'possible-cloned-authenticator'));
+        await uow.record({
           type: 'credential-counter-regressed',
           subject: {
             operator: input.operatorId,
@@ -95,54 +98,79 @@ export async function verifyStoredCredential(
 export class AssertionGate {
   constructor(private readonly ctx: CeremonyContext) {}
 
-  consume(challenge: string, console: ConsoleRecord, failureType: 'sign-in-failed' | 'step-up-failed') {
+  async consume(
+    challenge: string,
+    console: ConsoleRecord,
+    failureType: 'sign-in-failed' | 'step-up-failed',
+  ): Promise<ChallengeContext> {
     try {
-      return this.ctx.challenges.consume(challenge, console.id);
+      return await this.ctx.challenges.consume(challenge, console.id);
     } catch (error) {
-      if (error instanceof BatonError) this.fail(console, failureType, error.code, {});
+      if (error instanceof BatonError) await this.fail(console, failureType, error.code, {});
       throw error;
     }
   }
 
-  /** Re-reads what a verification awaited on: refuses if the console, credential or operator was revoked since. */
-  assertStillUsable(consoleId: string, credentialId: string, operatorId: string): void {
-    if (this.ctx.store.consoles.get(consoleId)?.revokedAt !== null) {
+  /**
+   * Re-reads, inside the unit of work that acts on a verified assertion, what the verification
+   * awaited on: refuses if the console, credential or operator was revoked (or the credential
+   * suspended) since. Call it after the unit's first writes (see `recordUse`), through its store.
+   */
+  async assertStillUsable(store: Store, consoleId: string, credentialId: string, operatorId: string): Promise<void> {
+    if ((await store.consoles.get(consoleId))?.revokedAt !== null) {
       throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
     }
-    const credential = this.ctx.store.operators.getCredential(credentialId);
+    const credential = await store.operators.getCredential(credentialId);
     if (credential?.revokedAt !== null) {
       throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
     }
     if (credential.suspendedAt !== null) {
       throw new BatonError('CREDENTIAL_SUSPENDED', 'This credential was suspended during the ceremony');
     }
-    if (this.ctx.store.operators.get(operatorId)?.revokedAt !== null) {
+    if ((await store.operators.get(operatorId))?.revokedAt !== null) {
       throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
     }
   }
 
-  usableCredential(console: ConsoleRecord, credentialId: string, failureType: 'sign-in-failed' | 'step-up-failed') {
-    const credential = this.ctx.store.operators.getCredential(credentialId);
+  /**
+   * Stores the new signature counter of a verified assertion, inside the unit of work that acts on
+   * it: a refused assertion changes nothing (the unit rolls back). It is one of the unit's first
+   * writes, made before its revocation re-check: it takes the credential's row, which revoking the
+   * credential updates too, so on an engine with row locks (PostgreSQL, read committed) a concurrent
+   * revocation either committed first (the re-check then sees it) or waits for this unit to commit
+   * (and then finds the session resting on the credential). On SQLite units are serialised whole.
+   */
+  async recordUse(store: Store, credential: CredentialRecord, counter: number): Promise<void> {
+    await store.operators.recordCredentialUse(credential.id, counter, this.ctx.clock());
+    credential.counter = counter;
+  }
+
+  async usableCredential(
+    console: ConsoleRecord,
+    credentialId: string,
+    failureType: 'sign-in-failed' | 'step-up-failed',
+  ): Promise<{ credential: CredentialRecord; operator: OperatorRecord }> {
+    const credential = await this.ctx.store.operators.getCredential(credentialId);
     if (credential === undefined) {
-      this.fail(console, failureType, 'CREDENTIAL_UNKNOWN', {});
+      await this.fail(console, failureType, 'CREDENTIAL_UNKNOWN', {});
       throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
     }
-    const operator = this.ctx.store.operators.get(credential.operatorId) as OperatorRecord;
-    const refuse = (code: ErrorCode, message: string): never => {
-      this.fail(console, failureType, code, { operator: operator.id, credential: credential.id });
+    const operator = (await this.ctx.store.operators.get(credential.operatorId)) as OperatorRecord;
+    const refuse = async (code: ErrorCode, message: string): Promise<never> => {
+      await this.fail(console, failureType, code, { operator: operator.id, credential: credential.id });
       throw new BatonError(code, message);
     };
-    if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This credential has been revoked');
-    if (credential.suspendedAt !== null) refuse('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
-    if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
+    if (credential.revokedAt !== null) await refuse('CREDENTIAL_REVOKED', 'This credential has been revoked');
+    if (credential.suspendedAt !== null) await refuse('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
+    if (operator.revokedAt !== null) await refuse('OPERATOR_REVOKED', 'This operator has been revoked');
     if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) {
-      refuse('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator');
+      await refuse('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator');
     }
     if (this.ctx.policies.policy.credentials.deviceBoundOnly && !credential.deviceBound) {
-      refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
+      await refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Policy allows device-bound credentials only');
     }
     const model = this.ctx.authenticators.signInRefusal(credential, this.ctx.policies.policy.credentials);
-    if (model !== undefined) refuse(model.code, model.message);
+    if (model !== undefined) await refuse(model.code, model.message);
     return { credential, operator };
   }
 
@@ -167,19 +195,22 @@ export class AssertionGate {
         consoleId: console.id,
         onCounterRegression: this.ctx.policies.policy.credentials.onCounterRegression,
       },
-      (code) =>
-        this.fail(console, failureType, code, {
-          operator: operator.id,
-          credential: credential.id,
-          ...(sessionId ? { session: sessionId } : {}),
-        }),
+      (uow, code) =>
+        this.fail(
+          console,
+          failureType,
+          code,
+          { operator: operator.id, credential: credential.id, ...(sessionId ? { session: sessionId } : {}) },
+          undefined,
+          uow,
+        ),
     );
     const policy = this.ctx.policies.policy;
     if (info.backupEligible && (policy.credentials.deviceBoundOnly || credential.deviceBound)) {
       // The BE flag never changes for a credential: a device-bound one now claiming to be syncable is
       // another authenticator or a tampered one.
       // A refusal: nothing about the credential's use is stored.
-      this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
+      await this.fail(console, failureType, 'CREDENTIAL_NOT_DEVICE_BOUND', {
         operator: operator.id,
         credential: credential.id,
         ...(sessionId ? { session: sessionId } : {}),
@@ -198,23 +229,16 @@ export class AssertionGate {
     return { level, counter: info.newCounter };
   }
 
-  /**
-   * Stores the new signature counter of a verified assertion, inside the transaction that acts on it
-   * and only once every check has passed: a refused assertion changes nothing.
-   */
-  recordUse(credential: CredentialRecord, counter: number): void {
-    this.ctx.store.operators.recordCredentialUse(credential.id, counter, this.ctx.clock());
-    credential.counter = counter;
-  }
-
-  fail(
+  /** Records a refused assertion: in the given unit of work, or in one of its own. */
+  async fail(
     console: ConsoleRecord,
     type: 'sign-in-failed' | 'step-up-failed',
     code: ErrorCode,
     subject: { operator?: string; credential?: string; session?: string },
     level?: AssuranceLevel,
-  ): void {
-    this.ctx.events.record({
+    uow?: Pick<UnitOfWork, 'record'>,
+  ): Promise<void> {
+    await (uow ?? this.ctx.events).record({
       type,
       subject: { ...subject, console: console.id },
       ...(level === undefined ? {} : { assurance: assuranceContext(level, this.ctx.clock()) }),

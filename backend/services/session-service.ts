@@ -5,13 +5,13 @@ import { EVENT_CLOCK_SKEW_MS, type AssuranceEvent } from '../../shared/events.js
 import type { SessionView, SignInResult } from '../../shared/http-api.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
-import type { CommandRecord, ConsoleRecord, SessionRecord } from '../store/repositories.js';
+import type { CommandRecord, ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
 import { assuranceContext, sessionView } from './assurance.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
 import { levelRank } from '../../shared/levels.js';
 import type { AssertionGate } from './assertion-gate.js';
-import type { ConsoleEventEffect } from './event-log.js';
+import type { ConsoleEventEffect, UnitOfWork } from './event-log.js';
 
 /** Delivers a stored command to its console now, if it is connected (it is re-sent on reconnect). */
 export interface CommandSender {
@@ -51,22 +51,28 @@ export class SessionService {
     private readonly commands: CommandSender,
   ) {}
 
-  signInOptions(console: ConsoleRecord) {
-    const challenge = this.ctx.challenges.create({ purpose: 'sign-in', consoleId: console.id });
+  async signInOptions(console: ConsoleRecord) {
+    const challenge = await this.ctx.challenges.create({ purpose: 'sign-in', consoleId: console.id });
     return this.ctx.ceremonies.authenticationOptions({
       challenge,
       userVerification: this.ctx.policies.policy.credentials.userVerification,
     });
   }
 
+  /**
+   * Checks and verifies the assertion outside any transaction (the challenge is taken from the
+   * shared store, WebAuthn verification is CPU), then starts or resumes the session in one unit of
+   * work that first re-reads the operator, credential and console: a revocation committed by any
+   * node before it refuses the sign-in, one committed after it finds (and revokes) the session.
+   */
   async signIn(console: ConsoleRecord, response: AuthenticationResponseJSON): Promise<AuthenticatedSession> {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.gate.consume(client.challenge, console, 'sign-in-failed');
+    const context = await this.gate.consume(client.challenge, console, 'sign-in-failed');
     if (context.purpose !== 'sign-in')
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for sign-in');
-    const { credential, operator } = this.gate.usableCredential(console, response.id, 'sign-in-failed');
+    const { credential, operator } = await this.gate.usableCredential(console, response.id, 'sign-in-failed');
     if (response.response.userHandle !== undefined && response.response.userHandle !== operator.webauthnUserId) {
-      this.gate.fail(console, 'sign-in-failed', 'WEBAUTHN_VERIFICATION_FAILED', { operator: operator.id });
+      await this.gate.fail(console, 'sign-in-failed', 'WEBAUTHN_VERIFICATION_FAILED', { operator: operator.id });
       throw new BatonError('WEBAUTHN_VERIFICATION_FAILED', 'The user handle does not belong to this credential');
     }
     const { level, counter } = await this.gate.verifyAssertion(
@@ -83,7 +89,7 @@ export class SessionService {
     const decision = evaluatePolicy(policy, { channel: console.channel, level, authTime: now, now }, SIGN_IN_ACTION);
     if (decision.outcome !== 'allow') {
       // A refusal changes nothing: the credential's counter and last use stay as they were.
-      this.gate.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
+      await this.gate.fail(console, 'sign-in-failed', 'LEVEL_NOT_ALLOWED_ON_CHANNEL', { operator: operator.id }, level);
       throw new BatonError(
         'LEVEL_NOT_ALLOWED_ON_CHANNEL',
         `Level "${level}" may not sign in on channel "${console.channel}"`,
@@ -96,12 +102,16 @@ export class SessionService {
     const evicted: string[] = [];
     const suspended: string[] = [];
     const commands: CommandRecord[] = [];
-    const outcome = this.ctx.events.atomically(() => {
-      // Verification awaited: a revocation may have landed meanwhile. Decide on the state as it is now.
-      this.gate.assertStillUsable(console.id, credential.id, operator.id);
-      this.gate.recordUse(credential, counter);
-      this.ctx.store.operators.resetFailures(operator.id);
-      const live = this.ctx.store.sessions.liveOnConsole(console.id);
+    const outcome = await this.ctx.events.atomically(async (uow) => {
+      const tx = uow.store;
+      // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
+      // writes take the rows a revocation updates (credential, operator, console: see
+      // `AssertionGate.recordUse`), then the re-check decides on the state as it is now.
+      await this.gate.recordUse(tx, credential, counter);
+      await tx.operators.resetFailures(operator.id);
+      await tx.consoles.touch(console.id, now);
+      await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
+      const live = await tx.sessions.liveOnConsole(console.id);
       let session: SessionRecord | undefined;
       let resumed = false;
       for (const s of live) {
@@ -111,14 +121,14 @@ export class SessionService {
           session = s;
           resumed = true;
         } else {
-          this.close(s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
+          await this.close(uow, s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
         }
       }
       for (const s of live) {
         if (s.operatorId === operator.id || s.state !== 'active') continue;
-        this.ctx.store.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
+        await tx.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
         suspended.push(s.id);
-        this.ctx.events.record({
+        await uow.record({
           type: 'session-suspended',
           subject: { operator: s.operatorId, console: console.id, session: s.id },
           assurance: assuranceContext(s.level, s.authTime),
@@ -137,9 +147,9 @@ export class SessionService {
           credentialId: credential.id,
           expiresAt: Math.min(session.expiresAt, cap),
         };
-        this.ctx.store.sessions.update(session.id, changes);
+        await tx.sessions.update(session.id, changes);
         session = { ...session, ...changes };
-        this.ctx.events.record({
+        await uow.record({
           type: 'session-resumed',
           subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
           assurance,
@@ -147,15 +157,15 @@ export class SessionService {
           reasons: ['within-continuity-window'],
         });
       } else {
-        const stillLive = this.ctx.store.sessions.liveOnConsole(console.id);
+        const stillLive = await tx.sessions.liveOnConsole(console.id);
         const excess = stillLive.length + 1 - channel.maxSessions;
         const evictable = stillLive
           .filter((s) => s.state === 'suspended')
           .sort((a, b) => (a.suspendedAt ?? 0) - (b.suspendedAt ?? 0));
         for (const s of evictable.slice(0, Math.max(0, excess))) {
-          this.close(s, 'ended', 'evicted-by-session-limit');
+          await this.close(uow, s, 'ended', 'evicted-by-session-limit');
           evicted.push(s.id);
-          commands.push(this.storeEndCommand(s, 'evicted-by-session-limit'));
+          commands.push(await this.storeEndCommand(tx, s, 'evicted-by-session-limit'));
         }
         session = {
           id: newId('ses'),
@@ -172,8 +182,8 @@ export class SessionService {
           endedAt: null,
           endReason: null,
         };
-        this.ctx.store.sessions.insert(session);
-        this.ctx.events.record({
+        await tx.sessions.insert(session);
+        await uow.record({
           type: 'session-established',
           subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
           assurance,
@@ -202,37 +212,69 @@ export class SessionService {
   }
 
   /** The console ends one of its sessions (sign-out, eviction it decided, expiry it observed). */
-  end(console: ConsoleRecord, sessionId: string, reason: string): SessionView {
-    const session = this.liveSession(console, sessionId);
-    this.ctx.events.atomically(() => this.close(session, reason === 'expired' ? 'expired' : 'ended', reason));
-    const operator = this.ctx.store.operators.get(session.operatorId);
-    return sessionView(this.ctx.store.sessions.get(session.id) ?? session, operator?.displayName ?? '');
+  async end(console: ConsoleRecord, sessionId: string, reason: string): Promise<SessionView> {
+    await this.liveSession(console, sessionId);
+    const ended = await this.ctx.events.atomically(async (uow) => {
+      // Read again in the unit: another node may have ended it meanwhile (then it is not ended twice).
+      const session = await this.liveIn(uow.store, console, sessionId);
+      await this.close(uow, session, reason === 'expired' ? 'expired' : 'ended', reason);
+      return uow.store.sessions.get(session.id);
+    });
+    if (ended === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}" on this console`);
+    const operator = await this.ctx.store.operators.get(ended.operatorId);
+    return sessionView(ended, operator?.displayName ?? '');
   }
 
   /** An admin ends a session: the console is told at once to end it. */
-  endByAdmin(sessionId: string, reason: string, actor: string): SessionRecord {
-    const session = this.ctx.store.sessions.get(sessionId);
-    if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}"`);
-    if (session.state !== 'active' && session.state !== 'suspended') {
-      throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is already ${session.state}`);
-    }
-    const command = this.ctx.events.atomically(() => {
-      this.close(session, 'ended', 'ended-by-admin', reason);
-      this.ctx.events.record({
+  async endByAdmin(sessionId: string, reason: string, actor: string): Promise<SessionRecord> {
+    const { command, session } = await this.ctx.events.atomically(async (uow) => {
+      const session = await uow.store.sessions.get(sessionId);
+      if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}"`);
+      if (session.state !== 'active' && session.state !== 'suspended') {
+        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is already ${session.state}`);
+      }
+      await this.close(uow, session, 'ended', 'ended-by-admin', reason);
+      await uow.record({
         type: 'admin-action',
         subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
         outcome: 'success',
         reasons: ['session-ended'],
         detail: { actor, reason },
       });
-      return this.storeEndCommand(session, reason);
+      const command = await this.storeEndCommand(uow.store, session, reason);
+      return { command, session: (await uow.store.sessions.get(session.id)) ?? session };
     });
     this.commands.deliver(command);
-    return this.ctx.store.sessions.get(session.id) ?? session;
+    return session;
+  }
+
+  /**
+   * A fresh token for the session in front, before the one it holds expires. Only an active
+   * session of this console, of an operator and passkey still in good standing, gets one; the token
+   * keeps the session's auth_time, so a refresh never makes an authentication younger.
+   */
+  async refreshToken(
+    console: ConsoleRecord,
+    sessionId: string,
+  ): Promise<{ session: SessionView; token: string; tokenExpiresAt: number }> {
+    const session = await this.liveSession(console, sessionId, 'active');
+    const operator = await this.ctx.store.operators.get(session.operatorId);
+    if (operator === undefined || operator.revokedAt !== null) {
+      throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
+    }
+    const credential = await this.ctx.store.operators.getCredential(session.credentialId);
+    if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
+      throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
+    }
+    if (credential.suspendedAt !== null) {
+      throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
+    }
+    const { token, expiresAt } = await this.issueToken(session, console);
+    return { session: sessionView(session, operator.displayName), token, tokenExpiresAt: expiresAt };
   }
 
   /** Stores an end-session command in the caller's transaction, so it cannot be lost in a crash. */
-  private storeEndCommand(session: SessionRecord, reason: string): CommandRecord {
+  private async storeEndCommand(tx: Store, session: SessionRecord, reason: string): Promise<CommandRecord> {
     const command: CommandRecord = {
       id: newId('cmd'),
       consoleId: session.consoleId,
@@ -240,7 +282,7 @@ export class SessionService {
       reason: reason.slice(0, 500),
       createdAt: this.ctx.clock(),
     };
-    this.ctx.store.commands.insert(command);
+    await tx.commands.insert(command);
     return command;
   }
 
@@ -250,16 +292,17 @@ export class SessionService {
    * events it stored and takes as facts: the change, and the backend event that names it, commit
    * with the batch. A late event (one filling an earlier gap) can only end a session.
    */
-  consoleEventEffect(
+  async consoleEventEffect(
+    uow: UnitOfWork,
     consoleId: string,
     event: AssuranceEvent,
     late: boolean,
     contact: ConsoleContact,
-  ): ConsoleEventEffect | undefined {
+  ): Promise<ConsoleEventEffect | undefined> {
     const id = event.subject.session;
     // Only these types change a session: skip the lookup for the rest (most of a busy stream).
     if (id === undefined || !SESSION_CHANGING_TYPES.has(event.type)) return undefined;
-    const session = this.ctx.store.sessions.get(id);
+    const session = await uow.store.sessions.get(id);
     if (session === undefined || session.consoleId !== consoleId) return undefined;
     const now = this.ctx.clock();
     const at = Math.min(Math.max(event.time, session.authTime), now);
@@ -272,9 +315,9 @@ export class SessionService {
       const state = event.type === 'session-expired' ? 'expired' : 'ended';
       const reason = why ?? 'ended-by-console';
       return {
-        apply: () => {
-          this.ctx.store.sessions.update(id, { state, endedAt: at, endReason: reason });
-          this.ctx.events.record({
+        apply: async () => {
+          await uow.store.sessions.update(id, { state, endedAt: at, endReason: reason });
+          await uow.record({
             type: event.type,
             subject,
             assurance: assuranceContext(session.level, session.authTime),
@@ -290,9 +333,9 @@ export class SessionService {
       if (session.state !== 'active') return undefined;
       const reason = why ?? 'locked';
       return {
-        apply: () => {
-          this.ctx.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
-          this.ctx.events.record({
+        apply: async () => {
+          await uow.store.sessions.update(id, { state: 'suspended', suspendedAt: at });
+          await uow.record({
             type: 'session-suspended',
             subject,
             assurance: assuranceContext(session.level, session.authTime),
@@ -312,9 +355,9 @@ export class SessionService {
     const level = event.assurance?.level;
     const capped = level !== undefined && levelRank(level) < levelRank(session.level) ? level : session.level;
     return {
-      apply: () => {
-        this.ctx.store.sessions.update(id, { state: 'active', suspendedAt: null, level: capped, authTime });
-        this.ctx.events.record({
+      apply: async () => {
+        await uow.store.sessions.update(id, { state: 'active', suspendedAt: null, level: capped, authTime });
+        await uow.record({
           type: 'session-resumed',
           subject: { ...subject, ...(session.credentialId === null ? {} : { credential: session.credentialId }) },
           assurance: assuranceContext(capped, authTime),
@@ -364,30 +407,57 @@ export class SessionService {
    * A session of this console that is still live. Step-up asks for `active` only: a suspended
    * session comes back through sign-in, which applies the continuity window and suspends others.
    */
-  liveSession(console: ConsoleRecord, sessionId: string, only?: 'active'): SessionRecord {
-    const session = this.ctx.store.sessions.get(sessionId);
+  async liveSession(console: ConsoleRecord, sessionId: string, only?: 'active'): Promise<SessionRecord> {
+    const session = await this.ctx.store.sessions.get(sessionId);
+    const live = this.checkLive(session, console, sessionId, only);
+    if (this.ctx.clock() >= live.expiresAt) {
+      await this.ctx.events.atomically(async (uow) => {
+        // Read again in the unit: ended once, whichever node notices first.
+        const current = await uow.store.sessions.get(sessionId);
+        if (current?.state === 'active' || current?.state === 'suspended') {
+          await this.close(uow, current, 'expired', 'lifetime-exceeded');
+        }
+      });
+      throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" has expired`);
+    }
+    return live;
+  }
+
+  /** `liveSession` inside a unit of work: the same refusals, read through its store (no expiry write). */
+  private async liveIn(tx: Store, console: ConsoleRecord, sessionId: string): Promise<SessionRecord> {
+    return this.checkLive(await tx.sessions.get(sessionId), console, sessionId);
+  }
+
+  private checkLive(
+    session: SessionRecord | undefined,
+    console: ConsoleRecord,
+    sessionId: string,
+    only?: 'active',
+  ): SessionRecord {
     if (session === undefined || session.consoleId !== console.id) {
       throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}" on this console`);
     }
     if (session.state !== 'active' && (only === 'active' || session.state !== 'suspended')) {
       throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is ${session.state}`);
     }
-    if (this.ctx.clock() >= session.expiresAt) {
-      this.ctx.events.atomically(() => this.close(session, 'expired', 'lifetime-exceeded'));
-      throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" has expired`);
-    }
     return session;
   }
 
   /**
-   * Ends a session in the store and records it (call inside a transaction). `reason` is a stable
+   * Ends a session in the store and records it, in the caller's unit of work. `reason` is a stable
    * code; free text (an admin's reason) goes in `reasonAdmin`, as CAEP's `reason_admin`.
    */
-  close(session: SessionRecord, state: 'ended' | 'expired' | 'revoked', reason: string, reasonAdmin?: string): void {
+  async close(
+    uow: UnitOfWork,
+    session: SessionRecord,
+    state: 'ended' | 'expired' | 'revoked',
+    reason: string,
+    reasonAdmin?: string,
+  ): Promise<void> {
     const now = this.ctx.clock();
-    this.ctx.store.sessions.update(session.id, { state, endedAt: now, endReason: reason });
+    await uow.store.sessions.update(session.id, { state, endedAt: now, endReason: reason });
     const type = state === 'revoked' ? 'session-revoked' : state === 'expired' ? 'session-expired' : 'session-ended';
-    this.ctx.events.record({
+    await uow.record({
       type,
       subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),

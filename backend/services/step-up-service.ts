@@ -28,14 +28,18 @@ export class StepUpService {
 
   /** Evaluates an action for a session; when step-up is needed, returns the options for it. */
   async stepUpOptions(console: ConsoleRecord, sessionId: string, action: string) {
-    const session = this.sessions.liveSession(console, sessionId, 'active');
-    const decision = this.decide(console, session, action, session.level, session.authTime);
+    const session = await this.sessions.liveSession(console, sessionId, 'active');
+    const decision = await this.decide(console, session, action, session.level, session.authTime);
     if (decision.outcome !== 'step-up') return { decision };
-    const operatorCredentials = this.ctx.store.operators
-      .listCredentials(session.operatorId)
+    const operatorCredentials = (await this.ctx.store.operators.listCredentials(session.operatorId))
       .filter((c) => c.revokedAt === null && c.suspendedAt === null)
       .map((c) => ({ id: c.id, transports: c.transports }));
-    const challenge = this.ctx.challenges.create({ purpose: 'step-up', consoleId: console.id, sessionId, action });
+    const challenge = await this.ctx.challenges.create({
+      purpose: 'step-up',
+      consoleId: console.id,
+      sessionId,
+      action,
+    });
     const options = await this.ctx.ceremonies.authenticationOptions({
       challenge,
       userVerification: isAtLeast(decision.level, 'verified')
@@ -53,20 +57,20 @@ export class StepUpService {
     response: AuthenticationResponseJSON,
   ): Promise<StepUpResult> {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.gate.consume(client.challenge, console, 'step-up-failed');
+    const context = await this.gate.consume(client.challenge, console, 'step-up-failed');
     if (context.purpose !== 'step-up' || context.sessionId !== sessionId || context.action !== action) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this step-up');
     }
-    const session = this.sessions.liveSession(console, sessionId, 'active');
-    const { credential, operator } = this.gate.usableCredential(console, response.id, 'step-up-failed');
+    const session = await this.sessions.liveSession(console, sessionId, 'active');
+    const { credential, operator } = await this.gate.usableCredential(console, response.id, 'step-up-failed');
     if (credential.operatorId !== session.operatorId) {
-      this.gate.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', {
+      await this.gate.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', {
         operator: operator.id,
         session: session.id,
       });
       throw new BatonError('STEP_UP_WRONG_OPERATOR', 'Step-up must be done by the operator who owns the session');
     }
-    const required = this.decide(console, session, action, session.level, session.authTime, false);
+    const required = await this.decide(console, session, action, session.level, session.authTime, false);
     const requireUv = required.outcome === 'step-up' && isAtLeast(required.level, 'verified');
     const { level, counter } = await this.gate.verifyAssertion(
       console,
@@ -86,7 +90,7 @@ export class StepUpService {
     );
     if (decision.outcome !== 'allow') {
       // A refusal changes nothing: the credential's counter and last use stay as they were.
-      this.ctx.events.record({
+      await this.ctx.events.record({
         type: 'step-up-failed',
         subject: { operator: operator.id, console: console.id, session: session.id },
         assurance: assuranceContext(level, now),
@@ -98,22 +102,26 @@ export class StepUpService {
         extra: { decision },
       });
     }
-    const updated = this.ctx.events.atomically(() => {
-      this.gate.assertStillUsable(console.id, credential.id, operator.id);
-      const current = this.ctx.store.sessions.get(session.id);
-      if (current?.state !== 'active') {
-        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${current?.state ?? 'gone'}`);
-      }
-      this.gate.recordUse(credential, counter);
+    const updated = await this.ctx.events.atomically(async (uow) => {
+      const tx = uow.store;
+      // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
+      // writes take the session's and the credential's rows, which a revocation updates too (see
+      // `AssertionGate.recordUse`); then the re-check decides on the state as it is now.
       // The session now rests on this credential: revoking it ends the session.
       const changes = { level, authTime: now, credentialId: credential.id };
-      this.ctx.store.sessions.update(session.id, changes);
+      await tx.sessions.update(session.id, changes);
+      await this.gate.recordUse(tx, credential, counter);
+      const stored = await tx.sessions.get(session.id);
+      if (stored?.state !== 'active') {
+        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${stored?.state ?? 'gone'}`);
+      }
+      await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
       const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
       const assurance = assuranceContext(level, now);
       if (level !== session.level) {
         const previous = LEVEL_PROFILES[session.level].aal;
         const current = LEVEL_PROFILES[level].aal;
-        this.ctx.events.record({
+        await uow.record({
           type: 'assurance-level-change',
           subject,
           assurance,
@@ -127,7 +135,7 @@ export class StepUpService {
           },
         });
       }
-      this.ctx.events.record({
+      await uow.record({
         type: 'session-stepped-up',
         subject,
         assurance,
@@ -135,7 +143,7 @@ export class StepUpService {
         reasons: ['step-up'],
         detail: { action },
       });
-      this.ctx.events.record({
+      await uow.record({
         type: 'policy-decision',
         subject,
         assurance,
@@ -143,20 +151,20 @@ export class StepUpService {
         reasons: decision.reasons,
         detail: { action },
       });
-      return { ...session, ...changes };
+      return stored;
     });
     const { token, expiresAt } = await this.sessions.issueToken(updated, console);
     return { decision, session: sessionView(updated, operator.displayName), token, tokenExpiresAt: expiresAt };
   }
 
-  private decide(
+  private async decide(
     console: ConsoleRecord,
     session: SessionRecord,
     action: string,
     level: AssuranceLevel,
     authTime: number,
     record = true,
-  ): Decision {
+  ): Promise<Decision> {
     const now = this.ctx.clock();
     const decision = evaluatePolicy(
       this.ctx.policies.policy,
@@ -164,7 +172,7 @@ export class StepUpService {
       action,
     );
     if (record && decision.outcome !== 'allow') {
-      this.ctx.events.record({
+      await this.ctx.events.record({
         type: 'policy-decision',
         subject: { operator: session.operatorId, console: console.id, session: session.id },
         assurance: assuranceContext(level, authTime),

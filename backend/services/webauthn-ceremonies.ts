@@ -20,6 +20,7 @@ import type {
 } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
 import { ceremonyRefusal, webauthnRefusalCode } from '../../shared/webauthn-errors.js';
+import type { EphemeralRepository } from '../store/repositories.js';
 
 /** What a challenge was issued for; the verify step reads it from here, never from the request. */
 export type ChallengeContext =
@@ -27,76 +28,76 @@ export type ChallengeContext =
   | { purpose: 'sign-in'; consoleId: string }
   | { purpose: 'step-up'; consoleId: string; sessionId: string; action: string };
 
-interface IssuedChallenge {
-  context: ChallengeContext;
-  expiresAt: number;
-}
-
 /** Outstanding challenges one console may hold; a new one beyond this evicts its oldest. */
 export const MAX_CHALLENGES_PER_CONSOLE = 32;
 
+/** The namespace of WebAuthn challenges in the store's ephemeral table. */
+export const CHALLENGE_KIND = 'webauthn';
+
+/** How often (at most) issuing a challenge also deletes every expired ephemeral entry. */
+const SWEEP_EVERY_MS = 60_000;
+
 /**
- * Single-use, expiring challenges (128 bits). A challenge is consumed even when verification fails.
- * Entries share one lifetime and a Map keeps insertion order, so expiry sweeps from the front and
- * stops at the first live one; each console holds at most `MAX_CHALLENGES_PER_CONSOLE`.
+ * Single-use, expiring challenges (128 bits), kept in the store every node shares: issued on one
+ * node, verified on any other, and consumed once whatever the number of nodes (`take` deletes and
+ * returns in one statement). A challenge is consumed even when verification fails. It is stored
+ * under the console it was issued to, so another console presenting it neither uses nor burns it;
+ * each console holds at most `MAX_CHALLENGES_PER_CONSOLE`, the oldest dropped. Use it outside a
+ * unit of work: it talks to the outer store.
  */
 export class ChallengeStore {
-  private readonly issued = new Map<string, IssuedChallenge>();
-  private readonly byConsole = new Map<string, string[]>();
+  private sweptAt: number;
 
   constructor(
+    private readonly ephemeral: EphemeralRepository,
     private readonly clock: () => number,
     private readonly ttlMs: number,
-  ) {}
+  ) {
+    this.sweptAt = clock();
+  }
 
-  create(context: ChallengeContext): string {
-    this.sweep();
+  async create(context: ChallengeContext): Promise<string> {
+    await this.sweep();
     const challenge = randomBytes(16).toString('base64url');
-    this.issued.set(challenge, { context, expiresAt: this.clock() + this.ttlMs });
-    let mine = this.byConsole.get(context.consoleId);
-    if (mine === undefined) {
-      mine = [];
-      this.byConsole.set(context.consoleId, mine);
-    }
-    mine.push(challenge);
-    while (mine.length > MAX_CHALLENGES_PER_CONSOLE) {
-      const oldest = mine.shift();
-      if (oldest !== undefined) this.issued.delete(oldest);
-    }
+    await this.ephemeral.put(
+      {
+        kind: CHALLENGE_KIND,
+        key: challengeKey(context.consoleId, challenge),
+        owner: context.consoleId,
+        value: JSON.stringify(context),
+        expiresAt: this.clock() + this.ttlMs,
+      },
+      MAX_CHALLENGES_PER_CONSOLE,
+    );
     return challenge;
   }
 
   /** Removes and returns the challenge if this console was issued it; throws otherwise. */
-  consume(challenge: string, consoleId: string): ChallengeContext {
-    const entry = this.issued.get(challenge);
-    if (entry === undefined || entry.context.consoleId !== consoleId) {
+  async consume(challenge: string, consoleId: string): Promise<ChallengeContext> {
+    const entry = await this.ephemeral.take(CHALLENGE_KIND, challengeKey(consoleId, challenge));
+    if (entry === undefined || entry.owner !== consoleId) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued to this console, or was already used');
     }
-    this.forget(challenge, consoleId);
     if (entry.expiresAt <= this.clock()) throw new BatonError('CHALLENGE_EXPIRED', 'The challenge has expired');
-    return entry.context;
-  }
-
-  get size(): number {
-    return this.issued.size;
-  }
-
-  private forget(challenge: string, consoleId: string): void {
-    this.issued.delete(challenge);
-    const mine = this.byConsole.get(consoleId);
-    if (mine === undefined) return;
-    const at = mine.indexOf(challenge);
-    if (at >= 0) mine.splice(at, 1);
-    if (mine.length === 0) this.byConsole.delete(consoleId);
-  }
-
-  private sweep(): void {
-    const now = this.clock();
-    for (const [challenge, entry] of this.issued) {
-      if (entry.expiresAt > now) break;
-      this.forget(challenge, entry.context.consoleId);
+    const context = JSON.parse(entry.value) as ChallengeContext;
+    if (context.consoleId !== consoleId) {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued to this console, or was already used');
     }
+    return context;
   }
+
+  /** Expired challenges (and nonces) go from the shared table now and then, from whichever node issues. */
+  private async sweep(): Promise<void> {
+    const now = this.clock();
+    if (now - this.sweptAt < SWEEP_EVERY_MS) return;
+    this.sweptAt = now;
+    await this.ephemeral.sweep(now);
+  }
+}
+
+/** Challenges are keyed by console too: a challenge shown by another console finds nothing to take. */
+function challengeKey(consoleId: string, challenge: string): string {
+  return `${consoleId}:${challenge}`;
 }
 
 export interface ClientFacts {
