@@ -3,8 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { BatonError } from '../../shared/errors.js';
 import { newId, sha256Hex } from '../crypto/secrets.js';
 import type { AdminSessionRecord } from '../store/admin-repositories.js';
+import type { Logger } from 'pino';
 import type { Store } from '../store/repositories.js';
-import type { EventLog } from './event-log.js';
+import type { StoredEvent } from '../../shared/events.js';
+import type { EventLog, UnitOfWork } from './event-log.js';
 
 /**
  * Admin sessions follow the strictest level NIST 800-63B rev 4 describes (AAL3): at most 12 hours
@@ -30,6 +32,7 @@ export interface AdminAuthDeps {
   clock: () => number;
   /** The admin console's exact origin (resolved once the backend listens). */
   origin: () => string;
+  logger: Logger;
 }
 
 /** The actor string recorded for an admin's actions: the operator id of the real person. */
@@ -50,35 +53,49 @@ function cookieValues(header: string | undefined, name: string): string[] {
  * Authenticates admin requests (session cookie, or the bootstrap token until the first admin has a
  * passkey), enforces idle and absolute limits, step-up freshness and the CSRF origin check, and
  * ends admin sessions (sign-out, revocation, expiry) together with the live streams they hold.
+ *
+ * Every decision reads the store, never this node's memory: an admin session, the bootstrap token's
+ * state and whether an admin passkey exists are the same on every node of a cluster. The only thing
+ * held here is the list of live streams open on this node, so they can be closed at once; a stream on
+ * another node closes at its next keep-alive (`stillAllowed` reads the store again).
  */
 export class AdminAuth {
   private readonly streams = new Map<string, Set<() => void>>();
 
   constructor(private readonly deps: AdminAuthDeps) {
-    // A revoked operator or credential ends the admin sessions resting on it at once, live streams included.
     deps.events.subscribe({ origin: 'backend' }, (event) => {
-      const operator = event.subject.operator;
-      if (operator === undefined) return;
-      if (
-        event.type === 'operator-revoked' ||
-        (event.type === 'credential-change' && event.detail?.change_type === 'revoke')
-      ) {
-        for (const session of deps.store.admin.liveSessions()) {
-          if (session.operatorId !== operator) continue;
-          if (event.type === 'credential-change' && session.credentialId !== event.subject.credential) continue;
-          this.end(session, event.type === 'operator-revoked' ? 'operator-revoked' : 'credential-revoked');
-        }
-      }
-      // An admin passkey registered anywhere (the admin console, or a console) retires the bootstrap
-      // token at once, and with it any live stream it still holds.
-      if (
-        event.type === 'credential-change' &&
-        event.detail?.change_type === 'create' &&
-        deps.store.admin.adminPasskeyExists()
-      ) {
-        this.retireBootstrap();
-      }
+      this.onBackendEvent(event).catch((error: unknown) =>
+        deps.logger.error({ err: error, event: event.id }, 'ending admin sessions after a revocation failed'),
+      );
     });
+  }
+
+  /**
+   * A revoked operator or credential ends the admin sessions resting on it at once, live streams
+   * included. An admin passkey registered anywhere (the admin console, or a console) retires the
+   * bootstrap token at once, and with it any live stream it still holds.
+   */
+  private async onBackendEvent(event: StoredEvent): Promise<void> {
+    const operator = event.subject.operator;
+    if (operator === undefined) return;
+    const { store } = this.deps;
+    if (
+      event.type === 'operator-revoked' ||
+      (event.type === 'credential-change' && event.detail?.change_type === 'revoke')
+    ) {
+      for (const session of await store.admin.liveSessions()) {
+        if (session.operatorId !== operator) continue;
+        if (event.type === 'credential-change' && session.credentialId !== event.subject.credential) continue;
+        await this.end(session, event.type === 'operator-revoked' ? 'operator-revoked' : 'credential-revoked');
+      }
+    }
+    if (
+      event.type === 'credential-change' &&
+      event.detail?.change_type === 'create' &&
+      (await store.admin.adminPasskeyExists())
+    ) {
+      await this.retireBootstrap();
+    }
   }
 
   get secureCookies(): boolean {
@@ -98,12 +115,16 @@ export class AdminAuth {
     return `${this.cookieName}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${this.secureCookies ? '; Secure' : ''}`;
   }
 
-  /** Starts an admin session after a verified ceremony; returns the cookie secret (never stored). */
-  startSession(
+  /**
+   * Starts an admin session after a verified ceremony, in the caller's unit of work (`tx`); returns
+   * the cookie secret (never stored).
+   */
+  async startSession(
+    tx: Store,
     operatorId: string,
     credentialId: string,
     stepUp: boolean,
-  ): { token: string; session: AdminSessionRecord } {
+  ): Promise<{ token: string; session: AdminSessionRecord }> {
     const now = this.deps.clock();
     const token = randomBytes(32).toString('base64url');
     const session: AdminSessionRecord = {
@@ -119,7 +140,7 @@ export class AdminAuth {
       endedAt: null,
       endReason: null,
     };
-    this.deps.store.admin.insertSession(session);
+    await tx.admin.insertSession(session);
     return { token, session };
   }
 
@@ -127,10 +148,10 @@ export class AdminAuth {
    * Who sent this request. The session cookie wins over a bearer token; a cookie request that
    * changes something must come from the admin console's origin.
    */
-  authenticate(req: IncomingMessage, options: { stream?: boolean } = {}): AdminPrincipal {
+  async authenticate(req: IncomingMessage, options: { stream?: boolean } = {}): Promise<AdminPrincipal> {
     const cookies = cookieValues(req.headers.cookie, this.cookieName);
     if (cookies.length > 0) {
-      const principal = this.fromCookie(cookies);
+      const principal = await this.fromCookie(cookies);
       // CSRF. SameSite=Strict does not separate sites that share a registrable domain (another
       // port on localhost, a sibling subdomain), so: a state-changing request must name the admin
       // origin; any request that names another origin, or that the browser marks as coming from
@@ -144,7 +165,7 @@ export class AdminAuth {
           `Expected a request from the admin console at ${this.deps.origin()}, got a ${site} request`,
         );
       }
-      if (!options.stream) this.deps.store.admin.touchSession(principal.session.id, this.deps.clock());
+      if (!options.stream) await this.deps.store.admin.touchSession(principal.session.id, this.deps.clock());
       return principal;
     }
     const header = req.headers.authorization;
@@ -155,10 +176,10 @@ export class AdminAuth {
       );
     }
     const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(header);
-    const state = match === null ? undefined : this.deps.store.admin.bootstrapToken(sha256Hex(match[1] ?? ''));
+    const state = match === null ? undefined : await this.deps.store.admin.bootstrapToken(sha256Hex(match[1] ?? ''));
     if (state === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin token is not valid');
-    if (state === 'enabled' && this.deps.store.admin.adminPasskeyExists()) {
-      this.retireBootstrap();
+    if (state === 'enabled' && (await this.deps.store.admin.adminPasskeyExists())) {
+      await this.retireBootstrap();
       return this.authenticate(req, options);
     }
     if (state === 'disabled') {
@@ -193,50 +214,64 @@ export class AdminAuth {
     }
   }
 
-  recordStepUp(session: AdminSessionRecord): void {
-    this.deps.store.admin.recordStepUp(session.id, this.deps.clock());
+  /** Records a fresh step-up, in the caller's unit of work. */
+  async recordStepUp(tx: Store, session: AdminSessionRecord): Promise<void> {
+    await tx.admin.recordStepUp(session.id, this.deps.clock());
   }
 
-  /** Ends the session (sign-out, revocation, expiry) and closes its live streams. */
-  end(session: AdminSessionRecord, reason: string): void {
-    const now = this.deps.clock();
-    this.deps.events.atomically(() => {
-      if (!this.deps.store.admin.endSession(session.id, now, reason)) return;
-      this.deps.events.record({
-        type: 'admin-action',
-        subject: { operator: session.operatorId },
-        outcome: 'info',
-        reasons: ['admin-session-ended', reason],
-        detail: { actor: adminActor(session.operatorId), adminSession: session.id },
-      });
+  /** Ends the session (sign-out, revocation, expiry) and closes its live streams on this node. */
+  async end(session: AdminSessionRecord, reason: string): Promise<void> {
+    await this.deps.events.atomically((uow) => this.endIn(uow, session, reason));
+  }
+
+  /**
+   * Ends the session in the caller's unit of work and records it (once: false when it had already
+   * ended); its live streams on this node close once the unit has committed.
+   */
+  async endIn(uow: UnitOfWork, session: AdminSessionRecord, reason: string): Promise<boolean> {
+    // Closed even when another unit (or node) ended it first: a stream here must not outlive it.
+    uow.afterCommit(() => this.closeStreams(session.id));
+    if (!(await uow.store.admin.endSession(session.id, this.deps.clock(), reason))) return false;
+    await uow.record({
+      type: 'admin-action',
+      subject: { operator: session.operatorId },
+      outcome: 'info',
+      reasons: ['admin-session-ended', reason],
+      detail: { actor: adminActor(session.operatorId), adminSession: session.id },
     });
-    this.closeStreams(session.id);
+    return true;
   }
 
   /**
    * Retires the bootstrap token for good (and the admin enrolment codes it minted), records that
-   * once, and closes the live streams it holds. Idempotent; runs in the caller's transaction.
+   * once, and closes the live streams it holds on this node. Idempotent.
    */
-  retireBootstrap(): void {
-    const now = this.deps.clock();
-    this.deps.events.atomically(() => {
-      const { tokensDisabled, codesRevoked } = this.deps.store.admin.retireBootstrap(now);
-      if (tokensDisabled === 0 && codesRevoked === 0) return;
-      this.deps.events.record({
-        type: 'admin-action',
-        subject: {},
-        outcome: 'info',
-        reasons: ['bootstrap-token-disabled'],
-        detail: { actor: 'admin:bootstrap', codesRevoked },
-      });
-    });
-    this.closeStreams(BOOTSTRAP_STREAMS);
+  async retireBootstrap(): Promise<void> {
+    await this.deps.events.atomically((uow) => this.retireBootstrapIn(uow));
   }
 
-  /** Ends every live admin session of an operator (their admin role was removed). */
-  endOperatorSessions(operatorId: string, reason: 'admin-role-removed'): void {
-    for (const session of this.deps.store.admin.liveSessions()) {
-      if (session.operatorId === operatorId) this.end(session, reason);
+  /** `retireBootstrap` in the caller's unit of work; the streams close once it has committed. */
+  async retireBootstrapIn(uow: UnitOfWork): Promise<void> {
+    uow.afterCommit(() => this.closeStreams(BOOTSTRAP_STREAMS));
+    const { tokensDisabled, codesRevoked } = await uow.store.admin.retireBootstrap(this.deps.clock());
+    if (tokensDisabled === 0 && codesRevoked === 0) return;
+    await uow.record({
+      type: 'admin-action',
+      subject: {},
+      outcome: 'info',
+      reasons: ['bootstrap-token-disabled'],
+      detail: { actor: 'admin:bootstrap', codesRevoked },
+    });
+  }
+
+  /**
+   * Ends every live admin session of an operator (their admin role was removed) in the caller's unit
+   * of work; their live streams on this node close once it has committed (on another node, at the
+   * stream's next keep-alive).
+   */
+  async endOperatorSessionsIn(uow: UnitOfWork, operatorId: string, reason: 'admin-role-removed'): Promise<void> {
+    for (const session of await uow.store.admin.liveSessions()) {
+      if (session.operatorId === operatorId) await this.endIn(uow, session, reason);
     }
   }
 
@@ -244,16 +279,16 @@ export class AdminAuth {
    * Whether a principal that opened a live stream may still read it (checked on every keep-alive,
    * besides the immediate closes on sign-out, revocation, role removal and bootstrap retirement).
    */
-  stillAllowed(principal: AdminPrincipal): boolean {
+  async stillAllowed(principal: AdminPrincipal): Promise<boolean> {
     if (principal.kind === 'bootstrap') {
-      if (!this.deps.store.admin.adminPasskeyExists()) return true;
-      this.retireBootstrap();
+      if (!(await this.deps.store.admin.adminPasskeyExists())) return true;
+      await this.retireBootstrap();
       return false;
     }
-    const session = this.deps.store.admin.sessionByTokenHash(principal.session.tokenHash);
+    const session = await this.deps.store.admin.sessionByTokenHash(principal.session.tokenHash);
     if (session === undefined) return false;
     try {
-      this.checkSession(session);
+      await this.checkSession(session);
       return true;
     } catch {
       return false;
@@ -282,20 +317,25 @@ export class AdminAuth {
   }
 
   /**
-   * Session secrets should not survive a restart (NIST 800-63B): every admin signs in again. Called
-   * once the backend owns its port (and, from the CLI, its data directory), never before: a second
-   * start that fails must not sign the running backend's admins out.
+   * Session secrets should not survive a restart of the backend (NIST 800-63B): every admin signs
+   * in again. The composition root calls this only where one start is the whole backend's restart
+   * (the embedded single-process mode), never when one node of a cluster starts: that would sign the
+   * other nodes' admins out. Called once the backend owns its port (and, from the CLI, its data
+   * directory), never before: a second start that fails must not sign the running backend's admins out.
    */
-  endSessionsFromEarlierRun(): void {
-    this.deps.store.admin.endAllSessions(this.deps.clock(), 'backend-restarted');
+  async endSessionsFromEarlierRun(): Promise<void> {
+    await this.deps.store.admin.endAllSessions(this.deps.clock(), 'backend-restarted');
   }
 
-  /** Ends sessions past their idle or absolute limit (their streams with them). */
-  sweep(): void {
+  /**
+   * Ends sessions past their idle or absolute limit (their streams with them). Several nodes may
+   * sweep at once: a session ends (and is recorded) once.
+   */
+  async sweep(): Promise<void> {
     const now = this.deps.clock();
-    for (const session of this.deps.store.admin.liveSessions()) {
+    for (const session of await this.deps.store.admin.liveSessions()) {
       const reason = this.expiryReason(session, now);
-      if (reason !== undefined) this.end(session, reason);
+      if (reason !== undefined) await this.end(session, reason);
     }
   }
 
@@ -305,15 +345,15 @@ export class AdminAuth {
     return undefined;
   }
 
-  private fromCookie(values: string[]): Extract<AdminPrincipal, { kind: 'admin' }> {
+  private async fromCookie(values: string[]): Promise<Extract<AdminPrincipal, { kind: 'admin' }>> {
     const valid = values.find((v) => /^[A-Za-z0-9_-]{43}$/.test(v));
-    const session = valid === undefined ? undefined : this.deps.store.admin.sessionByTokenHash(sha256Hex(valid));
+    const session = valid === undefined ? undefined : await this.deps.store.admin.sessionByTokenHash(sha256Hex(valid));
     if (session === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin session is not known');
     return this.checkSession(session);
   }
 
   /** Throws unless the session is live, in time, and its operator, passkey and admin role still hold. */
-  private checkSession(session: AdminSessionRecord): Extract<AdminPrincipal, { kind: 'admin' }> {
+  private async checkSession(session: AdminSessionRecord): Promise<Extract<AdminPrincipal, { kind: 'admin' }>> {
     if (session.endedAt !== null && session.endReason === ROLE_REMOVED) {
       throw new BatonError(
         'ADMIN_ROLE_REQUIRED',
@@ -325,17 +365,17 @@ export class AdminAuth {
     }
     const reason = this.expiryReason(session, this.deps.clock());
     if (reason !== undefined) {
-      this.end(session, reason);
+      await this.end(session, reason);
       throw new BatonError('ADMIN_SESSION_EXPIRED', `The admin session has ended (${reason}); sign in again`);
     }
-    const operator = this.deps.store.operators.get(session.operatorId);
-    const credential = this.deps.store.operators.getCredential(session.credentialId);
+    const operator = await this.deps.store.operators.get(session.operatorId);
+    const credential = await this.deps.store.operators.getCredential(session.credentialId);
     if (operator === undefined || operator.revokedAt !== null || credential?.revokedAt !== null) {
-      this.end(session, operator?.revokedAt == null ? 'credential-revoked' : 'operator-revoked');
+      await this.end(session, operator?.revokedAt == null ? 'credential-revoked' : 'operator-revoked');
       throw new BatonError('ADMIN_SESSION_EXPIRED', 'The admin session has ended: its operator or passkey was revoked');
     }
     if (!operator.roles.includes('admin')) {
-      this.end(session, ROLE_REMOVED);
+      await this.end(session, ROLE_REMOVED);
       throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
     }
     return { kind: 'admin', actor: adminActor(operator.id), operatorId: operator.id, session };

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { z } from 'zod';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
+import type { EventDraft } from '../../shared/events.js';
 import type { OperatorRecord, Store } from '../store/repositories.js';
 import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
 import { AdminSignInGuard } from './admin-sign-in-guard.js';
 import { SUSPENDED_MESSAGE, verifyStoredCredential } from './assertion-gate.js';
 import type { AuthenticatorMetadata } from './authenticator-metadata.js';
-import type { EventLog } from './event-log.js';
+import type { EventLog, UnitOfWork } from './event-log.js';
 import {
   attestationTrust,
   credentialCreatedEvent,
@@ -28,12 +30,15 @@ export const ADMIN_CONSOLE_REGISTRATION = 'admin-console';
  * anyone may ask for, are not stored at all (`SignedChallenges`): asking for them evicts nothing.
  */
 const MAX_CHALLENGES_PER_POOL = 8;
-/** Sign-in challenges presented and not yet expired; more are refused until some expire. */
-const MAX_SIGN_INS_IN_FLIGHT = 100_000;
+/** The `store.ephemeral` namespace of the admin ceremonies' outstanding challenges. */
+const CHALLENGE_KIND = 'admin-ceremony';
 
-type AdminChallenge =
-  | { purpose: 'admin-register'; codeHash: string; operatorId: string }
-  | { purpose: 'admin-step-up'; sessionId: string };
+/** What an outstanding challenge was issued for, as stored (and checked again when read back). */
+const AdminChallengeSchema = z.discriminatedUnion('purpose', [
+  z.strictObject({ purpose: z.literal('admin-register'), codeHash: z.string(), operatorId: z.string() }),
+  z.strictObject({ purpose: z.literal('admin-step-up'), sessionId: z.string() }),
+]);
+type AdminChallenge = z.infer<typeof AdminChallengeSchema>;
 
 export interface AdminCeremonyDeps {
   store: Store;
@@ -55,11 +60,13 @@ export interface AdminCeremonyDeps {
  * The admin's WebAuthn ceremonies, run on the admin console's own origin: registering an admin
  * passkey with an enrolment code, signing in, and stepping up. User verification is always
  * required and admin passkeys must be device-bound (the strictest level's rules).
+ *
+ * Nothing a ceremony depends on is kept in this node's memory: outstanding registration and step-up
+ * challenges are in `store.ephemeral` (taken once, whichever node the answer reaches), sign-in
+ * challenges are signed with a key every node reads from the store. Only the per-client flood guard
+ * is per node (a rate limit, see `AdminSignInGuard`).
  */
 export class AdminCeremonies {
-  private readonly pools = new Map<string, Map<string, { context: AdminChallenge; expiresAt: number }>>();
-  /** Which pool each outstanding challenge is in. */
-  private readonly poolOf = new Map<string, string>();
   private readonly signInChallenges: SignedChallenges;
   /** Per-client limits on the unauthenticated ceremonies, and back-off after failed assertions. */
   readonly guard: AdminSignInGuard;
@@ -69,7 +76,7 @@ export class AdminCeremonies {
       purpose: 'admin-sign-in',
       ttlMs: () => deps.challengeTtlMs,
       clock: deps.clock,
-      maxInFlight: MAX_SIGN_INS_IN_FLIGHT,
+      store: deps.store,
     });
     this.guard = new AdminSignInGuard({ events: deps.events, clock: deps.clock });
   }
@@ -84,15 +91,19 @@ export class AdminCeremonies {
   }
 
   /** The bootstrap step: an operator with the admin role and a one-time code to register a passkey with. */
-  createFirstAdmin(input: { id?: string | undefined; displayName: string }, actor: string, codeTtlSeconds?: number) {
-    const operator = this.deps.operators.create({ ...input, roles: ['admin'] }, actor);
-    const { code, expiresAt } = this.deps.operators.issueCode(operator.id, codeTtlSeconds, actor);
+  async createFirstAdmin(
+    input: { id?: string | undefined; displayName: string },
+    actor: string,
+    codeTtlSeconds?: number,
+  ) {
+    const operator = await this.deps.operators.create({ ...input, roles: ['admin'] }, actor);
+    const { code, expiresAt } = await this.deps.operators.issueCode(operator.id, codeTtlSeconds, actor);
     return { operator, code, expiresAt };
   }
 
   async registrationOptions(typedCode: string) {
-    const { operator, hash } = this.usableAdminCode(typedCode);
-    const challenge = this.issue({ purpose: 'admin-register', codeHash: hash, operatorId: operator.id });
+    const { operator, hash } = await this.usableAdminCode(typedCode);
+    const challenge = await this.issue({ purpose: 'admin-register', codeHash: hash, operatorId: operator.id });
     const options = await this.rp.registrationOptions({
       challenge,
       userId: Buffer.from(operator.webauthnUserId, 'base64url'),
@@ -100,9 +111,10 @@ export class AdminCeremonies {
       displayName: operator.displayName,
       userVerification: 'required',
       attestation: this.deps.policies.policy.credentials.attestation,
-      exclude: this.deps.store.operators
-        .listCredentials(operator.id)
-        .map((c) => ({ id: c.id, transports: c.transports })),
+      exclude: (await this.deps.store.operators.listCredentials(operator.id)).map((c) => ({
+        id: c.id,
+        transports: c.transports,
+      })),
     });
     return { options, operator: { id: operator.id, displayName: operator.displayName } };
   }
@@ -110,8 +122,8 @@ export class AdminCeremonies {
   /** Verifies the new admin passkey, stores it, retires the bootstrap token and signs the admin in. */
   async register(typedCode: string, response: RegistrationResponseJSON) {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.consume(client.challenge);
-    const { operator, hash } = this.usableAdminCode(typedCode);
+    const context = await this.consume(client.challenge);
+    const { operator, hash } = await this.usableAdminCode(typedCode);
     if (context.purpose !== 'admin-register' || context.codeHash !== hash) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this enrolment code');
     }
@@ -132,7 +144,7 @@ export class AdminCeremonies {
     }
     const model = this.deps.authenticators.registrationRefusal(info.aaguid, trust, rules);
     if (model !== undefined) throw new BatonError(model.code, model.message);
-    if (this.deps.store.operators.getCredential(info.credential.id) !== undefined) {
+    if ((await this.deps.store.operators.getCredential(info.credential.id)) !== undefined) {
       throw new BatonError('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered');
     }
     const now = this.deps.clock();
@@ -144,15 +156,15 @@ export class AdminCeremonies {
       now,
       usedNow: true,
     });
-    const started = this.deps.events.atomically(() => {
-      if (!this.deps.store.operators.useCode(hash, now, credential.id)) {
+    const started = await this.deps.events.atomically(async (uow) => {
+      if (!(await uow.store.operators.useCode(hash, now, credential.id))) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
-      this.deps.store.operators.insertCredential(credential);
+      await uow.store.operators.insertCredential(credential);
       // The first admin passkey retires the bootstrap token, and every admin code it minted: of two
       // registrations racing with bootstrap-minted codes, the second finds its code used.
-      this.deps.auth.retireBootstrap();
-      this.deps.events.record(
+      await this.deps.auth.retireBootstrapIn(uow);
+      await uow.record(
         credentialCreatedEvent(
           credential,
           { operator: operator.id },
@@ -161,39 +173,38 @@ export class AdminCeremonies {
           this.deps.authenticators.eventDetail(info.aaguid),
         ),
       );
-      const started = this.deps.auth.startSession(operator.id, credential.id, true);
-      this.signedInEvent(started.session, 'admin-passkey-registered');
+      const started = await this.deps.auth.startSession(uow.store, operator.id, credential.id, true);
+      await this.signedInEvent(uow, started.session, 'admin-passkey-registered');
       return started;
     });
     return { ...started, operator, credential: credentialSummary(credential) };
   }
 
   async signInOptions() {
-    const challenge = this.signInChallenges.issue();
+    const challenge = await this.signInChallenges.issue();
     return { options: await this.rp.authenticationOptions({ challenge, userVerification: 'required' }) };
   }
 
   /** `from`: the client's address, for the back-off after failed assertions. */
   async signIn(response: AuthenticationResponseJSON, from: string) {
     const client = readClientData(response.response.clientDataJSON);
-    this.signInChallenges.consume(client.challenge);
+    await this.signInChallenges.consume(client.challenge);
     const { credential, operator, recordUse } = await this.verify(response, client.challenge, 'sign-in-failed', from);
     if (!operator.roles.includes('admin')) {
-      this.fail('sign-in-failed', 'ADMIN_ROLE_REQUIRED', operator.id, credential.id);
+      await this.fail('sign-in-failed', 'ADMIN_ROLE_REQUIRED', operator.id, credential.id);
       throw new BatonError('ADMIN_ROLE_REQUIRED', `Operator "${operator.id}" does not hold the admin role`);
     }
-    return this.deps.events.atomically(() => {
-      recordUse();
-      const started = this.deps.auth.startSession(operator.id, credential.id, true);
-      this.signedInEvent(started.session, 'admin-signed-in');
+    return this.deps.events.atomically(async (uow) => {
+      await recordUse(uow.store);
+      const started = await this.deps.auth.startSession(uow.store, operator.id, credential.id, true);
+      await this.signedInEvent(uow, started.session, 'admin-signed-in');
       return { ...started, operator };
     });
   }
 
   async stepUpOptions(session: AdminSessionRecord) {
-    const challenge = this.issue({ purpose: 'admin-step-up', sessionId: session.id });
-    const allow = this.deps.store.operators
-      .listCredentials(session.operatorId)
+    const challenge = await this.issue({ purpose: 'admin-step-up', sessionId: session.id });
+    const allow = (await this.deps.store.operators.listCredentials(session.operatorId))
       .filter((c) => c.revokedAt === null)
       .map((c) => ({ id: c.id, transports: c.transports }));
     return { options: await this.rp.authenticationOptions({ challenge, userVerification: 'required', allow }) };
@@ -205,20 +216,20 @@ export class AdminCeremonies {
     from: string,
   ): Promise<{ stepUpUntil: number }> {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.consume(client.challenge);
+    const context = await this.consume(client.challenge);
     if (context.purpose !== 'admin-step-up' || context.sessionId !== session.id) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this admin session');
     }
     const { credential, operator, recordUse } = await this.verify(response, client.challenge, 'step-up-failed', from);
     if (operator.id !== session.operatorId) {
-      this.fail('step-up-failed', 'STEP_UP_WRONG_OPERATOR', operator.id, credential.id);
+      await this.fail('step-up-failed', 'STEP_UP_WRONG_OPERATOR', operator.id, credential.id);
       throw new BatonError('STEP_UP_WRONG_OPERATOR', 'The passkey belongs to another operator than this admin session');
     }
     const now = this.deps.clock();
-    this.deps.events.atomically(() => {
-      recordUse();
-      this.deps.auth.recordStepUp(session);
-      this.deps.events.record({
+    await this.deps.events.atomically(async (uow) => {
+      await recordUse(uow.store);
+      await this.deps.auth.recordStepUp(uow.store, session);
+      await uow.record({
         type: 'admin-action',
         subject: { operator: operator.id, credential: credential.id },
         outcome: 'success',
@@ -241,27 +252,27 @@ export class AdminCeremonies {
     failureType: 'sign-in-failed' | 'step-up-failed',
     from: string,
   ) {
-    const credential = this.deps.store.operators.getCredential(response.id);
+    const credential = await this.deps.store.operators.getCredential(response.id);
     if (credential === undefined) {
-      this.fail(failureType, 'CREDENTIAL_UNKNOWN');
+      await this.fail(failureType, 'CREDENTIAL_UNKNOWN');
       throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
     }
-    const operator = this.deps.store.operators.get(credential.operatorId) as OperatorRecord;
-    const refuse = (code: ErrorCode, message: string): never => {
-      this.fail(failureType, code, operator.id, credential.id);
+    const operator = (await this.deps.store.operators.get(credential.operatorId)) as OperatorRecord;
+    const refuse = async (code: ErrorCode, message: string): Promise<never> => {
+      await this.fail(failureType, code, operator.id, credential.id);
       throw new BatonError(code, message);
     };
-    if (credential.revokedAt !== null) refuse('CREDENTIAL_REVOKED', 'This passkey has been revoked');
-    if (credential.suspendedAt !== null) refuse('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
-    if (operator.revokedAt !== null) refuse('OPERATOR_REVOKED', 'This operator has been revoked');
-    if (!credential.deviceBound) refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Admin passkeys must be device-bound');
+    if (credential.revokedAt !== null) await refuse('CREDENTIAL_REVOKED', 'This passkey has been revoked');
+    if (credential.suspendedAt !== null) await refuse('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
+    if (operator.revokedAt !== null) await refuse('OPERATOR_REVOKED', 'This operator has been revoked');
+    if (!credential.deviceBound) await refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'Admin passkeys must be device-bound');
     try {
       this.guard.checkBackoff(credential.id, from);
     } catch (error) {
-      this.fail(failureType, 'ADMIN_SIGN_IN_THROTTLED', operator.id, credential.id);
+      await this.fail(failureType, 'ADMIN_SIGN_IN_THROTTLED', operator.id, credential.id);
       throw error;
     }
-    const gate = { ceremonies: this.rp, store: this.deps.store, events: this.deps.events, clock: this.deps.clock };
+    const gate = { ceremonies: this.rp, events: this.deps.events, clock: this.deps.clock };
     const info = await verifyStoredCredential(
       gate,
       {
@@ -273,35 +284,36 @@ export class AdminCeremonies {
         countsTowardLockout: false,
         onCounterRegression: this.deps.policies.policy.credentials.onCounterRegression,
       },
-      (code) => {
+      (uow, code) => {
         this.guard.recordFailure(credential.id, from);
-        this.fail(failureType, code, operator.id, credential.id);
+        return uow.record(this.failure(failureType, code, operator.id, credential.id));
       },
     );
     this.guard.recordSuccess(credential.id, from);
-    if (info.backupEligible)
-      refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'The authenticator reports this passkey as syncable');
+    if (info.backupEligible) {
+      await refuse('CREDENTIAL_NOT_DEVICE_BOUND', 'The authenticator reports this passkey as syncable');
+    }
     // Re-read after the awaited verification: a revocation or suspension that landed meanwhile wins.
-    const stored = this.deps.store.operators.getCredential(credential.id);
+    const stored = await this.deps.store.operators.getCredential(credential.id);
     if (stored?.revokedAt !== null) {
       throw new BatonError('CREDENTIAL_REVOKED', 'This passkey was revoked during the ceremony');
     }
     if (stored.suspendedAt !== null) throw new BatonError('CREDENTIAL_SUSPENDED', SUSPENDED_MESSAGE);
-    const current = this.deps.store.operators.get(operator.id);
+    const current = await this.deps.store.operators.get(operator.id);
     if (current === undefined || current.revokedAt !== null) {
       throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
     }
     // Nothing is stored yet: the caller runs `recordUse` in the transaction that acts on the assertion,
     // after its own checks (admin role, session owner), so a refused assertion changes nothing.
-    const recordUse = () => {
-      this.deps.store.operators.recordCredentialUse(credential.id, info.newCounter, this.deps.clock());
-      this.deps.store.operators.resetFailures(operator.id);
+    const recordUse = async (tx: Store) => {
+      await tx.operators.recordCredentialUse(credential.id, info.newCounter, this.deps.clock());
+      await tx.operators.resetFailures(operator.id);
     };
     return { credential, operator: current, recordUse };
   }
 
-  private signedInEvent(session: AdminSessionRecord, reason: string): void {
-    this.deps.events.record({
+  private async signedInEvent(uow: UnitOfWork, session: AdminSessionRecord, reason: string): Promise<void> {
+    await uow.record({
       type: 'admin-action',
       subject: { operator: session.operatorId, credential: session.credentialId },
       outcome: 'success',
@@ -315,8 +327,22 @@ export class AdminCeremonies {
     });
   }
 
-  private fail(type: 'sign-in-failed' | 'step-up-failed', code: ErrorCode, operator?: string, credential?: string) {
-    this.deps.events.record({
+  private async fail(
+    type: 'sign-in-failed' | 'step-up-failed',
+    code: ErrorCode,
+    operator?: string,
+    credential?: string,
+  ): Promise<void> {
+    await this.deps.events.record(this.failure(type, code, operator, credential));
+  }
+
+  private failure(
+    type: 'sign-in-failed' | 'step-up-failed',
+    code: ErrorCode,
+    operator?: string,
+    credential?: string,
+  ): EventDraft {
+    return {
       type,
       subject: {
         ...(operator === undefined ? {} : { operator }),
@@ -325,12 +351,12 @@ export class AdminCeremonies {
       outcome: 'failure',
       reasons: [code.toLowerCase().replace(/_/g, '-')],
       detail: { surface: 'admin-console' },
-    });
+    };
   }
 
-  private usableAdminCode(typed: string): { operator: OperatorRecord; hash: string } {
-    const { record, hash } = usableEnrolmentCode(this.deps.store, typed, this.deps.clock());
-    const operator = this.deps.operators.get(record.operatorId);
+  private async usableAdminCode(typed: string): Promise<{ operator: OperatorRecord; hash: string }> {
+    const { record, hash } = await usableEnrolmentCode(this.deps.store, typed, this.deps.clock());
+    const operator = await this.deps.operators.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
     if (!operator.roles.includes('admin')) {
       throw new BatonError(
@@ -341,51 +367,40 @@ export class AdminCeremonies {
     return { operator, hash };
   }
 
-  private issue(context: AdminChallenge): string {
-    const now = this.deps.clock();
-    const name = context.purpose === 'admin-step-up' ? `step-up:${context.sessionId}` : `register:${context.codeHash}`;
-    const max = MAX_CHALLENGES_PER_POOL;
-    this.sweep(now);
-    const pool = this.pools.get(name) ?? new Map<string, { context: AdminChallenge; expiresAt: number }>();
-    for (const key of pool.keys()) {
-      if (pool.size < max) break;
-      pool.delete(key);
-      this.poolOf.delete(key);
-    }
+  /**
+   * Stores a new challenge for `context` in its pool (`store.ephemeral`: any node can take it);
+   * beyond the pool's bound, its oldest outstanding challenge is dropped.
+   */
+  private async issue(context: AdminChallenge): Promise<string> {
+    const pool = context.purpose === 'admin-step-up' ? `step-up:${context.sessionId}` : `register:${context.codeHash}`;
     const challenge = randomBytes(16).toString('base64url');
-    pool.set(challenge, { context, expiresAt: now + this.deps.challengeTtlMs });
-    this.pools.set(name, pool);
-    this.poolOf.set(challenge, name);
+    await this.deps.store.ephemeral.put(
+      {
+        kind: CHALLENGE_KIND,
+        key: challenge,
+        owner: pool,
+        value: JSON.stringify(context),
+        expiresAt: this.deps.clock() + this.deps.challengeTtlMs,
+      },
+      MAX_CHALLENGES_PER_POOL,
+    );
     return challenge;
   }
 
-  /** Drops expired challenges: they share one lifetime, so each pool's oldest come first. */
-  private sweep(now: number): void {
-    for (const [name, pool] of this.pools) {
-      for (const [key, entry] of pool) {
-        if (entry.expiresAt > now) break;
-        pool.delete(key);
-        this.poolOf.delete(key);
-      }
-      if (pool.size === 0) this.pools.delete(name);
-    }
-  }
-
-  private forget(challenge: string): { context: AdminChallenge; expiresAt: number } | undefined {
-    const name = this.poolOf.get(challenge);
-    if (name === undefined) return undefined;
-    this.poolOf.delete(challenge);
-    const pool = this.pools.get(name);
-    const entry = pool?.get(challenge);
-    pool?.delete(challenge);
-    if (pool?.size === 0) this.pools.delete(name);
-    return entry;
-  }
-
-  private consume(challenge: string): AdminChallenge {
-    const entry = this.forget(challenge);
+  /** Takes the challenge (single use, whichever node took it first) and says what it was issued for. */
+  private async consume(challenge: string): Promise<AdminChallenge> {
+    const entry = await this.deps.store.ephemeral.take(CHALLENGE_KIND, challenge);
     if (entry === undefined) throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge is unknown or was already used');
     if (entry.expiresAt <= this.deps.clock()) throw new BatonError('CHALLENGE_EXPIRED', 'The challenge has expired');
-    return entry.context;
+    let context: unknown;
+    try {
+      context = JSON.parse(entry.value);
+    } catch {
+      context = undefined;
+    }
+    const parsed = AdminChallengeSchema.safeParse(context);
+    if (!parsed.success)
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The stored challenge is not one this backend issued');
+    return parsed.data;
   }
 }

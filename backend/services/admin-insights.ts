@@ -66,22 +66,22 @@ export function csvRow(event: StoredEvent): string {
 }
 
 /** Reads matching events page by page (bounded), for exports and pictures. */
-export function* eventPages(
+export async function* eventPages(
   events: EventLog,
   filter: EventFilter,
   max: number,
   afterCursor = 0,
-): Generator<StoredEvent[], { truncated: boolean; lastCursor: number }> {
+): AsyncGenerator<StoredEvent[], { truncated: boolean; lastCursor: number }> {
   let after = afterCursor;
   let seen = 0;
   for (;;) {
-    const page = events.query({ ...filter, afterCursor: after, limit: Math.min(PAGE, max - seen) });
+    const page = await events.query({ ...filter, afterCursor: after, limit: Math.min(PAGE, max - seen) });
     if (page.length === 0) return { truncated: false, lastCursor: after };
     seen += page.length;
     after = page.at(-1)?.cursor ?? after;
     yield page;
     if (seen >= max) {
-      const more = events.query({ ...filter, afterCursor: after, limit: 1 }).length > 0;
+      const more = (await events.query({ ...filter, afterCursor: after, limit: 1 })).length > 0;
       return { truncated: more, lastCursor: after };
     }
   }
@@ -94,7 +94,7 @@ export interface TimeBucket {
 }
 
 /** What the pictures show, computed from the audit trail and the revocation records. */
-export function adminStats(
+export async function adminStats(
   deps: { store: Store; events: EventLog; isConnected: (id: string) => boolean },
   range: { from: number; to: number; bucketMs: number },
 ) {
@@ -106,10 +106,10 @@ export function adminStats(
     failure: 0,
   }));
   let truncated = false;
-  const each = (type: EventType, visit: (event: StoredEvent) => void) => {
+  const each = async (type: EventType, visit: (event: StoredEvent) => void) => {
     const pages = eventPages(deps.events, { type, from, to }, MAX_STATS_EVENTS);
     for (;;) {
-      const next = pages.next();
+      const next = await pages.next();
       if (next.done === true) {
         truncated ||= next.value.truncated;
         return;
@@ -119,19 +119,19 @@ export function adminStats(
     }
   };
   const bucketOf = (time: number) => buckets[Math.min(count - 1, Math.floor((time - from) / bucketMs))];
-  each('session-established', (e) => {
+  await each('session-established', (e) => {
     // Only the backend establishes sessions (events stored before consoles were refused this type included).
     if (e.origin !== 'backend') return;
     const b = bucketOf(e.time);
     if (b !== undefined) b.success++;
   });
-  each('session-resumed', (e) => {
+  await each('session-resumed', (e) => {
     // The backend records every resume it applied, offline ones included: count its events only.
     if (e.origin !== 'backend') return;
     const b = bucketOf(e.time);
     if (b !== undefined) b.success++;
   });
-  each('sign-in-failed', (e) => {
+  await each('sign-in-failed', (e) => {
     const b = bucketOf(e.time);
     if (b !== undefined) b.failure++;
   });
@@ -142,29 +142,26 @@ export function adminStats(
     entry[key]++;
     stepUps.set(action, entry);
   };
-  each('session-stepped-up', (e) => countStepUp(e, 'success'));
-  each('step-up-failed', (e) => countStepUp(e, 'failure'));
+  await each('session-stepped-up', (e) => countStepUp(e, 'success'));
+  await each('step-up-failed', (e) => countStepUp(e, 'failure'));
 
-  const revocations = deps.store.revocations
-    .since(0)
-    .filter((r) => r.at >= from && r.at < to)
-    .slice(-50)
-    .map((r) => {
-      const deliveries = deps.store.revocations.deliveries(r.epoch);
-      const acked = deliveries.filter((d) => d.ackedAt !== null).map((d) => (d.ackedAt ?? 0) - d.sentAt);
-      return {
-        epoch: r.epoch,
-        kind: r.kind,
-        targetId: r.targetId,
-        at: r.at,
-        deliveries: deliveries.length,
-        acknowledged: acked.length,
-        maxAckMs: acked.length > 0 ? Math.max(...acked) : null,
-      };
+  const revocations = [];
+  for (const r of (await deps.store.revocations.since(0)).filter((r) => r.at >= from && r.at < to).slice(-50)) {
+    const deliveries = await deps.store.revocations.deliveries(r.epoch);
+    const acked = deliveries.filter((d) => d.ackedAt !== null).map((d) => (d.ackedAt ?? 0) - d.sentAt);
+    revocations.push({
+      epoch: r.epoch,
+      kind: r.kind,
+      targetId: r.targetId,
+      at: r.at,
+      deliveries: deliveries.length,
+      acknowledged: acked.length,
+      maxAckMs: acked.length > 0 ? Math.max(...acked) : null,
     });
+  }
 
   const consoles = { online: 0, offline: 0, revoked: 0 };
-  for (const c of deps.store.consoles.list()) {
+  for (const c of await deps.store.consoles.list()) {
     if (c.revokedAt !== null) consoles.revoked++;
     else if (deps.isConnected(c.id)) consoles.online++;
     else consoles.offline++;

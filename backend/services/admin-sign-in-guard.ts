@@ -32,7 +32,13 @@ function retryAfter(ms: number): { retryAfterSeconds: number } {
  * buckets limit floods (`ADMIN_SIGN_IN_RATE_LIMITED`, recorded once per client per window); failed
  * assertions back off per (passkey, client) instead of locking the admin out
  * (`ADMIN_SIGN_IN_THROTTLED`): failures from one address never slow the admin down at another.
- * State is in memory: a restart forgets it.
+ *
+ * State is in this node's memory, on purpose, and a restart forgets it: it is a rate limit, not
+ * trust state. Nothing here decides whether a challenge, a passkey or a session is valid (the store
+ * does that, the same on every node); it only slows a client down. In a cluster each node keeps its
+ * own buckets and back-offs, so a client spreading its requests over N nodes gets up to N times the
+ * rate: the bounds above are per node, and the load balancer's own per-client limit is the one that
+ * holds cluster-wide.
  */
 export class AdminSignInGuard {
   private readonly buckets: TokenBuckets;
@@ -50,11 +56,11 @@ export class AdminSignInGuard {
   }
 
   /** Spends one of the client's requests, or refuses (429) and records the flood once per window. */
-  admit(client: string): void {
+  async admit(client: string): Promise<void> {
     const key = clientLimitKey(client);
     const waitMs = this.buckets.take(key);
     if (waitMs === 0) return;
-    this.recordFlood(key, client);
+    await this.recordFlood(key, client);
     throw new BatonError(
       'ADMIN_SIGN_IN_RATE_LIMITED',
       `Too many admin sign-in requests from ${client}: at most ${ADMIN_SIGN_IN_LIMITS.burst} at once and ${ADMIN_SIGN_IN_LIMITS.perMinute} a minute`,
@@ -99,7 +105,7 @@ export class AdminSignInGuard {
     return Math.min(ADMIN_SIGN_IN_LIMITS.maxBackoffMs, 1000 * 2 ** doublings);
   }
 
-  private recordFlood(key: string, client: string): void {
+  private async recordFlood(key: string, client: string): Promise<void> {
     const now = this.deps.clock();
     const window = ADMIN_SIGN_IN_LIMITS.floodWindowMs;
     const flood = this.floods.get(key);
@@ -123,7 +129,7 @@ export class AdminSignInGuard {
     this.floodEvents.recorded++;
     const suppressed = this.floodEvents.suppressed;
     this.floodEvents.suppressed = 0;
-    this.deps.events.record({
+    await this.deps.events.record({
       type: 'sign-in-failed',
       subject: {},
       outcome: 'failure',

@@ -26,23 +26,43 @@ export function certificationLabel(level: CertificationLevel): string {
   return level === 'none' ? 'not certified' : `FIDO ${level.replace('plus', '+')}`;
 }
 
+export interface AuthenticatorMetadataDeps {
+  store: Store;
+  events: EventLog;
+  clock: () => number;
+  trustAnchors: readonly string[];
+}
+
 /**
  * Authenticator models from the FIDO metadata BLOB an admin supplied (never fetched at run time):
  * loads and verifies a BLOB, keeps the newest, names models for the admin pages and the audit
  * trail, and applies the policy's certification rules at registration and sign-in.
+ *
+ * The store holds the models; this keeps a copy of them so that sign-in and registration read them
+ * without a query. The copy is only ever what the store held: a BLOB is loaded into the store first
+ * and the copy re-read from it, and `refresh()` re-reads it whenever another node may have loaded
+ * one (the cluster bus calls it; `open` calls it once at start).
  */
 export class AuthenticatorMetadata {
-  private models: Map<string, AuthenticatorModelView>;
+  private models = new Map<string, AuthenticatorModelView>();
+  /** Bumped by every refresh, so an older read that finishes late does not replace a newer one. */
+  private generation = 0;
 
-  constructor(
-    private readonly deps: {
-      store: Store;
-      events: EventLog;
-      clock: () => number;
-      trustAnchors: readonly string[];
-    },
-  ) {
-    this.models = new Map(deps.store.authenticatorModels.list().map((m) => [m.aaguid, m]));
+  /** Constructs with an empty copy of the models: call `refresh()` before use (or use `open`). */
+  constructor(private readonly deps: AuthenticatorMetadataDeps) {}
+
+  /** Constructs and reads the stored models. */
+  static async open(deps: AuthenticatorMetadataDeps): Promise<AuthenticatorMetadata> {
+    const metadata = new AuthenticatorMetadata(deps);
+    await metadata.refresh();
+    return metadata;
+  }
+
+  /** Re-reads the models from the store (after a BLOB was loaded here or on another node). */
+  async refresh(): Promise<void> {
+    const generation = ++this.generation;
+    const models = await this.deps.store.authenticatorModels.list();
+    if (generation === this.generation) this.models = new Map(models.map((m) => [m.aaguid, m]));
   }
 
   /**
@@ -60,8 +80,8 @@ export class AuthenticatorMetadata {
       }
       const verified = await verifyMetadataBlob(blob, this.deps.trustAnchors, this.deps.clock());
       const models = verified.models;
-      this.deps.events.atomically(() => {
-        const current = this.deps.store.authenticatorModels.currentBlob();
+      await this.deps.events.atomically(async (uow) => {
+        const current = await uow.store.authenticatorModels.currentBlob();
         if (current !== undefined && verified.no <= current.no) {
           throw new BatonError(
             'METADATA_BLOB_NOT_NEWER',
@@ -69,7 +89,7 @@ export class AuthenticatorMetadata {
           );
         }
         const loadedAt = this.deps.clock();
-        this.deps.store.authenticatorModels.replace(
+        await uow.store.authenticatorModels.replace(
           {
             no: verified.no,
             nextUpdate: verified.nextUpdate,
@@ -80,7 +100,7 @@ export class AuthenticatorMetadata {
           },
           models,
         );
-        this.deps.events.record({
+        await uow.record({
           type: 'admin-action',
           subject: {},
           outcome: 'success',
@@ -88,11 +108,9 @@ export class AuthenticatorMetadata {
           detail: { actor, source, no: verified.no, nextUpdate: verified.nextUpdate, models: models.length, sha256 },
         });
       });
-      this.models = new Map(models.map((m) => [m.aaguid, m]));
-      return this.view();
     } catch (error) {
       const code = error instanceof BatonError ? error.code : 'INTERNAL';
-      this.deps.events.record({
+      await this.deps.events.record({
         type: 'admin-action',
         subject: {},
         outcome: 'failure',
@@ -101,6 +119,9 @@ export class AuthenticatorMetadata {
       });
       throw error;
     }
+    // What this node now uses is what the store holds, read back: the same as every other node reads.
+    await this.refresh();
+    return this.view();
   }
 
   /**
@@ -123,14 +144,24 @@ export class AuthenticatorMetadata {
       throw new BatonError('NOT_FOUND', `Cannot read the metadata BLOB file ${file}`, { cause });
     }
     const sha256 = createHash('sha256').update(blob).digest('hex');
-    if (this.deps.store.authenticatorModels.currentBlob()?.sha256 === sha256) return this.view();
+    const loaded = async () => (await this.deps.store.authenticatorModels.currentBlob())?.sha256 === sha256;
+    if (await loaded()) {
+      await this.refresh();
+      return this.view();
+    }
     try {
       const view = await this.load(blob, 'config:mdsBlobFile', 'file');
       logger.info({ file, no: view.no, models: view.models }, 'authenticator metadata loaded');
       return view;
     } catch (error) {
+      // Nodes starting together with the same file: another one stored it first.
+      if (await loaded().catch(() => false)) {
+        await this.refresh();
+        return this.view();
+      }
       if (error instanceof BatonError && ['METADATA_BLOB_NOT_NEWER', 'METADATA_BLOB_EXPIRED'].includes(error.code)) {
         logger.warn({ file, code: error.code }, `authenticator metadata file not loaded: ${error.message}`);
+        await this.refresh();
         return this.view();
       }
       if (error instanceof BatonError) {
@@ -142,9 +173,9 @@ export class AuthenticatorMetadata {
     }
   }
 
-  /** The BLOB loaded now. */
-  view(): AuthenticatorMetadataView {
-    const blob = this.deps.store.authenticatorModels.currentBlob();
+  /** The BLOB loaded now (as the store has it). */
+  async view(): Promise<AuthenticatorMetadataView> {
+    const blob = await this.deps.store.authenticatorModels.currentBlob();
     if (blob === undefined) {
       return {
         loaded: false,
@@ -169,7 +200,9 @@ export class AuthenticatorMetadata {
     };
   }
 
-  list(): AuthenticatorModelView[] {
+  /** Every model, as the store has it now (the admin page: re-read, whichever node loaded the BLOB). */
+  async list(): Promise<AuthenticatorModelView[]> {
+    await this.refresh();
     return [...this.models.values()].sort((a, b) => a.model.localeCompare(b.model));
   }
 

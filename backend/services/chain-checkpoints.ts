@@ -52,9 +52,8 @@ interface Signed {
 }
 
 export interface ChainCheckpointsOptions {
+  /** Where the events, their chain heads (what a checkpoint signs) and the checkpoints are stored. */
   store: Store;
-  /** The chain heads the backend holds (its own in memory): what a checkpoint signs. */
-  head: (origin: string) => StreamHead;
   dataDir: string;
   clock: () => number;
   logger: Logger;
@@ -70,11 +69,18 @@ export interface ChainCheckpointsOptions {
  * stored in the database for export. Someone who can write the database but not read that key can
  * still edit an event and recompute every later hash and the stored head; the signed checkpoint then
  * no longer matches, and `check` (used by `GET /v1/admin/events/verify`) says so.
+ *
+ * The heads signed are read from the store, never from a node's memory. A checkpoint takes the next
+ * number after the newest stored one, in one unit of work with its own write, so nodes signing at
+ * once never overwrite each other's rows. (Each node signs with the key in its own data directory;
+ * nodes that must verify each other's checkpoints need the same key file.)
  */
 export class ChainCheckpoints {
   private last: Signed | undefined;
   private timer: NodeJS.Timeout | undefined;
   private rotating: Promise<unknown> | undefined;
+  /** The interval's checkpoint under way, if any (the next tick skips while it runs). */
+  private ticking: Promise<void> | undefined;
   /** Origins whose stored history no longer matches a signed head (kept out of later checkpoints). */
   private readonly diverged = new Set<string>();
   private readonly logFile: string;
@@ -93,7 +99,7 @@ export class ChainCheckpoints {
   static async open(options: ChainCheckpointsOptions): Promise<ChainCheckpoints> {
     const ring = await KeyRing.open({ file: join(options.dataDir, CHECKPOINT_KEY_FILE), clock: options.clock });
     const checkpoints = new ChainCheckpoints(options, ring);
-    checkpoints.loadLatest();
+    await checkpoints.loadLatest();
     return checkpoints;
   }
 
@@ -104,10 +110,12 @@ export class ChainCheckpoints {
   }
 
   /** Stops the interval and signs the heads one last time (if one moved). Call before the store closes. */
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.safely(() => this.checkpoint('shutdown'));
+    await this.rotating;
+    await this.ticking;
+    await this.safely(() => this.checkpoint('shutdown'));
   }
 
   get latest(): CheckpointBody | undefined {
@@ -122,7 +130,7 @@ export class ChainCheckpoints {
   /** A new key signs from now on; the old public key is kept. A checkpoint is signed with the new key at once. */
   async rotateKey(): Promise<{ previous: string; current: string; checkpoint: number | undefined }> {
     const result = await this.ring.rotate();
-    const signed = this.checkpoint('key-rotated');
+    const signed = await this.checkpoint('key-rotated');
     return { ...result, checkpoint: signed?.seq };
   }
 
@@ -131,47 +139,65 @@ export class ChainCheckpoints {
    * A head whose signed history was rewritten in the database is not signed again: the origin keeps
    * its last signed head, so the rewrite stays visible.
    */
-  checkpoint(reason: CheckpointReason): CheckpointBody | undefined {
-    const { store, clock, logger } = this.options;
-    const previous = this.last?.body.heads ?? {};
-    const heads: Record<string, StreamHead> = { ...previous };
-    let moved = false;
-    for (const { origin } of store.checkpoints.heads()) {
-      const head = this.options.head(origin);
-      const before = previous[origin];
-      if (before !== undefined && before.lastSeq === head.lastSeq && before.lastHash === head.lastHash) continue;
-      if (before !== undefined && !this.extends(origin, before, head)) {
-        if (!this.diverged.has(origin)) {
-          logger.error(
-            { origin, signedSeq: before.lastSeq, signedHash: before.lastHash, checkpoint: this.last?.body.seq },
-            'audit trail rewritten: the stored chain no longer contains the signed checkpoint head',
-          );
+  async checkpoint(reason: CheckpointReason): Promise<CheckpointBody | undefined> {
+    const { store, clock } = this.options;
+    return store.transaction(async (tx) => {
+      const previous = this.last?.body.heads ?? {};
+      const heads: Record<string, StreamHead> = { ...previous };
+      let moved = false;
+      for (const head of await tx.checkpoints.heads()) {
+        const { origin } = head;
+        const before = previous[origin];
+        if (before !== undefined && before.lastSeq === head.lastSeq && before.lastHash === head.lastHash) continue;
+        if (before !== undefined && !(await this.extends(tx, origin, before, head))) {
+          this.reportDiverged(origin, before);
+          continue;
         }
-        this.diverged.add(origin);
-        continue;
+        heads[origin] = { lastSeq: head.lastSeq, lastHash: head.lastHash };
+        moved = true;
       }
-      heads[origin] = { lastSeq: head.lastSeq, lastHash: head.lastHash };
-      moved = true;
+      if (!moved && reason !== 'key-rotated') return undefined;
+      // The next number after both this node's latest and the newest stored checkpoint (another
+      // node's), so nodes signing at once never write the same number; chained to the newer of the
+      // two if it verifies here (a row that does not is reported by `check`, never built upon).
+      const [newest] = await tx.checkpoints.latest(1);
+      const mine = this.last === undefined ? undefined : { seq: this.last.body.seq, text: this.last.text };
+      const theirs =
+        newest !== undefined && newest.seq > (mine?.seq ?? 0) && this.parseValid(newest) !== undefined
+          ? { seq: newest.seq, text: newest.body }
+          : undefined;
+      const after = theirs ?? mine;
+      const body: CheckpointBody = {
+        v: 1,
+        seq: Math.max(mine?.seq ?? 0, newest?.seq ?? 0) + 1,
+        at: clock(),
+        kid: this.ring.active.kid,
+        prev: after === undefined ? GENESIS_HASH : sha256Hex(after.text),
+        reason,
+        heads,
+      };
+      const text = canonicalJson(body);
+      const sig = sign('sha256', Buffer.from(text), {
+        key: this.ring.privateKey,
+        dsaEncoding: 'ieee-p1363',
+      }).toString('base64url');
+      // The file first: it is outside the database, so it still holds the checkpoint if the database
+      // loses it. (One small append and fsync a minute, inside the unit of work on purpose.)
+      this.append(`${canonicalJson({ ...body, sig })}\n`);
+      await tx.checkpoints.put({ seq: body.seq, at: body.at, kid: body.kid, body: text, sig });
+      this.last = { body, text, sig };
+      return body;
+    });
+  }
+
+  private reportDiverged(origin: string, before: StreamHead): void {
+    if (!this.diverged.has(origin)) {
+      this.options.logger.error(
+        { origin, signedSeq: before.lastSeq, signedHash: before.lastHash, checkpoint: this.last?.body.seq },
+        'audit trail rewritten: the stored chain no longer contains the signed checkpoint head',
+      );
     }
-    if (!moved && reason !== 'key-rotated') return undefined;
-    const body: CheckpointBody = {
-      v: 1,
-      seq: (this.last?.body.seq ?? 0) + 1,
-      at: clock(),
-      kid: this.ring.active.kid,
-      prev: this.last === undefined ? GENESIS_HASH : sha256Hex(this.last.text),
-      reason,
-      heads,
-    };
-    const text = canonicalJson(body);
-    const sig = sign('sha256', Buffer.from(text), { key: this.ring.privateKey, dsaEncoding: 'ieee-p1363' }).toString(
-      'base64url',
-    );
-    // The file first: it is outside the database, so it still holds the checkpoint if the database loses it.
-    this.append(`${canonicalJson({ ...body, sig })}\n`);
-    store.checkpoints.put({ seq: body.seq, at: body.at, kid: body.kid, body: text, sig });
-    this.last = { body, text, sig };
-    return body;
+    this.diverged.add(origin);
   }
 
   /**
@@ -181,10 +207,10 @@ export class ChainCheckpoints {
    * checkpoint that is forged, unsigned or altered), `checkpoint-missing` (the latest signed checkpoint
    * was deleted from the database).
    */
-  check(origin: string): CheckpointCheck {
+  async check(origin: string): Promise<CheckpointCheck> {
     const { store } = this.options;
     const problems: ChainProblem[] = [];
-    const stored = store.checkpoints.latest(RECHECKED_CHECKPOINTS);
+    const stored = await store.checkpoints.latest(RECHECKED_CHECKPOINTS);
     for (const row of stored) {
       if (this.parseValid(row) === undefined) problems.push({ seq: row.seq, problem: 'checkpoint-invalid' });
     }
@@ -196,7 +222,7 @@ export class ChainCheckpoints {
     }
     const head = ref.body.heads[origin];
     if (head === undefined) return { checkpoint: null, problems };
-    if (store.checkpoints.hashAt(origin, head.lastSeq) !== head.lastHash) {
+    if ((await store.checkpoints.hashAt(origin, head.lastSeq)) !== head.lastHash) {
       problems.push({ seq: head.lastSeq, problem: 'checkpoint-mismatch' });
     }
     return {
@@ -216,8 +242,8 @@ export class ChainCheckpoints {
   }
 
   /** Stored checkpoints after `afterSeq`, oldest first, each with whether its signature verifies. */
-  list(afterSeq: number, limit: number): CheckpointView[] {
-    return this.options.store.checkpoints.list(afterSeq, limit).map((row) => {
+  async list(afterSeq: number, limit: number): Promise<CheckpointView[]> {
+    return (await this.options.store.checkpoints.list(afterSeq, limit)).map((row) => {
       const body = this.parseValid(row);
       if (body !== undefined) return { ...body, sig: row.sig, valid: true };
       const loose = safeJson(row.body) as Partial<CheckpointBody> | undefined;
@@ -236,28 +262,30 @@ export class ChainCheckpoints {
   }
 
   private tick(): void {
-    if (this.rotationMs > 0 && this.ring.isDue(this.rotationMs) && this.rotating === undefined) {
+    if (this.rotating !== undefined || this.ticking !== undefined) return;
+    if (this.rotationMs > 0 && this.ring.isDue(this.rotationMs)) {
       this.rotating = this.rotateKey()
         .then(({ previous, current }) => this.options.logger.info({ previous, current }, 'checkpoint key rotated'))
         .catch((error: unknown) => this.options.logger.error({ err: error }, 'checkpoint key rotation failed'))
         .finally(() => (this.rotating = undefined));
       return;
     }
-    this.safely(() => this.checkpoint('interval'));
+    this.ticking = this.safely(() => this.checkpoint('interval')).finally(() => (this.ticking = undefined));
   }
 
-  private safely(fn: () => unknown): void {
+  /** Runs `fn`, logging (not throwing) a failure: a checkpoint missed is signed at the next one. */
+  private async safely(fn: () => Promise<unknown>): Promise<void> {
     try {
-      fn();
+      await fn();
     } catch (error) {
       this.options.logger.error({ err: error }, 'signing a chain checkpoint failed');
     }
   }
 
   /** Whether the stored chain still holds `before` at its place (and has not gone back past it). */
-  private extends(origin: string, before: StreamHead, now: StreamHead): boolean {
+  private async extends(tx: Store, origin: string, before: StreamHead, now: StreamHead): Promise<boolean> {
     if (now.lastSeq < before.lastSeq) return false;
-    return this.options.store.checkpoints.hashAt(origin, before.lastSeq) === before.lastHash;
+    return (await tx.checkpoints.hashAt(origin, before.lastSeq)) === before.lastHash;
   }
 
   private parseValid(row: CheckpointRow): CheckpointBody | undefined {
@@ -284,10 +312,10 @@ export class ChainCheckpoints {
    * The newest valid checkpoint of the database and of the file, whichever is newer. A database that
    * lacks the file's latest checkpoint is left as it is, so `check` keeps reporting it.
    */
-  private loadLatest(): void {
+  private async loadLatest(): Promise<void> {
     const { store, logger } = this.options;
     let fromDb: Signed | undefined;
-    for (const row of store.checkpoints.latest(RECHECKED_CHECKPOINTS)) {
+    for (const row of await store.checkpoints.latest(RECHECKED_CHECKPOINTS)) {
       const body = this.parseValid(row);
       if (body !== undefined) {
         fromDb = { body, text: row.body, sig: row.sig };
@@ -305,7 +333,7 @@ export class ChainCheckpoints {
     this.last = fromFile !== undefined && fromFile.body.seq > (fromDb?.body.seq ?? 0) ? fromFile : fromDb;
     // The backend's own chain head is reloaded from the database: compare every signed head now.
     for (const [origin, head] of Object.entries(this.last?.body.heads ?? {})) {
-      if (store.checkpoints.hashAt(origin, head.lastSeq) === head.lastHash) continue;
+      if ((await store.checkpoints.hashAt(origin, head.lastSeq)) === head.lastHash) continue;
       this.diverged.add(origin);
       logger.error(
         { origin, signedSeq: head.lastSeq, checkpoint: this.last?.body.seq },

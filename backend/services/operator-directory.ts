@@ -75,7 +75,10 @@ export class OperatorDirectory {
     private readonly attestationRootsConfigured: boolean,
   ) {}
 
-  create(input: { id?: string | undefined; displayName: string; roles: string[] }, actor: string): OperatorRecord {
+  async create(
+    input: { id?: string | undefined; displayName: string; roles: string[] },
+    actor: string,
+  ): Promise<OperatorRecord> {
     const record: OperatorRecord = {
       id: input.id ?? newId('op'),
       displayName: input.displayName,
@@ -86,12 +89,12 @@ export class OperatorDirectory {
       revokedAt: null,
       revokedReason: null,
     };
-    this.ctx.events.atomically(() => {
-      if (this.ctx.store.operators.get(record.id) !== undefined) {
+    await this.ctx.events.atomically(async (uow) => {
+      if ((await uow.store.operators.get(record.id)) !== undefined) {
         throw new BatonError('OPERATOR_ID_TAKEN', `An operator "${record.id}" already exists`);
       }
-      this.ctx.store.operators.insert(record);
-      this.ctx.events.record({
+      await uow.store.operators.insert(record);
+      await uow.record({
         type: 'operator-created',
         subject: { operator: record.id },
         outcome: 'success',
@@ -102,22 +105,22 @@ export class OperatorDirectory {
     return record;
   }
 
-  get(id: string): OperatorRecord {
-    const operator = this.ctx.store.operators.get(id);
+  async get(id: string): Promise<OperatorRecord> {
+    const operator = await this.ctx.store.operators.get(id);
     if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${id}"`);
     return operator;
   }
 
-  list(): OperatorRecord[] {
+  list(): Promise<OperatorRecord[]> {
     return this.ctx.store.operators.list();
   }
 
   /** Clears the failed-attempt counter of a locked operator (NIST 800-63B: 100 failures lock). */
-  unlock(operatorId: string, actor: string): OperatorRecord {
-    const operator = this.get(operatorId);
-    this.ctx.events.atomically(() => {
-      this.ctx.store.operators.resetFailures(operatorId);
-      this.ctx.events.record({
+  async unlock(operatorId: string, actor: string): Promise<OperatorRecord> {
+    const operator = await this.get(operatorId);
+    await this.ctx.events.atomically(async (uow) => {
+      await uow.store.operators.resetFailures(operatorId);
+      await uow.record({
         type: 'admin-action',
         subject: { operator: operatorId },
         outcome: 'success',
@@ -133,17 +136,17 @@ export class OperatorDirectory {
    * The stored counter stays where it was: the authenticator that keeps counting up from it works
    * again; a copy that lags behind is refused (and suspends the passkey) again.
    */
-  reinstateCredential(credentialId: string, reason: string, actor: string): CredentialSummary {
-    return this.ctx.events.atomically(() => {
-      const credential = this.ctx.store.operators.getCredential(credentialId);
+  reinstateCredential(credentialId: string, reason: string, actor: string): Promise<CredentialSummary> {
+    return this.ctx.events.atomically(async (uow) => {
+      const credential = await uow.store.operators.getCredential(credentialId);
       if (credential === undefined) throw new BatonError('NOT_FOUND', `No credential "${credentialId}"`);
       if (credential.revokedAt !== null) {
         throw new BatonError('CREDENTIAL_REVOKED', 'This credential is revoked: it cannot be reinstated');
       }
-      if (!this.ctx.store.operators.reinstateCredential(credentialId)) {
+      if (!(await uow.store.operators.reinstateCredential(credentialId))) {
         throw new BatonError('CREDENTIAL_NOT_SUSPENDED', 'This credential is not suspended');
       }
-      this.ctx.events.record({
+      await uow.record({
         type: 'admin-action',
         subject: { operator: credential.operatorId, credential: credentialId },
         outcome: 'success',
@@ -155,31 +158,40 @@ export class OperatorDirectory {
   }
 
   /** Passkeys suspended as possible copies, with whose they are: the admin console raises them. */
-  suspendedCredentials(): (CredentialSummary & { operatorId: string; operatorName: string })[] {
-    return this.ctx.store.operators.listSuspendedCredentials().map((c) => ({
+  async suspendedCredentials(): Promise<(CredentialSummary & { operatorId: string; operatorName: string })[]> {
+    const suspended = await this.ctx.store.operators.listSuspendedCredentials();
+    const names = new Map<string, string>();
+    for (const id of new Set(suspended.map((c) => c.operatorId))) {
+      names.set(id, (await this.ctx.store.operators.get(id))?.displayName ?? id);
+    }
+    return suspended.map((c) => ({
       ...credentialSummary(c),
       operatorId: c.operatorId,
-      operatorName: this.ctx.store.operators.get(c.operatorId)?.displayName ?? c.operatorId,
+      operatorName: names.get(c.operatorId) ?? c.operatorId,
     }));
   }
 
-  credentials(operatorId: string): CredentialSummary[] {
-    this.get(operatorId);
-    return this.ctx.store.operators.listCredentials(operatorId).map((c) => ({
+  async credentials(operatorId: string): Promise<CredentialSummary[]> {
+    await this.get(operatorId);
+    return (await this.ctx.store.operators.listCredentials(operatorId)).map((c) => ({
       ...credentialSummary(c),
       /** The model as the FIDO metadata BLOB names it; null when no BLOB is loaded or it does not list it. */
       authenticator: this.ctx.authenticators.describe(c.aaguid) ?? null,
     }));
   }
 
-  issueCode(operatorId: string, ttlSeconds: number | undefined, actor: string): { code: string; expiresAt: number } {
-    const operator = this.get(operatorId);
+  async issueCode(
+    operatorId: string,
+    ttlSeconds: number | undefined,
+    actor: string,
+  ): Promise<{ code: string; expiresAt: number }> {
+    const operator = await this.get(operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operatorId}" is revoked`);
     const code = newEnrolmentCode();
     const now = this.ctx.clock();
     const expiresAt = now + (ttlSeconds ?? this.codeTtlSeconds) * 1000;
-    this.ctx.events.atomically(() => {
-      this.ctx.store.operators.insertCode({
+    await this.ctx.events.atomically(async (uow) => {
+      await uow.store.operators.insertCode({
         hash: sha256Hex(code),
         operatorId,
         issuedBy: actor,
@@ -187,7 +199,7 @@ export class OperatorDirectory {
         expiresAt,
         usedAt: null,
       });
-      this.ctx.events.record({
+      await uow.record({
         type: 'operator-enrolment-code-issued',
         subject: { operator: operatorId },
         outcome: 'success',
@@ -200,11 +212,11 @@ export class OperatorDirectory {
 
   /** Step one of passkey registration on a console: check the code and issue creation options. */
   async registrationOptions(console: ConsoleRecord, typedCode: string) {
-    const { record, hash } = usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
-    const operator = this.get(record.operatorId);
+    const { record, hash } = await usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
+    const operator = await this.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
     const rules = this.ctx.policies.policy.credentials;
-    const challenge = this.ctx.challenges.create({
+    const challenge = await this.ctx.challenges.create({
       purpose: 'registration',
       consoleId: console.id,
       codeHash: hash,
@@ -217,9 +229,10 @@ export class OperatorDirectory {
       displayName: operator.displayName,
       userVerification: rules.userVerification,
       attestation: rules.attestation,
-      exclude: this.ctx.store.operators
-        .listCredentials(operator.id)
-        .map((c) => ({ id: c.id, transports: c.transports })),
+      exclude: (await this.ctx.store.operators.listCredentials(operator.id)).map((c) => ({
+        id: c.id,
+        transports: c.transports,
+      })),
     });
     return { options, operator: { id: operator.id, displayName: operator.displayName } };
   }
@@ -227,15 +240,15 @@ export class OperatorDirectory {
   /** Step two: verify the new credential against the policy's credential rules and store it. */
   async register(console: ConsoleRecord, typedCode: string, response: RegistrationResponseJSON) {
     const client = readClientData(response.response.clientDataJSON);
-    const context = this.ctx.challenges.consume(client.challenge, console.id);
-    const { record, hash } = usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
+    const context = await this.ctx.challenges.consume(client.challenge, console.id);
+    const { record, hash } = await usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
     if (context.purpose !== 'registration' || context.codeHash !== hash) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this enrolment code');
     }
-    const operator = this.get(record.operatorId);
+    const operator = await this.get(record.operatorId);
     if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', `Operator "${operator.id}" is revoked`);
     const rules = this.ctx.policies.policy.credentials;
-    const refuse = (
+    const refuse = async (
       code:
         | 'CREDENTIAL_NOT_DEVICE_BOUND'
         | 'CREDENTIAL_AAGUID_NOT_ALLOWED'
@@ -243,8 +256,8 @@ export class OperatorDirectory {
         | AuthenticatorRefusal['code'],
       message: string,
       aaguid: string,
-    ): never => {
-      this.ctx.events.record({
+    ): Promise<never> => {
+      await this.ctx.events.record({
         type: 'credential-change',
         subject: { operator: operator.id, console: console.id },
         outcome: 'failure',
@@ -265,7 +278,7 @@ export class OperatorDirectory {
     );
     const deviceBound = info.credentialDeviceType === 'singleDevice';
     if (rules.deviceBoundOnly && !deviceBound) {
-      refuse(
+      await refuse(
         'CREDENTIAL_NOT_DEVICE_BOUND',
         'Policy allows device-bound credentials only; this one can be synced',
         info.aaguid,
@@ -273,16 +286,16 @@ export class OperatorDirectory {
     }
     const trust = attestationTrust(info.fmt, info.attestationObject, this.attestationRootsConfigured);
     if (rules.aaguidAllowList.length > 0 && (trust !== 'certificate' || !rules.aaguidAllowList.includes(info.aaguid))) {
-      refuse(
+      await refuse(
         'CREDENTIAL_AAGUID_NOT_ALLOWED',
         `Authenticator model ${info.aaguid} (${info.fmt} attestation, ${trust}) is not on the allow-list, or its attestation is not verified by a certificate chain to a configured root`,
         info.aaguid,
       );
     }
     const model = this.ctx.authenticators.registrationRefusal(info.aaguid, trust, rules);
-    if (model !== undefined) refuse(model.code, model.message, info.aaguid);
-    if (this.ctx.store.operators.getCredential(info.credential.id) !== undefined) {
-      refuse('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered', info.aaguid);
+    if (model !== undefined) await refuse(model.code, model.message, info.aaguid);
+    if ((await this.ctx.store.operators.getCredential(info.credential.id)) !== undefined) {
+      await refuse('CREDENTIAL_ALREADY_REGISTERED', 'This credential is already registered', info.aaguid);
     }
     const now = this.ctx.clock();
     const credential = newCredentialRecord(info, response, {
@@ -293,12 +306,12 @@ export class OperatorDirectory {
       now,
       usedNow: false,
     });
-    this.ctx.events.atomically(() => {
-      if (!this.ctx.store.operators.useCode(hash, now, credential.id)) {
+    await this.ctx.events.atomically(async (uow) => {
+      if (!(await uow.store.operators.useCode(hash, now, credential.id))) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
-      this.ctx.store.operators.insertCredential(credential);
-      this.ctx.events.record(
+      await uow.store.operators.insertCredential(credential);
+      await uow.record(
         credentialCreatedEvent(
           credential,
           { operator: operator.id, console: console.id },
@@ -307,7 +320,7 @@ export class OperatorDirectory {
           this.ctx.authenticators.eventDetail(info.aaguid),
         ),
       );
-      this.ctx.events.record({
+      await uow.record({
         type: 'operator-enrolled',
         subject: { operator: operator.id, console: console.id, credential: credential.id },
         outcome: 'success',
@@ -322,17 +335,17 @@ export class OperatorDirectory {
  * The enrolment code an operator typed, if it can still be used: well-formed, known (by its hash),
  * unused and unexpired. Console enrolment and the admin console's passkey registration both start here.
  */
-export function usableEnrolmentCode(
+export async function usableEnrolmentCode(
   store: Store,
   typed: string,
   now: number,
-): { record: EnrolmentCodeRecord; hash: string } {
+): Promise<{ record: EnrolmentCodeRecord; hash: string }> {
   const code = normaliseEnrolmentCode(typed);
   if (!ENROLMENT_CODE_PATTERN.test(code)) {
     throw new BatonError('ENROLMENT_CODE_INVALID', 'Expected an enrolment code like ABCD-EFGH-JKLM-NPQR');
   }
   const hash = sha256Hex(code);
-  const record = store.operators.getCode(hash);
+  const record = await store.operators.getCode(hash);
   if (record === undefined) throw new BatonError('ENROLMENT_CODE_INVALID', 'This enrolment code is not known');
   if (record.usedAt !== null) throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
   if (record.expiresAt <= now) throw new BatonError('ENROLMENT_CODE_EXPIRED', 'This enrolment code has expired');

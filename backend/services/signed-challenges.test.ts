@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
-import { SignedChallenges } from './signed-challenges.js';
+import type { Store } from '../store/repositories.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { SignedChallenges, challengeKeyName, createOnce } from './signed-challenges.js';
 
-function codeOf(fn: () => void): string | undefined {
+async function codeOf(fn: () => Promise<unknown>): Promise<string | undefined> {
   try {
-    fn();
+    await fn();
     return undefined;
   } catch (error) {
     assert.ok(error instanceof BatonError, String(error));
@@ -15,65 +20,78 @@ function codeOf(fn: () => void): string | undefined {
 
 describe('SignedChallenges', () => {
   let now = 1_000_000;
-  const make = (maxInFlight = 10) =>
-    new SignedChallenges({ purpose: 'admin-sign-in', ttlMs: () => 60_000, clock: () => now, maxInFlight });
+  const stores: Store[] = [];
+  const openStore = () => {
+    const store = openSqliteStore({ dataDir: mkdtempSync(join(tmpdir(), 'baton-challenges-')), durability: 'normal' });
+    stores.push(store);
+    return store;
+  };
+  after(async () => {
+    for (const store of stores) await store.close();
+  });
+  const make = (store: Store) =>
+    new SignedChallenges({ purpose: 'admin-sign-in', ttlMs: () => 60_000, clock: () => now, store });
 
-  it('accepts a challenge it issued once, and refuses it the second time', () => {
-    const challenges = make();
-    const challenge = challenges.issue();
-    assert.equal(
-      codeOf(() => challenges.consume(challenge)),
-      undefined,
-    );
-    assert.equal(
-      codeOf(() => challenges.consume(challenge)),
-      'CHALLENGE_UNKNOWN',
-    );
+  it('accepts a challenge it issued once, and refuses it the second time', async () => {
+    const challenges = make(openStore());
+    const challenge = await challenges.issue();
+    assert.equal(await codeOf(() => challenges.consume(challenge)), undefined);
+    assert.equal(await codeOf(() => challenges.consume(challenge)), 'CHALLENGE_UNKNOWN');
   });
 
-  it('refuses a forged, altered or foreign challenge, and an expired one', () => {
-    const challenges = make();
-    const raw = Buffer.from(challenges.issue(), 'base64url');
+  it('verifies on another node what one node issued, once across both (one shared key in the store)', async () => {
+    const store = openStore();
+    // Two nodes starting together on a fresh database: both need the key at once.
+    const [nodeA, nodeB, nodeC] = [make(store), make(store), make(store)];
+    const [a, b, c] = await Promise.all([nodeA.issue(), nodeB.issue(), nodeC.issue()]);
+    assert.ok((await store.meta.get(challengeKeyName('admin-sign-in'))) !== undefined);
+    assert.equal(await codeOf(() => nodeB.consume(a)), undefined);
+    assert.equal(await codeOf(() => nodeA.consume(a)), 'CHALLENGE_UNKNOWN', 'replayed to another node');
+    assert.equal(await codeOf(() => nodeC.consume(b)), undefined);
+    assert.equal(await codeOf(() => nodeA.consume(c)), undefined);
+    // A node started later reads the same key.
+    assert.equal(await codeOf(async () => make(store).consume(await nodeA.issue())), undefined);
+  });
+
+  it('refuses a forged, altered or foreign challenge, and an expired one', async () => {
+    const challenges = make(openStore());
+    const raw = Buffer.from(await challenges.issue(), 'base64url');
     raw[20] = (raw[20] ?? 0) ^ 1; // a later expiry, say
-    assert.equal(
-      codeOf(() => challenges.consume(raw.toString('base64url'))),
-      'CHALLENGE_UNKNOWN',
-    );
-    assert.equal(
-      codeOf(() => challenges.consume('AAAAAAAAAAAAAAAAAAAAAA')),
-      'CHALLENGE_UNKNOWN',
-    );
-    assert.equal(
-      codeOf(() => challenges.consume(make().issue())),
-      'CHALLENGE_UNKNOWN',
-      'another process key',
-    );
-    const late = challenges.issue();
+    assert.equal(await codeOf(() => challenges.consume(raw.toString('base64url'))), 'CHALLENGE_UNKNOWN');
+    assert.equal(await codeOf(() => challenges.consume('AAAAAAAAAAAAAAAAAAAAAA')), 'CHALLENGE_UNKNOWN');
+    const foreign = await make(openStore()).issue();
+    assert.equal(await codeOf(() => challenges.consume(foreign)), 'CHALLENGE_UNKNOWN', 'another backend');
+    const late = await challenges.issue();
     now += 60_000;
-    assert.equal(
-      codeOf(() => challenges.consume(late)),
-      'CHALLENGE_EXPIRED',
-    );
+    assert.equal(await codeOf(() => challenges.consume(late)), 'CHALLENGE_EXPIRED');
   });
 
-  it('refuses new presentations rather than forget a used challenge when too many are in flight', () => {
-    const challenges = make(2);
-    const [a, b, c] = [challenges.issue(), challenges.issue(), challenges.issue()];
-    challenges.consume(a);
-    challenges.consume(b);
-    assert.equal(
-      codeOf(() => challenges.consume(c)),
-      'ADMIN_SIGN_IN_RATE_LIMITED',
-    );
-    now += 60_000; // a and b expire: room again, and they stay refused (expired)
-    const d = challenges.issue();
-    assert.equal(
-      codeOf(() => challenges.consume(d)),
-      undefined,
-    );
-    assert.equal(
-      codeOf(() => challenges.consume(a)),
-      'CHALLENGE_EXPIRED',
-    );
+  it('keeps a used challenge refused until it expires, after a sweep of the store', async () => {
+    const store = openStore();
+    const challenges = make(store);
+    const challenge = await challenges.issue();
+    await challenges.consume(challenge);
+    await store.ephemeral.sweep(now);
+    assert.equal(await codeOf(() => challenges.consume(challenge)), 'CHALLENGE_UNKNOWN');
+    now += 60_000;
+    await store.ephemeral.sweep(now);
+    assert.equal(await codeOf(() => challenges.consume(challenge)), 'CHALLENGE_EXPIRED');
+  });
+});
+
+describe('createOnce', () => {
+  it('creates a shared value once when several nodes ask together', async () => {
+    const store = openSqliteStore({ dataDir: mkdtempSync(join(tmpdir(), 'baton-once-')), durability: 'normal' });
+    let created = 0;
+    const read = () => store.meta.get('x');
+    const create = async () => {
+      created++;
+      await store.meta.set('x', `value-${created}`);
+      return `value-${created}`;
+    };
+    const values = await Promise.all(Array.from({ length: 5 }, () => createOnce(store, 'x', Date.now, read, create)));
+    assert.equal(created, 1);
+    assert.deepEqual(new Set(values), new Set(['value-1']));
+    await store.close();
   });
 });

@@ -1,78 +1,135 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BatonError } from '../../shared/errors.js';
+import type { Store } from '../store/repositories.js';
 
 const NONCE_BYTES = 16;
 const EXPIRY_BYTES = 8;
 const MAC_BYTES = 16;
 const CHALLENGE_BYTES = NONCE_BYTES + EXPIRY_BYTES + MAC_BYTES;
+const KEY_BYTES = 32;
+
+/** How long one node may hold the right to create a shared value before another may try. */
+const CREATE_CLAIM_MS = 15_000;
+/** How often a node waiting for another to create a shared value looks again, and for how long in all. */
+const CREATE_POLL_MS = 50;
+const CREATE_WAIT_MS = 2 * CREATE_CLAIM_MS;
+
+/**
+ * A value every node of the cluster must agree on, created once: the first node to need it creates
+ * it and the others read the same. `read` says whether it exists (and what it is); `create` makes it.
+ * Exactly one node creates it, even when several start together on a fresh database: the right to
+ * create is claimed with `ephemeral.claimOnce` (single use across nodes), and the claim lapses after
+ * `CREATE_CLAIM_MS`, so a node that dies holding it does not block the rest for good.
+ */
+export async function createOnce<T>(
+  store: Store,
+  name: string,
+  clock: () => number,
+  read: () => Promise<T | undefined>,
+  create: () => Promise<T>,
+): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const existing = await read();
+    if (existing !== undefined) return existing;
+    const now = clock();
+    if (await store.ephemeral.claimOnce('create-once', name, now + CREATE_CLAIM_MS, now)) {
+      // Read again under the claim: another node may have created it between our read and our claim.
+      return (await read()) ?? (await create());
+    }
+    if (Date.now() - started > CREATE_WAIT_MS) {
+      throw new BatonError('INTERNAL', `Another node claimed to create "${name}" and has not done so`);
+    }
+    await sleep(CREATE_POLL_MS);
+  }
+}
+
+/** The meta key holding the HMAC key of one purpose's signed challenges. */
+export function challengeKeyName(purpose: string): string {
+  return `signed-challenges:${purpose}:key`;
+}
 
 /**
  * WebAuthn challenges that cost the backend nothing until they come back: each is a random nonce,
- * its expiry and an HMAC over both (with a key that lives as long as the process). Issuing one
- * stores nothing, so no number of requests for challenges can push out anyone else's. A challenge
- * is single use: its nonce is remembered from when it is presented until it expires; presenting
- * needs a valid, unexpired challenge, so that memory is bounded by what the callers can present
- * within one lifetime, and capped at `maxInFlight` (beyond it new presentations are refused with
- * `ADMIN_SIGN_IN_RATE_LIMITED` until older ones expire, rather than forgetting a used one).
+ * its expiry and an HMAC over both. Issuing one stores nothing, so no number of requests for
+ * challenges can push out anyone else's.
+ *
+ * Across a cluster: the HMAC key is in the store's meta table, created once by whichever node needs
+ * it first (`createOnce`) and read by every other, so a challenge issued by node A verifies on node B.
+ * It is kept in the database rather than derived from something the nodes share (a configured
+ * secret, the data directory): the database is the one thing every node is sure to share, and anyone
+ * who can read it can already act as the backend. A challenge is single use: its nonce is claimed in
+ * `store.ephemeral` (`claimOnce`) when it is presented, until it expires, so a challenge replayed to
+ * another node is refused there too. Presenting needs a valid, unexpired challenge (and passes the
+ * per-client limits first), so the claimed nonces are bounded by what callers can present within one
+ * lifetime; expired ones are swept with the rest of the ephemeral table.
  */
 export class SignedChallenges {
-  private readonly key = randomBytes(32);
-  /** Nonces presented and not yet expired, in the order they were presented. */
-  private readonly used = new Map<string, number>();
+  private key: Promise<Buffer> | undefined;
 
-  constructor(
-    private readonly options: { purpose: string; ttlMs: () => number; clock: () => number; maxInFlight: number },
-  ) {}
+  constructor(private readonly options: { purpose: string; ttlMs: () => number; clock: () => number; store: Store }) {}
 
-  issue(): string {
+  async issue(): Promise<string> {
+    const key = await this.sharedKey();
     const nonce = randomBytes(NONCE_BYTES);
     const expiry = Buffer.alloc(EXPIRY_BYTES);
     expiry.writeBigUInt64BE(BigInt(this.options.clock() + this.options.ttlMs()));
-    return Buffer.concat([nonce, expiry, this.mac(nonce, expiry)]).toString('base64url');
+    return Buffer.concat([nonce, expiry, this.mac(key, nonce, expiry)]).toString('base64url');
   }
 
-  /** Accepts a challenge this process issued, once, before it expires. */
-  consume(challenge: string): void {
+  /** Accepts a challenge a node of this backend issued, once (cluster-wide), before it expires. */
+  async consume(challenge: string): Promise<void> {
+    const key = await this.sharedKey();
     const raw = Buffer.from(challenge, 'base64url');
     const nonce = raw.subarray(0, NONCE_BYTES);
     const expiry = raw.subarray(NONCE_BYTES, NONCE_BYTES + EXPIRY_BYTES);
     if (
       raw.length !== CHALLENGE_BYTES ||
       raw.toString('base64url') !== challenge ||
-      !timingSafeEqual(raw.subarray(NONCE_BYTES + EXPIRY_BYTES), this.mac(nonce, expiry))
+      !timingSafeEqual(raw.subarray(NONCE_BYTES + EXPIRY_BYTES), this.mac(key, nonce, expiry))
     ) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for an admin sign-in by this backend');
     }
     const now = this.options.clock();
     const expiresAt = Number(expiry.readBigUInt64BE());
     if (expiresAt <= now) throw new BatonError('CHALLENGE_EXPIRED', 'The challenge has expired');
-    const id = nonce.toString('base64url');
-    if (this.used.has(id)) throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was already used');
-    this.sweep(now, this.used.size >= this.options.maxInFlight);
-    if (this.used.size >= this.options.maxInFlight) {
-      throw new BatonError(
-        'ADMIN_SIGN_IN_RATE_LIMITED',
-        `${this.used.size} admin sign-ins are in progress; try again in a minute`,
-        { extra: { retryAfterSeconds: 60 } },
-      );
+    const kind = `signed-challenge:${this.options.purpose}`;
+    if (!(await this.options.store.ephemeral.claimOnce(kind, nonce.toString('base64url'), expiresAt, now))) {
+      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was already used');
     }
-    this.used.set(id, expiresAt);
   }
 
-  private mac(nonce: Buffer, expiry: Buffer): Buffer {
-    return createHmac('sha256', this.key)
+  /** The cluster's key for this purpose, read (or created) once and then kept: it never changes. */
+  private sharedKey(): Promise<Buffer> {
+    if (this.key === undefined) {
+      const { store, clock, purpose } = this.options;
+      const name = challengeKeyName(purpose);
+      const read = async () => {
+        const value = await store.meta.get(name);
+        return value === undefined ? undefined : Buffer.from(value, 'base64url');
+      };
+      const create = async () => {
+        const key = randomBytes(KEY_BYTES);
+        await store.meta.set(name, key.toString('base64url'));
+        return key;
+      };
+      this.key = createOnce(store, name, clock, read, create).then((key) => {
+        if (key.length !== KEY_BYTES) throw new Error(`the stored ${name} is not a ${KEY_BYTES}-byte key`);
+        return key;
+      });
+      // A failure (the database unreachable) is not kept: the next call tries again.
+      void this.key.catch(() => (this.key = undefined));
+    }
+    return this.key;
+  }
+
+  private mac(key: Buffer, nonce: Buffer, expiry: Buffer): Buffer {
+    return createHmac('sha256', key)
       .update(this.options.purpose)
       .update(nonce)
       .update(expiry)
       .digest()
       .subarray(0, MAC_BYTES);
-  }
-
-  /** Forgets expired nonces: the oldest presented first, or all of them when `full`. */
-  private sweep(now: number, full: boolean): void {
-    for (const [id, expiresAt] of this.used) {
-      if (expiresAt <= now) this.used.delete(id);
-      else if (!full) return;
-    }
   }
 }
