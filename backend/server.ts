@@ -23,7 +23,8 @@ import { ConsoleChannel } from './ws/console-channel.js';
 import { composeServices, type Services } from './services/compose-services.js';
 import { ChainCheckpoints } from './services/chain-checkpoints.js';
 import { DatabaseHealth, isDatabaseDamage } from './store/database-health.js';
-import { DATABASE_FILE } from './store/sqlite-store.js';
+import { DATABASE_FILE, openSqliteStore } from './store/sqlite-store.js';
+import { createOnce } from './services/signed-challenges.js';
 import { BatonError } from '../shared/errors.js';
 import { join } from 'node:path';
 import { LateConsolePort } from './services/console-port.js';
@@ -34,7 +35,14 @@ import type { RevocationHub } from './services/revocation-hub.js';
 export interface BackendDeps {
   clock?: () => number;
   logger?: Logger;
+  /** A store opened by the caller (tests, benchmarks); it is closed by `stop()` all the same. */
   store?: Store;
+  /**
+   * Whether this start ends the admin sessions of an earlier run (an admin signs in again after a
+   * restart). Default: on the embedded engine, where one start is the whole backend's restart; never
+   * on PostgreSQL, where one node starting must not sign out the admins of the others.
+   */
+  endAdminSessionsAtStart?: boolean;
 }
 
 export interface Backend {
@@ -57,6 +65,21 @@ export interface Backend {
 
 export const BACKEND_VERSION = '0.1.0';
 
+/** How often expired challenges, nonces and admin sessions are swept. */
+const SWEEP_INTERVAL_MS = 30_000;
+
+/**
+ * The one place the backend's store is opened from its configuration. (The PostgreSQL engine is
+ * chosen here once its implementation lands; until then a database URL is refused clearly.)
+ */
+// eslint-disable-next-line @typescript-eslint/require-await -- the PostgreSQL engine opens asynchronously
+export async function openBackendStore(config: BackendConfig): Promise<Store> {
+  if (config.databaseUrl !== undefined) {
+    throw new BatonError('DATABASE_UNREACHABLE', 'This build cannot open a PostgreSQL database yet (--database)');
+  }
+  return openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
+}
+
 /** The composition root: wires the parts together and starts listening. Nothing runs on import. */
 export async function startBackend(config: BackendConfig, deps: BackendDeps = {}): Promise<Backend> {
   const clock = deps.clock ?? Date.now;
@@ -70,15 +93,32 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         censor: '[redacted]',
       },
     });
+  const store = deps.store ?? (await openBackendStore(config));
+  try {
+    return await startOn(store, config, deps, clock, logger);
+  } catch (error) {
+    // A start that fails (the port taken, a refused metadata file) leaves nothing it opened behind it.
+    if (deps.store === undefined) await store.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startOn(
+  store: Store,
+  config: BackendConfig,
+  deps: BackendDeps,
+  clock: () => number,
+  logger: Logger,
+): Promise<Backend> {
   // The services reach consoles through this port; the channel binds itself to it when built below.
   const consoles = new LateConsolePort();
-  const services = await composeServices(config, { clock, logger, store: deps.store, consoles });
-  const { store, events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } =
-    services;
+  const services = await composeServices(config, { clock, logger, store, consoles });
+  const { events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } = services;
+  // The models as the store has them (whatever the composition read, and whichever node loaded them).
+  await services.authenticators.refresh();
   // Chain heads signed with a key outside the database; the database file's integrity as last checked.
   const checkpoints = await ChainCheckpoints.open({
     store,
-    head: (origin) => events.head(origin),
     dataDir: config.dataDir,
     clock,
     logger,
@@ -98,7 +138,10 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     heartbeatSeconds: config.heartbeatSeconds,
     helloTimeoutSeconds: config.helloTimeoutSeconds,
     onHello: (consoleId, hello) => {
-      if (hello.outbox !== undefined) store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() });
+      if (hello.outbox === undefined) return;
+      store.admin
+        .recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() })
+        .catch((error: unknown) => logger.warn({ err: error, consoleId }, 'recording a console outbox report failed'));
     },
     consoles,
   });
@@ -107,7 +150,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   // Known once the server listens (the default is http://localhost:<the port actually bound>).
   let adminOrigin = config.adminOrigin ?? '';
   const origin = () => adminOrigin;
-  const adminAuth = new AdminAuth({ store, events, clock, origin });
+  const adminAuth = new AdminAuth({ store, events, clock, origin, logger });
   const adminCeremonies = new AdminCeremonies({
     store,
     events,
@@ -191,7 +234,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     // A route taking a large body (the metadata BLOB) reads it only once its admin is authenticated.
     const early =
       route.maxBodyBytes !== undefined && route.auth === 'admin'
-        ? adminAuth.authenticate(req, { stream: false })
+        ? await adminAuth.authenticate(req, { stream: false })
         : undefined;
     const body = await readBody(req, route.maxBodyBytes);
     const ctx: RouteContext = {
@@ -205,9 +248,14 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       actor: undefined,
     };
     if (route.auth === 'console') {
-      ctx.console = registry.authenticate({ method: req.method ?? 'GET', path: rawPath, headers: req.headers, body });
+      ctx.console = await registry.authenticate({
+        method: req.method ?? 'GET',
+        path: rawPath,
+        headers: req.headers,
+        body,
+      });
     } else if (route.auth === 'admin') {
-      const principal = early ?? adminAuth.authenticate(req, { stream: route.passive === true });
+      const principal = early ?? (await adminAuth.authenticate(req, { stream: route.passive === true }));
       ctx.admin = principal;
       ctx.actor = principal.actor;
       if (route.stepUp === true) adminAuth.requireStepUp(principal);
@@ -248,20 +296,41 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
   });
-  // Only now, owning the port, does the backend change what a running one may be using.
-  adminAuth.endSessionsFromEarlierRun();
-  const bootstrapAdminToken = ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
+  let bootstrapAdminToken: string | undefined;
+  try {
+    // Only now, owning the port, does the backend change what a running one may be using.
+    if (deps.endAdminSessionsAtStart ?? store.engine === 'sqlite') await adminAuth.endSessionsFromEarlierRun();
+    bootstrapAdminToken = await ensureBootstrapToken(store, clock, config.bootstrapTokenFile);
+  } catch (error) {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw error;
+  }
   channel.start();
   checkpoints.start();
-  if (deps.store === undefined) {
+  // The integrity check reads the embedded database file; a PostgreSQL server checks its own pages.
+  if (deps.store === undefined && store.engine === 'sqlite') {
     void database.check(config.integrityCheckSeconds * 1000).then((state) => {
       if (state === 'damaged') logger.error({ file: database.file, ...database.view() }, 'the database is damaged');
     });
   }
-  const seenTimer = setInterval(() => registry.flushLastSeen(), 5000);
-  seenTimer.unref();
-  const adminSweep = setInterval(() => adminAuth.sweep(), 30_000);
-  adminSweep.unref();
+  /** Runs a periodic task, one at a time, logging (never throwing) a failure: the next run tries again. */
+  const every = (ms: number, what: string, task: () => Promise<unknown>) => {
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      task()
+        .catch((error: unknown) => logger.warn({ err: error }, `${what} failed`))
+        .finally(() => (running = false));
+    }, ms);
+    timer.unref();
+    return timer;
+  };
+  const seenTimer = every(5000, 'recording when consoles were last seen', () => registry.flushLastSeen());
+  const adminSweep = every(SWEEP_INTERVAL_MS, 'ending expired admin sessions', () => adminAuth.sweep());
+  // Challenges and nonces every node shares expire in the store; any node may sweep them.
+  const ephemeralSweep = every(SWEEP_INTERVAL_MS, 'sweeping expired challenges', () => store.ephemeral.sweep(clock()));
 
   const port = (server.address() as AddressInfo).port;
   adminOrigin = config.adminOrigin ?? `http://localhost:${port}`;
@@ -285,16 +354,26 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
       logger.info('baton backend shutting down');
       clearInterval(seenTimer);
       clearInterval(adminSweep);
+      clearInterval(ephemeralSweep);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await channel.close();
       server.closeAllConnections();
       await closed;
-      events.drain();
-      revocations.flushAcks();
-      registry.flushLastSeen();
-      checkpoints.stop();
+      // What is still held in memory is written before the store closes; a failure is logged and the
+      // rest still runs, so the store is always closed.
+      const settle = async (what: string, task: () => Promise<unknown>) => {
+        try {
+          await task();
+        } catch (error) {
+          logger.error({ err: error }, `${what} failed while stopping`);
+        }
+      };
+      await settle('committing queued console events', () => events.drain());
+      await settle('recording revocation acknowledgements', () => revocations.flushAcks());
+      await settle('recording when consoles were last seen', () => registry.flushLastSeen());
+      await settle('signing the last chain checkpoint', () => checkpoints.stop());
       database.close();
-      store.close();
+      await store.close();
       logger.info('baton backend stopped');
     })();
     return stopping;
@@ -316,10 +395,29 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
   };
 }
 
-function ensureBootstrapToken(store: Store, clock: () => number, file: string | undefined): string | undefined {
-  if (store.adminTokens.any()) return undefined;
-  const token = newSecretToken('bat');
-  store.adminTokens.insert(sha256Hex(token), 'bootstrap', clock());
-  if (file !== undefined) writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return token;
+/**
+ * The bootstrap admin token, created on the first start of a fresh database only: by exactly one
+ * node when several start together (`createOnce`); that node returns it (and writes the file), every
+ * other start gets undefined. Whether it may still be used is decided by the store at each request.
+ */
+async function ensureBootstrapToken(
+  store: Store,
+  clock: () => number,
+  file: string | undefined,
+): Promise<string | undefined> {
+  let created: string | undefined;
+  await createOnce(
+    store,
+    'bootstrap-admin-token',
+    clock,
+    async () => ((await store.adminTokens.any()) ? true : undefined),
+    async () => {
+      const token = newSecretToken('bat');
+      await store.adminTokens.insert(sha256Hex(token), 'bootstrap', clock());
+      created = token;
+      return true;
+    },
+  );
+  if (created !== undefined && file !== undefined) writeFileSync(file, `${created}\n`, { mode: 0o600 });
+  return created;
 }

@@ -58,9 +58,9 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
    * The ceremonies anyone may start: limited per client address before anything else is looked at
    * (`429 ADMIN_SIGN_IN_RATE_LIMITED`), then the admin origin is checked. Returns the client's address.
    */
-  const admitCeremony = (ctx: RouteContext): string => {
+  const admitCeremony = async (ctx: RouteContext): Promise<string> => {
     const client = deps.clientAddress(ctx.req);
-    deps.ceremonies.guard.admit(client);
+    await deps.ceremonies.guard.admit(client);
     deps.auth.checkOrigin(ctx.req);
     return client;
   };
@@ -68,14 +68,14 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
   return [
     {
       route: 'adminAuthStatus',
-      handler: () => ({
+      handler: async () => ({
         adminOrigin: deps.origin(),
-        adminExists: deps.store.admin.adminPasskeyExists(),
+        adminExists: await deps.store.admin.adminPasskeyExists(),
       }),
     },
     {
       route: 'adminBootstrap',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const input = parseJson(
           ctx.req,
           ctx.body,
@@ -90,7 +90,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
           }),
         );
         if (ctx.admin?.kind === 'admin') deps.auth.requireStepUp(ctx.admin);
-        const { operator, code, expiresAt } = deps.ceremonies.createFirstAdmin(
+        const { operator, code, expiresAt } = await deps.ceremonies.createFirstAdmin(
           { id: input.id, displayName: input.displayName },
           ctx.actor ?? 'admin:unknown',
           input.ttlSeconds,
@@ -108,8 +108,8 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
     },
     {
       route: 'adminRegisterOptions',
-      handler: (ctx) => {
-        admitCeremony(ctx);
+      handler: async (ctx) => {
+        await admitCeremony(ctx);
         const { code } = parseJson(ctx.req, ctx.body, CodeSchema);
         return deps.ceremonies.registrationOptions(code);
       },
@@ -117,7 +117,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
     {
       route: 'adminRegisterVerify',
       handler: async (ctx) => {
-        admitCeremony(ctx);
+        await admitCeremony(ctx);
         const { code, response } = parseJson(
           ctx.req,
           ctx.body,
@@ -136,8 +136,8 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
     },
     {
       route: 'adminSignInOptions',
-      handler: (ctx) => {
-        admitCeremony(ctx);
+      handler: async (ctx) => {
+        await admitCeremony(ctx);
         parseJson(ctx.req, ctx.body, z.strictObject({}));
         return deps.ceremonies.signInOptions();
       },
@@ -145,7 +145,7 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
     {
       route: 'adminSignInVerify',
       handler: async (ctx) => {
-        const client = admitCeremony(ctx);
+        const client = await admitCeremony(ctx);
         const { response } = parseJson(ctx.req, ctx.body, z.strictObject({ response: AuthenticationResponseSchema }));
         const result = await deps.ceremonies.signIn(response as AuthenticationResponseJSON, client);
         ctx.res.setHeader('set-cookie', deps.auth.sessionCookie(result.token));
@@ -154,9 +154,9 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
     },
     {
       route: 'adminAuthSession',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         if (ctx.admin?.kind !== 'admin') return { admin: null, bootstrap: true };
-        const operator = deps.store.operators.get(ctx.admin.operatorId);
+        const operator = await deps.store.operators.get(ctx.admin.operatorId);
         const session = { ...ctx.admin.session, lastSeenAt: deps.clock() };
         return sessionBody(ctx.admin.operatorId, operator?.displayName ?? ctx.admin.operatorId, session);
       },
@@ -181,17 +181,17 @@ export function adminAuthRoutes(deps: AdminAuthRouteDeps): Route[] {
     },
     {
       route: 'adminSignOut',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
-        deps.auth.end(signedInAdmin(ctx).session, 'signed-out');
+        await deps.auth.end(signedInAdmin(ctx).session, 'signed-out');
         ctx.res.setHeader('set-cookie', deps.auth.clearedCookie());
         return { signedOut: true };
       },
     },
     {
       route: 'adminSessionsLive',
-      handler: () => ({
-        sessions: deps.store.admin.liveSessions().map((s) => ({
+      handler: async () => ({
+        sessions: (await deps.store.admin.liveSessions()).map((s) => ({
           id: s.id,
           operatorId: s.operatorId,
           createdAt: s.createdAt,

@@ -51,11 +51,11 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
   return [
     {
       route: 'adminEnrolmentCodes',
-      handler: (ctx) => {
-        const operator = deps.operators.get(ctx.params.id ?? '');
+      handler: async (ctx) => {
+        const operator = await deps.operators.get(ctx.params.id ?? '');
         const now = deps.clock();
         return {
-          codes: deps.store.admin.listCodes(operator.id).map((c) => ({
+          codes: (await deps.store.admin.listCodes(operator.id)).map((c) => ({
             ...c,
             state:
               c.revokedAt !== null ? 'revoked' : c.usedAt !== null ? 'used' : c.expiresAt <= now ? 'expired' : 'usable',
@@ -65,15 +65,15 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
     },
     {
       route: 'adminEnrolmentCodeRevoke',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
-        const operator = deps.operators.get(ctx.params.id ?? '');
+        const operator = await deps.operators.get(ctx.params.id ?? '');
         const codeId = parseWith(z.string().regex(new RegExp(`^[0-9a-f]{${CODE_ID_LENGTH}}$`)), ctx.params.codeId);
-        deps.events.atomically(() => {
-          if (!deps.store.admin.revokeCode(operator.id, codeId, deps.clock())) {
+        await deps.events.atomically(async (uow) => {
+          if (!(await uow.store.admin.revokeCode(operator.id, codeId, deps.clock()))) {
             throw new BatonError('NOT_FOUND', `No unused enrolment code "${codeId}" for operator "${operator.id}"`);
           }
-          deps.events.record({
+          await uow.record({
             type: 'admin-action',
             subject: { operator: operator.id },
             outcome: 'success',
@@ -86,40 +86,39 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
     },
     {
       route: 'adminOperatorRoles',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { roles } = parseJson(ctx.req, ctx.body, z.strictObject({ roles: z.array(RoleSchema).max(20) }));
-        const operator = deps.operators.get(ctx.params.id ?? '');
+        const operator = await deps.operators.get(ctx.params.id ?? '');
         const next = [...new Set(roles)];
-        if (operator.roles.includes('admin') && !next.includes('admin')) assertNotLastAdmin(deps.store, operator.id);
-        deps.events.atomically(() => {
-          deps.store.admin.setRoles(operator.id, next);
-          deps.events.record({
+        const losesAdmin = operator.roles.includes('admin') && !next.includes('admin');
+        if (losesAdmin) await assertNotLastAdmin(deps.store, operator.id);
+        await deps.events.atomically(async (uow) => {
+          await uow.store.admin.setRoles(operator.id, next);
+          await uow.record({
             type: 'admin-action',
             subject: { operator: operator.id },
             outcome: 'success',
             reasons: ['operator-roles-changed'],
             detail: { actor: actorOf(ctx), previousRoles: operator.roles.join(' '), roles: next.join(' ') },
           });
+          // Losing the admin role ends that operator's admin sessions at once (live streams included).
+          if (losesAdmin) await deps.auth.endOperatorSessionsIn(uow, operator.id, 'admin-role-removed');
         });
-        // Losing the admin role ends that operator's admin sessions at once, live streams included.
-        if (operator.roles.includes('admin') && !next.includes('admin')) {
-          deps.auth.endOperatorSessions(operator.id, 'admin-role-removed');
-        }
         return { operator: { id: operator.id, displayName: operator.displayName, roles: next } };
       },
     },
     {
       route: 'adminPolicyRollback',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { toVersion, baseVersion } = parseJson(
           ctx.req,
           ctx.body,
           z.strictObject({ toVersion: z.int().positive(), baseVersion: z.int().nonnegative() }),
         );
-        const old = deps.store.policies.get(toVersion);
+        const old = await deps.store.policies.get(toVersion);
         if (old === undefined) throw new BatonError('NOT_FOUND', `No policy version ${toVersion}`);
-        const published = deps.policies.publish(old.policy, baseVersion, actorOf(ctx));
-        deps.events.record({
+        const published = await deps.policies.publish(old.policy, baseVersion, actorOf(ctx));
+        await deps.events.record({
           type: 'admin-action',
           subject: {},
           outcome: 'success',
@@ -157,7 +156,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
     },
     {
       route: 'adminEventsExport',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const q = parseWith(ExportQuerySchema, Object.fromEntries(ctx.query));
         if (q.from >= q.to) {
           throw new BatonError('SCHEMA_INVALID', 'Expected from < to', {
@@ -169,7 +168,7 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
             issues: [{ path: 'checkpoints', message: 'use format=jsonl' }],
           });
         }
-        deps.events.record({
+        await deps.events.record({
           type: 'admin-action',
           subject: {},
           outcome: 'success',
@@ -203,7 +202,7 @@ async function streamExport(
   let closed = false;
   res.on('close', () => (closed = true));
   for (;;) {
-    const next = pages.next();
+    const next = await pages.next();
     if (next.done === true) {
       if (next.value.truncated) {
         const note = { truncated: true, limit: MAX_EXPORT_EVENTS, nextAfterCursor: next.value.lastCursor };
@@ -222,7 +221,7 @@ async function streamExport(
   }
   if (q.checkpoints === 'true') {
     // Signed now if a head moved, so the checkpoint covers every event exported above.
-    checkpoints.checkpoint('export');
+    await checkpoints.checkpoint('export');
     const trailer = { checkpoint: checkpoints.latestView(), checkpointKeys: checkpoints.publicKeys().keys };
     res.write(`${JSON.stringify(trailer)}\n`);
   }

@@ -15,12 +15,12 @@ import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.
 import type { OutboxReport } from '../store/admin-repositories.js';
 import type { AdminAuth } from '../services/admin-auth.js';
 import type { ConsoleRegistry } from '../services/console-registry.js';
-import type { EventLog, EventFilter } from '../services/event-log.js';
+import type { ChainReport, EventLog, EventFilter } from '../services/event-log.js';
 import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { PolicyService } from '../services/policy-service.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
 import type { SessionService } from '../services/session-service.js';
-import type { ChainCheckpoints } from '../services/chain-checkpoints.js';
+import type { ChainCheckpoints, CheckpointCheck } from '../services/chain-checkpoints.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import { isDatabaseDamage, type DatabaseHealth } from '../store/database-health.js';
 import { parseJson, parseWith } from './http-kit.js';
@@ -65,17 +65,16 @@ const EventFilterQuerySchema = z.strictObject({
  * Refuses to take away the last way in: removing (or revoking) the only operator who holds the admin
  * role with a usable passkey would lock every admin out, the bootstrap token being retired by then.
  */
-export function assertNotLastAdmin(store: Store, operatorId: string, withoutCredential?: string): void {
-  const usable = (id: string, skip?: string) =>
-    store.operators.listCredentials(id).some((c) => c.revokedAt === null && c.id !== skip);
-  const target = store.operators.get(operatorId);
+export async function assertNotLastAdmin(store: Store, operatorId: string, withoutCredential?: string): Promise<void> {
+  const usable = async (id: string, skip?: string) =>
+    (await store.operators.listCredentials(id)).some((c) => c.revokedAt === null && c.id !== skip);
+  const target = await store.operators.get(operatorId);
   if (target === undefined || !target.roles.includes('admin') || target.revokedAt !== null) return;
-  if (!usable(operatorId)) return;
-  const others = store.operators
-    .list()
-    .filter((o) => o.id !== operatorId && o.revokedAt === null && o.roles.includes('admin') && usable(o.id));
-  if (others.length > 0) return;
-  if (withoutCredential !== undefined && usable(operatorId, withoutCredential)) return;
+  if (!(await usable(operatorId))) return;
+  for (const o of await store.operators.list()) {
+    if (o.id !== operatorId && o.revokedAt === null && o.roles.includes('admin') && (await usable(o.id))) return;
+  }
+  if (withoutCredential !== undefined && (await usable(operatorId, withoutCredential))) return;
   throw new BatonError('LAST_ADMIN', 'This is the last admin who can sign in: make another admin first');
 }
 
@@ -109,88 +108,98 @@ function sessionAdminView(s: SessionRecord) {
 
 /** The admin API: everything an administrator does, each action recorded as an event. */
 export function adminRoutes(deps: AdminRouteDeps): Route[] {
-  const revoke = (kind: 'operator' | 'credential' | 'console' | 'session') => (ctx: RouteContext) => {
+  const revoke = (kind: 'operator' | 'credential' | 'console' | 'session') => async (ctx: RouteContext) => {
     const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
-    if (kind === 'operator') assertNotLastAdmin(deps.store, ctx.params.id ?? '');
+    if (kind === 'operator') await assertNotLastAdmin(deps.store, ctx.params.id ?? '');
     if (kind === 'credential') {
-      const credential = deps.store.operators.getCredential(ctx.params.id ?? '');
-      if (credential !== undefined) assertNotLastAdmin(deps.store, credential.operatorId, credential.id);
+      const credential = await deps.store.operators.getCredential(ctx.params.id ?? '');
+      if (credential !== undefined) await assertNotLastAdmin(deps.store, credential.operatorId, credential.id);
     }
-    const outcome = deps.revocations.revoke(kind, ctx.params.id ?? '', reason, actorOf(ctx));
+    const outcome = await deps.revocations.revoke(kind, ctx.params.id ?? '', reason, actorOf(ctx));
     return { epoch: outcome.revocation.epoch, sessionsRevoked: outcome.sessionsRevoked, pushedTo: outcome.pushedTo };
   };
 
   return [
     {
       route: 'adminConsoleTokens',
-      handler: (ctx) => ({
+      handler: async (ctx) => ({
         status: 201,
-        body: deps.registry.issueToken(parseJson(ctx.req, ctx.body, IssueConsoleTokenRequestSchema), actorOf(ctx)),
+        body: await deps.registry.issueToken(
+          parseJson(ctx.req, ctx.body, IssueConsoleTokenRequestSchema),
+          actorOf(ctx),
+        ),
       }),
     },
     {
       route: 'adminConsoles',
-      handler: () => {
-        const outbox = new Map(deps.store.admin.outboxReports().map((r) => [r.consoleId, r]));
+      handler: async () => {
+        const outbox = new Map((await deps.store.admin.outboxReports()).map((r) => [r.consoleId, r]));
         return {
-          consoles: deps.store.consoles.list().map((c) => consoleView(c, deps.isConnected(c.id), outbox.get(c.id))),
+          consoles: (await deps.store.consoles.list()).map((c) =>
+            consoleView(c, deps.isConnected(c.id), outbox.get(c.id)),
+          ),
         };
       },
     },
     {
       route: 'adminConsole',
-      handler: (ctx) => {
-        const c = deps.store.consoles.get(ctx.params.id ?? '');
+      handler: async (ctx) => {
+        const c = await deps.store.consoles.get(ctx.params.id ?? '');
         if (c === undefined) throw new BatonError('NOT_FOUND', `No console "${ctx.params.id ?? ''}"`);
-        const head = deps.events.head(c.id);
-        const integrity = (
-          ['integrity-sequence-gap', 'integrity-sequence-conflict', 'integrity-chain-broken'] as const
-        ).flatMap((type) => deps.events.query({ origin: 'backend', console: c.id, type, limit: 1000 }));
+        const head = await deps.events.head(c.id);
+        const integrity: StoredEvent[] = [];
+        for (const type of [
+          'integrity-sequence-gap',
+          'integrity-sequence-conflict',
+          'integrity-chain-broken',
+        ] as const) {
+          integrity.push(...(await deps.events.query({ origin: 'backend', console: c.id, type, limit: 1000 })));
+        }
         return {
           console: consoleView(
             c,
             deps.isConnected(c.id),
-            deps.store.admin.outboxReports().find((r) => r.consoleId === c.id),
+            (await deps.store.admin.outboxReports()).find((r) => r.consoleId === c.id),
           ),
           events: { lastSeq: head.lastSeq, lastHash: head.lastHash, integrityFindings: integrity },
-          sessions: deps.store.sessions.liveOnConsole(c.id).map(sessionAdminView),
+          sessions: (await deps.store.sessions.liveOnConsole(c.id)).map(sessionAdminView),
         };
       },
     },
     { route: 'adminConsoleRevoke', handler: revoke('console') },
     {
       route: 'adminOperatorCreate',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const input = parseJson(ctx.req, ctx.body, CreateOperatorRequestSchema);
         // Making someone an admin hands over the keys: it needs the same fresh step-up as a revocation.
         if (input.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requireStepUp(ctx.admin);
-        return { status: 201, body: { operator: operatorView(deps.operators.create(input, actorOf(ctx))) } };
+        return { status: 201, body: { operator: operatorView(await deps.operators.create(input, actorOf(ctx))) } };
       },
     },
     {
       route: 'adminOperators',
-      handler: () => ({ operators: deps.operators.list().map(operatorView) }),
+      handler: async () => ({ operators: (await deps.operators.list()).map(operatorView) }),
     },
     {
       route: 'adminOperator',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const id = ctx.params.id ?? '';
         return {
-          operator: operatorView(deps.operators.get(id)),
-          credentials: deps.operators.credentials(id),
-          sessions: deps.store.sessions.liveForOperator(id).map(sessionAdminView),
+          operator: operatorView(await deps.operators.get(id)),
+          credentials: await deps.operators.credentials(id),
+          sessions: (await deps.store.sessions.liveForOperator(id)).map(sessionAdminView),
         };
       },
     },
     {
       route: 'adminEnrolmentCodeIssue',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { ttlSeconds } = parseJson(ctx.req, ctx.body, IssueEnrolmentCodeRequestSchema);
         // A code for an admin registers a new admin passkey: whoever holds it can sign in as that
         // admin, so issuing one needs the same fresh step-up as making someone an admin.
-        const target = deps.operators.get(ctx.params.id ?? '');
+        const target = await deps.operators.get(ctx.params.id ?? '');
         if (target.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requireStepUp(ctx.admin);
-        return { status: 201, body: deps.operators.issueCode(target.id, ttlSeconds, actorOf(ctx)) };
+        return { status: 201, body: await deps.operators.issueCode(target.id, ttlSeconds, actorOf(ctx)) };
       },
     },
     {
@@ -199,9 +208,9 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminOperatorUnlock',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         parseJson(ctx.req, ctx.body, z.strictObject({}));
-        return { operator: operatorView(deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) };
+        return { operator: operatorView(await deps.operators.unlock(ctx.params.id ?? '', actorOf(ctx))) };
       },
     },
     {
@@ -210,19 +219,19 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminCredentialsSuspended',
-      handler: () => ({ credentials: deps.operators.suspendedCredentials() }),
+      handler: async () => ({ credentials: await deps.operators.suspendedCredentials() }),
     },
     {
       // Lifts the suspension a signature-counter regression (possible copy) put on a passkey.
       route: 'adminCredentialReinstate',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
-        return { credential: deps.operators.reinstateCredential(ctx.params.id ?? '', reason, actorOf(ctx)) };
+        return { credential: await deps.operators.reinstateCredential(ctx.params.id ?? '', reason, actorOf(ctx)) };
       },
     },
     {
       route: 'adminSessions',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const q = parseWith(
           z.strictObject({
             state: z.enum(['active', 'suspended', 'ended', 'revoked', 'expired']).optional(),
@@ -232,36 +241,40 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
           Object.fromEntries(ctx.query),
         );
         return {
-          sessions: deps.store.sessions
-            .list({ state: q.state, consoleId: q.console, limit: q.limit })
-            .map(sessionAdminView),
+          sessions: (await deps.store.sessions.list({ state: q.state, consoleId: q.console, limit: q.limit })).map(
+            sessionAdminView,
+          ),
         };
       },
     },
     { route: 'adminSessionRevoke', handler: revoke('session') },
     {
       route: 'adminSessionEnd',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
-        return { session: sessionAdminView(deps.sessions.endByAdmin(ctx.params.id ?? '', reason, actorOf(ctx))) };
+        return {
+          session: sessionAdminView(await deps.sessions.endByAdmin(ctx.params.id ?? '', reason, actorOf(ctx))),
+        };
       },
     },
     {
       route: 'adminRevocations',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { since } = parseWith(
           z.strictObject({ since: int.nonnegative().default(0) }),
           Object.fromEntries(ctx.query),
         );
-        return { epoch: deps.revocations.epoch, revocations: deps.store.revocations.since(since) };
+        // The epoch as the store has it (any node may have issued the latest revocation).
+        const epoch = await deps.store.revocations.currentEpoch();
+        return { epoch, revocations: await deps.store.revocations.since(since) };
       },
     },
     {
       route: 'adminRevocationDeliveries',
-      handler: (ctx) => {
-        deps.revocations.flushAcks();
+      handler: async (ctx) => {
+        await deps.revocations.flushAcks();
         const epoch = parseWith(int.positive(), ctx.params.epoch);
-        const deliveries = deps.store.revocations.deliveries(epoch);
+        const deliveries = await deps.store.revocations.deliveries(epoch);
         const latencies = deliveries.filter((d) => d.ackedAt !== null).map((d) => (d.ackedAt ?? 0) - d.sentAt);
         return {
           epoch,
@@ -277,7 +290,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminPolicyVersions',
-      handler: () => ({ versions: deps.store.policies.list() }),
+      handler: async () => ({ versions: await deps.store.policies.list() }),
     },
     {
       route: 'adminPolicyValidate',
@@ -288,9 +301,9 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminPolicyPublish',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const { policy, baseVersion } = parseJson(ctx.req, ctx.body, PublishPolicyRequestSchema);
-        return { status: 201, body: deps.policies.publish(policy, baseVersion, actorOf(ctx)) };
+        return { status: 201, body: await deps.policies.publish(policy, baseVersion, actorOf(ctx)) };
       },
     },
     {
@@ -316,10 +329,10 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminEvents',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         if (q.outcome === undefined) {
-          const events = deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
+          const events = await deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
           return { events, nextCursor: events.at(-1)?.cursor ?? q.after ?? 0 };
         }
         // Outcome is filtered while scanning: at most MAX_OUTCOME_SCAN stored events per call;
@@ -328,7 +341,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         let cursor = q.after ?? 0;
         let scanned = 0;
         while (events.length < q.limit && scanned < MAX_OUTCOME_SCAN) {
-          const page = deps.events.query({ ...filterOf(q), afterCursor: cursor, limit: 1000 });
+          const page = await deps.events.query({ ...filterOf(q), afterCursor: cursor, limit: 1000 });
           for (const event of page) {
             cursor = event.cursor;
             scanned++;
@@ -352,12 +365,12 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminCheckpoints',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const q = parseWith(
           z.strictObject({ after: int.nonnegative().default(0), limit: int.min(1).max(1000).default(100) }),
           Object.fromEntries(ctx.query),
         );
-        const checkpoints = deps.checkpoints.list(q.after, q.limit);
+        const checkpoints = await deps.checkpoints.list(q.after, q.limit);
         return {
           checkpoints,
           nextAfter: checkpoints.at(-1)?.seq ?? q.after,
@@ -370,7 +383,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       handler: async (ctx) => {
         const { key } = parseJson(ctx.req, ctx.body, z.strictObject({ key: z.enum(['token', 'checkpoint']) }));
         const rotated = key === 'token' ? await deps.tokens.rotate() : await deps.checkpoints.rotateKey();
-        deps.events.record({
+        await deps.events.record({
           type: 'admin-action',
           subject: {},
           outcome: 'success',
@@ -431,11 +444,11 @@ function operatorView(o: OperatorView): OperatorView {
  * Re-walks an origin's stored chain (EventLog.verifyChain) and compares it with the latest signed
  * checkpoint; a damaged database shows as a problem instead of a 500.
  */
-function verifyOrigin(deps: AdminRouteDeps, origin: string) {
+async function verifyOrigin(deps: AdminRouteDeps, origin: string) {
   const extra: { seq: number; problem: string }[] = [];
-  let report: ReturnType<EventLog['verifyChain']>;
+  let report: ChainReport;
   try {
-    report = deps.events.verifyChain(origin);
+    report = await deps.events.verifyChain(origin);
   } catch (error) {
     const knownByCheckpoint =
       error instanceof BatonError && error.code === 'NOT_FOUND' && deps.checkpoints.knows(origin);
@@ -446,9 +459,9 @@ function verifyOrigin(deps: AdminRouteDeps, origin: string) {
     report = { origin, checked: 0, lastSeq: 0, intact: false, problemCount: 0, truncated: false, problems: [] };
   }
   if (deps.database.damaged) extra.push({ seq: 0, problem: 'database-damaged' });
-  let checkpoint: ReturnType<ChainCheckpoints['check']>['checkpoint'] = null;
+  let checkpoint: CheckpointCheck['checkpoint'] = null;
   try {
-    const checked = deps.checkpoints.check(origin);
+    const checked = await deps.checkpoints.check(origin);
     checkpoint = checked.checkpoint;
     extra.push(...checked.problems);
   } catch (error) {

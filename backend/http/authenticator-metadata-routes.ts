@@ -18,7 +18,7 @@ export function authenticatorMetadataRoutes(deps: AuthenticatorMetadataRouteDeps
   return [
     {
       route: 'adminMetadata',
-      handler: () => ({ metadata: deps.authenticators.view() }),
+      handler: async () => ({ metadata: await deps.authenticators.view() }),
     },
     {
       route: 'adminMetadataLoad',
@@ -37,7 +37,7 @@ export function authenticatorMetadataRoutes(deps: AuthenticatorMetadataRouteDeps
     },
     {
       route: 'adminModels',
-      handler: () => ({ metadata: deps.authenticators.view(), models: deps.authenticators.list() }),
+      handler: async () => ({ metadata: await deps.authenticators.view(), models: await deps.authenticators.list() }),
     },
   ];
 }

@@ -10,6 +10,8 @@ const MAX_FOLLOWER_BUFFER_BYTES = 4 * 1024 * 1024;
 const STALL_SAMPLES = 4;
 /** A stream told to end gets this long to flush its last line before its socket is destroyed. */
 const END_GRACE_MS = 1000;
+/** Live events held while the backfill pages are read; beyond this they are dropped and read as a page. */
+const MAX_HELD_DURING_BACKFILL = 5000;
 
 /**
  * Ends a live stream with a comment, and destroys it if the reader has not taken the rest within a
@@ -26,10 +28,15 @@ export function endStream(res: ServerResponse, comment: string): void {
 
 /**
  * Server-sent events: what is stored after `after`, paged and paced by the socket, then every new
- * matching event as it lands. Live events that land during the backfill are not queued: they are in
- * the store, so a later page reads them, and the switch to live delivery happens in the same turn as
- * the last (short) page, so nothing falls between. A reader more than 4 MiB behind, or whose socket
- * takes nothing for `stallMs`, is disconnected; it resumes with Last-Event-ID and loses nothing.
+ * matching event as it lands. Live events that land during the backfill are held (they may commit
+ * after a page was read, while its answer is on its way) and sent after the last (short) page, in
+ * the same turn as the switch to live delivery, so nothing falls between; events a page already
+ * carried are not sent twice. When too many land meanwhile, they are dropped and read as pages
+ * instead. A reader more than 4 MiB behind, or whose socket takes nothing for `stallMs`, is
+ * disconnected; it resumes with Last-Event-ID and loses nothing.
+ *
+ * `stillAllowed` is asked again on every keep-alive (it reads the store): the stream ends when the
+ * principal that opened it no longer may read it, whichever node ended its session.
  */
 export async function streamEvents(
   ctx: RouteContext,
@@ -37,7 +44,7 @@ export async function streamEvents(
   filter: EventFilter,
   after: number | undefined,
   outcome: string | undefined,
-  stillAllowed: () => boolean,
+  stillAllowed: () => Promise<boolean>,
   stallMs: number,
 ): Promise<void> {
   const { res } = ctx;
@@ -60,8 +67,12 @@ export async function streamEvents(
     res.write(`id: ${event.cursor}\nevent: assurance-event\ndata: ${JSON.stringify(event)}\n\n`);
     if (res.writableLength > MAX_FOLLOWER_BUFFER_BYTES) drop();
   };
+  let held: StoredEvent[] = [];
+  let heldOverflow = false;
   const unsubscribe = events.subscribe(filter, (event) => {
     if (!backfilling) send(event);
+    else if (held.length < MAX_HELD_DURING_BACKFILL) held.push(event);
+    else heldOverflow = true;
   });
   // A reader whose socket stays full (no 'drain') for stallMs is dropped, during the backfill or after it.
   // Counted in samples, not read off the clock, so a busy event loop (which also delays reading) is not
@@ -76,9 +87,19 @@ export async function streamEvents(
   );
   stallCheck.unref();
   res.on('drain', () => (quietSamples = 0));
+  let checking = false;
   const keepAlive = setInterval(() => {
-    if (stillAllowed()) res.write(': keep-alive\n\n');
-    else endStream(res, ': admin session ended');
+    if (checking) return;
+    checking = true;
+    stillAllowed()
+      .then((allowed) => {
+        if (closed) return;
+        if (allowed) res.write(': keep-alive\n\n');
+        else endStream(res, ': admin session ended');
+      })
+      // Not knowing (the store unreachable) is not a yes: the reader reconnects and is checked again.
+      .catch(() => endStream(res, ': admin session could not be checked'))
+      .finally(() => (checking = false));
   }, 15_000);
   const close = () => {
     closed = true;
@@ -90,9 +111,16 @@ export async function streamEvents(
   res.on('close', close);
   res.on('error', close);
   while (backfilling && !closed) {
-    const page = events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
+    const page = await events.query({ ...filter, afterCursor: lastCursor, limit: 500 });
     page.forEach(send);
-    if (page.length < 500 || closed) break;
+    if (closed) break;
+    if (page.length < 500) {
+      if (!heldOverflow) break;
+      // Too many landed to hold: read them as pages, and hold what lands from now on.
+      heldOverflow = false;
+      held = [];
+      continue;
+    }
     if (res.writableNeedDrain) {
       // The stall check above drops a reader that never drains, which ends this wait too.
       if (!(await drained(res))) break;
@@ -101,6 +129,9 @@ export async function streamEvents(
     }
   }
   backfilling = false;
+  const landed = held;
+  held = [];
+  landed.forEach(send);
   if (!closed) res.write(': connected\n\n');
 }
 
