@@ -22,10 +22,10 @@ interface Rig {
   nodes: ClusterBus[];
   records: LogRecord[];
   /** Writes a raw payload on the bus channel, as another process could. */
-  raw(payload: string): Promise<void>;
-  begin(): Promise<{ tx: BusTransaction; commit(): Promise<void>; rollback(): Promise<void> }>;
+  raw: (payload: string) => Promise<void>;
+  begin: () => Promise<{ tx: BusTransaction; commit: () => Promise<void>; rollback: () => Promise<void> }>;
   /** Publishes a committed marker and waits until every node has it: everything notified before it arrived first. */
-  drain(): Promise<void>;
+  drain: () => Promise<void>;
 }
 
 let markers = 1_000_000;
@@ -107,7 +107,7 @@ function busContract(rig: () => Rig): void {
   it('drops and logs malformed payloads from the wire, and keeps delivering', async () => {
     const { nodes, raw, drain, records } = rig();
     const seen = nodes.map((node) => recorder(node, 'revocation'));
-    const droppedBefore = nodes.map((node) => (node as { dropped: number }).dropped);
+    const droppedBefore = nodes.map((node) => node.dropped);
     const warningsBefore = records.filter((r) => r.msg === 'cluster bus: malformed notification dropped').length;
     const garbage = [
       '',
@@ -127,11 +127,7 @@ function busContract(rig: () => Rig): void {
     await drain();
     for (const s of seen) assert.deepEqual(s, [], 'nothing malformed reaches a subscriber');
     for (const [i, node] of nodes.entries()) {
-      assert.equal(
-        (node as { dropped: number }).dropped - droppedBefore[i]!,
-        garbage.length,
-        `${node.nodeId} dropped all`,
-      );
+      assert.equal(node.dropped - droppedBefore[i]!, garbage.length, `${node.nodeId} dropped all`);
     }
     const warnings = records.filter((r) => r.msg === 'cluster bus: malformed notification dropped').length;
     assert.equal(warnings - warningsBefore, garbage.length * nodes.length);

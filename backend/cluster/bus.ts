@@ -116,6 +116,8 @@ export interface ClusterBus {
   /** Called when `status().connected` changes. */
   onStatus(handler: (status: BusStatus) => void): () => void;
   status(): BusStatus;
+  /** Malformed notifications dropped (and logged) since start: another process wrote off-contract payloads. */
+  readonly dropped: number;
   /**
    * A round trip through the bus (publish a private ping, wait until this node's listener receives
    * it): the proof that a notification published now reaches this node. Resolves with the round
