@@ -196,6 +196,8 @@ export interface SupervisorOptions {
   /** Installs SIGTERM and SIGINT handlers (default true). */
   handleSignals?: boolean;
   log?: SupervisorLog;
+  /** More fields for the one "listening" line (the storage engine, the redacted database URL). */
+  listeningFields?: Record<string, unknown>;
   clock?: () => number;
 }
 
@@ -294,7 +296,7 @@ export function startSupervisor(options: SupervisorOptions): Supervisor {
           };
           log(
             'info',
-            { url: up.url, port: up.port, workers: up.workers, nodeIds: up.nodeIds },
+            { ...options.listeningFields, url: up.url, port: up.port, workers: up.workers, nodeIds: up.nodeIds },
             'baton cluster listening',
           );
           resolveReady(up);
