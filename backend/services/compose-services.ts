@@ -37,13 +37,15 @@ export interface Services {
 
 /**
  * Builds the backend's services from its configuration, network-free. `server.ts` adds HTTP and
- * the console channel on top; benchmarks use the services directly.
+ * the console channel on top; benchmarks use the services directly. Everything the services know
+ * at start (the current policy, the authenticator models) is read from the store here.
  */
 export async function composeServices(
   config: BackendConfig,
   deps: {
     clock: () => number;
     logger: Logger;
+    /** The store to use (PostgreSQL, or a test's); absent: the embedded SQLite store in `config.dataDir`. */
     store?: Store | undefined;
     /**
      * How the services reach connected consoles: `server.ts` passes a `LateConsolePort` and binds the
@@ -53,13 +55,32 @@ export async function composeServices(
   },
 ): Promise<Services> {
   const { clock, logger, consoles } = deps;
+  if (deps.store === undefined && config.databaseUrl !== undefined) {
+    // Never fall back to a local SQLite file when the configuration names the cluster's database.
+    throw new Error('composeServices: a database URL is configured, so the caller must open that store and pass it');
+  }
   const attestationRoots =
     config.attestationRootsFile === undefined ? 0 : loadAttestationRoots(config.attestationRootsFile);
   const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
+  try {
+    return await composeOn(store, config, { clock, logger, consoles }, attestationRoots);
+  } catch (error) {
+    // A store opened here is closed here: a failed start leaves no open database behind.
+    if (deps.store === undefined) await store.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function composeOn(
+  store: Store,
+  config: BackendConfig,
+  { clock, logger, consoles }: { clock: () => number; logger: Logger; consoles: ConsolePort },
+  attestationRoots: number,
+): Promise<Services> {
   const events = new EventLog(store, clock, logger);
-  const policies = new PolicyService(store, events, clock);
+  const policies = await PolicyService.open(store, events, clock, logger);
   const tokens = await TokenIssuer.open(config.dataDir, clock, { rotationDays: config.tokenKeyRotationDays });
-  const challenges = new ChallengeStore(clock, config.challengeTtlSeconds * 1000);
+  const challenges = new ChallengeStore(store.ephemeral, clock, config.challengeTtlSeconds * 1000);
   const ceremonies = new WebAuthnCeremonies({
     rpId: config.rpId,
     rpName: config.rpName,
@@ -67,7 +88,7 @@ export async function composeServices(
     timeoutMs: config.challengeTtlSeconds * 1000,
   });
   const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
-  const authenticators = new AuthenticatorMetadata({
+  const authenticators = await AuthenticatorMetadata.open({
     store,
     events,
     clock,
@@ -80,7 +101,7 @@ export async function composeServices(
   const gate = new AssertionGate(ctx);
   const sessions = new SessionService(ctx, gate, tokens, consoles);
   const stepUps = new StepUpService(ctx, sessions, gate);
-  const revocations = new RevocationHub(store, events, sessions, clock, consoles);
+  const revocations = new RevocationHub(store, events, sessions, clock, consoles, logger);
   return {
     store,
     events,

@@ -22,10 +22,15 @@ export interface EnrolInput {
   name?: string | undefined;
 }
 
-/** Consoles: enrolment tokens, enrolment, and proof of the console key on every request. */
+/**
+ * Consoles: enrolment tokens, enrolment, and proof of the console key on every request. Request
+ * nonces are claimed in the store every node shares (a request replayed to another node is
+ * refused). In memory only: the parsed keys (a console's key never changes) and the last-seen
+ * times waiting for their batched write (a hint for the admin console, never a decision).
+ */
 export class ConsoleRegistry {
   private readonly keys = new Map<string, KeyObject>();
-  private readonly lastSeen = new Map<string, number>();
+  private lastSeen = new Map<string, number>();
   private readonly replay: ReplayGuard;
 
   constructor(
@@ -35,21 +40,21 @@ export class ConsoleRegistry {
     private readonly currentPolicy: () => Policy,
     private readonly tokenTtlSeconds: number,
   ) {
-    this.replay = new ReplayGuard(clock);
+    this.replay = new ReplayGuard(store.ephemeral, clock);
   }
 
-  issueToken(
+  async issueToken(
     input: { channel?: string | undefined; site?: string | undefined; ttlSeconds?: number | undefined },
     actor: string,
-  ) {
+  ): Promise<{ token: string; expiresAt: number }> {
     if (input.channel !== undefined && !Object.hasOwn(this.currentPolicy().channels, input.channel)) {
       throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
     }
     const token = newSecretToken('bct');
     const now = this.clock();
     const expiresAt = now + (input.ttlSeconds ?? this.tokenTtlSeconds) * 1000;
-    this.events.atomically(() => {
-      this.store.consoles.insertToken({
+    await this.events.atomically(async (uow) => {
+      await uow.store.consoles.insertToken({
         hash: sha256Hex(token),
         channel: input.channel ?? null,
         site: input.site ?? null,
@@ -58,7 +63,7 @@ export class ConsoleRegistry {
         expiresAt,
         usedAt: null,
       });
-      this.events.record({
+      await uow.record({
         type: 'console-enrolment-token-issued',
         subject: {},
         outcome: 'success',
@@ -75,7 +80,7 @@ export class ConsoleRegistry {
     // The token first (a hash lookup): nobody without one gets the signature check or a stored nonce.
     const parsed = readSignatureHeaders(request.headers);
     const tokenHash = sha256Hex(input.token);
-    const token = this.store.consoles.getToken(tokenHash);
+    const token = await this.store.consoles.getToken(tokenHash);
     if (token === undefined)
       throw new BatonError('ENROLMENT_TOKEN_INVALID', 'The console enrolment token is not known');
     if (token.usedAt !== null)
@@ -89,7 +94,7 @@ export class ConsoleRegistry {
       );
     }
     const key = importConsoleKey(input.publicKey);
-    verifySignedRequest(request, parsed, ENROLMENT_CONSOLE_ID, key, this.replay, now);
+    await verifySignedRequest(request, parsed, ENROLMENT_CONSOLE_ID, key, this.replay, now);
     if (!Object.hasOwn(this.currentPolicy().channels, input.channel)) {
       throw new BatonError('CHANNEL_UNKNOWN', `The policy has no channel "${input.channel}"`);
     }
@@ -108,12 +113,13 @@ export class ConsoleRegistry {
       revokedAt: null,
       revokedReason: null,
     };
-    this.events.atomically(() => {
-      if (!this.store.consoles.useToken(tokenHash, now, record.id)) {
+    await this.events.atomically(async (uow) => {
+      // Single use under concurrency, on any node: the store marks the token used once.
+      if (!(await uow.store.consoles.useToken(tokenHash, now, record.id))) {
         throw new BatonError('ENROLMENT_TOKEN_USED', 'The console enrolment token was already used');
       }
-      this.store.consoles.insert(record);
-      this.events.record({
+      await uow.store.consoles.insert(record);
+      await uow.record({
         type: 'console-enrolled',
         subject: { console: record.id },
         outcome: 'success',
@@ -125,22 +131,25 @@ export class ConsoleRegistry {
     return record;
   }
 
-  /** Verifies a console-signed request and returns the console; refuses unknown and revoked ones. */
-  authenticate(request: SignedRequest): ConsoleRecord {
+  /**
+   * Verifies a console-signed request and returns the console; refuses unknown and revoked ones.
+   * The console is read from the store on every request: a revocation committed on any node counts.
+   */
+  async authenticate(request: SignedRequest): Promise<ConsoleRecord> {
     const parsed = readSignatureHeaders(request.headers);
     const id = parsed.consoleId;
     if (id === undefined || id === ENROLMENT_CONSOLE_ID) {
       throw new BatonError('CONSOLE_AUTH_MISSING', 'Expected the x-baton-console header');
     }
-    const record = /^[A-Za-z0-9_]{1,64}$/.test(id) ? this.store.consoles.get(id) : undefined;
+    const record = /^[A-Za-z0-9_]{1,64}$/.test(id) ? await this.store.consoles.get(id) : undefined;
     if (record === undefined) throw new BatonError('CONSOLE_UNKNOWN', 'No console is enrolled with this id');
-    verifySignedRequest(request, parsed, id, this.key(record), this.replay, this.clock());
+    await verifySignedRequest(request, parsed, id, this.key(record), this.replay, this.clock());
     if (record.revokedAt !== null) throw new BatonError('CONSOLE_REVOKED', 'This console has been revoked');
     this.touch(record.id);
     return record;
   }
 
-  get(id: string): ConsoleRecord | undefined {
+  get(id: string): Promise<ConsoleRecord | undefined> {
     return this.store.consoles.get(id);
   }
 
@@ -149,23 +158,31 @@ export class ConsoleRegistry {
     this.lastSeen.set(id, this.clock());
   }
 
-  flushLastSeen(): void {
+  /** Writes the last-seen times noted so far in one transaction; on failure they are kept for the next flush. */
+  async flushLastSeen(): Promise<void> {
     if (this.lastSeen.size === 0) return;
-    const seen = [...this.lastSeen];
-    this.lastSeen.clear();
-    this.store.transaction(() => {
-      for (const [id, at] of seen) this.store.consoles.touch(id, at);
-    });
+    const seen = this.lastSeen;
+    this.lastSeen = new Map();
+    try {
+      await this.store.transaction(async (tx) => {
+        for (const [id, at] of seen) await tx.consoles.touch(id, at);
+      });
+    } catch (error) {
+      // Newer sightings noted meanwhile win over the ones that failed to be written.
+      for (const [id, at] of seen) if (!this.lastSeen.has(id)) this.lastSeen.set(id, at);
+      throw error;
+    }
   }
 
-  recordPolicyVersion(id: string, version: number): void {
-    this.store.consoles.setSyncState(id, { policyVersion: version });
+  recordPolicyVersion(id: string, version: number): Promise<void> {
+    return this.store.consoles.setSyncState(id, { policyVersion: version });
   }
 
   private key(record: ConsoleRecord): KeyObject {
     let key = this.keys.get(record.id);
     if (key === undefined) {
       key = importConsoleKey(JSON.parse(record.publicJwk) as P256PublicJwk);
+      if (this.keys.size >= 100_000) this.keys.clear();
       this.keys.set(record.id, key);
     }
     return key;

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { BatonError } from '../../shared/errors.js';
 import type { RevocationItem, RevocationKind, RevocationMessage } from '../../shared/protocol.js';
 import type { RevocationRecord, SessionRecord, Store } from '../store/repositories.js';
@@ -21,10 +22,14 @@ export interface RevocationOutcome {
 }
 
 const ACK_FLUSH_MS = 5;
+/** After a failed ack write (the database away), the acks are kept and written again this much later. */
+const ACK_RETRY_MS = 1000;
+/** Acks kept for a retry at most (the oldest dropped): a console re-acknowledges on its next catch-up anyway. */
+const MAX_PENDING_ACKS = 100_000;
 
 /**
  * Revocation state with an epoch. A revocation takes effect in the store at once (every later
- * backend decision sees it) and is pushed to every connected console it concerns:
+ * backend decision, on every node, sees it) and is pushed to every connected console it concerns:
  * session → the console holding it; console → that console; operator and credential → every
  * console, since any of them may hold the operator's key for offline resume.
  */
@@ -39,27 +44,29 @@ export class RevocationHub {
     private readonly clock: () => number,
     /** The console channel, given at construction (see console-port.ts): never a silent no-op. */
     private readonly pusher: ConsolePusher,
+    private readonly logger: Logger,
   ) {}
 
-  get epoch(): number {
+  /** The latest revocation epoch in the store (every node's revocations). */
+  currentEpoch(): Promise<number> {
     return this.store.revocations.currentEpoch();
   }
 
-  revoke(kind: RevocationKind, targetId: string, reason: string, actor: string): RevocationOutcome {
+  async revoke(kind: RevocationKind, targetId: string, reason: string, actor: string): Promise<RevocationOutcome> {
     const now = this.clock();
-    const revokedSessions: SessionRecord[] = [];
-    const record = this.events.atomically(() => {
+    const { record, revokedSessions } = await this.events.atomically(async (uow) => {
+      const tx = uow.store;
       let operatorId: string | null = null;
       let consoleId: string | null = null;
       let affected: SessionRecord[] = [];
       switch (kind) {
         case 'operator': {
-          const operator = this.store.operators.get(targetId);
+          const operator = await tx.operators.get(targetId);
           if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${targetId}"`);
-          if (!this.store.operators.revoke(targetId, now, reason)) throw alreadyRevoked(kind, targetId);
+          if (!(await tx.operators.revoke(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
           operatorId = targetId;
-          affected = this.store.sessions.liveForOperator(targetId);
-          this.events.record({
+          affected = await tx.sessions.liveForOperator(targetId);
+          await uow.record({
             type: 'operator-revoked',
             subject: { operator: targetId },
             outcome: 'success',
@@ -69,14 +76,14 @@ export class RevocationHub {
           break;
         }
         case 'credential': {
-          const credential = this.store.operators.getCredential(targetId);
+          const credential = await tx.operators.getCredential(targetId);
           if (credential === undefined) throw new BatonError('NOT_FOUND', `No credential "${targetId}"`);
-          if (!this.store.operators.revokeCredential(targetId, now, reason)) throw alreadyRevoked(kind, targetId);
+          if (!(await tx.operators.revokeCredential(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
           operatorId = credential.operatorId;
-          affected = this.store.sessions
-            .liveForOperator(credential.operatorId)
-            .filter((s) => s.credentialId === targetId);
-          this.events.record({
+          affected = (await tx.sessions.liveForOperator(credential.operatorId)).filter(
+            (s) => s.credentialId === targetId,
+          );
+          await uow.record({
             type: 'credential-change',
             subject: { operator: credential.operatorId, credential: targetId },
             outcome: 'success',
@@ -92,12 +99,12 @@ export class RevocationHub {
           break;
         }
         case 'console': {
-          const console = this.store.consoles.get(targetId);
+          const console = await tx.consoles.get(targetId);
           if (console === undefined) throw new BatonError('NOT_FOUND', `No console "${targetId}"`);
-          if (!this.store.consoles.revoke(targetId, now, reason)) throw alreadyRevoked(kind, targetId);
+          if (!(await tx.consoles.revoke(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
           consoleId = targetId;
-          affected = this.store.sessions.liveOnConsole(targetId);
-          this.events.record({
+          affected = await tx.sessions.liveOnConsole(targetId);
+          await uow.record({
             type: 'device-compliance-change',
             subject: { console: targetId },
             outcome: 'success',
@@ -107,7 +114,7 @@ export class RevocationHub {
           break;
         }
         case 'session': {
-          const session = this.store.sessions.get(targetId);
+          const session = await tx.sessions.get(targetId);
           if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${targetId}"`);
           if (session.state !== 'active' && session.state !== 'suspended') {
             throw new BatonError('SESSION_NOT_ACTIVE', `Session "${targetId}" is already ${session.state}`);
@@ -118,74 +125,116 @@ export class RevocationHub {
           break;
         }
       }
-      for (const session of affected) {
-        this.sessions.close(session, 'revoked', `${kind}-revoked`, reason);
-        revokedSessions.push(session);
-      }
-      this.events.record({
+      for (const session of affected) await this.sessions.close(uow, session, 'revoked', `${kind}-revoked`, reason);
+      await uow.record({
         type: 'admin-action',
         subject: { ...(operatorId ? { operator: operatorId } : {}), ...(consoleId ? { console: consoleId } : {}) },
         outcome: 'success',
         reasons: [`revoke-${kind}`],
         detail: { actor, target: targetId, reason_admin: reason },
       });
-      return this.store.revocations.insert({ kind, targetId, operatorId, consoleId, reason, actor, at: now });
+      const stored = await tx.revocations.insert({ kind, targetId, operatorId, consoleId, reason, actor, at: now });
+      return { record: stored, revokedSessions: affected };
     });
+    const pushedTo = await this.push(record, now);
+    return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
+  }
 
-    const targets = this.targetsFor(record, revokedSessions);
-    const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
-    const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
-    const sent: string[] = [];
-    for (const consoleId of targets) if (this.pusher.sendRaw(consoleId, data)) sent.push(consoleId);
-    this.store.revocations.recordDeliveries(record.epoch, sent, now);
-    if (kind === 'console') {
-      // A revoked console is cut off at once, so it never sends an ack: its answer to the close
-      // handshake (it read the revocation, which came first on the socket) is its acknowledgement.
-      const delivered = sent.includes(targetId);
-      this.pusher.disconnect(targetId, 'revoked', () => {
-        if (delivered) this.acknowledge(targetId, record.epoch);
-      });
-    }
-    return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo: sent.length };
+  /**
+   * Pushes a revocation committed on another node to the consoles connected to this one that it
+   * concerns (the cluster bus says which epoch); returns how many it reached. Unknown epoch: 0.
+   */
+  async pushCommitted(epoch: number): Promise<number> {
+    const [record] = (await this.store.revocations.since(epoch - 1)).filter((r) => r.epoch === epoch);
+    if (record === undefined) return 0;
+    return this.push(record, this.clock());
   }
 
   /** What a console that last applied `epoch` must still hear about, on (re)connect. */
-  catchUp(consoleId: string, sinceEpoch: number): RevocationMessage | undefined {
-    const current = this.epoch;
+  async catchUp(consoleId: string, sinceEpoch: number): Promise<RevocationMessage | undefined> {
+    const current = await this.store.revocations.currentEpoch();
     if (current <= sinceEpoch) return undefined;
-    const items = this.store.revocations
-      .since(sinceEpoch)
-      .filter((r) => concerns(r, consoleId))
-      .map(toItem);
-    const sent = items.map((i) => i.epoch);
-    if (sent.length > 0) {
+    const records = await this.store.revocations.since(sinceEpoch);
+    const items = records.filter((r) => concerns(r, consoleId)).map(toItem);
+    if (items.length > 0) {
       const now = this.clock();
-      for (const epoch of sent) this.store.revocations.recordDeliveries(epoch, [consoleId], now);
+      for (const item of items) await this.store.revocations.recordDeliveries(item.epoch, [consoleId], now);
     }
-    return { type: 'revocation', epoch: current, items };
+    // A revocation committed between the two reads is in `records`: the epoch covers it.
+    const epoch = records.reduce((max, r) => Math.max(max, r.epoch), current);
+    return { type: 'revocation', epoch, items };
   }
 
   /** A console applied everything up to `epoch`. Writes are batched: thousands arrive at once. */
   acknowledge(consoleId: string, epoch: number): void {
     this.pendingAcks.push({ consoleId, epoch, at: this.clock() });
-    this.ackTimer ??= setTimeout(() => this.flushAcks(), ACK_FLUSH_MS);
+    this.scheduleAckFlush(ACK_FLUSH_MS);
   }
 
-  flushAcks(): void {
+  /** Writes the acknowledgements received so far, in one transaction. */
+  async flushAcks(): Promise<void> {
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     const acks = this.pendingAcks;
     this.pendingAcks = [];
     if (acks.length === 0) return;
-    this.store.transaction(() => {
-      for (const ack of acks) {
-        this.store.revocations.recordAck(ack.consoleId, ack.epoch, ack.at);
-        this.store.consoles.setSyncState(ack.consoleId, { revocationEpoch: ack.epoch });
-      }
-    });
+    try {
+      await this.store.transaction(async (tx) => {
+        for (const ack of acks) {
+          await tx.revocations.recordAck(ack.consoleId, ack.epoch, ack.at);
+          await tx.consoles.setSyncState(ack.consoleId, { revocationEpoch: ack.epoch });
+        }
+      });
+    } catch (error) {
+      // Kept for a retry (the database may be restarting), behind whatever arrived meanwhile.
+      this.pendingAcks = [...acks, ...this.pendingAcks].slice(-MAX_PENDING_ACKS);
+      this.scheduleAckFlush(ACK_RETRY_MS);
+      throw error;
+    }
   }
 
-  private targetsFor(record: RevocationRecord, sessions: SessionRecord[]): Iterable<string> {
+  private scheduleAckFlush(delayMs: number): void {
+    this.ackTimer ??= setTimeout(() => {
+      this.ackTimer = undefined;
+      this.flushAcks().catch((error: unknown) =>
+        this.logger.error(
+          { err: error, code: 'REVOCATION_ACK_WRITE_FAILED', pending: this.pendingAcks.length },
+          'writing revocation acknowledgements failed; retrying',
+        ),
+      );
+    }, delayMs);
+  }
+
+  /** Sends a committed revocation to the consoles it concerns that are connected here. */
+  private async push(record: RevocationRecord, now: number): Promise<number> {
+    const targets = this.targetsFor(record);
+    const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
+    const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
+    const sent: string[] = [];
+    for (const consoleId of targets) if (this.pusher.sendRaw(consoleId, data)) sent.push(consoleId);
+    if (record.kind === 'console') {
+      // A revoked console is cut off at once, so it never sends an ack: its answer to the close
+      // handshake (it read the revocation, which came first on the socket) is its acknowledgement.
+      const delivered = sent.includes(record.targetId);
+      this.pusher.disconnect(record.targetId, 'revoked', () => {
+        if (delivered) this.acknowledge(record.targetId, record.epoch);
+      });
+    }
+    if (sent.length > 0) {
+      try {
+        await this.store.revocations.recordDeliveries(record.epoch, sent, now);
+      } catch (error) {
+        // The revocation is committed and pushed; only the delivery bookkeeping is missing.
+        this.logger.error(
+          { err: error, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
+          'recording revocation deliveries failed; the revocation stands',
+        );
+      }
+    }
+    return sent.length;
+  }
+
+  private targetsFor(record: RevocationRecord): string[] {
     switch (record.kind) {
       case 'operator':
       case 'credential':
@@ -193,7 +242,8 @@ export class RevocationHub {
       case 'console':
         return [record.targetId];
       case 'session':
-        return [...new Set(sessions.map((s) => s.consoleId))];
+        // The revocation names the console holding the session.
+        return record.consoleId === null ? [] : [record.consoleId];
     }
   }
 }
