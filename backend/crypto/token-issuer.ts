@@ -55,8 +55,8 @@ const LOCK_RETRY_MS = 20;
  * process's copy of it: each use re-reads the file when another process replaced it (a rename: a
  * new inode), and every change to it (rotation, dropping expired retired keys) is made under a lock
  * file beside it, on a freshly read ring, so two workers never overwrite each other's keys and a
- * rotation that falls due on every worker at once happens once. Hosts that do not share the data
- * directory need the ring in the shared database instead (see docs/operations.md).
+ * rotation that falls due on every worker at once happens once. Nodes on several hosts do not share
+ * a data directory: each would keep a ring of its own, so this is for the workers of one host only.
  */
 export class TokenIssuer {
   private changing: Promise<unknown> | undefined;

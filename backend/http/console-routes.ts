@@ -60,13 +60,13 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
     },
     {
       route: 'consoleStatus',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         const console = consoleOf(ctx);
         return {
           consoleId: console.id,
           channel: console.channel,
           policyVersion: deps.policies.version.version,
-          revocationEpoch: deps.revocations.epoch,
+          revocationEpoch: await deps.revocations.currentEpoch(),
         };
       },
     },
