@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -88,6 +89,14 @@ export type BusTransaction =
 /** The transaction's own connection: `publish` sends `pg_notify` on it, so COMMIT delivers and ROLLBACK drops. */
 export function pgTransaction(client: { query(text: string, values: unknown[]): Promise<unknown> }): BusTransaction {
   return { kind: 'pg', query: (text, values) => client.query(text, values) };
+}
+
+/**
+ * A Kysely transaction on PostgreSQL (`db.transaction().execute((trx) => …)`): the NOTIFY runs in it,
+ * so it is sent by COMMIT and dropped by ROLLBACK.
+ */
+export function kyselyTransaction(trx: { executeQuery(query: CompiledQuery): Promise<unknown> }): BusTransaction {
+  return { kind: 'pg', query: (text, values) => trx.executeQuery(CompiledQuery.raw(text, values)) };
 }
 
 /** A transaction that can run a callback after it commits (the SQLite unit of work). */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 
 /**
@@ -64,6 +65,12 @@ export interface NodeIdentity {
   host: string;
   pid: number;
   startedAt: number;
+}
+
+/** A node id unique across restarts and hosts: host, pid and a random suffix (a restarted node is a new node). */
+export function newNodeId(host = hostname(), pid = process.pid): string {
+  const safeHost = host.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 100) || 'host';
+  return `${safeHost}-${pid}-${randomBytes(4).toString('hex')}`;
 }
 
 export function thisNode(nodeId: string, startedAt: number): NodeIdentity {
