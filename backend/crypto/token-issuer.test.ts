@@ -28,7 +28,7 @@ const claims = {
 
 /** What a downstream app does: verify against the published JWKS only. */
 async function verifyWithJwks(issuer: TokenIssuer, token: string, now: number) {
-  return jwtVerify(token, createLocalJWKSet(await issuer.jwks()), { currentDate: new Date(now) });
+  return jwtVerify(token, createLocalJWKSet(issuer.jwks()), { currentDate: new Date(now) });
 }
 
 describe('token signing key rotation', () => {
@@ -45,7 +45,7 @@ describe('token signing key rotation', () => {
     const fresh = await issuer.issue({ ...claims, authTime: now });
     assert.equal(decodeProtectedHeader(fresh.token).kid, current);
     assert.deepEqual(
-      (await issuer.jwks()).keys.map((k) => k.kid),
+      issuer.jwks().keys.map((k) => k.kid),
       [current, previous],
     );
     await verifyWithJwks(issuer, old.token, now);
@@ -69,12 +69,12 @@ describe('token signing key rotation', () => {
     now += RETIRED_TOKEN_KEY_KEPT_MS;
     await issuer.maintain();
     assert.deepEqual(
-      (await issuer.jwks()).keys.map((k) => k.kid),
+      issuer.jwks().keys.map((k) => k.kid),
       [current],
     );
     const reopened = await TokenIssuer.open(dir, () => now, { rotationDays: 0 });
     assert.deepEqual(
-      (await reopened.jwks()).keys.map((k) => k.kid),
+      reopened.jwks().keys.map((k) => k.kid),
       [current],
     );
   });
@@ -91,7 +91,7 @@ describe('token signing key rotation', () => {
     const { token } = await issuer.issue(claims);
     assert.notEqual(issuer.activeKid, first);
     assert.equal(decodeProtectedHeader(token).kid, issuer.activeKid);
-    assert.equal((await issuer.jwks()).keys.length, 2);
+    assert.equal(issuer.jwks().keys.length, 2);
     // A restart after a long stop rotates at start too.
     now += 31 * DAY;
     const reopened = await TokenIssuer.open(dir, () => now, { rotationDays: 30 });
@@ -104,7 +104,7 @@ describe('token signing key rotation', () => {
     const jwk = await exportJWK(privateKey);
     writeFileSync(join(dir, SIGNING_KEY_FILE), JSON.stringify(jwk), { mode: 0o600 });
     const issuer = await TokenIssuer.open(dir, Date.now, { rotationDays: 0 });
-    const published = (await issuer.jwks()).keys;
+    const published = issuer.jwks().keys;
     assert.equal(published.length, 1);
     assert.equal(published[0]?.x, jwk.x);
     assert.equal(published[0]?.d, undefined);
@@ -123,7 +123,7 @@ describe('token signing key rotation', () => {
     // An admin's rotation on worker A: worker B publishes the new key and signs with it.
     const { current } = await a.rotate();
     assert.deepEqual(
-      (await b.jwks()).keys.map((k) => k.kid),
+      b.jwks().keys.map((k) => k.kid),
       [current, first],
     );
     const fromA = await a.issue(claims);

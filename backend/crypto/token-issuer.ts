@@ -1,4 +1,4 @@
-import { closeSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
@@ -81,12 +81,15 @@ export class TokenIssuer {
     return issuer;
   }
 
-  /** The public keys a token may be signed with: the active one and those retired less than an hour ago. */
-  async jwks(): Promise<{ keys: JWK[] }> {
-    await this.refresh();
+  /**
+   * The public keys a token may be signed with: the active one and those retired less than an hour
+   * ago, as the ring file has them now (read again when another worker replaced it).
+   */
+  jwks(): { keys: JWK[] } {
     const now = this.clock();
-    const keys = this.ring
-      .list()
+    const ring =
+      fileVersion(this.file) === this.loaded ? this.ring.list() : (readPublicRing(this.file) ?? this.ring.list());
+    const keys = ring
       .filter((k) => k.retiredAt === null || now - k.retiredAt < RETIRED_TOKEN_KEY_KEPT_MS)
       .map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' }));
     return { keys };
@@ -185,6 +188,26 @@ export class TokenIssuer {
     const next = (this.changing ?? Promise.resolve()).then(run, run);
     this.changing = next.catch(() => undefined);
     return next;
+  }
+}
+
+/**
+ * The public halves of a ring file another worker wrote, read synchronously for the JWKS (the full
+ * ring, with the private key, is loaded by the next `issue`). Undefined when it cannot be read.
+ */
+function readPublicRing(file: string): { retiredAt: number | null; publicJwk: JWK }[] | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as {
+      keys: { kid: string; retiredAt: number | null; jwk: JWK }[];
+    };
+    return parsed.keys
+      .map(({ kid, retiredAt, jwk }) => {
+        const { d: _d, ...publicJwk } = jwk;
+        return { retiredAt, publicJwk: { ...publicJwk, kid } };
+      })
+      .sort((a, b) => (b.retiredAt ?? Infinity) - (a.retiredAt ?? Infinity));
+  } catch {
+    return undefined;
   }
 }
 
