@@ -23,7 +23,8 @@ import { ConsoleChannel } from './ws/console-channel.js';
 import { composeServices, type Services } from './services/compose-services.js';
 import { ChainCheckpoints } from './services/chain-checkpoints.js';
 import { DatabaseHealth, isDatabaseDamage } from './store/database-health.js';
-import { DATABASE_FILE, openSqliteStore } from './store/sqlite-store.js';
+import { DATABASE_FILE } from './store/sqlite-store.js';
+import { openStore } from './store/open-store.js';
 import { createOnce } from './services/signed-challenges.js';
 import { BatonError } from '../shared/errors.js';
 import { join } from 'node:path';
@@ -69,15 +70,17 @@ export const BACKEND_VERSION = '0.1.0';
 const SWEEP_INTERVAL_MS = 30_000;
 
 /**
- * The one place the backend's store is opened from its configuration. (The PostgreSQL engine is
- * chosen here once its implementation lands; until then a database URL is refused clearly.)
+ * The one place the backend's store is opened from its configuration: PostgreSQL (a cluster node)
+ * when a database URL is configured, else the embedded SQLite store in the data directory.
  */
-// eslint-disable-next-line @typescript-eslint/require-await -- the PostgreSQL engine opens asynchronously
-export async function openBackendStore(config: BackendConfig): Promise<Store> {
-  if (config.databaseUrl !== undefined) {
-    throw new BatonError('DATABASE_UNREACHABLE', 'This build cannot open a PostgreSQL database yet (--database)');
-  }
-  return openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
+export function openBackendStore(config: BackendConfig, logger: Logger): Promise<Store> {
+  return openStore({
+    dataDir: config.dataDir,
+    durability: config.durability,
+    databaseUrl: config.databaseUrl,
+    // An idle pooled connection that fails is replaced by the pool; it is only worth a line in the log.
+    onPoolError: (error) => logger.warn({ err: error }, 'a pooled database connection failed'),
+  });
 }
 
 /** The composition root: wires the parts together and starts listening. Nothing runs on import. */
@@ -93,7 +96,7 @@ export async function startBackend(config: BackendConfig, deps: BackendDeps = {}
         censor: '[redacted]',
       },
     });
-  const store = deps.store ?? (await openBackendStore(config));
+  const store = deps.store ?? (await openBackendStore(config, logger));
   try {
     return await startOn(store, config, deps, clock, logger);
   } catch (error) {
@@ -114,8 +117,6 @@ async function startOn(
   const consoles = new LateConsolePort();
   const services = await composeServices(config, { clock, logger, store, consoles });
   const { events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } = services;
-  // The models as the store has them (whatever the composition read, and whichever node loaded them).
-  await services.authenticators.refresh();
   // Chain heads signed with a key outside the database; the database file's integrity as last checked.
   const checkpoints = await ChainCheckpoints.open({
     store,
