@@ -34,6 +34,11 @@ interface Connection {
   inFlight: number;
   /** What the backend observed of this console's contact, for the session rules (offline resume). */
   contact: ConsoleContact;
+  /**
+   * Set while the answers to `hello` (welcome, policy, catch-up, commands) are being read from the
+   * store: later messages wait for it, so nothing is answered before the welcome.
+   */
+  helloPending: Promise<void> | undefined;
 }
 
 /** Batches one console may have awaiting commit before its socket stops being read (the protocol's window). */
@@ -51,8 +56,8 @@ export interface ConsoleChannelDeps {
   heartbeatSeconds: number;
   /** A socket that has not said hello by then is closed: idle sockets cost memory and a file descriptor. */
   helloTimeoutSeconds: number;
-  /** Told of every accepted hello (the admin console records the outbox backlog it reports). */
-  onHello?: (consoleId: string, hello: HelloMessage) => void;
+  /** Told of every accepted hello (the admin console records the outbox backlog it reports); a rejection is logged. */
+  onHello?: (consoleId: string, hello: HelloMessage) => void | Promise<void>;
   /** The port the services were built with: the channel binds itself to it (see console-port.ts). */
   consoles: Pick<LateConsolePort, 'bind'>;
 }
@@ -63,7 +68,9 @@ const ABNORMAL_CLOSURE = 1006;
 /**
  * One WebSocket per console. The upgrade request is signed with the console key and checked
  * before the socket is accepted; the first message must be `hello`. Every message is validated
- * against its schema; a bad one gets an `error` message and a close code, never a crash.
+ * against its schema; a bad one gets an `error` message and a close code, never a crash. Every
+ * store access is asynchronous and every one of its failures is handled: logged with a stable
+ * code and, where a console waits for an answer, told to it with an `error` and a close code.
  */
 export class ConsoleChannel implements ConsolePort {
   private readonly wss: WebSocketServer;
@@ -104,21 +111,38 @@ export class ConsoleChannel implements ConsolePort {
       refuse(socket, new BatonError('SHUTTING_DOWN', 'The backend is shutting down'), this.deps.clock());
       return;
     }
-    let console: ConsoleRecord;
-    try {
-      console = this.deps.registry.authenticate({
-        method: 'GET',
-        path: req.url ?? '',
-        headers: req.headers,
-        body: new Uint8Array(),
+    // The socket may fail while the console is checked against the store: that must not go unheard.
+    const onError = (error: Error) =>
+      this.deps.logger.debug({ err: error }, 'console socket failed before its upgrade was answered');
+    socket.on('error', onError);
+    this.deps.registry
+      .authenticate({ method: 'GET', path: req.url ?? '', headers: req.headers, body: new Uint8Array() })
+      .then(
+        (console) => {
+          if (socket.destroyed) return;
+          if (this.closing) {
+            refuse(socket, new BatonError('SHUTTING_DOWN', 'The backend is shutting down'), this.deps.clock());
+            return;
+          }
+          // From here `ws` listens for the socket's errors; a refused socket keeps ours until it is gone.
+          socket.off('error', onError);
+          this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, console));
+        },
+        (error: unknown) => {
+          const baton = asBatonError(error);
+          if (baton.code === 'INTERNAL' || baton.status === 503) {
+            this.deps.logger.error(
+              { err: error, code: 'CONSOLE_UPGRADE_FAILED', refused: baton.code },
+              'console connection refused: the backend could not check it',
+            );
+          }
+          if (!socket.destroyed) refuse(socket, baton, this.deps.clock());
+        },
+      )
+      .catch((error: unknown) => {
+        this.deps.logger.error({ err: error, code: 'CONSOLE_UPGRADE_FAILED' }, 'accepting a console connection failed');
+        socket.destroy();
       });
-    } catch (error) {
-      const baton =
-        error instanceof BatonError ? error : new BatonError('INTERNAL', 'Internal error', { cause: error });
-      refuse(socket, baton, this.deps.clock());
-      return;
-    }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, console));
   }
 
   private accept(socket: WebSocket, console: ConsoleRecord): void {
@@ -131,6 +155,7 @@ export class ConsoleChannel implements ConsolePort {
       hello: undefined,
       helloTimer: undefined,
       inFlight: 0,
+      helloPending: undefined,
       contact: {
         connectedAt: this.deps.clock(),
         previousContactAt: latest(this.lastContact.get(console.id), console.lastSeenAt),
@@ -199,47 +224,119 @@ export class ConsoleChannel implements ConsolePort {
       this.violate(connection, 'HELLO_REQUIRED', CLOSE_CODES.HELLO_REQUIRED, 'The first message must be "hello"');
       return;
     }
-    try {
+    const pending = connection.helloPending;
+    if (pending === undefined) {
       this.dispatch(connection, message);
+      return;
+    }
+    // Answered after the welcome, in the order received (the hello settles without rejecting).
+    if (message.type === 'events') this.holdBatch(connection);
+    void pending.then(() => {
+      if (message.type === 'events') connection.inFlight--;
+      if (connection.socket.readyState === WebSocket.OPEN) this.dispatch(connection, message);
+    });
+  }
+
+  /** A batch received while the hello is answered counts against the console's window already. */
+  private holdBatch(connection: Connection): void {
+    connection.inFlight++;
+    if (connection.inFlight >= MAX_BATCHES_IN_FLIGHT) connection.socket.pause();
+  }
+
+  /** Handles one valid message; never throws, and every asynchronous failure is handled here. */
+  private dispatch(connection: Connection, message: AgentMessage): void {
+    try {
+      this.dispatchMessage(connection, message);
     } catch (error) {
-      this.deps.logger.error({ err: error, console: connection.console.id }, 'console message failed');
+      this.deps.logger.error(
+        { err: error, console: connection.console.id, code: 'CONSOLE_MESSAGE_FAILED' },
+        'console message failed',
+      );
       this.violate(connection, 'INTERNAL', CLOSE_CODES.INTERNAL, 'Internal error');
     }
   }
 
-  private dispatch(connection: Connection, message: AgentMessage): void {
+  /**
+   * The answers to `hello`, read from the store: the welcome (the console's stored head, the current
+   * policy and revocation epoch), the policy if it runs another, the revocations it missed, and the
+   * commands it has not acknowledged. Never rejects: a failure is logged and closes the socket.
+   */
+  private async answerHello(connection: Connection, message: HelloMessage): Promise<void> {
+    const consoleId = connection.console.id;
+    try {
+      const [head, epoch] = await Promise.all([this.deps.events.head(consoleId), this.deps.revocations.currentEpoch()]);
+      const current = this.deps.policies.version;
+      // The version alone is not trusted: a cached policy edited in place keeps its number.
+      const hash = policyHash(current);
+      this.send(connection, {
+        type: 'welcome',
+        consoleId,
+        channel: connection.console.channel,
+        ackedSeq: head.lastSeq,
+        lastHash: head.lastHash,
+        serverTime: this.deps.clock(),
+        heartbeatSeconds: this.deps.heartbeatSeconds,
+        policyVersion: current.version,
+        policyHash: hash,
+        revocationEpoch: epoch,
+      });
+      if (current.version !== message.policyVersion || message.policyHash !== hash) {
+        this.send(connection, { type: 'policy', version: current.version, policy: current.policy, hash });
+      } else {
+        // It already runs the current policy (a new console got it at enrolment): no push, no ack, so record it here.
+        await this.deps.registry.recordPolicyVersion(consoleId, current.version);
+      }
+      const catchUp = await this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
+      if (catchUp !== undefined) this.send(connection, catchUp);
+      for (const command of await this.deps.commands.pending(consoleId)) {
+        this.sendData(connection, commandMessage(command));
+      }
+    } catch (error) {
+      this.deps.logger.error(
+        { err: error, console: consoleId, code: 'CONSOLE_HELLO_FAILED' },
+        'answering a console hello failed',
+      );
+      this.violate(
+        connection,
+        isStorageFault(error) ? 'STORAGE_UNAVAILABLE' : 'INTERNAL',
+        CLOSE_CODES.INTERNAL,
+        'The backend could not answer the hello; reconnect',
+      );
+    }
+  }
+
+  /** A store write a console does not wait for (an acknowledgement): a failure is logged, the socket stays. */
+  private background(connection: Connection, what: string, work: Promise<unknown>): void {
+    work.catch((error: unknown) =>
+      this.deps.logger.error(
+        { err: error, console: connection.console.id, code: 'CONSOLE_ACK_WRITE_FAILED', what },
+        'recording a console acknowledgement failed',
+      ),
+    );
+  }
+
+  private dispatchMessage(connection: Connection, message: AgentMessage): void {
     const consoleId = connection.console.id;
     switch (message.type) {
       case 'hello': {
         connection.hello = message;
         clearTimeout(connection.helloTimer);
         connection.helloTimer = undefined;
-        this.deps.onHello?.(consoleId, message);
-        const head = this.deps.events.head(consoleId);
-        this.send(connection, {
-          type: 'welcome',
-          consoleId,
-          channel: connection.console.channel,
-          ackedSeq: head.lastSeq,
-          lastHash: head.lastHash,
-          serverTime: this.deps.clock(),
-          heartbeatSeconds: this.deps.heartbeatSeconds,
-          policyVersion: this.deps.policies.version.version,
-          policyHash: policyHash(this.deps.policies.version),
-          revocationEpoch: this.deps.revocations.epoch,
-        });
-        const current = this.deps.policies.version;
-        // The version alone is not trusted: a cached policy edited in place keeps its number.
-        const hash = policyHash(current);
-        if (current.version !== message.policyVersion || message.policyHash !== hash) {
-          this.send(connection, { type: 'policy', version: current.version, policy: current.policy, hash });
-        } else {
-          // It already runs the current policy (a new console got it at enrolment): no push, no ack, so record it here.
-          this.deps.registry.recordPolicyVersion(consoleId, current.version);
+        if (this.deps.onHello !== undefined) {
+          try {
+            const told = this.deps.onHello(consoleId, message);
+            if (told !== undefined) this.background(connection, 'hello-report', told);
+          } catch (error) {
+            this.deps.logger.error(
+              { err: error, console: consoleId, code: 'CONSOLE_HELLO_LISTENER_FAILED' },
+              'a hello listener failed',
+            );
+          }
         }
-        const catchUp = this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
-        if (catchUp !== undefined) this.send(connection, catchUp);
-        for (const command of this.deps.commands.pending(consoleId)) this.sendData(connection, commandMessage(command));
+        const answered = this.answerHello(connection, message).finally(() => {
+          if (connection.helloPending === answered) connection.helloPending = undefined;
+        });
+        connection.helloPending = answered;
         return;
       }
       case 'events': {
@@ -255,8 +352,8 @@ export class ConsoleChannel implements ConsolePort {
         // transaction: the session change, the backend event naming it and the batch commit together.
         const contact = connection.contact;
         this.deps.events
-          .ingest(consoleId, message.events, (event, { late }) =>
-            this.deps.sessions.consoleEventEffect(consoleId, event, late, contact),
+          .ingest(consoleId, message.events, (uow, event, { late }) =>
+            this.deps.sessions.consoleEventEffect(uow, consoleId, event, late, contact),
           )
           .then(
             (result) => {
@@ -276,7 +373,10 @@ export class ConsoleChannel implements ConsolePort {
           )
           // Answering the console must never become an unhandled rejection that stops the backend.
           .catch((error: unknown) =>
-            this.deps.logger.error({ err: error, console: consoleId }, 'answering an events batch failed'),
+            this.deps.logger.error(
+              { err: error, console: consoleId, code: 'CONSOLE_EVENTS_ANSWER_FAILED' },
+              'answering an events batch failed',
+            ),
           );
         return;
       }
@@ -286,10 +386,14 @@ export class ConsoleChannel implements ConsolePort {
             this.deps.revocations.acknowledge(consoleId, message.epoch);
             return;
           case 'policy':
-            this.deps.registry.recordPolicyVersion(consoleId, message.version);
+            this.background(connection, 'policy', this.deps.registry.recordPolicyVersion(consoleId, message.version));
             return;
           case 'command':
-            this.deps.commands.acknowledge(consoleId, message.commandId, this.deps.clock());
+            this.background(
+              connection,
+              'command',
+              this.deps.commands.acknowledge(consoleId, message.commandId, this.deps.clock()),
+            );
             return;
         }
       }
@@ -385,10 +489,44 @@ export class ConsoleChannel implements ConsolePort {
   }
 }
 
-/** Errors the store raises when it cannot write (full, read-only, I/O, busy, a trigger's RAISE). */
+/** Node's codes for a database connection that failed or dropped. */
+const CONNECTION_FAULTS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Errors the store raises when it cannot do its work, whatever the engine: SQLite (full, read-only,
+ * I/O, busy, a trigger's RAISE), PostgreSQL (SQLSTATE classes 08 connection, 40 rollback such as a
+ * deadlock or serialization failure, 53 resources, 57 operator intervention such as a shutdown,
+ * 58 system), a connection that dropped, and the store's own "unreachable" refusal.
+ */
 function isStorageFault(error: unknown): boolean {
+  if (error instanceof BatonError) return error.code === 'DATABASE_UNREACHABLE' || error.code === 'STORAGE_UNAVAILABLE';
   const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
-  return typeof code === 'string' && code.startsWith('SQLITE_');
+  if (typeof code !== 'string') return false;
+  if (code.startsWith('SQLITE_')) return true;
+  if (/^(08|40|53|57|58)[0-9A-Z]{3}$/.test(code)) return true;
+  return CONNECTION_FAULTS.has(code);
+}
+
+/** What a refused upgrade tells the console: its own error, or an unavailable store, or an internal error. */
+function asBatonError(error: unknown): BatonError {
+  if (error instanceof BatonError) return error;
+  if (isStorageFault(error)) {
+    const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+    return typeof code === 'string' && code.startsWith('SQLITE_')
+      ? new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot read its database; retry later', { cause: error })
+      : new BatonError('DATABASE_UNREACHABLE', 'The backend cannot reach its database; retry later', {
+          cause: error,
+        });
+  }
+  return new BatonError('INTERNAL', 'Internal error', { cause: error });
 }
 
 function latest(a: number | undefined, b: number | null): number | null {
