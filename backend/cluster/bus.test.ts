@@ -364,6 +364,35 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     assert.ok((await a.ping(5_000)) >= 0);
   });
 
+  it('abandons a resync that hangs, reconnects and resyncs again; connected only once a resync finished', async () => {
+    const slow = new PostgresBus({
+      nodeId: 'node-s',
+      logger,
+      connection: url,
+      resyncTimeoutMs: 200,
+      reconnect: { initialMs: 10, maxMs: 50 },
+    });
+    const reasons: string[] = [];
+    let calls = 0;
+    slow.onResync((info) => {
+      reasons.push(info.reason);
+      calls++;
+      // The first resync never finishes (a hung store read).
+      return calls === 1 ? new Promise<void>(() => undefined) : undefined;
+    });
+    const statuses: boolean[] = [];
+    slow.onStatus((status) => void statuses.push(status.connected));
+    try {
+      await slow.start();
+      assert.deepEqual(reasons, ['connected', 'reconnected']);
+      assert.equal(slow.connects, 2);
+      assert.deepEqual(statuses, [true], 'never reported connected before a resync finished');
+      assert.ok(records.some((r) => r.msg === 'cluster bus: resync timed out, reconnecting'));
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('rejects start() when closed before it could ever connect', async () => {
     const port = server.port;
     const lonely = new PostgresBus({

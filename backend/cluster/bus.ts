@@ -429,8 +429,14 @@ export interface PostgresBusOptions extends BusCommonOptions {
   channel?: string;
   /** Backoff between reconnect attempts: full jitter in [min, min(maxMs, initialMs·2^attempt)]. */
   reconnect?: { initialMs?: number; maxMs?: number };
-  /** Bounds the connect and LISTEN of one attempt (ms). */
+  /** Bounds the connect and LISTEN of one attempt, and each publish on the bus's own pool (ms; default 5 s). */
   connectTimeoutMs?: number;
+  /**
+   * Bounds the resync after a connect (ms; default 30 s). A resync that takes longer (the store
+   * hangs) is abandoned: the bus drops the connection and tries again, and stays "not connected"
+   * (so the node goes stale) meanwhile.
+   */
+  resyncTimeoutMs?: number;
   random?: () => number;
 }
 
@@ -469,7 +475,8 @@ export class PostgresBus extends BaseBus {
     } else {
       const config =
         typeof options.connection === 'string' ? { connectionString: options.connection } : options.connection;
-      this.ownPool = new pg.Pool({ ...config, max: 2 });
+      const timeout = options.connectTimeoutMs ?? 5_000;
+      this.ownPool = new pg.Pool({ ...config, max: 2, connectionTimeoutMillis: timeout, query_timeout: timeout });
       // An idle pooled connection that dies emits 'error' on the pool: without a listener it would crash the process.
       this.ownPool.on('error', (error) =>
         this.logger.warn({ err: error, node: this.nodeId }, 'cluster bus: pool connection lost'),
@@ -563,9 +570,12 @@ export class PostgresBus extends BaseBus {
       typeof this.options.connection === 'string'
         ? { connectionString: this.options.connection }
         : this.options.connection;
+    const timeout = this.options.connectTimeoutMs ?? 5_000;
     const client = new pg.Client({
       ...config,
-      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 5_000,
+      connectionTimeoutMillis: timeout,
+      // Only LISTEN runs on this connection: a server that accepts but never answers is a failed attempt.
+      query_timeout: timeout,
       keepAlive: true,
       application_name: `baton-bus:${this.nodeId}`.slice(0, 63),
     });
@@ -603,7 +613,22 @@ export class PostgresBus extends BaseBus {
     this.logger.info({ node: this.nodeId, reason, downMs }, 'cluster bus: listening, resyncing from the store');
     // LISTEN first, then read the store: whatever commits after LISTEN is notified, whatever before is read.
     // Connected (and so fresh, for freshness.ts) only once the resync is done.
-    await this.resync(downMs === undefined ? { reason } : { reason, downMs });
+    const resyncTimeoutMs = this.options.resyncTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      this.resync(downMs === undefined ? { reason } : { reason, downMs }).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), resyncTimeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) {
+      this.logger.error({ node: this.nodeId, resyncTimeoutMs }, 'cluster bus: resync timed out, reconnecting');
+      if (this.client === client) {
+        this.client = undefined;
+        this.droppedAt ??= this.clock();
+        await client.end().catch(() => undefined);
+      }
+      return `resync did not finish within ${resyncTimeoutMs} ms`;
+    }
     if (this.client !== client) return 'connection lost during the resync';
     this.droppedAt = undefined;
     this.setStatus(true);
