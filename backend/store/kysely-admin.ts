@@ -1,0 +1,313 @@
+/** The admin console's records and the authenticator models (Kysely, both dialects). */
+import { sql, type Kysely } from 'kysely';
+import { z } from 'zod';
+import { CERTIFICATION_LEVELS, type AuthenticatorModelView } from '../../shared/authenticator-metadata.js';
+import {
+  CODE_ID_LENGTH,
+  type AdminRepository,
+  type AdminSessionRecord,
+  type EnrolmentCodeView,
+  type OutboxReport,
+} from './admin-repositories.js';
+import type { AuthenticatorModelRepository, MetadataBlobRecord } from './authenticator-models.js';
+import { greatest } from './kysely-consoles.js';
+import {
+  atomic,
+  changed,
+  num,
+  optNum,
+  optStr,
+  str,
+  type BatonDatabase,
+  type KyselyContext,
+  type Row,
+} from './kysely-schema.js';
+
+function sessionFrom(row: Row): AdminSessionRecord {
+  return {
+    id: str(row, 'id'),
+    tokenHash: str(row, 'token_hash'),
+    operatorId: str(row, 'operator_id'),
+    credentialId: str(row, 'credential_id'),
+    createdAt: num(row, 'created_at'),
+    lastSeenAt: num(row, 'last_seen_at'),
+    expiresAt: num(row, 'expires_at'),
+    stepUpAt: optNum(row, 'step_up_at'),
+    endedAt: optNum(row, 'ended_at'),
+    endReason: optStr(row, 'end_reason'),
+  };
+}
+
+export class KyselyAdmin implements AdminRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  /** `operators.roles` (a JSON array of strings) contains 'admin'. */
+  private holdsAdmin(alias: string) {
+    const roles = sql.ref(`${alias}.roles`);
+    return this.ctx.dialect === 'postgres'
+      ? sql<boolean>`EXISTS (SELECT 1 FROM json_array_elements_text(${roles}::json) AS r(value) WHERE r.value = 'admin')`
+      : sql<boolean>`EXISTS (SELECT 1 FROM json_each(${roles}) WHERE json_each.value = 'admin')`;
+  }
+
+  async insertSession(r: AdminSessionRecord): Promise<void> {
+    await this.ctx.db
+      .insertInto('admin_sessions')
+      .values({
+        id: r.id,
+        token_hash: r.tokenHash,
+        operator_id: r.operatorId,
+        credential_id: r.credentialId,
+        created_at: r.createdAt,
+        last_seen_at: r.lastSeenAt,
+        expires_at: r.expiresAt,
+        step_up_at: r.stepUpAt,
+        ended_at: r.endedAt,
+        end_reason: r.endReason,
+      })
+      .execute();
+  }
+  async sessionByTokenHash(hash: string): Promise<AdminSessionRecord | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('admin_sessions')
+      .selectAll()
+      .where('token_hash', '=', hash)
+      .executeTakeFirst();
+    return row && sessionFrom(row);
+  }
+  async touchSession(id: string, at: number): Promise<void> {
+    await this.ctx.db
+      .updateTable('admin_sessions')
+      .set({ last_seen_at: greatest(this.ctx, 'last_seen_at', at) })
+      .where('id', '=', id)
+      .execute();
+  }
+  async recordStepUp(id: string, at: number): Promise<void> {
+    await this.ctx.db
+      .updateTable('admin_sessions')
+      .set({ step_up_at: at })
+      .where('id', '=', id)
+      .where('ended_at', 'is', null)
+      .execute();
+  }
+  async endSession(id: string, at: number, reason: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('admin_sessions')
+      .set({ ended_at: at, end_reason: reason })
+      .where('id', '=', id)
+      .where('ended_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) > 0;
+  }
+  async endAllSessions(at: number, reason: string, operatorId?: string): Promise<string[]> {
+    let query = this.ctx.db
+      .updateTable('admin_sessions')
+      .set({ ended_at: at, end_reason: reason })
+      .where('ended_at', 'is', null);
+    if (operatorId !== undefined) query = query.where('operator_id', '=', operatorId);
+    const rows = await query.returning('id').execute();
+    return rows.map((row) => str(row, 'id'));
+  }
+  async liveSessions(): Promise<AdminSessionRecord[]> {
+    const rows = await this.ctx.db
+      .selectFrom('admin_sessions')
+      .selectAll()
+      .where('ended_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(sessionFrom);
+  }
+  async recordOutbox(report: OutboxReport): Promise<void> {
+    const values = { pending: report.pending, max: report.max, reported_at: report.reportedAt };
+    await this.ctx.db
+      .insertInto('console_outbox_reports')
+      .values({ console_id: report.consoleId, ...values })
+      .onConflict((oc) => oc.column('console_id').doUpdateSet(values))
+      .execute();
+  }
+  async outboxReports(): Promise<OutboxReport[]> {
+    const rows = await this.ctx.db.selectFrom('console_outbox_reports').selectAll().orderBy('console_id').execute();
+    return rows.map((row) => ({
+      consoleId: str(row, 'console_id'),
+      pending: num(row, 'pending'),
+      max: num(row, 'max'),
+      reportedAt: num(row, 'reported_at'),
+    }));
+  }
+  async listCodes(operatorId: string): Promise<EnrolmentCodeView[]> {
+    const rows = await this.ctx.db
+      .selectFrom('operator_enrolment_codes')
+      .selectAll()
+      .where('operator_id', '=', operatorId)
+      .orderBy('issued_at', 'desc')
+      .orderBy('code_hash')
+      .limit(200)
+      .execute();
+    return rows.map((row) => ({
+      id: str(row, 'code_hash').slice(0, CODE_ID_LENGTH),
+      operatorId: str(row, 'operator_id'),
+      issuedBy: str(row, 'issued_by'),
+      issuedAt: num(row, 'issued_at'),
+      expiresAt: num(row, 'expires_at'),
+      revokedAt: optNum(row, 'revoked_at'),
+      usedAt: optNum(row, 'revoked_at') === null ? optNum(row, 'used_at') : null,
+    }));
+  }
+  async revokeCode(operatorId: string, codeId: string, at: number): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('operator_enrolment_codes')
+      .set({ used_at: at, revoked_at: at })
+      .where('operator_id', '=', operatorId)
+      .where(sql<string>`substr(code_hash, 1, ${sql.lit(CODE_ID_LENGTH)})`, '=', codeId)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) > 0;
+  }
+  async adminPasskeyExists(): Promise<boolean> {
+    const row = await this.ctx.db
+      .selectFrom('credentials as c')
+      .innerJoin('operators as o', 'o.id', 'c.operator_id')
+      .select('c.id')
+      .where(this.holdsAdmin('o'))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+  async bootstrapToken(hash: string): Promise<'enabled' | 'disabled' | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('admin_tokens')
+      .select('disabled_at')
+      .where('token_hash', '=', hash)
+      .where('label', '=', 'bootstrap')
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    return optNum(row, 'disabled_at') === null ? 'enabled' : 'disabled';
+  }
+  async retireBootstrap(at: number): Promise<{ tokensDisabled: number; codesRevoked: number }> {
+    return atomic(this.ctx, async (db) => {
+      const tokens = await db
+        .updateTable('admin_tokens')
+        .set({ disabled_at: at })
+        .where('label', '=', 'bootstrap')
+        .where('disabled_at', 'is', null)
+        .executeTakeFirst();
+      const codes = await db
+        .updateTable('operator_enrolment_codes')
+        .set({ used_at: at, revoked_at: at })
+        .where('issued_by', '=', 'admin:bootstrap')
+        .where('used_at', 'is', null)
+        .where('operator_id', 'in', (eb) => eb.selectFrom('operators as o').select('o.id').where(this.holdsAdmin('o')))
+        .executeTakeFirst();
+      return { tokensDisabled: changed(tokens), codesRevoked: changed(codes) };
+    });
+  }
+  async setRoles(operatorId: string, roles: string[]): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('operators')
+      .set({ roles: JSON.stringify(roles) })
+      .where('id', '=', operatorId)
+      .executeTakeFirst();
+    return changed(result) > 0;
+  }
+}
+
+const StatusReportsSchema = z.array(
+  z.strictObject({
+    status: z.string(),
+    effectiveDate: z.string().nullable(),
+    authenticatorVersion: z.number().nullable(),
+    url: z.string().nullable(),
+  }),
+);
+const ModelRowSchema = z.object({
+  aaguid: z.string(),
+  description: z.string(),
+  certification: z.enum(CERTIFICATION_LEVELS),
+  status: z.string(),
+  status_reports: z.string(),
+  time_of_last_status_change: z.string().nullable(),
+  blob_no: z.number(),
+});
+const BlobRowSchema = z.object({
+  no: z.number(),
+  next_update: z.string(),
+  sha256: z.string(),
+  loaded_at: z.number(),
+  loaded_by: z.string(),
+  models: z.number(),
+});
+
+export class KyselyAuthenticatorModels implements AuthenticatorModelRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  async currentBlob(): Promise<MetadataBlobRecord | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('authenticator_metadata_blobs')
+      .selectAll()
+      .orderBy('no', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    const r = BlobRowSchema.parse(row);
+    return {
+      no: r.no,
+      nextUpdate: r.next_update,
+      sha256: r.sha256,
+      loadedAt: r.loaded_at,
+      loadedBy: r.loaded_by,
+      models: r.models,
+    };
+  }
+  async list(): Promise<AuthenticatorModelView[]> {
+    const rows = await this.ctx.db
+      .selectFrom('authenticator_models')
+      .selectAll()
+      .orderBy('description')
+      .orderBy('aaguid')
+      .execute();
+    return rows.map((row) => {
+      const r = ModelRowSchema.parse(row);
+      return {
+        aaguid: r.aaguid,
+        model: r.description,
+        certification: r.certification,
+        status: r.status,
+        statusReports: StatusReportsSchema.parse(JSON.parse(r.status_reports)),
+        timeOfLastStatusChange: r.time_of_last_status_change,
+        blobNo: r.blob_no,
+      };
+    });
+  }
+  async replace(blob: MetadataBlobRecord, models: readonly AuthenticatorModelView[]): Promise<void> {
+    await atomic(this.ctx, async (db: Kysely<BatonDatabase>) => {
+      await db.deleteFrom('authenticator_models').execute();
+      await db
+        .insertInto('authenticator_metadata_blobs')
+        .values({
+          no: blob.no,
+          next_update: blob.nextUpdate,
+          sha256: blob.sha256,
+          loaded_at: blob.loadedAt,
+          loaded_by: blob.loadedBy,
+          models: blob.models,
+        })
+        .execute();
+      for (let i = 0; i < models.length; i += 200) {
+        await db
+          .insertInto('authenticator_models')
+          .values(
+            models.slice(i, i + 200).map((m) => ({
+              aaguid: m.aaguid,
+              description: m.model,
+              certification: m.certification,
+              status: m.status,
+              status_reports: JSON.stringify(m.statusReports),
+              time_of_last_status_change: m.timeOfLastStatusChange,
+              blob_no: m.blobNo,
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+}

@@ -1,0 +1,216 @@
+/** The event store and the chain-head checkpoints (Kysely, both dialects). */
+import { sql } from 'kysely';
+import { AssuranceEventSchema, GENESIS_HASH, type StoredEvent } from '../../shared/events.js';
+import type {
+  CheckpointRepository,
+  CheckpointRow,
+  EventQuery,
+  EventRepository,
+  EventRow,
+  RawEventRow,
+  StreamHead,
+} from './repositories.js';
+import { num, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
+
+function integrityOf(row: Row): string[] {
+  const value = optStr(row, 'integrity');
+  return value !== null && value !== '' ? value.split(',') : [];
+}
+
+function toStoredEvent(row: Row): StoredEvent {
+  const event = AssuranceEventSchema.parse(JSON.parse(str(row, 'body')));
+  return {
+    ...event,
+    origin: str(row, 'origin'),
+    hash: str(row, 'hash'),
+    receivedAt: num(row, 'received_at'),
+    integrity: integrityOf(row),
+    cursor: num(row, 'cursor'),
+  };
+}
+
+function headFrom(row: Row | undefined): StreamHead | undefined {
+  return row && { lastSeq: num(row, 'last_seq'), lastHash: str(row, 'last_hash') };
+}
+
+export class KyselyEvents implements EventRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  async head(origin: string): Promise<StreamHead | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('event_streams')
+      .select(['last_seq', 'last_hash'])
+      .where('origin', '=', origin)
+      .executeTakeFirst();
+    return headFrom(row);
+  }
+
+  /**
+   * The head, locked for the rest of this transaction (call it inside `Store.transaction`); an origin
+   * with no events yet is `{ lastSeq: 0, lastHash: GENESIS_HASH }`. PostgreSQL: the head row is created
+   * at 0 if missing (INSERT … ON CONFLICT DO NOTHING: a concurrent creator waits for the first), then
+   * read FOR UPDATE, which every other transaction locking or setting this head waits for, on any node.
+   * SQLite: the plain read, since BEGIN IMMEDIATE already serialises writers.
+   */
+  async lockHead(origin: string): Promise<StreamHead> {
+    const genesis: StreamHead = { lastSeq: 0, lastHash: GENESIS_HASH };
+    if (this.ctx.dialect === 'sqlite') return (await this.head(origin)) ?? genesis;
+    await this.ctx.db
+      .insertInto('event_streams')
+      .values({ origin, last_seq: 0, last_hash: GENESIS_HASH })
+      .onConflict((oc) => oc.column('origin').doNothing())
+      .execute();
+    const row = await this.ctx.db
+      .selectFrom('event_streams')
+      .select(['last_seq', 'last_hash'])
+      .where('origin', '=', origin)
+      .forUpdate()
+      .executeTakeFirst();
+    return headFrom(row) ?? genesis;
+  }
+
+  async setHead(origin: string, head: StreamHead): Promise<void> {
+    await this.ctx.db
+      .insertInto('event_streams')
+      .values({ origin, last_seq: head.lastSeq, last_hash: head.lastHash })
+      .onConflict((oc) => oc.column('origin').doUpdateSet({ last_seq: head.lastSeq, last_hash: head.lastHash }))
+      .execute();
+  }
+
+  async insert(row: EventRow): Promise<{ inserted: true; cursor: number } | { inserted: false; existingHash: string }> {
+    const inserted = await this.ctx.db
+      .insertInto('events')
+      .values({
+        origin: row.origin,
+        seq: row.seq,
+        id: row.id,
+        time: row.time,
+        received_at: row.receivedAt,
+        type: row.type,
+        outcome: row.outcome,
+        operator_id: row.operatorId,
+        console_id: row.consoleId,
+        session_id: row.sessionId,
+        body: row.body,
+        hash: row.hash,
+        integrity: row.integrity.length > 0 ? row.integrity.join(',') : null,
+      })
+      .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
+      .returning('cursor')
+      .executeTakeFirst();
+    if (inserted) return { inserted: true, cursor: num(inserted, 'cursor') };
+    const existing = await this.ctx.db
+      .selectFrom('events')
+      .select('hash')
+      .where('origin', '=', row.origin)
+      .where('seq', '=', row.seq)
+      .executeTakeFirstOrThrow();
+    return { inserted: false, existingHash: str(existing, 'hash') };
+  }
+
+  async query(query: EventQuery): Promise<StoredEvent[]> {
+    let q = this.ctx.db.selectFrom('events').selectAll();
+    if (query.operator !== undefined) q = q.where('operator_id', '=', query.operator);
+    if (query.console !== undefined) q = q.where('console_id', '=', query.console);
+    if (query.session !== undefined) q = q.where('session_id', '=', query.session);
+    if (query.type !== undefined) q = q.where('type', '=', query.type);
+    if (query.origin !== undefined) q = q.where('origin', '=', query.origin);
+    if (query.from !== undefined) q = q.where('time', '>=', query.from);
+    if (query.to !== undefined) q = q.where('time', '<', query.to);
+    if (query.afterCursor !== undefined) q = q.where('cursor', '>', query.afterCursor);
+    if (query.afterSeq !== undefined) q = q.where('seq', '>', query.afterSeq);
+    const rows = await q
+      .orderBy(query.afterSeq === undefined ? 'cursor' : 'seq')
+      .limit(query.limit)
+      .execute();
+    return rows.map(toStoredEvent);
+  }
+
+  async rawChain(origin: string, afterSeq: number, limit: number): Promise<RawEventRow[]> {
+    const rows = await this.ctx.db
+      .selectFrom('events')
+      .select(['seq', 'body', 'hash', 'integrity'])
+      .where('origin', '=', origin)
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({
+      seq: num(row, 'seq'),
+      body: str(row, 'body'),
+      hash: str(row, 'hash'),
+      integrity: integrityOf(row),
+    }));
+  }
+
+  async count(): Promise<number> {
+    const row = await this.ctx.db
+      .selectFrom('events')
+      .select(sql<number>`COUNT(*)`.as('n'))
+      .executeTakeFirstOrThrow();
+    return num(row, 'n');
+  }
+}
+
+function checkpointFrom(row: Row): CheckpointRow {
+  return {
+    seq: num(row, 'seq'),
+    at: num(row, 'at'),
+    kid: str(row, 'kid'),
+    body: str(row, 'body'),
+    sig: str(row, 'sig'),
+  };
+}
+
+export class KyselyCheckpoints implements CheckpointRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  async put(row: CheckpointRow): Promise<void> {
+    const values = { seq: row.seq, at: row.at, kid: row.kid, body: row.body, sig: row.sig };
+    await this.ctx.db
+      .insertInto('chain_checkpoints')
+      .values(values)
+      .onConflict((oc) => oc.column('seq').doUpdateSet({ at: row.at, kid: row.kid, body: row.body, sig: row.sig }))
+      .execute();
+  }
+  async latest(limit: number): Promise<CheckpointRow[]> {
+    const rows = await this.ctx.db
+      .selectFrom('chain_checkpoints')
+      .selectAll()
+      .orderBy('seq', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map(checkpointFrom);
+  }
+  async list(afterSeq: number, limit: number): Promise<CheckpointRow[]> {
+    const rows = await this.ctx.db
+      .selectFrom('chain_checkpoints')
+      .selectAll()
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map(checkpointFrom);
+  }
+  async heads(): Promise<{ origin: string; lastSeq: number; lastHash: string }[]> {
+    const rows = await this.ctx.db
+      .selectFrom('event_streams')
+      .select(['origin', 'last_seq', 'last_hash'])
+      .orderBy('origin')
+      .execute();
+    return rows.map((row) => ({
+      origin: str(row, 'origin'),
+      lastSeq: num(row, 'last_seq'),
+      lastHash: str(row, 'last_hash'),
+    }));
+  }
+  async hashAt(origin: string, seq: number): Promise<string | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('events')
+      .select('hash')
+      .where('origin', '=', origin)
+      .where('seq', '=', seq)
+      .executeTakeFirst();
+    return row === undefined ? undefined : str(row, 'hash');
+  }
+}

@@ -1,0 +1,233 @@
+/** Operators, their enrolment codes and their credentials (Kysely, both dialects). */
+import type { CredentialRecord, EnrolmentCodeRecord, OperatorRecord, OperatorRepository } from './repositories.js';
+import {
+  blob,
+  changed,
+  num,
+  oneOf,
+  optNum,
+  optStr,
+  str,
+  stringArray,
+  type KyselyContext,
+  type Row,
+} from './kysely-schema.js';
+
+function operatorFrom(row: Row): OperatorRecord {
+  return {
+    id: str(row, 'id'),
+    displayName: str(row, 'display_name'),
+    roles: stringArray(row, 'roles'),
+    webauthnUserId: str(row, 'webauthn_user_id'),
+    createdAt: num(row, 'created_at'),
+    failedAttempts: num(row, 'failed_attempts'),
+    revokedAt: optNum(row, 'revoked_at'),
+    revokedReason: optStr(row, 'revoked_reason'),
+  };
+}
+
+function credentialFrom(row: Row): CredentialRecord {
+  return {
+    id: str(row, 'id'),
+    operatorId: str(row, 'operator_id'),
+    publicKey: blob(row, 'public_key'),
+    counter: num(row, 'counter'),
+    transports: stringArray(row, 'transports'),
+    deviceBound: num(row, 'device_bound') === 1,
+    backedUp: num(row, 'backed_up') === 1,
+    aaguid: str(row, 'aaguid'),
+    attestationFmt: str(row, 'attestation_fmt'),
+    attestationTrust: oneOf(
+      ['none', 'self', 'unverified-certificate', 'certificate'] as const,
+      str(row, 'attestation_trust'),
+      'attestation_trust',
+    ),
+    registeredOnConsole: str(row, 'registered_on_console'),
+    createdAt: num(row, 'created_at'),
+    lastUsedAt: optNum(row, 'last_used_at'),
+    revokedAt: optNum(row, 'revoked_at'),
+    revokedReason: optStr(row, 'revoked_reason'),
+    suspendedAt: optNum(row, 'suspended_at'),
+    suspendedReason: optStr(row, 'suspended_reason'),
+  };
+}
+
+export class KyselyOperators implements OperatorRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  async insert(r: OperatorRecord): Promise<void> {
+    await this.ctx.db
+      .insertInto('operators')
+      .values({
+        id: r.id,
+        display_name: r.displayName,
+        roles: JSON.stringify(r.roles),
+        webauthn_user_id: r.webauthnUserId,
+        created_at: r.createdAt,
+        failed_attempts: r.failedAttempts,
+        revoked_at: r.revokedAt,
+        revoked_reason: r.revokedReason,
+      })
+      .execute();
+  }
+  async get(id: string): Promise<OperatorRecord | undefined> {
+    const row = await this.ctx.db.selectFrom('operators').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && operatorFrom(row);
+  }
+  async getByWebauthnUserId(userId: string): Promise<OperatorRecord | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('operators')
+      .selectAll()
+      .where('webauthn_user_id', '=', userId)
+      .executeTakeFirst();
+    return row && operatorFrom(row);
+  }
+  async list(): Promise<OperatorRecord[]> {
+    const rows = await this.ctx.db.selectFrom('operators').selectAll().orderBy('created_at').orderBy('id').execute();
+    return rows.map(operatorFrom);
+  }
+  async revoke(id: string, at: number, reason: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('operators')
+      .set({ revoked_at: at, revoked_reason: reason })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) === 1;
+  }
+  async recordFailure(id: string): Promise<number> {
+    const row = await this.ctx.db
+      .updateTable('operators')
+      .set((eb) => ({ failed_attempts: eb('failed_attempts', '+', 1) }))
+      .where('id', '=', id)
+      .returning('failed_attempts')
+      .executeTakeFirst();
+    return row ? num(row, 'failed_attempts') : 0;
+  }
+  async resetFailures(id: string): Promise<void> {
+    await this.ctx.db
+      .updateTable('operators')
+      .set({ failed_attempts: 0 })
+      .where('id', '=', id)
+      .where('failed_attempts', '<>', 0)
+      .execute();
+  }
+  async insertCode(r: EnrolmentCodeRecord): Promise<void> {
+    await this.ctx.db
+      .insertInto('operator_enrolment_codes')
+      .values({
+        code_hash: r.hash,
+        operator_id: r.operatorId,
+        issued_by: r.issuedBy,
+        issued_at: r.issuedAt,
+        expires_at: r.expiresAt,
+      })
+      .execute();
+  }
+  async getCode(hash: string): Promise<EnrolmentCodeRecord | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('operator_enrolment_codes')
+      .selectAll()
+      .where('code_hash', '=', hash)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      hash: str(row, 'code_hash'),
+      operatorId: str(row, 'operator_id'),
+      issuedBy: str(row, 'issued_by'),
+      issuedAt: num(row, 'issued_at'),
+      expiresAt: num(row, 'expires_at'),
+      usedAt: optNum(row, 'used_at'),
+    };
+  }
+  /** Single use under concurrency, like `useToken`. */
+  async useCode(hash: string, at: number, credentialId: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('operator_enrolment_codes')
+      .set({ used_at: at, credential_id: credentialId })
+      .where('code_hash', '=', hash)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) === 1;
+  }
+  async insertCredential(r: CredentialRecord): Promise<void> {
+    await this.ctx.db
+      .insertInto('credentials')
+      .values({
+        id: r.id,
+        operator_id: r.operatorId,
+        public_key: Buffer.from(r.publicKey),
+        counter: r.counter,
+        transports: JSON.stringify(r.transports),
+        device_bound: r.deviceBound ? 1 : 0,
+        backed_up: r.backedUp ? 1 : 0,
+        aaguid: r.aaguid,
+        attestation_fmt: r.attestationFmt,
+        attestation_trust: r.attestationTrust,
+        registered_on_console: r.registeredOnConsole,
+        created_at: r.createdAt,
+        last_used_at: r.lastUsedAt,
+        revoked_at: r.revokedAt,
+        revoked_reason: r.revokedReason,
+        suspended_at: r.suspendedAt,
+        suspended_reason: r.suspendedReason,
+      })
+      .execute();
+  }
+  async getCredential(id: string): Promise<CredentialRecord | undefined> {
+    const row = await this.ctx.db.selectFrom('credentials').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && credentialFrom(row);
+  }
+  async listCredentials(operatorId: string): Promise<CredentialRecord[]> {
+    const rows = await this.ctx.db
+      .selectFrom('credentials')
+      .selectAll()
+      .where('operator_id', '=', operatorId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(credentialFrom);
+  }
+  async recordCredentialUse(id: string, counter: number, at: number): Promise<void> {
+    await this.ctx.db.updateTable('credentials').set({ counter, last_used_at: at }).where('id', '=', id).execute();
+  }
+  async revokeCredential(id: string, at: number, reason: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('credentials')
+      .set({ revoked_at: at, revoked_reason: reason })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) === 1;
+  }
+  async suspendCredential(id: string, at: number, reason: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('credentials')
+      .set({ suspended_at: at, suspended_reason: reason })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .where('suspended_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) === 1;
+  }
+  async reinstateCredential(id: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('credentials')
+      .set({ suspended_at: null, suspended_reason: null })
+      .where('id', '=', id)
+      .where('suspended_at', 'is not', null)
+      .executeTakeFirst();
+    return changed(result) === 1;
+  }
+  async listSuspendedCredentials(): Promise<CredentialRecord[]> {
+    const rows = await this.ctx.db
+      .selectFrom('credentials')
+      .selectAll()
+      .where('suspended_at', 'is not', null)
+      .where('revoked_at', 'is', null)
+      .orderBy('suspended_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(credentialFrom);
+  }
+}

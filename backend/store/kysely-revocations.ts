@@ -1,0 +1,204 @@
+/**
+ * Revocations (epochs gapless and monotonic across nodes) and the ephemeral single-use state
+ * (challenges, nonces) shared by every node (Kysely, both dialects).
+ */
+import { sql } from 'kysely';
+import { REVOCATION_KINDS } from '../../shared/protocol.js';
+import type { EphemeralRepository, RevocationRecord, RevocationRepository } from './repositories.js';
+import { PG_LOCKS, atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
+
+const DELIVERY_CHUNK = 500;
+
+export class KyselyRevocations implements RevocationRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  /**
+   * The next epoch. PostgreSQL: a transaction-scoped advisory lock serialises the writers, so epochs
+   * are handed out (and become visible) in commit order with no gap even when a writer rolls back:
+   * a console that has seen epoch N can never later miss an epoch below N. SQLite: one writer anyway.
+   */
+  async insert(record: Omit<RevocationRecord, 'epoch'>): Promise<RevocationRecord> {
+    const values = {
+      kind: record.kind,
+      target_id: record.targetId,
+      operator_id: record.operatorId,
+      console_id: record.consoleId,
+      reason: record.reason,
+      actor: record.actor,
+      created_at: record.at,
+    };
+    if (this.ctx.dialect === 'sqlite') {
+      const row = await this.ctx.db
+        .insertInto('revocations')
+        .values(values)
+        .returning('epoch')
+        .executeTakeFirstOrThrow();
+      return { ...record, epoch: num(row, 'epoch') };
+    }
+    return atomic(this.ctx, async (db) => {
+      await sql`SELECT pg_advisory_xact_lock(${sql.lit(PG_LOCKS.revocationEpoch)})`.execute(db);
+      const row = await db
+        .insertInto('revocations')
+        .columns(['epoch', 'kind', 'target_id', 'operator_id', 'console_id', 'reason', 'actor', 'created_at'])
+        .expression(
+          db
+            .selectFrom('revocations')
+            .select([
+              sql<number>`COALESCE(MAX(epoch), 0) + 1`.as('epoch'),
+              sql.val(values.kind).as('kind'),
+              sql.val(values.target_id).as('target_id'),
+              sql.val(values.operator_id).as('operator_id'),
+              sql.val(values.console_id).as('console_id'),
+              sql.val(values.reason).as('reason'),
+              sql.val(values.actor).as('actor'),
+              sql.val(values.created_at).as('created_at'),
+            ]),
+        )
+        .returning('epoch')
+        .executeTakeFirstOrThrow();
+      return { ...record, epoch: num(row, 'epoch') };
+    });
+  }
+  async currentEpoch(): Promise<number> {
+    const row = await this.ctx.db
+      .selectFrom('revocations')
+      .select(sql<number>`COALESCE(MAX(epoch), 0)`.as('epoch'))
+      .executeTakeFirstOrThrow();
+    return num(row, 'epoch');
+  }
+  async since(epoch: number): Promise<RevocationRecord[]> {
+    const rows = await this.ctx.db
+      .selectFrom('revocations')
+      .selectAll()
+      .where('epoch', '>', epoch)
+      .orderBy('epoch')
+      .execute();
+    return rows.map((row) => ({
+      epoch: num(row, 'epoch'),
+      kind: oneOf(REVOCATION_KINDS, str(row, 'kind'), 'kind'),
+      targetId: str(row, 'target_id'),
+      operatorId: optStr(row, 'operator_id'),
+      consoleId: optStr(row, 'console_id'),
+      reason: str(row, 'reason'),
+      actor: str(row, 'actor'),
+      at: num(row, 'created_at'),
+    }));
+  }
+  async recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void> {
+    if (consoleIds.length === 0) return;
+    await atomic(this.ctx, async (db) => {
+      for (let i = 0; i < consoleIds.length; i += DELIVERY_CHUNK) {
+        const chunk = consoleIds.slice(i, i + DELIVERY_CHUNK);
+        await db
+          .insertInto('revocation_deliveries')
+          .values(chunk.map((consoleId) => ({ epoch, console_id: consoleId, sent_at: at })))
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
+    });
+  }
+  async recordAck(consoleId: string, epoch: number, at: number): Promise<void> {
+    await this.ctx.db
+      .updateTable('revocation_deliveries')
+      .set({ acked_at: at })
+      .where('console_id', '=', consoleId)
+      .where('epoch', '<=', epoch)
+      .where('acked_at', 'is', null)
+      .execute();
+  }
+  async deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]> {
+    const rows = await this.ctx.db
+      .selectFrom('revocation_deliveries')
+      .selectAll()
+      .where('epoch', '=', epoch)
+      .orderBy('sent_at')
+      .orderBy('console_id')
+      .execute();
+    return rows.map((row) => ({
+      consoleId: str(row, 'console_id'),
+      sentAt: num(row, 'sent_at'),
+      ackedAt: optNum(row, 'acked_at'),
+    }));
+  }
+}
+
+/**
+ * Challenges and nonces. `take` is one DELETE … RETURNING and `claimOnce` one INSERT … ON CONFLICT
+ * DO UPDATE … WHERE expired: of two nodes racing for the same key, exactly one gets it. `created_seq`
+ * orders a console's entries for eviction: a sequence in PostgreSQL, MAX + 1 on the one SQLite connection.
+ */
+export class KyselyEphemeral implements EphemeralRepository {
+  constructor(private readonly ctx: KyselyContext) {}
+
+  private nextSeq() {
+    return this.ctx.dialect === 'postgres'
+      ? sql<number>`nextval('ephemeral_seq')`
+      : sql<number>`(SELECT COALESCE(MAX(created_seq), 0) + 1 FROM ephemeral)`;
+  }
+
+  async put(
+    entry: { kind: string; key: string; owner: string; value: string; expiresAt: number },
+    maxPerOwner?: number,
+  ): Promise<void> {
+    const { db } = this.ctx;
+    await db
+      .insertInto('ephemeral')
+      .values({
+        kind: entry.kind,
+        key: entry.key,
+        owner: entry.owner,
+        value: entry.value,
+        expires_at: entry.expiresAt,
+        created_seq: this.nextSeq(),
+      })
+      .execute();
+    if (maxPerOwner === undefined) return;
+    await db
+      .deleteFrom('ephemeral')
+      .where('kind', '=', entry.kind)
+      .where('owner', '=', entry.owner)
+      .where('created_seq', 'not in', (eb) =>
+        eb
+          .selectFrom('ephemeral')
+          .select('created_seq')
+          .where('kind', '=', entry.kind)
+          .where('owner', '=', entry.owner)
+          .orderBy('created_seq', 'desc')
+          .limit(maxPerOwner),
+      )
+      .execute();
+  }
+
+  async take(kind: string, key: string): Promise<{ owner: string; value: string; expiresAt: number } | undefined> {
+    const row = await this.ctx.db
+      .deleteFrom('ephemeral')
+      .where('kind', '=', kind)
+      .where('key', '=', key)
+      .returning(['owner', 'value', 'expires_at'])
+      .executeTakeFirst();
+    return row && { owner: str(row, 'owner'), value: str(row, 'value'), expiresAt: num(row, 'expires_at') };
+  }
+
+  async claimOnce(kind: string, key: string, expiresAt: number, now: number): Promise<boolean> {
+    const rows = await this.ctx.db
+      .insertInto('ephemeral')
+      .values({ kind, key, owner: '', value: '', expires_at: expiresAt, created_seq: this.nextSeq() })
+      .onConflict((oc) =>
+        oc
+          .columns(['kind', 'key'])
+          .doUpdateSet((eb) => ({
+            expires_at: eb.ref('excluded.expires_at'),
+            created_seq: eb.ref('excluded.created_seq'),
+          }))
+          .where('ephemeral.expires_at', '<=', now),
+      )
+      .returning('kind')
+      .execute();
+    return rows.length === 1;
+  }
+
+  async sweep(now: number): Promise<number> {
+    const result = await this.ctx.db.deleteFrom('ephemeral').where('expires_at', '<=', now).executeTakeFirst();
+    return changed(result);
+  }
+}

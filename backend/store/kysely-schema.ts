@@ -1,0 +1,238 @@
+/**
+ * The tables as the Kysely repositories see them (the same names as the SQLite migrations in
+ * migrations.ts and the PostgreSQL ones in postgres-migrations.ts), the context every repository
+ * runs in, and the checks applied to values read back (as the better-sqlite3 classes do).
+ */
+import type { Generated, Kysely } from 'kysely';
+
+type Ms = number;
+
+export interface BatonDatabase {
+  meta: { key: string; value: string };
+  admin_tokens: { token_hash: string; label: string; created_at: Ms; disabled_at: Ms | null };
+  consoles: {
+    id: string;
+    name: string | null;
+    channel: string;
+    site: string | null;
+    public_jwk: string;
+    jkt: string;
+    enrolled_at: Ms;
+    last_seen_at: Ms | null;
+    policy_version: number;
+    revocation_epoch: number;
+    revoked_at: Ms | null;
+    revoked_reason: string | null;
+  };
+  console_enrolment_tokens: {
+    token_hash: string;
+    channel: string | null;
+    site: string | null;
+    issued_by: string;
+    issued_at: Ms;
+    expires_at: Ms;
+    used_at: Ms | null;
+    console_id: string | null;
+  };
+  operators: {
+    id: string;
+    display_name: string;
+    roles: string;
+    webauthn_user_id: string;
+    created_at: Ms;
+    failed_attempts: number;
+    revoked_at: Ms | null;
+    revoked_reason: string | null;
+  };
+  operator_enrolment_codes: {
+    code_hash: string;
+    operator_id: string;
+    issued_by: string;
+    issued_at: Ms;
+    expires_at: Ms;
+    used_at: Ms | null;
+    credential_id: string | null;
+    revoked_at: Ms | null;
+  };
+  credentials: {
+    id: string;
+    operator_id: string;
+    public_key: Uint8Array;
+    counter: number;
+    transports: string;
+    device_bound: number;
+    backed_up: number;
+    aaguid: string;
+    attestation_fmt: string;
+    attestation_trust: string;
+    registered_on_console: string;
+    created_at: Ms;
+    last_used_at: Ms | null;
+    revoked_at: Ms | null;
+    revoked_reason: string | null;
+    suspended_at: Ms | null;
+    suspended_reason: string | null;
+  };
+  sessions: {
+    id: string;
+    operator_id: string;
+    console_id: string;
+    channel: string;
+    credential_id: string;
+    level: string;
+    auth_time: Ms;
+    started_at: Ms;
+    expires_at: Ms;
+    state: string;
+    suspended_at: Ms | null;
+    ended_at: Ms | null;
+    end_reason: string | null;
+  };
+  policy_versions: { version: number; document: string; published_at: Ms; published_by: string };
+  revocations: {
+    epoch: Generated<number>;
+    kind: string;
+    target_id: string;
+    operator_id: string | null;
+    console_id: string | null;
+    reason: string;
+    actor: string;
+    created_at: Ms;
+  };
+  revocation_deliveries: { epoch: number; console_id: string; sent_at: Ms; acked_at: Ms | null };
+  event_streams: { origin: string; last_seq: number; last_hash: string };
+  events: {
+    cursor: Generated<number>;
+    origin: string;
+    seq: number;
+    id: string;
+    time: Ms;
+    received_at: Ms;
+    type: string;
+    outcome: string;
+    operator_id: string | null;
+    console_id: string | null;
+    session_id: string | null;
+    body: string;
+    hash: string;
+    integrity: string | null;
+  };
+  console_commands: {
+    id: string;
+    console_id: string;
+    session_id: string;
+    reason: string;
+    created_at: Ms;
+    acked_at: Ms | null;
+  };
+  admin_sessions: {
+    id: string;
+    token_hash: string;
+    operator_id: string;
+    credential_id: string;
+    created_at: Ms;
+    last_seen_at: Ms;
+    expires_at: Ms;
+    step_up_at: Ms | null;
+    ended_at: Ms | null;
+    end_reason: string | null;
+  };
+  console_outbox_reports: { console_id: string; pending: number; max: number; reported_at: Ms };
+  authenticator_metadata_blobs: {
+    no: number;
+    next_update: string;
+    sha256: string;
+    loaded_at: Ms;
+    loaded_by: string;
+    models: number;
+  };
+  authenticator_models: {
+    aaguid: string;
+    description: string;
+    certification: string;
+    status: string;
+    status_reports: string;
+    time_of_last_status_change: string | null;
+    blob_no: number;
+  };
+  chain_checkpoints: { seq: number; at: Ms; kid: string; body: string; sig: string };
+  ephemeral: {
+    kind: string;
+    key: string;
+    owner: string;
+    value: string;
+    expires_at: Ms;
+    created_seq: Generated<number>;
+  };
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/** PostgreSQL advisory lock keys (one namespace per database; 0x6261746f6e = "baton"). */
+export const PG_LOCKS = {
+  migrations: 0x6261746f6e01,
+  revocationEpoch: 0x6261746f6e02,
+} as const;
+
+/** Where a repository runs: the pool (or the one SQLite connection), or one transaction. */
+export interface KyselyContext {
+  readonly db: Kysely<BatonDatabase>;
+  readonly dialect: Dialect;
+  readonly inTransaction: boolean;
+}
+
+/** Runs `fn` in the caller's transaction, or in a transaction of its own: several statements that commit together. */
+export function atomic<T>(ctx: KyselyContext, fn: (db: Kysely<BatonDatabase>) => Promise<T>): Promise<T> {
+  return ctx.inTransaction ? fn(ctx.db) : ctx.db.transaction().execute(fn);
+}
+
+/** Rows changed by an UPDATE / DELETE / INSERT, as a number. */
+export function changed(result: {
+  numUpdatedRows?: bigint;
+  numDeletedRows?: bigint;
+  numInsertedOrUpdatedRows?: bigint | undefined;
+}): number {
+  return Number(result.numUpdatedRows ?? result.numDeletedRows ?? result.numInsertedOrUpdatedRows ?? 0n);
+}
+
+export type Row = Record<string, unknown>;
+
+/** Values read back from the database are checked like any other input before they are trusted. */
+export function str(row: Row, key: string): string {
+  const v = row[key];
+  if (typeof v !== 'string') throw new Error(`database: ${key} is not text`);
+  return v;
+}
+export function optStr(row: Row, key: string): string | null {
+  const v = row[key];
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'string') throw new Error(`database: ${key} is not text`);
+  return v;
+}
+export function num(row: Row, key: string): number {
+  const v = row[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`database: ${key} is not a number`);
+  return v;
+}
+export function optNum(row: Row, key: string): number | null {
+  const v = row[key];
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`database: ${key} is not a number`);
+  return v;
+}
+export function stringArray(row: Row, key: string): string[] {
+  const parsed: unknown = JSON.parse(str(row, key));
+  if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string')) {
+    throw new Error(`database: ${key} is not a string array`);
+  }
+  return parsed;
+}
+export function oneOf<T extends string>(allowed: readonly T[], value: string, key: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`database: ${key} has unknown value`);
+  return value as T;
+}
+export function blob(row: Row, key: string): Uint8Array {
+  const v = row[key];
+  if (!(v instanceof Uint8Array)) throw new Error(`database: ${key} is not a blob`);
+  return new Uint8Array(v);
+}

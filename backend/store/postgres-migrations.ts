@@ -1,0 +1,339 @@
+/**
+ * The PostgreSQL schema: the same nine numbered migrations as the SQLite ones in migrations.ts, in
+ * PostgreSQL's DDL, so that after version 9 both engines have the same tables, columns and indexes.
+ * Timestamps and other integers are BIGINT (milliseconds do not fit INTEGER), blobs BYTEA, JSON TEXT.
+ * Text is compared and sorted byte-wise (COLLATE "C"), as SQLite does, whatever the server's locale.
+ * Applied versions are recorded in `schema_migrations`; each migration runs in its own transaction
+ * under a transaction-scoped advisory lock, so any number of nodes starting together apply it once.
+ * Never edit a shipped migration: add the next number, to both files.
+ */
+import type pg from 'pg';
+import type { Migration } from './migrations.js';
+import { PG_LOCKS } from './kysely-schema.js';
+
+/** `TEXT` columns compare byte-wise, like SQLite's (stable ordering of ids and origins on every server). */
+function ddl(sql: string): string {
+  return sql.replace(/\bTEXT\b/g, 'TEXT COLLATE "C"');
+}
+
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: ddl(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+      CREATE TABLE admin_tokens (
+        token_hash TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        disabled_at BIGINT
+      );
+
+      CREATE TABLE consoles (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        channel TEXT NOT NULL,
+        site TEXT,
+        public_jwk TEXT NOT NULL,
+        jkt TEXT NOT NULL UNIQUE,
+        enrolled_at BIGINT NOT NULL,
+        last_seen_at BIGINT,
+        policy_version BIGINT NOT NULL DEFAULT 0,
+        revocation_epoch BIGINT NOT NULL DEFAULT 0,
+        revoked_at BIGINT,
+        revoked_reason TEXT
+      );
+
+      CREATE TABLE console_enrolment_tokens (
+        token_hash TEXT PRIMARY KEY,
+        channel TEXT,
+        site TEXT,
+        issued_by TEXT NOT NULL,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        console_id TEXT
+      );
+
+      CREATE TABLE operators (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        webauthn_user_id TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        failed_attempts BIGINT NOT NULL DEFAULT 0,
+        revoked_at BIGINT,
+        revoked_reason TEXT
+      );
+
+      CREATE TABLE operator_enrolment_codes (
+        code_hash TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        issued_by TEXT NOT NULL,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        used_at BIGINT,
+        credential_id TEXT
+      );
+
+      CREATE TABLE credentials (
+        id TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        public_key BYTEA NOT NULL,
+        counter BIGINT NOT NULL,
+        transports TEXT NOT NULL,
+        device_bound BIGINT NOT NULL,
+        backed_up BIGINT NOT NULL,
+        aaguid TEXT NOT NULL,
+        attestation_fmt TEXT NOT NULL,
+        registered_on_console TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_used_at BIGINT,
+        revoked_at BIGINT,
+        revoked_reason TEXT
+      );
+      CREATE INDEX credentials_operator ON credentials(operator_id);
+
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        console_id TEXT NOT NULL REFERENCES consoles(id),
+        channel TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        level TEXT NOT NULL,
+        auth_time BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        suspended_at BIGINT,
+        ended_at BIGINT,
+        end_reason TEXT
+      );
+      CREATE INDEX sessions_console_state ON sessions(console_id, state);
+      CREATE INDEX sessions_operator_state ON sessions(operator_id, state);
+
+      CREATE TABLE policy_versions (
+        version BIGINT PRIMARY KEY,
+        document TEXT NOT NULL,
+        published_at BIGINT NOT NULL,
+        published_by TEXT NOT NULL
+      );
+
+      -- The epoch is assigned as MAX + 1 under an advisory lock (kysely-revocations.ts): gapless and
+      -- in commit order across nodes, which a sequence is not.
+      CREATE TABLE revocations (
+        epoch BIGINT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        operator_id TEXT,
+        console_id TEXT,
+        reason TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+
+      CREATE TABLE revocation_deliveries (
+        epoch BIGINT NOT NULL,
+        console_id TEXT NOT NULL,
+        sent_at BIGINT NOT NULL,
+        acked_at BIGINT,
+        PRIMARY KEY (epoch, console_id)
+      );
+
+      CREATE TABLE event_streams (
+        origin TEXT PRIMARY KEY,
+        last_seq BIGINT NOT NULL,
+        last_hash TEXT NOT NULL
+      );
+
+      CREATE TABLE events (
+        cursor BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        origin TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        id TEXT NOT NULL,
+        time BIGINT NOT NULL,
+        received_at BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        operator_id TEXT,
+        console_id TEXT,
+        session_id TEXT,
+        body TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        integrity TEXT,
+        UNIQUE (origin, seq)
+      );
+      CREATE INDEX events_operator ON events(operator_id, cursor) WHERE operator_id IS NOT NULL;
+      CREATE INDEX events_console ON events(console_id, cursor) WHERE console_id IS NOT NULL;
+      CREATE INDEX events_session ON events(session_id, cursor) WHERE session_id IS NOT NULL;
+      CREATE INDEX events_type ON events(type, cursor);
+      CREATE INDEX events_time ON events(time);
+    `),
+  },
+  {
+    version: 2,
+    name: 'end-session commands survive a restart until acknowledged',
+    sql: ddl(`
+      CREATE TABLE console_commands (
+        id TEXT PRIMARY KEY,
+        console_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        acked_at BIGINT
+      );
+      CREATE INDEX console_commands_pending ON console_commands(console_id) WHERE acked_at IS NULL;
+    `),
+  },
+  {
+    version: 3,
+    name: 'record whether attestation carried a certificate (model evidence) or was self/none',
+    sql: ddl(`ALTER TABLE credentials ADD COLUMN attestation_trust TEXT NOT NULL DEFAULT 'none';`),
+  },
+  {
+    version: 4,
+    name: 'find unacknowledged revocation deliveries by console without scanning every epoch',
+    sql: `CREATE INDEX revocation_deliveries_unacked ON revocation_deliveries(console_id, epoch) WHERE acked_at IS NULL;`,
+  },
+  {
+    version: 5,
+    name: 'admin console: admin sessions, console outbox backlog, revocable enrolment codes',
+    sql: ddl(`
+      CREATE TABLE admin_sessions (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        credential_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        step_up_at BIGINT,
+        ended_at BIGINT,
+        end_reason TEXT
+      );
+      CREATE INDEX admin_sessions_operator ON admin_sessions(operator_id) WHERE ended_at IS NULL;
+
+      CREATE TABLE console_outbox_reports (
+        console_id TEXT PRIMARY KEY REFERENCES consoles(id),
+        pending BIGINT NOT NULL,
+        max BIGINT NOT NULL,
+        reported_at BIGINT NOT NULL
+      );
+
+      ALTER TABLE operator_enrolment_codes ADD COLUMN revoked_at BIGINT;
+      CREATE INDEX operator_enrolment_codes_operator ON operator_enrolment_codes(operator_id);
+    `),
+  },
+  {
+    version: 6,
+    name: 'authenticator models from the FIDO metadata BLOB an admin supplied',
+    sql: ddl(`
+      CREATE TABLE authenticator_metadata_blobs (
+        no BIGINT PRIMARY KEY,
+        next_update TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        loaded_at BIGINT NOT NULL,
+        loaded_by TEXT NOT NULL,
+        models BIGINT NOT NULL
+      );
+
+      CREATE TABLE authenticator_models (
+        aaguid TEXT PRIMARY KEY,
+        description TEXT NOT NULL,
+        certification TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reports TEXT NOT NULL,
+        time_of_last_status_change TEXT,
+        blob_no BIGINT NOT NULL REFERENCES authenticator_metadata_blobs(no)
+      );
+    `),
+  },
+  {
+    version: 7,
+    name: 'suspend a credential whose signature counter went backwards (possible copy) until an admin reviews it',
+    sql: ddl(`
+      ALTER TABLE credentials ADD COLUMN suspended_at BIGINT;
+      ALTER TABLE credentials ADD COLUMN suspended_reason TEXT;
+    `),
+  },
+  {
+    version: 8,
+    name: 'signed checkpoints of every event chain head (signed with a key kept outside the database)',
+    sql: ddl(`
+      CREATE TABLE chain_checkpoints (
+        seq BIGINT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        kid TEXT NOT NULL,
+        body TEXT NOT NULL,
+        sig TEXT NOT NULL
+      );
+    `),
+  },
+  {
+    version: 9,
+    name: 'short-lived single-use state shared by every node (WebAuthn challenges, request nonces)',
+    sql: ddl(`
+      CREATE SEQUENCE ephemeral_seq;
+      CREATE TABLE ephemeral (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        created_seq BIGINT NOT NULL DEFAULT nextval('ephemeral_seq'),
+        PRIMARY KEY (kind, key)
+      );
+      CREATE INDEX ephemeral_owner ON ephemeral (kind, owner, created_seq);
+      CREATE INDEX ephemeral_expiry ON ephemeral (expires_at);
+    `),
+  },
+];
+
+/** Anything with `query` (a pg Client or PoolClient). */
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/**
+ * Brings the database up to the newest migration; returns the schema version. Each migration runs in
+ * its own transaction holding `pg_advisory_xact_lock`: a node that waited for the lock re-reads the
+ * version and finds the work done. Refuses a database newer than this build knows.
+ */
+export async function migratePostgres(
+  client: Queryable,
+  migrations: readonly Migration[] = POSTGRES_MIGRATIONS,
+  clock: () => number = Date.now,
+): Promise<number> {
+  const latest = migrations.at(-1)?.version ?? 0;
+  for (;;) {
+    await client.query('BEGIN');
+    try {
+      await client.query(`SELECT pg_advisory_xact_lock(${PG_LOCKS.migrations})`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS schema_migrations (
+           version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`,
+      );
+      const result = await client.query<{ v: number }>(
+        'SELECT COALESCE(MAX(version), 0)::int AS v FROM schema_migrations',
+      );
+      const current = result.rows[0]?.v ?? 0;
+      if (current > latest) {
+        throw new Error(`The database is at schema version ${current}, newer than this build knows (${latest})`);
+      }
+      const next = migrations.find((m) => m.version > current);
+      if (next === undefined) {
+        await client.query('COMMIT');
+        return latest;
+      }
+      await client.query(next.sql);
+      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+        next.version,
+        next.name,
+        clock(),
+      ]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The cluster engine: the Kysely store on a PostgreSQL pool (`pg`). Every node opens its own pool on
+ * the same database; the schema is migrated once whatever the number of nodes starting together.
+ */
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { BatonError } from '../../shared/errors.js';
+import type { Store } from './repositories.js';
+import type { BatonDatabase } from './kysely-schema.js';
+import { kyselyStore } from './kysely-store.js';
+import { migratePostgres } from './postgres-migrations.js';
+
+export interface PostgresStoreOptions {
+  /** postgres://user[:password]@host[:port]/database[?sslmode=…] */
+  url: string;
+  /** Connections in this node's pool (default 10). */
+  poolSize?: number;
+  /** How long to wait for a connection before failing (default 5000 ms): a down server is an error, not a hang. */
+  connectTimeoutMs?: number;
+  /** Shown in pg_stat_activity (default "baton"). */
+  applicationName?: string;
+  /** Errors of idle pooled connections (the server restarted, the network dropped); the pool replaces them. */
+  onPoolError?: (error: Error) => void;
+}
+
+const INT8_OID = 20;
+
+/** BIGINT (int8) comes back as a JS number (ms timestamps, epochs, cursors), for this pool only: never the global parser. */
+function parseInt8(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new Error(`database: integer ${value} is outside the safe range`);
+  return n;
+}
+const typeParsers: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
+    oid === INT8_OID && format !== 'binary'
+      ? parseInt8
+      : (pg.types.getTypeParser(oid, format) as unknown)) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** The URL as it may be shown: scheme, user, host, port and database, never the password. */
+export function describeDatabaseUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const user = parsed.username === '' ? '' : `${decodeURIComponent(parsed.username)}@`;
+    return `${parsed.protocol}//${user}${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(an unparsable database URL)';
+  }
+}
+
+export function isPostgresUrl(url: string | undefined): url is string {
+  return url !== undefined && /^postgres(ql)?:\/\//i.test(url);
+}
+
+/** One line, no password, stable code: what the CLI prints (and exits 1) when the database cannot be reached. */
+export function unreachable(url: string, cause: unknown): BatonError {
+  const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+  const message = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0] ?? '';
+  const password = safePassword(url);
+  const reason = password === '' ? message : message.split(password).join('***');
+  return new BatonError(
+    'DATABASE_UNREACHABLE',
+    `PostgreSQL at ${describeDatabaseUrl(url)} cannot be reached: ${reason}${typeof code === 'string' ? ` [${code}]` : ''}`,
+    { cause },
+  );
+}
+
+function safePassword(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).password);
+  } catch {
+    return '';
+  }
+}
+
+/** A pool with this store's settings (BIGINT as numbers, bounded connection wait, idle errors handled). */
+export function createPool(options: PostgresStoreOptions): pg.Pool {
+  let parsed: URL;
+  try {
+    parsed = new URL(options.url);
+  } catch (cause) {
+    throw new BatonError('DATABASE_UNREACHABLE', `The database URL is not a valid postgres:// URL`, { cause });
+  }
+  if (!/^postgres(ql)?:$/i.test(parsed.protocol) || (parsed.hostname === '' && !parsed.searchParams.has('host'))) {
+    throw new BatonError(
+      'DATABASE_UNREACHABLE',
+      `The database URL ${describeDatabaseUrl(options.url)} is not a postgres://user@host/database URL`,
+    );
+  }
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    application_name: options.applicationName ?? 'baton',
+    types: typeParsers,
+  });
+  // Without a listener, an idle connection's error (server restart) would crash the process.
+  pool.on('error', (error) => options.onPoolError?.(error));
+  return pool;
+}
+
+/**
+ * Opens the store on PostgreSQL: connects (a DATABASE_UNREACHABLE BatonError if it cannot), applies
+ * the migrations under the advisory lock, and returns the Kysely store; `close()` ends the pool.
+ */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
+  const pool = createPool(options);
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (cause) {
+    await pool.end().catch(() => undefined);
+    throw unreachable(options.url, cause);
+  }
+  try {
+    await migratePostgres(client);
+  } catch (error) {
+    client.release(true);
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
+  client.release();
+  const db = new Kysely<BatonDatabase>({ dialect: new PostgresDialect({ pool }) });
+  let closed: Promise<void> | undefined;
+  return kyselyStore(db, 'postgres', () => (closed ??= db.destroy()));
+}

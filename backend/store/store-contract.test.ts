@@ -1,0 +1,915 @@
+/**
+ * One contract for every engine behind the storage seam: the Kysely store on PostgreSQL (a throwaway
+ * server, a database per test), the Kysely store on SQLite (a temporary file) and the default
+ * better-sqlite3 store (openSqliteStore). Then what only PostgreSQL has: several nodes (pools) on one
+ * database, migrations run once by concurrent openers, pool size and close().
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { GENESIS_HASH } from '../../shared/events.js';
+import { DEFAULT_POLICY } from '../../shared/policy.js';
+import { BatonError } from '../../shared/errors.js';
+import type { CredentialRecord, EventRow, SessionRecord, Store } from './repositories.js';
+import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
+import { openKyselySqliteStore } from './kysely-store.js';
+import { openPostgresStore } from './postgres-store.js';
+import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+import { openStore } from './open-store.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
+
+const pgSkip = postgresSkip();
+let server: PostgresServer | undefined;
+let databases = 0;
+
+before(async () => {
+  if (pgSkip === false) server = await startPostgres();
+});
+after(async () => {
+  await server?.stop();
+});
+
+interface Opened {
+  store: Store;
+  /** A second store on the same database: another node on PostgreSQL, the same store on SQLite. */
+  other(): Promise<Store>;
+  /** Runs raw SQL on the database (to corrupt a value behind the store's back). */
+  raw(sql: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Engine {
+  name: string;
+  skip: false | string;
+  open(): Promise<Opened>;
+}
+
+function sqliteEngine(name: string, open: (dir: string) => Store): Engine {
+  return {
+    name,
+    skip: false,
+    open() {
+      const dir = mkdtempSync(join(tmpdir(), 'baton-contract-'));
+      const store = open(dir);
+      return Promise.resolve({
+        store,
+        other: () => Promise.resolve(store),
+        raw: (sql) => {
+          const db = new Database(join(dir, DATABASE_FILE));
+          db.exec(sql);
+          db.close();
+          return Promise.resolve();
+        },
+        close: () => store.close(),
+      });
+    },
+  };
+}
+
+async function freshPostgresUrl(): Promise<string> {
+  if (server === undefined) throw new Error('no PostgreSQL server');
+  return createDatabase(server.url, `contract_${++databases}`);
+}
+
+async function rawPostgres(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+const ENGINES: Engine[] = [
+  {
+    name: 'Kysely store on PostgreSQL',
+    skip: pgSkip,
+    async open() {
+      const url = await freshPostgresUrl();
+      const store = await openPostgresStore({ url, poolSize: 4 });
+      const others: Store[] = [];
+      return {
+        store,
+        other: async () => {
+          const node = await openPostgresStore({ url, poolSize: 4 });
+          others.push(node);
+          return node;
+        },
+        raw: (sql) => rawPostgres(url, sql),
+        close: async () => {
+          for (const node of others) await node.close();
+          await store.close();
+        },
+      };
+    },
+  },
+  sqliteEngine('Kysely store on SQLite', (dataDir) => openKyselySqliteStore({ dataDir, durability: 'normal' })),
+  sqliteEngine('better-sqlite3 store (openSqliteStore)', (dataDir) =>
+    openSqliteStore({ dataDir, durability: 'normal' }),
+  ),
+];
+
+const T0 = 1_700_000_000_000;
+
+function consoleRecord(id: string) {
+  return {
+    id,
+    name: `console ${id}`,
+    channel: 'branch-kiosk',
+    site: 'site-1',
+    publicJwk: '{"kty":"EC"}',
+    jkt: `jkt-${id}`,
+    enrolledAt: T0,
+    lastSeenAt: null,
+    policyVersion: 0,
+    revocationEpoch: 0,
+    revokedAt: null,
+    revokedReason: null,
+  };
+}
+
+function operatorRecord(id: string, roles: string[] = ['operator']) {
+  return {
+    id,
+    displayName: `Operator ${id}`,
+    roles,
+    webauthnUserId: `user-${id}`,
+    createdAt: T0,
+    failedAttempts: 0,
+    revokedAt: null,
+    revokedReason: null,
+  };
+}
+
+function credentialRecord(id: string, operatorId: string): CredentialRecord {
+  return {
+    id,
+    operatorId,
+    publicKey: new Uint8Array([0, 1, 2, 250, 255]),
+    counter: 4_000_000_000,
+    transports: ['usb', 'nfc'],
+    deviceBound: true,
+    backedUp: false,
+    aaguid: '00000000-0000-0000-0000-000000000000',
+    attestationFmt: 'packed',
+    attestationTrust: 'certificate',
+    registeredOnConsole: 'c1',
+    createdAt: T0,
+    lastUsedAt: null,
+    revokedAt: null,
+    revokedReason: null,
+    suspendedAt: null,
+    suspendedReason: null,
+  };
+}
+
+function sessionRecord(id: string, startedAt: number): SessionRecord {
+  return {
+    id,
+    operatorId: 'op1',
+    consoleId: 'c1',
+    channel: 'branch-kiosk',
+    credentialId: 'cred1',
+    level: 'verified',
+    authTime: startedAt,
+    startedAt,
+    expiresAt: startedAt + 3_600_000,
+    state: 'active',
+    suspendedAt: null,
+    endedAt: null,
+    endReason: null,
+  };
+}
+
+function eventRow(origin: string, seq: number, overrides: Partial<EventRow> = {}): EventRow {
+  const id = randomUUID();
+  const hash = seq.toString(16).padStart(64, 'a');
+  const body = {
+    id,
+    seq,
+    time: T0 + seq,
+    type: 'session-established',
+    subject: { operator: 'op1', console: 'c1', session: 's1' },
+    outcome: 'success',
+    reasons: [],
+    prevHash: GENESIS_HASH,
+  };
+  return {
+    origin,
+    seq,
+    id,
+    time: T0 + seq,
+    receivedAt: T0 + seq + 1,
+    type: 'session-established',
+    outcome: 'success',
+    operatorId: 'op1',
+    consoleId: 'c1',
+    sessionId: 's1',
+    body: JSON.stringify(body),
+    hash,
+    integrity: [],
+    ...overrides,
+  };
+}
+
+async function seedOperatorAndConsole(store: Store): Promise<void> {
+  await store.consoles.insert(consoleRecord('c1'));
+  await store.operators.insert(operatorRecord('op1'));
+}
+
+for (const engine of ENGINES) {
+  describe(`store contract: ${engine.name}`, { skip: engine.skip }, () => {
+    let opened: Opened;
+    let store: Store;
+    const fresh = async () => {
+      opened = await engine.open();
+      store = opened.store;
+    };
+    const done = () => opened.close();
+
+    it('consoles, enrolment tokens, operators, codes and credentials round-trip', async () => {
+      await fresh();
+      try {
+        assert.equal(store.engine, engine.name.includes('PostgreSQL') ? 'postgres' : 'sqlite');
+        await seedOperatorAndConsole(store);
+        await store.consoles.insert({ ...consoleRecord('c2'), enrolledAt: T0 + 5 });
+        assert.deepEqual(await store.consoles.get('c1'), consoleRecord('c1'));
+        assert.equal(await store.consoles.get('nope'), undefined);
+        assert.deepEqual(
+          (await store.consoles.list()).map((c) => c.id),
+          ['c1', 'c2'],
+        );
+        await store.consoles.touch('c1', T0 + 10);
+        await store.consoles.setSyncState('c1', { policyVersion: 3, revocationEpoch: 7 });
+        await store.consoles.setSyncState('c1', { revocationEpoch: 5 });
+        const c1 = await store.consoles.get('c1');
+        assert.equal(c1?.lastSeenAt, T0 + 10);
+        assert.equal(c1?.policyVersion, 3);
+        assert.equal(c1?.revocationEpoch, 7, 'the epoch only moves forward');
+        assert.equal(await store.consoles.revoke('c2', T0, 'stolen'), true);
+        assert.equal(await store.consoles.revoke('c2', T0, 'again'), false);
+
+        const token = {
+          hash: 'th1',
+          channel: 'branch-kiosk',
+          site: null,
+          issuedBy: 'admin',
+          issuedAt: T0,
+          expiresAt: T0 + 1,
+        };
+        await store.consoles.insertToken(token);
+        assert.deepEqual(await store.consoles.getToken('th1'), { ...token, usedAt: null });
+        assert.equal(await store.consoles.useToken('th1', T0 + 1, 'c1'), true);
+        assert.equal(await store.consoles.useToken('th1', T0 + 2, 'c2'), false);
+        assert.equal((await store.consoles.getToken('th1'))?.usedAt, T0 + 1);
+
+        assert.deepEqual(await store.operators.get('op1'), operatorRecord('op1'));
+        assert.equal((await store.operators.getByWebauthnUserId('user-op1'))?.id, 'op1');
+        assert.equal(await store.operators.recordFailure('op1'), 1);
+        assert.equal(await store.operators.recordFailure('op1'), 2);
+        assert.equal(await store.operators.recordFailure('ghost'), 0);
+        await store.operators.resetFailures('op1');
+        assert.equal((await store.operators.get('op1'))?.failedAttempts, 0);
+        assert.equal((await store.operators.list()).length, 1);
+        await store.operators.insertCode({
+          hash: 'code1',
+          operatorId: 'op1',
+          issuedBy: 'admin',
+          issuedAt: T0,
+          expiresAt: T0 + 9,
+        });
+        assert.equal((await store.operators.getCode('code1'))?.usedAt, null);
+        assert.equal(await store.operators.useCode('code1', T0 + 1, 'cred1'), true);
+        assert.equal(await store.operators.useCode('code1', T0 + 2, 'cred2'), false);
+
+        await store.operators.insertCredential(credentialRecord('cred1', 'op1'));
+        const cred = await store.operators.getCredential('cred1');
+        assert.deepEqual(cred, credentialRecord('cred1', 'op1'));
+        assert.ok(cred?.publicKey instanceof Uint8Array);
+        await store.operators.recordCredentialUse('cred1', 4_000_000_001, T0 + 3);
+        assert.equal((await store.operators.getCredential('cred1'))?.counter, 4_000_000_001);
+        assert.equal(await store.operators.suspendCredential('cred1', T0 + 4, 'counter'), true);
+        assert.equal(await store.operators.suspendCredential('cred1', T0 + 4, 'counter'), false);
+        assert.deepEqual(
+          (await store.operators.listSuspendedCredentials()).map((c) => c.id),
+          ['cred1'],
+        );
+        assert.equal(await store.operators.reinstateCredential('cred1'), true);
+        assert.equal(await store.operators.reinstateCredential('cred1'), false);
+        assert.equal(await store.operators.revokeCredential('cred1', T0 + 5, 'lost'), true);
+        assert.equal(await store.operators.revokeCredential('cred1', T0 + 5, 'lost'), false);
+        assert.equal((await store.operators.listCredentials('op1')).length, 1);
+        assert.equal(await store.operators.revoke('op1', T0, 'left'), true);
+        assert.equal(await store.operators.revoke('op1', T0, 'left'), false);
+      } finally {
+        await done();
+      }
+    });
+
+    it('sessions, policies, commands, admin tokens and meta', async () => {
+      await fresh();
+      try {
+        await seedOperatorAndConsole(store);
+        await store.sessions.insert(sessionRecord('s1', T0));
+        await store.sessions.insert(sessionRecord('s2', T0 + 1));
+        assert.deepEqual(await store.sessions.get('s1'), sessionRecord('s1', T0));
+        await store.sessions.update('s2', { state: 'ended', endedAt: T0 + 2, endReason: 'sign-out' });
+        assert.deepEqual(
+          (await store.sessions.liveOnConsole('c1')).map((s) => s.id),
+          ['s1'],
+        );
+        assert.deepEqual(
+          (await store.sessions.liveForOperator('op1')).map((s) => s.id),
+          ['s1'],
+        );
+        assert.deepEqual(
+          (await store.sessions.list({ limit: 10 })).map((s) => s.id),
+          ['s2', 's1'],
+        );
+        assert.deepEqual(
+          (await store.sessions.list({ state: 'ended', consoleId: 'c1', limit: 10 })).map((s) => s.endReason),
+          ['sign-out'],
+        );
+
+        assert.equal(await store.policies.latest(), undefined);
+        await store.policies.insert({ version: 1, policy: DEFAULT_POLICY, publishedAt: T0, publishedBy: 'admin' });
+        await store.policies.insert({ version: 2, policy: DEFAULT_POLICY, publishedAt: T0 + 1, publishedBy: 'admin' });
+        assert.equal((await store.policies.latest())?.version, 2);
+        assert.deepEqual((await store.policies.get(1))?.policy, DEFAULT_POLICY);
+        assert.deepEqual(
+          (await store.policies.list()).map((p) => p.version),
+          [1, 2],
+        );
+
+        await store.commands.insert({ id: 'cmd1', consoleId: 'c1', sessionId: 's1', reason: 'r', createdAt: T0 });
+        assert.deepEqual(
+          (await store.commands.pending('c1')).map((c) => c.id),
+          ['cmd1'],
+        );
+        assert.equal(await store.commands.acknowledge('c1', 'cmd1', T0 + 1), true);
+        assert.equal(await store.commands.acknowledge('c1', 'cmd1', T0 + 1), false);
+        assert.deepEqual(await store.commands.pending('c1'), []);
+
+        assert.equal(await store.adminTokens.any(), false);
+        await store.adminTokens.insert('at1', 'bootstrap', T0);
+        assert.equal(await store.adminTokens.any(), true);
+        assert.equal(await store.adminTokens.isValid('at1'), true);
+        assert.equal(await store.adminTokens.isValid('at2'), false);
+
+        assert.equal(await store.meta.get('k'), undefined);
+        await store.meta.set('k', 'v1');
+        await store.meta.set('k', 'v2');
+        assert.equal(await store.meta.get('k'), 'v2');
+      } finally {
+        await done();
+      }
+    });
+
+    it('revocations: epochs 1, 2, 3…, deliveries and acknowledgements', async () => {
+      await fresh();
+      try {
+        assert.equal(await store.revocations.currentEpoch(), 0);
+        const base = {
+          kind: 'console' as const,
+          targetId: 'c1',
+          operatorId: null,
+          consoleId: 'c1',
+          reason: 'r',
+          actor: 'a',
+          at: T0,
+        };
+        assert.equal((await store.revocations.insert(base)).epoch, 1);
+        assert.equal((await store.revocations.insert({ ...base, kind: 'operator', operatorId: 'op1' })).epoch, 2);
+        assert.equal(await store.revocations.currentEpoch(), 2);
+        const since = await store.revocations.since(1);
+        assert.deepEqual(since, [{ ...base, kind: 'operator', operatorId: 'op1', epoch: 2 }]);
+        await store.revocations.recordDeliveries(2, ['c1', 'c2'], T0);
+        await store.revocations.recordDeliveries(2, ['c1'], T0 + 5);
+        await store.revocations.recordAck('c1', 2, T0 + 1);
+        assert.deepEqual(await store.revocations.deliveries(2), [
+          { consoleId: 'c1', sentAt: T0, ackedAt: T0 + 1 },
+          { consoleId: 'c2', sentAt: T0, ackedAt: null },
+        ]);
+      } finally {
+        await done();
+      }
+    });
+
+    it('events: heads, insert once per (origin, seq), queries, raw chains, checkpoints', async () => {
+      await fresh();
+      try {
+        assert.equal(await store.events.head('c1'), undefined);
+        await store.transaction(async (tx) => {
+          assert.deepEqual(await tx.events.lockHead('c1'), { lastSeq: 0, lastHash: GENESIS_HASH });
+        });
+        const first = await store.events.insert(eventRow('c1', 1, { integrity: ['gap'] }));
+        assert.equal(first.inserted, true);
+        const again = await store.events.insert(eventRow('c1', 1, { hash: 'f'.repeat(64) }));
+        assert.deepEqual(again, { inserted: false, existingHash: eventRow('c1', 1).hash });
+        const second = await store.events.insert(eventRow('c1', 2, { type: 'session-revoked', sessionId: 's2' }));
+        assert.ok(second.inserted && first.inserted && second.cursor > first.cursor);
+        await store.events.insert(eventRow('backend', 1, { consoleId: null }));
+        await store.events.setHead('c1', { lastSeq: 2, lastHash: 'b'.repeat(64) });
+        assert.deepEqual(await store.events.head('c1'), { lastSeq: 2, lastHash: 'b'.repeat(64) });
+        assert.equal(await store.events.count(), 3);
+        const all = await store.events.query({ limit: 10 });
+        assert.deepEqual(
+          all.map((e) => [e.origin, e.seq]),
+          [
+            ['c1', 1],
+            ['c1', 2],
+            ['backend', 1],
+          ],
+        );
+        assert.deepEqual(all[0]?.integrity, ['gap']);
+        assert.equal(all[0]?.receivedAt, T0 + 2);
+        assert.equal((await store.events.query({ console: 'c1', limit: 10 })).length, 2);
+        assert.equal((await store.events.query({ session: 's2', limit: 10 })).length, 1);
+        assert.equal((await store.events.query({ type: 'session-revoked', limit: 10 })).length, 1);
+        assert.equal((await store.events.query({ from: T0 + 2, to: T0 + 3, limit: 10 })).length, 1);
+        assert.equal((await store.events.query({ afterCursor: all[0]?.cursor, limit: 1 })).length, 1);
+        assert.deepEqual(
+          (await store.events.query({ origin: 'c1', afterSeq: 1, limit: 10 })).map((e) => e.seq),
+          [2],
+        );
+        const raw = await store.events.rawChain('c1', 0, 10);
+        assert.deepEqual(
+          raw.map((r) => [r.seq, r.integrity]),
+          [
+            [1, ['gap']],
+            [2, []],
+          ],
+        );
+
+        await store.checkpoints.put({ seq: 1, at: T0, kid: 'k1', body: '{}', sig: 's1' });
+        await store.checkpoints.put({ seq: 1, at: T0 + 1, kid: 'k1', body: '{"a":1}', sig: 's1b' });
+        await store.checkpoints.put({ seq: 2, at: T0 + 2, kid: 'k1', body: '{}', sig: 's2' });
+        assert.deepEqual(
+          (await store.checkpoints.latest(1)).map((c) => c.seq),
+          [2],
+        );
+        assert.deepEqual(await store.checkpoints.list(0, 1), [
+          { seq: 1, at: T0 + 1, kid: 'k1', body: '{"a":1}', sig: 's1b' },
+        ]);
+        assert.deepEqual(
+          (await store.checkpoints.heads()).filter((h) => h.lastSeq > 0),
+          [{ origin: 'c1', lastSeq: 2, lastHash: 'b'.repeat(64) }],
+        );
+        assert.equal(await store.checkpoints.hashAt('c1', 2), eventRow('c1', 2).hash);
+        assert.equal(await store.checkpoints.hashAt('c1', 9), undefined);
+      } finally {
+        await done();
+      }
+    });
+
+    it('admin sessions, outbox reports, codes, bootstrap retirement and authenticator models', async () => {
+      await fresh();
+      try {
+        await seedOperatorAndConsole(store);
+        await store.operators.insert(operatorRecord('boss', ['admin']));
+        const admin = {
+          id: 'as1',
+          tokenHash: 'ah1',
+          operatorId: 'boss',
+          credentialId: 'cb',
+          createdAt: T0,
+          lastSeenAt: T0,
+          expiresAt: T0 + 100,
+          stepUpAt: null,
+          endedAt: null,
+          endReason: null,
+        };
+        await store.admin.insertSession(admin);
+        await store.admin.insertSession({ ...admin, id: 'as2', tokenHash: 'ah2', createdAt: T0 + 1 });
+        await store.admin.touchSession('as1', T0 + 5);
+        await store.admin.touchSession('as1', T0 + 3);
+        await store.admin.recordStepUp('as1', T0 + 6);
+        assert.deepEqual(await store.admin.sessionByTokenHash('ah1'), {
+          ...admin,
+          lastSeenAt: T0 + 5,
+          stepUpAt: T0 + 6,
+        });
+        assert.equal(await store.admin.endSession('as2', T0 + 7, 'sign-out'), true);
+        assert.equal(await store.admin.endSession('as2', T0 + 7, 'sign-out'), false);
+        assert.deepEqual(
+          (await store.admin.liveSessions()).map((s) => s.id),
+          ['as1'],
+        );
+        assert.deepEqual(await store.admin.endAllSessions(T0 + 8, 'restart', 'boss'), ['as1']);
+        assert.deepEqual(await store.admin.endAllSessions(T0 + 8, 'restart'), []);
+
+        await store.admin.recordOutbox({ consoleId: 'c1', pending: 3, max: 10, reportedAt: T0 });
+        await store.admin.recordOutbox({ consoleId: 'c1', pending: 1, max: 10, reportedAt: T0 + 1 });
+        assert.deepEqual(await store.admin.outboxReports(), [
+          { consoleId: 'c1', pending: 1, max: 10, reportedAt: T0 + 1 },
+        ]);
+
+        const hash = 'abcdef0123456789'.repeat(4);
+        await store.operators.insertCode({
+          hash,
+          operatorId: 'boss',
+          issuedBy: 'admin:bootstrap',
+          issuedAt: T0,
+          expiresAt: T0 + 9,
+        });
+        assert.deepEqual(
+          (await store.admin.listCodes('boss')).map((c) => [c.id, c.usedAt, c.revokedAt]),
+          [['abcdef0123456789', null, null]],
+        );
+        assert.equal(await store.admin.adminPasskeyExists(), false);
+        await store.operators.insertCredential(credentialRecord('cb', 'boss'));
+        assert.equal(await store.admin.adminPasskeyExists(), true);
+        await store.adminTokens.insert('boot', 'bootstrap', T0);
+        assert.equal(await store.admin.bootstrapToken('boot'), 'enabled');
+        assert.deepEqual(await store.admin.retireBootstrap(T0 + 9), { tokensDisabled: 1, codesRevoked: 1 });
+        assert.deepEqual(await store.admin.retireBootstrap(T0 + 9), { tokensDisabled: 0, codesRevoked: 0 });
+        assert.equal(await store.admin.bootstrapToken('boot'), 'disabled');
+        assert.equal(await store.admin.bootstrapToken('other'), undefined);
+        assert.equal((await store.admin.listCodes('boss'))[0]?.revokedAt, T0 + 9);
+        await store.operators.insertCode({
+          hash: 'ff'.repeat(32),
+          operatorId: 'op1',
+          issuedBy: 'a',
+          issuedAt: T0,
+          expiresAt: T0 + 9,
+        });
+        assert.equal(await store.admin.revokeCode('op1', 'ff'.repeat(8), T0 + 1), true);
+        assert.equal(await store.admin.revokeCode('op1', 'ff'.repeat(8), T0 + 1), false);
+        assert.equal(await store.admin.setRoles('op1', ['operator', 'admin']), true);
+        assert.deepEqual((await store.operators.get('op1'))?.roles, ['operator', 'admin']);
+        assert.equal(await store.admin.setRoles('ghost', []), false);
+
+        assert.equal(await store.authenticatorModels.currentBlob(), undefined);
+        const blob = { no: 7, nextUpdate: '2027-01-01', sha256: 'ab', loadedAt: T0, loadedBy: 'boss', models: 1 };
+        const model = {
+          aaguid: 'aa',
+          model: 'Key',
+          certification: 'L2' as const,
+          status: 'FIDO_CERTIFIED_L2',
+          statusReports: [
+            { status: 'FIDO_CERTIFIED_L2', effectiveDate: '2024-01-01', authenticatorVersion: null, url: null },
+          ],
+          timeOfLastStatusChange: null,
+          blobNo: 7,
+        };
+        await store.transaction((tx) => tx.authenticatorModels.replace(blob, [model]));
+        assert.deepEqual(await store.authenticatorModels.currentBlob(), blob);
+        assert.deepEqual(await store.authenticatorModels.list(), [model]);
+      } finally {
+        await done();
+      }
+    });
+
+    it('ephemeral: put / take once, at most N per owner, claimOnce refuses a replay until expiry, sweep', async () => {
+      await fresh();
+      try {
+        for (let i = 0; i < 5; i++) {
+          await store.ephemeral.put(
+            { kind: 'challenge', key: `k${i}`, owner: 'c1', value: `v${i}`, expiresAt: T0 + 100 },
+            3,
+          );
+        }
+        assert.equal(await store.ephemeral.take('challenge', 'k0'), undefined, 'the oldest were dropped');
+        assert.equal(await store.ephemeral.take('challenge', 'k1'), undefined);
+        assert.deepEqual(await store.ephemeral.take('challenge', 'k4'), {
+          owner: 'c1',
+          value: 'v4',
+          expiresAt: T0 + 100,
+        });
+        assert.equal(await store.ephemeral.take('challenge', 'k4'), undefined, 'single use');
+        assert.equal(await store.ephemeral.claimOnce('nonce', 'n1', T0 + 10, T0), true);
+        assert.equal(await store.ephemeral.claimOnce('nonce', 'n1', T0 + 10, T0 + 5), false, 'a replay');
+        assert.equal(
+          await store.ephemeral.claimOnce('nonce', 'n1', T0 + 30, T0 + 20),
+          true,
+          'expired: claimable again',
+        );
+        assert.equal(await store.ephemeral.sweep(T0 + 200), 3);
+        assert.equal(await store.ephemeral.sweep(T0 + 200), 0);
+      } finally {
+        await done();
+      }
+    });
+
+    it('single use under concurrency: of two racing takes, claims, token and code uses, one wins', async () => {
+      await fresh();
+      try {
+        const node2 = await opened.other();
+        await seedOperatorAndConsole(store);
+        for (let round = 0; round < 5; round++) {
+          await store.ephemeral.put({
+            kind: 'challenge',
+            key: `r${round}`,
+            owner: 'c1',
+            value: 'v',
+            expiresAt: T0 + 9,
+          });
+          const takes = await Promise.all([
+            store.ephemeral.take('challenge', `r${round}`),
+            node2.ephemeral.take('challenge', `r${round}`),
+          ]);
+          assert.equal(takes.filter((t) => t !== undefined).length, 1);
+          const claims = await Promise.all([
+            store.ephemeral.claimOnce('nonce', `n${round}`, T0 + 9, T0),
+            node2.ephemeral.claimOnce('nonce', `n${round}`, T0 + 9, T0),
+          ]);
+          assert.equal(claims.filter(Boolean).length, 1);
+          await store.consoles.insertToken({
+            hash: `t${round}`,
+            channel: null,
+            site: null,
+            issuedBy: 'a',
+            issuedAt: T0,
+            expiresAt: T0 + 9,
+          });
+          const uses = await Promise.all([
+            store.consoles.useToken(`t${round}`, T0, 'c1'),
+            node2.consoles.useToken(`t${round}`, T0, 'c2'),
+          ]);
+          assert.equal(uses.filter(Boolean).length, 1);
+          await store.operators.insertCode({
+            hash: `code${round}`,
+            operatorId: 'op1',
+            issuedBy: 'a',
+            issuedAt: T0,
+            expiresAt: T0 + 9,
+          });
+          const codes = await Promise.all([
+            store.operators.useCode(`code${round}`, T0, 'x'),
+            node2.operators.useCode(`code${round}`, T0, 'y'),
+          ]);
+          assert.equal(codes.filter(Boolean).length, 1);
+        }
+      } finally {
+        await done();
+      }
+    });
+
+    it('a unit of work commits whole or not at all; transaction on tx runs inline', async () => {
+      await fresh();
+      try {
+        await assert.rejects(
+          store.transaction(async (tx) => {
+            await tx.consoles.insert(consoleRecord('c1'));
+            await tx.transaction((inner) => inner.meta.set('k', 'v'));
+            await tx.revocations.insert({
+              kind: 'console',
+              targetId: 'c1',
+              operatorId: null,
+              consoleId: 'c1',
+              reason: 'r',
+              actor: 'a',
+              at: T0,
+            });
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.equal(await store.consoles.get('c1'), undefined);
+        assert.equal(await store.meta.get('k'), undefined);
+        assert.equal(await store.revocations.currentEpoch(), 0);
+        const result = await store.transaction(async (tx) => {
+          await tx.consoles.insert(consoleRecord('c1'));
+          const inner = await tx.transaction(async (same) => {
+            await same.meta.set('k', 'v');
+            return (
+              await same.revocations.insert({
+                kind: 'console',
+                targetId: 'c1',
+                operatorId: null,
+                consoleId: 'c1',
+                reason: 'r',
+                actor: 'a',
+                at: T0,
+              })
+            ).epoch;
+          });
+          return inner;
+        });
+        assert.equal(result, 1, 'the rolled-back revocation left no gap');
+        assert.equal((await store.consoles.get('c1'))?.id, 'c1');
+        assert.equal(await store.meta.get('k'), 'v');
+      } finally {
+        await done();
+      }
+    });
+
+    it('validates values read back: a corrupted enum is an error, not a trusted value', async () => {
+      await fresh();
+      try {
+        await opened.raw(
+          `INSERT INTO revocations (epoch, kind, target_id, reason, actor, created_at) VALUES (1, 'everything', 'x', 'r', 'a', 1)`,
+        );
+        await assert.rejects(store.revocations.since(0), /unknown value/);
+      } finally {
+        await done();
+      }
+    });
+  });
+}
+
+async function pgRows<T extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, () => {
+  it('three nodes opening a fresh database together apply each migration once', async () => {
+    const url = await freshPostgresUrl();
+    const stores = await Promise.all([1, 2, 3].map(() => openPostgresStore({ url, poolSize: 2 })));
+    try {
+      const rows = await pgRows<{ version: number; n: string }>(
+        url,
+        'SELECT version, COUNT(*) AS n FROM schema_migrations GROUP BY version ORDER BY version',
+      );
+      assert.deepEqual(
+        rows.map((r) => [r.version, Number(r.n)]),
+        POSTGRES_MIGRATIONS.map((m) => [m.version, 1]),
+      );
+      assert.equal((await stores[2]?.consoles.list())?.length, 0);
+    } finally {
+      for (const store of stores) await store.close();
+    }
+  });
+
+  it('has the same tables and columns as the SQLite schema after the last migration', async () => {
+    const url = await freshPostgresUrl();
+    await (await openPostgresStore({ url })).close();
+    const pgColumns = await pgRows<{ table_name: string; column_name: string }>(
+      url,
+      `SELECT table_name, column_name FROM information_schema.columns
+       WHERE table_schema = 'public' AND table_name <> 'schema_migrations'`,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'baton-schema-'));
+    await openSqliteStore({ dataDir: dir, durability: 'normal' }).close();
+    const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+      .all() as { name: string }[];
+    const sqliteColumns = tables.flatMap(({ name }) =>
+      (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(name) as { name: string }[]).map(
+        (c) => `${name}.${c.name}`,
+      ),
+    );
+    db.close();
+    assert.deepEqual(pgColumns.map((c) => `${c.table_name}.${c.column_name}`).sort(), sqliteColumns.sort());
+  });
+
+  it('refuses a database written by a newer build', async () => {
+    const url = await freshPostgresUrl();
+    await (await openPostgresStore({ url })).close();
+    await rawPostgres(url, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)`);
+    await assert.rejects(
+      openPostgresStore({ url }),
+      /The database is at schema version 999, newer than this build knows/,
+    );
+  });
+
+  it('revocation epochs stay gapless and in commit order across nodes writing at once', async () => {
+    const url = await freshPostgresUrl();
+    const nodes = await Promise.all([1, 2, 3].map(() => openPostgresStore({ url, poolSize: 3 })));
+    try {
+      const revoke = (store: Store, i: number) =>
+        store.revocations.insert({
+          kind: 'console',
+          targetId: `c${i}`,
+          operatorId: null,
+          consoleId: null,
+          reason: 'r',
+          actor: 'a',
+          at: T0,
+        });
+      const writes = nodes.flatMap((node, n) =>
+        Array.from({ length: 8 }, (_, i) =>
+          i % 4 === 3
+            ? node
+                .transaction(async (tx) => {
+                  await revoke(tx, i);
+                  throw new Error('rolled back');
+                })
+                .catch(() => undefined)
+            : revoke(node, n * 10 + i),
+        ),
+      );
+      await Promise.all(writes);
+      const epochs = (await nodes[0]!.revocations.since(0)).map((r) => r.epoch);
+      assert.deepEqual(
+        epochs,
+        Array.from({ length: 18 }, (_, i) => i + 1),
+      );
+    } finally {
+      for (const node of nodes) await node.close();
+    }
+  });
+
+  it('lockHead holds a chain head for one transaction at a time, across nodes', async () => {
+    const url = await freshPostgresUrl();
+    const [a, b] = await Promise.all([openPostgresStore({ url }), openPostgresStore({ url })]);
+    try {
+      const order: string[] = [];
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      const first = a!.transaction(async (tx) => {
+        const head = await tx.events.lockHead('backend');
+        locked();
+        await held;
+        order.push('a');
+        await tx.events.setHead('backend', { lastSeq: head.lastSeq + 1, lastHash: 'a'.repeat(64) });
+      });
+      await isLocked;
+      const second = b!.transaction(async (tx) => {
+        const head = await tx.events.lockHead('backend');
+        order.push('b');
+        await tx.events.setHead('backend', { lastSeq: head.lastSeq + 1, lastHash: 'b'.repeat(64) });
+        return head;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(order, [], 'node B waits for node A');
+      release();
+      await first;
+      assert.deepEqual(await second, { lastSeq: 1, lastHash: 'a'.repeat(64) });
+      assert.deepEqual(order, ['a', 'b']);
+      assert.deepEqual(await a!.events.head('backend'), { lastSeq: 2, lastHash: 'b'.repeat(64) });
+    } finally {
+      await a?.close();
+      await b?.close();
+    }
+  });
+
+  it('keeps to its pool size, and close() ends the pool', async () => {
+    const url = await freshPostgresUrl();
+    const applicationName = 'baton_pool_check';
+    const store = await openPostgresStore({ url, poolSize: 3, applicationName });
+    const connections = async () =>
+      Number(
+        (
+          await pgRows<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = $1', [
+            applicationName,
+          ])
+        )[0]?.n,
+      );
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        store.transaction(async (tx) => {
+          await tx.meta.set(`k${i}`, 'v');
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }),
+      ),
+    );
+    const open = await connections();
+    assert.ok(open >= 1 && open <= 3, `${open} connections`);
+    await store.close();
+    const deadline = Date.now() + 5000;
+    while ((await connections()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await connections(), 0);
+  });
+});
+
+describe('openStore chooses the engine', () => {
+  it('embedded SQLite without a URL, PostgreSQL with a postgres:// URL', { skip: pgSkip }, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'baton-open-'));
+    const sqlite = await openStore({ dataDir, durability: 'normal' });
+    assert.equal(sqlite.engine, 'sqlite');
+    await sqlite.close();
+    const url = await freshPostgresUrl();
+    const postgres = await openStore({
+      dataDir,
+      durability: 'normal',
+      databaseUrl: url.replace(/^postgres:/, 'postgresql:'),
+    });
+    assert.equal(postgres.engine, 'postgres');
+    await postgres.close();
+  });
+
+  it('an unreachable server or a wrong URL is DATABASE_UNREACHABLE, in one line, without the password', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'baton-open-'));
+    for (const databaseUrl of [
+      'postgres://baton:s3cret-pw@127.0.0.1:1/baton',
+      'postgres://baton:s3cret-pw@/baton',
+      'mysql://baton:s3cret-pw@127.0.0.1/baton',
+      'postgres://baton:s3cret-pw@[::1/baton',
+    ]) {
+      const error = await openStore({ dataDir, durability: 'normal', databaseUrl }).then(
+        () => assert.fail(`opened ${databaseUrl}`),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof BatonError, String(error));
+      assert.equal(error.code, 'DATABASE_UNREACHABLE');
+      assert.doesNotMatch(error.message, /s3cret/);
+      assert.doesNotMatch(error.message, /\n/);
+    }
+  });
+});
