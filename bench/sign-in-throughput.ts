@@ -25,6 +25,7 @@ import { parseBackendConfig, type BackendConfig } from '../backend/config.js';
 import { startBackend } from '../backend/server.js';
 import { composeServices } from '../backend/services/compose-services.js';
 import { NO_CONSOLE_CHANNEL } from '../backend/services/console-port.js';
+import type { UnitOfWork } from '../backend/services/event-log.js';
 import type { SessionService } from '../backend/services/session-service.js';
 import type { ConsoleRecord, CredentialRecord, Store } from '../backend/store/repositories.js';
 import { TEST_ORIGIN, TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
@@ -199,15 +200,14 @@ async function inProcess(config: BackendConfig, consoleIds: readonly string[]): 
       parts.verify += performance.now() - t0;
     }
   };
+  // A unit of work from its start to its commit (measured at c=1, where units do not overlap).
   const atomically = events.atomically.bind(events);
-  let depth = 0;
-  events.atomically = <T>(fn: () => T): T => {
+  events.atomically = async <T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> => {
     const t0 = performance.now();
-    depth++;
     try {
-      return atomically(fn);
+      return await atomically(fn);
     } finally {
-      if (--depth === 0) parts.commit += performance.now() - t0;
+      parts.commit += performance.now() - t0;
     }
   };
   const issue = tokens.issue.bind(tokens);

@@ -20,8 +20,6 @@ interface RevocationTimes {
   /** When `revoke` was entered and returned (wall ms, this process's clock). */
   startedAt: number;
   returnedAt: number;
-  /** When each console's acknowledgement was committed to the store. */
-  ackCommittedAt: Map<string, number>;
 }
 
 const dataDir = process.env.BENCH_DATA_DIR;
@@ -35,11 +33,18 @@ const config = parseBackendConfig(
     origins: [TEST_ORIGIN],
     logLevel: 'silent',
     ...(process.env.BENCH_DURABILITY === undefined ? {} : { durability: process.env.BENCH_DURABILITY }),
+    // PostgreSQL instead of the embedded SQLite database in BENCH_DATA_DIR.
+    ...(process.env.BENCH_DATABASE_URL === undefined ? {} : { databaseUrl: process.env.BENCH_DATABASE_URL }),
   },
   'bench',
 );
 const backend: Backend = await startBackend(config, { logger: pino({ level: 'silent' }) });
 const revocationTimes = new Map<number, RevocationTimes>();
+/**
+ * When each console's acknowledgement of an epoch was committed to the store. Kept apart from the
+ * revoke call's times: an acknowledgement may commit before `revoke` has returned.
+ */
+const ackCommittedAt = new Map<number, Map<string, number>>();
 /** How long the event loop was blocked: what a sign-in or a revocation push arriving then would wait. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
@@ -62,25 +67,32 @@ function instrumentRevocations(): void {
   const acknowledge = hub.acknowledge.bind(hub);
   const flushAcks = hub.flushAcks.bind(hub);
   let queued: { consoleId: string; epoch: number }[] = [];
-  hub.revoke = (...args: Parameters<typeof hub.revoke>) => {
+  hub.revoke = async (...args: Parameters<typeof hub.revoke>) => {
     const startedAt = wallMs();
-    const outcome = revoke(...args);
-    revocationTimes.set(outcome.revocation.epoch, { startedAt, returnedAt: wallMs(), ackCommittedAt: new Map() });
+    const outcome = await revoke(...args);
+    revocationTimes.set(outcome.revocation.epoch, { startedAt, returnedAt: wallMs() });
     return outcome;
   };
   hub.acknowledge = (consoleId: string, epoch: number) => {
     queued.push({ consoleId, epoch });
     acknowledge(consoleId, epoch);
   };
-  // flushAcks commits exactly the acknowledgements queued since the last flush.
-  hub.flushAcks = () => {
+  // flushAcks commits exactly the acknowledgements queued since the last flush (on failure the hub
+  // keeps them for its retry, and so does this).
+  hub.flushAcks = async () => {
     const batch = queued;
     queued = [];
-    flushAcks();
+    try {
+      await flushAcks();
+    } catch (error) {
+      queued = [...batch, ...queued];
+      throw error;
+    }
     const at = wallMs();
     for (const { consoleId, epoch } of batch) {
-      const times = revocationTimes.get(epoch);
-      if (times !== undefined && !times.ackCommittedAt.has(consoleId)) times.ackCommittedAt.set(consoleId, at);
+      let times = ackCommittedAt.get(epoch);
+      if (times === undefined) ackCommittedAt.set(epoch, (times = new Map()));
+      if (!times.has(consoleId)) times.set(consoleId, at);
     }
   };
 }
@@ -161,7 +173,7 @@ process.on('message', (raw: unknown) => {
                 found: true,
                 startedAt: times.startedAt,
                 returnedAt: times.returnedAt,
-                acks: [...times.ackCommittedAt.entries()],
+                acks: [...(ackCommittedAt.get(request.epoch as number)?.entries() ?? [])],
               },
         );
         return;

@@ -277,10 +277,11 @@ test('a page on another port of localhost cannot borrow the admin cookie, not ev
     res.end('<!doctype html><title>Another app on this machine</title>');
   });
   await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
-  const exports = () =>
-    t.backend.events.query({ type: 'admin-action', limit: 1000 }).filter((e) => e.reasons.includes('audit-exported'))
-      .length;
-  const before = exports();
+  const exports = async () =>
+    (await t.backend.events.query({ type: 'admin-action', limit: 1000 })).filter((e) =>
+      e.reasons.includes('audit-exported'),
+    ).length;
+  const before = await exports();
   const other = await context.newPage();
   try {
     await other.goto(`http://localhost:${(elsewhere.address() as AddressInfo).port}/`);
@@ -297,7 +298,7 @@ test('a page on another port of localhost cannot borrow the admin cookie, not ev
     await other.close();
     elsewhere.close();
   }
-  expect(exports()).toBe(before);
+  expect(await exports()).toBe(before);
   // The admin console itself still exports.
   await page.getByRole('link', { name: 'Audit' }).click();
   const [download] = await Promise.all([
@@ -305,5 +306,5 @@ test('a page on another port of localhost cannot borrow the admin cookie, not ev
     page.getByRole('button', { name: 'Download export' }).click(),
   ]);
   expect(download.suggestedFilename()).toMatch(/\.(csv|jsonl)$/);
-  expect(exports()).toBe(before + 1);
+  expect(await exports()).toBe(before + 1);
 });
