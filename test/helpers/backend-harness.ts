@@ -12,6 +12,7 @@ import { GENESIS_HASH, type AssuranceEvent, type EventDraft } from '../../shared
 import { CONSOLE_WS_PATH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
 import { checkAnswer } from './route-contract.js';
+import { dropTestDatabase, testDatabaseUrl } from './test-database.js';
 import { createHash, randomUUID } from 'node:crypto';
 
 export const TEST_ORIGIN = 'http://localhost:8471';
@@ -77,18 +78,35 @@ export interface TestBackend {
   backend: Backend;
   url: string;
   dataDir: string;
+  /** The PostgreSQL database this backend runs on; undefined on embedded SQLite (test-database.ts). */
+  databaseUrl: string | undefined;
   admin: AdminClient;
   config: BackendConfig;
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a backend in this process on a fresh data directory (or `overrides.dataDir`), on the
+ * engine the suite runs on (BATON_TEST_DATABASE, test-database.ts): a backend started again on the
+ * same data directory finds the same database.
+ */
 export async function startTestBackend(
   overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
   deps: { clock?: () => number; adminToken?: string } = {},
 ): Promise<TestBackend> {
   const dataDir = (overrides.dataDir as string | undefined) ?? mkdtempSync(join(tmpdir(), 'baton-test-'));
+  const given = overrides.databaseUrl as string | undefined;
+  const databaseUrl = given ?? (await testDatabaseUrl(dataDir));
   const config = parseBackendConfig(
-    { port: 0, origins: [TEST_ORIGIN], logLevel: 'silent', durability: 'normal', ...overrides, dataDir },
+    {
+      port: 0,
+      origins: [TEST_ORIGIN],
+      logLevel: 'silent',
+      durability: 'normal',
+      ...overrides,
+      dataDir,
+      ...(databaseUrl === undefined ? {} : { databaseUrl }),
+    },
     'test',
   );
   const backend = await startBackend(config, {
@@ -102,11 +120,14 @@ export async function startTestBackend(
     backend,
     url,
     dataDir,
+    databaseUrl,
     config,
     admin: new AdminClient(url, token),
     stop: async () => {
       await backend.stop();
-      if (overrides.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
+      if (overrides.dataDir !== undefined) return; // the test reuses it (and its database)
+      rmSync(dataDir, { recursive: true, force: true });
+      if (given === undefined) await dropTestDatabase(dataDir);
     },
   };
 }

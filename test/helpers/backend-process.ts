@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { testDatabaseUrl } from './test-database.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -13,13 +14,18 @@ export interface BackendProcess {
   output: string[];
 }
 
-/** Starts the real backend CLI as a child process and resolves once it listens. */
-export function spawnBackend(args: {
+/**
+ * Starts the real backend CLI as a child process and resolves once it listens: on the engine the
+ * suite runs on (BATON_TEST_DATABASE, test-database.ts), where a backend started again on the same
+ * data directory finds the same database.
+ */
+export async function spawnBackend(args: {
   dataDir: string;
   tokenFile: string;
   origin: string;
   extra?: string[];
 }): Promise<BackendProcess> {
+  const databaseUrl = await testDatabaseUrl(args.dataDir);
   const child = spawn(
     process.execPath,
     [
@@ -36,6 +42,9 @@ export function spawnBackend(args: {
       args.tokenFile,
       '--log-level',
       'info',
+      ...(databaseUrl === undefined ? [] : ['--database', databaseUrl]),
+      // One process (the default with PostgreSQL is one per core): the tests signal and kill this one.
+      ...(args.extra?.includes('--workers') === true ? [] : ['--workers', '1']),
       ...(args.extra ?? []),
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },

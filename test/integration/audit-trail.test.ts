@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import Database from 'better-sqlite3';
-import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { eventTypeUri } from '../../shared/events.js';
 import type { TestConsole } from '../helpers/backend-harness.js';
+import { openRawDatabase } from '../helpers/raw-database.js';
 import { type Json, type TestBackend, withBackendAndConsole } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
@@ -123,15 +121,16 @@ describe('the audit trail', () => {
     assert.equal(intact.intact, true, JSON.stringify(intact.problems));
     assert.ok(intact.checked > 5);
 
-    const db = new Database(join(t.dataDir, DATABASE_FILE));
-    const row = db
-      .prepare("SELECT seq, body FROM events WHERE origin = 'backend' AND type = 'session-established' LIMIT 1")
-      .get() as { seq: number; body: string };
-    db.prepare("UPDATE events SET body = ? WHERE origin = 'backend' AND seq = ?").run(
+    const db = await openRawDatabase(t);
+    const row = (await db.get<{ seq: number; body: string }>(
+      "SELECT seq, body FROM events WHERE origin = 'backend' AND type = 'session-established' LIMIT 1",
+    )) as { seq: number; body: string };
+    await db.run(
+      "UPDATE events SET body = ? WHERE origin = 'backend' AND seq = ?",
       row.body.replace('"verified"', '"hardware"'),
       row.seq,
     );
-    db.close();
+    await db.close();
 
     const tampered = (await t.admin.ok('GET', '/v1/admin/events/verify?origin=backend')) as Json;
     assert.equal(tampered.intact, false);
@@ -139,12 +138,12 @@ describe('the audit trail', () => {
   });
 
   it('reports an unreadable stored body and refuses to verify a stream that does not exist', async () => {
-    const db = new Database(join(t.dataDir, DATABASE_FILE));
-    const row = db.prepare("SELECT seq FROM events WHERE origin = 'backend' ORDER BY seq DESC LIMIT 1").get() as {
-      seq: number;
-    };
-    db.prepare("UPDATE events SET body = '{not json' WHERE origin = 'backend' AND seq = ?").run(row.seq);
-    db.close();
+    const db = await openRawDatabase(t);
+    const row = (await db.get<{ seq: number }>(
+      "SELECT seq FROM events WHERE origin = 'backend' ORDER BY seq DESC LIMIT 1",
+    )) as { seq: number };
+    await db.run("UPDATE events SET body = '{not json' WHERE origin = 'backend' AND seq = ?", row.seq);
+    await db.close();
     const report = (await t.admin.ok('GET', '/v1/admin/events/verify?origin=backend')) as Json;
     assert.equal(report.intact, false);
     assert.ok(report.problems.some((p: Json) => p.seq === row.seq && p.problem === 'body-unreadable'));

@@ -4,11 +4,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
-import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE } from '../../backend/services/chain-checkpoints.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { type Json, type TestBackend, startTestBackend } from '../helpers/backend-harness.js';
+import { openRawDatabase } from '../helpers/raw-database.js';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const dirs: string[] = [];
@@ -25,39 +24,50 @@ function freshDir(): string {
  * event, recompute every later hash and prevHash, and move the stored head, so that a re-walk of the
  * chain finds nothing wrong.
  */
-function rewriteHistory(dataDir: string, origin: string, seq: number, edit: (event: Json) => void): void {
-  const db = new Database(join(dataDir, DATABASE_FILE));
-  const rows = db.prepare('SELECT seq, body FROM events WHERE origin = ? ORDER BY seq').all(origin) as {
-    seq: number;
-    body: string;
-  }[];
-  let prev = '0'.repeat(64);
-  const update = db.prepare('UPDATE events SET body = ?, hash = ? WHERE origin = ? AND seq = ?');
-  db.transaction(() => {
+async function rewriteHistory(
+  target: { dataDir: string },
+  origin: string,
+  seq: number,
+  edit: (event: Json) => void,
+): Promise<void> {
+  const db = await openRawDatabase(target);
+  try {
+    const rows = await db.all<{ seq: number; body: string }>(
+      'SELECT seq, body FROM events WHERE origin = ? ORDER BY seq',
+      origin,
+    );
+    let prev = '0'.repeat(64);
+    await db.run('BEGIN');
     for (const row of rows) {
       const event = JSON.parse(row.body) as Json;
       if (row.seq === seq) edit(event);
       event.prevHash = prev;
       const body = canonicalJson(event);
       prev = sha256(body);
-      update.run(body, prev, origin, row.seq);
+      await db.run('UPDATE events SET body = ?, hash = ? WHERE origin = ? AND seq = ?', body, prev, origin, row.seq);
     }
-    db.prepare('UPDATE event_streams SET last_hash = ? WHERE origin = ?').run(prev, origin);
-  })();
-  db.close();
+    await db.run('UPDATE event_streams SET last_hash = ? WHERE origin = ?', prev, origin);
+    await db.run('COMMIT');
+  } finally {
+    await db.close();
+  }
 }
 
 async function createOperators(t: TestBackend, names: string[]): Promise<void> {
   for (const displayName of names) await t.admin.ok('POST', '/v1/admin/operators', { displayName, roles: ['teller'] });
 }
 
-function firstOperatorCreated(dataDir: string): number {
-  const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true });
-  const row = db
-    .prepare("SELECT seq FROM events WHERE origin = 'backend' AND type = 'operator-created' ORDER BY seq LIMIT 1")
-    .get() as { seq: number };
-  db.close();
-  return row.seq;
+async function firstOperatorCreated(target: { dataDir: string }): Promise<number> {
+  const db = await openRawDatabase(target, { readonly: true });
+  try {
+    const row = await db.get<{ seq: number }>(
+      "SELECT seq FROM events WHERE origin = 'backend' AND type = 'operator-created' ORDER BY seq LIMIT 1",
+    );
+    assert.ok(row !== undefined, 'an operator-created event is stored');
+    return row.seq;
+  } finally {
+    await db.close();
+  }
 }
 
 describe('signed chain checkpoints: history rewritten in the database is detected', () => {
@@ -68,8 +78,8 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
     await createOperators(t, ['Alice', 'Bob', 'Carol']);
     await t.stop(); // signs a checkpoint on shutdown
 
-    const seq = firstOperatorCreated(dataDir);
-    rewriteHistory(dataDir, 'backend', seq, (event) => {
+    const seq = await firstOperatorCreated({ dataDir });
+    await rewriteHistory({ dataDir }, 'backend', seq, (event) => {
       event.detail = { ...event.detail, roles: 'admin' }; // as if Alice had been made an admin
     });
 
@@ -104,7 +114,7 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
         if (i > 300) assert.fail('no checkpoint was signed within the interval');
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      rewriteHistory(t.dataDir, 'backend', firstOperatorCreated(t.dataDir), (event) => {
+      await rewriteHistory(t, 'backend', await firstOperatorCreated(t), (event) => {
         event.detail = { ...event.detail, roles: 'admin' }; // as if Alice had been made an admin
       });
       const report = (await t.admin.ok('GET', '/v1/admin/events/verify?origin=backend')) as Json;
@@ -124,26 +134,27 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
 
     // The attacker rewrites history, deletes the signed checkpoints and plants an unsigned one that
     // agrees with the rewritten chain.
-    const seq = firstOperatorCreated(dataDir);
-    rewriteHistory(dataDir, 'backend', seq, (event) => {
+    const seq = await firstOperatorCreated({ dataDir });
+    await rewriteHistory({ dataDir }, 'backend', seq, (event) => {
       event.detail = { ...event.detail, roles: 'admin' }; // as if Alice had been made an admin
     });
-    const db = new Database(join(dataDir, DATABASE_FILE));
-    const real = db.prepare('SELECT * FROM chain_checkpoints ORDER BY seq DESC LIMIT 1').get() as Json;
-    const head = db.prepare("SELECT last_seq, last_hash FROM event_streams WHERE origin = 'backend'").get() as Json;
-    db.prepare('DELETE FROM chain_checkpoints').run();
+    const db = await openRawDatabase({ dataDir });
+    const real = (await db.get<Json>('SELECT * FROM chain_checkpoints ORDER BY seq DESC LIMIT 1')) as Json;
+    const head = (await db.get<Json>("SELECT last_seq, last_hash FROM event_streams WHERE origin = 'backend'")) as Json;
+    await db.run('DELETE FROM chain_checkpoints');
     const forged = {
       ...JSON.parse(real.body as string),
       heads: { backend: { lastSeq: head.last_seq, lastHash: head.last_hash } },
     };
-    db.prepare('INSERT INTO chain_checkpoints (seq, at, kid, body, sig) VALUES (?, ?, ?, ?, ?)').run(
+    await db.run(
+      'INSERT INTO chain_checkpoints (seq, at, kid, body, sig) VALUES (?, ?, ?, ?, ?)',
       real.seq,
       real.at,
       real.kid,
       canonicalJson(forged),
       real.sig,
     );
-    db.close();
+    await db.close();
 
     t = await startTestBackend({ dataDir }, { adminToken: token });
     try {
@@ -190,9 +201,9 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
       assert.equal(statSync(join(dataDir, CHECKPOINT_LOG_FILE)).mode & 0o777, 0o600);
       const lines = readFileSync(join(dataDir, CHECKPOINT_LOG_FILE), 'utf8').trim().split('\n');
       assert.equal(lines.length, exported.checkpoints.length);
-      const db = new Database(join(dataDir, DATABASE_FILE), { readonly: true });
-      const text = JSON.stringify(db.prepare('SELECT * FROM chain_checkpoints').all());
-      db.close();
+      const db = await openRawDatabase({ dataDir }, { readonly: true });
+      const text = JSON.stringify(await db.all('SELECT * FROM chain_checkpoints'));
+      await db.close();
       const { keys } = JSON.parse(readFileSync(join(dataDir, CHECKPOINT_KEY_FILE), 'utf8')) as Json;
       assert.equal(text.includes(keys[0].jwk.d as string), false);
     } finally {

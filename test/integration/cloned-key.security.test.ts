@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
-import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
 import { TestConsole, assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
 /**
@@ -29,22 +27,23 @@ function tamper(signature: string): string {
 describe('a cloned passkey (signature counter gone backwards)', () => {
   let t: TestBackend;
   let kiosk: TestConsole;
-  let db: Database.Database;
+  let db: RawDatabase;
 
   before(async () => {
     t = await startTestBackend();
     kiosk = await TestConsole.enrol(t.url, t.admin);
-    db = new Database(join(t.dataDir, DATABASE_FILE), { readonly: true });
+    db = await openRawDatabase(t, { readonly: true });
   });
   after(async () => {
-    db.close();
+    await db.close();
     await t.stop();
   });
 
-  const row = (id: string) =>
-    db
-      .prepare('SELECT counter, last_used_at, suspended_at, suspended_reason FROM credentials WHERE id = ?')
-      .get(id) as CredentialRow;
+  const row = async (id: string): Promise<CredentialRow> =>
+    (await db.get<CredentialRow>(
+      'SELECT counter, last_used_at, suspended_at, suspended_reason FROM credentials WHERE id = ?',
+      id,
+    )) as CredentialRow;
 
   const credentialView = async (operatorId: string, credentialId: string): Promise<Json> => {
     const detail = (await t.admin.ok('GET', `/v1/admin/operators/${operatorId}`)) as Json;
@@ -57,7 +56,7 @@ describe('a cloned passkey (signature counter gone backwards)', () => {
 
     // The copy lags behind the original: refused, and the passkey is suspended.
     assertError(await signIn(kiosk, authenticator, { counter: 5 }), 403, 'WEBAUTHN_COUNTER_REGRESSED');
-    const suspended = row(credentialId);
+    const suspended = await row(credentialId);
     assert.equal(suspended.counter, 10, 'the copy did not move the stored counter');
     assert.notEqual(suspended.suspended_at, null);
     assert.equal(suspended.suspended_reason, 'possible-cloned-authenticator');
@@ -72,7 +71,7 @@ describe('a cloned passkey (signature counter gone backwards)', () => {
 
     // The next tap, even counting on correctly, is refused with a stable code and changes nothing.
     assertError(await signIn(kiosk, authenticator, { counter: 11 }), 403, 'CREDENTIAL_SUSPENDED');
-    assert.deepEqual(row(credentialId), suspended);
+    assert.deepEqual(await row(credentialId), suspended);
     // The admin console sees why, on the operator's page and in the list of passkeys awaiting review.
     const view = await credentialView(operatorId, credentialId);
     assert.equal(view.suspendedReason, 'possible-cloned-authenticator');
@@ -90,7 +89,7 @@ describe('a cloned passkey (signature counter gone backwards)', () => {
     assert.equal(reinstated.credential.suspendedAt, null);
     assert.deepEqual(((await t.admin.ok('GET', '/v1/admin/credentials/suspended')) as Json).credentials, []);
     assert.equal((await signIn(kiosk, authenticator, { counter: 12 })).status, 200);
-    assert.equal(row(credentialId).counter, 12);
+    assert.equal((await row(credentialId)).counter, 12);
     const actions = (await t.admin.ok('GET', `/v1/admin/events?type=admin-action&operator=${operatorId}`)) as Json;
     assert.ok((actions.events as Json[]).some((e) => (e.reasons as string[]).includes('credential-reinstated')));
   });
@@ -102,7 +101,7 @@ describe('a cloned passkey (signature counter gone backwards)', () => {
     const response = authenticator.assert(options, { counter: 1 });
     response.response.signature = tamper(response.response.signature);
     assertError(await kiosk.request('POST', '/v1/sign-in/verify', { response }), 400, 'WEBAUTHN_VERIFICATION_FAILED');
-    assert.equal(row(credentialId).suspended_at, null);
+    assert.equal((await row(credentialId)).suspended_at, null);
     assert.equal((await signIn(kiosk, authenticator, { counter: 11 })).status, 200);
   });
 
@@ -130,7 +129,7 @@ describe('a cloned passkey (signature counter gone backwards)', () => {
     });
     assert.equal((await signIn(kiosk, authenticator, { counter: 10 })).status, 200);
     assertError(await signIn(kiosk, authenticator, { counter: 5 }), 403, 'WEBAUTHN_COUNTER_REGRESSED');
-    assert.equal(row(credentialId).suspended_at, null);
+    assert.equal((await row(credentialId)).suspended_at, null);
     const recorded = (await t.admin.ok(
       'GET',
       `/v1/admin/events?type=credential-counter-regressed&operator=${operatorId}`,

@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { type Json, httpJson, startTestBackend } from '../helpers/backend-harness.js';
 import { spawnBackend } from '../helpers/backend-process.js';
+import { sqliteOnly } from '../helpers/test-database.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const ORIGIN = 'http://localhost:8471';
@@ -40,7 +41,10 @@ function runUntilExit(dataDir: string): Promise<{ code: number | null; stdout: s
   );
 }
 
-describe('a damaged database file', () => {
+// SQLite only: this is about the embedded database file itself (random bytes, overwritten pages,
+// the data directory's mode, PRAGMA quick_check). PostgreSQL keeps its own files and checksums, and
+// an unreachable PostgreSQL is covered by the cluster tests.
+describe('a damaged database file', { skip: sqliteOnly('damage to the embedded SQLite database file') }, () => {
   it('of random bytes stops the start with one line naming the file and a stable code, no stack trace', async () => {
     const dataDir = freshDir();
     const file = join(dataDir, DATABASE_FILE);

@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import type { StoredEvent } from '../../shared/events.js';
 import { AdminClient, TEST_ORIGIN, TestConsole, httpJson, type Json } from '../helpers/backend-harness.js';
 import { readToken } from '../helpers/backend-process.js';
+import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
+import { dropTestDatabase, testDatabaseUrl } from '../helpers/test-database.js';
 import { assertIntactStream, consoleStream } from '../helpers/console-stream.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
@@ -28,6 +29,7 @@ interface Child {
 async function startChild(options: { nodeArgs?: string[]; env?: Record<string, string> } = {}): Promise<Child> {
   const dataDir = mkdtempSync(join(tmpdir(), 'baton-faults-'));
   const tokenFile = join(dataDir, 'bootstrap-token');
+  const databaseUrl = await testDatabaseUrl(dataDir);
   const child = spawn(
     process.execPath,
     [
@@ -45,6 +47,9 @@ async function startChild(options: { nodeArgs?: string[]; env?: Record<string, s
       tokenFile,
       '--log-level',
       'info',
+      '--workers',
+      '1',
+      ...(databaseUrl === undefined ? [] : ['--database', databaseUrl]),
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } },
   );
@@ -81,6 +86,7 @@ async function startChild(options: { nodeArgs?: string[]; env?: Record<string, s
         await exited;
       }
       rmSync(dataDir, { recursive: true, force: true });
+      await dropTestDatabase(dataDir);
     },
   };
 }
@@ -88,21 +94,41 @@ async function startChild(options: { nodeArgs?: string[]; env?: Record<string, s
 /**
  * A storage fault while a console's batch is applied (the audit's proof: the session update failing
  * with SQLITE_FULL) once stopped the whole backend, and again on every resend. Here the fault is
- * real: a trigger in the backend's own database file makes SQLite refuse the update of one session.
+ * real: a trigger in the backend's own database makes the engine refuse the update of one session
+ * as a full disk would (SQLite: "database or disk is full"; PostgreSQL: SQLSTATE 53100 disk_full).
  */
 describe('a storage fault during ingest', () => {
   let t: Child;
-  let db: Database.Database;
+  let db: RawDatabase;
 
   before(async () => {
     t = await startChild();
-    db = new Database(join(t.dataDir, 'baton.db'));
-    db.pragma('busy_timeout = 5000');
+    db = await openRawDatabase(t);
+    if (db.engine === 'sqlite') await db.exec('PRAGMA busy_timeout = 5000');
   });
   after(async () => {
-    db.close();
+    await db.close();
     await t.stop();
   });
+
+  const injectFault = (sessionId: string): Promise<void> =>
+    db.engine === 'sqlite'
+      ? db.exec(
+          `CREATE TRIGGER test_storage_fault BEFORE UPDATE ON sessions WHEN OLD.id = '${sessionId}'
+           BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
+        )
+      : db.exec(
+          `CREATE FUNCTION test_storage_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+           CREATE TRIGGER test_storage_fault BEFORE UPDATE ON sessions
+           FOR EACH ROW WHEN (OLD.id = '${sessionId}') EXECUTE FUNCTION test_storage_fault();`,
+        );
+  const healFault = (): Promise<void> =>
+    db.exec(
+      db.engine === 'sqlite'
+        ? 'DROP TRIGGER test_storage_fault'
+        : 'DROP TRIGGER test_storage_fault ON sessions; DROP FUNCTION test_storage_fault();',
+    );
 
   it('refuses only the faulty batch with STORAGE_UNAVAILABLE, keeps the backend and other consoles up, and stores the batch once after the fault', async () => {
     const a = await TestConsole.enrol(t.url, t.admin);
@@ -112,11 +138,8 @@ describe('a storage fault during ingest', () => {
     assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
     const sessionId = (signedIn.body as Json).session.id as string;
 
-    // SQLite now refuses to write this session, as a full disk would.
-    db.exec(
-      `CREATE TRIGGER test_storage_fault BEFORE UPDATE ON sessions WHEN OLD.id = '${sessionId}'
-       BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
-    );
+    // The database now refuses to write this session, as a full disk would.
+    await injectFault(sessionId);
 
     const batchA = [
       a.nextEvent({ type: 'agent-online', reasons: ['started'] }),
@@ -160,7 +183,7 @@ describe('a storage fault during ingest', () => {
     assert.equal(t.child.exitCode, null);
 
     // The fault is gone: the same batch is stored, exactly once, and the session change with it.
-    db.exec('DROP TRIGGER test_storage_fault');
+    await healFault();
     const healed = await a.connect();
     assert.equal((await healed.next('welcome')).ackedSeq, 0);
     healed.send({ type: 'events', events: batchA });

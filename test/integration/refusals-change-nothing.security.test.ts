@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
-import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
 import { AdminBrowser } from '../helpers/admin-session.js';
 import {
@@ -14,6 +11,7 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
+import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SoftAuthenticator, type CeremonyOverrides } from '../helpers/soft-authenticator.js';
 
@@ -33,26 +31,27 @@ interface CredentialRow {
 describe('a refused assertion leaves the stored credential as it was', () => {
   let t: TestBackend;
   let kiosk: TestConsole;
-  let db: Database.Database;
+  let db: RawDatabase;
 
   before(async () => {
     t = await startTestBackend();
     kiosk = await TestConsole.enrol(t.url, t.admin);
-    db = new Database(join(t.dataDir, DATABASE_FILE), { readonly: true });
+    db = await openRawDatabase(t, { readonly: true });
     // An action only an attested, allow-listed key reaches: software keys step up and still fall short.
     const policy: Policy = structuredClone(DEFAULT_POLICY);
     policy.actions['vault.open'] = { level: 'hardware', maxAgeSeconds: 60 };
     await t.admin.ok('POST', '/v1/admin/policy', { baseVersion: 1, policy });
   });
   after(async () => {
-    db.close();
+    await db.close();
     await t.stop();
   });
 
-  const row = (credentialId: string): CredentialRow =>
-    db
-      .prepare('SELECT counter, last_used_at, revoked_at, suspended_at FROM credentials WHERE id = ?')
-      .get(credentialId) as CredentialRow;
+  const row = async (credentialId: string): Promise<CredentialRow> =>
+    (await db.get<CredentialRow>(
+      'SELECT counter, last_used_at, revoked_at, suspended_at FROM credentials WHERE id = ?',
+      credentialId,
+    )) as CredentialRow;
 
   /** Runs a refusal and asserts what the caller sees, and that the credential's row did not move. */
   async function refusedWithoutChange(
@@ -61,9 +60,9 @@ describe('a refused assertion leaves the stored credential as it was', () => {
     status: number,
     code: string,
   ): Promise<void> {
-    const before = row(credentialId);
+    const before = await row(credentialId);
     assertError(await refusal(), status, code);
-    assert.deepEqual(row(credentialId), before, `${code} changed the stored credential`);
+    assert.deepEqual(await row(credentialId), before, `${code} changed the stored credential`);
   }
 
   async function signedInOperator(name: string) {
@@ -96,7 +95,7 @@ describe('a refused assertion leaves the stored credential as it was', () => {
       'CREDENTIAL_NOT_DEVICE_BOUND',
     );
     // The genuine key, counting on from the stored value, still works.
-    assert.equal((await signIn(kiosk, authenticator, { counter: row(credentialId).counter + 1 })).status, 200);
+    assert.equal((await signIn(kiosk, authenticator, { counter: (await row(credentialId)).counter + 1 })).status, 200);
   });
 
   it('step-up: the backup-eligible flag on a device-bound credential stores nothing', async () => {
