@@ -5,6 +5,23 @@ set -u
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh --browser --secret-service || exit 1
 
+# PostgreSQL (the cluster engine): its tests start a throwaway server per test file (initdb into a
+# temporary directory as the postgres user, a free loopback port) and remove it afterwards. Installed
+# here when missing and we are root; otherwise those tests are skipped with the reason printed, unless
+# BATON_REQUIRE_POSTGRES=1 (.ci/run), which makes them fail instead.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${BATON_POSTGRES_BIN:-}" ]; then
+  if [ "$(id -u)" = "0" ]; then
+    printf '[baton setup] installing Debian package(s): postgresql\n'
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/tmp/baton-apt-postgresql.log 2>&1; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/tmp/baton-apt-postgresql.log 2>&1 ||
+        printf '[baton setup] apt-get install postgresql failed (see /tmp/baton-apt-postgresql.log): the PostgreSQL tests will be skipped.\n'
+    fi
+  else
+    printf "[baton setup] cannot install PostgreSQL (not running as root): the PostgreSQL tests will be skipped; install it with 'sudo apt-get install -y postgresql'.\n"
+  fi
+fi
+
 status=0
 step() {
   local name=$1

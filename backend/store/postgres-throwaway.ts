@@ -7,7 +7,7 @@
  * missing engine is a failure instead. See ../shared/ENVIRONMENT.md, "PostgreSQL: verified recipe".
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,23 @@ import pg from 'pg';
 
 const run = promisify(execFile);
 
-export const POSTGRES_BIN = process.env.BATON_POSTGRES_BIN ?? '/usr/lib/postgresql/15/bin';
+/** BATON_POSTGRES_BIN, else Debian's PostgreSQL 15, else the newest /usr/lib/postgresql/<n>/bin (n ≥ 15). */
+export const POSTGRES_BIN = process.env.BATON_POSTGRES_BIN ?? findPostgresBin();
+
+function findPostgresBin(): string {
+  const preferred = '/usr/lib/postgresql/15/bin';
+  if (existsSync(join(preferred, 'initdb'))) return preferred;
+  let versions: number[] = [];
+  try {
+    versions = readdirSync('/usr/lib/postgresql')
+      .map(Number)
+      .filter((v) => Number.isInteger(v) && v >= 15 && existsSync(`/usr/lib/postgresql/${v}/bin/initdb`));
+  } catch {
+    // not installed
+  }
+  const newest = versions.sort((a, b) => b - a)[0];
+  return newest === undefined ? preferred : `/usr/lib/postgresql/${newest}/bin`;
+}
 
 export interface PostgresServer {
   /** postgres://baton@127.0.0.1:<port>/postgres (trust authentication, no password). */
@@ -46,7 +62,7 @@ export function postgresAvailable(): { ok: true } | { ok: false; reason: string 
     if (!existsSync(join(POSTGRES_BIN, tool))) {
       return {
         ok: false,
-        reason: `PostgreSQL 15 is not installed (${join(POSTGRES_BIN, tool)} is missing; apt-get install postgresql)`,
+        reason: `PostgreSQL is not installed (${join(POSTGRES_BIN, tool)} is missing; apt-get install postgresql)`,
       };
     }
   }
