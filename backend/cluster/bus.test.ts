@@ -393,6 +393,18 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     }
   });
 
+  it('resyncs periodically when asked to (resyncEveryMs)', async () => {
+    const periodic = new PostgresBus({ nodeId: 'node-p', logger, connection: url, resyncEveryMs: 30 });
+    try {
+      const first = nextResync(periodic);
+      await periodic.start();
+      assert.equal((await first).reason, 'connected');
+      assert.equal((await nextResync(periodic)).reason, 'periodic');
+    } finally {
+      await periodic.close();
+    }
+  });
+
   it('rejects start() when closed before it could ever connect', async () => {
     const port = server.port;
     const lonely = new PostgresBus({

@@ -61,8 +61,12 @@ export interface Delivery {
 export type BusHandler<T extends Topic> = (pointer: Pointer<T>, delivery: Delivery) => void | Promise<void>;
 
 export interface ResyncInfo {
-  /** `connected` the first time, `reconnected` after a drop (notifications may have been missed). */
-  reason: 'connected' | 'reconnected';
+  /**
+   * `connected` the first time, `reconnected` after a drop (notifications may have been missed),
+   * `periodic` with `resyncEveryMs` (the safety net for a pointer published after a commit by a node
+   * that died before it could send it).
+   */
+  reason: 'connected' | 'reconnected' | 'periodic';
   /** How long the bus was not listening, for a reconnect. */
   downMs?: number;
 }
@@ -437,6 +441,12 @@ export interface PostgresBusOptions extends BusCommonOptions {
    * (so the node goes stale) meanwhile.
    */
   resyncTimeoutMs?: number;
+  /**
+   * Also resync every so often while connected (ms; off when absent). Pointers published after a
+   * commit (not inside the transaction) are lost if the publishing node dies in between; this bounds
+   * how long such a loss can go unnoticed.
+   */
+  resyncEveryMs?: number;
   random?: () => number;
 }
 
@@ -461,6 +471,8 @@ export class PostgresBus extends BaseBus {
   private connecting = false;
   private everConnected = false;
   private droppedAt: number | undefined;
+  private periodic: NodeJS.Timeout | undefined;
+  private periodicRunning = false;
   /** Successful (re)connects since start, for tests and metrics. */
   connects = 0;
 
@@ -487,8 +499,22 @@ export class PostgresBus extends BaseBus {
 
   start(): Promise<void> {
     if (this.closed) return Promise.reject(new Error('cluster bus is closed'));
+    if (this.started === undefined && this.options.resyncEveryMs !== undefined) {
+      this.periodic = setInterval(() => void this.periodicResync(), this.options.resyncEveryMs);
+      this.periodic.unref();
+    }
     this.started ??= this.connectLoop();
     return this.started;
+  }
+
+  private async periodicResync(): Promise<void> {
+    if (!this.current.connected || this.periodicRunning) return;
+    this.periodicRunning = true;
+    try {
+      await this.resync({ reason: 'periodic' });
+    } finally {
+      this.periodicRunning = false;
+    }
   }
 
   async publish<T extends Topic>(topic: T, pointer: Pointer<T>, tx?: BusTransaction): Promise<void> {
@@ -518,6 +544,7 @@ export class PostgresBus extends BaseBus {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.periodic);
     clearTimeout(this.retryTimer);
     this.wakeRetry?.();
     const client = this.client;
