@@ -9,7 +9,7 @@ import { ADMIN_STEP_UP_MS, adminActor, type AdminAuth } from './admin-auth.js';
 import { AdminSignInGuard } from './admin-sign-in-guard.js';
 import { SUSPENDED_MESSAGE, verifyStoredCredential } from './assertion-gate.js';
 import type { AuthenticatorMetadata } from './authenticator-metadata.js';
-import type { EventLog, UnitOfWork } from './event-log.js';
+import { BACKEND_ORIGIN, type EventLog, type UnitOfWork } from './event-log.js';
 import {
   attestationTrust,
   credentialCreatedEvent,
@@ -157,6 +157,10 @@ export class AdminCeremonies {
       usedNow: true,
     });
     const started = await this.deps.events.atomically(async (uow) => {
+      // Registrations take the backend chain head first, so they run one after the other: on
+      // PostgreSQL two of them each holding its own code and then retiring the other's (below)
+      // would deadlock instead of one finding its code used. (On SQLite a plain read.)
+      await uow.store.events.lockHead(BACKEND_ORIGIN);
       if (!(await uow.store.operators.useCode(hash, now, credential.id))) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }

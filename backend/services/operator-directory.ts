@@ -15,6 +15,7 @@ import type {
 } from '../store/repositories.js';
 import type { AuthenticatorRefusal } from './authenticator-metadata.js';
 import type { CeremonyContext } from './ceremony-context.js';
+import { BACKEND_ORIGIN } from './event-log.js';
 import { readClientData, type WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
 export interface CredentialSummary {
@@ -307,6 +308,9 @@ export class OperatorDirectory {
       usedNow: false,
     });
     await this.ctx.events.atomically(async (uow) => {
+      // The backend chain head first, as an admin-console registration takes it (admin-ceremonies.ts):
+      // that one may retire this very code, and taking the code first would deadlock on PostgreSQL.
+      await uow.store.events.lockHead(BACKEND_ORIGIN);
       if (!(await uow.store.operators.useCode(hash, now, credential.id))) {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
