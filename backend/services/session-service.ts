@@ -108,6 +108,9 @@ export class SessionService {
       // writes take the rows a revocation updates (credential, operator, console: see
       // `AssertionGate.recordUse`), then the re-check decides on the state as it is now.
       await this.gate.recordUse(tx, credential, counter);
+      // Resetting the failure count writes the operator's row only when it is not already zero;
+      // counting one first makes the write unconditional (the row lock), and the count ends at zero.
+      await tx.operators.recordFailure(operator.id);
       await tx.operators.resetFailures(operator.id);
       await tx.consoles.touch(console.id, now);
       await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
