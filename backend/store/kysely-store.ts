@@ -26,6 +26,18 @@ import { KyselyCheckpoints, KyselyEvents } from './kysely-events.js';
 import { KyselyAdmin, KyselyAuthenticatorModels } from './kysely-admin.js';
 import { DATABASE_FILE, migrate, type SqliteStoreOptions } from './sqlite-store.js';
 
+const handles = new WeakMap<Store, Kysely<BatonDatabase>>();
+
+/**
+ * The Kysely instance behind a Kysely store: the pool (or the SQLite connection) for a store, the
+ * transaction for a transaction-bound `tx`; undefined for another engine (the better-sqlite3 store).
+ * For what must run on the same connection as the unit of work, e.g. a NOTIFY sent at its COMMIT
+ * (`kyselyTransaction(kyselyOf(tx))` in backend/cluster/bus.ts).
+ */
+export function kyselyOf(store: Store): Kysely<BatonDatabase> | undefined {
+  return handles.get(store);
+}
+
 /**
  * The `Store` over `db`. `transaction(fn)` is Kysely's `db.transaction().execute()`: `fn` gets a store
  * bound to that transaction (commit when it resolves, rollback when it throws); `transaction` called
@@ -53,6 +65,7 @@ export function kyselyStore(db: Kysely<BatonDatabase>, dialect: Dialect, close: 
         inTransaction ? fn(self) : db.transaction().execute((trx) => fn(build(trx, true))),
       close: inTransaction ? () => Promise.reject(new Error('close() called on a transaction')) : close,
     };
+    handles.set(self, handle);
     return self;
   };
   return build(db, false);

@@ -17,6 +17,8 @@ export interface PostgresStoreOptions {
   poolSize?: number;
   /** How long to wait for a connection before failing (default 5000 ms): a down server is an error, not a hang. */
   connectTimeoutMs?: number;
+  /** The server cancels a statement (a lock wait included) after this long (default 30000 ms). */
+  statementTimeoutMs?: number;
   /** Shown in pg_stat_activity (default "baton"). */
   applicationName?: string;
   /** Errors of idle pooled connections (the server restarted, the network dropped); the pool replaces them. */
@@ -95,6 +97,13 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'baton',
     types: typeParsers,
+    // A server that stops answering must give an error, not a hang: the server cancels a statement
+    // after 30 s (a lock wait included), the client gives up 5 s later, TCP keepalive finds dead peers,
+    // and a transaction left open by a node that froze is ended by the server after a minute.
+    statement_timeout: options.statementTimeoutMs ?? 30_000,
+    query_timeout: (options.statementTimeoutMs ?? 30_000) + 5_000,
+    idle_in_transaction_session_timeout: 60_000,
+    keepAlive: true,
   });
   // Without a listener, an idle connection's error (server restart) would crash the process.
   pool.on('error', (error) => options.onPoolError?.(error));

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { migratePostgres } from './postgres-migrations.js';
 
 const run = promisify(execFile);
 
@@ -237,17 +238,55 @@ export async function startPostgres(options: { settings?: Record<string, string>
   };
 }
 
-/** Creates database `name` on the server at `url`; returns the URL of the new database. */
-export async function createDatabase(url: string, name: string): Promise<string> {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
-  }
+function withDatabase(url: string, name: string): string {
   const next = new URL(url);
   next.pathname = `/${name}`;
   return next.toString();
+}
+
+async function onServer(url: string, fn: (client: pg.Client) => Promise<void>): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+const TEMPLATE = 'baton_migrated_template';
+const templates = new Map<string, Promise<void>>();
+
+/** A database with Baton's schema already applied, made once per server, to clone (saves ~1 s a database). */
+function migratedTemplate(url: string): Promise<void> {
+  const key = new URL(url).host;
+  let made = templates.get(key);
+  if (made === undefined) {
+    made = (async () => {
+      await onServer(url, async (client) => {
+        const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [TEMPLATE]);
+        if (exists.rowCount === 0) await client.query(`CREATE DATABASE ${TEMPLATE}`);
+      });
+      await onServer(withDatabase(url, TEMPLATE), async (client) => {
+        await migratePostgres(client);
+      });
+    })();
+    made.catch(() => templates.delete(key));
+    templates.set(key, made);
+  }
+  return made;
+}
+
+/**
+ * Creates database `name` on the server at `url`; returns the URL of the new database. With
+ * `migrated: true` it is a copy of a database Baton's migrations already ran on (faster for tests that
+ * do not test the migrations themselves); otherwise it is empty.
+ */
+export async function createDatabase(url: string, name: string, options: { migrated?: boolean } = {}): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
+  if (options.migrated === true) await migratedTemplate(url);
+  await onServer(url, async (client) => {
+    await client.query(`CREATE DATABASE ${name}${options.migrated === true ? ` TEMPLATE ${TEMPLATE}` : ''}`);
+  });
+  return withDatabase(url, name);
 }

@@ -71,9 +71,9 @@ function sqliteEngine(name: string, open: (dir: string) => Store): Engine {
   };
 }
 
-async function freshPostgresUrl(): Promise<string> {
+async function freshPostgresUrl(migrated = false): Promise<string> {
   if (server === undefined) throw new Error('no PostgreSQL server');
-  return createDatabase(server.url, `contract_${++databases}`);
+  return createDatabase(server.url, `contract_${++databases}`, { migrated });
 }
 
 async function rawPostgres(url: string, sql: string): Promise<void> {
@@ -91,7 +91,7 @@ const ENGINES: Engine[] = [
     name: 'Kysely store on PostgreSQL',
     skip: pgSkip,
     async open() {
-      const url = await freshPostgresUrl();
+      const url = await freshPostgresUrl(true);
       const store = await openPostgresStore({ url, poolSize: 4 });
       const others: Store[] = [];
       return {
@@ -262,9 +262,10 @@ for (const engine of ENGINES) {
           issuedBy: 'admin',
           issuedAt: T0,
           expiresAt: T0 + 1,
+          usedAt: null,
         };
         await store.consoles.insertToken(token);
-        assert.deepEqual(await store.consoles.getToken('th1'), { ...token, usedAt: null });
+        assert.deepEqual(await store.consoles.getToken('th1'), token);
         assert.equal(await store.consoles.useToken('th1', T0 + 1, 'c1'), true);
         assert.equal(await store.consoles.useToken('th1', T0 + 2, 'c2'), false);
         assert.equal((await store.consoles.getToken('th1'))?.usedAt, T0 + 1);
@@ -283,6 +284,7 @@ for (const engine of ENGINES) {
           issuedBy: 'admin',
           issuedAt: T0,
           expiresAt: T0 + 9,
+          usedAt: null,
         });
         assert.equal((await store.operators.getCode('code1'))?.usedAt, null);
         assert.equal(await store.operators.useCode('code1', T0 + 1, 'cred1'), true);
@@ -517,6 +519,7 @@ for (const engine of ENGINES) {
           issuedBy: 'admin:bootstrap',
           issuedAt: T0,
           expiresAt: T0 + 9,
+          usedAt: null,
         });
         assert.deepEqual(
           (await store.admin.listCodes('boss')).map((c) => [c.id, c.usedAt, c.revokedAt]),
@@ -538,6 +541,7 @@ for (const engine of ENGINES) {
           issuedBy: 'a',
           issuedAt: T0,
           expiresAt: T0 + 9,
+          usedAt: null,
         });
         assert.equal(await store.admin.revokeCode('op1', 'ff'.repeat(8), T0 + 1), true);
         assert.equal(await store.admin.revokeCode('op1', 'ff'.repeat(8), T0 + 1), false);
@@ -627,6 +631,7 @@ for (const engine of ENGINES) {
             issuedBy: 'a',
             issuedAt: T0,
             expiresAt: T0 + 9,
+            usedAt: null,
           });
           const uses = await Promise.all([
             store.consoles.useToken(`t${round}`, T0, 'c1'),
@@ -639,6 +644,7 @@ for (const engine of ENGINES) {
             issuedBy: 'a',
             issuedAt: T0,
             expiresAt: T0 + 9,
+            usedAt: null,
           });
           const codes = await Promise.all([
             store.operators.useCode(`code${round}`, T0, 'x'),
@@ -767,7 +773,7 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
   });
 
   it('refuses a database written by a newer build', async () => {
-    const url = await freshPostgresUrl();
+    const url = await freshPostgresUrl(true);
     await (await openPostgresStore({ url })).close();
     await rawPostgres(url, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)`);
     await assert.rejects(
@@ -777,7 +783,7 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
   });
 
   it('revocation epochs stay gapless and in commit order across nodes writing at once', async () => {
-    const url = await freshPostgresUrl();
+    const url = await freshPostgresUrl(true);
     const nodes = await Promise.all([1, 2, 3].map(() => openPostgresStore({ url, poolSize: 3 })));
     try {
       const revoke = (store: Store, i: number) =>
@@ -814,7 +820,7 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
   });
 
   it('lockHead holds a chain head for one transaction at a time, across nodes', async () => {
-    const url = await freshPostgresUrl();
+    const url = await freshPostgresUrl(true);
     const [a, b] = await Promise.all([openPostgresStore({ url }), openPostgresStore({ url })]);
     try {
       const order: string[] = [];
@@ -850,7 +856,7 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
   });
 
   it('keeps to its pool size, and close() ends the pool', async () => {
-    const url = await freshPostgresUrl();
+    const url = await freshPostgresUrl(true);
     const applicationName = 'baton_pool_check';
     const store = await openPostgresStore({ url, poolSize: 3, applicationName });
     const connections = async () =>
@@ -884,7 +890,7 @@ describe('openStore chooses the engine', () => {
     const sqlite = await openStore({ dataDir, durability: 'normal' });
     assert.equal(sqlite.engine, 'sqlite');
     await sqlite.close();
-    const url = await freshPostgresUrl();
+    const url = await freshPostgresUrl(true);
     const postgres = await openStore({
       dataDir,
       durability: 'normal',
