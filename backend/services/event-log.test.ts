@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { canonicalJson } from '../../shared/canonical-json.js';
+import {
+  EVENT_CLOCK_SKEW_MS,
+  GENESIS_HASH,
+  type AssuranceEvent,
+  type EventDraft,
+  type StoredEvent,
+} from '../../shared/events.js';
+import { sha256Hex } from '../crypto/secrets.js';
+import type { Store } from '../store/repositories.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { BACKEND_ORIGIN, EventLog } from './event-log.js';
+
+const logger = pino({ level: 'silent' });
+
+function policyChanged(version: number): EventDraft {
+  return {
+    type: 'policy-changed',
+    subject: {},
+    outcome: 'success',
+    reasons: [],
+    detail: { version, previousVersion: version - 1, actor: 'test' },
+  };
+}
+
+/** A console's own chain, as its outbox builds it. */
+class ConsoleChain {
+  seq = 0;
+  prevHash = GENESIS_HASH;
+  constructor(readonly id: string) {}
+
+  next(time: number, overrides: Partial<AssuranceEvent> = {}): AssuranceEvent {
+    const event: AssuranceEvent = {
+      id: randomUUID(),
+      seq: ++this.seq,
+      time,
+      type: 'agent-online',
+      subject: {},
+      outcome: 'info',
+      reasons: [],
+      prevHash: this.prevHash,
+      ...overrides,
+    };
+    this.prevHash = sha256Hex(canonicalJson(event));
+    return event;
+  }
+}
+
+describe('EventLog on the async store', () => {
+  let dir: string;
+  let store: Store;
+  const now = Date.UTC(2026, 0, 1);
+  const clock = () => now;
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-event-log-'));
+    store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps one intact backend chain when units of work interleave, also from two event logs on one store (two nodes)', async () => {
+    const nodeA = new EventLog(store, clock, logger);
+    const nodeB = new EventLog(store, clock, logger);
+    const before = await nodeA.head(BACKEND_ORIGIN);
+    const work: Promise<unknown>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const log = i % 2 === 0 ? nodeA : nodeB;
+      work.push(
+        log.atomically(async (uow) => {
+          await uow.record(policyChanged(100 + i));
+          await uow.record(policyChanged(200 + i));
+        }),
+        log.record(policyChanged(300 + i)),
+      );
+    }
+    await Promise.all(work);
+    const head = await nodeB.head(BACKEND_ORIGIN);
+    assert.equal(head.lastSeq, before.lastSeq + 60);
+    const report = await nodeA.verifyChain(BACKEND_ORIGIN);
+    assert.equal(report.intact, true, JSON.stringify(report.problems));
+    assert.equal(report.lastSeq, head.lastSeq);
+  });
+
+  it('publishes to live followers only after the commit, and nothing of a rolled-back unit', async () => {
+    const log = new EventLog(store, clock, logger);
+    const seen: StoredEvent[] = [];
+    log.subscribe({ origin: BACKEND_ORIGIN }, (event) => seen.push(event));
+    const headBefore = await log.head(BACKEND_ORIGIN);
+    await assert.rejects(
+      log.atomically(async (uow) => {
+        await uow.record(policyChanged(1));
+        assert.equal(seen.length, 0, 'not published inside the unit');
+        throw new Error('roll back');
+      }),
+      /roll back/,
+    );
+    assert.equal(seen.length, 0);
+    assert.deepEqual(await log.head(BACKEND_ORIGIN), headBefore);
+    let hookRan = false;
+    const recorded = await log.atomically(async (uow) => {
+      const event = await uow.record(policyChanged(2));
+      uow.afterCommit(() => (hookRan = true));
+      assert.equal(seen.length, 0);
+      assert.equal(hookRan, false);
+      return event;
+    });
+    assert.equal(hookRan, true);
+    assert.deepEqual(
+      seen.map((e) => e.seq),
+      [recorded.seq],
+    );
+    // The rolled-back event left no hole: the committed one took its number.
+    assert.equal(recorded.seq, headBefore.lastSeq + 1);
+    assert.equal(recorded.prevHash, headBefore.lastHash);
+  });
+
+  it('refuses a nested unit of work (or the outer store) inside a unit instead of deadlocking', async () => {
+    const log = new EventLog(store, clock, logger);
+    await assert.rejects(
+      log.atomically(async () => {
+        await log.record(policyChanged(1));
+      }),
+      /inside a unit of work/,
+    );
+    await assert.rejects(
+      log.atomically(async () => {
+        await log.head(BACKEND_ORIGIN);
+      }),
+      /inside a unit of work/,
+    );
+    // After the unit ends, the same calls are fine.
+    await log.record(policyChanged(2));
+  });
+
+  it('commits batches arriving together in one unit and acknowledges each only after it', async () => {
+    const log = new EventLog(store, clock, logger);
+    const a = new ConsoleChain('con_group_a');
+    const b = new ConsoleChain('con_group_b');
+    let unitsSeen = 0;
+    const units = new Set<unknown>();
+    const effects = (uow: unknown) => {
+      units.add(uow);
+      unitsSeen++;
+      return undefined;
+    };
+    const results = await Promise.all([
+      log.ingest(a.id, [a.next(now), a.next(now)], effects),
+      log.ingest(b.id, [b.next(now)], effects),
+    ]);
+    assert.deepEqual(
+      results.map((r) => [r.upToSeq, r.inserted]),
+      [
+        [2, 2],
+        [1, 1],
+      ],
+    );
+    assert.equal(unitsSeen, 3);
+    assert.equal(units.size, 1, 'one unit of work for the group');
+    assert.equal((await log.head(a.id)).lastSeq, 2);
+  });
+
+  it("reads a console's head from the store in each unit: a console that moved to another node goes on where it was", async () => {
+    const nodeA = new EventLog(store, clock, logger);
+    const nodeB = new EventLog(store, clock, logger);
+    const chain = new ConsoleChain('con_moving');
+    assert.deepEqual((await nodeA.ingest(chain.id, [chain.next(now), chain.next(now)])).findings, []);
+    // Node A has seen this console; it now sends to node B, then back to A.
+    assert.deepEqual((await nodeB.ingest(chain.id, [chain.next(now)])).findings, []);
+    const back = await nodeA.ingest(chain.id, [chain.next(now)]);
+    assert.deepEqual(back.findings, []);
+    assert.equal(back.upToSeq, 4);
+    const report = await nodeB.verifyChain(chain.id);
+    assert.equal(report.intact, true, JSON.stringify(report.problems));
+  });
+
+  it('keeps the gap, chain and idempotency checks with their codes', async () => {
+    const log = new EventLog(store, clock, logger);
+    const chain = new ConsoleChain('con_checks');
+    const first = chain.next(now);
+    await log.ingest(chain.id, [first]);
+    // The same event again: idempotent, nothing stored, no finding.
+    assert.deepEqual(await log.ingest(chain.id, [first]), { upToSeq: 1, inserted: 0, findings: [] });
+    // seq 1 again with other content: a conflict.
+    const conflict = await log.ingest(chain.id, [{ ...first, reasons: ['changed'] }]);
+    assert.deepEqual(conflict.findings, [{ code: 'EVENT_SEQUENCE_CONFLICT', seq: 1 }]);
+    chain.next(now); // seq 2 never sent
+    const gap = await log.ingest(chain.id, [chain.next(now)]);
+    assert.deepEqual(gap.findings, [{ code: 'EVENT_SEQUENCE_GAP', seq: 3 }]);
+    const broken = await log.ingest(chain.id, [{ ...chain.next(now), prevHash: GENESIS_HASH }]);
+    assert.deepEqual(broken.findings, [{ code: 'EVENT_CHAIN_BROKEN', seq: 4 }]);
+  });
+
+  it("keeps a console's time floor in the store: another node flags a backdated event as the first would have", async () => {
+    const nodeA = new EventLog(store, clock, logger);
+    const chain = new ConsoleChain('con_clock');
+    await nodeA.ingest(chain.id, [chain.next(now)]);
+    // Backdated against the first: flagged, and it does not lower the floor.
+    const backdated = await nodeA.ingest(chain.id, [chain.next(now - 2 * EVENT_CLOCK_SKEW_MS)]);
+    assert.deepEqual(backdated.findings, [{ code: 'EVENT_TIME_BACKDATED', seq: 2 }]);
+    // A fresh node (or a restarted one) knows nothing of this console in memory: the floor comes
+    // from the store, not from the flagged head event's time.
+    const nodeB = new EventLog(store, clock, logger);
+    const again = await nodeB.ingest(chain.id, [chain.next(now - 2 * EVENT_CLOCK_SKEW_MS)]);
+    assert.deepEqual(again.findings, [{ code: 'EVENT_TIME_BACKDATED', seq: 3 }]);
+    const fine = await nodeB.ingest(chain.id, [chain.next(now)]);
+    assert.deepEqual(fine.findings, []);
+  });
+
+  it("runs ingest effects inside the batch's unit of work: a failing effect stores nothing of the batch", async () => {
+    const log = new EventLog(store, clock, logger);
+    const chain = new ConsoleChain('con_effects');
+    await log.ingest(chain.id, [chain.next(now)]);
+    const batch = [chain.next(now), chain.next(now)];
+    await assert.rejects(
+      log.ingest(chain.id, batch, (uow, event) => ({
+        apply: async () => {
+          await uow.store.meta.set('effect-test', String(event.seq));
+          if (event.seq === 3) throw new Error('effect failed');
+        },
+      })),
+      /effect failed/,
+    );
+    assert.equal((await log.head(chain.id)).lastSeq, 1);
+    assert.equal(await store.meta.get('effect-test'), undefined);
+    // Sent again, it is stored, and the effects' writes commit with it.
+    const stored = await log.ingest(chain.id, batch, (uow, event) => ({
+      apply: () => uow.store.meta.set('effect-test', String(event.seq)),
+    }));
+    assert.equal(stored.upToSeq, 3);
+    assert.equal(await store.meta.get('effect-test'), '3');
+  });
+
+  it('refuses only the failing batch of a group', async () => {
+    const log = new EventLog(store, clock, logger);
+    const good = new ConsoleChain('con_good');
+    const bad = new ConsoleChain('con_bad');
+    const [okResult, failed] = await Promise.allSettled([
+      log.ingest(good.id, [good.next(now)]),
+      log.ingest(bad.id, [bad.next(now)], () => ({
+        apply: () => Promise.reject(new Error('bad batch')),
+      })),
+    ]);
+    assert.equal(okResult.status, 'fulfilled');
+    assert.equal(failed.status, 'rejected');
+    assert.equal((await log.head(good.id)).lastSeq, 1);
+    assert.equal((await log.head(bad.id)).lastSeq, 0);
+    await log.drain();
+  });
+});
