@@ -144,7 +144,8 @@ async function runSupervisor(config: BackendConfig): Promise<void> {
 /**
  * One worker of `--workers N`: the supervisor holds the lock (checked, not retaken); SIGTERM from the
  * supervisor (or anyone) stops it gracefully; the terminal's SIGINT is left to the supervisor, which
- * turns it into one SIGTERM per worker; a worker whose supervisor is gone stops too.
+ * turns it into one SIGTERM per worker. A worker whose supervisor is gone (SIGKILL) exits at once:
+ * node:cluster ends a worker whose IPC channel closed; its consoles reconnect to other nodes.
  */
 async function runWorker(config: BackendConfig, worker: WorkerIdentity): Promise<void> {
   assertInheritedDataDirLock(config.dataDir, worker.lockHolder);
@@ -155,7 +156,6 @@ async function runWorker(config: BackendConfig, worker: WorkerIdentity): Promise
   const shutdown = stopper(backend);
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => undefined);
-  process.on('disconnect', () => shutdown('the supervisor went away'));
   reportWorkerReady({ nodeId: withId.nodeId ?? '', port: backend.port, url: backend.url });
 }
 
