@@ -102,9 +102,46 @@ export function errorBody(error: BatonError, now: number): ErrorBody {
   };
 }
 
+/** Node's codes for a database connection that failed or dropped. */
+const CONNECTION_FAULTS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * What a request tells its client when the store could not do its work, whatever the engine:
+ * `DATABASE_UNREACHABLE` (503) for PostgreSQL (SQLSTATE classes 08 connection, 40 rollback such as a
+ * deadlock or serialization failure, 53 resources, 57 operator intervention such as a shutdown, 58
+ * system; a connection that failed, dropped or timed out), `STORAGE_UNAVAILABLE` (503) for SQLite
+ * (full, read-only, I/O, busy). Undefined for anything else. (A damaged SQLite page is mapped to
+ * `DATABASE_DAMAGED` before this, by the server.) The client retries later: a clear code, not a 500.
+ */
+export function storageFault(error: unknown): BatonError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_')) {
+    return new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot use its database; retry later', { cause: error });
+  }
+  const pg =
+    (typeof code === 'string' && (/^(08|40|53|57|58)[0-9A-Z]{3}$/.test(code) || CONNECTION_FAULTS.has(code))) ||
+    // node-postgres' own errors carry no code: a connection that ended, or none to be had in time.
+    /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout)/.test(error.message);
+  return pg
+    ? new BatonError('DATABASE_UNREACHABLE', 'The backend cannot reach its database; retry later', { cause: error })
+    : undefined;
+}
+
 export function sendError(res: ServerResponse, error: unknown, logger: Logger, now: number): void {
-  const baton = error instanceof BatonError ? error : new BatonError('INTERNAL', 'Internal error', { cause: error });
+  const fault = error instanceof BatonError ? undefined : storageFault(error);
+  const baton =
+    error instanceof BatonError ? error : (fault ?? new BatonError('INTERNAL', 'Internal error', { cause: error }));
   if (baton.code === 'INTERNAL') logger.error({ err: error }, 'request failed');
+  else if (fault !== undefined) logger.error({ err: error, code: fault.code }, 'request failed: the database');
   if (res.headersSent) {
     res.destroy();
     return;

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BatonError } from '../../shared/errors.js';
+import { storageFault } from './http-kit.js';
+
+const coded = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+
+describe('storageFault', () => {
+  it('names a database that cannot do the work with a clear code, whatever the engine', () => {
+    for (const error of [
+      coded('ECONNREFUSED'),
+      coded('57P01', 'terminating connection due to administrator command'),
+      coded('40P01', 'deadlock detected'),
+      coded('08006'),
+      new Error('Connection terminated unexpectedly'),
+      new Error('timeout exceeded when trying to connect'),
+    ]) {
+      assert.equal(storageFault(error)?.code, 'DATABASE_UNREACHABLE', error.message);
+    }
+    assert.equal(storageFault(coded('SQLITE_FULL'))?.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(storageFault(coded('SQLITE_BUSY'))?.code, 'STORAGE_UNAVAILABLE');
+  });
+
+  it('leaves everything else to the usual mapping', () => {
+    assert.equal(storageFault(new Error('boom')), undefined);
+    assert.equal(storageFault(coded('23505', 'duplicate key')), undefined);
+    assert.equal(storageFault(new BatonError('NOT_FOUND', 'no')), undefined);
+    assert.equal(storageFault('text'), undefined);
+  });
+});
