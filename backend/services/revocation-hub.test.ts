@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import type { RevocationMessage } from '../../shared/protocol.js';
+import type { SessionRecord, Store } from '../store/repositories.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { EventLog, type UnitOfWork } from './event-log.js';
+import { RevocationHub, type ConsolePusher } from './revocation-hub.js';
+import type { SessionService } from './session-service.js';
+
+const logger = pino({ level: 'silent' });
+const clock = () => Date.UTC(2026, 0, 1);
+
+/** The consoles connected to one node, recording what they were sent. */
+function node(connected: string[]): ConsolePusher & { sent: Map<string, RevocationMessage[]>; cut: string[] } {
+  const sent = new Map<string, RevocationMessage[]>();
+  const cut: string[] = [];
+  return {
+    sent,
+    cut,
+    connectedConsoleIds: () => connected,
+    isConnected: (id) => connected.includes(id),
+    sendRaw: (id, data) => {
+      if (!connected.includes(id)) return false;
+      sent.set(id, [...(sent.get(id) ?? []), JSON.parse(String(data)) as RevocationMessage]);
+      return true;
+    },
+    disconnect: (id, _reason, onReceived) => {
+      cut.push(id);
+      onReceived?.();
+    },
+  };
+}
+
+/** Sessions are closed through the unit of work, as SessionService does. */
+const sessions = {
+  close: async (uow: UnitOfWork, session: SessionRecord) => {
+    await uow.store.sessions.update(session.id, { state: 'revoked', endedAt: clock(), endReason: 'revoked' });
+  },
+} as unknown as SessionService;
+
+describe('RevocationHub on the async store', () => {
+  let dir: string;
+  let store: Store;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-revocations-'));
+    store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    for (const id of ['con_a', 'con_b', 'con_c']) {
+      await store.consoles.insert({
+        id,
+        name: null,
+        channel: 'branch',
+        site: null,
+        publicJwk: '{}',
+        jkt: id,
+        enrolledAt: clock(),
+        lastSeenAt: null,
+        policyVersion: 0,
+        revocationEpoch: 0,
+        revokedAt: null,
+        revokedReason: null,
+      });
+    }
+    await store.operators.insert({
+      id: 'op_1',
+      displayName: 'Op',
+      roles: [],
+      webauthnUserId: 'u1',
+      createdAt: clock(),
+      failedAttempts: 0,
+      revokedAt: null,
+      revokedReason: null,
+    });
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pushes a revocation to the consoles of the node that took it and, through pushCommitted, of another node', async () => {
+    const nodeA = node(['con_a']);
+    const nodeB = node(['con_b', 'con_c']);
+    const hubA = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeA, logger);
+    const hubB = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeB, logger);
+    const outcome = await hubA.revoke('operator', 'op_1', 'left the bank', 'admin:1');
+    assert.equal(outcome.pushedTo, 1);
+    assert.deepEqual([...nodeA.sent.keys()], ['con_a']);
+    assert.equal(nodeB.sent.size, 0);
+    assert.equal(await hubB.pushCommitted(outcome.revocation.epoch), 2);
+    assert.deepEqual(nodeB.sent.get('con_b')?.[0]?.items[0]?.targetId, 'op_1');
+    assert.equal(await hubB.currentEpoch(), outcome.revocation.epoch);
+    const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
+    assert.deepEqual(deliveries.map((d) => d.consoleId).sort(), ['con_a', 'con_b', 'con_c']);
+    await assert.rejects(hubB.revoke('operator', 'op_1', 'again', 'admin:2'), { code: 'OPERATOR_REVOKED' });
+  });
+
+  it('cuts off a revoked console on whichever node holds it, its close answer counting as the acknowledgement', async () => {
+    const nodeA = node([]);
+    const nodeB = node(['con_c']);
+    const hubA = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeA, logger);
+    const hubB = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeB, logger);
+    const outcome = await hubA.revoke('console', 'con_c', 'stolen', 'admin:1');
+    assert.equal(outcome.pushedTo, 0);
+    await hubB.pushCommitted(outcome.revocation.epoch);
+    assert.deepEqual(nodeB.cut, ['con_c']);
+    await hubB.flushAcks();
+    const [delivery] = await store.revocations.deliveries(outcome.revocation.epoch);
+    assert.equal(delivery?.consoleId, 'con_c');
+    assert.notEqual(delivery?.ackedAt, null);
+  });
+
+  it('catches a console up from the store, whatever node it reconnects to', async () => {
+    const hub = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, node([]), logger);
+    const catchUp = await hub.catchUp('con_a', 0);
+    assert.ok(catchUp !== undefined);
+    // The operator revocation concerns every console; con_c's own revocation does not concern con_a.
+    assert.deepEqual(
+      catchUp.items.map((i) => i.kind),
+      ['operator'],
+    );
+    assert.equal(catchUp.epoch, await hub.currentEpoch());
+    assert.equal(await hub.catchUp('con_a', catchUp.epoch), undefined);
+  });
+
+  it('keeps acknowledgements for a retry when writing them fails', async () => {
+    let down = true;
+    const flaky: Store = {
+      ...store,
+      transaction: (fn) =>
+        down
+          ? Promise.reject(Object.assign(new Error('database away'), { code: 'ECONNREFUSED' }))
+          : store.transaction(fn),
+    };
+    const hub = new RevocationHub(flaky, new EventLog(store, clock, logger), sessions, clock, node([]), logger);
+    hub.acknowledge('con_b', 1);
+    await assert.rejects(hub.flushAcks(), /database away/);
+    assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 0);
+    down = false;
+    await hub.flushAcks();
+    assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 1);
+  });
+});
