@@ -29,6 +29,26 @@ function toStoredEvent(row: Row): StoredEvent {
   };
 }
 
+const INSERT_CHUNK = 1000;
+
+function eventValues(row: EventRow) {
+  return {
+    origin: row.origin,
+    seq: row.seq,
+    id: row.id,
+    time: row.time,
+    received_at: row.receivedAt,
+    type: row.type,
+    outcome: row.outcome,
+    operator_id: row.operatorId,
+    console_id: row.consoleId,
+    session_id: row.sessionId,
+    body: row.body,
+    hash: row.hash,
+    integrity: row.integrity.length > 0 ? row.integrity.join(',') : null,
+  };
+}
+
 function headFrom(row: Row | undefined): StreamHead | undefined {
   return row && { lastSeq: num(row, 'last_seq'), lastHash: str(row, 'last_hash') };
 }
@@ -80,21 +100,7 @@ export class KyselyEvents implements EventRepository {
   async insert(row: EventRow): Promise<{ inserted: true; cursor: number } | { inserted: false; existingHash: string }> {
     const inserted = await this.ctx.db
       .insertInto('events')
-      .values({
-        origin: row.origin,
-        seq: row.seq,
-        id: row.id,
-        time: row.time,
-        received_at: row.receivedAt,
-        type: row.type,
-        outcome: row.outcome,
-        operator_id: row.operatorId,
-        console_id: row.consoleId,
-        session_id: row.sessionId,
-        body: row.body,
-        hash: row.hash,
-        integrity: row.integrity.length > 0 ? row.integrity.join(',') : null,
-      })
+      .values(eventValues(row))
       .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
       .returning('cursor')
       .executeTakeFirst();
@@ -106,6 +112,58 @@ export class KyselyEvents implements EventRepository {
       .where('seq', '=', row.seq)
       .executeTakeFirstOrThrow();
     return { inserted: false, existingHash: str(existing, 'hash') };
+  }
+
+  /**
+   * `insert` for many rows in a few statements (a multi-row INSERT … ON CONFLICT DO NOTHING per 1000
+   * rows, then one read of the hashes already stored): results in the order of `rows`, as if each row
+   * had been inserted in turn (a row repeating an earlier (origin, seq) of the batch is not inserted).
+   * Not in EventRepository yet: for an ingest that writes a batch per round trip.
+   */
+  async insertMany(
+    rows: readonly EventRow[],
+  ): Promise<({ inserted: true; cursor: number } | { inserted: false; existingHash: string })[]> {
+    const key = (origin: string, seq: number) => `${seq}:${origin}`;
+    const cursors = new Map<string, number>();
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      const chunk = rows.slice(i, i + INSERT_CHUNK);
+      const inserted = await this.ctx.db
+        .insertInto('events')
+        .values(chunk.map(eventValues))
+        .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
+        .returning(['origin', 'seq', 'cursor'])
+        .execute();
+      for (const row of inserted) cursors.set(key(str(row, 'origin'), num(row, 'seq')), num(row, 'cursor'));
+    }
+    const claimed = new Set<string>();
+    const missing: EventRow[] = [];
+    for (const row of rows) {
+      const k = key(row.origin, row.seq);
+      if (cursors.has(k) && !claimed.has(k)) claimed.add(k);
+      else missing.push(row);
+    }
+    const hashes = new Map<string, string>();
+    for (let i = 0; i < missing.length; i += INSERT_CHUNK) {
+      const chunk = missing.slice(i, i + INSERT_CHUNK);
+      const found = await this.ctx.db
+        .selectFrom('events')
+        .select(['origin', 'seq', 'hash'])
+        .where((eb) => eb.or(chunk.map((r) => eb.and([eb('origin', '=', r.origin), eb('seq', '=', r.seq)]))))
+        .execute();
+      for (const row of found) hashes.set(key(str(row, 'origin'), num(row, 'seq')), str(row, 'hash'));
+    }
+    const given = new Set<string>();
+    return rows.map((row) => {
+      const k = key(row.origin, row.seq);
+      const cursor = cursors.get(k);
+      if (cursor !== undefined && !given.has(k)) {
+        given.add(k);
+        return { inserted: true as const, cursor };
+      }
+      const existingHash = hashes.get(k);
+      if (existingHash === undefined) throw new Error(`events: (${row.origin}, ${row.seq}) neither inserted nor found`);
+      return { inserted: false as const, existingHash };
+    });
   }
 
   async query(query: EventQuery): Promise<StoredEvent[]> {

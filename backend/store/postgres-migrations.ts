@@ -307,6 +307,9 @@ export async function migratePostgres(
   for (;;) {
     await client.query('BEGIN');
     try {
+      // A migration of a large table may take longer than the pool's statement timeout; waiting for
+      // another node's migration too.
+      await client.query('SET LOCAL statement_timeout = 0');
       await client.query(`SELECT pg_advisory_xact_lock(${PG_LOCKS.migrations})`);
       await client.query(
         `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -18,6 +18,7 @@ import { BatonError } from '../../shared/errors.js';
 import type { CredentialRecord, EventRow, SessionRecord, Store } from './repositories.js';
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
 import { openKyselySqliteStore } from './kysely-store.js';
+import type { KyselyEvents } from './kysely-events.js';
 import { openPostgresStore } from './postgres-store.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import { openStore } from './open-store.js';
@@ -465,6 +466,32 @@ for (const engine of ENGINES) {
         );
         assert.equal(await store.checkpoints.hashAt('c1', 2), eventRow('c1', 2).hash);
         assert.equal(await store.checkpoints.hashAt('c1', 9), undefined);
+      } finally {
+        await done();
+      }
+    });
+
+    it('events.insertMany (Kysely stores): a batch in a few statements, results as if inserted one by one', async () => {
+      await fresh();
+      try {
+        const events = store.events as Partial<KyselyEvents>;
+        if (events.insertMany === undefined) return;
+        await store.events.insert(eventRow('c1', 1));
+        const batch = [
+          eventRow('c1', 1, { hash: 'f'.repeat(64) }),
+          eventRow('c1', 2),
+          eventRow('c2', 1),
+          eventRow('c1', 2, { hash: 'e'.repeat(64) }),
+          ...Array.from({ length: 1200 }, (_, i) => eventRow('c3', i + 1)),
+        ];
+        const results = await events.insertMany.call(store.events, batch);
+        assert.deepEqual(results[0], { inserted: false, existingHash: eventRow('c1', 1).hash });
+        assert.equal(results[1]?.inserted, true);
+        assert.equal(results[2]?.inserted, true);
+        assert.deepEqual(results[3], { inserted: false, existingHash: eventRow('c1', 2).hash });
+        const cursors = results.slice(4).map((r) => (r.inserted ? r.cursor : -1));
+        assert.ok(cursors.every((c, i) => c > 0 && (i === 0 || c > (cursors[i - 1] ?? 0))));
+        assert.equal(await store.events.count(), 1 + 2 + 1200);
       } finally {
         await done();
       }
