@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RevocationKind } from '../../shared/protocol.js';
-import { type Json, startTestBackend, TestConsole, type TestBackend } from '../../test/helpers/backend-harness.js';
-import { enrolOperator, signIn } from '../../test/helpers/operator-flow.js';
-import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
-import type { OperatorRepository, SessionRepository, Store } from '../store/repositories.js';
+import { type Json, startTestBackend, TestConsole, type TestBackend } from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
+import type { OperatorRepository, SessionRepository, Store } from '../../backend/store/repositories.js';
 
 /**
  * Sign-in's revocation re-check runs inside the unit of work that creates the session. A revocation
@@ -22,7 +22,7 @@ describe('sign-in against a revocation committed on another node meanwhile', { s
 
   before(async () => {
     server = await startPostgres();
-    const databaseUrl = await createDatabase(server.url, 'baton_signin_race', { migrated: true });
+    const databaseUrl = await createDatabase(server.url, 'baton_ceremony_race');
     nodeA = await startTestBackend({ databaseUrl });
     nodeB = await startTestBackend({ databaseUrl }, { adminToken: nodeA.admin.token });
     const store = nodeA.backend.services.store;
