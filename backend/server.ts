@@ -138,12 +138,11 @@ async function startOn(
     clock,
     heartbeatSeconds: config.heartbeatSeconds,
     helloTimeoutSeconds: config.helloTimeoutSeconds,
-    onHello: (consoleId, hello) => {
-      if (hello.outbox === undefined) return;
-      store.admin
-        .recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() })
-        .catch((error: unknown) => logger.warn({ err: error, consoleId }, 'recording a console outbox report failed'));
-    },
+    // The outbox backlog a console reports is stored for the admin console (a failure is logged by the channel).
+    onHello: (consoleId, hello) =>
+      hello.outbox === undefined
+        ? undefined
+        : store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() }),
     consoles,
   });
 
