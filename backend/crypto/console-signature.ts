@@ -17,34 +17,23 @@ export interface SignedRequest {
 /** The namespace of console request nonces in the store's ephemeral table. */
 export const NONCE_KIND = 'console-nonce';
 
-/** How often (at most) claiming a nonce also deletes every expired ephemeral entry. */
-const SWEEP_EVERY_MS = 60_000;
-
 /**
  * Remembers nonces, in the store every node shares, long enough that a captured request can never
  * be replayed to any node: a timestamp is accepted within ±W of the clock, so a request signed at
  * `t` stays acceptable until `t + W`, and its nonce is kept until then. The expiry follows from the
  * request's own timestamp, not from the clock of the node that claimed it, so nodes whose clocks
- * differ agree on it. The nonces survive a restart with the database.
+ * differ agree on it. The nonces survive a restart with the database; expired ones are deleted by
+ * the store's sweep (the server runs it).
  */
 export class ReplayGuard {
-  private sweptAt: number;
-
   constructor(
     private readonly ephemeral: EphemeralRepository,
     private readonly clock: () => number,
-  ) {
-    this.sweptAt = clock();
-  }
+  ) {}
 
   /** Returns false when the nonce was already claimed (by any node) and can still be replayed. */
-  async claim(key: string, signedAt: number): Promise<boolean> {
-    const now = this.clock();
-    if (now - this.sweptAt >= SWEEP_EVERY_MS) {
-      this.sweptAt = now;
-      await this.ephemeral.sweep(now);
-    }
-    return this.ephemeral.claimOnce(NONCE_KIND, key, signedAt + SIGNATURE_WINDOW_MS + 1, now);
+  claim(key: string, signedAt: number): Promise<boolean> {
+    return this.ephemeral.claimOnce(NONCE_KIND, key, signedAt + SIGNATURE_WINDOW_MS + 1, this.clock());
   }
 }
 

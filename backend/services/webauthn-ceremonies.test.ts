@@ -38,7 +38,7 @@ describe('ChallengeStore', () => {
     assert.deepEqual(await challenges.consume(await challenges.create(context), 'a'), context);
   });
 
-  it('expires challenges, and sweeps expired ones now and then', async () => {
+  it('expires challenges, and the store sweep forgets expired ones', async () => {
     let now = 0;
     const challenges = new ChallengeStore(store.ephemeral, () => now, 1000);
     const old = await challenges.create({ purpose: 'sign-in', consoleId: 'a' });
@@ -46,9 +46,13 @@ describe('ChallengeStore', () => {
     await assert.rejects(challenges.consume(old, 'a'), isCode('CHALLENGE_EXPIRED'));
     await assert.rejects(challenges.consume(old, 'a'), isCode('CHALLENGE_UNKNOWN'), 'consumed even when expired');
     const stale = await challenges.create({ purpose: 'sign-in', consoleId: 'a' });
-    now = 120_000;
-    await challenges.create({ purpose: 'sign-in', consoleId: 'b' });
-    await assert.rejects(challenges.consume(stale, 'a'), isCode('CHALLENGE_UNKNOWN'), 'swept when the next was made');
+    const live = await challenges.create({ purpose: 'sign-in', consoleId: 'b' });
+    now = 2000;
+    const fresh = await challenges.create({ purpose: 'sign-in', consoleId: 'b' });
+    await store.ephemeral.sweep(now);
+    await assert.rejects(challenges.consume(stale, 'a'), isCode('CHALLENGE_UNKNOWN'), 'swept');
+    await assert.rejects(challenges.consume(live, 'b'), isCode('CHALLENGE_UNKNOWN'), 'swept at its expiry');
+    assert.equal((await challenges.consume(fresh, 'b')).consoleId, 'b', 'a live one stays');
   });
 
   it('caps how many challenges one console can hold, evicting its oldest, without touching others', async () => {

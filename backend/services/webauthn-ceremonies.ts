@@ -34,30 +34,23 @@ export const MAX_CHALLENGES_PER_CONSOLE = 32;
 /** The namespace of WebAuthn challenges in the store's ephemeral table. */
 export const CHALLENGE_KIND = 'webauthn';
 
-/** How often (at most) issuing a challenge also deletes every expired ephemeral entry. */
-const SWEEP_EVERY_MS = 60_000;
-
 /**
  * Single-use, expiring challenges (128 bits), kept in the store every node shares: issued on one
  * node, verified on any other, and consumed once whatever the number of nodes (`take` deletes and
  * returns in one statement). A challenge is consumed even when verification fails. It is stored
  * under the console it was issued to, so another console presenting it neither uses nor burns it;
- * each console holds at most `MAX_CHALLENGES_PER_CONSOLE`, the oldest dropped. Use it outside a
- * unit of work: it talks to the outer store.
+ * each console holds at most `MAX_CHALLENGES_PER_CONSOLE`, the oldest dropped. Expired ones are
+ * deleted by the store's sweep (the server runs it). Use it outside a unit of work: it talks to
+ * the outer store.
  */
 export class ChallengeStore {
-  private sweptAt: number;
-
   constructor(
     private readonly ephemeral: EphemeralRepository,
     private readonly clock: () => number,
     private readonly ttlMs: number,
-  ) {
-    this.sweptAt = clock();
-  }
+  ) {}
 
   async create(context: ChallengeContext): Promise<string> {
-    await this.sweep();
     const challenge = randomBytes(16).toString('base64url');
     await this.ephemeral.put(
       {
@@ -84,14 +77,6 @@ export class ChallengeStore {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued to this console, or was already used');
     }
     return context;
-  }
-
-  /** Expired challenges (and nonces) go from the shared table now and then, from whichever node issues. */
-  private async sweep(): Promise<void> {
-    const now = this.clock();
-    if (now - this.sweptAt < SWEEP_EVERY_MS) return;
-    this.sweptAt = now;
-    await this.ephemeral.sweep(now);
   }
 }
 
