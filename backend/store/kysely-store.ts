@@ -23,7 +23,8 @@ import { KyselyOperators } from './kysely-operators.js';
 import { KyselyAdminTokens, KyselyCommands, KyselyMeta, KyselyPolicies, KyselySessions } from './kysely-sessions.js';
 import { KyselyEphemeral, KyselyRevocations } from './kysely-revocations.js';
 import { KyselyCheckpoints, KyselyEvents } from './kysely-events.js';
-import { KyselyAdmin, KyselyAuthenticatorModels } from './kysely-admin.js';
+import { KyselyAdmin } from './kysely-admin.js';
+import { KyselyAuthenticatorModels } from './kysely-models.js';
 import { DATABASE_FILE, migrate, type SqliteStoreOptions } from './sqlite-store.js';
 
 const handles = new WeakMap<Store, Kysely<BatonDatabase>>();
