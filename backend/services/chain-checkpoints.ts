@@ -16,6 +16,8 @@ export const DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60;
 export const DEFAULT_CHECKPOINT_KEY_ROTATION_DAYS = 90;
 /** How many of the newest stored checkpoints `check` re-verifies on each call. */
 const RECHECKED_CHECKPOINTS = 100;
+/** How long a checkpoint number stays claimed (its row is stored long before the claim lapses). */
+const CHECKPOINT_CLAIM_MS = 24 * 3600 * 1000;
 /** The checkpoints file is read backwards at most this far at start for its last line. */
 const MAX_TAIL_BYTES = 16 * 1024 * 1024;
 
@@ -140,8 +142,18 @@ export class ChainCheckpoints {
    * its last signed head, so the rewrite stays visible.
    */
   async checkpoint(reason: CheckpointReason): Promise<CheckpointBody | undefined> {
+    // Another node that took the same number first has committed by the next attempt.
+    for (let attempt = 1; ; attempt++) {
+      const signed = await this.tryCheckpoint(reason);
+      if (signed !== 'taken') return signed;
+      if (attempt === 3) return undefined;
+    }
+  }
+
+  /** One attempt: `taken` when another node claimed the number this one would have used. */
+  private async tryCheckpoint(reason: CheckpointReason): Promise<CheckpointBody | undefined | 'taken'> {
     const { store, clock } = this.options;
-    return store.transaction(async (tx) => {
+    return store.transaction(async (tx): Promise<CheckpointBody | undefined | 'taken'> => {
       const previous = this.last?.body.heads ?? {};
       const heads: Record<string, StreamHead> = { ...previous };
       let moved = false;
@@ -176,6 +188,12 @@ export class ChainCheckpoints {
         reason,
         heads,
       };
+      // The number is claimed in this transaction: a node reading the same newest checkpoint waits
+      // for this commit and then finds it taken (rolled back, the claim goes with it).
+      const now = clock();
+      if (!(await tx.ephemeral.claimOnce('chain-checkpoint', String(body.seq), now + CHECKPOINT_CLAIM_MS, now))) {
+        return 'taken';
+      }
       const text = canonicalJson(body);
       const sig = sign('sha256', Buffer.from(text), {
         key: this.ring.privateKey,
