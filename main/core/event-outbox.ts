@@ -55,10 +55,18 @@ export function hashEvent(event: AssuranceEvent): string {
   return createHash('sha256').update(canonicalJson(event)).digest('hex');
 }
 
-interface Waiter {
-  event: AssuranceEvent;
-  resolve: (event: AssuranceEvent) => void;
-  reject: (error: unknown) => void;
+/**
+ * An emitted event and its caller's promise, until the writer thread has fsync'd it. A class, not an
+ * object literal: a whole group of these is alive whenever V8 scavenges while the main thread waits
+ * for the writer, and V8 would then pretenure a literal's allocation site — every later waiter born
+ * in the old space and dying there, between the queued events it holds (see docs/benchmarks.md §6).
+ */
+class Waiter {
+  constructor(
+    readonly event: AssuranceEvent,
+    readonly resolve: (event: AssuranceEvent) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
 }
 
 export interface OutboxOptions {
@@ -154,7 +162,7 @@ export class EventOutbox {
     this.lastSeq = event.seq;
     this.lastHash = hashEvent(event);
     return new Promise((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
+      this.queue.push(new Waiter(event, resolve, reject));
       this.scheduleFlush();
     });
   }
