@@ -305,10 +305,16 @@ export class SessionManager {
     this.frontId = undefined;
   }
 
+  /** Shown first, then journaled: `record` never waits for the disk, and its checks and hash need not delay the screen. */
   private bringToFront(session: AgentSession, previous: AgentSession | undefined, why: string): void {
     this.frontId = session.id;
-    if (previous !== undefined && previous.id !== session.id) {
-      if (previous.state === 'locked') previous.state = 'suspended';
+    const switched = previous !== undefined && previous.id !== session.id;
+    if (switched && previous.state === 'locked') previous.state = 'suspended';
+    this.noteActivity();
+    this.schedule();
+    this.scheduleToken();
+    this.hooks.changed();
+    if (switched) {
       this.hooks.record({
         type: 'session-switched',
         subject: this.subject(session),
@@ -318,10 +324,6 @@ export class SessionManager {
         detail: { fromSession: previous.id, fromOperator: previous.operatorId },
       });
     }
-    this.noteActivity();
-    this.schedule();
-    this.scheduleToken();
-    this.hooks.changed();
   }
 
   private finish(id: string, state: FinalState, reason: string, local: boolean): boolean {
