@@ -882,6 +882,42 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
     }
   });
 
+  it('a server that crashes and comes back: calls fail fast meanwhile, then the same store works again', async () => {
+    const own = await startPostgres();
+    const poolErrors: Error[] = [];
+    const store = await openPostgresStore({
+      url: await createDatabase(own.url, 'crash', { migrated: true }),
+      connectTimeoutMs: 1000,
+      onPoolError: (error) => poolErrors.push(error),
+    });
+    try {
+      await store.meta.set('k', 'before');
+      await own.kill();
+      const started = Date.now();
+      await assert.rejects(store.meta.get('k'));
+      await assert.rejects(store.transaction((tx) => tx.meta.set('k', 'during')));
+      assert.ok(Date.now() - started < 5000, `failed after ${Date.now() - started} ms`);
+      await own.restart();
+      let value: string | undefined;
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        try {
+          value = await store.meta.get('k');
+          break;
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+      assert.equal(value, 'before', 'the committed value survived, the failed unit of work left nothing');
+      await store.meta.set('k', 'after');
+      assert.equal(await store.meta.get('k'), 'after');
+    } finally {
+      await store.close();
+      await own.stop();
+    }
+  });
+
   it('keeps to its pool size, and close() ends the pool', async () => {
     const url = await freshPostgresUrl(true);
     const applicationName = 'baton_pool_check';
