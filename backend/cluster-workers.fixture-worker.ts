@@ -6,6 +6,7 @@
  * 70 once FIXTURE_DIR/go exists, so at once after each restart), `hang-on-stop` (ignores SIGTERM). GET /crash exits 70.
  */
 import { createServer } from 'node:http';
+import { WebSocketServer } from 'ws';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertInheritedDataDirLock, clusterWorkerIdentity, nodeIdFor, reportWorkerReady } from './cluster-workers.js';
@@ -27,6 +28,13 @@ const server = createServer((req, res) => {
   res.setHeader('connection', 'close');
   res.end(JSON.stringify({ pid: process.pid, index: identity.index, nodeId }));
 });
+// WebSocket upgrades reach the workers through the supervisor's round robin as any connection does.
+const sockets = new WebSocketServer({ noServer: true });
+server.on('upgrade', (req, socket, head) => {
+  sockets.handleUpgrade(req, socket, head, (ws) =>
+    ws.send(JSON.stringify({ pid: process.pid, index: identity.index })),
+  );
+});
 server.listen(0, '127.0.0.1', () => {
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
@@ -43,5 +51,6 @@ process.on('SIGINT', () => writeFileSync(join(dir, `sigint-${identity.index}-${p
 process.on('SIGTERM', () => {
   if (mode === 'hang-on-stop') return;
   writeFileSync(join(dir, `stopped-${identity.index}-${process.pid}`), '');
+  for (const ws of sockets.clients) ws.close(1001);
   server.close(() => process.exit(0));
 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
+import WebSocket from 'ws';
 import { BatonError } from '../shared/errors.js';
 import {
   CrashHistory,
@@ -202,6 +203,32 @@ describe('cluster workers: a real supervisor with fixture workers', { timeout: 1
       const stopped = readdirSync(run.dir).filter((f) => f.startsWith('stopped-'));
       assert.equal(stopped.length, 2, `each worker stopped gracefully: ${readdirSync(run.dir).join(', ')}`);
       assert.ok(!existsSync(join(run.dir, LOCK_FILE)), 'the lock is released');
+    } finally {
+      kill(run);
+    }
+  });
+
+  it('hands WebSocket upgrades on the one port to every worker, and closes them with 1001 on stop', async () => {
+    const run = runSupervisor('ok');
+    try {
+      const up = await run.waitFor(/baton cluster listening/);
+      const open = async () => {
+        const ws = new WebSocket(`ws://127.0.0.1:${String(up.port)}/v1/console/ws`);
+        const hello = await new Promise<{ pid: number }>((resolve, reject) => {
+          ws.once('message', (data: Buffer) => resolve(JSON.parse(data.toString()) as { pid: number }));
+          ws.once('error', reject);
+        });
+        return { ws, pid: hello.pid };
+      };
+      const sockets = [];
+      for (let i = 0; i < 4; i++) sockets.push(await open());
+      assert.equal(new Set(sockets.map((s) => s.pid)).size, 2, 'upgrades reached both workers');
+      const closes = sockets.map(
+        ({ ws }) => new Promise<number>((resolve) => ws.once('close', (code) => resolve(code))),
+      );
+      run.child.kill('SIGTERM');
+      assert.deepEqual(await Promise.all(closes), [1001, 1001, 1001, 1001]);
+      assert.deepEqual(await run.exited, { code: 0, signal: null });
     } finally {
       kill(run);
     }
