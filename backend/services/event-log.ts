@@ -140,6 +140,11 @@ class Unit implements UnitOfWork {
   readonly floors = new Map<string, { time: number; dirty: boolean }>();
   readonly unpublished: StoredEvent[] = [];
   readonly after: (() => void)[] = [];
+  /**
+   * Console events checked and chained but not yet written: written together (one round trip on
+   * PostgreSQL) before anything else is written after them, so cursors keep the order of the checks.
+   */
+  readonly rows: { row: EventRow; event: AssuranceEvent; integrity: string[] }[] = [];
   /** `record` calls run one at a time even when the caller does not await each (one chain, one head). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -378,6 +383,7 @@ export class EventLog {
 
   /** Writes what the unit moved, once per origin: chain heads and console time floors. */
   private async persist(unit: Unit): Promise<void> {
+    await this.writeRows(unit);
     for (const [origin, entry] of unit.heads) if (entry.dirty) await unit.store.events.setHead(origin, entry.head);
     for (const [origin, floor] of unit.floors)
       if (floor.dirty) await unit.store.meta.set(TIME_FLOOR_KEY + origin, String(floor.time));
@@ -396,6 +402,8 @@ export class EventLog {
   /** Appends a backend fact to the backend's chain (`UnitOfWork.record`; calls are serialised per unit). */
   private async append(unit: Unit, draft: EventDraft): Promise<StoredEvent> {
     if (!mayEmit('backend', draft.type)) throw new Error(`the backend does not record "${draft.type}" events`);
+    // Console events checked before this fact are written before it.
+    await this.writeRows(unit);
     const head = await this.lockedHead(unit, BACKEND_ORIGIN);
     const event = chainEvent(draft, {
       id: randomUUID(),
@@ -488,6 +496,7 @@ export class EventLog {
     for (const origin of [...new Set(batches.map((b) => b.origin))].sort()) await this.lockedHead(unit, origin);
     const results: IngestResult[] = [];
     for (const b of batches) results.push(await this.ingestOne(unit, b.origin, b.events, b.effects));
+    await this.writeRows(unit);
     return results;
   }
 
@@ -506,6 +515,7 @@ export class EventLog {
       const late = event.seq <= head.lastSeq;
       const integrity = await checks.flags(event, late);
       if (late) {
+        await this.writeRows(unit);
         const body = canonicalJson(event);
         const hash = sha256Hex(body);
         integrity.push(EVENT_FLAGS.late);
@@ -558,10 +568,14 @@ export class EventLog {
         effects !== undefined && isTakenAsFact({ integrity }) ? await effects(unit, event, { late: false }) : undefined;
       if (effect?.refused === true) integrity.push(EVENT_FLAGS.sessionChangeRefused);
       checks.report(event.seq, integrity, findings);
-      await this.write(unit, origin, event, integrity, origin);
+      this.chain(unit, origin, event, integrity);
       inserted++;
       checks.stored(event, integrity);
-      await effect?.apply?.();
+      if (effect?.apply !== undefined) {
+        // The change applies once the event that asks for it is written.
+        await this.writeRows(unit);
+        await effect.apply();
+      }
     }
     // The head row is written once per unit of work (see `persist`), not once per event.
     const head = await this.lockedHead(unit, origin);
@@ -587,6 +601,30 @@ export class EventLog {
     unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
     if (this.listeners.size > 0) unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
     return { hash, cursor: result.cursor };
+  }
+
+  /**
+   * Chains a console's (non-late) event into the unit: the head moves now, the row is written with
+   * the others by `writeRows`. No other writer can take its (origin, seq): the unit holds the head.
+   */
+  private chain(unit: Unit, origin: string, event: AssuranceEvent, integrity: string[]): void {
+    const body = canonicalJson(event);
+    const hash = sha256Hex(body);
+    unit.rows.push({ row: this.row(origin, event, body, hash, integrity, origin), event, integrity });
+    unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
+  }
+
+  /** Writes the console events the unit has chained so far, in one call. */
+  private async writeRows(unit: Unit): Promise<void> {
+    if (unit.rows.length === 0) return;
+    const pending = unit.rows.splice(0);
+    const results = await unit.store.events.insertMany(pending.map((p) => p.row));
+    const publish = this.listeners.size > 0;
+    pending.forEach(({ row, event, integrity }, i) => {
+      const result = results[i];
+      if (result?.inserted !== true) throw new Error(`event ${row.origin}#${row.seq} already stored`);
+      if (publish) unit.unpublished.push(this.toStored(row.origin, event, row.hash, integrity, result.cursor));
+    });
   }
 
   private row(

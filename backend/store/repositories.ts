@@ -234,6 +234,14 @@ export interface EventRepository {
   setHead(origin: string, head: StreamHead): Promise<void>;
   /** Inserts unless (origin, seq) exists; returns the stored hash when it did exist. */
   insert(row: EventRow): Promise<{ inserted: true; cursor: number } | { inserted: false; existingHash: string }>;
+  /**
+   * `insert` for many rows in as few round trips as the engine allows: results in the order of
+   * `rows`, as if each row had been inserted in turn (a row repeating an earlier (origin, seq) of the
+   * same call is not inserted), and cursors increasing in the order of `rows`.
+   */
+  insertMany(
+    rows: readonly EventRow[],
+  ): Promise<({ inserted: true; cursor: number } | { inserted: false; existingHash: string })[]>;
   query(query: EventQuery): Promise<StoredEvent[]>;
   /** An origin's stored rows in sequence order, unparsed: for re-verifying the chain. */
   rawChain(origin: string, afterSeq: number, limit: number): Promise<RawEventRow[]>;

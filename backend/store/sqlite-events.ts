@@ -51,6 +51,13 @@ export class SqliteEvents implements Sync<EventRepository> {
     return { inserted: false, existingHash: existing.hash };
   }
 
+  /** SQLite: one statement per row, all in one call (no round trip to save in-process). */
+  insertMany(
+    rows: readonly EventRow[],
+  ): ({ inserted: true; cursor: number } | { inserted: false; existingHash: string })[] {
+    return rows.map((row) => this.insert(row));
+  }
+
   query(query: EventQuery): StoredEvent[] {
     const where: string[] = [];
     const params: Record<string, unknown> = { limit: query.limit };
