@@ -16,6 +16,8 @@ import {
 import { sha256Hex } from '../crypto/secrets.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
+import { openPostgresStore } from '../store/postgres-store.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { BACKEND_ORIGIN, EventLog } from './event-log.js';
 
 const logger = pino({ level: 'silent' });
@@ -53,24 +55,73 @@ class ConsoleChain {
   }
 }
 
-describe('EventLog on the async store', () => {
-  let dir: string;
+/**
+ * One database and two stores on it: two nodes on PostgreSQL (two pools: the heads are locked in the
+ * database), the one store twice on embedded SQLite (one process by design).
+ */
+interface Engine {
+  name: string;
+  skip: false | string;
+  open(): Promise<{ store: Store; other: Store; close: () => Promise<void> }>;
+}
+
+const pgSkip = postgresSkip();
+let server: PostgresServer | undefined;
+
+const engines: Engine[] = [
+  {
+    name: 'embedded SQLite',
+    skip: false,
+    open() {
+      const dir = mkdtempSync(join(tmpdir(), 'baton-event-log-'));
+      const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+      return Promise.resolve({
+        store,
+        other: store,
+        close: async () => {
+          await store.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      });
+    },
+  },
+  {
+    name: 'PostgreSQL, two nodes',
+    skip: pgSkip,
+    async open() {
+      server ??= await startPostgres();
+      const url = await createDatabase(server.url, 'event_log', { migrated: true });
+      const store = await openPostgresStore({ url, poolSize: 4 });
+      const other = await openPostgresStore({ url, poolSize: 4 });
+      return {
+        store,
+        other,
+        close: async () => {
+          await Promise.all([store.close(), other.close()]);
+          await server?.stop();
+        },
+      };
+    },
+  },
+];
+
+for (const engine of engines) describe(`EventLog on ${engine.name}`, { skip: engine.skip }, () => suite(engine));
+
+function suite(engine: Engine): void {
   let store: Store;
+  let other: Store;
+  let close: () => Promise<void>;
   const now = Date.UTC(2026, 0, 1);
   const clock = () => now;
 
-  before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'baton-event-log-'));
-    store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+  before(async () => {
+    ({ store, other, close } = await engine.open());
   });
-  after(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => close());
 
   it('keeps one intact backend chain when units of work interleave, also from two event logs on one store (two nodes)', async () => {
     const nodeA = new EventLog(store, clock, logger);
-    const nodeB = new EventLog(store, clock, logger);
+    const nodeB = new EventLog(other, clock, logger);
     const before = await nodeA.head(BACKEND_ORIGIN);
     const work: Promise<unknown>[] = [];
     for (let i = 0; i < 20; i++) {
@@ -171,7 +222,7 @@ describe('EventLog on the async store', () => {
 
   it("reads a console's head from the store in each unit: a console that moved to another node goes on where it was", async () => {
     const nodeA = new EventLog(store, clock, logger);
-    const nodeB = new EventLog(store, clock, logger);
+    const nodeB = new EventLog(other, clock, logger);
     const chain = new ConsoleChain('con_moving');
     assert.deepEqual((await nodeA.ingest(chain.id, [chain.next(now), chain.next(now)])).findings, []);
     // Node A has seen this console; it now sends to node B, then back to A.
@@ -209,7 +260,7 @@ describe('EventLog on the async store', () => {
     assert.deepEqual(backdated.findings, [{ code: 'EVENT_TIME_BACKDATED', seq: 2 }]);
     // A fresh node (or a restarted one) knows nothing of this console in memory: the floor comes
     // from the store, not from the flagged head event's time.
-    const nodeB = new EventLog(store, clock, logger);
+    const nodeB = new EventLog(other, clock, logger);
     const again = await nodeB.ingest(chain.id, [chain.next(now - 2 * EVENT_CLOCK_SKEW_MS)]);
     assert.deepEqual(again.findings, [{ code: 'EVENT_TIME_BACKDATED', seq: 3 }]);
     const fine = await nodeB.ingest(chain.id, [chain.next(now)]);
@@ -256,4 +307,4 @@ describe('EventLog on the async store', () => {
     assert.equal((await log.head(bad.id)).lastSeq, 0);
     await log.drain();
   });
-});
+}
