@@ -15,6 +15,7 @@ import {
   SqliteQueryCompiler,
   type DatabaseConnection,
   type Dialect as KyselyDialect,
+  type SqliteDatabase,
 } from 'kysely';
 import type { Store } from './repositories.js';
 import type { BatonDatabase, Dialect, KyselyContext } from './kysely-schema.js';
@@ -79,7 +80,25 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 }
 
-function sqliteDialect(database: Database.Database): KyselyDialect {
+/** Kysely prepares every statement it runs; preparing costs more than running, so prepared statements are kept. */
+function withStatementCache(db: Database.Database): SqliteDatabase {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => db.close(),
+    prepare(sql: string) {
+      let statement = cache.get(sql);
+      if (statement === undefined) {
+        statement = db.prepare(sql);
+        if (cache.size >= 1000) cache.clear();
+        cache.set(sql, statement);
+      }
+      return statement;
+    },
+  };
+}
+
+function sqliteDialect(raw: Database.Database): KyselyDialect {
+  const database = withStatementCache(raw);
   return {
     createAdapter: () => new SqliteAdapter(),
     createDriver: () => new ImmediateSqliteDriver({ database }),
