@@ -118,7 +118,6 @@ export class KyselyEvents implements EventRepository {
    * `insert` for many rows in a few statements (a multi-row INSERT … ON CONFLICT DO NOTHING per 1000
    * rows, then one read of the hashes already stored): results in the order of `rows`, as if each row
    * had been inserted in turn (a row repeating an earlier (origin, seq) of the batch is not inserted).
-   * Not in EventRepository yet: for an ingest that writes a batch per round trip.
    */
   async insertMany(
     rows: readonly EventRow[],
