@@ -286,7 +286,11 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminPolicy',
-      handler: () => deps.policies.version,
+      // What the admin edits is the latest in the store (another node may have published it).
+      handler: async () => {
+        await deps.policies.refresh();
+        return deps.policies.version;
+      },
     },
     {
       route: 'adminPolicyVersions',
