@@ -397,13 +397,12 @@ async function copyTable(
 ): Promise<number> {
   const columns = table.columns.map((c) => c.name);
   const perBatch = Math.max(1, Math.min(batchRows ?? 500, Math.floor(30_000 / columns.length)));
-  const page = db
-    .prepare(`SELECT rowid AS __rowid, * FROM ${quote(table.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?`)
-    .safeIntegers(true);
-  let after: bigint = -(2n ** 63n);
+  // Pages in primary-key order (some tables are WITHOUT ROWID).
+  const read = sqliteReader(db, table);
+  let after: Record<string, unknown> | undefined;
   let copied = 0;
   for (;;) {
-    const rows = page.all(after, perBatch) as Record<string, unknown>[];
+    const rows = await read(after, perBatch);
     if (rows.length === 0) return copied;
     const params: unknown[] = [];
     const tuples = rows.map((row) => {
@@ -418,7 +417,7 @@ async function copyTable(
       params,
     );
     copied += rows.length;
-    after = rows.at(-1)?.__rowid as bigint;
+    after = rows.at(-1);
     if (rows.length < perBatch) return copied;
   }
 }
