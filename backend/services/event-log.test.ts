@@ -175,6 +175,37 @@ function suite(engine: Engine): void {
     assert.equal(recorded.prevHash, headBefore.lastHash);
   });
 
+  it('hands live followers committed events in cursor order while units of work interleave', async () => {
+    const log = new EventLog(store, clock, logger);
+    const seen: number[] = [];
+    log.subscribe({}, (event) => seen.push(event.cursor));
+    let wrote!: () => void;
+    const written = new Promise<void>((resolve) => (wrote = resolve));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const slow = log.atomically(async (uow) => {
+      await uow.record(policyChanged(7));
+      wrote();
+      await gate;
+    });
+    await written;
+    const chain = new ConsoleChain('con_order');
+    const fast = log.ingest(chain.id, [chain.next(now)]);
+    if (store.engine === 'postgres') {
+      // The console's batch commits while the slow unit, holding a lower cursor, is still open.
+      await fast;
+      assert.deepEqual(seen, [], 'held until the unit with the lower cursor ends');
+    }
+    // (On SQLite, one unit at a time: the batch waits for the slow unit.)
+    release();
+    await Promise.all([slow, fast]);
+    assert.equal(seen.length, 2);
+    assert.deepEqual(
+      seen,
+      [...seen].sort((a, b) => a - b),
+    );
+  });
+
   it('refuses a nested unit of work (or the outer store) inside a unit instead of deadlocking', async () => {
     const log = new EventLog(store, clock, logger);
     await assert.rejects(

@@ -134,6 +134,11 @@ const TIME_FLOOR_KEY = 'event-time-floor:';
 /** One unit of work's state: nothing of it outlives the transaction, nothing is shared with another unit. */
 class Unit implements UnitOfWork {
   open = true;
+  /**
+   * The lowest cursor this unit has written (-Infinity while its first write is on its way: its
+   * cursor is not known yet but may be lower than one committed meanwhile).
+   */
+  firstCursor: number | undefined;
   /** Chain heads read (and locked) in this unit, and whether this unit moved them. */
   readonly heads = new Map<string, { head: StreamHead; dirty: boolean }>();
   /** Console time floors read in this unit, and whether this unit raised them. */
@@ -201,6 +206,10 @@ export class EventLog {
   private readonly enrolledAt = new Map<string, number>();
   private readonly operatorsSeen = new Set<string>();
   private listenerFailureCount = 0;
+  /** Units of work that have written events and not ended: what they wrote may precede what committed. */
+  private readonly writing = new Set<Unit>();
+  /** Committed events waiting for a unit that wrote a lower cursor to end (followers get cursors in order). */
+  private held: StoredEvent[] = [];
 
   constructor(
     private readonly store: Store,
@@ -335,6 +344,7 @@ export class EventLog {
     this.outsideUnit(method);
     let unit: Unit | undefined;
     let result: T;
+    let committed = false;
     try {
       result = await this.store.transaction(async (tx) => {
         // A fresh unit per attempt: nothing of a rolled-back attempt is carried over.
@@ -352,13 +362,17 @@ export class EventLog {
           throw error;
         }
       });
+      committed = true;
     } finally {
-      if (unit !== undefined) unit.open = false;
+      if (unit !== undefined) {
+        unit.open = false;
+        this.writing.delete(unit);
+        if (committed) for (const event of unit.unpublished) this.held.push(event);
+      }
+      this.release();
     }
-    const committed = unit;
-    if (committed !== undefined) {
-      this.publish(committed.unpublished);
-      for (const hook of committed.after) {
+    if (unit !== undefined) {
+      for (const hook of unit.after) {
         try {
           hook();
         } catch (error) {
@@ -370,6 +384,44 @@ export class EventLog {
       }
     }
     return result;
+  }
+
+  /** Marks that `unit` is about to write events: until their cursors are known, nothing committed is published. */
+  private beforeWrite(unit: Unit): void {
+    if (unit.firstCursor !== undefined) return;
+    unit.firstCursor = Number.NEGATIVE_INFINITY;
+    this.writing.add(unit);
+  }
+
+  /** The first cursor `unit` wrote is known (undefined: nothing was written): what committed below it may go to followers. */
+  private afterWrite(unit: Unit, cursor: number | undefined): void {
+    if (unit.firstCursor !== Number.NEGATIVE_INFINITY) return;
+    unit.firstCursor = cursor;
+    if (cursor === undefined) this.writing.delete(unit);
+    this.release();
+  }
+
+  /**
+   * Hands live followers the committed events no open unit can still precede, in cursor order. On
+   * PostgreSQL units interleave: one may commit cursors above those of a unit still open, which a
+   * follower tracking its last cursor would otherwise skip. (On SQLite units run one at a time.)
+   */
+  private release(): void {
+    if (this.held.length === 0) return;
+    let bound = Number.POSITIVE_INFINITY;
+    for (const unit of this.writing)
+      if (unit.firstCursor !== undefined && unit.firstCursor < bound) bound = unit.firstCursor;
+    let ready: StoredEvent[];
+    if (bound === Number.POSITIVE_INFINITY) {
+      ready = this.held;
+      this.held = [];
+    } else {
+      ready = this.held.filter((e) => e.cursor < bound);
+      if (ready.length === 0) return;
+      this.held = this.held.filter((e) => e.cursor >= bound);
+    }
+    ready.sort((a, b) => a.cursor - b.cursor);
+    this.publish(ready);
   }
 
   /** Refuses, loudly, a call that would open a second unit (or use the outer store) inside an open one. */
@@ -519,7 +571,9 @@ export class EventLog {
         const body = canonicalJson(event);
         const hash = sha256Hex(body);
         integrity.push(EVENT_FLAGS.late);
+        this.beforeWrite(unit);
         const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, origin));
+        this.afterWrite(unit, result.inserted ? result.cursor : undefined);
         if (result.inserted) {
           inserted++;
           checks.report(event.seq, integrity, findings);
@@ -596,7 +650,9 @@ export class EventLog {
   ): Promise<{ hash: string; cursor: number }> {
     const body = canonicalJson(event);
     const hash = sha256Hex(body);
+    this.beforeWrite(unit);
     const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, consoleId));
+    this.afterWrite(unit, result.inserted ? result.cursor : undefined);
     if (!result.inserted) throw new Error(`event ${origin}#${event.seq} already stored`);
     unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
     if (this.listeners.size > 0) unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
@@ -618,7 +674,10 @@ export class EventLog {
   private async writeRows(unit: Unit): Promise<void> {
     if (unit.rows.length === 0) return;
     const pending = unit.rows.splice(0);
+    this.beforeWrite(unit);
     const results = await unit.store.events.insertMany(pending.map((p) => p.row));
+    const first = results.find((r) => r.inserted);
+    this.afterWrite(unit, first?.inserted === true ? first.cursor : undefined);
     const publish = this.listeners.size > 0;
     pending.forEach(({ row, event, integrity }, i) => {
       const result = results[i];
