@@ -305,16 +305,10 @@ export class SessionManager {
     this.frontId = undefined;
   }
 
-  /** Shown first, then journaled: `record` never waits for the disk, and its checks and hash need not delay the screen. */
   private bringToFront(session: AgentSession, previous: AgentSession | undefined, why: string): void {
     this.frontId = session.id;
-    const switched = previous !== undefined && previous.id !== session.id;
-    if (switched && previous.state === 'locked') previous.state = 'suspended';
-    this.noteActivity();
-    this.schedule();
-    this.scheduleToken();
-    this.hooks.changed();
-    if (switched) {
+    if (previous !== undefined && previous.id !== session.id) {
+      if (previous.state === 'locked') previous.state = 'suspended';
       this.hooks.record({
         type: 'session-switched',
         subject: this.subject(session),
@@ -324,6 +318,10 @@ export class SessionManager {
         detail: { fromSession: previous.id, fromOperator: previous.operatorId },
       });
     }
+    this.noteActivity();
+    this.schedule();
+    this.scheduleToken();
+    this.hooks.changed();
   }
 
   private finish(id: string, state: FinalState, reason: string, local: boolean): boolean {
