@@ -1,0 +1,161 @@
+/**
+ * migrateStore() on a throwaway PostgreSQL: thousands of events across many INSERT batches and digest
+ * pages, text and blobs that must survive byte for byte, a composite primary key (WITHOUT ROWID), the
+ * event cursor sequence set after the copy, all or nothing when the copy fails half-way, and a
+ * missing row named by the verification. The end-to-end test (a real backend, the CLI as a child
+ * process) is test/integration/migrate-store.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import pino from 'pino';
+import type { EventDraft } from '../../shared/events.js';
+import { EventLog } from '../services/event-log.js';
+import { migrateStore } from './migrate-store.js';
+import { migratePostgres } from './postgres-migrations.js';
+import { openPostgresStore } from './postgres-store.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
+import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
+
+const EVENTS = 4_500;
+const silent = pino({ level: 'silent' });
+
+function policyChanged(version: number): EventDraft {
+  return {
+    type: 'policy-changed',
+    subject: {},
+    outcome: 'success',
+    reasons: [],
+    detail: { version, previousVersion: version - 1, actor: 'test' },
+  };
+}
+
+async function onDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+describe('migrateStore: batches, paging, exact values, all or nothing', { skip: postgresSkip() }, () => {
+  let server: PostgresServer;
+  let dataDir: string;
+
+  before(async () => {
+    server = await startPostgres();
+    dataDir = mkdtempSync(join(tmpdir(), 'baton-migrate-unit-'));
+    const store = openSqliteStore({ dataDir, durability: 'normal' });
+    const log = new EventLog(store, Date.now, silent);
+    for (let i = 0; i < EVENTS; i += 500) {
+      await log.atomically(async (uow) => {
+        for (let j = i; j < Math.min(EVENTS, i + 500); j++) await uow.record(policyChanged(j + 1));
+      });
+    }
+    await store.close();
+    // Values a careless copy changes: astral and line-separator text, an empty string, NULLs, a blob with
+    // every byte value, integers beyond 2^32, a composite key.
+    const db = new Database(join(dataDir, DATABASE_FILE));
+    db.prepare(
+      `INSERT INTO operators (id, display_name, roles, webauthn_user_id, created_at, failed_attempts)
+       VALUES ('op-1', ?, '["teller"]', 'u1', 1733300000123, 0)`,
+    ).run('Zoë 🙂\u2028Ω "quoted" \\ back');
+    db.prepare(
+      `INSERT INTO credentials (id, operator_id, public_key, counter, transports, device_bound, backed_up, aaguid,
+         attestation_fmt, attestation_trust, registered_on_console, created_at)
+       VALUES ('cred-1', 'op-1', ?, 4294967297, '[]', 1, 0, '', 'none', 'none', 'c-1', 1733300000123)`,
+    ).run(Buffer.from(Array.from({ length: 256 }, (_, i) => i)));
+    for (let epoch = 1; epoch <= 3; epoch++) {
+      for (const consoleId of ['c-b', 'c-a']) {
+        db.prepare('INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at) VALUES (?, ?, ?, ?)').run(
+          epoch,
+          consoleId,
+          1733300000000 + epoch,
+          epoch === 2 ? null : 1733300000500,
+        );
+      }
+    }
+    db.close();
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('copies across many batches and pages, verifies, and new events follow the copied cursors', async () => {
+    const url = await createDatabase(server.url, 'batched');
+    const lines: string[] = [];
+    const result = await migrateStore({ from: dataDir, to: url, batchRows: 7, print: (l) => lines.push(l) });
+    assert.equal(result.ok, true, `${result.difference ?? ''}\n${lines.join('\n')}`);
+    assert.equal(result.mode, 'copied');
+    const events = result.tables.find((t) => t.table === 'events');
+    assert.equal(events?.sourceRows, EVENTS);
+    assert.equal(events.targetDigest, events.sourceDigest);
+    for (const table of ['operators', 'credentials', 'revocation_deliveries']) {
+      const summary = result.tables.find((t) => t.table === table);
+      assert.ok(summary !== undefined && summary.sourceRows > 0 && summary.sourceDigest === summary.targetDigest);
+    }
+    assert.deepEqual(
+      result.chains.map((c) => [c.origin, c.copy.checked, c.copy.intact]),
+      [['backend', EVENTS, true]],
+    );
+    await onDatabase(url, async (client) => {
+      const blob = await client.query<{ public_key: Buffer; counter: string }>(
+        "SELECT public_key, counter::text AS counter FROM credentials WHERE id = 'cred-1'",
+      );
+      assert.deepEqual(
+        [...(blob.rows[0]?.public_key ?? [])],
+        Array.from({ length: 256 }, (_, i) => i),
+      );
+      assert.equal(blob.rows[0]?.counter, '4294967297');
+    });
+    // A node on the copy appends after the copied chain, at the next cursor.
+    const store = await openPostgresStore({ url });
+    try {
+      const stored = await new EventLog(store, Date.now, silent).record(policyChanged(EVENTS + 1));
+      assert.equal(stored.cursor, EVENTS + 1);
+      assert.equal(stored.seq, EVENTS + 1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a copy that fails half-way leaves no row behind, and runs again cleanly', async () => {
+    const url = await createDatabase(server.url, 'fails_half_way');
+    await onDatabase(url, async (client) => {
+      await migratePostgres(client);
+      await client.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.seq = ${EVENTS - 10} THEN RAISE EXCEPTION 'disk full (simulated)'; END IF; RETURN NEW; END $$`);
+      await client.query('CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse()');
+    });
+    await assert.rejects(migrateStore({ from: dataDir, to: url }), /disk full \(simulated\)/);
+    await onDatabase(url, async (client) => {
+      for (const table of ['operators', 'credentials', 'events', 'event_streams', 'revocation_deliveries']) {
+        assert.equal((await client.query(`SELECT 1 FROM ${table}`)).rowCount, 0, table);
+      }
+      await client.query('DROP TRIGGER refuse ON events');
+    });
+    const again = await migrateStore({ from: dataDir, to: url });
+    assert.equal(again.ok, true, again.difference);
+  });
+
+  it('a row missing from the copy is named by --verify-only', async () => {
+    const url = await createDatabase(server.url, 'row_missing');
+    assert.equal((await migrateStore({ from: dataDir, to: url })).ok, true);
+    await onDatabase(url, (client) =>
+      client.query("DELETE FROM revocation_deliveries WHERE epoch = 2 AND console_id = 'c-b'"),
+    );
+    const result = await migrateStore({ from: dataDir, to: url, verifyOnly: true });
+    assert.equal(result.ok, false);
+    assert.equal(result.mode, 'verified');
+    assert.match(result.difference ?? '', /^table revocation_deliveries: 6 rows in the source, 5 in the copy/);
+    assert.match(result.difference ?? '', /epoch=2, console_id=c-b/);
+  });
+});
