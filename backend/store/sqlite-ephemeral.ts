@@ -6,21 +6,20 @@ type Row = { owner: string; value: string; expires_at: number };
 /** Challenges and nonces in the embedded store (migration 9). */
 export class SqliteEphemeral implements Sync<EphemeralRepository> {
   private readonly stmts;
-  private seq = 0;
-
   constructor(private readonly db: Database.Database) {
     this.stmts = {
       insert: db.prepare(
-        'INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq) VALUES (?, ?, ?, ?, ?, ?)',
+        `INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq)
+         VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM ephemeral))`,
       ),
-      nextSeq: db.prepare('SELECT COALESCE(MAX(created_seq), 0) AS n FROM ephemeral'),
       evict: db.prepare(
         `DELETE FROM ephemeral WHERE kind = ? AND owner = ? AND created_seq NOT IN
            (SELECT created_seq FROM ephemeral WHERE kind = ? AND owner = ? ORDER BY created_seq DESC LIMIT ?)`,
       ),
       take: db.prepare('DELETE FROM ephemeral WHERE kind = ? AND key = ? RETURNING owner, value, expires_at'),
       claim: db.prepare(
-        `INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq) VALUES (?, ?, '', '', ?, ?)
+        `INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq)
+         VALUES (?, ?, '', '', ?, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM ephemeral))
          ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at, created_seq = excluded.created_seq
          WHERE ephemeral.expires_at <= ?`,
       ),
@@ -28,13 +27,8 @@ export class SqliteEphemeral implements Sync<EphemeralRepository> {
     };
   }
 
-  private next(): number {
-    if (this.seq === 0) this.seq = (this.stmts.nextSeq.get() as { n: number }).n;
-    return ++this.seq;
-  }
-
   put(entry: { kind: string; key: string; owner: string; value: string; expiresAt: number }, maxPerOwner?: number) {
-    this.stmts.insert.run(entry.kind, entry.key, entry.owner, entry.value, entry.expiresAt, this.next());
+    this.stmts.insert.run(entry.kind, entry.key, entry.owner, entry.value, entry.expiresAt);
     if (maxPerOwner !== undefined) {
       this.stmts.evict.run(entry.kind, entry.owner, entry.kind, entry.owner, maxPerOwner);
     }
@@ -46,7 +40,7 @@ export class SqliteEphemeral implements Sync<EphemeralRepository> {
   }
 
   claimOnce(kind: string, key: string, expiresAt: number, now: number): boolean {
-    return this.stmts.claim.run(kind, key, expiresAt, this.next(), now).changes === 1;
+    return this.stmts.claim.run(kind, key, expiresAt, now).changes === 1;
   }
 
   sweep(now: number): number {
