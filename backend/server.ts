@@ -20,7 +20,13 @@ import { Router, isReply, type RouteContext } from './http/router.js';
 import { ROUTES } from '../shared/routes.js';
 import type { Store } from './store/repositories.js';
 import { ConsoleChannel } from './ws/console-channel.js';
-import { composeServices, type Services } from './services/compose-services.js';
+import {
+  composeServices,
+  startCluster,
+  stopCluster,
+  type ClusterDeps,
+  type Services,
+} from './services/compose-services.js';
 import { ChainCheckpoints } from './services/chain-checkpoints.js';
 import { DatabaseHealth, isDatabaseDamage } from './store/database-health.js';
 import { DATABASE_FILE } from './store/sqlite-store.js';
@@ -44,6 +50,8 @@ export interface BackendDeps {
    * on PostgreSQL, where one node starting must not sign out the admins of the others.
    */
   endAdminSessionsAtStart?: boolean;
+  /** Cluster parts' test hooks (the freshness monitor's clock): compose-services.ts. */
+  cluster?: ClusterDeps;
 }
 
 export interface Backend {
@@ -115,7 +123,30 @@ async function startOn(
 ): Promise<Backend> {
   // The services reach consoles through this port; the channel binds itself to it when built below.
   const consoles = new LateConsolePort();
-  const services = await composeServices(config, { clock, logger, store, consoles });
+  const services = await composeServices(config, {
+    clock,
+    logger,
+    store,
+    consoles,
+    ...(deps.cluster === undefined ? {} : { cluster: deps.cluster }),
+  });
+  try {
+    return await listenOn(services, store, config, deps, clock, logger, consoles);
+  } catch (error) {
+    await stopCluster(services, logger);
+    throw error;
+  }
+}
+
+async function listenOn(
+  services: Services,
+  store: Store,
+  config: BackendConfig,
+  deps: BackendDeps,
+  clock: () => number,
+  logger: Logger,
+  consoles: LateConsolePort,
+): Promise<Backend> {
   const { events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } = services;
   // Chain heads signed with a key outside the database; the database file's integrity as last checked.
   const checkpoints = await ChainCheckpoints.open({
@@ -292,6 +323,9 @@ async function startOn(
   httpLimits.apply(server);
   server.maxHeadersCount = 64;
 
+  // The bus listens (and ran its first resync) and the node's view is confirmed before any request.
+  await startCluster(services);
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -372,6 +406,8 @@ async function startOn(
       await settle('recording revocation acknowledgements', () => revocations.flushAcks());
       await settle('recording when consoles were last seen', () => registry.flushLastSeen());
       await settle('signing the last chain checkpoint', () => checkpoints.stop());
+      // Freshness first (it removes this node's registry row through the store), then the bus.
+      await settle('stopping the cluster bus', () => stopCluster(services, logger));
       database.close();
       await store.close();
       logger.info('baton backend stopped');

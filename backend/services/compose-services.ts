@@ -1,10 +1,22 @@
 import type { Logger } from 'pino';
+import { CompiledQuery } from 'kysely';
+import { InProcessBus, PostgresBus, type ClusterBus } from '../cluster/bus.js';
+import { FreshnessMonitor } from '../cluster/freshness.js';
+import {
+  MemoryNodeRegistry,
+  PostgresNodeRegistry,
+  newNodeId,
+  thisNode,
+  type NodeIdentity,
+  type NodeRegistry,
+} from '../cluster/nodes.js';
 import type { BackendConfig } from '../config.js';
 import { loadAttestationRoots } from '../crypto/attestation-roots.js';
 import { defaultMetadataTrustAnchors, readMetadataTrustAnchors } from '../crypto/metadata-blob.js';
 import { TokenIssuer } from '../crypto/token-issuer.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
+import { kyselyOf } from '../store/kysely-store.js';
 import type { ConsolePort } from './console-port.js';
 import { ConsoleRegistry } from './console-registry.js';
 import { EventLog } from './event-log.js';
@@ -33,6 +45,31 @@ export interface Services {
   attestationRoots: number;
   /** Authenticator models from the FIDO metadata BLOB an admin supplied. */
   authenticators: AuthenticatorMetadata;
+  /** This node's id in the cluster (`config.nodeId`, else a fresh `newNodeId()`): the bus origin, the registry row. */
+  nodeId: string;
+  /** Who this node is (id, host, pid, start), as its registry row shows it. */
+  node: NodeIdentity;
+  /**
+   * The cluster bus: `PostgresBus` (LISTEN/NOTIFY on the store's database, publishing through the store's
+   * pool) on PostgreSQL, `InProcessBus` on embedded SQLite. Built here, not started: subscribers register
+   * first, then `startCluster()` starts it (its first resync) before the server listens.
+   */
+  bus: ClusterBus;
+  /** Whether this node's view of revocations may be stale (bound `config.staleAfterSeconds`); sign-in, step-up and resume consult it. */
+  freshness: FreshnessMonitor;
+  /** The cluster's node heartbeat rows (PostgreSQL: `cluster_nodes`; embedded: this one process, in memory). */
+  nodes: NodeRegistry;
+}
+
+/** What a composition may be given for its cluster parts (tests: a clock to make the node stale without sleeping). */
+export interface ClusterDeps {
+  /**
+   * The freshness monitor's clock (default `Date.now`). Not the services' clock: tests that move the
+   * business clock by hours must not make the node stale by accident.
+   */
+  freshnessClock?: () => number;
+  /** The freshness heartbeat period (ms); default a third of the bound. */
+  freshnessIntervalMs?: number;
 }
 
 /**
@@ -52,9 +89,11 @@ export async function composeServices(
      * console channel to it; a composition without a channel passes `NO_CONSOLE_CHANNEL` explicitly.
      */
     consoles: ConsolePort;
+    cluster?: ClusterDeps;
   },
 ): Promise<Services> {
   const { clock, logger, consoles } = deps;
+  const cluster = deps.cluster ?? {};
   if (deps.store === undefined && config.databaseUrl !== undefined) {
     // Never fall back to a local SQLite file when the configuration names the cluster's database.
     throw new Error('composeServices: a database URL is configured, so the caller must open that store and pass it');
@@ -63,7 +102,7 @@ export async function composeServices(
     config.attestationRootsFile === undefined ? 0 : loadAttestationRoots(config.attestationRootsFile);
   const store = deps.store ?? openSqliteStore({ dataDir: config.dataDir, durability: config.durability });
   try {
-    return await composeOn(store, config, { clock, logger, consoles }, attestationRoots);
+    return await composeOn(store, config, { clock, logger, consoles, cluster }, attestationRoots);
   } catch (error) {
     // A store opened here is closed here: a failed start leaves no open database behind.
     if (deps.store === undefined) await store.close().catch(() => undefined);
@@ -74,9 +113,15 @@ export async function composeServices(
 async function composeOn(
   store: Store,
   config: BackendConfig,
-  { clock, logger, consoles }: { clock: () => number; logger: Logger; consoles: ConsolePort },
+  {
+    clock,
+    logger,
+    consoles,
+    cluster,
+  }: { clock: () => number; logger: Logger; consoles: ConsolePort; cluster: ClusterDeps },
   attestationRoots: number,
 ): Promise<Services> {
+  const { nodeId, node, bus, nodes, freshness } = composeCluster(store, config, logger, cluster);
   const events = new EventLog(store, clock, logger);
   const policies = await PolicyService.open(store, events, clock, logger);
   const tokens = await TokenIssuer.open(config.dataDir, clock, { rotationDays: config.tokenKeyRotationDays });
@@ -116,5 +161,92 @@ async function composeOn(
     revocations,
     attestationRoots,
     authenticators,
+    nodeId,
+    node,
+    bus,
+    freshness,
+    nodes,
   };
+}
+
+/**
+ * The bus, the node registry and the freshness monitor of this node, on the store's engine. Nothing
+ * here connects: `startCluster` does, once every subscriber is registered.
+ */
+function composeCluster(
+  store: Store,
+  config: BackendConfig,
+  logger: Logger,
+  cluster: ClusterDeps,
+): { nodeId: string; node: NodeIdentity; bus: ClusterBus; nodes: NodeRegistry; freshness: FreshnessMonitor } {
+  const nodeId = config.nodeId ?? newNodeId();
+  const node = thisNode(nodeId, Date.now());
+  const busLogger = logger.child({ node: nodeId });
+  let bus: ClusterBus;
+  let nodes: NodeRegistry;
+  if (store.engine === 'postgres') {
+    const db = kyselyOf(store);
+    if (config.databaseUrl === undefined || db === undefined) {
+      // LISTEN needs a connection of its own to the store's database; guessing one would listen elsewhere.
+      throw new Error(
+        'composeServices: a PostgreSQL store needs config.databaseUrl (the cluster bus listens on that database) and a Kysely store',
+      );
+    }
+    // Publishing and the registry run on the store's own pool: no second pool per node.
+    const pool = {
+      query: async (text: string, values: unknown[] = []) => {
+        const result = await db.executeQuery(CompiledQuery.raw(text, values));
+        return {
+          rows: result.rows,
+          rowCount: result.numAffectedRows === undefined ? null : Number(result.numAffectedRows),
+        };
+      },
+    };
+    bus = new PostgresBus({
+      nodeId,
+      logger: busLogger,
+      connection: config.databaseUrl,
+      pool,
+      // The safety net for a pointer published after a commit by a node that died before sending it.
+      resyncEveryMs: Math.max(5_000, config.staleAfterSeconds * 1000),
+    });
+    nodes = new PostgresNodeRegistry(pool);
+  } else {
+    bus = new InProcessBus({ nodeId, logger: busLogger });
+    // Embedded SQLite is one process by construction (the config refuses more workers, the data
+    // directory lock a second backend): the only node anyone can list is this one, and a row kept in
+    // the file would only outlive it as a ghost after a restart.
+    nodes = new MemoryNodeRegistry();
+  }
+  const freshness = new FreshnessMonitor({
+    bus,
+    logger: busLogger,
+    boundMs: config.staleAfterSeconds * 1000,
+    ...(cluster.freshnessIntervalMs === undefined ? {} : { intervalMs: cluster.freshnessIntervalMs }),
+    ...(cluster.freshnessClock === undefined ? {} : { clock: cluster.freshnessClock }),
+    registry: { nodes, node },
+  });
+  return { nodeId, node, bus, nodes, freshness };
+}
+
+/**
+ * Starts the cluster parts of a composition: the bus listens and runs its first resync, then the
+ * freshness heartbeat starts (its first beat at once). Call once every subscriber is registered and
+ * before the server listens.
+ */
+export async function startCluster(services: Pick<Services, 'bus' | 'freshness'>): Promise<void> {
+  await services.bus.start();
+  services.freshness.start();
+  // The first confirmation, so a node is fresh (and ready) the moment it listens.
+  await services.freshness.check();
+}
+
+/** Stops the freshness heartbeat (removing this node's row), then the bus. */
+export async function stopCluster(services: Pick<Services, 'bus' | 'freshness'>, logger: Logger): Promise<void> {
+  try {
+    await services.freshness.stop();
+  } catch (error) {
+    logger.error({ err: error }, 'stopping the freshness monitor failed');
+  }
+  await services.bus.close();
 }
