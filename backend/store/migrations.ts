@@ -277,4 +277,21 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ephemeral_expiry ON ephemeral (expires_at);
     `,
   },
+  {
+    version: 10,
+    name: 'cluster node heartbeats (backend/cluster/nodes.ts)',
+    // The same shape as CLUSTER_NODES_DDL_SQLITE; written out, since a shipped migration never changes.
+    sql: `
+      CREATE TABLE cluster_nodes (
+        node_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        last_beat INTEGER NOT NULL,
+        stale INTEGER NOT NULL DEFAULT 0 CHECK (stale IN (0, 1)),
+        stale_since INTEGER,
+        stale_reason TEXT
+      ) STRICT;
+    `,
+  },
 ];

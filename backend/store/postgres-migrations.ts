@@ -1,6 +1,6 @@
 /**
  * The PostgreSQL schema: the same nine numbered migrations as the SQLite ones in migrations.ts, in
- * PostgreSQL's DDL, so that after version 9 both engines have the same tables, columns and indexes.
+ * PostgreSQL's DDL, so that after every version both engines have the same tables, columns and indexes.
  * Timestamps and other integers are BIGINT (milliseconds do not fit INTEGER), blobs BYTEA, JSON TEXT.
  * Text is compared and sorted byte-wise (COLLATE "C"), as SQLite does, whatever the server's locale.
  * Applied versions are recorded in `schema_migrations`; each migration runs in its own transaction
@@ -286,6 +286,23 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX ephemeral_owner ON ephemeral (kind, owner, created_seq);
       CREATE INDEX ephemeral_expiry ON ephemeral (expires_at);
+    `),
+  },
+  {
+    version: 10,
+    name: 'cluster node heartbeats (backend/cluster/nodes.ts)',
+    // The same shape as CLUSTER_NODES_DDL_POSTGRES; written out, since a shipped migration never changes.
+    sql: ddl(`
+      CREATE TABLE cluster_nodes (
+        node_id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_beat BIGINT NOT NULL,
+        stale BOOLEAN NOT NULL DEFAULT FALSE,
+        stale_since BIGINT,
+        stale_reason TEXT
+      );
     `),
   },
 ];
