@@ -158,4 +158,24 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
     assert.match(result.difference ?? '', /^table revocation_deliveries: 6 rows in the source, 5 in the copy/);
     assert.match(result.difference ?? '', /epoch=2, console_id=c-b/);
   });
+
+  it('a target another client holds (a node running on it) is refused instead of waited for', async () => {
+    const url = await createDatabase(server.url, 'in_use', { migrated: true });
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT COUNT(*) FROM consoles'); // a node's open transaction holds a share lock
+      await assert.rejects(
+        migrateStore({ from: dataDir, to: url, lockTimeoutMs: 300 }),
+        (error: Error) => error.name === 'MigrationRefused' && /is in use .*Nothing was written/.test(error.message),
+      );
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    await onDatabase(url, async (client) => {
+      assert.equal((await client.query('SELECT 1 FROM events')).rowCount, 0);
+    });
+  });
 });

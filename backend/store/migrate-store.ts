@@ -42,6 +42,8 @@ export interface MigrateStoreOptions {
   print?: (line: string) => void;
   /** Rows per INSERT (default: as many as fit 30,000 parameters, at most 500). */
   batchRows?: number;
+  /** How long to wait for the target's tables when something else holds them (default 10,000 ms): then refused. */
+  lockTimeoutMs?: number;
 }
 
 export interface TableSummary {
@@ -541,13 +543,28 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
     }
 
     let mode: MigrateStoreResult['mode'] = options.verifyOnly === true ? 'verified' : 'copied';
+    /** Digests already computed (a target that holds this very copy), not computed twice. */
+    let compared: TableSummary[] | undefined;
     if (options.verifyOnly !== true) {
       const started = Date.now();
       await client.query('BEGIN');
       try {
         await client.query('SET LOCAL statement_timeout = 0');
-        // No node may write while the copy runs, and the emptiness check holds until the commit.
-        await client.query(`LOCK TABLE ${tables.map((t) => quote(t.name)).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+        // No node may write while the copy runs, and the emptiness check holds until the commit. A node
+        // already running on the target holds locks: say so instead of waiting for it.
+        const lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+        await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+        try {
+          await client.query(`LOCK TABLE ${tables.map((t) => quote(t.name)).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+        } catch (error) {
+          if ((error as { code?: unknown }).code === '55P03') {
+            throw new MigrationRefused(
+              `The target database is in use (its tables could not be locked within ${lockTimeoutMs / 1000} s): stop every node and tool using it, then run this again. Nothing was written.`,
+            );
+          }
+          throw error;
+        }
+        await client.query('SET LOCAL lock_timeout = 0');
         const occupied: string[] = [];
         for (const table of tables) {
           const count = await client.query<{ n: string }>(`SELECT COUNT(*)::text AS n FROM ${quote(table.name)}`);
@@ -568,11 +585,11 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
         }
         if (mode === 'already-copied') {
           // Either exactly this copy (then verify it) or other data: refused, nothing written.
-          const summaries: TableSummary[] = [];
+          compared = [];
           for (const table of tables) {
-            summaries.push(await compareTable(table, sqliteReader(db, table), postgresReader(client, table)));
+            compared.push(await compareTable(table, sqliteReader(db, table), postgresReader(client, table)));
           }
-          const other = summaries.find((s) => s.sourceDigest !== s.targetDigest || s.sourceRows !== s.targetRows);
+          const other = compared.find((s) => s.sourceDigest !== s.targetDigest || s.sourceRows !== s.targetRows);
           if (other !== undefined) {
             throw new MigrationRefused(
               `The target database already holds data that is not a copy of this source (${occupied.slice(0, 3).join(', ')}${occupied.length > 3 ? ', …' : ''}; first difference in ${other.table}: ${other.firstDifference ?? `${other.sourceRows} rows in the source, ${other.targetRows} in the target`}): give an empty database. Nothing was written.`,
@@ -587,9 +604,11 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
     }
 
     // Verification: rows and digests per table.
-    const summaries: TableSummary[] = [];
-    for (const table of tables) {
-      summaries.push(await compareTable(table, sqliteReader(db, table), postgresReader(client, table)));
+    const summaries: TableSummary[] = compared ?? [];
+    if (compared === undefined) {
+      for (const table of tables) {
+        summaries.push(await compareTable(table, sqliteReader(db, table), postgresReader(client, table)));
+      }
     }
     const result: MigrateStoreResult = {
       ok: true,
@@ -692,6 +711,7 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
       } catch {
         fail(`checkpoint ${newest.seq}: its body is not JSON on the copy`);
       }
+      let headsFound = true;
       for (const [origin, head] of Object.entries(heads)) {
         if (typeof head.lastSeq !== 'number' || head.lastSeq === 0) continue;
         const found = await client.query<{ hash: string }>('SELECT hash FROM events WHERE origin = $1 AND seq = $2', [
@@ -706,14 +726,17 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
           if (onSource?.hash === found.rows[0]?.hash) {
             result.warnings.push(`checkpoint ${newest.seq}: head of ${origin} differs on the source too`);
           } else {
+            headsFound = false;
             fail(`checkpoint ${newest.seq}: the signed head of ${origin} (seq ${head.lastSeq}) is not in the copy`);
           }
         }
       }
+      print(
+        `Checkpoints: ${result.checkpoints.rows} copied; the newest (#${newest.seq}) names ${result.checkpoints.headsChecked} chain heads, ${headsFound ? 'all found in the copy' : 'NOT all found in the copy'}`,
+      );
+    } else {
+      print('Checkpoints: none in the source');
     }
-    print(
-      `Checkpoints: ${result.checkpoints.rows} rows copied${result.checkpoints.newestSeq === null ? '' : `; the newest (#${result.checkpoints.newestSeq}) names ${result.checkpoints.headsChecked} chain heads, ${result.ok ? 'all found in the copy' : 'see above'}`}`,
-    );
     return result;
   } finally {
     for (const cleanup of cleanups.reverse()) {
