@@ -16,7 +16,7 @@ database in one transaction, then verifies the copy (rows and a sha256 digest pe
 chain re-walked, the newest signed checkpoint's heads). --verify-only compares an existing copy and
 writes nothing. --to may be left out when BATON_DATABASE_URL is set; give the password as PGPASSWORD
 or in ~/.pgpass rather than in the URL (a command line is visible to every user of the host).
-Exit status: 0 verified, 1 a difference was found, 2 refused or could not run (nothing written).`;
+Exit status: 0 verified, 1 a difference was found, 2 refused (nothing written) or could not run.`;
 
 function secretsOf(url: string | undefined): string[] {
   const secrets: string[] = [];
@@ -97,7 +97,7 @@ async function main(): Promise<number> {
       process.stderr.write(`Refused: ${scrub(message)}\n`);
     } else {
       process.stderr.write(
-        `Failed: ${scrub(message)}\nA failure during the copy rolls its one PostgreSQL transaction back: nothing of it remains.\n`,
+        `Failed: ${scrub(message)}\nA failure during the copy rolls its one PostgreSQL transaction back (nothing of it remains); a failure after it, during the verification, leaves the copy: check it with --verify-only.\n`,
       );
     }
     return 2;
