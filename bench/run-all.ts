@@ -13,6 +13,10 @@ const BENCHMARKS = [
   'sign-in-throughput',
   'event-ingest',
   'revocation-fanout',
+  // Issue 10 (cluster on PostgreSQL; the PostgreSQL parts are skipped with the reason where it cannot run).
+  'cluster-sign-in',
+  'cluster-ingest',
+  'cluster-revocation',
   'agent-switch-latency',
   'agent-outbox-throughput',
   'agent-memory',

@@ -168,7 +168,8 @@ process.on('message', (raw: unknown) => {
         const times = revocationTimes.get(request.epoch as number);
         reply(
           times === undefined
-            ? { found: false }
+            ? // Revoked on another node (cluster): the acknowledgements this node committed still count.
+              { found: false, acks: [...(ackCommittedAt.get(request.epoch as number)?.entries() ?? [])] }
             : {
                 found: true,
                 startedAt: times.startedAt,

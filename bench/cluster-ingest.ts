@@ -1,0 +1,353 @@
+/**
+ * Durable ingest on both engines (issue 10), each as a ratio to the raw batched insert of its engine
+ * measured in the same run (../shared/anchors/sqlite-insert.mjs, pg-insert.mjs):
+ *  (a) over the wire: consoles enrolled over the API on a node started from the CLI, each keeping
+ *      PIPELINE batches of BATCH chained events in flight; acknowledged events/s (the ack follows the
+ *      group commit); embedded SQLite (1 process, durability full) and PostgreSQL (same two cores,
+ *      fsync and synchronous_commit on) with 1, 2 and 4 workers; the store is read back afterwards:
+ *      every acknowledged event stored once, in sequence, with the console's head;
+ *  (b) the repositories alone, in this process: `EventRepository.insertMany` + `setHead` in one
+ *      `Store.transaction` per batch of BATCH rows (what the group commit does per console and
+ *      group), the hand-written better-sqlite3 store (`openSqliteStore`) against the Kysely store on
+ *      the same SQLite file settings (`openKyselySqliteStore`), and the Kysely store on PostgreSQL.
+ *
+ *   node --import tsx bench/cluster-ingest.ts [--seconds 6] [--consoles 40] [--batch 250] [--pipeline 2] [--workers 1,2,4] [--rows 50000]
+ *
+ * Without PostgreSQL the PostgreSQL parts are skipped with the reason printed.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { openKyselySqliteStore } from '../backend/store/kysely-store.js';
+import { openPostgresStore } from '../backend/store/postgres-store.js';
+import type { EventRow, Store } from '../backend/store/repositories.js';
+import { openSqliteStore } from '../backend/store/sqlite-store.js';
+import {
+  CliNode,
+  cpuDelta,
+  freshDatabase,
+  loadLine,
+  postgresForBench,
+  postmasterPid,
+  runAnchor,
+  treeCpu,
+} from './lib/cluster.js';
+import { ingestLoad, type IngestResult } from './lib/ingest-load.js';
+import { fmt, fmtInt, heading, printJsonLine, printTable, verdict } from './lib/report.js';
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '6' },
+    warmup: { type: 'string', default: '2' },
+    consoles: { type: 'string', default: '40' },
+    batch: { type: 'string', default: '250' },
+    pipeline: { type: 'string', default: '2' },
+    workers: { type: 'string', default: '1,2,4' },
+    rows: { type: 'string', default: '50000' },
+    'skip-wire': { type: 'boolean', default: false },
+  },
+});
+const SECONDS = Number(args.seconds);
+const WARMUP = Number(args.warmup);
+const CONSOLES = Number(args.consoles);
+const BATCH = Number(args.batch);
+const PIPELINE = Number(args.pipeline);
+const ROWS = Number(args.rows);
+const WORKERS = args.workers
+  .split(',')
+  .map(Number)
+  .filter((n) => n >= 1);
+const GOAL_SQLITE = 50_000;
+const GOAL_POSTGRES = 30_000;
+
+interface WireResult extends IngestResult {
+  name: string;
+  engine: 'sqlite' | 'postgres';
+  command: string;
+  load: string;
+  backendCores: number;
+  postgresCores: number;
+}
+
+async function wire(
+  name: string,
+  engine: 'sqlite' | 'postgres',
+  command: string,
+  node: CliNode,
+  databaseUrl: string | undefined,
+  postgresPid: number | undefined,
+): Promise<WireResult> {
+  let b0 = new Map<number, number>();
+  let p0 = new Map<number, number>();
+  let backendMs = 0;
+  let postgresMs = 0;
+  const load = loadLine();
+  const result = await ingestLoad(node, {
+    consoles: CONSOLES,
+    batch: BATCH,
+    pipeline: PIPELINE,
+    warmupSeconds: WARMUP,
+    seconds: SECONDS,
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
+    onWindow: (edge) => {
+      if (edge === 'start') {
+        b0 = treeCpu(node.pid);
+        if (postgresPid !== undefined) p0 = treeCpu(postgresPid);
+      } else {
+        backendMs = cpuDelta(b0, treeCpu(node.pid));
+        if (postgresPid !== undefined) postgresMs = cpuDelta(p0, treeCpu(postgresPid));
+      }
+    },
+  });
+  const r: WireResult = {
+    ...result,
+    name,
+    engine,
+    command,
+    load,
+    backendCores: backendMs / result.windowMs,
+    postgresCores: postgresMs / result.windowMs,
+  };
+  console.log(
+    `${name}: ${fmtInt(r.eventsPerSecond)} events/s, ack p99 ${fmt(r.ackLatency.p99, 1)} ms, ` +
+      `${r.problems.length === 0 ? 'store check PASS' : `store check FAIL: ${r.problems.slice(0, 3).join('; ')}`} (${load})`,
+  );
+  return r;
+}
+
+// ---- (b) repositories alone ----
+
+const BODY = JSON.stringify({
+  type: 'session-established',
+  operator: 'o'.repeat(36),
+  console: 'c'.repeat(36),
+  acr: 'phr',
+  amr: ['hwk', 'user'],
+  pad: 'p'.repeat(300),
+});
+
+function rowsFor(origin: string, from: number, count: number): EventRow[] {
+  const now = Date.now();
+  return Array.from({ length: count }, (_, j) => ({
+    origin,
+    seq: from + j,
+    id: `${origin}-${from + j}`,
+    time: now,
+    receivedAt: now,
+    type: 'session-switched',
+    outcome: 'success',
+    operatorId: null,
+    consoleId: origin,
+    sessionId: null,
+    body: BODY,
+    hash: 'h'.repeat(64),
+    integrity: [],
+  }));
+}
+
+async function repositoryRate(store: Store, rows: number, batch: number): Promise<number> {
+  // Warm-up batch on its own origin, then `rows` rows over 8 origins (consoles) in batches.
+  await store.transaction(async (tx) => {
+    await tx.events.insertMany(rowsFor('warm', 1, batch));
+    await tx.events.setHead('warm', { lastSeq: batch, lastHash: 'h'.repeat(64) });
+  });
+  const origins = Array.from({ length: 8 }, (_, i) => `con-bench-${i}`);
+  const next = new Map(origins.map((o) => [o, 1]));
+  const t0 = performance.now();
+  for (let done = 0, i = 0; done < rows; done += batch, i++) {
+    const origin = origins[i % origins.length] as string;
+    const from = next.get(origin) as number;
+    next.set(origin, from + batch);
+    await store.transaction(async (tx) => {
+      await tx.events.lockHead(origin);
+      const results = await tx.events.insertMany(rowsFor(origin, from, batch));
+      if (results.some((r) => !r.inserted)) throw new Error('row not inserted');
+      await tx.events.setHead(origin, { lastSeq: from + batch - 1, lastHash: 'h'.repeat(64) });
+    });
+  }
+  return (rows / (performance.now() - t0)) * 1000;
+}
+
+async function main(): Promise<void> {
+  heading('cluster durable ingest (issue 10)');
+  console.log(
+    `(a) ${CONSOLES} consoles over the wire, ${BATCH} events per message, ${PIPELINE} in flight each, ` +
+      `${WARMUP}s warm-up + ${SECONDS}s measured per configuration; (b) ${fmtInt(ROWS)} rows in batches of ${BATCH} per store`,
+  );
+  console.log(loadLine());
+  const pgServer = await postgresForBench();
+  const skipped: string[] = [];
+  if ('skip' in pgServer) {
+    skipped.push(`PostgreSQL parts skipped: ${pgServer.skip}`);
+    console.log(skipped[0]);
+  }
+
+  // Anchors first (same run): raw batched inserts of each engine.
+  const sqliteAnchor = await runAnchor('sqlite-insert.mjs');
+  const rawSqlite = Number(sqliteAnchor.find((a) => a.synchronous === 'FULL' && a.rowsPerTx === 250)?.rowsPerSecond);
+  console.log(`anchor sqlite-insert: ${sqliteAnchor.map((a) => JSON.stringify(a)).join(' ')}`);
+  let rawPg1 = Number.NaN;
+  let rawPg4 = Number.NaN;
+  if ('server' in pgServer) {
+    const anchorUrl = await freshDatabase(pgServer.server, 'anchor');
+    const pgAnchor = await runAnchor('pg-insert.mjs', [anchorUrl]);
+    rawPg1 = Number(pgAnchor.find((a) => a.connections === 1 && a.rowsPerTx === 250)?.rowsPerSecond);
+    rawPg4 = Number(pgAnchor.find((a) => a.connections === 4 && a.rowsPerTx === 250)?.rowsPerSecond);
+    console.log(`anchor pg-insert: ${pgAnchor.map((a) => JSON.stringify(a)).join(' ')}`);
+  }
+
+  // (b) repositories alone.
+  const repo: { name: string; rate: number; anchor: number; load: string }[] = [];
+  for (const [name, open] of [
+    ['SQLite, hand-written better-sqlite3 (openSqliteStore)', openSqliteStore],
+    ['SQLite, Kysely (openKyselySqliteStore)', openKyselySqliteStore],
+  ] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-bench-repo-'));
+    const store = open({ dataDir: dir, durability: 'full' });
+    const load = loadLine();
+    try {
+      repo.push({ name, rate: await repositoryRate(store, ROWS, BATCH), anchor: rawSqlite, load });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  // The same order again, so that a change of the machine's load shows as a difference between passes.
+  for (const [name, open] of [
+    ['SQLite, Kysely (openKyselySqliteStore), 2nd pass', openKyselySqliteStore],
+    ['SQLite, hand-written better-sqlite3 (openSqliteStore), 2nd pass', openSqliteStore],
+  ] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-bench-repo-'));
+    const store = open({ dataDir: dir, durability: 'full' });
+    const load = loadLine();
+    try {
+      repo.push({ name, rate: await repositoryRate(store, ROWS, BATCH), anchor: rawSqlite, load });
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  if ('server' in pgServer) {
+    const url = await freshDatabase(pgServer.server, 'repo');
+    const store = await openPostgresStore({ url });
+    const load = loadLine();
+    try {
+      repo.push({
+        name: 'PostgreSQL, Kysely (openPostgresStore)',
+        rate: await repositoryRate(store, ROWS, BATCH),
+        anchor: rawPg1,
+        load,
+      });
+    } finally {
+      await store.close();
+    }
+  }
+  printTable(
+    `(b) EventRepository.insertMany + setHead in one transaction per ${BATCH} rows, durable commits, this process`,
+    ['store', 'rows/s', 'raw anchor rows/s (1 conn, 250/tx)', 'ratio to raw', 'load at start'],
+    repo.map((r) => [
+      r.name,
+      fmtInt(r.rate),
+      fmtInt(r.anchor),
+      fmt(r.rate / r.anchor),
+      r.load.replace('load average ', ''),
+    ]),
+  );
+
+  // (a) over the wire.
+  const results: WireResult[] = [];
+  if (!args['skip-wire']) {
+    const node = await CliNode.start();
+    try {
+      results.push(
+        await wire('SQLite, 1 process', 'sqlite', 'npm run backend -- --data-dir D', node, undefined, undefined),
+      );
+    } finally {
+      await node.stop();
+    }
+    if ('server' in pgServer) {
+      for (const workers of WORKERS) {
+        const url = await freshDatabase(pgServer.server, 'ingest');
+        const node = await CliNode.start({ databaseUrl: url, workers });
+        try {
+          results.push(
+            await wire(
+              `PostgreSQL, ${workers} worker(s)`,
+              'postgres',
+              `npm run backend -- --database postgres://… --workers ${workers}`,
+              node,
+              url,
+              postmasterPid(pgServer.server),
+            ),
+          );
+        } finally {
+          await node.stop();
+        }
+      }
+    }
+  }
+  if ('server' in pgServer) await pgServer.server.stop();
+
+  const anchorOf = (r: WireResult) => (r.engine === 'sqlite' ? rawSqlite : rawPg4);
+  printTable(
+    `(a) acknowledged events/s over the wire (raw anchors: SQLite FULL 250/tx ${fmtInt(rawSqlite)} rows/s; PostgreSQL 250/tx 1 conn ${fmtInt(rawPg1)}, 4 conns ${fmtInt(rawPg4)} rows/s)`,
+    [
+      'configuration',
+      'events/s',
+      'ratio to raw (SQLite FULL / PG 4 conns)',
+      'ack p50 ms',
+      'ack p99 ms',
+      'backend cores',
+      'PostgreSQL cores',
+      'store check',
+      'load at start',
+    ],
+    results.map((r) => [
+      r.name,
+      fmtInt(r.eventsPerSecond),
+      fmt(r.eventsPerSecond / anchorOf(r)),
+      fmt(r.ackLatency.p50, 1),
+      fmt(r.ackLatency.p99, 1),
+      fmt(r.backendCores),
+      r.engine === 'postgres' ? fmt(r.postgresCores) : '—',
+      r.problems.length === 0 ? `PASS (${fmtInt(r.stored)} stored)` : `FAIL (${r.problems.length})`,
+      r.load.replace('load average ', ''),
+    ]),
+  );
+  for (const s of skipped) console.log(s);
+  printTable(
+    'goals',
+    ['goal', 'configuration', 'measured', 'verdict'],
+    results.map((r) => {
+      const goal = r.engine === 'sqlite' ? GOAL_SQLITE : GOAL_POSTGRES;
+      return [
+        `≥ ${fmtInt(goal)} events/s`,
+        r.name,
+        fmtInt(r.eventsPerSecond),
+        verdict(r.eventsPerSecond >= goal && r.problems.length === 0),
+      ];
+    }),
+  );
+  console.log(loadLine());
+  printJsonLine('cluster-ingest', {
+    rawSqlite,
+    rawPg1,
+    rawPg4,
+    skipped,
+    repositories: repo,
+    wire: results.map((r) => ({
+      name: r.name,
+      command: r.command,
+      load: r.load,
+      eventsPerSecond: r.eventsPerSecond,
+      ackP99: r.ackLatency.p99,
+      backendCores: r.backendCores,
+      postgresCores: r.postgresCores,
+      problems: r.problems.length,
+    })),
+  });
+  if (results.some((r) => r.problems.length > 0)) process.exitCode = 1;
+}
+
+await main();

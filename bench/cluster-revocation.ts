@@ -1,0 +1,495 @@
+/**
+ * Revocation across a cluster and failover (issue 10). Two Baton nodes (bench/lib/backend-child.ts,
+ * each its own process and port, instrumented) on one throwaway PostgreSQL; the consoles in this
+ * process, each answering a `revocation` with its `ack` at once.
+ *
+ *  (1) one node, all CONSOLES connected to A: memory per connection (RSS and heap after a full GC);
+ *      single-console revocation (POST /v1/admin/sessions/:id/revoke on A, console on A): received
+ *      and acknowledgement committed, ms from the call; all-console revocation
+ *      (POST /v1/admin/operators/:id/revoke on A): every console received, every ack committed;
+ *  (2) two nodes, half of the consoles moved to B: single-console revocation taken by A for a
+ *      console on B (the cluster bus carries it); all-console revocation taken by A, acks committed
+ *      on both nodes;
+ *  (3) failover: B is SIGKILLed; its consoles reconnect to the survivor with the agent's own backoff
+ *      and jitter (main/core/backend-client.ts reconnectDelay; the bench plays the load balancer by
+ *      dialling the survivor); time from the kill until each is welcomed on A (p50/p99/max).
+ * Beside it, in the same run, the naive anchor: ../shared/anchors/ws-broadcast.mjs CONSOLES.
+ *
+ *   node --import tsx bench/cluster-revocation.ts [--consoles 10000] [--samples 50] [--rounds 5] [--skip-cross]
+ *
+ * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
+ */
+import { parseArgs } from 'node:util';
+import type WebSocket from 'ws';
+import { newId } from '../backend/crypto/secrets.js';
+import { ConsoleKey } from '../main/core/console-key.js';
+import { reconnectDelay } from '../main/core/backend-client.js';
+import type { BackendMessage } from '../shared/protocol.js';
+import { TestConsole, type AdminClient, type Json } from '../test/helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
+import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
+import { BackendProcess } from './lib/backend-process.js';
+import { freshDatabase, loadLine, postgresForBench, runAnchor } from './lib/cluster.js';
+import { ensureFileLimit } from './lib/fd-limit.js';
+import {
+  fmt,
+  fmtInt,
+  heading,
+  printJsonLine,
+  printTable,
+  summarize,
+  verdict,
+  wallMs,
+  type Summary,
+} from './lib/report.js';
+import { BareConsole, connectConsole, mapLimit } from './lib/ws-console.js';
+
+const { values: args } = parseArgs({
+  options: {
+    consoles: { type: 'string', default: '10000' },
+    samples: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '5' },
+    'skip-cross': { type: 'boolean', default: false },
+    'ack-timeout': { type: 'string', default: '60' },
+  },
+});
+const CONSOLES = Number(args.consoles);
+const SAMPLES = Number(args.samples);
+const ROUNDS = Number(args.rounds);
+const ACK_TIMEOUT_MS = Number(args['ack-timeout']) * 1000;
+const GOAL_SINGLE_P99_MS = 20;
+const GOAL_ALL_P99_MS = 250;
+const GOAL_BYTES_PER_CONNECTION = 12 * 1024;
+const GOAL_FAILOVER_P99_MS = 5000;
+
+interface ChildMemory {
+  memory: NodeJS.MemoryUsage;
+  connections: number;
+}
+
+interface RevocationTimes {
+  found: boolean;
+  startedAt?: number;
+  returnedAt?: number;
+  acks: [string, number][];
+}
+
+interface Client {
+  console: BareConsole;
+  ws: WebSocket | undefined;
+  node: BackendProcess | undefined;
+  epoch: number;
+}
+
+/** When each console received each epoch (this process's wall clock). */
+const received = new Map<number, Map<string, number>>();
+const waiters = new Map<number, { consoleId: string | undefined; count: number; resolve: () => void }>();
+
+function onMessage(client: Client) {
+  return (message: BackendMessage, ws: WebSocket) => {
+    if (message.type !== 'revocation') return;
+    const at = wallMs();
+    ws.send(JSON.stringify({ type: 'ack', of: 'revocation', epoch: message.epoch }));
+    client.epoch = Math.max(client.epoch, message.epoch);
+    let byConsole = received.get(message.epoch);
+    if (byConsole === undefined) received.set(message.epoch, (byConsole = new Map()));
+    if (!byConsole.has(client.console.id)) byConsole.set(client.console.id, at);
+    const waiter = waiters.get(message.epoch);
+    if (waiter !== undefined && (waiter.consoleId === client.console.id || byConsole.size >= waiter.count)) {
+      waiters.delete(message.epoch);
+      waiter.resolve();
+    }
+  };
+}
+
+function waitForReceipt(epoch: number, consoleId: string | undefined, count: number, timeoutMs: number): Promise<void> {
+  const byConsole = received.get(epoch);
+  if (byConsole !== undefined && (consoleId !== undefined ? byConsole.has(consoleId) : byConsole.size >= count)) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`epoch ${epoch}: ${received.get(epoch)?.size ?? 0}/${count} received in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    waiters.set(epoch, {
+      consoleId,
+      count,
+      resolve: () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    });
+  });
+}
+
+/** Polls the nodes until `count` acknowledgements of `epoch` are committed (summed over the nodes); our clock. */
+async function waitForAcks(nodes: readonly BackendProcess[], epoch: number, count: number, timeoutMs: number) {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const acks = new Map<string, number>();
+    for (const node of nodes) {
+      const times = await node.request<RevocationTimes>('revocation-times', { epoch });
+      for (const [id, at] of times.acks ?? []) acks.set(id, at + node.clockOffsetMs);
+    }
+    if (acks.size >= count) return acks;
+    if (performance.now() > deadline) throw new Error(`epoch ${epoch}: ${acks.size}/${count} acks committed`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+async function connect(client: Client, node: BackendProcess): Promise<void> {
+  const { ws } = await connectConsole(node.url, client.console, onMessage(client), {
+    policyVersion: 1,
+    revocationEpoch: client.epoch,
+  });
+  client.ws = ws;
+  client.node = node;
+}
+
+const kib = (bytes: number) => `${fmt(bytes / 1024, 1)} KiB`;
+const row = (name: string, s: Summary, d = 2) => [
+  name,
+  fmtInt(s.n),
+  fmt(s.p50, d),
+  fmt(s.p95, d),
+  fmt(s.p99, d),
+  fmt(s.max, d),
+];
+
+interface SingleResult {
+  call: Summary;
+  received: Summary;
+  acked: Summary;
+}
+
+/** Single-console revocations: sessions on `clients` (signed in on their node), revoked through `admin`. */
+async function singles(
+  clients: readonly Client[],
+  authenticator: SoftAuthenticator,
+  admin: AdminClient,
+  nodes: readonly BackendProcess[],
+): Promise<SingleResult> {
+  const sessions: { client: Client; sessionId: string }[] = [];
+  for (const client of clients) {
+    const node = client.node as BackendProcess;
+    const result = await signIn(new TestConsole(node.url, client.console.key, client.console.id), authenticator);
+    if (result.status !== 200) throw new Error(`sign-in → ${result.status} ${JSON.stringify(result.body)}`);
+    sessions.push({ client, sessionId: (result.body as Json).session.id as string });
+  }
+  const call: number[] = [];
+  const recv: number[] = [];
+  const acked: number[] = [];
+  for (const { client, sessionId } of sessions) {
+    const t0 = wallMs();
+    const body = (await admin.ok('POST', `/v1/admin/sessions/${sessionId}/revoke`, { reason: 'benchmark' })) as Json;
+    const t1 = wallMs();
+    const epoch = body.epoch as number;
+    await waitForReceipt(epoch, client.console.id, 1, 10_000);
+    const acks = await waitForAcks(nodes, epoch, 1, 10_000);
+    call.push(t1 - t0);
+    recv.push((received.get(epoch)?.get(client.console.id) ?? Number.NaN) - t0);
+    acked.push((acks.get(client.console.id) ?? Number.NaN) - t0);
+  }
+  return { call: summarize(call), received: summarize(recv), acked: summarize(acked) };
+}
+
+interface AllResult {
+  allReceived: Summary;
+  allAcked: Summary;
+  rounds: number;
+}
+
+async function everyone(
+  admin: AdminClient,
+  nodes: readonly BackendProcess[],
+  count: number,
+  rounds: number,
+): Promise<AllResult> {
+  const allReceived: number[] = [];
+  const allAcked: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const { operator } = (await admin.ok('POST', '/v1/admin/operators', {
+      displayName: `Round ${i}`,
+      roles: ['teller'],
+    })) as Json;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const t0 = wallMs();
+    const body = (await admin.ok('POST', `/v1/admin/operators/${operator.id as string}/revoke`, {
+      reason: 'benchmark',
+    })) as Json;
+    const epoch = body.epoch as number;
+    await waitForReceipt(epoch, undefined, count, ACK_TIMEOUT_MS);
+    const acks = await waitForAcks(nodes, epoch, count, ACK_TIMEOUT_MS);
+    allReceived.push(Math.max(...(received.get(epoch)?.values() ?? [])) - t0);
+    allAcked.push(Math.max(...acks.values()) - t0);
+    console.log(
+      `  round ${i + 1}: all ${fmtInt(count)} received ${fmt(allReceived.at(-1) ?? Number.NaN, 1)} ms, ` +
+        `all acks committed ${fmt(allAcked.at(-1) ?? Number.NaN, 1)} ms (${loadLine()})`,
+    );
+  }
+  return { allReceived: summarize(allReceived), allAcked: summarize(allAcked), rounds };
+}
+
+async function main(): Promise<void> {
+  const files = ensureFileLimit(CONSOLES + 1024);
+  heading('cluster revocation and failover (issue 10)');
+  console.log(
+    `${fmtInt(CONSOLES)} consoles, ${SAMPLES} single-console samples per case, ${ROUNDS} all-console rounds per case; ` +
+      `clients in pid ${process.pid}; ulimit -n ${files.soft}`,
+  );
+  console.log(loadLine());
+  const anchor = (await runAnchor('ws-broadcast.mjs', [String(CONSOLES), '10'])).find(
+    (a) => a.anchor === 'ws-broadcast',
+  );
+  const anchorAll = anchor?.allAckedMs as { p50: number; p99: number; max: number } | undefined;
+  console.log(`anchor ws-broadcast: ${JSON.stringify(anchor)} (${loadLine()})`);
+
+  const pg = await postgresForBench();
+  const skipped: string[] = [];
+  let engine = 'SQLite (embedded)';
+  if ('skip' in pg) {
+    skipped.push(`two-node cases and failover skipped (they need PostgreSQL): ${pg.skip}`);
+    console.log(skipped[0]);
+  } else {
+    process.env.BENCH_DATABASE_URL = await freshDatabase(pg.server, 'revocation');
+    engine = 'PostgreSQL';
+  }
+  const a = await BackendProcess.start();
+  await a.request('instrument-revocations');
+  const b = 'server' in pg && !args['skip-cross'] ? await BackendProcess.start() : undefined;
+  if (b !== undefined) await b.request('instrument-revocations');
+  if ('skip' in pg === false && args['skip-cross']) skipped.push('two-node cases and failover skipped: --skip-cross');
+  console.log(
+    `node A pid ${a.child.pid} ${a.url}${b === undefined ? '' : `; node B pid ${b.child.pid} ${b.url}`}; ${engine}`,
+  );
+
+  let t = performance.now();
+  const clients: Client[] = Array.from({ length: CONSOLES }, () => ({
+    console: new BareConsole(newId('con'), ConsoleKey.generate()),
+    ws: undefined,
+    node: undefined,
+    epoch: 0,
+  }));
+  for (let i = 0; i < clients.length; i += 1000) {
+    await a.request('insert-consoles', {
+      consoles: clients.slice(i, i + 1000).map((c) => ({ id: c.console.id, publicJwk: c.console.key.publicJwk() })),
+    });
+  }
+  const before = await a.request<ChildMemory>('memory');
+  await mapLimit(clients, 100, (c) => connect(c, a));
+  const after = await a.request<ChildMemory>('memory');
+  console.log(
+    `${fmtInt(CONSOLES)} consoles inserted and connected to A in ${fmt((performance.now() - t) / 1000, 1)}s; ` +
+      `${fmtInt(after.connections)} connections on A`,
+  );
+  const rssPer = (after.memory.rss - before.memory.rss) / CONSOLES;
+  const heapPer = (after.memory.heapUsed - before.memory.heapUsed) / CONSOLES;
+
+  // One operator, signed in on the sample consoles as needed.
+  const sampleA = clients.slice(0, SAMPLES);
+  const { authenticator } = await enrolOperator(
+    a.admin,
+    new TestConsole(a.url, (sampleA[0] as Client).console.key, (sampleA[0] as Client).console.id),
+    { displayName: 'Fan Out' },
+  );
+  const nodes = b === undefined ? [a] : [a, b];
+  const load1 = loadLine();
+  const single1 = await singles(sampleA, authenticator, a.admin, nodes);
+  console.log(`(1) single console on A: ack p99 ${fmt(single1.acked.p99, 2)} ms (${loadLine()})`);
+  const all1 = await everyone(a.admin, nodes, CONSOLES, ROUNDS);
+
+  let single2: SingleResult | undefined;
+  let all2: AllResult | undefined;
+  let failover: Summary | undefined;
+  let failoverBack = 0;
+  let load2 = '';
+  if (b !== undefined) {
+    // Half of the consoles move to B.
+    t = performance.now();
+    const moving = clients.slice(CONSOLES / 2);
+    await mapLimit(moving, 100, async (c) => {
+      const closed = new Promise((resolve) => c.ws?.once('close', resolve));
+      c.ws?.close();
+      await closed;
+      await connect(c, b);
+    });
+    const onB = await b.request<ChildMemory>('connections');
+    console.log(
+      `${fmtInt(moving.length)} consoles moved to B in ${fmt((performance.now() - t) / 1000, 1)}s (${onB.connections} on B)`,
+    );
+    load2 = loadLine();
+    single2 = await singles(moving.slice(0, SAMPLES), authenticator, a.admin, nodes);
+    console.log(`(2) console on B, revoked on A: ack p99 ${fmt(single2.acked.p99, 2)} ms (${loadLine()})`);
+    all2 = await everyone(a.admin, nodes, CONSOLES, ROUNDS);
+
+    // (3) failover: SIGKILL B; its consoles come back on A with the agent's backoff and jitter.
+    const back: number[] = [];
+    let killAt = 0;
+    const allBack = new Promise<void>((resolve) => {
+      for (const c of moving) {
+        const ws = c.ws as WebSocket;
+        ws.on('error', () => undefined);
+        ws.once('close', () => {
+          const retry = (attempt: number) => {
+            setTimeout(
+              () => {
+                connect(c, a).then(
+                  () => {
+                    back.push(wallMs() - killAt);
+                    if (back.length === moving.length) resolve();
+                  },
+                  () => retry(attempt + 1),
+                );
+              },
+              reconnectDelay(attempt, Math.random),
+            );
+          };
+          retry(0);
+        });
+      }
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    console.log(`(3) SIGKILL node B with ${fmtInt(moving.length)} consoles (${loadLine()})`);
+    killAt = wallMs();
+    await b.kill();
+    await Promise.race([allBack, new Promise((resolve) => setTimeout(resolve, 120_000))]);
+    failoverBack = back.length;
+    failover = summarize(back);
+    b.removeData();
+  }
+  const end = await a.request<ChildMemory>('memory');
+  await a.stop();
+  if ('server' in pg) await pg.server.stop();
+
+  // ---- report ----
+  printTable(
+    `single-console revocation, ms from the revoke call (${engine})`,
+    ['case', 'n', 'p50', 'p95', 'p99', 'max'],
+    [
+      row('(1) console on A, call on A: received', single1.received),
+      row('(1) console on A, call on A: ack committed', single1.acked),
+      ...(single2 === undefined
+        ? []
+        : [
+            row('(2) console on B, call on A: received', single2.received),
+            row('(2) console on B, call on A: ack committed', single2.acked),
+          ]),
+    ],
+  );
+  printTable(
+    `revocation to every console (${fmtInt(CONSOLES)}), ms from the revoke call; anchor ws-broadcast all acked p50 ${fmt(anchorAll?.p50 ?? Number.NaN, 1)} / p99 ${fmt(anchorAll?.p99 ?? Number.NaN, 1)} ms`,
+    [
+      'case',
+      'rounds',
+      'all received p50',
+      'all received p99',
+      'all acks committed p50',
+      'all acks committed p99',
+      'ratio p99 to anchor',
+    ],
+    [['(1) one node', all1], ...(all2 === undefined ? [] : ([['(2) spread over 2 nodes', all2]] as const))].map(
+      ([name, r]) => {
+        const res = r as AllResult;
+        return [
+          name as string,
+          String(res.rounds),
+          fmt(res.allReceived.p50, 1),
+          fmt(res.allReceived.p99, 1),
+          fmt(res.allAcked.p50, 1),
+          fmt(res.allAcked.p99, 1),
+          fmt(res.allAcked.p99 / (anchorAll?.p99 ?? Number.NaN)),
+        ];
+      },
+    ),
+  );
+  printTable(
+    'backend memory (node A) after a full GC',
+    ['when', 'connections', 'RSS MiB', 'heapUsed MiB'],
+    [
+      [
+        'before connecting',
+        fmtInt(before.connections),
+        fmt(before.memory.rss / 2 ** 20, 1),
+        fmt(before.memory.heapUsed / 2 ** 20, 1),
+      ],
+      [
+        'after connecting',
+        fmtInt(after.connections),
+        fmt(after.memory.rss / 2 ** 20, 1),
+        fmt(after.memory.heapUsed / 2 ** 20, 1),
+      ],
+      ['at the end', fmtInt(end.connections), fmt(end.memory.rss / 2 ** 20, 1), fmt(end.memory.heapUsed / 2 ** 20, 1)],
+      ['per connection', '', kib(rssPer), kib(heapPer)],
+    ],
+  );
+  if (failover !== undefined) {
+    printTable(
+      'failover: node B SIGKILLed, ms until each of its consoles was welcomed on A (agent backoff + jitter)',
+      ['consoles', 'back', 'p50', 'p95', 'p99', 'max'],
+      [
+        [
+          fmtInt(CONSOLES / 2),
+          fmtInt(failoverBack),
+          fmt(failover.p50, 0),
+          fmt(failover.p95, 0),
+          fmt(failover.p99, 0),
+          fmt(failover.max, 0),
+        ],
+      ],
+    );
+  }
+  for (const s of skipped) console.log(s);
+  const goals: string[][] = [
+    [
+      `(1) single console ack p99 ≤ ${GOAL_SINGLE_P99_MS} ms`,
+      `${fmt(single1.acked.p99, 2)} ms`,
+      verdict(single1.acked.p99 <= GOAL_SINGLE_P99_MS),
+    ],
+    [
+      `(1) all ${fmtInt(CONSOLES)} acks p99 ≤ ${GOAL_ALL_P99_MS} ms and ≤ anchor`,
+      `${fmt(all1.allAcked.p99, 1)} ms (anchor ${fmt(anchorAll?.p99 ?? Number.NaN, 1)})`,
+      verdict(all1.allAcked.p99 <= GOAL_ALL_P99_MS && all1.allAcked.p99 <= (anchorAll?.p99 ?? 0)),
+    ],
+    [`RSS per connection ≤ 12 KiB`, kib(rssPer), verdict(rssPer <= GOAL_BYTES_PER_CONNECTION)],
+  ];
+  if (single2 !== undefined && all2 !== undefined && failover !== undefined) {
+    goals.push(
+      [
+        `(2) console on other node: ack p99 ≤ ${GOAL_SINGLE_P99_MS} ms`,
+        `${fmt(single2.acked.p99, 2)} ms`,
+        verdict(single2.acked.p99 <= GOAL_SINGLE_P99_MS),
+      ],
+      [
+        `(2) all over 2 nodes p99 ≤ ${GOAL_ALL_P99_MS} ms and ≤ anchor`,
+        `${fmt(all2.allAcked.p99, 1)} ms`,
+        verdict(all2.allAcked.p99 <= GOAL_ALL_P99_MS && all2.allAcked.p99 <= (anchorAll?.p99 ?? 0)),
+      ],
+      [
+        `(3) failover of ${fmtInt(CONSOLES / 2)}: p99 ≤ ${GOAL_FAILOVER_P99_MS} ms, all back`,
+        `${fmt(failover.p99, 0)} ms, ${fmtInt(failoverBack)} back`,
+        verdict(failover.p99 <= GOAL_FAILOVER_P99_MS && failoverBack === CONSOLES / 2),
+      ],
+    );
+  }
+  printTable('goals', ['goal', 'measured', 'verdict'], goals);
+  console.log(loadLine());
+  printJsonLine('cluster-revocation', {
+    engine,
+    consoles: CONSOLES,
+    anchor: anchorAll,
+    load1,
+    load2,
+    single1,
+    all1,
+    single2,
+    all2,
+    failover,
+    failoverBack,
+    rssPerConnection: rssPer,
+    heapPerConnection: heapPer,
+    skipped,
+  });
+}
+
+await main();
