@@ -29,6 +29,7 @@ import {
 } from './services/compose-services.js';
 import { ChainCheckpoints } from './services/chain-checkpoints.js';
 import { DatabaseHealth, isDatabaseDamage } from './store/database-health.js';
+import { NodeHealth } from './node-health.js';
 import { DATABASE_FILE } from './store/sqlite-store.js';
 import { openStore } from './store/open-store.js';
 import { createOnce } from './services/signed-challenges.js';
@@ -242,19 +243,29 @@ async function listenOn(
     .add(authenticatorMetadataRoutes({ authenticators: services.authenticators }))
     .add(adminAssetRoutes(config.adminConsoleDir ?? DEFAULT_ADMIN_CONSOLE_DIR));
 
-  const startedAt = clock();
+  let stopping: Promise<void> | undefined;
+  // Real time, not the services' clock: a test's frozen clock would keep the database probe cached forever.
+  const health = new NodeHealth({
+    nodeId: services.nodeId,
+    engine: store.engine,
+    version: BACKEND_VERSION,
+    startedAt: Date.now(),
+    consolesConnected: () => channel.connectionCount,
+    // One small read through the store (its pool, its connection lock): the path requests take.
+    probeDatabase: () => store.meta.get('node-health-probe'),
+    // The integrity of the embedded file; PostgreSQL checks its own pages.
+    ...(store.engine === 'sqlite' ? { databaseFile: () => database.view() } : {}),
+    freshness: () => services.freshness.state(),
+    stopping: () => stopping !== undefined,
+  });
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const rawPath = req.url ?? '/';
     const url = new URL(rawPath, 'http://backend.invalid');
-    if (req.method === 'GET' && url.pathname === ROUTES.health.path) {
-      // A damaged database answers 503 so monitoring sees it; the process stays up for the admin to act.
-      sendJson(res, database.damaged ? 503 : 200, {
-        status: database.damaged ? 'degraded' : 'ok',
-        version: BACKEND_VERSION,
-        uptimeSeconds: Math.round((clock() - startedAt) / 1000),
-        consolesConnected: channel.connectionCount,
-        database: database.view(),
-      });
+    if (req.method === 'GET' && (url.pathname === ROUTES.health.path || url.pathname === ROUTES.readyz.path)) {
+      // 503 while the database is away or damaged, or the node is stale: monitoring and load balancers
+      // see it; the process stays up, recovers by itself, or waits for the admin to act.
+      const answer = url.pathname === ROUTES.health.path ? await health.healthz() : await health.readyz();
+      sendJson(res, answer.status, answer.body);
       return;
     }
     if (req.method === 'GET' && url.pathname === ROUTES.jwks.path) {
@@ -382,7 +393,6 @@ async function listenOn(
     'baton backend listening',
   );
 
-  let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       logger.info('baton backend shutting down');

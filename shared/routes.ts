@@ -89,8 +89,19 @@ function route<
 
 export const ROUTES = {
   // ---- public ----
-  /** 200, or 503 with the same body (`status: 'degraded'`) while the database is damaged. */
+  /** 200, or 503 with the same body (`status: 'degraded'`) while the database is damaged or away, or the node stale. */
   health: route('GET', '/healthz', 'public', undefined, z.looseObject({ status: z.enum(['ok', 'degraded']) })),
+  /**
+   * For load balancers: 200 `{ ready: true }` only when this node should get new connections (not
+   * stopping, its database answered just now, not stale); else 503 with the same body and `problems`.
+   */
+  readyz: route(
+    'GET',
+    '/readyz',
+    'public',
+    undefined,
+    z.looseObject({ ready: z.boolean(), nodeId: z.string(), problems: z.array(z.string()).optional() }),
+  ),
   jwks: route(
     'GET',
     '/.well-known/jwks.json',
