@@ -33,9 +33,9 @@ async function stop(backend: BackendProcess): Promise<void> {
  * Two real backend processes on one data directory (a second `npm start` while one runs): the
  * second refuses to start, with one line and a stable code, before it changes anything; the running
  * backend's admins stay signed in. A lock left by a process that is gone is taken over.
+ * SQLite only: the lock guards the embedded database file, which one process may write; on
+ * PostgreSQL several nodes share one database by design (the cluster tests cover them).
  */
-// SQLite only: the data-directory lock guards the embedded database file, which one process may
-// write. On PostgreSQL several nodes share one database by design (the cluster tests cover them).
 describe(
   'a second backend on the same data directory',
   { skip: sqliteOnly('the data-directory lock guards the embedded SQLite database') },
