@@ -4,7 +4,7 @@
  * user when we run as root: PostgreSQL refuses root), a free loopback port, a Unix socket in the same
  * directory, removed on `stop()` (and on process exit if a test forgot). Where PostgreSQL is missing,
  * `postgresSkip()` gives the reason to skip with, unless `BATON_REQUIRE_POSTGRES=1` (CI), where the
- * missing engine is a failure instead. See ../shared/ENVIRONMENT.md, "PostgreSQL: verified recipe".
+ * missing engine is a failure instead. docs/development.md says how to install PostgreSQL 15.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
