@@ -41,6 +41,14 @@ step "format (prettier --check)" npx prettier --check . --log-level warn
 # How much of the agent only Electron can run (issue 11): printed, and the step fails above 15%.
 step "Electron-bound share of the agent (at most 15%)" node --import tsx scripts/electron-share.ts
 step "unit and integration tests (node --test)" npm run --silent test:unit
+# The same integration suite on the cluster engine: each test backend gets its own database on a
+# throwaway PostgreSQL server (test/helpers/test-database.ts), plus two real backend workers on one port.
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${BATON_POSTGRES_BIN:-}" ] || [ "${BATON_REQUIRE_POSTGRES:-}" = "1" ]; then
+  step "integration tests on PostgreSQL (node --test, BATON_TEST_DATABASE=postgres)" env BATON_TEST_DATABASE=postgres BATON_CLUSTER_WORKERS_IT=1 \
+    node --import tsx --test --test-concurrency=2 --test-timeout=300000 $(find test/integration -name '*.test.ts' | sort) backend/cluster-workers.integration.test.ts
+else
+  printf '\n== integration tests on PostgreSQL ==\nSKIPPED: PostgreSQL is not installed (run as root so npm test can install it, or apt-get install postgresql).\n'
+fi
 if command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null && [ -f node_modules/keytar/build/Release/keytar.node ]; then
   # A throwaway keyring directory: each run starts with a fresh, unlocked login keyring.
   step "OS credential store (keytar against a real Secret Service)" env XDG_DATA_HOME="$(mktemp -d)" dbus-run-session -- sh -c \
