@@ -45,6 +45,7 @@ const { values: args } = parseArgs({
     pipeline: { type: 'string', default: '2' },
     workers: { type: 'string', default: '1,2,4' },
     rows: { type: 'string', default: '50000' },
+    passes: { type: 'string', default: '3' },
     'skip-wire': { type: 'boolean', default: false },
   },
 });
@@ -54,6 +55,7 @@ const CONSOLES = Number(args.consoles);
 const BATCH = Number(args.batch);
 const PIPELINE = Number(args.pipeline);
 const ROWS = Number(args.rows);
+const PASSES = Number(args.passes);
 const WORKERS = args.workers
   .split(',')
   .map(Number)
@@ -146,7 +148,13 @@ function rowsFor(origin: string, from: number, count: number): EventRow[] {
   }));
 }
 
-async function repositoryRate(store: Store, rows: number, batch: number): Promise<number> {
+interface RepoRun {
+  rate: number;
+  /** CPU time of this process per row (µs): less sensitive than the rate to a loaded, shared machine. */
+  cpuUsPerRow: number;
+}
+
+async function repositoryRate(store: Store, rows: number, batch: number): Promise<RepoRun> {
   // Warm-up batch on its own origin, then `rows` rows over 8 origins (consoles) in batches.
   await store.transaction(async (tx) => {
     await tx.events.insertMany(rowsFor('warm', 1, batch));
@@ -154,6 +162,7 @@ async function repositoryRate(store: Store, rows: number, batch: number): Promis
   });
   const origins = Array.from({ length: 8 }, (_, i) => `con-bench-${i}`);
   const next = new Map(origins.map((o) => [o, 1]));
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   for (let done = 0, i = 0; done < rows; done += batch, i++) {
     const origin = origins[i % origins.length] as string;
@@ -166,7 +175,9 @@ async function repositoryRate(store: Store, rows: number, batch: number): Promis
       await tx.events.setHead(origin, { lastSeq: from + batch - 1, lastHash: 'h'.repeat(64) });
     });
   }
-  return (rows / (performance.now() - t0)) * 1000;
+  const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { rate: (rows / wall) * 1000, cpuUsPerRow: (cpu.user + cpu.system) / rows };
 }
 
 async function main(): Promise<void> {
@@ -197,35 +208,22 @@ async function main(): Promise<void> {
     console.log(`anchor pg-insert: ${pgAnchor.map((a) => JSON.stringify(a)).join(' ')}`);
   }
 
-  // (b) repositories alone.
-  const repo: { name: string; rate: number; anchor: number; load: string }[] = [];
-  for (const [name, open] of [
-    ['SQLite, hand-written better-sqlite3 (openSqliteStore)', openSqliteStore],
-    ['SQLite, Kysely (openKyselySqliteStore)', openKyselySqliteStore],
-  ] as const) {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-bench-repo-'));
-    const store = open({ dataDir: dir, durability: 'full' });
-    const load = loadLine();
-    try {
-      repo.push({ name, rate: await repositoryRate(store, ROWS, BATCH), anchor: rawSqlite, load });
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }
-  // The same order again, so that a change of the machine's load shows as a difference between passes.
-  for (const [name, open] of [
-    ['SQLite, Kysely (openKyselySqliteStore), 2nd pass', openKyselySqliteStore],
-    ['SQLite, hand-written better-sqlite3 (openSqliteStore), 2nd pass', openSqliteStore],
-  ] as const) {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-bench-repo-'));
-    const store = open({ dataDir: dir, durability: 'full' });
-    const load = loadLine();
-    try {
-      repo.push({ name, rate: await repositoryRate(store, ROWS, BATCH), anchor: rawSqlite, load });
-    } finally {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
+  // (b) repositories alone: hand-written and Kysely alternated, PASSES times each, on fresh files.
+  const repo: { name: string; runs: RepoRun[]; anchor: number; load: string }[] = [
+    { name: 'SQLite, hand-written better-sqlite3 (openSqliteStore)', runs: [], anchor: rawSqlite, load: loadLine() },
+    { name: 'SQLite, Kysely (openKyselySqliteStore)', runs: [], anchor: rawSqlite, load: loadLine() },
+  ];
+  const opens = [openSqliteStore, openKyselySqliteStore] as const;
+  for (let pass = 0; pass < PASSES; pass++) {
+    for (const k of pass % 2 === 0 ? [0, 1] : [1, 0]) {
+      const dir = mkdtempSync(join(tmpdir(), 'baton-bench-repo-'));
+      const store = (opens[k] as (typeof opens)[number])({ dataDir: dir, durability: 'full' });
+      try {
+        repo[k]?.runs.push(await repositoryRate(store, ROWS, BATCH));
+      } finally {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     }
   }
   if ('server' in pgServer) {
@@ -235,7 +233,7 @@ async function main(): Promise<void> {
     try {
       repo.push({
         name: 'PostgreSQL, Kysely (openPostgresStore)',
-        rate: await repositoryRate(store, ROWS, BATCH),
+        runs: [await repositoryRate(store, ROWS, BATCH)],
         anchor: rawPg1,
         load,
       });
@@ -243,17 +241,26 @@ async function main(): Promise<void> {
       await store.close();
     }
   }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? Number.NaN;
   printTable(
-    `(b) EventRepository.insertMany + setHead in one transaction per ${BATCH} rows, durable commits, this process`,
-    ['store', 'rows/s', 'raw anchor rows/s (1 conn, 250/tx)', 'ratio to raw', 'load at start'],
+    `(b) EventRepository.insertMany + setHead in one transaction per ${BATCH} rows, durable commits, this process; median of ${PASSES} alternated passes`,
+    ['store', 'rows/s (median)', 'rows/s per pass', 'CPU µs/row (median)', 'ratio to raw anchor', 'load at start'],
     repo.map((r) => [
       r.name,
-      fmtInt(r.rate),
-      fmtInt(r.anchor),
-      fmt(r.rate / r.anchor),
+      fmtInt(median(r.runs.map((x) => x.rate))),
+      r.runs.map((x) => fmtInt(x.rate)).join(' / '),
+      fmt(median(r.runs.map((x) => x.cpuUsPerRow)), 1),
+      fmt(median(r.runs.map((x) => x.rate)) / r.anchor),
       r.load.replace('load average ', ''),
     ]),
   );
+  const [hand, kysely] = repo;
+  if (hand !== undefined && kysely !== undefined) {
+    console.log(
+      `Kysely ÷ hand-written on SQLite: rows/s ${fmt(median(kysely.runs.map((x) => x.rate)) / median(hand.runs.map((x) => x.rate)))}, ` +
+        `CPU per row ${fmt(median(kysely.runs.map((x) => x.cpuUsPerRow)) / median(hand.runs.map((x) => x.cpuUsPerRow)))}`,
+    );
+  }
 
   // (a) over the wire.
   const results: WireResult[] = [];
@@ -300,6 +307,8 @@ async function main(): Promise<void> {
       'ack p99 ms',
       'backend cores',
       'PostgreSQL cores',
+      'backend CPU µs/event',
+      'PostgreSQL CPU µs/event',
       'store check',
       'load at start',
     ],
@@ -311,6 +320,8 @@ async function main(): Promise<void> {
       fmt(r.ackLatency.p99, 1),
       fmt(r.backendCores),
       r.engine === 'postgres' ? fmt(r.postgresCores) : '—',
+      fmt((r.backendCores * 1e6) / r.eventsPerSecond, 1),
+      r.engine === 'postgres' ? fmt((r.postgresCores * 1e6) / r.eventsPerSecond, 1) : '—',
       r.problems.length === 0 ? `PASS (${fmtInt(r.stored)} stored)` : `FAIL (${r.problems.length})`,
       r.load.replace('load average ', ''),
     ]),

@@ -304,6 +304,7 @@ async function main(): Promise<void> {
   let failover: Summary | undefined;
   let failoverBack = 0;
   let load2 = '';
+  let crossFailure: string | undefined;
   if (b !== undefined) {
     // Half of the consoles move to B.
     t = performance.now();
@@ -319,9 +320,17 @@ async function main(): Promise<void> {
       `${fmtInt(moving.length)} consoles moved to B in ${fmt((performance.now() - t) / 1000, 1)}s (${onB.connections} on B)`,
     );
     load2 = loadLine();
-    single2 = await singles(moving.slice(0, SAMPLES), authenticator, a.admin, nodes);
-    console.log(`(2) console on B, revoked on A: ack p99 ${fmt(single2.acked.p99, 2)} ms (${loadLine()})`);
-    all2 = await everyone(a.admin, nodes, CONSOLES, ROUNDS);
+    // The cross-node cases need the cluster bus (a revocation taken by A reaching consoles on B): a
+    // failure here is reported as "not measured" with the reason, and the failover still runs.
+    try {
+      single2 = await singles(moving.slice(0, SAMPLES), authenticator, a.admin, nodes);
+      console.log(`(2) console on B, revoked on A: ack p99 ${fmt(single2.acked.p99, 2)} ms (${loadLine()})`);
+      all2 = await everyone(a.admin, nodes, CONSOLES, ROUNDS);
+    } catch (error) {
+      crossFailure = (error as Error).message;
+      skipped.push(`two-node revocation not measured: ${crossFailure}`);
+      console.log(skipped.at(-1));
+    }
 
     // (3) failover: SIGKILL B; its consoles come back on A with the agent's backoff and jitter.
     const back: number[] = [];
@@ -453,7 +462,7 @@ async function main(): Promise<void> {
     ],
     [`RSS per connection ≤ 12 KiB`, kib(rssPer), verdict(rssPer <= GOAL_BYTES_PER_CONNECTION)],
   ];
-  if (single2 !== undefined && all2 !== undefined && failover !== undefined) {
+  if (single2 !== undefined && all2 !== undefined) {
     goals.push(
       [
         `(2) console on other node: ack p99 ≤ ${GOAL_SINGLE_P99_MS} ms`,
@@ -465,12 +474,14 @@ async function main(): Promise<void> {
         `${fmt(all2.allAcked.p99, 1)} ms`,
         verdict(all2.allAcked.p99 <= GOAL_ALL_P99_MS && all2.allAcked.p99 <= (anchorAll?.p99 ?? 0)),
       ],
-      [
-        `(3) failover of ${fmtInt(CONSOLES / 2)}: p99 ≤ ${GOAL_FAILOVER_P99_MS} ms, all back`,
-        `${fmt(failover.p99, 0)} ms, ${fmtInt(failoverBack)} back`,
-        verdict(failover.p99 <= GOAL_FAILOVER_P99_MS && failoverBack === CONSOLES / 2),
-      ],
     );
+  }
+  if (failover !== undefined) {
+    goals.push([
+      `(3) failover of ${fmtInt(CONSOLES / 2)}: p99 ≤ ${GOAL_FAILOVER_P99_MS} ms, all back`,
+      `${fmt(failover.p99, 0)} ms, ${fmtInt(failoverBack)} back`,
+      verdict(failover.p99 <= GOAL_FAILOVER_P99_MS && failoverBack === CONSOLES / 2),
+    ]);
   }
   printTable('goals', ['goal', 'measured', 'verdict'], goals);
   console.log(loadLine());
@@ -486,6 +497,7 @@ async function main(): Promise<void> {
     all2,
     failover,
     failoverBack,
+    crossFailure,
     rssPerConnection: rssPer,
     heapPerConnection: heapPer,
     skipped,

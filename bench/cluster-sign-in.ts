@@ -33,7 +33,7 @@ import {
   runAnchor,
   treeCpu,
 } from './lib/cluster.js';
-import { printProfileSummary, profileFiles, summarizeProfiles } from './lib/cpu-profile-summary.js';
+import { monotonicUs, printProfileSummary, profileFiles, summarizeProfiles } from './lib/cpu-profile-summary.js';
 import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict } from './lib/report.js';
 import { mapLimit } from './lib/ws-console.js';
 
@@ -156,6 +156,7 @@ interface Result {
   load: string;
   c1: Window;
   cN: Window;
+  windowUs: { fromUs: number; toUs: number };
 }
 
 async function measure(name: string, command: string, node: CliNode, postgres: number | undefined): Promise<Result> {
@@ -180,14 +181,16 @@ async function measure(name: string, command: string, node: CliNode, postgres: n
   const roots = { backend: node.pid, postgres };
   await window(operators, signIn, CONCURRENCY, 1.5, roots); // warm-up (JIT, pools, connections to every worker)
   const load = loadLine();
+  const fromUs = monotonicUs();
   const c1 = await window(operators, signIn, 1, SECONDS, roots);
   const cN = await window(operators, signIn, CONCURRENCY, SECONDS, roots);
+  const windowUs = { fromUs, toUs: monotonicUs() };
   agent.destroy();
   console.log(
     `${name}: c=${CONCURRENCY} ${fmtInt(rate(cN))}/s, c=1 p99 ${fmt(p(c1).p99, 2)} ms, ` +
       `backend CPU ${fmt(cN.backendCpuMs / cN.samples.length, 3)} ms/sign-in (${load})`,
   );
-  return { name, command, load, c1, cN };
+  return { name, command, load, c1, cN, windowUs };
 }
 
 /** Node flags that profile the backend's processes into a fresh directory (with --profile). */
@@ -197,11 +200,11 @@ function profiling(): { flags: string[]; dir: string | undefined } {
   return { flags: ['--cpu-prof', '--cpu-prof-dir', dir], dir };
 }
 
-function reportProfile(name: string, dir: string | undefined): void {
-  if (dir === undefined) return;
+function reportProfile(name: string, dir: string | undefined, result: Result | undefined): void {
+  if (dir === undefined || result === undefined) return;
   printProfileSummary(
-    `CPU profile of the backend processes, ${name} (whole run incl. enrolment)`,
-    summarizeProfiles(profileFiles([dir]), 15),
+    `CPU profile of the backend processes, ${name}, measured windows only (c=1 and c=${CONCURRENCY})`,
+    summarizeProfiles(profileFiles([dir]), 15, result.windowUs),
   );
   rmSync(dir, { recursive: true, force: true });
 }
@@ -236,7 +239,7 @@ async function main(): Promise<void> {
     } finally {
       await node.stop();
     }
-    reportProfile('SQLite', prof.dir);
+    reportProfile('SQLite', prof.dir, results.at(-1));
   }
   const pg = await postgresForBench();
   if ('skip' in pg) {
@@ -260,7 +263,7 @@ async function main(): Promise<void> {
         } finally {
           await node.stop();
         }
-        reportProfile(`PostgreSQL, ${workers} worker(s)`, prof.dir);
+        reportProfile(`PostgreSQL, ${workers} worker(s)`, prof.dir, results.at(-1));
       }
     } finally {
       await pg.server.stop();
@@ -284,6 +287,7 @@ async function main(): Promise<void> {
       'backend CPU ms/sign-in',
       '× raw verify CPU',
       'PostgreSQL CPU ms/sign-in',
+      'CPU ceiling on 2 cores /s',
       'client CPU ms/sign-in',
       'load at start',
     ],
@@ -298,6 +302,8 @@ async function main(): Promise<void> {
       fmt(r.cN.backendCpuMs / r.cN.samples.length, 3),
       fmt(r.cN.backendCpuMs / r.cN.samples.length / rawCpuMs),
       r.cN.postgresCpuMs === 0 ? '—' : fmt(r.cN.postgresCpuMs / r.cN.samples.length, 3),
+      // What two cores could do if the backend (and PostgreSQL) had them to themselves: 2,000 ms of CPU per second ÷ CPU per sign-in.
+      fmtInt(2000 / ((r.cN.backendCpuMs + r.cN.postgresCpuMs) / r.cN.samples.length)),
       fmt(r.cN.clientCpuMs / r.cN.samples.length, 3),
       r.load.replace('load average ', ''),
     ]),

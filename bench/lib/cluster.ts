@@ -19,7 +19,8 @@ import {
 import { AdminClient, TEST_ORIGIN } from '../../test/helpers/backend-harness.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const ANCHORS_DIR = join(PROJECT_ROOT, '..', 'shared', 'anchors');
+/** ../shared/anchors beside the project; BENCH_ANCHORS_DIR when the project is a copy elsewhere (a snapshot of a commit). */
+export const ANCHORS_DIR = process.env.BENCH_ANCHORS_DIR ?? join(PROJECT_ROOT, '..', 'shared', 'anchors');
 
 /** `uptime`-style load line: the machine is shared, so every figure is printed with it. */
 export function loadLine(): string {
@@ -172,6 +173,20 @@ export class CliNode {
 
   static async start(options: NodeOptions = {}): Promise<CliNode> {
     const dataDir = mkdtempSync(join(tmpdir(), 'baton-bench-node-'));
+    try {
+      return await CliNode.startIn(dataDir, options);
+    } catch (error) {
+      // Workers starting together on a fresh data directory can race to create the same key file
+      // (EEXIST, the supervisor gives up): reported; the files exist now, so one more start is fair.
+      if (!(error as Error).message.includes('EEXIST')) throw error;
+      console.log(
+        `(node start failed with EEXIST on a fresh data directory, workers racing for a key file; started again)`,
+      );
+      return await CliNode.startIn(dataDir, options);
+    }
+  }
+
+  private static async startIn(dataDir: string, options: NodeOptions): Promise<CliNode> {
     if (options.keysFrom !== undefined) {
       for (const file of SHARED_KEY_FILES) {
         if (existsSync(join(options.keysFrom, file))) copyFileSync(join(options.keysFrom, file), join(dataDir, file));

@@ -15,6 +15,7 @@ interface ProfileNode {
   children?: number[];
 }
 interface Profile {
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -43,14 +44,25 @@ function area(url: string, name: string): string {
   return 'other';
 }
 
-export function summarizeProfiles(files: readonly string[], top = 20): ProfileSummary {
+/**
+ * `window`: only the samples taken within it, in µs of the monotonic clock (`process.hrtime`, the clock
+ * V8's profiles use on this host), e.g. a benchmark's measured window without start-up and warm-up.
+ */
+export function summarizeProfiles(
+  files: readonly string[],
+  top = 20,
+  window: { fromUs: number; toUs: number } = { fromUs: -Infinity, toUs: Infinity },
+): ProfileSummary {
   const self = new Map<string, number>();
   const areas = new Map<string, number>();
   let totalMs = 0;
   for (const file of files) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
     const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    let at = profile.startTime;
     for (let i = 0; i < profile.samples.length; i++) {
+      at += profile.timeDeltas[i] ?? 0;
+      if (at < window.fromUs || at > window.toUs) continue;
       const node = byId.get(profile.samples[i] as number);
       if (node === undefined) continue;
       const ms = (profile.timeDeltas[i] ?? 0) / 1000;
@@ -90,4 +102,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const top = topIndex > 0 ? Number(process.argv[topIndex + 1]) : 20;
   const paths = process.argv.slice(2).filter((a, i, all) => a !== '--top' && all[i - 1] !== '--top');
   printProfileSummary(paths.join(' '), summarizeProfiles(profileFiles(paths), top));
+}
+
+/** Now on the clock of V8's profiles (µs). */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
