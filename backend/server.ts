@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { CONSOLE_WS_PATH } from '../shared/protocol.js';
+import { CONSOLE_WS_PATH, type BackendMessage } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
 import { adminRoutes } from './http/admin-routes.js';
@@ -176,6 +176,7 @@ async function listenOn(
         ? undefined
         : store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() }),
     consoles,
+    bus: services.bus,
   });
 
   const clientAddresses = new ClientAddresses(config.trustProxy);
@@ -216,6 +217,12 @@ async function listenOn(
         database,
         tokens,
         streamStallMs: config.eventStreamStallSeconds * 1000,
+        cluster: {
+          nodeId: services.nodeId,
+          nodes: services.nodes,
+          freshness: services.freshness,
+          staleAfterMs: config.staleAfterSeconds * 1000,
+        },
       }),
     )
     .add(
@@ -334,6 +341,18 @@ async function listenOn(
   httpLimits.apply(server);
   server.maxHeadersCount = 64;
 
+  // Consoles on this node are told when its view of revocations turns stale (a non-fatal `error`
+  // NODE_STALE, which the agent shows as a notice); sign-ins there are refused or marked meanwhile.
+  services.freshness.onChange((state) => {
+    if (!state.stale) return;
+    const notice = JSON.stringify({
+      type: 'error',
+      code: 'NODE_STALE',
+      message: `This backend node's view of revocations may be stale (${state.reason ?? 'unknown'}); reconnecting to another node is safe`,
+      fatal: false,
+    } satisfies BackendMessage);
+    for (const consoleId of [...consoles.connectedConsoleIds()]) consoles.sendRaw(consoleId, notice);
+  });
   // The bus listens (and ran its first resync) and the node's view is confirmed before any request.
   await startCluster(services);
 

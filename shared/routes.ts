@@ -406,6 +406,31 @@ export const ROUTES = {
   ),
   adminEventsExport: route('GET', '/v1/admin/events/export', 'admin', undefined, null),
   adminStats: route('GET', '/v1/admin/stats', 'admin', undefined, z.looseObject({})),
+  /** The cluster's nodes (heartbeat rows, live / stale / silent) and the answering node's own freshness. */
+  adminNodes: route(
+    'GET',
+    '/v1/admin/nodes',
+    'admin',
+    undefined,
+    z.looseObject({
+      nodeId: z.string(),
+      staleAfterSeconds: z.number(),
+      freshness: z.looseObject({ stale: z.boolean() }),
+      nodes: z.array(
+        z.looseObject({
+          nodeId: z.string(),
+          host: z.string(),
+          pid: z.number(),
+          startedAt: z.number(),
+          lastBeat: z.number(),
+          state: z.enum(['live', 'stale', 'silent']),
+          silentMs: z.number(),
+          staleReason: z.string().nullable(),
+          self: z.boolean(),
+        }),
+      ),
+    }),
+  ),
 
   // ---- authenticator metadata ----
   adminMetadataLoad: route(

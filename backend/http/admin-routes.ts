@@ -1,3 +1,5 @@
+import type { FreshnessState } from '../cluster/freshness.js';
+import { nodeView, type NodeRegistry } from '../cluster/nodes.js';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../../shared/events.js';
@@ -45,6 +47,13 @@ export interface AdminRouteDeps {
   tokens: TokenIssuer;
   /** A live-stream reader whose socket takes nothing for this long is disconnected. */
   streamStallMs: number;
+  /** The cluster: this node's id, the node registry, this node's freshness and the bound (ms). */
+  cluster: {
+    nodeId: string;
+    nodes: NodeRegistry;
+    freshness: { state(): FreshnessState };
+    staleAfterMs: number;
+  };
 }
 
 const int = z.coerce.number().int();
@@ -254,6 +263,21 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
         return {
           session: sessionAdminView(await deps.sessions.endByAdmin(ctx.params.id ?? '', reason, actorOf(ctx))),
+        };
+      },
+    },
+    {
+      route: 'adminNodes',
+      handler: async () => {
+        const { nodeId, nodes, freshness, staleAfterMs } = deps.cluster;
+        // Real time: the rows hold each node's own wall clock, never a test's business clock.
+        const now = Date.now();
+        const rows = await nodes.list();
+        return {
+          nodeId,
+          staleAfterSeconds: staleAfterMs / 1000,
+          freshness: freshness.state(),
+          nodes: rows.map((row) => ({ ...nodeView(row, now, staleAfterMs), self: row.nodeId === nodeId })),
         };
       },
     },

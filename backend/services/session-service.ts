@@ -12,6 +12,34 @@ import { readClientData } from './webauthn-ceremonies.js';
 import { levelRank } from '../../shared/levels.js';
 import type { AssertionGate } from './assertion-gate.js';
 import type { ConsoleEventEffect, UnitOfWork } from './event-log.js';
+import { staleNodeMode, type Policy } from '../../shared/policy.js';
+import type { FreshnessMonitor } from '../cluster/freshness.js';
+
+/** Whether this node's view of revocations may be stale (backend/cluster/freshness.ts). */
+export type StaleGate = Pick<FreshnessMonitor, 'decide'>;
+
+/** What a decision taken on this node adds to its reasons and its events' detail (nothing while fresh). */
+export interface StaleMark {
+  reasons: string[];
+  /** `staleSince`, `staleCause` while stale (event detail is flat); empty while fresh. */
+  detail: Record<string, number | string | null>;
+}
+
+/**
+ * The stale-node decision for a sign-in, step-up or resume on `channelName`, taken before any work:
+ * fresh → nothing added; stale and `strict` (the default) → throws NODE_STALE; stale and
+ * `best-effort` → proceed on the last known state, marked `stale-node` in reasons and detail.
+ */
+export function staleCheck(gate: StaleGate, policy: Policy, channelName: string): StaleMark {
+  const channel = Object.hasOwn(policy.channels, channelName) ? policy.channels[channelName] : undefined;
+  const decision = gate.decide(staleNodeMode(channel ?? {}));
+  if ('refuse' in decision) throw decision.refuse;
+  if (decision.stale === undefined) return { reasons: decision.reasons, detail: {} };
+  return {
+    reasons: decision.reasons,
+    detail: { staleSince: decision.stale.since ?? null, staleCause: decision.stale.cause ?? null },
+  };
+}
 
 /** Delivers a stored command to its console now, if it is connected (it is re-sent on reconnect). */
 export interface CommandSender {
@@ -49,9 +77,18 @@ export class SessionService {
     private readonly tokens: TokenIssuer,
     /** The console channel, given at construction (see console-port.ts): never a silent no-op. */
     private readonly commands: CommandSender,
+    /** This node's freshness: a stale node refuses (strict) or marks (best-effort) sign-ins and resumes. */
+    private readonly freshness: StaleGate,
   ) {}
 
+  /** The stale-node decision for a sign-in, step-up or resume on this console's channel (see `staleCheck`). */
+  staleCheck(channelName: string): StaleMark {
+    return staleCheck(this.freshness, this.ctx.policies.policy, channelName);
+  }
+
   async signInOptions(console: ConsoleRecord) {
+    // A strict channel is refused before a challenge is issued: the console retries on a fresh node.
+    this.staleCheck(console.channel);
     const challenge = await this.ctx.challenges.create({ purpose: 'sign-in', consoleId: console.id });
     return this.ctx.ceremonies.authenticationOptions({
       challenge,
@@ -66,6 +103,8 @@ export class SessionService {
    * node before it refuses the sign-in, one committed after it finds (and revokes) the session.
    */
   async signIn(console: ConsoleRecord, response: AuthenticationResponseJSON): Promise<AuthenticatedSession> {
+    // Before any work (the challenge stays unconsumed): strict refuses, best-effort marks the decision.
+    const stale = this.staleCheck(console.channel);
     const client = readClientData(response.response.clientDataJSON);
     const context = await this.gate.consume(client.challenge, console, 'sign-in-failed');
     if (context.purpose !== 'sign-in')
@@ -136,7 +175,8 @@ export class SessionService {
           subject: { operator: s.operatorId, console: console.id, session: s.id },
           assurance: assuranceContext(s.level, s.authTime),
           outcome: 'info',
-          reasons: ['another-operator-signed-in'],
+          reasons: ['another-operator-signed-in', ...stale.reasons],
+          ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
         });
       }
       const assurance = assuranceContext(level, now);
@@ -157,7 +197,8 @@ export class SessionService {
           subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
           assurance,
           outcome: 'success',
-          reasons: ['within-continuity-window'],
+          reasons: ['within-continuity-window', ...stale.reasons],
+          ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
         });
       } else {
         const stillLive = await tx.sessions.liveOnConsole(console.id);
@@ -191,8 +232,13 @@ export class SessionService {
           subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
           assurance,
           outcome: 'success',
-          reasons: ['sign-in-allowed'],
-          detail: { acr: assurance.acr, channel: console.channel, policyVersion: this.ctx.policies.version.version },
+          reasons: ['sign-in-allowed', ...stale.reasons],
+          detail: {
+            acr: assurance.acr,
+            channel: console.channel,
+            policyVersion: this.ctx.policies.version.version,
+            ...stale.detail,
+          },
         });
       }
       return { session, resumed };
@@ -354,6 +400,14 @@ export class SessionService {
     if (!event.reasons.includes('offline-grace') || session.state !== 'suspended') return undefined;
     const authTime = this.offlineResumeTime(session, event.time, now, contact);
     if (authTime === undefined) return { refused: true };
+    // A resume on a stale node: refused on a strict channel (the event is stored, flagged), marked on a best-effort one.
+    let stale: StaleMark;
+    try {
+      stale = this.staleCheck(session.channel);
+    } catch (error) {
+      if (error instanceof BatonError && error.code === 'NODE_STALE') return { refused: true };
+      throw error;
+    }
     // The session is never rated above the level it started with.
     const level = event.assurance?.level;
     const capped = level !== undefined && levelRank(level) < levelRank(session.level) ? level : session.level;
@@ -365,8 +419,8 @@ export class SessionService {
           subject: { ...subject, ...(session.credentialId === null ? {} : { credential: session.credentialId }) },
           assurance: assuranceContext(capped, authTime),
           outcome: 'success',
-          reasons: ['offline-grace', REPORTED_BY_CONSOLE],
-          detail: { ...reported, suspendedAt: session.suspendedAt },
+          reasons: ['offline-grace', REPORTED_BY_CONSOLE, ...stale.reasons],
+          detail: { ...reported, suspendedAt: session.suspendedAt, ...stale.detail },
         });
       },
     };

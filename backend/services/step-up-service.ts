@@ -1,6 +1,6 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
-import { evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
+import { evaluatePolicy, type Decision, type DecisionReason } from '../../shared/evaluate-policy.js';
 import type { SessionView } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, isAtLeast, type AssuranceLevel } from '../../shared/levels.js';
 import type { ConsoleRecord, SessionRecord } from '../store/repositories.js';
@@ -9,7 +9,16 @@ import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
 
 import type { AssertionGate } from './assertion-gate.js';
-import type { SessionService } from './session-service.js';
+import type { SessionService, StaleMark } from './session-service.js';
+
+/**
+ * The decision with this node's stale mark (`stale-node`, best-effort channels only) among its reasons.
+ * `stale-node` is an event reason the shared evaluator never produces itself, hence the widening.
+ */
+function marked(decision: Decision, stale: StaleMark): Decision {
+  if (stale.reasons.length === 0) return decision;
+  return { ...decision, reasons: [...decision.reasons, ...(stale.reasons as DecisionReason[])] };
+}
 
 export interface StepUpResult {
   decision: Decision;
@@ -28,8 +37,10 @@ export class StepUpService {
 
   /** Evaluates an action for a session; when step-up is needed, returns the options for it. */
   async stepUpOptions(console: ConsoleRecord, sessionId: string, action: string) {
+    // Before any work: a strict channel on a stale node is refused (NODE_STALE), best-effort is marked.
+    const stale = this.sessions.staleCheck(console.channel);
     const session = await this.sessions.liveSession(console, sessionId, 'active');
-    const decision = await this.decide(console, session, action, session.level, session.authTime);
+    const decision = await this.decide(console, session, action, session.level, session.authTime, true, stale);
     if (decision.outcome !== 'step-up') return { decision };
     const operatorCredentials = (await this.ctx.store.operators.listCredentials(session.operatorId))
       .filter((c) => c.revokedAt === null && c.suspendedAt === null)
@@ -56,6 +67,7 @@ export class StepUpService {
     action: string,
     response: AuthenticationResponseJSON,
   ): Promise<StepUpResult> {
+    const stale = this.sessions.staleCheck(console.channel);
     const client = readClientData(response.response.clientDataJSON);
     const context = await this.gate.consume(client.challenge, console, 'step-up-failed');
     if (context.purpose !== 'step-up' || context.sessionId !== sessionId || context.action !== action) {
@@ -83,10 +95,13 @@ export class StepUpService {
       session.id,
     );
     const now = this.ctx.clock();
-    const decision = evaluatePolicy(
-      this.ctx.policies.policy,
-      { channel: console.channel, level, authTime: now, now, sessionStartedAt: session.startedAt },
-      action,
+    const decision = marked(
+      evaluatePolicy(
+        this.ctx.policies.policy,
+        { channel: console.channel, level, authTime: now, now, sessionStartedAt: session.startedAt },
+        action,
+      ),
+      stale,
     );
     if (decision.outcome !== 'allow') {
       // A refusal changes nothing: the credential's counter and last use stay as they were.
@@ -96,7 +111,7 @@ export class StepUpService {
         assurance: assuranceContext(level, now),
         outcome: 'failure',
         reasons: ['step-up-insufficient', ...decision.reasons],
-        detail: { action },
+        detail: { action, ...stale.detail },
       });
       throw new BatonError('STEP_UP_INSUFFICIENT', `A "${level}" authentication does not satisfy "${action}"`, {
         extra: { decision },
@@ -140,8 +155,8 @@ export class StepUpService {
         subject,
         assurance,
         outcome: 'success',
-        reasons: ['step-up'],
-        detail: { action },
+        reasons: ['step-up', ...stale.reasons],
+        detail: { action, ...stale.detail },
       });
       await uow.record({
         type: 'policy-decision',
@@ -149,7 +164,7 @@ export class StepUpService {
         assurance,
         outcome: 'allow',
         reasons: decision.reasons,
-        detail: { action },
+        detail: { action, ...stale.detail },
       });
       return stored;
     });
@@ -164,12 +179,16 @@ export class StepUpService {
     level: AssuranceLevel,
     authTime: number,
     record = true,
+    stale: StaleMark = { reasons: [], detail: {} },
   ): Promise<Decision> {
     const now = this.ctx.clock();
-    const decision = evaluatePolicy(
-      this.ctx.policies.policy,
-      { channel: console.channel, level, authTime, now, sessionStartedAt: session.startedAt },
-      action,
+    const decision = marked(
+      evaluatePolicy(
+        this.ctx.policies.policy,
+        { channel: console.channel, level, authTime, now, sessionStartedAt: session.startedAt },
+        action,
+      ),
+      stale,
     );
     if (record && decision.outcome !== 'allow') {
       await this.ctx.events.record({
@@ -178,7 +197,7 @@ export class StepUpService {
         assurance: assuranceContext(level, authTime),
         outcome: decision.outcome,
         reasons: decision.reasons,
-        detail: { action, policyVersion: this.ctx.policies.version.version },
+        detail: { action, policyVersion: this.ctx.policies.version.version, ...stale.detail },
       });
     }
     return decision;

@@ -1,0 +1,240 @@
+/**
+ * A node whose view of revocations may be stale (backend/cluster/freshness.ts) decides explicitly,
+ * per channel: `strict` refuses sign-in, step-up and their options with 503 NODE_STALE before any
+ * work; `best-effort` proceeds and says `stale-node` in the decision and its events. `/readyz` takes
+ * the node out of a load balancer's rotation meanwhile, `/healthz` says why, the admin node list
+ * shows it, and the consoles connected to it are told. Runs on the suite's engine
+ * (BATON_TEST_DATABASE). The node is made stale through the freshness monitor's clock (a test hook
+ * of startBackend): no sleeping for the bound.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { parseBackendConfig } from '../../backend/config.js';
+import { startBackend, type Backend } from '../../backend/server.js';
+import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
+import {
+  AdminClient,
+  TEST_ORIGIN,
+  TestConsole,
+  assertError,
+  httpJson,
+  type Json,
+  type TestBackend,
+} from '../helpers/backend-harness.js';
+import { enrolOperator } from '../helpers/operator-flow.js';
+import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { dropTestDatabase, testDatabaseUrl } from '../helpers/test-database.js';
+
+const STALE_AFTER_SECONDS = 10;
+
+describe('a node whose view of revocations may be stale', () => {
+  /** How far the freshness monitor's clock is ahead of real time. */
+  let skewMs = 0;
+  let t: TestBackend;
+  let backend: Backend;
+  let strict: TestConsole;
+  let bestEffort: TestConsole;
+  let strictTeller: SoftAuthenticator;
+  let bestEffortTeller: SoftAuthenticator;
+
+  before(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'baton-freshness-'));
+    const databaseUrl = await testDatabaseUrl(dataDir);
+    const config = parseBackendConfig(
+      {
+        port: 0,
+        origins: [TEST_ORIGIN],
+        logLevel: 'silent',
+        durability: 'normal',
+        dataDir,
+        staleAfterSeconds: STALE_AFTER_SECONDS,
+        ...(databaseUrl === undefined ? {} : { databaseUrl }),
+      },
+      'test',
+    );
+    backend = await startBackend(config, {
+      logger: pino({ level: 'silent' }),
+      // The heartbeat runs at start only (then when a test asks): the clock alone decides staleness.
+      cluster: { freshnessClock: () => Date.now() + skewMs, freshnessIntervalMs: 3_600_000 },
+    });
+    const url = `http://localhost:${backend.port}`;
+    const admin = new AdminClient(url, backend.bootstrapAdminToken ?? '');
+    t = {
+      backend,
+      url,
+      dataDir,
+      databaseUrl,
+      config,
+      admin,
+      stop: async () => {
+        await backend.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+        await dropTestDatabase(dataDir);
+      },
+    };
+    // The contact centre keeps serving on a stale node; the branch kiosks (the default) do not.
+    const current = (await admin.ok('GET', '/v1/admin/policy')) as { version: number; policy: Policy };
+    const policy: Policy = structuredClone(DEFAULT_POLICY);
+    policy.channels['contact-centre'] = { ...policy.channels['contact-centre']!, staleNode: 'best-effort' };
+    await admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version, policy });
+
+    strict = await TestConsole.enrol(url, admin, 'branch-kiosk');
+    bestEffort = await TestConsole.enrol(url, admin, 'contact-centre');
+    strictTeller = (await enrolOperator(admin, strict, { displayName: 'Kim Kiosk' })).authenticator;
+    bestEffortTeller = (await enrolOperator(admin, bestEffort, { displayName: 'Cal Centre' })).authenticator;
+  });
+  after(() => t?.stop());
+
+  async function readyz(): Promise<{ status: number; body: Json }> {
+    // Raw fetch: a 503 here carries the readiness body, not an error body.
+    const response = await fetch(`${t.url}/readyz`);
+    return { status: response.status, body: (await response.json()) as Json };
+  }
+
+  function makeStale(): void {
+    skewMs += (STALE_AFTER_SECONDS + 1) * 1000;
+    assert.equal(backend.services.freshness.state().stale, true);
+  }
+
+  async function makeFresh(): Promise<void> {
+    // One heartbeat now: a round trip through the bus confirms the view at the monitor's clock.
+    const state = await backend.services.freshness.check();
+    assert.equal(state.stale, false);
+  }
+
+  it('is ready while fresh; the admin node list shows this node live', async () => {
+    const ready = await readyz();
+    assert.equal(ready.status, 200, JSON.stringify(ready.body));
+    assert.deepEqual(ready.body, { ready: true, nodeId: backend.services.nodeId });
+
+    const health = await httpJson(`${t.url}/healthz`, { method: 'GET' });
+    assert.equal(health.status, 200);
+    assert.equal(health.body.status, 'ok');
+    assert.equal(health.body.nodeId, backend.services.nodeId);
+    assert.equal(health.body.engine, backend.store.engine);
+    assert.equal(health.body.freshness.stale, false);
+    assert.equal(health.body.database.reachable, true);
+
+    const nodes = (await t.admin.ok('GET', '/v1/admin/nodes')) as Json;
+    assert.equal(nodes.nodeId, backend.services.nodeId);
+    assert.equal(nodes.staleAfterSeconds, STALE_AFTER_SECONDS);
+    assert.equal(nodes.freshness.stale, false);
+    const self = (nodes.nodes as Json[]).filter((n) => n.self === true);
+    assert.equal(self.length, 1, JSON.stringify(nodes));
+    assert.equal(self[0].nodeId, backend.services.nodeId);
+    assert.equal(self[0].state, 'live');
+    assert.equal(self[0].pid, process.pid);
+    assert.equal(typeof self[0].host, 'string');
+  });
+
+  it('refuses the node list to a caller without an admin session', async () => {
+    const anonymous = await httpJson(`${t.url}/v1/admin/nodes`, { method: 'GET' });
+    assert.equal(anonymous.status, 401, JSON.stringify(anonymous.body));
+  });
+
+  it('strict: refuses sign-in and step-up with 503 NODE_STALE before any work, and serves again once fresh', async () => {
+    // A session and a sign-in ceremony begun while fresh.
+    const { options } = (await strict.ok('POST', '/v1/sign-in/options', {})) as Json;
+    const session = (await strict.ok('POST', '/v1/sign-in/verify', { response: strictTeller.assert(options) })) as Json;
+    const sessionId = session.session.id as string;
+    const pending = strictTeller.assert(
+      ((await strict.ok('POST', '/v1/sign-in/options', {})) as Json).options as Parameters<
+        SoftAuthenticator['assert']
+      >[0],
+    );
+    const established = async () =>
+      (
+        (await t.admin.ok(
+          'GET',
+          `/v1/admin/events?origin=backend&type=session-established&console=${strict.id}`,
+        )) as Json
+      ).events as Json[];
+    const before = (await established()).length;
+
+    makeStale();
+    assertError(await strict.request('POST', '/v1/sign-in/options', {}), 503, 'NODE_STALE');
+    const refused = await strict.request('POST', '/v1/sign-in/verify', { response: pending });
+    assertError(refused, 503, 'NODE_STALE');
+    assert.match(refused.body.error.message as string, /stale/);
+    assertError(
+      await strict.request('POST', `/v1/sessions/${sessionId}/step-up/options`, { action: 'payment.approve' }),
+      503,
+      'NODE_STALE',
+    );
+    assert.equal((await established()).length, before, 'a refused sign-in records no session');
+
+    // Out of the rotation while stale, and /healthz says why.
+    const ready = await readyz();
+    assert.equal(ready.status, 503, JSON.stringify(ready.body));
+    assert.equal(ready.body.ready, false);
+    assert.ok((ready.body.problems as string[]).includes('node-stale'), JSON.stringify(ready.body));
+    const health = await httpJson(`${t.url}/healthz`, { method: 'GET' });
+    assert.equal(health.status, 503);
+    assert.equal(health.body.status, 'degraded');
+    assert.ok((health.body.problems as string[]).includes('node-stale'));
+    assert.equal(health.body.freshness.stale, true);
+    assert.equal(typeof health.body.freshness.reason, 'string');
+    const nodes = (await t.admin.ok('GET', '/v1/admin/nodes')) as Json;
+    assert.equal(nodes.freshness.stale, true);
+
+    await makeFresh();
+    assert.equal((await readyz()).status, 200);
+    // Nothing was consumed by the refusal: the ceremony begun before completes now.
+    const signedIn = await strict.request('POST', '/v1/sign-in/verify', { response: pending });
+    assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
+    assert.equal((await established()).length + (signedIn.body.resumed === true ? 1 : 0), before + 1);
+  });
+
+  it('best-effort: proceeds on the last known state and says stale-node in the decision and its events', async () => {
+    makeStale();
+    try {
+      const { options } = (await bestEffort.ok('POST', '/v1/sign-in/options', {})) as Json;
+      const result = await bestEffort.request('POST', '/v1/sign-in/verify', {
+        response: bestEffortTeller.assert(options),
+      });
+      assert.equal(result.status, 200, JSON.stringify(result.body));
+      const sessionId = result.body.session.id as string;
+      const events = ((await t.admin.ok('GET', `/v1/admin/events?origin=backend&session=${sessionId}`)) as Json)
+        .events as Json[];
+      const started = events.find((e) => e.type === 'session-established' || e.type === 'session-resumed');
+      assert.ok(started !== undefined, JSON.stringify(events));
+      assert.ok((started.reasons as string[]).includes('stale-node'), JSON.stringify(started));
+      assert.equal(typeof started.detail.staleCause, 'string', JSON.stringify(started));
+      assert.equal(typeof started.detail.staleSince, 'number', JSON.stringify(started));
+
+      const stepUp = (await bestEffort.ok('POST', `/v1/sessions/${sessionId}/step-up/options`, {
+        action: 'payment.approve',
+      })) as Json;
+      assert.ok((stepUp.decision.reasons as string[]).includes('stale-node'), JSON.stringify(stepUp.decision));
+    } finally {
+      await makeFresh();
+    }
+    // Fresh again: no mark.
+    const { options } = (await bestEffort.ok('POST', '/v1/sign-in/options', {})) as Json;
+    const again = await bestEffort.request('POST', '/v1/sign-in/verify', {
+      response: bestEffortTeller.assert(options),
+    });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    const events = (
+      (await t.admin.ok('GET', `/v1/admin/events?origin=backend&session=${again.body.session.id as string}`)) as Json
+    ).events as Json[];
+    const last = events.filter((e) => e.type === 'session-established' || e.type === 'session-resumed').at(-1);
+    assert.ok(last !== undefined && !(last.reasons as string[]).includes('stale-node'), JSON.stringify(last));
+  });
+
+  // Last: it closes the node's bus (the way a node loses its notifications).
+  it('tells the consoles connected to it when it turns stale (a non-fatal NODE_STALE notice)', async () => {
+    const socket = await strict.connect();
+    await socket.next('welcome');
+    skewMs += (STALE_AFTER_SECONDS + 1) * 1000;
+    await backend.services.bus.close();
+    const notice = await socket.next('error', (m) => m.code === 'NODE_STALE');
+    assert.equal(notice.fatal, false);
+    assert.match(notice.message, /stale/);
+    await socket.close();
+  });
+});
