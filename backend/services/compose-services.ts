@@ -28,7 +28,6 @@ import { StepUpService } from './step-up-service.js';
 import { AssertionGate } from './assertion-gate.js';
 import { AuthenticatorMetadata } from './authenticator-metadata.js';
 import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
-import { wireServicePushes } from '../cluster/pushes.js';
 
 export interface Services {
   store: Store;
@@ -123,7 +122,7 @@ async function composeOn(
   attestationRoots: number,
 ): Promise<Services> {
   const { nodeId, node, bus, nodes, freshness } = composeCluster(store, config, logger, cluster);
-  const events = new EventLog(store, clock, logger, bus);
+  const events = new EventLog(store, clock, logger);
   const policies = await PolicyService.open(store, events, clock, logger);
   const tokens = await TokenIssuer.open(config.dataDir, clock, { rotationDays: config.tokenKeyRotationDays });
   const challenges = new ChallengeStore(store.ephemeral, clock, config.challengeTtlSeconds * 1000);
@@ -148,7 +147,6 @@ async function composeOn(
   const sessions = new SessionService(ctx, gate, tokens, consoles, freshness);
   const stepUps = new StepUpService(ctx, sessions, gate);
   const revocations = new RevocationHub(store, events, sessions, clock, consoles, logger);
-  wireServicePushes({ bus, revocations, policies, authenticators });
   return {
     store,
     events,
