@@ -176,7 +176,6 @@ async function listenOn(
         ? undefined
         : store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() }),
     consoles,
-    bus: services.bus,
   });
 
   const clientAddresses = new ClientAddresses(config.trustProxy);
