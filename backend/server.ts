@@ -135,6 +135,7 @@ async function startOn(
     return await listenOn(services, store, config, deps, clock, logger, consoles);
   } catch (error) {
     await stopCluster(services, logger);
+    await services.verifyPool?.close();
     throw error;
   }
 }
@@ -176,6 +177,7 @@ async function listenOn(
         ? undefined
         : store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() }),
     consoles,
+    bus: services.bus,
   });
 
   const clientAddresses = new ClientAddresses(config.trustProxy);
@@ -196,6 +198,7 @@ async function listenOn(
     challengeTtlMs: config.challengeTtlSeconds * 1000,
     attestationRootsConfigured: attestationRoots > 0,
     authenticators: services.authenticators,
+    verifyPool: services.verifyPool,
   });
 
   const router = new Router()
@@ -430,6 +433,8 @@ async function listenOn(
           logger.error({ err: error }, `${what} failed while stopping`);
         }
       };
+      // No request is left that could still verify a signature.
+      await settle('closing the verification threads', async () => services.verifyPool?.close());
       await settle('committing queued console events', () => events.drain());
       await settle('recording revocation acknowledgements', () => revocations.flushAcks());
       await settle('recording when consoles were last seen', () => registry.flushLastSeen());

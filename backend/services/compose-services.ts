@@ -10,7 +10,9 @@ import {
   type NodeIdentity,
   type NodeRegistry,
 } from '../cluster/nodes.js';
+import { availableParallelism } from 'node:os';
 import type { BackendConfig } from '../config.js';
+import { VerifyPool } from '../crypto/verify-pool.js';
 import { loadAttestationRoots } from '../crypto/attestation-roots.js';
 import { defaultMetadataTrustAnchors, readMetadataTrustAnchors } from '../crypto/metadata-blob.js';
 import { TokenIssuer } from '../crypto/token-issuer.js';
@@ -28,6 +30,7 @@ import { StepUpService } from './step-up-service.js';
 import { AssertionGate } from './assertion-gate.js';
 import { AuthenticatorMetadata } from './authenticator-metadata.js';
 import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
+import { wireServicePushes } from '../cluster/pushes.js';
 
 export interface Services {
   store: Store;
@@ -59,6 +62,12 @@ export interface Services {
   freshness: FreshnessMonitor;
   /** The cluster's node heartbeat rows (PostgreSQL: `cluster_nodes`; embedded: this one process, in memory). */
   nodes: NodeRegistry;
+  /**
+   * WebAuthn verification threads, made when this is the host's only backend process (`workers` 1) and
+   * the host has more than one core: the CPU-heavy checks leave the event loop. Undefined otherwise
+   * (the workers already use the cores). Whoever composed closes it (`server.ts`: after the HTTP server).
+   */
+  verifyPool: VerifyPool | undefined;
 }
 
 /** What a composition may be given for its cluster parts (tests: a clock to make the node stale without sleeping). */
@@ -122,16 +131,21 @@ async function composeOn(
   attestationRoots: number,
 ): Promise<Services> {
   const { nodeId, node, bus, nodes, freshness } = composeCluster(store, config, logger, cluster);
-  const events = new EventLog(store, clock, logger);
+  const events = new EventLog(store, clock, logger, bus);
   const policies = await PolicyService.open(store, events, clock, logger);
   const tokens = await TokenIssuer.open(config.dataDir, clock, { rotationDays: config.tokenKeyRotationDays });
   const challenges = new ChallengeStore(store.ephemeral, clock, config.challengeTtlSeconds * 1000);
-  const ceremonies = new WebAuthnCeremonies({
-    rpId: config.rpId,
-    rpName: config.rpName,
-    origins: config.origins,
-    timeoutMs: config.challengeTtlSeconds * 1000,
-  });
+  // After loadAttestationRoots (composeServices): the threads get the roots this thread has now.
+  const verifyPool = config.workers === 1 && availableParallelism() > 1 ? new VerifyPool() : undefined;
+  const ceremonies = new WebAuthnCeremonies(
+    {
+      rpId: config.rpId,
+      rpName: config.rpName,
+      origins: config.origins,
+      timeoutMs: config.challengeTtlSeconds * 1000,
+    },
+    verifyPool,
+  );
   const registry = new ConsoleRegistry(store, events, clock, () => policies.policy, config.consoleTokenTtlSeconds);
   const authenticators = await AuthenticatorMetadata.open({
     store,
@@ -147,6 +161,7 @@ async function composeOn(
   const sessions = new SessionService(ctx, gate, tokens, consoles, freshness);
   const stepUps = new StepUpService(ctx, sessions, gate);
   const revocations = new RevocationHub(store, events, sessions, clock, consoles, logger);
+  wireServicePushes({ bus, revocations, policies, authenticators });
   return {
     store,
     events,
@@ -166,6 +181,7 @@ async function composeOn(
     bus,
     freshness,
     nodes,
+    verifyPool,
   };
 }
 

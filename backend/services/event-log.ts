@@ -17,6 +17,16 @@ import {
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import { sha256Hex } from '../crypto/secrets.js';
 import type { EventQuery, EventRow, StreamHead, Store } from '../store/repositories.js';
+import { CompiledQuery } from 'kysely';
+import {
+  afterCommitTransaction,
+  kyselyTransaction,
+  type ClusterBus,
+  type Pointer,
+  type Topic,
+} from '../cluster/bus.js';
+import { StreamCursorPublisher } from '../cluster/stream-publisher.js';
+import { kyselyOf } from '../store/kysely-store.js';
 
 export const BACKEND_ORIGIN = 'backend';
 
@@ -66,7 +76,25 @@ export interface UnitOfWork {
   record(draft: EventDraft): Promise<StoredEvent>;
   /** Runs `fn` once the unit has committed (never on rollback); a hook that throws is logged. */
   afterCommit(fn: () => void): void;
+  /**
+   * Tells every node (this one included) through the cluster bus, if and only if this unit commits:
+   * PostgreSQL sends the NOTIFY with the unit's COMMIT, embedded SQLite delivers in process after it.
+   * Throws when the event log was built without a bus (a wiring mistake, never a silent no-op).
+   */
+  publish<T extends Topic>(topic: T, pointer: Pointer<T>): Promise<void>;
 }
+
+/** The reason of the backend fact that says the authenticator metadata changed (authenticator-metadata.ts). */
+const METADATA_LOADED_REASON = 'authenticator-metadata-loaded';
+/**
+ * A hole in the cursors the live feed has read (PostgreSQL) is waited for until every transaction
+ * that was running when it was seen has ended; a transaction that stays open longer than this (not
+ * one of ours: units are short) no longer holds the followers back, and the hole is skipped.
+ */
+const FEED_GAP_MAX_WAIT_MS = 10_000;
+/** How soon the feed looks again at a hole it waits for. */
+const FEED_GAP_RETRY_MS = 20;
+const FEED_PAGE = 1000;
 
 /**
  * What a stored console event does to the backend's state, decided in the ingest unit of work just
@@ -145,6 +173,8 @@ class Unit implements UnitOfWork {
   readonly floors = new Map<string, { time: number; dirty: boolean }>();
   readonly unpublished: StoredEvent[] = [];
   readonly after: (() => void)[] = [];
+  /** The highest cursor this unit wrote (0: none), offered to the cluster's live followers after the commit. */
+  lastCursor = 0;
   /**
    * Console events checked and chained but not yet written: written together (one round trip on
    * PostgreSQL) before anything else is written after them, so cursors keep the order of the checks.
@@ -156,7 +186,27 @@ class Unit implements UnitOfWork {
   constructor(
     readonly store: Store,
     private readonly append: (unit: Unit, draft: EventDraft) => Promise<StoredEvent>,
+    private readonly bus: ClusterBus | undefined,
   ) {}
+
+  publish<T extends Topic>(topic: T, pointer: Pointer<T>): Promise<void> {
+    if (!this.open) return Promise.reject(new Error('publish() on a unit of work that has already ended'));
+    if (this.bus === undefined) {
+      return Promise.reject(
+        new Error(`EventLog built without a cluster bus: cannot publish "${topic}" (a wiring mistake)`),
+      );
+    }
+    if (this.bus.kind === 'postgres') {
+      const trx = kyselyOf(this.store);
+      if (trx === undefined) return Promise.reject(new Error('A PostgreSQL bus needs a Kysely (PostgreSQL) store'));
+      return this.bus.publish(topic, pointer, kyselyTransaction(trx));
+    }
+    return this.bus.publish(
+      topic,
+      pointer,
+      afterCommitTransaction((fn) => this.afterCommit(fn)),
+    );
+  }
 
   record(draft: EventDraft): Promise<StoredEvent> {
     if (!this.open) return Promise.reject(new Error('record() on a unit of work that has already ended'));
@@ -211,11 +261,68 @@ export class EventLog {
   /** Committed events waiting for a unit that wrote a lower cursor to end (followers get cursors in order). */
   private held: StoredEvent[] = [];
 
+  /** The cluster's live feed (PostgreSQL): followers get events read back from the store, in cursor order. */
+  private readonly feed:
+    | {
+        publisher: StreamCursorPublisher;
+        /** Highest cursor delivered to (or skipped for) followers. -1: not known yet. */
+        cursor: number;
+        /** Highest cursor known committed somewhere in the cluster. */
+        known: number;
+        running: Promise<void> | undefined;
+        again: boolean;
+        gap: { at: number; cursor: number; xmax: bigint } | undefined;
+        timer: NodeJS.Timeout | undefined;
+        stopped: boolean;
+      }
+    | undefined;
+  private readonly unsubscribeBus: (() => void)[] = [];
+
   constructor(
     private readonly store: Store,
     private readonly clock: () => number,
     private readonly logger: Logger,
-  ) {}
+    /**
+     * The cluster bus: what units of work `publish`, the admin live stream across nodes and the
+     * authenticator-metadata pointer. Absent only for compositions that never publish (tools, tests).
+     */
+    private readonly bus?: ClusterBus,
+  ) {
+    if (bus?.kind === 'postgres') {
+      // Cursors are not in commit order across transactions (and nodes): followers are fed from the
+      // store behind a horizon no open transaction can still fall under (see `pullFeed`).
+      this.feed = {
+        publisher: new StreamCursorPublisher(bus, logger),
+        cursor: -1,
+        known: 0,
+        running: undefined,
+        again: false,
+        gap: undefined,
+        timer: undefined,
+        stopped: false,
+      };
+      this.unsubscribeBus.push(
+        bus.subscribe('admin-stream', ({ cursor }) => {
+          if (this.feed !== undefined && cursor > this.feed.known) this.feed.known = cursor;
+          this.pullFeed();
+        }),
+        // The first resync (at start, before any follower) also fixes where the feed starts.
+        bus.onResync(async () => {
+          this.pullFeed();
+          await this.feed?.running;
+        }),
+      );
+    }
+  }
+
+  /** Stops the cluster feed (its timers and subscriptions); the log itself stays usable. */
+  stopFeed(): void {
+    for (const unsubscribe of this.unsubscribeBus.splice(0)) unsubscribe();
+    if (this.feed !== undefined) {
+      this.feed.stopped = true;
+      clearTimeout(this.feed.timer);
+    }
+  }
 
   /**
    * Runs `fn` as one unit of work (one store transaction). Events recorded through `uow.record`
@@ -321,6 +428,116 @@ export class EventLog {
     return () => this.listeners.delete(entry);
   }
 
+  /**
+   * The live feed of a PostgreSQL cluster: reads what was committed after the last cursor handed to
+   * followers (by any node) and hands it over in cursor order. A hole in the cursors is a unit still
+   * open (its events come later, and must not be skipped) or one that rolled back: the feed waits
+   * until every transaction running when it saw the hole has ended, reads again, and only then
+   * passes a hole that is still there. Never rejects; one pull at a time, a request meanwhile runs
+   * another after it.
+   */
+  private pullFeed(): void {
+    const feed = this.feed;
+    if (feed === undefined || feed.stopped) return;
+    if (feed.running !== undefined) {
+      feed.again = true;
+      return;
+    }
+    feed.running = (async () => {
+      try {
+        do {
+          feed.again = false;
+          await this.pullOnce(feed);
+        } while (feed.again && !feed.stopped);
+      } catch (error) {
+        // Read again at the next commit, notification or resync (the bus resyncs periodically).
+        this.logger.warn({ err: error, code: 'EVENT_FEED_READ_FAILED' }, 'reading the live event feed failed');
+      } finally {
+        feed.running = undefined;
+      }
+    })();
+  }
+
+  private scheduleFeed(feed: NonNullable<EventLog['feed']>, ms: number): void {
+    if (feed.timer !== undefined || feed.stopped) return;
+    feed.timer = setTimeout(() => {
+      feed.timer = undefined;
+      this.pullFeed();
+    }, ms);
+    feed.timer.unref();
+  }
+
+  private async pullOnce(feed: NonNullable<EventLog['feed']>): Promise<void> {
+    const db = kyselyOf(this.store);
+    if (db === undefined) return;
+    if (feed.cursor < 0) {
+      // Followers backfill what is already stored themselves: the feed starts at the store's end now.
+      const result = await db.executeQuery<{ max: string | number | null }>(
+        CompiledQuery.raw('SELECT MAX(cursor) AS max FROM events', []),
+      );
+      feed.cursor = Number(result.rows[0]?.max ?? 0);
+      return;
+    }
+    if (this.listeners.size === 0) {
+      // Nobody follows: nothing to read, only where the stream is now.
+      if (feed.known > feed.cursor) feed.cursor = feed.known;
+      feed.gap = undefined;
+      return;
+    }
+    for (;;) {
+      const page = await this.store.events.query({ afterCursor: feed.cursor, limit: FEED_PAGE });
+      let blocked = false;
+      for (const event of page) {
+        if (event.cursor !== feed.cursor + 1 && !(await this.passGap(feed, db, event.cursor))) {
+          blocked = true;
+          break;
+        }
+        feed.gap = undefined;
+        feed.cursor = event.cursor;
+        this.publish([event]);
+      }
+      if (blocked) {
+        this.scheduleFeed(feed, FEED_GAP_RETRY_MS);
+        return;
+      }
+      if (page.length < FEED_PAGE) return;
+    }
+  }
+
+  /**
+   * Whether the feed may pass the hole before `next`: every transaction running when the hole was
+   * first seen has ended since (so none of them can still commit an event in it), or it waited too long.
+   */
+  private async passGap(
+    feed: NonNullable<EventLog['feed']>,
+    db: NonNullable<ReturnType<typeof kyselyOf>>,
+    next: number,
+  ): Promise<boolean> {
+    const snapshot = await db.executeQuery<{ xmin: string; xmax: string }>(
+      CompiledQuery.raw(
+        'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax',
+        [],
+      ),
+    );
+    const row = snapshot.rows[0];
+    if (row === undefined) return true;
+    const now = Date.now();
+    if (feed.gap === undefined || feed.gap.cursor !== feed.cursor) {
+      // Read after the page: whatever transaction holds a cursor in the hole was already running then.
+      feed.gap = { at: now, cursor: feed.cursor, xmax: BigInt(row.xmax) };
+      return false;
+    }
+    if (BigInt(row.xmin) >= feed.gap.xmax) return true;
+    if (now - feed.gap.at > FEED_GAP_MAX_WAIT_MS) {
+      this.logger.warn(
+        { from: feed.cursor + 1, to: next - 1, code: 'EVENT_FEED_GAP_SKIPPED' },
+        'a transaction stayed open too long: live followers skip the cursors it may still commit (they stay in the store)',
+      );
+      return true;
+    }
+    return false;
+  }
+
   get followerCount(): number {
     return this.listeners.size;
   }
@@ -348,7 +565,7 @@ export class EventLog {
     try {
       result = await this.store.transaction(async (tx) => {
         // A fresh unit per attempt: nothing of a rolled-back attempt is carried over.
-        const current = new Unit(tx, (u, draft) => this.append(u, draft));
+        const current = new Unit(tx, (u, draft) => this.append(u, draft), this.bus);
         unit = current;
         try {
           const value = await this.context.run(current, () => fn(current));
@@ -367,9 +584,17 @@ export class EventLog {
       if (unit !== undefined) {
         unit.open = false;
         this.writing.delete(unit);
-        if (committed) for (const event of unit.unpublished) this.held.push(event);
+        // On PostgreSQL followers are fed from the store (`pullFeed`), not from what this unit wrote.
+        if (committed && this.feed === undefined) for (const event of unit.unpublished) this.held.push(event);
       }
       this.release();
+    }
+    if (committed && this.feed !== undefined && unit !== undefined && unit.lastCursor > 0) {
+      const cursor = unit.lastCursor;
+      if (cursor > this.feed.known) this.feed.known = cursor;
+      // Other nodes' followers read from their own cursor; this node's read now, without waiting for the NOTIFY.
+      this.feed.publisher.offer(cursor);
+      this.pullFeed();
     }
     if (unit !== undefined) {
       for (const hook of unit.after) {
@@ -466,6 +691,10 @@ export class EventLog {
     const checked = AssuranceEventSchema.safeParse(event);
     if (!checked.success) throw new Error(`backend event ${event.type} fails its schema: ${checked.error.message}`);
     const { hash, cursor } = await this.write(unit, BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
+    if (draft.outcome === 'success' && draft.reasons.includes(METADATA_LOADED_REASON) && this.bus !== undefined) {
+      // Every other node reloads the authenticator models this unit replaced, once it commits.
+      await unit.publish('authenticators', {});
+    }
     return this.toStored(BACKEND_ORIGIN, event, hash, [], cursor);
   }
 
@@ -576,6 +805,7 @@ export class EventLog {
         this.afterWrite(unit, result.inserted ? result.cursor : undefined);
         if (result.inserted) {
           inserted++;
+          if (result.cursor > unit.lastCursor) unit.lastCursor = result.cursor;
           checks.report(event.seq, integrity, findings);
           if (this.listeners.size > 0) {
             unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
@@ -654,6 +884,7 @@ export class EventLog {
     const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, consoleId));
     this.afterWrite(unit, result.inserted ? result.cursor : undefined);
     if (!result.inserted) throw new Error(`event ${origin}#${event.seq} already stored`);
+    if (result.cursor > unit.lastCursor) unit.lastCursor = result.cursor;
     unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
     if (this.listeners.size > 0) unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
     return { hash, cursor: result.cursor };
@@ -682,6 +913,7 @@ export class EventLog {
     pending.forEach(({ row, event, integrity }, i) => {
       const result = results[i];
       if (result?.inserted !== true) throw new Error(`event ${row.origin}#${row.seq} already stored`);
+      if (result.cursor > unit.lastCursor) unit.lastCursor = result.cursor;
       if (publish) unit.unpublished.push(this.toStored(row.origin, event, row.hash, integrity, result.cursor));
     });
   }

@@ -8,6 +8,7 @@ import { DEFAULT_POLICY, type PolicyVersion } from '../../shared/policy.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import { EventLog } from './event-log.js';
+import { InProcessBus } from '../cluster/bus.js';
 import { PolicyService } from './policy-service.js';
 
 const logger = pino({ level: 'silent' });
@@ -28,18 +29,36 @@ describe('PolicyService on the async store', () => {
 
   it('publishes the default once when nodes start together on an empty database', async () => {
     const [a, b] = await Promise.all([
-      PolicyService.open(store, new EventLog(store, clock, logger), clock, logger),
-      PolicyService.open(store, new EventLog(store, clock, logger), clock, logger),
+      PolicyService.open(
+        store,
+        new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+        clock,
+        logger,
+      ),
+      PolicyService.open(
+        store,
+        new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+        clock,
+        logger,
+      ),
     ]);
     assert.equal(a.version.version, 1);
     assert.equal(b.version.version, 1);
     assert.equal((await store.policies.list()).length, 1);
-    const changes = await new EventLog(store, clock, logger).query({ type: 'policy-changed', limit: 10 });
+    const changes = await new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })).query({
+      type: 'policy-changed',
+      limit: 10,
+    });
     assert.equal(changes.length, 1);
   });
 
   it('moves another node to a version published elsewhere on refresh, tells its listeners once, never moves back', async () => {
-    const here = await PolicyService.open(store, new EventLog(store, clock, logger), clock, logger);
+    const here = await PolicyService.open(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      clock,
+      logger,
+    );
     // The other node's store answers `latest` with an older version once asked to (a stale read).
     const stale: { version?: PolicyVersion } = {};
     const policies = store.policies;
@@ -68,8 +87,18 @@ describe('PolicyService on the async store', () => {
   });
 
   it('refuses a publish from an outdated base with POLICY_VERSION_CONFLICT, from any node', async () => {
-    const a = await PolicyService.open(store, new EventLog(store, clock, logger), clock, logger);
-    const b = await PolicyService.open(store, new EventLog(store, clock, logger), clock, logger);
+    const a = await PolicyService.open(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      clock,
+      logger,
+    );
+    const b = await PolicyService.open(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      clock,
+      logger,
+    );
     const base = a.version.version;
     const results = await Promise.allSettled([
       a.publish(DEFAULT_POLICY, base, 'admin:a'),
@@ -84,7 +113,12 @@ describe('PolicyService on the async store', () => {
   });
 
   it('keeps a published version when a listener throws', async () => {
-    const service = await PolicyService.open(store, new EventLog(store, clock, logger), clock, logger);
+    const service = await PolicyService.open(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      clock,
+      logger,
+    );
     service.onPublish(() => {
       throw new Error('push failed');
     });

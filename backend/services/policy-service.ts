@@ -94,6 +94,8 @@ export class PolicyService {
         };
         await uow.store.policies.insert(next);
         await recordChange(uow, next, latestVersion);
+        // Every other node refreshes (PostgreSQL: the NOTIFY goes with this COMMIT); this one advances below.
+        await uow.publish('policy', { version: next.version });
         return next;
       });
     } catch (error) {

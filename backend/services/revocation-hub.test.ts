@@ -8,6 +8,7 @@ import type { RevocationMessage } from '../../shared/protocol.js';
 import type { SessionRecord, Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import { EventLog, type UnitOfWork } from './event-log.js';
+import { InProcessBus } from '../cluster/bus.js';
 import { RevocationHub, type ConsolePusher } from './revocation-hub.js';
 import type { SessionService } from './session-service.js';
 
@@ -81,16 +82,35 @@ describe('RevocationHub on the async store', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('pushes a revocation to the consoles of the node that took it and, through pushCommitted, of another node', async () => {
+  it('pushes a revocation to the consoles of the node that took it and, through deliverUpTo (the bus pointer), of another node', async () => {
     const nodeA = node(['con_a']);
     const nodeB = node(['con_b', 'con_c']);
-    const hubA = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeA, logger);
-    const hubB = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeB, logger);
+    const hubA = new RevocationHub(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      nodeA,
+      logger,
+    );
+    const hubB = new RevocationHub(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      nodeB,
+      logger,
+    );
     const outcome = await hubA.revoke('operator', 'op_1', 'left the bank', 'admin:1');
     assert.equal(outcome.pushedTo, 1);
     assert.deepEqual([...nodeA.sent.keys()], ['con_a']);
     assert.equal(nodeB.sent.size, 0);
-    assert.equal(await hubB.pushCommitted(outcome.revocation.epoch), 2);
+    await hubB.deliverUpTo(outcome.revocation.epoch);
+    assert.deepEqual([...nodeB.sent.keys()].sort(), ['con_b', 'con_c']);
+    // Once per epoch and node: a second pointer (or a resync) for the same epoch pushes nothing again.
+    await hubB.deliverUpTo(outcome.revocation.epoch);
+    await hubB.resync();
+    assert.equal(nodeB.sent.get('con_b')?.length, 1);
     assert.deepEqual(nodeB.sent.get('con_b')?.[0]?.items[0]?.targetId, 'op_1');
     assert.equal(await hubB.currentEpoch(), outcome.revocation.epoch);
     const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
@@ -101,11 +121,25 @@ describe('RevocationHub on the async store', () => {
   it('cuts off a revoked console on whichever node holds it, its close answer counting as the acknowledgement', async () => {
     const nodeA = node([]);
     const nodeB = node(['con_c']);
-    const hubA = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeA, logger);
-    const hubB = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, nodeB, logger);
+    const hubA = new RevocationHub(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      nodeA,
+      logger,
+    );
+    const hubB = new RevocationHub(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      nodeB,
+      logger,
+    );
     const outcome = await hubA.revoke('console', 'con_c', 'stolen', 'admin:1');
     assert.equal(outcome.pushedTo, 0);
-    await hubB.pushCommitted(outcome.revocation.epoch);
+    await hubB.deliverUpTo(outcome.revocation.epoch);
     assert.deepEqual(nodeB.cut, ['con_c']);
     await hubB.flushAcks();
     const [delivery] = await store.revocations.deliveries(outcome.revocation.epoch);
@@ -114,7 +148,14 @@ describe('RevocationHub on the async store', () => {
   });
 
   it('catches a console up from the store, whatever node it reconnects to', async () => {
-    const hub = new RevocationHub(store, new EventLog(store, clock, logger), sessions, clock, node([]), logger);
+    const hub = new RevocationHub(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      node([]),
+      logger,
+    );
     const catchUp = await hub.catchUp('con_a', 0);
     assert.ok(catchUp !== undefined);
     // The operator revocation concerns every console; con_c's own revocation does not concern con_a.
@@ -135,7 +176,14 @@ describe('RevocationHub on the async store', () => {
           ? Promise.reject(Object.assign(new Error('database away'), { code: 'ECONNREFUSED' }))
           : store.transaction(fn),
     };
-    const hub = new RevocationHub(flaky, new EventLog(store, clock, logger), sessions, clock, node([]), logger);
+    const hub = new RevocationHub(
+      flaky,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      node([]),
+      logger,
+    );
     hub.acknowledge('con_b', 1);
     await assert.rejects(hub.flushAcks(), /database away/);
     assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 0);

@@ -26,6 +26,8 @@ const ACK_FLUSH_MS = 5;
 const ACK_RETRY_MS = 1000;
 /** Acks kept for a retry at most (the oldest dropped): a console re-acknowledges on its next catch-up anyway. */
 const MAX_PENDING_ACKS = 100_000;
+/** How many recent epochs' push counts are kept (what `revoke` reports as `pushedTo`). */
+const PUSH_COUNTS_KEPT = 1024;
 
 /**
  * Revocation state with an epoch. A revocation takes effect in the store at once (every later
@@ -36,6 +38,17 @@ const MAX_PENDING_ACKS = 100_000;
 export class RevocationHub {
   private pendingAcks: { consoleId: string; epoch: number; at: number }[] = [];
   private ackTimer: NodeJS.Timeout | undefined;
+  /**
+   * The highest epoch this node has pushed to the consoles connected to it (undefined until the
+   * cluster bus's first resync fixed it). Every push goes through `deliverUpTo`, which pushes each
+   * epoch once, in order, whoever asks first: `revoke` after its commit here, the bus's `revocation`
+   * pointer (from any node), a resync after a dropped bus connection.
+   */
+  private pushedUpTo: number | undefined;
+  private delivering: Promise<unknown> = Promise.resolve();
+  private readonly pushCounts = new Map<number, number>();
+  /** Delivery rows being written: an acknowledgement is written after them, or it would find no row to mark. */
+  private readonly deliveryWrites = new Set<Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -134,20 +147,68 @@ export class RevocationHub {
         detail: { actor, target: targetId, reason_admin: reason },
       });
       const stored = await tx.revocations.insert({ kind, targetId, operatorId, consoleId, reason, actor, at: now });
+      // Every node pushes it to its own consoles (PostgreSQL: the NOTIFY goes with this COMMIT).
+      await uow.publish('revocation', { epoch: stored.epoch });
       return { record: stored, revokedSessions: affected };
     });
-    const pushedTo = await this.push(record, now);
+    // This node does not wait for its own notification: the same push, once per epoch, whoever comes first.
+    await this.deliverUpTo(record.epoch);
+    const pushedTo = this.pushCounts.get(record.epoch) ?? 0;
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
   }
 
   /**
-   * Pushes a revocation committed on another node to the consoles connected to this one that it
-   * concerns (the cluster bus says which epoch); returns how many it reached. Unknown epoch: 0.
+   * Pushes every revocation committed up to `epoch` (and whatever committed after it) that this node
+   * has not pushed yet to the consoles connected here that it concerns, read from the store. The
+   * cluster bus's `revocation` pointer calls it on every node. Epochs are gapless and committed in
+   * order (revocations.insert), so one watermark per node says what was pushed. Never rejects.
    */
-  async pushCommitted(epoch: number): Promise<number> {
-    const [record] = (await this.store.revocations.since(epoch - 1)).filter((r) => r.epoch === epoch);
-    if (record === undefined) return 0;
-    return this.push(record, this.clock());
+  deliverUpTo(epoch: number): Promise<void> {
+    const run = this.delivering.then(async () => {
+      if (this.pushedUpTo !== undefined && epoch <= this.pushedUpTo) return;
+      await this.pushSince(this.pushedUpTo ?? epoch - 1);
+    });
+    this.delivering = run.catch(() => undefined);
+    return run.catch((error: unknown) =>
+      this.logger.error(
+        { err: error, epoch, code: 'REVOCATION_PUSH_FAILED' },
+        'pushing a revocation failed; consoles catch up at the next resync or reconnect',
+      ),
+    );
+  }
+
+  /**
+   * After the cluster bus (re)connected: notifications may have been missed, so whatever was
+   * committed since this node's watermark is pushed to the consoles connected here. The first
+   * resync (at start, nobody connected yet) only fixes the watermark: a console that connects
+   * catches up in its hello. Rejects when the store cannot be read (the bus then retries).
+   */
+  resync(): Promise<void> {
+    const run = this.delivering.then(async () => {
+      if (this.pushedUpTo === undefined) {
+        this.pushedUpTo = await this.store.revocations.currentEpoch();
+        return;
+      }
+      await this.pushSince(this.pushedUpTo);
+    });
+    this.delivering = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Pushes what the store holds after `after`, in epoch order, moving the watermark as it goes. */
+  private async pushSince(after: number): Promise<void> {
+    const records = await this.store.revocations.since(after);
+    const now = this.clock();
+    for (const record of records) {
+      const count = await this.push(record, now);
+      this.pushCounts.set(record.epoch, count);
+      if (this.pushCounts.size > PUSH_COUNTS_KEPT) {
+        const oldest = this.pushCounts.keys().next().value;
+        if (oldest !== undefined) this.pushCounts.delete(oldest);
+      }
+      if (this.pushedUpTo === undefined || record.epoch > this.pushedUpTo) this.pushedUpTo = record.epoch;
+    }
+    if (records.length === 0 && (this.pushedUpTo === undefined || after > this.pushedUpTo)) this.pushedUpTo = after;
   }
 
   /** What a console that last applied `epoch` must still hear about, on (re)connect. */
@@ -175,6 +236,9 @@ export class RevocationHub {
   async flushAcks(): Promise<void> {
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
+    if (this.pendingAcks.length === 0) return;
+    // A console can answer a push before its delivery row is committed (it is written after the send).
+    if (this.deliveryWrites.size > 0) await Promise.allSettled([...this.deliveryWrites]);
     const acks = this.pendingAcks;
     this.pendingAcks = [];
     if (acks.length === 0) return;
@@ -221,14 +285,18 @@ export class RevocationHub {
       });
     }
     if (sent.length > 0) {
+      const write = this.store.revocations.recordDeliveries(record.epoch, sent, now);
+      this.deliveryWrites.add(write);
       try {
-        await this.store.revocations.recordDeliveries(record.epoch, sent, now);
+        await write;
       } catch (error) {
         // The revocation is committed and pushed; only the delivery bookkeeping is missing.
         this.logger.error(
           { err: error, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
           'recording revocation deliveries failed; the revocation stands',
         );
+      } finally {
+        this.deliveryWrites.delete(write);
       }
     }
     return sent.length;

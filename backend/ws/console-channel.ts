@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -23,8 +24,13 @@ import type { ConsolePort, LateConsolePort } from '../services/console-port.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
 import type { ConsoleContact, SessionService } from '../services/session-service.js';
 import { errorBody } from '../http/http-kit.js';
+import type { ClusterBus } from '../cluster/bus.js';
+import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
+import { announceCommand, wireConsoleCommands } from '../cluster/pushes.js';
 
 interface Connection {
+  /** This connection's id, cluster-wide (the arbiter's "newest socket wins"). */
+  id: string;
   socket: WebSocket;
   console: ConsoleRecord;
   alive: boolean;
@@ -60,6 +66,11 @@ export interface ConsoleChannelDeps {
   onHello?: (consoleId: string, hello: HelloMessage) => void | Promise<void>;
   /** The port the services were built with: the channel binds itself to it (see console-port.ts). */
   consoles: Pick<LateConsolePort, 'bind'>;
+  /**
+   * The cluster bus: a console connected to two nodes keeps only its newest socket, and end-session
+   * commands reach the node holding the console (backend/cluster/pushes.ts).
+   */
+  bus: ClusterBus;
 }
 
 /** The code `ws` reports when a socket closed without a close frame from the peer. */
@@ -79,9 +90,21 @@ export class ConsoleChannel implements ConsolePort {
   private readonly lastContact = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
+  private readonly arbiter: ConsoleConnectionArbiter;
+  private readonly unwireCommands: () => void;
 
   constructor(private readonly deps: ConsoleChannelDeps) {
     deps.consoles.bind(this);
+    // Newest socket wins, cluster-wide: a newer connection of a console on another node closes ours.
+    this.arbiter = new ConsoleConnectionArbiter(deps.bus, deps.logger, (consoleId, connectionId) =>
+      this.supersede(consoleId, connectionId),
+    );
+    this.unwireCommands = wireConsoleCommands({
+      bus: deps.bus,
+      commands: deps.commands,
+      consoles: this,
+      logger: deps.logger,
+    });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_MESSAGE_BYTES,
@@ -149,6 +172,7 @@ export class ConsoleChannel implements ConsolePort {
     const previous = this.connections.get(console.id);
     if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
     const connection: Connection = {
+      id: randomUUID(),
       socket,
       console,
       alive: true,
@@ -182,6 +206,7 @@ export class ConsoleChannel implements ConsolePort {
     socket.on('close', () => {
       clearTimeout(connection.helloTimer);
       if (this.connections.get(console.id) === connection) this.connections.delete(console.id);
+      this.arbiter.disconnected(console.id, connection.id);
       this.deps.registry.touch(console.id);
     });
   }
@@ -337,6 +362,8 @@ export class ConsoleChannel implements ConsolePort {
           if (connection.helloPending === answered) connection.helloPending = undefined;
         });
         connection.helloPending = answered;
+        // Told to every node: an older socket of this console elsewhere is closed (never rejects).
+        void this.arbiter.connected(consoleId, connection.id);
         return;
       }
       case 'events': {
@@ -400,9 +427,25 @@ export class ConsoleChannel implements ConsolePort {
     }
   }
 
-  /** Sends a stored command now if the console is connected; it is re-sent on every reconnect until acknowledged. */
+  /**
+   * A stored (committed) command: sent now if its console is connected here, and announced to every
+   * other node, where the node holding the console sends it. It is re-sent on every reconnect until acknowledged.
+   */
   deliver(command: CommandRecord): void {
-    this.sendRaw(command.consoleId, commandMessage(command));
+    this.sendCommand(command);
+    announceCommand(this.deps.bus, command, this.deps.logger);
+  }
+
+  /** Sends a stored command to its console if it is connected here (pushes.ts, on another node's announcement). */
+  sendCommand(command: CommandRecord): boolean {
+    return this.sendRaw(command.consoleId, commandMessage(command));
+  }
+
+  /** The arbiter's verdict: a newer connection of this console exists on another node. */
+  private supersede(consoleId: string, connectionId: string): void {
+    const connection = this.connections.get(consoleId);
+    if (connection?.id !== connectionId) return;
+    connection.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
   }
 
   connectedConsoleIds(): Iterable<string> {
@@ -444,6 +487,8 @@ export class ConsoleChannel implements ConsolePort {
   async close(): Promise<void> {
     this.closing = true;
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    this.arbiter.stop();
+    this.unwireCommands();
     const closed = [...this.connections.values()].map(
       (c) =>
         new Promise<void>((resolve) => {

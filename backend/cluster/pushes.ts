@@ -1,0 +1,101 @@
+import type { Logger } from 'pino';
+import type { CommandRecord, CommandRepository } from '../store/repositories.js';
+import type { ClusterBus } from './bus.js';
+
+/**
+ * What every node does with the cluster bus's pointers, so that a push reaches the consoles and
+ * followers connected to any node, and a node that missed notifications catches up from the store
+ * (`onResync`), never from memory. One path per push, on both engines: the committing unit of work
+ * publishes its pointer (`uow.publish`, sent with the COMMIT on PostgreSQL, after it in process on
+ * SQLite); every node, the publisher included, acts on it here. Where the publishing node also acts
+ * at once (for latency), the action is idempotent, so it is never done twice:
+ *
+ * - `revocation {epoch}` → `RevocationHub.deliverUpTo(epoch)`: one watermark per node, each epoch
+ *   pushed once to this node's consoles whoever asks first (the local `revoke`, the bus, a resync).
+ * - `policy {version}` → `PolicyService.refresh()` on the other nodes (it only ever moves forward;
+ *   its listeners push the new version to this node's consoles). The publishing node advanced already.
+ * - `authenticators {}` → `AuthenticatorMetadata.refresh()` on the other nodes.
+ * - `command {consoleId, id}` → the node holding that console sends its pending command (console
+ *   channel, `wireConsoleCommands`); the publishing node sent it directly if the console is its own.
+ * - `admin-stream {cursor}` and `console-connected` are handled by the event log and the console
+ *   connection arbiter themselves.
+ */
+
+export interface ServicePushTargets {
+  bus: ClusterBus;
+  revocations: { deliverUpTo(epoch: number): Promise<void>; resync(): Promise<void> };
+  policies: { readonly version: { version: number }; refresh(): Promise<void> };
+  authenticators: { refresh(): Promise<void> };
+}
+
+/** Subscribes the services' pushes to the bus; call before the bus starts. Returns the unsubscribe function. */
+export function wireServicePushes({ bus, revocations, policies, authenticators }: ServicePushTargets): () => void {
+  const off = [
+    bus.subscribe('revocation', ({ epoch }) => revocations.deliverUpTo(epoch)),
+    bus.subscribe('policy', ({ version }, delivery) => {
+      if (delivery.local || version <= policies.version.version) return;
+      return policies.refresh();
+    }),
+    bus.subscribe('authenticators', (_pointer, delivery) => (delivery.local ? undefined : authenticators.refresh())),
+    // Missed notifications: read what the store holds now (each refresh moves forward only).
+    bus.onResync(async () => {
+      await Promise.all([revocations.resync(), policies.refresh(), authenticators.refresh()]);
+    }),
+  ];
+  return () => off.forEach((unsubscribe) => unsubscribe());
+}
+
+export interface CommandPushTargets {
+  bus: ClusterBus;
+  commands: Pick<CommandRepository, 'pending'>;
+  /** This node's console connections. */
+  consoles: {
+    connectedConsoleIds(): Iterable<string>;
+    isConnected(consoleId: string): boolean;
+    /** Sends a stored command to its console if it is connected here. */
+    sendCommand(command: CommandRecord): boolean;
+  };
+  logger: Logger;
+}
+
+/**
+ * End-session commands across nodes: the node holding the console reads its pending commands from
+ * the store and sends the one announced; after a resync, every pending command of every console
+ * connected here is sent again (a console acknowledges each by id, so a repeat is harmless).
+ */
+export function wireConsoleCommands({ bus, commands, consoles, logger }: CommandPushTargets): () => void {
+  const sendPending = async (consoleId: string, only?: string) => {
+    for (const command of await commands.pending(consoleId)) {
+      if (only === undefined || command.id === only) consoles.sendCommand(command);
+    }
+  };
+  const off = [
+    bus.subscribe('command', ({ consoleId, id }, delivery) => {
+      // The publishing node sent it itself when the console was its own.
+      if (delivery.local || !consoles.isConnected(consoleId)) return;
+      return sendPending(consoleId, id);
+    }),
+    bus.onResync(async (info) => {
+      if (info.reason === 'connected') return; // at start nobody is connected; a hello reads its commands
+      const results = await Promise.allSettled([...consoles.connectedConsoleIds()].map((id) => sendPending(id)));
+      for (const result of results) {
+        if (result.status === 'rejected') {
+          logger.warn({ err: result.reason, code: 'COMMAND_RESYNC_FAILED' }, 'resending pending commands failed');
+        }
+      }
+    }),
+  ];
+  return () => off.forEach((unsubscribe) => unsubscribe());
+}
+
+/** Announces a stored command to every node (after its commit); a failure is logged: the console gets it on reconnect. */
+export function announceCommand(bus: ClusterBus, command: CommandRecord, logger: Logger): void {
+  bus
+    .publish('command', { consoleId: command.consoleId, id: command.id })
+    .catch((error: unknown) =>
+      logger.warn(
+        { err: error, console: command.consoleId, command: command.id, code: 'COMMAND_ANNOUNCE_FAILED' },
+        'announcing a command on the cluster bus failed; the console gets it when it reconnects',
+      ),
+    );
+}
