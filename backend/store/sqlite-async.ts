@@ -23,7 +23,7 @@ class ConnectionLock {
         result = fn();
       } catch (error) {
         this.held = false;
-        return Promise.reject(error);
+        return Promise.reject(asError(error));
       }
       if (!(result instanceof Promise)) {
         this.held = false;
@@ -39,6 +39,11 @@ class ConnectionLock {
     this.tail = next.catch(() => undefined);
     return next;
   }
+}
+
+/** better-sqlite3 throws Errors; anything else is wrapped so a rejection always carries a stack. */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 function wrap<T extends object>(repo: T, call: (fn: () => unknown) => Promise<unknown>): T {
@@ -62,7 +67,7 @@ export function asyncSqliteStore(db: Database.Database, repos: SyncRepositories,
     try {
       return Promise.resolve(fn());
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(asError(error));
     }
   };
   const build = (call: (fn: () => unknown) => Promise<unknown>, inTransaction: boolean): Store => {
