@@ -1,3 +1,4 @@
+import type { VerifyPool } from '../crypto/verify-pool.js';
 import { randomBytes } from 'node:crypto';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
@@ -41,6 +42,8 @@ const AdminChallengeSchema = z.discriminatedUnion('purpose', [
 type AdminChallenge = z.infer<typeof AdminChallengeSchema>;
 
 export interface AdminCeremonyDeps {
+  /** The composition's verification threads, when it made them (passed through to the relying party). */
+  verifyPool?: VerifyPool | undefined;
   store: Store;
   events: EventLog;
   policies: PolicyService;
@@ -82,12 +85,15 @@ export class AdminCeremonies {
   }
 
   private get rp(): WebAuthnCeremonies {
-    return new WebAuthnCeremonies({
-      rpId: this.deps.rpId,
-      rpName: this.deps.rpName,
-      origins: [this.deps.origin()],
-      timeoutMs: this.deps.challengeTtlMs,
-    });
+    return new WebAuthnCeremonies(
+      {
+        rpId: this.deps.rpId,
+        rpName: this.deps.rpName,
+        origins: [this.deps.origin()],
+        timeoutMs: this.deps.challengeTtlMs,
+      },
+      this.deps.verifyPool,
+    );
   }
 
   /** The bootstrap step: an operator with the admin role and a one-time code to register a passkey with. */

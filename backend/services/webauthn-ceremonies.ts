@@ -1,3 +1,4 @@
+import type { PoolAuthenticationOpts, PoolRegistrationOpts, VerifyPool } from '../crypto/verify-pool.js';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   generateAuthenticationOptions,
@@ -189,7 +190,14 @@ export interface RelyingParty {
 
 /** The relying-party half of each ceremony. Expected values come from configuration only. */
 export class WebAuthnCeremonies {
-  constructor(readonly rp: RelyingParty) {}
+  constructor(
+    readonly rp: RelyingParty,
+    /**
+     * Worker threads that run the signature checks off the event loop (backend/crypto/verify-pool.ts),
+     * when the composition made one; absent, they run in this thread. Same results, same errors.
+     */
+    private readonly pool?: Pick<VerifyPool, 'verifyAuthentication' | 'verifyRegistration'>,
+  ) {}
 
   registrationOptions(input: {
     challenge: string;
@@ -239,7 +247,7 @@ export class WebAuthnCeremonies {
     const flags = readAuthenticatorData(authDataFromAttestation(response.response.attestationObject), this.rp.rpId);
     checkCeremony(client, flags, 'webauthn.create', requireUv);
     try {
-      const result = await verifyRegistrationResponse({
+      const opts: PoolRegistrationOpts = {
         response,
         expectedChallenge: challenge,
         expectedOrigin: [...this.rp.origins],
@@ -247,7 +255,8 @@ export class WebAuthnCeremonies {
         expectedType: 'webauthn.create',
         requireUserVerification: requireUv,
         supportedAlgorithmIDs: [-7, -8, -257],
-      });
+      };
+      const result = this.pool ? await this.pool.verifyRegistration(opts) : await verifyRegistrationResponse(opts);
       if (!result.verified) throw new Error('registration not verified');
       return result.registrationInfo;
     } catch (error) {
@@ -278,7 +287,7 @@ export class WebAuthnCeremonies {
     checkCeremony(client, flags, 'webauthn.get', requireUv);
     let info;
     try {
-      const result = await verifyAuthenticationResponse({
+      const opts: PoolAuthenticationOpts = {
         response,
         expectedChallenge: challenge,
         expectedOrigin: [...this.rp.origins],
@@ -287,7 +296,9 @@ export class WebAuthnCeremonies {
         // The counter is compared below, once the signature is known to be good.
         credential: { ...credential, counter: 0 },
         requireUserVerification: requireUv,
-      });
+      };
+      // A pool's BACKEND_BUSY / SHUTTING_DOWN are BatonErrors: mapLibraryError passes them on as they are.
+      const result = this.pool ? await this.pool.verifyAuthentication(opts) : await verifyAuthenticationResponse(opts);
       if (!result.verified) throw new Error('authentication not verified');
       info = result.authenticationInfo;
     } catch (error) {
