@@ -1,5 +1,5 @@
 import { api, endpoint } from './api.js';
-import { errorBox, h, replace } from './dom.js';
+import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { barChart } from './charts.js';
 import type { View } from './view.js';
 
@@ -22,12 +22,65 @@ interface Stats {
   truncated: boolean;
 }
 
+interface Nodes {
+  nodeId: string;
+  staleAfterSeconds: number;
+  freshness: { stale: boolean; reason?: string };
+  nodes: {
+    nodeId: string;
+    host: string;
+    pid: number;
+    startedAt: number;
+    lastBeat: number;
+    state: 'live' | 'stale' | 'silent';
+    staleReason: string | null;
+    self: boolean;
+  }[];
+}
+
+const NODE_TONE = { live: 'good', stale: 'warn', silent: 'bad' } as const;
+
+/** The backend nodes and whether each one's view of revocations is current (GET /v1/admin/nodes). */
+function nodesSection(): HTMLElement {
+  const box = h('section', {}, h('h2', {}, 'Backend nodes'), h('p', { class: 'muted' }, 'Loading…'));
+  void api<Nodes>(...endpoint('adminNodes')).then(
+    (n) =>
+      replace(
+        box,
+        h('h2', {}, 'Backend nodes'),
+        n.freshness.stale
+          ? h('p', { class: 'error' }, `The node answering is stale: ${n.freshness.reason ?? 'unknown'}`)
+          : null,
+        table(
+          'Backend nodes',
+          ['node', 'host', 'pid', 'started', 'last beat', 'state'],
+          n.nodes.map((node) => [
+            node.self ? `${node.nodeId} (this one)` : node.nodeId,
+            node.host,
+            String(node.pid),
+            fmtTime(node.startedAt),
+            fmtAgo(node.lastBeat),
+            pill(node.state, NODE_TONE[node.state]),
+          ]),
+          'No node has reported yet.',
+        ),
+        h(
+          'p',
+          { class: 'muted' },
+          `Stale: the node says its view of revocations is older than ${n.staleAfterSeconds} s. Silent: no heartbeat for that long (down, or cut off from the database).`,
+        ),
+      ),
+    (error: unknown) => replace(box, h('h2', {}, 'Backend nodes'), errorBox(error)),
+  );
+  return box;
+}
+
 const hhmm = (ms: number) => new Date(ms).toTimeString().slice(0, 5);
 
 /** Pictures: sign-ins and failures over time, step-ups by action, revocation propagation, consoles by state. */
 export const picturesView: View = (main) => {
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  replace(main, h('h1', {}, 'Pictures (last 24 hours)'), box);
+  replace(main, h('h1', {}, 'Pictures (last 24 hours)'), box, nodesSection());
   void api<Stats>(...endpoint('adminStats', {}, { bucketMinutes: 60 })).then(
     (s) => {
       const signInTotal = s.signIns.reduce((n, b) => n + b.success, 0);
