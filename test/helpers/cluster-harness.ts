@@ -5,9 +5,9 @@
  * port and its own data directory (a single-process backend takes its data directory's lock, so
  * nodes cannot share one, just as nodes on several hosts would not). Every node must hold the same
  * signing keys (token-signing-key.json: a node with a key of its own issues session tokens the others
- * do not accept; checkpoint-signing-keys.json likewise): node A starts first and makes them, then they
- * are copied into the other nodes' data directories before those start, as docs/operations.md tells
- * IT to do ("Every node needs the same keys").
+ * do not accept; checkpoint-signing-keys.json likewise): they are made once and copied into every
+ * node's data directory before the nodes start, as docs/operations.md tells IT to do ("Every node
+ * needs the same keys").
  *
  * `ClusterConsole` plays an agent that knows every node's address: it keeps an outbox of its chained
  * events, sends them in batches (at most MAX_BATCHES_IN_FLIGHT awaiting their ack), acknowledges
@@ -24,6 +24,7 @@ import type { AssuranceEvent } from '../../shared/events.js';
 import { MAX_BATCHES_IN_FLIGHT, type BackendMessage } from '../../shared/protocol.js';
 import { AdminClient, TEST_ORIGIN, TestConsole, type ConsoleSocket } from './backend-harness.js';
 import { createDatabase, startPostgres, type PostgresServer } from './postgres-server.js';
+import { KeyRing } from '../../backend/crypto/key-ring.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 /** The key files every node must share (not in the database on purpose). */
@@ -70,8 +71,8 @@ async function spawnNode(name: string, dataDir: string, databaseUrl: string, tok
   );
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`node ${name} did not start within 30 s: ${output.slice(-20).join('\n')}`)),
-      30_000,
+      () => reject(new Error(`node ${name} did not start within 90 s: ${output.slice(-20).join('\n')}`)),
+      90_000,
     );
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
@@ -99,35 +100,42 @@ export class Cluster {
     private readonly dirs: string[],
   ) {}
 
-  /** Starts PostgreSQL, one database, and `names.length` nodes on it (the first one makes the keys). */
+  /**
+   * Starts PostgreSQL, one database, and a node per name on it, all at once (the first start of the
+   * database's bootstrap token is decided in the database: exactly one node must print it). The
+   * signing keys are made once, as on a first host, and copied into every node's data directory first.
+   */
   static async start(names: string[]): Promise<Cluster> {
     const server = await startPostgres();
     const dirs: string[] = [];
     const nodes: ClusterNode[] = [];
     try {
       const databaseUrl = await createDatabase(server.url, 'baton_cluster', { migrated: true });
-      const tokenFile = join(mkdtempSync(join(tmpdir(), 'baton-cluster-token-')), 'bootstrap-admin-token');
-      dirs.push(join(tokenFile, '..'));
-      const dataDirs = names.map((n) => {
-        const dir = mkdtempSync(join(tmpdir(), `baton-cluster-${n}-`));
-        dirs.push(dir);
-        return dir;
-      });
-      const [first, ...rest] = names;
-      if (first === undefined) throw new Error('a cluster needs a node');
-      nodes.push(await spawnNode(first, dataDirs[0] ?? '', databaseUrl, tokenFile));
-      for (const file of SHARED_KEY_FILES) {
-        const source = join(dataDirs[0] ?? '', file);
-        if (!existsSync(source)) continue;
-        for (const dir of dataDirs.slice(1)) copyFileSync(source, join(dir, file));
-      }
-      nodes.push(
-        ...(await Promise.all(rest.map((n, i) => spawnNode(n, dataDirs[i + 1] ?? '', databaseUrl, tokenFile)))),
+      const keys = mkdtempSync(join(tmpdir(), 'baton-cluster-keys-'));
+      dirs.push(keys);
+      for (const file of SHARED_KEY_FILES) await KeyRing.open({ file: join(keys, file), clock: Date.now });
+      const started = await Promise.allSettled(
+        names.map((name) => {
+          const dir = mkdtempSync(join(tmpdir(), `baton-cluster-${name}-`));
+          dirs.push(dir);
+          for (const file of SHARED_KEY_FILES) copyFileSync(join(keys, file), join(dir, file));
+          return spawnNode(name, dir, databaseUrl, join(dir, 'bootstrap-admin-token'));
+        }),
       );
-      const adminToken = readFileSync(tokenFile, 'utf8').trim();
-      return new Cluster(server, databaseUrl, nodes, adminToken, dirs);
+      for (const result of started) if (result.status === 'fulfilled') nodes.push(result.value);
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+      const tokens = nodes
+        .map((node) => join(node.dataDir, 'bootstrap-admin-token'))
+        .filter((file) => existsSync(file))
+        .map((file) => readFileSync(file, 'utf8').trim());
+      if (tokens.length !== 1) {
+        throw new Error(`exactly one node must create the bootstrap admin token; ${tokens.length} did`);
+      }
+      return new Cluster(server, databaseUrl, nodes, tokens[0] ?? '', dirs);
     } catch (error) {
       for (const node of nodes) node.child.kill('SIGKILL');
+      await Promise.all(nodes.map((node) => node.exited));
       await server.stop();
       for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
       throw error;
