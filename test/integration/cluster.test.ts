@@ -97,12 +97,12 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
     return { stop: () => clearInterval(timer) };
   }
 
-  async function health(node: string): Promise<HttpResult<Json>> {
+  async function health(node: string, path: '/healthz' | '/readyz' = '/healthz'): Promise<HttpResult<Json>> {
     let response: Response;
     try {
-      response = await fetch(`${url(node)}/healthz`);
+      response = await fetch(`${url(node)}${path}`);
     } catch (error) {
-      throw new Error(`GET /healthz on node ${node}: ${(error as Error).message}; ${cluster.state(node)}`);
+      throw new Error(`GET ${path} on node ${node}: ${(error as Error).message}; ${cluster.state(node)}`);
     }
     return { status: response.status, body: (await response.json()) as Json };
   }
@@ -268,6 +268,12 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
           `node ${node}'s /healthz to report 503 while PostgreSQL is down`,
           15_000,
         );
+        const ready = await health(node, '/readyz');
+        assert.equal(
+          ready.status,
+          503,
+          `node ${node} leaves the load balancer's rotation: ${JSON.stringify(ready.body)}`,
+        );
         const answer = await within(
           on(console, node).request('POST', '/v1/sign-in/options', {}),
           10_000,
@@ -310,6 +316,11 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
             return answer.status === 200 && answer.body.status === 'ok';
           },
           `node ${node}'s /healthz back to 200 ok after PostgreSQL returned`,
+          30_000,
+        );
+        await eventually(
+          async () => (await health(node, '/readyz')).status === 200,
+          `node ${node}'s /readyz back to 200 after PostgreSQL returned`,
           30_000,
         );
       }
