@@ -107,6 +107,9 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
   });
   // Without a listener, an idle connection's error (server restart) would crash the process.
   pool.on('error', (error) => options.onPoolError?.(error));
+  // pg-pool listens for errors only on idle clients: a client checked out for a unit of work when the
+  // server goes away would emit 'error' with no listener and crash the node. Every client gets one.
+  pool.on('connect', (client) => client.on('error', (error) => options.onPoolError?.(error)));
   return pool;
 }
 
