@@ -135,7 +135,7 @@ function runSupervisor(mode: string, extra: Record<string, string> = {}): Run {
         waiter.reject(new Error(`the supervisor exited (${String(code)}):\n${lines.join('\n')}`));
     }, 200);
   });
-  const waitFor = (pattern: RegExp, timeoutMs = 30_000) => {
+  const waitFor = (pattern: RegExp, timeoutMs = 60_000) => {
     const seen = lines.find((line) => pattern.test(line));
     if (seen !== undefined) return Promise.resolve(JSON.parse(seen) as Record<string, unknown>);
     return new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -181,7 +181,7 @@ function kill(run: Run): void {
   if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
 }
 
-describe('cluster workers: a real supervisor with fixture workers', { timeout: 120_000 }, () => {
+describe('cluster workers: a real supervisor with fixture workers', { timeout: 280_000 }, () => {
   it('prints one listening line with the port and N, spreads connections round-robin, stops all on SIGTERM', async () => {
     const run = runSupervisor('ok');
     try {
