@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -24,8 +24,9 @@ import {
   httpJson,
   type Json,
   type TestBackend,
+  startTestBackend,
 } from '../helpers/backend-harness.js';
-import { enrolOperator } from '../helpers/operator-flow.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { dropTestDatabase, testDatabaseUrl } from '../helpers/test-database.js';
 
@@ -238,3 +239,51 @@ describe('a node whose view of revocations may be stale', () => {
     await socket.close();
   });
 });
+
+describe(
+  'WebAuthn verification on the threads of the verification pool',
+  {
+    skip: availableParallelism() > 1 ? false : 'one core: the backend verifies on its event loop',
+  },
+  () => {
+    it('signs in through the pool when this is the only backend process, and closes it on stop', async () => {
+      const t = await startTestBackend();
+      let stopped = false;
+      try {
+        const pool = t.backend.services.verifyPool;
+        assert.ok(pool !== undefined, 'workers 1 on a multi-core host: the composition made a pool');
+        const console = await TestConsole.enrol(t.url, t.admin);
+        const { authenticator } = await enrolOperator(t.admin, console);
+        const before = pool.stats.completed;
+        const result = await signIn(console, authenticator);
+        assert.equal(result.status, 200, JSON.stringify(result.body));
+        assert.ok(pool.stats.completed > before, JSON.stringify(pool.stats));
+        // A forged assertion is refused with the same code the in-thread check gives.
+        const { options } = (await console.ok('POST', '/v1/sign-in/options', {})) as Json;
+        const forged = authenticator.assert(options);
+        forged.response.signature = Buffer.from('not a signature').toString('base64url');
+        const refused = await console.request('POST', '/v1/sign-in/verify', { response: forged });
+        assertError(refused, 400, 'WEBAUTHN_VERIFICATION_FAILED');
+        await t.stop();
+        stopped = true;
+        // Closed with the backend: a late job is refused, not run.
+        await assert.rejects(
+          pool.verifyAuthentication({ ...forgedOpts(forged), expectedChallenge: options.challenge as string }),
+          (error: Error & { code?: string }) => error.code === 'SHUTTING_DOWN',
+        );
+      } finally {
+        if (!stopped) await t.stop();
+      }
+    });
+  },
+);
+
+/** Library options for a response (what the backend would pass), for a job sent to a closed pool. */
+function forgedOpts(response: Json): Json {
+  return {
+    response,
+    expectedOrigin: [TEST_ORIGIN],
+    expectedRPID: 'localhost',
+    credential: { id: response.id, publicKey: new Uint8Array(1), counter: 0 },
+  };
+}
