@@ -54,7 +54,7 @@ export async function spawnBackend(args: {
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`backend did not start: ${output.join('\n')}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`backend did not start: ${output.join('\n')}`)), 60_000); // a cold tsx start on a loaded machine
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
       createInterface({ input: stream }).on('line', (line) => {

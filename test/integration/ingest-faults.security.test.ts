@@ -58,7 +58,7 @@ async function startChild(options: { nodeArgs?: string[]; env?: Record<string, s
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`backend did not start: ${output.join('\n')}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`backend did not start: ${output.join('\n')}`)), 60_000); // a cold tsx start on a loaded machine
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
       createInterface({ input: stream }).on('line', (line) => {
