@@ -247,7 +247,8 @@ describe(
   },
   () => {
     it('signs in through the pool when this is the only backend process, and closes it on stop', async () => {
-      const t = await startTestBackend();
+      // One backend process on this host (the PostgreSQL default is one per core, which leaves no pool).
+      const t = await startTestBackend({ workers: 1 });
       let stopped = false;
       try {
         const pool = t.backend.services.verifyPool;
