@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import type { CommandRecord } from '../store/repositories.js';
+import { InProcessBus } from './bus.js';
+import { announceCommand, wireConsoleCommands, wireServicePushes } from './pushes.js';
+
+const logger = pino({ level: 'silent' });
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+function services() {
+  const calls = { deliverUpTo: [] as number[], resync: 0, policyRefresh: 0, authenticatorRefresh: 0 };
+  return {
+    calls,
+    revocations: {
+      deliverUpTo: (epoch: number) => {
+        calls.deliverUpTo.push(epoch);
+        return Promise.resolve();
+      },
+      resync: () => {
+        calls.resync++;
+        return Promise.resolve();
+      },
+    },
+    policies: {
+      version: { version: 3 },
+      refresh: () => {
+        calls.policyRefresh++;
+        return Promise.resolve();
+      },
+    },
+    authenticators: {
+      refresh: () => {
+        calls.authenticatorRefresh++;
+        return Promise.resolve();
+      },
+    },
+  };
+}
+
+describe('cluster pushes (in-process bus)', () => {
+  it('hands every revocation pointer to the hub, and refreshes policy and metadata only for other nodes', async () => {
+    const bus = new InProcessBus({ nodeId: 'node-a', logger });
+    const s = services();
+    wireServicePushes({ bus, ...s });
+    await bus.start();
+    assert.equal(s.calls.resync, 1, 'the first resync fixes the revocation watermark');
+    await bus.publish('revocation', { epoch: 7 });
+    // This node's own policy and metadata pointers: it advanced already (no second push).
+    await bus.publish('policy', { version: 4 });
+    await bus.publish('authenticators', {});
+    await tick();
+    assert.deepEqual(s.calls.deliverUpTo, [7]);
+    assert.equal(s.calls.policyRefresh, 1, 'only the resync refreshed');
+    assert.equal(s.calls.authenticatorRefresh, 1, 'only the resync refreshed');
+    // Another node's pointers (as PostgreSQL would deliver them).
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'policy', p: { version: 4 }, o: 'node-b' }));
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'policy', p: { version: 2 }, o: 'node-b' }));
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'authenticators', p: {}, o: 'node-b' }));
+    await tick();
+    assert.equal(s.calls.policyRefresh, 2, 'a newer version refreshes, an older one does not');
+    assert.equal(s.calls.authenticatorRefresh, 2);
+    await bus.close();
+  });
+
+  it('sends an announced command from the node holding its console, never twice from the announcing node', async () => {
+    const bus = new InProcessBus({ nodeId: 'node-a', logger });
+    const command: CommandRecord = { id: 'cmd_1', consoleId: 'con_1', sessionId: 'ses_1', reason: 'r', createdAt: 1 };
+    const sent: string[] = [];
+    wireConsoleCommands({
+      bus,
+      logger,
+      commands: { pending: (consoleId) => Promise.resolve(consoleId === 'con_1' ? [command] : []) },
+      consoles: {
+        connectedConsoleIds: () => ['con_1'],
+        isConnected: (id) => id === 'con_1',
+        sendCommand: (c) => {
+          sent.push(c.id);
+          return true;
+        },
+      },
+    });
+    await bus.start();
+    announceCommand(bus, command, logger);
+    await tick();
+    assert.deepEqual(sent, [], 'the announcing node sent it itself (console-channel deliver)');
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'command', p: { consoleId: 'con_1', id: 'cmd_1' }, o: 'node-b' }));
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'command', p: { consoleId: 'con_2', id: 'cmd_2' }, o: 'node-b' }));
+    await tick();
+    await tick();
+    assert.deepEqual(sent, ['cmd_1'], 'only the console connected here');
+    await bus.close();
+  });
+});
