@@ -19,6 +19,8 @@
  *
  * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type WebSocket from 'ws';
 import { newId } from '../backend/crypto/secrets.js';
@@ -278,6 +280,17 @@ async function main(): Promise<void> {
     console.log(skipped[0]);
   } else {
     process.env.BENCH_DATABASE_URL = await freshDatabase(pg.server, 'revocation');
+    // If a node or this process dies, show what PostgreSQL logged (before the throwaway's own exit hook removes it).
+    const logFile = join(pg.server.dir, 'log');
+    process.prependListener('exit', (code) => {
+      if (code === 0) return;
+      try {
+        const lines = readFileSync(logFile, 'utf8').trim().split('\n');
+        console.log(`PostgreSQL log, last lines:\n${lines.slice(-15).join('\n')}`);
+      } catch {
+        // no log
+      }
+    });
     engine = 'PostgreSQL';
   }
   const a = await BackendProcess.start();
