@@ -127,7 +127,7 @@ export class RevocationHub {
           break;
         }
         case 'session': {
-          const session = await tx.sessions.get(targetId);
+          const session = await tx.sessions.getForUpdate(targetId);
           if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${targetId}"`);
           if (session.state !== 'active' && session.state !== 'suspended') {
             throw new BatonError('SESSION_NOT_ACTIVE', `Session "${targetId}" is already ${session.state}`);
@@ -152,7 +152,7 @@ export class RevocationHub {
       return { record: stored, revokedSessions: affected };
     });
     // This node does not wait for its own notification: the same push, once per epoch, whoever comes first.
-    await this.deliverUpTo(record.epoch);
+    await this.deliverUpTo(record.epoch, record);
     const pushedTo = this.pushCounts.get(record.epoch) ?? 0;
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
   }
@@ -163,9 +163,14 @@ export class RevocationHub {
    * cluster bus's `revocation` pointer calls it on every node. Epochs are gapless and committed in
    * order (revocations.insert), so one watermark per node says what was pushed. Never rejects.
    */
-  deliverUpTo(epoch: number): Promise<void> {
+  deliverUpTo(epoch: number, committed?: RevocationRecord): Promise<void> {
     const run = this.delivering.then(async () => {
       if (this.pushedUpTo !== undefined && epoch <= this.pushedUpTo) return;
+      if (committed?.epoch === epoch && (this.pushedUpTo ?? epoch - 1) === epoch - 1) {
+        // The next epoch, just committed here: pushed as it is, without reading it back.
+        this.pushed(committed, await this.push(committed, this.clock()));
+        return;
+      }
       await this.pushSince(this.pushedUpTo ?? epoch - 1);
     });
     this.delivering = run.catch(() => undefined);
@@ -195,19 +200,21 @@ export class RevocationHub {
     return run;
   }
 
+  /** Notes that `record` was pushed to `count` consoles here, and moves the watermark. */
+  private pushed(record: RevocationRecord, count: number): void {
+    this.pushCounts.set(record.epoch, count);
+    if (this.pushCounts.size > PUSH_COUNTS_KEPT) {
+      const oldest = this.pushCounts.keys().next().value;
+      if (oldest !== undefined) this.pushCounts.delete(oldest);
+    }
+    if (this.pushedUpTo === undefined || record.epoch > this.pushedUpTo) this.pushedUpTo = record.epoch;
+  }
+
   /** Pushes what the store holds after `after`, in epoch order, moving the watermark as it goes. */
   private async pushSince(after: number): Promise<void> {
     const records = await this.store.revocations.since(after);
     const now = this.clock();
-    for (const record of records) {
-      const count = await this.push(record, now);
-      this.pushCounts.set(record.epoch, count);
-      if (this.pushCounts.size > PUSH_COUNTS_KEPT) {
-        const oldest = this.pushCounts.keys().next().value;
-        if (oldest !== undefined) this.pushCounts.delete(oldest);
-      }
-      if (this.pushedUpTo === undefined || record.epoch > this.pushedUpTo) this.pushedUpTo = record.epoch;
-    }
+    for (const record of records) this.pushed(record, await this.push(record, now));
     if (records.length === 0 && (this.pushedUpTo === undefined || after > this.pushedUpTo)) this.pushedUpTo = after;
   }
 
