@@ -7,6 +7,7 @@
  */
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
+import { CLOSE_CODES } from '../shared/protocol.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertInheritedDataDirLock, clusterWorkerIdentity, nodeIdFor, reportWorkerReady } from './cluster-workers.js';
@@ -51,6 +52,6 @@ process.on('SIGINT', () => writeFileSync(join(dir, `sigint-${identity.index}-${p
 process.on('SIGTERM', () => {
   if (mode === 'hang-on-stop') return;
   writeFileSync(join(dir, `stopped-${identity.index}-${process.pid}`), '');
-  for (const ws of sockets.clients) ws.close(1001);
+  for (const ws of sockets.clients) ws.close(CLOSE_CODES.GOING_AWAY);
   server.close(() => process.exit(0));
 });

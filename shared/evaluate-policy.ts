@@ -28,7 +28,9 @@ export type DecisionReason =
   | 'not-authenticated'
   | 'level-below-required'
   | 'authentication-too-old'
-  | 'session-lifetime-exceeded';
+  | 'session-lifetime-exceeded'
+  /** Added by a backend node whose view of revocations may be stale, on a `best-effort` channel (never by the evaluator). */
+  | 'stale-node';
 
 export type Decision =
   | { outcome: 'allow'; reasons: DecisionReason[] }

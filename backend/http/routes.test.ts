@@ -11,7 +11,7 @@ import { consoleRoutes, type ConsoleRouteDeps } from './console-routes.js';
 import { Router } from './router.js';
 
 /** Answered by the server itself before the router (so they work while the database is damaged). */
-const SERVED_BEFORE_ROUTER: readonly RouteId[] = ['health', 'jwks'];
+const SERVED_BEFORE_ROUTER: readonly RouteId[] = ['health', 'readyz', 'jwks'];
 
 function registeredRouter(): Router {
   // Building the route lists touches none of their dependencies.

@@ -277,7 +277,7 @@ export class SessionService {
   /** An admin ends a session: the console is told at once to end it. */
   async endByAdmin(sessionId: string, reason: string, actor: string): Promise<SessionRecord> {
     const { command, session } = await this.ctx.events.atomically(async (uow) => {
-      const session = await uow.store.sessions.get(sessionId);
+      const session = await uow.store.sessions.getForUpdate(sessionId);
       if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${sessionId}"`);
       if (session.state !== 'active' && session.state !== 'suspended') {
         throw new BatonError('SESSION_NOT_ACTIVE', `Session "${sessionId}" is already ${session.state}`);
@@ -351,7 +351,8 @@ export class SessionService {
     const id = event.subject.session;
     // Only these types change a session: skip the lookup for the rest (most of a busy stream).
     if (id === undefined || !SESSION_CHANGING_TYPES.has(event.type)) return undefined;
-    const session = await uow.store.sessions.get(id);
+    // Locked: a unit ending this session on another node (or this one) must not be overwritten.
+    const session = await uow.store.sessions.getForUpdate(id);
     if (session === undefined || session.consoleId !== consoleId) return undefined;
     const now = this.ctx.clock();
     const at = Math.min(Math.max(event.time, session.authTime), now);
@@ -470,7 +471,7 @@ export class SessionService {
     if (this.ctx.clock() >= live.expiresAt) {
       await this.ctx.events.atomically(async (uow) => {
         // Read again in the unit: ended once, whichever node notices first.
-        const current = await uow.store.sessions.get(sessionId);
+        const current = await uow.store.sessions.getForUpdate(sessionId);
         if (current?.state === 'active' || current?.state === 'suspended') {
           await this.close(uow, current, 'expired', 'lifetime-exceeded');
         }
@@ -482,7 +483,7 @@ export class SessionService {
 
   /** `liveSession` inside a unit of work: the same refusals, read through its store (no expiry write). */
   private async liveIn(tx: Store, console: ConsoleRecord, sessionId: string): Promise<SessionRecord> {
-    return this.checkLive(await tx.sessions.get(sessionId), console, sessionId);
+    return this.checkLive(await tx.sessions.getForUpdate(sessionId), console, sessionId);
   }
 
   private checkLive(

@@ -75,6 +75,12 @@ export class KyselySessions implements SessionRepository {
     const row = await this.ctx.db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
     return row && sessionFrom(row);
   }
+  async getForUpdate(id: string): Promise<SessionRecord | undefined> {
+    const query = this.ctx.db.selectFrom('sessions').selectAll().where('id', '=', id);
+    // SQLite has no row locks: BEGIN IMMEDIATE already serialises every writing unit.
+    const row = await (this.ctx.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
+    return row && sessionFrom(row);
+  }
   async liveOnConsole(consoleId: string): Promise<SessionRecord[]> {
     const rows = await this.ctx.db
       .selectFrom('sessions')

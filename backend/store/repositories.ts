@@ -193,6 +193,11 @@ export interface OperatorRepository {
 export interface SessionRepository {
   insert(record: SessionRecord): Promise<void>;
   get(id: string): Promise<SessionRecord | undefined>;
+  /**
+   * Reads a session to change it, inside a unit of work: on PostgreSQL the row stays locked until the
+   * unit ends, so two nodes (or two units) deciding from its state cannot overwrite each other's change.
+   */
+  getForUpdate(id: string): Promise<SessionRecord | undefined>;
   /** Live (active or suspended) sessions on a console, oldest first. */
   liveOnConsole(consoleId: string): Promise<SessionRecord[]>;
   liveForOperator(operatorId: string): Promise<SessionRecord[]>;

@@ -355,6 +355,10 @@ export class SqliteSessions implements Sync<SessionRepository> {
     const row = this.stmts.get.get(id) as Row | undefined;
     return row && this.map(row);
   }
+  /** BEGIN IMMEDIATE already serialises every writing unit of work: a plain read. */
+  getForUpdate(id: string): SessionRecord | undefined {
+    return this.get(id);
+  }
   liveOnConsole(consoleId: string): SessionRecord[] {
     return (this.stmts.liveOnConsole.all(consoleId) as Row[]).map((r) => this.map(r));
   }

@@ -14,8 +14,9 @@ export function checkAnswer(method: string, url: string, status: number, body: u
   const pathname = new URL(url, 'http://backend.invalid').pathname;
   const id = matchRoute(method, pathname);
   if (id === undefined) return;
-  // `/healthz` answers a damaged database with its usual body and 503, so monitoring sees it.
-  const usualBody = (status >= 200 && status < 300) || (id === 'health' && status === 503);
+  // `/healthz` and `/readyz` answer trouble (a damaged or unreachable database, a stale node) with
+  // their usual body and 503, so monitoring and load balancers see it.
+  const usualBody = (status >= 200 && status < 300) || ((id === 'health' || id === 'readyz') && status === 503);
   const schema = usualBody ? ROUTES[id].response : ErrorBodySchema;
   if (schema === null || (status >= 300 && status < 400)) return;
   const result = schema.safeParse(body);
