@@ -294,4 +294,11 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 11,
+    name: 'index the ephemeral entries by their creation number (the next number is MAX + 1: without it each insert scanned every live nonce)',
+    sql: `
+      CREATE INDEX ephemeral_created_seq ON ephemeral (created_seq);
+    `,
+  },
 ];

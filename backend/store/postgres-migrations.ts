@@ -305,6 +305,14 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
     `),
   },
+  {
+    version: 11,
+    name: 'index the ephemeral entries by their creation number (the next number is MAX + 1: without it each insert scanned every live nonce)',
+    // PostgreSQL numbers them from ephemeral_seq; the index keeps the two schemas alike and eviction cheap.
+    sql: ddl(`
+      CREATE INDEX ephemeral_created_seq ON ephemeral (created_seq);
+    `),
+  },
 ];
 
 /** Anything with `query` (a pg Client or PoolClient). */
