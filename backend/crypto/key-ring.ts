@@ -11,10 +11,12 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  linkSync,
   openSync,
   readFileSync,
   renameSync,
   statSync,
+  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { calculateJwkThumbprint, type JWK } from 'jose';
@@ -89,8 +91,9 @@ export class KeyRing {
     const { file, clock } = options;
     if (!existsSync(file)) {
       const ring = new KeyRing(options, [await newEntry(clock())]);
-      ring.persist(true);
-      return ring;
+      // Several workers starting together on one data directory: one creates the file, the others
+      // read what it created (complete: the file appears with its content, by a hard link).
+      if (ring.persist(true)) return ring;
     }
     chmodSync(file, 0o600);
     let parsed: unknown;
@@ -201,10 +204,14 @@ export class KeyRing {
     return privateKey;
   }
 
-  private persist(fresh: boolean): void {
+  /**
+   * Writes the ring through a temporary file: renamed over the file, or (`fresh`) hard-linked to its
+   * name, which fails if another process created it first; then this returns false and writes nothing.
+   */
+  private persist(fresh: boolean): boolean {
     const { file } = this.options;
     const text = `${JSON.stringify({ version: 1, keys: this.entries }, null, 2)}\n`;
-    const target = fresh ? file : `${file}.${randomUUID()}.tmp`;
+    const target = `${file}.${randomUUID()}.tmp`;
     const fd = openSync(target, 'wx', 0o600);
     try {
       writeSync(fd, text);
@@ -212,8 +219,20 @@ export class KeyRing {
     } finally {
       closeSync(fd);
     }
-    if (!fresh) renameSync(target, file);
+    if (fresh) {
+      try {
+        linkSync(target, file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw error;
+      } finally {
+        unlinkSync(target);
+      }
+    } else {
+      renameSync(target, file);
+    }
     chmodSync(file, 0o600);
+    return true;
   }
 }
 
