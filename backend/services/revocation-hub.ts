@@ -116,7 +116,7 @@ export class RevocationHub {
           if (console === undefined) throw new BatonError('NOT_FOUND', `No console "${targetId}"`);
           if (!(await tx.consoles.revoke(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
           consoleId = targetId;
-          affected = await tx.sessions.liveOnConsole(targetId);
+          affected = await tx.sessions.liveOnConsole(targetId, { forUpdate: true });
           await uow.record({
             type: 'device-compliance-change',
             subject: { console: targetId },

@@ -153,7 +153,8 @@ export class SessionService {
       await tx.operators.resetFailures(operator.id);
       await tx.consoles.touch(console.id, now);
       await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
-      const live = await tx.sessions.liveOnConsole(console.id);
+      // Locked: a session revoked or ended on another node meanwhile is not resumed or suspended here.
+      const live = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
       let session: SessionRecord | undefined;
       let resumed = false;
       for (const s of live) {
@@ -201,7 +202,7 @@ export class SessionService {
           ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
         });
       } else {
-        const stillLive = await tx.sessions.liveOnConsole(console.id);
+        const stillLive = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
         const excess = stillLive.length + 1 - channel.maxSessions;
         const evictable = stillLive
           .filter((s) => s.state === 'suspended')

@@ -81,15 +81,17 @@ export class KyselySessions implements SessionRepository {
     const row = await (this.ctx.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
     return row && sessionFrom(row);
   }
-  async liveOnConsole(consoleId: string): Promise<SessionRecord[]> {
-    const rows = await this.ctx.db
+  async liveOnConsole(consoleId: string, options?: { forUpdate?: boolean }): Promise<SessionRecord[]> {
+    const query = this.ctx.db
       .selectFrom('sessions')
       .selectAll()
       .where('console_id', '=', consoleId)
       .where('state', 'in', LIVE_STATES)
       .orderBy('started_at')
-      .orderBy('id')
-      .execute();
+      .orderBy('id');
+    // SQLite has no row locks: BEGIN IMMEDIATE already serialises every writing unit.
+    const locked = options?.forUpdate === true && this.ctx.dialect === 'postgres' ? query.forUpdate() : query;
+    const rows = await locked.execute();
     return rows.map(sessionFrom);
   }
   async liveForOperator(operatorId: string): Promise<SessionRecord[]> {

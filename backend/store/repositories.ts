@@ -198,8 +198,12 @@ export interface SessionRepository {
    * unit ends, so two nodes (or two units) deciding from its state cannot overwrite each other's change.
    */
   getForUpdate(id: string): Promise<SessionRecord | undefined>;
-  /** Live (active or suspended) sessions on a console, oldest first. */
-  liveOnConsole(consoleId: string): Promise<SessionRecord[]>;
+  /**
+   * Live (active or suspended) sessions on a console, oldest first. `forUpdate` (inside a unit of
+   * work that changes them): on PostgreSQL the rows stay locked until the unit ends, and a row another
+   * unit ended meanwhile is not returned (the read waits for it and sees it no longer live).
+   */
+  liveOnConsole(consoleId: string, options?: { forUpdate?: boolean }): Promise<SessionRecord[]>;
   liveForOperator(operatorId: string): Promise<SessionRecord[]>;
   list(filter: {
     state?: SessionState | undefined;

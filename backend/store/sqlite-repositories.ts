@@ -359,7 +359,8 @@ export class SqliteSessions implements Sync<SessionRepository> {
   getForUpdate(id: string): SessionRecord | undefined {
     return this.get(id);
   }
-  liveOnConsole(consoleId: string): SessionRecord[] {
+  /** `forUpdate` needs nothing here: BEGIN IMMEDIATE already serialises every writing unit of work. */
+  liveOnConsole(consoleId: string, _options?: { forUpdate?: boolean }): SessionRecord[] {
     return (this.stmts.liveOnConsole.all(consoleId) as Row[]).map((r) => this.map(r));
   }
   liveForOperator(operatorId: string): SessionRecord[] {
