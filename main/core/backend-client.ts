@@ -66,6 +66,9 @@ export function reconnectDelay(attempt: number, random: Random): number {
  * re-established with backoff and jitter whenever it drops. Every inbound message is validated
  * against its schema before anyone sees it.
  */
+/** How long a stopping agent lets a close handshake the backend began finish before it drops the socket. */
+const CLOSING_GRACE_MS = 1000;
+
 export class BackendClient {
   private socket: WebSocket | undefined;
   private reconnectTimer: Timer | undefined;
@@ -97,7 +100,13 @@ export class BackendClient {
       socket.removeAllListeners();
       socket.on('error', () => undefined);
       if (socket.readyState === WebSocket.OPEN) socket.close(CLOSE_CODES.NORMAL, 'agent stopping');
-      else socket.terminate();
+      else if (socket.readyState === WebSocket.CLOSING) {
+        // The backend's close frame arrived and ours is on its way back: destroying the socket now
+        // could drop it, and the backend would see 1006 (for a revoked console, an unacknowledged
+        // revocation). Let the handshake finish, bounded.
+        const timer = systemClock.setTimer(CLOSING_GRACE_MS, () => socket.terminate());
+        socket.once('close', () => timer.cancel());
+      } else socket.terminate();
     }
   }
 

@@ -337,7 +337,19 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
     }
     for (const agent of agents) await agent.drained(30_000);
     for (const agent of agents) await assertIntactStream(admin('C'), agent.id, agent.produced);
-    const signedIn = await on(console, 'C').request('POST', '/v1/sign-in/options', {});
-    assert.equal(signedIn.status, 200, `node C serves signed requests again: ${JSON.stringify(signedIn.body)}`);
+    // Recovered by itself: a node may flap stale once more while its bus reconnects to a server that is
+    // still starting, but it must serve signed requests again within the bound without anyone's help.
+    let last: unknown;
+    await eventually(
+      async () => {
+        const signedIn = await on(console, 'C').request('POST', '/v1/sign-in/options', {});
+        last = signedIn.body;
+        return signedIn.status === 200;
+      },
+      'node C serving signed requests again',
+      30_000,
+    ).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}; its last answer: ${JSON.stringify(last)}`);
+    });
   });
 });
