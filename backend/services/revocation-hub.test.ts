@@ -191,4 +191,33 @@ describe('RevocationHub on the async store', () => {
     await hub.flushAcks();
     assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 1);
   });
+  it('writes the acknowledgements that arrive together in one transaction, each console up to its highest epoch', async () => {
+    let transactions = 0;
+    const counting: Store = {
+      ...store,
+      transaction: (fn) => {
+        transactions++;
+        return store.transaction(fn);
+      },
+    };
+    const hub = new RevocationHub(
+      counting,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      node([]),
+      logger,
+    );
+    hub.acknowledge('con_a', 1);
+    hub.acknowledge('con_a', 2);
+    hub.acknowledge('con_a', 1); // late and lower: the epoch stays 2
+    await hub.flushAcks();
+    assert.equal(transactions, 1);
+    assert.equal((await store.consoles.get('con_a'))?.revocationEpoch, 2);
+    const [delivery] = (await store.revocations.deliveries(1)).filter((d) => d.consoleId === 'con_a');
+    assert.notEqual(delivery?.ackedAt, null);
+    // Nothing pending: the write scheduled by those acks finds nothing left and writes nothing.
+    await hub.flushAcks();
+    assert.equal(transactions, 1);
+  });
 });

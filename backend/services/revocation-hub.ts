@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { BatonError } from '../../shared/errors.js';
 import type { RevocationItem, RevocationKind, RevocationMessage } from '../../shared/protocol.js';
@@ -21,7 +22,6 @@ export interface RevocationOutcome {
   pushedTo: number;
 }
 
-const ACK_FLUSH_MS = 5;
 /** After a failed ack write (the database away), the acks are kept and written again this much later. */
 const ACK_RETRY_MS = 1000;
 /** Acks kept for a retry at most (the oldest dropped): a console re-acknowledges on its next catch-up anyway. */
@@ -36,8 +36,23 @@ const PUSH_COUNTS_KEPT = 1024;
  * console, since any of them may hold the operator's key for offline resume.
  */
 export class RevocationHub {
-  private pendingAcks: { consoleId: string; epoch: number; at: number }[] = [];
-  private ackTimer: NodeJS.Timeout | undefined;
+  /**
+   * Acknowledgements not yet written, one per console (its highest epoch; `at` when it said so).
+   * Written by a group commit: the first ack after an idle spell is written at once (next turn of the
+   * event loop, with whatever arrived in the same turn), and the acks that arrive while a write is
+   * running are written together right after it — one write per round trip of the database, never
+   * one per ack.
+   */
+  private pendingAcks = new Map<string, { epoch: number; at: number }>();
+  /** The ack writes, one after the other (each takes every ack pending when it starts). */
+  private ackWriting: Promise<unknown> = Promise.resolve();
+  /** A write is scheduled or waiting for the running one: later acks ride on it. */
+  private ackWriteQueued = false;
+  /** After a failed write, no new attempt before this (the database is away). */
+  private ackRetryAt = 0;
+  /** The read of the current epoch that callers join (it starts after they called, see `currentEpoch`). */
+  private nextEpochRead: Promise<number> | undefined;
+  private epochReading: Promise<unknown> = Promise.resolve();
   /**
    * The highest epoch this node has pushed to the consoles connected to it (undefined until the
    * cluster bus's first resync fixed it). Every push goes through `deliverUpTo`, which pushes each
@@ -60,9 +75,21 @@ export class RevocationHub {
     private readonly logger: Logger,
   ) {}
 
-  /** The latest revocation epoch in the store (every node's revocations). */
+  /**
+   * The latest revocation epoch in the store (every node's revocations). Concurrent callers (thousands
+   * of consoles saying hello after a failover) share one read, and never one that started before
+   * they called: a caller waits for the read after the one in flight, so it sees every revocation
+   * committed before its call.
+   */
   currentEpoch(): Promise<number> {
-    return this.store.revocations.currentEpoch();
+    if (this.nextEpochRead !== undefined) return this.nextEpochRead;
+    const read = this.epochReading.then(() => {
+      this.nextEpochRead = undefined; // whoever calls from now on waits for the read after this one
+      return this.store.revocations.currentEpoch();
+    });
+    this.epochReading = read.catch(() => undefined);
+    this.nextEpochRead = read;
+    return read;
   }
 
   async revoke(kind: RevocationKind, targetId: string, reason: string, actor: string): Promise<RevocationOutcome> {
@@ -218,9 +245,13 @@ export class RevocationHub {
     if (records.length === 0 && (this.pushedUpTo === undefined || after > this.pushedUpTo)) this.pushedUpTo = after;
   }
 
-  /** What a console that last applied `epoch` must still hear about, on (re)connect. */
-  async catchUp(consoleId: string, sinceEpoch: number): Promise<RevocationMessage | undefined> {
-    const current = await this.store.revocations.currentEpoch();
+  /**
+   * What a console that last applied `sinceEpoch` must still hear about, on (re)connect. `current`:
+   * the store's epoch if the caller has just read it (`currentEpoch`, read after the console's hello
+   * was accepted, so a revocation committed later is pushed to it like to every console connected here).
+   */
+  async catchUp(consoleId: string, sinceEpoch: number, current?: number): Promise<RevocationMessage | undefined> {
+    current ??= await this.currentEpoch();
     if (current <= sinceEpoch) return undefined;
     const records = await this.store.revocations.since(sinceEpoch);
     const items = records.filter((r) => concerns(r, consoleId)).map(toItem);
@@ -233,47 +264,71 @@ export class RevocationHub {
     return { type: 'revocation', epoch, items };
   }
 
-  /** A console applied everything up to `epoch`. Writes are batched: thousands arrive at once. */
+  /** A console applied everything up to `epoch`. Written by a group commit (thousands arrive at once). */
   acknowledge(consoleId: string, epoch: number): void {
-    this.pendingAcks.push({ consoleId, epoch, at: this.clock() });
-    this.scheduleAckFlush(ACK_FLUSH_MS);
+    const pending = this.pendingAcks.get(consoleId);
+    // One row per console: its highest epoch covers the lower ones (a delivery is acknowledged up to it).
+    if (pending === undefined || epoch >= pending.epoch) this.pendingAcks.set(consoleId, { epoch, at: this.clock() });
+    this.scheduleAckWrite();
   }
 
-  /** Writes the acknowledgements received so far, in one transaction. */
-  async flushAcks(): Promise<void> {
-    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
-    this.ackTimer = undefined;
-    if (this.pendingAcks.length === 0) return;
+  /**
+   * Writes every acknowledgement received before the call (after any write already running), in one
+   * transaction of a few statements. Rejects when the write fails: the acks are kept for a retry.
+   */
+  flushAcks(): Promise<void> {
+    const run = this.ackWriting.then(() => {
+      this.ackWriteQueued = false;
+      return this.writeAcks();
+    });
+    this.ackWriting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeAcks(): Promise<void> {
+    if (this.pendingAcks.size === 0) return;
     // A console can answer a push before its delivery row is committed (it is written after the send).
     if (this.deliveryWrites.size > 0) await Promise.allSettled([...this.deliveryWrites]);
     const acks = this.pendingAcks;
-    this.pendingAcks = [];
-    if (acks.length === 0) return;
+    this.pendingAcks = new Map();
     try {
       await this.store.transaction(async (tx) => {
-        for (const ack of acks) {
-          await tx.revocations.recordAck(ack.consoleId, ack.epoch, ack.at);
-          await tx.consoles.setSyncState(ack.consoleId, { revocationEpoch: ack.epoch });
+        for (const [consoleId, ack] of acks) {
+          await tx.revocations.recordAck(consoleId, ack.epoch, ack.at);
+          await tx.consoles.setSyncState(consoleId, { revocationEpoch: ack.epoch });
         }
       });
     } catch (error) {
-      // Kept for a retry (the database may be restarting), behind whatever arrived meanwhile.
-      this.pendingAcks = [...acks, ...this.pendingAcks].slice(-MAX_PENDING_ACKS);
-      this.scheduleAckFlush(ACK_RETRY_MS);
+      // Kept for a retry (the database may be restarting); an ack that arrived meanwhile wins.
+      for (const [consoleId, ack] of acks) {
+        const newer = this.pendingAcks.get(consoleId);
+        if (newer === undefined || newer.epoch < ack.epoch) this.pendingAcks.set(consoleId, ack);
+      }
+      for (const consoleId of this.pendingAcks.keys()) {
+        if (this.pendingAcks.size <= MAX_PENDING_ACKS) break;
+        this.pendingAcks.delete(consoleId); // the oldest first (insertion order)
+      }
+      this.ackRetryAt = performance.now() + ACK_RETRY_MS;
+      this.scheduleAckWrite();
       throw error;
     }
   }
 
-  private scheduleAckFlush(delayMs: number): void {
-    this.ackTimer ??= setTimeout(() => {
-      this.ackTimer = undefined;
+  /** One write queued at a time: at once when idle, right after the running one otherwise. */
+  private scheduleAckWrite(): void {
+    if (this.ackWriteQueued) return;
+    this.ackWriteQueued = true;
+    const write = () => {
       this.flushAcks().catch((error: unknown) =>
         this.logger.error(
-          { err: error, code: 'REVOCATION_ACK_WRITE_FAILED', pending: this.pendingAcks.length },
+          { err: error, code: 'REVOCATION_ACK_WRITE_FAILED', pending: this.pendingAcks.size },
           'writing revocation acknowledgements failed; retrying',
         ),
       );
-    }, delayMs);
+    };
+    const wait = this.ackRetryAt - performance.now();
+    if (wait > 0) setTimeout(write, wait).unref();
+    else setImmediate(write);
   }
 
   /** Sends a committed revocation to the consoles it concerns that are connected here. */

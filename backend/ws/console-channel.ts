@@ -307,11 +307,13 @@ export class ConsoleChannel implements ConsolePort {
       });
       if (current.version !== message.policyVersion || message.policyHash !== hash) {
         this.send(connection, { type: 'policy', version: current.version, policy: current.policy, hash });
-      } else {
-        // It already runs the current policy (a new console got it at enrolment): no push, no ack, so record it here.
+      } else if (connection.console.policyVersion !== current.version) {
+        // It already runs the current policy (a new console got it at enrolment): no push, no ack, so
+        // record it here — unless its record (read at the upgrade) says so already: a reconnect writes nothing.
         await this.deps.registry.recordPolicyVersion(consoleId, current.version);
       }
-      const catchUp = await this.deps.revocations.catchUp(consoleId, message.revocationEpoch);
+      // The epoch was read after this hello was accepted: a revocation committed later is pushed to it.
+      const catchUp = await this.deps.revocations.catchUp(consoleId, message.revocationEpoch, epoch);
       if (catchUp !== undefined) this.send(connection, catchUp);
       for (const command of await this.deps.commands.pending(consoleId)) {
         this.sendData(connection, commandMessage(command));
