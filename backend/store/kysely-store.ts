@@ -1,22 +1,18 @@
 /**
  * One implementation of the storage seam over both dialects (Kysely): `kyselyStore()` builds the
- * `Store` over a Kysely instance; `openKyselySqliteStore()` opens it on the embedded SQLite file
- * (better-sqlite3 through Kysely's SQLite dialect); postgres-store.ts opens it on a PostgreSQL pool.
+ * `Store` over a Kysely instance; sqlite-store.ts opens it on the embedded SQLite file (better-sqlite3
+ * through Kysely's SQLite dialect, the event store hand-written), postgres-store.ts on a PostgreSQL pool.
  */
-import { chmodSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import {
-  CompiledQuery,
-  Kysely,
-  SqliteAdapter,
-  SqliteDriver,
-  SqliteIntrospector,
-  SqliteQueryCompiler,
-  type DatabaseConnection,
-  type Dialect as KyselyDialect,
-  type SqliteDatabase,
+  type Kysely,
+  type KyselyPlugin,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  type QueryResult,
+  type RootOperationNode,
+  type UnknownRow,
 } from 'kysely';
+import { BatonError } from '../../shared/errors.js';
 import type { Store } from './repositories.js';
 import type { BatonDatabase, Dialect, KyselyContext } from './kysely-schema.js';
 import { KyselyConsoles } from './kysely-consoles.js';
@@ -26,13 +22,12 @@ import { KyselyEphemeral, KyselyRevocations } from './kysely-revocations.js';
 import { KyselyCheckpoints, KyselyEvents } from './kysely-events.js';
 import { KyselyAdmin } from './kysely-admin.js';
 import { KyselyAuthenticatorModels } from './kysely-models.js';
-import { DATABASE_FILE, migrate, type SqliteStoreOptions } from './sqlite-store.js';
 
 const handles = new WeakMap<Store, Kysely<BatonDatabase>>();
 
 /**
  * The Kysely instance behind a Kysely store: the pool (or the SQLite connection) for a store, the
- * transaction for a transaction-bound `tx`; undefined for another engine (the better-sqlite3 store).
+ * transaction for a transaction-bound `tx`; undefined for another engine.
  * For what must run on the same connection as the unit of work, e.g. a NOTIFY sent at its COMMIT
  * (`kyselyTransaction(kyselyOf(tx))` in backend/cluster/bus.ts).
  */
@@ -40,101 +35,160 @@ export function kyselyOf(store: Store): Kysely<BatonDatabase> | undefined {
   return handles.get(store);
 }
 
+/** The repositories of a store (what an override may replace). */
+export type RepositoryName = Exclude<keyof Store, 'transaction' | 'close' | 'engine'>;
+
+/**
+ * Where a hand-written repository runs its synchronous statements (better-sqlite3, same file and
+ * connection as Kysely's): `run(fn)` inside a unit of work runs `fn` at once on that unit's open
+ * transaction (and refuses once the unit has ended); outside one it first takes Kysely's one
+ * connection, so a statement never lands inside another unit's open `BEGIN IMMEDIATE`.
+ */
+export interface SyncRunner {
+  readonly inTransaction: boolean;
+  run<T>(fn: () => T): Promise<T>;
+}
+
+/**
+ * Hand-written repositories that replace the Kysely ones on a hot path (measured; see ADR 0005). A
+ * factory gets the runner for its statements and the Kysely context of the same store or unit (an
+ * override usually extends the Kysely class, so a method it does not hand-write stays Kysely's).
+ */
+export type RepositoryOverrides = { [K in RepositoryName]?: (runner: SyncRunner, ctx: KyselyContext) => Store[K] };
+
+/** A statement on a store bound to a unit of work that has already committed or rolled back. */
+function unitEnded(): Error {
+  return new Error(
+    'A store bound to a unit of work was used after that unit committed or rolled back (a `tx` leaked out of Store.transaction)',
+  );
+}
+
+/** Refuses every statement of a transaction-bound Kysely instance once its unit has ended. */
+class UnitGuard implements KyselyPlugin {
+  constructor(private readonly unit: { ended: boolean }) {}
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    if (this.unit.ended) throw unitEnded();
+    return args.node;
+  }
+  transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return Promise.resolve(args.result);
+  }
+}
+
+/** PostgreSQL's "try again" failures: the transaction was rolled back and re-running it may succeed. */
+const RETRYABLE = new Set(['40P01', '40001']);
+/** Re-runs of a unit of work after a deadlock or a serialization failure, before BACKEND_BUSY. */
+export const TRANSACTION_RETRIES = 3;
+
+function retryable(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; typeof e === 'object' && e !== null && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && RETRYABLE.has(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** A short pause before a re-run, jittered so two units that deadlocked do not collide again in step. */
+function backoff(attempt: number): Promise<void> {
+  const ms = 5 * 2 ** attempt * (0.5 + Math.random());
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /**
  * The `Store` over `db`. `transaction(fn)` is Kysely's `db.transaction().execute()`: `fn` gets a store
  * bound to that transaction (commit when it resolves, rollback when it throws); `transaction` called
- * on that store runs inline, in the same transaction.
+ * on that store runs inline, in the same transaction. Once the unit has ended, its store refuses every
+ * statement (a leaked `tx` throws; it never runs outside a transaction or inside another one).
+ *
+ * **A unit of work may run more than once.** On PostgreSQL a unit rolled back by a deadlock (40P01)
+ * or a serialization failure (40001) is re-run, up to TRANSACTION_RETRIES times with a short
+ * jittered backoff, then fails with BACKEND_BUSY (503). So `fn` must have no side effect outside the
+ * transaction: anything else happens only after the commit (EventLog's `afterCommit` and `publish`).
+ *
+ * `overrides` replace a Kysely repository by a hand-written one where that measurably wins (the
+ * embedded engine's event store); `raw` runs their statements (see SyncRunner).
  */
-export function kyselyStore(db: Kysely<BatonDatabase>, dialect: Dialect, close: () => Promise<void>): Store {
-  const build = (handle: Kysely<BatonDatabase>, inTransaction: boolean): Store => {
+export function kyselyStore(
+  db: Kysely<BatonDatabase>,
+  dialect: Dialect,
+  close: () => Promise<void>,
+  overrides: RepositoryOverrides = {},
+): Store {
+  const outside: SyncRunner = {
+    inTransaction: false,
+    run: <T>(fn: () => T): Promise<T> => db.connection().execute(() => Promise.resolve().then(fn)),
+  };
+  const once = <T>(fn: (tx: Store) => Promise<T>): Promise<T> =>
+    db.transaction().execute(async (trx) => {
+      const unit = { ended: false };
+      try {
+        return await fn(build(trx.withPlugin(new UnitGuard(unit)), unit));
+      } finally {
+        unit.ended = true;
+      }
+    });
+  const runUnit = async <T>(fn: (tx: Store) => Promise<T>): Promise<T> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await once(fn);
+      } catch (error) {
+        const code = dialect === 'postgres' ? retryable(error) : undefined;
+        if (code === undefined) throw error;
+        if (attempt >= TRANSACTION_RETRIES) {
+          throw new BatonError(
+            'BACKEND_BUSY',
+            `The database rolled the unit of work back ${attempt + 1} times (${code === '40P01' ? 'deadlock' : 'serialization failure'}); retry shortly`,
+            { cause: error },
+          );
+        }
+        await backoff(attempt);
+      }
+    }
+  };
+  const build = (handle: Kysely<BatonDatabase>, unit: { ended: boolean } | undefined): Store => {
+    const inTransaction = unit !== undefined;
     const ctx: KyselyContext = { db: handle, dialect, inTransaction };
+    const runner: SyncRunner =
+      unit === undefined
+        ? outside
+        : {
+            inTransaction: true,
+            run: <T>(fn: () => T): Promise<T> => {
+              if (unit.ended) return Promise.reject(unitEnded());
+              try {
+                return Promise.resolve(fn());
+              } catch (error) {
+                return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+              }
+            },
+          };
     const self: Store = {
-      consoles: new KyselyConsoles(ctx),
-      operators: new KyselyOperators(ctx),
-      sessions: new KyselySessions(ctx),
-      policies: new KyselyPolicies(ctx),
-      revocations: new KyselyRevocations(ctx),
-      events: new KyselyEvents(ctx),
-      commands: new KyselyCommands(ctx),
-      adminTokens: new KyselyAdminTokens(ctx),
-      admin: new KyselyAdmin(ctx),
-      authenticatorModels: new KyselyAuthenticatorModels(ctx),
-      meta: new KyselyMeta(ctx),
-      checkpoints: new KyselyCheckpoints(ctx),
-      ephemeral: new KyselyEphemeral(ctx),
+      consoles: overrides.consoles?.(runner, ctx) ?? new KyselyConsoles(ctx),
+      operators: overrides.operators?.(runner, ctx) ?? new KyselyOperators(ctx),
+      sessions: overrides.sessions?.(runner, ctx) ?? new KyselySessions(ctx),
+      policies: overrides.policies?.(runner, ctx) ?? new KyselyPolicies(ctx),
+      revocations: overrides.revocations?.(runner, ctx) ?? new KyselyRevocations(ctx),
+      events: overrides.events?.(runner, ctx) ?? new KyselyEvents(ctx),
+      commands: overrides.commands?.(runner, ctx) ?? new KyselyCommands(ctx),
+      adminTokens: overrides.adminTokens?.(runner, ctx) ?? new KyselyAdminTokens(ctx),
+      admin: overrides.admin?.(runner, ctx) ?? new KyselyAdmin(ctx),
+      authenticatorModels: overrides.authenticatorModels?.(runner, ctx) ?? new KyselyAuthenticatorModels(ctx),
+      meta: overrides.meta?.(runner, ctx) ?? new KyselyMeta(ctx),
+      checkpoints: overrides.checkpoints?.(runner, ctx) ?? new KyselyCheckpoints(ctx),
+      ephemeral: overrides.ephemeral?.(runner, ctx) ?? new KyselyEphemeral(ctx),
       engine: dialect,
-      transaction: <T>(fn: (tx: Store) => Promise<T>): Promise<T> =>
-        inTransaction ? fn(self) : db.transaction().execute((trx) => fn(build(trx, true))),
+      transaction: <T>(fn: (tx: Store) => Promise<T>): Promise<T> => {
+        if (unit === undefined) return runUnit(fn);
+        return unit.ended ? Promise.reject(unitEnded()) : fn(self);
+      },
       close: inTransaction ? () => Promise.reject(new Error('close() called on a transaction')) : close,
     };
     handles.set(self, handle);
     return self;
   };
-  return build(db, false);
+  return build(db, undefined);
 }
 
-/** Kysely's SQLite driver, with BEGIN IMMEDIATE: a transaction takes the write lock up front, as sqlite-async.ts does. */
-class ImmediateSqliteDriver extends SqliteDriver {
-  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
-  }
-}
-
-/** Kysely prepares every statement it runs; preparing costs more than running, so prepared statements are kept. */
-function withStatementCache(db: Database.Database): SqliteDatabase {
-  const cache = new Map<string, Database.Statement>();
-  return {
-    close: () => db.close(),
-    prepare(sql: string) {
-      let statement = cache.get(sql);
-      if (statement === undefined) {
-        statement = db.prepare(sql);
-        if (cache.size >= 1000) cache.clear();
-        cache.set(sql, statement);
-      }
-      return statement;
-    },
-  };
-}
-
-function sqliteDialect(raw: Database.Database): KyselyDialect {
-  const database = withStatementCache(raw);
-  return {
-    createAdapter: () => new SqliteAdapter(),
-    createDriver: () => new ImmediateSqliteDriver({ database }),
-    createIntrospector: (db) => new SqliteIntrospector(db),
-    createQueryCompiler: () => new SqliteQueryCompiler(),
-  };
-}
-
-/**
- * The Kysely store on the embedded SQLite file (same file, pragmas and migrations as openSqliteStore):
- * what the contract tests compare with PostgreSQL. The default embedded engine stays openSqliteStore.
- */
-export function openKyselySqliteStore(options: SqliteStoreOptions): Store {
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  chmodSync(options.dataDir, 0o700);
-  const file = join(options.dataDir, DATABASE_FILE);
-  const raw = new Database(file);
-  try {
-    chmodSync(file, 0o600);
-    raw.pragma('journal_mode = WAL');
-    raw.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
-    raw.pragma('foreign_keys = ON');
-    raw.pragma('busy_timeout = 5000');
-    migrate(raw);
-  } catch (error) {
-    raw.close();
-    throw error;
-  }
-  const db = new Kysely<BatonDatabase>({ dialect: sqliteDialect(raw) });
-  let closed: Promise<void> | undefined;
-  return kyselyStore(db, 'sqlite', () => {
-    closed ??= (async () => {
-      // Through Kysely, so that it waits for the statement or transaction holding the connection.
-      await db.executeQuery(CompiledQuery.raw('PRAGMA wal_checkpoint(TRUNCATE)'));
-      await db.destroy();
-    })();
-    return closed;
-  });
-}
+/** Kept for bench/cluster-ingest.ts until it imports it from sqlite-store.ts. */
+export { openKyselySqliteStore } from './sqlite-store.js';

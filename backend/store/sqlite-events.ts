@@ -1,12 +1,19 @@
-import type { Sync } from './repositories.js';
+/**
+ * The embedded engine's ingest path, hand-written: the chain head and the event inserts as
+ * better-sqlite3 statements (measured against Kysely on the same file: docs/adr/0005-cluster-storage.md).
+ * Everything else of the event store is the Kysely repository (kysely-events.ts).
+ */
 import type Database from 'better-sqlite3';
-import { AssuranceEventSchema, GENESIS_HASH, type StoredEvent } from '../../shared/events.js';
-import type { EventQuery, EventRepository, EventRow, RawEventRow, StreamHead } from './repositories.js';
+import { GENESIS_HASH } from '../../shared/events.js';
+import type { EventRow, StreamHead } from './repositories.js';
+import type { SyncRunner } from './kysely-store.js';
+import type { KyselyContext } from './kysely-schema.js';
+import { KyselyEvents } from './kysely-events.js';
 
-type Row = Record<string, unknown>;
+type InsertResult = { inserted: true; cursor: number } | { inserted: false; existingHash: string };
 
-/** The event store: every assurance event, from consoles and from the backend, in one table. */
-export class SqliteEvents implements Sync<EventRepository> {
+/** The hand-written statements, synchronous, on the store's one better-sqlite3 connection. */
+export class SqliteEvents {
   private readonly stmts;
   constructor(private readonly db: Database.Database) {
     this.stmts = {
@@ -20,28 +27,22 @@ export class SqliteEvents implements Sync<EventRepository> {
          VALUES (@origin, @seq, @id, @time, @receivedAt, @type, @outcome, @operatorId, @consoleId, @sessionId, @body, @hash, @integrity)`,
       ),
       existingHash: db.prepare('SELECT hash FROM events WHERE origin = ? AND seq = ?'),
-      count: db.prepare('SELECT COUNT(*) AS n FROM events'),
-      rawChain: db.prepare(
-        'SELECT seq, body, hash, integrity FROM events WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?',
-      ),
     };
-  }
-
-  head(origin: string): StreamHead | undefined {
-    const row = this.stmts.head.get(origin) as { last_seq: number; last_hash: string } | undefined;
-    return row && { lastSeq: row.last_seq, lastHash: row.last_hash };
   }
 
   /** SQLite: the plain read; the caller's `BEGIN IMMEDIATE` already keeps every other writer out. */
   lockHead(origin: string): StreamHead {
-    return this.head(origin) ?? { lastSeq: 0, lastHash: GENESIS_HASH };
+    const row = this.stmts.head.get(origin) as { last_seq: number; last_hash: string } | undefined;
+    return row === undefined
+      ? { lastSeq: 0, lastHash: GENESIS_HASH }
+      : { lastSeq: row.last_seq, lastHash: row.last_hash };
   }
 
   setHead(origin: string, head: StreamHead): void {
     this.stmts.setHead.run(origin, head.lastSeq, head.lastHash);
   }
 
-  insert(row: EventRow): { inserted: true; cursor: number } | { inserted: false; existingHash: string } {
+  insert(row: EventRow): InsertResult {
     const result = this.stmts.insert.run({
       ...row,
       integrity: row.integrity.length > 0 ? row.integrity.join(',') : null,
@@ -52,57 +53,38 @@ export class SqliteEvents implements Sync<EventRepository> {
   }
 
   /** SQLite: one statement per row, all in one call (no round trip to save in-process). */
-  insertMany(
-    rows: readonly EventRow[],
-  ): ({ inserted: true; cursor: number } | { inserted: false; existingHash: string })[] {
+  insertMany(rows: readonly EventRow[]): InsertResult[] {
     return rows.map((row) => this.insert(row));
-  }
-
-  query(query: EventQuery): StoredEvent[] {
-    const where: string[] = [];
-    const params: Record<string, unknown> = { limit: query.limit };
-    const add = (clause: string, key: string, value: unknown) => {
-      if (value === undefined) return;
-      where.push(clause);
-      params[key] = value;
-    };
-    add('operator_id = @operator', 'operator', query.operator);
-    add('console_id = @console', 'console', query.console);
-    add('session_id = @session', 'session', query.session);
-    add('type = @type', 'type', query.type);
-    add('origin = @origin', 'origin', query.origin);
-    add('time >= @from', 'from', query.from);
-    add('time < @to', 'to', query.to);
-    add('cursor > @after', 'after', query.afterCursor);
-    add('seq > @afterSeq', 'afterSeq', query.afterSeq);
-    const order = query.afterSeq === undefined ? 'cursor' : 'seq';
-    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT @limit`;
-    return (this.db.prepare(sql).all(params) as Row[]).map((row) => toStoredEvent(row));
-  }
-
-  rawChain(origin: string, afterSeq: number, limit: number): RawEventRow[] {
-    return (this.stmts.rawChain.all(origin, afterSeq, limit) as Row[]).map((row) => ({
-      seq: Number(row.seq),
-      body: String(row.body),
-      hash: String(row.hash),
-      integrity: typeof row.integrity === 'string' && row.integrity !== '' ? row.integrity.split(',') : [],
-    }));
-  }
-
-  count(): number {
-    return (this.stmts.count.get() as { n: number }).n;
   }
 }
 
-function toStoredEvent(row: Row): StoredEvent {
-  const event = AssuranceEventSchema.parse(JSON.parse(String(row.body)));
-  const integrity = typeof row.integrity === 'string' && row.integrity !== '' ? row.integrity.split(',') : [];
-  return {
-    ...event,
-    origin: String(row.origin),
-    hash: String(row.hash),
-    receivedAt: Number(row.received_at),
-    integrity,
-    cursor: Number(row.cursor),
-  };
+/**
+ * The event store of the embedded engine: the Kysely repository with its hot-path methods replaced by
+ * the hand-written statements above, run on the same better-sqlite3 connection, in the unit of work's
+ * transaction (or holding the connection outside one), through `runner` (kysely-store.ts).
+ */
+export class HandWrittenSqliteEvents extends KyselyEvents {
+  constructor(
+    private readonly sync: SqliteEvents,
+    private readonly runner: SyncRunner,
+    ctx: KyselyContext,
+  ) {
+    super(ctx);
+  }
+
+  override lockHead(origin: string): Promise<StreamHead> {
+    return this.runner.run(() => this.sync.lockHead(origin));
+  }
+
+  override setHead(origin: string, head: StreamHead): Promise<void> {
+    return this.runner.run(() => this.sync.setHead(origin, head));
+  }
+
+  override insert(row: EventRow): Promise<InsertResult> {
+    return this.runner.run(() => this.sync.insert(row));
+  }
+
+  override insertMany(rows: readonly EventRow[]): Promise<InsertResult[]> {
+    return this.runner.run(() => this.sync.insertMany(rows));
+  }
 }

@@ -16,8 +16,7 @@ import { GENESIS_HASH } from '../../shared/events.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { BatonError } from '../../shared/errors.js';
 import type { CredentialRecord, EventRow, SessionRecord, Store } from './repositories.js';
-import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
-import { openKyselySqliteStore } from './kysely-store.js';
+import { DATABASE_FILE, openKyselySqliteStore, openSqliteStore } from './sqlite-store.js';
 import { openPostgresStore } from './postgres-store.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import { openStore } from './open-store.js';
@@ -110,7 +109,7 @@ const ENGINES: Engine[] = [
     },
   },
   sqliteEngine('Kysely store on SQLite', (dataDir) => openKyselySqliteStore({ dataDir, durability: 'normal' })),
-  sqliteEngine('better-sqlite3 store (openSqliteStore)', (dataDir) =>
+  sqliteEngine('embedded store (openSqliteStore: Kysely, hand-written events)', (dataDir) =>
     openSqliteStore({ dataDir, durability: 'normal' }),
   ),
 ];
