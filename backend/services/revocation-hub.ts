@@ -94,6 +94,8 @@ export class RevocationHub {
 
   async revoke(kind: RevocationKind, targetId: string, reason: string, actor: string): Promise<RevocationOutcome> {
     const now = this.clock();
+    /** Consoles whose delivery row the revocation's own transaction wrote. */
+    const recorded = new Set<string>();
     const { record, revokedSessions } = await this.events.atomically(async (uow) => {
       const tx = uow.store;
       let operatorId: string | null = null;
@@ -174,12 +176,19 @@ export class RevocationHub {
         detail: { actor, target: targetId, reason_admin: reason },
       });
       const stored = await tx.revocations.insert({ kind, targetId, operatorId, consoleId, reason, actor, at: now });
+      // One console's session or the console itself, connected here: its delivery row commits with the
+      // revocation (it is pushed right after the commit), so its acknowledgement waits for no other write.
+      const single = kind === 'session' || kind === 'console' ? consoleId : null;
+      if (single !== null && this.pusher.isConnected(single)) {
+        await tx.revocations.recordDeliveries(stored.epoch, [single], now);
+        recorded.add(single);
+      }
       // Every node pushes it to its own consoles (PostgreSQL: the NOTIFY goes with this COMMIT).
       await uow.publish('revocation', { epoch: stored.epoch });
       return { record: stored, revokedSessions: affected };
     });
     // This node does not wait for its own notification: the same push, once per epoch, whoever comes first.
-    await this.deliverUpTo(record.epoch, record);
+    await this.deliverUpTo(record.epoch, record, recorded);
     const pushedTo = this.pushCounts.get(record.epoch) ?? 0;
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
   }
@@ -190,12 +199,12 @@ export class RevocationHub {
    * cluster bus's `revocation` pointer calls it on every node. Epochs are gapless and committed in
    * order (revocations.insert), so one watermark per node says what was pushed. Never rejects.
    */
-  deliverUpTo(epoch: number, committed?: RevocationRecord): Promise<void> {
+  deliverUpTo(epoch: number, committed?: RevocationRecord, recorded?: ReadonlySet<string>): Promise<void> {
     const run = this.delivering.then(async () => {
       if (this.pushedUpTo !== undefined && epoch <= this.pushedUpTo) return;
       if (committed?.epoch === epoch && (this.pushedUpTo ?? epoch - 1) === epoch - 1) {
         // The next epoch, just committed here: pushed as it is, without reading it back.
-        this.pushed(committed, await this.push(committed, this.clock()));
+        this.pushed(committed, await this.push(committed, this.clock(), recorded));
         return;
       }
       await this.pushSince(this.pushedUpTo ?? epoch - 1);
@@ -332,7 +341,7 @@ export class RevocationHub {
   }
 
   /** Sends a committed revocation to the consoles it concerns that are connected here. */
-  private async push(record: RevocationRecord, now: number): Promise<number> {
+  private async push(record: RevocationRecord, now: number, recorded?: ReadonlySet<string>): Promise<number> {
     const targets = this.targetsFor(record);
     const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
     const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
@@ -346,8 +355,9 @@ export class RevocationHub {
         if (delivered) this.acknowledge(record.targetId, record.epoch);
       });
     }
-    if (sent.length > 0) {
-      const write = this.store.revocations.recordDeliveries(record.epoch, sent, now);
+    const unrecorded = recorded === undefined ? sent : sent.filter((id) => !recorded.has(id));
+    if (unrecorded.length > 0) {
+      const write = this.store.revocations.recordDeliveries(record.epoch, unrecorded, now);
       this.deliveryWrites.add(write);
       try {
         await write;
