@@ -364,6 +364,32 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     assert.ok((await a.ping(5_000)) >= 0);
   });
 
+  it('answers its heartbeat ping on the listening connection while the store pool is exhausted', async () => {
+    // The store's pool, every connection of it held (a burst of console connections and sign-ins).
+    const busy = new pg.Pool({ connectionString: url, max: 1 });
+    busy.on('error', () => undefined);
+    const held = await busy.connect();
+    let released = false;
+    const node = new PostgresBus({ nodeId: 'node-busy', logger, connection: url, pool: busy });
+    try {
+      await node.start();
+      const ms = await node.ping(1_000);
+      assert.ok(ms >= 0 && ms < 1_000, `ping came back in ${ms} ms`);
+      // Publishing still goes through the pool: it waits for a connection, as a store write would.
+      let published = false;
+      const publish = node.publish('policy', { version: 9_001 }).then(() => (published = true));
+      assert.ok((await node.ping(1_000)) >= 0);
+      assert.equal(published, false, 'the publish waits for the pool; the ping did not');
+      released = true;
+      held.release();
+      await publish;
+    } finally {
+      if (!released) held.release();
+      await node.close();
+      await busy.end().catch(() => undefined);
+    }
+  });
+
   it('abandons a resync that hangs, reconnects and resyncs again; connected only once a resync finished', async () => {
     const slow = new PostgresBus({
       nodeId: 'node-s',

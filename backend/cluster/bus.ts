@@ -133,8 +133,9 @@ export interface ClusterBus {
   readonly dropped: number;
   /**
    * A round trip through the bus (publish a private ping, wait until this node's listener receives
-   * it): the proof that a notification published now reaches this node. Resolves with the round
-   * trip in ms; rejects on timeout or when disconnected.
+   * it): the proof that a notification published now reaches this node. PostgreSQL: sent on the
+   * listening connection itself, never through the store's pool (which a burst of requests may hold).
+   * Resolves with the round trip in ms; rejects on timeout or when disconnected.
    */
   ping(timeoutMs: number): Promise<number>;
   /**
@@ -538,8 +539,16 @@ export class PostgresBus extends BaseBus {
     await this.notify(this.pool, payload);
   }
 
+  /**
+   * The heartbeat rides the listening connection itself: NOTIFY sent on it comes back to it (a
+   * session receives its own notifications). It never waits for the store's pool, so a node busy
+   * with a burst of work on that pool is not taken for one that lost its database or its
+   * notifications; only a dead connection or a notification path that stopped fails it.
+   */
   protected async sendPing(payload: string): Promise<void> {
-    await this.notify(this.pool, payload);
+    const client = this.client;
+    if (client === undefined) throw new Error('cluster bus not connected');
+    await this.notify(client, payload);
   }
 
   async close(): Promise<void> {
@@ -601,7 +610,7 @@ export class PostgresBus extends BaseBus {
     const client = new pg.Client({
       ...config,
       connectionTimeoutMillis: timeout,
-      // Only LISTEN runs on this connection: a server that accepts but never answers is a failed attempt.
+      // Only LISTEN and the heartbeat's NOTIFY run on this connection: a server that accepts but never answers fails them.
       query_timeout: timeout,
       keepAlive: true,
       application_name: `baton-bus:${this.nodeId}`.slice(0, 63),

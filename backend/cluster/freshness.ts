@@ -6,8 +6,9 @@ import type { NodeIdentity, NodeRegistry } from './nodes.js';
 /**
  * A node's view of revocations may be stale: it lost the database, or its cluster notifications,
  * and a revocation issued on another node may not have reached it. The monitor confirms the view
- * periodically with a round trip through the bus (a ping published through the pool and received on
- * the listening connection, after the resync that follows every reconnect), and calls the view stale
+ * periodically with a round trip through the bus (a ping sent and received on the dedicated
+ * listening connection, so a store pool busy with requests does not delay it; after the resync that
+ * follows every reconnect), and calls the view stale
  * once nothing was confirmed for longer than the bound. Sign-in, step-up and resume consult `decide`.
  */
 

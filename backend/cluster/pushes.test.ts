@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import type { CommandRecord } from '../store/repositories.js';
-import { InProcessBus } from './bus.js';
+import { openPostgresStore } from '../store/postgres-store.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
+import type { CommandRecord, Store } from '../store/repositories.js';
+import { InProcessBus, PostgresBus } from './bus.js';
 import { announceCommand, wireConsoleCommands, wireServicePushes } from './pushes.js';
+import { nextResync, nextStatus } from './test-kit.js';
 
 const logger = pino({ level: 'silent' });
 const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -70,7 +73,10 @@ describe('cluster pushes (in-process bus)', () => {
     wireConsoleCommands({
       bus,
       logger,
-      commands: { pending: (consoleId) => Promise.resolve(consoleId === 'con_1' ? [command] : []) },
+      commands: {
+        pending: (consoleId) => Promise.resolve(consoleId === 'con_1' ? [command] : []),
+        pendingAll: () => Promise.resolve([command]),
+      },
       consoles: {
         connectedConsoleIds: () => ['con_1'],
         isConnected: (id) => id === 'con_1',
@@ -90,5 +96,87 @@ describe('cluster pushes (in-process bus)', () => {
     await tick();
     assert.deepEqual(sent, ['cmd_1'], 'only the console connected here');
     await bus.close();
+  });
+});
+
+describe('command catch-up after a reconnect, on PostgreSQL', { skip: postgresSkip() }, () => {
+  let server: PostgresServer;
+  let url: string;
+  let store: Store;
+  before(async () => {
+    server = await startPostgres();
+    url = await createDatabase(server.url, 'pushes_test', { migrated: true });
+    store = await openPostgresStore({ url, poolSize: 2 });
+  });
+  after(async () => {
+    await store?.close();
+    await server?.stop();
+  });
+
+  it('reads the pending commands of every console connected here in one query, and sends each to its console', async () => {
+    const connected = Array.from({ length: 50 }, (_, i) => `con_here_${i}`);
+    const at = 1_700_000_000_000;
+    for (const [i, consoleId] of connected.entries()) {
+      await store.commands.insert({ id: `cmd_${i}`, consoleId, sessionId: `ses_${i}`, reason: 'r', createdAt: at + i });
+    }
+    await store.commands.insert({
+      id: 'cmd_elsewhere',
+      consoleId: 'con_other_node',
+      sessionId: 's',
+      reason: 'r',
+      createdAt: at,
+    });
+    await store.commands.insert({
+      id: 'cmd_acked',
+      consoleId: 'con_here_0',
+      sessionId: 's',
+      reason: 'r',
+      createdAt: at,
+    });
+    await store.commands.acknowledge('con_here_0', 'cmd_acked', at + 1);
+    const reads = { perConsole: 0, all: 0 };
+    const counted = {
+      pending: (consoleId: string) => {
+        reads.perConsole++;
+        return store.commands.pending(consoleId);
+      },
+      pendingAll: () => {
+        reads.all++;
+        return store.commands.pendingAll();
+      },
+    };
+    const sent: string[] = [];
+    const bus = new PostgresBus({ nodeId: 'node-c', logger, connection: url, reconnect: { initialMs: 10, maxMs: 50 } });
+    const off = wireConsoleCommands({
+      bus,
+      logger,
+      commands: counted,
+      consoles: {
+        connectedConsoleIds: () => connected,
+        isConnected: (id) => connected.includes(id),
+        sendCommand: (c) => {
+          sent.push(c.id);
+          return true;
+        },
+      },
+    });
+    try {
+      await bus.start();
+      assert.deepEqual(sent, [], 'nothing at the first connect: consoles read their commands in their hello');
+      const resynced = nextResync(bus);
+      bus.recycle('test: notifications may have been missed');
+      assert.equal((await resynced).reason, 'reconnected');
+      // Connected again only once every resync handler finished.
+      await nextStatus(bus, true);
+      assert.deepEqual(
+        sent.sort(),
+        connected.map((_, i) => `cmd_${i}`).sort(),
+        'every pending command of the consoles connected here, once; none of other consoles, none acknowledged',
+      );
+      assert.deepEqual(reads, { perConsole: 0, all: 1 }, 'one query for all of them');
+    } finally {
+      off();
+      await bus.close();
+    }
   });
 });

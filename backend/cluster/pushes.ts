@@ -37,9 +37,16 @@ export function wireServicePushes({ bus, revocations, policies, authenticators }
       return policies.refresh();
     }),
     bus.subscribe('authenticators', (_pointer, delivery) => (delivery.local ? undefined : authenticators.refresh())),
-    // Missed notifications: read what the store holds now (each refresh moves forward only).
-    bus.onResync(async () => {
-      await Promise.all([revocations.resync(), policies.refresh(), authenticators.refresh()]);
+    // Missed notifications: read what the store holds now (each refresh moves forward only). The
+    // periodic safety net stays cheap: the revocation epoch and the policy version are compared with
+    // the store's in one read each; the authenticator models (a long list, changed rarely, their
+    // pointer published inside the committing unit) are read again only after a reconnect.
+    bus.onResync(async (info) => {
+      await Promise.all([
+        revocations.resync(),
+        policies.refresh(),
+        info.reason === 'periodic' ? undefined : authenticators.refresh(),
+      ]);
     }),
   ];
   return () => off.forEach((unsubscribe) => unsubscribe());
@@ -47,7 +54,7 @@ export function wireServicePushes({ bus, revocations, policies, authenticators }
 
 export interface CommandPushTargets {
   bus: ClusterBus;
-  commands: Pick<CommandRepository, 'pending'>;
+  commands: Pick<CommandRepository, 'pending' | 'pendingAll'>;
   /** This node's console connections. */
   consoles: {
     connectedConsoleIds(): Iterable<string>;
@@ -60,8 +67,10 @@ export interface CommandPushTargets {
 
 /**
  * End-session commands across nodes: the node holding the console reads its pending commands from
- * the store and sends the one announced; after a resync, every pending command of every console
- * connected here is sent again (a console acknowledges each by id, so a repeat is harmless).
+ * the store and sends the one announced. After a resync (a reconnect of the bus, or the periodic
+ * safety net), the pending commands of the consoles connected here are sent again, read in one
+ * query for all of them, never one per console (a console acknowledges each by id, so a repeat is
+ * harmless).
  */
 export function wireConsoleCommands({ bus, commands, consoles, logger }: CommandPushTargets): () => void {
   const sendPending = async (consoleId: string, only?: string) => {
@@ -77,11 +86,15 @@ export function wireConsoleCommands({ bus, commands, consoles, logger }: Command
     }),
     bus.onResync(async (info) => {
       if (info.reason === 'connected') return; // at start nobody is connected; a hello reads its commands
-      const results = await Promise.allSettled([...consoles.connectedConsoleIds()].map((id) => sendPending(id)));
-      for (const result of results) {
-        if (result.status === 'rejected') {
-          logger.warn({ err: result.reason, code: 'COMMAND_RESYNC_FAILED' }, 'resending pending commands failed');
-        }
+      let pending: CommandRecord[];
+      try {
+        pending = await commands.pendingAll();
+      } catch (error) {
+        logger.warn({ err: error, code: 'COMMAND_RESYNC_FAILED' }, 'resending pending commands failed');
+        return;
+      }
+      for (const command of pending) {
+        if (consoles.isConnected(command.consoleId)) consoles.sendCommand(command);
       }
     }),
   ];

@@ -174,6 +174,16 @@ export class KyselyPolicies implements PolicyRepository {
   }
 }
 
+function commandFrom(row: Row): CommandRecord {
+  return {
+    id: str(row, 'id'),
+    consoleId: str(row, 'console_id'),
+    sessionId: str(row, 'session_id'),
+    reason: str(row, 'reason'),
+    createdAt: num(row, 'created_at'),
+  };
+}
+
 export class KyselyCommands implements CommandRepository {
   constructor(private readonly ctx: KyselyContext) {}
 
@@ -198,13 +208,17 @@ export class KyselyCommands implements CommandRepository {
       .orderBy('created_at')
       .orderBy('id')
       .execute();
-    return rows.map((row) => ({
-      id: str(row, 'id'),
-      consoleId: str(row, 'console_id'),
-      sessionId: str(row, 'session_id'),
-      reason: str(row, 'reason'),
-      createdAt: num(row, 'created_at'),
-    }));
+    return rows.map(commandFrom);
+  }
+  async pendingAll(): Promise<CommandRecord[]> {
+    const rows = await this.ctx.db
+      .selectFrom('console_commands')
+      .selectAll()
+      .where('acked_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map(commandFrom);
   }
   async acknowledge(consoleId: string, id: string, at: number): Promise<boolean> {
     const result = await this.ctx.db

@@ -269,6 +269,11 @@ export interface CommandRepository {
   insert(record: CommandRecord): Promise<void>;
   /** Commands not yet acknowledged by the console, oldest first. */
   pending(consoleId: string): Promise<CommandRecord[]>;
+  /**
+   * Every command not yet acknowledged, of every console, oldest first: one query for a node's
+   * catch-up after it missed notifications (the pending partial index; unacknowledged commands are few).
+   */
+  pendingAll(): Promise<CommandRecord[]>;
   acknowledge(consoleId: string, id: string, at: number): Promise<boolean>;
 }
 
