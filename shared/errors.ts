@@ -175,6 +175,15 @@ export const ERROR_STATUS = {
   INTERNAL: 500,
   /** The backend met a fault it cannot contain (an unhandled rejection or uncaught exception): it stops, exit code 70. */
   BACKEND_FAULT: 500,
+  /**
+   * The database holds the cluster's sealed signing key rings but this node has no key-encryption key
+   * file (the backend does not start; the line names the file to copy from another node).
+   */
+  KEY_ENCRYPTION_KEY_MISSING: 500,
+  /** The sealed key rings were sealed under another key-encryption key than this node's file (does not start). */
+  KEY_ENCRYPTION_KEY_MISMATCH: 500,
+  /** A sealed key ring in the database does not authenticate under the key-encryption key: changed outside Baton. */
+  KEY_RING_TAMPERED: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -1,27 +1,126 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { KeyRing } from './key-ring.js';
+import pino from 'pino';
+import { BatonError } from '../../shared/errors.js';
+import type { Store } from '../store/repositories.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from './key-encryption-key.js';
+import { KeyRing, SharedKeyRing, keyRingMetaKey, type SharedKeyRingOptions } from './key-ring.js';
 
 const dirs: string[] = [];
-after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const stores: Store[] = [];
+after(async () => {
+  for (const store of stores) await store.close();
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+const logger = pino({ level: 'silent' });
 
-describe('key ring file', () => {
-  it('workers opening a fresh data directory together all get the one key that was created, never a half-written file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-ring-'));
-    dirs.push(dir);
-    const file = join(dir, 'checkpoint-signing-keys.json');
-    // Each open creates its key before it writes, so all four find no file and race to create it.
-    const rings = await Promise.all([1, 2, 3, 4].map(() => KeyRing.open({ file, clock: () => 1_000 })));
-    const kids = new Set(rings.map((r) => r.active.kid));
-    assert.equal(kids.size, 1, 'one key for every worker');
-    const stored = JSON.parse(readFileSync(file, 'utf8')) as { keys: { kid: string }[] };
-    assert.deepEqual(
-      stored.keys.map((k) => k.kid),
-      [...kids],
-    );
-    assert.deepEqual(readdirSync(dir), ['checkpoint-signing-keys.json'], 'no temporary file left behind');
+function dir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'baton-ring-'));
+  dirs.push(d);
+  return d;
+}
+function database(): Store {
+  const store = openSqliteStore({ dataDir: dir(), durability: 'normal' });
+  stores.push(store);
+  return store;
+}
+const open = (store: Store, dataDir: string, extra: Partial<SharedKeyRingOptions> = {}) =>
+  SharedKeyRing.open({ store, name: 'token', dataDir, clock: () => 1_000, logger, ...extra });
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof BatonError, String(error));
+    return `${error.code}: ${error.message}`;
+  }
+  return 'no error';
+}
+
+describe('the sealed key ring in the database', () => {
+  it('workers opening a fresh data directory together all get the one key-encryption key and the one ring', async () => {
+    const store = database();
+    const dataDir = dir();
+    const rings = await Promise.all([1, 2, 3, 4].map(() => open(store, dataDir)));
+    assert.equal(new Set(rings.map((r) => r.current.active.kid)).size, 1, 'one key for every worker');
+    assert.deepEqual(readdirSync(dataDir), [KEY_ENCRYPTION_KEY_FILE], 'no temporary file left behind');
+    assert.equal(statSync(join(dataDir, KEY_ENCRYPTION_KEY_FILE)).mode & 0o777, 0o600);
+  });
+
+  it('a node without the key-encryption key refuses to start, naming the file, and makes no key of its own', async () => {
+    const store = database();
+    await open(store, dir());
+    const before = await store.meta.get(keyRingMetaKey('token'));
+    const second = dir();
+    const message = await codeOf(open(store, second));
+    assert.match(message, /^KEY_ENCRYPTION_KEY_MISSING: /);
+    assert.ok(message.includes(join(second, KEY_ENCRYPTION_KEY_FILE)), message);
+    assert.deepEqual(readdirSync(second), [], 'no key-encryption key made');
+    assert.equal(await store.meta.get(keyRingMetaKey('token')), before, 'the ring is untouched');
+  });
+
+  it('a node with another key-encryption key refuses to start (KEY_ENCRYPTION_KEY_MISMATCH)', async () => {
+    const store = database();
+    await open(store, dir());
+    const other = dir();
+    KeyEncryptionKey.create(join(other, KEY_ENCRYPTION_KEY_FILE));
+    assert.match(await codeOf(open(store, other)), /^KEY_ENCRYPTION_KEY_MISMATCH: .*key-encryption-key/);
+  });
+
+  it('refuses a sealed ring changed in the database: a byte changed, a ring moved from another name, a record of an attacker’s making', async () => {
+    const store = database();
+    const dataDir = dir();
+    const ring = await open(store, dataDir);
+    const name = keyRingMetaKey('token');
+    const sealed = (await store.meta.get(name)) ?? '';
+    const record = JSON.parse(sealed) as { ct: string; kek: string };
+
+    // One byte of the ciphertext changed.
+    const ct = Buffer.from(record.ct, 'base64url');
+    ct[5] = (ct[5] ?? 0) ^ 1;
+    await store.meta.set(name, JSON.stringify({ ...record, ct: ct.toString('base64url') }));
+    assert.match(await codeOf(open(store, dataDir)), /^KEY_RING_TAMPERED: /);
+
+    // The checkpoint ring (sealed under the same key) put in the token ring's place.
+    await store.meta.set(name, sealed);
+    await open(store, dataDir, { name: 'checkpoint' });
+    await store.meta.set(name, (await store.meta.get(keyRingMetaKey('checkpoint'))) ?? '');
+    assert.match(await codeOf(open(store, dataDir)), /^KEY_RING_TAMPERED: /);
+
+    // An attacker's ring with a key of their own, sealed under a key of their own but naming ours.
+    const attacker = dir();
+    const theirs = KeyEncryptionKey.create(join(attacker, KEY_ENCRYPTION_KEY_FILE));
+    const forged = await KeyRing.fresh(1_000);
+    const plain = JSON.stringify({ version: 1, name: 'token', generation: 99, keys: forged.entries });
+    await store.meta.set(name, JSON.stringify({ ...JSON.parse(theirs.seal(plain, name)), kek: record.kek }));
+    assert.match(await codeOf(open(store, dataDir)), /^KEY_RING_TAMPERED: /);
+    // A running node keeps the ring it holds and never takes up the attacker's key.
+    await assert.rejects(ring.reload(), /KEY_RING_TAMPERED|does not authenticate/);
+    assert.equal(await ring.find(forged.active.kid), undefined);
+    assert.notEqual(ring.current.active.kid, forged.active.kid);
+  });
+
+  it('imports a key file of an earlier release once; another node’s old file adds its public keys as retired', async () => {
+    const store = database();
+    const a = dir();
+    const b = dir();
+    const old = await KeyRing.fresh(500);
+    const fileText = JSON.stringify({ version: 1, keys: old.entries });
+    writeFileSync(join(a, 'token-signing-key.json'), fileText, { mode: 0o600 });
+    const ringA = await open(store, a, { legacyFile: join(a, 'token-signing-key.json') });
+    assert.equal(ringA.current.active.kid, old.active.kid, 'the file’s key signs on');
+    assert.deepEqual(readdirSync(a).sort(), [KEY_ENCRYPTION_KEY_FILE, 'token-signing-key.json.imported']);
+
+    const otherHost = await KeyRing.fresh(600);
+    writeFileSync(join(b, 'token-signing-key.json'), JSON.stringify({ version: 1, keys: otherHost.entries }));
+    copyFileSync(join(a, KEY_ENCRYPTION_KEY_FILE), join(b, KEY_ENCRYPTION_KEY_FILE));
+    const ringB = await open(store, b, { legacyFile: join(b, 'token-signing-key.json') });
+    assert.equal(ringB.current.active.kid, old.active.kid, 'the cluster keeps one active key');
+    assert.equal(ringB.current.get(otherHost.active.kid)?.retiredAt, 1_000, 'B’s old key verifies, retired');
+    unlinkSync(join(b, 'token-signing-key.json.imported'));
   });
 });

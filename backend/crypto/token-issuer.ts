@@ -1,9 +1,10 @@
-import { closeSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SignJWT, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
-import { KeyRing } from './key-ring.js';
+import type { Store } from '../store/repositories.js';
+import { SharedKeyRing } from './key-ring.js';
 
+/** The token key file of the releases before ADR 0006: imported into the database once, then renamed. */
 export const SIGNING_KEY_FILE = 'token-signing-key.json';
 export const TOKEN_ISSUER = 'urn:baton:backend';
 export const TOKEN_AUDIENCE = 'urn:baton:console';
@@ -37,83 +38,100 @@ export interface AssuranceTokenPayload extends JWTPayload {
 }
 
 export interface TokenIssuerOptions {
+  /** Where the cluster's sealed key ring is (required: the ring is shared through the database). */
+  store: Store;
+  logger: {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+  };
   /** The active key is replaced once it is this old (0: only when an admin rotates it). */
   rotationDays?: number | undefined;
+  /** The KEK file (default: $BATON_KEY_ENCRYPTION_KEY_FILE or `<dataDir>/key-encryption-key`). */
+  kekFile?: string | undefined;
 }
 
-/** A lock this old is left by a process that died holding it. */
-const STALE_LOCK_MS = 30_000;
-const LOCK_RETRY_MS = 20;
+/** A node signs with the ring as it read it at most this long ago (another node may have rotated). */
+export const SIGNING_RING_REFRESH_MS = 5000;
 
 /**
  * Issues short-lived ES256 assurance tokens bound to the console key (RFC 7800 `cnf.jkt`).
- * The signing keys live in the data directory (mode 0600), outside the database. The key is rotated
- * with overlap: a new key signs, and the old one stays in the JWKS (and is accepted by `verify`)
- * until every token it signed has expired.
+ * The signing keys are the cluster's one ring, sealed in the database under the key-encryption key
+ * (ADR 0006). The key is rotated with overlap: a new key signs, and the old one stays in the JWKS
+ * (and is accepted by `verify`) until every token it signed has expired.
  *
- * The workers of one host share the data directory, so the ring file is the truth, not this
- * process's copy of it: each use re-reads the file when another process replaced it (a rename: a
- * new inode), and every change to it (rotation, dropping expired retired keys) is made under a lock
- * file beside it, on a freshly read ring, so two workers never overwrite each other's keys and a
- * rotation that falls due on every worker at once happens once. Nodes on several hosts do not share
- * a data directory: each would keep a ring of its own, so this is for the workers of one host only.
+ * A rotation on any node reaches the others without a restart: a token carrying a kid this node
+ * does not know makes it read the ring again (at most once a second), and a node signs and publishes
+ * the ring as read at most SIGNING_RING_REFRESH_MS ago. Every change (rotation, dropping expired
+ * retired keys) is a unit of work on the ring as the database has it, so two nodes never overwrite
+ * each other's keys, and a rotation that falls due on every node at once happens once.
  */
 export class TokenIssuer {
-  private changing: Promise<unknown> | undefined;
-  private loaded: string;
-
   private constructor(
-    private ring: KeyRing,
-    private readonly file: string,
+    private readonly ring: SharedKeyRing,
     private readonly clock: () => number,
     private readonly rotationMs: number,
-  ) {
-    this.loaded = fileVersion(file);
-  }
+  ) {}
 
-  static async open(dataDir: string, clock: () => number, options: TokenIssuerOptions = {}): Promise<TokenIssuer> {
-    const file = join(dataDir, SIGNING_KEY_FILE);
+  static async open(dataDir: string, clock: () => number, options: TokenIssuerOptions): Promise<TokenIssuer> {
     const days = options.rotationDays ?? DEFAULT_TOKEN_KEY_ROTATION_DAYS;
-    // Created (or converted from the first releases' format) under the lock: workers start together.
-    const ring = await withFileLock(file, () => openRing(file, clock));
-    const issuer = new TokenIssuer(ring, file, clock, days * 24 * 3600 * 1000);
+    const ring = await SharedKeyRing.open({
+      store: options.store,
+      name: 'token',
+      dataDir,
+      clock,
+      logger: options.logger,
+      keepRetiredMs: RETIRED_TOKEN_KEY_KEPT_MS,
+      legacyFile: join(dataDir, SIGNING_KEY_FILE),
+      kekFile: options.kekFile,
+    });
+    const issuer = new TokenIssuer(ring, clock, days * 24 * 3600 * 1000);
     await issuer.maintain();
     return issuer;
   }
 
   /**
    * The public keys a token may be signed with: the active one and those retired less than an hour
-   * ago, as the ring file has them now (read again when another worker replaced it).
+   * ago. Synchronous (served as it is): when this node read the ring more than
+   * SIGNING_RING_REFRESH_MS ago, it reads it again in the background for the next call.
    */
   jwks(): { keys: JWK[] } {
     const now = this.clock();
-    const ring =
-      fileVersion(this.file) === this.loaded ? this.ring.list() : (readPublicRing(this.file) ?? this.ring.list());
-    const keys = ring
+    this.ring.refreshIfOlder(SIGNING_RING_REFRESH_MS).catch(() => undefined);
+    const keys = this.ring.current
+      .list()
       .filter((k) => k.retiredAt === null || now - k.retiredAt < RETIRED_TOKEN_KEY_KEPT_MS)
       .map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' }));
     return { keys };
   }
 
-  /** The key that signs now, as this process last read the ring. */
+  /** The key that signs now, as this node last read the ring. */
   get activeKid(): string {
-    return this.ring.active.kid;
+    return this.ring.current.active.kid;
   }
 
-  /** A new key signs from now on; the old one stays published until its tokens have expired. */
+  /** A new key signs from now on, on every node; the old one stays published until its tokens have expired. */
   async rotate(): Promise<{ previous: string; current: string }> {
-    return this.change(async (ring) => ring.rotate());
+    let previous = '';
+    const next = await this.ring.update(async (ring, now) => {
+      if (ring === undefined) throw new Error('the token key ring is gone from the database');
+      previous = ring.active.kid;
+      return ring.rotated(now, RETIRED_TOKEN_KEY_KEPT_MS);
+    });
+    return { previous, current: next.active.kid };
   }
 
   /** Rotates when the active key is due and drops retired keys whose tokens have all expired. */
   async maintain(): Promise<void> {
-    await this.refresh();
-    const due = this.rotationMs > 0 && this.ring.isDue(this.rotationMs);
-    if (!due && !this.hasExpiredKeys()) return;
-    await this.change(async (ring) => {
-      // Re-checked on the ring as the file has it: another worker may have done it already.
-      if (this.rotationMs > 0 && ring.isDue(this.rotationMs)) await ring.rotate();
-      else ring.prune();
+    await this.ring.refreshIfOlder(SIGNING_RING_REFRESH_MS);
+    const now = this.clock();
+    const due = this.rotationMs > 0 && this.ring.current.isDue(this.rotationMs, now);
+    if (!due && this.ring.current.pruned(now, RETIRED_TOKEN_KEY_KEPT_MS) === undefined) return;
+    await this.ring.update(async (ring, at) => {
+      if (ring === undefined) throw new Error('the token key ring is gone from the database');
+      // Re-checked on the ring as the database has it: another node may have done it already.
+      if (this.rotationMs > 0 && ring.isDue(this.rotationMs, at)) return ring.rotated(at, RETIRED_TOKEN_KEY_KEPT_MS);
+      return ring.pruned(at, RETIRED_TOKEN_KEY_KEPT_MS);
     });
   }
 
@@ -122,7 +140,7 @@ export class TokenIssuer {
     const profile = LEVEL_PROFILES[claims.level];
     const now = Math.floor(this.clock() / 1000);
     const exp = now + claims.ttlSeconds;
-    const ring = this.ring;
+    const ring = this.ring.current;
     const signer = ring.active;
     const token = await new SignJWT({
       sid: claims.sessionId,
@@ -142,11 +160,10 @@ export class TokenIssuer {
     return { token, expiresAt: exp * 1000 };
   }
 
-  /** Verifies a token signed by any key still in the JWKS (of any worker sharing the data directory). */
+  /** Verifies a token signed by any key of the cluster's ring still in the JWKS (read again for an unknown kid). */
   async verify(token: string): Promise<AssuranceTokenPayload> {
     const { kid } = decodeProtectedHeader(token);
-    await this.refresh();
-    const key = this.ring.get(kid ?? '');
+    const key = await this.ring.find(kid ?? '');
     if (key === undefined || (key.retiredAt !== null && this.clock() - key.retiredAt >= RETIRED_TOKEN_KEY_KEPT_MS)) {
       throw new Error(`No signing key "${kid ?? ''}" in the JWKS`);
     }
@@ -157,102 +174,5 @@ export class TokenIssuer {
       currentDate: new Date(this.clock()),
     });
     return payload as AssuranceTokenPayload;
-  }
-
-  private hasExpiredKeys(): boolean {
-    const now = this.clock();
-    return this.ring.list().some((k) => k.retiredAt !== null && now - k.retiredAt >= RETIRED_TOKEN_KEY_KEPT_MS);
-  }
-
-  /** Re-reads the ring when another process replaced the file since this one read it. */
-  private async refresh(): Promise<void> {
-    if (fileVersion(this.file) === this.loaded) return;
-    await this.reload();
-  }
-
-  private async reload(): Promise<void> {
-    const version = fileVersion(this.file);
-    this.ring = await openRing(this.file, this.clock);
-    this.loaded = version;
-  }
-
-  /** Changes the ring under the lock file, on the ring as the file has it now; one change at a time here. */
-  private change<T>(fn: (ring: KeyRing) => Promise<T>): Promise<T> {
-    const run = async () =>
-      withFileLock(this.file, async () => {
-        await this.reload();
-        const result = await fn(this.ring);
-        this.loaded = fileVersion(this.file);
-        return result;
-      });
-    const next = (this.changing ?? Promise.resolve()).then(run, run);
-    this.changing = next.catch(() => undefined);
-    return next;
-  }
-}
-
-/**
- * The public halves of a ring file another worker wrote, read synchronously for the JWKS (the full
- * ring, with the private key, is loaded by the next `issue`). Undefined when it cannot be read.
- */
-function readPublicRing(file: string): { retiredAt: number | null; publicJwk: JWK }[] | undefined {
-  try {
-    const parsed = JSON.parse(readFileSync(file, 'utf8')) as {
-      keys: { kid: string; retiredAt: number | null; jwk: JWK }[];
-    };
-    return parsed.keys
-      .map(({ kid, retiredAt, jwk }) => {
-        const { d: _d, ...publicJwk } = jwk;
-        return { retiredAt, publicJwk: { ...publicJwk, kid } };
-      })
-      .sort((a, b) => (b.retiredAt ?? Infinity) - (a.retiredAt ?? Infinity));
-  } catch {
-    return undefined;
-  }
-}
-
-function openRing(file: string, clock: () => number): Promise<KeyRing> {
-  return KeyRing.open({ file, clock, keepRetiredMs: RETIRED_TOKEN_KEY_KEPT_MS });
-}
-
-/** What identifies one version of the ring file: it is only ever replaced by a rename (a new inode). */
-function fileVersion(file: string): string {
-  try {
-    const stat = statSync(file);
-    return `${stat.ino}:${stat.mtimeMs}:${stat.size}`;
-  } catch {
-    return 'absent';
-  }
-}
-
-/**
- * Runs `fn` holding `<file>.lock` (created exclusively), so that of the processes sharing a data
- * directory one at a time writes the ring. A lock older than `STALE_LOCK_MS` was left by a process
- * that died: it is broken.
- */
-async function withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`;
-  for (;;) {
-    try {
-      closeSync(openSync(lock, 'wx', 0o600));
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) unlinkSync(lock);
-      } catch {
-        // Released (or broken by someone else) meanwhile: try again.
-      }
-      await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    try {
-      unlinkSync(lock);
-    } catch {
-      // Broken as stale by another process: nothing to release.
-    }
   }
 }

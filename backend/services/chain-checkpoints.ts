@@ -5,11 +5,12 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { GENESIS_HASH } from '../../shared/events.js';
-import { KeyRing } from '../crypto/key-ring.js';
+import { SharedKeyRing } from '../crypto/key-ring.js';
 import { sha256Hex } from '../crypto/secrets.js';
 import type { CheckpointRow, StreamHead, Store } from '../store/repositories.js';
 import type { ChainProblem } from './event-log.js';
 
+/** The checkpoint key file of the releases before ADR 0006: imported into the database once, then renamed. */
 export const CHECKPOINT_KEY_FILE = 'checkpoint-signing-keys.json';
 export const CHECKPOINT_LOG_FILE = 'chain-checkpoints.jsonl';
 export const DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60;
@@ -20,6 +21,8 @@ const RECHECKED_CHECKPOINTS = 100;
 const CHECKPOINT_CLAIM_MS = 24 * 3600 * 1000;
 /** The checkpoints file is read backwards at most this far at start for its last line. */
 const MAX_TAIL_BYTES = 16 * 1024 * 1024;
+/** A node signs with the ring as it read it at most this long ago (another node may have rotated). */
+const RING_REFRESH_MS = 5000;
 
 const HeadSchema = z.strictObject({ lastSeq: z.int().nonnegative(), lastHash: z.string().regex(/^[0-9a-f]{64}$/) });
 const CheckpointBodySchema = z.strictObject({
@@ -62,20 +65,24 @@ export interface ChainCheckpointsOptions {
   intervalSeconds?: number | undefined;
   /** The checkpoint key is replaced once it is this old (0: only when an admin rotates it). */
   keyRotationDays?: number | undefined;
+  /** The KEK file (default: $BATON_KEY_ENCRYPTION_KEY_FILE or `<dataDir>/key-encryption-key`). */
+  kekFile?: string | undefined;
 }
 
 /**
  * Signed checkpoints of every event chain head. At an interval (only when a head moved), on key
  * rotation and on shutdown, the heads (each origin's lastSeq and lastHash) are signed with an ES256
- * key kept in the data directory, outside the database, appended to an append-only file there and
- * stored in the database for export. Someone who can write the database but not read that key can
- * still edit an event and recompute every later hash and the stored head; the signed checkpoint then
- * no longer matches, and `check` (used by `GET /v1/admin/events/verify`) says so.
+ * key of the cluster's checkpoint key ring, appended to an append-only file in the data directory and
+ * stored in the database for export. The ring is in the database sealed (AES-256-GCM) under the
+ * key-encryption key, a file outside the database (ADR 0006): someone who can write the database but
+ * not read that file can neither read the key nor put in one of their own. They can still edit an
+ * event and recompute every later hash and the stored head; the signed checkpoint then no longer
+ * matches, and `check` (used by `GET /v1/admin/events/verify`) says so.
  *
  * The heads signed are read from the store, never from a node's memory. A checkpoint takes the next
  * number after the newest stored one, in one unit of work with its own write, so nodes signing at
- * once never overwrite each other's rows. (Each node signs with the key in its own data directory;
- * nodes that must verify each other's checkpoints need the same key file.)
+ * once never overwrite each other's rows. Every node signs with the same ring; a checkpoint signed
+ * with a key this node does not know yet (rotated on another node) makes it read the ring again.
  */
 export class ChainCheckpoints {
   private last: Signed | undefined;
@@ -91,7 +98,7 @@ export class ChainCheckpoints {
 
   private constructor(
     private readonly options: ChainCheckpointsOptions,
-    private readonly ring: KeyRing,
+    private readonly ring: SharedKeyRing,
   ) {
     this.logFile = join(options.dataDir, CHECKPOINT_LOG_FILE);
     this.intervalMs = (options.intervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS) * 1000;
@@ -99,7 +106,17 @@ export class ChainCheckpoints {
   }
 
   static async open(options: ChainCheckpointsOptions): Promise<ChainCheckpoints> {
-    const ring = await KeyRing.open({ file: join(options.dataDir, CHECKPOINT_KEY_FILE), clock: options.clock });
+    const ring = await SharedKeyRing.open({
+      store: options.store,
+      name: 'checkpoint',
+      dataDir: options.dataDir,
+      clock: options.clock,
+      logger: options.logger,
+      // Kept for ever: they verify checkpoints an auditor may hold.
+      keepRetiredMs: undefined,
+      legacyFile: join(options.dataDir, CHECKPOINT_KEY_FILE),
+      kekFile: options.kekFile,
+    });
     const checkpoints = new ChainCheckpoints(options, ring);
     await checkpoints.loadLatest();
     return checkpoints;
@@ -126,14 +143,19 @@ export class ChainCheckpoints {
 
   /** The checkpoint key's public halves (active first), to verify exported checkpoints elsewhere. */
   publicKeys(): { keys: object[] } {
-    return { keys: this.ring.list().map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' })) };
+    return { keys: this.ring.current.list().map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' })) };
   }
 
   /** A new key signs from now on; the old public key is kept. A checkpoint is signed with the new key at once. */
   async rotateKey(): Promise<{ previous: string; current: string; checkpoint: number | undefined }> {
-    const result = await this.ring.rotate();
+    let previous = '';
+    const next = await this.ring.update(async (ring, now) => {
+      if (ring === undefined) throw new Error('the checkpoint key ring is gone from the database');
+      previous = ring.active.kid;
+      return ring.rotated(now, undefined);
+    });
     const signed = await this.checkpoint('key-rotated');
-    return { ...result, checkpoint: signed?.seq };
+    return { previous, current: next.active.kid, checkpoint: signed?.seq };
   }
 
   /**
@@ -142,6 +164,10 @@ export class ChainCheckpoints {
    * its last signed head, so the rewrite stays visible.
    */
   async checkpoint(reason: CheckpointReason): Promise<CheckpointBody | undefined> {
+    // Signs with the ring as the cluster has it, and knows the key of the newest stored checkpoint
+    // (read outside the unit of work: the embedded engine has one connection).
+    await this.ring.refreshIfOlder(RING_REFRESH_MS);
+    await this.knowKeys(await this.options.store.checkpoints.latest(1));
     // Another node that took the same number first has committed by the next attempt.
     for (let attempt = 1; ; attempt++) {
       const signed = await this.tryCheckpoint(reason);
@@ -183,7 +209,7 @@ export class ChainCheckpoints {
         v: 1,
         seq: Math.max(mine?.seq ?? 0, newest?.seq ?? 0) + 1,
         at: clock(),
-        kid: this.ring.active.kid,
+        kid: this.ring.current.active.kid,
         prev: after === undefined ? GENESIS_HASH : sha256Hex(after.text),
         reason,
         heads,
@@ -196,7 +222,7 @@ export class ChainCheckpoints {
       }
       const text = canonicalJson(body);
       const sig = sign('sha256', Buffer.from(text), {
-        key: this.ring.privateKey,
+        key: this.ring.current.privateKey,
         dsaEncoding: 'ieee-p1363',
       }).toString('base64url');
       // The file first: it is outside the database, so it still holds the checkpoint if the database
@@ -229,6 +255,7 @@ export class ChainCheckpoints {
     const { store } = this.options;
     const problems: ChainProblem[] = [];
     const stored = await store.checkpoints.latest(RECHECKED_CHECKPOINTS);
+    await this.knowKeys(stored);
     for (const row of stored) {
       if (this.parseValid(row) === undefined) problems.push({ seq: row.seq, problem: 'checkpoint-invalid' });
     }
@@ -261,7 +288,9 @@ export class ChainCheckpoints {
 
   /** Stored checkpoints after `afterSeq`, oldest first, each with whether its signature verifies. */
   async list(afterSeq: number, limit: number): Promise<CheckpointView[]> {
-    return (await this.options.store.checkpoints.list(afterSeq, limit)).map((row) => {
+    const rows = await this.options.store.checkpoints.list(afterSeq, limit);
+    await this.knowKeys(rows);
+    return rows.map((row) => {
       const body = this.parseValid(row);
       if (body !== undefined) return { ...body, sig: row.sig, valid: true };
       const loose = safeJson(row.body) as Partial<CheckpointBody> | undefined;
@@ -281,7 +310,7 @@ export class ChainCheckpoints {
 
   private tick(): void {
     if (this.rotating !== undefined || this.ticking !== undefined) return;
-    if (this.rotationMs > 0 && this.ring.isDue(this.rotationMs)) {
+    if (this.rotationMs > 0 && this.ring.current.isDue(this.rotationMs, this.options.clock())) {
       this.rotating = this.rotateKey()
         .then(({ previous, current }) => this.options.logger.info({ previous, current }, 'checkpoint key rotated'))
         .catch((error: unknown) => this.options.logger.error({ err: error }, 'checkpoint key rotation failed'))
@@ -306,8 +335,14 @@ export class ChainCheckpoints {
     return (await tx.checkpoints.hashAt(origin, before.lastSeq)) === before.lastHash;
   }
 
+  /** Reads the ring again (rate-limited) when a row names a key this node does not know: rotated elsewhere. */
+  private async knowKeys(rows: CheckpointRow[]): Promise<void> {
+    const unknown = new Set(rows.map((r) => r.kid).filter((kid) => this.ring.current.get(kid) === undefined));
+    for (const kid of unknown) if ((await this.ring.find(kid)) === undefined) return;
+  }
+
   private parseValid(row: CheckpointRow): CheckpointBody | undefined {
-    const key = this.ring.get(row.kid);
+    const key = this.ring.current.get(row.kid);
     if (key === undefined) return undefined;
     let ok = false;
     try {
@@ -333,7 +368,9 @@ export class ChainCheckpoints {
   private async loadLatest(): Promise<void> {
     const { store, logger } = this.options;
     let fromDb: Signed | undefined;
-    for (const row of await store.checkpoints.latest(RECHECKED_CHECKPOINTS)) {
+    const stored = await store.checkpoints.latest(RECHECKED_CHECKPOINTS);
+    await this.knowKeys(stored);
+    for (const row of stored) {
       const body = this.parseValid(row);
       if (body !== undefined) {
         fromDb = { body, text: row.body, sig: row.sig };

@@ -133,7 +133,11 @@ async function composeOn(
   const { nodeId, node, bus, nodes, freshness } = composeCluster(store, config, logger, cluster);
   const events = new EventLog(store, clock, logger, bus);
   const policies = await PolicyService.open(store, events, clock, logger);
-  const tokens = await TokenIssuer.open(config.dataDir, clock, { rotationDays: config.tokenKeyRotationDays });
+  const tokens = await TokenIssuer.open(config.dataDir, clock, {
+    rotationDays: config.tokenKeyRotationDays,
+    store,
+    logger,
+  });
   const challenges = new ChallengeStore(store.ephemeral, clock, config.challengeTtlSeconds * 1000);
   // After loadAttestationRoots (composeServices): the threads get the roots this thread has now.
   const verifyPool = config.workers === 1 && availableParallelism() > 1 ? new VerifyPool() : undefined;

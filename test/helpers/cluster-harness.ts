@@ -3,11 +3,10 @@
  *
  * Each node is `backend/cli.ts --workers 1 --database <url>` in a child process of its own, on its own
  * port and its own data directory (a single-process backend takes its data directory's lock, so
- * nodes cannot share one, just as nodes on several hosts would not). Every node must hold the same
- * signing keys (token-signing-key.json: a node with a key of its own issues session tokens the others
- * do not accept; checkpoint-signing-keys.json likewise): they are made once and copied into every
- * node's data directory before the nodes start, as docs/operations.md tells IT to do ("Every node
- * needs the same keys").
+ * nodes cannot share one, just as nodes on several hosts would not). The signing key rings are in the
+ * database, sealed under the key-encryption key (ADR 0006): every node must hold the same
+ * `key-encryption-key` file, made once and copied into every node's data directory before the nodes
+ * start, as docs/operations.md tells IT to do (a node without it refuses to start).
  *
  * `ClusterConsole` plays an agent that knows every node's address: it keeps an outbox of its chained
  * events, sends them in batches (at most MAX_BATCHES_IN_FLIGHT awaiting their ack), acknowledges
@@ -24,11 +23,11 @@ import type { AssuranceEvent } from '../../shared/events.js';
 import { MAX_BATCHES_IN_FLIGHT, type BackendMessage } from '../../shared/protocol.js';
 import { AdminClient, TEST_ORIGIN, TestConsole, type ConsoleSocket } from './backend-harness.js';
 import { createDatabase, startPostgres, type PostgresServer } from './postgres-server.js';
-import { KeyRing } from '../../backend/crypto/key-ring.js';
+import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from '../../backend/crypto/key-encryption-key.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-/** The key files every node must share (not in the database on purpose). */
-const SHARED_KEY_FILES = ['token-signing-key.json', 'checkpoint-signing-keys.json'];
+/** The key file every node must share (not in the database on purpose). */
+const SHARED_KEY_FILES = [KEY_ENCRYPTION_KEY_FILE];
 
 export interface ClusterNode {
   readonly name: string;
@@ -103,7 +102,7 @@ export class Cluster {
   /**
    * Starts PostgreSQL, one database, and a node per name on it, all at once (the first start of the
    * database's bootstrap token is decided in the database: exactly one node must print it). The
-   * signing keys are made once, as on a first host, and copied into every node's data directory first.
+   * key-encryption key is made once, as on a first host, and copied into every node's data directory first.
    */
   static async start(names: string[]): Promise<Cluster> {
     const server = await startPostgres();
@@ -113,7 +112,7 @@ export class Cluster {
       const databaseUrl = await createDatabase(server.url, 'baton_cluster', { migrated: true });
       const keys = mkdtempSync(join(tmpdir(), 'baton-cluster-keys-'));
       dirs.push(keys);
-      for (const file of SHARED_KEY_FILES) await KeyRing.open({ file: join(keys, file), clock: Date.now });
+      KeyEncryptionKey.create(join(keys, KEY_ENCRYPTION_KEY_FILE));
       const started = await Promise.allSettled(
         names.map((name) => {
           const dir = mkdtempSync(join(tmpdir(), `baton-cluster-${name}-`));

@@ -4,7 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { CHECKPOINT_KEY_FILE, CHECKPOINT_LOG_FILE } from '../../backend/services/chain-checkpoints.js';
+import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from '../../backend/crypto/key-encryption-key.js';
+import { keyRingMetaKey } from '../../backend/crypto/key-ring.js';
+import { CHECKPOINT_LOG_FILE } from '../../backend/services/chain-checkpoints.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { type Json, type TestBackend, startTestBackend } from '../helpers/backend-harness.js';
 import { openRawDatabase } from '../helpers/raw-database.js';
@@ -170,7 +172,7 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
     }
   });
 
-  it('exports checkpoints an auditor can verify with the published key; the key is a 0600 file outside the database', async () => {
+  it('exports checkpoints an auditor can verify with the published key; the key is in the database only sealed under a 0600 key-encryption key outside it', async () => {
     const dataDir = freshDir();
     let t = await startTestBackend({ dataDir });
     const token = t.admin.token;
@@ -197,15 +199,28 @@ describe('signed chain checkpoints: history rewritten in the database is detecte
           false,
         );
       }
-      assert.equal(statSync(join(dataDir, CHECKPOINT_KEY_FILE)).mode & 0o777, 0o600);
+      const kekFile = join(dataDir, KEY_ENCRYPTION_KEY_FILE);
+      assert.equal(statSync(kekFile).mode & 0o777, 0o600);
       assert.equal(statSync(join(dataDir, CHECKPOINT_LOG_FILE)).mode & 0o777, 0o600);
       const lines = readFileSync(join(dataDir, CHECKPOINT_LOG_FILE), 'utf8').trim().split('\n');
       assert.equal(lines.length, exported.checkpoints.length);
-      const db = await openRawDatabase({ dataDir }, { readonly: true });
-      const text = JSON.stringify(await db.all('SELECT * FROM chain_checkpoints'));
+      const db = await openRawDatabase(t, { readonly: true });
+      const text = JSON.stringify([
+        await db.all('SELECT * FROM chain_checkpoints'),
+        await db.all('SELECT * FROM meta'),
+      ]);
+      const sealed = await db.get<{ value: string }>(
+        'SELECT value FROM meta WHERE key = ?',
+        keyRingMetaKey('checkpoint'),
+      );
       await db.close();
-      const { keys } = JSON.parse(readFileSync(join(dataDir, CHECKPOINT_KEY_FILE), 'utf8')) as Json;
-      assert.equal(text.includes(keys[0].jwk.d as string), false);
+      // The private key, opened with the key-encryption key, appears nowhere in the database in the clear.
+      const kek = KeyEncryptionKey.read(kekFile) as KeyEncryptionKey;
+      const { keys } = JSON.parse(kek.open(sealed?.value ?? '', keyRingMetaKey('checkpoint'))) as Json;
+      const d = keys.find((k: Json) => k.retiredAt === null).jwk.d as string;
+      assert.ok(d.length > 20);
+      assert.equal(text.includes(d), false);
+      assert.equal(text.includes(readFileSync(kekFile, 'utf8').trim()), false, 'nor the key-encryption key');
     } finally {
       await t.stop();
     }
