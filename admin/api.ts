@@ -51,14 +51,29 @@ function checked(method: string, path: string, status: number, body: unknown): u
 }
 
 /** A refusal while signing in is the sign-in page's to show, not a sign-out. */
-const SIGNING_IN: ReadonlySet<RouteId> = new Set(['adminSignInOptions', 'adminSignInVerify']);
+const SIGNING_IN: ReadonlySet<RouteId> = new Set([
+  'adminSignInOptions',
+  'adminSignInVerify',
+  'adminRegisterOptions',
+  'adminRegisterVerify',
+  // Asked once on arrival: "not signed in" there is the landing page, not a sign-out notice.
+  'adminAuthSession',
+]);
 
 /** Calls the admin API on this origin with the session cookie; a step-up request is confirmed once and retried. */
-export async function api<T = Json>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
+export async function api<T = Json>(
+  method: string,
+  path: string,
+  body?: unknown,
+  options: { retried?: boolean; bearer?: string } = {},
+): Promise<T> {
+  const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+  // Only the first-run setup page sends a token (the bootstrap token the admin typed), never stored.
+  if (options.bearer !== undefined) headers.authorization = `Bearer ${options.bearer}`;
   const response = await fetch(path, {
     method,
     credentials: 'same-origin',
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await response.text();
@@ -81,10 +96,11 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
     error.issues ?? [],
     parsed,
   );
-  if (failure.code === 'ADMIN_STEP_UP_REQUIRED' && !retried) {
-    if (await hooks.stepUp()) return api<T>(method, path, body, true);
+  if (failure.code === 'ADMIN_STEP_UP_REQUIRED' && options.retried !== true) {
+    if (await hooks.stepUp()) return api<T>(method, path, body, { ...options, retried: true });
   }
-  const signingIn = SIGNING_IN.has(matchRoute(method, path.split('?')[0] ?? path) ?? 'health');
+  const signingIn =
+    options.bearer !== undefined || SIGNING_IN.has(matchRoute(method, path.split('?')[0] ?? path) ?? 'health');
   if (SIGNED_OUT.has(failure.code) && !signingIn) hooks.signedOut(failure.message);
   throw failure;
 }

@@ -1,6 +1,6 @@
 import { EVENT_TYPES } from '../shared/events.js';
 import { endpoint } from './api.js';
-import { h, replace } from './dom.js';
+import { fmtTime, h, replace, timeZone } from './dom.js';
 import type { View } from './view.js';
 
 function localInput(ms: number): string {
@@ -35,8 +35,8 @@ export const auditView: View = (main) => {
   const form = h(
     'form',
     { class: 'row', 'aria-label': 'Export events' },
-    h('label', { for: 'ex-from' }, 'From', from),
-    h('label', { for: 'ex-to' }, 'To', to),
+    h('label', { for: 'ex-from' }, `From (${timeZone()})`, from),
+    h('label', { for: 'ex-to' }, `To (${timeZone()})`, to),
     h('label', { for: 'ex-format' }, 'Format', format),
     h('label', { for: 'ex-type' }, 'Type', type),
     h('label', { for: 'ex-operator' }, 'Operator', operator),
@@ -62,7 +62,7 @@ export const auditView: View = (main) => {
       h(
         'p',
         { class: 'ok', role: 'status' },
-        `Export requested: ${format.value.toUpperCase()}, ${new Date(start).toLocaleString()} to ${new Date(end).toLocaleString()}. The export itself is recorded in the audit trail.`,
+        `Export requested: ${format.value.toUpperCase()}, ${fmtTime(start)} to ${fmtTime(end)}. The export itself is recorded in the audit trail.`,
       ),
     );
   });

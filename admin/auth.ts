@@ -182,3 +182,107 @@ export function confirmWithPasskey(): Promise<boolean> {
     confirm.focus();
   });
 }
+
+/**
+ * First-run setup, when no admin has a passkey yet: the bootstrap token `npm start` printed (and
+ * wrote to the data directory) creates the first admin, who registers their passkey at once and is
+ * signed in. The same two routes as the README's curl: `POST /v1/admin/bootstrap`, then the
+ * passkey registration with the one-time code it returned. The token is sent once and never kept.
+ */
+export function setupView(main: HTMLElement, onSignedIn: (s: AdminSession) => void): void {
+  const message = h('div', { 'aria-live': 'assertive', id: 'setup-message' });
+  const token = h('input', {
+    id: 'setup-token',
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    required: true,
+  });
+  const name = h('input', { id: 'setup-name', required: true, maxlength: 100, autocomplete: 'name' });
+  const adminId = h('input', { id: 'setup-id', maxlength: 128, placeholder: 'optional, e.g. grace' });
+  const submit = h(
+    'button',
+    { class: 'primary', type: 'submit', id: 'setup-submit' },
+    'Create admin and register passkey',
+  );
+  /** The code minted by the first try: a retry (after a cancelled passkey prompt) registers with it. */
+  let code: string | undefined;
+  const form = h(
+    'form',
+    { 'aria-label': 'Create the first admin' },
+    h('label', { for: 'setup-token' }, 'Bootstrap token (from the data directory’s bootstrap-admin-token file)', token),
+    h('label', { for: 'setup-name' }, 'Your name', name),
+    h('label', { for: 'setup-id' }, 'Your admin id', adminId),
+    h('div', { class: 'row' }, submit),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    replace(
+      message,
+      h('p', { class: 'muted' }, code === undefined ? 'Creating the admin…' : 'Waiting for your authenticator…'),
+    );
+    void (async () => {
+      try {
+        if (code === undefined) {
+          const created = await api<{ code: string }>(
+            ...endpoint('adminBootstrap'),
+            { displayName: name.value.trim(), ...(adminId.value.trim() === '' ? {} : { id: adminId.value.trim() }) },
+            { bearer: token.value.trim() },
+          );
+          code = created.code;
+          token.value = '';
+          for (const input of [token, name, adminId]) input.disabled = true;
+          replace(message, h('p', { class: 'muted' }, 'Admin created. Waiting for your authenticator…'));
+        }
+        const { options } = await api<{ options: PublicKeyCredentialCreationOptionsJSON }>(
+          ...endpoint('adminRegisterOptions'),
+          { code },
+        );
+        const response = await startRegistration({ optionsJSON: options });
+        onSignedIn(await api<AdminSession>(...endpoint('adminRegisterVerify'), { code, response }));
+      } catch (error) {
+        const why =
+          error instanceof ApiError && (error.code === 'ADMIN_AUTH_INVALID' || error.code === 'ADMIN_AUTH_REQUIRED')
+            ? 'The bootstrap token was not accepted: copy it again from the bootstrap-admin-token file in the data directory.'
+            : error instanceof ApiError && error.code === 'ADMIN_BOOTSTRAP_DISABLED'
+              ? 'An admin already exists, so the bootstrap token is retired: sign in, or ask an admin for an enrolment code.'
+              : describeCeremonyError(error);
+        replace(
+          message,
+          h(
+            'div',
+            { class: 'error', role: 'alert' },
+            code === undefined ? `Setup failed. ${why}` : `The admin was created but no passkey was registered. ${why}`,
+          ),
+        );
+        submit.textContent = code === undefined ? 'Create admin and register passkey' : 'Register passkey again';
+        submit.disabled = false;
+      }
+    })();
+  });
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'signin' },
+      h('h1', {}, 'Set up the Baton admin console'),
+      h(
+        'p',
+        {},
+        'No admin exists yet. Create the first admin with the bootstrap token the backend printed when it first started, ',
+        'then register your passkey (device-bound, with PIN or biometric). From then on the token is retired and admins sign in with passkeys.',
+      ),
+      form,
+      message,
+      h(
+        'p',
+        { class: 'muted' },
+        'Were you given an enrolment code instead? ',
+        h('a', { href: '#/register' }, 'Register a passkey with it'),
+        '.',
+      ),
+    ),
+  );
+  token.focus();
+}

@@ -1,6 +1,8 @@
-import type { ConsoleView } from '../shared/admin-views.js';
+import type { ConsoleView, OperatorView } from '../shared/admin-views.js';
 import { ApiError, api, endpoint } from './api.js';
+import { confirmAction, count } from './confirm.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { oneTimeSecret } from './one-time-secret.js';
 import { consoleState } from './live-view.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
@@ -49,15 +51,17 @@ export const consolesView: View = (main, id) => {
             ...(site.value.trim() === '' ? {} : { site: site.value.trim() }),
           },
         );
+        const where = site.value.trim() === '' ? channel.value : `${channel.value} at ${site.value.trim()}`;
         replace(
           message,
-          h(
-            'div',
-            { class: 'ok', role: 'status' },
-            'One-time console enrolment token (shown once): ',
-            h('strong', { class: 'mono' }, token),
-            ` — valid until ${fmtTime(expiresAt)}.`,
-          ),
+          oneTimeSecret({
+            title: `Console enrolment token for ${where}`,
+            value: token,
+            expiresAt,
+            id: 'new-console-token',
+            instructions:
+              'Give it to whoever installs the console: the agent asks for it on its first start (or scan it from this page), and it enrols one console only.',
+          }),
         );
       } catch (error) {
         replace(message, errorBox(error));
@@ -112,12 +116,17 @@ function consoleDetail(main: HTMLElement, id: string): void {
   const reason = h('input', { id: 'console-revoke-reason', size: 40, maxlength: 500 });
   const load = async () => {
     try {
-      const detail = await api<{
-        console: ConsoleRow;
-        events: { lastSeq: number; integrityFindings: Finding[] };
-        sessions: { id: string; operatorId: string; level: string; state: string; startedAt: number }[];
-      }>(...endpoint('adminConsole', { id }));
+      const [detail, { operators }] = await Promise.all([
+        api<{
+          console: ConsoleRow;
+          events: { lastSeq: number; integrityFindings: Finding[] };
+          sessions: { id: string; operatorId: string; level: string; state: string; startedAt: number }[];
+        }>(...endpoint('adminConsole', { id })),
+        api<{ operators: OperatorView[] }>(...endpoint('adminOperators')),
+      ]);
+      const people = new Map(operators.map((o) => [o.id, o.displayName]));
       const c = detail.console;
+      const label = `${c.name ?? c.id}${c.site === null ? '' : ` (${c.site})`}`;
       const revoke = h('button', { type: 'button', class: 'danger', disabled: c.revokedAt !== null }, 'Revoke console');
       revoke.addEventListener('click', () => {
         if (reason.value.trim() === '') {
@@ -128,18 +137,33 @@ function consoleDetail(main: HTMLElement, id: string): void {
           reason.focus();
           return;
         }
-        void api<{ epoch: number; sessionsRevoked: string[]; pushedTo: number }>(
-          ...endpoint('adminConsoleRevoke', { id }),
-          {
-            reason: reason.value.trim(),
-          },
-        ).then(
-          (outcome) => {
-            showPropagation(result, `Console ${c.name ?? c.id}`, outcome);
-            return load();
-          },
-          (e: unknown) => replace(result, errorBox(e)),
-        );
+        const who = [...new Set(detail.sessions.map((s) => people.get(s.operatorId) ?? s.operatorId))];
+        void confirmAction({
+          title: `Revoke console ${label}`,
+          consequences: [
+            who.length === 0
+              ? 'Nobody is signed in on it: no session ends.'
+              : `${count(detail.sessions.length, 'live session')} on it end now (${who.join(', ')}).`,
+            'The console locks and can never sign anyone in again; it must be enrolled anew with a new token.',
+          ],
+          confirm: 'Revoke console',
+        })
+          .then((ok) =>
+            ok
+              ? api<{ epoch: number; sessionsRevoked: string[]; pushedTo: number }>(
+                  ...endpoint('adminConsoleRevoke', { id }),
+                  { reason: reason.value.trim() },
+                )
+              : undefined,
+          )
+          .then(
+            (outcome) => {
+              if (outcome === undefined) return;
+              showPropagation(result, `Console ${c.name ?? c.id}`, outcome);
+              return load();
+            },
+            (e: unknown) => replace(result, errorBox(e)),
+          );
       });
       const verify = h('button', { type: 'button' }, 'Re-verify event chain now');
       verify.addEventListener('click', () => {
@@ -218,7 +242,11 @@ function consoleDetail(main: HTMLElement, id: string): void {
               'Live sessions',
               ['operator', 'level', 'state', 'since'],
               detail.sessions.map((s) => [
-                h('a', { href: `#/operators/${encodeURIComponent(s.operatorId)}` }, s.operatorId),
+                h(
+                  'a',
+                  { href: `#/operators/${encodeURIComponent(s.operatorId)}` },
+                  people.get(s.operatorId) ?? s.operatorId,
+                ),
                 s.level,
                 s.state,
                 fmtTime(s.startedAt),

@@ -30,11 +30,30 @@ export function replace(parent: Element, ...children: (Child | Child[])[]): void
   append(parent, children.flat());
 }
 
-export function fmtTime(ms: number | null | undefined): string {
+/** The admin's time zone (the browser's), shown beside every date so nobody has to guess. */
+export function timeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}
+
+/**
+ * An ISO date and time in the admin's time zone, with the zone: `2026-12-04 14:03 (Europe/Paris)`
+ * (`seconds`: `14:03:07`; `zone: false` where a heading already names the zone).
+ */
+export function fmtTime(ms: number | null | undefined, options: { seconds?: boolean; zone?: boolean } = {}): string {
   if (ms === null || ms === undefined) return '—';
-  const d = new Date(ms);
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone: timeZone(),
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(new Date(ms));
+  const part = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? '00';
+  const time = `${part('year')}-${part('month')}-${part('day')} ${part('hour')}:${part('minute')}${options.seconds === true ? `:${part('second')}` : ''}`;
+  return options.zone === false ? time : `${time} (${timeZone()})`;
 }
 
 export function fmtAgo(ms: number | null | undefined, now = Date.now()): string {

@@ -1,7 +1,7 @@
 import type { ConsoleView } from '../shared/admin-views.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, isTakenAsFact, type StoredEvent } from '../shared/events.js';
 import { api, endpoint } from './api.js';
-import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { errorBox, fmtAgo, fmtTime, h, pill, replace, table, timeZone } from './dom.js';
 import type { View } from './view.js';
 
 type ConsoleRow = ConsoleView;
@@ -70,12 +70,19 @@ export const liveView: View = (main) => {
     field('f-session', 'Session', fSession),
     field('f-type', 'Type', fType),
     field('f-outcome', 'Outcome', fOutcome),
-    field('f-from', 'From', fFrom),
-    field('f-to', 'To', fTo),
+    field('f-from', `From (${timeZone()})`, fFrom),
+    field('f-to', `To (${timeZone()})`, fTo),
     h('button', { type: 'submit' }, 'Apply filters'),
   );
 
   let names = new Map<string, string>();
+  let consoleNames = new Map<string, string | null>();
+  /** A console by its name; one with no name shows its id, which may break anywhere. */
+  const consoleCell = (id: string | undefined): HTMLElement | string => {
+    if (id === undefined) return '—';
+    const name = consoleNames.get(id);
+    return typeof name === 'string' && name !== '' ? h('span', { title: id }, name) : h('span', { class: 'mono' }, id);
+  };
   let source: EventSource | undefined;
   let count = 0;
 
@@ -87,7 +94,7 @@ export const liveView: View = (main) => {
     const row = h(
       'tr',
       { class: 'new-event', 'data-type': event.type },
-      h('td', {}, fmtTime(event.time)),
+      h('td', {}, fmtTime(event.time, { seconds: true, zone: false })),
       h('td', {}, event.type),
       h(
         'td',
@@ -110,7 +117,7 @@ export const liveView: View = (main) => {
       ),
       // Who emitted it: the backend, or the console that sent it (its word, not the backend's).
       h('td', {}, event.origin === 'backend' ? pill('backend') : pill(`console ${event.origin}`, 'warn')),
-      h('td', { class: 'mono' }, event.subject.console ?? (event.origin === 'backend' ? '—' : event.origin)),
+      h('td', {}, consoleCell(event.subject.console ?? (event.origin === 'backend' ? undefined : event.origin))),
       h('td', { class: 'mono' }, event.subject.session ?? '—'),
       h('td', {}, event.assurance?.level ?? '—'),
       h('td', {}, event.reasons.join(', ')),
@@ -148,10 +155,10 @@ export const liveView: View = (main) => {
         h('h3', {}, `Session ${session}: every event, in order`),
         table(
           'Session path',
-          ['#', 'time', 'type', 'outcome', 'level', 'reasons', 'action'],
+          ['#', `time (${timeZone()})`, 'type', 'outcome', 'level', 'reasons', 'action'],
           events.map((e) => [
             e.cursor === event.cursor ? h('strong', {}, `▶ ${e.cursor}`) : String(e.cursor),
-            fmtTime(e.time),
+            fmtTime(e.time, { seconds: true, zone: false }),
             e.type,
             e.outcome,
             e.assurance?.level ?? '—',
@@ -212,12 +219,8 @@ export const liveView: View = (main) => {
         api<{ sessions: SessionRow[] }>(...endpoint('adminSessions', {}, { state: 'suspended', limit: 1000 })),
       ]);
       names = new Map(operators.map((o) => [o.id, o.displayName]));
-      const consoleNames = new Map(consoles.map((c) => [c.id, c.name]));
-      // A console with no name shows its id, which may break anywhere (it has no spaces to wrap at).
-      const consoleLabel = (id: string): HTMLElement => {
-        const name = consoleNames.get(id);
-        return typeof name === 'string' && name !== '' ? h('span', {}, name) : h('span', { class: 'mono' }, id);
-      };
+      consoleNames = new Map(consoles.map((c) => [c.id, c.name]));
+      const consoleLabel = (id: string) => consoleCell(id);
       replace(
         consolesBox,
         table(
@@ -239,7 +242,7 @@ export const liveView: View = (main) => {
         sessionsBox,
         table(
           'Signed in now',
-          ['operator', 'console', 'level', 'state', 'since', 'last authenticated'],
+          ['operator', 'console', 'level', 'state', `since (${timeZone()})`, 'last authenticated'],
           sessions.map((s) => [
             h(
               'a',
@@ -249,7 +252,7 @@ export const liveView: View = (main) => {
             consoleLabel(s.consoleId),
             s.level,
             pill(s.state, s.state === 'active' ? 'good' : 'warn'),
-            fmtTime(s.startedAt),
+            fmtTime(s.startedAt, { zone: false }),
             fmtAgo(s.authTime),
           ]),
           'Nobody is signed in on any console right now.',
@@ -299,7 +302,7 @@ export const liveView: View = (main) => {
               'tr',
               {},
               [
-                'time',
+                `time (${timeZone()})`,
                 'type',
                 'outcome',
                 'operator',

@@ -1,8 +1,8 @@
 import { api, setApiHooks, endpoint } from './api.js';
-import { confirmWithPasskey, registerView, signInView, type AdminSession } from './auth.js';
+import { confirmWithPasskey, registerView, setupView, signInView, type AdminSession } from './auth.js';
 import { auditView } from './audit-view.js';
 import { consolesView } from './consoles-view.js';
-import { announce, fmtTime, h, replace } from './dom.js';
+import { announce, fmtTime, h, replace, timeZone } from './dom.js';
 import { liveView } from './live-view.js';
 import { operatorsView } from './operators-view.js';
 import { picturesView } from './pictures-view.js';
@@ -23,6 +23,8 @@ const VIEWS: Record<string, View> = {
 };
 
 let session: AdminSession | undefined;
+/** False until an admin has a passkey: the landing page is then the first-run setup. */
+let adminExists = true;
 let cleanup: (() => void) | void;
 
 function elements() {
@@ -41,6 +43,7 @@ function signedOut(notice?: string): void {
   nav.hidden = true;
   who.replaceChildren();
   if (location.hash.startsWith('#/register')) registerView(main, signedIn);
+  else if (!adminExists || location.hash.startsWith('#/setup')) setupView(main, signedIn);
   else signInView(main, signedIn, notice);
 }
 
@@ -55,11 +58,21 @@ function signedIn(next: AdminSession): void {
   replace(
     who,
     h('span', { id: 'signed-in-as' }, `${next.admin.displayName} (${next.admin.operatorId})`),
-    h('span', { class: 'muted' }, `session ends by ${fmtTime(next.session.expiresAt)}; 15 min idle limit`),
+    h(
+      'span',
+      { class: 'muted', id: 'session-ends' },
+      `session ends by ${fmtTime(next.session.expiresAt, { zone: false })}; 15 min idle limit · times in ${timeZone()}`,
+    ),
     out,
   );
   announce(`Signed in as ${next.admin.displayName}`);
-  if (location.hash === '' || location.hash === '#/' || location.hash.startsWith('#/register'))
+  adminExists = true;
+  if (
+    location.hash === '' ||
+    location.hash === '#/' ||
+    location.hash.startsWith('#/register') ||
+    location.hash.startsWith('#/setup')
+  )
     location.hash = '#/live';
   else route();
 }
@@ -90,9 +103,18 @@ async function boot(): Promise<void> {
     else route();
   });
   try {
+    // Public: whether any admin has a passkey yet. A first visitor gets the setup page, not an error.
+    const status = await api<{ adminExists?: boolean }>(...endpoint('adminAuthStatus'));
+    adminExists = status.adminExists !== false;
+  } catch {
+    adminExists = true;
+  }
+  try {
     const current = await api<AdminSession | { admin: null }>(...endpoint('adminAuthSession'));
     if (current.admin !== null) signedIn(current);
+    else signedOut();
   } catch {
+    // No session yet is the ordinary case on arrival: the sign-in (or setup) page, with no red notice.
     const { main } = elements();
     if (main.querySelector('.signin') === null) signedOut();
   }

@@ -1,8 +1,10 @@
-import type { OperatorView } from '../shared/admin-views.js';
+import type { ConsoleView, OperatorView } from '../shared/admin-views.js';
 import type { AuthenticatorModelView } from '../shared/authenticator-metadata.js';
 import { api, endpoint } from './api.js';
 import { authenticatorMetadataCard, modelCell } from './authenticator-metadata-card.js';
+import { confirmAction, count } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { oneTimeSecret } from './one-time-secret.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
 
@@ -37,12 +39,42 @@ interface Code {
 interface Session {
   id: string;
   consoleId: string;
+  credentialId: string;
   level: string;
   state: string;
   startedAt: number;
 }
 
 const ZERO_AAGUID = '00000000-0000-0000-0000-000000000000';
+
+/** A passkey as an admin names it: its model when the metadata knows it, else the start of its id. */
+export function passkeyName(c: Pick<Credential, 'id' | 'authenticator'>): string {
+  return c.authenticator?.model ?? `passkey ${c.id.slice(0, 10)}…`;
+}
+
+/** Who did it, by name: `operator:grace` → "Grace Admin"; the bootstrap token says so. */
+export function actorName(actor: string, operators: ReadonlyMap<string, string>): string {
+  if (actor === 'admin:bootstrap') return 'the bootstrap token';
+  const id = actor.replace(/^operator:/, '');
+  return operators.get(id) ?? id;
+}
+
+/** A console's name for people: its name and site, or its id when it has no name. */
+export function consoleName(c: Pick<ConsoleView, 'id' | 'name' | 'site'> | undefined, id: string): string {
+  if (c === undefined) return id;
+  return `${c.name ?? c.id}${c.site === null ? '' : ` (${c.site})`}`;
+}
+
+/** "on 2 consoles (Front desk, Teller 3)" for the sessions a revocation ends. */
+function sessionsEnding(
+  sessions: Session[],
+  consoles: ReadonlyMap<string, ConsoleView>,
+  none = 'No live session ends: this operator is signed in nowhere right now.',
+): string {
+  if (sessions.length === 0) return none;
+  const where = [...new Set(sessions.map((s) => consoleName(consoles.get(s.consoleId), s.consoleId)))];
+  return `${count(sessions.length, 'live session')} on ${count(where.length, 'console')} end now (${where.join(', ')}).`;
+}
 
 function credentialState(c: Credential): HTMLElement {
   if (c.revokedAt !== null) return pill('revoked', 'bad');
@@ -190,11 +222,12 @@ function operatorDetail(main: HTMLElement, id: string): void {
     }
     return text;
   };
-  const revoke = (what: string, url: string) => {
+  const revoke = (what: string, url: string, ask: () => Promise<boolean>) => {
     const text = needReason();
     if (text === undefined) return;
     void (async () => {
       try {
+        if (!(await ask())) return;
         showPropagation(result, what, await api('POST', url, { reason: text }));
         await load();
       } catch (error) {
@@ -219,12 +252,19 @@ function operatorDetail(main: HTMLElement, id: string): void {
 
   const load = async () => {
     try {
-      const [{ operator, credentials, sessions }, { codes }] = await Promise.all([
-        api<{ operator: Operator; credentials: Credential[]; sessions: Session[] }>(
-          ...endpoint('adminOperator', { id }),
-        ),
-        api<{ codes: Code[] }>(...endpoint('adminEnrolmentCodes', { id })),
-      ]);
+      const [{ operator, credentials, sessions }, { codes }, { consoles: consoleRows }, { operators }] =
+        await Promise.all([
+          api<{ operator: Operator; credentials: Credential[]; sessions: Session[] }>(
+            ...endpoint('adminOperator', { id }),
+          ),
+          api<{ codes: Code[] }>(...endpoint('adminEnrolmentCodes', { id })),
+          api<{ consoles: ConsoleView[] }>(...endpoint('adminConsoles')),
+          api<{ operators: Operator[] }>(...endpoint('adminOperators')),
+        ]);
+      const consoles = new Map(consoleRows.map((c) => [c.id, c]));
+      const people = new Map(operators.map((o) => [o.id, o.displayName]));
+      const activeCredentials = credentials.filter((c) => c.revokedAt === null);
+      const usableCodes = codes.filter((c) => c.state === 'usable');
       const issue = h('button', { type: 'button', id: 'issue-code' }, 'Issue enrolment code');
       issue.addEventListener('click', () => {
         void (async () => {
@@ -235,13 +275,13 @@ function operatorDetail(main: HTMLElement, id: string): void {
             );
             replace(
               result,
-              h(
-                'div',
-                { class: 'ok', role: 'status' },
-                'One-time code (shown once; give it to the operator in person): ',
-                h('strong', { class: 'mono', id: 'new-code' }, code),
-                ` — valid until ${fmtTime(expiresAt)}.`,
-              ),
+              oneTimeSecret({
+                title: `Enrolment code for ${operator.displayName}`,
+                value: code,
+                expiresAt,
+                id: 'new-code',
+                instructions: `Give it to ${operator.displayName} in person: they type it (or scan it) on a console under “Register your key”, then touch their security key.`,
+              }),
             );
             await load();
           } catch (error) {
@@ -255,7 +295,18 @@ function operatorDetail(main: HTMLElement, id: string): void {
         'Revoke operator everywhere',
       );
       revokeOperator.addEventListener('click', () =>
-        revoke(`Operator ${operator.displayName}`, endpoint('adminOperatorRevoke', { id })[1]),
+        revoke(`Operator ${operator.displayName}`, endpoint('adminOperatorRevoke', { id })[1], () =>
+          confirmAction({
+            title: `Revoke operator ${operator.displayName} everywhere`,
+            consequences: [
+              sessionsEnding(sessions, consoles),
+              `${operator.displayName} can no longer sign in anywhere: ${count(activeCredentials.length, 'passkey')} and ${count(usableCodes.length, 'unused enrolment code')} stop working.`,
+              'This cannot be undone; the reason is recorded in the audit trail.',
+            ],
+            confirm: 'Revoke operator everywhere',
+            typeToConfirm: operator.displayName,
+          }),
+        ),
       );
       const unlock =
         operator.failedAttempts > 0
@@ -320,7 +371,23 @@ function operatorDetail(main: HTMLElement, id: string): void {
                   'Revoke',
                 );
                 button.addEventListener('click', () =>
-                  revoke('Passkey', endpoint('adminCredentialRevoke', { id: c.id })[1]),
+                  revoke(`Passkey “${passkeyName(c)}”`, endpoint('adminCredentialRevoke', { id: c.id })[1], () =>
+                    confirmAction({
+                      title: `Revoke ${operator.displayName}’s passkey “${passkeyName(c)}”`,
+                      consequences: [
+                        sessionsEnding(
+                          sessions.filter((s) => s.credentialId === c.id),
+                          consoles,
+                          'No live session rests on this passkey right now.',
+                        ),
+                        activeCredentials.length > 1
+                          ? `${operator.displayName} keeps ${count(activeCredentials.length - 1, 'other passkey')}.`
+                          : `It is ${operator.displayName}’s only passkey: they cannot sign in until they enrol another key.`,
+                        'This cannot be undone.',
+                      ],
+                      confirm: 'Revoke passkey',
+                    }),
+                  ),
                 );
                 const suspended = c.suspendedAt !== null && c.revokedAt === null;
                 const reinstateButton = suspended
@@ -338,7 +405,7 @@ function operatorDetail(main: HTMLElement, id: string): void {
                         c.aaguid === ZERO_AAGUID ? 'unknown (AAGUID all zeros)' : `AAGUID ${c.aaguid}`,
                       ),
                   `${c.attestationFmt} (${c.attestationTrust})`,
-                  `${fmtTime(c.createdAt)} on ${c.registeredOnConsole}`,
+                  `${fmtTime(c.createdAt)} on ${consoleName(consoles.get(c.registeredOnConsole), c.registeredOnConsole)}`,
                   fmtAgo(c.lastUsedAt),
                   credentialState(c),
                   h('span', { class: 'row' }, reinstateButton, button),
@@ -369,21 +436,30 @@ function operatorDetail(main: HTMLElement, id: string): void {
                   },
                   'Revoke',
                 );
-                button.addEventListener(
-                  'click',
-                  () =>
-                    void api(...endpoint('adminEnrolmentCodeRevoke', { id, codeId: c.id }), {}).then(
-                      () => {
-                        announce('Enrolment code revoked');
-                        return load();
-                      },
-                      (e: unknown) => replace(result, errorBox(e)),
-                    ),
-                );
+                button.addEventListener('click', () => {
+                  void (async () => {
+                    try {
+                      const ok = await confirmAction({
+                        title: `Revoke ${operator.displayName}’s enrolment code ${c.id}`,
+                        consequences: [
+                          `The code issued ${fmtTime(c.issuedAt)} stops working: nobody can register a key with it.`,
+                          'No session ends; the operator’s passkeys keep working.',
+                        ],
+                        confirm: 'Revoke code',
+                      });
+                      if (!ok) return;
+                      await api(...endpoint('adminEnrolmentCodeRevoke', { id, codeId: c.id }), {});
+                      announce('Enrolment code revoked');
+                      await load();
+                    } catch (e) {
+                      replace(result, errorBox(e));
+                    }
+                  })();
+                });
                 return [
                   h('span', { class: 'mono' }, c.id),
                   fmtTime(c.issuedAt),
-                  c.issuedBy,
+                  actorName(c.issuedBy, people),
                   fmtTime(c.expiresAt),
                   pill(state, state === 'usable' ? 'good' : ''),
                   button,
@@ -404,7 +480,11 @@ function operatorDetail(main: HTMLElement, id: string): void {
                 ['session', 'console', 'level', 'state', 'since'],
                 sessions.map((s) => [
                   h('span', { class: 'mono' }, s.id),
-                  h('a', { href: `#/consoles/${encodeURIComponent(s.consoleId)}` }, s.consoleId),
+                  h(
+                    'a',
+                    { href: `#/consoles/${encodeURIComponent(s.consoleId)}` },
+                    consoleName(consoles.get(s.consoleId), s.consoleId),
+                  ),
                   s.level,
                   pill(s.state, 'good'),
                   fmtTime(s.startedAt),
