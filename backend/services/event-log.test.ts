@@ -142,6 +142,51 @@ function suite(engine: Engine): void {
     assert.equal(report.lastSeq, head.lastSeq);
   });
 
+  it(
+    'two units locking two rows in opposite order both commit (the deadlock victim is re-run), each event stored and published once',
+    { skip: engine.name.startsWith('PostgreSQL') ? false : 'SQLite serialises writers: a unit cannot deadlock' },
+    async () => {
+      const nodeA = new EventLog(store, clock, logger);
+      const nodeB = new EventLog(other, clock, logger);
+      const seen: StoredEvent[] = [];
+      nodeA.subscribe({ origin: BACKEND_ORIGIN }, (event) => seen.push(event));
+      nodeB.subscribe({ origin: BACKEND_ORIGIN }, (event) => seen.push(event));
+      const headBefore = await nodeA.head(BACKEND_ORIGIN);
+      const rows = [`deadlock-${randomUUID()}`, `deadlock-${randomUUID()}`] as const;
+      // Both units hold their first row before either asks for its second: a real deadlock, once.
+      let arrived = 0;
+      let release!: () => void;
+      const bothHoldOne = new Promise<void>((resolve) => (release = resolve));
+      const attempts = [0, 0];
+      const hooks = [0, 0];
+      const unit = (log: EventLog, i: 0 | 1, first: string, second: string) =>
+        log.atomically(async (uow) => {
+          attempts[i]++;
+          await uow.store.events.lockHead(first);
+          if (attempts[i] === 1) {
+            if (++arrived === 2) release();
+            await bothHoldOne;
+          }
+          await uow.store.events.lockHead(second);
+          uow.afterCommit(() => hooks[i]++);
+          return uow.record(policyChanged(700 + i));
+        });
+      const [a, b] = await Promise.all([unit(nodeA, 0, rows[0], rows[1]), unit(nodeB, 1, rows[1], rows[0])]);
+      assert.equal(attempts[0] + attempts[1], 3, `one unit was re-run once (attempts ${attempts.join(', ')})`);
+      assert.deepEqual(hooks, [1, 1], 'each afterCommit hook ran once, for the attempt that committed');
+      const stored = await nodeA.query({ origin: BACKEND_ORIGIN, afterSeq: headBefore.lastSeq, limit: 10 });
+      assert.deepEqual(
+        stored.map((e) => e.id).sort(),
+        [a.id, b.id].sort(),
+        'each recorded event stored exactly once (nothing of the rolled-back attempt)',
+      );
+      assert.deepEqual(seen.map((e) => e.id).sort(), [a.id, b.id].sort(), 'each event handed to live followers once');
+      const report = await nodeA.verifyChain(BACKEND_ORIGIN);
+      assert.equal(report.intact, true, JSON.stringify(report.problems));
+      assert.equal(report.lastSeq, headBefore.lastSeq + 2);
+    },
+  );
+
   it('publishes to live followers only after the commit, and nothing of a rolled-back unit', async () => {
     const log = new EventLog(store, clock, logger);
     const seen: StoredEvent[] = [];

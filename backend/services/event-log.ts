@@ -329,6 +329,10 @@ export class EventLog {
    * reach live followers only after the commit, and `uow.afterCommit` hooks run then; on rollback
    * nothing of the unit remains. Inside `fn`, use only `uow.store` and `uow.record`: calling this
    * event log's `atomically`, `record`, `head` or `query` there throws (it would deadlock on SQLite).
+   *
+   * `fn` may run more than once: on PostgreSQL a unit rolled back by a deadlock or a serialization
+   * failure is re-run (kysely-store.ts). So its only side effects are through `uow` (`record`,
+   * `afterCommit`, `publish`): what a rolled-back attempt collected is dropped.
    */
   atomically<T>(fn: (uow: UnitOfWork) => Promise<T>): Promise<T> {
     return this.runUnit((unit) => fn(unit), 'atomically');
@@ -564,7 +568,10 @@ export class EventLog {
     let committed = false;
     try {
       result = await this.store.transaction(async (tx) => {
-        // A fresh unit per attempt: nothing of a rolled-back attempt is carried over.
+        // A unit of work may run more than once (the store re-runs one rolled back by a deadlock or a
+        // serialization failure): a fresh unit per attempt, so the events it recorded, its
+        // afterCommit hooks and its publications are those of the attempt that commits, never of a
+        // rolled-back one.
         const current = new Unit(tx, (u, draft) => this.append(u, draft), this.bus);
         unit = current;
         try {
@@ -576,6 +583,8 @@ export class EventLog {
           // No record may still be writing once the transaction rolls back.
           current.open = false;
           await current.settled();
+          // What this attempt wrote is rolled back: it no longer holds back what others committed.
+          this.writing.delete(current);
           throw error;
         }
       });

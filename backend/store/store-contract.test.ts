@@ -729,6 +729,96 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('a store bound to a unit of work refuses every statement once the unit has committed or rolled back', async () => {
+      await fresh();
+      try {
+        const ended = /after that unit committed or rolled back/;
+        let committed: Store | undefined;
+        await store.transaction(async (tx) => {
+          committed = tx;
+          await tx.meta.set('k', 'v');
+        });
+        let rolledBack: Store | undefined;
+        await assert.rejects(
+          store.transaction(async (tx) => {
+            rolledBack = tx;
+            await tx.meta.set('r', 'v');
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        for (const leaked of [committed, rolledBack]) {
+          assert.ok(leaked !== undefined);
+          // Writes through every kind of repository (Kysely and, on the embedded engine, hand-written).
+          await assert.rejects(leaked.meta.set('leaked', 'v'), ended);
+          await assert.rejects(leaked.consoles.insert(consoleRecord('leaked')), ended);
+          await assert.rejects(leaked.events.setHead('leaked', { lastSeq: 1, lastHash: 'h' }), ended);
+          await assert.rejects(leaked.events.lockHead('leaked'), ended);
+          await assert.rejects(
+            leaked.ephemeral.put({ kind: 'challenge', key: 'leaked', owner: 'o', value: 'v', expiresAt: T0 }),
+            ended,
+          );
+          await assert.rejects(leaked.ephemeral.claimOnce('nonce', 'leaked', T0 + 10, T0), ended);
+          await assert.rejects(
+            leaked.transaction((inner) => inner.meta.set('leaked', 'v')),
+            ended,
+          );
+        }
+        // Nothing of it ran outside a transaction either.
+        assert.equal(await store.meta.get('leaked'), undefined);
+        assert.equal(await store.consoles.get('leaked'), undefined);
+        assert.equal(await store.events.head('leaked'), undefined);
+        assert.equal(await store.ephemeral.take('challenge', 'leaked'), undefined);
+        assert.equal(await store.ephemeral.claimOnce('nonce', 'leaked', T0 + 10, T0), true);
+        assert.equal(await store.meta.get('k'), 'v');
+        assert.equal(await store.meta.get('r'), undefined);
+      } finally {
+        await done();
+      }
+    });
+
+    it('re-runs a unit rolled back by a deadlock or serialization failure (PostgreSQL) up to 3 times, then BACKEND_BUSY', async () => {
+      await fresh();
+      try {
+        for (const code of ['40P01', '40001']) {
+          let attempts = 0;
+          const failing = store.transaction(async (tx) => {
+            attempts++;
+            await tx.meta.set(`attempt-${code}`, String(attempts));
+            throw Object.assign(new Error(`simulated ${code}`), { code });
+          });
+          if (store.engine === 'postgres') {
+            await assert.rejects(failing, (error: unknown) => {
+              assert.ok(error instanceof BatonError);
+              assert.equal(error.code, 'BACKEND_BUSY');
+              assert.equal(error.status, 503);
+              return true;
+            });
+            assert.equal(attempts, 4, 'the first run and 3 re-runs');
+          } else {
+            // SQLite has one writer: a unit never deadlocks, and nothing is re-run.
+            await assert.rejects(failing, new RegExp(`simulated ${code}`));
+            assert.equal(attempts, 1);
+          }
+          assert.equal(await store.meta.get(`attempt-${code}`), undefined, 'every attempt rolled back');
+        }
+        // A unit that fails once and then succeeds commits once, with the state of its last run.
+        let attempts = 0;
+        const result = await store.transaction(async (tx) => {
+          attempts++;
+          await tx.meta.set('run', String(attempts));
+          if (attempts === 1 && store.engine === 'postgres') {
+            throw Object.assign(new Error('simulated deadlock'), { code: '40P01' });
+          }
+          return attempts;
+        });
+        assert.equal(result, store.engine === 'postgres' ? 2 : 1);
+        assert.equal(await store.meta.get('run'), String(result));
+      } finally {
+        await done();
+      }
+    });
+
     it('validates values read back: a corrupted enum is an error, not a trusted value', async () => {
       await fresh();
       try {
