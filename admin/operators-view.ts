@@ -55,6 +55,7 @@ export function passkeyName(c: Pick<Credential, 'id' | 'authenticator'>): string
 /** Who did it, by name: `operator:grace` → "Grace Admin"; the bootstrap token says so. */
 export function actorName(actor: string, operators: ReadonlyMap<string, string>): string {
   if (actor === 'admin:bootstrap') return 'the bootstrap token';
+  if (actor === 'system:defaults') return 'Baton (the built-in defaults)';
   const id = actor.replace(/^operator:/, '');
   return operators.get(id) ?? id;
 }

@@ -145,6 +145,11 @@ test('revoking the operator needs a fresh step-up, ends her session and shows ho
   await expect(page.getByRole('alert')).toContainText('Type a reason first');
   await page.getByLabel('Reason for a revocation or reinstatement (audit trail)').fill('Badge reported stolen');
   await page.getByRole('button', { name: 'Revoke operator everywhere' }).click();
+  // First what ends, with her name typed; then the passkey step-up.
+  const confirm = page.getByRole('dialog', { name: 'Revoke operator Ada Teller everywhere' });
+  await expect(confirm).toContainText('1 live session on 1 console end now (test console).');
+  await confirm.getByLabel('To confirm, type the name “Ada Teller”').fill('Ada Teller');
+  await confirm.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });
   await expect(dialog).toBeVisible();
   await shot(info, '04-step-up');
@@ -169,6 +174,8 @@ test('revoking the operator needs a fresh step-up, ends her session and shows ho
 
 test('a policy edit with a mistake points at the field; fixed, previewed and published', async ({}, info) => {
   await page.getByRole('link', { name: 'Policy' }).click();
+  // The expert's way: the whole document as JSON (the form follows it).
+  await page.getByText('JSON view (for experts)').click();
   const editor = page.getByLabel('Policy document (JSON)');
   await expect(editor).toHaveValue(/branch-kiosk/);
   const policy = JSON.parse(await editor.inputValue());
@@ -190,11 +197,17 @@ test('a policy edit with a mistake points at the field; fixed, previewed and pub
   await page.getByRole('button', { name: 'Validate' }).click();
   await expect(issue).toContainText('The draft is valid.');
 
-  await page.getByLabel('Level').selectOption('verified');
+  await page.getByLabel('Signed in at level').selectOption('verified');
   await page.getByRole('button', { name: 'Preview decision' }).click();
   await expect(page.locator('#preview-result')).toContainText('Draft decides: step-up to hardware');
 
-  await page.getByRole('button', { name: 'Publish' }).click(); // the step-up above is still fresh
+  await page.getByRole('button', { name: 'Publish' }).click();
+  const publish = page.getByRole('dialog', { name: 'Publish policy version 2' });
+  await expect(publish).toContainText('branch-kiosk (1 console): idle lock after 90 s (was 2 min)');
+  await expect(publish).toContainText(
+    "branch-kiosk (1 console): step-up for payment.approve now requires 'hardware' within 5 min (was 'verified' within 5 min)",
+  );
+  await publish.getByRole('button', { name: 'Publish version 2' }).click(); // the step-up above is still fresh
   await expect(page.locator('#policy-result')).toContainText('Published version 2');
   await expect(page.locator('#policy-current')).toContainText('Version 2');
   await socket.next('policy', (m) => m.version === 2);
@@ -205,7 +218,7 @@ test('the audit trail exports a range as CSV and JSON Lines', async ({}, info) =
   await page.getByRole('link', { name: 'Audit' }).click();
   // The backend's clock ran ahead (see the step-up test): export up to an hour from now.
   const inAnHour = new Date(Date.now() + 3600_000 - new Date().getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
-  await page.getByLabel('To', { exact: true }).fill(inAnHour);
+  await page.getByLabel(/^To \(/).fill(inAnHour);
   await page.getByLabel('Format').selectOption('csv');
   await shot(info, '08-audit');
   const [csv] = await Promise.all([

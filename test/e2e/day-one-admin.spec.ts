@@ -126,6 +126,9 @@ test('the operator page lays its cards out without overlap at 1366 and 1920 px, 
 test('a revoked operator’s unused enrolment codes no longer read “usable”', async ({}, info) => {
   await page.getByLabel('Reason for a revocation or reinstatement (audit trail)').fill('Left the bank');
   await page.getByRole('button', { name: 'Revoke operator everywhere' }).click();
+  const confirm = page.getByRole('dialog', { name: 'Revoke operator Ada Teller everywhere' });
+  await confirm.getByLabel('To confirm, type the name “Ada Teller”').fill('Ada Teller');
+  await confirm.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   await expect(page.locator('#revocation-result')).toContainText('Sessions ended: 1');
   await expect(page.getByRole('heading', { name: /Ada Teller/ })).toContainText('revoked');
   const codes = page.getByRole('table', { name: 'Enrolment codes' });
@@ -154,6 +157,9 @@ test('a console revocation shows as acknowledged once the console has it, with i
   await page.getByRole('table', { name: 'Consoles' }).getByRole('link', { name: 'test console' }).click();
   await page.getByLabel('Reason for revocation').fill('Stolen from the branch');
   await page.getByRole('button', { name: 'Revoke console' }).click();
+  const confirm = page.getByRole('dialog', { name: 'Revoke console test console' });
+  await expect(confirm).toContainText('Nobody is signed in on it: no session ends.');
+  await confirm.getByRole('button', { name: 'Revoke console' }).click();
   await expect(page.locator('#propagation')).toContainText(
     /Reached 1 of 1 console\(s\); slowest acknowledgement \d+ ms/,
   );
