@@ -46,7 +46,7 @@ export class RevocationHub {
   private pendingAcks = new Map<string, { epoch: number; at: number }>();
   /** The ack writes, one after the other (each takes every ack pending when it starts). */
   private ackWriting: Promise<unknown> = Promise.resolve();
-  /** A write is scheduled or waiting for the running one: later acks ride on it. */
+  /** A write is scheduled (its `flushAcks` not called yet): acks until then ride on it. */
   private ackWriteQueued = false;
   /** After a failed write, no new attempt before this (the database is away). */
   private ackRetryAt = 0;
@@ -286,10 +286,7 @@ export class RevocationHub {
    * transaction of a few statements. Rejects when the write fails: the acks are kept for a retry.
    */
   flushAcks(): Promise<void> {
-    const run = this.ackWriting.then(() => {
-      this.ackWriteQueued = false;
-      return this.writeAcks();
-    });
+    const run = this.ackWriting.then(() => this.writeAcks());
     this.ackWriting = run.catch(() => undefined);
     return run;
   }
@@ -323,11 +320,15 @@ export class RevocationHub {
     }
   }
 
-  /** One write queued at a time: at once when idle, right after the running one otherwise. */
+  /**
+   * One write scheduled at a time: the next turn of the event loop (or the retry time); its
+   * `flushAcks` runs after the write in progress, if any, and takes every ack pending then.
+   */
   private scheduleAckWrite(): void {
     if (this.ackWriteQueued) return;
     this.ackWriteQueued = true;
     const write = () => {
+      this.ackWriteQueued = false; // an ack from now on is not in this call's batch: it schedules the next
       this.flushAcks().catch((error: unknown) =>
         this.logger.error(
           { err: error, code: 'REVOCATION_ACK_WRITE_FAILED', pending: this.pendingAcks.size },
