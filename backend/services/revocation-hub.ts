@@ -97,6 +97,7 @@ export class RevocationHub {
     /** Consoles whose delivery row the revocation's own transaction wrote. */
     const recorded = new Set<string>();
     const { record, revokedSessions } = await this.events.atomically(async (uow) => {
+      recorded.clear(); // the unit of work may run again (PostgreSQL, after a deadlock): only its last run counts
       const tx = uow.store;
       let operatorId: string | null = null;
       let consoleId: string | null = null;
