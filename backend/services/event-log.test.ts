@@ -157,8 +157,8 @@ function suite(engine: Engine): void {
       let arrived = 0;
       let release!: () => void;
       const bothHoldOne = new Promise<void>((resolve) => (release = resolve));
-      const attempts = [0, 0];
-      const hooks = [0, 0];
+      const attempts: [number, number] = [0, 0];
+      const hooks: [number, number] = [0, 0];
       const unit = (log: EventLog, i: 0 | 1, first: string, second: string) =>
         log.atomically(async (uow) => {
           attempts[i]++;
