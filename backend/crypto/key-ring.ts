@@ -324,17 +324,27 @@ export class SharedKeyRing {
             'the sealed key ring in the database is older than the one this node holds: kept the newer one',
           );
         }
-        this.loadedAt = this.options.clock();
       } finally {
+        // Tried again after the period, not on every call, when it failed.
+        this.loadedAt = this.options.clock();
         this.reloading = undefined;
       }
     })();
     return this.reloading;
   }
 
-  /** Reads the ring again when this node read it more than `maxAgeMs` ago. */
+  /**
+   * Reads the ring again when this node read it more than `maxAgeMs` ago. A failure (the database
+   * unreachable, a sealed ring changed in it: KEY_RING_TAMPERED) is logged and the ring this node
+   * holds kept: it goes on signing and verifying with the keys it knows.
+   */
   async refreshIfOlder(maxAgeMs: number): Promise<void> {
-    if (this.options.clock() - this.loadedAt >= maxAgeMs) await this.reload();
+    if (this.options.clock() - this.loadedAt < maxAgeMs) return;
+    try {
+      await this.reload();
+    } catch (error) {
+      this.logFailure(error);
+    }
   }
 
   /**
@@ -353,7 +363,7 @@ export class SharedKeyRing {
     try {
       await this.reload();
     } catch (error) {
-      this.options.logger.error({ err: error, ring: this.options.name }, 'reading the sealed key ring failed');
+      this.logFailure(error);
     }
     return this.ring.get(kid);
   }
@@ -390,6 +400,14 @@ export class SharedKeyRing {
       }
       await sleep(5 + Math.floor(Math.random() * 20));
     }
+  }
+
+  private logFailure(error: unknown): void {
+    const code = error instanceof BatonError ? error.code : undefined;
+    this.options.logger.error(
+      { err: error, code, ring: this.options.name },
+      'reading the sealed key ring failed: this node keeps the keys it holds',
+    );
   }
 
   private async read(store: Store): Promise<{ ring: KeyRing; generation: number } | undefined> {
