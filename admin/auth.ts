@@ -5,6 +5,7 @@ import type {
 } from '@simplewebauthn/browser';
 import { ApiError, api, endpoint } from './api.js';
 import { describeError, h, replace } from './dom.js';
+import { oneTimeSecret } from './one-time-secret.js';
 
 export interface AdminSession {
   admin: { operatorId: string; displayName: string };
@@ -207,13 +208,60 @@ export function setupView(main: HTMLElement, onSignedIn: (s: AdminSession) => vo
   );
   /** The code minted by the first try: a retry (after a cancelled passkey prompt) registers with it. */
   let code: string | undefined;
+  let expiresAt = 0;
+  let registerAt = '';
+  const elsewhere = h(
+    'button',
+    { type: 'button', id: 'setup-elsewhere' },
+    'Create admin, show the code for another computer',
+  );
+  const create = async () => {
+    const created = await api<{ code: string; expiresAt: number; registerAt: string }>(
+      ...endpoint('adminBootstrap'),
+      { displayName: name.value.trim(), ...(adminId.value.trim() === '' ? {} : { id: adminId.value.trim() }) },
+      { bearer: token.value.trim() },
+    );
+    ({ code, expiresAt, registerAt } = created);
+    token.value = '';
+    for (const input of [token, name, adminId]) input.disabled = true;
+    elsewhere.disabled = true;
+  };
+  const refused = (error: unknown): string =>
+    error instanceof ApiError && (error.code === 'ADMIN_AUTH_INVALID' || error.code === 'ADMIN_AUTH_REQUIRED')
+      ? 'The bootstrap token was not accepted: copy it again from the bootstrap-admin-token file in the data directory.'
+      : error instanceof ApiError && error.code === 'ADMIN_BOOTSTRAP_DISABLED'
+        ? 'An admin already exists, so the bootstrap token is retired: sign in, or ask an admin for an enrolment code.'
+        : describeCeremonyError(error);
+  /** The admin's security key is on another computer: the one-time code, to register there. */
+  const showCode = () => {
+    if (code === undefined) return;
+    replace(
+      message,
+      oneTimeSecret({
+        title: `Admin enrolment code for ${name.value.trim()}`,
+        value: code,
+        expiresAt,
+        id: 'setup-code',
+        instructions: `On the computer with the security key, open ${registerAt}, type this code and touch the key.`,
+      }),
+      h('p', {}, h('a', { href: '#/register' }, 'Or register a passkey with it on this computer'), '.'),
+    );
+  };
+  elsewhere.addEventListener('click', () => {
+    if (!form.reportValidity()) return;
+    elsewhere.disabled = true;
+    void create().then(showCode, (error: unknown) => {
+      replace(message, h('div', { class: 'error', role: 'alert' }, `Setup failed. ${refused(error)}`));
+      elsewhere.disabled = false;
+    });
+  });
   const form = h(
     'form',
     { 'aria-label': 'Create the first admin' },
     h('label', { for: 'setup-token' }, 'Bootstrap token (from the data directory’s bootstrap-admin-token file)', token),
     h('label', { for: 'setup-name' }, 'Your name', name),
     h('label', { for: 'setup-id' }, 'Your admin id', adminId),
-    h('div', { class: 'row' }, submit),
+    h('div', { class: 'row' }, submit, elsewhere),
   );
   form.addEventListener('submit', (event) => {
     event.preventDefault();
@@ -225,14 +273,7 @@ export function setupView(main: HTMLElement, onSignedIn: (s: AdminSession) => vo
     void (async () => {
       try {
         if (code === undefined) {
-          const created = await api<{ code: string }>(
-            ...endpoint('adminBootstrap'),
-            { displayName: name.value.trim(), ...(adminId.value.trim() === '' ? {} : { id: adminId.value.trim() }) },
-            { bearer: token.value.trim() },
-          );
-          code = created.code;
-          token.value = '';
-          for (const input of [token, name, adminId]) input.disabled = true;
+          await create();
           replace(message, h('p', { class: 'muted' }, 'Admin created. Waiting for your authenticator…'));
         }
         const { options } = await api<{ options: PublicKeyCredentialCreationOptionsJSON }>(
@@ -242,20 +283,16 @@ export function setupView(main: HTMLElement, onSignedIn: (s: AdminSession) => vo
         const response = await startRegistration({ optionsJSON: options });
         onSignedIn(await api<AdminSession>(...endpoint('adminRegisterVerify'), { code, response }));
       } catch (error) {
-        const why =
-          error instanceof ApiError && (error.code === 'ADMIN_AUTH_INVALID' || error.code === 'ADMIN_AUTH_REQUIRED')
-            ? 'The bootstrap token was not accepted: copy it again from the bootstrap-admin-token file in the data directory.'
-            : error instanceof ApiError && error.code === 'ADMIN_BOOTSTRAP_DISABLED'
-              ? 'An admin already exists, so the bootstrap token is retired: sign in, or ask an admin for an enrolment code.'
-              : describeCeremonyError(error);
-        replace(
-          message,
-          h(
-            'div',
-            { class: 'error', role: 'alert' },
-            code === undefined ? `Setup failed. ${why}` : `The admin was created but no passkey was registered. ${why}`,
-          ),
+        const why = refused(error);
+        const alert = h(
+          'div',
+          { class: 'error', role: 'alert' },
+          code === undefined ? `Setup failed. ${why}` : `The admin was created but no passkey was registered. ${why}`,
         );
+        // Once created, the code is what registers the admin: here again, or on another computer.
+        showCode();
+        if (code === undefined) replace(message, alert);
+        else message.prepend(alert);
         submit.textContent = code === undefined ? 'Create admin and register passkey' : 'Register passkey again';
         submit.disabled = false;
       }
