@@ -650,11 +650,15 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
     const silent = pino({ level: 'silent' });
     const sourceStore = readOnlySqliteStore(file);
     cleanups.push(() => sourceStore.close());
-    const copyStore = await openPostgresStore({ url, poolSize: 2, applicationName: 'baton-migrate-store' }).catch(
-      (cause: unknown) => {
-        throw new MigrationRefused(unreachable(url, cause).message);
-      },
-    );
+    // Copies whole tables in one transaction: not the request path's 5 s statement timeout.
+    const copyStore = await openPostgresStore({
+      url,
+      poolSize: 2,
+      applicationName: 'baton-migrate-store',
+      statementTimeoutMs: 30 * 60_000,
+    }).catch((cause: unknown) => {
+      throw new MigrationRefused(unreachable(url, cause).message);
+    });
     cleanups.push(() => copyStore.close());
     const sourceLog = new EventLog(sourceStore, Date.now, silent);
     const copyLog = new EventLog(copyStore, Date.now, silent);

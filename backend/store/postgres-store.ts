@@ -2,7 +2,7 @@
  * The cluster engine: the Kysely store on a PostgreSQL pool (`pg`). Every node opens its own pool on
  * the same database; the schema is migrated once whatever the number of nodes starting together.
  */
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
 import { BatonError } from '../../shared/errors.js';
 import type { Store } from './repositories.js';
@@ -15,9 +15,14 @@ export interface PostgresStoreOptions {
   url: string;
   /** Connections in this node's pool (default 10). */
   poolSize?: number;
-  /** How long to wait for a connection before failing (default 5000 ms): a down server is an error, not a hang. */
+  /** How long to wait for a connection before failing (default 3000 ms): a down server is an error, not a hang. */
   connectTimeoutMs?: number;
-  /** The server cancels a statement (a lock wait included) after this long (default 30000 ms). */
+  /**
+   * The server cancels a statement (a lock wait included) after this long (default 5000 ms), and the
+   * client gives up on an answer 1 s later (a server that stopped answering, a dropped network):
+   * a request fails within seconds with DATABASE_UNREACHABLE instead of hanging. Tools that copy
+   * whole tables (migrate-store) raise it.
+   */
   statementTimeoutMs?: number;
   /** Shown in pg_stat_activity (default "baton"). */
   applicationName?: string;
@@ -26,6 +31,10 @@ export interface PostgresStoreOptions {
 }
 
 const INT8_OID = 20;
+const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
+/** Migrations may rewrite big tables, and a node waits for another's under the advisory lock. */
+const MIGRATION_STATEMENT_TIMEOUT_MS = 10 * 60_000;
 
 /** BIGINT (int8) comes back as a JS number (ms timestamps, epochs, cursors), for this pool only: never the global parser. */
 function parseInt8(value: string): number {
@@ -90,20 +99,24 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
       `The database URL ${describeDatabaseUrl(options.url)} is not a postgres://user@host/database URL`,
     );
   }
+  const statementTimeout = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'baton',
     types: typeParsers,
-    // A server that stops answering must give an error, not a hang: the server cancels a statement
-    // after 30 s (a lock wait included), the client gives up 5 s later, TCP keepalive finds dead peers,
-    // and a transaction left open by a node that froze is ended by the server after a minute.
-    statement_timeout: options.statementTimeoutMs ?? 30_000,
-    query_timeout: (options.statementTimeoutMs ?? 30_000) + 5_000,
-    idle_in_transaction_session_timeout: 60_000,
+    // A server that stops answering must give an error within seconds, not a hang: a connection is
+    // had within 3 s or not at all, the server cancels a statement after 5 s (a lock wait included),
+    // the client gives up 1 s later (and never reuses that connection: `failFast`), TCP keepalive
+    // probes an idle peer after 10 s, and a transaction left open by a node that froze is ended by
+    // the server after 30 s.
+    statement_timeout: statementTimeout,
+    query_timeout: statementTimeout + 1_000,
+    idle_in_transaction_session_timeout: Math.max(30_000, statementTimeout * 2),
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   // Without a listener, an idle connection's error (server restart) would crash the process.
   pool.on('error', (error) => options.onPoolError?.(error));
@@ -119,22 +132,74 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
  */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<Store> {
   const pool = createPool(options);
-  let client: pg.PoolClient;
+  // Migrations on a connection of their own, without the request path's short timeouts.
+  const client = new pg.Client({
+    connectionString: options.url,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    application_name: options.applicationName ?? 'baton',
+    types: typeParsers,
+    statement_timeout: MIGRATION_STATEMENT_TIMEOUT_MS,
+    keepAlive: true,
+  });
+  client.on('error', (error) => options.onPoolError?.(error));
   try {
-    client = await pool.connect();
+    await client.connect();
   } catch (cause) {
+    await client.end().catch(() => undefined);
     await pool.end().catch(() => undefined);
     throw unreachable(options.url, cause);
   }
   try {
     await migratePostgres(client);
   } catch (error) {
-    client.release(true);
     await pool.end().catch(() => undefined);
     throw error;
+  } finally {
+    await client.end().catch(() => undefined);
   }
-  client.release();
-  const db = new Kysely<BatonDatabase>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<BatonDatabase>({ dialect: new PostgresDialect({ pool: failFast(pool) }) });
   let closed: Promise<void> | undefined;
   return kyselyStore(db, 'postgres', () => (closed ??= db.destroy()));
+}
+
+const QUERY_TIMED_OUT = /^Query read timeout/;
+
+/**
+ * The pool as Kysely uses it, with one change: a connection on which a query timed out on the client
+ * side (the server stopped answering) refuses every further query at once and is destroyed when
+ * released, never reused. Without it the ROLLBACK after the timeout would queue behind the
+ * unanswered query and wait as long again before the request could fail.
+ */
+function failFast(pool: pg.Pool): PostgresPool {
+  const guarded = new WeakMap<pg.PoolClient, pg.PoolClient>();
+  const guard = (client: pg.PoolClient): pg.PoolClient => {
+    let broken: Error | undefined;
+    const wrapper = Object.create(client) as pg.PoolClient;
+    const query = (...args: unknown[]): unknown => {
+      if (broken !== undefined) return Promise.reject(broken);
+      const result = (client.query as (...a: unknown[]) => unknown)(...args);
+      if (!(result instanceof Promise)) return result; // a cursor (stream)
+      return result.catch((error: unknown) => {
+        if (error instanceof Error && QUERY_TIMED_OUT.test(error.message)) broken = error;
+        throw error;
+      });
+    };
+    Object.defineProperty(wrapper, 'query', { value: query });
+    wrapper.release = (destroy?: Error | boolean) => {
+      client.release(destroy ?? broken);
+    };
+    return wrapper;
+  };
+  return {
+    connect: async () => {
+      const client = await pool.connect();
+      let wrapper = guarded.get(client);
+      if (wrapper === undefined) {
+        wrapper = guard(client);
+        guarded.set(client, wrapper);
+      }
+      return wrapper;
+    },
+    end: () => pool.end(),
+  };
 }

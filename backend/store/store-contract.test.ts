@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,6 +21,7 @@ import { DATABASE_FILE, openKyselySqliteStore, openSqliteStore } from './sqlite-
 import { openPostgresStore } from './postgres-store.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import { openStore } from './open-store.js';
+import { storageFault } from '../http/http-kit.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 
 const pgSkip = postgresSkip();
@@ -965,6 +967,56 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
     } finally {
       await a?.close();
       await b?.close();
+    }
+  });
+
+  it('a server that stops answering (a silent network): requests fail within seconds with DATABASE_UNREACHABLE, not hang', async () => {
+    const target = new URL(await createDatabase(server!.url, 'silent', { migrated: true }));
+    // A TCP relay to the server that can go silent: connections stay open, nothing gets through.
+    let silent = false;
+    const sockets = new Set<net.Socket>();
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port), target.hostname);
+      for (const [from, to] of [
+        [client, upstream],
+        [upstream, client],
+      ] as const) {
+        sockets.add(from);
+        from.on('data', (chunk) => {
+          if (!silent) to.write(chunk);
+        });
+        from.on('error', () => undefined);
+        from.on('close', () => to.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const url = new URL(target);
+    url.hostname = '127.0.0.1';
+    url.port = String((relay.address() as net.AddressInfo).port);
+    const store = await openPostgresStore({ url: url.toString(), poolSize: 2 });
+    try {
+      await Promise.all([store.meta.set('k', 'before'), store.transaction((tx) => tx.meta.get('k'))]);
+      silent = true;
+      const failsFast = async (what: string, call: () => Promise<unknown>) => {
+        const started = Date.now();
+        const error = await call().then(
+          () => assert.fail(`${what} succeeded through a silent network`),
+          (e: unknown) => e,
+        );
+        const took = Date.now() - started;
+        assert.ok(took < 8000, `${what} failed after ${took} ms, not within seconds`);
+        assert.equal(storageFault(error)?.code, 'DATABASE_UNREACHABLE', `${what}: ${String(error)}`);
+      };
+      // A pooled connection (the query times out), then the pool's other one, then a new connection (connect timeout).
+      await failsFast('a unit of work', () => store.transaction((tx) => tx.meta.set('k', 'during')));
+      await failsFast('a read', () => store.meta.get('k'));
+      await failsFast('another read', () => store.meta.get('k'));
+      await failsFast('a unit of work on a new connection', () => store.transaction((tx) => tx.meta.get('k')));
+    } finally {
+      silent = false;
+      for (const socket of sockets) socket.destroy();
+      await store.close().catch(() => undefined);
+      await new Promise((resolve) => relay.close(resolve));
     }
   });
 
