@@ -26,13 +26,13 @@ import type WebSocket from 'ws';
 import { newId } from '../backend/crypto/secrets.js';
 import { ConsoleKey } from '../main/core/console-key.js';
 import { reconnectDelay } from '../main/core/backend-client.js';
-import type { BackendMessage } from '../shared/protocol.js';
 import { TestConsole, type AdminClient, type Json } from '../test/helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import { BackendProcess } from './lib/backend-process.js';
 import { freshDatabase, loadLine, postgresForBench, runAnchor } from './lib/cluster.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
+import { RevocationReceipts, waitForAcks } from './lib/revocation-receipts.js';
 import {
   fmt,
   fmtInt,
@@ -69,13 +69,6 @@ interface ChildMemory {
   connections: number;
 }
 
-interface RevocationTimes {
-  found: boolean;
-  startedAt?: number;
-  returnedAt?: number;
-  acks: [string, number][];
-}
-
 interface Client {
   console: BareConsole;
   ws: WebSocket | undefined;
@@ -87,61 +80,7 @@ interface Client {
 let staleRefusals = 0;
 
 /** When each console received each epoch (this process's wall clock). */
-const received = new Map<number, Map<string, number>>();
-const waiters = new Map<number, { consoleId: string | undefined; count: number; resolve: () => void }>();
-
-function onMessage(client: Client) {
-  return (message: BackendMessage, ws: WebSocket) => {
-    if (message.type !== 'revocation') return;
-    const at = wallMs();
-    ws.send(JSON.stringify({ type: 'ack', of: 'revocation', epoch: message.epoch }));
-    client.epoch = Math.max(client.epoch, message.epoch);
-    let byConsole = received.get(message.epoch);
-    if (byConsole === undefined) received.set(message.epoch, (byConsole = new Map()));
-    if (!byConsole.has(client.console.id)) byConsole.set(client.console.id, at);
-    const waiter = waiters.get(message.epoch);
-    if (waiter !== undefined && (waiter.consoleId === client.console.id || byConsole.size >= waiter.count)) {
-      waiters.delete(message.epoch);
-      waiter.resolve();
-    }
-  };
-}
-
-function waitForReceipt(epoch: number, consoleId: string | undefined, count: number, timeoutMs: number): Promise<void> {
-  const byConsole = received.get(epoch);
-  if (byConsole !== undefined && (consoleId !== undefined ? byConsole.has(consoleId) : byConsole.size >= count)) {
-    return Promise.resolve();
-  }
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`epoch ${epoch}: ${received.get(epoch)?.size ?? 0}/${count} received in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    waiters.set(epoch, {
-      consoleId,
-      count,
-      resolve: () => {
-        clearTimeout(timer);
-        resolve();
-      },
-    });
-  });
-}
-
-/** Polls the nodes until `count` acknowledgements of `epoch` are committed (summed over the nodes); our clock. */
-async function waitForAcks(nodes: readonly BackendProcess[], epoch: number, count: number, timeoutMs: number) {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const acks = new Map<string, number>();
-    for (const node of nodes) {
-      const times = await node.request<RevocationTimes>('revocation-times', { epoch });
-      for (const [id, at] of times.acks ?? []) acks.set(id, at + node.clockOffsetMs);
-    }
-    if (acks.size >= count) return acks;
-    if (performance.now() > deadline) throw new Error(`epoch ${epoch}: ${acks.size}/${count} acks committed`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+const receipts = new RevocationReceipts();
 
 const everyClient: Client[] = [];
 function openSockets(): WebSocket[] {
@@ -149,7 +88,10 @@ function openSockets(): WebSocket[] {
 }
 
 async function connect(client: Client, node: BackendProcess): Promise<void> {
-  const { ws } = await connectConsole(node.url, client.console, onMessage(client), {
+  const onRevocation = (epoch: number) => {
+    client.epoch = Math.max(client.epoch, epoch);
+  };
+  const { ws } = await connectConsole(node.url, client.console, receipts.handler(client.console.id, onRevocation), {
     policyVersion: 1,
     revocationEpoch: client.epoch,
   });
@@ -217,11 +159,11 @@ async function singles(
     const body = (await admin.ok('POST', `/v1/admin/sessions/${sessionId}/revoke`, { reason: 'benchmark' })) as Json;
     const t1 = wallMs();
     const epoch = body.epoch as number;
-    await waitForReceipt(epoch, client.console.id, 1, 10_000);
-    const acks = await waitForAcks(nodes, epoch, 1, 10_000);
+    await receipts.waitFor(epoch, client.console.id, 1, 10_000);
+    const acks = await waitForAcks(nodes, epoch, 1, 10_000, { consoleId: client.console.id });
     call.push(t1 - t0);
-    recv.push((received.get(epoch)?.get(client.console.id) ?? Number.NaN) - t0);
-    acked.push((acks.get(client.console.id) ?? Number.NaN) - t0);
+    recv.push(receipts.at(epoch, client.console.id) - t0);
+    acked.push((acks.consoleAt ?? Number.NaN) - t0);
   }
   return { call: summarize(call), received: summarize(recv), acked: summarize(acked) };
 }
@@ -251,10 +193,10 @@ async function everyone(
       reason: 'benchmark',
     })) as Json;
     const epoch = body.epoch as number;
-    await waitForReceipt(epoch, undefined, count, ACK_TIMEOUT_MS);
+    await receipts.waitFor(epoch, undefined, count, ACK_TIMEOUT_MS);
     const acks = await waitForAcks(nodes, epoch, count, ACK_TIMEOUT_MS);
-    allReceived.push(Math.max(...(received.get(epoch)?.values() ?? [])) - t0);
-    allAcked.push(Math.max(...acks.values()) - t0);
+    allReceived.push(receipts.at(epoch) - t0);
+    allAcked.push(acks.lastAt - t0);
     console.log(
       `  round ${i + 1}: all ${fmtInt(count)} received ${fmt(allReceived.at(-1) ?? Number.NaN, 1)} ms, ` +
         `all acks committed ${fmt(allAcked.at(-1) ?? Number.NaN, 1)} ms (${loadLine()})`,

@@ -15,14 +15,13 @@
  *   node --import tsx bench/revocation-fanout.ts [--consoles 10000] [--samples 200] [--rounds 10]
  */
 import { parseArgs } from 'node:util';
-import type WebSocket from 'ws';
 import { newId } from '../backend/crypto/secrets.js';
 import { ConsoleKey } from '../main/core/console-key.js';
-import type { BackendMessage } from '../shared/protocol.js';
 import { TestConsole, type Json } from '../test/helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
 import { BackendProcess } from './lib/backend-process.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
+import { RevocationReceipts, waitForAcks } from './lib/revocation-receipts.js';
 import { fmt, fmtInt, heading, printTable, seededRandom, summarize, verdict, wallMs } from './lib/report.js';
 import { BareConsole, connectConsole, mapLimit } from './lib/ws-console.js';
 
@@ -47,68 +46,8 @@ interface ChildMemory {
   connections: number;
 }
 
-interface RevocationTimes {
-  found: boolean;
-  startedAt: number;
-  returnedAt: number;
-  acks: [string, number][];
-}
-
 /** When each console received each epoch (this process's wall clock). */
-const received = new Map<number, Map<string, number>>();
-const waiters = new Map<number, { consoleId: string | undefined; count: number; resolve: () => void }>();
-
-function onRevocation(consoleId: string) {
-  return (message: BackendMessage, ws: WebSocket) => {
-    if (message.type !== 'revocation') return;
-    const at = wallMs();
-    ws.send(JSON.stringify({ type: 'ack', of: 'revocation', epoch: message.epoch }));
-    let byConsole = received.get(message.epoch);
-    if (byConsole === undefined) {
-      byConsole = new Map();
-      received.set(message.epoch, byConsole);
-    }
-    byConsole.set(consoleId, at);
-    const waiter = waiters.get(message.epoch);
-    if (waiter !== undefined && (waiter.consoleId === consoleId || byConsole.size >= waiter.count)) {
-      waiters.delete(message.epoch);
-      waiter.resolve();
-    }
-  };
-}
-
-function waitForReceipt(epoch: number, consoleId: string | undefined, count: number, timeoutMs: number): Promise<void> {
-  const byConsole = received.get(epoch);
-  if (byConsole !== undefined && (consoleId !== undefined ? byConsole.has(consoleId) : byConsole.size >= count)) {
-    return Promise.resolve();
-  }
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`epoch ${epoch}: ${received.get(epoch)?.size ?? 0}/${count} received in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    waiters.set(epoch, {
-      consoleId,
-      count,
-      resolve: () => {
-        clearTimeout(timer);
-        resolve();
-      },
-    });
-  });
-}
-
-/** Polls the backend until `count` acknowledgements of `epoch` are committed. */
-async function waitForAcks(backend: BackendProcess, epoch: number, count: number, timeoutMs: number) {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const times = await backend.request<RevocationTimes>('revocation-times', { epoch });
-    if (times.found && times.acks.length >= count) return times;
-    if (performance.now() > deadline)
-      throw new Error(`epoch ${epoch}: ${times.acks?.length ?? 0}/${count} acks committed`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+const receipts = new RevocationReceipts();
 
 const kib = (bytes: number) => `${fmt(bytes / 1024, 1)} KiB`;
 const mib = (bytes: number) => `${fmt(bytes / 2 ** 20, 1)} MiB`;
@@ -138,7 +77,7 @@ async function main(): Promise<void> {
 
   t = performance.now();
   await mapLimit(consoles, 100, (c) =>
-    connectConsole(backend.url, c, onRevocation(c.id), { policyVersion: 1, revocationEpoch: 0 }),
+    connectConsole(backend.url, c, receipts.handler(c.id), { policyVersion: 1, revocationEpoch: 0 }),
   );
   const connectSeconds = (performance.now() - t) / 1000;
   const after = await backend.request<ChildMemory>('memory');
@@ -177,12 +116,11 @@ async function main(): Promise<void> {
     const t1 = wallMs();
     const epoch = body.epoch as number;
     if (body.pushedTo !== 1) throw new Error(`session revocation pushed to ${body.pushedTo as number} consoles`);
-    await waitForReceipt(epoch, console.id, 1, 5000);
-    const times = await waitForAcks(backend, epoch, 1, 5000);
-    const ackAt = (times.acks.find(([id]) => id === console.id)?.[1] ?? Number.NaN) + backend.clockOffsetMs;
+    await receipts.waitFor(epoch, console.id, 1, 5000);
+    const times = await waitForAcks([backend], epoch, 1, 5000, { consoleId: console.id });
     singleCall.push(t1 - t0);
-    singleReceived.push((received.get(epoch)?.get(console.id) ?? Number.NaN) - t0);
-    singleAcked.push(ackAt - t0);
+    singleReceived.push(receipts.at(epoch, console.id) - t0);
+    singleAcked.push((times.consoleAt ?? Number.NaN) - t0);
   }
 
   // (b) All-console revocations: operators revoked one per round; each push goes to every console.
@@ -211,13 +149,13 @@ async function main(): Promise<void> {
     })) as Json;
     const t1 = wallMs();
     const epoch = body.epoch as number;
-    await waitForReceipt(epoch, undefined, CONSOLES, ACK_TIMEOUT_MS);
-    const times = await waitForAcks(backend, epoch, CONSOLES, ACK_TIMEOUT_MS);
-    const perConsole = [...(received.get(epoch)?.values() ?? [])].map((at) => at - t0);
-    const perAck = times.acks.map(([, at]) => at + backend.clockOffsetMs - t0);
+    await receipts.waitFor(epoch, undefined, CONSOLES, ACK_TIMEOUT_MS);
+    const times = await waitForAcks([backend], epoch, CONSOLES, ACK_TIMEOUT_MS, { all: true });
+    const perConsole = [...(receipts.received.get(epoch)?.values() ?? [])].map((at) => at - t0);
+    const perAck = (times.acks ?? []).map(([, at]) => at - t0);
     rounds.push({
       call: t1 - t0,
-      backendRevoke: times.returnedAt - times.startedAt,
+      backendRevoke: (times.returnedAt ?? Number.NaN) - (times.startedAt ?? Number.NaN),
       allReceived: Math.max(...perConsole),
       allAcked: Math.max(...perAck),
       perConsole,

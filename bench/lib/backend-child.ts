@@ -16,7 +16,7 @@ import { TEST_ORIGIN } from '../../test/helpers/backend-harness.js';
 import type { ChildReply, ChildRequest } from './backend-process.js';
 import { wallMs } from './report.js';
 
-interface RevocationTimes {
+interface RevokeCall {
   /** When `revoke` was entered and returned (wall ms, this process's clock). */
   startedAt: number;
   returnedAt: number;
@@ -39,12 +39,14 @@ const config = parseBackendConfig(
   'bench',
 );
 const backend: Backend = await startBackend(config, { logger: pino({ level: 'silent' }) });
-const revocationTimes = new Map<number, RevocationTimes>();
+const revocationTimes = new Map<number, RevokeCall>();
 /**
  * When each console's acknowledgement of an epoch was committed to the store. Kept apart from the
  * revoke call's times: an acknowledgement may commit before `revoke` has returned.
  */
 const ackCommittedAt = new Map<number, Map<string, number>>();
+/** The latest of those commit times, per epoch. */
+const lastAckAt = new Map<number, number>();
 /** How long the event loop was blocked: what a sign-in or a revocation push arriving then would wait. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
@@ -92,7 +94,10 @@ function instrumentRevocations(): void {
     for (const { consoleId, epoch } of batch) {
       let times = ackCommittedAt.get(epoch);
       if (times === undefined) ackCommittedAt.set(epoch, (times = new Map()));
-      if (!times.has(consoleId)) times.set(consoleId, at);
+      if (!times.has(consoleId)) {
+        times.set(consoleId, at);
+        lastAckAt.set(epoch, at);
+      }
     }
   };
 }
@@ -165,18 +170,20 @@ process.on('message', (raw: unknown) => {
         reply({});
         return;
       case 'revocation-times': {
-        const times = revocationTimes.get(request.epoch as number);
-        reply(
-          times === undefined
-            ? // Revoked on another node (cluster): the acknowledgements this node committed still count.
-              { found: false, acks: [...(ackCommittedAt.get(request.epoch as number)?.entries() ?? [])] }
-            : {
-                found: true,
-                startedAt: times.startedAt,
-                returnedAt: times.returnedAt,
-                acks: [...(ackCommittedAt.get(request.epoch as number)?.entries() ?? [])],
-              },
-        );
+        // Counts by default (cheap to poll); `consoleId`: that console's commit time; `all`: every one.
+        const epoch = request.epoch as number;
+        const times = revocationTimes.get(epoch);
+        const acks = ackCommittedAt.get(epoch);
+        const consoleAt = typeof request.consoleId === 'string' ? acks?.get(request.consoleId) : undefined;
+        reply({
+          // Not found: revoked on another node (cluster); the acknowledgements this node committed still count.
+          found: times !== undefined,
+          ...(times === undefined ? {} : { startedAt: times.startedAt, returnedAt: times.returnedAt }),
+          count: acks?.size ?? 0,
+          ...(acks === undefined ? {} : { lastAt: lastAckAt.get(epoch) }),
+          ...(consoleAt === undefined ? {} : { consoleAt }),
+          ...(request.all === true ? { acks: [...(acks?.entries() ?? [])] } : {}),
+        });
         return;
       }
       case 'stop':

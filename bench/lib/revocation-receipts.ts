@@ -1,0 +1,135 @@
+/**
+ * What the revocation benchmarks measure on both ends: when each console received each epoch (its
+ * WebSocket handler answers with the `ack` at once), and when the backend committed each
+ * acknowledgement (read from instrumented backend children, bench/lib/backend-child.ts). Shared by
+ * bench/revocation-fanout.ts (one embedded node) and bench/cluster-revocation.ts (nodes on PostgreSQL).
+ */
+import type WebSocket from 'ws';
+import type { BackendMessage } from '../../shared/protocol.js';
+import type { BackendProcess } from './backend-process.js';
+import { wallMs } from './report.js';
+
+/** A backend child's answer to `revocation-times` (times in its clock). */
+export interface RevocationTimes {
+  /** Whether the revoke call was taken by that node (else only its committed acks count). */
+  found: boolean;
+  startedAt?: number;
+  returnedAt?: number;
+  /** Acknowledgements of the epoch committed on that node, and the latest commit time. */
+  count: number;
+  lastAt?: number;
+  /** With `consoleId`: when that console's acknowledgement was committed. */
+  consoleAt?: number;
+  /** With `all`: every committed acknowledgement. */
+  acks?: [string, number][];
+}
+
+/** Committed acknowledgements of one epoch over the nodes, in this process's clock. */
+export interface CommittedAcks {
+  count: number;
+  lastAt: number;
+  consoleAt?: number;
+  /** The node that took the revoke call: its `revoke` start and return. */
+  startedAt?: number;
+  returnedAt?: number;
+  acks?: [string, number][];
+}
+
+/** When each console received each epoch (this process's wall clock), and who waits for it. */
+export class RevocationReceipts {
+  readonly received = new Map<number, Map<string, number>>();
+  private readonly waiters = new Map<number, { consoleId: string | undefined; count: number; resolve: () => void }>();
+
+  /** A console's message handler: on a revocation it acknowledges at once, then notes the time. */
+  handler(consoleId: string, onRevocation?: (epoch: number) => void) {
+    return (message: BackendMessage, ws: WebSocket): void => {
+      if (message.type !== 'revocation') return;
+      const at = wallMs();
+      ws.send(JSON.stringify({ type: 'ack', of: 'revocation', epoch: message.epoch }));
+      onRevocation?.(message.epoch);
+      let byConsole = this.received.get(message.epoch);
+      if (byConsole === undefined) this.received.set(message.epoch, (byConsole = new Map()));
+      if (!byConsole.has(consoleId)) byConsole.set(consoleId, at);
+      const waiter = this.waiters.get(message.epoch);
+      if (waiter !== undefined && (waiter.consoleId === consoleId || byConsole.size >= waiter.count)) {
+        this.waiters.delete(message.epoch);
+        waiter.resolve();
+      }
+    };
+  }
+
+  /** Resolves when `consoleId` (or, without one, `count` consoles) received `epoch`. */
+  waitFor(epoch: number, consoleId: string | undefined, count: number, timeoutMs: number): Promise<void> {
+    const byConsole = this.received.get(epoch);
+    if (byConsole !== undefined && (consoleId !== undefined ? byConsole.has(consoleId) : byConsole.size >= count)) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`epoch ${epoch}: ${this.received.get(epoch)?.size ?? 0}/${count} received in ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      );
+      this.waiters.set(epoch, {
+        consoleId,
+        count,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+
+  /** When `consoleId` received `epoch`, or the last of every console that received it. */
+  at(epoch: number, consoleId?: string): number {
+    const byConsole = this.received.get(epoch);
+    if (consoleId !== undefined) return byConsole?.get(consoleId) ?? Number.NaN;
+    return Math.max(...(byConsole?.values() ?? []));
+  }
+}
+
+/**
+ * Polls the nodes until `count` acknowledgements of `epoch` are committed (summed over the nodes).
+ * Each poll carries counts only (10,000 times over IPC every few ms would load the machine being
+ * measured); `all` fetches every commit time once at the end.
+ */
+export async function waitForAcks(
+  nodes: readonly BackendProcess[],
+  epoch: number,
+  count: number,
+  timeoutMs: number,
+  options: { consoleId?: string; all?: boolean } = {},
+): Promise<CommittedAcks> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const result: CommittedAcks = { count: 0, lastAt: Number.NEGATIVE_INFINITY };
+    for (const node of nodes) {
+      const times = await node.request<RevocationTimes>('revocation-times', {
+        epoch,
+        ...(options.consoleId === undefined ? {} : { consoleId: options.consoleId }),
+      });
+      result.count += times.count;
+      if (times.lastAt !== undefined) result.lastAt = Math.max(result.lastAt, times.lastAt + node.clockOffsetMs);
+      if (times.consoleAt !== undefined) result.consoleAt = times.consoleAt + node.clockOffsetMs;
+      if (times.found && times.startedAt !== undefined && times.returnedAt !== undefined) {
+        result.startedAt = times.startedAt + node.clockOffsetMs;
+        result.returnedAt = times.returnedAt + node.clockOffsetMs;
+      }
+    }
+    if (result.count >= count && (options.consoleId === undefined || result.consoleAt !== undefined)) {
+      if (options.all === true) {
+        result.acks = [];
+        for (const node of nodes) {
+          const times = await node.request<RevocationTimes>('revocation-times', { epoch, all: true });
+          for (const [id, at] of times.acks ?? []) result.acks.push([id, at + node.clockOffsetMs]);
+        }
+      }
+      return result;
+    }
+    if (performance.now() > deadline) throw new Error(`epoch ${epoch}: ${result.count}/${count} acks committed`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
