@@ -18,11 +18,19 @@ import { startTestBackend } from '../helpers/backend-harness.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
-/** Runs the key-rotation CLI (output piped, never inherited). */
-function rotateOffline(dataDir: string, key: string): Promise<{ code: number | null; out: string }> {
+/**
+ * Runs the key-rotation CLI (output piped, never inherited) on the data directory (which holds the
+ * key-encryption key) and the backend's database (the embedded one there, or PostgreSQL).
+ */
+function rotateOffline(
+  dataDir: string,
+  key: string,
+  databaseUrl: string | undefined,
+): Promise<{ code: number | null; out: string }> {
+  const database = databaseUrl === undefined ? [] : ['--database', databaseUrl];
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'backend', 'rotate-key-cli.ts'), '--data-dir', dataDir, '--key', key],
+    ['--import', 'tsx', join(ROOT, 'backend', 'rotate-key-cli.ts'), '--data-dir', dataDir, '--key', key, ...database],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -81,9 +89,10 @@ describe('rotating a signing key with the backend stopped', () => {
     try {
       let t = await startTestBackend({ dataDir });
       const token = t.admin.token;
+      const { databaseUrl } = t;
       const before = (await httpJson(`${t.url}/.well-known/jwks.json`, { method: 'GET' })).body as Json;
       await t.stop();
-      const { code, out } = await rotateOffline(dataDir, 'token');
+      const { code, out } = await rotateOffline(dataDir, 'token', databaseUrl);
       assert.equal(code, 0, out);
       const [, previous, current] = /rotated the token signing key: (\S+) -> (\S+)/.exec(out) ?? [];
       assert.equal(previous, before.keys[0].kid);
@@ -97,7 +106,7 @@ describe('rotating a signing key with the backend stopped', () => {
       } finally {
         await t.stop();
       }
-      const refused = await rotateOffline(dataDir, 'database');
+      const refused = await rotateOffline(dataDir, 'database', databaseUrl);
       assert.equal(refused.code, 2);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
