@@ -141,9 +141,10 @@ export class BatonAgent implements AgentContext {
   async tapIn(): Promise<SessionSnapshot> {
     this.requireRuntime();
     const online = (await this.gate.settled()) === 'online';
-    return this.gate.run({ kind: 'signing-in', offline: !online }, async () => {
+    return this.gate.run({ kind: 'signing-in', offline: !online }, async (settle) => {
       const { client, sessions, consoleId } = this.requireRuntime();
       const deps = {
+        settle,
         client,
         sessions,
         port: this.ceremonies,

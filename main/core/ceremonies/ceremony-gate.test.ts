@@ -28,6 +28,44 @@ describe('CeremonyGate', () => {
     assert.deepEqual(ctx.phase, { kind: 'idle' });
   });
 
+  test('settle(): the status that shows the outcome already says idle, and no second push follows', async () => {
+    const pushed: string[] = [];
+    const changed = ctx.changed.bind(ctx);
+    ctx.changed = () => {
+      pushed.push(ctx.phase.kind);
+      changed();
+    };
+    await gate.run({ kind: 'signing-in', offline: false }, (settle) => {
+      settle();
+      ctx.changed(); // the session brought to the front
+      return Promise.resolve();
+    });
+    assert.deepEqual(pushed, ['signing-in', 'idle']);
+
+    pushed.length = 0;
+    await gate.run({ kind: 'signing-in', offline: false }, () => {
+      ctx.changed();
+      return Promise.resolve();
+    });
+    assert.deepEqual(pushed, ['signing-in', 'signing-in', 'idle']);
+  });
+
+  test('a ceremony begun after an earlier one settled keeps its phase when the earlier one ends', async () => {
+    let finish: () => void = () => undefined;
+    const first = gate.run({ kind: 'signing-in', offline: false }, async (settle) => {
+      settle();
+      await new Promise<void>((resolve) => (finish = resolve));
+    });
+    let finishSecond: () => void = () => undefined;
+    const second = gate.run({ kind: 'enrolling-operator' }, () => new Promise<void>((r) => (finishSecond = r)));
+    finish();
+    await first;
+    assert.deepEqual(ctx.phase, { kind: 'enrolling-operator' });
+    finishSecond();
+    await second;
+    assert.deepEqual(ctx.phase, { kind: 'idle' });
+  });
+
   test('refuses a second ceremony while one runs, without disturbing the first', async () => {
     let finish: () => void = () => undefined;
     const first = gate.run({ kind: 'enrolling-operator' }, () => new Promise<void>((resolve) => (finish = resolve)));

@@ -98,6 +98,23 @@ describe('tap-in while the backend is unreachable', () => {
     assert.deepEqual(events, []);
   });
 
+  test('the ceremony settles just before the verified session comes to the front, and a refused one never settles', async () => {
+    const order: string[] = [];
+    const resumedOffline = deps.sessions.resumedOffline.bind(deps.sessions);
+    deps.sessions.resumedOffline = (...args) => {
+      order.push('resumed');
+      return resumedOffline(...args);
+    };
+    deps.settle = () => void order.push('settled');
+    await tapInOffline(deps);
+    assert.deepEqual(order, ['settled', 'resumed']);
+
+    order.length = 0;
+    resumable = [];
+    await assert.rejects(tapInOffline(deps), (error: BatonError) => error.code !== undefined);
+    assert.deepEqual(order, []);
+  });
+
   test('past the offline cap nobody resumes, and the refusal is journaled', async () => {
     limitReached = true;
     await assert.rejects(tapInOffline(deps), (error: BatonError) => error.code === 'OFFLINE_RESUME_REFUSED');

@@ -23,6 +23,8 @@ export interface TapInDeps {
   record(draft: EventDraft): Promise<void>;
   /** 32 random bytes for an offline challenge (injected for tests). */
   randomChallenge?: () => string;
+  /** The tap is verified: called just before its session comes to the front (CeremonyGate's settle). */
+  settle?: () => void;
 }
 
 /** Online: the backend issues the challenge and verifies the tap; whoever tapped gets their session. */
@@ -34,6 +36,7 @@ export async function tapInOnline(deps: TapInDeps): Promise<AgentSession> {
     options as unknown as PublicKeyCredentialRequestOptionsJSON,
   );
   const result = await deps.client.call('signInVerify', {}, { response });
+  deps.settle?.();
   return deps.sessions.signedIn(result);
 }
 
@@ -91,5 +94,6 @@ export async function tapInOffline(deps: TapInDeps): Promise<AgentSession> {
     failed(verdict.reason, verdict.operatorId);
     throw new BatonError(verdict.code, verdict.message);
   }
+  deps.settle?.();
   return sessions.resumedOffline(verdict.session.id, verdict.level, verdict.newCounter);
 }
