@@ -119,6 +119,100 @@ test('another operator’s tap never shows the workspace in front behind the pro
   await shot(page, info, '05-step-up-cancelled');
 });
 
+/**
+ * Watches the page from now on: every time the tap prompt and the workspace are on screen
+ * together, the name of the operator whose workspace it is. Read with `seenBehindPrompt`.
+ */
+async function watchBehindPrompt(page: Page): Promise<void> {
+  await page.evaluate(`(() => {
+    const seen = (window.__behindPrompt = []);
+    const ceremony = document.getElementById('ceremony');
+    const workspace = document.getElementById('workspace');
+    const look = () => {
+      if (!ceremony.checkVisibility() || !workspace.checkVisibility()) return;
+      const who = workspace.dataset.operator ?? '(nobody)';
+      if (seen[seen.length - 1] !== who) seen.push(who);
+    };
+    new MutationObserver(look).observe(document.body, { attributes: true, childList: true, subtree: true });
+    const frame = () => { look(); requestAnimationFrame(frame); };
+    requestAnimationFrame(frame);
+  })()`);
+}
+
+function seenBehindPrompt(page: Page): Promise<string[]> {
+  return page.evaluate('window.__behindPrompt.slice()');
+}
+
+test('a switch between two signed-in operators never shows the one in front behind the other’s prompt, completed or cancelled', async ({
+  baton,
+  page,
+}) => {
+  await enrolConsole(baton, page);
+  const ada = await enrolOperator(baton, page, 'Ada Teller');
+  const bob = await enrolOperator(baton, page, 'Bob Cashier');
+  await baton.use(ada.key);
+  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+  await baton.use(bob.key);
+  await page.getByRole('button', { name: 'Switch operator' }).click();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Bob Cashier');
+  await expect(page.getByTestId('ceremony')).toBeHidden();
+
+  // Switches back and forth, watched in every frame and DOM change: while a prompt is up, the
+  // workspace on screen is only ever that of whoever the tap has just verified.
+  await watchBehindPrompt(page);
+  for (const [key, name] of [
+    [ada.key, 'Ada Teller'],
+    [bob.key, 'Bob Cashier'],
+    [ada.key, 'Ada Teller'],
+  ] as const) {
+    await baton.use(key);
+    await page.getByRole('button', { name: 'Switch operator' }).click();
+    await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', name);
+    await expect(page.getByTestId('ceremony')).toBeHidden();
+    for (const who of await seenBehindPrompt(page)) expect(who).toBe(name);
+    await page.evaluate('window.__behindPrompt.length = 0');
+  }
+
+  // A switch nobody answers, then cancelled: Ada's workspace never shows behind the prompt, and comes back after it.
+  await ada.key.unplug();
+  await page.getByRole('button', { name: 'Switch operator' }).click();
+  await expect(page.getByTestId('ceremony')).toBeVisible();
+  await expect(page.getByText('Ada Teller’s workspace')).toBeHidden();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.getByTestId('ceremony')).toBeHidden();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+  expect(await seenBehindPrompt(page)).toEqual([]);
+});
+
+test('the workspace says how the operator signed in in plain words, never “AAL”, and the session’s end with its date when it is not today', async ({
+  baton,
+  page,
+}, info) => {
+  await enrolConsole(baton, page);
+  await enrolOperator(baton, page, 'Ada Teller');
+  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  const level = page.locator('#workspace-level');
+  await expect(level).toContainText('Signed in with a key with PIN or fingerprint · session ends ');
+  await expect(page.getByTestId('workspace')).not.toContainText('AAL');
+
+  const ends = baton.bridge.agent.status.front?.expiresAt ?? 0;
+  const end = new Date(ends);
+  const hhmm = `${String(end.getHours()).padStart(2, '0')}:${String(end.getMinutes()).padStart(2, '0')}`;
+  const day = (offset: number) => new Date(end.getFullYear(), end.getMonth(), end.getDate() + offset, 0, 0, 1);
+  const month = end.toLocaleString('en-GB', { month: 'long' });
+  // The page reads the time of day from its own clock, the one on the wall of the branch.
+  const seenOn = async (now: Date, text: string) => {
+    await page.clock.setFixedTime(now);
+    baton.bridge.agent.changed();
+    await expect(level).toHaveText(`Signed in with a key with PIN or fingerprint · session ends ${text}`);
+  };
+  await seenOn(day(0), `at ${hhmm}`);
+  await seenOn(day(-1), `tomorrow at ${hhmm}`);
+  await seenOn(day(-3), `on ${end.getDate()} ${month} at ${hhmm}`);
+  await shot(page, info, '06b-session-ends-another-day');
+});
+
 test('a wrong PIN and an unregistered key are not called “no key was touched in time”', async ({
   baton,
   page,
