@@ -11,7 +11,12 @@
  * (b) switch: two operators signed in; the other operator's key is plugged in (untimed), then
  *     "Switch operator" → the other workspace on screen (their suspended session resumed).
  *
- *   node --import tsx bench/agent-ui-latency.ts [--taps 60] [--switches 60] [--warmup 5]
+ * With `--steps`, an init script in the page (not the page's own code, so the same bench times any
+ * tree) records each bridge frame as it arrives (status pushes with their phase and front operator,
+ * the ceremony request, call replies), how long the page's handler for it ran (its render), and
+ * the WebAuthn call; the report then gives the median time from the click to each step.
+ *
+ *   node --import tsx bench/agent-ui-latency.ts [--taps 60] [--switches 60] [--warmup 5] [--steps]
  */
 import { parseArgs } from 'node:util';
 import { chromium, type Page } from '@playwright/test';
@@ -24,19 +29,76 @@ const { values: args } = parseArgs({
     taps: { type: 'string', default: '60' },
     switches: { type: 'string', default: '60' },
     warmup: { type: 'string', default: '5' },
+    steps: { type: 'boolean', default: false },
   },
 });
 const TAPS = Number(args.taps);
 const SWITCHES = Number(args.switches);
 const WARMUP = Number(args.warmup);
 const GOAL_P95_MS = 300;
+const STEPS = args.steps;
+
+/**
+ * Installed before the page's scripts (only with --steps): wraps the WebSocket the dev bridge
+ * client opens and the WebAuthn call, and appends `{ what, at, ms }` to `window.__steps` — `at`
+ * when a frame arrived (performance.now()), `ms` how long the page's handler ran for it.
+ */
+const STEP_RECORDER = `(() => {
+  const steps = (window.__steps = []);
+  const Native = window.WebSocket;
+  const describe = (data) => {
+    try {
+      const f = JSON.parse(data);
+      if (f.event === 'agent:status') {
+        const p = f.payload;
+        return 'status ' + p.phase.kind + (p.locked ? ' locked' : '') + ' front=' + (p.front ? p.front.operatorName : '-');
+      }
+      if (typeof f.event === 'string') return f.event;
+      return 'reply';
+    } catch { return 'frame'; }
+  };
+  window.WebSocket = class extends Native {
+    addEventListener(type, listener, options) {
+      if (type !== 'message') return super.addEventListener(type, listener, options);
+      return super.addEventListener(type, (event) => {
+        const at = performance.now();
+        listener.call(this, event);
+        steps.push({ what: describe(event.data), at, ms: performance.now() - at });
+      }, options);
+    }
+    send(data) {
+      try { steps.push({ what: 'call ' + JSON.parse(data).channel, at: performance.now(), ms: 0 }); } catch {}
+      return super.send(data);
+    }
+  };
+  const proto = CredentialsContainer.prototype;
+  const get = proto.get;
+  proto.get = function (...a) {
+    const at = performance.now();
+    return get.apply(this, a).finally(() => steps.push({ what: 'webauthn get', at, ms: performance.now() - at }));
+  };
+})();`;
+
+interface Step {
+  what: string;
+  at: number;
+  ms: number;
+}
+interface Timed {
+  ms: number;
+  t0: number;
+  seen: number;
+  steps: Step[];
+}
 
 /**
  * Clicks `buttonId` and resolves with the ms until the workspace shows `operator` on screen. The
  * page script is a string: tsx would otherwise wrap its named functions in a helper the page lacks.
  */
-function timeTap(page: Page, buttonId: string, operator: string): Promise<number> {
+async function timeTap(page: Page, buttonId: string, operator: string): Promise<Timed> {
   return page.evaluate(`new Promise((resolve, reject) => {
+    const steps = window.__steps;
+    if (steps) steps.length = 0;
     const panel = document.getElementById('workspace');
     const button = document.getElementById(${JSON.stringify(buttonId)});
     const operator = ${JSON.stringify(operator)};
@@ -44,13 +106,63 @@ function timeTap(page: Page, buttonId: string, operator: string): Promise<number
     const t0 = performance.now();
     const observer = new MutationObserver(() => {
       if (panel.dataset.operator !== operator || panel.offsetParent === null) return;
+      const seen = performance.now();
       observer.disconnect();
       clearTimeout(timeout);
-      requestAnimationFrame(() => resolve(performance.now() - t0));
+      requestAnimationFrame(() => resolve({ ms: performance.now() - t0, t0, seen, steps: steps ? steps.slice() : [] }));
     });
     observer.observe(document.body, { attributes: true, childList: true, subtree: true });
     button.click();
   })`);
+}
+
+/**
+ * The median time from the click to each step of the samples, and the median time the page's
+ * handler ran for it (its render). Steps are named by what arrived, the operator tapping as "them"
+ * and the other as "other"; a step that repeats in a sample is numbered.
+ */
+function stepRows(samples: readonly Timed[], operator: (i: number) => string): string[][] {
+  const at = new Map<string, number[]>();
+  const run = new Map<string, number[]>();
+  const order: string[] = [];
+  const waited: number[] = [];
+  samples.forEach((sample, i) => {
+    const name = operator(i);
+    const seen = new Map<string, number>();
+    const steps = [...sample.steps].sort((x, y) => x.at - y.at);
+    // The first status saying the tapper is in front, unlocked: from then on the page knows.
+    const known = steps.find((step) => step.what.startsWith('status ') && step.what.endsWith(` front=${name}`));
+    if (known !== undefined && !known.what.includes(' locked ')) waited.push(sample.seen - known.at);
+    steps.push({ what: 'workspace shows them (observer)', at: sample.seen, ms: 0 });
+    steps.push({ what: 'next animation frame', at: sample.t0 + sample.ms, ms: 0 });
+    for (const step of steps) {
+      if (step.at < sample.t0) continue;
+      const what = step.what.replace(/front=(.+)$/, (_m, who: string) =>
+        who === '-' ? 'front=-' : who === name ? 'front=them' : 'front=other',
+      );
+      const count = (seen.get(what) ?? 0) + 1;
+      seen.set(what, count);
+      const key = count === 1 ? what : `${what} #${count}`;
+      if (!at.has(key)) {
+        at.set(key, []);
+        run.set(key, []);
+        order.push(key);
+      }
+      at.get(key)?.push(step.at - sample.t0);
+      run.get(key)?.push(step.ms);
+    }
+  });
+  const rows = order
+    .filter((key) => (at.get(key)?.length ?? 0) >= samples.length / 2)
+    .sort((x, y) => summarize(at.get(x) ?? []).p50 - summarize(at.get(y) ?? []).p50)
+    .map((key) => {
+      const a = summarize(at.get(key) ?? []);
+      const r = summarize(run.get(key) ?? []);
+      return [key, fmtInt(a.n), fmt(a.p50, 1), fmt(a.p95, 1), fmt(r.p50, 2), fmt(r.p95, 2)];
+    });
+  const w = summarize(waited);
+  rows.push(['first status with them in front → workspace shows', fmtInt(w.n), fmt(w.p50, 1), fmt(w.p95, 1), '', '']);
+  return rows;
 }
 
 async function waitForScreen(page: Page, heading: string): Promise<void> {
@@ -67,6 +179,7 @@ async function main(): Promise<void> {
   });
   const context = await browser.newContext();
   const page = await context.newPage();
+  if (STEPS) await page.addInitScript(STEP_RECORDER);
   const baton = await UiConsole.open(context, page);
   try {
     await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
@@ -86,7 +199,7 @@ async function main(): Promise<void> {
 
     // (a) tap → own workspace
     await baton.use(ada);
-    const taps: number[] = [];
+    const taps: Timed[] = [];
     for (let i = 0; i < WARMUP + TAPS; i++) {
       if (i > 0) {
         await page.getByRole('button', { name: 'Lock' }).click();
@@ -99,7 +212,7 @@ async function main(): Promise<void> {
     // (b) switch between two signed-in operators
     await baton.use(bob);
     await timeTap(page, 'switch', 'Bob Cashier'); // Bob's first sign-in
-    const switches: number[] = [];
+    const switches: Timed[] = [];
     for (let i = 0; i < WARMUP + SWITCHES; i++) {
       const [key, name] = i % 2 === 0 ? [ada, 'Ada Teller'] : [bob, 'Bob Cashier'];
       await baton.use(key);
@@ -108,8 +221,8 @@ async function main(): Promise<void> {
     }
     const sessions = baton.bridge.agent.status.sessions.map((s) => `${s.operatorName}:${s.state}`);
 
-    const a = summarize(taps);
-    const b = summarize(switches);
+    const a = summarize(taps.map((t) => t.ms));
+    const b = summarize(switches.map((t) => t.ms));
     const row = (name: string, s: Summary) => [
       name,
       fmtInt(s.n),
@@ -123,6 +236,16 @@ async function main(): Promise<void> {
       ['path', 'n', 'p50', 'p95', 'p99', 'max'],
       [row('(a) tap → own workspace (resume)', a), row('(b) switch → other workspace', b)],
     );
+    if (STEPS) {
+      const headers = ['step (from the click)', 'n', 'at p50', 'at p95', 'handler p50', 'handler p95'];
+      printTable(
+        '(a) tap: steps in the page (ms)',
+        headers,
+        stepRows(taps, () => 'Ada Teller'),
+      );
+      const switcher = (i: number) => ((WARMUP + i) % 2 === 0 ? 'Ada Teller' : 'Bob Cashier');
+      printTable('(b) switch: steps in the page (ms)', headers, stepRows(switches, switcher));
+    }
     console.log(`sessions at end: ${sessions.join(', ')}; page problems: ${baton.problems.length}`);
     printTable(
       'goals',
