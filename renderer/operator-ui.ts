@@ -334,7 +334,7 @@ export class OperatorUi {
     const workspace = byId('workspace');
     if (screen === 'workspace' && front !== undefined) {
       setText(byId('workspace-title'), front.operatorName);
-      setText(byId('workspace-level'), levelLine(front));
+      setText(byId('workspace-level'), levelLine(front, Date.now()));
       setText(byId('workspace-name'), `${front.operatorName}’s workspace`);
       workspace.dataset.operator = front.operatorName;
       workspace.dataset.session = front.id;

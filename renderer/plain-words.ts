@@ -191,3 +191,33 @@ export function clockTime(ms: number): string {
   const d = new Date(ms);
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
 }
+
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+] as const;
+
+function dayKey(d: Date): string {
+  return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+}
+
+/** When something happens, as a teller reads it: "at 17:30" today, "tomorrow at 08:15", "on 6 December at 09:00". */
+export function whenAt(ms: number, now: number): string {
+  const at = new Date(ms);
+  const today = new Date(now);
+  if (dayKey(at) === dayKey(today)) return `at ${clockTime(ms)}`;
+  const tomorrow = new Date(today.getFullYear(), today.getMonth(), today.getDate() + 1);
+  if (dayKey(at) === dayKey(tomorrow)) return `tomorrow at ${clockTime(ms)}`;
+  const year = at.getFullYear() === today.getFullYear() ? '' : ` ${at.getFullYear()}`;
+  return `on ${at.getDate()} ${MONTHS[at.getMonth()]}${year} at ${clockTime(ms)}`;
+}

@@ -1,6 +1,6 @@
 import type { AgentStatusView, CeremonyRequest, SessionSnapshotView } from '../shared/ipc.js';
 import { el } from './dom.js';
-import { actionLabel, clockTime, duration, explainReasons, levelLabel } from './plain-words.js';
+import { actionLabel, duration, explainReasons, levelLabel, whenAt } from './plain-words.js';
 
 /** The switcher: everyone signed in on this console, who is in front, and what a tap does. */
 export function switcherItems(sessions: readonly SessionSnapshotView[]): HTMLLIElement[] {
@@ -32,8 +32,9 @@ export function switcherHint(status: AgentStatusView): string {
   return `${lead} Tapping your key switches to your own work; the others wait, locked, until they tap again.`;
 }
 
-export function levelLine(front: SessionSnapshotView): string {
-  return `Signed in with a ${levelLabel(front.level)} (AAL${front.aal}) · session ends at ${clockTime(front.expiresAt)}`;
+/** How the operator in front signed in, in plain words (never "AAL2"), and when the session ends. */
+export function levelLine(front: SessionSnapshotView, now: number): string {
+  return `Signed in with a ${levelLabel(front.level)} · session ends ${whenAt(front.expiresAt, now)}`;
 }
 
 export interface CeremonyText {

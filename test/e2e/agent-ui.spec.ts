@@ -99,7 +99,7 @@ test('an operator enrols the console and their key, taps in, locks when idle and
   // ---- tap in (keyboard) ----
   await page.keyboard.press('Enter');
   await expectWorkspaceOf(page, 'Ada Teller');
-  await expect(page.getByText('Signed in with a key with PIN or fingerprint (AAL2)')).toBeVisible();
+  await expect(page.getByText('Signed in with a key with PIN or fingerprint ·')).toBeVisible();
   await screen(page, info, '04-workspace-ada');
 
   // ---- idle lock on the agent's clock, then the same operator resumes ----
@@ -175,7 +175,7 @@ test('step-up names the action and why; a failed check changes nothing; IT revok
   await carol.key.presenceOnly(true);
   await page.getByRole('button', { name: 'Switch operator' }).click();
   await expectWorkspaceOf(page, 'Carol Clerk');
-  await expect(page.getByText('Signed in with a key tap (AAL1)')).toBeVisible();
+  await expect(page.getByText('Signed in with a key tap ·')).toBeVisible();
 
   // ---- step-up: the prompt names the action and why; with the key away, she cancels ----
   await carol.key.unplug();
@@ -199,13 +199,13 @@ test('step-up names the action and why; a failed check changes nothing; IT revok
   await page.getByRole('button', { name: 'Approve payment' }).click();
   await expect(page.getByTestId('action-result')).toContainText('Not done:');
   await expectWorkspaceOf(page, 'Carol Clerk');
-  await expect(page.getByText('Signed in with a key tap (AAL1)')).toBeVisible();
+  await expect(page.getByText('Signed in with a key tap ·')).toBeVisible();
 
   // The check succeeds: allowed, and the session is raised.
   await carol.key.setUserVerified(true);
   await page.getByRole('button', { name: 'Approve payment' }).click();
   await expect(page.getByTestId('action-result')).toHaveText('Allowed: Approve a payment (confirmed with your key).');
-  await expect(page.getByText('Signed in with a key with PIN or fingerprint (AAL2)')).toBeVisible();
+  await expect(page.getByText('Signed in with a key with PIN or fingerprint ·')).toBeVisible();
   await screen(page, info, '08-step-up-allowed');
 
   // ---- IT revokes Carol's session: it leaves the screen at once ----
