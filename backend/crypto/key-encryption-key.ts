@@ -60,7 +60,8 @@ export class KeyEncryptionKey {
   static read(file: string): KeyEncryptionKey | undefined {
     if (!existsSync(file)) return undefined;
     chmodSync(file, 0o600);
-    const text = readFileSync(file, 'utf8').trim();
+    // Base64url, with or without padding (`head -c 32 /dev/urandom | basenc --base64url` makes one).
+    const text = readFileSync(file, 'utf8').trim().replace(/=+$/, '');
     const key = Buffer.from(text, 'base64url');
     if (!/^[A-Za-z0-9_-]+$/.test(text) || key.length !== KEK_BYTES) {
       throw new BatonError(

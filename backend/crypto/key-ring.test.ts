@@ -63,6 +63,19 @@ describe('the sealed key ring in the database', () => {
     assert.equal(await store.meta.get(keyRingMetaKey('token')), before, 'the ring is untouched');
   });
 
+  it('a key-encryption key made beforehand by IT (base64url with padding) is used; a file that is not one is refused', async () => {
+    const store = database();
+    const dataDir = dir();
+    const made = Buffer.alloc(32, 7).toString('base64url');
+    writeFileSync(join(dataDir, KEY_ENCRYPTION_KEY_FILE), `${made}=\n`, { mode: 0o644 });
+    await open(store, dataDir);
+    assert.equal(statSync(join(dataDir, KEY_ENCRYPTION_KEY_FILE)).mode & 0o777, 0o600, 'made private');
+    assert.equal(readdirSync(dataDir).length, 1);
+    const other = dir();
+    writeFileSync(join(other, KEY_ENCRYPTION_KEY_FILE), 'too short\n');
+    assert.match(await codeOf(open(store, other)), /^KEY_ENCRYPTION_KEY_MISMATCH: .*is not a key-encryption key/);
+  });
+
   it('a node with another key-encryption key refuses to start (KEY_ENCRYPTION_KEY_MISMATCH)', async () => {
     const store = database();
     await open(store, dir());
