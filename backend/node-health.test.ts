@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DatabaseHealthView } from './store/database-health.js';
-import { NodeHealth, type NodeHealthInputs } from './node-health.js';
+import { memoryLogger } from './cluster/test-kit.js';
+import { NodeHealth, PROBE_FAILURES, type NodeHealthInputs } from './node-health.js';
 
 function rig(overrides: Partial<NodeHealthInputs> = {}) {
   let now = 10_000;
   let probes = 0;
-  const state = { reachable: true, stale: false, stopping: false, hang: false };
+  const state = { reachable: true, stale: false, stopping: false, hang: false, driverText: false };
+  const { logger, records } = memoryLogger();
   const health = new NodeHealth({
+    logger,
     nodeId: 'baton1:42',
     engine: 'postgres',
     version: '0.1.0',
@@ -17,6 +20,12 @@ function rig(overrides: Partial<NodeHealthInputs> = {}) {
     probeDatabase: () => {
       probes++;
       if (state.hang) return new Promise(() => undefined);
+      if (!state.reachable && state.driverText) {
+        // node-postgres' own errors carry no code: only their text, which names what it connected to.
+        return Promise.reject(
+          new Error('connect ECONNREFUSED 10.1.2.3:5432 (postgres://baton:s3cret@db1.example.internal/baton)'),
+        );
+      }
       if (!state.reachable) {
         return Promise.reject(
           Object.assign(new Error('connect ECONNREFUSED postgres://baton:pw@db1.example.internal'), {
@@ -34,6 +43,7 @@ function rig(overrides: Partial<NodeHealthInputs> = {}) {
   });
   return {
     health,
+    records,
     state,
     probes: () => probes,
     advance: (ms: number) => {
@@ -63,6 +73,7 @@ describe('node health: /healthz and /readyz', () => {
     assert.equal(healthz.body.status, 'degraded');
     assert.deepEqual(healthz.body.problems, ['database-unreachable']);
     assert.equal((healthz.body.database as { error: string }).error, 'DATABASE_UNREACHABLE');
+    assert.equal((healthz.body.database as { description: string }).description, PROBE_FAILURES.refused);
     assert.ok(!JSON.stringify(healthz.body).includes('pw@'));
     const readyz = await health.readyz();
     assert.equal(readyz.status, 503);
@@ -75,7 +86,28 @@ describe('node health: /healthz and /readyz', () => {
     const readyz = await health.readyz();
     assert.equal(readyz.status, 503);
     const healthz = await health.healthz();
-    assert.match(String((healthz.body.database as { error: string }).error), /no answer within 50 ms/);
+    assert.equal((healthz.body.database as { error: string }).error, 'DATABASE_UNREACHABLE');
+    assert.equal((healthz.body.database as { description: string }).description, PROBE_FAILURES.timeout);
+  });
+
+  it("never repeats the driver's text (hosts, users, a URL) in its bodies; logs it once, without the URL", async () => {
+    const { health, state, records, advance } = rig();
+    state.reachable = false;
+    state.driverText = true;
+    const bodies = [await health.healthz(), await health.readyz()].map((answer) => JSON.stringify(answer.body));
+    advance(2_000);
+    bodies.push(JSON.stringify((await health.healthz()).body));
+    for (const body of bodies) {
+      assert.doesNotMatch(body, /ECONNREFUSED|10\.1\.2\.3|5432|s3cret|example|postgres:/, body);
+    }
+    const logged = records.filter((r) => r.msg === 'health: the database probe failed');
+    assert.equal(logged.length, 1, 'logged when it stopped answering, not on every probe');
+    assert.match(String(logged[0]?.detail), /ECONNREFUSED 10\.1\.2\.3:5432/);
+    assert.doesNotMatch(JSON.stringify(logged), /s3cret/);
+    state.reachable = true;
+    advance(2_000);
+    assert.equal((await health.readyz()).status, 200);
+    assert.ok(records.some((r) => r.msg === 'health: the database answers again'));
   });
 
   it('takes a stale node out of rotation, and puts it back once fresh', async () => {

@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+import { safeDetail } from './cluster/freshness.js';
 import type { DatabaseHealthView } from './store/database-health.js';
 
 /**
@@ -12,7 +14,9 @@ import type { DatabaseHealthView } from './store/database-health.js';
  *
  * The database round trip is shared: calls within `probeCacheMs` reuse the last result, and at most
  * one probe runs at a time, so a load balancer checking every second costs one query a second.
- * Nothing here names the database URL or its password.
+ * Nothing here names the database URL or its password, nor repeats the database's or the driver's
+ * own error text: a failed probe says `error: "DATABASE_UNREACHABLE"` and a plain `description`
+ * (refused or dropped, or no answer in time); the detail goes to the node's log, once per change.
  */
 
 export type HealthProblem = 'database-unreachable' | 'database-damaged' | 'node-stale' | 'shutting-down';
@@ -32,6 +36,8 @@ export interface NodeHealthInputs {
   freshness?: () => { stale: boolean; reason?: string; since?: number; lastConfirmedAt?: number };
   /** True once the node is stopping. */
   stopping?: () => boolean;
+  /** Where a failed probe's detail is logged (its first line, URLs replaced), when reachability changes. */
+  logger: Logger;
   /** Default 1000 ms. */
   probeTimeoutMs?: number;
   /** Default 1000 ms. */
@@ -43,11 +49,17 @@ export interface HealthAnswer {
   body: Record<string, unknown>;
 }
 
+/** Why the database probe failed, in the body: a stable code and plain words, never the driver's text. */
+export const PROBE_FAILURES = {
+  refused: 'the database refused the connection, dropped it, or returned an error',
+  timeout: 'the database did not answer in time',
+} as const;
+
 interface Probe {
   ok: boolean;
   at: number;
   ms: number;
-  error?: string;
+  failure?: keyof typeof PROBE_FAILURES;
 }
 
 export class NodeHealth {
@@ -81,7 +93,9 @@ export class NodeHealth {
           reachable: probe.ok,
           roundTripMs: probe.ms,
           probedAt: probe.at,
-          ...(probe.error === undefined ? {} : { error: probe.error }),
+          ...(probe.failure === undefined
+            ? {}
+            : { error: 'DATABASE_UNREACHABLE', description: PROBE_FAILURES[probe.failure] }),
           ...(this.inputs.databaseFile === undefined ? {} : this.inputs.databaseFile()),
         },
         ...(freshness === undefined ? {} : { freshness }),
@@ -115,6 +129,9 @@ export class NodeHealth {
     const now = this.clock();
     if (this.last !== undefined && now - this.last.at < cacheMs) return Promise.resolve(this.last);
     this.running ??= this.runProbe().then((probe) => {
+      if (this.last !== undefined && !this.last.ok && probe.ok) {
+        this.inputs.logger.info({ node: this.inputs.nodeId }, 'health: the database answers again');
+      }
       this.last = probe;
       this.running = undefined;
       return probe;
@@ -126,20 +143,32 @@ export class NodeHealth {
     const timeoutMs = this.inputs.probeTimeoutMs ?? 1000;
     const started = this.clock();
     let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Error(`no answer within ${timeoutMs} ms`);
     try {
       await Promise.race([
         this.inputs.probeDatabase(),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+          timer = setTimeout(() => reject(timedOut), timeoutMs);
         }),
       ]);
       return { ok: true, at: started, ms: this.clock() - started };
     } catch (error) {
-      const code = (error as { code?: unknown } | undefined)?.code;
-      const message = error instanceof Error ? error.message : String(error);
-      // The code (DATABASE_UNREACHABLE, ECONNREFUSED, …) or the first line; never a URL.
-      const said = typeof code === 'string' ? code : message.split('\n')[0]?.replace(/\w+:\/\/\S+/g, '[url]');
-      return { ok: false, at: started, ms: this.clock() - started, error: said ?? 'error' };
+      const failure = error === timedOut ? 'timeout' : 'refused';
+      // Logged when the database stops answering (not on every probe while it stays away).
+      if (this.last?.ok !== false) {
+        const code = (error as { code?: unknown } | undefined)?.code;
+        this.inputs.logger.warn(
+          {
+            node: this.inputs.nodeId,
+            code: 'DATABASE_UNREACHABLE',
+            failure,
+            detail: safeDetail(error),
+            ...(typeof code === 'string' ? { driverCode: code } : {}),
+          },
+          'health: the database probe failed',
+        );
+      }
+      return { ok: false, at: started, ms: this.clock() - started, failure };
     } finally {
       if (timer !== undefined) clearTimeout(timer);
     }

@@ -260,6 +260,7 @@ async function listenOn(
     version: BACKEND_VERSION,
     startedAt: Date.now(),
     consolesConnected: () => channel.connectionCount,
+    logger,
     // One small read through the store (its pool, its connection lock): the path requests take.
     probeDatabase: () => store.meta.get('node-health-probe'),
     // The integrity of the embedded file; PostgreSQL checks its own pages.

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { BatonError } from '../../shared/errors.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { InProcessBus, PostgresBus } from './bus.js';
-import { FreshnessMonitor, STALE_NODE_REASON, type FreshnessState } from './freshness.js';
+import { FreshnessMonitor, STALE_CAUSE_TEXT, STALE_NODE_REASON, type FreshnessState } from './freshness.js';
 import {
   CLUSTER_NODES_DDL_POSTGRES,
   MemoryNodeRegistry,
@@ -241,8 +241,19 @@ describe('FreshnessMonitor and the nodes registry on PostgreSQL', { skip }, () =
       assert.equal(stale.cause, 'bus-disconnected');
       assert.equal(stale.since, confirmedAt + 5_000);
       await becameStale;
-      assert.ok('refuse' in monitor.decide('strict'));
-      assert.ok(records.some((r) => r.msg === 'freshness: this node is stale'));
+      const refused = monitor.decide('strict');
+      assert.ok('refuse' in refused);
+      // What the node shows (the NODE_STALE message, /healthz, the registry row) is its own plain words;
+      // the driver's text (it names the host and port it could not reach) stays in the log.
+      const driverSaid = bus.status().lastError ?? '';
+      assert.ok(driverSaid.length > 0, 'the bus recorded why it lost its connection');
+      for (const shown of [refused.refuse.message, stale.reason ?? '']) {
+        assert.ok(!shown.includes(driverSaid), `no driver text in: ${shown}`);
+        assert.doesNotMatch(shown, /ECONNREFUSED|terminat|127\.0\.0\.1|:\d{4,5}\b/, shown);
+        assert.ok(shown.includes(STALE_CAUSE_TEXT['bus-disconnected']), shown);
+      }
+      const logged = records.find((r) => r.msg === 'freshness: this node is stale' && r.node === 'node-f');
+      assert.ok(typeof logged?.detail === 'string' && logged.detail.length > 0, 'the detail is logged');
 
       // Back: the bus reconnects and resyncs by itself, the monitor confirms at once.
       const fresher = nextChange(monitor, false);

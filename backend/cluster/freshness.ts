@@ -45,6 +45,27 @@ export interface FreshnessOptions {
   registry?: { nodes: NodeRegistry; node: NodeIdentity };
 }
 
+/**
+ * What a stale node says about why, in words of its own: stable per cause, never the database's or
+ * the driver's text (which may name hosts, ports or users). Shown in /healthz, the NODE_STALE
+ * message, the consoles' notice and the admin console's node list.
+ */
+export const STALE_CAUSE_TEXT: Record<StaleCause, string> = {
+  'bus-disconnected': 'the cluster bus lost its connection to the database',
+  'heartbeat-failed': 'the cluster bus heartbeat did not come back',
+  'not-confirmed': 'the cluster view was never confirmed',
+};
+
+function failure(cause: StaleCause, detail: string): { cause: StaleCause; message: string; detail: string } {
+  return { cause, message: STALE_CAUSE_TEXT[cause], detail: safeDetail(detail) };
+}
+
+/** An error's first line for a log, with any URL (and so any password in it) replaced. */
+export function safeDetail(error: unknown): string {
+  const text = error instanceof Error ? error.message || error.name : String(error);
+  return (text.split('\n')[0] ?? '').replace(/\w+:\/\/\S+/g, '[url]').slice(0, 300);
+}
+
 export class FreshnessMonitor {
   private readonly bus: ClusterBus;
   private readonly logger: Logger;
@@ -54,7 +75,7 @@ export class FreshnessMonitor {
   private readonly pingTimeoutMs: number;
   private readonly createdAt: number;
   private lastConfirmedAt: number | undefined;
-  private lastFailure: { cause: StaleCause; message: string } | undefined;
+  private lastFailure: { cause: StaleCause; message: string; detail: string } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<FreshnessState> | undefined;
   private reported: boolean | undefined;
@@ -72,10 +93,7 @@ export class FreshnessMonitor {
     this.createdAt = this.clock();
     this.unsubscribeBus = this.bus.onStatus((status) => {
       if (!status.connected) {
-        this.lastFailure = {
-          cause: 'bus-disconnected',
-          message: `cluster bus disconnected: ${status.lastError ?? 'unknown'}`,
-        };
+        this.lastFailure = failure('bus-disconnected', status.lastError ?? 'unknown');
         this.report();
       } else {
         // Reconnected and resynced: confirm at once rather than at the next tick.
@@ -117,17 +135,15 @@ export class FreshnessMonitor {
     const base = this.lastConfirmedAt ?? this.createdAt;
     const lastConfirmed = this.lastConfirmedAt === undefined ? {} : { lastConfirmedAt: this.lastConfirmedAt };
     if (now - base <= this.boundMs) return { stale: false, ...lastConfirmed };
-    const failure =
+    const why =
       this.lastFailure ??
-      (this.lastConfirmedAt === undefined
-        ? { cause: 'not-confirmed' as const, message: 'the cluster view was never confirmed' }
-        : { cause: 'heartbeat-failed' as const, message: 'no heartbeat' });
+      (this.lastConfirmedAt === undefined ? failure('not-confirmed', '') : failure('heartbeat-failed', 'no heartbeat'));
     const silentFor = Math.round((now - base) / 1000);
     return {
       stale: true,
       since: base + this.boundMs,
-      cause: failure.cause,
-      reason: `no confirmation of the cluster view for ${silentFor} s (bound ${this.boundMs / 1000} s): ${failure.message}`,
+      cause: why.cause,
+      reason: `no confirmation of the cluster view for ${silentFor} s (bound ${this.boundMs / 1000} s): ${why.message}`,
       ...lastConfirmed,
     };
   }
@@ -161,18 +177,15 @@ export class FreshnessMonitor {
   private async heartbeat(): Promise<FreshnessState> {
     const status = this.bus.status();
     if (!status.connected) {
-      this.lastFailure = {
-        cause: 'bus-disconnected',
-        message: `cluster bus disconnected: ${status.lastError ?? 'unknown'}`,
-      };
+      this.lastFailure = failure('bus-disconnected', status.lastError ?? 'unknown');
     } else {
       try {
         await this.bus.ping(this.pingTimeoutMs);
         this.lastConfirmedAt = this.clock();
         this.lastFailure = undefined;
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        this.lastFailure = { cause: 'heartbeat-failed', message };
+        const message = safeDetail(error);
+        this.lastFailure = failure('heartbeat-failed', message);
         this.logger.warn({ err: message, node: this.bus.nodeId }, 'freshness: heartbeat failed');
         // The bus believes it listens but our own notification did not come back: a half-open
         // connection, or a lost LISTEN. Reconnecting (and resyncing) is the cure.
@@ -206,8 +219,13 @@ export class FreshnessMonitor {
     if (this.reported === state.stale) return;
     const first = this.reported === undefined;
     this.reported = state.stale;
-    if (state.stale) this.logger.error({ node: this.bus.nodeId, ...state }, 'freshness: this node is stale');
-    else if (!first) this.logger.info({ node: this.bus.nodeId }, 'freshness: this node is fresh again');
+    if (state.stale) {
+      // The words the node shows are plain; the database's own words stay in the log.
+      this.logger.error(
+        { node: this.bus.nodeId, ...state, detail: this.lastFailure?.detail },
+        'freshness: this node is stale',
+      );
+    } else if (!first) this.logger.info({ node: this.bus.nodeId }, 'freshness: this node is fresh again');
     if (first && !state.stale) return;
     for (const listener of [...this.listeners]) {
       try {

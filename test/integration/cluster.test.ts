@@ -284,6 +284,15 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
           understood.has(answer.body.error?.code as string),
           `a clear code, not ${JSON.stringify(answer.body)}`,
         );
+        // Stable codes and the node's own plain words: never the driver's text (host, port, what failed how).
+        const down = await health(node);
+        assert.equal(down.body.database?.error, 'DATABASE_UNREACHABLE', JSON.stringify(down.body));
+        for (const body of [down.body, ready.body, answer.body]) {
+          assert.doesNotMatch(
+            JSON.stringify(body),
+            /ECONNREFUSED|ECONNRESET|terminat|timeout exceeded|127\.0\.0\.1|postgres:\/\//,
+          );
+        }
       }
       const signals = (agent: ClusterConsole, from: number): string[] =>
         agent.connections
