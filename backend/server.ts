@@ -184,7 +184,7 @@ async function listenOn(
   // Known once the server listens (the default is http://localhost:<the port actually bound>).
   let adminOrigin = config.adminOrigin ?? '';
   const origin = () => adminOrigin;
-  const adminAuth = new AdminAuth({ store, events, clock, origin, logger });
+  const adminAuth = new AdminAuth({ store, events, clock, origin, logger, bus: services.bus });
   const adminCeremonies = new AdminCeremonies({
     store,
     events,

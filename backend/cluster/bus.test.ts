@@ -60,6 +60,7 @@ function busContract(rig: () => Rig): void {
       'console-connected': { consoleId: 'con_1', nodeId: 'node-x', connectionId: 'c-9' },
       'admin-stream': { cursor: 1234 },
       authenticators: {},
+      'admin-session-ended': { sessionId: 'ads_1' },
     };
     const last = nodes.at(-1)!;
     for (const topic of Object.keys(samples) as Topic[]) {

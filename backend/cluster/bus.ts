@@ -45,6 +45,11 @@ export const TOPIC_POINTERS = {
   'admin-stream': z.strictObject({ cursor: Count }),
   /** The authenticator metadata (models, FIDO MDS) changed: reload it. */
   authenticators: z.strictObject({}),
+  /**
+   * An admin session ended (sign-out, revocation, expiry, role removed), or the bootstrap token was
+   * retired (`admin:bootstrap`): every node closes the live streams it holds for it at once.
+   */
+  'admin-session-ended': z.strictObject({ sessionId: Id }),
 } as const;
 
 export type Topic = keyof typeof TOPIC_POINTERS;

@@ -35,8 +35,10 @@ export function endStream(res: ServerResponse, comment: string): void {
  * instead. A reader more than 4 MiB behind, or whose socket takes nothing for `stallMs`, is
  * disconnected; it resumes with Last-Event-ID and loses nothing.
  *
- * `stillAllowed` is asked again on every keep-alive (it reads the store): the stream ends when the
- * principal that opened it no longer may read it, whichever node ended its session.
+ * The stream ends at once when the admin session that opened it ends, on whichever node (the caller
+ * registers it with AdminAuth.holdStream: the unit that ends a session publishes a pointer on the
+ * cluster bus, and every node closes its streams of that session when it arrives). `stillAllowed`
+ * is asked again on every keep-alive (it reads the store) as the safety net behind that.
  */
 export async function streamEvents(
   ctx: RouteContext,

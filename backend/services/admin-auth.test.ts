@@ -10,6 +10,7 @@ import { sha256Hex } from '../crypto/secrets.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import { ADMIN_SESSION_IDLE_MS, AdminAuth } from './admin-auth.js';
 import { EventLog } from './event-log.js';
+import { InProcessBus } from '../cluster/bus.js';
 
 const ORIGIN = 'http://localhost:1';
 
@@ -34,8 +35,10 @@ describe('AdminAuth across nodes (state in the store only)', () => {
   const store = openSqliteStore({ dataDir: mkdtempSync(join(tmpdir(), 'baton-admin-auth-')), durability: 'normal' });
   after(() => store.close());
   const node = () => {
-    const events = new EventLog(store, clock, logger);
-    return { events, auth: new AdminAuth({ store, events, clock, origin: () => ORIGIN, logger }) };
+    // Each node its own in-process bus: what these tests show holds through the store alone.
+    const bus = new InProcessBus({ nodeId: `node-${Math.random()}`, logger });
+    const events = new EventLog(store, clock, logger, bus);
+    return { events, auth: new AdminAuth({ store, events, clock, origin: () => ORIGIN, logger, bus }) };
   };
 
   const admin = async () => {

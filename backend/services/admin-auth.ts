@@ -6,6 +6,7 @@ import type { AdminSessionRecord } from '../store/admin-repositories.js';
 import type { Logger } from 'pino';
 import type { Store } from '../store/repositories.js';
 import type { StoredEvent } from '../../shared/events.js';
+import type { ClusterBus } from '../cluster/bus.js';
 import type { EventLog, UnitOfWork } from './event-log.js';
 
 /**
@@ -33,6 +34,11 @@ export interface AdminAuthDeps {
   /** The admin console's exact origin (resolved once the backend listens). */
   origin: () => string;
   logger: Logger;
+  /**
+   * The cluster bus: an admin session ended on any node closes its live streams on every node at once
+   * (`admin-session-ended`, published inside the unit that ended it, so delivered with its commit).
+   */
+  bus: ClusterBus;
 }
 
 /** The actor string recorded for an admin's actions: the operator id of the real person. */
@@ -56,13 +62,17 @@ function cookieValues(header: string | undefined, name: string): string[] {
  *
  * Every decision reads the store, never this node's memory: an admin session, the bootstrap token's
  * state and whether an admin passkey exists are the same on every node of a cluster. The only thing
- * held here is the list of live streams open on this node, so they can be closed at once; a stream on
- * another node closes at its next keep-alive (`stillAllowed` reads the store again).
+ * held here is the list of live streams open on this node, so they can be closed at once: the unit
+ * that ends a session publishes `admin-session-ended` on the cluster bus, and every node (this one
+ * included) closes the streams it holds for that session when the pointer arrives. After the bus
+ * reconnects (pointers may have been missed), every stream held here is checked against the store.
  */
 export class AdminAuth {
-  private readonly streams = new Map<string, Set<() => void>>();
+  private readonly streams = new Map<string, Map<() => void, AdminPrincipal>>();
 
   constructor(private readonly deps: AdminAuthDeps) {
+    deps.bus.subscribe('admin-session-ended', ({ sessionId }) => this.closeStreams(sessionId));
+    deps.bus.onResync((info) => (info.reason === 'connected' ? undefined : this.recheckStreams()));
     deps.events.subscribe({ origin: 'backend' }, (event) => {
       this.onBackendEvent(event).catch((error: unknown) =>
         deps.logger.error({ err: error, event: event.id }, 'ending admin sessions after a revocation failed'),
@@ -232,6 +242,8 @@ export class AdminAuth {
     // Closed even when another unit (or node) ended it first: a stream here must not outlive it.
     uow.afterCommit(() => this.closeStreams(session.id));
     if (!(await uow.store.admin.endSession(session.id, this.deps.clock(), reason))) return false;
+    // Every other node closes its streams of this session when the commit delivers this pointer.
+    await uow.publish('admin-session-ended', { sessionId: session.id });
     await uow.record({
       type: 'admin-action',
       subject: { operator: session.operatorId },
@@ -255,6 +267,7 @@ export class AdminAuth {
     uow.afterCommit(() => this.closeStreams(BOOTSTRAP_STREAMS));
     const { tokensDisabled, codesRevoked } = await uow.store.admin.retireBootstrap(this.deps.clock());
     if (tokensDisabled === 0 && codesRevoked === 0) return;
+    await uow.publish('admin-session-ended', { sessionId: BOOTSTRAP_STREAMS });
     await uow.record({
       type: 'admin-action',
       subject: {},
@@ -298,22 +311,37 @@ export class AdminAuth {
   /** Registers a live stream held by an admin session (or the bootstrap token), closed when it ends. */
   holdStream(principal: AdminPrincipal, close: () => void): () => void {
     const key = principal.kind === 'bootstrap' ? BOOTSTRAP_STREAMS : principal.session.id;
-    let set = this.streams.get(key);
-    if (set === undefined) {
-      set = new Set();
-      this.streams.set(key, set);
+    let held = this.streams.get(key);
+    if (held === undefined) {
+      held = new Map();
+      this.streams.set(key, held);
     }
-    set.add(close);
+    held.set(close, principal);
     return () => {
-      set.delete(close);
-      if (set.size === 0 && this.streams.get(key) === set) this.streams.delete(key);
+      held.delete(close);
+      if (held.size === 0 && this.streams.get(key) === held) this.streams.delete(key);
     };
   }
 
   private closeStreams(key: string): void {
-    const set = this.streams.get(key);
+    const held = this.streams.get(key);
     this.streams.delete(key);
-    for (const close of set ?? []) close();
+    for (const close of held?.keys() ?? []) close();
+  }
+
+  /** After missed pointers: every stream held here whose principal may no longer read it is closed. */
+  private async recheckStreams(): Promise<void> {
+    for (const [key, held] of [...this.streams]) {
+      const principal = held.values().next().value;
+      if (principal === undefined) continue;
+      let allowed: boolean;
+      try {
+        allowed = await this.stillAllowed(principal);
+      } catch {
+        allowed = false; // not knowing is not a yes: the reader reconnects and is checked again
+      }
+      if (!allowed) this.closeStreams(key);
+    }
   }
 
   /**

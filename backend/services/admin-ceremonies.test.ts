@@ -14,6 +14,7 @@ import { AdminAuth } from './admin-auth.js';
 import { AdminCeremonies, type AdminCeremonyDeps } from './admin-ceremonies.js';
 import type { AuthenticatorMetadata } from './authenticator-metadata.js';
 import { EventLog } from './event-log.js';
+import { InProcessBus } from '../cluster/bus.js';
 import type { OperatorDirectory } from './operator-directory.js';
 import type { PolicyService } from './policy-service.js';
 
@@ -74,14 +75,15 @@ for (const engine of ENGINES) {
     after(() => store.close());
     /** One backend node: its own services, sharing only the store with the others. */
     const node = () => {
-      const events = new EventLog(store, clock, logger);
+      const bus = new InProcessBus({ nodeId: `node-${Math.random()}`, logger });
+      const events = new EventLog(store, clock, logger, bus);
       const origin = () => 'http://localhost:1';
       const deps: AdminCeremonyDeps = {
         store,
         events,
         policies: {} as PolicyService,
         operators: {} as OperatorDirectory,
-        auth: new AdminAuth({ store, events, clock, origin, logger }),
+        auth: new AdminAuth({ store, events, clock, origin, logger, bus }),
         clock,
         rpId: 'localhost',
         rpName: 'Baton',
