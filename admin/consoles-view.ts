@@ -143,7 +143,7 @@ function consoleDetail(main: HTMLElement, id: string): void {
           consequences: [
             who.length === 0
               ? 'Nobody is signed in on it: no session ends.'
-              : `${count(detail.sessions.length, 'live session')} on it end now (${who.join(', ')}).`,
+              : `${count(detail.sessions.length, 'live session')} on it ${detail.sessions.length === 1 ? 'ends' : 'end'} now (${who.join(', ')}).`,
             'The console locks and can never sign anyone in again; it must be enrolled anew with a new token.',
           ],
           confirm: 'Revoke console',

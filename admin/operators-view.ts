@@ -74,7 +74,7 @@ function sessionsEnding(
 ): string {
   if (sessions.length === 0) return none;
   const where = [...new Set(sessions.map((s) => consoleName(consoles.get(s.consoleId), s.consoleId)))];
-  return `${count(sessions.length, 'live session')} on ${count(where.length, 'console')} end now (${where.join(', ')}).`;
+  return `${count(sessions.length, 'live session')} on ${count(where.length, 'console')} ${sessions.length === 1 ? 'ends' : 'end'} now (${where.join(', ')}).`;
 }
 
 function credentialState(c: Credential): HTMLElement {

@@ -1,5 +1,5 @@
 import { api, endpoint } from './api.js';
-import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { errorBox, fmtAgo, fmtTime, h, pill, replace, table, timeZone } from './dom.js';
 import { barChart } from './charts.js';
 import type { View } from './view.js';
 
@@ -75,7 +75,8 @@ function nodesSection(): HTMLElement {
   return box;
 }
 
-const hhmm = (ms: number) => new Date(ms).toTimeString().slice(0, 5);
+/** The hour on the time axis, in the admin's time zone (the chart's title names it). */
+const hhmm = (ms: number) => fmtTime(ms, { zone: false }).slice(11, 16);
 
 /** Pictures: sign-ins and failures over time, step-ups by action, revocation propagation, consoles by state. */
 export const picturesView: View = (main) => {
@@ -99,7 +100,7 @@ export const picturesView: View = (main) => {
           'div',
           { class: 'grid' },
           barChart({
-            title: 'Sign-ins and failures per hour',
+            title: `Sign-ins and failures per hour (${timeZone()})`,
             summary: `${signInTotal} sign-ins (new or resumed) and ${failTotal} failed sign-ins in the last 24 hours.`,
             categories: s.signIns.map((b) => hhmm(b.start)),
             series: [

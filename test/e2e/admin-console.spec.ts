@@ -147,7 +147,7 @@ test('revoking the operator needs a fresh step-up, ends her session and shows ho
   await page.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   // First what ends, with her name typed; then the passkey step-up.
   const confirm = page.getByRole('dialog', { name: 'Revoke operator Ada Teller everywhere' });
-  await expect(confirm).toContainText('1 live session on 1 console end now (test console).');
+  await expect(confirm).toContainText('1 live session on 1 console ends now (test console).');
   await confirm.getByLabel('To confirm, type the name “Ada Teller”').fill('Ada Teller');
   await confirm.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   const dialog = page.getByRole('dialog', { name: 'Confirm it is you' });

@@ -239,6 +239,8 @@ test('dates are ISO, in the adminâ€™s time zone, with the zone shown', async () 
   expect(await cell.textContent()).toMatch(ISO_IN_ZONE);
   await page.getByRole('link', { name: 'Audit' }).click();
   await expect(page.getByLabel(`From (${ZONE})`)).toBeVisible();
+  await page.getByRole('link', { name: 'Pictures' }).click();
+  await expect(page.getByRole('figure', { name: `Sign-ins and failures per hour (${ZONE})` })).toBeVisible();
 });
 
 test('an enrolment code comes with copy, print and a QR code of the code', async ({}, info) => {
@@ -328,7 +330,7 @@ test('revoking an operator everywhere asks twice: what ends, then the operatorâ€
   await page.getByLabel('Reason for a revocation or reinstatement (audit trail)').fill('Left the bank');
   await page.getByRole('button', { name: 'Revoke operator everywhere' }).click();
   const dialog = page.getByRole('dialog', { name: 'Revoke operator Bob Cashier everywhere' });
-  await expect(dialog).toContainText('1 live session on 1 console end now (Front desk (Branch 12)).');
+  await expect(dialog).toContainText('1 live session on 1 console ends now (Front desk (Branch 12)).');
   await expect(dialog).toContainText(
     'Bob Cashier can no longer sign in anywhere: 1 passkey and 0 unused enrolment codes stop working.',
   );
