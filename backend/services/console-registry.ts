@@ -164,8 +164,11 @@ export class ConsoleRegistry {
     const seen = this.lastSeen;
     this.lastSeen = new Map();
     try {
+      // Console rows in ascending id, the cluster's lock order (repositories.ts): two nodes flushing
+      // overlapping consoles (a console's signed requests reach any node) then never deadlock.
+      const ordered = [...seen].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       await this.store.transaction(async (tx) => {
-        for (const [id, at] of seen) await tx.consoles.touch(id, at);
+        for (const [id, at] of ordered) await tx.consoles.touch(id, at);
       });
     } catch (error) {
       // Newer sightings noted meanwhile win over the ones that failed to be written.
