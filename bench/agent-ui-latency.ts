@@ -131,8 +131,11 @@ function stepRows(samples: readonly Timed[], operator: (i: number) => string): s
     const seen = new Map<string, number>();
     const steps = [...sample.steps].sort((x, y) => x.at - y.at);
     // The first status saying the tapper is in front, unlocked: from then on the page knows.
-    const known = steps.find((step) => step.what.startsWith('status ') && step.what.endsWith(` front=${name}`));
-    if (known !== undefined && !known.what.includes(' locked ')) waited.push(sample.seen - known.at);
+    const known = steps.find(
+      (step) =>
+        step.what.startsWith('status ') && step.what.endsWith(` front=${name}`) && !step.what.includes(' locked '),
+    );
+    if (known !== undefined) waited.push(sample.seen - known.at);
     steps.push({ what: 'workspace shows them (observer)', at: sample.seen, ms: 0 });
     steps.push({ what: 'next animation frame', at: sample.t0 + sample.ms, ms: 0 });
     for (const step of steps) {
