@@ -7,6 +7,8 @@ import pino from 'pino';
 import { BatonError } from '../../shared/errors.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
+import { openStore } from '../store/open-store.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from './key-encryption-key.js';
 import { KeyRing, SharedKeyRing, keyRingMetaKey, type SharedKeyRingOptions } from './key-ring.js';
 
@@ -135,5 +137,47 @@ describe('the sealed key ring in the database', () => {
     assert.equal(ringB.current.active.kid, old.active.kid, 'the cluster keeps one active key');
     assert.equal(ringB.current.get(otherHost.active.kid)?.retiredAt, 1_000, 'B’s old key verifies, retired');
     unlinkSync(join(b, 'token-signing-key.json.imported'));
+  });
+});
+
+describe('two nodes rotating the one ring at once (PostgreSQL, one store each)', { skip: postgresSkip() }, () => {
+  let server: PostgresServer | undefined;
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('every rotation lands and no key is lost: each node rotates on the ring the other committed', async () => {
+    server = await startPostgres();
+    const url = await createDatabase(server.url, `baton_ring_${process.pid}`);
+    const nodeA = dir();
+    const nodeB = dir();
+    const storeA = await openStore({ dataDir: nodeA, durability: 'normal', databaseUrl: url });
+    const storeB = await openStore({ dataDir: nodeB, durability: 'normal', databaseUrl: url });
+    stores.push(storeA, storeB);
+    let now = 1_000;
+    const options = { name: 'checkpoint', clock: () => now, logger, keepRetiredMs: undefined };
+    const a = await SharedKeyRing.open({ ...options, store: storeA, dataDir: nodeA });
+    copyFileSync(join(nodeA, KEY_ENCRYPTION_KEY_FILE), join(nodeB, KEY_ENCRYPTION_KEY_FILE));
+    const b = await SharedKeyRing.open({ ...options, store: storeB, dataDir: nodeB });
+    const first = a.current.active.kid;
+    const made: string[] = [];
+    const rotate = (ring: SharedKeyRing) =>
+      ring.update(async (current, at) => {
+        const next = await (current as KeyRing).rotated(at, undefined);
+        return next;
+      });
+    for (let round = 0; round < 5; round++) {
+      now += 1;
+      const [ra, rb] = await Promise.all([rotate(a), rotate(b)]);
+      made.push(ra.active.kid, rb.active.kid);
+    }
+    await a.reload();
+    await b.reload();
+    const kids = a.current.list().map((k) => k.kid);
+    assert.equal(new Set(made).size, 10, 'ten distinct rotations');
+    for (const kid of [first, ...made]) assert.ok(kids.includes(kid), `${kid} kept`);
+    assert.equal(kids.length, 11);
+    assert.equal(a.current.active.kid, b.current.active.kid);
+    assert.equal(a.current.list().filter((k) => k.retiredAt === null).length, 1, 'one active key');
   });
 });
