@@ -8,7 +8,7 @@ import { calculateJwkThumbprint } from 'jose';
 import { CONSOLE_HEADERS, SIGNATURE_WINDOW_MS, signingInput } from '../../shared/console-auth.js';
 import { BatonError } from '../../shared/errors.js';
 import type { P256PublicJwk } from '../../shared/http-api.js';
-import type { Store } from '../store/repositories.js';
+import type { EphemeralRepository, Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import {
   ReplayGuard,
@@ -123,6 +123,33 @@ describe('ReplayGuard and verifySignedRequest over a shared store', () => {
     assert.equal(await guardB.claim('con_1:late-nonce', signedAt), false, 'still fresh at the edge of the window');
     now = signedAt + SIGNATURE_WINDOW_MS + 1;
     assert.equal(await guardB.claim('con_1:late-nonce', signedAt), true, 'stale by then: refused as stale instead');
+  });
+
+  it('claims a burst of nonces in one statement, refusing a nonce given twice in it and one claimed before', async () => {
+    const now = 4_000_000_000;
+    const store = nodeA.ephemeral;
+    let statements = 0;
+    const counted: EphemeralRepository = {
+      put: (entry, max) => store.put(entry, max),
+      take: (kind, key) => store.take(kind, key),
+      claimOnce: (kind, key, expiresAt, at) => store.claimOnce(kind, key, expiresAt, at),
+      claimMany: (kind, entries, at) => {
+        statements++;
+        return store.claimMany(kind, entries, at);
+      },
+      sweep: (at) => store.sweep(at),
+    };
+    const guard = new ReplayGuard(counted, () => now);
+    assert.equal(await new ReplayGuard(nodeB.ephemeral, () => now).claim('con_1:burst-0', now), true);
+    statements = 0;
+    const keys = Array.from({ length: 50 }, (_, i) => `con_1:burst-${i}`);
+    const results = await Promise.all([...keys, 'con_1:burst-7'].map((key) => guard.claim(key, now)));
+    assert.equal(statements, 1);
+    // burst-0 was claimed on the other node; burst-7 given twice is claimed once.
+    assert.deepEqual(
+      results.map((claimed, i) => (claimed ? i : -1)).filter((i) => i >= 0),
+      keys.map((_, i) => i).filter((i) => i !== 0),
+    );
   });
 
   it('refuses a stale request before claiming its nonce, and a forged one without burning the nonce', async () => {

@@ -24,8 +24,18 @@ export const NONCE_KIND = 'console-nonce';
  * request's own timestamp, not from the clock of the node that claimed it, so nodes whose clocks
  * differ agree on it. The nonces survive a restart with the database; expired ones are deleted by
  * the store's sweep (the server runs it).
+ *
+ * Claims are grouped: the claims made in one turn of the event loop, and those made while a claim
+ * statement is running, are written together (`EphemeralRepository.claimMany`, one statement on
+ * PostgreSQL), so thousands of consoles reconnecting at once after a failover cost a few round
+ * trips instead of one each. A nonce claimed twice in one group is a replay: the second is refused.
  */
 export class ReplayGuard {
+  /** Claims waiting for the next statement, by key. */
+  private pending = new Map<string, { expiresAt: number; settle: (claimed: boolean | Error) => void }>();
+  private running: Promise<unknown> = Promise.resolve();
+  private scheduled = false;
+
   constructor(
     private readonly ephemeral: EphemeralRepository,
     private readonly clock: () => number,
@@ -33,7 +43,39 @@ export class ReplayGuard {
 
   /** Returns false when the nonce was already claimed (by any node) and can still be replayed. */
   claim(key: string, signedAt: number): Promise<boolean> {
-    return this.ephemeral.claimOnce(NONCE_KIND, key, signedAt + SIGNATURE_WINDOW_MS + 1, this.clock());
+    if (this.pending.has(key)) return Promise.resolve(false);
+    return new Promise((resolve, reject) => {
+      this.pending.set(key, {
+        expiresAt: signedAt + SIGNATURE_WINDOW_MS + 1,
+        settle: (claimed) => (claimed instanceof Error ? reject(claimed) : resolve(claimed)),
+      });
+      this.schedule();
+    });
+  }
+
+  /** The next group: next turn of the event loop, after the statement in progress if any. */
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.running = this.running.then(() => this.claimPending());
+    });
+  }
+
+  /** Never rejects: each waiting claim is told its outcome, or the store's error. */
+  private async claimPending(): Promise<void> {
+    const group = this.pending;
+    this.pending = new Map();
+    if (group.size === 0) return;
+    try {
+      const entries = [...group].map(([key, c]) => ({ key, expiresAt: c.expiresAt }));
+      const claimed = await this.ephemeral.claimMany(NONCE_KIND, entries, this.clock());
+      for (const [key, c] of group) c.settle(claimed.has(key));
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const c of group.values()) c.settle(failure);
+    }
   }
 }
 

@@ -284,7 +284,7 @@ export class RevocationHub {
 
   /**
    * Writes every acknowledgement received before the call (after any write already running), in one
-   * transaction of a few statements. Rejects when the write fails: the acks are kept for a retry.
+   * transaction of a few statements (`RevocationRepository.recordAcks`). Rejects when the write fails: the acks are kept for a retry.
    */
   flushAcks(): Promise<void> {
     const run = this.ackWriting.then(() => this.writeAcks());
@@ -299,12 +299,9 @@ export class RevocationHub {
     const acks = this.pendingAcks;
     this.pendingAcks = new Map();
     try {
-      await this.store.transaction(async (tx) => {
-        for (const [consoleId, ack] of acks) {
-          await tx.revocations.recordAck(consoleId, ack.epoch, ack.at);
-          await tx.consoles.setSyncState(consoleId, { revocationEpoch: ack.epoch });
-        }
-      });
+      const rows = [...acks].map(([consoleId, ack]) => ({ consoleId, epoch: ack.epoch, at: ack.at }));
+      // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each).
+      await this.store.transaction((tx) => tx.revocations.recordAcks(rows));
     } catch (error) {
       // Kept for a retry (the database may be restarting); an ack that arrived meanwhile wins.
       for (const [consoleId, ack] of acks) {

@@ -8,6 +8,8 @@ import type { EphemeralRepository, RevocationRecord, RevocationRepository } from
 import { PG_LOCKS, atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
 
 const DELIVERY_CHUNK = 500;
+/** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 5 per row). */
+const CLAIM_CHUNK = 1000;
 
 export class KyselyRevocations implements RevocationRepository {
   constructor(private readonly ctx: KyselyContext) {}
@@ -106,6 +108,40 @@ export class KyselyRevocations implements RevocationRepository {
       .where('acked_at', 'is', null)
       .execute();
   }
+  async recordAcks(acks: readonly { consoleId: string; epoch: number; at: number }[]): Promise<void> {
+    if (acks.length === 0) return;
+    // Lock order (repositories.ts): consoles in ascending id, then their deliveries.
+    const sorted = [...acks].sort((a, b) => (a.consoleId < b.consoleId ? -1 : a.consoleId > b.consoleId ? 1 : 0));
+    await atomic(this.ctx, async (db) => {
+      if (this.ctx.dialect === 'postgres') {
+        const ids = sorted.map((a) => a.consoleId);
+        const epochs = sorted.map((a) => a.epoch);
+        const ats = sorted.map((a) => a.at);
+        await sql`SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`.execute(db);
+        await sql`UPDATE consoles c SET revocation_epoch = GREATEST(c.revocation_epoch, a.epoch)
+          FROM unnest(${ids}::text[], ${epochs}::bigint[]) AS a(console_id, epoch)
+          WHERE c.id = a.console_id`.execute(db);
+        await sql`UPDATE revocation_deliveries d SET acked_at = a.at
+          FROM unnest(${ids}::text[], ${epochs}::bigint[], ${ats}::bigint[]) AS a(console_id, epoch, at)
+          WHERE d.console_id = a.console_id AND d.epoch <= a.epoch AND d.acked_at IS NULL`.execute(db);
+        return;
+      }
+      for (const ack of sorted) {
+        await db
+          .updateTable('consoles')
+          .set({ revocation_epoch: sql<number>`MAX(revocation_epoch, ${ack.epoch})` })
+          .where('id', '=', ack.consoleId)
+          .execute();
+        await db
+          .updateTable('revocation_deliveries')
+          .set({ acked_at: ack.at })
+          .where('console_id', '=', ack.consoleId)
+          .where('epoch', '<=', ack.epoch)
+          .where('acked_at', 'is', null)
+          .execute();
+      }
+    });
+  }
   async deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]> {
     const rows = await this.ctx.db
       .selectFrom('revocation_deliveries')
@@ -195,6 +231,47 @@ export class KyselyEphemeral implements EphemeralRepository {
       .returning('kind')
       .execute();
     return rows.length === 1;
+  }
+
+  async claimMany(
+    kind: string,
+    entries: readonly { key: string; expiresAt: number }[],
+    now: number,
+  ): Promise<Set<string>> {
+    const distinct = [...new Map(entries.map((e) => [e.key, e])).values()];
+    const claimed = new Set<string>();
+    if (distinct.length === 0) return claimed;
+    // SQLite: one statement per key (its next created_seq reads the table), in one transaction.
+    const chunk = this.ctx.dialect === 'postgres' ? CLAIM_CHUNK : 1;
+    await atomic(this.ctx, async (db) => {
+      for (let i = 0; i < distinct.length; i += chunk) {
+        const rows = await db
+          .insertInto('ephemeral')
+          .values(
+            distinct.slice(i, i + chunk).map((e) => ({
+              kind,
+              key: e.key,
+              owner: '',
+              value: '',
+              expires_at: e.expiresAt,
+              created_seq: this.nextSeq(),
+            })),
+          )
+          .onConflict((oc) =>
+            oc
+              .columns(['kind', 'key'])
+              .doUpdateSet((eb) => ({
+                expires_at: eb.ref('excluded.expires_at'),
+                created_seq: eb.ref('excluded.created_seq'),
+              }))
+              .where('ephemeral.expires_at', '<=', now),
+          )
+          .returning('key')
+          .execute();
+        for (const row of rows) claimed.add(str(row, 'key'));
+      }
+    });
+    return claimed;
   }
 
   async sweep(now: number): Promise<number> {

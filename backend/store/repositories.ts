@@ -226,6 +226,13 @@ export interface RevocationRepository {
   since(epoch: number): Promise<RevocationRecord[]>;
   recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void>;
   recordAck(consoleId: string, epoch: number, at: number): Promise<void>;
+  /**
+   * Each console applied every revocation up to its epoch (at most one entry per console): its
+   * revocation_epoch is raised (never lowered) and its unacknowledged deliveries up to that epoch are
+   * marked acknowledged at `at`, in one unit and a few statements whatever the number of consoles
+   * (the revocation hub's group commit of thousands of acks). Locks consoles in ascending id first.
+   */
+  recordAcks(acks: readonly { consoleId: string; epoch: number; at: number }[]): Promise<void>;
   deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]>;
 }
 
@@ -359,6 +366,12 @@ export interface EphemeralRepository {
   take(kind: string, key: string): Promise<{ owner: string; value: string; expiresAt: number } | undefined>;
   /** Records `key` once; false if it is already recorded and unexpired (replay). */
   claimOnce(kind: string, key: string, expiresAt: number, now: number): Promise<boolean>;
+  /**
+   * `claimOnce` for many keys of one kind at once (one statement per ~1,000 keys on PostgreSQL, for a
+   * burst of signed requests such as consoles reconnecting after a failover): the keys this call
+   * claimed. A key given twice is claimed at most once.
+   */
+  claimMany(kind: string, entries: readonly { key: string; expiresAt: number }[], now: number): Promise<Set<string>>;
   /** Deletes expired entries; returns how many. */
   sweep(now: number): Promise<number>;
 }
