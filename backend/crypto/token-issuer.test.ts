@@ -207,6 +207,29 @@ describe('token signing key rotation', () => {
     assert.equal(kids.length, 4);
   });
 
+  it('a running node whose ring was changed in the database keeps signing with the keys it holds and says why', async () => {
+    let now = 1_000 * DAY;
+    const store = database();
+    const lines: { code?: string; msg: string }[] = [];
+    const record = { info() {}, warn() {}, error: (obj: object, msg: string) => lines.push({ ...obj, msg }) };
+    const issuer = await TokenIssuer.open(dataDir(), () => now, { rotationDays: 0, store, logger: record });
+    const kid = issuer.activeKid;
+    const sealed = JSON.parse((await store.meta.get(keyRingMetaKey('token'))) ?? '{}') as { tag: string };
+    const tag = Buffer.from(sealed.tag, 'base64url');
+    tag[0] = (tag[0] ?? 0) ^ 1;
+    await store.meta.set(keyRingMetaKey('token'), JSON.stringify({ ...sealed, tag: tag.toString('base64url') }));
+    now += SIGNING_RING_REFRESH_MS;
+    const { token } = await issuer.issue(claims);
+    assert.equal(decodeProtectedHeader(token).kid, kid);
+    await issuer.verify(token);
+    assert.ok(
+      lines.some((l) => l.code === 'KEY_RING_TAMPERED'),
+      JSON.stringify(lines),
+    );
+    await assert.rejects(issuer.rotate(), /KEY_RING_TAMPERED|does not authenticate/);
+    assert.equal(issuer.activeKid, kid);
+  });
+
   it('refuses to start with a key file that is not a key ring, naming the file', async () => {
     const dir = dataDir();
     writeFileSync(join(dir, SIGNING_KEY_FILE), '{"keys": 3}');
