@@ -57,38 +57,63 @@ export async function verifyStoredCredential(
       input.requireUv,
     );
   } catch (error) {
-    const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
-    await deps.events.atomically(async (uow) => {
-      const guess = code === 'WEBAUTHN_VERIFICATION_FAILED' || code === 'WEBAUTHN_COUNTER_REGRESSED';
-      if (guess && input.countsTowardLockout !== false) {
-        await uow.store.operators.recordFailure(input.operatorId);
-      }
-      await recordFailure(uow, code);
-      if (code === 'WEBAUTHN_COUNTER_REGRESSED') {
-        const action = input.onCounterRegression ?? DEFAULT_ON_COUNTER_REGRESSION;
-        const received = error instanceof BatonError ? error.extra?.receivedCounter : undefined;
-        const suspended =
-          action === 'suspend' &&
-          (await uow.store.operators.suspendCredential(credential.id, deps.clock(), 'possible-cloned-authenticator'));
-        await uow.record({
-          type: 'credential-counter-regressed',
-          subject: {
-            operator: input.operatorId,
-            ...(input.consoleId === undefined ? {} : { console: input.consoleId }),
-            credential: credential.id,
-          },
-          outcome: 'failure',
-          reasons: ['possible-cloned-authenticator', ...(suspended ? ['credential-suspended'] : [])],
-          detail: {
-            storedCounter: credential.counter,
-            ...(typeof received === 'number' ? { receivedCounter: received } : {}),
-            action,
-          },
-        });
-      }
-    });
+    await recordAssertionRefusal(deps, input, error, recordFailure);
     throw error;
   }
+}
+
+/**
+ * Records a refused assertion in a unit of work of its own (the caller rethrows `error`): counts a
+ * guess toward the lockout and, for a counter that went back (found by the verification, or by the
+ * store when another node advanced the counter first), suspends the credential as the policy says
+ * and records the possible clone. Locks in the store's order (repositories.ts): the credential, then
+ * the operator, then the backend chain head (the first `record`).
+ */
+export async function recordAssertionRefusal(
+  deps: Pick<CeremonyContext, 'events'> & { clock: () => number },
+  input: {
+    credential: CredentialRecord;
+    operatorId: string;
+    consoleId?: string;
+    onCounterRegression?: CounterRegressionAction | undefined;
+    countsTowardLockout?: boolean;
+  },
+  error: unknown,
+  recordFailure: (uow: UnitOfWork, code: ErrorCode) => Promise<unknown>,
+): Promise<void> {
+  const { credential } = input;
+  const code = error instanceof BatonError ? error.code : 'WEBAUTHN_VERIFICATION_FAILED';
+  await deps.events.atomically(async (uow) => {
+    const regressed = code === 'WEBAUTHN_COUNTER_REGRESSED';
+    const action = input.onCounterRegression ?? DEFAULT_ON_COUNTER_REGRESSION;
+    const suspended =
+      regressed &&
+      action === 'suspend' &&
+      (await uow.store.operators.suspendCredential(credential.id, deps.clock(), 'possible-cloned-authenticator'));
+    const guess = code === 'WEBAUTHN_VERIFICATION_FAILED' || regressed;
+    if (guess && input.countsTowardLockout !== false) {
+      await uow.store.operators.recordFailure(input.operatorId);
+    }
+    await recordFailure(uow, code);
+    if (regressed) {
+      const received = error instanceof BatonError ? error.extra?.receivedCounter : undefined;
+      await uow.record({
+        type: 'credential-counter-regressed',
+        subject: {
+          operator: input.operatorId,
+          ...(input.consoleId === undefined ? {} : { console: input.consoleId }),
+          credential: credential.id,
+        },
+        outcome: 'failure',
+        reasons: ['possible-cloned-authenticator', ...(suspended ? ['credential-suspended'] : [])],
+        detail: {
+          storedCounter: credential.counter,
+          ...(typeof received === 'number' ? { receivedCounter: received } : {}),
+          action,
+        },
+      });
+    }
+  });
 }
 
 /**
@@ -143,6 +168,48 @@ export class AssertionGate {
   async recordUse(store: Store, credential: CredentialRecord, counter: number): Promise<void> {
     await store.operators.recordCredentialUse(credential.id, counter, this.ctx.clock());
     credential.counter = counter;
+  }
+
+  /**
+   * Runs `unit` (the unit of work that acts on a verified assertion, which calls `recordUse`). When
+   * the store refuses the counter because another node (or unit) advanced it past this assertion's
+   * meanwhile, the assertion is refused as a counter regression found by the verification is:
+   * WEBAUTHN_COUNTER_REGRESSED, the possible clone recorded, the credential suspended per policy.
+   */
+  async actOn<T>(
+    console: ConsoleRecord,
+    credential: CredentialRecord,
+    operatorId: string,
+    failureType: 'sign-in-failed' | 'step-up-failed',
+    sessionId: string | undefined,
+    unit: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await unit();
+    } catch (error) {
+      if (error instanceof BatonError && error.code === 'WEBAUTHN_COUNTER_REGRESSED') {
+        await recordAssertionRefusal(
+          this.ctx,
+          {
+            credential,
+            operatorId,
+            consoleId: console.id,
+            onCounterRegression: this.ctx.policies.policy.credentials.onCounterRegression,
+          },
+          error,
+          (uow, code) =>
+            this.fail(
+              console,
+              failureType,
+              code,
+              { operator: operatorId, credential: credential.id, ...(sessionId ? { session: sessionId } : {}) },
+              undefined,
+              uow,
+            ),
+        );
+      }
+      throw error;
+    }
   }
 
   async usableCredential(

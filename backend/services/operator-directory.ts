@@ -68,6 +68,9 @@ export function attestationTrust(
   return rootsConfigured ? 'certificate' : 'unverified-certificate';
 }
 
+/** The actor of what the bootstrap token does (admin-auth.ts). */
+const BOOTSTRAP_ACTOR = 'admin:bootstrap';
+
 /** Operators, their one-time enrolment codes and their passkeys. */
 export class OperatorDirectory {
   constructor(
@@ -192,6 +195,19 @@ export class OperatorDirectory {
     const now = this.ctx.clock();
     const expiresAt = now + (ttlSeconds ?? this.codeTtlSeconds) * 1000;
     await this.ctx.events.atomically(async (uow) => {
+      if (actor === BOOTSTRAP_ACTOR) {
+        // The bootstrap token was checked when the request arrived; the first admin passkey may have
+        // been registered since, on any node, retiring the token and every code it minted. Under the
+        // backend chain head (which that registration takes first), it is checked again: a code
+        // minted here after the retirement would outlive it.
+        await uow.store.events.lockHead(BACKEND_ORIGIN);
+        if (await uow.store.admin.adminPasskeyExists()) {
+          throw new BatonError(
+            'ADMIN_BOOTSTRAP_DISABLED',
+            'The bootstrap token was disabled when the first admin registered a passkey; sign in to the admin console',
+          );
+        }
+      }
       await uow.store.operators.insertCode({
         hash: sha256Hex(code),
         operatorId,

@@ -69,6 +69,20 @@ const SESSION_CHANGING_TYPES: ReadonlySet<string> = new Set([
   'session-expired',
 ]);
 
+/**
+ * The sessions that `consoleEventEffect` may change for these console events, distinct, in ascending
+ * id: what an ingest unit locks (`sessions.getForUpdate`) before anything in it records, in the lock
+ * order of backend/store/repositories.ts (sessions before the backend chain head).
+ */
+export function sessionsChangedBy(events: readonly AssuranceEvent[]): string[] {
+  const ids = new Set<string>();
+  for (const event of events) {
+    const id = event.subject.session;
+    if (id !== undefined && SESSION_CHANGING_TYPES.has(event.type)) ids.add(id);
+  }
+  return [...ids].sort();
+}
+
 /** Sign-in (start or resume), step-up and session ends: the backend's half of every session. */
 export class SessionService {
   constructor(
@@ -141,109 +155,112 @@ export class SessionService {
     const evicted: string[] = [];
     const suspended: string[] = [];
     const commands: CommandRecord[] = [];
-    const outcome = await this.ctx.events.atomically(async (uow) => {
-      const tx = uow.store;
-      // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
-      // writes take the rows a revocation updates (credential, operator, console: see
-      // `AssertionGate.recordUse`), then the re-check decides on the state as it is now.
-      await this.gate.recordUse(tx, credential, counter);
-      // Resetting the failure count writes the operator's row only when it is not already zero;
-      // counting one first makes the write unconditional (the row lock), and the count ends at zero.
-      await tx.operators.recordFailure(operator.id);
-      await tx.operators.resetFailures(operator.id);
-      await tx.consoles.touch(console.id, now);
-      await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
-      // Locked: a session revoked or ended on another node meanwhile is not resumed or suspended here.
-      const live = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
-      let session: SessionRecord | undefined;
-      let resumed = false;
-      for (const s of live) {
-        if (s.operatorId !== operator.id) continue;
-        const anchor = s.suspendedAt ?? s.authTime;
-        if (now < s.expiresAt && now - anchor <= channel.continuitySeconds * 1000 && session === undefined) {
-          session = s;
-          resumed = true;
+    // A counter another node advanced past this assertion's meanwhile: refused as a cloned key is.
+    const outcome = await this.gate.actOn(console, credential, operator.id, 'sign-in-failed', undefined, () =>
+      this.ctx.events.atomically(async (uow) => {
+        const tx = uow.store;
+        // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
+        // writes take the rows a revocation updates (credential, operator, console: see
+        // `AssertionGate.recordUse`), then the re-check decides on the state as it is now.
+        await this.gate.recordUse(tx, credential, counter);
+        // Resetting the failure count writes the operator's row only when it is not already zero;
+        // counting one first makes the write unconditional (the row lock), and the count ends at zero.
+        await tx.operators.recordFailure(operator.id);
+        await tx.operators.resetFailures(operator.id);
+        await tx.consoles.touch(console.id, now);
+        await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
+        // Locked: a session revoked or ended on another node meanwhile is not resumed or suspended here.
+        const live = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
+        let session: SessionRecord | undefined;
+        let resumed = false;
+        for (const s of live) {
+          if (s.operatorId !== operator.id) continue;
+          const anchor = s.suspendedAt ?? s.authTime;
+          if (now < s.expiresAt && now - anchor <= channel.continuitySeconds * 1000 && session === undefined) {
+            session = s;
+            resumed = true;
+          } else {
+            await this.close(uow, s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
+          }
+        }
+        for (const s of live) {
+          if (s.operatorId === operator.id || s.state !== 'active') continue;
+          await tx.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
+          suspended.push(s.id);
+          await uow.record({
+            type: 'session-suspended',
+            subject: { operator: s.operatorId, console: console.id, session: s.id },
+            assurance: assuranceContext(s.level, s.authTime),
+            outcome: 'info',
+            reasons: ['another-operator-signed-in', ...stale.reasons],
+            ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
+          });
+        }
+        const assurance = assuranceContext(level, now);
+        if (session !== undefined) {
+          const cap = session.startedAt + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000;
+          const changes = {
+            state: 'active' as const,
+            level,
+            authTime: now,
+            suspendedAt: null,
+            credentialId: credential.id,
+            expiresAt: Math.min(session.expiresAt, cap),
+          };
+          await tx.sessions.update(session.id, changes);
+          session = { ...session, ...changes };
+          await uow.record({
+            type: 'session-resumed',
+            subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
+            assurance,
+            outcome: 'success',
+            reasons: ['within-continuity-window', ...stale.reasons],
+            ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
+          });
         } else {
-          await this.close(uow, s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
-        }
-      }
-      for (const s of live) {
-        if (s.operatorId === operator.id || s.state !== 'active') continue;
-        await tx.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
-        suspended.push(s.id);
-        await uow.record({
-          type: 'session-suspended',
-          subject: { operator: s.operatorId, console: console.id, session: s.id },
-          assurance: assuranceContext(s.level, s.authTime),
-          outcome: 'info',
-          reasons: ['another-operator-signed-in', ...stale.reasons],
-          ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
-        });
-      }
-      const assurance = assuranceContext(level, now);
-      if (session !== undefined) {
-        const cap = session.startedAt + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000;
-        const changes = {
-          state: 'active' as const,
-          level,
-          authTime: now,
-          suspendedAt: null,
-          credentialId: credential.id,
-          expiresAt: Math.min(session.expiresAt, cap),
-        };
-        await tx.sessions.update(session.id, changes);
-        session = { ...session, ...changes };
-        await uow.record({
-          type: 'session-resumed',
-          subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
-          assurance,
-          outcome: 'success',
-          reasons: ['within-continuity-window', ...stale.reasons],
-          ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
-        });
-      } else {
-        const stillLive = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
-        const excess = stillLive.length + 1 - channel.maxSessions;
-        const evictable = stillLive
-          .filter((s) => s.state === 'suspended')
-          .sort((a, b) => (a.suspendedAt ?? 0) - (b.suspendedAt ?? 0));
-        for (const s of evictable.slice(0, Math.max(0, excess))) {
-          await this.close(uow, s, 'ended', 'evicted-by-session-limit');
-          evicted.push(s.id);
-          commands.push(await this.storeEndCommand(tx, s, 'evicted-by-session-limit'));
-        }
-        session = {
-          id: newId('ses'),
-          operatorId: operator.id,
-          consoleId: console.id,
-          channel: console.channel,
-          credentialId: credential.id,
-          level,
-          authTime: now,
-          startedAt: now,
-          expiresAt: now + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000,
-          state: 'active',
-          suspendedAt: null,
-          endedAt: null,
-          endReason: null,
-        };
-        await tx.sessions.insert(session);
-        await uow.record({
-          type: 'session-established',
-          subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
-          assurance,
-          outcome: 'success',
-          reasons: ['sign-in-allowed', ...stale.reasons],
-          detail: {
-            acr: assurance.acr,
+          const stillLive = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
+          const excess = stillLive.length + 1 - channel.maxSessions;
+          const evictable = stillLive
+            .filter((s) => s.state === 'suspended')
+            .sort((a, b) => (a.suspendedAt ?? 0) - (b.suspendedAt ?? 0));
+          for (const s of evictable.slice(0, Math.max(0, excess))) {
+            await this.close(uow, s, 'ended', 'evicted-by-session-limit');
+            evicted.push(s.id);
+            commands.push(await this.storeEndCommand(tx, s, 'evicted-by-session-limit'));
+          }
+          session = {
+            id: newId('ses'),
+            operatorId: operator.id,
+            consoleId: console.id,
             channel: console.channel,
-            policyVersion: this.ctx.policies.version.version,
-            ...stale.detail,
-          },
-        });
-      }
-      return { session, resumed };
-    });
+            credentialId: credential.id,
+            level,
+            authTime: now,
+            startedAt: now,
+            expiresAt: now + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000,
+            state: 'active',
+            suspendedAt: null,
+            endedAt: null,
+            endReason: null,
+          };
+          await tx.sessions.insert(session);
+          await uow.record({
+            type: 'session-established',
+            subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
+            assurance,
+            outcome: 'success',
+            reasons: ['sign-in-allowed', ...stale.reasons],
+            detail: {
+              acr: assurance.acr,
+              channel: console.channel,
+              policyVersion: this.ctx.policies.version.version,
+              ...stale.detail,
+            },
+          });
+        }
+        return { session, resumed };
+      }),
+    );
     for (const command of commands) this.commands.deliver(command);
     const { token, expiresAt } = await this.issueToken(outcome.session, console);
     return {

@@ -117,57 +117,61 @@ export class StepUpService {
         extra: { decision },
       });
     }
-    const updated = await this.ctx.events.atomically(async (uow) => {
-      const tx = uow.store;
-      // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
-      // writes take the session's and the credential's rows, which a revocation updates too (see
-      // `AssertionGate.recordUse`); then the re-check decides on the state as it is now.
-      // The session now rests on this credential: revoking it ends the session.
-      const changes = { level, authTime: now, credentialId: credential.id };
-      await tx.sessions.update(session.id, changes);
-      await this.gate.recordUse(tx, credential, counter);
-      const stored = await tx.sessions.get(session.id);
-      if (stored?.state !== 'active') {
-        throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${stored?.state ?? 'gone'}`);
-      }
-      await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
-      const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
-      const assurance = assuranceContext(level, now);
-      if (level !== session.level) {
-        const previous = LEVEL_PROFILES[session.level].aal;
-        const current = LEVEL_PROFILES[level].aal;
+    // A counter another node advanced past this assertion's meanwhile: refused as a cloned key is.
+    const updated = await this.gate.actOn(console, credential, operator.id, 'step-up-failed', session.id, () =>
+      this.ctx.events.atomically(async (uow) => {
+        const tx = uow.store;
+        // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
+        // writes take the credential's and the session's rows, which a revocation updates too (see
+        // `AssertionGate.recordUse`), in the store's lock order (repositories.ts: credential before
+        // sessions, as sign-in takes them); then the re-check decides on the state as it is now.
+        // The session now rests on this credential: revoking it ends the session.
+        await this.gate.recordUse(tx, credential, counter);
+        const changes = { level, authTime: now, credentialId: credential.id };
+        await tx.sessions.update(session.id, changes);
+        const stored = await tx.sessions.get(session.id);
+        if (stored?.state !== 'active') {
+          throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${stored?.state ?? 'gone'}`);
+        }
+        await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
+        const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
+        const assurance = assuranceContext(level, now);
+        if (level !== session.level) {
+          const previous = LEVEL_PROFILES[session.level].aal;
+          const current = LEVEL_PROFILES[level].aal;
+          await uow.record({
+            type: 'assurance-level-change',
+            subject,
+            assurance,
+            outcome: 'success',
+            reasons: ['step-up'],
+            detail: {
+              namespace: 'NIST-AAL',
+              current_level: `nist-aal${current}`,
+              previous_level: `nist-aal${previous}`,
+              change_direction: current > previous ? 'increase' : 'decrease',
+            },
+          });
+        }
         await uow.record({
-          type: 'assurance-level-change',
+          type: 'session-stepped-up',
           subject,
           assurance,
           outcome: 'success',
-          reasons: ['step-up'],
-          detail: {
-            namespace: 'NIST-AAL',
-            current_level: `nist-aal${current}`,
-            previous_level: `nist-aal${previous}`,
-            change_direction: current > previous ? 'increase' : 'decrease',
-          },
+          reasons: ['step-up', ...stale.reasons],
+          detail: { action, ...stale.detail },
         });
-      }
-      await uow.record({
-        type: 'session-stepped-up',
-        subject,
-        assurance,
-        outcome: 'success',
-        reasons: ['step-up', ...stale.reasons],
-        detail: { action, ...stale.detail },
-      });
-      await uow.record({
-        type: 'policy-decision',
-        subject,
-        assurance,
-        outcome: 'allow',
-        reasons: decision.reasons,
-        detail: { action, ...stale.detail },
-      });
-      return stored;
-    });
+        await uow.record({
+          type: 'policy-decision',
+          subject,
+          assurance,
+          outcome: 'allow',
+          reasons: decision.reasons,
+          detail: { action, ...stale.detail },
+        });
+        return stored;
+      }),
+    );
     const { token, expiresAt } = await this.sessions.issueToken(updated, console);
     return { decision, session: sessionView(updated, operator.displayName), token, tokenExpiresAt: expiresAt };
   }

@@ -1,5 +1,11 @@
 /** Operators, their enrolment codes and their credentials (Kysely, both dialects). */
-import type { CredentialRecord, EnrolmentCodeRecord, OperatorRecord, OperatorRepository } from './repositories.js';
+import {
+  counterNotAdvanced,
+  type CredentialRecord,
+  type EnrolmentCodeRecord,
+  type OperatorRecord,
+  type OperatorRepository,
+} from './repositories.js';
 import {
   blob,
   changed,
@@ -188,8 +194,20 @@ export class KyselyOperators implements OperatorRepository {
       .execute();
     return rows.map(credentialFrom);
   }
+  /**
+   * One conditional UPDATE whose row count decides (WebAuthn: a non-zero counter must strictly
+   * increase): of two nodes advancing the same credential to the same counter, one changes the row
+   * (the other waits for its row lock, re-reads the committed counter and changes nothing).
+   */
   async recordCredentialUse(id: string, counter: number, at: number): Promise<void> {
-    await this.ctx.db.updateTable('credentials').set({ counter, last_used_at: at }).where('id', '=', id).execute();
+    const result = await this.ctx.db
+      .updateTable('credentials')
+      .set({ counter, last_used_at: at })
+      .where('id', '=', id)
+      // Zero means the authenticator keeps no counter: accepted only while the stored one is zero too.
+      .where('counter', counter === 0 ? '=' : '<', counter)
+      .executeTakeFirst();
+    if (changed(result) !== 1) throw counterNotAdvanced(id, counter);
   }
   async revokeCredential(id: string, at: number, reason: string): Promise<boolean> {
     const result = await this.ctx.db

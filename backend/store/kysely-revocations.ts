@@ -11,6 +11,12 @@ const DELIVERY_CHUNK = 500;
 /** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 5 per row). */
 const CLAIM_CHUNK = 1000;
 
+/**
+ * How far a node's clock may be from the PostgreSQL server's (docs/operations.md: run NTP on every
+ * node): expired ephemeral entries are kept this long before a sweep deletes them (`sweep`).
+ */
+export const EPHEMERAL_SKEW_MARGIN_MS = 10 * 60 * 1000;
+
 export class KyselyRevocations implements RevocationRepository {
   constructor(private readonly ctx: KyselyContext) {}
 
@@ -233,6 +239,14 @@ export class KyselyEphemeral implements EphemeralRepository {
     return rows.length === 1;
   }
 
+  /**
+   * Deletes what expired. SQLite (one process, one clock): what expired by `now`. PostgreSQL: nodes
+   * decide expiry on their own clocks (a nonce's freshness and its claim on the same clock, which is
+   * safe whatever the skew between nodes), but a sweep deletes for every node: one whose clock runs
+   * ahead would delete nonces the others still need to refuse a replay. So only what expired before
+   * the earlier of `now` and the database server's clock, less EPHEMERAL_SKEW_MARGIN_MS, is deleted:
+   * safe as long as every node's clock is within that margin of the database server's.
+   */
   async claimMany(
     kind: string,
     entries: readonly { key: string; expiresAt: number }[],
@@ -275,7 +289,11 @@ export class KyselyEphemeral implements EphemeralRepository {
   }
 
   async sweep(now: number): Promise<number> {
-    const result = await this.ctx.db.deleteFrom('ephemeral').where('expires_at', '<=', now).executeTakeFirst();
+    const before =
+      this.ctx.dialect === 'postgres'
+        ? sql<number>`LEAST(${now}::bigint, (extract(epoch from clock_timestamp()) * 1000)::bigint) - ${EPHEMERAL_SKEW_MARGIN_MS}::bigint`
+        : sql<number>`${now}`;
+    const result = await this.ctx.db.deleteFrom('ephemeral').where('expires_at', '<=', before).executeTakeFirst();
     return changed(result);
   }
 }

@@ -82,28 +82,27 @@ export class KyselySessions implements SessionRepository {
     return row && sessionFrom(row);
   }
   async liveOnConsole(consoleId: string, options?: { forUpdate?: boolean }): Promise<SessionRecord[]> {
+    return this.live('console_id', consoleId, options?.forUpdate === true);
+  }
+  async liveForOperator(operatorId: string, options?: { forUpdate?: boolean }): Promise<SessionRecord[]> {
+    return this.live('operator_id', operatorId, options?.forUpdate === true);
+  }
+  /**
+   * Live sessions by console or operator, oldest first. Locked (PostgreSQL): rows are locked in the
+   * order they are read, so they are read in ascending id (the lock order of repositories.ts) and
+   * sorted oldest first afterwards. SQLite has no row locks: BEGIN IMMEDIATE serialises writing units.
+   */
+  private async live(column: 'console_id' | 'operator_id', value: string, forUpdate: boolean) {
     const query = this.ctx.db
       .selectFrom('sessions')
       .selectAll()
-      .where('console_id', '=', consoleId)
-      .where('state', 'in', LIVE_STATES)
-      .orderBy('started_at')
-      .orderBy('id');
-    // SQLite has no row locks: BEGIN IMMEDIATE already serialises every writing unit.
-    const locked = options?.forUpdate === true && this.ctx.dialect === 'postgres' ? query.forUpdate() : query;
-    const rows = await locked.execute();
-    return rows.map(sessionFrom);
-  }
-  async liveForOperator(operatorId: string): Promise<SessionRecord[]> {
-    const rows = await this.ctx.db
-      .selectFrom('sessions')
-      .selectAll()
-      .where('operator_id', '=', operatorId)
-      .where('state', 'in', LIVE_STATES)
-      .orderBy('started_at')
-      .orderBy('id')
-      .execute();
-    return rows.map(sessionFrom);
+      .where(column, '=', value)
+      .where('state', 'in', LIVE_STATES);
+    if (!forUpdate || this.ctx.dialect !== 'postgres') {
+      return (await query.orderBy('started_at').orderBy('id').execute()).map(sessionFrom);
+    }
+    const sessions = (await query.orderBy('id').forUpdate().execute()).map(sessionFrom);
+    return sessions.sort((a, b) => a.startedAt - b.startedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
   async list(filter: {
     state?: SessionState | undefined;

@@ -1,3 +1,4 @@
+import { BatonError } from '../../shared/errors.js';
 import type { AssuranceLevel } from '../../shared/levels.js';
 import type { PolicyVersion } from '../../shared/policy.js';
 import type { RevocationItem, RevocationKind } from '../../shared/protocol.js';
@@ -10,6 +11,30 @@ import type { AuthenticatorModelRepository } from './authenticator-models.js';
  * default) or PostgreSQL (a cluster of nodes). Every method is asynchronous and atomic on its own;
  * `Store.transaction` is the unit of work that groups several (a state change and the event that
  * records it commit together or not at all). See docs/adr/0005-cluster-storage.md.
+ *
+ * A unit of work may run more than once (the engine may retry it after a serialization failure or a
+ * deadlock): its side effects outside the database go only through `afterCommit` / `publish`.
+ *
+ * **Lock order.** On PostgreSQL a unit of work locks rows when it updates them (or reads them with
+ * `getForUpdate`, `liveOnConsole`/`liveForOperator` with `forUpdate`, `lockHead`), until it ends. Two
+ * units that take the same rows in different orders can deadlock (40P01): PostgreSQL then aborts one
+ * after a second. Every unit therefore takes its locks in this order, skipping what it does not need:
+ *
+ *   1. console event chain heads (`lockHead(console id)`, ingest only), ascending origin;
+ *   2. the credential (`recordCredentialUse`, `suspendCredential`, `revokeCredential`);
+ *   3. the operator (`recordFailure`, `resetFailures`, `revoke`);
+ *   4. the console (`touch`, `revoke`);
+ *   5. sessions, ascending id (several at once only through the `forUpdate` reads, which lock in id
+ *      order; a unit that changes several sessions reads them locked before changing any);
+ *   6. the backend's own event chain head: taken by the unit's first `record` (EventLog), so every
+ *      lock above is taken before the unit records anything;
+ *   7. after the head, only rows that no unit locks before it: enrolment codes and console tokens
+ *      (single use), admin tokens and admin sessions, policy versions, commands, revocation epochs
+ *      (an advisory lock) and deliveries, meta. Units that only take these (enrolment, admin
+ *      ceremonies) may take the head first, which serialises them.
+ *
+ * SQLite has no row locks: `BEGIN IMMEDIATE` serialises writing units whole, so no order is needed
+ * there; the order is what makes PostgreSQL safe (test/integration/store-races.test.ts).
  */
 
 /** The synchronous shape of an async repository (what a better-sqlite3 implementation offers). */
@@ -180,6 +205,13 @@ export interface OperatorRepository {
   insertCredential(record: CredentialRecord): Promise<void>;
   getCredential(id: string): Promise<CredentialRecord | undefined>;
   listCredentials(operatorId: string): Promise<CredentialRecord[]>;
+  /**
+   * Stores a verified assertion's signature counter and the time of use, only if the counter advances
+   * (WebAuthn: a non-zero counter must strictly increase; zero stays accepted while the stored one is
+   * zero), decided by one conditional UPDATE, not by a read before it: of two nodes (or units)
+   * advancing the same credential to the same counter, one wins and the other gets the error of
+   * `counterNotAdvanced` (WEBAUTHN_COUNTER_REGRESSED), the code of the cloned-key path.
+   */
   recordCredentialUse(id: string, counter: number, at: number): Promise<void>;
   revokeCredential(id: string, at: number, reason: string): Promise<boolean>;
   /** Suspends a live credential; false if it is revoked or already suspended. */
@@ -188,6 +220,15 @@ export interface OperatorRepository {
   reinstateCredential(id: string): Promise<boolean>;
   /** Credentials suspended and not revoked, longest suspended first: what waits for an admin's review. */
   listSuspendedCredentials(): Promise<CredentialRecord[]>;
+}
+
+/** What `recordCredentialUse` throws when the stored counter is already at or past `counter`. */
+export function counterNotAdvanced(credentialId: string, counter: number): BatonError {
+  return new BatonError(
+    'WEBAUTHN_COUNTER_REGRESSED',
+    `The signature counter ${counter} of credential "${credentialId}" is not above the one stored meanwhile: this looks like a copy of a registered key used at the same time`,
+    { extra: { receivedCounter: counter } },
+  );
 }
 
 export interface SessionRepository {
@@ -204,7 +245,8 @@ export interface SessionRepository {
    * unit ended meanwhile is not returned (the read waits for it and sees it no longer live).
    */
   liveOnConsole(consoleId: string, options?: { forUpdate?: boolean }): Promise<SessionRecord[]>;
-  liveForOperator(operatorId: string): Promise<SessionRecord[]>;
+  /** Live sessions of an operator on any console, oldest first; `forUpdate` as for `liveOnConsole`. */
+  liveForOperator(operatorId: string, options?: { forUpdate?: boolean }): Promise<SessionRecord[]>;
   list(filter: {
     state?: SessionState | undefined;
     consoleId?: string | undefined;
