@@ -323,6 +323,11 @@ export class SharedKeyRing {
             { ring: this.options.name, generation: read.generation, held: this.generation },
             'the sealed key ring in the database is older than the one this node holds: kept the newer one',
           );
+        } else {
+          this.options.logger.error(
+            { ring: this.options.name, held: this.generation },
+            'the sealed key ring is gone from the database: this node keeps the keys it holds (restore the meta row from a backup)',
+          );
         }
       } finally {
         // Tried again after the period, not on every call, when it failed.
