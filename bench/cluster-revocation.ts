@@ -242,7 +242,7 @@ async function main(): Promise<void> {
   }
   const a = await BackendProcess.start();
   await a.request('instrument-revocations');
-  const b = 'server' in pg && !args['skip-cross'] ? await BackendProcess.start() : undefined;
+  const b = 'server' in pg && !args['skip-cross'] ? await BackendProcess.start({ keysFrom: a }) : undefined;
   if (b !== undefined) await b.request('instrument-revocations');
   if ('skip' in pg === false && args['skip-cross']) skipped.push('two-node cases and failover skipped: --skip-cross');
   console.log(

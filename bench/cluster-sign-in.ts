@@ -16,11 +16,10 @@
  * Without PostgreSQL the PostgreSQL configurations are skipped with the reason printed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { TestConsole, type Json } from '../test/helpers/backend-harness.js';
+import { TestConsole } from '../test/helpers/backend-harness.js';
 import { enrolOperator } from '../test/helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import {
@@ -35,6 +34,7 @@ import {
 } from './lib/cluster.js';
 import { monotonicUs, printProfileSummary, profileFiles, summarizeProfiles } from './lib/cpu-profile-summary.js';
 import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict } from './lib/report.js';
+import { httpSignIns } from './lib/signed-http.js';
 import { mapLimit } from './lib/ws-console.js';
 
 const { values: args } = parseArgs({
@@ -78,44 +78,6 @@ interface Window {
   backendCpuMs: number;
   postgresCpuMs: number;
   clientCpuMs: number;
-}
-
-function signer(url: string, consoles: readonly TestConsole[]) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const { hostname, port } = new URL(url);
-  const post = (console: TestConsole, path: string, payload: unknown): Promise<Json> => {
-    const body = JSON.stringify(payload);
-    const headers = { ...console.signedHeaders('POST', path, body), 'content-type': 'application/json' };
-    return new Promise((resolve, reject) => {
-      const req = request({ agent, hostname, port, path, method: 'POST', headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if ((res.statusCode ?? 0) >= 300) reject(new Error(`${path} → ${res.statusCode} ${text}`));
-          else resolve(JSON.parse(text) as Json);
-        });
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  };
-  return {
-    agent,
-    signIn: async (op: Operator): Promise<Sample> => {
-      const console = consoles[op.consoleIndex] as TestConsole;
-      const t0 = performance.now();
-      const { options } = await post(console, '/v1/sign-in/options', {});
-      const t1 = performance.now();
-      const response = op.authenticator.assert(options);
-      const t2 = performance.now();
-      const result = await post(console, '/v1/sign-in/verify', { response });
-      const t3 = performance.now();
-      if (typeof result.token !== 'string' || result.session.operatorId !== op.operatorId)
-        throw new Error('bad sign-in');
-      return { totalMs: t3 - t0, clientMs: t2 - t1 };
-    },
-  };
 }
 
 async function window(
@@ -178,7 +140,7 @@ async function measure(name: string, command: string, node: CliNode, postgres: n
   console.log(
     `${name}: ${CONSOLES} consoles and ${OPERATORS} operators enrolled over the API in ${fmt((performance.now() - t) / 1000, 1)}s`,
   );
-  const { signIn, agent } = signer(node.url, consoles);
+  const { signIn, agent } = httpSignIns(node.url, consoles);
   const roots = { backend: node.pid, postgres };
   await window(operators, signIn, CONCURRENCY, 1.5, roots); // warm-up (JIT, pools, connections to every worker)
   // Background CPU with no sign-ins (timers, health probes, bus, sweeps): at low rates it is a large

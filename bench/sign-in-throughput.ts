@@ -15,7 +15,6 @@
  *   node --import tsx bench/sign-in-throughput.ts [--seconds 6] [--operators 200] [--consoles 50] [--concurrency 4]
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,10 +27,11 @@ import { NO_CONSOLE_CHANNEL } from '../backend/services/console-port.js';
 import type { UnitOfWork } from '../backend/services/event-log.js';
 import type { SessionService } from '../backend/services/session-service.js';
 import type { ConsoleRecord, CredentialRecord, Store } from '../backend/store/repositories.js';
-import { TEST_ORIGIN, TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
+import { TEST_ORIGIN, TestConsole, startTestBackend } from '../test/helpers/backend-harness.js';
 import { enrolOperator } from '../test/helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import { fmt, fmtInt, heading, printTable, seededRandom, summarize, verdict, type Summary } from './lib/report.js';
+import { httpSignIns } from './lib/signed-http.js';
 import { mapLimit } from './lib/ws-console.js';
 
 const { values: args } = parseArgs({
@@ -240,37 +240,7 @@ function inProcessSignIn(rig: InProcess): SignInFn {
 // ---- (b) HTTP: console-signed requests over a keep-alive connection per console ----
 
 function httpSignIn(url: string, consoles: readonly TestConsole[]): SignInFn {
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const { hostname, port } = new URL(url);
-  const post = (console: TestConsole, path: string, payload: unknown): Promise<Json> => {
-    const body = JSON.stringify(payload);
-    const headers = { ...console.signedHeaders('POST', path, body), 'content-type': 'application/json' };
-    return new Promise((resolve, reject) => {
-      const req = request({ agent, hostname, port, path, method: 'POST', headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          if ((res.statusCode ?? 0) >= 300) reject(new Error(`${path} → ${res.statusCode} ${text}`));
-          else resolve(JSON.parse(text) as Json);
-        });
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  };
-  return async (op) => {
-    const console = consoles[op.consoleIndex] as TestConsole;
-    const t0 = performance.now();
-    const { options } = await post(console, '/v1/sign-in/options', {});
-    const t1 = performance.now();
-    const response = op.authenticator.assert(options);
-    const t2 = performance.now();
-    const result = await post(console, '/v1/sign-in/verify', { response });
-    const t3 = performance.now();
-    if (typeof result.token !== 'string' || result.session.operatorId !== op.operatorId) throw new Error('bad sign-in');
-    return { totalMs: t3 - t0, clientMs: t2 - t1, resumed: result.resumed === true };
-  };
+  return httpSignIns(url, consoles).signIn;
 }
 
 // ---- runs and report ----

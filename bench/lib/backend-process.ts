@@ -1,8 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { KEY_ENCRYPTION_KEY_FILE } from '../../backend/crypto/key-encryption-key.js';
 import { AdminClient } from '../../test/helpers/backend-harness.js';
 import { wallMs } from './report.js';
 
@@ -36,8 +37,17 @@ export class BackendProcess {
     });
   }
 
-  static async start(options: { durability?: 'full' | 'normal'; exposeGc?: boolean } = {}): Promise<BackendProcess> {
+  /**
+   * `keysFrom`: another node of the same cluster (one PostgreSQL database), whose key-encryption key
+   * is copied into this node's data directory first, as operations.md tells IT to (ADR 0006).
+   */
+  static async start(
+    options: { durability?: 'full' | 'normal'; exposeGc?: boolean; keysFrom?: BackendProcess } = {},
+  ): Promise<BackendProcess> {
     const dataDir = mkdtempSync(join(tmpdir(), 'baton-bench-'));
+    if (options.keysFrom !== undefined) {
+      copyFileSync(join(options.keysFrom.dataDir, KEY_ENCRYPTION_KEY_FILE), join(dataDir, KEY_ENCRYPTION_KEY_FILE));
+    }
     const script = fileURLToPath(new URL('./backend-child.ts', import.meta.url));
     const child = fork(script, [], {
       execArgv: [
