@@ -11,7 +11,7 @@ import pg from 'pg';
 import type WebSocket from 'ws';
 import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import type { EventDraft } from '../../shared/events.js';
-import type { BackendMessage } from '../../shared/protocol.js';
+import { MAX_MESSAGE_BYTES, type BackendMessage } from '../../shared/protocol.js';
 import { TestConsole } from '../../test/helpers/backend-harness.js';
 import type { CliNode } from './cluster.js';
 import { summarize, type Summary } from './report.js';
@@ -67,7 +67,13 @@ function draftFor(i: number, consoleId: string): Partial<EventDraft> {
 export interface IngestResult {
   eventsPerSecond: number;
   windowMs: number;
+  /** Enrolling and connecting the consoles, before the warm-up. */
+  setupMs: number;
+  /** Events acknowledged in the measured window, and in every phase. */
+  ackedInWindow: number;
   acked: number;
+  /** The largest `events` message sent, in bytes. */
+  largestMessage: number;
   ackLatency: Summary;
   /** Problems found reading the store back (empty: every acknowledged event stored once, chained). */
   problems: string[];
@@ -82,11 +88,21 @@ export interface IngestOptions {
   seconds: number;
   /** PostgreSQL URL of the node's database; absent: the node's embedded SQLite file. */
   databaseUrl?: string;
-  /** Called at the start and the end of the measured window (CPU readings). */
-  onWindow?: (edge: 'start' | 'end') => void;
+  /** Called (and awaited) at the start and the end of the measured window (CPU readings). */
+  onWindow?: (edge: 'start' | 'end') => void | Promise<void>;
+  /** Called as soon as every batch sent is acknowledged, before the store is read back (a SIGKILL). */
+  afterDrain?: () => Promise<void>;
 }
 
-export async function ingestLoad(node: CliNode, options: IngestOptions): Promise<IngestResult> {
+/** A node the load runs against: a CLI node (cluster.ts) or an instrumented child (backend-process.ts). */
+export type IngestTarget = Pick<CliNode, 'url' | 'admin' | 'dataDir'>;
+
+/**
+ * Enrols and connects the consoles, warms up, measures a window while every console keeps `pipeline`
+ * batches in flight, drains, then reads the store back.
+ */
+export async function ingestLoad(node: IngestTarget, options: IngestOptions): Promise<IngestResult> {
+  const setupStart = performance.now();
   const consoles = await mapLimit(
     Array.from({ length: options.consoles }, (_, i) => i),
     8,
@@ -105,14 +121,19 @@ export async function ingestLoad(node: CliNode, options: IngestOptions): Promise
   let ackedInWindow = 0;
   const latencies: number[] = [];
   let onDrained: (() => void) | undefined;
+  let largestMessage = 0;
   const totalInFlight = () => states.reduce((a, s) => a + s.inFlight.length, 0);
   const sendBatch = (state: ConsoleState) => {
     const events = Array.from({ length: options.batch }, () =>
       state.console.nextEvent(draftFor(state.console.seq + 1, state.console.id)),
     );
+    const data = JSON.stringify({ type: 'events', events });
+    const bytes = Buffer.byteLength(data);
+    if (bytes > MAX_MESSAGE_BYTES) throw new Error('batch exceeds the protocol frame limit');
+    largestMessage = Math.max(largestMessage, bytes);
     state.inFlight.push({ lastSeq: state.console.seq, count: options.batch, sentAt: performance.now() });
     state.sent += options.batch;
-    state.ws?.send(JSON.stringify({ type: 'events', events }));
+    state.ws?.send(data);
   };
   const onMessage = (state: ConsoleState) => (message: BackendMessage) => {
     if (message.type === 'error') {
@@ -140,20 +161,22 @@ export async function ingestLoad(node: CliNode, options: IngestOptions): Promise
     });
     state.ws = ws;
   });
+  const setupMs = performance.now() - setupStart;
   for (const state of states) for (let i = 0; i < options.pipeline; i++) sendBatch(state);
   await new Promise((resolve) => setTimeout(resolve, options.warmupSeconds * 1000));
-  options.onWindow?.('start');
+  await options.onWindow?.('start');
   phase = 'measure';
   const windowStart = performance.now();
   await new Promise((resolve) => setTimeout(resolve, options.seconds * 1000));
   phase = 'drain';
   const windowMs = performance.now() - windowStart;
-  options.onWindow?.('end');
+  await options.onWindow?.('end');
   await new Promise<void>((resolve) => {
     onDrained = resolve;
     if (totalInFlight() === 0) resolve();
   });
-  for (const s of states) s.ws?.close();
+  await options.afterDrain?.();
+  for (const s of states) s.ws?.terminate();
 
   // Read the store back: every acknowledged event once, in sequence, unflagged, with the console's head.
   type Row = { origin: string; n: number; distinct_seq: number; lo: number; hi: number; flagged: number };
@@ -203,14 +226,18 @@ export async function ingestLoad(node: CliNode, options: IngestOptions): Promise
     if (row.n !== s.acked) problems.push(`${s.console.id}: stored ${row.n}, acknowledged ${s.acked}`);
     if (row.distinct_seq !== row.n || row.lo !== 1 || row.hi !== row.n)
       problems.push(`${s.console.id}: duplicate or missing sequence numbers`);
-    if (row.flagged !== 0) problems.push(`${s.console.id}: ${row.flagged} events flagged`);
-    if (headOf.get(s.console.id) !== s.console.lastHash) problems.push(`${s.console.id}: stored head differs`);
-    if (s.findings !== 0) problems.push(`${s.console.id}: ${s.findings} findings`);
+    if (row.flagged !== 0) problems.push(`${s.console.id}: ${row.flagged} events flagged (gap/chain/late)`);
+    if (headOf.get(s.console.id) !== s.console.lastHash)
+      problems.push(`${s.console.id}: stored chain head differs from the console's`);
+    if (s.findings !== 0) problems.push(`${s.console.id}: ${s.findings} findings in acknowledgements`);
   }
   return {
     eventsPerSecond: (ackedInWindow / windowMs) * 1000,
     windowMs,
+    setupMs,
+    ackedInWindow,
     acked: states.reduce((a, s) => a + s.acked, 0),
+    largestMessage,
     ackLatency: summarize(latencies),
     problems,
     stored,
