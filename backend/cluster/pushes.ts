@@ -17,6 +17,9 @@ import type { ClusterBus } from './bus.js';
  * - `authenticators {}` → `AuthenticatorMetadata.refresh()` on the other nodes.
  * - `command {consoleId, id}` → the node holding that console sends its pending command (console
  *   channel, `wireConsoleCommands`); the publishing node sent it directly if the console is its own.
+ *   Still published after the commit (`announceCommand`), not in the unit: a node that dies between
+ *   the two leaves the command to the other nodes' periodic resync (one `pendingAll` read each).
+ *   Moving it into the unit needs session-service.ts and console-channel.ts (requested of their owners).
  * - `admin-stream {cursor}` and `console-connected` are handled by the event log and the console
  *   connection arbiter themselves.
  */
