@@ -94,6 +94,9 @@ export class OperatorDirectory {
       revokedReason: null,
     };
     await this.ctx.events.atomically(async (uow) => {
+      // Under the backend chain head: two nodes creating the same id one after the other, so the
+      // second finds the first (OPERATOR_ID_TAKEN) instead of failing on the key (an internal error).
+      await uow.store.events.lockHead(BACKEND_ORIGIN);
       if ((await uow.store.operators.get(record.id)) !== undefined) {
         throw new BatonError('OPERATOR_ID_TAKEN', `An operator "${record.id}" already exists`);
       }

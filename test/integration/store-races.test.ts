@@ -291,6 +291,29 @@ describe('races between nodes on one PostgreSQL database', { skip: postgresSkip(
     }
   });
 
+  it('two nodes creating an operator with the same id at once: one creates it, the other is told the id is taken', async () => {
+    const nodes = await twoNodes();
+    try {
+      let second: Promise<Awaited<ReturnType<TestBackend['admin']['request']>>> | undefined;
+      nodes.setHook({
+        after: ['operators.get'],
+        run: async () => {
+          second = nodes.nodeB.admin.request('POST', '/v1/admin/operators', { id: 'op-same', displayName: 'B' });
+          second.catch(() => undefined);
+          await nodes.someoneWaits();
+        },
+      });
+      const first = await nodes.nodeA.admin.request('POST', '/v1/admin/operators', { id: 'op-same', displayName: 'A' });
+      assert.ok(nodes.hookRan());
+      assert.equal(first.status, 201, JSON.stringify(first.body));
+      const taken = await second;
+      assert.ok(taken !== undefined);
+      assertError(taken, 409, 'OPERATOR_ID_TAKEN');
+    } finally {
+      await nodes.stopAndCountDeadlocks();
+    }
+  });
+
   it('a node whose clock runs minutes ahead sweeps no request nonce the other nodes still need', async () => {
     const nodes = await twoNodes();
     try {
