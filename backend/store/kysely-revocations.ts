@@ -256,8 +256,11 @@ export class KyselyEphemeral implements EphemeralRepository {
     const claimed = new Set<string>();
     if (distinct.length === 0) return claimed;
     // SQLite: one statement per key (its next created_seq reads the table), in one transaction.
+    // PostgreSQL: one statement per chunk; a single chunk needs no transaction around it (one round trip).
     const chunk = this.ctx.dialect === 'postgres' ? CLAIM_CHUNK : 1;
-    await atomic(this.ctx, async (db) => {
+    const run = (fn: (db: typeof this.ctx.db) => Promise<void>) =>
+      this.ctx.dialect === 'postgres' && distinct.length <= chunk ? fn(this.ctx.db) : atomic(this.ctx, fn);
+    await run(async (db) => {
       for (let i = 0; i < distinct.length; i += chunk) {
         const rows = await db
           .insertInto('ephemeral')
