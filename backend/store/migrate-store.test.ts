@@ -6,7 +6,7 @@
  * process) is test/integration/migrate-store.test.ts.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +15,7 @@ import pg from 'pg';
 import pino from 'pino';
 import type { EventDraft } from '../../shared/events.js';
 import { EventLog } from '../services/event-log.js';
-import { migrateStore } from './migrate-store.js';
+import { filesOutsideDatabase, migrateStore } from './migrate-store.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { openPostgresStore } from './postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
@@ -177,5 +177,31 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
     await onDatabase(url, async (client) => {
       assert.equal((await client.query('SELECT 1 FROM events')).rowCount, 0);
     });
+  });
+
+  it('lists the key-encryption key first, not the imported key files, and refuses sealed rings whose KEK is missing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-migrate-kek-'));
+    try {
+      const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+      await store.meta.set('key-ring:token', '{"sealed":"by a KEK that is not here"}');
+      await store.close();
+      writeFileSync(join(dir, 'bootstrap-admin-token'), 'x', { mode: 0o600 });
+      writeFileSync(join(dir, 'token-signing-key.json.imported'), '{}', { mode: 0o600 });
+      const url = await createDatabase(server.url, 'kek_missing');
+      await assert.rejects(
+        migrateStore({ from: dir, to: url }),
+        (error: Error) =>
+          error.name === 'MigrationRefused' &&
+          /key-encryption-key does not exist.*KEY_ENCRYPTION_KEY_MISSING.*Nothing was written/.test(error.message),
+      );
+      await onDatabase(url, async (client) => {
+        const tables = await client.query(`SELECT 1 FROM information_schema.tables WHERE table_name = 'events'`);
+        if (tables.rowCount === 1) assert.equal((await client.query('SELECT 1 FROM events')).rowCount, 0);
+      });
+      writeFileSync(join(dir, 'key-encryption-key'), 'k', { mode: 0o600 });
+      assert.deepEqual(filesOutsideDatabase(dir), ['key-encryption-key', 'bootstrap-admin-token']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,6 +20,8 @@ import pg from 'pg';
 import pino from 'pino';
 import { BatonError } from '../../shared/errors.js';
 import { acquireDataDirLock, LOCK_FILE, type DataDirLock } from '../data-dir-lock.js';
+import { KEY_ENCRYPTION_KEY_ENV, KEY_ENCRYPTION_KEY_FILE, keyEncryptionKeyPath } from '../crypto/key-encryption-key.js';
+import { keyRingMetaKey } from '../crypto/key-ring.js';
 import { BACKEND_ORIGIN, EventLog } from '../services/event-log.js';
 import type { ChainReport } from '../services/event-log.js';
 import type { BatonDatabase } from './kysely-schema.js';
@@ -173,10 +175,14 @@ function sqliteTables(db: Database.Database): TableInfo[] {
   return ordered;
 }
 
-/** The data directory's files that are not the database: what IT copies to each node. */
+/**
+ * The data directory's files that are not the database: what IT copies to each node. The
+ * key-encryption key first (every node needs it to open the signing key rings, ADR 0006); key files
+ * already imported into the database (`*.imported`, kept as backups) are not listed.
+ */
 export function filesOutsideDatabase(dataDir: string): string[] {
   return readdirSync(dataDir)
-    .filter((name) => !DATABASE_FILES.has(name))
+    .filter((name) => !DATABASE_FILES.has(name) && !name.endsWith('.imported'))
     .filter((name) => {
       try {
         return statSync(join(dataDir, name)).isFile();
@@ -184,7 +190,20 @@ export function filesOutsideDatabase(dataDir: string): string[] {
         return false;
       }
     })
-    .sort();
+    .sort((a, b) => Number(b === KEY_ENCRYPTION_KEY_FILE) - Number(a === KEY_ENCRYPTION_KEY_FILE) || (a < b ? -1 : 1));
+}
+
+/** Signing key rings sealed in the source database whose key-encryption key is nowhere to be copied: refused. */
+function refuseSealedRingsWithoutKek(db: Database.Database, dataDir: string): void {
+  const sealed = db.prepare(`SELECT count(*) AS n FROM meta WHERE key LIKE ?`).get(`${keyRingMetaKey('')}%`) as {
+    n: number;
+  };
+  const kek = keyEncryptionKeyPath(dataDir);
+  if (sealed.n > 0 && !existsSync(kek)) {
+    throw new MigrationRefused(
+      `The database in ${dataDir} holds signing key rings sealed under a key-encryption key, but ${kek} does not exist: without it no node could open them (KEY_ENCRYPTION_KEY_MISSING). Restore that file (or set ${KEY_ENCRYPTION_KEY_ENV}) and run this again. Nothing was written.`,
+    );
+  }
 }
 
 function lockHolder(dataDir: string): number | undefined {
@@ -491,6 +510,7 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
       db.close();
     });
     const sourceVersion = db.pragma('user_version', { simple: true }) as number;
+    refuseSealedRingsWithoutKek(db, dataDir);
     const buildVersion = MIGRATIONS.at(-1)?.version ?? 0;
     const pgBuildVersion = POSTGRES_MIGRATIONS.at(-1)?.version ?? 0;
     if (buildVersion !== pgBuildVersion) {
