@@ -384,6 +384,10 @@ export interface Store {
    * resolves and rolls back when it throws. Inside, use only `tx` (never the outer store, which on
    * SQLite would wait for this very transaction), and do no slow non-database work: the engine
    * holds locks until it returns. A `transaction` called on `tx` runs inside the same one.
+   * A unit of work may run more than once (PostgreSQL re-runs one rolled back by a deadlock or a
+   * serialization failure, then fails with BACKEND_BUSY): `fn` has no side effect outside the
+   * transaction; side effects only through EventLog's afterCommit/publish. Locks: in the order at the
+   * top of this file.
    */
   transaction<T>(fn: (tx: Store) => Promise<T>): Promise<T>;
   close(): Promise<void>;
