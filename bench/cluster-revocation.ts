@@ -16,6 +16,7 @@
  * Beside it, in the same run, the naive anchor: ../shared/anchors/ws-broadcast.mjs CONSOLES.
  *
  *   node --import tsx bench/cluster-revocation.ts [--consoles 10000] [--samples 50] [--rounds 5] [--skip-cross]
+ *     [--connect-concurrency 200] [--ack-timeout 60]
  *
  * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
  */
@@ -53,12 +54,15 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '5' },
     'skip-cross': { type: 'boolean', default: false },
     'ack-timeout': { type: 'string', default: '60' },
+    /** Consoles connecting at once (signed upgrade + hello in flight), when connecting and moving them. */
+    'connect-concurrency': { type: 'string', default: '200' },
   },
 });
 const CONSOLES = Number(args.consoles);
 const SAMPLES = Number(args.samples);
 const ROUNDS = Number(args.rounds);
 const ACK_TIMEOUT_MS = Number(args['ack-timeout']) * 1000;
+const CONNECT_CONCURRENCY = Number(args['connect-concurrency']);
 const GOAL_SINGLE_P99_MS = 20;
 const GOAL_ALL_P99_MS = 250;
 const GOAL_BYTES_PER_CONNECTION = 12 * 1024;
@@ -263,7 +267,7 @@ async function main(): Promise<void> {
     });
   }
   const before = await a.request<ChildMemory>('memory');
-  await mapLimit(clients, 100, (c) => connect(c, a));
+  await mapLimit(clients, CONNECT_CONCURRENCY, (c) => connect(c, a));
   const after = await a.request<ChildMemory>('memory');
   console.log(
     `${fmtInt(CONSOLES)} consoles inserted and connected to A in ${fmt((performance.now() - t) / 1000, 1)}s; ` +
@@ -295,7 +299,7 @@ async function main(): Promise<void> {
     // Half of the consoles move to B.
     t = performance.now();
     const moving = clients.slice(CONSOLES / 2);
-    await mapLimit(moving, 100, async (c) => {
+    await mapLimit(moving, CONNECT_CONCURRENCY, async (c) => {
       const closed = new Promise((resolve) => c.ws?.once('close', resolve));
       c.ws?.close();
       await closed;
