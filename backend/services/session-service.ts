@@ -226,7 +226,7 @@ export class SessionService {
           for (const s of evictable.slice(0, Math.max(0, excess))) {
             await this.close(uow, s, 'ended', 'evicted-by-session-limit');
             evicted.push(s.id);
-            commands.push(await this.storeEndCommand(tx, s, 'evicted-by-session-limit'));
+            commands.push(await this.storeEndCommand(uow, s, 'evicted-by-session-limit'));
           }
           session = {
             id: newId('ses'),
@@ -308,7 +308,7 @@ export class SessionService {
         reasons: ['session-ended'],
         detail: { actor, reason },
       });
-      const command = await this.storeEndCommand(uow.store, session, reason);
+      const command = await this.storeEndCommand(uow, session, reason);
       return { command, session: (await uow.store.sessions.get(session.id)) ?? session };
     });
     this.commands.deliver(command);
@@ -340,8 +340,12 @@ export class SessionService {
     return { session: sessionView(session, operator.displayName), token, tokenExpiresAt: expiresAt };
   }
 
-  /** Stores an end-session command in the caller's transaction, so it cannot be lost in a crash. */
-  private async storeEndCommand(tx: Store, session: SessionRecord, reason: string): Promise<CommandRecord> {
+  /**
+   * Stores an end-session command in the caller's unit of work, so it cannot be lost in a crash, and
+   * publishes its pointer in the same unit (PostgreSQL: the NOTIFY leaves with the COMMIT, never on a
+   * rollback): the node holding the console delivers it, with no window between commit and publish.
+   */
+  private async storeEndCommand(uow: UnitOfWork, session: SessionRecord, reason: string): Promise<CommandRecord> {
     const command: CommandRecord = {
       id: newId('cmd'),
       consoleId: session.consoleId,
@@ -349,7 +353,8 @@ export class SessionService {
       reason: reason.slice(0, 500),
       createdAt: this.ctx.clock(),
     };
-    await tx.commands.insert(command);
+    await uow.store.commands.insert(command);
+    await uow.publish('command', { consoleId: command.consoleId, id: command.id });
     return command;
   }
 
