@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { parseBackendConfig, type BackendConfig } from '../../backend/config.js';
 import { startBackend, type Backend } from '../../backend/server.js';
+import { KEY_ENCRYPTION_KEY_FILE } from '../../backend/crypto/key-encryption-key.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { GENESIS_HASH, type AssuranceEvent, type EventDraft } from '../../shared/events.js';
 import { CONSOLE_WS_PATH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
@@ -90,6 +91,12 @@ export interface TestBackend {
  * engine the suite runs on (BATON_TEST_DATABASE, test-database.ts): a backend started again on the
  * same data directory finds the same database.
  */
+/**
+ * The key-encryption key of each database a test started backends on (ADR 0006): a second node on
+ * the same database with a fresh data directory gets the first one's, as IT copies it to every node.
+ */
+const clusterKeys = new Map<string, Buffer>();
+
 export async function startTestBackend(
   overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
   deps: { clock?: () => number; adminToken?: string } = {},
@@ -97,6 +104,9 @@ export async function startTestBackend(
   const dataDir = (overrides.dataDir as string | undefined) ?? mkdtempSync(join(tmpdir(), 'baton-test-'));
   const given = overrides.databaseUrl as string | undefined;
   const databaseUrl = given ?? (await testDatabaseUrl(dataDir));
+  const kekFile = join(dataDir, KEY_ENCRYPTION_KEY_FILE);
+  const clusterKey = given === undefined ? undefined : clusterKeys.get(given);
+  if (clusterKey !== undefined && !existsSync(kekFile)) writeFileSync(kekFile, clusterKey, { mode: 0o600 });
   const config = parseBackendConfig(
     {
       port: 0,
@@ -113,6 +123,8 @@ export async function startTestBackend(
     logger: pino({ level: 'silent' }),
     ...(deps.clock === undefined ? {} : { clock: deps.clock }),
   });
+  if (given !== undefined && !clusterKeys.has(given) && existsSync(kekFile))
+    clusterKeys.set(given, readFileSync(kekFile));
   const token = backend.bootstrapAdminToken ?? deps.adminToken;
   if (token === undefined) throw new Error('startTestBackend: pass the admin token when reusing a data directory');
   const url = `http://localhost:${backend.port}`;
