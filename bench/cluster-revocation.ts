@@ -82,6 +82,8 @@ interface Client {
 
 /** Sign-ins refused with NODE_STALE (a node's bus heartbeat lapsed) and retried. */
 let staleRefusals = 0;
+/** Failover reconnect attempts that failed (then retried after the agent's backoff), by reason. */
+const failedAttempts = new Map<string, number>();
 
 /** When each console received each epoch (this process's wall clock). */
 const receipts = new RevocationReceipts();
@@ -338,7 +340,12 @@ async function main(): Promise<void> {
                     back.push(wallMs() - killAt);
                     if (back.length === moving.length) resolve();
                   },
-                  () => retry(attempt + 1),
+                  (error: unknown) => {
+                    // A refused or failed attempt waits for the next backoff step: counted, with its reason.
+                    const reason = (error instanceof Error ? error.message : String(error)).slice(0, 60);
+                    failedAttempts.set(reason, (failedAttempts.get(reason) ?? 0) + 1);
+                    retry(attempt + 1);
+                  },
                 );
               },
               reconnectDelay(attempt, Math.random),
@@ -438,6 +445,10 @@ async function main(): Promise<void> {
       ],
     );
   }
+  if (failover !== undefined) {
+    const failed = [...failedAttempts].map(([reason, n]) => `${fmtInt(n)} × ${reason}`).join('; ');
+    console.log(`failover: reconnect attempts that failed and were retried: ${failed === '' ? 'none' : failed}`);
+  }
   for (const s of skipped) console.log(s);
   if (staleRefusals > 0)
     console.log(`sign-ins refused with NODE_STALE (bus heartbeat lapsed under load) and retried: ${staleRefusals}`);
@@ -489,6 +500,7 @@ async function main(): Promise<void> {
     all2,
     failover,
     failoverBack,
+    failedAttempts: Object.fromEntries(failedAttempts),
     crossFailure,
     staleRefusals,
     rssPerConnection: rssPer,
