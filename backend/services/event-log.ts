@@ -27,6 +27,7 @@ import {
 } from '../cluster/bus.js';
 import { StreamCursorPublisher } from '../cluster/stream-publisher.js';
 import { kyselyOf } from '../store/kysely-store.js';
+import { sessionsChangedBy } from './session-service.js';
 
 export const BACKEND_ORIGIN = 'backend';
 
@@ -784,6 +785,11 @@ export class EventLog {
     // Every console head of the group is locked first, in one order (sorted), the backend's own
     // head only when a finding or an effect records: two nodes' groups cannot wait on each other.
     for (const origin of [...new Set(batches.map((b) => b.origin))].sort()) await this.lockedHead(unit, origin);
+    // Then the sessions the group's events may change, ascending id, before anything records (the
+    // backend head): a finding recorded before a later event's effect would otherwise lock head →
+    // session, where sign-in and revocation lock session → head (repositories.ts, lock order).
+    const changed = sessionsChangedBy(batches.filter((b) => b.effects !== undefined).flatMap((b) => b.events));
+    for (const id of changed) await unit.store.sessions.getForUpdate(id);
     const results: IngestResult[] = [];
     for (const b of batches) results.push(await this.ingestOne(unit, b.origin, b.events, b.effects));
     await this.writeRows(unit);
