@@ -108,7 +108,7 @@ export class RevocationHub {
           if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${targetId}"`);
           if (!(await tx.operators.revoke(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
           operatorId = targetId;
-          affected = await tx.sessions.liveForOperator(targetId);
+          affected = await tx.sessions.liveForOperator(targetId, { forUpdate: true });
           await uow.record({
             type: 'operator-revoked',
             subject: { operator: targetId },
@@ -123,7 +123,7 @@ export class RevocationHub {
           if (credential === undefined) throw new BatonError('NOT_FOUND', `No credential "${targetId}"`);
           if (!(await tx.operators.revokeCredential(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
           operatorId = credential.operatorId;
-          affected = (await tx.sessions.liveForOperator(credential.operatorId)).filter(
+          affected = (await tx.sessions.liveForOperator(credential.operatorId, { forUpdate: true })).filter(
             (s) => s.credentialId === targetId,
           );
           await uow.record({
