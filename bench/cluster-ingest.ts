@@ -19,10 +19,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openKyselySqliteStore } from '../backend/store/kysely-store.js';
 import { openPostgresStore } from '../backend/store/postgres-store.js';
 import type { EventRow, Store } from '../backend/store/repositories.js';
-import { openSqliteStore } from '../backend/store/sqlite-store.js';
+import { openKyselySqliteStore, openSqliteStore } from '../backend/store/sqlite-store.js';
 import {
   CliNode,
   cpuDelta,

@@ -17,6 +17,7 @@ import {
   type PostgresServer,
 } from '../../backend/store/postgres-throwaway.js';
 import { AdminClient, TEST_ORIGIN } from '../../test/helpers/backend-harness.js';
+import { KEY_ENCRYPTION_KEY_FILE } from '../../backend/crypto/key-encryption-key.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** ../shared/anchors beside the project; BENCH_ANCHORS_DIR when the project is a copy elsewhere (a snapshot of a commit). */
@@ -147,7 +148,8 @@ export function runAnchor(script: string, args: readonly string[] = []): Promise
 // ---- a Baton node started from the CLI ----
 
 /** Files a node needs from the first node's data directory (docs/operations.md: copied to every node). */
-const SHARED_KEY_FILES = ['token-signing-key.json', 'checkpoint-signing-keys.json'];
+/** What every node of one cluster must share in its data directory (ADR 0006: the key rings are in the database). */
+const SHARED_KEY_FILES = [KEY_ENCRYPTION_KEY_FILE];
 
 export interface NodeOptions {
   /** postgres://…; absent: embedded SQLite in the node's data directory. */
