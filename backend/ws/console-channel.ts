@@ -26,7 +26,7 @@ import type { ConsoleContact, SessionService } from '../services/session-service
 import { errorBody } from '../http/http-kit.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
-import { announceCommand, wireConsoleCommands } from '../cluster/pushes.js';
+import { wireConsoleCommands } from '../cluster/pushes.js';
 
 interface Connection {
   /** This connection's id, cluster-wide (the arbiter's "newest socket wins"). */
@@ -430,12 +430,12 @@ export class ConsoleChannel implements ConsolePort {
   }
 
   /**
-   * A stored (committed) command: sent now if its console is connected here, and announced to every
-   * other node, where the node holding the console sends it. It is re-sent on every reconnect until acknowledged.
+   * A stored (committed) command: sent now if its console is connected here. Its pointer left with the
+   * commit of the unit that stored it (SessionService), and the node holding the console sends it
+   * (pushes.ts, which skips this node's own pointer). It is re-sent on every reconnect until acknowledged.
    */
   deliver(command: CommandRecord): void {
     this.sendCommand(command);
-    announceCommand(this.deps.bus, command, this.deps.logger);
   }
 
   /** Sends a stored command to its console if it is connected here (pushes.ts, on another node's announcement). */
