@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TestConsole } from '../test/helpers/backend-harness.js';
 import { enrolOperator } from '../test/helpers/operator-flow.js';
-import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import {
   CliNode,
   cpuDelta,
@@ -34,7 +33,7 @@ import {
 } from './lib/cluster.js';
 import { monotonicUs, printProfileSummary, profileFiles, summarizeProfiles } from './lib/cpu-profile-summary.js';
 import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict } from './lib/report.js';
-import { httpSignIns } from './lib/signed-http.js';
+import { httpSignIns, type BenchOperator } from './lib/signed-http.js';
 import { mapLimit } from './lib/ws-console.js';
 
 const { values: args } = parseArgs({
@@ -61,11 +60,8 @@ const GOAL_RATE = 1000;
 const GOAL_P99_MS = 10;
 const GOAL_CPU_RATIO = 1.5;
 
-interface Operator {
-  authenticator: SoftAuthenticator;
-  operatorId: string;
-  consoleIndex: number;
-}
+/** An operator and the console it signs in at (operators are spread evenly over consoles). */
+type Operator = BenchOperator;
 
 interface Sample {
   totalMs: number;

@@ -31,7 +31,7 @@ import { TEST_ORIGIN, TestConsole, startTestBackend } from '../test/helpers/back
 import { enrolOperator } from '../test/helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import { fmt, fmtInt, heading, printTable, seededRandom, summarize, verdict, type Summary } from './lib/report.js';
-import { httpSignIns } from './lib/signed-http.js';
+import { httpSignIns, type BenchOperator } from './lib/signed-http.js';
 import { mapLimit } from './lib/ws-console.js';
 
 const { values: args } = parseArgs({
@@ -54,12 +54,8 @@ const GOAL_RATE = 1000;
 const GOAL_RATIO = 0.75;
 const GOAL_P99_MS = 10;
 
-interface Operator {
-  operatorId: string;
-  authenticator: SoftAuthenticator;
-  /** Index of the console the operator works at (operators are spread evenly over consoles). */
-  consoleIndex: number;
-}
+/** An operator and the console it signs in at (operators are spread evenly over consoles). */
+type Operator = BenchOperator;
 
 /** One sign-in: the time the caller waited, and the part of it the authenticator spent signing. */
 interface Sample {
