@@ -19,7 +19,7 @@ import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit
 import { Router, isReply, type RouteContext } from './http/router.js';
 import { ROUTES } from '../shared/routes.js';
 import type { Store } from './store/repositories.js';
-import { ConsoleChannel } from './ws/console-channel.js';
+import { ConsoleChannel, type ConsoleConnection } from './ws/console-channel.js';
 import {
   composeServices,
   startCluster,
@@ -35,7 +35,7 @@ import { openStore } from './store/open-store.js';
 import { createOnce } from './services/signed-challenges.js';
 import { BatonError } from '../shared/errors.js';
 import { join } from 'node:path';
-import { LateConsolePort } from './services/console-port.js';
+import { ConsoleConnections } from './ws/console-connections.js';
 import type { EventLog } from './services/event-log.js';
 import type { PolicyService } from './services/policy-service.js';
 import type { RevocationHub } from './services/revocation-hub.js';
@@ -122,8 +122,9 @@ async function startOn(
   clock: () => number,
   logger: Logger,
 ): Promise<Backend> {
-  // The services reach consoles through this port; the channel binds itself to it when built below.
-  const consoles = new LateConsolePort();
+  // This node's console connections: built first and given to the services (their ConsolePort) and
+  // to the console channel below (which fills it), so nothing is bound after the fact.
+  const consoles = new ConsoleConnections<ConsoleConnection>();
   const services = await composeServices(config, {
     clock,
     logger,
@@ -147,7 +148,7 @@ async function listenOn(
   deps: BackendDeps,
   clock: () => number,
   logger: Logger,
-  consoles: LateConsolePort,
+  consoles: ConsoleConnections<ConsoleConnection>,
 ): Promise<Backend> {
   const { events, policies, tokens, registry, operators, sessions, stepUps, revocations, attestationRoots } = services;
   // Chain heads signed with a key outside the database; the database file's integrity as last checked.

@@ -5,7 +5,7 @@ import { openPostgresStore } from '../store/postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import type { CommandRecord, Store } from '../store/repositories.js';
 import { InProcessBus, PostgresBus } from './bus.js';
-import { announceCommand, wireConsoleCommands, wireServicePushes } from './pushes.js';
+import { wireConsoleCommands, wireServicePushes } from './pushes.js';
 import { nextResync, nextStatus } from './test-kit.js';
 
 const logger = pino({ level: 'silent' });
@@ -87,9 +87,9 @@ describe('cluster pushes (in-process bus)', () => {
       },
     });
     await bus.start();
-    announceCommand(bus, command, logger);
+    await bus.publish('command', { consoleId: command.consoleId, id: command.id }); // as the storing unit does
     await tick();
-    assert.deepEqual(sent, [], 'the announcing node sent it itself (console-channel deliver)');
+    assert.deepEqual(sent, [], 'the publishing node sent it itself (ConsoleConnections.deliver)');
     bus.injectRaw(JSON.stringify({ v: 1, t: 'command', p: { consoleId: 'con_1', id: 'cmd_1' }, o: 'node-b' }));
     bus.injectRaw(JSON.stringify({ v: 1, t: 'command', p: { consoleId: 'con_2', id: 'cmd_2' }, o: 'node-b' }));
     await tick();

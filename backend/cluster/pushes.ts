@@ -16,10 +16,9 @@ import type { ClusterBus } from './bus.js';
  *   its listeners push the new version to this node's consoles). The publishing node advanced already.
  * - `authenticators {}` → `AuthenticatorMetadata.refresh()` on the other nodes.
  * - `command {consoleId, id}` → the node holding that console sends its pending command (console
- *   channel, `wireConsoleCommands`); the publishing node sent it directly if the console is its own.
- *   Still published after the commit (`announceCommand`), not in the unit: a node that dies between
- *   the two leaves the command to the other nodes' periodic resync (one `pendingAll` read each).
- *   Moving it into the unit needs session-service.ts and console-channel.ts (requested of their owners).
+ *   channel, `wireConsoleCommands`); the publishing node sent it directly if the console is its own
+ *   (`ConsoleConnections.deliver`). Published inside the unit that stores the command
+ *   (`SessionService.storeEndCommand`), so it leaves with the COMMIT and never after a rollback.
  * - `admin-stream {cursor}` and `console-connected` are handled by the event log and the console
  *   connection arbiter themselves.
  */
@@ -102,16 +101,4 @@ export function wireConsoleCommands({ bus, commands, consoles, logger }: Command
     }),
   ];
   return () => off.forEach((unsubscribe) => unsubscribe());
-}
-
-/** Announces a stored command to every node (after its commit); a failure is logged: the console gets it on reconnect. */
-export function announceCommand(bus: ClusterBus, command: CommandRecord, logger: Logger): void {
-  bus
-    .publish('command', { consoleId: command.consoleId, id: command.id })
-    .catch((error: unknown) =>
-      logger.warn(
-        { err: error, console: command.consoleId, command: command.id, code: 'COMMAND_ANNOUNCE_FAILED' },
-        'announcing a command on the cluster bus failed; the console gets it when it reconnects',
-      ),
-    );
 }

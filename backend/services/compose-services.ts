@@ -94,8 +94,8 @@ export async function composeServices(
     /** The store to use (PostgreSQL, or a test's); absent: the embedded SQLite store in `config.dataDir`. */
     store?: Store | undefined;
     /**
-     * How the services reach connected consoles: `server.ts` passes a `LateConsolePort` and binds the
-     * console channel to it; a composition without a channel passes `NO_CONSOLE_CHANNEL` explicitly.
+     * How the services reach connected consoles: `server.ts` passes the node's `ConsoleConnections`
+     * table, which the console channel fills; a composition without a channel passes `NO_CONSOLE_CHANNEL` explicitly.
      */
     consoles: ConsolePort;
     cluster?: ClusterDeps;

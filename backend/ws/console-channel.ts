@@ -15,20 +15,21 @@ import {
   type HelloMessage,
 } from '../../shared/protocol.js';
 import { toFieldIssues } from '../../shared/policy.js';
-import type { CommandRecord, CommandRepository, ConsoleRecord } from '../store/repositories.js';
+import type { CommandRepository, ConsoleRecord } from '../store/repositories.js';
 import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
 import { policyHash } from '../services/policy-hash.js';
-import type { ConsolePort, LateConsolePort } from '../services/console-port.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
 import type { ConsoleContact, SessionService } from '../services/session-service.js';
 import { errorBody } from '../http/http-kit.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
 import { wireConsoleCommands } from '../cluster/pushes.js';
+import { commandMessage, sendData, type ConsoleConnections } from './console-connections.js';
 
-interface Connection {
+/** A console's connection as the channel keeps it (in the node's `ConsoleConnections` table). */
+export interface ConsoleConnection {
   /** This connection's id, cluster-wide (the arbiter's "newest socket wins"). */
   id: string;
   socket: WebSocket;
@@ -64,17 +65,17 @@ export interface ConsoleChannelDeps {
   helloTimeoutSeconds: number;
   /** Told of every accepted hello (the admin console records the outbox backlog it reports); a rejection is logged. */
   onHello?: (consoleId: string, hello: HelloMessage) => void | Promise<void>;
-  /** The port the services were built with: the channel binds itself to it (see console-port.ts). */
-  consoles: Pick<LateConsolePort, 'bind'>;
+  /**
+   * This node's connection table, built before the services and the channel and given to both: the
+   * services push through it (their `ConsolePort`), the channel adds and removes the connections.
+   */
+  consoles: ConsoleConnections<ConsoleConnection>;
   /**
    * The cluster bus: a console connected to two nodes keeps only its newest socket, and end-session
    * commands reach the node holding the console (backend/cluster/pushes.ts).
    */
   bus: ClusterBus;
 }
-
-/** The code `ws` reports when a socket closed without a close frame from the peer. */
-const ABNORMAL_CLOSURE = 1006;
 
 /**
  * One WebSocket per console. The upgrade request is signed with the console key and checked
@@ -83,9 +84,9 @@ const ABNORMAL_CLOSURE = 1006;
  * store access is asynchronous and every one of its failures is handled: logged with a stable
  * code and, where a console waits for an answer, told to it with an `error` and a close code.
  */
-export class ConsoleChannel implements ConsolePort {
+export class ConsoleChannel {
   private readonly wss: WebSocketServer;
-  private readonly connections = new Map<string, Connection>();
+  private readonly connections: ConsoleConnections<ConsoleConnection>;
   /** Each console's last sign of life on its socket (backend clock): the "previous contact" of its next connection. */
   private readonly lastContact = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | undefined;
@@ -94,7 +95,7 @@ export class ConsoleChannel implements ConsolePort {
   private readonly unwireCommands: () => void;
 
   constructor(private readonly deps: ConsoleChannelDeps) {
-    deps.consoles.bind(this);
+    this.connections = deps.consoles;
     // Newest socket wins, cluster-wide: a newer connection of a console on another node closes ours.
     this.arbiter = new ConsoleConnectionArbiter(deps.bus, deps.logger, (consoleId, connectionId) =>
       this.supersede(consoleId, connectionId),
@@ -102,7 +103,7 @@ export class ConsoleChannel implements ConsolePort {
     this.unwireCommands = wireConsoleCommands({
       bus: deps.bus,
       commands: deps.commands,
-      consoles: this,
+      consoles: deps.consoles,
       logger: deps.logger,
     });
     this.wss = new WebSocketServer({
@@ -169,9 +170,7 @@ export class ConsoleChannel implements ConsolePort {
   }
 
   private accept(socket: WebSocket, console: ConsoleRecord): void {
-    const previous = this.connections.get(console.id);
-    if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
-    const connection: Connection = {
+    const connection: ConsoleConnection = {
       id: randomUUID(),
       socket,
       console,
@@ -196,24 +195,29 @@ export class ConsoleChannel implements ConsolePort {
       }
     }, this.deps.helloTimeoutSeconds * 1000);
     connection.helloTimer.unref();
-    this.connections.set(console.id, connection);
+    const previous = this.connections.add(console.id, connection);
+    if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
     socket.on('pong', () => {
       connection.alive = true;
       this.lastContact.set(console.id, this.deps.clock());
+      this.deps.registry.touch(console.id);
+      // The node the console reconnects to reads its last contact from the store (offline resume).
+      this.deps.registry.flushSoon();
     });
     socket.on('message', (data, isBinary) => this.onMessage(connection, data, isBinary));
     socket.on('error', (error) => this.deps.logger.debug({ err: error, console: console.id }, 'console socket error'));
     socket.on('close', () => {
       clearTimeout(connection.helloTimer);
-      if (this.connections.get(console.id) === connection) this.connections.delete(console.id);
+      this.connections.remove(console.id, connection);
       this.arbiter.disconnected(console.id, connection.id);
       this.deps.registry.touch(console.id);
     });
   }
 
-  private onMessage(connection: Connection, data: RawData, isBinary: boolean): void {
+  private onMessage(connection: ConsoleConnection, data: RawData, isBinary: boolean): void {
     connection.alive = true;
     this.lastContact.set(connection.console.id, this.deps.clock());
+    this.deps.registry.touch(connection.console.id);
     let parsed: unknown;
     try {
       if (isBinary) throw new Error('binary frame');
@@ -263,13 +267,13 @@ export class ConsoleChannel implements ConsolePort {
   }
 
   /** A batch received while the hello is answered counts against the console's window already. */
-  private holdBatch(connection: Connection): void {
+  private holdBatch(connection: ConsoleConnection): void {
     connection.inFlight++;
     if (connection.inFlight >= MAX_BATCHES_IN_FLIGHT) connection.socket.pause();
   }
 
   /** Handles one valid message; never throws, and every asynchronous failure is handled here. */
-  private dispatch(connection: Connection, message: AgentMessage): void {
+  private dispatch(connection: ConsoleConnection, message: AgentMessage): void {
     try {
       this.dispatchMessage(connection, message);
     } catch (error) {
@@ -286,7 +290,7 @@ export class ConsoleChannel implements ConsolePort {
    * policy and revocation epoch), the policy if it runs another, the revocations it missed, and the
    * commands it has not acknowledged. Never rejects: a failure is logged and closes the socket.
    */
-  private async answerHello(connection: Connection, message: HelloMessage): Promise<void> {
+  private async answerHello(connection: ConsoleConnection, message: HelloMessage): Promise<void> {
     const consoleId = connection.console.id;
     try {
       const [head, epoch] = await Promise.all([this.deps.events.head(consoleId), this.deps.revocations.currentEpoch()]);
@@ -333,7 +337,7 @@ export class ConsoleChannel implements ConsolePort {
   }
 
   /** A store write a console does not wait for (an acknowledgement): a failure is logged, the socket stays. */
-  private background(connection: Connection, what: string, work: Promise<unknown>): void {
+  private background(connection: ConsoleConnection, what: string, work: Promise<unknown>): void {
     work.catch((error: unknown) =>
       this.deps.logger.error(
         { err: error, console: connection.console.id, code: 'CONSOLE_ACK_WRITE_FAILED', what },
@@ -342,7 +346,7 @@ export class ConsoleChannel implements ConsolePort {
     );
   }
 
-  private dispatchMessage(connection: Connection, message: AgentMessage): void {
+  private dispatchMessage(connection: ConsoleConnection, message: AgentMessage): void {
     const consoleId = connection.console.id;
     switch (message.type) {
       case 'hello': {
@@ -429,20 +433,6 @@ export class ConsoleChannel implements ConsolePort {
     }
   }
 
-  /**
-   * A stored (committed) command: sent now if its console is connected here. Its pointer left with the
-   * commit of the unit that stored it (SessionService), and the node holding the console sends it
-   * (pushes.ts, which skips this node's own pointer). It is re-sent on every reconnect until acknowledged.
-   */
-  deliver(command: CommandRecord): void {
-    this.sendCommand(command);
-  }
-
-  /** Sends a stored command to its console if it is connected here (pushes.ts, on another node's announcement). */
-  sendCommand(command: CommandRecord): boolean {
-    return this.sendRaw(command.consoleId, commandMessage(command));
-  }
-
   /** The arbiter's verdict: a newer connection of this console exists on another node. */
   private supersede(consoleId: string, connectionId: string): void {
     const connection = this.connections.get(consoleId);
@@ -450,39 +440,12 @@ export class ConsoleChannel implements ConsolePort {
     connection.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
   }
 
-  connectedConsoleIds(): Iterable<string> {
-    return this.connections.keys();
-  }
-
-  isConnected(consoleId: string): boolean {
-    return this.connections.has(consoleId);
-  }
-
   get connectionCount(): number {
     return this.connections.size;
   }
 
-  sendRaw(consoleId: string, data: string | Buffer): boolean {
-    const connection = this.connections.get(consoleId);
-    if (connection === undefined || connection.hello === undefined) return false;
-    return this.sendData(connection, data);
-  }
-
-  disconnect(consoleId: string, _reason: 'revoked', onReceived?: () => void): void {
-    const connection = this.connections.get(consoleId);
-    if (connection === undefined) return;
-    // A close frame from the console (echoing ours, or its own as it stops on reading the revocation)
-    // comes after everything it read; 1006 means it never sent one (the socket just died).
-    connection.socket.once('close', (code: number) => {
-      if (code !== ABNORMAL_CLOSURE) onReceived?.();
-    });
-    this.send(connection, {
-      type: 'error',
-      code: 'CONSOLE_REVOKED',
-      message: 'This console has been revoked',
-      fatal: true,
-    });
-    connection.socket.close(CLOSE_CODES.CONSOLE_REVOKED, 'console revoked');
+  isConnected(consoleId: string): boolean {
+    return this.connections.isConnected(consoleId);
   }
 
   /** Closes every console socket with 1001 (going away) and stops accepting new ones. */
@@ -518,18 +481,15 @@ export class ConsoleChannel implements ConsolePort {
     }
   }
 
-  private send(connection: Connection, message: BackendMessage): void {
+  private send(connection: ConsoleConnection, message: BackendMessage): void {
     this.sendData(connection, JSON.stringify(message));
   }
 
-  /** Sends a text frame; a Buffer (UTF-8 JSON, encoded once for many consoles) is sent as text too. */
-  private sendData(connection: Connection, data: string | Buffer): boolean {
-    if (connection.socket.readyState !== WebSocket.OPEN) return false;
-    connection.socket.send(data, { binary: false });
-    return true;
+  private sendData(connection: ConsoleConnection, data: string | Buffer): boolean {
+    return sendData(connection.socket, data);
   }
 
-  private violate(connection: Connection, code: BatonError['code'], closeCode: number, message: string): void {
+  private violate(connection: ConsoleConnection, code: BatonError['code'], closeCode: number, message: string): void {
     this.deps.logger.warn({ console: connection.console.id, code }, 'console protocol violation');
     this.send(connection, { type: 'error', code, message, fatal: true });
     connection.socket.close(closeCode, code);
@@ -579,16 +539,6 @@ function asBatonError(error: unknown): BatonError {
 function latest(a: number | undefined, b: number | null): number | null {
   if (a === undefined) return b;
   return b === null ? a : Math.max(a, b);
-}
-
-function commandMessage(command: CommandRecord): string {
-  return JSON.stringify({
-    type: 'command',
-    commandId: command.id,
-    command: 'end-session',
-    sessionId: command.sessionId,
-    reason: command.reason,
-  } satisfies BackendMessage);
 }
 
 function rawText(data: RawData): string {
