@@ -31,6 +31,8 @@ export interface EnrolInput {
 export class ConsoleRegistry {
   private readonly keys = new Map<string, KeyObject>();
   private lastSeen = new Map<string, number>();
+  private flushing: Promise<void> | undefined;
+  private flushAgain = false;
   private readonly replay: ReplayGuard;
 
   constructor(
@@ -164,17 +166,37 @@ export class ConsoleRegistry {
     const seen = this.lastSeen;
     this.lastSeen = new Map();
     try {
-      // Console rows in ascending id, the cluster's lock order (repositories.ts): two nodes flushing
-      // overlapping consoles (a console's signed requests reach any node) then never deadlock.
-      const ordered = [...seen].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      await this.store.transaction(async (tx) => {
-        for (const [id, at] of ordered) await tx.consoles.touch(id, at);
-      });
+      // One statement for all of them (a node may hold thousands of consoles); console rows are locked
+      // in ascending id, the cluster's lock order (repositories.ts), so two nodes flushing overlapping
+      // consoles (a console's signed requests reach any node) never deadlock; a time never moves back.
+      await this.store.consoles.touchMany([...seen].map(([id, at]) => ({ id, at })));
     } catch (error) {
       // Newer sightings noted meanwhile win over the ones that failed to be written.
       for (const [id, at] of seen) if (!this.lastSeen.has(id)) this.lastSeen.set(id, at);
       throw error;
     }
+  }
+
+  /**
+   * Writes the sightings noted so far as soon as possible (one write at a time; calls meanwhile are
+   * folded into the next one): when a console's socket closes, so that the node it reconnects to reads
+   * its last contact from the store, not from this node's memory. A failure keeps them for the next
+   * flush (the 5 s timer, which reports it).
+   */
+  flushSoon(): void {
+    if (this.flushing !== undefined) {
+      this.flushAgain = true;
+      return;
+    }
+    this.flushing = this.flushLastSeen()
+      .catch(() => undefined)
+      .finally(() => {
+        this.flushing = undefined;
+        if (this.flushAgain) {
+          this.flushAgain = false;
+          this.flushSoon();
+        }
+      });
   }
 
   recordPolicyVersion(id: string, version: number): Promise<void> {

@@ -1,7 +1,7 @@
 /** Consoles and their enrolment tokens (Kysely, both dialects). */
 import { sql } from 'kysely';
 import type { ConsoleRecord, ConsoleRepository, ConsoleTokenRecord } from './repositories.js';
-import { changed, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
+import { atomic, changed, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
 function consoleFrom(row: Row): ConsoleRecord {
   return {
@@ -59,6 +59,27 @@ export class KyselyConsoles implements ConsoleRepository {
   }
   async touch(id: string, at: number): Promise<void> {
     await this.ctx.db.updateTable('consoles').set({ last_seen_at: at }).where('id', '=', id).execute();
+  }
+  async touchMany(sightings: readonly { id: string; at: number }[]): Promise<void> {
+    if (sightings.length === 0) return;
+    const sorted = [...sightings].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    await atomic(this.ctx, async (db) => {
+      if (this.ctx.dialect === 'postgres') {
+        const ids = sorted.map((s) => s.id);
+        const ats = sorted.map((s) => s.at);
+        await sql`SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`.execute(db);
+        await sql`UPDATE consoles c SET last_seen_at = GREATEST(COALESCE(c.last_seen_at, 0), s.at)
+          FROM unnest(${ids}::text[], ${ats}::bigint[]) AS s(id, at) WHERE c.id = s.id`.execute(db);
+        return;
+      }
+      for (const { id, at } of sorted) {
+        await db
+          .updateTable('consoles')
+          .set({ last_seen_at: sql<number>`MAX(COALESCE(last_seen_at, 0), ${at})` })
+          .where('id', '=', id)
+          .execute();
+      }
+    });
   }
   async setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): Promise<void> {
     const { policyVersion, revocationEpoch } = state;

@@ -183,6 +183,11 @@ export interface ConsoleRepository {
   get(id: string): Promise<ConsoleRecord | undefined>;
   list(): Promise<ConsoleRecord[]>;
   touch(id: string, at: number): Promise<void>;
+  /**
+   * Many consoles' last contact at once (one node's sightings since its last flush): each
+   * `last_seen_at` only ever moves forward, whichever node writes; console rows locked in ascending id.
+   */
+  touchMany(sightings: readonly { id: string; at: number }[]): Promise<void>;
   setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): Promise<void>;
   revoke(id: string, at: number, reason: string): Promise<boolean>;
   insertToken(record: ConsoleTokenRecord): Promise<void>;

@@ -254,6 +254,17 @@ for (const engine of ENGINES) {
         assert.equal(c1?.lastSeenAt, T0 + 10);
         assert.equal(c1?.policyVersion, 3);
         assert.equal(c1?.revocationEpoch, 7, 'the epoch only moves forward');
+        // Sightings of many consoles at once (two nodes may write the same console): never backwards.
+        await store.consoles.touchMany([
+          { id: 'c2', at: T0 + 30 },
+          { id: 'c1', at: T0 + 5 },
+          { id: 'nope', at: T0 + 40 },
+        ]);
+        assert.equal((await store.consoles.get('c1'))?.lastSeenAt, T0 + 10, 'an older sighting does not move it back');
+        assert.equal((await store.consoles.get('c2'))?.lastSeenAt, T0 + 30);
+        await store.consoles.touchMany([{ id: 'c1', at: T0 + 20 }]);
+        assert.equal((await store.consoles.get('c1'))?.lastSeenAt, T0 + 20);
+        await store.consoles.touchMany([]);
         assert.equal(await store.consoles.revoke('c2', T0, 'stolen'), true);
         assert.equal(await store.consoles.revoke('c2', T0, 'again'), false);
 
