@@ -1,9 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from '../../backend/crypto/key-encryption-key.js';
 import { AdminBrowser } from '../helpers/admin-session.js';
 import { startTestBackend, type TestBackend } from '../helpers/backend-harness.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
@@ -97,29 +93,19 @@ describe(
     let nodeA: TestBackend;
     let nodeB: TestBackend;
     let root: AdminBrowser | undefined;
-    const dirs: string[] = [];
 
     before(async () => {
       server = await startPostgres();
       const databaseUrl = await createDatabase(server.url, 'baton_cluster_admin_stream');
-      // What an operator gives every node of a cluster: the one key-encryption key, in each data directory.
-      const keys = mkdtempSync(join(tmpdir(), 'baton-test-keys-'));
-      KeyEncryptionKey.create(join(keys, KEY_ENCRYPTION_KEY_FILE));
-      for (const _ of [0, 1]) {
-        const dir = mkdtempSync(join(tmpdir(), 'baton-test-node-'));
-        copyFileSync(join(keys, KEY_ENCRYPTION_KEY_FILE), join(dir, KEY_ENCRYPTION_KEY_FILE));
-        dirs.push(dir);
-      }
-      dirs.push(keys);
-      nodeA = await startTestBackend({ databaseUrl, dataDir: dirs[0] });
-      nodeB = await startTestBackend({ databaseUrl, dataDir: dirs[1] }, { adminToken: nodeA.admin.token });
+      // A second node with its own data directory: the harness gives it the first one's key-encryption key (ADR 0006).
+      nodeA = await startTestBackend({ databaseUrl });
+      nodeB = await startTestBackend({ databaseUrl }, { adminToken: nodeA.admin.token });
     });
 
     after(async () => {
       await nodeB?.stop();
       await nodeA?.stop();
       await server?.stop();
-      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
     });
 
     it('the bootstrap token retired on node A (the first admin passkey) ends its stream on node B at once', async () => {

@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CLOSE_CODES } from '../../shared/protocol.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import type { PostgresBus } from '../../backend/cluster/bus.js';
-import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from '../../backend/crypto/key-encryption-key.js';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../helpers/postgres-server.js';
@@ -29,29 +25,19 @@ describe('pushes reach the consoles of every node (two nodes, one PostgreSQL)', 
   let server: PostgresServer;
   let nodeA: TestBackend;
   let nodeB: TestBackend;
-  const dirs: string[] = [];
 
   before(async () => {
     server = await startPostgres();
     const databaseUrl = await createDatabase(server.url, 'baton_cluster_pushes');
-    // Every node of a cluster holds the same key-encryption key (ADR 0006), copied before it first starts.
-    const keys = mkdtempSync(join(tmpdir(), 'baton-test-keys-'));
-    KeyEncryptionKey.create(join(keys, KEY_ENCRYPTION_KEY_FILE));
-    for (const _ of [0, 1]) {
-      const dir = mkdtempSync(join(tmpdir(), 'baton-test-node-'));
-      copyFileSync(join(keys, KEY_ENCRYPTION_KEY_FILE), join(dir, KEY_ENCRYPTION_KEY_FILE));
-      dirs.push(dir);
-    }
-    dirs.push(keys);
-    nodeA = await startTestBackend({ databaseUrl, dataDir: dirs[0] });
-    nodeB = await startTestBackend({ databaseUrl, dataDir: dirs[1] }, { adminToken: nodeA.admin.token });
+    // A second node with its own data directory: the harness gives it the first one's key-encryption key (ADR 0006).
+    nodeA = await startTestBackend({ databaseUrl });
+    nodeB = await startTestBackend({ databaseUrl }, { adminToken: nodeA.admin.token });
   });
 
   after(async () => {
     await nodeB?.stop();
     await nodeA?.stop();
     await server?.stop();
-    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
   /** The same console, talking to node B (same key, same id). */
