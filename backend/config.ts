@@ -60,6 +60,11 @@ export const BackendConfigSchema = z.strictObject({
   tokenKeyRotationDays: z.int().min(0).max(3650).default(30),
   /** A live-stream reader that takes nothing for this long (its socket full) is disconnected. */
   eventStreamStallSeconds: z.int().min(1).max(600).default(30),
+  /**
+   * A live stream writes a keep-alive comment this often, and re-checks that its admin session is still
+   * valid (below the idle timeout of any proxy between the admin console and the backend).
+   */
+  eventStreamKeepAliveSeconds: z.int().min(1).max(3600).default(15),
   /** The start-up database integrity check (`PRAGMA quick_check`) is abandoned after this. */
   integrityCheckSeconds: z.int().min(1).max(3600).default(60),
   /**

@@ -220,6 +220,7 @@ async function listenOn(
         database,
         tokens,
         streamStallMs: config.eventStreamStallSeconds * 1000,
+        streamKeepAliveMs: config.eventStreamKeepAliveSeconds * 1000,
         cluster: {
           nodeId: services.nodeId,
           nodes: services.nodes,

@@ -47,6 +47,7 @@ export interface AdminRouteDeps {
   tokens: TokenIssuer;
   /** A live-stream reader whose socket takes nothing for this long is disconnected. */
   streamStallMs: number;
+  streamKeepAliveMs: number;
   /** The cluster: this node's id, the node registry, this node's freshness and the bound (ms). */
   cluster: {
     nodeId: string;
@@ -435,9 +436,16 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         const release = deps.auth.holdStream(principal, () => endStream(ctx.res, ': admin session ended'));
         ctx.res.on('close', release);
         const stillAllowed = () => deps.auth.stillAllowed(principal);
-        streamEvents(ctx, deps.events, filterOf(q), after, q.outcome, stillAllowed, deps.streamStallMs).catch(() =>
-          ctx.res.destroy(),
-        );
+        streamEvents(
+          ctx,
+          deps.events,
+          filterOf(q),
+          after,
+          q.outcome,
+          stillAllowed,
+          deps.streamStallMs,
+          deps.streamKeepAliveMs,
+        ).catch(() => ctx.res.destroy());
         return undefined;
       },
     },

@@ -48,6 +48,7 @@ export async function streamEvents(
   outcome: string | undefined,
   stillAllowed: () => Promise<boolean>,
   stallMs: number,
+  keepAliveMs: number,
 ): Promise<void> {
   const { res } = ctx;
   res.writeHead(200, {
@@ -102,7 +103,7 @@ export async function streamEvents(
       // Not knowing (the store unreachable) is not a yes: the reader reconnects and is checked again.
       .catch(() => endStream(res, ': admin session could not be checked'))
       .finally(() => (checking = false));
-  }, 15_000);
+  }, keepAliveMs);
   const close = () => {
     closed = true;
     clearInterval(keepAlive);

@@ -138,8 +138,9 @@ describe('a live-stream reader that stops reading is disconnected, and resumes w
 describe('a stream whose admin session ends is destroyed even when its reader has stopped reading', () => {
   let t: TestBackend;
   before(async () => {
-    // No stall limit in reach: only the session's end can close this stream.
-    t = await startTestBackend({ eventStreamStallSeconds: 600 });
+    // No stall limit and no keep-alive (with its session re-check) in reach, however slow the machine:
+    // only the push that ends the session can close this stream.
+    t = await startTestBackend({ eventStreamStallSeconds: 600, eventStreamKeepAliveSeconds: 3600 });
   });
   after(() => t?.stop());
 
