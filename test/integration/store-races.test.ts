@@ -219,40 +219,36 @@ describe('races between nodes on one PostgreSQL database', { skip: postgresSkip(
     assert.equal(deadlocks, 0, 'no deadlock was detected (and retried) by PostgreSQL');
   });
 
-  it(
-    'revoking an operator on node B while another operator signs in on node A where the first has a session: no deadlock',
-    { todo: "until RevocationHub.revoke locks the operator's sessions before it records (requests-H5.md)" },
-    async () => {
-      const nodes = await twoNodes();
-      let deadlocks = -1;
-      try {
-        const kiosk = await TestConsole.enrol(nodes.nodeA.url, nodes.nodeA.admin);
-        const first = await enrolOperator(nodes.nodeA.admin, kiosk, { displayName: 'Revoked' });
-        const second = await enrolOperator(nodes.nodeA.admin, kiosk, { displayName: 'Signing in' });
-        const firstSession = (await signIn(kiosk, first.authenticator)).body as Json;
-        let revoked: Promise<unknown> | undefined;
-        nodes.setHook({
-          // The sign-in unit has locked the console's live sessions (the first operator's among them).
-          after: ['sessions.liveOnConsole'],
-          run: async () => {
-            revoked = nodes.nodeB.backend.services.revocations.revoke('operator', first.operatorId, 'race', 'test');
-            revoked.catch(() => undefined);
-            await nodes.someoneWaits();
-          },
-        });
-        const signedIn = await signIn(kiosk, second.authenticator);
-        assert.ok(nodes.hookRan());
-        assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
-        const outcome = (await revoked) as { sessionsRevoked: string[] };
-        assert.deepEqual(outcome.sessionsRevoked, [firstSession.session.id as string]);
-        const stored = await nodes.nodeB.backend.services.store.sessions.get(firstSession.session.id as string);
-        assert.equal(stored?.state, 'revoked');
-      } finally {
-        deadlocks = await nodes.stopAndCountDeadlocks();
-      }
-      assert.equal(deadlocks, 0, 'no deadlock was detected (and retried) by PostgreSQL');
-    },
-  );
+  it('revoking an operator on node B while another operator signs in on node A where the first has a session: no deadlock', async () => {
+    const nodes = await twoNodes();
+    let deadlocks = -1;
+    try {
+      const kiosk = await TestConsole.enrol(nodes.nodeA.url, nodes.nodeA.admin);
+      const first = await enrolOperator(nodes.nodeA.admin, kiosk, { displayName: 'Revoked' });
+      const second = await enrolOperator(nodes.nodeA.admin, kiosk, { displayName: 'Signing in' });
+      const firstSession = (await signIn(kiosk, first.authenticator)).body as Json;
+      let revoked: Promise<unknown> | undefined;
+      nodes.setHook({
+        // The sign-in unit has locked the console's live sessions (the first operator's among them).
+        after: ['sessions.liveOnConsole'],
+        run: async () => {
+          revoked = nodes.nodeB.backend.services.revocations.revoke('operator', first.operatorId, 'race', 'test');
+          revoked.catch(() => undefined);
+          await nodes.someoneWaits();
+        },
+      });
+      const signedIn = await signIn(kiosk, second.authenticator);
+      assert.ok(nodes.hookRan());
+      assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
+      const outcome = (await revoked) as { sessionsRevoked: string[] };
+      assert.deepEqual(outcome.sessionsRevoked, [firstSession.session.id as string]);
+      const stored = await nodes.nodeB.backend.services.store.sessions.get(firstSession.session.id as string);
+      assert.equal(stored?.state, 'revoked');
+    } finally {
+      deadlocks = await nodes.stopAndCountDeadlocks();
+    }
+    assert.equal(deadlocks, 0, 'no deadlock was detected (and retried) by PostgreSQL');
+  });
 
   it('a bootstrap-minted code asked for on node B while node A registers the first admin passkey is refused, not left alive', async () => {
     const nodes = await twoNodes();
