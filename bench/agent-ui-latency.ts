@@ -106,6 +106,7 @@ async function timeTap(page: Page, buttonId: string, operator: string): Promise<
     const t0 = performance.now();
     const observer = new MutationObserver(() => {
       if (panel.dataset.operator !== operator || panel.offsetParent === null) return;
+      if (!panel.checkVisibility({ visibilityProperty: true })) return;
       const seen = performance.now();
       observer.disconnect();
       clearTimeout(timeout);

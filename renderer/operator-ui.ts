@@ -32,6 +32,11 @@ export class OperatorUi {
   private status: AgentStatusView | undefined;
   private mode: 'lock' | 'operator-enrol' = 'lock';
   private screen: Screen | undefined;
+  /** The screen laid out on the page: the workspace stays there, concealed, under another operator's prompt. */
+  private shown: Screen | undefined;
+  private concealed = false;
+  /** The sessions the switcher lists were last built from: they are rebuilt only when these change. */
+  private switcherKey = '';
   private running: CeremonyRequest | undefined;
   private overlayOpen = false;
   private lastActivity = 0;
@@ -253,10 +258,30 @@ export class OperatorUi {
   private screenFor(status: AgentStatusView): Screen {
     if (status.identity.kind !== 'enrolled') return 'console-enrol';
     // Someone else's tap: the prompt stands over the lock screen, never over the workspace in front.
-    const purpose = this.running?.purpose;
-    const signingIn = status.phase.kind === 'signing-in' || purpose === 'sign-in' || purpose === 'offline-resume';
-    if (!status.locked && status.front !== undefined && !signingIn) return 'workspace';
+    if (!status.locked && status.front !== undefined && !this.signingIn(status)) return 'workspace';
     return this.mode;
+  }
+
+  private signingIn(status: AgentStatusView): boolean {
+    const purpose = this.running?.purpose;
+    return status.phase.kind === 'signing-in' || purpose === 'sign-in' || purpose === 'offline-resume';
+  }
+
+  /**
+   * A tap from the workspace (Switch operator): the workspace stays laid out but concealed
+   * (`visibility: hidden`: nothing of it is drawn, read out or focusable) under the prompt, so the
+   * end of the tap is a repaint of the verified operator's workspace rather than a new layout.
+   */
+  private concealWorkspace(status: AgentStatusView, screen: Screen): boolean {
+    return (
+      screen === 'lock' &&
+      this.mode === 'lock' &&
+      this.shown === 'workspace' &&
+      status.identity.kind === 'enrolled' &&
+      !status.locked &&
+      status.front !== undefined &&
+      this.signingIn(status)
+    );
   }
 
   /** New refusals and sessions that ended are announced once (role=alert); a cleared notice goes away. */
@@ -328,8 +353,12 @@ export class OperatorUi {
       setText(byId('console-enrol-why'), 'IT gives each new console a one-time enrolment token. Enter it here.');
     }
     setText(byId('lock-switcher-hint'), switcherHint(status));
-    byId('lock-switcher').replaceChildren(...switcherItems(status.sessions));
-    byId('workspace-switcher').replaceChildren(...switcherItems(status.sessions));
+    const switcherKey = JSON.stringify(status.sessions.map((s) => [s.operatorName, s.state, s.inFront]));
+    if (switcherKey !== this.switcherKey) {
+      this.switcherKey = switcherKey;
+      byId('lock-switcher').replaceChildren(...switcherItems(status.sessions));
+      byId('workspace-switcher').replaceChildren(...switcherItems(status.sessions));
+    }
     const front = status.front;
     const workspace = byId('workspace');
     if (screen === 'workspace' && front !== undefined) {
@@ -346,7 +375,7 @@ export class OperatorUi {
     const busy = status.phase.kind !== 'idle' || this.running !== undefined;
     for (const id of ['tap', 'switch']) byId<HTMLButtonElement>(id).disabled = busy;
     this.renderOverlay(status, busy);
-    this.showScreen(screen);
+    this.showScreen(screen, this.concealWorkspace(status, screen));
   }
 
   private renderOverlay(status: AgentStatusView, busy: boolean): void {
@@ -376,11 +405,20 @@ export class OperatorUi {
     if (closed) this.focusScreen(this.screen);
   }
 
-  private showScreen(screen: Screen): void {
-    if (screen === this.screen) return;
-    for (const name of ['console-enrol', 'lock', 'operator-enrol', 'workspace'] as const) {
-      show(byId(`screen-${name}`), name === screen);
+  /** Shows `screen`; with `conceal`, the workspace stays laid out, concealed, in its place. */
+  private showScreen(screen: Screen, conceal = false): void {
+    if (conceal !== this.concealed) {
+      byId('screen-workspace').classList.toggle('concealed', conceal);
+      this.concealed = conceal;
     }
+    const laidOut = conceal ? 'workspace' : screen;
+    if (laidOut !== this.shown) {
+      for (const name of ['console-enrol', 'lock', 'operator-enrol', 'workspace'] as const) {
+        show(byId(`screen-${name}`), name === laidOut);
+      }
+      this.shown = laidOut;
+    }
+    if (screen === this.screen) return;
     this.screen = screen;
     // A welcome message has done its job once someone is at work.
     if (screen === 'workspace' && this.noticeShows === 'message' && byId('notice').dataset.kind === 'info') {

@@ -129,7 +129,9 @@ async function watchBehindPrompt(page: Page): Promise<void> {
     const ceremony = document.getElementById('ceremony');
     const workspace = document.getElementById('workspace');
     const look = () => {
-      if (!ceremony.checkVisibility() || !workspace.checkVisibility()) return;
+      // visibilityProperty: a workspace kept laid out under \`visibility: hidden\` is not on screen.
+      const drawn = (el) => el.checkVisibility({ visibilityProperty: true });
+      if (!drawn(ceremony) || !drawn(workspace)) return;
       const who = workspace.dataset.operator ?? '(nobody)';
       if (seen[seen.length - 1] !== who) seen.push(who);
     };
