@@ -26,6 +26,14 @@ import type { ChainCheckpoints, CheckpointCheck } from '../services/chain-checkp
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import { isDatabaseDamage, type DatabaseHealth } from '../store/database-health.js';
 import { parseJson, parseWith } from './http-kit.js';
+import {
+  consolesList,
+  eventsList,
+  operatorsList,
+  resolveSubject,
+  revocationsList,
+  sessionsList,
+} from './admin-table-routes.js';
 import { endStream, streamEvents } from './event-stream.js';
 import type { Route, RouteContext } from './router.js';
 
@@ -142,7 +150,10 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminConsoles',
-      handler: async () => {
+      handler: async (ctx) => {
+        // Search, sort, filters and cursor paging (admin-table-routes.ts); without them, the whole list.
+        const paged = await consolesList(deps, ctx);
+        if (paged !== undefined) return paged;
         const outbox = new Map((await deps.store.admin.outboxReports()).map((r) => [r.consoleId, r]));
         return {
           consoles: (await deps.store.consoles.list()).map((c) =>
@@ -188,7 +199,8 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminOperators',
-      handler: async () => ({ operators: (await deps.operators.list()).map(operatorView) }),
+      handler: async (ctx) =>
+        (await operatorsList(deps, ctx)) ?? { operators: (await deps.operators.list()).map(operatorView) },
     },
     {
       route: 'adminOperator',
@@ -241,21 +253,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminSessions',
-      handler: async (ctx) => {
-        const q = parseWith(
-          z.strictObject({
-            state: z.enum(['active', 'suspended', 'ended', 'revoked', 'expired']).optional(),
-            console: z.string().max(128).optional(),
-            limit: int.min(1).max(1000).default(100),
-          }),
-          Object.fromEntries(ctx.query),
-        );
-        return {
-          sessions: (await deps.store.sessions.list({ state: q.state, consoleId: q.console, limit: q.limit })).map(
-            sessionAdminView,
-          ),
-        };
-      },
+      handler: (ctx) => sessionsList(deps, ctx),
     },
     { route: 'adminSessionRevoke', handler: revoke('session') },
     {
@@ -286,11 +284,13 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       route: 'adminRevocations',
       handler: async (ctx) => {
         const { since } = parseWith(
-          z.strictObject({ since: int.nonnegative().default(0) }),
+          z.looseObject({ since: int.nonnegative().default(0) }),
           Object.fromEntries(ctx.query),
         );
         // The epoch as the store has it (any node may have issued the latest revocation).
         const epoch = await deps.store.revocations.currentEpoch();
+        const paged = await revocationsList(deps, ctx, epoch);
+        if (paged !== undefined) return paged;
         return { epoch, revocations: await deps.store.revocations.since(since) };
       },
     },
@@ -359,7 +359,11 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     {
       route: 'adminEvents',
       handler: async (ctx) => {
+        const paged = await eventsList(deps, ctx);
+        if (paged !== undefined) return paged;
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
+        q.console = await resolveSubject(deps.store, 'console', q.console);
+        q.operator = await resolveSubject(deps.store, 'operator', q.operator);
         if (q.outcome === undefined) {
           const events = await deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
           return { events, nextCursor: events.at(-1)?.cursor ?? q.after ?? 0 };

@@ -1,0 +1,544 @@
+/**
+ * The admin console's tables at estate scale (issue 12): one page of consoles, operators, sessions,
+ * events or revocations, searched, filtered and sorted, with keyset (cursor) paging.
+ *
+ * A page is `WHERE <filters> AND (<sort expression>, <id>) > (<last value>, <last id>) ORDER BY
+ * <sort expression>, <id> LIMIT n+1`: every sort expression and its tie-breaker have an index of
+ * their own (migration 16, written exactly as here), so the thousandth page costs what the first
+ * does, whatever the estate's size. No OFFSET anywhere.
+ *
+ * Filters that name a console or an operator accept an id or the exact name (case-insensitive),
+ * resolved to ids first through the name indexes. A search (`q`) is a case-insensitive substring of
+ * the names (and the exact id); for sessions and events it is resolved to at most
+ * SEARCH_MATCH_CAP consoles and operators, then used as an id filter.
+ *
+ * The cursor is opaque to the client: base64url of the sort key, the direction and the position,
+ * refused (ADMIN_CURSOR_INVALID) if it was made for another table, sort or order.
+ */
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { BatonError } from '../../shared/errors.js';
+import { ASSURANCE_LEVELS } from '../../shared/levels.js';
+import { AssuranceEventSchema, type StoredEvent } from '../../shared/events.js';
+import { REVOCATION_KINDS } from '../../shared/protocol.js';
+import type { ConsoleRecord, OperatorRecord, RevocationRecord, SessionRecord, Store } from './repositories.js';
+import { kyselyOf } from './kysely-store.js';
+import { num, oneOf, optNum, optStr, str, stringArray, type BatonDatabase, type Row } from './kysely-schema.js';
+
+export const PAGE_LIMIT_MAX = 1000;
+export const PAGE_LIMIT_DEFAULT = 50;
+/** A search or a name filter on sessions and events stands for at most this many consoles and operators. */
+export const SEARCH_MATCH_CAP = 200;
+
+export type SortOrder = 'asc' | 'desc';
+export type TableName = 'consoles' | 'operators' | 'sessions' | 'events' | 'revocations';
+
+/** Each table's sort keys (the allow-list) and the SQL expression each sorts on; the first is the default. */
+export const SORT_KEYS = {
+  consoles: {
+    name: "LOWER(COALESCE(name, ''))",
+    site: "LOWER(COALESCE(site, ''))",
+    channel: 'channel',
+    enrolled: 'enrolled_at',
+    lastSeen: 'COALESCE(last_seen_at, 0)',
+  },
+  operators: { name: 'LOWER(display_name)', created: 'created_at' },
+  sessions: { started: 'started_at', expires: 'expires_at' },
+  events: { received: 'cursor' },
+  revocations: { epoch: 'epoch' },
+} as const satisfies Record<TableName, Record<string, string>>;
+
+export const DEFAULT_ORDER: Record<TableName, SortOrder> = {
+  consoles: 'asc',
+  operators: 'asc',
+  sessions: 'desc',
+  events: 'desc',
+  revocations: 'desc',
+};
+
+/** Each table's tie-breaker (unique): the position a cursor names is (sort value, tie-breaker). */
+const ID_COLUMN: Record<TableName, string> = {
+  consoles: 'id',
+  operators: 'id',
+  sessions: 'id',
+  events: 'cursor',
+  revocations: 'epoch',
+};
+
+export interface PageRequest {
+  sort?: string | undefined;
+  order?: SortOrder | undefined;
+  cursor?: string | undefined;
+  limit?: number | undefined;
+}
+
+export interface PageInfo {
+  /** Opaque: pass as `cursor` for the next page; null on the last page. */
+  next: string | null;
+  /** Opaque: pass as `cursor` for the previous page; null on the first page. */
+  prev: string | null;
+  limit: number;
+  sort: string;
+  order: SortOrder;
+}
+
+export interface Page<T> {
+  rows: T[];
+  page: PageInfo;
+}
+
+interface CursorBody {
+  t: TableName;
+  s: string;
+  o: SortOrder;
+  /** `a`: the rows after this position (next page); `b`: the rows before it (previous page). */
+  d: 'a' | 'b';
+  k: [string | number, string | number];
+}
+
+function encodeCursor(body: CursorBody): string {
+  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64url');
+}
+
+function decodeCursor(table: TableName, sort: string, order: SortOrder, cursor: string): CursorBody {
+  const invalid = (why: string) =>
+    new BatonError(
+      'ADMIN_CURSOR_INVALID',
+      `The cursor is not valid for this list (${why}); start again from the first page`,
+    );
+  if (!/^[A-Za-z0-9_-]{1,1024}$/.test(cursor)) throw invalid('not a cursor this server made');
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid('not a cursor this server made');
+  }
+  const b = body as Partial<CursorBody> | null;
+  const scalar = (v: unknown) => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
+  if (
+    typeof b !== 'object' ||
+    b === null ||
+    (b.d !== 'a' && b.d !== 'b') ||
+    !Array.isArray(b.k) ||
+    b.k.length !== 2 ||
+    !b.k.every(scalar)
+  ) {
+    throw invalid('not a cursor this server made');
+  }
+  if (b.t !== table) throw invalid(`made for the ${String(b.t)} list`);
+  if (b.s !== sort || b.o !== order) throw invalid(`made for sort ${String(b.s)} ${String(b.o)}`);
+  return b as CursorBody;
+}
+
+/** The sort key and order of a request, checked against the table's allow-list (ADMIN_SORT_UNKNOWN). */
+export function sortOf(table: TableName, request: PageRequest): { sort: string; expr: string; order: SortOrder } {
+  const keys: Record<string, string> = SORT_KEYS[table];
+  const sort = request.sort ?? Object.keys(keys)[0] ?? '';
+  const expr = Object.hasOwn(keys, sort) ? keys[sort] : undefined;
+  if (expr === undefined) {
+    throw new BatonError(
+      'ADMIN_SORT_UNKNOWN',
+      `"${sort}" is not a sort key of the ${table} list; use one of: ${Object.keys(keys).join(', ')}`,
+    );
+  }
+  return { sort, expr, order: request.order ?? DEFAULT_ORDER[table] };
+}
+
+function dbOf(store: Store): Kysely<BatonDatabase> {
+  const db = kyselyOf(store);
+  if (db === undefined) throw new Error('admin tables need a Kysely store');
+  return db;
+}
+
+/** A LIKE pattern matching `text` anywhere, its wildcards escaped (ESCAPE '\'). */
+function containing(text: string): string {
+  return `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/** `column IN (...)` over ids; an empty list matches nothing. */
+function inList(column: string, ids: readonly string[]): RawBuilder<unknown> {
+  if (ids.length === 0) return sql`1 = 0`;
+  return sql`${sql.ref(column)} IN (${sql.join(ids)})`;
+}
+
+/**
+ * One page of `table` where all of `where` hold: keyset on (sort expression, tie-breaker), limit+1
+ * rows to know whether there is a next page, rows in display order.
+ */
+async function keysetPage(
+  db: Kysely<BatonDatabase>,
+  table: TableName,
+  where: RawBuilder<unknown>[],
+  request: PageRequest,
+): Promise<{ rows: Row[]; page: PageInfo }> {
+  const { sort, expr, order } = sortOf(table, request);
+  const limit = Math.min(Math.max(1, request.limit ?? PAGE_LIMIT_DEFAULT), PAGE_LIMIT_MAX);
+  const cursor = request.cursor === undefined ? undefined : decodeCursor(table, sort, order, request.cursor);
+  const idColumn = ID_COLUMN[table];
+  const key = sql.raw(expr);
+  const id = sql.ref(idColumn);
+  const backwards = cursor?.d === 'b';
+  // Reading backwards (the previous page) walks the index the other way, then the rows are flipped.
+  const ascending = (order === 'asc') !== backwards;
+  const conditions = [...where];
+  if (cursor !== undefined) {
+    const [value, last] = cursor.k;
+    conditions.push(
+      ascending ? sql`(${key}, ${id}) > (${value}, ${last})` : sql`(${key}, ${id}) < (${value}, ${last})`,
+    );
+  }
+  const direction = sql.raw(ascending ? 'ASC' : 'DESC');
+  const whereSql = conditions.length === 0 ? sql`` : sql`WHERE ${sql.join(conditions, sql` AND `)}`;
+  const sameKey = expr === idColumn;
+  const orderSql = sameKey ? sql`ORDER BY ${id} ${direction}` : sql`ORDER BY ${key} ${direction}, ${id} ${direction}`;
+  const result =
+    await sql<Row>`SELECT *, ${key} AS page_key FROM ${sql.table(table)} ${whereSql} ${orderSql} LIMIT ${limit + 1}`.execute(
+      db,
+    );
+  const fetched = result.rows;
+  const more = fetched.length > limit;
+  const rows = fetched.slice(0, limit);
+  if (backwards) rows.reverse();
+  const position = (row: Row): [string | number, string | number] => [keyValue(row.page_key), keyValue(row[idColumn])];
+  const make = (row: Row | undefined, d: 'a' | 'b') =>
+    row === undefined ? null : encodeCursor({ t: table, s: sort, o: order, d, k: position(row) });
+  const first = rows[0];
+  const last = rows.at(-1);
+  const next = backwards ? make(last, 'a') : more ? make(last, 'a') : null;
+  const prev = backwards ? (more ? make(first, 'b') : null) : cursor !== undefined ? make(first, 'b') : null;
+  return { rows, page: { next, prev, limit, sort, order } };
+}
+
+function keyValue(v: unknown): string | number {
+  if (typeof v === 'string' || typeof v === 'number') return v;
+  if (typeof v === 'bigint') return Number(v);
+  throw new Error('database: a sort key is neither text nor a number');
+}
+
+// ---- name resolution ----
+
+/** The consoles an id, a name (case-insensitive, exact) or, with `site`, a site stands for. */
+export async function consoleIdsNamed(store: Store, value: string): Promise<string[]> {
+  const db = dbOf(store);
+  const rows = await sql<{ id: string }>`SELECT id FROM consoles
+    WHERE id = ${value} OR LOWER(COALESCE(name, '')) = ${value.toLowerCase()}
+    ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(db);
+  return rows.rows.map((r) => r.id);
+}
+
+export async function consoleIdsAtSite(store: Store, site: string): Promise<string[]> {
+  const db = dbOf(store);
+  const rows = await sql<{ id: string }>`SELECT id FROM consoles
+    WHERE LOWER(COALESCE(site, '')) = ${site.toLowerCase()} ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(db);
+  return rows.rows.map((r) => r.id);
+}
+
+export async function operatorIdsNamed(store: Store, value: string): Promise<string[]> {
+  const db = dbOf(store);
+  const rows = await sql<{ id: string }>`SELECT id FROM operators
+    WHERE id = ${value} OR LOWER(display_name) = ${value.toLowerCase()}
+    ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(db);
+  return rows.rows.map((r) => r.id);
+}
+
+function consoleSearch(q: string): RawBuilder<unknown> {
+  const like = containing(q);
+  return sql`(id = ${q} OR LOWER(COALESCE(name, '')) LIKE ${like} ESCAPE '\\' OR LOWER(COALESCE(site, '')) LIKE ${like} ESCAPE '\\')`;
+}
+
+function operatorSearch(q: string): RawBuilder<unknown> {
+  return sql`(id = ${q} OR LOWER(display_name) LIKE ${containing(q)} ESCAPE '\\')`;
+}
+
+/** The consoles and operators a search names (each at most SEARCH_MATCH_CAP). */
+async function searchIds(store: Store, q: string): Promise<{ consoles: string[]; operators: string[] }> {
+  const db = dbOf(store);
+  const consoles = await sql<{
+    id: string;
+  }>`SELECT id FROM consoles WHERE ${consoleSearch(q)} ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(db);
+  const operators = await sql<{
+    id: string;
+  }>`SELECT id FROM operators WHERE ${operatorSearch(q)} ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(db);
+  return { consoles: consoles.rows.map((r) => r.id), operators: operators.rows.map((r) => r.id) };
+}
+
+/** Names for the ids on a page: what the admin reads instead of ids. */
+export async function namesFor(
+  store: Store,
+  ids: { consoles: Iterable<string>; operators: Iterable<string> },
+): Promise<{
+  consoles: Record<string, { name: string | null; site: string | null }>;
+  operators: Record<string, string>;
+}> {
+  const db = dbOf(store);
+  const consoleIds = [...new Set(ids.consoles)];
+  const operatorIds = [...new Set(ids.operators)];
+  const consoles: Record<string, { name: string | null; site: string | null }> = {};
+  const operators: Record<string, string> = {};
+  if (consoleIds.length > 0) {
+    const rows = await sql<Row>`SELECT id, name, site FROM consoles WHERE ${inList('id', consoleIds)}`.execute(db);
+    for (const row of rows.rows) consoles[str(row, 'id')] = { name: optStr(row, 'name'), site: optStr(row, 'site') };
+  }
+  if (operatorIds.length > 0) {
+    const rows = await sql<Row>`SELECT id, display_name FROM operators WHERE ${inList('id', operatorIds)}`.execute(db);
+    for (const row of rows.rows) operators[str(row, 'id')] = str(row, 'display_name');
+  }
+  return { consoles, operators };
+}
+
+async function count(db: Kysely<BatonDatabase>, table: TableName, where: RawBuilder<unknown>[]): Promise<number> {
+  const whereSql = where.length === 0 ? sql`` : sql`WHERE ${sql.join(where, sql` AND `)}`;
+  const result = await sql<{
+    n: number | string | bigint;
+  }>`SELECT COUNT(*) AS n FROM ${sql.table(table)} ${whereSql}`.execute(db);
+  return Number(result.rows[0]?.n ?? 0);
+}
+
+// ---- the tables ----
+
+export interface ConsoleFilter {
+  q?: string | undefined;
+  channel?: string | undefined;
+  site?: string | undefined;
+  state?: 'active' | 'revoked' | undefined;
+}
+
+export async function consolesPage(
+  store: Store,
+  filter: ConsoleFilter,
+  request: PageRequest,
+): Promise<Page<ConsoleRecord> & { total: number }> {
+  const db = dbOf(store);
+  const where: RawBuilder<unknown>[] = [];
+  if (filter.q !== undefined && filter.q !== '') where.push(consoleSearch(filter.q));
+  if (filter.channel !== undefined) where.push(sql`channel = ${filter.channel}`);
+  if (filter.site !== undefined) where.push(sql`LOWER(COALESCE(site, '')) = ${filter.site.toLowerCase()}`);
+  if (filter.state === 'active') where.push(sql`revoked_at IS NULL`);
+  if (filter.state === 'revoked') where.push(sql`revoked_at IS NOT NULL`);
+  const { rows, page } = await keysetPage(db, 'consoles', where, request);
+  return { rows: rows.map(consoleFrom), page, total: await count(db, 'consoles', where) };
+}
+
+export interface OperatorFilter {
+  q?: string | undefined;
+  role?: string | undefined;
+  state?: 'active' | 'revoked' | 'locked' | undefined;
+}
+
+export async function operatorsPage(
+  store: Store,
+  filter: OperatorFilter,
+  request: PageRequest,
+  lockedAfter: number,
+): Promise<Page<OperatorRecord> & { total: number }> {
+  const db = dbOf(store);
+  const where: RawBuilder<unknown>[] = [];
+  if (filter.q !== undefined && filter.q !== '') where.push(operatorSearch(filter.q));
+  // Roles are a JSON array of names (["admin","teller"]): the quoted name is searched for.
+  if (filter.role !== undefined) where.push(sql`roles LIKE ${`%"${filter.role.replace(/[\\%_"]/g, '')}"%`}`);
+  if (filter.state === 'active') where.push(sql`revoked_at IS NULL`);
+  if (filter.state === 'revoked') where.push(sql`revoked_at IS NOT NULL`);
+  if (filter.state === 'locked') where.push(sql`revoked_at IS NULL AND failed_attempts >= ${lockedAfter}`);
+  const { rows, page } = await keysetPage(db, 'operators', where, request);
+  return { rows: rows.map(operatorFrom), page, total: await count(db, 'operators', where) };
+}
+
+export interface SessionFilter {
+  q?: string | undefined;
+  state?: string | undefined;
+  /** An id or a console name. */
+  console?: string | undefined;
+  site?: string | undefined;
+  /** An id or an operator name. */
+  operator?: string | undefined;
+  channel?: string | undefined;
+}
+
+/** The id filters shared by sessions and events: names resolved to ids; `undefined` when nothing can match. */
+async function subjectFilters(
+  store: Store,
+  filter: {
+    q?: string | undefined;
+    console?: string | undefined;
+    site?: string | undefined;
+    operator?: string | undefined;
+  },
+): Promise<RawBuilder<unknown>[]> {
+  const where: RawBuilder<unknown>[] = [];
+  if (filter.console !== undefined) where.push(inList('console_id', await consoleIdsNamed(store, filter.console)));
+  if (filter.site !== undefined) where.push(inList('console_id', await consoleIdsAtSite(store, filter.site)));
+  if (filter.operator !== undefined) where.push(inList('operator_id', await operatorIdsNamed(store, filter.operator)));
+  if (filter.q !== undefined && filter.q !== '') {
+    const found = await searchIds(store, filter.q);
+    const either: RawBuilder<unknown>[] = [];
+    if (found.consoles.length > 0) either.push(inList('console_id', found.consoles));
+    if (found.operators.length > 0) either.push(inList('operator_id', found.operators));
+    where.push(either.length === 0 ? sql`1 = 0` : sql`(${sql.join(either, sql` OR `)})`);
+  }
+  return where;
+}
+
+export async function sessionsPage(
+  store: Store,
+  filter: SessionFilter,
+  request: PageRequest,
+): Promise<Page<SessionRecord> & { total: number }> {
+  const db = dbOf(store);
+  const where = await subjectFilters(store, filter);
+  if (filter.state !== undefined) where.push(sql`state = ${filter.state}`);
+  if (filter.channel !== undefined) where.push(sql`channel = ${filter.channel}`);
+  const { rows, page } = await keysetPage(db, 'sessions', where, request);
+  return { rows: rows.map(sessionFrom), page, total: await count(db, 'sessions', where) };
+}
+
+export interface EventPageFilter {
+  q?: string | undefined;
+  console?: string | undefined;
+  site?: string | undefined;
+  operator?: string | undefined;
+  session?: string | undefined;
+  type?: string | undefined;
+  outcome?: string | undefined;
+  origin?: string | undefined;
+  from?: number | undefined;
+  to?: number | undefined;
+}
+
+/** Events: no total (counting ten million rows per page is what paging avoids). */
+export async function eventsPage(
+  store: Store,
+  filter: EventPageFilter,
+  request: PageRequest,
+): Promise<Page<StoredEvent>> {
+  const db = dbOf(store);
+  const where = await subjectFilters(store, filter);
+  if (filter.session !== undefined) where.push(sql`session_id = ${filter.session}`);
+  if (filter.type !== undefined) where.push(sql`type = ${filter.type}`);
+  if (filter.outcome !== undefined) where.push(sql`outcome = ${filter.outcome}`);
+  if (filter.origin !== undefined) where.push(sql`origin = ${filter.origin}`);
+  if (filter.from !== undefined) where.push(sql`time >= ${filter.from}`);
+  if (filter.to !== undefined) where.push(sql`time < ${filter.to}`);
+  const { rows, page } = await keysetPage(db, 'events', where, request);
+  return { rows: rows.map(eventFrom), page };
+}
+
+export interface RevocationFilter {
+  kind?: string | undefined;
+  /** The revoked console, operator, credential or session: an id, or a console or operator name. */
+  target?: string | undefined;
+}
+
+export async function revocationsPage(
+  store: Store,
+  filter: RevocationFilter,
+  request: PageRequest,
+): Promise<Page<RevocationRecord>> {
+  const db = dbOf(store);
+  const where: RawBuilder<unknown>[] = [];
+  if (filter.kind !== undefined) where.push(sql`kind = ${filter.kind}`);
+  if (filter.target !== undefined) {
+    const consoles = await consoleIdsNamed(store, filter.target);
+    const operators = await operatorIdsNamed(store, filter.target);
+    where.push(
+      sql`(target_id = ${filter.target} OR ${inList('console_id', consoles)} OR ${inList('operator_id', operators)})`,
+    );
+  }
+  const { rows, page } = await keysetPage(db, 'revocations', where, request);
+  return { rows: rows.map(revocationFrom), page };
+}
+
+// ---- rows ----
+
+function consoleFrom(row: Row): ConsoleRecord {
+  return {
+    id: str(row, 'id'),
+    name: optStr(row, 'name'),
+    channel: str(row, 'channel'),
+    site: optStr(row, 'site'),
+    publicJwk: str(row, 'public_jwk'),
+    jkt: str(row, 'jkt'),
+    enrolledAt: num(row, 'enrolled_at'),
+    lastSeenAt: optNum(row, 'last_seen_at'),
+    policyVersion: num(row, 'policy_version'),
+    revocationEpoch: num(row, 'revocation_epoch'),
+    revokedAt: optNum(row, 'revoked_at'),
+    revokedReason: optStr(row, 'revoked_reason'),
+  };
+}
+
+function operatorFrom(row: Row): OperatorRecord {
+  return {
+    id: str(row, 'id'),
+    displayName: str(row, 'display_name'),
+    roles: stringArray(row, 'roles'),
+    webauthnUserId: str(row, 'webauthn_user_id'),
+    createdAt: num(row, 'created_at'),
+    failedAttempts: num(row, 'failed_attempts'),
+    revokedAt: optNum(row, 'revoked_at'),
+    revokedReason: optStr(row, 'revoked_reason'),
+  };
+}
+
+const SESSION_STATES = ['active', 'suspended', 'ended', 'revoked', 'expired'] as const;
+
+function sessionFrom(row: Row): SessionRecord {
+  return {
+    id: str(row, 'id'),
+    operatorId: str(row, 'operator_id'),
+    consoleId: str(row, 'console_id'),
+    channel: str(row, 'channel'),
+    credentialId: str(row, 'credential_id'),
+    level: oneOf(ASSURANCE_LEVELS, str(row, 'level'), 'level'),
+    authTime: num(row, 'auth_time'),
+    startedAt: num(row, 'started_at'),
+    expiresAt: num(row, 'expires_at'),
+    state: oneOf(SESSION_STATES, str(row, 'state'), 'state'),
+    suspendedAt: optNum(row, 'suspended_at'),
+    endedAt: optNum(row, 'ended_at'),
+    endReason: optStr(row, 'end_reason'),
+  };
+}
+
+function eventFrom(row: Row): StoredEvent {
+  const event = AssuranceEventSchema.parse(JSON.parse(str(row, 'body')));
+  const integrity = optStr(row, 'integrity');
+  return {
+    ...event,
+    origin: str(row, 'origin'),
+    hash: str(row, 'hash'),
+    receivedAt: num(row, 'received_at'),
+    integrity: integrity !== null && integrity !== '' ? integrity.split(',') : [],
+    cursor: num(row, 'cursor'),
+  };
+}
+
+function revocationFrom(row: Row): RevocationRecord {
+  return {
+    epoch: num(row, 'epoch'),
+    kind: oneOf(REVOCATION_KINDS, str(row, 'kind'), 'kind'),
+    targetId: str(row, 'target_id'),
+    operatorId: optStr(row, 'operator_id'),
+    consoleId: optStr(row, 'console_id'),
+    reason: str(row, 'reason'),
+    actor: str(row, 'actor'),
+    at: num(row, 'created_at'),
+  };
+}
+
+/** The outbox backlog the consoles of a page last reported. */
+export async function outboxFor(
+  store: Store,
+  consoleIds: readonly string[],
+): Promise<Map<string, { pending: number; max: number; reportedAt: number }>> {
+  const map = new Map<string, { pending: number; max: number; reportedAt: number }>();
+  if (consoleIds.length === 0) return map;
+  const rows = await sql<Row>`SELECT console_id, pending, max, reported_at FROM console_outbox_reports
+    WHERE ${inList('console_id', consoleIds)}`.execute(dbOf(store));
+  for (const row of rows.rows) {
+    map.set(str(row, 'console_id'), {
+      pending: num(row, 'pending'),
+      max: num(row, 'max'),
+      reportedAt: num(row, 'reported_at'),
+    });
+  }
+  return map;
+}
