@@ -1,0 +1,246 @@
+import {
+  ACCESS_TOKEN_TYPE,
+  JWT_TOKEN_TYPE,
+  TOKEN_EXCHANGE_GRANT,
+  type StepUpDetails,
+  type TokenExchangeRequest,
+  type TokenExchangeResponse,
+} from '../../shared/action-tokens.js';
+import { BatonError, type ErrorCode } from '../../shared/errors.js';
+import { evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
+import { LEVEL_PROFILES } from '../../shared/levels.js';
+import { DEFAULT_ACTION_TOKEN_TTL_SECONDS, appForAudience, type AppPolicy, type Policy } from '../../shared/policy.js';
+import type { EventDraft } from '../../shared/events.js';
+import type { TokenIssuer } from '../crypto/token-issuer.js';
+import { assuranceContext } from '../services/assurance.js';
+import type { EventLog } from '../services/event-log.js';
+import type { PolicyService } from '../services/policy-service.js';
+import type { SessionService } from '../services/session-service.js';
+import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type { ActionTokenIssuer, IssuedActionToken } from './action-token-issuer.js';
+
+/** The RFC 8693 answer for an issued action token. */
+export function tokenExchangeResponse(issued: IssuedActionToken, action: string): TokenExchangeResponse {
+  return {
+    access_token: issued.token,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: issued.expiresIn,
+    scope: action,
+  };
+}
+
+/**
+ * The app of `audience` in the policy, if it declares `action`. AUDIENCE_UNKNOWN when the policy
+ * has no such app, ACTION_NOT_FOR_AUDIENCE when the app does not perform that action.
+ */
+export function appActionCheck(policy: Policy, audience: string, action: string): AppPolicy {
+  const app = appForAudience(policy, audience);
+  if (app === undefined)
+    throw new BatonError('AUDIENCE_UNKNOWN', `No app of the policy has the audience "${audience}"`);
+  if (!app.actions.includes(action)) {
+    throw new BatonError('ACTION_NOT_FOR_AUDIENCE', `The app "${app.name}" does not declare the action "${action}"`);
+  }
+  return app;
+}
+
+/** A step-up decision with its RFC 9470 parameters, as a refused exchange carries it in `error.decision`. */
+export function stepUpDetails(decision: Extract<Decision, { outcome: 'step-up' }>): StepUpDetails {
+  return {
+    ...decision,
+    acr_values: LEVEL_PROFILES[decision.level].acr,
+    max_age: decision.maxAgeSeconds,
+  };
+}
+
+export interface TokenExchangeDeps {
+  store: Store;
+  events: EventLog;
+  policies: PolicyService;
+  sessions: SessionService;
+  /** The assurance tokens' issuer: it verifies the subject token. */
+  assurance: TokenIssuer;
+  issuer: ActionTokenIssuer;
+  clock: () => number;
+}
+
+/** Codes whose refusal an event already recorded (the evaluator's decision). */
+type Refusal = { code: ErrorCode; recorded: boolean };
+
+/**
+ * RFC 8693 token exchange for the operator in front of a console: the session's assurance token in,
+ * an action token for one app and one action out, after the same re-checks a step-up makes (the
+ * session live and active on this console, its operator and passkey not revoked or suspended, this
+ * node fresh enough for a strict channel) and the policy's decision on the action. Every issuance
+ * and every refusal is an event (`action-token-issued`, `action-token-refused`).
+ */
+export class TokenExchange {
+  constructor(private readonly deps: TokenExchangeDeps) {}
+
+  async exchange(console: ConsoleRecord, request: TokenExchangeRequest): Promise<TokenExchangeResponse> {
+    const action = request.scope ?? request.action ?? '';
+    const refusal: Refusal = { code: 'INTERNAL', recorded: false };
+    let session: SessionRecord | undefined;
+    try {
+      const issued = await this.decideAndIssue(console, request, action, refusal, (s) => (session = s));
+      return tokenExchangeResponse(issued, action);
+    } catch (error) {
+      if (error instanceof BatonError && !refusal.recorded) {
+        await this.recordRefusal(console, session, request.audience, action, error.code, 'failure', [
+          error.code.toLowerCase().replaceAll('_', '-'),
+        ]);
+      }
+      throw error;
+    }
+  }
+
+  private async decideAndIssue(
+    console: ConsoleRecord,
+    request: TokenExchangeRequest,
+    action: string,
+    refusal: Refusal,
+    seen: (session: SessionRecord) => void,
+  ): Promise<IssuedActionToken> {
+    const { policies, sessions, assurance, issuer, clock } = this.deps;
+    if (request.grant_type !== TOKEN_EXCHANGE_GRANT) {
+      throw new BatonError('TOKEN_EXCHANGE_UNSUPPORTED', `grant_type must be "${TOKEN_EXCHANGE_GRANT}"`);
+    }
+    if (request.subject_token_type !== ACCESS_TOKEN_TYPE && request.subject_token_type !== JWT_TOKEN_TYPE) {
+      throw new BatonError(
+        'TOKEN_EXCHANGE_UNSUPPORTED',
+        `subject_token_type must be "${ACCESS_TOKEN_TYPE}" (the session's assurance token)`,
+      );
+    }
+    const requested = request.requested_token_type;
+    if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE && requested !== JWT_TOKEN_TYPE) {
+      throw new BatonError('TOKEN_EXCHANGE_UNSUPPORTED', `Baton issues "${ACCESS_TOKEN_TYPE}" tokens only`);
+    }
+    // A strict channel on a stale node is refused (NODE_STALE) before anything is signed.
+    sessions.staleCheck(console.channel);
+    const policyVersion = policies.version;
+    const policy = policyVersion.policy;
+    const app = appActionCheck(policy, request.audience, action);
+
+    let subject;
+    try {
+      subject = await assurance.verify(request.subject_token);
+    } catch (cause) {
+      throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token is not a valid assurance token', { cause });
+    }
+    if (subject.cnf.jkt !== console.jkt || subject.baton.console !== console.id) {
+      throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token was issued to another console');
+    }
+    // The session as the store has it now (a step-up since the token was issued counts; a revocation too).
+    const session = await sessions.liveSession(console, subject.sid, 'active');
+    seen(session);
+    if (session.operatorId !== subject.sub) {
+      throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token names another operator than its session');
+    }
+    await this.assertUsable(session);
+
+    const now = clock();
+    const decision = evaluatePolicy(
+      policy,
+      {
+        channel: console.channel,
+        level: session.level,
+        authTime: session.authTime,
+        now,
+        sessionStartedAt: session.startedAt,
+      },
+      action,
+    );
+    if (decision.outcome !== 'allow') {
+      const code = decision.outcome === 'step-up' ? 'ACTION_STEP_UP_REQUIRED' : 'ACTION_DENIED';
+      refusal.recorded = true;
+      await this.recordRefusal(console, session, app.audience, action, code, decision.outcome, decision.reasons);
+      if (decision.outcome === 'step-up') {
+        throw new BatonError(
+          'ACTION_STEP_UP_REQUIRED',
+          `"${action}" needs a "${decision.level}" authentication within ${decision.maxAgeSeconds} s: step up, then ask again`,
+          { extra: { decision: stepUpDetails(decision) } },
+        );
+      }
+      throw new BatonError('ACTION_DENIED', `The policy denies "${action}" here`, { extra: { decision } });
+    }
+
+    // Never past the session's own end, nor the app's (policy-capped) lifetime.
+    const appTtl = app.tokenTtlSeconds ?? DEFAULT_ACTION_TOKEN_TTL_SECONDS;
+    const ttlSeconds = Math.min(appTtl, Math.floor((session.expiresAt - now) / 1000));
+    if (ttlSeconds < 1) throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" ends now`);
+    const issued = await issuer.sign({
+      subject: session.operatorId,
+      audience: app.audience,
+      action,
+      ttlSeconds,
+      channel: console.channel,
+      policyVersion: policyVersion.version,
+      sessionId: session.id,
+      level: session.level,
+      authTime: session.authTime,
+      consoleId: console.id,
+    });
+    refusal.recorded = true; // from here on a failure is no refusal of the policy's
+    await this.deps.events.record({
+      type: 'action-token-issued',
+      subject: { operator: session.operatorId, console: console.id, session: session.id },
+      assurance: assuranceContext(session.level, session.authTime),
+      outcome: 'success',
+      reasons: decision.reasons,
+      detail: {
+        action,
+        audience: app.audience,
+        jti: issued.jti,
+        expiresAt: issued.expiresAt,
+        policyVersion: policyVersion.version,
+      },
+    });
+    return issued;
+  }
+
+  /** The operator and the passkey the session rests on are still usable (as `refreshToken` checks). */
+  private async assertUsable(session: SessionRecord): Promise<void> {
+    const { store } = this.deps;
+    const [operator, credential] = await Promise.all([
+      store.operators.get(session.operatorId),
+      store.operators.getCredential(session.credentialId),
+    ]);
+    if (operator === undefined || operator.revokedAt !== null) {
+      throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
+    }
+    if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
+      throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
+    }
+    if (credential.suspendedAt !== null) {
+      throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
+    }
+  }
+
+  private async recordRefusal(
+    console: ConsoleRecord,
+    session: SessionRecord | undefined,
+    audience: string,
+    action: string,
+    code: ErrorCode,
+    outcome: 'deny' | 'step-up' | 'failure',
+    reasons: readonly string[],
+  ): Promise<void> {
+    const draft: EventDraft = {
+      type: 'action-token-refused',
+      subject:
+        session === undefined
+          ? { console: console.id }
+          : { operator: session.operatorId, console: console.id, session: session.id },
+      ...(session === undefined ? {} : { assurance: assuranceContext(session.level, session.authTime) }),
+      outcome,
+      reasons: reasons.slice(0, 16).map((r) => r.slice(0, 64)),
+      detail: {
+        action: action.slice(0, 200),
+        audience: audience.slice(0, 200),
+        code,
+        policyVersion: this.deps.policies.version.version,
+      },
+    };
+    await this.deps.events.record(draft);
+  }
+}

@@ -1,0 +1,13 @@
+export { ActionTokenVerifier, BATON_ISSUER, ACTION_TOKEN_TYPE } from './verifier.js';
+export type { ActionRequirement, RevocationSource, VerifiedAction, VerifierOptions } from './verifier.js';
+export { VerificationError, VERIFICATION_ERRORS, type VerificationCode } from './errors.js';
+export { bearerChallenge, parseBearerChallenge, type ChallengeParams } from './challenge.js';
+export { LEVELS, LEVEL_ACR, acrValuesFor, meets, type Level } from './levels.js';
+export { RevocationList, type Revocation, type RevocableToken } from './revocation-list.js';
+export {
+  RevocationSubscription,
+  REVOCATION_STREAM_AUDIENCE,
+  REVOCATION_STREAM_PATH,
+  type RevocationSubscriptionOptions,
+} from './revocation-subscription.js';
+export { bearerToken, nodeHttpGuard, requireAction, sendRefusal } from './middleware.js';

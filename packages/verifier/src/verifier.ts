@@ -1,0 +1,199 @@
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { VerificationError } from './errors.js';
+import { LEVEL_ACR, acrValuesFor, isLevel, meets, type Level } from './levels.js';
+import type { RevocableToken } from './revocation-list.js';
+
+/** Baton's `iss` for the tokens it signs. */
+export const BATON_ISSUER = 'urn:baton:backend';
+/** The JWS `typ` of an action token (RFC 9068). */
+export const ACTION_TOKEN_TYPE = 'at+jwt';
+
+/** What the app requires for one action: at least this level, authenticated at most `maxAgeSeconds` ago. */
+export interface ActionRequirement {
+  level: Level;
+  /** Absent: any age (the token's own short lifetime still bounds it). */
+  maxAgeSeconds?: number;
+}
+
+/** Where revocations come from (a `RevocationSubscription`, or a `RevocationList` you feed yourself). */
+export interface RevocationSource {
+  refuses(token: RevocableToken): string | undefined;
+  /** How long the source has been unable to hear of revocations (0 when it is live); optional. */
+  downForMs?(): number;
+}
+
+export interface VerifierOptions {
+  /** This app server's identifier: the `aud` its tokens must carry (`apps[].audience` in Baton's policy). */
+  audience: string;
+  /** Baton's action-token JWKS, e.g. `https://baton.bank.example/v1/tokens/jwks.json`. */
+  jwksUrl?: string | URL;
+  /** Or a key resolver of your own (jose's `createLocalJWKSet`, for tests). One of the two is required. */
+  keys?: JWTVerifyGetKey;
+  /** The actions this server performs and what each requires. */
+  actions: Readonly<Record<string, ActionRequirement>>;
+  /** Default `urn:baton:backend`. */
+  issuer?: string;
+  /** Clock skew accepted on `exp`, `iat` and `auth_time`, in seconds (default 30). */
+  clockToleranceSeconds?: number;
+  revocations?: RevocationSource;
+  /**
+   * Refuse every token (REVOCATIONS_UNAVAILABLE) once the revocation source has been down this long
+   * (default: never; tokens then stay valid until they expire, a few minutes at most).
+   */
+  maxRevocationLagMs?: number;
+  /** JWKS cache lifetime in ms (default 10 minutes; an unknown `kid` refetches at once, at most once a second). */
+  jwksCacheMaxAgeMs?: number;
+  clock?: () => number;
+}
+
+/** A verified action token: who, what, how strongly, and since when. */
+export interface VerifiedAction {
+  operator: string;
+  action: string;
+  level: Level;
+  acr: string;
+  /** Epoch ms of the authentication the level comes from. */
+  authTime: number;
+  session: string | undefined;
+  console: string | undefined;
+  channel: string | undefined;
+  jti: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  policyVersion: number | undefined;
+  /** Every claim, as signed. */
+  claims: JWTPayload & Record<string, unknown>;
+}
+
+export class ActionTokenVerifier {
+  private readonly keys: JWTVerifyGetKey;
+  private readonly clock: () => number;
+  private readonly tolerance: number;
+
+  constructor(private readonly options: VerifierOptions) {
+    if (options.keys !== undefined) this.keys = options.keys;
+    else if (options.jwksUrl !== undefined) {
+      this.keys = createRemoteJWKSet(new URL(options.jwksUrl), {
+        cacheMaxAge: options.jwksCacheMaxAgeMs ?? 10 * 60 * 1000,
+        cooldownDuration: 1000,
+      });
+    } else throw new TypeError('ActionTokenVerifier: give jwksUrl or keys');
+    this.clock = options.clock ?? Date.now;
+    this.tolerance = options.clockToleranceSeconds ?? 30;
+  }
+
+  /** What the app requires for `action` (undefined when it did not configure it). */
+  requirement(action: string): ActionRequirement | undefined {
+    return Object.hasOwn(this.options.actions, action) ? this.options.actions[action] : undefined;
+  }
+
+  /**
+   * Verifies `token` for `action`: signature (a key of Baton's JWKS), `typ`, issuer, audience,
+   * expiry, the action, revocations, then the level and age the action requires. Resolves to what
+   * the token says; rejects with a `VerificationError` (its `challenge()` is the WWW-Authenticate value).
+   */
+  async verify(token: string | undefined, action: string): Promise<VerifiedAction> {
+    const required = this.requirement(action);
+    if (required === undefined) {
+      throw new VerificationError('ACTION_NOT_CONFIGURED', `This server does not perform "${action}"`);
+    }
+    if (token === undefined || token === '')
+      throw new VerificationError('TOKEN_MISSING', 'A Baton action token is required');
+    const lag = this.options.revocations?.downForMs?.() ?? 0;
+    const maxLag = this.options.maxRevocationLagMs;
+    if (maxLag !== undefined && lag > maxLag) {
+      throw new VerificationError('REVOCATIONS_UNAVAILABLE', 'Revocations cannot be heard right now; retry shortly');
+    }
+    const now = this.clock();
+    let payload: JWTPayload & Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(token, this.keys, {
+        issuer: this.options.issuer ?? BATON_ISSUER,
+        audience: this.options.audience,
+        algorithms: ['ES256'],
+        typ: ACTION_TOKEN_TYPE,
+        clockTolerance: this.tolerance,
+        currentDate: new Date(now),
+        requiredClaims: ['exp', 'iat', 'sub', 'jti'],
+      }));
+    } catch (error) {
+      throw refusal(error);
+    }
+    if (payload.action !== action) {
+      throw new VerificationError(
+        'TOKEN_ACTION_MISMATCH',
+        `The token is for "${String(payload.action)}", not "${action}"`,
+      );
+    }
+    const revoked = this.options.revocations?.refuses({
+      sub: payload.sub,
+      sid: str(payload.sid),
+      console: str(payload.console),
+      iat: payload.iat,
+    });
+    if (revoked !== undefined) throw new VerificationError('TOKEN_REVOKED', `The token's ${revoked} was revoked`);
+
+    const level = isLevel(payload.level) ? payload.level : undefined;
+    const authTime = typeof payload.auth_time === 'number' ? payload.auth_time * 1000 : undefined;
+    const stepUp = (message: string) =>
+      new VerificationError('INSUFFICIENT_USER_AUTHENTICATION', message, {
+        acrValues: acrValuesFor(required.level).join(' '),
+        ...(required.maxAgeSeconds === undefined ? {} : { maxAge: required.maxAgeSeconds }),
+      });
+    if (level === undefined || authTime === undefined) throw stepUp('The token carries no authentication level');
+    if (!meets(level, required.level)) {
+      throw stepUp(`"${action}" needs a "${required.level}" authentication; this one is "${level}"`);
+    }
+    if (required.maxAgeSeconds !== undefined && now - authTime > (required.maxAgeSeconds + this.tolerance) * 1000) {
+      throw stepUp(`"${action}" needs an authentication of the last ${required.maxAgeSeconds} s`);
+    }
+    return {
+      operator: payload.sub ?? '',
+      action,
+      level,
+      acr: typeof payload.acr === 'string' ? payload.acr : LEVEL_ACR[level],
+      authTime,
+      session: str(payload.sid),
+      console: str(payload.console),
+      channel: str(payload.channel),
+      jti: payload.jti ?? '',
+      expiresAt: (payload.exp ?? 0) * 1000,
+      policyVersion: typeof payload.policy_version === 'number' ? payload.policy_version : undefined,
+      claims: payload,
+    };
+  }
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** jose's errors as stable codes. */
+function refusal(error: unknown): VerificationError {
+  const cause = { cause: error };
+  if (error instanceof errors.JWTExpired) return new VerificationError('TOKEN_EXPIRED', 'The token has expired', cause);
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === 'aud') {
+      return new VerificationError('TOKEN_AUDIENCE_MISMATCH', 'The token is for another app server', cause);
+    }
+    if (error.claim === 'iss') return new VerificationError('TOKEN_ISSUER_MISMATCH', "The token is not Baton's", cause);
+    if (error.claim === 'iat' || error.claim === 'nbf') {
+      return new VerificationError('TOKEN_NOT_YET_VALID', 'The token is dated in the future', cause);
+    }
+    return new VerificationError('TOKEN_MALFORMED', `The token's "${error.claim}" is not acceptable`, cause);
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) {
+    return new VerificationError('TOKEN_KEY_UNKNOWN', 'The token is signed with a key Baton does not publish', cause);
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) {
+    return new VerificationError('TOKEN_SIGNATURE_INVALID', "The token's signature does not verify", cause);
+  }
+  if (
+    error instanceof errors.JWKSTimeout ||
+    error instanceof errors.JWKSInvalid ||
+    !(error instanceof errors.JOSEError)
+  ) {
+    return new VerificationError('JWKS_UNAVAILABLE', "Baton's keys cannot be fetched right now; retry shortly", cause);
+  }
+  return new VerificationError('TOKEN_MALFORMED', 'The token is not a Baton action token', cause);
+}
