@@ -1,0 +1,112 @@
+import type { IncomingMessage } from 'node:http';
+import { BatonError } from '../../shared/errors.js';
+import { ROUTES } from '../../shared/routes.js';
+import {
+  IssueServiceTokenRequestSchema,
+  RevokeServiceRequestSchema,
+  ServiceEnrolRequestSchema,
+  ServiceKeyRotateRequestSchema,
+  ServiceTokenRequestSchema,
+} from '../../shared/service-accounts-api.js';
+import { TOKEN_ISSUER } from '../crypto/token-issuer.js';
+import { parseJson, parseWith } from '../http/http-kit.js';
+import type { Route, RouteContext } from '../http/router.js';
+import type { ServiceAccounts } from './service-accounts.js';
+
+export interface ServiceRouteDeps {
+  services: ServiceAccounts;
+}
+
+/**
+ * The token endpoint takes its parameters as `application/x-www-form-urlencoded` (RFC 6749 §4.4.2)
+ * or as JSON; a parameter given twice is refused (RFC 6749 §3.2).
+ */
+export function parseFormOrJson(ctx: RouteContext): unknown {
+  const type = ctx.req.headers['content-type'] ?? '';
+  if (!/^application\/x-www-form-urlencoded(\s*;|$)/i.test(type)) return undefined;
+  const form = new URLSearchParams(ctx.body.toString('utf8'));
+  const out: Record<string, string> = {};
+  for (const [key, value] of form) {
+    if (Object.hasOwn(out, key)) {
+      throw new BatonError('SCHEMA_INVALID', `The parameter "${key}" is given more than once`, {
+        issues: [{ path: key, message: 'given more than once' }],
+      });
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+function body<S extends Parameters<typeof parseJson>[2]>(ctx: RouteContext, schema: S) {
+  const form = parseFormOrJson(ctx);
+  return form === undefined ? parseJson(ctx.req, ctx.body, schema) : parseWith(schema, form);
+}
+
+/**
+ * What a client assertion's `aud` may say (RFC 7523 §3): the token endpoint's URL as the service
+ * reached it (either scheme: a TLS proxy may sit in front), or Baton's issuer identifier.
+ */
+export function tokenEndpointAudiences(req: IncomingMessage): string[] {
+  const host = req.headers.host;
+  const path = ROUTES.serviceToken.path;
+  const out = [TOKEN_ISSUER];
+  if (host !== undefined && /^[A-Za-z0-9.:[\]-]{1,300}$/.test(host))
+    out.unshift(`https://${host}${path}`, `http://${host}${path}`);
+  return out;
+}
+
+/** Service accounts: enrolment, the token endpoint, key rotation, and the admin side. */
+export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
+  return [
+    {
+      route: 'serviceEnrol',
+      handler: async (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, ServiceEnrolRequestSchema);
+        const record = await deps.services.enrol(input);
+        return {
+          status: 201,
+          body: {
+            serviceId: record.id,
+            name: record.name,
+            actions: record.actions,
+            kid: record.kid,
+            tokenEndpoint: tokenEndpointAudiences(ctx.req)[0] ?? TOKEN_ISSUER,
+          },
+        };
+      },
+    },
+    {
+      route: 'serviceToken',
+      handler: async (ctx) => {
+        const input = body(ctx, ServiceTokenRequestSchema);
+        return deps.services.token(input, tokenEndpointAudiences(ctx.req));
+      },
+    },
+    {
+      route: 'serviceKeyRotate',
+      handler: async (ctx) => {
+        const input = body(ctx, ServiceKeyRotateRequestSchema);
+        const id = ctx.params.id ?? '';
+        return deps.services.rotateKey(id, input, tokenEndpointAudiences(ctx.req));
+      },
+    },
+    {
+      route: 'adminServices',
+      handler: async () => ({ services: await deps.services.list() }),
+    },
+    {
+      route: 'adminServiceEnrolmentTokenIssue',
+      handler: async (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, IssueServiceTokenRequestSchema);
+        return { status: 201, body: await deps.services.issueEnrolmentToken(input, ctx.actor ?? 'unknown') };
+      },
+    },
+    {
+      route: 'adminServiceRevoke',
+      handler: async (ctx) => {
+        const { reason } = parseJson(ctx.req, ctx.body, RevokeServiceRequestSchema);
+        return deps.services.revoke(ctx.params.id ?? '', reason, ctx.actor ?? 'unknown');
+      },
+    },
+  ];
+}
