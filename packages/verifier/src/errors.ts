@@ -29,6 +29,8 @@ export const VERIFICATION_ERRORS = {
   JWKS_UNAVAILABLE: { status: 503, error: 'invalid_token' },
   /** The level is below the action's, or the authentication is older than its max age: step up (RFC 9470). */
   INSUFFICIENT_USER_AUTHENTICATION: { status: 401, error: 'insufficient_user_authentication' },
+  /** A service account's token for an action the app keeps for people (`allowServices` not set). */
+  SERVICE_NOT_ALLOWED: { status: 403, error: 'insufficient_scope' },
   /** The app asked to verify an action it did not configure (a programming error, refused). */
   ACTION_NOT_CONFIGURED: { status: 403, error: 'insufficient_scope' },
 } as const;

@@ -1,4 +1,4 @@
-export { ActionTokenVerifier, BATON_ISSUER, ACTION_TOKEN_TYPE } from './verifier.js';
+export { ActionTokenVerifier, BATON_ISSUER, ACTION_TOKEN_TYPE, SERVICE_CHANNEL } from './verifier.js';
 export type { ActionRequirement, RevocationSource, VerifiedAction, VerifierOptions } from './verifier.js';
 export { VerificationError, VERIFICATION_ERRORS, type VerificationCode } from './errors.js';
 export { bearerChallenge, parseBearerChallenge, type ChallengeParams } from './challenge.js';

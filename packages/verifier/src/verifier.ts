@@ -1,5 +1,6 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { VerificationError } from './errors.js';
+import { RemoteKeySet } from './remote-key-set.js';
 import { LEVEL_ACR, acrValuesFor, isLevel, meets, type Level } from './levels.js';
 import type { RevocableToken } from './revocation-list.js';
 
@@ -13,7 +14,16 @@ export interface ActionRequirement {
   level: Level;
   /** Absent: any age (the token's own short lifetime still bounds it). */
   maxAgeSeconds?: number;
+  /**
+   * Whether a service account's token (`channel: "service"`, issued on a signed client assertion,
+   * RFC 7523) may perform the action; default false. A service token carries no user level: Baton's
+   * policy decided whether the service may act (and for which human, `act`).
+   */
+  allowServices?: boolean;
 }
+
+/** The channel of tokens Baton issues to service accounts. */
+export const SERVICE_CHANNEL = 'service';
 
 /** Where revocations come from (a `RevocationSubscription`, or a `RevocationList` you feed yourself). */
 export interface RevocationSource {
@@ -48,12 +58,14 @@ export interface VerifierOptions {
 
 /** A verified action token: who, what, how strongly, and since when. */
 export interface VerifiedAction {
+  /** `sub`: the operator (or, for a service token, the service id). */
   operator: string;
   action: string;
-  level: Level;
-  acr: string;
-  /** Epoch ms of the authentication the level comes from. */
-  authTime: number;
+  /** The operator's level; undefined for a service token. */
+  level: Level | undefined;
+  acr: string | undefined;
+  /** Epoch ms of the authentication the level comes from; undefined for a service token. */
+  authTime: number | undefined;
   session: string | undefined;
   console: string | undefined;
   channel: string | undefined;
@@ -61,6 +73,8 @@ export interface VerifiedAction {
   /** Epoch ms. */
   expiresAt: number;
   policyVersion: number | undefined;
+  /** RFC 8693 `act`: for a service acting for a human, that human (`sub`, `sid`). */
+  actor: { sub: string; sid?: string } | undefined;
   /** Every claim, as signed. */
   claims: JWTPayload & Record<string, unknown>;
 }
@@ -71,14 +85,14 @@ export class ActionTokenVerifier {
   private readonly tolerance: number;
 
   constructor(private readonly options: VerifierOptions) {
+    this.clock = options.clock ?? Date.now;
     if (options.keys !== undefined) this.keys = options.keys;
     else if (options.jwksUrl !== undefined) {
-      this.keys = createRemoteJWKSet(new URL(options.jwksUrl), {
-        cacheMaxAge: options.jwksCacheMaxAgeMs ?? 10 * 60 * 1000,
-        cooldownDuration: 1000,
-      });
+      this.keys = new RemoteKeySet(new URL(options.jwksUrl), {
+        cacheMaxAgeMs: options.jwksCacheMaxAgeMs ?? 10 * 60 * 1000,
+        clock: this.clock,
+      }).getKey;
     } else throw new TypeError('ActionTokenVerifier: give jwksUrl or keys');
-    this.clock = options.clock ?? Date.now;
     this.tolerance = options.clockToleranceSeconds ?? 30;
   }
 
@@ -119,6 +133,9 @@ export class ActionTokenVerifier {
     } catch (error) {
       throw refusal(error);
     }
+    if (payload.iat !== undefined && payload.iat * 1000 > now + this.tolerance * 1000) {
+      throw new VerificationError('TOKEN_NOT_YET_VALID', 'The token is dated in the future');
+    }
     if (payload.action !== action) {
       throw new VerificationError(
         'TOKEN_ACTION_MISMATCH',
@@ -133,6 +150,12 @@ export class ActionTokenVerifier {
     });
     if (revoked !== undefined) throw new VerificationError('TOKEN_REVOKED', `The token's ${revoked} was revoked`);
 
+    if (payload.channel === SERVICE_CHANNEL) {
+      if (required.allowServices !== true) {
+        throw new VerificationError('SERVICE_NOT_ALLOWED', `"${action}" is not open to service accounts here`);
+      }
+      return verifiedAction(payload, action, undefined, undefined);
+    }
     const level = isLevel(payload.level) ? payload.level : undefined;
     const authTime = typeof payload.auth_time === 'number' ? payload.auth_time * 1000 : undefined;
     const stepUp = (message: string) =>
@@ -147,21 +170,35 @@ export class ActionTokenVerifier {
     if (required.maxAgeSeconds !== undefined && now - authTime > (required.maxAgeSeconds + this.tolerance) * 1000) {
       throw stepUp(`"${action}" needs an authentication of the last ${required.maxAgeSeconds} s`);
     }
-    return {
-      operator: payload.sub ?? '',
-      action,
-      level,
-      acr: typeof payload.acr === 'string' ? payload.acr : LEVEL_ACR[level],
-      authTime,
-      session: str(payload.sid),
-      console: str(payload.console),
-      channel: str(payload.channel),
-      jti: payload.jti ?? '',
-      expiresAt: (payload.exp ?? 0) * 1000,
-      policyVersion: typeof payload.policy_version === 'number' ? payload.policy_version : undefined,
-      claims: payload,
-    };
+    return verifiedAction(payload, action, level, authTime);
   }
+}
+
+function verifiedAction(
+  payload: JWTPayload & Record<string, unknown>,
+  action: string,
+  level: Level | undefined,
+  authTime: number | undefined,
+): VerifiedAction {
+  return {
+    operator: payload.sub ?? '',
+    action,
+    level,
+    acr: typeof payload.acr === 'string' ? payload.acr : level === undefined ? undefined : LEVEL_ACR[level],
+    authTime,
+    session: str(payload.sid),
+    console: str(payload.console),
+    channel: str(payload.channel),
+    jti: payload.jti ?? '',
+    expiresAt: (payload.exp ?? 0) * 1000,
+    policyVersion: typeof payload.policy_version === 'number' ? payload.policy_version : undefined,
+    actor: isActor(payload.act) ? payload.act : undefined,
+    claims: payload,
+  };
+}
+
+function isActor(value: unknown): value is { sub: string; sid?: string } {
+  return typeof value === 'object' && value !== null && typeof (value as { sub?: unknown }).sub === 'string';
 }
 
 function str(value: unknown): string | undefined {

@@ -1,0 +1,300 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import {
+  ActionTokenVerifier,
+  RevocationList,
+  VerificationError,
+  bearerChallenge,
+  nodeHttpGuard,
+  parseBearerChallenge,
+  requireAction,
+  type VerifiedAction,
+} from './index.js';
+
+const AUD = 'urn:bank:teller';
+const NOW = Date.UTC(2026, 11, 4, 12, 0, 0);
+const ACTIONS = {
+  'customer.view': { level: 'presence' },
+  'payment.approve': { level: 'verified', maxAgeSeconds: 300 },
+  'payment.post': { level: 'verified', allowServices: true },
+} as const;
+
+interface Signer {
+  key: CryptoKey;
+  jwk: JWK;
+}
+async function signer(kid: string): Promise<Signer> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  return { key: privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
+}
+
+function token(s: Signer, claims: Record<string, unknown> = {}, at = NOW): Promise<string> {
+  const iat = Math.floor(at / 1000);
+  return new SignJWT({
+    action: 'payment.approve',
+    scope: 'payment.approve',
+    sid: 'ses_1',
+    console: 'con_1',
+    channel: 'branch-kiosk',
+    level: 'verified',
+    acr: 'phr',
+    auth_time: iat - 60,
+    policy_version: 3,
+    ...claims,
+  })
+    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: s.jwk.kid! })
+    .setIssuer('urn:baton:backend')
+    .setAudience(AUD)
+    .setSubject('op_ada')
+    .setJti(`jti-${Math.random()}`)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + 120)
+    .sign(s.key);
+}
+
+async function code(promise: Promise<unknown>): Promise<VerificationError> {
+  const error = await promise.then(
+    () => assert.fail('expected a refusal'),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof VerificationError, String(error));
+  return error;
+}
+
+describe('ActionTokenVerifier', () => {
+  let a: Signer;
+  let verifier: ActionTokenVerifier;
+  let clock = NOW;
+  let revocations: RevocationList;
+  before(async () => {
+    a = await signer('k1');
+    revocations = new RevocationList(() => clock);
+    verifier = new ActionTokenVerifier({
+      audience: AUD,
+      keys: createLocalJWKSet({ keys: [a.jwk] }),
+      actions: ACTIONS,
+      clock: () => clock,
+      revocations,
+    });
+  });
+
+  it('accepts a valid token and says who, what, how strongly and since when', async () => {
+    const v = await verifier.verify(await token(a), 'payment.approve');
+    assert.equal(v.operator, 'op_ada');
+    assert.equal(v.level, 'verified');
+    assert.equal(v.session, 'ses_1');
+    assert.equal(v.authTime, NOW - 60_000);
+    assert.equal(v.policyVersion, 3);
+  });
+
+  it('accepts clock skew within the tolerance and refuses beyond it', async () => {
+    const ahead = await token(a, {}, NOW + 20_000); // the issuer's clock runs 20 s ahead
+    assert.equal((await verifier.verify(ahead, 'payment.approve')).level, 'verified');
+    const farAhead = await token(a, {}, NOW + 120_000);
+    assert.equal((await code(verifier.verify(farAhead, 'payment.approve'))).code, 'TOKEN_NOT_YET_VALID');
+  });
+
+  it('answers a level too low with an RFC 9470 challenge naming the acceptable acr values', async () => {
+    const presence = await token(a, { level: 'presence', acr: 'urn:baton:acr:presence' });
+    const error = await code(verifier.verify(presence, 'payment.approve'));
+    assert.equal(error.code, 'INSUFFICIENT_USER_AUTHENTICATION');
+    assert.equal(error.status, 401);
+    assert.equal(
+      error.challenge(),
+      'Bearer error="insufficient_user_authentication", error_description="\\"payment.approve\\" needs a \\"verified\\" authentication; this one is \\"presence\\"", acr_values="phr phrh", max_age=300',
+    );
+    // The lower level is enough for the lookup.
+    assert.equal(
+      (await verifier.verify(await token(a, { level: 'presence', action: 'customer.view' }), 'customer.view')).level,
+      'presence',
+    );
+  });
+
+  it('refuses a missing token, an unconfigured action and a token for another action', async () => {
+    assert.equal((await code(verifier.verify(undefined, 'payment.approve'))).code, 'TOKEN_MISSING');
+    assert.equal((await code(verifier.verify(await token(a), 'account.close'))).code, 'ACTION_NOT_CONFIGURED');
+    const other = await code(verifier.verify(await token(a), 'customer.view'));
+    assert.equal(other.code, 'TOKEN_ACTION_MISMATCH');
+    assert.equal(other.status, 403);
+  });
+
+  it('refuses an assurance token or any other JWT type', async () => {
+    const assurance = await new SignJWT({ action: 'payment.approve' })
+      .setProtectedHeader({ alg: 'ES256', typ: 'JWT', kid: 'k1' })
+      .setIssuer('urn:baton:backend')
+      .setAudience(AUD)
+      .setSubject('op_ada')
+      .setJti('x')
+      .setIssuedAt(Math.floor(NOW / 1000))
+      .setExpirationTime(Math.floor(NOW / 1000) + 60)
+      .sign(a.key);
+    assert.equal((await code(verifier.verify(assurance, 'payment.approve'))).code, 'TOKEN_MALFORMED');
+  });
+
+  it('applies revocations: session by sid, console and operator for tokens issued up to then', async () => {
+    const t1 = await token(a, { sid: 'ses_r' });
+    revocations.apply({ epoch: 1, kind: 'session', targetId: 'ses_r', operatorId: 'op_ada', at: NOW });
+    assert.equal((await code(verifier.verify(t1, 'payment.approve'))).code, 'TOKEN_REVOKED');
+
+    const beforeRevocation = await token(a, { sid: 'ses_2', console: 'con_x' });
+    revocations.apply({ epoch: 2, kind: 'console', targetId: 'con_x', operatorId: null, at: NOW });
+    assert.equal((await code(verifier.verify(beforeRevocation, 'payment.approve'))).code, 'TOKEN_REVOKED');
+    const afterRevocation = await token(a, { sid: 'ses_3', console: 'con_x' }, NOW + 2000);
+    clock = NOW + 2000;
+    assert.equal((await verifier.verify(afterRevocation, 'payment.approve')).session, 'ses_3');
+    clock = NOW;
+    assert.equal(revocations.epoch, 2);
+  });
+
+  it('accepts a service token only where the action allows services, and shows for whom it acts', async () => {
+    const service = await token(a, {
+      action: 'payment.post',
+      channel: 'service',
+      level: undefined,
+      acr: undefined,
+      auth_time: undefined,
+      act: { sub: 'op_ada', sid: 'ses_1' },
+    });
+    const v: VerifiedAction = await verifier.verify(service, 'payment.post');
+    assert.equal(v.level, undefined);
+    assert.deepEqual(v.actor, { sub: 'op_ada', sid: 'ses_1' });
+    const refused = await code(
+      verifier.verify(await token(a, { channel: 'service', level: undefined }), 'payment.approve'),
+    );
+    assert.equal(refused.code, 'SERVICE_NOT_ALLOWED');
+  });
+
+  it('refuses every token once revocations have been unheard longer than allowed', async () => {
+    const strict = new ActionTokenVerifier({
+      audience: AUD,
+      keys: createLocalJWKSet({ keys: [a.jwk] }),
+      actions: ACTIONS,
+      clock: () => NOW,
+      revocations: { refuses: () => undefined, downForMs: () => 5000 },
+      maxRevocationLagMs: 2000,
+    });
+    assert.equal((await code(strict.verify(await token(a), 'payment.approve'))).code, 'REVOCATIONS_UNAVAILABLE');
+  });
+});
+
+describe('remote JWKS with rotation', () => {
+  let server: Server;
+  let published: JWK[] = [];
+  let fetches = 0;
+  let url = '';
+  before(async () => {
+    server = createServer((_req, res) => {
+      fetches++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: published }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('caches the keys, fetches again for a new kid after a rotation, and refuses a kid still unknown', async () => {
+    const k1 = await signer('k1');
+    const k2 = await signer('k2');
+    published = [k1.jwk];
+    let now = NOW;
+    const verifier = new ActionTokenVerifier({ audience: AUD, jwksUrl: url, actions: ACTIONS, clock: () => now });
+    await verifier.verify(await token(k1), 'payment.approve');
+    await verifier.verify(await token(k1), 'payment.approve');
+    assert.equal(fetches, 1, 'the JWKS is cached');
+    now += 2000;
+    published = [k2.jwk, k1.jwk]; // Baton rotated: k2 signs, k1 stays published
+    assert.equal((await verifier.verify(await token(k2, {}, now), 'payment.approve')).level, 'verified');
+    assert.equal(fetches, 2);
+    const stranger = await signer('k9');
+    assert.equal(
+      (await code(verifier.verify(await token(stranger, {}, now), 'payment.approve'))).code,
+      'TOKEN_KEY_UNKNOWN',
+    );
+    assert.equal(fetches, 2, 'an unknown kid within the cooldown does not fetch again');
+  });
+});
+
+describe('middleware', () => {
+  it('node:http: answers a refusal with its status, challenge and code; passes a valid token on', async () => {
+    const s = await signer('k1');
+    const verifier = new ActionTokenVerifier({
+      audience: AUD,
+      keys: createLocalJWKSet({ keys: [s.jwk] }),
+      actions: ACTIONS,
+      clock: () => NOW,
+    });
+    const guard = nodeHttpGuard(verifier, 'payment.approve', { realm: 'teller' });
+    const server = createServer((req, res) => {
+      void guard(req, res).then((v) => {
+        if (v === undefined) return;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ approvedBy: v.operator }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      const ok = await fetch(base, { headers: { authorization: `Bearer ${await token(s)}` } });
+      assert.deepEqual(await ok.json(), { approvedBy: 'op_ada' });
+      const low = await fetch(base, { headers: { authorization: `Bearer ${await token(s, { level: 'presence' })}` } });
+      assert.equal(low.status, 401);
+      const challenge = parseBearerChallenge(low.headers.get('www-authenticate') ?? '');
+      assert.equal(challenge?.realm, 'teller');
+      assert.equal(challenge?.error, 'insufficient_user_authentication');
+      assert.equal(challenge?.acr_values, 'phr phrh');
+      assert.equal(challenge?.max_age, '300');
+      assert.equal(((await low.json()) as { error: { code: string } }).error.code, 'INSUFFICIENT_USER_AUTHENTICATION');
+      const none = await fetch(base);
+      assert.equal(none.status, 401);
+      assert.match(none.headers.get('www-authenticate') ?? '', /error="invalid_request"/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('Express-style: sets req.baton and calls next, or answers the refusal without calling next', async () => {
+    const s = await signer('k1');
+    const verifier = new ActionTokenVerifier({
+      audience: AUD,
+      keys: createLocalJWKSet({ keys: [s.jwk] }),
+      actions: ACTIONS,
+      clock: () => NOW,
+    });
+    const middleware = requireAction(verifier, 'payment.approve');
+    const server = createServer((req, res) => {
+      const request = req as typeof req & { baton?: VerifiedAction };
+      middleware(request, Object.assign(res, { locals: {} as Record<string, unknown> }), (error?: unknown) => {
+        res.writeHead(error === undefined ? 200 : 500);
+        res.end(request.baton?.operator ?? 'none');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      const ok = await fetch(base, { headers: { authorization: `Bearer ${await token(s)}` } });
+      assert.equal(await ok.text(), 'op_ada');
+      const bad = await fetch(base, { headers: { authorization: 'Bearer not.a.token' } });
+      assert.equal(bad.status, 401);
+      assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'TOKEN_MALFORMED');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('challenges', () => {
+  it('quotes values and reads them back', () => {
+    const header = bearerChallenge({ error: 'invalid_token', description: 'a "quoted" \\ value', realm: 'r' });
+    assert.equal(header, 'Bearer realm="r", error="invalid_token", error_description="a \\"quoted\\" \\\\ value"');
+    assert.deepEqual(parseBearerChallenge(header), {
+      realm: 'r',
+      error: 'invalid_token',
+      error_description: 'a "quoted" \\ value',
+    });
+    assert.equal(parseBearerChallenge('Basic realm="x"'), undefined);
+  });
+});
