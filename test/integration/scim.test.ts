@@ -1,0 +1,407 @@
+/**
+ * SCIM 2.0 provisioning of operators (issue 13), driven with the requests identity providers send:
+ * Microsoft Entra ID (its provisioning service's published request examples) and Okta (its SCIM 2.0
+ * reference), written from RFC 7644 and those examples. Checked as the directory sees it (status,
+ * SCIM bodies and errors) and as Baton's operators, consoles and audit trail see it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+
+const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+const LIST = 'urn:ietf:params:scim:api:messages:2.0:ListResponse';
+const ERROR = 'urn:ietf:params:scim:api:messages:2.0:Error';
+const ENTERPRISE = 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User';
+const OPERATOR_EXT = 'urn:baton:params:scim:schemas:extension:2.0:Operator';
+
+describe('SCIM 2.0 provisioning of operators', () => {
+  let t: TestBackend;
+  let token = '';
+  let directoryId = '';
+
+  /** A SCIM call as the identity provider makes it. */
+  async function scim(
+    method: string,
+    path: string,
+    body?: unknown,
+    bearer = token,
+  ): Promise<{ status: number; body: Json; type: string | null }> {
+    const response = await fetch(`${t.url}/scim/v2${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${bearer}`,
+        accept: 'application/scim+json',
+        ...(body === undefined ? {} : { 'content-type': 'application/scim+json; charset=utf-8' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return {
+      status: response.status,
+      body: text === '' ? undefined : (JSON.parse(text) as Json),
+      type: response.headers.get('content-type'),
+    };
+  }
+
+  function assertScimError(
+    result: { status: number; body: Json },
+    status: number,
+    scimType: string | undefined,
+    code: string,
+  ) {
+    assert.equal(result.status, status, JSON.stringify(result.body));
+    assert.deepEqual(result.body.schemas, [ERROR]);
+    assert.equal(result.body.status, String(status));
+    assert.equal(result.body.scimType, scimType);
+    assert.equal(result.body.error.code, code);
+  }
+
+  before(async () => {
+    t = await startTestBackend();
+    const created = (await t.admin.ok('POST', '/v1/admin/scim/directories', {
+      name: 'Entra ID (workforce)',
+      groupRoles: { 'Branch Tellers': ['teller'], 'Branch Supervisors': ['teller', 'supervisor'] },
+    })) as Json;
+    token = created.token;
+    directoryId = created.directory.id;
+  });
+  after(() => t.stop());
+
+  it('answers discovery: ServiceProviderConfig, ResourceTypes, Schemas (with the directory token only)', async () => {
+    const config = await scim('GET', '/ServiceProviderConfig');
+    assert.equal(config.status, 200);
+    assert.match(config.type ?? '', /^application\/scim\+json/);
+    assert.equal(config.body.patch.supported, true);
+    assert.equal(config.body.filter.supported, true);
+    assert.equal(config.body.authenticationSchemes[0].type, 'oauthbearertoken');
+    const types = await scim('GET', '/ResourceTypes');
+    assert.deepEqual(types.body.Resources.map((r: Json) => r.id).sort(), ['Group', 'User']);
+    const schemas = await scim('GET', '/Schemas');
+    assert.ok(schemas.body.Resources.some((s: Json) => s.id === USER));
+    assertScimError(
+      await scim('GET', '/ServiceProviderConfig', undefined, 'bscim_not-a-token'),
+      401,
+      undefined,
+      'SCIM_AUTH_FAILED',
+    );
+    const listed = (await t.admin.ok('GET', '/v1/admin/scim/directories')) as Json;
+    const mine = listed.directories.find((d: Json) => d.id === directoryId);
+    assert.equal(mine.name, 'Entra ID (workforce)');
+    assert.equal(mine.tokenHash, undefined, 'the token hash is never shown');
+    assert.notEqual(mine.lastUsedAt, null);
+  });
+
+  it('provisions a user the way Entra ID does: filter first, create, then PATCH {"active": false} revokes everywhere', async () => {
+    // Entra looks the user up before creating it.
+    const lookup = await scim(
+      'GET',
+      `/Users?filter=${encodeURIComponent('userName eq "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1"')}`,
+    );
+    assert.equal(lookup.status, 200);
+    assert.deepEqual(lookup.body, { schemas: [LIST], totalResults: 0, startIndex: 1, itemsPerPage: 0, Resources: [] });
+    const created = await scim('POST', '/Users', {
+      schemas: [USER, ENTERPRISE],
+      externalId: '0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef',
+      userName: 'Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1',
+      active: true,
+      emails: [{ primary: true, type: 'work', value: 'Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@testuser.com' }],
+      meta: { resourceType: 'User' },
+      name: { formatted: 'givenName familyName', familyName: 'familyName', givenName: 'givenName' },
+      roles: [],
+      [ENTERPRISE]: { department: 'Retail Banking', employeeNumber: '701984' },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const user = created.body;
+    assert.equal(user.userName, 'Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1');
+    assert.equal(user.active, true);
+    assert.equal(user.meta.resourceType, 'User');
+    assert.equal(user.meta.location, `${t.url}/scim/v2/Users/${user.id as string}`);
+    assert.equal(user[ENTERPRISE].department, 'Retail Banking');
+    const operatorId = user[OPERATOR_EXT].operatorId as string;
+    const operator = (await t.admin.ok('GET', `/v1/admin/operators/${operatorId}`)) as Json;
+    assert.equal(operator.operator.displayName, 'givenName familyName');
+
+    // Uniqueness (userName is case-insensitive), and lookups by userName and externalId.
+    const again = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'test_user_AB6490EE-1e48-479e-a20b-2d77186b5dd1',
+    });
+    assertScimError(again, 409, 'uniqueness', 'SCIM_UNIQUENESS');
+    const byExternal = await scim(
+      'GET',
+      `/Users?filter=${encodeURIComponent('externalId eq "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef"')}`,
+    );
+    assert.equal(byExternal.body.totalResults, 1);
+    assert.equal(byExternal.body.Resources[0].id, user.id);
+
+    // Entra's attribute update: PATCH with Replace (capitalised) and a path into a filtered multi-valued attribute.
+    const updated = await scim('PATCH', `/Users/${user.id as string}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'Replace', path: 'emails[type eq "work"].value', value: 'updatedEmail@microsoft.com' },
+        { op: 'Replace', path: 'name.familyName', value: 'updatedFamilyName' },
+        { op: 'Add', path: `${ENTERPRISE}:manager`, value: 'ManagerId' },
+      ],
+    });
+    assert.equal(updated.status, 200, JSON.stringify(updated.body));
+    assert.equal(updated.body.emails[0].value, 'updatedEmail@microsoft.com');
+    assert.equal(updated.body.name.familyName, 'updatedFamilyName');
+    assert.equal(updated.body[ENTERPRISE].manager, 'ManagerId');
+
+    // The operator signs in on a console; the directory disables the account.
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const code = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/enrolment-codes`, {})) as Json;
+    const { SoftAuthenticator } = await import('../helpers/soft-authenticator.js');
+    const { TEST_ORIGIN } = await import('../helpers/backend-harness.js');
+    const authenticator = new SoftAuthenticator(TEST_ORIGIN);
+    const { options: creation } = (await console.ok('POST', '/v1/operators/enrol/options', {
+      code: code.code,
+    })) as Json;
+    await console.ok('POST', '/v1/operators/enrol/verify', {
+      code: code.code,
+      response: authenticator.register(creation),
+    });
+    const session = ((await signIn(console, authenticator)).body as Json).session;
+    const socket = await console.connect();
+    await socket.next('welcome');
+
+    const disabled = await scim('PATCH', `/Users/${user.id as string}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', value: { active: false } }],
+    });
+    assert.equal(disabled.status, 200);
+    assert.equal(disabled.body.active, false);
+    const revocation = await socket.next('revocation', (m) =>
+      m.items.some((i) => i.kind === 'operator' && i.targetId === operatorId),
+    );
+    assert.match(revocation.items[0]?.reason ?? '', /deactivated in directory Entra ID/);
+    socket.send({ type: 'ack', of: 'revocation', epoch: revocation.epoch });
+    await console.roundTrip(socket);
+    const deliveries = (await t.admin.ok('GET', `/v1/admin/revocations/${revocation.epoch}/deliveries`)) as Json;
+    assert.ok((deliveries.deliveries as Json[]).some((d) => d.consoleId === console.id && d.ackedAt != null));
+    const ended = (await t.admin.ok(
+      'GET',
+      `/v1/admin/events?session=${session.id as string}&type=session-revoked`,
+    )) as Json;
+    assert.equal(ended.events.length, 1);
+    assert.equal((await signIn(console, authenticator)).body.error.code, 'OPERATOR_REVOKED');
+    await socket.close();
+
+    // Every change is an event naming the directory.
+    const events = (await t.admin.ok(
+      'GET',
+      `/v1/admin/events?type=scim-provisioning&operator=${operatorId}&limit=100`,
+    )) as Json;
+    const reasons = (events.events as Json[]).map((e) => e.reasons[0]);
+    for (const r of ['user-created', 'user-patched', 'user-deactivated'])
+      assert.ok(reasons.includes(r), reasons.join());
+    assert.ok(
+      (events.events as Json[]).every(
+        (e) => e.detail.directory === directoryId && e.detail.directoryName === 'Entra ID (workforce)',
+      ),
+    );
+    const revokedEvent = (await t.admin.ok(
+      'GET',
+      `/v1/admin/events?type=operator-revoked&operator=${operatorId}`,
+    )) as Json;
+    assert.equal(revokedEvent.events[0].detail.actor, `scim:${directoryId}`);
+
+    // Enabled again: a new operator (a revocation is final), who enrols a passkey again.
+    const enabled = await scim('PATCH', `/Users/${user.id as string}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Replace', path: 'active', value: 'True' }],
+    });
+    assert.equal(enabled.body.active, true);
+    assert.notEqual(enabled.body[OPERATOR_EXT].operatorId, operatorId);
+  });
+
+  it('provisions the way Okta does: PUT replaces, PATCH path "active" deactivates, DELETE removes', async () => {
+    const created = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'ola.okta@bank.example',
+      name: { givenName: 'Ola', familyName: 'Okta' },
+      emails: [{ primary: true, value: 'ola.okta@bank.example', type: 'work' }],
+      displayName: 'Ola Okta',
+      locale: 'en-US',
+      externalId: '00ujl29u0le5T6Aj10h7',
+      groups: [],
+      password: 'never-stored-1!',
+      active: true,
+    });
+    assert.equal(created.status, 201);
+    assert.equal(created.body.password, undefined, 'a password is never stored or returned');
+    const id = created.body.id as string;
+    const operatorId = created.body[OPERATOR_EXT].operatorId as string;
+    const replaced = await scim('PUT', `/Users/${id}`, {
+      schemas: [USER],
+      id,
+      userName: 'ola.okta@bank.example',
+      name: { givenName: 'Ola', familyName: 'Okta-Smith' },
+      emails: [{ primary: true, value: 'ola.okta@bank.example', type: 'work' }],
+      displayName: 'Ola Okta-Smith',
+      active: true,
+    });
+    assert.equal(replaced.status, 200);
+    assert.equal(replaced.body.locale, undefined, 'PUT replaces: what is left out is cleared');
+    assert.equal(
+      ((await t.admin.ok('GET', `/v1/admin/operators/${operatorId}`)) as Json).operator.displayName,
+      'Ola Okta-Smith',
+    );
+    assertScimError(
+      await scim('PUT', `/Users/${id}`, { schemas: [USER], id: 'other', userName: 'x' }),
+      400,
+      'mutability',
+      'SCIM_MUTABILITY',
+    );
+
+    const deactivated = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', path: 'active', value: false }],
+    });
+    assert.equal(deactivated.body.active, false);
+    assert.notEqual(((await t.admin.ok('GET', `/v1/admin/operators/${operatorId}`)) as Json).operator.revokedAt, null);
+
+    assert.equal((await scim('DELETE', `/Users/${id}`)).status, 204);
+    assertScimError(await scim('GET', `/Users/${id}`), 404, undefined, 'SCIM_RESOURCE_UNKNOWN');
+    assertScimError(await scim('DELETE', `/Users/${id}`), 404, undefined, 'SCIM_RESOURCE_UNKNOWN');
+  });
+
+  it('maps groups to roles: members get the mapped roles, lose them when removed (Entra and Okta group PATCHes)', async () => {
+    const make = async (userName: string) =>
+      (await scim('POST', '/Users', { schemas: [USER], userName, active: true })).body;
+    const a = await make('grace.group@bank.example');
+    const b = await make('hugo.group@bank.example');
+    const rolesOf = async (u: Json) =>
+      ((await t.admin.ok('GET', `/v1/admin/operators/${u[OPERATOR_EXT].operatorId as string}`)) as Json).operator.roles;
+
+    const group = await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'Branch Tellers',
+      externalId: 'grp-1',
+      members: [{ value: a.id }],
+    });
+    assert.equal(group.status, 201);
+    assert.deepEqual(await rolesOf(a), ['teller']);
+    assertScimError(
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'branch tellers' }),
+      409,
+      'uniqueness',
+      'SCIM_UNIQUENESS',
+    );
+
+    // Entra: add a member, remove one with a value list.
+    const gid = group.body.id as string;
+    await scim('PATCH', `/Groups/${gid}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Add', path: 'members', value: [{ value: b.id }] }],
+    });
+    assert.deepEqual(await rolesOf(b), ['teller']);
+    await scim('PATCH', `/Groups/${gid}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Remove', path: 'members', value: [{ value: a.id }] }],
+    });
+    assert.deepEqual(await rolesOf(a), []);
+    // Okta: rename through a path-less replace; remove a member by filter.
+    const renamed = await scim('PATCH', `/Groups/${gid}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', value: { id: gid, displayName: 'Branch Supervisors' } }],
+    });
+    assert.equal(renamed.body.displayName, 'Branch Supervisors');
+    assert.deepEqual(await rolesOf(b), ['supervisor', 'teller']);
+    const listed = await scim(
+      'GET',
+      `/Groups?filter=${encodeURIComponent('displayName eq "Branch Supervisors"')}&excludedAttributes=members`,
+    );
+    assert.equal(listed.body.totalResults, 1);
+    assert.equal(listed.body.Resources[0].members, undefined);
+    await scim('PATCH', `/Groups/${gid}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'remove', path: `members[value eq "${b.id as string}"]` }],
+    });
+    assert.deepEqual(await rolesOf(b), []);
+
+    // The admin changes the mapping: members' roles follow.
+    await scim('PATCH', `/Groups/${gid}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'add', path: 'members', value: [{ value: a.id }] }],
+    });
+    await t.admin.ok('PUT', `/v1/admin/scim/directories/${directoryId}/group-roles`, {
+      groupRoles: { 'Branch Supervisors': ['auditor'] },
+    });
+    assert.deepEqual(await rolesOf(a), ['auditor']);
+    assert.equal((await scim('DELETE', `/Groups/${gid}`)).status, 204);
+    assert.deepEqual(await rolesOf(a), []);
+    assertScimError(
+      await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Ghosts', members: [{ value: 'scu_missing' }] }),
+      400,
+      'invalidValue',
+      'SCIM_INVALID_VALUE',
+    );
+  });
+
+  it('pages with startIndex and count, and refuses what it does not support with SCIM errors', async () => {
+    for (let i = 0; i < 5; i++) await scim('POST', '/Users', { schemas: [USER], userName: `page.${i}@bank.example` });
+    const all = await scim('GET', '/Users?count=0');
+    assert.ok(all.body.totalResults >= 5);
+    assert.deepEqual(all.body.Resources, []);
+    const page = await scim('GET', '/Users?startIndex=2&count=2');
+    assert.equal(page.body.startIndex, 2);
+    assert.equal(page.body.itemsPerPage, 2);
+    const next = await scim('GET', '/Users?startIndex=4&count=2');
+    assert.notEqual(page.body.Resources[0].id, next.body.Resources[0].id);
+    assertScimError(
+      await scim('GET', `/Users?filter=${encodeURIComponent('userName co "page"')}`),
+      400,
+      'invalidFilter',
+      'SCIM_INVALID_FILTER',
+    );
+    assertScimError(
+      await scim('GET', `/Users?filter=${encodeURIComponent('title eq "x"')}`),
+      400,
+      'invalidFilter',
+      'SCIM_INVALID_FILTER',
+    );
+    assertScimError(
+      await scim('POST', '/Users', { schemas: [USER], name: { givenName: 'No' } }),
+      400,
+      'invalidValue',
+      'SCIM_INVALID_VALUE',
+    );
+    const id = page.body.Resources[0].id as string;
+    assertScimError(
+      await scim('PATCH', `/Users/${id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'emails[type co "w"].value', value: 'x' }],
+      }),
+      400,
+      'invalidPath',
+      'SCIM_INVALID_PATH',
+    );
+    assertScimError(
+      await scim('PATCH', `/Users/${id}`, { Operations: [{ op: 'move', path: 'x' }] }),
+      400,
+      'invalidSyntax',
+      'SCIM_INVALID_SYNTAX',
+    );
+    const raw = await fetch(`${t.url}/scim/v2/Users`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/scim+json' },
+      body: '{not json',
+    });
+    assert.equal(raw.status, 400);
+    assert.equal(((await raw.json()) as Json).scimType, 'invalidSyntax');
+  });
+
+  it('a revoked directory token is refused, and an operator made by the admin is not the directory’s', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    await enrolOperator(t.admin, console, { displayName: 'Not From Directory' });
+    const list = await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "Not From Directory"')}`);
+    assert.equal(list.body.totalResults, 0);
+    const second = (await t.admin.ok('POST', '/v1/admin/scim/directories', { name: 'Okta' })) as Json;
+    await t.admin.ok('POST', `/v1/admin/scim/directories/${second.directory.id as string}/revoke`, {});
+    assertScimError(await scim('GET', '/Users', undefined, second.token), 401, undefined, 'SCIM_AUTH_FAILED');
+  });
+});
