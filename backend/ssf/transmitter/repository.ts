@@ -1,0 +1,462 @@
+import type { Kysely } from 'kysely';
+import type { Store } from '../../store/repositories.js';
+import { kyselyOf } from '../../store/kysely-store.js';
+import type { BatonDatabase } from '../../store/kysely-schema.js';
+
+/**
+ * The transmitter's tables (migration 12) over the store's Kysely instance, on either engine: the
+ * pool (PostgreSQL) or the one SQLite connection. Every statement is one atomic statement, or runs
+ * in the caller's `store.transaction` (pass the `tx` store).
+ */
+
+export const SSF_SCOPES = ['ssf.manage', 'ssf.read'] as const;
+export type SsfScope = (typeof SSF_SCOPES)[number];
+export const STREAM_STATUSES = ['enabled', 'paused', 'disabled'] as const;
+export type StreamStatus = (typeof STREAM_STATUSES)[number];
+
+export interface ReceiverRecord {
+  id: string;
+  name: string;
+  audience: string;
+  scopes: SsfScope[];
+  createdAt: number;
+  createdBy: string;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+export interface StreamRecord {
+  id: string;
+  receiverId: string;
+  config: Record<string, unknown>;
+  status: StreamStatus;
+  statusReason: string | null;
+  createdAt: number;
+  updatedAt: number;
+  leaseOwner: string | null;
+  leaseUntil: number | null;
+  failingSince: number | null;
+  lastError: string | null;
+  lastDeliveredAt: number | null;
+  deliveredCount: number;
+}
+
+export interface QueueRow {
+  seq: number;
+  streamId: string;
+  jti: string;
+  subjectKey: string;
+  setJwt: string;
+  createdAt: number;
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string | null;
+}
+
+export interface QueueInsert {
+  streamId: string;
+  /** Dedup key: the same Baton event is queued once per stream, whichever node (or restart) maps it. */
+  source: string;
+  jti: string;
+  subjectKey: string;
+  setJwt: string;
+}
+
+const n = (v: unknown): number => Number(v);
+const nn = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+function db(store: Store): Kysely<BatonDatabase> {
+  const handle = kyselyOf(store);
+  if (handle === undefined) throw new Error('The Shared Signals transmitter needs a Kysely store');
+  return handle;
+}
+
+function toReceiver(r: BatonDatabase['ssf_receivers']): ReceiverRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    audience: r.audience,
+    scopes: JSON.parse(r.scopes) as SsfScope[],
+    createdAt: n(r.created_at),
+    createdBy: r.created_by,
+    revokedAt: nn(r.revoked_at),
+    lastUsedAt: nn(r.last_used_at),
+  };
+}
+
+type StreamRow = Omit<BatonDatabase['ssf_streams'], 'delivered_count'> & { delivered_count: number | string };
+
+function toStream(r: StreamRow): StreamRecord {
+  return {
+    id: r.id,
+    receiverId: r.receiver_id,
+    config: JSON.parse(r.config) as Record<string, unknown>,
+    status: r.status as StreamStatus,
+    statusReason: r.status_reason,
+    createdAt: n(r.created_at),
+    updatedAt: n(r.updated_at),
+    leaseOwner: r.lease_owner,
+    leaseUntil: nn(r.lease_until),
+    failingSince: nn(r.failing_since),
+    lastError: r.last_error,
+    lastDeliveredAt: nn(r.last_delivered_at),
+    deliveredCount: n(r.delivered_count),
+  };
+}
+
+export class TransmitterRepository {
+  constructor(private readonly store: Store) {}
+
+  /** The same repository bound to a unit of work's store. */
+  in(tx: Store): TransmitterRepository {
+    return new TransmitterRepository(tx);
+  }
+
+  private get db(): Kysely<BatonDatabase> {
+    return db(this.store);
+  }
+
+  // ---- receivers ----
+
+  async insertReceiver(r: ReceiverRecord, tokenHash: string): Promise<void> {
+    await this.db
+      .insertInto('ssf_receivers')
+      .values({
+        id: r.id,
+        name: r.name,
+        audience: r.audience,
+        token_hash: tokenHash,
+        scopes: JSON.stringify(r.scopes),
+        created_at: r.createdAt,
+        created_by: r.createdBy,
+        revoked_at: null,
+        last_used_at: null,
+      })
+      .execute();
+  }
+
+  async receiverByTokenHash(hash: string): Promise<ReceiverRecord | undefined> {
+    const row = await this.db.selectFrom('ssf_receivers').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    return row === undefined ? undefined : toReceiver(row);
+  }
+
+  async listReceivers(): Promise<ReceiverRecord[]> {
+    const rows = await this.db.selectFrom('ssf_receivers').selectAll().orderBy('created_at').orderBy('id').execute();
+    return rows.map(toReceiver);
+  }
+
+  async revokeReceiver(id: string, now: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('ssf_receivers')
+      .set({ revoked_at: now })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async touchReceiver(id: string, now: number): Promise<void> {
+    await this.db.updateTable('ssf_receivers').set({ last_used_at: now }).where('id', '=', id).execute();
+  }
+
+  // ---- streams ----
+
+  async insertStream(s: Pick<StreamRecord, 'id' | 'receiverId' | 'config' | 'status' | 'createdAt'>): Promise<void> {
+    await this.db
+      .insertInto('ssf_streams')
+      .values({
+        id: s.id,
+        receiver_id: s.receiverId,
+        config: JSON.stringify(s.config),
+        status: s.status,
+        status_reason: null,
+        created_at: s.createdAt,
+        updated_at: s.createdAt,
+        lease_owner: null,
+        lease_until: null,
+        failing_since: null,
+        last_error: null,
+        last_delivered_at: null,
+      })
+      .execute();
+  }
+
+  async stream(id: string): Promise<StreamRecord | undefined> {
+    const row = await this.db.selectFrom('ssf_streams').selectAll().where('id', '=', id).executeTakeFirst();
+    return row === undefined ? undefined : toStream(row);
+  }
+
+  async streams(receiverId?: string): Promise<StreamRecord[]> {
+    let q = this.db.selectFrom('ssf_streams').selectAll();
+    if (receiverId !== undefined) q = q.where('receiver_id', '=', receiverId);
+    return (await q.orderBy('created_at').orderBy('id').execute()).map(toStream);
+  }
+
+  async updateConfig(id: string, config: Record<string, unknown>, now: number): Promise<void> {
+    await this.db
+      .updateTable('ssf_streams')
+      .set({ config: JSON.stringify(config), updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async setStatus(id: string, status: StreamStatus, reason: string | null, now: number): Promise<void> {
+    await this.db
+      .updateTable('ssf_streams')
+      .set({
+        status,
+        status_reason: reason,
+        updated_at: now,
+        ...(status === 'enabled' ? { failing_since: null } : {}),
+      })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async deleteStream(id: string): Promise<void> {
+    await this.db.deleteFrom('ssf_queue').where('stream_id', '=', id).execute();
+    await this.db.deleteFrom('ssf_stream_subjects').where('stream_id', '=', id).execute();
+    await this.db.deleteFrom('ssf_streams').where('id', '=', id).execute();
+  }
+
+  /**
+   * Takes (or renews) the stream's delivery lease for `node` until `until`: only one node delivers a
+   * stream's queue at a time (its order per subject is kept); a node that dies leaves a lease that
+   * expires, and another takes over. One conditional UPDATE: atomic on both engines.
+   */
+  async takeLease(id: string, node: string, now: number, until: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('ssf_streams')
+      .set({ lease_owner: node, lease_until: until })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('lease_owner', 'is', null), eb('lease_until', '<', now), eb('lease_owner', '=', node)]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async releaseLease(id: string, node: string): Promise<void> {
+    await this.db
+      .updateTable('ssf_streams')
+      .set({ lease_owner: null, lease_until: null })
+      .where('id', '=', id)
+      .where('lease_owner', '=', node)
+      .execute();
+  }
+
+  async recordDelivered(id: string, count: number, now: number): Promise<void> {
+    await this.db
+      .updateTable('ssf_streams')
+      .set((eb) => ({
+        delivered_count: eb('delivered_count', '+', count),
+        last_delivered_at: now,
+        failing_since: null,
+        last_error: null,
+      }))
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async recordFailing(id: string, since: number, error: string): Promise<void> {
+    await this.db
+      .updateTable('ssf_streams')
+      .set((eb) => ({ failing_since: eb.fn.coalesce('failing_since', eb.val(since)), last_error: error.slice(0, 500) }))
+      .where('id', '=', id)
+      .execute();
+  }
+
+  // ---- subjects ----
+
+  async addSubject(streamId: string, key: string, subject: unknown, now: number): Promise<void> {
+    await this.db
+      .insertInto('ssf_stream_subjects')
+      .values({ stream_id: streamId, subject_key: key, subject: JSON.stringify(subject), added_at: now })
+      .onConflict((oc) => oc.columns(['stream_id', 'subject_key']).doNothing())
+      .execute();
+  }
+
+  async removeSubject(streamId: string, key: string): Promise<boolean> {
+    const result = await this.db
+      .deleteFrom('ssf_stream_subjects')
+      .where('stream_id', '=', streamId)
+      .where('subject_key', '=', key)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  /** A stream's subject rows: key `+<subject>` added, `-<subject>` removed. */
+  async subjectRows(streamId: string): Promise<{ key: string; subject: unknown }[]> {
+    const rows = await this.db
+      .selectFrom('ssf_stream_subjects')
+      .select(['subject_key', 'subject'])
+      .where('stream_id', '=', streamId)
+      .orderBy('added_at')
+      .execute();
+    return rows.map((r) => ({ key: r.subject_key, subject: JSON.parse(r.subject) as unknown }));
+  }
+
+  /** Every queued SET of a stream is due now (a stream resumed: no waiting out the backoff). */
+  async dueNow(streamId: string, now: number): Promise<void> {
+    await this.db.updateTable('ssf_queue').set({ next_attempt_at: now }).where('stream_id', '=', streamId).execute();
+  }
+
+  async deleteStreamQueue(streamId: string): Promise<void> {
+    await this.db.deleteFrom('ssf_queue').where('stream_id', '=', streamId).execute();
+  }
+
+  // ---- queue ----
+
+  /** Queues SETs; a (stream, source) already queued is left as it is (another node, or a re-run, mapped it). */
+  async enqueue(rows: QueueInsert[], now: number): Promise<void> {
+    if (rows.length === 0) return;
+    for (let i = 0; i < rows.length; i += 200) {
+      await this.db
+        .insertInto('ssf_queue')
+        .values(
+          rows.slice(i, i + 200).map((r) => ({
+            stream_id: r.streamId,
+            source: r.source,
+            jti: r.jti,
+            subject_key: r.subjectKey,
+            set_jwt: r.setJwt,
+            created_at: now,
+            next_attempt_at: now,
+            last_error: null,
+            polled_at: null,
+          })),
+        )
+        .onConflict((oc) => oc.columns(['stream_id', 'source']).doNothing())
+        .execute();
+    }
+  }
+
+  /** The oldest queued SETs of a stream, in queue order. */
+  async head(streamId: string, limit: number): Promise<QueueRow[]> {
+    const rows = await this.db
+      .selectFrom('ssf_queue')
+      .select([
+        'seq',
+        'stream_id',
+        'jti',
+        'subject_key',
+        'set_jwt',
+        'created_at',
+        'attempts',
+        'next_attempt_at',
+        'last_error',
+      ])
+      .where('stream_id', '=', streamId)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      seq: n(r.seq),
+      streamId: r.stream_id,
+      jti: r.jti,
+      subjectKey: r.subject_key,
+      setJwt: r.set_jwt,
+      createdAt: n(r.created_at),
+      attempts: n(r.attempts),
+      nextAttemptAt: n(r.next_attempt_at),
+      lastError: r.last_error,
+    }));
+  }
+
+  async remove(streamId: string, seqs: number[]): Promise<void> {
+    for (let i = 0; i < seqs.length; i += 500) {
+      await this.db
+        .deleteFrom('ssf_queue')
+        .where('stream_id', '=', streamId)
+        .where('seq', 'in', seqs.slice(i, i + 500))
+        .execute();
+    }
+  }
+
+  async retryLater(seq: number, attempts: number, nextAttemptAt: number, error: string): Promise<void> {
+    await this.db
+      .updateTable('ssf_queue')
+      .set({ attempts, next_attempt_at: nextAttemptAt, last_error: error.slice(0, 500) })
+      .where('seq', '=', seq)
+      .execute();
+  }
+
+  /**
+   * Up to `max` SETs for a poll: those never handed out, and those handed out more than
+   * `redeliverMs` ago without an acknowledgement, in queue order; marked handed out now.
+   */
+  async takeForPoll(streamId: string, max: number, now: number, redeliverMs: number): Promise<QueueRow[]> {
+    return this.store.transaction(async (tx) => {
+      const d = db(tx);
+      const rows = await d
+        .selectFrom('ssf_queue')
+        .select(['seq', 'jti', 'subject_key', 'set_jwt', 'created_at', 'attempts', 'next_attempt_at', 'last_error'])
+        .where('stream_id', '=', streamId)
+        .where((eb) => eb.or([eb('polled_at', 'is', null), eb('polled_at', '<', now - redeliverMs)]))
+        .orderBy('seq')
+        .limit(max)
+        .execute();
+      const seqs = rows.map((r) => n(r.seq));
+      if (seqs.length > 0) {
+        await d
+          .updateTable('ssf_queue')
+          .set((eb) => ({ polled_at: now, attempts: eb('attempts', '+', 1) }))
+          .where('seq', 'in', seqs)
+          .execute();
+      }
+      return rows.map((r) => ({
+        seq: n(r.seq),
+        streamId,
+        jti: r.jti,
+        subjectKey: r.subject_key,
+        setJwt: r.set_jwt,
+        createdAt: n(r.created_at),
+        attempts: n(r.attempts) + 1,
+        nextAttemptAt: n(r.next_attempt_at),
+        lastError: r.last_error,
+      }));
+    });
+  }
+
+  /** Removes acknowledged SETs (by jti); returns how many were queued. */
+  async ack(streamId: string, jtis: string[]): Promise<number> {
+    let removed = 0;
+    for (let i = 0; i < jtis.length; i += 500) {
+      const result = await this.db
+        .deleteFrom('ssf_queue')
+        .where('stream_id', '=', streamId)
+        .where('jti', 'in', jtis.slice(i, i + 500))
+        .executeTakeFirst();
+      removed += Number(result.numDeletedRows);
+    }
+    return removed;
+  }
+
+  async recordPollError(streamId: string, jti: string, error: string): Promise<void> {
+    await this.db
+      .updateTable('ssf_queue')
+      .set({ last_error: error.slice(0, 500) })
+      .where('stream_id', '=', streamId)
+      .where('jti', '=', jti)
+      .execute();
+  }
+
+  /** How many SETs wait, and since when the oldest. */
+  async backlog(streamId: string): Promise<{ count: number; oldest: number | null }> {
+    const row = await this.db
+      .selectFrom('ssf_queue')
+      .select((eb) => [eb.fn.countAll().as('count'), eb.fn.min('created_at').as('oldest')])
+      .where('stream_id', '=', streamId)
+      .executeTakeFirst();
+    return { count: n(row?.count ?? 0), oldest: nn(row?.oldest) };
+  }
+
+  async hasPollable(streamId: string, now: number, redeliverMs: number): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('ssf_queue')
+      .select('seq')
+      .where('stream_id', '=', streamId)
+      .where((eb) => eb.or([eb('polled_at', 'is', null), eb('polled_at', '<', now - redeliverMs)]))
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+}

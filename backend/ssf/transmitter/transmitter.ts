@@ -1,0 +1,971 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { BatonError } from '../../../shared/errors.js';
+import type { StoredEvent } from '../../../shared/events.js';
+import { newSecretToken, sha256Hex } from '../../crypto/secrets.js';
+import type { EventLog } from '../../services/event-log.js';
+import type { Store } from '../../store/repositories.js';
+import {
+  SET_CONTENT_TYPE,
+  SSF_STREAM_UPDATED_EVENT,
+  SSF_VERIFICATION_EVENT,
+  SetErrorBodySchema,
+  SubjectIdSchema,
+  buildSet,
+  signSet,
+  subjectKey,
+  subjectMatches,
+  type SubjectId,
+} from '../set.js';
+import type { SsfTransmitterConfig } from './config.js';
+import type { TransmitterKeys } from './keys.js';
+import { EVENTS_SUPPORTED, mapEvent } from './mapper.js';
+import {
+  STREAM_STATUSES,
+  TransmitterRepository,
+  type QueueInsert,
+  type QueueRow,
+  type ReceiverRecord,
+  type SsfScope,
+  type StreamRecord,
+  type StreamStatus,
+} from './repository.js';
+
+export const PUSH_METHOD = 'urn:ietf:rfc:8935';
+export const POLL_METHOD = 'urn:ietf:rfc:8936';
+/** Where the fan-out has mapped the event log up to (meta row). */
+const CURSOR_KEY = 'ssf:fanout-cursor';
+/** A delivery lease lasts this long; renewed every round. */
+const LEASE_MS = 15_000;
+/** How often every node looks for streams with SETs due (a node's own enqueues kick at once). */
+const SWEEP_MS = 1000;
+/** Streams (config, status, subjects) are re-read this often: another node may have changed them. */
+const STREAMS_REFRESH_MS = 2000;
+const HEAD_BATCH = 200;
+const FANOUT_BATCH = 1000;
+/** Events of one cause: consecutive cursors, same origin, within this of the first (one unit of work). */
+const TXN_WINDOW_MS = 50;
+
+// ---- stream configuration (SSF 1.0 §8.1.1) ----
+
+const DeliverySchema = z.discriminatedUnion('method', [
+  z.strictObject({
+    method: z.literal(PUSH_METHOD),
+    endpoint_url: z.url({ protocol: /^https?$/ }).max(2048),
+    authorization_header: z.string().min(1).max(4096).optional(),
+  }),
+  z.strictObject({ method: z.literal(POLL_METHOD), endpoint_url: z.string().optional() }),
+]);
+const ReceiverSupplied = {
+  events_requested: z.array(z.string().min(1).max(512)).max(100).optional(),
+  delivery: DeliverySchema.optional(),
+  description: z.string().max(500).optional(),
+};
+/** Transmitter-supplied members a receiver may echo back (read-modify-write); they are ignored. */
+const Echoed = {
+  iss: z.unknown().optional(),
+  aud: z.unknown().optional(),
+  events_supported: z.unknown().optional(),
+  events_delivered: z.unknown().optional(),
+  min_verification_interval: z.unknown().optional(),
+  inactivity_timeout: z.unknown().optional(),
+};
+export const CreateStreamSchema = z.strictObject({ ...ReceiverSupplied, ...Echoed });
+export const UpdateStreamSchema = z.strictObject({
+  stream_id: z.string().min(1).max(128),
+  ...ReceiverSupplied,
+  ...Echoed,
+});
+export const StatusUpdateSchema = z.strictObject({
+  stream_id: z.string().min(1).max(128),
+  status: z.enum(STREAM_STATUSES),
+  reason: z.string().max(500).optional(),
+});
+export const SubjectRequestSchema = z.strictObject({
+  stream_id: z.string().min(1).max(128),
+  subject: SubjectIdSchema,
+  verified: z.boolean().optional(),
+});
+export const VerificationRequestSchema = z.strictObject({
+  stream_id: z.string().min(1).max(128),
+  state: z.string().max(1000).optional(),
+});
+export const PollRequestSchema = z.strictObject({
+  ack: z.array(z.string().min(1).max(256)).max(10_000).optional(),
+  setErrs: z.record(z.string().min(1).max(256), SetErrorBodySchema).optional(),
+  maxEvents: z.int().min(0).max(1000).optional(),
+  returnImmediately: z.boolean().optional(),
+});
+
+interface StreamConfig {
+  aud: string;
+  events_requested: string[];
+  delivery: z.infer<typeof DeliverySchema>;
+  description?: string;
+  /** ALL: every subject except those removed; NONE: only those added. */
+  default_subjects: 'ALL' | 'NONE';
+}
+
+interface CachedStream {
+  record: StreamRecord;
+  config: StreamConfig;
+  delivered: Set<string>;
+  included: SubjectId[];
+  excluded: SubjectId[];
+}
+
+export interface SsfTransmitterDeps {
+  store: Store;
+  events: EventLog;
+  keys: TransmitterKeys;
+  config: SsfTransmitterConfig;
+  clock: () => number;
+  logger: Logger;
+  nodeId: string;
+  issuer: () => string;
+  /** Outgoing HTTP (tests may wrap it). */
+  fetch?: typeof fetch;
+}
+
+export interface ReceiverView {
+  id: string;
+  name: string;
+  audience: string;
+  scopes: SsfScope[];
+  createdAt: number;
+  createdBy: string;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+/**
+ * The OpenID Shared Signals transmitter (docs/shared-signals.md, ADR 0007): receivers' tokens and
+ * streams, the fan-out from the event log to each stream's durable queue, push delivery (RFC 8935)
+ * and poll delivery (RFC 8936).
+ *
+ * Fan-out: every node follows the event log after commit (`EventLog.subscribe`), maps each event to a
+ * CAEP/SSF SET per stream that asked for its type and subject, signs it, and inserts it into
+ * `ssf_queue` with the stream and the Baton event as a unique key, in one transaction with the
+ * fan-out cursor (meta `ssf:fanout-cursor`). Two nodes mapping the same event insert it once; a node
+ * that starts reads from the cursor, so an event committed while none was running is not lost.
+ *
+ * Push: a node takes the stream's lease (one node delivers a stream at a time), reads the queue head,
+ * posts each subject's SETs in order (subjects in parallel), deletes what the receiver accepted (202),
+ * and schedules the rest with exponential backoff and jitter. A receiver failing for longer than
+ * `pauseAfterSeconds` pauses the stream (status `paused`, reason given); events keep queueing.
+ */
+export class SsfTransmitter {
+  readonly repo: TransmitterRepository;
+  private streams = new Map<string, CachedStream>();
+  private streamsReadAt = 0;
+  private readonly sites = new Map<string, string | null>();
+  private processed = 0;
+  private pending: StoredEvent[] = [];
+  private flushing: Promise<void> | undefined;
+  private flushScheduled = false;
+  private backfilling = true;
+  private readonly delivering = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  private readonly wakeups = new Map<string, NodeJS.Timeout>();
+  private readonly pollWaiters = new EventEmitter();
+  private unsubscribe: (() => void) | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly fetchImpl: typeof fetch;
+  /** Measured: how long signing took, for the benchmark (ns, count). */
+  readonly signing = { ns: 0n, count: 0 };
+
+  constructor(private readonly deps: SsfTransmitterDeps) {
+    this.repo = new TransmitterRepository(deps.store);
+    this.fetchImpl = deps.fetch ?? fetch;
+    this.pollWaiters.setMaxListeners(0);
+  }
+
+  get issuer(): string {
+    return this.deps.issuer().replace(/\/$/, '');
+  }
+
+  // ---- lifecycle ----
+
+  /** Follows the event log from the stored cursor (or from now on a fresh database), and starts delivering. */
+  async start(): Promise<void> {
+    await this.refreshStreams(true);
+    this.unsubscribe = this.deps.events.subscribe({}, (event) => {
+      if (event.cursor <= this.processed) return;
+      this.pending.push(event);
+      if (!this.backfilling) this.scheduleFlush();
+    });
+    const stored = await this.deps.store.meta.get(CURSOR_KEY);
+    if (stored === undefined) {
+      // A fresh transmitter starts at the log's end: receivers get what happens from now on.
+      const last = await this.lastCursor();
+      this.processed = last;
+      await this.deps.store.meta.set(CURSOR_KEY, String(last));
+    } else {
+      this.processed = Number(stored);
+      for (;;) {
+        const page = await this.deps.events.query({ afterCursor: this.processed, limit: FANOUT_BATCH });
+        if (page.length === 0) break;
+        await this.process(page);
+        if (page.length < FANOUT_BATCH) break;
+      }
+    }
+    this.backfilling = false;
+    this.pending = this.pending.filter((e) => e.cursor > this.processed);
+    this.scheduleFlush();
+    this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+    void this.sweep();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    clearInterval(this.sweepTimer);
+    for (const timer of this.wakeups.values()) clearTimeout(timer);
+    this.pollWaiters.emit('stop');
+    await this.flushing?.catch(() => undefined);
+    await Promise.allSettled([...this.delivering.values()]);
+    for (const id of this.streams.keys()) await this.repo.releaseLease(id, this.deps.nodeId).catch(() => undefined);
+  }
+
+  /** Waits until every event committed so far is queued (tests, benchmarks). */
+  async settled(): Promise<void> {
+    while (this.flushing !== undefined || this.pending.length > 0 || this.flushScheduled) {
+      if (this.flushing !== undefined) await this.flushing.catch(() => undefined);
+      else await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  private async lastCursor(): Promise<number> {
+    // The newest event: walk pages from the end is not offered; read the last page by time.
+    let cursor = 0;
+    for (;;) {
+      const page = await this.deps.events.query({ afterCursor: cursor, limit: 5000 });
+      if (page.length === 0) return cursor;
+      cursor = page[page.length - 1]?.cursor ?? cursor;
+      if (page.length < 5000) return cursor;
+    }
+  }
+
+  // ---- receivers (admin) ----
+
+  async issueReceiver(
+    input: { name: string; scopes: SsfScope[]; audience?: string | undefined },
+    actor: string,
+  ): Promise<{ receiver: ReceiverView; token: string }> {
+    const token = newSecretToken('ssf');
+    const id = `rcv_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const audience = input.audience ?? `${this.issuer}/ssf/receivers/${id}`;
+    const record: ReceiverRecord = {
+      id,
+      name: input.name,
+      audience,
+      scopes: [...new Set(input.scopes)],
+      createdAt: this.deps.clock(),
+      createdBy: actor,
+      revokedAt: null,
+      lastUsedAt: null,
+    };
+    await this.deps.events.atomically(async (uow) => {
+      await this.repo.in(uow.store).insertReceiver(record, sha256Hex(token));
+      await uow.record({
+        type: 'admin-action',
+        subject: {},
+        outcome: 'success',
+        reasons: ['ssf-receiver-issued'],
+        detail: { actor, receiver: id, name: input.name, scopes: record.scopes.join(' ') },
+      });
+    });
+    return { receiver: record, token };
+  }
+
+  listReceivers(): Promise<ReceiverView[]> {
+    return this.repo.listReceivers();
+  }
+
+  async revokeReceiver(id: string, actor: string): Promise<ReceiverView> {
+    await this.deps.events.atomically(async (uow) => {
+      const repo = this.repo.in(uow.store);
+      if (!(await repo.revokeReceiver(id, this.deps.clock()))) {
+        const known = (await repo.listReceivers()).some((r) => r.id === id);
+        throw new BatonError(
+          known ? 'SSF_RECEIVER_REVOKED' : 'SSF_RECEIVER_NOT_FOUND',
+          `Receiver "${id}" ${known ? 'is already revoked' : 'does not exist'}`,
+        );
+      }
+      await uow.record({
+        type: 'admin-action',
+        subject: {},
+        outcome: 'success',
+        reasons: ['ssf-receiver-revoked'],
+        detail: { actor, receiver: id },
+      });
+    });
+    const receiver = (await this.repo.listReceivers()).find((r) => r.id === id);
+    return receiver as ReceiverView;
+  }
+
+  /**
+   * The receiver a request's bearer token names, holding `scope` (`ssf.manage` implies `ssf.read`).
+   * SSF_TOKEN_MISSING / SSF_TOKEN_INVALID (401, with `WWW-Authenticate: Bearer`), SSF_SCOPE_INSUFFICIENT (403).
+   */
+  async authenticate(req: IncomingMessage, scope: SsfScope): Promise<ReceiverView> {
+    const header = req.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(header.trim()) : null;
+    if (match?.[1] === undefined) {
+      throw new BatonError('SSF_TOKEN_MISSING', 'This endpoint needs `Authorization: Bearer <receiver token>`');
+    }
+    const receiver = await this.repo.receiverByTokenHash(sha256Hex(match[1]));
+    if (receiver === undefined || receiver.revokedAt !== null) {
+      throw new BatonError('SSF_TOKEN_INVALID', 'The receiver token is unknown or revoked');
+    }
+    const held = new Set(receiver.scopes);
+    if (!(held.has(scope) || (scope === 'ssf.read' && held.has('ssf.manage')))) {
+      throw new BatonError('SSF_SCOPE_INSUFFICIENT', `This endpoint needs the scope ${scope}`);
+    }
+    const now = this.deps.clock();
+    if (receiver.lastUsedAt === null || now - receiver.lastUsedAt > 60_000) {
+      void this.repo.touchReceiver(receiver.id, now).catch(() => undefined);
+    }
+    return receiver;
+  }
+
+  // ---- metadata ----
+
+  configuration(): Record<string, unknown> {
+    const base = this.issuer;
+    return {
+      spec_version: '1_0',
+      issuer: base,
+      jwks_uri: `${base}/ssf/jwks.json`,
+      delivery_methods_supported: [PUSH_METHOD, POLL_METHOD],
+      configuration_endpoint: `${base}/ssf/streams`,
+      status_endpoint: `${base}/ssf/status`,
+      add_subject_endpoint: `${base}/ssf/subjects/add`,
+      remove_subject_endpoint: `${base}/ssf/subjects/remove`,
+      verification_endpoint: `${base}/ssf/verify`,
+      authorization_schemes: [{ spec_urn: 'urn:ietf:rfc:6749' }, { spec_urn: 'urn:ietf:rfc:6750' }],
+      default_subjects: 'ALL',
+      critical_subject_members: [],
+    };
+  }
+
+  // ---- streams ----
+
+  private view(stream: StreamRecord): Record<string, unknown> {
+    const config = stream.config as unknown as StreamConfig;
+    const requested = config.events_requested;
+    const { authorization_header: _secret, ...delivery } = config.delivery as Record<string, unknown>;
+    return {
+      stream_id: stream.id,
+      iss: this.issuer,
+      aud: config.aud,
+      events_supported: EVENTS_SUPPORTED,
+      events_requested: requested,
+      events_delivered: deliveredOf(requested),
+      delivery:
+        config.delivery.method === POLL_METHOD ? { ...delivery, endpoint_url: this.pollUrl(stream.id) } : delivery,
+      ...(config.description === undefined ? {} : { description: config.description }),
+      min_verification_interval: 0,
+    };
+  }
+
+  private pollUrl(id: string): string {
+    return `${this.issuer}/ssf/poll/${encodeURIComponent(id)}`;
+  }
+
+  private async owned(receiver: ReceiverView, streamId: string): Promise<StreamRecord> {
+    const stream = await this.repo.stream(streamId);
+    // Another receiver's stream is as unknown as a missing one: ids are not an oracle.
+    if (stream === undefined || stream.receiverId !== receiver.id) {
+      throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
+    }
+    return stream;
+  }
+
+  async createStream(
+    receiver: ReceiverView,
+    body: z.infer<typeof CreateStreamSchema>,
+  ): Promise<Record<string, unknown>> {
+    if (body.delivery === undefined) {
+      throw invalid(
+        'delivery',
+        'delivery is required: {"method": "urn:ietf:rfc:8935", "endpoint_url": …} or {"method": "urn:ietf:rfc:8936"}',
+      );
+    }
+    checkDelivery(body.delivery);
+    const existing = await this.repo.streams(receiver.id);
+    if (existing.length >= this.deps.config.maxStreamsPerReceiver) {
+      throw new BatonError(
+        'SSF_STREAM_LIMIT',
+        `A receiver has at most ${this.deps.config.maxStreamsPerReceiver} streams`,
+      );
+    }
+    const id = `str_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const config: StreamConfig = {
+      aud: receiver.audience,
+      events_requested: body.events_requested ?? [],
+      delivery: body.delivery.method === POLL_METHOD ? { method: POLL_METHOD } : body.delivery,
+      ...(body.description === undefined ? {} : { description: body.description }),
+      default_subjects: 'ALL',
+    };
+    const now = this.deps.clock();
+    await this.repo.insertStream({
+      id,
+      receiverId: receiver.id,
+      config: config as unknown as Record<string, unknown>,
+      status: 'enabled',
+      createdAt: now,
+    });
+    await this.refreshStreams(true);
+    return this.view((await this.repo.stream(id)) as StreamRecord);
+  }
+
+  async readStreams(receiver: ReceiverView, streamId: string | null): Promise<unknown> {
+    if (streamId !== null) return this.view(await this.owned(receiver, streamId));
+    return (await this.repo.streams(receiver.id)).map((s) => this.view(s));
+  }
+
+  /** PATCH (`replace` false: members absent are kept) or PUT (`replace` true: members absent are reset). */
+  async updateStream(
+    receiver: ReceiverView,
+    body: z.infer<typeof UpdateStreamSchema>,
+    replace: boolean,
+  ): Promise<Record<string, unknown>> {
+    const stream = await this.owned(receiver, body.stream_id);
+    const current = stream.config as unknown as StreamConfig;
+    if (replace && body.delivery === undefined) throw invalid('delivery', 'a replacement (PUT) must carry delivery');
+    if (body.delivery !== undefined) {
+      checkDelivery(body.delivery);
+      if (body.delivery.method !== current.delivery.method) {
+        throw invalid('delivery.method', 'the delivery method of a stream cannot change: create another stream');
+      }
+    }
+    const next: StreamConfig = {
+      ...current,
+      events_requested: body.events_requested ?? (replace ? [] : current.events_requested),
+      delivery:
+        body.delivery === undefined
+          ? current.delivery
+          : body.delivery.method === POLL_METHOD
+            ? { method: POLL_METHOD }
+            : body.delivery,
+    };
+    if (body.description !== undefined) next.description = body.description;
+    else if (replace) delete next.description;
+    await this.repo.updateConfig(stream.id, next as unknown as Record<string, unknown>, this.deps.clock());
+    await this.refreshStreams(true);
+    return this.view((await this.repo.stream(stream.id)) as StreamRecord);
+  }
+
+  async deleteStream(receiver: ReceiverView, streamId: string): Promise<void> {
+    await this.owned(receiver, streamId);
+    await this.repo.deleteStream(streamId);
+    await this.refreshStreams(true);
+  }
+
+  async status(receiver: ReceiverView, streamId: string): Promise<Record<string, unknown>> {
+    const stream = await this.owned(receiver, streamId);
+    return statusView(stream);
+  }
+
+  /** Sets a stream's status; a change is announced to the receiver with a `stream-updated` SET. */
+  async setStatus(
+    streamId: string,
+    status: StreamStatus,
+    reason: string | undefined,
+    receiver?: ReceiverView,
+  ): Promise<Record<string, unknown>> {
+    const stream = receiver === undefined ? await this.repo.stream(streamId) : await this.owned(receiver, streamId);
+    if (stream === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
+    if (stream.status !== status || (stream.statusReason ?? undefined) !== reason) {
+      const now = this.deps.clock();
+      await this.deps.store.transaction(async (tx) => {
+        const repo = this.repo.in(tx);
+        await repo.setStatus(stream.id, status, reason ?? null, now);
+        // Disabled: the transmitter neither sends nor holds events for it (SSF 1.0 §8.1.2.1).
+        if (status === 'disabled') {
+          await repo.deleteStreamQueue(stream.id);
+        } else if (stream.status !== status) {
+          const update = { status, ...(reason === undefined ? {} : { reason }) };
+          await repo.enqueue([this.streamEvent(stream, SSF_STREAM_UPDATED_EVENT, update)], now);
+        }
+        // Resumed: what waited out a backoff goes now.
+        if (status === 'enabled') await repo.dueNow(stream.id, now);
+      });
+      await this.refreshStreams(true);
+      this.kick(stream.id);
+    }
+    return statusView((await this.repo.stream(stream.id)) as StreamRecord);
+  }
+
+  async verify(receiver: ReceiverView, streamId: string, state: string | undefined): Promise<void> {
+    const stream = await this.owned(receiver, streamId);
+    if (stream.status === 'disabled') throw new BatonError('SSF_STREAM_DISABLED', `Stream "${streamId}" is disabled`);
+    await this.repo.enqueue(
+      [this.streamEvent(stream, SSF_VERIFICATION_EVENT, state === undefined ? {} : { state })],
+      this.deps.clock(),
+    );
+    this.kick(stream.id);
+  }
+
+  async addSubject(receiver: ReceiverView, streamId: string, subject: SubjectId): Promise<void> {
+    await this.owned(receiver, streamId);
+    const key = subjectKey(subject);
+    // ALL: adding a subject takes it off the removed list.
+    await this.repo.removeSubject(streamId, `-${key}`);
+    await this.repo.addSubject(streamId, `+${key}`, subject, this.deps.clock());
+    await this.refreshStreams(true);
+  }
+
+  async removeSubject(receiver: ReceiverView, streamId: string, subject: SubjectId): Promise<void> {
+    await this.owned(receiver, streamId);
+    const key = subjectKey(subject);
+    await this.repo.removeSubject(streamId, `+${key}`);
+    await this.repo.addSubject(streamId, `-${key}`, subject, this.deps.clock());
+    await this.refreshStreams(true);
+  }
+
+  /** For the admin API and console: every stream with its delivery state. */
+  async adminStreams(): Promise<Record<string, unknown>[]> {
+    const streams = await this.repo.streams();
+    return Promise.all(
+      streams.map(async (s) => {
+        const config = s.config as unknown as StreamConfig;
+        const backlog = await this.repo.backlog(s.id);
+        const now = this.deps.clock();
+        return {
+          id: s.id,
+          receiverId: s.receiverId,
+          audience: config.aud,
+          method: config.delivery.method === PUSH_METHOD ? 'push' : 'poll',
+          endpointUrl: config.delivery.method === PUSH_METHOD ? config.delivery.endpoint_url : this.pollUrl(s.id),
+          eventsDelivered: deliveredOf(config.events_requested),
+          status: s.status,
+          statusReason: s.statusReason,
+          backlog: backlog.count,
+          lagMs: backlog.oldest === null ? 0 : Math.max(0, now - backlog.oldest),
+          lastError: s.lastError,
+          failingSince: s.failingSince,
+          lastDeliveredAt: s.lastDeliveredAt,
+          deliveredCount: s.deliveredCount,
+          createdAt: s.createdAt,
+        };
+      }),
+    );
+  }
+
+  private streamEvent(stream: StreamRecord, type: string, event: Record<string, unknown>): QueueInsert {
+    const config = stream.config as unknown as StreamConfig;
+    const subject: SubjectId = { format: 'opaque', id: stream.id };
+    const jti = randomUUID();
+    const claims = buildSet({ iss: this.issuer, aud: config.aud, type, event, subject, jti });
+    return {
+      streamId: stream.id,
+      source: `ssf:${jti}`,
+      jti,
+      subjectKey: subjectKey(subject),
+      setJwt: this.sign(claims),
+    };
+  }
+
+  private sign(claims: Parameters<typeof signSet>[0]): string {
+    const started = process.hrtime.bigint();
+    const jwt = signSet(claims, this.deps.keys.signingKey());
+    this.signing.ns += process.hrtime.bigint() - started;
+    this.signing.count++;
+    return jwt;
+  }
+
+  private async refreshStreams(force = false): Promise<void> {
+    const now = this.deps.clock();
+    if (!force && now - this.streamsReadAt < STREAMS_REFRESH_MS) return;
+    this.streamsReadAt = now;
+    const records = await this.repo.streams();
+    const next = new Map<string, CachedStream>();
+    for (const record of records) {
+      const config = record.config as unknown as StreamConfig;
+      const subjects = await this.repo.subjectRows(record.id);
+      next.set(record.id, {
+        record,
+        config,
+        delivered: new Set(deliveredOf(config.events_requested)),
+        included: subjects.filter((s) => s.key.startsWith('+')).map((s) => s.subject as SubjectId),
+        excluded: subjects.filter((s) => s.key.startsWith('-')).map((s) => s.subject as SubjectId),
+      });
+    }
+    this.streams = next;
+  }
+
+  // ---- fan-out ----
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.stopped) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (this.flushing !== undefined || this.pending.length === 0) return;
+      this.flushing = (async () => {
+        try {
+          while (this.pending.length > 0 && !this.stopped) {
+            const batch = this.pending.splice(0, FANOUT_BATCH).filter((e) => e.cursor > this.processed);
+            await this.process(batch);
+          }
+        } catch (error) {
+          // The events stay in the log; the cursor did not move: the next start (or flush) maps them again.
+          this.deps.logger.error({ err: error, code: 'SSF_FANOUT_FAILED' }, 'queueing Shared Signals events failed');
+        } finally {
+          this.flushing = undefined;
+          if (this.pending.length > 0) this.scheduleFlush();
+        }
+      })();
+    });
+  }
+
+  private async siteOf(consoleId: string): Promise<void> {
+    if (this.sites.has(consoleId)) return;
+    const console = await this.deps.store.consoles.get(consoleId);
+    this.sites.set(consoleId, console?.site ?? null);
+  }
+
+  private async process(batch: StoredEvent[]): Promise<void> {
+    if (batch.length === 0) return;
+    await this.refreshStreams();
+    const streams = [...this.streams.values()].filter((s) => s.record.status !== 'disabled' && s.delivered.size > 0);
+    const rows: QueueInsert[] = [];
+    const touched = new Set<string>();
+    if (streams.length > 0) {
+      for (const event of batch) if (event.subject.console !== undefined) await this.siteOf(event.subject.console);
+      const ctx = { issuer: this.issuer, siteOf: (id: string) => this.sites.get(id) ?? undefined };
+      let txn: { id: string; origin: string; cursor: number; time: number } | undefined;
+      for (const event of batch) {
+        if (
+          txn === undefined ||
+          txn.origin !== event.origin ||
+          event.cursor !== txn.cursor + 1 ||
+          event.time - txn.time > TXN_WINDOW_MS
+        ) {
+          txn = { id: event.id, origin: event.origin, cursor: event.cursor, time: event.time };
+        } else {
+          txn.cursor = event.cursor;
+        }
+        const mapped = mapEvent(event, ctx);
+        if (mapped === undefined) continue;
+        for (const stream of streams) {
+          if (!stream.delivered.has(mapped.type)) continue;
+          if (event.receivedAt < stream.record.createdAt) continue;
+          if (!this.allows(stream, mapped.subject)) continue;
+          const jti = randomUUID();
+          const claims = buildSet({
+            iss: this.issuer,
+            aud: stream.config.aud,
+            type: mapped.type,
+            event: mapped.event,
+            subject: mapped.subject,
+            txn: txn.id,
+            jti,
+          });
+          rows.push({
+            streamId: stream.record.id,
+            source: event.id,
+            jti,
+            subjectKey: subjectKey(mapped.subject),
+            setJwt: this.sign(claims),
+          });
+          touched.add(stream.record.id);
+        }
+      }
+    }
+    const last = batch[batch.length - 1]?.cursor ?? this.processed;
+    const now = this.deps.clock();
+    await this.deps.store.transaction(async (tx) => {
+      await this.repo.in(tx).enqueue(rows, now);
+      const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
+      if (last > stored) await tx.meta.set(CURSOR_KEY, String(last));
+    });
+    if (last > this.processed) this.processed = last;
+    for (const id of touched) this.kick(id);
+  }
+
+  private allows(stream: CachedStream, subject: SubjectId): boolean {
+    if (stream.excluded.some((f) => subjectMatches(subject, f))) return false;
+    if (stream.config.default_subjects === 'NONE') return stream.included.some((f) => subjectMatches(subject, f));
+    return true;
+  }
+
+  // ---- push delivery ----
+
+  /** Delivers a stream's queue now (push) or wakes its long polls (poll). */
+  kick(streamId: string): void {
+    if (this.stopped) return;
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) return;
+    if (stream.config.delivery.method === POLL_METHOD) {
+      this.pollWaiters.emit(streamId);
+      return;
+    }
+    if (stream.record.status !== 'enabled') return;
+    if (this.delivering.has(streamId)) {
+      this.again.add(streamId);
+      return;
+    }
+    const run = this.deliver(stream)
+      .catch((error: unknown) =>
+        this.deps.logger.warn(
+          { err: error, stream: streamId, code: 'SSF_DELIVERY_FAILED' },
+          'Shared Signals delivery round failed',
+        ),
+      )
+      .finally(() => {
+        this.delivering.delete(streamId);
+        if (this.again.delete(streamId)) this.kick(streamId);
+      });
+    this.delivering.set(streamId, run);
+  }
+
+  private async sweep(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.refreshStreams();
+      for (const stream of this.streams.values()) {
+        if (stream.config.delivery.method === PUSH_METHOD && stream.record.status === 'enabled')
+          this.kick(stream.record.id);
+      }
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, 'Shared Signals sweep failed');
+    }
+  }
+
+  private async deliver(stream: CachedStream): Promise<void> {
+    const { clock, nodeId, config } = this.deps;
+    const id = stream.record.id;
+    const delivery = stream.config.delivery;
+    if (delivery.method !== PUSH_METHOD) return;
+    while (!this.stopped) {
+      const now = clock();
+      if (!(await this.repo.takeLease(id, nodeId, now, now + LEASE_MS))) return;
+      const rows = await this.repo.head(id, HEAD_BATCH);
+      if (rows.length === 0) {
+        await this.repo.releaseLease(id, nodeId);
+        return;
+      }
+      // Each subject's SETs in queue order, from its head, stopping at its first failure or a SET not yet due.
+      const bySubject = new Map<string, QueueRow[]>();
+      for (const row of rows) {
+        const list = bySubject.get(row.subjectKey) ?? [];
+        list.push(row);
+        bySubject.set(row.subjectKey, list);
+      }
+      const delivered: number[] = [];
+      let failed = false;
+      let nextDue = Infinity;
+      const lanes = [...bySubject.values()];
+      const work = async () => {
+        for (let lane = lanes.shift(); lane !== undefined; lane = lanes.shift()) {
+          for (const row of lane) {
+            if (row.nextAttemptAt > clock()) {
+              nextDue = Math.min(nextDue, row.nextAttemptAt);
+              break;
+            }
+            const error = await this.push(delivery, row.setJwt);
+            if (error === undefined) {
+              delivered.push(row.seq);
+              continue;
+            }
+            failed = true;
+            const attempts = row.attempts + 1;
+            const backoff = Math.min(config.retryMaxMs, config.retryBaseMs * 2 ** Math.min(attempts - 1, 30));
+            const at = clock() + Math.round(backoff * (0.5 + Math.random() * 0.5));
+            nextDue = Math.min(nextDue, at);
+            await this.repo.retryLater(row.seq, attempts, at, error);
+            await this.repo.recordFailing(id, clock(), `${row.jti}: ${error}`);
+            break;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(config.pushConcurrency, lanes.length) }, work));
+      if (delivered.length > 0) {
+        await this.repo.remove(id, delivered);
+        await this.repo.recordDelivered(id, delivered.length, clock());
+      }
+      if (failed) await this.pauseIfDownTooLong(id);
+      if (delivered.length === 0 || failed || nextDue !== Infinity) {
+        // Nothing more can go now: come back when the first retry is due.
+        await this.repo.releaseLease(id, nodeId);
+        if (nextDue !== Infinity) this.wakeAt(id, nextDue);
+        return;
+      }
+    }
+  }
+
+  private wakeAt(id: string, at: number): void {
+    clearTimeout(this.wakeups.get(id));
+    const timer = setTimeout(
+      () => {
+        this.wakeups.delete(id);
+        this.kick(id);
+      },
+      Math.max(0, at - this.deps.clock()),
+    );
+    timer.unref();
+    this.wakeups.set(id, timer);
+  }
+
+  private async pauseIfDownTooLong(id: string): Promise<void> {
+    const record = await this.repo.stream(id);
+    if (record === undefined || record.status !== 'enabled' || record.failingSince === null) return;
+    const limit = this.deps.config.pauseAfterSeconds * 1000;
+    if (this.deps.clock() - record.failingSince < limit) return;
+    const reason =
+      `receiver unreachable or refusing since ${new Date(record.failingSince).toISOString()}: ${record.lastError ?? ''}`.slice(
+        0,
+        500,
+      );
+    this.deps.logger.warn(
+      { stream: id, code: 'SSF_STREAM_PAUSED' },
+      'a Shared Signals receiver failed past the limit: stream paused',
+    );
+    await this.setStatus(id, 'paused', reason);
+  }
+
+  /** One RFC 8935 push; undefined when the receiver accepted it (202), else why not. */
+  private async push(
+    delivery: Extract<StreamConfig['delivery'], { method: typeof PUSH_METHOD }>,
+    jwt: string,
+  ): Promise<string | undefined> {
+    try {
+      const response = await this.fetchImpl(delivery.endpoint_url, {
+        method: 'POST',
+        headers: {
+          'content-type': SET_CONTENT_TYPE,
+          accept: 'application/json',
+          ...(delivery.authorization_header === undefined ? {} : { authorization: delivery.authorization_header }),
+        },
+        body: jwt,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.deps.config.pushTimeoutMs),
+      });
+      const text = await response.text().catch(() => '');
+      if (response.status === 202) return undefined;
+      if (response.status === 400) {
+        const parsed = SetErrorBodySchema.safeParse(safeJson(text));
+        if (parsed.success)
+          return `400 ${parsed.data.err}${parsed.data.description === undefined ? '' : `: ${parsed.data.description}`}`.slice(
+            0,
+            300,
+          );
+      }
+      return `HTTP ${response.status}`;
+    } catch (error) {
+      return `unreachable: ${(error as Error).message}`.slice(0, 300);
+    }
+  }
+
+  // ---- poll delivery (RFC 8936) ----
+
+  async poll(
+    receiver: ReceiverView,
+    streamId: string,
+    body: z.infer<typeof PollRequestSchema>,
+  ): Promise<Record<string, unknown>> {
+    const stream = await this.owned(receiver, streamId);
+    const config = stream.config as unknown as StreamConfig;
+    if (config.delivery.method !== POLL_METHOD) {
+      throw new BatonError('SSF_STREAM_INVALID', `Stream "${streamId}" is delivered by push, not poll`);
+    }
+    if (body.ack !== undefined && body.ack.length > 0) await this.repo.ack(stream.id, body.ack);
+    if (body.setErrs !== undefined) {
+      const jtis = Object.keys(body.setErrs);
+      for (const [jti, err] of Object.entries(body.setErrs)) {
+        this.deps.logger.warn(
+          { stream: stream.id, jti, err: err.err, description: err.description },
+          'a poll receiver refused a SET',
+        );
+        await this.repo.recordFailing(
+          stream.id,
+          this.deps.clock(),
+          `${jti}: ${err.err}${err.description === undefined ? '' : `: ${err.description}`}`,
+        );
+      }
+      // Reported as not processable: not handed out again (RFC 8936 §2.4.2); the error stays on the stream.
+      await this.repo.ack(stream.id, jtis);
+    }
+    const max = body.maxEvents ?? 100;
+    const redeliverMs = this.deps.config.pollRedeliverSeconds * 1000;
+    if (max === 0 || stream.status !== 'enabled') {
+      return {
+        sets: {},
+        moreAvailable:
+          stream.status === 'enabled' && (await this.repo.hasPollable(stream.id, this.deps.clock(), redeliverMs)),
+      };
+    }
+    const deadline = this.deps.clock() + this.deps.config.pollWaitSeconds * 1000;
+    for (;;) {
+      const rows = await this.repo.takeForPoll(stream.id, max, this.deps.clock(), redeliverMs);
+      if (rows.length > 0 || body.returnImmediately !== false || this.stopped) {
+        if (rows.length > 0) await this.repo.recordDelivered(stream.id, 0, this.deps.clock());
+        return {
+          sets: Object.fromEntries(rows.map((r) => [r.jti, r.setJwt])),
+          moreAvailable:
+            rows.length === max && (await this.repo.hasPollable(stream.id, this.deps.clock(), redeliverMs)),
+        };
+      }
+      const left = deadline - this.deps.clock();
+      if (left <= 0) return { sets: {}, moreAvailable: false };
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.pollWaiters.off(stream.id, done);
+          this.pollWaiters.off('stop', done);
+          resolve();
+        };
+        // Woken by this node's own fan-out (every node maps every event), or every second for another's.
+        const timer = setTimeout(done, Math.min(left, 1000));
+        this.pollWaiters.on(stream.id, done);
+        this.pollWaiters.on('stop', done);
+      });
+    }
+  }
+}
+
+function deliveredOf(requested: readonly string[]): string[] {
+  const supported = new Set(EVENTS_SUPPORTED);
+  return [...new Set(requested.filter((t) => supported.has(t)))];
+}
+
+function statusView(stream: StreamRecord): Record<string, unknown> {
+  return {
+    stream_id: stream.id,
+    status: stream.status,
+    ...(stream.statusReason === null ? {} : { reason: stream.statusReason }),
+  };
+}
+
+function invalid(path: string, message: string): BatonError {
+  return new BatonError('SSF_STREAM_INVALID', message, { issues: [{ path, message }] });
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+function checkDelivery(delivery: z.infer<typeof DeliverySchema>): void {
+  if (delivery.method !== PUSH_METHOD) return;
+  const url = new URL(delivery.endpoint_url);
+  if (url.protocol !== 'https:' && !LOOPBACK.has(url.hostname)) {
+    throw invalid('delivery.endpoint_url', 'a push endpoint must be https (http only on loopback)');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw invalid('delivery.endpoint_url', 'credentials go in authorization_header, not in the URL');
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,231 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  startTestBackend,
+  TestConsole,
+  assertError,
+  httpJson,
+  type Json,
+  type TestBackend,
+} from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
+
+const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
+const PUSH = 'urn:ietf:rfc:8935';
+const POLL = 'urn:ietf:rfc:8936';
+const ALL_CAEP = [
+  'session-established',
+  'session-presented',
+  'session-revoked',
+  'assurance-level-change',
+  'credential-change',
+  'device-compliance-change',
+].map((t) => `${CAEP}${t}`);
+
+/** A receiver's bearer-authenticated call to the transmitter. */
+function as(t: TestBackend, token: string | undefined) {
+  return (method: string, path: string, body?: unknown) =>
+    httpJson(`${t.url}${path}`, {
+      method,
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+}
+
+async function issueReceiver(
+  t: TestBackend,
+  name: string,
+  scopes: string[],
+): Promise<{ token: string; audience: string; id: string }> {
+  const issued = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', { name, scopes })) as Json;
+  return {
+    token: issued.token as string,
+    audience: issued.receiver.audience as string,
+    id: issued.receiver.id as string,
+  };
+}
+
+describe('Shared Signals transmitter: metadata, receivers, streams, push', () => {
+  let t: TestBackend;
+  let issuer: string;
+  const receivers: ConformanceReceiver[] = [];
+  before(async () => {
+    t = await startTestBackend({ ssf: { retryBaseMs: 20, retryMaxMs: 200 } });
+    issuer = t.backend.adminOrigin;
+  });
+  after(async () => {
+    for (const r of receivers) await r.close();
+    await t.stop();
+  });
+
+  it('publishes SSF 1.0 metadata and an RS256 (2048-bit) JWKS', async () => {
+    const meta = (await httpJson(`${t.url}/.well-known/ssf-configuration`, { method: 'GET' })).body as Json;
+    assert.equal(meta.issuer, issuer);
+    assert.deepEqual(meta.delivery_methods_supported, [PUSH, POLL]);
+    for (const key of [
+      'jwks_uri',
+      'configuration_endpoint',
+      'status_endpoint',
+      'add_subject_endpoint',
+      'remove_subject_endpoint',
+      'verification_endpoint',
+    ]) {
+      assert.match(meta[key], /^http:\/\/localhost:\d+\/ssf\//, key);
+    }
+    assert.ok(Array.isArray(meta.authorization_schemes) && meta.authorization_schemes.length > 0);
+    assert.equal(meta.default_subjects, 'ALL');
+    const jwks = (await httpJson(meta.jwks_uri, { method: 'GET' })).body as Json;
+    assert.equal(jwks.keys.length, 1);
+    assert.equal(jwks.keys[0].kty, 'RSA');
+    assert.equal(jwks.keys[0].alg, 'RS256');
+    assert.equal(Buffer.from(jwks.keys[0].n, 'base64url').length * 8, 2048);
+    assert.equal(jwks.keys[0].d, undefined, 'no private member is published');
+  });
+
+  it('refuses a missing, unknown or revoked token, and a token without the scope, with stable codes', async () => {
+    assertError(await as(t, undefined)('GET', '/ssf/streams'), 401, 'SSF_TOKEN_MISSING');
+    const wrong = await as(t, 'ssf_not-a-real-token')('GET', '/ssf/streams');
+    assertError(wrong, 401, 'SSF_TOKEN_INVALID');
+    const reader = await issueReceiver(t, 'SIEM (read only)', ['ssf.read']);
+    assertError(
+      await as(t, reader.token)('POST', '/ssf/streams', { delivery: { method: POLL } }),
+      403,
+      'SSF_SCOPE_INSUFFICIENT',
+    );
+    assert.deepEqual((await as(t, reader.token)('GET', '/ssf/streams')).body, []);
+    // The admin list never shows the token; revoking it ends its use at once.
+    const listed = (await t.admin.ok('GET', '/v1/admin/ssf/receivers')) as Json;
+    assert.ok(listed.receivers.some((r: Json) => r.id === reader.id && r.scopes.join() === 'ssf.read'));
+    assert.ok(!JSON.stringify(listed).includes(reader.token));
+    await t.admin.ok('POST', `/v1/admin/ssf/receivers/${reader.id}/revoke`, {});
+    assertError(await as(t, reader.token)('GET', '/ssf/streams'), 401, 'SSF_TOKEN_INVALID');
+    assertError(
+      await t.admin.request('POST', `/v1/admin/ssf/receivers/${reader.id}/revoke`, {}),
+      409,
+      'SSF_RECEIVER_REVOKED',
+    );
+  });
+
+  it("validates stream configurations, and hides other receivers' streams", async () => {
+    const r = await issueReceiver(t, 'Core banking', ['ssf.manage']);
+    const call = as(t, r.token);
+    assertError(await call('POST', '/ssf/streams', { events_requested: ALL_CAEP }), 400, 'SSF_STREAM_INVALID');
+    assertError(
+      await call('POST', '/ssf/streams', { delivery: { method: PUSH, endpoint_url: 'http://example.com/events' } }),
+      400,
+      'SSF_STREAM_INVALID',
+    );
+    assertError(
+      await call('POST', '/ssf/streams', { delivery: { method: 'urn:example:smoke-signals' } }),
+      400,
+      'SCHEMA_INVALID',
+    );
+    assertError(
+      await call('POST', '/ssf/streams', { delivery: { method: POLL }, colour: 'blue' }),
+      400,
+      'SCHEMA_INVALID',
+    );
+    const created = await call('POST', '/ssf/streams', {
+      delivery: { method: POLL },
+      events_requested: [`${CAEP}session-revoked`, 'urn:example:unknown'],
+    });
+    assert.equal(created.status, 201);
+    const stream = created.body as Json;
+    assert.deepEqual(stream.events_delivered, [`${CAEP}session-revoked`]);
+    assert.equal(stream.aud, r.audience);
+    assert.equal(stream.delivery.endpoint_url, `${issuer}/ssf/poll/${stream.stream_id as string}`);
+    // Update, replace, method change refused, status, delete.
+    const patched = (await call('PATCH', '/ssf/streams', { stream_id: stream.stream_id, description: 'core banking' }))
+      .body as Json;
+    assert.equal(patched.description, 'core banking');
+    assert.deepEqual(patched.events_delivered, [`${CAEP}session-revoked`]);
+    assertError(
+      await call('PATCH', '/ssf/streams', {
+        stream_id: stream.stream_id,
+        delivery: { method: PUSH, endpoint_url: 'https://x.example/e' },
+      }),
+      400,
+      'SSF_STREAM_INVALID',
+    );
+    assertError(await call('PUT', '/ssf/streams', { stream_id: stream.stream_id }), 400, 'SSF_STREAM_INVALID');
+    const replaced = (await call('PUT', '/ssf/streams', { stream_id: stream.stream_id, delivery: { method: POLL } }))
+      .body as Json;
+    assert.deepEqual(replaced.events_delivered, []);
+    assert.equal(replaced.description, undefined);
+    const other = await issueReceiver(t, 'Someone else', ['ssf.manage']);
+    assertError(
+      await as(t, other.token)('GET', `/ssf/streams?stream_id=${stream.stream_id as string}`),
+      404,
+      'SSF_STREAM_NOT_FOUND',
+    );
+    assertError(
+      await as(t, other.token)('DELETE', `/ssf/streams?stream_id=${stream.stream_id as string}`),
+      404,
+      'SSF_STREAM_NOT_FOUND',
+    );
+    assertError(await call('GET', '/ssf/status'), 400, 'SSF_STREAM_INVALID');
+    assert.deepEqual((await call('GET', `/ssf/status?stream_id=${stream.stream_id as string}`)).body, {
+      stream_id: stream.stream_id,
+      status: 'enabled',
+    });
+    assert.equal((await call('DELETE', `/ssf/streams?stream_id=${stream.stream_id as string}`)).status, 204);
+    assertError(await call('GET', `/ssf/streams?stream_id=${stream.stream_id as string}`), 404, 'SSF_STREAM_NOT_FOUND');
+  });
+
+  it('pushes CAEP SETs that pass the conformance receiver, in order, with txn linking one cause', async () => {
+    const r = await issueReceiver(t, 'Conformance receiver', ['ssf.manage']);
+    const receiver = await new ConformanceReceiver({
+      issuer,
+      audience: r.audience,
+      jwksUri: `${t.url}/ssf/jwks.json`,
+      expectAuthorization: 'Bearer receiver-secret',
+    }).listen();
+    receivers.push(receiver);
+    const created = (
+      await as(t, r.token)('POST', '/ssf/streams', {
+        delivery: { method: PUSH, endpoint_url: receiver.url, authorization_header: 'Bearer receiver-secret' },
+        events_requested: [...ALL_CAEP, 'urn:baton:event:session-ended'],
+      })
+    ).body as Json;
+    assert.equal(created.delivery.authorization_header, undefined, "the receiver's secret is never echoed");
+
+    // Verification first.
+    assert.equal(
+      (await as(t, r.token)('POST', '/ssf/verify', { stream_id: created.stream_id, state: 'abc123' })).status,
+      204,
+    );
+    await receiver.waitFor((s) => s.some((x) => x.type.endsWith('/verification')), 10_000, 'the verification event');
+    assert.equal(receiver.ofType('verification')[0]?.event.state, 'abc123');
+
+    // A console enrols (compliant), an operator signs in (established), two sessions are revoked with the operator.
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const { operatorId, authenticator } = await enrolOperator(t.admin, console);
+    const signed = (await signIn(console, authenticator)).body as Json;
+    assert.ok(signed.session?.id, JSON.stringify(signed));
+    await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left the bank' });
+    await receiver.waitFor((s) => s.some((x) => x.type.endsWith('session-revoked')), 10_000, 'session-revoked');
+
+    const compliant = receiver.ofType('device-compliance-change').find((s) => s.event.current_status === 'compliant');
+    assert.ok(compliant, 'console enrolled → compliant');
+    assert.equal((compliant.claims.sub_id as Json).device.id, console.id);
+    const established = receiver.ofType('session-established')[0];
+    assert.ok(established);
+    const subject = established.claims.sub_id as Json;
+    assert.equal(subject.format, 'complex');
+    assert.deepEqual(subject.user, { format: 'iss_sub', iss: issuer, sub: operatorId });
+    assert.deepEqual(subject.device, { format: 'opaque', id: console.id });
+    assert.deepEqual(subject.session, { format: 'opaque', id: signed.session.id });
+    assert.equal(typeof established.event.acr, 'string');
+    assert.ok(Array.isArray(established.event.amr) && (established.event.amr as string[]).length > 0);
+    const revoked = receiver.ofType('session-revoked')[0];
+    assert.ok(revoked);
+    assert.deepEqual(revoked.event.reason_admin, { en: 'left the bank' });
+    assert.equal(revoked.event.initiating_entity, 'admin');
+    assert.equal(typeof revoked.claims.txn, 'string');
+    // Order per subject: established before revoked.
+    const order = receiver.accepted.map((s) => s.jti);
+    assert.ok(order.indexOf(established.jti) < order.indexOf(revoked.jti));
+    assert.deepEqual(receiver.rejected, []);
+  });
+});
