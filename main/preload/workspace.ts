@@ -12,4 +12,11 @@ contextBridge.exposeInMainWorld('baton', {
     ipcRenderer.invoke('workspace:get-assurance', {}) as Promise<IpcResult<IpcResponse<'workspace:get-assurance'>>>,
   stepUp: (action: string) =>
     ipcRenderer.invoke('workspace:step-up', { action }) as Promise<IpcResult<IpcResponse<'workspace:step-up'>>>,
+  /**
+   * A short-lived token for the app's server and one action (docs/action-tokens.md). Pass the
+   * server's `WWW-Authenticate` value as `challenge` after a 401 `insufficient_user_authentication`:
+   * the operator steps up and a fresh token comes back; retry the request with it.
+   */
+  actionToken: (request: { audience: string; action: string; challenge?: string }) =>
+    ipcRenderer.invoke('workspace:action-token', request) as Promise<IpcResult<IpcResponse<'workspace:action-token'>>>,
 });
