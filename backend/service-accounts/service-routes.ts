@@ -47,12 +47,25 @@ function body<S extends Parameters<typeof parseJson>[2]>(ctx: RouteContext, sche
  * reached it (either scheme: a TLS proxy may sit in front), or Baton's issuer identifier.
  */
 export function tokenEndpointAudiences(req: IncomingMessage): string[] {
+  const url = tokenEndpointUrl(req);
+  if (url === undefined) return [TOKEN_ISSUER];
+  return [
+    url,
+    url.startsWith('https:') ? url.replace(/^https:/, 'http:') : url.replace(/^http:/, 'https:'),
+    TOKEN_ISSUER,
+  ];
+}
+
+/**
+ * The token endpoint's URL as this request reached it: `https` when a proxy in front says so
+ * (`X-Forwarded-Proto`; only what the enrolment answer advertises: both schemes are accepted).
+ */
+export function tokenEndpointUrl(req: IncomingMessage): string | undefined {
   const host = req.headers.host;
-  const path = ROUTES.serviceToken.path;
-  const out = [TOKEN_ISSUER];
-  if (host !== undefined && /^[A-Za-z0-9.:[\]-]{1,300}$/.test(host))
-    out.unshift(`https://${host}${path}`, `http://${host}${path}`);
-  return out;
+  if (host === undefined || !/^[A-Za-z0-9.:[\]-]{1,300}$/.test(host)) return undefined;
+  const forwarded = req.headers['x-forwarded-proto'];
+  const scheme = forwarded === 'https' ? 'https' : 'http';
+  return `${scheme}://${host}${ROUTES.serviceToken.path}`;
 }
 
 /** Service accounts: enrolment, the token endpoint, key rotation, and the admin side. */
@@ -70,7 +83,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
             name: record.name,
             actions: record.actions,
             kid: record.kid,
-            tokenEndpoint: tokenEndpointAudiences(ctx.req)[0] ?? TOKEN_ISSUER,
+            tokenEndpoint: tokenEndpointUrl(ctx.req) ?? ROUTES.serviceToken.path,
           },
         };
       },

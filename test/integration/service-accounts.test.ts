@@ -98,6 +98,7 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
     const key = await newKey();
     const result = await enrolRequest(await issueEnrolmentToken(actions), key);
     assert.equal(result.status, 201, JSON.stringify(result.body));
+    assert.equal(result.body.tokenEndpoint, tokenEndpoint, 'the enrolment names the token endpoint to sign for');
     return { id: result.body.serviceId, kid: result.body.kid, privateKey: key.privateKey };
   }
 
