@@ -1,6 +1,7 @@
-import { EVENT_TYPES } from '../shared/events.js';
+import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../shared/events.js';
 import { endpoint } from './api.js';
-import { fmtTime, h, replace, timeZone } from './dom.js';
+import { fmtTime, h, pill, replace, timeZone } from './dom.js';
+import { pagedTable } from './paged-table.js';
 import type { View } from './view.js';
 
 function localInput(ms: number): string {
@@ -66,9 +67,54 @@ export const auditView: View = (main) => {
       ),
     );
   });
+  // Every stored event, newest first, searched by the names people know (operator, console, site).
+  const browse = pagedTable<StoredEvent>({
+    id: 'events',
+    route: 'adminEvents',
+    listKey: 'events',
+    caption: 'Events',
+    searchLabel: 'Search events',
+    searchPlaceholder: 'operator or console name',
+    filters: [
+      { key: 'type', label: 'Type', options: EVENT_TYPES.map((t) => [t, t] as const) },
+      { key: 'outcome', label: 'Outcome', options: EVENT_OUTCOMES.map((o) => [o, o] as const) },
+      { key: 'operator', label: 'Operator', placeholder: 'name or id' },
+      { key: 'console', label: 'Console', placeholder: 'name or id' },
+      { key: 'site', label: 'Site', placeholder: 'exact site' },
+    ],
+    defaultSort: 'received',
+    defaultOrder: 'desc',
+    columns: [
+      { label: `time (${timeZone()})`, sort: 'received', cell: (e) => fmtTime(e.time, { seconds: true, zone: false }) },
+      { label: 'type', cell: (e) => e.type },
+      {
+        label: 'outcome',
+        cell: (e) => pill(e.outcome, e.outcome === 'failure' ? 'bad' : e.outcome === 'success' ? 'good' : ''),
+      },
+      {
+        label: 'operator',
+        cell: (e, names) =>
+          e.subject.operator === undefined ? '—' : (names.operators[e.subject.operator] ?? e.subject.operator),
+      },
+      {
+        label: 'console',
+        cell: (e, names) => {
+          if (e.subject.console === undefined) return '—';
+          const c = names.consoles[e.subject.console];
+          return c === undefined
+            ? e.subject.console
+            : `${c.name ?? e.subject.console}${c.site === null ? '' : ` (${c.site})`}`;
+        },
+      },
+      { label: 'reasons', cell: (e) => e.reasons.join(', ') || '—' },
+    ],
+    empty: 'No event is stored yet.',
+  });
   replace(
     main,
-    h('h1', {}, 'Audit export'),
+    h('h1', {}, 'Audit'),
+    h('section', { class: 'card' }, h('h2', {}, 'Events'), browse),
+    h('h2', {}, 'Audit export'),
     h(
       'section',
       { class: 'card' },

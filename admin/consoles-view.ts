@@ -2,6 +2,7 @@ import type { ConsoleView, OperatorView } from '../shared/admin-views.js';
 import { ApiError, api, endpoint } from './api.js';
 import { confirmAction, count } from './confirm.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { pagedTable } from './paged-table.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import { consoleState } from './live-view.js';
 import { showPropagation } from './propagation.js';
@@ -70,31 +71,52 @@ export const consolesView: View = (main, id) => {
   });
   const load = async () => {
     try {
-      const [{ consoles }, policy] = await Promise.all([
-        api<{ consoles: ConsoleRow[] }>(...endpoint('adminConsoles')),
-        api<{ policy: { channels: Record<string, unknown> } }>(...endpoint('adminPolicy')),
-      ]);
+      const policy = await api<{ policy: { channels: Record<string, unknown> } }>(...endpoint('adminPolicy'));
+      const channels = Object.keys(policy.policy.channels);
       replace(
         channel,
-        Object.keys(policy.policy.channels).map((c) => h('option', { value: c }, c)),
+        channels.map((c) => h('option', { value: c }, c)),
       );
+      // Search, filters, sort and pages are the admin API's (cursor paging): thousands of consoles.
       replace(
         list,
-        table(
-          'Consoles',
-          ['console', 'channel', 'site', 'state', 'last contact', 'policy', 'outbox backlog', 'enrolled'],
-          consoles.map((c) => [
-            h('a', { href: `#/consoles/${encodeURIComponent(c.id)}` }, c.name ?? c.id),
-            c.channel,
-            c.site ?? '—',
-            consoleState(c),
-            fmtAgo(c.lastSeenAt),
-            `v${c.policyVersion}`,
-            outboxCell(c.outbox),
-            fmtTime(c.enrolledAt),
-          ]),
-          'No console is enrolled yet. Issue a token above and give it to whoever installs the console.',
-        ),
+        pagedTable<ConsoleRow>({
+          id: 'consoles',
+          route: 'adminConsoles',
+          listKey: 'consoles',
+          caption: 'Consoles',
+          searchLabel: 'Search consoles',
+          searchPlaceholder: 'name, site or id',
+          filters: [
+            { key: 'site', label: 'Site', placeholder: 'exact site' },
+            { key: 'channel', label: 'Channel', options: channels.map((c) => [c, c] as const) },
+            {
+              key: 'state',
+              label: 'State',
+              options: [
+                ['active', 'not revoked'],
+                ['revoked', 'revoked'],
+              ],
+            },
+          ],
+          defaultSort: 'name',
+          defaultOrder: 'asc',
+          columns: [
+            {
+              label: 'console',
+              sort: 'name',
+              cell: (c) => h('a', { href: `#/consoles/${encodeURIComponent(c.id)}` }, c.name ?? c.id),
+            },
+            { label: 'channel', sort: 'channel', cell: (c) => c.channel },
+            { label: 'site', sort: 'site', cell: (c) => c.site ?? '—' },
+            { label: 'state', cell: (c) => consoleState(c) },
+            { label: 'last contact', sort: 'lastSeen', cell: (c) => fmtAgo(c.lastSeenAt) },
+            { label: 'policy', cell: (c) => `v${c.policyVersion}` },
+            { label: 'outbox backlog', cell: (c) => outboxCell(c.outbox) },
+            { label: 'enrolled', sort: 'enrolled', cell: (c) => fmtTime(c.enrolledAt) },
+          ],
+          empty: 'No console is enrolled yet. Issue a token above and give it to whoever installs the console.',
+        }),
       );
     } catch (error) {
       replace(list, errorBox(error));

@@ -83,7 +83,8 @@ function route(): void {
     signedOut();
     return;
   }
-  const [, name = 'live', param] = /^#\/([a-z-]*)\/?(.*)$/.exec(location.hash) ?? [];
+  // `#/<page>[/<id>][?<list state>]`: the query part is a list's search, sort and page (paged-table.ts).
+  const [, name = 'live', param] = /^#\/([a-z-]*)\/?([^?]*)/.exec(location.hash) ?? [];
   const view = VIEWS[name] ?? VIEWS.live;
   for (const link of nav.querySelectorAll('a')) {
     if (link.getAttribute('href') === `#/${name}`) link.setAttribute('aria-current', 'page');

@@ -5,6 +5,7 @@ import { authenticatorMetadataCard, modelCell } from './authenticator-metadata-c
 import { confirmAction, count } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
+import { pagedTable } from './paged-table.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
 
@@ -170,25 +171,47 @@ export const operatorsView: View = (main, id) => {
   const suspended = h('div');
   const load = async () => {
     try {
-      const [{ operators }, { credentials }] = await Promise.all([
-        api<{ operators: Operator[] }>(...endpoint('adminOperators')),
-        api<{ credentials: SuspendedCredential[] }>(...endpoint('adminCredentialsSuspended')),
-      ]);
+      const { credentials } = await api<{ credentials: SuspendedCredential[] }>(
+        ...endpoint('adminCredentialsSuspended'),
+      );
       replace(suspended, suspendedList(credentials));
+      // Search, filters, sort and pages are the admin API's (cursor paging): tens of thousands of operators.
       replace(
         list,
-        table(
-          'Operators',
-          ['name', 'id', 'roles', 'state', 'created'],
-          operators.map((o) => [
-            h('a', { href: `#/operators/${encodeURIComponent(o.id)}` }, o.displayName),
-            h('span', { class: 'mono' }, o.id),
-            o.roles.join(', ') || '—',
-            operatorState(o),
-            fmtTime(o.createdAt),
-          ]),
-          'No operators yet. Create one above, then issue an enrolment code.',
-        ),
+        pagedTable<Operator>({
+          id: 'operators',
+          route: 'adminOperators',
+          listKey: 'operators',
+          caption: 'Operators',
+          searchLabel: 'Search operators',
+          searchPlaceholder: 'name or id',
+          filters: [
+            { key: 'role', label: 'Role', placeholder: 'e.g. admin' },
+            {
+              key: 'state',
+              label: 'State',
+              options: [
+                ['active', 'not revoked'],
+                ['locked', 'locked'],
+                ['revoked', 'revoked'],
+              ],
+            },
+          ],
+          defaultSort: 'name',
+          defaultOrder: 'asc',
+          columns: [
+            {
+              label: 'name',
+              sort: 'name',
+              cell: (o) => h('a', { href: `#/operators/${encodeURIComponent(o.id)}` }, o.displayName),
+            },
+            { label: 'id', cell: (o) => h('span', { class: 'mono' }, o.id) },
+            { label: 'roles', cell: (o) => o.roles.join(', ') || '—' },
+            { label: 'state', cell: (o) => operatorState(o) },
+            { label: 'created', sort: 'created', cell: (o) => fmtTime(o.createdAt) },
+          ],
+          empty: 'No operators yet. Create one above, then issue an enrolment code.',
+        }),
       );
     } catch (error) {
       replace(list, errorBox(error));

@@ -26,6 +26,7 @@ import type { ChainCheckpoints, CheckpointCheck } from '../services/chain-checkp
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import { isDatabaseDamage, type DatabaseHealth } from '../store/database-health.js';
 import { parseJson, parseWith } from './http-kit.js';
+import { apiTokenRoutes } from './admin-api-token-routes.js';
 import {
   consolesList,
   eventsList,
@@ -138,6 +139,8 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
   };
 
   return [
+    // Admin API tokens and the operators' CSV import (issue 12).
+    ...apiTokenRoutes({ store: deps.store, auth: deps.auth, operators: deps.operators }),
     {
       route: 'adminConsoleTokens',
       handler: async (ctx) => ({
@@ -193,7 +196,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       handler: async (ctx) => {
         const input = parseJson(ctx.req, ctx.body, CreateOperatorRequestSchema);
         // Making someone an admin hands over the keys: it needs the same fresh step-up as a revocation.
-        if (input.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requireStepUp(ctx.admin);
+        if (input.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requirePerson(ctx.admin);
         return { status: 201, body: { operator: operatorView(await deps.operators.create(input, actorOf(ctx))) } };
       },
     },
@@ -220,7 +223,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         // A code for an admin registers a new admin passkey: whoever holds it can sign in as that
         // admin, so issuing one needs the same fresh step-up as making someone an admin.
         const target = await deps.operators.get(ctx.params.id ?? '');
-        if (target.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requireStepUp(ctx.admin);
+        if (target.roles.includes('admin') && ctx.admin !== undefined) deps.auth.requirePerson(ctx.admin);
         return { status: 201, body: await deps.operators.issueCode(target.id, ttlSeconds, actorOf(ctx)) };
       },
     },

@@ -151,7 +151,8 @@ const SessionQuery = z.strictObject({
 /** Sessions: always paged (newest first by default), with the names of their operators and consoles. */
 export async function sessionsList(deps: TableDeps, ctx: RouteContext) {
   const q = parseWith(SessionQuery, queryOf(ctx));
-  const { rows, page, total } = await sessionsPage(deps.store, q, pageRequest(q));
+  // 100 by default, as before paging existed.
+  const { rows, page, total } = await sessionsPage(deps.store, q, { ...pageRequest(q), limit: q.limit ?? 100 });
   const names = await namesFor(deps.store, {
     consoles: rows.map((s) => s.consoleId),
     operators: rows.map((s) => s.operatorId),

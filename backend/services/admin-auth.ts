@@ -8,6 +8,7 @@ import type { Store } from '../store/repositories.js';
 import type { StoredEvent } from '../../shared/events.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import type { EventLog, UnitOfWork } from './event-log.js';
+import { AdminApiTokens, type ApiTokenPrincipal } from './admin-api-tokens.js';
 
 /**
  * Admin sessions follow the strictest level NIST 800-63B rev 4 describes (AAL3): at most 12 hours
@@ -25,7 +26,9 @@ const ROLE_REMOVED = 'admin-role-removed';
 /** Who is acting on an admin request. */
 export type AdminPrincipal =
   | { kind: 'bootstrap'; actor: 'admin:bootstrap' }
-  | { kind: 'admin'; actor: string; operatorId: string; session: AdminSessionRecord };
+  | { kind: 'admin'; actor: string; operatorId: string; session: AdminSessionRecord }
+  /** A script's admin API token (admin-api-tokens.ts): scoped, expiring, every use recorded. */
+  | ApiTokenPrincipal;
 
 export interface AdminAuthDeps {
   store: Store;
@@ -69,8 +72,11 @@ function cookieValues(header: string | undefined, name: string): string[] {
  */
 export class AdminAuth {
   private readonly streams = new Map<string, Map<() => void, AdminPrincipal>>();
+  /** Admin API tokens for scripts (checked against the store on every request). */
+  readonly apiTokens: AdminApiTokens;
 
   constructor(private readonly deps: AdminAuthDeps) {
+    this.apiTokens = new AdminApiTokens({ store: deps.store, events: deps.events, clock: deps.clock });
     deps.bus.subscribe('admin-session-ended', ({ sessionId }) => this.closeStreams(sessionId));
     deps.bus.onResync((info) => (info.reason === 'connected' ? undefined : this.recheckStreams()));
     deps.events.subscribe({ origin: 'backend' }, (event) => {
@@ -186,6 +192,9 @@ export class AdminAuth {
       );
     }
     const match = /^Bearer ([A-Za-z0-9_-]{10,200})$/.exec(header);
+    if (match?.[1] !== undefined && AdminApiTokens.looksLikeToken(match[1])) {
+      return this.apiTokens.authenticate(match[1], req.method ?? 'GET', req.url ?? '/');
+    }
     const state = match === null ? undefined : await this.deps.store.admin.bootstrapToken(sha256Hex(match[1] ?? ''));
     if (state === undefined) throw new BatonError('ADMIN_AUTH_INVALID', 'The admin token is not valid');
     if (state === 'enabled' && (await this.deps.store.admin.adminPasskeyExists())) {
@@ -204,6 +213,8 @@ export class AdminAuth {
   /** Destructive actions: the admin must have stepped up (a fresh UV assertion) within ADMIN_STEP_UP_MS. */
   requireStepUp(principal: AdminPrincipal): void {
     if (principal.kind === 'bootstrap') return; // no passkey exists yet; the token is the only credential
+    // Its scope was checked when it was presented (a `read` token never reaches a change).
+    if (principal.kind === 'api-token') return;
     const at = principal.session.stepUpAt;
     if (at === null || this.deps.clock() - at > ADMIN_STEP_UP_MS) {
       throw new BatonError(
@@ -211,6 +222,25 @@ export class AdminAuth {
         `This action needs a fresh passkey confirmation (within ${ADMIN_STEP_UP_MS / 60000} minutes): POST /v1/admin/auth/step-up/options, then /verify`,
       );
     }
+  }
+
+  /**
+   * What hands over the keys (making an admin, an admin's enrolment code) needs a person: an admin
+   * with a fresh step-up, or the bootstrap token before the first admin exists; never an API token.
+   */
+  requirePerson(principal: AdminPrincipal): void {
+    if (principal.kind === 'api-token') {
+      throw new BatonError(
+        'ADMIN_API_TOKEN_SCOPE',
+        "An admin API token cannot make an admin or issue an admin's enrolment code: an admin signed in with a passkey must",
+      );
+    }
+    this.requireStepUp(principal);
+  }
+
+  /** Closes the live streams an API token holds on this node (it was just revoked here). */
+  closeApiTokenStreams(tokenId: string): void {
+    this.closeStreams(`api-token:${tokenId}`);
   }
 
   /** Browser-only endpoints and cookie requests that change state must come from the admin console. */
@@ -293,6 +323,7 @@ export class AdminAuth {
    * besides the immediate closes on sign-out, revocation, role removal and bootstrap retirement).
    */
   async stillAllowed(principal: AdminPrincipal): Promise<boolean> {
+    if (principal.kind === 'api-token') return this.apiTokens.stillValid(principal.tokenId);
     if (principal.kind === 'bootstrap') {
       if (!(await this.deps.store.admin.adminPasskeyExists())) return true;
       await this.retireBootstrap();
@@ -310,7 +341,12 @@ export class AdminAuth {
 
   /** Registers a live stream held by an admin session (or the bootstrap token), closed when it ends. */
   holdStream(principal: AdminPrincipal, close: () => void): () => void {
-    const key = principal.kind === 'bootstrap' ? BOOTSTRAP_STREAMS : principal.session.id;
+    const key =
+      principal.kind === 'bootstrap'
+        ? BOOTSTRAP_STREAMS
+        : principal.kind === 'api-token'
+          ? principal.actor
+          : principal.session.id;
     let held = this.streams.get(key);
     if (held === undefined) {
       held = new Map();

@@ -182,9 +182,11 @@ async function keysetPage(
   const conditions = [...where];
   if (cursor !== undefined) {
     const [value, last] = cursor.k;
-    conditions.push(
-      ascending ? sql`(${key}, ${id}) > (${value}, ${last})` : sql`(${key}, ${id}) < (${value}, ${last})`,
-    );
+    // Written as a range on the sort key first (`key >= v AND (key > v OR id > last)`), not as a row
+    // value: both engines then seek into the (key, id) index instead of scanning it from the start.
+    if (expr === idColumn) conditions.push(ascending ? sql`${id} > ${last}` : sql`${id} < ${last}`);
+    else if (ascending) conditions.push(sql`${key} >= ${value} AND (${key} > ${value} OR ${id} > ${last})`);
+    else conditions.push(sql`${key} <= ${value} AND (${key} < ${value} OR ${id} < ${last})`);
   }
   const direction = sql.raw(ascending ? 'ASC' : 'DESC');
   const whereSql = conditions.length === 0 ? sql`` : sql`WHERE ${sql.join(conditions, sql` AND `)}`;

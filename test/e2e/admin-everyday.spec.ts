@@ -418,7 +418,7 @@ test('every admin page, at 1024, 1366 and 1920 px wide: no sideways scrolling, n
     ['consoles', '#/consoles', 'Consoles'],
     ['console', `#/consoles/${frontDesk.id}`, 'Front desk'],
     ['policy', '#/policy', 'Policy'],
-    ['audit', '#/audit', 'Audit export'],
+    ['audit', '#/audit', 'Audit'],
     ['pictures', '#/pictures', 'Pictures \\(last 24 hours\\)'],
   ] as const;
   for (const [name, hash, heading] of pages) {

@@ -1,0 +1,76 @@
+/**
+ * Admin API tokens (list, issue, revoke) and the operators' CSV import (issue 12). Registered with
+ * the other admin routes (admin-routes.ts); the services are admin-api-tokens.ts and
+ * admin-operator-import.ts.
+ */
+import { BatonError } from '../../shared/errors.js';
+import { ROUTES } from '../../shared/routes.js';
+import { RevokeRequestSchema } from '../../shared/http-api.js';
+import type { AdminAuth } from '../services/admin-auth.js';
+import { importOperators } from '../services/admin-operator-import.js';
+import type { OperatorDirectory } from '../services/operator-directory.js';
+import type { Store } from '../store/repositories.js';
+import { parseJson } from './http-kit.js';
+import type { Route, RouteContext } from './router.js';
+
+export interface ApiTokenRouteDeps {
+  store: Store;
+  auth: AdminAuth;
+  operators: OperatorDirectory;
+}
+
+/** Tokens are issued and revoked by a person: an admin signed in with a passkey (not the bootstrap token, not a token). */
+function signedInActor(ctx: RouteContext): string {
+  if (ctx.admin?.kind !== 'admin') {
+    throw new BatonError(
+      'ADMIN_API_TOKEN_SCOPE',
+      'Admin API tokens are issued and revoked by an admin signed in with a passkey (not the bootstrap token, not another token)',
+    );
+  }
+  return ctx.admin.actor;
+}
+
+export function apiTokenRoutes(deps: ApiTokenRouteDeps): Route[] {
+  return [
+    {
+      route: 'adminApiTokens',
+      handler: async () => ({ tokens: await deps.auth.apiTokens.list() }),
+    },
+    {
+      route: 'adminApiTokenCreate',
+      handler: async (ctx) => {
+        const actor = signedInActor(ctx);
+        const input = parseJson(ctx.req, ctx.body, ROUTES.adminApiTokenCreate.request);
+        return { status: 201, body: await deps.auth.apiTokens.issue(input, actor) };
+      },
+    },
+    {
+      route: 'adminApiTokenRevoke',
+      handler: async (ctx) => {
+        const actor = signedInActor(ctx);
+        const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
+        const id = ctx.params.id ?? '';
+        const apiToken = await deps.auth.apiTokens.revoke(id, reason, actor);
+        deps.auth.closeApiTokenStreams(id);
+        return { apiToken };
+      },
+    },
+    {
+      route: 'adminOperatorsImport',
+      // A CSV of a few thousand operators is larger than the default 64 KiB body.
+      maxBodyBytes: 1_100_000,
+      handler: async (ctx) => {
+        const { csv, dryRun } = parseJson(ctx.req, ctx.body, ROUTES.adminOperatorsImport.request);
+        const result = await importOperators(
+          { store: deps.store, operators: deps.operators },
+          csv,
+          dryRun,
+          ctx.actor ?? 'admin:unknown',
+          // Making admins hands over the keys: a person with a fresh step-up, never a token.
+          () => (ctx.admin === undefined ? undefined : deps.auth.requirePerson(ctx.admin)),
+        );
+        return { status: dryRun || result.created === 0 ? 200 : 201, body: result };
+      },
+    },
+  ];
+}
