@@ -31,7 +31,9 @@ import {
   type HttpResult,
   type Json,
   type TestBackend,
+  TestConsole,
 } from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
 type PrivateKey = CryptoKey | KeyObject;
 
@@ -341,6 +343,46 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
       );
     });
 
+    it('ties a service action to a live human session: act carries the operator, a revoked session ends it', async () => {
+      const console = await TestConsole.enrol(t.url, t.admin);
+      const { operatorId, authenticator } = await enrolOperator(t.admin, console);
+      const signedIn = (await signIn(console, authenticator, { userVerified: true })).body as Json;
+      const human = async (action: string) =>
+        (
+          (await console.ok('POST', '/v1/tokens/exchange', {
+            grant_type: GRANT_TOKEN_EXCHANGE,
+            subject_token: signedIn.token,
+            subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+            audience: PAYMENTS,
+            scope: action,
+          })) as Json
+        ).access_token as string;
+      const approval = await human('payment.approve');
+      const exchangeFor = async (actorToken: string) =>
+        tokenRequest(await assertion(batch), {
+          grant_type: GRANT_TOKEN_EXCHANGE,
+          action: 'payment.approve',
+          actor_token: actorToken,
+          actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        });
+      const issued = await exchangeFor(approval);
+      assert.equal(issued.status, 200, JSON.stringify(issued.body));
+      const jwks = (await httpJson(`${t.url}/v1/tokens/jwks.json`, { method: 'GET' })).body;
+      const { payload } = await jwtVerify(issued.body.access_token as string, createLocalJWKSet(jwks), {
+        audience: PAYMENTS,
+      });
+      assert.equal(payload.sub, batch.id);
+      assert.deepEqual(payload.act, { sub: operatorId, sid: signedIn.session.id });
+      assert.equal(payload.sid, signedIn.session.id, 'a revocation of the session reaches the service token too');
+      assert.equal(payload.level, 'verified');
+
+      // The human's token for another action does not stand for this one.
+      assertError(await exchangeFor(await human('customer.view')), 403, 'SERVICE_ACTOR_INVALID');
+      // Once the session is revoked, its token no longer ties anything to a live human.
+      await t.admin.ok('POST', `/v1/admin/sessions/${signedIn.session.id as string}/revoke`, { reason: 'left' });
+      assertError(await exchangeFor(approval), 403, 'SERVICE_ACTOR_INVALID');
+    });
+
     it('records every issuance and every refusal as an event with its code, and counts them by action', async () => {
       const events = await refusals();
       const codes = new Set(events.map((e) => e.detail?.code as string));
@@ -362,8 +404,11 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
       const issued = (await t.admin.ok('GET', '/v1/admin/events?type=service-token-issued&limit=1000'))
         .events as Json[];
       assert.ok(issued.length >= 3);
-      assert.ok(issued.every((e) => e.subject.service === batch.id || typeof e.subject.service === 'string'));
-      assert.ok(issued.every((e) => typeof e.detail.jti === 'string' && e.detail.action === 'customer.view'));
+      assert.ok(issued.every((e) => typeof e.subject.service === 'string'));
+      const actBound = issued.find((e) => e.detail.action === 'payment.approve');
+      assert.equal(actBound.subject.service, batch.id);
+      assert.equal(typeof actBound.subject.operator, 'string', 'the audit trail names the human it acted for');
+      assert.ok(issued.every((e) => typeof e.detail.jti === 'string' && typeof e.detail.action === 'string'));
 
       const { services } = await t.admin.ok('GET', '/v1/admin/services');
       const view = (services as Json[]).find((s) => s.id === batch.id);
