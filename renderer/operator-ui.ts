@@ -5,7 +5,7 @@ import type {
 import type { AccountChoiceRequest, AgentStatusView, CeremonyRequest, IpcRequest, IpcResult } from '../shared/ipc.js';
 import type { BatonApi } from './baton-api.js';
 import { cancelCeremony, runAuthentication, runRegistration } from './ceremony.js';
-import { byId, setText, show } from './dom.js';
+import { byId, el, setText, show } from './dom.js';
 import {
   STANDING_NOTICES,
   actionLabel,
@@ -16,12 +16,24 @@ import {
   explainReasons,
   type CancelledHow,
 } from './plain-words.js';
-import { CONNECTION_WORDS, bannerText, ceremonyText, levelLine, switcherHint, switcherItems } from './views.js';
+import {
+  CONNECTION_WORDS,
+  bannerText,
+  ceremonyText,
+  idleWarningText,
+  levelLine,
+  lockWhy,
+  supportLines,
+  switcherHint,
+  switcherItems,
+} from './views.js';
 
 type Screen = 'console-enrol' | 'lock' | 'operator-enrol' | 'workspace';
 
 /** Input restarts the agent's idle timer, at most this often. */
 const ACTIVITY_THROTTLE_MS = 5_000;
+/** Tap-and-go: after a refused tap, the key waits again this much later (the explanation is read first). */
+const REARM_AFTER_REFUSAL_MS = 15_000;
 
 /**
  * The operator UI: one status from the agent decides the screen; the operator's input becomes
@@ -37,6 +49,17 @@ export class OperatorUi {
   private concealed = false;
   /** The sessions the switcher lists were last built from: they are rebuilt only when these change. */
   private switcherKey = '';
+  /** The tap this page asked for (a button, or tap-and-go), until its call answers. */
+  private tapping: Promise<unknown> | undefined;
+  /** Tap-and-go: the running tap is the one the lock screen started by itself (no prompt over the screen). */
+  private armed = false;
+  /** Tap-and-go waits: after a refusal (for a while), or while someone uses the screen for something else. */
+  private armPaused = false;
+  private rearmTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The last ceremony ended was tap-and-go's: its time-out and cancel are nobody's error. */
+  private lastQuiet = false;
+  private idleTick: ReturnType<typeof setInterval> | undefined;
+  private supportKey = '';
   private running: CeremonyRequest | undefined;
   private overlayOpen = false;
   private lastActivity = 0;
@@ -62,11 +85,18 @@ export class OperatorUi {
   // ---- input ----
 
   private bind(): void {
-    byId('tap').addEventListener('click', () => void this.call(this.api.tapIn()));
-    byId('switch').addEventListener('click', () => void this.call(this.api.tapIn()));
+    byId('tap').addEventListener('click', () => void this.tap(false));
+    byId('switch').addEventListener('click', () => void this.tap(false));
+    byId('ceremony-enrol').addEventListener('click', () => void this.goEnrol());
+    byId('stay').addEventListener('click', () => {
+      this.lastActivity = Date.now();
+      void this.api.activity();
+    });
+    byId('ask-it').addEventListener('click', () => this.showAskIt(byId('ask-it-panel').hidden));
+    byId('ask-it-close').addEventListener('click', () => this.showAskIt(false));
     byId('lock').addEventListener('click', () => void this.call(this.api.lock()));
     byId('sign-out').addEventListener('click', () => void this.call(this.api.signOut()));
-    byId('go-enrol').addEventListener('click', () => this.setMode('operator-enrol'));
+    byId('go-enrol').addEventListener('click', () => void this.goEnrol());
     byId('operator-enrol-back').addEventListener('click', () => this.setMode('lock'));
     byId('notice-dismiss').addEventListener('click', () => this.hideNotice());
     byId('ceremony-cancel').addEventListener('click', () => cancelCeremony());
@@ -99,10 +129,55 @@ export class OperatorUi {
     return answer.ok;
   }
 
+  /** A tap: a button's (the prompt over the screen), or tap-and-go's (`armed`: the lock screen waits quietly). */
+  private async tap(armed: boolean): Promise<void> {
+    if (this.tapping !== undefined) return;
+    this.armed = armed;
+    const call = this.call(this.api.tapIn());
+    this.tapping = call;
+    const ok = await call;
+    this.tapping = undefined;
+    this.armed = false;
+    // Tap-and-go after a refused key (a wrong PIN, an unregistered or revoked key): the teller reads why first.
+    if (!ok && armed && this.lastCancel !== 'timed-out' && this.lastCancel !== 'cancelled') this.pauseArm(true);
+    this.render();
+  }
+
+  /** Tap-and-go stops waiting for a key (`rearm`: and starts again after a while, by itself). */
+  private pauseArm(rearm: boolean): void {
+    this.armPaused = true;
+    clearTimeout(this.rearmTimer);
+    if (!rearm) return;
+    this.rearmTimer = setTimeout(() => {
+      this.armPaused = false;
+      this.render();
+    }, REARM_AFTER_REFUSAL_MS);
+  }
+
+  /**
+   * "Register your key", from the lock screen or from another operator's prompt: whoever is in
+   * front is locked first (their workspace is never shown to the newcomer), a waiting tap is
+   * cancelled cleanly (nothing said), then the enrolment screen.
+   */
+  private async goEnrol(): Promise<void> {
+    this.pauseArm(false);
+    if (this.status !== undefined && !this.status.locked) await this.api.lock();
+    if (this.running !== undefined) cancelCeremony();
+    await this.tapping;
+    this.setMode('operator-enrol');
+  }
+
+  private showAskIt(open: boolean): void {
+    show(byId('ask-it-panel'), open);
+    byId('ask-it').setAttribute('aria-expanded', String(open));
+    if (open) byId('ask-it-title').focus();
+  }
+
   /** A refusal in the notice box; a ceremony that ended without the key says how it ended, and a deliberate cancel says nothing. */
   private showRefusal(code: string): void {
     if (code === 'CEREMONY_CANCELLED' && this.lastCancel !== undefined) {
-      if (this.lastCancel === 'cancelled') {
+      // Tap-and-go's wait ran out or was cancelled: nobody did anything wrong.
+      if (this.lastCancel === 'cancelled' || (this.lastQuiet && this.lastCancel === 'timed-out')) {
         this.hideNotice();
         return;
       }
@@ -120,6 +195,7 @@ export class OperatorUi {
     }
     byId<HTMLInputElement>('operator-code').value = '';
     this.setMode('lock');
+    // With tap-and-go the key now waits on the lock screen: the next touch signs the newcomer in.
     this.showNotice('info', `Welcome, ${result.value.displayName}. Your key is registered: tap it to sign in.`, '');
   }
 
@@ -157,7 +233,8 @@ export class OperatorUi {
     const status = this.status;
     if (status === undefined || status.locked || status.identity.kind !== 'enrolled') return;
     const now = Date.now();
-    if (now - this.lastActivity < ACTIVITY_THROTTLE_MS) return;
+    // While the idle warning is up, any input takes it away at once.
+    if (now - this.lastActivity < ACTIVITY_THROTTLE_MS && status.idleWarning === undefined) return;
     this.lastActivity = now;
     void this.api.activity();
   }
@@ -166,6 +243,10 @@ export class OperatorUi {
     // Leaving a screen leaves its messages behind (a wrong code, then Back).
     if (mode !== this.mode) this.hideNotice();
     this.mode = mode;
+    if (mode === 'lock') {
+      clearTimeout(this.rearmTimer);
+      this.armPaused = false;
+    }
     if (mode === 'operator-enrol') show(byId('operator-enrol-done'), false);
     this.render();
   }
@@ -175,6 +256,7 @@ export class OperatorUi {
   private async runCeremony(request: CeremonyRequest): Promise<void> {
     this.running = request;
     this.lastCancel = undefined;
+    this.lastQuiet = this.armed;
     const started = Date.now();
     const timeout = (request.options as { timeout?: unknown }).timeout;
     const timeoutMs = typeof timeout === 'number' && timeout > 0 ? timeout : 60_000;
@@ -237,8 +319,13 @@ export class OperatorUi {
     const first = this.status === undefined;
     this.status = status;
     if (first) this.forgetEarlierAttempts(status);
-    // A message belongs to the screen it was given on: a new screen starts clean.
-    if (this.screen !== undefined && this.screenFor(status) !== this.screen) this.hideNotice();
+    // A message belongs to the screen it was given on: a new screen starts clean. Back from a prompt
+    // over the concealed workspace, what the tap said (a refused key) stays: it was given after the
+    // workspace's own messages went.
+    const next = this.screenFor(status);
+    if (this.screen !== undefined && next !== this.screen && !(this.concealed && next === 'workspace')) {
+      this.hideNotice();
+    }
     this.announce(status);
     this.render();
   }
@@ -374,11 +461,57 @@ export class OperatorUi {
     }
     const busy = status.phase.kind !== 'idle' || this.running !== undefined;
     for (const id of ['tap', 'switch']) byId<HTMLButtonElement>(id).disabled = busy;
-    this.renderOverlay(status, busy);
-    this.showScreen(screen, this.concealWorkspace(status, screen));
+    this.renderKiosk(status, screen);
+    // Tap-and-go's own wait shows no prompt: the lock screen itself says the key is ready.
+    const closed = this.renderOverlay(status, busy && !this.armed);
+    // Focus moves once, after the screen is in place (each move makes the browser lay the page out).
+    if (!this.showScreen(screen, this.concealWorkspace(status, screen)) && closed) this.focusScreen(this.screen);
+    this.maybeArm(status);
   }
 
-  private renderOverlay(status: AgentStatusView, busy: boolean): void {
+  /** Why it locked, tap-and-go's wait, the idle warning and "Ask IT" (issue 12). */
+  private renderKiosk(status: AgentStatusView, screen: Screen): void {
+    const why = lockWhy(status);
+    setText(byId('lock-why'), why ?? '');
+    show(byId('lock-why'), why !== undefined);
+    const tapAndGo = status.limits?.tapAndGo === true;
+    show(byId('tap'), !tapAndGo);
+    setText(
+      byId('tap-wait'),
+      this.running === undefined ? 'Checking your key…' : 'Ready: touch your key now. There is nothing to press first.',
+    );
+    show(byId('tap-wait'), this.armed);
+    const warning = screen === 'workspace' ? status.idleWarning : undefined;
+    show(byId('idle-warning'), warning !== undefined);
+    clearInterval(this.idleTick);
+    this.idleTick = undefined;
+    if (warning !== undefined) {
+      const tick = () => setText(byId('idle-warning-text'), idleWarningText(warning.locksAt, Date.now()));
+      tick();
+      this.idleTick = setInterval(tick, 1000);
+    }
+    const support = supportLines(status);
+    const key = JSON.stringify(support);
+    if (key !== this.supportKey) {
+      this.supportKey = key;
+      setText(byId('ask-it-who'), support.who);
+      byId('ask-it-ways').replaceChildren(...support.ways.map((line) => el('li', {}, line)));
+    }
+    const signIn = this.running?.purpose === 'sign-in';
+    show(byId('ceremony-enrol'), signIn && status.connection === 'online');
+  }
+
+  /** Tap-and-go: whenever the lock screen is up and nothing else runs, the console waits for a key. */
+  private maybeArm(status: AgentStatusView): void {
+    if (status.limits?.tapAndGo !== true || this.armPaused || this.tapping !== undefined) return;
+    if (this.shown !== 'lock' || this.mode !== 'lock' || status.identity.kind !== 'enrolled') return;
+    if (status.phase.kind !== 'idle' || this.running !== undefined) return;
+    if (status.connection !== 'online' && status.connection !== 'offline') return;
+    void this.tap(true);
+  }
+
+  /** The key prompt; true when it has just closed (focus then goes back to the screen). */
+  private renderOverlay(status: AgentStatusView, busy: boolean): boolean {
     const overlay = byId('ceremony');
     if (busy) {
       const text = ceremonyText(status, this.running);
@@ -402,11 +535,11 @@ export class OperatorUi {
     }
     const closed = this.overlayOpen && !busy;
     this.overlayOpen = busy;
-    if (closed) this.focusScreen(this.screen);
+    return closed;
   }
 
   /** Shows `screen`; with `conceal`, the workspace stays laid out, concealed, in its place. */
-  private showScreen(screen: Screen, conceal = false): void {
+  private showScreen(screen: Screen, conceal = false): boolean {
     if (conceal !== this.concealed) {
       byId('screen-workspace').classList.toggle('concealed', conceal);
       this.concealed = conceal;
@@ -418,7 +551,7 @@ export class OperatorUi {
       }
       this.shown = laidOut;
     }
-    if (screen === this.screen) return;
+    if (screen === this.screen) return false;
     this.screen = screen;
     // A welcome message has done its job once someone is at work.
     if (screen === 'workspace' && this.noticeShows === 'message' && byId('notice').dataset.kind === 'info') {
@@ -426,13 +559,15 @@ export class OperatorUi {
     }
     document.title = `Baton — ${byId(`screen-${screen}`).querySelector('h1')?.textContent ?? ''}`;
     if (!this.overlayOpen) this.focusScreen(screen);
+    return true;
   }
 
   /** Puts keyboard focus where the operator's next step is. */
   private focusScreen(screen: Screen | undefined): void {
+    const tapAndGo = this.status?.limits?.tapAndGo === true;
     const target: Record<Screen, string> = {
       'console-enrol': 'console-token',
-      lock: 'tap',
+      lock: tapAndGo ? 'lock-title' : 'tap',
       'operator-enrol': 'operator-code',
       workspace: 'workspace-title',
     };

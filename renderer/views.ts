@@ -120,3 +120,44 @@ export const CONNECTION_WORDS: Record<AgentStatusView['connection'], string> = {
   connecting: 'Connecting',
   stopped: 'Not connected',
 };
+
+/** Why the lock screen is up, when the one in front is locked: "Locked: nobody used it for 5 minutes." */
+export function lockWhy(status: AgentStatusView): string | undefined {
+  const front = status.front;
+  if (front === undefined || front.state !== 'locked') return undefined;
+  const who = front.operatorName;
+  switch (front.lockedBecause) {
+    case 'idle-timeout': {
+      const idle = status.limits === undefined ? 'a while' : duration(status.limits.idleLockSeconds);
+      return `Locked because nobody used it for ${idle}. ${who}, tap your key to come back.`;
+    }
+    case 'operator-locked':
+      return `Locked: ${who} stepped away and locked it. Tap your key to come back.`;
+    case 'os-lock':
+      return `Locked because the computer was locked. ${who}, tap your key to come back.`;
+    case 'offline-limit-reached':
+      return `Locked: the console has been without the Baton server for too long. ${who} can come back once it is reachable.`;
+    case undefined:
+      return `${who}’s session is locked. Tap your key to come back.`;
+  }
+}
+
+/** The idle warning: "Locking in 25 seconds: nobody has used this console for a while." */
+export function idleWarningText(locksAt: number, now: number): string {
+  const seconds = Math.max(0, Math.ceil((locksAt - now) / 1000));
+  return `This console locks in ${duration(seconds)} because nobody has used it for a while. Stay signed in to keep working.`;
+}
+
+/** "Ask IT": who to ask and how, as IT configured it for this console's site. */
+export function supportLines(status: AgentStatusView): { who: string; ways: string[] } {
+  const s = status.support;
+  if (s === undefined) {
+    return { who: 'IT has not given a contact for this console’s site yet.', ways: ['Ask your branch manager.'] };
+  }
+  const ways: string[] = [];
+  if (s.phone !== undefined) ways.push(`Phone: ${s.phone}`);
+  if (s.email !== undefined) ways.push(`Email: ${s.email}`);
+  if (s.hours !== undefined) ways.push(`Hours: ${s.hours}`);
+  if (s.note !== undefined) ways.push(s.note);
+  return { who: s.name, ways };
+}

@@ -6,6 +6,7 @@ import type {
 } from '@simplewebauthn/server';
 import type { ErrorCode } from '../../shared/errors.js';
 import type { AssuranceLevel } from '../../shared/levels.js';
+import type { SupportContact } from '../../shared/policy.js';
 import type { ConnectionState } from './backend-client.js';
 import type { Clock, Random } from './clock.js';
 import type { IdentityStatus } from './console-identity.js';
@@ -64,9 +65,15 @@ export interface AgentStatus {
   /** The last refusal or problem, with its stable code, for the UI to explain. */
   notice: AgentNotice;
   /** The channel's timings the UI explains ("only people already signed in here can come back, for N minutes"). */
-  limits: { idleLockSeconds: number; continuitySeconds: number; offlineGraceSeconds: number } | undefined;
+  limits:
+    | { idleLockSeconds: number; continuitySeconds: number; offlineGraceSeconds: number; tapAndGo?: boolean }
+    | undefined;
   /** The last session that left the console and why (revoked, expired, ended), for the UI to explain. */
   lastEnded: EndedSession | undefined;
+  /** The idle lock is near (wall time it falls); input takes the warning away. */
+  idleWarning: { locksAt: number } | undefined;
+  /** "Ask IT": the policy's support contact for this console's site. */
+  support: SupportContact | undefined;
 }
 
 export type AuthorizeResult =

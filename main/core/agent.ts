@@ -1,6 +1,7 @@
+import { actionToken, type ActionTokenRequest, type ActionTokenResult } from './action-tokens.js';
 import { BatonError } from '../../shared/errors.js';
 import type { EventDraft } from '../../shared/events.js';
-import { DEFAULT_POLICY, type ChannelPolicy, type Policy } from '../../shared/policy.js';
+import { DEFAULT_POLICY, supportContactFor, type ChannelPolicy, type Policy } from '../../shared/policy.js';
 import type { AgentContext } from './agent-context.js';
 import {
   silentLogger,
@@ -91,6 +92,8 @@ export class BatonAgent implements AgentContext {
       notice: this.notice,
       channel: this.channelPolicy(),
       lastEnded: this.runtime?.sessions.lastEnded,
+      idleWarning: this.runtime?.sessions.idle.warning,
+      support: supportContactFor(this.policy, this.identity.site),
     });
   }
 
@@ -167,6 +170,12 @@ export class BatonAgent implements AgentContext {
   async authorize(action: string): Promise<AuthorizeResult> {
     this.requireRuntime(); // not enrolled: refused with the identity's code, as every operator flow
     return authorize(this, (phase, fn) => this.gate.run(phase, fn), action);
+  }
+
+  /** An action token for a workspace app's server, with step-up on a challenge (action-tokens.ts, issue 14). */
+  async actionToken(request: ActionTokenRequest): Promise<ActionTokenResult> {
+    this.requireRuntime();
+    return actionToken(this, (phase, fn) => this.gate.run(phase, fn), request);
   }
 
   /** The operator in front signs out; the session ends on the backend too. */

@@ -21,6 +21,8 @@ const PersistedStateSchema = z.strictObject({
   version: z.literal(1),
   consoleId: IdSchema,
   channel: z.string(),
+  /** The site IT enrolled this console for (its "Ask IT" contact); absent before issue 12 or when none. */
+  site: z.string().max(100).optional(),
   backendUrl: z.string(),
   enrolledAt: z.int().nonnegative(),
   revoked: z.strictObject({ at: z.int().nonnegative(), reason: z.string().max(500) }).optional(),
@@ -162,6 +164,7 @@ export class ConsoleIdentity {
       version: 1,
       consoleId: result.consoleId,
       channel: result.channel,
+      ...(typeof result.site === 'string' ? { site: result.site } : {}),
       backendUrl: input.backendUrl,
       enrolledAt: this.clock.now(),
       policy: { ...result.policy, hash: hashPolicy(result.policy.policy) },
@@ -188,6 +191,11 @@ export class ConsoleIdentity {
   markUnknown(detail: string): void {
     this.key = undefined;
     this.problem = { reason: 'unknown-to-backend', detail };
+  }
+
+  /** The site IT enrolled this console for, if any. */
+  get site(): string | undefined {
+    return this.state?.site;
   }
 
   rememberPolicy(version: number, policy: Policy): void {

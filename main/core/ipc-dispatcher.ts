@@ -19,7 +19,11 @@ import type { CeremonyBroker } from './ceremony-broker.js';
  * Channels whose calls journal an event without anyone touching a key, and how fast one caller may
  * make them. (Tap-in and enrolment wait for a ceremony, which a page cannot answer without a key.)
  */
-const JOURNALED_CHANNELS: ReadonlySet<IpcChannel> = new Set(['action:authorize', 'workspace:step-up']);
+const JOURNALED_CHANNELS: ReadonlySet<IpcChannel> = new Set([
+  'action:authorize',
+  'workspace:step-up',
+  'workspace:action-token',
+]);
 export const JOURNALED_PER_SECOND = 5;
 export const JOURNALED_BURST = 20;
 
@@ -50,6 +54,8 @@ export function statusView(status: AgentStatus): AgentStatusView {
     ...(status.notice === undefined ? {} : { notice: status.notice }),
     ...(status.limits === undefined ? {} : { limits: status.limits }),
     ...(status.lastEnded === undefined ? {} : { lastEnded: status.lastEnded }),
+    ...(status.idleWarning === undefined ? {} : { idleWarning: status.idleWarning }),
+    ...(status.support === undefined ? {} : { support: status.support }),
   };
 }
 
@@ -118,6 +124,23 @@ export class IpcDispatcher {
           };
         }
         return this.agent.authorize(action);
+      },
+      // Issue 14: an action token for the workspace app's server (main/core/action-tokens.ts).
+      'workspace:action-token': async (request, caller) => {
+        const front = this.agent.status.front;
+        if (
+          caller.kind !== 'workspace' ||
+          front === undefined ||
+          front.id !== caller.sessionId ||
+          this.agent.status.locked
+        ) {
+          return {
+            outcome: 'refused',
+            code: 'NO_SESSION_IN_FRONT',
+            message: 'Only the workspace in front may ask for an action token',
+          };
+        }
+        return this.agent.actionToken(request);
       },
     };
   }

@@ -3,6 +3,7 @@ import { beforeEach, describe, test } from 'node:test';
 import type { EventDraft } from '../../shared/events.js';
 import { DEFAULT_MAX_OFFLINE_SECONDS, DEFAULT_POLICY, type ChannelPolicy } from '../../shared/policy.js';
 import { FakeClock } from '../../test/helpers/fake-clock.js';
+import { idleWarningSeconds } from './idle-lock.js';
 import { SessionManager, type FinalState, type SignInOutcome } from './session-manager.js';
 
 const CHANNEL: ChannelPolicy = { ...(DEFAULT_POLICY.channels['branch-kiosk'] as ChannelPolicy) };
@@ -91,6 +92,39 @@ describe('SessionManager', () => {
       locks.map((e) => e.reasons),
       [['idle-timeout']],
     );
+  });
+
+  test('a warning comes before the idle lock; input takes it away; the lock says why', async () => {
+    let changes = 0;
+    manager = new SessionManager('con_1', clock, () => CHANNEL, {
+      record: (draft) => events.push(draft),
+      endedLocally: () => undefined,
+      tokenDue: () => undefined,
+      changed: () => changes++,
+    });
+    manager.signedIn(outcome(clock, 's1', 'ada'));
+    const idleMs = CHANNEL.idleLockSeconds * 1000;
+    const warnMs = idleWarningSeconds(CHANNEL.idleLockSeconds) * 1000;
+    assert.ok(warnMs > 0);
+    await clock.advance(idleMs - warnMs - 1);
+    assert.equal(manager.idle.warning, undefined);
+    const before = changes;
+    await clock.advance(1);
+    assert.deepEqual(manager.idle.warning, { locksAt: clock.now() + warnMs });
+    assert.ok(changes > before, 'the warning is pushed to the UI');
+    manager.noteActivity(); // "Stay signed in"
+    assert.equal(manager.idle.warning, undefined);
+    await clock.advance(idleMs - 1);
+    assert.equal(manager.front?.state, 'active');
+    assert.notEqual(manager.idle.warning, undefined);
+    await clock.advance(1);
+    assert.equal(manager.front?.state, 'locked');
+    assert.equal(manager.idle.warning, undefined);
+    assert.equal(manager.snapshot()[0]?.lockedBecause, 'idle-timeout');
+    manager.signedIn(outcome(clock, 's1', 'ada', { resumed: true }));
+    assert.equal(manager.snapshot()[0]?.lockedBecause, undefined, 'only a locked session says why');
+    manager.lock('operator-locked');
+    assert.equal(manager.snapshot()[0]?.lockedBecause, 'operator-locked');
   });
 
   test('the OS idle reading and the OS lock lock the front session too', () => {

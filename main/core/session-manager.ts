@@ -3,6 +3,7 @@ import { levelRank, type AssuranceLevel } from '../../shared/levels.js';
 import type { ChannelPolicy } from '../../shared/policy.js';
 import type { RevocationItem } from '../../shared/protocol.js';
 import type { Clock, Timer } from './clock.js';
+import { IdleLock } from './idle-lock.js';
 import { OfflineCap } from './offline-cap.js';
 import { sessionFromSignIn, snapshotOf } from './session-records.js';
 import { TokenTimer, clearToken, setToken, usableToken } from './session-tokens.js';
@@ -30,10 +31,9 @@ export class SessionManager {
   /** The last session that left the console (for the UI; never a token). */
   lastEnded: EndedSession | undefined;
   private frontId: string | undefined;
-  /** Monotonic time of the last input. */
-  private lastActivity: number;
+  /** The idle timer of the session in front, with its warning (`idle.warning`) before the lock. */
+  readonly idle: IdleLock;
   private readonly offlineCap: OfflineCap;
-  private idleTimer: Timer | undefined;
   private expiryTimer: Timer | undefined;
   private readonly tokenTimer: TokenTimer;
 
@@ -43,7 +43,11 @@ export class SessionManager {
     private readonly channel: () => ChannelPolicy | undefined,
     private readonly hooks: SessionHooks,
   ) {
-    this.lastActivity = clock.monotonic();
+    this.idle = new IdleLock(clock, channel, {
+      running: () => this.front?.state === 'active' || this.front?.state === 'stepped-up',
+      lock: () => this.lock('idle-timeout'),
+      changed: () => hooks.changed(),
+    });
     this.tokenTimer = new TokenTimer(
       clock,
       () => this.front,
@@ -232,6 +236,7 @@ export class SessionManager {
     const front = this.front;
     if (front === undefined || (front.state !== 'active' && front.state !== 'stepped-up')) return false;
     front.state = 'locked';
+    front.lockedBecause = reason;
     front.since = this.clock.now();
     front.sinceElapsed = this.clock.monotonic();
     this.hooks.record({
@@ -242,6 +247,7 @@ export class SessionManager {
       reasons: [reason],
     });
     this.schedule();
+    this.scheduleIdle();
     this.scheduleToken();
     this.hooks.changed();
     return true;
@@ -249,8 +255,7 @@ export class SessionManager {
 
   /** Input from the operator: the idle timer starts again. */
   noteActivity(): void {
-    this.lastActivity = this.clock.monotonic();
-    this.scheduleIdle();
+    this.idle.activity();
   }
 
   /** The OS reports how long the system has been idle (powerMonitor); past the policy's delay, lock. */
@@ -297,7 +302,7 @@ export class SessionManager {
 
   /** Removes every session (console revoked or agent stopping); no events. */
   clear(): void {
-    this.idleTimer?.cancel();
+    this.idle.cancel();
     this.expiryTimer?.cancel();
     this.offlineCap.cancel();
     this.tokenTimer.cancel();
@@ -350,17 +355,7 @@ export class SessionManager {
   }
 
   private scheduleIdle(): void {
-    this.idleTimer?.cancel();
-    this.idleTimer = undefined;
-    const front = this.front;
-    const channel = this.channel();
-    if (front === undefined || channel === undefined) return;
-    if (front.state !== 'active' && front.state !== 'stepped-up') return;
-    const due = this.lastActivity + channel.idleLockSeconds * 1000;
-    this.idleTimer = this.clock.setTimer(due - this.clock.monotonic(), () => {
-      if (this.clock.monotonic() >= this.lastActivity + channel.idleLockSeconds * 1000) this.lock('idle-timeout');
-      else this.scheduleIdle();
-    });
+    this.idle.schedule();
   }
 
   /** One timer for the next session to expire: its lifetime, or its continuity window once locked/suspended. */

@@ -45,6 +45,7 @@ export function snapshotOf(s: AgentSession, inFront: boolean): SessionSnapshot {
     expiresAt: s.expiresAt,
     state: s.state,
     since: s.since,
+    ...(s.state === 'locked' && s.lockedBecause !== undefined ? { lockedBecause: s.lockedBecause } : {}),
     inFront,
   };
 }

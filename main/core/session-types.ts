@@ -14,8 +14,10 @@ import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
  */
 export type SessionState = 'active' | 'stepped-up' | 'locked' | 'suspended' | 'expired' | 'revoked' | 'ended';
 export type FinalState = 'expired' | 'revoked' | 'ended';
+import type { LockReason } from '../../shared/ipc.js';
+
 /** Why the session in front locked; `offline-limit-reached`: the channel's `maxOfflineSeconds` ran out. */
-export type LockReason = 'idle-timeout' | 'os-lock' | 'operator-locked' | 'offline-limit-reached';
+export type { LockReason };
 /** States in which a session is still on the console. */
 export const LIVE: ReadonlySet<SessionState> = new Set(['active', 'stepped-up', 'locked', 'suspended']);
 
@@ -37,6 +39,8 @@ export interface AgentSession {
   state: SessionState;
   /** Wall time it was locked or suspended (display). */
   since: number | undefined;
+  /** Why it was last locked (the lock screen says so). */
+  lockedBecause?: LockReason | undefined;
   /** The same moment on the monotonic clock: the continuity window and offline grace run from here. */
   sinceElapsed: number | undefined;
   token: string | undefined;
@@ -64,6 +68,8 @@ export interface SessionSnapshot {
   expiresAt: number;
   state: SessionState;
   since: number | undefined;
+  /** While locked: why (idle, the OS locked, the operator locked it, offline too long). */
+  lockedBecause?: LockReason;
   inFront: boolean;
 }
 

@@ -30,6 +30,8 @@ const BASE: StatusSources = {
   notice: undefined,
   channel: DEFAULT_POLICY.channels['branch-kiosk'],
   lastEnded: undefined,
+  idleWarning: undefined,
+  support: undefined,
 };
 
 describe('projectStatus', () => {

@@ -1,4 +1,4 @@
-import type { ChannelPolicy } from '../../shared/policy.js';
+import type { ChannelPolicy, SupportContact } from '../../shared/policy.js';
 import type { AgentConnection, AgentNotice, AgentPhase, AgentStatus } from './agent-types.js';
 import type { IdentityStatus } from './console-identity.js';
 import type { OutboxStatus } from './event-outbox.js';
@@ -15,6 +15,8 @@ export interface StatusSources {
   notice: AgentNotice;
   channel: ChannelPolicy | undefined;
   lastEnded: EndedSession | undefined;
+  idleWarning: { locksAt: number } | undefined;
+  support: SupportContact | undefined;
 }
 
 /**
@@ -42,7 +44,11 @@ export function projectStatus(sources: StatusSources): AgentStatus {
             idleLockSeconds: channel.idleLockSeconds,
             continuitySeconds: channel.continuitySeconds,
             offlineGraceSeconds: channel.offlineGraceSeconds,
+            ...(channel.tapAndGo === true ? { tapAndGo: true } : {}),
           },
     lastEnded: sources.lastEnded,
+    // Only while someone is at work in front: a lock takes the warning away.
+    idleWarning: front !== undefined && front.state !== 'locked' ? sources.idleWarning : undefined,
+    support: sources.support,
   };
 }
