@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import {
   ActionTokenVerifier,
   RevocationList,
@@ -74,7 +74,7 @@ describe('ActionTokenVerifier', () => {
     revocations = new RevocationList(() => clock);
     verifier = new ActionTokenVerifier({
       audience: AUD,
-      keys: createLocalJWKSet({ keys: [a.jwk] }),
+      jwks: { keys: [a.jwk] },
       actions: ACTIONS,
       clock: () => clock,
       revocations,
@@ -170,7 +170,7 @@ describe('ActionTokenVerifier', () => {
   it('refuses every token once revocations have been unheard longer than allowed', async () => {
     const strict = new ActionTokenVerifier({
       audience: AUD,
-      keys: createLocalJWKSet({ keys: [a.jwk] }),
+      jwks: { keys: [a.jwk] },
       actions: ACTIONS,
       clock: () => NOW,
       revocations: { refuses: () => undefined, downForMs: () => 5000 },
@@ -223,7 +223,7 @@ describe('middleware', () => {
     const s = await signer('k1');
     const verifier = new ActionTokenVerifier({
       audience: AUD,
-      keys: createLocalJWKSet({ keys: [s.jwk] }),
+      jwks: { keys: [s.jwk] },
       actions: ACTIONS,
       clock: () => NOW,
     });
@@ -260,7 +260,7 @@ describe('middleware', () => {
     const s = await signer('k1');
     const verifier = new ActionTokenVerifier({
       audience: AUD,
-      keys: createLocalJWKSet({ keys: [s.jwk] }),
+      jwks: { keys: [s.jwk] },
       actions: ACTIONS,
       clock: () => NOW,
     });

@@ -1,0 +1,44 @@
+import { verify as verifySignature, type KeyObject } from 'node:crypto';
+import { VerificationError } from './errors.js';
+
+/** A compact JWS split and decoded, not yet verified. */
+export interface ParsedJws {
+  header: { alg?: unknown; typ?: unknown; kid?: unknown };
+  payload: Record<string, unknown>;
+  signingInput: string;
+  signature: Buffer;
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+function json(part: string, what: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  throw new VerificationError('TOKEN_MALFORMED', `The token's ${what} is not a JSON object`);
+}
+
+/** Splits a compact JWS (three base64url parts) and decodes its header and payload; TOKEN_MALFORMED otherwise. */
+export function parseJws(token: string): ParsedJws {
+  if (token.length > 16_384) throw new VerificationError('TOKEN_MALFORMED', 'The token is too long');
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) {
+    throw new VerificationError('TOKEN_MALFORMED', 'The token is not a compact JWS');
+  }
+  const [h, p, s] = parts as [string, string, string];
+  return {
+    header: json(h, 'header'),
+    payload: json(p, 'payload'),
+    signingInput: `${h}.${p}`,
+    signature: Buffer.from(s, 'base64url'),
+  };
+}
+
+/** ES256 (P-256, SHA-256, the raw 64-byte r‖s signature of RFC 7518 §3.4), with OpenSSL, synchronously. */
+export function verifyEs256(jws: ParsedJws, key: KeyObject): boolean {
+  if (jws.signature.length !== 64) return false;
+  return verifySignature('sha256', Buffer.from(jws.signingInput), { key, dsaEncoding: 'ieee-p1363' }, jws.signature);
+}
