@@ -228,4 +228,66 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     assert.ok(order.indexOf(established.jti) < order.indexOf(revoked.jti));
     assert.deepEqual(receiver.rejected, []);
   });
+  it('delivers by poll (RFC 8936): maxEvents, moreAvailable, acks, returnImmediately, long polling, setErrs', async () => {
+    const r = await issueReceiver(t, 'Poller', ['ssf.read', 'ssf.manage']);
+    const receiver = new ConformanceReceiver({ issuer, audience: r.audience, jwksUri: `${t.url}/ssf/jwks.json` });
+    const created = (
+      await as(t, r.token)('POST', '/ssf/streams', {
+        delivery: { method: POLL },
+        events_requested: [`${CAEP}device-compliance-change`],
+      })
+    ).body as Json;
+    const endpoint = created.delivery.endpoint_url as string;
+    const consoles = [];
+    for (let i = 0; i < 3; i++) consoles.push(await TestConsole.enrol(t.url, t.admin));
+    const backlog = async (n: number) => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
+        const view = streams.find((x: Json) => x.id === created.stream_id);
+        if (view.backlog === n) return view;
+        if (Date.now() > deadline) throw new Error(`backlog ${view.backlog as number}, expected ${n}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    await backlog(3);
+    const first = await receiver.poll(endpoint, r.token, { maxEvents: 2, returnImmediately: true });
+    assert.equal(first.accepted.length, 2);
+    assert.deepEqual(first.errors, {});
+    assert.equal(first.moreAvailable, true);
+    const second = await receiver.poll(endpoint, r.token, {
+      ack: first.accepted,
+      maxEvents: 10,
+      returnImmediately: true,
+    });
+    assert.equal(second.accepted.length, 1);
+    assert.equal(second.moreAvailable, false);
+    assert.deepEqual(
+      receiver.accepted.map((x) => (x.claims.sub_id as Json).device.id),
+      consoles.map((c) => c.id),
+      'in order',
+    );
+    await backlog(1); // the first two were acknowledged: gone from the queue
+    const empty = await receiver.poll(endpoint, r.token, { ack: second.accepted, returnImmediately: true });
+    assert.deepEqual(empty.raw, {});
+    await backlog(0);
+    // A long poll is answered when the next event is queued.
+    const waiting = receiver.poll(endpoint, r.token, { returnImmediately: false });
+    const late = await TestConsole.enrol(t.url, t.admin);
+    const woken = await waiting;
+    assert.equal(woken.accepted.length, 1);
+    assert.equal((receiver.accepted.at(-1)?.claims.sub_id as Json).device.id, late.id);
+    // A SET the receiver reports it could not process is not handed out again; the error shows on the stream.
+    const errs = await receiver.poll(endpoint, r.token, {
+      setErrs: { [woken.accepted[0] as string]: { err: 'invalid_request', description: 'cannot map device' } },
+      returnImmediately: true,
+    });
+    assert.deepEqual(errs.raw, {});
+    const view = await backlog(0);
+    assert.match(view.lastError, /invalid_request: cannot map device/);
+    // Another receiver cannot poll it; a push stream cannot be polled.
+    const other = await issueReceiver(t, 'Other poller', ['ssf.read']);
+    assertError(await as(t, other.token)('POST', new URL(endpoint).pathname, {}), 404, 'SSF_STREAM_NOT_FOUND');
+    assertError(await as(t, r.token)('POST', new URL(endpoint).pathname, { maxEvents: -1 }), 400, 'SCHEMA_INVALID');
+  });
 });

@@ -1,0 +1,208 @@
+/**
+ * Shared Signals transmitter delivery (issue 13, docs/benchmarks.md "Shared Signals"). The backend
+ * runs in this process on a fresh embedded store; the receivers are loopback HTTP servers here that
+ * answer 202 at once (verifying is the receiver's cost, not the transmitter's).
+ *
+ * (a) revocation → SET accepted: POST /v1/admin/sessions/:id/revoke → the receiver has the
+ *     `session-revoked` SET for that session (wall clock, this process), p50/p95/p99.
+ * (b) sustained delivery to 4 push receivers: consoles send `session-locked` events (one batch per
+ *     console) that every stream requested; from the first send to every receiver holding every SET:
+ *     SETs/s, and per CPU-second of this process (the "per core" figure: backend + receivers).
+ * (c) signing cost per SET, as the transmitter signs (backend/ssf/set.ts `signSet`), and raw jose
+ *     `SignJWT` of the same claims with the same key in the same run (the anchor).
+ *
+ *   node --import tsx bench/ssf-delivery.ts [--samples 200] [--events 2000] [--consoles 16] [--algorithm RS256|ES256]
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseArgs } from 'node:util';
+import { SignJWT } from 'jose';
+import { buildSet, signSet, type SetAlgorithm } from '../backend/ssf/set.js';
+import { startTestBackend, TestConsole, httpJson, type Json } from '../test/helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
+import { fmt, fmtInt, heading, measured, printJsonLine, printTable, summarize, verdict, wallMs } from './lib/report.js';
+
+const { values: args } = parseArgs({
+  options: {
+    samples: { type: 'string', default: '200' },
+    events: { type: 'string', default: '2000' },
+    consoles: { type: 'string', default: '16' },
+    algorithm: { type: 'string', default: 'RS256' },
+  },
+});
+const SAMPLES = Number(args.samples);
+const EVENTS = Number(args.events);
+const CONSOLES = Number(args.consoles);
+const ALGORITHM = args.algorithm as SetAlgorithm;
+const GOAL_P99_MS = 50;
+const GOAL_PER_CORE = 2000;
+const PUSH = 'urn:ietf:rfc:8935';
+const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
+const LOCKED = 'urn:baton:event:session-locked';
+
+/** A loopback push receiver: 202 at once; records when each SET arrived, by event type and subject. */
+class LoopbackReceiver {
+  server: Server | undefined;
+  url = '';
+  count = 0;
+  readonly revokedAt = new Map<string, number>();
+  private waiters: (() => void)[] = [];
+
+  async listen(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        res.writeHead(202).end();
+        const now = wallMs();
+        const payload = JSON.parse(
+          Buffer.from(Buffer.concat(chunks).toString().split('.')[1] ?? '', 'base64url').toString(),
+        ) as Json;
+        this.count++;
+        if (`${CAEP}session-revoked` in payload.events) this.revokedAt.set(payload.sub_id.session?.id as string, now);
+        for (const w of this.waiters) w();
+      });
+    });
+    this.server.keepAliveTimeout = 60_000;
+    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/events`;
+    return this;
+  }
+
+  until(predicate: () => boolean, ms = 120_000): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out')), ms);
+      const check = () => {
+        if (!predicate()) return;
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== check);
+        resolve();
+      };
+      this.waiters.push(check);
+    });
+  }
+
+  close(): Promise<void> {
+    this.server?.closeAllConnections();
+    return new Promise((resolve) => this.server?.close(() => resolve()));
+  }
+}
+
+async function main(): Promise<void> {
+  heading(`Shared Signals delivery (${ALGORITHM})`);
+  const t = await startTestBackend({ ssf: { signingAlgorithm: ALGORITHM, retryBaseMs: 50 } });
+  const issued = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+    name: 'bench',
+    scopes: ['ssf.manage'],
+  })) as Json;
+  const token = issued.token as string;
+  const createStream = async (url: string, events: string[]) => {
+    const r = await httpJson(`${t.url}/ssf/streams`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: JSON.stringify({ delivery: { method: PUSH, endpoint_url: url }, events_requested: events }),
+    });
+    if (r.status !== 201) throw new Error(JSON.stringify(r.body));
+  };
+
+  // (a) revocation → SET accepted
+  const one = await new LoopbackReceiver().listen();
+  await createStream(one.url, [`${CAEP}session-revoked`]);
+  const first = await TestConsole.enrol(t.url, t.admin);
+  const { authenticator } = await enrolOperator(t.admin, first);
+  const latencies: number[] = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const console = i === 0 ? first : await TestConsole.enrol(t.url, t.admin);
+    const session = ((await signIn(console, authenticator)).body as Json).session.id as string;
+    const t0 = wallMs();
+    await t.admin.ok('POST', `/v1/admin/sessions/${session}/revoke`, { reason: 'bench' });
+    await one.until(() => one.revokedAt.has(session), 10_000);
+    latencies.push((one.revokedAt.get(session) as number) - t0);
+  }
+  const lat = summarize(latencies);
+  printTable(
+    '(a) revocation issued → session-revoked SET accepted by a loopback receiver (ms)',
+    ['n', 'p50', 'p95', 'p99', 'max', `goal p99 ≤ ${GOAL_P99_MS}`],
+    [[fmtInt(lat.n), fmt(lat.p50), fmt(lat.p95), fmt(lat.p99), fmt(lat.max), verdict(lat.p99 <= GOAL_P99_MS)]],
+  );
+
+  // (b) sustained delivery to 4 push receivers
+  const four = await Promise.all([1, 2, 3, 4].map(() => new LoopbackReceiver().listen()));
+  for (const r of four) await createStream(r.url, [LOCKED]);
+  const consoles = await Promise.all(Array.from({ length: CONSOLES }, () => TestConsole.enrol(t.url, t.admin)));
+  const sockets = await Promise.all(consoles.map((c) => c.connect()));
+  for (const s of sockets) await s.next('welcome');
+  const perConsole = Math.ceil(EVENTS / CONSOLES);
+  const total = perConsole * CONSOLES * four.length;
+  const { wallMs: wall, cpuMs } = await measured(async () => {
+    await Promise.all(
+      consoles.map(async (c, i) => {
+        const socket = sockets[i];
+        if (socket === undefined) return;
+        for (let sent = 0; sent < perConsole; sent += 500) {
+          const events = Array.from({ length: Math.min(500, perConsole - sent) }, () =>
+            c.nextEvent({ type: 'session-locked', reasons: ['idle'] }),
+          );
+          socket.send({ type: 'events', events });
+          const last = events.at(-1)?.seq ?? 0;
+          await socket.next('events-ack', (m: Json) => m.upToSeq >= last);
+        }
+      }),
+    );
+    await Promise.all(four.map((r) => r.until(() => r.count >= perConsole * CONSOLES)));
+  });
+  const rate = total / (wall / 1000);
+  const perCore = total / (cpuMs / 1000);
+
+  // (c) signing cost: signSet as the transmitter does, and raw jose, same claims, same key type
+  const { privateKey } =
+    ALGORITHM === 'RS256'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const claims = buildSet({
+    iss: 'https://baton.bank.example',
+    aud: 'https://receiver.example',
+    type: LOCKED,
+    event: { event_timestamp: 1, reasons: ['idle'] },
+    subject: { format: 'complex', device: { format: 'opaque', id: 'con_1' } },
+    txn: 'txn',
+  });
+  const n = 2000;
+  let t0 = performance.now();
+  for (let i = 0; i < n; i++) signSet(claims, { kid: 'k', alg: ALGORITHM, privateKey });
+  const oursUs = ((performance.now() - t0) * 1000) / n;
+  t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    await new SignJWT(claims as unknown as Record<string, unknown>)
+      .setProtectedHeader({ alg: ALGORITHM, kid: 'k', typ: 'secevent+jwt' })
+      .sign(privateKey);
+  }
+  const joseUs = ((performance.now() - t0) * 1000) / n;
+  printTable(
+    `(b) sustained push delivery to 4 receivers (${fmtInt(total)} SETs, ${CONSOLES} consoles as subjects) and (c) signing cost`,
+    [
+      'SETs/s (wall)',
+      'SETs per CPU-second',
+      `goal ≥ ${GOAL_PER_CORE}/s per core`,
+      'signSet µs/SET',
+      'jose SignJWT µs/SET (anchor)',
+    ],
+    [[fmt(rate, 0), fmt(perCore, 0), verdict(perCore >= GOAL_PER_CORE), fmt(oursUs, 1), fmt(joseUs, 1)]],
+  );
+  printJsonLine('ssf-delivery', {
+    algorithm: ALGORITHM,
+    revocationToSet: lat,
+    sustained: { sets: total, wallMs: wall, cpuMs, setsPerSecond: rate, setsPerCpuSecond: perCore },
+    signing: { signSetMicros: oursUs, joseMicros: joseUs },
+  });
+  for (const s of sockets) void s.close();
+  await Promise.all([one, ...four].map((r) => r.close()));
+  await t.stop();
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
