@@ -1,8 +1,10 @@
 import { api, setApiHooks, endpoint } from './api.js';
 import { confirmWithPasskey, registerView, setupView, signInView, type AdminSession } from './auth.js';
+import { apiTokensView } from './api-tokens-view.js';
 import { auditView } from './audit-view.js';
 import { consolesView } from './consoles-view.js';
 import { announce, fmtTime, h, replace, timeZone } from './dom.js';
+import { integrationsView } from './integrations-view.js';
 import { liveView } from './live-view.js';
 import { operatorsView } from './operators-view.js';
 import { picturesView } from './pictures-view.js';
@@ -20,6 +22,8 @@ const VIEWS: Record<string, View> = {
   policy: policyView,
   audit: auditView,
   pictures: picturesView,
+  tokens: apiTokensView,
+  integrations: integrationsView,
 };
 
 let session: AdminSession | undefined;

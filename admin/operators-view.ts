@@ -5,6 +5,7 @@ import { authenticatorMetadataCard, modelCell } from './authenticator-metadata-c
 import { confirmAction, count } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
+import { operatorImportCard } from './operator-import.js';
 import { pagedTable } from './paged-table.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
@@ -223,6 +224,7 @@ export const operatorsView: View = (main, id) => {
     suspended,
     h('section', { class: 'card' }, h('h2', {}, 'New operator'), form, message),
     h('section', { class: 'card' }, h('h2', {}, 'All operators'), list),
+    operatorImportCard(() => void load()),
     authenticatorMetadataCard(),
   );
   void load();

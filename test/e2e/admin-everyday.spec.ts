@@ -258,8 +258,8 @@ test('an enrolment code comes with copy, print and a QR code of the code', async
 
 test('a console enrolment token comes with copy, print and a QR code of the token', async ({}, info) => {
   await page.getByRole('link', { name: 'Consoles' }).click();
-  await page.getByLabel('Channel').selectOption('contact-centre');
-  await page.getByLabel('Site').fill('Lyon centre');
+  await page.locator('#token-channel').selectOption('contact-centre');
+  await page.locator('#token-site').fill('Lyon centre');
   await page.getByRole('button', { name: 'Issue enrolment token' }).click();
   const title = 'Console enrolment token for contact-centre at Lyon centre';
   const card = page.getByRole('status', { name: title });

@@ -1,0 +1,136 @@
+import { api, endpoint } from './api.js';
+import { confirmAction } from './confirm.js';
+import { announce, errorBox, fmtTime, h, pill, replace, table } from './dom.js';
+import { oneTimeSecret } from './one-time-secret.js';
+import type { View } from './view.js';
+
+interface ApiToken {
+  id: string;
+  label: string;
+  scope: 'read' | 'admin';
+  createdBy: string;
+  createdAt: number;
+  expiresAt: number;
+  lastUsedAt: number | null;
+  uses: number;
+  revokedAt: number | null;
+  revokedReason: string | null;
+  state: 'active' | 'expired' | 'revoked';
+}
+
+/** Admin API tokens: the credential for scripts (issued and revoked with a passkey step-up). */
+export const apiTokensView: View = (main) => {
+  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading tokens…'));
+  const message = h('div', { id: 'token-message' });
+  const label = h('input', {
+    id: 'api-token-label',
+    required: true,
+    maxlength: 100,
+    placeholder: 'e.g. nightly report',
+  });
+  const scope = h(
+    'select',
+    { id: 'api-token-scope' },
+    h('option', { value: 'read' }, 'read: look only'),
+    h('option', { value: 'admin' }, 'admin: may also change and revoke'),
+  );
+  const days = h('input', { id: 'api-token-days', type: 'number', min: 1, max: 365, value: 90, size: 5 });
+  const form = h(
+    'form',
+    { class: 'row', 'aria-label': 'Issue an admin API token' },
+    h('label', { for: 'api-token-label' }, 'What it is for', label),
+    h('label', { for: 'api-token-scope' }, 'Scope', scope),
+    h('label', { for: 'api-token-days' }, 'Valid for (days)', days),
+    h('button', { type: 'submit', class: 'primary', id: 'api-token-issue' }, 'Issue token'),
+  );
+  const load = async () => {
+    try {
+      const { tokens } = await api<{ tokens: ApiToken[] }>(...endpoint('adminApiTokens'));
+      replace(
+        list,
+        table(
+          'Admin API tokens',
+          ['token', 'scope', 'state', 'issued', 'expires', 'last used', 'uses', ''],
+          tokens.map((t) => {
+            const revoke = h('button', { type: 'button', class: 'danger', disabled: t.state === 'revoked' }, 'Revoke');
+            revoke.addEventListener('click', () => void revokeToken(t));
+            return [
+              t.label,
+              t.scope,
+              pill(t.state, t.state === 'active' ? 'good' : 'bad'),
+              `${fmtTime(t.createdAt)} by ${t.createdBy}`,
+              fmtTime(t.expiresAt),
+              fmtTime(t.lastUsedAt),
+              t.uses,
+              revoke,
+            ];
+          }),
+          'No admin API token yet. Issue one above for each script, with the narrowest scope it needs.',
+        ),
+      );
+    } catch (error) {
+      replace(list, errorBox(error));
+    }
+  };
+  const revokeToken = async (t: ApiToken) => {
+    try {
+      const ok = await confirmAction({
+        title: `Revoke the admin API token "${t.label}"`,
+        consequences: [
+          'The script using it is refused from its next request, on every node.',
+          'Its live streams close. This cannot be undone: issue a new token if the script still needs one.',
+        ],
+        confirm: 'Revoke token',
+      });
+      if (!ok) return;
+      await api(...endpoint('adminApiTokenRevoke', { id: t.id }), { reason: 'revoked in the admin console' });
+      announce(`Token "${t.label}" revoked`);
+      await load();
+    } catch (error) {
+      replace(message, errorBox(error));
+    }
+  };
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void (async () => {
+      try {
+        const { token, apiToken } = await api<{ token: string; apiToken: ApiToken }>(
+          ...endpoint('adminApiTokenCreate'),
+          { label: label.value.trim(), scope: scope.value, ttlDays: Number(days.value) },
+        );
+        replace(
+          message,
+          oneTimeSecret({
+            title: `Admin API token "${apiToken.label}" (${apiToken.scope})`,
+            value: token,
+            expiresAt: apiToken.expiresAt,
+            id: 'new-api-token',
+            instructions:
+              'Put it in the script\'s secret store and send it as "Authorization: Bearer <token>". It is shown only now; every use is recorded.',
+          }),
+        );
+        await load();
+      } catch (error) {
+        replace(message, errorBox(error));
+      }
+    })();
+  });
+  replace(
+    main,
+    h('h1', {}, 'API tokens'),
+    h(
+      'section',
+      { class: 'card' },
+      h('h2', {}, 'Issue a token for a script'),
+      h(
+        'p',
+        { class: 'muted' },
+        'Scripts call the admin API with a token instead of a passkey. A read token can only look; an admin token can also change things. No token can issue tokens, change roles or make an admin. Issuing and revoking asks for your passkey.',
+      ),
+      form,
+      message,
+    ),
+    h('section', { class: 'card' }, h('h2', {}, 'Tokens'), list),
+  );
+  void load();
+};
