@@ -185,7 +185,7 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     const created = (
       await as(t, r.token)('POST', '/ssf/streams', {
         delivery: { method: PUSH, endpoint_url: receiver.url, authorization_header: 'Bearer receiver-secret' },
-        events_requested: [...ALL_CAEP, 'urn:baton:event:session-ended'],
+        events_requested: [...ALL_CAEP, 'urn:baton:event:operator-revoked'],
       })
     ).body as Json;
     assert.equal(created.delivery.authorization_header, undefined, "the receiver's secret is never echoed");
@@ -204,7 +204,11 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     const signed = (await signIn(console, authenticator)).body as Json;
     assert.ok(signed.session?.id, JSON.stringify(signed));
     await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left the bank' });
-    await receiver.waitFor((s) => s.some((x) => x.type.endsWith('session-revoked')), 10_000, 'session-revoked');
+    await receiver.waitFor(
+      (s) => s.some((x) => x.type.endsWith('session-revoked')) && s.some((x) => x.type.endsWith(':operator-revoked')),
+      10_000,
+      'session-revoked and operator-revoked',
+    );
 
     const compliant = receiver.ofType('device-compliance-change').find((s) => s.event.current_status === 'compliant');
     assert.ok(compliant, 'console enrolled → compliant');
@@ -223,6 +227,15 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     assert.deepEqual(revoked.event.reason_admin, { en: 'left the bank' });
     assert.equal(revoked.event.initiating_entity, 'admin');
     assert.equal(typeof revoked.claims.txn, 'string');
+    // One cause (the operator's revocation), one txn; Baton's own event only because the stream asked for it.
+    const operatorRevoked = receiver.ofType('operator-revoked')[0];
+    assert.equal(operatorRevoked?.claims.txn, revoked.claims.txn);
+    assert.notEqual(established.claims.txn, revoked.claims.txn);
+    // The passkey registered during enrolment: credential-change create, with its AAGUID.
+    const created2 = receiver.ofType('credential-change').find((s) => s.event.change_type === 'create');
+    assert.ok(created2, 'credential-change create');
+    assert.match(String(created2.event.fido2_aaguid), /^[0-9a-f-]{36}$/);
+    assert.ok(['fido2-roaming', 'fido2-platform'].includes(String(created2.event.credential_type)));
     // Order per subject: established before revoked.
     const order = receiver.accepted.map((s) => s.jti);
     assert.ok(order.indexOf(established.jti) < order.indexOf(revoked.jti));
