@@ -171,6 +171,41 @@ export class AssertionGate {
   }
 
   /**
+   * `recordUse` and `assertStillUsable` in one store call (`OperatorRepository.recordAssertionUse`:
+   * one statement on PostgreSQL): the credential's counter, the operator's failure count reset to
+   * zero and the console's last contact written, in the lock order, then the same refusals as
+   * `assertStillUsable` on the state each write left. Call it first in the unit of work.
+   */
+  async recordUseAndRecheck(
+    store: Store,
+    credential: CredentialRecord,
+    counter: number,
+    operatorId: string,
+    consoleId: string,
+  ): Promise<void> {
+    const state = await store.operators.recordAssertionUse({
+      credentialId: credential.id,
+      counter,
+      at: this.ctx.clock(),
+      operatorId,
+      consoleId,
+    });
+    credential.counter = counter;
+    if (state.consoleRevokedAt !== null) {
+      throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
+    }
+    if (state.credential.revokedAt !== null) {
+      throw new BatonError('CREDENTIAL_REVOKED', 'This credential was revoked during the ceremony');
+    }
+    if (state.credential.suspendedAt !== null) {
+      throw new BatonError('CREDENTIAL_SUSPENDED', 'This credential was suspended during the ceremony');
+    }
+    if (state.operatorRevokedAt !== null) {
+      throw new BatonError('OPERATOR_REVOKED', 'This operator was revoked during the ceremony');
+    }
+  }
+
+  /**
    * Runs `unit` (the unit of work that acts on a verified assertion, which calls `recordUse`). When
    * the store refuses the counter because another node (or unit) advanced it past this assertion's
    * meanwhile, the assertion is refused as a counter regression found by the verification is:
@@ -217,12 +252,12 @@ export class AssertionGate {
     credentialId: string,
     failureType: 'sign-in-failed' | 'step-up-failed',
   ): Promise<{ credential: CredentialRecord; operator: OperatorRecord }> {
-    const credential = await this.ctx.store.operators.getCredential(credentialId);
-    if (credential === undefined) {
+    const found = await this.ctx.store.operators.getCredentialWithOperator(credentialId);
+    if (found === undefined) {
       await this.fail(console, failureType, 'CREDENTIAL_UNKNOWN', {});
       throw new BatonError('CREDENTIAL_UNKNOWN', 'No operator holds this credential');
     }
-    const operator = (await this.ctx.store.operators.get(credential.operatorId)) as OperatorRecord;
+    const { credential, operator } = found;
     const refuse = async (code: ErrorCode, message: string): Promise<never> => {
       await this.fail(console, failureType, code, { operator: operator.id, credential: credential.id });
       throw new BatonError(code, message);

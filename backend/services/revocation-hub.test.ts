@@ -171,10 +171,13 @@ describe('RevocationHub on the async store', () => {
     let down = true;
     const flaky: Store = {
       ...store,
-      transaction: (fn) =>
-        down
-          ? Promise.reject(Object.assign(new Error('database away'), { code: 'ECONNREFUSED' }))
-          : store.transaction(fn),
+      // The store's repository with its ack write failing while the database is away.
+      revocations: Object.assign(Object.create(store.revocations) as Store['revocations'], {
+        recordAcks: (acks: Parameters<Store['revocations']['recordAcks']>[0]) =>
+          down
+            ? Promise.reject(Object.assign(new Error('database away'), { code: 'ECONNREFUSED' }))
+            : store.revocations.recordAcks(acks),
+      }),
     };
     const hub = new RevocationHub(
       flaky,
@@ -191,14 +194,16 @@ describe('RevocationHub on the async store', () => {
     await hub.flushAcks();
     assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 1);
   });
-  it('writes the acknowledgements that arrive together in one transaction, each console up to its highest epoch', async () => {
+  it('writes the acknowledgements that arrive together in one write, each console up to its highest epoch', async () => {
     let transactions = 0;
     const counting: Store = {
       ...store,
-      transaction: (fn) => {
-        transactions++;
-        return store.transaction(fn);
-      },
+      revocations: Object.assign(Object.create(store.revocations) as Store['revocations'], {
+        recordAcks: (acks: Parameters<Store['revocations']['recordAcks']>[0]) => {
+          transactions++;
+          return store.revocations.recordAcks(acks);
+        },
+      }),
     };
     const hub = new RevocationHub(
       counting,

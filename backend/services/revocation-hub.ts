@@ -62,8 +62,15 @@ export class RevocationHub {
   private pushedUpTo: number | undefined;
   private delivering: Promise<unknown> = Promise.resolve();
   private readonly pushCounts = new Map<number, number>();
-  /** Delivery rows being written: an acknowledgement is written after them, or it would find no row to mark. */
-  private readonly deliveryWrites = new Set<Promise<void>>();
+  /**
+   * Delivery rows being written, by epoch: the consoles and when they were sent it. An ack of that
+   * very epoch does not wait for them (it carries `sentAt` and writes its own row if missing: an
+   * upsert, `recordAcks`); an ack of a later epoch, which also acknowledges this one, waits for them.
+   */
+  private readonly deliveryWrites = new Map<
+    Promise<void>,
+    { epoch: number; at: number; consoles: ReadonlySet<string> }
+  >();
 
   constructor(
     private readonly store: Store,
@@ -294,14 +301,26 @@ export class RevocationHub {
 
   private async writeAcks(): Promise<void> {
     if (this.pendingAcks.size === 0) return;
-    // A console can answer a push before its delivery row is committed (it is written after the send).
-    if (this.deliveryWrites.size > 0) await Promise.allSettled([...this.deliveryWrites]);
+    // A console can answer a push before its delivery row is committed (it is written after the
+    // send). An ack of the epoch being written brings its own row (`sentAt`); the rows of an earlier
+    // epoch it also acknowledges must be there first, or it would find none to mark.
+    let highest = 0;
+    for (const ack of this.pendingAcks.values()) if (ack.epoch > highest) highest = ack.epoch;
+    const earlier = [...this.deliveryWrites].filter(([, d]) => d.epoch < highest).map(([write]) => write);
+    if (earlier.length > 0) await Promise.allSettled(earlier);
     const acks = this.pendingAcks;
     this.pendingAcks = new Map();
     try {
-      const rows = [...acks].map(([consoleId, ack]) => ({ consoleId, epoch: ack.epoch, at: ack.at }));
-      // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each).
-      await this.store.transaction((tx) => tx.revocations.recordAcks(rows));
+      const rows = [...acks].map(([consoleId, ack]) => {
+        let sentAt: number | undefined;
+        for (const d of this.deliveryWrites.values()) {
+          if (d.epoch === ack.epoch && d.consoles.has(consoleId)) sentAt = d.at;
+        }
+        return { consoleId, epoch: ack.epoch, at: ack.at, ...(sentAt === undefined ? {} : { sentAt }) };
+      });
+      // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each;
+      // one statement for a single console).
+      await this.store.revocations.recordAcks(rows);
     } catch (error) {
       // Kept for a retry (the database may be restarting); an ack that arrived meanwhile wins.
       for (const [consoleId, ack] of acks) {
@@ -357,7 +376,7 @@ export class RevocationHub {
     const unrecorded = recorded === undefined ? sent : sent.filter((id) => !recorded.has(id));
     if (unrecorded.length > 0) {
       const write = this.store.revocations.recordDeliveries(record.epoch, unrecorded, now);
-      this.deliveryWrites.add(write);
+      this.deliveryWrites.set(write, { epoch: record.epoch, at: now, consoles: new Set(unrecorded) });
       try {
         await write;
       } catch (error) {

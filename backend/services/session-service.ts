@@ -160,17 +160,16 @@ export class SessionService {
       this.ctx.events.atomically(async (uow) => {
         const tx = uow.store;
         // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
-        // writes take the rows a revocation updates (credential, operator, console: see
-        // `AssertionGate.recordUse`), then the re-check decides on the state as it is now.
-        await this.gate.recordUse(tx, credential, counter);
-        // Resetting the failure count writes the operator's row only when it is not already zero;
-        // counting one first makes the write unconditional (the row lock), and the count ends at zero.
-        await tx.operators.recordFailure(operator.id);
-        await tx.operators.resetFailures(operator.id);
-        await tx.consoles.touch(console.id, now);
-        await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
+        // writes take the rows a revocation updates (credential, operator, console, in the lock
+        // order: see `AssertionGate.recordUse`) and the re-check decides on the state each write left
+        // (one statement on PostgreSQL: `recordUseAndRecheck`). The failure count ends at zero.
+        await this.gate.recordUseAndRecheck(tx, credential, counter, operator.id, console.id);
         // Locked: a session revoked or ended on another node meanwhile is not resumed or suspended here.
         const live = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
+        // This console's live sessions as this unit leaves them. The console's row is written above,
+        // so no other sign-in on this console runs until this unit ends: nothing but this unit adds
+        // a live session to it meanwhile, and they need not be read again.
+        const remaining = new Map(live.map((s) => [s.id, s]));
         let session: SessionRecord | undefined;
         let resumed = false;
         for (const s of live) {
@@ -181,11 +180,13 @@ export class SessionService {
             resumed = true;
           } else {
             await this.close(uow, s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
+            remaining.delete(s.id);
           }
         }
         for (const s of live) {
           if (s.operatorId === operator.id || s.state !== 'active') continue;
           await tx.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
+          remaining.set(s.id, { ...s, state: 'suspended', suspendedAt: now });
           suspended.push(s.id);
           await uow.record({
             type: 'session-suspended',
@@ -218,7 +219,7 @@ export class SessionService {
             ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
           });
         } else {
-          const stillLive = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
+          const stillLive = [...remaining.values()];
           const excess = stillLive.length + 1 - channel.maxSessions;
           const evictable = stillLive
             .filter((s) => s.state === 'suspended')

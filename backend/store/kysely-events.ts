@@ -54,6 +54,13 @@ function headFrom(row: Row | undefined): StreamHead | undefined {
 }
 
 export class KyselyEvents implements EventRepository {
+  /**
+   * PostgreSQL, inside a unit of work: heads that `insert` already moved to the row it wrote (same
+   * statement), so `setHead` with that same head has nothing left to write. Per unit: a store bound
+   * to a transaction gets its own repository.
+   */
+  private readonly headsWritten = new Map<string, StreamHead>();
+
   constructor(private readonly ctx: KyselyContext) {}
 
   async head(origin: string): Promise<StreamHead | undefined> {
@@ -75,21 +82,20 @@ export class KyselyEvents implements EventRepository {
   async lockHead(origin: string): Promise<StreamHead> {
     const genesis: StreamHead = { lastSeq: 0, lastHash: GENESIS_HASH };
     if (this.ctx.dialect === 'sqlite') return (await this.head(origin)) ?? genesis;
-    await this.ctx.db
+    // One statement: created at 0 if missing, else updated to itself, which locks the row (a
+    // concurrent locker waits, then reads the version committed before it) and returns it.
+    const row = await this.ctx.db
       .insertInto('event_streams')
       .values({ origin, last_seq: 0, last_hash: GENESIS_HASH })
-      .onConflict((oc) => oc.column('origin').doNothing())
-      .execute();
-    const row = await this.ctx.db
-      .selectFrom('event_streams')
-      .select(['last_seq', 'last_hash'])
-      .where('origin', '=', origin)
-      .forUpdate()
+      .onConflict((oc) => oc.column('origin').doUpdateSet({ last_seq: sql`event_streams.last_seq` }))
+      .returning(['last_seq', 'last_hash'])
       .executeTakeFirst();
     return headFrom(row) ?? genesis;
   }
 
   async setHead(origin: string, head: StreamHead): Promise<void> {
+    const written = this.headsWritten.get(origin);
+    if (written !== undefined && written.lastSeq === head.lastSeq && written.lastHash === head.lastHash) return;
     await this.ctx.db
       .insertInto('event_streams')
       .values({ origin, last_seq: head.lastSeq, last_hash: head.lastHash })
@@ -98,13 +104,39 @@ export class KyselyEvents implements EventRepository {
   }
 
   async insert(row: EventRow): Promise<{ inserted: true; cursor: number } | { inserted: false; existingHash: string }> {
-    const inserted = await this.ctx.db
-      .insertInto('events')
-      .values(eventValues(row))
-      .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
-      .returning('cursor')
-      .executeTakeFirst();
-    if (inserted) return { inserted: true, cursor: num(inserted, 'cursor') };
+    if (this.ctx.dialect === 'postgres' && this.ctx.inTransaction) {
+      // The row and, when it extends the chain by one, the head in one statement (one round trip
+      // fewer while the unit holds the head's lock); `setHead` then skips that same head.
+      const values = eventValues(row);
+      const result = await sql<Row>`
+        WITH e AS (
+          INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+            session_id, body, hash, integrity)
+          VALUES (${values.origin}, ${values.seq}, ${values.id}, ${values.time}, ${values.received_at},
+            ${values.type}, ${values.outcome}, ${values.operator_id}, ${values.console_id},
+            ${values.session_id}, ${values.body}, ${values.hash}, ${values.integrity})
+          ON CONFLICT (origin, seq) DO NOTHING
+          RETURNING cursor
+        ), h AS (
+          UPDATE event_streams SET last_seq = ${row.seq}, last_hash = ${row.hash}
+          WHERE origin = ${row.origin} AND last_seq = ${row.seq - 1} AND EXISTS (SELECT 1 FROM e)
+          RETURNING 1
+        )
+        SELECT (SELECT cursor FROM e) AS cursor, (SELECT count(*)::int FROM h) AS head_moved`.execute(this.ctx.db);
+      const first = result.rows[0];
+      if (first !== undefined && first.cursor !== null && first.cursor !== undefined) {
+        if (num(first, 'head_moved') === 1) this.headsWritten.set(row.origin, { lastSeq: row.seq, lastHash: row.hash });
+        return { inserted: true, cursor: num(first, 'cursor') };
+      }
+    } else {
+      const inserted = await this.ctx.db
+        .insertInto('events')
+        .values(eventValues(row))
+        .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
+        .returning('cursor')
+        .executeTakeFirst();
+      if (inserted) return { inserted: true, cursor: num(inserted, 'cursor') };
+    }
     const existing = await this.ctx.db
       .selectFrom('events')
       .select('hash')

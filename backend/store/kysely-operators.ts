@@ -1,6 +1,8 @@
 /** Operators, their enrolment codes and their credentials (Kysely, both dialects). */
+import { sql } from 'kysely';
 import {
   counterNotAdvanced,
+  type AssertionRowsState,
   type CredentialRecord,
   type EnrolmentCodeRecord,
   type OperatorRecord,
@@ -209,6 +211,115 @@ export class KyselyOperators implements OperatorRepository {
       .executeTakeFirst();
     if (changed(result) !== 1) throw counterNotAdvanced(id, counter);
   }
+  /**
+   * PostgreSQL: one statement, three data-modifying CTEs chained by `EXISTS` on the one before (an
+   * uncorrelated EXISTS is a one-time filter evaluated before the UPDATE reads a row), so the rows
+   * are locked credential → operator → console, the documented lock order, and nothing is locked
+   * past a counter that did not advance. SQLite: three statements (no round trips to save).
+   */
+  async recordAssertionUse(input: {
+    credentialId: string;
+    counter: number;
+    at: number;
+    operatorId: string;
+    consoleId?: string;
+  }): Promise<AssertionRowsState> {
+    const { credentialId, counter, at, operatorId, consoleId } = input;
+    // Zero means the authenticator keeps no counter: accepted only while the stored one is zero too.
+    const advances = counter === 0 ? sql`counter = 0` : sql`counter < ${counter}`;
+    if (this.ctx.dialect === 'postgres') {
+      const console =
+        consoleId === undefined
+          ? sql`SELECT NULL::bigint AS revoked_at WHERE false`
+          : sql`UPDATE consoles SET last_seen_at = ${at} WHERE id = ${consoleId} AND EXISTS (SELECT 1 FROM o) RETURNING revoked_at`;
+      const result = await sql<Row>`
+        WITH c AS (
+          UPDATE credentials SET counter = ${counter}, last_used_at = ${at}
+          WHERE id = ${credentialId} AND ${advances}
+          RETURNING revoked_at, suspended_at
+        ), o AS (
+          UPDATE operators SET failed_attempts = 0
+          WHERE id = ${operatorId} AND EXISTS (SELECT 1 FROM c)
+          RETURNING revoked_at
+        ), k AS (${console})
+        SELECT c.revoked_at AS c_revoked, c.suspended_at AS c_suspended,
+          (SELECT count(*)::int FROM o) AS o_n, (SELECT revoked_at FROM o) AS o_revoked,
+          (SELECT count(*)::int FROM k) AS k_n, (SELECT revoked_at FROM k) AS k_revoked
+        FROM c`.execute(this.ctx.db);
+      const row = result.rows[0];
+      if (row === undefined) throw counterNotAdvanced(credentialId, counter);
+      return {
+        credential: { revokedAt: optNum(row, 'c_revoked'), suspendedAt: optNum(row, 'c_suspended') },
+        operatorRevokedAt: num(row, 'o_n') === 0 ? undefined : optNum(row, 'o_revoked'),
+        consoleRevokedAt: num(row, 'k_n') === 0 ? undefined : optNum(row, 'k_revoked'),
+      };
+    }
+    const { db } = this.ctx;
+    const credential = await db
+      .updateTable('credentials')
+      .set({ counter, last_used_at: at })
+      .where('id', '=', credentialId)
+      .where('counter', counter === 0 ? '=' : '<', counter)
+      .returning(['revoked_at', 'suspended_at'])
+      .executeTakeFirst();
+    if (credential === undefined) throw counterNotAdvanced(credentialId, counter);
+    const operator = await db
+      .updateTable('operators')
+      .set({ failed_attempts: 0 })
+      .where('id', '=', operatorId)
+      .returning('revoked_at')
+      .executeTakeFirst();
+    const console =
+      consoleId === undefined
+        ? undefined
+        : await db
+            .updateTable('consoles')
+            .set({ last_seen_at: at })
+            .where('id', '=', consoleId)
+            .returning('revoked_at')
+            .executeTakeFirst();
+    return {
+      credential: { revokedAt: optNum(credential, 'revoked_at'), suspendedAt: optNum(credential, 'suspended_at') },
+      operatorRevokedAt: operator === undefined ? undefined : optNum(operator, 'revoked_at'),
+      consoleRevokedAt: console === undefined ? undefined : optNum(console, 'revoked_at'),
+    };
+  }
+
+  async getCredentialWithOperator(
+    id: string,
+  ): Promise<{ credential: CredentialRecord; operator: OperatorRecord } | undefined> {
+    const row = await this.ctx.db
+      .selectFrom('credentials as c')
+      .innerJoin('operators as o', 'o.id', 'c.operator_id')
+      .selectAll('c')
+      .select([
+        'o.display_name as o_display_name',
+        'o.roles as o_roles',
+        'o.webauthn_user_id as o_webauthn_user_id',
+        'o.created_at as o_created_at',
+        'o.failed_attempts as o_failed_attempts',
+        'o.revoked_at as o_revoked_at',
+        'o.revoked_reason as o_revoked_reason',
+      ])
+      .where('c.id', '=', id)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    const r = row as Row;
+    return {
+      credential: credentialFrom(r),
+      operator: operatorFrom({
+        id: r.operator_id,
+        display_name: r.o_display_name,
+        roles: r.o_roles,
+        webauthn_user_id: r.o_webauthn_user_id,
+        created_at: r.o_created_at,
+        failed_attempts: r.o_failed_attempts,
+        revoked_at: r.o_revoked_at,
+        revoked_reason: r.o_revoked_reason,
+      }),
+    };
+  }
+
   async revokeCredential(id: string, at: number, reason: string): Promise<boolean> {
     const result = await this.ctx.db
       .updateTable('credentials')

@@ -94,6 +94,14 @@ export class KyselyRevocations implements RevocationRepository {
   }
   async recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void> {
     if (consoleIds.length === 0) return;
+    if (this.ctx.dialect === 'postgres') {
+      // One statement whatever the number of consoles (arrays, not three parameters a row): atomic
+      // on its own, so no transaction around it.
+      await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
+        SELECT ${epoch}::bigint, id, ${at}::bigint FROM unnest(${consoleIds}::text[]) AS a(id)
+        ON CONFLICT DO NOTHING`.execute(this.ctx.db);
+      return;
+    }
     await atomic(this.ctx, async (db) => {
       for (let i = 0; i < consoleIds.length; i += DELIVERY_CHUNK) {
         const chunk = consoleIds.slice(i, i + DELIVERY_CHUNK);
@@ -114,10 +122,37 @@ export class KyselyRevocations implements RevocationRepository {
       .where('acked_at', 'is', null)
       .execute();
   }
-  async recordAcks(acks: readonly { consoleId: string; epoch: number; at: number }[]): Promise<void> {
+  async recordAcks(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): Promise<void> {
     if (acks.length === 0) return;
     // Lock order (repositories.ts): consoles in ascending id, then their deliveries.
     const sorted = [...acks].sort((a, b) => (a.consoleId < b.consoleId ? -1 : a.consoleId > b.consoleId ? 1 : 0));
+    /** Acks whose delivery row the node may not have written yet: written here if missing (an upsert). */
+    const upserts = sorted.filter((a) => a.sentAt !== undefined);
+    if (this.ctx.dialect === 'postgres' && sorted.length === 1 && !this.ctx.inTransaction) {
+      // One console (the single-console revocation): one statement, atomic on its own, one round
+      // trip. Its one console row is locked first (UPDATE), then its deliveries (the scalar
+      // subqueries on `c` and `d` run before the statements that use them).
+      const [ack] = sorted as [(typeof sorted)[number]];
+      const upsert =
+        ack.sentAt === undefined
+          ? sql`SELECT 1 WHERE false`
+          : sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
+              SELECT ${ack.epoch}::bigint, ${ack.consoleId}::text, ${ack.sentAt}::bigint, ${ack.at}::bigint
+              WHERE (SELECT count(*) FROM c) > 0 AND NOT EXISTS (SELECT 1 FROM d WHERE d.epoch = ${ack.epoch})
+              ON CONFLICT (epoch, console_id) DO UPDATE SET acked_at = excluded.acked_at
+              WHERE revocation_deliveries.acked_at IS NULL`;
+      await sql`WITH c AS (
+          UPDATE consoles SET revocation_epoch = GREATEST(revocation_epoch, ${ack.epoch}::bigint)
+          WHERE id = ${ack.consoleId} RETURNING id
+        ), d AS (
+          UPDATE revocation_deliveries SET acked_at = ${ack.at}
+          WHERE console_id = ${ack.consoleId} AND epoch <= ${ack.epoch} AND acked_at IS NULL
+            AND (SELECT count(*) FROM c) > 0
+          RETURNING epoch
+        ), i AS (${upsert})
+        SELECT 1`.execute(this.ctx.db);
+      return;
+    }
     await atomic(this.ctx, async (db) => {
       if (this.ctx.dialect === 'postgres') {
         const ids = sorted.map((a) => a.consoleId);
@@ -130,6 +165,14 @@ export class KyselyRevocations implements RevocationRepository {
         await sql`UPDATE revocation_deliveries d SET acked_at = a.at
           FROM unnest(${ids}::text[], ${epochs}::bigint[], ${ats}::bigint[]) AS a(console_id, epoch, at)
           WHERE d.console_id = a.console_id AND d.epoch <= a.epoch AND d.acked_at IS NULL`.execute(db);
+        if (upserts.length > 0) {
+          // A row committed meanwhile (after the UPDATE read) conflicts: marked acknowledged too.
+          await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
+            SELECT * FROM unnest(${upserts.map((a) => a.epoch)}::bigint[], ${upserts.map((a) => a.consoleId)}::text[],
+              ${upserts.map((a) => a.sentAt)}::bigint[], ${upserts.map((a) => a.at)}::bigint[])
+            ON CONFLICT (epoch, console_id) DO UPDATE SET acked_at = excluded.acked_at
+            WHERE revocation_deliveries.acked_at IS NULL`.execute(db);
+        }
         return;
       }
       for (const ack of sorted) {
@@ -145,6 +188,13 @@ export class KyselyRevocations implements RevocationRepository {
           .where('epoch', '<=', ack.epoch)
           .where('acked_at', 'is', null)
           .execute();
+        if (ack.sentAt !== undefined) {
+          await db
+            .insertInto('revocation_deliveries')
+            .values({ epoch: ack.epoch, console_id: ack.consoleId, sent_at: ack.sentAt, acked_at: ack.at })
+            .onConflict((oc) => oc.doNothing())
+            .execute();
+        }
       }
     });
   }
@@ -183,6 +233,20 @@ export class KyselyEphemeral implements EphemeralRepository {
     maxPerOwner?: number,
   ): Promise<void> {
     const { db } = this.ctx;
+    if (this.ctx.dialect === 'postgres' && maxPerOwner !== undefined) {
+      // One statement (one round trip, atomic on its own): the DELETE reads the snapshot from before
+      // the INSERT, so it keeps the newest maxPerOwner - 1 others and the new entry makes maxPerOwner.
+      await sql`WITH i AS (
+          INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq)
+          VALUES (${entry.kind}, ${entry.key}, ${entry.owner}, ${entry.value}, ${entry.expiresAt}, nextval('ephemeral_seq'))
+          RETURNING 1
+        )
+        DELETE FROM ephemeral WHERE kind = ${entry.kind} AND owner = ${entry.owner} AND created_seq NOT IN (
+          SELECT created_seq FROM ephemeral WHERE kind = ${entry.kind} AND owner = ${entry.owner}
+          ORDER BY created_seq DESC LIMIT ${Math.max(0, maxPerOwner - 1)}
+        ) AND EXISTS (SELECT 1 FROM i)`.execute(db);
+      return;
+    }
     await db
       .insertInto('ephemeral')
       .values({

@@ -10,10 +10,36 @@ import { KyselyEphemeral } from './kysely-revocations.js';
 
 type Row = { owner: string; value: string; expires_at: number };
 
-/** The hand-written statements, synchronous, on the store's one better-sqlite3 connection (migration 9). */
-export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 'take' | 'claimOnce'> {
+/**
+ * The hand-written statements, synchronous, on the store's one better-sqlite3 connection (migration 9).
+ *
+ * **Commits without an fsync.** With `durability: 'full'` every commit of the store waits for the
+ * disk (synchronous = FULL), and a sign-in made six of them (a nonce per signed request, the
+ * challenge put and its take): the disk flushes, on the event loop, were most of a sign-in's cost.
+ * A statement of this class run outside a unit of work commits with synchronous = NORMAL instead
+ * (WAL mode: atomic and consistent, survives a killed process; only a power loss or an OS crash may
+ * roll it back), and FULL is set again right after, so every other commit of the store waits for
+ * the disk as before. The WAL is sequential: the next FULL commit (the sign-in's own unit of work,
+ * a failure event) makes these writes durable with it. What a power loss can still take back is a
+ * challenge or a nonce written after the last durable commit: a challenge lost is a sign-in to
+ * retry; a challenge taken and then restored belonged to a ceremony that committed nothing (a
+ * refusal records its event durably, which makes the take durable too); a nonce restored lets a
+ * captured signed request be replayed only inside its freshness window and across a power loss, and
+ * that request still passes every other check (challenge single use, counter CAS). Inside a unit
+ * of work nothing changes: the unit's commit is FULL.
+ */
+export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 'take' | 'claimOnce' | 'claimMany'> {
   private readonly stmts;
-  constructor(private readonly db: Database.Database) {
+  private readonly relaxed: { normal: Database.Statement; full: Database.Statement } | undefined;
+  constructor(
+    private readonly db: Database.Database,
+    /** The store's durability: with 'full', this class's own commits skip the fsync (see above). */
+    durability: 'full' | 'normal' = 'normal',
+  ) {
+    this.relaxed =
+      durability === 'full'
+        ? { normal: db.prepare('PRAGMA synchronous = NORMAL'), full: db.prepare('PRAGMA synchronous = FULL') }
+        : undefined;
     this.stmts = {
       insert: db.prepare(
         `INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq)
@@ -33,25 +59,59 @@ export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 
     };
   }
 
-  put(entry: { kind: string; key: string; owner: string; value: string; expiresAt: number }, maxPerOwner?: number) {
-    this.stmts.insert.run(entry.kind, entry.key, entry.owner, entry.value, entry.expiresAt);
-    if (maxPerOwner !== undefined) {
-      this.stmts.evict.run(entry.kind, entry.owner, entry.kind, entry.owner, maxPerOwner);
+  /**
+   * Runs `fn` (one or more statements) as one commit: inside a unit of work, in its transaction;
+   * outside one, in a transaction of its own when it has several statements, committed without an
+   * fsync when the store's durability is FULL (see the class comment).
+   */
+  private commit<T>(fn: () => T, statements: number): T {
+    if (this.db.inTransaction) return fn();
+    const body = statements > 1 ? this.db.transaction(fn) : fn;
+    if (this.relaxed === undefined) return body();
+    this.relaxed.normal.run();
+    try {
+      return body();
+    } finally {
+      this.relaxed.full.run();
     }
   }
 
+  put(entry: { kind: string; key: string; owner: string; value: string; expiresAt: number }, maxPerOwner?: number) {
+    this.commit(
+      () => {
+        this.stmts.insert.run(entry.kind, entry.key, entry.owner, entry.value, entry.expiresAt);
+        if (maxPerOwner !== undefined) {
+          this.stmts.evict.run(entry.kind, entry.owner, entry.kind, entry.owner, maxPerOwner);
+        }
+      },
+      maxPerOwner === undefined ? 1 : 2,
+    );
+  }
+
   take(kind: string, key: string) {
-    const row = this.stmts.take.get(kind, key) as Row | undefined;
+    const row = this.commit(() => this.stmts.take.get(kind, key) as Row | undefined, 1);
     return row && { owner: row.owner, value: row.value, expiresAt: row.expires_at };
   }
 
   claimOnce(kind: string, key: string, expiresAt: number, now: number): boolean {
-    return this.stmts.claim.run(kind, key, expiresAt, now).changes === 1;
+    return this.commit(() => this.stmts.claim.run(kind, key, expiresAt, now).changes === 1, 1);
+  }
+
+  /** One statement per key (its next created_seq reads the table), all in one commit. */
+  claimMany(kind: string, entries: readonly { key: string; expiresAt: number }[], now: number): Set<string> {
+    const distinct = [...new Map(entries.map((e) => [e.key, e])).values()];
+    const claimed = new Set<string>();
+    if (distinct.length === 0) return claimed;
+    this.commit(() => {
+      for (const e of distinct)
+        if (this.stmts.claim.run(kind, e.key, e.expiresAt, now).changes === 1) claimed.add(e.key);
+    }, distinct.length);
+    return claimed;
   }
 }
 
 /**
- * The Kysely repository with put, take and claimOnce replaced by the statements above, run on
+ * The Kysely repository with put, take, claimOnce and claimMany replaced by the statements above, run on
  * the same connection, in the unit of work's transaction or holding the connection outside one.
  */
 export class HandWrittenSqliteEphemeral extends KyselyEphemeral {
@@ -76,5 +136,13 @@ export class HandWrittenSqliteEphemeral extends KyselyEphemeral {
 
   override claimOnce(kind: string, key: string, expiresAt: number, now: number): Promise<boolean> {
     return this.runner.run(() => this.sync.claimOnce(kind, key, expiresAt, now));
+  }
+
+  override claimMany(
+    kind: string,
+    entries: readonly { key: string; expiresAt: number }[],
+    now: number,
+  ): Promise<Set<string>> {
+    return this.runner.run(() => this.sync.claimMany(kind, entries, now));
   }
 }

@@ -59,7 +59,7 @@ export function migrate(db: Database.Database, migrations: readonly Migration[] 
 export function openSqliteStore(options: SqliteStoreOptions): Store {
   return openSqliteFile(options, (raw) => {
     const events = new SqliteEvents(raw);
-    const ephemeral = new SqliteEphemeral(raw);
+    const ephemeral = new SqliteEphemeral(raw, options.durability);
     return {
       events: (runner, ctx) => new HandWrittenSqliteEvents(events, runner, ctx),
       ephemeral: (runner, ctx) => new HandWrittenSqliteEphemeral(ephemeral, runner, ctx),
