@@ -1,0 +1,227 @@
+import { api, endpoint } from './api.js';
+import { confirmAction } from './confirm.js';
+import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import type { View } from './view.js';
+
+/**
+ * Integrations: where Baton's signals go and where they come from, on one page, so the security team
+ * sees at a glance what is behind. Shared Signals streams out (with pause and resume), upstream
+ * transmitters in (last SET, last action, rejections by reason), SCIM directories, and the SIEM
+ * export's sinks (cursor, lag, last error).
+ */
+
+interface SiemSink {
+  name: string;
+  kind: 'syslog' | 'http';
+  target: string;
+  configured: boolean;
+  cursor: number;
+  lag: number;
+  delivered: number;
+  lastDeliveredAt: number | null;
+  lastError: string | null;
+  lastErrorAt: number | null;
+  failures: number;
+  deliveringNode: string | null;
+}
+
+interface StreamOut {
+  id: string;
+  receiverId: string;
+  audience: string | string[];
+  method: 'push' | 'poll';
+  endpointUrl: string;
+  status: 'enabled' | 'paused' | 'disabled';
+  statusReason: string | null;
+  backlog: number;
+  lagMs: number;
+  lastError: string | null;
+  lastDeliveredAt: number | null;
+  deliveredCount: number;
+}
+
+interface SourceIn {
+  id: string;
+  name: string;
+  issuer: string;
+  disabledAt: number | null;
+  accepted: number;
+  lastSetAt: number | null;
+  lastAction: string | null;
+  rejections: { code: string; count: number; lastAt: number }[];
+}
+
+interface Directory {
+  id: string;
+  name: string;
+  groupRoles: Record<string, string[]>;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+/** The host a push stream delivers to (the full URL may be long, and carry a path the receiver chose). */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+const STATUS_TONE = { enabled: 'good', paused: 'warn', disabled: 'bad' } as const;
+
+/** A section that loads itself; a failure shows in the section, the others still load. */
+function section(title: string, id: string, load: (box: HTMLElement) => Promise<void>): HTMLElement {
+  const box = h('section', { id }, h('h2', {}, title), h('p', { class: 'muted' }, 'Loading…'));
+  load(box).catch((error: unknown) => replace(box, h('h2', {}, title), errorBox(error)));
+  return box;
+}
+
+function siemSection(): HTMLElement {
+  const title = 'SIEM export';
+  return section(title, 'siem-sinks', async (box) => {
+    const { sinks } = await api<{ sinks: SiemSink[] }>(...endpoint('adminSiem'));
+    replace(
+      box,
+      h('h2', {}, title),
+      table(
+        'SIEM sinks',
+        ['sink', 'target', 'cursor', 'behind', 'delivered', 'last delivery', 'state', 'delivering node'],
+        sinks.map((s) => [
+          s.configured ? s.name : `${s.name} (no longer configured)`,
+          s.target,
+          String(s.cursor),
+          s.lag === 0 ? 'up to date' : `${s.lag} event(s)`,
+          String(s.delivered),
+          s.lastDeliveredAt === null ? 'never' : fmtAgo(s.lastDeliveredAt),
+          s.failures > 0
+            ? h(
+                'span',
+                {},
+                pill(`failing (${s.failures} tries)`, 'bad'),
+                ' ',
+                h('span', { class: 'muted' }, `${s.lastError ?? ''} · ${fmtTime(s.lastErrorAt)}`),
+              )
+            : pill('delivering', 'good'),
+          s.deliveringNode ?? '—',
+        ]),
+        'No SIEM sink is configured (siem.sinks in the backend config file; see docs/siem.md).',
+      ),
+    );
+  });
+}
+
+function streamsSection(): HTMLElement {
+  const title = 'Shared Signals streams out';
+  const load = async (box: HTMLElement): Promise<void> => {
+    const [{ streams }, { receivers }] = await Promise.all([
+      api<{ streams: StreamOut[] }>(...endpoint('adminSsfStreams')),
+      api<{ receivers: { id: string; name: string }[] }>(...endpoint('adminSsfReceivers')),
+    ]);
+    const names = new Map(receivers.map((r) => [r.id, r.name]));
+    const receiverName = (s: StreamOut) => names.get(s.receiverId) ?? s.receiverId;
+    const setStatus = async (stream: StreamOut, status: 'enabled' | 'paused') => {
+      const audience = receiverName(stream);
+      const ok = await confirmAction({
+        title: status === 'paused' ? `Pause the stream to ${audience}` : `Resume the stream to ${audience}`,
+        consequences:
+          status === 'paused'
+            ? ['Events keep queueing for this receiver but are not sent until it is resumed.']
+            : [`${stream.backlog} queued event(s) are sent, in order.`],
+        confirm: status === 'paused' ? 'Pause stream' : 'Resume stream',
+        tone: 'primary',
+      });
+      if (!ok) return;
+      await api(...endpoint('adminSsfStreamStatus', { id: stream.id }), { status });
+      announce(`Stream ${status === 'paused' ? 'paused' : 'resumed'}`);
+      await load(box);
+    };
+    replace(
+      box,
+      h('h2', {}, title),
+      table(
+        'Shared Signals streams out',
+        ['receiver', 'delivery', 'status', 'queued', 'oldest queued', 'delivered', 'last delivery', 'last error', ''],
+        streams.map((s) => {
+          const action =
+            s.status === 'enabled'
+              ? h('button', { type: 'button', class: 'pause-stream' }, 'Pause')
+              : s.status === 'paused'
+                ? h('button', { type: 'button', class: 'resume-stream' }, 'Resume')
+                : null;
+          action?.addEventListener('click', () => {
+            void setStatus(s, s.status === 'enabled' ? 'paused' : 'enabled').catch((error: unknown) =>
+              box.append(errorBox(error)),
+            );
+          });
+          return [
+            receiverName(s),
+            s.method === 'push' ? `push to ${hostOf(s.endpointUrl)}` : 'poll',
+            h('span', {}, pill(s.status, STATUS_TONE[s.status]), s.statusReason === null ? '' : ` ${s.statusReason}`),
+            String(s.backlog),
+            s.backlog === 0 ? '—' : `${Math.round(s.lagMs / 1000)} s`,
+            String(s.deliveredCount),
+            s.lastDeliveredAt === null ? 'never' : fmtAgo(s.lastDeliveredAt),
+            s.lastError ?? '—',
+            action,
+          ];
+        }),
+        'No receiver has created a stream yet (docs/shared-signals.md).',
+      ),
+    );
+  };
+  return section(title, 'ssf-streams', load);
+}
+
+function sourcesSection(): HTMLElement {
+  const title = 'Shared Signals sources in';
+  return section(title, 'ssf-sources', async (box) => {
+    const { transmitters } = await api<{ transmitters: SourceIn[] }>(...endpoint('adminSsfTransmitters'));
+    replace(
+      box,
+      h('h2', {}, title),
+      table(
+        'Shared Signals sources in',
+        ['source', 'issuer', 'state', 'accepted', 'last SET', 'last action', 'rejections by reason'],
+        transmitters.map((t) => [
+          t.name,
+          t.issuer,
+          t.disabledAt === null ? pill('accepting', 'good') : pill('disabled', 'bad'),
+          String(t.accepted),
+          t.lastSetAt === null ? 'never' : fmtAgo(t.lastSetAt),
+          t.lastAction ?? '—',
+          t.rejections.length === 0 ? 'none' : t.rejections.map((r) => `${r.code}: ${r.count}`).join(', '),
+        ]),
+        'No upstream transmitter is registered.',
+      ),
+    );
+  });
+}
+
+function directoriesSection(): HTMLElement {
+  const title = 'SCIM directories';
+  return section(title, 'scim-directories', async (box) => {
+    const { directories } = await api<{ directories: Directory[] }>(...endpoint('adminScimDirectories'));
+    replace(
+      box,
+      h('h2', {}, title),
+      table(
+        'SCIM directories',
+        ['directory', 'state', 'groups → roles', 'last request'],
+        directories.map((d) => [
+          d.name,
+          d.revokedAt === null ? pill('active', 'good') : pill('token revoked', 'bad'),
+          Object.entries(d.groupRoles)
+            .map(([group, roles]) => `${group} → ${roles.join(', ')}`)
+            .join('; ') || 'none',
+          d.lastUsedAt === null ? 'never' : fmtAgo(d.lastUsedAt),
+        ]),
+        'No directory provisions operators yet (docs/scim.md).',
+      ),
+    );
+  });
+}
+
+export const integrationsView: View = (main) => {
+  replace(main, h('h1', {}, 'Integrations'), streamsSection(), sourcesSection(), directoriesSection(), siemSection());
+};
