@@ -18,6 +18,7 @@ import type { PolicyService } from '../services/policy-service.js';
 import type { SessionService } from '../services/session-service.js';
 import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
 import type { ActionTokenIssuer, IssuedActionToken } from './action-token-issuer.js';
+import { IssuanceJournal } from './issuance-journal.js';
 
 /** The RFC 8693 answer for an issued action token. */
 export function tokenExchangeResponse(issued: IssuedActionToken, action: string): TokenExchangeResponse {
@@ -75,7 +76,11 @@ type Refusal = { code: ErrorCode; recorded: boolean };
  * and every refusal is an event (`action-token-issued`, `action-token-refused`).
  */
 export class TokenExchange {
-  constructor(private readonly deps: TokenExchangeDeps) {}
+  private readonly journal: IssuanceJournal;
+
+  constructor(private readonly deps: TokenExchangeDeps) {
+    this.journal = new IssuanceJournal(deps.events);
+  }
 
   async exchange(console: ConsoleRecord, request: TokenExchangeRequest): Promise<TokenExchangeResponse> {
     const action = request.scope ?? request.action ?? '';
@@ -181,7 +186,7 @@ export class TokenExchange {
       consoleId: console.id,
     });
     refusal.recorded = true; // from here on a failure is no refusal of the policy's
-    await this.deps.events.record({
+    await this.journal.record({
       type: 'action-token-issued',
       subject: { operator: session.operatorId, console: console.id, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),
@@ -241,6 +246,6 @@ export class TokenExchange {
         policyVersion: this.deps.policies.version.version,
       },
     };
-    await this.deps.events.record(draft);
+    await this.journal.record(draft);
   }
 }
