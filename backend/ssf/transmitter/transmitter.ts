@@ -9,6 +9,7 @@ import type { StoredEvent } from '../../../shared/events.js';
 import { newSecretToken, sha256Hex } from '../../crypto/secrets.js';
 import type { EventLog } from '../../services/event-log.js';
 import type { Store } from '../../store/repositories.js';
+import { kyselyOf } from '../../store/kysely-store.js';
 import {
   SET_CONTENT_TYPE,
   SSF_STREAM_UPDATED_EVENT,
@@ -241,15 +242,15 @@ export class SsfTransmitter {
     }
   }
 
+  /** The newest event's cursor (one indexed read: the primary key's maximum). */
   private async lastCursor(): Promise<number> {
-    // The newest event: walk pages from the end is not offered; read the last page by time.
-    let cursor = 0;
-    for (;;) {
-      const page = await this.deps.events.query({ afterCursor: cursor, limit: 5000 });
-      if (page.length === 0) return cursor;
-      cursor = page[page.length - 1]?.cursor ?? cursor;
-      if (page.length < 5000) return cursor;
-    }
+    const db = kyselyOf(this.deps.store);
+    if (db === undefined) return 0;
+    const row = await db
+      .selectFrom('events')
+      .select((eb) => eb.fn.max('cursor').as('last'))
+      .executeTakeFirst();
+    return Number(row?.last ?? 0);
   }
 
   // ---- receivers (admin) ----
