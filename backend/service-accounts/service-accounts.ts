@@ -458,6 +458,9 @@ export class ServiceAccounts {
     const now = this.deps.clock();
     await this.deps.events.atomically(async (uow) => {
       const tx = serviceStore(uow.store);
+      // The services row first (lock order): a revocation that committed since the assertion was
+      // checked wins, and the token just signed is never handed out.
+      if (!(await tx.touchLive(service.id, now))) refuse('SERVICE_REVOKED', 'This service has been revoked');
       await tx.insertToken({
         jti: issued.jti,
         serviceId: service.id,
@@ -656,7 +659,10 @@ export class ServiceAccounts {
       if (!(await tx.revokeService(serviceId, now, actor, reason))) {
         throw new BatonError('SERVICE_REVOKED', `The service "${serviceId}" is already revoked`);
       }
-      const live = await tx.liveTokens(serviceId, now);
+      // Read after the row is locked: every token issued before now committed before this point (its
+      // unit held the row), so the revocation's time covers them all and app servers refuse them.
+      const at = Math.max(now, this.deps.clock());
+      const live = await tx.liveTokens(serviceId, at);
       count = live.length;
       await uow.record({
         type: 'service-revoked',
@@ -674,7 +680,7 @@ export class ServiceAccounts {
         consoleId: null,
         reason,
         actor,
-        at: now,
+        at,
       });
       await uow.publish('revocation', { epoch: stored.epoch });
     });

@@ -223,7 +223,7 @@ export class ServiceStore {
     return changed(result);
   }
 
-  /** Counts one issuance (or refusal) of `action` to the service, and notes its last use. */
+  /** Counts one issuance (or refusal) of `action` to the service. */
   async count(serviceId: string, action: string, outcome: 'issued' | 'refused', at: number): Promise<void> {
     await this.ctx.db
       .insertInto('service_token_counts')
@@ -244,9 +244,21 @@ export class ServiceStore {
           ),
       )
       .execute();
-    if (outcome === 'issued') {
-      await this.ctx.db.updateTable('services').set({ last_used_at: at }).where('id', '=', serviceId).execute();
-    }
+  }
+
+  /**
+   * Notes the service's use, only while it is not revoked: false if it is (or was meanwhile). On
+   * PostgreSQL the row stays locked until the unit ends, so a revocation waits for an issuance in
+   * flight, and an issuance after the revocation sees it (the WHERE is re-checked on the new row).
+   */
+  async touchLive(serviceId: string, at: number): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('services')
+      .set({ last_used_at: at })
+      .where('id', '=', serviceId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) === 1;
   }
 
   async counts(): Promise<ServiceTokenCount[]> {
