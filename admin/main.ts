@@ -9,6 +9,7 @@ import { liveView } from './live-view.js';
 import { operatorsView } from './operators-view.js';
 import { picturesView } from './pictures-view.js';
 import { policyView } from './policy-view.js';
+import { servicesView } from './services-view.js';
 import type { View } from './view.js';
 
 /**
@@ -24,6 +25,7 @@ const VIEWS: Record<string, View> = {
   pictures: picturesView,
   tokens: apiTokensView,
   integrations: integrationsView,
+  services: servicesView,
 };
 
 let session: AdminSession | undefined;
