@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   heading('Shared Signals inbound: account-disabled → every console acknowledged');
   const backend = await BackendProcess.start();
   await backend.request('instrument-revocations');
+  backend.child.on('exit', (code, signal) => console.error(`backend child exited (${code ?? signal ?? '?'})`));
 
   const consoles = Array.from({ length: CONSOLES }, () => new BareConsole(newId('con'), ConsoleKey.generate()));
   for (let i = 0; i < consoles.length; i += 1000) {
@@ -56,34 +57,7 @@ async function main(): Promise<void> {
       consoles: consoles.slice(i, i + 1000).map((c) => ({ id: c.id, publicJwk: c.key.publicJwk() })),
     });
   }
-  // Which epoch revoked which operator, as the consoles see it (no admin call on the timed path).
-  const epochOf = new Map<string, number>();
-  const epochWaiters = new Map<string, (epoch: number) => void>();
-  await mapLimit(consoles, 100, (c) => {
-    const receipt = receipts.handler(c.id);
-    return connectConsole(
-      backend.url,
-      c,
-      (message, ws) => {
-        if (message.type === 'revocation') {
-          for (const item of message.items) {
-            if (item.kind !== 'operator' || epochOf.has(item.targetId)) continue;
-            epochOf.set(item.targetId, item.epoch);
-            epochWaiters.get(item.targetId)?.(item.epoch);
-          }
-        }
-        receipt(message, ws);
-      },
-      { policyVersion: 1, revocationEpoch: 0 },
-    );
-  });
-  const epochFor = (operatorId: string) =>
-    new Promise<number>((resolve) => {
-      const known = epochOf.get(operatorId);
-      if (known !== undefined) resolve(known);
-      else epochWaiters.set(operatorId, resolve);
-    });
-
+  // Everything the admin sets up is done before the consoles connect (the timed path makes no admin call).
   // The upstream transmitter: an RS256 key pinned at Baton (no JWKS fetch on the timed path after the first).
   const { privateKey, publicKey } = await generateKeyPair('RS256', { modulusLength: 2048 });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'bench-1', alg: 'RS256' };
@@ -119,14 +93,10 @@ async function main(): Promise<void> {
     })
       .setProtectedHeader({ alg: 'RS256', typ: 'secevent+jwt', kid: 'bench-1' })
       .sign(privateKey);
-  // A fresh connection per push (no pooled keep-alive socket the server may be closing meanwhile).
-  const push = (jwt: string) =>
+  // A fresh connection per call (no pooled keep-alive socket the loaded server may be closing meanwhile).
+  const call = (url: string, body: string, headers: Record<string, string>) =>
     new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = request(endpoint, {
-        method: 'POST',
-        agent: false,
-        headers: { 'content-type': 'application/secevent+jwt', authorization: `Bearer ${pushToken}` },
-      });
+      const req = request(url, { method: 'POST', agent: false, headers });
       req.on('response', (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -134,7 +104,53 @@ async function main(): Promise<void> {
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       });
       req.on('error', reject);
-      req.end(jwt);
+      req.end(body);
+    });
+  const push = (jwt: string) =>
+    call(endpoint, jwt, { 'content-type': 'application/secevent+jwt', authorization: `Bearer ${pushToken}` });
+
+  // The same-run anchor: an admin's revoke of another operator (POST /v1/admin/operators/:id/revoke),
+  // alternated with the SETs, so the machine's load weighs on both alike.
+  const anchorOperators: string[] = [];
+  for (let i = 0; i < ROUNDS + 1; i++) {
+    const { operator } = (await backend.admin.ok('POST', '/v1/admin/operators', {
+      displayName: `Anchor ${i}`,
+      roles: ['teller'],
+    })) as Json;
+    anchorOperators.push(operator.id as string);
+  }
+  // Which epoch revoked which operator, as the consoles see it (no admin call on the timed path).
+  const epochOf = new Map<string, number>();
+  const epochWaiters = new Map<string, (epoch: number) => void>();
+  // 25 upgrades at a time: gentle enough that none waits past the server's header or hello timeouts on a loaded machine.
+  let dropped = 0;
+  await mapLimit(consoles, 25, async (c) => {
+    const receipt = receipts.handler(c.id);
+    const lean = await connectConsole(
+      backend.url,
+      c,
+      (message, ws) => {
+        if (message.type === 'revocation') {
+          for (const item of message.items) {
+            if (item.kind !== 'operator' || epochOf.has(item.targetId)) continue;
+            epochOf.set(item.targetId, item.epoch);
+            epochWaiters.get(item.targetId)?.(item.epoch);
+          }
+        }
+        receipt(message, ws);
+      },
+      { policyVersion: 1, revocationEpoch: 0 },
+    );
+    // A console the loaded machine loses is counted (and the round waiting for it fails), never a crash.
+    lean.ws.on('error', () => undefined);
+    lean.ws.on('close', () => (dropped += 1));
+    return lean;
+  });
+  const epochFor = (operatorId: string) =>
+    new Promise<number>((resolve) => {
+      const known = epochOf.get(operatorId);
+      if (known !== undefined) resolve(known);
+      else epochWaiters.set(operatorId, resolve);
     });
 
   console.log(
@@ -150,26 +166,18 @@ async function main(): Promise<void> {
     const t1 = wallMs();
     if (answer.status !== expect) throw new Error(`→ ${answer.status} ${answer.text}`);
     const epoch = await epochFor(operatorId);
+    if (dropped > 0) throw new Error(`${dropped} console connections were closed by the backend`);
     await receipts.waitFor(epoch, undefined, CONSOLES, ACK_TIMEOUT_MS);
     const times = await waitForAcks([backend], epoch, CONSOLES, ACK_TIMEOUT_MS, { all: true });
     const perConsole = [...(receipts.received.get(epoch)?.values() ?? [])].map((at) => at - t0);
     const acked = (times.acks ?? []).map(([, at]) => at - t0);
     return { accepted: t1 - t0, allReceived: Math.max(...perConsole), allAcked: Math.max(...acked), perConsole };
   };
-  // The same-run anchor: an admin's revoke of another operator (POST /v1/admin/operators/:id/revoke),
-  // alternated with the SETs, so the machine's load weighs on both alike.
-  const anchorOperators: string[] = [];
-  for (let i = 0; i < ROUNDS + 1; i++) {
-    const { operator } = (await backend.admin.ok('POST', '/v1/admin/operators', {
-      displayName: `Anchor ${i}`,
-      roles: ['teller'],
-    })) as Json;
-    anchorOperators.push(operator.id as string);
-  }
   const adminRevoke = (operatorId: string) =>
-    backend.admin
-      .request('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'benchmark anchor' })
-      .then((r) => ({ status: r.status, text: JSON.stringify(r.body) }));
+    call(`${backend.url}/v1/admin/operators/${operatorId}/revoke`, JSON.stringify({ reason: 'benchmark anchor' }), {
+      'content-type': 'application/json',
+      authorization: `Bearer ${backend.admin.token}`,
+    });
   const rounds: Round[] = [];
   const anchors: Round[] = [];
   for (const [i, operator] of operators.entries()) {

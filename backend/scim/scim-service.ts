@@ -10,7 +10,6 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
-import { BACKEND_ORIGIN } from '../services/event-log.js';
 import { newId, newSecretToken, sha256Hex } from '../crypto/secrets.js';
 import type { OperatorRecord, Store } from '../store/repositories.js';
 import type { EventLog, UnitOfWork } from '../services/event-log.js';
@@ -322,6 +321,8 @@ export class ScimService {
       const dir = await uow.store.scim.directory(id);
       if (dir === undefined) throw new BatonError('NOT_FOUND', `No directory "${id}"`);
       await uow.store.scim.setGroupRoles(id, groupRoles);
+      const users = await uow.store.scim.users(id, { offset: 0, limit: 1_000_000 });
+      await this.syncOperators(uow, { ...dir, groupRoles }, users.rows);
       await uow.record({
         type: 'admin-action',
         subject: {},
@@ -329,9 +330,6 @@ export class ScimService {
         reasons: ['scim-group-roles-changed'],
         detail: { actor, directory: id, groupRoles: JSON.stringify(groupRoles).slice(0, 500) },
       });
-      const updated = { ...dir, groupRoles };
-      const users = await uow.store.scim.users(id, { offset: 0, limit: 1_000_000 });
-      await this.syncOperators(uow, updated, users.rows);
     });
     const dir = await this.deps.store.scim.directory(id);
     if (dir === undefined) throw new BatonError('NOT_FOUND', `No directory "${id}"`);
@@ -503,8 +501,8 @@ export class ScimService {
       createdAt: now,
       updatedAt: now,
     };
+    // New rows only (the unique index on the directory's userNames decides a race between nodes).
     await this.deps.events.atomically(async (uow) => {
-      await uow.store.events.lockHead(BACKEND_ORIGIN);
       if ((await uow.store.scim.userByName(dir.id, userName)) !== undefined) {
         throw new BatonError('SCIM_UNIQUENESS', `A User with userName "${userName}" already exists in this directory`);
       }
@@ -590,8 +588,9 @@ export class ScimService {
     }
     const now = this.deps.clock();
     let saved: ScimUserRecord | undefined;
+    // Lock order (repositories.ts): the rows this unit changes (the User, a new operator, the operators whose
+    // roles change) before the backend chain head, which the first event takes.
     await this.deps.events.atomically(async (uow) => {
-      await uow.store.events.lockHead(BACKEND_ORIGIN);
       const fresh = await uow.store.scim.user(dir.id, id);
       if (fresh === undefined) throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
       if (next.userName.toLowerCase() !== fresh.userName.toLowerCase()) {
@@ -603,32 +602,33 @@ export class ScimService {
           );
         }
       }
-      let operatorId = fresh.operatorId;
-      let reactivated = false;
+      let created: OperatorRecord | undefined;
       if (!fresh.active && next.active) {
         // A revocation is final: a user enabled again becomes a new operator, who enrols a passkey again.
-        const operator = newOperator(displayNameOf(next.userName, next.resource), now);
-        await uow.store.operators.insert(operator);
+        created = newOperator(displayNameOf(next.userName, next.resource), now);
+        await uow.store.operators.insert(created);
+      }
+      const operatorId = created?.id ?? fresh.operatorId;
+      const record: ScimUserRecord = { ...fresh, ...next, operatorId, version: fresh.version + 1, updatedAt: now };
+      if (!(await uow.store.scim.updateUser(record))) {
+        throw new BatonError('BACKEND_BUSY', 'The User changed meanwhile; retry');
+      }
+      await this.syncOperators(uow, dir, [record]);
+      if (created !== undefined) {
         await uow.record({
           type: 'operator-created',
-          subject: { operator: operator.id },
+          subject: { operator: created.id },
           outcome: 'success',
           reasons: ['scim-provisioned'],
           detail: { actor: `scim:${dir.id}`, roles: '', previous: fresh.operatorId },
         });
-        operatorId = operator.id;
-        reactivated = true;
       }
-      const record: ScimUserRecord = { ...fresh, ...next, operatorId, version: fresh.version + 1, updatedAt: now };
-      if (!(await uow.store.scim.updateUser(record)))
-        throw new BatonError('BACKEND_BUSY', 'The User changed meanwhile; retry');
       await this.recordChange(
         uow,
         dir,
-        reactivated ? 'user-reactivated' : !next.active && fresh.active ? 'user-deactivated' : op,
+        created !== undefined ? 'user-reactivated' : !next.active && fresh.active ? 'user-deactivated' : op,
         record,
       );
-      await this.syncOperators(uow, dir, [record]);
       saved = record;
     });
     if (saved === undefined) throw new Error('unreachable');
@@ -655,8 +655,8 @@ export class ScimService {
       if (!(await uow.store.scim.insertGroup(record))) {
         throw new BatonError('SCIM_UNIQUENESS', `A Group "${displayName}" already exists in this directory`);
       }
-      await this.recordGroupChange(uow, dir, 'group-created', record);
       await this.syncMembers(uow, dir, record.members);
+      await this.recordGroupChange(uow, dir, 'group-created', record);
     });
     return record;
   }
@@ -729,8 +729,8 @@ export class ScimService {
       if (g === undefined || !(await uow.store.scim.deleteGroup(dir.id, id))) {
         throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No Group "${id}" in this directory`);
       }
-      await this.recordGroupChange(uow, dir, 'group-deleted', g);
       await this.syncMembers(uow, dir, g.members);
+      await this.recordGroupChange(uow, dir, 'group-deleted', g);
     });
   }
 
@@ -759,8 +759,8 @@ export class ScimService {
       };
       if (!(await uow.store.scim.updateGroup(record)))
         throw new BatonError('BACKEND_BUSY', 'The Group changed meanwhile; retry');
-      await this.recordGroupChange(uow, dir, op, record);
       await this.syncMembers(uow, dir, [...new Set([...current.members, ...record.members])]);
+      await this.recordGroupChange(uow, dir, op, record);
       saved = record;
     });
     if (saved === undefined) throw new Error('unreachable');
@@ -788,27 +788,34 @@ export class ScimService {
     if (users.length === 0) return;
     const groups = await uow.store.scim.allGroups(dir.id);
     const mapping = new Map(Object.entries(dir.groupRoles).map(([name, roles]) => [name.toLowerCase(), roles]));
+    const changes: { user: ScimUserRecord; name: string; roles: string[] }[] = [];
     for (const u of users) {
       const roles = new Set<string>();
-      for (const g of groups)
+      for (const g of groups) {
         if (g.members.includes(u.id)) for (const r of mapping.get(g.displayName.toLowerCase()) ?? []) roles.add(r);
+      }
       const operator = await uow.store.operators.get(u.operatorId);
       if (operator === undefined) continue;
       const name = displayNameOf(u.userName, u.resource);
       const sorted = [...roles].sort();
-      if (operator.displayName === name && JSON.stringify([...operator.roles].sort()) === JSON.stringify(sorted))
+      if (operator.displayName === name && JSON.stringify([...operator.roles].sort()) === JSON.stringify(sorted)) {
         continue;
+      }
       await uow.store.scim.updateOperator(u.operatorId, name, sorted);
+      changes.push({ user: u, name, roles: sorted });
+    }
+    // Every operator row first, then the events (which take the backend chain head): the lock order.
+    for (const { user, name, roles } of changes) {
       await uow.record({
         type: 'scim-provisioning',
-        subject: { operator: u.operatorId },
+        subject: { operator: user.operatorId },
         outcome: 'success',
         reasons: ['operator-updated'],
         detail: {
           directory: dir.id,
           directoryName: dir.name,
-          scimId: u.id,
-          roles: sorted.join(' '),
+          scimId: user.id,
+          roles: roles.join(' '),
           displayName: name,
         },
       });
