@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './migrations.js';
 import { DATABASE_FILE, migrate, openSqliteStore } from './sqlite-store.js';
+import { SqliteEphemeral } from './sqlite-ephemeral.js';
 
 describe('SQLite store', () => {
   it('applies the numbered migrations once and records the schema version', async () => {
@@ -34,6 +35,44 @@ describe('SQLite store', () => {
     assert.throws(() => migrate(db, [{ version: 1, name: 'broken', sql: 'CREATE TABLE a (x); CREATE TABLE a (y);' }]));
     assert.equal(db.pragma('user_version', { simple: true }), 0);
     assert.equal((db.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'a'").get() as { n: number }).n, 0);
+    db.close();
+  });
+
+  it('commits challenges and nonces without an fsync, and leaves every other commit waiting for the disk (FULL), even when one fails', () => {
+    const db = new Database(join(mkdtempSync(join(tmpdir(), 'baton-store-')), DATABASE_FILE));
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    migrate(db);
+    const FULL = 2;
+    const ephemeral = new SqliteEphemeral(db, 'full');
+    const entry = { kind: 'webauthn', key: 'con_a:c1', owner: 'con_a', value: '{}', expiresAt: 2_000 };
+    ephemeral.put(entry, 32);
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+    assert.throws(() => ephemeral.put(entry, 32), /UNIQUE/);
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL, 'restored after a failed write');
+    assert.deepEqual(
+      [
+        ...ephemeral.claimMany(
+          'nonce',
+          [
+            { key: 'n1', expiresAt: 2_000 },
+            { key: 'n1', expiresAt: 2_000 },
+            { key: 'n2', expiresAt: 2_000 },
+          ],
+          1_000,
+        ),
+      ],
+      ['n1', 'n2'],
+    );
+    assert.equal(ephemeral.claimMany('nonce', [{ key: 'n1', expiresAt: 2_000 }], 1_000).size, 0, 'a replay is refused');
+    assert.equal(ephemeral.take('webauthn', 'con_a:c1')?.owner, 'con_a');
+    assert.equal(ephemeral.take('webauthn', 'con_a:c1'), undefined, 'single use');
+    assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+    // Inside a unit of work the unit's own (FULL) commit decides: the setting is not touched there.
+    db.transaction(() => {
+      ephemeral.put({ ...entry, key: 'con_a:c2' }, 32);
+      assert.equal(db.pragma('synchronous', { simple: true }), FULL);
+    })();
     db.close();
   });
 
