@@ -474,7 +474,8 @@ export class OperatorUi {
     const why = lockWhy(status);
     setText(byId('lock-why'), why ?? '');
     show(byId('lock-why'), why !== undefined);
-    const tapAndGo = status.limits?.tapAndGo === true;
+    // Offline, a tap is pressed for (each offline refusal is journaled: no waiting loop then).
+    const tapAndGo = status.limits?.tapAndGo === true && status.connection === 'online';
     show(byId('tap'), !tapAndGo);
     setText(
       byId('tap-wait'),
@@ -506,7 +507,7 @@ export class OperatorUi {
     if (status.limits?.tapAndGo !== true || this.armPaused || this.tapping !== undefined) return;
     if (this.shown !== 'lock' || this.mode !== 'lock' || status.identity.kind !== 'enrolled') return;
     if (status.phase.kind !== 'idle' || this.running !== undefined) return;
-    if (status.connection !== 'online' && status.connection !== 'offline') return;
+    if (status.connection !== 'online') return;
     void this.tap(true);
   }
 
@@ -564,7 +565,7 @@ export class OperatorUi {
 
   /** Puts keyboard focus where the operator's next step is. */
   private focusScreen(screen: Screen | undefined): void {
-    const tapAndGo = this.status?.limits?.tapAndGo === true;
+    const tapAndGo = this.status?.limits?.tapAndGo === true && this.status.connection === 'online';
     const target: Record<Screen, string> = {
       'console-enrol': 'console-token',
       lock: tapAndGo ? 'lock-title' : 'tap',
