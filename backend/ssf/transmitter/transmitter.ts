@@ -50,6 +50,8 @@ const HEAD_BATCH = 200;
 const FANOUT_BATCH = 1000;
 /** Events of one cause: consecutive cursors, same origin, within this of the first (one unit of work). */
 const TXN_WINDOW_MS = 50;
+/** With no SET to queue, the fan-out cursor is written at most this often. */
+const CURSOR_LAZY_MS = 5000;
 
 // ---- stream configuration (SSF 1.0 §8.1.1) ----
 
@@ -163,6 +165,7 @@ export class SsfTransmitter {
   private streamsReadAt = 0;
   private readonly sites = new Map<string, string | null>();
   private processed = 0;
+  private cursorWrittenAt = 0;
   private pending: StoredEvent[] = [];
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
@@ -228,6 +231,13 @@ export class SsfTransmitter {
     for (const timer of this.wakeups.values()) clearTimeout(timer);
     this.pollWaiters.emit('stop');
     await this.flushing?.catch(() => undefined);
+    // The cursor as far as this node mapped (written lazily while nothing was queued).
+    await this.deps.store
+      .transaction(async (tx) => {
+        const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
+        if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
+      })
+      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'writing the Shared Signals cursor failed'));
     await Promise.allSettled([...this.delivering.values()]);
     this.agents.http.destroy();
     this.agents.https.destroy();
@@ -684,11 +694,16 @@ export class SsfTransmitter {
     }
     const last = batch[batch.length - 1]?.cursor ?? this.processed;
     const now = this.deps.clock();
-    await this.deps.store.transaction(async (tx) => {
-      await this.repo.in(tx).enqueue(rows, now);
-      const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
-      if (last > stored) await tx.meta.set(CURSOR_KEY, String(last));
-    });
+    // Nothing to queue: the cursor is written at most every CURSOR_LAZY_MS (no extra transaction per commit of
+    // the backend; after a crash the next start maps those events again, which queues nothing either).
+    if (rows.length > 0 || now - this.cursorWrittenAt >= CURSOR_LAZY_MS || this.stopped) {
+      await this.deps.store.transaction(async (tx) => {
+        await this.repo.in(tx).enqueue(rows, now);
+        const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
+        if (last > stored) await tx.meta.set(CURSOR_KEY, String(last));
+      });
+      this.cursorWrittenAt = now;
+    }
     if (last > this.processed) this.processed = last;
     for (const id of touched) this.kick(id);
   }
