@@ -110,7 +110,7 @@ function seedStatements(
       const outcome = `CASE WHEN i % 20 = 0 THEN 'failure' ELSE 'success' END`;
       const body = json(
         `'id', ${cat(`'00000000-0000-4000-8000-'`, hex12)}, 'seq', i + 1, 'time', ${time}, 'type', ${typeCase()},
-         'subject', ${json(`'operator', ${op}, 'console', ${con}`)}, 'outcome', ${outcome}, 'reasons', ${emptyArray},
+         'subject', ${engine === 'postgres' ? `json_build_object('operator', ${op}, 'console', ${con})` : json(`'operator', ${op}, 'console', ${con}`)}, 'outcome', ${outcome}, 'reasons', ${emptyArray},
          'prevHash', '${'0'.repeat(64)}'`,
       );
       return `INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body, hash, integrity)
