@@ -416,6 +416,45 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('acknowledgements: each console up to its epoch, writing the delivery row a node has not written yet (sentAt)', async () => {
+      await fresh();
+      try {
+        for (const id of ['c1', 'c2', 'c3']) await store.consoles.insert(consoleRecord(id));
+        await store.revocations.recordDeliveries(1, ['c1', 'c2', 'c3'], T0);
+        await store.revocations.recordDeliveries(2, ['c1'], T0 + 1);
+        // One console, its row of epoch 3 not written yet: the ack writes it, acknowledged, and marks 1 and 2.
+        await store.revocations.recordAcks([{ consoleId: 'c1', epoch: 3, at: T0 + 10, sentAt: T0 + 2 }]);
+        // A group: c2's row of epoch 3 is missing (written by the ack), c3 acknowledges epoch 1 only.
+        await store.revocations.recordAcks([
+          { consoleId: 'c3', epoch: 1, at: T0 + 11 },
+          { consoleId: 'c2', epoch: 3, at: T0 + 12, sentAt: T0 + 2 },
+        ]);
+        // The delivery row written after the ack (its write was slower) stays acknowledged.
+        await store.revocations.recordDeliveries(3, ['c1', 'c2'], T0 + 2);
+        assert.deepEqual(await store.revocations.deliveries(1), [
+          { consoleId: 'c1', sentAt: T0, ackedAt: T0 + 10 },
+          { consoleId: 'c2', sentAt: T0, ackedAt: T0 + 12 },
+          { consoleId: 'c3', sentAt: T0, ackedAt: T0 + 11 },
+        ]);
+        assert.deepEqual(await store.revocations.deliveries(2), [
+          { consoleId: 'c1', sentAt: T0 + 1, ackedAt: T0 + 10 },
+        ]);
+        assert.deepEqual(await store.revocations.deliveries(3), [
+          { consoleId: 'c1', sentAt: T0 + 2, ackedAt: T0 + 10 },
+          { consoleId: 'c2', sentAt: T0 + 2, ackedAt: T0 + 12 },
+        ]);
+        assert.deepEqual(
+          await Promise.all(['c1', 'c2', 'c3'].map(async (id) => (await store.consoles.get(id))?.revocationEpoch)),
+          [3, 3, 1],
+        );
+        // A lower epoch later never lowers a console's epoch.
+        await store.revocations.recordAcks([{ consoleId: 'c1', epoch: 2, at: T0 + 20 }]);
+        assert.equal((await store.consoles.get('c1'))?.revocationEpoch, 3);
+      } finally {
+        await done();
+      }
+    });
+
     it('events: heads, insert once per (origin, seq), queries, raw chains, checkpoints', async () => {
       await fresh();
       try {
