@@ -57,6 +57,16 @@ function db(store: Store) {
   return handle;
 }
 
+/** Whether the session was started by a break-glass grant (one indexed read). */
+export async function isBreakGlassSession(store: Store, sessionId: string): Promise<boolean> {
+  const row = await db(store)
+    .selectFrom('break_glass_grants')
+    .select('id')
+    .where('session_id', '=', sessionId)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 /** Whether a break-glass session may perform `action` under `policy` (only the actions its section lists). */
 export function breakGlassAllows(policy: Policy, action: string): boolean {
   return policy.breakGlass?.actions.includes(action) ?? false;
@@ -67,8 +77,9 @@ export function breakGlassAllows(policy: Policy, action: string): boolean {
  * to an operator and a console; the console redeems it for a session capped by the policy's
  * `breakGlass` section (level `presence`, a short lifetime), marked in every event it produces and
  * listed for review until an admin signs it off. Grants per operator and per site in any 24 hours
- * are limited by policy. Not built yet: the supervisor's tap on the console (the other approval
- * path), and the action cap at the token exchange and step-up (`breakGlassAllows`, `grantForSession`).
+ * are limited by policy. Step-up options deny every action outside `breakGlass.actions`
+ * (step-up-service.ts, `isBreakGlassSession`). Not built yet: the supervisor's tap on the console (the
+ * other approval path), and the same cap at the action-token exchange (`breakGlassAllows`).
  */
 export class BreakGlass {
   constructor(

@@ -85,6 +85,14 @@ describe('break-glass: a one-time temporary access code for an operator without 
       'BREAK_GLASS_CODE_USED',
     );
 
+    // Only the policy's break-glass actions: payment.approve is refused outright, not offered a step-up.
+    const stepUp = (action: string) =>
+      kiosk.ok('POST', `/v1/sessions/${body.session.id as string}/step-up/options`, { action }) as Promise<Json>;
+    const approve = await stepUp('payment.approve');
+    assert.deepEqual(approve.decision, { outcome: 'deny', reasons: ['break-glass-action-not-allowed'] });
+    assert.equal(approve.options, undefined);
+    assert.equal((await stepUp('customer.view')).decision.outcome, 'allow');
+
     const established = (await t.admin.ok('GET', `/v1/admin/events?type=session-established&limit=100`))
       .events as Json[];
     const marked = established.find((e) => e.subject.session === body.session.id);
