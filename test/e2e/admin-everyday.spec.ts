@@ -411,6 +411,8 @@ test('the policy editor: a form per channel and action, Publish disabled on erro
 });
 
 test('every admin page, at 1024, 1366 and 1920 px wide: no sideways scrolling, no overlapping controls or tables', async ({}, info) => {
+  // Eight pages, three sizes each (24 screenshots and layout measurements): more than the default minute on a busy machine.
+  test.slow();
   const pages = [
     ['live', '#/live', 'Live view'],
     ['operators', '#/operators', 'Operators'],
