@@ -166,6 +166,8 @@ export class SsfTransmitter {
   private readonly sites = new Map<string, string | null>();
   private processed = 0;
   private cursorWrittenAt = 0;
+  /** The run of events of one cause the fan-out is in (its `txn`), carried across batches. */
+  private txn: { id: string; origin: string; cursor: number; time: number } | undefined;
   private pending: StoredEvent[] = [];
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
@@ -653,18 +655,21 @@ export class SsfTransmitter {
     if (streams.length > 0) {
       for (const event of batch) if (event.subject.console !== undefined) await this.siteOf(event.subject.console);
       const ctx = { issuer: this.issuer, siteOf: (id: string) => this.sites.get(id) ?? undefined };
-      let txn: { id: string; origin: string; cursor: number; time: number } | undefined;
+      let txn = this.txn;
       for (const event of batch) {
+        // The feed hands events over in cursor order, in batches of any size (PostgreSQL: pages): a cause's run
+        // continues across batches, and its cursors need not be consecutive (a sequence leaves gaps).
         if (
           txn === undefined ||
           txn.origin !== event.origin ||
-          event.cursor !== txn.cursor + 1 ||
+          event.cursor <= txn.cursor ||
           event.time - txn.time > TXN_WINDOW_MS
         ) {
           txn = { id: event.id, origin: event.origin, cursor: event.cursor, time: event.time };
         } else {
           txn.cursor = event.cursor;
         }
+        this.txn = txn;
         const mapped = mapEvent(event, ctx);
         if (mapped === undefined) continue;
         for (const stream of streams) {
