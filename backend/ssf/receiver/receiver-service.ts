@@ -5,6 +5,7 @@
  * (RevocationHub.revoke, pushed to every console), each recorded as an `ssf-set-received` event
  * carrying the SET's `jti` and issuer.
  */
+import { performance } from 'node:perf_hooks';
 import { createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -453,27 +454,68 @@ export class SsfReceiver {
     return { status: 202, body: null };
   }
 
+  /** Refusals of unsigned or forged pushes not written yet, per transmitter and code. */
+  private readonly unsigned = new Map<
+    string,
+    { id: string; code: string; count: number; at: number; description: string }
+  >();
+  private readonly unsignedWrittenAt = new Map<string, number>();
+
+  /** The first refusal after a quiet second is written before the answer; the next ones within it, by a timer. */
+  private async countUnsigned(id: string, refusal: SetRefusal, now: number): Promise<void> {
+    const key = `${id} ${refusal.code}`;
+    const pending = this.unsigned.get(key);
+    if (pending !== undefined) {
+      pending.count += 1;
+      pending.at = now;
+      pending.description = refusal.message;
+      return;
+    }
+    this.unsigned.set(key, { id, code: refusal.code, count: 1, at: now, description: refusal.message });
+    const wait = (this.unsignedWrittenAt.get(key) ?? Number.NEGATIVE_INFINITY) + 1000 - performance.now();
+    const write = async () => {
+      const entry = this.unsigned.get(key);
+      this.unsigned.delete(key);
+      this.unsignedWrittenAt.set(key, performance.now());
+      if (entry === undefined) return;
+      await this.deps.store.ssfInbound.recordRejection(entry.id, entry.code, entry.at, entry.description, entry.count);
+    };
+    if (wait <= 0) {
+      await write();
+      return;
+    }
+    setTimeout(() => {
+      write().catch((error: unknown) =>
+        this.deps.logger.warn({ err: error, transmitter: id }, 'counting refused pushes failed'),
+      );
+    }, wait).unref();
+  }
+
   /** Counts a refusal for the admin console; a refusal of a signed SET is also an event (its claims are authentic). */
   private async refused(t: TransmitterRecord, refusal: SetRefusal): Promise<void> {
     const now = this.deps.clock();
     try {
-      await this.deps.store.ssfInbound.recordRejection(t.id, refusal.code, now, refusal.message);
-      if (refusal.authentic) {
-        await this.deps.events.record({
-          type: 'ssf-set-refused',
-          subject: {},
-          outcome: 'failure',
-          reasons: [refusal.code.toLowerCase().replace(/_/g, '-')],
-          detail: {
-            transmitter: t.id,
-            iss: refusal.claims?.iss ?? null,
-            jti: refusal.claims?.jti ?? null,
-            code: refusal.code,
-            err: refusal.err,
-            description: refusal.message.slice(0, 500),
-          },
-        });
+      if (!refusal.authentic) {
+        // Anyone can send these: counted in memory and written at most once a second per transmitter and
+        // code, so a flood of forged pushes costs the database one write a second, not one per request.
+        await this.countUnsigned(t.id, refusal, now);
+        return;
       }
+      await this.deps.store.ssfInbound.recordRejection(t.id, refusal.code, now, refusal.message);
+      await this.deps.events.record({
+        type: 'ssf-set-refused',
+        subject: {},
+        outcome: 'failure',
+        reasons: [refusal.code.toLowerCase().replace(/_/g, '-')],
+        detail: {
+          transmitter: t.id,
+          iss: refusal.claims?.iss ?? null,
+          jti: refusal.claims?.jti ?? null,
+          code: refusal.code,
+          err: refusal.err,
+          description: refusal.message.slice(0, 500),
+        },
+      });
     } catch (error) {
       this.deps.logger.warn({ err: error, transmitter: t.id, code: refusal.code }, 'recording a refused SET failed');
     }

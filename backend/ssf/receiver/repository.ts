@@ -55,7 +55,8 @@ export interface SsfInboundRepository {
   setStream(id: string, streamId: string, pushTokenHash: string): Promise<void>;
   /** One accepted SET: counters and the last SET's jti and action. */
   recordAccepted(id: string, at: number, jti: string, action: string): Promise<void>;
-  recordRejection(id: string, code: string, at: number, description: string): Promise<void>;
+  /** Adds `count` (default 1) refusals of `code`. */
+  recordRejection(id: string, code: string, at: number, description: string, count?: number): Promise<void>;
   rejections(id: string): Promise<RejectionCount[]>;
   insertIdentity(record: IdentityRecord): Promise<boolean>;
   findIdentity(format: string, identifier: string): Promise<IdentityRecord | undefined>;
@@ -171,13 +172,13 @@ export class KyselySsfInbound implements SsfInboundRepository {
       .execute();
   }
 
-  async recordRejection(id: string, code: string, at: number, description: string): Promise<void> {
+  async recordRejection(id: string, code: string, at: number, description: string, count = 1): Promise<void> {
     await this.ctx.db
       .insertInto('ssf_rejections')
-      .values({ transmitter_id: id, code, count: 1, last_at: at, last_description: description.slice(0, 500) })
+      .values({ transmitter_id: id, code, count, last_at: at, last_description: description.slice(0, 500) })
       .onConflict((oc) =>
         oc.columns(['transmitter_id', 'code']).doUpdateSet({
-          count: sql<number>`ssf_rejections.count + 1`,
+          count: sql<number>`ssf_rejections.count + ${count}`,
           last_at: at,
           last_description: description.slice(0, 500),
         }),
