@@ -811,8 +811,12 @@ export class SsfTransmitter {
       };
       await Promise.all(Array.from({ length: Math.min(config.pushConcurrency, lanes.length) }, work));
       if (delivered.length > 0) {
-        await this.repo.remove(id, delivered);
-        await this.repo.recordDelivered(id, delivered.length, clock());
+        // One unit: the admin view never shows an empty queue with the last error still on it.
+        await this.deps.store.transaction(async (tx) => {
+          const repo = this.repo.in(tx);
+          await repo.remove(id, delivered);
+          await repo.recordDelivered(id, delivered.length, clock());
+        });
       }
       if (failed) await this.pauseIfDownTooLong(id);
       if (delivered.length === 0 || failed || nextDue !== Infinity) {
@@ -860,10 +864,15 @@ export class SsfTransmitter {
     jwt: string,
   ): Promise<string | undefined> {
     try {
-      const { status, text } = await postSet(delivery.endpoint_url, jwt, {
+      const options = {
         authorization: delivery.authorization_header,
         timeoutMs: this.deps.config.pushTimeoutMs,
         agents: this.agents,
+      };
+      // A kept-alive connection the receiver closed meanwhile fails at once: try once more on a new one.
+      const { status, text } = await postSet(delivery.endpoint_url, jwt, options).catch((error: unknown) => {
+        if ((error as { reusedSocket?: boolean }).reusedSocket !== true) throw error;
+        return postSet(delivery.endpoint_url, jwt, options);
       });
       if (status === 202) return undefined;
       if (status === 400) {
@@ -1021,7 +1030,7 @@ function postSet(
       },
     );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
-    req.on('error', reject);
+    req.on('error', (error) => reject(Object.assign(error, { reusedSocket: req.reusedSocket })));
     req.end(body);
   });
 }
