@@ -20,6 +20,12 @@ import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.
 import type { ActionTokenIssuer, IssuedActionToken } from './action-token-issuer.js';
 import { IssuanceJournal } from './issuance-journal.js';
 
+/** Break-glass sessions (backend/break-glass, issue 14 item 7): which sessions are capped, and to what. */
+export interface BreakGlassCap {
+  grantForSession(sessionId: string): Promise<unknown>;
+  allows(policy: Policy, action: string): boolean;
+}
+
 /** The RFC 8693 answer for an issued action token. */
 export function tokenExchangeResponse(issued: IssuedActionToken, action: string): TokenExchangeResponse {
   return {
@@ -77,9 +83,15 @@ type Refusal = { code: ErrorCode; recorded: boolean };
  */
 export class TokenExchange {
   private readonly journal: IssuanceJournal;
+  private breakGlass: BreakGlassCap | undefined;
 
   constructor(private readonly deps: TokenExchangeDeps) {
     this.journal = new IssuanceJournal(deps.events);
+  }
+
+  /** Break-glass sessions get tokens only for the actions the policy's `breakGlass.actions` lists, marked `break_glass`. */
+  useBreakGlass(cap: BreakGlassCap): void {
+    this.breakGlass = cap;
   }
 
   async exchange(console: ConsoleRecord, request: TokenExchangeRequest): Promise<TokenExchangeResponse> {
@@ -141,7 +153,17 @@ export class TokenExchange {
     if (session.operatorId !== subject.sub) {
       throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token names another operator than its session');
     }
-    await this.assertUsable(session);
+    // A break-glass session rests on its grant, not on a passkey (no key to step up with either): it may
+    // do only the policy's break-glass actions.
+    const breakGlass = this.breakGlass === undefined ? undefined : await this.breakGlass.grantForSession(session.id);
+    await this.assertUsable(session, breakGlass !== undefined);
+    if (breakGlass !== undefined && this.breakGlass?.allows(policy, action) !== true) {
+      refusal.recorded = true;
+      await this.recordRefusal(console, session, app.audience, action, 'ACTION_DENIED', 'deny', ['break-glass']);
+      throw new BatonError('ACTION_DENIED', `A break-glass session may not do "${action}"`, {
+        extra: { decision: { outcome: 'deny', reasons: ['break-glass'] } },
+      });
+    }
 
     const now = clock();
     const decision = evaluatePolicy(
@@ -184,6 +206,7 @@ export class TokenExchange {
       level: session.level,
       authTime: session.authTime,
       consoleId: console.id,
+      ...(breakGlass === undefined ? {} : { extra: { break_glass: true } }),
     });
     refusal.recorded = true; // from here on a failure is no refusal of the policy's
     await this.journal.record({
@@ -203,16 +226,17 @@ export class TokenExchange {
     return issued;
   }
 
-  /** The operator and the passkey the session rests on are still usable (as `refreshToken` checks). */
-  private async assertUsable(session: SessionRecord): Promise<void> {
+  /** The operator and the passkey the session rests on (none for a break-glass session) are still usable (as `refreshToken` checks). */
+  private async assertUsable(session: SessionRecord, breakGlass: boolean): Promise<void> {
     const { store } = this.deps;
     const [operator, credential] = await Promise.all([
       store.operators.get(session.operatorId),
-      store.operators.getCredential(session.credentialId),
+      breakGlass ? undefined : store.operators.getCredential(session.credentialId),
     ]);
     if (operator === undefined || operator.revokedAt !== null) {
       throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
     }
+    if (breakGlass) return;
     if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
       throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
     }
