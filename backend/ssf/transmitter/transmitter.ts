@@ -48,8 +48,8 @@ const SWEEP_MS = 1000;
 const STREAMS_REFRESH_MS = 2000;
 const HEAD_BATCH = 200;
 const FANOUT_BATCH = 1000;
-/** Events of one cause: consecutive cursors, same origin, within this of the first (one unit of work). */
-const TXN_WINDOW_MS = 50;
+/** Events of one cause: following each other in the feed, same origin, each within this of the previous. */
+const TXN_WINDOW_MS = 100;
 /** With no SET to queue, the fan-out cursor is written at most this often. */
 const CURSOR_LAZY_MS = 5000;
 
@@ -667,7 +667,9 @@ export class SsfTransmitter {
         ) {
           txn = { id: event.id, origin: event.origin, cursor: event.cursor, time: event.time };
         } else {
+          // The window runs from the run's previous event: a unit's writes may be slow (a loaded database).
           txn.cursor = event.cursor;
+          txn.time = event.time;
         }
         this.txn = txn;
         const mapped = mapEvent(event, ctx);
