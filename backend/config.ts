@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { BatonError } from '../shared/errors.js';
 import { toFieldIssues } from '../shared/policy.js';
 import { isAddressOrNetwork } from './http/client-address.js';
+import { SiemConfigSchema } from './siem/config.js';
+import { SsfTransmitterConfigSchema } from './ssf/transmitter/config.js';
 
 /** The most backend processes one host runs (`--workers`). */
 export const MAX_WORKERS = 64;
@@ -65,6 +67,10 @@ export const BackendConfigSchema = z.strictObject({
    * valid (below the idle timeout of any proxy between the admin console and the backend).
    */
   eventStreamKeepAliveSeconds: z.int().min(1).max(3600).default(15),
+  /** The continuous export to the SIEM (config file only): backend/siem/config.ts, docs/siem.md. */
+  siem: SiemConfigSchema.default({ sinks: [] }),
+  /** The Shared Signals transmitter (config file only): backend/ssf/transmitter/config.ts, docs/shared-signals.md. */
+  ssf: SsfTransmitterConfigSchema.prefault({}),
   /** The start-up database integrity check (`PRAGMA quick_check`) is abandoned after this. */
   integrityCheckSeconds: z.int().min(1).max(3600).default(60),
   /**

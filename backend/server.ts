@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import { CONSOLE_WS_PATH, type BackendMessage } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
-import { adminRoutes } from './http/admin-routes.js';
+import { adminRoutes, assertNotLastAdmin } from './http/admin-routes.js';
 import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets.js';
 import { adminAuthRoutes } from './http/admin-auth-routes.js';
 import { adminConsoleRoutes } from './http/admin-console-routes.js';
@@ -15,6 +15,7 @@ import { HttpLimits } from './http/http-limits.js';
 import { AdminAuth } from './services/admin-auth.js';
 import { AdminCeremonies } from './services/admin-ceremonies.js';
 import { consoleRoutes } from './http/console-routes.js';
+import { tokenRoutes } from './tokens/token-routes.js';
 import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
 import { Router, isReply, type RouteContext } from './http/router.js';
 import { ROUTES } from '../shared/routes.js';
@@ -34,11 +35,25 @@ import { DATABASE_FILE } from './store/sqlite-store.js';
 import { openStore } from './store/open-store.js';
 import { createOnce } from './services/signed-challenges.js';
 import { BatonError } from '../shared/errors.js';
+import { ServiceAccounts } from './service-accounts/service-accounts.js';
+import { serviceRoutes } from './service-accounts/service-routes.js';
+import { BreakGlass, breakGlassAllows } from './break-glass/break-glass.js';
+import { breakGlassRoutes } from './break-glass/break-glass-routes.js';
 import { join } from 'node:path';
 import { ConsoleConnections } from './ws/console-connections.js';
 import type { EventLog } from './services/event-log.js';
 import type { PolicyService } from './services/policy-service.js';
 import type { RevocationHub } from './services/revocation-hub.js';
+import { SiemExporter } from './siem/exporter.js';
+// Shared Signals receiver and SCIM provisioning (issue 13, helper "ssf-in")
+import { SsfReceiver } from './ssf/receiver/receiver-service.js';
+import { ssfReceiverRoutes } from './ssf/receiver/routes.js';
+import { ScimService } from './scim/scim-service.js';
+import { scimRoutes } from './scim/routes.js';
+import { siemRoutes } from './http/siem-routes.js';
+import { sweepExpiredSessions } from './services/session-expiry-sweep.js';
+// Shared Signals transmitter (issue 13, helper "ssf-out"): backend/ssf/transmitter/
+import { composeSsfTransmitter } from './ssf/transmitter/index.js';
 
 export interface BackendDeps {
   clock?: () => number;
@@ -202,6 +217,44 @@ async function listenOn(
     verifyPool: services.verifyPool,
   });
 
+  const siem = new SiemExporter({
+    store,
+    events,
+    sinks: config.siem.sinks,
+    nodeId: services.nodeId,
+    logger,
+    productVersion: BACKEND_VERSION,
+  });
+
+  // ---- service accounts (issue 14 items 5-6, helper "services"): backend/service-accounts/ ----
+  const serviceAccounts = new ServiceAccounts({
+    store,
+    events,
+    clock,
+    policy: () => policies.version,
+    signer: services.actionTokens.issuer,
+  });
+  // ---- break-glass, backend side (issue 14 item 7, helper "services"): backend/break-glass/ ----
+  const breakGlass = new BreakGlass({ store, events, sessions, clock, policy: () => policies.version });
+  // Action tokens (helper "tokens"): a break-glass session's tokens only for the policy's breakGlass.actions.
+  services.actionTokens.exchange.useBreakGlass({
+    grantForSession: (id) => breakGlass.grantForSession(id),
+    allows: breakGlassAllows,
+  });
+
+  // ---- Shared Signals transmitter (issue 13, helper "ssf-out"): backend/ssf/transmitter/, docs/shared-signals.md ----
+  const ssfOut = await composeSsfTransmitter({
+    store,
+    events,
+    config: config.ssf,
+    dataDir: config.dataDir,
+    clock,
+    logger,
+    nodeId: services.nodeId,
+    // The admin origin is known once the server listens; the transmitter starts after that.
+    issuer: () => config.ssf.issuer ?? adminOrigin,
+  });
+
   const router = new Router()
     .add(consoleRoutes({ registry, operators, sessions, stepUps, policies, revocations, clock }))
     .add(
@@ -251,7 +304,29 @@ async function listenOn(
         checkpoints,
       }),
     )
+    // ---- action tokens (issue 14, helper "tokens"): exchange, JWKS, the apps' revocation stream ----
+    .add(tokenRoutes(services.actionTokens))
+    // ---- service accounts (issue 14, helper "services"): enrolment, token endpoint, key rotation, admin ----
+    .add(serviceRoutes({ services: serviceAccounts }))
+    .add(breakGlassRoutes({ breakGlass }))
     .add(authenticatorMetadataRoutes({ authenticators: services.authenticators }))
+    // The continuous export to the SIEM (backend/siem): one node at a time delivers each sink.
+    .add(siemRoutes({ siem }))
+    // ---- Shared Signals receiver and SCIM provisioning (issue 13, helper "ssf-in"): backend/ssf/receiver/, backend/scim/ ----
+    .add(
+      ssfReceiverRoutes({
+        receiver: new SsfReceiver({
+          store,
+          events,
+          revocations,
+          clock,
+          logger,
+          assertNotLastAdmin: (operatorId) => assertNotLastAdmin(store, operatorId),
+        }),
+      }),
+    )
+    .add(scimRoutes({ scim: new ScimService({ store, events, revocations, clock, logger }) }))
+    .add(ssfOut.routes) // Shared Signals transmitter (ssf-out)
     .add(adminAssetRoutes(config.adminConsoleDir ?? DEFAULT_ADMIN_CONSOLE_DIR));
 
   let stopping: Promise<void> | undefined;
@@ -377,6 +452,7 @@ async function listenOn(
   }
   channel.start();
   checkpoints.start();
+  await siem.start();
   // The integrity check reads the embedded database file; a PostgreSQL server checks its own pages.
   if (deps.store === undefined && store.engine === 'sqlite') {
     void database.check(config.integrityCheckSeconds * 1000).then((state) => {
@@ -400,9 +476,17 @@ async function listenOn(
   const adminSweep = every(SWEEP_INTERVAL_MS, 'ending expired admin sessions', () => adminAuth.sweep());
   // Challenges and nonces every node shares expire in the store; any node may sweep them.
   const ephemeralSweep = every(SWEEP_INTERVAL_MS, 'sweeping expired challenges', () => store.ephemeral.sweep(clock()));
+  // No silent ends: a session past its lifetime that no console closed is closed here, with its event.
+  const sessionSweep = every(SWEEP_INTERVAL_MS, 'closing sessions past their lifetime', () =>
+    sweepExpiredSessions(store, events, sessions, clock()),
+  );
+  // Service accounts: the jtis of expired service tokens (kept only to report what a revocation cut short).
+  const serviceTokenSweep = every(SWEEP_INTERVAL_MS, 'sweeping expired service tokens', () => serviceAccounts.sweep());
 
   const port = (server.address() as AddressInfo).port;
   adminOrigin = config.adminOrigin ?? `http://localhost:${port}`;
+  // Shared Signals transmitter (ssf-out): follows the event log from its stored cursor, delivers its queues.
+  await ssfOut.transmitter.start();
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   logger.info(
     {
@@ -423,6 +507,9 @@ async function listenOn(
       clearInterval(seenTimer);
       clearInterval(adminSweep);
       clearInterval(ephemeralSweep);
+      clearInterval(sessionSweep);
+      clearInterval(serviceTokenSweep);
+      services.actionTokens.feed.close(); // action tokens: ends the app servers' revocation streams
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await channel.close();
       server.closeAllConnections();
@@ -439,6 +526,8 @@ async function listenOn(
       // No request is left that could still verify a signature.
       await settle('closing the verification threads', async () => services.verifyPool?.close());
       await settle('committing queued console events', () => events.drain());
+      await settle('stopping the Shared Signals transmitter', () => ssfOut.transmitter.stop());
+      await settle('stopping the SIEM export', () => siem.stop());
       await settle('recording revocation acknowledgements', () => revocations.flushAcks());
       await settle('recording when consoles were last seen', () => registry.flushLastSeen());
       await settle('signing the last chain checkpoint', () => checkpoints.stop());

@@ -27,6 +27,19 @@ export const ERROR_STATUS = {
   ADMIN_ORIGIN_MISMATCH: 403,
   /** The change would leave no admin able to sign in (the bootstrap token is retired by then). */
   LAST_ADMIN: 409,
+  // Admin tables and admin API tokens (issue 12, estate)
+  /** A list's `cursor` is not one this server made for this list, sort and order: start from the first page. */
+  ADMIN_CURSOR_INVALID: 400,
+  /** A list's `sort` is not one of its sort keys (the answer names them). */
+  ADMIN_SORT_UNKNOWN: 400,
+  /** The admin API token has passed its expiry: an admin issues a new one. */
+  ADMIN_API_TOKEN_EXPIRED: 401,
+  /** The admin API token was revoked by an admin. */
+  ADMIN_API_TOKEN_REVOKED: 401,
+  /** The admin API token's scope does not allow this request (a `read` token on a change, or any token managing tokens). */
+  ADMIN_API_TOKEN_SCOPE: 403,
+  /** The operator CSV cannot be read as CSV with the expected header (`issues` lists the rows in error). */
+  OPERATOR_IMPORT_INVALID: 400,
   /** Too many unauthenticated admin sign-in or registration requests from this client address (`Retry-After`). */
   ADMIN_SIGN_IN_RATE_LIMITED: 429,
   /** Failed assertions with this passkey from this client address: wait `Retry-After` before the next try. */
@@ -96,6 +109,55 @@ export const ERROR_STATUS = {
   SESSION_NOT_ACTIVE: 409,
   STEP_UP_WRONG_OPERATOR: 403,
   STEP_UP_INSUFFICIENT: 403,
+  // Action tokens (docs/action-tokens.md)
+  /** The token exchange names an audience that is no app of the policy (`apps[].audience`). */
+  AUDIENCE_UNKNOWN: 400,
+  /** The app of that audience does not declare the action (`apps[].actions`). */
+  ACTION_NOT_FOR_AUDIENCE: 403,
+  /** The action needs a fresh or stronger authentication: `decision` carries `acr_values` and `max_age` (RFC 9470). */
+  ACTION_STEP_UP_REQUIRED: 403,
+  /** The exchange's `subject_token` is not a live assurance token of this console's session. */
+  SUBJECT_TOKEN_INVALID: 401,
+  /** An RFC 8693 `grant_type`, `subject_token_type` or `requested_token_type` Baton does not issue. */
+  TOKEN_EXCHANGE_UNSUPPORTED: 400,
+  /** An app server's login to the revocation stream does not verify against its policy `revocationKey`. */
+  APP_AUTH_INVALID: 401,
+  // Service accounts (docs/service-accounts.md)
+  /** The token endpoint's client authentication is missing or malformed (`client_assertion_type`, the JWT, its claims). */
+  SERVICE_ASSERTION_INVALID: 401,
+  /** The client assertion's `exp` has passed, or it lives longer than the policy's `service.assertionMaxSeconds`. */
+  SERVICE_ASSERTION_EXPIRED: 401,
+  /** The client assertion's `aud` is not this token endpoint. */
+  SERVICE_ASSERTION_AUDIENCE: 401,
+  /** The client assertion's signature does not verify with any current key of the service. */
+  SERVICE_ASSERTION_SIGNATURE_INVALID: 401,
+  /** A client assertion's `jti` was already used (on any backend node of the database). */
+  SERVICE_ASSERTION_REPLAYED: 401,
+  /** No service is enrolled with the assertion's `iss`/`sub`. */
+  SERVICE_UNKNOWN: 401,
+  /** The service was revoked: no token, key rotation or anything else. */
+  SERVICE_REVOKED: 403,
+  /** The action is not one the service was enrolled for, or the policy's `service.actions` does not list it. */
+  SERVICE_ACTION_NOT_ALLOWED: 403,
+  /** The policy requires this service action to be tied to a human session, and no `actor_token` came. */
+  SERVICE_ACTOR_REQUIRED: 403,
+  /** The `actor_token` is not a valid token of a live session meeting the action's level and age (or one was not allowed). */
+  SERVICE_ACTOR_INVALID: 403,
+  /** The token endpoint's `grant_type` (or an RFC 8693 token type) is not one Baton serves. */
+  SERVICE_GRANT_UNSUPPORTED: 400,
+  /** The key-possession proof of an enrolment or key rotation does not verify with the key it presents. */
+  SERVICE_KEY_PROOF_INVALID: 400,
+  // Break-glass (docs/break-glass.md)
+  /** The policy has no `breakGlass` section: temporary access without a key is off. */
+  BREAK_GLASS_DISABLED: 403,
+  /** The temporary access code is not known, or not bound to this operator and this console. */
+  BREAK_GLASS_CODE_INVALID: 401,
+  BREAK_GLASS_CODE_EXPIRED: 401,
+  BREAK_GLASS_CODE_USED: 401,
+  /** The operator or the site already had the policy's number of break-glass grants in the last 24 hours. */
+  BREAK_GLASS_LIMIT_REACHED: 429,
+  /** The break-glass grant was already signed off. */
+  BREAK_GLASS_ALREADY_SIGNED_OFF: 409,
   // Policy
   POLICY_INVALID: 400,
   POLICY_VERSION_CONFLICT: 409,
@@ -153,6 +215,71 @@ export const ERROR_STATUS = {
   NO_SESSION_IN_FRONT: 409,
   /** The policy denies the action for this operator here. */
   ACTION_DENIED: 403,
+  // Shared Signals transmitter (issue 13; docs/shared-signals.md "Transmitter"): receivers' bearer tokens and streams
+  /** A transmitter endpoint called without `Authorization: Bearer <receiver token>`. */
+  SSF_TOKEN_MISSING: 401,
+  /** The receiver token is unknown or revoked. */
+  SSF_TOKEN_INVALID: 401,
+  /** The receiver token lacks the scope the endpoint needs (`ssf.manage` to change, `ssf.read` to read). */
+  SSF_SCOPE_INSUFFICIENT: 403,
+  /** No such stream for this receiver (another receiver's stream is not found either). */
+  SSF_STREAM_NOT_FOUND: 404,
+  /** The stream configuration or request is not acceptable (`issues` says where). */
+  SSF_STREAM_INVALID: 400,
+  /** The receiver already has as many streams as allowed (`ssf.maxStreamsPerReceiver`). */
+  SSF_STREAM_LIMIT: 409,
+  /** A verification event was asked for a disabled stream. */
+  SSF_STREAM_DISABLED: 409,
+  /** No such receiver (admin API). */
+  SSF_RECEIVER_NOT_FOUND: 404,
+  /** The receiver's token was already revoked (admin API). */
+  SSF_RECEIVER_REVOKED: 409,
+  // Shared Signals receiver (issue 13; docs/shared-signals.md "Receiver"). Push refusals also carry RFC 8935's `err`.
+  /** The SET is larger than the receiver accepts (err invalid_request). */
+  SSF_SET_TOO_LARGE: 400,
+  /** Not a compact JWS, not `application/secevent+jwt`, or its claims are not a SET (err invalid_request). */
+  SSF_SET_MALFORMED: 400,
+  /** The signature does not verify with the transmitter's keys, or its algorithm is not accepted (err invalid_key). */
+  SSF_SET_SIGNATURE_INVALID: 400,
+  /** The JWS header's `typ` is not `secevent+jwt` (err invalid_request). */
+  SSF_SET_TYPE_INVALID: 400,
+  /** `iss` is not the registered transmitter's issuer (err invalid_issuer). */
+  SSF_SET_ISSUER_INVALID: 400,
+  /** `aud` does not name the audience Baton expects from this transmitter (err invalid_audience). */
+  SSF_SET_AUDIENCE_INVALID: 400,
+  /** This `jti` was already received from this transmitter (err invalid_request). */
+  SSF_SET_REPLAYED: 400,
+  /** `iat` is older than the transmitter's maximum age, or in the future beyond the clock skew (err invalid_request). */
+  SSF_SET_STALE: 400,
+  /** The event does not match its type's schema, or the SET holds other than exactly one event (err invalid_request). */
+  SSF_SET_EVENT_INVALID: 400,
+  /** The push lacks the bearer token Baton issued for this transmitter, or it is wrong (err authentication_failed). */
+  SSF_PUSH_AUTH_FAILED: 401,
+  /** No transmitter is registered under this id, or it was disabled (err access_denied). */
+  SSF_TRANSMITTER_UNKNOWN: 403,
+  /** The transmitter's keys (its `jwks_uri`) cannot be fetched now: the transmitter retries later. */
+  SSF_KEYS_UNAVAILABLE: 503,
+  /** The upstream's configuration, JWKS or stream endpoint answered something unusable (registration, stream creation). */
+  SSF_UPSTREAM_INVALID: 502,
+  /** This subject identifier is already linked to an operator (unlink it first). */
+  SSF_IDENTITY_TAKEN: 409,
+  // SCIM 2.0 provisioning (issue 13; docs/scim.md). SCIM answers carry RFC 7644's error schema and `scimType` too.
+  /** No bearer token, or not the live token of a directory. */
+  SCIM_AUTH_FAILED: 401,
+  /** The filter is not one Baton supports (scimType invalidFilter). */
+  SCIM_INVALID_FILTER: 400,
+  /** The body is not JSON or not a SCIM message (scimType invalidSyntax). */
+  SCIM_INVALID_SYNTAX: 400,
+  /** A required attribute is missing or a value has the wrong type (scimType invalidValue). */
+  SCIM_INVALID_VALUE: 400,
+  /** A PATCH path Baton does not support (scimType invalidPath). */
+  SCIM_INVALID_PATH: 400,
+  /** The change would alter a read-only attribute such as `id` (scimType mutability). */
+  SCIM_MUTABILITY: 400,
+  /** Another resource of this directory already has this `userName` / `displayName` (scimType uniqueness). */
+  SCIM_UNIQUENESS: 409,
+  /** No such resource in this directory. */
+  SCIM_RESOURCE_UNKNOWN: 404,
   // Server
   SHUTTING_DOWN: 503,
   /** Start only: another running backend holds the data directory's lock file (`baton.lock`). */

@@ -29,6 +29,8 @@ export type DecisionReason =
   | 'level-below-required'
   | 'authentication-too-old'
   | 'session-lifetime-exceeded'
+  /** A break-glass session asked for an action outside the policy's `breakGlass.actions` (never by the evaluator). */
+  | 'break-glass-action-not-allowed'
   /** Added by a backend node whose view of revocations may be stale, on a `best-effort` channel (never by the evaluator). */
   | 'stale-node';
 

@@ -46,6 +46,21 @@ export const EVENT_TYPES = [
   'policy-decision',
   'policy-changed',
   'revocation-acknowledged',
+  // Action tokens (docs/action-tokens.md)
+  'action-token-issued',
+  'action-token-refused',
+  // Service accounts (docs/service-accounts.md)
+  'service-enrolment-token-issued',
+  'service-enrolled',
+  'service-key-rotated',
+  'service-revoked',
+  'service-token-issued',
+  'service-token-refused',
+  // Break-glass (backend side; `break-glass-used` stays the console's own)
+  'break-glass-granted',
+  'break-glass-session-started',
+  'break-glass-refused',
+  'break-glass-signed-off',
   // Agent
   'agent-offline',
   'agent-online',
@@ -53,6 +68,10 @@ export const EVENT_TYPES = [
   'outbox-near-full',
   // Admin and integrity
   'admin-action',
+  // Shared Signals in and SCIM provisioning (issue 13; docs/events.md)
+  'ssf-set-received',
+  'ssf-set-refused',
+  'scim-provisioning',
   'integrity-sequence-gap',
   'integrity-sequence-conflict',
   'integrity-chain-broken',
@@ -181,6 +200,8 @@ export const SubjectSchema = z.strictObject({
   operator: IdSchema.optional(),
   console: IdSchema.optional(),
   session: IdSchema.optional(),
+  /** A service account (a non-human identity): docs/service-accounts.md. */
+  service: IdSchema.optional(),
   credential: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,1024}$/)

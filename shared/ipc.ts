@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from './errors.js';
 import { IdSchema } from './events.js';
-import { LevelSchema, ACTION_NAME } from './policy.js';
+import { LevelSchema, ACTION_NAME, SupportContactSchema } from './policy.js';
 
 /**
  * The IPC contract between the operator UI (renderer, through the preload's `window.baton`) and
@@ -14,6 +14,9 @@ import { LevelSchema, ACTION_NAME } from './policy.js';
 // ---- what the UI sees ----
 
 export const SESSION_STATES = ['active', 'stepped-up', 'locked', 'suspended', 'expired', 'revoked', 'ended'] as const;
+/** Why the session in front locked (kiosk, issue 12): the lock screen says which. */
+export const LOCK_REASONS = ['idle-timeout', 'os-lock', 'operator-locked', 'offline-limit-reached'] as const;
+export type LockReason = (typeof LOCK_REASONS)[number];
 
 export const SessionSnapshotSchema = z.strictObject({
   id: IdSchema,
@@ -26,6 +29,7 @@ export const SessionSnapshotSchema = z.strictObject({
   expiresAt: z.number(),
   state: z.enum(SESSION_STATES),
   since: z.number().optional(),
+  lockedBecause: z.enum(LOCK_REASONS).optional(),
   inFront: z.boolean(),
 });
 export type SessionSnapshotView = z.infer<typeof SessionSnapshotSchema>;
@@ -79,6 +83,8 @@ export const AgentStatusViewSchema = z.strictObject({
       idleLockSeconds: z.int().nonnegative(),
       continuitySeconds: z.int().nonnegative(),
       offlineGraceSeconds: z.int().nonnegative(),
+      /** Kiosk (issue 12): the lock screen waits for a key by itself (policy `tapAndGo`). */
+      tapAndGo: z.boolean().optional(),
     })
     .optional(),
   /** The last session that left the console and why (`revoked`, `expired`, `ended` with a reason). */
@@ -91,11 +97,33 @@ export const AgentStatusViewSchema = z.strictObject({
       at: z.number(),
     })
     .optional(),
+  /** Kiosk (issue 12): the idle lock is near; input (or "Stay signed in") takes the warning away. */
+  idleWarning: z.strictObject({ locksAt: z.number() }).optional(),
+  /** Kiosk (issue 12): whom to ask for help at this console's site (policy `support`). */
+  support: SupportContactSchema.optional(),
 });
 export type AgentStatusView = z.infer<typeof AgentStatusViewSchema>;
 
 export const AuthorizeResultSchema = z.discriminatedUnion('outcome', [
   z.strictObject({ outcome: z.literal('allow'), steppedUp: z.boolean(), reasons: z.array(z.string()) }),
+  z.strictObject({ outcome: z.literal('deny'), reasons: z.array(z.string()) }),
+  z.strictObject({ outcome: z.literal('refused'), code: z.enum(ERROR_CODES), message: z.string() }),
+]);
+
+/**
+ * A workspace app's action token (docs/action-tokens.md): for its server (`audience`) and one
+ * action, short-lived; the session's assurance token itself never leaves the agent.
+ */
+export const ActionTokenResultSchema = z.discriminatedUnion('outcome', [
+  z.strictObject({
+    outcome: z.literal('issued'),
+    token: z.string().max(8192),
+    /** Epoch ms. */
+    expiresAt: z.number(),
+    audience: z.string(),
+    action: z.string(),
+    steppedUp: z.boolean(),
+  }),
   z.strictObject({ outcome: z.literal('deny'), reasons: z.array(z.string()) }),
   z.strictObject({ outcome: z.literal('refused'), code: z.enum(ERROR_CODES), message: z.string() }),
 ]);
@@ -193,6 +221,18 @@ export const IPC_CONTRACT = {
       action: z.string().regex(ACTION_NAME, 'expected an action name like "payment.approve"'),
     }),
     response: AuthorizeResultSchema,
+  },
+  /**
+   * An action token for the workspace app's server. With `challenge` (the server's RFC 9470
+   * `WWW-Authenticate` value) the agent first asks the operator to step up, then issues a fresh one.
+   */
+  'workspace:action-token': {
+    request: z.strictObject({
+      audience: z.string().min(1).max(200),
+      action: z.string().regex(ACTION_NAME, 'expected an action name like "payment.approve"'),
+      challenge: z.string().max(2000).optional(),
+    }),
+    response: ActionTokenResultSchema,
   },
 } as const;
 

@@ -64,7 +64,7 @@ describe('validatePolicy', () => {
     assert.deepEqual(pathsOf(draft((p) => (p.channels['branch-kiosk'].idleLockMinutes = 2))), [
       'channels.branch-kiosk',
     ]);
-    assert.deepEqual(pathsOf(draft((p) => (p.breakGlass = true))), ['(root)']);
+    assert.deepEqual(pathsOf(draft((p) => (p.emergencyAccess = true))), ['(root)']);
   });
 
   it('refuses badly named channels and actions at their key', () => {

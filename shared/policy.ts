@@ -43,6 +43,13 @@ export const ChannelPolicySchema = z.strictObject({
    * and says so in every decision's reasons and events.
    */
   staleNode: z.enum(['strict', 'best-effort']).optional(),
+  /**
+   * Kiosk (issue 12): tap-and-go. `true`: whenever the lock screen is up, the console waits for a key
+   * (touching it is enough, no button first); using the screen for something else cancels the wait.
+   * Absent or `false`: the teller presses "Tap your key" first (a desk whose platform authenticator
+   * would pop up a system dialog should keep it off).
+   */
+  tapAndGo: z.boolean().optional(),
 });
 
 /** The channel's choice when a backend node's view may be stale (`strict` unless it says otherwise). */
@@ -100,6 +107,108 @@ export const AgentRulesSchema = z.strictObject({
   heartbeatSeconds: seconds(5, 300),
 });
 
+/**
+ * A line-of-business app whose server accepts Baton action tokens (docs/action-tokens.md): the
+ * audience the agent asks tokens for, the actions that app performs, and how long its tokens live.
+ */
+export const AppPolicySchema = z.strictObject({
+  /** The app server's identifier (the token's `aud`), e.g. `https://teller.bank.example` or `urn:bank:teller`. */
+  audience: z
+    .string()
+    .min(3)
+    .max(200)
+    .regex(/^[\x21-\x7e]+$/, 'expected a URL or URN without spaces'),
+  name: z.string().min(1).max(100),
+  /** The actions this app asks tokens for; each must be an action of the policy. */
+  actions: z.array(z.string().regex(ACTION_NAME)).min(1).max(100),
+  /** Lifetime of this app's action tokens (default `DEFAULT_ACTION_TOKEN_TTL_SECONDS`), at most 10 minutes. */
+  tokenTtlSeconds: seconds(30, 600).optional(),
+  /**
+   * The EC P-256 public JWK the app server signs its login to Baton's revocation stream with
+   * (`GET /v1/tokens/revocations`); absent: the app cannot subscribe and relies on token expiry.
+   */
+  revocationKey: z
+    .looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: z.string().min(1), y: z.string().min(1) })
+    .refine((jwk) => !('d' in jwk), 'a public key only (no "d")')
+    .optional(),
+});
+
+/** An app's token lifetime when it names none: 2 minutes. */
+export const DEFAULT_ACTION_TOKEN_TTL_SECONDS = 120;
+
+// ---- service channel (service accounts: docs/service-accounts.md) ----
+/** What policy asks of a service that requests a token for one action. */
+export const ServiceActionPolicySchema = z.strictObject({
+  /**
+   * `required`: the request must carry an `actor_token` of a live human session (the operator on whose
+   * behalf the service acts, carried as the token's `act`), and that session must meet the action's
+   * `actions[name]` level and age; `optional`: one is checked and carried when given; `none`: refused if given.
+   */
+  actor: z.enum(['required', 'optional', 'none']),
+});
+
+/** The `service` channel: which actions services may get tokens for, and for how long. */
+export const ServicePolicySchema = z.strictObject({
+  /** Lifetime of a service's action token (default `DEFAULT_SERVICE_TOKEN_TTL_SECONDS`), at most 15 minutes. */
+  tokenTtlSeconds: seconds(30, 900).optional(),
+  /** Longest a client assertion may live (its `exp` from now; default `DEFAULT_SERVICE_ASSERTION_MAX_SECONDS`). */
+  assertionMaxSeconds: seconds(10, 600).optional(),
+  /** The actions a service may ask a token for; each must be an action of the policy. */
+  actions: z.record(z.string().regex(ACTION_NAME), ServiceActionPolicySchema),
+});
+
+export const DEFAULT_SERVICE_TOKEN_TTL_SECONDS = 120;
+
+// ---- break-glass (issue 14 item 7: an operator without their key; backend/break-glass/) ----
+/** How temporary access without the operator's key is capped (absent: no break-glass at all). */
+export const BreakGlassPolicySchema = z.strictObject({
+  /** Lifetime of a break-glass session (capped by the channel's own maximum). */
+  lifetimeSeconds: seconds(60, 4 * 3600),
+  /** The only actions a break-glass session may perform (each an action of the policy whose level is `presence`). */
+  actions: z.array(z.string().regex(ACTION_NAME)).max(100),
+  /** Break-glass grants per operator in any 24 hours. */
+  maxPerOperatorPerDay: z.int().min(1).max(20),
+  /** Break-glass grants per site (the console's site) in any 24 hours. */
+  maxPerSitePerDay: z.int().min(1).max(1000),
+  /** Lifetime of an admin-issued one-time temporary access code (default 15 minutes). */
+  codeTtlSeconds: seconds(60, 3600).optional(),
+});
+export const DEFAULT_SERVICE_ASSERTION_MAX_SECONDS = 60;
+
+// ---- kiosk: "Ask IT" (issue 12) ----
+/** Whom a teller asks for help, as IT wants it shown on the console ("Ask IT"). */
+export const SupportContactSchema = z.strictObject({
+  /** Who answers: "Branch IT service desk". */
+  name: z.string().min(1).max(100),
+  phone: z
+    .string()
+    .min(3)
+    .max(40)
+    .regex(/^[0-9+()\-. ]+$/, 'expected a phone number (digits, spaces, + - . ( ))')
+    .optional(),
+  email: z.email().max(200).optional(),
+  /** When someone answers: "Mon–Fri 08:00–18:00". */
+  hours: z.string().max(100).optional(),
+  /** Anything else the teller should know: "Quote the console name on the screen". */
+  note: z.string().max(200).optional(),
+});
+export type SupportContact = z.infer<typeof SupportContactSchema>;
+
+/** The contact per site (the site a console was enrolled for), and one for consoles of any other site. */
+export const SupportPolicySchema = z.strictObject({
+  default: SupportContactSchema.optional(),
+  sites: z.record(z.string().min(1).max(100), SupportContactSchema).optional(),
+});
+
+/** The contact shown at a console of `site`: its site's (names compared case-insensitively), else the default. */
+export function supportContactFor(policy: Policy, site: string | undefined): SupportContact | undefined {
+  const support = policy.support;
+  if (support === undefined) return undefined;
+  const wanted = site?.trim().toLowerCase();
+  const match = Object.entries(support.sites ?? {}).find(([name]) => name.trim().toLowerCase() === wanted);
+  return wanted === undefined || wanted === '' || match === undefined ? support.default : match[1];
+}
+
 export const PolicySchema = z
   .strictObject({
     channels: z.record(
@@ -112,6 +221,14 @@ export const PolicySchema = z
       ActionPolicySchema,
     ),
     agent: AgentRulesSchema,
+    /** Apps whose servers accept action tokens (absent: none). */
+    apps: z.array(AppPolicySchema).max(200).optional(),
+    /** The `service` channel: non-human identities (absent: no service gets a token). */
+    service: ServicePolicySchema.optional(),
+    /** Temporary access for an operator without their key (absent: none). */
+    breakGlass: BreakGlassPolicySchema.optional(),
+    /** Kiosk: the "Ask IT" contact per site (absent: the console says only "Ask IT"). */
+    support: SupportPolicySchema.optional(),
   })
   .superRefine((policy, ctx) => {
     if (Object.keys(policy.channels).length === 0) {
@@ -141,9 +258,41 @@ export const PolicySchema = z
         }
       }
     }
+    const audiences = new Set<string>();
+    for (const [i, app] of (policy.apps ?? []).entries()) {
+      if (audiences.has(app.audience)) {
+        ctx.addIssue({ code: 'custom', path: ['apps', i, 'audience'], message: `audience "${app.audience}" repeats` });
+      }
+      audiences.add(app.audience);
+      for (const [j, action] of app.actions.entries()) {
+        if (!Object.hasOwn(policy.actions, action)) {
+          ctx.addIssue({ code: 'custom', path: ['apps', i, 'actions', j], message: `unknown action "${action}"` });
+        }
+      }
+    }
+    for (const [i, name] of (policy.breakGlass?.actions ?? []).entries()) {
+      const rule = Object.hasOwn(policy.actions, name) ? policy.actions[name] : undefined;
+      if (rule === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['breakGlass', 'actions', i], message: `unknown action "${name}"` });
+      } else if (rule.level !== 'presence') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['breakGlass', 'actions', i],
+          message: `"${name}" needs "${rule.level}": a break-glass session is at "presence" at most`,
+        });
+      }
+    }
+    for (const name of Object.keys(policy.service?.actions ?? {})) {
+      if (!Object.hasOwn(policy.actions, name)) {
+        ctx.addIssue({ code: 'custom', path: ['service', 'actions', name], message: `unknown action "${name}"` });
+      }
+    }
   });
 
 export type ChannelPolicy = z.infer<typeof ChannelPolicySchema>;
+export type AppPolicy = z.infer<typeof AppPolicySchema>;
+export type ServicePolicy = z.infer<typeof ServicePolicySchema>;
+export type BreakGlassPolicy = z.infer<typeof BreakGlassPolicySchema>;
 export type ActionPolicy = z.infer<typeof ActionPolicySchema>;
 export type Policy = z.infer<typeof PolicySchema>;
 
@@ -204,6 +353,11 @@ export const DEFAULT_POLICY: Policy = {
     heartbeatSeconds: 15,
   },
 };
+
+/** The app a token is asked for, by its audience (undefined when the policy has none such). */
+export function appForAudience(policy: Policy, audience: string): AppPolicy | undefined {
+  return policy.apps?.find((app) => app.audience === audience);
+}
 
 export type PolicyValidation = { ok: true; policy: Policy } | { ok: false; issues: FieldIssue[] };
 

@@ -82,7 +82,8 @@ export type HelloMessage = z.infer<typeof HelloMessageSchema>;
 
 // ---- backend → agent ----
 
-export const REVOCATION_KINDS = ['operator', 'credential', 'console', 'session'] as const;
+/** `service`: a service account (docs/service-accounts.md); it concerns no console, only app servers' revocation stream. */
+export const REVOCATION_KINDS = ['operator', 'credential', 'console', 'session', 'service'] as const;
 export type RevocationKind = (typeof REVOCATION_KINDS)[number];
 
 export const RevocationItemSchema = z.strictObject({

@@ -29,6 +29,29 @@ import {
   StepUpVerifyRequestSchema,
 } from './http-api.js';
 import { PolicySchema } from './policy.js';
+import {
+  IssueServiceTokenRequestSchema,
+  IssueServiceTokenResultSchema,
+  RevokeServiceRequestSchema,
+  ServiceEnrolRequestSchema,
+  ServiceEnrolResultSchema,
+  ServiceKeyRotateRequestSchema,
+  ServiceKeyRotateResultSchema,
+  ServiceListSchema,
+  ServiceRevokeResultSchema,
+  ServiceTokenRequestSchema,
+  ServiceTokenResultSchema,
+} from './service-accounts-api.js';
+import {
+  BreakGlassGrantSchema,
+  BreakGlassListSchema,
+  BreakGlassRedeemRequestSchema,
+  BreakGlassRedeemResultSchema,
+  BreakGlassSignOffRequestSchema,
+  IssueBreakGlassCodeRequestSchema,
+  IssueBreakGlassCodeResultSchema,
+} from './break-glass-api.js';
+import { TokenExchangeRequestSchema, TokenExchangeResponseSchema } from './action-tokens.js';
 
 /**
  * The backend's HTTP API, declared once: every route's method, path pattern, who may call it, and
@@ -49,7 +72,7 @@ import { PolicySchema } from './policy.js';
  */
 export const ROUTE_ACCESS = ['public', 'enrolment', 'console', 'admin', 'admin-step-up', 'admin-passive'] as const;
 export type RouteAccess = (typeof ROUTE_ACCESS)[number];
-export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 export interface RouteSpec {
   readonly method: RouteMethod;
@@ -76,6 +99,12 @@ const AdminSessionBody = z.looseObject({
 const FieldIssues = z.array(z.looseObject({ path: z.string(), message: z.string() }));
 const Options = <S extends z.ZodType>(options: S) => z.looseObject({ options });
 const RawUpload = undefined;
+/** Shared Signals transmitter documents (SSF 1.0 members are snake_case and open-ended). */
+const SsfDoc = z.looseObject({});
+const SsfStatus = z.looseObject({ stream_id: z.string(), status: z.enum(['enabled', 'paused', 'disabled']) });
+const SsfReceiver = z.looseObject({ id, name: z.string(), audience: z.string(), scopes: z.array(z.string()) });
+/** A SCIM document (RFC 7643): every one names its schemas. */
+const ScimDoc = z.looseObject({ schemas: z.array(z.string()) });
 
 function route<
   const M extends RouteMethod,
@@ -158,6 +187,40 @@ export const ROUTES = {
   ),
   sessionToken: route('POST', '/v1/sessions/:id/token', 'console', SessionTokenRequestSchema, SessionTokenResultSchema),
   sessionEnd: route('POST', '/v1/sessions/:id/end', 'console', SessionEndRequestSchema, SessionEndResultSchema),
+
+  // ---- action tokens (docs/action-tokens.md) ----
+  /** RFC 8693 token exchange: the session's assurance token for an action token of one app and action. */
+  tokenExchange: route(
+    'POST',
+    '/v1/tokens/exchange',
+    'console',
+    TokenExchangeRequestSchema,
+    TokenExchangeResponseSchema,
+  ),
+  /** The keys action tokens are signed with (their own ring, not the assurance tokens'). */
+  tokenJwks: route(
+    'GET',
+    '/v1/tokens/jwks.json',
+    'public',
+    undefined,
+    z.looseObject({ keys: z.array(z.looseObject({})) }),
+  ),
+  /** Server-sent events of revocations for app servers; the app authenticates in the handler (a JWT of its policy key). */
+  tokenRevocations: route('GET', '/v1/tokens/revocations', 'public', undefined, null),
+
+  // ---- service accounts (docs/service-accounts.md) ----
+  /** A service enrols with a one-time token and a key it generated (a proof signed with that key). */
+  serviceEnrol: route('POST', '/v1/services/enrol', 'enrolment', ServiceEnrolRequestSchema, ServiceEnrolResultSchema),
+  /** The token endpoint: RFC 7523 client assertion (authenticated in the handler), form or JSON. */
+  serviceToken: route('POST', '/v1/services/token', 'public', ServiceTokenRequestSchema, ServiceTokenResultSchema),
+  /** Key rotation, authenticated by a client assertion signed with the current key. */
+  serviceKeyRotate: route(
+    'POST',
+    '/v1/services/:id/keys',
+    'public',
+    ServiceKeyRotateRequestSchema,
+    ServiceKeyRotateResultSchema,
+  ),
 
   // ---- admin API ----
   adminConsoleTokens: route(
@@ -406,6 +469,32 @@ export const ROUTES = {
   ),
   adminEventsExport: route('GET', '/v1/admin/events/export', 'admin', undefined, null),
   adminStats: route('GET', '/v1/admin/stats', 'admin', undefined, z.looseObject({})),
+  /** The SIEM export: each sink's cursor, lag, last delivery and last error (docs/siem.md). */
+  adminSiem: route(
+    'GET',
+    '/v1/admin/siem',
+    'admin',
+    undefined,
+    z.looseObject({
+      sinks: z.array(
+        z.looseObject({
+          name: z.string(),
+          kind: z.enum(['syslog', 'http']),
+          target: z.string(),
+          configured: z.boolean(),
+          cursor: z.number(),
+          head: z.number(),
+          lag: z.number(),
+          delivered: z.number(),
+          lastDeliveredAt: z.number().nullable(),
+          lastError: z.string().nullable(),
+          lastErrorAt: z.number().nullable(),
+          failures: z.number(),
+          deliveringNode: z.string().nullable(),
+        }),
+      ),
+    }),
+  ),
   /** The cluster's nodes (heartbeat rows, live / stale / silent) and the answering node's own freshness. */
   adminNodes: route(
     'GET',
@@ -432,6 +521,48 @@ export const ROUTES = {
     }),
   ),
 
+  // ---- admin API tokens and bulk import (issue 12, docs/admin-console.md) ----
+  /** Admin API tokens for scripts: listed without their secrets. */
+  adminApiTokens: route(
+    'GET',
+    '/v1/admin/api-tokens',
+    'admin',
+    undefined,
+    z.looseObject({ tokens: z.array(z.looseObject({ id, scope: z.enum(['read', 'admin']) })) }),
+  ),
+  /** Issues one (the secret is in this answer only); a signed-in admin with a fresh step-up. */
+  adminApiTokenCreate: route(
+    'POST',
+    '/v1/admin/api-tokens',
+    'admin-step-up',
+    z.strictObject({
+      label: z.string().trim().min(1).max(100),
+      scope: z.enum(['read', 'admin']),
+      ttlDays: z.int().min(1).max(365).default(90),
+    }),
+    z.looseObject({ token: z.string(), apiToken: z.looseObject({ id, expiresAt: ms }) }),
+  ),
+  adminApiTokenRevoke: route(
+    'POST',
+    '/v1/admin/api-tokens/:id/revoke',
+    'admin-step-up',
+    RevokeRequestSchema,
+    z.looseObject({ apiToken: z.looseObject({ id, revokedAt: ms }) }),
+  ),
+  /** Operators from CSV (`displayName,roles[,id]`): a dry run reports each row's errors and stores nothing. */
+  adminOperatorsImport: route(
+    'POST',
+    '/v1/admin/operators/import',
+    'admin',
+    z.strictObject({ csv: z.string().max(1_000_000), dryRun: z.boolean() }),
+    z.looseObject({
+      dryRun: z.boolean(),
+      rows: z.int().nonnegative(),
+      created: z.int().nonnegative(),
+      errors: z.array(z.looseObject({ row: z.int(), message: z.string() })),
+    }),
+  ),
+
   // ---- authenticator metadata ----
   adminMetadataLoad: route(
     'POST',
@@ -455,10 +586,266 @@ export const ROUTES = {
     z.looseObject({ metadata: z.looseObject({ loaded: z.boolean() }), models: z.array(z.looseObject({})) }),
   ),
 
+  // ---- Shared Signals transmitter (issue 13, backend/ssf/transmitter/; docs/shared-signals.md "Transmitter") ----
+  // `public` in this table: each endpoint authenticates the receiver's bearer token itself (scopes
+  // `ssf.read` / `ssf.manage`, SSF_TOKEN_* and SSF_SCOPE_INSUFFICIENT), as an OAuth resource server.
+  /** SSF 1.0 transmitter metadata. */
+  ssfConfiguration: route('GET', '/.well-known/ssf-configuration', 'public', undefined, SsfDoc),
+  /** The transmitter's SET signing keys (RS256 or ES256; retired keys during the overlap). */
+  ssfJwks: route(
+    'GET',
+    '/ssf/jwks.json',
+    'public',
+    undefined,
+    z.looseObject({ keys: z.array(z.looseObject({ kid: z.string() })) }),
+  ),
+  /** Create a stream (`ssf.manage`): 201 with its configuration. */
+  ssfStreamCreate: route('POST', '/ssf/streams', 'public', RawUpload, SsfDoc),
+  /** Read one stream (`?stream_id=`) or all of this receiver's (`ssf.read`). */
+  ssfStreamRead: route('GET', '/ssf/streams', 'public', undefined, z.union([SsfDoc, z.array(SsfDoc)])),
+  /** Update a stream's receiver-supplied members (`ssf.manage`). */
+  ssfStreamUpdate: route('PATCH', '/ssf/streams', 'public', RawUpload, SsfDoc),
+  /** Replace a stream's receiver-supplied members (`ssf.manage`). */
+  ssfStreamReplace: route('PUT', '/ssf/streams', 'public', RawUpload, SsfDoc),
+  /** Delete a stream and its queue (`?stream_id=`, `ssf.manage`): 204. */
+  ssfStreamDelete: route('DELETE', '/ssf/streams', 'public', undefined, null),
+  /** A stream's status (`?stream_id=`, `ssf.read`). */
+  ssfStatusRead: route('GET', '/ssf/status', 'public', undefined, SsfStatus),
+  /** Set a stream's status: enabled, paused, disabled (`ssf.manage`); a change sends `stream-updated`. */
+  ssfStatusUpdate: route('POST', '/ssf/status', 'public', RawUpload, SsfStatus),
+  /** Add a subject to a stream (`ssf.manage`): 200. */
+  ssfSubjectAdd: route('POST', '/ssf/subjects/add', 'public', RawUpload, z.looseObject({})),
+  /** Remove a subject from a stream (`ssf.manage`): 204. */
+  ssfSubjectRemove: route('POST', '/ssf/subjects/remove', 'public', RawUpload, null),
+  /** Ask for a verification SET (`ssf.manage` or `ssf.read`): 204. */
+  ssfVerify: route('POST', '/ssf/verify', 'public', RawUpload, null),
+  /** RFC 8936 poll of a poll stream (`ssf.read`): acks, setErrs, maxEvents, returnImmediately. */
+  ssfPoll: route(
+    'POST',
+    '/ssf/poll/:id',
+    'public',
+    RawUpload,
+    z.looseObject({ sets: z.record(z.string(), z.string()), moreAvailable: z.boolean() }),
+  ),
+  /** Receivers (their tokens) an admin issued: never the token itself. */
+  adminSsfReceivers: route(
+    'GET',
+    '/v1/admin/ssf/receivers',
+    'admin',
+    undefined,
+    z.looseObject({ receivers: z.array(SsfReceiver) }),
+  ),
+  /** Issue a receiver token (shown once): `{name, scopes, audience?}`. */
+  adminSsfReceiverIssue: route(
+    'POST',
+    '/v1/admin/ssf/receivers',
+    'admin-step-up',
+    z.strictObject({
+      name: z.string().min(1).max(100),
+      scopes: z.array(z.enum(['ssf.manage', 'ssf.read'])).min(1),
+      audience: z.string().min(1).max(512).optional(),
+    }),
+    z.looseObject({ receiver: SsfReceiver, token: z.string() }),
+  ),
+  /** Revoke a receiver's token: its streams stay (and keep queueing) until deleted or disabled. */
+  adminSsfReceiverRevoke: route(
+    'POST',
+    '/v1/admin/ssf/receivers/:id/revoke',
+    'admin-step-up',
+    Empty,
+    z.looseObject({ receiver: SsfReceiver }),
+  ),
+  /** Every stream out, with status, backlog, lag, last error. */
+  adminSsfStreams: route(
+    'GET',
+    '/v1/admin/ssf/streams',
+    'admin',
+    undefined,
+    z.looseObject({ streams: z.array(z.looseObject({ id })) }),
+  ),
+  /** Pause, resume or disable a stream as an admin (`{status, reason?}`); resuming redelivers what queued. */
+  adminSsfStreamStatus: route(
+    'POST',
+    '/v1/admin/ssf/streams/:id/status',
+    'admin',
+    z.strictObject({ status: z.enum(['enabled', 'paused', 'disabled']), reason: z.string().max(500).optional() }),
+    SsfStatus,
+  ),
+  /** The transmitter's signing keys (public parts and dates). */
+  adminSsfKeys: route(
+    'GET',
+    '/v1/admin/ssf/keys',
+    'admin',
+    undefined,
+    z.looseObject({ keys: z.array(z.looseObject({ kid: z.string() })) }),
+  ),
+  /** Rotate the transmitter's signing key (`{algorithm?}`): the old key stays published for the overlap. */
+  adminSsfKeysRotate: route(
+    'POST',
+    '/v1/admin/ssf/keys/rotate',
+    'admin-step-up',
+    z.strictObject({ algorithm: z.enum(['RS256', 'ES256']).optional() }),
+    z.looseObject({ previous: z.string(), current: z.string() }),
+  ),
+
+  // ---- Shared Signals receiver (issue 13, backend/ssf/receiver/; docs/shared-signals.md "Receiver") ----
+  /**
+   * RFC 8935 push endpoint for one registered upstream transmitter: one `application/secevent+jwt` SET,
+   * authenticated by the push token Baton issued for it and by the SET's signature. 202 on success;
+   * refusals carry RFC 8935's `{ err, description }` beside Baton's `error`.
+   */
+  ssfReceiverPush: route('POST', '/ssf/receiver/:id/events', 'public', RawUpload, null),
+  adminSsfTransmitterRegister: route(
+    'POST',
+    '/v1/admin/ssf/transmitters',
+    'admin-step-up',
+    z.looseObject({ issuer: z.string() }),
+    z.looseObject({ transmitter: Row, pushEndpoint: z.string(), pushToken: z.string() }),
+  ),
+  adminSsfTransmitters: route(
+    'GET',
+    '/v1/admin/ssf/transmitters',
+    'admin',
+    undefined,
+    z.looseObject({ transmitters: z.array(Row) }),
+  ),
+  adminSsfTransmitter: route(
+    'GET',
+    '/v1/admin/ssf/transmitters/:id',
+    'admin',
+    undefined,
+    z.looseObject({ transmitter: Row }),
+  ),
+  adminSsfTransmitterDisable: route(
+    'DELETE',
+    '/v1/admin/ssf/transmitters/:id',
+    'admin-step-up',
+    undefined,
+    z.looseObject({ transmitter: Row }),
+  ),
+  /** Creates a push stream at the upstream's configuration endpoint (its `ssf-configuration`). */
+  adminSsfTransmitterStream: route(
+    'POST',
+    '/v1/admin/ssf/transmitters/:id/stream',
+    'admin-step-up',
+    z.looseObject({}),
+    z.looseObject({ transmitter: Row, stream: z.looseObject({}) }),
+  ),
+  adminOperatorIdentities: route(
+    'GET',
+    '/v1/admin/operators/:id/identities',
+    'admin',
+    undefined,
+    z.looseObject({ identities: z.array(Row) }),
+  ),
+  adminOperatorIdentityLink: route(
+    'POST',
+    '/v1/admin/operators/:id/identities',
+    'admin',
+    z.looseObject({ format: z.string() }),
+    z.looseObject({ identity: Row }),
+  ),
+  adminOperatorIdentityUnlink: route(
+    'DELETE',
+    '/v1/admin/operators/:id/identities/:identityId',
+    'admin-step-up',
+    undefined,
+    z.looseObject({ identity: Row }),
+  ),
+
+  // ---- SCIM 2.0 provisioning (issue 13, backend/scim/; docs/scim.md) ----
+  // Authenticated by the directory's bearer token (issued below); bodies and errors are SCIM's (RFC 7644).
+  scimServiceProviderConfig: route('GET', '/scim/v2/ServiceProviderConfig', 'public', undefined, ScimDoc),
+  scimResourceTypes: route('GET', '/scim/v2/ResourceTypes', 'public', undefined, ScimDoc),
+  scimSchemas: route('GET', '/scim/v2/Schemas', 'public', undefined, ScimDoc),
+  scimUsers: route('GET', '/scim/v2/Users', 'public', undefined, ScimDoc),
+  scimUserCreate: route('POST', '/scim/v2/Users', 'public', RawUpload, ScimDoc),
+  scimUser: route('GET', '/scim/v2/Users/:id', 'public', undefined, ScimDoc),
+  scimUserReplace: route('PUT', '/scim/v2/Users/:id', 'public', RawUpload, ScimDoc),
+  scimUserPatch: route('PATCH', '/scim/v2/Users/:id', 'public', RawUpload, null),
+  scimUserDelete: route('DELETE', '/scim/v2/Users/:id', 'public', undefined, null),
+  scimGroups: route('GET', '/scim/v2/Groups', 'public', undefined, ScimDoc),
+  scimGroupCreate: route('POST', '/scim/v2/Groups', 'public', RawUpload, ScimDoc),
+  scimGroup: route('GET', '/scim/v2/Groups/:id', 'public', undefined, ScimDoc),
+  scimGroupReplace: route('PUT', '/scim/v2/Groups/:id', 'public', RawUpload, ScimDoc),
+  scimGroupPatch: route('PATCH', '/scim/v2/Groups/:id', 'public', RawUpload, null),
+  scimGroupDelete: route('DELETE', '/scim/v2/Groups/:id', 'public', undefined, null),
+  /** A directory (an identity provider provisioning over SCIM) and its bearer token, shown once. */
+  adminScimDirectoryCreate: route(
+    'POST',
+    '/v1/admin/scim/directories',
+    'admin-step-up',
+    z.looseObject({ name: z.string() }),
+    z.looseObject({ directory: Row, token: z.string() }),
+  ),
+  adminScimDirectories: route(
+    'GET',
+    '/v1/admin/scim/directories',
+    'admin',
+    undefined,
+    z.looseObject({ directories: z.array(Row) }),
+  ),
+  adminScimDirectoryGroupRoles: route(
+    'PUT',
+    '/v1/admin/scim/directories/:id/group-roles',
+    'admin-step-up',
+    z.looseObject({ groupRoles: z.record(z.string(), z.array(z.string())) }),
+    z.looseObject({ directory: Row }),
+  ),
+  adminScimDirectoryRevoke: route(
+    'POST',
+    '/v1/admin/scim/directories/:id/revoke',
+    'admin-step-up',
+    z.looseObject({}),
+    z.looseObject({ directory: Row }),
+  ),
+
   // ---- the admin console's pages ----
   adminPageBare: route('GET', '/admin', 'public', undefined, null),
   adminPage: route('GET', '/admin/', 'public', undefined, null),
   adminAsset: route('GET', '/admin/:file', 'public', undefined, null),
+  // ---- service accounts, admin side (docs/service-accounts.md) ----
+  adminServices: route('GET', '/v1/admin/services', 'admin', undefined, ServiceListSchema),
+  adminServiceEnrolmentTokenIssue: route(
+    'POST',
+    '/v1/admin/service-enrolment-tokens',
+    'admin',
+    IssueServiceTokenRequestSchema,
+    IssueServiceTokenResultSchema,
+  ),
+  adminServiceRevoke: route(
+    'POST',
+    '/v1/admin/services/:id/revoke',
+    'admin-step-up',
+    RevokeServiceRequestSchema,
+    ServiceRevokeResultSchema,
+  ),
+  // ---- break-glass (issue 14 item 7; backend/break-glass/) ----
+  /** An admin issues a one-time temporary access code bound to an operator and a console. */
+  adminBreakGlassCodeIssue: route(
+    'POST',
+    '/v1/admin/break-glass/codes',
+    'admin-step-up',
+    IssueBreakGlassCodeRequestSchema,
+    IssueBreakGlassCodeResultSchema,
+  ),
+  /** The console redeems the code for the operator in front of it: a capped session. */
+  breakGlassRedeem: route(
+    'POST',
+    '/v1/break-glass/redeem',
+    'console',
+    BreakGlassRedeemRequestSchema,
+    BreakGlassRedeemResultSchema,
+  ),
+  /** Grants waiting for review (`?all=true`: every grant of the last 30 days). */
+  adminBreakGlass: route('GET', '/v1/admin/break-glass', 'admin', undefined, BreakGlassListSchema),
+  adminBreakGlassSignOff: route(
+    'POST',
+    '/v1/admin/break-glass/:id/sign-off',
+    'admin',
+    BreakGlassSignOffRequestSchema,
+    BreakGlassGrantSchema,
+  ),
 } as const satisfies Record<string, RouteSpec>;
 
 export type RouteId = keyof typeof ROUTES;

@@ -9,6 +9,14 @@ import { adminRoutes, type AdminRouteDeps } from './admin-routes.js';
 import { authenticatorMetadataRoutes, type AuthenticatorMetadataRouteDeps } from './authenticator-metadata-routes.js';
 import { consoleRoutes, type ConsoleRouteDeps } from './console-routes.js';
 import { Router } from './router.js';
+import { ssfReceiverRoutes, type SsfReceiverRouteDeps } from '../ssf/receiver/routes.js';
+import { scimRoutes, type ScimRouteDeps } from '../scim/routes.js';
+import { serviceRoutes, type ServiceRouteDeps } from '../service-accounts/service-routes.js';
+import { breakGlassRoutes, type BreakGlassRouteDeps } from '../break-glass/break-glass-routes.js';
+import { tokenRoutes, type TokenRouteDeps } from '../tokens/token-routes.js';
+import { ssfTransmitterRoutes, type SsfTransmitterRouteDeps } from '../ssf/transmitter/routes.js';
+import type { SiemExporter } from '../siem/exporter.js';
+import { siemRoutes } from './siem-routes.js';
 
 /** Answered by the server itself before the router (so they work while the database is damaged). */
 const SERVED_BEFORE_ROUTER: readonly RouteId[] = ['health', 'readyz', 'jwks'];
@@ -19,13 +27,26 @@ function registeredRouter(): Router {
     AdminRouteDeps &
     AdminAuthRouteDeps &
     AdminConsoleRouteDeps &
-    AuthenticatorMetadataRouteDeps;
+    AuthenticatorMetadataRouteDeps &
+    SsfReceiverRouteDeps &
+    ScimRouteDeps &
+    ServiceRouteDeps &
+    BreakGlassRouteDeps &
+    TokenRouteDeps &
+    SsfTransmitterRouteDeps & { siem: SiemExporter };
   return new Router()
     .add(consoleRoutes(none))
     .add(adminRoutes(none))
     .add(adminAuthRoutes(none))
     .add(adminConsoleRoutes(none))
     .add(authenticatorMetadataRoutes(none))
+    .add(ssfReceiverRoutes(none))
+    .add(scimRoutes(none))
+    .add(serviceRoutes(none))
+    .add(breakGlassRoutes(none))
+    .add(tokenRoutes(none))
+    .add(ssfTransmitterRoutes(none))
+    .add(siemRoutes(none))
     .add(adminAssetRoutes('/nonexistent'));
 }
 
@@ -34,8 +55,9 @@ const API_DOC = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf
 /** Every "`METHOD /path" the document names (prose, headings), and every row of its endpoint summary. */
 function documentedRoutes(): Set<string> {
   const found = new Set<string>();
-  for (const m of API_DOC.matchAll(/`(GET|POST|PUT|DELETE) (\/[^`\s?]*)/g)) found.add(`${m[1]} ${m[2]}`);
-  for (const m of API_DOC.matchAll(/^\|\s*(GET|POST|PUT|DELETE)\s*\|\s*`(\/[^`?]*)`/gm)) found.add(`${m[1]} ${m[2]}`);
+  for (const m of API_DOC.matchAll(/`(GET|POST|PUT|PATCH|DELETE) (\/[^`\s?]*)/g)) found.add(`${m[1]} ${m[2]}`);
+  for (const m of API_DOC.matchAll(/^\|\s*(GET|POST|PUT|PATCH|DELETE)\s*\|\s*`(\/[^`?]*)`/gm))
+    found.add(`${m[1]} ${m[2]}`);
   return found;
 }
 

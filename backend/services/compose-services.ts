@@ -31,6 +31,7 @@ import { AssertionGate } from './assertion-gate.js';
 import { AuthenticatorMetadata } from './authenticator-metadata.js';
 import { ChallengeStore, WebAuthnCeremonies } from './webauthn-ceremonies.js';
 import { wireServicePushes } from '../cluster/pushes.js';
+import { composeActionTokens, type ActionTokenServices } from '../tokens/compose-action-tokens.js';
 
 export interface Services {
   store: Store;
@@ -44,6 +45,8 @@ export interface Services {
   sessions: SessionService;
   stepUps: StepUpService;
   revocations: RevocationHub;
+  /** Action tokens (issue 14, docs/action-tokens.md): the issuer, the RFC 8693 exchange, the apps' revocation stream. */
+  actionTokens: ActionTokenServices;
   /** How many vendor attestation roots were loaded (0: none, so no credential counts as attested). */
   attestationRoots: number;
   /** Authenticator models from the FIDO metadata BLOB an admin supplied. */
@@ -166,6 +169,19 @@ async function composeOn(
   const stepUps = new StepUpService(ctx, sessions, gate);
   const revocations = new RevocationHub(store, events, sessions, clock, consoles, logger);
   wireServicePushes({ bus, revocations, policies, authenticators });
+  // ---- action tokens (issue 14, helper "tokens"): their own sealed key ring; the feed subscribes to the bus here ----
+  const actionTokens = await composeActionTokens({
+    dataDir: config.dataDir,
+    clock,
+    logger,
+    store,
+    bus,
+    events,
+    policies,
+    sessions,
+    assurance: tokens,
+    rotationDays: config.tokenKeyRotationDays,
+  });
   return {
     store,
     events,
@@ -178,6 +194,7 @@ async function composeOn(
     sessions,
     stepUps,
     revocations,
+    actionTokens,
     attestationRoots,
     authenticators,
     nodeId,

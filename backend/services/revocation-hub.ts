@@ -163,6 +163,8 @@ export class RevocationHub {
           });
           break;
         }
+        case 'service':
+          throw new BatonError('NOT_FOUND', 'A service is revoked at POST /v1/admin/services/:id/revoke');
         case 'session': {
           const session = await tx.sessions.getForUpdate(targetId);
           if (session === undefined) throw new BatonError('SESSION_UNKNOWN', `No session "${targetId}"`);
@@ -402,6 +404,8 @@ export class RevocationHub {
       case 'session':
         // The revocation names the console holding the session.
         return record.consoleId === null ? [] : [record.consoleId];
+      case 'service': // a service account concerns no console (backend/service-accounts/)
+        return [];
     }
   }
 }
@@ -421,6 +425,8 @@ function concerns(record: RevocationRecord, consoleId: string): boolean {
     case 'console':
     case 'session':
       return record.consoleId === consoleId;
+    case 'service': // a service account: app servers only (the action-token revocation stream)
+      return false;
   }
 }
 

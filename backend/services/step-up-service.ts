@@ -1,6 +1,7 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
 import { evaluatePolicy, type Decision, type DecisionReason } from '../../shared/evaluate-policy.js';
+import { breakGlassAllows, isBreakGlassSession } from '../break-glass/break-glass.js';
 import type { SessionView } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, isAtLeast, type AssuranceLevel } from '../../shared/levels.js';
 import type { ConsoleRecord, SessionRecord } from '../store/repositories.js';
@@ -40,6 +41,15 @@ export class StepUpService {
     // Before any work: a strict channel on a stale node is refused (NODE_STALE), best-effort is marked.
     const stale = this.sessions.staleCheck(console.channel);
     const session = await this.sessions.liveSession(console, sessionId, 'active');
+    // Break-glass (backend/break-glass/, helper "services"): a session started without a key may do only
+    // the policy's `breakGlass.actions`; nothing else, not even after a step-up.
+    if (
+      !breakGlassAllows(this.ctx.policies.policy, action) &&
+      (await isBreakGlassSession(this.ctx.store, session.id))
+    ) {
+      const denied: Decision = { outcome: 'deny', reasons: ['break-glass-action-not-allowed'] };
+      return { decision: denied };
+    }
     const decision = await this.decide(console, session, action, session.level, session.authTime, true, stale);
     if (decision.outcome !== 'step-up') return { decision };
     const operatorCredentials = (await this.ctx.store.operators.listCredentials(session.operatorId))

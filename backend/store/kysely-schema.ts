@@ -10,6 +10,21 @@ type Ms = number;
 export interface BatonDatabase {
   meta: { key: string; value: string };
   admin_tokens: { token_hash: string; label: string; created_at: Ms; disabled_at: Ms | null };
+  /** Admin API tokens for scripts (migration 16, backend/services/admin-api-tokens.ts). */
+  admin_api_tokens: {
+    id: string;
+    token_hash: string;
+    label: string;
+    scope: string;
+    created_by: string;
+    created_at: Ms;
+    expires_at: Ms;
+    last_used_at: Ms | null;
+    uses: Generated<number>;
+    revoked_at: Ms | null;
+    revoked_by: string | null;
+    revoked_reason: string | null;
+  };
   consoles: {
     id: string;
     name: string | null;
@@ -156,6 +171,95 @@ export interface BatonDatabase {
     blob_no: number;
   };
   chain_checkpoints: { seq: number; at: Ms; kid: string; body: string; sig: string };
+  // Service accounts (migration 15, backend/service-accounts/)
+  services: {
+    id: string;
+    name: string;
+    actions: string;
+    enrolled_at: Ms;
+    enrolled_by: string;
+    last_used_at: Ms | null;
+    revoked_at: Ms | null;
+    revoked_by: string | null;
+    revoked_reason: string | null;
+  };
+  service_keys: { kid: string; service_id: string; public_jwk: string; created_at: Ms; retired_at: Ms | null };
+  service_enrolment_tokens: {
+    token_hash: string;
+    name: string;
+    actions: string;
+    issued_by: string;
+    issued_at: Ms;
+    expires_at: Ms;
+    used_at: Ms | null;
+    service_id: string | null;
+  };
+  service_token_counts: {
+    service_id: string;
+    action: string;
+    issued: number;
+    refused: number;
+    last_issued_at: Ms | null;
+  };
+  service_tokens: { jti: string; service_id: string; action: string; audience: string; issued_at: Ms; expires_at: Ms };
+  break_glass_grants: {
+    id: string;
+    operator_id: string;
+    console_id: string;
+    site: string | null;
+    method: string;
+    approved_by: string;
+    reason: string;
+    code_hash: string | null;
+    issued_at: Ms;
+    expires_at: Ms;
+    used_at: Ms | null;
+    session_id: string | null;
+    signed_off_at: Ms | null;
+    signed_off_by: string | null;
+    sign_off_note: string | null;
+  };
+  // ---- OpenID Shared Signals transmitter (migration 12, backend/ssf/transmitter) ----
+  ssf_receivers: {
+    id: string;
+    name: string;
+    audience: string;
+    token_hash: string;
+    scopes: string;
+    created_at: Ms;
+    created_by: string;
+    revoked_at: Ms | null;
+    last_used_at: Ms | null;
+  };
+  ssf_streams: {
+    id: string;
+    receiver_id: string;
+    config: string;
+    status: string;
+    status_reason: string | null;
+    created_at: Ms;
+    updated_at: Ms;
+    lease_owner: string | null;
+    lease_until: Ms | null;
+    failing_since: Ms | null;
+    last_error: string | null;
+    last_delivered_at: Ms | null;
+    delivered_count: Generated<number>;
+  };
+  ssf_stream_subjects: { stream_id: string; subject_key: string; subject: string; added_at: Ms };
+  ssf_queue: {
+    seq: Generated<number>;
+    stream_id: string;
+    source: string;
+    jti: string;
+    subject_key: string;
+    set_jwt: string;
+    created_at: Ms;
+    attempts: Generated<number>;
+    next_attempt_at: Ms;
+    last_error: string | null;
+    polled_at: Ms | null;
+  };
   ephemeral: {
     kind: string;
     key: string;
@@ -163,6 +267,76 @@ export interface BatonDatabase {
     value: string;
     expires_at: Ms;
     created_seq: Generated<number>;
+  };
+  // Shared Signals receiver and SCIM provisioning (migration 13, issue 13; backend/ssf/receiver/, backend/scim/)
+  ssf_transmitters: {
+    id: string;
+    name: string;
+    issuer: string;
+    audience: string;
+    configuration_url: string | null;
+    jwks_uri: string | null;
+    pinned_jwks: string | null;
+    push_token_hash: string;
+    max_age_seconds: number;
+    stream_id: string | null;
+    created_at: Ms;
+    created_by: string;
+    disabled_at: Ms | null;
+    accepted: Generated<number>;
+    last_set_at: Ms | null;
+    last_jti: string | null;
+    last_action: string | null;
+  };
+  ssf_rejections: {
+    transmitter_id: string;
+    code: string;
+    count: number;
+    last_at: Ms;
+    last_description: string;
+  };
+  operator_identities: {
+    id: string;
+    operator_id: string;
+    format: string;
+    identifier: string;
+    subject: string;
+    created_at: Ms;
+    created_by: string;
+  };
+  scim_directories: {
+    id: string;
+    name: string;
+    token_hash: string;
+    group_roles: string;
+    created_at: Ms;
+    created_by: string;
+    revoked_at: Ms | null;
+    last_used_at: Ms | null;
+  };
+  scim_users: {
+    id: string;
+    directory_id: string;
+    operator_id: string;
+    user_name: string;
+    user_name_key: string;
+    external_id: string | null;
+    active: number;
+    resource: string;
+    version: number;
+    created_at: Ms;
+    updated_at: Ms;
+  };
+  scim_groups: {
+    id: string;
+    directory_id: string;
+    display_name: string;
+    display_name_key: string;
+    external_id: string | null;
+    members: string;
+    version: number;
+    created_at: Ms;
+    updated_at: Ms;
   };
 }
 

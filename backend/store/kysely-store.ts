@@ -22,6 +22,8 @@ import { KyselyEphemeral, KyselyRevocations } from './kysely-revocations.js';
 import { KyselyCheckpoints, KyselyEvents } from './kysely-events.js';
 import { KyselyAdmin } from './kysely-admin.js';
 import { KyselyAuthenticatorModels } from './kysely-models.js';
+import { KyselySsfInbound } from '../ssf/receiver/repository.js';
+import { KyselyScim } from '../scim/repository.js';
 
 const handles = new WeakMap<Store, Kysely<BatonDatabase>>();
 
@@ -177,6 +179,8 @@ export function kyselyStore(
       meta: overrides.meta?.(runner, ctx) ?? new KyselyMeta(ctx),
       checkpoints: overrides.checkpoints?.(runner, ctx) ?? new KyselyCheckpoints(ctx),
       ephemeral: overrides.ephemeral?.(runner, ctx) ?? new KyselyEphemeral(ctx),
+      ssfInbound: overrides.ssfInbound?.(runner, ctx) ?? new KyselySsfInbound(ctx),
+      scim: overrides.scim?.(runner, ctx) ?? new KyselyScim(ctx),
       engine: dialect,
       transaction: <T>(fn: (tx: Store) => Promise<T>): Promise<T> => {
         if (unit === undefined) return runUnit(fn);

@@ -301,4 +301,274 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ephemeral_created_seq ON ephemeral (created_seq);
     `,
   },
+  {
+    version: 12,
+    name: 'OpenID Shared Signals transmitter: receivers and their tokens, streams, subjects, the durable SET queue (backend/ssf/transmitter)',
+    sql: `
+      CREATE TABLE ssf_receivers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at INTEGER,
+        last_used_at INTEGER
+      ) STRICT;
+      CREATE TABLE ssf_streams (
+        id TEXT PRIMARY KEY,
+        receiver_id TEXT NOT NULL,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_reason TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        failing_since INTEGER,
+        last_error TEXT,
+        last_delivered_at INTEGER,
+        delivered_count INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      CREATE INDEX ssf_streams_receiver ON ssf_streams (receiver_id);
+      CREATE TABLE ssf_stream_subjects (
+        stream_id TEXT NOT NULL,
+        subject_key TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, subject_key)
+      ) STRICT;
+      CREATE TABLE ssf_queue (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        subject_key TEXT NOT NULL,
+        set_jwt TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        polled_at INTEGER,
+        UNIQUE (stream_id, source)
+      );
+      CREATE INDEX ssf_queue_stream ON ssf_queue (stream_id, seq);
+      CREATE INDEX ssf_queue_jti ON ssf_queue (stream_id, jti);
+    `,
+  },
+  {
+    version: 13,
+    name: 'Shared Signals receiver (upstream transmitters, rejections, operator identities) and SCIM provisioning (directories, users, groups) (issue 13)',
+    sql: `
+      CREATE TABLE ssf_transmitters (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        configuration_url TEXT,
+        jwks_uri TEXT,
+        pinned_jwks TEXT,
+        push_token_hash TEXT NOT NULL,
+        max_age_seconds INTEGER NOT NULL,
+        stream_id TEXT,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        disabled_at INTEGER,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        last_set_at INTEGER,
+        last_jti TEXT,
+        last_action TEXT
+      ) STRICT;
+      CREATE TABLE ssf_rejections (
+        transmitter_id TEXT NOT NULL REFERENCES ssf_transmitters(id),
+        code TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        last_description TEXT NOT NULL,
+        PRIMARY KEY (transmitter_id, code)
+      ) STRICT;
+      CREATE TABLE operator_identities (
+        id TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        format TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        UNIQUE (format, identifier)
+      ) STRICT;
+      CREATE INDEX operator_identities_operator ON operator_identities (operator_id);
+      CREATE TABLE scim_directories (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        group_roles TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        revoked_at INTEGER,
+        last_used_at INTEGER
+      ) STRICT;
+      CREATE TABLE scim_users (
+        id TEXT PRIMARY KEY,
+        directory_id TEXT NOT NULL REFERENCES scim_directories(id),
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        user_name TEXT NOT NULL,
+        user_name_key TEXT NOT NULL,
+        external_id TEXT,
+        active INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (directory_id, user_name_key)
+      ) STRICT;
+      CREATE INDEX scim_users_external ON scim_users (directory_id, external_id);
+      CREATE TABLE scim_groups (
+        id TEXT PRIMARY KEY,
+        directory_id TEXT NOT NULL REFERENCES scim_directories(id),
+        display_name TEXT NOT NULL,
+        display_name_key TEXT NOT NULL,
+        external_id TEXT,
+        members TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (directory_id, display_name_key)
+      ) STRICT;
+    `,
+  },
+  {
+    version: 15,
+    name: 'service accounts (services, their keys, one-time enrolment tokens, tokens issued by action) and break-glass grants (issue 14)',
+    sql: `
+      CREATE TABLE services (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        actions TEXT NOT NULL,
+        enrolled_at INTEGER NOT NULL,
+        enrolled_by TEXT NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER,
+        revoked_by TEXT,
+        revoked_reason TEXT
+      ) STRICT;
+
+      CREATE TABLE service_keys (
+        kid TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id),
+        public_jwk TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        retired_at INTEGER
+      ) STRICT;
+      CREATE INDEX service_keys_service ON service_keys(service_id, created_at);
+
+      CREATE TABLE service_enrolment_tokens (
+        token_hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        actions TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        service_id TEXT
+      ) STRICT;
+
+      CREATE TABLE service_token_counts (
+        service_id TEXT NOT NULL REFERENCES services(id),
+        action TEXT NOT NULL,
+        issued INTEGER NOT NULL DEFAULT 0,
+        refused INTEGER NOT NULL DEFAULT 0,
+        last_issued_at INTEGER,
+        PRIMARY KEY (service_id, action)
+      ) STRICT;
+
+      CREATE TABLE service_tokens (
+        jti TEXT PRIMARY KEY,
+        service_id TEXT NOT NULL REFERENCES services(id),
+        action TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX service_tokens_service ON service_tokens(service_id, expires_at);
+      CREATE INDEX service_tokens_expiry ON service_tokens(expires_at);
+
+      CREATE TABLE break_glass_grants (
+        id TEXT PRIMARY KEY,
+        operator_id TEXT NOT NULL REFERENCES operators(id),
+        console_id TEXT NOT NULL REFERENCES consoles(id),
+        site TEXT,
+        method TEXT NOT NULL,
+        approved_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        code_hash TEXT UNIQUE,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        session_id TEXT,
+        signed_off_at INTEGER,
+        signed_off_by TEXT,
+        sign_off_note TEXT
+      ) STRICT;
+      CREATE INDEX break_glass_operator ON break_glass_grants(operator_id, issued_at);
+      CREATE INDEX break_glass_site ON break_glass_grants(site, issued_at);
+      CREATE INDEX break_glass_session ON break_glass_grants(session_id);
+    `,
+  },
+  {
+    version: 16,
+    name: 'admin console at estate scale: keyset-paging indexes for every admin table (sort key, id) and admin API tokens (issue 12)',
+    // Each index is the sort expression of backend/store/admin-tables.ts followed by the id (the tie-breaker),
+    // written exactly as the queries write it, so a page is an index range scan whatever the estate's size.
+    sql: `
+      CREATE INDEX consoles_page_name ON consoles(LOWER(COALESCE(name, '')), id);
+      CREATE INDEX consoles_page_site ON consoles(LOWER(COALESCE(site, '')), id);
+      CREATE INDEX consoles_page_channel ON consoles(channel, id);
+      CREATE INDEX consoles_page_enrolled ON consoles(enrolled_at, id);
+      CREATE INDEX consoles_page_last_seen ON consoles(COALESCE(last_seen_at, 0), id);
+      CREATE INDEX operators_page_name ON operators(LOWER(display_name), id);
+      CREATE INDEX operators_page_created ON operators(created_at, id);
+      CREATE INDEX sessions_page_started ON sessions(started_at, id);
+      CREATE INDEX sessions_page_expires ON sessions(expires_at, id);
+      CREATE INDEX events_outcome ON events(outcome, cursor);
+      CREATE INDEX revocations_page_kind ON revocations(kind, epoch);
+
+      CREATE TABLE admin_api_tokens (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        scope TEXT NOT NULL CHECK (scope IN ('read', 'admin')),
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        uses INTEGER NOT NULL DEFAULT 0,
+        revoked_at INTEGER,
+        revoked_by TEXT,
+        revoked_reason TEXT
+      ) STRICT;
+      CREATE INDEX admin_api_tokens_created ON admin_api_tokens(created_at, id);
+    `,
+  },
+  {
+    version: 19,
+    name: 'SIEM export cursors (backend/siem/cursors.ts), and live sessions indexed by expiry (the expiry sweep)',
+    sql: `
+      CREATE TABLE siem_cursors (
+        sink TEXT PRIMARY KEY,
+        cursor INTEGER NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        last_delivered_at INTEGER,
+        last_error TEXT,
+        last_error_at INTEGER,
+        failures INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_until INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      -- Live sessions by expiry: what the backend's expiry sweep closes (session-expiry-sweep.ts).
+      CREATE INDEX sessions_live_expiry ON sessions (expires_at) WHERE state IN ('active', 'suspended');
+    `,
+  },
 ];

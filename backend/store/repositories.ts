@@ -5,6 +5,8 @@ import type { RevocationItem, RevocationKind } from '../../shared/protocol.js';
 import type { StoredEvent } from '../../shared/events.js';
 import type { AdminRepository } from './admin-repositories.js';
 import type { AuthenticatorModelRepository } from './authenticator-models.js';
+import type { SsfInboundRepository } from '../ssf/receiver/repository.js';
+import type { ScimRepository } from '../scim/repository.js';
 
 /**
  * The storage seam. Services use only these interfaces, whatever the engine: embedded SQLite (the
@@ -218,6 +220,26 @@ export interface OperatorRepository {
    * `counterNotAdvanced` (WEBAUTHN_COUNTER_REGRESSED), the code of the cloned-key path.
    */
   recordCredentialUse(id: string, counter: number, at: number): Promise<void>;
+  /**
+   * A verified assertion's writes and its revocation re-check, in the unit of work that acts on it,
+   * in the lock order above (credential, operator, console): the credential's counter and time of use
+   * as `recordCredentialUse` (same condition, same error), the operator's failure count set to zero
+   * (its row written, so locked, even when it already was zero), the console's last contact when
+   * `consoleId` is given (written, so locked); each row's revocation state as the write left it
+   * (PostgreSQL, read committed: a revocation committed before the write is seen, one after it waits
+   * for this unit). One statement on PostgreSQL, three on SQLite (perf, issue 10).
+   */
+  recordAssertionUse(input: {
+    credentialId: string;
+    counter: number;
+    at: number;
+    operatorId: string;
+    consoleId?: string;
+  }): Promise<AssertionRowsState>;
+  /** A credential and its operator in one read (sign-in and step-up read both before verifying). */
+  getCredentialWithOperator(
+    id: string,
+  ): Promise<{ credential: CredentialRecord; operator: OperatorRecord } | undefined>;
   revokeCredential(id: string, at: number, reason: string): Promise<boolean>;
   /** Suspends a live credential; false if it is revoked or already suspended. */
   suspendCredential(id: string, at: number, reason: string): Promise<boolean>;
@@ -225,6 +247,13 @@ export interface OperatorRepository {
   reinstateCredential(id: string): Promise<boolean>;
   /** Credentials suspended and not revoked, longest suspended first: what waits for an admin's review. */
   listSuspendedCredentials(): Promise<CredentialRecord[]>;
+}
+
+/** What `recordAssertionUse` found, each row as its write left it (undefined: the row is gone or was not written). */
+export interface AssertionRowsState {
+  credential: { revokedAt: number | null; suspendedAt: number | null };
+  operatorRevokedAt: number | null | undefined;
+  consoleRevokedAt: number | null | undefined;
 }
 
 /** What `recordCredentialUse` throws when the stored counter is already at or past `counter`. */
@@ -278,8 +307,11 @@ export interface RevocationRepository {
    * revocation_epoch is raised (never lowered) and its unacknowledged deliveries up to that epoch are
    * marked acknowledged at `at`, in one unit and a few statements whatever the number of consoles
    * (the revocation hub's group commit of thousands of acks). Locks consoles in ascending id first.
+   * `sentAt`: this node pushed `epoch` to the console then and its delivery row may not be written
+   * yet; the row is written here if missing, acknowledged (so an ack never waits for delivery rows).
+   * Outside a unit of work it opens its own (one statement for a single console on PostgreSQL).
    */
-  recordAcks(acks: readonly { consoleId: string; epoch: number; at: number }[]): Promise<void>;
+  recordAcks(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): Promise<void>;
   deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]>;
 }
 
@@ -382,6 +414,10 @@ export interface Store {
   checkpoints: CheckpointRepository;
   /** Short-lived single-use state every node must share: WebAuthn challenges, request nonces. */
   ephemeral: EphemeralRepository;
+  /** Shared Signals receiver: upstream transmitters, refusals, operator identities (migration 13, backend/ssf/receiver/). */
+  ssfInbound: SsfInboundRepository;
+  /** SCIM provisioning: directories, users, groups (migration 13, backend/scim/). */
+  scim: ScimRepository;
   /** Which engine this is: `sqlite` (one process) or `postgres` (any number of nodes). */
   readonly engine: StoreEngine;
   /**

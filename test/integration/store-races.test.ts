@@ -154,7 +154,8 @@ describe('races between nodes on one PostgreSQL database', { skip: postgresSkip(
       // Both assertions carry counter 6, as a key and its copy would: each verifies against the stored 5.
       let copy: Promise<Awaited<ReturnType<typeof signIn>>> | undefined;
       nodes.setHook({
-        after: ['operators.recordCredentialUse'],
+        // The sign-in unit's first write (its counter; recordAssertionUse since issue 10's statement cut).
+        after: ['operators.recordCredentialUse', 'operators.recordAssertionUse'],
         run: async () => {
           copy = signIn(kioskB, authenticator, { counter: 6 });
           copy.catch(() => undefined);
@@ -197,7 +198,7 @@ describe('races between nodes on one PostgreSQL database', { skip: postgresSkip(
       let other: Promise<Awaited<ReturnType<typeof signIn>>> | undefined;
       nodes.setHook({
         // The step-up unit's first lock, whichever it takes first.
-        after: ['operators.recordCredentialUse', 'sessions.update'],
+        after: ['operators.recordCredentialUse', 'operators.recordAssertionUse', 'sessions.update'],
         run: async () => {
           other = kioskB.request('POST', '/v1/sign-in/verify', { response: signInResponse });
           other.catch(() => undefined);
