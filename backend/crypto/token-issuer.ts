@@ -3,6 +3,7 @@ import { SignJWT, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } 
 import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
 import type { Store } from '../store/repositories.js';
 import { SharedKeyRing } from './key-ring.js';
+import { RotatingSigningKeys } from './rotating-signing-keys.js';
 
 /** The token key file of the releases before ADR 0006: imported into the database once, then renamed. */
 export const SIGNING_KEY_FILE = 'token-signing-key.json';
@@ -51,8 +52,7 @@ export interface TokenIssuerOptions {
   kekFile?: string | undefined;
 }
 
-/** A node signs with the ring as it read it at most this long ago (another node may have rotated). */
-export const SIGNING_RING_REFRESH_MS = 5000;
+export { SIGNING_RING_REFRESH_MS } from './rotating-signing-keys.js';
 
 /**
  * Issues short-lived ES256 assurance tokens bound to the console key (RFC 7800 `cnf.jkt`).
@@ -67,11 +67,15 @@ export const SIGNING_RING_REFRESH_MS = 5000;
  * each other's keys, and a rotation that falls due on every node at once happens once.
  */
 export class TokenIssuer {
+  private readonly keys: RotatingSigningKeys;
+
   private constructor(
-    private readonly ring: SharedKeyRing,
+    ring: SharedKeyRing,
     private readonly clock: () => number,
-    private readonly rotationMs: number,
-  ) {}
+    rotationMs: number,
+  ) {
+    this.keys = new RotatingSigningKeys(ring, clock, rotationMs, RETIRED_TOKEN_KEY_KEPT_MS, 'token');
+  }
 
   static async open(dataDir: string, clock: () => number, options: TokenIssuerOptions): Promise<TokenIssuer> {
     const days = options.rotationDays ?? DEFAULT_TOKEN_KEY_ROTATION_DAYS;
@@ -90,49 +94,24 @@ export class TokenIssuer {
     return issuer;
   }
 
-  /**
-   * The public keys a token may be signed with: the active one and those retired less than an hour
-   * ago. Synchronous (served as it is): when this node read the ring more than
-   * SIGNING_RING_REFRESH_MS ago, it reads it again in the background for the next call.
-   */
+  /** The public keys a token may be signed with: the active one and those retired less than an hour ago. */
   jwks(): { keys: JWK[] } {
-    const now = this.clock();
-    this.ring.refreshIfOlder(SIGNING_RING_REFRESH_MS).catch(() => undefined);
-    const keys = this.ring.current
-      .list()
-      .filter((k) => k.retiredAt === null || now - k.retiredAt < RETIRED_TOKEN_KEY_KEPT_MS)
-      .map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' }));
-    return { keys };
+    return this.keys.jwks();
   }
 
   /** The key that signs now, as this node last read the ring. */
   get activeKid(): string {
-    return this.ring.current.active.kid;
+    return this.keys.activeKid;
   }
 
   /** A new key signs from now on, on every node; the old one stays published until its tokens have expired. */
-  async rotate(): Promise<{ previous: string; current: string }> {
-    let previous = '';
-    const next = await this.ring.update(async (ring, now) => {
-      if (ring === undefined) throw new Error('the token key ring is gone from the database');
-      previous = ring.active.kid;
-      return ring.rotated(now, RETIRED_TOKEN_KEY_KEPT_MS);
-    });
-    return { previous, current: next.active.kid };
+  rotate(): Promise<{ previous: string; current: string }> {
+    return this.keys.rotate();
   }
 
   /** Rotates when the active key is due and drops retired keys whose tokens have all expired. */
-  async maintain(): Promise<void> {
-    await this.ring.refreshIfOlder(SIGNING_RING_REFRESH_MS);
-    const now = this.clock();
-    const due = this.rotationMs > 0 && this.ring.current.isDue(this.rotationMs, now);
-    if (!due && this.ring.current.pruned(now, RETIRED_TOKEN_KEY_KEPT_MS) === undefined) return;
-    await this.ring.update(async (ring, at) => {
-      if (ring === undefined) throw new Error('the token key ring is gone from the database');
-      // Re-checked on the ring as the database has it: another node may have done it already.
-      if (this.rotationMs > 0 && ring.isDue(this.rotationMs, at)) return ring.rotated(at, RETIRED_TOKEN_KEY_KEPT_MS);
-      return ring.pruned(at, RETIRED_TOKEN_KEY_KEPT_MS);
-    });
+  maintain(): Promise<void> {
+    return this.keys.maintain();
   }
 
   async issue(claims: AssuranceClaims): Promise<{ token: string; expiresAt: number }> {
@@ -140,7 +119,7 @@ export class TokenIssuer {
     const profile = LEVEL_PROFILES[claims.level];
     const now = Math.floor(this.clock() / 1000);
     const exp = now + claims.ttlSeconds;
-    const ring = this.ring.current;
+    const ring = this.keys.ring.current;
     const signer = ring.active;
     const token = await new SignJWT({
       sid: claims.sessionId,
@@ -163,10 +142,8 @@ export class TokenIssuer {
   /** Verifies a token signed by any key of the cluster's ring still in the JWKS (read again for an unknown kid). */
   async verify(token: string): Promise<AssuranceTokenPayload> {
     const { kid } = decodeProtectedHeader(token);
-    const key = await this.ring.find(kid ?? '');
-    if (key === undefined || (key.retiredAt !== null && this.clock() - key.retiredAt >= RETIRED_TOKEN_KEY_KEPT_MS)) {
-      throw new Error(`No signing key "${kid ?? ''}" in the JWKS`);
-    }
+    const key = await this.keys.published(kid ?? '');
+    if (key === undefined) throw new Error(`No signing key "${kid ?? ''}" in the JWKS`);
     const { payload } = await jwtVerify(token, key.publicKey, {
       issuer: TOKEN_ISSUER,
       audience: TOKEN_AUDIENCE,

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
 import { SharedKeyRing } from '../crypto/key-ring.js';
-import { DEFAULT_TOKEN_KEY_ROTATION_DAYS, SIGNING_RING_REFRESH_MS, TOKEN_ISSUER } from '../crypto/token-issuer.js';
+import { RotatingSigningKeys } from '../crypto/rotating-signing-keys.js';
+import { DEFAULT_TOKEN_KEY_ROTATION_DAYS, TOKEN_ISSUER } from '../crypto/token-issuer.js';
 import type { Store } from '../store/repositories.js';
 
 /** The JWS `typ` of an action token (RFC 9068 access token). */
@@ -83,11 +84,15 @@ export interface ActionTokenIssuerOptions {
  * with overlap as in `TokenIssuer`: the retired key stays in the JWKS until its tokens have expired.
  */
 export class ActionTokenIssuer {
+  private readonly keys: RotatingSigningKeys;
+
   private constructor(
-    private readonly ring: SharedKeyRing,
+    ring: SharedKeyRing,
     private readonly clock: () => number,
-    private readonly rotationMs: number,
-  ) {}
+    rotationMs: number,
+  ) {
+    this.keys = new RotatingSigningKeys(ring, clock, rotationMs, RETIRED_ACTION_KEY_KEPT_MS, 'action-token');
+  }
 
   static async open(
     dataDir: string,
@@ -111,41 +116,21 @@ export class ActionTokenIssuer {
 
   /** The public keys an action token may be signed with (served as `GET /v1/tokens/jwks.json`). */
   jwks(): { keys: JWK[] } {
-    const now = this.clock();
-    this.ring.refreshIfOlder(SIGNING_RING_REFRESH_MS).catch(() => undefined);
-    const keys = this.ring.current
-      .list()
-      .filter((k) => k.retiredAt === null || now - k.retiredAt < RETIRED_ACTION_KEY_KEPT_MS)
-      .map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' }));
-    return { keys };
+    return this.keys.jwks();
   }
 
   get activeKid(): string {
-    return this.ring.current.active.kid;
+    return this.keys.activeKid;
   }
 
   /** A new key signs from now on, on every node; the old one stays published until its tokens expired. */
-  async rotate(): Promise<{ previous: string; current: string }> {
-    let previous = '';
-    const next = await this.ring.update(async (ring, now) => {
-      if (ring === undefined) throw new Error('the action-token key ring is gone from the database');
-      previous = ring.active.kid;
-      return ring.rotated(now, RETIRED_ACTION_KEY_KEPT_MS);
-    });
-    return { previous, current: next.active.kid };
+  rotate(): Promise<{ previous: string; current: string }> {
+    return this.keys.rotate();
   }
 
   /** Rotates when the active key is due and drops retired keys whose tokens have all expired. */
-  async maintain(): Promise<void> {
-    await this.ring.refreshIfOlder(SIGNING_RING_REFRESH_MS);
-    const now = this.clock();
-    const due = this.rotationMs > 0 && this.ring.current.isDue(this.rotationMs, now);
-    if (!due && this.ring.current.pruned(now, RETIRED_ACTION_KEY_KEPT_MS) === undefined) return;
-    await this.ring.update(async (ring, at) => {
-      if (ring === undefined) throw new Error('the action-token key ring is gone from the database');
-      if (this.rotationMs > 0 && ring.isDue(this.rotationMs, at)) return ring.rotated(at, RETIRED_ACTION_KEY_KEPT_MS);
-      return ring.pruned(at, RETIRED_ACTION_KEY_KEPT_MS);
-    });
+  maintain(): Promise<void> {
+    return this.keys.maintain();
   }
 
   async sign(claims: ActionTokenClaims): Promise<IssuedActionToken> {
@@ -171,7 +156,7 @@ export class ActionTokenIssuer {
       payload.auth_time = Math.floor(claims.authTime / 1000);
     }
     if (claims.act !== undefined) payload.act = claims.act;
-    const ring = this.ring.current;
+    const ring = this.keys.ring.current;
     const token = await new SignJWT(payload)
       .setProtectedHeader({ alg: 'ES256', typ: ACTION_TOKEN_TYPE, kid: ring.active.kid })
       .setIssuer(TOKEN_ISSUER)
@@ -188,10 +173,8 @@ export class ActionTokenIssuer {
   async verify(token: string, audience: string): Promise<ActionTokenPayload> {
     const { kid, typ } = decodeProtectedHeader(token);
     if (typ !== ACTION_TOKEN_TYPE) throw new Error(`Not an action token (typ "${typ ?? ''}")`);
-    const key = await this.ring.find(kid ?? '');
-    if (key === undefined || (key.retiredAt !== null && this.clock() - key.retiredAt >= RETIRED_ACTION_KEY_KEPT_MS)) {
-      throw new Error(`No action-token key "${kid ?? ''}" in the JWKS`);
-    }
+    const key = await this.keys.published(kid ?? '');
+    if (key === undefined) throw new Error(`No action-token key "${kid ?? ''}" in the JWKS`);
     const { payload } = await jwtVerify(token, key.publicKey, {
       issuer: TOKEN_ISSUER,
       audience,
