@@ -17,11 +17,11 @@
  */
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { BatonError } from '../../shared/errors.js';
-import { ASSURANCE_LEVELS } from '../../shared/levels.js';
 import { AssuranceEventSchema, type StoredEvent } from '../../shared/events.js';
 import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import type { ConsoleRecord, OperatorRecord, RevocationRecord, SessionRecord, Store } from './repositories.js';
 import { kyselyOf } from './kysely-store.js';
+import { sessionFrom } from './kysely-sessions.js';
 import { num, oneOf, optNum, optStr, str, stringArray, type BatonDatabase, type Row } from './kysely-schema.js';
 
 export const PAGE_LIMIT_MAX = 1000;
@@ -477,26 +477,6 @@ function operatorFrom(row: Row): OperatorRecord {
     failedAttempts: num(row, 'failed_attempts'),
     revokedAt: optNum(row, 'revoked_at'),
     revokedReason: optStr(row, 'revoked_reason'),
-  };
-}
-
-const SESSION_STATES = ['active', 'suspended', 'ended', 'revoked', 'expired'] as const;
-
-function sessionFrom(row: Row): SessionRecord {
-  return {
-    id: str(row, 'id'),
-    operatorId: str(row, 'operator_id'),
-    consoleId: str(row, 'console_id'),
-    channel: str(row, 'channel'),
-    credentialId: str(row, 'credential_id'),
-    level: oneOf(ASSURANCE_LEVELS, str(row, 'level'), 'level'),
-    authTime: num(row, 'auth_time'),
-    startedAt: num(row, 'started_at'),
-    expiresAt: num(row, 'expires_at'),
-    state: oneOf(SESSION_STATES, str(row, 'state'), 'state'),
-    suspendedAt: optNum(row, 'suspended_at'),
-    endedAt: optNum(row, 'ended_at'),
-    endReason: optStr(row, 'end_reason'),
   };
 }
 

@@ -30,7 +30,8 @@ const SESSION_COLUMNS = {
   endReason: 'end_reason',
 } as const satisfies Record<keyof Omit<SessionRecord, 'id'>, string>;
 
-function sessionFrom(row: Row): SessionRecord {
+/** A `sessions` row as a SessionRecord (also the admin lists' rows: admin-tables.ts). */
+export function sessionFrom(row: Row): SessionRecord {
   return {
     id: str(row, 'id'),
     operatorId: str(row, 'operator_id'),
