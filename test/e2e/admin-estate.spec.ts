@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test, expect, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
 import { httpJson, startTestBackend, type TestBackend } from '../helpers/backend-harness.js';
-import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
+import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
 import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
@@ -25,7 +25,7 @@ let t: TestBackend;
 let bundleDir: string;
 let context: BrowserContext;
 let page: Page;
-const problems: string[] = [];
+let problems: string[] = [];
 
 async function seed(): Promise<void> {
   const store = t.backend.services.store;
@@ -90,19 +90,8 @@ test.beforeAll(async ({ browser }) => {
   await buildAdminConsole(bundleDir);
   t = await startTestBackend({ adminConsoleDir: bundleDir });
   await seed();
-  context = await browser.newContext({ timezoneId: 'Europe/London', locale: 'en-GB' });
-  page = await context.newPage();
-  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable', { enableUI: false });
-  await cdp.send('WebAuthn.addVirtualAuthenticator', { options: SECURITY_KEY });
   // The first admin, set up in the browser with the bootstrap token.
-  await page.goto(`${t.url}/admin/`);
-  await page.getByLabel(/^Bootstrap token/).fill(t.admin.token);
-  await page.getByLabel('Your name').fill('Grace Admin');
-  await page.getByLabel('Your admin id').fill('grace');
-  await page.getByRole('button', { name: 'Create admin and register passkey' }).click();
-  await expect(page.locator('#signed-in-as')).toHaveText('Grace Admin (grace)');
+  ({ context, page, problems } = await firstAdminInBrowser(browser, t));
 });
 
 test.afterAll(async () => {

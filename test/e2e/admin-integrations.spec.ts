@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test, expect, type BrowserContext, type Page } from '@playwright/test';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
 import { httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
-import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
+import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
 import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
@@ -25,7 +25,7 @@ let page: Page;
 let collector: Server;
 let collectorAnswers = 503;
 let received = 0;
-const problems: string[] = [];
+let problems: string[] = [];
 
 test.beforeAll(async ({ browser }) => {
   collector = createServer((req, res) => {
@@ -59,18 +59,8 @@ test.beforeAll(async ({ browser }) => {
     }),
   });
   expect(created.status).toBe(201);
-  context = await browser.newContext({ timezoneId: 'Europe/London', locale: 'en-GB' });
-  page = await context.newPage();
-  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
-  const cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable', { enableUI: false });
-  await cdp.send('WebAuthn.addVirtualAuthenticator', { options: SECURITY_KEY });
-  await page.goto(`${t.url}/admin/`);
-  await page.getByLabel(/^Bootstrap token/).fill(t.admin.token);
-  await page.getByLabel('Your name').fill('Grace Admin');
-  await page.getByLabel('Your admin id').fill('grace');
-  await page.getByRole('button', { name: 'Create admin and register passkey' }).click();
-  await expect(page.locator('#signed-in-as')).toHaveText('Grace Admin (grace)');
+  // The first admin, set up in the browser with the bootstrap token.
+  ({ context, page, problems } = await firstAdminInBrowser(browser, t));
 });
 
 test.afterAll(async () => {
