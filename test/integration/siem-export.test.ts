@@ -183,10 +183,16 @@ describe('the continuous export to the SIEM', () => {
     const created = receiver.messages.find((m) => m.record.unmapped.baton.type === 'operator-created');
     assert.equal(created?.record.class_uid, 3001, 'operator changes are Account Change records');
 
-    const status = (await t.admin.ok('GET', '/v1/admin/siem')) as Json;
-    const soc = status.sinks.find((s: Json) => s.name === 'soc');
+    // The cursor moves once the last batch has settled (settleMs after it was written).
+    const sinkView = async () =>
+      ((await t.admin.ok('GET', '/v1/admin/siem')) as Json).sinks.find((s: Json) => s.name === 'soc') as Json;
+    await eventually(
+      async () => ((await sinkView()).cursor as number) >= stored.at(-1)!,
+      10_000,
+      () => 'the cursor did not reach the newest delivered event',
+    );
+    const soc = await sinkView();
     assert.equal(soc.target, `syslog+tls://127.0.0.1:${receiver.port}`);
-    assert.ok(soc.cursor >= stored.at(-1)!, 'the cursor reached the newest delivered event');
     assert.ok(soc.delivered >= stored.length);
     assert.equal(soc.lastError, null);
   });
@@ -205,7 +211,7 @@ describe('the continuous export to the SIEM', () => {
             host: '127.0.0.1',
             port: receiver.port,
             tls: { caFile: tls.caFile, servername: 'siem.test' },
-            settleMs: 200,
+            settleMs: 1000,
           },
         ],
       },
@@ -309,9 +315,13 @@ describe('the continuous export to the SIEM', () => {
       'acknowledged batches are not sent again after a clean restart',
     );
     assert.deepEqual(unauthorised, [], 'every request carried the token from the file');
-    const back = ((await t.admin.ok('GET', '/v1/admin/siem')) as Json).sinks[0];
-    assert.equal(back.failures, 0);
-    assert.equal(back.lag, 0);
+    // The cursor moves once the collector's answer is in: the admin sees the sink caught up.
+    await eventually(
+      async () => ((await t.admin.ok('GET', '/v1/admin/siem')) as Json).sinks[0].lag === 0,
+      10_000,
+      () => 'the sink did not show as caught up',
+    );
+    assert.equal(((await t.admin.ok('GET', '/v1/admin/siem')) as Json).sinks[0].failures, 0);
   });
 
   it('refuses an unencrypted sink to another host, and says which setting is wrong', async () => {
