@@ -137,8 +137,13 @@ describe('Shared Signals push delivery: durable, ordered, at least once', () => 
     );
     assert.deepEqual([...new Set(got.slice(30).map((s) => s.header.kid))], [rotated.current]);
     assert.deepEqual(receiver.rejected, []);
-    const healed = await streamView(t, streamId, (s) => s.backlog === 0, 'the queue to empty');
-    assert.equal(healed.lastError, null);
+    // The admin view reads the stream's row and its queue one after the other: wait for both to show it healed.
+    const healed = await streamView(
+      t,
+      streamId,
+      (s) => s.backlog === 0 && s.lastError === null,
+      'the queue to empty and the error to clear',
+    );
     assert.equal(healed.failingSince, null);
   });
 
