@@ -22,7 +22,9 @@ import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import type { ConsoleRecord, OperatorRecord, RevocationRecord, SessionRecord, Store } from './repositories.js';
 import { kyselyOf } from './kysely-store.js';
 import { sessionFrom } from './kysely-sessions.js';
-import { num, oneOf, optNum, optStr, str, stringArray, type BatonDatabase, type Row } from './kysely-schema.js';
+import { consoleFrom } from './kysely-consoles.js';
+import { operatorFrom } from './kysely-operators.js';
+import { num, oneOf, optStr, str, type BatonDatabase, type Row } from './kysely-schema.js';
 
 export const PAGE_LIMIT_MAX = 1000;
 export const PAGE_LIMIT_DEFAULT = 50;
@@ -449,36 +451,6 @@ export async function revocationsPage(
 }
 
 // ---- rows ----
-
-function consoleFrom(row: Row): ConsoleRecord {
-  return {
-    id: str(row, 'id'),
-    name: optStr(row, 'name'),
-    channel: str(row, 'channel'),
-    site: optStr(row, 'site'),
-    publicJwk: str(row, 'public_jwk'),
-    jkt: str(row, 'jkt'),
-    enrolledAt: num(row, 'enrolled_at'),
-    lastSeenAt: optNum(row, 'last_seen_at'),
-    policyVersion: num(row, 'policy_version'),
-    revocationEpoch: num(row, 'revocation_epoch'),
-    revokedAt: optNum(row, 'revoked_at'),
-    revokedReason: optStr(row, 'revoked_reason'),
-  };
-}
-
-function operatorFrom(row: Row): OperatorRecord {
-  return {
-    id: str(row, 'id'),
-    displayName: str(row, 'display_name'),
-    roles: stringArray(row, 'roles'),
-    webauthnUserId: str(row, 'webauthn_user_id'),
-    createdAt: num(row, 'created_at'),
-    failedAttempts: num(row, 'failed_attempts'),
-    revokedAt: optNum(row, 'revoked_at'),
-    revokedReason: optStr(row, 'revoked_reason'),
-  };
-}
 
 function eventFrom(row: Row): StoredEvent {
   const event = AssuranceEventSchema.parse(JSON.parse(str(row, 'body')));

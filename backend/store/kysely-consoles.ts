@@ -3,7 +3,8 @@ import { sql } from 'kysely';
 import type { ConsoleRecord, ConsoleRepository, ConsoleTokenRecord } from './repositories.js';
 import { atomic, changed, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
-function consoleFrom(row: Row): ConsoleRecord {
+/** A `consoles` row as a ConsoleRecord (also the admin lists' rows: admin-tables.ts). */
+export function consoleFrom(row: Row): ConsoleRecord {
   return {
     id: str(row, 'id'),
     name: optStr(row, 'name'),

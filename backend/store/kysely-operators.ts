@@ -21,7 +21,8 @@ import {
   type Row,
 } from './kysely-schema.js';
 
-function operatorFrom(row: Row): OperatorRecord {
+/** An `operators` row as an OperatorRecord (also the admin lists' rows: admin-tables.ts). */
+export function operatorFrom(row: Row): OperatorRecord {
   return {
     id: str(row, 'id'),
     displayName: str(row, 'display_name'),
