@@ -148,7 +148,8 @@ export async function startPostgres(options: { settings?: Record<string, string>
   cleanUpOnExit();
   const data = join(dir, 'data');
   try {
-    await pgTool('initdb', ['-D', data, '-A', 'trust', '-U', 'baton', '-E', 'UTF8', '--no-locale']);
+    // --no-sync: a throwaway cluster need not be flushed to disk at creation (saves ~1 s a server here).
+    await pgTool('initdb', ['-D', data, '-A', 'trust', '-U', 'baton', '-E', 'UTF8', '--no-locale', '--no-sync']);
   } catch (error) {
     live.delete(dir);
     rmSync(dir, { recursive: true, force: true });

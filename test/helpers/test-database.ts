@@ -38,7 +38,10 @@ function postgres(): Promise<PostgresServer> {
     if (!available.ok) {
       throw new Error(`BATON_TEST_DATABASE=postgres, but PostgreSQL cannot run here: ${available.reason}`);
     }
-    server = startPostgres();
+    // fsync off: the suite's server is thrown away with the process, and a killed server process (not
+    // the kernel) loses nothing the kernel already has; the tests that kill or restart PostgreSQL start
+    // their own server with the defaults (test/helpers/cluster-harness.ts and others).
+    server = startPostgres({ settings: { fsync: 'off' } });
   }
   return server;
 }
