@@ -1,6 +1,9 @@
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import {
+  BreakGlassApproveRequestSchema,
   BreakGlassListQuerySchema,
   BreakGlassRedeemRequestSchema,
+  BreakGlassRequestSchema,
   BreakGlassSignOffRequestSchema,
   IssueBreakGlassCodeRequestSchema,
 } from '../../shared/break-glass-api.js';
@@ -12,7 +15,10 @@ export interface BreakGlassRouteDeps {
   breakGlass: BreakGlass;
 }
 
-/** Break-glass: the admin's one-time code, the console's redemption, the review list and its sign-off. */
+/**
+ * Break-glass: the admin's one-time code and the console's redemption, the supervisor's tap (request,
+ * approve), the review list and its sign-off.
+ */
 export function breakGlassRoutes(deps: BreakGlassRouteDeps): Route[] {
   return [
     {
@@ -28,6 +34,27 @@ export function breakGlassRoutes(deps: BreakGlassRouteDeps): Route[] {
         if (ctx.console === undefined) throw new Error('console route without an authenticated console');
         const input = parseJson(ctx.req, ctx.body, BreakGlassRedeemRequestSchema);
         return { status: 201, body: await deps.breakGlass.redeem(ctx.console, input) };
+      },
+    },
+    {
+      route: 'breakGlassRequest',
+      handler: async (ctx) => {
+        if (ctx.console === undefined) throw new Error('console route without an authenticated console');
+        const input = parseJson(ctx.req, ctx.body, BreakGlassRequestSchema);
+        return { status: 201, body: await deps.breakGlass.request(ctx.console, input) };
+      },
+    },
+    {
+      route: 'breakGlassApprove',
+      handler: async (ctx) => {
+        if (ctx.console === undefined) throw new Error('console route without an authenticated console');
+        const { response } = parseJson(ctx.req, ctx.body, BreakGlassApproveRequestSchema);
+        const result = await deps.breakGlass.approve(
+          ctx.console,
+          ctx.params.id ?? '',
+          response as unknown as AuthenticationResponseJSON,
+        );
+        return { status: 201, body: result };
       },
     },
     {
