@@ -2,6 +2,7 @@
 # Sets up and runs Baton on this machine: the assurance backend with its embedded SQLite store
 # (and its admin console at /admin/), then the agent: the Electron desktop agent where its runtime is
 # installed, otherwise the same agent core with its operator UI in development mode in the browser.
+# The workspace is the sample teller app (examples/teller-app, on :8480) unless BATON_WORKSPACE_URL names another.
 # Extra arguments go to the backend (e.g. --port 8470 --data-dir ./data --origin http://localhost:8471).
 set -u
 cd "$(dirname "$0")/.."
@@ -40,8 +41,10 @@ say "starting the backend on ${backend_url} (data in ./data; stop everything wit
 node --import tsx backend/cli.ts --data-dir ./data --bootstrap-token-file ./data/bootstrap-admin-token "$@" &
 backend_pid=$!
 agent_pid=""
+teller_pid=""
 cleanup() {
   [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
+  [ -n "$teller_pid" ] && kill "$teller_pid" 2>/dev/null
   kill "$backend_pid" 2>/dev/null
   wait 2>/dev/null
 }
@@ -67,13 +70,25 @@ if ! node -e '
   exit 1
 fi
 
+# The default workspace: the sample teller app, a line-of-business server that trusts Baton through action
+# tokens (@baton/verifier). Its key for Baton's revocation stream is kept in ./data; it prints the "apps"
+# entry an admin publishes in the policy (admin console → Policy) before its calls can get tokens.
+workspace_url="${BATON_WORKSPACE_URL:-}"
+if [ -z "$workspace_url" ]; then
+  say "starting the sample teller app (the default workspace) on http://127.0.0.1:8480…"
+  BATON_URL="$backend_url" TELLER_PORT=8480 TELLER_KEY_FILE=./data/teller-revocation-key.json \
+    node --import tsx examples/teller-app/cli.ts &
+  teller_pid=$!
+  workspace_url="http://127.0.0.1:8480/"
+fi
+
 if [ -n "$electron_bin" ]; then
-  say "starting the desktop agent (Electron)…"
-  npm run --silent build:electron && "$electron_bin" dist/app &
+  say "starting the desktop agent (Electron), workspace ${workspace_url}…"
+  npm run --silent build:electron && BATON_AGENT_WORKSPACE_URL="$workspace_url" "$electron_bin" dist/app &
   agent_pid=$!
 else
-  say "The Electron runtime is not installed on this machine (it cannot be downloaded here), so the agent runs in development mode instead: the same agent core, with its operator UI in your browser at http://localhost:8471 (a Chromium-based browser and a security key, or DevTools' WebAuthn panel). Issue it a console token from the admin console at ${backend_url}/admin/."
-  node --import tsx main/ui/dev-cli.ts --backend "$backend_url" &
+  say "The Electron runtime is not installed on this machine (it cannot be downloaded here), so the agent runs in development mode instead: the same agent core, with its operator UI in your browser at http://localhost:8471 (a Chromium-based browser and a security key, or DevTools' WebAuthn panel). Issue it a console token from the admin console at ${backend_url}/admin/. The workspace (${workspace_url}) opens in another tab at http://localhost:8472, with window.baton as the desktop agent's workspace preload gives it (development stand-in)."
+  node --import tsx main/ui/dev-cli.ts --backend "$backend_url" --workspace "$workspace_url" &
   agent_pid=$!
 fi
 wait "$agent_pid"

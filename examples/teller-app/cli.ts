@@ -22,11 +22,21 @@ else {
   writeFileSync(keyFile, JSON.stringify(privateJwk), { mode: 0o600 });
 }
 const { kty, crv, x, y } = privateJwk;
+let lastError = '';
 const app = await startTellerApp({
   batonUrl,
   revocationKey: privateJwk,
   port: Number(process.env.TELLER_PORT ?? 8480),
   onRevocation: (r) => console.log(`revocation ${r.epoch}: ${r.kind} ${r.targetId}`),
+  // Said once per distinct refusal (the subscription retries by itself, backing off to 5 s).
+  onRevocationError: (error) => {
+    if (error.message === lastError) return;
+    lastError = error.message;
+    console.log(`the revocation stream cannot be followed yet (${error.message.slice(0, 200)})`);
+    console.log(
+      '  until the "apps" entry printed at start is in the published policy, Baton refuses this app its tokens and stream',
+    );
+  },
 });
 console.log(`teller app on ${app.url} (Baton at ${batonUrl})`);
 console.log('add to the policy\'s "apps":');

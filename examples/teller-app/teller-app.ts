@@ -29,6 +29,8 @@ export interface TellerAppOptions {
   host?: string;
   clock?: () => number;
   onRevocation?: (revocation: Revocation) => void;
+  /** Called when the revocation stream cannot be followed (it retries by itself). */
+  onRevocationError?: (error: Error) => void;
 }
 
 export interface TellerApp {
@@ -72,6 +74,7 @@ export async function startTellerApp(options: TellerAppOptions): Promise<TellerA
           privateKey: options.revocationKey,
           clock,
           ...(options.onRevocation === undefined ? {} : { onRevocation: options.onRevocation }),
+          ...(options.onRevocationError === undefined ? {} : { onError: options.onRevocationError }),
         });
   const verifier = new ActionTokenVerifier({
     audience,

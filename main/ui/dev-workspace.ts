@@ -228,7 +228,7 @@ export async function startDevWorkspace(options: DevWorkspaceOptions): Promise<D
               ? tag + html
               : html.slice(0, at.index + at[0].length) + tag + html.slice(at.index + at[0].length);
           const out: IncomingHttpHeaders = { ...answer.headers };
-          delete out['content-length'];
+          for (const hop of ['content-length', 'transfer-encoding', 'connection', 'keep-alive']) delete out[hop];
           const policy = out['content-security-policy'];
           if (typeof policy === 'string') out['content-security-policy'] = csp(policy, hash);
           res.writeHead(answer.statusCode ?? 502, { ...out, 'content-length': Buffer.byteLength(body) });
