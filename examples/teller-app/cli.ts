@@ -4,6 +4,8 @@
  *
  *   BATON_URL=http://localhost:8470 TELLER_PORT=8480 node --import tsx examples/teller-app/cli.ts
  *
+ * With TELLER_SSF_TOKEN (a Shared Signals receiver token), revocations come from Baton's SSF stream.
+ *
  * The app's revocation key (a P-256 private JWK) is read from TELLER_KEY_FILE (default
  * `./teller-revocation-key.json`), created on first run; its public half is printed for the policy's
  * `apps[].revocationKey`.
@@ -26,6 +28,8 @@ let lastError = '';
 const app = await startTellerApp({
   batonUrl,
   revocationKey: privateJwk,
+  // TELLER_SSF_TOKEN: follow Baton's Shared Signals stream instead of its own revocation feed.
+  ...(process.env.TELLER_SSF_TOKEN === undefined ? {} : { ssfToken: process.env.TELLER_SSF_TOKEN }),
   port: Number(process.env.TELLER_PORT ?? 8480),
   onRevocation: (r) => console.log(`revocation ${r.epoch}: ${r.kind} ${r.targetId}`),
   // Said once per distinct refusal (the subscription retries by itself, backing off to 5 s).

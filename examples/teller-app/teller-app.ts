@@ -4,6 +4,7 @@ import type { JWK } from 'jose';
 import {
   ActionTokenVerifier,
   RevocationSubscription,
+  SsfSubscription,
   nodeHttpGuard,
   type ActionRequirement,
   type Revocation,
@@ -22,8 +23,13 @@ export const TELLER_ACTIONS: Readonly<Record<string, ActionRequirement>> = {
 export interface TellerAppOptions {
   /** Baton's backend (JWKS and revocation stream). */
   batonUrl: string;
-  /** The private half of the app's `revocationKey` in Baton's policy; without it, revocations are not followed. */
+  /** The private half of the app's `revocationKey` in Baton's policy: revocations are followed on Baton's own feed. */
   revocationKey?: JWK;
+  /**
+   * Or a Shared Signals receiver token (`POST /v1/admin/ssf/receivers`, scope `ssf.manage`): revocations are
+   * followed on Baton's SSF stream (RFC 8936 poll) instead. Without either, revocations are not followed.
+   */
+  ssfToken?: string;
   audience?: string;
   port?: number;
   host?: string;
@@ -36,7 +42,7 @@ export interface TellerAppOptions {
 export interface TellerApp {
   url: string;
   verifier: ActionTokenVerifier;
-  subscription: RevocationSubscription | undefined;
+  subscription: RevocationSubscription | SsfSubscription | undefined;
   /** Payments approved so far (id → who approved). */
   approvals: Map<string, { by: string; level: string | undefined; session: string | undefined }>;
   close(): Promise<void>;
@@ -66,16 +72,24 @@ export async function startTellerApp(options: TellerAppOptions): Promise<TellerA
   const audience = options.audience ?? TELLER_AUDIENCE;
   const clock = options.clock ?? Date.now;
   const subscription =
-    options.revocationKey === undefined
-      ? undefined
-      : new RevocationSubscription({
+    options.ssfToken !== undefined
+      ? new SsfSubscription({
           batonUrl: options.batonUrl,
-          audience,
-          privateKey: options.revocationKey,
+          token: options.ssfToken,
           clock,
           ...(options.onRevocation === undefined ? {} : { onRevocation: options.onRevocation }),
           ...(options.onRevocationError === undefined ? {} : { onError: options.onRevocationError }),
-        });
+        })
+      : options.revocationKey === undefined
+        ? undefined
+        : new RevocationSubscription({
+            batonUrl: options.batonUrl,
+            audience,
+            privateKey: options.revocationKey,
+            clock,
+            ...(options.onRevocation === undefined ? {} : { onRevocation: options.onRevocation }),
+            ...(options.onRevocationError === undefined ? {} : { onError: options.onRevocationError }),
+          });
   const verifier = new ActionTokenVerifier({
     audience,
     jwksUrl: new URL('/v1/tokens/jwks.json', options.batonUrl),

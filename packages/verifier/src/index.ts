@@ -11,3 +11,9 @@ export {
   type RevocationSubscriptionOptions,
 } from './revocation-subscription.js';
 export { bearerToken, nodeHttpGuard, requireAction, sendRefusal } from './middleware.js';
+export {
+  SsfSubscription,
+  SSF_POLL_METHOD,
+  SSF_REVOCATION_EVENTS,
+  type SsfSubscriptionOptions,
+} from './ssf-subscription.js';

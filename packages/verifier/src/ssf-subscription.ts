@@ -1,0 +1,300 @@
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
+import type { RevocationSource } from './verifier.js';
+
+/** RFC 8936 poll delivery. */
+export const SSF_POLL_METHOD = 'urn:ietf:rfc:8936';
+const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
+/** The SET event types this subscription asks for and acts on. */
+export const SSF_REVOCATION_EVENTS = [
+  `${CAEP}session-revoked`,
+  `${CAEP}credential-change`,
+  `${CAEP}device-compliance-change`,
+  'urn:baton:event:operator-revoked',
+] as const;
+
+export interface SsfSubscriptionOptions {
+  /** Baton's Shared Signals issuer, e.g. `https://baton.bank.example` (it serves /.well-known/ssf-configuration). */
+  batonUrl: string | URL;
+  /**
+   * A receiver token the Baton admin issued for this app (`POST /v1/admin/ssf/receivers`): `ssf.manage`
+   * lets the subscription find or create its poll stream; `ssf.read` is enough with `streamId`.
+   */
+  token: string;
+  /** An existing poll stream of this receiver; without it, the receiver's first poll stream asking for session-revoked is used, or one is created. */
+  streamId?: string;
+  /** Where revocations are applied (default a new one; share one with a `RevocationSubscription` to follow both). */
+  list?: RevocationList;
+  /** SET signature algorithms accepted (default RS256 and ES256, what Baton's transmitter signs with). */
+  algorithms?: string[];
+  /** Called on every failure (the subscription retries by itself) and on every SET it refuses. */
+  onError?: (error: Error) => void;
+  /** Called after each revocation is applied (tests, metrics). */
+  onRevocation?: (revocation: Revocation) => void;
+  /** Delay before retrying, doubled up to `maxRetryMs` (defaults 250 ms and 5 s). */
+  retryMs?: number;
+  maxRetryMs?: number;
+  clock?: () => number;
+}
+
+interface SsfConfiguration {
+  issuer: string;
+  jwks_uri: string;
+  configuration_endpoint: string;
+}
+
+interface StreamView {
+  stream_id: string;
+  aud: string | string[];
+  delivery: { method: string; endpoint_url?: string };
+  events_delivered?: string[];
+}
+
+type SimpleSubject = { format: string; id?: string; sub?: string; iss?: string };
+
+/** A SET this subscription refuses, reported to Baton in `setErrs` (RFC 8936 §2.4, RFC 8935 error codes). */
+class SetRefused extends Error {
+  constructor(
+    readonly err: 'invalid_request' | 'invalid_key' | 'invalid_issuer' | 'invalid_audience' | 'authentication_failed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Follows Baton's Shared Signals stream (SSF 1.0, CAEP) by polling (RFC 8936) and keeps a
+ * `RevocationList` current, as `RevocationSubscription` does from Baton's own feed. Every SET is
+ * verified against Baton's SSF JWKS (`typ` secevent+jwt, `iss`, the stream's `aud`), then:
+ * - CAEP `session-revoked`: the session (`sub_id.session`) is refused;
+ * - CAEP `credential-change` with `change_type` `revoke` or `delete`: the operator's (`sub_id.user`) tokens issued up to then;
+ * - CAEP `device-compliance-change` to `not-compliant`: the console's (`sub_id.device`) tokens issued up to then;
+ * - `urn:baton:event:operator-revoked`: the operator's tokens issued up to then.
+ * A SET is acknowledged only once applied; one that fails verification is reported in `setErrs`.
+ * Long polls (`returnImmediately: false`), so a revocation arrives as soon as Baton has queued it.
+ * Service-account revocations are not Shared Signals events: they come only on Baton's own feed.
+ */
+export class SsfSubscription implements RevocationSource {
+  readonly list: RevocationList;
+  /** Resolves when the stream is found or created and the first poll has been answered. */
+  readonly ready: Promise<void>;
+  /** The stream followed, once known. */
+  streamId: string | undefined;
+  private markReady!: () => void;
+  private connectedNow = false;
+  private downSince: number;
+  private closed = false;
+  private abort: AbortController | undefined;
+  private readonly clock: () => number;
+  private readonly seen = new Map<string, number>();
+
+  constructor(private readonly options: SsfSubscriptionOptions) {
+    this.clock = options.clock ?? Date.now;
+    this.list = options.list ?? new RevocationList(this.clock);
+    this.downSince = this.clock();
+    this.ready = new Promise((resolve) => (this.markReady = resolve));
+    void this.run();
+  }
+
+  get connected(): boolean {
+    return this.connectedNow;
+  }
+
+  refuses(token: RevocableToken): string | undefined {
+    return this.list.refuses(token);
+  }
+
+  downForMs(): number {
+    return this.connectedNow ? 0 : this.clock() - this.downSince;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.abort?.abort();
+  }
+
+  private async json(url: string | URL, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
+    this.abort = new AbortController();
+    const response = await fetch(url, {
+      ...init,
+      headers: {
+        authorization: `Bearer ${this.options.token}`,
+        accept: 'application/json',
+        ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      signal: this.abort.signal,
+    });
+    const text = await response.text();
+    if (!response.ok)
+      throw new Error(
+        `Baton's Shared Signals ${new URL(url).pathname} answered ${response.status}: ${text.slice(0, 300)}`,
+      );
+    return { status: response.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+  }
+
+  /** The transmitter's metadata and this receiver's poll stream (found or created). */
+  private async setUp(): Promise<{ config: SsfConfiguration; stream: StreamView; endpoint: string }> {
+    const config = (await this.json(new URL('/.well-known/ssf-configuration', this.options.batonUrl)))
+      .body as SsfConfiguration;
+    let stream: StreamView | undefined;
+    const streams = new URL(config.configuration_endpoint);
+    if (this.options.streamId !== undefined) {
+      streams.searchParams.set('stream_id', this.options.streamId);
+      stream = (await this.json(streams)).body as StreamView;
+    } else {
+      const mine = (await this.json(streams)).body as StreamView[];
+      stream = mine.find(
+        (s) => s.delivery.method === SSF_POLL_METHOD && (s.events_delivered ?? []).includes(SSF_REVOCATION_EVENTS[0]),
+      );
+      stream ??= (
+        await this.json(streams, {
+          method: 'POST',
+          body: JSON.stringify({
+            delivery: { method: SSF_POLL_METHOD },
+            events_requested: SSF_REVOCATION_EVENTS,
+            description: 'Action-token verifier (@baton/verifier)',
+          }),
+        })
+      ).body as StreamView;
+    }
+    if (stream.delivery.method !== SSF_POLL_METHOD || stream.delivery.endpoint_url === undefined) {
+      throw new Error(`Stream ${stream.stream_id} is not a poll stream (RFC 8936)`);
+    }
+    this.streamId = stream.stream_id;
+    return { config, stream, endpoint: stream.delivery.endpoint_url };
+  }
+
+  private async run(): Promise<void> {
+    let delay = this.options.retryMs ?? 250;
+    let setUp: Awaited<ReturnType<SsfSubscription['setUp']>> | undefined;
+    let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+    let ack: string[] = [];
+    let setErrs: Record<string, { err: string; description: string }> = {};
+    while (!this.closed) {
+      try {
+        setUp ??= await this.setUp();
+        jwks ??= createRemoteJWKSet(new URL(setUp.config.jwks_uri));
+        const first = !this.connectedNow;
+        const { body } = await this.json(setUp.endpoint, {
+          method: 'POST',
+          body: JSON.stringify({
+            ack,
+            ...(Object.keys(setErrs).length === 0 ? {} : { setErrs }),
+            maxEvents: 100,
+            returnImmediately: first,
+          }),
+        });
+        ack = [];
+        setErrs = {};
+        if (!this.connectedNow) this.connectedNow = true;
+        delay = this.options.retryMs ?? 250;
+        const sets = (body as { sets?: Record<string, string> }).sets ?? {};
+        for (const [jti, set] of Object.entries(sets)) {
+          try {
+            await this.apply(set, setUp, jwks);
+            ack.push(jti);
+          } catch (error) {
+            const refused =
+              error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
+            setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
+            this.options.onError?.(refused);
+          }
+        }
+        if (first) this.markReady();
+        continue;
+      } catch (error) {
+        if (this.closed) break;
+        this.options.onError?.(error instanceof Error ? error : new Error(String(error)));
+      }
+      if (this.connectedNow) this.downSince = this.clock();
+      this.connectedNow = false;
+      if (this.closed) break;
+      await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      delay = Math.min(delay * 2, this.options.maxRetryMs ?? 5000);
+    }
+  }
+
+  /** Verifies one SET and applies the revocation it carries (SETs of other types are acknowledged and ignored). */
+  private async apply(
+    set: string,
+    setUp: { config: SsfConfiguration; stream: StreamView },
+    jwks: ReturnType<typeof createRemoteJWKSet>,
+  ): Promise<void> {
+    let claims: JWTPayload & Record<string, unknown>;
+    try {
+      ({ payload: claims } = await jwtVerify(set, jwks, {
+        issuer: setUp.config.issuer,
+        audience: setUp.stream.aud,
+        typ: 'secevent+jwt',
+        algorithms: this.options.algorithms ?? ['RS256', 'ES256'],
+      }));
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
+        const claim = (error as { claim?: string }).claim;
+        throw new SetRefused(
+          claim === 'aud' ? 'invalid_audience' : claim === 'iss' ? 'invalid_issuer' : 'invalid_request',
+          (error as Error).message,
+        );
+      }
+      throw new SetRefused(
+        code.startsWith('ERR_JWKS') || code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
+          ? 'invalid_key'
+          : 'invalid_request',
+        (error as Error).message,
+      );
+    }
+    const jti = typeof claims.jti === 'string' ? claims.jti : '';
+    if (this.seen.has(jti)) return; // at-least-once delivery: a SET seen again was already applied
+    const events = claims.events as Record<string, Record<string, unknown>> | undefined;
+    const entries = events === undefined ? [] : Object.entries(events);
+    if (entries.length !== 1) throw new SetRefused('invalid_request', 'A SET must carry exactly one event');
+    const [type, event] = entries[0] as [string, Record<string, unknown>];
+    const subject = (claims.sub_id ?? {}) as Record<string, SimpleSubject | string>;
+    const member = (name: string): string | undefined => {
+      const m = subject[name];
+      if (typeof m !== 'object' || m === null) return undefined;
+      return m.format === 'iss_sub' ? m.sub : m.id;
+    };
+    const at =
+      typeof event.event_timestamp === 'number'
+        ? event.event_timestamp * 1000
+        : typeof claims.iat === 'number'
+          ? claims.iat * 1000
+          : this.clock();
+    const operator = member('user') ?? null;
+    let revocation: Revocation | undefined;
+    if (type === `${CAEP}session-revoked`) {
+      const session = member('session');
+      if (session !== undefined)
+        revocation = { epoch: 0, kind: 'session', targetId: session, operatorId: operator, at };
+      else if (operator !== null)
+        revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
+    } else if (type === `${CAEP}credential-change`) {
+      if ((event.change_type === 'revoke' || event.change_type === 'delete') && operator !== null) {
+        const aaguid = typeof event.fido2_aaguid === 'string' ? event.fido2_aaguid : 'credential';
+        revocation = { epoch: 0, kind: 'credential', targetId: aaguid, operatorId: operator, at };
+      }
+    } else if (type === `${CAEP}device-compliance-change`) {
+      const device = member('device');
+      if (event.current_status === 'not-compliant' && device !== undefined) {
+        revocation = { epoch: 0, kind: 'console', targetId: device, operatorId: null, at };
+      }
+    } else if (type === 'urn:baton:event:operator-revoked' && operator !== null) {
+      revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
+    }
+    this.remember(jti);
+    if (revocation === undefined) return;
+    this.list.apply(revocation);
+    this.options.onRevocation?.(revocation);
+  }
+
+  /** The jtis applied in the last 11 minutes (a redelivered SET is not applied twice). */
+  private remember(jti: string): void {
+    const now = this.clock();
+    this.seen.set(jti, now);
+    if (this.seen.size > 10_000) {
+      for (const [key, at] of this.seen) if (at < now - 11 * 60 * 1000) this.seen.delete(key);
+    }
+  }
+}

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  ActionTokenVerifier,
+  SsfSubscription,
+  VerificationError,
+  type Revocation,
+} from '../../packages/verifier/src/index.js';
+import {
+  appKeyPair,
+  exchange,
+  publishPolicy,
+  tellerPolicy,
+  TELLER_AUDIENCE,
+} from '../helpers/action-token-fixtures.js';
+import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+
+/**
+ * @baton/verifier following Baton's Shared Signals stream (RFC 8936 poll, SETs verified against
+ * /ssf/jwks.json) instead of Baton's own revocation feed, against the real transmitter: a revoked
+ * session, a withdrawn passkey and a revoked console each refuse the tokens they concern before
+ * those expire; a SET that does not verify is not applied and Baton hears why; a restarted app
+ * server finds its stream again and catches up on what was queued while it was down.
+ */
+/** Polls `condition` (no fixed sleep-then-assert); gives up after 20 s so a regression fails instead of hanging. */
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('the verifier learns revocations from Baton’s Shared Signals stream', () => {
+  let t: TestBackend;
+  let receiverToken: string;
+  let console1: TestConsole;
+  let ada: { operatorId: string; credentialId: string; authenticator: SoftAuthenticator };
+  const heard: Revocation[] = [];
+  let ssf: SsfSubscription;
+  let verifier: ActionTokenVerifier;
+
+  before(async () => {
+    // A SET handed out to a poll the app server abandoned (it stopped) is handed out again after 1 s, not 30.
+    t = await startTestBackend({ ssf: { pollRedeliverSeconds: 1 } });
+    const keys = await appKeyPair();
+    await publishPolicy(t.admin, tellerPolicy(keys.publicJwk, 600));
+    const issued = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+      name: 'Teller app server',
+      scopes: ['ssf.manage'],
+    })) as Json;
+    receiverToken = issued.token as string;
+    ssf = new SsfSubscription({ batonUrl: t.url, token: receiverToken, onRevocation: (r) => heard.push(r) });
+    await ssf.ready;
+    verifier = new ActionTokenVerifier({
+      audience: TELLER_AUDIENCE,
+      jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+      actions: { 'customer.view': { level: 'presence' } },
+      revocations: ssf,
+      maxRevocationLagMs: 10_000,
+    });
+    console1 = await TestConsole.enrol(t.url, t.admin);
+    ada = await enrolOperator(t.admin, console1);
+  });
+  after(async () => {
+    ssf?.close();
+    await t?.stop();
+  });
+
+  /** A fresh session of `operator` on `on`, and a customer.view token for it. */
+  async function tokenOf(on: TestConsole, authenticator: SoftAuthenticator): Promise<{ sid: string; token: string }> {
+    const signedIn = (await signIn(on, authenticator)).body as Json;
+    const answer = (await exchange(on, signedIn.token as string, 'customer.view')).body as Json;
+    assert.equal(typeof answer.access_token, 'string', JSON.stringify(answer));
+    return { sid: signedIn.session.id as string, token: answer.access_token as string };
+  }
+
+  async function refusal(token: string): Promise<string | undefined> {
+    return verifier.verify(token, 'customer.view').then(
+      () => undefined,
+      (e: unknown) => (e instanceof VerificationError ? e.code : String(e)),
+    );
+  }
+
+  /** Waits until the subscription has applied a revocation matching `match` (what the app server would act on). */
+  async function until(match: (r: Revocation) => boolean): Promise<void> {
+    await waitFor(() => heard.some(match), 'the revocation to be applied');
+  }
+
+  it('a revoked session: its token is refused once the session-revoked SET is in, before it expires', async () => {
+    const { sid, token } = await tokenOf(console1, ada.authenticator);
+    assert.equal(await refusal(token), undefined);
+    await t.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'left the counter' });
+    await until((r) => r.kind === 'session' && r.targetId === sid);
+    assert.equal(await refusal(token), 'TOKEN_REVOKED');
+    const exp = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp: number };
+    assert.ok(exp.exp * 1000 > Date.now() + 60_000, 'refused long before it expires');
+    assert.ok(ssf.streamId?.startsWith('str_'), 'the subscription created its own poll stream');
+  });
+
+  it('a withdrawn passkey (credential-change revoke) and a revoked console (device-compliance-change) refuse the tokens issued up to then', async () => {
+    const { token: beforeWithdrawal } = await tokenOf(console1, ada.authenticator);
+    // A second passkey of another operator on a second console, to revoke the console alone.
+    const console2 = await TestConsole.enrol(t.url, t.admin);
+    const bob = await enrolOperator(t.admin, console2, { displayName: 'Bob Cashier' });
+    const { token: onConsole2 } = await tokenOf(console2, bob.authenticator);
+    assert.equal(await refusal(beforeWithdrawal), undefined);
+    assert.equal(await refusal(onConsole2), undefined);
+
+    await t.admin.ok('POST', `/v1/admin/credentials/${ada.credentialId}/revoke`, { reason: 'key lost' });
+    await until((r) => r.kind === 'credential' && r.operatorId === ada.operatorId);
+    assert.equal(await refusal(beforeWithdrawal), 'TOKEN_REVOKED');
+
+    await t.admin.ok('POST', `/v1/admin/consoles/${console2.id}/revoke`, { reason: 'stolen' });
+    await until((r) => r.kind === 'console' && r.targetId === console2.id);
+    assert.equal(await refusal(onConsole2), 'TOKEN_REVOKED');
+  });
+
+  it('a restarted app server finds its stream again and catches up on what was queued while it was down', async () => {
+    const carol = await enrolOperator(t.admin, console1, { displayName: 'Carol Clerk' });
+    const { sid, token } = await tokenOf(console1, carol.authenticator);
+    const stream = ssf.streamId;
+    ssf.close();
+    await t.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'end of shift' });
+    const back = new SsfSubscription({ batonUrl: t.url, token: receiverToken, onRevocation: (r) => heard.push(r) });
+    try {
+      await back.ready;
+      assert.equal(back.streamId, stream);
+      const again = new ActionTokenVerifier({
+        audience: TELLER_AUDIENCE,
+        jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+        actions: { 'customer.view': { level: 'presence' } },
+        revocations: back,
+      });
+      await until((r) => r.kind === 'session' && r.targetId === sid);
+      await assert.rejects(again.verify(token, 'customer.view'), { code: 'TOKEN_REVOKED' });
+    } finally {
+      back.close();
+    }
+  });
+
+  it('a SET that does not verify is not applied, and Baton is told why (setErrs)', async () => {
+    const dan = await enrolOperator(t.admin, console1, { displayName: 'Dan Desk' });
+    const { sid, token } = await tokenOf(console1, dan.authenticator);
+    // An app server that accepts only ES256 SETs (Baton signs RS256 here): every SET fails verification.
+    const errors: Error[] = [];
+    const strict = new SsfSubscription({
+      batonUrl: t.url,
+      token: receiverToken,
+      algorithms: ['ES256'],
+      onError: (e) => errors.push(e),
+      onRevocation: (r) => heard.push(r),
+    });
+    const strictVerifier = new ActionTokenVerifier({
+      audience: TELLER_AUDIENCE,
+      jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+      actions: { 'customer.view': { level: 'presence' } },
+      revocations: strict,
+    });
+    try {
+      await strict.ready;
+      await t.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'end of shift' });
+      await waitFor(() => errors.some((e) => /alg/i.test(e.message)), 'the SET to be refused');
+      assert.equal(
+        heard.some((r) => r.targetId === sid),
+        false,
+        'an unverified SET changes nothing',
+      );
+      assert.equal((await strictVerifier.verify(token, 'customer.view')).session, sid);
+      // Baton shows the refusal on the stream (the admin's Integrations view).
+      let listed = '';
+      await waitFor(async () => {
+        listed = JSON.stringify(await t.admin.ok('GET', '/v1/admin/ssf/streams'));
+        return /invalid_request|invalid_key/.test(listed);
+      }, 'the stream to show the refusal');
+    } finally {
+      strict.close();
+    }
+  });
+});
