@@ -8,8 +8,19 @@
  *  (a) in-process: `TokenExchange.exchange` with real console records (no HTTP, no request signature);
  *  (b) end to end over HTTP (keep-alive), each request signed with the console key, client in this process.
  *
- *   node --import tsx bench/token-exchange.ts [--seconds 5] [--consoles 20] [--concurrency 4]
+ * Beside (a), in interleaved rounds of the same run, the anchor: the bare ES256 work an exchange cannot
+ * avoid, one node:crypto (OpenSSL) P-256 signature verified (the subject token) and one made (the
+ * action token), per CPU-second. The ratio (a) / anchor is what to compare across loaded runs.
+ * `--profile <file>` writes a V8 CPU profile of the in-process rounds only (open it in Chrome's
+ * DevTools, or summarise it by self time).
+ *
+ *   node --import tsx bench/token-exchange.ts [--seconds 6] [--rounds 3] [--consoles 20] [--concurrency 4]
+ *     [--no-http] [--profile exchange.cpuprofile]
  */
+import { generateKeyPairSync, sign as signBytes, verify as verifyBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from '../shared/action-tokens.js';
 import { TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
@@ -26,12 +37,16 @@ import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict } f
 
 const { values: args } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '6' },
+    rounds: { type: 'string', default: '3' },
     consoles: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: '4' },
+    'no-http': { type: 'boolean', default: false },
+    profile: { type: 'string' },
   },
 });
 const SECONDS = Number(args.seconds);
+const ROUNDS = Number(args.rounds);
 const CONSOLES = Number(args.consoles);
 const CONCURRENCY = Number(args.concurrency);
 const GOAL_RATE = 2000;
@@ -41,6 +56,25 @@ interface Seat {
   console: TestConsole;
   record: ConsoleRecord;
   token: string;
+}
+
+/** The anchor: one ES256 verify and one ES256 sign with OpenSSL, synchronously, for `ms`; pairs and CPU ms. */
+function anchor(ms: number): { n: number; cpuMs: number } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const input = Buffer.from(`eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.${'x'.repeat(420)}`);
+  const signature = signBytes('sha256', input, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  const cpu0 = process.cpuUsage();
+  const end = performance.now() + ms;
+  let n = 0;
+  while (performance.now() < end) {
+    for (let i = 0; i < 50; i++) {
+      if (!verifyBytes('sha256', input, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)) throw new Error('!');
+      signBytes('sha256', input, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+    }
+    n += 50;
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return { n, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Promise<void>) {
@@ -100,21 +134,76 @@ try {
     const result = await exchange(seat.console, seat.token, 'payment.approve');
     if (result.status !== 200) throw new Error(`exchange → ${result.status} ${JSON.stringify(result.body)}`);
   };
+  const load0 = loadavg()[0] ?? Number.NaN;
   await run(1000, seats, inProcess); // warm-up
-  await run(1000, seats, overHttp);
-  const a = await run(SECONDS * 1000, seats, inProcess);
-  const b = await run(SECONDS * 1000, seats, overHttp);
-  const rows = [
-    ['(a) in-process TokenExchange.exchange', a],
-    ['(b) HTTP, console-signed, client in-process', b],
-  ] as const;
+  anchor(300);
+  const profiler = args.profile === undefined ? undefined : new Session();
+  if (profiler !== undefined) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.start');
+  }
+  const perRound = (SECONDS * 1000) / ROUNDS;
+  const rounds: Awaited<ReturnType<typeof run>>[] = [];
+  const anchors = { n: 0, cpuMs: 0 };
+  for (let r = 0; r < ROUNDS; r++) {
+    const x = anchor(Math.min(1000, perRound / 2));
+    anchors.n += x.n;
+    anchors.cpuMs += x.cpuMs;
+    rounds.push(await run(perRound, seats, inProcess));
+  }
+  if (profiler !== undefined && args.profile !== undefined) {
+    const { profile } = await profiler.post('Profiler.stop');
+    writeFileSync(args.profile, JSON.stringify(profile));
+    profiler.disconnect();
+  }
+  const a = {
+    samples: rounds.flatMap((r) => r.samples),
+    cpuMs: rounds.reduce((x, r) => x + r.cpuMs, 0),
+    wallMs: rounds.reduce((x, r) => x + r.wallMs, 0),
+    perCore: 0,
+    perWall: 0,
+  };
+  a.perCore = (a.samples.length / a.cpuMs) * 1000;
+  a.perWall = (a.samples.length / a.wallMs) * 1000;
+  const anchorRate = (anchors.n / anchors.cpuMs) * 1000;
+  let b: typeof a | undefined;
+  if (!args['no-http']) {
+    await run(1000, seats, overHttp);
+    b = await run(SECONDS * 1000, seats, overHttp);
+  }
+  const load1 = loadavg()[0] ?? Number.NaN;
+  const rows: [string, typeof a][] = [['(a) in-process TokenExchange.exchange', a]];
+  if (b !== undefined) rows.push(['(b) HTTP, console-signed, client in-process', b]);
   printTable(
-    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}, engine ${t.backend.store.engine}`,
-    ['path', 'tokens', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
+    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}, engine ${t.backend.store.engine}, load ${fmt(load0)} → ${fmt(load1)}`,
+    ['path', 'tokens', 'CPU µs each', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
     rows.map(([name, r]) => {
       const s = summarize(r.samples);
-      return [name, fmtInt(s.n), fmtInt(r.perCore), fmtInt(r.perWall), fmt(s.p50), fmt(s.p99), fmt(s.max)];
+      return [
+        name,
+        fmtInt(s.n),
+        fmtInt((r.cpuMs * 1000) / s.n),
+        fmtInt(r.perCore),
+        fmtInt(r.perWall),
+        fmt(s.p50),
+        fmt(s.p99),
+        fmt(s.max),
+      ];
     }),
+  );
+  printTable(
+    'anchor (same run, interleaved with (a)): one OpenSSL ES256 verify + one sign, synchronous',
+    ['what', 'pairs', 'CPU µs each', 'per core /s', '(a) / anchor'],
+    [
+      [
+        'node:crypto verify + sign',
+        fmtInt(anchors.n),
+        fmtInt((anchors.cpuMs * 1000) / anchors.n),
+        fmtInt(anchorRate),
+        `x${fmt(a.perCore / anchorRate, 3)}`,
+      ],
+    ],
   );
   const pa = summarize(a.samples);
   printTable(
@@ -127,8 +216,10 @@ try {
   );
   printJsonLine('token-exchange', {
     engine: t.backend.store.engine,
-    inProcess: { perCore: a.perCore, ...pa },
-    http: { perCore: b.perCore, ...summarize(b.samples) },
+    load: [load0, load1],
+    anchor: { perCore: anchorRate },
+    inProcess: { perCore: a.perCore, cpuUsEach: (a.cpuMs * 1000) / pa.n, ...pa },
+    ...(b === undefined ? {} : { http: { perCore: b.perCore, ...summarize(b.samples) } }),
   });
 } finally {
   await t.stop();

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
+import { jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload } from 'jose';
 import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
 import { SharedKeyRing } from '../crypto/key-ring.js';
 import { RotatingSigningKeys } from '../crypto/rotating-signing-keys.js';
 import { DEFAULT_TOKEN_KEY_ROTATION_DAYS, TOKEN_ISSUER } from '../crypto/token-issuer.js';
 import type { Store } from '../store/repositories.js';
+import { signEs256 } from './compact-jws.js';
 
 /** The JWS `typ` of an action token (RFC 9068 access token). */
 export const ACTION_TOKEN_TYPE = 'at+jwt';
@@ -156,16 +157,15 @@ export class ActionTokenIssuer {
       payload.auth_time = Math.floor(claims.authTime / 1000);
     }
     if (claims.act !== undefined) payload.act = claims.act;
+    payload.iss = TOKEN_ISSUER;
+    payload.aud = claims.audience;
+    payload.sub = claims.subject;
+    payload.jti = jti;
+    payload.iat = now;
+    payload.exp = exp;
     const ring = this.keys.ring.current;
-    const token = await new SignJWT(payload)
-      .setProtectedHeader({ alg: 'ES256', typ: ACTION_TOKEN_TYPE, kid: ring.active.kid })
-      .setIssuer(TOKEN_ISSUER)
-      .setAudience(claims.audience)
-      .setSubject(claims.subject)
-      .setJti(jti)
-      .setIssuedAt(now)
-      .setExpirationTime(exp)
-      .sign(ring.privateKey);
+    // node:crypto directly (compact-jws.ts), the ring's private KeyObject as imported once per ring read.
+    const token = signEs256({ alg: 'ES256', typ: ACTION_TOKEN_TYPE, kid: ring.active.kid }, payload, ring.privateKey);
     return { token, jti, expiresAt: exp * 1000, expiresIn: ttl };
   }
 

@@ -18,12 +18,35 @@ import type { PolicyService } from '../services/policy-service.js';
 import type { SessionService } from '../services/session-service.js';
 import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
 import type { ActionTokenIssuer, IssuedActionToken } from './action-token-issuer.js';
+import { ExchangeSubjectReader } from './exchange-subject.js';
 import { IssuanceJournal } from './issuance-journal.js';
+import { SubjectTokenVerifier } from './subject-token.js';
 
 /** Break-glass sessions (backend/break-glass, issue 14 item 7): which sessions are capped, and to what. */
 export interface BreakGlassCap {
   grantForSession(sessionId: string): Promise<unknown>;
   allows(policy: Policy, action: string): boolean;
+}
+
+/**
+ * The operator and the passkey the session rests on (none for a break-glass session) are still
+ * usable (as `refreshToken` checks).
+ */
+function assertUsable(
+  operator: { id: string; revokedAt: number | null } | undefined,
+  credential: { operatorId: string; revokedAt: number | null; suspendedAt: number | null } | undefined,
+  breakGlass: boolean,
+): void {
+  if (operator === undefined || operator.revokedAt !== null) {
+    throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
+  }
+  if (breakGlass) return;
+  if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
+    throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
+  }
+  if (credential.suspendedAt !== null) {
+    throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
+  }
 }
 
 /** The RFC 8693 answer for an issued action token. */
@@ -83,10 +106,14 @@ type Refusal = { code: ErrorCode; recorded: boolean };
  */
 export class TokenExchange {
   private readonly journal: IssuanceJournal;
+  private readonly subjects: SubjectTokenVerifier;
+  private readonly subjectRows: ExchangeSubjectReader;
   private breakGlass: BreakGlassCap | undefined;
 
   constructor(private readonly deps: TokenExchangeDeps) {
     this.journal = new IssuanceJournal(deps.events);
+    this.subjects = new SubjectTokenVerifier(deps.assurance, deps.clock);
+    this.subjectRows = new ExchangeSubjectReader(deps.store);
   }
 
   /** Break-glass sessions get tokens only for the actions the policy's `breakGlass.actions` lists, marked `break_glass`. */
@@ -118,7 +145,7 @@ export class TokenExchange {
     refusal: Refusal,
     seen: (session: SessionRecord) => void,
   ): Promise<IssuedActionToken> {
-    const { policies, sessions, assurance, issuer, clock } = this.deps;
+    const { policies, sessions, issuer, clock } = this.deps;
     if (request.grant_type !== TOKEN_EXCHANGE_GRANT) {
       throw new BatonError('TOKEN_EXCHANGE_UNSUPPORTED', `grant_type must be "${TOKEN_EXCHANGE_GRANT}"`);
     }
@@ -140,24 +167,40 @@ export class TokenExchange {
 
     let subject;
     try {
-      subject = await assurance.verify(request.subject_token);
+      subject = await this.subjects.verify(request.subject_token);
     } catch (cause) {
       throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token is not a valid assurance token', { cause });
     }
     if (subject.cnf.jkt !== console.jkt || subject.baton.console !== console.id) {
       throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token was issued to another console');
     }
-    // The session as the store has it now (a step-up since the token was issued counts; a revocation too).
-    const session = await sessions.liveSession(console, subject.sid, 'active');
+    // The session, its operator and passkey as the store has them now (a step-up since the token was
+    // issued counts; a revocation too): one statement (exchange-subject.ts). Any case but a live,
+    // active session of this console goes through SessionService, for its refusals and the expiry it records.
+    const read = await this.subjectRows.read(subject.sid, this.breakGlass !== undefined);
+    const fast =
+      typeof read === 'object' &&
+      read.session.consoleId === console.id &&
+      read.session.state === 'active' &&
+      clock() < read.session.expiresAt
+        ? read
+        : undefined;
+    const session = fast?.session ?? (await sessions.liveSession(console, subject.sid, 'active'));
     seen(session);
     if (session.operatorId !== subject.sub) {
       throw new BatonError('SUBJECT_TOKEN_INVALID', 'The subject_token names another operator than its session');
     }
     // A break-glass session rests on its grant, not on a passkey (no key to step up with either): it may
     // do only the policy's break-glass actions.
-    const breakGlass = this.breakGlass === undefined ? undefined : await this.breakGlass.grantForSession(session.id);
-    await this.assertUsable(session, breakGlass !== undefined);
-    if (breakGlass !== undefined && this.breakGlass?.allows(policy, action) !== true) {
+    let breakGlass: boolean;
+    if (fast !== undefined) {
+      breakGlass = fast.breakGlass;
+      assertUsable(fast.operator, fast.credential, breakGlass);
+    } else {
+      breakGlass = this.breakGlass !== undefined && (await this.breakGlass.grantForSession(session.id)) !== undefined;
+      await this.assertUsableRead(session, breakGlass);
+    }
+    if (breakGlass && this.breakGlass?.allows(policy, action) !== true) {
       refusal.recorded = true;
       await this.recordRefusal(console, session, app.audience, action, 'ACTION_DENIED', 'deny', ['break-glass']);
       throw new BatonError('ACTION_DENIED', `A break-glass session may not do "${action}"`, {
@@ -206,7 +249,7 @@ export class TokenExchange {
       level: session.level,
       authTime: session.authTime,
       consoleId: console.id,
-      ...(breakGlass === undefined ? {} : { extra: { break_glass: true } }),
+      ...(breakGlass ? { extra: { break_glass: true } } : {}),
     });
     refusal.recorded = true; // from here on a failure is no refusal of the policy's
     await this.journal.record({
@@ -226,23 +269,14 @@ export class TokenExchange {
     return issued;
   }
 
-  /** The operator and the passkey the session rests on (none for a break-glass session) are still usable (as `refreshToken` checks). */
-  private async assertUsable(session: SessionRecord, breakGlass: boolean): Promise<void> {
+  /** The operator and the passkey the session rests on, read through the repositories (a store that is not Kysely's). */
+  private async assertUsableRead(session: SessionRecord, breakGlass: boolean): Promise<void> {
     const { store } = this.deps;
     const [operator, credential] = await Promise.all([
       store.operators.get(session.operatorId),
       breakGlass ? undefined : store.operators.getCredential(session.credentialId),
     ]);
-    if (operator === undefined || operator.revokedAt !== null) {
-      throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
-    }
-    if (breakGlass) return;
-    if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
-      throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
-    }
-    if (credential.suspendedAt !== null) {
-      throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
-    }
+    assertUsable(operator, credential, breakGlass);
   }
 
   private async recordRefusal(

@@ -21,6 +21,24 @@ function json(part: string, what: string): Record<string, unknown> {
   throw new VerificationError('TOKEN_MALFORMED', `The token's ${what} is not a JSON object`);
 }
 
+/**
+ * Decoded headers by their base64url text: every token of one signing key carries the same header,
+ * so it is decoded once (a copy is returned: callers cannot alter what is remembered). Bounded: a
+ * flood of distinct headers only ever replaces the few remembered.
+ */
+const headers = new Map<string, Readonly<Record<string, unknown>>>();
+const MAX_HEADERS = 32;
+
+function header(part: string): ParsedJws['header'] {
+  let known = headers.get(part);
+  if (known === undefined) {
+    known = Object.freeze(json(part, 'header'));
+    if (headers.size >= MAX_HEADERS) headers.delete(headers.keys().next().value as string);
+    headers.set(part, known);
+  }
+  return { ...known };
+}
+
 /** Splits a compact JWS (three base64url parts) and decodes its header and payload; TOKEN_MALFORMED otherwise. */
 export function parseJws(token: string): ParsedJws {
   if (token.length > 16_384) throw new VerificationError('TOKEN_MALFORMED', 'The token is too long');
@@ -30,7 +48,7 @@ export function parseJws(token: string): ParsedJws {
   }
   const [h, p, s] = parts as [string, string, string];
   return {
-    header: json(h, 'header'),
+    header: header(h),
     payload: json(p, 'payload'),
     signingInput: `${h}.${p}`,
     signature: Buffer.from(s, 'base64url'),

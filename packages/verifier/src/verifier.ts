@@ -1,5 +1,6 @@
 import { VerificationError } from './errors.js';
-import { parseJws, verifyEs256 } from './jws.js';
+import type { KeyObject } from 'node:crypto';
+import { parseJws, verifyEs256, type ParsedJws } from './jws.js';
 import { JwksUnavailableError, LocalKeySet, RemoteKeySet, type KeyResolver, type PublicJwk } from './remote-key-set.js';
 import { LEVEL_ACR, acrValuesFor, isLevel, meets, type Level } from './levels.js';
 import type { RevocableToken } from './revocation-list.js';
@@ -53,6 +54,16 @@ export interface VerifierOptions {
   maxRevocationLagMs?: number;
   /** JWKS cache lifetime in ms (default 10 minutes; an unknown `kid` refetches at once, at most once a second). */
   jwksCacheMaxAgeMs?: number;
+  /**
+   * How many tokens whose ES256 signature has verified are remembered, so that the same token
+   * presented again (an app checking one token at several steps of one action, retries) skips the
+   * signature check: default 4096, 0 to turn it off. Only the signature's outcome is remembered, with
+   * the key that verified it: every call still decodes the token and re-checks `typ`, `iss`, `aud`,
+   * `exp`, `iat`/`nbf`, the action, the revocations, the level and the age, and the key must still be
+   * the one Baton publishes under that `kid` (a JWKS fetch imports keys anew, so it empties the cache in
+   * effect). An expired token is dropped when presented; when the cache is full the oldest entry goes.
+   */
+  signatureCacheSize?: number;
   clock?: () => number;
 }
 
@@ -95,6 +106,9 @@ export class ActionTokenVerifier {
   private readonly keys: KeyResolver;
   private readonly clock: () => number;
   private readonly tolerance: number;
+  /** Token → the key its signature verified with; insertion order is age. */
+  private readonly verifiedSignatures = new Map<string, KeyObject>();
+  private readonly signatureCacheSize: number;
 
   constructor(private readonly options: VerifierOptions) {
     this.clock = options.clock ?? Date.now;
@@ -106,6 +120,35 @@ export class ActionTokenVerifier {
       });
     } else throw new TypeError('ActionTokenVerifier: give jwksUrl or jwks');
     this.tolerance = options.clockToleranceSeconds ?? 30;
+    const size = options.signatureCacheSize ?? 4096;
+    if (!Number.isInteger(size) || size < 0)
+      throw new TypeError('ActionTokenVerifier: signatureCacheSize must be an integer ≥ 0');
+    this.signatureCacheSize = size;
+  }
+
+  /** How many verified signatures are remembered now (at most `signatureCacheSize`). */
+  get cachedSignatures(): number {
+    return this.verifiedSignatures.size;
+  }
+
+  /** Whether `token`'s signature verifies under `key`, remembering a success (see `signatureCacheSize`). */
+  private signatureVerifies(token: string, jws: ParsedJws, key: KeyObject, now: number): boolean {
+    const cache = this.verifiedSignatures;
+    const known = cache.get(token);
+    // Same token string, same key object: the same signature over the same bytes, so the same outcome.
+    if (known === key) return true;
+    if (!verifyEs256(jws, key)) return false;
+    if (this.signatureCacheSize === 0) return true;
+    const exp = jws.payload.exp;
+    if (typeof exp !== 'number' || now - this.tolerance * 1000 >= exp * 1000) return true; // refused below anyway
+    if (known !== undefined) cache.delete(token);
+    else if (cache.size >= this.signatureCacheSize) {
+      // The oldest goes (tokens are issued in order and live minutes, so it is also the likeliest expired).
+      const oldest = cache.keys().next();
+      if (oldest.done !== true) cache.delete(oldest.value);
+    }
+    cache.set(token, key);
+    return true;
   }
 
   /**
@@ -137,7 +180,7 @@ export class ActionTokenVerifier {
     if (key === undefined) {
       throw new VerificationError('TOKEN_KEY_UNKNOWN', 'The token is signed with a key Baton does not publish');
     }
-    if (!verifyEs256(jws, key)) {
+    if (!this.signatureVerifies(token, jws, key, now)) {
       throw new VerificationError('TOKEN_SIGNATURE_INVALID', "The token's signature does not verify");
     }
     const claims = jws.payload as Claims;
@@ -152,7 +195,10 @@ export class ActionTokenVerifier {
       throw new VerificationError('TOKEN_AUDIENCE_MISMATCH', 'The token is for another app server');
     }
     const skew = this.tolerance * 1000;
-    if (now - skew >= exp * 1000) throw new VerificationError('TOKEN_EXPIRED', 'The token has expired');
+    if (now - skew >= exp * 1000) {
+      this.verifiedSignatures.delete(token);
+      throw new VerificationError('TOKEN_EXPIRED', 'The token has expired');
+    }
     if (iat * 1000 > now + skew || (typeof nbf === 'number' && nbf * 1000 > now + skew)) {
       throw new VerificationError('TOKEN_NOT_YET_VALID', 'The token is dated in the future');
     }
@@ -205,20 +251,25 @@ export class ActionTokenVerifier {
     }
     const level = isLevel(payload.level) ? payload.level : undefined;
     const authTime = typeof payload.auth_time === 'number' ? payload.auth_time * 1000 : undefined;
-    const stepUp = (message: string) =>
-      new VerificationError('INSUFFICIENT_USER_AUTHENTICATION', message, {
-        acrValues: acrValuesFor(required.level).join(' '),
-        ...(required.maxAgeSeconds === undefined ? {} : { maxAge: required.maxAgeSeconds }),
-      });
-    if (level === undefined || authTime === undefined) throw stepUp('The token carries no authentication level');
+    if (level === undefined || authTime === undefined) {
+      throw stepUp(required, 'The token carries no authentication level');
+    }
     if (!meets(level, required.level)) {
-      throw stepUp(`"${action}" needs a "${required.level}" authentication; this one is "${level}"`);
+      throw stepUp(required, `"${action}" needs a "${required.level}" authentication; this one is "${level}"`);
     }
     if (required.maxAgeSeconds !== undefined && now - authTime > (required.maxAgeSeconds + this.tolerance) * 1000) {
-      throw stepUp(`"${action}" needs an authentication of the last ${required.maxAgeSeconds} s`);
+      throw stepUp(required, `"${action}" needs an authentication of the last ${required.maxAgeSeconds} s`);
     }
     return verifiedAction(payload, action, level, authTime);
   }
+}
+
+/** The RFC 9470 step-up refusal for `required` (a function here, not a closure made on every call). */
+function stepUp(required: ActionRequirement, message: string): VerificationError {
+  return new VerificationError('INSUFFICIENT_USER_AUTHENTICATION', message, {
+    acrValues: acrValuesFor(required.level).join(' '),
+    ...(required.maxAgeSeconds === undefined ? {} : { maxAge: required.maxAgeSeconds }),
+  });
 }
 
 function verifiedAction(
