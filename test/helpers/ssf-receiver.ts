@@ -38,6 +38,11 @@ export interface ConformanceOptions {
   algorithms?: string[];
   /** The Authorization header value the transmitter must send (push). */
   expectAuthorization?: string;
+  /**
+   * At-least-once delivery made visible: a SET whose jti was already accepted is answered 202 and kept
+   * in `duplicates` (RFC 8935 lets a receiver acknowledge a SET it already has), instead of refused.
+   */
+  acceptDuplicates?: boolean;
 }
 
 const SUBJECT_FORMATS: Record<string, string[]> = {
@@ -57,10 +62,14 @@ export class ConformanceReceiver {
   readonly rejected: { err: string; description: string }[] = [];
   /** Push requests answered while down. */
   refusedWhileDown = 0;
+  /** SETs received again (same jti) while `acceptDuplicates`. */
+  readonly duplicates: ReceivedSet[] = [];
+  /** Pushes checked and recorded but not answered yet (`setDown('hold')`). */
+  private readonly held: ServerResponse[] = [];
   private server: Server | undefined;
   private jwks;
   private readonly seen = new Set<string>();
-  private down: 'no' | '503' | 'reset' = 'no';
+  private down: 'no' | '503' | 'reset' | 'hold' = 'no';
   private waiters: (() => void)[] = [];
   url = '';
 
@@ -86,9 +95,24 @@ export class ConformanceReceiver {
     await new Promise<void>((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
   }
 
-  /** While down, pushes get 503 (`'503'`) or a reset connection (`'reset'`). */
-  setDown(mode: 'no' | '503' | 'reset'): void {
+  /**
+   * While down, pushes get 503 (`'503'`) or a reset connection (`'reset'`). `'hold'`: a push is checked
+   * and recorded as received, but not answered until the mode changes (a transmitter mid-delivery).
+   */
+  setDown(mode: 'no' | '503' | 'reset' | 'hold'): void {
     this.down = mode;
+    if (mode === 'hold') return;
+    for (const res of this.held.splice(0)) if (!res.destroyed) res.writeHead(202).end();
+  }
+
+  /** How many pushes are being held unanswered. */
+  get holding(): number {
+    return this.held.length;
+  }
+
+  /** Resolves once `test` holds (checked after each SET received, held or duplicate), or rejects after `ms`. */
+  until(test: () => boolean, what: string, ms = 30_000): Promise<void> {
+    return this.waitFor(() => test(), ms, what);
   }
 
   /** Resolves once `predicate` holds on what was accepted (checked after each SET), or rejects after `ms`. */
@@ -169,13 +193,18 @@ export class ConformanceReceiver {
     const [type, event] = entries[0] as [string, Record<string, unknown>];
     checkEvent(type, event, fail);
     const jti = payload.jti as string;
-    if (this.seen.has(jti)) fail('invalid_request', `jti ${jti} replayed`);
+    const set = { jti, header, claims: payload, type, event, raw: jwt };
+    if (this.seen.has(jti)) {
+      if (this.options.acceptDuplicates === true) return Object.assign(set, { duplicate: true });
+      fail('invalid_request', `jti ${jti} replayed`);
+    }
     this.seen.add(jti);
-    return { jti, header, claims: payload, type, event, raw: jwt };
+    return set;
   }
 
-  private record(set: ReceivedSet): void {
-    this.accepted.push(set);
+  private record(set: ReceivedSet & { duplicate?: boolean }): void {
+    if (set.duplicate === true) this.duplicates.push(set);
+    else this.accepted.push(set);
     for (const waiter of [...this.waiters]) waiter();
   }
 
@@ -209,6 +238,11 @@ export class ConformanceReceiver {
     try {
       const set = await this.check(Buffer.concat(chunks).toString('utf8'));
       this.record(set);
+      if (this.down === 'hold') {
+        this.held.push(res);
+        for (const waiter of [...this.waiters]) waiter();
+        return;
+      }
       res.writeHead(202).end();
     } catch (error) {
       const e = error as { err?: string; description?: string; message: string };

@@ -35,6 +35,11 @@ export const SsfTransmitterConfigSchema = z.strictObject({
   pollRedeliverSeconds: z.int().min(1).max(3600).default(30),
   /** The longest a long poll (`returnImmediately: false`) is held open. */
   pollWaitSeconds: z.int().min(1).max(300).default(25),
+  /**
+   * How long a node's delivery lease on a stream (and the fan-out lease: one node maps the event log to
+   * SETs) lasts without renewal: a node that dies is replaced after at most this long.
+   */
+  leaseSeconds: z.int().min(2).max(300).default(15),
   /** Streams per receiver. */
   maxStreamsPerReceiver: z.int().min(1).max(100).default(10),
 });

@@ -39,6 +39,10 @@ export interface StreamRecord {
   lastError: string | null;
   lastDeliveredAt: number | null;
   deliveredCount: number;
+  /** The last verification event asked for: its jti, when, and when the receiver accepted it (null: not yet). */
+  verifyJti: string | null;
+  verifyRequestedAt: number | null;
+  verifyAcceptedAt: number | null;
 }
 
 export interface QueueRow {
@@ -51,6 +55,8 @@ export interface QueueRow {
   attempts: number;
   nextAttemptAt: number;
   lastError: string | null;
+  /** When the Baton event was recorded (the start of the delivery latency); null for rows queued before migration 21. */
+  recordedAt: number | null;
 }
 
 export interface QueueInsert {
@@ -60,6 +66,53 @@ export interface QueueInsert {
   jti: string;
   subjectKey: string;
   setJwt: string;
+  /** When the Baton event was recorded (default: when queued). */
+  recordedAt?: number;
+}
+
+/**
+ * Delivery latency histogram buckets (upper bounds, ms; the last is everything slower): roughly
+ * ×1.5 steps, fine around the 50 ms target. A percentile read from them is "at most this bucket's bound".
+ */
+export const LATENCY_BOUNDS_MS = [
+  1,
+  2,
+  3,
+  5,
+  7,
+  10,
+  15,
+  20,
+  30,
+  50,
+  70,
+  100,
+  150,
+  200,
+  300,
+  500,
+  700,
+  1000,
+  1500,
+  2000,
+  3000,
+  5000,
+  10_000,
+  30_000,
+  60_000,
+  300_000,
+  Number.POSITIVE_INFINITY,
+] as const;
+
+export function latencyBucket(ms: number): number {
+  const index = LATENCY_BOUNDS_MS.findIndex((bound) => ms <= bound);
+  return index === -1 ? LATENCY_BOUNDS_MS.length - 1 : index;
+}
+
+/** A minute's latency histogram: counts per bucket index. */
+export interface LatencyMinute {
+  minute: number;
+  counts: Map<number, number>;
 }
 
 const n = (v: unknown): number => Number(v);
@@ -101,6 +154,9 @@ function toStream(r: StreamRow): StreamRecord {
     lastError: r.last_error,
     lastDeliveredAt: nn(r.last_delivered_at),
     deliveredCount: n(r.delivered_count),
+    verifyJti: r.verify_jti ?? null,
+    verifyRequestedAt: nn(r.verify_requested_at),
+    verifyAcceptedAt: nn(r.verify_accepted_at),
   };
 }
 
@@ -177,6 +233,9 @@ export class TransmitterRepository {
         failing_since: null,
         last_error: null,
         last_delivered_at: null,
+        verify_jti: null,
+        verify_requested_at: null,
+        verify_accepted_at: null,
       })
       .execute();
   }
@@ -322,6 +381,7 @@ export class TransmitterRepository {
             next_attempt_at: now,
             last_error: null,
             polled_at: null,
+            recorded_at: r.recordedAt ?? now,
           })),
         )
         .onConflict((oc) => oc.columns(['stream_id', 'source']).doNothing())
@@ -343,6 +403,7 @@ export class TransmitterRepository {
         'attempts',
         'next_attempt_at',
         'last_error',
+        'recorded_at',
       ])
       .where('stream_id', '=', streamId)
       .orderBy('seq')
@@ -358,6 +419,7 @@ export class TransmitterRepository {
       attempts: n(r.attempts),
       nextAttemptAt: n(r.next_attempt_at),
       lastError: r.last_error,
+      recordedAt: nn(r.recorded_at),
     }));
   }
 
@@ -388,7 +450,17 @@ export class TransmitterRepository {
       const d = db(tx);
       const rows = await d
         .selectFrom('ssf_queue')
-        .select(['seq', 'jti', 'subject_key', 'set_jwt', 'created_at', 'attempts', 'next_attempt_at', 'last_error'])
+        .select([
+          'seq',
+          'jti',
+          'subject_key',
+          'set_jwt',
+          'created_at',
+          'attempts',
+          'next_attempt_at',
+          'last_error',
+          'recorded_at',
+        ])
         .where('stream_id', '=', streamId)
         .where((eb) => eb.or([eb('polled_at', 'is', null), eb('polled_at', '<', now - redeliverMs)]))
         .orderBy('seq')
@@ -412,6 +484,7 @@ export class TransmitterRepository {
         attempts: n(r.attempts) + 1,
         nextAttemptAt: n(r.next_attempt_at),
         lastError: r.last_error,
+        recordedAt: nn(r.recorded_at),
       }));
     });
   }
@@ -458,5 +531,108 @@ export class TransmitterRepository {
       .limit(1)
       .executeTakeFirst();
     return row !== undefined;
+  }
+
+  // ---- named leases (the fan-out: one node maps the event log to SETs) ----
+
+  /**
+   * Takes or renews the lease `name` for `owner` until `until`. An insert if nobody ever held it, then
+   * one conditional UPDATE (free, expired, or already ours): atomic on both engines.
+   */
+  async takeNamedLease(name: string, owner: string, now: number, until: number): Promise<boolean> {
+    const inserted = await this.db
+      .insertInto('ssf_leases')
+      .values({ name, owner, until })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .executeTakeFirst();
+    if (Number(inserted.numInsertedOrUpdatedRows ?? 0) > 0) {
+      // Inserted now, or (SQLite counts a no-op insert as 0) someone else's row: confirm it is ours.
+      const row = await this.db.selectFrom('ssf_leases').select('owner').where('name', '=', name).executeTakeFirst();
+      if (row?.owner === owner) return true;
+    }
+    const result = await this.db
+      .updateTable('ssf_leases')
+      .set({ owner, until })
+      .where('name', '=', name)
+      .where((eb) => eb.or([eb('owner', '=', owner), eb('until', '<', now)]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async releaseNamedLease(name: string, owner: string): Promise<void> {
+    await this.db
+      .updateTable('ssf_leases')
+      .set({ until: 0 })
+      .where('name', '=', name)
+      .where('owner', '=', owner)
+      .execute();
+  }
+
+  // ---- delivery latency and verification ----
+
+  /** Adds latency samples (ms) to the stream's per-minute histograms (one upsert per bucket touched). */
+  async recordLatency(streamId: string, samples: readonly number[], now: number): Promise<void> {
+    if (samples.length === 0) return;
+    const minute = Math.floor(now / 60_000) * 60_000;
+    const counts = new Map<number, number>();
+    for (const ms of samples) {
+      const bucket = latencyBucket(ms);
+      counts.set(bucket, (counts.get(bucket) ?? 0) + 1);
+    }
+    await this.db
+      .insertInto('ssf_latency')
+      .values([...counts].map(([bucket, count]) => ({ stream_id: streamId, minute, bucket, count })))
+      .onConflict((oc) =>
+        oc.columns(['stream_id', 'minute', 'bucket']).doUpdateSet((eb) => ({
+          count: eb('ssf_latency.count', '+', eb.ref('excluded.count')),
+        })),
+      )
+      .execute();
+  }
+
+  /** A stream's latency histograms from `since` (ms), oldest minute first. */
+  async latency(streamId: string, since: number): Promise<LatencyMinute[]> {
+    const rows = await this.db
+      .selectFrom('ssf_latency')
+      .select(['minute', 'bucket', 'count'])
+      .where('stream_id', '=', streamId)
+      .where('minute', '>=', since)
+      .orderBy('minute')
+      .execute();
+    const minutes = new Map<number, LatencyMinute>();
+    for (const r of rows) {
+      const minute = n(r.minute);
+      const entry = minutes.get(minute) ?? { minute, counts: new Map<number, number>() };
+      entry.counts.set(n(r.bucket), (entry.counts.get(n(r.bucket)) ?? 0) + n(r.count));
+      minutes.set(minute, entry);
+    }
+    return [...minutes.values()];
+  }
+
+  /** Histograms older than `before` go (kept: a day, for the admin's picture). */
+  async pruneLatency(before: number): Promise<void> {
+    await this.db.deleteFrom('ssf_latency').where('minute', '<', before).execute();
+  }
+
+  async setVerifyRequested(streamId: string, jti: string, now: number): Promise<void> {
+    await this.db
+      .updateTable('ssf_streams')
+      .set({ verify_jti: jti, verify_requested_at: now, verify_accepted_at: null })
+      .where('id', '=', streamId)
+      .execute();
+  }
+
+  /** The receiver accepted one of `jtis`: if the stream's pending verification is among them, it is marked accepted. */
+  async markVerified(streamId: string, jtis: readonly string[], now: number): Promise<void> {
+    if (jtis.length === 0) return;
+    for (let i = 0; i < jtis.length; i += 500) {
+      await this.db
+        .updateTable('ssf_streams')
+        .set({ verify_accepted_at: now })
+        .where('id', '=', streamId)
+        .where('verify_accepted_at', 'is', null)
+        .where('verify_jti', 'in', jtis.slice(i, i + 500))
+        .execute();
+    }
   }
 }

@@ -171,12 +171,19 @@ export function ssfTransmitterRoutes(deps: SsfTransmitterRouteDeps): Route[] {
         return { receiver: await t.revokeReceiver(ctx.params.id ?? '', ctx.actor ?? 'admin:unknown') };
       },
     },
-    { route: 'adminSsfStreams', handler: async () => ({ streams: await t.adminStreams() }) },
+    { route: 'adminSsfStreams', handler: async () => ({ streams: await t.adminStreams(), node: t.nodeView() }) },
     {
       route: 'adminSsfStreamStatus',
       handler: async (ctx) => {
         const body = parseJson(ctx.req, ctx.body, ROUTES.adminSsfStreamStatus.request);
         return t.setStatus(ctx.params.id ?? '', body.status, body.reason ?? `set by ${ctx.actor ?? 'an admin'}`);
+      },
+    },
+    {
+      route: 'adminSsfStreamVerify',
+      handler: async (ctx) => {
+        parseJson(ctx.req, ctx.body, ROUTES.adminSsfStreamVerify.request);
+        return t.adminVerify(ctx.params.id ?? '', ctx.actor ?? 'admin:unknown');
       },
     },
     { route: 'adminSsfKeys', handler: () => ({ keys: deps.keys.list() }) },

@@ -26,8 +26,10 @@ import type { SsfTransmitterConfig } from './config.js';
 import type { TransmitterKeys } from './keys.js';
 import { EVENTS_SUPPORTED, mapEvent } from './mapper.js';
 import {
+  LATENCY_BOUNDS_MS,
   STREAM_STATUSES,
   TransmitterRepository,
+  type LatencyMinute,
   type QueueInsert,
   type QueueRow,
   type ReceiverRecord,
@@ -40,8 +42,10 @@ export const PUSH_METHOD = 'urn:ietf:rfc:8935';
 export const POLL_METHOD = 'urn:ietf:rfc:8936';
 /** Where the fan-out has mapped the event log up to (meta row). */
 const CURSOR_KEY = 'ssf:fanout-cursor';
-/** A delivery lease lasts this long; renewed every round. */
-const LEASE_MS = 15_000;
+/** The fan-out lease (ssf_leases): the one node that maps the event log to SETs. */
+const FANOUT_LEASE = 'ssf:fanout';
+/** Latency histograms are kept this long (the admin's picture shows the last hour). */
+const LATENCY_KEEP_MS = 24 * 3600 * 1000;
 /** How often every node looks for streams with SETs due (a node's own enqueues kick at once). */
 const SWEEP_MS = 1000;
 /** Streams (config, status, subjects) are re-read this often: another node may have changed them. */
@@ -172,6 +176,9 @@ export class SsfTransmitter {
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
   private backfilling = true;
+  /** This node holds the fan-out lease: it maps events to SETs (the others only deliver). */
+  private fanoutHolder = false;
+  private prunedAt = 0;
   private readonly delivering = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private readonly wakeups = new Map<string, NodeJS.Timeout>();
@@ -183,10 +190,16 @@ export class SsfTransmitter {
   private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
   /** Measured: how long signing took, for the benchmark (ns, count). */
   readonly signing = { ns: 0n, count: 0 };
+  /** SETs this node pushed and the receiver accepted (202), since it started. */
+  private pushed = 0;
 
   constructor(private readonly deps: SsfTransmitterDeps) {
     this.repo = new TransmitterRepository(deps.store);
     this.pollWaiters.setMaxListeners(0);
+  }
+
+  private get leaseMs(): number {
+    return this.deps.config.leaseSeconds * 1000;
   }
 
   get issuer(): string {
@@ -195,35 +208,66 @@ export class SsfTransmitter {
 
   // ---- lifecycle ----
 
-  /** Follows the event log from the stored cursor (or from now on a fresh database), and starts delivering. */
+  /**
+   * Follows the event log and starts delivering. One node of a cluster maps events to SETs (it holds
+   * the fan-out lease, so each SET is signed once); it maps from the stored cursor (or from now on a
+   * fresh database). The others deliver, and take the fan-out over when its holder stops renewing.
+   */
   async start(): Promise<void> {
     await this.refreshStreams(true);
     this.unsubscribe = this.deps.events.subscribe({}, (event) => {
-      if (event.cursor <= this.processed) return;
+      if (!this.fanoutHolder || event.cursor <= this.processed) return;
       this.pending.push(event);
       if (!this.backfilling) this.scheduleFlush();
     });
-    const stored = await this.deps.store.meta.get(CURSOR_KEY);
-    if (stored === undefined) {
-      // A fresh transmitter starts at the log's end: receivers get what happens from now on.
-      const last = await this.lastCursor();
-      this.processed = last;
-      await this.deps.store.meta.set(CURSOR_KEY, String(last));
-    } else {
-      this.processed = Number(stored);
-      for (;;) {
-        const page = await this.deps.events.query({ afterCursor: this.processed, limit: FANOUT_BATCH });
-        if (page.length === 0) break;
-        await this.process(page);
-        if (page.length < FANOUT_BATCH) break;
-      }
-    }
-    this.backfilling = false;
-    this.pending = this.pending.filter((e) => e.cursor > this.processed);
-    this.scheduleFlush();
+    await this.holdFanout();
     this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
     void this.sweep();
+  }
+
+  /** Takes or renews the fan-out lease; a node that just took it maps what its predecessor had not. */
+  private async holdFanout(): Promise<void> {
+    const now = this.deps.clock();
+    const held = await this.repo.takeNamedLease(FANOUT_LEASE, this.deps.nodeId, now, now + this.leaseMs);
+    if (!held) {
+      if (this.fanoutHolder) {
+        this.deps.logger.warn({ code: 'SSF_FANOUT_LEASE_LOST' }, 'another node took the Shared Signals fan-out over');
+        this.fanoutHolder = false;
+        this.pending = [];
+      }
+      return;
+    }
+    if (this.fanoutHolder) return;
+    this.fanoutHolder = true;
+    this.backfilling = true;
+    this.pending = [];
+    try {
+      const stored = await this.deps.store.meta.get(CURSOR_KEY);
+      if (stored === undefined) {
+        // A fresh transmitter starts at the log's end: receivers get what happens from now on.
+        const last = await this.lastCursor();
+        this.processed = last;
+        await this.deps.store.meta.set(CURSOR_KEY, String(last));
+      } else {
+        this.processed = Number(stored);
+        for (;;) {
+          const page = await this.deps.events.query({ afterCursor: this.processed, limit: FANOUT_BATCH });
+          if (page.length === 0) break;
+          await this.process(page);
+          if (page.length < FANOUT_BATCH) break;
+        }
+      }
+    } catch (error) {
+      // Not mapped: give the lease back, the next sweep (here or on another node) starts again from the cursor.
+      this.fanoutHolder = false;
+      await this.repo.releaseNamedLease(FANOUT_LEASE, this.deps.nodeId).catch(() => undefined);
+      throw error;
+    } finally {
+      this.backfilling = false;
+    }
+    this.pending = this.pending.filter((e) => e.cursor > this.processed);
+    this.scheduleFlush();
   }
 
   async stop(): Promise<void> {
@@ -233,13 +277,16 @@ export class SsfTransmitter {
     for (const timer of this.wakeups.values()) clearTimeout(timer);
     this.pollWaiters.emit('stop');
     await this.flushing?.catch(() => undefined);
-    // The cursor as far as this node mapped (written lazily while nothing was queued).
-    await this.deps.store
-      .transaction(async (tx) => {
-        const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
-        if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
-      })
-      .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'writing the Shared Signals cursor failed'));
+    if (this.fanoutHolder) {
+      // The cursor as far as this node mapped (written lazily while nothing was queued), then the lease goes.
+      await this.deps.store
+        .transaction(async (tx) => {
+          const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
+          if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
+        })
+        .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'writing the Shared Signals cursor failed'));
+      await this.repo.releaseNamedLease(FANOUT_LEASE, this.deps.nodeId).catch(() => undefined);
+    }
     await Promise.allSettled([...this.delivering.values()]);
     this.agents.http.destroy();
     this.agents.https.destroy();
@@ -518,13 +565,36 @@ export class SsfTransmitter {
   }
 
   async verify(receiver: ReceiverView, streamId: string, state: string | undefined): Promise<void> {
-    const stream = await this.owned(receiver, streamId);
-    if (stream.status === 'disabled') throw new BatonError('SSF_STREAM_DISABLED', `Stream "${streamId}" is disabled`);
-    await this.repo.enqueue(
-      [this.streamEvent(stream, SSF_VERIFICATION_EVENT, state === undefined ? {} : { state })],
-      this.deps.clock(),
-    );
+    await this.sendVerification(await this.owned(receiver, streamId), state);
+  }
+
+  /**
+   * An admin asks for a verification event (the console's Verify button): queued like any SET; the
+   * admin view shows when the receiver accepted it (`verification.acceptedAt`).
+   */
+  async adminVerify(streamId: string, actor: string): Promise<{ jti: string; state: string; requestedAt: number }> {
+    const stream = await this.repo.stream(streamId);
+    if (stream === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
+    const state = `baton-admin-${randomUUID()}`;
+    const sent = await this.sendVerification(stream, state);
+    this.deps.logger.info({ stream: streamId, jti: sent.jti, actor }, 'Shared Signals verification asked by an admin');
+    return { ...sent, state };
+  }
+
+  private async sendVerification(
+    stream: StreamRecord,
+    state: string | undefined,
+  ): Promise<{ jti: string; requestedAt: number }> {
+    if (stream.status === 'disabled') throw new BatonError('SSF_STREAM_DISABLED', `Stream "${stream.id}" is disabled`);
+    const row = this.streamEvent(stream, SSF_VERIFICATION_EVENT, state === undefined ? {} : { state });
+    const now = this.deps.clock();
+    await this.deps.store.transaction(async (tx) => {
+      const repo = this.repo.in(tx);
+      await repo.enqueue([row], now);
+      await repo.setVerifyRequested(stream.id, row.jti, now);
+    });
     this.kick(stream.id);
+    return { jti: row.jti, requestedAt: now };
   }
 
   async addSubject(receiver: ReceiverView, streamId: string, subject: SubjectId): Promise<void> {
@@ -544,6 +614,14 @@ export class SsfTransmitter {
     await this.refreshStreams(true);
   }
 
+  /**
+   * This node's share (the admin view answers from whichever node it reached): whether it maps the
+   * event log to SETs (the fan-out lease), and the SETs it signed and pushed since it started.
+   */
+  nodeView(): { id: string; fanout: boolean; signed: number; pushed: number } {
+    return { id: this.deps.nodeId, fanout: this.fanoutHolder, signed: this.signing.count, pushed: this.pushed };
+  }
+
   /** For the admin API and console: every stream with its delivery state. */
   async adminStreams(): Promise<Record<string, unknown>[]> {
     const streams = await this.repo.streams();
@@ -552,6 +630,7 @@ export class SsfTransmitter {
         const config = s.config as unknown as StreamConfig;
         const backlog = await this.repo.backlog(s.id);
         const now = this.deps.clock();
+        const latency = latencySummary(await this.repo.latency(s.id, now - 3600_000));
         return {
           id: s.id,
           receiverId: s.receiverId,
@@ -568,6 +647,18 @@ export class SsfTransmitter {
           lastDeliveredAt: s.lastDeliveredAt,
           deliveredCount: s.deliveredCount,
           createdAt: s.createdAt,
+          // The node delivering it now (its delivery lease), if any: one at a time in a cluster.
+          deliveringNode: s.leaseOwner !== null && (s.leaseUntil ?? 0) > now ? s.leaseOwner : null,
+          verification:
+            s.verifyRequestedAt === null
+              ? null
+              : {
+                  jti: s.verifyJti,
+                  requestedAt: s.verifyRequestedAt,
+                  acceptedAt: s.verifyAcceptedAt,
+                  tookMs: s.verifyAcceptedAt === null ? null : s.verifyAcceptedAt - s.verifyRequestedAt,
+                },
+          latency,
         };
       }),
     );
@@ -694,6 +785,7 @@ export class SsfTransmitter {
             jti,
             subjectKey: subjectKey(mapped.subject),
             setJwt: this.sign(claims),
+            recordedAt: event.receivedAt,
           });
           touched.add(stream.record.id);
         }
@@ -754,7 +846,13 @@ export class SsfTransmitter {
   private async sweep(): Promise<void> {
     if (this.stopped) return;
     try {
+      await this.holdFanout();
       await this.refreshStreams();
+      const now = this.deps.clock();
+      if (now - this.prunedAt > 3600_000) {
+        this.prunedAt = now;
+        await this.repo.pruneLatency(now - LATENCY_KEEP_MS);
+      }
       for (const stream of this.streams.values()) {
         if (stream.config.delivery.method === PUSH_METHOD && stream.record.status === 'enabled')
           this.kick(stream.record.id);
@@ -771,12 +869,23 @@ export class SsfTransmitter {
     if (delivery.method !== PUSH_METHOD) return;
     while (!this.stopped) {
       const now = clock();
-      if (!(await this.repo.takeLease(id, nodeId, now, now + LEASE_MS))) return;
+      if (!(await this.repo.takeLease(id, nodeId, now, now + this.leaseMs))) return;
       const rows = await this.repo.head(id, HEAD_BATCH);
       if (rows.length === 0) {
         await this.repo.releaseLease(id, nodeId);
         return;
       }
+      // A slow receiver may hold a round longer than the lease: renew it meanwhile; if another node took it
+      // (this one stalled), post nothing more: the other delivers from the queue head.
+      let lost = false;
+      const renewal = setInterval(() => {
+        const at = clock();
+        void this.repo
+          .takeLease(id, nodeId, at, at + this.leaseMs)
+          .then((held) => (lost ||= !held))
+          .catch(() => undefined);
+      }, this.leaseMs / 3);
+      renewal.unref();
       // Each subject's SETs in queue order, from its head, stopping at its first failure or a SET not yet due.
       const bySubject = new Map<string, QueueRow[]>();
       for (const row of rows) {
@@ -784,20 +893,24 @@ export class SsfTransmitter {
         list.push(row);
         bySubject.set(row.subjectKey, list);
       }
-      const delivered: number[] = [];
+      const delivered: QueueRow[] = [];
+      const latencies: number[] = [];
       let failed = false;
       let nextDue = Infinity;
       const lanes = [...bySubject.values()];
       const work = async () => {
-        for (let lane = lanes.shift(); lane !== undefined; lane = lanes.shift()) {
+        for (let lane = lanes.shift(); lane !== undefined && !lost; lane = lanes.shift()) {
           for (const row of lane) {
+            if (lost || this.stopped) break;
             if (row.nextAttemptAt > clock()) {
               nextDue = Math.min(nextDue, row.nextAttemptAt);
               break;
             }
             const error = await this.push(delivery, row.setJwt);
             if (error === undefined) {
-              delivered.push(row.seq);
+              this.pushed++;
+              delivered.push(row);
+              latencies.push(Math.max(0, clock() - (row.recordedAt ?? row.createdAt)));
               continue;
             }
             failed = true;
@@ -811,15 +924,32 @@ export class SsfTransmitter {
           }
         }
       };
-      await Promise.all(Array.from({ length: Math.min(config.pushConcurrency, lanes.length) }, work));
+      try {
+        await Promise.all(Array.from({ length: Math.min(config.pushConcurrency, lanes.length) }, work));
+      } finally {
+        clearInterval(renewal);
+      }
       if (delivered.length > 0) {
         // One unit: the admin view never shows an empty queue with the last error still on it.
+        const at = clock();
         await this.deps.store.transaction(async (tx) => {
           const repo = this.repo.in(tx);
-          await repo.remove(id, delivered);
-          await repo.recordDelivered(id, delivered.length, clock());
+          await repo.remove(
+            id,
+            delivered.map((r) => r.seq),
+          );
+          await repo.recordDelivered(id, delivered.length, at);
+          await repo.recordLatency(id, latencies, at);
+          if (delivered.some((r) => r.subjectKey === this.streamSubjectKey(id))) {
+            await repo.markVerified(
+              id,
+              delivered.map((r) => r.jti),
+              at,
+            );
+          }
         });
       }
+      if (lost) return;
       if (failed) await this.pauseIfDownTooLong(id);
       if (delivered.length === 0 || failed || nextDue !== Infinity) {
         // Nothing more can go now: come back when the first retry is due.
@@ -828,6 +958,11 @@ export class SsfTransmitter {
         return;
       }
     }
+  }
+
+  /** The subject key of a stream's own events (verification, stream-updated). */
+  private streamSubjectKey(id: string): string {
+    return subjectKey({ format: 'opaque', id });
   }
 
   private wakeAt(id: string, at: number): void {
@@ -902,7 +1037,12 @@ export class SsfTransmitter {
     if (config.delivery.method !== POLL_METHOD) {
       throw new BatonError('SSF_STREAM_INVALID', `Stream "${streamId}" is delivered by push, not poll`);
     }
-    if (body.ack !== undefined && body.ack.length > 0) await this.repo.ack(stream.id, body.ack);
+    if (body.ack !== undefined && body.ack.length > 0) {
+      await this.repo.ack(stream.id, body.ack);
+      if (stream.verifyJti !== null && stream.verifyAcceptedAt === null) {
+        await this.repo.markVerified(stream.id, body.ack, this.deps.clock());
+      }
+    }
     if (body.setErrs !== undefined) {
       const jtis = Object.keys(body.setErrs);
       for (const [jti, err] of Object.entries(body.setErrs)) {
@@ -955,6 +1095,45 @@ export class SsfTransmitter {
       });
     }
   }
+}
+
+/** The percentile `p` (0–1) of a histogram, as its bucket's upper bound (ms); null when empty. */
+function percentile(counts: Map<number, number>, p: number): number | null {
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  const rank = Math.ceil(p * total);
+  let seen = 0;
+  for (let bucket = 0; bucket < LATENCY_BOUNDS_MS.length; bucket++) {
+    seen += counts.get(bucket) ?? 0;
+    if (seen >= rank) {
+      const bound = LATENCY_BOUNDS_MS[bucket] ?? Number.POSITIVE_INFINITY;
+      // The last bucket has no upper bound: its lower one, as "more than".
+      return Number.isFinite(bound) ? bound : (LATENCY_BOUNDS_MS[bucket - 1] ?? 0);
+    }
+  }
+  return null;
+}
+
+/**
+ * Delivery latency (event recorded → SET accepted by the receiver) for the admin's picture: p50 and
+ * p99 per minute, and over the whole span. Percentiles are histogram bucket bounds ("at most").
+ */
+function latencySummary(minutes: LatencyMinute[]): Record<string, unknown> {
+  const all = new Map<number, number>();
+  for (const m of minutes) for (const [b, c] of m.counts) all.set(b, (all.get(b) ?? 0) + c);
+  const countOf = (counts: Map<number, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
+  return {
+    windowMinutes: 60,
+    count: countOf(all),
+    p50Ms: percentile(all, 0.5),
+    p99Ms: percentile(all, 0.99),
+    minutes: minutes.map((m) => ({
+      minute: m.minute,
+      count: countOf(m.counts),
+      p50Ms: percentile(m.counts, 0.5),
+      p99Ms: percentile(m.counts, 0.99),
+    })),
+  };
 }
 
 function deliveredOf(requested: readonly string[]): string[] {
