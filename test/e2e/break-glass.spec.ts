@@ -1,0 +1,123 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test as base, expect, type Page } from '@playwright/test';
+import { buildAdminConsole } from '../../backend/admin-console-build.js';
+import type { Json } from '../helpers/backend-harness.js';
+import { UiConsole } from '../helpers/agent-ui-console.js';
+import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
+
+/**
+ * Break-glass in Chromium (issue 14 item 7), with the real agent core behind the dev bridge, a real
+ * backend and the admin console: an operator who forgot their key types their operator ID, a
+ * supervisor touches their own (virtual) key on the same console, the capped session comes to the
+ * front marked as such and is refused `payment.approve`; the admin reviews it and signs it off; the
+ * operator's second request the same day is refused with its code.
+ */
+const test = base.extend<{ baton: UiConsole }>({
+  baton: async ({ context, page }, use) => {
+    const bundleDir = mkdtempSync(join(tmpdir(), 'baton-admin-bundle-'));
+    await buildAdminConsole(bundleDir);
+    const baton = await UiConsole.open(context, page, 'branch-kiosk', { adminConsoleDir: bundleDir });
+    try {
+      await use(baton);
+      expect(baton.problems).toEqual([]);
+    } finally {
+      await baton.close();
+      rmSync(bundleDir, { recursive: true, force: true });
+    }
+  },
+});
+
+const notice = (page: Page) => page.getByTestId('notice');
+
+test('a supervisor’s tap lets in an operator without their key, capped, reviewed, and limited', async ({
+  baton,
+  page,
+  browser,
+}) => {
+  const admin = baton.backend.admin;
+  // The console, enrolled by IT.
+  const { token } = (await admin.ok('POST', '/v1/admin/console-tokens', {
+    channel: 'branch-kiosk',
+    site: 'Leeds',
+  })) as Json;
+  await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(token as string);
+  await page.getByRole('button', { name: 'Enrol this console' }).click();
+  await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+
+  // The policy: break-glass for "customer.view" only, once per operator per day, approved by supervisors.
+  const current = (await admin.ok('GET', '/v1/admin/policy')) as Json;
+  const published = (await admin.ok('POST', '/v1/admin/policy', {
+    baseVersion: current.version,
+    policy: {
+      ...current.policy,
+      breakGlass: {
+        lifetimeSeconds: 900,
+        actions: ['customer.view'],
+        maxPerOperatorPerDay: 1,
+        maxPerSitePerDay: 5,
+        approverRoles: ['supervisor'],
+      },
+    },
+  })) as Json;
+  await expect.poll(() => baton.bridge.agent.status.policyVersion).toBe(published.version);
+
+  // Sam, a supervisor, registers his key on this console; Fay has none with her today.
+  await admin.ok('POST', '/v1/admin/operators', { id: 'sam', displayName: 'Sam Supervisor', roles: ['supervisor'] });
+  const { code } = (await admin.ok('POST', '/v1/admin/operators/sam/enrolment-codes', {})) as Json;
+  await baton.use(baton.key('Sam'));
+  await page.getByRole('button', { name: 'First time here? Register your key' }).click();
+  await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code as string);
+  await page.getByRole('button', { name: 'Register my key' }).click();
+  await expect(notice(page)).toContainText('Welcome, Sam Supervisor');
+  await admin.ok('POST', '/v1/admin/operators', { id: 'fay', displayName: 'Fay Teller', roles: ['teller'] });
+
+  // The lock screen names nobody: Fay types her operator ID, Sam touches his own key.
+  await page.getByRole('button', { name: 'Forgot your key?' }).click();
+  await expect(page.getByTestId('break-glass')).not.toContainText('Sam Supervisor');
+  await page.getByRole('textbox', { name: 'Your operator ID' }).fill('fay');
+  await page.getByRole('button', { name: 'Ask a supervisor to approve' }).click();
+  await expect(page.getByRole('heading', { name: 'Fay Teller', exact: true })).toBeVisible();
+  await expect(page.getByTestId('break-glass-mark')).toContainText('approved by supervisor sam');
+  await expect(page.getByTestId('break-glass-mark')).toContainText('Only: View a customer');
+
+  // Capped: a payment approval is refused outright (no step-up can lift it), a customer lookup is allowed.
+  await page.getByRole('button', { name: 'Approve payment' }).click();
+  await expect(page.getByTestId('action-result')).toContainText('Not allowed: Approve a payment');
+  await expect(page.getByTestId('action-result')).toContainText('break glass action not allowed');
+  await page.getByRole('button', { name: 'View customer' }).click();
+  await expect(page.getByTestId('action-result')).toContainText('Allowed: View a customer');
+
+  // The admin reviews it in the admin console: who, how, approved by whom; then signs it off.
+  const adminBrowser = await firstAdminInBrowser(browser, baton.backend);
+  try {
+    const adminPage = adminBrowser.page;
+    await adminPage.getByRole('link', { name: 'Break-glass' }).click();
+    const row = adminPage.locator('#break-glass-list tr', { hasText: 'fay' });
+    await expect(row).toContainText('supervisor’s tap');
+    await expect(row).toContainText('supervisor sam');
+    await expect(row).toContainText('Leeds');
+    await row.getByRole('textbox', { name: 'Review note for fay' }).fill('Sam confirmed Fay left her key at home');
+    await row.getByRole('button', { name: 'Sign off' }).click();
+    await expect(adminPage.locator('#break-glass-list')).toContainText('Nothing to review');
+    await adminPage.getByRole('button', { name: 'Show the last 30 days' }).click();
+    await expect(adminPage.locator('#break-glass-list')).toContainText('Sam confirmed Fay left her key at home');
+    // The pictures page counts break-glass sessions per operator and per site.
+    await adminPage.getByRole('link', { name: 'Pictures' }).click();
+    await expect(adminPage.locator('#chart-break-glass-operators')).toContainText('fay 1');
+    await expect(adminPage.locator('#chart-break-glass-sites')).toContainText('Leeds 1');
+    expect(adminBrowser.problems).toEqual([]);
+  } finally {
+    await adminBrowser.context.close();
+  }
+
+  // Fay signs out; a second request today is past the policy's limit, refused with its code.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+  await page.getByRole('button', { name: 'Forgot your key?' }).click();
+  await page.getByRole('textbox', { name: 'Your operator ID' }).fill('fay');
+  await page.getByRole('button', { name: 'Ask a supervisor to approve' }).click();
+  await expect(page.getByTestId('break-glass-result')).toContainText('(For IT: BREAK_GLASS_LIMIT_REACHED)');
+  await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+});
