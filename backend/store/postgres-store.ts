@@ -28,6 +28,12 @@ export interface PostgresStoreOptions {
   applicationName?: string;
   /** Errors of idle pooled connections (the server restarted, the network dropped); the pool replaces them. */
   onPoolError?: (error: Error) => void;
+  /**
+   * Named prepared statements for the statements the node runs again and again (default true): the
+   * server parses and plans each once per connection instead of on every execution. Turn off behind a
+   * pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
+   */
+  preparedStatements?: boolean;
 }
 
 const INT8_OID = 20;
@@ -157,36 +163,113 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   } finally {
     await client.end().catch(() => undefined);
   }
-  const db = new Kysely<BatonDatabase>({ dialect: new PostgresDialect({ pool: failFast(pool) }) });
+  const db = new Kysely<BatonDatabase>({
+    dialect: new PostgresDialect({ pool: failFast(pool, options.preparedStatements ?? true) }),
+  });
   let closed: Promise<void> | undefined;
   return kyselyStore(db, 'postgres', () => (closed ??= db.destroy()));
 }
 
 const QUERY_TIMED_OUT = /^Query read timeout/;
+/**
+ * A prepared statement the server can no longer use on this connection: its result type changed
+ * under it (another node migrated the table, `0A000`), or it is gone (`26000`). The connection is
+ * destroyed when released (the next one prepares afresh). Outside a transaction the statement is run
+ * again at once, unnamed, on the same connection; inside one the transaction is aborted, so the unit
+ * of work fails once (the request's error) and the next one runs on a fresh connection.
+ */
+const STALE_STATEMENT = new Set(['0A000', '26000']);
+const BEGIN = /^\s*(begin|start\s+transaction)\b/i;
+const END = /^\s*(commit|rollback|end|abort)\b/i;
 
 /**
- * The pool as Kysely uses it, with one change: a connection on which a query timed out on the client
- * side (the server stopped answering) refuses every further query at once and is destroyed when
- * released, never reused. Without it the ROLLBACK after the timeout would queue behind the
- * unanswered query and wait as long again before the request could fail.
+ * Which statement texts run as named prepared statements. Parse and plan are most of PostgreSQL's
+ * CPU for the small statements of a sign-in or an acknowledgement; a named statement is parsed once
+ * per connection and, after a few executions, may keep a generic plan. A text is named the second
+ * time it is seen (a one-off — a long IN list, an odd batch size — never is), only data statements
+ * with parameters (no DDL, no BEGIN/COMMIT/SET), and at most PER_CONNECTION per connection (the
+ * server keeps every one until the connection closes). Names are process-wide, one per text.
  */
-function failFast(pool: pg.Pool): PostgresPool {
+class StatementNames {
+  static readonly MAX_TEXTS = 4_096;
+  static readonly PER_CONNECTION = 512;
+  static readonly #PREPARABLE = /^\s*(select|insert|update|delete|with)\b/i;
+  readonly #names = new Map<string, string>();
+  #seenOnce = new Set<string>();
+
+  /** The name for this text, or undefined: run it unnamed. */
+  nameFor(text: string, parameterCount: number): string | undefined {
+    const known = this.#names.get(text);
+    if (known !== undefined) return known;
+    if (parameterCount === 0 || !StatementNames.#PREPARABLE.test(text)) return undefined;
+    if (!this.#seenOnce.has(text)) {
+      if (this.#seenOnce.size >= StatementNames.MAX_TEXTS) this.#seenOnce = new Set();
+      this.#seenOnce.add(text);
+      return undefined;
+    }
+    if (this.#names.size >= StatementNames.MAX_TEXTS) return undefined;
+    this.#seenOnce.delete(text);
+    const name = `baton_${this.#names.size + 1}`;
+    this.#names.set(text, name);
+    return name;
+  }
+}
+
+/**
+ * The pool as Kysely uses it, with two changes. A connection on which a query timed out on the client
+ * side (the server stopped answering) refuses every further query at once and is destroyed when
+ * released, never reused: without it the ROLLBACK after the timeout would queue behind the unanswered
+ * query and wait as long again before the request could fail. And statements run again and again are
+ * named prepared statements (`StatementNames`) unless `prepared` is false.
+ */
+function failFast(pool: pg.Pool, prepared: boolean): PostgresPool {
   const guarded = new WeakMap<pg.PoolClient, pg.PoolClient>();
+  const names = prepared ? new StatementNames() : undefined;
   const guard = (client: pg.PoolClient): pg.PoolClient => {
     let broken: Error | undefined;
+    /** Destroy rather than reuse when released (its prepared statements are stale), still usable until then. */
+    let stale: Error | undefined;
+    let inTransaction = false;
+    /** Names this connection has prepared (the server keeps them until it closes). */
+    const preparedHere = new Set<string>();
     const wrapper = Object.create(client) as pg.PoolClient;
     const query = (...args: unknown[]): unknown => {
       if (broken !== undefined) return Promise.reject(broken);
-      const result = (client.query as (...a: unknown[]) => unknown)(...args);
+      const [text, values] = args;
+      let name: string | undefined;
+      if (typeof text === 'string' && names !== undefined) {
+        if (BEGIN.test(text)) inTransaction = true;
+        else if (END.test(text)) inTransaction = false;
+        else if (stale === undefined && Array.isArray(values) && args.length === 2) {
+          name = names.nameFor(text, values.length);
+          if (name !== undefined && !preparedHere.has(name)) {
+            if (preparedHere.size >= StatementNames.PER_CONNECTION) name = undefined;
+            else preparedHere.add(name);
+          }
+        }
+      }
+      const retryable = name !== undefined && !inTransaction;
+      const result =
+        name === undefined
+          ? (client.query as (...a: unknown[]) => unknown)(...args)
+          : client.query({ name, text: text as string, values: values as unknown[] });
       if (!(result instanceof Promise)) return result; // a cursor (stream)
+      const timedOut = (error: unknown): never => {
+        if (error instanceof Error && QUERY_TIMED_OUT.test(error.message)) broken = error;
+        throw error;
+      };
       return result.catch((error: unknown) => {
         if (error instanceof Error && QUERY_TIMED_OUT.test(error.message)) broken = error;
+        const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+        if (name === undefined || typeof code !== 'string' || !STALE_STATEMENT.has(code)) throw error;
+        stale = error as Error;
+        if (retryable) return client.query(text as string, values as unknown[]).catch(timedOut);
         throw error;
       });
     };
     Object.defineProperty(wrapper, 'query', { value: query });
     wrapper.release = (destroy?: Error | boolean) => {
-      client.release(destroy ?? broken);
+      client.release(destroy ?? broken ?? stale);
     };
     return wrapper;
   };

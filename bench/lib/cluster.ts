@@ -30,14 +30,16 @@ export function loadLine(): string {
 }
 
 /** A throwaway PostgreSQL server for the run, or the reason the PostgreSQL parts are skipped. */
-export async function postgresForBench(): Promise<{ server: PostgresServer } | { skip: string }> {
+export async function postgresForBench(
+  settings: Record<string, string> = {},
+): Promise<{ server: PostgresServer } | { skip: string }> {
   if (process.env.BENCH_NO_POSTGRES === '1') return { skip: 'BENCH_NO_POSTGRES=1' };
   const available = postgresAvailable();
   if (!available.ok) return { skip: available.reason };
   try {
     // Settings of a small production server: durable commits (fsync, synchronous_commit on), more connections
     // than the default 100 for 4 workers × pool, shared buffers large enough for the bench's working set.
-    const server = await startPostgres({ settings: { max_connections: '200', shared_buffers: '128MB' } });
+    const server = await startPostgres({ settings: { max_connections: '200', shared_buffers: '128MB', ...settings } });
     return { server };
   } catch (error) {
     return { skip: `a throwaway PostgreSQL could not start: ${(error as Error).message}` };
@@ -160,6 +162,8 @@ export interface NodeOptions {
   keysFrom?: string;
   /** Extra node flags for the backend processes, e.g. --cpu-prof. */
   nodeFlags?: string[];
+  /** Run the node from another copy of the project (an A/B against a snapshot of an earlier commit). */
+  root?: string;
 }
 
 /** One Baton node: `node --import tsx backend/cli.ts …` (a supervisor and its workers when --workers > 1). */
@@ -200,7 +204,7 @@ export class CliNode {
       ...(options.nodeFlags ?? []),
       '--import',
       'tsx',
-      join(PROJECT_ROOT, 'backend', 'cli.ts'),
+      join(options.root ?? PROJECT_ROOT, 'backend', 'cli.ts'),
       '--host',
       '127.0.0.1',
       '--port',
@@ -219,7 +223,10 @@ export class CliNode {
       String(options.workers ?? 1),
       ...(options.databaseUrl === undefined ? [] : ['--database', options.databaseUrl]),
     ];
-    const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      cwd: options.root ?? PROJECT_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     let stdout = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
