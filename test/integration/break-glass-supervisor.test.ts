@@ -9,6 +9,7 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
+import { openRawDatabase } from '../helpers/raw-database.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 
 /**
@@ -154,6 +155,21 @@ describe('break-glass: a supervisor approves by tapping their own key on the con
     });
     assertError(crossed, 400, 'CHALLENGE_UNKNOWN');
     assert.equal((await grants()).filter((g) => g.operatorId === fresh).length, 0, 'no grant from any refusal');
+  });
+
+  it('refuses a supervisor locked out after too many failed attempts', async () => {
+    const fresh = (await t.admin.ok('POST', '/v1/admin/operators', { displayName: 'Lee Late', roles: [] })).operator
+      .id as string;
+    const locked = await enrolled('Lou Locked', ['supervisor']);
+    // 100 failed attempts (NIST's cap) as the store keeps them.
+    const db = await openRawDatabase(t);
+    try {
+      await db.run('UPDATE operators SET failed_attempts = 100 WHERE id = ?', locked.id);
+    } finally {
+      await db.close();
+    }
+    assertError((await tapFor(fresh, locked.key)).result, 403, 'OPERATOR_LOCKED');
+    assert.equal((await grants()).filter((g) => g.operatorId === fresh).length, 0);
   });
 
   it('refuses a revoked supervisor', async () => {
