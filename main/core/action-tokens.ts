@@ -1,5 +1,6 @@
 import { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from '../../shared/action-tokens.js';
 import { BatonError } from '../../shared/errors.js';
+import { LEVEL_PROFILES } from '../../shared/levels.js';
 import type { IpcRequest, IpcResponse } from '../../shared/ipc.js';
 import type { AgentContext } from './agent-context.js';
 import { authorize, type CeremonyRunner } from './ceremonies/step-up.js';
@@ -48,6 +49,23 @@ export async function actionToken(
       if (stepUp.outcome !== 'allow') return stepUp;
       steppedUp = stepUp.steppedUp;
       const front = ctx.runtime?.sessions.front;
+      const acrValues = (challenge.acr_values ?? '').split(' ').filter((v) => v !== '');
+      if (
+        !steppedUp &&
+        front !== undefined &&
+        acrValues.length > 0 &&
+        !acrValues.includes(LEVEL_PROFILES[front.level].acr)
+      ) {
+        // The app wants a stronger level than the policy asks for this action: no ceremony beyond the
+        // policy can be run, so say so rather than hand back a token it will refuse again.
+        return refused(
+          ctx,
+          new BatonError(
+            'ACTION_STEP_UP_REQUIRED',
+            `The app asks for ${acrValues.join(' or ')} for "${request.action}", more than the policy requires`,
+          ),
+        );
+      }
       const maxAge = Number(challenge.max_age);
       if (
         !steppedUp &&
