@@ -1,11 +1,13 @@
 import { api, endpoint } from './api.js';
+import { barChart } from './charts.js';
 import { confirmAction } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import type { View } from './view.js';
 
 /**
  * Integrations: where Baton's signals go and where they come from, on one page, so the security team
- * sees at a glance what is behind. Shared Signals streams out (with pause and resume), upstream
+ * sees at a glance what is behind. Shared Signals streams out (with pause, resume and verify, and a
+ * picture of each stream's delivery latency: event recorded → SET accepted, p50 and p99 per minute), upstream
  * transmitters in (last SET, last action, rejections by reason), SCIM directories, and the SIEM
  * export's sinks (cursor, lag, last error).
  */
@@ -38,6 +40,15 @@ interface StreamOut {
   lastError: string | null;
   lastDeliveredAt: number | null;
   deliveredCount: number;
+  deliveringNode: string | null;
+  verification: { jti: string; requestedAt: number; acceptedAt: number | null; tookMs: number | null } | null;
+  latency: {
+    windowMinutes: number;
+    count: number;
+    p50Ms: number | null;
+    p99Ms: number | null;
+    minutes: { minute: number; count: number; p50Ms: number | null; p99Ms: number | null }[];
+  };
 }
 
 interface SourceIn {
@@ -69,6 +80,53 @@ function hostOf(url: string): string {
 }
 
 const STATUS_TONE = { enabled: 'good', paused: 'warn', disabled: 'bad' } as const;
+
+/** How long the page waits for the receiver to take a verification event before saying it has not yet. */
+const VERIFY_WAIT_MS = 15_000;
+
+function fmtMs(ms: number | null): string {
+  if (ms === null) return '—';
+  return ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
+}
+
+/** What the last verification of a stream came to, in words. */
+function verificationText(v: StreamOut['verification'], lastError: string | null): string {
+  if (v === null) return 'never asked';
+  if (v.acceptedAt !== null) return `accepted by the receiver in ${fmtMs(v.tookMs)} (${fmtAgo(v.acceptedAt)})`;
+  return `sent ${fmtAgo(v.requestedAt)}, not accepted yet${lastError === null ? '' : `: ${lastError}`}`;
+}
+
+/** A stream's delivery latency over the last hour, p50 and p99 per minute (bucket bounds: "at most"). */
+function latencyPicture(stream: StreamOut, receiver: string): HTMLElement {
+  const { latency } = stream;
+  const minuteLabel = (ms: number) => fmtTime(ms, { zone: false }).slice(-5);
+  const figure = barChart({
+    title: `Delivery latency to ${receiver}`,
+    summary:
+      latency.count === 0
+        ? `No SET delivered to ${receiver} in the last hour`
+        : `Event recorded to SET accepted by ${receiver}, last hour: p50 at most ${fmtMs(latency.p50Ms)}, p99 at most ${fmtMs(latency.p99Ms)}, ${latency.count} SETs`,
+    categories: latency.minutes.map((m) => minuteLabel(m.minute)),
+    series: [
+      { label: 'p50', className: 'bar-ok', values: latency.minutes.map((m) => m.p50Ms ?? 0) },
+      { label: 'p99', className: 'bar-warn', values: latency.minutes.map((m) => m.p99Ms ?? 0) },
+    ],
+    unit: ' ms',
+    empty: `No SET delivered to ${receiver} in the last hour.`,
+  });
+  figure.classList.add('ssf-latency');
+  figure.dataset.stream = stream.id;
+  if (latency.count > 0) {
+    figure.append(
+      h(
+        'p',
+        { class: 'latency-summary' },
+        `Last hour: p50 ≤ ${fmtMs(latency.p50Ms)} · p99 ≤ ${fmtMs(latency.p99Ms)} · ${latency.count} SETs delivered (event recorded → SET accepted by the receiver)`,
+      ),
+    );
+  }
+  return figure;
+}
 
 /** A section that loads itself; a failure shows in the section, the others still load. */
 function section(title: string, id: string, load: (box: HTMLElement) => Promise<void>): HTMLElement {
@@ -113,6 +171,8 @@ function siemSection(): HTMLElement {
 
 function streamsSection(): HTMLElement {
   const title = 'Shared Signals streams out';
+  // The outcome of the last Verify, kept across reloads of the table.
+  const result = h('p', { class: 'verify-result', role: 'status', 'aria-live': 'polite' });
   const load = async (box: HTMLElement): Promise<void> => {
     const [{ streams }, { receivers }] = await Promise.all([
       api<{ streams: StreamOut[] }>(...endpoint('adminSsfStreams')),
@@ -136,12 +196,57 @@ function streamsSection(): HTMLElement {
       announce(`Stream ${status === 'paused' ? 'paused' : 'resumed'}`);
       await load(box);
     };
+    /** Sends a verification event, then shows what became of it: accepted (and how fast) or not yet, and why. */
+    const verify = async (stream: StreamOut, result: HTMLElement) => {
+      const receiver = receiverName(stream);
+      result.textContent = `Sending a verification event to ${receiver}…`;
+      const sent = await api<{ jti: string }>(...endpoint('adminSsfStreamVerify', { id: stream.id }), {});
+      const deadline = Date.now() + VERIFY_WAIT_MS;
+      for (;;) {
+        const { streams: now } = await api<{ streams: StreamOut[] }>(...endpoint('adminSsfStreams'));
+        const current = now.find((s) => s.id === stream.id);
+        const v = current?.verification;
+        if (v?.jti === sent.jti && v.acceptedAt !== null) {
+          result.textContent = `Verified: ${receiver} accepted the verification event in ${fmtMs(v.tookMs)}.`;
+          result.className = 'verify-result good';
+          announce(result.textContent);
+          await load(box);
+          return;
+        }
+        // The receiver refused this very SET (its last error names the jti), or it is taking too long.
+        const refused = current?.lastError?.startsWith(`${sent.jti}:`) === true;
+        if (refused || Date.now() > deadline || current === undefined) {
+          const why = refused
+            ? ` The receiver answered: ${(current?.lastError ?? '').slice(sent.jti.length + 2)}.`
+            : current?.lastError === null || current === undefined
+              ? ''
+              : ` Last error: ${current.lastError}.`;
+          result.textContent = `Not verified: ${receiver} has not accepted the verification event.${why} It stays queued and is sent again until the receiver takes it.`;
+          result.className = 'verify-result bad';
+          announce(result.textContent);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    };
     replace(
       box,
       h('h2', {}, title),
       table(
         'Shared Signals streams out',
-        ['receiver', 'delivery', 'status', 'queued', 'oldest queued', 'delivered', 'last delivery', 'last error', ''],
+        [
+          'receiver',
+          'delivery',
+          'status',
+          'queued',
+          'oldest queued',
+          'delivered',
+          'last delivery',
+          'latency p50 / p99 (1 h)',
+          'last error',
+          'verification',
+          '',
+        ],
         streams.map((s) => {
           const action =
             s.status === 'enabled'
@@ -154,6 +259,14 @@ function streamsSection(): HTMLElement {
               box.append(errorBox(error)),
             );
           });
+          const verifyButton =
+            s.status === 'disabled' ? null : h('button', { type: 'button', class: 'verify-stream' }, 'Verify');
+          verifyButton?.addEventListener('click', () => {
+            verifyButton.disabled = true;
+            void verify(s, result)
+              .catch((error: unknown) => box.append(errorBox(error)))
+              .finally(() => (verifyButton.disabled = false));
+          });
           return [
             receiverName(s),
             s.method === 'push' ? `push to ${hostOf(s.endpointUrl)}` : 'poll',
@@ -162,12 +275,23 @@ function streamsSection(): HTMLElement {
             s.backlog === 0 ? '—' : `${Math.round(s.lagMs / 1000)} s`,
             String(s.deliveredCount),
             s.lastDeliveredAt === null ? 'never' : fmtAgo(s.lastDeliveredAt),
+            s.method === 'poll'
+              ? 'receiver polls'
+              : s.latency.count === 0
+                ? '—'
+                : `${fmtMs(s.latency.p50Ms)} / ${fmtMs(s.latency.p99Ms)}`,
             s.lastError ?? '—',
-            action,
+            verificationText(s.verification, s.lastError),
+            h('span', { class: 'actions' }, action, verifyButton),
           ];
         }),
         'No receiver has created a stream yet (docs/shared-signals.md).',
       ),
+      result,
+      // Push streams only: a poll stream's latency is the receiver's polling rhythm, not Baton's delivery.
+      streams
+        .filter((s) => s.status !== 'disabled' && s.method === 'push')
+        .map((s) => latencyPicture(s, receiverName(s))),
     );
   };
   return section(title, 'ssf-streams', load);

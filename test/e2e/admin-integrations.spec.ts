@@ -4,17 +4,22 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { test, expect, type BrowserContext, type Page } from '@playwright/test';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
-import { httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { TestConsole, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
 import { attachScreenshot } from '../helpers/e2e-screenshot.js';
+import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
 
 /**
  * The Integrations page (issue 13's admin console), in Chromium against a real backend: a SIEM
  * collector that refuses, shown failing with its answer, then caught up once it takes batches; a
- * Shared Signals stream a receiver created, paused and resumed from the page.
+ * Shared Signals stream a receiver created, paused and resumed from the page; a push stream verified
+ * from the page (accepted, then refused by a receiver answering 503) with its delivery latency
+ * picture; an upstream source with its last SET, last action and rejections by reason.
  */
 test.describe.configure({ mode: 'serial' });
 
@@ -26,6 +31,9 @@ let collector: Server;
 let collectorAnswers = 503;
 let received = 0;
 let problems: string[] = [];
+let ledger: ConformanceReceiver;
+const UPSTREAM_ISSUER = 'https://idp.bank.example/';
+const UPSTREAM_AUDIENCE = 'https://baton.bank.example/ssf';
 
 test.beforeAll(async ({ browser }) => {
   collector = createServer((req, res) => {
@@ -59,12 +67,70 @@ test.beforeAll(async ({ browser }) => {
     }),
   });
   expect(created.status).toBe(201);
+  // A second receiver (the ledger) takes device compliance changes by push, checked by the conformance receiver.
+  const ledgerToken = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+    name: 'Ledger',
+    scopes: ['ssf.manage'],
+  })) as Json;
+  ledger = await new ConformanceReceiver({
+    issuer: ((await httpJson(`${t.url}/.well-known/ssf-configuration`, { method: 'GET' })).body as Json).issuer,
+    audience: ledgerToken.receiver.audience,
+    jwksUri: `${t.url}/ssf/jwks.json`,
+  }).listen();
+  const push = await httpJson(`${t.url}/ssf/streams`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ledgerToken.token as string}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: ledger.url },
+      events_requested: ['https://schemas.openid.net/secevent/caep/event-type/device-compliance-change'],
+    }),
+  });
+  expect(push.status).toBe(201);
+  // Two consoles enrolled: two SETs delivered to the ledger, so its latency picture has something to draw.
+  await TestConsole.enrol(t.url, t.admin);
+  await TestConsole.enrol(t.url, t.admin);
+  await ledger.waitFor((sets) => sets.length >= 2, 15_000, 'the two enrolments');
+  // An upstream identity provider (pinned key): one SET accepted (an unknown subject), one refused (forged).
+  const upstream = await generateKeyPair('RS256', { modulusLength: 2048 });
+  const forger = await generateKeyPair('RS256', { modulusLength: 2048 });
+  const registered = (await t.admin.ok('POST', '/v1/admin/ssf/transmitters', {
+    name: 'Workforce IdP',
+    issuer: UPSTREAM_ISSUER,
+    audience: UPSTREAM_AUDIENCE,
+    jwks: { keys: [{ ...(await exportJWK(upstream.publicKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' }] },
+  })) as Json;
+  const setFrom = (key: CryptoKey) =>
+    new SignJWT({
+      iss: UPSTREAM_ISSUER,
+      aud: UPSTREAM_AUDIENCE,
+      jti: randomUUID(),
+      iat: Math.floor(Date.now() / 1000),
+      sub_id: { format: 'email', email: 'nobody@bank.example' },
+      events: { 'https://schemas.openid.net/secevent/risc/event-type/account-disabled': {} },
+    })
+      .setProtectedHeader({ alg: 'RS256', typ: 'secevent+jwt', kid: 'idp-1' })
+      .sign(key);
+  for (const [key, expected] of [
+    [upstream.privateKey, 202],
+    [forger.privateKey, 400],
+  ] as const) {
+    const answer = await fetch(registered.pushEndpoint as string, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/secevent+jwt',
+        authorization: `Bearer ${registered.pushToken as string}`,
+      },
+      body: await setFrom(key),
+    });
+    expect(answer.status).toBe(expected);
+  }
   // The first admin, set up in the browser with the bootstrap token.
   ({ context, page, problems } = await firstAdminInBrowser(browser, t));
 });
 
 test.afterAll(async () => {
   await context?.close();
+  await ledger?.close();
   await t?.stop();
   await new Promise<void>((resolve) => (collector ? collector.close(() => resolve()) : resolve()));
   rmSync(bundleDir, { recursive: true, force: true });
@@ -111,5 +177,69 @@ test('pauses and resumes a Shared Signals stream, naming the receiver it stops',
   await stream.getByRole('button', { name: 'Resume' }).click();
   await page.locator('#confirm-action').click();
   await expect(stream).toContainText('enabled');
+  expect(problems).toEqual([]);
+});
+
+test('verifies a push stream from the page and shows the result, and pictures its delivery latency', async ({}, info) => {
+  await page.goto(`${t.url}/admin/#/integrations`);
+  const streams = page.getByRole('table', { name: 'Shared Signals streams out' });
+  const row = streams.getByRole('row').filter({ hasText: 'Ledger' });
+  await expect(row).toContainText('push to 127.0.0.1');
+  await expect(row).toContainText('never asked');
+  // Latency: event recorded → SET accepted, p50 / p99 over the last hour, in the row and as a picture.
+  await expect(row).toContainText(/\d+ (ms|s) \/ \d+ (ms|s)/);
+  const picture = page.getByRole('figure', { name: 'Delivery latency to Ledger' });
+  await expect(picture.getByRole('img')).toHaveAttribute(
+    'aria-label',
+    /p50 at most \d+ (ms|s), p99 at most \d+ (ms|s), 2 SETs/,
+  );
+  await expect(picture.locator('rect[data-series="p99"]').first()).toBeVisible();
+  await expect(picture).toContainText('Last hour: p50 ≤');
+
+  const before = ledger.accepted.length;
+  await row.getByRole('button', { name: 'Verify' }).click();
+  const result = page.locator('#ssf-streams').getByRole('status');
+  await expect(result).toContainText(/Verified: Ledger accepted the verification event in \d+ (ms|s)\./);
+  // The receiver did get it: an SSF verification SET, checked by the conformance receiver.
+  expect(ledger.accepted.slice(before).map((s) => s.type)).toContain(
+    'https://schemas.openid.net/secevent/ssf/event-type/verification',
+  );
+  await expect(row).toContainText('accepted by the receiver in');
+
+  for (const viewport of [
+    { width: 1024, height: 768 },
+    { width: 1366, height: 768 },
+    { width: 1920, height: 1080 },
+  ]) {
+    await page.setViewportSize(viewport);
+    await attachScreenshot(page, info, `integrations-verified-${viewport.width}`);
+    expect(await layoutProblems(page), `integrations (verified) at ${viewport.width}`).toEqual([]);
+  }
+  await page.setViewportSize({ width: 1366, height: 768 });
+
+  // A receiver that refuses: the page says so, with its answer, and the event stays queued.
+  ledger.setDown('503');
+  await row.getByRole('button', { name: 'Verify' }).click();
+  await expect(result).toContainText(
+    'Not verified: Ledger has not accepted the verification event. The receiver answered: HTTP 503.',
+  );
+  ledger.setDown('no');
+  expect(problems).toEqual([]);
+});
+
+test('shows each Shared Signals source with its last SET, last action and rejections by reason', async () => {
+  await page.goto(`${t.url}/admin/#/integrations`);
+  const source = page
+    .getByRole('table', { name: 'Shared Signals sources in' })
+    .getByRole('row')
+    .filter({ hasText: 'Workforce IdP' });
+  await expect(source).toContainText('accepting');
+  await expect(source).toContainText(UPSTREAM_ISSUER);
+  await expect(source).toContainText('ignored-unknown-subject');
+  // The forged SET's refusal is counted (written at most once a second): wait for the count the admin sees.
+  await expect(async () => {
+    await page.reload();
+    await expect(source).toContainText('SSF_SET_SIGNATURE_INVALID: 1', { timeout: 1000 });
+  }).toPass({ timeout: 15_000 });
   expect(problems).toEqual([]);
 });
