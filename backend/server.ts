@@ -34,6 +34,7 @@ import { NodeHealth } from './node-health.js';
 import { DATABASE_FILE } from './store/sqlite-store.js';
 import { openStore } from './store/open-store.js';
 import { createOnce } from './services/signed-challenges.js';
+import { AssertionGate } from './services/assertion-gate.js';
 import { BatonError } from '../shared/errors.js';
 import { ServiceAccounts } from './service-accounts/service-accounts.js';
 import { serviceRoutes } from './service-accounts/service-routes.js';
@@ -235,7 +236,24 @@ async function listenOn(
     signer: services.actionTokens.issuer,
   });
   // ---- break-glass, backend side (issue 14 item 7, helper "services"): backend/break-glass/ ----
-  const breakGlass = new BreakGlass({ store, events, sessions, clock, policy: () => policies.version });
+  // The supervisor's tap (helper "glass"): the console ceremonies' context and assertion checks.
+  const breakGlassTap = {
+    store,
+    events,
+    policies,
+    challenges: services.challenges,
+    ceremonies: services.ceremonies,
+    clock,
+    authenticators: services.authenticators,
+  };
+  const breakGlass = new BreakGlass({
+    store,
+    events,
+    sessions,
+    clock,
+    policy: () => policies.version,
+    tap: { ctx: breakGlassTap, gate: new AssertionGate(breakGlassTap) },
+  });
   // Action tokens (helper "tokens"): a break-glass session's tokens only for the policy's breakGlass.actions.
   services.actionTokens.exchange.useBreakGlass({
     grantForSession: (id) => breakGlass.grantForSession(id),

@@ -20,6 +20,9 @@ export const BATON_API = {
   onCeremonyRequest: { event: 'ceremony:request' },
   answerCeremony: { call: 'ceremony:answer', args: 'payload' },
   tapIn: { call: 'session:tap-in', args: [] },
+  /** Break-glass (issue 14 item 7): a supervisor's tap lets in an operator without their key. */
+  breakGlassBySupervisor: { call: 'break-glass:supervisor', args: ['operatorId'] },
+  breakGlassRedeem: { call: 'break-glass:redeem', args: ['operatorId', 'code'] },
   enrolOperator: { call: 'operator:enrol', args: ['code'] },
   enrolConsole: { call: 'console:enrol', args: ['token'] },
   authorize: { call: 'action:authorize', args: ['action'] },

@@ -158,6 +158,10 @@ export const ERROR_STATUS = {
   BREAK_GLASS_LIMIT_REACHED: 429,
   /** The break-glass grant was already signed off. */
   BREAK_GLASS_ALREADY_SIGNED_OFF: 409,
+  /** A supervisor tapped to approve their own break-glass request: someone else must approve it. */
+  BREAK_GLASS_SELF_APPROVAL: 403,
+  /** The key that tapped belongs to an operator whose roles are not in the policy's `breakGlass.approverRoles`. */
+  BREAK_GLASS_NOT_APPROVER: 403,
   // Policy
   POLICY_INVALID: 400,
   POLICY_VERSION_CONFLICT: 409,

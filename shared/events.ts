@@ -57,6 +57,7 @@ export const EVENT_TYPES = [
   'service-token-issued',
   'service-token-refused',
   // Break-glass (backend side; `break-glass-used` stays the console's own)
+  'break-glass-requested',
   'break-glass-granted',
   'break-glass-session-started',
   'break-glass-refused',

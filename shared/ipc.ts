@@ -148,7 +148,7 @@ export const WorkspaceAssuranceSchema = z.strictObject({
 export const CeremonyRequestSchema = z.strictObject({
   requestId: z.uuid(),
   kind: z.enum(['get', 'create']),
-  purpose: z.enum(['sign-in', 'step-up', 'offline-resume', 'enrol']),
+  purpose: z.enum(['sign-in', 'step-up', 'offline-resume', 'enrol', 'break-glass']),
   action: z.string().optional(),
   operatorName: z.string().optional(),
   /** WebAuthn options JSON as the backend (or the agent, offline) made them. */
@@ -182,6 +182,17 @@ export const AccountChoiceRequestSchema = z.strictObject({
 });
 export type AccountChoiceRequest = z.infer<typeof AccountChoiceRequestSchema>;
 
+/** Break-glass (issue 14 item 7): the capped session that came to the front, and its terms (never its token). */
+export const BreakGlassStartedSchema = z.strictObject({
+  session: SessionSnapshotSchema,
+  breakGlass: z.strictObject({
+    method: z.enum(['admin-code', 'supervisor-tap']),
+    approvedBy: z.string().max(200),
+    actions: z.array(z.string().max(100)).max(100),
+    expiresAt: z.number(),
+  }),
+});
+
 // ---- the channels ----
 
 const Empty = z.strictObject({});
@@ -194,6 +205,13 @@ export const IPC_CONTRACT = {
     response: z.strictObject({ operatorId: IdSchema, displayName: z.string() }),
   },
   'session:tap-in': { request: Empty, response: SessionSnapshotSchema },
+  /** Break-glass: an operator without their key types their id; a supervisor taps their own key to approve. */
+  'break-glass:supervisor': { request: z.strictObject({ operatorId: IdSchema }), response: BreakGlassStartedSchema },
+  /** Break-glass: an operator without their key, with the one-time code IT issued for them on this console. */
+  'break-glass:redeem': {
+    request: z.strictObject({ operatorId: IdSchema, code: z.string().min(1).max(40) }),
+    response: BreakGlassStartedSchema,
+  },
   'session:lock': { request: Empty, response: Empty },
   'session:sign-out': { request: Empty, response: Empty },
   'session:activity': { request: Empty, response: Empty },

@@ -172,6 +172,15 @@ export const BreakGlassPolicySchema = z.strictObject({
   maxPerSitePerDay: z.int().min(1).max(1000),
   /** Lifetime of an admin-issued one-time temporary access code (default 15 minutes). */
   codeTtlSeconds: seconds(60, 3600).optional(),
+  /**
+   * Roles whose operators may approve a break-glass request by tapping their own key on the console
+   * (a supervisor; never for themselves). Absent or empty: no supervisor approval, admin codes only.
+   */
+  approverRoles: z
+    .array(z.string().regex(/^[a-z][a-z0-9-]{0,39}$/, 'expected a role name like "supervisor"'))
+    .max(20)
+    .refine((roles) => new Set(roles).size === roles.length, 'roles must not repeat')
+    .optional(),
 });
 export const DEFAULT_SERVICE_ASSERTION_MAX_SECONDS = 60;
 

@@ -43,10 +43,13 @@ import {
   ServiceTokenResultSchema,
 } from './service-accounts-api.js';
 import {
+  BreakGlassApproveRequestSchema,
   BreakGlassGrantSchema,
   BreakGlassListSchema,
   BreakGlassRedeemRequestSchema,
   BreakGlassRedeemResultSchema,
+  BreakGlassRequestResultSchema,
+  BreakGlassRequestSchema,
   BreakGlassSignOffRequestSchema,
   IssueBreakGlassCodeRequestSchema,
   IssueBreakGlassCodeResultSchema,
@@ -671,6 +674,14 @@ export const ROUTES = {
     z.strictObject({ status: z.enum(['enabled', 'paused', 'disabled']), reason: z.string().max(500).optional() }),
     SsfStatus,
   ),
+  /** Send a stream an SSF verification event as an admin; the streams view shows when the receiver accepted it. */
+  adminSsfStreamVerify: route(
+    'POST',
+    '/v1/admin/ssf/streams/:id/verify',
+    'admin',
+    Empty,
+    z.looseObject({ jti: z.string(), state: z.string(), requestedAt: z.number() }),
+  ),
   /** The transmitter's signing keys (public parts and dates). */
   adminSsfKeys: route(
     'GET',
@@ -835,6 +846,22 @@ export const ROUTES = {
     '/v1/break-glass/redeem',
     'console',
     BreakGlassRedeemRequestSchema,
+    BreakGlassRedeemResultSchema,
+  ),
+  /** The console asks for a supervisor's approval for an operator without their key: the tap's options. */
+  breakGlassRequest: route(
+    'POST',
+    '/v1/break-glass/requests',
+    'console',
+    BreakGlassRequestSchema,
+    BreakGlassRequestResultSchema,
+  ),
+  /** A supervisor's tap on the same console approves the request: the capped session, marked with who approved. */
+  breakGlassApprove: route(
+    'POST',
+    '/v1/break-glass/requests/:id/approve',
+    'console',
+    BreakGlassApproveRequestSchema,
     BreakGlassRedeemResultSchema,
   ),
   /** Grants waiting for review (`?all=true`: every grant of the last 30 days). */

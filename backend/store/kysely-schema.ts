@@ -245,6 +245,10 @@ export interface BatonDatabase {
     last_error: string | null;
     last_delivered_at: Ms | null;
     delivered_count: Generated<number>;
+    /** The last verification event asked for (migration 21): its jti, when, when the receiver accepted it. */
+    verify_jti: string | null;
+    verify_requested_at: Ms | null;
+    verify_accepted_at: Ms | null;
   };
   ssf_stream_subjects: { stream_id: string; subject_key: string; subject: string; added_at: Ms };
   ssf_queue: {
@@ -259,7 +263,12 @@ export interface BatonDatabase {
     next_attempt_at: Ms;
     last_error: string | null;
     polled_at: Ms | null;
+    /** When the Baton event was recorded (migration 21): the start of the delivery latency. */
+    recorded_at: Ms | null;
   };
+  // Shared Signals delivery latency and leases (migration 21, issue 13; backend/ssf/transmitter/)
+  ssf_latency: { stream_id: string; minute: Ms; bucket: number; count: number };
+  ssf_leases: { name: string; owner: string; until: Ms };
   ephemeral: {
     kind: string;
     key: string;

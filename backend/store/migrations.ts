@@ -571,4 +571,34 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX sessions_live_expiry ON sessions (expires_at) WHERE state IN ('active', 'suspended');
     `,
   },
+  {
+    version: 21,
+    name: 'Shared Signals: delivery latency histograms per stream and minute, the last verification of a stream, the fan-out lease (backend/ssf/transmitter)',
+    sql: `
+      ALTER TABLE ssf_queue ADD COLUMN recorded_at INTEGER;
+      ALTER TABLE ssf_streams ADD COLUMN verify_jti TEXT;
+      ALTER TABLE ssf_streams ADD COLUMN verify_requested_at INTEGER;
+      ALTER TABLE ssf_streams ADD COLUMN verify_accepted_at INTEGER;
+      CREATE TABLE ssf_latency (
+        stream_id TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (stream_id, minute, bucket)
+      ) STRICT;
+      CREATE TABLE ssf_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
+    version: 22,
+    name: 'admin console at estate scale (issue 12): revocations by time for the pictures; on PostgreSQL, trigram indexes for name searches',
+    sql: `
+      -- Revocations by time: the pictures' propagation over a chosen range (admin-insights.ts).
+      CREATE INDEX revocations_created ON revocations(created_at, epoch);
+    `,
+  },
 ];

@@ -584,6 +584,52 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX sessions_live_expiry ON sessions (expires_at) WHERE state IN ('active', 'suspended');
     `),
   },
+  {
+    version: 21,
+    name: 'Shared Signals: delivery latency histograms per stream and minute, the last verification of a stream, the fan-out lease (backend/ssf/transmitter)',
+    sql: ddl(`
+      ALTER TABLE ssf_queue ADD COLUMN recorded_at BIGINT;
+      ALTER TABLE ssf_streams ADD COLUMN verify_jti TEXT;
+      ALTER TABLE ssf_streams ADD COLUMN verify_requested_at BIGINT;
+      ALTER TABLE ssf_streams ADD COLUMN verify_accepted_at BIGINT;
+      CREATE TABLE ssf_latency (
+        stream_id TEXT NOT NULL,
+        minute BIGINT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (stream_id, minute, bucket)
+      );
+      CREATE TABLE ssf_leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until BIGINT NOT NULL
+      );
+    `),
+  },
+  {
+    version: 22,
+    name: 'admin console at estate scale (issue 12): revocations by time for the pictures; on PostgreSQL, trigram indexes for name searches',
+    sql: `
+      -- Revocations by time: the pictures' propagation over a chosen range (admin-insights.ts).
+      CREATE INDEX revocations_created ON revocations(created_at, epoch);
+      -- Name searches (a part of a name, LIKE '%…%') through trigram indexes (pg_trgm, a trusted extension since
+      -- PostgreSQL 13). Where the extension cannot be created, the searches still work by scanning.
+      DO $$
+      BEGIN
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+      EXCEPTION WHEN OTHERS THEN
+        RAISE NOTICE 'pg_trgm is not available (%): admin name searches scan the table', SQLERRM;
+      END $$;
+      DO $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN
+          CREATE INDEX operators_search_name ON operators USING gin ((LOWER(display_name)) gin_trgm_ops);
+          CREATE INDEX consoles_search_name ON consoles USING gin ((LOWER(COALESCE(name, ''))) gin_trgm_ops);
+          CREATE INDEX consoles_search_site ON consoles USING gin ((LOWER(COALESCE(site, ''))) gin_trgm_ops);
+        END IF;
+      END $$;
+    `,
+  },
 ];
 
 /** Anything with `query` (a pg Client or PoolClient). */

@@ -21,8 +21,10 @@ import type { EndedSession, SessionSnapshot } from './session-manager.js';
  */
 export interface CeremonyPort {
   getAssertion(request: {
-    purpose: 'sign-in' | 'step-up' | 'offline-resume';
+    purpose: 'sign-in' | 'step-up' | 'offline-resume' | 'break-glass';
     action?: string;
+    /** Break-glass: the operator the supervisor's tap lets in (the id they typed). */
+    operatorName?: string;
     options: PublicKeyCredentialRequestOptionsJSON;
   }): Promise<AuthenticationResponseJSON>;
   createCredential(request: {

@@ -17,6 +17,12 @@ import {
 import { BackendInbox } from './backend-inbox.js';
 import { CeremonyGate } from './ceremonies/ceremony-gate.js';
 import { enrolOperator } from './ceremonies/enrol-operator.js';
+import {
+  breakGlassByCode,
+  breakGlassBySupervisor,
+  type BreakGlassDeps,
+  type BreakGlassTerms,
+} from './ceremonies/break-glass.js';
 import { authorize } from './ceremonies/step-up.js';
 import { tapInOffline, tapInOnline } from './ceremonies/tap-in.js';
 import { systemClock, type Clock, type Random } from './clock.js';
@@ -163,6 +169,36 @@ export class BatonAgent implements AgentContext {
       const snapshot = sessions.snapshot().find((s) => s.id === session.id);
       if (snapshot === undefined) throw new BatonError('INTERNAL', 'The session vanished while it was being shown');
       return snapshot;
+    });
+  }
+
+  /**
+   * Break-glass (issue 14 item 7, ceremonies/break-glass.ts): an operator without their key, let in
+   * by a supervisor's tap on this console, or with IT's one-time code; the capped session comes to
+   * the front. Online only.
+   */
+  breakGlassBySupervisor(operatorId: string): Promise<{ session: SessionSnapshot; breakGlass: BreakGlassTerms }> {
+    return this.breakGlass((deps) => breakGlassBySupervisor(deps, operatorId));
+  }
+
+  breakGlassRedeem(
+    operatorId: string,
+    code: string,
+  ): Promise<{ session: SessionSnapshot; breakGlass: BreakGlassTerms }> {
+    return this.breakGlass((deps) => breakGlassByCode(deps, operatorId, code));
+  }
+
+  private async breakGlass(
+    run: (deps: BreakGlassDeps) => Promise<{ session: { id: string }; breakGlass: BreakGlassTerms }>,
+  ): Promise<{ session: SessionSnapshot; breakGlass: BreakGlassTerms }> {
+    this.requireRuntime();
+    return this.gate.run({ kind: 'signing-in', offline: false }, async (settle) => {
+      await this.gate.whenOnline();
+      const { client, sessions } = this.requireRuntime();
+      const { session, breakGlass } = await run({ client, sessions, port: this.ceremonies, settle });
+      const snapshot = sessions.snapshot().find((s) => s.id === session.id);
+      if (snapshot === undefined) throw new BatonError('INTERNAL', 'The session vanished while it was being shown');
+      return { session: snapshot, breakGlass };
     });
   }
 

@@ -33,14 +33,16 @@ export class CeremonyBroker implements CeremonyPort {
   ) {}
 
   getAssertion(request: {
-    purpose: 'sign-in' | 'step-up' | 'offline-resume';
+    purpose: 'sign-in' | 'step-up' | 'offline-resume' | 'break-glass';
     action?: string;
+    operatorName?: string;
     options: PublicKeyCredentialRequestOptionsJSON;
   }): Promise<AuthenticationResponseJSON> {
     return this.ask({
       kind: 'get',
       purpose: request.purpose,
       ...(request.action === undefined ? {} : { action: request.action }),
+      ...(request.operatorName === undefined ? {} : { operatorName: request.operatorName }),
       options: request.options as unknown as Record<string, unknown>,
     }) as unknown as Promise<AuthenticationResponseJSON>;
   }

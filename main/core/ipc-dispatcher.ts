@@ -85,6 +85,15 @@ export class IpcDispatcher {
       'console:enrol': async ({ token }) => this.agent.enrolConsole(token),
       'operator:enrol': ({ code }) => this.agent.enrolOperator(code),
       'session:tap-in': async () => snapshotView(await this.agent.tapIn()),
+      // Break-glass (issue 14 item 7, main/core/ceremonies/break-glass.ts).
+      'break-glass:supervisor': async ({ operatorId }) => {
+        const { session, breakGlass } = await this.agent.breakGlassBySupervisor(operatorId);
+        return { session: snapshotView(session), breakGlass };
+      },
+      'break-glass:redeem': async ({ operatorId, code }) => {
+        const { session, breakGlass } = await this.agent.breakGlassRedeem(operatorId, code);
+        return { session: snapshotView(session), breakGlass };
+      },
       'session:lock': () => {
         this.agent.lock();
         return Promise.resolve({});

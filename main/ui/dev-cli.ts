@@ -6,6 +6,7 @@ import pino from 'pino';
 import { DEFAULT_RENDERER_DEV_DIR, buildRenderer } from './build-renderer.js';
 import { DevBridge } from './dev-bridge.js';
 import { DevMemorySecretStore } from './dev-secret-store.js';
+import { startDevWorkspace } from './dev-workspace.js';
 import { startUiServer } from './ui-server.js';
 
 /**
@@ -16,6 +17,10 @@ import { startUiServer } from './ui-server.js';
  *
  *   npm run agent:dev -- --backend http://localhost:8470 [--token <console token>] [--channel branch-kiosk]
  *                        [--ui-port 8471] [--data-dir <dir>]
+ *                        [--workspace <workspace app URL> [--workspace-port 8472]]
+ *
+ * With --workspace (issue 14), the workspace app is served on http://localhost:<workspace-port>/ with
+ * `window.baton` in its pages, the browser stand-in for the workspace preload (./dev-workspace.ts).
  */
 const { values } = parseArgs({
   options: {
@@ -24,6 +29,8 @@ const { values } = parseArgs({
     channel: { type: 'string', default: 'branch-kiosk' },
     'ui-port': { type: 'string', default: '8471' },
     'data-dir': { type: 'string' },
+    workspace: { type: 'string', default: process.env.BATON_AGENT_WORKSPACE_URL },
+    'workspace-port': { type: 'string', default: '8472' },
   },
 });
 
@@ -43,18 +50,25 @@ async function main(): Promise<void> {
     },
     deps: { secrets: new DevMemorySecretStore(), logger },
   });
+  const workspace =
+    values.workspace === undefined
+      ? undefined
+      : await startDevWorkspace({ bridge, appUrl: values.workspace, port: Number(values['workspace-port']) });
   process.stdout.write(
     [
       'Baton agent — DEVELOPMENT MODE (dev bridge; console key in memory only; never in a packaged build)',
       `  operator UI: ${ui.url}`,
       `  backend:     ${values.backend} (it must allow the origin ${ui.origin}: --origin ${ui.origin})`,
       `  data dir:    ${dataDir}`,
+      ...(workspace === undefined
+        ? []
+        : [`  workspace:   ${workspace.url} (${values.workspace ?? ''} with window.baton)`]),
       '',
     ].join('\n'),
   );
   const stop = () => {
-    void bridge
-      .close()
+    void (workspace?.close() ?? Promise.resolve())
+      .then(() => bridge.close())
       .then(() => ui.close())
       .finally(() => process.exit(0));
   };

@@ -117,10 +117,16 @@ export class UiConsole {
     });
   }
 
-  static async open(context: BrowserContext, page: Page, channel = 'branch-kiosk'): Promise<UiConsole> {
+  static async open(
+    context: BrowserContext,
+    page: Page,
+    channel = 'branch-kiosk',
+    /** More backend configuration (e.g. `adminConsoleDir` for a spec that also opens the admin console). */
+    backendConfig: Record<string, unknown> = {},
+  ): Promise<UiConsole> {
     const ui = await startUiServer({ dir: await devRendererDir(), devBridge: true });
     const clock = new FakeClock(Date.now());
-    const backend = await startTestBackend({ origins: [ui.origin] }, { clock: () => clock.now() });
+    const backend = await startTestBackend({ origins: [ui.origin], ...backendConfig }, { clock: () => clock.now() });
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port: backend.backend.port });
     const dataDir = mkdtempSync(join(tmpdir(), 'baton-agent-ui-'));
     const bridge = await DevBridge.start({
