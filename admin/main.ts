@@ -2,6 +2,7 @@ import { api, setApiHooks, endpoint } from './api.js';
 import { confirmWithPasskey, registerView, setupView, signInView, type AdminSession } from './auth.js';
 import { apiTokensView } from './api-tokens-view.js';
 import { auditView } from './audit-view.js';
+import { breakGlassView } from './break-glass-view.js';
 import { consolesView } from './consoles-view.js';
 import { announce, fmtTime, h, replace, timeZone } from './dom.js';
 import { integrationsView } from './integrations-view.js';
@@ -9,7 +10,9 @@ import { liveView } from './live-view.js';
 import { operatorsView } from './operators-view.js';
 import { picturesView } from './pictures-view.js';
 import { policyView } from './policy-view.js';
+import { revocationsView } from './revocations-view.js';
 import { servicesView } from './services-view.js';
+import { sessionsView } from './sessions-view.js';
 import type { View } from './view.js';
 
 /**
@@ -20,12 +23,15 @@ const VIEWS: Record<string, View> = {
   live: liveView,
   operators: operatorsView,
   consoles: consolesView,
+  sessions: sessionsView,
+  revocations: revocationsView,
   policy: policyView,
   audit: auditView,
   pictures: picturesView,
   tokens: apiTokensView,
   integrations: integrationsView,
   services: servicesView,
+  'break-glass': breakGlassView,
 };
 
 let session: AdminSession | undefined;

@@ -1,6 +1,6 @@
 import type { RouteId } from '../shared/routes.js';
 import { api, endpoint } from './api.js';
-import { errorBox, h, replace } from './dom.js';
+import { errorBox, fmtTime, h, replace } from './dom.js';
 
 /**
  * A table of an estate (thousands of consoles, tens of thousands of operators, millions of events):
@@ -41,6 +41,8 @@ export interface PagedTableOptions<T> {
   columns: Column<T>[];
   filters?: Filter[];
   searchLabel: string;
+  /** The query parameter the search box fills (`q` unless the list searches by another, e.g. `target`). */
+  searchKey?: string;
   searchPlaceholder?: string;
   /** The sort and order the API uses when none is given (shown as such on the header). */
   defaultSort: string;
@@ -77,11 +79,12 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
   const order =
     state.get('order') === 'asc' || state.get('order') === 'desc' ? state.get('order') : options.defaultOrder;
   const pageNo = Math.max(1, Number(state.get('p') ?? '1') || 1);
+  const searchKey = options.searchKey ?? 'q';
 
   const search = h('input', {
     id: `${options.id}-search`,
     type: 'search',
-    value: state.get('q') ?? '',
+    value: state.get(searchKey) ?? '',
     maxlength: 200,
     placeholder: options.searchPlaceholder ?? '',
     size: 28,
@@ -120,7 +123,7 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const next = new URLSearchParams();
-    if (search.value.trim() !== '') next.set('q', search.value.trim());
+    if (search.value.trim() !== '') next.set(searchKey, search.value.trim());
     for (const { filter, input } of filterInputs)
       if (input.value.trim() !== '') next.set(filter.key, input.value.trim());
     if (state.has('sort')) next.set('sort', sort);
@@ -128,9 +131,45 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
     setHashQuery(next);
   });
 
+  // What the address asks for that the form cannot show (a chart's click-through: a time window, several
+  // types, an origin): said in words above the rows, with a way back to the whole list.
+  const shown = new Set([searchKey, 'p', 'sort', 'order', 'cursor', 'limit']);
+  const hidden = [...state].filter(([k, v]) => {
+    if (shown.has(k)) return false;
+    const filter = (options.filters ?? []).find((f) => f.key === k);
+    if (filter === undefined) return true;
+    return filter.options !== undefined && !filter.options.some(([value]) => value === v);
+  });
+  const describe = ([k, v]: [string, string]): string => {
+    if (k === 'from') return `from ${fmtTime(Number(v))}`;
+    if (k === 'to') return `until ${fmtTime(Number(v))}`;
+    return `${k}: ${v.split(',').join(' or ')}`;
+  };
+  const notice =
+    hidden.length === 0
+      ? null
+      : h(
+          'p',
+          { class: 'notice', id: `${options.id}-window` },
+          `Showing only ${hidden.map(describe).join(', ')}. `,
+          h(
+            'button',
+            {
+              type: 'button',
+              id: `${options.id}-all`,
+              onclick: () => {
+                const next = new URLSearchParams();
+                for (const [k, v] of state)
+                  if (!hidden.some(([hk]) => hk === k) && k !== 'cursor' && k !== 'p') next.set(k, v);
+                setHashQuery(next);
+              },
+            },
+            'Show all',
+          ),
+        );
   const body = h('div', { class: 'table-body' }, h('p', { class: 'muted' }, 'Loading…'));
   const pager = h('nav', { class: 'pager', 'aria-label': `${options.caption} pages` });
-  const wrapper = h('div', { class: 'paged-table', id: `${options.id}-table` }, form, body, pager);
+  const wrapper = h('div', { class: 'paged-table', id: `${options.id}-table` }, form, notice, body, pager);
 
   const go = (changes: Record<string, string | undefined>) => {
     const next = hashQuery();
@@ -168,12 +207,13 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
     const query: Record<string, string | number> = { limit, sort, order: order ?? options.defaultOrder };
     for (const [k, v] of state) if (!['p', 'sort', 'order', 'limit'].includes(k)) query[k] = v;
     try {
-      const answer = await api<Record<string, unknown> & { page: PageInfo; total?: number; names?: Names }>(
-        ...endpoint(options.route as 'adminConsoles', {}, query),
-      );
+      const answer = await api<
+        Record<string, unknown> & { page: PageInfo; total?: number; totalAtLeast?: boolean; names?: Names }
+      >(...endpoint(options.route as 'adminConsoles', {}, query));
       const rows = (answer[options.listKey] ?? []) as T[];
       const names: Names = answer.names ?? { consoles: {}, operators: {} };
-      const filtered = state.has('q') || (options.filters ?? []).some((f) => state.has(f.key));
+      const filtered =
+        state.has(searchKey) || hidden.length > 0 || (options.filters ?? []).some((f) => state.has(f.key));
       if (rows.length === 0) {
         replace(
           body,
@@ -243,7 +283,9 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
         rows.length === 0
           ? ''
           : `Rows ${from.toLocaleString('en-GB')}–${(from + rows.length - 1).toLocaleString('en-GB')}${
-              answer.total === undefined ? '' : ` of ${answer.total.toLocaleString('en-GB')}`
+              answer.total === undefined
+                ? ''
+                : ` of ${answer.totalAtLeast === true ? 'more than ' : ''}${answer.total.toLocaleString('en-GB')}`
             }`;
       replace(pager, first, prev, h('span', { class: 'muted', id: `${options.id}-position` }, position), next);
     } catch (error) {

@@ -19,6 +19,7 @@ import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import {
   consoleIdsNamed,
   consolesPage,
+  deliverySummaries,
   eventsPage,
   namesFor,
   operatorIdsNamed,
@@ -99,7 +100,7 @@ const ConsoleQuery = z.strictObject({
 export async function consolesList(deps: TableDeps, ctx: RouteContext) {
   if (!hasAny(ctx, [...PAGE_KEYS, 'channel', 'site', 'state'])) return undefined;
   const q = parseWith(ConsoleQuery, queryOf(ctx));
-  const { rows, page, total } = await consolesPage(deps.store, q, pageRequest(q));
+  const { rows, page, total, totalAtLeast } = await consolesPage(deps.store, q, pageRequest(q));
   const outbox = await outboxFor(
     deps.store,
     rows.map((c) => c.id),
@@ -107,6 +108,7 @@ export async function consolesList(deps: TableDeps, ctx: RouteContext) {
   return {
     consoles: rows.map((c) => consoleViewOf(c, deps.isConnected(c.id), outbox.get(c.id))),
     total,
+    totalAtLeast,
     page,
   };
 }
@@ -123,7 +125,7 @@ const OperatorQuery = z.strictObject({
 export async function operatorsList(deps: TableDeps, ctx: RouteContext) {
   if (!hasAny(ctx, [...PAGE_KEYS, 'role', 'state'])) return undefined;
   const q = parseWith(OperatorQuery, queryOf(ctx));
-  const { rows, page, total } = await operatorsPage(deps.store, q, pageRequest(q), MAX_FAILED_ATTEMPTS);
+  const { rows, page, total, totalAtLeast } = await operatorsPage(deps.store, q, pageRequest(q), MAX_FAILED_ATTEMPTS);
   return {
     operators: rows.map((o) => ({
       id: o.id,
@@ -135,6 +137,7 @@ export async function operatorsList(deps: TableDeps, ctx: RouteContext) {
       revokedReason: o.revokedReason,
     })),
     total,
+    totalAtLeast,
     page,
   };
 }
@@ -152,7 +155,10 @@ const SessionQuery = z.strictObject({
 export async function sessionsList(deps: TableDeps, ctx: RouteContext) {
   const q = parseWith(SessionQuery, queryOf(ctx));
   // 100 by default, as before paging existed.
-  const { rows, page, total } = await sessionsPage(deps.store, q, { ...pageRequest(q), limit: q.limit ?? 100 });
+  const { rows, page, total, totalAtLeast } = await sessionsPage(deps.store, q, {
+    ...pageRequest(q),
+    limit: q.limit ?? 100,
+  });
   const names = await namesFor(deps.store, {
     consoles: rows.map((s) => s.consoleId),
     operators: rows.map((s) => s.operatorId),
@@ -165,6 +171,7 @@ export async function sessionsList(deps: TableDeps, ctx: RouteContext) {
       consoleSite: names.consoles[s.consoleId]?.site ?? null,
     })),
     total,
+    totalAtLeast,
     page,
   };
 }
@@ -175,7 +182,13 @@ const EventPageQuery = z.strictObject({
   console: text.optional(),
   site: text.optional(),
   session: text.optional(),
-  type: z.enum(EVENT_TYPES).optional(),
+  // One type, or several separated by commas (a chart's bar counts more than one: sign-ins new or resumed).
+  type: z
+    .string()
+    .max(400)
+    .transform((v) => v.split(','))
+    .pipe(z.array(z.enum(EVENT_TYPES)).min(1).max(EVENT_TYPES.length))
+    .optional(),
   outcome: z.enum(EVENT_OUTCOMES).optional(),
   origin: text.optional(),
   from: int.nonnegative().optional(),
@@ -212,12 +225,34 @@ const RevocationQuery = z.strictObject({
   ...PageParams,
   kind: z.enum(REVOCATION_KINDS).optional(),
   target: text.optional(),
+  from: int.nonnegative().optional(),
+  to: int.nonnegative().optional(),
   since: int.nonnegative().optional(),
 });
 
 export async function revocationsList(deps: TableDeps, ctx: RouteContext, epoch: number) {
-  if (!hasAny(ctx, [...PAGE_KEYS, 'kind', 'target'])) return undefined;
+  if (!hasAny(ctx, [...PAGE_KEYS, 'kind', 'target', 'from', 'to'])) return undefined;
   const q = parseWith(RevocationQuery, queryOf(ctx));
   const { rows, page } = await revocationsPage(deps.store, q, pageRequest(q));
-  return { epoch, revocations: rows, page };
+  // What the admin reads instead of ids, and how far each revocation got (from the consoles' acknowledgements).
+  const names = await namesFor(deps.store, {
+    consoles: rows.flatMap((r) => (r.consoleId === null ? [] : [r.consoleId])),
+    operators: rows.flatMap((r) => [
+      ...(r.operatorId === null ? [] : [r.operatorId]),
+      ...(r.actor.startsWith('operator:') ? [r.actor.slice('operator:'.length)] : []),
+    ]),
+  });
+  const deliveries = await deliverySummaries(
+    deps.store,
+    rows.map((r) => r.epoch),
+  );
+  return {
+    epoch,
+    revocations: rows.map((r) => ({
+      ...r,
+      deliveries: deliveries.get(r.epoch) ?? { sent: 0, acknowledged: 0, maxAckMs: null },
+    })),
+    names,
+    page,
+  };
 }

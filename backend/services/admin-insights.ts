@@ -1,5 +1,6 @@
 import { isTakenAsFact, type EventType, type StoredEvent } from '../../shared/events.js';
 import type { Store } from '../store/repositories.js';
+import { deliverySummaries, propagationSamples, revocationsBetween } from '../store/admin-tables.js';
 import type { EventFilter, EventLog } from './event-log.js';
 
 /** At most this many events go into one export; the last line then says where to continue. */
@@ -87,6 +88,12 @@ export async function* eventPages(
   }
 }
 
+/** The nearest-rank percentile of sorted values (null when there are none). */
+export function percentile(sorted: readonly number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? null;
+}
+
 export interface TimeBucket {
   start: number;
   success: number;
@@ -145,20 +152,40 @@ export async function adminStats(
   await each('session-stepped-up', (e) => countStepUp(e, 'success'));
   await each('step-up-failed', (e) => countStepUp(e, 'failure'));
 
-  const revocations = [];
-  for (const r of (await deps.store.revocations.since(0)).filter((r) => r.at >= from && r.at < to).slice(-50)) {
-    const deliveries = await deps.store.revocations.deliveries(r.epoch);
-    const acked = deliveries.filter((d) => d.ackedAt !== null).map((d) => (d.ackedAt ?? 0) - d.sentAt);
-    revocations.push({
+  // The revocations of the range (the newest 50), each with how far it got and how fast.
+  const recent = await revocationsBetween(deps.store, from, to, 50);
+  const summaries = await deliverySummaries(
+    deps.store,
+    recent.map((r) => r.epoch),
+  );
+  const revocations = recent.map((r) => {
+    const d = summaries.get(r.epoch);
+    return {
       epoch: r.epoch,
       kind: r.kind,
       targetId: r.targetId,
       at: r.at,
-      deliveries: deliveries.length,
-      acknowledged: acked.length,
-      maxAckMs: acked.length > 0 ? Math.max(...acked) : null,
-    });
-  }
+      deliveries: d?.sent ?? 0,
+      acknowledged: d?.acknowledged ?? 0,
+      maxAckMs: d?.maxAckMs ?? null,
+    };
+  });
+  // Propagation over time: per bucket, the acknowledgements of the revocations made in it, as p50 / p99 / slowest.
+  const { samples, truncated: samplesTruncated } = await propagationSamples(deps.store, from, to);
+  truncated ||= samplesTruncated;
+  const perBucket: number[][] = buckets.map(() => []);
+  for (const sample of samples)
+    perBucket[Math.min(count - 1, Math.floor((sample.at - from) / bucketMs))]?.push(sample.ms);
+  const propagation = buckets.map((b, i) => {
+    const ms = (perBucket[i] ?? []).sort((x, y) => x - y);
+    return {
+      start: b.start,
+      acknowledgements: ms.length,
+      p50Ms: percentile(ms, 0.5),
+      p99Ms: percentile(ms, 0.99),
+      maxMs: ms.length === 0 ? null : (ms.at(-1) ?? null),
+    };
+  });
 
   const consoles = { online: 0, offline: 0, revoked: 0 };
   for (const c of await deps.store.consoles.list()) {
@@ -173,6 +200,7 @@ export async function adminStats(
     signIns: buckets,
     stepUpsByAction: [...stepUps.values()].sort((a, b) => b.success + b.failure - (a.success + a.failure)),
     revocations,
+    propagation,
     consoles,
     truncated,
   };

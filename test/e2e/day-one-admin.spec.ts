@@ -168,7 +168,7 @@ test('a console revocation shows as acknowledged once the console has it, with i
   const chart = page.getByRole('figure', { name: 'Revocation propagation (slowest console acknowledgement)' });
   await expect(chart.getByRole('img')).toBeVisible();
   // The operator revocation before it went to a console that never acknowledged it: no bar; this one has one.
-  const bars = chart.locator('rect.bar-accent');
+  const bars = chart.locator('svg[role="img"] rect.bar-accent');
   await expect(bars).toHaveCount(2);
   expect(Number(await bars.last().getAttribute('height'))).toBeGreaterThan(0);
   await shot(info, 'pictures');

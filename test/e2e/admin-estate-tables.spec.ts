@@ -1,0 +1,326 @@
+/* eslint-disable no-empty-pattern -- Playwright reads fixtures from the first parameter's destructuring pattern; these tests need none. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, expect, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
+import { buildAdminConsole } from '../../backend/admin-console-build.js';
+import { startTestBackend, type TestBackend } from '../helpers/backend-harness.js';
+import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
+import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
+import { layoutProblems } from '../helpers/e2e-layout.js';
+import { attachScreenshot } from '../helpers/e2e-screenshot.js';
+
+/**
+ * Issue 12, the admin console's last tables and its pictures, in Chromium against a real backend:
+ * the Sessions and Revocations pages searched, filtered and paged by names; the pictures' time-range
+ * picker, dated time axes, legends in the bars' colours, revocation propagation as p50 / p99 over
+ * time, and a bar that leads to the events it counts; then every admin page (the signed-out ones
+ * too) at 1024×768, 1366×768 and 1920×1080, checked by bounding boxes.
+ */
+test.describe.configure({ mode: 'serial' });
+
+const SESSIONS = 60;
+const REVOCATIONS = 30;
+const MINUTE = 60_000;
+
+let t: TestBackend;
+let bundleDir: string;
+let context: BrowserContext;
+let page: Page;
+let problems: string[] = [];
+const problemsAtSizes: string[] = [];
+
+async function seed(now: number): Promise<void> {
+  const store = t.backend.services.store;
+  const consoles = [
+    ['con_north', 'North desk', 'Leeds'],
+    ['con_south', 'South desk', 'York'],
+  ] as const;
+  for (const [id, name, site] of consoles) {
+    await store.consoles.insert({
+      id,
+      name,
+      channel: 'branch-kiosk',
+      site,
+      publicJwk: '{}',
+      jkt: `jkt-${id}`,
+      enrolledAt: now - 10 * 86_400_000,
+      lastSeenAt: null,
+      policyVersion: 1,
+      revocationEpoch: 0,
+      revokedAt: null,
+      revokedReason: null,
+    });
+  }
+  for (const [id, name] of [
+    ['op_ada', 'Ada Teller'],
+    ['op_bob', 'Bob Clerk'],
+  ] as const) {
+    await store.operators.insert({
+      id,
+      displayName: name,
+      roles: ['teller'],
+      webauthnUserId: `wa-${id}`,
+      createdAt: now - 10 * 86_400_000,
+      failedAttempts: 0,
+      revokedAt: null,
+      revokedReason: null,
+    });
+  }
+  // Sessions, newest first: Ada's on North desk every other one, Bob's on South desk; the newest five live.
+  for (let i = 0; i < SESSIONS; i++) {
+    const ada = i % 2 === 0;
+    const started = now - (i + 1) * 10 * MINUTE;
+    await store.sessions.insert({
+      id: `ses_${String(i).padStart(3, '0')}`,
+      operatorId: ada ? 'op_ada' : 'op_bob',
+      consoleId: ada ? 'con_north' : 'con_south',
+      channel: 'branch-kiosk',
+      credentialId: 'cred_seeded',
+      level: 'verified',
+      authTime: started,
+      startedAt: started,
+      expiresAt: started + 8 * 60 * MINUTE,
+      state: i < 5 ? 'active' : 'ended',
+      suspendedAt: null,
+      endedAt: i < 5 ? null : started + 5 * MINUTE,
+      endReason: i < 5 ? null : 'sign-out',
+    });
+  }
+  // Revocations in the last hours, each sent to both desks: North acknowledges in 10·(i+1) ms, South in 5 ms,
+  // except the newest, which South never acknowledged.
+  for (let i = 0; i < REVOCATIONS; i++) {
+    const at = now - (REVOCATIONS - i) * 4 * MINUTE;
+    const r = await store.revocations.insert({
+      kind: i === REVOCATIONS - 1 ? 'console' : 'session',
+      targetId: i === REVOCATIONS - 1 ? 'con_south' : `ses_${String(i).padStart(3, '0')}`,
+      operatorId: i === REVOCATIONS - 1 ? null : 'op_ada',
+      consoleId: i === REVOCATIONS - 1 ? 'con_south' : 'con_north',
+      reason: i === REVOCATIONS - 1 ? 'stolen' : 'left the branch',
+      actor: 'operator:op_ada',
+      at,
+    });
+    await store.revocations.recordDeliveries(r.epoch, ['con_north', 'con_south'], at);
+    await store.revocations.recordAck('con_north', r.epoch, at + 10 * (i + 1));
+    if (i < REVOCATIONS - 1) await store.revocations.recordAck('con_south', r.epoch, at + 5);
+  }
+  // Three sign-ins and a failure now, as the backend records them.
+  for (let i = 0; i < 3; i++) {
+    await t.backend.services.events.record({
+      type: 'session-established',
+      subject: { operator: 'op_ada', console: 'con_north', session: `ses_00${i}` },
+      outcome: 'success',
+      reasons: [],
+    });
+  }
+  await t.backend.services.events.record({
+    type: 'sign-in-failed',
+    subject: { console: 'con_north' },
+    outcome: 'failure',
+    reasons: ['unknown-credential'],
+  });
+}
+
+async function checkAtSizes(p: Page, info: TestInfo, name: string): Promise<void> {
+  for (const viewport of [
+    { width: 1024, height: 768 },
+    { width: 1366, height: 768 },
+    { width: 1920, height: 1080 },
+  ]) {
+    await p.setViewportSize(viewport);
+    await attachScreenshot(p, info, `${name}-${viewport.width}`);
+    for (const problem of await layoutProblems(p)) problemsAtSizes.push(`${name} at ${viewport.width}: ${problem}`);
+  }
+  await p.setViewportSize({ width: 1366, height: 768 });
+}
+
+test.beforeAll(async ({ browser }, info) => {
+  bundleDir = mkdtempSync(join(tmpdir(), 'baton-admin-bundle-'));
+  await buildAdminConsole(bundleDir);
+  t = await startTestBackend({ adminConsoleDir: bundleDir });
+  await seed(Date.now());
+  // The first-run setup page, before any admin exists, at the three sizes.
+  const first = await browser.newContext({ timezoneId: 'Europe/London', locale: 'en-GB' });
+  const setup = await first.newPage();
+  await setup.goto(`${t.url}/admin/`);
+  await expect(setup.getByLabel(/^Bootstrap token/)).toBeVisible();
+  await checkAtSizes(setup, info, 'setup');
+  await first.close();
+  ({ context, page, problems } = await firstAdminInBrowser(browser, t));
+});
+
+test.afterAll(async () => {
+  await context?.close();
+  await t?.stop();
+  rmSync(bundleDir, { recursive: true, force: true });
+});
+
+const sessionRows = () => page.locator('#sessions-rows tbody tr');
+const revocationRows = () => page.locator('#revocations-rows tbody tr');
+
+test('the Sessions page pages every session by name, newest first, and filters by an operator’s name', async ({}, info) => {
+  await page.getByRole('link', { name: 'Sessions' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Sessions' })).toBeVisible();
+  await expect(sessionRows()).toHaveCount(25);
+  await expect(page.locator('#sessions-position')).toHaveText(`Rows 1–25 of ${SESSIONS}`);
+  // Names instead of ids, newest first.
+  await expect(sessionRows().first()).toContainText('Ada Teller');
+  await expect(sessionRows().first()).toContainText('North desk');
+  await expect(sessionRows().first()).toContainText('Leeds');
+  await expect(sessionRows().first()).toContainText('active');
+  await expect(sessionRows().nth(1)).toContainText('Bob Clerk');
+  await page.locator('#sessions-next').click();
+  await expect(page.locator('#sessions-position')).toHaveText(`Rows 26–50 of ${SESSIONS}`);
+  await page.locator('#sessions-operator').fill('ada teller');
+  await page.locator('#sessions-apply').click();
+  await expect(page.locator('#sessions-position')).toHaveText(`Rows 1–25 of ${SESSIONS / 2}`);
+  for (const row of await sessionRows().all()) await expect(row).toContainText('Ada Teller');
+  await page.locator('#sessions-state').selectOption('active');
+  await page.locator('#sessions-apply').click();
+  await expect(page.locator('#sessions-position')).toHaveText('Rows 1–3 of 3');
+  await checkAtSizes(page, info, 'sessions');
+  // A row leads to its operator, where a live session can be ended.
+  await sessionRows().first().getByRole('link', { name: 'Ada Teller' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: /Ada Teller/ })).toBeVisible();
+});
+
+test('the Revocations page says what was revoked by name, who did it and how far it reached', async ({}, info) => {
+  await page.getByRole('link', { name: 'Revocations' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Revocations' })).toBeVisible();
+  await expect(revocationRows()).toHaveCount(25);
+  const newest = revocationRows().first();
+  await expect(newest).toContainText('South desk');
+  await expect(newest).toContainText('stolen');
+  await expect(newest).toContainText('Ada Teller');
+  await expect(newest).toContainText(`1 of 2 console(s), slowest ${10 * REVOCATIONS} ms`);
+  await expect(revocationRows().nth(1)).toContainText(`2 of 2 console(s), slowest ${10 * (REVOCATIONS - 1)} ms`);
+  await page.locator('#revocations-next').click();
+  await expect(revocationRows()).toHaveCount(REVOCATIONS - 25);
+  await page.locator('#revocations-search').fill('South desk');
+  await page.locator('#revocations-apply').click();
+  await expect(revocationRows()).toHaveCount(1);
+  await page.locator('#revocations-clear').click();
+  await page.locator('#revocations-kind').selectOption('session');
+  await page.locator('#revocations-apply').click();
+  await expect(revocationRows().first()).toContainText('a session of Ada Teller on North desk');
+  await checkAtSizes(page, info, 'revocations');
+});
+
+test('pictures: a time-range picker, dated axes, legends in the bars’ colours, propagation as p50 and p99', async ({}, info) => {
+  await page.getByRole('link', { name: 'Pictures' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Pictures (last 24 hours)' })).toBeVisible();
+  const signIns = page.locator('#chart-sign-ins');
+  await expect(signIns.getByRole('heading', { name: 'Sign-ins and failures per hour (Europe/London)' })).toBeVisible();
+  // The axis dates its first label (ISO, the admin's zone) and labels the rest by the hour.
+  const ticks = signIns.locator('svg.chart text.tick');
+  await expect(ticks.first()).toHaveText(/^\d{4}-\d{2}-\d{2}$/);
+  await expect(ticks.nth(1)).toHaveText(/^\d{2}:00$/);
+  // Each legend swatch is painted as its series' bars are.
+  for (const series of ['sign-ins', 'failures']) {
+    const bar = await signIns
+      .locator(`rect[data-series="${series}"]`)
+      .first()
+      .evaluate((e) => getComputedStyle(e).fill);
+    const swatch = await signIns
+      .locator(`.legend li[data-series="${series}"] rect`)
+      .evaluate((e) => getComputedStyle(e).fill);
+    expect(swatch, `the legend of ${series}`).toBe(bar);
+  }
+  const [okFill, badFill] = await Promise.all(
+    ['sign-ins', 'failures'].map((s) =>
+      signIns.locator(`.legend li[data-series="${s}"] rect`).evaluate((e) => getComputedStyle(e).fill),
+    ),
+  );
+  expect(okFill).not.toBe(badFill);
+  // Propagation over time: this hour's p50 and p99 of the 59 acknowledgements (5 ms ×29, 10 … 300 ms).
+  const propagation = page.locator('#chart-propagation');
+  await expect(
+    propagation.getByRole('heading', { name: /^Revocation propagation per hour, p50 and p99/ }),
+  ).toBeVisible();
+  const p50 = propagation.locator('rect[data-series="p50"]:not([data-value="0"])');
+  const p99 = propagation.locator('rect[data-series="p99"]:not([data-value="0"])');
+  expect(await p50.count()).toBeGreaterThan(0);
+  const p99Values = await p99.evaluateAll((rects) => rects.map((r) => Number(r.getAttribute('data-value'))));
+  expect(Math.max(...p99Values)).toBe(10 * REVOCATIONS);
+  const p50Values = await p50.evaluateAll((rects) => rects.map((r) => Number(r.getAttribute('data-value'))));
+  expect(Math.max(...p50Values)).toBeLessThan(Math.max(...p99Values));
+  await checkAtSizes(page, info, 'pictures-24h');
+
+  // The picker: the last 7 days, in 6-hour bars; the address keeps the choice across a reload.
+  await page.locator('#range').selectOption('7d');
+  await expect(page.getByRole('heading', { level: 1, name: 'Pictures (last 7 days)' })).toBeVisible();
+  await expect(
+    page.locator('#chart-sign-ins').getByRole('heading', { name: 'Sign-ins and failures per 6 hours (Europe/London)' }),
+  ).toBeVisible();
+  await page.reload();
+  await expect(page.getByRole('heading', { level: 1, name: 'Pictures (last 7 days)' })).toBeVisible();
+  await expect(page.locator('#chart-sign-ins svg.chart text.tick').first()).toHaveText(/^\d{4}-\d{2}-\d{2}$/);
+  await checkAtSizes(page, info, 'pictures-7d');
+  // A range of one's own: from … to …, refused when backwards.
+  await page.locator('#range').selectOption('custom');
+  await page.locator('#range-from').fill('2026-01-02T10:00');
+  await page.locator('#range-to').fill('2026-01-01T10:00');
+  await page.locator('#range-apply').click();
+  await expect(page.getByRole('alert')).toHaveText('The start must be before the end.');
+});
+
+test('a bar leads to the events it counts, and “Show all” goes back to every event', async ({}, info) => {
+  await page.goto(`${t.url}/admin/#/pictures?range=1h`);
+  await expect(page.getByRole('heading', { level: 1, name: 'Pictures (last hour)' })).toBeVisible();
+  const bar = page.locator('#chart-sign-ins a.bar-link rect[data-series="sign-ins"]').last();
+  await expect(bar).toHaveAttribute('data-value', '3');
+  await bar.click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Audit' })).toBeVisible();
+  await expect(page.locator('#events-window')).toContainText(
+    'Showing only type: session-established or session-resumed, origin: backend, from ',
+  );
+  const rows = page.locator('#events-rows tbody tr');
+  await expect(rows).toHaveCount(3);
+  for (const row of await rows.all()) await expect(row).toContainText('session-established');
+  await attachScreenshot(page, info, 'audit-from-a-bar');
+  await page.locator('#events-all').click();
+  await expect(page.locator('#events-window')).toHaveCount(0);
+  await expect(rows.filter({ hasText: 'sign-in-failed' })).toHaveCount(1);
+  // The failures bar leads to the failure.
+  await page.goto(`${t.url}/admin/#/pictures?range=1h`);
+  await page.locator('#chart-sign-ins a.bar-link rect[data-series="failures"]').last().click();
+  await expect(page.locator('#events-rows tbody tr')).toHaveCount(1);
+  await expect(page.locator('#events-rows tbody tr').first()).toContainText('sign-in-failed');
+  // A revocation bar leads to that revocation.
+  await page.goto(`${t.url}/admin/#/pictures`);
+  await page.locator('#chart-revocations a.bar-link').last().click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Revocations' })).toBeVisible();
+  await expect(revocationRows()).toHaveCount(1);
+  await expect(revocationRows().first()).toContainText('South desk');
+});
+
+test('every other admin page, signed in and signed out, at 1024, 1366 and 1920 px: no sideways scrolling, no overlap', async ({
+  browser,
+}, info) => {
+  test.slow();
+  for (const [name, hash, heading] of [
+    ['api-tokens', '#/tokens', 'API tokens'],
+    ['services', '#/services', 'Service'],
+    ['integrations', '#/integrations', 'Integrations'],
+  ] as const) {
+    await page.goto(`${t.url}/admin/${hash}`);
+    await expect(page.getByRole('heading', { level: 1, name: new RegExp(`^${heading}`) })).toBeVisible();
+    await expect(page.getByText(/^Loading/)).toHaveCount(0);
+    await checkAtSizes(page, info, name);
+  }
+  // Signed out: the sign-in page and the register page (a second browser, no session).
+  const other = await browser.newContext({ timezoneId: 'Europe/London', locale: 'en-GB' });
+  const signedOut = await other.newPage();
+  const cdp = await other.newCDPSession(signedOut);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  await cdp.send('WebAuthn.addVirtualAuthenticator', { options: SECURITY_KEY });
+  await signedOut.goto(`${t.url}/admin/`);
+  await expect(signedOut.getByRole('button', { name: /sign in/i }).first()).toBeVisible();
+  await checkAtSizes(signedOut, info, 'sign-in');
+  await signedOut.goto(`${t.url}/admin/#/register`);
+  await expect(signedOut.getByRole('heading', { level: 1 })).toBeVisible();
+  await checkAtSizes(signedOut, info, 'register');
+  await other.close();
+  expect(problemsAtSizes).toEqual([]);
+  expect(problems).toEqual([]);
+});
