@@ -4,7 +4,9 @@ import type { JWK } from 'jose';
 import {
   ActionTokenVerifier,
   RevocationSubscription,
+  SsfPushReceiver,
   SsfSubscription,
+  RevocationList,
   nodeHttpGuard,
   type ActionRequirement,
   type Revocation,
@@ -30,6 +32,11 @@ export interface TellerAppOptions {
    * followed on Baton's SSF stream (RFC 8936 poll) instead. Without either, revocations are not followed.
    */
   ssfToken?: string;
+  /**
+   * Or a receiver token with which the app takes Baton's SETs by push (RFC 8935) at `<its url>/ssf/events`
+   * (Baton must be able to reach the app: https, or http on loopback).
+   */
+  ssfPushToken?: string;
   audience?: string;
   port?: number;
   host?: string;
@@ -43,6 +50,8 @@ export interface TellerApp {
   url: string;
   verifier: ActionTokenVerifier;
   subscription: RevocationSubscription | SsfSubscription | undefined;
+  /** The push receiver, with `ssfPushToken`. */
+  push: SsfPushReceiver | undefined;
   /** Payments approved so far (id → who approved). */
   approvals: Map<string, { by: string; level: string | undefined; session: string | undefined }>;
   close(): Promise<void>;
@@ -96,13 +105,22 @@ export async function startTellerApp(options: TellerAppOptions): Promise<TellerA
     actions: TELLER_ACTIONS,
     clock,
     ...(subscription === undefined ? {} : { revocations: subscription }),
+    ...(options.ssfPushToken === undefined
+      ? {}
+      : { revocations: { refuses: (t) => pushed.refuses(t), downForMs: () => push?.downForMs() ?? 0 } }),
   });
+  const pushed = new RevocationList(clock);
+  let push: SsfPushReceiver | undefined;
   const lookup = nodeHttpGuard(verifier, 'customer.view', { realm: 'teller' });
   const approve = nodeHttpGuard(verifier, 'payment.approve', { realm: 'teller' });
   const approvals: TellerApp['approvals'] = new Map();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { pathname } = new URL(req.url ?? '/', 'http://teller.invalid');
+    if (pathname === '/ssf/events' && push !== undefined) {
+      await push.handle(req, res);
+      return;
+    }
     if (req.method === 'GET' && pathname === '/') {
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
@@ -140,10 +158,23 @@ export async function startTellerApp(options: TellerAppOptions): Promise<TellerA
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
+  const url = `http://${options.host ?? '127.0.0.1'}:${port}`;
+  if (options.ssfPushToken !== undefined) {
+    push = new SsfPushReceiver({
+      batonUrl: options.batonUrl,
+      token: options.ssfPushToken,
+      endpointUrl: `${url}/ssf/events`,
+      list: pushed,
+      clock,
+      ...(options.onRevocation === undefined ? {} : { onRevocation: options.onRevocation }),
+      ...(options.onRevocationError === undefined ? {} : { onError: options.onRevocationError }),
+    });
+  }
   return {
-    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    url,
     verifier,
     subscription,
+    push,
     approvals,
     close: async () => {
       subscription?.close();

@@ -15,6 +15,8 @@ import {
 } from '../helpers/action-token-fixtures.js';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { startTellerApp } from '../../examples/teller-app/teller-app.js';
+import { SignJWT, generateKeyPair } from 'jose';
 import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 
 /**
@@ -177,6 +179,62 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
       }, 'the stream to show the refusal');
     } finally {
       strict.close();
+    }
+  });
+  it('by push (RFC 8935): the teller app server takes the SETs at /ssf/events and refuses the revoked session; a push without its authorization, or a SET Baton did not sign, changes nothing', async () => {
+    const pushedHere: Revocation[] = [];
+    const app = await startTellerApp({
+      batonUrl: t.url,
+      ssfPushToken: receiverToken,
+      onRevocation: (r) => pushedHere.push(r),
+    });
+    try {
+      await app.push?.ready;
+      const erin = await enrolOperator(t.admin, console1, { displayName: 'Erin Teller' });
+      const { sid, token } = await tokenOf(console1, erin.authenticator);
+      const lookup = () => fetch(`${app.url}/api/customers/c-1001`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal((await lookup()).status, 200);
+
+      // Someone on the network posts a revocation of their own: without the stream's authorization…
+      const { privateKey } = await generateKeyPair('RS256');
+      const forged = await new SignJWT({
+        sub_id: { format: 'complex', session: { format: 'opaque', id: sid } },
+        events: { 'https://schemas.openid.net/secevent/caep/event-type/session-revoked': { event_timestamp: 1 } },
+      })
+        .setProtectedHeader({ alg: 'RS256', typ: 'secevent+jwt', kid: 'not-batons' })
+        .setIssuer(t.backend.adminOrigin)
+        .setAudience('anything')
+        .setJti('forged-1')
+        .setIssuedAt()
+        .sign(privateKey);
+      const post = (authorization?: string) =>
+        fetch(`${app.url}/ssf/events`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/secevent+jwt',
+            ...(authorization === undefined ? {} : { authorization }),
+          },
+          body: forged,
+        });
+      const unauthenticated = await post();
+      assert.equal(unauthenticated.status, 401);
+      assert.equal(((await unauthenticated.json()) as Json).err, 'authentication_failed');
+      // …and with it (as if it had leaked), a SET not signed by Baton is refused all the same.
+      const leaked = (app.push as unknown as { authorization: string }).authorization;
+      const unsigned = await post(leaked);
+      assert.equal(unsigned.status, 400);
+      assert.match(((await unsigned.json()) as Json).err as string, /invalid_key|invalid_request|invalid_audience/);
+      assert.equal(pushedHere.length, 0);
+      assert.equal((await lookup()).status, 200, 'the session still stands');
+
+      // Baton's own push of the admin's revocation: refused at once.
+      await t.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'end of shift' });
+      await waitFor(() => pushedHere.some((r) => r.kind === 'session' && r.targetId === sid), 'the pushed SET');
+      const refused = await lookup();
+      assert.equal(refused.status, 401);
+      assert.equal(((await refused.json()) as Json).error.code, 'TOKEN_REVOKED');
+    } finally {
+      await app.close();
     }
   });
 });

@@ -17,3 +17,4 @@ export {
   SSF_REVOCATION_EVENTS,
   type SsfSubscriptionOptions,
 } from './ssf-subscription.js';
+export { SsfPushReceiver, SSF_PUSH_METHOD, type SsfPushReceiverOptions } from './ssf-push.js';

@@ -1,17 +1,11 @@
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet } from 'jose';
+import { SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
 import type { RevocationSource } from './verifier.js';
 
 /** RFC 8936 poll delivery. */
 export const SSF_POLL_METHOD = 'urn:ietf:rfc:8936';
-const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
-/** The SET event types this subscription asks for and acts on. */
-export const SSF_REVOCATION_EVENTS = [
-  `${CAEP}session-revoked`,
-  `${CAEP}credential-change`,
-  `${CAEP}device-compliance-change`,
-  'urn:baton:event:operator-revoked',
-] as const;
+export { SSF_REVOCATION_EVENTS };
 
 export interface SsfSubscriptionOptions {
   /** Baton's Shared Signals issuer, e.g. `https://baton.bank.example` (it serves /.well-known/ssf-configuration). */
@@ -50,17 +44,6 @@ interface StreamView {
   events_delivered?: string[];
 }
 
-type SimpleSubject = { format: string; id?: string; sub?: string; iss?: string };
-
-/** A SET this subscription refuses, reported to Baton in `setErrs` (RFC 8936 §2.4, RFC 8935 error codes). */
-class SetRefused extends Error {
-  constructor(
-    readonly err: 'invalid_request' | 'invalid_key' | 'invalid_issuer' | 'invalid_audience' | 'authentication_failed',
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /**
  * Follows Baton's Shared Signals stream (SSF 1.0, CAEP) by polling (RFC 8936) and keeps a
@@ -86,13 +69,19 @@ export class SsfSubscription implements RevocationSource {
   private closed = false;
   private abort: AbortController | undefined;
   private readonly clock: () => number;
-  private readonly seen = new Map<string, number>();
+  private readonly sets: SetApplier;
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
     this.list = options.list ?? new RevocationList(this.clock);
     this.downSince = this.clock();
     this.ready = new Promise((resolve) => (this.markReady = resolve));
+    this.sets = new SetApplier({
+      list: this.list,
+      clock: this.clock,
+      ...(options.algorithms === undefined ? {} : { algorithms: options.algorithms }),
+      ...(options.onRevocation === undefined ? {} : { onRevocation: options.onRevocation }),
+    });
     void this.run();
   }
 
@@ -191,7 +180,7 @@ export class SsfSubscription implements RevocationSource {
         const sets = (body as { sets?: Record<string, string> }).sets ?? {};
         for (const [jti, set] of Object.entries(sets)) {
           try {
-            await this.apply(set, setUp, jwks);
+            await this.sets.apply(set, { issuer: setUp.config.issuer, audience: setUp.stream.aud, jwks });
             ack.push(jti);
           } catch (error) {
             const refused =
@@ -211,90 +200,6 @@ export class SsfSubscription implements RevocationSource {
       if (this.closed) break;
       await new Promise((resolve) => setTimeout(resolve, delay).unref());
       delay = Math.min(delay * 2, this.options.maxRetryMs ?? 5000);
-    }
-  }
-
-  /** Verifies one SET and applies the revocation it carries (SETs of other types are acknowledged and ignored). */
-  private async apply(
-    set: string,
-    setUp: { config: SsfConfiguration; stream: StreamView },
-    jwks: ReturnType<typeof createRemoteJWKSet>,
-  ): Promise<void> {
-    let claims: JWTPayload & Record<string, unknown>;
-    try {
-      ({ payload: claims } = await jwtVerify(set, jwks, {
-        issuer: setUp.config.issuer,
-        audience: setUp.stream.aud,
-        typ: 'secevent+jwt',
-        algorithms: this.options.algorithms ?? ['RS256', 'ES256'],
-      }));
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? '';
-      if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
-        const claim = (error as { claim?: string }).claim;
-        throw new SetRefused(
-          claim === 'aud' ? 'invalid_audience' : claim === 'iss' ? 'invalid_issuer' : 'invalid_request',
-          (error as Error).message,
-        );
-      }
-      throw new SetRefused(
-        code.startsWith('ERR_JWKS') || code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
-          ? 'invalid_key'
-          : 'invalid_request',
-        (error as Error).message,
-      );
-    }
-    const jti = typeof claims.jti === 'string' ? claims.jti : '';
-    if (this.seen.has(jti)) return; // at-least-once delivery: a SET seen again was already applied
-    const events = claims.events as Record<string, Record<string, unknown>> | undefined;
-    const entries = events === undefined ? [] : Object.entries(events);
-    if (entries.length !== 1) throw new SetRefused('invalid_request', 'A SET must carry exactly one event');
-    const [type, event] = entries[0] as [string, Record<string, unknown>];
-    const subject = (claims.sub_id ?? {}) as Record<string, SimpleSubject | string>;
-    const member = (name: string): string | undefined => {
-      const m = subject[name];
-      if (typeof m !== 'object' || m === null) return undefined;
-      return m.format === 'iss_sub' ? m.sub : m.id;
-    };
-    const at =
-      typeof event.event_timestamp === 'number'
-        ? event.event_timestamp * 1000
-        : typeof claims.iat === 'number'
-          ? claims.iat * 1000
-          : this.clock();
-    const operator = member('user') ?? null;
-    let revocation: Revocation | undefined;
-    if (type === `${CAEP}session-revoked`) {
-      const session = member('session');
-      if (session !== undefined)
-        revocation = { epoch: 0, kind: 'session', targetId: session, operatorId: operator, at };
-      else if (operator !== null)
-        revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
-    } else if (type === `${CAEP}credential-change`) {
-      if ((event.change_type === 'revoke' || event.change_type === 'delete') && operator !== null) {
-        const aaguid = typeof event.fido2_aaguid === 'string' ? event.fido2_aaguid : 'credential';
-        revocation = { epoch: 0, kind: 'credential', targetId: aaguid, operatorId: operator, at };
-      }
-    } else if (type === `${CAEP}device-compliance-change`) {
-      const device = member('device');
-      if (event.current_status === 'not-compliant' && device !== undefined) {
-        revocation = { epoch: 0, kind: 'console', targetId: device, operatorId: null, at };
-      }
-    } else if (type === 'urn:baton:event:operator-revoked' && operator !== null) {
-      revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
-    }
-    this.remember(jti);
-    if (revocation === undefined) return;
-    this.list.apply(revocation);
-    this.options.onRevocation?.(revocation);
-  }
-
-  /** The jtis applied in the last 11 minutes (a redelivered SET is not applied twice). */
-  private remember(jti: string): void {
-    const now = this.clock();
-    this.seen.set(jti, now);
-    if (this.seen.size > 10_000) {
-      for (const [key, at] of this.seen) if (at < now - 11 * 60 * 1000) this.seen.delete(key);
     }
   }
 }

@@ -1,0 +1,131 @@
+import { jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { RevocationList, Revocation } from './revocation-list.js';
+
+const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
+/** The SET event types this subscription asks for and acts on. */
+export const SSF_REVOCATION_EVENTS = [
+  `${CAEP}session-revoked`,
+  `${CAEP}credential-change`,
+  `${CAEP}device-compliance-change`,
+  'urn:baton:event:operator-revoked',
+] as const;
+
+type SimpleSubject = { format: string; id?: string; sub?: string; iss?: string };
+
+/** A SET this subscription refuses, reported to Baton in `setErrs` (RFC 8936 §2.4, RFC 8935 error codes). */
+export class SetRefused extends Error {
+  constructor(
+    readonly err: 'invalid_request' | 'invalid_key' | 'invalid_issuer' | 'invalid_audience' | 'authentication_failed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Verifies Baton's Security Event Tokens (RFC 8417; SSF 1.0, CAEP) and applies the revocations they
+ * carry to a RevocationList; shared by the poll (RFC 8936) and push (RFC 8935) receivers.
+ */
+export class SetApplier {
+  private readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly o: {
+      list: RevocationList;
+      clock: () => number;
+      algorithms?: string[];
+      onRevocation?: (revocation: Revocation) => void;
+    },
+  ) {}
+
+  private get clock(): () => number {
+    return this.o.clock;
+  }
+
+  private get list(): RevocationList {
+    return this.o.list;
+  }
+
+  /** Verifies one SET and applies the revocation it carries (SETs of other types are acknowledged and ignored). */
+  async apply(
+    set: string,
+    expect: { issuer: string; audience: string | string[]; jwks: JWTVerifyGetKey },
+  ): Promise<void> {
+    let claims: JWTPayload & Record<string, unknown>;
+    try {
+      ({ payload: claims } = await jwtVerify(set, expect.jwks, {
+        issuer: expect.issuer,
+        audience: expect.audience,
+        typ: 'secevent+jwt',
+        algorithms: this.o.algorithms ?? ['RS256', 'ES256'],
+      }));
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
+        const claim = (error as { claim?: string }).claim;
+        throw new SetRefused(
+          claim === 'aud' ? 'invalid_audience' : claim === 'iss' ? 'invalid_issuer' : 'invalid_request',
+          (error as Error).message,
+        );
+      }
+      throw new SetRefused(
+        code.startsWith('ERR_JWKS') || code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'
+          ? 'invalid_key'
+          : 'invalid_request',
+        (error as Error).message,
+      );
+    }
+    const jti = typeof claims.jti === 'string' ? claims.jti : '';
+    if (this.seen.has(jti)) return; // at-least-once delivery: a SET seen again was already applied
+    const events = claims.events as Record<string, Record<string, unknown>> | undefined;
+    const entries = events === undefined ? [] : Object.entries(events);
+    if (entries.length !== 1) throw new SetRefused('invalid_request', 'A SET must carry exactly one event');
+    const [type, event] = entries[0] as [string, Record<string, unknown>];
+    const subject = (claims.sub_id ?? {}) as Record<string, SimpleSubject | string>;
+    const member = (name: string): string | undefined => {
+      const m = subject[name];
+      if (typeof m !== 'object' || m === null) return undefined;
+      return m.format === 'iss_sub' ? m.sub : m.id;
+    };
+    const at =
+      typeof event.event_timestamp === 'number'
+        ? event.event_timestamp * 1000
+        : typeof claims.iat === 'number'
+          ? claims.iat * 1000
+          : this.clock();
+    const operator = member('user') ?? null;
+    let revocation: Revocation | undefined;
+    if (type === `${CAEP}session-revoked`) {
+      const session = member('session');
+      if (session !== undefined)
+        revocation = { epoch: 0, kind: 'session', targetId: session, operatorId: operator, at };
+      else if (operator !== null)
+        revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
+    } else if (type === `${CAEP}credential-change`) {
+      if ((event.change_type === 'revoke' || event.change_type === 'delete') && operator !== null) {
+        const aaguid = typeof event.fido2_aaguid === 'string' ? event.fido2_aaguid : 'credential';
+        revocation = { epoch: 0, kind: 'credential', targetId: aaguid, operatorId: operator, at };
+      }
+    } else if (type === `${CAEP}device-compliance-change`) {
+      const device = member('device');
+      if (event.current_status === 'not-compliant' && device !== undefined) {
+        revocation = { epoch: 0, kind: 'console', targetId: device, operatorId: null, at };
+      }
+    } else if (type === 'urn:baton:event:operator-revoked' && operator !== null) {
+      revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
+    }
+    this.remember(jti);
+    if (revocation === undefined) return;
+    this.list.apply(revocation);
+    this.o.onRevocation?.(revocation);
+  }
+
+  /** The jtis applied in the last 11 minutes (a redelivered SET is not applied twice). */
+  private remember(jti: string): void {
+    const now = this.clock();
+    this.seen.set(jti, now);
+    if (this.seen.size > 10_000) {
+      for (const [key, at] of this.seen) if (at < now - 11 * 60 * 1000) this.seen.delete(key);
+    }
+  }
+}
