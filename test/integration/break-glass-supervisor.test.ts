@@ -133,6 +133,14 @@ describe('break-glass: a supervisor approves by tapping their own key on the con
     assert.match(refused.body.error.message as string, /maxPerOperatorPerDay/);
   });
 
+  it('tells the screen nothing about whether an operator id exists; the supervisor’s approval finds out', async () => {
+    const unknown = await ask('nobody-here');
+    assert.equal(unknown.status, 201, JSON.stringify(unknown.body));
+    assert.deepEqual(Object.keys(unknown.body as Json).sort(), ['expiresAt', 'operatorId', 'options', 'requestId']);
+    const { result } = await tapFor('nobody-here', supervisor.key);
+    assertError(result, 404, 'OPERATOR_UNKNOWN');
+  });
+
   it('refuses a supervisor approving themselves', async () => {
     const { result } = await tapFor(supervisor.id, supervisor.key);
     assertError(result, 403, 'BREAK_GLASS_SELF_APPROVAL');
