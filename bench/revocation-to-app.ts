@@ -11,8 +11,9 @@
  *   - app heard: the app server's subscription has applied the revocation (its `onRevocation`);
  *   - app refuses: the app server's HTTP answer to the next call with the token, 401 TOKEN_REVOKED
  *     (the call is sent the moment the app heard it: one loopback round trip after "app heard").
- * With --ssf, the same app server also follows Baton's Shared Signals stream (RFC 8936 poll, SETs
- * verified against /ssf/jwks.json) in a second subscription, timed the same way ("app heard (SSF)").
+ * With --ssf, the app server's process also follows Baton's Shared Signals stream, by poll (RFC 8936)
+ * and by push (RFC 8935) to an endpoint in this process, SETs verified against /ssf/jwks.json, timed the
+ * same way ("app heard (SSF …)").
  *
  *   node --import tsx bench/revocation-to-app.ts [--samples 200] [--warmup 10] [--ssf]
  */
@@ -20,7 +21,9 @@ import { cpuUsage } from 'node:process';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { startTellerApp } from '../examples/teller-app/teller-app.js';
-import { SsfSubscription, type Revocation } from '../packages/verifier/src/index.js';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SsfPushReceiver, SsfSubscription, type Revocation } from '../packages/verifier/src/index.js';
 import { TestConsole, type Json } from '../test/helpers/backend-harness.js';
 import { appKeyPair, exchange, publishPolicy, tellerPolicy } from '../test/helpers/action-token-fixtures.js';
 import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
@@ -89,6 +92,9 @@ await app.subscription?.ready;
 
 const heardBySsf = new Waiters<number>();
 let ssf: SsfSubscription | undefined;
+let push: SsfPushReceiver | undefined;
+let pushServer: Server | undefined;
+const heardByPush = new Waiters<number>();
 if (args.ssf) {
   const issued = (await backend.admin.ok('POST', '/v1/admin/ssf/receivers', {
     name: 'bench app server',
@@ -102,9 +108,28 @@ if (args.ssf) {
     },
   });
   await ssf.ready;
+  // And by push (RFC 8935): a small endpoint in this process takes Baton's SETs.
+  const endpoint = createServer((req, res) => void push?.handle(req, res));
+  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+  pushServer = endpoint;
+  push = new SsfPushReceiver({
+    batonUrl: backend.url,
+    token: issued.token as string,
+    endpointUrl: `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/ssf/events`,
+    onRevocation: (r) => {
+      if (r.kind === 'session') heardByPush.settle(r.targetId, wallMs());
+    },
+  });
+  await push.ready;
 }
 
-const samples = { console: [] as number[], heard: [] as number[], refused: [] as number[], ssf: [] as number[] };
+const samples = {
+  console: [] as number[],
+  heard: [] as number[],
+  refused: [] as number[],
+  ssf: [] as number[],
+  push: [] as number[],
+};
 const cpuStart = cpuUsage();
 const childCpuStart = await backend.request<{ cpu: NodeJS.CpuUsage }>('cpu').catch(() => undefined);
 for (let i = 0; i < WARMUP + SAMPLES; i++) {
@@ -120,6 +145,7 @@ for (let i = 0; i < WARMUP + SAMPLES; i++) {
   const consoleAt = atConsole.wait(sid);
   const appHeard = heardByApp.wait(sid);
   const ssfHeard = args.ssf ? heardBySsf.wait(sid) : Promise.resolve(Number.NaN);
+  const pushHeard = args.ssf ? heardByPush.wait(sid) : Promise.resolve(Number.NaN);
   const t0 = wallMs();
   const revoked = backend.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'bench' });
   const refusedAt = appHeard.then(async (heardAt) => {
@@ -131,12 +157,13 @@ for (let i = 0; i < WARMUP + SAMPLES; i++) {
     }
     return { heardAt, at };
   });
-  const [, c, r, s] = await Promise.all([revoked, consoleAt, refusedAt, ssfHeard]);
+  const [, c, r, s, p] = await Promise.all([revoked, consoleAt, refusedAt, ssfHeard, pushHeard]);
   if (i < WARMUP) continue;
   samples.console.push(c - t0);
   samples.heard.push(r.heardAt - t0);
   samples.refused.push(r.at - t0);
   if (args.ssf) samples.ssf.push(s - t0);
+  if (args.ssf) samples.push.push(p - t0);
 }
 const cpu = cpuUsage(cpuStart);
 const childCpuEnd = await backend.request<{ cpu: NodeJS.CpuUsage }>('cpu').catch(() => undefined);
@@ -146,7 +173,7 @@ const figures = {
   console: summarize(samples.console),
   appHeard: summarize(samples.heard),
   appRefuses: summarize(samples.refused),
-  ...(args.ssf ? { appHeardSsf: summarize(samples.ssf) } : {}),
+  ...(args.ssf ? { appHeardSsf: summarize(samples.ssf), appHeardSsfPush: summarize(samples.push) } : {}),
 };
 printTable(
   `from sending the admin's revoke request (${SAMPLES} sessions, one after another, after ${WARMUP} warm-up)`,
@@ -157,7 +184,10 @@ printTable(
     row('the app server answers 401 TOKEN_REVOKED', figures.appRefuses),
     ...(figures.appHeardSsf === undefined
       ? []
-      : [row("the app server's verifier has it (SSF poll)", figures.appHeardSsf)]),
+      : [
+          row("the app server's verifier has it (SSF poll, RFC 8936)", figures.appHeardSsf),
+          row("the app server's verifier has it (SSF push, RFC 8935)", figures.appHeardSsfPush ?? summarize([])),
+        ]),
   ],
 );
 const ratio = figures.appRefuses.p50 / figures.console.p50;
@@ -192,6 +222,8 @@ console.log(
 printJsonLine('revocation-to-app', { ...figures, ratioToConsoleP50: ratio, load: loadavg()[0] });
 
 ssf?.close();
+pushServer?.closeAllConnections();
+pushServer?.close();
 socket.ws.close();
 await app.close();
 await backend.stop();
