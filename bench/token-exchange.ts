@@ -97,6 +97,7 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   return {
+    systemMs: cpu.system / 1000,
     samples,
     wallMs: wall,
     cpuMs,
@@ -160,6 +161,7 @@ try {
   const a = {
     samples: rounds.flatMap((r) => r.samples),
     cpuMs: rounds.reduce((x, r) => x + r.cpuMs, 0),
+    systemMs: rounds.reduce((x, r) => x + r.systemMs, 0),
     wallMs: rounds.reduce((x, r) => x + r.wallMs, 0),
     perCore: 0,
     perWall: 0,
@@ -177,13 +179,14 @@ try {
   if (b !== undefined) rows.push(['(b) HTTP, console-signed, client in-process', b]);
   printTable(
     `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}, engine ${t.backend.store.engine}, load ${fmt(load0)} → ${fmt(load1)}`,
-    ['path', 'tokens', 'CPU µs each', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
+    ['path', 'tokens', 'CPU µs each', 'of it system', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
     rows.map(([name, r]) => {
       const s = summarize(r.samples);
       return [
         name,
         fmtInt(s.n),
         fmtInt((r.cpuMs * 1000) / s.n),
+        fmtInt((r.systemMs * 1000) / s.n),
         fmtInt(r.perCore),
         fmtInt(r.perWall),
         fmt(s.p50),
@@ -218,7 +221,12 @@ try {
     engine: t.backend.store.engine,
     load: [load0, load1],
     anchor: { perCore: anchorRate },
-    inProcess: { perCore: a.perCore, cpuUsEach: (a.cpuMs * 1000) / pa.n, ...pa },
+    inProcess: {
+      perCore: a.perCore,
+      cpuUsEach: (a.cpuMs * 1000) / pa.n,
+      systemUsEach: (a.systemMs * 1000) / pa.n,
+      ...pa,
+    },
     ...(b === undefined ? {} : { http: { perCore: b.perCore, ...summarize(b.samples) } }),
   });
 } finally {

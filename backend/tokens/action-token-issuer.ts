@@ -15,6 +15,8 @@ export const MAX_ACTION_TOKEN_TTL_SECONDS = 600;
 const CLOCK_SKEW_SECONDS = 60;
 /** A retired key stays in the JWKS until every action token it signed has expired. */
 export const RETIRED_ACTION_KEY_KEPT_MS = (MAX_ACTION_TOKEN_TTL_SECONDS + CLOCK_SKEW_SECONDS) * 1000;
+/** `sign` runs the ring's upkeep at most this often. */
+const MAINTAIN_EVERY_MS = 1000;
 /** The ring's name in the database (`meta` key `key-ring:action-token`). */
 export const ACTION_TOKEN_RING = 'action-token';
 
@@ -86,6 +88,7 @@ export interface ActionTokenIssuerOptions {
  */
 export class ActionTokenIssuer {
   private readonly keys: RotatingSigningKeys;
+  private maintainedAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     ring: SharedKeyRing,
@@ -135,7 +138,12 @@ export class ActionTokenIssuer {
   }
 
   async sign(claims: ActionTokenClaims): Promise<IssuedActionToken> {
-    await this.maintain();
+    // The ring's upkeep (re-read, rotation when due, pruning) at most once a second, not per token.
+    const at = this.clock();
+    if (at - this.maintainedAt >= MAINTAIN_EVERY_MS || at < this.maintainedAt) {
+      await this.maintain();
+      this.maintainedAt = at;
+    }
     const now = Math.floor(this.clock() / 1000);
     const ttl = Math.max(1, Math.min(Math.floor(claims.ttlSeconds), MAX_ACTION_TOKEN_TTL_SECONDS));
     const exp = now + ttl;

@@ -1,6 +1,10 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { JWK } from 'jose';
 import { TOKEN_AUDIENCE, TOKEN_ISSUER, type AssuranceTokenPayload, type TokenIssuer } from '../crypto/token-issuer.js';
 import { JwsRejected, parseEs256, verifyEs256 } from './compact-jws.js';
+
+/** How long one reading of the assurance JWKS serves (see `publishedKey`). */
+const JWKS_REUSE_MS = 1000;
 
 /**
  * Verifies the assurance token a console presents as an exchange's `subject_token` with OpenSSL
@@ -12,6 +16,7 @@ import { JwsRejected, parseEs256, verifyEs256 } from './compact-jws.js';
  */
 export class SubjectTokenVerifier {
   private readonly imported = new Map<string, { x: unknown; y: unknown; key: KeyObject }>();
+  private published: { at: number; keys: JWK[] } | undefined;
 
   constructor(
     private readonly assurance: TokenIssuer,
@@ -39,9 +44,18 @@ export class SubjectTokenVerifier {
     return this.checked(payload as AssuranceTokenPayload);
   }
 
-  /** The public key of `kid` while the assurance ring publishes it (the JWKS is re-read every SIGNING_RING_REFRESH_MS). */
+  /**
+   * The public key of `kid` while the assurance ring publishes it. The published list is taken from
+   * `TokenIssuer.jwks()` at most once per JWKS_REUSE_MS: the ring itself is re-read every
+   * SIGNING_RING_REFRESH_MS, a new kid goes to `TokenIssuer.verify` at once, and a key leaves the list
+   * only once every token it signed has expired (so the list used a moment longer accepts nothing more).
+   */
   private publishedKey(kid: string): KeyObject | undefined {
-    const jwk = this.assurance.jwks().keys.find((k) => k.kid === kid);
+    const now = this.clock();
+    if (this.published === undefined || now - this.published.at >= JWKS_REUSE_MS || now < this.published.at) {
+      this.published = { at: now, keys: this.assurance.jwks().keys };
+    }
+    const jwk = this.published.keys.find((k) => k.kid === kid);
     if (jwk === undefined) return undefined;
     const known = this.imported.get(kid);
     if (known !== undefined && known.x === jwk.x && known.y === jwk.y) return known.key;
