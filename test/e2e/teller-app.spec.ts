@@ -92,6 +92,11 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
 
   // Her workspace: the teller app, with window.baton as the preload gives it.
   const app = await context.newPage();
+  // What the page asks of window.baton (in Electron the preload's IPC; here the stand-in's calls).
+  const asked: Json[] = [];
+  app.on('request', (r) => {
+    if (r.url().endsWith('/__baton/ipc')) asked.push(JSON.parse(r.postData() ?? '{}') as Json);
+  });
   await app.goto(workspace.url);
   await expect(app.getByRole('heading', { name: 'Teller' })).toBeVisible();
   const out = app.getByRole('status');
@@ -134,7 +139,11 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
   expect(answers[0]?.challenge).toContain('error="insufficient_user_authentication"');
   expect(answers[0]?.challenge).toContain('acr_values="phr phrh"');
   expect(answers[0]?.challenge).toContain('max_age=300');
-  // The agent understood it: it asked Ada to step up (her key with PIN answered), then the retry passed.
+  // The page handed the challenge to the agent as it came…
+  expect(asked.filter((c) => c.payload?.challenge !== undefined).map((c) => c.payload)).toEqual([
+    { audience: 'urn:bank:teller', action: 'payment.approve', challenge: answers[0]?.challenge },
+  ]);
+  // …and the agent understood it: it asked Ada to step up (her key with PIN answered), then the retry passed.
   expect(stepUps).toEqual(['payment.approve', '']);
   expect(answers[1]?.status).toBe(200);
   await expect(out).toContainText('"approved": "p-2"');
