@@ -616,10 +616,17 @@ export class SsfTransmitter {
 
   /**
    * This node's share (the admin view answers from whichever node it reached): whether it maps the
-   * event log to SETs (the fan-out lease), and the SETs it signed and pushed since it started.
+   * event log to SETs (the fan-out lease), the SETs it signed (and the wall time signing took) and
+   * pushed since it started.
    */
-  nodeView(): { id: string; fanout: boolean; signed: number; pushed: number } {
-    return { id: this.deps.nodeId, fanout: this.fanoutHolder, signed: this.signing.count, pushed: this.pushed };
+  nodeView(): { id: string; fanout: boolean; signed: number; signingMs: number; pushed: number } {
+    return {
+      id: this.deps.nodeId,
+      fanout: this.fanoutHolder,
+      signed: this.signing.count,
+      signingMs: Number(this.signing.ns / 1000n) / 1000,
+      pushed: this.pushed,
+    };
   }
 
   /** For the admin API and console: every stream with its delivery state. */
