@@ -14,12 +14,17 @@
  * With `--steps`, an init script in the page (not the page's own code, so the same bench times any
  * tree) records each bridge frame as it arrives (status pushes with their phase and front operator,
  * the ceremony request, call replies), how long the page's handler for it ran (its render), and
- * the WebAuthn call; the report then gives the median time from the click to each step.
+ * the WebAuthn call; the report then gives the median time from the click to each step. It also
+ * reads Chromium's own counters for the page (CDP `Performance.getMetrics`, in thread CPU time)
+ * around each timed tap: the renderer's work per tap (script, style, layout, tasks), a figure the
+ * machine's load moves far less than the wall-clock times.
  *
  *   node --import tsx bench/agent-ui-latency.ts [--taps 60] [--switches 60] [--warmup 5] [--steps]
  */
+import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { chromium, type Page } from '@playwright/test';
+import { chromium, type CDPSession, type Page } from '@playwright/test';
 import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config.js';
 import { UiConsole } from '../test/helpers/agent-ui-console.js';
 import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict, type Summary } from './lib/report.js';
@@ -63,7 +68,7 @@ const STEP_RECORDER = `(() => {
       return super.addEventListener(type, (event) => {
         const at = performance.now();
         listener.call(this, event);
-        steps.push({ what: describe(event.data), at, ms: performance.now() - at });
+        steps.push({ what: describe(event.data), at, ms: performance.now() - at, bytes: typeof event.data === 'string' ? event.data.length : 0 });
       }, options);
     }
     send(data) {
@@ -83,13 +88,54 @@ interface Step {
   what: string;
   at: number;
   ms: number;
+  /** A bridge frame's size (characters of JSON). */
+  bytes?: number;
 }
 interface Timed {
   ms: number;
   t0: number;
   seen: number;
   steps: Step[];
+  /** With --steps: the page's renderer work during this tap (CDP metrics, ms of thread CPU or counts). */
+  cost?: Record<string, number>;
 }
+
+/**
+ * With --steps, the backend's own time for each sign-in request of a timed tap (Node's `request`
+ * event to the response's `finish`): the backend runs in this process, so `http.Server` is observed
+ * here without touching its code, the same in any tree.
+ */
+const backendMs = new Map<string, number[]>();
+let timingBackend = false;
+function observeBackend(): void {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the server as `this`
+  const emit = Server.prototype.emit as (this: Server, type: string | symbol, ...rest: unknown[]) => boolean;
+  Server.prototype.emit = function (this: Server, type: string | symbol, ...rest: unknown[]): boolean {
+    if (type === 'request' && timingBackend) {
+      const [req, res] = rest as [IncomingMessage, ServerResponse];
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      if (path.includes('/sign-in/')) {
+        const start = performance.now();
+        res.once('finish', () => {
+          const list = backendMs.get(path) ?? [];
+          list.push(performance.now() - start);
+          backendMs.set(path, list);
+        });
+      }
+    }
+    return emit.call(this, type, ...rest);
+  } as typeof Server.prototype.emit;
+}
+
+/** Chromium's per-page counters read around each tap (Performance.getMetrics, thread CPU time). */
+const COSTS = [
+  'TaskDuration',
+  'ScriptDuration',
+  'RecalcStyleDuration',
+  'LayoutDuration',
+  'RecalcStyleCount',
+  'LayoutCount',
+];
 
 /**
  * Clicks `buttonId` and resolves with the ms until the workspace shows `operator` on screen. The
@@ -115,6 +161,43 @@ async function timeTap(page: Page, buttonId: string, operator: string): Promise<
     observer.observe(document.body, { attributes: true, childList: true, subtree: true });
     button.click();
   })`);
+}
+
+/** Clicks and times as `timeTap` does, with the renderer's work during the tap when a CDP session is given. */
+async function timeTapCost(
+  page: Page,
+  cdp: CDPSession | undefined,
+  buttonId: string,
+  operator: string,
+  /** A timed tap (not a warm-up): its sign-in requests count in the backend's figures. */
+  timed: boolean,
+): Promise<Timed> {
+  if (cdp === undefined) return timeTap(page, buttonId, operator);
+  const read = async () => {
+    const { metrics } = (await cdp.send('Performance.getMetrics')) as { metrics: { name: string; value: number }[] };
+    return new Map(metrics.map((m) => [m.name, m.value]));
+  };
+  const before = await read();
+  timingBackend = timed;
+  const sample = await timeTap(page, buttonId, operator).finally(() => (timingBackend = false));
+  const after = await read();
+  sample.cost = Object.fromEntries(
+    COSTS.map((name) => {
+      const d = (after.get(name) ?? 0) - (before.get(name) ?? 0);
+      return [name, name.endsWith('Duration') ? d * 1000 : d];
+    }),
+  );
+  return sample;
+}
+
+function costRows(label: string, samples: readonly Timed[]): string[] {
+  return [
+    label,
+    ...COSTS.map((name) => {
+      const s = summarize(samples.map((t) => t.cost?.[name] ?? 0));
+      return name.endsWith('Duration') ? `${fmt(s.p50, 2)} / ${fmt(s.p95, 2)}` : `${fmt(s.p50, 0)}`;
+    }),
+  ];
 }
 
 /**
@@ -183,8 +266,13 @@ async function main(): Promise<void> {
   });
   const context = await browser.newContext();
   const page = await context.newPage();
-  if (STEPS) await page.addInitScript(STEP_RECORDER);
+  if (STEPS) {
+    await page.addInitScript(STEP_RECORDER);
+    observeBackend();
+  }
   const baton = await UiConsole.open(context, page);
+  const cdp = STEPS ? await context.newCDPSession(page) : undefined;
+  await cdp?.send('Performance.enable', { timeDomain: 'threadTicks' });
   try {
     await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
     await page.getByRole('button', { name: 'Enrol this console' }).click();
@@ -209,7 +297,7 @@ async function main(): Promise<void> {
         await page.getByRole('button', { name: 'Lock' }).click();
         await waitForScreen(page, 'Tap your key');
       }
-      const ms = await timeTap(page, 'tap', 'Ada Teller');
+      const ms = await timeTapCost(page, cdp, 'tap', 'Ada Teller', i >= WARMUP);
       if (i >= WARMUP) taps.push(ms);
     }
 
@@ -220,7 +308,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < WARMUP + SWITCHES; i++) {
       const [key, name] = i % 2 === 0 ? [ada, 'Ada Teller'] : [bob, 'Bob Cashier'];
       await baton.use(key);
-      const ms = await timeTap(page, 'switch', name);
+      const ms = await timeTapCost(page, cdp, 'switch', name, i >= WARMUP);
       if (i >= WARMUP) switches.push(ms);
     }
     const sessions = baton.bridge.agent.status.sessions.map((s) => `${s.operatorName}:${s.state}`);
@@ -249,6 +337,26 @@ async function main(): Promise<void> {
       );
       const switcher = (i: number) => ((WARMUP + i) % 2 === 0 ? 'Ada Teller' : 'Bob Cashier');
       printTable('(b) switch: steps in the page (ms)', headers, stepRows(switches, switcher));
+      printTable(
+        "the page's renderer work per tap (CDP Performance.getMetrics, thread CPU ms p50 / p95; counts p50)",
+        ['path', 'task', 'script', 'style', 'layout', 'style recalcs', 'layouts'],
+        [costRows('(a) tap → own workspace', taps), costRows('(b) switch → other workspace', switches)],
+      );
+      const pushes = (samples: readonly Timed[]) => {
+        const frames = samples.map((t) => t.steps.filter((step) => step.what.startsWith('status ')));
+        const count = summarize(frames.map((f) => f.length));
+        const bytes = summarize(frames.flat().map((step) => step.bytes ?? 0));
+        return `${fmt(count.p50, 0)} pushes of ${fmt(bytes.p50, 0)} B (p50; largest ${fmt(bytes.max, 0)} B)`;
+      };
+      console.log(`status pushes per tap: (a) ${pushes(taps)}; (b) ${pushes(switches)}`);
+      printTable(
+        'backend: sign-in requests of the timed taps, request → response finished (ms, in this process)',
+        ['request', 'n', 'p50', 'p95'],
+        [...backendMs].map(([path, list]) => {
+          const s = summarize(list);
+          return [`POST ${path}`, fmtInt(s.n), fmt(s.p50, 2), fmt(s.p95, 2)];
+        }),
+      );
     }
     console.log(`sessions at end: ${sessions.join(', ')}; page problems: ${baton.problems.length}`);
     printTable(
