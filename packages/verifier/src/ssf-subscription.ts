@@ -44,7 +44,6 @@ interface StreamView {
   events_delivered?: string[];
 }
 
-
 /**
  * Follows Baton's Shared Signals stream (SSF 1.0, CAEP) by polling (RFC 8936) and keeps a
  * `RevocationList` current, as `RevocationSubscription` does from Baton's own feed. Every SET is
