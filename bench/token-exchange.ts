@@ -12,7 +12,7 @@
  * avoid, one node:crypto (OpenSSL) P-256 signature verified (the subject token) and one made (the
  * action token), per CPU-second. The ratio (a) / anchor is what to compare across loaded runs.
  * `--profile <file>` writes a V8 CPU profile of the in-process rounds only (open it in Chrome's
- * DevTools, or summarise it by self time).
+ * DevTools, or summarise it by self time), and one of the HTTP run beside it (`<file>.http.cpuprofile`).
  *
  *   node --import tsx bench/token-exchange.ts [--seconds 6] [--rounds 3] [--consoles 20] [--concurrency 4]
  *     [--no-http] [--profile exchange.cpuprofile]
@@ -172,7 +172,16 @@ try {
   let b: typeof a | undefined;
   if (!args['no-http']) {
     await run(1000, seats, overHttp);
+    const httpProfiler = args.profile === undefined ? undefined : new Session();
+    httpProfiler?.connect();
+    await httpProfiler?.post('Profiler.enable');
+    await httpProfiler?.post('Profiler.start');
     b = await run(SECONDS * 1000, seats, overHttp);
+    if (httpProfiler !== undefined && args.profile !== undefined) {
+      const { profile } = await httpProfiler.post('Profiler.stop');
+      writeFileSync(args.profile.replace(/(\.cpuprofile)?$/, '.http.cpuprofile'), JSON.stringify(profile));
+      httpProfiler.disconnect();
+    }
   }
   const load1 = loadavg()[0] ?? Number.NaN;
   const rows: [string, typeof a][] = [['(a) in-process TokenExchange.exchange', a]];
