@@ -2,7 +2,13 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import { DEFAULT_ON_COUNTER_REGRESSION } from '../../shared/policy.js';
 import { levelFromAuthentication, type AssuranceLevel } from '../../shared/levels.js';
-import type { ConsoleRecord, CredentialRecord, OperatorRecord, Store } from '../store/repositories.js';
+import type {
+  AssertionRowsState,
+  ConsoleRecord,
+  CredentialRecord,
+  OperatorRecord,
+  Store,
+} from '../store/repositories.js';
 import { assuranceContext } from './assurance.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import type { UnitOfWork } from './event-log.js';
@@ -183,6 +189,20 @@ export class AssertionGate {
     operatorId: string,
     consoleId: string,
   ): Promise<void> {
+    this.refuseRevoked(await this.recordUseForRecheck(store, credential, counter, operatorId, consoleId));
+  }
+
+  /**
+   * The writes of `recordUseAndRecheck` without its refusals: the unit may first check something of
+   * its own (step-up: its session still active), then calls `refuseRevoked` with what this returned.
+   */
+  async recordUseForRecheck(
+    store: Store,
+    credential: CredentialRecord,
+    counter: number,
+    operatorId: string,
+    consoleId: string,
+  ): Promise<AssertionRowsState> {
     const state = await store.operators.recordAssertionUse({
       credentialId: credential.id,
       counter,
@@ -191,6 +211,11 @@ export class AssertionGate {
       consoleId,
     });
     credential.counter = counter;
+    return state;
+  }
+
+  /** The refusals of `assertStillUsable`, on the state `recordUseForRecheck` returned. */
+  refuseRevoked(state: AssertionRowsState): void {
     if (state.consoleRevokedAt !== null) {
       throw new BatonError('CONSOLE_REVOKED', 'This console was revoked during the ceremony');
     }

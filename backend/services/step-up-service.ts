@@ -132,18 +132,19 @@ export class StepUpService {
       this.ctx.events.atomically(async (uow) => {
         const tx = uow.store;
         // Verification awaited: a revocation may have landed meanwhile, on any node. The unit's first
-        // writes take the credential's and the session's rows, which a revocation updates too (see
-        // `AssertionGate.recordUse`), in the store's lock order (repositories.ts: credential before
-        // sessions, as sign-in takes them); then the re-check decides on the state as it is now.
-        // The session now rests on this credential: revoking it ends the session.
-        await this.gate.recordUse(tx, credential, counter);
+        // writes take the rows a revocation updates (credential, operator, console, then the session,
+        // the store's lock order in repositories.ts, as sign-in takes them: see
+        // `AssertionGate.recordUse`), each returning the state it left (one statement on PostgreSQL,
+        // as sign-in's `recordUseAndRecheck`); the session's update returns its row; then the checks
+        // decide on the state as it is now. The session now rests on this credential: revoking it
+        // ends the session.
+        const rows = await this.gate.recordUseForRecheck(tx, credential, counter, operator.id, console.id);
         const changes = { level, authTime: now, credentialId: credential.id };
-        await tx.sessions.update(session.id, changes);
-        const stored = await tx.sessions.get(session.id);
+        const stored = await tx.sessions.updateAndGet(session.id, changes);
         if (stored?.state !== 'active') {
           throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${stored?.state ?? 'gone'}`);
         }
-        await this.gate.assertStillUsable(tx, console.id, credential.id, operator.id);
+        this.gate.refuseRevoked(rows);
         const subject = { operator: operator.id, console: console.id, session: session.id, credential: credential.id };
         const assurance = assuranceContext(level, now);
         if (level !== session.level) {

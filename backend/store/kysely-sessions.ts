@@ -117,15 +117,31 @@ export class KyselySessions implements SessionRepository {
     return rows.map(sessionFrom);
   }
   async update(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): Promise<void> {
-    const set: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(changes)) {
-      const column = SESSION_COLUMNS[key as keyof typeof SESSION_COLUMNS] as string | undefined;
-      if (column === undefined) throw new Error(`sessions.update: unknown field ${key}`);
-      if (value !== undefined) set[column] = value;
-    }
+    const set = sessionChanges(changes);
     if (Object.keys(set).length === 0) return;
     await this.ctx.db.updateTable('sessions').set(set).where('id', '=', id).execute();
   }
+  async updateAndGet(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): Promise<SessionRecord | undefined> {
+    const set = sessionChanges(changes);
+    if (Object.keys(set).length === 0) return this.get(id);
+    const row = await this.ctx.db
+      .updateTable('sessions')
+      .set(set)
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    return row && sessionFrom(row);
+  }
+}
+
+function sessionChanges(changes: Partial<Omit<SessionRecord, 'id'>>): Record<string, unknown> {
+  const set: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(changes)) {
+    const column = SESSION_COLUMNS[key as keyof typeof SESSION_COLUMNS] as string | undefined;
+    if (column === undefined) throw new Error(`sessions.update: unknown field ${key}`);
+    if (value !== undefined) set[column] = value;
+  }
+  return set;
 }
 
 function policyFrom(row: Row): PolicyVersion {

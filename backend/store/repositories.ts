@@ -287,6 +287,8 @@ export interface SessionRepository {
     limit: number;
   }): Promise<SessionRecord[]>;
   update(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): Promise<void>;
+  /** `update`, then the session as the update left it, in one statement (undefined: no such session). */
+  updateAndGet(id: string, changes: Partial<Omit<SessionRecord, 'id'>>): Promise<SessionRecord | undefined>;
 }
 
 export interface PolicyRepository {

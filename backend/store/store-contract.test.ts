@@ -351,6 +351,17 @@ for (const engine of ENGINES) {
           (await store.sessions.list({ state: 'ended', consoleId: 'c1', limit: 10 })).map((s) => s.endReason),
           ['sign-out'],
         );
+        // updateAndGet (step-up): the row as the update left it, in one statement; the ended one stays ended.
+        assert.deepEqual(await store.sessions.updateAndGet('s2', { level: 'hardware', authTime: T0 + 3 }), {
+          ...sessionRecord('s2', T0 + 1),
+          state: 'ended',
+          endedAt: T0 + 2,
+          endReason: 'sign-out',
+          level: 'hardware',
+          authTime: T0 + 3,
+        });
+        assert.deepEqual(await store.sessions.get('s2'), await store.sessions.updateAndGet('s2', {}));
+        assert.equal(await store.sessions.updateAndGet('no-such-session', { authTime: T0 }), undefined);
 
         assert.equal(await store.policies.latest(), undefined);
         await store.policies.insert({ version: 1, policy: DEFAULT_POLICY, publishedAt: T0, publishedBy: 'admin' });

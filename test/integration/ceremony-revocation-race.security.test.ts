@@ -18,7 +18,12 @@ describe('sign-in against a revocation committed on another node meanwhile', { s
   let nodeA: TestBackend;
   let nodeB: TestBackend;
   /** Runs once, inside node A's next unit of work, right after the named repository call returned. */
-  let hook: { after: 'sessions.insert' | 'operators.recordCredentialUse'; run: () => Promise<void> } | undefined;
+  let hook:
+    | {
+        after: 'sessions.insert' | 'operators.recordCredentialUse' | 'operators.recordAssertionUse';
+        run: () => Promise<void>;
+      }
+    | undefined;
 
   before(async () => {
     server = await startPostgres();
@@ -107,7 +112,8 @@ describe('sign-in against a revocation committed on another node meanwhile', { s
     const { options } = (await console.ok('POST', `${path}/options`, { action: 'payment.approve' })) as Json;
     const response = authenticator.assert(options, { userVerified: true, credentialId: second.credential.id });
     const race = revokeOnB('credential', second.credential.id as string);
-    hook = { after: 'operators.recordCredentialUse', run: race.run };
+    // The step-up unit's first write (its counter; recordAssertionUse since issue 10's statement cut).
+    hook = { after: 'operators.recordAssertionUse', run: race.run };
     const result = await console.request('POST', `${path}/verify`, { action: 'payment.approve', response });
     assert.equal(result.status, 200, 'the step-up committed first');
     assert.equal(hook, undefined, 'the hook ran');
