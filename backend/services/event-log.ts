@@ -271,7 +271,14 @@ export class EventLog {
         /** Highest cursor known committed somewhere in the cluster. */
         known: number;
         running: Promise<void> | undefined;
+        /** A read was asked for during the running one: read again after it. */
         again: boolean;
+        /**
+         * Highest cursor a commit or a notification announced during the running read: read again
+         * only if that read did not get that far (the node's own NOTIFY echoes the cursor its own
+         * commit's read has usually delivered already: no second read for it).
+         */
+        againUpTo: number;
         gap: { at: number; cursor: number; xmax: bigint } | undefined;
         timer: NodeJS.Timeout | undefined;
         stopped: boolean;
@@ -298,6 +305,7 @@ export class EventLog {
         known: 0,
         running: undefined,
         again: false,
+        againUpTo: 0,
         gap: undefined,
         timer: undefined,
         stopped: false,
@@ -305,7 +313,7 @@ export class EventLog {
       this.unsubscribeBus.push(
         bus.subscribe('admin-stream', ({ cursor }) => {
           if (this.feed !== undefined && cursor > this.feed.known) this.feed.known = cursor;
-          this.pullFeed();
+          this.pullFeed(cursor);
         }),
         // The first resync (at start, before any follower) also fixes where the feed starts.
         bus.onResync(async () => {
@@ -441,19 +449,24 @@ export class EventLog {
    * passes a hole that is still there. Never rejects; one pull at a time, a request meanwhile runs
    * another after it.
    */
-  private pullFeed(): void {
+  private pullFeed(upTo?: number): void {
     const feed = this.feed;
     if (feed === undefined || feed.stopped) return;
+    // `upTo`: a commit or notification of everything up to that cursor. Already delivered (or
+    // skipped) up to it: nothing to read. Without it (resync, gap timer): always read.
+    if (upTo !== undefined && feed.cursor >= 0 && upTo <= feed.cursor) return;
     if (feed.running !== undefined) {
-      feed.again = true;
+      if (upTo === undefined) feed.again = true;
+      else if (upTo > feed.againUpTo) feed.againUpTo = upTo;
       return;
     }
     feed.running = (async () => {
       try {
         do {
           feed.again = false;
+          feed.againUpTo = 0;
           await this.pullOnce(feed);
-        } while (feed.again && !feed.stopped);
+        } while ((feed.again || feed.againUpTo > feed.cursor) && !feed.stopped);
       } catch (error) {
         // Read again at the next commit, notification or resync (the bus resyncs periodically).
         this.logger.warn({ err: error, code: 'EVENT_FEED_READ_FAILED' }, 'reading the live event feed failed');
@@ -604,7 +617,7 @@ export class EventLog {
       if (cursor > this.feed.known) this.feed.known = cursor;
       // Other nodes' followers read from their own cursor; this node's read now, without waiting for the NOTIFY.
       this.feed.publisher.offer(cursor);
-      this.pullFeed();
+      this.pullFeed(cursor);
     }
     if (unit !== undefined) {
       for (const hook of unit.after) {
