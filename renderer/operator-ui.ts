@@ -4,6 +4,7 @@ import type {
 } from '@simplewebauthn/browser';
 import type { AccountChoiceRequest, AgentStatusView, CeremonyRequest, IpcRequest, IpcResult } from '../shared/ipc.js';
 import type { BatonApi } from './baton-api.js';
+import { BreakGlassPanel, breakGlassCeremonyText } from './break-glass.js';
 import { cancelCeremony, runAuthentication, runRegistration } from './ceremony.js';
 import { byId, el, setText, show } from './dom.js';
 import {
@@ -113,6 +114,8 @@ export class OperatorUi {
       event.preventDefault();
       void this.enrolOperator(byId<HTMLInputElement>('operator-code').value.trim());
     });
+    // Break-glass (glass, issue 14 item 7): "Forgot your key?" on the lock screen, renderer/break-glass.ts.
+    new BreakGlassPanel(this.api, { hold: (on) => this.holdForBreakGlass(on) }).mount();
     for (const button of document.querySelectorAll<HTMLButtonElement>('#demo [data-action]')) {
       button.addEventListener('click', () => void this.authorize(button.dataset.action ?? ''));
     }
@@ -165,6 +168,18 @@ export class OperatorUi {
     if (this.running !== undefined) cancelCeremony();
     await this.tapping;
     this.setMode('operator-enrol');
+  }
+
+  /** Break-glass (glass): while its panel is open, tap-and-go's waiting tap is cancelled quietly and waits. */
+  private async holdForBreakGlass(on: boolean): Promise<void> {
+    if (!on) {
+      this.armPaused = false;
+      this.render();
+      return;
+    }
+    this.pauseArm(false);
+    if (this.running !== undefined && this.armed) cancelCeremony();
+    await this.tapping;
   }
 
   private showAskIt(open: boolean): void {
@@ -515,7 +530,7 @@ export class OperatorUi {
   private renderOverlay(status: AgentStatusView, busy: boolean): boolean {
     const overlay = byId('ceremony');
     if (busy) {
-      const text = ceremonyText(status, this.running);
+      const text = breakGlassCeremonyText(this.running) ?? ceremonyText(status, this.running);
       setText(byId('ceremony-title'), text.title);
       setText(byId('ceremony-text'), text.text);
       byId('ceremony-why').replaceChildren(
