@@ -58,6 +58,16 @@ const NOTICES: Partial<Record<ErrorCode, string>> = {
   ENROLMENT_TOKEN_CHANNEL_MISMATCH:
     'That token is for a different kind of console, not this one. Ask IT for a token for this kind of console.',
   SCHEMA_INVALID: 'That entry is not in the expected form. Check it and try again.',
+  // Break-glass (issue 14 item 7): the panel in renderer/break-glass.ts has its own words for its steps.
+  BREAK_GLASS_DISABLED: 'Temporary access without a key is not switched on here. Ask IT.',
+  BREAK_GLASS_LIMIT_REACHED:
+    'Temporary access has already been used as often as allowed today (for you or for this branch). Ask IT.',
+  BREAK_GLASS_SELF_APPROVAL: 'You cannot approve your own access: another supervisor must touch their key.',
+  BREAK_GLASS_NOT_APPROVER: 'That key is not a supervisor’s. A supervisor must touch their own key.',
+  BREAK_GLASS_CODE_INVALID:
+    'That code is not one IT issued for you on this console. Check it, or ask IT for a new one.',
+  BREAK_GLASS_CODE_EXPIRED: 'That code has expired. Ask IT for a new one.',
+  BREAK_GLASS_CODE_USED: 'That code was already used. Ask IT for a new one.',
   OUTBOX_FULL: 'The console’s record of events is full and cannot store more. Please call IT now.',
   OUTBOX_DAMAGED: 'Some of the console’s stored events could not be read; the rest were kept. Please tell IT.',
   SECRET_STORE_UNAVAILABLE: 'The console cannot reach the computer’s credential store. Please call IT.',
@@ -122,6 +132,7 @@ export function levelLabel(level: string): string {
 
 const REASONS: Record<string, string> = {
   'level-below-required': 'it needs a stronger check than the one you signed in with',
+  'break-glass-action-not-allowed': 'temporary access without your key does not allow this',
   'authentication-too-old': 'it has been a while since you last confirmed who you are',
   'not-authenticated': 'nobody has confirmed who they are yet',
   'action-unknown': 'the policy does not know this action',
