@@ -289,9 +289,30 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     const woken = await waiting;
     assert.equal(woken.accepted.length, 1);
     assert.equal((receiver.accepted.at(-1)?.claims.sub_id as Json).device.id, late.id);
+    // A long poll the receiver abandons (it restarts) takes nothing: the next poll gets the SET at once.
+    await receiver.poll(endpoint, r.token, { ack: woken.accepted, returnImmediately: true });
+    await backlog(0);
+    const abandoned = new AbortController();
+    const dropped = fetch(endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${r.token}` },
+      body: JSON.stringify({ returnImmediately: false }),
+      signal: abandoned.signal,
+    }).catch((error: unknown) => error);
+    await backlog(0);
+    abandoned.abort();
+    assert.ok((await dropped) instanceof Error, 'the abandoned poll never answered');
+    const after = await TestConsole.enrol(t.url, t.admin);
+    await backlog(1);
+    const next = await receiver.poll(endpoint, r.token, { returnImmediately: true });
+    assert.deepEqual(
+      next.accepted.map((jti) => (receiver.accepted.find((x) => x.jti === jti)?.claims.sub_id as Json).device.id),
+      [after.id],
+      'the SET queued after the abandoned poll goes to the next poll, not to the dead one',
+    );
     // A SET the receiver reports it could not process is not handed out again; the error shows on the stream.
     const errs = await receiver.poll(endpoint, r.token, {
-      setErrs: { [woken.accepted[0] as string]: { err: 'invalid_request', description: 'cannot map device' } },
+      setErrs: { [next.accepted[0] as string]: { err: 'invalid_request', description: 'cannot map device' } },
       returnImmediately: true,
     });
     assert.deepEqual(errs.raw, {});

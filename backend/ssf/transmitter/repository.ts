@@ -489,6 +489,18 @@ export class TransmitterRepository {
     });
   }
 
+  /** SETs handed out to a poll that could not be answered: due for the next poll at once. */
+  async unmarkPolled(streamId: string, jtis: string[]): Promise<void> {
+    for (let i = 0; i < jtis.length; i += 500) {
+      await this.db
+        .updateTable('ssf_queue')
+        .set({ polled_at: null })
+        .where('stream_id', '=', streamId)
+        .where('jti', 'in', jtis.slice(i, i + 500))
+        .execute();
+    }
+  }
+
   /** Removes acknowledged SETs (by jti); returns how many were queued. */
   async ack(streamId: string, jtis: string[]): Promise<number> {
     let removed = 0;

@@ -150,8 +150,19 @@ export function ssfTransmitterRoutes(deps: SsfTransmitterRouteDeps): Route[] {
       handler: async (ctx) => {
         const r = await receiver(deps, ctx, 'ssf.read');
         const body = parseJson(ctx.req, ctx.body, PollRequestSchema);
-        const answer = await t.poll(r, ctx.params.id ?? '', body);
-        if (!ctx.res.destroyed) sendJson(ctx.res, 200, answer);
+        // A poller that hangs up while its long poll waits is handed nothing (its SETs go to its next poll).
+        const gone = new AbortController();
+        const hungUp = () => {
+          if (!ctx.res.writableEnded) gone.abort();
+        };
+        ctx.res.once('close', hungUp);
+        try {
+          const answer = await t.poll(r, ctx.params.id ?? '', body, gone.signal);
+          if (!ctx.res.destroyed && !gone.signal.aborted) sendJson(ctx.res, 200, answer);
+          else await t.unhand(ctx.params.id ?? '', Object.keys((answer.sets ?? {}) as Record<string, string>));
+        } finally {
+          ctx.res.off('close', hungUp);
+        }
         return undefined;
       },
     },

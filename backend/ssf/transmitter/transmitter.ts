@@ -1034,10 +1034,20 @@ export class SsfTransmitter {
 
   // ---- poll delivery (RFC 8936) ----
 
+  /** SETs handed out to a poll whose answer could not be sent: handed out again at the next poll. */
+  async unhand(streamId: string, jtis: string[]): Promise<void> {
+    await this.repo.unmarkPolled(streamId, jtis);
+  }
+
+  /**
+   * `gone`: the poller hung up (a long poll abandoned): nothing is handed out to it (else what it took
+   * would wait `pollRedeliverSeconds` before the receiver's next poll got it).
+   */
   async poll(
     receiver: ReceiverView,
     streamId: string,
     body: z.infer<typeof PollRequestSchema>,
+    gone?: AbortSignal,
   ): Promise<Record<string, unknown>> {
     const stream = await this.owned(receiver, streamId);
     const config = stream.config as unknown as StreamConfig;
@@ -1077,6 +1087,7 @@ export class SsfTransmitter {
     }
     const deadline = this.deps.clock() + this.deps.config.pollWaitSeconds * 1000;
     for (;;) {
+      if (gone?.aborted === true) return { sets: {}, moreAvailable: false };
       const rows = await this.repo.takeForPoll(stream.id, max, this.deps.clock(), redeliverMs);
       if (rows.length > 0 || body.returnImmediately !== false || this.stopped) {
         if (rows.length > 0) await this.repo.recordDelivered(stream.id, 0, this.deps.clock());
@@ -1093,8 +1104,10 @@ export class SsfTransmitter {
           clearTimeout(timer);
           this.pollWaiters.off(stream.id, done);
           this.pollWaiters.off('stop', done);
+          gone?.removeEventListener('abort', done);
           resolve();
         };
+        gone?.addEventListener('abort', done);
         // Woken by this node's own fan-out (every node maps every event), or every second for another's.
         const timer = setTimeout(done, Math.min(left, 1000));
         this.pollWaiters.on(stream.id, done);
