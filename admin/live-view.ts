@@ -14,9 +14,14 @@ interface SessionRow {
   state: string;
   startedAt: number;
   authTime: number;
+  operatorName?: string | null;
+  consoleName?: string | null;
 }
 
 const MAX_ROWS = 500;
+/** The live view shows the consoles heard from last and the people signed in now, never the whole estate. */
+const RECENT_CONSOLES = 25;
+const LIVE_SESSIONS = 200;
 
 export function consoleState(c: { online: boolean; revokedAt: number | null }): HTMLElement {
   if (c.revokedAt !== null) return pill('revoked', 'bad');
@@ -75,13 +80,50 @@ export const liveView: View = (main) => {
     h('button', { type: 'submit' }, 'Apply filters'),
   );
 
-  let names = new Map<string, string>();
-  let consoleNames = new Map<string, string | null>();
+  // Names learnt from the pages this view reads (never the whole estate's lists: 10,000 consoles and 50,000
+  // operators on every refresh); an id the stream names that is not known yet is looked up once.
+  const names = new Map<string, string>();
+  const consoleNames = new Map<string, string | null>();
+  const asked = new Set<string>();
+  const lookUp = (kind: 'operator' | 'console', id: string) => {
+    const key = `${kind}:${id}`;
+    if (asked.has(key)) return;
+    asked.add(key);
+    const found =
+      kind === 'operator'
+        ? api<{ operators: { id: string; displayName: string }[] }>(
+            ...endpoint('adminOperators', {}, { q: id, limit: 5 }),
+          ).then(({ operators }) => operators.find((o) => o.id === id)?.displayName)
+        : api<{ consoles: ConsoleRow[] }>(...endpoint('adminConsoles', {}, { q: id, limit: 5 })).then(
+            ({ consoles }) => consoles.find((c) => c.id === id)?.name ?? undefined,
+          );
+    void found.then(
+      (name) => {
+        if (name === undefined || name === '') return;
+        (kind === 'operator' ? names : consoleNames).set(id, name);
+        for (const cell of main.querySelectorAll<HTMLElement>(`[data-${kind}-id="${CSS.escape(id)}"]`)) {
+          cell.textContent = kind === 'operator' ? `${name} ${id}` : name;
+          cell.title = id;
+          cell.classList.remove('mono');
+        }
+      },
+      () => undefined,
+    );
+  };
   /** A console by its name; one with no name shows its id, which may break anywhere. */
   const consoleCell = (id: string | undefined): HTMLElement | string => {
     if (id === undefined) return '—';
     const name = consoleNames.get(id);
-    return typeof name === 'string' && name !== '' ? h('span', { title: id }, name) : h('span', { class: 'mono' }, id);
+    if (name === undefined) lookUp('console', id);
+    return typeof name === 'string' && name !== ''
+      ? h('span', { title: id, 'data-console-id': id }, name)
+      : h('span', { class: 'mono', 'data-console-id': id }, id);
+  };
+  const operatorCell = (id: string | undefined): HTMLElement | string => {
+    if (id === undefined) return '—';
+    const name = names.get(id);
+    if (name === undefined) lookUp('operator', id);
+    return h('span', { 'data-operator-id': id }, `${name ?? ''} ${id}`.trim());
   };
   let source: EventSource | undefined;
   let count = 0;
@@ -108,13 +150,7 @@ export const liveView: View = (main) => {
               : '',
         ),
       ),
-      h(
-        'td',
-        {},
-        event.subject.operator === undefined
-          ? '—'
-          : `${names.get(event.subject.operator) ?? ''} ${event.subject.operator}`.trim(),
-      ),
+      h('td', {}, operatorCell(event.subject.operator)),
       // Who emitted it: the backend, or the console that sent it (its word, not the backend's).
       h('td', {}, event.origin === 'backend' ? pill('backend') : pill(`console ${event.origin}`, 'warn')),
       h('td', {}, consoleCell(event.subject.console ?? (event.origin === 'backend' ? undefined : event.origin))),
@@ -212,17 +248,35 @@ export const liveView: View = (main) => {
   };
   const refresh = async () => {
     try {
-      const [{ consoles }, { operators }, active, suspended] = await Promise.all([
-        api<{ consoles: ConsoleRow[] }>(...endpoint('adminConsoles')),
-        api<{ operators: { id: string; displayName: string }[] }>(...endpoint('adminOperators')),
-        api<{ sessions: SessionRow[] }>(...endpoint('adminSessions', {}, { state: 'active', limit: 1000 })),
-        api<{ sessions: SessionRow[] }>(...endpoint('adminSessions', {}, { state: 'suspended', limit: 1000 })),
+      const [{ consoles, total, totalAtLeast }, active, suspended] = await Promise.all([
+        api<{ consoles: ConsoleRow[]; total: number; totalAtLeast?: boolean }>(
+          ...endpoint('adminConsoles', {}, { sort: 'lastSeen', order: 'desc', limit: RECENT_CONSOLES }),
+        ),
+        api<{ sessions: SessionRow[]; total: number }>(
+          ...endpoint('adminSessions', {}, { state: 'active', limit: LIVE_SESSIONS }),
+        ),
+        api<{ sessions: SessionRow[]; total: number }>(
+          ...endpoint('adminSessions', {}, { state: 'suspended', limit: LIVE_SESSIONS }),
+        ),
       ]);
-      names = new Map(operators.map((o) => [o.id, o.displayName]));
-      consoleNames = new Map(consoles.map((c) => [c.id, c.name]));
+      for (const c of consoles) consoleNames.set(c.id, c.name);
+      for (const s of [...active.sessions, ...suspended.sessions]) {
+        if (typeof s.operatorName === 'string') names.set(s.operatorId, s.operatorName);
+        if (s.consoleName !== undefined) consoleNames.set(s.consoleId, s.consoleName);
+      }
       const consoleLabel = (id: string) => consoleCell(id);
+      const all = `${totalAtLeast === true ? 'more than ' : ''}${total.toLocaleString('en-GB')}`;
+      const signedIn = active.total + suspended.total;
       replace(
         consolesBox,
+        total > consoles.length
+          ? h(
+              'p',
+              { class: 'muted', id: 'live-consoles-shown' },
+              `The ${consoles.length} heard from most recently, of ${all}. `,
+              h('a', { href: '#/consoles' }, 'All consoles'),
+            )
+          : null,
         table(
           'Consoles',
           ['console', 'channel', 'site', 'state', 'last contact', 'policy'],
@@ -240,6 +294,14 @@ export const liveView: View = (main) => {
       const sessions = [...active.sessions, ...suspended.sessions];
       replace(
         sessionsBox,
+        signedIn > sessions.length
+          ? h(
+              'p',
+              { class: 'muted', id: 'live-sessions-shown' },
+              `${sessions.length} of ${signedIn.toLocaleString('en-GB')} shown. `,
+              h('a', { href: '#/sessions?state=active' }, 'All sessions'),
+            )
+          : null,
         table(
           'Signed in now',
           ['operator', 'console', 'level', 'state', `since (${timeZone()})`, 'last authenticated'],

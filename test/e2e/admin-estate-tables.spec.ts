@@ -135,6 +135,9 @@ async function checkAtSizes(p: Page, info: TestInfo, name: string): Promise<void
 }
 
 test.beforeAll(async ({ browser }, info) => {
+  // A bundle build, a backend, the estate, the setup page at three sizes and the first admin: more than a minute on
+  // a machine shared by seven helpers.
+  test.setTimeout(180_000);
   bundleDir = mkdtempSync(join(tmpdir(), 'baton-admin-bundle-'));
   await buildAdminConsole(bundleDir);
   t = await startTestBackend({ adminConsoleDir: bundleDir });

@@ -157,6 +157,29 @@ test('finds an operator among 400 by part of the name, and their events by name'
   await expect(events.first()).toContainText('Teller 042 (Leeds)');
 });
 
+test('the live view reads pages, not the whole estate: the consoles heard from last, of 300, and a way to all', async () => {
+  // Every request the live view makes for consoles or operators must be a page (limit), never the whole list.
+  const whole: string[] = [];
+  const watch = (request: { url: () => string }) => {
+    const url = new URL(request.url());
+    if (/^\/v1\/admin\/(consoles|operators)$/.test(url.pathname) && !url.searchParams.has('limit')) {
+      whole.push(url.pathname);
+    }
+  };
+  page.on('request', watch);
+  await page.goto(`${t.url}/admin/#/live`);
+  await expect(page.locator('#live-consoles-shown')).toHaveText(
+    'The 25 heard from most recently, of 300. All consoles',
+  );
+  await expect(page.getByRole('table', { name: 'Consoles' }).locator('tbody tr')).toHaveCount(25);
+  // The stream names the operator of an event although no list of all operators was read.
+  await expect(page.locator('[data-operator-id="op_e2e123"]').first()).toContainText('Zoë Quinn');
+  page.off('request', watch);
+  expect(whole).toEqual([]);
+  await page.locator('#live-consoles-shown').getByRole('link', { name: 'All consoles' }).click();
+  await expect(page.locator('#consoles-position')).toHaveText('Rows 1–25 of 300');
+});
+
 test('an admin API token is issued with a passkey, works for a script, and is revoked from the browser', async ({}, info) => {
   await page.getByRole('link', { name: 'API tokens' }).click();
   await page.locator('#api-token-label').fill('nightly report');
