@@ -85,7 +85,9 @@ test('a supervisor’s tap lets in an operator without their key, capped, review
   // Capped: a payment approval is refused outright (no step-up can lift it), a customer lookup is allowed.
   await page.getByRole('button', { name: 'Approve payment' }).click();
   await expect(page.getByTestId('action-result')).toContainText('Not allowed: Approve a payment');
-  await expect(page.getByTestId('action-result')).toContainText('break glass action not allowed');
+  await expect(page.getByTestId('action-result')).toContainText(
+    'temporary access without your key does not allow this',
+  );
   await page.getByRole('button', { name: 'View customer' }).click();
   await expect(page.getByTestId('action-result')).toContainText('Allowed: View a customer');
 

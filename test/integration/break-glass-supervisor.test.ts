@@ -121,6 +121,10 @@ describe('break-glass: a supervisor approves by tapping their own key on the con
     assert.equal(marked.detail.breakGlass, true);
     assert.equal(marked.detail.approvedBy, `operator:${supervisor.id}`);
 
+    // Its console token is refreshed like any session's (it rests on the grant, not on a passkey).
+    const refreshed = await kiosk.request('POST', `/v1/sessions/${body.session.id as string}/token`, {});
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+
     // The same tap sent again finds its request consumed: a replayed approval opens nothing.
     const replayed = await kiosk.request('POST', `/v1/break-glass/requests/${requestId}/approve`, { response });
     assertError(replayed, 400, 'CHALLENGE_UNKNOWN');
