@@ -3,6 +3,7 @@ import { BatonError } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, effectiveMaxSessionSeconds, evaluatePolicy } from '../../shared/evaluate-policy.js';
 import { EVENT_CLOCK_SKEW_MS, type AssuranceEvent } from '../../shared/events.js';
 import type { SessionView, SignInResult } from '../../shared/http-api.js';
+import { isBreakGlassSession } from '../break-glass/break-glass.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import type { CommandRecord, ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
@@ -331,11 +332,15 @@ export class SessionService {
       throw new BatonError('OPERATOR_REVOKED', 'This operator is revoked');
     }
     const credential = await this.ctx.store.operators.getCredential(session.credentialId);
-    if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
-      throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
-    }
-    if (credential.suspendedAt !== null) {
-      throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
+    // A break-glass session rests on its grant, not on a passkey (backend/break-glass; glass): revoking the operator ends it.
+    const breakGlass = credential === undefined && (await isBreakGlassSession(this.ctx.store, session.id));
+    if (!breakGlass) {
+      if (credential === undefined || credential.operatorId !== operator.id || credential.revokedAt !== null) {
+        throw new BatonError('CREDENTIAL_REVOKED', "The session's passkey is revoked");
+      }
+      if (credential.suspendedAt !== null) {
+        throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
+      }
     }
     const { token, expiresAt } = await this.issueToken(session, console);
     return { session: sessionView(session, operator.displayName), token, tokenExpiresAt: expiresAt };
