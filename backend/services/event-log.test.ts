@@ -91,8 +91,10 @@ const engines: Engine[] = [
     async open() {
       server ??= await startPostgres();
       const url = await createDatabase(server.url, 'event_log', { migrated: true });
-      const store = await openPostgresStore({ url, poolSize: 4 });
-      const other = await openPostgresStore({ url, poolSize: 4 });
+      // Small pools so that units queue for connections; a generous wait for one, since 40 units serialised on the
+      // chain head can take longer than the default 3 s on a loaded machine, and the wait is not what is tested here.
+      const store = await openPostgresStore({ url, poolSize: 4, connectTimeoutMs: 30_000 });
+      const other = await openPostgresStore({ url, poolSize: 4, connectTimeoutMs: 30_000 });
       return {
         store,
         other,
