@@ -19,16 +19,8 @@ export interface BreakGlassHooks {
 
 type Started = IpcResponse<'break-glass:supervisor'>;
 
+// The break-glass refusals (BREAK_GLASS_*) have their plain words in plain-words.ts; these say it for this panel.
 const WORDS: Record<string, string> = {
-  BREAK_GLASS_DISABLED: 'Temporary access without a key is not switched on here. Ask IT.',
-  BREAK_GLASS_LIMIT_REACHED:
-    'Temporary access has already been used as often as allowed today (for you or for this branch). Ask IT.',
-  BREAK_GLASS_SELF_APPROVAL: 'You cannot approve your own access: another supervisor must touch their key.',
-  BREAK_GLASS_NOT_APPROVER: 'That key is not a supervisor’s. A supervisor must touch their own key.',
-  BREAK_GLASS_CODE_INVALID:
-    'That code is not one IT issued for you on this console. Check it, or ask IT for a new one.',
-  BREAK_GLASS_CODE_EXPIRED: 'That code has expired. Ask IT for a new one.',
-  BREAK_GLASS_CODE_USED: 'That code was already used. Ask IT for a new one.',
   OPERATOR_UNKNOWN: 'There is no operator with that ID. Check it with your supervisor.',
   OPERATOR_REVOKED: 'That access has been withdrawn (revoked). Ask IT.',
   OPERATOR_LOCKED: 'That supervisor is locked out after too many failed attempts. Ask IT.',
