@@ -7,8 +7,8 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { DevBridge } from './dev-bridge.js';
+import { listenOnLoopback } from './ui-server.js';
 
 /**
  * DEVELOPMENT ONLY — never part of a packaged build (the Electron shell gives the workspace app its
@@ -138,14 +138,7 @@ export async function startDevWorkspace(options: DevWorkspaceOptions): Promise<D
   /** page id → the session it belongs to (undefined: not bound yet). */
   const pages = new Map<string, string | undefined>();
   const server: Server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, options.port);
   const origin = `http://localhost:${port}`;
   const hosts = new Set([`localhost:${port}`, `127.0.0.1:${port}`]);
 

@@ -61,6 +61,18 @@ export function uiCsp(port: number, devBridge: boolean): string {
   ].join('; ');
 }
 
+/** Starts `server` on 127.0.0.1 (`port` 0 or absent: a free one); resolves with the port it listens on. */
+export async function listenOnLoopback(server: Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return (server.address() as AddressInfo).port;
+}
+
 export async function startUiServer(options: UiServerOptions): Promise<UiServer> {
   const devBridge = options.devBridge === true;
   const names = [...RENDERER_FILES, ...(devBridge ? [DEV_BRIDGE_CLIENT_FILE] : [])];
@@ -80,14 +92,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
   if (index !== undefined) files.set('/', index);
 
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server, options.port);
   const csp = uiCsp(port, devBridge);
   const headers = {
     'content-security-policy': csp,
