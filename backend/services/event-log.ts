@@ -556,6 +556,17 @@ export class EventLog {
     return false;
   }
 
+  /**
+   * On a PostgreSQL cluster, the cursor up to which the live feed has handed events to followers: every
+   * event at or below it that will ever be there is stored now (holes are passed only once no open
+   * unit can fill them). A follower that reads the store directly to catch up reads only up to it; the
+   * feed hands over what comes after, in order. Undefined on the embedded engine (units commit one at a
+   * time) or before the feed knows where it starts.
+   */
+  get liveFeedCursor(): number | undefined {
+    return this.feed !== undefined && this.feed.cursor >= 0 ? this.feed.cursor : undefined;
+  }
+
   get followerCount(): number {
     return this.listeners.size;
   }

@@ -251,6 +251,19 @@ export class TransmitterRepository {
     return (await q.orderBy('created_at').orderBy('id').execute()).map(toStream);
   }
 
+  /** Changes when a stream is created, deleted or updated on any node (one small read: count and latest times). */
+  async streamsVersion(): Promise<string> {
+    const row = await this.db
+      .selectFrom('ssf_streams')
+      .select((eb) => [
+        eb.fn.countAll().as('n'),
+        eb.fn.max('created_at').as('created'),
+        eb.fn.max('updated_at').as('updated'),
+      ])
+      .executeTakeFirst();
+    return `${String(row?.n ?? 0)}:${String(row?.created ?? '')}:${String(row?.updated ?? '')}`;
+  }
+
   async updateConfig(id: string, config: Record<string, unknown>, now: number): Promise<void> {
     await this.db
       .updateTable('ssf_streams')

@@ -167,6 +167,8 @@ export class SsfTransmitter {
   readonly repo: TransmitterRepository;
   private streams = new Map<string, CachedStream>();
   private streamsReadAt = 0;
+  /** `repo.streamsVersion()` when the streams were last read. */
+  private streamsVersion = '';
   private readonly sites = new Map<string, string | null>();
   private processed = 0;
   private cursorWrittenAt = 0;
@@ -243,19 +245,24 @@ export class SsfTransmitter {
     this.backfilling = true;
     this.pending = [];
     try {
+      // On a PostgreSQL cluster the store is read directly only up to where the live feed stands: above it a
+      // cursor may belong to a unit still open on another node, which would land below what was mapped and be
+      // dropped. What comes after it, the feed hands to the subscription above (into `pending`), in order.
+      // Read in the same turn as the lease was taken, so every event above it reaches `pending`.
+      const bound = this.deps.events.liveFeedCursor;
       const stored = await this.deps.store.meta.get(CURSOR_KEY);
       if (stored === undefined) {
         // A fresh transmitter starts at the log's end: receivers get what happens from now on.
-        const last = await this.lastCursor();
+        const last = bound ?? (await this.lastCursor());
         this.processed = last;
         await this.deps.store.meta.set(CURSOR_KEY, String(last));
       } else {
         this.processed = Number(stored);
         for (;;) {
           const page = await this.deps.events.query({ afterCursor: this.processed, limit: FANOUT_BATCH });
-          if (page.length === 0) break;
-          await this.process(page);
-          if (page.length < FANOUT_BATCH) break;
+          const within = bound === undefined ? page : page.filter((e) => e.cursor <= bound);
+          if (within.length > 0) await this.process(within);
+          if (within.length < FANOUT_BATCH) break;
         }
       }
     } catch (error) {
@@ -697,6 +704,7 @@ export class SsfTransmitter {
     const now = this.deps.clock();
     if (!force && now - this.streamsReadAt < STREAMS_REFRESH_MS) return;
     this.streamsReadAt = now;
+    this.streamsVersion = await this.repo.streamsVersion();
     const records = await this.repo.streams();
     const next = new Map<string, CachedStream>();
     for (const record of records) {
@@ -746,7 +754,9 @@ export class SsfTransmitter {
 
   private async process(batch: StoredEvent[]): Promise<void> {
     if (batch.length === 0) return;
-    await this.refreshStreams();
+    // A stream created (or changed) on another node since the last read: read the streams again before
+    // mapping, or the events after its creation would pass it by (the cursor moves on). One small read.
+    await this.refreshStreams((await this.repo.streamsVersion()) !== this.streamsVersion);
     const streams = [...this.streams.values()].filter((s) => s.record.status !== 'disabled' && s.delivered.size > 0);
     const rows: QueueInsert[] = [];
     const touched = new Set<string>();
