@@ -14,13 +14,31 @@
  * `--profile <file>` writes a V8 CPU profile of the in-process rounds only (open it in Chrome's
  * DevTools, or summarise it by self time), and one of the HTTP run beside it (`<file>.http.cpuprofile`).
  *
+ * The backend runs with the production default `--durability full` (every unit of work's commit waits
+ * for the disk) unless told otherwise. What the p99 is made of: every in-process request is traced
+ * (its time before its issuance event is queued, its wait for the group commit, the rest), beside the
+ * event loop's blocking SQLite COMMIT statements (better-sqlite3 is synchronous: the fsync and any WAL
+ * checkpoint run on the event loop), the GC pauses and each group's unit of work; the slowest 1 % are
+ * set against the median request. The disk's own anchor, in the same rounds and on the data
+ * directory's disk: the p50/p99 of a plain `fdatasync` after a small append, and of a one-row SQLite
+ * commit with `synchronous = FULL` (WAL), so the report can say how much of the p99 is the disk.
+ * `--autocheckpoint <pages>` sets the backend connection's `wal_autocheckpoint` (0: none) for an A/B;
+ * BATON_SQLITE_SYNC_ON_LOOP=1 puts SQLite's fsync back inside COMMIT, on the event loop (the A/B of
+ * backend/store/sqlite-store.ts WalSync). The event loop's delay during the rounds (what any other
+ * request of the process waits) is printed beside them.
+ *
  *   node --import tsx bench/token-exchange.ts [--seconds 6] [--rounds 3] [--consoles 20] [--concurrency 4]
- *     [--no-http] [--profile exchange.cpuprofile]
+ *     [--durability full|normal] [--autocheckpoint 1000] [--no-http] [--profile exchange.cpuprofile]
  */
 import { generateKeyPairSync, sign as signBytes, verify as verifyBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import fs, { closeSync, fdatasyncSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
+import Database from 'better-sqlite3';
+import { IssuanceJournal } from '../backend/tokens/issuance-journal.js';
 import { parseArgs } from 'node:util';
 import { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from '../shared/action-tokens.js';
 import { TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
@@ -42,6 +60,8 @@ const { values: args } = parseArgs({
     consoles: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: '4' },
     'no-http': { type: 'boolean', default: false },
+    durability: { type: 'string', default: 'full' },
+    autocheckpoint: { type: 'string' },
     profile: { type: 'string' },
   },
 });
@@ -56,6 +76,112 @@ interface Seat {
   console: TestConsole;
   record: ConsoleRecord;
   token: string;
+}
+
+type Interval = [start: number, end: number];
+
+/**
+ * The trace of the in-process rounds: better-sqlite3's COMMIT statements (timed on the statement
+ * prototype, before the backend opens its connection), GC pauses, each issuance group's unit of
+ * work, and per request when its issuance event was queued and when the journal let it go.
+ */
+const trace = {
+  on: false,
+  raw: new Set<Database.Database>(),
+  commits: [] as Interval[],
+  gc: [] as Interval[],
+  units: [] as Interval[],
+  /** The store's WAL flushes off the event loop (fs.fdatasync on the thread pool: sqlite-store.ts WalSync). */
+  flushes: [] as Interval[],
+  queued: new Map<string, number>(),
+  released: new Map<string, number>(),
+};
+{
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with its `this` below
+  const prepare = Database.prototype.prepare;
+  Database.prototype.prepare = function (this: Database.Database, sql: string) {
+    trace.raw.add(this);
+    return prepare.call(this, sql);
+  } as typeof prepare;
+  const scratch = new Database(':memory:');
+  const statementProto = Object.getPrototypeOf(scratch.prepare('SELECT 1')) as { run: (...a: unknown[]) => unknown };
+  scratch.close();
+  const run = statementProto.run;
+  statementProto.run = function (this: { source: string }, ...params: unknown[]) {
+    if (!trace.on || this.source !== 'commit') return run.apply(this, params);
+    const start = performance.now();
+    try {
+      return run.apply(this, params);
+    } finally {
+      trace.commits.push([start, performance.now()]);
+    }
+  };
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with its `this` below
+  const record = IssuanceJournal.prototype.record;
+  IssuanceJournal.prototype.record = function (this: IssuanceJournal, draft) {
+    const jti = (draft.detail as { jti?: string } | undefined)?.jti;
+    if (!trace.on || jti === undefined) return record.call(this, draft);
+    trace.queued.set(jti, performance.now());
+    return record.call(this, draft).then(() => {
+      trace.released.set(jti, performance.now());
+    });
+  };
+  const flush = fs.fdatasync;
+  fs.fdatasync = ((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    if (!trace.on) return flush(fd, callback);
+    const start = performance.now();
+    flush(fd, (error) => {
+      trace.flushes.push([start, performance.now()]);
+      callback(error);
+    });
+  }) as typeof fs.fdatasync;
+  syncBuiltinESMExports();
+  new PerformanceObserver((list) => {
+    if (!trace.on) return;
+    for (const entry of list.getEntries()) trace.gc.push([entry.startTime, entry.startTime + entry.duration]);
+  }).observe({ entryTypes: ['gc'] });
+}
+
+/** Milliseconds of `[start, end]` covered by `intervals` (sorted by start, not overlapping much). */
+function overlap(start: number, end: number, intervals: readonly Interval[]): number {
+  let sum = 0;
+  for (const [a, b] of intervals) {
+    if (a >= end) break;
+    if (b > start) sum += Math.min(b, end) - Math.max(a, start);
+  }
+  return sum;
+}
+
+/**
+ * The disk's anchor on the data directory's disk: `n` appends of 128 bytes each followed by
+ * `fdatasync`, and `n` one-row SQLite transactions with `synchronous = FULL` in WAL mode; ms each.
+ */
+function diskAnchor(dir: string, n: number): { fdatasync: number[]; sqliteFull: number[] } {
+  const fdatasync: number[] = [];
+  const fd = openSync(join(dir, 'anchor-append.bin'), 'a');
+  const chunk = Buffer.alloc(128, 1);
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    writeSync(fd, chunk);
+    fdatasyncSync(fd);
+    fdatasync.push(performance.now() - t0);
+  }
+  closeSync(fd);
+  const db = new Database(join(dir, 'anchor.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec('CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+  const insert = db.prepare('INSERT INTO t (body) VALUES (?)');
+  const one = db.transaction((body: string) => insert.run(body));
+  const body = 'x'.repeat(600);
+  const sqliteFull: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    one(body);
+    sqliteFull.push(performance.now() - t0);
+  }
+  db.close();
+  return { fdatasync, sqliteFull };
 }
 
 /** The anchor: one ES256 verify and one ES256 sign with OpenSSL, synchronously, for `ms`; pairs and CPU ms. */
@@ -77,7 +203,10 @@ function anchor(ms: number): { n: number; cpuMs: number } {
   return { n, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Promise<void>) {
+/** One traced request: when it started and ended, and the action token it got (its `jti` keys the journal's times). */
+type Traced = { start: number; end: number; token: string };
+
+async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Promise<string | void>, traced?: Traced[]) {
   const samples: number[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -88,8 +217,10 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
       while (performance.now() < end) {
         const seat = seats[next++ % seats.length] as Seat;
         const s0 = performance.now();
-        await one(seat);
-        samples.push(performance.now() - s0);
+        const token = await one(seat);
+        const s1 = performance.now();
+        samples.push(s1 - s0);
+        if (traced !== undefined && typeof token === 'string') traced.push({ start: s0, end: s1, token });
       }
     }),
   );
@@ -106,9 +237,108 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
   };
 }
 
+/** Per request: before its event was queued, the journal's wait, after; what overlapped it (COMMITs, GC); group size. */
+function explain(traced: readonly Traced[]) {
+  const byStart = (a: Interval, b: Interval) => a[0] - b[0];
+  trace.commits.sort(byStart);
+  trace.gc.sort(byStart);
+  trace.flushes.sort(byStart);
+  const unitEnds = trace.units.map(([, y]) => y).sort((a, b) => a - b);
+  const unitOf = (at: number) => {
+    let lo = 0;
+    let hi = unitEnds.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if ((unitEnds[mid] as number) <= at) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  };
+  const rows = traced.flatMap((r) => {
+    const payload = r.token.split('.')[1] ?? '';
+    const jti = (JSON.parse(Buffer.from(payload, 'base64url').toString()) as { jti: string }).jti;
+    const queued = trace.queued.get(jti);
+    const released = trace.released.get(jti);
+    if (queued === undefined || released === undefined) return [];
+    // Its own group's COMMIT: the last one to end while it waited in the journal.
+    let own = 0;
+    for (const [a, b] of trace.commits) {
+      if (a >= released) break;
+      if (b >= queued && b <= released) own = b - a;
+    }
+    let flushed = 0;
+    for (const [a, b] of trace.flushes) {
+      if (a >= released) break;
+      if (b >= queued && b <= released) flushed = b - a;
+    }
+    const commits = overlap(r.start, r.end, trace.commits);
+    return [
+      {
+        total: r.end - r.start,
+        before: queued - r.start,
+        journal: released - queued,
+        after: r.end - released,
+        ownCommit: own,
+        ownFlush: flushed,
+        otherCommits: Math.max(0, commits - own),
+        gc: overlap(r.start, r.end, trace.gc),
+        unit: unitOf(released),
+      },
+    ];
+  });
+  const groupSize = new Map<number, number>();
+  for (const row of rows) groupSize.set(row.unit, (groupSize.get(row.unit) ?? 0) + 1);
+  rows.sort((a, b) => a.total - b.total);
+  const mean = (name: string, part: typeof rows) => {
+    const avg = (f: (row: (typeof rows)[number]) => number) =>
+      part.length === 0 ? Number.NaN : part.reduce((x, row) => x + f(row), 0) / part.length;
+    return {
+      name,
+      n: part.length,
+      total: avg((r) => r.total),
+      before: avg((r) => r.before),
+      journal: avg((r) => r.journal),
+      after: avg((r) => r.after),
+      ownCommit: avg((r) => r.ownCommit),
+      ownFlush: avg((r) => r.ownFlush),
+      otherCommits: avg((r) => r.otherCommits),
+      gc: avg((r) => r.gc),
+      group: avg((r) => groupSize.get(r.unit) ?? 0),
+    };
+  };
+  const at = (p: number) => Math.floor((p / 100) * rows.length);
+  return [
+    mean('all (mean)', rows),
+    mean('median band (45-55 %)', rows.slice(at(45), at(55))),
+    mean('p90-p99 band', rows.slice(at(90), at(99))),
+    mean('slowest 1 %', rows.slice(at(99))),
+  ];
+}
+
 heading('token-exchange');
-const t = await startTestBackend();
+if (args.durability !== 'full' && args.durability !== 'normal') throw new Error('--durability full|normal');
+const onLoop = args.durability === 'normal' || process.env.BATON_SQLITE_SYNC_ON_LOOP === '1';
+const t = await startTestBackend({ durability: args.durability });
 try {
+  if (args.autocheckpoint !== undefined)
+    for (const db of trace.raw) if (db.open) db.pragma(`wal_autocheckpoint = ${Number(args.autocheckpoint)}`);
+  const walPages = [...trace.raw].find((db) => db.open)?.pragma('wal_autocheckpoint', { simple: true });
+  {
+    // Each issuance group's unit of work (the journal's `atomically`), for the trace.
+    const log = t.backend.services.events;
+    const atomically = log.atomically.bind(log);
+    log.atomically = async (fn) => {
+      const start = performance.now();
+      try {
+        return await atomically(fn);
+      } finally {
+        if (trace.on) trace.units.push([start, performance.now()]);
+      }
+    };
+  }
   const keys = await appKeyPair();
   await publishPolicy(t.admin, tellerPolicy(keys.publicJwk));
   const seats: Seat[] = [];
@@ -130,7 +360,7 @@ try {
         audience: TELLER_AUDIENCE,
         scope: 'payment.approve',
       })
-      .then(() => undefined);
+      .then((answer) => answer.access_token);
   const overHttp = async (seat: Seat) => {
     const result = await exchange(seat.console, seat.token, 'payment.approve');
     if (result.status !== 200) throw new Error(`exchange → ${result.status} ${JSON.stringify(result.body)}`);
@@ -147,12 +377,25 @@ try {
   const perRound = (SECONDS * 1000) / ROUNDS;
   const rounds: Awaited<ReturnType<typeof run>>[] = [];
   const anchors = { n: 0, cpuMs: 0 };
+  const disk = { fdatasync: [] as number[], sqliteFull: [] as number[] };
+  const traced: Traced[] = [];
+  // What any other work of the process (another console's request, a WebSocket frame) waits for the
+  // event loop while the exchanges run: the loop's delay, sampled every 1 ms (a timer's lateness).
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   for (let r = 0; r < ROUNDS; r++) {
     const x = anchor(Math.min(1000, perRound / 2));
     anchors.n += x.n;
     anchors.cpuMs += x.cpuMs;
-    rounds.push(await run(perRound, seats, inProcess));
+    const d = diskAnchor(t.dataDir, 200);
+    disk.fdatasync.push(...d.fdatasync);
+    disk.sqliteFull.push(...d.sqliteFull);
+    trace.on = true;
+    loopDelay.enable();
+    rounds.push(await run(perRound, seats, inProcess, traced));
+    loopDelay.disable();
+    trace.on = false;
   }
+  rmSync(join(t.dataDir, 'anchor-append.bin'), { force: true });
   if (profiler !== undefined && args.profile !== undefined) {
     const { profile } = await profiler.post('Profiler.stop');
     writeFileSync(args.profile, JSON.stringify(profile));
@@ -187,7 +430,7 @@ try {
   const rows: [string, typeof a][] = [['(a) in-process TokenExchange.exchange', a]];
   if (b !== undefined) rows.push(['(b) HTTP, console-signed, client in-process', b]);
   printTable(
-    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}, engine ${t.backend.store.engine}, load ${fmt(load0)} → ${fmt(load1)}`,
+    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}, engine ${t.backend.store.engine}, durability ${args.durability}${args.durability === 'full' ? (onLoop ? ' (fsync on the event loop)' : ' (WAL flush off the event loop)') : ''}, load ${fmt(load0)} → ${fmt(load1)}`,
     ['path', 'tokens', 'CPU µs each', 'of it system', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
     rows.map(([name, r]) => {
       const s = summarize(r.samples);
@@ -226,7 +469,97 @@ try {
       [`p99 ≤ ${GOAL_P99_MS} ms`, fmt(pa.p99), verdict(pa.p99 <= GOAL_P99_MS)],
     ],
   );
+  const breakdown = explain(traced);
+  const commitMs = trace.commits.map(([x, y]) => y - x);
+  const gcMs = trace.gc.map(([x, y]) => y - x);
+  const unitMs = trace.units.map(([x, y]) => y - x);
+  const flushMs = trace.flushes.map(([x, y]) => y - x);
+  const cs = summarize(commitMs);
+  const gs = summarize(gcMs);
+  const us = summarize(unitMs);
+  const df = summarize(disk.fdatasync);
+  const dq = summarize(disk.sqliteFull);
+  printTable(
+    `what a request's time is made of (in-process rounds, ${fmtInt(traced.length)} requests traced, ms)`,
+    [
+      'requests',
+      'n',
+      'total',
+      'before queued',
+      'journal wait',
+      'after',
+      'own COMMIT',
+      'own WAL flush',
+      "others' COMMITs",
+      'GC',
+      'group size',
+    ],
+    breakdown.map((row) => [
+      row.name,
+      fmtInt(row.n),
+      fmt(row.total),
+      fmt(row.before),
+      fmt(row.journal),
+      fmt(row.after),
+      fmt(row.ownCommit),
+      fmt(row.ownFlush),
+      fmt(row.otherCommits),
+      fmt(row.gc),
+      fmt(row.group, 1),
+    ]),
+  );
+  printTable(
+    `what blocked the event loop during the in-process rounds (durability ${args.durability}, WAL flush ${onLoop ? 'inside COMMIT, on the event loop' : 'off the event loop'}, wal_autocheckpoint ${String(walPages)})`,
+    ['what', 'count', 'p50 ms', 'p99 ms', 'max ms', 'total ms', '> 2 ms'],
+    [
+      ['SQLite COMMIT (all units)', cs, commitMs],
+      ['GC pause', gs, gcMs],
+      ['WAL flush off the event loop (fdatasync, not blocking)', summarize(flushMs), flushMs],
+      ['issuance group unit of work (not blocking)', us, unitMs],
+    ].map(([name, x, list]) => {
+      const v = x as ReturnType<typeof summarize>;
+      const l = list as number[];
+      return [
+        name as string,
+        fmtInt(v.n),
+        fmt(v.p50),
+        fmt(v.p99),
+        fmt(v.max),
+        fmt(l.reduce((a, b) => a + b, 0)),
+        fmtInt(l.filter((m) => m > 2).length),
+      ];
+    }),
+  );
+  const lag = {
+    p50: loopDelay.percentile(50) / 1e6,
+    p99: loopDelay.percentile(99) / 1e6,
+    max: loopDelay.max / 1e6,
+  };
+  printTable(
+    'event loop delay during the in-process rounds (what every other request of the process waits)',
+    ['p50 ms', 'p99 ms', 'max ms'],
+    [[fmt(lag.p50), fmt(lag.p99), fmt(lag.max)]],
+  );
+  printTable(
+    `disk anchor (same rounds, ${fmtInt(df.n)} each, data directory ${t.dataDir})`,
+    ['what', 'p50 ms', 'p99 ms', 'max ms'],
+    [
+      ['append 128 B + fdatasync', fmt(df.p50, 3), fmt(df.p99, 3), fmt(df.max, 3)],
+      ['SQLite one-row commit, WAL, synchronous FULL', fmt(dq.p50, 3), fmt(dq.p99, 3), fmt(dq.max, 3)],
+      ["the backend's COMMITs (above)", fmt(cs.p50, 3), fmt(cs.p99, 3), fmt(cs.max, 3)],
+    ],
+  );
   printJsonLine('token-exchange', {
+    durability: args.durability,
+    walFlush: onLoop ? 'on-loop' : 'off-loop',
+    flushes: summarize(flushMs),
+    loopDelay: lag,
+    walAutocheckpoint: walPages,
+    breakdown,
+    commits: cs,
+    gc: gs,
+    units: us,
+    disk: { fdatasync: df, sqliteFull: dq },
     engine: t.backend.store.engine,
     load: [load0, load1],
     anchor: { perCore: anchorRate },
