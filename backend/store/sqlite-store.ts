@@ -4,7 +4,7 @@
  * statements measurably win: event ingest and the single-use challenges and nonces
  * (docs/adr/0005-cluster-storage.md).
  */
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, fdatasync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -33,6 +33,13 @@ export interface SqliteStoreOptions {
   dataDir: string;
   /** FULL: a commit is on disk before it returns (survives power loss); NORMAL: survives kill -9. */
   durability: 'full' | 'normal';
+  /**
+   * With FULL, how a unit of work's commit reaches the disk: by default the WAL's flush runs on
+   * libuv's thread pool (`syncWal`, fs.fdatasync) while the unit keeps the connection, so the event
+   * loop is free meanwhile (see WalSync). A test passes its own `syncWal`; BATON_SQLITE_SYNC_ON_LOOP=1
+   * (benchmarks' A/B) keeps SQLite's own fsync inside COMMIT, on the event loop.
+   */
+  syncWal?: ((fd: number) => Promise<void>) | undefined;
 }
 
 export function migrate(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number {
@@ -98,7 +105,11 @@ function openSqliteFile(
     raw?.close();
     throw unreadable(file, cause);
   }
-  const db = new Kysely<BatonDatabase>({ dialect: sqliteDialect(raw) });
+  const walSync =
+    options.durability === 'full' && process.env.BATON_SQLITE_SYNC_ON_LOOP !== '1'
+      ? new WalSync(options.dataDir, `${file}-wal`, options.syncWal)
+      : undefined;
+  const db = new Kysely<BatonDatabase>({ dialect: sqliteDialect(raw, walSync) });
   let closed: Promise<void> | undefined;
   return kyselyStore(
     db,
@@ -108,6 +119,7 @@ function openSqliteFile(
         // Through Kysely, so that it waits for the statement or transaction holding the connection.
         await db.executeQuery(CompiledQuery.raw('PRAGMA wal_checkpoint(TRUNCATE)'));
         await db.destroy();
+        walSync?.close();
       })();
       return closed;
     },
@@ -130,13 +142,101 @@ function unreadable(file: string, cause: unknown): unknown {
 }
 
 /**
+ * A FULL commit with its fsync off the event loop. better-sqlite3 is synchronous: SQLite's own fsync
+ * inside COMMIT (synchronous = FULL) stops the whole process for as long as the disk takes, so every
+ * request waits for every commit. Instead a unit of work commits with synchronous = NORMAL (the WAL
+ * frames are written, not flushed) and then, still holding the connection, waits for an fdatasync of
+ * the WAL file on libuv's thread pool: what FULL does at commit in WAL mode (sqlite.org/wal.html:
+ * NORMAL differs only in that sync), with the same guarantee, since nothing reads the commit (the
+ * connection is held) and the unit does not resolve (no caller answered, no follower fed) before the
+ * WAL is on disk. Checkpoints keep their own syncs. A failed flush fails the unit. The directory is
+ * flushed once when the WAL file is first opened here (SQLite would on the WAL's first sync).
+ */
+class WalSync {
+  private fd: number | undefined;
+  constructor(
+    private readonly dir: string,
+    private readonly walFile: string,
+    private readonly syncWal: (fd: number) => Promise<void> = (fd) =>
+      new Promise((resolve, reject) => fdatasync(fd, (error) => (error === null ? resolve() : reject(error)))),
+  ) {}
+
+  sync(): Promise<void> {
+    if (this.fd === undefined) {
+      this.fd = openSync(this.walFile, 'r');
+      const dir = openSync(this.dir, 'r');
+      try {
+        fsyncSync(dir);
+      } finally {
+        closeSync(dir);
+      }
+    }
+    return this.syncWal(this.fd);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/**
  * Kysely's SQLite driver, with BEGIN IMMEDIATE: a transaction takes the write lock up front (a unit
  * that reads then writes can never fail to upgrade its lock). Kysely holds its one connection for a
- * whole transaction, so a statement from elsewhere waits for the commit.
+ * whole transaction, so a statement from elsewhere waits for the commit (and, with `walSync`, for
+ * the WAL's flush after it: WalSync).
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  /** Committed, its WAL flush failed: Kysely's rollback that follows has no transaction to roll back. */
+  private committed = false;
+  constructor(
+    config: ConstructorParameters<typeof SqliteDriver>[0],
+    private readonly walSync: WalSync | undefined,
+  ) {
+    super(config);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    if (this.walSync === undefined) {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+      return;
+    }
+    // The safety level may not change inside a transaction: set before BEGIN, restored after COMMIT.
+    await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = NORMAL'));
+    try {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    } catch (error) {
+      await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = FULL'));
+      throw error;
+    }
+  }
+
+  override async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.walSync === undefined) return super.commitTransaction(connection);
+    try {
+      await super.commitTransaction(connection);
+    } finally {
+      await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = FULL'));
+    }
+    this.committed = true;
+    try {
+      await this.walSync.sync();
+    } catch (cause) {
+      throw new BatonError('INTERNAL', 'A commit could not be flushed to disk', { cause });
+    }
+    this.committed = false;
+  }
+
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.committed) {
+      this.committed = false;
+      return;
+    }
+    try {
+      await super.rollbackTransaction(connection);
+    } finally {
+      if (this.walSync !== undefined) await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = FULL'));
+    }
   }
 }
 
@@ -157,11 +257,11 @@ function withStatementCache(db: Database.Database): SqliteDatabase {
   };
 }
 
-function sqliteDialect(raw: Database.Database): KyselyDialect {
+function sqliteDialect(raw: Database.Database, walSync?: WalSync): KyselyDialect {
   const database = withStatementCache(raw);
   return {
     createAdapter: () => new SqliteAdapter(),
-    createDriver: () => new ImmediateSqliteDriver({ database }),
+    createDriver: () => new ImmediateSqliteDriver({ database }, walSync),
     createIntrospector: (db) => new SqliteIntrospector(db),
     createQueryCompiler: () => new SqliteQueryCompiler(),
   };
