@@ -53,19 +53,27 @@ trap 'exit 0' INT TERM
 
 # Wait until the backend answers (or has exited). Its own process must be the one alive: another
 # backend already on the port answers too, while this one has refused to start (DATA_DIR_LOCKED).
+# A first start migrates the store and generates its keys: on a busy machine that can take a minute or
+# more, so the wait is bounded by the backend's own exit (it exits on any start-up failure), with a
+# progress line every 15 s and an outer limit of 5 minutes (BATON_START_TIMEOUT_SECONDS).
 if ! node -e '
   const url = process.argv[1] + "/healthz";
   const pid = Number(process.argv[2]);
-  const deadline = Date.now() + 30000;
+  const limit = Number(process.argv[3]) * 1000;
+  const started = Date.now();
+  let told = started;
   (async () => {
     for (;;) {
       try { process.kill(pid, 0); } catch { process.exit(1); }
       try { if ((await fetch(url)).ok) { process.kill(pid, 0); process.exit(0); } } catch {}
-      if (Date.now() > deadline) process.exit(1);
+      const now = Date.now();
+      if (now - started > limit) { console.error(`[baton] the backend has not answered in ${limit / 1000} s; giving up`); process.exit(2); }
+      if (now - told >= 15000) { told = now; console.error(`[baton] still waiting for the backend (${Math.round((now - started) / 1000)} s; a first start migrates the store and makes its keys)…`); }
       await new Promise((r) => setTimeout(r, 200));
     }
-  })();' "$backend_url" "$backend_pid"; then
+  })();' "$backend_url" "$backend_pid" "${BATON_START_TIMEOUT_SECONDS:-300}"; then
   say "The backend did not start (see its log above); not starting the agent."
+  kill "$backend_pid" 2>/dev/null
   wait "$backend_pid"
   exit 1
 fi
