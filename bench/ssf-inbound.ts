@@ -11,6 +11,9 @@
  *   - every console received the revocation (each answers its `ack` at once, so this is also
  *     when the last console acknowledged);
  *   - every acknowledgement committed by the backend.
+ * Anchors in the same run: an admin's revoke of another operator alternated with the SETs (the same
+ * revocation path without Shared Signals in front), and after Baton's rounds the naive
+ * ../shared/anchors/ws-broadcast.mjs (BENCH_ANCHORS_DIR) with as many clients and rounds: Baton ÷ anchor.
  *
  *   node --import tsx bench/ssf-inbound.ts [--consoles 1000] [--rounds 30]
  */
@@ -24,7 +27,8 @@ import type { Json } from '../test/helpers/backend-harness.js';
 import { BackendProcess } from './lib/backend-process.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
 import { RevocationReceipts, waitForAcks } from './lib/revocation-receipts.js';
-import { fmt, fmtInt, heading, printTable, summarize, verdict, wallMs } from './lib/report.js';
+import { loadLine, runAnchor } from './lib/cluster.js';
+import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict, wallMs } from './lib/report.js';
 import { BareConsole, connectConsole, mapLimit } from './lib/ws-console.js';
 
 const { values: args } = parseArgs({
@@ -47,6 +51,7 @@ const receipts = new RevocationReceipts();
 async function main(): Promise<void> {
   ensureFileLimit(CONSOLES + 1024);
   heading('Shared Signals inbound: account-disabled → every console acknowledged');
+  const loadStart = loadLine();
   const backend = await BackendProcess.start();
   await backend.request('instrument-revocations');
   backend.child.on('exit', (code, signal) => console.error(`backend child exited (${code ?? signal ?? '?'})`));
@@ -191,6 +196,13 @@ async function main(): Promise<void> {
     anchors.push(anchor);
   }
   await backend.stop();
+  const loadAfterBaton = loadLine();
+  // The naive anchor in the same run, right after: a plain `ws` server broadcasting one message to as many
+  // clients (../shared/anchors/ws-broadcast.mjs, or BENCH_ANCHORS_DIR) until all answered, as many rounds.
+  const broadcast = (await runAnchor('ws-broadcast.mjs', [String(CONSOLES), String(ROUNDS)])).find(
+    (a) => a.anchor === 'ws-broadcast',
+  )?.allAckedMs as { p50: number; p99: number; max: number } | undefined;
+  const loadAfterAnchor = loadLine();
 
   const accepted = summarize(rounds.map((r) => r.accepted));
   const received = summarize(rounds.map((r) => r.allReceived));
@@ -240,6 +252,39 @@ async function main(): Promise<void> {
       ],
     ],
   );
+  const ratio = (ours: number, theirs: number | undefined) =>
+    theirs === undefined || theirs <= 0 ? 'n/a' : `${fmt(ours / theirs, 2)}×`;
+  printTable(
+    `same-run anchor: ws-broadcast.mjs ${CONSOLES} ${ROUNDS} (a plain ws server, one message to every client, all answered)`,
+    ['measure', 'p50', 'p99', 'max', 'Baton ÷ anchor p50', 'Baton ÷ anchor p99'],
+    [
+      [
+        'anchor: all acked',
+        fmt(broadcast?.p50 ?? Number.NaN, 1),
+        fmt(broadcast?.p99 ?? Number.NaN, 1),
+        fmt(broadcast?.max ?? Number.NaN, 1),
+        '',
+        '',
+      ],
+      [
+        'Baton: SET → every console received + acknowledged',
+        fmt(received.p50, 1),
+        fmt(received.p99, 1),
+        fmt(received.max, 1),
+        ratio(received.p50, broadcast?.p50),
+        ratio(received.p99, broadcast?.p99),
+      ],
+      [
+        'Baton: admin revoke → every console received',
+        fmt(anchorReceived.p50, 1),
+        fmt(anchorReceived.p99, 1),
+        fmt(anchorReceived.max, 1),
+        ratio(anchorReceived.p50, broadcast?.p50),
+        ratio(anchorReceived.p99, broadcast?.p99),
+      ],
+    ],
+  );
+  console.log(`${loadStart} at the start; ${loadAfterBaton} after Baton's rounds; ${loadAfterAnchor} after the anchor`);
   printTable(
     'goal',
     ['goal', 'measured', 'verdict'],
@@ -256,6 +301,16 @@ async function main(): Promise<void> {
       ],
     ],
   );
+  printJsonLine('ssf-inbound', {
+    consoles: CONSOLES,
+    rounds: rounds.length,
+    accepted,
+    allReceived: received,
+    allAckCommitted: committed,
+    adminRevokeAllReceived: anchorReceived,
+    wsBroadcastAllAcked: broadcast ?? null,
+    load: { start: loadStart, afterBaton: loadAfterBaton, afterAnchor: loadAfterAnchor },
+  });
 }
 
 await main();

@@ -252,15 +252,57 @@ export interface SetSigningKey {
 
 const b64url = (data: string | Buffer) => Buffer.from(data).toString('base64url');
 
+/** Encoded protected headers by algorithm and kid: one per key, not one per SET. */
+const encodedHeaders = new Map<string, string>();
+
+function encodedHeader(key: SetSigningKey): string {
+  const id = `${key.alg} ${key.kid}`;
+  let header = encodedHeaders.get(id);
+  if (header === undefined) {
+    header = b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ: SET_TYP }));
+    if (encodedHeaders.size > 64) encodedHeaders.clear();
+    encodedHeaders.set(id, header);
+  }
+  return header;
+}
+
 /** The compact JWS of `claims`: header `{alg, kid, typ: "secevent+jwt"}`. */
 export function signSet(claims: SetClaims, key: SetSigningKey): string {
-  const header = b64url(JSON.stringify({ alg: key.alg, kid: key.kid, typ: SET_TYP }));
-  const input = `${header}.${b64url(JSON.stringify(claims))}`;
+  return signSetJson(JSON.stringify(claims), key);
+}
+
+/** The compact JWS of claims already serialised (`setClaimsEncoder`, or `JSON.stringify` of checked claims). */
+export function signSetJson(claimsJson: string, key: SetSigningKey): string {
+  const input = `${encodedHeader(key)}.${b64url(claimsJson)}`;
+  const data = Buffer.from(input);
   const signature =
     key.alg === 'ES256'
-      ? nodeSign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
-      : nodeSign('sha256', Buffer.from(input), key.privateKey);
+      ? nodeSign('sha256', data, { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
+      : nodeSign('sha256', data, key.privateKey);
   return `${input}.${signature.toString('base64url')}`;
+}
+
+/**
+ * One event's SETs to several streams, which differ only in `aud` and `jti`: the claims are built and
+ * checked (`buildSet`) once, the members they share serialised once, and `encode(aud, jti)` gives each
+ * stream's claims JSON, the same text as `JSON.stringify(buildSet({...draft, aud, jti}))`.
+ */
+export function setClaimsEncoder(draft: Omit<SetDraft, 'aud' | 'jti'> & { aud: string }): {
+  encode(aud: string | string[], jti: string): string;
+} {
+  const checked = buildSet({ ...draft, jti: randomUUID() });
+  const prefix = `{"iss":${JSON.stringify(checked.iss)},"aud":`;
+  const middle = `,"iat":${JSON.stringify(checked.iat)},"jti":`;
+  const suffix =
+    `${checked.txn === undefined ? '' : `,"txn":${JSON.stringify(checked.txn)}`}` +
+    `,"sub_id":${JSON.stringify(checked.sub_id)},"events":${JSON.stringify(checked.events)}}`;
+  return {
+    encode: (aud, jti) => {
+      if (aud === '' || (Array.isArray(aud) && aud.length === 0)) throw new Error('Not a valid SET: empty `aud`');
+      if (jti === '') throw new Error('Not a valid SET: empty `jti`');
+      return `${prefix}${JSON.stringify(aud)}${middle}${JSON.stringify(jti)}${suffix}`;
+    },
+  };
 }
 
 /** The claims of a compact SET, not verified (for logs and tests; verify with jose first). */

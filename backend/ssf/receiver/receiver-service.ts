@@ -599,7 +599,8 @@ export class SsfReceiver {
         const operator = await store.operators.get(operatorId);
         if (operator === undefined || operator.revokedAt !== null) return 'already-revoked';
         try {
-          await this.deps.assertNotLastAdmin(operatorId);
+          // Only an admin can be the last one (the check reads every admin's passkeys): not before every push.
+          if (operator.roles.includes('admin')) await this.deps.assertNotLastAdmin(operatorId);
         } catch (error) {
           if (error instanceof BatonError && error.code === 'LAST_ADMIN') {
             // The last admin keeps Baton: their sessions end, the account stays (an admin decides).

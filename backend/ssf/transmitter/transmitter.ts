@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import {
+  Agent as HttpAgent,
+  request as httpRequest,
+  type ClientRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type RequestOptions,
+} from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -17,10 +24,13 @@ import {
   SetErrorBodySchema,
   SubjectIdSchema,
   buildSet,
-  signSet,
+  setClaimsEncoder,
+  signSetJson,
   subjectKey,
   subjectMatches,
+  type SetSigningKey,
   type SubjectId,
+  type signSet,
 } from '../set.js';
 import type { SsfTransmitterConfig } from './config.js';
 import type { TransmitterKeys } from './keys.js';
@@ -190,6 +200,8 @@ export class SsfTransmitter {
   private stopped = false;
   /** Keep-alive connections to receivers (node:http: cheaper per POST than fetch). */
   private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
+  /** Ends pushes that take longer than `pushTimeoutMs` (one timer, not one per push). */
+  private readonly watchdog: PushWatchdog;
   /** Measured: how long signing took, for the benchmark (ns, count). */
   readonly signing = { ns: 0n, count: 0 };
   /** SETs this node pushed and the receiver accepted (202), since it started. */
@@ -197,6 +209,7 @@ export class SsfTransmitter {
 
   constructor(private readonly deps: SsfTransmitterDeps) {
     this.repo = new TransmitterRepository(deps.store);
+    this.watchdog = new PushWatchdog(deps.config.pushTimeoutMs);
     this.pollWaiters.setMaxListeners(0);
   }
 
@@ -295,6 +308,7 @@ export class SsfTransmitter {
       await this.repo.releaseNamedLease(FANOUT_LEASE, this.deps.nodeId).catch(() => undefined);
     }
     await Promise.allSettled([...this.delivering.values()]);
+    this.watchdog.stop();
     this.agents.http.destroy();
     this.agents.https.destroy();
     for (const id of this.streams.keys()) await this.repo.releaseLease(id, this.deps.nodeId).catch(() => undefined);
@@ -693,8 +707,12 @@ export class SsfTransmitter {
   }
 
   private sign(claims: Parameters<typeof signSet>[0]): string {
+    return this.signJson(JSON.stringify(claims), this.deps.keys.signingKey());
+  }
+
+  private signJson(claimsJson: string, key: SetSigningKey): string {
     const started = process.hrtime.bigint();
-    const jwt = signSet(claims, this.deps.keys.signingKey());
+    const jwt = signSetJson(claimsJson, key);
     this.signing.ns += process.hrtime.bigint() - started;
     this.signing.count++;
     return jwt;
@@ -762,7 +780,9 @@ export class SsfTransmitter {
     const touched = new Set<string>();
     if (streams.length > 0) {
       for (const event of batch) if (event.subject.console !== undefined) await this.siteOf(event.subject.console);
-      const ctx = { issuer: this.issuer, siteOf: (id: string) => this.sites.get(id) ?? undefined };
+      const issuer = this.issuer;
+      const signingKey = this.deps.keys.signingKey();
+      const ctx = { issuer, siteOf: (id: string) => this.sites.get(id) ?? undefined };
       let txn = this.txn;
       for (const event of batch) {
         // The feed hands events over in cursor order, in batches of any size (PostgreSQL: pages): a cause's run
@@ -782,26 +802,30 @@ export class SsfTransmitter {
         this.txn = txn;
         const mapped = mapEvent(event, ctx);
         if (mapped === undefined) continue;
+        // The SETs of one event to several streams differ only in `aud` and `jti`: built, checked and
+        // serialised once (the first stream that takes it), each stream's claims then one string.
+        let encoder: ReturnType<typeof setClaimsEncoder> | undefined;
+        let key: string | undefined;
         for (const stream of streams) {
           if (!stream.delivered.has(mapped.type)) continue;
           if (event.receivedAt < stream.record.createdAt) continue;
           if (!this.allows(stream, mapped.subject)) continue;
-          const jti = randomUUID();
-          const claims = buildSet({
-            iss: this.issuer,
+          encoder ??= setClaimsEncoder({
+            iss: issuer,
             aud: stream.config.aud,
             type: mapped.type,
             event: mapped.event,
             subject: mapped.subject,
             txn: txn.id,
-            jti,
           });
+          key ??= subjectKey(mapped.subject);
+          const jti = randomUUID();
           rows.push({
             streamId: stream.record.id,
             source: event.id,
             jti,
-            subjectKey: subjectKey(mapped.subject),
-            setJwt: this.sign(claims),
+            subjectKey: key,
+            setJwt: this.signJson(encoder.encode(stream.config.aud, jti), signingKey),
             recordedAt: event.receivedAt,
           });
           touched.add(stream.record.id);
@@ -813,6 +837,11 @@ export class SsfTransmitter {
     // Nothing to queue: the cursor is written at most every CURSOR_LAZY_MS (no extra transaction per commit of
     // the backend; after a crash the next start maps those events again, which queues nothing either).
     if (rows.length > 0 || now - this.cursorWrittenAt >= CURSOR_LAZY_MS || this.stopped) {
+      // Inserted stream by stream (each stream's rows in event order; the order across streams means
+      // nothing): a delivery round deletes one stream's SETs, which then fill whole pages of the queue
+      // table rather than a quarter of each page (4 streams), so the round's commit writes a quarter of the
+      // pages to the WAL and empty pages are freed rather than rewritten.
+      if (touched.size > 1) rows.sort((a, b) => (a.streamId < b.streamId ? -1 : a.streamId > b.streamId ? 1 : 0));
       await this.deps.store.transaction(async (tx) => {
         await this.repo.in(tx).enqueue(rows, now);
         const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
@@ -957,7 +986,8 @@ export class SsfTransmitter {
           );
           await repo.recordDelivered(id, delivered.length, at);
           await repo.recordLatency(id, latencies, at);
-          if (delivered.some((r) => r.subjectKey === this.streamSubjectKey(id))) {
+          const own = this.streamSubjectKey(id);
+          if (delivered.some((r) => r.subjectKey === own)) {
             await repo.markVerified(
               id,
               delivered.map((r) => r.jti),
@@ -1018,15 +1048,13 @@ export class SsfTransmitter {
     jwt: string,
   ): Promise<string | undefined> {
     try {
-      const options = {
-        authorization: delivery.authorization_header,
-        timeoutMs: this.deps.config.pushTimeoutMs,
-        agents: this.agents,
-      };
+      const target = pushTarget(delivery);
+      const body = Buffer.from(jwt);
+      const options = { watchdog: this.watchdog, agents: this.agents };
       // A kept-alive connection the receiver closed meanwhile fails at once: try once more on a new one.
-      const { status, text } = await postSet(delivery.endpoint_url, jwt, options).catch((error: unknown) => {
+      const { status, text } = await postSet(target, body, options).catch((error: unknown) => {
         if ((error as { reusedSocket?: boolean }).reusedSocket !== true) throw error;
-        return postSet(delivery.endpoint_url, jwt, options);
+        return postSet(target, body, options);
       });
       if (status === 202) return undefined;
       if (status === 400) {
@@ -1206,42 +1234,119 @@ function safeJson(text: string): unknown {
 
 const MAX_ANSWER_BYTES = 16 * 1024;
 
+/** A push endpoint parsed once (not per SET): the request options every POST to it shares. */
+interface PushTarget {
+  secure: boolean;
+  options: RequestOptions;
+  authorization: string | undefined;
+}
+
+const pushTargets = new WeakMap<object, PushTarget>();
+
+function pushTarget(delivery: { endpoint_url: string; authorization_header?: string | undefined }): PushTarget {
+  let target = pushTargets.get(delivery);
+  if (target === undefined) {
+    const url = new URL(delivery.endpoint_url);
+    target = {
+      secure: url.protocol === 'https:',
+      options: {
+        protocol: url.protocol,
+        hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+        port: url.port === '' ? undefined : Number(url.port),
+        path: `${url.pathname}${url.search}`,
+        method: 'POST',
+      },
+      authorization: delivery.authorization_header,
+    };
+    pushTargets.set(delivery, target);
+  }
+  return target;
+}
+
+/**
+ * The push timeout without a timer per push: one interval, running while pushes are in flight, ends every
+ * push older than `timeoutMs` (so a push ends between `timeoutMs` and `timeoutMs` + one check period after
+ * it started, however the receiver trickles its answer).
+ */
+class PushWatchdog {
+  private readonly deadlines = new Map<ClientRequest, number>();
+  private timer: NodeJS.Timeout | undefined;
+  constructor(readonly timeoutMs: number) {}
+
+  add(req: ClientRequest): void {
+    this.deadlines.set(req, performance.now() + this.timeoutMs);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.check(), Math.min(1000, Math.max(25, this.timeoutMs / 4)));
+      this.timer.unref();
+    }
+  }
+
+  delete(req: ClientRequest): void {
+    this.deadlines.delete(req);
+  }
+
+  private check(): void {
+    const now = performance.now();
+    for (const [req, deadline] of this.deadlines) {
+      if (deadline > now) continue;
+      this.deadlines.delete(req);
+      req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
+    }
+    // Stopped when idle (lazily: not per push), started again by the next push.
+    if (this.deadlines.size === 0) this.stop();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
 /** One RFC 8935 POST over node:http(s) with a keep-alive agent: the status and (at most 16 KiB of) the answer. */
 function postSet(
-  url: string,
-  jwt: string,
-  options: { authorization: string | undefined; timeoutMs: number; agents: { http: HttpAgent; https: HttpsAgent } },
+  target: PushTarget,
+  body: Buffer,
+  options: { watchdog: PushWatchdog; agents: { http: HttpAgent; https: HttpsAgent } },
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const target = new URL(url);
-    const secure = target.protocol === 'https:';
-    const body = Buffer.from(jwt);
-    const req = (secure ? httpsRequest : httpRequest)(
-      target,
-      {
-        method: 'POST',
-        agent: secure ? options.agents.https : options.agents.http,
-        headers: {
-          'content-type': SET_CONTENT_TYPE,
-          'content-length': body.length,
-          accept: 'application/json',
-          ...(options.authorization === undefined ? {} : { authorization: options.authorization }),
-        },
-        timeout: options.timeoutMs,
-      },
+    const headers: OutgoingHttpHeaders = {
+      'content-type': SET_CONTENT_TYPE,
+      'content-length': body.length,
+      accept: 'application/json',
+    };
+    if (target.authorization !== undefined) headers.authorization = target.authorization;
+    const { watchdog } = options;
+    const req = (target.secure ? httpsRequest : httpRequest)(
+      { ...target.options, agent: target.secure ? options.agents.https : options.agents.http, headers },
       (res) => {
-        const chunks: Buffer[] = [];
+        let chunks: Buffer[] | undefined;
         let size = 0;
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
-          if (size <= MAX_ANSWER_BYTES) chunks.push(chunk);
+          if (size <= MAX_ANSWER_BYTES) (chunks ??= []).push(chunk);
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
+        res.on('end', () => {
+          watchdog.delete(req);
+          resolve({
+            status: res.statusCode ?? 0,
+            text: chunks === undefined ? '' : Buffer.concat(chunks).toString('utf8'),
+          });
+        });
+        res.on('error', (error) => {
+          watchdog.delete(req);
+          reject(error);
+        });
+        res.on('close', () => {
+          watchdog.delete(req);
+          if (!res.complete) reject(new Error('the receiver closed the connection before the end of its answer'));
+        });
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
-    req.on('error', (error) => reject(Object.assign(error, { reusedSocket: req.reusedSocket })));
+    req.on('error', (error) => {
+      watchdog.delete(req);
+      reject(Object.assign(error, { reusedSocket: req.reusedSocket }));
+    });
+    watchdog.add(req);
     req.end(body);
   });
 }
