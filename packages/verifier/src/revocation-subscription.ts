@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, importJWK, type CryptoKey, type JWK } from 'jose';
+import { ReconnectLoop } from './reconnect.js';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
 import type { RevocationSource } from './verifier.js';
 
@@ -39,23 +40,21 @@ export class RevocationSubscription implements RevocationSource {
   /** Resolves when the first connection has been accepted (its catch-up applied). */
   readonly ready: Promise<void>;
   private markReady!: () => void;
-  private connectedNow = false;
-  private downSince: number;
-  private closed = false;
   private abort: AbortController | undefined;
   private readonly clock: () => number;
+  private readonly loop: ReconnectLoop;
   private key: Promise<CryptoKey | Uint8Array> | undefined;
 
   constructor(private readonly options: RevocationSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
     this.list = options.list ?? new RevocationList(this.clock);
-    this.downSince = this.clock();
+    this.loop = new ReconnectLoop(this.clock, options);
     this.ready = new Promise((resolve) => (this.markReady = resolve));
-    void this.run();
+    void this.loop.run(() => this.connectOnce());
   }
 
   get connected(): boolean {
-    return this.connectedNow;
+    return this.loop.connected;
   }
 
   refuses(token: RevocableToken): string | undefined {
@@ -63,11 +62,11 @@ export class RevocationSubscription implements RevocationSource {
   }
 
   downForMs(): number {
-    return this.connectedNow ? 0 : this.clock() - this.downSince;
+    return this.loop.downForMs();
   }
 
   close(): void {
-    this.closed = true;
+    this.loop.close();
     this.abort?.abort();
   }
 
@@ -86,24 +85,8 @@ export class RevocationSubscription implements RevocationSource {
       .sign(await this.key);
   }
 
-  private async run(): Promise<void> {
-    let delay = this.options.retryMs ?? 250;
-    while (!this.closed) {
-      try {
-        await this.connectOnce(() => (delay = this.options.retryMs ?? 250));
-      } catch (error) {
-        if (this.closed) break;
-        this.options.onError?.(error instanceof Error ? error : new Error(String(error)));
-      }
-      if (this.connectedNow) this.downSince = this.clock();
-      this.connectedNow = false;
-      if (this.closed) break;
-      await new Promise((resolve) => setTimeout(resolve, delay).unref());
-      delay = Math.min(delay * 2, this.options.maxRetryMs ?? 5000);
-    }
-  }
-
-  private async connectOnce(onAccepted: () => void): Promise<void> {
+  /** One connection to the stream, read until it drops (it never returns: the loop retries). */
+  private async connectOnce(): Promise<void> {
     const url = new URL(REVOCATION_STREAM_PATH, this.options.batonUrl);
     this.abort = new AbortController();
     const headers: Record<string, string> = {
@@ -116,7 +99,7 @@ export class RevocationSubscription implements RevocationSource {
       const text = await response.text().catch(() => '');
       throw new Error(`Baton's revocation stream answered ${response.status}: ${text.slice(0, 300)}`);
     }
-    onAccepted();
+    this.loop.accepted();
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     for (;;) {
@@ -144,7 +127,7 @@ export class RevocationSubscription implements RevocationSource {
       else if (field === 'data') data += data === '' ? value : `\n${value}`;
     }
     if (event === 'hello') {
-      this.connectedNow = true;
+      this.loop.up();
       this.markReady();
     } else if (event === 'revocation') {
       const revocation = JSON.parse(data) as Revocation;

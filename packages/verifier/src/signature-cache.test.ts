@@ -1,61 +1,14 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
-import { ActionTokenVerifier, RevocationList, VerificationError } from './index.js';
+import { ActionTokenVerifier, RevocationList } from './index.js';
+import { AUD, NOW, jwksServer, refusal, signer, token, type JwksServer, type Signer } from './test-fixtures.js';
 
 /**
  * The verifier remembers tokens whose signature verified (`signatureCacheSize`): a remembered token
  * must still be refused for everything but its signature: expiry, revocation, age, another key.
  */
 
-const AUD = 'urn:bank:teller';
-const NOW = Date.UTC(2026, 11, 5, 3, 0, 0);
 const ACTIONS = { 'payment.approve': { level: 'verified', maxAgeSeconds: 300 } } as const;
-
-interface Signer {
-  key: CryptoKey;
-  jwk: JWK;
-}
-async function signer(kid: string): Promise<Signer> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  return { key: privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
-}
-
-let serial = 0;
-function token(s: Signer, claims: Record<string, unknown> = {}, at = NOW): Promise<string> {
-  const iat = Math.floor(at / 1000);
-  return new SignJWT({
-    action: 'payment.approve',
-    scope: 'payment.approve',
-    sid: 'ses_1',
-    console: 'con_1',
-    channel: 'branch-kiosk',
-    level: 'verified',
-    acr: 'phr',
-    auth_time: iat - 60,
-    policy_version: 3,
-    ...claims,
-  })
-    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: s.jwk.kid! })
-    .setIssuer('urn:baton:backend')
-    .setAudience(AUD)
-    .setSubject('op_ada')
-    .setJti(`jti-${++serial}`)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + 120)
-    .sign(s.key);
-}
-
-async function refusal(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(
-    () => assert.fail('expected a refusal'),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof VerificationError, String(error));
-  return error.code;
-}
 
 describe('verifier signature cache', () => {
   let a: Signer;
@@ -82,7 +35,7 @@ describe('verifier signature cache', () => {
     await verifier.verify(t, 'payment.approve');
     assert.equal(verifier.cachedSignatures, 1);
     now = NOW + 120_000 + 30_000; // exp + the 30 s tolerance
-    assert.equal(await refusal(verifier.verify(t, 'payment.approve')), 'TOKEN_EXPIRED');
+    assert.equal((await refusal(verifier.verify(t, 'payment.approve'))).code, 'TOKEN_EXPIRED');
     assert.equal(verifier.cachedSignatures, 0);
   });
 
@@ -93,13 +46,13 @@ describe('verifier signature cache', () => {
     const revoked = await token(a, { sid: 'ses_r' });
     assert.equal((await verifier.verify(revoked, 'payment.approve')).session, 'ses_r');
     revocations.apply({ epoch: 1, kind: 'session', targetId: 'ses_r', operatorId: 'op_ada', at: now });
-    assert.equal(await refusal(verifier.verify(revoked, 'payment.approve')), 'TOKEN_REVOKED');
+    assert.equal((await refusal(verifier.verify(revoked, 'payment.approve'))).code, 'TOKEN_REVOKED');
 
     // Authenticated 290 s before issuance: within 300 s (+30 s tolerance) now, not 60 s later.
     const aging = await token(a, { sid: 'ses_old', auth_time: Math.floor(NOW / 1000) - 290 });
     assert.equal((await verifier.verify(aging, 'payment.approve')).session, 'ses_old');
     now = NOW + 60_000;
-    assert.equal(await refusal(verifier.verify(aging, 'payment.approve')), 'INSUFFICIENT_USER_AUTHENTICATION');
+    assert.equal((await refusal(verifier.verify(aging, 'payment.approve'))).code, 'INSUFFICIENT_USER_AUTHENTICATION');
   });
 
   it('is keyed on the whole token: a remembered signature under other claims does not verify', async () => {
@@ -109,7 +62,10 @@ describe('verifier signature cache', () => {
     const other = await token(a, { sid: 'ses_2', level: 'hardware' });
     const [h, , sig] = t.split('.');
     const [, p] = other.split('.');
-    assert.equal(await refusal(verifier.verify(`${h}.${p}.${sig}`, 'payment.approve')), 'TOKEN_SIGNATURE_INVALID');
+    assert.equal(
+      (await refusal(verifier.verify(`${h}.${p}.${sig}`, 'payment.approve'))).code,
+      'TOKEN_SIGNATURE_INVALID',
+    );
   });
 
   it('stays within its bound, and verifies every token whether or not it is remembered', async () => {
@@ -127,27 +83,20 @@ describe('verifier signature cache', () => {
 });
 
 describe('verifier signature cache and the remote JWKS', () => {
-  let server: Server;
-  let published: JWK[] = [];
-  let url = '';
+  let jwks: JwksServer;
   before(async () => {
-    server = createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: published }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+    jwks = await jwksServer();
   });
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  after(() => jwks.close());
 
   it('refuses a remembered token once Baton publishes another key under its kid, or drops the kid', async () => {
     const k1 = await signer('k1');
     const impostor = await signer('k1'); // another key pair under the same kid
-    published = [k1.jwk];
+    jwks.published = [k1.jwk];
     let now = NOW;
     const verifier = new ActionTokenVerifier({
       audience: AUD,
-      jwksUrl: url,
+      jwksUrl: jwks.url,
       actions: ACTIONS,
       clock: () => now,
       jwksCacheMaxAgeMs: 1000,
@@ -155,14 +104,14 @@ describe('verifier signature cache and the remote JWKS', () => {
     const t = await token(k1);
     await verifier.verify(t, 'payment.approve');
     assert.equal(verifier.cachedSignatures, 1);
-    published = [impostor.jwk];
+    jwks.published = [impostor.jwk];
     now += 2000; // the JWKS is fetched again
-    assert.equal(await refusal(verifier.verify(t, 'payment.approve')), 'TOKEN_SIGNATURE_INVALID');
-    published = [k1.jwk];
+    assert.equal((await refusal(verifier.verify(t, 'payment.approve'))).code, 'TOKEN_SIGNATURE_INVALID');
+    jwks.published = [k1.jwk];
     now += 2000;
     assert.equal((await verifier.verify(t, 'payment.approve')).level, 'verified');
-    published = [];
+    jwks.published = [];
     now += 2000;
-    assert.equal(await refusal(verifier.verify(t, 'payment.approve')), 'TOKEN_KEY_UNKNOWN');
+    assert.equal((await refusal(verifier.verify(t, 'payment.approve'))).code, 'TOKEN_KEY_UNKNOWN');
   });
 });

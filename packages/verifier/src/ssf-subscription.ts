@@ -1,5 +1,6 @@
 import { createRemoteJWKSet } from 'jose';
 import { SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
+import { ReconnectLoop } from './reconnect.js';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
 import type { RevocationSource } from './verifier.js';
 
@@ -63,17 +64,19 @@ export class SsfSubscription implements RevocationSource {
   /** The stream followed, once known. */
   streamId: string | undefined;
   private markReady!: () => void;
-  private connectedNow = false;
-  private downSince: number;
-  private closed = false;
   private abort: AbortController | undefined;
   private readonly clock: () => number;
+  private readonly loop: ReconnectLoop;
   private readonly sets: SetApplier;
+  private setUpDone: Awaited<ReturnType<SsfSubscription['setUp']>> | undefined;
+  private jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+  private ack: string[] = [];
+  private setErrs: Record<string, { err: string; description: string }> = {};
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
     this.list = options.list ?? new RevocationList(this.clock);
-    this.downSince = this.clock();
+    this.loop = new ReconnectLoop(this.clock, options);
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     this.sets = new SetApplier({
       list: this.list,
@@ -81,11 +84,11 @@ export class SsfSubscription implements RevocationSource {
       ...(options.algorithms === undefined ? {} : { algorithms: options.algorithms }),
       ...(options.onRevocation === undefined ? {} : { onRevocation: options.onRevocation }),
     });
-    void this.run();
+    void this.loop.run(() => this.pollOnce());
   }
 
   get connected(): boolean {
-    return this.connectedNow;
+    return this.loop.connected;
   }
 
   refuses(token: RevocableToken): string | undefined {
@@ -93,11 +96,11 @@ export class SsfSubscription implements RevocationSource {
   }
 
   downForMs(): number {
-    return this.connectedNow ? 0 : this.clock() - this.downSince;
+    return this.loop.downForMs();
   }
 
   close(): void {
-    this.closed = true;
+    this.loop.close();
     this.abort?.abort();
   }
 
@@ -152,53 +155,35 @@ export class SsfSubscription implements RevocationSource {
     return { config, stream, endpoint: stream.delivery.endpoint_url };
   }
 
-  private async run(): Promise<void> {
-    let delay = this.options.retryMs ?? 250;
-    let setUp: Awaited<ReturnType<SsfSubscription['setUp']>> | undefined;
-    let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
-    let ack: string[] = [];
-    let setErrs: Record<string, { err: string; description: string }> = {};
-    while (!this.closed) {
+  /** One poll (set up the stream first if needed): acknowledges what the previous poll applied, applies what it gets. */
+  private async pollOnce(): Promise<void> {
+    const setUp = (this.setUpDone ??= await this.setUp());
+    const jwks = (this.jwks ??= createRemoteJWKSet(new URL(setUp.config.jwks_uri)));
+    const first = !this.loop.connected;
+    const { body } = await this.json(setUp.endpoint, {
+      method: 'POST',
+      body: JSON.stringify({
+        ack: this.ack,
+        ...(Object.keys(this.setErrs).length === 0 ? {} : { setErrs: this.setErrs }),
+        maxEvents: 100,
+        returnImmediately: first,
+      }),
+    });
+    this.ack = [];
+    this.setErrs = {};
+    this.loop.up();
+    const sets = (body as { sets?: Record<string, string> }).sets ?? {};
+    for (const [jti, set] of Object.entries(sets)) {
       try {
-        setUp ??= await this.setUp();
-        jwks ??= createRemoteJWKSet(new URL(setUp.config.jwks_uri));
-        const first = !this.connectedNow;
-        const { body } = await this.json(setUp.endpoint, {
-          method: 'POST',
-          body: JSON.stringify({
-            ack,
-            ...(Object.keys(setErrs).length === 0 ? {} : { setErrs }),
-            maxEvents: 100,
-            returnImmediately: first,
-          }),
-        });
-        ack = [];
-        setErrs = {};
-        if (!this.connectedNow) this.connectedNow = true;
-        delay = this.options.retryMs ?? 250;
-        const sets = (body as { sets?: Record<string, string> }).sets ?? {};
-        for (const [jti, set] of Object.entries(sets)) {
-          try {
-            await this.sets.apply(set, { issuer: setUp.config.issuer, audience: setUp.stream.aud, jwks });
-            ack.push(jti);
-          } catch (error) {
-            const refused =
-              error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
-            setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
-            this.options.onError?.(refused);
-          }
-        }
-        if (first) this.markReady();
-        continue;
+        await this.sets.apply(set, { issuer: setUp.config.issuer, audience: setUp.stream.aud, jwks });
+        this.ack.push(jti);
       } catch (error) {
-        if (this.closed) break;
-        this.options.onError?.(error instanceof Error ? error : new Error(String(error)));
+        const refused =
+          error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
+        this.setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
+        this.options.onError?.(refused);
       }
-      if (this.connectedNow) this.downSince = this.clock();
-      this.connectedNow = false;
-      if (this.closed) break;
-      await new Promise((resolve) => setTimeout(resolve, delay).unref());
-      delay = Math.min(delay * 2, this.options.maxRetryMs ?? 5000);
     }
+    if (first) this.markReady();
   }
 }

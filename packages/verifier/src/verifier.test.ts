@@ -1,68 +1,24 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { SignJWT } from 'jose';
 import {
   ActionTokenVerifier,
   RevocationList,
-  VerificationError,
   bearerChallenge,
   nodeHttpGuard,
   parseBearerChallenge,
   requireAction,
   type VerifiedAction,
 } from './index.js';
+import { AUD, NOW, jwksServer, refusal, signer, token, type JwksServer, type Signer } from './test-fixtures.js';
 
-const AUD = 'urn:bank:teller';
-const NOW = Date.UTC(2026, 11, 4, 12, 0, 0);
 const ACTIONS = {
   'customer.view': { level: 'presence' },
   'payment.approve': { level: 'verified', maxAgeSeconds: 300 },
   'payment.post': { level: 'verified', allowServices: true },
 } as const;
-
-interface Signer {
-  key: CryptoKey;
-  jwk: JWK;
-}
-async function signer(kid: string): Promise<Signer> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  return { key: privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
-}
-
-function token(s: Signer, claims: Record<string, unknown> = {}, at = NOW): Promise<string> {
-  const iat = Math.floor(at / 1000);
-  return new SignJWT({
-    action: 'payment.approve',
-    scope: 'payment.approve',
-    sid: 'ses_1',
-    console: 'con_1',
-    channel: 'branch-kiosk',
-    level: 'verified',
-    acr: 'phr',
-    auth_time: iat - 60,
-    policy_version: 3,
-    ...claims,
-  })
-    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: s.jwk.kid! })
-    .setIssuer('urn:baton:backend')
-    .setAudience(AUD)
-    .setSubject('op_ada')
-    .setJti(`jti-${Math.random()}`)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + 120)
-    .sign(s.key);
-}
-
-async function code(promise: Promise<unknown>): Promise<VerificationError> {
-  const error = await promise.then(
-    () => assert.fail('expected a refusal'),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof VerificationError, String(error));
-  return error;
-}
 
 describe('ActionTokenVerifier', () => {
   let a: Signer;
@@ -94,12 +50,12 @@ describe('ActionTokenVerifier', () => {
     const ahead = await token(a, {}, NOW + 20_000); // the issuer's clock runs 20 s ahead
     assert.equal((await verifier.verify(ahead, 'payment.approve')).level, 'verified');
     const farAhead = await token(a, {}, NOW + 120_000);
-    assert.equal((await code(verifier.verify(farAhead, 'payment.approve'))).code, 'TOKEN_NOT_YET_VALID');
+    assert.equal((await refusal(verifier.verify(farAhead, 'payment.approve'))).code, 'TOKEN_NOT_YET_VALID');
   });
 
   it('answers a level too low with an RFC 9470 challenge naming the acceptable acr values', async () => {
     const presence = await token(a, { level: 'presence', acr: 'urn:baton:acr:presence' });
-    const error = await code(verifier.verify(presence, 'payment.approve'));
+    const error = await refusal(verifier.verify(presence, 'payment.approve'));
     assert.equal(error.code, 'INSUFFICIENT_USER_AUTHENTICATION');
     assert.equal(error.status, 401);
     assert.equal(
@@ -114,9 +70,9 @@ describe('ActionTokenVerifier', () => {
   });
 
   it('refuses a missing token, an unconfigured action and a token for another action', async () => {
-    assert.equal((await code(verifier.verify(undefined, 'payment.approve'))).code, 'TOKEN_MISSING');
-    assert.equal((await code(verifier.verify(await token(a), 'account.close'))).code, 'ACTION_NOT_CONFIGURED');
-    const other = await code(verifier.verify(await token(a), 'customer.view'));
+    assert.equal((await refusal(verifier.verify(undefined, 'payment.approve'))).code, 'TOKEN_MISSING');
+    assert.equal((await refusal(verifier.verify(await token(a), 'account.close'))).code, 'ACTION_NOT_CONFIGURED');
+    const other = await refusal(verifier.verify(await token(a), 'customer.view'));
     assert.equal(other.code, 'TOKEN_ACTION_MISMATCH');
     assert.equal(other.status, 403);
   });
@@ -131,17 +87,17 @@ describe('ActionTokenVerifier', () => {
       .setIssuedAt(Math.floor(NOW / 1000))
       .setExpirationTime(Math.floor(NOW / 1000) + 60)
       .sign(a.key);
-    assert.equal((await code(verifier.verify(assurance, 'payment.approve'))).code, 'TOKEN_MALFORMED');
+    assert.equal((await refusal(verifier.verify(assurance, 'payment.approve'))).code, 'TOKEN_MALFORMED');
   });
 
   it('applies revocations: session by sid, console and operator for tokens issued up to then', async () => {
     const t1 = await token(a, { sid: 'ses_r' });
     revocations.apply({ epoch: 1, kind: 'session', targetId: 'ses_r', operatorId: 'op_ada', at: NOW });
-    assert.equal((await code(verifier.verify(t1, 'payment.approve'))).code, 'TOKEN_REVOKED');
+    assert.equal((await refusal(verifier.verify(t1, 'payment.approve'))).code, 'TOKEN_REVOKED');
 
     const beforeRevocation = await token(a, { sid: 'ses_2', console: 'con_x' });
     revocations.apply({ epoch: 2, kind: 'console', targetId: 'con_x', operatorId: null, at: NOW });
-    assert.equal((await code(verifier.verify(beforeRevocation, 'payment.approve'))).code, 'TOKEN_REVOKED');
+    assert.equal((await refusal(verifier.verify(beforeRevocation, 'payment.approve'))).code, 'TOKEN_REVOKED');
     const afterRevocation = await token(a, { sid: 'ses_3', console: 'con_x' }, NOW + 2000);
     clock = NOW + 2000;
     assert.equal((await verifier.verify(afterRevocation, 'payment.approve')).session, 'ses_3');
@@ -161,7 +117,7 @@ describe('ActionTokenVerifier', () => {
     const v: VerifiedAction = await verifier.verify(service, 'payment.post');
     assert.equal(v.level, undefined);
     assert.deepEqual(v.actor, { sub: 'op_ada', sid: 'ses_1' });
-    const refused = await code(
+    const refused = await refusal(
       verifier.verify(await token(a, { channel: 'service', level: undefined }), 'payment.approve'),
     );
     assert.equal(refused.code, 'SERVICE_NOT_ALLOWED');
@@ -176,45 +132,36 @@ describe('ActionTokenVerifier', () => {
       revocations: { refuses: () => undefined, downForMs: () => 5000 },
       maxRevocationLagMs: 2000,
     });
-    assert.equal((await code(strict.verify(await token(a), 'payment.approve'))).code, 'REVOCATIONS_UNAVAILABLE');
+    assert.equal((await refusal(strict.verify(await token(a), 'payment.approve'))).code, 'REVOCATIONS_UNAVAILABLE');
   });
 });
 
 describe('remote JWKS with rotation', () => {
-  let server: Server;
-  let published: JWK[] = [];
-  let fetches = 0;
-  let url = '';
+  let jwks: JwksServer;
   before(async () => {
-    server = createServer((_req, res) => {
-      fetches++;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: published }));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+    jwks = await jwksServer();
   });
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  after(() => jwks.close());
 
   it('caches the keys, fetches again for a new kid after a rotation, and refuses a kid still unknown', async () => {
     const k1 = await signer('k1');
     const k2 = await signer('k2');
-    published = [k1.jwk];
+    jwks.published = [k1.jwk];
     let now = NOW;
-    const verifier = new ActionTokenVerifier({ audience: AUD, jwksUrl: url, actions: ACTIONS, clock: () => now });
+    const verifier = new ActionTokenVerifier({ audience: AUD, jwksUrl: jwks.url, actions: ACTIONS, clock: () => now });
     await verifier.verify(await token(k1), 'payment.approve');
     await verifier.verify(await token(k1), 'payment.approve');
-    assert.equal(fetches, 1, 'the JWKS is cached');
+    assert.equal(jwks.fetches, 1, 'the JWKS is cached');
     now += 2000;
-    published = [k2.jwk, k1.jwk]; // Baton rotated: k2 signs, k1 stays published
+    jwks.published = [k2.jwk, k1.jwk]; // Baton rotated: k2 signs, k1 stays published
     assert.equal((await verifier.verify(await token(k2, {}, now), 'payment.approve')).level, 'verified');
-    assert.equal(fetches, 2);
+    assert.equal(jwks.fetches, 2);
     const stranger = await signer('k9');
     assert.equal(
-      (await code(verifier.verify(await token(stranger, {}, now), 'payment.approve'))).code,
+      (await refusal(verifier.verify(await token(stranger, {}, now), 'payment.approve'))).code,
       'TOKEN_KEY_UNKNOWN',
     );
-    assert.equal(fetches, 2, 'an unknown kid within the cooldown does not fetch again');
+    assert.equal(jwks.fetches, 2, 'an unknown kid within the cooldown does not fetch again');
   });
 });
 

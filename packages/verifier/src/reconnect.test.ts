@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ReconnectLoop } from './reconnect.js';
+
+describe('ReconnectLoop (the revocation followers shared retry loop)', () => {
+  it('retries a failed attempt, reports each failure, counts down time from the drop, and stops when closed', async () => {
+    // The loop's retry timers are unref'd (a follower never keeps an app alive): hold the test's loop open.
+    const keepAlive = setInterval(() => undefined, 60_000);
+    let now = 1_000;
+    const errors: string[] = [];
+    const loop = new ReconnectLoop(() => now, { retryMs: 1, maxRetryMs: 2, onError: (e) => errors.push(e.message) });
+    let attempts = 0;
+    let dropped!: () => void;
+    const droppedOnce = new Promise<void>((resolve) => (dropped = resolve));
+    let closedDuring!: () => void;
+    const lastAttempt = new Promise<void>((resolve) => (closedDuring = resolve));
+    const done = loop.run(async () => {
+      await Promise.resolve(); // an attempt is asynchronous (a fetch)
+      attempts++;
+      if (attempts <= 2) throw new Error(`refused ${attempts}`);
+      if (attempts === 3) {
+        loop.up(); // the stream's hello
+        assert.equal(loop.downForMs(), 0, 'connected: not down');
+        now = 5_000;
+        throw new Error('stream ended');
+      }
+      if (attempts === 4) {
+        dropped();
+        return; // a poll answered: the next one follows at once
+      }
+      loop.close();
+      closedDuring();
+    });
+    await droppedOnce;
+    assert.deepEqual(errors, ['refused 1', 'refused 2', 'stream ended']);
+    assert.equal(loop.connected, false, 'a drop ends the connection');
+    now = 5_300;
+    assert.equal(loop.downForMs(), 300, 'down since the drop, not since the start');
+    await lastAttempt;
+    await done;
+    assert.equal(attempts, 5);
+    assert.equal(loop.closed, true);
+    clearInterval(keepAlive);
+  });
+
+  it('is down from its start until the first connection', () => {
+    let now = 0;
+    const loop = new ReconnectLoop(() => now);
+    now = 1_500;
+    assert.equal(loop.downForMs(), 1_500);
+    loop.close();
+  });
+});
