@@ -3,7 +3,8 @@ import { VerificationError } from './errors.js';
 
 /** A compact JWS split and decoded, not yet verified. */
 export interface ParsedJws {
-  header: { alg?: unknown; typ?: unknown; kid?: unknown };
+  /** Frozen, and shared by every token with the same header text. */
+  header: Readonly<{ alg?: unknown; typ?: unknown; kid?: unknown }>;
   payload: Record<string, unknown>;
   signingInput: string;
   signature: Buffer;
@@ -23,8 +24,8 @@ function json(part: string, what: string): Record<string, unknown> {
 
 /**
  * Decoded headers by their base64url text: every token of one signing key carries the same header,
- * so it is decoded once (a copy is returned: callers cannot alter what is remembered). Bounded: a
- * flood of distinct headers only ever replaces the few remembered.
+ * so it is decoded once (frozen: callers cannot alter what is remembered, and no copy is made per
+ * token). Bounded: a flood of distinct headers only ever replaces the few remembered.
  */
 const headers = new Map<string, Readonly<Record<string, unknown>>>();
 const MAX_HEADERS = 32;
@@ -36,7 +37,7 @@ function header(part: string): ParsedJws['header'] {
     if (headers.size >= MAX_HEADERS) headers.delete(headers.keys().next().value as string);
     headers.set(part, known);
   }
-  return { ...known };
+  return known;
 }
 
 /** Splits a compact JWS (three base64url parts) and decodes its header and payload; TOKEN_MALFORMED otherwise. */

@@ -15,6 +15,8 @@ export interface PublicJwk {
 /** Where a verifier finds the key of a `kid`: undefined when there is none. */
 export interface KeyResolver {
   key(kid: string): Promise<KeyObject | undefined>;
+  /** The key of `kid` when it is known and fresh now, without a fetch (no promise: the verifier's fast path). */
+  known?(kid: string): KeyObject | undefined;
 }
 
 /** The EC P-256 signing keys of a JWKS document, by `kid`. */
@@ -43,6 +45,9 @@ export class LocalKeySet implements KeyResolver {
   }
   key(kid: string): Promise<KeyObject | undefined> {
     return Promise.resolve(this.keys.get(kid));
+  }
+  known(kid: string): KeyObject | undefined {
+    return this.keys.get(kid);
   }
 }
 
@@ -78,6 +83,11 @@ export class RemoteKeySet implements KeyResolver {
     private readonly options: RemoteKeySetOptions = {},
   ) {
     this.clock = options.clock ?? Date.now;
+  }
+
+  known(kid: string): KeyObject | undefined {
+    if (this.clock() - this.fetchedAt > (this.options.cacheMaxAgeMs ?? 600_000)) return undefined;
+    return this.keys.get(kid);
   }
 
   async key(kid: string): Promise<KeyObject | undefined> {

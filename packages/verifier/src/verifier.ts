@@ -151,12 +151,8 @@ export class ActionTokenVerifier {
     return true;
   }
 
-  /**
-   * The token's claims once its signature (ES256, a key of Baton's JWKS), `typ`, `iss`, `aud`, `exp`,
-   * `iat`/`nbf` and required claims check out. Signature verification is OpenSSL's, synchronous:
-   * about twice jose's WebCrypto rate on one core (bench/verifier.ts).
-   */
-  private async verifiedClaims(token: string, now: number): Promise<Claims> {
+  /** The token split and decoded, refused unless it says ES256 and `at+jwt`. */
+  private parsed(token: string): ParsedJws {
     const jws = parseJws(token);
     if (jws.header.alg !== 'ES256') throw new VerificationError('TOKEN_MALFORMED', 'The token is not signed ES256');
     if (jws.header.typ !== ACTION_TOKEN_TYPE) {
@@ -165,7 +161,11 @@ export class ActionTokenVerifier {
         `The token is not an action token (typ "${String(jws.header.typ)}")`,
       );
     }
-    const kid = typeof jws.header.kid === 'string' ? jws.header.kid : '';
+    return jws;
+  }
+
+  /** The key of `kid` from the resolver (which may fetch the JWKS): JWKS_UNAVAILABLE, TOKEN_KEY_UNKNOWN. */
+  private async resolvedKey(kid: string): Promise<KeyObject> {
     let key;
     try {
       key = await this.keys.key(kid);
@@ -180,6 +180,15 @@ export class ActionTokenVerifier {
     if (key === undefined) {
       throw new VerificationError('TOKEN_KEY_UNKNOWN', 'The token is signed with a key Baton does not publish');
     }
+    return key;
+  }
+
+  /**
+   * The token's claims once its signature (ES256 under `key`), `iss`, `aud`, `exp`, `iat`/`nbf` and
+   * required claims check out. Signature verification is OpenSSL's, synchronous: about twice jose's
+   * WebCrypto rate on one core (bench/verifier.ts).
+   */
+  private checkedClaims(token: string, jws: ParsedJws, key: KeyObject, now: number): Claims {
     if (!this.signatureVerifies(token, jws, key, now)) {
       throw new VerificationError('TOKEN_SIGNATURE_INVALID', "The token's signature does not verify");
     }
@@ -228,7 +237,11 @@ export class ActionTokenVerifier {
       throw new VerificationError('REVOCATIONS_UNAVAILABLE', 'Revocations cannot be heard right now; retry shortly');
     }
     const now = this.clock();
-    const payload = await this.verifiedClaims(token, now);
+    const jws = this.parsed(token);
+    const kid = typeof jws.header.kid === 'string' ? jws.header.kid : '';
+    // A known, fresh key needs no promise (the usual case); otherwise the resolver may fetch the JWKS.
+    const key = this.keys.known?.(kid) ?? (await this.resolvedKey(kid));
+    const payload = this.checkedClaims(token, jws, key, now);
     if (payload.action !== action) {
       throw new VerificationError(
         'TOKEN_ACTION_MISMATCH',
