@@ -20,15 +20,29 @@ interface Rig {
   stepUps: string[];
 }
 
-const test = base.extend<{ rig: Rig }>({
-  rig: async ({ context, page }, use) => {
+const test = base.extend<{ rig: Rig; revocationsBy: 'baton-feed' | 'ssf-poll' }>({
+  // How the teller app's server hears of revocations: Baton's own feed (its revocation key), or Baton's
+  // Shared Signals stream polled (RFC 8936) with a receiver token an admin issued.
+  revocationsBy: ['baton-feed', { option: true }],
+  rig: async ({ context, page, revocationsBy }, use) => {
     const baton = await UiConsole.open(context, page);
     const keys = await appKeyPair();
     await publishPolicy(baton.backend.admin, tellerPolicy(keys.publicJwk, 600));
     const heard: Revocation[] = [];
+    const follow =
+      revocationsBy === 'ssf-poll'
+        ? {
+            ssfToken: (
+              (await baton.backend.admin.ok('POST', '/v1/admin/ssf/receivers', {
+                name: 'Teller app server',
+                scopes: ['ssf.manage'],
+              })) as { token: string }
+            ).token,
+          }
+        : { revocationKey: keys.privateJwk };
     const teller = await startTellerApp({
       batonUrl: baton.backend.url,
-      revocationKey: keys.privateJwk,
+      ...follow,
       clock: () => baton.clock.now(),
       onRevocation: (r) => heard.push(r),
     });
@@ -76,7 +90,7 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
   test.setTimeout(90_000);
   const { baton, teller, workspace, heard, stepUps } = rig;
 
-  // IT enrols the console; Ada registers her key (a security key with PIN) and taps in.
+  // IT enrols the console; Ada registers her key (a security key with PIN), which signs her in.
   await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
   await page.getByRole('button', { name: 'Enrol this console' }).click();
   await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
@@ -85,8 +99,7 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
   await page.getByRole('button', { name: 'First time here? Register your key' }).click();
   await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
   await page.getByRole('button', { name: 'Register my key' }).click();
-  await expect(page.getByTestId('notice')).toContainText('Welcome, Ada Teller');
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  // Registering her key signs her in (issue 12): no second tap.
   await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
   const session = baton.bridge.agent.status.front?.id ?? '';
 
@@ -172,4 +185,53 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
   await expect(out).toContainText('The teller server refused the call (TOKEN_REVOKED)');
   await expect(out).toContainText('NO_SESSION_IN_FRONT');
   expect(teller.approvals.has('p-3')).toBe(false);
+});
+
+test.describe("following Baton's Shared Signals stream", () => {
+  test.use({ revocationsBy: 'ssf-poll' });
+
+  test("the teller app's verifier, following the Shared Signals stream by poll (RFC 8936), refuses a revoked session's token before it expires", async ({
+    rig,
+    page,
+    context,
+  }) => {
+    test.setTimeout(90_000);
+    const { baton, teller, workspace, heard } = rig;
+    expect(teller.subscription?.constructor.name).toBe('SsfSubscription');
+
+    // Ada's console is enrolled and her key registered, which signs her in.
+    await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
+    await page.getByRole('button', { name: 'Enrol this console' }).click();
+    await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+    const { code } = await baton.newOperator('Ada Teller');
+    await baton.use(baton.key('Ada Teller'));
+    await page.getByRole('button', { name: 'First time here? Register your key' }).click();
+    await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
+    await page.getByRole('button', { name: 'Register my key' }).click();
+    await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+    const session = baton.bridge.agent.status.front?.id ?? '';
+
+    // A customer lookup in the teller app: accepted.
+    const app = await context.newPage();
+    await app.goto(workspace.url);
+    const out = app.getByRole('status');
+    const lookup = app.waitForResponse((r) => r.url().endsWith('/api/customers/c-1001'));
+    await app.getByRole('button', { name: 'Look up customer' }).click();
+    expect((await lookup).status()).toBe(200);
+    await expect(out).toContainText('Grace Hopper');
+
+    // IT revokes her session: the app server hears it as a CAEP session-revoked SET on the poll…
+    await baton.revoke('sessions', session);
+    await expect.poll(() => heard.some((r) => r.kind === 'session' && r.targetId === session)).toBe(true);
+
+    // …and refuses the next lookup, made with the token the page still holds, before it expires.
+    const again = app.waitForResponse((r) => r.url().endsWith('/api/customers/c-1001'));
+    await app.getByRole('button', { name: 'Look up customer' }).click();
+    const refused = await again;
+    expect(refused.status()).toBe(401);
+    expect((await refused.allHeaders())['www-authenticate']).toContain('error="invalid_token"');
+    expect(claimsOf(refused.request()).sid).toBe(session);
+    expect(claimsOf(refused.request()).exp as number).toBeGreaterThan(baton.clock.now() / 1000 + 60);
+    await expect(out).toContainText('The teller server refused the call (TOKEN_REVOKED)');
+  });
 });
