@@ -1049,12 +1049,11 @@ export class SsfTransmitter {
   ): Promise<string | undefined> {
     try {
       const target = pushTarget(delivery);
-      const body = Buffer.from(jwt);
       const options = { watchdog: this.watchdog, agents: this.agents };
       // A kept-alive connection the receiver closed meanwhile fails at once: try once more on a new one.
-      const { status, text } = await postSet(target, body, options).catch((error: unknown) => {
+      const { status, text } = await postSet(target, jwt, options).catch((error: unknown) => {
         if ((error as { reusedSocket?: boolean }).reusedSocket !== true) throw error;
-        return postSet(target, body, options);
+        return postSet(target, jwt, options);
       });
       if (status === 202) return undefined;
       if (status === 400) {
@@ -1305,13 +1304,13 @@ class PushWatchdog {
 /** One RFC 8935 POST over node:http(s) with a keep-alive agent: the status and (at most 16 KiB of) the answer. */
 function postSet(
   target: PushTarget,
-  body: Buffer,
+  body: string,
   options: { watchdog: PushWatchdog; agents: { http: HttpAgent; https: HttpsAgent } },
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const headers: OutgoingHttpHeaders = {
       'content-type': SET_CONTENT_TYPE,
-      'content-length': body.length,
+      'content-length': Buffer.byteLength(body),
       accept: 'application/json',
     };
     if (target.authorization !== undefined) headers.authorization = target.authorization;
