@@ -36,7 +36,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, createHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { IssuanceJournal } from '../backend/tokens/issuance-journal.js';
 import { parseArgs } from 'node:util';
@@ -381,7 +381,8 @@ try {
   const traced: Traced[] = [];
   // What any other work of the process (another console's request, a WebSocket frame) waits for the
   // event loop while the exchanges run: the loop's delay, sampled every 1 ms (a timer's lateness).
-  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  // One monitor per round, merged (a monitor re-enabled would count the pause between rounds as delay).
+  const loopDelay = createHistogram();
   for (let r = 0; r < ROUNDS; r++) {
     const x = anchor(Math.min(1000, perRound / 2));
     anchors.n += x.n;
@@ -390,9 +391,11 @@ try {
     disk.fdatasync.push(...d.fdatasync);
     disk.sqliteFull.push(...d.sqliteFull);
     trace.on = true;
-    loopDelay.enable();
+    const monitor = monitorEventLoopDelay({ resolution: 1 });
+    monitor.enable();
     rounds.push(await run(perRound, seats, inProcess, traced));
-    loopDelay.disable();
+    monitor.disable();
+    loopDelay.add(monitor);
     trace.on = false;
   }
   rmSync(join(t.dataDir, 'anchor-append.bin'), { force: true });
