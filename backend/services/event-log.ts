@@ -27,6 +27,8 @@ import {
 } from '../cluster/bus.js';
 import { StreamCursorPublisher } from '../cluster/stream-publisher.js';
 import { kyselyOf } from '../store/kysely-store.js';
+import { toStoredEvent } from '../store/kysely-events.js';
+import type { Row } from '../store/kysely-schema.js';
 import { sessionsChangedBy } from './session-service.js';
 
 export const BACKEND_ORIGIN = 'backend';
@@ -96,6 +98,12 @@ const FEED_GAP_MAX_WAIT_MS = 10_000;
 /** How soon the feed looks again at a hole it waits for. */
 const FEED_GAP_RETRY_MS = 20;
 const FEED_PAGE = 1000;
+/**
+ * Events this node committed and still to hand to its followers, kept by cursor so the live feed
+ * does not read back (and parse again) what this node just checked and wrote; beyond this many
+ * (followers far behind), the rest are read from the store as other nodes' events are.
+ */
+const FEED_OWN_MAX = 20_000;
 
 /**
  * What a stored console event does to the backend's state, decided in the ingest unit of work just
@@ -180,7 +188,7 @@ class Unit implements UnitOfWork {
    * Console events checked and chained but not yet written: written together (one round trip on
    * PostgreSQL) before anything else is written after them, so cursors keep the order of the checks.
    */
-  readonly rows: { row: EventRow; event: AssuranceEvent; integrity: string[] }[] = [];
+  readonly rows: { row: EventRow; event: AssuranceEvent }[] = [];
   /** `record` calls run one at a time even when the caller does not await each (one chain, one head). */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -228,7 +236,69 @@ class Unit implements UnitOfWork {
 }
 
 export function eventHash(event: AssuranceEvent): string {
-  return sha256Hex(canonicalJson(event));
+  return sha256Hex(eventCanonicalJson(event));
+}
+
+const EVENT_MEMBERS: ReadonlySet<string> = new Set([
+  'assurance',
+  'detail',
+  'id',
+  'outcome',
+  'prevHash',
+  'reasons',
+  'seq',
+  'subject',
+  'time',
+  'type',
+]);
+
+/** A finite number as canonical JSON writes it (canonicalJson refuses the others). */
+function canonicalNumber(n: number): string {
+  if (!Number.isFinite(n)) throw new TypeError('canonicalJson: non-finite number');
+  return JSON.stringify(n);
+}
+
+/**
+ * `canonicalJson(event)` for an assurance event, byte for byte, without sorting its ten members at
+ * run time: they are written in code-unit order (assurance, detail, id, outcome, prevHash, reasons,
+ * seq, subject, time, type), the nested values through `canonicalJson`. Every stored event is
+ * serialised once for its body and hash; this is the generic walk's top level, which was most of it.
+ * Anything not of the schema's shape (a member more, a missing or mistyped one, a member set to
+ * undefined) takes the generic `canonicalJson`, so the output never differs.
+ */
+export function eventCanonicalJson(event: AssuranceEvent): string {
+  const e = event as Partial<Record<keyof AssuranceEvent, unknown>>;
+  const { assurance, detail } = e;
+  if (
+    typeof e.id !== 'string' ||
+    typeof e.outcome !== 'string' ||
+    typeof e.prevHash !== 'string' ||
+    typeof e.type !== 'string' ||
+    typeof e.seq !== 'number' ||
+    typeof e.time !== 'number' ||
+    !Array.isArray(e.reasons) ||
+    typeof e.subject !== 'object' ||
+    e.subject === null ||
+    Array.isArray(e.subject)
+  ) {
+    return canonicalJson(event);
+  }
+  // Only the schema's members, each its own (not inherited), none set to undefined.
+  let members = 0;
+  for (const key in e) {
+    if (!Object.hasOwn(e, key)) continue;
+    if (!EVENT_MEMBERS.has(key)) return canonicalJson(event);
+    members++;
+  }
+  if (members !== 8 + (assurance === undefined ? 0 : 1) + (detail === undefined ? 0 : 1)) return canonicalJson(event);
+  return (
+    '{' +
+    (assurance === undefined ? '' : `"assurance":${canonicalJson(assurance)},`) +
+    (detail === undefined ? '' : `"detail":${canonicalJson(detail)},`) +
+    `"id":${JSON.stringify(e.id)},"outcome":${JSON.stringify(e.outcome)},"prevHash":${JSON.stringify(e.prevHash)},` +
+    `"reasons":${canonicalJson(e.reasons)},"seq":${canonicalNumber(e.seq)},"subject":${canonicalJson(e.subject)},` +
+    `"time":${canonicalNumber(e.time)},"type":${JSON.stringify(e.type)}}`
+  );
 }
 
 /**
@@ -282,6 +352,11 @@ export class EventLog {
         gap: { at: number; cursor: number; xmax: bigint } | undefined;
         timer: NodeJS.Timeout | undefined;
         stopped: boolean;
+        /**
+         * Events committed by this node's units above `cursor`, as they were written (the row's
+         * body is their canonical JSON): handed to followers from here instead of read back.
+         */
+        own: Map<number, StoredEvent>;
       }
     | undefined;
   private readonly unsubscribeBus: (() => void)[] = [];
@@ -309,6 +384,7 @@ export class EventLog {
         gap: undefined,
         timer: undefined,
         stopped: false,
+        own: new Map(),
       };
       this.unsubscribeBus.push(
         bus.subscribe('admin-stream', ({ cursor }) => {
@@ -330,6 +406,7 @@ export class EventLog {
     if (this.feed !== undefined) {
       this.feed.stopped = true;
       clearTimeout(this.feed.timer);
+      this.feed.own.clear();
     }
   }
 
@@ -500,25 +577,53 @@ export class EventLog {
       // Nobody follows: nothing to read, only where the stream is now.
       if (feed.known > feed.cursor) feed.cursor = feed.known;
       feed.gap = undefined;
+      feed.own.clear();
       return;
     }
-    for (;;) {
-      const page = await this.store.events.query({ afterCursor: feed.cursor, limit: FEED_PAGE });
-      let blocked = false;
-      for (const event of page) {
-        if (event.cursor !== feed.cursor + 1 && !(await this.passGap(feed, db, event.cursor))) {
-          blocked = true;
-          break;
+    try {
+      for (;;) {
+        // The cursors first (the primary key alone); whole rows only for what another node wrote:
+        // this node's own events are handed over as they were written (`feed.own`), not parsed again.
+        const listed = await db.executeQuery<{ cursor: number }>(
+          CompiledQuery.raw('SELECT cursor FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2', [
+            feed.cursor,
+            FEED_PAGE,
+          ]),
+        );
+        const cursors = listed.rows.map((r) => Number(r.cursor));
+        const others = cursors.filter((c) => !feed.own.has(c));
+        const read = new Map<number, StoredEvent>();
+        if (others.length > 0) {
+          const rows = await db.executeQuery<Row>(
+            CompiledQuery.raw('SELECT * FROM events WHERE cursor = ANY($1::bigint[])', [others]),
+          );
+          for (const row of rows.rows) {
+            const event = toStoredEvent(row);
+            read.set(event.cursor, event);
+          }
         }
-        feed.gap = undefined;
-        feed.cursor = event.cursor;
-        this.publish([event]);
+        let blocked = false;
+        for (const cursor of cursors) {
+          if (cursor !== feed.cursor + 1 && !(await this.passGap(feed, db, cursor))) {
+            blocked = true;
+            break;
+          }
+          feed.gap = undefined;
+          feed.cursor = cursor;
+          const event = feed.own.get(cursor) ?? read.get(cursor);
+          feed.own.delete(cursor);
+          // Listed, so committed; events are never deleted: always found, but a missing one is never invented.
+          if (event !== undefined) this.publish([event]);
+        }
+        if (blocked) {
+          this.scheduleFeed(feed, FEED_GAP_RETRY_MS);
+          return;
+        }
+        if (cursors.length < FEED_PAGE) return;
       }
-      if (blocked) {
-        this.scheduleFeed(feed, FEED_GAP_RETRY_MS);
-        return;
-      }
-      if (page.length < FEED_PAGE) return;
+    } finally {
+      // Whatever the feed passed (delivered, or a hole given up on) is not kept.
+      if (feed.own.size > 0) for (const cursor of feed.own.keys()) if (cursor <= feed.cursor) feed.own.delete(cursor);
     }
   }
 
@@ -625,6 +730,13 @@ export class EventLog {
     }
     if (committed && this.feed !== undefined && unit !== undefined && unit.lastCursor > 0) {
       const cursor = unit.lastCursor;
+      const feed = this.feed;
+      if (this.listeners.size > 0 && feed.cursor >= 0) {
+        for (const event of unit.unpublished) {
+          if (feed.own.size >= FEED_OWN_MAX) break;
+          if (event.cursor > feed.cursor) feed.own.set(event.cursor, event);
+        }
+      }
       if (cursor > this.feed.known) this.feed.known = cursor;
       // Other nodes' followers read from their own cursor; this node's read now, without waiting for the NOTIFY.
       this.feed.publisher.offer(cursor);
@@ -724,12 +836,12 @@ export class EventLog {
     });
     const checked = AssuranceEventSchema.safeParse(event);
     if (!checked.success) throw new Error(`backend event ${event.type} fails its schema: ${checked.error.message}`);
-    const { hash, cursor } = await this.write(unit, BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
+    const stored = await this.write(unit, BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
     if (draft.outcome === 'success' && draft.reasons.includes(METADATA_LOADED_REASON) && this.bus !== undefined) {
       // Every other node reloads the authenticator models this unit replaced, once it commits.
       await unit.publish('authenticators', {});
     }
-    return this.toStored(BACKEND_ORIGIN, event, hash, [], cursor);
+    return stored;
   }
 
   private scheduleFlush(): void {
@@ -831,28 +943,30 @@ export class EventLog {
     const checks = await this.consoleChecks(unit, origin);
     const sorted = [...events].sort((a, b) => a.seq - b.seq);
     for (const event of sorted) {
-      const head = await this.lockedHead(unit, origin);
+      // Per event, nothing is awaited that is already known (the head was locked by `ingestGroup`,
+      // most checks need no read): a busy stream does not pay a promise per step.
+      const head = unit.heads.get(origin)?.head ?? (await this.lockedHead(unit, origin));
       const late = event.seq <= head.lastSeq;
-      const integrity = await checks.flags(event, late);
+      const flagged = checks.flags(event, late);
+      const integrity = Array.isArray(flagged) ? flagged : await flagged;
       if (late) {
         await this.writeRows(unit);
-        const body = canonicalJson(event);
+        const body = eventCanonicalJson(event);
         const hash = sha256Hex(body);
         integrity.push(EVENT_FLAGS.late);
         this.beforeWrite(unit);
-        const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, origin));
+        const row = this.row(origin, event, body, hash, integrity, origin);
+        const result = await unit.store.events.insert(row);
         this.afterWrite(unit, result.inserted ? result.cursor : undefined);
         if (result.inserted) {
           inserted++;
           if (result.cursor > unit.lastCursor) unit.lastCursor = result.cursor;
           checks.report(event.seq, integrity, findings);
-          if (this.listeners.size > 0) {
-            unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
-          }
+          if (this.listeners.size > 0) unit.unpublished.push(this.toStored(row, event, result.cursor));
           // Applied after later events were: only an end (which can only take access away) is.
           if (effects !== undefined && isTakenAsFact({ integrity })) {
             const effect = await effects(unit, event, { late: true });
-            await effect?.apply?.();
+            if (effect?.apply !== undefined) await effect.apply();
           }
         } else if (result.existingHash !== hash) {
           findings.push({ code: 'EVENT_SEQUENCE_CONFLICT', seq: event.seq });
@@ -887,8 +1001,9 @@ export class EventLog {
           detail: { seq: event.seq, expectedPrevHash: head.lastHash, receivedPrevHash: event.prevHash },
         });
       }
-      const effect =
-        effects !== undefined && isTakenAsFact({ integrity }) ? await effects(unit, event, { late: false }) : undefined;
+      const asked =
+        effects !== undefined && isTakenAsFact({ integrity }) ? effects(unit, event, { late: false }) : undefined;
+      const effect = asked instanceof Promise ? await asked : asked;
       if (effect?.refused === true) integrity.push(EVENT_FLAGS.sessionChangeRefused);
       checks.report(event.seq, integrity, findings);
       this.chain(unit, origin, event, integrity);
@@ -908,7 +1023,7 @@ export class EventLog {
   /**
    * Appends the next event of an origin's chain and moves the unit's head for it (written to the
    * store once, when the unit ends). The canonical JSON is computed once, for both the stored body
-   * and the hash; the StoredEvent is built only when a live follower will receive it.
+   * and the hash. Returns the event as stored (the caller of `record` gets it; followers too, if any).
    */
   private async write(
     unit: Unit,
@@ -916,17 +1031,19 @@ export class EventLog {
     event: AssuranceEvent,
     integrity: string[],
     consoleId: string | null,
-  ): Promise<{ hash: string; cursor: number }> {
-    const body = canonicalJson(event);
+  ): Promise<StoredEvent> {
+    const body = eventCanonicalJson(event);
     const hash = sha256Hex(body);
     this.beforeWrite(unit);
-    const result = await unit.store.events.insert(this.row(origin, event, body, hash, integrity, consoleId));
+    const row = this.row(origin, event, body, hash, integrity, consoleId);
+    const result = await unit.store.events.insert(row);
     this.afterWrite(unit, result.inserted ? result.cursor : undefined);
     if (!result.inserted) throw new Error(`event ${origin}#${event.seq} already stored`);
     if (result.cursor > unit.lastCursor) unit.lastCursor = result.cursor;
     unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
-    if (this.listeners.size > 0) unit.unpublished.push(this.toStored(origin, event, hash, integrity, result.cursor));
-    return { hash, cursor: result.cursor };
+    const stored = this.toStored(row, event, result.cursor);
+    if (this.listeners.size > 0) unit.unpublished.push(stored);
+    return stored;
   }
 
   /**
@@ -934,9 +1051,9 @@ export class EventLog {
    * the others by `writeRows`. No other writer can take its (origin, seq): the unit holds the head.
    */
   private chain(unit: Unit, origin: string, event: AssuranceEvent, integrity: string[]): void {
-    const body = canonicalJson(event);
+    const body = eventCanonicalJson(event);
     const hash = sha256Hex(body);
-    unit.rows.push({ row: this.row(origin, event, body, hash, integrity, origin), event, integrity });
+    unit.rows.push({ row: this.row(origin, event, body, hash, integrity, origin), event });
     unit.heads.set(origin, { head: { lastSeq: event.seq, lastHash: hash }, dirty: true });
   }
 
@@ -949,11 +1066,11 @@ export class EventLog {
     const first = results.find((r) => r.inserted);
     this.afterWrite(unit, first?.inserted === true ? first.cursor : undefined);
     const publish = this.listeners.size > 0;
-    pending.forEach(({ row, event, integrity }, i) => {
+    pending.forEach(({ row, event }, i) => {
       const result = results[i];
       if (result?.inserted !== true) throw new Error(`event ${row.origin}#${row.seq} already stored`);
       if (result.cursor > unit.lastCursor) unit.lastCursor = result.cursor;
-      if (publish) unit.unpublished.push(this.toStored(row.origin, event, row.hash, integrity, result.cursor));
+      if (publish) unit.unpublished.push(this.toStored(row, event, result.cursor));
     });
   }
 
@@ -982,14 +1099,31 @@ export class EventLog {
     };
   }
 
-  private toStored(
-    origin: string,
-    event: AssuranceEvent,
-    hash: string,
-    integrity: string[],
-    cursor: number,
-  ): StoredEvent {
-    return { ...event, origin, hash, receivedAt: this.clock(), integrity, cursor };
+  /**
+   * The event as followers get it, from the row just written (the same `receivedAt`, hash and flags
+   * the store holds, so a follower sees what a later read of the store returns). Built member by
+   * member in one shape (an AssuranceEvent has exactly these members: the schema is strict) rather
+   * than spread: one per stored event when anyone follows.
+   */
+  private toStored(row: EventRow, event: AssuranceEvent, cursor: number): StoredEvent {
+    const stored: StoredEvent = {
+      id: event.id,
+      seq: event.seq,
+      time: event.time,
+      type: event.type,
+      subject: event.subject,
+      outcome: event.outcome,
+      reasons: event.reasons,
+      prevHash: event.prevHash,
+      origin: row.origin,
+      hash: row.hash,
+      receivedAt: row.receivedAt,
+      integrity: row.integrity,
+      cursor,
+    };
+    if (event.assurance !== undefined) stored.assurance = event.assurance;
+    if (event.detail !== undefined) stored.detail = event.detail;
+    return stored;
   }
 
   /**
@@ -1036,7 +1170,7 @@ export class EventLog {
     };
     if (origin === BACKEND_ORIGIN) {
       return {
-        flags: () => Promise.resolve([] as string[]),
+        flags: (): string[] => [],
         report: () => undefined,
         stored: () => undefined,
       };
@@ -1056,6 +1190,17 @@ export class EventLog {
       }
       return known;
     };
+    /** Whether the subject was witnessed, from what this batch already read (undefined: a read is needed). */
+    const witnessedKnown = (subject: AssuranceEvent['subject']): boolean | undefined => {
+      if (subject.session !== undefined) {
+        const session = sessions.get(subject.session);
+        if (session === undefined) return undefined;
+        if (session === null || session.consoleId !== origin) return false;
+        return subject.operator === undefined || subject.operator === session.operatorId;
+      }
+      if (subject.operator !== undefined) return operators.get(subject.operator);
+      return true;
+    };
     const witnessed = async (subject: AssuranceEvent['subject']): Promise<boolean> => {
       if (subject.session !== undefined) {
         const session = await sessionOf(subject.session);
@@ -1073,7 +1218,8 @@ export class EventLog {
       return true;
     };
     return {
-      flags: async (event: AssuranceEvent, late: boolean): Promise<string[]> => {
+      /** The event's flags; a promise only when a session or an operator must be read first. */
+      flags: (event: AssuranceEvent, late: boolean): string[] | Promise<string[]> => {
         const flags: string[] = [];
         if (event.subject.console !== undefined && event.subject.console !== origin) {
           flags.push(EVENT_FLAGS.subjectConsoleMismatch);
@@ -1085,8 +1231,15 @@ export class EventLog {
         } else if (!late && event.time < Math.max(enrolledAt, floor.time) - EVENT_CLOCK_SKEW_MS) {
           flags.push(EVENT_FLAGS.timeBeforePrevious);
         }
-        if (!(await witnessed(event.subject))) flags.push(EVENT_FLAGS.subjectNotWitnessed);
-        return flags;
+        const known = witnessedKnown(event.subject);
+        if (known !== undefined) {
+          if (!known) flags.push(EVENT_FLAGS.subjectNotWitnessed);
+          return flags;
+        }
+        return witnessed(event.subject).then((seen) => {
+          if (!seen) flags.push(EVENT_FLAGS.subjectNotWitnessed);
+          return flags;
+        });
       },
       report,
       stored: (event: AssuranceEvent, integrity: readonly string[]) => {

@@ -17,7 +17,8 @@ function integrityOf(row: Row): string[] {
   return value !== null && value !== '' ? value.split(',') : [];
 }
 
-function toStoredEvent(row: Row): StoredEvent {
+/** A stored row as followers and readers get it: the body parsed and checked against the event schema. */
+export function toStoredEvent(row: Row): StoredEvent {
   const event = AssuranceEventSchema.parse(JSON.parse(str(row, 'body')));
   return {
     ...event,
@@ -30,6 +31,7 @@ function toStoredEvent(row: Row): StoredEvent {
 }
 
 const INSERT_CHUNK = 1000;
+const ARRAY_INSERT_CHUNK = 5000;
 
 function eventValues(row: EventRow) {
   return {
@@ -156,14 +158,19 @@ export class KyselyEvents implements EventRepository {
   ): Promise<({ inserted: true; cursor: number } | { inserted: false; existingHash: string })[]> {
     const key = (origin: string, seq: number) => `${seq}:${origin}`;
     const cursors = new Map<string, number>();
-    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-      const chunk = rows.slice(i, i + INSERT_CHUNK);
-      const inserted = await this.ctx.db
-        .insertInto('events')
-        .values(chunk.map(eventValues))
-        .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
-        .returning(['origin', 'seq', 'cursor'])
-        .execute();
+    // PostgreSQL: the arrays' size is not bound by a parameter count (one statement for a group commit).
+    const size = this.ctx.dialect === 'postgres' ? ARRAY_INSERT_CHUNK : INSERT_CHUNK;
+    for (let i = 0; i < rows.length; i += size) {
+      const chunk = rows.length <= size ? rows : rows.slice(i, i + size);
+      const inserted =
+        this.ctx.dialect === 'postgres'
+          ? await this.insertArrays(chunk)
+          : await this.ctx.db
+              .insertInto('events')
+              .values(chunk.map(eventValues))
+              .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
+              .returning(['origin', 'seq', 'cursor'])
+              .execute();
       for (const row of inserted) cursors.set(key(str(row, 'origin'), num(row, 'seq')), num(row, 'cursor'));
     }
     const claimed = new Set<string>();
@@ -195,6 +202,58 @@ export class KyselyEvents implements EventRepository {
       if (existingHash === undefined) throw new Error(`events: (${row.origin}, ${row.seq}) neither inserted nor found`);
       return { inserted: false as const, existingHash };
     });
+  }
+
+  /**
+   * PostgreSQL: the rows as one array per column, one statement whatever their number (the same text
+   * every time, so a prepared statement; a multi-row VALUES has a text, a parse and a plan per
+   * batch size, with 13 parameters a row). Cursors are taken in the rows' order (`ORDER BY ord`).
+   */
+  private async insertArrays(rows: readonly EventRow[]): Promise<Row[]> {
+    const n = rows.length;
+    const origin = new Array<string>(n);
+    const seq = new Array<number>(n);
+    const id = new Array<string>(n);
+    const time = new Array<number>(n);
+    const receivedAt = new Array<number>(n);
+    const type = new Array<string>(n);
+    const outcome = new Array<string>(n);
+    const operatorId = new Array<string | null>(n);
+    const consoleId = new Array<string | null>(n);
+    const sessionId = new Array<string | null>(n);
+    const body = new Array<string>(n);
+    const hash = new Array<string>(n);
+    const integrity = new Array<string | null>(n);
+    for (let i = 0; i < n; i++) {
+      const row = rows[i] as EventRow;
+      origin[i] = row.origin;
+      seq[i] = row.seq;
+      id[i] = row.id;
+      time[i] = row.time;
+      receivedAt[i] = row.receivedAt;
+      type[i] = row.type;
+      outcome[i] = row.outcome;
+      operatorId[i] = row.operatorId;
+      consoleId[i] = row.consoleId;
+      sessionId[i] = row.sessionId;
+      body[i] = row.body;
+      hash[i] = row.hash;
+      integrity[i] = row.integrity.length > 0 ? row.integrity.join(',') : null;
+    }
+    const result = await sql<Row>`
+      INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+        session_id, body, hash, integrity)
+      SELECT origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body,
+        hash, integrity
+      FROM unnest(${origin}::text[], ${seq}::bigint[], ${id}::text[], ${time}::bigint[], ${receivedAt}::bigint[],
+        ${type}::text[], ${outcome}::text[], ${operatorId}::text[], ${consoleId}::text[], ${sessionId}::text[],
+        ${body}::text[], ${hash}::text[], ${integrity}::text[])
+        WITH ORDINALITY AS r(origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+          session_id, body, hash, integrity, ord)
+      ORDER BY ord
+      ON CONFLICT (origin, seq) DO NOTHING
+      RETURNING origin, seq, cursor`.execute(this.ctx.db);
+    return result.rows;
   }
 
   async query(query: EventQuery): Promise<StoredEvent[]> {

@@ -22,9 +22,10 @@ export class SqliteEvents {
         `INSERT INTO event_streams (origin, last_seq, last_hash) VALUES (?, ?, ?)
          ON CONFLICT(origin) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash`,
       ),
+      // Positional parameters: bound from the row's members directly (no copy of the row per event).
       insert: db.prepare(
         `INSERT OR IGNORE INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body, hash, integrity)
-         VALUES (@origin, @seq, @id, @time, @receivedAt, @type, @outcome, @operatorId, @consoleId, @sessionId, @body, @hash, @integrity)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       existingHash: db.prepare('SELECT hash FROM events WHERE origin = ? AND seq = ?'),
     };
@@ -43,10 +44,21 @@ export class SqliteEvents {
   }
 
   insert(row: EventRow): InsertResult {
-    const result = this.stmts.insert.run({
-      ...row,
-      integrity: row.integrity.length > 0 ? row.integrity.join(',') : null,
-    });
+    const result = this.stmts.insert.run(
+      row.origin,
+      row.seq,
+      row.id,
+      row.time,
+      row.receivedAt,
+      row.type,
+      row.outcome,
+      row.operatorId,
+      row.consoleId,
+      row.sessionId,
+      row.body,
+      row.hash,
+      row.integrity.length > 0 ? row.integrity.join(',') : null,
+    );
     if (result.changes === 1) return { inserted: true, cursor: Number(result.lastInsertRowid) };
     const existing = this.stmts.existingHash.get(row.origin, row.seq) as { hash: string };
     return { inserted: false, existingHash: existing.hash };

@@ -21,7 +21,7 @@ import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
 import { policyHash } from '../services/policy-hash.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
-import type { ConsoleContact, SessionService } from '../services/session-service.js';
+import { sessionsChangedBy, type ConsoleContact, type SessionService } from '../services/session-service.js';
 import { errorBody } from '../http/http-kit.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
@@ -384,9 +384,15 @@ export class ConsoleChannel {
         // Only the events actually stored change sessions, in seq order, inside the ingest
         // transaction: the session change, the backend event naming it and the batch commit together.
         const contact = connection.contact;
+        // The sessions this batch may change (the ingest unit locks the same ones): an event about no
+        // such session changes nothing, and is not handed to the session rules one by one.
+        const changes = sessionsChangedBy(message.events);
+        const changed = changes.length === 0 ? undefined : new Set(changes);
         this.deps.events
           .ingest(consoleId, message.events, (uow, event, { late }) =>
-            this.deps.sessions.consoleEventEffect(uow, consoleId, event, late, contact),
+            event.subject.session !== undefined && changed?.has(event.subject.session) === true
+              ? this.deps.sessions.consoleEventEffect(uow, consoleId, event, late, contact)
+              : undefined,
           )
           .then(
             (result) => {
@@ -543,7 +549,9 @@ function latest(a: number | undefined, b: number | null): number | null {
 
 function rawText(data: RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data as ArrayBuffer).toString('utf8');
+  // A Buffer (ws's default) is decoded where it is: `Buffer.from(buffer)` would copy the whole message first.
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  return Buffer.from(data).toString('utf8');
 }
 
 function refuse(socket: Duplex, error: BatonError, now: number): void {
