@@ -1,6 +1,7 @@
 import { api, endpoint } from './api.js';
 import { confirmAction } from './confirm.js';
-import { announce, errorBox, fmtTime, h, pill, replace, table } from './dom.js';
+import { announce, errorBox, fmtTime, h, pill, replace } from './dom.js';
+import { pagedTable } from './paged-table.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import type { View } from './view.js';
 
@@ -43,34 +44,62 @@ export const apiTokensView: View = (main) => {
     h('label', { for: 'api-token-days' }, 'Valid for (days)', days),
     h('button', { type: 'submit', class: 'primary', id: 'api-token-issue' }, 'Issue token'),
   );
-  const load = async () => {
-    try {
-      const { tokens } = await api<{ tokens: ApiToken[] }>(...endpoint('adminApiTokens'));
-      replace(
-        list,
-        table(
-          'Admin API tokens',
-          ['token', 'scope', 'state', 'issued', 'expires', 'last used', 'uses', ''],
-          tokens.map((t) => {
-            const revoke = h('button', { type: 'button', class: 'danger', disabled: t.state === 'revoked' }, 'Revoke');
-            revoke.addEventListener('click', () => void revokeToken(t));
-            return [
-              t.label,
-              t.scope,
-              pill(t.state, t.state === 'active' ? 'good' : 'bad'),
-              `${fmtTime(t.createdAt)} by ${t.createdBy}`,
-              fmtTime(t.expiresAt),
-              fmtTime(t.lastUsedAt),
-              t.uses,
-              revoke,
-            ];
-          }),
-          'No admin API token yet. Issue one above for each script, with the narrowest scope it needs.',
-        ),
-      );
-    } catch (error) {
-      replace(list, errorBox(error));
-    }
+  // Search (label), filters, sort by a header and pages, served by the admin API like every other table.
+  const load = () => {
+    replace(
+      list,
+      pagedTable<ApiToken>({
+        id: 'tokens',
+        route: 'adminApiTokens',
+        listKey: 'tokens',
+        caption: 'Admin API tokens',
+        searchLabel: 'Search tokens',
+        searchPlaceholder: 'what it is for, or its id',
+        filters: [
+          {
+            key: 'scope',
+            label: 'Scope',
+            options: [
+              ['read', 'read'],
+              ['admin', 'admin'],
+            ],
+          },
+          {
+            key: 'state',
+            label: 'State',
+            options: [
+              ['active', 'active'],
+              ['expired', 'expired'],
+              ['revoked', 'revoked'],
+            ],
+          },
+        ],
+        defaultSort: 'created',
+        defaultOrder: 'desc',
+        columns: [
+          { label: 'token', sort: 'label', cell: (t) => t.label },
+          { label: 'scope', cell: (t) => t.scope },
+          { label: 'state', cell: (t) => pill(t.state, t.state === 'active' ? 'good' : 'bad') },
+          { label: 'issued', sort: 'created', cell: (t) => `${fmtTime(t.createdAt)} by ${t.createdBy}` },
+          { label: 'expires', sort: 'expires', cell: (t) => fmtTime(t.expiresAt) },
+          { label: 'last used', sort: 'lastUsed', cell: (t) => fmtTime(t.lastUsedAt) },
+          { label: 'uses', cell: (t) => t.uses },
+          {
+            label: '',
+            cell: (t) => {
+              const revoke = h(
+                'button',
+                { type: 'button', class: 'danger', disabled: t.state === 'revoked' },
+                'Revoke',
+              );
+              revoke.addEventListener('click', () => void revokeToken(t));
+              return revoke;
+            },
+          },
+        ],
+        empty: 'No admin API token yet. Issue one above for each script, with the narrowest scope it needs.',
+      }),
+    );
   };
   const revokeToken = async (t: ApiToken) => {
     try {
@@ -85,7 +114,7 @@ export const apiTokensView: View = (main) => {
       if (!ok) return;
       await api(...endpoint('adminApiTokenRevoke', { id: t.id }), { reason: 'revoked in the admin console' });
       announce(`Token "${t.label}" revoked`);
-      await load();
+      load();
     } catch (error) {
       replace(message, errorBox(error));
     }
@@ -109,7 +138,7 @@ export const apiTokensView: View = (main) => {
               'Put it in the script\'s secret store and send it as "Authorization: Bearer <token>". It is shown only now; every use is recorded.',
           }),
         );
-        await load();
+        load();
       } catch (error) {
         replace(message, errorBox(error));
       }
@@ -132,5 +161,5 @@ export const apiTokensView: View = (main) => {
     ),
     h('section', { class: 'card' }, h('h2', {}, 'Tokens'), list),
   );
-  void load();
+  load();
 };

@@ -78,8 +78,8 @@ export const auditView: View = (main) => {
     filters: [
       { key: 'type', label: 'Type', options: EVENT_TYPES.map((t) => [t, t] as const) },
       { key: 'outcome', label: 'Outcome', options: EVENT_OUTCOMES.map((o) => [o, o] as const) },
-      { key: 'operator', label: 'Operator', placeholder: 'name or id' },
-      { key: 'console', label: 'Console', placeholder: 'name or id' },
+      { key: 'operator', label: 'Operator', placeholder: 'type a name…', picker: 'operator' },
+      { key: 'console', label: 'Console', placeholder: 'type a name…', picker: 'console' },
       { key: 'site', label: 'Site', placeholder: 'exact site' },
     ],
     defaultSort: 'received',

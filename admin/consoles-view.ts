@@ -1,4 +1,4 @@
-import type { ConsoleView, OperatorView } from '../shared/admin-views.js';
+import type { ConsoleView } from '../shared/admin-views.js';
 import { ApiError, api, endpoint } from './api.js';
 import { confirmAction, count } from './confirm.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
@@ -138,15 +138,15 @@ function consoleDetail(main: HTMLElement, id: string): void {
   const reason = h('input', { id: 'console-revoke-reason', size: 40, maxlength: 500 });
   const load = async () => {
     try {
-      const [detail, { operators }] = await Promise.all([
-        api<{
-          console: ConsoleRow;
-          events: { lastSeq: number; integrityFindings: Finding[] };
-          sessions: { id: string; operatorId: string; level: string; state: string; startedAt: number }[];
-        }>(...endpoint('adminConsole', { id })),
-        api<{ operators: OperatorView[] }>(...endpoint('adminOperators')),
-      ]);
-      const people = new Map(operators.map((o) => [o.id, o.displayName]));
+      // The names of the people signed in here come with the console (looked up by their ids), never
+      // from the whole operators list.
+      const detail = await api<{
+        console: ConsoleRow;
+        events: { lastSeq: number; integrityFindings: Finding[] };
+        sessions: { id: string; operatorId: string; level: string; state: string; startedAt: number }[];
+        names?: { operators: Record<string, string> };
+      }>(...endpoint('adminConsole', { id }));
+      const people = new Map(Object.entries(detail.names?.operators ?? {}));
       const c = detail.console;
       const label = `${c.name ?? c.id}${c.site === null ? '' : ` (${c.site})`}`;
       const revoke = h('button', { type: 'button', class: 'danger', disabled: c.revokedAt !== null }, 'Revoke console');

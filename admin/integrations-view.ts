@@ -2,6 +2,7 @@ import { api, endpoint } from './api.js';
 import { barChart } from './charts.js';
 import { confirmAction } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
+import { oneTimeSecret } from './one-time-secret.js';
 import type { View } from './view.js';
 
 /**
@@ -50,6 +51,23 @@ interface StreamOut {
     minutes: { minute: number; count: number; p50Ms: number | null; p99Ms: number | null }[];
   };
 }
+
+/** A receiver's bearer token as the admin API lists it (never the token: only its SHA-256 is stored). */
+interface Receiver {
+  id: string;
+  name: string;
+  audience: string;
+  scopes: string[];
+  createdAt: number;
+  createdBy: string;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+const SCOPE_WORDS: Record<string, string> = {
+  'ssf.manage': 'ssf.manage: create and change its streams',
+  'ssf.read': 'ssf.read: read, verify and poll',
+};
 
 interface SourceIn {
   id: string;
@@ -297,6 +315,170 @@ function streamsSection(): HTMLElement {
   return section(title, 'ssf-streams', load);
 }
 
+/** Who issued a receiver token, in words ("the bootstrap token", an admin's id). */
+function issuer(actor: string): string {
+  if (actor === 'admin:bootstrap') return 'the bootstrap token';
+  return actor.replace(/^(operator|api-token):/, '');
+}
+
+/**
+ * The bearer tokens of the Shared Signals receivers (scopes `ssf.manage`, `ssf.read`): issue one
+ * (shown once, with copy, print and QR), list them (state, scopes, audience, last use, streams) and
+ * revoke one with a confirmation that names it. Issuing and revoking ask for a passkey step-up.
+ */
+function receiversSection(): HTMLElement {
+  const title = 'Shared Signals receiver tokens';
+  const message = h('div', { id: 'receiver-token-message' });
+  const list = h('div', { id: 'ssf-receivers-list' }, h('p', { class: 'muted' }, 'Loading…'));
+  const name = h('input', {
+    id: 'receiver-name',
+    required: true,
+    maxlength: 100,
+    placeholder: 'e.g. Core banking',
+  });
+  const audience = h('input', {
+    id: 'receiver-audience',
+    maxlength: 512,
+    size: 28,
+    placeholder: 'default: <issuer>/ssf/receivers/<id>',
+  });
+  const scopeBoxes = (['ssf.manage', 'ssf.read'] as const).map((scope) => ({
+    scope,
+    box: h('input', {
+      type: 'checkbox',
+      id: `receiver-scope-${scope.replace('.', '-')}`,
+      value: scope,
+      checked: scope === 'ssf.manage',
+    }),
+  }));
+  const form = h(
+    'form',
+    { class: 'row', 'aria-label': 'Issue a receiver token' },
+    h('label', { for: 'receiver-name' }, 'Receiver', name),
+    h('label', { for: 'receiver-audience' }, 'Audience it expects (optional)', audience),
+    h(
+      'fieldset',
+      { class: 'checks' },
+      h('legend', {}, 'Scopes'),
+      scopeBoxes.map(({ scope, box }) =>
+        h('label', { for: box.id, class: 'check' }, box, ` ${SCOPE_WORDS[scope] ?? scope}`),
+      ),
+    ),
+    h('button', { type: 'submit', class: 'primary', id: 'receiver-issue' }, 'Issue receiver token'),
+  );
+  const load = async () => {
+    const [{ receivers }, { streams }] = await Promise.all([
+      api<{ receivers: Receiver[] }>(...endpoint('adminSsfReceivers')),
+      api<{ streams: { receiverId: string; status: string }[] }>(...endpoint('adminSsfStreams')),
+    ]);
+    const streamsOf = (id: string) => streams.filter((s) => s.receiverId === id && s.status !== 'disabled').length;
+    replace(
+      list,
+      table(
+        'Shared Signals receiver tokens',
+        ['receiver', 'scopes', 'audience', 'state', 'issued', 'last used', 'streams', ''],
+        [...receivers]
+          .sort((a, b) => b.createdAt - a.createdAt)
+          .map((r) => {
+            const revoke = h(
+              'button',
+              {
+                type: 'button',
+                class: 'danger',
+                disabled: r.revokedAt !== null,
+                'aria-label': `Revoke the receiver token of ${r.name}`,
+              },
+              'Revoke',
+            );
+            revoke.addEventListener('click', () => void revokeReceiver(r, streamsOf(r.id)));
+            return [
+              r.name,
+              r.scopes.join(', '),
+              h('span', { class: 'mono' }, r.audience),
+              r.revokedAt === null ? pill('active', 'good') : pill(`revoked ${fmtTime(r.revokedAt)}`, 'bad'),
+              `${fmtTime(r.createdAt)} by ${issuer(r.createdBy)}`,
+              r.lastUsedAt === null ? 'never' : fmtAgo(r.lastUsedAt),
+              String(streamsOf(r.id)),
+              revoke,
+            ];
+          }),
+        'No receiver token yet. Issue one above for each system that subscribes to Baton’s signals.',
+      ),
+    );
+  };
+  const revokeReceiver = async (r: Receiver, streamCount: number) => {
+    try {
+      const ok = await confirmAction({
+        title: `Revoke the receiver token of ${r.name}`,
+        consequences: [
+          `${r.name} (audience ${r.audience}) is refused from its next request: it can no longer create, change, read or poll its streams.`,
+          streamCount === 0
+            ? 'It has no stream.'
+            : `Its ${streamCount === 1 ? 'stream stays' : `${streamCount} streams stay`} and ${streamCount === 1 ? 'keeps' : 'keep'} queueing events: pause or disable ${streamCount === 1 ? 'it' : 'them'} in the streams table above.`,
+          'This cannot be undone: issue a new token if the receiver still needs one.',
+        ],
+        confirm: 'Revoke receiver token',
+      });
+      if (!ok) return;
+      await api(...endpoint('adminSsfReceiverRevoke', { id: r.id }), {});
+      replace(message, h('div', { class: 'ok', role: 'status' }, `The receiver token of ${r.name} is revoked.`));
+      announce(`Receiver token of ${r.name} revoked`);
+      await load();
+    } catch (error) {
+      replace(message, errorBox(error));
+    }
+  };
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    void (async () => {
+      try {
+        const scopes = scopeBoxes.filter(({ box }) => box.checked).map(({ scope }) => scope);
+        if (scopes.length === 0) {
+          replace(message, h('div', { class: 'error', role: 'alert' }, 'Choose at least one scope.'));
+          return;
+        }
+        const { receiver, token } = await api<{ receiver: Receiver; token: string }>(
+          ...endpoint('adminSsfReceiverIssue'),
+          {
+            name: name.value.trim(),
+            scopes,
+            ...(audience.value.trim() === '' ? {} : { audience: audience.value.trim() }),
+          },
+        );
+        replace(
+          message,
+          oneTimeSecret({
+            title: `Receiver token for ${receiver.name}`,
+            value: token,
+            id: 'new-receiver-token',
+            instructions: `Give it to whoever runs ${receiver.name}: it sends it as "Authorization: Bearer <token>" to Baton's stream management API (${receiver.scopes.join(', ')}), and expects "aud": "${receiver.audience}" in every SET.`,
+          }),
+        );
+        name.value = '';
+        audience.value = '';
+        await load();
+      } catch (error) {
+        replace(message, errorBox(error));
+      }
+    })();
+  });
+  return section(title, 'ssf-receivers', async (box) => {
+    replace(
+      box,
+      h('h2', {}, title),
+      h(
+        'p',
+        { class: 'muted' },
+        'Each system that subscribes to Baton’s signals (core banking, the SIEM) gets its own token. Baton keeps only its SHA-256; it is shown once. Issuing and revoking asks for your passkey.',
+      ),
+      form,
+      message,
+      list,
+    );
+    await load();
+  });
+}
+
 function sourcesSection(): HTMLElement {
   const title = 'Shared Signals sources in';
   return section(title, 'ssf-sources', async (box) => {
@@ -347,5 +529,13 @@ function directoriesSection(): HTMLElement {
 }
 
 export const integrationsView: View = (main) => {
-  replace(main, h('h1', {}, 'Integrations'), streamsSection(), sourcesSection(), directoriesSection(), siemSection());
+  replace(
+    main,
+    h('h1', {}, 'Integrations'),
+    streamsSection(),
+    receiversSection(),
+    sourcesSection(),
+    directoriesSection(),
+    siemSection(),
+  );
 };

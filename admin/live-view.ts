@@ -2,6 +2,7 @@ import type { ConsoleView } from '../shared/admin-views.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, isTakenAsFact, type StoredEvent } from '../shared/events.js';
 import { api, endpoint } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table, timeZone } from './dom.js';
+import { entityPicker } from './picker.js';
 import type { View } from './view.js';
 
 type ConsoleRow = ConsoleView;
@@ -50,8 +51,9 @@ export const liveView: View = (main) => {
     input.name = id;
     return h('label', { for: id }, label, input);
   };
-  const fOperator = h('input', { size: 14 });
-  const fConsole = h('input', { size: 14 });
+  // Search-as-you-type: the first matches by name from the API, the chosen one's id sent to the stream.
+  const fOperator = entityPicker({ id: 'f-operator', kind: 'operator', size: 14 });
+  const fConsole = entityPicker({ id: 'f-console', kind: 'console', size: 14 });
   const fSession = h('input', { size: 14 });
   const fType = h(
     'select',
@@ -70,8 +72,8 @@ export const liveView: View = (main) => {
   const filters = h(
     'form',
     { class: 'row', 'aria-label': 'Filter events' },
-    field('f-operator', 'Operator', fOperator),
-    field('f-console', 'Console', fConsole),
+    h('label', { for: 'f-operator' }, 'Operator', fOperator.element),
+    h('label', { for: 'f-console' }, 'Console', fConsole.element),
     field('f-session', 'Session', fSession),
     field('f-type', 'Type', fType),
     field('f-outcome', 'Outcome', fOutcome),
@@ -217,8 +219,8 @@ export const liveView: View = (main) => {
     emptyEvents.hidden = false;
     const q = new URLSearchParams();
     const add = (key: string, value: string) => value !== '' && q.set(key, value);
-    add('operator', fOperator.value.trim());
-    add('console', fConsole.value.trim());
+    add('operator', fOperator.value());
+    add('console', fConsole.value());
     add('session', fSession.value.trim());
     add('type', fType.value);
     add('outcome', fOutcome.value);

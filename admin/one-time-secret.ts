@@ -36,7 +36,8 @@ export interface OneTimeSecret {
   title: string;
   /** The secret itself. */
   value: string;
-  expiresAt: number;
+  /** When it stops working; absent for a token that lives until revoked (an SSF receiver's). */
+  expiresAt?: number;
   /** How to use it, one sentence (printed too). */
   instructions: string;
   /** The element id of the value, for tests and labels. */
@@ -61,7 +62,13 @@ export function oneTimeSecret(secret: OneTimeSecret): HTMLElement {
         'div',
         {},
         h('p', {}, h('strong', { class: 'mono secret', id: secret.id }, secret.value)),
-        h('p', {}, `Shown once. Valid until ${fmtTime(secret.expiresAt)}.`),
+        h(
+          'p',
+          {},
+          secret.expiresAt === undefined
+            ? 'Shown once. It works until it is revoked.'
+            : `Shown once. Valid until ${fmtTime(secret.expiresAt)}.`,
+        ),
         h('p', {}, secret.instructions),
         h('div', { class: 'row no-print' }, copy, print),
       ),

@@ -6,7 +6,7 @@ import { confirmAction, count } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import { operatorImportCard } from './operator-import.js';
-import { pagedTable } from './paged-table.js';
+import { pagedTable, type Names } from './paged-table.js';
 import { showPropagation } from './propagation.js';
 import type { View } from './view.js';
 
@@ -71,7 +71,7 @@ export function consoleName(c: Pick<ConsoleView, 'id' | 'name' | 'site'> | undef
 /** "on 2 consoles (Front desk, Teller 3)" for the sessions a revocation ends. */
 function sessionsEnding(
   sessions: Session[],
-  consoles: ReadonlyMap<string, ConsoleView>,
+  consoles: ReadonlyMap<string, Pick<ConsoleView, 'id' | 'name' | 'site'>>,
   none = 'No live session ends: this operator is signed in nowhere right now.',
 ): string {
   if (sessions.length === 0) return none;
@@ -278,17 +278,17 @@ function operatorDetail(main: HTMLElement, id: string): void {
 
   const load = async () => {
     try {
-      const [{ operator, credentials, sessions }, { codes }, { consoles: consoleRows }, { operators }] =
-        await Promise.all([
-          api<{ operator: Operator; credentials: Credential[]; sessions: Session[] }>(
-            ...endpoint('adminOperator', { id }),
-          ),
-          api<{ codes: Code[] }>(...endpoint('adminEnrolmentCodes', { id })),
-          api<{ consoles: ConsoleView[] }>(...endpoint('adminConsoles')),
-          api<{ operators: Operator[] }>(...endpoint('adminOperators')),
-        ]);
-      const consoles = new Map(consoleRows.map((c) => [c.id, c]));
-      const people = new Map(operators.map((o) => [o.id, o.displayName]));
+      // Names come with the answers, looked up by the ids this page shows: never the whole estate's lists.
+      const [{ operator, credentials, sessions, names }, { codes, names: issuers }] = await Promise.all([
+        api<{ operator: Operator; credentials: Credential[]; sessions: Session[]; names?: Names }>(
+          ...endpoint('adminOperator', { id }),
+        ),
+        api<{ codes: Code[]; names?: Names }>(...endpoint('adminEnrolmentCodes', { id })),
+      ]);
+      const consoles = new Map(
+        Object.entries(names?.consoles ?? {}).map(([consoleId, c]) => [consoleId, { id: consoleId, ...c }]),
+      );
+      const people = new Map(Object.entries(issuers?.operators ?? {}));
       const activeCredentials = credentials.filter((c) => c.revokedAt === null);
       const usableCodes = codes.filter((c) => c.state === 'usable');
       const issue = h('button', { type: 'button', id: 'issue-code' }, 'Issue enrolment code');

@@ -1,6 +1,7 @@
 import type { RouteId } from '../shared/routes.js';
 import { api, endpoint } from './api.js';
 import { errorBox, fmtTime, h, replace } from './dom.js';
+import { entityPicker, type PickerKind } from './picker.js';
 
 /**
  * A table of an estate (thousands of consoles, tens of thousands of operators, millions of events):
@@ -24,6 +25,8 @@ export interface Filter {
   /** A select of these [value, label]s (with "any" first); a text box when absent. */
   options?: readonly (readonly [string, string])[];
   placeholder?: string;
+  /** A search-as-you-type picker of one console or operator (the API's first matches, never a whole list). */
+  picker?: PickerKind;
 }
 
 export interface Names {
@@ -91,6 +94,16 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
   });
   const filterInputs = (options.filters ?? []).map((f) => {
     const value = state.get(f.key) ?? '';
+    if (f.picker !== undefined) {
+      const picker = entityPicker({
+        id: `${options.id}-${f.key}`,
+        kind: f.picker,
+        value,
+        placeholder: f.placeholder ?? 'type a name…',
+        size: 14,
+      });
+      return { filter: f, input: picker.element, read: picker.value };
+    }
     const input =
       f.options === undefined
         ? h('input', {
@@ -106,7 +119,7 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
             h('option', { value: '' }, 'any'),
             f.options.map(([v, label]) => h('option', { value: v, selected: v === value }, label)),
           );
-    return { filter: f, input };
+    return { filter: f, input, read: () => input.value.trim() };
   });
   const form = h(
     'form',
@@ -124,8 +137,7 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
     e.preventDefault();
     const next = new URLSearchParams();
     if (search.value.trim() !== '') next.set(searchKey, search.value.trim());
-    for (const { filter, input } of filterInputs)
-      if (input.value.trim() !== '') next.set(filter.key, input.value.trim());
+    for (const { filter, read } of filterInputs) if (read() !== '') next.set(filter.key, read());
     if (state.has('sort')) next.set('sort', sort);
     if (state.has('order')) next.set('order', order ?? options.defaultOrder);
     setHashQuery(next);

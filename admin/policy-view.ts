@@ -1,13 +1,23 @@
-import type { ConsoleView, OperatorView } from '../shared/admin-views.js';
 import type { FieldIssue } from '../shared/errors.js';
 import { ASSURANCE_LEVELS } from '../shared/levels.js';
 import { validatePolicy } from '../shared/policy.js';
 import { ApiError, api, endpoint } from './api.js';
 import { confirmAction, count } from './confirm.js';
 import { announce, errorBox, fmtTime, h, replace, table } from './dom.js';
-import { actorName } from './operators-view.js';
+import { actorName, consoleName } from './operators-view.js';
 import { CHANNEL_FIELDS, duration, settingChanges, whatChangesForWhom } from './policy-diff.js';
 import type { View } from './view.js';
+
+/** Who the policy reaches (GET /v1/admin/policy/versions `adoption`), counted by the backend. */
+interface Adoption {
+  byChannel: Record<string, number>;
+  byVersion: {
+    version: number;
+    consoles: number;
+    sample: { id: string; name: string | null; site: string | null }[];
+  }[];
+  versionsAtLeast: boolean;
+}
 
 interface PolicyVersion {
   version: number;
@@ -65,7 +75,7 @@ function controlFor(form: HTMLElement, path: string): HTMLElement | null {
 export const policyView: View = (main) => {
   const current = h('div', {}, h('p', { class: 'muted' }, 'Loading policy…'));
   const versions = h('div');
-  const adoption = h('div');
+  const adoptionBox = h('div', { id: 'policy-adoption' });
   const editor = h('textarea', {
     id: 'policy-editor',
     rows: 24,
@@ -80,10 +90,11 @@ export const policyView: View = (main) => {
   let published: unknown = {};
   /** The draft as an object, or undefined while the JSON view holds text that does not parse. */
   let draft: Draft | undefined;
-  let consoles: ConsoleView[] = [];
+  /** Consoles not revoked per channel, counted by the backend (never read console by console). */
+  let onChannel: Record<string, number> = {};
   let people = new Map<string, string>();
 
-  const consolesOn = (channel: string) => consoles.filter((c) => c.revokedAt === null && c.channel === channel).length;
+  const consolesOn = (channel: string) => onChannel[channel] ?? 0;
 
   const showIssues = (issues: FieldIssue[], heading: string) => {
     editor.setAttribute('aria-invalid', issues.length > 0 ? 'true' : 'false');
@@ -461,14 +472,16 @@ export const policyView: View = (main) => {
 
   const load = async (resetEditor: boolean) => {
     try {
-      const [now, { versions: all }, consoleList, { operators }] = await Promise.all([
+      // Who published each version and who each version reaches come with the versions (names looked up
+      // by id, consoles counted by the database): the page never reads the estate's lists.
+      const [now, { versions: all, names, adoption }] = await Promise.all([
         api<PolicyVersion>(...endpoint('adminPolicy')),
-        api<{ versions: PolicyVersion[] }>(...endpoint('adminPolicyVersions')),
-        api<{ consoles: ConsoleView[] }>(...endpoint('adminConsoles')),
-        api<{ operators: OperatorView[] }>(...endpoint('adminOperators')),
+        api<{ versions: PolicyVersion[]; names?: { operators: Record<string, string> }; adoption?: Adoption }>(
+          ...endpoint('adminPolicyVersions'),
+        ),
       ]);
-      consoles = consoleList.consoles;
-      people = new Map(operators.map((o) => [o.id, o.displayName]));
+      onChannel = adoption?.byChannel ?? {};
+      people = new Map(Object.entries(names?.operators ?? {}));
       base = now.version;
       published = now.policy;
       if (resetEditor || draft === undefined) {
@@ -540,23 +553,35 @@ export const policyView: View = (main) => {
           'No versions.',
         ),
       );
-      const live = consoles.filter((c) => c.revokedAt === null);
-      const byVersion = new Map<number, string[]>();
-      for (const c of live) byVersion.set(c.policyVersion, [...(byVersion.get(c.policyVersion) ?? []), c.name ?? c.id]);
       replace(
-        adoption,
+        adoptionBox,
         table(
           'Consoles by policy version',
           ['version', 'consoles', 'which'],
-          [...byVersion.entries()]
-            .sort((a, b) => b[0] - a[0])
-            .map(([v, names]) => [
-              v === 0 ? 'none yet' : `v${v}${v === now.version ? ' (current)' : ''}`,
-              String(names.length),
-              names.join(', '),
-            ]),
+          (adoption?.byVersion ?? []).map((v) => [
+            v.version === 0 ? 'none yet' : `v${v.version}${v.version === now.version ? ' (current)' : ''}`,
+            v.consoles.toLocaleString('en-GB'),
+            h(
+              'span',
+              {},
+              v.sample.map((c) => consoleName({ id: c.id, name: c.name, site: c.site }, c.id)).join(', '),
+              v.consoles > v.sample.length
+                ? [
+                    ` and ${(v.consoles - v.sample.length).toLocaleString('en-GB')} more: `,
+                    h(
+                      'a',
+                      { href: `#/consoles?state=active&policyVersion=${v.version}` },
+                      `all ${v.consoles.toLocaleString('en-GB')}`,
+                    ),
+                  ]
+                : '',
+            ),
+          ]),
           'No console is enrolled, so no console runs any version yet.',
         ),
+        adoption?.versionsAtLeast === true
+          ? h('p', { class: 'muted' }, 'Older versions are run too; the 20 newest are shown.')
+          : null,
       );
     } catch (error) {
       replace(current, errorBox(error));
@@ -571,7 +596,7 @@ export const policyView: View = (main) => {
       'div',
       { class: 'grid' },
       h('section', { class: 'card' }, h('h2', {}, 'Versions'), versions),
-      h('section', { class: 'card' }, h('h2', {}, 'Which consoles run which version'), adoption),
+      h('section', { class: 'card' }, h('h2', {}, 'Which consoles run which version'), adoptionBox),
     ),
     h(
       'section',

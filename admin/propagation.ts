@@ -6,9 +6,10 @@ interface Outcome {
   sessionsRevoked: string[];
   pushedTo: number;
 }
+/** Counted by the backend (`limit=0`: no console listed): a revocation may reach 10,000 consoles. */
 interface Deliveries {
   epoch: number;
-  deliveries: { consoleId: string; sentAt: number; ackedAt: number | null }[];
+  sent: number;
   acknowledged: number;
   maxAckMs: number | null;
 }
@@ -35,8 +36,8 @@ export function showPropagation(box: HTMLElement, what: string, outcome: Outcome
   const started = Date.now();
   const poll = async () => {
     try {
-      const d = await api<Deliveries>(...endpoint('adminRevocationDeliveries', { epoch: outcome.epoch }));
-      const total = d.deliveries.length;
+      const d = await api<Deliveries>(...endpoint('adminRevocationDeliveries', { epoch: outcome.epoch }, { limit: 0 }));
+      const total = d.sent;
       if (total === 0) {
         line.textContent = 'No console was connected to receive it; each gets it when it reconnects.';
         return;

@@ -3,21 +3,35 @@
  * the other admin routes (admin-routes.ts); the services are admin-api-tokens.ts and
  * admin-operator-import.ts.
  */
+import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
 import { ROUTES } from '../../shared/routes.js';
 import { RevokeRequestSchema } from '../../shared/http-api.js';
 import type { AdminAuth } from '../services/admin-auth.js';
+import { viewOf } from '../services/admin-api-tokens.js';
 import { importOperators } from '../services/admin-operator-import.js';
+import { apiTokensPage, PAGE_LIMIT_MAX } from '../store/admin-tables.js';
 import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { Store } from '../store/repositories.js';
-import { parseJson } from './http-kit.js';
+import { parseJson, parseWith } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
 
 export interface ApiTokenRouteDeps {
   store: Store;
   auth: AdminAuth;
   operators: OperatorDirectory;
+  clock: () => number;
 }
+
+const TokenQuery = z.strictObject({
+  q: z.string().max(200).optional(),
+  sort: z.string().max(40).optional(),
+  order: z.enum(['asc', 'desc']).optional(),
+  cursor: z.string().max(1024).optional(),
+  limit: z.coerce.number().int().min(1).max(PAGE_LIMIT_MAX).optional(),
+  scope: z.enum(['read', 'admin']).optional(),
+  state: z.enum(['active', 'expired', 'revoked']).optional(),
+});
 
 /** Tokens are issued and revoked by a person: an admin signed in with a passkey (not the bootstrap token, not a token). */
 function signedInActor(ctx: RouteContext): string {
@@ -34,7 +48,20 @@ export function apiTokenRoutes(deps: ApiTokenRouteDeps): Route[] {
   return [
     {
       route: 'adminApiTokens',
-      handler: async () => ({ tokens: await deps.auth.apiTokens.list() }),
+      // Search (label or id), filters (scope, state), sort and cursor paging like every admin list; without
+      // any of these parameters, the newest 1,000 as before.
+      handler: async (ctx) => {
+        if (ctx.query.size === 0) return { tokens: await deps.auth.apiTokens.list() };
+        const q = parseWith(TokenQuery, Object.fromEntries(ctx.query));
+        const now = deps.clock();
+        const { rows, page, total, totalAtLeast } = await apiTokensPage(
+          deps.store,
+          q,
+          { sort: q.sort, order: q.order, cursor: q.cursor, limit: q.limit },
+          now,
+        );
+        return { tokens: rows.map((row) => viewOf(row, now)), total, totalAtLeast, page };
+      },
     },
     {
       route: 'adminApiTokenCreate',

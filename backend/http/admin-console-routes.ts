@@ -4,6 +4,7 @@ import { BatonError } from '../../shared/errors.js';
 import { EVENT_OUTCOMES, EVENT_TYPES } from '../../shared/events.js';
 import type { Store } from '../store/repositories.js';
 import { CODE_ID_LENGTH } from '../store/admin-repositories.js';
+import { namesFor } from '../store/admin-tables.js';
 import type { AdminAuth } from '../services/admin-auth.js';
 import { MAX_EXPORT_EVENTS, adminStats, csvHeader, csvRow, eventPages } from '../services/admin-insights.js';
 import type { EventLog } from '../services/event-log.js';
@@ -54,12 +55,20 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       handler: async (ctx) => {
         const operator = await deps.operators.get(ctx.params.id ?? '');
         const now = deps.clock();
+        const codes = await deps.store.admin.listCodes(operator.id);
         return {
-          codes: (await deps.store.admin.listCodes(operator.id)).map((c) => ({
+          codes: codes.map((c) => ({
             ...c,
             state:
               c.revokedAt !== null ? 'revoked' : c.usedAt !== null ? 'used' : c.expiresAt <= now ? 'expired' : 'usable',
           })),
+          // Who issued each code, by name (the ids on this page only).
+          names: await namesFor(deps.store, {
+            consoles: [],
+            operators: codes.flatMap((c) =>
+              c.issuedBy.startsWith('operator:') ? [c.issuedBy.slice('operator:'.length)] : [],
+            ),
+          }),
         };
       },
     },

@@ -35,6 +35,7 @@ import {
   revocationsList,
   sessionsList,
 } from './admin-table-routes.js';
+import { deliverySummaries, namesFor, PAGE_LIMIT_MAX, policyAdoption } from '../store/admin-tables.js';
 import { endStream, streamEvents } from './event-stream.js';
 import type { Route, RouteContext } from './router.js';
 
@@ -140,7 +141,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
 
   return [
     // Admin API tokens and the operators' CSV import (issue 12).
-    ...apiTokenRoutes({ store: deps.store, auth: deps.auth, operators: deps.operators }),
+    ...apiTokenRoutes({ store: deps.store, auth: deps.auth, operators: deps.operators, clock: deps.clock }),
     {
       route: 'adminConsoleTokens',
       handler: async (ctx) => ({
@@ -170,6 +171,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       handler: async (ctx) => {
         const c = await deps.store.consoles.get(ctx.params.id ?? '');
         if (c === undefined) throw new BatonError('NOT_FOUND', `No console "${ctx.params.id ?? ''}"`);
+        const sessions = (await deps.store.sessions.liveOnConsole(c.id)).map(sessionAdminView);
         const head = await deps.events.head(c.id);
         const integrity: StoredEvent[] = [];
         for (const type of [
@@ -186,7 +188,9 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
             (await deps.store.admin.outboxReports()).find((r) => r.consoleId === c.id),
           ),
           events: { lastSeq: head.lastSeq, lastHash: head.lastHash, integrityFindings: integrity },
-          sessions: (await deps.store.sessions.liveOnConsole(c.id)).map(sessionAdminView),
+          sessions,
+          // The names of the people on this page, looked up by their ids (never the whole operators list).
+          names: await namesFor(deps.store, { consoles: [], operators: sessions.map((s) => s.operatorId) }),
         };
       },
     },
@@ -209,10 +213,18 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       route: 'adminOperator',
       handler: async (ctx) => {
         const id = ctx.params.id ?? '';
+        const operator = operatorView(await deps.operators.get(id));
+        const credentials = await deps.operators.credentials(id);
+        const sessions = (await deps.store.sessions.liveForOperator(id)).map(sessionAdminView);
         return {
-          operator: operatorView(await deps.operators.get(id)),
-          credentials: await deps.operators.credentials(id),
-          sessions: (await deps.store.sessions.liveForOperator(id)).map(sessionAdminView),
+          operator,
+          credentials,
+          sessions,
+          // The consoles this page names (where each passkey was registered, where each session runs).
+          names: await namesFor(deps.store, {
+            consoles: [...credentials.map((c) => c.registeredOnConsole), ...sessions.map((s) => s.consoleId)],
+            operators: [],
+          }),
         };
       },
     },
@@ -302,11 +314,27 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       handler: async (ctx) => {
         await deps.revocations.flushAcks();
         const epoch = parseWith(int.positive(), ctx.params.epoch);
+        const { limit } = parseWith(
+          z.strictObject({ limit: int.min(0).max(PAGE_LIMIT_MAX).optional() }),
+          Object.fromEntries(ctx.query),
+        );
+        // With `limit`, the counts come from the database and at most `limit` deliveries are listed (the
+        // console's page polls `limit=0` while a revocation reaches 10,000 consoles); without it, all, as before.
+        if (limit !== undefined) {
+          const summary = (await deliverySummaries(deps.store, [epoch])).get(epoch) ?? {
+            sent: 0,
+            acknowledged: 0,
+            maxAckMs: null,
+          };
+          const some = limit === 0 ? [] : (await deps.store.revocations.deliveries(epoch)).slice(0, limit);
+          return { epoch, deliveries: some, ...summary };
+        }
         const deliveries = await deps.store.revocations.deliveries(epoch);
         const latencies = deliveries.filter((d) => d.ackedAt !== null).map((d) => (d.ackedAt ?? 0) - d.sentAt);
         return {
           epoch,
           deliveries,
+          sent: deliveries.length,
           acknowledged: latencies.length,
           maxAckMs: latencies.length ? Math.max(...latencies) : null,
         };
@@ -322,7 +350,20 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminPolicyVersions',
-      handler: async () => ({ versions: await deps.store.policies.list() }),
+      handler: async () => {
+        const versions = await deps.store.policies.list();
+        return {
+          versions,
+          // Who published each version, by name, and who each version reaches (counted by the database).
+          names: await namesFor(deps.store, {
+            consoles: [],
+            operators: versions.flatMap((v) =>
+              v.publishedBy.startsWith('operator:') ? [v.publishedBy.slice('operator:'.length)] : [],
+            ),
+          }),
+          adoption: await policyAdoption(deps.store),
+        };
+      },
     },
     {
       route: 'adminPolicyValidate',
@@ -443,16 +484,21 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         const release = deps.auth.holdStream(principal, () => endStream(ctx.res, ': admin session ended'));
         ctx.res.on('close', release);
         const stillAllowed = () => deps.auth.stillAllowed(principal);
-        streamEvents(
-          ctx,
-          deps.events,
-          filterOf(q),
-          after,
-          q.outcome,
-          stillAllowed,
-          deps.streamStallMs,
-          deps.streamKeepAliveMs,
-        ).catch(() => ctx.res.destroy());
+        void (async () => {
+          // A console or an operator filter may be a name, as on the lists (resolved to the one id it names).
+          q.console = await resolveSubject(deps.store, 'console', q.console);
+          q.operator = await resolveSubject(deps.store, 'operator', q.operator);
+          await streamEvents(
+            ctx,
+            deps.events,
+            filterOf(q),
+            after,
+            q.outcome,
+            stillAllowed,
+            deps.streamStallMs,
+            deps.streamKeepAliveMs,
+          );
+        })().catch(() => ctx.res.destroy());
         return undefined;
       },
     },

@@ -94,11 +94,12 @@ const ConsoleQuery = z.strictObject({
   channel: text.optional(),
   site: text.optional(),
   state: z.enum(['active', 'revoked']).optional(),
+  policyVersion: int.nonnegative().optional(),
 });
 
 /** `GET /v1/admin/consoles` in paging mode, or undefined for the unpaged (compatible) answer. */
 export async function consolesList(deps: TableDeps, ctx: RouteContext) {
-  if (!hasAny(ctx, [...PAGE_KEYS, 'channel', 'site', 'state'])) return undefined;
+  if (!hasAny(ctx, [...PAGE_KEYS, 'channel', 'site', 'state', 'policyVersion'])) return undefined;
   const q = parseWith(ConsoleQuery, queryOf(ctx));
   const { rows, page, total, totalAtLeast } = await consolesPage(deps.store, q, pageRequest(q));
   const outbox = await outboxFor(

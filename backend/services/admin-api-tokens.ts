@@ -60,7 +60,7 @@ export interface ApiTokenPrincipal {
   scope: ApiTokenScope;
 }
 
-function viewOf(row: Row, now: number): ApiTokenView {
+export function viewOf(row: Row, now: number): ApiTokenView {
   const revokedAt = optNum(row, 'revoked_at');
   const expiresAt = num(row, 'expires_at');
   return {

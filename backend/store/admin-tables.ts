@@ -32,7 +32,7 @@ export const PAGE_LIMIT_DEFAULT = 50;
 export const SEARCH_MATCH_CAP = 200;
 
 export type SortOrder = 'asc' | 'desc';
-export type TableName = 'consoles' | 'operators' | 'sessions' | 'events' | 'revocations';
+export type TableName = 'consoles' | 'operators' | 'sessions' | 'events' | 'revocations' | 'admin_api_tokens';
 
 /** Each table's sort keys (the allow-list) and the SQL expression each sorts on; the first is the default. */
 export const SORT_KEYS = {
@@ -47,6 +47,13 @@ export const SORT_KEYS = {
   sessions: { started: 'started_at', expires: 'expires_at' },
   events: { received: 'cursor' },
   revocations: { epoch: 'epoch' },
+  // A few hundred at most (issued one by one by people): no index of their own, a page reads them all.
+  admin_api_tokens: {
+    created: 'created_at',
+    expires: 'expires_at',
+    lastUsed: 'COALESCE(last_used_at, 0)',
+    label: 'LOWER(label)',
+  },
 } as const satisfies Record<TableName, Record<string, string>>;
 
 export const DEFAULT_ORDER: Record<TableName, SortOrder> = {
@@ -55,6 +62,7 @@ export const DEFAULT_ORDER: Record<TableName, SortOrder> = {
   sessions: 'desc',
   events: 'desc',
   revocations: 'desc',
+  admin_api_tokens: 'desc',
 };
 
 /** Each table's tie-breaker (unique): the position a cursor names is (sort value, tie-breaker). */
@@ -64,6 +72,7 @@ const ID_COLUMN: Record<TableName, string> = {
   sessions: 'id',
   events: 'cursor',
   revocations: 'epoch',
+  admin_api_tokens: 'id',
 };
 
 export interface PageRequest {
@@ -335,6 +344,8 @@ export interface ConsoleFilter {
   channel?: string | undefined;
   site?: string | undefined;
   state?: 'active' | 'revoked' | undefined;
+  /** The consoles that run this policy version (the Policy page's "all 9,995" link). */
+  policyVersion?: number | undefined;
 }
 
 export async function consolesPage(
@@ -349,6 +360,7 @@ export async function consolesPage(
   if (filter.site !== undefined) where.push(sql`LOWER(COALESCE(site, '')) = ${filter.site.toLowerCase()}`);
   if (filter.state === 'active') where.push(sql`revoked_at IS NULL`);
   if (filter.state === 'revoked') where.push(sql`revoked_at IS NOT NULL`);
+  if (filter.policyVersion !== undefined) where.push(sql`policy_version = ${filter.policyVersion}`);
   const searched = filter.q !== undefined && filter.q !== '';
   const { rows, page } = await keysetPage(db, 'consoles', where, request, searched && store.engine === 'postgres');
   return { rows: rows.map(consoleFrom), page, ...(await count(db, 'consoles', where)) };
@@ -593,4 +605,84 @@ export async function propagationSamples(
     .slice(0, PROPAGATION_SAMPLE_CAP)
     .map((row) => ({ at: Number(row.at), ms: Math.max(0, Number(row.ms)) }));
   return { samples, truncated: rows.rows.length > PROPAGATION_SAMPLE_CAP };
+}
+
+// ---- the policy's reach ----
+
+/** At most this many versions are described in the adoption picture (the newest first), each with a few names. */
+export const ADOPTION_VERSIONS_MAX = 20;
+export const ADOPTION_SAMPLE = 5;
+
+export interface PolicyAdoption {
+  /** Consoles not revoked, per channel (counted by the database, the whole estate). */
+  byChannel: Record<string, number>;
+  /** Consoles not revoked, per policy version they run, newest first, with a few of their names. */
+  byVersion: {
+    version: number;
+    consoles: number;
+    sample: { id: string; name: string | null; site: string | null }[];
+  }[];
+  /** More versions are run than byVersion lists. */
+  versionsAtLeast: boolean;
+}
+
+/**
+ * Who a policy reaches, counted by the database instead of read console by console: one grouped
+ * count over the consoles not revoked (channel × version, a handful of rows at any estate size), then
+ * a few names for each version listed.
+ */
+export async function policyAdoption(store: Store): Promise<PolicyAdoption> {
+  const db = dbOf(store);
+  const groups = await sql<Row>`SELECT channel, policy_version, COUNT(*) AS n FROM consoles
+    WHERE revoked_at IS NULL GROUP BY channel, policy_version`.execute(db);
+  const byChannel: Record<string, number> = {};
+  const versions = new Map<number, number>();
+  for (const row of groups.rows) {
+    const n = Number(row.n);
+    const channel = str(row, 'channel');
+    const version = Number(row.policy_version);
+    byChannel[channel] = (byChannel[channel] ?? 0) + n;
+    versions.set(version, (versions.get(version) ?? 0) + n);
+  }
+  const newest = [...versions.entries()].sort((a, b) => b[0] - a[0]);
+  const byVersion: PolicyAdoption['byVersion'] = [];
+  for (const [version, consoles] of newest.slice(0, ADOPTION_VERSIONS_MAX)) {
+    const sample = await sql<Row>`SELECT id, name, site FROM consoles
+      WHERE revoked_at IS NULL AND policy_version = ${version} ORDER BY name, id LIMIT ${ADOPTION_SAMPLE}`.execute(db);
+    byVersion.push({
+      version,
+      consoles,
+      sample: sample.rows.map((r) => ({ id: str(r, 'id'), name: optStr(r, 'name'), site: optStr(r, 'site') })),
+    });
+  }
+  return { byChannel, byVersion, versionsAtLeast: newest.length > ADOPTION_VERSIONS_MAX };
+}
+
+// ---- admin API tokens ----
+
+export interface ApiTokenFilter {
+  /** Part of the label (case-insensitive), or the exact id. */
+  q?: string | undefined;
+  scope?: 'read' | 'admin' | undefined;
+  state?: 'active' | 'expired' | 'revoked' | undefined;
+}
+
+/** One page of the admin API tokens (rows as stored; the service makes the views). `now` decides expiry. */
+export async function apiTokensPage(
+  store: Store,
+  filter: ApiTokenFilter,
+  request: PageRequest,
+  now: number,
+): Promise<Page<Row> & Counted> {
+  const db = dbOf(store);
+  const where: RawBuilder<unknown>[] = [];
+  if (filter.q !== undefined && filter.q !== '') {
+    where.push(sql`(id = ${filter.q} OR LOWER(label) LIKE ${containing(filter.q)} ESCAPE '\\')`);
+  }
+  if (filter.scope !== undefined) where.push(sql`scope = ${filter.scope}`);
+  if (filter.state === 'revoked') where.push(sql`revoked_at IS NOT NULL`);
+  if (filter.state === 'expired') where.push(sql`revoked_at IS NULL AND expires_at <= ${now}`);
+  if (filter.state === 'active') where.push(sql`revoked_at IS NULL AND expires_at > ${now}`);
+  const { rows, page } = await keysetPage(db, 'admin_api_tokens', where, request);
+  return { rows, page, ...(await count(db, 'admin_api_tokens', where)) };
 }

@@ -200,6 +200,14 @@ test('an admin API token is issued with a passkey, works for a script, and is re
   await expect(row).toContainText('active');
   await expect(row.getByRole('cell').nth(6)).toHaveText('1');
   await checkLayout(page, info, 'api-tokens');
+  // The tokens table is searched and paged by the API like the others.
+  await page.locator('#tokens-search').fill('nightly');
+  await page.locator('#tokens-apply').click();
+  await expect(page.locator('#tokens-position')).toHaveText('Rows 1–1 of 1');
+  await page.locator('#tokens-search').fill('no such script');
+  await page.locator('#tokens-apply').click();
+  await expect(page.locator('#tokens-empty')).toHaveText('Nothing matches this search.');
+  await page.locator('#tokens-clear').click();
   await row.getByRole('button', { name: 'Revoke' }).click();
   await page.locator('#confirm-action').click();
   await expect(row).toContainText('revoked');
@@ -231,5 +239,172 @@ test('a CSV dry run names each row in error; the corrected file is imported whol
     ['Ada Import', ['teller']],
     ['Bob Import', ['teller', 'supervisor']],
   ]);
+  expect(problems).toEqual([]);
+});
+
+/**
+ * Every request the page makes for a list of the estate (consoles, operators, sessions, events,
+ * revocations, a revocation's deliveries) must carry a page limit: no admin page reads a whole list.
+ */
+function watchLists(p: Page): { whole: string[]; lists: string[]; stop: () => void } {
+  const whole: string[] = [];
+  const lists: string[] = [];
+  const LIST = /^\/v1\/admin\/(consoles|operators|sessions|events|revocations|revocations\/\d+\/deliveries)$/;
+  const watch = (request: { url: () => string }) => {
+    const url = new URL(request.url());
+    if (!LIST.test(url.pathname)) return;
+    lists.push(`${url.pathname}${url.search}`);
+    const limit = Number(url.searchParams.get('limit') ?? 'NaN');
+    if (!(limit >= 0 && limit <= 1000)) whole.push(`${url.pathname}${url.search}`);
+  };
+  p.on('request', watch);
+  return { whole, lists, stop: () => p.off('request', watch) };
+}
+
+/** Zoë Quinn (operator 123 of 400): a passkey registered on Teller 250, signed in on Teller 299 and Teller 150. */
+async function seedZoe(): Promise<void> {
+  const store = t.backend.services.store;
+  const now = Date.now();
+  await store.operators.insertCredential({
+    id: 'cred_zoe',
+    operatorId: 'op_e2e123',
+    publicKey: new Uint8Array(65),
+    counter: 0,
+    transports: ['usb'],
+    deviceBound: true,
+    backedUp: false,
+    aaguid: '00000000-0000-0000-0000-000000000000',
+    attestationFmt: 'none',
+    attestationTrust: 'none',
+    registeredOnConsole: 'con_e2e250',
+    createdAt: now - 3_600_000,
+    lastUsedAt: now - 60_000,
+    revokedAt: null,
+    revokedReason: null,
+    suspendedAt: null,
+    suspendedReason: null,
+  });
+  for (const [i, consoleId] of ['con_e2e299', 'con_e2e150'].entries()) {
+    await store.sessions.insert({
+      id: `ses_zoe${i}`,
+      operatorId: 'op_e2e123',
+      consoleId,
+      channel: 'branch-kiosk',
+      credentialId: 'cred_zoe',
+      level: 'verified',
+      authTime: now - (i + 1) * 60_000,
+      startedAt: now - (i + 1) * 60_000,
+      expiresAt: now + 3_600_000,
+      state: 'active',
+      suspendedAt: null,
+      endedAt: null,
+      endReason: null,
+    });
+  }
+}
+
+test('an operator’s page and a console’s page name the consoles and people they show without reading a whole list', async ({}, info) => {
+  await seedZoe();
+  const lists = watchLists(page);
+  await page.goto(`${t.url}/admin/#/operators/op_e2e123`);
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('Zoë Quinn');
+  // Consoles far past the first page of 25, named (console and site) although no list of consoles was read.
+  const passkeys = page.getByRole('table', { name: 'Passkeys' });
+  await expect(passkeys).toContainText('on Teller 250 (York)');
+  const sessions = page.locator('#operator-sessions');
+  await expect(sessions).toContainText('Teller 299 (Hull)');
+  await expect(sessions).toContainText('Teller 150 (Leeds)');
+  await page.locator('#issue-code').click();
+  await expect(page.getByRole('table', { name: 'Enrolment codes' })).toContainText('Grace Admin');
+  await checkLayout(page, info, 'operator-estate');
+  // What the revocation would end, by name; Cancel changes nothing.
+  await page.locator('#revoke-reason').fill('estate e2e');
+  await page.locator('#revoke-operator').click();
+  const dialog = page.getByRole('dialog');
+  await expect(dialog).toContainText('2 live sessions on 2 consoles end now');
+  await expect(dialog).toContainText('Teller 299 (Hull)');
+  await expect(dialog).toContainText('Teller 150 (Leeds)');
+  await page.locator('#confirm-cancel').click();
+  await expect(dialog).toBeHidden();
+
+  await page.goto(`${t.url}/admin/#/consoles/con_e2e299`);
+  const live = page.getByRole('table', { name: 'Live sessions' });
+  await expect(live.getByRole('link', { name: 'Zoë Quinn' })).toBeVisible();
+  await page.getByLabel('Reason for revocation').fill('estate e2e');
+  await page.getByRole('button', { name: 'Revoke console' }).click();
+  await expect(page.getByRole('dialog')).toContainText('1 live session on it ends now (Zoë Quinn).');
+  await page.locator('#confirm-cancel').click();
+  await checkLayout(page, info, 'console-estate');
+  lists.stop();
+  expect(lists.whole).toEqual([]);
+  expect(problems).toEqual([]);
+});
+
+test('the policy page counts the consoles each channel and version reaches, and its publish confirmation says so', async ({}, info) => {
+  const lists = watchLists(page);
+  await page.goto(`${t.url}/admin/#/policy`);
+  const kiosk = page.getByRole('group', { name: 'Channel branch-kiosk' });
+  await expect(kiosk.locator('legend').first()).toHaveText('Channel branch-kiosk (300 consoles)');
+  // Which consoles run which version: the count of all 300, a few names, and a link to every one of them.
+  const adoption = page.getByRole('table', { name: 'Consoles by policy version' });
+  const v1 = adoption.getByRole('row').filter({ hasText: 'v1 (current)' });
+  await expect(v1.getByRole('cell').nth(1)).toHaveText('300');
+  await expect(v1).toContainText('Teller 000 (Leeds), Teller 001 (York)');
+  await expect(v1).toContainText('and 295 more: all 300');
+  await checkLayout(page, info, 'policy-estate');
+  await kiosk.getByLabel('Idle lock after (s)').fill('90');
+  await page.getByRole('button', { name: 'Publish' }).click();
+  const dialog = page.getByRole('dialog');
+  await expect(dialog).toContainText('branch-kiosk (300 consoles): idle lock after 90 s (was 2 min)');
+  await page.locator('#confirm-cancel').click();
+  await v1.getByRole('link', { name: 'all 300' }).click();
+  await expect(page.locator('#consoles-window')).toContainText('policyVersion: 1');
+  await expect(page.locator('#consoles-position')).toHaveText('Rows 1–25 of 300');
+  lists.stop();
+  expect(lists.whole).toEqual([]);
+  expect(lists.lists.some((l) => l.includes('policyVersion=1'))).toBe(true);
+  expect(problems).toEqual([]);
+});
+
+test('a console or an operator is chosen with a search-as-you-type picker that asks for a few matches, never the list', async ({}, info) => {
+  const lists = watchLists(page);
+  await page.goto(`${t.url}/admin/#/sessions`);
+  const operator = page.getByRole('combobox', { name: 'Operator' });
+  await operator.pressSequentially('zoë');
+  const operatorMatches = page.locator('#sessions-operator-matches');
+  await expect(operatorMatches.getByRole('option')).toHaveText(['Zoë Quinn teller · op_e2e123']);
+  await operatorMatches.getByRole('option', { name: /Zoë Quinn/ }).click();
+  await expect(operator).toHaveValue('Zoë Quinn');
+
+  const console = page.getByRole('combobox', { name: 'Console' });
+  await console.pressSequentially('teller 29');
+  // Ten consoles match: the first eight are offered, and the picker says how many there are.
+  const consoleMatches = page.locator('#sessions-console-matches');
+  await expect(consoleMatches.getByRole('option')).toHaveCount(8);
+  await expect(consoleMatches).toContainText('8 of 10: type more to narrow');
+  await attachScreenshot(page, info, 'picker-open-1366');
+  expect(await layoutProblems(page), 'sessions with the picker open').toEqual([]);
+  await console.pressSequentially('9');
+  await expect(consoleMatches.getByRole('option')).toHaveCount(1);
+  await console.press('ArrowDown');
+  await console.press('Enter');
+  await expect(console).toHaveValue('Teller 299 (Hull)');
+  await page.locator('#sessions-apply').click();
+  // The chosen ids are what the address keeps; the session shown is Zoë's on Teller 299.
+  await expect(page).toHaveURL(/operator=op_e2e123/);
+  await expect(page).toHaveURL(/console=con_e2e299/);
+  const rows = page.locator('#sessions-rows tbody tr');
+  await expect(rows).toHaveCount(1);
+  await expect(rows.first()).toContainText('Zoë Quinn');
+  await expect(rows.first()).toContainText('Teller 299');
+  // After a reload the pickers show the names of the ids in the address.
+  await page.reload();
+  await expect(page.getByRole('combobox', { name: 'Console' })).toHaveValue('Teller 299 (Hull)');
+  await expect(page.getByRole('combobox', { name: 'Operator' })).toHaveValue('Zoë Quinn');
+  await checkLayout(page, info, 'sessions-picker');
+  lists.stop();
+  expect(lists.whole).toEqual([]);
+  // The picker asked for a few matches at a time.
+  expect(lists.lists.filter((l) => l.includes('q=')).every((l) => l.includes('limit=8'))).toBe(true);
   expect(problems).toEqual([]);
 });

@@ -160,7 +160,8 @@ test('shows a SIEM collector that refuses with its answer, then caught up once i
   await expect(async () => {
     await page.reload();
     await expect(sink).toContainText('up to date', { timeout: 1000 });
-  }).toPass({ timeout: 30_000 });
+    // After a few refusals the exporter waits up to its longest backoff (60 s) before the next try.
+  }).toPass({ timeout: 90_000 });
   await expect(sink).toContainText('delivering');
   expect(received).toBeGreaterThan(0);
 });
@@ -241,5 +242,80 @@ test('shows each Shared Signals source with its last SET, last action and reject
     await page.reload();
     await expect(source).toContainText('SSF_SET_SIGNATURE_INVALID: 1', { timeout: 1000 });
   }).toPass({ timeout: 15_000 });
+  expect(problems).toEqual([]);
+});
+
+test('issues a receiver token shown once (copy, QR), lists it, and revokes it with a confirmation that names it', async ({}, info) => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.url });
+  await page.goto(`${t.url}/admin/#/integrations`);
+  const tokens = page.getByRole('table', { name: 'Shared Signals receiver tokens' });
+  // The two receivers the setup issued by the API are listed, with their scopes and streams, never their tokens.
+  const core = tokens.getByRole('row').filter({ hasText: 'Core banking' });
+  await expect(core).toContainText('ssf.manage, ssf.read');
+  await expect(core).toContainText('active');
+  await expect(core.getByRole('cell').nth(6)).toHaveText('1');
+
+  await page.getByLabel('Receiver', { exact: true }).fill('Fraud engine');
+  await page.getByLabel('Audience it expects (optional)').fill('https://fraud.bank.example');
+  await page.getByLabel(/ssf\.manage:/).uncheck();
+  await page.getByLabel(/ssf\.read:/).check();
+  await page.getByRole('button', { name: 'Issue receiver token' }).click();
+  const secret = page.locator('#new-receiver-token');
+  await expect(secret).toHaveText(/^ssf_/);
+  const token = (await secret.textContent()) ?? '';
+  const card = page.getByRole('status', { name: 'Receiver token for Fraud engine' });
+  await expect(card).toContainText('Shown once. It works until it is revoked.');
+  await expect(card).toContainText('"aud": "https://fraud.bank.example"');
+  await expect(card.getByRole('img', { name: 'QR code of the receiver token for fraud engine' })).toBeVisible();
+  await card.getByRole('button', { name: 'Copy Receiver token for Fraud engine' }).click();
+  await expect(card.getByRole('button', { name: 'Copy Receiver token for Fraud engine' })).toHaveText('Copied');
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(token);
+
+  // The page with the one-time card and the new row, at the three sizes.
+  for (const viewport of [
+    { width: 1024, height: 768 },
+    { width: 1366, height: 768 },
+    { width: 1920, height: 1080 },
+  ]) {
+    await page.setViewportSize(viewport);
+    await attachScreenshot(page, info, `integrations-receivers-${viewport.width}`);
+    expect(await layoutProblems(page), `integrations (receiver tokens) at ${viewport.width}`).toEqual([]);
+  }
+  await page.setViewportSize({ width: 1366, height: 768 });
+
+  const fraud = tokens.getByRole('row').filter({ hasText: 'Fraud engine' });
+  await expect(fraud).toContainText('ssf.read');
+  await expect(fraud).not.toContainText('ssf.manage');
+  await expect(fraud).toContainText('https://fraud.bank.example');
+  await expect(fraud).toContainText('never');
+  // The token works for what its scope allows: reading its streams.
+  const read = () => fetch(`${t.url}/ssf/streams`, { headers: { authorization: `Bearer ${token}` } });
+  expect((await read()).status).toBe(200);
+  await expect(async () => {
+    await page.reload();
+    await expect(fraud).not.toContainText('never', { timeout: 1000 });
+  }).toPass({ timeout: 15_000 });
+
+  // Cancel changes nothing; the confirmation names the token it revokes.
+  await fraud.getByRole('button', { name: 'Revoke the receiver token of Fraud engine' }).click();
+  const dialog = page.getByRole('dialog');
+  await expect(dialog).toContainText('Revoke the receiver token of Fraud engine');
+  await expect(dialog).toContainText(
+    'Fraud engine (audience https://fraud.bank.example) is refused from its next request',
+  );
+  await expect(dialog).toContainText('It has no stream.');
+  await page.locator('#confirm-cancel').click();
+  await expect(dialog).toBeHidden();
+  expect((await read()).status).toBe(200);
+  await expect(fraud).toContainText('active');
+
+  await fraud.getByRole('button', { name: 'Revoke the receiver token of Fraud engine' }).click();
+  await page.locator('#confirm-action').click();
+  await expect(page.locator('#receiver-token-message')).toContainText('The receiver token of Fraud engine is revoked.');
+  await expect(fraud).toContainText('revoked');
+  await expect(fraud.getByRole('button', { name: 'Revoke the receiver token of Fraud engine' })).toBeDisabled();
+  expect((await read()).status).toBe(401);
+  // Core banking's token is untouched.
+  await expect(core).toContainText('active');
   expect(problems).toEqual([]);
 });
