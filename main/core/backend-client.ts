@@ -1,3 +1,5 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import WebSocket, { type RawData } from 'ws';
 import type { z } from 'zod';
 import { BatonError, isErrorCode, type ErrorCode } from '../../shared/errors.js';
@@ -29,6 +31,8 @@ export const RECONNECT_CAP_MS = 30_000;
 /** A connection that hears nothing (no message, no ping) for this many heartbeats is presumed dead. */
 export const MISSED_HEARTBEATS = 2.5;
 export const HTTP_TIMEOUT_MS = 10_000;
+/** Signed HTTP requests in flight at once to the backend (a tap makes one at a time). */
+const MAX_HTTP_SOCKETS = 8;
 
 export type ConnectionState = 'connecting' | 'online' | 'offline' | 'stopped';
 
@@ -76,8 +80,20 @@ export class BackendClient {
   private attempt = 0;
   private heartbeatMs = 30_000;
   private stopped = true;
+  /**
+   * Keep-alive connections for the signed HTTP requests (node:http, not `fetch`): a tap makes two
+   * requests in a row, and undici's fetch costs ~0.6 ms more per request than node:http on a kept
+   * connection (docs/benchmarks.md §7, 2026-12-05). Idle sockets do not keep the process alive.
+   */
+  private readonly http: HttpAgent;
+  private readonly secure: boolean;
 
-  constructor(private readonly options: BackendClientOptions) {}
+  constructor(private readonly options: BackendClientOptions) {
+    this.secure = new URL(options.backendUrl).protocol === 'https:';
+    this.http = this.secure
+      ? new HttpsAgent({ keepAlive: true, maxSockets: MAX_HTTP_SOCKETS })
+      : new HttpAgent({ keepAlive: true, maxSockets: MAX_HTTP_SOCKETS });
+  }
 
   get connected(): boolean {
     return this.socket?.readyState === WebSocket.OPEN;
@@ -92,6 +108,8 @@ export class BackendClient {
 
   stop(): void {
     this.stopped = true;
+    // Idle kept connections go; a request still in flight finishes on its own.
+    for (const sockets of Object.values(this.http.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
     this.reconnectTimer?.cancel();
     this.watchdog?.cancel();
     const socket = this.socket;
@@ -165,20 +183,92 @@ export class BackendClient {
       body: text,
       now: this.options.clock.now(),
     });
-    let response: Response;
-    try {
-      response = await fetch(new URL(path, this.options.backendUrl), {
-        method,
-        headers: { ...headers, ...(text === '' ? {} : { 'content-type': 'application/json' }) },
-        ...(text === '' ? {} : { body: text }),
-        // A redirect would carry the signed request (and its body) to wherever the answer points.
-        redirect: 'error',
-        signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
-      });
-    } catch (cause) {
-      throw new BatonError('BACKEND_UNREACHABLE', 'The backend cannot be reached', { cause });
+    const answer = await this.roundTrip(method, path, headers, text);
+    return parseAnswer(answer.status, answer.text, schema, `${method} ${path}`);
+  }
+
+  /**
+   * One HTTP exchange on a kept connection. Never follows a redirect (it would carry the signed
+   * request and its body to wherever the answer points): a 3xx is an answer like any other, refused
+   * by `parseAnswer`. Bounded by HTTP_TIMEOUT_MS in all. A kept connection the backend closed just
+   * as it was reused (reset before any answer) is retried once on a new one with the same signed
+   * request: if the first did reach the backend, its nonce is claimed and the retry is refused.
+   */
+  private async roundTrip(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    text: string,
+  ): Promise<{ status: number; text: string }> {
+    const url = new URL(path, this.options.backendUrl);
+    const deadline = Date.now() + HTTP_TIMEOUT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.exchange(url, method, headers, text, deadline - Date.now());
+      } catch (error) {
+        const stale = (error as { reusedSocket?: boolean }).reusedSocket === true;
+        if (stale && attempt === 0 && Date.now() < deadline) continue;
+        if (error instanceof BatonError) throw error;
+        throw new BatonError('BACKEND_UNREACHABLE', 'The backend cannot be reached', { cause: error });
+      }
     }
-    return parseResponse(response, schema, `${method} ${path}`);
+  }
+
+  private exchange(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    text: string,
+    timeoutMs: number,
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const body = Buffer.from(text, 'utf8');
+      const request = (this.secure ? httpsRequest : httpRequest)(url, {
+        method,
+        agent: this.http,
+        headers: {
+          ...headers,
+          ...(text === '' ? {} : { 'content-type': 'application/json' }),
+          'content-length': String(body.length),
+        },
+      });
+      let answered = false;
+      const timer = setTimeout(
+        () => request.destroy(new Error(`no answer within ${HTTP_TIMEOUT_MS} ms`)),
+        Math.max(0, timeoutMs),
+      );
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        // Reset on a kept connection before any answer: the backend closed it meanwhile.
+        if (!answered && request.reusedSocket) Object.assign(error, { reusedSocket: true });
+        reject(error);
+      };
+      request.on('error', fail);
+      request.on('response', (response: IncomingMessage) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', (cause) => {
+          clearTimeout(timer);
+          reject(
+            new BatonError('BACKEND_UNREACHABLE', `The backend's answer to ${method} ${url.pathname} was cut short`, {
+              cause,
+            }),
+          );
+        });
+        response.on('end', () => {
+          clearTimeout(timer);
+          if (!response.complete) {
+            reject(
+              new BatonError('BACKEND_UNREACHABLE', `The backend's answer to ${method} ${url.pathname} was cut short`),
+            );
+            return;
+          }
+          resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+      });
+      request.end(body);
+    });
   }
 
   private connect(): void {
@@ -325,7 +415,12 @@ export async function parseResponse<S extends z.ZodType>(
   } catch (cause) {
     throw new BatonError('BACKEND_UNREACHABLE', `The backend's answer to ${what} was cut short`, { cause });
   }
-  if (!response.ok) throw refusal(response.status, text);
+  return parseAnswer(response.status, text, schema, what);
+}
+
+/** An answer's status and body: the body on 2xx (checked against `schema`), a BatonError otherwise. */
+export function parseAnswer<S extends z.ZodType>(status: number, text: string, schema: S, what: string): z.infer<S> {
+  if (status < 200 || status > 299) throw refusal(status, text);
   let json: unknown;
   try {
     json = JSON.parse(text);
