@@ -4,7 +4,7 @@ import type {
 } from '@simplewebauthn/browser';
 import type { AccountChoiceRequest, AgentStatusView, CeremonyRequest, IpcRequest, IpcResult } from '../shared/ipc.js';
 import type { BatonApi } from './baton-api.js';
-import { BreakGlassPanel, breakGlassCeremonyText } from './break-glass.js';
+import { BreakGlassPanel, breakGlassCeremonyText, renderBreakGlassMark } from './break-glass.js';
 import { cancelCeremony, runAuthentication, runRegistration } from './ceremony.js';
 import { byId, el, setText, show } from './dom.js';
 import {
@@ -210,8 +210,16 @@ export class OperatorUi {
     }
     byId<HTMLInputElement>('operator-code').value = '';
     this.setMode('lock');
-    // With tap-and-go the key now waits on the lock screen: the next touch signs the newcomer in.
-    this.showNotice('info', `Welcome, ${result.value.displayName}. Your key is registered: tap it to sign in.`, '');
+    const { displayName, signedIn, signInRefused } = result.value;
+    // Registering signed the newcomer in (issue 12): their workspace is in front, no second tap.
+    if (signedIn) return;
+    // Registered, but the console may not start a session on it (the policy): the key opens it later.
+    const why = signInRefused === undefined ? '' : ` ${explainCode(signInRefused.code)}`;
+    this.showNotice(
+      'info',
+      `Welcome, ${displayName}. Your key is registered: tap it to sign in.${why}`,
+      signInRefused?.code ?? '',
+    );
   }
 
   private async authorize(action: string): Promise<void> {
@@ -466,6 +474,8 @@ export class OperatorUi {
     if (screen === 'workspace' && front !== undefined) {
       setText(byId('workspace-title'), front.operatorName);
       setText(byId('workspace-level'), levelLine(front, Date.now()));
+      // A break-glass session: what it may do, right under the level line that says what it is.
+      renderBreakGlassMark(front);
       setText(byId('workspace-name'), `${front.operatorName}’s workspace`);
       workspace.dataset.operator = front.operatorName;
       workspace.dataset.session = front.id;

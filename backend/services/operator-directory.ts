@@ -16,6 +16,7 @@ import type {
 import type { AuthenticatorRefusal } from './authenticator-metadata.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import { BACKEND_ORIGIN } from './event-log.js';
+import type { AuthenticatedSession, SessionService } from './session-service.js';
 import { readClientData, type WebAuthnCeremonies } from './webauthn-ceremonies.js';
 
 export interface CredentialSummary {
@@ -257,8 +258,25 @@ export class OperatorDirectory {
     return { options, operator: { id: operator.id, displayName: operator.displayName } };
   }
 
-  /** Step two: verify the new credential against the policy's credential rules and store it. */
-  async register(console: ConsoleRecord, typedCode: string, response: RegistrationResponseJSON) {
+  /**
+   * Step two: verify the new credential against the policy's credential rules and store it. With
+   * `signIn` (the console route gives the session service), the registration also signs the operator
+   * in, in the same unit of work, when a sign-in with that key would be allowed
+   * (`SessionService.enrolmentSignIn`): the session rests on this verified registration of that very
+   * key, at the level its flags and attestation give. Otherwise `signInRefused` says why not.
+   */
+  async register(
+    console: ConsoleRecord,
+    typedCode: string,
+    response: RegistrationResponseJSON,
+    signIn?: Pick<SessionService, 'enrolmentSignIn' | 'establishAtEnrolment'>,
+  ): Promise<{
+    operatorId: string;
+    displayName: string;
+    credential: CredentialSummary;
+    signIn?: AuthenticatedSession;
+    signInRefused?: { code: string; message: string };
+  }> {
     const client = readClientData(response.response.clientDataJSON);
     const context = await this.ctx.challenges.consume(client.challenge, console.id);
     const { record, hash } = await usableEnrolmentCode(this.ctx.store, typedCode, this.ctx.clock());
@@ -326,6 +344,37 @@ export class OperatorDirectory {
       now,
       usedNow: false,
     });
+    const created = credentialCreatedEvent(
+      credential,
+      { operator: operator.id, console: console.id },
+      [],
+      info.fmt,
+      this.ctx.authenticators.eventDetail(info.aaguid),
+    );
+    const enrolled: EventDraft = {
+      type: 'operator-enrolled',
+      subject: { operator: operator.id, console: console.id, credential: credential.id },
+      outcome: 'success',
+      reasons: [],
+    };
+    const registered = { operatorId: operator.id, displayName: operator.displayName };
+    const plan = await signIn?.enrolmentSignIn(console, operator, {
+      userVerified: info.userVerified,
+      deviceBound,
+      attested: trust === 'certificate',
+      aaguid: info.aaguid,
+    });
+    if (signIn !== undefined && plan !== undefined && !('refused' in plan)) {
+      // The code is taken after the chain head (the registration's first event takes it), as below.
+      const session = await signIn.establishAtEnrolment(console, operator, credential, plan, async (uow) => {
+        await uow.record(created);
+        if (!(await uow.store.operators.useCode(hash, now, credential.id))) {
+          throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
+        }
+        await uow.record(enrolled);
+      });
+      return { ...registered, credential: credentialSummary({ ...credential, lastUsedAt: now }), signIn: session };
+    }
     await this.ctx.events.atomically(async (uow) => {
       // The backend chain head first, as an admin-console registration takes it (admin-ceremonies.ts):
       // that one may retire this very code, and taking the code first would deadlock on PostgreSQL.
@@ -334,23 +383,14 @@ export class OperatorDirectory {
         throw new BatonError('ENROLMENT_CODE_USED', 'This enrolment code was already used');
       }
       await uow.store.operators.insertCredential(credential);
-      await uow.record(
-        credentialCreatedEvent(
-          credential,
-          { operator: operator.id, console: console.id },
-          [],
-          info.fmt,
-          this.ctx.authenticators.eventDetail(info.aaguid),
-        ),
-      );
-      await uow.record({
-        type: 'operator-enrolled',
-        subject: { operator: operator.id, console: console.id, credential: credential.id },
-        outcome: 'success',
-        reasons: [],
-      });
+      await uow.record(created);
+      await uow.record(enrolled);
     });
-    return { operatorId: operator.id, displayName: operator.displayName, credential: credentialSummary(credential) };
+    return {
+      ...registered,
+      credential: credentialSummary(credential),
+      ...(plan !== undefined && 'refused' in plan ? { signInRefused: plan.refused } : {}),
+    };
   }
 }
 

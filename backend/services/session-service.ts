@@ -6,14 +6,21 @@ import type { SessionView, SignInResult } from '../../shared/http-api.js';
 import { isBreakGlassSession } from '../break-glass/break-glass.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
-import type { CommandRecord, ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type {
+  CommandRecord,
+  ConsoleRecord,
+  CredentialRecord,
+  OperatorRecord,
+  SessionRecord,
+  Store,
+} from '../store/repositories.js';
 import { assuranceContext, sessionView } from './assurance.js';
 import type { CeremonyContext } from './ceremony-context.js';
 import { readClientData } from './webauthn-ceremonies.js';
-import { levelRank } from '../../shared/levels.js';
-import type { AssertionGate } from './assertion-gate.js';
+import { levelFromAuthentication, levelRank, type AssuranceLevel } from '../../shared/levels.js';
+import { MAX_FAILED_ATTEMPTS, type AssertionGate } from './assertion-gate.js';
 import type { ConsoleEventEffect, UnitOfWork } from './event-log.js';
-import { staleNodeMode, type Policy } from '../../shared/policy.js';
+import { staleNodeMode, type ChannelPolicy, type Policy } from '../../shared/policy.js';
 import type { FreshnessMonitor } from '../cluster/freshness.js';
 
 /** Whether this node's view of revocations may be stale (backend/cluster/freshness.ts). */
@@ -46,6 +53,11 @@ export function staleCheck(gate: StaleGate, policy: Policy, channelName: string)
 export interface CommandSender {
   deliver(command: CommandRecord): void;
 }
+
+/** Whether registering a key on a console may sign its operator in, and how (`SessionService.enrolmentSignIn`). */
+export type EnrolmentSignIn =
+  | { level: AssuranceLevel; stale: StaleMark; channel: ChannelPolicy }
+  | { refused: { code: string; message: string } };
 
 /** What a sign-in answers the console (the shape is shared with the agent). */
 export type AuthenticatedSession = SignInResult;
@@ -167,103 +179,29 @@ export class SessionService {
         await this.gate.recordUseAndRecheck(tx, credential, counter, operator.id, console.id);
         // Locked: a session revoked or ended on another node meanwhile is not resumed or suspended here.
         const live = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
-        // This console's live sessions as this unit leaves them. The console's row is written above,
-        // so no other sign-in on this console runs until this unit ends: nothing but this unit adds
-        // a live session to it meanwhile, and they need not be read again.
-        const remaining = new Map(live.map((s) => [s.id, s]));
-        let session: SessionRecord | undefined;
-        let resumed = false;
-        for (const s of live) {
-          if (s.operatorId !== operator.id) continue;
-          const anchor = s.suspendedAt ?? s.authTime;
-          if (now < s.expiresAt && now - anchor <= channel.continuitySeconds * 1000 && session === undefined) {
-            session = s;
-            resumed = true;
-          } else {
-            await this.close(uow, s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
-            remaining.delete(s.id);
-          }
-        }
-        for (const s of live) {
-          if (s.operatorId === operator.id || s.state !== 'active') continue;
-          await tx.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
-          remaining.set(s.id, { ...s, state: 'suspended', suspendedAt: now });
-          suspended.push(s.id);
-          await uow.record({
-            type: 'session-suspended',
-            subject: { operator: s.operatorId, console: console.id, session: s.id },
-            assurance: assuranceContext(s.level, s.authTime),
-            outcome: 'info',
-            reasons: ['another-operator-signed-in', ...stale.reasons],
-            ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
-          });
-        }
-        const assurance = assuranceContext(level, now);
-        if (session !== undefined) {
-          const cap = session.startedAt + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000;
-          const changes = {
-            state: 'active' as const,
-            level,
-            authTime: now,
-            suspendedAt: null,
-            credentialId: credential.id,
-            expiresAt: Math.min(session.expiresAt, cap),
-          };
-          await tx.sessions.update(session.id, changes);
-          session = { ...session, ...changes };
-          await uow.record({
-            type: 'session-resumed',
-            subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
-            assurance,
-            outcome: 'success',
-            reasons: ['within-continuity-window', ...stale.reasons],
-            ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
-          });
-        } else {
-          const stillLive = [...remaining.values()];
-          const excess = stillLive.length + 1 - channel.maxSessions;
-          const evictable = stillLive
-            .filter((s) => s.state === 'suspended')
-            .sort((a, b) => (a.suspendedAt ?? 0) - (b.suspendedAt ?? 0));
-          for (const s of evictable.slice(0, Math.max(0, excess))) {
-            await this.close(uow, s, 'ended', 'evicted-by-session-limit');
-            evicted.push(s.id);
-            commands.push(await this.storeEndCommand(uow, s, 'evicted-by-session-limit'));
-          }
-          session = {
-            id: newId('ses'),
-            operatorId: operator.id,
-            consoleId: console.id,
-            channel: console.channel,
-            credentialId: credential.id,
-            level,
-            authTime: now,
-            startedAt: now,
-            expiresAt: now + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000,
-            state: 'active',
-            suspendedAt: null,
-            endedAt: null,
-            endReason: null,
-          };
-          await tx.sessions.insert(session);
-          await uow.record({
-            type: 'session-established',
-            subject: { operator: operator.id, console: console.id, session: session.id, credential: credential.id },
-            assurance,
-            outcome: 'success',
-            reasons: ['sign-in-allowed', ...stale.reasons],
-            detail: {
-              acr: assurance.acr,
-              channel: console.channel,
-              policyVersion: this.ctx.policies.version.version,
-              ...stale.detail,
-            },
-          });
-        }
-        return { session, resumed };
+        return this.establishIn(
+          uow,
+          { console, operatorId: operator.id, credentialId: credential.id, level, now, stale, channel },
+          live,
+          { suspended, evicted, commands },
+        );
       }),
     );
-    for (const command of commands) this.commands.deliver(command);
+    return this.answer(console, operator, credential, outcome, { suspended, evicted, commands });
+  }
+
+  /**
+   * What a started or resumed session answers the console: its end commands delivered, its view,
+   * a token bound to the console key, and the credential for an offline resume.
+   */
+  private async answer(
+    console: ConsoleRecord,
+    operator: OperatorRecord,
+    credential: CredentialRecord,
+    outcome: { session: SessionRecord; resumed: boolean },
+    out: { suspended: string[]; evicted: string[]; commands: CommandRecord[] },
+  ): Promise<AuthenticatedSession> {
+    for (const command of out.commands) this.commands.deliver(command);
     const { token, expiresAt } = await this.issueToken(outcome.session, console);
     return {
       session: sessionView(outcome.session, operator.displayName),
@@ -275,9 +213,233 @@ export class SessionService {
         publicKey: Buffer.from(credential.publicKey).toString('base64url'),
         counter: credential.counter,
       },
-      suspended,
-      evicted,
+      suspended: out.suspended,
+      evicted: out.evicted,
     };
+  }
+
+  /**
+   * Registering a key on a console signs its operator in (issue 12): the decision a sign-in with
+   * that key would get, taken on the verified registration before its unit of work. The level comes
+   * from the registration as a sign-in's comes from an assertion (`levelFromAuthentication`: the
+   * user-verification flag, device-bound, attestation chained to a configured root, the allow-list);
+   * the channel must accept it, the operator must not be locked out, and a stale node refuses or
+   * marks it as it does a sign-in. A refusal is recorded (`sign-in-failed`) and registers the key
+   * without a session: the operator then taps it to sign in.
+   */
+  async enrolmentSignIn(
+    console: ConsoleRecord,
+    operator: OperatorRecord,
+    facts: { userVerified: boolean; deviceBound: boolean; attested: boolean; aaguid: string },
+  ): Promise<EnrolmentSignIn> {
+    const policy = this.ctx.policies.policy;
+    const level = levelFromAuthentication({
+      userVerified: facts.userVerified,
+      deviceBound: facts.deviceBound,
+      attested: facts.attested,
+      aaguidAllowed: policy.credentials.aaguidAllowList.includes(facts.aaguid),
+    });
+    const refuse = async (error: BatonError): Promise<EnrolmentSignIn> => {
+      await this.gate.fail(console, 'sign-in-failed', error.code, { operator: operator.id }, level);
+      return { refused: { code: error.code, message: error.message } };
+    };
+    let stale: StaleMark;
+    try {
+      stale = this.staleCheck(console.channel);
+    } catch (error) {
+      if (error instanceof BatonError) return refuse(error);
+      throw error;
+    }
+    if (operator.failedAttempts >= MAX_FAILED_ATTEMPTS) {
+      return refuse(
+        new BatonError('OPERATOR_LOCKED', 'Too many failed attempts: an administrator must reset this operator'),
+      );
+    }
+    const now = this.ctx.clock();
+    const decision = evaluatePolicy(policy, { channel: console.channel, level, authTime: now, now }, SIGN_IN_ACTION);
+    const channel = Object.hasOwn(policy.channels, console.channel) ? policy.channels[console.channel] : undefined;
+    if (decision.outcome !== 'allow' || channel === undefined) {
+      return refuse(
+        new BatonError(
+          'LEVEL_NOT_ALLOWED_ON_CHANNEL',
+          `Level "${level}" may not sign in on channel "${console.channel}"`,
+        ),
+      );
+    }
+    return { level, stale, channel };
+  }
+
+  /**
+   * The registration's unit of work that also starts the session (`enrolmentSignIn` allowed it), in
+   * the lock order: the new credential's row (new: no other unit can hold it), stored with counter
+   * zero so that its use, written next as a sign-in writes it, records the registration's counter and
+   * takes credential, operator and console and re-checks their revocation (a revocation landed
+   * during the ceremony wins: nothing is registered); this console's live sessions, locked; then
+   * `register` (the registration's own events, which take the backend chain head, and its
+   * single-use code); then the session, as a sign-in establishes it.
+   */
+  async establishAtEnrolment(
+    console: ConsoleRecord,
+    operator: OperatorRecord,
+    credential: CredentialRecord,
+    plan: Extract<EnrolmentSignIn, { level: AssuranceLevel }>,
+    register: (uow: UnitOfWork) => Promise<void>,
+  ): Promise<AuthenticatedSession> {
+    const counter = credential.counter;
+    const stored: CredentialRecord = { ...credential, counter: 0, lastUsedAt: null };
+    const out = { suspended: [] as string[], evicted: [] as string[], commands: [] as CommandRecord[] };
+    const outcome = await this.ctx.events.atomically(async (uow) => {
+      // A unit may run again (a PostgreSQL retry): nothing of a rolled-back run is kept.
+      out.suspended = [];
+      out.evicted = [];
+      out.commands = [];
+      stored.counter = 0;
+      const tx = uow.store;
+      await tx.operators.insertCredential(stored);
+      await this.gate.recordUseAndRecheck(tx, stored, counter, operator.id, console.id);
+      const live = await tx.sessions.liveOnConsole(console.id, { forUpdate: true });
+      await register(uow);
+      return this.establishIn(
+        uow,
+        {
+          console,
+          operatorId: operator.id,
+          credentialId: stored.id,
+          level: plan.level,
+          now: this.ctx.clock(),
+          stale: plan.stale,
+          channel: plan.channel,
+          reasons: ['operator-enrolled'],
+        },
+        live,
+        out,
+      );
+    });
+    return this.answer(console, operator, stored, outcome, out);
+  }
+
+  /**
+   * The session of a verified authentication, in the caller's unit of work once it has taken the
+   * credential, operator and console rows (lock order) and read this console's `live` sessions
+   * locked: the operator's own session resumed inside the continuity window (else a new one), other
+   * operators' active sessions suspended, the oldest suspended ones ended beyond the channel's
+   * limit, and the events that record all of it. Sign-in and an operator's enrolment on a console
+   * (a registration signs its operator in, issue 12) both end here.
+   */
+  async establishIn(
+    uow: UnitOfWork,
+    args: {
+      console: ConsoleRecord;
+      operatorId: string;
+      credentialId: string;
+      level: AssuranceLevel;
+      now: number;
+      stale: StaleMark;
+      channel: ChannelPolicy;
+      /** Reasons the `session-established` event adds after `sign-in-allowed` (an enrolment's). */
+      reasons?: string[];
+    },
+    live: SessionRecord[],
+    out: { suspended: string[]; evicted: string[]; commands: CommandRecord[] },
+  ): Promise<{ session: SessionRecord; resumed: boolean }> {
+    const { console, level, now, stale, channel } = args;
+    const { suspended, evicted, commands } = out;
+    const tx = uow.store;
+    const policy = this.ctx.policies.policy;
+    // This console's live sessions as this unit leaves them. The console's row is written above,
+    // so no other sign-in on this console runs until this unit ends: nothing but this unit adds
+    // a live session to it meanwhile, and they need not be read again.
+    const remaining = new Map(live.map((s) => [s.id, s]));
+    let session: SessionRecord | undefined;
+    let resumed = false;
+    for (const s of live) {
+      if (s.operatorId !== args.operatorId) continue;
+      const anchor = s.suspendedAt ?? s.authTime;
+      if (now < s.expiresAt && now - anchor <= channel.continuitySeconds * 1000 && session === undefined) {
+        session = s;
+        resumed = true;
+      } else {
+        await this.close(uow, s, 'expired', now < s.expiresAt ? 'continuity-window-elapsed' : 'lifetime-exceeded');
+        remaining.delete(s.id);
+      }
+    }
+    for (const s of live) {
+      if (s.operatorId === args.operatorId || s.state !== 'active') continue;
+      await tx.sessions.update(s.id, { state: 'suspended', suspendedAt: now });
+      remaining.set(s.id, { ...s, state: 'suspended', suspendedAt: now });
+      suspended.push(s.id);
+      await uow.record({
+        type: 'session-suspended',
+        subject: { operator: s.operatorId, console: console.id, session: s.id },
+        assurance: assuranceContext(s.level, s.authTime),
+        outcome: 'info',
+        reasons: ['another-operator-signed-in', ...stale.reasons],
+        ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
+      });
+    }
+    const assurance = assuranceContext(level, now);
+    if (session !== undefined) {
+      const cap = session.startedAt + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000;
+      const changes = {
+        state: 'active' as const,
+        level,
+        authTime: now,
+        suspendedAt: null,
+        credentialId: args.credentialId,
+        expiresAt: Math.min(session.expiresAt, cap),
+      };
+      await tx.sessions.update(session.id, changes);
+      session = { ...session, ...changes };
+      await uow.record({
+        type: 'session-resumed',
+        subject: { operator: args.operatorId, console: console.id, session: session.id, credential: args.credentialId },
+        assurance,
+        outcome: 'success',
+        reasons: ['within-continuity-window', ...stale.reasons],
+        ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
+      });
+    } else {
+      const stillLive = [...remaining.values()];
+      const excess = stillLive.length + 1 - channel.maxSessions;
+      const evictable = stillLive
+        .filter((s) => s.state === 'suspended')
+        .sort((a, b) => (a.suspendedAt ?? 0) - (b.suspendedAt ?? 0));
+      for (const s of evictable.slice(0, Math.max(0, excess))) {
+        await this.close(uow, s, 'ended', 'evicted-by-session-limit');
+        evicted.push(s.id);
+        commands.push(await this.storeEndCommand(uow, s, 'evicted-by-session-limit'));
+      }
+      session = {
+        id: newId('ses'),
+        operatorId: args.operatorId,
+        consoleId: console.id,
+        channel: console.channel,
+        credentialId: args.credentialId,
+        level,
+        authTime: now,
+        startedAt: now,
+        expiresAt: now + (effectiveMaxSessionSeconds(policy, console.channel, level) ?? 0) * 1000,
+        state: 'active',
+        suspendedAt: null,
+        endedAt: null,
+        endReason: null,
+      };
+      await tx.sessions.insert(session);
+      await uow.record({
+        type: 'session-established',
+        subject: { operator: args.operatorId, console: console.id, session: session.id, credential: args.credentialId },
+        assurance,
+        outcome: 'success',
+        reasons: ['sign-in-allowed', ...(args.reasons ?? []), ...stale.reasons],
+        detail: {
+          acr: assurance.acr,
+          channel: console.channel,
+          policyVersion: this.ctx.policies.version.version,
+          ...stale.detail,
+        },
+      });
+    }
+    return { session, resumed };
   }
 
   /** The console ends one of its sessions (sign-out, eviction it decided, expiry it observed). */
@@ -342,7 +504,7 @@ export class SessionService {
         throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
       }
     }
-    const { token, expiresAt } = await this.issueToken(session, console);
+    const { token, expiresAt } = await this.issueToken(session, console, { breakGlass });
     return { session: sessionView(session, operator.displayName), token, tokenExpiresAt: expiresAt };
   }
 
@@ -554,7 +716,8 @@ export class SessionService {
     });
   }
 
-  issueToken(session: SessionRecord, console: ConsoleRecord) {
+  /** The session's console token; `breakGlass`: the session is a break-glass one, and its token says so. */
+  issueToken(session: SessionRecord, console: ConsoleRecord, options: { breakGlass?: boolean } = {}) {
     const channel = this.ctx.policies.policy.channels[console.channel];
     return this.tokens.issue({
       operatorId: session.operatorId,
@@ -568,6 +731,7 @@ export class SessionService {
         channel?.tokenTtlSeconds ?? 300,
         Math.max(1, Math.floor((session.expiresAt - this.ctx.clock()) / 1000)),
       ),
+      ...(options.breakGlass === true ? { breakGlass: true } : {}),
     });
   }
 }

@@ -93,12 +93,11 @@ test('an operator enrols the console and their key, taps in, locks when idle and
   await screen(page, info, '03-operator-enrolment');
   await page.keyboard.type(ada.code);
   await page.keyboard.press('Enter');
-  await expectNotice(page, 'Welcome, Ada Teller. Your key is registered');
-  await expect(page.getByRole('button', { name: 'Tap your key to sign in' })).toBeFocused();
 
-  // ---- tap in (keyboard) ----
-  await page.keyboard.press('Enter');
+  // ---- registering the key signs her in (issue 12): her workspace, no second tap ----
   await expectWorkspaceOf(page, 'Ada Teller');
+  await expect(page.getByRole('heading', { level: 1, name: 'Ada Teller' })).toBeFocused();
+  await expect(notice(page)).toBeHidden();
   await expect(page.getByText('Signed in with a key with PIN or fingerprint ·')).toBeVisible();
   await screen(page, info, '04-workspace-ada');
 
@@ -115,15 +114,13 @@ test('an operator enrols the console and their key, taps in, locks when idle and
   await expectWorkspaceOf(page, 'Ada Teller');
   expect(baton.bridge.agent.status.front?.id).toBe(before);
 
-  // ---- a second operator enrols, taps in; the first is suspended ----
+  // ---- a second operator enrols, which signs him in; the first is suspended ----
   const bob = await baton.newOperator('Bob Cashier');
   await page.getByRole('button', { name: 'Lock' }).click();
   await page.getByRole('button', { name: 'First time here? Register your key' }).click();
   await baton.use(baton.key('Bob'));
   await page.getByRole('textbox', { name: 'Enrolment code' }).fill(bob.code);
   await page.getByRole('button', { name: 'Register my key' }).click();
-  await expectNotice(page, 'Welcome, Bob Cashier');
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
   await expectWorkspaceOf(page, 'Bob Cashier');
   await expect(switcherEntry(page, 'Ada Teller')).toContainText('waiting: tap your key to switch back');
   await expect(switcherEntry(page, 'Bob Cashier')).toContainText('in front now');
@@ -162,7 +159,9 @@ test('step-up names the action and why; a failed check changes nothing; IT revok
     await page.getByRole('button', { name: 'First time here? Register your key' }).click();
     await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
     await page.getByRole('button', { name: 'Register my key' }).click();
-    await expectNotice(page, `Welcome, ${name}`);
+    // Registering signs the newcomer in (issue 12); they lock before the next one comes.
+    await expectWorkspaceOf(page, name);
+    await page.getByRole('button', { name: 'Lock' }).click();
     return { operatorId, key };
   };
   const carol = await enrol('Carol Clerk');

@@ -39,7 +39,8 @@ async function enrolOperator(baton: UiConsole, page: Page, name: string) {
   await page.getByRole('button', { name: 'First time here? Register your key' }).click();
   await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
   await page.getByRole('button', { name: 'Register my key' }).click();
-  await expect(notice(page)).toContainText(`Welcome, ${name}`);
+  // Registering signs the newcomer in (issue 12): their own workspace, with no second tap.
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', name);
   return { operatorId, key };
 }
 
@@ -92,7 +93,8 @@ test('another operator’s tap never shows the workspace in front behind the pro
 }, info) => {
   await enrolConsole(baton, page);
   const ada = await enrolOperator(baton, page, 'Ada Teller');
-  // A plain touch (no PIN): a payment will then need her to confirm with her key.
+  // Back after a plain touch (no PIN): a payment will then need her to confirm with her key.
+  await page.getByRole('button', { name: 'Lock' }).click();
   await baton.use(ada.key);
   await ada.key.presenceOnly(true);
   await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
@@ -151,9 +153,10 @@ test('a switch between two signed-in operators never shows the one in front behi
 }) => {
   await enrolConsole(baton, page);
   const ada = await enrolOperator(baton, page, 'Ada Teller');
+  await page.getByRole('button', { name: 'Lock' }).click();
   const bob = await enrolOperator(baton, page, 'Bob Cashier');
   await baton.use(ada.key);
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  await page.getByRole('button', { name: 'Switch operator' }).click();
   await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
   await baton.use(bob.key);
   await page.getByRole('button', { name: 'Switch operator' }).click();
@@ -193,7 +196,6 @@ test('the workspace says how the operator signed in in plain words, never “AAL
 }, info) => {
   await enrolConsole(baton, page);
   await enrolOperator(baton, page, 'Ada Teller');
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
   const level = page.locator('#workspace-level');
   await expect(level).toContainText('Signed in with a key with PIN or fingerprint · session ends ');
   await expect(page.getByTestId('workspace')).not.toContainText('AAL');
@@ -221,6 +223,7 @@ test('a wrong PIN and an unregistered key are not called “no key was touched i
 }, info) => {
   await enrolConsole(baton, page);
   const ada = await enrolOperator(baton, page, 'Ada Teller');
+  await page.getByRole('button', { name: 'Lock' }).click();
 
   await ada.key.setUserVerified(false);
   await page.getByRole('button', { name: 'Tap your key to sign in' }).click();

@@ -62,7 +62,8 @@ async function registerKey(baton: UiConsole, page: Page, name: string) {
   await page.getByRole('button', { name: 'First time here? Register your key' }).click();
   await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
   await page.getByRole('button', { name: 'Register my key' }).click();
-  await expect(notice(page)).toContainText(`Welcome, ${name}`);
+  // Registering signs the newcomer in (issue 12): their own workspace, with no second tap.
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', name);
   return { operatorId, key };
 }
 
@@ -87,8 +88,6 @@ test('a warning with a way to stay comes before the idle lock, and the lock scre
   test.setTimeout(90_000);
   await enrolConsole(baton, page);
   await registerKey(baton, page, 'Ada Teller');
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
-  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
   const warning = page.getByTestId('idle-warning');
   await expect(warning).toBeHidden();
 
@@ -189,7 +188,7 @@ test('tap-and-go: the lock screen waits for a key by itself, registering signs t
   await expect(page.getByTestId('ceremony')).toBeHidden();
   await expectLaidOut(page, 'tap-wait', info, 'k04-tap-and-go');
 
-  // "Register your key" cancels the wait without a word; the key registered, its touch signs Ada in.
+  // "Register your key" cancels the wait without a word; registering the key signs Ada in.
   const { key } = await registerKey(baton, page, 'Ada Teller');
   await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
   await expect(page.getByTestId('ceremony')).toBeHidden();
@@ -218,8 +217,6 @@ test('“Register your key” is reachable from another operator’s prompt whil
 }, info) => {
   await enrolConsole(baton, page);
   const ada = await registerKey(baton, page, 'Ada Teller');
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
-  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
 
   // A newcomer at Ada's desk: "Switch operator", then "New here? Register your key" in the prompt.
   await ada.key.unplug();
@@ -236,9 +233,12 @@ test('“Register your key” is reachable from another operator’s prompt whil
   await baton.use(baton.key('Bob Cashier'));
   await page.getByRole('textbox', { name: 'Enrolment code' }).fill(bob.code);
   await page.getByRole('button', { name: 'Register my key' }).click();
-  await expect(notice(page)).toContainText('Welcome, Bob Cashier');
-  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  // Bob's registration signs him in; Ada's session waits, suspended.
   await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Bob Cashier');
+  expect(baton.bridge.agent.status.sessions.map((s) => [s.operatorName, s.state])).toEqual([
+    ['Ada Teller', 'suspended'],
+    ['Bob Cashier', 'active'],
+  ]);
 
   // IT withdraws Ada's key: her tap says so, in plain words, once.
   const detail = (await baton.backend.admin.ok('GET', `/v1/admin/operators/${ada.operatorId}`)) as Json;
@@ -248,4 +248,49 @@ test('“Register your key” is reachable from another operator’s prompt whil
   await page.getByRole('button', { name: 'Switch operator' }).click();
   await expect(notice(page)).toContainText('This key has been withdrawn by IT');
   await expect(page.getByRole('alert').filter({ hasText: 'withdrawn' })).toHaveCount(1);
+});
+
+test('registering a key signs the operator in, with no second tap and no tap-and-go; nothing of the attempt survives a lock', async ({
+  baton,
+  page,
+}, info) => {
+  await enrolConsole(baton, page);
+  expect(baton.bridge.agent.status.limits?.tapAndGo).not.toBe(true);
+  const ada = await baton.newOperator('Ada Teller');
+  await baton.use(baton.key('Ada Teller'));
+  await page.getByRole('button', { name: 'First time here? Register your key' }).click();
+  // A wrong code first: said on the enrolment screen.
+  await page.getByRole('textbox', { name: 'Enrolment code' }).fill('ABCD-EFGH-JKLM-NPQR');
+  await page.getByRole('button', { name: 'Register my key' }).click();
+  await expect(notice(page)).toBeVisible();
+  await page.getByRole('textbox', { name: 'Enrolment code' }).fill(ada.code);
+  await page.getByRole('button', { name: 'Register my key' }).click();
+
+  // One touch: the key is registered and Ada is at work in her own session, the lock screen's button never pressed.
+  const workspace = page.getByTestId('workspace');
+  await expect(workspace).toHaveAttribute('data-operator', 'Ada Teller');
+  await expect(page.getByRole('heading', { level: 2, name: 'Ada Teller’s workspace' })).toBeVisible();
+  await expect(page.getByText('Signed in with a key with PIN or fingerprint ·')).toBeVisible();
+  await expect(page.getByTestId('ceremony')).toBeHidden();
+  await expect(notice(page)).toBeHidden();
+  const front = baton.bridge.agent.status.front;
+  expect(front?.operatorId).toBe(ada.operatorId);
+  expect(front?.state).toBe('active');
+  await expectLaidOut(page, 'workspace', info, 'k06-registered-and-signed-in');
+  // The backend recorded the session on the key just registered.
+  const established = (await baton.backend.admin.ok(
+    'GET',
+    `/v1/admin/events?type=session-established&operator=${ada.operatorId}`,
+  )) as Json;
+  expect((established.events as Json[]).map((e) => [(e.subject as Json).session, e.reasons])).toEqual([
+    [front?.id, ['sign-in-allowed', 'operator-enrolled']],
+  ]);
+
+  // Locked: the lock screen, with nothing of the registration (no welcome, no error) on it.
+  await page.getByRole('button', { name: 'Lock' }).click();
+  await expect(lockHeading(page)).toBeVisible();
+  await expect(notice(page)).toBeHidden();
+  await page.reload();
+  await expect(lockHeading(page)).toBeVisible();
+  await expect(notice(page)).toBeHidden();
 });

@@ -122,8 +122,9 @@ print(`recovery ${JSON.stringify(agent.recovery ?? null)}`);
 await until(agent, (s) => s.connection === 'online', 'the agent to come online');
 const identity = agent.status.identity;
 print(`online ${identity.kind === 'enrolled' ? identity.consoleId : identity.kind}`);
-await agent.enrolOperator(operatorCode);
-await agent.tapIn();
+// Registering the key signs the operator in (issue 12): no second tap.
+const enrolled = await agent.enrolOperator(operatorCode);
+if (!enrolled.signedIn) throw new Error(`agent-child: the registration signed nobody in (${JSON.stringify(enrolled)})`);
 for (let i = 0; i < count; i++) {
   const result = await agent.authorize('customer.view');
   if (result.outcome !== 'allow') throw new Error(`agent-child: authorize gave ${JSON.stringify(result)}`);

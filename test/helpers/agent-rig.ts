@@ -180,12 +180,17 @@ export class AgentRig {
     return { agent, port, secrets, dataDir };
   }
 
-  /** Creates an operator and enrols their software passkey through the agent, as at the kiosk. */
+  /**
+   * Creates an operator and enrols their software passkey through the agent, as at the kiosk. A
+   * fixture by default: the key is registered and nobody signed in (`signIn: false`); with
+   * `signIn: true` the registration signs the operator in, as the operator UI's always does (issue 12).
+   */
   async operator(
     agent: BatonAgent,
     port: SoftCeremonyPort,
     name: string,
     authenticator = new SoftAuthenticator(TEST_ORIGIN),
+    options: { signIn?: boolean } = {},
   ): Promise<RigOperator> {
     const admin = this.backend.admin;
     const { operator } = (await admin.ok('POST', '/v1/admin/operators', {
@@ -198,7 +203,7 @@ export class AgentRig {
       {},
     )) as Json;
     port.tap(authenticator);
-    await agent.enrolOperator(code as string);
+    await agent.enrolOperator(code as string, { signIn: options.signIn === true });
     return { id: operator.id as string, name, authenticator };
   }
 
