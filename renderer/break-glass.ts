@@ -1,7 +1,8 @@
 import type { AgentStatusView, CeremonyRequest, IpcResponse, IpcResult } from '../shared/ipc.js';
 import type { BatonApi } from './baton-api.js';
 import { byId, el, setText, show } from './dom.js';
-import { actionLabel, explainCode } from './plain-words.js';
+import { explainCode } from './plain-words.js';
+import { breakGlassMark } from './views.js';
 
 /**
  * "Forgot your key?" on the lock screen (issue 14 item 7): an operator without their key types their
@@ -44,18 +45,7 @@ export function breakGlassCeremonyText(
   };
 }
 
-/** The workspace's mark for a break-glass session: who approved, until when, what it may do. */
-export function markText(terms: Started['breakGlass'], now: number): string {
-  const who = terms.approvedBy.startsWith('operator:')
-    ? `supervisor ${terms.approvedBy.slice('operator:'.length)}`
-    : 'IT';
-  const minutes = Math.max(0, Math.round((terms.expiresAt - now) / 60_000));
-  const what = terms.actions.length === 0 ? 'nothing but looking' : terms.actions.map(actionLabel).join(', ');
-  return `Temporary access without your key, approved by ${who}: about ${minutes} min left. Only: ${what}.`;
-}
-
 export class BreakGlassPanel {
-  private marked: { sessionId: string; terms: Started['breakGlass'] } | undefined;
   private busy = false;
 
   constructor(
@@ -123,7 +113,6 @@ export class BreakGlassPanel {
       const code = byId<HTMLInputElement>('break-glass-code').value.trim();
       void this.run((operatorId) => this.api.breakGlassRedeem(operatorId, code));
     });
-    this.api.onStatus((status) => this.onStatus(status));
   }
 
   private async open(on: boolean): Promise<void> {
@@ -155,20 +144,19 @@ export class BreakGlassPanel {
       setText(result, `${explainBreakGlass(answer.error.code)} (For IT: ${answer.error.code})`);
       return;
     }
-    this.marked = { sessionId: answer.value.session.id, terms: answer.value.breakGlass };
     await this.open(false);
-    this.showMark(answer.value.session.id);
   }
+}
 
-  /** The mark stays on the workspace while the break-glass session is in front. */
-  private onStatus(status: AgentStatusView): void {
-    if (this.marked !== undefined) this.showMark(status.locked ? undefined : status.front?.id);
-  }
-
-  private showMark(frontId: string | undefined): void {
-    const mark = byId('break-glass-mark');
-    const on = this.marked !== undefined && frontId === this.marked.sessionId;
-    if (on && this.marked !== undefined) setText(mark, markText(this.marked.terms, Date.now()));
-    show(mark, on);
-  }
+/**
+ * The mark under the workspace's level line while a break-glass session is in front (called by the
+ * operator UI's render): read from the agent's status (the session carries its terms), so a reload
+ * keeps it, whichever way the session came to the front.
+ */
+export function renderBreakGlassMark(front: AgentStatusView['front'] | undefined): void {
+  const mark = document.getElementById('break-glass-mark');
+  if (mark === null) return;
+  const terms = front?.breakGlass;
+  if (terms !== undefined) setText(mark, breakGlassMark(terms, Date.now()));
+  show(mark, terms !== undefined);
 }

@@ -34,7 +34,23 @@ export function switcherHint(status: AgentStatusView): string {
 
 /** How the operator in front signed in, in plain words (never "AAL2"), and when the session ends. */
 export function levelLine(front: SessionSnapshotView, now: number): string {
+  // A break-glass session rests on nobody's key: said as what it is, never as a key tap (issue 14).
+  if (front.breakGlass !== undefined) {
+    return `Temporary access approved by ${approverWords(front.breakGlass.approvedBy)}, without your key · ends ${whenAt(front.expiresAt, now)}`;
+  }
   return `Signed in with a ${levelLabel(front.level)} · session ends ${whenAt(front.expiresAt, now)}`;
+}
+
+/** Who approved a break-glass session, in plain words: `operator:sam` → "supervisor sam", `admin:…` → "IT". */
+export function approverWords(approvedBy: string): string {
+  return approvedBy.startsWith('operator:') ? `supervisor ${approvedBy.slice('operator:'.length)}` : 'IT';
+}
+
+/** Under a break-glass session's level line: only what it may do, and that IT reviews it. */
+export function breakGlassMark(mark: NonNullable<SessionSnapshotView['breakGlass']>, now: number): string {
+  const minutes = Math.max(0, Math.round((mark.expiresAt - now) / 60_000));
+  const what = mark.actions.length === 0 ? 'nothing but looking' : mark.actions.map(actionLabel).join(', ');
+  return `Only: ${what}. About ${minutes} min left; IT reviews this access.`;
 }
 
 export interface CeremonyText {

@@ -619,7 +619,8 @@ export class BreakGlass {
     grant: Pick<BreakGlassGrant, 'id' | 'approvedBy' | 'method'>,
     rules: BreakGlassPolicy,
   ): Promise<BreakGlassStart> {
-    const { token, expiresAt } = await this.deps.sessions.issueToken(session, console);
+    // Marked in its console token too (`break_glass: true`), as in its events and action tokens.
+    const { token, expiresAt } = await this.deps.sessions.issueToken(session, console, { breakGlass: true });
     return {
       session: sessionView(session, operatorName),
       token,

@@ -27,6 +27,12 @@ export interface AssuranceClaims {
   consoleJkt: string;
   channel: string;
   ttlSeconds: number;
+  /**
+   * A break-glass session (issue 14 item 7: started on a supervisor's tap or IT's one-time code,
+   * resting on its grant, not on a passkey): the token says so (`break_glass: true`), as the action
+   * tokens and the events of that session do.
+   */
+  breakGlass?: boolean;
 }
 
 export interface AssuranceTokenPayload extends JWTPayload {
@@ -36,6 +42,8 @@ export interface AssuranceTokenPayload extends JWTPayload {
   auth_time: number;
   cnf: { jkt: string };
   baton: { level: AssuranceLevel; aal: number; console: string; channel: string };
+  /** Present (true) only on the token of a break-glass session. */
+  break_glass?: true;
 }
 
 export interface TokenIssuerOptions {
@@ -128,6 +136,7 @@ export class TokenIssuer {
       auth_time: Math.floor(claims.authTime / 1000),
       cnf: { jkt: claims.consoleJkt },
       baton: { level: claims.level, aal: profile.aal, console: claims.consoleId, channel: claims.channel },
+      ...(claims.breakGlass === true ? { break_glass: true } : {}),
     })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: signer.kid })
       .setIssuer(TOKEN_ISSUER)

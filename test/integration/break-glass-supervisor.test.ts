@@ -9,6 +9,7 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
+import { signIn } from '../helpers/operator-flow.js';
 import { openRawDatabase } from '../helpers/raw-database.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 
@@ -124,6 +125,16 @@ describe('break-glass: a supervisor approves by tapping their own key on the con
     // Its console token is refreshed like any session's (it rests on the grant, not on a passkey).
     const refreshed = await kiosk.request('POST', `/v1/sessions/${body.session.id as string}/token`, {});
     assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    // Both console assurance tokens carry the break-glass claim, as its events and action tokens do (issue 14).
+    const claims = (token: unknown) =>
+      JSON.parse(Buffer.from(String(token).split('.')[1] ?? '', 'base64url').toString('utf8')) as Json;
+    assert.equal(claims(body.token).break_glass, true);
+    assert.equal(claims((refreshed.body as Json).token).break_glass, true);
+    assert.equal(claims((refreshed.body as Json).token).sid, body.session.id);
+    // The supervisor's own session token (a passkey sign-in) carries no such claim.
+    const own = await signIn(kiosk, supervisor.key);
+    assert.equal(own.status, 200, JSON.stringify(own.body));
+    assert.equal(claims((own.body as Json).token).break_glass, undefined);
 
     // The same tap sent again finds its request consumed: a replayed approval opens nothing.
     const replayed = await kiosk.request('POST', `/v1/break-glass/requests/${requestId}/approve`, { response });

@@ -78,6 +78,8 @@ describe('break-glass: a one-time temporary access code for an operator without 
     const { payload } = await jwtVerify(body.token as string, createLocalJWKSet(jwks));
     assert.equal((payload.baton as Json).level, 'presence');
     assert.equal(payload.sid, body.session.id);
+    // Marked in its console assurance token too, as in its events and action tokens (issue 14).
+    assert.equal(payload.break_glass, true);
 
     assertError(
       await kiosk.request('POST', '/v1/break-glass/redeem', { operatorId, code }),

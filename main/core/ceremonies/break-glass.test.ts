@@ -114,6 +114,8 @@ describe('break-glass ceremony (agent side)', () => {
     // The backend suspended the console's active sessions; the capped session rests on no passkey.
     assert.deepEqual(signedIn[0]?.suspended, ['ses_lu']);
     assert.deepEqual(signedIn[0]?.credential, { id: 'bg_1', publicKey: '', counter: 0 });
+    // Marked from its first status on: the session carries its terms (issue 14: never read as a key tap).
+    assert.deepEqual(signedIn[0]?.breakGlass, breakGlass);
     assert.deepEqual(order, ['settled', 'signed-in']);
   });
 

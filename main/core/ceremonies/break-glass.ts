@@ -1,20 +1,16 @@
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../../shared/errors.js';
 import { AuthenticationResponseSchema } from '../../../shared/http-api.js';
+import type { BreakGlassMark } from '../../../shared/ipc.js';
 import type { CeremonyPort } from '../agent-types.js';
 import type { BackendClient } from '../backend-client.js';
 import type { AgentSession, SessionManager } from '../session-manager.js';
 
-/** What the operator UI learns of a break-glass session: its terms, never its token. */
-export interface BreakGlassTerms {
-  method: 'admin-code' | 'supervisor-tap';
-  /** `admin:<id>` or `operator:<supervisor id>`. */
-  approvedBy: string;
-  /** The only actions the session may perform (policy `breakGlass.actions`). */
-  actions: string[];
-  /** Epoch ms: the session's end (the policy's short lifetime). */
-  expiresAt: number;
-}
+/**
+ * What the operator UI learns of a break-glass session: its terms, never its token (shared/ipc.ts
+ * `BreakGlassMark`: how and by whom it was approved, the only actions it may perform, its end).
+ */
+export type BreakGlassTerms = BreakGlassMark;
 
 export interface BreakGlassDeps {
   client: Pick<BackendClient, 'call'>;
@@ -69,6 +65,14 @@ export async function breakGlassByCode(
  * can resume it offline.
  */
 function bringToFront(deps: BreakGlassDeps, started: Started): { session: AgentSession; breakGlass: BreakGlassTerms } {
+  // The session is marked as what it is for as long as it lives, from its first status: the operator
+  // UI's level line and the workspace's assurance say temporary access, never a key's sign-in (issue 14).
+  const breakGlass: BreakGlassTerms = {
+    method: started.breakGlass.method === 'supervisor-tap' ? 'supervisor-tap' : 'admin-code',
+    approvedBy: started.breakGlass.approvedBy ?? '',
+    actions: started.breakGlass.actions,
+    expiresAt: started.breakGlass.expiresAt,
+  };
   deps.settle?.();
   const suspended = deps.sessions.all
     .filter((s) => s.id !== started.session.id && (s.state === 'active' || s.state === 'stepped-up'))
@@ -81,16 +85,9 @@ function bringToFront(deps: BreakGlassDeps, started: Started): { session: AgentS
     credential: { id: started.breakGlass.grantId, publicKey: '', counter: 0 },
     suspended,
     evicted: [],
+    breakGlass,
   });
-  return {
-    session,
-    breakGlass: {
-      method: started.breakGlass.method === 'supervisor-tap' ? 'supervisor-tap' : 'admin-code',
-      approvedBy: started.breakGlass.approvedBy ?? '',
-      actions: started.breakGlass.actions,
-      expiresAt: started.breakGlass.expiresAt,
-    },
-  };
+  return { session, breakGlass };
 }
 
 /** The supervisor's half through the ceremony port, checked before use (a cancel or timeout is CEREMONY_CANCELLED). */
