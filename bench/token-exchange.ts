@@ -36,7 +36,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { PerformanceObserver, createHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, constants, createHistogram } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { IssuanceJournal } from '../backend/tokens/issuance-journal.js';
 import { parseArgs } from 'node:util';
@@ -90,6 +90,8 @@ const trace = {
   raw: new Set<Database.Database>(),
   commits: [] as Interval[],
   gc: [] as Interval[],
+  /** GC pauses' milliseconds by kind (minor = scavenge, major = mark-compact, incremental, weak callbacks). */
+  gcKinds: new Map<string, number[]>(),
   units: [] as Interval[],
   /** The store's WAL flushes off the event loop (fs.fdatasync on the thread pool: sqlite-store.ts WalSync). */
   flushes: [] as Interval[],
@@ -138,7 +140,21 @@ const trace = {
   syncBuiltinESMExports();
   new PerformanceObserver((list) => {
     if (!trace.on) return;
-    for (const entry of list.getEntries()) trace.gc.push([entry.startTime, entry.startTime + entry.duration]);
+    for (const entry of list.getEntries()) {
+      trace.gc.push([entry.startTime, entry.startTime + entry.duration]);
+      const kind = (entry.detail as { kind?: number } | undefined)?.kind;
+      const name =
+        kind === constants.NODE_PERFORMANCE_GC_MINOR
+          ? 'minor'
+          : kind === constants.NODE_PERFORMANCE_GC_MAJOR
+            ? 'major'
+            : kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL
+              ? 'incremental'
+              : 'weak callbacks';
+      const pauses = trace.gcKinds.get(name) ?? [];
+      pauses.push(entry.duration);
+      trace.gcKinds.set(name, pauses);
+    }
   }).observe({ entryTypes: ['gc'] });
 }
 
@@ -380,9 +396,17 @@ try {
   const disk = { fdatasync: [] as number[], sqliteFull: [] as number[] };
   const traced: Traced[] = [];
   // What any other work of the process (another console's request, a WebSocket frame) waits for the
-  // event loop while the exchanges run: the loop's delay, sampled every 1 ms (a timer's lateness).
-  // One monitor per round, merged (a monitor re-enabled would count the pause between rounds as delay).
+  // event loop while the exchanges run: a 1 ms timer's lateness, sampled during the traced rounds only
+  // (the first tick of a round is skipped: it would count the anchors before it).
   const loopDelay = createHistogram();
+  let lastTick = performance.now();
+  let tickedOn = false;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    if (trace.on && tickedOn) loopDelay.record(Math.max(1, Math.round((now - lastTick - 1) * 1e6)));
+    tickedOn = trace.on;
+    lastTick = now;
+  }, 1);
   for (let r = 0; r < ROUNDS; r++) {
     const x = anchor(Math.min(1000, perRound / 2));
     anchors.n += x.n;
@@ -390,14 +414,12 @@ try {
     const d = diskAnchor(t.dataDir, 200);
     disk.fdatasync.push(...d.fdatasync);
     disk.sqliteFull.push(...d.sqliteFull);
+    tickedOn = false; // the next tick only starts the round's sampling
     trace.on = true;
-    const monitor = monitorEventLoopDelay({ resolution: 1 });
-    monitor.enable();
     rounds.push(await run(perRound, seats, inProcess, traced));
-    monitor.disable();
-    loopDelay.add(monitor);
     trace.on = false;
   }
+  clearInterval(ticker);
   rmSync(join(t.dataDir, 'anchor-append.bin'), { force: true });
   if (profiler !== undefined && args.profile !== undefined) {
     const { profile } = await profiler.post('Profiler.stop');
@@ -517,6 +539,7 @@ try {
     [
       ['SQLite COMMIT (all units)', cs, commitMs],
       ['GC pause', gs, gcMs],
+      ...[...trace.gcKinds].map(([kind, list]) => [`  of it ${kind}`, summarize(list), list]),
       ['WAL flush off the event loop (fdatasync, not blocking)', summarize(flushMs), flushMs],
       ['issuance group unit of work (not blocking)', us, unitMs],
     ].map(([name, x, list]) => {
