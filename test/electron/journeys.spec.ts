@@ -22,7 +22,7 @@ test.skip(missing !== undefined, missing);
 
 interface Baton {
   getStatus(): Promise<IpcResult<AgentStatusView>>;
-  enrolOperator(code: string): Promise<IpcResult<{ operatorId: string; displayName: string }>>;
+  enrolOperator(code: string): Promise<IpcResult<{ operatorId: string; displayName: string; signedIn: boolean }>>;
   tapIn(): Promise<IpcResult<{ id: string; operatorName: string }>>;
   authorize(action: string): Promise<IpcResult<{ outcome: string }>>;
   onAccountChoice(listener: (request: AccountChoiceRequest) => void): () => void;
@@ -80,6 +80,8 @@ async function enrol(name: string): Promise<string> {
   )) as Json;
   const result = await page.evaluate((c) => baton.enrolOperator(c), code as string);
   expect(result.ok, JSON.stringify(result)).toBe(true);
+  // Registering the key signs the operator in (issue 12): no second tap.
+  expect(result.ok && result.value.signedIn).toBe(true);
   return operator.id as string;
 }
 
@@ -147,20 +149,27 @@ test.describe.serial('the desktop agent in Electron', () => {
     expect(app.windows()).toHaveLength(1);
   });
 
-  test('enrol two operators, each on their own key', async () => {
+  test('enrol two operators, each on their own key: registering signs each in, their workspace app in its own view', async () => {
     keyNia = await addKey();
     keyOz = await addKey();
     await holdOnly(keyNia, [keyNia, keyOz]);
     await enrol('Nia Electron');
+    await expect.poll(workspaceViews).toEqual([{ url: workspace.url, visible: true }]);
     await holdOnly(keyOz, [keyNia, keyOz]);
     await enrol('Oz Electron');
+    await expect.poll(async () => (await workspaceViews()).map((v) => v.visible).sort()).toEqual([false, true]);
+    const status = await page.evaluate(() => baton.getStatus());
+    expect(status.ok && status.value.front?.operatorName).toBe('Oz Electron');
   });
 
-  test('tap in: the workspace app opens in its own view', async () => {
+  test('tap in: Nia’s tap brings her own workspace back to the front, reloading nothing', async () => {
+    const loads = workspace.loads();
     await holdOnly(keyNia, [keyNia, keyOz]);
     const tap = await page.evaluate(() => baton.tapIn());
     expect(tap.ok, JSON.stringify(tap)).toBe(true);
-    await expect.poll(workspaceViews).toEqual([{ url: workspace.url, visible: true }]);
+    expect(tap.ok && tap.value.operatorName).toBe('Nia Electron');
+    await expect.poll(async () => (await workspaceViews()).map((v) => v.visible).sort()).toEqual([false, true]);
+    expect(workspace.loads()).toBe(loads);
   });
 
   test('switch: a second operator suspends the first; switching back reloads nothing', async () => {
