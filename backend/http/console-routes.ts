@@ -84,10 +84,16 @@ export function consoleRoutes(deps: ConsoleRouteDeps): Route[] {
     {
       route: 'operatorEnrolVerify',
       handler: async (ctx) => {
-        const { code, response } = parseJson(ctx.req, ctx.body, OperatorEnrolVerifyRequestSchema);
+        const { code, response, signIn } = parseJson(ctx.req, ctx.body, OperatorEnrolVerifyRequestSchema);
         return {
           status: 201,
-          body: await deps.operators.register(consoleOf(ctx), code, response as RegistrationResponseJSON),
+          // Registering a key signs its operator in (issue 12): the session service starts the session.
+          body: await deps.operators.register(
+            consoleOf(ctx),
+            code,
+            response as RegistrationResponseJSON,
+            signIn === true ? deps.sessions : undefined,
+          ),
         };
       },
     },

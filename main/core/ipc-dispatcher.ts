@@ -216,6 +216,7 @@ export class IpcDispatcher {
       authTime: front.authTime,
       consoleId: status.identity.consoleId,
       channel: status.identity.channel,
+      ...(front.breakGlass === undefined ? {} : { breakGlass: front.breakGlass }),
     };
   }
 }

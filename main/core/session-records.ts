@@ -26,6 +26,7 @@ export function sessionFromSignIn(outcome: SignInOutcome, elapsed: number): Agen
     tokenExpiresAt: undefined,
     tokenExpiresAtElapsed: undefined,
     tokenRefreshAtElapsed: undefined,
+    ...(outcome.breakGlass === undefined ? {} : { breakGlass: outcome.breakGlass }),
   };
   // The token was issued just after the tap: its lifetime is measured from the backend's authTime.
   setToken(session, outcome.token, outcome.tokenExpiresAt, outcome.tokenExpiresAt - view.authTime, elapsed);
@@ -47,5 +48,6 @@ export function snapshotOf(s: AgentSession, inFront: boolean): SessionSnapshot {
     since: s.since,
     ...(s.state === 'locked' && s.lockedBecause !== undefined ? { lockedBecause: s.lockedBecause } : {}),
     inFront,
+    ...(s.breakGlass === undefined ? {} : { breakGlass: s.breakGlass }),
   };
 }

@@ -14,7 +14,7 @@ import { LEVEL_PROFILES, type AssuranceLevel } from '../../shared/levels.js';
  */
 export type SessionState = 'active' | 'stepped-up' | 'locked' | 'suspended' | 'expired' | 'revoked' | 'ended';
 export type FinalState = 'expired' | 'revoked' | 'ended';
-import type { LockReason } from '../../shared/ipc.js';
+import type { BreakGlassMark, LockReason } from '../../shared/ipc.js';
 
 /** Why the session in front locked; `offline-limit-reached`: the channel's `maxOfflineSeconds` ran out. */
 export type { LockReason };
@@ -49,6 +49,8 @@ export interface AgentSession {
   tokenExpiresAtElapsed: number | undefined;
   /** When (monotonic) the agent asks the backend for a fresh token: two thirds into its lifetime. */
   tokenRefreshAtElapsed: number | undefined;
+  /** A break-glass session's terms (set by ceremonies/break-glass.ts): shown as such, never as a key's sign-in. */
+  breakGlass?: BreakGlassMark | undefined;
 }
 
 /** A token is not handed out in its last seconds: the workspace's request must reach its API in time. */
@@ -71,6 +73,8 @@ export interface SessionSnapshot {
   /** While locked: why (idle, the OS locked, the operator locked it, offline too long). */
   lockedBecause?: LockReason;
   inFront: boolean;
+  /** A break-glass session: temporary access without the operator's key, and its terms. */
+  breakGlass?: BreakGlassMark;
 }
 
 /** The last session that left the console, and why: the UI explains it ("ended by IT", "signed out"). */
@@ -83,7 +87,8 @@ export interface EndedSession {
 }
 
 /** The backend's answer to a sign-in (shared/http-api.ts). */
-export type SignInOutcome = SignInResult;
+/** A sign-in's answer; a break-glass start adds its terms, so the session is marked from its first status. */
+export type SignInOutcome = SignInResult & { breakGlass?: BreakGlassMark };
 
 export interface SessionHooks {
   /** Journals an event the console witnessed (the backend records the ones it decided). */
