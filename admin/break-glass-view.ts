@@ -2,6 +2,7 @@ import { api, endpoint } from './api.js';
 import { barChart } from './charts.js';
 import { announce, errorBox, fmtTime, h, pill, replace, table } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
+import type { Names } from './paged-table.js';
 import type { View } from './view.js';
 
 /** One break-glass grant as `GET /v1/admin/break-glass` lists it (docs/break-glass.md). */
@@ -57,14 +58,34 @@ export const breakGlassView: View = (main) => {
   const load = async () => {
     try {
       const { grants } = await api<{ grants: Grant[] }>(...endpoint('adminBreakGlass', {}, all ? { all: 'true' } : {}));
+      // Names, not ids: looked up for the grants shown only (never the whole estate's lists).
+      const { names } = await api<{ names: Names }>(
+        ...endpoint(
+          'adminNames',
+          {},
+          {
+            operators: [...new Set(grants.map((g) => g.operatorId))].slice(0, 200).join(','),
+            consoles: [...new Set(grants.map((g) => g.consoleId))].slice(0, 200).join(','),
+          },
+        ),
+      );
       replace(
         list,
         table(
           all ? 'Break-glass grants of the last 30 days' : 'Break-glass grants waiting for review',
           ['operator', 'console', 'site', 'how', 'approved by', 'reason', 'issued', 'session', 'review'],
           grants.map((g) => [
-            g.operatorId,
-            g.consoleId,
+            h(
+              'a',
+              { href: `#/operators/${encodeURIComponent(g.operatorId)}` },
+              names.operators[g.operatorId] ?? g.operatorId,
+              names.operators[g.operatorId] === undefined ? '' : h('span', { class: 'muted' }, ` ${g.operatorId}`),
+            ),
+            h(
+              'a',
+              { href: `#/consoles/${encodeURIComponent(g.consoleId)}` },
+              names.consoles[g.consoleId]?.name ?? g.consoleId,
+            ),
             g.site ?? '—',
             METHOD[g.method] ?? g.method,
             approver(g),

@@ -167,6 +167,20 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       },
     },
     {
+      // The names behind the ids a page shows (never the whole lists): at most 200 of each.
+      route: 'adminNames',
+      handler: async (ctx) => {
+        const ids = z
+          .string()
+          .max(200 * 201)
+          .transform((v) => v.split(',').filter((id) => id !== ''))
+          .pipe(z.array(z.string().min(1).max(200)).max(200))
+          .optional();
+        const q = parseWith(z.strictObject({ consoles: ids, operators: ids }), Object.fromEntries(ctx.query));
+        return { names: await namesFor(deps.store, { consoles: q.consoles ?? [], operators: q.operators ?? [] }) };
+      },
+    },
+    {
       route: 'adminConsole',
       handler: async (ctx) => {
         const c = await deps.store.consoles.get(ctx.params.id ?? '');

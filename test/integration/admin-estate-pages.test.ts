@@ -122,6 +122,18 @@ describe('admin pages read pages, never whole lists', () => {
     assert.deepEqual(operator.names.operators, {});
   });
 
+  it('names the consoles and operators a page shows by their ids, at most 200 of each', async () => {
+    const { names } = await get('/v1/admin/names?consoles=con_pg041,con_nobody&operators=op_zoe');
+    assert.deepEqual(names, {
+      consoles: { con_pg041: { name: 'Teller 041', site: 'Hull' } },
+      operators: { op_zoe: 'Zoë Quinn' },
+    });
+    assert.deepEqual((await get('/v1/admin/names')).names, { consoles: {}, operators: {} });
+    const many = Array.from({ length: 201 }, (_, i) => `con_x${i}`).join(',');
+    assertError(await t.admin.request('GET', `/v1/admin/names?consoles=${many}`), 400, 'SCHEMA_INVALID');
+    assertError(await t.admin.request('GET', '/v1/admin/names?people=op_zoe'), 400, 'SCHEMA_INVALID');
+  });
+
   it("counts the policy's reach per channel and per version, with a few names of each version", async () => {
     const { adoption } = await get('/v1/admin/policy/versions');
     // 59 consoles not revoked: 40 on the kiosks, 19 in the contact centre.
