@@ -142,7 +142,7 @@ const trace = {
     if (!trace.on) return;
     for (const entry of list.getEntries()) {
       trace.gc.push([entry.startTime, entry.startTime + entry.duration]);
-      const kind = (entry.detail as { kind?: number } | undefined)?.kind;
+      const kind = ((entry as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind;
       const name =
         kind === constants.NODE_PERFORMANCE_GC_MINOR
           ? 'minor'

@@ -70,6 +70,11 @@ export const OperatorEnrolOptionsRequestSchema = z.strictObject({
 export const OperatorEnrolVerifyRequestSchema = z.strictObject({
   code: z.string().max(40),
   response: RegistrationResponseSchema,
+  /**
+   * Registering signs the operator in (issue 12): the console asks for the session with the
+   * registration (the agent always does; a client that only registers keys does not).
+   */
+  signIn: z.boolean().optional(),
 });
 
 export const SignInOptionsRequestSchema = z.strictObject({});
@@ -249,4 +254,8 @@ export const OperatorEnrolResultSchema = z.object({
   operatorId: IdSchema,
   displayName: z.string(),
   credential: z.looseObject({ id: z.string() }),
+  /** Registering a key signs its operator in (issue 12): the session, as a sign-in answers it. */
+  signIn: SignInResultSchema.optional(),
+  /** The key is registered but no session started (the channel refuses its level, a locked operator…): why. */
+  signInRefused: z.object({ code: z.string().max(100), message: z.string().max(500) }).optional(),
 });

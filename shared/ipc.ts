@@ -18,6 +18,19 @@ export const SESSION_STATES = ['active', 'stepped-up', 'locked', 'suspended', 'e
 export const LOCK_REASONS = ['idle-timeout', 'os-lock', 'operator-locked', 'offline-limit-reached'] as const;
 export type LockReason = (typeof LOCK_REASONS)[number];
 
+/**
+ * A break-glass session's terms (issue 14 item 7): how it was approved and by whom, the only actions
+ * it may perform, its end. The operator UI and the workspace say it as what it is, never "key tap".
+ */
+export const BreakGlassMarkSchema = z.strictObject({
+  method: z.enum(['admin-code', 'supervisor-tap']),
+  /** `admin:<id>` or `operator:<supervisor id>`. */
+  approvedBy: z.string().max(200),
+  actions: z.array(z.string().max(100)).max(100),
+  expiresAt: z.number(),
+});
+export type BreakGlassMark = z.infer<typeof BreakGlassMarkSchema>;
+
 export const SessionSnapshotSchema = z.strictObject({
   id: IdSchema,
   operatorId: IdSchema,
@@ -31,6 +44,8 @@ export const SessionSnapshotSchema = z.strictObject({
   since: z.number().optional(),
   lockedBecause: z.enum(LOCK_REASONS).optional(),
   inFront: z.boolean(),
+  /** Present only for a break-glass session: temporary access without the operator's key. */
+  breakGlass: BreakGlassMarkSchema.optional(),
 });
 export type SessionSnapshotView = z.infer<typeof SessionSnapshotSchema>;
 
@@ -140,6 +155,8 @@ export const WorkspaceAssuranceSchema = z.strictObject({
   authTime: z.number(),
   consoleId: IdSchema,
   channel: z.string(),
+  /** Present only for a break-glass session: the workspace must not take it for a key's sign-in. */
+  breakGlass: BreakGlassMarkSchema.optional(),
 });
 
 // ---- ceremonies: main asks the renderer to run the browser half ----
@@ -185,12 +202,7 @@ export type AccountChoiceRequest = z.infer<typeof AccountChoiceRequestSchema>;
 /** Break-glass (issue 14 item 7): the capped session that came to the front, and its terms (never its token). */
 export const BreakGlassStartedSchema = z.strictObject({
   session: SessionSnapshotSchema,
-  breakGlass: z.strictObject({
-    method: z.enum(['admin-code', 'supervisor-tap']),
-    approvedBy: z.string().max(200),
-    actions: z.array(z.string().max(100)).max(100),
-    expiresAt: z.number(),
-  }),
+  breakGlass: BreakGlassMarkSchema,
 });
 
 // ---- the channels ----
@@ -202,7 +214,14 @@ export const IPC_CONTRACT = {
   'console:enrol': { request: z.strictObject({ token: z.string().min(10).max(200) }), response: IdentityStatusSchema },
   'operator:enrol': {
     request: z.strictObject({ code: z.string().min(1).max(40) }),
-    response: z.strictObject({ operatorId: IdSchema, displayName: z.string() }),
+    response: z.strictObject({
+      operatorId: IdSchema,
+      displayName: z.string(),
+      /** Registering signed the operator in: their session is in front (issue 12). */
+      signedIn: z.boolean(),
+      /** The key is registered but no session started: why (a stable code and the backend's words). */
+      signInRefused: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+    }),
   },
   'session:tap-in': { request: Empty, response: SessionSnapshotSchema },
   /** Break-glass: an operator without their key types their id; a supervisor taps their own key to approve. */

@@ -234,6 +234,14 @@ export const ROUTES = {
     z.looseObject({ token: z.string(), expiresAt: ms }),
   ),
   adminConsoles: route('GET', '/v1/admin/consoles', 'admin', undefined, z.looseObject({ consoles: z.array(Row) })),
+  /** The names of the consoles and operators a page shows, by their ids (`?consoles=a,b&operators=c`, ≤ 200 each). */
+  adminNames: route(
+    'GET',
+    '/v1/admin/names',
+    'admin',
+    undefined,
+    z.looseObject({ names: z.looseObject({ consoles: z.looseObject({}), operators: z.looseObject({}) }) }),
+  ),
   adminConsole: route(
     'GET',
     '/v1/admin/consoles/:id',

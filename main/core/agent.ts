@@ -133,12 +133,35 @@ export class BatonAgent implements AgentContext {
     return this.lifecycle.enrol(token);
   }
 
-  /** First-time operator enrolment with the code an admin issued. */
-  async enrolOperator(code: string): Promise<{ operatorId: string; displayName: string }> {
-    const { client } = this.requireRuntime();
-    return this.gate.run({ kind: 'enrolling-operator' }, async () => {
+  /**
+   * First-time operator enrolment with the code an admin issued; registering the key signs the
+   * operator in (issue 12): their session comes to the front, as after a tap-in. `signedIn` is false
+   * when the backend registered the key but started no session (then `signInRefused` says why), or
+   * with `signIn: false` (register only: a key provisioned ahead, the tests' fixtures).
+   */
+  async enrolOperator(
+    code: string,
+    options: { signIn?: boolean } = {},
+  ): Promise<{
+    operatorId: string;
+    displayName: string;
+    signedIn: boolean;
+    signInRefused?: { code: string; message: string };
+  }> {
+    this.requireRuntime();
+    return this.gate.run({ kind: 'enrolling-operator' }, async (settle) => {
       await this.gate.whenOnline();
-      return enrolOperator(client, this.ceremonies, code);
+      const { client, sessions } = this.requireRuntime();
+      const result = await enrolOperator(
+        { client, port: this.ceremonies, sessions, settle, signIn: options.signIn !== false },
+        code,
+      );
+      return {
+        operatorId: result.operatorId,
+        displayName: result.displayName,
+        signedIn: result.session !== undefined,
+        ...(result.signInRefused === undefined ? {} : { signInRefused: result.signInRefused }),
+      };
     });
   }
 
