@@ -1,4 +1,5 @@
 import type { FieldIssue } from '../shared/errors.js';
+import type { PolicyAdoption } from '../shared/http-api.js';
 import { ASSURANCE_LEVELS } from '../shared/levels.js';
 import { validatePolicy } from '../shared/policy.js';
 import { ApiError, api, endpoint } from './api.js';
@@ -7,17 +8,6 @@ import { announce, errorBox, fmtTime, h, replace, table } from './dom.js';
 import { actorName, consoleName } from './operators-view.js';
 import { CHANNEL_FIELDS, duration, settingChanges, whatChangesForWhom } from './policy-diff.js';
 import type { View } from './view.js';
-
-/** Who the policy reaches (GET /v1/admin/policy/versions `adoption`), counted by the backend. */
-interface Adoption {
-  byChannel: Record<string, number>;
-  byVersion: {
-    version: number;
-    consoles: number;
-    sample: { id: string; name: string | null; site: string | null }[];
-  }[];
-  versionsAtLeast: boolean;
-}
 
 interface PolicyVersion {
   version: number;
@@ -476,7 +466,7 @@ export const policyView: View = (main) => {
       // by id, consoles counted by the database): the page never reads the estate's lists.
       const [now, { versions: all, names, adoption }] = await Promise.all([
         api<PolicyVersion>(...endpoint('adminPolicy')),
-        api<{ versions: PolicyVersion[]; names?: { operators: Record<string, string> }; adoption?: Adoption }>(
+        api<{ versions: PolicyVersion[]; names?: { operators: Record<string, string> }; adoption?: PolicyAdoption }>(
           ...endpoint('adminPolicyVersions'),
         ),
       ]);

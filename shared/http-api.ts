@@ -259,3 +259,17 @@ export const OperatorEnrolResultSchema = z.object({
   /** The key is registered but no session started (the channel refuses its level, a locked operator…): why. */
   signInRefused: z.object({ code: z.string().max(100), message: z.string().max(500) }).optional(),
 });
+
+/** Who the policy reaches (GET /v1/admin/policy/versions `adoption`), counted by the backend's database. */
+export interface PolicyAdoption {
+  /** Consoles not revoked, per channel (counted by the database, the whole estate). */
+  byChannel: Record<string, number>;
+  /** Consoles not revoked, per policy version they run, newest first, with a few of their names. */
+  byVersion: {
+    version: number;
+    consoles: number;
+    sample: { id: string; name: string | null; site: string | null }[];
+  }[];
+  /** More versions are run than byVersion lists. */
+  versionsAtLeast: boolean;
+}

@@ -15,6 +15,7 @@
  * The cursor is opaque to the client: base64url of the sort key, the direction and the position,
  * refused (ADMIN_CURSOR_INVALID) if it was made for another table, sort or order.
  */
+import type { PolicyAdoption } from '../../shared/http-api.js';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { BatonError } from '../../shared/errors.js';
 import { AssuranceEventSchema, type StoredEvent } from '../../shared/events.js';
@@ -612,19 +613,6 @@ export async function propagationSamples(
 /** At most this many versions are described in the adoption picture (the newest first), each with a few names. */
 export const ADOPTION_VERSIONS_MAX = 20;
 export const ADOPTION_SAMPLE = 5;
-
-export interface PolicyAdoption {
-  /** Consoles not revoked, per channel (counted by the database, the whole estate). */
-  byChannel: Record<string, number>;
-  /** Consoles not revoked, per policy version they run, newest first, with a few of their names. */
-  byVersion: {
-    version: number;
-    consoles: number;
-    sample: { id: string; name: string | null; site: string | null }[];
-  }[];
-  /** More versions are run than byVersion lists. */
-  versionsAtLeast: boolean;
-}
 
 /**
  * Who a policy reaches, counted by the database instead of read console by console: one grouped
