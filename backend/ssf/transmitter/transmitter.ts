@@ -237,7 +237,15 @@ export class SsfTransmitter {
       this.pending.push(event);
       if (!this.backfilling) this.scheduleFlush();
     });
-    await this.holdFanout();
+    // A failed catch-up (the store unreachable, a damaged page among the events it reads) must not stop the
+    // backend's start: the rest of the backend serves (and /healthz reports the damage); the lease is given
+    // back and the next sweep, here or on another node, maps again from the stored cursor.
+    await this.holdFanout().catch((error: unknown) =>
+      this.deps.logger.error(
+        { err: error, code: 'SSF_FANOUT_FAILED' },
+        'catching the Shared Signals fan-out up failed at start; the next sweep tries again',
+      ),
+    );
     this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
     void this.sweep();
