@@ -240,6 +240,9 @@ test('a wrong PIN and an unregistered key are not called “no key was touched i
 
 test('a revoked console says so in its header, and its revocation is acknowledged', async ({ baton, page }, info) => {
   await enrolConsole(baton, page);
+  // Revoked only once it is connected: a console revoked before its WebSocket is up gets no push (no delivery
+  // row), and is refused as revoked when it connects: the same header, but nothing to acknowledge.
+  await expect(page.getByTestId('connection')).toHaveText('Online');
   const identity = baton.bridge.agent.status.identity;
   if (identity.kind !== 'enrolled') throw new Error('expected an enrolled console');
   const { epoch } = (await baton.backend.admin.ok('POST', `/v1/admin/consoles/${identity.consoleId}/revoke`, {
