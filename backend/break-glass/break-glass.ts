@@ -60,7 +60,7 @@ export interface BreakGlassGrant {
   signOffNote: string | null;
 }
 
-function grantFrom(row: Row): BreakGlassGrant {
+export function grantFrom(row: Row): BreakGlassGrant {
   return {
     id: str(row, 'id'),
     operatorId: str(row, 'operator_id'),
