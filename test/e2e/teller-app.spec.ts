@@ -75,6 +75,23 @@ const approvalOf = (id: string) => (r: { url(): string; request(): Request }) =>
   r.url().endsWith(`/api/payments/${id}/approve`) && r.request().method() === 'POST';
 
 /** The operator works in the teller page for a minute: a key press (reported as activity), then the minute passes. */
+/**
+ * IT enrols the console on the lock screen; Ada gets an enrolment code and registers her key (a security key
+ * with PIN), which signs her in (issue 12: no second tap). Returns her session's id.
+ */
+async function enrolConsoleAndRegisterAda(baton: UiConsole, page: Page): Promise<string> {
+  await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
+  await page.getByRole('button', { name: 'Enrol this console' }).click();
+  await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+  const { code } = await baton.newOperator('Ada Teller');
+  await baton.use(baton.key('Ada Teller'));
+  await page.getByRole('button', { name: 'First time here? Register your key' }).click();
+  await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
+  await page.getByRole('button', { name: 'Register my key' }).click();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+  return baton.bridge.agent.status.front?.id ?? '';
+}
+
 async function workAMinute(baton: UiConsole, app: Page): Promise<void> {
   const noted = app.waitForResponse((r) => r.url().endsWith('/__baton/activity'));
   await app.getByRole('textbox', { name: 'Payment id' }).press('End');
@@ -91,17 +108,7 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
   const { baton, teller, workspace, heard, stepUps } = rig;
 
   // IT enrols the console; Ada registers her key (a security key with PIN), which signs her in.
-  await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
-  await page.getByRole('button', { name: 'Enrol this console' }).click();
-  await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
-  const { code } = await baton.newOperator('Ada Teller');
-  await baton.use(baton.key('Ada Teller'));
-  await page.getByRole('button', { name: 'First time here? Register your key' }).click();
-  await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
-  await page.getByRole('button', { name: 'Register my key' }).click();
-  // Registering her key signs her in (issue 12): no second tap.
-  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
-  const session = baton.bridge.agent.status.front?.id ?? '';
+  const session = await enrolConsoleAndRegisterAda(baton, page);
 
   // Her workspace: the teller app, with window.baton as the preload gives it.
   const app = await context.newPage();
@@ -200,16 +207,7 @@ test.describe("following Baton's Shared Signals stream", () => {
     expect(teller.subscription?.constructor.name).toBe('SsfSubscription');
 
     // Ada's console is enrolled and her key registered, which signs her in.
-    await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
-    await page.getByRole('button', { name: 'Enrol this console' }).click();
-    await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
-    const { code } = await baton.newOperator('Ada Teller');
-    await baton.use(baton.key('Ada Teller'));
-    await page.getByRole('button', { name: 'First time here? Register your key' }).click();
-    await page.getByRole('textbox', { name: 'Enrolment code' }).fill(code);
-    await page.getByRole('button', { name: 'Register my key' }).click();
-    await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
-    const session = baton.bridge.agent.status.front?.id ?? '';
+    const session = await enrolConsoleAndRegisterAda(baton, page);
 
     // A customer lookup in the teller app: accepted.
     const app = await context.newPage();
