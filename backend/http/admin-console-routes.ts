@@ -14,6 +14,7 @@ import type { PolicyService } from '../services/policy-service.js';
 import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
 import { assertNotLastAdmin } from './admin-routes.js';
+import { codeState, enrolmentCodesList } from './admin-table-routes.js';
 
 export interface AdminConsoleRouteDeps {
   store: Store;
@@ -54,14 +55,13 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
       route: 'adminEnrolmentCodes',
       handler: async (ctx) => {
         const operator = await deps.operators.get(ctx.params.id ?? '');
+        // Search (a code id's start), a state filter, sort and paging like every admin list; without, the newest 200.
+        const paged = await enrolmentCodesList(deps, operator.id, ctx);
+        if (paged !== undefined) return paged;
         const now = deps.clock();
         const codes = await deps.store.admin.listCodes(operator.id);
         return {
-          codes: codes.map((c) => ({
-            ...c,
-            state:
-              c.revokedAt !== null ? 'revoked' : c.usedAt !== null ? 'used' : c.expiresAt <= now ? 'expired' : 'usable',
-          })),
+          codes: codes.map((c) => ({ ...c, state: codeState(c, now) })),
           // Who issued each code, by name (the ids on this page only).
           names: await namesFor(deps.store, {
             consoles: [],

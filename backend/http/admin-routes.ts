@@ -32,8 +32,10 @@ import {
   eventsList,
   operatorsList,
   resolveSubject,
+  policyVersionsList,
   revocationsList,
   sessionsList,
+  suspendedCredentialsList,
 } from './admin-table-routes.js';
 import { deliverySummaries, namesFor, PAGE_LIMIT_MAX, policyAdoption } from '../store/admin-tables.js';
 import { endStream, streamEvents } from './event-stream.js';
@@ -270,7 +272,9 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminCredentialsSuspended',
-      handler: async () => ({ credentials: await deps.operators.suspendedCredentials() }),
+      // Search, sort and paging like every admin list; without them, the whole (short) list as before.
+      handler: async (ctx) =>
+        (await suspendedCredentialsList(deps, ctx)) ?? { credentials: await deps.operators.suspendedCredentials() },
     },
     {
       // Lifts the suspension a signature-counter regression (possible copy) put on a passkey.
@@ -364,7 +368,10 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     },
     {
       route: 'adminPolicyVersions',
-      handler: async () => {
+      handler: async (ctx) => {
+        // Paged (the Policy page's history table), with who each version reaches, as below.
+        const paged = await policyVersionsList(deps, ctx);
+        if (paged !== undefined) return { ...paged, adoption: await policyAdoption(deps.store) };
         const versions = await deps.store.policies.list();
         return {
           versions,

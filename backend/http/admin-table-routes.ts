@@ -2,6 +2,9 @@
  * The admin API's lists at estate scale (issue 12): search, sort, filters and cursor paging for the
  * consoles, operators, sessions, events and revocations lists (backend/store/admin-tables.ts).
  *
+ * The smaller lists (services, break-glass grants, Shared Signals streams and transmitters, policy
+ * versions, an operator's enrolment codes, suspended passkeys) take the same parameters, at the end.
+ *
  * Every list takes `q` (search), `sort` (a key of the list's allow-list), `order` (`asc`/`desc`),
  * `cursor` (opaque, from the previous answer's `page.next` / `page.prev`) and `limit` (1–1000,
  * default 50), plus its own filters; filters that name a console or an operator accept the name as
@@ -26,14 +29,28 @@ import {
   operatorsPage,
   outboxFor,
   PAGE_LIMIT_MAX,
+  breakGlassPage,
+  enrolmentCodesPage,
+  policyVersionsPage,
   revocationsPage,
+  servicesPage,
   sessionsPage,
+  ssfStreamsPage,
+  ssfTransmittersPage,
+  suspendedCredentialsPage,
   type PageRequest,
 } from '../store/admin-tables.js';
+import type { RouteId } from '../../shared/routes.js';
 import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
+import type { Row } from '../store/kysely-schema.js';
+import { enrolmentCodeFrom } from '../store/kysely-admin.js';
 import { MAX_FAILED_ATTEMPTS } from '../services/assertion-gate.js';
+import { credentialSummary } from '../services/operator-directory.js';
+import { grantFrom } from '../break-glass/break-glass.js';
+import type { ServiceAccounts } from '../service-accounts/service-accounts.js';
+import { serviceFrom } from '../service-accounts/service-store.js';
 import { parseWith } from './http-kit.js';
-import type { RouteContext } from './router.js';
+import type { Handler, Route, RouteContext } from './router.js';
 
 const int = z.coerce.number().int();
 const text = z.string().min(1).max(200);
@@ -256,4 +273,201 @@ export async function revocationsList(deps: TableDeps, ctx: RouteContext, epoch:
     names,
     page,
   };
+}
+
+// ---- the smaller lists (issue 12): the same parameters and answer shape as the lists above ----
+
+/** The operators an actor string names (`operator:<id>`), for the names a page shows. */
+function actorOperators(actors: readonly (string | null)[]): string[] {
+  return actors.flatMap((a) => (a !== null && a.startsWith('operator:') ? [a.slice('operator:'.length)] : []));
+}
+
+const EnrolmentCodeQuery = z.strictObject({
+  ...PageParams,
+  q: z
+    .string()
+    .regex(/^[0-9a-f]{0,16}$/i, 'the start of a code id (hexadecimal)')
+    .optional(),
+  state: z.enum(['usable', 'used', 'expired', 'revoked']).optional(),
+});
+
+/** An operator's enrolment codes, paged (the operator page), or undefined for the whole list (at most 200). */
+export async function enrolmentCodesList(
+  deps: { store: Store; clock: () => number },
+  operatorId: string,
+  ctx: RouteContext,
+) {
+  if (!hasAny(ctx, [...PAGE_KEYS, 'state'])) return undefined;
+  const q = parseWith(EnrolmentCodeQuery, queryOf(ctx));
+  const now = deps.clock();
+  const { rows, page, total, totalAtLeast } = await enrolmentCodesPage(deps.store, operatorId, q, pageRequest(q), now);
+  const codes = rows.map(enrolmentCodeFrom);
+  return {
+    codes: codes.map((c) => ({ ...c, state: codeState(c, now) })),
+    names: await namesFor(deps.store, { consoles: [], operators: actorOperators(codes.map((c) => c.issuedBy)) }),
+    total,
+    totalAtLeast,
+    page,
+  };
+}
+
+export function codeState(c: { revokedAt: number | null; usedAt: number | null; expiresAt: number }, now: number) {
+  return c.revokedAt !== null ? 'revoked' : c.usedAt !== null ? 'used' : c.expiresAt <= now ? 'expired' : 'usable';
+}
+
+const PolicyVersionQuery = z.strictObject({
+  ...PageParams,
+  from: int.nonnegative().optional(),
+  to: int.nonnegative().optional(),
+});
+
+/** Policy versions, paged (newest first), or undefined for the whole list. */
+export async function policyVersionsList(deps: { store: Store }, ctx: RouteContext) {
+  if (!hasAny(ctx, [...PAGE_KEYS, 'from', 'to'])) return undefined;
+  const q = parseWith(PolicyVersionQuery, queryOf(ctx));
+  const { rows, page, total, totalAtLeast } = await policyVersionsPage(deps.store, q, pageRequest(q));
+  const versions = [];
+  for (const row of rows) {
+    const version = await deps.store.policies.get(Number(row.version));
+    if (version !== undefined) versions.push(version);
+  }
+  return {
+    versions,
+    names: await namesFor(deps.store, { consoles: [], operators: actorOperators(versions.map((v) => v.publishedBy)) }),
+    total,
+    totalAtLeast,
+    page,
+  };
+}
+
+const SuspendedQuery = z.strictObject({ ...PageParams, operator: text.optional() });
+
+/** Suspended passkeys, paged (the most recently suspended first), or undefined for the whole list. */
+export async function suspendedCredentialsList(deps: { store: Store }, ctx: RouteContext) {
+  if (!hasAny(ctx, [...PAGE_KEYS, 'operator'])) return undefined;
+  const q = parseWith(SuspendedQuery, queryOf(ctx));
+  const { rows, page, total, totalAtLeast } = await suspendedCredentialsPage(deps.store, q, pageRequest(q));
+  const credentials = [];
+  for (const row of rows) {
+    const c = await deps.store.operators.getCredential(String(row.id));
+    if (c !== undefined) credentials.push(c);
+  }
+  const names = await namesFor(deps.store, {
+    consoles: credentials.map((c) => c.registeredOnConsole),
+    operators: credentials.map((c) => c.operatorId),
+  });
+  return {
+    credentials: credentials.map((c) => ({
+      ...credentialSummary(c),
+      operatorId: c.operatorId,
+      operatorName: names.operators[c.operatorId] ?? c.operatorId,
+    })),
+    names,
+    total,
+    totalAtLeast,
+    page,
+  };
+}
+
+export interface SmallListDeps {
+  store: Store;
+  services: Pick<ServiceAccounts, 'viewsOf'>;
+}
+
+const ServiceQuery = z.strictObject({ ...PageParams, state: z.enum(['active', 'revoked']).optional() });
+
+const BreakGlassQuery = z.strictObject({
+  ...PageParams,
+  state: z.enum(['awaiting', 'signed-off']).optional(),
+  method: z.enum(['admin-code', 'supervisor-tap']).optional(),
+  used: z.enum(['true', 'false']).optional(),
+  operator: text.optional(),
+  console: text.optional(),
+  site: text.optional(),
+  from: int.nonnegative().optional(),
+  to: int.nonnegative().optional(),
+});
+
+const SsfStreamQuery = z.strictObject({
+  ...PageParams,
+  status: z.enum(['enabled', 'paused', 'disabled']).optional(),
+  receiver: text.optional(),
+});
+
+const SsfTransmitterQuery = z.strictObject({ ...PageParams, state: z.enum(['enabled', 'disabled']).optional() });
+
+/** The rows of `all` whose id is on the page, in the page's order. */
+function inPageOrder<T extends { id: string }>(all: readonly T[], rows: readonly Row[]): T[] {
+  const byId = new Map(all.map((item) => [item.id, item]));
+  return rows.flatMap((row) => {
+    const item = byId.get(String(row.id));
+    return item === undefined ? [] : [item];
+  });
+}
+
+type Paged = (deps: SmallListDeps, ctx: RouteContext, whole: Handler) => Promise<unknown>;
+
+/**
+ * The paged mode of the lists whose routes live with their features (service accounts, break-glass,
+ * Shared Signals): with any paging parameter or filter, the admin API's paging; without, the route's
+ * own answer, unchanged. The Shared Signals views (backlog, latency, rejections) are made by their
+ * services: the page's ids are chosen by the indexed query, the views taken from the service's list
+ * (a few dozen streams and transmitters at most: issued one by one by people).
+ */
+const SMALL_LISTS: Partial<Record<RouteId, { keys: readonly string[]; paged: Paged }>> = {
+  adminServices: {
+    keys: [...PAGE_KEYS, 'state'],
+    paged: async (deps, ctx) => {
+      const q = parseWith(ServiceQuery, queryOf(ctx));
+      const { rows, page, total, totalAtLeast } = await servicesPage(deps.store, q, pageRequest(q));
+      return { services: await deps.services.viewsOf(rows.map(serviceFrom)), total, totalAtLeast, page };
+    },
+  },
+  adminBreakGlass: {
+    keys: [...PAGE_KEYS, 'state', 'method', 'used', 'operator', 'console', 'site', 'from', 'to'],
+    paged: async (deps, ctx) => {
+      const q = parseWith(BreakGlassQuery, queryOf(ctx));
+      const { rows, page, total, totalAtLeast } = await breakGlassPage(deps.store, q, pageRequest(q));
+      const grants = rows.map(grantFrom);
+      const names = await namesFor(deps.store, {
+        consoles: grants.map((g) => g.consoleId),
+        operators: [
+          ...grants.map((g) => g.operatorId),
+          ...actorOperators(grants.flatMap((g) => [g.approvedBy, g.signedOffBy])),
+        ],
+      });
+      return { grants, names, total, totalAtLeast, page };
+    },
+  },
+  adminSsfStreams: {
+    keys: [...PAGE_KEYS, 'status', 'receiver'],
+    paged: async (deps, ctx, whole) => {
+      const q = parseWith(SsfStreamQuery, queryOf(ctx));
+      const { rows, page, total, totalAtLeast } = await ssfStreamsPage(deps.store, q, pageRequest(q));
+      const answer = (await whole({ ...ctx, query: new URLSearchParams() })) as { streams: { id: string }[] };
+      return { ...answer, streams: inPageOrder(answer.streams, rows), total, totalAtLeast, page };
+    },
+  },
+  adminSsfTransmitters: {
+    keys: [...PAGE_KEYS, 'state'],
+    paged: async (deps, ctx, whole) => {
+      const q = parseWith(SsfTransmitterQuery, queryOf(ctx));
+      const { rows, page, total, totalAtLeast } = await ssfTransmittersPage(deps.store, q, pageRequest(q));
+      const answer = (await whole({ ...ctx, query: new URLSearchParams() })) as { transmitters: { id: string }[] };
+      return { ...answer, transmitters: inPageOrder(answer.transmitters, rows), total, totalAtLeast, page };
+    },
+  },
+};
+
+/** `routes` with the paged mode of the smaller lists among them (server.ts applies it to their features' routes). */
+export function withPagedLists(deps: SmallListDeps, routes: Route[]): Route[] {
+  return routes.map((route) => {
+    const list = SMALL_LISTS[route.route];
+    if (list === undefined) return route;
+    const whole = route.handler;
+    return {
+      ...route,
+      handler: (ctx: RouteContext) => (hasAny(ctx, list.keys) ? list.paged(deps, ctx, whole) : whole(ctx)),
+    };
+  });
 }

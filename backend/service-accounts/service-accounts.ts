@@ -689,8 +689,13 @@ export class ServiceAccounts {
 
   /** Every service with its keys, last use and tokens issued by action (the admin console's list). */
   async list(): Promise<ServiceView[]> {
+    return this.viewsOf(await this.db.listServices());
+  }
+
+  /** These services with their keys, last use and tokens issued by action (one page of the admin list). */
+  async viewsOf(services: readonly ServiceRecord[]): Promise<ServiceView[]> {
     const db = this.db;
-    const [services, counts] = await Promise.all([db.listServices(), db.counts()]);
+    const counts = services.length === 0 ? [] : await db.counts();
     const views: ServiceView[] = [];
     for (const s of services) {
       const keys = await db.keysOf(s.id, false);

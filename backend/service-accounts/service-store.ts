@@ -67,7 +67,7 @@ export interface ServiceTokenRecord {
   expiresAt: number;
 }
 
-function serviceFrom(row: Row): ServiceRecord {
+export function serviceFrom(row: Row): ServiceRecord {
   return {
     id: str(row, 'id'),
     name: str(row, 'name'),

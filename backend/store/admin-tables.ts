@@ -26,6 +26,7 @@ import { sessionFrom } from './kysely-sessions.js';
 import { consoleFrom } from './kysely-consoles.js';
 import { operatorFrom } from './kysely-operators.js';
 import { num, oneOf, optStr, str, type BatonDatabase, type Row } from './kysely-schema.js';
+import { CODE_ID_LENGTH } from './admin-repositories.js';
 
 export const PAGE_LIMIT_MAX = 1000;
 export const PAGE_LIMIT_DEFAULT = 50;
@@ -33,7 +34,20 @@ export const PAGE_LIMIT_DEFAULT = 50;
 export const SEARCH_MATCH_CAP = 200;
 
 export type SortOrder = 'asc' | 'desc';
-export type TableName = 'consoles' | 'operators' | 'sessions' | 'events' | 'revocations' | 'admin_api_tokens';
+export type TableName =
+  | 'consoles'
+  | 'operators'
+  | 'sessions'
+  | 'events'
+  | 'revocations'
+  | 'admin_api_tokens'
+  | 'services'
+  | 'break_glass_grants'
+  | 'ssf_streams'
+  | 'ssf_transmitters'
+  | 'policy_versions'
+  | 'operator_enrolment_codes'
+  | 'credentials';
 
 /** Each table's sort keys (the allow-list) and the SQL expression each sorts on; the first is the default. */
 export const SORT_KEYS = {
@@ -55,6 +69,16 @@ export const SORT_KEYS = {
     lastUsed: 'COALESCE(last_used_at, 0)',
     label: 'LOWER(label)',
   },
+  // The smaller tables (migration 23 indexes each sort key with its tie-breaker, as for the large ones).
+  services: { name: 'LOWER(name)', enrolled: 'enrolled_at', lastUsed: 'COALESCE(last_used_at, 0)' },
+  break_glass_grants: { issued: 'issued_at', expires: 'expires_at' },
+  ssf_streams: { created: 'created_at', status: 'status' },
+  ssf_transmitters: { name: 'LOWER(name)', created: 'created_at' },
+  policy_versions: { version: 'version', published: 'published_at' },
+  // One operator's codes (the index leads with operator_id, which every page filters on).
+  operator_enrolment_codes: { issued: 'issued_at', expires: 'expires_at' },
+  // Suspended passkeys only (a partial index: the suspended ones are few among millions of passkeys).
+  credentials: { suspended: 'suspended_at' },
 } as const satisfies Record<TableName, Record<string, string>>;
 
 export const DEFAULT_ORDER: Record<TableName, SortOrder> = {
@@ -64,9 +88,19 @@ export const DEFAULT_ORDER: Record<TableName, SortOrder> = {
   events: 'desc',
   revocations: 'desc',
   admin_api_tokens: 'desc',
+  services: 'asc',
+  break_glass_grants: 'desc',
+  ssf_streams: 'desc',
+  ssf_transmitters: 'asc',
+  policy_versions: 'desc',
+  operator_enrolment_codes: 'desc',
+  credentials: 'desc',
 };
 
-/** Each table's tie-breaker (unique): the position a cursor names is (sort value, tie-breaker). */
+/**
+ * Each table's tie-breaker (unique): the position a cursor names is (sort value, tie-breaker). An
+ * enrolment code's is its public id (the first 16 hex digits of its hash), never the whole hash.
+ */
 const ID_COLUMN: Record<TableName, string> = {
   consoles: 'id',
   operators: 'id',
@@ -74,6 +108,13 @@ const ID_COLUMN: Record<TableName, string> = {
   events: 'cursor',
   revocations: 'epoch',
   admin_api_tokens: 'id',
+  services: 'id',
+  break_glass_grants: 'id',
+  ssf_streams: 'id',
+  ssf_transmitters: 'id',
+  policy_versions: 'version',
+  operator_enrolment_codes: `substr(code_hash, 1, ${CODE_ID_LENGTH})`,
+  credentials: 'id',
 };
 
 export interface PageRequest {
@@ -200,7 +241,7 @@ async function keysetPage(
   const cursor = request.cursor === undefined ? undefined : decodeCursor(table, sort, order, request.cursor);
   const idColumn = ID_COLUMN[table];
   const key = sql.raw(expr);
-  const id = sql.ref(idColumn);
+  const id = sql.raw(idColumn);
   const backwards = cursor?.d === 'b';
   // Reading backwards (the previous page) walks the index the other way, then the rows are flipped.
   const ascending = (order === 'asc') !== backwards;
@@ -219,17 +260,17 @@ async function keysetPage(
   const orderSql = sameKey ? sql`ORDER BY ${id} ${direction}` : sql`ORDER BY ${key} ${direction}, ${id} ${direction}`;
   const result = filterFirst
     ? await sql<Row>`WITH matching AS MATERIALIZED (SELECT * FROM ${sql.table(table)} WHERE ${sql.join(where, sql` AND `)})
-        SELECT *, ${key} AS page_key FROM matching
+        SELECT *, ${key} AS page_key, ${id} AS page_id FROM matching
         ${conditions.length > where.length ? sql`WHERE ${sql.join(conditions.slice(where.length), sql` AND `)}` : sql``}
         ${orderSql} LIMIT ${limit + 1}`.execute(db)
-    : await sql<Row>`SELECT *, ${key} AS page_key FROM ${sql.table(table)} ${whereSql} ${orderSql} LIMIT ${limit + 1}`.execute(
-        db,
-      );
+    : await sql<Row>`SELECT *, ${key} AS page_key, ${id} AS page_id FROM ${sql.table(table)} ${whereSql} ${orderSql} LIMIT ${
+        limit + 1
+      }`.execute(db);
   const fetched = result.rows;
   const more = fetched.length > limit;
   const rows = fetched.slice(0, limit);
   if (backwards) rows.reverse();
-  const position = (row: Row): [string | number, string | number] => [keyValue(row.page_key), keyValue(row[idColumn])];
+  const position = (row: Row): [string | number, string | number] => [keyValue(row.page_key), keyValue(row.page_id)];
   const make = (row: Row | undefined, d: 'a' | 'b') =>
     row === undefined ? null : encodeCursor({ t: table, s: sort, o: order, d, k: position(row) });
   const first = rows[0];
@@ -673,4 +714,192 @@ export async function apiTokensPage(
   if (filter.state === 'active') where.push(sql`revoked_at IS NULL AND expires_at > ${now}`);
   const { rows, page } = await keysetPage(db, 'admin_api_tokens', where, request);
   return { rows, page, ...(await count(db, 'admin_api_tokens', where)) };
+}
+
+// ---- the smaller tables (issue 12): services, break-glass grants, Shared Signals, policy versions, codes, suspended passkeys ----
+
+/** One page of a smaller table: its rows as stored (each list's route makes its views), with the count. */
+async function smallPage(
+  store: Store,
+  table: TableName,
+  where: RawBuilder<unknown>[],
+  request: PageRequest,
+): Promise<Page<Row> & Counted> {
+  const db = dbOf(store);
+  const { rows, page } = await keysetPage(db, table, where, request);
+  return { rows, page, ...(await count(db, table, where)) };
+}
+
+function searched(q: string | undefined): q is string {
+  return q !== undefined && q !== '';
+}
+
+export interface ServiceFilter {
+  /** Part of the name (case-insensitive), or the exact id. */
+  q?: string | undefined;
+  state?: 'active' | 'revoked' | undefined;
+}
+
+export function servicesPage(store: Store, filter: ServiceFilter, request: PageRequest) {
+  const where: RawBuilder<unknown>[] = [];
+  if (searched(filter.q)) where.push(sql`(id = ${filter.q} OR LOWER(name) LIKE ${containing(filter.q)} ESCAPE '\\')`);
+  if (filter.state === 'active') where.push(sql`revoked_at IS NULL`);
+  if (filter.state === 'revoked') where.push(sql`revoked_at IS NOT NULL`);
+  return smallPage(store, 'services', where, request);
+}
+
+export interface BreakGlassFilter {
+  /** A name (or part) of the operator or the console, a site, or a grant's id. */
+  q?: string | undefined;
+  /** `awaiting`: not signed off yet (the review list); `signed-off`: reviewed. */
+  state?: 'awaiting' | 'signed-off' | undefined;
+  method?: 'admin-code' | 'supervisor-tap' | undefined;
+  /** `true`: a session was started with it; `false`: not (yet). */
+  used?: 'true' | 'false' | undefined;
+  /** An id or an exact name. */
+  operator?: string | undefined;
+  console?: string | undefined;
+  site?: string | undefined;
+  /** Issued at or after / before (ms). */
+  from?: number | undefined;
+  to?: number | undefined;
+}
+
+export async function breakGlassPage(store: Store, filter: BreakGlassFilter, request: PageRequest) {
+  const where: RawBuilder<unknown>[] = [];
+  if (searched(filter.q)) {
+    const found = await searchIds(store, filter.q);
+    where.push(
+      sql`(id = ${filter.q} OR LOWER(COALESCE(site, '')) LIKE ${containing(filter.q)} ESCAPE '\\' OR ${inList(
+        'operator_id',
+        found.operators,
+      )} OR ${inList('console_id', found.consoles)})`,
+    );
+  }
+  if (filter.state === 'awaiting') where.push(sql`signed_off_at IS NULL`);
+  if (filter.state === 'signed-off') where.push(sql`signed_off_at IS NOT NULL`);
+  if (filter.method !== undefined) where.push(sql`method = ${filter.method}`);
+  if (filter.used === 'true') where.push(sql`session_id IS NOT NULL`);
+  if (filter.used === 'false') where.push(sql`session_id IS NULL`);
+  if (filter.operator !== undefined) where.push(inList('operator_id', await operatorIdsNamed(store, filter.operator)));
+  if (filter.console !== undefined) where.push(inList('console_id', await consoleIdsNamed(store, filter.console)));
+  if (filter.site !== undefined) where.push(sql`LOWER(COALESCE(site, '')) = ${filter.site.toLowerCase()}`);
+  if (filter.from !== undefined) where.push(sql`issued_at >= ${filter.from}`);
+  if (filter.to !== undefined) where.push(sql`issued_at < ${filter.to}`);
+  return smallPage(store, 'break_glass_grants', where, request);
+}
+
+export interface SsfStreamFilter {
+  /** The stream's id, or part of its receiver's name. */
+  q?: string | undefined;
+  status?: 'enabled' | 'paused' | 'disabled' | undefined;
+  /** The receiver's id. */
+  receiver?: string | undefined;
+}
+
+export async function ssfStreamsPage(store: Store, filter: SsfStreamFilter, request: PageRequest) {
+  const where: RawBuilder<unknown>[] = [];
+  if (searched(filter.q)) {
+    const receivers = await sql<{ id: string }>`SELECT id FROM ssf_receivers
+      WHERE id = ${filter.q} OR LOWER(name) LIKE ${containing(filter.q)} ESCAPE '\\'
+      ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(dbOf(store));
+    where.push(
+      sql`(id = ${filter.q} OR ${inList(
+        'receiver_id',
+        receivers.rows.map((r) => r.id),
+      )})`,
+    );
+  }
+  if (filter.status !== undefined) where.push(sql`status = ${filter.status}`);
+  if (filter.receiver !== undefined) where.push(sql`receiver_id = ${filter.receiver}`);
+  return smallPage(store, 'ssf_streams', where, request);
+}
+
+export interface SsfTransmitterFilter {
+  /** Part of the name or the issuer, or the exact id. */
+  q?: string | undefined;
+  state?: 'enabled' | 'disabled' | undefined;
+}
+
+export function ssfTransmittersPage(store: Store, filter: SsfTransmitterFilter, request: PageRequest) {
+  const where: RawBuilder<unknown>[] = [];
+  if (searched(filter.q)) {
+    const like = containing(filter.q);
+    where.push(
+      sql`(id = ${filter.q} OR LOWER(name) LIKE ${like} ESCAPE '\\' OR LOWER(issuer) LIKE ${like} ESCAPE '\\')`,
+    );
+  }
+  if (filter.state === 'enabled') where.push(sql`disabled_at IS NULL`);
+  if (filter.state === 'disabled') where.push(sql`disabled_at IS NOT NULL`);
+  return smallPage(store, 'ssf_transmitters', where, request);
+}
+
+export interface PolicyVersionFilter {
+  /** A version number, or (part of) the name of the admin who published it. */
+  q?: string | undefined;
+  /** Published at or after / before (ms). */
+  from?: number | undefined;
+  to?: number | undefined;
+}
+
+export async function policyVersionsPage(store: Store, filter: PolicyVersionFilter, request: PageRequest) {
+  const where: RawBuilder<unknown>[] = [];
+  if (searched(filter.q)) {
+    const { operators } = await searchIds(store, filter.q);
+    const publishers = operators.map((id) => `operator:${id}`);
+    const either = [
+      sql`LOWER(published_by) LIKE ${containing(filter.q)} ESCAPE '\\'`,
+      ...(publishers.length > 0 ? [inList('published_by', publishers)] : []),
+      ...(/^\d{1,9}$/.test(filter.q) ? [sql`version = ${Number(filter.q)}`] : []),
+    ];
+    where.push(sql`(${sql.join(either, sql` OR `)})`);
+  }
+  if (filter.from !== undefined) where.push(sql`published_at >= ${filter.from}`);
+  if (filter.to !== undefined) where.push(sql`published_at < ${filter.to}`);
+  return smallPage(store, 'policy_versions', where, request);
+}
+
+export interface EnrolmentCodeFilter {
+  /** The start of a code's id. */
+  q?: string | undefined;
+  state?: 'usable' | 'used' | 'expired' | 'revoked' | undefined;
+}
+
+/** One operator's enrolment codes; `now` decides expiry. */
+export function enrolmentCodesPage(
+  store: Store,
+  operatorId: string,
+  filter: EnrolmentCodeFilter,
+  request: PageRequest,
+  now: number,
+) {
+  const where: RawBuilder<unknown>[] = [sql`operator_id = ${operatorId}`];
+  if (searched(filter.q)) {
+    where.push(
+      sql`substr(code_hash, 1, ${sql.lit(CODE_ID_LENGTH)}) LIKE ${`${filter.q.toLowerCase().replace(/[\\%_]/g, '')}%`}`,
+    );
+  }
+  if (filter.state === 'revoked') where.push(sql`revoked_at IS NOT NULL`);
+  if (filter.state === 'used') where.push(sql`revoked_at IS NULL AND used_at IS NOT NULL`);
+  if (filter.state === 'expired') where.push(sql`used_at IS NULL AND expires_at <= ${now}`);
+  if (filter.state === 'usable') where.push(sql`used_at IS NULL AND expires_at > ${now}`);
+  return smallPage(store, 'operator_enrolment_codes', where, request);
+}
+
+export interface SuspendedCredentialFilter {
+  /** Part of the operator's name, or the operator's or the passkey's id. */
+  q?: string | undefined;
+  /** The operator: an id or an exact name. */
+  operator?: string | undefined;
+}
+
+/** Passkeys suspended as possible copies (a signature counter went back). */
+export async function suspendedCredentialsPage(store: Store, filter: SuspendedCredentialFilter, request: PageRequest) {
+  const where: RawBuilder<unknown>[] = [sql`suspended_at IS NOT NULL`];
+  if (searched(filter.q)) {
+    const { operators } = await searchIds(store, filter.q);
+    where.push(sql`(id = ${filter.q} OR ${inList('operator_id', operators)})`);
+  }
+  if (filter.operator !== undefined) where.push(inList('operator_id', await operatorIdsNamed(store, filter.operator)));
+  return smallPage(store, 'credentials', where, request);
 }

@@ -130,15 +130,7 @@ export class KyselyAdmin implements AdminRepository {
       .orderBy('code_hash')
       .limit(200)
       .execute();
-    return rows.map((row) => ({
-      id: str(row, 'code_hash').slice(0, CODE_ID_LENGTH),
-      operatorId: str(row, 'operator_id'),
-      issuedBy: str(row, 'issued_by'),
-      issuedAt: num(row, 'issued_at'),
-      expiresAt: num(row, 'expires_at'),
-      revokedAt: optNum(row, 'revoked_at'),
-      usedAt: optNum(row, 'revoked_at') === null ? optNum(row, 'used_at') : null,
-    }));
+    return rows.map(enrolmentCodeFrom);
   }
   async revokeCode(operatorId: string, codeId: string, at: number): Promise<boolean> {
     const result = await this.ctx.db
@@ -196,4 +188,17 @@ export class KyselyAdmin implements AdminRepository {
       .executeTakeFirst();
     return changed(result) > 0;
   }
+}
+
+/** An enrolment code as the admin sees it: its public id (a prefix of the hash), never the hash. */
+export function enrolmentCodeFrom(row: Row): EnrolmentCodeView {
+  return {
+    id: str(row, 'code_hash').slice(0, CODE_ID_LENGTH),
+    operatorId: str(row, 'operator_id'),
+    issuedBy: str(row, 'issued_by'),
+    issuedAt: num(row, 'issued_at'),
+    expiresAt: num(row, 'expires_at'),
+    revokedAt: optNum(row, 'revoked_at'),
+    usedAt: optNum(row, 'revoked_at') === null ? optNum(row, 'used_at') : null,
+  };
 }
