@@ -242,6 +242,12 @@ export class OperatorUi {
 
   /** Why an action was not done; a deliberate cancel is said once, plainly, and not as an error. */
   private notDone(action: string, code: string): string {
+    // A break-glass session is refused what its terms do not list (the backend's ACTION_DENIED at
+    // step-up, as at the exchange): said as that, not as a console-wide ban.
+    const terms = this.status?.front?.breakGlass;
+    if (code === 'ACTION_DENIED' && terms !== undefined && !terms.actions.includes(action)) {
+      return `Not allowed: ${actionLabel(action)}, because ${explainReasons(['break-glass-action-not-allowed']).join('; ')}.`;
+    }
     if (code === 'CEREMONY_CANCELLED' && this.lastCancel === 'cancelled') {
       return `Cancelled: ${actionLabel(action)} was not done.`;
     }

@@ -133,6 +133,8 @@ export function levelLabel(level: string): string {
 const REASONS: Record<string, string> = {
   'level-below-required': 'it needs a stronger check than the one you signed in with',
   'break-glass-action-not-allowed': 'temporary access without your key does not allow this',
+  // The backend's reason when it refuses a break-glass session an action (exchange and step-up alike).
+  'break-glass': 'temporary access without your key does not allow this',
   'authentication-too-old': 'it has been a while since you last confirmed who you are',
   'not-authenticated': 'nobody has confirmed who they are yet',
   'action-unknown': 'the policy does not know this action',

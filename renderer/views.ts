@@ -36,14 +36,20 @@ export function switcherHint(status: AgentStatusView): string {
 export function levelLine(front: SessionSnapshotView, now: number): string {
   // A break-glass session rests on nobody's key: said as what it is, never as a key tap (issue 14).
   if (front.breakGlass !== undefined) {
-    return `Temporary access approved by ${approverWords(front.breakGlass.approvedBy)}, without your key · ends ${whenAt(front.expiresAt, now)}`;
+    const terms = front.breakGlass;
+    return `Temporary access approved by ${approverWords(terms.approvedBy, terms.approverName)}, without your key · ends ${whenAt(front.expiresAt, now)}`;
   }
   return `Signed in with a ${levelLabel(front.level)} · session ends ${whenAt(front.expiresAt, now)}`;
 }
 
-/** Who approved a break-glass session, in plain words: `operator:sam` → "supervisor sam", `admin:…` → "IT". */
-export function approverWords(approvedBy: string): string {
-  return approvedBy.startsWith('operator:') ? `supervisor ${approvedBy.slice('operator:'.length)}` : 'IT';
+/**
+ * Who approved a break-glass session, in plain words: the supervisor by the name the backend sent
+ * with the grant ("supervisor Sam Patel"; their operator id only if no name came), `admin:…` → "IT".
+ */
+export function approverWords(approvedBy: string, approverName?: string): string {
+  if (!approvedBy.startsWith('operator:')) return 'IT';
+  const name = approverName?.trim() ?? '';
+  return `supervisor ${name === '' ? approvedBy.slice('operator:'.length) : name}`;
 }
 
 /** Under a break-glass session's level line: only what it may do, and that IT reviews it. */

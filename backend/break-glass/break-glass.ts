@@ -40,7 +40,18 @@ export interface BreakGlassStart {
   session: ReturnType<typeof sessionView>;
   token: string;
   tokenExpiresAt: number;
-  breakGlass: { grantId: string; actions: string[]; expiresAt: number; method: BreakGlassMethod; approvedBy: string };
+  breakGlass: {
+    grantId: string;
+    actions: string[];
+    expiresAt: number;
+    method: BreakGlassMethod;
+    approvedBy: string;
+    /**
+     * The approving supervisor's display name (supervisor taps only): the console shows it as the
+     * teller knows them, with no directory lookup it could not do offline. `approvedBy` keeps the id.
+     */
+    approverName?: string;
+  };
 }
 
 export interface BreakGlassGrant {
@@ -413,6 +424,7 @@ export class BreakGlass {
         id: grant.id,
         operatorId: grant.operator_id,
         approvedBy: grant.approved_by,
+        approverName: supervisor.displayName,
         method: 'supervisor-tap' as const,
       };
       const { session, operatorName } = await this.withCounterCheck(
@@ -616,7 +628,7 @@ export class BreakGlass {
     session: SessionRecord,
     operatorName: string,
     console: ConsoleRecord,
-    grant: Pick<BreakGlassGrant, 'id' | 'approvedBy' | 'method'>,
+    grant: Pick<BreakGlassGrant, 'id' | 'approvedBy' | 'method'> & { approverName?: string },
     rules: BreakGlassPolicy,
   ): Promise<BreakGlassStart> {
     // Marked in its console token too (`break_glass: true`), as in its events and action tokens.
@@ -631,6 +643,7 @@ export class BreakGlass {
         expiresAt: session.expiresAt,
         method: grant.method,
         approvedBy: grant.approvedBy,
+        ...(grant.approverName === undefined ? {} : { approverName: grant.approverName }),
       },
     };
   }

@@ -1,7 +1,7 @@
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
 import { evaluatePolicy, type Decision, type DecisionReason } from '../../shared/evaluate-policy.js';
-import { breakGlassAllows, isBreakGlassSession } from '../break-glass/break-glass.js';
+import { BREAK_GLASS_REASON, breakGlassAllows, isBreakGlassSession } from '../break-glass/break-glass.js';
 import type { SessionView } from '../../shared/http-api.js';
 import { LEVEL_PROFILES, isAtLeast, type AssuranceLevel } from '../../shared/levels.js';
 import type { ConsoleRecord, SessionRecord } from '../store/repositories.js';
@@ -41,15 +41,9 @@ export class StepUpService {
     // Before any work: a strict channel on a stale node is refused (NODE_STALE), best-effort is marked.
     const stale = this.sessions.staleCheck(console.channel);
     const session = await this.sessions.liveSession(console, sessionId, 'active');
-    // Break-glass (backend/break-glass/, helper "services"): a session started without a key may do only
-    // the policy's `breakGlass.actions`; nothing else, not even after a step-up.
-    if (
-      !breakGlassAllows(this.ctx.policies.policy, action) &&
-      (await isBreakGlassSession(this.ctx.store, session.id))
-    ) {
-      const denied: Decision = { outcome: 'deny', reasons: ['break-glass-action-not-allowed'] };
-      return { decision: denied };
-    }
+    // Break-glass (backend/break-glass/): a session started without a key may do only the policy's
+    // `breakGlass.actions`; anything else is refused as the action-token exchange refuses it.
+    await this.refuseOutsideBreakGlass(console, session, action);
     const decision = await this.decide(console, session, action, session.level, session.authTime, true, stale);
     if (decision.outcome !== 'step-up') return { decision };
     const operatorCredentials = (await this.ctx.store.operators.listCredentials(session.operatorId))
@@ -84,6 +78,8 @@ export class StepUpService {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for this step-up');
     }
     const session = await this.sessions.liveSession(console, sessionId, 'active');
+    // Checked again: a policy published since the options may have taken the action off `breakGlass.actions`.
+    const breakGlass = await this.refuseOutsideBreakGlass(console, session, action);
     const { credential, operator } = await this.gate.usableCredential(console, response.id, 'step-up-failed');
     if (credential.operatorId !== session.operatorId) {
       await this.gate.fail(console, 'step-up-failed', 'STEP_UP_WRONG_OPERATOR', {
@@ -94,7 +90,7 @@ export class StepUpService {
     }
     const required = await this.decide(console, session, action, session.level, session.authTime, false);
     const requireUv = required.outcome === 'step-up' && isAtLeast(required.level, 'verified');
-    const { level, counter } = await this.gate.verifyAssertion(
+    const { level: verified, counter } = await this.gate.verifyAssertion(
       console,
       response,
       client.challenge,
@@ -104,6 +100,9 @@ export class StepUpService {
       'step-up-failed',
       session.id,
     );
+    // A break-glass session never gets above `presence` (docs/break-glass.md): a step-up renews its
+    // authentication time only, and the session keeps resting on its grant (not on this key).
+    const level = breakGlass ? 'presence' : verified;
     const now = this.ctx.clock();
     const decision = marked(
       evaluatePolicy(
@@ -139,7 +138,7 @@ export class StepUpService {
         // decide on the state as it is now. The session now rests on this credential: revoking it
         // ends the session.
         const rows = await this.gate.recordUseForRecheck(tx, credential, counter, operator.id, console.id);
-        const changes = { level, authTime: now, credentialId: credential.id };
+        const changes = breakGlass ? { authTime: now } : { level, authTime: now, credentialId: credential.id };
         const stored = await tx.sessions.updateAndGet(session.id, changes);
         if (stored?.state !== 'active') {
           throw new BatonError('SESSION_NOT_ACTIVE', `Session "${session.id}" is ${stored?.state ?? 'gone'}`);
@@ -183,8 +182,31 @@ export class StepUpService {
         return stored;
       }),
     );
-    const { token, expiresAt } = await this.sessions.issueToken(updated, console);
+    // Every token of a break-glass session says so (`break_glass: true`), as its first one and its action tokens do.
+    const { token, expiresAt } = await this.sessions.issueToken(updated, console, breakGlass ? { breakGlass } : {});
     return { decision, session: sessionView(updated, operator.displayName), token, tokenExpiresAt: expiresAt };
+  }
+
+  /**
+   * Whether the session is a break-glass one; for one, an action outside the policy's
+   * `breakGlass.actions` is refused with the exchange's answer (`403 ACTION_DENIED`, decision `deny`
+   * with reason `break-glass`, backend/tokens/token-exchange.ts) and recorded as a `policy-decision`.
+   */
+  private async refuseOutsideBreakGlass(console: ConsoleRecord, session: SessionRecord, action: string) {
+    if (!(await isBreakGlassSession(this.ctx.store, session.id))) return false;
+    if (breakGlassAllows(this.ctx.policies.policy, action)) return true;
+    const reasons = [BREAK_GLASS_REASON];
+    await this.ctx.events.record({
+      type: 'policy-decision',
+      subject: { operator: session.operatorId, console: console.id, session: session.id },
+      assurance: assuranceContext(session.level, session.authTime),
+      outcome: 'deny',
+      reasons,
+      detail: { action, policyVersion: this.ctx.policies.version.version },
+    });
+    throw new BatonError('ACTION_DENIED', `A break-glass session may not do "${action}"`, {
+      extra: { decision: { outcome: 'deny', reasons } },
+    });
   }
 
   private async decide(

@@ -79,9 +79,11 @@ test('a supervisor’s tap lets in an operator without their key, capped, review
   await page.getByRole('textbox', { name: 'Your operator ID' }).fill('fay');
   await page.getByRole('button', { name: 'Ask a supervisor to approve' }).click();
   await expect(page.getByRole('heading', { name: 'Fay Teller', exact: true })).toBeVisible();
-  // Said as what it is (issue 14): temporary access approved by Sam, never "key tap"; what it may do right under it.
+  // Said as what it is (issue 14): temporary access approved by Sam, by the name Fay knows him by (issue 12),
+  // never by his operator id nor as a "key tap"; what it may do right under it.
   const level = page.locator('#workspace-level');
-  await expect(level).toContainText('Temporary access approved by supervisor sam, without your key · ends ');
+  await expect(level).toContainText('Temporary access approved by supervisor Sam Supervisor, without your key · ends ');
+  await expect(level).not.toContainText('supervisor sam,');
   await expect(level).not.toContainText('key tap');
   await expect(page.getByTestId('break-glass-mark')).toContainText('Only: View a customer');
   await expect(page.getByTestId('workspace')).not.toContainText('Signed in with');
@@ -92,7 +94,7 @@ test('a supervisor’s tap lets in an operator without their key, capped, review
   expect(claims.break_glass).toBe(true);
   // A reload (a shared screen) still says it: the marks come from the agent, not from the page's memory.
   await page.reload();
-  await expect(level).toContainText('Temporary access approved by supervisor sam, without your key');
+  await expect(level).toContainText('Temporary access approved by supervisor Sam Supervisor, without your key');
   await expect(page.getByTestId('break-glass-mark')).toContainText('Only: View a customer');
 
   // Capped: a payment approval is refused outright (no step-up can lift it), a customer lookup is allowed.

@@ -98,15 +98,16 @@ describe('break-glass: a supervisor approves by tapping their own key on the con
     assert.equal(body.session.level, 'presence');
     assert.equal(body.breakGlass.method, 'supervisor-tap');
     assert.equal(body.breakGlass.approvedBy, `operator:${supervisor.id}`);
+    // The console shows the supervisor by name without a directory lookup (issue 12): the grant carries it.
+    assert.equal(body.breakGlass.approverName, 'Sam Supervisor');
     assert.deepEqual(body.breakGlass.actions, ['customer.view']);
 
     // The capped session may do its break-glass actions and nothing above them, even with a step-up.
-    const stepUp = (action: string) =>
-      kiosk.ok('POST', `/v1/sessions/${body.session.id as string}/step-up/options`, { action }) as Promise<Json>;
-    assert.deepEqual((await stepUp('payment.approve')).decision, {
-      outcome: 'deny',
-      reasons: ['break-glass-action-not-allowed'],
+    const stepUp = await kiosk.request('POST', `/v1/sessions/${body.session.id as string}/step-up/options`, {
+      action: 'payment.approve',
     });
+    assertError(stepUp, 403, 'ACTION_DENIED');
+    assert.deepEqual(stepUp.body.error.decision, { outcome: 'deny', reasons: ['break-glass'] });
 
     const [grant] = (await grants()).filter((g) => g.sessionId === body.session.id);
     assert.equal(grant.method, 'supervisor-tap');

@@ -87,13 +87,14 @@ describe('break-glass: a one-time temporary access code for an operator without 
       'BREAK_GLASS_CODE_USED',
     );
 
-    // Only the policy's break-glass actions: payment.approve is refused outright, not offered a step-up.
+    // Only the policy's break-glass actions: payment.approve is refused outright (as at the exchange), not offered a step-up.
     const stepUp = (action: string) =>
-      kiosk.ok('POST', `/v1/sessions/${body.session.id as string}/step-up/options`, { action }) as Promise<Json>;
+      kiosk.request('POST', `/v1/sessions/${body.session.id as string}/step-up/options`, { action });
     const approve = await stepUp('payment.approve');
-    assert.deepEqual(approve.decision, { outcome: 'deny', reasons: ['break-glass-action-not-allowed'] });
-    assert.equal(approve.options, undefined);
-    assert.equal((await stepUp('customer.view')).decision.outcome, 'allow');
+    assertError(approve, 403, 'ACTION_DENIED');
+    assert.deepEqual(approve.body.error.decision, { outcome: 'deny', reasons: ['break-glass'] });
+    assert.equal(approve.body.options, undefined);
+    assert.equal((await stepUp('customer.view')).body.decision.outcome, 'allow');
 
     const established = (await t.admin.ok('GET', `/v1/admin/events?type=session-established&limit=100`))
       .events as Json[];

@@ -25,7 +25,14 @@ interface Started {
   session: Parameters<SessionManager['signedIn']>[0]['session'];
   token: string;
   tokenExpiresAt: number;
-  breakGlass: { grantId: string; actions: string[]; expiresAt: number; method?: string; approvedBy?: string };
+  breakGlass: {
+    grantId: string;
+    actions: string[];
+    expiresAt: number;
+    method?: string;
+    approvedBy?: string;
+    approverName?: string;
+  };
 }
 
 /**
@@ -70,6 +77,8 @@ function bringToFront(deps: BreakGlassDeps, started: Started): { session: AgentS
   const breakGlass: BreakGlassTerms = {
     method: started.breakGlass.method === 'supervisor-tap' ? 'supervisor-tap' : 'admin-code',
     approvedBy: started.breakGlass.approvedBy ?? '',
+    // The supervisor's name as the backend sent it with the grant: the kiosk never looks anyone up.
+    ...(started.breakGlass.approverName === undefined ? {} : { approverName: started.breakGlass.approverName }),
     actions: started.breakGlass.actions,
     expiresAt: started.breakGlass.expiresAt,
   };
