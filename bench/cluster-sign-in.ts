@@ -171,7 +171,9 @@ function reportProfile(name: string, dir: string | undefined, result: Result | u
     `CPU profile of the backend processes, ${name}, measured windows only (c=1 and c=${CONCURRENCY})`,
     summarizeProfiles(profileFiles([dir]), 15, result.windowUs),
   );
-  rmSync(dir, { recursive: true, force: true });
+  // BENCH_KEEP_PROFILE=1 keeps the .cpuprofile files (for a caller-by-caller read in DevTools).
+  if (process.env.BENCH_KEEP_PROFILE === '1') console.log(`profiles kept in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
 }
 
 const rate = (w: Window) => (w.samples.length / w.wallMs) * 1000;

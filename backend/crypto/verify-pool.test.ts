@@ -181,7 +181,8 @@ describe('verification pool', { timeout: 120_000 }, () => {
   }
 
   before(async () => {
-    pool = new VerifyPool({ size: 2 });
+    // These tests are about the threads: every job is posted (the in-thread path has its own test).
+    pool = new VerifyPool({ size: 2, inlineWhenIdle: false });
     const options = await generateRegistrationOptions({
       rpName: 'Baton',
       rpID: RP_ID,
@@ -308,7 +309,7 @@ describe('verification pool', { timeout: 120_000 }, () => {
   });
 
   it('survives a thread that crashes, running the job it held once more', async () => {
-    const single = new VerifyPool({ size: 1 });
+    const single = new VerifyPool({ size: 1, inlineWhenIdle: false });
     try {
       await single.ready();
       const opts = await assertion();
@@ -337,8 +338,41 @@ describe('verification pool', { timeout: 120_000 }, () => {
     }
   });
 
+  it('verifies a lone assertion on the event loop and posts one that comes while another is in flight', async () => {
+    const mixed = new VerifyPool({ size: 1 });
+    try {
+      await mixed.ready();
+      const [first, second, forged] = await Promise.all([assertion(), assertion(), assertion()]);
+      // Alone: in this thread, the library's own result.
+      const alone = await outcome(mixed.verifyAuthentication(first));
+      assertSameOutcome(alone, await outcome(verifyAuthenticationResponse(first)));
+      assert.deepEqual([mixed.stats.inline, mixed.stats.completed], [1, 0]);
+      // Two at once: the first runs here, the second goes to the thread; both verify.
+      const both = await Promise.all([
+        outcome(mixed.verifyAuthentication(await assertion())),
+        outcome(mixed.verifyAuthentication(second)),
+      ]);
+      assert.ok(both.every((r) => r.ok && (r.value as { verified: boolean }).verified));
+      assert.deepEqual([mixed.stats.inline, mixed.stats.completed], [2, 1]);
+      // A forgery alone is refused in this thread exactly as the library refuses it.
+      forged.response.response.signature = 'AAAA';
+      assertSameOutcome(
+        await outcome(mixed.verifyAuthentication(forged)),
+        await outcome(verifyAuthenticationResponse(forged)),
+      );
+      assert.equal(mixed.stats.inline, 3);
+      // Closed: refused, not run here.
+      await mixed.close();
+      const late = await outcome(mixed.verifyAuthentication(first));
+      assert.ok(!late.ok && late.error instanceof BatonError && late.error.code === 'SHUTTING_DOWN');
+      assert.equal(mixed.stats.inline, 3);
+    } finally {
+      await mixed.close();
+    }
+  });
+
   it('refuses with BACKEND_BUSY when its queue is full, and SHUTTING_DOWN once closed', async () => {
-    const small = new VerifyPool({ size: 1, maxQueue: 2 });
+    const small = new VerifyPool({ size: 1, maxQueue: 2, inlineWhenIdle: false });
     await small.ready();
     const jobs = await Promise.all([assertion(), assertion(), assertion(), assertion()]);
     const results = jobs.map((opts) => outcome(small.verifyAuthentication(opts)));

@@ -35,7 +35,8 @@ export function operatorFrom(row: Row): OperatorRecord {
   };
 }
 
-function credentialFrom(row: Row): CredentialRecord {
+/** A `credentials` row as a CredentialRecord (also the embedded engine's hand-written sign-in reads). */
+export function credentialFrom(row: Row): CredentialRecord {
   return {
     id: str(row, 'id'),
     operatorId: str(row, 'operator_id'),

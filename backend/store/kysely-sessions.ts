@@ -14,7 +14,7 @@ import type {
 import { changed, num, oneOf, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
 const SESSION_STATES: readonly SessionState[] = ['active', 'suspended', 'ended', 'revoked', 'expired'];
-const LIVE_STATES: SessionState[] = ['active', 'suspended'];
+export const LIVE_STATES: SessionState[] = ['active', 'suspended'];
 const SESSION_COLUMNS = {
   operatorId: 'operator_id',
   consoleId: 'console_id',
@@ -134,7 +134,8 @@ export class KyselySessions implements SessionRepository {
   }
 }
 
-function sessionChanges(changes: Partial<Omit<SessionRecord, 'id'>>): Record<string, unknown> {
+/** A session's changed fields as its columns (undefined left out); an unknown field throws. */
+export function sessionChanges(changes: Partial<Omit<SessionRecord, 'id'>>): Record<string, unknown> {
   const set: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(changes)) {
     const column = SESSION_COLUMNS[key as keyof typeof SESSION_COLUMNS] as string | undefined;

@@ -327,6 +327,63 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('a sign-in’s rows: the credential with its operator, its use with the re-check state, the sessions it changes', async () => {
+      await fresh();
+      try {
+        await seedOperatorAndConsole(store);
+        await store.operators.insertCredential(credentialRecord('cred1', 'op1'));
+        const found = await store.operators.getCredentialWithOperator('cred1');
+        assert.deepEqual(found?.credential, credentialRecord('cred1', 'op1'));
+        assert.deepEqual(found?.operator, await store.operators.get('op1'));
+        assert.equal(await store.operators.getCredentialWithOperator('nobody'), undefined);
+        const use = (counter: number, at: number) =>
+          store.transaction((tx) =>
+            tx.operators.recordAssertionUse({ credentialId: 'cred1', counter, at, operatorId: 'op1', consoleId: 'c1' }),
+          );
+        assert.deepEqual(await use(4_000_000_001, T0 + 7), {
+          credential: { revokedAt: null, suspendedAt: null },
+          operatorRevokedAt: null,
+          consoleRevokedAt: null,
+        });
+        const used = await store.operators.getCredential('cred1');
+        assert.deepEqual([used?.counter, used?.lastUsedAt], [4_000_000_001, T0 + 7]);
+        assert.equal((await store.consoles.get('c1'))?.lastSeenAt, T0 + 7);
+        // A counter that does not advance (a copy used meanwhile) is refused and writes nothing.
+        await assert.rejects(
+          use(4_000_000_001, T0 + 8),
+          (e: unknown) => e instanceof BatonError && e.code === 'WEBAUTHN_COUNTER_REGRESSED',
+        );
+        assert.equal((await store.operators.getCredential('cred1'))?.lastUsedAt, T0 + 7);
+        // Revocations committed meanwhile come back with the use, for the unit's re-check.
+        assert.equal(await store.consoles.revoke('c1', T0 + 9, 'stolen'), true);
+        assert.equal(await store.operators.revoke('op1', T0 + 9, 'left'), true);
+        const state = await use(4_000_000_002, T0 + 10);
+        assert.deepEqual([state.consoleRevokedAt, state.operatorRevokedAt], [T0 + 9, T0 + 9]);
+        assert.equal((await store.consoles.get('c1'))?.revokedAt, T0 + 9);
+        // The sessions a sign-in inserts, reads (live, oldest first) and changes, in a unit of work.
+        await store.transaction(async (tx) => {
+          await tx.sessions.insert(sessionRecord('s2', T0 + 1));
+          await tx.sessions.insert(sessionRecord('s1', T0));
+          await tx.sessions.update('s1', { state: 'suspended', suspendedAt: T0 + 11 });
+          await tx.sessions.update('s2', { state: 'active', level: 'hardware', authTime: T0 + 12, suspendedAt: null });
+          assert.deepEqual(
+            (await tx.sessions.liveOnConsole('c1', { forUpdate: true })).map((s) => [s.id, s.state, s.suspendedAt]),
+            [
+              ['s1', 'suspended', T0 + 11],
+              ['s2', 'active', null],
+            ],
+          );
+        });
+        assert.deepEqual(await store.sessions.get('s2'), {
+          ...sessionRecord('s2', T0 + 1),
+          level: 'hardware',
+          authTime: T0 + 12,
+        });
+      } finally {
+        await done();
+      }
+    });
+
     it('sessions, policies, commands, admin tokens and meta', async () => {
       await fresh();
       try {
