@@ -6,6 +6,7 @@ import { CONSOLE_WS_PATH, type BackendMessage } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
 import { adminRoutes, assertNotLastAdmin } from './http/admin-routes.js';
+import { withPagedLists } from './http/admin-table-routes.js';
 import { DEFAULT_ADMIN_CONSOLE_DIR, adminAssetRoutes } from './http/admin-assets.js';
 import { adminAuthRoutes } from './http/admin-auth-routes.js';
 import { adminConsoleRoutes } from './http/admin-console-routes.js';
@@ -325,26 +326,29 @@ async function listenOn(
     // ---- action tokens (issue 14, helper "tokens"): exchange, JWKS, the apps' revocation stream ----
     .add(tokenRoutes(services.actionTokens))
     // ---- service accounts (issue 14, helper "services"): enrolment, token endpoint, key rotation, admin ----
-    .add(serviceRoutes({ services: serviceAccounts }))
-    .add(breakGlassRoutes({ breakGlass }))
+    .add(withPagedLists({ store, services: serviceAccounts }, serviceRoutes({ services: serviceAccounts })))
+    .add(withPagedLists({ store, services: serviceAccounts }, breakGlassRoutes({ breakGlass })))
     .add(authenticatorMetadataRoutes({ authenticators: services.authenticators }))
     // The continuous export to the SIEM (backend/siem): one node at a time delivers each sink.
     .add(siemRoutes({ siem }))
     // ---- Shared Signals receiver and SCIM provisioning (issue 13, helper "ssf-in"): backend/ssf/receiver/, backend/scim/ ----
     .add(
-      ssfReceiverRoutes({
-        receiver: new SsfReceiver({
-          store,
-          events,
-          revocations,
-          clock,
-          logger,
-          assertNotLastAdmin: (operatorId) => assertNotLastAdmin(store, operatorId),
+      withPagedLists(
+        { store, services: serviceAccounts },
+        ssfReceiverRoutes({
+          receiver: new SsfReceiver({
+            store,
+            events,
+            revocations,
+            clock,
+            logger,
+            assertNotLastAdmin: (operatorId) => assertNotLastAdmin(store, operatorId),
+          }),
         }),
-      }),
+      ),
     )
     .add(scimRoutes({ scim: new ScimService({ store, events, revocations, clock, logger }) }))
-    .add(ssfOut.routes) // Shared Signals transmitter (ssf-out)
+    .add(withPagedLists({ store, services: serviceAccounts }, ssfOut.routes)) // Shared Signals transmitter (ssf-out)
     .add(adminAssetRoutes(config.adminConsoleDir ?? DEFAULT_ADMIN_CONSOLE_DIR));
 
   let stopping: Promise<void> | undefined;

@@ -31,6 +31,8 @@ export const BreakGlassRedeemResultSchema = z.looseObject({
     /** `admin-code` or `supervisor-tap`, and who approved (`admin:…` or `operator:…`). */
     method: z.string().optional(),
     approvedBy: z.string().optional(),
+    /** The approving supervisor's display name (supervisor taps only; `approvedBy` keeps the id). */
+    approverName: z.string().optional(),
   }),
 });
 

@@ -26,6 +26,8 @@ export const BreakGlassMarkSchema = z.strictObject({
   method: z.enum(['admin-code', 'supervisor-tap']),
   /** `admin:<id>` or `operator:<supervisor id>`. */
   approvedBy: z.string().max(200),
+  /** The approving supervisor's display name, as the backend sent it with the grant (supervisor taps only). */
+  approverName: z.string().max(200).optional(),
   actions: z.array(z.string().max(100)).max(100),
   expiresAt: z.number(),
 });

@@ -630,6 +630,22 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       END $$;
     `,
   },
+  {
+    version: 23,
+    name: 'admin console (issue 12): keyset-paging indexes for the smaller admin tables (services, break-glass grants, Shared Signals streams and transmitters, policy versions, enrolment codes, suspended passkeys)',
+    sql: ddl(`
+      -- Each is the sort expression of backend/store/admin-tables.ts followed by the tie-breaker, as in migration 16.
+      CREATE INDEX services_page_name ON services((LOWER(name)), id);
+      CREATE INDEX services_page_enrolled ON services(enrolled_at, id);
+      CREATE INDEX break_glass_page_issued ON break_glass_grants(issued_at, id);
+      CREATE INDEX ssf_streams_page_created ON ssf_streams(created_at, id);
+      CREATE INDEX ssf_transmitters_page_name ON ssf_transmitters((LOWER(name)), id);
+      CREATE INDEX ssf_transmitters_page_created ON ssf_transmitters(created_at, id);
+      CREATE INDEX policy_versions_page_published ON policy_versions(published_at, version);
+      CREATE INDEX operator_enrolment_codes_page ON operator_enrolment_codes(operator_id, issued_at);
+      CREATE INDEX credentials_suspended_page ON credentials(suspended_at, id) WHERE suspended_at IS NOT NULL;
+    `),
+  },
 ];
 
 /** Anything with `query` (a pg Client or PoolClient). */

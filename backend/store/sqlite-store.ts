@@ -24,6 +24,12 @@ import type { BatonDatabase } from './kysely-schema.js';
 import { kyselyStore, type RepositoryOverrides } from './kysely-store.js';
 import { HandWrittenSqliteEvents, SqliteEvents } from './sqlite-events.js';
 import { HandWrittenSqliteEphemeral, SqliteEphemeral } from './sqlite-ephemeral.js';
+import {
+  HandWrittenSqliteConsoles,
+  HandWrittenSqliteOperators,
+  HandWrittenSqliteSessions,
+  SqliteSignInStatements,
+} from './sqlite-sign-in.js';
 import { isDatabaseDamage } from './database-health.js';
 import { BatonError } from '../../shared/errors.js';
 
@@ -67,9 +73,14 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
   return openSqliteFile(options, (raw) => {
     const events = new SqliteEvents(raw);
     const ephemeral = new SqliteEphemeral(raw, options.durability);
+    // The sign-in path's reads and writes (sqlite-sign-in.ts).
+    const signIn = new SqliteSignInStatements(raw);
     return {
       events: (runner, ctx) => new HandWrittenSqliteEvents(events, runner, ctx),
       ephemeral: (runner, ctx) => new HandWrittenSqliteEphemeral(ephemeral, runner, ctx),
+      operators: (runner, ctx) => new HandWrittenSqliteOperators(signIn, runner, ctx),
+      sessions: (runner, ctx) => new HandWrittenSqliteSessions(signIn, runner, ctx),
+      consoles: (runner, ctx) => new HandWrittenSqliteConsoles(signIn, runner, ctx),
     };
   });
 }
