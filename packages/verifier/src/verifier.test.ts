@@ -44,6 +44,9 @@ describe('ActionTokenVerifier', () => {
     assert.equal(v.session, 'ses_1');
     assert.equal(v.authTime, NOW - 60_000);
     assert.equal(v.policyVersion, 3);
+    assert.equal(v.breakGlass, false);
+    const capped = await verifier.verify(await token(a, { break_glass: true }), 'payment.approve');
+    assert.equal(capped.breakGlass, true, "a break-glass session's token says so");
   });
 
   it('accepts clock skew within the tolerance and refuses beyond it', async () => {

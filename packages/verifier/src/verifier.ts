@@ -98,6 +98,11 @@ export interface VerifiedAction {
   policyVersion: number | undefined;
   /** RFC 8693 `act`: for a service acting for a human, that human (`sub`, `sid`). */
   actor: { sub: string; sid?: string } | undefined;
+  /**
+   * `break_glass`: the token comes from a session started without the operator's key (a supervisor's
+   * tap or an IT code); it only ever carries the policy's `breakGlass.actions`.
+   */
+  breakGlass: boolean;
   /** Every claim, as signed. */
   claims: Claims;
 }
@@ -304,6 +309,7 @@ function verifiedAction(
     expiresAt: (payload.exp ?? 0) * 1000,
     policyVersion: typeof payload.policy_version === 'number' ? payload.policy_version : undefined,
     actor: isActor(payload.act) ? payload.act : undefined,
+    breakGlass: payload.break_glass === true,
     claims: payload,
   };
 }
