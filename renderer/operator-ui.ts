@@ -70,6 +70,8 @@ export class OperatorUi {
   private noticeShows: 'agent-notice' | 'message' | undefined;
   /** How the last ceremony this page ran ended without a key's answer, to say which it was (once). */
   private lastCancel: CancelledHow | undefined;
+  /** The session whose workspace the action result line speaks for (a lock or another operator clears it). */
+  private resultSession: string | undefined;
 
   constructor(private readonly api: BatonApi) {}
 
@@ -223,9 +225,16 @@ export class OperatorUi {
   }
 
   private async authorize(action: string): Promise<void> {
+    const asked = this.resultSession;
     const out = byId('demo-result');
     setText(out, `Checking: ${actionLabel(action)}…`);
-    const result = await this.api.authorize(action);
+    const answer = await this.api.authorize(action);
+    // Locked (or someone else in front) meanwhile: the answer is nobody's business on this screen now.
+    if (asked === undefined || this.resultSession !== asked) return;
+    this.showResult(out, action, answer);
+  }
+
+  private showResult(out: HTMLElement, action: string, result: Awaited<ReturnType<BatonApi['authorize']>>): void {
     if (!result.ok) {
       setText(out, this.notDone(action, result.error.code));
       return;
@@ -477,6 +486,13 @@ export class OperatorUi {
     }
     const front = status.front;
     const workspace = byId('workspace');
+    // The action result line speaks for one session in front: a lock (the workspace leaves the screen)
+    // or another operator in front leaves nothing of it behind (issue 12).
+    const resultFor = screen === 'workspace' && front !== undefined ? front.id : undefined;
+    if (resultFor !== this.resultSession && !this.concealWorkspace(status, screen)) {
+      this.resultSession = resultFor;
+      setText(byId('demo-result'), '');
+    }
     if (screen === 'workspace' && front !== undefined) {
       setText(byId('workspace-title'), front.operatorName);
       setText(byId('workspace-level'), levelLine(front, Date.now()));

@@ -1,3 +1,4 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { test as base, expect, type Page } from '@playwright/test';
 import type { Json } from '../helpers/backend-harness.js';
 import { UiConsole } from '../helpers/agent-ui-console.js';
@@ -293,4 +294,114 @@ test('registering a key signs the operator in, with no second tap and no tap-and
   await page.reload();
   await expect(lockHeading(page)).toBeVisible();
   await expect(notice(page)).toBeHidden();
+});
+
+test('tap-and-go: a registered key touched at the lock screen signs its operator in, with nothing pressed first', async ({
+  baton,
+  page,
+}) => {
+  await publishPolicy(baton, (policy) => {
+    ((policy.channels as Json)['branch-kiosk'] as Json).tapAndGo = true;
+  });
+  await enrolConsole(baton, page);
+  const { key } = await registerKey(baton, page, 'Ada Teller');
+  // Ada locks and walks away with her key; the lock screen waits for a key by itself.
+  await key.unplug();
+  await page.getByRole('button', { name: 'Lock' }).click();
+  await expect(lockHeading(page)).toBeVisible();
+  await expect(page.getByTestId('tap-wait')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Tap your key to sign in' })).toBeHidden();
+  // Someone opens "Register your key" meanwhile (the wait is cancelled quietly), then goes Back as Ada
+  // returns with her key: touching it is all she does.
+  await page.getByRole('button', { name: 'First time here? Register your key' }).click();
+  await baton.use(key);
+  await page.getByRole('button', { name: 'Back to the lock screen' }).click();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+  await expect(page.getByTestId('ceremony')).toBeHidden();
+  await expect(notice(page)).toBeHidden();
+  expect(baton.bridge.agent.status.front?.state).toBe('active');
+});
+
+test('a message from an earlier attempt never survives a lock: not for the same operator, not for the next one', async ({
+  baton,
+  page,
+}) => {
+  await enrolConsole(baton, page);
+  const ada = await registerKey(baton, page, 'Ada Teller');
+  // Ada back with a plain touch (no PIN): a payment then needs her to confirm with her key.
+  await page.getByRole('button', { name: 'Lock' }).click();
+  await ada.key.presenceOnly(true);
+  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+  // She starts a payment approval with her key away from the reader, then cancels it: said where she looked.
+  const result = page.getByTestId('action-result');
+  await ada.key.unplug();
+  await page.getByRole('button', { name: 'Approve payment' }).click();
+  await expect(page.getByRole('dialog', { name: 'Confirm it’s you: Approve a payment' })).toBeVisible();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(result).toHaveText('Cancelled: Approve a payment was not done.');
+
+  // She locks; the lock screen shows nothing of it, nor does her workspace when she is back.
+  await page.getByRole('button', { name: 'Lock' }).click();
+  await expect(lockHeading(page)).toBeVisible();
+  await expect(notice(page)).toBeHidden();
+  await expect(page.getByText('Approve a payment was not done')).toBeHidden();
+  await baton.use(ada.key);
+  await page.getByRole('button', { name: 'Tap your key to sign in' }).click();
+  await expect(page.getByTestId('workspace')).toHaveAttribute('data-operator', 'Ada Teller');
+  await expect(result).toHaveText('');
+
+  // Another message, another lock, and Bob registers at the same console: his workspace starts clean.
+  await page.getByRole('button', { name: 'View customer' }).click();
+  await expect(result).toHaveText('Allowed: View a customer.');
+  await page.getByRole('button', { name: 'Lock' }).click();
+  await registerKey(baton, page, 'Bob Cashier');
+  await expect(result).toHaveText('');
+  await expect(notice(page)).toBeHidden();
+});
+
+test('a wrong PIN, a key whose passkey Baton does not know, and a cancel are each said in their own words, once', async ({
+  baton,
+  page,
+}) => {
+  await enrolConsole(baton, page);
+  const ada = await registerKey(baton, page, 'Ada Teller');
+  await page.getByRole('button', { name: 'Lock' }).click();
+  const tap = page.getByRole('button', { name: 'Tap your key to sign in' });
+
+  // A wrong PIN: the key refuses at once (the browser does not tell the page whether it was the PIN or a
+  // key with no passkey for this site at all, so the words name both, and how to go on).
+  await ada.key.setUserVerified(false);
+  await tap.click();
+  await expect(notice(page)).toContainText('its PIN or fingerprint was not accepted');
+  await expect(page.getByRole('alert').filter({ hasText: 'PIN' })).toHaveCount(1);
+
+  // A key holding a passkey for this site that Baton does not know (registered elsewhere, or long removed):
+  // its answer reaches the server, which says so; no word of a PIN.
+  const stranger = await baton.use(baton.key('Stranger'));
+  const pkcs8 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'der' });
+  await baton.cdp.send('WebAuthn.addCredential', {
+    authenticatorId: stranger.id ?? '',
+    credential: {
+      credentialId: randomBytes(16).toString('base64'),
+      isResidentCredential: true,
+      rpId: 'localhost',
+      privateKey: pkcs8.toString('base64'),
+      userHandle: randomBytes(16).toString('base64'),
+      signCount: 1,
+    },
+  });
+  await tap.click();
+  await expect(notice(page)).toContainText('This key is not registered with Baton');
+  await expect(notice(page)).not.toContainText('PIN');
+  await expect(page.getByRole('alert').filter({ hasText: 'not registered' })).toHaveCount(1);
+
+  // A cancel, on purpose: nobody did anything wrong, so nothing red is left (not the earlier refusal either).
+  await stranger.unplug();
+  await tap.click();
+  await expect(page.getByTestId('ceremony')).toBeVisible();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.getByTestId('ceremony')).toBeHidden();
+  await expect(notice(page)).toBeHidden();
+  await expect(page.getByRole('alert')).toHaveCount(0);
 });
