@@ -75,6 +75,33 @@ describe('authorize (the step-up ceremony)', () => {
     assert.equal(ctx.notice?.code, 'ACTION_DENIED');
   });
 
+  test('a break-glass session may do only its grant’s actions, even those the policy allows at its level', async () => {
+    const now = ctx.clock.now();
+    front = {
+      ...front,
+      breakGlass: {
+        method: 'supervisor-tap',
+        approvedBy: 'operator:op_sup',
+        actions: ['customer.view'],
+        expiresAt: now + MINUTE,
+      },
+    };
+    // address.change is allowed at the session's level by the policy, but is not in the grant.
+    assert.equal((await authorize(ctx, ceremony, 'customer.view')).outcome, 'allow');
+    const refused = await authorize(ctx, ceremony, 'address.change');
+    assert.deepEqual(refused, { outcome: 'deny', reasons: ['break-glass-action-not-allowed'] });
+    assert.equal(ctx.notice?.code, 'ACTION_DENIED');
+    const decisions = ctx.journaled('policy-decision');
+    assert.deepEqual(
+      decisions.map((d) => [d.outcome, d.reasons]),
+      [
+        ['allow', ['action-allowed']],
+        ['deny', ['break-glass-action-not-allowed']],
+      ],
+    );
+    assert.deepEqual(phases, [], 'no step-up ceremony for an action outside the grant');
+  });
+
   test('a step-up while the backend is unreachable is refused and journaled as step-up-failed', async () => {
     const result = await authorize(ctx, ceremony, 'payment.approve');
     assert.deepEqual(result.outcome === 'refused' && result.code, 'BACKEND_UNREACHABLE');

@@ -25,6 +25,19 @@ export async function authorize(ctx: AgentContext, ceremony: CeremonyRunner, act
   }
   sessions.noteActivity();
   const now = ctx.clock.now();
+  // A break-glass session (no key: a supervisor's tap or IT's code) may do its grant's actions only,
+  // whatever the policy allows at its level; as the backend's step-up and the exchange refuse them.
+  if (front.breakGlass !== undefined && !front.breakGlass.actions.includes(action)) {
+    const denied: Decision = { outcome: 'deny', reasons: ['break-glass-action-not-allowed'] };
+    await recordDecision(ctx, front, action, denied);
+    ctx.notice = {
+      code: 'ACTION_DENIED',
+      message: `Temporary access without a key does not allow "${action}"`,
+      at: now,
+    };
+    ctx.changed();
+    return { outcome: 'deny', reasons: denied.reasons };
+  }
   const decision = evaluatePolicy(
     ctx.policy,
     { channel: ctx.channel, level: front.level, authTime: front.authTime, sessionStartedAt: front.startedAt, now },
