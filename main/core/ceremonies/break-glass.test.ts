@@ -51,6 +51,7 @@ describe('break-glass ceremony (agent side)', () => {
         expiresAt: 900_001,
         method: 'supervisor-tap',
         approvedBy: 'operator:sam',
+        approverName: 'Sam Patel',
       },
     };
     deps = {
@@ -105,9 +106,11 @@ describe('break-glass ceremony (agent side)', () => {
     assert.equal((asked[0] as { purpose: string }).purpose, 'break-glass');
     assert.equal((asked[0] as { operatorName: string }).operatorName, 'fay');
     assert.equal(session.id, 'ses_bg');
+    // The supervisor's name comes with the grant: the kiosk names them without a lookup (issue 12).
     assert.deepEqual(breakGlass, {
       method: 'supervisor-tap',
       approvedBy: 'operator:sam',
+      approverName: 'Sam Patel',
       actions: ['customer.view'],
       expiresAt: 900_001,
     });
