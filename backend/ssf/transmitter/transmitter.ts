@@ -1,14 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import {
-  Agent as HttpAgent,
-  request as httpRequest,
-  type ClientRequest,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type RequestOptions,
-} from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BatonError } from '../../../shared/errors.js';
@@ -18,7 +10,6 @@ import type { EventLog } from '../../services/event-log.js';
 import type { Store } from '../../store/repositories.js';
 import { kyselyOf } from '../../store/kysely-store.js';
 import {
-  SET_CONTENT_TYPE,
   SSF_STREAM_UPDATED_EVENT,
   SSF_VERIFICATION_EVENT,
   SetErrorBodySchema,
@@ -35,6 +26,7 @@ import {
 import type { SsfTransmitterConfig } from './config.js';
 import type { TransmitterKeys } from './keys.js';
 import { EVENTS_SUPPORTED, mapEvent } from './mapper.js';
+import { PushClient, pushEndpoint, type PushEndpoint } from './push-client.js';
 import {
   LATENCY_BOUNDS_MS,
   STREAM_STATUSES,
@@ -200,10 +192,8 @@ export class SsfTransmitter {
   private unsubscribe: (() => void) | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Keep-alive connections to receivers (node:http: cheaper per POST than fetch). */
-  private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
-  /** Ends pushes that take longer than `pushTimeoutMs` (one timer, not one per push). */
-  private readonly watchdog: PushWatchdog;
+  /** Kept-alive connections to receivers, pushes ended after `pushTimeoutMs` (push-client.ts). */
+  private readonly client: PushClient;
   /** Measured: how long signing took, for the benchmark (ns, count). */
   readonly signing = { ns: 0n, count: 0 };
   /** SETs this node pushed and the receiver accepted (202), since it started. */
@@ -211,7 +201,7 @@ export class SsfTransmitter {
 
   constructor(private readonly deps: SsfTransmitterDeps) {
     this.repo = new TransmitterRepository(deps.store);
-    this.watchdog = new PushWatchdog(deps.config.pushTimeoutMs);
+    this.client = new PushClient(deps.config.pushTimeoutMs);
     this.pollWaiters.setMaxListeners(0);
   }
 
@@ -318,9 +308,7 @@ export class SsfTransmitter {
       await this.repo.releaseNamedLease(FANOUT_LEASE, this.deps.nodeId).catch(() => undefined);
     }
     await Promise.allSettled([...this.delivering.values()]);
-    this.watchdog.stop();
-    this.agents.http.destroy();
-    this.agents.https.destroy();
+    this.client.destroy();
     for (const id of this.streams.keys()) await this.repo.releaseLease(id, this.deps.nodeId).catch(() => undefined);
   }
 
@@ -926,9 +914,12 @@ export class SsfTransmitter {
     const id = stream.record.id;
     const delivery = stream.config.delivery;
     if (delivery.method !== PUSH_METHOD) return;
+    /** When the last round's commit renewed the lease (the next round then needs no statement of its own). */
+    let renewedAt = Number.NEGATIVE_INFINITY;
     while (!this.stopped) {
       const now = clock();
-      if (!(await this.repo.takeLease(id, nodeId, now, now + this.leaseMs))) return;
+      const fresh = now >= renewedAt && now - renewedAt < this.leaseMs / 3;
+      if (!fresh && !(await this.repo.takeLease(id, nodeId, now, now + this.leaseMs))) return;
       const rows = await this.repo.head(id, HEAD_BATCH);
       if (rows.length === 0) {
         await this.repo.releaseLease(id, nodeId);
@@ -999,6 +990,9 @@ export class SsfTransmitter {
           );
           await repo.recordDelivered(id, delivered.length, at);
           await repo.recordLatency(id, latencies, at);
+          // The lease renewed in the same commit: the next round starts without a statement (and a flush) of its own.
+          if (await repo.takeLease(id, nodeId, at, at + this.leaseMs)) renewedAt = at;
+          else lost = true;
           const own = this.streamSubjectKey(id);
           if (delivered.some((r) => r.subjectKey === own)) {
             await repo.markVerified(
@@ -1061,13 +1055,7 @@ export class SsfTransmitter {
     jwt: string,
   ): Promise<string | undefined> {
     try {
-      const target = pushTarget(delivery);
-      const options = { watchdog: this.watchdog, agents: this.agents };
-      // A kept-alive connection the receiver closed meanwhile fails at once: try once more on a new one.
-      const { status, text } = await postSet(target, jwt, options).catch((error: unknown) => {
-        if ((error as { reusedSocket?: boolean }).reusedSocket !== true) throw error;
-        return postSet(target, jwt, options);
-      });
+      const { status, text } = await this.client.post(endpointOf(delivery), jwt);
       if (status === 202) return undefined;
       if (status === 400) {
         const parsed = SetErrorBodySchema.safeParse(safeJson(text));
@@ -1244,121 +1232,14 @@ function safeJson(text: string): unknown {
   }
 }
 
-const MAX_ANSWER_BYTES = 16 * 1024;
+/** A stream's push endpoint, parsed once (not per SET). */
+const endpoints = new WeakMap<object, PushEndpoint>();
 
-/** A push endpoint parsed once (not per SET): the request options every POST to it shares. */
-interface PushTarget {
-  secure: boolean;
-  options: RequestOptions;
-  authorization: string | undefined;
-}
-
-const pushTargets = new WeakMap<object, PushTarget>();
-
-function pushTarget(delivery: { endpoint_url: string; authorization_header?: string | undefined }): PushTarget {
-  let target = pushTargets.get(delivery);
-  if (target === undefined) {
-    const url = new URL(delivery.endpoint_url);
-    target = {
-      secure: url.protocol === 'https:',
-      options: {
-        protocol: url.protocol,
-        hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-        port: url.port === '' ? undefined : Number(url.port),
-        path: `${url.pathname}${url.search}`,
-        method: 'POST',
-      },
-      authorization: delivery.authorization_header,
-    };
-    pushTargets.set(delivery, target);
+function endpointOf(delivery: { endpoint_url: string; authorization_header?: string | undefined }): PushEndpoint {
+  let endpoint = endpoints.get(delivery);
+  if (endpoint === undefined) {
+    endpoint = pushEndpoint(delivery.endpoint_url, delivery.authorization_header);
+    endpoints.set(delivery, endpoint);
   }
-  return target;
-}
-
-/**
- * The push timeout without a timer per push: one interval, running while pushes are in flight, ends every
- * push older than `timeoutMs` (so a push ends between `timeoutMs` and `timeoutMs` + one check period after
- * it started, however the receiver trickles its answer).
- */
-class PushWatchdog {
-  private readonly deadlines = new Map<ClientRequest, number>();
-  private timer: NodeJS.Timeout | undefined;
-  constructor(readonly timeoutMs: number) {}
-
-  add(req: ClientRequest): void {
-    this.deadlines.set(req, performance.now() + this.timeoutMs);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.check(), Math.min(1000, Math.max(25, this.timeoutMs / 4)));
-      this.timer.unref();
-    }
-  }
-
-  delete(req: ClientRequest): void {
-    this.deadlines.delete(req);
-  }
-
-  private check(): void {
-    const now = performance.now();
-    for (const [req, deadline] of this.deadlines) {
-      if (deadline > now) continue;
-      this.deadlines.delete(req);
-      req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
-    }
-    // Stopped when idle (lazily: not per push), started again by the next push.
-    if (this.deadlines.size === 0) this.stop();
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-}
-
-/** One RFC 8935 POST over node:http(s) with a keep-alive agent: the status and (at most 16 KiB of) the answer. */
-function postSet(
-  target: PushTarget,
-  body: string,
-  options: { watchdog: PushWatchdog; agents: { http: HttpAgent; https: HttpsAgent } },
-): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const headers: OutgoingHttpHeaders = {
-      'content-type': SET_CONTENT_TYPE,
-      'content-length': Buffer.byteLength(body),
-      accept: 'application/json',
-    };
-    if (target.authorization !== undefined) headers.authorization = target.authorization;
-    const { watchdog } = options;
-    const req = (target.secure ? httpsRequest : httpRequest)(
-      { ...target.options, agent: target.secure ? options.agents.https : options.agents.http, headers },
-      (res) => {
-        let chunks: Buffer[] | undefined;
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size <= MAX_ANSWER_BYTES) (chunks ??= []).push(chunk);
-        });
-        res.on('end', () => {
-          watchdog.delete(req);
-          resolve({
-            status: res.statusCode ?? 0,
-            text: chunks === undefined ? '' : Buffer.concat(chunks).toString('utf8'),
-          });
-        });
-        res.on('error', (error) => {
-          watchdog.delete(req);
-          reject(error);
-        });
-        res.on('close', () => {
-          watchdog.delete(req);
-          if (!res.complete) reject(new Error('the receiver closed the connection before the end of its answer'));
-        });
-      },
-    );
-    req.on('error', (error) => {
-      watchdog.delete(req);
-      reject(Object.assign(error, { reusedSocket: req.reusedSocket }));
-    });
-    watchdog.add(req);
-    req.end(body);
-  });
+  return endpoint;
 }
