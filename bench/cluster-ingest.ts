@@ -264,7 +264,9 @@ async function main(): Promise<void> {
   // (a) over the wire.
   const results: WireResult[] = [];
   if (!args['skip-wire']) {
-    const node = await CliNode.start();
+    const node = await CliNode.start({
+      nodeFlags: process.env.BENCH_BACKEND_NODE_FLAGS?.split(' ').filter(Boolean) ?? [],
+    });
     try {
       results.push(
         await wire('SQLite, 1 process', 'sqlite', 'npm run backend -- --data-dir D', node, undefined, undefined),
