@@ -471,10 +471,21 @@ describe('eventCanonicalJson', () => {
       { ...base, extra: { b: 1, a: 2 } },
       { ...base, seq: '7' },
       Object.assign(Object.create({ id: 'inherited' }) as object, { ...base, id: undefined }),
+      // Flat members take a path of their own: undefined dropped, keys sorted by code unit and escaped,
+      // "__proto__" as a member, nested or non-plain values, non-string reasons.
+      { ...base, detail: { b: undefined, é: 1, Z: 2, a: '\u0000', 'k"q': 3.5e-7 } },
+      { ...base, detail: JSON.parse('{"__proto__":{"x":1},"a":1}') as unknown },
+      { ...base, detail: JSON.parse('{"__proto__":"p","a":1}') as unknown },
+      { ...base, detail: { nested: { b: 2, a: 1 }, list: [{ d: 1, c: 2 }] } },
+      { ...base, detail: Object.assign(Object.create(null) as object, { b: 1, a: 2 }) },
+      { ...base, detail: { at: new Date(5) } },
+      { ...base, reasons: ['a', 1, null] },
+      { ...base, subject: { operator: 'op_1', console: 'con_1', session: undefined } },
     ];
     for (const value of cases) {
       assert.equal(eventCanonicalJson(value as AssuranceEvent), canonicalJson(value), JSON.stringify(value));
     }
     assert.throws(() => eventCanonicalJson({ ...base, time: Number.NaN }), /non-finite/);
+    assert.throws(() => eventCanonicalJson({ ...base, detail: { n: Number.POSITIVE_INFINITY } }), /non-finite/);
   });
 });

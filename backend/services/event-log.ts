@@ -259,6 +259,50 @@ function canonicalNumber(n: number): string {
 }
 
 /**
+ * canonicalJson of an event's member, byte for byte, without the key-sorting replacer when the value
+ * is flat (an array of strings, or a plain object whose members are strings, finite numbers,
+ * booleans or null): what a subject, the reasons and most details are. Anything else goes to
+ * canonicalJson. Ingest hashes every event, so this is per event (about 2× as fast as the replacer).
+ */
+function flatCanonicalJson(value: unknown): string {
+  if (Array.isArray(value)) {
+    for (const item of value) if (typeof item !== 'string') return canonicalJson(value);
+    return JSON.stringify(value);
+  }
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) {
+    return canonicalJson(value);
+  }
+  const record = value as Record<string, unknown>;
+  let out = '{';
+  for (const key of Object.keys(record).sort()) {
+    const member = record[key];
+    let text: string;
+    switch (typeof member) {
+      case 'string':
+      case 'boolean':
+        text = JSON.stringify(member);
+        break;
+      case 'number':
+        if (!Number.isFinite(member)) return canonicalJson(value); // which refuses it
+        text = JSON.stringify(member);
+        break;
+      case 'undefined':
+        continue; // dropped, as JSON.stringify does
+      case 'object':
+        if (member !== null) return canonicalJson(value);
+        text = 'null';
+        break;
+      case 'bigint':
+      case 'symbol':
+      case 'function':
+        return canonicalJson(value); // which refuses them
+    }
+    out += (out.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + text;
+  }
+  return out + '}';
+}
+
+/**
  * `canonicalJson(event)` for an assurance event, byte for byte, without sorting its ten members at
  * run time: they are written in code-unit order (assurance, detail, id, outcome, prevHash, reasons,
  * seq, subject, time, type), the nested values through `canonicalJson`. Every stored event is
@@ -293,10 +337,10 @@ export function eventCanonicalJson(event: AssuranceEvent): string {
   if (members !== 8 + (assurance === undefined ? 0 : 1) + (detail === undefined ? 0 : 1)) return canonicalJson(event);
   return (
     '{' +
-    (assurance === undefined ? '' : `"assurance":${canonicalJson(assurance)},`) +
-    (detail === undefined ? '' : `"detail":${canonicalJson(detail)},`) +
+    (assurance === undefined ? '' : `"assurance":${flatCanonicalJson(assurance)},`) +
+    (detail === undefined ? '' : `"detail":${flatCanonicalJson(detail)},`) +
     `"id":${JSON.stringify(e.id)},"outcome":${JSON.stringify(e.outcome)},"prevHash":${JSON.stringify(e.prevHash)},` +
-    `"reasons":${canonicalJson(e.reasons)},"seq":${canonicalNumber(e.seq)},"subject":${canonicalJson(e.subject)},` +
+    `"reasons":${flatCanonicalJson(e.reasons)},"seq":${canonicalNumber(e.seq)},"subject":${flatCanonicalJson(e.subject)},` +
     `"time":${canonicalNumber(e.time)},"type":${JSON.stringify(e.type)}}`
   );
 }
