@@ -1,6 +1,7 @@
 import { api, endpoint } from './api.js';
-import { confirmAction } from './confirm.js';
-import { announce, errorBox, fmtTime, h, pill, replace } from './dom.js';
+import { confirmedRevocation, revokeButton } from './confirm.js';
+import { errorBox, fmtTime, h, pill, replace } from './dom.js';
+import { actorName } from './operators-view.js';
 import { pagedTable } from './paged-table.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import type { View } from './view.js';
@@ -80,45 +81,39 @@ export const apiTokensView: View = (main) => {
           { label: 'token', sort: 'label', cell: (t) => t.label },
           { label: 'scope', cell: (t) => t.scope },
           { label: 'state', cell: (t) => pill(t.state, t.state === 'active' ? 'good' : 'bad') },
-          { label: 'issued', sort: 'created', cell: (t) => `${fmtTime(t.createdAt)} by ${t.createdBy}` },
+          {
+            label: 'issued',
+            sort: 'created',
+            cell: (t, names) =>
+              `${fmtTime(t.createdAt)} by ${actorName(t.createdBy, new Map(Object.entries(names.operators)))}`,
+          },
           { label: 'expires', sort: 'expires', cell: (t) => fmtTime(t.expiresAt) },
           { label: 'last used', sort: 'lastUsed', cell: (t) => fmtTime(t.lastUsedAt) },
           { label: 'uses', cell: (t) => t.uses },
           {
             label: '',
-            cell: (t) => {
-              const revoke = h(
-                'button',
-                { type: 'button', class: 'danger', disabled: t.state === 'revoked' },
-                'Revoke',
-              );
-              revoke.addEventListener('click', () => void revokeToken(t));
-              return revoke;
-            },
+            cell: (t) => revokeButton(t.state === 'revoked', `Revoke the token ${t.label}`, () => revokeToken(t)),
           },
         ],
         empty: 'No admin API token yet. Issue one above for each script, with the narrowest scope it needs.',
       }),
     );
   };
-  const revokeToken = async (t: ApiToken) => {
-    try {
-      const ok = await confirmAction({
+  const revokeToken = (t: ApiToken) =>
+    confirmedRevocation({
+      confirmation: {
         title: `Revoke the admin API token "${t.label}"`,
         consequences: [
           'The script using it is refused from its next request, on every node.',
           'Its live streams close. This cannot be undone: issue a new token if the script still needs one.',
         ],
         confirm: 'Revoke token',
-      });
-      if (!ok) return;
-      await api(...endpoint('adminApiTokenRevoke', { id: t.id }), { reason: 'revoked in the admin console' });
-      announce(`Token "${t.label}" revoked`);
-      load();
-    } catch (error) {
-      replace(message, errorBox(error));
-    }
-  };
+      },
+      revoke: () => api(...endpoint('adminApiTokenRevoke', { id: t.id }), { reason: 'revoked in the admin console' }),
+      done: `Token "${t.label}" revoked`,
+      message,
+      then: load,
+    });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void (async () => {

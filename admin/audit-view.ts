@@ -31,7 +31,8 @@ export const auditView: View = (main) => {
     h('option', { value: '' }, 'every type'),
     EVENT_TYPES.map((t) => h('option', { value: t }, t)),
   );
-  const operator = h('input', { id: 'ex-operator', size: 14 });
+  // A name or an id: the export resolves a name to the operator it names.
+  const operator = h('input', { id: 'ex-operator', size: 14, placeholder: 'name or id' });
   const message = h('div', { 'aria-live': 'polite' });
   const form = h(
     'form',

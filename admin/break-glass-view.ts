@@ -1,8 +1,8 @@
 import { api, endpoint } from './api.js';
 import { barChart } from './charts.js';
-import { announce, errorBox, fmtTime, h, pill, replace, table } from './dom.js';
+import { announce, errorBox, fmtTime, h, pill, replace } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
-import type { Names } from './paged-table.js';
+import { hashQuery, pagedTable, type Names } from './paged-table.js';
 import type { View } from './view.js';
 
 /** One break-glass grant as `GET /v1/admin/break-glass` lists it (docs/break-glass.md). */
@@ -27,94 +27,128 @@ const METHOD: Record<string, string> = {
   'admin-code': 'code from IT',
 };
 
-/** Who approved, as a reviewer reads it: "supervisor op_sam" or "admin admin:…". */
-function approver(grant: Grant): string {
-  return grant.approvedBy.startsWith('operator:')
-    ? `supervisor ${grant.approvedBy.slice('operator:'.length)}`
-    : grant.approvedBy;
+/** A person by name (their id in the tooltip), or the id when the name is unknown. */
+function person(id: string, names: Names): HTMLElement {
+  const name = names.operators[id];
+  return h('span', { title: id }, name ?? id);
 }
+
+/** Who approved, as a reviewer reads it: "supervisor Sam Okafor" (a tap) or "IT: Grace Admin" (a code). */
+function approver(grant: Grant, names: Names): (HTMLElement | string)[] {
+  const id = grant.approvedBy.replace(/^operator:/, '');
+  if (grant.approvedBy === 'admin:bootstrap') return ['IT: the bootstrap token'];
+  return [grant.method === 'supervisor-tap' ? 'supervisor ' : 'IT: ', person(id, names)];
+}
+
+const DAY_MS = 86_400_000;
 
 /**
  * Break-glass review (issue 14 item 7): every temporary access given without the operator's key,
- * with who approved it and how, waits here until an admin signs it off with a note; "all" shows the
- * last 30 days, signed off or not. An admin can also issue a one-time code for an operator on a console.
+ * with who approved it and how, waits here until an admin signs it off with a note; "the last 30
+ * days" shows those too, signed off or not. Searched (operator, console or site), filtered and paged
+ * by the admin API; the mode is `?all=true` in the address, the table's place `grants.…`. An admin
+ * can also issue a one-time code for an operator on a console.
  */
 export const breakGlassView: View = (main) => {
-  let all = false;
-  const list = h('div', { id: 'break-glass-list' }, h('p', { class: 'muted' }, 'Loading break-glass grants…'));
+  const all = hashQuery().get('all') === 'true';
+  const list = h('div', { id: 'break-glass-list' });
   const message = h('div', { id: 'break-glass-message' });
   const toggle = h(
     'button',
-    { type: 'button', id: 'break-glass-all', 'aria-pressed': 'false' },
-    'Show the last 30 days',
+    { type: 'button', id: 'break-glass-all', 'aria-pressed': String(all) },
+    all ? 'Show only those waiting for review' : 'Show the last 30 days',
   );
-  toggle.addEventListener('click', () => {
-    all = !all;
-    toggle.setAttribute('aria-pressed', String(all));
-    toggle.textContent = all ? 'Show only those waiting for review' : 'Show the last 30 days';
-    void load();
-  });
+  // A new mode starts on its first page, with no search.
+  toggle.addEventListener('click', () => (location.hash = all ? '#/break-glass' : '#/break-glass?all=true'));
 
-  const load = async () => {
-    try {
-      const { grants } = await api<{ grants: Grant[] }>(...endpoint('adminBreakGlass', {}, all ? { all: 'true' } : {}));
-      // Names, not ids: looked up for the grants shown only (never the whole estate's lists).
-      const { names } = await api<{ names: Names }>(
-        ...endpoint(
-          'adminNames',
-          {},
+  const load = () =>
+    replace(
+      list,
+      pagedTable<Grant>({
+        id: 'grants',
+        scope: 'grants',
+        route: 'adminBreakGlass',
+        listKey: 'grants',
+        caption: all ? 'Break-glass grants of the last 30 days' : 'Break-glass grants waiting for review',
+        fixed: all ? { from: String(Date.now() - 30 * DAY_MS) } : { state: 'awaiting' },
+        searchLabel: 'Search grants',
+        searchPlaceholder: 'operator, console or site',
+        filters: [
           {
-            operators: [...new Set(grants.map((g) => g.operatorId))].slice(0, 200).join(','),
-            consoles: [...new Set(grants.map((g) => g.consoleId))].slice(0, 200).join(','),
+            key: 'method',
+            label: 'How',
+            options: [
+              ['supervisor-tap', METHOD['supervisor-tap'] ?? ''],
+              ['admin-code', METHOD['admin-code'] ?? ''],
+            ],
           },
-        ),
-      );
-      replace(
-        list,
-        table(
-          all ? 'Break-glass grants of the last 30 days' : 'Break-glass grants waiting for review',
-          ['operator', 'console', 'site', 'how', 'approved by', 'reason', 'issued', 'session', 'review'],
-          grants.map((g) => [
-            h(
-              'a',
-              { href: `#/operators/${encodeURIComponent(g.operatorId)}` },
-              names.operators[g.operatorId] ?? g.operatorId,
-              names.operators[g.operatorId] === undefined ? '' : h('span', { class: 'muted' }, ` ${g.operatorId}`),
-            ),
-            h(
-              'a',
-              { href: `#/consoles/${encodeURIComponent(g.consoleId)}` },
-              names.consoles[g.consoleId]?.name ?? g.consoleId,
-            ),
-            g.site ?? '—',
-            METHOD[g.method] ?? g.method,
-            approver(g),
-            g.reason,
-            fmtTime(g.issuedAt),
-            g.sessionId === null
-              ? pill('not used', 'warn')
-              : h('span', { title: g.sessionId }, `started ${fmtTime(g.usedAt)}`),
-            g.signedOffAt === null
-              ? signOffForm(g)
-              : pill(`signed off ${fmtTime(g.signedOffAt)} by ${g.signedOffBy ?? '?'}: ${g.signOffNote ?? ''}`, 'good'),
-          ]),
-          all
-            ? 'No break-glass access in the last 30 days.'
-            : 'Nothing to review: every break-glass access has been signed off.',
-        ),
-      );
-    } catch (error) {
-      replace(list, errorBox(error));
-    }
-  };
+          { key: 'operator', label: 'Operator', picker: 'operator' },
+          { key: 'site', label: 'Site', placeholder: 'e.g. Leeds' },
+        ],
+        defaultSort: 'issued',
+        defaultOrder: 'desc',
+        limit: 25,
+        columns: [
+          {
+            label: 'operator',
+            cell: (g, names) =>
+              h(
+                'a',
+                { href: `#/operators/${encodeURIComponent(g.operatorId)}`, title: g.operatorId },
+                names.operators[g.operatorId] ?? g.operatorId,
+              ),
+          },
+          {
+            label: 'console',
+            cell: (g, names) => {
+              const c = names.consoles[g.consoleId];
+              return h(
+                'a',
+                { href: `#/consoles/${encodeURIComponent(g.consoleId)}`, title: g.consoleId },
+                c?.name ?? g.consoleId,
+              );
+            },
+          },
+          { label: 'site', cell: (g) => g.site ?? '—' },
+          { label: 'how', cell: (g) => METHOD[g.method] ?? g.method },
+          { label: 'approved by', cell: (g, names) => approver(g, names) },
+          { label: 'reason', cell: (g) => g.reason },
+          { label: 'issued', sort: 'issued', cell: (g) => fmtTime(g.issuedAt) },
+          {
+            label: 'session',
+            cell: (g) =>
+              g.sessionId === null
+                ? pill('not used', 'warn')
+                : h('span', { title: g.sessionId }, `started ${fmtTime(g.usedAt)}`),
+          },
+          {
+            label: 'review',
+            cell: (g, names) =>
+              g.signedOffAt === null
+                ? signOffForm(g, names.operators[g.operatorId] ?? g.operatorId)
+                : pill(
+                    `signed off ${fmtTime(g.signedOffAt)} by ${
+                      g.signedOffBy === null || g.signedOffBy === undefined
+                        ? '?'
+                        : (names.operators[g.signedOffBy.replace(/^operator:/, '')] ?? g.signedOffBy)
+                    }: ${g.signOffNote ?? ''}`,
+                    'good',
+                  ),
+          },
+        ],
+        empty: all
+          ? 'No break-glass access in the last 30 days.'
+          : 'Nothing to review: every break-glass access has been signed off.',
+      }),
+    );
 
-  const signOffForm = (g: Grant) => {
+  const signOffForm = (g: Grant, operatorName: string) => {
     const note = h('input', {
       id: `sign-off-note-${g.id}`,
       maxlength: 500,
       required: true,
       placeholder: 'what you checked',
-      'aria-label': `Review note for ${g.operatorId}`,
+      'aria-label': `Review note for ${operatorName}`,
     });
     const form = h(
       'form',
@@ -133,8 +167,8 @@ export const breakGlassView: View = (main) => {
         try {
           await api(...endpoint('adminBreakGlassSignOff', { id: g.id }), { note: note.value.trim() });
           replace(message);
-          announce(`Break-glass access of ${g.operatorId} signed off`);
-          await load();
+          announce(`Break-glass access of ${operatorName} signed off`);
+          load();
         } catch (error) {
           replace(message, errorBox(error));
         }
@@ -178,7 +212,7 @@ export const breakGlassView: View = (main) => {
               'Read it to the operator at that console: they choose “Forgot your key?” and enter it with their operator ID. It works once, on that console only.',
           }),
         );
-        await load();
+        load();
       } catch (error) {
         replace(message, errorBox(error));
       }
@@ -203,47 +237,68 @@ export const breakGlassView: View = (main) => {
     ),
     h('section', { class: 'card' }, h('h2', {}, 'Issue a temporary access code'), issue),
   );
-  void load();
+  load();
 };
 
+/** At most this many break-glass sessions are counted for the pictures (the newest of the 30 days). */
+const PICTURE_GRANTS = 1000;
+
 /**
- * For the pictures page: break-glass sessions of the last 30 days per operator and per site (the
- * policy limits both, per day), each bar leading to the review list.
+ * For the pictures page: break-glass sessions of the last 30 days per operator (by name) and per
+ * site (the policy limits both, per day), each bar leading to those grants in the review list. One
+ * page of the admin API's list (sessions started, newest first), with the names of its operators.
  */
 export function breakGlassPictures(): HTMLElement {
   const box = h('div', { class: 'grid', id: 'break-glass-pictures' }, h('p', { class: 'muted' }, 'Loading…'));
-  void api<{ grants: Grant[] }>(...endpoint('adminBreakGlass', {}, { all: 'true' })).then(
-    ({ grants }) => {
-      const used = grants.filter((g) => g.sessionId !== null);
+  const from = Date.now() - 30 * DAY_MS;
+  void api<{ grants: Grant[]; names: Names; total: number; totalAtLeast: boolean }>(
+    ...endpoint('adminBreakGlass', {}, { used: 'true', from, limit: PICTURE_GRANTS }),
+  ).then(
+    ({ grants, names, total }) => {
       const count = (key: (g: Grant) => string) => {
         const counts = new Map<string, number>();
-        for (const g of used) counts.set(key(g), (counts.get(key(g)) ?? 0) + 1);
+        for (const g of grants) counts.set(key(g), (counts.get(key(g)) ?? 0) + 1);
         return [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 20);
       };
-      const chart = (id: string, what: string, rows: [string, number][]) =>
+      const partly = total > grants.length ? ` (the newest ${grants.length.toLocaleString('en-GB')})` : '';
+      const chart = (
+        id: string,
+        what: string,
+        rows: [string, number][],
+        label: (key: string) => string,
+        link: (key: string) => string,
+      ) =>
         barChart({
           id,
-          title: `Break-glass sessions per ${what} (last 30 days)`,
+          title: `Break-glass sessions per ${what} (last 30 days)${partly}`,
           summary:
             rows.length === 0
               ? 'No break-glass session in the last 30 days.'
-              : `Break-glass sessions per ${what}: ${rows.map(([k, n]) => `${k} ${n}`).join('; ')}.`,
-          categories: rows.map(([k]) => k),
+              : `Break-glass sessions per ${what}: ${rows.map(([k, n]) => `${label(k)} ${n}`).join('; ')}.`,
+          categories: rows.map(([k]) => label(k)),
           series: [{ label: 'break-glass sessions', className: 'bar-warn', values: rows.map(([, n]) => n) }],
-          link: () => '#/break-glass',
+          link: (_, i) => link(rows[i]?.[0] ?? ''),
           empty: 'No break-glass session in the last 30 days.',
         });
+      // A bar leads to the grants it counts: the review list of the last 30 days, filtered.
+      const review = (key: string, value: string) =>
+        `#/break-glass?all=true&grants.${key}=${encodeURIComponent(value)}`;
       replace(
         box,
         chart(
           'chart-break-glass-operators',
           'operator',
           count((g) => g.operatorId),
+          // By name; the id only when the operator has none (deleted since).
+          (id) => names.operators[id] ?? id,
+          (id) => review('operator', id),
         ),
         chart(
           'chart-break-glass-sites',
           'site',
           count((g) => g.site ?? '(no site)'),
+          (site) => site,
+          (site) => (site === '(no site)' ? '#/break-glass?all=true' : review('site', site)),
         ),
       );
     },

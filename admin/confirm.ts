@@ -1,4 +1,4 @@
-import { h } from './dom.js';
+import { announce, errorBox, h, replace } from './dom.js';
 
 export interface Confirmation {
   /** The dialog's title: the action itself ("Revoke operator Ada Teller everywhere"). */
@@ -60,4 +60,38 @@ export function confirmAction(c: Confirmation): Promise<boolean> {
 /** "1 console" / "3 consoles". */
 export function count(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
+}
+
+/** A revocation the admin confirms first: what the three revoke buttons of the tokens, services and receivers pages do. */
+export interface ConfirmedRevocation {
+  confirmation: Confirmation;
+  /** The request that revokes. */
+  revoke: () => Promise<unknown>;
+  /** Said to screen readers (and shown in `message` when `show`) once it is done. */
+  done: string;
+  show?: boolean;
+  /** Where an error (or, with `show`, the outcome) is shown. */
+  message: HTMLElement;
+  /** Reloads what the revocation changed. */
+  then: () => unknown;
+}
+
+/** Asks (naming what ends), revokes, says so and reloads; an error is shown in `message`, nothing else changes. */
+export async function confirmedRevocation(r: ConfirmedRevocation): Promise<void> {
+  try {
+    if (!(await confirmAction(r.confirmation))) return;
+    await r.revoke();
+    if (r.show === true) replace(r.message, h('div', { class: 'ok', role: 'status' }, r.done));
+    announce(r.done);
+    await r.then();
+  } catch (error) {
+    replace(r.message, errorBox(error));
+  }
+}
+
+/** A table row's Revoke button (disabled once revoked), named for screen readers by what it revokes. */
+export function revokeButton(revoked: boolean, what: string, onClick: () => unknown): HTMLButtonElement {
+  const button = h('button', { type: 'button', class: 'danger', disabled: revoked, 'aria-label': what }, 'Revoke');
+  button.addEventListener('click', () => void onClick());
+  return button;
 }

@@ -1,6 +1,8 @@
 import { api, endpoint } from './api.js';
 import { barChart } from './charts.js';
-import { confirmAction } from './confirm.js';
+import { confirmAction, confirmedRevocation, revokeButton } from './confirm.js';
+import { actorName } from './operators-view.js';
+import { pagedTable } from './paged-table.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import type { View } from './view.js';
@@ -31,6 +33,8 @@ interface SiemSink {
 interface StreamOut {
   id: string;
   receiverId: string;
+  /** Whose stream it is (the paged list names each stream's receiver). */
+  receiverName?: string | null;
   audience: string | string[];
   method: 'push' | 'poll';
   endpointUrl: string;
@@ -73,6 +77,7 @@ interface SourceIn {
   id: string;
   name: string;
   issuer: string;
+  createdAt: number;
   disabledAt: number | null;
   accepted: number;
   lastSetAt: number | null;
@@ -191,134 +196,160 @@ function streamsSection(): HTMLElement {
   const title = 'Shared Signals streams out';
   // The outcome of the last Verify, kept across reloads of the table.
   const result = h('p', { class: 'verify-result', role: 'status', 'aria-live': 'polite' });
-  const load = async (box: HTMLElement): Promise<void> => {
-    const [{ streams }, { receivers }] = await Promise.all([
-      api<{ streams: StreamOut[] }>(...endpoint('adminSsfStreams')),
-      api<{ receivers: { id: string; name: string }[] }>(...endpoint('adminSsfReceivers')),
-    ]);
-    const names = new Map(receivers.map((r) => [r.id, r.name]));
-    const receiverName = (s: StreamOut) => names.get(s.receiverId) ?? s.receiverId;
-    const setStatus = async (stream: StreamOut, status: 'enabled' | 'paused') => {
-      const audience = receiverName(stream);
-      const ok = await confirmAction({
-        title: status === 'paused' ? `Pause the stream to ${audience}` : `Resume the stream to ${audience}`,
-        consequences:
-          status === 'paused'
-            ? ['Events keep queueing for this receiver but are not sent until it is resumed.']
-            : [`${stream.backlog} queued event(s) are sent, in order.`],
-        confirm: status === 'paused' ? 'Pause stream' : 'Resume stream',
-        tone: 'primary',
-      });
-      if (!ok) return;
-      await api(...endpoint('adminSsfStreamStatus', { id: stream.id }), { status });
-      announce(`Stream ${status === 'paused' ? 'paused' : 'resumed'}`);
-      await load(box);
-    };
-    /** Sends a verification event, then shows what became of it: accepted (and how fast) or not yet, and why. */
-    const verify = async (stream: StreamOut, result: HTMLElement) => {
-      const receiver = receiverName(stream);
-      result.textContent = `Sending a verification event to ${receiver}…`;
-      const sent = await api<{ jti: string }>(...endpoint('adminSsfStreamVerify', { id: stream.id }), {});
-      const deadline = Date.now() + VERIFY_WAIT_MS;
-      for (;;) {
-        const { streams: now } = await api<{ streams: StreamOut[] }>(...endpoint('adminSsfStreams'));
-        const current = now.find((s) => s.id === stream.id);
-        const v = current?.verification;
-        if (v?.jti === sent.jti && v.acceptedAt !== null) {
-          result.textContent = `Verified: ${receiver} accepted the verification event in ${fmtMs(v.tookMs)}.`;
-          result.className = 'verify-result good';
-          announce(result.textContent);
-          await load(box);
-          return;
-        }
-        // The receiver refused this very SET (its last error names the jti), or it is taking too long.
-        const refused = current?.lastError?.startsWith(`${sent.jti}:`) === true;
-        if (refused || Date.now() > deadline || current === undefined) {
-          const why = refused
-            ? ` The receiver answered: ${(current?.lastError ?? '').slice(sent.jti.length + 2)}.`
-            : current?.lastError === null || current === undefined
-              ? ''
-              : ` Last error: ${current.lastError}.`;
-          result.textContent = `Not verified: ${receiver} has not accepted the verification event.${why} It stays queued and is sent again until the receiver takes it.`;
-          result.className = 'verify-result bad';
-          announce(result.textContent);
-          return;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
-    };
-    replace(
-      box,
-      h('h2', {}, title),
-      table(
-        'Shared Signals streams out',
-        [
-          'receiver',
-          'delivery',
-          'status',
-          'queued',
-          'oldest queued',
-          'delivered',
-          'last delivery',
-          'latency p50 / p99 (1 h)',
-          'last error',
-          'verification',
-          '',
-        ],
-        streams.map((s) => {
-          const action =
-            s.status === 'enabled'
-              ? h('button', { type: 'button', class: 'pause-stream' }, 'Pause')
-              : s.status === 'paused'
-                ? h('button', { type: 'button', class: 'resume-stream' }, 'Resume')
-                : null;
-          action?.addEventListener('click', () => {
-            void setStatus(s, s.status === 'enabled' ? 'paused' : 'enabled').catch((error: unknown) =>
-              box.append(errorBox(error)),
-            );
-          });
-          const verifyButton =
-            s.status === 'disabled' ? null : h('button', { type: 'button', class: 'verify-stream' }, 'Verify');
-          verifyButton?.addEventListener('click', () => {
-            verifyButton.disabled = true;
-            void verify(s, result)
-              .catch((error: unknown) => box.append(errorBox(error)))
-              .finally(() => (verifyButton.disabled = false));
-          });
-          return [
-            receiverName(s),
-            s.method === 'push' ? `push to ${hostOf(s.endpointUrl)}` : 'poll',
-            h('span', {}, pill(s.status, STATUS_TONE[s.status]), s.statusReason === null ? '' : ` ${s.statusReason}`),
-            String(s.backlog),
-            s.backlog === 0 ? '—' : `${Math.round(s.lagMs / 1000)} s`,
-            String(s.deliveredCount),
-            s.lastDeliveredAt === null ? 'never' : fmtAgo(s.lastDeliveredAt),
-            s.method === 'poll'
-              ? 'receiver polls'
-              : s.latency.count === 0
-                ? '—'
-                : `${fmtMs(s.latency.p50Ms)} / ${fmtMs(s.latency.p99Ms)}`,
-            s.lastError ?? '—',
-            verificationText(s.verification, s.lastError),
-            h('span', { class: 'actions' }, action, verifyButton),
-          ];
-        }),
-        'No receiver has created a stream yet (docs/shared-signals.md).',
-      ),
-      result,
-      // Push streams only: a poll stream's latency is the receiver's polling rhythm, not Baton's delivery.
-      streams
-        .filter((s) => s.status !== 'disabled' && s.method === 'push')
-        .map((s) => latencyPicture(s, receiverName(s))),
+  const problems = h('div', { id: 'ssf-streams-message' });
+  const pictures = h('div', { id: 'ssf-stream-pictures' });
+  const box = h('section', { id: 'ssf-streams' }, h('h2', {}, title));
+  const receiverName = (s: StreamOut) => s.receiverName ?? s.receiverId;
+  /** One stream as it is now (searched by its id: one row, never the whole list). */
+  const current = async (id: string): Promise<StreamOut | undefined> =>
+    (await api<{ streams: StreamOut[] }>(...endpoint('adminSsfStreams', {}, { q: id, limit: 1 }))).streams.find(
+      (s) => s.id === id,
     );
+  const setStatus = async (stream: StreamOut, status: 'enabled' | 'paused') => {
+    const audience = receiverName(stream);
+    const ok = await confirmAction({
+      title: status === 'paused' ? `Pause the stream to ${audience}` : `Resume the stream to ${audience}`,
+      consequences:
+        status === 'paused'
+          ? ['Events keep queueing for this receiver but are not sent until it is resumed.']
+          : [`${stream.backlog} queued event(s) are sent, in order.`],
+      confirm: status === 'paused' ? 'Pause stream' : 'Resume stream',
+      tone: 'primary',
+    });
+    if (!ok) return;
+    await api(...endpoint('adminSsfStreamStatus', { id: stream.id }), { status });
+    announce(`Stream ${status === 'paused' ? 'paused' : 'resumed'}`);
+    load();
   };
-  return section(title, 'ssf-streams', load);
+  /** Sends a verification event, then shows what became of it: accepted (and how fast) or not yet, and why. */
+  const verify = async (stream: StreamOut) => {
+    const receiver = receiverName(stream);
+    result.textContent = `Sending a verification event to ${receiver}…`;
+    const sent = await api<{ jti: string }>(...endpoint('adminSsfStreamVerify', { id: stream.id }), {});
+    const deadline = Date.now() + VERIFY_WAIT_MS;
+    for (;;) {
+      const now = await current(stream.id);
+      const v = now?.verification;
+      if (v?.jti === sent.jti && v.acceptedAt !== null) {
+        result.textContent = `Verified: ${receiver} accepted the verification event in ${fmtMs(v.tookMs)}.`;
+        result.className = 'verify-result good';
+        announce(result.textContent);
+        load();
+        return;
+      }
+      // The receiver refused this very SET (its last error names the jti), or it is taking too long.
+      const refused = now?.lastError?.startsWith(`${sent.jti}:`) === true;
+      if (refused || Date.now() > deadline || now === undefined) {
+        const why = refused
+          ? ` The receiver answered: ${(now?.lastError ?? '').slice(sent.jti.length + 2)}.`
+          : now?.lastError === null || now === undefined
+            ? ''
+            : ` Last error: ${now.lastError}.`;
+        result.textContent = `Not verified: ${receiver} has not accepted the verification event.${why} It stays queued and is sent again until the receiver takes it.`;
+        result.className = 'verify-result bad';
+        announce(result.textContent);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  };
+  const actions = (s: StreamOut) => {
+    const action =
+      s.status === 'enabled'
+        ? h('button', { type: 'button', class: 'pause-stream' }, 'Pause')
+        : s.status === 'paused'
+          ? h('button', { type: 'button', class: 'resume-stream' }, 'Resume')
+          : null;
+    action?.addEventListener('click', () => {
+      void setStatus(s, s.status === 'enabled' ? 'paused' : 'enabled').catch((error: unknown) =>
+        replace(problems, errorBox(error)),
+      );
+    });
+    const verifyButton =
+      s.status === 'disabled' ? null : h('button', { type: 'button', class: 'verify-stream' }, 'Verify');
+    verifyButton?.addEventListener('click', () => {
+      verifyButton.disabled = true;
+      void verify(s)
+        .catch((error: unknown) => replace(problems, errorBox(error)))
+        .finally(() => (verifyButton.disabled = false));
+    });
+    return h('span', { class: 'actions' }, action, verifyButton);
+  };
+  const tableBox = h('div', {});
+  // Searched (the receiver's name, or the stream's id), filtered by status and paged by the admin API;
+  // its place is kept in the address under `streams.` (the page has more than one table).
+  const load = () =>
+    replace(
+      tableBox,
+      pagedTable<StreamOut>({
+        id: 'streams',
+        scope: 'streams',
+        route: 'adminSsfStreams',
+        listKey: 'streams',
+        caption: 'Shared Signals streams out',
+        searchLabel: 'Search streams',
+        searchPlaceholder: 'receiver name, or stream id',
+        filters: [
+          {
+            key: 'status',
+            label: 'Status',
+            options: [
+              ['enabled', 'enabled'],
+              ['paused', 'paused'],
+              ['disabled', 'disabled'],
+            ],
+          },
+        ],
+        // Oldest first, as the streams were created (the order the page always had).
+        defaultSort: 'created',
+        defaultOrder: 'asc',
+        limit: 10,
+        columns: [
+          { label: 'receiver', cell: (s) => h('span', { title: s.id }, receiverName(s)) },
+          { label: 'delivery', cell: (s) => (s.method === 'push' ? `push to ${hostOf(s.endpointUrl)}` : 'poll') },
+          {
+            label: 'status',
+            sort: 'status',
+            cell: (s) =>
+              h('span', {}, pill(s.status, STATUS_TONE[s.status]), s.statusReason === null ? '' : ` ${s.statusReason}`),
+          },
+          { label: 'queued', cell: (s) => String(s.backlog) },
+          { label: 'oldest queued', cell: (s) => (s.backlog === 0 ? '—' : `${Math.round(s.lagMs / 1000)} s`) },
+          { label: 'delivered', cell: (s) => String(s.deliveredCount) },
+          { label: 'last delivery', cell: (s) => (s.lastDeliveredAt === null ? 'never' : fmtAgo(s.lastDeliveredAt)) },
+          {
+            label: 'latency p50 / p99 (1 h)',
+            cell: (s) =>
+              s.method === 'poll'
+                ? 'receiver polls'
+                : s.latency.count === 0
+                  ? '—'
+                  : `${fmtMs(s.latency.p50Ms)} / ${fmtMs(s.latency.p99Ms)}`,
+          },
+          { label: 'last error', cell: (s) => s.lastError ?? '—' },
+          { label: 'verification', cell: (s) => verificationText(s.verification, s.lastError) },
+          { label: '', cell: actions },
+        ],
+        empty: 'No receiver has created a stream yet (docs/shared-signals.md).',
+        // Push streams of this page only: a poll stream's latency is the receiver's polling rhythm, not Baton's delivery.
+        onPage: (streams) =>
+          replace(
+            pictures,
+            streams
+              .filter((s) => s.status !== 'disabled' && s.method === 'push')
+              .map((s) => latencyPicture(s, receiverName(s))),
+          ),
+      }),
+    );
+  box.append(tableBox, problems, result, pictures);
+  load();
+  return box;
 }
 
-/** Who issued a receiver token, in words ("the bootstrap token", an admin's id). */
-function issuer(actor: string): string {
-  if (actor === 'admin:bootstrap') return 'the bootstrap token';
-  return actor.replace(/^(operator|api-token):/, '');
+/** Who issued a receiver token, in words ("the bootstrap token", an admin's name, a script's token). */
+function issuer(actor: string, people: ReadonlyMap<string, string>): string {
+  if (actor.startsWith('api-token:')) return `the API token ${actor.slice('api-token:'.length)}`;
+  return actorName(actor, people);
 }
 
 /**
@@ -369,9 +400,18 @@ function receiversSection(): HTMLElement {
   const load = async () => {
     const [{ receivers }, { streams }] = await Promise.all([
       api<{ receivers: Receiver[] }>(...endpoint('adminSsfReceivers')),
-      api<{ streams: { receiverId: string; status: string }[] }>(...endpoint('adminSsfStreams')),
+      // At most 10 streams per receiver, and receivers are issued one by one by people: one page of 1,000 holds them.
+      api<{ streams: { receiverId: string; status: string }[] }>(...endpoint('adminSsfStreams', {}, { limit: 1000 })),
     ]);
     const streamsOf = (id: string) => streams.filter((s) => s.receiverId === id && s.status !== 'disabled').length;
+    // Who issued each token, by name (the ids on this list only).
+    const issuers = receivers.flatMap((r) =>
+      r.createdBy.startsWith('operator:') ? [r.createdBy.slice('operator:'.length)] : [],
+    );
+    const { names } = await api<{ names: { operators: Record<string, string> } }>(
+      ...endpoint('adminNames', {}, { operators: [...new Set(issuers)].slice(0, 200).join(',') }),
+    );
+    const people = new Map(Object.entries(names.operators));
     replace(
       list,
       table(
@@ -380,23 +420,15 @@ function receiversSection(): HTMLElement {
         [...receivers]
           .sort((a, b) => b.createdAt - a.createdAt)
           .map((r) => {
-            const revoke = h(
-              'button',
-              {
-                type: 'button',
-                class: 'danger',
-                disabled: r.revokedAt !== null,
-                'aria-label': `Revoke the receiver token of ${r.name}`,
-              },
-              'Revoke',
+            const revoke = revokeButton(r.revokedAt !== null, `Revoke the receiver token of ${r.name}`, () =>
+              revokeReceiver(r, streamsOf(r.id)),
             );
-            revoke.addEventListener('click', () => void revokeReceiver(r, streamsOf(r.id)));
             return [
               r.name,
               r.scopes.join(', '),
               h('span', { class: 'mono' }, r.audience),
               r.revokedAt === null ? pill('active', 'good') : pill(`revoked ${fmtTime(r.revokedAt)}`, 'bad'),
-              `${fmtTime(r.createdAt)} by ${issuer(r.createdBy)}`,
+              `${fmtTime(r.createdAt)} by ${issuer(r.createdBy, people)}`,
               r.lastUsedAt === null ? 'never' : fmtAgo(r.lastUsedAt),
               String(streamsOf(r.id)),
               revoke,
@@ -406,9 +438,9 @@ function receiversSection(): HTMLElement {
       ),
     );
   };
-  const revokeReceiver = async (r: Receiver, streamCount: number) => {
-    try {
-      const ok = await confirmAction({
+  const revokeReceiver = (r: Receiver, streamCount: number) =>
+    confirmedRevocation({
+      confirmation: {
         title: `Revoke the receiver token of ${r.name}`,
         consequences: [
           `${r.name} (audience ${r.audience}) is refused from its next request: it can no longer create, change, read or poll its streams.`,
@@ -418,16 +450,13 @@ function receiversSection(): HTMLElement {
           'This cannot be undone: issue a new token if the receiver still needs one.',
         ],
         confirm: 'Revoke receiver token',
-      });
-      if (!ok) return;
-      await api(...endpoint('adminSsfReceiverRevoke', { id: r.id }), {});
-      replace(message, h('div', { class: 'ok', role: 'status' }, `The receiver token of ${r.name} is revoked.`));
-      announce(`Receiver token of ${r.name} revoked`);
-      await load();
-    } catch (error) {
-      replace(message, errorBox(error));
-    }
-  };
+      },
+      revoke: () => api(...endpoint('adminSsfReceiverRevoke', { id: r.id }), {}),
+      done: `The receiver token of ${r.name} is revoked.`,
+      show: true,
+      message,
+      then: load,
+    });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void (async () => {
@@ -481,27 +510,52 @@ function receiversSection(): HTMLElement {
 
 function sourcesSection(): HTMLElement {
   const title = 'Shared Signals sources in';
-  return section(title, 'ssf-sources', async (box) => {
-    const { transmitters } = await api<{ transmitters: SourceIn[] }>(...endpoint('adminSsfTransmitters'));
-    replace(
-      box,
-      h('h2', {}, title),
-      table(
-        'Shared Signals sources in',
-        ['source', 'issuer', 'state', 'accepted', 'last SET', 'last action', 'rejections by reason'],
-        transmitters.map((t) => [
-          t.name,
-          t.issuer,
-          t.disabledAt === null ? pill('accepting', 'good') : pill('disabled', 'bad'),
-          String(t.accepted),
-          t.lastSetAt === null ? 'never' : fmtAgo(t.lastSetAt),
-          t.lastAction ?? '—',
-          t.rejections.length === 0 ? 'none' : t.rejections.map((r) => `${r.code}: ${r.count}`).join(', '),
-        ]),
-        'No upstream transmitter is registered.',
-      ),
-    );
-  });
+  // Searched (name or issuer), filtered and paged by the admin API; its place is kept under `sources.`.
+  return h(
+    'section',
+    { id: 'ssf-sources' },
+    h('h2', {}, title),
+    pagedTable<SourceIn>({
+      id: 'sources',
+      scope: 'sources',
+      route: 'adminSsfTransmitters',
+      listKey: 'transmitters',
+      caption: 'Shared Signals sources in',
+      searchLabel: 'Search sources',
+      searchPlaceholder: 'name or issuer',
+      filters: [
+        {
+          key: 'state',
+          label: 'State',
+          options: [
+            ['enabled', 'accepting'],
+            ['disabled', 'disabled'],
+          ],
+        },
+      ],
+      defaultSort: 'name',
+      defaultOrder: 'asc',
+      limit: 10,
+      columns: [
+        { label: 'source', sort: 'name', cell: (t) => t.name },
+        { label: 'issuer', cell: (t) => t.issuer },
+        {
+          label: 'state',
+          cell: (t) => (t.disabledAt === null ? pill('accepting', 'good') : pill('disabled', 'bad')),
+        },
+        { label: 'accepted', cell: (t) => String(t.accepted) },
+        { label: 'last SET', cell: (t) => (t.lastSetAt === null ? 'never' : fmtAgo(t.lastSetAt)) },
+        { label: 'last action', cell: (t) => t.lastAction ?? '—' },
+        {
+          label: 'rejections by reason',
+          cell: (t) =>
+            t.rejections.length === 0 ? 'none' : t.rejections.map((r) => `${r.code}: ${r.count}`).join(', '),
+        },
+        { label: 'registered', sort: 'created', cell: (t) => fmtTime(t.createdAt) },
+      ],
+      empty: 'No upstream transmitter is registered.',
+    }),
+  );
 }
 
 function directoriesSection(): HTMLElement {

@@ -2,7 +2,7 @@ import type { ConsoleView, OperatorView } from '../shared/admin-views.js';
 import type { AuthenticatorModelView } from '../shared/authenticator-metadata.js';
 import { api, endpoint } from './api.js';
 import { authenticatorMetadataCard, modelCell } from './authenticator-metadata-card.js';
-import { confirmAction, count } from './confirm.js';
+import { confirmAction, confirmedRevocation, count, revokeButton } from './confirm.js';
 import { announce, errorBox, fmtAgo, fmtTime, h, pill, replace, table } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import { operatorImportCard } from './operator-import.js';
@@ -85,9 +85,14 @@ function credentialState(c: Credential): HTMLElement {
   return pill('active', 'good');
 }
 
-/** On the operators page: every passkey suspended as a possible copy, each linked to its operator. */
-function suspendedList(credentials: SuspendedCredential[]): HTMLElement | null {
-  if (credentials.length === 0) return null;
+/**
+ * On the operators page: the passkeys suspended as possible copies, each linked to its operator,
+ * searched and paged by the admin API (its place kept under `suspended.` in the address). Shown
+ * only while there is one.
+ */
+async function suspendedList(): Promise<HTMLElement | null> {
+  const { total } = await api<{ total: number }>(...endpoint('adminCredentialsSuspended', {}, { limit: 1 }));
+  if (total === 0) return null;
   return h(
     'section',
     { class: 'card', role: 'alert', id: 'suspended-passkeys-all', 'aria-labelledby': 'h-suspended' },
@@ -98,16 +103,38 @@ function suspendedList(credentials: SuspendedCredential[]): HTMLElement | null {
       'Their signature counter went backwards: someone may hold a copy of the key. Review each with its operator, ',
       'then reinstate or revoke it on the operator’s page.',
     ),
-    table(
-      'Suspended passkeys',
-      ['operator', 'credential', 'suspended'],
-      credentials.map((c) => [
-        h('a', { href: `#/operators/${encodeURIComponent(c.operatorId)}` }, c.operatorName),
-        h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}…`),
-        fmtTime(c.suspendedAt ?? 0),
-      ]),
-      '',
-    ),
+    pagedTable<SuspendedCredential>({
+      id: 'suspended',
+      scope: 'suspended',
+      route: 'adminCredentialsSuspended',
+      listKey: 'credentials',
+      caption: 'Suspended passkeys',
+      searchLabel: 'Search suspended passkeys',
+      searchPlaceholder: 'operator name, or passkey id',
+      defaultSort: 'suspended',
+      defaultOrder: 'desc',
+      limit: 10,
+      columns: [
+        {
+          label: 'operator',
+          cell: (c) => h('a', { href: `#/operators/${encodeURIComponent(c.operatorId)}` }, c.operatorName),
+        },
+        { label: 'credential', cell: (c) => h('span', { class: 'mono', title: c.id }, `${c.id.slice(0, 12)}…`) },
+        {
+          label: 'registered on',
+          cell: (c, names) =>
+            consoleName(
+              (() => {
+                const known = names.consoles[c.registeredOnConsole];
+                return known === undefined ? undefined : { id: c.registeredOnConsole, ...known };
+              })(),
+              c.registeredOnConsole,
+            ),
+        },
+        { label: 'suspended', sort: 'suspended', cell: (c) => fmtTime(c.suspendedAt ?? 0) },
+      ],
+      empty: 'No passkey is suspended.',
+    }),
   );
 }
 
@@ -172,10 +199,7 @@ export const operatorsView: View = (main, id) => {
   const suspended = h('div');
   const load = async () => {
     try {
-      const { credentials } = await api<{ credentials: SuspendedCredential[] }>(
-        ...endpoint('adminCredentialsSuspended'),
-      );
-      replace(suspended, suspendedList(credentials));
+      replace(suspended, await suspendedList());
       // Search, filters, sort and pages are the admin API's (cursor paging): tens of thousands of operators.
       replace(
         list,
@@ -279,18 +303,17 @@ function operatorDetail(main: HTMLElement, id: string): void {
   const load = async () => {
     try {
       // Names come with the answers, looked up by the ids this page shows: never the whole estate's lists.
-      const [{ operator, credentials, sessions, names }, { codes, names: issuers }] = await Promise.all([
+      // The codes table is paged by the admin API; the revocation's confirmation needs only how many are usable.
+      const [{ operator, credentials, sessions, names }, { total: usableCodes }] = await Promise.all([
         api<{ operator: Operator; credentials: Credential[]; sessions: Session[]; names?: Names }>(
           ...endpoint('adminOperator', { id }),
         ),
-        api<{ codes: Code[]; names?: Names }>(...endpoint('adminEnrolmentCodes', { id })),
+        api<{ total: number }>(...endpoint('adminEnrolmentCodes', { id }, { state: 'usable', limit: 1 })),
       ]);
       const consoles = new Map(
         Object.entries(names?.consoles ?? {}).map(([consoleId, c]) => [consoleId, { id: consoleId, ...c }]),
       );
-      const people = new Map(Object.entries(issuers?.operators ?? {}));
       const activeCredentials = credentials.filter((c) => c.revokedAt === null);
-      const usableCodes = codes.filter((c) => c.state === 'usable');
       const issue = h('button', { type: 'button', id: 'issue-code' }, 'Issue enrolment code');
       issue.addEventListener('click', () => {
         void (async () => {
@@ -315,6 +338,26 @@ function operatorDetail(main: HTMLElement, id: string): void {
           }
         })();
       });
+      // A revoked operator cannot enrol: an unused code of theirs is not usable, whatever it says.
+      const codeState = (c: Code) =>
+        c.state === 'usable' && operator.revokedAt !== null ? 'not usable: operator revoked' : c.state;
+      const revokeCode = (c: Code) =>
+        revokeButton(codeState(c) !== 'usable', `Revoke enrolment code ${c.id}`, () =>
+          confirmedRevocation({
+            confirmation: {
+              title: `Revoke ${operator.displayName}’s enrolment code ${c.id}`,
+              consequences: [
+                `The code issued ${fmtTime(c.issuedAt)} stops working: nobody can register a key with it.`,
+                'No session ends; the operator’s passkeys keep working.',
+              ],
+              confirm: 'Revoke code',
+            },
+            revoke: () => api(...endpoint('adminEnrolmentCodeRevoke', { id, codeId: c.id }), {}),
+            done: 'Enrolment code revoked',
+            message: result,
+            then: load,
+          }),
+        );
       const revokeOperator = h(
         'button',
         { type: 'button', class: 'danger', id: 'revoke-operator', disabled: operator.revokedAt !== null },
@@ -326,7 +369,7 @@ function operatorDetail(main: HTMLElement, id: string): void {
             title: `Revoke operator ${operator.displayName} everywhere`,
             consequences: [
               sessionsEnding(sessions, consoles),
-              `${operator.displayName} can no longer sign in anywhere: ${count(activeCredentials.length, 'passkey')} and ${count(usableCodes.length, 'unused enrolment code')} stop working.`,
+              `${operator.displayName} can no longer sign in anywhere: ${count(activeCredentials.length, 'passkey')} and ${count(operator.revokedAt === null ? usableCodes : 0, 'unused enrolment code')} stop working.`,
               'This cannot be undone; the reason is recorded in the audit trail.',
             ],
             confirm: 'Revoke operator everywhere',
@@ -445,54 +488,43 @@ function operatorDetail(main: HTMLElement, id: string): void {
             { class: 'card', 'aria-labelledby': 'h-codes' },
             h('h2', { id: 'h-codes' }, 'Enrolment codes'),
             h('div', { class: 'row' }, issue),
-            table(
-              'Enrolment codes',
-              ['code id', 'issued', 'by', 'expires', 'state', ''],
-              codes.map((c) => {
-                // A revoked operator cannot enrol: an unused code of theirs is not usable, whatever it says.
-                const state =
-                  c.state === 'usable' && operator.revokedAt !== null ? 'not usable: operator revoked' : c.state;
-                const button = h(
-                  'button',
-                  {
-                    type: 'button',
-                    class: 'danger',
-                    disabled: state !== 'usable',
-                    'aria-label': `Revoke enrolment code ${c.id}`,
-                  },
-                  'Revoke',
-                );
-                button.addEventListener('click', () => {
-                  void (async () => {
-                    try {
-                      const ok = await confirmAction({
-                        title: `Revoke ${operator.displayName}’s enrolment code ${c.id}`,
-                        consequences: [
-                          `The code issued ${fmtTime(c.issuedAt)} stops working: nobody can register a key with it.`,
-                          'No session ends; the operator’s passkeys keep working.',
-                        ],
-                        confirm: 'Revoke code',
-                      });
-                      if (!ok) return;
-                      await api(...endpoint('adminEnrolmentCodeRevoke', { id, codeId: c.id }), {});
-                      announce('Enrolment code revoked');
-                      await load();
-                    } catch (e) {
-                      replace(result, errorBox(e));
-                    }
-                  })();
-                });
-                return [
-                  h('span', { class: 'mono' }, c.id),
-                  fmtTime(c.issuedAt),
-                  actorName(c.issuedBy, people),
-                  fmtTime(c.expiresAt),
-                  pill(state, state === 'usable' ? 'good' : ''),
-                  button,
-                ];
-              }),
-              'No enrolment code was issued for this operator.',
-            ),
+            // Searched (a code id's start), filtered by state, sorted and paged by the admin API.
+            pagedTable<Code>({
+              id: 'codes',
+              route: 'adminEnrolmentCodes',
+              params: { id },
+              listKey: 'codes',
+              caption: 'Enrolment codes',
+              searchLabel: 'Search codes',
+              searchPlaceholder: 'start of a code id',
+              filters: [
+                {
+                  key: 'state',
+                  label: 'State',
+                  options: [
+                    ['usable', 'usable'],
+                    ['used', 'used'],
+                    ['expired', 'expired'],
+                    ['revoked', 'revoked'],
+                  ],
+                },
+              ],
+              defaultSort: 'issued',
+              defaultOrder: 'desc',
+              limit: 10,
+              columns: [
+                { label: 'code id', cell: (c) => h('span', { class: 'mono' }, c.id) },
+                { label: 'issued', sort: 'issued', cell: (c) => fmtTime(c.issuedAt) },
+                {
+                  label: 'by',
+                  cell: (c, people) => actorName(c.issuedBy, new Map(Object.entries(people.operators))),
+                },
+                { label: 'expires', sort: 'expires', cell: (c) => fmtTime(c.expiresAt) },
+                { label: 'state', cell: (c) => pill(codeState(c), codeState(c) === 'usable' ? 'good' : '') },
+                { label: '', cell: (c) => revokeCode(c) },
+              ],
+              empty: 'No enrolment code was issued for this operator.',
+            }),
           ),
           h(
             'section',

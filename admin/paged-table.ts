@@ -52,6 +52,17 @@ export interface PagedTableOptions<T> {
   defaultOrder: 'asc' | 'desc';
   empty: string;
   limit?: number;
+  /** The route's path parameters (an operator's codes: `{ id }`). */
+  params?: Record<string, string>;
+  /**
+   * Where the table keeps its state in the address when a page has more than one table: its keys
+   * are written `<scope>.q`, `<scope>.cursor`… (the page's first table keeps the plain keys).
+   */
+  scope?: string;
+  /** Query parameters always sent, not shown in the form (a view's mode, e.g. the review list's `state`). */
+  fixed?: Record<string, string>;
+  /** Called with each answer (the rows shown and their names), e.g. to draw a picture of them. */
+  onPage?: (rows: T[], names: Names) => void;
 }
 
 interface PageInfo {
@@ -75,8 +86,30 @@ function setHashQuery(query: URLSearchParams): void {
   location.hash = text === '' ? base : `${base}?${text}`;
 }
 
+/** A table's own keys of the address: `<scope>.key` for a scoped table, the keys without a dot otherwise. */
+function scopedQuery(scope: string | undefined): URLSearchParams {
+  const own = new URLSearchParams();
+  for (const [k, v] of hashQuery()) {
+    if (scope === undefined ? !k.includes('.') : k.startsWith(`${scope}.`)) {
+      own.set(scope === undefined ? k : k.slice(scope.length + 1), v);
+    }
+  }
+  return own;
+}
+
+/** Replaces a table's own keys in the address, keeping the other tables' places. */
+function setScopedQuery(scope: string | undefined, own: URLSearchParams): void {
+  const all = new URLSearchParams();
+  for (const [k, v] of hashQuery()) {
+    if (scope === undefined ? k.includes('.') : !k.startsWith(`${scope}.`)) all.set(k, v);
+  }
+  for (const [k, v] of own) all.set(scope === undefined ? k : `${scope}.${k}`, v);
+  setHashQuery(all);
+}
+
 export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
-  const state = hashQuery();
+  const state = scopedQuery(options.scope);
+  const setHashQuery = (query: URLSearchParams) => setScopedQuery(options.scope, query);
   const limit = options.limit ?? 25;
   const sort = state.get('sort') ?? options.defaultSort;
   const order =
@@ -184,7 +217,7 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
   const wrapper = h('div', { class: 'paged-table', id: `${options.id}-table` }, form, notice, body, pager);
 
   const go = (changes: Record<string, string | undefined>) => {
-    const next = hashQuery();
+    const next = scopedQuery(options.scope);
     for (const [k, v] of Object.entries(changes)) {
       if (v === undefined) next.delete(k);
       else next.set(k, v);
@@ -216,14 +249,20 @@ export function pagedTable<T>(options: PagedTableOptions<T>): HTMLElement {
   };
 
   const load = async () => {
-    const query: Record<string, string | number> = { limit, sort, order: order ?? options.defaultOrder };
+    const query: Record<string, string | number> = {
+      ...options.fixed,
+      limit,
+      sort,
+      order: order ?? options.defaultOrder,
+    };
     for (const [k, v] of state) if (!['p', 'sort', 'order', 'limit'].includes(k)) query[k] = v;
     try {
       const answer = await api<
         Record<string, unknown> & { page: PageInfo; total?: number; totalAtLeast?: boolean; names?: Names }
-      >(...endpoint(options.route as 'adminConsoles', {}, query));
+      >(...endpoint(options.route as 'adminConsoles', (options.params ?? {}) as Record<string, never>, query));
       const rows = (answer[options.listKey] ?? []) as T[];
       const names: Names = answer.names ?? { consoles: {}, operators: {} };
+      options.onPage?.(rows, names);
       const filtered =
         state.has(searchKey) || hidden.length > 0 || (options.filters ?? []).some((f) => state.has(f.key));
       if (rows.length === 0) {

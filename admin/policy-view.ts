@@ -7,6 +7,7 @@ import { confirmAction, count } from './confirm.js';
 import { announce, errorBox, fmtTime, h, replace, table } from './dom.js';
 import { actorName, consoleName } from './operators-view.js';
 import { CHANNEL_FIELDS, duration, settingChanges, whatChangesForWhom } from './policy-diff.js';
+import { pagedTable } from './paged-table.js';
 import type { View } from './view.js';
 
 interface PolicyVersion {
@@ -464,10 +465,11 @@ export const policyView: View = (main) => {
     try {
       // Who published each version and who each version reaches come with the versions (names looked up
       // by id, consoles counted by the database): the page never reads the estate's lists.
-      const [now, { versions: all, names, adoption }] = await Promise.all([
+      // The newest version (its publisher's name) and the reach; the history is the paged table below.
+      const [now, { names, adoption }] = await Promise.all([
         api<PolicyVersion>(...endpoint('adminPolicy')),
         api<{ versions: PolicyVersion[]; names?: { operators: Record<string, string> }; adoption?: PolicyAdoption }>(
-          ...endpoint('adminPolicyVersions'),
+          ...endpoint('adminPolicyVersions', {}, { limit: 1 }),
         ),
       ]);
       onChannel = adoption?.byChannel ?? {};
@@ -492,56 +494,73 @@ export const policyView: View = (main) => {
           `Version ${now.version}, published ${fmtTime(now.publishedAt)} by ${actorName(now.publishedBy, people)}. Channels: ${Object.keys(now.policy.channels).join(', ')}. Actions: ${Object.keys(now.policy.actions).join(', ') || 'none'}.`,
         ),
       );
+      const rollBack = (v: PolicyVersion) => {
+        const back = h(
+          'button',
+          {
+            type: 'button',
+            disabled: v.version === now.version,
+            'aria-label': `Roll back to version ${v.version}`,
+          },
+          v.version === now.version ? 'current' : 'Roll back to this',
+        );
+        back.addEventListener('click', () => {
+          void (async () => {
+            try {
+              const lines = whatChangesForWhom(now.policy, v.policy, consolesOn);
+              const ok = await confirmAction({
+                title: `Roll back to version ${v.version}`,
+                consequences: [
+                  `Version ${v.version}'s document is published again as version ${now.version + 1}.`,
+                  ...lines,
+                ],
+                confirm: `Roll back to version ${v.version}`,
+              });
+              if (!ok) return;
+              const p = await api<PolicyVersion>(...endpoint('adminPolicyRollback'), {
+                toVersion: v.version,
+                baseVersion: base,
+              });
+              replace(
+                result,
+                h(
+                  'div',
+                  { class: 'ok', role: 'status' },
+                  `Rolled back: version ${v.version}'s document is now published as version ${p.version}.`,
+                ),
+              );
+              await load(true);
+            } catch (e) {
+              replace(result, errorBox(e));
+            }
+          })();
+        });
+        return back;
+      };
+      // Searched (a version number, or who published it), sorted and paged by the admin API, newest first.
       replace(
         versions,
-        table(
-          'Versions',
-          ['version', 'published', 'by', ''],
-          [...all].reverse().map((v) => {
-            const back = h(
-              'button',
-              {
-                type: 'button',
-                disabled: v.version === now.version,
-                'aria-label': `Roll back to version ${v.version}`,
-              },
-              v.version === now.version ? 'current' : 'Roll back to this',
-            );
-            back.addEventListener('click', () => {
-              void (async () => {
-                try {
-                  const lines = whatChangesForWhom(now.policy, v.policy, consolesOn);
-                  const ok = await confirmAction({
-                    title: `Roll back to version ${v.version}`,
-                    consequences: [
-                      `Version ${v.version}'s document is published again as version ${now.version + 1}.`,
-                      ...lines,
-                    ],
-                    confirm: `Roll back to version ${v.version}`,
-                  });
-                  if (!ok) return;
-                  const p = await api<PolicyVersion>(...endpoint('adminPolicyRollback'), {
-                    toVersion: v.version,
-                    baseVersion: base,
-                  });
-                  replace(
-                    result,
-                    h(
-                      'div',
-                      { class: 'ok', role: 'status' },
-                      `Rolled back: version ${v.version}'s document is now published as version ${p.version}.`,
-                    ),
-                  );
-                  await load(true);
-                } catch (e) {
-                  replace(result, errorBox(e));
-                }
-              })();
-            });
-            return [`v${v.version}`, fmtTime(v.publishedAt), actorName(v.publishedBy, people), back];
-          }),
-          'No versions.',
-        ),
+        pagedTable<PolicyVersion>({
+          id: 'versions',
+          route: 'adminPolicyVersions',
+          listKey: 'versions',
+          caption: 'Versions',
+          searchLabel: 'Search versions',
+          searchPlaceholder: 'version number, or who published it',
+          defaultSort: 'version',
+          defaultOrder: 'desc',
+          limit: 10,
+          columns: [
+            { label: 'version', sort: 'version', cell: (v) => `v${v.version}` },
+            { label: 'when', sort: 'published', cell: (v) => fmtTime(v.publishedAt) },
+            {
+              label: 'by',
+              cell: (v, page) => actorName(v.publishedBy, new Map(Object.entries(page.operators))),
+            },
+            { label: '', cell: rollBack },
+          ],
+          empty: 'No versions.',
+        }),
       );
       replace(
         adoptionBox,

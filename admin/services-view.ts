@@ -1,7 +1,9 @@
 import { api, endpoint } from './api.js';
-import { confirmAction } from './confirm.js';
-import { announce, errorBox, fmtTime, h, pill, replace, table } from './dom.js';
+import { confirmedRevocation, revokeButton } from './confirm.js';
+import { errorBox, fmtTime, h, pill, replace } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
+import { actorName } from './operators-view.js';
+import { pagedTable } from './paged-table.js';
 import type { View } from './view.js';
 
 interface ServiceView {
@@ -46,48 +48,77 @@ export const servicesView: View = (main) => {
     h('label', { for: 'service-token-hours' }, 'Token valid for (hours)', hours),
     h('button', { type: 'submit', class: 'primary', id: 'service-token-issue' }, 'Issue enrolment token'),
   );
-  const load = async () => {
-    try {
-      const { services } = await api<{ services: ServiceView[] }>(...endpoint('adminServices'));
-      replace(
-        list,
-        table(
-          'Service accounts',
-          ['service', 'state', 'actions', 'keys', 'tokens by action (issued / refused)', 'last used', 'enrolled', ''],
-          services.map((s) => {
-            const revoke = h('button', { type: 'button', class: 'danger', disabled: s.revokedAt !== null }, 'Revoke');
-            revoke.addEventListener('click', () => void revokeService(s));
-            const current = s.keys.filter((k) => k.retiredAt === null);
-            return [
-              h('span', { title: s.id }, s.name),
+  // Search (name), a state filter, sort by a header and pages, served by the admin API like every other table.
+  const load = () => {
+    replace(
+      list,
+      pagedTable<ServiceView>({
+        id: 'services',
+        route: 'adminServices',
+        listKey: 'services',
+        caption: 'Service accounts',
+        searchLabel: 'Search services',
+        searchPlaceholder: 'part of the name, or its id',
+        filters: [
+          {
+            key: 'state',
+            label: 'State',
+            options: [
+              ['active', 'active'],
+              ['revoked', 'revoked'],
+            ],
+          },
+        ],
+        defaultSort: 'name',
+        defaultOrder: 'asc',
+        columns: [
+          { label: 'service', sort: 'name', cell: (s) => h('span', { title: s.id }, s.name) },
+          {
+            label: 'state',
+            cell: (s) =>
               s.revokedAt === null
                 ? pill('active', 'good')
                 : pill(
                     `revoked ${fmtTime(s.revokedAt)}${s.revokedReason === null ? '' : `: ${s.revokedReason}`}`,
                     'bad',
                   ),
-              s.actions.join(', '),
-              `${current.map((k) => k.kid.slice(0, 12)).join(', ') || 'none'}${
+          },
+          { label: 'actions', cell: (s) => s.actions.join(', ') },
+          {
+            label: 'keys',
+            cell: (s) => {
+              const current = s.keys.filter((k) => k.retiredAt === null);
+              return `${current.map((k) => k.kid.slice(0, 12)).join(', ') || 'none'}${
                 s.keys.length > current.length ? ` (${s.keys.length - current.length} retired)` : ''
-              }`,
+              }`;
+            },
+          },
+          {
+            label: 'tokens by action (issued / refused)',
+            cell: (s) =>
               s.tokens.length === 0
                 ? 'none yet'
                 : s.tokens.map((t) => `${t.action}: ${t.issued} / ${t.refused}`).join('; '),
-              fmtTime(s.lastUsedAt),
-              `${fmtTime(s.enrolledAt)} (token by ${s.enrolledBy})`,
-              revoke,
-            ];
-          }),
-          'No service account yet. Issue an enrolment token above for each batch job or integration.',
-        ),
-      );
-    } catch (error) {
-      replace(list, errorBox(error));
-    }
+          },
+          { label: 'last used', sort: 'lastUsed', cell: (s) => fmtTime(s.lastUsedAt) },
+          {
+            label: 'enrolled',
+            sort: 'enrolled',
+            cell: (s, names) =>
+              `${fmtTime(s.enrolledAt)} (token by ${actorName(s.enrolledBy, new Map(Object.entries(names.operators)))})`,
+          },
+          {
+            label: '',
+            cell: (s) => revokeButton(s.revokedAt !== null, `Revoke the service ${s.name}`, () => revokeService(s)),
+          },
+        ],
+        empty: 'No service account yet. Issue an enrolment token above for each batch job or integration.',
+      }),
+    );
   };
-  const revokeService = async (s: ServiceView) => {
-    try {
-      const ok = await confirmAction({
+  const revokeService = (s: ServiceView) =>
+    confirmedRevocation({
+      confirmation: {
         title: `Revoke the service "${s.name}"`,
         consequences: [
           'Its next token request is refused, on every node; its key can no longer be rotated.',
@@ -95,15 +126,12 @@ export const servicesView: View = (main) => {
           'This cannot be undone: enrol it again with a new token if it is still needed.',
         ],
         confirm: 'Revoke service',
-      });
-      if (!ok) return;
-      await api(...endpoint('adminServiceRevoke', { id: s.id }), { reason: 'revoked in the admin console' });
-      announce(`Service "${s.name}" revoked`);
-      await load();
-    } catch (error) {
-      replace(message, errorBox(error));
-    }
-  };
+      },
+      revoke: () => api(...endpoint('adminServiceRevoke', { id: s.id }), { reason: 'revoked in the admin console' }),
+      done: `Service "${s.name}" revoked`,
+      message,
+      then: load,
+    });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     void (async () => {
@@ -127,7 +155,7 @@ export const servicesView: View = (main) => {
               'Give it to the platform engineer: the service enrols once with it and a key it generates (docs/service-accounts.md). It is shown only now and works once.',
           }),
         );
-        await load();
+        load();
       } catch (error) {
         replace(message, errorBox(error));
       }
@@ -150,5 +178,5 @@ export const servicesView: View = (main) => {
     ),
     h('section', { class: 'card' }, h('h2', {}, 'Services'), list),
   );
-  void load();
+  load();
 };

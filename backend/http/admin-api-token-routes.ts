@@ -10,7 +10,7 @@ import { RevokeRequestSchema } from '../../shared/http-api.js';
 import type { AdminAuth } from '../services/admin-auth.js';
 import { viewOf } from '../services/admin-api-tokens.js';
 import { importOperators } from '../services/admin-operator-import.js';
-import { apiTokensPage, PAGE_LIMIT_MAX } from '../store/admin-tables.js';
+import { apiTokensPage, namesFor, PAGE_LIMIT_MAX } from '../store/admin-tables.js';
 import type { OperatorDirectory } from '../services/operator-directory.js';
 import type { Store } from '../store/repositories.js';
 import { parseJson, parseWith } from './http-kit.js';
@@ -60,7 +60,17 @@ export function apiTokenRoutes(deps: ApiTokenRouteDeps): Route[] {
           { sort: q.sort, order: q.order, cursor: q.cursor, limit: q.limit },
           now,
         );
-        return { tokens: rows.map((row) => viewOf(row, now)), total, totalAtLeast, page };
+        const tokens = rows.map((row) => viewOf(row, now));
+        // Who issued (and revoked) each token, by name.
+        const names = await namesFor(deps.store, {
+          consoles: [],
+          operators: tokens.flatMap((tok) =>
+            [tok.createdBy, tok.revokedBy].flatMap((a) =>
+              typeof a === 'string' && a.startsWith('operator:') ? [a.slice('operator:'.length)] : [],
+            ),
+          ),
+        });
+        return { tokens, names, total, totalAtLeast, page };
       },
     },
     {

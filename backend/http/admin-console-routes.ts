@@ -14,7 +14,7 @@ import type { PolicyService } from '../services/policy-service.js';
 import { SECURITY_HEADERS, parseJson, parseWith } from './http-kit.js';
 import type { Route, RouteContext } from './router.js';
 import { assertNotLastAdmin } from './admin-routes.js';
-import { codeState, enrolmentCodesList } from './admin-table-routes.js';
+import { codeState, enrolmentCodesList, resolveSubject } from './admin-table-routes.js';
 
 export interface AdminConsoleRouteDeps {
   store: Store;
@@ -184,7 +184,12 @@ export function adminConsoleRoutes(deps: AdminConsoleRouteDeps): Route[] {
           reasons: ['audit-exported'],
           detail: { actor: actorOf(ctx), format: q.format, from: q.from, to: q.to },
         });
-        streamExport(ctx, deps.events, q, deps.checkpoints).catch(() => ctx.res.destroy());
+        // An operator or a console may be given by name, as in the other filters (one id it names, or as given).
+        const subjects = {
+          operator: await resolveSubject(deps.store, 'operator', q.operator),
+          console: await resolveSubject(deps.store, 'console', q.console),
+        };
+        streamExport(ctx, deps.events, { ...q, ...subjects }, deps.checkpoints).catch(() => ctx.res.destroy());
         return undefined;
       },
     },

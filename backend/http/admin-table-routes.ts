@@ -32,6 +32,7 @@ import {
   breakGlassPage,
   enrolmentCodesPage,
   policyVersionsPage,
+  receiverNamesFor,
   revocationsPage,
   servicesPage,
   sessionsPage,
@@ -420,7 +421,13 @@ const SMALL_LISTS: Partial<Record<RouteId, { keys: readonly string[]; paged: Pag
     paged: async (deps, ctx) => {
       const q = parseWith(ServiceQuery, queryOf(ctx));
       const { rows, page, total, totalAtLeast } = await servicesPage(deps.store, q, pageRequest(q));
-      return { services: await deps.services.viewsOf(rows.map(serviceFrom)), total, totalAtLeast, page };
+      const services = await deps.services.viewsOf(rows.map(serviceFrom));
+      // Who enrolled and revoked each service, by name.
+      const names = await namesFor(deps.store, {
+        consoles: [],
+        operators: actorOperators(services.flatMap((s) => [s.enrolledBy, s.revokedBy])),
+      });
+      return { services, names, total, totalAtLeast, page };
     },
   },
   adminBreakGlass: {
@@ -444,8 +451,22 @@ const SMALL_LISTS: Partial<Record<RouteId, { keys: readonly string[]; paged: Pag
     paged: async (deps, ctx, whole) => {
       const q = parseWith(SsfStreamQuery, queryOf(ctx));
       const { rows, page, total, totalAtLeast } = await ssfStreamsPage(deps.store, q, pageRequest(q));
-      const answer = (await whole({ ...ctx, query: new URLSearchParams() })) as { streams: { id: string }[] };
-      return { ...answer, streams: inPageOrder(answer.streams, rows), total, totalAtLeast, page };
+      const answer = (await whole({ ...ctx, query: new URLSearchParams() })) as {
+        streams: { id: string; receiverId: string }[];
+      };
+      const streams = inPageOrder(answer.streams, rows);
+      // Whose each stream is, by name (the receivers of this page only).
+      const receivers = await receiverNamesFor(
+        deps.store,
+        streams.map((s) => s.receiverId),
+      );
+      return {
+        ...answer,
+        streams: streams.map((s) => ({ ...s, receiverName: receivers[s.receiverId] ?? null })),
+        total,
+        totalAtLeast,
+        page,
+      };
     },
   },
   adminSsfTransmitters: {

@@ -90,7 +90,7 @@ export const DEFAULT_ORDER: Record<TableName, SortOrder> = {
   admin_api_tokens: 'desc',
   services: 'asc',
   break_glass_grants: 'desc',
-  ssf_streams: 'desc',
+  ssf_streams: 'asc',
   ssf_transmitters: 'asc',
   policy_versions: 'desc',
   operator_enrolment_codes: 'desc',
@@ -813,6 +813,17 @@ export async function ssfStreamsPage(store: Store, filter: SsfStreamFilter, requ
   if (filter.status !== undefined) where.push(sql`status = ${filter.status}`);
   if (filter.receiver !== undefined) where.push(sql`receiver_id = ${filter.receiver}`);
   return smallPage(store, 'ssf_streams', where, request);
+}
+
+/** The names of these Shared Signals receivers (a page's streams say whose they are). */
+export async function receiverNamesFor(store: Store, ids: readonly string[]): Promise<Record<string, string>> {
+  const names: Record<string, string> = {};
+  if (ids.length === 0) return names;
+  const rows = await sql<Row>`SELECT id, name FROM ssf_receivers WHERE ${inList('id', [...new Set(ids)])}`.execute(
+    dbOf(store),
+  );
+  for (const row of rows.rows) names[str(row, 'id')] = str(row, 'name');
+  return names;
 }
 
 export interface SsfTransmitterFilter {

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
+import { kyselyOf } from '../../backend/store/kysely-store.js';
 import { httpJson, startTestBackend, type TestBackend } from '../helpers/backend-harness.js';
+import { consoleRecord, operatorRecord, passkeyRecord, sessionRecord } from '../helpers/admin-estate-seed.js';
 import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
 import { attachScreenshot } from '../helpers/e2e-screenshot.js';
@@ -32,33 +34,24 @@ async function seed(): Promise<void> {
   const now = Date.now();
   for (let i = 0; i < CONSOLES; i++) {
     const n = String(i).padStart(3, '0');
-    await store.consoles.insert({
-      id: `con_e2e${n}`,
-      name: `Teller ${n}`,
-      channel: 'branch-kiosk',
-      site: SITES[i % SITES.length] ?? null,
-      publicJwk: '{}',
-      jkt: `jkt-e2e-${n}`,
-      enrolledAt: now - i * 60_000,
-      lastSeenAt: null,
-      policyVersion: 1,
-      revocationEpoch: 0,
-      revokedAt: null,
-      revokedReason: null,
-    });
+    await store.consoles.insert(
+      consoleRecord({
+        id: `con_e2e${n}`,
+        name: `Teller ${n}`,
+        site: SITES[i % SITES.length] ?? null,
+        enrolledAt: now - i * 60_000,
+      }),
+    );
   }
   for (let i = 0; i < OPERATORS; i++) {
     const n = String(i).padStart(3, '0');
-    await store.operators.insert({
-      id: `op_e2e${n}`,
-      displayName: i === 123 ? 'Zoë Quinn' : `Operator ${n}`,
-      roles: ['teller'],
-      webauthnUserId: `wa-e2e-${n}`,
-      createdAt: now - i * 60_000,
-      failedAttempts: 0,
-      revokedAt: null,
-      revokedReason: null,
-    });
+    await store.operators.insert(
+      operatorRecord({
+        id: `op_e2e${n}`,
+        displayName: i === 123 ? 'Zoë Quinn' : `Operator ${n}`,
+        createdAt: now - i * 60_000,
+      }),
+    );
   }
   for (let i = 0; i < 3; i++) {
     await t.backend.services.events.record({
@@ -243,16 +236,20 @@ test('a CSV dry run names each row in error; the corrected file is imported whol
 });
 
 /**
- * Every request the page makes for a list of the estate (consoles, operators, sessions, events,
- * revocations, a revocation's deliveries) must carry a page limit: no admin page reads a whole list.
+ * Every request the page makes for a list (consoles, operators, sessions, events, revocations, a
+ * revocation's deliveries, services, break-glass grants, Shared Signals streams and sources, policy
+ * versions, an operator's enrolment codes, suspended passkeys, API tokens) must carry a page limit:
+ * no admin page reads a whole list.
  */
 function watchLists(p: Page): { whole: string[]; lists: string[]; stop: () => void } {
   const whole: string[] = [];
   const lists: string[] = [];
-  const LIST = /^\/v1\/admin\/(consoles|operators|sessions|events|revocations|revocations\/\d+\/deliveries)$/;
-  const watch = (request: { url: () => string }) => {
+  const LIST =
+    /^\/v1\/admin\/(consoles|operators|sessions|events|revocations|revocations\/\d+\/deliveries|services|break-glass|ssf\/streams|ssf\/transmitters|policy\/versions|operators\/[^/]+\/enrolment-codes|credentials\/suspended|api-tokens)$/;
+  const watch = (request: { url: () => string; method: () => string }) => {
     const url = new URL(request.url());
-    if (!LIST.test(url.pathname)) return;
+    // A list is read with GET (issuing a code POSTs to the codes' path).
+    if (request.method() !== 'GET' || !LIST.test(url.pathname)) return;
     lists.push(`${url.pathname}${url.search}`);
     const limit = Number(url.searchParams.get('limit') ?? 'NaN');
     if (!(limit >= 0 && limit <= 1000)) whole.push(`${url.pathname}${url.search}`);
@@ -265,41 +262,26 @@ function watchLists(p: Page): { whole: string[]; lists: string[]; stop: () => vo
 async function seedZoe(): Promise<void> {
   const store = t.backend.services.store;
   const now = Date.now();
-  await store.operators.insertCredential({
-    id: 'cred_zoe',
-    operatorId: 'op_e2e123',
-    publicKey: new Uint8Array(65),
-    counter: 0,
-    transports: ['usb'],
-    deviceBound: true,
-    backedUp: false,
-    aaguid: '00000000-0000-0000-0000-000000000000',
-    attestationFmt: 'none',
-    attestationTrust: 'none',
-    registeredOnConsole: 'con_e2e250',
-    createdAt: now - 3_600_000,
-    lastUsedAt: now - 60_000,
-    revokedAt: null,
-    revokedReason: null,
-    suspendedAt: null,
-    suspendedReason: null,
-  });
-  for (const [i, consoleId] of ['con_e2e299', 'con_e2e150'].entries()) {
-    await store.sessions.insert({
-      id: `ses_zoe${i}`,
+  await store.operators.insertCredential(
+    passkeyRecord({
+      id: 'cred_zoe',
       operatorId: 'op_e2e123',
-      consoleId,
-      channel: 'branch-kiosk',
-      credentialId: 'cred_zoe',
-      level: 'verified',
-      authTime: now - (i + 1) * 60_000,
-      startedAt: now - (i + 1) * 60_000,
-      expiresAt: now + 3_600_000,
-      state: 'active',
-      suspendedAt: null,
-      endedAt: null,
-      endReason: null,
-    });
+      registeredOnConsole: 'con_e2e250',
+      createdAt: now - 3_600_000,
+      lastUsedAt: now - 60_000,
+    }),
+  );
+  for (const [i, consoleId] of ['con_e2e299', 'con_e2e150'].entries()) {
+    await store.sessions.insert(
+      sessionRecord({
+        id: `ses_zoe${i}`,
+        operatorId: 'op_e2e123',
+        consoleId,
+        credentialId: 'cred_zoe',
+        startedAt: now - (i + 1) * 60_000,
+        expiresAt: now + 3_600_000,
+      }),
+    );
   }
 }
 
@@ -406,5 +388,192 @@ test('a console or an operator is chosen with a search-as-you-type picker that a
   expect(lists.whole).toEqual([]);
   // The picker asked for a few matches at a time.
   expect(lists.lists.filter((l) => l.includes('q=')).every((l) => l.includes('limit=8'))).toBe(true);
+  expect(problems).toEqual([]);
+});
+
+/**
+ * The smaller tables of an estate: 30 services, 30 break-glass grants, 14 upstream Shared Signals
+ * sources, 14 more policy versions, 15 enrolment codes of one operator and 12 suspended passkeys.
+ */
+async function seedSmallTables(): Promise<void> {
+  const store = t.backend.services.store;
+  const db = kyselyOf(store);
+  if (db === undefined) throw new Error('a Kysely store');
+  const now = Date.now();
+  const pad = (i: number) => String(i).padStart(3, '0');
+  const policy = (await store.policies.latest())?.policy;
+  if (policy === undefined) throw new Error('a policy');
+  for (let i = 0; i < 30; i++) {
+    const n = pad(i);
+    await db
+      .insertInto('services')
+      .values({
+        id: `svc_e2e${n}`,
+        name: i % 3 === 0 ? `payroll export ${n}` : `fraud scorer ${n}`,
+        actions: '["customer.view"]',
+        enrolled_at: now - (30 - i) * 60_000,
+        enrolled_by: 'operator:op_e2e123',
+        last_used_at: null,
+        revoked_at: null,
+        revoked_by: null,
+        revoked_reason: null,
+      })
+      .execute();
+    await db
+      .insertInto('break_glass_grants')
+      .values({
+        id: `bg_e2e${n}`,
+        operator_id: `op_e2e${n}`,
+        console_id: `con_e2e${n}`,
+        site: SITES[i % SITES.length] ?? null,
+        method: 'supervisor-tap',
+        approved_by: 'operator:op_e2e123',
+        reason: 'key left at home',
+        code_hash: null,
+        issued_at: now - (30 - i) * 60_000,
+        expires_at: now + 3_600_000,
+        used_at: now - (30 - i) * 60_000,
+        session_id: `ses_bg${n}`,
+        signed_off_at: null,
+        signed_off_by: null,
+        sign_off_note: null,
+      })
+      .execute();
+  }
+  for (let i = 0; i < 15; i++) {
+    const n = pad(i);
+    if (i < 14) {
+      await db
+        .insertInto('ssf_transmitters')
+        .values({
+          id: `tx_e2e${n}`,
+          name: i % 2 === 1 ? `Okta ${n}` : `Entra ${n}`,
+          issuer: `https://idp${n}.bank.example`,
+          audience: 'baton',
+          configuration_url: null,
+          jwks_uri: null,
+          pinned_jwks: '{"keys":[]}',
+          push_token_hash: `push-e2e-${n}`,
+          max_age_seconds: 300,
+          stream_id: null,
+          created_at: now - i * 60_000,
+          created_by: 'operator:op_e2e123',
+          disabled_at: null,
+          last_set_at: null,
+          last_jti: null,
+          last_action: null,
+        })
+        .execute();
+      await store.policies.insert({
+        version: 2 + i,
+        policy,
+        publishedAt: now - (14 - i) * 60_000,
+        publishedBy: i % 2 === 0 ? 'operator:op_e2e123' : 'operator:op_e2e001',
+      });
+    }
+    await db
+      .insertInto('operator_enrolment_codes')
+      .values({
+        code_hash: `${n}${'cd'.repeat(30)}0`,
+        operator_id: 'op_e2e300',
+        issued_by: 'operator:op_e2e123',
+        issued_at: now - (15 - i) * 60_000,
+        expires_at: i % 3 === 0 ? now - 1 : now + 3_600_000,
+        used_at: null,
+        credential_id: null,
+        revoked_at: null,
+      })
+      .execute();
+  }
+  for (let i = 10; i < 22; i++) {
+    await store.operators.insertCredential(
+      passkeyRecord({
+        id: `cred_sus${pad(i)}`,
+        operatorId: `op_e2e${pad(i)}`,
+        registeredOnConsole: `con_e2e${pad(i)}`,
+        createdAt: now - 86_400_000,
+        suspendedAt: now - i * 1000,
+        suspendedReason: 'signature counter went back',
+      }),
+    );
+  }
+}
+
+test('the smaller tables are searched and paged by the admin API as well: services, break-glass, sources, suspended passkeys, codes, policy versions', async ({}, info) => {
+  await seedSmallTables();
+  const lists = watchLists(page);
+
+  await page.goto(`${t.url}/admin/#/services`);
+  await expect(page.locator('#services-position')).toHaveText('Rows 1–25 of 30');
+  await page.locator('#services-next').click();
+  await expect(page.locator('#services-position')).toHaveText('Rows 26–30 of 30');
+  await page.locator('#services-search').fill('payroll');
+  await page.locator('#services-apply').click();
+  await expect(page.locator('#services-position')).toHaveText('Rows 1–10 of 10');
+  // Who enrolled it, by name.
+  await expect(page.locator('#services-rows tbody tr').first()).toContainText('token by Zoë Quinn');
+
+  // Break-glass: the review list is paged, names its people and is searched by an operator's name.
+  await page.goto(`${t.url}/admin/#/break-glass`);
+  await expect(page.locator('#grants-position')).toHaveText('Rows 1–25 of 30');
+  const newest = page.locator('#grants-rows tbody tr').first();
+  await expect(newest).toContainText('Operator 029');
+  await expect(newest).toContainText('supervisor Zoë Quinn');
+  await expect(newest).toContainText('Teller 029');
+  await page.locator('#grants-search').fill('operator 007');
+  await page.locator('#grants-apply').click();
+  await expect(page.locator('#grants-position')).toHaveText('Rows 1–1 of 1');
+  await checkLayout(page, info, 'break-glass-estate');
+
+  // The pictures label each operator's bar by name, and a bar leads to that operator's grants.
+  await page.goto(`${t.url}/admin/#/pictures`);
+  const perOperator = page.locator('#chart-break-glass-operators');
+  await expect(perOperator).toContainText('Operator 000');
+  await expect(perOperator).not.toContainText('op_e2e0');
+
+  // Integrations: the upstream sources, ten a page, searched by name.
+  await page.goto(`${t.url}/admin/#/integrations`);
+  await expect(page.locator('#sources-position')).toHaveText('Rows 1–10 of 14');
+  await page.locator('#sources-next').click();
+  await expect(page.locator('#sources-position')).toHaveText('Rows 11–14 of 14');
+  await page.locator('#sources-search').fill('okta');
+  await page.locator('#sources-apply').click();
+  await expect(page.locator('#sources-position')).toHaveText('Rows 1–7 of 7');
+  await expect(page.locator('#streams-empty')).toBeVisible();
+
+  // Operators: the suspended passkeys are paged on their own; the operators table keeps its place.
+  await page.goto(`${t.url}/admin/#/operators`);
+  await expect(page.locator('#suspended-position')).toHaveText('Rows 1–10 of 12');
+  const operatorsAt = (await page.locator('#operators-position').textContent()) ?? '';
+  await page.locator('#suspended-next').click();
+  await expect(page.locator('#suspended-position')).toHaveText('Rows 11–12 of 12');
+  await expect(page.locator('#operators-position')).toHaveText(operatorsAt);
+  // Suspended most recently first: the second page holds the two suspended longest ago.
+  await expect(page.getByRole('table', { name: 'Suspended passkeys' })).toContainText('Operator 021');
+
+  // One operator's enrolment codes, ten a page, filtered by state.
+  await page.goto(`${t.url}/admin/#/operators/op_e2e300`);
+  await expect(page.locator('#codes-position')).toHaveText('Rows 1–10 of 15');
+  await page.locator('#codes-state').selectOption('expired');
+  await page.locator('#codes-apply').click();
+  await expect(page.locator('#codes-position')).toHaveText('Rows 1–5 of 5');
+  await expect(page.getByRole('table', { name: 'Enrolment codes' })).toContainText('Zoë Quinn');
+
+  // Policy versions, newest first, searched by who published them.
+  await page.goto(`${t.url}/admin/#/policy`);
+  await expect(page.locator('#versions-position')).toHaveText('Rows 1–10 of 15');
+  await expect(page.locator('#versions-rows tbody tr').first()).toContainText('v15');
+  await page.locator('#versions-search').fill('zoë');
+  await page.locator('#versions-apply').click();
+  await expect(page.locator('#versions-position')).toHaveText('Rows 1–7 of 7');
+
+  lists.stop();
+  expect(lists.whole).toEqual([]);
+  for (const path of ['services', 'break-glass', 'ssf/transmitters', 'ssf/streams', 'credentials/suspended']) {
+    expect(
+      lists.lists.some((l) => l.startsWith(`/v1/admin/${path}?`)),
+      path,
+    ).toBe(true);
+  }
   expect(problems).toEqual([]);
 });

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { kyselyOf } from '../../backend/store/kysely-store.js';
 import type { Store } from '../../backend/store/repositories.js';
+import { consoleRecord, operatorRecord, passkeyRecord, sessionRecord } from '../helpers/admin-estate-seed.js';
 import { assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 
 const SITES = ['Leeds', 'York', 'Hull'];
@@ -17,66 +18,34 @@ const TOKENS = 30;
 async function seed(store: Store, now: number): Promise<void> {
   for (let i = 0; i < CONSOLES; i++) {
     const n = String(i).padStart(3, '0');
-    await store.consoles.insert({
-      id: `con_pg${n}`,
-      name: `Teller ${n}`,
-      channel: i < 40 ? 'branch-kiosk' : 'contact-centre',
-      site: SITES[i % SITES.length] ?? null,
-      publicJwk: '{}',
-      jkt: `jkt-pg-${n}`,
-      enrolledAt: now - i * 1000,
-      lastSeenAt: null,
-      // Ten consoles still run version 0 ("none yet"), the rest version 1.
-      policyVersion: i % 6 === 0 ? 0 : 1,
-      revocationEpoch: 0,
-      revokedAt: i === 59 ? now : null,
-      revokedReason: i === 59 ? 'stolen' : null,
-    });
+    await store.consoles.insert(
+      consoleRecord({
+        id: `con_pg${n}`,
+        name: `Teller ${n}`,
+        channel: i < 40 ? 'branch-kiosk' : 'contact-centre',
+        site: SITES[i % SITES.length] ?? null,
+        enrolledAt: now - i * 1000,
+        // Ten consoles still run version 0 ("none yet"), the rest version 1.
+        policyVersion: i % 6 === 0 ? 0 : 1,
+        revokedAt: i === 59 ? now : null,
+        revokedReason: i === 59 ? 'stolen' : null,
+      }),
+    );
   }
-  await store.operators.insert({
-    id: 'op_zoe',
-    displayName: 'Zoë Quinn',
-    roles: ['teller'],
-    webauthnUserId: 'wa-zoe',
-    createdAt: now,
-    failedAttempts: 0,
-    revokedAt: null,
-    revokedReason: null,
-  });
-  await store.operators.insertCredential({
-    id: 'cred_zoe',
-    operatorId: 'op_zoe',
-    publicKey: new Uint8Array(65),
-    counter: 0,
-    transports: ['usb'],
-    deviceBound: true,
-    backedUp: false,
-    aaguid: '00000000-0000-0000-0000-000000000000',
-    attestationFmt: 'none',
-    attestationTrust: 'none',
-    registeredOnConsole: 'con_pg050',
-    createdAt: now,
-    lastUsedAt: null,
-    revokedAt: null,
-    revokedReason: null,
-    suspendedAt: null,
-    suspendedReason: null,
-  });
-  await store.sessions.insert({
-    id: 'ses_zoe',
-    operatorId: 'op_zoe',
-    consoleId: 'con_pg041',
-    channel: 'contact-centre',
-    credentialId: 'cred_zoe',
-    level: 'verified',
-    authTime: now,
-    startedAt: now,
-    expiresAt: now + 3_600_000,
-    state: 'active',
-    suspendedAt: null,
-    endedAt: null,
-    endReason: null,
-  });
+  await store.operators.insert(operatorRecord({ id: 'op_zoe', displayName: 'Zoë Quinn', createdAt: now }));
+  await store.operators.insertCredential(
+    passkeyRecord({ id: 'cred_zoe', operatorId: 'op_zoe', registeredOnConsole: 'con_pg050', createdAt: now }),
+  );
+  await store.sessions.insert(
+    sessionRecord({
+      id: 'ses_zoe',
+      operatorId: 'op_zoe',
+      consoleId: 'con_pg041',
+      channel: 'contact-centre',
+      credentialId: 'cred_zoe',
+      startedAt: now,
+    }),
+  );
   // Admin API tokens as people issue them over the months: some revoked, some expired.
   const db = kyselyOf(store);
   assert.ok(db !== undefined);

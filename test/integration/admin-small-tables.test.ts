@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { kyselyOf } from '../../backend/store/kysely-store.js';
 import type { Store } from '../../backend/store/repositories.js';
+import { consoleRecord, operatorRecord, passkeyRecord } from '../helpers/admin-estate-seed.js';
 import { assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 
 const N = 12;
@@ -17,37 +18,13 @@ const pad = (i: number) => String(i).padStart(2, '0');
 async function seed(store: Store, now: number): Promise<void> {
   const db = kyselyOf(store);
   assert.ok(db !== undefined);
-  for (const [id, name] of [
-    ['op_ada', 'Ada Lovelace'],
-    ['op_bo', 'Bo Diddley'],
-  ] as const) {
-    await store.operators.insert({
-      id,
-      displayName: name,
-      roles: ['teller'],
-      webauthnUserId: `wa-${id}`,
-      createdAt: now,
-      failedAttempts: 0,
-      revokedAt: null,
-      revokedReason: null,
-    });
-  }
+  await store.operators.insert(operatorRecord({ id: 'op_ada', displayName: 'Ada Lovelace', createdAt: now }));
+  await store.operators.insert(operatorRecord({ id: 'op_bo', displayName: 'Bo Diddley', createdAt: now }));
   for (const [i, site] of ['Leeds', 'York'].entries()) {
-    await store.consoles.insert({
-      id: `con_s${i}`,
-      name: `Counter ${i}`,
-      channel: 'branch-kiosk',
-      site,
-      publicJwk: '{}',
-      jkt: `jkt-s${i}`,
-      enrolledAt: now,
-      lastSeenAt: null,
-      policyVersion: 1,
-      revocationEpoch: 0,
-      revokedAt: null,
-      revokedReason: null,
-    });
+    await store.consoles.insert(consoleRecord({ id: `con_s${i}`, name: `Counter ${i}`, site, enrolledAt: now }));
   }
+  const policy = (await store.policies.latest())?.policy;
+  assert.ok(policy !== undefined);
   for (let i = 0; i < N; i++) {
     const n = pad(i);
     await db
@@ -120,7 +97,7 @@ async function seed(store: Store, now: number): Promise<void> {
       .execute();
     await store.policies.insert({
       version: 100 + i,
-      policy: (await store.policies.latest())?.policy ?? { channels: {}, actions: {} },
+      policy,
       publishedAt: now - (N - i) * 60_000,
       publishedBy: i % 2 === 0 ? 'operator:op_ada' : 'operator:op_bo',
     });
@@ -168,26 +145,17 @@ async function seed(store: Store, now: number): Promise<void> {
       .execute();
   }
   for (let i = 0; i < 7; i++) {
-    await store.operators.insertCredential({
-      id: `cred_s${i}`,
-      operatorId: i < 5 ? 'op_ada' : 'op_bo',
-      publicKey: new Uint8Array(65),
-      counter: 0,
-      transports: ['usb'],
-      deviceBound: true,
-      backedUp: false,
-      aaguid: '00000000-0000-0000-0000-000000000000',
-      attestationFmt: 'none',
-      attestationTrust: 'none',
-      registeredOnConsole: 'con_s0',
-      createdAt: now,
-      lastUsedAt: null,
-      revokedAt: null,
-      revokedReason: null,
-      // Six suspended as possible copies, one not.
-      suspendedAt: i === 6 ? null : now - i * 1000,
-      suspendedReason: i === 6 ? null : 'signature counter went back',
-    });
+    // Six suspended as possible copies, one not.
+    await store.operators.insertCredential(
+      passkeyRecord({
+        id: `cred_s${i}`,
+        operatorId: i < 5 ? 'op_ada' : 'op_bo',
+        registeredOnConsole: 'con_s0',
+        createdAt: now,
+        suspendedAt: i === 6 ? null : now - i * 1000,
+        suspendedReason: i === 6 ? null : 'signature counter went back',
+      }),
+    );
   }
 }
 
