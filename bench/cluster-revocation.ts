@@ -33,7 +33,7 @@ import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import { BackendProcess } from './lib/backend-process.js';
 import { freshDatabase, loadLine, postgresForBench, runAnchor } from './lib/cluster.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
-import { RevocationReceipts, waitForAcks } from './lib/revocation-receipts.js';
+import { RevocationReceipts, waitForAcks, type CommittedAcks } from './lib/revocation-receipts.js';
 import {
   fmt,
   fmtInt,
@@ -180,6 +180,25 @@ interface AllResult {
   rounds: number;
 }
 
+/**
+ * Where a fan-out's time went, ms from the revoke call: the call's return on the node that took it,
+ * and each multi-row store write of the round on every node (delivery rows, ack groups: start + duration, rows).
+ */
+async function stages(nodes: readonly BackendProcess[], t0: number, acks: CommittedAcks): Promise<string> {
+  const parts: string[] = [];
+  if (acks.returnedAt !== undefined) parts.push(`revoke() returned +${fmt(acks.returnedAt - t0, 0)}`);
+  for (const [n, node] of nodes.entries()) {
+    const { writes } = await node.request<{ writes: { what: string; rows: number; startedAt: number; ms: number }[] }>(
+      'store-writes',
+    );
+    const shown = writes.map(
+      (w) => `${w.what} ${fmtInt(w.rows)} @+${fmt(w.startedAt + node.clockOffsetMs - t0, 0)} ${fmt(w.ms, 0)}ms`,
+    );
+    parts.push(`${nodes.length > 1 ? `node ${n}: ` : ''}${shown.join(', ')}`);
+  }
+  return parts.join('; ');
+}
+
 async function everyone(
   admin: AdminClient,
   nodes: readonly BackendProcess[],
@@ -207,6 +226,7 @@ async function everyone(
       `  round ${i + 1}: all ${fmtInt(count)} received ${fmt(allReceived.at(-1) ?? Number.NaN, 1)} ms, ` +
         `all acks committed ${fmt(allAcked.at(-1) ?? Number.NaN, 1)} ms (${loadLine()})`,
     );
+    console.log(`    ${await stages(nodes, t0, acks)}`);
   }
   return { allReceived: summarize(allReceived), allAcked: summarize(allAcked), rounds };
 }

@@ -226,3 +226,171 @@ describe('RevocationHub on the async store', () => {
     assert.equal(transactions, 1);
   });
 });
+
+describe('RevocationHub fan-out: delivery rows and acknowledgements written in batches', () => {
+  const CONSOLES = Array.from({ length: 200 }, (_, i) => `con_f${String(i).padStart(3, '0')}`);
+  let dir: string;
+  let store: Store;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-fanout-'));
+    store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    for (const id of CONSOLES) {
+      await store.consoles.insert({
+        id,
+        name: null,
+        channel: 'branch',
+        site: null,
+        publicJwk: '{}',
+        jkt: id,
+        enrolledAt: clock(),
+        lastSeenAt: null,
+        policyVersion: 0,
+        revocationEpoch: 0,
+        revokedAt: null,
+        revokedReason: null,
+      });
+    }
+    for (const id of ['op_f1', 'op_f2', 'op_f3']) {
+      await store.operators.insert({
+        id,
+        displayName: id,
+        roles: [],
+        webauthnUserId: id,
+        createdAt: clock(),
+        failedAttempts: 0,
+        revokedAt: null,
+        revokedReason: null,
+      });
+    }
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The store with its two fan-out writes counted, and how many of them ever ran at once. */
+  function counted(failDeliveries: () => boolean = () => false) {
+    const stats = { deliveries: 0, acks: 0, inFlight: 0, maxInFlight: 0 };
+    const track = async <T>(work: () => Promise<T>): Promise<T> => {
+      stats.inFlight++;
+      stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+      try {
+        return await work();
+      } finally {
+        stats.inFlight--;
+      }
+    };
+    const wrapped: Store = {
+      ...store,
+      revocations: Object.assign(Object.create(store.revocations) as Store['revocations'], {
+        recordDeliveries: (epoch: number, ids: string[], at: number) =>
+          track(async () => {
+            if (failDeliveries()) throw new Error('database away');
+            stats.deliveries++;
+            // A write that takes a turn of the event loop, as any over a network does: acks scheduled meanwhile must wait.
+            await new Promise((resolve) => setImmediate(resolve));
+            await store.revocations.recordDeliveries(epoch, ids, at);
+          }),
+        recordAcks: (acks: Parameters<Store['revocations']['recordAcks']>[0]) =>
+          track(async () => {
+            stats.acks++;
+            await store.revocations.recordAcks(acks);
+          }),
+      }),
+    };
+    return { stats, store: wrapped };
+  }
+
+  /** Consoles that answer every revocation at once, inside the send (before its delivery rows can be written). */
+  function answering(connected: string[], unreachable: ReadonlySet<string> = new Set()) {
+    const hubRef: { hub?: RevocationHub } = {};
+    const pusher: ConsolePusher = {
+      connectedConsoleIds: () => connected,
+      isConnected: (id) => connected.includes(id) && !unreachable.has(id),
+      sendRaw: (id, data) => {
+        if (!connected.includes(id) || unreachable.has(id)) return false; // its socket closed mid-fan-out
+        hubRef.hub?.acknowledge(id, (JSON.parse(String(data)) as RevocationMessage).epoch);
+        return true;
+      },
+      disconnect: () => undefined,
+    };
+    return { hubRef, pusher };
+  }
+
+  function hubOn(s: Store, pusher: ConsolePusher): RevocationHub {
+    return new RevocationHub(
+      s,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger })),
+      sessions,
+      clock,
+      pusher,
+      logger,
+    );
+  }
+
+  it('records the acknowledgements of 200 consoles that answer before their delivery rows exist: rows first, then every ack in one write, never two writes at once', async () => {
+    const { stats, store: s } = counted();
+    const { hubRef, pusher } = answering(CONSOLES);
+    const hub = (hubRef.hub = hubOn(s, pusher));
+    const outcome = await hub.revoke('operator', 'op_f1', 'left the bank', 'admin:1');
+    assert.equal(outcome.pushedTo, CONSOLES.length);
+    await hub.flushAcks();
+    const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
+    assert.equal(deliveries.length, CONSOLES.length);
+    assert.deepEqual(
+      deliveries.filter((d) => d.ackedAt === null).map((d) => d.consoleId),
+      [],
+      'every console that answered is recorded as acknowledged',
+    );
+    assert.deepEqual(stats, { deliveries: 1, acks: 1, inFlight: 0, maxInFlight: 1 });
+    for (const id of [CONSOLES[0], CONSOLES.at(-1)]) {
+      assert.equal((await store.consoles.get(id ?? ''))?.revocationEpoch, outcome.revocation.epoch);
+    }
+  });
+
+  it('a console whose socket closed mid-fan-out gets the revocation when it reconnects, and its delivery and ack are recorded then', async () => {
+    const gone = CONSOLES[7] ?? '';
+    const { stats, store: s } = counted();
+    const { hubRef, pusher } = answering(CONSOLES, new Set([gone]));
+    const hub = (hubRef.hub = hubOn(s, pusher));
+    const before = await hub.currentEpoch();
+    const outcome = await hub.revoke('operator', 'op_f2', 'left the bank', 'admin:1');
+    assert.equal(outcome.pushedTo, CONSOLES.length - 1);
+    await hub.flushAcks();
+    const epoch = outcome.revocation.epoch;
+    assert.equal(
+      (await store.revocations.deliveries(epoch)).find((d) => d.consoleId === gone),
+      undefined,
+    );
+    assert.equal((await store.consoles.get(gone))?.revocationEpoch, before);
+
+    // It reconnects (to this node or any other): its hello said `before`, so the catch-up carries the revocation.
+    const catchUp = await hub.catchUp(gone, before);
+    assert.ok(catchUp?.items.some((i) => i.kind === 'operator' && i.targetId === 'op_f2'));
+    assert.equal(catchUp?.epoch, epoch);
+    hub.acknowledge(gone, epoch);
+    await hub.flushAcks();
+    const row = (await store.revocations.deliveries(epoch)).find((d) => d.consoleId === gone);
+    assert.ok(row !== undefined && row.ackedAt !== null, 'its delivery is recorded and acknowledged');
+    assert.equal((await store.consoles.get(gone))?.revocationEpoch, epoch);
+    assert.equal(stats.maxInFlight, 1);
+  });
+
+  it('keeps the delivery rows and the acknowledgements for a retry when the database is away, and writes both when it is back', async () => {
+    let down = true;
+    const { store: s } = counted(() => down);
+    const { hubRef, pusher } = answering(CONSOLES);
+    const hub = (hubRef.hub = hubOn(s, pusher));
+    // The revocation itself stands (committed, pushed) although its bookkeeping could not be written.
+    const outcome = await hub.revoke('operator', 'op_f3', 'left the bank', 'admin:1');
+    assert.equal(outcome.pushedTo, CONSOLES.length);
+    await assert.rejects(hub.flushAcks(), /database away/);
+    assert.deepEqual(await store.revocations.deliveries(outcome.revocation.epoch), []);
+    down = false;
+    await hub.flushAcks();
+    const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
+    assert.equal(deliveries.length, CONSOLES.length);
+    assert.equal(deliveries.filter((d) => d.ackedAt === null).length, 0);
+  });
+});

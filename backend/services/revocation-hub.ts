@@ -16,6 +16,14 @@ export interface ConsolePusher {
   disconnect(consoleId: string, reason: 'revoked', onReceived?: () => void): void;
 }
 
+/** A fan-out's delivery rows waiting for the writer; `settle` tells the push how its first attempt went. */
+interface PendingDelivery {
+  epoch: number;
+  consoles: string[];
+  at: number;
+  settle: (error: unknown) => void;
+}
+
 export interface RevocationOutcome {
   revocation: RevocationRecord;
   sessionsRevoked: string[];
@@ -63,14 +71,12 @@ export class RevocationHub {
   private delivering: Promise<unknown> = Promise.resolve();
   private readonly pushCounts = new Map<number, number>();
   /**
-   * Delivery rows being written, by epoch: the consoles and when they were sent it. An ack of that
-   * very epoch does not wait for them (it carries `sentAt` and writes its own row if missing: an
-   * upsert, `recordAcks`); an ack of a later epoch, which also acknowledges this one, waits for them.
+   * Delivery rows not yet written (a fan-out's consoles and when they were sent it). They are written
+   * by the same writer as the acknowledgements, before the acks pending with them: an ack never
+   * finds its row missing (no upsert per ack), and the two multi-row writes never run at once (two
+   * transactions inserting the same keys in different orders would wait on each other, or deadlock).
    */
-  private readonly deliveryWrites = new Map<
-    Promise<void>,
-    { epoch: number; at: number; consoles: ReadonlySet<string> }
-  >();
+  private pendingDeliveries: PendingDelivery[] = [];
 
   constructor(
     private readonly store: Store,
@@ -302,27 +308,27 @@ export class RevocationHub {
   }
 
   private async writeAcks(): Promise<void> {
+    // The delivery rows first (each fan-out one statement), then the acks: the rows they mark exist by then.
+    while (this.pendingDeliveries.length > 0) {
+      const delivery = this.pendingDeliveries[0] as PendingDelivery;
+      try {
+        await this.store.revocations.recordDeliveries(delivery.epoch, delivery.consoles, delivery.at);
+      } catch (error) {
+        // Kept for a retry, and the acks with them (they would find no row to mark).
+        delivery.settle(error);
+        this.retryLater();
+        throw error;
+      }
+      this.pendingDeliveries.shift();
+      delivery.settle(undefined);
+    }
     if (this.pendingAcks.size === 0) return;
-    // A console can answer a push before its delivery row is committed (it is written after the
-    // send). An ack of the epoch being written brings its own row (`sentAt`); the rows of an earlier
-    // epoch it also acknowledges must be there first, or it would find none to mark.
-    let highest = 0;
-    for (const ack of this.pendingAcks.values()) if (ack.epoch > highest) highest = ack.epoch;
-    const earlier = [...this.deliveryWrites].filter(([, d]) => d.epoch < highest).map(([write]) => write);
-    if (earlier.length > 0) await Promise.allSettled(earlier);
     const acks = this.pendingAcks;
     this.pendingAcks = new Map();
     try {
-      const rows = [...acks].map(([consoleId, ack]) => {
-        let sentAt: number | undefined;
-        for (const d of this.deliveryWrites.values()) {
-          if (d.epoch === ack.epoch && d.consoles.has(consoleId)) sentAt = d.at;
-        }
-        return { consoleId, epoch: ack.epoch, at: ack.at, ...(sentAt === undefined ? {} : { sentAt }) };
-      });
       // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each;
       // one statement for a single console).
-      await this.store.revocations.recordAcks(rows);
+      await this.store.revocations.recordAcks([...acks].map(([consoleId, ack]) => ({ consoleId, ...ack })));
     } catch (error) {
       // Kept for a retry (the database may be restarting); an ack that arrived meanwhile wins.
       for (const [consoleId, ack] of acks) {
@@ -333,10 +339,46 @@ export class RevocationHub {
         if (this.pendingAcks.size <= MAX_PENDING_ACKS) break;
         this.pendingAcks.delete(consoleId); // the oldest first (insertion order)
       }
-      this.ackRetryAt = performance.now() + ACK_RETRY_MS;
-      this.scheduleAckWrite();
+      this.retryLater();
       throw error;
     }
+  }
+
+  /** After a failed write: the next attempt waits ACK_RETRY_MS (the database is away). */
+  private retryLater(): void {
+    this.ackRetryAt = performance.now() + ACK_RETRY_MS;
+    this.scheduleAckWrite();
+  }
+
+  /**
+   * Queues a fan-out's delivery rows for the writer; resolves when they are written, or with the
+   * error of the first attempt (they stay queued for the retries, the oldest dropped past a bound).
+   */
+  private queueDeliveries(epoch: number, consoles: string[], at: number): Promise<unknown> {
+    return new Promise<unknown>((resolve) => {
+      let settled = false;
+      this.pendingDeliveries.push({
+        epoch,
+        consoles,
+        at,
+        settle: (error) => {
+          if (settled) return;
+          settled = true;
+          resolve(error);
+        },
+      });
+      let queued = 0;
+      for (const d of this.pendingDeliveries) queued += d.consoles.length;
+      while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1) {
+        const dropped = this.pendingDeliveries.shift() as PendingDelivery;
+        queued -= dropped.consoles.length;
+        this.logger.error(
+          { epoch: dropped.epoch, consoles: dropped.consoles.length, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
+          'revocation delivery rows dropped after failed writes; the revocation stands',
+        );
+      }
+      this.scheduleAckWrite();
+    });
   }
 
   /**
@@ -377,18 +419,13 @@ export class RevocationHub {
     }
     const unrecorded = recorded === undefined ? sent : sent.filter((id) => !recorded.has(id));
     if (unrecorded.length > 0) {
-      const write = this.store.revocations.recordDeliveries(record.epoch, unrecorded, now);
-      this.deliveryWrites.set(write, { epoch: record.epoch, at: now, consoles: new Set(unrecorded) });
-      try {
-        await write;
-      } catch (error) {
-        // The revocation is committed and pushed; only the delivery bookkeeping is missing.
+      const failed = await this.queueDeliveries(record.epoch, unrecorded, now);
+      if (failed !== undefined) {
+        // The revocation is committed and pushed; only the delivery bookkeeping waits for a retry.
         this.logger.error(
-          { err: error, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
-          'recording revocation deliveries failed; the revocation stands',
+          { err: failed, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
+          'recording revocation deliveries failed; the revocation stands, the rows are written on a retry',
         );
-      } finally {
-        this.deliveryWrites.delete(write);
       }
     }
     return sent.length;

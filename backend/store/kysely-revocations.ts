@@ -7,7 +7,6 @@ import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import type { EphemeralRepository, RevocationRecord, RevocationRepository } from './repositories.js';
 import { PG_LOCKS, atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
 
-const DELIVERY_CHUNK = 500;
 /** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 5 per row). */
 const CLAIM_CHUNK = 1000;
 
@@ -102,16 +101,10 @@ export class KyselyRevocations implements RevocationRepository {
         ON CONFLICT DO NOTHING`.execute(this.ctx.db);
       return;
     }
-    await atomic(this.ctx, async (db) => {
-      for (let i = 0; i < consoleIds.length; i += DELIVERY_CHUNK) {
-        const chunk = consoleIds.slice(i, i + DELIVERY_CHUNK);
-        await db
-          .insertInto('revocation_deliveries')
-          .values(chunk.map((consoleId) => ({ epoch, console_id: consoleId, sent_at: at })))
-          .onConflict((oc) => oc.doNothing())
-          .execute();
-      }
-    });
+    // SQLite: one statement too, the ids as one JSON array parameter (json_each), atomic on its own.
+    await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
+      SELECT ${epoch}, value, ${at} FROM json_each(${JSON.stringify(consoleIds)}) WHERE true
+      ON CONFLICT DO NOTHING`.execute(this.ctx.db);
   }
   async recordAck(consoleId: string, epoch: number, at: number): Promise<void> {
     await this.ctx.db
@@ -175,26 +168,20 @@ export class KyselyRevocations implements RevocationRepository {
         }
         return;
       }
-      for (const ack of sorted) {
-        await db
-          .updateTable('consoles')
-          .set({ revocation_epoch: sql<number>`MAX(revocation_epoch, ${ack.epoch})` })
-          .where('id', '=', ack.consoleId)
-          .execute();
-        await db
-          .updateTable('revocation_deliveries')
-          .set({ acked_at: ack.at })
-          .where('console_id', '=', ack.consoleId)
-          .where('epoch', '<=', ack.epoch)
-          .where('acked_at', 'is', null)
-          .execute();
-        if (ack.sentAt !== undefined) {
-          await db
-            .insertInto('revocation_deliveries')
-            .values({ epoch: ack.epoch, console_id: ack.consoleId, sent_at: ack.sentAt, acked_at: ack.at })
-            .onConflict((oc) => oc.doNothing())
-            .execute();
-        }
+      // SQLite: three statements whatever the number of acks (one writer, so no lock order to keep),
+      // the acks as one JSON array parameter of [console, epoch, at, sentAt | null] (json_each).
+      const rows = JSON.stringify(sorted.map((a) => [a.consoleId, a.epoch, a.at, a.sentAt ?? null]));
+      const acks = sql`(SELECT value ->> 0 AS console_id, value ->> 1 AS epoch, value ->> 2 AS at,
+        value ->> 3 AS sent_at FROM json_each(${rows}))`;
+      await sql`UPDATE consoles SET revocation_epoch = MAX(revocation_epoch, a.epoch)
+        FROM ${acks} AS a WHERE consoles.id = a.console_id`.execute(db);
+      await sql`UPDATE revocation_deliveries SET acked_at = a.at FROM ${acks} AS a
+        WHERE revocation_deliveries.console_id = a.console_id AND revocation_deliveries.epoch <= a.epoch
+          AND revocation_deliveries.acked_at IS NULL`.execute(db);
+      if (upserts.length > 0) {
+        await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
+          SELECT a.epoch, a.console_id, a.sent_at, a.at FROM ${acks} AS a WHERE a.sent_at IS NOT NULL
+          ON CONFLICT DO NOTHING`.execute(db);
       }
     });
   }

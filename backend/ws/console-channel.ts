@@ -218,37 +218,8 @@ export class ConsoleChannel {
     connection.alive = true;
     this.lastContact.set(connection.console.id, this.deps.clock());
     this.deps.registry.touch(connection.console.id);
-    let parsed: unknown;
-    try {
-      if (isBinary) throw new Error('binary frame');
-      parsed = JSON.parse(rawText(data));
-    } catch {
-      this.violate(connection, 'BAD_JSON', CLOSE_CODES.BAD_JSON, 'Expected a JSON text message');
-      return;
-    }
-    const type = typeof parsed === 'object' && parsed !== null ? (parsed as { type?: unknown }).type : undefined;
-    if (typeof type !== 'string' || !(AGENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
-      this.violate(
-        connection,
-        'MESSAGE_TYPE_UNKNOWN',
-        CLOSE_CODES.MESSAGE_TYPE_UNKNOWN,
-        `Unknown message type ${JSON.stringify(type)}`,
-      );
-      return;
-    }
-    const result = AgentMessageSchema.safeParse(parsed);
-    if (!result.success) {
-      const issue = toFieldIssues(result.error)[0];
-      const code = type === 'events' ? 'EVENT_SCHEMA_INVALID' : 'SCHEMA_INVALID';
-      this.violate(
-        connection,
-        code,
-        CLOSE_CODES.SCHEMA_INVALID,
-        `Invalid "${type}" message: ${issue?.path ?? ''} ${issue?.message ?? ''}`,
-      );
-      return;
-    }
-    const message: AgentMessage = result.data;
+    const message = (!isBinary && revocationAck(data)) || this.parseMessage(connection, data, isBinary);
+    if (message === undefined) return;
     if (connection.hello === undefined && message.type !== 'hello') {
       this.violate(connection, 'HELLO_REQUIRED', CLOSE_CODES.HELLO_REQUIRED, 'The first message must be "hello"');
       return;
@@ -264,6 +235,41 @@ export class ConsoleChannel {
       if (message.type === 'events') connection.inFlight--;
       if (connection.socket.readyState === WebSocket.OPEN) this.dispatch(connection, message);
     });
+  }
+
+  /** A message parsed and validated against its schema; undefined when refused (the socket is then closed). */
+  private parseMessage(connection: ConsoleConnection, data: RawData, isBinary: boolean): AgentMessage | undefined {
+    let parsed: unknown;
+    try {
+      if (isBinary) throw new Error('binary frame');
+      parsed = JSON.parse(rawText(data));
+    } catch {
+      this.violate(connection, 'BAD_JSON', CLOSE_CODES.BAD_JSON, 'Expected a JSON text message');
+      return undefined;
+    }
+    const type = typeof parsed === 'object' && parsed !== null ? (parsed as { type?: unknown }).type : undefined;
+    if (typeof type !== 'string' || !(AGENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
+      this.violate(
+        connection,
+        'MESSAGE_TYPE_UNKNOWN',
+        CLOSE_CODES.MESSAGE_TYPE_UNKNOWN,
+        `Unknown message type ${JSON.stringify(type)}`,
+      );
+      return undefined;
+    }
+    const result = AgentMessageSchema.safeParse(parsed);
+    if (!result.success) {
+      const issue = toFieldIssues(result.error)[0];
+      const code = type === 'events' ? 'EVENT_SCHEMA_INVALID' : 'SCHEMA_INVALID';
+      this.violate(
+        connection,
+        code,
+        CLOSE_CODES.SCHEMA_INVALID,
+        `Invalid "${type}" message: ${issue?.path ?? ''} ${issue?.message ?? ''}`,
+      );
+      return undefined;
+    }
+    return result.data;
   }
 
   /** A batch received while the hello is answered counts against the console's window already. */
@@ -545,6 +551,29 @@ function asBatonError(error: unknown): BatonError {
 function latest(a: number | undefined, b: number | null): number | null {
   if (a === undefined) return b;
   return b === null ? a : Math.max(a, b);
+}
+
+/**
+ * The agent's revocation acknowledgement, byte for byte as it sends it (JSON.stringify of
+ * `{type, of, epoch}`), read without JSON.parse and the schema union: ten thousand of them arrive
+ * at once after a fan-out. Exactly what AckMessageSchema accepts (a positive safe integer epoch);
+ * anything else, spacing or key order included, takes the general path.
+ */
+const REVOCATION_ACK = /^\{"type":"ack","of":"revocation","epoch":([1-9][0-9]{0,14})\}$/;
+const ACK_PREFIX = Buffer.from('{"type":"ack","of":"revocation","epoch":');
+
+function revocationAck(data: RawData): AgentMessage | undefined {
+  if (
+    !Buffer.isBuffer(data) ||
+    data.length <= ACK_PREFIX.length ||
+    data.length > ACK_PREFIX.length + 16 ||
+    data.compare(ACK_PREFIX, 0, ACK_PREFIX.length, 0, ACK_PREFIX.length) !== 0
+  ) {
+    return undefined;
+  }
+  const match = REVOCATION_ACK.exec(data.toString('latin1'));
+  // At most 15 digits: always a safe integer.
+  return match === null ? undefined : { type: 'ack', of: 'revocation', epoch: Number(match[1]) };
 }
 
 function rawText(data: RawData): string {

@@ -47,6 +47,8 @@ const revocationTimes = new Map<number, RevokeCall>();
 const ackCommittedAt = new Map<number, Map<string, number>>();
 /** The latest of those commit times, per epoch. */
 const lastAckAt = new Map<number, number>();
+/** The fan-out's multi-row store writes (delivery rows, ack groups): when each started and how long it took. */
+const storeWrites: { what: string; rows: number; startedAt: number; ms: number }[] = [];
 /** How long the event loop was blocked: what a sign-in or a revocation push arriving then would wait. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
@@ -74,6 +76,21 @@ function instrumentRevocations(): void {
     const outcome = await revoke(...args);
     revocationTimes.set(outcome.revocation.epoch, { startedAt, returnedAt: wallMs() });
     return outcome;
+  };
+  // The store writes behind a fan-out, timed as they run (what each costs, and how many rows it took).
+  const repo = backend.store.revocations;
+  const recordDeliveries = repo.recordDeliveries.bind(repo);
+  const recordAcks = repo.recordAcks.bind(repo);
+  repo.recordDeliveries = async (epoch, consoleIds, at) => {
+    const t0 = wallMs();
+    await recordDeliveries(epoch, consoleIds, at);
+    if (consoleIds.length > 1)
+      storeWrites.push({ what: 'deliveries', rows: consoleIds.length, startedAt: t0, ms: wallMs() - t0 });
+  };
+  repo.recordAcks = async (acks) => {
+    const t0 = wallMs();
+    await recordAcks(acks);
+    if (acks.length > 1) storeWrites.push({ what: 'acks', rows: acks.length, startedAt: t0, ms: wallMs() - t0 });
   };
   hub.acknowledge = (consoleId: string, epoch: number) => {
     queued.push({ consoleId, epoch });
@@ -186,6 +203,10 @@ process.on('message', (raw: unknown) => {
         });
         return;
       }
+      case 'store-writes':
+        // The multi-row revocation writes since the last call (then forgotten).
+        reply({ writes: storeWrites.splice(0) });
+        return;
       case 'stop':
         void backend.stop().then(() => {
           reply({});

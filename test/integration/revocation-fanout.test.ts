@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CLOSE_CODES } from '../../shared/protocol.js';
+import {
+  startTestBackend,
+  TestConsole,
+  type ConsoleSocket,
+  type Json,
+  type TestBackend,
+} from '../helpers/backend-harness.js';
+import { enrolOperator } from '../helpers/operator-flow.js';
+
+/**
+ * A revocation to many consoles at once (issue 10): the acknowledgements, read on the backend's fast
+ * path when spelled as the agent sends them and through the schema otherwise, are all recorded, and
+ * what the schema refuses stays refused.
+ */
+describe('revocation fan-out: every acknowledgement recorded', () => {
+  let t: TestBackend;
+  before(async () => {
+    t = await startTestBackend();
+  });
+  after(() => t.stop());
+
+  /** What an admin sees of a revocation's deliveries, once `acknowledged` reaches `count` (or the last answer). */
+  async function deliveriesOnceAcknowledged(epoch: number, count: number): Promise<Json> {
+    for (let i = 0; ; i++) {
+      const seen = (await t.admin.ok('GET', `/v1/admin/revocations/${epoch}/deliveries`)) as Json;
+      if ((seen.acknowledged as number) >= count || i >= 200) return seen;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  async function connected(n: number): Promise<{ console: TestConsole; socket: ConsoleSocket }[]> {
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const console = await TestConsole.enrol(t.url, t.admin);
+      const socket = await console.connect({ revocationEpoch: await t.backend.revocations.currentEpoch() });
+      await socket.next('welcome');
+      out.push({ console, socket });
+    }
+    return out;
+  }
+
+  it('an operator revoked with 12 consoles connected: each acknowledges (in any spelling) and the admin sees 12 of 12', async () => {
+    const consoles = await connected(12);
+    const { operatorId } = await enrolOperator(t.admin, consoles[0]?.console as TestConsole, {
+      displayName: 'Ivy Gone',
+    });
+    const result = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left' })) as Json;
+    const epoch = result.epoch as number;
+    for (const [i, { socket }] of consoles.entries()) {
+      const message = await socket.next('revocation', (m) => m.epoch === epoch);
+      assert.equal(message.items[0]?.targetId, operatorId);
+      // As the agent spells it (the backend's fast path), and two other valid spellings (the schema's path).
+      socket.send(
+        i === 0
+          ? `{ "type": "ack", "of": "revocation", "epoch": ${epoch} }`
+          : i === 1
+            ? `{"epoch":${epoch},"of":"revocation","type":"ack"}`
+            : { type: 'ack', of: 'revocation', epoch },
+      );
+    }
+    const seen = await deliveriesOnceAcknowledged(epoch, 12);
+    const ours = new Set(consoles.map((c) => c.console.id));
+    const rows = (seen.deliveries as { consoleId: string; ackedAt: number | null }[]).filter((d) =>
+      ours.has(d.consoleId),
+    );
+    assert.equal(rows.length, 12, 'a delivery row for every console');
+    assert.deepEqual(
+      rows.filter((d) => d.ackedAt === null).map((d) => d.consoleId),
+      [],
+      'every console recorded as acknowledged',
+    );
+    await Promise.all(consoles.map(({ socket }) => socket.close()));
+  });
+
+  it('an acknowledgement the schema refuses is refused however it is spelled', async () => {
+    for (const bad of [
+      '{"type":"ack","of":"revocation","epoch":0}',
+      '{"type":"ack","of":"revocation","epoch":-1}',
+      '{"type":"ack","of":"revocation","epoch":1.5}',
+      '{"type":"ack","of":"revocation","epoch":1,"extra":true}',
+      '{"type":"ack","of":"revocation","epoch":99999999999999999999}',
+    ]) {
+      const { socket } = (await connected(1))[0] as { socket: ConsoleSocket };
+      socket.send(bad);
+      const error = await socket.next('error');
+      assert.equal(error.code, 'SCHEMA_INVALID', bad);
+      assert.equal((await socket.closed).code, CLOSE_CODES.SCHEMA_INVALID, bad);
+    }
+  });
+
+  it('a console away during the fan-out gets the revocation when it reconnects, and its acknowledgement is recorded', async () => {
+    const { console, socket } = (await connected(1))[0] as { console: TestConsole; socket: ConsoleSocket };
+    const known = await t.backend.revocations.currentEpoch();
+    await socket.close();
+    const { operatorId } = await enrolOperator(t.admin, console, { displayName: 'Jo Away' });
+    const result = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left' })) as Json;
+    const epoch = result.epoch as number;
+    const again = await console.connect({ revocationEpoch: known });
+    const catchUp = await again.next('revocation');
+    assert.ok(catchUp.epoch >= epoch);
+    assert.ok(catchUp.items.some((i) => i.kind === 'operator' && i.targetId === operatorId));
+    again.send({ type: 'ack', of: 'revocation', epoch: catchUp.epoch });
+    const seen = await deliveriesOnceAcknowledged(epoch, 1);
+    const row = (seen.deliveries as { consoleId: string; ackedAt: number | null }[]).find(
+      (d) => d.consoleId === console.id,
+    );
+    assert.ok(row !== undefined && row.ackedAt !== null, 'its delivery is recorded as acknowledged');
+    await again.close();
+  });
+});
