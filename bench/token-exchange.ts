@@ -22,6 +22,7 @@
  * set against the median request. The disk's own anchor, in the same rounds and on the data
  * directory's disk: the p50/p99 of a plain `fdatasync` after a small append, and of a one-row SQLite
  * commit with `synchronous = FULL` (WAL), so the report can say how much of the p99 is the disk.
+ * WAL checkpoints run on a worker thread (BATON_SQLITE_CHECKPOINT_ON_LOOP=1: SQLite's own, on the loop, for an A/B).
  * `--autocheckpoint <pages>` sets the backend connection's `wal_autocheckpoint` (0: none) for an A/B;
  * BATON_SQLITE_SYNC_ON_LOOP=1 puts SQLite's fsync back inside COMMIT, on the event loop (the A/B of
  * backend/store/sqlite-store.ts WalSync). The event loop's delay during the rounds (what any other
@@ -337,6 +338,8 @@ function explain(traced: readonly Traced[]) {
 heading('token-exchange');
 if (args.durability !== 'full' && args.durability !== 'normal') throw new Error('--durability full|normal');
 const onLoop = args.durability === 'normal' || process.env.BATON_SQLITE_SYNC_ON_LOOP === '1';
+/** WAL checkpoints: on a worker thread by default (sqlite-wal-sync-checkpointer.ts); BATON_SQLITE_CHECKPOINT_ON_LOOP=1 for the A/B. */
+const checkpointsOnLoop = process.env.BATON_SQLITE_CHECKPOINT_ON_LOOP === '1';
 const t = await startTestBackend({ durability: args.durability });
 try {
   if (args.autocheckpoint !== undefined)
@@ -534,7 +537,7 @@ try {
     ]),
   );
   printTable(
-    `what blocked the event loop during the in-process rounds (durability ${args.durability}, WAL flush ${onLoop ? 'inside COMMIT, on the event loop' : 'off the event loop'}, wal_autocheckpoint ${String(walPages)})`,
+    `what blocked the event loop during the in-process rounds (durability ${args.durability}, WAL flush ${onLoop ? 'inside COMMIT, on the event loop' : 'off the event loop'}, checkpoints ${checkpointsOnLoop ? 'on the event loop' : 'on a worker thread (bound on the loop)'}, wal_autocheckpoint ${String(walPages)})`,
     ['what', 'count', 'p50 ms', 'p99 ms', 'max ms', 'total ms', '> 2 ms'],
     [
       ['SQLite COMMIT (all units)', cs, commitMs],
@@ -581,6 +584,7 @@ try {
     flushes: summarize(flushMs),
     loopDelay: lag,
     walAutocheckpoint: walPages,
+    checkpoints: checkpointsOnLoop ? 'on-loop' : 'worker',
     breakdown,
     commits: cs,
     gc: gs,

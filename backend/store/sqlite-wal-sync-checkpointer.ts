@@ -127,7 +127,12 @@ export class WalCheckpointer {
     this.closed ??= new Promise<void>((resolve) => {
       if (this.exited) return resolve();
       this.worker.ref(); // what is awaited keeps the process alive until the thread has ended
-      this.worker.once('exit', () => resolve());
+      // A worker that does not end by itself (stuck in a statement) is stopped: a store's close never hangs on it.
+      const stop = setTimeout(() => void this.worker.terminate(), 5_000);
+      this.worker.once('exit', () => {
+        clearTimeout(stop);
+        resolve();
+      });
       this.worker.postMessage('close');
     });
     return this.closed;
