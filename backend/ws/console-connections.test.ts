@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { CLOSE_CODES } from '../../shared/protocol.js';
 import type { CommandRecord } from '../store/repositories.js';
-import { ConsoleConnections, type ConsoleSocket } from './console-connections.js';
+import { ConsoleConnections, sendData, type ConsoleSocket } from './console-connections.js';
 
 const command: CommandRecord = { id: 'cmd_1', consoleId: 'con_1', sessionId: 'ses_1', reason: 'ended', createdAt: 0 };
 
@@ -111,5 +111,72 @@ describe('ConsoleConnections (the table the services push through)', () => {
     await serverClosed;
     dead.serverSide.terminate();
     assert.equal(deadReceipt, false, 'no receipt without a close frame from the console');
+  });
+});
+
+describe('sendData: a fan-out Buffer framed once and written as is', () => {
+  async function pairOn(options: ConstructorParameters<typeof WebSocketServer>[0]) {
+    const server = new WebSocketServer({ ...options, port: 0, host: '127.0.0.1' });
+    await once(server, 'listening');
+    const accepted = once(server, 'connection');
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const received: { text: string; isBinary: boolean }[] = [];
+    client.on('message', (data: Buffer, isBinary: boolean) => received.push({ text: data.toString('utf8'), isBinary }));
+    const [serverSide] = (await accepted) as [WebSocket];
+    await once(client, 'open');
+    const close = async () => {
+      client.terminate();
+      serverSide.terminate();
+      await new Promise((resolve) => server.close(resolve));
+    };
+    return { serverSide, received, close };
+  }
+
+  it('delivers the exact text, as a text frame, for each header length (7-bit, 16-bit, 64-bit), without ws.send', async () => {
+    const { serverSide, received, close } = await pairOn({ perMessageDeflate: false });
+    try {
+      let sends = 0;
+      const send = serverSide.send.bind(serverSide);
+      serverSide.send = ((...args: Parameters<WebSocket['send']>) => {
+        sends++;
+        send(...args);
+      }) as WebSocket['send'];
+      const texts = [20, 300, 70_000].map((n) => JSON.stringify({ type: 'revocation', pad: 'é'.repeat(n) }));
+      for (const text of texts) {
+        const payload = Buffer.from(text);
+        assert.equal(sendData(serverSide, payload), true);
+        assert.equal(sendData(serverSide, payload), true); // the same Buffer again: the cached frame
+      }
+      while (received.length < texts.length * 2) await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(
+        received,
+        texts.flatMap((text) => [
+          { text, isBinary: false },
+          { text, isBinary: false },
+        ]),
+      );
+      assert.equal(sends, 0, 'written pre-framed');
+    } finally {
+      await close();
+    }
+  });
+
+  it('falls back to ws.send when a compression extension was negotiated', async () => {
+    const { serverSide, received, close } = await pairOn({ perMessageDeflate: { threshold: 0 } });
+    try {
+      let sends = 0;
+      const send = serverSide.send.bind(serverSide);
+      serverSide.send = ((...args: Parameters<WebSocket['send']>) => {
+        sends++;
+        send(...args);
+      }) as WebSocket['send'];
+      const text = JSON.stringify({ type: 'revocation', pad: 'x'.repeat(500) });
+      assert.equal(sendData(serverSide, Buffer.from(text)), true);
+      while (received.length < 1) await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(received, [{ text, isBinary: false }]);
+      assert.equal(sends, 1);
+    } finally {
+      await close();
+    }
   });
 });
