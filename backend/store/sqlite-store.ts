@@ -31,6 +31,7 @@ import {
   SqliteSignInStatements,
 } from './sqlite-sign-in.js';
 import { isDatabaseDamage } from './database-health.js';
+import { SAFETY_PAGES, WalCheckpointer } from './sqlite-wal-sync-checkpointer.js';
 import { BatonError } from '../../shared/errors.js';
 
 export const DATABASE_FILE = 'baton.db';
@@ -116,6 +117,13 @@ function openSqliteFile(
     raw?.close();
     throw unreadable(file, cause);
   }
+  // WAL checkpoints on a worker thread's connection, off the event loop (sqlite-wal-sync-checkpointer.ts);
+  // BATON_SQLITE_CHECKPOINT_ON_LOOP=1 (benchmarks' A/B) keeps SQLite's automatic one on this connection.
+  let checkpointer: WalCheckpointer | undefined;
+  if (process.env.BATON_SQLITE_CHECKPOINT_ON_LOOP !== '1') {
+    checkpointer = new WalCheckpointer(file);
+    raw.pragma(`wal_autocheckpoint = ${SAFETY_PAGES}`);
+  }
   const walSync =
     options.durability === 'full' && process.env.BATON_SQLITE_SYNC_ON_LOOP !== '1'
       ? new WalSync(options.dataDir, `${file}-wal`, options.syncWal)
@@ -127,6 +135,7 @@ function openSqliteFile(
     'sqlite',
     () => {
       closed ??= (async () => {
+        await checkpointer?.close();
         // Through Kysely, so that it waits for the statement or transaction holding the connection.
         await db.executeQuery(CompiledQuery.raw('PRAGMA wal_checkpoint(TRUNCATE)'));
         await db.destroy();
