@@ -197,8 +197,18 @@ async function main(): Promise<void> {
   const { wallMs: wall, cpuMs } = await measured(async () => {
     // The receivers say when each holds every SET (no polling from here: this process's CPU is the transmitter's).
     const all = ask<{ cpuMs: number }>('when', (m) => m.done === true, { atLeast: perConsole * CONSOLES });
+    // A run that stalls says where (each stream's backlog and last error, each receiver's count) every 30 s.
+    const stalled = setInterval(() => {
+      void (async () => {
+        const { counts } = await ask<{ counts: number[] }>('counts', (m) => Array.isArray(m.counts));
+        const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
+        const views = (streams as Json[]).map((v) => `${v.backlog as number} queued, ${String(v.lastError)}`);
+        console.error(`(b) not done after 30 s: receivers ${counts.join(', ')}; streams: ${views.join('; ')}`);
+      })().catch(() => undefined);
+    }, 30_000);
     await sendAll();
     childCpu1 = (await all).cpuMs;
+    clearInterval(stalled);
   });
   if (profiler !== undefined && args.profile !== undefined) {
     const { profile } = await profiler.post('Profiler.stop');
