@@ -3,6 +3,7 @@ import { barChart } from './charts.js';
 import { announce, errorBox, fmtTime, h, pill, replace } from './dom.js';
 import { oneTimeSecret } from './one-time-secret.js';
 import { hashQuery, pagedTable, type Names } from './paged-table.js';
+import { entityPicker } from './picker.js';
 import type { View } from './view.js';
 
 /** One break-glass grant as `GET /v1/admin/break-glass` lists it (docs/break-glass.md). */
@@ -177,8 +178,18 @@ export const breakGlassView: View = (main) => {
     return form;
   };
 
-  const operator = h('input', { id: 'break-glass-operator', required: true, maxlength: 128 });
-  const consoleId = h('input', { id: 'break-glass-console', required: true, maxlength: 128 });
+  // Chosen by name (search-as-you-type, a few matches at a time); the id goes to the API.
+  let operatorName: string | undefined;
+  const operator = entityPicker({
+    id: 'break-glass-operator',
+    kind: 'operator',
+    placeholder: 'type a name…',
+    onChoose: (_id, label) => (operatorName = label),
+  });
+  const consoleId = entityPicker({ id: 'break-glass-console', kind: 'console', placeholder: 'type a name…' });
+  operator.input.required = true;
+  operator.input.addEventListener('input', () => (operatorName = undefined));
+  consoleId.input.required = true;
   const reason = h('input', {
     id: 'break-glass-reason',
     required: true,
@@ -188,8 +199,8 @@ export const breakGlassView: View = (main) => {
   const issue = h(
     'form',
     { class: 'row', 'aria-label': 'Issue a temporary access code' },
-    h('label', { for: 'break-glass-operator' }, 'Operator ID', operator),
-    h('label', { for: 'break-glass-console' }, 'Console ID', consoleId),
+    h('label', { for: 'break-glass-operator' }, 'Operator', operator.element),
+    h('label', { for: 'break-glass-console' }, 'Console', consoleId.element),
     h('label', { for: 'break-glass-reason' }, 'Reason', reason),
     h('button', { type: 'submit', class: 'primary', id: 'break-glass-issue' }, 'Issue code'),
   );
@@ -199,12 +210,12 @@ export const breakGlassView: View = (main) => {
       try {
         const { code, expiresAt } = await api<{ code: string; expiresAt: number }>(
           ...endpoint('adminBreakGlassCodeIssue'),
-          { operatorId: operator.value.trim(), consoleId: consoleId.value.trim(), reason: reason.value.trim() },
+          { operatorId: operator.value().trim(), consoleId: consoleId.value().trim(), reason: reason.value.trim() },
         );
         replace(
           message,
           oneTimeSecret({
-            title: `Temporary access code for ${operator.value.trim()}`,
+            title: `Temporary access code for ${operatorName ?? operator.value().trim()}`,
             value: code,
             expiresAt,
             id: 'new-break-glass-code',

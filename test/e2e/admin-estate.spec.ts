@@ -6,7 +6,13 @@ import { test, expect, type BrowserContext, type Page, type TestInfo } from '@pl
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
 import { kyselyOf } from '../../backend/store/kysely-store.js';
 import { httpJson, startTestBackend, type TestBackend } from '../helpers/backend-harness.js';
-import { consoleRecord, operatorRecord, passkeyRecord, sessionRecord } from '../helpers/admin-estate-seed.js';
+import {
+  consoleRecord,
+  operatorRecord,
+  passkeyRecord,
+  sessionRecord,
+  transmitterRow,
+} from '../helpers/admin-estate-seed.js';
 import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
 import { attachScreenshot } from '../helpers/e2e-screenshot.js';
@@ -445,24 +451,14 @@ async function seedSmallTables(): Promise<void> {
     if (i < 14) {
       await db
         .insertInto('ssf_transmitters')
-        .values({
-          id: `tx_e2e${n}`,
-          name: i % 2 === 1 ? `Okta ${n}` : `Entra ${n}`,
-          issuer: `https://idp${n}.bank.example`,
-          audience: 'baton',
-          configuration_url: null,
-          jwks_uri: null,
-          pinned_jwks: '{"keys":[]}',
-          push_token_hash: `push-e2e-${n}`,
-          max_age_seconds: 300,
-          stream_id: null,
-          created_at: now - i * 60_000,
-          created_by: 'operator:op_e2e123',
-          disabled_at: null,
-          last_set_at: null,
-          last_jti: null,
-          last_action: null,
-        })
+        .values(
+          transmitterRow({
+            id: `tx_e2e${n}`,
+            name: i % 2 === 1 ? `Okta ${n}` : `Entra ${n}`,
+            issuer: `https://idp${n}.bank.example`,
+            created_at: now - i * 60_000,
+          }),
+        )
         .execute();
       await store.policies.insert({
         version: 2 + i,
@@ -523,6 +519,14 @@ test('the smaller tables are searched and paged by the admin API as well: servic
   await page.locator('#grants-search').fill('operator 007');
   await page.locator('#grants-apply').click();
   await expect(page.locator('#grants-position')).toHaveText('Rows 1–1 of 1');
+  // A code from IT is issued for an operator and a console chosen by name, not typed as ids.
+  const issueFor = page.locator('#break-glass-operator');
+  await issueFor.pressSequentially('operator 007');
+  await page
+    .locator('#break-glass-operator-matches')
+    .getByRole('option', { name: /Operator 007/ })
+    .click();
+  await expect(issueFor).toHaveValue('Operator 007');
   await checkLayout(page, info, 'break-glass-estate');
 
   // The pictures label each operator's bar by name, and a bar leads to that operator's grants.

@@ -3,6 +3,7 @@
  * estate scale: thousands of rows in seconds, no ceremony each). Each gives the fields a test does not
  * care about their plain defaults; a test names what it asserts.
  */
+import type { BatonDatabase } from '../../backend/store/kysely-schema.js';
 import type {
   ConsoleRecord,
   CredentialRecord,
@@ -76,5 +77,48 @@ export function sessionRecord(
     endedAt: null,
     endReason: null,
     ...fields,
+  };
+}
+
+/** An upstream Shared Signals transmitter's row (pinned keys, never used yet). */
+export function transmitterRow(
+  fields: Pick<BatonDatabase['ssf_transmitters'], 'id' | 'name' | 'issuer' | 'created_at'> &
+    Partial<BatonDatabase['ssf_transmitters']>,
+): Omit<BatonDatabase['ssf_transmitters'], 'accepted'> {
+  return {
+    audience: 'baton',
+    configuration_url: null,
+    jwks_uri: null,
+    pinned_jwks: '{"keys":[]}',
+    push_token_hash: `push-${fields.id}`,
+    max_age_seconds: 300,
+    stream_id: null,
+    created_by: 'operator:op_e2e123',
+    disabled_at: null,
+    last_set_at: null,
+    last_jti: null,
+    last_action: null,
+    ...fields,
+  };
+}
+
+/** A Shared Signals stream's row: polled by its receiver, nothing delivered yet. */
+export function streamRow(
+  fields: Pick<BatonDatabase['ssf_streams'], 'id' | 'receiver_id' | 'status' | 'created_at'> & { audience: string },
+): Omit<BatonDatabase['ssf_streams'], 'delivered_count'> {
+  const { audience, ...row } = fields;
+  return {
+    config: JSON.stringify({ aud: audience, delivery: { method: 'urn:ietf:rfc:8936' }, events_requested: [] }),
+    status_reason: null,
+    updated_at: row.created_at,
+    lease_owner: null,
+    lease_until: null,
+    failing_since: null,
+    last_error: null,
+    last_delivered_at: null,
+    verify_jti: null,
+    verify_requested_at: null,
+    verify_accepted_at: null,
+    ...row,
   };
 }

@@ -9,7 +9,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { kyselyOf } from '../../backend/store/kysely-store.js';
 import type { Store } from '../../backend/store/repositories.js';
-import { consoleRecord, operatorRecord, passkeyRecord } from '../helpers/admin-estate-seed.js';
+import {
+  consoleRecord,
+  operatorRecord,
+  passkeyRecord,
+  streamRow,
+  transmitterRow,
+} from '../helpers/admin-estate-seed.js';
 import { assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 
 const N = 12;
@@ -76,24 +82,15 @@ async function seed(store: Store, now: number): Promise<void> {
       .execute();
     await db
       .insertInto('ssf_transmitters')
-      .values({
-        id: `tx_${n}`,
-        name: i % 2 === 0 ? `Entra ${n}` : `Okta ${n}`,
-        issuer: `https://idp${n}.example`,
-        audience: 'baton',
-        configuration_url: null,
-        jwks_uri: null,
-        pinned_jwks: '{"keys":[]}',
-        push_token_hash: `push-${n}`,
-        max_age_seconds: 300,
-        stream_id: null,
-        created_at: now - (N - i) * 60_000,
-        created_by: 'operator:op_ada',
-        disabled_at: i === 5 ? now : null,
-        last_set_at: null,
-        last_jti: null,
-        last_action: null,
-      })
+      .values(
+        transmitterRow({
+          id: `tx_${n}`,
+          name: i % 2 === 0 ? `Entra ${n}` : `Okta ${n}`,
+          issuer: `https://idp${n}.example`,
+          created_at: now - (N - i) * 60_000,
+          disabled_at: i === 5 ? now : null,
+        }),
+      )
       .execute();
     await store.policies.insert({
       version: 100 + i,
@@ -121,27 +118,15 @@ async function seed(store: Store, now: number): Promise<void> {
   for (let i = 0; i < 9; i++) {
     await db
       .insertInto('ssf_streams')
-      .values({
-        id: `str_${pad(i)}`,
-        receiver_id: `rcv_${i % 3}`,
-        config: JSON.stringify({
-          aud: `https://rcv${i % 3}.example`,
-          delivery: { method: 'urn:ietf:rfc:8936' },
-          events_requested: [],
+      .values(
+        streamRow({
+          id: `str_${pad(i)}`,
+          receiver_id: `rcv_${i % 3}`,
+          audience: `https://rcv${i % 3}.example`,
+          status: i === 4 ? 'paused' : 'enabled',
+          created_at: now - (9 - i) * 60_000,
         }),
-        status: i === 4 ? 'paused' : 'enabled',
-        status_reason: null,
-        created_at: now - (9 - i) * 60_000,
-        updated_at: now,
-        lease_owner: null,
-        lease_until: null,
-        failing_since: null,
-        last_error: null,
-        last_delivered_at: null,
-        verify_jti: null,
-        verify_requested_at: null,
-        verify_accepted_at: null,
-      })
+      )
       .execute();
   }
   for (let i = 0; i < 7; i++) {
