@@ -617,4 +617,11 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX credentials_suspended_page ON credentials(suspended_at, id) WHERE suspended_at IS NOT NULL;
     `,
   },
+  {
+    version: 24,
+    name: 'revocation fan-out (issue 10): room in the console pages for the acknowledged epoch',
+    // SQLite has no fill factor (its pages are rewritten in place): nothing to do; the version
+    // keeps both engines' schemas numbered alike (migrate-store compares them).
+    sql: `SELECT 1;`,
+  },
 ];
