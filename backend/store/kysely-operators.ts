@@ -62,6 +62,23 @@ export function credentialFrom(row: Row): CredentialRecord {
   };
 }
 
+/** A credential row joined with its operator's columns (prefixed `o_`), as the sign-in read selects them. */
+export function credentialWithOperatorFrom(r: Row): { credential: CredentialRecord; operator: OperatorRecord } {
+  return {
+    credential: credentialFrom(r),
+    operator: operatorFrom({
+      id: r.operator_id,
+      display_name: r.o_display_name,
+      roles: r.o_roles,
+      webauthn_user_id: r.o_webauthn_user_id,
+      created_at: r.o_created_at,
+      failed_attempts: r.o_failed_attempts,
+      revoked_at: r.o_revoked_at,
+      revoked_reason: r.o_revoked_reason,
+    }),
+  };
+}
+
 export class KyselyOperators implements OperatorRepository {
   constructor(private readonly ctx: KyselyContext) {}
 
@@ -307,19 +324,7 @@ export class KyselyOperators implements OperatorRepository {
       .executeTakeFirst();
     if (row === undefined) return undefined;
     const r = row as Row;
-    return {
-      credential: credentialFrom(r),
-      operator: operatorFrom({
-        id: r.operator_id,
-        display_name: r.o_display_name,
-        roles: r.o_roles,
-        webauthn_user_id: r.o_webauthn_user_id,
-        created_at: r.o_created_at,
-        failed_attempts: r.o_failed_attempts,
-        revoked_at: r.o_revoked_at,
-        revoked_reason: r.o_revoked_reason,
-      }),
-    };
+    return credentialWithOperatorFrom(r);
   }
 
   async revokeCredential(id: string, at: number, reason: string): Promise<boolean> {

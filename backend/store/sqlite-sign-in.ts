@@ -19,7 +19,7 @@ import {
 } from './repositories.js';
 import type { SyncRunner } from './kysely-store.js';
 import { optNum, type KyselyContext, type Row } from './kysely-schema.js';
-import { KyselyOperators, credentialFrom, operatorFrom } from './kysely-operators.js';
+import { KyselyOperators, credentialWithOperatorFrom } from './kysely-operators.js';
 import { KyselySessions, LIVE_STATES, sessionChanges, sessionFrom } from './kysely-sessions.js';
 import { KyselyConsoles, consoleFrom } from './kysely-consoles.js';
 
@@ -75,19 +75,7 @@ export class SqliteSignInStatements {
   credentialWithOperator(id: string): { credential: CredentialRecord; operator: OperatorRecord } | undefined {
     const r = this.stmts.credentialWithOperator.get(id) as Row | undefined;
     if (r === undefined) return undefined;
-    return {
-      credential: credentialFrom(r),
-      operator: operatorFrom({
-        id: r.operator_id,
-        display_name: r.o_display_name,
-        roles: r.o_roles,
-        webauthn_user_id: r.o_webauthn_user_id,
-        created_at: r.o_created_at,
-        failed_attempts: r.o_failed_attempts,
-        revoked_at: r.o_revoked_at,
-        revoked_reason: r.o_revoked_reason,
-      }),
-    };
+    return credentialWithOperatorFrom(r);
   }
 
   /** The three writes of KyselyOperators.recordAssertionUse on SQLite, in the same order, as one commit. */
