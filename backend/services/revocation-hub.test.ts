@@ -51,31 +51,9 @@ describe('RevocationHub on the async store', () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-revocations-'));
     store = openSqliteStore({ dataDir: dir, durability: 'normal' });
     for (const id of ['con_a', 'con_b', 'con_c']) {
-      await store.consoles.insert({
-        id,
-        name: null,
-        channel: 'branch',
-        site: null,
-        publicJwk: '{}',
-        jkt: id,
-        enrolledAt: clock(),
-        lastSeenAt: null,
-        policyVersion: 0,
-        revocationEpoch: 0,
-        revokedAt: null,
-        revokedReason: null,
-      });
+      await insertConsole(store, id, clock());
     }
-    await store.operators.insert({
-      id: 'op_1',
-      displayName: 'Op',
-      roles: [],
-      webauthnUserId: 'u1',
-      createdAt: clock(),
-      failedAttempts: 0,
-      revokedAt: null,
-      revokedReason: null,
-    });
+    await insertOperator(store, 'op_1', clock());
   });
   after(async () => {
     await store.close();
@@ -236,32 +214,10 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     dir = mkdtempSync(join(tmpdir(), 'baton-fanout-'));
     store = openSqliteStore({ dataDir: dir, durability: 'normal' });
     for (const id of CONSOLES) {
-      await store.consoles.insert({
-        id,
-        name: null,
-        channel: 'branch',
-        site: null,
-        publicJwk: '{}',
-        jkt: id,
-        enrolledAt: clock(),
-        lastSeenAt: null,
-        policyVersion: 0,
-        revocationEpoch: 0,
-        revokedAt: null,
-        revokedReason: null,
-      });
+      await insertConsole(store, id, clock());
     }
     for (const id of ['op_f1', 'op_f2', 'op_f3']) {
-      await store.operators.insert({
-        id,
-        displayName: id,
-        roles: [],
-        webauthnUserId: id,
-        createdAt: clock(),
-        failedAttempts: 0,
-        revokedAt: null,
-        revokedReason: null,
-      });
+      await insertOperator(store, id, clock());
     }
   });
   after(async () => {
@@ -394,3 +350,35 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     assert.equal(deliveries.filter((d) => d.ackedAt === null).length, 0);
   });
 });
+
+/** A bare enrolled console row (no name, no site), as the fan-out reads it. */
+async function insertConsole(store: Store, id: string, at: number): Promise<void> {
+  await store.consoles.insert({
+    id,
+    name: null,
+    channel: 'branch',
+    site: null,
+    publicJwk: '{}',
+    jkt: id,
+    enrolledAt: at,
+    lastSeenAt: null,
+    policyVersion: 0,
+    revocationEpoch: 0,
+    revokedAt: null,
+    revokedReason: null,
+  });
+}
+
+/** An active operator row named by its id. */
+async function insertOperator(store: Store, id: string, at: number): Promise<void> {
+  await store.operators.insert({
+    id,
+    displayName: id,
+    roles: [],
+    webauthnUserId: id,
+    createdAt: at,
+    failedAttempts: 0,
+    revokedAt: null,
+    revokedReason: null,
+  });
+}
