@@ -5,6 +5,19 @@
  *
  *   npx tsx bench/admin-estate.ts [--engine sqlite|postgres|both] [--events 10000000]
  *                                 [--consoles 10000] [--operators 50000] [--sessions 100000] [--samples 30]
+ *                                 [--suspended 50000] [--grants 100000] [--services 1000] [--policies 100] [--codes 200]
+ *
+ * The smaller lists (services, break-glass grants, policy versions, an operator's enrolment codes, suspended
+ * passkeys) are seeded where they grow with the estate: `--suspended` passkeys suspended among 2 × `--operators`
+ * passkeys, `--grants` break-glass grants over every operator and console, `--services` services, `--policies`
+ * policy versions (each the current document, published by an operator), one enrolment code per operator and
+ * `--codes` more for one operator. The Shared Signals streams and transmitters are not seeded (issued one by one
+ * by people, a few dozen at most; their pages take the views from the service's whole list): measured as the
+ * backend starts them.
+ * Known floor: the bench asks with the harness's bootstrap admin token, and every such request asks
+ * `adminPasskeyExists()` (backend/services/admin-auth.ts): with the seeded passkeys and no admin among their
+ * operators that is a scan of every passkey (auto_explain: 160–220 ms on PostgreSQL, about 25 ms of CPU on SQLite),
+ * paid by every query here including the anchor (4 ms without the passkeys). Compare with the anchor.
  *
  * The estate is seeded straight into the backend's database with set-based INSERTs (a recursive CTE on
  * SQLite, generate_series on PostgreSQL) in transactions of 500,000 rows: no per-row round trip.
@@ -41,6 +54,12 @@ const OPERATORS = Number(arg('operators', '50000'));
 const SESSIONS = Number(arg('sessions', '100000'));
 const EVENTS = Number(arg('events', '10000000'));
 const SAMPLES = Number(arg('samples', '30'));
+/** The smaller lists (issue 12) at estate scale: suspended passkeys (among two passkeys per operator), break-glass grants, services, policy versions, one operator's enrolment codes (besides one per operator). */
+const SUSPENDED = Number(arg('suspended', '50000'));
+const GRANTS = Number(arg('grants', '100000'));
+const SERVICES = Number(arg('services', '1000'));
+const POLICIES = Number(arg('policies', '100'));
+const CODES = Number(arg('codes', '200'));
 /** PostgreSQL: log the plan (auto_explain, ANALYZE) of every statement slower than this many ms, printed at the end. */
 const EXPLAIN_MS = process.argv.includes('--explain') ? Number(arg('explain', '20')) || 20 : undefined;
 const CHUNK = 500_000;
@@ -132,6 +151,74 @@ function seedStatements(
   }
 }
 
+/** The smaller lists' rows (issue 12), one set-based INSERT each: [what, statement]. */
+function smallSeedStatements(engine: Engine): [string, string][] {
+  // bigint on PostgreSQL: times such as i * 60,000 pass 2^31.
+  const series = (from: number, to: number) =>
+    engine === 'postgres'
+      ? `generate_series(${from}::bigint, ${to - 1}::bigint) AS g(i)`
+      : `(WITH RECURSIVE s(i) AS (SELECT ${from} UNION ALL SELECT i + 1 FROM s WHERE i < ${to - 1}) SELECT i FROM s)`;
+  const pad = (expr: string, width: number) =>
+    engine === 'postgres' ? `lpad((${expr})::text, ${width}, '0')` : `printf('%0${width}d', ${expr})`;
+  const hex16 = engine === 'postgres' ? `lpad(to_hex(i), 16, '0')` : `printf('%016x', i)`;
+  const blob = engine === 'postgres' ? `decode('00', 'hex')` : `X'00'`;
+  const op = (expr: string) => `'op_e' || ${pad(expr, 6)}`;
+  const con = (expr: string) => `'con_e' || ${pad(expr, 6)}`;
+  const passkeys = Math.max(2 * OPERATORS, SUSPENDED);
+  const every = Math.max(1, Math.floor(passkeys / Math.max(1, SUSPENDED)));
+  const suspended = `i % ${every} = 0 AND i < ${SUSPENDED * every}`;
+  const codeOperator = op(String(Math.floor(OPERATORS / 2)));
+  return [
+    [
+      `${fmtInt(passkeys)} passkeys, ${fmtInt(SUSPENDED)} suspended`,
+      `INSERT INTO credentials (id, operator_id, public_key, counter, transports, device_bound, backed_up, aaguid, attestation_fmt,
+          registered_on_console, created_at, last_used_at, revoked_at, revoked_reason, suspended_at, suspended_reason)
+        SELECT 'cred_e' || ${pad('i', 7)}, ${op(`i % ${OPERATORS}`)}, ${blob}, 0, '["internal"]', 1, 0,
+          '00000000-0000-0000-0000-000000000000', 'none', ${con(`i % ${CONSOLES}`)}, ${BASE} + i * 1000, NULL, NULL, NULL,
+          CASE WHEN ${suspended} THEN ${BASE} + i * 1000 + 600000 ELSE NULL END,
+          CASE WHEN ${suspended} THEN 'counter-regressed' ELSE NULL END
+        FROM ${series(0, passkeys)}`,
+    ],
+    [
+      `${fmtInt(GRANTS)} break-glass grants`,
+      `INSERT INTO break_glass_grants (id, operator_id, console_id, site, method, approved_by, reason, code_hash, issued_at, expires_at,
+          used_at, session_id, signed_off_at, signed_off_by, sign_off_note)
+        SELECT 'bg_e' || ${pad('i', 7)}, ${op(`(i * 13) % ${OPERATORS}`)}, ${con(`i % ${CONSOLES}`)}, 'Branch ' || ${pad(`i % ${SITES}`, 3)},
+          CASE WHEN i % 5 = 0 THEN 'supervisor-tap' ELSE 'admin-code' END, 'admin', 'bench: the passkey was left at home', NULL,
+          ${BASE} + i * 60000, ${BASE} + i * 60000 + 3600000,
+          CASE WHEN i % 3 = 0 THEN ${BASE} + i * 60000 + 60000 ELSE NULL END,
+          CASE WHEN i % 3 = 0 THEN 'ses_e' || ${pad(`i % ${SESSIONS}`, 7)} ELSE NULL END,
+          CASE WHEN i % 10 = 0 THEN NULL ELSE ${BASE} + i * 60000 + 86400000 END,
+          CASE WHEN i % 10 = 0 THEN NULL ELSE 'admin' END, NULL
+        FROM ${series(0, GRANTS)}`,
+    ],
+    [
+      `${fmtInt(SERVICES)} services`,
+      `INSERT INTO services (id, name, actions, enrolled_at, enrolled_by, last_used_at, revoked_at, revoked_by, revoked_reason)
+        SELECT 'svc_e' || ${pad('i', 5)}, 'Service ' || ${pad('i', 5)}, '["sessions:read"]', ${BASE} + i * 1000, 'admin',
+          ${BASE} + i * 7000, CASE WHEN i % 10 = 0 THEN ${BASE} ELSE NULL END, CASE WHEN i % 10 = 0 THEN 'admin' ELSE NULL END,
+          CASE WHEN i % 10 = 0 THEN 'retired' ELSE NULL END
+        FROM ${series(0, SERVICES)}`,
+    ],
+    [
+      `${fmtInt(POLICIES)} policy versions`,
+      `INSERT INTO policy_versions (version, document, published_at, published_by)
+        SELECT i + 2, (SELECT document FROM policy_versions WHERE version = 1), ${BASE} + i * 86400000,
+          'operator:' || ${op(`(i * 500) % ${OPERATORS}`)}
+        FROM ${series(0, POLICIES)}`,
+    ],
+    [
+      `${fmtInt(OPERATORS + CODES)} enrolment codes (one per operator, ${fmtInt(CODES)} for one)`,
+      `INSERT INTO operator_enrolment_codes (code_hash, operator_id, issued_by, issued_at, expires_at, used_at, credential_id, revoked_at)
+        SELECT ${hex16} || '${'e'.repeat(48)}', CASE WHEN i < ${OPERATORS} THEN ${op('i')} ELSE ${codeOperator} END, 'admin',
+          ${BASE} + i * 1000, CASE WHEN i % 4 = 0 THEN ${BASE} + i * 1000 + 86400000 ELSE ${LIVE_UNTIL} END,
+          CASE WHEN i % 4 = 1 THEN ${BASE} + i * 1000 + 60000 ELSE NULL END, NULL,
+          CASE WHEN i % 4 = 2 THEN ${BASE} + i * 1000 + 120000 ELSE NULL END
+        FROM ${series(0, OPERATORS + CODES)}`,
+    ],
+  ];
+}
+
 async function seed(engine: Engine, run: (statement: string) => Promise<void>): Promise<Record<string, number>> {
   const took: Record<string, number> = {};
   for (const [table, total] of [
@@ -148,6 +235,15 @@ async function seed(engine: Engine, run: (statement: string) => Promise<void>): 
     took[table] = wallMs() - started;
     console.log(`\n  ${engine}: seeded ${fmtInt(total)} ${table} in ${fmt(took[table] / 1000, 1)} s`);
   }
+  const started = wallMs();
+  for (const [what, statement] of smallSeedStatements(engine)) {
+    await run(statement).catch((error: unknown) => {
+      throw new Error(`seeding ${what}: ${error instanceof Error ? error.message : String(error)}`);
+    });
+    console.log(`  ${engine}: seeded ${what}`);
+  }
+  took['smaller lists'] = wallMs() - started;
+  console.log(`  ${engine}: the smaller lists seeded in ${fmt(took['smaller lists'] / 1000, 1)} s`);
   return took;
 }
 
@@ -191,6 +287,70 @@ function queries(): [string, string][] {
     ['events: by console name', `/v1/admin/events?console=${enc('Teller 04242')}&sort=received&limit=50`],
     ['events: filtered (type, failure)', `/v1/admin/events?type=${TYPES[4]}&outcome=failure&sort=received&limit=50`],
     ['events: filtered (site)', `/v1/admin/events?site=${enc('Branch 042')}&limit=50`],
+    ...smallQueries(),
+  ];
+}
+
+/** The smaller lists (issue 12): first page, a search, a filter and a deep page each. */
+function smallQueries(): [string, string][] {
+  const enc = encodeURIComponent;
+  const midService = Math.floor(SERVICES / 2);
+  const midGrant = Math.floor(GRANTS / 2);
+  const midPolicy = Math.floor(POLICIES / 2) + 2;
+  const passkeys = Math.max(2 * OPERATORS, SUSPENDED);
+  const every = Math.max(1, Math.floor(passkeys / Math.max(1, SUSPENDED)));
+  const midSuspended = Math.floor(SUSPENDED / 2) * every;
+  const codeOperator = `op_e${String(Math.floor(OPERATORS / 2)).padStart(6, '0')}`;
+  const midCode = OPERATORS + Math.floor(CODES / 2);
+  const codes = `/v1/admin/operators/${codeOperator}/enrolment-codes`;
+  return [
+    ['services: first page (by name)', '/v1/admin/services?sort=name&limit=50'],
+    ['services: search by name', `/v1/admin/services?q=${enc('service 0042')}&limit=50`],
+    ['services: filtered (revoked)', '/v1/admin/services?state=revoked&limit=50'],
+    [
+      'services: deep page (cursor)',
+      `/v1/admin/services?sort=name&limit=50&cursor=${cursor('services', 'name', 'asc', [`service ${String(midService).padStart(5, '0')}`, `svc_e${String(midService).padStart(5, '0')}`])}`,
+    ],
+    ['break-glass: first page (newest)', '/v1/admin/break-glass?limit=50'],
+    ['break-glass: search (operator name)', `/v1/admin/break-glass?q=${enc('Robin Khan 250')}&limit=50`],
+    ['break-glass: filtered (awaiting)', '/v1/admin/break-glass?state=awaiting&limit=50'],
+    ['break-glass: filtered (site, used)', `/v1/admin/break-glass?site=${enc('Branch 042')}&used=true&limit=50`],
+    [
+      'break-glass: deep page (cursor)',
+      `/v1/admin/break-glass?limit=50&cursor=${cursor('break_glass_grants', 'issued', 'desc', [BASE + midGrant * 60000, `bg_e${String(midGrant).padStart(7, '0')}`])}`,
+    ],
+    ['ssf/streams: first page (not seeded)', '/v1/admin/ssf/streams?limit=50'],
+    ['ssf/transmitters: first page (not seeded)', '/v1/admin/ssf/transmitters?limit=50'],
+    ['policy/versions: first page (newest)', '/v1/admin/policy/versions?limit=50'],
+    ['policy/versions: search (publisher name)', `/v1/admin/policy/versions?q=${enc('Alex Smith 250')}&limit=50`],
+    [
+      'policy/versions: filtered (published from/to)',
+      `/v1/admin/policy/versions?from=${BASE + 20 * 86400000}&to=${BASE + 40 * 86400000}&limit=50`,
+    ],
+    [
+      'policy/versions: deep page (cursor)',
+      `/v1/admin/policy/versions?limit=50&cursor=${cursor('policy_versions', 'version', 'desc', [midPolicy, midPolicy])}`,
+    ],
+    ['enrolment-codes: first page (newest)', `${codes}?limit=50`],
+    [
+      'enrolment-codes: search (code id start)',
+      `${codes}?q=${midCode.toString(16).padStart(16, '0').slice(0, 15)}&limit=50`,
+    ],
+    ['enrolment-codes: filtered (usable)', `${codes}?state=usable&limit=50`],
+    [
+      'enrolment-codes: deep page (cursor)',
+      `${codes}?limit=50&cursor=${cursor('operator_enrolment_codes', 'issued', 'desc', [BASE + midCode * 1000, midCode.toString(16).padStart(16, '0')])}`,
+    ],
+    ['credentials/suspended: first page (newest)', '/v1/admin/credentials/suspended?limit=50'],
+    ['credentials/suspended: search (operator name)', `/v1/admin/credentials/suspended?q=${enc('Kim Brown')}&limit=50`],
+    [
+      'credentials/suspended: filtered (operator)',
+      `/v1/admin/credentials/suspended?operator=${enc('Alex Smith 250')}&limit=50`,
+    ],
+    [
+      'credentials/suspended: deep page (cursor)',
+      `/v1/admin/credentials/suspended?limit=50&cursor=${cursor('credentials', 'suspended', 'desc', [BASE + midSuspended * 1000 + 600000, `cred_e${String(midSuspended).padStart(7, '0')}`])}`,
+    ],
   ];
 }
 
@@ -284,6 +444,8 @@ async function runEngine(engine: Engine): Promise<void> {
     let client: pg.Client | undefined;
     if (engine === 'postgres') {
       client = new pg.Client({ connectionString: databaseUrl });
+      // The server stopped under a failed seed must not hide the seed's own error (an unhandled 'error' event).
+      client.on('error', (error) => console.log(`  postgres seeding connection: ${error.message}`));
       await client.connect();
       await client.query('SET statement_timeout = 0');
     }
