@@ -14,10 +14,10 @@
  * `--codes` more for one operator. The Shared Signals streams and transmitters are not seeded (issued one by one
  * by people, a few dozen at most; their pages take the views from the service's whole list): measured as the
  * backend starts them.
- * Known floor: the bench asks with the harness's bootstrap admin token, and every such request asks
- * `adminPasskeyExists()` (backend/services/admin-auth.ts): with the seeded passkeys and no admin among their
- * operators that is a scan of every passkey (auto_explain: 160–220 ms on PostgreSQL, about 25 ms of CPU on SQLite),
- * paid by every query here including the anchor (4 ms without the passkeys). Compare with the anchor.
+ * The bench asks with the harness's bootstrap admin token, and every such request asks
+ * `adminPasskeyExists()` (backend/services/admin-auth.ts): it once joined from every passkey (160–220 ms per
+ * request on PostgreSQL with these seeded passkeys and no admin); it now starts from the operators, and the
+ * anchor shows what every request pays for it. Compare each list with the anchor.
  *
  * The estate is seeded straight into the backend's database with set-based INSERTs (a recursive CTE on
  * SQLite, generate_series on PostgreSQL) in transactions of 500,000 rows: no per-row round trip.
