@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import {
   counterNotAdvanced,
   type AssertionRowsState,
+  type AssertionUseInput,
   type CredentialRecord,
   type EnrolmentCodeRecord,
   type OperatorRecord,
@@ -236,13 +237,7 @@ export class KyselyOperators implements OperatorRepository {
    * are locked credential → operator → console, the documented lock order, and nothing is locked
    * past a counter that did not advance. SQLite: three statements (no round trips to save).
    */
-  async recordAssertionUse(input: {
-    credentialId: string;
-    counter: number;
-    at: number;
-    operatorId: string;
-    consoleId?: string;
-  }): Promise<AssertionRowsState> {
+  async recordAssertionUse(input: AssertionUseInput): Promise<AssertionRowsState> {
     const { credentialId, counter, at, operatorId, consoleId } = input;
     // Zero means the authenticator keeps no counter: accepted only while the stored one is zero too.
     const advances = counter === 0 ? sql`counter = 0` : sql`counter < ${counter}`;

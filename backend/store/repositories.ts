@@ -229,13 +229,7 @@ export interface OperatorRepository {
    * (PostgreSQL, read committed: a revocation committed before the write is seen, one after it waits
    * for this unit). One statement on PostgreSQL, three on SQLite (perf, issue 10).
    */
-  recordAssertionUse(input: {
-    credentialId: string;
-    counter: number;
-    at: number;
-    operatorId: string;
-    consoleId?: string;
-  }): Promise<AssertionRowsState>;
+  recordAssertionUse(input: AssertionUseInput): Promise<AssertionRowsState>;
   /** A credential and its operator in one read (sign-in and step-up read both before verifying). */
   getCredentialWithOperator(
     id: string,
@@ -247,6 +241,15 @@ export interface OperatorRepository {
   reinstateCredential(id: string): Promise<boolean>;
   /** Credentials suspended and not revoked, longest suspended first: what waits for an admin's review. */
   listSuspendedCredentials(): Promise<CredentialRecord[]>;
+}
+
+/** What one assertion writes (`recordAssertionUse`): the credential's counter, the time of use, the operator and console. */
+export interface AssertionUseInput {
+  credentialId: string;
+  counter: number;
+  at: number;
+  operatorId: string;
+  consoleId?: string;
 }
 
 /** What `recordAssertionUse` found, each row as its write left it (undefined: the row is gone or was not written). */

@@ -12,6 +12,7 @@ import type Database from 'better-sqlite3';
 import {
   counterNotAdvanced,
   type AssertionRowsState,
+  type AssertionUseInput,
   type ConsoleRecord,
   type CredentialRecord,
   type OperatorRecord,
@@ -79,13 +80,7 @@ export class SqliteSignInStatements {
   }
 
   /** The three writes of KyselyOperators.recordAssertionUse on SQLite, in the same order, as one commit. */
-  recordAssertionUse(input: {
-    credentialId: string;
-    counter: number;
-    at: number;
-    operatorId: string;
-    consoleId?: string;
-  }): AssertionRowsState {
+  recordAssertionUse(input: AssertionUseInput): AssertionRowsState {
     const run = (): AssertionRowsState => {
       const { credentialId, counter, at, operatorId, consoleId } = input;
       // Zero means the authenticator keeps no counter: accepted only while the stored one is zero too.
@@ -165,13 +160,7 @@ export class HandWrittenSqliteOperators extends KyselyOperators {
     return this.runner.run(() => this.sync.credentialWithOperator(id));
   }
 
-  override recordAssertionUse(input: {
-    credentialId: string;
-    counter: number;
-    at: number;
-    operatorId: string;
-    consoleId?: string;
-  }): Promise<AssertionRowsState> {
+  override recordAssertionUse(input: AssertionUseInput): Promise<AssertionRowsState> {
     return this.runner.run(() => this.sync.recordAssertionUse(input));
   }
 }
