@@ -481,6 +481,11 @@ describe('eventCanonicalJson', () => {
       { ...base, detail: { at: new Date(5) } },
       { ...base, reasons: ['a', 1, null] },
       { ...base, subject: { operator: 'op_1', console: 'con_1', session: undefined } },
+      // Arrays of strings as members (an assurance's amr) take the flat path; any other array does not.
+      { ...base, detail: { list: ['b', 'a', 'é\u2028'], empty: [], z: 1 } },
+      { ...base, detail: { mixed: ['a', 1, null], nested: [['a']], objects: [{ b: 1, a: 2 }] } },
+      { ...base, detail: { holes: Object.assign(new Array<string>(3), { 1: 'a' }) } },
+      { ...base, detail: { extra: Object.assign(['a'], { b: 'x' }) } },
     ];
     for (const value of cases) {
       assert.equal(eventCanonicalJson(value as AssuranceEvent), canonicalJson(value), JSON.stringify(value));
