@@ -172,7 +172,8 @@ function reportProfile(name: string, dir: string | undefined, result: Result | u
     summarizeProfiles(profileFiles([dir]), 15, result.windowUs),
   );
   // BENCH_KEEP_PROFILE=1 keeps the .cpuprofile files (for a caller-by-caller read in DevTools).
-  if (process.env.BENCH_KEEP_PROFILE === '1') console.log(`profiles kept in ${dir}`);
+  if (process.env.BENCH_KEEP_PROFILE === '1')
+    console.log(`profiles kept in ${dir} (measured window ${result.windowUs.fromUs}–${result.windowUs.toUs} µs)`);
   else rmSync(dir, { recursive: true, force: true });
 }
 

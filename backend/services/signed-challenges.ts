@@ -8,6 +8,9 @@ const EXPIRY_BYTES = 8;
 const MAC_BYTES = 16;
 const CHALLENGE_BYTES = NONCE_BYTES + EXPIRY_BYTES + MAC_BYTES;
 const KEY_BYTES = 32;
+/** A signed challenge's length in base64url (40 bytes): stored challenges (16 bytes) are 22. */
+const SIGNED_CHALLENGE_CHARS = Math.ceil((CHALLENGE_BYTES * 4) / 3);
+const UNKNOWN_MESSAGE = 'The challenge was not issued for an admin sign-in by this backend';
 
 /** How long one node may hold the right to create a shared value before another may try. */
 const CREATE_CLAIM_MS = 15_000;
@@ -68,18 +71,40 @@ export function challengeKeyName(purpose: string): string {
 export class SignedChallenges {
   private key: Promise<Buffer> | undefined;
 
-  constructor(private readonly options: { purpose: string; ttlMs: () => number; clock: () => number; store: Store }) {}
+  constructor(
+    private readonly options: {
+      purpose: string;
+      ttlMs: () => number;
+      clock: () => number;
+      store: Store;
+      /** The CHALLENGE_UNKNOWN message for a challenge this class did not issue (default: the admin sign-in's). */
+      unknownMessage?: string;
+    },
+  ) {}
 
-  async issue(): Promise<string> {
+  /**
+   * `binding` (e.g. the console a challenge is issued to) is covered by the MAC: the challenge verifies
+   * only when presented with the same binding, so anyone else presenting it neither uses nor burns it.
+   */
+  async issue(binding = ''): Promise<string> {
     const key = await this.sharedKey();
     const nonce = randomBytes(NONCE_BYTES);
     const expiry = Buffer.alloc(EXPIRY_BYTES);
     expiry.writeBigUInt64BE(BigInt(this.options.clock() + this.options.ttlMs()));
-    return Buffer.concat([nonce, expiry, this.mac(key, nonce, expiry)]).toString('base64url');
+    return Buffer.concat([nonce, expiry, this.mac(key, nonce, expiry, binding)]).toString('base64url');
   }
 
-  /** Accepts a challenge a node of this backend issued, once (cluster-wide), before it expires. */
-  async consume(challenge: string): Promise<void> {
+  /** Whether `challenge` has this class's shape (a caller that also holds stored challenges tells them apart). */
+  static isSigned(challenge: string): boolean {
+    return challenge.length === SIGNED_CHALLENGE_CHARS;
+  }
+
+  /**
+   * Accepts a challenge a node of this backend issued (with the same `binding`), once (cluster-wide),
+   * before it expires. The MAC and the expiry are checked before the nonce is claimed: a challenge
+   * that is not valid for this binding claims nothing.
+   */
+  async consume(challenge: string, binding = ''): Promise<void> {
     const key = await this.sharedKey();
     const raw = Buffer.from(challenge, 'base64url');
     const nonce = raw.subarray(0, NONCE_BYTES);
@@ -87,9 +112,9 @@ export class SignedChallenges {
     if (
       raw.length !== CHALLENGE_BYTES ||
       raw.toString('base64url') !== challenge ||
-      !timingSafeEqual(raw.subarray(NONCE_BYTES + EXPIRY_BYTES), this.mac(key, nonce, expiry))
+      !timingSafeEqual(raw.subarray(NONCE_BYTES + EXPIRY_BYTES), this.mac(key, nonce, expiry, binding))
     ) {
-      throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued for an admin sign-in by this backend');
+      throw new BatonError('CHALLENGE_UNKNOWN', this.options.unknownMessage ?? UNKNOWN_MESSAGE);
     }
     const now = this.options.clock();
     const expiresAt = Number(expiry.readBigUInt64BE());
@@ -124,11 +149,13 @@ export class SignedChallenges {
     return this.key;
   }
 
-  private mac(key: Buffer, nonce: Buffer, expiry: Buffer): Buffer {
+  /** The binding comes last, after the fixed-length nonce and expiry: no two inputs are read alike. */
+  private mac(key: Buffer, nonce: Buffer, expiry: Buffer, binding: string): Buffer {
     return createHmac('sha256', key)
       .update(this.options.purpose)
       .update(nonce)
       .update(expiry)
+      .update(binding)
       .digest()
       .subarray(0, MAC_BYTES);
   }

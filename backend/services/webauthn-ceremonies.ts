@@ -21,7 +21,8 @@ import type {
 } from '@simplewebauthn/server';
 import { BatonError } from '../../shared/errors.js';
 import { ceremonyRefusal, webauthnRefusalCode } from '../../shared/webauthn-errors.js';
-import type { EphemeralRepository } from '../store/repositories.js';
+import type { Store } from '../store/repositories.js';
+import { SignedChallenges } from './signed-challenges.js';
 
 /** What a challenge was issued for; the verify step reads it from here, never from the request. */
 export type ChallengeContext =
@@ -32,28 +33,49 @@ export type ChallengeContext =
 /** Outstanding challenges one console may hold; a new one beyond this evicts its oldest. */
 export const MAX_CHALLENGES_PER_CONSOLE = 32;
 
-/** The namespace of WebAuthn challenges in the store's ephemeral table. */
+/** The namespace of stored WebAuthn challenges (registration, step-up) in the store's ephemeral table. */
 export const CHALLENGE_KIND = 'webauthn';
 
+/** The purpose of console sign-in challenges (`SignedChallenges`: its HMAC key's meta name and its nonces' kind). */
+export const SIGN_IN_CHALLENGE_PURPOSE = 'console-sign-in';
+
 /**
- * Single-use, expiring challenges (128 bits), kept in the store every node shares: issued on one
- * node, verified on any other, and consumed once whatever the number of nodes (`take` deletes and
- * returns in one statement). A challenge is consumed even when verification fails. It is stored
- * under the console it was issued to, so another console presenting it neither uses nor burns it;
- * each console holds at most `MAX_CHALLENGES_PER_CONSOLE`, the oldest dropped. Expired ones are
- * deleted by the store's sweep (the server runs it). Use it outside a unit of work: it talks to
- * the outer store.
+ * Single-use, expiring challenges, valid on every node and consumed once whatever the number of
+ * nodes. A challenge is consumed even when verification fails, and only by the console it was issued
+ * to: another console presenting it neither uses nor burns it. Use it outside a unit of work: it
+ * talks to the outer store.
+ *
+ * - **Sign-in** challenges are signed (`SignedChallenges`, purpose `console-sign-in`): a random
+ *   nonce, its expiry and an HMAC over both and the console's id, under a key every node reads from
+ *   the store's meta table. Issuing one writes nothing (the options request's one store write is its
+ *   request nonce); presenting one checks the MAC and the expiry, then claims its nonce in
+ *   `store.ephemeral` (`claimOnce`, cluster-wide) until it expires.
+ * - **Registration and step-up** challenges (128 bits) carry a context (the enrolment code, the
+ *   session and action) and are kept in the store (`take` deletes and returns in one statement),
+ *   under the console they were issued to; each console holds at most `MAX_CHALLENGES_PER_CONSOLE`,
+ *   the oldest dropped. Expired ones are deleted by the store's sweep (the server runs it).
  */
 export class ChallengeStore {
+  private readonly signInChallenges: SignedChallenges;
+
   constructor(
-    private readonly ephemeral: EphemeralRepository,
+    private readonly store: Store,
     private readonly clock: () => number,
     private readonly ttlMs: number,
-  ) {}
+  ) {
+    this.signInChallenges = new SignedChallenges({
+      purpose: SIGN_IN_CHALLENGE_PURPOSE,
+      ttlMs: () => ttlMs,
+      clock,
+      store,
+      unknownMessage: 'The challenge was not issued to this console, or was already used',
+    });
+  }
 
   async create(context: ChallengeContext): Promise<string> {
+    if (context.purpose === 'sign-in') return this.signInChallenges.issue(context.consoleId);
     const challenge = randomBytes(16).toString('base64url');
-    await this.ephemeral.put(
+    await this.store.ephemeral.put(
       {
         kind: CHALLENGE_KIND,
         key: challengeKey(context.consoleId, challenge),
@@ -66,9 +88,13 @@ export class ChallengeStore {
     return challenge;
   }
 
-  /** Removes and returns the challenge if this console was issued it; throws otherwise. */
+  /** Consumes the challenge if this console was issued it and returns what it was issued for; throws otherwise. */
   async consume(challenge: string, consoleId: string): Promise<ChallengeContext> {
-    const entry = await this.ephemeral.take(CHALLENGE_KIND, challengeKey(consoleId, challenge));
+    if (SignedChallenges.isSigned(challenge)) {
+      await this.signInChallenges.consume(challenge, consoleId);
+      return { purpose: 'sign-in', consoleId };
+    }
+    const entry = await this.store.ephemeral.take(CHALLENGE_KIND, challengeKey(consoleId, challenge));
     if (entry === undefined || entry.owner !== consoleId) {
       throw new BatonError('CHALLENGE_UNKNOWN', 'The challenge was not issued to this console, or was already used');
     }

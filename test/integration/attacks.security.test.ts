@@ -348,8 +348,9 @@ describe('WebAuthn challenges and enrolment secrets expire', () => {
     assertError(result, 400, 'CHALLENGE_EXPIRED');
     assert.equal((await signInFailures(t.admin, console.id, 'CHALLENGE_EXPIRED')).length, 1);
     assert.deepEqual(await liveSessions(t.admin, operatorId), []);
-    // An expired challenge is gone, not revived by a retry.
-    assertError(await console.request('POST', '/v1/sign-in/verify', { response }), 400, 'CHALLENGE_UNKNOWN');
+    // An expired challenge is not revived by a retry: it stays refused (a signed challenge carries its expiry).
+    assertError(await console.request('POST', '/v1/sign-in/verify', { response }), 400, 'CHALLENGE_EXPIRED');
+    assert.deepEqual(await liveSessions(t.admin, operatorId), []);
   });
 
   it('accepts the same ceremony when it completes inside the challenge lifetime', async () => {
