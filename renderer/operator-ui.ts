@@ -63,6 +63,9 @@ export class OperatorUi {
   private supportKey = '';
   private running: CeremonyRequest | undefined;
   private overlayOpen = false;
+  /** The title and focus of a new screen wait for its first frame (afterFrame). */
+  private settling = false;
+  private focusPending = false;
   private lastActivity = 0;
   private seenNotice = '';
   private seenEnded = '';
@@ -298,13 +301,16 @@ export class OperatorUi {
     const started = Date.now();
     const timeout = (request.options as { timeout?: unknown }).timeout;
     const timeoutMs = typeof timeout === 'number' && timeout > 0 ? timeout : 60_000;
+    // The browser is asked for the key first, then the prompt is drawn: the key's answer (and, for a
+    // tap, the backend's verdict after it) does not wait for this page's layout of the prompt.
+    const asked =
+      request.kind === 'create'
+        ? runRegistration(request.options as unknown as PublicKeyCredentialCreationOptionsJSON)
+        : runAuthentication(request.options as unknown as PublicKeyCredentialRequestOptionsJSON);
     this.render();
     let answer: IpcRequest<'ceremony:answer'>;
     try {
-      const response =
-        request.kind === 'create'
-          ? await runRegistration(request.options as unknown as PublicKeyCredentialCreationOptionsJSON)
-          : await runAuthentication(request.options as unknown as PublicKeyCredentialRequestOptionsJSON);
+      const response = await asked;
       answer = {
         requestId: request.requestId,
         outcome: 'ok',
@@ -511,8 +517,8 @@ export class OperatorUi {
     this.renderKiosk(status, screen);
     // Tap-and-go's own wait shows no prompt: the lock screen itself says the key is ready.
     const closed = this.renderOverlay(status, busy && !this.armed);
-    // Focus moves once, after the screen is in place (each move makes the browser lay the page out).
-    if (!this.showScreen(screen, this.concealWorkspace(status, screen)) && closed) this.focusScreen(this.screen);
+    // Focus moves once, after the screen is drawn (afterFrame: each move makes the browser lay the page out).
+    if (!this.showScreen(screen, this.concealWorkspace(status, screen)) && closed) this.afterFrame(true);
     this.maybeArm(status);
   }
 
@@ -605,9 +611,47 @@ export class OperatorUi {
     if (screen === 'workspace' && this.noticeShows === 'message' && byId('notice').dataset.kind === 'info') {
       this.hideNotice();
     }
-    document.title = `Baton — ${byId(`screen-${screen}`).querySelector('h1')?.textContent ?? ''}`;
-    if (!this.overlayOpen) this.focusScreen(screen);
+    this.afterFrame(!this.overlayOpen);
     return true;
+  }
+
+  /**
+   * What nobody sees on the new screen — the window's title and the keyboard focus (each a layout
+   * and style pass of its own) — follows once the screen has been drawn, so a switch shows the
+   * workspace first. `focus`: the focus moves to the screen then (if nothing took it meanwhile).
+   */
+  private afterFrame(focus: boolean): void {
+    this.focusPending ||= focus;
+    if (this.settling) return;
+    this.settling = true;
+    let done = false;
+    const settle = () => {
+      if (done) return;
+      done = true;
+      this.settling = false;
+      this.settle();
+    };
+    // After the next frame is drawn; a page that draws no frames (a hidden window) settles by the timer.
+    requestAnimationFrame(() => setTimeout(settle, 0));
+    setTimeout(settle, 250);
+  }
+
+  private settle(): void {
+    const screen = this.screen;
+    if (screen === undefined) return;
+    document.title = `Baton — ${byId(`screen-${screen}`).querySelector('h1')?.textContent ?? ''}`;
+    const focus = this.focusPending;
+    this.focusPending = false;
+    // The prompt over the screen holds the focus while it is open; what the operator focused since
+    // (a field of this screen, "Ask IT") keeps it; focus left on a screen or prompt that went moves.
+    if (!focus || this.overlayOpen) return;
+    const active = document.activeElement;
+    const left =
+      active === null ||
+      active === document.body ||
+      byId('ceremony').contains(active) ||
+      (byId('main').contains(active) && !byId(`screen-${screen}`).contains(active));
+    if (left) this.focusScreen(screen);
   }
 
   /** Puts keyboard focus where the operator's next step is. */

@@ -130,6 +130,9 @@ test('an operator enrols the console and their key, taps in, locks when idle and
   await baton.use(adaKey);
   await page.getByRole('button', { name: 'Switch operator' }).click();
   await expectWorkspaceOf(page, 'Ada Teller');
+  // The prompt's focus and the window's title follow her workspace (a frame after it is drawn).
+  await expect(page.getByRole('heading', { level: 1, name: 'Ada Teller' })).toBeFocused();
+  await expect(page).toHaveTitle('Baton — Ada Teller');
   await expect(switcherEntry(page, 'Bob Cashier')).toContainText('waiting');
   expect(baton.bridge.agent.status.sessions.map((s) => [s.operatorName, s.state])).toEqual([
     ['Ada Teller', 'active'],
