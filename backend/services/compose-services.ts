@@ -141,7 +141,7 @@ async function composeOn(
     store,
     logger,
   });
-  const challenges = new ChallengeStore(store.ephemeral, clock, config.challengeTtlSeconds * 1000);
+  const challenges = new ChallengeStore(store, clock, config.challengeTtlSeconds * 1000);
   // After loadAttestationRoots (composeServices): the threads get the roots this thread has now.
   const verifyPool = config.workers === 1 && availableParallelism() > 1 ? new VerifyPool() : undefined;
   const ceremonies = new WebAuthnCeremonies(
