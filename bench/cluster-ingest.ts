@@ -13,6 +13,12 @@
  *
  *   node --import tsx bench/cluster-ingest.ts [--seconds 6] [--consoles 40] [--batch 250] [--pipeline 2] [--workers 1,2,4] [--rows 50000]
  *
+ * `--ab NAME=VALUE` and/or `--ab-root DIR` [--ab-engine sqlite|postgres] [--pairs 4]: only (a), one
+ * process, alternately A (this tree) and B (the node with that environment variable, an A/B switch such
+ * as BATON_EVENT_HASH_OBJECT=1, and/or started from another copy of the project, e.g. a `git worktree`
+ * of an earlier commit), `--pairs` times; each run's events/s, CPU µs per event (backend, PostgreSQL)
+ * and load printed, beside the raw anchor of the engine.
+ *
  * Without PostgreSQL the PostgreSQL parts are skipped with the reason printed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -46,6 +52,10 @@ const { values: args } = parseArgs({
     rows: { type: 'string', default: '50000' },
     passes: { type: 'string', default: '3' },
     'skip-wire': { type: 'boolean', default: false },
+    ab: { type: 'string' },
+    'ab-root': { type: 'string' },
+    'ab-engine': { type: 'string', default: 'sqlite' },
+    pairs: { type: 'string', default: '4' },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -179,7 +189,119 @@ async function repositoryRate(store: Store, rows: number, batch: number): Promis
   return { rate: (rows / wall) * 1000, cpuUsPerRow: (cpu.user + cpu.system) / rows };
 }
 
+/**
+ * `--ab NAME=VALUE` and/or `--ab-root DIR`: one wire configuration (`--ab-engine`, 1 process) run
+ * alternately as A (this tree) and B (with the variable set, and/or the node started from DIR).
+ */
+async function abMain(): Promise<void> {
+  const assignment = args.ab;
+  const [name, value = '1'] = assignment === undefined ? [] : (assignment.split('=') as [string, string | undefined]);
+  const root = args['ab-root'];
+  const engine = args['ab-engine'] === 'postgres' ? 'postgres' : 'sqlite';
+  const b = [name === undefined ? '' : `${name}=${value}`, root === undefined ? '' : `node from ${root}`]
+    .filter(Boolean)
+    .join(', ');
+  heading(`cluster durable ingest (issue 10), ${engine} over the wire, A/B: A = this tree, B = ${b}`);
+  console.log(loadLine());
+  let anchor: string;
+  let pgServer: Awaited<ReturnType<typeof postgresForBench>> | undefined;
+  if (engine === 'sqlite') {
+    const sqliteAnchor = await runAnchor('sqlite-insert.mjs');
+    const raw = Number(sqliteAnchor.find((a) => a.synchronous === 'FULL' && a.rowsPerTx === 250)?.rowsPerSecond);
+    anchor = `raw SQLite FULL 250/tx ${fmtInt(raw)} rows/s`;
+  } else {
+    pgServer = await postgresForBench();
+    if (!('server' in pgServer)) throw new Error(`no PostgreSQL: ${pgServer.skip}`);
+    const pgAnchor = await runAnchor('pg-insert.mjs', [await freshDatabase(pgServer.server, 'anchor')]);
+    const raw = Number(pgAnchor.find((a) => a.connections === 1 && a.rowsPerTx === 250)?.rowsPerSecond);
+    anchor = `raw PostgreSQL 250/tx 1 conn ${fmtInt(raw)} rows/s`;
+  }
+  console.log(`anchor: ${anchor}`);
+  const runs: { side: 'A' | 'B'; r: WireResult }[] = [];
+  try {
+    for (let pair = 0; pair < Number(args.pairs); pair++) {
+      for (const side of pair % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)) {
+        const saved = name === undefined ? undefined : process.env[name];
+        if (name !== undefined) {
+          if (side === 'B') process.env[name] = value;
+          else delete process.env[name];
+        }
+        const url =
+          pgServer !== undefined && 'server' in pgServer ? await freshDatabase(pgServer.server, 'ingest') : undefined;
+        let node: CliNode;
+        try {
+          node = await CliNode.start({
+            ...(url === undefined ? {} : { databaseUrl: url, workers: 1 }),
+            ...(side === 'B' && root !== undefined ? { root } : {}),
+          });
+        } finally {
+          if (name !== undefined) {
+            if (saved === undefined) delete process.env[name];
+            else process.env[name] = saved;
+          }
+        }
+        try {
+          const pid = pgServer !== undefined && 'server' in pgServer ? postmasterPid(pgServer.server) : undefined;
+          runs.push({ side, r: await wire(`${engine} ${side}`, engine, '', node, url, pid) });
+        } finally {
+          await node.stop();
+        }
+      }
+    }
+  } finally {
+    if (pgServer !== undefined && 'server' in pgServer) await pgServer.server.stop();
+  }
+  const perEvent = (cores: number, r: WireResult) => (cores * 1e6) / r.eventsPerSecond;
+  printTable(
+    `(a) ${engine}, 1 process, alternated A (this tree) / B (${b}); ${anchor}`,
+    [
+      'run',
+      'events/s',
+      'backend cores',
+      'backend CPU µs/event',
+      'PostgreSQL CPU µs/event',
+      'store check',
+      'load at start',
+    ],
+    runs.map(({ side, r }) => [
+      side,
+      fmtInt(r.eventsPerSecond),
+      fmt(r.backendCores),
+      fmt(perEvent(r.backendCores, r), 1),
+      engine === 'postgres' ? fmt(perEvent(r.postgresCores, r), 1) : '—',
+      r.problems.length === 0 ? 'PASS' : `FAIL (${r.problems.length})`,
+      r.load.replace('load average ', ''),
+    ]),
+  );
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  for (const side of ['A', 'B'] as const) {
+    const mine = runs.filter((x) => x.side === side).map((x) => x.r);
+    console.log(
+      `${side}: median backend ${fmt(median(mine.map((r) => perEvent(r.backendCores, r))), 1)} µs CPU per event` +
+        (engine === 'postgres'
+          ? `, PostgreSQL ${fmt(median(mine.map((r) => perEvent(r.postgresCores, r))), 1)} µs`
+          : '') +
+        `, ${fmtInt(median(mine.map((r) => r.eventsPerSecond)))} events/s`,
+    );
+  }
+  printJsonLine('cluster-ingest-ab', {
+    engine,
+    b,
+    anchor,
+    runs: runs.map(({ side, r }) => ({
+      side,
+      eventsPerSecond: r.eventsPerSecond,
+      backendCpuUsPerEvent: perEvent(r.backendCores, r),
+      postgresCpuUsPerEvent: perEvent(r.postgresCores, r),
+      load: r.load,
+      problems: r.problems.length,
+    })),
+  });
+  if (runs.some(({ r }) => r.problems.length > 0)) process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
+  if (args.ab !== undefined || args['ab-root'] !== undefined) return abMain();
   heading('cluster durable ingest (issue 10)');
   console.log(
     `(a) ${CONSOLES} consoles over the wire, ${BATCH} events per message, ${PIPELINE} in flight each, ` +
