@@ -16,7 +16,7 @@
  * Beside it, in the same run, the naive anchor: ../shared/anchors/ws-broadcast.mjs CONSOLES.
  *
  *   node --import tsx bench/cluster-revocation.ts [--consoles 10000] [--samples 50] [--rounds 5] [--skip-cross]
- *     [--connect-concurrency 200] [--ack-timeout 60]
+ *     [--connect-concurrency 200] [--ack-timeout 60] [--skip-anchor]
  *
  * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
  */
@@ -53,6 +53,8 @@ const { values: args } = parseArgs({
     samples: { type: 'string', default: '50' },
     rounds: { type: 'string', default: '5' },
     'skip-cross': { type: 'boolean', default: false },
+    /** Skip the naive anchor (an A/B of two Baton builds in one run, where the anchor is measured apart). */
+    'skip-anchor': { type: 'boolean', default: false },
     'ack-timeout': { type: 'string', default: '60' },
     /** Consoles connecting at once (signed upgrade + hello in flight), when connecting and moving them. */
     'connect-concurrency': { type: 'string', default: '200' },
@@ -239,9 +241,9 @@ async function main(): Promise<void> {
       `clients in pid ${process.pid}; ulimit -n ${files.soft}`,
   );
   console.log(loadLine());
-  const anchor = (await runAnchor('ws-broadcast.mjs', [String(CONSOLES), '10'])).find(
-    (a) => a.anchor === 'ws-broadcast',
-  );
+  const anchor = args['skip-anchor']
+    ? undefined
+    : (await runAnchor('ws-broadcast.mjs', [String(CONSOLES), '10'])).find((a) => a.anchor === 'ws-broadcast');
   const anchorAll = anchor?.allAckedMs as { p50: number; p99: number; max: number } | undefined;
   console.log(`anchor ws-broadcast: ${JSON.stringify(anchor)} (${loadLine()})`);
 

@@ -98,11 +98,11 @@ function instrumentRevocations(): void {
   };
   // flushAcks commits exactly the acknowledgements queued since the last flush (on failure the hub
   // keeps them for its retry, and so does this).
-  hub.flushAcks = async () => {
+  hub.flushAcks = async (...options: Parameters<typeof hub.flushAcks>) => {
     const batch = queued;
     queued = [];
     try {
-      await flushAcks();
+      await flushAcks(...options);
     } catch (error) {
       queued = [...batch, ...queued];
       throw error;
