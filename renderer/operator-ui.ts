@@ -301,16 +301,13 @@ export class OperatorUi {
     const started = Date.now();
     const timeout = (request.options as { timeout?: unknown }).timeout;
     const timeoutMs = typeof timeout === 'number' && timeout > 0 ? timeout : 60_000;
-    // The browser is asked for the key first, then the prompt is drawn: the key's answer (and, for a
-    // tap, the backend's verdict after it) does not wait for this page's layout of the prompt.
-    const asked =
-      request.kind === 'create'
-        ? runRegistration(request.options as unknown as PublicKeyCredentialCreationOptionsJSON)
-        : runAuthentication(request.options as unknown as PublicKeyCredentialRequestOptionsJSON);
     this.render();
     let answer: IpcRequest<'ceremony:answer'>;
     try {
-      const response = await asked;
+      const response =
+        request.kind === 'create'
+          ? await runRegistration(request.options as unknown as PublicKeyCredentialCreationOptionsJSON)
+          : await runAuthentication(request.options as unknown as PublicKeyCredentialRequestOptionsJSON);
       answer = {
         requestId: request.requestId,
         outcome: 'ok',
