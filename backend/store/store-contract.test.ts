@@ -614,6 +614,28 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('events.insertMany stores every body byte for byte (quotes, backslashes, escapes, separators, non-BMP)', async () => {
+      await fresh();
+      try {
+        const bodies = [
+          JSON.stringify({ a: 'q"uo\\te', b: '\u0000 \ud800 \n', c: '😀 \u2028 é', d: '{"x":[1,"]"]}' }),
+          '{"text":"NULL","list":"{1,2}","backslash":"\\\\","tab":"\t"}',
+          'not JSON at all: " \\ , } { NULL',
+          '',
+        ];
+        const rows = bodies.map((body, i) => eventRow('c9', i + 1, { body }));
+        const results = await store.events.insertMany(rows);
+        assert.ok(results.every((r) => r.inserted));
+        const stored = await store.events.rawChain('c9', 0, 10);
+        assert.deepEqual(
+          stored.map((r) => r.body),
+          bodies,
+        );
+      } finally {
+        await done();
+      }
+    });
+
     it('admin sessions, outbox reports, codes, bootstrap retirement and authenticator models', async () => {
       await fresh();
       try {
