@@ -315,8 +315,6 @@ export interface RevocationRepository {
    * `sentAt`: this node pushed `epoch` to the console then and its delivery row may not be written
    * yet; the row is written here if missing, acknowledged (so an ack never waits for delivery rows).
    * Outside a unit of work it opens its own (one statement for a single console on PostgreSQL).
-   * An ack is a sighting: the console's last-seen time is raised to `at` there too when the stored
-   * one is more than 5 s older (the last-seen flush's own period).
    */
   recordAcks(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): Promise<void>;
   deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]>;
