@@ -7,9 +7,6 @@ import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import type { EphemeralRepository, RevocationRecord, RevocationRepository } from './repositories.js';
 import { PG_LOCKS, atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
 
-/** How much older than an ack the stored last-seen time may stay (see `recordAcks`): the registry's flush period. */
-const ACK_SIGHTING_RESOLUTION_MS = 5000;
-
 /** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 5 per row). */
 const CLAIM_CHUNK = 1000;
 
@@ -118,15 +115,6 @@ export class KyselyRevocations implements RevocationRepository {
       .where('acked_at', 'is', null)
       .execute();
   }
-  /**
-   * Also the consoles' last-seen times (an ack is a sighting), in the row update the ack makes anyway,
-   * so the ack traffic of a fan-out adds no second write of every console row (the last-seen flush,
-   * ConsoleRegistry.flushLastSeen, which waited for these row locks or made the acks wait for its own,
-   * past the statement timeout). Raised only when the stored time is more than
-   * ACK_SIGHTING_RESOLUTION_MS older (the registry's flush period, the delay a sighting already had
-   * before it reached the store): otherwise the row's indexed columns do not change and PostgreSQL
-   * updates it in place (HOT), without an entry in each of the console table's eight indexes.
-   */
   async recordAcks(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): Promise<void> {
     if (acks.length === 0) return;
     // Lock order (repositories.ts): consoles in ascending id, then their deliveries.
@@ -147,9 +135,7 @@ export class KyselyRevocations implements RevocationRepository {
               ON CONFLICT (epoch, console_id) DO UPDATE SET acked_at = excluded.acked_at
               WHERE revocation_deliveries.acked_at IS NULL`;
       await sql`WITH c AS (
-          UPDATE consoles SET revocation_epoch = GREATEST(revocation_epoch, ${ack.epoch}::bigint),
-            last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) < ${ack.at - ACK_SIGHTING_RESOLUTION_MS}::bigint
-              THEN ${ack.at}::bigint ELSE last_seen_at END
+          UPDATE consoles SET revocation_epoch = GREATEST(revocation_epoch, ${ack.epoch}::bigint)
           WHERE id = ${ack.consoleId} RETURNING id
         ), d AS (
           UPDATE revocation_deliveries SET acked_at = ${ack.at}
@@ -166,10 +152,8 @@ export class KyselyRevocations implements RevocationRepository {
         const epochs = sorted.map((a) => a.epoch);
         const ats = sorted.map((a) => a.at);
         await sql`SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`.execute(db);
-        await sql`UPDATE consoles c SET revocation_epoch = GREATEST(c.revocation_epoch, a.epoch),
-            last_seen_at = CASE WHEN COALESCE(c.last_seen_at, 0) < a.at - ${ACK_SIGHTING_RESOLUTION_MS}::bigint
-              THEN a.at ELSE c.last_seen_at END
-          FROM unnest(${ids}::text[], ${epochs}::bigint[], ${ats}::bigint[]) AS a(console_id, epoch, at)
+        await sql`UPDATE consoles c SET revocation_epoch = GREATEST(c.revocation_epoch, a.epoch)
+          FROM unnest(${ids}::text[], ${epochs}::bigint[]) AS a(console_id, epoch)
           WHERE c.id = a.console_id`.execute(db);
         await sql`UPDATE revocation_deliveries d SET acked_at = a.at
           FROM unnest(${ids}::text[], ${epochs}::bigint[], ${ats}::bigint[]) AS a(console_id, epoch, at)
@@ -189,9 +173,7 @@ export class KyselyRevocations implements RevocationRepository {
       const rows = JSON.stringify(sorted.map((a) => [a.consoleId, a.epoch, a.at, a.sentAt ?? null]));
       const acks = sql`(SELECT value ->> 0 AS console_id, value ->> 1 AS epoch, value ->> 2 AS at,
         value ->> 3 AS sent_at FROM json_each(${rows}))`;
-      await sql`UPDATE consoles SET revocation_epoch = MAX(revocation_epoch, a.epoch),
-        last_seen_at = CASE WHEN COALESCE(last_seen_at, 0) < a.at - ${ACK_SIGHTING_RESOLUTION_MS}
-          THEN a.at ELSE last_seen_at END
+      await sql`UPDATE consoles SET revocation_epoch = MAX(revocation_epoch, a.epoch)
         FROM ${acks} AS a WHERE consoles.id = a.console_id`.execute(db);
       await sql`UPDATE revocation_deliveries SET acked_at = a.at FROM ${acks} AS a
         WHERE revocation_deliveries.console_id = a.console_id AND revocation_deliveries.epoch <= a.epoch

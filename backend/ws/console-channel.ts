@@ -217,11 +217,8 @@ export class ConsoleChannel {
   private onMessage(connection: ConsoleConnection, data: RawData, isBinary: boolean): void {
     connection.alive = true;
     this.lastContact.set(connection.console.id, this.deps.clock());
-    const ack = isBinary ? undefined : revocationAck(data);
-    // A revocation ack's sighting is stored with the ack itself (RevocationRepository.recordAcks): after a
-    // fan-out, no second write of every console row competing with the acks for the same row locks.
-    if (ack === undefined) this.deps.registry.touch(connection.console.id);
-    const message = ack ?? this.parseMessage(connection, data, isBinary);
+    this.deps.registry.touch(connection.console.id);
+    const message = (!isBinary && revocationAck(data)) || this.parseMessage(connection, data, isBinary);
     if (message === undefined) return;
     if (connection.hello === undefined && message.type !== 'hello') {
       this.violate(connection, 'HELLO_REQUIRED', CLOSE_CODES.HELLO_REQUIRED, 'The first message must be "hello"');
