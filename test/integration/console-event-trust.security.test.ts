@@ -13,6 +13,7 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
+import { eventually } from '../helpers/console-stream.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 
 type EventsAck = Extract<ConsoleSocket['received'][number], { type: 'events-ack' }>;
@@ -370,7 +371,12 @@ describe('what the backend takes from a console', () => {
           reasons: [],
         });
         assert.ok(recorded.seq > 0, 'record() returns the stored event');
-        assert.ok(t.backend.events.listenerFailures >= failuresBefore + 2, 'the failures are counted');
+        // Followers are handed committed events after the commit (on PostgreSQL through the live feed, in
+        // cursor order, which can follow the ack): the two failures are counted when they are handed over.
+        await eventually(
+          () => t.backend.events.listenerFailures >= failuresBefore + 2,
+          'the two follower failures to be counted',
+        );
       } finally {
         unsubscribe();
       }
