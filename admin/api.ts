@@ -1,4 +1,5 @@
 import type { FieldIssue } from '../shared/errors.js';
+import { noteServerDate } from './server-clock.js';
 import { ROUTES, matchRoute, routePath, type RouteId, type RouteMethod, type RoutePathArgs } from '../shared/routes.js';
 
 /** An error from the admin API, with its stable code and field issues. */
@@ -76,6 +77,7 @@ export async function api<T = Json>(
     headers,
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
+  noteServerDate(response.headers.get('date'), Date.now());
   const text = await response.text();
   let parsed: unknown = {};
   try {

@@ -1,3 +1,4 @@
+import { serverNow } from './server-clock.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../shared/events.js';
 import { endpoint } from './api.js';
 import { fmtTime, h, pill, replace, timeZone } from './dom.js';
@@ -11,7 +12,7 @@ function localInput(ms: number): string {
 
 /** Audit export: events for a time range, as JSON Lines or CSV, straight from the admin API. */
 export const auditView: View = (main) => {
-  const now = Date.now();
+  const now = serverNow();
   const from = h('input', {
     id: 'ex-from',
     type: 'datetime-local',

@@ -1,3 +1,4 @@
+import { serverNow } from './server-clock.js';
 import { api, endpoint } from './api.js';
 import { barChart } from './charts.js';
 import { announce, errorBox, fmtTime, h, pill, replace } from './dom.js';
@@ -71,7 +72,7 @@ export const breakGlassView: View = (main) => {
         route: 'adminBreakGlass',
         listKey: 'grants',
         caption: all ? 'Break-glass grants of the last 30 days' : 'Break-glass grants waiting for review',
-        fixed: all ? { from: String(Date.now() - 30 * DAY_MS) } : { state: 'awaiting' },
+        fixed: all ? { from: String(serverNow() - 30 * DAY_MS) } : { state: 'awaiting' },
         searchLabel: 'Search grants',
         searchPlaceholder: 'operator, console or site',
         filters: [
@@ -261,7 +262,7 @@ const PICTURE_GRANTS = 1000;
  */
 export function breakGlassPictures(): HTMLElement {
   const box = h('div', { class: 'grid', id: 'break-glass-pictures' }, h('p', { class: 'muted' }, 'Loading…'));
-  const from = Date.now() - 30 * DAY_MS;
+  const from = serverNow() - 30 * DAY_MS;
   void api<{ grants: Grant[]; names: Names; total: number; totalAtLeast: boolean }>(
     ...endpoint('adminBreakGlass', {}, { used: 'true', from, limit: PICTURE_GRANTS }),
   ).then(

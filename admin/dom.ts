@@ -1,4 +1,6 @@
 /** Small DOM helpers: every text goes in through textContent, never as HTML. */
+import { serverNow } from './server-clock.js';
+
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | undefined | ((event: Event) => void)>;
 
@@ -56,7 +58,7 @@ export function fmtTime(ms: number | null | undefined, options: { seconds?: bool
   return options.zone === false ? time : `${time} (${timeZone()})`;
 }
 
-export function fmtAgo(ms: number | null | undefined, now = Date.now()): string {
+export function fmtAgo(ms: number | null | undefined, now = serverNow()): string {
   if (ms === null || ms === undefined) return 'never';
   const s = Math.round((now - ms) / 1000);
   if (s < 5) return 'just now';

@@ -1,3 +1,4 @@
+import { serverNow } from './server-clock.js';
 import type { ConsoleView } from '../shared/admin-views.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, isTakenAsFact, type StoredEvent } from '../shared/events.js';
 import { api, endpoint } from './api.js';
@@ -224,7 +225,7 @@ export const liveView: View = (main) => {
     add('session', fSession.value.trim());
     add('type', fType.value);
     add('outcome', fOutcome.value);
-    const from = fFrom.value === '' ? Date.now() - 3600_000 : new Date(fFrom.value).getTime();
+    const from = fFrom.value === '' ? serverNow() - 3600_000 : new Date(fFrom.value).getTime();
     q.set('from', String(from));
     if (fTo.value !== '') q.set('to', String(new Date(fTo.value).getTime()));
     q.set('after', '0');

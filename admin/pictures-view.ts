@@ -1,3 +1,4 @@
+import { serverNow } from './server-clock.js';
 import { breakGlassPictures } from './break-glass-view.js';
 import { api, endpoint } from './api.js';
 import { errorBox, fmtAgo, fmtTime, h, pill, replace, table, timeZone } from './dom.js';
@@ -135,7 +136,7 @@ function rangePicker(query: URLSearchParams): HTMLElement {
     Object.entries(RANGES).map(([key, r]) => h('option', { value: key, selected: key === current }, r.label)),
     h('option', { value: 'custom', selected: current === 'custom' }, 'From… to…'),
   );
-  const now = Date.now();
+  const now = serverNow();
   const fromInput = h('input', {
     id: 'range-from',
     type: 'datetime-local',
@@ -206,7 +207,7 @@ const audit = (params: Record<string, string | number>) =>
  * consoles) it counts.
  */
 export const picturesView: View = (main) => {
-  const range = rangeOf(hashQuery(), Date.now());
+  const range = rangeOf(hashQuery(), serverNow());
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   replace(
     main,

@@ -17,7 +17,7 @@ import { AdminAuth } from './services/admin-auth.js';
 import { AdminCeremonies } from './services/admin-ceremonies.js';
 import { consoleRoutes } from './http/console-routes.js';
 import { tokenRoutes } from './tokens/token-routes.js';
-import { SECURITY_HEADERS, readBody, sendError, sendJson } from './http/http-kit.js';
+import { SECURITY_HEADERS, httpDate, readBody, sendError, sendJson } from './http/http-kit.js';
 import { Router, isReply, type RouteContext } from './http/router.js';
 import { ROUTES } from '../shared/routes.js';
 import type { Store } from './store/repositories.js';
@@ -419,6 +419,7 @@ async function listenOn(
 
   const httpLimits = new HttpLimits(config, logger, clock);
   const server: Server = createServer(httpLimits.serverOptions, (req, res) => {
+    res.setHeader('date', httpDate(clock()));
     handle(req, res).catch((error: unknown) => {
       if (!isDatabaseDamage(error)) return sendError(res, error, logger, clock());
       database.markDamaged([error instanceof Error ? error.message : String(error)]);

@@ -80,6 +80,22 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.inf
   return result.data;
 }
 
+let dateSecond = Number.NaN;
+let dateText = '';
+
+/**
+ * The `Date` header for an answer, on the backend's clock (Node's own header reads the OS clock). The admin
+ * console reads it to compute its time ranges on the backend's clock (admin/server-clock.ts). Formatted once a second.
+ */
+export function httpDate(now: number): string {
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const data = JSON.stringify(body);
   res.writeHead(status, {
