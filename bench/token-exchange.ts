@@ -30,6 +30,13 @@
  *
  *   node --import tsx bench/token-exchange.ts [--seconds 6] [--rounds 3] [--consoles 20] [--concurrency 4]
  *     [--durability full|normal] [--autocheckpoint 1000] [--no-http] [--profile exchange.cpuprofile]
+ *     [--heap-profile exchange.heapprofile] [--back-to-back]
+ *
+ * Each client's next request starts in a later turn of the event loop than its answer (as a request
+ * over the network would); `--back-to-back` starts it in the answer's own turn (the measurement before
+ * 2026-12-05 14:55 UTC), where a group's answers wait for one another's next subject-token verify.
+ * `--heap-profile <file>` writes a sampling heap profile of the in-process rounds, with the objects the
+ * GC has collected (where the allocations that fill the young generation come from).
  */
 import { generateKeyPairSync, sign as signBytes, verify as verifyBytes } from 'node:crypto';
 import fs, { closeSync, fdatasyncSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -64,12 +71,16 @@ const { values: args } = parseArgs({
     durability: { type: 'string', default: 'full' },
     autocheckpoint: { type: 'string' },
     profile: { type: 'string' },
+    'heap-profile': { type: 'string' },
+    'back-to-back': { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(args.seconds);
 const ROUNDS = Number(args.rounds);
 const CONSOLES = Number(args.consoles);
 const CONCURRENCY = Number(args.concurrency);
+/** Each in-process client starts its next request in the same turn as its answer came (the measurement before 2026-12-05 14:55 UTC). */
+const BACK_TO_BACK = args['back-to-back'];
 const GOAL_RATE = 2000;
 const GOAL_P99_MS = 5;
 
@@ -77,6 +88,8 @@ interface Seat {
   console: TestConsole;
   record: ConsoleRecord;
   token: string;
+  /** The session behind `token`: it keys the journal's times of the seat's one request in flight. */
+  session: string;
 }
 
 type Interval = [start: number, end: number];
@@ -85,6 +98,9 @@ type Interval = [start: number, end: number];
  * The trace of the in-process rounds: better-sqlite3's COMMIT statements (timed on the statement
  * prototype, before the backend opens its connection), GC pauses, each issuance group's unit of
  * work, and per request when its issuance event was queued and when the journal let it go.
+ * Per request the trace keeps numbers only, keyed by the seat's session (a seat has one request in
+ * flight at a time): keeping each request's token (or its jti) until the report would make every
+ * scavenge copy and promote them, and the GC pauses measured would be the benchmark's own.
  */
 const trace = {
   on: false,
@@ -96,6 +112,7 @@ const trace = {
   units: [] as Interval[],
   /** The store's WAL flushes off the event loop (fs.fdatasync on the thread pool: sqlite-store.ts WalSync). */
   flushes: [] as Interval[],
+  /** By session id: when the seat's current request queued its issuance event, and when the journal let it go. */
   queued: new Map<string, number>(),
   released: new Map<string, number>(),
 };
@@ -122,11 +139,11 @@ const trace = {
   // eslint-disable-next-line @typescript-eslint/unbound-method -- called with its `this` below
   const record = IssuanceJournal.prototype.record;
   IssuanceJournal.prototype.record = function (this: IssuanceJournal, draft) {
-    const jti = (draft.detail as { jti?: string } | undefined)?.jti;
-    if (!trace.on || jti === undefined) return record.call(this, draft);
-    trace.queued.set(jti, performance.now());
+    const session = draft.subject.session;
+    if (!trace.on || draft.type !== 'action-token-issued' || session === undefined) return record.call(this, draft);
+    trace.queued.set(session, performance.now());
     return record.call(this, draft).then(() => {
-      trace.released.set(jti, performance.now());
+      trace.released.set(session, performance.now());
     });
   };
   const flush = fs.fdatasync;
@@ -220,10 +237,16 @@ function anchor(ms: number): { n: number; cpuMs: number } {
   return { n, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-/** One traced request: when it started and ended, and the action token it got (its `jti` keys the journal's times). */
-type Traced = { start: number; end: number; token: string };
+/** The traced requests, column by column (plain doubles: nothing per request for the GC to trace or copy). */
+interface Traced {
+  start: number[];
+  end: number[];
+  /** When its issuance event was queued in the journal, and when the journal let it go. */
+  queued: number[];
+  released: number[];
+}
 
-async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Promise<string | void>, traced?: Traced[]) {
+async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Promise<unknown>, traced?: Traced) {
   const samples: number[] = [];
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -234,10 +257,24 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
       while (performance.now() < end) {
         const seat = seats[next++ % seats.length] as Seat;
         const s0 = performance.now();
-        const token = await one(seat);
+        await one(seat);
         const s1 = performance.now();
         samples.push(s1 - s0);
-        if (traced !== undefined && typeof token === 'string') traced.push({ start: s0, end: s1, token });
+        if (traced !== undefined) {
+          const queued = trace.queued.get(seat.session);
+          const released = trace.released.get(seat.session);
+          if (queued !== undefined && released !== undefined && queued >= s0 && released >= queued) {
+            traced.start.push(s0);
+            traced.end.push(s1);
+            traced.queued.push(queued);
+            traced.released.push(released);
+          }
+        }
+        // A client's next request comes in a later turn of the event loop, as one over the network
+        // would: started at once, in the answer's own turn, its CPU work (the subject token's verify
+        // runs synchronously) would run before the other answers of the same group reach their
+        // clients, and their latency would count it.
+        if (!BACK_TO_BACK) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }),
   );
@@ -255,7 +292,7 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
 }
 
 /** Per request: before its event was queued, the journal's wait, after; what overlapped it (COMMITs, GC); group size. */
-function explain(traced: readonly Traced[]) {
+function explain(traced: Traced) {
   const byStart = (a: Interval, b: Interval) => a[0] - b[0];
   trace.commits.sort(byStart);
   trace.gc.sort(byStart);
@@ -274,12 +311,10 @@ function explain(traced: readonly Traced[]) {
     }
     return found;
   };
-  const rows = traced.flatMap((r) => {
-    const payload = r.token.split('.')[1] ?? '';
-    const jti = (JSON.parse(Buffer.from(payload, 'base64url').toString()) as { jti: string }).jti;
-    const queued = trace.queued.get(jti);
-    const released = trace.released.get(jti);
-    if (queued === undefined || released === undefined) return [];
+  const rows = traced.start.flatMap((start, i) => {
+    const r = { start, end: traced.end[i] as number };
+    const queued = traced.queued[i] as number;
+    const released = traced.released[i] as number;
     // Its own group's COMMIT: the last one to end while it waited in the journal.
     let own = 0;
     for (const [a, b] of trace.commits) {
@@ -367,7 +402,9 @@ try {
     const signedIn = (await signIn(console, authenticator)).body as Json;
     const record = await t.backend.store.consoles.get(console.id);
     if (record === undefined) throw new Error('console vanished');
-    seats.push({ console, record, token: signedIn.token as string });
+    const token = signedIn.token as string;
+    const { sid } = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { sid: string };
+    seats.push({ console, record, token, session: sid });
   }
   const service = t.backend.services.actionTokens.exchange;
   const inProcess = (seat: Seat) =>
@@ -379,7 +416,7 @@ try {
         audience: TELLER_AUDIENCE,
         scope: 'payment.approve',
       })
-      .then((answer) => answer.access_token);
+      .then(() => undefined);
   const overHttp = async (seat: Seat) => {
     const result = await exchange(seat.console, seat.token, 'payment.approve');
     if (result.status !== 200) throw new Error(`exchange → ${result.status} ${JSON.stringify(result.body)}`);
@@ -393,11 +430,23 @@ try {
     await profiler.post('Profiler.enable');
     await profiler.post('Profiler.start');
   }
+  // Sampled allocations of the in-process rounds, those the GC has collected since included: where the
+  // young generation fills from (each scavenge pauses the loop).
+  const heapProfiler = args['heap-profile'] === undefined ? undefined : new Session();
+  if (heapProfiler !== undefined) {
+    heapProfiler.connect();
+    await heapProfiler.post('HeapProfiler.enable');
+    await heapProfiler.post('HeapProfiler.startSampling', {
+      samplingInterval: 4096,
+      includeObjectsCollectedByMajorGC: process.env.TOKENS_LIVE !== '1',
+      includeObjectsCollectedByMinorGC: process.env.TOKENS_LIVE !== '1',
+    } as never);
+  }
   const perRound = (SECONDS * 1000) / ROUNDS;
   const rounds: Awaited<ReturnType<typeof run>>[] = [];
   const anchors = { n: 0, cpuMs: 0 };
   const disk = { fdatasync: [] as number[], sqliteFull: [] as number[] };
-  const traced: Traced[] = [];
+  const traced: Traced = { start: [], end: [], queued: [], released: [] };
   // What any other work of the process (another console's request, a WebSocket frame) waits for the
   // event loop while the exchanges run: a 1 ms timer's lateness, sampled during the traced rounds only
   // (the first tick of a round is skipped: it would count the anchors before it).
@@ -423,6 +472,11 @@ try {
     trace.on = false;
   }
   clearInterval(ticker);
+  if (heapProfiler !== undefined && args['heap-profile'] !== undefined) {
+    const { profile } = await heapProfiler.post('HeapProfiler.stopSampling');
+    writeFileSync(args['heap-profile'], JSON.stringify(profile));
+    heapProfiler.disconnect();
+  }
   rmSync(join(t.dataDir, 'anchor-append.bin'), { force: true });
   if (profiler !== undefined && args.profile !== undefined) {
     const { profile } = await profiler.post('Profiler.stop');
@@ -458,7 +512,7 @@ try {
   const rows: [string, typeof a][] = [['(a) in-process TokenExchange.exchange', a]];
   if (b !== undefined) rows.push(['(b) HTTP, console-signed, client in-process', b]);
   printTable(
-    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}, engine ${t.backend.store.engine}, durability ${args.durability}${args.durability === 'full' ? (onLoop ? ' (fsync on the event loop)' : ' (WAL flush off the event loop)') : ''}, load ${fmt(load0)} → ${fmt(load1)}`,
+    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}${BACK_TO_BACK ? ' back to back' : ''}, engine ${t.backend.store.engine}, durability ${args.durability}${args.durability === 'full' ? (onLoop ? ' (fsync on the event loop)' : ' (WAL flush off the event loop)') : ''}, load ${fmt(load0)} → ${fmt(load1)}`,
     ['path', 'tokens', 'CPU µs each', 'of it system', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
     rows.map(([name, r]) => {
       const s = summarize(r.samples);
@@ -508,7 +562,7 @@ try {
   const df = summarize(disk.fdatasync);
   const dq = summarize(disk.sqliteFull);
   printTable(
-    `what a request's time is made of (in-process rounds, ${fmtInt(traced.length)} requests traced, ms)`,
+    `what a request's time is made of (in-process rounds, ${fmtInt(traced.start.length)} requests traced, ms)`,
     [
       'requests',
       'n',
