@@ -1,7 +1,7 @@
 /** Consoles and their enrolment tokens (Kysely, both dialects). */
 import { sql } from 'kysely';
 import type { ConsoleRecord, ConsoleRepository, ConsoleTokenRecord } from './repositories.js';
-import { atomic, changed, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
+import { changed, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
 /** A `consoles` row as a ConsoleRecord (also the admin lists' rows: admin-tables.ts). */
 export function consoleFrom(row: Row): ConsoleRecord {
@@ -27,6 +27,13 @@ export function greatest(ctx: KyselyContext, column: string, value: number) {
     ? sql<number>`GREATEST(${sql.ref(column)}, ${value})`
     : sql<number>`MAX(${sql.ref(column)}, ${value})`;
 }
+
+/** Rows per statement of the PostgreSQL last-seen flush (`touchMany`). */
+const TOUCH_CHUNK = 250;
+/** Passes of that flush that skip the rows another transaction holds, before one that waits for them. */
+const TOUCH_SKIP_PASSES = 4;
+/** The pause before the second pass (doubled before each further one: 25, 50, 100, 200 ms). */
+const TOUCH_RETRY_MS = 25;
 
 export class KyselyConsoles implements ConsoleRepository {
   constructor(private readonly ctx: KyselyContext) {}
@@ -63,24 +70,75 @@ export class KyselyConsoles implements ConsoleRepository {
   }
   async touchMany(sightings: readonly { id: string; at: number }[]): Promise<void> {
     if (sightings.length === 0) return;
-    const sorted = [...sightings].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    await atomic(this.ctx, async (db) => {
-      if (this.ctx.dialect === 'postgres') {
-        const ids = sorted.map((s) => s.id);
-        const ats = sorted.map((s) => s.at);
-        await sql`SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`.execute(db);
-        await sql`UPDATE consoles c SET last_seen_at = GREATEST(COALESCE(c.last_seen_at, 0), s.at)
-          FROM unnest(${ids}::text[], ${ats}::bigint[]) AS s(id, at) WHERE c.id = s.id`.execute(db);
+    // One time per console (the latest), in ascending id.
+    const latest = new Map<string, number>();
+    for (const { id, at } of sightings) latest.set(id, Math.max(at, latest.get(id) ?? at));
+    const sorted = [...latest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (this.ctx.dialect === 'postgres') {
+      if (this.ctx.inTransaction) {
+        await this.touchLocking(this.ctx.db, sorted);
         return;
       }
-      for (const { id, at } of sorted) {
-        await db
-          .updateTable('consoles')
-          .set({ last_seen_at: sql<number>`MAX(COALESCE(last_seen_at, 0), ${at})` })
-          .where('id', '=', id)
-          .execute();
+      await this.touchYielding(sorted);
+      return;
+    }
+    // SQLite: one statement whatever the number of consoles, the sightings as one JSON array
+    // parameter of [id, at] (json_each), atomic on its own.
+    await sql`UPDATE consoles SET last_seen_at = MAX(COALESCE(consoles.last_seen_at, 0), s.at)
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM json_each(${JSON.stringify(sorted)})) AS s
+      WHERE consoles.id = s.id`.execute(this.ctx.db);
+  }
+
+  /** PostgreSQL, one statement: the rows locked in ascending id (the cluster's lock order), waiting for any held. */
+  private async touchLocking(db: KyselyContext['db'], sorted: readonly (readonly [string, number])[]): Promise<void> {
+    const ids = sorted.map(([id]) => id);
+    const ats = sorted.map(([, at]) => at);
+    await sql`WITH l AS (SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE)
+      UPDATE consoles c SET last_seen_at = GREATEST(COALESCE(c.last_seen_at, 0), s.at)
+      FROM unnest(${ids}::text[], ${ats}::bigint[]) AS s(id, at)
+      WHERE c.id = s.id AND c.id IN (SELECT id FROM l)`.execute(db);
+  }
+
+  /**
+   * PostgreSQL, outside a transaction: the last-seen flush gives way to the revocation writes. The
+   * sightings are written in statements of TOUCH_CHUNK rows, each atomic on its own (its row locks
+   * held only while it runs: `last_seen_at` is indexed, so each of these updates writes every index
+   * entry of the row), the highest ids first, skipping the rows another transaction holds (an ack
+   * group locks its consoles in ascending id: it meets this sweep once, and waits for one chunk at
+   * most). The skipped rows are tried again after a pause, then, at the last pass, waited for in
+   * ascending id.
+   */
+  private async touchYielding(sorted: readonly (readonly [string, number])[]): Promise<void> {
+    let left = [...sorted].reverse();
+    for (let pass = 0; left.length > 0; pass++) {
+      if (pass > 0) await new Promise((resolve) => setTimeout(resolve, TOUCH_RETRY_MS * 2 ** (pass - 1)));
+      if (pass === TOUCH_SKIP_PASSES) {
+        const ascending = left.reverse();
+        for (let i = 0; i < ascending.length; i += TOUCH_CHUNK) {
+          await this.touchLocking(this.ctx.db, ascending.slice(i, i + TOUCH_CHUNK));
+        }
+        return;
       }
-    });
+      const skipped: (readonly [string, number])[] = [];
+      for (let i = 0; i < left.length; i += TOUCH_CHUNK) {
+        const chunk = left.slice(i, i + TOUCH_CHUNK);
+        const ids = chunk.map(([id]) => id);
+        const ats = chunk.map(([, at]) => at);
+        // The rows locked (`l`) are updated; what is returned are the existing rows another transaction holds.
+        const { rows } = await sql<{ id: string }>`WITH l AS (
+            SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) FOR UPDATE SKIP LOCKED
+          ), u AS (
+            UPDATE consoles c SET last_seen_at = GREATEST(COALESCE(c.last_seen_at, 0), s.at)
+            FROM unnest(${ids}::text[], ${ats}::bigint[]) AS s(id, at)
+            WHERE c.id = s.id AND c.id IN (SELECT id FROM l)
+          )
+          SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) AND id NOT IN (SELECT id FROM l)`.execute(this.ctx.db);
+        if (rows.length === 0) continue;
+        const held = new Set(rows.map((r) => r.id));
+        for (const sighting of chunk) if (held.has(sighting[0])) skipped.push(sighting);
+      }
+      left = skipped;
+    }
   }
   async setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): Promise<void> {
     const { policyVersion, revocationEpoch } = state;
