@@ -82,6 +82,8 @@ const CONCURRENCY = Number(args.concurrency);
 /** Each in-process client starts its next request in the same turn as its answer came (the measurement before 2026-12-05 14:55 UTC). */
 const BACK_TO_BACK = args['back-to-back'];
 const GOAL_RATE = 2000;
+// One request in flight per seat: the trace keys a request's journal times by its seat's session.
+if (CONCURRENCY > CONSOLES) throw new Error('--concurrency may not exceed --consoles');
 const GOAL_P99_MS = 5;
 
 interface Seat {
@@ -90,6 +92,8 @@ interface Seat {
   token: string;
   /** The session behind `token`: it keys the journal's times of the seat's one request in flight. */
   session: string;
+  /** A request of this seat is in flight (`run` gives a seat to one client at a time). */
+  busy: boolean;
 }
 
 type Interval = [start: number, end: number];
@@ -255,9 +259,15 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
-        const seat = seats[next++ % seats.length] as Seat;
+        let seat = seats[next++ % seats.length] as Seat;
+        while (seat.busy) seat = seats[next++ % seats.length] as Seat;
+        seat.busy = true;
         const s0 = performance.now();
-        await one(seat);
+        try {
+          await one(seat);
+        } finally {
+          seat.busy = false;
+        }
         const s1 = performance.now();
         samples.push(s1 - s0);
         if (traced !== undefined) {
@@ -404,7 +414,7 @@ try {
     if (record === undefined) throw new Error('console vanished');
     const token = signedIn.token as string;
     const { sid } = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { sid: string };
-    seats.push({ console, record, token, session: sid });
+    seats.push({ console, record, token, session: sid, busy: false });
   }
   const service = t.backend.services.actionTokens.exchange;
   const inProcess = (seat: Seat) =>
