@@ -448,8 +448,8 @@ try {
     await heapProfiler.post('HeapProfiler.enable');
     await heapProfiler.post('HeapProfiler.startSampling', {
       samplingInterval: 4096,
-      includeObjectsCollectedByMajorGC: process.env.TOKENS_LIVE !== '1',
-      includeObjectsCollectedByMinorGC: process.env.TOKENS_LIVE !== '1',
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
     } as never);
   }
   const perRound = (SECONDS * 1000) / ROUNDS;
