@@ -25,16 +25,17 @@ export const NONCE_KIND = 'console-nonce';
  * differ agree on it. The nonces survive a restart with the database; expired ones are deleted by
  * the store's sweep (the server runs it).
  *
- * Claims are grouped: the claims made in one turn of the event loop, and those made while a claim
- * statement is running, are written together (`EphemeralRepository.claimMany`, one statement on
- * PostgreSQL), so thousands of consoles reconnecting at once after a failover cost a few round
- * trips instead of one each. A nonce claimed twice in one group is a replay: the second is refused.
+ * Claims are grouped: a claim made while no claim statement is running goes to the store at once (a
+ * lone signed request, the usual case, waits for nothing); those made while one is running are
+ * written together after it (`EphemeralRepository.claimMany`, one statement on PostgreSQL), so
+ * thousands of consoles reconnecting at once after a failover cost a few round trips instead of one
+ * each. A nonce claimed twice in one group is a replay: the second is refused.
  */
 export class ReplayGuard {
   /** Claims waiting for the next statement, by key. */
   private pending = new Map<string, { expiresAt: number; settle: (claimed: boolean | Error) => void }>();
-  private running: Promise<unknown> = Promise.resolve();
-  private scheduled = false;
+  /** A claim statement is running: new claims wait for it and go together after it. */
+  private running = false;
 
   constructor(
     private readonly ephemeral: EphemeralRepository,
@@ -49,33 +50,37 @@ export class ReplayGuard {
         expiresAt: signedAt + SIGNATURE_WINDOW_MS + 1,
         settle: (claimed) => (claimed instanceof Error ? reject(claimed) : resolve(claimed)),
       });
-      this.schedule();
+      if (!this.running) this.claimPending();
     });
   }
 
-  /** The next group: next turn of the event loop, after the statement in progress if any. */
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.running = this.running.then(() => this.claimPending());
-    });
-  }
-
-  /** Never rejects: each waiting claim is told its outcome, or the store's error. */
-  private async claimPending(): Promise<void> {
+  /** Writes the waiting claims in one statement, then the ones that arrived meanwhile. Never rejects. */
+  private claimPending(): void {
     const group = this.pending;
     this.pending = new Map();
-    if (group.size === 0) return;
+    this.running = true;
+    const entries = [...group].map(([key, c]) => ({ key, expiresAt: c.expiresAt }));
+    let written: Promise<Set<string>>;
     try {
-      const entries = [...group].map(([key, c]) => ({ key, expiresAt: c.expiresAt }));
-      const claimed = await this.ephemeral.claimMany(NONCE_KIND, entries, this.clock());
-      for (const [key, c] of group) c.settle(claimed.has(key));
+      written = this.ephemeral.claimMany(NONCE_KIND, entries, this.clock());
     } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
-      for (const c of group.values()) c.settle(failure);
+      written = Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
+    written
+      .then(
+        (claimed) => {
+          for (const [key, c] of group) c.settle(claimed.has(key));
+        },
+        (error: unknown) => {
+          const failure = error instanceof Error ? error : new Error(String(error));
+          for (const c of group.values()) c.settle(failure);
+        },
+      )
+      .finally(() => {
+        this.running = false;
+        if (this.pending.size > 0) this.claimPending();
+      })
+      .catch(() => undefined);
   }
 }
 

@@ -44,7 +44,8 @@ export type RepositoryName = Exclude<keyof Store, 'transaction' | 'close' | 'eng
  * Where a hand-written repository runs its synchronous statements (better-sqlite3, same file and
  * connection as Kysely's): `run(fn)` inside a unit of work runs `fn` at once on that unit's open
  * transaction (and refuses once the unit has ended); outside one it first takes Kysely's one
- * connection, so a statement never lands inside another unit's open `BEGIN IMMEDIATE`.
+ * connection, so a statement never lands inside another unit's open `BEGIN IMMEDIATE` (the embedded
+ * store's driver runs it at once when nobody holds the connection: `ImmediateSqliteDriver.run`).
  */
 export interface SyncRunner {
   readonly inTransaction: boolean;
@@ -116,10 +117,12 @@ export function kyselyStore(
   dialect: Dialect,
   close: () => Promise<void>,
   overrides: RepositoryOverrides = {},
+  /** How the overrides' statements hold the connection outside a unit (default: Kysely's `connection()`). */
+  runOutside?: <T>(fn: () => T) => Promise<T>,
 ): Store {
   const outside: SyncRunner = {
     inTransaction: false,
-    run: <T>(fn: () => T): Promise<T> => db.connection().execute(() => Promise.resolve().then(fn)),
+    run: runOutside ?? (<T>(fn: () => T): Promise<T> => db.connection().execute(() => Promise.resolve().then(fn))),
   };
   const once = <T>(fn: (tx: Store) => Promise<T>): Promise<T> =>
     db.transaction().execute(async (trx) => {

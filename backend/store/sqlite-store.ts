@@ -128,7 +128,8 @@ function openSqliteFile(
     options.durability === 'full' && process.env.BATON_SQLITE_SYNC_ON_LOOP !== '1'
       ? new WalSync(options.dataDir, `${file}-wal`, options.syncWal)
       : undefined;
-  const db = new Kysely<BatonDatabase>({ dialect: sqliteDialect(raw, walSync) });
+  const dialect = sqliteDialect(raw, walSync);
+  const db = new Kysely<BatonDatabase>({ dialect });
   let closed: Promise<void> | undefined;
   return kyselyStore(
     db,
@@ -144,6 +145,7 @@ function openSqliteFile(
       return closed;
     },
     repositories,
+    (fn) => dialect.driver.run(fn),
   );
 }
 
@@ -205,10 +207,64 @@ class WalSync {
  * that reads then writes can never fail to upgrade its lock). Kysely holds its one connection for a
  * whole transaction, so a statement from elsewhere waits for the commit (and, with `walSync`, for
  * the WAL's flush after it: WalSync).
+ *
+ * The connection's lock is this class's (Kysely's own is taken once, at the first acquire, and kept),
+ * so that `run` can tell whether anyone holds the connection: the hand-written statements run outside
+ * a unit of work (a signed request's console read and nonce claim, the sign-in's reads) then run at
+ * once, with no Kysely connection built around them, when it is free.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
   /** Committed, its WAL flush failed: Kysely's rollback that follows has no transaction to roll back. */
   private committed = false;
+  private connection: Promise<DatabaseConnection> | undefined;
+  /** Someone holds the connection (a unit of work, a Kysely statement, a `run` that waited). */
+  private held = false;
+  /** Waiting for the connection, in order; the holder's release hands it to the first. */
+  private readonly waiters: (() => void)[] = [];
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    this.connection ??= super.acquireConnection();
+    const connection = await this.connection;
+    await this.lock();
+    return connection;
+  }
+
+  private lock(): Promise<void> {
+    if (!this.held) {
+      this.held = true;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  override releaseConnection(): Promise<void> {
+    const next = this.waiters.shift();
+    if (next === undefined) this.held = false;
+    else next(); // handed over: still held
+    return Promise.resolve();
+  }
+
+  /**
+   * Runs synchronous statements holding the connection: at once when nobody holds it (nothing can
+   * come between synchronous statements, so no unit's open transaction is entered and no commit
+   * waiting for its WAL flush is read), otherwise after whoever holds it and those already waiting.
+   */
+  run<T>(fn: () => T): Promise<T> {
+    if (!this.held && this.waiters.length === 0) {
+      try {
+        return Promise.resolve(fn());
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+    return this.lock().then(() => {
+      try {
+        return fn();
+      } finally {
+        void this.releaseConnection();
+      }
+    });
+  }
   constructor(
     config: ConstructorParameters<typeof SqliteDriver>[0],
     private readonly walSync: WalSync | undefined,
@@ -277,11 +333,12 @@ function withStatementCache(db: Database.Database): SqliteDatabase {
   };
 }
 
-function sqliteDialect(raw: Database.Database, walSync?: WalSync): KyselyDialect {
-  const database = withStatementCache(raw);
+function sqliteDialect(raw: Database.Database, walSync?: WalSync): KyselyDialect & { driver: ImmediateSqliteDriver } {
+  const driver = new ImmediateSqliteDriver({ database: withStatementCache(raw) }, walSync);
   return {
+    driver,
     createAdapter: () => new SqliteAdapter(),
-    createDriver: () => new ImmediateSqliteDriver({ database }, walSync),
+    createDriver: () => driver,
     createIntrospector: (db) => new SqliteIntrospector(db),
     createQueryCompiler: () => new SqliteQueryCompiler(),
   };
