@@ -13,6 +13,11 @@
  *
  *   node --import tsx bench/cluster-ingest.ts [--seconds 6] [--consoles 40] [--batch 250] [--pipeline 2] [--workers 1,2,4] [--rows 50000]
  *
+ * `--waits`: during each PostgreSQL window, samples `pg_stat_activity` of the node's database every
+ * 10 ms (what each backend connection waits on: a lock, an LWLock, the WAL flush, the client, or CPU)
+ * and reads `pg_stat_statements` (loaded for the run) for the window: calls, rows and time per
+ * statement and per 1,000 acknowledged events — where the contention between nodes is, with evidence.
+ *
  * `--ab NAME=VALUE` and/or `--ab-root DIR` [--ab-engine sqlite|postgres] [--pairs 4]: only (a), one
  * process, alternately A (this tree) and B (the node with that environment variable, an A/B switch such
  * as BATON_EVENT_HASH_OBJECT=1, and/or started from another copy of the project, e.g. a `git worktree`
@@ -25,6 +30,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { openPostgresStore } from '../backend/store/postgres-store.js';
 import type { EventRow, Store } from '../backend/store/repositories.js';
 import { openKyselySqliteStore, openSqliteStore } from '../backend/store/sqlite-store.js';
@@ -52,10 +58,16 @@ const { values: args } = parseArgs({
     rows: { type: 'string', default: '50000' },
     passes: { type: 'string', default: '3' },
     'skip-wire': { type: 'boolean', default: false },
+    /** Skip (b), the repositories alone. */
+    'skip-repo': { type: 'boolean', default: false },
+    /** Skip the SQLite wire run (PostgreSQL's workers only). */
+    'skip-sqlite': { type: 'boolean', default: false },
     ab: { type: 'string' },
     'ab-root': { type: 'string' },
     'ab-engine': { type: 'string', default: 'sqlite' },
     pairs: { type: 'string', default: '4' },
+    'ab-workers': { type: 'string', default: '1' },
+    waits: { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -69,6 +81,8 @@ const WORKERS = args.workers
   .split(',')
   .map(Number)
   .filter((n) => n >= 1);
+const WAITS = args.waits;
+const AB_WORKERS = Number(args['ab-workers']);
 const GOAL_SQLITE = 50_000;
 const GOAL_POSTGRES = 30_000;
 
@@ -94,6 +108,7 @@ async function wire(
   let backendMs = 0;
   let postgresMs = 0;
   const load = loadLine();
+  const sampler = WAITS && databaseUrl !== undefined ? await WaitSampler.open(databaseUrl) : undefined;
   const result = await ingestLoad(node, {
     consoles: CONSOLES,
     batch: BATCH,
@@ -101,16 +116,19 @@ async function wire(
     warmupSeconds: WARMUP,
     seconds: SECONDS,
     ...(databaseUrl === undefined ? {} : { databaseUrl }),
-    onWindow: (edge) => {
+    onWindow: async (edge) => {
       if (edge === 'start') {
+        await sampler?.start();
         b0 = treeCpu(node.pid);
         if (postgresPid !== undefined) p0 = treeCpu(postgresPid);
       } else {
         backendMs = cpuDelta(b0, treeCpu(node.pid));
         if (postgresPid !== undefined) postgresMs = cpuDelta(p0, treeCpu(postgresPid));
+        await sampler?.stop();
       }
     },
   });
+  if (sampler !== undefined) await sampler.report(name, result.ackedInWindow);
   const r: WireResult = {
     ...result,
     name,
@@ -125,6 +143,101 @@ async function wire(
       `${r.problems.length === 0 ? 'store check PASS' : `store check FAIL: ${r.problems.slice(0, 3).join('; ')}`} (${load})`,
   );
   return r;
+}
+
+/**
+ * `--waits`: what the node's PostgreSQL connections do during the window (pg_stat_activity sampled
+ * every 10 ms) and what they run (pg_stat_statements, reset at the window's start).
+ */
+class WaitSampler {
+  private readonly counts = new Map<string, number>();
+  private samples = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  private statements = false;
+  private startCursor = 0;
+
+  private constructor(private readonly client: pg.Client) {}
+
+  static async open(url: string): Promise<WaitSampler> {
+    const client = new pg.Client({ connectionString: url, application_name: 'bench-waits' });
+    await client.connect();
+    const sampler = new WaitSampler(client);
+    try {
+      await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+      sampler.statements = true;
+    } catch {
+      // not preloaded: waits only
+    }
+    return sampler;
+  }
+
+  async start(): Promise<void> {
+    if (this.statements) await this.client.query('SELECT pg_stat_statements_reset()');
+    const max = await this.client.query<{ max: string | null }>('SELECT MAX(cursor) AS max FROM events');
+    this.startCursor = Number(max.rows[0]?.max ?? 0);
+    this.timer = setInterval(() => {
+      if (this.busy) return;
+      this.busy = true;
+      this.client
+        .query<{ what: string }>(
+          `SELECT CASE WHEN state = 'active' THEN 'active: ' || COALESCE(wait_event_type || ':' || wait_event, 'CPU')
+                         || ' | ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 70)
+                       ELSE COALESCE(state, '?') || ': ' || COALESCE(wait_event_type || ':' || wait_event, '-') END AS what
+             FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+        )
+        .then((r) => {
+          this.samples++;
+          for (const { what } of r.rows) this.counts.set(what, (this.counts.get(what) ?? 0) + 1);
+        })
+        .catch(() => undefined)
+        .finally(() => (this.busy = false));
+    }, 10);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    while (this.busy) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  /**
+   * After the drain: 2 s more for the nodes' live feeds to catch up, then per statement the calls and
+   * rows since the window's start per 1,000 events stored since then (the feed's reads included).
+   */
+  async report(name: string, acked: number): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const stored = await this.client.query<{ n: string }>('SELECT COUNT(*) AS n FROM events WHERE cursor > $1', [
+      this.startCursor,
+    ]);
+    const events = Number(stored.rows[0]?.n ?? 0);
+    const rows = [...this.counts].sort((a, b) => b[1] - a[1]).slice(0, 14);
+    printTable(
+      `${name}: pg_stat_activity, ${this.samples} samples every 10 ms in the window (connections per sample)`,
+      ['state: wait | query', 'mean connections'],
+      rows.map(([what, n]) => [what, fmt(n / Math.max(1, this.samples), 2)]),
+    );
+    if (this.statements) {
+      const r = await this.client.query<{ query: string; calls: string; rows: string; ms: number }>(
+        `SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query, calls, rows, total_exec_time AS ms
+           FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          ORDER BY calls DESC LIMIT 16`,
+      );
+      printTable(
+        `${name}: pg_stat_statements from the window's start to 2 s after the drain (${fmtInt(events)} events stored meanwhile, ${fmtInt(acked)} acknowledged in the window)`,
+        ['statement', 'calls', 'calls per 1,000 events', 'rows', 'rows per event', 'exec ms per 1,000 events'],
+        r.rows.map((x) => [
+          x.query,
+          fmtInt(Number(x.calls)),
+          fmt((Number(x.calls) * 1000) / events, 2),
+          fmtInt(Number(x.rows)),
+          fmt(Number(x.rows) / events, 2),
+          fmt((x.ms * 1000) / events, 2),
+        ]),
+      );
+    }
+    await this.client.end();
+  }
 }
 
 // ---- (b) repositories alone ----
@@ -210,7 +323,7 @@ async function abMain(): Promise<void> {
     const raw = Number(sqliteAnchor.find((a) => a.synchronous === 'FULL' && a.rowsPerTx === 250)?.rowsPerSecond);
     anchor = `raw SQLite FULL 250/tx ${fmtInt(raw)} rows/s`;
   } else {
-    pgServer = await postgresForBench();
+    pgServer = await postgresForBench(WAITS ? { shared_preload_libraries: 'pg_stat_statements' } : {});
     if (!('server' in pgServer)) throw new Error(`no PostgreSQL: ${pgServer.skip}`);
     const pgAnchor = await runAnchor('pg-insert.mjs', [await freshDatabase(pgServer.server, 'anchor')]);
     const raw = Number(pgAnchor.find((a) => a.connections === 1 && a.rowsPerTx === 250)?.rowsPerSecond);
@@ -231,7 +344,7 @@ async function abMain(): Promise<void> {
         let node: CliNode;
         try {
           node = await CliNode.start({
-            ...(url === undefined ? {} : { databaseUrl: url, workers: 1 }),
+            ...(url === undefined ? {} : { databaseUrl: url, workers: AB_WORKERS }),
             ...(side === 'B' && root !== undefined ? { root } : {}),
           });
         } finally {
@@ -308,7 +421,7 @@ async function main(): Promise<void> {
       `${WARMUP}s warm-up + ${SECONDS}s measured per configuration; (b) ${fmtInt(ROWS)} rows in batches of ${BATCH} per store`,
   );
   console.log(loadLine());
-  const pgServer = await postgresForBench();
+  const pgServer = await postgresForBench(WAITS ? { shared_preload_libraries: 'pg_stat_statements' } : {});
   const skipped: string[] = [];
   if ('skip' in pgServer) {
     skipped.push(`PostgreSQL parts skipped: ${pgServer.skip}`);
@@ -335,7 +448,7 @@ async function main(): Promise<void> {
     { name: 'SQLite, Kysely (openKyselySqliteStore)', runs: [], anchor: rawSqlite, load: loadLine() },
   ];
   const opens = [openSqliteStore, openKyselySqliteStore] as const;
-  for (let pass = 0; pass < PASSES; pass++) {
+  for (let pass = 0; pass < (args['skip-repo'] ? 0 : PASSES); pass++) {
     for (const k of pass % 2 === 0 ? [0, 1] : [1, 0]) {
       const dir = mkdtempSync(join(tmpdir(), 'baton-bench-repo-'));
       const store = (opens[k] as (typeof opens)[number])({ dataDir: dir, durability: 'full' });
@@ -347,7 +460,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  if ('server' in pgServer) {
+  if ('server' in pgServer && !args['skip-repo']) {
     const url = await freshDatabase(pgServer.server, 'repo');
     const store = await openPostgresStore({ url });
     const load = loadLine();
@@ -385,7 +498,7 @@ async function main(): Promise<void> {
 
   // (a) over the wire.
   const results: WireResult[] = [];
-  if (!args['skip-wire']) {
+  if (!args['skip-wire'] && !args['skip-sqlite']) {
     const node = await CliNode.start({
       nodeFlags: process.env.BENCH_BACKEND_NODE_FLAGS?.split(' ').filter(Boolean) ?? [],
     });
@@ -396,6 +509,8 @@ async function main(): Promise<void> {
     } finally {
       await node.stop();
     }
+  }
+  if (!args['skip-wire']) {
     if ('server' in pgServer) {
       for (const workers of WORKERS) {
         const url = await freshDatabase(pgServer.server, 'ingest');
