@@ -445,6 +445,48 @@ describe('EventLog live feed on a PostgreSQL cluster (two nodes, real buses)', {
     assert.deepEqual(seenB, stored, 'node B: the same');
     assert.equal((await a.verifyChain(one.id)).intact, true);
   });
+
+  it("reads the other node's events only for a listener that is active, and hands an active one every event above where the feed stood", async () => {
+    const [a, b] = logs as [EventLog, EventLog];
+    let on = false;
+    const seen: StoredEvent[] = [];
+    const backendSeen: StoredEvent[] = [];
+    const offAll = b.subscribe({}, (event) => seen.push(event), { active: () => on });
+    const offBackend = b.subscribe({ origin: BACKEND_ORIGIN }, (event) => backendSeen.push(event));
+    const passed = async (cursor: number) => {
+      const deadline = Date.now() + 30_000;
+      while ((b.liveFeedCursor ?? -1) < cursor && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.ok((b.liveFeedCursor ?? -1) >= cursor, 'node B’s feed passed what node A committed');
+    };
+    try {
+      const start = Date.UTC(2026, 0, 1);
+      const chain = new ConsoleChain('con_feed_idle');
+      await a.ingest(chain.id, [chain.next(start), chain.next(start)]);
+      const fact = await a.record(policyChanged(21));
+      await passed(fact.cursor);
+      assert.deepEqual(seen, [], 'an inactive listener is not handed the other node’s events');
+      assert.deepEqual(
+        backendSeen.map((e) => e.cursor),
+        [fact.cursor],
+        'a listener of the backend origin still gets the backend’s facts, and no console event',
+      );
+      // Turned active: the feed stands at `bound`; every event above it reaches the listener, in order.
+      on = true;
+      const bound = b.liveFeedCursor ?? 0;
+      await a.ingest(chain.id, [chain.next(start), chain.next(start), chain.next(start)]);
+      const last = await a.record(policyChanged(22));
+      await passed(last.cursor);
+      const stored = await a.query({ afterCursor: bound, limit: 100 });
+      assert.equal(stored.length, 4);
+      assert.deepEqual(seen, stored);
+      assert.equal((await a.verifyChain(chain.id)).intact, true);
+    } finally {
+      offAll();
+      offBackend();
+    }
+  });
 });
 
 describe('eventCanonicalJson', () => {

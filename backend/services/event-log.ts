@@ -376,7 +376,11 @@ export function eventCanonicalJson(event: AssuranceEvent): string {
  * and the units of work of concurrent callers interleave freely.
  */
 export class EventLog {
-  private readonly listeners = new Set<{ filter: EventFilter; listener: EventListener }>();
+  private readonly listeners = new Set<{
+    filter: EventFilter;
+    listener: EventListener;
+    active: (() => boolean) | undefined;
+  }>();
   private pending: PendingBatch[] = [];
   private flushScheduled = false;
   /** The group commit in progress, if any: one at a time, the next group gathers meanwhile. */
@@ -421,6 +425,11 @@ export class EventLog {
          * body is their canonical JSON): handed to followers from here instead of read back.
          */
         own: Map<number, StoredEvent>;
+        /**
+         * Committed cursors above `cursor` listed by the last look, the first of them after a hole
+         * the feed could not pass yet (ascending; empty when the feed did not stop at a hole).
+         */
+        listed: { cursor: number; origin: string }[];
       }
     | undefined;
   private readonly unsubscribeBus: (() => void)[] = [];
@@ -449,6 +458,7 @@ export class EventLog {
         timer: undefined,
         stopped: false,
         own: new Map(),
+        listed: [],
       };
       this.unsubscribeBus.push(
         bus.subscribe('admin-stream', ({ cursor }) => {
@@ -471,6 +481,7 @@ export class EventLog {
       this.feed.stopped = true;
       clearTimeout(this.feed.timer);
       this.feed.own.clear();
+      this.feed.listed = [];
     }
   }
 
@@ -576,8 +587,16 @@ export class EventLog {
     };
   }
 
-  subscribe(filter: EventFilter, listener: EventListener): () => void {
-    const entry = { filter, listener };
+  /**
+   * Hands `listener` every committed event matching `filter`, in cursor order. `options.active`: a
+   * listener that uses events only some of the time (the Shared Signals fan-out, on the one node
+   * holding its lease) says when. While it returns false the listener is handed nothing, and a
+   * PostgreSQL node's live feed does not read and parse other nodes' events for it. It is asked for
+   * each event as the event is handed over: once it returns true, every event above where the feed
+   * stood then (`liveFeedCursor`) is read if need be and handed over, none skipped.
+   */
+  subscribe(filter: EventFilter, listener: EventListener, options: { active?: () => boolean } = {}): () => void {
+    const entry = { filter, listener, active: options.active };
     this.listeners.add(entry);
     return () => this.listeners.delete(entry);
   }
@@ -642,48 +661,78 @@ export class EventLog {
       if (feed.known > feed.cursor) feed.cursor = feed.known;
       feed.gap = undefined;
       feed.own.clear();
+      feed.listed = [];
       return;
     }
     try {
       for (;;) {
-        // The cursors first (the primary key alone); whole rows only for what another node wrote:
-        // this node's own events are handed over as they were written (`feed.own`), not parsed again.
-        const listed = await db.executeQuery<{ cursor: number }>(
-          CompiledQuery.raw('SELECT cursor FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2', [
-            feed.cursor,
-            FEED_PAGE,
-          ]),
-        );
-        const cursors = listed.rows.map((r) => Number(r.cursor));
-        const others = cursors.filter((c) => !feed.own.has(c));
-        const read = new Map<number, StoredEvent>();
-        if (others.length > 0) {
-          const rows = await db.executeQuery<Row>(
-            CompiledQuery.raw('SELECT * FROM events WHERE cursor = ANY($1::bigint[])', [others]),
+        // While the feed waits at a hole: a snapshot taken before this listing. A transaction it shows
+        // ended had committed (or rolled back) before the listing started, so the listing holds its cursors.
+        const waitingAt = feed.gap?.cursor === feed.cursor ? feed.cursor : undefined;
+        const before = waitingAt === undefined ? undefined : await this.snapshot(db);
+        // The cursors first, with their origin. Cursors listed by an earlier pull that the feed could
+        // not pass yet (a hole before them) are kept: only the hole before the first of them is listed
+        // again, instead of the whole page at every look at the hole.
+        let cursors: { cursor: number; origin: string }[];
+        const kept = feed.listed;
+        const first = kept[0];
+        if (first !== undefined) {
+          const hole = await db.executeQuery<{ cursor: number; origin: string }>(
+            CompiledQuery.raw('SELECT cursor, origin FROM events WHERE cursor > $1 AND cursor < $2 ORDER BY cursor', [
+              feed.cursor,
+              first.cursor,
+            ]),
           );
-          for (const row of rows.rows) {
-            const event = toStoredEvent(row);
-            read.set(event.cursor, event);
-          }
+          cursors = hole.rows.length === 0 ? kept : [...hole.rows.map(listedOf), ...kept];
+        } else {
+          const listed = await db.executeQuery<{ cursor: number; origin: string }>(
+            CompiledQuery.raw('SELECT cursor, origin FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2', [
+              feed.cursor,
+              FEED_PAGE,
+            ]),
+          );
+          cursors = listed.rows.map(listedOf);
         }
-        let blocked = false;
-        for (const cursor of cursors) {
-          if (cursor !== feed.cursor + 1 && !(await this.passGap(feed, db, cursor))) {
-            blocked = true;
-            break;
+        feed.listed = [];
+        // Whole rows only for what another node wrote and a listener wants now, each read once: this
+        // node's own events are handed over as they were written, and rows read before a hole stopped
+        // the feed are kept (both in `feed.own`), not read and parsed again at the next look.
+        let wants = this.wantedOrigins();
+        await this.readInto(
+          feed,
+          db,
+          cursors.filter((c) => !feed.own.has(c.cursor) && wants(c.origin)).map((c) => c.cursor),
+        );
+        // Asked again after every wait: a listener's `active` may have turned true meanwhile.
+        wants = this.wantedOrigins();
+        let blocked = -1;
+        for (let i = 0; i < cursors.length; i++) {
+          const { cursor, origin } = cursors[i] as { cursor: number; origin: string };
+          if (cursor !== feed.cursor + 1) {
+            if (!(await this.passGap(feed, db, cursor, before, waitingAt))) {
+              blocked = i;
+              break;
+            }
+            wants = this.wantedOrigins();
           }
           feed.gap = undefined;
           feed.cursor = cursor;
-          const event = feed.own.get(cursor) ?? read.get(cursor);
+          // Not read because no listener wanted it then; one may now (an `active` turned true).
+          if (!feed.own.has(cursor) && wants(origin)) {
+            await this.readInto(feed, db, [cursor]);
+            wants = this.wantedOrigins();
+          }
+          const event = feed.own.get(cursor);
           feed.own.delete(cursor);
           // Listed, so committed; events are never deleted: always found, but a missing one is never invented.
           if (event !== undefined) this.publish([event]);
         }
-        if (blocked) {
+        if (blocked >= 0) {
+          feed.listed = cursors.slice(blocked);
           this.scheduleFeed(feed, FEED_GAP_RETRY_MS);
           return;
         }
-        if (cursors.length < FEED_PAGE) return;
+        if (first === undefined && cursors.length < FEED_PAGE) return;
       }
     } finally {
       // Whatever the feed passed (delivered, or a hole given up on) is not kept.
@@ -692,14 +741,41 @@ export class EventLog {
   }
 
   /**
-   * Whether the feed may pass the hole before `next`: every transaction running when the hole was
-   * first seen has ended since (so none of them can still commit an event in it), or it waited too long.
+   * Which origins' events some listener may want now (an active listener whose filter names no other
+   * origin): the live feed reads other nodes' rows only for those. The rest of a filter is checked
+   * on the event itself when it is handed over, as for every event.
    */
-  private async passGap(
+  private wantedOrigins(): (origin: string) => boolean {
+    let all = false;
+    const origins = new Set<string>();
+    for (const { filter, active } of this.listeners) {
+      if (active !== undefined && !active()) continue;
+      if (filter.origin === undefined) {
+        all = true;
+        break;
+      }
+      origins.add(filter.origin);
+    }
+    return all ? () => true : (origin) => origins.has(origin);
+  }
+
+  /** Reads, checks and keeps (in `feed.own`) the events at these cursors. */
+  private async readInto(
     feed: NonNullable<EventLog['feed']>,
     db: NonNullable<ReturnType<typeof kyselyOf>>,
-    next: number,
-  ): Promise<boolean> {
+    cursors: number[],
+  ): Promise<void> {
+    if (cursors.length === 0) return;
+    const rows = await db.executeQuery<Row>(
+      CompiledQuery.raw('SELECT * FROM events WHERE cursor = ANY($1::bigint[])', [cursors]),
+    );
+    for (const row of rows.rows) {
+      const event = toStoredEvent(row);
+      feed.own.set(event.cursor, event);
+    }
+  }
+
+  private async snapshot(db: NonNullable<ReturnType<typeof kyselyOf>>): Promise<{ xmin: bigint; xmax: bigint }> {
     const snapshot = await db.executeQuery<{ xmin: string; xmax: string }>(
       CompiledQuery.raw(
         'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax',
@@ -707,14 +783,30 @@ export class EventLog {
       ),
     );
     const row = snapshot.rows[0];
-    if (row === undefined) return true;
+    if (row === undefined) throw new Error('pg_current_snapshot() returned no row');
+    return { xmin: BigInt(row.xmin), xmax: BigInt(row.xmax) };
+  }
+
+  /**
+   * Whether the feed may pass the hole before `next`: every transaction running when the hole was
+   * first seen had ended before this look's listing (`before`, the snapshot taken before it while the
+   * feed waited at this same hole, `waitingAt`), so the listing would hold any cursor they committed
+   * in the hole; or it waited too long.
+   */
+  private async passGap(
+    feed: NonNullable<EventLog['feed']>,
+    db: NonNullable<ReturnType<typeof kyselyOf>>,
+    next: number,
+    before: { xmin: bigint } | undefined,
+    waitingAt: number | undefined,
+  ): Promise<boolean> {
     const now = Date.now();
     if (feed.gap === undefined || feed.gap.cursor !== feed.cursor) {
-      // Read after the page: whatever transaction holds a cursor in the hole was already running then.
-      feed.gap = { at: now, cursor: feed.cursor, xmax: BigInt(row.xmax) };
+      // Read after the listing: whatever transaction holds a cursor in the hole was already running then.
+      feed.gap = { at: now, cursor: feed.cursor, xmax: (await this.snapshot(db)).xmax };
       return false;
     }
-    if (BigInt(row.xmin) >= feed.gap.xmax) return true;
+    if (before !== undefined && waitingAt === feed.cursor && before.xmin >= feed.gap.xmax) return true;
     if (now - feed.gap.at > FEED_GAP_MAX_WAIT_MS) {
       this.logger.warn(
         { from: feed.cursor + 1, to: next - 1, code: 'EVENT_FEED_GAP_SKIPPED' },
@@ -1197,8 +1289,8 @@ export class EventLog {
   private publish(events: StoredEvent[]): void {
     if (this.listeners.size === 0) return;
     for (const event of events) {
-      for (const { filter, listener } of this.listeners) {
-        if (!matches(filter, event)) continue;
+      for (const { filter, listener, active } of this.listeners) {
+        if (!matches(filter, event) || (active !== undefined && !active())) continue;
         try {
           listener(event);
         } catch (error) {
@@ -1371,6 +1463,10 @@ export class EventLog {
     }
     return seen;
   }
+}
+
+function listedOf(row: { cursor: number | string; origin: string }): { cursor: number; origin: string } {
+  return { cursor: Number(row.cursor), origin: row.origin };
 }
 
 /** The `time` of a stored event body (0 when unreadable: no floor rather than a wrong one). */
