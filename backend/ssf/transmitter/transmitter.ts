@@ -222,11 +222,18 @@ export class SsfTransmitter {
    */
   async start(): Promise<void> {
     await this.refreshStreams(true);
-    this.unsubscribe = this.deps.events.subscribe({}, (event) => {
-      if (!this.fanoutHolder || event.cursor <= this.processed) return;
-      this.pending.push(event);
-      if (!this.backfilling) this.scheduleFlush();
-    });
+    // Only the fan-out holder maps events: on the other nodes the live feed need not read (and parse) the
+    // events other nodes wrote for it. A node that takes the lease over maps from the stored cursor up to
+    // where its feed stands (holdFanout), and the feed hands it everything above, read then if need be.
+    this.unsubscribe = this.deps.events.subscribe(
+      {},
+      (event) => {
+        if (!this.fanoutHolder || event.cursor <= this.processed) return;
+        this.pending.push(event);
+        if (!this.backfilling) this.scheduleFlush();
+      },
+      { active: () => this.fanoutHolder },
+    );
     // A failed catch-up (the store unreachable, a damaged page among the events it reads) must not stop the
     // backend's start: the rest of the backend serves (and /healthz reports the damage); the lease is given
     // back and the next sweep, here or on another node, maps again from the stored cursor.
