@@ -187,7 +187,9 @@ export interface ConsoleRepository {
   touch(id: string, at: number): Promise<void>;
   /**
    * Many consoles' last contact at once (one node's sightings since its last flush): each
-   * `last_seen_at` only ever moves forward, whichever node writes; console rows locked in ascending id.
+   * `last_seen_at` only ever moves forward, whichever node writes. Inside a unit of work, one statement locking the
+   * rows in ascending id; outside one, on PostgreSQL, it gives way to transactions holding rows (250-row statements,
+   * `SKIP LOCKED`) and waits, in ascending id, only for what is still held at the end.
    */
   touchMany(sightings: readonly { id: string; at: number }[]): Promise<void>;
   setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): Promise<void>;
