@@ -20,9 +20,15 @@
  * machine's load moves far less than the wall-clock times.
  *
  *   node --import tsx bench/agent-ui-latency.ts [--taps 60] [--switches 60] [--warmup 5] [--steps]
+ *     [--samples-out <file.json>]
+ *
+ * `--samples-out` writes every timed sample (ms, in order) of (a) and (b) as JSON, for
+ * `bench/compare-ui-samples.ts`, which compares several runs of two trees (alternated) with a
+ * confidence interval instead of one median against another.
  */
 import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { chromium, type CDPSession, type Page } from '@playwright/test';
 import { CHROMIUM, CHROMIUM_ARGS } from '../playwright.config.js';
@@ -35,6 +41,7 @@ const { values: args } = parseArgs({
     switches: { type: 'string', default: '60' },
     warmup: { type: 'string', default: '5' },
     steps: { type: 'boolean', default: false },
+    'samples-out': { type: 'string' },
   },
 });
 const TAPS = Number(args.taps);
@@ -331,6 +338,10 @@ async function main(): Promise<void> {
 
     const a = summarize(taps.map((t) => t.ms));
     const b = summarize(switches.map((t) => t.ms));
+    if (args['samples-out'] !== undefined) {
+      const samples = { a: taps.map((t) => t.ms), b: switches.map((t) => t.ms), steps: STEPS };
+      writeFileSync(args['samples-out'], `${JSON.stringify(samples)}\n`);
+    }
     const row = (name: string, s: Summary) => [
       name,
       fmtInt(s.n),
