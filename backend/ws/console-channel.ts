@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -22,7 +22,7 @@ import type { PolicyService } from '../services/policy-service.js';
 import { policyHash } from '../services/policy-hash.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
 import { sessionsChangedBy, type ConsoleContact, type SessionService } from '../services/session-service.js';
-import { errorBody } from '../http/http-kit.js';
+import { errorBody, storageFault } from '../http/http-kit.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
 import { wireConsoleCommands } from '../cluster/pushes.js';
@@ -508,44 +508,26 @@ export class ConsoleChannel {
   }
 }
 
-/** Node's codes for a database connection that failed or dropped. */
-const CONNECTION_FAULTS: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
-
 /**
- * Errors the store raises when it cannot do its work, whatever the engine: SQLite (full, read-only,
- * I/O, busy, a trigger's RAISE), PostgreSQL (SQLSTATE classes 08 connection, 40 rollback such as a
- * deadlock or serialization failure, 53 resources, 57 operator intervention such as a shutdown,
- * 58 system), a connection that dropped, and the store's own "unreachable" refusal.
+ * Errors the store raises when it cannot do its work, whatever the engine: the one mapping the HTTP
+ * routes use (`storageFault`: SQLite full, read-only, I/O, busy; PostgreSQL SQLSTATE classes 08, 40,
+ * 53, 57, 58, a connection that failed or dropped, and node-postgres' own code-less errors — no pooled
+ * connection to be had in time, a connection terminated, a query read timeout), and the store's own
+ * "unreachable" refusal.
  */
 function isStorageFault(error: unknown): boolean {
   if (error instanceof BatonError) return error.code === 'DATABASE_UNREACHABLE' || error.code === 'STORAGE_UNAVAILABLE';
-  const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
-  if (typeof code !== 'string') return false;
-  if (code.startsWith('SQLITE_')) return true;
-  if (/^(08|40|53|57|58)[0-9A-Z]{3}$/.test(code)) return true;
-  return CONNECTION_FAULTS.has(code);
+  return storageFault(error) !== undefined;
 }
 
-/** What a refused upgrade tells the console: its own error, or an unavailable store, or an internal error. */
+/**
+ * What a refused upgrade tells the console: its own error, or the store unavailable (503, retry
+ * later: under load, no pooled connection in time), or an internal error. Before, node-postgres'
+ * code-less errors (a pool wait past its connect timeout) were answered 500 INTERNAL.
+ */
 function asBatonError(error: unknown): BatonError {
   if (error instanceof BatonError) return error;
-  if (isStorageFault(error)) {
-    const code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
-    return typeof code === 'string' && code.startsWith('SQLITE_')
-      ? new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot read its database; retry later', { cause: error })
-      : new BatonError('DATABASE_UNREACHABLE', 'The backend cannot reach its database; retry later', {
-          cause: error,
-        });
-  }
-  return new BatonError('INTERNAL', 'Internal error', { cause: error });
+  return storageFault(error) ?? new BatonError('INTERNAL', 'Internal error', { cause: error });
 }
 
 function latest(a: number | undefined, b: number | null): number | null {
@@ -583,12 +565,16 @@ function rawText(data: RawData): string {
   return Buffer.from(data).toString('utf8');
 }
 
+/** A 503 refusal asks the console to come back after this long (the agent also backs off with jitter). */
+export const UPGRADE_RETRY_AFTER_SECONDS = 5;
+
 function refuse(socket: Duplex, error: BatonError, now: number): void {
   const body = JSON.stringify(errorBody(error, now));
   socket.end(
-    `HTTP/1.1 ${error.status} ${error.status === 401 ? 'Unauthorized' : error.status === 403 ? 'Forbidden' : 'Error'}\r\n` +
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
       'Content-Type: application/json\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      (error.status === 503 ? `Retry-After: ${UPGRADE_RETRY_AFTER_SECONDS}\r\n` : '') +
       'Connection: close\r\n\r\n' +
       body,
   );
