@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import {
+  AssuranceEventSchema,
   EVENT_CLOCK_SKEW_MS,
   GENESIS_HASH,
   type AssuranceEvent,
@@ -19,7 +20,7 @@ import { openSqliteStore } from '../store/sqlite-store.js';
 import { openPostgresStore } from '../store/postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { PostgresBus } from '../cluster/bus.js';
-import { BACKEND_ORIGIN, EventLog, eventCanonicalJson } from './event-log.js';
+import { BACKEND_ORIGIN, EventLog, backendEventProblem, eventCanonicalJson } from './event-log.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -534,5 +535,162 @@ describe('eventCanonicalJson', () => {
     }
     assert.throws(() => eventCanonicalJson({ ...base, time: Number.NaN }), /non-finite/);
     assert.throws(() => eventCanonicalJson({ ...base, detail: { n: Number.POSITIVE_INFINITY } }), /non-finite/);
+  });
+});
+
+describe("backendEventProblem (the check of the backend's own events, in place of parsing them with zod)", () => {
+  const good: AssuranceEvent = {
+    id: randomUUID(),
+    seq: 3,
+    time: 1_767_225_600_000,
+    type: 'action-token-issued',
+    subject: { console: 'con_1', operator: 'op_1', session: 'ses_1', service: 'svc.1', credential: 'AbC-_9' },
+    assurance: { level: 'verified', aal: 2, acr: 'urn:x', amr: ['user', 'hwk'], authTime: 0 },
+    outcome: 'success',
+    reasons: ['a', 'b.c_d-9'],
+    detail: { action: 'x'.repeat(500), n: -1.5, t: true, z: null, K_9: 0 },
+    prevHash: 'f'.repeat(64),
+  };
+  const withMember = (key: string, value: unknown): unknown => ({ ...good, [key]: value });
+  const subject = (value: Record<string, unknown>): unknown => withMember('subject', { ...good.subject, ...value });
+  const assurance = (value: Record<string, unknown>): unknown =>
+    withMember('assurance', { ...good.assurance, ...value });
+  const detail = (value: Record<string, unknown>): unknown => withMember('detail', { ...good.detail, ...value });
+
+  it('accepts what the schema accepts, of every member', () => {
+    const { assurance: _a, detail: _d, ...bare } = good;
+    const cases: unknown[] = [
+      good,
+      bare,
+      { ...good, subject: {}, reasons: [], detail: {} },
+      withMember('assurance', undefined),
+      withMember('id', '00000000-0000-0000-0000-000000000000'),
+      withMember('time', 0),
+      withMember('seq', Number.MAX_SAFE_INTEGER),
+      withMember(
+        'reasons',
+        Array.from({ length: 16 }, (_, i) => `r${i}`),
+      ),
+      assurance({ aal: 1, amr: [], acr: '' }),
+      assurance({ aal: 3, level: 'hardware', amr: Array.from({ length: 10 }, () => 'x'.repeat(20)) }),
+      subject({ operator: undefined }),
+      detail({ ['A'.repeat(40)]: 'v' }),
+      withMember('detail', Object.assign(Object.create(null) as object, { a: 1 })),
+    ];
+    for (const value of cases) {
+      assert.equal(AssuranceEventSchema.safeParse(value).success, true, JSON.stringify(value));
+      assert.equal(backendEventProblem(value), undefined, JSON.stringify(value));
+    }
+  });
+
+  it('refuses every malformed form the schema refuses (and a few non-plain objects besides)', () => {
+    const schemaRefuses: unknown[] = [
+      null,
+      [],
+      'event',
+      withMember('extra', 1),
+      withMember('id', undefined),
+      withMember('id', 'not-a-uuid'),
+      withMember('id', '123e4567-e89b-02d3-a456-426614174000'),
+      withMember('id', 5),
+      withMember('seq', 0),
+      withMember('seq', 1.5),
+      withMember('seq', '3'),
+      withMember('seq', Number.MAX_SAFE_INTEGER + 1),
+      withMember('seq', Number.NaN),
+      withMember('time', -1),
+      withMember('time', Number.POSITIVE_INFINITY),
+      withMember('time', undefined),
+      withMember('type', 'made-up'),
+      withMember('type', 'toString'),
+      withMember('outcome', 'maybe'),
+      withMember('outcome', undefined),
+      withMember('prevHash', 'F'.repeat(64)),
+      withMember('prevHash', 'f'.repeat(63)),
+      withMember('prevHash', undefined),
+      withMember('subject', undefined),
+      withMember('subject', null),
+      withMember('subject', []),
+      subject({ operator: '' }),
+      subject({ console: 'a b' }),
+      subject({ session: 'x'.repeat(129) }),
+      subject({ service: 7 }),
+      subject({ credential: 'a.b' }),
+      subject({ credential: 'x'.repeat(1025) }),
+      subject({ other: 'x' }),
+      withMember('assurance', null),
+      withMember('assurance', []),
+      assurance({ level: 'root' }),
+      assurance({ aal: 0 }),
+      assurance({ aal: 4 }),
+      assurance({ aal: 2.5 }),
+      assurance({ acr: 'x'.repeat(101) }),
+      assurance({ acr: 1 }),
+      assurance({ amr: 'user' }),
+      assurance({ amr: Array.from({ length: 11 }, () => 'x') }),
+      assurance({ amr: ['x'.repeat(21)] }),
+      assurance({ amr: [1] }),
+      assurance({ authTime: -1 }),
+      assurance({ authTime: undefined }),
+      assurance({ extra: 1 }),
+      withMember('reasons', undefined),
+      withMember('reasons', 'a'),
+      withMember(
+        'reasons',
+        Array.from({ length: 17 }, (_, i) => `r${i}`),
+      ),
+      withMember('reasons', ['Upper']),
+      withMember('reasons', ['-lead']),
+      withMember('reasons', ['x'.repeat(65)]),
+      withMember('reasons', [1]),
+      withMember('detail', null),
+      withMember('detail', []),
+      withMember('detail', 'x'),
+      detail({ action: 'x'.repeat(501) }),
+      detail({ n: Number.NaN }),
+      detail({ n: Number.NEGATIVE_INFINITY }),
+      detail({ o: { a: 1 } }),
+      detail({ l: ['a'] }),
+      detail({ u: undefined }),
+      detail({ '9lead': 1 }),
+      detail({ 'with space': 1 }),
+      detail({ ['A'.repeat(41)]: 1 }),
+      withMember('detail', { [Symbol('s')]: 1 }),
+    ];
+    for (const value of schemaRefuses) {
+      const label = `case ${schemaRefuses.indexOf(value)}: ${String(JSON.stringify(value)).slice(-160)}`;
+      assert.equal(AssuranceEventSchema.safeParse(value).success, false, label);
+      assert.notEqual(backendEventProblem(value), undefined, label);
+    }
+    // Stricter than the schema where a plain object is all the backend builds: a class instance, and
+    // an own "__proto__" member (zod skips it; canonical JSON would write it).
+    assert.notEqual(backendEventProblem(withMember('detail', JSON.parse('{"__proto__":"p"}'))), undefined);
+    class Detail {
+      a = 1;
+    }
+    assert.notEqual(backendEventProblem(withMember('detail', new Detail())), undefined);
+    assert.notEqual(backendEventProblem(Object.assign(new (class Event {})(), good)), undefined);
+  });
+
+  it("keeps a malformed event of the backend's own out of the chain", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-event-check-'));
+    const local = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    try {
+      const log = new EventLog(local, () => 1_767_225_600_000, logger);
+      await assert.rejects(
+        log.record({ ...policyChanged(1), reasons: ['Not A Reason'] }),
+        /backend event policy-changed fails its schema/,
+      );
+      await assert.rejects(
+        log.record({ ...policyChanged(1), detail: { nested: { a: 1 } } as unknown as Record<string, string> }),
+        /fails its schema/,
+      );
+      assert.equal((await log.head(BACKEND_ORIGIN)).lastSeq, 0);
+      const stored = await log.record(policyChanged(1));
+      assert.equal(stored.seq, 1);
+    } finally {
+      await local.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

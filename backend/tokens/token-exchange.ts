@@ -254,15 +254,16 @@ export class TokenExchange {
     refusal.recorded = true; // from here on a failure is no refusal of the policy's
     await this.journal.record({
       type: 'action-token-issued',
-      subject: { operator: session.operatorId, console: console.id, session: session.id },
+      // Members in code-unit order: the event's canonical JSON then need not sort them.
+      subject: { console: console.id, operator: session.operatorId, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),
       outcome: 'success',
       reasons: decision.reasons,
       detail: {
         action,
         audience: app.audience,
-        jti: issued.jti,
         expiresAt: issued.expiresAt,
+        jti: issued.jti,
         policyVersion: policyVersion.version,
       },
     });
