@@ -346,6 +346,7 @@ async function abMain(): Promise<void> {
           node = await CliNode.start({
             ...(url === undefined ? {} : { databaseUrl: url, workers: AB_WORKERS }),
             ...(side === 'B' && root !== undefined ? { root } : {}),
+            nodeFlags: process.env.BENCH_BACKEND_NODE_FLAGS?.split(' ').filter(Boolean) ?? [],
           });
         } finally {
           if (name !== undefined) {
@@ -514,7 +515,11 @@ async function main(): Promise<void> {
     if ('server' in pgServer) {
       for (const workers of WORKERS) {
         const url = await freshDatabase(pgServer.server, 'ingest');
-        const node = await CliNode.start({ databaseUrl: url, workers });
+        const node = await CliNode.start({
+          databaseUrl: url,
+          workers,
+          nodeFlags: process.env.BENCH_BACKEND_NODE_FLAGS?.split(' ').filter(Boolean) ?? [],
+        });
         try {
           results.push(
             await wire(

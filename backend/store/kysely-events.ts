@@ -33,6 +33,31 @@ export function toStoredEvent(row: Row): StoredEvent {
 const INSERT_CHUNK = 1000;
 const ARRAY_INSERT_CHUNK = 5000;
 
+/** Cursors a PostgreSQL array insert wrote, ascending (the rows' order when all were inserted). */
+type InsertedCursors = number[];
+
+/** Between the values of a text column sent as one string (`insertArrays`, `chr(31)` there); JSON text never holds it raw. */
+const SEPARATOR = '\u001f';
+/** A NULL among those values (`chr(30)`). */
+const NULL_MARKER = '\u001e';
+
+/** Whether a text value goes through `string_to_array(joined, SEPARATOR, NULL_MARKER)` unchanged. */
+function separableText(value: string | null, count: number): boolean {
+  if (value === null) return true;
+  if (value === '') return count > 1; // one empty text alone: '' splits into no element at all
+  return value !== NULL_MARKER && !value.includes(SEPARATOR);
+}
+
+/** A bigint[] literal. */
+function numbers(values: readonly number[]): string {
+  return `{${values.join(',')}}`;
+}
+
+/** A nullable text column joined by SEPARATOR, NULL as NULL_MARKER. */
+function nullable(values: readonly (string | null)[]): string {
+  return values.map((value) => value ?? NULL_MARKER).join(SEPARATOR);
+}
+
 function eventValues(row: EventRow) {
   return {
     origin: row.origin,
@@ -150,28 +175,44 @@ export class KyselyEvents implements EventRepository {
 
   /**
    * `insert` for many rows in a few statements (a multi-row INSERT … ON CONFLICT DO NOTHING per 1000
-   * rows, then one read of the hashes already stored): results in the order of `rows`, as if each row
-   * had been inserted in turn (a row repeating an earlier (origin, seq) of the batch is not inserted).
+   * rows on SQLite, one array statement per 5000 on PostgreSQL, then one read of the hashes already
+   * stored): results in the order of `rows`, as if each row had been inserted in turn (a row
+   * repeating an earlier (origin, seq) of the batch is not inserted).
    */
   async insertMany(
     rows: readonly EventRow[],
   ): Promise<({ inserted: true; cursor: number } | { inserted: false; existingHash: string })[]> {
     const key = (origin: string, seq: number) => `${seq}:${origin}`;
     const cursors = new Map<string, number>();
-    // PostgreSQL: the arrays' size is not bound by a parameter count (one statement for a group commit).
-    const size = this.ctx.dialect === 'postgres' ? ARRAY_INSERT_CHUNK : INSERT_CHUNK;
-    for (let i = 0; i < rows.length; i += size) {
-      const chunk = rows.length <= size ? rows : rows.slice(i, i + size);
-      const inserted =
-        this.ctx.dialect === 'postgres'
-          ? await this.insertArrays(chunk)
-          : await this.ctx.db
-              .insertInto('events')
-              .values(chunk.map(eventValues))
-              .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
-              .returning(['origin', 'seq', 'cursor'])
-              .execute();
-      for (const row of inserted) cursors.set(key(str(row, 'origin'), num(row, 'seq')), num(row, 'cursor'));
+    if (this.ctx.dialect === 'postgres') {
+      // The arrays' size is not bound by a parameter count (one statement for a group commit).
+      const written: number[] = [];
+      let all = true;
+      for (let i = 0; i < rows.length; i += ARRAY_INSERT_CHUNK) {
+        const chunk = rows.length <= ARRAY_INSERT_CHUNK ? rows : rows.slice(i, i + ARRAY_INSERT_CHUNK);
+        const inserted = await this.insertArrays(chunk);
+        if (inserted.length !== chunk.length) all = false;
+        for (const cursor of inserted) written.push(cursor);
+      }
+      // Every row inserted (no conflict, so no repeated key either): the cursors, ascending, are the rows'.
+      if (all) return rows.map((_, i) => ({ inserted: true as const, cursor: written[i] as number }));
+      // Otherwise which row each cursor is: the rows' keys read back, a cursor this call wrote is theirs.
+      const mine = new Set(written);
+      for (const row of await this.lookUp(rows, 'cursor')) {
+        const cursor = num(row, 'cursor');
+        if (mine.has(cursor)) cursors.set(key(str(row, 'origin'), num(row, 'seq')), cursor);
+      }
+    } else {
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        const chunk = rows.length <= INSERT_CHUNK ? rows : rows.slice(i, i + INSERT_CHUNK);
+        const inserted = await this.ctx.db
+          .insertInto('events')
+          .values(chunk.map(eventValues))
+          .onConflict((oc) => oc.columns(['origin', 'seq']).doNothing())
+          .returning(['origin', 'seq', 'cursor'])
+          .execute();
+        for (const row of inserted) cursors.set(key(str(row, 'origin'), num(row, 'seq')), num(row, 'cursor'));
+      }
     }
     const claimed = new Set<string>();
     const missing: EventRow[] = [];
@@ -181,14 +222,8 @@ export class KyselyEvents implements EventRepository {
       else missing.push(row);
     }
     const hashes = new Map<string, string>();
-    for (let i = 0; i < missing.length; i += INSERT_CHUNK) {
-      const chunk = missing.slice(i, i + INSERT_CHUNK);
-      const found = await this.ctx.db
-        .selectFrom('events')
-        .select(['origin', 'seq', 'hash'])
-        .where((eb) => eb.or(chunk.map((r) => eb.and([eb('origin', '=', r.origin), eb('seq', '=', r.seq)]))))
-        .execute();
-      for (const row of found) hashes.set(key(str(row, 'origin'), num(row, 'seq')), str(row, 'hash'));
+    for (const row of await this.lookUp(missing, 'hash')) {
+      hashes.set(key(str(row, 'origin'), num(row, 'seq')), str(row, 'hash'));
     }
     const given = new Set<string>();
     return rows.map((row) => {
@@ -204,12 +239,37 @@ export class KyselyEvents implements EventRepository {
     });
   }
 
+  /** The stored rows with these rows' (origin, seq): origin, seq and `column`, 1000 keys a statement. */
+  private async lookUp(rows: readonly EventRow[], column: 'cursor' | 'hash'): Promise<Row[]> {
+    const out: Row[] = [];
+    for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      const chunk = rows.slice(i, i + INSERT_CHUNK);
+      const found = await this.ctx.db
+        .selectFrom('events')
+        .select(['origin', 'seq', column])
+        .where((eb) => eb.or(chunk.map((r) => eb.and([eb('origin', '=', r.origin), eb('seq', '=', r.seq)]))))
+        .execute();
+      for (const row of found) out.push(row);
+    }
+    return out;
+  }
+
   /**
    * PostgreSQL: the rows as one array per column, one statement whatever their number (the same text
    * every time, so a prepared statement; a multi-row VALUES has a text, a parse and a plan per
    * batch size, with 13 parameters a row). Cursors are taken in the rows' order (`ORDER BY ord`).
+   *
+   * Each text column goes as one string split by the server (`string_to_array` on a separator no
+   * value holds, a marker for NULL) and each number column as an array literal written here, not
+   * as a JS array that `pg` turns into a `text[]` literal (two regular-expression replacements per
+   * element, a rope of concatenations flattened again to be measured and copied). The answer is one
+   * row: how many rows were inserted and their cursors, ascending, as one string; when every row was
+   * inserted (a group commit's chained rows always are) they are the rows' cursors in order,
+   * otherwise the rows are looked up (`insertMany`). A value that cannot go through the separators
+   * (one holding the separator, equal to the NULL marker, or the empty text alone in its array)
+   * sends the batch as `text[]` arrays instead.
    */
-  private async insertArrays(rows: readonly EventRow[]): Promise<Row[]> {
+  private async insertArrays(rows: readonly EventRow[]): Promise<InsertedCursors> {
     const n = rows.length;
     const origin = new Array<string>(n);
     const seq = new Array<number>(n);
@@ -224,6 +284,7 @@ export class KyselyEvents implements EventRepository {
     const body = new Array<string>(n);
     const hash = new Array<string>(n);
     const integrity = new Array<string | null>(n);
+    let separable = true;
     for (let i = 0; i < n; i++) {
       const row = rows[i] as EventRow;
       origin[i] = row.origin;
@@ -238,22 +299,69 @@ export class KyselyEvents implements EventRepository {
       sessionId[i] = row.sessionId;
       body[i] = row.body;
       hash[i] = row.hash;
-      integrity[i] = row.integrity.length > 0 ? row.integrity.join(',') : null;
+      const flags = row.integrity.length > 0 ? row.integrity.join(',') : null;
+      integrity[i] = flags;
+      if (
+        separable &&
+        !(
+          separableText(row.origin, n) &&
+          separableText(row.id, n) &&
+          separableText(row.type, n) &&
+          separableText(row.outcome, n) &&
+          separableText(row.operatorId, n) &&
+          separableText(row.consoleId, n) &&
+          separableText(row.sessionId, n) &&
+          separableText(row.body, n) &&
+          separableText(row.hash, n) &&
+          separableText(flags, n)
+        )
+      ) {
+        separable = false;
+      }
+    }
+    if (!separable) {
+      const result = await sql<Row>`
+        INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+          session_id, body, hash, integrity)
+        SELECT origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body,
+          hash, integrity
+        FROM unnest(${origin}::text[], ${seq}::bigint[], ${id}::text[], ${time}::bigint[], ${receivedAt}::bigint[],
+          ${type}::text[], ${outcome}::text[], ${operatorId}::text[], ${consoleId}::text[], ${sessionId}::text[],
+          ${body}::text[], ${hash}::text[], ${integrity}::text[])
+          WITH ORDINALITY AS r(origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+            session_id, body, hash, integrity, ord)
+        ORDER BY ord
+        ON CONFLICT (origin, seq) DO NOTHING
+        RETURNING cursor`.execute(this.ctx.db);
+      return result.rows.map((row) => num(row, 'cursor')).sort((a, b) => a - b);
     }
     const result = await sql<Row>`
-      INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-        session_id, body, hash, integrity)
-      SELECT origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body,
-        hash, integrity
-      FROM unnest(${origin}::text[], ${seq}::bigint[], ${id}::text[], ${time}::bigint[], ${receivedAt}::bigint[],
-        ${type}::text[], ${outcome}::text[], ${operatorId}::text[], ${consoleId}::text[], ${sessionId}::text[],
-        ${body}::text[], ${hash}::text[], ${integrity}::text[])
-        WITH ORDINALITY AS r(origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-          session_id, body, hash, integrity, ord)
-      ORDER BY ord
-      ON CONFLICT (origin, seq) DO NOTHING
-      RETURNING origin, seq, cursor`.execute(this.ctx.db);
-    return result.rows;
+      WITH inserted AS (
+        INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+          session_id, body, hash, integrity)
+        SELECT origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body,
+          hash, integrity
+        FROM unnest(string_to_array(${origin.join(SEPARATOR)}, chr(31)), ${numbers(seq)}::bigint[],
+          string_to_array(${id.join(SEPARATOR)}, chr(31)), ${numbers(time)}::bigint[],
+          ${numbers(receivedAt)}::bigint[], string_to_array(${type.join(SEPARATOR)}, chr(31)),
+          string_to_array(${outcome.join(SEPARATOR)}, chr(31)),
+          string_to_array(${nullable(operatorId)}, chr(31), chr(30)),
+          string_to_array(${nullable(consoleId)}, chr(31), chr(30)),
+          string_to_array(${nullable(sessionId)}, chr(31), chr(30)),
+          string_to_array(${body.join(SEPARATOR)}, chr(31)), string_to_array(${hash.join(SEPARATOR)}, chr(31)),
+          string_to_array(${nullable(integrity)}, chr(31), chr(30)))
+          WITH ORDINALITY AS r(origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
+            session_id, body, hash, integrity, ord)
+        ORDER BY ord
+        ON CONFLICT (origin, seq) DO NOTHING
+        RETURNING cursor
+      )
+      SELECT count(*)::int AS n, string_agg(cursor::text, ',' ORDER BY cursor) AS cursors FROM inserted`.execute(
+      this.ctx.db,
+    );
+    const first = result.rows[0];
+    const cursors = first === undefined ? null : optStr(first, 'cursors');
+    return cursors === null || cursors === '' ? [] : cursors.split(',').map(Number);
   }
 
   async query(query: EventQuery): Promise<StoredEvent[]> {

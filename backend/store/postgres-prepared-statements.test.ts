@@ -1,7 +1,8 @@
 /**
  * Named prepared statements on the PostgreSQL pool (postgres-store.ts): what a node sees when the
  * table under a prepared statement changes (another node of the cluster migrated it during a rolling
- * upgrade), and the switch for poolers that cannot keep prepared statements.
+ * upgrade), the switch for poolers that cannot keep prepared statements, and the events' array insert
+ * (one prepared statement whatever the batch) with the values its separators cannot carry.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -9,6 +10,7 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { kyselyOf } from './kysely-store.js';
 import { openPostgresStore } from './postgres-store.js';
+import type { EventRow } from './repositories.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 
 const pgSkip = postgresSkip();
@@ -95,6 +97,70 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
       }
       const prepared = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(db);
       assert.equal(prepared.rows[0]!.n, 0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('events.insertMany: values holding the separators of the array insert, NULL markers, a lone empty text, are stored byte for byte', async () => {
+    const url = await freshUrl();
+    const store = await openPostgresStore({ url, poolSize: 1 });
+    const row = (origin: string, seq: number, over: Partial<EventRow> = {}): EventRow => ({
+      origin,
+      seq,
+      id: `${origin}-${seq}`,
+      time: 1_000 + seq,
+      receivedAt: 2_000 + seq,
+      type: 'agent-online',
+      outcome: 'info',
+      operatorId: null,
+      consoleId: origin,
+      sessionId: null,
+      body: `{"seq":${seq}}`,
+      hash: seq.toString(16).padStart(64, '0'),
+      integrity: [],
+      ...over,
+    });
+    try {
+      const batches: EventRow[][] = [
+        // the separators themselves in a body, a NULL marker as a nullable value
+        [row('k1', 1, { body: 'a\u001fb' }), row('k1', 2, { operatorId: '\u001e', sessionId: 'x\u001ey' })],
+        // one row, an empty text: '' alone would split into no element
+        [row('k2', 1, { body: '', integrity: ['late'] })],
+        // an ordinary batch with empty texts and NULLs beside values
+        [row('k3', 1, { body: '' }), row('k3', 2, { operatorId: 'op', integrity: ['late', 'refused'] })],
+      ];
+      for (const batch of batches) {
+        const results = await store.events.insertMany(batch);
+        const cursors = results.map((r) => (r.inserted ? r.cursor : -1));
+        assert.ok(
+          cursors.every((c, i) => c > 0 && (i === 0 || c > (cursors[i - 1] ?? 0))),
+          "cursors in the rows' order",
+        );
+        // sent again: nothing inserted, each answered with the stored hash
+        const again = await store.events.insertMany(batch);
+        assert.deepEqual(
+          again,
+          batch.map((r) => ({ inserted: false, existingHash: r.hash })),
+        );
+      }
+      const db = kyselyOf(store)!;
+      const stored = (
+        await sql<
+          Record<string, unknown>
+        >`select origin, seq, body, operator_id, session_id, integrity from events order by cursor`.execute(db)
+      ).rows;
+      assert.deepEqual(
+        stored,
+        batches.flat().map((r) => ({
+          origin: r.origin,
+          seq: r.seq,
+          body: r.body,
+          operator_id: r.operatorId,
+          session_id: r.sessionId,
+          integrity: r.integrity.length > 0 ? r.integrity.join(',') : null,
+        })),
+      );
     } finally {
       await store.close();
     }
