@@ -528,6 +528,11 @@ describe('eventCanonicalJson', () => {
       { ...base, detail: { list: ['b', 'a', 'é\u2028'], empty: [], z: 1 } },
       { ...base, detail: { mixed: ['a', 1, null], nested: [['a']], objects: [{ b: 1, a: 2 }] } },
       { ...base, detail: { holes: Object.assign(new Array<string>(3), { 1: 'a' }) } },
+      // Members already in code-unit order are written by one JSON.stringify: the same bytes.
+      { ...base, detail: { A: 1, a: ['x', 'é'], b: undefined, c: null, d: -0, e: 'q"\u2028', toJSON: 'x' } },
+      { ...base, detail: { 1: 'one', 2: 'two', a: 3 } },
+      { ...base, detail: { 10: 'ten', 9: 'nine' } },
+      { ...base, detail: { a: 1, toJSON: () => 'x' } },
       { ...base, detail: { extra: Object.assign(['a'], { b: 'x' }) } },
     ];
     for (const value of cases) {

@@ -307,6 +307,10 @@ function flatCanonicalJson(value: unknown): string {
     }
   }
   for (const key of keys) {
+    // An array-index key ("9", "10") is written where the engine puts it, first: canonicalJson's
+    // order, not the code-unit order above (no schema-valid event has one: detail keys start with a letter).
+    const first = key.charCodeAt(0);
+    if (first >= 48 && first <= 57) return canonicalJson(value);
     const member = record[key];
     let text: string;
     switch (typeof member) {
