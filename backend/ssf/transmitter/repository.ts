@@ -584,6 +584,21 @@ export class TransmitterRepository {
     return Number(result.numUpdatedRows) > 0;
   }
 
+  /**
+   * Renews the lease `name` only if `owner` still holds it (expired or not: nobody took it since), and says
+   * whether it did. In a unit of work, the fence of what the unit writes: a node that stalled past its lease
+   * while another took it over commits nothing (the UPDATE waits for, then sees, the other's row).
+   */
+  async renewNamedLease(name: string, owner: string, until: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('ssf_leases')
+      .set({ until })
+      .where('name', '=', name)
+      .where('owner', '=', owner)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   async releaseNamedLease(name: string, owner: string): Promise<void> {
     await this.db
       .updateTable('ssf_leases')

@@ -61,6 +61,13 @@ const SIGN_SLICE = 32;
 /** With no SET to queue, the fan-out cursor is written at most this often. */
 const CURSOR_LAZY_MS = 5000;
 
+/** The fan-out lease was found taken by another node in the unit that was to queue SETs: nothing was committed. */
+class FanoutLeaseLost extends Error {
+  constructor() {
+    super('another node holds the Shared Signals fan-out lease');
+  }
+}
+
 // ---- stream configuration (SSF 1.0 §8.1.1) ----
 
 const DeliverySchema = z.discriminatedUnion('method', [
@@ -253,11 +260,7 @@ export class SsfTransmitter {
     const now = this.deps.clock();
     const held = await this.repo.takeNamedLease(FANOUT_LEASE, this.deps.nodeId, now, now + this.leaseMs);
     if (!held) {
-      if (this.fanoutHolder) {
-        this.deps.logger.warn({ code: 'SSF_FANOUT_LEASE_LOST' }, 'another node took the Shared Signals fan-out over');
-        this.fanoutHolder = false;
-        this.pending = [];
-      }
+      if (this.fanoutHolder) this.loseFanout();
       return;
     }
     if (this.fanoutHolder) return;
@@ -297,6 +300,12 @@ export class SsfTransmitter {
     this.scheduleFlush();
   }
 
+  private loseFanout(): void {
+    this.deps.logger.warn({ code: 'SSF_FANOUT_LEASE_LOST' }, 'another node took the Shared Signals fan-out over');
+    this.fanoutHolder = false;
+    this.pending = [];
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
@@ -310,6 +319,10 @@ export class SsfTransmitter {
         .transaction(async (tx) => {
           const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
           if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
+          // Only while still the holder (fenced as in `process`): another's cursor is not moved past what it mapped.
+          const now = this.deps.clock();
+          if (!(await this.repo.in(tx).renewNamedLease(FANOUT_LEASE, this.deps.nodeId, now)))
+            throw new FanoutLeaseLost();
         })
         .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'writing the Shared Signals cursor failed'));
       await this.repo.releaseNamedLease(FANOUT_LEASE, this.deps.nodeId).catch(() => undefined);
@@ -759,8 +772,13 @@ export class SsfTransmitter {
             await this.process(batch);
           }
         } catch (error) {
-          // The events stay in the log; the cursor did not move: the next start (or flush) maps them again.
-          this.deps.logger.error({ err: error, code: 'SSF_FANOUT_FAILED' }, 'queueing Shared Signals events failed');
+          if (error instanceof FanoutLeaseLost) {
+            // Another node maps from the stored cursor now: this one drops what it had not queued.
+            this.loseFanout();
+          } else {
+            // The events stay in the log; the cursor did not move: the next start (or flush) maps them again.
+            this.deps.logger.error({ err: error, code: 'SSF_FANOUT_FAILED' }, 'queueing Shared Signals events failed');
+          }
         } finally {
           this.flushing = undefined;
           if (this.pending.length > 0) this.scheduleFlush();
@@ -851,9 +869,17 @@ export class SsfTransmitter {
       // pages to the WAL and empty pages are freed rather than rewritten.
       if (touched.size > 1) rows.sort((a, b) => (a.streamId < b.streamId ? -1 : a.streamId > b.streamId ? 1 : 0));
       await this.deps.store.transaction(async (tx) => {
-        await this.repo.in(tx).enqueue(rows, now);
+        const repo = this.repo.in(tx);
+        await repo.enqueue(rows, now);
         const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
         if (last > stored) await tx.meta.set(CURSOR_KEY, String(last));
+        // Fenced: a node that stalled past its lease (a pause, a frozen VM) while another took the fan-out over
+        // would otherwise queue, when it wakes, a second SET (another jti) for events the new holder mapped and
+        // delivered already, after the later ones of the same subject. Last, so the lease row is locked only
+        // until the commit; it renews the lease too.
+        if (!(await repo.renewNamedLease(FANOUT_LEASE, this.deps.nodeId, now + this.leaseMs))) {
+          throw new FanoutLeaseLost();
+        }
       });
       this.cursorWrittenAt = now;
     }
