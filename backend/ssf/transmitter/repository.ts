@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import type { Store } from '../../store/repositories.js';
 import { kyselyOf } from '../../store/kysely-store.js';
 import type { BatonDatabase } from '../../store/kysely-schema.js';
@@ -160,6 +160,9 @@ function toStream(r: StreamRow): StreamRecord {
   };
 }
 
+/** `streamsVersion`'s statement text per Kysely instance. */
+const streamsVersionSql = new WeakMap<Kysely<BatonDatabase>, string>();
+
 export class TransmitterRepository {
   constructor(private readonly store: Store) {}
 
@@ -251,16 +254,30 @@ export class TransmitterRepository {
     return (await q.orderBy('created_at').orderBy('id').execute()).map(toStream);
   }
 
-  /** Changes when a stream is created, deleted or updated on any node (one small read: count and latest times). */
+  /**
+   * Changes when a stream is created, deleted or updated on any node (one small read: count and latest
+   * times). The fan-out reads it before every batch, so the statement is built once per Kysely instance
+   * (the dialect decides its text) and re-run as is.
+   */
   async streamsVersion(): Promise<string> {
-    const row = await this.db
-      .selectFrom('ssf_streams')
-      .select((eb) => [
-        eb.fn.countAll().as('n'),
-        eb.fn.max('created_at').as('created'),
-        eb.fn.max('updated_at').as('updated'),
-      ])
-      .executeTakeFirst();
+    const db = this.db;
+    let sql = streamsVersionSql.get(db);
+    if (sql === undefined) {
+      sql = db
+        .selectFrom('ssf_streams')
+        .select((eb) => [
+          eb.fn.countAll().as('n'),
+          eb.fn.max('created_at').as('created'),
+          eb.fn.max('updated_at').as('updated'),
+        ])
+        .compile().sql;
+      streamsVersionSql.set(db, sql);
+    }
+    const row = (
+      await db.executeQuery<Record<'n' | 'created' | 'updated', string | number | bigint | null>>(
+        CompiledQuery.raw(sql, []),
+      )
+    ).rows[0];
     return `${String(row?.n ?? 0)}:${String(row?.created ?? '')}:${String(row?.updated ?? '')}`;
   }
 
