@@ -84,13 +84,13 @@ export class KyselyConsoles implements ConsoleRepository {
       await this.touchYielding(sorted);
       return;
     }
-    // SQLite: one statement per console in one unit. Not one `UPDATE … FROM json_each` for all: that
-    // single statement holds the event loop for the whole flush (6–12 ms for 1,000 consoles), and a
-    // revocation's socket writes waited behind it (inbound account-disabled p99 68–304 against 53–111 ms,
-    // four alternated quiet pairs, docs/benchmarks.md); statement by statement they go in between.
-    // The statement is compiled once (CompiledQuery), not built and compiled by Kysely per console: the
-    // unit's statements run back to back on the event loop (the driver is synchronous), and building each
-    // was most of their cost — the shorter the flush, the less a revocation arriving meanwhile waits.
+    // SQLite: one statement per console in one unit. The driver is synchronous, so the unit's statements
+    // run back to back in one turn of the event loop and only the commit's fdatasync yields: the cheaper
+    // each statement, the less a revocation arriving meanwhile waits. The statement is compiled once
+    // (CompiledQuery), not built and compiled by Kysely per console. Not one `UPDATE … FROM json_each` for
+    // all: that was slower for inbound revocations (p99 68–304 against 53–111 ms, four alternated quiet
+    // pairs, docs/benchmarks.md). The same loop as better-sqlite3 prepared statements was not shown better
+    // either (two alternated quiet pairs, docs/benchmarks.md).
     await atomic(this.ctx, async (db) => {
       for (const [id, at] of sorted) await db.executeQuery(CompiledQuery.raw(SQLITE_TOUCH, [at, id]));
     });

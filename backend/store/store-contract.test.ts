@@ -265,6 +265,17 @@ for (const engine of ENGINES) {
         await store.consoles.touchMany([{ id: 'c1', at: T0 + 20 }]);
         assert.equal((await store.consoles.get('c1'))?.lastSeenAt, T0 + 20);
         await store.consoles.touchMany([]);
+        // Inside a unit of work: written in that unit's transaction, undone with it.
+        await assert.rejects(
+          store.transaction(async (tx) => {
+            await tx.consoles.touchMany([{ id: 'c1', at: T0 + 50 }]);
+            throw new Error('roll back');
+          }),
+          /roll back/,
+        );
+        assert.equal((await store.consoles.get('c1'))?.lastSeenAt, T0 + 20, 'rolled back with its unit');
+        await store.transaction((tx) => tx.consoles.touchMany([{ id: 'c1', at: T0 + 60 }]));
+        assert.equal((await store.consoles.get('c1'))?.lastSeenAt, T0 + 60);
         assert.equal(await store.consoles.revoke('c2', T0, 'stolen'), true);
         assert.equal(await store.consoles.revoke('c2', T0, 'again'), false);
 
