@@ -5,6 +5,7 @@
  * bootstrap: draw the runs of each tree with replacement, then the samples within each drawn run,
  * pool them, take the statistic; repeat. Seeded, so the same files give the same interval.
  */
+import { seededRandom } from './report.js';
 
 export interface Comparison {
   /** The statistic of each tree's pooled samples. */
@@ -31,18 +32,6 @@ export function percentileOf(p: number): Statistic {
   };
 }
 
-/** mulberry32: small, seeded, good enough to draw indices. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function pooled(runs: readonly (readonly number[])[]): number[] {
   return runs.flat().sort((x, y) => x - y);
 }
@@ -64,7 +53,7 @@ export function compareRuns(
 ): Comparison {
   if (current.length === 0 || baseline.length === 0) throw new Error('compareRuns: each tree needs at least one run');
   if ([...current, ...baseline].some((run) => run.length === 0)) throw new Error('compareRuns: a run has no samples');
-  const next = random(seed);
+  const next = seededRandom(seed);
   const differences: number[] = [];
   for (let i = 0; i < iterations; i++) {
     differences.push(statistic(redraw(current, next)) - statistic(redraw(baseline, next)));

@@ -15,7 +15,7 @@
  * `welcome`'s `ackedSeq` and replays the rest.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -98,6 +98,29 @@ export class Cluster {
     readonly adminToken: string,
     private readonly dirs: string[],
   ) {}
+
+  /**
+   * `start`, every node reading `config` as its configuration file: BATON_CONFIG is set while the nodes
+   * start (they inherit the environment), then put back. The file is removed with the cluster.
+   */
+  static async startWithConfig(names: string[], config: Record<string, unknown>): Promise<Cluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-cluster-config-'));
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(config));
+    const previous = process.env.BATON_CONFIG;
+    process.env.BATON_CONFIG = file;
+    try {
+      const cluster = await Cluster.start(names);
+      cluster.dirs.push(dir);
+      return cluster;
+    } catch (error) {
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    } finally {
+      if (previous === undefined) delete process.env.BATON_CONFIG;
+      else process.env.BATON_CONFIG = previous;
+    }
+  }
 
   /**
    * Starts PostgreSQL, one database, and a node per name on it, all at once (the first start of the

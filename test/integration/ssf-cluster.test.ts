@@ -79,20 +79,10 @@ describe(
     let cluster: Cluster;
     let receiver: ConformanceReceiver;
     let streamId: string;
-    const configDir = mkdtempSync(join(tmpdir(), 'baton-ssf-cluster-'));
     const admin = (name: string) => cluster.admin(name);
 
     before(async () => {
-      const file = join(configDir, 'config.json');
-      writeFileSync(file, JSON.stringify({ ssf: SSF_SETTINGS }));
-      const previous = process.env.BATON_CONFIG;
-      process.env.BATON_CONFIG = file; // the nodes inherit the environment: both read this config file
-      try {
-        cluster = await Cluster.start(['A', 'B']);
-      } finally {
-        if (previous === undefined) delete process.env.BATON_CONFIG;
-        else process.env.BATON_CONFIG = previous;
-      }
+      cluster = await Cluster.startWithConfig(['A', 'B'], { ssf: SSF_SETTINGS });
       for (const node of cluster.nodes) {
         const config = await httpJson(`${node.url}/.well-known/ssf-configuration`, { method: 'GET' });
         assert.equal(config.body.issuer, ISSUER, `node ${node.name} publishes the cluster's issuer`);
@@ -122,7 +112,6 @@ describe(
     after(async () => {
       await receiver?.close();
       await cluster?.stop();
-      rmSync(configDir, { recursive: true, force: true });
     });
 
     /** Enrols `n` consoles, alternately through node A and node B (the enrolment is a `compliant` SET each). */

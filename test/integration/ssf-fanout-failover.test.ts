@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { TestConsole, httpJson, type ConsoleSocket, type Json } from '../helpers/backend-harness.js';
@@ -98,20 +95,10 @@ describe(
   () => {
     let cluster: Cluster;
     const receivers: ConformanceReceiver[] = [];
-    const configDir = mkdtempSync(join(tmpdir(), 'baton-ssf-fanout-'));
     const sockets: ConsoleSocket[] = [];
 
     before(async () => {
-      const file = join(configDir, 'config.json');
-      writeFileSync(file, JSON.stringify({ ssf: SSF_SETTINGS }));
-      const previous = process.env.BATON_CONFIG;
-      process.env.BATON_CONFIG = file; // the nodes inherit the environment: both read this config file
-      try {
-        cluster = await Cluster.start(['A', 'B']);
-      } finally {
-        if (previous === undefined) delete process.env.BATON_CONFIG;
-        else process.env.BATON_CONFIG = previous;
-      }
+      cluster = await Cluster.startWithConfig(['A', 'B'], { ssf: SSF_SETTINGS });
     });
 
     after(async () => {
@@ -119,7 +106,6 @@ describe(
       for (const node of cluster?.nodes ?? []) node.child.kill('SIGCONT');
       for (const receiver of receivers) await receiver.close();
       await cluster?.stop();
-      rmSync(configDir, { recursive: true, force: true });
     });
 
     /** A node's own share, as its admin view says (`node`: fan-out holder, SETs signed, pushed). */
