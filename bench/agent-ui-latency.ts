@@ -20,7 +20,7 @@
  * machine's load moves far less than the wall-clock times.
  *
  *   node --import tsx bench/agent-ui-latency.ts [--taps 60] [--switches 60] [--warmup 5] [--steps]
- *     [--samples-out <file.json>]
+ *     [--samples-out <file.json>] [--click-at-once]
  *
  * `--samples-out` writes every timed sample (ms, in order) of (a) and (b) as JSON, for
  * `bench/compare-ui-samples.ts`, which compares several runs of two trees (alternated) with a
@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     switches: { type: 'string', default: '60' },
     warmup: { type: 'string', default: '5' },
     steps: { type: 'boolean', default: false },
+    'click-at-once': { type: 'boolean', default: false },
     'samples-out': { type: 'string' },
   },
 });
@@ -149,24 +150,61 @@ const COSTS = [
  * page script is a string: tsx would otherwise wrap its named functions in a helper the page lacks.
  */
 async function timeTap(page: Page, buttonId: string, operator: string): Promise<Timed> {
+  const delayMs = (phase() * frameMs).toFixed(3);
+  // With --click-at-once, the click as soon as the page gets the call (before the phases were set).
+  const [open, close] = args['click-at-once']
+    ? ['(() => {', '})();']
+    : ['requestAnimationFrame(() => setTimeout(() => {', `}, ${delayMs}));`];
   return page.evaluate(`new Promise((resolve, reject) => {
     const steps = window.__steps;
-    if (steps) steps.length = 0;
     const panel = document.getElementById('workspace');
     const button = document.getElementById(${JSON.stringify(buttonId)});
     const operator = ${JSON.stringify(operator)};
     const timeout = setTimeout(() => reject(new Error('no workspace for ' + operator + ' within 10 s')), 10000);
-    const t0 = performance.now();
-    const observer = new MutationObserver(() => {
-      if (panel.dataset.operator !== operator || panel.offsetParent === null) return;
-      if (!panel.checkVisibility({ visibilityProperty: true })) return;
-      const seen = performance.now();
-      observer.disconnect();
-      clearTimeout(timeout);
-      requestAnimationFrame(() => resolve({ ms: performance.now() - t0, t0, seen, steps: steps ? steps.slice() : [] }));
-    });
-    observer.observe(document.body, { attributes: true, childList: true, subtree: true });
-    button.click();
+    // The click at a set phase of the display's frame: at the start of a frame, then the delay.
+    ${open}
+      if (steps) steps.length = 0;
+      const t0 = performance.now();
+      const observer = new MutationObserver(() => {
+        if (panel.dataset.operator !== operator || panel.offsetParent === null) return;
+        if (!panel.checkVisibility({ visibilityProperty: true })) return;
+        const seen = performance.now();
+        observer.disconnect();
+        clearTimeout(timeout);
+        requestAnimationFrame(() => resolve({ ms: performance.now() - t0, t0, seen, steps: steps ? steps.slice() : [] }));
+      });
+      observer.observe(document.body, { attributes: true, childList: true, subtree: true });
+      button.click();
+    ${close}
+  })`);
+}
+
+/**
+ * A sample ends at an animation frame, so its time holds the wait for that frame (0 to one frame
+ * period). Clicks made right after the previous sample's frame would all fall at about the same
+ * phase of the frame clock, and a run would inherit one phase: its median moved by most of a frame
+ * from run to run (23.1 to 37.9 ms in six runs of one tree). Each click is therefore made at its own
+ * phase of the frame, the fractional parts of k × the golden ratio (k = 1, 2, …; evenly spread, the
+ * same sequence in every run and tree), times the frame period measured in the page.
+ */
+let frameMs = 1000 / 60;
+let phaseIndex = 0;
+function phase(): number {
+  phaseIndex += 1;
+  return (phaseIndex * 0.6180339887498949) % 1;
+}
+
+/** The page's frame period: the median interval of 31 consecutive animation frames. */
+async function measureFrameMs(page: Page): Promise<number> {
+  return page.evaluate(`new Promise((resolve) => {
+    const at = [];
+    const tick = (t) => {
+      at.push(t);
+      if (at.length < 32) return requestAnimationFrame(tick);
+      const gaps = at.slice(1).map((t, i) => t - at[i]).sort((a, b) => a - b);
+      resolve(gaps[Math.floor(gaps.length / 2)]);
+    };
+    requestAnimationFrame(tick);
   })`);
 }
 
@@ -285,6 +323,12 @@ async function main(): Promise<void> {
   const cdp = STEPS ? await context.newCDPSession(page) : undefined;
   await cdp?.send('Performance.enable', { timeDomain: 'threadTicks' });
   try {
+    frameMs = await measureFrameMs(page);
+    console.log(
+      args['click-at-once']
+        ? `clicks: as soon as the page gets the call (--click-at-once); frame period ${fmt(frameMs, 2)} ms`
+        : `clicks: each at its own phase of the ${fmt(frameMs, 2)} ms frame (golden-ratio sequence)`,
+    );
     await page.getByRole('textbox', { name: 'Console enrolment token from IT' }).fill(await baton.consoleToken());
     await page.getByRole('button', { name: 'Enrol this console' }).click();
     await waitForScreen(page, 'Tap your key');

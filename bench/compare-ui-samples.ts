@@ -6,16 +6,22 @@
  * runs, then samples within a run: bench/lib/compare.ts), and the verdict the interval supports.
  *
  *   node --import tsx bench/compare-ui-samples.ts --current c1.json --current c2.json … --baseline b1.json …
+ *     [--margin-pct 10]
+ *
+ * `--margin-pct` declares the non-inferiority margin, as a share of the baseline's figure: current is
+ * "no worse" where the interval's upper end is below it (bench/lib/compare.ts `verdictOf`). Declare
+ * it before the runs, not after reading them.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { compareRuns, percentileOf } from './lib/compare.js';
+import { compareRuns, percentileOf, verdictOf } from './lib/compare.js';
 import { fmt, heading, printTable } from './lib/report.js';
 
 const { values: args } = parseArgs({
   options: {
     current: { type: 'string', multiple: true, default: [] },
     baseline: { type: 'string', multiple: true, default: [] },
+    'margin-pct': { type: 'string' },
   },
 });
 
@@ -32,6 +38,11 @@ function load(files: readonly string[]): Samples[] {
   });
 }
 
+const marginPct = args['margin-pct'] === undefined ? undefined : Number(args['margin-pct']);
+if (marginPct !== undefined && !(marginPct > 0 && marginPct < 100)) {
+  console.error('--margin-pct: a share of the baseline between 0 and 100 (exclusive)');
+  process.exit(2);
+}
 const current = load(args.current);
 const baseline = load(args.baseline);
 if (current.length === 0 || baseline.length === 0) {
@@ -43,7 +54,8 @@ if (current.length === 0 || baseline.length === 0) {
 
 heading('compare-ui-samples');
 console.log(
-  `runs: current ${current.length}, baseline ${baseline.length}; 95 % interval, bootstrap over runs then samples`,
+  `runs: current ${current.length}, baseline ${baseline.length}; 95 % interval, bootstrap over runs then samples` +
+    (marginPct === undefined ? '' : `; "no worse" margin ${fmt(marginPct, 0)} % of the baseline`),
 );
 const rows: string[][] = [];
 for (const [label, path] of [
@@ -56,12 +68,16 @@ for (const [label, path] of [
       baseline.map((s) => s[path]),
       percentileOf(p),
     );
+    const margin = marginPct === undefined ? undefined : (r.baseline * marginPct) / 100;
+    const verdict = verdictOf(r, margin);
     const said =
-      r.high < 0
+      verdict === 'faster'
         ? 'current faster'
-        : r.low > 0
+        : verdict === 'slower'
           ? 'current slower'
-          : `no difference shown (at worst ${fmt(r.high, 1)} ms slower)`;
+          : verdict === 'no worse'
+            ? `no worse (at worst ${fmt(r.high, 1)} ms slower, margin ${fmt(margin ?? 0, 1)})`
+            : `no difference shown (at worst ${fmt(r.high, 1)} ms slower${margin === undefined ? '' : `, margin ${fmt(margin, 1)}`})`;
     rows.push([
       `${label} p${p}`,
       fmt(r.current, 1),

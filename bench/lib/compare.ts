@@ -76,3 +76,18 @@ export function compareRuns(
     runs: current.length,
   };
 }
+
+/**
+ * What a comparison supports about "no worse", given a margin declared before the runs: the
+ * largest slowdown (ms, current − baseline) that still counts as no worse. Non-inferiority: the
+ * interval's upper end must lie below the margin; an interval wholly above 0 is a slowdown whatever
+ * the margin, and one wholly below 0 is a speed-up.
+ */
+export type Verdict = 'faster' | 'slower' | 'no worse' | 'not shown';
+
+export function verdictOf(r: Pick<Comparison, 'low' | 'high'>, marginMs: number | undefined): Verdict {
+  if (r.high < 0) return 'faster';
+  if (r.low > 0) return 'slower';
+  if (marginMs !== undefined && r.high < marginMs) return 'no worse';
+  return 'not shown';
+}

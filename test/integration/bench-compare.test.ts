@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compareRuns, percentileOf } from '../../bench/lib/compare.js';
+import { compareRuns, percentileOf, verdictOf } from '../../bench/lib/compare.js';
 
 /** Runs of samples around `centre`, each run with its own offset (the machine's state that run). */
 function runs(centre: number, offsets: readonly number[], n = 60): number[][] {
@@ -39,5 +39,17 @@ describe('bench/lib/compare: two trees over several runs', () => {
   it('refuses a tree without runs or a run without samples', () => {
     assert.throws(() => compareRuns([], runs(30, [0]), median), /at least one run/);
     assert.throws(() => compareRuns([[]], runs(30, [0]), median), /no samples/);
+  });
+
+  it('calls a tree "no worse" only when the interval ends below the declared margin', () => {
+    const same = compareRuns(runs(30, [-1, 1, 0, 1, -1, 0]), runs(30, [1, -1, 0, -1, 1, 0]), median);
+    assert.equal(verdictOf(same, 3), 'no worse', `interval ${same.low} … ${same.high}`);
+    assert.equal(verdictOf(same, undefined), 'not shown');
+    const noisy = compareRuns(runs(30, [-8, 8, -8, 8]), runs(30, [8, -8, 8, -8]), median);
+    assert.equal(verdictOf(noisy, 3), 'not shown', `interval ${noisy.low} … ${noisy.high}`);
+    const slower = compareRuns(runs(33, [0, 1, 0, 1, 0, 1]), runs(30, [0, 1, 0, 1, 0, 1]), median);
+    assert.equal(verdictOf(slower, 100), 'slower', 'a slowdown the interval shows is never "no worse"');
+    assert.equal(verdictOf({ low: -3, high: -1 }, 2), 'faster');
+    assert.equal(verdictOf({ low: -1, high: 2 }, 2), 'not shown', 'the margin itself is not below the margin');
   });
 });
