@@ -616,6 +616,18 @@ export class TransmitterRepository {
     return Number(result.numUpdatedRows) > 0;
   }
 
+  /**
+   * In a unit of work on PostgreSQL (`SET LOCAL`, this transaction only): the server ends the session, and so the
+   * unit with its row locks, if the unit stays idle — no statement running — for longer than `ms`
+   * (`idle_in_transaction_session_timeout`, SQLSTATE 25P03; the pool's own is 30 s). Nothing on SQLite: one
+   * process, one writer, and no other node waits for its locks.
+   */
+  async boundIdleInUnit(ms: number): Promise<void> {
+    if (this.store.engine !== 'postgres') return;
+    const bound = Math.max(1, Math.round(ms));
+    await this.db.executeQuery(CompiledQuery.raw(`set local idle_in_transaction_session_timeout = ${bound}`, []));
+  }
+
   async releaseNamedLease(name: string, owner: string): Promise<void> {
     await this.db
       .updateTable('ssf_leases')

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { unlinkSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -60,6 +61,11 @@ const TXN_WINDOW_MS = 100;
 const SIGN_SLICE = 32;
 /** With no SET to queue, the fan-out cursor is written at most this often. */
 const CURSOR_LAZY_MS = 5000;
+/**
+ * Test only: the file whose existence makes this node's next fan-out unit stop the process (SIGSTOP) just before
+ * its COMMIT (`freezeIfAsked`). Read once, when the transmitter is built; never set by the product.
+ */
+const TEST_FREEZE_ENV = 'BATON_TEST_SSF_FANOUT_FREEZE';
 
 /** The fan-out lease was found taken by another node in the unit that was to queue SETs: nothing was committed. */
 class FanoutLeaseLost extends Error {
@@ -205,11 +211,15 @@ export class SsfTransmitter {
   readonly signing = { ns: 0n, count: 0 };
   /** SETs this node pushed and the receiver accepted (202), since it started. */
   private pushed = 0;
+  /** Test only (TEST_FREEZE_ENV): see `freezeIfAsked`. */
+  private readonly freezeFile: string | undefined;
 
   constructor(private readonly deps: SsfTransmitterDeps) {
     this.repo = new TransmitterRepository(deps.store);
     this.client = new PushClient(deps.config.pushTimeoutMs);
     this.pollWaiters.setMaxListeners(0);
+    const freezeFile = process.env[TEST_FREEZE_ENV];
+    this.freezeFile = freezeFile === undefined || freezeFile === '' ? undefined : freezeFile;
   }
 
   private get leaseMs(): number {
@@ -315,16 +325,13 @@ export class SsfTransmitter {
     await this.flushing?.catch(() => undefined);
     if (this.fanoutHolder) {
       // The cursor as far as this node mapped (written lazily while nothing was queued), then the lease goes.
-      await this.deps.store
-        .transaction(async (tx) => {
-          const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
-          if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
-          // Only while still the holder (fenced as in `process`): another's cursor is not moved past what it mapped.
-          const now = this.deps.clock();
-          if (!(await this.repo.in(tx).renewNamedLease(FANOUT_LEASE, this.deps.nodeId, now)))
-            throw new FanoutLeaseLost();
-        })
-        .catch((error: unknown) => this.deps.logger.warn({ err: error }, 'writing the Shared Signals cursor failed'));
+      await this.fanoutUnit(async (tx) => {
+        const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
+        if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
+        // Only while still the holder (fenced as in `process`): another's cursor is not moved past what it mapped.
+        const now = this.deps.clock();
+        if (!(await this.repo.in(tx).renewNamedLease(FANOUT_LEASE, this.deps.nodeId, now))) throw new FanoutLeaseLost();
+      }).catch((error: unknown) => this.deps.logger.warn({ err: error }, 'writing the Shared Signals cursor failed'));
       await this.repo.releaseNamedLease(FANOUT_LEASE, this.deps.nodeId).catch(() => undefined);
     }
     await Promise.allSettled([...this.delivering.values()]);
@@ -776,8 +783,14 @@ export class SsfTransmitter {
             // Another node maps from the stored cursor now: this one drops what it had not queued.
             this.loseFanout();
           } else {
-            // The events stay in the log; the cursor did not move: the next start (or flush) maps them again.
+            // Nothing of the unit was committed (e.g. PostgreSQL ended its session: idle in it past the lease, see
+            // `fanoutUnit`). The events stay in the log and the cursor did not move, but the batch left `pending`:
+            // mapping the next batch would write the cursor past it. So this node stops mapping and drops what it
+            // had not queued; its next sweep, if it still holds the lease, maps again from the stored cursor (as a
+            // node taking the lease over does), else the holder does.
             this.deps.logger.error({ err: error, code: 'SSF_FANOUT_FAILED' }, 'queueing Shared Signals events failed');
+            this.fanoutHolder = false;
+            this.pending = [];
           }
         } finally {
           this.flushing = undefined;
@@ -785,6 +798,40 @@ export class SsfTransmitter {
         }
       })();
     });
+  }
+
+  /**
+   * A unit of work of the fan-out (the SETs and the cursor, fenced on the lease). On PostgreSQL it first bounds how
+   * long it may stay idle: a node frozen while the unit is open (a pause, a stopped VM) holds the cursor's row, the
+   * queued rows' keys and, after the fence, the lease's row, and the node taking the lease over would wait for them.
+   * The server ends the session after `leaseSeconds` idle in the unit (`idle_in_transaction_session_timeout`),
+   * which is when the lease — renewed before the unit's last statement at the latest — has expired: the new holder
+   * proceeds within about the lease plus the sweep. A healthy unit never idles that long (its statements run back
+   * to back; the signing is done before it). The node that wakes finds its connection ended (the unit's next
+   * statement or COMMIT fails; pg's pool drops that client), nothing of the unit committed, and stops mapping
+   * (scheduleFlush); it maps no event twice (the fence). SQLite: one writer in one process, nobody else waits.
+   */
+  private fanoutUnit<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
+    return this.deps.store.transaction(async (tx) => {
+      await this.repo.in(tx).boundIdleInUnit(this.leaseMs);
+      return fn(tx);
+    });
+  }
+
+  /**
+   * Test only (test/integration/ssf-fanout-failover.test.ts): with TEST_FREEZE_ENV set when the transmitter was
+   * built, a fan-out unit that finds that file removes it and stops the process (SIGSTOP) before its COMMIT, its
+   * row locks held, until the test sends SIGCONT. Nothing else reaches it; without the variable it does nothing.
+   */
+  private freezeIfAsked(): void {
+    if (this.freezeFile === undefined) return;
+    try {
+      unlinkSync(this.freezeFile);
+    } catch {
+      return; // not asked (or the other node took it)
+    }
+    this.deps.logger.warn({ code: 'SSF_TEST_FANOUT_FROZEN' }, 'test hook: stopping inside a fan-out unit');
+    process.kill(process.pid, 'SIGSTOP');
   }
 
   private async siteOf(consoleId: string): Promise<void> {
@@ -868,7 +915,7 @@ export class SsfTransmitter {
       // table rather than a quarter of each page (4 streams), so the round's commit writes a quarter of the
       // pages to the WAL and empty pages are freed rather than rewritten.
       if (touched.size > 1) rows.sort((a, b) => (a.streamId < b.streamId ? -1 : a.streamId > b.streamId ? 1 : 0));
-      await this.deps.store.transaction(async (tx) => {
+      await this.fanoutUnit(async (tx) => {
         const repo = this.repo.in(tx);
         await repo.enqueue(rows, now);
         const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
@@ -880,6 +927,7 @@ export class SsfTransmitter {
         if (!(await repo.renewNamedLease(FANOUT_LEASE, this.deps.nodeId, now + this.leaseMs))) {
           throw new FanoutLeaseLost();
         }
+        this.freezeIfAsked();
       });
       this.cursorWrittenAt = now;
     }
