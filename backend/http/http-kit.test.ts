@@ -13,6 +13,8 @@ describe('storageFault', () => {
       coded('40P01', 'deadlock detected'),
       coded('08006'),
       new Error('Connection terminated unexpectedly'),
+      coded('25P03', 'terminating connection due to idle-in-transaction timeout'),
+      new Error('Client has encountered a connection error and is not queryable'),
       new Error('timeout exceeded when trying to connect'),
     ]) {
       assert.equal(storageFault(error)?.code, 'DATABASE_UNREACHABLE', error.message);
@@ -24,6 +26,7 @@ describe('storageFault', () => {
   it('leaves everything else to the usual mapping', () => {
     assert.equal(storageFault(new Error('boom')), undefined);
     assert.equal(storageFault(coded('23505', 'duplicate key')), undefined);
+    assert.equal(storageFault(coded('25001', 'there is already a transaction in progress')), undefined);
     assert.equal(storageFault(new BatonError('NOT_FOUND', 'no')), undefined);
     assert.equal(storageFault('text'), undefined);
   });

@@ -144,9 +144,15 @@ export function storageFault(error: unknown): BatonError | undefined {
     return new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot use its database; retry later', { cause: error });
   }
   const pg =
-    (typeof code === 'string' && (/^(08|40|53|57|58)[0-9A-Z]{3}$/.test(code) || CONNECTION_FAULTS.has(code))) ||
-    // node-postgres' own errors carry no code: a connection that ended, or none to be had in time.
-    /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout)/.test(error.message);
+    (typeof code === 'string' &&
+      (/^(08|40|53|57|58)[0-9A-Z]{3}$/.test(code) ||
+        // The server ended a transaction left idle past idle_in_transaction_session_timeout (a stalled node).
+        code === '25P03' ||
+        CONNECTION_FAULTS.has(code))) ||
+    // node-postgres' own errors carry no code: a connection that ended or is no longer usable, or none to be had in time.
+    /^(Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Query read timeout)/.test(
+      error.message,
+    );
   return pg
     ? new BatonError('DATABASE_UNREACHABLE', 'The backend cannot reach its database; retry later', { cause: error })
     : undefined;
