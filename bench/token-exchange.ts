@@ -30,13 +30,19 @@
  *
  *   node --import tsx bench/token-exchange.ts [--seconds 6] [--rounds 3] [--consoles 20] [--concurrency 4]
  *     [--durability full|normal] [--autocheckpoint 1000] [--no-http] [--profile exchange.cpuprofile]
- *     [--heap-profile exchange.heapprofile] [--back-to-back]
+ *     [--heap-profile exchange.heapprofile [--heap-profile-live]] [--back-to-back]
+ *
+ * The table's title names the young generation the process ran with (`--max-semi-space-size` on the node
+ * command line or in NODE_OPTIONS, else V8's default), and the JSON line its peak RSS and the minor page
+ * faults per exchange: for an A/B of the semi-space, `node --max-semi-space-size=32 --import tsx bench/…`.
  *
  * Each client's next request starts in a later turn of the event loop than its answer (as a request
  * over the network would); `--back-to-back` starts it in the answer's own turn (the measurement before
  * 2026-12-05 14:55 UTC), where a group's answers wait for one another's next subject-token verify.
  * `--heap-profile <file>` writes a sampling heap profile of the in-process rounds, with the objects the
- * GC has collected (where the allocations that fill the young generation come from).
+ * GC has collected (where the allocations that fill the young generation come from). With
+ * `--heap-profile-live` it holds only what is still alive when the last round ends: what the rounds
+ * retain (what each scavenge copies or promotes instead of dropping).
  */
 import { generateKeyPairSync, sign as signBytes, verify as verifyBytes } from 'node:crypto';
 import fs, { closeSync, fdatasyncSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
@@ -60,6 +66,11 @@ import {
 } from '../test/helpers/action-token-fixtures.js';
 import type { ConsoleRecord } from '../backend/store/repositories.js';
 import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict } from './lib/report.js';
+/** The young generation this process runs with, for the report. */
+const NODE_FLAGS =
+  [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].find((a) =>
+    /^--max[-_]semi[-_]space[-_]size=/.test(a),
+  ) ?? "V8's default semi-space";
 
 const { values: args } = parseArgs({
   options: {
@@ -72,6 +83,7 @@ const { values: args } = parseArgs({
     autocheckpoint: { type: 'string' },
     profile: { type: 'string' },
     'heap-profile': { type: 'string' },
+    'heap-profile-live': { type: 'boolean', default: false },
     'back-to-back': { type: 'boolean', default: false },
   },
 });
@@ -99,6 +111,47 @@ interface Seat {
 type Interval = [start: number, end: number];
 
 /**
+ * A growing column of doubles, for what the benchmark records per request or per commit while it
+ * measures: its buffer is off the V8 heap (an ArrayBuffer). A plain array's backing store would sit in
+ * the young generation and grow by copies, and every scavenge would copy it again: the GC pauses
+ * measured would be partly the benchmark's own (survivors per scavenge grow with the run).
+ */
+class Column {
+  private data = new Float64Array(1 << 16);
+  length = 0;
+
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const bigger = new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.length++] = value;
+  }
+
+  /** The values as a plain array (for the report, once the measuring is over). */
+  values(): number[] {
+    return Array.from(this.data.subarray(0, this.length));
+  }
+}
+
+/** Intervals recorded while measuring, kept in two columns; `list()` for the report. */
+class Intervals {
+  private readonly starts = new Column();
+  private readonly ends = new Column();
+
+  add(start: number, end: number): void {
+    this.starts.push(start);
+    this.ends.push(end);
+  }
+
+  list(): Interval[] {
+    const ends = this.ends.values();
+    return this.starts.values().map((start, i) => [start, ends[i] as number]);
+  }
+}
+
+/**
  * The trace of the in-process rounds: better-sqlite3's COMMIT statements (timed on the statement
  * prototype, before the backend opens its connection), GC pauses, each issuance group's unit of
  * work, and per request when its issuance event was queued and when the journal let it go.
@@ -109,13 +162,13 @@ type Interval = [start: number, end: number];
 const trace = {
   on: false,
   raw: new Set<Database.Database>(),
-  commits: [] as Interval[],
-  gc: [] as Interval[],
+  commits: new Intervals(),
+  gc: new Intervals(),
   /** GC pauses' milliseconds by kind (minor = scavenge, major = mark-compact, incremental, weak callbacks). */
   gcKinds: new Map<string, number[]>(),
-  units: [] as Interval[],
+  units: new Intervals(),
   /** The store's WAL flushes off the event loop (fs.fdatasync on the thread pool: sqlite-store.ts WalSync). */
-  flushes: [] as Interval[],
+  flushes: new Intervals(),
   /** By session id: when the seat's current request queued its issuance event, and when the journal let it go. */
   queued: new Map<string, number>(),
   released: new Map<string, number>(),
@@ -137,7 +190,7 @@ const trace = {
     try {
       return run.apply(this, params);
     } finally {
-      trace.commits.push([start, performance.now()]);
+      trace.commits.add(start, performance.now());
     }
   };
   // eslint-disable-next-line @typescript-eslint/unbound-method -- called with its `this` below
@@ -155,7 +208,7 @@ const trace = {
     if (!trace.on) return flush(fd, callback);
     const start = performance.now();
     flush(fd, (error) => {
-      trace.flushes.push([start, performance.now()]);
+      trace.flushes.add(start, performance.now());
       callback(error);
     });
   }) as typeof fs.fdatasync;
@@ -163,7 +216,7 @@ const trace = {
   new PerformanceObserver((list) => {
     if (!trace.on) return;
     for (const entry of list.getEntries()) {
-      trace.gc.push([entry.startTime, entry.startTime + entry.duration]);
+      trace.gc.add(entry.startTime, entry.startTime + entry.duration);
       const kind = ((entry as { detail?: unknown }).detail as { kind?: number } | undefined)?.kind;
       const name =
         kind === constants.NODE_PERFORMANCE_GC_MINOR
@@ -243,15 +296,16 @@ function anchor(ms: number): { n: number; cpuMs: number } {
 
 /** The traced requests, column by column (plain doubles: nothing per request for the GC to trace or copy). */
 interface Traced {
-  start: number[];
-  end: number[];
+  start: Column;
+  end: Column;
   /** When its issuance event was queued in the journal, and when the journal let it go. */
-  queued: number[];
-  released: number[];
+  queued: Column;
+  released: Column;
 }
 
 async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Promise<unknown>, traced?: Traced) {
-  const samples: number[] = [];
+  const samples = new Column();
+  const faults0 = process.resourceUsage().minorPageFault;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + ms;
@@ -292,8 +346,10 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
   const cpu = process.cpuUsage(cpu0);
   const cpuMs = (cpu.user + cpu.system) / 1000;
   return {
+    /** Minor page faults (pages the kernel mapped in: a new semi-space page's first touch is one). */
+    faults: process.resourceUsage().minorPageFault - faults0,
     systemMs: cpu.system / 1000,
-    samples,
+    samples: samples.values(),
     wallMs: wall,
     cpuMs,
     perCore: (samples.length / cpuMs) * 1000,
@@ -301,13 +357,27 @@ async function run(ms: number, seats: readonly Seat[], one: (seat: Seat) => Prom
   };
 }
 
-/** Per request: before its event was queued, the journal's wait, after; what overlapped it (COMMITs, GC); group size. */
-function explain(traced: Traced) {
+/** The trace's intervals as lists, each sorted by start (for the report, once the measuring is over). */
+interface Timeline {
+  commits: Interval[];
+  gc: Interval[];
+  units: Interval[];
+  flushes: Interval[];
+}
+
+function timeline(): Timeline {
   const byStart = (a: Interval, b: Interval) => a[0] - b[0];
-  trace.commits.sort(byStart);
-  trace.gc.sort(byStart);
-  trace.flushes.sort(byStart);
-  const unitEnds = trace.units.map(([, y]) => y).sort((a, b) => a - b);
+  return {
+    commits: trace.commits.list().sort(byStart),
+    gc: trace.gc.list().sort(byStart),
+    units: trace.units.list().sort(byStart),
+    flushes: trace.flushes.list().sort(byStart),
+  };
+}
+
+/** Per request: before its event was queued, the journal's wait, after; what overlapped it (COMMITs, GC); group size. */
+function explain(traced: Traced, line: Timeline) {
+  const unitEnds = line.units.map(([, y]) => y).sort((a, b) => a - b);
   const unitOf = (at: number) => {
     let lo = 0;
     let hi = unitEnds.length - 1;
@@ -321,22 +391,25 @@ function explain(traced: Traced) {
     }
     return found;
   };
-  const rows = traced.start.flatMap((start, i) => {
-    const r = { start, end: traced.end[i] as number };
-    const queued = traced.queued[i] as number;
-    const released = traced.released[i] as number;
+  const ends = traced.end.values();
+  const queuedAt = traced.queued.values();
+  const releasedAt = traced.released.values();
+  const rows = traced.start.values().flatMap((start, i) => {
+    const r = { start, end: ends[i] as number };
+    const queued = queuedAt[i] as number;
+    const released = releasedAt[i] as number;
     // Its own group's COMMIT: the last one to end while it waited in the journal.
     let own = 0;
-    for (const [a, b] of trace.commits) {
+    for (const [a, b] of line.commits) {
       if (a >= released) break;
       if (b >= queued && b <= released) own = b - a;
     }
     let flushed = 0;
-    for (const [a, b] of trace.flushes) {
+    for (const [a, b] of line.flushes) {
       if (a >= released) break;
       if (b >= queued && b <= released) flushed = b - a;
     }
-    const commits = overlap(r.start, r.end, trace.commits);
+    const commits = overlap(r.start, r.end, line.commits);
     return [
       {
         total: r.end - r.start,
@@ -346,7 +419,7 @@ function explain(traced: Traced) {
         ownCommit: own,
         ownFlush: flushed,
         otherCommits: Math.max(0, commits - own),
-        gc: overlap(r.start, r.end, trace.gc),
+        gc: overlap(r.start, r.end, line.gc),
         unit: unitOf(released),
       },
     ];
@@ -399,7 +472,7 @@ try {
       try {
         return await atomically(fn);
       } finally {
-        if (trace.on) trace.units.push([start, performance.now()]);
+        if (trace.on) trace.units.add(start, performance.now());
       }
     };
   }
@@ -448,15 +521,15 @@ try {
     await heapProfiler.post('HeapProfiler.enable');
     await heapProfiler.post('HeapProfiler.startSampling', {
       samplingInterval: 4096,
-      includeObjectsCollectedByMajorGC: true,
-      includeObjectsCollectedByMinorGC: true,
+      includeObjectsCollectedByMajorGC: !args['heap-profile-live'],
+      includeObjectsCollectedByMinorGC: !args['heap-profile-live'],
     } as never);
   }
   const perRound = (SECONDS * 1000) / ROUNDS;
   const rounds: Awaited<ReturnType<typeof run>>[] = [];
   const anchors = { n: 0, cpuMs: 0 };
   const disk = { fdatasync: [] as number[], sqliteFull: [] as number[] };
-  const traced: Traced = { start: [], end: [], queued: [], released: [] };
+  const traced: Traced = { start: new Column(), end: new Column(), queued: new Column(), released: new Column() };
   // What any other work of the process (another console's request, a WebSocket frame) waits for the
   // event loop while the exchanges run: a 1 ms timer's lateness, sampled during the traced rounds only
   // (the first tick of a round is skipped: it would count the anchors before it).
@@ -497,6 +570,7 @@ try {
     samples: rounds.flatMap((r) => r.samples),
     cpuMs: rounds.reduce((x, r) => x + r.cpuMs, 0),
     systemMs: rounds.reduce((x, r) => x + r.systemMs, 0),
+    faults: rounds.reduce((x, r) => x + r.faults, 0),
     wallMs: rounds.reduce((x, r) => x + r.wallMs, 0),
     perCore: 0,
     perWall: 0,
@@ -522,7 +596,7 @@ try {
   const rows: [string, typeof a][] = [['(a) in-process TokenExchange.exchange', a]];
   if (b !== undefined) rows.push(['(b) HTTP, console-signed, client in-process', b]);
   printTable(
-    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}${BACK_TO_BACK ? ' back to back' : ''}, engine ${t.backend.store.engine}, durability ${args.durability}${args.durability === 'full' ? (onLoop ? ' (fsync on the event loop)' : ' (WAL flush off the event loop)') : ''}, load ${fmt(load0)} → ${fmt(load1)}`,
+    `token exchange, ${CONSOLES} consoles/sessions, concurrency ${CONCURRENCY}${BACK_TO_BACK ? ' back to back' : ''}, engine ${t.backend.store.engine}, node ${NODE_FLAGS}, durability ${args.durability}${args.durability === 'full' ? (onLoop ? ' (fsync on the event loop)' : ' (WAL flush off the event loop)') : ''}, load ${fmt(load0)} → ${fmt(load1)}`,
     ['path', 'tokens', 'CPU µs each', 'of it system', 'per core /s', 'per wall s', 'p50 ms', 'p99 ms', 'max ms'],
     rows.map(([name, r]) => {
       const s = summarize(r.samples);
@@ -561,11 +635,12 @@ try {
       [`p99 ≤ ${GOAL_P99_MS} ms`, fmt(pa.p99), verdict(pa.p99 <= GOAL_P99_MS)],
     ],
   );
-  const breakdown = explain(traced);
-  const commitMs = trace.commits.map(([x, y]) => y - x);
-  const gcMs = trace.gc.map(([x, y]) => y - x);
-  const unitMs = trace.units.map(([x, y]) => y - x);
-  const flushMs = trace.flushes.map(([x, y]) => y - x);
+  const line = timeline();
+  const breakdown = explain(traced, line);
+  const commitMs = line.commits.map(([x, y]) => y - x);
+  const gcMs = line.gc.map(([x, y]) => y - x);
+  const unitMs = line.units.map(([x, y]) => y - x);
+  const flushMs = line.flushes.map(([x, y]) => y - x);
   const cs = summarize(commitMs);
   const gs = summarize(gcMs);
   const us = summarize(unitMs);
@@ -643,6 +718,9 @@ try {
     ],
   );
   printJsonLine('token-exchange', {
+    nodeFlags: NODE_FLAGS,
+    /** The process's peak resident set (backend, clients and the benchmark's own trace), MiB. */
+    maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
     durability: args.durability,
     walFlush: onLoop ? 'on-loop' : 'off-loop',
     flushes: summarize(flushMs),
@@ -661,6 +739,7 @@ try {
       perCore: a.perCore,
       cpuUsEach: (a.cpuMs * 1000) / pa.n,
       systemUsEach: (a.systemMs * 1000) / pa.n,
+      minorFaultsEach: a.faults / pa.n,
       ...pa,
     },
     ...(b === undefined ? {} : { http: { perCore: b.perCore, ...summarize(b.samples) } }),
