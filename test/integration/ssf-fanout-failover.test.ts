@@ -264,6 +264,12 @@ describe(
           await burstSocket.next('events-ack', (m: Json) => m.upToSeq >= (events.at(-1)?.seq ?? 0), 15_000);
           produced.get(burster.id)?.push(...events.map((e) => ({ id: e.id, phase: 'burst' as Phase })));
         },
+        /** Before the fault: three rounds of locks and one revocation through `writer`, and SETs arriving. */
+        async warmUp(before: string): Promise<void> {
+          await this.rounds(3, `locks before the ${before}`);
+          await this.revoke(1);
+          await rx.waitFor((sets) => sets.some((s) => s.type === LOCKED), 30_000, `SETs before the ${before}`);
+        },
         /** Revokes the next `n` consoles through `writer` (or through `via`). */
         async revoke(n: number, via?: ClusterNode): Promise<void> {
           const through = via === undefined ? admin : cluster.admin(via.name);
@@ -377,9 +383,7 @@ describe(
       const { holder: stalled, other } = await roles();
       const run = await rig(other);
       try {
-        await run.rounds(3, 'locks before the stall');
-        await run.revoke(1);
-        await run.rx.waitFor((sets) => sets.some((s) => s.type === LOCKED), 30_000, 'SETs before the stall');
+        await run.warmUp('stall');
 
         // Frozen in the middle of signing a burst: it has events in hand it has not queued yet (caught by its
         // admin view's count of SETs signed, which it answers between slices of signatures; tried again if missed).
@@ -458,15 +462,13 @@ describe(
     });
 
     it(
-      'a holder frozen INSIDE its fan-out unit (the cursor, the queued keys and the lease row locked): PostgreSQL ends the unit after leaseSeconds idle, the other takes over and delivers within the lease and the sweep; the node woken afterwards maps nothing twice and keeps serving',
+      'a holder frozen INSIDE its fan-out unit (the cursor, the queued keys and the lease row locked): PostgreSQL ends the unit after leaseSeconds idle, the other takes over within the lease and the sweep and delivers while the frozen node still sleeps; the node woken afterwards maps nothing twice and keeps serving',
       { skip: process.platform === 'linux' ? false : 'reads the frozen node state from /proc' },
       async (t) => {
         const { holder: frozen, other } = await roles();
         const run = await rig(other);
         try {
-          await run.rounds(3, 'locks before the freeze');
-          await run.revoke(1);
-          await run.rx.waitFor((sets) => sets.some((s) => s.type === LOCKED), 30_000, 'SETs before the freeze');
+          await run.warmUp('freeze');
 
           // The holder's next fan-out unit (the producer keeps writing through the other node) removes the trigger
           // and stops its own process after the fence, before the COMMIT: its unit stays open, its rows locked.
@@ -506,7 +508,9 @@ describe(
               );
               return written.every((id) => got.has(id)) && revokedSoFar.every((id) => notCompliant.has(id));
             },
-            Math.max(1_000, bound + SLACK_MS - (Date.now() - frozenAt)),
+            // The new holder's delivery may also wait for the frozen node's delivery lease on the stream and for a
+            // retry's backoff: the bound on the takeover is the one asserted above; here, delivered while it sleeps.
+            30_000,
             'the locks and revocations written before and during the freeze, through the new holder',
           );
           const deliveredMs = Date.now() - frozenAt;
