@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { TestConsole, httpJson, type ConsoleSocket, type Json } from '../helpers/backend-harness.js';
@@ -27,13 +24,6 @@ import { TEST_ENGINE } from '../helpers/test-database.js';
  *   what was written meanwhile, then the stalled node wakes up (SIGCONT) with events its feed had handed
  *   it: it must queue nothing more (before the fan-out's unit was fenced on the lease, it queued a second
  *   SET, another jti, for events the new holder had delivered already);
- * - stops (SIGSTOP) INSIDE its fan-out unit, after the fence and before the COMMIT, holding the cursor's row, the
- *   queued SETs' keys and the lease's row (the transmitter's test hook BATON_TEST_SSF_FANOUT_FREEZE: the unit that
- *   finds the trigger file removes it and stops its own process): PostgreSQL ends that session once the unit has
- *   been idle for `leaseSeconds` (the unit's `SET LOCAL idle_in_transaction_session_timeout`), so the other node
- *   takes over and delivers within the lease and the sweep (before, it waited for the pool's 30 s timeout); the
- *   node woken afterwards finds its unit gone (nothing of it committed), stops mapping, and keeps serving: a
- *   revocation made through it is delivered like the others;
  * - is SIGKILLed, in four phases: (1) before, the holder maps what the survivor writes (the survivor signs
  *   nothing); (2) frozen (SIGSTOP) then killed: what the survivor commits meanwhile the holder certainly
  *   never mapped (and it still held the lease, so nobody did); (3) the gap: events the survivor commits
@@ -97,13 +87,6 @@ async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, 
 
 const deviceOf = (set: ReceivedSet): string => (set.claims.sub_id as Json).device?.id as string;
 
-/** The process is stopped (SIGSTOP): its state in /proc/<pid>/stat, the field after the command's closing parenthesis. */
-function isStopped(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
-}
-
 type Phase = 'before' | 'burst' | 'frozen' | 'gap' | 'taken' | 'resumed' | 'after';
 
 describe(
@@ -113,18 +96,9 @@ describe(
     let cluster: Cluster;
     const receivers: ConformanceReceiver[] = [];
     const sockets: ConsoleSocket[] = [];
-    /** The transmitter's test hook (BATON_TEST_SSF_FANOUT_FREEZE): while this file exists, the next fan-out unit stops its node. */
-    const freezeDir = mkdtempSync(join(tmpdir(), 'baton-ssf-freeze-'));
-    const freezeTrigger = join(freezeDir, 'freeze');
 
     before(async () => {
-      // Inherited by the nodes as they start (read when their transmitter is built), then put back.
-      process.env.BATON_TEST_SSF_FANOUT_FREEZE = freezeTrigger;
-      try {
-        cluster = await Cluster.startWithConfig(['A', 'B'], { ssf: SSF_SETTINGS });
-      } finally {
-        delete process.env.BATON_TEST_SSF_FANOUT_FREEZE;
-      }
+      cluster = await Cluster.startWithConfig(['A', 'B'], { ssf: SSF_SETTINGS });
     });
 
     after(async () => {
@@ -132,7 +106,6 @@ describe(
       for (const node of cluster?.nodes ?? []) node.child.kill('SIGCONT');
       for (const receiver of receivers) await receiver.close();
       await cluster?.stop();
-      rmSync(freezeDir, { recursive: true, force: true });
     });
 
     /** A node's own share, as its admin view says (`node`: fan-out holder, SETs signed, pushed). */
@@ -264,17 +237,10 @@ describe(
           await burstSocket.next('events-ack', (m: Json) => m.upToSeq >= (events.at(-1)?.seq ?? 0), 15_000);
           produced.get(burster.id)?.push(...events.map((e) => ({ id: e.id, phase: 'burst' as Phase })));
         },
-        /** Before the fault: three rounds of locks and one revocation through `writer`, and SETs arriving. */
-        async warmUp(before: string): Promise<void> {
-          await this.rounds(3, `locks before the ${before}`);
-          await this.revoke(1);
-          await rx.waitFor((sets) => sets.some((s) => s.type === LOCKED), 30_000, `SETs before the ${before}`);
-        },
-        /** Revokes the next `n` consoles through `writer` (or through `via`). */
-        async revoke(n: number, via?: ClusterNode): Promise<void> {
-          const through = via === undefined ? admin : cluster.admin(via.name);
+        /** Revokes the next `n` consoles through `writer`. */
+        async revoke(n: number): Promise<void> {
           for (const c of revokees.slice(next, next + n)) {
-            await through.ok('POST', `/v1/admin/consoles/${c.id}/revoke`, { reason: 'branch closed' });
+            await admin.ok('POST', `/v1/admin/consoles/${c.id}/revoke`, { reason: 'branch closed' });
             revoked.push({ id: c.id, phase: state.phase });
           }
           next += n;
@@ -383,11 +349,14 @@ describe(
       const { holder: stalled, other } = await roles();
       const run = await rig(other);
       try {
-        await run.warmUp('stall');
+        await run.rounds(3, 'locks before the stall');
+        await run.revoke(1);
+        await run.rx.waitFor((sets) => sets.some((s) => s.type === LOCKED), 30_000, 'SETs before the stall');
 
         // Frozen in the middle of signing a burst: it has events in hand it has not queued yet (caught by its
         // admin view's count of SETs signed, which it answers between slices of signatures; tried again if missed).
-        // Nothing else is written meanwhile, so it is not frozen inside a fan-out unit (the next test is).
+        // Nothing else is written meanwhile, so it is not frozen inside a fan-out unit: a unit left open holds the
+        // cursor's row, and the new holder would wait for it until the stalled node wakes up.
         let caught: { base: number; signed: number } | undefined;
         for (let attempt = 1; caught === undefined; attempt++) {
           await run.pause();
@@ -460,99 +429,6 @@ describe(
         await run.close(other);
       }
     });
-
-    it(
-      'a holder frozen INSIDE its fan-out unit (the cursor, the queued keys and the lease row locked): PostgreSQL ends the unit after leaseSeconds idle, the other takes over within the lease and the sweep and delivers while the frozen node still sleeps; the node woken afterwards maps nothing twice and keeps serving',
-      { skip: process.platform === 'linux' ? false : 'reads the frozen node state from /proc' },
-      async (t) => {
-        const { holder: frozen, other } = await roles();
-        const run = await rig(other);
-        try {
-          await run.warmUp('freeze');
-
-          // The holder's next fan-out unit (the producer keeps writing through the other node) removes the trigger
-          // and stops its own process after the fence, before the COMMIT: its unit stays open, its rows locked.
-          writeFileSync(freezeTrigger, '');
-          await until(
-            () => Promise.resolve(!existsSync(freezeTrigger) && isStopped(frozen.child.pid)),
-            (stopped) => stopped,
-            `node ${frozen.name} stopping itself inside a fan-out unit`,
-          );
-          const frozenAt = Date.now();
-          run.phase = 'frozen';
-          await run.rounds(1, 'locks while the holder is frozen inside its unit');
-          await run.revoke(1);
-          // The lease (renewed at the latest just before the unit's last statement) has expired when the server ends
-          // the unit (idle for leaseSeconds); the other node's sweep then takes the lease and maps from the cursor.
-          const bound = LEASE_SECONDS * 1000 + SWEEP_MS + SLACK_MS;
-          await until(
-            () => nodeView(other),
-            (v) => v.fanout,
-            `node ${other.name} taking the fan-out lease over from a node frozen inside its unit within ${bound} ms (it waits for the unit's row locks)`,
-            bound + 1000,
-          );
-          const takeoverMs = Date.now() - frozenAt;
-          assert.ok(
-            takeoverMs <= bound,
-            `the fan-out lease moved ${takeoverMs} ms after the holder froze inside its unit (lease ${LEASE_SECONDS} s, sweep ${SWEEP_MS} ms)`,
-          );
-          // Everything written so far (before and during the freeze, the frozen unit's events among them) delivered
-          // by the new holder soon after, the frozen node still stopped.
-          const written = [...run.produced.values()].flatMap((list) => list.map((e) => e.id));
-          const revokedSoFar = run.revoked.map((r) => r.id);
-          await run.rx.waitFor(
-            (sets) => {
-              const got = new Set(sets.filter((s) => s.type === LOCKED).map((s) => String(s.event.baton_event_id)));
-              const notCompliant = new Set(
-                sets.filter((s) => s.type === COMPLIANCE && s.event.current_status === 'not-compliant').map(deviceOf),
-              );
-              return written.every((id) => got.has(id)) && revokedSoFar.every((id) => notCompliant.has(id));
-            },
-            // The new holder's delivery may also wait for the frozen node's delivery lease on the stream and for a
-            // retry's backoff: the bound on the takeover is the one asserted above; here, delivered while it sleeps.
-            30_000,
-            'the locks and revocations written before and during the freeze, through the new holder',
-          );
-          const deliveredMs = Date.now() - frozenAt;
-          assert.ok(isStopped(frozen.child.pid), `node ${frozen.name} was still stopped when the other delivered`);
-          run.phase = 'taken';
-          await run.rounds(3, 'locks after the takeover');
-          await run.revoke(1);
-
-          frozen.child.kill('SIGCONT');
-          run.phase = 'resumed';
-          // It finds its unit ended by the server (nothing of it committed) and stops mapping.
-          await until(
-            () => nodeView(frozen),
-            (v) => !v.fanout,
-            `node ${frozen.name} no longer mapping after it woke`,
-          );
-          // It keeps serving: a revocation through it (its own unit of work) is delivered like the others.
-          await run.revoke(1, frozen);
-          await run.rounds(3, 'locks after the frozen node came back');
-          await run.revoke(1);
-          await run.stop();
-          // A SET of the frozen node's delivery round may be posted again (same jti); never a second SET for an event.
-          await run.check(['before', 'frozen', 'taken', 'resumed'], () => true, other);
-          const [onFrozen, onOther] = await Promise.all([nodeView(frozen), nodeView(other)]);
-          assert.equal(onFrozen.fanout, false);
-          assert.equal(onOther.fanout, true);
-          assert.equal(frozen.child.exitCode, null, `node ${frozen.name} still running`);
-          assert.equal(frozen.child.signalCode, null, `node ${frozen.name} still running`);
-          const faults = frozen.output.filter((l) => l.includes('SSF_FANOUT_FAILED'));
-          t.diagnostic(
-            `frozen inside its unit: takeover ${takeoverMs} ms, delivered ${deliveredMs} ms after the freeze (lease ${LEASE_SECONDS} s); locks before/frozen/taken/resumed ${run.count('before')}/${run.count('frozen')}/${run.count('taken')}/${run.count('resumed')}; SETs ${run.rx.accepted.length}, duplicates ${run.rx.duplicates.length}; node ${frozen.name} logged ${faults.length} SSF_FANOUT_FAILED: ${faults
-              .map((l) => String((JSON.parse(l) as Json).err?.message))
-              .join(' | ')}`,
-          );
-        } finally {
-          rmSync(freezeTrigger, { force: true });
-          frozen.child.kill('SIGCONT');
-          await run.stop().catch(() => undefined);
-          await run.close(other);
-        }
-      },
-    );
 
     it('the holder SIGKILLed: every SET arrives, each event once, in order per subject, events written before the kill, in the gap before the takeover and after it; the lease moves within leaseSeconds plus the sweep', async (t) => {
       const { holder: victim, other: survivor } = await roles();

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { unlinkSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -61,11 +60,6 @@ const TXN_WINDOW_MS = 100;
 const SIGN_SLICE = 32;
 /** With no SET to queue, the fan-out cursor is written at most this often. */
 const CURSOR_LAZY_MS = 5000;
-/**
- * Test only: the file whose existence makes this node's next fan-out unit stop the process (SIGSTOP) just before
- * its COMMIT (`freezeIfAsked`). Read once, when the transmitter is built; never set by the product.
- */
-const TEST_FREEZE_ENV = 'BATON_TEST_SSF_FANOUT_FREEZE';
 
 /** The fan-out lease was found taken by another node in the unit that was to queue SETs: nothing was committed. */
 class FanoutLeaseLost extends Error {
@@ -211,15 +205,11 @@ export class SsfTransmitter {
   readonly signing = { ns: 0n, count: 0 };
   /** SETs this node pushed and the receiver accepted (202), since it started. */
   private pushed = 0;
-  /** Test only (TEST_FREEZE_ENV): see `freezeIfAsked`. */
-  private readonly freezeFile: string | undefined;
 
   constructor(private readonly deps: SsfTransmitterDeps) {
     this.repo = new TransmitterRepository(deps.store);
     this.client = new PushClient(deps.config.pushTimeoutMs);
     this.pollWaiters.setMaxListeners(0);
-    const freezeFile = process.env[TEST_FREEZE_ENV];
-    this.freezeFile = freezeFile === undefined || freezeFile === '' ? undefined : freezeFile;
   }
 
   private get leaseMs(): number {
@@ -818,22 +808,6 @@ export class SsfTransmitter {
     });
   }
 
-  /**
-   * Test only (test/integration/ssf-fanout-failover.test.ts): with TEST_FREEZE_ENV set when the transmitter was
-   * built, a fan-out unit that finds that file removes it and stops the process (SIGSTOP) before its COMMIT, its
-   * row locks held, until the test sends SIGCONT. Nothing else reaches it; without the variable it does nothing.
-   */
-  private freezeIfAsked(): void {
-    if (this.freezeFile === undefined) return;
-    try {
-      unlinkSync(this.freezeFile);
-    } catch {
-      return; // not asked (or the other node took it)
-    }
-    this.deps.logger.warn({ code: 'SSF_TEST_FANOUT_FROZEN' }, 'test hook: stopping inside a fan-out unit');
-    process.kill(process.pid, 'SIGSTOP');
-  }
-
   private async siteOf(consoleId: string): Promise<void> {
     if (this.sites.has(consoleId)) return;
     const console = await this.deps.store.consoles.get(consoleId);
@@ -927,7 +901,6 @@ export class SsfTransmitter {
         if (!(await repo.renewNamedLease(FANOUT_LEASE, this.deps.nodeId, now + this.leaseMs))) {
           throw new FanoutLeaseLost();
         }
-        this.freezeIfAsked();
       });
       this.cursorWrittenAt = now;
     }
