@@ -94,7 +94,7 @@ export class BatonAgent implements AgentContext {
       phase: this.phase,
       sessions: this.runtime?.sessions.snapshot() ?? [],
       outbox: this.runtime?.outbox.status,
-      policyVersion: this.identity.policy?.version ?? 0,
+      policyVersion: this.policyVersion,
       notice: this.notice,
       channel: this.channelPolicy(),
       lastEnded: this.runtime?.sessions.lastEnded,
@@ -110,6 +110,11 @@ export class BatonAgent implements AgentContext {
 
   get policy(): Policy {
     return this.identity.policy?.policy ?? DEFAULT_POLICY;
+  }
+
+  /** The version of the policy held (0 before the first). */
+  get policyVersion(): number {
+    return this.identity.policy?.version ?? 0;
   }
 
   get channel(): string {
@@ -173,26 +178,34 @@ export class BatonAgent implements AgentContext {
   async tapIn(): Promise<SessionSnapshot> {
     this.requireRuntime();
     const online = (await this.gate.settled()) === 'online';
-    return this.gate.run({ kind: 'signing-in', offline: !online }, async (settle) => {
-      const { client, sessions, consoleId } = this.requireRuntime();
-      const deps = {
-        settle,
-        client,
-        sessions,
-        port: this.ceremonies,
-        clock: this.clock,
-        consoleId,
-        policy: this.policy,
-        channel: this.channel,
-        rpId: this.options.rpId,
-        origin: this.options.origin,
-        record: (draft: EventDraft) => this.record(draft),
-      };
-      const session = online ? await tapInOnline(deps) : await tapInOffline(deps);
-      const snapshot = sessions.snapshot().find((s) => s.id === session.id);
-      if (snapshot === undefined) throw new BatonError('INTERNAL', 'The session vanished while it was being shown');
-      return snapshot;
-    });
+    try {
+      return await this.gate.run({ kind: 'signing-in', offline: !online }, (settle) => this.tapInWith(settle, online));
+    } finally {
+      // The next tap's challenge, asked for once this one is over (not while it is verified).
+      if (online && this.sync.connection === 'online') this.runtime?.readyChallenge.refill(this.policyVersion);
+    }
+  }
+
+  private async tapInWith(settle: () => void, online: boolean): Promise<SessionSnapshot> {
+    const { client, sessions, consoleId, readyChallenge } = this.requireRuntime();
+    const deps = {
+      settle,
+      client,
+      challenge: () => readyChallenge.take(this.policyVersion),
+      sessions,
+      port: this.ceremonies,
+      clock: this.clock,
+      consoleId,
+      policy: this.policy,
+      channel: this.channel,
+      rpId: this.options.rpId,
+      origin: this.options.origin,
+      record: (draft: EventDraft) => this.record(draft),
+    };
+    const session = online ? await tapInOnline(deps) : await tapInOffline(deps);
+    const snapshot = sessions.snapshot().find((s) => s.id === session.id);
+    if (snapshot === undefined) throw new BatonError('INTERNAL', 'The session vanished while it was being shown');
+    return snapshot;
   }
 
   /**

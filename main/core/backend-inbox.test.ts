@@ -55,6 +55,7 @@ describe('BackendInbox', () => {
     assert.deepEqual(ctx.clientCalls, ['welcomed 15']);
     assert.deepEqual(ctx.journaled('agent-online')[0]?.reasons, ['started']);
     assert.deepEqual(ctx.sessions.calls, ['connectionRestored', 'scheduleToken']);
+    assert.deepEqual(ctx.challengesAsked, [0], 'the next tap’s challenge is asked for once caught up');
   });
 
   test('stays syncing until the announced policy and revocations are applied and the backlog is acknowledged', () => {
@@ -63,11 +64,13 @@ describe('BackendInbox', () => {
     assert.equal(ctx.sync.connection, 'syncing');
     inbox.message(policyMessage(2));
     assert.equal(ctx.sync.connection, 'syncing', 'revocations not applied yet');
+    assert.deepEqual(ctx.challengesAsked, [], 'no challenge is asked for before the console has caught up');
     inbox.message({ type: 'revocation', epoch: 3, items: [] });
     assert.equal(ctx.sync.connection, 'syncing', 'backlog not acknowledged yet');
     const sentUpTo = ctx.outbox.lastSeq;
     inbox.message({ type: 'events-ack', upToSeq: sentUpTo, findings: [] });
     assert.equal(ctx.sync.connection, 'online');
+    assert.deepEqual(ctx.challengesAsked, [2], 'asked for under the policy just applied');
     assert.deepEqual(
       ctx.sent.filter((m) => m.type === 'ack'),
       [
@@ -152,9 +155,12 @@ describe('BackendInbox', () => {
     assert.equal(ctx.notice?.code, 'BACKEND_PROTOCOL_ERROR');
   });
 
-  test('a close goes offline, tells the sessions and journals agent-offline with its reason', () => {
+  test('a close goes offline, tells the sessions and journals agent-offline with its reason', async () => {
     inbox.message(welcome());
+    await ctx.clock.advance(0);
     inbox.closed({ code: 1006, reason: '' });
+    // The challenge asked for ahead on that connection is dropped: the next tap asks for its own.
+    assert.equal((await ctx.readyChallenge.take(0)).challenge, 'ahead-2');
     assert.equal(ctx.sync.connection, 'offline');
     assert.ok(ctx.sessions.calls.includes('connectionLost'));
     const offline = ctx.journaled('agent-offline');

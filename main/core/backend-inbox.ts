@@ -92,6 +92,7 @@ export class BackendInbox {
       return;
     }
     if (info.refused !== undefined) ctx.setNotice(info.refused);
+    ctx.runtime?.readyChallenge.discard();
     ctx.runtime?.uplink.closed();
     const outage = ctx.sync.closed();
     if (outage !== undefined) {
@@ -127,6 +128,7 @@ export class BackendInbox {
     // a network that lets the welcome through and drops what follows does not reset it.
     runtime.sessions.connectionRestored();
     runtime.sessions.scheduleToken(); // a refresh that fell due while offline happens now
+    runtime.readyChallenge.refill(held?.version ?? 0);
     ctx.changed();
   }
 

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import type { PublicKeyCredentialRequestOptionsJSON as ChallengeOptions } from '@simplewebauthn/server';
 import type { BatonError } from '../../shared/errors.js';
 import type { BackendMessage } from '../../shared/protocol.js';
 import type { AgentContext } from './agent-context.js';
 import { BackendClient } from './backend-client.js';
+import { ReadyChallenge } from './ceremonies/ready-challenge.js';
 import { EventOutbox, type RecoveryReport } from './event-outbox.js';
 import { OutboxUplink } from './outbox-uplink.js';
 import { hashPolicy } from './policy-hash.js';
@@ -36,6 +38,8 @@ export class ConsoleRuntime {
     readonly uplink: OutboxUplink,
     readonly sessions: SessionManager,
     readonly client: BackendClient,
+    /** The next tap's sign-in challenge, asked for ahead (ceremonies/ready-challenge.ts). */
+    readonly readyChallenge: ReadyChallenge,
   ) {}
 
   /** Opens the journal, the session manager and the client for the enrolled identity, and starts dialling. */
@@ -80,11 +84,18 @@ export class ConsoleRuntime {
       tokenDue: (session) => handlers.tokenDue(session.id),
       changed: () => ctx.changed(),
     });
-    return new ConsoleRuntime(consoleId, outbox, report, uplink, sessions, client);
+    const readyChallenge = new ReadyChallenge({
+      fetch: async () => (await client.call('signInOptions', {}, {})).options as unknown as ChallengeOptions,
+      clock: ctx.clock,
+      failed: (error) =>
+        ctx.logger.warn({ code: (error as { code?: unknown }).code }, 'the next sign-in challenge was not issued'),
+    });
+    return new ConsoleRuntime(consoleId, outbox, report, uplink, sessions, client, readyChallenge);
   }
 
   /** Stops the connection, forgets the sessions (the backend keeps them resumable) and closes the journal. */
   shutdown(): void {
+    this.readyChallenge.discard();
     this.client.stop();
     this.sessions.clear();
     this.outbox.close();

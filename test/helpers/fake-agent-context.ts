@@ -12,6 +12,7 @@ import {
 } from '../../main/core/agent-types.js';
 import type { ConsoleIdentity, IdentityStatus } from '../../main/core/console-identity.js';
 import type { ConsoleRuntime } from '../../main/core/console-runtime.js';
+import { ReadyChallenge } from '../../main/core/ceremonies/ready-challenge.js';
 import type { OutboxStatus } from '../../main/core/event-outbox.js';
 import { OutboxUplink, type UplinkOutbox } from '../../main/core/outbox-uplink.js';
 import { hashPolicy } from '../../main/core/policy-hash.js';
@@ -147,6 +148,16 @@ export class FakeAgentContext implements AgentContext {
   /** Messages the client sent, frames included (as parsed JSON). */
   readonly sent: (AgentMessage | { type: 'events'; events: AssuranceEvent[] })[] = [];
   readonly clientCalls: string[] = [];
+  /** Sign-in challenges the runtime asked for ahead, with the policy version then held. */
+  readonly challengesAsked: number[] = [];
+  readonly readyChallenge = new ReadyChallenge({
+    fetch: () => {
+      this.challengesAsked.push(this.memoryIdentity.policy?.version ?? 0);
+      return Promise.resolve({ challenge: `ahead-${this.challengesAsked.length}`, timeout: 120_000 });
+    },
+    clock: this.clock,
+    failed: () => undefined,
+  });
   connected = true;
   readonly uplink = new OutboxUplink({
     outbox: this.outbox,
@@ -167,6 +178,7 @@ export class FakeAgentContext implements AgentContext {
       drop: () => void this.clientCalls.push('drop'),
       welcomed: (seconds: number) => void this.clientCalls.push(`welcomed ${seconds}`),
     },
+    readyChallenge: this.readyChallenge,
     shutdown: () => void this.clientCalls.push('shutdown'),
   } as unknown as ConsoleRuntime;
   phase: AgentPhase = { kind: 'idle' };

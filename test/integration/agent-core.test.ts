@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BatonAgent } from '../../main/core/agent.js';
 import { AgentRig, rejectsWithCode, withAgentConsole, type RigOperator } from '../helpers/agent-rig.js';
+import type { Policy } from '../../shared/policy.js';
 import { TEST_ORIGIN, type Json } from '../helpers/backend-harness.js';
 
 const MINUTE = 60_000;
@@ -228,6 +229,45 @@ describe('agent core: step-up', () => {
       before,
     );
     assert.equal(agent.status.phase.kind, 'idle');
+  });
+});
+
+describe('agent core: the next tap’s challenge, asked for ahead', () => {
+  const f = withAgentConsole('branch-kiosk', ['Ada Teller']);
+
+  test('a tap answers the challenge asked for ahead, and only once: the same answer again opens nothing', async () => {
+    const { agent, port, rig } = f;
+    const [ada] = f.ops as [RigOperator];
+    await rig.clock.advance(5_000);
+    port.tap(ada.authenticator);
+    const session = await agent.tapIn();
+    const asked = port.asked.at(-1);
+    assert.equal(asked?.purpose, 'sign-in');
+    // Issued with the backend's 120 s lifetime when the console came online, 5 s ago: only what is left.
+    assert.equal(asked?.options.timeout, 115_000, 'the tap was given the challenge asked for ahead');
+    agent.lock();
+    port.replayNext = port.answers.at(-1);
+    await rejectsWithCode(agent.tapIn(), 'CHALLENGE_UNKNOWN');
+    assert.equal(agent.status.front?.id, session.id);
+    assert.equal(agent.status.front?.state, 'locked', 'the replayed tap resumed nothing');
+  });
+
+  test('after a policy change, the next tap is asked for what the new policy requires, not the held challenge', async () => {
+    const { agent, port, rig } = f;
+    const [ada] = f.ops as [RigOperator];
+    port.tap(ada.authenticator);
+    await agent.tapIn(); // a challenge is asked for ahead under the policy now held
+    const current = (await rig.backend.admin.ok('GET', '/v1/admin/policy')) as Json;
+    const policy = structuredClone(current.policy) as Policy;
+    assert.equal(policy.credentials.userVerification, 'preferred');
+    policy.credentials.userVerification = 'required';
+    await rig.backend.admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version as number, policy });
+    await rig.until(agent, (s) => s.policyVersion === (current.version as number) + 1, 'new policy applied');
+    agent.lock();
+    port.tap(ada.authenticator);
+    await agent.tapIn();
+    assert.equal(port.asked.at(-1)?.options.userVerification, 'required');
+    assert.equal(agent.status.front?.state, 'active');
   });
 });
 
