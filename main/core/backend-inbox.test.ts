@@ -58,6 +58,19 @@ describe('BackendInbox', () => {
     assert.deepEqual(ctx.challengesAsked, [0], 'the next tap’s challenge is asked for once caught up');
   });
 
+  test('an acknowledgement while online asks for no challenge: one arrives mid-tap, after the held one was taken', async () => {
+    inbox.message(welcome());
+    await ctx.clock.advance(0);
+    assert.equal((await ctx.readyChallenge.take(0)).challenge, 'ahead-1'); // a tap began
+    await ctx.record({ type: 'policy-decision', subject: {}, outcome: 'allow', reasons: [] });
+    await ctx.clock.advance(0);
+    const changes = ctx.changes;
+    inbox.message({ type: 'events-ack', upToSeq: ctx.outbox.lastSeq, findings: [] });
+    assert.ok(ctx.changes > changes, 'the acknowledgement was applied');
+    assert.equal(ctx.sync.connection, 'online');
+    assert.deepEqual(ctx.challengesAsked, [0]);
+  });
+
   test('stays syncing until the announced policy and revocations are applied and the backlog is acknowledged', () => {
     void ctx.record({ type: 'policy-decision', subject: {}, outcome: 'allow', reasons: [] });
     inbox.message(welcome({ policyVersion: 2, revocationEpoch: 3 }));

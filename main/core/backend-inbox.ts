@@ -128,6 +128,7 @@ export class BackendInbox {
     // a network that lets the welcome through and drops what follows does not reset it.
     runtime.sessions.connectionRestored();
     runtime.sessions.scheduleToken(); // a refresh that fell due while offline happens now
+    // Reached only on arrival online (checkCaughtUp is true once): not at every acknowledgement, which may come mid-tap.
     runtime.readyChallenge.refill(held?.version ?? 0);
     ctx.changed();
   }

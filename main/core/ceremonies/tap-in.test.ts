@@ -55,6 +55,7 @@ describe('tap-in while the backend is unreachable', () => {
     answerAfterMs = 0;
     deps = {
       client: {} as TapInDeps['client'],
+      challenge: () => Promise.reject(new Error('no backend in these tests')),
       sessions: {
         get offlineLimitReached() {
           return limitReached;

@@ -12,8 +12,8 @@ import { OFFLINE_CHALLENGE_TTL_MS, OFFLINE_SIGN_IN_REFUSED_MESSAGE, verifyOfflin
 
 export interface TapInDeps {
   client: Pick<BackendClient, 'call'>;
-  /** The challenge for an online tap: the one asked for ahead when usable (ready-challenge.ts). */
-  challenge?: () => Promise<PublicKeyCredentialRequestOptionsJSON>;
+  /** The challenge for an online tap: the one asked for ahead when usable, else a fresh one (ready-challenge.ts). */
+  challenge: () => Promise<PublicKeyCredentialRequestOptionsJSON>;
   sessions: Pick<SessionManager, 'signedIn' | 'resumedOffline' | 'resumableOffline' | 'all' | 'offlineLimitReached'>;
   port: CeremonyPort;
   clock: Clock;
@@ -31,11 +31,7 @@ export interface TapInDeps {
 
 /** Online: the backend issues the challenge and verifies the tap; whoever tapped gets their session. */
 export async function tapInOnline(deps: TapInDeps): Promise<AgentSession> {
-  const options =
-    deps.challenge === undefined
-      ? ((await deps.client.call('signInOptions', {}, {})).options as unknown as PublicKeyCredentialRequestOptionsJSON)
-      : await deps.challenge();
-  const response = await askAssertion(deps.port, 'sign-in', options);
+  const response = await askAssertion(deps.port, 'sign-in', await deps.challenge());
   const result = await deps.client.call('signInVerify', {}, { response });
   deps.settle?.();
   return deps.sessions.signedIn(result);
