@@ -99,7 +99,7 @@ async function journalAlone(label: string, events: number, concurrency: number):
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
     const { journalFsyncs, journalFsyncMs } = probe;
-    outbox.close();
+    await outbox.close();
     const bytes = readdirSync(dir)
       .filter((f) => f.endsWith('.jsonl'))
       .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
@@ -201,7 +201,7 @@ async function endToEnd(backend: BackendProcess): Promise<EndToEndRun> {
       head: journalHead(join(bench.dataDir, 'outbox', consoleId)),
     };
   } finally {
-    bench.close();
+    await bench.close();
   }
 }
 

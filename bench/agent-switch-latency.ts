@@ -232,7 +232,7 @@ async function main(): Promise<void> {
     });
     if (problems.length > 0 || resumed !== SWITCHES || sessions !== OPERATORS) process.exitCode = 1;
   } finally {
-    bench?.close();
+    await bench?.close();
     await backend.stop();
   }
 }

@@ -146,7 +146,7 @@ async function burst(impl: string, Outbox: OutboxClass, concurrency: number): Pr
       syncIoMs: io.ms,
     };
   } finally {
-    outbox.close();
+    await outbox.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

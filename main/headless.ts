@@ -68,7 +68,7 @@ async function main(): Promise<number> {
         ? 'This console is not enrolled: put a one-time enrolmentToken from IT in the configuration file'
         : `This console must be re-enrolled: ${identity.detail}`,
     );
-    agent.stop();
+    await agent.stop();
     return 78;
   }
   let last = '';
@@ -88,7 +88,7 @@ async function main(): Promise<number> {
     process.once('SIGTERM', resolve);
   });
   clearInterval(keepAlive);
-  agent.stop();
+  await agent.stop();
   logger.info('agent stopped');
   return 0;
 }

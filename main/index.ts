@@ -12,6 +12,7 @@ import { ClipboardGuard } from './shell-policy/clipboard-guard.js';
 import { SenderTable } from './shell-policy/ipc-callers.js';
 import { OperatorUiLifecycle } from './shell-policy/operator-ui-lifecycle.js';
 import { throttleActivity, watchPower } from './shell-policy/power.js';
+import { quitGate } from './shell-policy/quit-gate.js';
 import { readBuildFlavour, testBuildRefusal } from './shell-policy/test-build-guard.js';
 import { WorkspaceManager } from './shell-policy/workspaces.js';
 import { EventPusher } from './shell/event-pusher.js';
@@ -142,13 +143,23 @@ async function start(): Promise<void> {
   lockWindow.once('ready-to-show', () => lockWindow.show());
   await lockWindow.loadURL(`${ui.origin}/`);
 
-  app.once('before-quit', () => {
-    clipboardGuard.clear('quitting');
-    stopPower();
-    agent.stop();
-    workspaces.destroyAll().catch((error: unknown) => logger.error({ error: String(error) }, 'workspaces not cleared'));
-    ui.close().catch((error: unknown) => logger.error({ error: String(error) }, 'UI host did not close'));
-  });
+  app.on(
+    'before-quit',
+    quitGate(
+      () => {
+        clipboardGuard.clear('quitting');
+        stopPower();
+        return Promise.allSettled([
+          agent.stop(),
+          workspaces
+            .destroyAll()
+            .catch((error: unknown) => logger.error({ error: String(error) }, 'workspaces not cleared')),
+          ui.close().catch((error: unknown) => logger.error({ error: String(error) }, 'UI host did not close')),
+        ]);
+      },
+      () => app.quit(),
+    ),
+  );
 }
 
 if (!app.requestSingleInstanceLock()) {

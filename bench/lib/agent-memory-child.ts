@@ -97,7 +97,7 @@ async function runAgent(): Promise<void> {
     stage(`${sessions} sessions, ${events.toLocaleString('en-GB')} queued, offline`, bench);
     send({ type: 'done', journalBytes: dirBytes(join(bench.dataDir, 'outbox')), queueSeconds });
   } finally {
-    bench.close();
+    await bench.close();
   }
 }
 

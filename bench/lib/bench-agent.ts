@@ -94,7 +94,7 @@ export interface BenchAgent {
   dataDir: string;
   consoleId: string;
   /** Stops the agent (socket closed, journal closed) and removes its data directory. */
-  close(): void;
+  close(): Promise<void>;
 }
 
 /**
@@ -165,8 +165,8 @@ export async function startBenchAgent(options: {
       port,
       dataDir,
       consoleId,
-      close() {
-        agent.stop();
+      async close() {
+        await agent.stop();
         rmSync(dataDir, { recursive: true, force: true });
       },
     };

@@ -56,6 +56,8 @@ export class BatonAgent implements AgentContext {
   private readonly lifecycle: ConsoleLifecycle;
   private readonly inbox: BackendInbox;
   private readonly gate = new CeremonyGate(this);
+  /** The last runtime's journal closing (resolved once closed). */
+  private stopping: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly options: AgentOptions,
@@ -275,10 +277,14 @@ export class BatonAgent implements AgentContext {
     this.runtime?.sessions.lock('os-lock');
   }
 
-  /** Stops the connection and closes the journal; sessions are not ended (the backend keeps them resumable). */
-  stop(): void {
-    this.shutdown();
+  /**
+   * Stops the connection at once; sessions are not ended (the backend keeps them resumable). Resolves
+   * when the journal is closed, every event recorded so far on disk: the shell quits only then.
+   */
+  stop(): Promise<void> {
+    const closed = this.shutdown();
     this.changed();
+    return closed;
   }
 
   /** For fault tests and the shell's "network changed" hint: drop the socket and reconnect with backoff. */
@@ -316,11 +322,22 @@ export class BatonAgent implements AgentContext {
     this.changed();
   }
 
-  private shutdown(): void {
+  /**
+   * Takes the runtime down at once and resolves when its journal is closed. Never rejects: a journal
+   * that cannot be closed is logged (its events are on disk up to the failed write, whose emits were
+   * refused). A second call while the first is closing gets the same promise, so nothing renames or
+   * reopens the journal before it is closed.
+   */
+  private shutdown(): Promise<void> {
     const runtime = this.runtime;
     this.runtime = undefined;
-    runtime?.shutdown();
     this.sync.stop();
+    if (runtime !== undefined) {
+      this.stopping = runtime.shutdown().catch((error: unknown) => {
+        this.logger.error({ err: error }, 'the event journal did not close cleanly');
+      });
+    }
+    return this.stopping;
   }
 
   private requireRuntime(): ConsoleRuntime {

@@ -42,6 +42,7 @@ describe('BackendInbox', () => {
         control.push('shutdown');
         ctx.runtime = undefined;
         ctx.sync.stop();
+        return Promise.resolve();
       },
     });
     inbox = new BackendInbox(ctx, lifecycle);

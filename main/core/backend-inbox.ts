@@ -88,7 +88,7 @@ export class BackendInbox {
       return;
     }
     if (info.refused?.code === 'CONSOLE_UNKNOWN') {
-      this.lifecycle.unknown();
+      void this.lifecycle.unknown();
       return;
     }
     if (info.refused !== undefined) ctx.setNotice(info.refused);

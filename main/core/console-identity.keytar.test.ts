@@ -122,7 +122,7 @@ describe('console identity in the OS credential store (keytar against a real Sec
     backend = await spawnBackend(backendDir);
   });
   after(async () => {
-    for (const agent of agents) agent.stop();
+    for (const agent of agents) await agent.stop();
     await (await KeytarSecretStore.open(service)).delete(CONSOLE_KEY_ACCOUNT);
     backend?.child.kill('SIGKILL');
     if (dataDir !== '') rmSync(dataDir, { recursive: true, force: true });
@@ -146,7 +146,7 @@ describe('console identity in the OS credential store (keytar against a real Sec
       const text = readFileSync(path, 'utf8');
       assert.ok(!text.includes(secret), `${file} does not hold the private key`);
     }
-    first.stop();
+    await first.stop();
 
     const second = await start();
     const loaded = await until(second, (s) => s.connection === 'online', 'the restarted console online');
@@ -156,7 +156,7 @@ describe('console identity in the OS credential store (keytar against a real Sec
       console: { online: boolean; revokedAt: number | null };
     };
     assert.equal(record.online, true, 'the backend accepted the signature made with the key from the OS store');
-    second.stop();
+    await second.stop();
   });
 
   it('a key deleted from the OS store: the console says it must be re-enrolled (key-missing), no crash', async () => {
@@ -197,7 +197,7 @@ describe('console identity in the OS credential store (keytar against a real Sec
       assert.ok(Date.now() < deadline, 'the revoked console key was removed from the OS store');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    agent.stop();
+    await agent.stop();
 
     const restarted = await start();
     assert.equal(

@@ -14,14 +14,20 @@ describe('console lifecycle', () => {
   let ctx: FakeAgentContext;
   let control: string[];
   let lifecycle: ConsoleLifecycle;
+  /** What the runtime's shutdown resolves with: closed at once unless a test holds the journal open. */
+  let journalClosed: Promise<void>;
 
   beforeEach(() => {
     dataDir = mkdtempSync(join(tmpdir(), 'baton-lifecycle-'));
     ctx = new FakeAgentContext(dataDir);
     control = [];
+    journalClosed = Promise.resolve();
     lifecycle = new ConsoleLifecycle(ctx, {
       boot: () => control.push(`boot ${ctx.memoryIdentity.status.kind} ${ctx.phase.kind}`),
-      shutdown: () => control.push('shutdown'),
+      shutdown: () => {
+        control.push('shutdown');
+        return journalClosed;
+      },
     });
   });
   afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -55,6 +61,21 @@ describe('console lifecycle', () => {
     assert.equal(existsSync(`${journalDir(dataDir, 'con_1')}.revoked-${ctx.clock.now()}`), true);
     assert.deepEqual(ctx.memoryIdentity.status, { kind: 're-enrolment-required', reason: 'revoked', detail: 'stolen' });
     assert.equal(ctx.notice?.code, 'CONSOLE_REVOKED');
+  });
+
+  test('a revoked console’s journal is renamed aside only once the journal has closed', async () => {
+    const dir = journalDir(dataDir, 'con_1');
+    mkdirSync(dir, { recursive: true });
+    let close!: () => void;
+    journalClosed = new Promise((resolve) => (close = resolve));
+    const revoking = lifecycle.revoked('stolen');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(control, ['shutdown']);
+    assert.equal(existsSync(dir), true, 'the events still being written go into the journal, not a renamed one');
+    close();
+    await revoking;
+    assert.equal(existsSync(dir), false);
+    assert.equal(existsSync(`${dir}.revoked-${ctx.clock.now()}`), true);
   });
 
   test('an enrolled console is not enrolled over: nothing is shut down', async () => {
@@ -92,7 +113,7 @@ describe('console lifecycle', () => {
     assert.equal(lifecycle.openRuntime(inbox()), undefined);
   });
 
-  test('the runtime opens its journal for the enrolled console and shows a channel the configuration changed', () => {
+  test('the runtime opens its journal for the enrolled console and shows a channel the configuration changed', async () => {
     ctx.memoryIdentity.status = { kind: 'enrolled', consoleId: 'con_1', channel: 'contact-centre' };
     const runtime = lifecycle.openRuntime(inbox());
     assert.ok(runtime !== undefined);
@@ -101,14 +122,18 @@ describe('console lifecycle', () => {
       assert.equal(existsSync(journalDir(dataDir, 'con_1')), true);
       assert.equal(ctx.notice?.code, 'CHANNEL_MISMATCH');
     } finally {
-      runtime.shutdown();
+      await runtime.shutdown();
     }
   });
 
-  test('a console the backend does not know asks for re-enrolment', () => {
-    lifecycle.unknown();
+  test('a console the backend does not know asks for re-enrolment at once, before its journal has closed', async () => {
+    let close!: () => void;
+    journalClosed = new Promise((resolve) => (close = resolve));
+    const closing = lifecycle.unknown();
     assert.deepEqual(control, ['shutdown']);
     const status = ctx.memoryIdentity.status;
     assert.equal(status.kind === 're-enrolment-required' ? status.reason : status.kind, 'unknown-to-backend');
+    close();
+    await closing;
   });
 });

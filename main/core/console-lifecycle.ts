@@ -11,7 +11,8 @@ import { refreshToken, sessionEndedLocally } from './session-backend.js';
 /** What the lifecycle asks of the facade: bring the runtime up for the identity held, or take it down. */
 export interface RuntimeControl {
   boot(): void;
-  shutdown(): void;
+  /** Takes the runtime down at once; resolves when its journal is closed (everything recorded is on disk). */
+  shutdown(): Promise<void>;
 }
 
 /**
@@ -107,7 +108,7 @@ export class ConsoleLifecycle {
     ctx.phase = { kind: 'enrolling-console' };
     ctx.changed();
     try {
-      this.control.shutdown();
+      await this.control.shutdown();
       const previous = ctx.identity.status;
       const status = await ctx.identity.enrol({
         backendUrl: ctx.options.backendUrl,
@@ -126,27 +127,38 @@ export class ConsoleLifecycle {
     }
   }
 
-  /** The backend revoked this console: everything stops, the journal is kept aside and the key forgotten. */
+  /**
+   * The backend revoked this console: everything stops and the console says so at once; the journal
+   * is kept aside once it has closed, and the key is forgotten in the OS store.
+   */
   async revoked(reason: string): Promise<void> {
     const { ctx } = this;
     const consoleId = enrolledConsoleId(ctx);
-    this.control.shutdown();
-    if (consoleId !== undefined) retireJournal(ctx.options.dataDir, consoleId, ctx.clock.now());
-    // The notice goes up with the state change; forgetting the key in the OS store follows.
+    const closed = this.control.shutdown();
     ctx.notice = {
       code: 'CONSOLE_REVOKED',
       message: 'This console was revoked and must be re-enrolled',
       at: ctx.clock.now(),
     };
-    await ctx.identity.markRevoked(reason);
+    // The state changes now (nothing acknowledges or remembers another epoch for this console);
+    // forgetting the key in the OS store follows.
+    const forgotten = ctx.identity.markRevoked(reason);
+    // The journal is renamed aside only once everything recorded before the revocation is in it.
+    await closed;
+    if (consoleId !== undefined) retireJournal(ctx.options.dataDir, consoleId, ctx.clock.now());
+    await forgotten;
     ctx.changed();
   }
 
-  /** The backend does not know this console (its database was reset or the console deleted). */
-  unknown(): void {
-    this.control.shutdown();
+  /**
+   * The backend does not know this console (its database was reset or the console deleted). Says so
+   * at once; resolves when the journal is closed.
+   */
+  unknown(): Promise<void> {
+    const closed = this.control.shutdown();
     this.ctx.identity.markUnknown('The backend does not know this console; IT must enrol it again');
     this.ctx.changed();
+    return closed;
   }
 
   /** A revocation of this console revokes it; revocations of sessions, operators and passkeys end their sessions. */

@@ -93,11 +93,14 @@ export class ConsoleRuntime {
     return new ConsoleRuntime(consoleId, outbox, report, uplink, sessions, client, readyChallenge);
   }
 
-  /** Stops the connection, forgets the sessions (the backend keeps them resumable) and closes the journal. */
-  shutdown(): void {
+  /**
+   * Stops the connection and forgets the sessions (the backend keeps them resumable) at once, then
+   * closes the journal: resolves when every event recorded so far is on disk.
+   */
+  shutdown(): Promise<void> {
     this.readyChallenge.discard();
     this.client.stop();
     this.sessions.clear();
-    this.outbox.close();
+    return this.outbox.close();
   }
 }

@@ -64,7 +64,7 @@ describe('EventOutbox', () => {
       Array.from({ length: 300 }, (_, i) => i + 1),
     );
     assertChain(emitted);
-    outbox.close();
+    await outbox.close();
 
     const { outbox: again, report } = EventOutbox.open(dir, { max: 10_000 });
     assert.equal(report.recovered, 300);
@@ -72,7 +72,7 @@ describe('EventOutbox', () => {
     const next = await again.emit(draft());
     assert.equal(next.seq, 301);
     assert.equal(next.prevHash, hashEvent(emitted.at(-1)!));
-    again.close();
+    await again.close();
   });
 
   it('drops only acknowledged events, compacts whole segments and remembers the acknowledgement', async () => {
@@ -83,7 +83,7 @@ describe('EventOutbox', () => {
     outbox.acknowledge(SEGMENT_EVENTS + 5);
     assert.equal(outbox.status.pending, total - SEGMENT_EVENTS - 5);
     assert.equal(outbox.pending(1)[0]?.seq, SEGMENT_EVENTS + 6);
-    outbox.close(); // the disk work runs on the writer thread; close waits for all of it
+    await outbox.close(); // close resolves once the writer has done all of it
     assert.equal(
       readdirSync(dir).filter((f) => f.startsWith('segment-')).length,
       2,
@@ -93,19 +93,19 @@ describe('EventOutbox', () => {
     assert.equal(report.recovered, total - SEGMENT_EVENTS - 5);
     assert.equal(again.status.ackedSeq, SEGMENT_EVENTS + 5);
     again.acknowledge(total);
-    again.close();
+    await again.close();
     const { outbox: empty } = EventOutbox.open(dir, { max: 100_000 });
     assert.equal(empty.status.pending, 0);
     const next = await empty.emit(draft());
     assert.equal(next.seq, total + 1, 'numbering continues after everything was acknowledged');
-    empty.close();
+    await empty.close();
   });
 
   it('drops a torn last line left by a crash mid-write, and keeps every whole event', async () => {
     const dir = fresh();
     const { outbox } = EventOutbox.open(dir, { max: 1000 });
     const emitted = await Promise.all(Array.from({ length: 5 }, (_, i) => outbox.emit(draft(i))));
-    outbox.close();
+    await outbox.close();
     const segment = join(dir, readdirSync(dir).find((f) => f.startsWith('segment-'))!);
     appendFileSync(segment, '{"id":"7d8c0f7e-');
     const { outbox: again, report } = EventOutbox.open(dir, { max: 1000 });
@@ -113,14 +113,14 @@ describe('EventOutbox', () => {
     assert.deepEqual(again.pending(10), emitted);
     assert.ok(readFileSync(segment, 'utf8').endsWith('\n'), 'the torn bytes were cut off');
     assert.equal((await again.emit(draft())).seq, 6);
-    again.close();
+    await again.close();
   });
 
   it('reports a corrupted line with its file and line, quarantines a copy, and keeps the events around it', async () => {
     const dir = fresh();
     const { outbox } = EventOutbox.open(dir, { max: 1000 });
     await Promise.all(Array.from({ length: 5 }, (_, i) => outbox.emit(draft(i))));
-    outbox.close();
+    await outbox.close();
     const file = readdirSync(dir).find((f) => f.startsWith('segment-'))!;
     const lines = readFileSync(join(dir, file), 'utf8').split('\n');
     lines[2] = '{"this is":"not an event"}';
@@ -137,7 +137,7 @@ describe('EventOutbox', () => {
     );
     assert.equal(readdirSync(join(dir, 'quarantine')).length, 1);
     assert.equal((await again.emit(draft())).seq, 6);
-    again.close();
+    await again.close();
   });
 
   it('says when it is nearly full and refuses new events at the cap instead of dropping any', async () => {
@@ -151,10 +151,10 @@ describe('EventOutbox', () => {
     assert.equal(outbox.status.pending, 1000);
     outbox.acknowledge(500);
     assert.equal((await outbox.emit(draft())).seq, 1001);
-    outbox.close();
+    await outbox.close();
   });
 
-  it('writes and fsyncs on its writer thread, never on the caller’s, and each event is on disk when emit resolves', async () => {
+  it('never writes or fsyncs synchronously on the caller’s thread, and each event is on disk when emit resolves', async () => {
     const dir = fresh();
     const { outbox } = EventOutbox.open(dir, { max: 10_000 });
     const onCallerThread: string[] = [];
@@ -182,7 +182,7 @@ describe('EventOutbox', () => {
       );
       await Promise.all(Array.from({ length: SEGMENT_EVENTS + 20 }, (_, i) => outbox.emit(draft(i))));
       outbox.acknowledge(SEGMENT_EVENTS + 1);
-      outbox.close();
+      await outbox.close();
     } finally {
       Object.assign(fs, { writeSync, fsyncSync, fdatasyncSync });
       syncBuiltinESMExports();
@@ -191,7 +191,7 @@ describe('EventOutbox', () => {
     const { outbox: again, report } = EventOutbox.open(dir, { max: 10_000 });
     assert.equal(report.recovered, 20);
     assert.equal(again.status.ackedSeq, SEGMENT_EVENTS + 1);
-    again.close();
+    await again.close();
   });
 
   it('counts events on their way to disk as pending, and close waits for them: a reopened journal has them all', async () => {
@@ -203,14 +203,14 @@ describe('EventOutbox', () => {
     assert.equal(outbox.status.pending, 60, 'an event being written still counts against the cap');
     emitting.push(...Array.from({ length: 40 }, (_, i) => outbox.emit(draft(i))));
     await assert.rejects(outbox.emit(draft()), (e: unknown) => e instanceof BatonError && e.code === 'OUTBOX_FULL');
-    outbox.close();
+    await outbox.close();
     const { outbox: again, report } = EventOutbox.open(dir, { max: 100 });
     assert.equal(report.recovered, 100, 'everything emitted before close is in the journal');
     const emitted = await Promise.all(emitting);
     assert.deepEqual(again.pending(100), emitted);
     assertChain(emitted);
     await assert.rejects(outbox.emit(draft()), (e: unknown) => e instanceof BatonError && e.code === 'INTERNAL');
-    again.close();
+    await again.close();
   });
 
   it('loses no emitted event when the process is killed with SIGKILL mid-stream', async () => {
@@ -243,6 +243,6 @@ describe('EventOutbox', () => {
     assertChain(events);
     assert.deepEqual(report.corrupt, []);
     assert.ok(existsSync(dir));
-    outbox.close();
+    await outbox.close();
   });
 });

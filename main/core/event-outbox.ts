@@ -56,7 +56,7 @@ export function hashEvent(event: AssuranceEvent): string {
 }
 
 /**
- * An emitted event and its caller's promise, until the writer thread has fsync'd it. A class, not an
+ * An emitted event and its caller's promise, until the writer has fsync'd it. A class, not an
  * object literal: a whole group of these is alive whenever V8 scavenges while the main thread waits
  * for the writer, and V8 would then pretenure a literal's allocation site — every later waiter born
  * in the old space and dying there, between the queued events it holds (see docs/benchmarks.md §6).
@@ -82,8 +82,8 @@ export interface OutboxOptions {
 /**
  * The agent's durable event outbox: an append-only journal of JSON lines in segment files.
  * `emit` resolves only after the event's line is written and fsync'd; events emitted while a write
- * is on its way share the next write and fsync. The writes, fsyncs and deletions run on a worker
- * thread (`JournalWriter`), one at a time and in order, never on the caller's thread. Events leave
+ * is on its way share the next write and fsync. The writes, fsyncs and deletions are asynchronous file
+ * calls (`JournalWriter`, on libuv's thread pool), one at a time and in order, never blocking the caller's thread. Events leave
  * the journal only when the backend acknowledges them. The journal is bounded: past `max` pending
  * events `emit` refuses with OUTBOX_FULL; it never drops an event silently.
  */
@@ -101,6 +101,7 @@ export class EventOutbox {
   private flushScheduled = false;
   private writer: JournalWriter | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
 
   private constructor(
     private readonly dir: string,
@@ -109,7 +110,7 @@ export class EventOutbox {
     private readonly onAckError: (error: BatonError) => void,
   ) {}
 
-  /** Opens (and recovers) the journal in `dir`, then starts its writer thread. */
+  /** Opens (and recovers) the journal in `dir`, then starts its writer. */
   static open(dir: string, options: OutboxOptions): { outbox: EventOutbox; report: RecoveryReport } {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700); // mkdir's mode does not apply to a directory that already existed
@@ -223,15 +224,16 @@ export class EventOutbox {
   }
 
   /**
-   * Hands every emitted event to the writer and waits (blocking) until the writer thread has written
-   * and fsync'd all of it and finished every acknowledgement: a journal reopened right after, in this
-   * process or another, finds everything. Later `emit` calls are refused.
+   * Hands every emitted event to the writer and resolves once it has written and fsync'd all of it
+   * and finished every acknowledgement: a journal reopened after that, in this process or another,
+   * finds everything. `emit` is refused from the moment `close` is called.
    */
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
     this.closed = true;
     this.write();
-    this.writer?.close();
+    this.closing = this.writer?.close() ?? Promise.resolve();
+    return this.closing;
   }
 
   private scheduleFlush(): void {
@@ -283,7 +285,7 @@ export class EventOutbox {
     if (this.queue.length > 0 && !this.closed) this.scheduleFlush();
   }
 
-  /** Records the acknowledgement on disk and drops wholly acknowledged segments, on the writer thread. */
+  /** Records the acknowledgement on disk and drops wholly acknowledged segments, through the writer. */
   private persistAck(content: string): void {
     void this.writer
       ?.acknowledge({ content, ackedSeq: this.ackedSeq, headStart: segmentStartOf(this.lastSeq) })

@@ -1,7 +1,8 @@
-import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { constants } from 'node:fs';
+import { close, constants, fsync, open, readdir, rename, rm, write } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 
-/** How long `close()` waits for the writer thread to finish what it was given before giving up on it. */
+/** How long `close()` waits for the writes already asked for before it gives up on them. */
 export const CLOSE_TIMEOUT_MS = 30_000;
 
 /** One segment's share of a group of journal lines. */
@@ -22,201 +23,132 @@ export interface Acknowledgement {
   headStart: number;
 }
 
-type Request =
-  | { id: number; kind: 'append'; parts: JournalPart[] }
-  | { id: number; kind: 'ack'; ack: Acknowledgement }
-  | { id: 0; kind: 'close' };
-type Reply = { id: number; error?: { message: string; code?: string } };
+const openFile = promisify(open);
+const closeFile = promisify(close);
+const syncFile = promisify(fsync);
+const writeFile = promisify(write);
+const readDir = promisify(readdir);
+const renameFile = promisify(rename);
+const remove = promisify(rm);
 
-/**
- * The journal's writer thread, as source text: it needs nothing but Node's built-ins, and as a string
- * it runs the same from `tsx`, from compiled files and from the Electron bundle (no worker file to
- * ship or resolve). It handles one request at a time, in order, with the same synchronous calls the
- * outbox once made on the main thread: write every byte, fsync, and only then reply.
- */
-const WRITER_SOURCE = String.raw`
-'use strict';
-const { workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const path = require('node:path');
-const { port, done, dir, openFlags, segmentPattern, segmentEvents } = workerData;
-const SEGMENT = new RegExp(segmentPattern);
-let fd;
-let fdFile;
+// Never through a link planted in the journal directory: O_NOFOLLOW makes that an error.
+const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0);
 
-function writeAll(target, buffer) {
+async function writeAll(fd: number, buffer: Buffer): Promise<void> {
   let offset = 0;
-  while (offset < buffer.length) offset += fs.writeSync(target, buffer, offset, buffer.length - offset);
-}
-
-function append(parts) {
-  for (const part of parts) {
-    if (fdFile !== part.file) {
-      if (fd !== undefined) fs.closeSync(fd);
-      fd = undefined;
-      fdFile = undefined;
-      fd = fs.openSync(path.join(dir, part.file), openFlags, 0o600);
-      fdFile = part.file;
-    }
-    writeAll(fd, Buffer.from(part.text, 'utf8'));
-    fs.fsyncSync(fd);
+  while (offset < buffer.length) {
+    const { bytesWritten } = await writeFile(fd, buffer, offset, buffer.length - offset, null);
+    offset += bytesWritten;
   }
-}
-
-// The same steps as main/core/atomic-file.ts: a fresh private temporary file, written, fsync'd, renamed.
-function writeAtomically(file, content) {
-  const temp = file + '.tmp';
-  fs.rmSync(temp, { force: true });
-  const tempFd = fs.openSync(temp, 'wx', 0o600);
-  try {
-    writeAll(tempFd, Buffer.from(content, 'utf8'));
-    fs.fsyncSync(tempFd);
-  } finally {
-    fs.closeSync(tempFd);
-  }
-  fs.renameSync(temp, file);
-}
-
-function acknowledge(ack) {
-  writeAtomically(path.join(dir, 'acked'), ack.content);
-  for (const file of fs.readdirSync(dir)) {
-    const match = SEGMENT.exec(file);
-    if (match === null) continue;
-    const start = Number(match[1]);
-    if (start + segmentEvents - 1 <= ack.ackedSeq && start !== ack.headStart) fs.rmSync(path.join(dir, file), { force: true });
-  }
-}
-
-port.on('message', (request) => {
-  if (request.kind === 'close') {
-    try {
-      if (fd !== undefined) fs.closeSync(fd);
-    } catch {}
-    fd = undefined;
-    Atomics.store(done, 0, 1);
-    Atomics.notify(done, 0);
-    return;
-  }
-  try {
-    if (request.kind === 'append') append(request.parts);
-    else acknowledge(request.ack);
-    port.postMessage({ id: request.id });
-  } catch (error) {
-    port.postMessage({ id: request.id, error: { message: String(error && error.message), code: error && error.code } });
-  }
-});
-`;
-
-interface Settle {
-  resolve: () => void;
-  reject: (error: Error) => void;
 }
 
 /**
- * Owns the journal's files from a worker thread, so the writes and fsyncs of the event outbox never
- * block the main thread (in the desktop agent, the thread that runs the UI). Requests are carried out
- * one at a time in the order they were made; each promise settles only after its bytes are fsync'd.
- * `close()` is synchronous: it waits for the thread to finish everything already asked of it.
+ * Owns the journal's files through Node's asynchronous file calls, so the writes and fsyncs of the
+ * event outbox run on libuv's thread pool and never block the main thread (in the desktop agent, the
+ * thread that runs the UI). No thread or isolate of its own: a worker thread cost the agent ~15 MiB of
+ * resident memory for the same job (docs/benchmarks.md §6). Requests are carried out one at a time in
+ * the order they were made; each promise settles only after its bytes are fsync'd. `close()` resolves
+ * once everything already asked for is done.
  */
 export class JournalWriter {
-  private readonly pending = new Map<number, Settle>();
-  private nextId = 1;
-  private failure: Error | undefined;
-  private closed = false;
+  /** The last request made; the next one starts when it has settled, whatever its outcome. */
+  private tail: Promise<void> = Promise.resolve();
+  private fd: number | undefined;
+  private fdFile: string | undefined;
+  private closing: Promise<void> | undefined;
 
   private constructor(
-    private readonly worker: Worker,
-    private readonly port: MessagePort,
-    private readonly done: Int32Array,
-  ) {
-    port.on('message', (reply: Reply) => this.settle(reply));
-    port.unref();
-    worker.unref();
-    worker.on('error', (error) => this.fail(error));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`the journal writer thread exited (${code})`));
-    });
-  }
+    private readonly dir: string,
+    private readonly segment: RegExp,
+    private readonly segmentEvents: number,
+  ) {}
 
-  /** Starts the writer thread for the journal in `dir` (its segment files match `segmentPattern`). */
+  /** A writer for the journal in `dir` (its segment files match `segmentPattern`). */
   static start(dir: string, options: { segmentPattern: RegExp; segmentEvents: number }): JournalWriter {
-    const { port1, port2 } = new MessageChannel();
-    const done = new Int32Array(new SharedArrayBuffer(4));
-    // Never through a link planted in the journal directory: O_NOFOLLOW makes that an error.
-    const openFlags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0);
-    const worker = new Worker(WRITER_SOURCE, {
-      eval: true,
-      execArgv: [], // plain JavaScript: no loader (tsx) needed in the thread
-      workerData: {
-        port: port2,
-        done,
-        dir,
-        openFlags,
-        segmentPattern: options.segmentPattern.source,
-        segmentEvents: options.segmentEvents,
-      },
-      transferList: [port2],
-    });
-    return new JournalWriter(worker, port1, done);
+    return new JournalWriter(dir, options.segmentPattern, options.segmentEvents);
   }
 
   /** Appends the lines to their segments; resolves once they are written and fsync'd. */
   append(parts: JournalPart[]): Promise<void> {
-    return this.request((id) => ({ id, kind: 'append', parts }));
+    return this.request(async () => {
+      for (const part of parts) {
+        const fd = await this.segmentFd(part.file);
+        await writeAll(fd, Buffer.from(part.text, 'utf8'));
+        await syncFile(fd);
+      }
+    });
   }
 
   /** Writes the `acked` file atomically and drops the wholly acknowledged segments. */
   acknowledge(ack: Acknowledgement): Promise<void> {
-    return this.request((id) => ({ id, kind: 'ack', ack }));
-  }
-
-  /**
-   * Waits (blocking) until the thread has carried out every request made so far, settles their
-   * promises, and ends the thread. Called at shutdown, so nothing asked for is left half done and a
-   * journal reopened right after sees every byte.
-   */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.failure === undefined) {
-      this.port.postMessage({ id: 0, kind: 'close' } satisfies Request);
-      const waited = Atomics.wait(this.done, 0, 0, CLOSE_TIMEOUT_MS);
-      for (let message = receiveMessageOnPort(this.port); message !== undefined; ) {
-        this.settle(message.message as Reply);
-        message = receiveMessageOnPort(this.port);
+    return this.request(async () => {
+      await this.writeAtomically(join(this.dir, 'acked'), ack.content);
+      for (const file of await readDir(this.dir)) {
+        const match = this.segment.exec(file);
+        if (match === null) continue;
+        const start = Number(match[1]);
+        if (start + this.segmentEvents - 1 <= ack.ackedSeq && start !== ack.headStart) {
+          if (file === this.fdFile) await this.closeSegment();
+          await remove(join(this.dir, file), { force: true });
+        }
       }
-      if (waited === 'timed-out') this.fail(new Error(`the journal writer did not finish in ${CLOSE_TIMEOUT_MS} ms`));
-    }
-    this.fail(this.failure ?? new Error('the journal writer is closed'));
-    this.port.close();
-  }
-
-  private request(make: (id: number) => Request): Promise<void> {
-    if (this.closed || this.failure !== undefined) {
-      return Promise.reject(this.failure ?? new Error('the journal writer is closed'));
-    }
-    const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.port.ref(); // an answer is awaited: keep the process alive for it
-      this.port.postMessage(make(id));
     });
   }
 
-  private settle(reply: Reply): void {
-    const settle = this.pending.get(reply.id);
-    if (settle === undefined) return;
-    this.pending.delete(reply.id);
-    if (this.pending.size === 0) this.port.unref();
-    if (reply.error === undefined) settle.resolve();
-    else settle.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }));
+  /**
+   * Waits until every request made so far has been carried out (their promises settle first), then
+   * closes the open segment. Later requests are refused. Called at shutdown, so nothing asked for is
+   * left half done and a journal reopened right after sees every byte. Rejects if that takes longer
+   * than CLOSE_TIMEOUT_MS (a disk that stopped answering); the writes already started go on.
+   */
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing;
+    const finished = this.tail.then(() => this.closeSegment());
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the journal writer did not finish in ${CLOSE_TIMEOUT_MS} ms`)),
+        CLOSE_TIMEOUT_MS,
+      );
+      timer.unref();
+    });
+    this.closing = Promise.race([finished, timedOut]).finally(() => clearTimeout(timer));
+    return this.closing;
   }
 
-  /** Rejects everything still awaited; later requests are refused with the same error. */
-  private fail(error: Error): void {
-    this.failure ??= error;
-    for (const settle of this.pending.values()) settle.reject(error);
-    this.pending.clear();
-    this.port.unref();
+  private request(work: () => Promise<void>): Promise<void> {
+    if (this.closing !== undefined) return Promise.reject(new Error('the journal writer is closed'));
+    const done = this.tail.then(work);
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  private async segmentFd(file: string): Promise<number> {
+    if (this.fdFile === file && this.fd !== undefined) return this.fd;
+    await this.closeSegment();
+    this.fd = await openFile(join(this.dir, file), APPEND_FLAGS, 0o600);
+    this.fdFile = file;
+    return this.fd;
+  }
+
+  private async closeSegment(): Promise<void> {
+    const fd = this.fd;
+    this.fd = undefined;
+    this.fdFile = undefined;
+    if (fd !== undefined) await closeFile(fd);
+  }
+
+  // The same steps as main/core/atomic-file.ts: a fresh private temporary file, written, fsync'd, renamed.
+  private async writeAtomically(file: string, content: string): Promise<void> {
+    const temp = `${file}.tmp`;
+    await remove(temp, { force: true });
+    const fd = await openFile(temp, 'wx', 0o600);
+    try {
+      await writeAll(fd, Buffer.from(content, 'utf8'));
+      await syncFile(fd);
+    } finally {
+      await closeFile(fd);
+    }
+    await renameFile(temp, file);
   }
 }

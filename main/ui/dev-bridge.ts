@@ -119,7 +119,7 @@ export class DevBridge {
     this.ui.server.off('upgrade', this.onUpgrade);
     this.client?.close(DEV_BRIDGE_CLOSE.GOING_AWAY, 'bridge stopping');
     this.broker.cancelAll('The development bridge is stopping');
-    this.agent.stop();
+    await this.agent.stop();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 

@@ -132,4 +132,4 @@ for (let i = 0; i < count; i++) {
 }
 await until(agent, (s) => s.connection === 'online' && s.outbox?.pending === 0, 'the outbox to flush');
 print(`flushed ${agent.status.outbox?.lastSeq ?? 0}`);
-agent.stop();
+await agent.stop();

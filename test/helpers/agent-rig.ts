@@ -237,7 +237,7 @@ export class AgentRig {
   }
 
   async stop(): Promise<void> {
-    for (const agent of this.agents) agent.stop();
+    for (const agent of this.agents) await agent.stop();
     await this.backend.stop();
     for (const dir of this.dirs) rmSync(dir, { recursive: true, force: true });
   }

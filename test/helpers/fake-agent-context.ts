@@ -179,7 +179,10 @@ export class FakeAgentContext implements AgentContext {
       welcomed: (seconds: number) => void this.clientCalls.push(`welcomed ${seconds}`),
     },
     readyChallenge: this.readyChallenge,
-    shutdown: () => void this.clientCalls.push('shutdown'),
+    shutdown: () => {
+      this.clientCalls.push('shutdown');
+      return Promise.resolve();
+    },
   } as unknown as ConsoleRuntime;
   phase: AgentPhase = { kind: 'idle' };
   notice: AgentNotice;

@@ -41,7 +41,7 @@ async function consoleWithQueuedEvents(
     for (let i = 0; i < decisions; i++) assert.equal((await agent.authorize('customer.view')).outcome, 'allow');
     const identity = agent.status.identity;
     assert.equal(identity.kind, 'enrolled');
-    agent.stop();
+    await agent.stop();
     return { dataDir, secrets, port, consoleId: identity.consoleId, delivered };
   } finally {
     await proxy.stop();
@@ -120,7 +120,7 @@ describe('bad input: a corrupted journal', () => {
       [lost + 1],
       'the chain is whole apart from the hole',
     );
-    agent.stop();
+    await agent.stop();
   });
 
   it('a damaged last line: new events do not reuse its number, so the backend sees the loss', async () => {
@@ -146,7 +146,7 @@ describe('bad input: a corrupted journal', () => {
       (await integrityEvents(rig.backend.admin, consoleId)).map((e) => [e.type, e.detail]),
       [['integrity-sequence-gap', { missingFrom: lost, missingTo: lost }]],
     );
-    agent.stop();
+    await agent.stop();
   });
 });
 
@@ -305,7 +305,7 @@ describe('bad input: a backend that sends malformed, invalid, unknown and oversi
   after(async () => {
     process.off('unhandledRejection', onCrash);
     process.off('uncaughtException', onCrash);
-    agent?.stop();
+    await agent?.stop();
     await hostile?.stop();
     await rig.stop();
   });

@@ -276,7 +276,7 @@ describe('agent core: a configuration that changed channel under an enrolled con
     const rig = await AgentRig.start();
     try {
       const first = await rig.agent({ channel: 'branch-kiosk' });
-      first.agent.stop();
+      await first.agent.stop();
       const again = await BatonAgent.start(
         {
           backendUrl: rig.backend.url,

@@ -45,7 +45,7 @@ describe('a cached policy edited in place', () => {
   for (const recomputeHash of [false, true]) {
     it(`is replaced by the backend's policy on connect (hash ${recomputeHash ? 'recomputed' : 'left stale'})`, async () => {
       const first = await rig.agent();
-      first.agent.stop();
+      await first.agent.stop();
       const { real, version } = tamper(first.dataDir, recomputeHash);
       assert.equal(version, rig.backend.backend.policies.version.version, 'the tampered cache keeps the right version');
 
@@ -54,13 +54,13 @@ describe('a cached policy edited in place', () => {
       assert.deepEqual(again.agent.policy, real, 'the agent works under the real policy, not the edited one');
       const cached = (JSON.parse(readFileSync(join(first.dataDir, 'console.json'), 'utf8')) as Cached).policy;
       assert.deepEqual(cached.policy, real, 'the real policy replaced the edited one on disk');
-      again.agent.stop();
+      await again.agent.stop();
     });
   }
 
   it('a damaged cache is not used before the backend answers: the built-in defaults apply', async () => {
     const first = await rig.agent();
-    first.agent.stop();
+    await first.agent.stop();
     tamper(first.dataDir, false);
     // Nothing listens at this address: the agent stays offline with what it loaded from disk.
     const offline = await BatonAgent.start(
@@ -77,6 +77,6 @@ describe('a cached policy edited in place', () => {
     assert.equal(offline.status.identity.kind, 'enrolled');
     assert.equal(offline.status.policyVersion, 0, 'the edited cache was dropped');
     assert.equal(offline.policy.channels['branch-kiosk']?.offlineGraceSeconds, 15 * 60);
-    offline.stop();
+    await offline.stop();
   });
 });
