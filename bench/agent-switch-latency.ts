@@ -15,7 +15,12 @@
  * - full tap: from `agent.tapIn()` to the operator in front, both HTTP round trips included.
  *
  *   node --import tsx bench/agent-switch-latency.ts [--switches 2000] [--warmup 100] [--operators 5]
+ *     [--samples-out <file.json>]
+ *
+ * `--samples-out` writes every timed core and full-tap sample (ms, in order) as JSON, for
+ * `bench/compare-ui-samples.ts --paths core,full --percentiles 50,99 --decimals 3` over alternated runs of two trees.
  */
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BackendClient } from '../main/core/backend-client.js';
 import { SessionManager } from '../main/core/session-manager.js';
@@ -31,6 +36,7 @@ const { values: args } = parseArgs({
     operators: { type: 'string', default: '5' },
     /** contact-centre allows 5 sessions per console in the default policy. */
     channel: { type: 'string', default: 'contact-centre' },
+    'samples-out': { type: 'string' },
   },
 });
 const SWITCHES = Number(args.switches);
@@ -178,6 +184,10 @@ async function main(): Promise<void> {
     const flushed = await untilStatus(agent, (s) => s.outbox?.pending === 0, 'the switch events to be acknowledged');
 
     const coreS = summarize(core);
+    if (args['samples-out'] !== undefined) {
+      const labels = { core: 'core: verdict in hand → operator in front', full: 'full tap → operator in front' };
+      writeFileSync(args['samples-out'], `${JSON.stringify({ labels, core, full })}\n`);
+    }
     const decodeS = summarize(decode);
     const fullS = summarize(full);
     printTable(

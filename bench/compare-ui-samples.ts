@@ -8,6 +8,11 @@
  *   node --import tsx bench/compare-ui-samples.ts --current c1.json --current c2.json … --baseline b1.json …
  *     [--margin-pct 10]
  *
+ * Other benchmarks write the same kind of file with their own named sample arrays and a `labels`
+ * object (`bench/agent-switch-latency.ts --samples-out`: `core`, `full`); `--paths` picks which
+ * arrays are compared (default `a,b`), `--percentiles` which statistics (default `50,95`), `--decimals`
+ * how finely the milliseconds are printed (default 1).
+ *
  * `--margin-pct` declares the non-inferiority margin, as a share of the baseline's figure: current is
  * "no worse" where the interval's upper end is below it (bench/lib/compare.ts `verdictOf`). Declare
  * it before the runs, not after reading them.
@@ -22,19 +27,39 @@ const { values: args } = parseArgs({
     current: { type: 'string', multiple: true, default: [] },
     baseline: { type: 'string', multiple: true, default: [] },
     'margin-pct': { type: 'string' },
+    paths: { type: 'string', default: 'a,b' },
+    percentiles: { type: 'string', default: '50,95' },
+    /** Decimals of the printed milliseconds (3 for sub-millisecond paths such as the switch's core). */
+    decimals: { type: 'string', default: '1' },
   },
 });
 
+const PATHS = args.paths.split(',');
+const PERCENTILES = args.percentiles.split(',').map(Number);
+if (PERCENTILES.some((p) => !(p > 0 && p < 100))) {
+  console.error('--percentiles: a comma-separated list of numbers between 0 and 100 (exclusive)');
+  process.exit(2);
+}
+const DECIMALS = Number(args.decimals);
+const DEFAULT_LABELS: Record<string, string> = { a: '(a) tap → own workspace', b: '(b) switch → other workspace' };
+
 interface Samples {
-  a: number[];
-  b: number[];
+  labels: Record<string, string>;
+  paths: Record<string, number[]>;
 }
 
 function load(files: readonly string[]): Samples[] {
   return files.map((file) => {
-    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<Samples>;
-    if (!Array.isArray(parsed.a) || !Array.isArray(parsed.b)) throw new Error(`${file}: not a --samples-out file`);
-    return { a: parsed.a, b: parsed.b };
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const paths: Record<string, number[]> = {};
+    for (const path of PATHS) {
+      const samples = parsed[path];
+      if (!Array.isArray(samples) || samples.some((x) => typeof x !== 'number'))
+        throw new Error(`${file}: no "${path}" samples (not a --samples-out file, or another benchmark's)`);
+      paths[path] = samples as number[];
+    }
+    const labels = typeof parsed.labels === 'object' && parsed.labels !== null ? parsed.labels : {};
+    return { labels: { ...DEFAULT_LABELS, ...(labels as Record<string, string>) }, paths };
   });
 }
 
@@ -58,14 +83,12 @@ console.log(
     (marginPct === undefined ? '' : `; "no worse" margin ${fmt(marginPct, 0)} % of the baseline`),
 );
 const rows: string[][] = [];
-for (const [label, path] of [
-  ['(a) tap → own workspace', 'a'],
-  ['(b) switch → other workspace', 'b'],
-] as const) {
-  for (const p of [50, 95]) {
+for (const path of PATHS) {
+  const label = current[0]?.labels[path] ?? path;
+  for (const p of PERCENTILES) {
     const r = compareRuns(
-      current.map((s) => s[path]),
-      baseline.map((s) => s[path]),
+      current.map((s) => s.paths[path] ?? []),
+      baseline.map((s) => s.paths[path] ?? []),
       percentileOf(p),
     );
     const margin = marginPct === undefined ? undefined : (r.baseline * marginPct) / 100;
@@ -76,14 +99,14 @@ for (const [label, path] of [
         : verdict === 'slower'
           ? 'current slower'
           : verdict === 'no worse'
-            ? `no worse (at worst ${fmt(r.high, 1)} ms slower, margin ${fmt(margin ?? 0, 1)})`
-            : `no difference shown (at worst ${fmt(r.high, 1)} ms slower${margin === undefined ? '' : `, margin ${fmt(margin, 1)}`})`;
+            ? `no worse (at worst ${fmt(r.high, DECIMALS)} ms slower, margin ${fmt(margin ?? 0, DECIMALS)})`
+            : `no difference shown (at worst ${fmt(r.high, DECIMALS)} ms slower${margin === undefined ? '' : `, margin ${fmt(margin, DECIMALS)}`})`;
     rows.push([
       `${label} p${p}`,
-      fmt(r.current, 1),
-      fmt(r.baseline, 1),
-      fmt(r.difference, 1),
-      `${fmt(r.low, 1)} … ${fmt(r.high, 1)}`,
+      fmt(r.current, DECIMALS),
+      fmt(r.baseline, DECIMALS),
+      fmt(r.difference, DECIMALS),
+      `${fmt(r.low, DECIMALS)} … ${fmt(r.high, DECIMALS)}`,
       `${r.runsLower}/${r.runs}`,
       said,
     ]);

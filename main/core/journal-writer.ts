@@ -31,8 +31,11 @@ const readDir = promisify(readdir);
 const renameFile = promisify(rename);
 const remove = promisify(rm);
 
-// Never through a link planted in the journal directory: O_NOFOLLOW makes that an error.
-const APPEND_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | (constants.O_NOFOLLOW ?? 0);
+// Never through a link planted in the journal directory: O_NOFOLLOW makes that an error. O_SYNC: each
+// write returns only once its bytes and the file's metadata are on disk, as a write then an fsync would,
+// in one trip to the thread pool instead of two.
+const APPEND_FLAGS =
+  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_SYNC | (constants.O_NOFOLLOW ?? 0);
 
 async function writeAll(fd: number, buffer: Buffer): Promise<void> {
   let offset = 0;
@@ -73,8 +76,7 @@ export class JournalWriter {
     return this.request(async () => {
       for (const part of parts) {
         const fd = await this.segmentFd(part.file);
-        await writeAll(fd, Buffer.from(part.text, 'utf8'));
-        await syncFile(fd);
+        await writeAll(fd, Buffer.from(part.text, 'utf8')); // O_SYNC: durable when it returns
       }
     });
   }
