@@ -7,7 +7,7 @@ import { PolicySchema, type Policy } from '../../shared/policy.js';
 import { PolicyHashSchema } from '../../shared/protocol.js';
 import { ROUTES } from '../../shared/routes.js';
 import { writeAtomically } from './atomic-file.js';
-import { parseResponse } from './backend-client.js';
+import { parseResponse } from './signed-http.js';
 import type { Clock } from './clock.js';
 import { ConsoleKey } from './console-key.js';
 import { hashPolicy } from './policy-hash.js';
