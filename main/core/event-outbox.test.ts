@@ -55,6 +55,29 @@ describe('EventOutbox', () => {
     assert.equal(readFileSync(target, 'utf8'), 'untouched\n');
   });
 
+  it('refuses an event that fails its schema, and the events around it are numbered and chained without a gap', async () => {
+    const dir = fresh();
+    const { outbox } = EventOutbox.open(dir, { max: 100 });
+    const before = outbox.emit(draft(1));
+    const bad = outbox.emit({ ...draft(2), reasons: 'idle' } as unknown as EventDraft);
+    const after = outbox.emit(draft(3));
+    await assert.rejects(bad, (e: unknown) => e instanceof BatonError && e.code === 'EVENT_SCHEMA_INVALID');
+    const events = [await before, await after];
+    assert.deepEqual(
+      events.map((e) => [e.seq, e.subject.session]),
+      [
+        [1, 'ses_1'],
+        [2, 'ses_3'],
+      ],
+    );
+    assertChain(events);
+    await outbox.close();
+    const { outbox: again, report } = EventOutbox.open(dir, { max: 100 });
+    assert.equal(report.recovered, 2);
+    assert.deepEqual(again.pending(10), events);
+    await again.close();
+  });
+
   it('numbers and chains events and finds them all again after a restart', async () => {
     const dir = fresh();
     const { outbox } = EventOutbox.open(dir, { max: 10_000 });

@@ -140,7 +140,12 @@ export class EventOutbox {
     this.max = max;
   }
 
-  /** Numbers, chains and journals an event; resolves once it is on disk. */
+  /**
+   * Journals an event; resolves once it is on disk. Only the event's content is taken here (its id and
+   * time); numbering, chaining, the schema check and hashing happen with the next write, in order, so
+   * a caller that records an event while changing state (a switch) is not held up by them. An event
+   * that fails its schema is refused then (EVENT_SCHEMA_INVALID) and takes no number.
+   */
   emit(draft: EventDraft): Promise<AssuranceEvent> {
     if (this.closed) return Promise.reject(new BatonError('INTERNAL', 'The event outbox is closed'));
     if (this.held >= this.max) {
@@ -148,20 +153,8 @@ export class EventOutbox {
         new BatonError('OUTBOX_FULL', `The event outbox holds ${this.max} unacknowledged events; refusing to drop any`),
       );
     }
-    const event = chainEvent(draft, {
-      id: randomUUID(),
-      seq: this.lastSeq + 1,
-      prevHash: this.lastHash,
-      now: this.clock(),
-    });
-    const checked = AssuranceEventSchema.safeParse(event);
-    if (!checked.success) {
-      return Promise.reject(
-        new BatonError('EVENT_SCHEMA_INVALID', `Event ${draft.type} fails its schema`, { cause: checked.error }),
-      );
-    }
-    this.lastSeq = event.seq;
-    this.lastHash = hashEvent(event);
+    // Numbered and chained in `chainQueued`; the fields exist now so every event has one shape.
+    const event = chainEvent(draft, { id: randomUUID(), seq: 0, prevHash: '', now: this.clock() });
     return new Promise((resolve, reject) => {
       this.queue.push(new Waiter(event, resolve, reject));
       this.scheduleFlush();
@@ -246,11 +239,37 @@ export class EventOutbox {
     });
   }
 
+  /**
+   * Numbers and chains the queued events in the order they were emitted and checks each against its
+   * schema; one that fails is refused and takes no number. Returns those that passed.
+   */
+  private chainQueued(): Waiter[] {
+    const queued = this.queue;
+    this.queue = [];
+    const ready: Waiter[] = [];
+    for (const w of queued) {
+      const event = w.event as { seq: number; prevHash: string } & AssuranceEvent;
+      event.seq = this.lastSeq + 1;
+      event.prevHash = this.lastHash;
+      const checked = AssuranceEventSchema.safeParse(event);
+      if (!checked.success) {
+        w.reject(
+          new BatonError('EVENT_SCHEMA_INVALID', `Event ${event.type} fails its schema`, { cause: checked.error }),
+        );
+        continue;
+      }
+      this.lastSeq = event.seq;
+      this.lastHash = hashEvent(event);
+      ready.push(w);
+    }
+    return ready;
+  }
+
   /** Hands the queued events to the writer; they count as journaled once it has fsync'd them. */
   private write(): void {
-    const waiters = this.queue;
-    if (waiters.length === 0 || this.writer === undefined) return;
-    this.queue = [];
+    if (this.queue.length === 0 || this.writer === undefined) return;
+    const waiters = this.chainQueued();
+    if (waiters.length === 0) return;
     this.writing.push(...waiters);
     const parts: JournalPart[] = [];
     let i = 0;
