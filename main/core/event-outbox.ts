@@ -80,12 +80,11 @@ export interface OutboxOptions {
 }
 
 /**
- * The agent's durable event outbox: an append-only journal of JSON lines in segment files.
- * `emit` resolves only after the event's line is written and fsync'd; events emitted while a write
- * is on its way share the next write and fsync. The writes, fsyncs and deletions are asynchronous file
- * calls (`JournalWriter`, on libuv's thread pool), one at a time and in order, never blocking the caller's thread. Events leave
- * the journal only when the backend acknowledges them. The journal is bounded: past `max` pending
- * events `emit` refuses with OUTBOX_FULL; it never drops an event silently.
+ * The agent's durable event outbox: an append-only journal of JSON lines in segment files. `emit`
+ * resolves only once the event's line is on disk; events emitted while a write is on its way share
+ * the next one. The disk work goes through `JournalWriter` (libuv's thread pool), in order. Events
+ * leave the journal only when the backend acknowledges them. Past `max` pending events `emit` refuses
+ * with OUTBOX_FULL; it never drops an event silently.
  */
 export class EventOutbox {
   private events: AssuranceEvent[] = [];
@@ -153,7 +152,7 @@ export class EventOutbox {
         new BatonError('OUTBOX_FULL', `The event outbox holds ${this.max} unacknowledged events; refusing to drop any`),
       );
     }
-    // Numbered and chained in `chainQueued`; the fields exist now so every event has one shape.
+    // Numbered and chained in `chainQueued`; the fields exist now, so every event has one shape.
     const event = chainEvent(draft, { id: randomUUID(), seq: 0, prevHash: '', now: this.clock() });
     return new Promise((resolve, reject) => {
       this.queue.push(new Waiter(event, resolve, reject));
@@ -239,10 +238,7 @@ export class EventOutbox {
     });
   }
 
-  /**
-   * Numbers and chains the queued events in the order they were emitted and checks each against its
-   * schema; one that fails is refused and takes no number. Returns those that passed.
-   */
+  /** Numbers, chains and checks the queued events in emit order (see `emit`); returns those that passed. */
   private chainQueued(): Waiter[] {
     const queued = this.queue;
     this.queue = [];
