@@ -7,6 +7,7 @@ import { loadAgentConfig, type AgentConfig } from './core/agent-config.js';
 import { CeremonyBroker } from './core/ceremony-broker.js';
 import { systemClock } from './core/clock.js';
 import { IpcDispatcher, statusView } from './core/ipc-dispatcher.js';
+import { CLOSE_TIMEOUT_MS } from './core/journal-writer.js';
 import { AccountPicker } from './shell-policy/account-picker.js';
 import { ClipboardGuard } from './shell-policy/clipboard-guard.js';
 import { SenderTable } from './shell-policy/ipc-callers.js';
@@ -29,6 +30,8 @@ import { startUiServer } from './ui/ui-server.js';
  */
 
 let focusWindow: (() => void) | undefined;
+/** How long a quit waits for the agent, the workspaces and the UI host to stop before it goes through anyway. */
+const QUIT_DEADLINE_MS = CLOSE_TIMEOUT_MS + 5_000;
 /** Set at `before-quit`: from then on the kiosk window may close. */
 let quitting = false;
 
@@ -158,6 +161,11 @@ async function start(): Promise<void> {
         ]);
       },
       () => app.quit(),
+      {
+        // Past the journal's own close bound: only a part that never settles gets here.
+        ms: QUIT_DEADLINE_MS,
+        onDeadline: () => logger.error({ code: 'QUIT_DEADLINE' }, 'quitting before the shutdown finished'),
+      },
     ),
   );
 }

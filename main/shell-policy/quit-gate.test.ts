@@ -2,6 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { quitGate } from './quit-gate.js';
 
+/** No deadline reached in these tests unless they ask for one. */
+const noDeadline = {
+  ms: 60_000,
+  onDeadline: () => assert.fail('the deadline passed'),
+};
+
 /** A `before-quit` event that records whether the quit was held. */
 const quitEvent = () => {
   const event = { held: false, preventDefault: () => void (event.held = true) };
@@ -19,6 +25,7 @@ describe('quitGate', () => {
         return new Promise<void>((resolve) => (finish = resolve));
       },
       () => quits++,
+      noDeadline,
     );
     const first = quitEvent();
     beforeQuit(first);
@@ -43,8 +50,40 @@ describe('quitGate', () => {
     const beforeQuit = quitGate(
       () => Promise.reject(new Error('disk gone')),
       () => quits++,
+      noDeadline,
     );
     beforeQuit(quitEvent());
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(quits, 1);
+  });
+
+  it('a stop that never settles holds the quit only until the deadline, says so, and quits once', async () => {
+    let quits = 0;
+    let deadlines = 0;
+    let finish!: () => void;
+    let quitted!: () => void;
+    const quit = new Promise<void>((resolve) => (quitted = resolve));
+    const beforeQuit = quitGate(
+      () => new Promise<void>((resolve) => (finish = resolve)),
+      () => {
+        quits++;
+        quitted();
+      },
+      { ms: 50, onDeadline: () => deadlines++ },
+    );
+    const first = quitEvent();
+    beforeQuit(first);
+    assert.equal(first.held, true);
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([quit, new Promise((resolve) => (bound = setTimeout(resolve, 10_000)))]);
+    clearTimeout(bound);
+    assert.equal(deadlines, 1, 'the deadline is reported (logged by the shell)');
+    assert.equal(quits, 1);
+    const last = quitEvent();
+    beforeQuit(last);
+    assert.equal(last.held, false, 'the quit asked for after the deadline goes through');
+    // The stop settling late quits nothing a second time.
+    finish();
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(quits, 1);
   });
