@@ -10,7 +10,7 @@
  *   hand, parsed and schema-checked) to the `onStatus` listener seeing the operator in front — the
  *   agent applying the answer (`SessionManager.signedIn`, the switch event journaled, status built
  *   and delivered). `request` is observed by wrapping the prototype method in this process.
- * - core + decode: the same, from `fetch` resolving (response headers in hand), so it adds reading
+ * - core + decode: the same, from the verify request's `response` event (headers in hand), so it adds reading
  *   the body, JSON parsing and the schema check.
  * - full tap: from `agent.tapIn()` to the operator in front, both HTTP round trips included.
  *
@@ -21,6 +21,7 @@
  * `bench/compare-ui-samples.ts --paths core,full --percentiles 50,99 --decimals 3` over alternated runs of two trees.
  */
 import { writeFileSync } from 'node:fs';
+import { ClientRequest } from 'node:http';
 import { parseArgs } from 'node:util';
 import { BackendClient } from '../main/core/backend-client.js';
 import { SessionManager } from '../main/core/session-manager.js';
@@ -95,19 +96,20 @@ function instrumentCore(): void {
         return session;
       },
   );
-  const realFetch = globalThis.fetch;
-  globalThis.fetch = (input, init) => {
-    const marks = current;
-    const response = realFetch(input, init);
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    if (marks !== undefined && new URL(url).pathname === VERIFY_PATH) {
-      response.then(
-        () => (marks.headersAt = process.hrtime.bigint()),
-        () => undefined,
-      );
-    }
-    return response;
-  };
+  // The agent's HTTP client is node:http (main/core/signed-http.ts): the verify answer's headers are
+  // in hand when its ClientRequest emits 'response'.
+  wrapMethod(
+    ClientRequest.prototype,
+    'emit',
+    (emit) =>
+      function (this: ClientRequest, event: string | symbol, ...rest: unknown[]) {
+        const marks = current;
+        if (event === 'response' && marks !== undefined && this.path.split('?')[0] === VERIFY_PATH) {
+          marks.headersAt = process.hrtime.bigint();
+        }
+        return emit.call(this, event, ...rest);
+      },
+  );
 }
 
 const ms = (from: bigint | undefined, to: bigint | undefined): number =>
@@ -198,7 +200,7 @@ async function main(): Promise<void> {
         row('  of which SessionManager.signedIn', summarize(apply)),
         row('core + decode: response headers → in front', decodeS),
         row('full tap: tapIn() → in front', fullS),
-        row('  of which options request (signed HTTP)', summarize(optionsRoundTrip)),
+        row('  of which options request (n/a: asked ahead)', summarize(optionsRoundTrip)),
         row('  of which verify request (signed HTTP)', summarize(verifyRoundTrip)),
         row('  of which soft authenticator assertion', summarize(assertion)),
       ],
