@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import pg from 'pg';
+import type { AssuranceEvent } from '../../shared/events.js';
 import { TestConsole, httpJson, type ConsoleSocket, type Json } from '../helpers/backend-harness.js';
 import { Cluster, type ClusterNode } from '../helpers/cluster-harness.js';
 import { postgresSkip } from '../helpers/postgres-server.js';
@@ -29,6 +31,10 @@ import { TEST_ENGINE } from '../helpers/test-database.js';
  *   never mapped (and it still held the lease, so nobody did); (3) the gap: events the survivor commits
  *   after the kill and before it holds the lease (its admin view says `fanout: false` after they were
  *   acknowledged): its own feed handed them to no one; (4) after the takeover.
+ *
+ * A console sends a batch its node refused (the node closes the socket) again, as the agent does: it connects
+ * again and sends what the welcome's `ackedSeq` does not cover; each refusal is in the test's diagnostics, with
+ * the database sessions then waiting for a lock or idle in a transaction.
  *
  * The receiver must get every SET, each Baton event as one SET (one jti), in order per subject; a
  * duplicate (same jti) only where at least once allows it (after a kill: a SET received before it, posted
@@ -108,6 +114,38 @@ describe(
       await cluster?.stop();
     });
 
+    /**
+     * What held a refused batch up, for the test's diagnostics: the database's sessions that wait for a lock or sit
+     * idle inside a transaction (with the sessions blocking them and their last statement), and the codes the
+     * nodes logged last.
+     */
+    async function holdUps(): Promise<string> {
+      const client = new pg.Client({ connectionString: cluster.databaseUrl });
+      const lines: string[] = [];
+      try {
+        await client.connect();
+        const { rows } = await client.query<Json>(
+          `SELECT pid, state, pg_blocking_pids(pid) AS blockers, round(extract(epoch FROM now() - xact_start) * 1000) AS xact_ms,
+             wait_event_type, left(query, 160) AS query
+           FROM pg_stat_activity
+           WHERE datname = current_database() AND pid <> pg_backend_pid()
+             AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')`,
+        );
+        for (const row of rows) lines.push(JSON.stringify(row));
+      } catch (error) {
+        lines.push(`pg_stat_activity: ${String(error)}`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+      for (const node of cluster.nodes) {
+        const codes = node.output.filter((l) => /"level":(40|50|60)/.test(l)).slice(-5);
+        lines.push(
+          `node ${node.name}: ${codes.map((l) => String((JSON.parse(l) as Json).code ?? (JSON.parse(l) as Json).msg)).join(', ')}`,
+        );
+      }
+      return lines.join('\n');
+    }
+
     /** A node's own share, as its admin view says (`node`: fan-out holder, SETs signed, pushed). */
     const nodeView = async (node: ClusterNode): Promise<{ fanout: boolean; signed: number; backlog: number }> => {
       const answer = (await cluster.admin(node.name).ok('GET', '/v1/admin/ssf/streams')) as Json;
@@ -127,6 +165,63 @@ describe(
       );
       const holder = live[views.findIndex((n) => n.fanout)] as ClusterNode;
       return { holder, other: cluster.nodes.find((n) => n !== holder) as ClusterNode };
+    }
+
+    /** A console's connection to its node, replaced when the node closes it. */
+    interface Link {
+      readonly console: TestConsole;
+      socket: ConsoleSocket;
+    }
+    /** Batches the backend refused (it closes the socket: nothing of the batch stored), by phase and error code. */
+    const refusals: { phase: Phase; code: string; afterMs: number; holdUps: string }[] = [];
+    /** Each batch refused during a test, in its diagnostics (and forgotten). */
+    function reportRefusals(t: TestContext): void {
+      for (const r of refusals.splice(0)) {
+        t.diagnostic(
+          `a batch written in phase ${r.phase} was refused (${r.code}) after ${r.afterMs} ms:\n${r.holdUps}`,
+        );
+      }
+    }
+
+    async function link(console: TestConsole): Promise<Link> {
+      const socket = await console.connect();
+      sockets.push(socket);
+      await socket.next('welcome');
+      return { console, socket };
+    }
+
+    /**
+     * Sends `events` until the backend acknowledged the last, as the agent does (main/core/outbox-uplink.ts): a
+     * refused batch closes the socket; the console connects again and sends what the welcome's `ackedSeq` says the
+     * backend does not hold. Gives up (fails the test) after 30 s.
+     */
+    async function deliver(l: Link, events: AssuranceEvent[], phase: Phase): Promise<void> {
+      const last = events.at(-1)?.seq ?? 0;
+      const started = Date.now();
+      let pending = events;
+      for (;;) {
+        const socket = l.socket;
+        const left = started + 30_000 - Date.now();
+        if (left <= 0) throw new Error(`events up to seq ${last} of console ${l.console.id} not acknowledged in 30 s`);
+        socket.send({ type: 'events', events: pending });
+        const outcome = await Promise.race([
+          socket
+            .next('events-ack', (m: Json) => m.upToSeq >= last, left)
+            .then(
+              () => 'acked' as const,
+              (error: unknown) => error,
+            ),
+          socket.closed.then(() => 'closed' as const),
+        ]);
+        if (outcome === 'acked') return;
+        if (outcome !== 'closed') throw new Error(`${String(outcome)}\n${await holdUps()}`);
+        const refused = [...socket.received].reverse().find((m) => m.type === 'error');
+        refusals.push({ phase, code: String(refused?.code), afterMs: Date.now() - started, holdUps: await holdUps() });
+        l.socket = (await link(l.console)).socket;
+        const welcome = l.socket.received.find((m) => m.type === 'welcome') as Json;
+        pending = events.filter((e) => e.seq > Number(welcome.ackedSeq));
+        if (pending.length === 0) return;
+      }
     }
 
     /**
@@ -161,17 +256,10 @@ describe(
       for (let i = 0; i < LOCKERS; i++) lockers.push(await TestConsole.enrol(writer.url, admin));
       const revokees: TestConsole[] = [];
       for (let i = 0; i < REVOKEES; i++) revokees.push(await TestConsole.enrol(writer.url, admin));
-      const own: ConsoleSocket[] = [];
-      for (const locker of lockers) {
-        const socket = await locker.connect();
-        await socket.next('welcome');
-        own.push(socket);
-        sockets.push(socket);
-      }
+      const own: Link[] = [];
+      for (const locker of lockers) own.push(await link(locker));
       const burster = await TestConsole.enrol(writer.url, admin);
-      const burstSocket = await burster.connect();
-      await burstSocket.next('welcome');
-      sockets.push(burstSocket);
+      const burstLink = await link(burster);
 
       const state = {
         phase: 'before' as Phase,
@@ -193,11 +281,9 @@ describe(
           await Promise.all(
             lockers.map(async (locker, i) => {
               const event = locker.nextEvent({ type: 'session-locked', reasons: ['idle'] });
-              const socket = own[i] as ConsoleSocket;
               // Its phase is when it was sent: it is committed after that (and before its acknowledgement).
               const sentIn = state.phase;
-              socket.send({ type: 'events', events: [event] });
-              await socket.next('events-ack', (m: Json) => m.upToSeq >= event.seq, 15_000);
+              await deliver(own[i] as Link, [event], sentIn);
               produced.get(locker.id)?.push({ id: event.id, phase: sentIn });
             }),
           );
@@ -233,8 +319,7 @@ describe(
           const events = Array.from({ length: n }, () =>
             burster.nextEvent({ type: 'session-locked', reasons: ['idle'] }),
           );
-          burstSocket.send({ type: 'events', events });
-          await burstSocket.next('events-ack', (m: Json) => m.upToSeq >= (events.at(-1)?.seq ?? 0), 15_000);
+          await deliver(burstLink, events, 'burst');
           produced.get(burster.id)?.push(...events.map((e) => ({ id: e.id, phase: 'burst' as Phase })));
         },
         /** Revokes the next `n` consoles through `writer`. */
@@ -427,6 +512,7 @@ describe(
         stalled.child.kill('SIGCONT');
         await run.stop().catch(() => undefined);
         await run.close(other);
+        reportRefusals(t);
       }
     });
 
@@ -498,6 +584,7 @@ describe(
       } finally {
         await run.stop().catch(() => undefined);
         await run.close(survivor);
+        reportRefusals(t);
       }
     });
   },

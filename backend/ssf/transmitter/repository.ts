@@ -473,9 +473,17 @@ export class TransmitterRepository {
 
   /**
    * Up to `max` SETs for a poll: those never handed out, and those handed out more than
-   * `redeliverMs` ago without an acknowledgement, in queue order; marked handed out now.
+   * `redeliverMs` ago without an acknowledgement, in queue order; marked handed out now. Once it has rows to
+   * mark (and so to hold), the unit is bounded to `idleMs` idle (`boundIdleInUnit`): a node frozen before its
+   * COMMIT does not hold them for the pool's 30 s from the other nodes' polls.
    */
-  async takeForPoll(streamId: string, max: number, now: number, redeliverMs: number): Promise<QueueRow[]> {
+  async takeForPoll(
+    streamId: string,
+    max: number,
+    now: number,
+    redeliverMs: number,
+    idleMs: number,
+  ): Promise<QueueRow[]> {
     return this.store.transaction(async (tx) => {
       const d = db(tx);
       const rows = await d
@@ -498,6 +506,7 @@ export class TransmitterRepository {
         .execute();
       const seqs = rows.map((r) => n(r.seq));
       if (seqs.length > 0) {
+        await this.in(tx).boundIdleInUnit(idleMs);
         await d
           .updateTable('ssf_queue')
           .set((eb) => ({ polled_at: now, attempts: eb('attempts', '+', 1) }))

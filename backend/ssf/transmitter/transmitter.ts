@@ -315,7 +315,7 @@ export class SsfTransmitter {
     await this.flushing?.catch(() => undefined);
     if (this.fanoutHolder) {
       // The cursor as far as this node mapped (written lazily while nothing was queued), then the lease goes.
-      await this.fanoutUnit(async (tx) => {
+      await this.unit(async (tx) => {
         const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
         if (this.processed > stored) await tx.meta.set(CURSOR_KEY, String(this.processed));
         // Only while still the holder (fenced as in `process`): another's cursor is not moved past what it mapped.
@@ -581,7 +581,7 @@ export class SsfTransmitter {
     if (stream === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
     if (stream.status !== status || (stream.statusReason ?? undefined) !== reason) {
       const now = this.deps.clock();
-      await this.deps.store.transaction(async (tx) => {
+      await this.unit(async (tx) => {
         const repo = this.repo.in(tx);
         await repo.setStatus(stream.id, status, reason ?? null, now);
         // Disabled: the transmitter neither sends nor holds events for it (SSF 1.0 §8.1.2.1).
@@ -624,7 +624,7 @@ export class SsfTransmitter {
     if (stream.status === 'disabled') throw new BatonError('SSF_STREAM_DISABLED', `Stream "${stream.id}" is disabled`);
     const row = this.streamEvent(stream, SSF_VERIFICATION_EVENT, state === undefined ? {} : { state });
     const now = this.deps.clock();
-    await this.deps.store.transaction(async (tx) => {
+    await this.unit(async (tx) => {
       const repo = this.repo.in(tx);
       await repo.enqueue([row], now);
       await repo.setVerifyRequested(stream.id, row.jti, now);
@@ -774,7 +774,7 @@ export class SsfTransmitter {
             this.loseFanout();
           } else {
             // Nothing of the unit was committed (e.g. PostgreSQL ended its session: idle in it past the lease, see
-            // `fanoutUnit`). The events stay in the log and the cursor did not move, but the batch left `pending`:
+            // `unit`). The events stay in the log and the cursor did not move, but the batch left `pending`:
             // mapping the next batch would write the cursor past it. So this node stops mapping and drops what it
             // had not queued; its next sweep, if it still holds the lease, maps again from the stored cursor (as a
             // node taking the lease over does), else the holder does.
@@ -791,17 +791,20 @@ export class SsfTransmitter {
   }
 
   /**
-   * A unit of work of the fan-out (the SETs and the cursor, fenced on the lease). On PostgreSQL it first bounds how
-   * long it may stay idle: a node frozen while the unit is open (a pause, a stopped VM) holds the cursor's row, the
-   * queued rows' keys and, after the fence, the lease's row, and the node taking the lease over would wait for them.
-   * The server ends the session after `leaseSeconds` idle in the unit (`idle_in_transaction_session_timeout`),
-   * which is when the lease — renewed before the unit's last statement at the latest — has expired: the new holder
-   * proceeds within about the lease plus the sweep. A healthy unit never idles that long (its statements run back
-   * to back; the signing is done before it). The node that wakes finds its connection ended (the unit's next
-   * statement or COMMIT fails; pg's pool drops that client), nothing of the unit committed, and stops mapping
-   * (scheduleFlush); it maps no event twice (the fence). SQLite: one writer in one process, nobody else waits.
+   * A unit of work of the transmitter: the fan-out's (the SETs and the cursor, fenced on the lease), a delivery
+   * round's commit (queue rows removed, the stream's lease renewed), a stream's status or verification change. On
+   * PostgreSQL it first bounds how long it may stay idle: a node frozen while the unit is open (a pause, a stopped
+   * VM) holds the rows it wrote — the cursor's row, the queued rows' keys and the fan-out lease's row; a stream's
+   * row, its lease and queue rows — and the other nodes' units wait for them. The server ends the session after
+   * `leaseSeconds` idle in the unit (`idle_in_transaction_session_timeout`), which is when a lease the unit renews
+   * (fan-out, delivery) has expired: the node taking over proceeds within about the lease plus the sweep (before,
+   * after the pool's 30 s). A healthy unit never idles that long (its statements run back to back; the
+   * signing and the pushes are done before it). The node that wakes finds its connection ended (the unit's next
+   * statement or COMMIT fails; pg's pool drops that client) and nothing of the unit committed; a fan-out unit
+   * then stops mapping (scheduleFlush) and maps no event twice (the fence). SQLite: one writer in one process,
+   * nobody else waits.
    */
-  private fanoutUnit<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
+  private unit<T>(fn: (tx: Store) => Promise<T>): Promise<T> {
     return this.deps.store.transaction(async (tx) => {
       await this.repo.in(tx).boundIdleInUnit(this.leaseMs);
       return fn(tx);
@@ -889,7 +892,7 @@ export class SsfTransmitter {
       // table rather than a quarter of each page (4 streams), so the round's commit writes a quarter of the
       // pages to the WAL and empty pages are freed rather than rewritten.
       if (touched.size > 1) rows.sort((a, b) => (a.streamId < b.streamId ? -1 : a.streamId > b.streamId ? 1 : 0));
-      await this.fanoutUnit(async (tx) => {
+      await this.unit(async (tx) => {
         const repo = this.repo.in(tx);
         await repo.enqueue(rows, now);
         const stored = Number((await tx.meta.get(CURSOR_KEY)) ?? 0);
@@ -1036,7 +1039,7 @@ export class SsfTransmitter {
       if (delivered.length > 0) {
         // One unit: the admin view never shows an empty queue with the last error still on it.
         const at = clock();
-        await this.deps.store.transaction(async (tx) => {
+        await this.unit(async (tx) => {
           const repo = this.repo.in(tx);
           await repo.remove(
             id,
@@ -1180,7 +1183,7 @@ export class SsfTransmitter {
     const deadline = this.deps.clock() + this.deps.config.pollWaitSeconds * 1000;
     for (;;) {
       if (gone?.aborted === true) return { sets: {}, moreAvailable: false };
-      const rows = await this.repo.takeForPoll(stream.id, max, this.deps.clock(), redeliverMs);
+      const rows = await this.repo.takeForPoll(stream.id, max, this.deps.clock(), redeliverMs, this.leaseMs);
       if (rows.length > 0 || body.returnImmediately !== false || this.stopped) {
         if (rows.length > 0) await this.repo.recordDelivered(stream.id, 0, this.deps.clock());
         return {
