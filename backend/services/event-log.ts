@@ -45,15 +45,6 @@ export const BACKEND_ORIGIN = 'backend';
 export const MAX_EVENTS_PER_COMMIT = 2000;
 
 /**
- * Group commits a node runs at once on PostgreSQL. With one, the node's checking and hashing of a
- * group alternate with PostgreSQL's insert and commit of it; with two, one group is checked while the
- * other is written. The groups hold disjoint consoles (a console's next batch waits for the group
- * holding its previous one), so they lock different heads, as two nodes' groups do. On embedded
- * SQLite one writer commits at a time anyway: one group.
- */
-export const POSTGRES_GROUPS_IN_FLIGHT = 2;
-
-/**
  * Flags that say nothing about the chain or the event's own trustworthiness, so verify does not
  * list them: a late event filled a gap already reported; `refused` comes with the flag saying why;
  * a refused session change is the backend's decision, not a problem with the event.
@@ -514,11 +505,8 @@ export class EventLog {
   }>();
   private pending: PendingBatch[] = [];
   private flushScheduled = false;
-  /** The group commits in progress (at most `groupsInFlight`); the next group gathers meanwhile. */
-  private readonly flushing = new Set<Promise<void>>();
-  /** Consoles with a batch in a group commit in progress: their next batch waits for it (in order). */
-  private readonly originsInFlight = new Set<string>();
-  private readonly groupsInFlight: number;
+  /** The group commit in progress, if any: one at a time, the next group gathers meanwhile. */
+  private flushing: Promise<void> | undefined;
   /** The unit of work the current async flow runs in: catches a nested unit, which would deadlock on SQLite. */
   private readonly context = new AsyncLocalStorage<Unit>();
   /**
@@ -578,7 +566,6 @@ export class EventLog {
      */
     private readonly bus?: ClusterBus,
   ) {
-    this.groupsInFlight = store.engine === 'postgres' ? POSTGRES_GROUPS_IN_FLIGHT : 1;
     if (bus?.kind === 'postgres') {
       // Cursors are not in commit order across transactions (and nodes): followers are fed from the
       // store behind a horizon no open transaction can still fall under (see `pullFeed`).
@@ -972,10 +959,10 @@ export class EventLog {
     return this.listenerFailureCount;
   }
 
-  /** Commits whatever is queued now, and waits for the group commits in progress (used on shutdown). */
+  /** Commits whatever is queued now, and waits for a group commit in progress (used on shutdown). */
   async drain(): Promise<void> {
     for (;;) {
-      if (this.flushing.size > 0) await Promise.all(this.flushing);
+      if (this.flushing !== undefined) await this.flushing;
       else if (this.pending.length > 0) await this.flush();
       else return;
     }
@@ -1142,7 +1129,7 @@ export class EventLog {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || this.flushing.size >= this.groupsInFlight) return;
+    if (this.flushScheduled || this.flushing !== undefined) return;
     this.flushScheduled = true;
     // Outside whatever async context queued the batch: the group commit is nobody's nested unit.
     setImmediate(() => {
@@ -1152,53 +1139,31 @@ export class EventLog {
     });
   }
 
-  /**
-   * Commits the next group of queued batches; never rejects (each batch's promise carries its
-   * outcome). The group takes queued batches in arrival order up to `MAX_EVENTS_PER_COMMIT`, leaving
-   * those of consoles that have a batch in a group in progress, and every later one of theirs (a
-   * console's batches are committed in the order they arrived).
-   */
+  /** Commits the next group of queued batches; never rejects (each batch's promise carries its outcome). */
   private flush(): Promise<void> {
     this.flushScheduled = false;
-    if (this.flushing.size >= this.groupsInFlight) return Promise.resolve();
-    const batches: PendingBatch[] = [];
-    const left: PendingBatch[] = [];
-    const waiting = new Set<string>();
+    if (this.flushing !== undefined) return this.flushing;
+    let take = 0;
     let events = 0;
-    let full = false;
     for (const batch of this.pending) {
-      if (full || this.originsInFlight.has(batch.origin) || waiting.has(batch.origin)) {
-        if (!full) waiting.add(batch.origin);
-        left.push(batch);
-        continue;
-      }
-      if (batches.length > 0 && events + batch.events.length > MAX_EVENTS_PER_COMMIT) {
-        full = true;
-        left.push(batch);
-        continue;
-      }
+      if (take > 0 && events + batch.events.length > MAX_EVENTS_PER_COMMIT) break;
       events += batch.events.length;
-      batches.push(batch);
+      take++;
     }
+    const batches = this.pending.splice(0, take);
     if (batches.length === 0) return Promise.resolve();
-    this.pending = left;
-    const origins = new Set(batches.map((b) => b.origin));
-    for (const origin of origins) this.originsInFlight.add(origin);
-    const flushing: Promise<void> = this.commitGroup(batches)
+    const flushing = this.commitGroup(batches)
       .catch((error: unknown) => {
         // commitGroup settles every batch itself; this is a last guard against a bug there.
         this.logger.error({ err: error, code: 'EVENT_INGEST_FLUSH_FAILED' }, 'event group commit failed');
         for (const b of batches) b.reject(error);
       })
       .finally(() => {
-        this.flushing.delete(flushing);
-        for (const origin of origins) this.originsInFlight.delete(origin);
+        this.flushing = undefined;
         // What arrived meanwhile is committed on the next turn, so ingest never holds the event loop for long.
         if (this.pending.length > 0) this.scheduleFlush();
       });
-    this.flushing.add(flushing);
-    // Room for another group (PostgreSQL): gather it on the next turn, while this one is written.
-    if (this.pending.length > 0) this.scheduleFlush();
+    this.flushing = flushing;
     return flushing;
   }
 
