@@ -198,6 +198,8 @@ export class SsfTransmitter {
   private readonly pollWaiters = new EventEmitter();
   private unsubscribe: (() => void) | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
+  /** The sweep in progress: one at a time (a slow database must not gather one waiting sweep per second). */
+  private sweeping: Promise<void> | undefined;
   private stopped = false;
   /** Kept-alive connections to receivers, pushes ended after `pushTimeoutMs` (push-client.ts). */
   private readonly client: PushClient;
@@ -250,9 +252,9 @@ export class SsfTransmitter {
         'catching the Shared Signals fan-out up failed at start; the next sweep tries again',
       ),
     );
-    this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_MS);
+    this.sweepTimer = setInterval(() => void this.sweepOnce(), SWEEP_MS);
     this.sweepTimer.unref();
-    void this.sweep();
+    void this.sweepOnce();
   }
 
   /** Takes or renews the fan-out lease; a node that just took it maps what its predecessor had not. */
@@ -310,6 +312,8 @@ export class SsfTransmitter {
     this.stopped = true;
     this.unsubscribe?.();
     clearInterval(this.sweepTimer);
+    // A sweep still waiting for the database could take the fan-out lease again after it is given back below.
+    await this.sweeping;
     for (const timer of this.wakeups.values()) clearTimeout(timer);
     this.pollWaiters.emit('stop');
     await this.flushing?.catch(() => undefined);
@@ -947,6 +951,17 @@ export class SsfTransmitter {
     this.delivering.set(streamId, run);
   }
 
+  /**
+   * Starts a sweep unless one is still running. Each sweep's statements wait for a connection and for the lease's
+   * row: while another session holds that row (a node frozen inside its fan-out unit, up to `leaseSeconds`), a
+   * sweep a second would hold one more of the pool's connections each second, until the statement timeout, and
+   * starve the node's sign-ins and batches.
+   */
+  private sweepOnce(): Promise<void> {
+    this.sweeping ??= this.sweep().finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
   private async sweep(): Promise<void> {
     if (this.stopped) return;
     try {
@@ -984,13 +999,18 @@ export class SsfTransmitter {
       }
       // A slow receiver may hold a round longer than the lease: renew it meanwhile; if another node took it
       // (this one stalled), post nothing more: the other delivers from the queue head.
+      // One renewal at a time, as the sweep: a renewal waiting for the stream's row holds a connection.
       let lost = false;
+      let renewing = false;
       const renewal = setInterval(() => {
+        if (renewing) return;
+        renewing = true;
         const at = clock();
         void this.repo
           .takeLease(id, nodeId, at, at + this.leaseMs)
           .then((held) => (lost ||= !held))
-          .catch(() => undefined);
+          .catch(() => undefined)
+          .finally(() => (renewing = false));
       }, this.leaseMs / 3);
       renewal.unref();
       // Each subject's SETs in queue order, from its head, stopping at its first failure or a SET not yet due.
