@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatonError } from '../shared/errors.js';
 import { loadBackendConfig } from './config.js';
+import { tempDir } from './temp-dir.js';
 
 describe('backend configuration', () => {
   it('uses safe defaults: loopback, port 8470, RP ID localhost, durable commits', () => {
@@ -18,7 +18,7 @@ describe('backend configuration', () => {
   });
 
   it('layers file < environment < flags', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
+    const dir = tempDir('baton-config-');
     const file = join(dir, 'backend.json');
     writeFileSync(file, JSON.stringify({ port: 9000, rpId: 'bank.example', logLevel: 'warn' }));
     const config = loadBackendConfig(['--config', file, '--port', '9100'], {
@@ -32,7 +32,7 @@ describe('backend configuration', () => {
   });
 
   it('names the field and what was expected when a value is wrong', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
+    const dir = tempDir('baton-config-');
     const file = join(dir, 'backend.json');
     writeFileSync(file, JSON.stringify({ port: 'eighty', origins: ['ftp://x'] }));
     assert.throws(
@@ -48,7 +48,7 @@ describe('backend configuration', () => {
 
   it('refuses unknown flags and keys instead of ignoring them', () => {
     assert.throws(() => loadBackendConfig(['--prot', '1'], {}));
-    const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
+    const dir = tempDir('baton-config-');
     const file = join(dir, 'backend.json');
     writeFileSync(file, JSON.stringify({ prot: 1 }));
     assert.throws(
@@ -58,7 +58,7 @@ describe('backend configuration', () => {
   });
 
   it('reports a config file that is not JSON', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
+    const dir = tempDir('baton-config-');
     const file = join(dir, 'backend.json');
     writeFileSync(file, '{ port: 1');
     assert.throws(

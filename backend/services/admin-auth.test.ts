@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { BatonError } from '../../shared/errors.js';
@@ -11,6 +8,7 @@ import { openSqliteStore } from '../store/sqlite-store.js';
 import { ADMIN_SESSION_IDLE_MS, AdminAuth } from './admin-auth.js';
 import { EventLog } from './event-log.js';
 import { InProcessBus } from '../cluster/bus.js';
+import { tempDir } from '../temp-dir.js';
 
 const ORIGIN = 'http://localhost:1';
 
@@ -32,7 +30,7 @@ describe('AdminAuth across nodes (state in the store only)', () => {
   let now = 1_000_000;
   const clock = () => now;
   const logger = pino({ level: 'silent' });
-  const store = openSqliteStore({ dataDir: mkdtempSync(join(tmpdir(), 'baton-admin-auth-')), durability: 'normal' });
+  const store = openSqliteStore({ dataDir: tempDir('baton-admin-auth-'), durability: 'normal' });
   after(() => store.close());
   const node = () => {
     // Each node its own in-process bus: what these tests show holds through the store alone.

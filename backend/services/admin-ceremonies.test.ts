@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import pino from 'pino';
@@ -17,6 +14,7 @@ import { EventLog } from './event-log.js';
 import { InProcessBus } from '../cluster/bus.js';
 import type { OperatorDirectory } from './operator-directory.js';
 import type { PolicyService } from './policy-service.js';
+import { tempDir } from '../temp-dir.js';
 
 /** An assertion that names `challenge` and a credential nobody holds: it fails after the challenge is taken. */
 function answer(challenge: string): AuthenticationResponseJSON {
@@ -44,7 +42,7 @@ let databases = 0;
 
 /** A fresh store on `engine` (PostgreSQL: a database of its own on one throwaway server). */
 async function openTestStore(engine: (typeof ENGINES)[number], prefix: string): Promise<Store> {
-  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  const dataDir = tempDir(prefix);
   if (engine === 'sqlite') return openStore({ dataDir, durability: 'normal' });
   postgres ??= startPostgres();
   const url = await createDatabase((await postgres).url, `baton_unit_${process.pid}_${++databases}`);

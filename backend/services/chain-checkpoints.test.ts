@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { sha256Hex } from '../crypto/secrets.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import { ChainCheckpoints } from './chain-checkpoints.js';
 import { EventLog } from './event-log.js';
+import { tempDir } from '../temp-dir.js';
 
 describe('ChainCheckpoints on a shared store', () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'baton-checkpoints-'));
+  const dataDir = tempDir('baton-checkpoints-');
   const store = openSqliteStore({ dataDir, durability: 'normal' });
   after(() => store.close());
   const logger = pino({ level: 'silent' });

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
 import type { Store } from '../store/repositories.js';
 import { openStore } from '../store/open-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { SignedChallenges, challengeKeyName, createOnce } from './signed-challenges.js';
+import { tempDir } from '../temp-dir.js';
 
 /** The engines these tests run on: embedded SQLite, and PostgreSQL where it can run here. */
 const ENGINES = ['sqlite', 'postgres'] as const;
@@ -19,7 +17,7 @@ let databases = 0;
 
 /** A fresh store on `engine` (PostgreSQL: a database of its own on one throwaway server). */
 async function openTestStore(engine: (typeof ENGINES)[number], prefix: string): Promise<Store> {
-  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  const dataDir = tempDir(prefix);
   if (engine === 'sqlite') return openStore({ dataDir, durability: 'normal' });
   postgres ??= startPostgres();
   const url = await createDatabase((await postgres).url, `baton_unit_${process.pid}_${++databases}`);

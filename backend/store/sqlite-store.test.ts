@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './migrations.js';
 import { DATABASE_FILE, migrate, openSqliteStore } from './sqlite-store.js';
 import { SqliteEphemeral } from './sqlite-ephemeral.js';
+import { tempDir } from '../temp-dir.js';
 
 describe('SQLite store', () => {
   it('applies the numbered migrations once and records the schema version', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    const dir = tempDir('baton-store-');
     await openSqliteStore({ dataDir: dir, durability: 'full' }).close();
     const store = openSqliteStore({ dataDir: dir, durability: 'full' });
     assert.equal(store.engine, 'sqlite');
@@ -23,7 +23,7 @@ describe('SQLite store', () => {
   });
 
   it('refuses a database written by a newer build', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    const dir = tempDir('baton-store-');
     const db = new Database(join(dir, DATABASE_FILE));
     db.pragma('user_version = 999');
     assert.throws(() => migrate(db), /newer than this build/);
@@ -39,7 +39,7 @@ describe('SQLite store', () => {
   });
 
   it('commits challenges and nonces without an fsync, and leaves every other commit waiting for the disk (FULL), even when one fails', () => {
-    const db = new Database(join(mkdtempSync(join(tmpdir(), 'baton-store-')), DATABASE_FILE));
+    const db = new Database(join(tempDir('baton-store-'), DATABASE_FILE));
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     migrate(db);
@@ -77,7 +77,7 @@ describe('SQLite store', () => {
   });
 
   it('validates rows read back: a corrupted enum is an error, not a trusted value', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    const dir = tempDir('baton-store-');
     const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
     const raw = new Database(join(dir, DATABASE_FILE));
     raw.exec(

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { fstatSync, mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { fstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CompiledQuery } from 'kysely';
 import { kyselyOf } from './kysely-store.js';
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
 import type { Store } from './repositories.js';
+import { tempDir } from '../temp-dir.js';
 
 /** A WAL flush the test releases (or fails) by hand, and the file descriptors it was asked to flush. */
 function heldFlush() {
@@ -52,7 +52,7 @@ const FULL = 2;
 
 describe('SQLite store, durability full: the WAL flush of a unit of work off the event loop', () => {
   it('a unit resolves only once its WAL is flushed, and nothing reads what it wrote before that', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+    const dir = tempDir('baton-store-');
     const flush = heldFlush();
     const store = openSqliteStore({ dataDir: dir, durability: 'full', syncWal: flush.syncWal });
     try {
@@ -77,7 +77,7 @@ describe('SQLite store, durability full: the WAL flush of a unit of work off the
   it('a failed flush fails the unit with a clear error, and the store goes on', async () => {
     const flush = heldFlush();
     const store = openSqliteStore({
-      dataDir: mkdtempSync(join(tmpdir(), 'baton-store-')),
+      dataDir: tempDir('baton-store-'),
       durability: 'full',
       syncWal: flush.syncWal,
     });
@@ -101,7 +101,7 @@ describe('SQLite store, durability full: the WAL flush of a unit of work off the
   it('a unit that rolls back asks for no flush and leaves FULL in place', async () => {
     const flush = heldFlush();
     const store = openSqliteStore({
-      dataDir: mkdtempSync(join(tmpdir(), 'baton-store-')),
+      dataDir: tempDir('baton-store-'),
       durability: 'full',
       syncWal: flush.syncWal,
     });
@@ -124,7 +124,7 @@ describe('SQLite store, durability full: the WAL flush of a unit of work off the
   it('with durability normal no flush is asked for', async () => {
     const flush = heldFlush();
     const store = openSqliteStore({
-      dataDir: mkdtempSync(join(tmpdir(), 'baton-store-')),
+      dataDir: tempDir('baton-store-'),
       durability: 'normal',
       syncWal: flush.syncWal,
     });

@@ -6,9 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -24,6 +22,7 @@ import { EPHEMERAL_SKEW_MARGIN_MS } from './kysely-revocations.js';
 import { openStore } from './open-store.js';
 import { storageFault } from '../http/http-kit.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
+import { tempDir } from '../temp-dir.js';
 
 const pgSkip = postgresSkip();
 let server: PostgresServer | undefined;
@@ -56,7 +55,7 @@ function sqliteEngine(name: string, open: (dir: string) => Store): Engine {
     name,
     skip: false,
     open() {
-      const dir = mkdtempSync(join(tmpdir(), 'baton-contract-'));
+      const dir = tempDir('baton-contract-');
       const store = open(dir);
       return Promise.resolve({
         store,
@@ -1027,7 +1026,7 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
       `SELECT table_name, column_name FROM information_schema.columns
        WHERE table_schema = 'public' AND table_name <> 'schema_migrations'`,
     );
-    const dir = mkdtempSync(join(tmpdir(), 'baton-schema-'));
+    const dir = tempDir('baton-schema-');
     await openSqliteStore({ dataDir: dir, durability: 'normal' }).close();
     const db = new Database(join(dir, DATABASE_FILE), { readonly: true });
     const tables = db
@@ -1242,7 +1241,7 @@ describe('PostgreSQL engine: several nodes on one database', { skip: pgSkip }, (
 
 describe('openStore chooses the engine', () => {
   it('embedded SQLite without a URL, PostgreSQL with a postgres:// URL', { skip: pgSkip }, async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'baton-open-'));
+    const dataDir = tempDir('baton-open-');
     const sqlite = await openStore({ dataDir, durability: 'normal' });
     assert.equal(sqlite.engine, 'sqlite');
     await sqlite.close();
@@ -1257,7 +1256,7 @@ describe('openStore chooses the engine', () => {
   });
 
   it('an unreachable server or a wrong URL is DATABASE_UNREACHABLE, in one line, without the password', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'baton-open-'));
+    const dataDir = tempDir('baton-open-');
     for (const databaseUrl of [
       'postgres://baton:s3cret-pw@127.0.0.1:1/baton',
       'postgres://baton:s3cret-pw@/baton',

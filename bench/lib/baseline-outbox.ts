@@ -9,10 +9,10 @@
  * runs the whole agent on the baseline outbox.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { tempDir } from '../../test/helpers/temp-dir.js';
 
 /** The last commit whose outbox wrote and fsync'd on the main thread. */
 export const DEFAULT_OUTBOX_BASELINE = '06345fa';
@@ -21,7 +21,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Writes the baseline copy and returns the file URL of its `event-outbox.ts`. */
 export function writeBaselineOutbox(rev: string): string {
-  const dir = join(mkdtempSync(join(tmpdir(), 'baton-outbox-baseline-')), 'core');
+  const dir = join(tempDir('baton-outbox-baseline-'), 'core');
   mkdirSync(dir);
   const shared = pathToFileURL(join(ROOT, 'shared')).href;
   for (const file of ['event-outbox.ts', 'atomic-file.ts']) {

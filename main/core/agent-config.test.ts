@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
 import { defaultConfigPath, loadAgentConfig } from './agent-config.js';
+import { tempDir } from '../../test/helpers/temp-dir.js';
 
 function configFile(content: unknown): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'baton-agent-config-')), 'agent.json');
+  const file = join(tempDir('baton-agent-config-'), 'agent.json');
   writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
   return file;
 }

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
@@ -11,9 +10,10 @@ import { writeAtomically } from './atomic-file.js';
 import { systemClock } from './clock.js';
 import { ConsoleIdentity } from './console-identity.js';
 import type { SecretStore } from './secret-store.js';
+import { tempDir as removedOnExit } from '../../test/helpers/temp-dir.js';
 
 function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'baton-console-link-'));
+  return removedOnExit('baton-console-link-');
 }
 
 function load(fields: Record<string, unknown>) {

@@ -5,14 +5,12 @@ import fs, {
   chmodSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syncBuiltinESMExports } from 'node:module';
 import { createInterface } from 'node:readline';
@@ -20,6 +18,7 @@ import { describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
 import { GENESIS_HASH, type EventDraft } from '../../shared/events.js';
 import { EventOutbox, SEGMENT_EVENTS, hashEvent } from './event-outbox.js';
+import { tempDir } from '../../test/helpers/temp-dir.js';
 
 const draft = (n = 0): EventDraft => ({
   type: 'session-locked',
@@ -27,7 +26,7 @@ const draft = (n = 0): EventDraft => ({
   outcome: 'info',
   reasons: ['idle'],
 });
-const fresh = () => mkdtempSync(join(tmpdir(), 'baton-outbox-'));
+const fresh = () => tempDir('baton-outbox-');
 
 function assertChain(events: { seq: number; prevHash: string }[], from = GENESIS_HASH): void {
   let prev = from;
@@ -39,7 +38,7 @@ function assertChain(events: { seq: number; prevHash: string }[], from = GENESIS
 
 describe('EventOutbox', () => {
   it('never writes through a link planted in its directory, and keeps the directory private', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-outbox-'));
+    const dir = tempDir('baton-outbox-');
     const journal = join(dir, 'journal');
     mkdirSync(journal, { mode: 0o755 });
     chmodSync(journal, 0o755);

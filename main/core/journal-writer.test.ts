@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { JournalWriter } from './journal-writer.js';
+import { tempDir } from '../../test/helpers/temp-dir.js';
 
 const SEGMENT = /^segment-(\d{16})\.jsonl$/;
 const name = (start: number) => `segment-${String(start).padStart(16, '0')}.jsonl`;
-const fresh = () => mkdtempSync(join(tmpdir(), 'baton-writer-'));
+const fresh = () => tempDir('baton-writer-');
 
 describe('JournalWriter', () => {
   it('carries out requests in the order they were made, each on disk when its promise resolves', async () => {

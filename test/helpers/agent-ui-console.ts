@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import type { BrowserContext, CDPSession, Page } from '@playwright/test';
 import { buildRenderer } from '../../main/ui/build-renderer.js';
 import { DevBridge } from '../../main/ui/dev-bridge.js';
@@ -10,13 +8,14 @@ import { startTestBackend, type Json, type TestBackend } from './backend-harness
 import { SECURITY_KEY, type AuthenticatorOptions } from './e2e-fixtures.js';
 import { FakeClock } from './fake-clock.js';
 import { TcpProxy } from './tcp-proxy.js';
+import { tempDir } from './temp-dir.js';
 
 let built: Promise<string> | undefined;
 
 /** The dev renderer, built once per process exactly as `npm run build:renderer` builds it. */
 export function devRendererDir(): Promise<string> {
   built ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-renderer-dev-'));
+    const dir = tempDir('baton-renderer-dev-');
     await buildRenderer(dir, { development: true });
     return dir;
   })();
@@ -128,7 +127,7 @@ export class UiConsole {
     const clock = new FakeClock(Date.now());
     const backend = await startTestBackend({ origins: [ui.origin], ...backendConfig }, { clock: () => clock.now() });
     const proxy = await TcpProxy.start({ host: '127.0.0.1', port: backend.backend.port });
-    const dataDir = mkdtempSync(join(tmpdir(), 'baton-agent-ui-'));
+    const dataDir = tempDir('baton-agent-ui-');
     const bridge = await DevBridge.start({
       ui,
       agent: { backendUrl: proxy.url, channel, dataDir, agentVersion: 'e2e' },

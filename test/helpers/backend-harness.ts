@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import WebSocket from 'ws';
@@ -15,6 +14,7 @@ import { ConsoleKey } from '../../main/core/console-key.js';
 import { checkAnswer } from './route-contract.js';
 import { dropTestDatabase, testDatabaseUrl } from './test-database.js';
 import { createHash, randomUUID } from 'node:crypto';
+import { tempDir } from './temp-dir.js';
 
 export const TEST_ORIGIN = 'http://localhost:8471';
 /** Real timers, captured before any test fakes them: a waiter's deadline stays real time. */
@@ -101,7 +101,7 @@ export async function startTestBackend(
   overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
   deps: { clock?: () => number; adminToken?: string } = {},
 ): Promise<TestBackend> {
-  const dataDir = (overrides.dataDir as string | undefined) ?? mkdtempSync(join(tmpdir(), 'baton-test-'));
+  const dataDir = (overrides.dataDir as string | undefined) ?? tempDir('baton-test-');
   const given = overrides.databaseUrl as string | undefined;
   const databaseUrl = given ?? (await testDatabaseUrl(dataDir));
   const kekFile = join(dataDir, KEY_ENCRYPTION_KEY_FILE);

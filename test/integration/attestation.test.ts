@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
@@ -9,6 +8,7 @@ import { startTestBackend, TestConsole, TEST_ORIGIN, type Json, type TestBackend
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { createTestAttestation } from '../helpers/test-attestation-ca.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const AAGUID = '2fc0579f-8113-47ea-b116-bb5a8db9202a';
 
@@ -54,7 +54,7 @@ describe('attested hardware authenticators (AAL3)', () => {
 
   it('rates user verification on an allow-listed authenticator chained to a configured root as hardware (AAL3, phrh)', async () => {
     const pki = await createTestAttestation();
-    const rootsFile = join(mkdtempSync(join(tmpdir(), 'baton-roots-')), 'roots.pem');
+    const rootsFile = join(tempDir('baton-roots-'), 'roots.pem');
     writeFileSync(rootsFile, pki.rootPem);
     const t = await startTestBackend({ attestationRootsFile: rootsFile });
     try {

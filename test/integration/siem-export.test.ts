@@ -2,16 +2,16 @@
 import '@simplewebauthn/server/helpers';
 import assert from 'node:assert/strict';
 import { webcrypto } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -136,7 +136,7 @@ describe('the continuous export to the SIEM', () => {
   });
 
   it('sends every stored event over TLS as one octet-counted RFC 5424 message with its OCSF record, in store order', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-siem-'));
+    const dir = tempDir('baton-siem-');
     const tls = await serverCertificate(dir);
     const receiver = await syslogReceiver(tls);
     stops.push(receiver.close);
@@ -198,7 +198,7 @@ describe('the continuous export to the SIEM', () => {
   });
 
   it('a receiver that drops the connection mid-batch gets the batch again: nothing is lost', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-siem-'));
+    const dir = tempDir('baton-siem-');
     const tls = await serverCertificate(dir);
     const receiver = await syslogReceiver(tls, 3);
     stops.push(receiver.close);
@@ -231,7 +231,7 @@ describe('the continuous export to the SIEM', () => {
   });
 
   it('an HTTP collector that is down, then busy, then back gets every event in order; a restart resumes from the cursor', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-siem-'));
+    const dir = tempDir('baton-siem-');
     const tokenFile = join(dir, 'collector-token');
     writeFileSync(tokenFile, 'collector-secret-token\n', { mode: 0o600 });
     const received: number[] = [];
@@ -262,7 +262,7 @@ describe('the continuous export to the SIEM', () => {
     const port = (collector.address() as AddressInfo).port;
     await new Promise<void>((resolve) => collector.close(() => resolve()));
     const sink = { name: 'collector', kind: 'http', url: `http://127.0.0.1:${port}/ingest?key=hidden`, tokenFile };
-    const dataDir = mkdtempSync(join(tmpdir(), 'baton-siem-data-'));
+    const dataDir = tempDir('baton-siem-data-');
     let t = await startTestBackend({ dataDir, siem: { sinks: [sink] } });
     await someActivity(t);
     await eventually(
