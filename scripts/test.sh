@@ -22,6 +22,27 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${BATON_POSTGR
   fi
 fi
 
+# One temporary directory for the whole run: TMPDIR (os.tmpdir(), mktemp, Playwright and Chromium honour
+# it), removed on exit, so what a test leaves behind goes with it instead of piling up in /tmp. Before
+# removing it the runner prints one line naming what the tests left there (each a leak to fix at its
+# source). A short path: Unix socket paths must stay under 107 bytes. Mode 0755: the throwaway
+# PostgreSQL servers initdb into a directory under it as the postgres user, who must reach it.
+suite_tmp=$(mktemp -d /tmp/baton-suite-XXXXXX) || exit 1
+chmod 0755 "$suite_tmp"
+remove_suite_tmp() {
+  # Not counted: tsx's and Playwright's compile caches and the keyring directory this script makes.
+  local left
+  left=$(find "$suite_tmp" -mindepth 1 -maxdepth 1 ! -name 'tsx-*' ! -name 'playwright-transform-cache-*' \
+    ! -name 'keyring-*' -printf '%f\n' | sed 's/-[A-Za-z0-9]\{6\}$/-/' | sort | uniq -c |
+    awk '{ printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1 }')
+  printf '\n[baton test] left in TMPDIR by the tests: %s; removing %s\n' "${left:-nothing}" "$suite_tmp"
+  rm -rf "$suite_tmp"
+}
+trap remove_suite_tmp EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+export TMPDIR="$suite_tmp"
+
 status=0
 step() {
   local name=$1
@@ -50,8 +71,8 @@ else
   printf '\n== integration tests on PostgreSQL ==\nSKIPPED: PostgreSQL is not installed (run as root so npm test can install it, or apt-get install postgresql).\n'
 fi
 if command -v dbus-run-session >/dev/null && command -v gnome-keyring-daemon >/dev/null && [ -f node_modules/keytar/build/Release/keytar.node ]; then
-  # A throwaway keyring directory: each run starts with a fresh, unlocked login keyring.
-  step "OS credential store (keytar against a real Secret Service)" env XDG_DATA_HOME="$(mktemp -d)" dbus-run-session -- sh -c \
+  # A throwaway keyring directory (under TMPDIR, removed with it): each run starts with a fresh, unlocked login keyring.
+  step "OS credential store (keytar against a real Secret Service)" env XDG_DATA_HOME="$(mktemp -d "$TMPDIR/keyring-XXXXXX")" dbus-run-session -- sh -c \
     'printf baton | gnome-keyring-daemon --unlock --components=secrets >/dev/null; BATON_SECRET_SERVICE=1 node --import tsx --test $(find main test -name "*.keytar.test.ts" | sort)'
 else
   printf '\n== OS credential store ==\nSKIPPED: needs dbus-run-session, gnome-keyring and a built keytar (run as root so npm test can install libsecret-1-dev, gnome-keyring and dbus).\n'
