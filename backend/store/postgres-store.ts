@@ -115,11 +115,10 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
     types: typeParsers,
     // A server that stops answering must give an error within seconds, not a hang: a connection is
     // had within 3 s or not at all, the server cancels a statement after 5 s (a lock wait included),
-    // the client gives up 1 s later (and never reuses that connection: `failFast`), TCP keepalive
-    // probes an idle peer after 10 s, and a transaction left open by a node that froze is ended by
-    // the server after 30 s.
+    // the client gives up 1 s later (`failFast`'s read timeout, not pg's `query_timeout`; it never
+    // reuses that connection), TCP keepalive probes an idle peer after 10 s, and a transaction left
+    // open by a node that froze is ended by the server after 30 s.
     statement_timeout: statementTimeout,
-    query_timeout: statementTimeout + 1_000,
     idle_in_transaction_session_timeout: Math.max(30_000, statementTimeout * 2),
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
@@ -164,13 +163,51 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     await client.end().catch(() => undefined);
   }
   const db = new Kysely<BatonDatabase>({
-    dialect: new PostgresDialect({ pool: failFast(pool, options.preparedStatements ?? true) }),
+    dialect: new PostgresDialect({
+      pool: failFast(pool, {
+        prepared: options.preparedStatements ?? true,
+        readTimeoutMs: (options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) + 1_000,
+      }),
+    }),
   });
   let closed: Promise<void> | undefined;
   return kyselyStore(db, 'postgres', () => (closed ??= db.destroy()));
 }
 
 const QUERY_TIMED_OUT = /^Query read timeout/;
+
+/**
+ * `pending`, or a `Query read timeout` error if it has not settled `ms` after the call. The verdict waits for
+ * one more turn of the event loop's I/O (`setImmediate`): when this process itself did not run for a while (a
+ * SIGSTOP, a paused VM, a long synchronous stall), its timers run first when it resumes, before it reads the
+ * sockets, and the answer the server sent meanwhile is there unread. pg's own `query_timeout` judges at once:
+ * after a 8 s freeze a statement the server had answered in 0.3 s failed with it (the unit of work rolled back,
+ * a console's batch refused), and every other statement then in flight with it.
+ */
+function withReadTimeout<T>(pending: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (!settled) reject(new Error(`Query read timeout: no answer from the database within ${ms} ms`));
+        }),
+      ms,
+    );
+    pending.then(
+      (value) => {
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        settled = true;
+        clearTimeout(timer);
+        reject(error as Error);
+      },
+    );
+  });
+}
 /**
  * A prepared statement the server can no longer use on this connection: its result type changed
  * under it (another node migrated the table, `0A000`), or it is gone (`26000`). The connection is
@@ -216,13 +253,15 @@ class StatementNames {
 }
 
 /**
- * The pool as Kysely uses it, with two changes. A connection on which a query timed out on the client
- * side (the server stopped answering) refuses every further query at once and is destroyed when
- * released, never reused: without it the ROLLBACK after the timeout would queue behind the unanswered
- * query and wait as long again before the request could fail. And statements run again and again are
- * named prepared statements (`StatementNames`) unless `prepared` is false.
+ * The pool as Kysely uses it, with two changes. A query gets no answer within `readTimeoutMs` fails
+ * (`withReadTimeout`), and the connection it ran on (the server stopped answering) then refuses every
+ * further query at once and is destroyed when released, never reused: without it the ROLLBACK after the
+ * timeout would queue behind the unanswered query and wait as long again before the request could fail.
+ * And statements run again and again are named prepared statements (`StatementNames`) unless `prepared`
+ * is false.
  */
-function failFast(pool: pg.Pool, prepared: boolean): PostgresPool {
+function failFast(pool: pg.Pool, options: { prepared: boolean; readTimeoutMs: number }): PostgresPool {
+  const { prepared, readTimeoutMs } = options;
   const guarded = new WeakMap<pg.PoolClient, pg.PoolClient>();
   const names = prepared ? new StatementNames() : undefined;
   const guard = (client: pg.PoolClient): pg.PoolClient => {
@@ -249,11 +288,12 @@ function failFast(pool: pg.Pool, prepared: boolean): PostgresPool {
         }
       }
       const retryable = name !== undefined && !inTransaction;
-      const result =
+      const sent =
         name === undefined
           ? (client.query as (...a: unknown[]) => unknown)(...args)
           : client.query({ name, text: text as string, values: values as unknown[] });
-      if (!(result instanceof Promise)) return result; // a cursor (stream)
+      if (!(sent instanceof Promise)) return sent; // a cursor (stream)
+      const result = withReadTimeout(sent, readTimeoutMs);
       const timedOut = (error: unknown): never => {
         if (error instanceof Error && QUERY_TIMED_OUT.test(error.message)) broken = error;
         throw error;
@@ -263,7 +303,8 @@ function failFast(pool: pg.Pool, prepared: boolean): PostgresPool {
         const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
         if (name === undefined || typeof code !== 'string' || !STALE_STATEMENT.has(code)) throw error;
         stale = error as Error;
-        if (retryable) return client.query(text as string, values as unknown[]).catch(timedOut);
+        if (retryable)
+          return withReadTimeout(client.query(text as string, values as unknown[]), readTimeoutMs).catch(timedOut);
         throw error;
       });
     };

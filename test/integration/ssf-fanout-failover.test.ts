@@ -80,7 +80,9 @@ function clusterSkip(): false | string {
 async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, what: string, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    // A node that was just woken up (SIGCONT) may answer 503 DATABASE_UNREACHABLE once: its connections' timers ran out meanwhile.
+    // A node that was just woken up (SIGCONT) may answer 503 DATABASE_UNREACHABLE once. Its statements in flight failed
+    // on waking when the read timeout judged before reading their answers (fixed: postgres-freeze.test.ts); kept for
+    // what else a freeze can cut (its cluster bus's ping, then its reconnect).
     const value = await probe().catch((error: unknown) => {
       if (Date.now() > deadline || !String(error).includes('→ 503')) throw error;
       return undefined;
