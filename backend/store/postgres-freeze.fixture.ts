@@ -1,28 +1,45 @@
 /**
- * For postgres-freeze.test.ts: a process with the PostgreSQL store that the test stops (SIGSTOP) while one of
- * its units of work waits for the database. Opens the store on `BATON_FREEZE_URL` (a 1.5 s statement timeout,
- * so a 2.5 s read timeout), prints `ready`, runs the unit when a line arrives on stdin, then prints what the
- * unit and a read after it returned, one JSON line each.
+ * For postgres-freeze.test.ts: a process with the PostgreSQL store that the test stops (SIGSTOP) in the middle of
+ * its database work. Opens the store on `BATON_FREEZE_URL` with a 4 s statement timeout (so a 5 s read
+ * timeout, and a transaction idle 8 s is ended by the server), prints `ready`, then on each line from stdin:
+ * - `write`: runs a unit of work writing `meta.frozen`, then prints what it and a read after it returned;
+ * - `hold-head`: opens a unit that takes the backend's chain head, prints `holding`, and waits for a `commit`
+ *   line to write `meta.frozen` in it; then prints what the unit and a read after it returned.
+ * One JSON line each; `quit` ends the process.
  */
 import { createInterface } from 'node:readline';
 import { openPostgresStore } from './postgres-store.js';
 
 const url = process.env.BATON_FREEZE_URL;
 if (url === undefined) throw new Error('BATON_FREEZE_URL is not set');
-const store = await openPostgresStore({ url, statementTimeoutMs: 1_500, poolSize: 2 });
+const store = await openPostgresStore({ url, statementTimeoutMs: 4_000, poolSize: 2 });
 const say = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
 const outcome = (p: Promise<unknown>) =>
   p.then(
     (value) => ({ ok: true, value }),
     (error: unknown) => ({ ok: false, error: String(error) }),
   );
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const nextLine = async (): Promise<string> => {
+  const next = await lines.next();
+  return next.done === true ? 'quit' : String(next.value);
+};
 say({ ready: true });
-const lines = createInterface({ input: process.stdin });
-for await (const line of lines) {
-  if (line !== 'go') continue;
-  say({ unit: await outcome(store.transaction((tx) => tx.meta.set('frozen', 'committed by the unit'))) });
+for (let line = await nextLine(); line !== 'quit'; line = await nextLine()) {
+  if (line === 'write') {
+    say({ unit: await outcome(store.transaction((tx) => tx.meta.set('frozen', 'committed by the unit'))) });
+  } else if (line === 'hold-head') {
+    const unit = store.transaction(async (tx) => {
+      await tx.events.lockHead('backend');
+      say({ holding: true });
+      while ((await nextLine()) !== 'commit');
+      await tx.meta.set('frozen', 'written by the frozen unit');
+    });
+    say({ unit: await outcome(unit) });
+  } else {
+    continue;
+  }
   say({ after: await outcome(store.meta.get('frozen')) });
-  break;
 }
-lines.close();
 await store.close();
+process.exit(0);

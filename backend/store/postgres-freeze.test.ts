@@ -5,21 +5,64 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { openPostgresStore } from './postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 
 /**
- * A node that was itself stopped (SIGSTOP, a paused VM) while a statement was in flight: when it resumes, its
- * timers run before it reads its sockets, so a client-side read timeout that judged at once failed the statement
- * the server had answered meanwhile — the unit of work rolled back, the caller told DATABASE_UNREACHABLE, and so
- * a console's batch refused or an admin's request answered 503 just after a freeze. The store's read timeout
- * waits for one more turn of the event loop's I/O before it judges. Real processes: the fixture's unit waits for a
- * row another session holds, the test stops the fixture, lets the row go (the server completes the statement), and
- * wakes it after FREEZE_MS, longer than its 2.5 s read timeout.
+ * A node stopped (SIGSTOP, a paused VM) in the middle of its database work, with real processes: the fixture
+ * (postgres-freeze.fixture.ts) holds the store, the test stops and wakes it.
+ *
+ * - When a stopped process resumes, its timers run before it reads its sockets: a client-side read timeout that
+ *   judged at once failed a statement the server had answered meanwhile (the unit rolled back, the caller told
+ *   DATABASE_UNREACHABLE: a console's batch refused, an admin's request answered 503 just after a freeze). The
+ *   store's read timeout waits for one more turn of the event loop's I/O before it judges.
+ * - A unit left open by a stopped node holds its row locks, above all the backend's chain head, which every
+ *   node's sign-in waits for: the server ends it after twice the statement timeout (it was 30 s).
  */
 
 const FIXTURE = join(import.meta.dirname, 'postgres-freeze.fixture.ts');
-const FREEZE_MS = 4_000;
+/** The fixture's read timeout (its 4 s statement timeout + 1 s) and its idle-in-transaction bound (twice 4 s). */
+const READ_TIMEOUT_MS = 5_000;
+const IDLE_BOUND_MS = 8_000;
 const skip = postgresSkip();
+
+type Outcome = { ok: boolean; value?: unknown; error?: string };
+
+/** The fixture process: `send` a line, `next(key)` takes the first line it printed with that key. */
+function startFixture(url: string) {
+  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
+    env: { ...process.env, BATON_FREEZE_URL: url },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const lines: Record<string, unknown>[] = [];
+  let wake: (() => void) | undefined;
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    lines.push(JSON.parse(line) as Record<string, unknown>);
+    wake?.();
+  });
+  return {
+    child,
+    send: (line: string) => child.stdin.write(`${line}\n`),
+    async next(key: string): Promise<unknown> {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const at = lines.findIndex((l) => key in l);
+        if (at >= 0) return lines.splice(at, 1)[0]?.[key];
+        assert.ok(Date.now() < deadline, `the fixture printed no "${key}": ${JSON.stringify(lines)}`);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 100);
+        });
+      }
+    },
+    async stop(): Promise<void> {
+      child.kill('SIGCONT');
+      child.stdin.end('quit\n');
+      await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+    },
+  };
+}
 
 describe('the PostgreSQL store across a freeze of its own process', { skip }, () => {
   let server: PostgresServer | undefined;
@@ -31,64 +74,74 @@ describe('the PostgreSQL store across a freeze of its own process', { skip }, ()
   });
 
   it('a unit of work whose statement the server answered while the process was stopped commits when it wakes', async () => {
-    const url = await createDatabase(server!.url, 'frozen_store', { migrated: true });
+    const url = await createDatabase(server!.url, 'frozen_answer', { migrated: true });
     const holder = new pg.Client({ connectionString: url });
     // Not the holder: inside a transaction pg_stat_activity is read once and kept.
     const watcher = new pg.Client({ connectionString: url });
     await holder.connect();
     await watcher.connect();
-    const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
-      env: { ...process.env, BATON_FREEZE_URL: url },
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    const lines: Record<string, { ok: boolean; value?: unknown; error?: string } | true>[] = [];
-    let wake: (() => void) | undefined;
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      lines.push(JSON.parse(line) as (typeof lines)[number]);
-      wake?.();
-    });
-    const next = async (key: string) => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const found = lines.find((l) => key in l);
-        if (found !== undefined) return found[key];
-        assert.ok(Date.now() < deadline, `the fixture printed no "${key}": ${JSON.stringify(lines)}`);
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, 100);
-        });
-      }
-    };
+    const fixture = startFixture(url);
     try {
-      await next('ready');
+      await fixture.next('ready');
       // The row the unit writes, inserted and not committed: the unit's statement waits for it.
       await holder.query('BEGIN');
       await holder.query(`INSERT INTO meta (key, value) VALUES ('frozen', 'held by another session')`);
-      child.stdin.write('go\n');
+      fixture.send('write');
       for (let i = 0; ; i++) {
         const { rows } = await watcher.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
         );
         if ((rows[0]?.n ?? 0) > 0) break;
-        assert.ok(i < 500, `the fixture’s unit never waited for the held row: ${JSON.stringify(lines)}`);
+        assert.ok(i < 500, 'the fixture’s unit never waited for the held row');
         await sleep(5);
       }
-      child.kill('SIGSTOP');
+      fixture.child.kill('SIGSTOP');
       // The server completes the unit's statement now; its answer waits in the stopped process's socket.
       await holder.query('ROLLBACK');
-      await sleep(FREEZE_MS); // the length of the freeze: the fault injected, not a wait for an outcome
-      child.kill('SIGCONT');
-      assert.deepEqual(await next('unit'), { ok: true }, 'the unit of work failed after the freeze');
-      assert.deepEqual(await next('after'), { ok: true, value: 'committed by the unit' });
-      const { rows } = await holder.query<{ value: string }>(`SELECT value FROM meta WHERE key = 'frozen'`);
+      // Past the read timeout, short of the idle bound: the freeze injected, not a wait for an outcome.
+      await sleep((READ_TIMEOUT_MS + IDLE_BOUND_MS) / 2);
+      fixture.child.kill('SIGCONT');
+      assert.deepEqual(await fixture.next('unit'), { ok: true }, 'the unit of work failed after the freeze');
+      assert.deepEqual(await fixture.next('after'), { ok: true, value: 'committed by the unit' });
+      const { rows } = await watcher.query<{ value: string }>(`SELECT value FROM meta WHERE key = 'frozen'`);
       assert.deepEqual(rows, [{ value: 'committed by the unit' }], 'what the database holds');
     } finally {
-      child.kill('SIGCONT');
-      child.stdin.end();
-      await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+      await fixture.stop();
       await holder.end();
       await watcher.end();
+    }
+  });
+
+  it('a stopped node’s unit holding the backend’s chain head is ended by the server; the woken node serves again', async () => {
+    const url = await createDatabase(server!.url, 'frozen_head', { migrated: true });
+    const fixture = startFixture(url);
+    // Its statement outlasts the stopped unit's idle bound.
+    const other = await openPostgresStore({ url, statementTimeoutMs: 2 * IDLE_BOUND_MS });
+    try {
+      await fixture.next('ready');
+      fixture.send('hold-head');
+      await fixture.next('holding');
+      fixture.child.kill('SIGSTOP');
+      // Another node's unit that records a backend fact: it takes the same head.
+      const started = Date.now();
+      const head = await other.transaction((tx) => tx.events.lockHead('backend'));
+      const waited = Date.now() - started;
+      assert.ok(head !== undefined, 'the other node got the head');
+      assert.ok(
+        waited >= IDLE_BOUND_MS / 2 && waited < 2 * IDLE_BOUND_MS,
+        `the other node waited for the stopped node's unit until the server ended it (${waited} ms)`,
+      );
+      await sleep(1_000); // the rest of the freeze: the fault injected
+      fixture.child.kill('SIGCONT');
+      fixture.send('commit');
+      const unit = (await fixture.next('unit')) as Outcome;
+      assert.equal(unit.ok, false, 'the stopped node’s unit cannot commit after the server ended it');
+      assert.match(String(unit.error), /idle-in-transaction|terminat|Connection/i);
+      assert.deepEqual(await fixture.next('after'), { ok: true }, 'the woken node’s next read works');
+      assert.equal(await other.meta.get('frozen'), undefined, 'nothing of the ended unit is stored');
+    } finally {
+      await fixture.stop();
+      await other.close();
     }
   });
 });

@@ -20,8 +20,9 @@ export interface PostgresStoreOptions {
   /**
    * The server cancels a statement (a lock wait included) after this long (default 5000 ms), and the
    * client gives up on an answer 1 s later (a server that stopped answering, a dropped network):
-   * a request fails within seconds with DATABASE_UNREACHABLE instead of hanging. Tools that copy
-   * whole tables (migrate-store) raise it.
+   * a request fails within seconds with DATABASE_UNREACHABLE instead of hanging; a transaction left
+   * idle twice as long (a node stopped inside a unit) is ended by the server. Tools that copy whole
+   * tables (migrate-store) raise it.
    */
   statementTimeoutMs?: number;
   /** Shown in pg_stat_activity (default "baton"). */
@@ -117,9 +118,11 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
     // had within 3 s or not at all, the server cancels a statement after 5 s (a lock wait included),
     // the client gives up 1 s later (`failFast`'s read timeout, not pg's `query_timeout`; it never
     // reuses that connection), TCP keepalive probes an idle peer after 10 s, and a transaction left
-    // open by a node that froze is ended by the server after 30 s.
+    // open by a node that froze (a paused VM) is ended by the server after 10 s (twice the statement
+    // timeout): it may hold the backend's chain head, which every node's sign-in waits for. A healthy
+    // unit never idles that long: its statements run back to back (it was 30 s, for no stated reason).
     statement_timeout: statementTimeout,
-    idle_in_transaction_session_timeout: Math.max(30_000, statementTimeout * 2),
+    idle_in_transaction_session_timeout: statementTimeout * 2,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
   });
