@@ -13,7 +13,7 @@
  *
  *   node --import tsx bench/cluster-cpu-ab.ts --a <dir of copy A> [--b <dir, default this project>]
  *        [--engine postgres|sqlite] [--op sign-in|ingest] [--sign-ins 300] [--seconds 4 (ingest)] [--rounds 2]
- *        [--concurrency 4] [--consoles 4] [--operators 8]
+ *        [--concurrency 4] [--consoles 4] [--operators 8] [--unix-socket A|B|AB]
  *
  * A copy needs node_modules (a symlink to this project's is enough).
  */
@@ -56,6 +56,11 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '4' },
     /** Run the nodes with --cpu-prof; a summary of where B's CPU went (self time) is printed (whole run). */
     profile: { type: 'boolean', default: false },
+    /**
+     * Which copies' nodes reach PostgreSQL over its Unix socket instead of TCP on 127.0.0.1 (`A`, `B` or `AB`):
+     * with `--a` and `--b` the same tree, the cost of the loopback TCP stack to the node.
+     */
+    'unix-socket': { type: 'string', default: '' },
   },
 });
 if (args.a === undefined) throw new Error('--a <dir of copy A> is required');
@@ -112,6 +117,12 @@ async function statsOf(
   }
 }
 
+/** The same database through the server's Unix socket (its directory is where `-k` put it). */
+function overUnixSocket(url: string, server: PostgresServer): string {
+  const tcp = new URL(url);
+  return `postgres://${tcp.username}@localhost${tcp.pathname}?host=${encodeURIComponent(server.dir)}&port=${server.port}`;
+}
+
 async function pass(copy: 'A' | 'B', root: string, server: PostgresServer | undefined): Promise<Pass> {
   let databaseUrl: string | undefined;
   if (server !== undefined) {
@@ -122,12 +133,27 @@ async function pass(copy: 'A' | 'B', root: string, server: PostgresServer | unde
     await client.end();
   }
   const profileDir = args.profile ? mkdtempSync(join(tmpdir(), `baton-ab-prof-${copy}-`)) : undefined;
+  const nodeUrl =
+    databaseUrl !== undefined && server !== undefined && args['unix-socket'].toUpperCase().includes(copy)
+      ? overUnixSocket(databaseUrl, server)
+      : databaseUrl;
   const node = await CliNode.start({
-    databaseUrl,
+    databaseUrl: nodeUrl,
     root,
     workers: 1,
     ...(profileDir === undefined ? {} : { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', profileDir] }),
   });
+  if (databaseUrl !== undefined && nodeUrl !== databaseUrl) {
+    // Shown, not assumed: the node's sessions have no client address over the Unix socket.
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const { rows } = await client.query<{ unix: number; tcp: number }>(
+      `SELECT count(*) FILTER (WHERE client_addr IS NULL)::int AS unix, count(*) FILTER (WHERE client_addr IS NOT NULL)::int AS tcp
+       FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+    );
+    await client.end();
+    console.log(`${copy}: the node's sessions over the Unix socket ${rows[0]?.unix}, over TCP ${rows[0]?.tcp}`);
+  }
   if (INGEST) {
     try {
       return await ingestPass(copy, node, databaseUrl, server);
