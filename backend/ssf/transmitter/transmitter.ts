@@ -999,18 +999,18 @@ export class SsfTransmitter {
       }
       // A slow receiver may hold a round longer than the lease: renew it meanwhile; if another node took it
       // (this one stalled), post nothing more: the other delivers from the queue head.
-      // One renewal at a time, as the sweep: a renewal waiting for the stream's row holds a connection.
+      // One renewal at a time, as the sweep: a renewal waiting for the stream's row holds a connection. The round
+      // waits for one still in flight when it ends, so that it cannot take the lease again after it is given back.
       let lost = false;
-      let renewing = false;
+      let renewing: Promise<void> | undefined;
       const renewal = setInterval(() => {
-        if (renewing) return;
-        renewing = true;
+        if (renewing !== undefined) return;
         const at = clock();
-        void this.repo
+        renewing = this.repo
           .takeLease(id, nodeId, at, at + this.leaseMs)
-          .then((held) => (lost ||= !held))
+          .then((held) => void (lost ||= !held))
           .catch(() => undefined)
-          .finally(() => (renewing = false));
+          .finally(() => (renewing = undefined));
       }, this.leaseMs / 3);
       renewal.unref();
       // Each subject's SETs in queue order, from its head, stopping at its first failure or a SET not yet due.
@@ -1055,6 +1055,7 @@ export class SsfTransmitter {
         await Promise.all(Array.from({ length: Math.min(config.pushConcurrency, lanes.length) }, work));
       } finally {
         clearInterval(renewal);
+        await renewing;
       }
       if (delivered.length > 0) {
         // One unit: the admin view never shows an empty queue with the last error still on it.
