@@ -475,7 +475,7 @@ export class TransmitterRepository {
    * Up to `max` SETs for a poll: those never handed out, and those handed out more than
    * `redeliverMs` ago without an acknowledgement, in queue order; marked handed out now. Once it has rows to
    * mark (and so to hold), the unit is bounded to `idleMs` idle (`boundIdleInUnit`): a node frozen before its
-   * COMMIT does not hold them for the pool's 30 s from the other nodes' polls.
+   * COMMIT does not hold them from the other nodes' polls for longer than that (or the pool's bound, if shorter).
    */
   async takeForPoll(
     streamId: string,
@@ -627,14 +627,23 @@ export class TransmitterRepository {
 
   /**
    * In a unit of work on PostgreSQL (`SET LOCAL`, this transaction only): the server ends the session, and so the
-   * unit with its row locks, if the unit stays idle — no statement running — for longer than `ms`
-   * (`idle_in_transaction_session_timeout`, SQLSTATE 25P03; the pool's own is 30 s). Nothing on SQLite: one
-   * process, one writer, and no other node waits for its locks.
+   * unit with its row locks, if the unit stays idle — no statement running — for longer than `ms`, or than the
+   * session's own bound if that is shorter (`idle_in_transaction_session_timeout`, SQLSTATE 25P03; the pool's is
+   * twice the statement timeout, 10 s by default): it only ever tightens. Nothing on SQLite: one process, one
+   * writer, and no other node waits for its locks.
    */
   async boundIdleInUnit(ms: number): Promise<void> {
     if (this.store.engine !== 'postgres') return;
     const bound = Math.max(1, Math.round(ms));
-    await this.db.executeQuery(CompiledQuery.raw(`set local idle_in_transaction_session_timeout = ${bound}`, []));
+    // The session's bound in ms (0: none), from pg_settings (current_setting would answer "10s").
+    await this.db.executeQuery(
+      CompiledQuery.raw(
+        `select set_config('idle_in_transaction_session_timeout', (case when s.setting::bigint = 0 then ${bound}
+           else least(s.setting::bigint, ${bound}) end)::text, true)
+         from pg_settings s where s.name = 'idle_in_transaction_session_timeout'`,
+        [],
+      ),
+    );
   }
 
   async releaseNamedLease(name: string, owner: string): Promise<void> {

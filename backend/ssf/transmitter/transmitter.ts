@@ -283,7 +283,8 @@ export class SsfTransmitter {
         await this.deps.store.meta.set(CURSOR_KEY, String(last));
       } else {
         this.processed = Number(stored);
-        for (;;) {
+        // A node stopping ends its catch-up after the page in hand (stop() writes the cursor as far as it mapped).
+        while (!this.stopped) {
           const page = await this.deps.events.query({ afterCursor: this.processed, limit: FANOUT_BATCH });
           const within = bound === undefined ? page : page.filter((e) => e.cursor <= bound);
           if (within.length > 0) await this.process(within);
@@ -800,9 +801,9 @@ export class SsfTransmitter {
    * PostgreSQL it first bounds how long it may stay idle: a node frozen while the unit is open (a pause, a stopped
    * VM) holds the rows it wrote — the cursor's row, the queued rows' keys and the fan-out lease's row; a stream's
    * row, its lease and queue rows — and the other nodes' units wait for them. The server ends the session after
-   * `leaseSeconds` idle in the unit (`idle_in_transaction_session_timeout`), which is when a lease the unit renews
-   * (fan-out, delivery) has expired: the node taking over proceeds within about the lease plus the sweep (before,
-   * after the pool's 30 s). A healthy unit never idles that long (its statements run back to back; the
+   * `leaseSeconds` idle in the unit (`idle_in_transaction_session_timeout`; the pool's own bound, twice the statement
+   * timeout, if that is shorter), by when a lease the unit renews (fan-out, delivery) has expired: the node taking
+   * over proceeds within about the lease plus the sweep (before, after the pool's bound, then 30 s). A healthy unit never idles that long (its statements run back to back; the
    * signing and the pushes are done before it). The node that wakes finds its connection ended (the unit's next
    * statement or COMMIT fails; pg's pool drops that client) and nothing of the unit committed; a fan-out unit
    * then stops mapping (scheduleFlush) and maps no event twice (the fence). SQLite: one writer in one process,
