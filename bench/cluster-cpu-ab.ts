@@ -71,6 +71,8 @@ const CONSOLES = Number(args.consoles);
 const OPERATORS = Number(args.operators);
 const POSTGRES = args.engine === 'postgres';
 const INGEST = args.op === 'ingest';
+if (!/^(A|B|AB|BA)?$/i.test(args['unix-socket'])) throw new Error('--unix-socket takes A, B or AB');
+if (args['unix-socket'] !== '' && !POSTGRES) throw new Error('--unix-socket is for --engine postgres');
 const UNIT = INGEST ? '1,000 events' : 'sign-in';
 
 /** Profile directories of each copy's passes, each with its measured window (monotonic µs). */

@@ -1,7 +1,7 @@
 /**
  * For postgres-freeze.test.ts: a process with the PostgreSQL store that the test stops (SIGSTOP) in the middle of
- * its database work. Opens the store on `BATON_FREEZE_URL` with a 4 s statement timeout (so a 5 s read
- * timeout, and a transaction idle 8 s is ended by the server), prints `ready`, then on each line from stdin:
+ * its database work. Opens the store on `BATON_FREEZE_URL` with a 5 s statement timeout (so a 6 s read
+ * timeout, and a transaction idle 10 s is ended by the server), prints `ready`, then on each line from stdin:
  * - `write`: runs a unit of work writing `meta.frozen`, then prints what it and a read after it returned;
  * - `hold-head`: opens a unit that takes the backend's chain head, prints `holding`, and waits for a `commit`
  *   line to write `meta.frozen` in it; then prints what the unit and a read after it returned.
@@ -12,7 +12,7 @@ import { openPostgresStore } from './postgres-store.js';
 
 const url = process.env.BATON_FREEZE_URL;
 if (url === undefined) throw new Error('BATON_FREEZE_URL is not set');
-const store = await openPostgresStore({ url, statementTimeoutMs: 4_000, poolSize: 2 });
+const store = await openPostgresStore({ url, statementTimeoutMs: 5_000, poolSize: 2 });
 const say = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
 const outcome = (p: Promise<unknown>) =>
   p.then(

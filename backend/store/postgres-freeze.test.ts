@@ -21,9 +21,9 @@ import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from
  */
 
 const FIXTURE = join(import.meta.dirname, 'postgres-freeze.fixture.ts');
-/** The fixture's read timeout (its 4 s statement timeout + 1 s) and its idle-in-transaction bound (twice 4 s). */
-const READ_TIMEOUT_MS = 5_000;
-const IDLE_BOUND_MS = 8_000;
+/** The fixture's read timeout (its 5 s statement timeout + 1 s) and its idle-in-transaction bound (twice 5 s). */
+const READ_TIMEOUT_MS = 6_000;
+const IDLE_BOUND_MS = 10_000;
 const skip = postgresSkip();
 
 type Outcome = { ok: boolean; value?: unknown; error?: string };
@@ -34,6 +34,8 @@ function startFixture(url: string) {
     env: { ...process.env, BATON_FREEZE_URL: url },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
+  // A fixture that died: its exit and output tell why, not an EPIPE on the next line written to it.
+  child.stdin.on('error', () => undefined);
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const lines: Record<string, unknown>[] = [];
   let wake: (() => void) | undefined;
@@ -59,7 +61,15 @@ function startFixture(url: string) {
     async stop(): Promise<void> {
       child.kill('SIGCONT');
       child.stdin.end('quit\n');
-      await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+      const patience = new AbortController();
+      await Promise.race([
+        exited,
+        sleep(10_000, undefined, { signal: patience.signal }).then(
+          () => child.kill('SIGKILL'),
+          () => undefined,
+        ),
+      ]);
+      patience.abort();
     },
   };
 }
@@ -99,7 +109,7 @@ describe('the PostgreSQL store across a freeze of its own process', { skip }, ()
       // The server completes the unit's statement now; its answer waits in the stopped process's socket.
       await holder.query('ROLLBACK');
       // Past the read timeout, short of the idle bound: the freeze injected, not a wait for an outcome.
-      await sleep((READ_TIMEOUT_MS + IDLE_BOUND_MS) / 2);
+      await sleep(READ_TIMEOUT_MS + 1_500);
       fixture.child.kill('SIGCONT');
       assert.deepEqual(await fixture.next('unit'), { ok: true }, 'the unit of work failed after the freeze');
       assert.deepEqual(await fixture.next('after'), { ok: true, value: 'committed by the unit' });
