@@ -22,7 +22,8 @@ import { createInterface } from 'node:readline';
 import type { AssuranceEvent } from '../../shared/events.js';
 import { MAX_BATCHES_IN_FLIGHT, type BackendMessage } from '../../shared/protocol.js';
 import { AdminClient, TEST_ORIGIN, TestConsole, type ConsoleSocket } from './backend-harness.js';
-import { createDatabase, startPostgres, type PostgresServer } from './postgres-server.js';
+import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-server.js';
+import { TEST_ENGINE } from './test-database.js';
 import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from '../../backend/crypto/key-encryption-key.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -88,6 +89,18 @@ async function spawnNode(name: string, dataDir: string, databaseUrl: string, tok
       reject(new Error(`node ${name} exited (${String(code ?? signal)}) before listening: ${output.join('\n')}`));
     });
   });
+}
+
+/**
+ * The skip reason of a test that starts its own cluster on its own PostgreSQL: none in the default pass where
+ * PostgreSQL can run; in the PostgreSQL pass (BATON_TEST_DATABASE=postgres) it would only run a second time.
+ */
+export function clusterSkip(): false | string {
+  const missing = postgresSkip();
+  if (missing !== false) return missing;
+  return TEST_ENGINE === 'postgres'
+    ? 'the cluster test runs in the default pass (it starts its own PostgreSQL)'
+    : false;
 }
 
 export class Cluster {

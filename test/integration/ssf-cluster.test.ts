@@ -6,8 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { AdminClient, TestConsole, httpJson, type Json } from '../helpers/backend-harness.js';
 import { spawnBackend, readToken, type BackendProcess } from '../helpers/backend-process.js';
-import { Cluster } from '../helpers/cluster-harness.js';
-import { postgresSkip } from '../helpers/postgres-server.js';
+import { Cluster, clusterSkip } from '../helpers/cluster-harness.js';
 import { ConformanceReceiver, type ReceivedSet } from '../helpers/ssf-receiver.js';
 import { TEST_ENGINE, dropTestDatabase } from '../helpers/test-database.js';
 
@@ -36,15 +35,6 @@ const LOCKED = 'urn:baton:event:session-locked';
  */
 const ISSUER = 'https://baton.bank.example';
 const SSF_SETTINGS = { issuer: ISSUER, leaseSeconds: 2, retryBaseMs: 50, retryMaxMs: 500 };
-
-function clusterSkip(): false | string {
-  const missing = postgresSkip();
-  if (missing !== false) return missing;
-  // The cluster part starts its own PostgreSQL (as cluster.test.ts): it runs in the default pass only.
-  return TEST_ENGINE === 'postgres'
-    ? 'the cluster part runs in the default pass (it starts its own PostgreSQL)'
-    : false;
-}
 
 /** Re-reads `GET /v1/admin/ssf/streams` until `predicate` holds on the answer. */
 async function adminView(admin: AdminClient, predicate: (answer: Json) => boolean, what: string): Promise<Json> {

@@ -4,10 +4,8 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import pg from 'pg';
 import type { AssuranceEvent } from '../../shared/events.js';
 import { TestConsole, httpJson, type ConsoleSocket, type Json } from '../helpers/backend-harness.js';
-import { Cluster, type ClusterNode } from '../helpers/cluster-harness.js';
-import { postgresSkip } from '../helpers/postgres-server.js';
+import { Cluster, clusterSkip, type ClusterNode } from '../helpers/cluster-harness.js';
 import { ConformanceReceiver, type ReceivedSet } from '../helpers/ssf-receiver.js';
-import { TEST_ENGINE } from '../helpers/test-database.js';
 
 /**
  * The Shared Signals FAN-OUT lease on a real two-node PostgreSQL cluster (issue 13: "push is durable and
@@ -66,15 +64,6 @@ const ROUND_MS = 40;
 const BURST = 400;
 /** The holder's signature slice (transmitter.ts SIGN_SLICE): frozen at least two slices before the burst's end. */
 const SIGN_SLICE = 32;
-
-function clusterSkip(): false | string {
-  const missing = postgresSkip();
-  if (missing !== false) return missing;
-  // Starts its own PostgreSQL (as cluster.test.ts and ssf-cluster.test.ts): it runs in the default pass only.
-  return TEST_ENGINE === 'postgres'
-    ? 'the cluster test runs in the default pass (it starts its own PostgreSQL)'
-    : false;
-}
 
 /** Waits until `probe` answers something `accept`s, re-asking; fails with `what` after `ms`. */
 async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, what: string, ms = 30_000): Promise<T> {

@@ -3,10 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { TestConsole, httpJson, type Json } from '../helpers/backend-harness.js';
-import { Cluster } from '../helpers/cluster-harness.js';
-import { postgresSkip } from '../helpers/postgres-server.js';
+import { Cluster, clusterSkip } from '../helpers/cluster-harness.js';
 import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
-import { TEST_ENGINE } from '../helpers/test-database.js';
 
 /**
  * The Shared Signals transmitter's periodic statements on PostgreSQL wait one at a time. Its sweep (every second)
@@ -26,15 +24,6 @@ const ISSUER = 'https://baton.bank.example';
 const LEASE_SECONDS = 3;
 /** How long the row is held: three or four renewals fall due, fewer than the 5 s statement timeout lets end. */
 const WINDOW_MS = 3_600;
-
-function clusterSkip(): false | string {
-  const missing = postgresSkip();
-  if (missing !== false) return missing;
-  // Starts its own PostgreSQL (as the other cluster tests): it runs in the default pass only.
-  return TEST_ENGINE === 'postgres'
-    ? 'the cluster test runs in the default pass (it starts its own PostgreSQL)'
-    : false;
-}
 
 describe(
   'Shared Signals leases on PostgreSQL: a row held by another session keeps at most one of the node’s statements waiting',
