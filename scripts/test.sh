@@ -30,10 +30,11 @@ fi
 suite_tmp=$(mktemp -d /tmp/baton-suite-XXXXXX) || exit 1
 chmod 0755 "$suite_tmp"
 remove_suite_tmp() {
-  # Not counted: tsx's and Playwright's compile caches and the keyring directory this script makes.
+  # Not counted: the compile caches of tsx, Playwright and jiti (a config loader of ESLint and electron-builder)
+  # and the keyring directory this script makes.
   local left
   left=$(find "$suite_tmp" -mindepth 1 -maxdepth 1 ! -name 'tsx-*' ! -name 'playwright-transform-cache-*' \
-    ! -name 'keyring-*' -printf '%f\n' | sed 's/-[A-Za-z0-9]\{6\}$/-/' | sort | uniq -c |
+    ! -name 'jiti' ! -name 'keyring-*' -printf '%f\n' | sed 's/-[A-Za-z0-9]\{6\}$/-/' | sort | uniq -c |
     awk '{ printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1 }')
   printf '\n[baton test] left in TMPDIR by the tests: %s; removing %s\n' "${left:-nothing}" "$suite_tmp"
   rm -rf "$suite_tmp"
