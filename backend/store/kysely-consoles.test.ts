@@ -1,12 +1,16 @@
 /**
  * The last-seen flush (`ConsoleRepository.touchMany`) on PostgreSQL beside a transaction that locks
  * the same console rows, as a revocation ack group does (ascending id, FOR UPDATE): the flush gives
- * way, and no sighting is lost.
+ * way, and no sighting is lost. On embedded SQLite (a synchronous driver), a flush of thousands of
+ * consoles gives way to a write that arrives meanwhile, and still writes every sighting.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { tempDir } from '../temp-dir.js';
 import { openPostgresStore } from './postgres-store.js';
+import type { ConsoleRecord, Store } from './repositories.js';
+import { openSqliteStore } from './sqlite-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 
 const pgSkip = postgresSkip();
@@ -20,6 +24,62 @@ after(async () => {
 });
 
 const T0 = 1_800_000_000_000;
+
+function consoleRow(id: string): ConsoleRecord {
+  return {
+    id,
+    name: null,
+    channel: 'branch-kiosk',
+    site: null,
+    publicJwk: '{}',
+    jkt: `jkt-${id}`,
+    enrolledAt: T0,
+    lastSeenAt: T0,
+    policyVersion: 0,
+    revocationEpoch: 0,
+    revokedAt: null,
+    revokedReason: null,
+  };
+}
+
+describe('SQLite last-seen flush beside another write', () => {
+  it('lets a write that arrives during a flush of 2,000 consoles commit before the flush ends, and writes every sighting', async () => {
+    const dir = tempDir('baton-touch-');
+    const store: Store = openSqliteStore({ dataDir: dir, durability: 'full' });
+    try {
+      const ids = Array.from({ length: 2000 }, (_, i) => `c${String(i).padStart(4, '0')}`);
+      await store.transaction(async (tx) => {
+        for (const id of ids) await tx.consoles.insert(consoleRow(id));
+      });
+      const order: string[] = [];
+      const flush = store.consoles.touchMany(ids.map((id) => ({ id, at: T0 + 1000 }))).then(() => order.push('flush'));
+      // A revocation (or any unit of work) arriving while the flush is under way.
+      await new Promise((resolve) => setImmediate(resolve));
+      const other = store
+        .transaction(async (tx) => {
+          await tx.consoles.revoke('c1999', T0 + 2000, 'revoked meanwhile');
+        })
+        .then(() => order.push('other write'));
+      await Promise.all([flush, other]);
+      // One unit for all 2,000 held the other write until the whole flush had committed.
+      assert.deepEqual(order, ['other write', 'flush']);
+      const rows = await store.consoles.list();
+      assert.equal(rows.length, 2000);
+      assert.deepEqual(
+        rows.filter((r) => r.lastSeenAt !== T0 + 1000).map((r) => r.id),
+        [],
+        'every sighting is written',
+      );
+      const revoked = rows.find((r) => r.id === 'c1999');
+      assert.equal(revoked?.revokedAt, T0 + 2000);
+      // A time never moves back: an older sighting written later leaves the newer one.
+      await store.consoles.touchMany([{ id: 'c0000', at: T0 + 500 }]);
+      assert.equal((await store.consoles.get('c0000'))?.lastSeenAt, T0 + 1000);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -90,6 +90,8 @@ export class ConsoleChannel {
   /** Each console's last sign of life on its socket (backend clock): the "previous contact" of its next connection. */
   private readonly lastContact = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | undefined;
+  /** A heartbeat is under way (a slow one is never overlapped by the next). */
+  private beating = false;
   private closing = false;
   private readonly arbiter: ConsoleConnectionArbiter;
   private readonly unwireCommands: () => void;
@@ -125,7 +127,7 @@ export class ConsoleChannel {
   }
 
   start(): void {
-    this.heartbeat = setInterval(() => this.beat(), this.deps.heartbeatSeconds * 1000);
+    this.heartbeat = setInterval(() => void this.beat(), this.deps.heartbeatSeconds * 1000);
     this.heartbeat.unref();
   }
 
@@ -481,16 +483,40 @@ export class ConsoleChannel {
     this.wss.close();
   }
 
-  private beat(): void {
-    for (const connection of this.connections.values()) {
-      if (!connection.alive) {
-        this.deps.logger.info({ console: connection.console.id }, 'console missed a heartbeat; terminating');
-        connection.socket.terminate();
-        continue;
+  /**
+   * Pings every console, PINGS_PER_TURN sockets per turn of the event loop: a heartbeat over
+   * thousands of consoles never holds the loop for more than a millisecond or two, so a revocation or
+   * a sign-in arriving meanwhile is served between two slices instead of after all of them. A
+   * console that closed or was replaced between two slices is skipped.
+   */
+  private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
+    try {
+      let inTurn = 0;
+      for (const connection of [...this.connections.values()]) {
+        if (++inTurn > PINGS_PER_TURN) {
+          inTurn = 1;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        if (this.closing) return;
+        if (this.connections.get(connection.console.id) !== connection) continue;
+        this.ping(connection);
       }
-      connection.alive = false;
-      connection.socket.ping();
+    } finally {
+      this.beating = false;
     }
+  }
+
+  /** One console's heartbeat: a console that did not answer the last ping is cut off, the others pinged. */
+  private ping(connection: ConsoleConnection): void {
+    if (!connection.alive) {
+      this.deps.logger.info({ console: connection.console.id }, 'console missed a heartbeat; terminating');
+      connection.socket.terminate();
+      return;
+    }
+    connection.alive = false;
+    connection.socket.ping();
   }
 
   private send(connection: ConsoleConnection, message: BackendMessage): void {
@@ -541,6 +567,9 @@ function latest(a: number | undefined, b: number | null): number | null {
  * at once after a fan-out. Exactly what AckMessageSchema accepts (a positive safe integer epoch);
  * anything else, spacing or key order included, takes the general path.
  */
+/** Consoles pinged per turn of the event loop by the heartbeat (each ping is one socket write). */
+const PINGS_PER_TURN = 100;
+
 const REVOCATION_ACK = /^\{"type":"ack","of":"revocation","epoch":([1-9][0-9]{0,14})\}$/;
 const ACK_PREFIX = Buffer.from('{"type":"ack","of":"revocation","epoch":');
 

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { CLOSE_CODES } from '../../shared/protocol.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
@@ -216,6 +217,64 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
       assert.equal(await online(), false, 'a silent console is dropped');
       socket.ws.terminate();
     } finally {
+      t.mock.timers.reset();
+      await quick.stop();
+    }
+  });
+
+  it('pings hundreds of consoles a slice per turn of the event loop: other work runs between slices, every console is pinged and none is dropped', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const quick = await startTestBackend({ heartbeatSeconds: 15 });
+    // The backend runs in this process: its pings are counted as it sends them.
+    const pings = t.mock.method(WebSocket.prototype, 'ping');
+    const sockets: WebSocket[] = [];
+    try {
+      const COUNT = 250;
+      const ready = Array.from({ length: COUNT }, () => undefined);
+      for (let i = 0; i < ready.length; i += 10) {
+        await Promise.all(
+          ready.slice(i, i + 10).map(async () => {
+            const console = await TestConsole.enrol(quick.url, quick.admin);
+            const socket = await console.connect();
+            await socket.next('welcome');
+            sockets.push(socket.ws);
+          }),
+        );
+      }
+      const pinged = new Set<WebSocket>();
+      for (const ws of sockets) ws.on('ping', () => pinged.add(ws));
+      const online = async () =>
+        ((await quick.admin.ok('GET', '/v1/admin/consoles')) as Json).consoles.filter((c: Json) => c.online === true)
+          .length as number;
+      const allPinged = async () => {
+        const deadline = Date.now() + 10_000;
+        while (pinged.size < COUNT) {
+          if (Date.now() > deadline) assert.fail(`only ${pinged.size} of ${COUNT} consoles were pinged`);
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      };
+
+      const before = pings.mock.callCount();
+      t.mock.timers.tick(15_000); // a heartbeat starts
+      const inFirstTurn = pings.mock.callCount() - before;
+      // Work queued now (a revocation arriving, say) runs before the heartbeat has pinged everyone.
+      const beforeOtherWork = await new Promise<number>((resolve) =>
+        setImmediate(() => resolve(pings.mock.callCount() - before)),
+      );
+      assert.ok(inFirstTurn > 0, 'the heartbeat pings in its first turn');
+      assert.ok(
+        beforeOtherWork < COUNT,
+        `other work ran after ${beforeOtherWork} of ${COUNT} pings, not after all of them`,
+      );
+      await allPinged();
+      assert.equal(pings.mock.callCount() - before, COUNT, 'each console pinged once');
+      // Every console answered: the next heartbeat drops none of them.
+      pinged.clear();
+      t.mock.timers.tick(15_000);
+      await allPinged();
+      assert.equal(await online(), COUNT);
+    } finally {
+      for (const ws of sockets) ws.terminate();
       t.mock.timers.reset();
       await quick.stop();
     }
