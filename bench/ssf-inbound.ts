@@ -28,7 +28,17 @@ import { BackendProcess } from './lib/backend-process.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
 import { RevocationReceipts, waitForAcks } from './lib/revocation-receipts.js';
 import { loadLine, runAnchor } from './lib/cluster.js';
-import { fmt, fmtInt, heading, printJsonLine, printTable, summarize, verdict, wallMs } from './lib/report.js';
+import {
+  fmt,
+  fmtInt,
+  heading,
+  printJsonLine,
+  printTable,
+  summarize,
+  verdict,
+  wallMs,
+  type Summary,
+} from './lib/report.js';
 import { BareConsole, connectConsole, mapLimit } from './lib/ws-console.js';
 
 const { values: args } = parseArgs({
@@ -163,9 +173,21 @@ async function main(): Promise<void> {
       `${ROUNDS} rounds (+1 warm-up); clock offset to backend ${fmt(backend.clockOffsetMs, 3)} ms`,
   );
 
-  type Round = { accepted: number; allReceived: number; allAcked: number; perConsole: number[] };
+  type Round = {
+    accepted: number;
+    allReceived: number;
+    allAcked: number;
+    perConsole: number[];
+    /** Where the time went, ms from the POST (undefined when the child did not see it). */
+    revokeEntered?: number | undefined;
+    firstWritten?: number | undefined;
+    lastWritten?: number | undefined;
+    /** This process's CPU from the POST until every console had received: the consoles' own reading and acks. */
+    consolesCpuMs: number;
+  };
   /** One revocation, timed from just before `start()` until every console received and every ack committed. */
   const timed = async (operatorId: string, start: () => Promise<{ status: number; text: string }>, expect: number) => {
+    const cpu0 = process.cpuUsage();
     const t0 = wallMs();
     const answer = await start();
     const t1 = wallMs();
@@ -173,10 +195,21 @@ async function main(): Promise<void> {
     const epoch = await epochFor(operatorId);
     if (dropped > 0) throw new Error(`${dropped} console connections were closed by the backend`);
     await receipts.waitFor(epoch, undefined, CONSOLES, ACK_TIMEOUT_MS);
+    const cpu = process.cpuUsage(cpu0);
     const times = await waitForAcks([backend], epoch, CONSOLES, ACK_TIMEOUT_MS, { all: true });
     const perConsole = [...(receipts.received.get(epoch)?.values() ?? [])].map((at) => at - t0);
     const acked = (times.acks ?? []).map(([, at]) => at - t0);
-    return { accepted: t1 - t0, allReceived: Math.max(...perConsole), allAcked: Math.max(...acked), perConsole };
+    const since = (at: number | undefined) => (at === undefined ? undefined : at - t0);
+    return {
+      accepted: t1 - t0,
+      allReceived: Math.max(...perConsole),
+      allAcked: Math.max(...acked),
+      perConsole,
+      revokeEntered: since(times.startedAt),
+      firstWritten: since(times.firstSentAt),
+      lastWritten: since(times.lastSentAt),
+      consolesCpuMs: (cpu.user + cpu.system) / 1000,
+    };
   };
   const adminRevoke = (operatorId: string) =>
     call(`${backend.url}/v1/admin/operators/${operatorId}/revoke`, JSON.stringify({ reason: 'benchmark anchor' }), {
@@ -252,6 +285,26 @@ async function main(): Promise<void> {
       ],
     ],
   );
+  // Where the time of an SET round went: Baton's part ends with the last console's frame written; after
+  // that, what remains is this process reading 1,000 sockets and answering each (the simulated consoles
+  // share one process and one core, where real ones would each have their own).
+  const at = (pick: (r: Round) => number | undefined) =>
+    summarize(rounds.map(pick).filter((v): v is number => v !== undefined));
+  const sorted = (r: Round) => [...r.perConsole].sort((a, b) => a - b);
+  const timeline: [string, Summary][] = [
+    ['backend: revoke entered (SET validated, subject mapped)', at((r) => r.revokeEntered)],
+    ['backend: first console frame written (revocation committed)', at((r) => r.firstWritten)],
+    ['backend: last console frame written', at((r) => r.lastWritten)],
+    ['consoles: first received', at((r) => sorted(r)[0])],
+    ['consoles: half received', at((r) => sorted(r)[Math.floor(r.perConsole.length / 2)])],
+    ['consoles: every one received', received],
+    ["this process's CPU meanwhile (the consoles' reading and acks)", at((r) => r.consolesCpuMs)],
+  ];
+  printTable(
+    `where an SET round's time goes, ms from the POST (${rounds.length} rounds)`,
+    ['milestone', 'p50', 'p99', 'max'],
+    timeline.map(([name, v]) => [name, fmt(v.p50, 1), fmt(v.p99, 1), fmt(v.max, 1)]),
+  );
   const ratio = (ours: number, theirs: number | undefined) =>
     theirs === undefined || theirs <= 0 ? 'n/a' : `${fmt(ours / theirs, 2)}×`;
   printTable(
@@ -308,6 +361,7 @@ async function main(): Promise<void> {
     allReceived: received,
     allAckCommitted: committed,
     adminRevokeAllReceived: anchorReceived,
+    timeline: Object.fromEntries(timeline.map(([name, v]) => [name, v])),
     wsBroadcastAllAcked: broadcast ?? null,
     load: { start: loadStart, afterBaton: loadAfterBaton, afterAnchor: loadAfterAnchor },
   });

@@ -20,6 +20,9 @@ interface RevokeCall {
   /** When `revoke` was entered and returned (wall ms, this process's clock). */
   startedAt: number;
   returnedAt: number;
+  /** The push loop inside it: when the first and the last console's frame were written (undefined: none). */
+  firstSentAt?: number;
+  lastSentAt?: number;
 }
 
 const dataDir = process.env.BENCH_DATA_DIR;
@@ -33,6 +36,10 @@ const config = parseBackendConfig(
     origins: [TEST_ORIGIN],
     logLevel: 'silent',
     ...(process.env.BENCH_DURABILITY === undefined ? {} : { durability: process.env.BENCH_DURABILITY }),
+    // A shorter console heartbeat than the 15 s default (bench/housekeeping-stall.ts).
+    ...(process.env.BENCH_HEARTBEAT_SECONDS === undefined
+      ? {}
+      : { heartbeatSeconds: Number(process.env.BENCH_HEARTBEAT_SECONDS) }),
     // PostgreSQL instead of the embedded SQLite database in BENCH_DATA_DIR.
     ...(process.env.BENCH_DATABASE_URL === undefined ? {} : { databaseUrl: process.env.BENCH_DATABASE_URL }),
   },
@@ -71,11 +78,36 @@ function instrumentRevocations(): void {
   const acknowledge = hub.acknowledge.bind(hub);
   const flushAcks = hub.flushAcks.bind(hub);
   let queued: { consoleId: string; epoch: number }[] = [];
+  // The hub's console port (given at construction, private): each write to a console is timed while a
+  // revoke call runs here, so the push loop's start and end are known without touching the hub.
+  const pusher = (hub as unknown as { pusher: { sendRaw(id: string, data: string | Buffer): boolean } }).pusher;
+  const sendRaw = pusher.sendRaw.bind(pusher);
+  let sends: { first?: number; last?: number } | undefined;
+  pusher.sendRaw = (consoleId: string, data: string | Buffer) => {
+    const sent = sendRaw(consoleId, data);
+    if (sent && sends !== undefined) {
+      const at = wallMs();
+      sends.first ??= at;
+      sends.last = at;
+    }
+    return sent;
+  };
   hub.revoke = async (...args: Parameters<typeof hub.revoke>) => {
     const startedAt = wallMs();
-    const outcome = await revoke(...args);
-    revocationTimes.set(outcome.revocation.epoch, { startedAt, returnedAt: wallMs() });
-    return outcome;
+    const mine: { first?: number; last?: number } = {};
+    sends = mine;
+    try {
+      const outcome = await revoke(...args);
+      revocationTimes.set(outcome.revocation.epoch, {
+        startedAt,
+        returnedAt: wallMs(),
+        ...(mine.first === undefined ? {} : { firstSentAt: mine.first }),
+        ...(mine.last === undefined ? {} : { lastSentAt: mine.last }),
+      });
+      return outcome;
+    } finally {
+      if (sends === mine) sends = undefined;
+    }
   };
   // The store writes behind a fan-out, timed as they run (what each costs, and how many rows it took).
   const repo = backend.store.revocations;
@@ -195,7 +227,7 @@ process.on('message', (raw: unknown) => {
         reply({
           // Not found: revoked on another node (cluster); the acknowledgements this node committed still count.
           found: times !== undefined,
-          ...(times === undefined ? {} : { startedAt: times.startedAt, returnedAt: times.returnedAt }),
+          ...(times === undefined ? {} : times),
           count: acks?.size ?? 0,
           ...(acks === undefined ? {} : { lastAt: lastAckAt.get(epoch) }),
           ...(consoleAt === undefined ? {} : { consoleAt }),

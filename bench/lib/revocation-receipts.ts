@@ -15,6 +15,9 @@ export interface RevocationTimes {
   found: boolean;
   startedAt?: number;
   returnedAt?: number;
+  /** Its push loop: the first and the last console's frame written. */
+  firstSentAt?: number;
+  lastSentAt?: number;
   /** Acknowledgements of the epoch committed on that node, and the latest commit time. */
   count: number;
   lastAt?: number;
@@ -29,9 +32,11 @@ export interface CommittedAcks {
   count: number;
   lastAt: number;
   consoleAt?: number;
-  /** The node that took the revoke call: its `revoke` start and return. */
+  /** The node that took the revoke call: its `revoke` start and return, its push loop's first and last write. */
   startedAt?: number;
   returnedAt?: number;
+  firstSentAt?: number;
+  lastSentAt?: number;
   acks?: [string, number][];
 }
 
@@ -117,6 +122,8 @@ export async function waitForAcks(
       if (times.found && times.startedAt !== undefined && times.returnedAt !== undefined) {
         result.startedAt = times.startedAt + node.clockOffsetMs;
         result.returnedAt = times.returnedAt + node.clockOffsetMs;
+        if (times.firstSentAt !== undefined) result.firstSentAt = times.firstSentAt + node.clockOffsetMs;
+        if (times.lastSentAt !== undefined) result.lastSentAt = times.lastSentAt + node.clockOffsetMs;
       }
     }
     if (result.count >= count && (options.consoleId === undefined || result.consoleAt !== undefined)) {
