@@ -32,6 +32,8 @@ export class ConsoleRegistry {
   private readonly keys = new Map<string, KeyObject>();
   private lastSeen = new Map<string, number>();
   private flushing: Promise<void> | undefined;
+  /** The last-seen write under way (flushes run one after the other). */
+  private lastSeenWriting: Promise<unknown> = Promise.resolve();
   private flushAgain = false;
   private readonly replay: ReplayGuard;
 
@@ -155,20 +157,31 @@ export class ConsoleRegistry {
     return this.store.consoles.get(id);
   }
 
-  /** Notes that a console was seen; written in batches by `flushLastSeen` (many consoles, one commit). */
+  /** Notes that a console was seen; written in batches by `flushLastSeen` (many consoles per statement). */
   touch(id: string): void {
     this.lastSeen.set(id, this.clock());
   }
 
-  /** Writes the last-seen times noted so far in one transaction; on failure they are kept for the next flush. */
-  async flushLastSeen(): Promise<void> {
+  /**
+   * Writes the last-seen times noted so far; on failure they are kept for the next flush. One flush at
+   * a time (the 5 s timer, `flushSoon` and the one at shutdown): a flush is written in several units
+   * (`touchMany`), so a later one, the last before the store closes above all, waits for the one
+   * under way instead of running beside it.
+   */
+  flushLastSeen(): Promise<void> {
+    const run = this.lastSeenWriting.then(() => this.writeLastSeen());
+    this.lastSeenWriting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeLastSeen(): Promise<void> {
     if (this.lastSeen.size === 0) return;
     const seen = this.lastSeen;
     this.lastSeen = new Map();
     try {
-      // One statement for all of them (a node may hold thousands of consoles); console rows are locked
-      // in ascending id, the cluster's lock order (repositories.ts), so two nodes flushing overlapping
-      // consoles (a console's signed requests reach any node) never deadlock; a time never moves back.
+      // Many consoles per statement (a node may hold thousands); console rows are locked in ascending id,
+      // the cluster's lock order (repositories.ts), so two nodes flushing overlapping consoles (a console's
+      // signed requests reach any node) never deadlock; a time never moves back.
       await this.store.consoles.touchMany([...seen].map(([id, at]) => ({ id, at })));
     } catch (error) {
       // Newer sightings noted meanwhile win over the ones that failed to be written.

@@ -189,7 +189,8 @@ export interface ConsoleRepository {
    * Many consoles' last contact at once (one node's sightings since its last flush): each
    * `last_seen_at` only ever moves forward, whichever node writes. Inside a unit of work, one statement locking the
    * rows in ascending id; outside one, on PostgreSQL, it gives way to transactions holding rows (250-row statements,
-   * `SKIP LOCKED`) and waits, in ascending id, only for what is still held at the end.
+   * `SKIP LOCKED`) and waits, in ascending id, only for what is still held at the end; on SQLite, 100 consoles per
+   * unit with a turn of the event loop between two units (other work runs between them).
    */
   touchMany(sightings: readonly { id: string; at: number }[]): Promise<void>;
   setSyncState(id: string, state: { policyVersion?: number; revocationEpoch?: number }): Promise<void>;

@@ -561,15 +561,15 @@ function latest(a: number | undefined, b: number | null): number | null {
   return b === null ? a : Math.max(a, b);
 }
 
+/** Consoles pinged per turn of the event loop by the heartbeat (each ping is one socket write). */
+export const PINGS_PER_TURN = 100;
+
 /**
  * The agent's revocation acknowledgement, byte for byte as it sends it (JSON.stringify of
  * `{type, of, epoch}`), read without JSON.parse and the schema union: ten thousand of them arrive
  * at once after a fan-out. Exactly what AckMessageSchema accepts (a positive safe integer epoch);
  * anything else, spacing or key order included, takes the general path.
  */
-/** Consoles pinged per turn of the event loop by the heartbeat (each ping is one socket write). */
-const PINGS_PER_TURN = 100;
-
 const REVOCATION_ACK = /^\{"type":"ack","of":"revocation","epoch":([1-9][0-9]{0,14})\}$/;
 const ACK_PREFIX = Buffer.from('{"type":"ack","of":"revocation","epoch":');
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
+import { PINGS_PER_TURN } from '../../backend/ws/console-channel.js';
 import { CLOSE_CODES } from '../../shared/protocol.js';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
@@ -229,7 +230,8 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
     const pings = t.mock.method(WebSocket.prototype, 'ping');
     const sockets: WebSocket[] = [];
     try {
-      const COUNT = 250;
+      // More than two slices' worth, so that the heartbeat needs at least three turns of the event loop.
+      const COUNT = 2 * PINGS_PER_TURN + 50;
       const ready = Array.from({ length: COUNT }, () => undefined);
       for (let i = 0; i < ready.length; i += 10) {
         await Promise.all(
