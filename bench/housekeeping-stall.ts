@@ -10,9 +10,11 @@
  * `full`) with a short heartbeat (BENCH_HEARTBEAT_SECONDS), so that a window of a few seconds holds
  * several heartbeats and flushes; the consoles (real P-256 keys, signed WebSocket upgrades, `ws`
  * answers the pings) and a probe in this process. The probe sends `GET /healthz` on a fresh
- * connection every `--probe-ms`; its latency is what any request arriving at a random moment waits.
- * Reported: the probe's p50 / p99 / max and the backend's own event-loop delay (max, p99) over the
- * window. Run it in two trees for a before/after (the same file in both).
+ * connection every `--probe-ms` (it reads the store at most once a second: mostly a measure of the
+ * event loop); its latency is what a request arriving at a random moment waits for the backend's
+ * event loop. Reported: the probe's p50 / p99 / max and the backend's own event-loop delay (max, p99)
+ * over the window, the main figure. Run it in two trees for a before/after, with this file and
+ * bench/lib/backend-child.ts copied into both (the run refuses a backend that kept another heartbeat).
  *
  *   node --import tsx bench/housekeeping-stall.ts [--consoles 2000] [--heartbeat 2] [--seconds 20] [--probe-ms 50]
  */
@@ -56,6 +58,12 @@ async function main(): Promise<void> {
   let dropped = 0;
   await mapLimit(consoles, 25, async (c) => {
     const lean = await connectConsole(backend.url, c, () => undefined, { policyVersion: 1, revocationEpoch: 0 });
+    // A tree whose bench/lib/backend-child.ts ignores BENCH_HEARTBEAT_SECONDS would keep 15 s: not comparable.
+    if (lean.welcome.heartbeatSeconds !== HEARTBEAT_SECONDS) {
+      throw new Error(
+        `the backend announced a ${lean.welcome.heartbeatSeconds} s heartbeat, not ${HEARTBEAT_SECONDS} s: copy bench/lib/backend-child.ts into that tree too`,
+      );
+    }
     lean.ws.on('error', () => undefined);
     lean.ws.on('close', () => (dropped += 1));
     return lean;

@@ -20,9 +20,6 @@ interface RevokeCall {
   /** When `revoke` was entered and returned (wall ms, this process's clock). */
   startedAt: number;
   returnedAt: number;
-  /** The push loop inside it: when the first and the last console's frame were written (undefined: none). */
-  firstSentAt?: number;
-  lastSentAt?: number;
 }
 
 const dataDir = process.env.BENCH_DATA_DIR;
@@ -71,6 +68,27 @@ function gcAndMeasure(): NodeJS.MemoryUsage {
   return process.memoryUsage();
 }
 
+/** The first and the last console frame of each revocation epoch written by this node (wall ms). */
+const framesSent = new Map<number, { first: number; last: number }>();
+const REVOCATION_FRAME = Buffer.from('{"type":"revocation","epoch":');
+
+/** The epoch of a revocation message as the hub serialises it, or undefined for any other message. */
+function revocationEpochOf(data: string | Buffer): number | undefined {
+  const bytes = typeof data === 'string' ? Buffer.from(data.slice(0, 64)) : data;
+  if (
+    bytes.length <= REVOCATION_FRAME.length ||
+    bytes.compare(REVOCATION_FRAME, 0, REVOCATION_FRAME.length, 0, REVOCATION_FRAME.length) !== 0
+  )
+    return undefined;
+  let epoch = 0;
+  for (let i = REVOCATION_FRAME.length; i < bytes.length; i++) {
+    const digit = (bytes[i] ?? 0) - 0x30;
+    if (digit < 0 || digit > 9) return i === REVOCATION_FRAME.length ? undefined : epoch;
+    epoch = epoch * 10 + digit;
+  }
+  return undefined;
+}
+
 /** Observes revocations without changing them: wraps the hub's own methods and times them. */
 function instrumentRevocations(): void {
   const hub = backend.revocations;
@@ -78,36 +96,29 @@ function instrumentRevocations(): void {
   const acknowledge = hub.acknowledge.bind(hub);
   const flushAcks = hub.flushAcks.bind(hub);
   let queued: { consoleId: string; epoch: number }[] = [];
-  // The hub's console port (given at construction, private): each write to a console is timed while a
-  // revoke call runs here, so the push loop's start and end are known without touching the hub.
+  // The hub's console port (given at construction, private): each revocation frame written to a console is
+  // timed by the epoch it carries (read from its first bytes), so the push loop's first and last write are
+  // known per epoch, whatever else is pushed meanwhile, without touching the hub.
   const pusher = (hub as unknown as { pusher: { sendRaw(id: string, data: string | Buffer): boolean } }).pusher;
   const sendRaw = pusher.sendRaw.bind(pusher);
-  let sends: { first?: number; last?: number } | undefined;
   pusher.sendRaw = (consoleId: string, data: string | Buffer) => {
     const sent = sendRaw(consoleId, data);
-    if (sent && sends !== undefined) {
-      const at = wallMs();
-      sends.first ??= at;
-      sends.last = at;
+    if (sent) {
+      const epoch = revocationEpochOf(data);
+      if (epoch !== undefined) {
+        const at = wallMs();
+        const seen = framesSent.get(epoch);
+        if (seen === undefined) framesSent.set(epoch, { first: at, last: at });
+        else seen.last = at;
+      }
     }
     return sent;
   };
   hub.revoke = async (...args: Parameters<typeof hub.revoke>) => {
     const startedAt = wallMs();
-    const mine: { first?: number; last?: number } = {};
-    sends = mine;
-    try {
-      const outcome = await revoke(...args);
-      revocationTimes.set(outcome.revocation.epoch, {
-        startedAt,
-        returnedAt: wallMs(),
-        ...(mine.first === undefined ? {} : { firstSentAt: mine.first }),
-        ...(mine.last === undefined ? {} : { lastSentAt: mine.last }),
-      });
-      return outcome;
-    } finally {
-      if (sends === mine) sends = undefined;
-    }
+    const outcome = await revoke(...args);
+    revocationTimes.set(outcome.revocation.epoch, { startedAt, returnedAt: wallMs() });
+    return outcome;
   };
   // The store writes behind a fan-out, timed as they run (what each costs, and how many rows it took).
   const repo = backend.store.revocations;
@@ -222,12 +233,15 @@ process.on('message', (raw: unknown) => {
         // Counts by default (cheap to poll); `consoleId`: that console's commit time; `all`: every one.
         const epoch = request.epoch as number;
         const times = revocationTimes.get(epoch);
+        const frames = framesSent.get(epoch);
         const acks = ackCommittedAt.get(epoch);
         const consoleAt = typeof request.consoleId === 'string' ? acks?.get(request.consoleId) : undefined;
         reply({
           // Not found: revoked on another node (cluster); the acknowledgements this node committed still count.
           found: times !== undefined,
-          ...(times === undefined ? {} : times),
+          ...(times === undefined ? {} : { startedAt: times.startedAt, returnedAt: times.returnedAt }),
+          // This node's push of the epoch (a node that did not take the revoke call pushes too).
+          ...(frames === undefined ? {} : { firstSentAt: frames.first, lastSentAt: frames.last }),
           count: acks?.size ?? 0,
           ...(acks === undefined ? {} : { lastAt: lastAckAt.get(epoch) }),
           ...(consoleAt === undefined ? {} : { consoleAt }),
