@@ -8,31 +8,14 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { DEFAULT_POLICY } from '../../shared/policy.js';
 import { InProcessBus } from '../cluster/bus.js';
-import type { ConsoleRecord } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
+import { consoleRow } from '../store/test-kit.js';
 import { tempDir } from '../temp-dir.js';
 import { ConsoleRegistry } from './console-registry.js';
 import { EventLog } from './event-log.js';
 
 const logger = pino({ level: 'silent' });
 const T0 = 1_800_000_000_000;
-
-function consoleRow(id: string): ConsoleRecord {
-  return {
-    id,
-    name: null,
-    channel: 'branch-kiosk',
-    site: null,
-    publicJwk: '{}',
-    jkt: `jkt-${id}`,
-    enrolledAt: T0,
-    lastSeenAt: T0,
-    policyVersion: 0,
-    revocationEpoch: 0,
-    revokedAt: null,
-    revokedReason: null,
-  };
-}
 
 describe('ConsoleRegistry last-seen flush', () => {
   it('makes the flush at shutdown wait for one under way, so the store closes with every sighting written', async () => {
@@ -43,7 +26,7 @@ describe('ConsoleRegistry last-seen flush', () => {
     const store = openSqliteStore({ dataDir: dir, durability: 'full' });
     try {
       await store.transaction(async (tx) => {
-        for (const id of ids) await tx.consoles.insert(consoleRow(id));
+        for (const id of ids) await tx.consoles.insert(consoleRow(id, T0));
       });
       const events = new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger }));
       const registry = new ConsoleRegistry(store, events, clock, () => DEFAULT_POLICY, 3600);

@@ -9,8 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { tempDir } from '../temp-dir.js';
 import { openPostgresStore } from './postgres-store.js';
-import type { ConsoleRecord, Store } from './repositories.js';
+import type { Store } from './repositories.js';
 import { openSqliteStore } from './sqlite-store.js';
+import { consoleRow } from './test-kit.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 
 const pgSkip = postgresSkip();
@@ -25,23 +26,6 @@ after(async () => {
 
 const T0 = 1_800_000_000_000;
 
-function consoleRow(id: string): ConsoleRecord {
-  return {
-    id,
-    name: null,
-    channel: 'branch-kiosk',
-    site: null,
-    publicJwk: '{}',
-    jkt: `jkt-${id}`,
-    enrolledAt: T0,
-    lastSeenAt: T0,
-    policyVersion: 0,
-    revocationEpoch: 0,
-    revokedAt: null,
-    revokedReason: null,
-  };
-}
-
 describe('SQLite last-seen flush beside another write', () => {
   // `normal`: commits without a wait for the disk, so only the flush's own turns of the event loop let the
   // other write in (with `full`, it also gets in while a chunk's commit waits for its fdatasync).
@@ -52,7 +36,7 @@ describe('SQLite last-seen flush beside another write', () => {
       try {
         const ids = Array.from({ length: 2000 }, (_, i) => `c${String(i).padStart(4, '0')}`);
         await store.transaction(async (tx) => {
-          for (const id of ids) await tx.consoles.insert(consoleRow(id));
+          for (const id of ids) await tx.consoles.insert(consoleRow(id, T0));
         });
         const order: string[] = [];
         const flush = store.consoles
@@ -104,20 +88,7 @@ describe('PostgreSQL last-seen flush beside an ack group', { skip: pgSkip }, () 
     try {
       const ids = Array.from({ length: 600 }, (_, i) => `c${String(i).padStart(4, '0')}`);
       for (const id of ids) {
-        await store.consoles.insert({
-          id,
-          name: null,
-          channel: 'branch-kiosk',
-          site: null,
-          publicJwk: '{}',
-          jkt: `jkt-${id}`,
-          enrolledAt: T0,
-          lastSeenAt: T0,
-          policyVersion: 0,
-          revocationEpoch: 0,
-          revokedAt: null,
-          revokedReason: null,
-        });
+        await store.consoles.insert(consoleRow(id, T0));
       }
       const seen = async () =>
         Number(
