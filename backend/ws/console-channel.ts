@@ -488,12 +488,17 @@ export class ConsoleChannel {
    * thousands of consoles never holds the loop for more than a millisecond or two, so a revocation or
    * a sign-in arriving meanwhile is served between two slices instead of after all of them. A
    * console that closed or was replaced between two slices is skipped.
+   *
+   * The first slice waits for a turn of the loop too. A timer runs before the loop reads its sockets:
+   * after the process was frozen (a paused VM, SIGSTOP, a long stop of the world), the pongs that
+   * arrived meanwhile are still unread when this timer fires, and judged then every console would be
+   * cut off at once (and all of them would reconnect together).
    */
   private async beat(): Promise<void> {
     if (this.beating) return;
     this.beating = true;
     try {
-      let inTurn = 0;
+      let inTurn = PINGS_PER_TURN;
       for (const connection of [...this.connections.values()]) {
         if (++inTurn > PINGS_PER_TURN) {
           inTurn = 1;

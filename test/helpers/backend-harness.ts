@@ -238,10 +238,17 @@ export class TestConsole {
     await socket.next('events-ack', (m) => m.upToSeq >= event.seq);
   }
 
-  connect(options: { hello?: boolean; policyVersion?: number; revocationEpoch?: number } = {}): Promise<ConsoleSocket> {
+  /** `autoPong: false`: a ping is answered only while the socket's `answerPings` is true (the test decides). */
+  connect(
+    options: { hello?: boolean; policyVersion?: number; revocationEpoch?: number; autoPong?: boolean } = {},
+  ): Promise<ConsoleSocket> {
     const wsUrl = `${this.url.replace(/^http/, 'ws')}${CONSOLE_WS_PATH}`;
-    const ws = new WebSocket(wsUrl, { headers: this.signedHeaders('GET', CONSOLE_WS_PATH), perMessageDeflate: false });
-    const socket = new ConsoleSocket(ws);
+    const ws = new WebSocket(wsUrl, {
+      headers: this.signedHeaders('GET', CONSOLE_WS_PATH),
+      perMessageDeflate: false,
+      autoPong: options.autoPong ?? true,
+    });
+    const socket = new ConsoleSocket(ws, options.autoPong === false);
     return new Promise((resolve, reject) => {
       ws.once('open', () => {
         if (options.hello ?? true) {
@@ -277,7 +284,19 @@ export class ConsoleSocket {
   private waiters: { predicate: (m: BackendMessage) => boolean; resolve: (m: BackendMessage) => void }[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
 
-  constructor(readonly ws: WebSocket) {
+  /** Pings received from the backend. */
+  pings = 0;
+  /** With `connect({ autoPong: false })`: whether a ping is answered now (a test turns it off and on). */
+  answerPings = true;
+
+  constructor(
+    readonly ws: WebSocket,
+    manualPong = false,
+  ) {
+    ws.on('ping', () => {
+      this.pings++;
+      if (manualPong && this.answerPings) ws.pong();
+    });
     ws.on('message', (data) => {
       const message = JSON.parse(
         Buffer.isBuffer(data) ? data.toString('utf8') : String(data as unknown as string),
