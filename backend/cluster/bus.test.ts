@@ -365,6 +365,38 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     assert.ok((await a.ping(5_000)) >= 0);
   });
 
+  it('does not fail a ping or a publish the server answered while this process was frozen (judged after reading)', async () => {
+    // A node whose reads time out after 200 ms: its listening connection (the heartbeat's NOTIFY) and its own pool.
+    const node = new PostgresBus({ nodeId: 'node-frozen', logger, connection: url, connectTimeoutMs: 200 });
+    /** Holds this process's event loop (a stop-the-world pause, a paused VM): nothing is read meanwhile. */
+    const freeze = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    try {
+      await node.start();
+      await node.publish('policy', { version: 9_099 }); // the pool has a connection ready, as a running node's has
+      const arrival = nextDelivery(b, 'policy', (p) => p.version === 9_100);
+      // The ping's NOTIFY is written on the listening connection before the freeze; its answer and the notification
+      // arrive during it. (Whether the pool has written the publish by then is up to pg-pool; either way it must
+      // not fail.) Frozen in a setImmediate callback: what runs next is the timers, then the read of the sockets.
+      const { ping, publish } = await new Promise<{ ping: Promise<number>; publish: Promise<void> }>((resolve) =>
+        setImmediate(() => {
+          const started = { ping: node.ping(200), publish: node.publish('policy', { version: 9_100 }) };
+          freeze(1_500); // long enough for a loaded server to answer meanwhile
+          resolve(started);
+        }),
+      );
+      // When the loop runs again, the timers are due before the sockets are read: they must not decide alone.
+      assert.ok((await ping) >= 0, 'the ping came back');
+      await publish;
+      await arrival;
+      assert.equal(node.status().connected, true);
+    } finally {
+      await node.close();
+    }
+  });
+
   it('answers its heartbeat ping on the listening connection while the store pool is exhausted', async () => {
     // The store's pool, every connection of it held (a burst of console connections and sign-ins).
     const busy = new pg.Pool({ connectionString: url, max: 1 });

@@ -3,6 +3,7 @@ import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { withReadTimeout } from '../store/read-timeout.js';
 
 /**
  * The cluster bus: how one node tells every node (itself included) that something changed in the
@@ -289,7 +290,12 @@ abstract class BaseBus implements ClusterBus {
     let timer: NodeJS.Timeout | undefined;
     const arrived = new Promise<number>((resolve, reject) => {
       this.pings.set(nonce, resolve);
-      timer = setTimeout(() => reject(new Error(`cluster bus ping not received within ${timeoutMs} ms`)), timeoutMs);
+      // The verdict waits for one more turn of the loop's I/O: after this process was frozen, the timer runs before
+      // the notification that came back meanwhile is read (a settled promise ignores the late reject).
+      timer = setTimeout(
+        () => setImmediate(() => reject(new Error(`cluster bus ping not received within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
     });
     try {
       await Promise.race([this.sendPing(encodeEnvelope('ping', { n: nonce }, this.nodeId)), arrived]);
@@ -494,12 +500,30 @@ export class PostgresBus extends BaseBus {
       const config =
         typeof options.connection === 'string' ? { connectionString: options.connection } : options.connection;
       const timeout = options.connectTimeoutMs ?? 5_000;
-      this.ownPool = new pg.Pool({ ...config, max: 2, connectionTimeoutMillis: timeout, query_timeout: timeout });
+      // The read timeout is ours (read-timeout.ts), not pg's `query_timeout`, which would fail a publish the server
+      // had answered while this process was frozen.
+      const ownPool = new pg.Pool({ ...config, max: 2, connectionTimeoutMillis: timeout });
+      this.ownPool = ownPool;
       // An idle pooled connection that dies emits 'error' on the pool: without a listener it would crash the process.
       this.ownPool.on('error', (error) =>
         this.logger.warn({ err: error, node: this.nodeId }, 'cluster bus: pool connection lost'),
       );
-      this.pool = this.ownPool;
+      this.pool = {
+        // The read timeout counts from the query, not from the wait for a connection (bounded by
+        // connectionTimeoutMillis); a connection that failed a query is destroyed, never reused.
+        query: async (text, values) => {
+          const client = await ownPool.connect();
+          let failed: Error | undefined;
+          try {
+            return await withReadTimeout(client.query(text, values), timeout);
+          } catch (error) {
+            failed = error as Error;
+            throw error;
+          } finally {
+            client.release(failed);
+          }
+        },
+      };
     }
   }
 
@@ -553,7 +577,7 @@ export class PostgresBus extends BaseBus {
   protected async sendPing(payload: string): Promise<void> {
     const client = this.client;
     if (client === undefined) throw new Error('cluster bus not connected');
-    await this.notify(client, payload);
+    await withReadTimeout(this.notify(client, payload), this.options.connectTimeoutMs ?? 5_000);
   }
 
   async close(): Promise<void> {
@@ -615,8 +639,6 @@ export class PostgresBus extends BaseBus {
     const client = new pg.Client({
       ...config,
       connectionTimeoutMillis: timeout,
-      // Only LISTEN and the heartbeat's NOTIFY run on this connection: a server that accepts but never answers fails them.
-      query_timeout: timeout,
       keepAlive: true,
       application_name: `baton-bus:${this.nodeId}`.slice(0, 63),
     });
@@ -633,7 +655,10 @@ export class PostgresBus extends BaseBus {
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${this.channel}`);
+      // Only LISTEN and the heartbeat's NOTIFY run on this connection: a server that accepts but never answers
+      // fails them (read-timeout.ts: not pg's `query_timeout`, which judges before reading what arrived while
+      // this process was frozen).
+      await withReadTimeout(client.query(`LISTEN ${this.channel}`), timeout);
     } catch (error) {
       lost = true;
       client.removeAllListeners('end');

@@ -9,6 +9,7 @@ import type { Store } from './repositories.js';
 import type { BatonDatabase } from './kysely-schema.js';
 import { kyselyStore } from './kysely-store.js';
 import { migratePostgres } from './postgres-migrations.js';
+import { QUERY_TIMED_OUT, withReadTimeout } from './read-timeout.js';
 
 export interface PostgresStoreOptions {
   /** postgres://user[:password]@host[:port]/database[?sslmode=…] */
@@ -177,41 +178,6 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   return kyselyStore(db, 'postgres', () => (closed ??= db.destroy()));
 }
 
-const QUERY_TIMED_OUT = /^Query read timeout/;
-
-/**
- * `pending`, or a `Query read timeout` error if it has not settled `ms` after the call. The verdict waits for
- * one more turn of the event loop's I/O (`setImmediate`): when this process itself did not run for a while (a
- * SIGSTOP, a long synchronous stall), its timers run first when it resumes, before it reads the sockets, and the
- * answer the server sent meanwhile is there unread. pg's own `query_timeout` judges at once: after a 8 s freeze a
- * statement the server had answered in 0.3 s failed with it (the unit of work rolled back, a console's batch
- * refused), and every other statement then in flight with it. (A paused VM: covered where the answer is in the
- * guest's socket buffer when the process runs again, not where the host delivers it later.)
- */
-function withReadTimeout<T>(pending: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const timer = setTimeout(
-      () =>
-        setImmediate(() => {
-          if (!settled) reject(new Error(`Query read timeout: no answer from the database within ${ms} ms`));
-        }),
-      ms,
-    );
-    pending.then(
-      (value) => {
-        settled = true;
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        settled = true;
-        clearTimeout(timer);
-        reject(error as Error);
-      },
-    );
-  });
-}
 /**
  * A prepared statement the server can no longer use on this connection: its result type changed
  * under it (another node migrated the table, `0A000`), or it is gone (`26000`). The connection is
