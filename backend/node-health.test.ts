@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import type { DatabaseHealthView } from './store/database-health.js';
 import { memoryLogger } from './cluster/test-kit.js';
@@ -152,5 +153,33 @@ describe('node health: /healthz and /readyz', () => {
     advance(600);
     await health.readyz();
     assert.equal(probes(), 2);
+  });
+
+  it('does not call the database unreachable for an answer that came while this process was frozen', async () => {
+    // The "database" is another process (`cat` echoes each line back), so it answers while this one is stopped.
+    const peer = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
+    try {
+      const { health } = rig({
+        probeTimeoutMs: 200,
+        probeDatabase: () =>
+          new Promise((resolve) => {
+            peer.stdout.once('data', () => resolve(1));
+            peer.stdin.write('SELECT 1\n');
+            // Frozen once the probe's timer runs (a long stop of the world): its answer arrives meanwhile, unread.
+            queueMicrotask(() => {
+              const until = performance.now() + 1_000;
+              while (performance.now() < until);
+            });
+          }),
+      });
+      // Started from a setImmediate callback: what runs after the freeze is the timers, then the read of the pipe.
+      const healthz = await new Promise<Awaited<ReturnType<NodeHealth['healthz']>>>((resolve) =>
+        setImmediate(() => void health.healthz().then(resolve)),
+      );
+      assert.deepEqual(healthz.body.problems, []);
+      assert.equal((healthz.body.database as { ok?: boolean; error?: string }).error, undefined);
+    } finally {
+      peer.kill();
+    }
   });
 });

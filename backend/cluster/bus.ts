@@ -508,6 +508,13 @@ export class PostgresBus extends BaseBus {
       this.ownPool.on('error', (error) =>
         this.logger.warn({ err: error, node: this.nodeId }, 'cluster bus: pool connection lost'),
       );
+      // pg-pool listens only on idle clients: one checked out below that dies mid-query would emit 'error' with no
+      // listener and crash the process (its query fails all the same).
+      this.ownPool.on('connect', (client) =>
+        client.on('error', (error) =>
+          this.logger.warn({ err: error, node: this.nodeId }, 'cluster bus: pool connection lost'),
+        ),
+      );
       this.pool = {
         // The read timeout counts from the query, not from the wait for a connection (bounded by
         // connectionTimeoutMillis); a connection that failed a query is destroyed, never reused.

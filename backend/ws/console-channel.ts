@@ -113,6 +113,9 @@ export class ConsoleChannel {
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
       clientTracking: false,
+      // A pong is handled as the bytes are read (ws's default, stated because the heartbeat relies on it: its
+      // verdict waits one turn of the loop, and a pong emitted later than the read would miss it).
+      allowSynchronousEvents: true,
     });
     deps.policies.onPublish((version) => {
       const data = JSON.stringify({
@@ -186,16 +189,21 @@ export class ConsoleChannel {
         previousContactAt: latest(this.lastContact.get(console.id), console.lastSeenAt),
       },
     };
-    connection.helloTimer = setTimeout(() => {
-      if (connection.hello === undefined) {
-        this.violate(
-          connection,
-          'HELLO_REQUIRED',
-          CLOSE_CODES.HELLO_REQUIRED,
-          `No "hello" within ${this.deps.helloTimeoutSeconds} s`,
-        );
-      }
-    }, this.deps.helloTimeoutSeconds * 1000);
+    // Judged after one more turn of the loop's I/O: a hello that arrived while this process was frozen is read first.
+    connection.helloTimer = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (connection.hello === undefined) {
+            this.violate(
+              connection,
+              'HELLO_REQUIRED',
+              CLOSE_CODES.HELLO_REQUIRED,
+              `No "hello" within ${this.deps.helloTimeoutSeconds} s`,
+            );
+          }
+        }),
+      this.deps.helloTimeoutSeconds * 1000,
+    );
     connection.helloTimer.unref();
     const previous = this.connections.add(console.id, connection);
     if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
@@ -490,9 +498,9 @@ export class ConsoleChannel {
    * console that closed or was replaced between two slices is skipped.
    *
    * The first slice waits for a turn of the loop too. A timer runs before the loop reads its sockets:
-   * after the process was frozen (a paused VM, SIGSTOP, a long stop of the world), the pongs that
-   * arrived meanwhile are still unread when this timer fires, and judged then every console would be
-   * cut off at once (and all of them would reconnect together).
+   * after the process was frozen (SIGSTOP, a long stop of the world; after a paused VM, what reached
+   * the guest before it ran again), the pongs that arrived meanwhile are still unread when this timer
+   * fires, and judged then every console would be cut off at once (and all would reconnect together).
    */
   private async beat(): Promise<void> {
     if (this.beating) return;
@@ -513,9 +521,13 @@ export class ConsoleChannel {
     }
   }
 
-  /** One console's heartbeat: a console that did not answer the last ping is cut off, the others pinged. */
+  /**
+   * One console's heartbeat: a console that did not answer the last ping is cut off, the others pinged. A
+   * socket this node stopped reading (its batches wait for the store, `MAX_BATCHES_IN_FLIGHT`) is not judged:
+   * its pong may be there unread, and the wait is the node's, not the console's.
+   */
   private ping(connection: ConsoleConnection): void {
-    if (!connection.alive) {
+    if (!connection.alive && !connection.socket.isPaused) {
       this.deps.logger.info({ console: connection.console.id }, 'console missed a heartbeat; terminating');
       connection.socket.terminate();
       return;

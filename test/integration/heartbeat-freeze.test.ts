@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { PROTOCOL_VERSION } from '../../shared/protocol.js';
 import { AdminClient, TestConsole, TEST_ORIGIN, type ConsoleSocket } from '../helpers/backend-harness.js';
 import { readToken, spawnBackend, type BackendProcess } from '../helpers/backend-process.js';
 import { dropTestDatabase } from '../helpers/test-database.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 /**
- * A node frozen for longer than its heartbeat (a paused VM, a host under memory pressure, SIGSTOP)
- * and then resumed: its heartbeat timer fires before the event loop reads the sockets, so the pongs
+ * A node frozen for longer than its heartbeat (SIGSTOP, a host under memory pressure, a long stop
+ * of the world) and then resumed: its heartbeat timer fires before the event loop reads the sockets, so the pongs
  * that arrived during the freeze are still unread. Judged then, every console that answered would
  * be cut off at once and all of them would reconnect together. The backend runs in a child process
  * stopped with SIGSTOP; the consoles answer pings themselves (`autoPong: false`), one during the
@@ -35,7 +36,22 @@ describe('a node frozen past its heartbeat and resumed', () => {
   const dataDir = join(dir, 'data');
   const tokenFile = join(dir, 'bootstrap-token');
   const configFile = join(dir, 'config.json');
-  let backend: BackendProcess | undefined;
+  // Three seconds: the test stops the node well within one period of the ping it waits for, even on a loaded machine.
+  const HEARTBEAT_SECONDS = 3;
+  const HELLO_TIMEOUT_SECONDS = 2;
+  let backend: BackendProcess;
+  let pid: number;
+  let admin: AdminClient;
+  before(async () => {
+    writeFileSync(
+      configFile,
+      JSON.stringify({ heartbeatSeconds: HEARTBEAT_SECONDS, helloTimeoutSeconds: HELLO_TIMEOUT_SECONDS }),
+    );
+    backend = await spawnBackend({ dataDir, tokenFile, origin: TEST_ORIGIN, extra: ['--config', configFile] });
+    assert.ok(backend.child.pid !== undefined);
+    pid = backend.child.pid;
+    admin = new AdminClient(backend.url, readToken(tokenFile));
+  });
   after(async () => {
     if (backend !== undefined) {
       backend.child.kill('SIGCONT');
@@ -45,17 +61,15 @@ describe('a node frozen past its heartbeat and resumed', () => {
     await dropTestDatabase(dataDir);
   });
 
-  it('keeps the consoles whose pongs arrived during the freeze, and still cuts off the one that never answered', async () => {
-    // Two seconds: the test stops the node well within one period of the ping it waits for, even on a loaded machine.
-    const HEARTBEAT_SECONDS = 2;
-    writeFileSync(configFile, JSON.stringify({ heartbeatSeconds: HEARTBEAT_SECONDS }));
-    backend = await spawnBackend({ dataDir, tokenFile, origin: TEST_ORIGIN, extra: ['--config', configFile] });
-    const pid = backend.child.pid;
-    assert.ok(pid !== undefined);
-    const admin = new AdminClient(backend.url, readToken(tokenFile));
+  /** Stops the backend and waits until the stop has taken effect. */
+  const stop = async () => {
+    backend.child.kill('SIGSTOP');
+    await until(() => processState(pid) === 'T', 'the backend process to stop');
+  };
 
+  it('keeps the consoles whose pongs arrived during the freeze, and still cuts off the one that never answered', async () => {
     const connect = async (): Promise<ConsoleSocket> => {
-      const console = await TestConsole.enrol(backend?.url ?? '', admin);
+      const console = await TestConsole.enrol(backend.url, admin);
       const socket = await console.connect({ autoPong: false });
       await socket.next('welcome');
       return socket;
@@ -74,8 +88,13 @@ describe('a node frozen past its heartbeat and resumed', () => {
       () => answering.pings > answeringBase && silent.pings > silentBase,
       'a heartbeat pinging both consoles',
     );
-    backend.child.kill('SIGSTOP');
-    await until(() => processState(pid) === 'T', 'the backend process to stop');
+    await stop();
+    // The node stopped within the heartbeat that pinged both (not after the next one had judged them).
+    assert.deepEqual(
+      [answering.pings - answeringBase, silent.pings - silentBase, answeringClosed, silentClosed],
+      [1, 1, false, false],
+      'the node was stopped within one heartbeat period of its ping (the test process was too slow otherwise)',
+    );
     answering.ws.pong(); // arrives while the node is frozen: unread until it resumes
     // Frozen for longer than a heartbeat period: the next beat is due the moment it resumes.
     await new Promise((resolve) => setTimeout(resolve, 1.5 * HEARTBEAT_SECONDS * 1000));
@@ -104,5 +123,29 @@ describe('a node frozen past its heartbeat and resumed', () => {
       'the answering console is the one console still online',
     );
     answering.ws.terminate();
+  });
+
+  it('welcomes a console whose hello arrived during the freeze, although its hello deadline passed meanwhile', async () => {
+    const console = await TestConsole.enrol(backend.url, admin);
+    const socket = await console.connect({ hello: false }); // the node's hello timer runs from the upgrade
+    await stop();
+    socket.send({
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      policyVersion: 0,
+      revocationEpoch: 0,
+      agentVersion: 'test',
+    });
+    // Frozen past the hello deadline: the timer is due the moment the node resumes, the hello unread.
+    await new Promise((resolve) => setTimeout(resolve, (HELLO_TIMEOUT_SECONDS + 1) * 1000));
+    backend.child.kill('SIGCONT');
+    const welcome = await socket.next('welcome', () => true, 10_000);
+    assert.equal(welcome.consoleId, console.id);
+    assert.deepEqual(
+      socket.received.filter((m) => m.type === 'error'),
+      [],
+      'no HELLO_REQUIRED for a hello that arrived in time',
+    );
+    await socket.close();
   });
 });

@@ -1,5 +1,6 @@
 import '@simplewebauthn/server/helpers';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -162,6 +163,41 @@ describe('RFC 8935 push client', () => {
     } finally {
       client.destroy();
       await s.close();
+    }
+  });
+
+  test('a push answered while this process was frozen is not failed when it resumes (judged after reading)', async () => {
+    // The receiver is another process, so it answers while this one is stopped. It answers with the number of
+    // pushes it has received: one sent twice (the first destroyed as timed out, again on a new connection) shows.
+    const receiver = spawn(
+      process.execPath,
+      [
+        '-e',
+        `let n = 0;
+         const s = require('node:http').createServer((req, res) => { req.resume(); req.on('end', () => res.writeHead(202).end(String(++n))); });
+         s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const client = new PushClient(200);
+    try {
+      const [port] = (await once(receiver.stdout, 'data')) as [Buffer];
+      const endpoint = pushEndpoint(`http://127.0.0.1:${port.toString().trim()}/ssf/events`);
+      assert.deepEqual(await client.post(endpoint, JWT), { status: 202, text: '1' }); // a kept connection: written at once
+      // Posted from a setImmediate callback, then frozen past the push's timeout: what runs after the freeze is
+      // the timers (the watchdog), then the read of the answer that came meanwhile.
+      const answer = await new Promise<Promise<unknown>>((resolve) =>
+        setImmediate(() => {
+          const pending = client.post(endpoint, `${JWT}2`);
+          const until = performance.now() + 1_000;
+          while (performance.now() < until);
+          resolve(pending);
+        }),
+      );
+      assert.deepEqual(await answer, { status: 202, text: '2' }, 'the push was answered once, not sent again');
+    } finally {
+      client.destroy();
+      receiver.kill();
     }
   });
 

@@ -422,11 +422,20 @@ export class PushClient {
     if (list !== undefined && at !== -1) list.splice(at, 1);
   }
 
-  /** Ends every push past its deadline; stops when nothing is in flight (started again by the next push). */
+  /**
+   * Ends every push past its deadline; stops when nothing is in flight (started again by the next push). The
+   * verdict waits for one more turn of the loop's I/O: an answer that came while this process was frozen is read
+   * first (the push then settled, or its connection carries a newer push with a later deadline).
+   */
   private check(): void {
     const now = performance.now();
-    for (const c of this.active) {
-      if (c.busy && c.deadline <= now) c.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
+    const overdue = [...this.active].filter((c) => c.busy && c.deadline <= now);
+    if (overdue.length > 0) {
+      setImmediate(() => {
+        for (const c of overdue) {
+          if (c.busy && c.deadline <= now) c.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
+        }
+      });
     }
     if (this.active.size === 0) {
       clearInterval(this.watchdog);
