@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import type { DatabaseHealthView } from './store/database-health.js';
 import { memoryLogger } from './cluster/test-kit.js';
@@ -159,6 +160,10 @@ describe('node health: /healthz and /readyz', () => {
     // The "database" is another process (`cat` echoes each line back), so it answers while this one is stopped.
     const peer = spawn('cat', [], { stdio: ['pipe', 'pipe', 'ignore'] });
     try {
+      // Started and echoing before the probe.
+      const echoed = once(peer.stdout, 'data');
+      peer.stdin.write('ready\n');
+      await echoed;
       const { health } = rig({
         probeTimeoutMs: 200,
         probeDatabase: () =>

@@ -193,7 +193,8 @@ export class ConsoleChannel {
     connection.helloTimer = setTimeout(
       () =>
         setImmediate(() => {
-          if (connection.hello === undefined) {
+          // Still open: a socket closed in between (its timer cleared too late) is no protocol violation.
+          if (connection.hello === undefined && connection.socket.readyState === WebSocket.OPEN) {
             this.violate(
               connection,
               'HELLO_REQUIRED',
@@ -521,13 +522,9 @@ export class ConsoleChannel {
     }
   }
 
-  /**
-   * One console's heartbeat: a console that did not answer the last ping is cut off, the others pinged. A
-   * socket this node stopped reading (its batches wait for the store, `MAX_BATCHES_IN_FLIGHT`) is not judged:
-   * its pong may be there unread, and the wait is the node's, not the console's.
-   */
+  /** One console's heartbeat: a console that did not answer the last ping is cut off, the others pinged. */
   private ping(connection: ConsoleConnection): void {
-    if (!connection.alive && !connection.socket.isPaused) {
+    if (!connection.alive) {
       this.deps.logger.info({ console: connection.console.id }, 'console missed a heartbeat; terminating');
       connection.socket.terminate();
       return;

@@ -166,6 +166,25 @@ describe('RFC 8935 push client', () => {
     }
   });
 
+  test('a push that times out on a kept connection is not sent again (the receiver is slow, not gone)', async () => {
+    let requests = 0;
+    const s = await rawServer((socket, n) => {
+      requests = n;
+      if (n === 1) socket.write('HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n'); // later ones: never
+    });
+    const client = new PushClient(200);
+    try {
+      const endpoint = pushEndpoint(s.url);
+      assert.deepEqual(await client.post(endpoint, JWT), { status: 202, text: '' });
+      await assert.rejects(client.post(endpoint, `${JWT}2`), /no answer within 200 ms/);
+      assert.equal(requests, 2, 'the timed-out push reached the receiver once');
+      assert.equal(s.connections(), 1);
+    } finally {
+      client.destroy();
+      await s.close();
+    }
+  });
+
   test('a push answered while this process was frozen is not failed when it resumes (judged after reading)', async () => {
     // The receiver is another process, so it answers while this one is stopped. It answers with the number of
     // pushes it has received: one sent twice (the first destroyed as timed out, again on a new connection) shows.
@@ -179,9 +198,12 @@ describe('RFC 8935 push client', () => {
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    const client = new PushClient(200);
+    const client = new PushClient(1_000);
     try {
-      const [port] = (await once(receiver.stdout, 'data')) as [Buffer];
+      const [port] = (await Promise.race([
+        once(receiver.stdout, 'data'),
+        once(receiver, 'exit').then(() => assert.fail('the receiver process exited')),
+      ])) as [Buffer];
       const endpoint = pushEndpoint(`http://127.0.0.1:${port.toString().trim()}/ssf/events`);
       assert.deepEqual(await client.post(endpoint, JWT), { status: 202, text: '1' }); // a kept connection: written at once
       // Posted from a setImmediate callback, then frozen past the push's timeout: what runs after the freeze is
@@ -189,7 +211,7 @@ describe('RFC 8935 push client', () => {
       const answer = await new Promise<Promise<unknown>>((resolve) =>
         setImmediate(() => {
           const pending = client.post(endpoint, `${JWT}2`);
-          const until = performance.now() + 1_000;
+          const until = performance.now() + 2_500;
           while (performance.now() < until);
           resolve(pending);
         }),

@@ -16,8 +16,10 @@ import { SET_CONTENT_TYPE } from '../set.js';
  * like any other (never followed); a connection is reused only when the answer said it may be (HTTP/1.1
  * without `Connection: close`, HTTP/1.0 with keep-alive) and its body was read to its end. A push that
  * fails on a connection reused from the pool before any byte of the answer came (the receiver closed it
- * meanwhile) is sent once more on a new connection. Every push ends within `timeoutMs` (connecting, TLS,
- * writing and the whole answer): one interval for all of them, not a timer per push.
+ * meanwhile) is sent once more on a new connection, unless its time is up (a receiver that is only slow does
+ * not get it twice). Every push ends about `timeoutMs` after it started (connecting, TLS, writing and the whole
+ * answer; judged by one interval for all of them, not a timer per push, up to a quarter of `timeoutMs` or 1 s
+ * late, and after reading what the connection holds).
  */
 
 export interface PushAnswer {
@@ -344,7 +346,7 @@ export class PushClient {
     try {
       return await this.send(endpoint, body, deadline, false);
     } catch (error) {
-      if (!(error instanceof PushFailed) || !error.retry) throw error;
+      if (!(error instanceof PushFailed) || !error.retry || performance.now() >= deadline) throw error;
       // The receiver closed a kept connection meanwhile: once more, on a new one.
       return this.send(endpoint, body, deadline, true);
     }
