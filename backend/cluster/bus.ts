@@ -3,7 +3,7 @@ import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { withReadTimeout } from '../store/read-timeout.js';
+import { lagAwareClient, waitForClient, withReadTimeout } from '../store/read-timeout.js';
 
 /**
  * The cluster bus: how one node tells every node (itself included) that something changed in the
@@ -500,9 +500,9 @@ export class PostgresBus extends BaseBus {
       const config =
         typeof options.connection === 'string' ? { connectionString: options.connection } : options.connection;
       const timeout = options.connectTimeoutMs ?? 5_000;
-      // The read timeout is ours (read-timeout.ts), not pg's `query_timeout`, which would fail a publish the server
-      // had answered while this process was frozen.
-      const ownPool = new pg.Pool({ ...config, max: 2, connectionTimeoutMillis: timeout });
+      // The timeouts are ours (read-timeout.ts), not pg's `query_timeout` and `connectionTimeoutMillis`, which would
+      // fail a publish the server had answered, or a connection it had opened, while this process was frozen.
+      const ownPool = new pg.Pool({ ...config, max: 2, Client: lagAwareClient(timeout) });
       this.ownPool = ownPool;
       // An idle pooled connection that dies emits 'error' on the pool: without a listener it would crash the process.
       this.ownPool.on('error', (error) =>
@@ -516,10 +516,10 @@ export class PostgresBus extends BaseBus {
         ),
       );
       this.pool = {
-        // The read timeout counts from the query, not from the wait for a connection (bounded by
-        // connectionTimeoutMillis); a connection that failed a query is destroyed, never reused.
+        // The read timeout counts from the query, not from the wait for a connection (bounded on its own); a
+        // connection that failed a query is destroyed, never reused.
         query: async (text, values) => {
-          const client = await ownPool.connect();
+          const client = await waitForClient(ownPool, timeout);
           let failed: Error | undefined;
           try {
             return await withReadTimeout(client.query(text, values), timeout);
@@ -643,9 +643,9 @@ export class PostgresBus extends BaseBus {
         ? { connectionString: this.options.connection }
         : this.options.connection;
     const timeout = this.options.connectTimeoutMs ?? 5_000;
-    const client = new pg.Client({
+    const Client = lagAwareClient(timeout);
+    const client = new Client({
       ...config,
-      connectionTimeoutMillis: timeout,
       keepAlive: true,
       application_name: `baton-bus:${this.nodeId}`.slice(0, 63),
     });

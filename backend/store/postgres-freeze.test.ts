@@ -24,6 +24,8 @@ const FIXTURE = join(import.meta.dirname, 'postgres-freeze.fixture.ts');
 /** The fixture's read timeout (its 5 s statement timeout + 1 s) and its idle-in-transaction bound (twice 5 s). */
 const READ_TIMEOUT_MS = 6_000;
 const IDLE_BOUND_MS = 10_000;
+/** The fixture's wait for a connection from its pool of two. */
+const CONNECT_WAIT_MS = 3_000;
 const skip = postgresSkip();
 
 type Outcome = { ok: boolean; value?: unknown; error?: string };
@@ -74,6 +76,18 @@ function startFixture(url: string) {
   };
 }
 
+/** Until `n` sessions of the database wait for a row lock (the fixture's units wait for the held rows). */
+async function lockWaits(watcher: pg.Client, n: number): Promise<void> {
+  for (let i = 0; ; i++) {
+    const { rows } = await watcher.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+    );
+    if ((rows[0]?.n ?? 0) >= n) return;
+    assert.ok(i < 500, `the fixture’s units never waited for the held rows (${rows[0]?.n ?? 0} of ${n})`);
+    await sleep(5);
+  }
+}
+
 describe('the PostgreSQL store across a freeze of its own process', { skip }, () => {
   let server: PostgresServer | undefined;
   before(async () => {
@@ -97,14 +111,7 @@ describe('the PostgreSQL store across a freeze of its own process', { skip }, ()
       await holder.query('BEGIN');
       await holder.query(`INSERT INTO meta (key, value) VALUES ('frozen', 'held by another session')`);
       fixture.send('write');
-      for (let i = 0; ; i++) {
-        const { rows } = await watcher.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-        );
-        if ((rows[0]?.n ?? 0) > 0) break;
-        assert.ok(i < 500, 'the fixture’s unit never waited for the held row');
-        await sleep(5);
-      }
+      await lockWaits(watcher, 1);
       fixture.child.kill('SIGSTOP');
       // The server completes the unit's statement now; its answer waits in the stopped process's socket.
       await holder.query('ROLLBACK');
@@ -115,6 +122,39 @@ describe('the PostgreSQL store across a freeze of its own process', { skip }, ()
       assert.deepEqual(await fixture.next('after'), { ok: true, value: 'committed by the unit' });
       const { rows } = await watcher.query<{ value: string }>(`SELECT value FROM meta WHERE key = 'frozen'`);
       assert.deepEqual(rows, [{ value: 'committed by the unit' }], 'what the database holds');
+    } finally {
+      await fixture.stop();
+      await holder.end();
+      await watcher.end();
+    }
+  });
+
+  it('a unit waiting for a pooled connection when the process was stopped gets one when it wakes', async () => {
+    const url = await createDatabase(server!.url, 'frozen_pool_wait', { migrated: true });
+    const holder = new pg.Client({ connectionString: url });
+    const watcher = new pg.Client({ connectionString: url });
+    await holder.connect();
+    await watcher.connect();
+    const fixture = startFixture(url);
+    try {
+      await fixture.next('ready');
+      // Units 1 and 2 hold the pool's two connections and wait for these rows; unit 3 waits for a connection.
+      await holder.query('BEGIN');
+      await holder.query(`INSERT INTO meta (key, value) VALUES ('frozen-1', 'held'), ('frozen-2', 'held')`);
+      fixture.send('write-three');
+      await lockWaits(watcher, 2);
+      fixture.child.kill('SIGSTOP');
+      // The server answers units 1 and 2 now; they commit and give their connections back only once awake.
+      await holder.query('ROLLBACK');
+      // Past the 3 s wait for a connection, short of the 6 s read timeout: the freeze injected.
+      await sleep(CONNECT_WAIT_MS + 1_500);
+      fixture.child.kill('SIGCONT');
+      assert.deepEqual(
+        await fixture.next('units'),
+        [{ ok: true }, { ok: true }, { ok: true }],
+        'a unit failed after the freeze (pg-pool’s wait judged before the other units read their answers)',
+      );
+      assert.deepEqual(await fixture.next('after'), { ok: true, value: ['unit 1', 'unit 2', 'unit 3'] });
     } finally {
       await fixture.stop();
       await holder.end();

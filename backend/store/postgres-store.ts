@@ -9,7 +9,7 @@ import type { Store } from './repositories.js';
 import type { BatonDatabase } from './kysely-schema.js';
 import { kyselyStore } from './kysely-store.js';
 import { migratePostgres } from './postgres-migrations.js';
-import { QUERY_TIMED_OUT, withReadTimeout } from './read-timeout.js';
+import { QUERY_TIMED_OUT, lagAwareClient, waitForClient, withReadTimeout } from './read-timeout.js';
 
 export interface PostgresStoreOptions {
   /** postgres://user[:password]@host[:port]/database[?sslmode=…] */
@@ -111,7 +111,9 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    // No `connectionTimeoutMillis`: pg's timers judge on the first tick after a freeze. A new connection is
+    // bounded by `lagAwareClient`, the wait for a pooled one by `failFast`'s connect (both lag-aware).
+    Client: lagAwareClient(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS),
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'baton',
     types: typeParsers,
@@ -170,6 +172,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     dialect: new PostgresDialect({
       pool: failFast(pool, {
         prepared: options.preparedStatements ?? true,
+        connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
         readTimeoutMs: (options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS) + 1_000,
       }),
     }),
@@ -230,8 +233,11 @@ class StatementNames {
  * And statements run again and again are named prepared statements (`StatementNames`) unless `prepared`
  * is false.
  */
-function failFast(pool: pg.Pool, options: { prepared: boolean; readTimeoutMs: number }): PostgresPool {
-  const { prepared, readTimeoutMs } = options;
+function failFast(
+  pool: pg.Pool,
+  options: { prepared: boolean; readTimeoutMs: number; connectTimeoutMs: number },
+): PostgresPool {
+  const { prepared, readTimeoutMs, connectTimeoutMs } = options;
   const guarded = new WeakMap<pg.PoolClient, pg.PoolClient>();
   const names = prepared ? new StatementNames() : undefined;
   const guard = (client: pg.PoolClient): pg.PoolClient => {
@@ -286,7 +292,7 @@ function failFast(pool: pg.Pool, options: { prepared: boolean; readTimeoutMs: nu
   };
   return {
     connect: async () => {
-      const client = await pool.connect();
+      const client = await waitForClient(pool, connectTimeoutMs);
       let wrapper = guarded.get(client);
       if (wrapper === undefined) {
         wrapper = guard(client);

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { createServer, connect, type Socket } from 'node:net';
+import { describe, it } from 'node:test';
+import { lagAwareTimer } from './lag-aware-timer.js';
+
+/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
+function stall(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+describe('lagAwareTimer: a deadline that counts only the time the process ran', () => {
+  it('a wait the process did not run through is given that time again, not judged on the first tick', async () => {
+    let expiredAt = 0;
+    const expired = new Promise<void>((resolve) =>
+      lagAwareTimer(300, () => {
+        expiredAt = performance.now();
+        resolve();
+      }),
+    );
+    stall(1_000); // the 300 ms deadline passes while nothing runs
+    const resumedAt = performance.now();
+    await expired;
+    // A plain timer (or one that waits a single turn) expires within a millisecond of waking.
+    assert.ok(expiredAt - resumedAt >= 250, `expired ${Math.round(expiredAt - resumedAt)} ms after the stall`);
+  });
+
+  it('a connection made while the process stalled past a multi-step deadline completes, and is then answered', async () => {
+    // What the store's wait for a connection needs: after the stall, more than one read (connect, then a reply).
+    const server = createServer((socket) => socket.once('data', () => socket.end('pong')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    try {
+      const outcome = await new Promise<string>((resolve) => {
+        const timer = lagAwareTimer(200, () => {
+          socket.destroy();
+          resolve('timed out');
+        });
+        const socket: Socket = connect({ port, host: '127.0.0.1' }, () => socket.write('ping'));
+        socket.once('data', (data) => {
+          timer.clear();
+          socket.end();
+          resolve(String(data));
+        });
+        socket.once('error', (error) => resolve(`error: ${error.message}`));
+        stall(600); // the kernel accepts the connection meanwhile; the reply needs one more round trip after
+      });
+      assert.equal(outcome, 'pong');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a wait with no answer still ends, once, after its time', async () => {
+    let calls = 0;
+    await new Promise<void>((resolve) =>
+      lagAwareTimer(50, () => {
+        calls++;
+        resolve();
+      }),
+    );
+    assert.equal(calls, 1);
+  });
+});
