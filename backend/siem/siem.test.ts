@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import type { StoredEvent } from '../../shared/events.js';
 import { SiemConfigSchema, isLoopbackHost } from './config.js';
 import { toOcsf } from './ocsf.js';
-import { formatSyslog, frame } from './syslog.js';
+import { SyslogTransport, formatSyslog, frame, type SyslogTarget } from './syslog.js';
 
 function stored(overrides: Partial<StoredEvent>): StoredEvent {
   return {
@@ -90,6 +91,59 @@ describe('syslog messages (RFC 5424, octet-counted)', () => {
     assert.match(message, /^<84>1 2026-12-04T09:30:00\.000Z node_one baton 99 sign-in-failed - \uFEFF\{/);
     const json = JSON.parse(message.slice(message.indexOf('\uFEFF') + 1)) as { class_uid: number };
     assert.equal(json.class_uid, 3002);
+  });
+});
+
+/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
+function stall(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+async function listening(server: Server): Promise<SyslogTarget> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return { host: '127.0.0.1', port, tls: false, facility: 10, appName: 'baton', settleMs: 20, connectTimeoutMs: 200 };
+}
+
+describe('the syslog transport', () => {
+  it('a connection the kernel completed while the process stalled past the connect timeout is used, not refused', async () => {
+    let received = '';
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('data', (data) => (received += String(data)));
+    });
+    const transport = new SyslogTransport(await listening(server));
+    try {
+      const sending = transport.send([toOcsf(stored({}), context)]);
+      stall(600); // the 200 ms connect deadline passes while nothing runs; the kernel accepts meanwhile
+      await sending;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.match(received, /^\d+ <\d+>1 .* session-established - \uFEFF\{/);
+    } finally {
+      await transport.close();
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  });
+
+  it('a receiver that never completes the handshake still fails after about the connect timeout', async () => {
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => sockets.push(socket)); // accepts TCP, never answers the TLS hello
+    const transport = new SyslogTransport({ ...(await listening(server)), tls: {} });
+    try {
+      const started = performance.now();
+      await assert.rejects(
+        transport.send([toOcsf(stored({}), context)]),
+        /no connection to syslog\+tls:\/\/127\.0\.0\.1:\d+ within 200 ms/,
+      );
+      const elapsed = performance.now() - started;
+      assert.ok(elapsed >= 190 && elapsed < 1_000, `failed after ${Math.round(elapsed)} ms`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls, type TLSSocket } from 'node:tls';
+import { lagAwareTimer } from '../lag-aware-timer.js';
 import type { OcsfRecord } from './ocsf.js';
 import type { SiemTransport } from './transport.js';
 
@@ -126,16 +127,17 @@ export class SyslogTransport implements SiemTransport {
     const { host, port } = this.target;
     const socket = await new Promise<Socket | TLSSocket>((resolve, reject) => {
       const fail = (error: Error) => {
-        clearTimeout(timer);
+        timer.clear();
         candidate.destroy();
         reject(error);
       };
-      const timer = setTimeout(
-        () => fail(new Error(`no connection to ${this.describe()} within ${this.target.connectTimeoutMs} ms`)),
-        this.target.connectTimeoutMs,
+      // Counts only the time this process ran: after a stop or a stall, a connection (or TLS handshake) the
+      // kernel completed meanwhile is read before the wait is judged, not refused on the first tick after it.
+      const timer = lagAwareTimer(this.target.connectTimeoutMs, () =>
+        fail(new Error(`no connection to ${this.describe()} within ${this.target.connectTimeoutMs} ms`)),
       );
       const ready = () => {
-        clearTimeout(timer);
+        timer.clear();
         candidate.off('error', fail);
         resolve(candidate);
       };

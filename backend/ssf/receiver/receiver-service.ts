@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BatonError } from '../../../shared/errors.js';
 import { constantTimeEqualHex, newId, newSecretToken, sha256Hex } from '../../crypto/secrets.js';
+import { lagAwareTimer } from '../../lag-aware-timer.js';
 import type { Store } from '../../store/repositories.js';
 import type { EventLog } from '../../services/event-log.js';
 import type { RevocationHub } from '../../services/revocation-hub.js';
@@ -73,6 +74,22 @@ export const LinkIdentitySchema = z.discriminatedUnion('format', [
   z.strictObject({ format: z.literal('iss_sub'), iss: z.string().min(1).max(512), sub: z.string().min(1).max(512) }),
   z.strictObject({ format: z.literal('opaque'), id: z.string().min(1).max(512) }),
 ]);
+
+/** How long a request to an upstream transmitter may take, reading its answer included. */
+const UPSTREAM_TIMEOUT_MS = 10_000;
+
+/**
+ * The signal `AbortSignal.timeout(ms)` gave (it aborts the request and the read of its body with a `TimeoutError`),
+ * counted only in time this process ran (lag-aware-timer.ts): after a stop or a stall, an answer already waiting in
+ * the socket is read before the request is judged too slow. `clear()` once the answer's body is read.
+ */
+function upstreamDeadline(ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = lagAwareTimer(ms, () =>
+    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+  );
+  return { signal: controller.signal, clear: () => timer.clear() };
+}
 
 /** The event types Baton asks an upstream for when it creates a stream there. */
 export const EVENTS_REQUESTED = [
@@ -189,6 +206,8 @@ export class SsfReceiver {
       assertNotLastAdmin: (operatorId: string) => Promise<void>;
       /** fetch (tests may not replace it; real HTTP). */
       fetch?: typeof fetch;
+      /** How long a request to an upstream may take (UPSTREAM_TIMEOUT_MS); tests shorten it. */
+      upstreamTimeoutMs?: number;
     },
   ) {}
 
@@ -310,6 +329,7 @@ export class SsfReceiver {
     }
     const pushToken = newSecretToken('bssf');
     const endpoint = `${(input.endpointBaseUrl ?? requestBase).replace(/\/$/, '')}${pushPathOf(id)}`;
+    const deadline = upstreamDeadline(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
     let answer: Response;
     try {
       answer = await this.fetch(config.configuration_endpoint, {
@@ -324,14 +344,16 @@ export class SsfReceiver {
           events_requested: EVENTS_REQUESTED,
           description: 'Baton (shared workstation sessions)',
         }),
-        signal: AbortSignal.timeout(10_000),
+        signal: deadline.signal,
       });
     } catch (cause) {
+      deadline.clear();
       throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream's configuration endpoint could not be reached`, {
         cause,
       });
     }
     const stream = (await answer.json().catch(() => undefined)) as Record<string, unknown> | undefined;
+    deadline.clear(); // the deadline covered reading the answer too, as AbortSignal.timeout's did
     if (!answer.ok || stream === undefined || typeof stream.stream_id !== 'string') {
       throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream refused the stream (HTTP ${answer.status})`);
     }
@@ -663,10 +685,11 @@ export class SsfReceiver {
     url: string,
   ): Promise<{ issuer: string; jwks_uri: string; configuration_endpoint?: string }> {
     let body: unknown;
+    const deadline = upstreamDeadline(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
     try {
       const answer = await this.fetch(url, {
         headers: { accept: 'application/json' },
-        signal: AbortSignal.timeout(10_000),
+        signal: deadline.signal,
       });
       if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
       body = await answer.json();
@@ -674,6 +697,8 @@ export class SsfReceiver {
       throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream's configuration (${url}) could not be read`, {
         cause,
       });
+    } finally {
+      deadline.clear();
     }
     const parsed = z
       .looseObject({
