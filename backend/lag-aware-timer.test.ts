@@ -51,6 +51,28 @@ describe('lagAwareTimer: a deadline that counts only the time the process ran', 
     }
   });
 
+  it('an overloaded loop still ends the wait: no more than its own length is given back in all', async () => {
+    let expiredAt = 0;
+    const expired = new Promise<void>((resolve) =>
+      lagAwareTimer(1_000, () => {
+        expiredAt = performance.now();
+        resolve();
+      }),
+    );
+    let stalledAgainAt = 0;
+    // A second stall right after the timer gave the wait its 1,000 ms back, longer than that again: a timer of the
+    // same length set after it runs after it.
+    setTimeout(() => {
+      stall(2_500);
+      stalledAgainAt = performance.now();
+    }, 1_000);
+    stall(2_500);
+    await expired;
+    // Given back once more (another 1,000 ms) it would expire no sooner than 1 s after the second stall.
+    assert.ok(stalledAgainAt > 0, 'the second stall ran before the wait ended');
+    assert.ok(expiredAt - stalledAgainAt < 500, `expired ${Math.round(expiredAt - stalledAgainAt)} ms after it`);
+  });
+
   it('a wait with no answer still ends, once, after its time', async () => {
     let calls = 0;
     await new Promise<void>((resolve) =>

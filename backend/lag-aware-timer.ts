@@ -9,7 +9,10 @@
 
 /** How late a timer must fire to count as time this process did not run (a freeze, a long stall), not load. */
 const NOT_RUN_MS = 200;
-/** At most this many extensions: a loop that is always that late is overloaded, and its waits end. */
+/**
+ * At most this many extensions, and at most `ms` given back in all: a loop that is always that late is overloaded,
+ * and its waits end, at most about twice their length (plus the lag) after they began.
+ */
 const MAX_EXTENSIONS = 3;
 
 /**
@@ -17,20 +20,23 @@ const MAX_EXTENSIONS = 3;
  * cancels it. For a wait whose end needs more than the answer already in a socket (a connection from the pool is
  * released only after its holder's next round trips, a new connection needs several): when the timer fires
  * `NOT_RUN_MS` or more late, the process was stopped or stalled for that long, and the wait is given that time
- * again (at most `ms`, at most `MAX_EXTENSIONS` times) instead of being judged on the first tick after it. A freeze
+ * again (at most `ms` in all, at most `MAX_EXTENSIONS` times) instead of being judged on the first tick after it. A freeze
  * that ends before the deadline is still counted: only a late timer shows one.
  */
 export function lagAwareTimer(ms: number, expire: () => void): { clear(): void } {
   let cleared = false;
   let extensions = 0;
+  let givenBack = 0;
   let handle: ReturnType<typeof setTimeout> | undefined;
   const arm = (wait: number) => {
     const due = performance.now() + wait;
     handle = setTimeout(() => {
       const late = performance.now() - due;
-      if (late >= NOT_RUN_MS && extensions < MAX_EXTENSIONS) {
+      const back = Math.min(late, ms - givenBack);
+      if (late >= NOT_RUN_MS && extensions < MAX_EXTENSIONS && back > 0) {
         extensions++;
-        arm(Math.min(late, ms));
+        givenBack += back;
+        arm(back);
         return;
       }
       setImmediate(() => {

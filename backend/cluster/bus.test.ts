@@ -453,6 +453,32 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     }
   });
 
+  it('a resync the store answered while the node was stopped finishes when it wakes; it is not abandoned', async () => {
+    const reader = new pg.Client({ connectionString: url });
+    await reader.connect();
+    const woken = new PostgresBus({ nodeId: 'node-w', logger, connection: url, resyncTimeoutMs: 300 });
+    const reasons: string[] = [];
+    woken.onResync(async (info) => {
+      reasons.push(info.reason);
+      if (reasons.length > 1) return; // a resync run again (the old bound's verdict) is not stopped again
+      await Promise.resolve(); // past the synchronous start: the resync's bound is armed by now
+      const answered = reader.query('SELECT 1 AS one');
+      // The node does not run for 1 s (a stop, a stall): the store answers meanwhile, the bound passes.
+      const until = performance.now() + 1_000;
+      while (performance.now() < until);
+      await answered;
+    });
+    try {
+      await woken.start();
+      assert.deepEqual(reasons, ['connected'], 'the resync was abandoned and run again on a new connection');
+      assert.equal(woken.connects, 1);
+      assert.equal(woken.status().connected, true);
+    } finally {
+      await woken.close();
+      await reader.end();
+    }
+  });
+
   it('resyncs periodically when asked to (resyncEveryMs)', async () => {
     const periodic = new PostgresBus({ nodeId: 'node-p', logger, connection: url, resyncEveryMs: 30 });
     try {

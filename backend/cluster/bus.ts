@@ -3,6 +3,7 @@ import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { lagAwareTimer } from '../lag-aware-timer.js';
 import { lagAwareClient, waitForClient, withReadTimeout } from '../store/read-timeout.js';
 
 /**
@@ -502,7 +503,7 @@ export class PostgresBus extends BaseBus {
       const timeout = options.connectTimeoutMs ?? 5_000;
       // The timeouts are ours (read-timeout.ts), not pg's `query_timeout` and `connectionTimeoutMillis`, which would
       // fail a publish the server had answered, or a connection it had opened, while this process was frozen.
-      const ownPool = new pg.Pool({ ...config, max: 2, Client: lagAwareClient(timeout) });
+      const ownPool = new pg.Pool({ ...config, max: 2, connectionTimeoutMillis: 0, Client: lagAwareClient(timeout) });
       this.ownPool = ownPool;
       // An idle pooled connection that dies emits 'error' on the pool: without a listener it would crash the process.
       this.ownPool.on('error', (error) =>
@@ -646,6 +647,7 @@ export class PostgresBus extends BaseBus {
     const Client = lagAwareClient(timeout);
     const client = new Client({
       ...config,
+      connectionTimeoutMillis: 0, // bounded by lagAwareClient, never by pg's first-tick timer
       keepAlive: true,
       application_name: `baton-bus:${this.nodeId}`.slice(0, 63),
     });
@@ -686,13 +688,15 @@ export class PostgresBus extends BaseBus {
     this.logger.info({ node: this.nodeId, reason, downMs }, 'cluster bus: listening, resyncing from the store');
     // LISTEN first, then read the store: whatever commits after LISTEN is notified, whatever before is read.
     // Connected (and so fresh, for freshness.ts) only once the resync is done.
+    // The bound counts only the time this node ran (lag-aware-timer.ts): a resync whose reads the store answered
+    // while the node was stopped finishes when it wakes, instead of being abandoned and run again on a new connection.
     const resyncTimeoutMs = this.options.resyncTimeoutMs ?? 30_000;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: { clear(): void } | undefined;
     const finished = await Promise.race([
       this.resync(downMs === undefined ? { reason } : { reason, downMs }).then(() => true),
-      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), resyncTimeoutMs))),
+      new Promise<false>((resolve) => (timer = lagAwareTimer(resyncTimeoutMs, () => resolve(false)))),
     ]);
-    clearTimeout(timer);
+    timer?.clear();
     if (!finished) {
       this.logger.error({ node: this.nodeId, resyncTimeoutMs }, 'cluster bus: resync timed out, reconnecting');
       if (this.client === client) {

@@ -93,8 +93,11 @@ function safePassword(url: string): string {
   }
 }
 
-/** A pool with this store's settings (BIGINT as numbers, bounded connection wait, idle errors handled). */
-export function createPool(options: PostgresStoreOptions): pg.Pool {
+/**
+ * A pool with this store's settings (BIGINT as numbers, idle errors handled). Its waits for a connection are
+ * bounded only through `failFast` (`waitForClient`): not for use on its own.
+ */
+function createPool(options: PostgresStoreOptions): pg.Pool {
   let parsed: URL;
   try {
     parsed = new URL(options.url);
@@ -111,8 +114,9 @@ export function createPool(options: PostgresStoreOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
-    // No `connectionTimeoutMillis`: pg's timers judge on the first tick after a freeze. A new connection is
+    // `connectionTimeoutMillis` off: pg's timers judge on the first tick after a freeze. A new connection is
     // bounded by `lagAwareClient`, the wait for a pooled one by `failFast`'s connect (both lag-aware).
+    connectionTimeoutMillis: 0,
     Client: lagAwareClient(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS),
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'baton',
