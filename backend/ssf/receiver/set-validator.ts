@@ -9,13 +9,16 @@ import {
   compactVerify,
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   decodeProtectedHeader,
   errors as joseErrors,
+  type FetchImplementation,
   type JSONWebKeySet,
   type JWTVerifyGetKey,
 } from 'jose';
 import { z } from 'zod';
 import type { ErrorCode } from '../../../shared/errors.js';
+import { lagAwareTimer } from '../../lag-aware-timer.js';
 import type { Store } from '../../store/repositories.js';
 import type { TransmitterRecord } from './repository.js';
 
@@ -108,9 +111,45 @@ export interface ValidSet {
   known: boolean;
 }
 
+/** How long fetching a transmitter's JWKS may take, reading its body included. */
+const JWKS_TIMEOUT_MS = 5000;
+
+/**
+ * The fetch jose makes for a remote JWKS, with a deadline that counts only the time this process ran
+ * (lag-aware-timer.ts). jose's own (`AbortSignal.timeout(timeoutDuration)`, the `signal` it passes here) is not
+ * passed on: after a stop or a stall it would abort a fetch whose answer was already waiting in the socket. This one
+ * aborts with the same `TimeoutError`, which jose turns into `JWKSTimeout` as before; a 200's body is read within it.
+ */
+function lagAwareJwksFetch(ms: number): FetchImplementation {
+  return async (url, { signal: _jose, ...init }) => {
+    const controller = new AbortController();
+    const timer = lagAwareTimer(ms, () =>
+      controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+    );
+    try {
+      const response = await fetch(url, { ...init, signal: controller.signal });
+      if (response.status !== 200) {
+        await response.body?.cancel(); // jose refuses it without reading it
+        return response;
+      }
+      const body = await response.arrayBuffer();
+      return new Response(body, { status: 200, statusText: response.statusText, headers: response.headers });
+    } finally {
+      timer.clear();
+    }
+  };
+}
+
 /** Key sets per transmitter: a remote JWKS is fetched on first use and cached by jose (refetched for an unknown `kid`). */
 export class TransmitterKeys {
   private readonly sets = new Map<string, { source: string; keys: JWTVerifyGetKey }>();
+
+  constructor(
+    private readonly options: {
+      /** How long a JWKS fetch may take (JWKS_TIMEOUT_MS); tests shorten it. */
+      jwksTimeoutMs?: number;
+    } = {},
+  ) {}
 
   keysOf(t: TransmitterRecord): JWTVerifyGetKey {
     const source = t.pinnedJwks ?? t.jwksUri ?? '';
@@ -120,7 +159,7 @@ export class TransmitterKeys {
     if (t.pinnedJwks !== null) keys = createLocalJWKSet(JSON.parse(t.pinnedJwks) as JSONWebKeySet);
     else if (t.jwksUri !== null)
       keys = createRemoteJWKSet(new URL(t.jwksUri), {
-        timeoutDuration: 5000,
+        [customFetch]: lagAwareJwksFetch(this.options.jwksTimeoutMs ?? JWKS_TIMEOUT_MS),
         cooldownDuration: 30_000,
         cacheMaxAge: 10 * 60_000,
       });

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, it } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import type { Store } from '../../store/repositories.js';
+import type { TransmitterRecord } from './repository.js';
+import { CAEP, SetRefusal, TransmitterKeys, validateSet } from './set-validator.js';
+
+/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
+function stall(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+/** A transmitter's `jwks_uri`; `handle` may answer its requests. */
+async function jwksServer(handle: (res: ServerResponse) => void): Promise<{ uri: string; server: Server }> {
+  const server = createServer((req, res) => req.resume().on('end', () => handle(res)));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { uri: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, server };
+}
+
+const transmitter = (jwksUri: string): TransmitterRecord => ({
+  id: 'tx-1',
+  name: 'IdP',
+  issuer: 'https://idp.example/',
+  audience: 'https://baton.example/ssf',
+  configurationUrl: null,
+  jwksUri,
+  pinnedJwks: null,
+  pushTokenHash: '',
+  maxAgeSeconds: 300,
+  streamId: null,
+  createdAt: 0,
+  createdBy: 'admin',
+  disabledAt: null,
+  accepted: 0,
+  lastSetAt: null,
+  lastJti: null,
+  lastAction: null,
+});
+
+async function signer(): Promise<{ jwk: JWK; set: (jti: string) => Promise<Buffer> }> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+  const set = async (jti: string) =>
+    Buffer.from(
+      await new SignJWT({ events: { [`${CAEP}session-revoked`]: { subject: { format: 'opaque', id: 'u1' } } } })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' })
+        .setIssuer('https://idp.example/')
+        .setAudience('https://baton.example/ssf')
+        .setJti(jti)
+        .setIssuedAt()
+        .sign(privateKey),
+    );
+  return { jwk, set };
+}
+
+const store = { ephemeral: { claimOnce: () => Promise.resolve(true) } } as unknown as Store;
+const CONTENT_TYPE = 'application/secevent+jwt';
+
+describe("fetching a transmitter's JWKS", () => {
+  it('a JWKS answered while the process stalled past the deadline is read, and the SET validates', async () => {
+    const { jwk, set } = await signer();
+    let requests = 0;
+    const { uri, server } = await jwksServer((res) => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [jwk] }));
+      stall(600); // the JWKS is in Baton's socket; its 200 ms deadline passes while nothing runs
+    });
+    try {
+      const keys = new TransmitterKeys({ jwksTimeoutMs: 200 });
+      const t = transmitter(uri);
+      const valid = await validateSet(t, await set('jti-1'), CONTENT_TYPE, { keys, store, now: Date.now() });
+      assert.equal(valid.jti, 'jti-1');
+      // jose's cache is unchanged: the next SET is verified without fetching the JWKS again.
+      await validateSet(t, await set('jti-2'), CONTENT_TYPE, { keys, store, now: Date.now() });
+      assert.equal(requests, 1);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a JWKS URI that never answers is refused after about the deadline, as before', async () => {
+    const { set } = await signer();
+    const { uri, server } = await jwksServer(() => undefined);
+    try {
+      const keys = new TransmitterKeys({ jwksTimeoutMs: 200 });
+      const started = performance.now();
+      const error = await validateSet(transmitter(uri), await set('jti-1'), CONTENT_TYPE, {
+        keys,
+        store,
+        now: Date.now(),
+      }).then(
+        () => assert.fail('validated'),
+        (e: unknown) => e,
+      );
+      const elapsed = performance.now() - started;
+      assert.ok(error instanceof SetRefusal);
+      assert.equal(error.code, 'SSF_KEYS_UNAVAILABLE');
+      assert.equal(error.err, 'invalid_key');
+      assert.equal(error.message, "The transmitter's keys could not be fetched: request timed out");
+      assert.ok(elapsed >= 190 && elapsed < 1_000, `refused after ${Math.round(elapsed)} ms`);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
