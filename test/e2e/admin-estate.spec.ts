@@ -128,6 +128,8 @@ test('searches and filters consoles by name and site, and sorts by a column head
   await expect(page.locator('#consoles-position')).toHaveText('Rows 1–10 of 10');
   await expect(rows().first()).toContainText('Teller 290');
   await page.locator('#consoles-clear').click();
+  // Clear changes the address; the page is drawn again on the next task: fill the new form, not the old one.
+  await expect(page.locator('#consoles-search')).toHaveValue('');
   await page.locator('#consoles-site').fill('york');
   await page.locator('#consoles-apply').click();
   await expect(page.locator('#consoles-position')).toHaveText('Rows 1–25 of 100');
