@@ -101,9 +101,32 @@ describe("fetching a transmitter's JWKS", () => {
       assert.equal(error.code, 'SSF_KEYS_UNAVAILABLE');
       assert.equal(error.err, 'invalid_key');
       assert.equal(error.message, "The transmitter's keys could not be fetched: request timed out");
-      assert.ok(elapsed >= 190 && elapsed < 1_000, `refused after ${Math.round(elapsed)} ms`);
+      assert.ok(elapsed >= 190 && elapsed < 3_000, `refused after ${Math.round(elapsed)} ms (not jose's 5 s)`);
     } finally {
       server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('a JWKS URI answering an error status is a 503 to retry, not a signature refused for good', async () => {
+    const { set } = await signer();
+    const { uri, server } = await jwksServer((res) => res.writeHead(503).end('maintenance'));
+    try {
+      const keys = new TransmitterKeys({ jwksTimeoutMs: 200 });
+      const error = await validateSet(transmitter(uri), await set('jti-1'), CONTENT_TYPE, {
+        keys,
+        store,
+        now: Date.now(),
+      }).then(
+        () => assert.fail('validated'),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof SetRefusal);
+      // RFC 8935: a 400 tells the transmitter not to send the SET again; the keys being unavailable is transient.
+      assert.equal(error.code, 'SSF_KEYS_UNAVAILABLE');
+      assert.equal(error.err, 'invalid_key');
+      assert.equal(error.message, "The transmitter's keys could not be fetched: its jwks_uri answered 503");
+    } finally {
       server.close();
     }
   });

@@ -118,7 +118,8 @@ const JWKS_TIMEOUT_MS = 5000;
  * The fetch jose makes for a remote JWKS, with a deadline that counts only the time this process ran
  * (lag-aware-timer.ts). jose's own (`AbortSignal.timeout(timeoutDuration)`, the `signal` it passes here) is not
  * passed on: after a stop or a stall it would abort a fetch whose answer was already waiting in the socket. This one
- * aborts with the same `TimeoutError`, which jose turns into `JWKSTimeout` as before; a 200's body is read within it.
+ * aborts with the same `TimeoutError`, which jose turns into `JWKSTimeout` as before; a 200's body is read within it,
+ * and any other status is an error (SSF_KEYS_UNAVAILABLE, 503), not jose's refusal (a signature refused, 400).
  */
 function lagAwareJwksFetch(ms: number): FetchImplementation {
   return async (url, { signal: _jose, ...init }) => {
@@ -129,8 +130,10 @@ function lagAwareJwksFetch(ms: number): FetchImplementation {
     try {
       const response = await fetch(url, { ...init, signal: controller.signal });
       if (response.status !== 200) {
-        await response.body?.cancel(); // jose refuses it without reading it
-        return response;
+        await response.body?.cancel();
+        // Not jose's own refusal ("Expected 200 OK", a JOSEError, which validateSet would answer as a signature
+        // refused for good, 400): keys the transmitter cannot serve now are a 503 it retries.
+        throw new Error(`its jwks_uri answered ${response.status}`);
       }
       const body = await response.arrayBuffer();
       return new Response(body, { status: 200, statusText: response.statusText, headers: response.headers });
