@@ -158,7 +158,8 @@ export class SsfPushReceiver implements RevocationSource {
     } catch (error) {
       const refused = error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
       this.options.onError?.(refused);
-      answer(400, refused.err, refused.message.slice(0, 200));
+      // Baton's keys out of reach now: a 503, which Baton's push retries with backoff; a 400 would drop the SET.
+      answer(refused.transient ? 503 : 400, refused.err, refused.message.slice(0, 200));
     }
   }
 }

@@ -12,14 +12,29 @@ export const SSF_REVOCATION_EVENTS = [
 
 type SimpleSubject = { format: string; id?: string; sub?: string; iss?: string };
 
-/** A SET this subscription refuses, reported to Baton in `setErrs` (RFC 8936 §2.4, RFC 8935 error codes). */
+/**
+ * A SET this subscription refuses, reported to Baton in `setErrs` (RFC 8936 §2.4, RFC 8935 error codes). `transient`:
+ * not the SET's fault but Baton's keys that could not be fetched now (a timeout, a refused connection, an error
+ * status): the SET is not reported as refused (Baton would not send it again, and the revocation it carries would
+ * be lost) but left to be sent again, by poll unacknowledged, by push with a 503.
+ */
 export class SetRefused extends Error {
   constructor(
     readonly err: 'invalid_request' | 'invalid_key' | 'invalid_issuer' | 'invalid_audience' | 'authentication_failed',
     message: string,
+    readonly transient = false,
   ) {
     super(message);
   }
+}
+
+/** jose's errors when the key set could not be had now, as against a SET that does not verify. */
+function keysUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') return true; // not jose's: fetch failed (connection refused, reset, DNS)
+  if (code === 'ERR_JWKS_TIMEOUT') return true;
+  // jose 6 says so for a JWKS answered with anything but 200 (a generic JOSEError).
+  return code === 'ERR_JOSE_GENERIC' && /^Expected 200 OK/.test((error as Error).message);
 }
 
 /**
@@ -60,6 +75,9 @@ export class SetApplier {
         algorithms: this.o.algorithms ?? ['RS256', 'ES256'],
       }));
     } catch (error) {
+      if (keysUnavailable(error)) {
+        throw new SetRefused('invalid_key', `Baton's keys could not be fetched: ${(error as Error).message}`, true);
+      }
       const code = (error as { code?: string }).code ?? '';
       if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED') {
         const claim = (error as { claim?: string }).claim;

@@ -180,7 +180,8 @@ export class SsfSubscription implements RevocationSource {
       } catch (error) {
         const refused =
           error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
-        this.setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
+        // Baton's keys out of reach now: neither acknowledged nor reported, so Baton hands the SET out again.
+        if (!refused.transient) this.setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
         this.options.onError?.(refused);
       }
     }

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, it } from 'node:test';
+import { createRemoteJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { RevocationList } from './revocation-list.js';
+import { SetApplier, SetRefused } from './ssf-sets.js';
+
+/**
+ * A SET whose keys cannot be had now is not the SET's fault: the poll subscription then neither acknowledges nor
+ * reports it (Baton hands it out again) and the push receiver answers 503 (Baton's push retries). Reported as
+ * refused, Baton would never send it again, and the revocation it carries would be lost to this app server.
+ */
+const ISSUER = 'https://baton.bank.example';
+const AUDIENCE = 'urn:bank:teller';
+
+async function keys() {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'ssf-1', alg: 'ES256', use: 'sig' };
+  const set = (jti: string) =>
+    new SignJWT({
+      sub_id: { format: 'complex', session: { format: 'opaque', id: 'ses_1' } },
+      events: { 'https://schemas.openid.net/secevent/caep/event-type/session-revoked': { event_timestamp: 1 } },
+    })
+      .setProtectedHeader({ alg: 'ES256', kid: 'ssf-1', typ: 'secevent+jwt' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setJti(jti)
+      .setIssuedAt()
+      .sign(privateKey);
+  return { jwk, set };
+}
+
+/** Baton's `jwks_uri`, answering with `status` (and the key set when 200). */
+async function jwksAt(status: () => number, body: () => unknown): Promise<{ url: URL; server: Server }> {
+  const server = createServer((_req, res) => {
+    const code = status();
+    res.writeHead(code, { 'content-type': 'application/json' }).end(code === 200 ? JSON.stringify(body()) : 'down');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/ssf/jwks.json`), server };
+}
+
+async function outcome(promise: Promise<unknown>): Promise<SetRefused | 'applied'> {
+  return promise.then(
+    () => 'applied' as const,
+    (error: unknown) => {
+      assert.ok(error instanceof SetRefused, String(error));
+      return error;
+    },
+  );
+}
+
+describe('the SETs of Baton’s stream when its keys cannot be had', () => {
+  it('an error status from the jwks_uri is transient, and the same SET applies once the keys are back', async () => {
+    const { jwk, set } = await keys();
+    let status = 503;
+    const { url, server } = await jwksAt(
+      () => status,
+      () => ({ keys: [jwk] }),
+    );
+    const list = new RevocationList(Date.now);
+    const sets = new SetApplier({ list, clock: Date.now });
+    const expect = { issuer: ISSUER, audience: AUDIENCE, jwks: createRemoteJWKSet(url) };
+    try {
+      const jwt = await set('set-1');
+      const first = await outcome(sets.apply(jwt, expect));
+      assert.ok(first !== 'applied');
+      assert.equal(first.transient, true, 'a 503 from the jwks_uri is reported as the SET’s fault');
+      assert.equal(first.err, 'invalid_key');
+      status = 200;
+      assert.equal(await outcome(sets.apply(jwt, expect)), 'applied');
+      assert.equal(list.refuses({ sid: 'ses_1' }), 'session', 'the revocation is in');
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a jwks_uri that refuses connections is transient; a SET signed with a key Baton does not hold is not', async () => {
+    const { set } = await keys();
+    const stranger = await keys();
+    const closed = await jwksAt(
+      () => 200,
+      () => ({ keys: [] }),
+    );
+    const gone = closed.url;
+    closed.server.close();
+    const sets = new SetApplier({ list: new RevocationList(Date.now), clock: Date.now });
+    const unreachable = await outcome(
+      sets.apply(await set('set-2'), { issuer: ISSUER, audience: AUDIENCE, jwks: createRemoteJWKSet(gone) }),
+    );
+    assert.ok(unreachable !== 'applied');
+    assert.equal(unreachable.transient, true);
+
+    const { url, server } = await jwksAt(
+      () => 200,
+      () => ({ keys: [stranger.jwk] }),
+    );
+    try {
+      // Baton's key set holds another key under the same kid: the SET does not verify, for good.
+      const forged = await outcome(
+        sets.apply(await set('set-3'), { issuer: ISSUER, audience: AUDIENCE, jwks: createRemoteJWKSet(url) }),
+      );
+      assert.ok(forged !== 'applied');
+      assert.equal(forged.transient, false);
+      assert.equal(forged.err, 'invalid_key');
+    } finally {
+      server.close();
+    }
+  });
+});
