@@ -97,8 +97,18 @@ describe('the PostgreSQL store across a freeze of its own process', { skip }, ()
     await server?.stop();
   });
 
-  it('a unit of work whose statement the server answered while the process was stopped commits when it wakes', async () => {
-    const url = await createDatabase(server!.url, 'frozen_answer', { migrated: true });
+  /**
+   * The fixture runs `command`, whose units wait for the `held` rows, inserted by another session and not committed;
+   * once they all wait, the fixture is stopped and the rows released: the server answers the units now, and the
+   * answers wait in the stopped process's socket. After `stopMs` (the freeze injected, not a wait for an outcome) it
+   * is woken, and `check` reads what it printed.
+   */
+  async function answeredWhileStopped(
+    database: string,
+    scene: { held: string[]; command: string; stopMs: number },
+    check: (fixture: ReturnType<typeof startFixture>, watcher: pg.Client) => Promise<void>,
+  ): Promise<void> {
+    const url = await createDatabase(server!.url, database, { migrated: true });
     const holder = new pg.Client({ connectionString: url });
     // Not the holder: inside a transaction pg_stat_activity is read once and kept.
     const watcher = new pg.Client({ connectionString: url });
@@ -107,59 +117,46 @@ describe('the PostgreSQL store across a freeze of its own process', { skip }, ()
     const fixture = startFixture(url);
     try {
       await fixture.next('ready');
-      // The row the unit writes, inserted and not committed: the unit's statement waits for it.
       await holder.query('BEGIN');
-      await holder.query(`INSERT INTO meta (key, value) VALUES ('frozen', 'held by another session')`);
-      fixture.send('write');
-      await lockWaits(watcher, 1);
+      for (const key of scene.held) await holder.query(`INSERT INTO meta (key, value) VALUES ($1, 'held')`, [key]);
+      fixture.send(scene.command);
+      await lockWaits(watcher, scene.held.length);
       fixture.child.kill('SIGSTOP');
-      // The server completes the unit's statement now; its answer waits in the stopped process's socket.
       await holder.query('ROLLBACK');
-      // Past the read timeout, short of the idle bound: the freeze injected, not a wait for an outcome.
-      await sleep(READ_TIMEOUT_MS + 1_500);
+      await sleep(scene.stopMs);
       fixture.child.kill('SIGCONT');
-      assert.deepEqual(await fixture.next('unit'), { ok: true }, 'the unit of work failed after the freeze');
-      assert.deepEqual(await fixture.next('after'), { ok: true, value: 'committed by the unit' });
-      const { rows } = await watcher.query<{ value: string }>(`SELECT value FROM meta WHERE key = 'frozen'`);
-      assert.deepEqual(rows, [{ value: 'committed by the unit' }], 'what the database holds');
+      await check(fixture, watcher);
     } finally {
       await fixture.stop();
       await holder.end();
       await watcher.end();
     }
+  }
+
+  it('a unit of work whose statement the server answered while the process was stopped commits when it wakes', async () => {
+    // Past the read timeout, short of the idle bound.
+    const scene = { held: ['frozen'], command: 'write', stopMs: READ_TIMEOUT_MS + 1_500 };
+    await answeredWhileStopped('frozen_answer', scene, async (fixture, watcher) => {
+      assert.deepEqual(await fixture.next('unit'), { ok: true }, 'the unit of work failed after the freeze');
+      assert.deepEqual(await fixture.next('after'), { ok: true, value: 'committed by the unit' });
+      const { rows } = await watcher.query<{ value: string }>(`SELECT value FROM meta WHERE key = 'frozen'`);
+      assert.deepEqual(rows, [{ value: 'committed by the unit' }], 'what the database holds');
+    });
   });
 
   it('a unit waiting for a pooled connection when the process was stopped gets one when it wakes', async () => {
-    const url = await createDatabase(server!.url, 'frozen_pool_wait', { migrated: true });
-    const holder = new pg.Client({ connectionString: url });
-    const watcher = new pg.Client({ connectionString: url });
-    await holder.connect();
-    await watcher.connect();
-    const fixture = startFixture(url);
-    try {
-      await fixture.next('ready');
-      // Units 1 and 2 hold the pool's two connections and wait for these rows; unit 3 waits for a connection.
-      await holder.query('BEGIN');
-      await holder.query(`INSERT INTO meta (key, value) VALUES ('frozen-1', 'held'), ('frozen-2', 'held')`);
-      fixture.send('write-three');
-      await lockWaits(watcher, 2);
-      fixture.child.kill('SIGSTOP');
-      // The server answers units 1 and 2 now; they commit and give their connections back only once awake.
-      await holder.query('ROLLBACK');
-      // Past the 3 s wait for a connection, short of the 6 s read timeout: the freeze injected.
-      await sleep(CONNECT_WAIT_MS + 1_500);
-      fixture.child.kill('SIGCONT');
+    // Units 1 and 2 hold the pool's two connections and wait for their rows; unit 3 waits for a connection. Units 1
+    // and 2 commit and give their connections back only once awake. The stop: past the 3 s wait for a connection,
+    // short of the 6 s read timeout.
+    const scene = { held: ['frozen-1', 'frozen-2'], command: 'write-three', stopMs: CONNECT_WAIT_MS + 1_500 };
+    await answeredWhileStopped('frozen_pool_wait', scene, async (fixture) => {
       assert.deepEqual(
         await fixture.next('units'),
         [{ ok: true }, { ok: true }, { ok: true }],
         'a unit failed after the freeze (pg-pool’s wait judged before the other units read their answers)',
       );
       assert.deepEqual(await fixture.next('after'), { ok: true, value: ['unit 1', 'unit 2', 'unit 3'] });
-    } finally {
-      await fixture.stop();
-      await holder.end();
-      await watcher.end();
-    }
+    });
   });
 
   it('a stopped node’s unit holding the backend’s chain head is ended by the server; the woken node serves again', async () => {
