@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
   ActionTokenVerifier,
@@ -33,6 +35,22 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** A fresh session of `operator` on `on`, and a customer.view token for it. */
+async function tokenOf(on: TestConsole, authenticator: SoftAuthenticator): Promise<{ sid: string; token: string }> {
+  const signedIn = (await signIn(on, authenticator)).body as Json;
+  const answer = (await exchange(on, signedIn.token as string, 'customer.view')).body as Json;
+  assert.equal(typeof answer.access_token, 'string', JSON.stringify(answer));
+  return { sid: signedIn.session.id as string, token: answer.access_token as string };
+}
+
+/** Why `verifier` refuses `token` for customer.view (its error code), or undefined. */
+async function refusalBy(verifier: ActionTokenVerifier, token: string): Promise<string | undefined> {
+  return verifier.verify(token, 'customer.view').then(
+    () => undefined,
+    (e: unknown) => (e instanceof VerificationError ? e.code : String(e)),
+  );
 }
 
 describe('the verifier learns revocations from Baton’s Shared Signals stream', () => {
@@ -71,20 +89,7 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
     await t?.stop();
   });
 
-  /** A fresh session of `operator` on `on`, and a customer.view token for it. */
-  async function tokenOf(on: TestConsole, authenticator: SoftAuthenticator): Promise<{ sid: string; token: string }> {
-    const signedIn = (await signIn(on, authenticator)).body as Json;
-    const answer = (await exchange(on, signedIn.token as string, 'customer.view')).body as Json;
-    assert.equal(typeof answer.access_token, 'string', JSON.stringify(answer));
-    return { sid: signedIn.session.id as string, token: answer.access_token as string };
-  }
-
-  async function refusal(token: string): Promise<string | undefined> {
-    return verifier.verify(token, 'customer.view').then(
-      () => undefined,
-      (e: unknown) => (e instanceof VerificationError ? e.code : String(e)),
-    );
-  }
+  const refusal = (token: string) => refusalBy(verifier, token);
 
   /** Waits until the subscription has applied a revocation matching `match` (what the app server would act on). */
   async function until(match: (r: Revocation) => boolean): Promise<void> {
@@ -235,6 +240,96 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
       assert.equal(((await refused.json()) as Json).error.code, 'TOKEN_REVOKED');
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('the verifier when Baton’s keys cannot be had for a while (a proxy in front of Baton answers 503)', () => {
+  let keysDown = true;
+  let backendPort = 0;
+  let t: TestBackend;
+  let proxyUrl: string;
+  // Between the app server and Baton (Baton's SSF issuer is the proxy's URL, so its jwks_uri is too): everything
+  // is passed on, but the key set is answered 503 while `keysDown`.
+  const proxy = createServer((req, res) => {
+    if (keysDown && req.url === '/ssf/jwks.json') {
+      res.writeHead(503).end('maintenance');
+      return;
+    }
+    const upstream = httpRequest(
+      { host: 'localhost', port: backendPort, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy());
+    req.pipe(upstream);
+  });
+
+  before(async () => {
+    await new Promise<void>((resolve) => proxy.listen(0, 'localhost', resolve));
+    proxyUrl = `http://localhost:${(proxy.address() as AddressInfo).port}`;
+    t = await startTestBackend({ ssf: { issuer: proxyUrl, pollRedeliverSeconds: 1 } });
+    backendPort = t.backend.port;
+  });
+  after(async () => {
+    proxy.closeAllConnections();
+    proxy.close();
+    await t?.stop();
+  });
+
+  it('a SET that cannot be checked is neither applied nor refused: tokens are refused meanwhile, and once the keys are back it is applied', async () => {
+    const keys = await appKeyPair();
+    await publishPolicy(t.admin, tellerPolicy(keys.publicJwk, 600));
+    const { token: receiverToken } = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+      name: 'Teller app server',
+      scopes: ['ssf.manage'],
+    })) as { token: string };
+    const heard: Revocation[] = [];
+    const errors: Error[] = [];
+    const ssf = new SsfSubscription({
+      batonUrl: proxyUrl,
+      token: receiverToken,
+      onRevocation: (r) => heard.push(r),
+      onError: (e) => errors.push(e),
+    });
+    try {
+      await ssf.ready;
+      const verifier = new ActionTokenVerifier({
+        audience: TELLER_AUDIENCE,
+        jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+        actions: { 'customer.view': { level: 'presence' } },
+        revocations: ssf,
+        maxRevocationLagMs: 300,
+      });
+      const desk = await TestConsole.enrol(t.url, t.admin);
+      const fay = await enrolOperator(t.admin, desk, { displayName: 'Fay Teller' });
+      const { sid, token } = await tokenOf(desk, fay.authenticator);
+      assert.equal(await refusalBy(verifier, token), undefined);
+
+      await t.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'end of shift' });
+      await waitFor(() => errors.some((e) => /keys could not be fetched/.test(e.message)), 'the SET to wait for keys');
+      // Not applied, and not taken for applied either: past maxRevocationLagMs the verifier fails closed.
+      await waitFor(
+        async () => (await refusalBy(verifier, token)) === 'REVOCATIONS_UNAVAILABLE',
+        'tokens refused while a revocation waits for keys',
+      );
+      assert.equal(
+        heard.some((r) => r.targetId === sid),
+        false,
+      );
+
+      keysDown = false;
+      // Not reported as refused (Baton would never hand it out again): handed out again, now verified and applied.
+      await waitFor(() => heard.some((r) => r.kind === 'session' && r.targetId === sid), 'the SET handed out again');
+      assert.equal(await refusalBy(verifier, token), 'TOKEN_REVOKED');
+      assert.equal(ssf.downForMs(), 0);
+      const streams = JSON.stringify(await t.admin.ok('GET', '/v1/admin/ssf/streams'));
+      assert.doesNotMatch(streams, /invalid_key/, 'Baton was not told the SET was refused');
+    } finally {
+      ssf.close();
     }
   });
 });

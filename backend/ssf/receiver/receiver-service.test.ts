@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { BatonError } from '../../../shared/errors.js';
 import { RegisterTransmitterSchema, SsfReceiver } from './receiver-service.js';
 import type { TransmitterRecord } from './repository.js';
@@ -61,6 +61,16 @@ const registration = (base: string) =>
   });
 
 describe('requests to an upstream transmitter', () => {
+  // The first fetch of a process loads its HTTP client (tens of ms): not inside the 200 ms the cases measure.
+  before(async () => {
+    const { base, server } = await upstream((_req, res) => res.end());
+    try {
+      await (await fetch(base)).text();
+    } finally {
+      server.close();
+    }
+  });
+
   it('a configuration answered while the process stalled past the timeout is read, not refused', async () => {
     const { base, server } = await upstream((_req, res, base) => {
       json(res, 200, configuration(base));

@@ -55,6 +55,7 @@ export class SsfPushReceiver implements RevocationSource {
     | undefined;
   private readonly clock: () => number;
   private readonly startedAt: number;
+  private keysMissingSince: number | undefined;
 
   constructor(private readonly options: SsfPushReceiverOptions) {
     this.clock = options.clock ?? Date.now;
@@ -74,9 +75,13 @@ export class SsfPushReceiver implements RevocationSource {
     return this.list.refuses(token);
   }
 
-  /** Until the stream is set up, how long since the start; then 0 (a push receiver cannot see silence). */
+  /**
+   * Until the stream is set up, how long since the start; then 0 (a push receiver cannot see silence), unless a SET
+   * pushed waits for Baton's keys: since when, until a SET verifies again.
+   */
   downForMs(): number {
-    return this.expect === undefined ? this.clock() - this.startedAt : 0;
+    if (this.expect === undefined) return this.clock() - this.startedAt;
+    return this.keysMissingSince === undefined ? 0 : this.clock() - this.keysMissingSince;
   }
 
   private async call(url: string | URL, method = 'GET', body?: unknown): Promise<unknown> {
@@ -154,11 +159,13 @@ export class SsfPushReceiver implements RevocationSource {
     }
     try {
       await this.sets.apply(Buffer.concat(chunks).toString('utf8').trim(), this.expect);
+      this.keysMissingSince = undefined;
       answer(202);
     } catch (error) {
       const refused = error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
       this.options.onError?.(refused);
-      // Baton's keys out of reach now: a 503, which Baton's push retries with backoff; a 400 would drop the SET.
+      if (refused.transient) this.keysMissingSince ??= this.clock();
+      // Baton's keys out of reach now: 503 (RFC 8935 keeps 400 for a SET that is wrong); Baton's push retries.
       answer(refused.transient ? 503 : 400, refused.err, refused.message.slice(0, 200));
     }
   }

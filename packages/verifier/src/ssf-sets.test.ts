@@ -8,8 +8,8 @@ import { SetApplier, SetRefused } from './ssf-sets.js';
 
 /**
  * A SET whose keys cannot be had now is not the SET's fault: the poll subscription then neither acknowledges nor
- * reports it (Baton hands it out again) and the push receiver answers 503 (Baton's push retries). Reported as
- * refused, Baton would never send it again, and the revocation it carries would be lost to this app server.
+ * reports it (reported in `setErrs`, Baton would never hand it out again, and the revocation it carries would be
+ * lost to this app server), and the push receiver answers 503 rather than 400.
  */
 const ISSUER = 'https://baton.bank.example';
 const AUDIENCE = 'urn:bank:teller';

@@ -14,9 +14,11 @@ type SimpleSubject = { format: string; id?: string; sub?: string; iss?: string }
 
 /**
  * A SET this subscription refuses, reported to Baton in `setErrs` (RFC 8936 §2.4, RFC 8935 error codes). `transient`:
- * not the SET's fault but Baton's keys that could not be fetched now (a timeout, a refused connection, an error
- * status): the SET is not reported as refused (Baton would not send it again, and the revocation it carries would
- * be lost) but left to be sent again, by poll unacknowledged, by push with a 503.
+ * not the SET's fault but Baton's keys that could not be had now (a timeout, a refused connection, an error status,
+ * a body that is not a key set): by poll the SET is neither acknowledged nor reported in `setErrs` (reported, Baton
+ * would never hand it out again, and the revocation it carries would be lost), by push it is answered 503; Baton
+ * sends it again either way, and until a SET verifies again the receiver counts as not hearing revocations
+ * (`downForMs()`).
  */
 export class SetRefused extends Error {
   constructor(
@@ -28,13 +30,19 @@ export class SetRefused extends Error {
   }
 }
 
-/** jose's errors when the key set could not be had now, as against a SET that does not verify. */
+/**
+ * jose's errors when the key set could not be had now, as against a SET that does not verify: every error a SET's
+ * own content causes carries a jose code (JWSInvalid, JWTInvalid, JOSEAlgNotAllowed, JWKSNoMatchingKey…).
+ */
 function keysUnavailable(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
-  if (typeof code !== 'string') return true; // not jose's: fetch failed (connection refused, reset, DNS)
-  if (code === 'ERR_JWKS_TIMEOUT') return true;
-  // jose 6 says so for a JWKS answered with anything but 200 (a generic JOSEError).
-  return code === 'ERR_JOSE_GENERIC' && /^Expected 200 OK/.test((error as Error).message);
+  if (error instanceof TypeError && code === undefined) return true; // fetch failed: refused, reset, DNS
+  if (code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID') return true;
+  // jose 6's generic JOSEError for a JWKS answered with anything but 200, or with a body that is not JSON.
+  return (
+    code === 'ERR_JOSE_GENERIC' &&
+    /^(Expected 200 OK|Failed to parse the JSON Web Key Set)/.test(String((error as Error).message))
+  );
 }
 
 /**

@@ -53,7 +53,8 @@ interface StreamView {
  * - CAEP `credential-change` with `change_type` `revoke` or `delete`: the operator's (`sub_id.user`) tokens issued up to then;
  * - CAEP `device-compliance-change` to `not-compliant`: the console's (`sub_id.device`) tokens issued up to then;
  * - `urn:baton:event:operator-revoked`: the operator's tokens issued up to then.
- * A SET is acknowledged only once applied; one that fails verification is reported in `setErrs`.
+ * A SET is acknowledged only once applied; one that fails verification is reported in `setErrs`; one that cannot be
+ * checked because Baton's keys cannot be had now is left to be handed out again, and counts in `downForMs()`.
  * Long polls (`returnImmediately: false`), so a revocation arrives as soon as Baton has queued it.
  * Service-account revocations are not Shared Signals events: they come only on Baton's own feed.
  */
@@ -72,6 +73,8 @@ export class SsfSubscription implements RevocationSource {
   private jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
   private ack: string[] = [];
   private setErrs: Record<string, { err: string; description: string }> = {};
+  /** Since when a SET handed out waits for Baton's keys (until a SET verifies again). */
+  private keysMissingSince: number | undefined;
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
@@ -95,8 +98,10 @@ export class SsfSubscription implements RevocationSource {
     return this.list.refuses(token);
   }
 
+  /** How long revocations may have gone unheard: the stream down, or a SET waiting for Baton's keys. */
   downForMs(): number {
-    return this.loop.downForMs();
+    const waiting = this.keysMissingSince === undefined ? 0 : this.clock() - this.keysMissingSince;
+    return Math.max(this.loop.downForMs(), waiting);
   }
 
   close(): void {
@@ -177,12 +182,19 @@ export class SsfSubscription implements RevocationSource {
       try {
         await this.sets.apply(set, { issuer: setUp.config.issuer, audience: setUp.stream.aud, jwks });
         this.ack.push(jti);
+        this.keysMissingSince = undefined;
       } catch (error) {
         const refused =
           error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
-        // Baton's keys out of reach now: neither acknowledged nor reported, so Baton hands the SET out again.
-        if (!refused.transient) this.setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
         this.options.onError?.(refused);
+        if (!refused.transient) {
+          this.setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
+          continue;
+        }
+        // Baton's keys out of reach now: this SET and the rest of the batch are neither acknowledged nor reported
+        // (each would wait for the keys again), so Baton hands them out again; revocations count as unheard.
+        this.keysMissingSince ??= this.clock();
+        break;
       }
     }
     if (first) this.markReady();
