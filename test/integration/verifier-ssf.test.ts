@@ -287,6 +287,11 @@ describe('the verifier when Baton’s keys cannot be had for a while (a proxy in
       name: 'Teller app server',
       scopes: ['ssf.manage'],
     })) as { token: string };
+    // Before the stream exists: the console's enrolment and the passkey's registration are not SETs of it, so the
+    // first SET it holds is the revocation below.
+    const desk = await TestConsole.enrol(t.url, t.admin);
+    const fay = await enrolOperator(t.admin, desk, { displayName: 'Fay Teller' });
+    const { sid, token } = await tokenOf(desk, fay.authenticator);
     const heard: Revocation[] = [];
     const errors: Error[] = [];
     const ssf = new SsfSubscription({
@@ -304,9 +309,6 @@ describe('the verifier when Baton’s keys cannot be had for a while (a proxy in
         revocations: ssf,
         maxRevocationLagMs: 300,
       });
-      const desk = await TestConsole.enrol(t.url, t.admin);
-      const fay = await enrolOperator(t.admin, desk, { displayName: 'Fay Teller' });
-      const { sid, token } = await tokenOf(desk, fay.authenticator);
       assert.equal(await refusalBy(verifier, token), undefined);
 
       await t.admin.ok('POST', `/v1/admin/sessions/${sid}/revoke`, { reason: 'end of shift' });

@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRemoteJWKSet } from 'jose';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
-import { SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
+import { jtiOf, KeysWait, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
 import type { RevocationSource } from './verifier.js';
 
 /** RFC 8935 push delivery. */
@@ -39,9 +39,10 @@ interface StreamView {
  * `Authorization` value this receiver set on its stream (a fresh random one at every start); `handle`
  * checks it, verifies the SET against Baton's SSF JWKS and applies it to the RevocationList, answering
  * 202, or 400 / 401 with RFC 8935's `{err, description}` (Baton keeps a refused SET's error on the
- * stream). Lower latency than polling, but the app server must be reachable from Baton, and a silent
- * Baton cannot be told from a quiet one: `downForMs()` is 0 once the stream is set up (use the poll
- * subscription or Baton's feed with `maxRevocationLagMs` to fail closed).
+ * stream), or 503 when Baton's keys cannot be had now (Baton sends it again). Lower latency than polling, but the
+ * app server must be reachable from Baton, and a silent Baton cannot be told from a quiet one: once the stream is
+ * set up, `downForMs()` counts only while a SET waits for Baton's keys (use the poll subscription or Baton's feed
+ * with `maxRevocationLagMs` to fail closed on silence).
  */
 export class SsfPushReceiver implements RevocationSource {
   readonly list: RevocationList;
@@ -55,11 +56,12 @@ export class SsfPushReceiver implements RevocationSource {
     | undefined;
   private readonly clock: () => number;
   private readonly startedAt: number;
-  private keysMissingSince: number | undefined;
+  private readonly keysWait: KeysWait;
 
   constructor(private readonly options: SsfPushReceiverOptions) {
     this.clock = options.clock ?? Date.now;
     this.startedAt = this.clock();
+    this.keysWait = new KeysWait(this.clock);
     this.list = options.list ?? new RevocationList(this.clock);
     this.sets = new SetApplier({
       list: this.list,
@@ -81,7 +83,7 @@ export class SsfPushReceiver implements RevocationSource {
    */
   downForMs(): number {
     if (this.expect === undefined) return this.clock() - this.startedAt;
-    return this.keysMissingSince === undefined ? 0 : this.clock() - this.keysMissingSince;
+    return this.keysWait.forMs();
   }
 
   private async call(url: string | URL, method = 'GET', body?: unknown): Promise<unknown> {
@@ -157,14 +159,16 @@ export class SsfPushReceiver implements RevocationSource {
       if (size > MAX_SET_BYTES) return answer(400, 'invalid_request', 'The SET is too large');
       chunks.push(chunk);
     }
+    const set = Buffer.concat(chunks).toString('utf8').trim();
     try {
-      await this.sets.apply(Buffer.concat(chunks).toString('utf8').trim(), this.expect);
-      this.keysMissingSince = undefined;
+      await this.sets.apply(set, this.expect);
+      this.keysWait.done(jtiOf(set));
       answer(202);
     } catch (error) {
       const refused = error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
       this.options.onError?.(refused);
-      if (refused.transient) this.keysMissingSince ??= this.clock();
+      if (refused.transient) this.keysWait.waits(jtiOf(set));
+      else this.keysWait.done(jtiOf(set));
       // Baton's keys out of reach now: 503 (RFC 8935 keeps 400 for a SET that is wrong); Baton's push retries.
       answer(refused.transient ? 503 : 400, refused.err, refused.message.slice(0, 200));
     }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { createRemoteJWKSet, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { RevocationList } from './revocation-list.js';
-import { SetApplier, SetRefused } from './ssf-sets.js';
+import { KeysWait, SetApplier, SetRefused } from './ssf-sets.js';
 
 /**
  * A SET whose keys cannot be had now is not the SET's fault: the poll subscription then neither acknowledges nor
@@ -14,15 +14,15 @@ import { SetApplier, SetRefused } from './ssf-sets.js';
 const ISSUER = 'https://baton.bank.example';
 const AUDIENCE = 'urn:bank:teller';
 
-async function keys() {
+async function keys(kid = 'ssf-1') {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'ssf-1', alg: 'ES256', use: 'sig' };
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
   const set = (jti: string) =>
     new SignJWT({
       sub_id: { format: 'complex', session: { format: 'opaque', id: 'ses_1' } },
       events: { 'https://schemas.openid.net/secevent/caep/event-type/session-revoked': { event_timestamp: 1 } },
     })
-      .setProtectedHeader({ alg: 'ES256', kid: 'ssf-1', typ: 'secevent+jwt' })
+      .setProtectedHeader({ alg: 'ES256', kid, typ: 'secevent+jwt' })
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)
       .setJti(jti)
@@ -107,5 +107,44 @@ describe('the SETs of Baton’s stream when its keys cannot be had', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('a SET signed with a key Baton rotated to just after the key set was fetched is applied, not refused', async () => {
+    const before = await keys('ssf-1');
+    const rotated = await keys('ssf-2');
+    let published = [before.jwk];
+    const { url, server } = await jwksAt(
+      () => 200,
+      () => ({ keys: published }),
+    );
+    const list = new RevocationList(Date.now);
+    const sets = new SetApplier({ list, clock: Date.now });
+    const expect = { issuer: ISSUER, audience: AUDIENCE, jwks: createRemoteJWKSet(url) };
+    try {
+      assert.equal(await outcome(sets.apply(await before.set('set-4'), expect)), 'applied');
+      // Within jose's 30 s cooldown after that fetch, jose itself would not look at the key set again.
+      published = [before.jwk, rotated.jwk];
+      assert.equal(await outcome(sets.apply(await rotated.set('set-5'), expect)), 'applied');
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('KeysWait: how long revocations count as unheard while SETs wait for keys', () => {
+  it('counts from the first SET that waits until every waiting SET is done, whatever else verifies meanwhile', () => {
+    let now = 1_000;
+    const wait = new KeysWait(() => now);
+    assert.equal(wait.forMs(), 0);
+    wait.waits('set-a');
+    now += 400;
+    wait.waits('set-b');
+    wait.done('set-c'); // another SET verified with a cached key: set-a and set-b still wait
+    now += 100;
+    assert.equal(wait.forMs(), 500);
+    wait.done('set-a');
+    assert.equal(wait.forMs(), 500);
+    wait.done('set-b');
+    assert.equal(wait.forMs(), 0);
   });
 });

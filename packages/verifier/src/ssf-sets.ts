@@ -1,4 +1,4 @@
-import { jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { decodeJwt, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { RevocationList, Revocation } from './revocation-list.js';
 
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
@@ -46,6 +46,42 @@ function keysUnavailable(error: unknown): boolean {
 }
 
 /**
+ * The SETs waiting for Baton's keys (by `jti`) and since when: while any waits, the revocations they may carry are
+ * unheard (`downForMs()`). A SET is done once applied or refused for good. Fail-closed until then: if Baton never
+ * hands a waiting SET out again (its stream disabled, its queue dropped), the wait lasts until the receiver restarts.
+ */
+export class KeysWait {
+  private readonly waiting = new Set<string>();
+  private since: number | undefined;
+
+  constructor(private readonly clock: () => number) {}
+
+  waits(jti: string): void {
+    this.waiting.add(jti);
+    this.since ??= this.clock();
+  }
+
+  done(jti: string): void {
+    this.waiting.delete(jti);
+    if (this.waiting.size === 0) this.since = undefined;
+  }
+
+  forMs(): number {
+    return this.since === undefined ? 0 : this.clock() - this.since;
+  }
+}
+
+/** A SET's `jti` read without verifying it (only to track it), or '' if it has none. */
+export function jtiOf(set: string): string {
+  try {
+    const { jti } = decodeJwt(set);
+    return typeof jti === 'string' ? jti : '';
+  } catch {
+    return '';
+  }
+}
+
+/**
  * Verifies Baton's Security Event Tokens (RFC 8417; SSF 1.0, CAEP) and applies the revocations they
  * carry to a RevocationList; shared by the poll (RFC 8936) and push (RFC 8935) receivers.
  */
@@ -75,13 +111,28 @@ export class SetApplier {
     expect: { issuer: string; audience: string | string[]; jwks: JWTVerifyGetKey },
   ): Promise<void> {
     let claims: JWTPayload & Record<string, unknown>;
+    const verify = async () =>
+      (
+        await jwtVerify(set, expect.jwks, {
+          issuer: expect.issuer,
+          audience: expect.audience,
+          typ: 'secevent+jwt',
+          algorithms: this.o.algorithms ?? ['RS256', 'ES256'],
+        })
+      ).payload;
+    // A key set jose fetched less than its cooldown (30 s) ago is not fetched again for a `kid` it lacks: a SET
+    // signed with a key Baton has just rotated to would be refused for good without jose looking. Fetched once more
+    // for it, then judged (a `kid` Baton does not hold is refused as before).
+    const remote = expect.jwks as { coolingDown?: unknown; reload?: unknown };
+    const coolingDown = remote.coolingDown === true && typeof remote.reload === 'function';
     try {
-      ({ payload: claims } = await jwtVerify(set, expect.jwks, {
-        issuer: expect.issuer,
-        audience: expect.audience,
-        typ: 'secevent+jwt',
-        algorithms: this.o.algorithms ?? ['RS256', 'ES256'],
-      }));
+      try {
+        claims = await verify();
+      } catch (error) {
+        if (!coolingDown || (error as { code?: unknown }).code !== 'ERR_JWKS_NO_MATCHING_KEY') throw error;
+        await (remote.reload as () => Promise<void>)();
+        claims = await verify();
+      }
     } catch (error) {
       if (keysUnavailable(error)) {
         throw new SetRefused('invalid_key', `Baton's keys could not be fetched: ${(error as Error).message}`, true);

@@ -1,5 +1,5 @@
 import { createRemoteJWKSet } from 'jose';
-import { SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
+import { KeysWait, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
 import { ReconnectLoop } from './reconnect.js';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
 import type { RevocationSource } from './verifier.js';
@@ -73,13 +73,14 @@ export class SsfSubscription implements RevocationSource {
   private jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
   private ack: string[] = [];
   private setErrs: Record<string, { err: string; description: string }> = {};
-  /** Since when a SET handed out waits for Baton's keys (until a SET verifies again). */
-  private keysMissingSince: number | undefined;
+  /** The SETs handed out that wait for Baton's keys. */
+  private readonly keysWait: KeysWait;
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
     this.list = options.list ?? new RevocationList(this.clock);
     this.loop = new ReconnectLoop(this.clock, options);
+    this.keysWait = new KeysWait(this.clock);
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     this.sets = new SetApplier({
       list: this.list,
@@ -100,8 +101,7 @@ export class SsfSubscription implements RevocationSource {
 
   /** How long revocations may have gone unheard: the stream down, or a SET waiting for Baton's keys. */
   downForMs(): number {
-    const waiting = this.keysMissingSince === undefined ? 0 : this.clock() - this.keysMissingSince;
-    return Math.max(this.loop.downForMs(), waiting);
+    return Math.max(this.loop.downForMs(), this.keysWait.forMs());
   }
 
   close(): void {
@@ -182,18 +182,19 @@ export class SsfSubscription implements RevocationSource {
       try {
         await this.sets.apply(set, { issuer: setUp.config.issuer, audience: setUp.stream.aud, jwks });
         this.ack.push(jti);
-        this.keysMissingSince = undefined;
+        this.keysWait.done(jti);
       } catch (error) {
         const refused =
           error instanceof SetRefused ? error : new SetRefused('invalid_request', (error as Error).message);
         this.options.onError?.(refused);
         if (!refused.transient) {
           this.setErrs[jti] = { err: refused.err, description: refused.message.slice(0, 200) };
+          this.keysWait.done(jti);
           continue;
         }
         // Baton's keys out of reach now: this SET and the rest of the batch are neither acknowledged nor reported
         // (each would wait for the keys again), so Baton hands them out again; revocations count as unheard.
-        this.keysMissingSince ??= this.clock();
+        this.keysWait.waits(jti);
         break;
       }
     }
