@@ -2,12 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { lagAwareTimer } from './lag-aware-timer.js';
-
-/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
-function stall(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
+import { stall } from './test-kit.js';
 
 describe('lagAwareTimer: a deadline that counts only the time the process ran', () => {
   it('a wait the process did not run through is given that time again, not judged on the first tick', async () => {

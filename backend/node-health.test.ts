@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import type { DatabaseHealthView } from './store/database-health.js';
 import { memoryLogger } from './cluster/test-kit.js';
 import { NodeHealth, PROBE_FAILURES, type NodeHealthInputs } from './node-health.js';
+import { stall } from './test-kit.js';
 
 function rig(overrides: Partial<NodeHealthInputs> = {}) {
   let now = 10_000;
@@ -171,10 +172,7 @@ describe('node health: /healthz and /readyz', () => {
             peer.stdout.once('data', () => resolve(1));
             peer.stdin.write('SELECT 1\n');
             // Frozen once the probe's timer runs (a long stop of the world): its answer arrives meanwhile, unread.
-            queueMicrotask(() => {
-              const until = performance.now() + 1_000;
-              while (performance.now() < until);
-            });
+            queueMicrotask(() => stall(1_000));
           }),
       });
       // Started from a setImmediate callback: what runs after the freeze is the timers, then the read of the pipe.

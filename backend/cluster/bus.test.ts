@@ -16,6 +16,7 @@ import {
   type Topic,
 } from './bus.js';
 import { memoryLogger, nextDelivery, nextResync, nextStatus, recorder, type LogRecord } from './test-kit.js';
+import { stall } from '../test-kit.js';
 
 /** What the contract needs from one engine: its nodes, a raw writer, and a transaction to commit or roll back. */
 interface Rig {
@@ -368,11 +369,6 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
   it('does not fail a ping the server answered while this process was frozen (judged after reading)', async () => {
     // A node whose reads time out after 1 s: its listening connection (the heartbeat's NOTIFY) and its own pool.
     const node = new PostgresBus({ nodeId: 'node-frozen', logger, connection: url, connectTimeoutMs: 1_000 });
-    /** Holds this process's event loop (a stop-the-world pause, a paused VM): nothing is read meanwhile. */
-    const freeze = (ms: number) => {
-      const until = performance.now() + ms;
-      while (performance.now() < until);
-    };
     try {
       await node.start();
       await node.publish('policy', { version: 9_099 }); // the pool has a connection ready, as a running node's has
@@ -384,7 +380,7 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
       const { ping, publish } = await new Promise<{ ping: Promise<number>; publish: Promise<void> }>((resolve) =>
         setImmediate(() => {
           const started = { ping: node.ping(1_000), publish: node.publish('policy', { version: 9_100 }) };
-          freeze(2_500); // past both timeouts, and long enough for a loaded server to answer meanwhile
+          stall(2_500); // past both timeouts, and long enough for a loaded server to answer meanwhile
           resolve(started);
         }),
       );
@@ -464,8 +460,7 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
       await Promise.resolve(); // past the synchronous start: the resync's bound is armed by now
       const answered = reader.query('SELECT 1 AS one');
       // The node does not run for 1 s (a stop, a stall): the store answers meanwhile, the bound passes.
-      const until = performance.now() + 1_000;
-      while (performance.now() < until);
+      stall(1_000);
       await answered;
     });
     try {

@@ -5,6 +5,7 @@ import type { StoredEvent } from '../../shared/events.js';
 import { SiemConfigSchema, isLoopbackHost } from './config.js';
 import { toOcsf } from './ocsf.js';
 import { SyslogTransport, formatSyslog, frame, type SyslogTarget } from './syslog.js';
+import { stall } from '../test-kit.js';
 
 function stored(overrides: Partial<StoredEvent>): StoredEvent {
   return {
@@ -93,12 +94,6 @@ describe('syslog messages (RFC 5424, octet-counted)', () => {
     assert.equal(json.class_uid, 3002);
   });
 });
-
-/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
-function stall(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
 
 async function listening(server: Server): Promise<SyslogTarget> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -5,12 +5,7 @@ import { before, describe, it } from 'node:test';
 import { BatonError } from '../../../shared/errors.js';
 import { RegisterTransmitterSchema, SsfReceiver } from './receiver-service.js';
 import type { TransmitterRecord } from './repository.js';
-
-/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
-function stall(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
+import { stall } from '../../test-kit.js';
 
 /** The upstream's requests Baton makes to it (configuration, stream creation); `handle` may answer them. */
 async function upstream(

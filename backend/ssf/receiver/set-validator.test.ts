@@ -6,12 +6,7 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import type { Store } from '../../store/repositories.js';
 import type { TransmitterRecord } from './repository.js';
 import { CAEP, SetRefusal, TransmitterKeys, validateSet } from './set-validator.js';
-
-/** The event loop does not run for `ms`: what a process stopped with SIGSTOP, or stalled, sees when it resumes. */
-function stall(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
+import { stall } from '../../test-kit.js';
 
 /** A transmitter's `jwks_uri`; `handle` may answer its requests. */
 async function jwksServer(handle: (res: ServerResponse) => void): Promise<{ uri: string; server: Server }> {

@@ -9,6 +9,7 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { describe, test } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import { PushClient, pushEndpoint } from './push-client.js';
+import { stall } from '../../test-kit.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -211,8 +212,7 @@ describe('RFC 8935 push client', () => {
       const answer = await new Promise<Promise<unknown>>((resolve) =>
         setImmediate(() => {
           const pending = client.post(endpoint, `${JWT}2`);
-          const until = performance.now() + 2_500;
-          while (performance.now() < until);
+          stall(2_500);
           resolve(pending);
         }),
       );
