@@ -43,6 +43,18 @@ describe('ReconnectLoop (the revocation followers shared retry loop)', () => {
     clearInterval(keepAlive);
   });
 
+  it('is down from the moment it is closed: a verifier still holding a closed follower refuses once the lag passes', () => {
+    let now = 10_000;
+    const loop = new ReconnectLoop(() => now);
+    loop.up();
+    now = 12_000;
+    assert.equal(loop.downForMs(), 0, 'connected: not down');
+    loop.close();
+    assert.equal(loop.connected, false, 'closed: no longer hearing revocations');
+    now = 19_500;
+    assert.equal(loop.downForMs(), 7_500, 'down since the close, not 0');
+  });
+
   it('is down from its start until the first connection', () => {
     let now = 0;
     const loop = new ReconnectLoop(() => now);

@@ -40,7 +40,7 @@ export class ReconnectLoop {
     return this.closedNow;
   }
 
-  /** 0 while connected; otherwise how long since the last connection ended (or since the start). */
+  /** 0 while connected; otherwise how long since the last connection ended or the loop was closed (or since the start). */
   downForMs(): number {
     return this.connectedNow ? 0 : this.clock() - this.downSince;
   }
@@ -56,7 +56,13 @@ export class ReconnectLoop {
     this.accepted();
   }
 
+  /**
+   * Stops the loop. A closed follower hears no more revocations: it is down from this moment, so a verifier still
+   * using it refuses tokens once `maxRevocationLagMs` has passed (it never reads 0 again).
+   */
   close(): void {
+    if (this.connectedNow) this.downSince = this.clock();
+    this.connectedNow = false;
     this.closedNow = true;
   }
 
