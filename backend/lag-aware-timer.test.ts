@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { lagAwareTimer } from './lag-aware-timer.js';
+import { lagAwareTimeoutSignal, lagAwareTimer } from './lag-aware-timer.js';
 import { stall } from './test-kit.js';
 
 describe('lagAwareTimer: a deadline that counts only the time the process ran', () => {
@@ -77,5 +77,21 @@ describe('lagAwareTimer: a deadline that counts only the time the process ran', 
       }),
     );
     assert.equal(calls, 1);
+  });
+
+  it('as a fetch signal: aborts with a TimeoutError, as AbortSignal.timeout does, and not while clearing in time', async () => {
+    const deadline = lagAwareTimeoutSignal(50);
+    const reason = await new Promise<unknown>((resolve) =>
+      deadline.signal.addEventListener('abort', () => resolve(deadline.signal.reason)),
+    );
+    assert.ok(reason instanceof DOMException);
+    assert.equal(reason.name, 'TimeoutError');
+
+    const answered = lagAwareTimeoutSignal(50);
+    stall(200); // the answer was waiting when the process resumed; it is read and the deadline cleared
+    await new Promise((resolve) => setImmediate(resolve));
+    answered.clear();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(answered.signal.aborted, false, 'not aborted on the first tick after the stall');
   });
 });

@@ -52,3 +52,16 @@ export function lagAwareTimer(ms: number, expire: () => void): { clear(): void }
     },
   };
 }
+
+/**
+ * What `AbortSignal.timeout(ms)` gives (a signal aborted with a `TimeoutError` once `ms` have passed), counted only in
+ * time this process ran: after a stop or a stall, an answer already waiting in the socket is read before a request is
+ * judged too slow. For a request and the read of its answer; `clear()` once the answer is read.
+ */
+export function lagAwareTimeoutSignal(ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = lagAwareTimer(ms, () =>
+    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+  );
+  return { signal: controller.signal, clear: () => timer.clear() };
+}

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BatonError } from '../../../shared/errors.js';
 import { constantTimeEqualHex, newId, newSecretToken, sha256Hex } from '../../crypto/secrets.js';
-import { lagAwareTimer } from '../../lag-aware-timer.js';
+import { lagAwareTimeoutSignal } from '../../lag-aware-timer.js';
 import type { Store } from '../../store/repositories.js';
 import type { EventLog } from '../../services/event-log.js';
 import type { RevocationHub } from '../../services/revocation-hub.js';
@@ -77,19 +77,6 @@ export const LinkIdentitySchema = z.discriminatedUnion('format', [
 
 /** How long a request to an upstream transmitter may take, reading its answer included. */
 const UPSTREAM_TIMEOUT_MS = 10_000;
-
-/**
- * The signal `AbortSignal.timeout(ms)` gave (it aborts the request and the read of its body with a `TimeoutError`),
- * counted only in time this process ran (lag-aware-timer.ts): after a stop or a stall, an answer already waiting in
- * the socket is read before the request is judged too slow. `clear()` once the answer's body is read.
- */
-function upstreamDeadline(ms: number): { signal: AbortSignal; clear(): void } {
-  const controller = new AbortController();
-  const timer = lagAwareTimer(ms, () =>
-    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
-  );
-  return { signal: controller.signal, clear: () => timer.clear() };
-}
 
 /** The event types Baton asks an upstream for when it creates a stream there. */
 export const EVENTS_REQUESTED = [
@@ -329,7 +316,7 @@ export class SsfReceiver {
     }
     const pushToken = newSecretToken('bssf');
     const endpoint = `${(input.endpointBaseUrl ?? requestBase).replace(/\/$/, '')}${pushPathOf(id)}`;
-    const deadline = upstreamDeadline(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
+    const deadline = lagAwareTimeoutSignal(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
     let answer: Response;
     try {
       answer = await this.fetch(config.configuration_endpoint, {
@@ -685,7 +672,7 @@ export class SsfReceiver {
     url: string,
   ): Promise<{ issuer: string; jwks_uri: string; configuration_endpoint?: string }> {
     let body: unknown;
-    const deadline = upstreamDeadline(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
+    const deadline = lagAwareTimeoutSignal(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
     try {
       const answer = await this.fetch(url, {
         headers: { accept: 'application/json' },

@@ -18,7 +18,7 @@ import {
 } from 'jose';
 import { z } from 'zod';
 import type { ErrorCode } from '../../../shared/errors.js';
-import { lagAwareTimer } from '../../lag-aware-timer.js';
+import { lagAwareTimeoutSignal } from '../../lag-aware-timer.js';
 import type { Store } from '../../store/repositories.js';
 import type { TransmitterRecord } from './repository.js';
 
@@ -123,12 +123,9 @@ const JWKS_TIMEOUT_MS = 5000;
  */
 function lagAwareJwksFetch(ms: number): FetchImplementation {
   return async (url, { signal: _jose, ...init }) => {
-    const controller = new AbortController();
-    const timer = lagAwareTimer(ms, () =>
-      controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
-    );
+    const deadline = lagAwareTimeoutSignal(ms);
     try {
-      const response = await fetch(url, { ...init, signal: controller.signal });
+      const response = await fetch(url, { ...init, signal: deadline.signal });
       if (response.status !== 200) {
         await response.body?.cancel();
         // Not jose's own refusal ("Expected 200 OK", a JOSEError, which validateSet would answer as a signature
@@ -138,7 +135,7 @@ function lagAwareJwksFetch(ms: number): FetchImplementation {
       const body = await response.arrayBuffer();
       return new Response(body, { status: 200, statusText: response.statusText, headers: response.headers });
     } finally {
-      timer.clear();
+      deadline.clear();
     }
   };
 }
