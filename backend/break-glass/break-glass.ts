@@ -96,7 +96,17 @@ function db(store: Store) {
   return handle;
 }
 
-/** Refuses a new grant past the policy's limits: per operator and per site (the console's), in any 24 hours. */
+/**
+ * Refuses a new grant past the policy's limits: per operator and per site (the console's), in any 24 hours.
+ *
+ * **limitsSerialised.** A count then an insert: at PostgreSQL's READ COMMITTED two units would both
+ * count N-1 and both insert. Every unit that grants therefore records its `break-glass-granted` event
+ * *before* calling this: that first `record` takes the backend's event-chain head (lock order 6 in
+ * store/repositories.ts), so granting units run one at a time from there, and each one's count (a new
+ * snapshot per statement) sees every grant committed before it. What the units take after the head is
+ * only the new grant row (and, at a tap, the sessions it had already locked), so the lock order holds.
+ * A refusal rolls the event back with the unit. SQLite: BEGIN IMMEDIATE serialises writers anyway.
+ */
 async function assertWithinLimits(
   k: ReturnType<typeof db>,
   rules: BreakGlassPolicy,
@@ -211,9 +221,8 @@ export class BreakGlass {
       if (console === undefined) throw new BatonError('NOT_FOUND', `No console "${input.consoleId}"`);
       if (console.revokedAt !== null) throw new BatonError('CONSOLE_REVOKED', 'This console has been revoked');
       grant.site = console.site;
-      const k = db(uow.store);
-      await assertWithinLimits(k, rules, input.operatorId, console.site, now);
-      await k.insertInto('break_glass_grants').values(grant).execute();
+      // The event first: its `record` takes the backend's event-chain head, which serialises this
+      // count-then-insert against every other grant's (limitsSerialised). Refused, it rolls back.
       await uow.record({
         type: 'break-glass-granted',
         subject: { operator: input.operatorId, console: input.consoleId },
@@ -221,6 +230,9 @@ export class BreakGlass {
         reasons: [BREAK_GLASS_REASON, 'admin-code'],
         detail: { actor, grant: grant.id, reason_admin: input.reason, expiresAt: grant.expires_at, site: console.site },
       });
+      const k = db(uow.store);
+      await assertWithinLimits(k, rules, input.operatorId, console.site, now);
+      await k.insertInto('break_glass_grants').values(grant).execute();
     });
     return { grantId: grant.id, code, expiresAt: grant.expires_at };
   }
@@ -442,9 +454,7 @@ export class BreakGlass {
             if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${pending.operatorId}"`);
             if (operator.revokedAt !== null) throw new BatonError('OPERATOR_REVOKED', 'This operator has been revoked');
             const live = await uow.store.sessions.liveOnConsole(console.id, { forUpdate: true });
-            const k = db(uow.store);
-            await assertWithinLimits(k, rules, operator.id, console.site, now);
-            await k.insertInto('break_glass_grants').values(grant).execute();
+            // The event before the count, as in issueCode: the backend head serialises the limits.
             await uow.record({
               type: 'break-glass-granted',
               subject: { operator: operator.id, console: console.id },
@@ -460,6 +470,9 @@ export class BreakGlass {
                 site: console.site,
               },
             });
+            const k = db(uow.store);
+            await assertWithinLimits(k, rules, operator.id, console.site, now);
+            await k.insertInto('break_glass_grants').values(grant).execute();
             return this.startSession(uow, console, live, marked, operator, rules, lifetime, now);
           }),
       );
