@@ -62,6 +62,12 @@ export interface ScimRepository {
 
   insertUser(record: ScimUserRecord): Promise<boolean>;
   user(directoryId: string, id: string): Promise<ScimUserRecord | undefined>;
+  /**
+   * The User read for a change (PostgreSQL: `FOR UPDATE`, held until the unit ends, so a concurrent
+   * change of the same User waits and then reads what this one committed). The User row is the first
+   * lock a User change takes, before the directory's role lock and the operator rows.
+   */
+  userForUpdate(directoryId: string, id: string): Promise<ScimUserRecord | undefined>;
   userByName(directoryId: string, userName: string): Promise<ScimUserRecord | undefined>;
   users(directoryId: string, query: ScimQuery): Promise<{ total: number; rows: ScimUserRecord[] }>;
   /** Writes `record` if the stored version is `record.version - 1`; false otherwise (a concurrent change). */
@@ -220,6 +226,16 @@ export class KyselyScim implements ScimRepository {
       .where('directory_id', '=', directoryId)
       .where('id', '=', id)
       .executeTakeFirst();
+    return row && user(row);
+  }
+
+  async userForUpdate(directoryId: string, id: string): Promise<ScimUserRecord | undefined> {
+    const query = this.ctx.db
+      .selectFrom('scim_users')
+      .selectAll()
+      .where('directory_id', '=', directoryId)
+      .where('id', '=', id);
+    const row = await (this.ctx.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
     return row && user(row);
   }
 

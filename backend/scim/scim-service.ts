@@ -519,7 +519,9 @@ export class ScimService {
       }
       await this.recordChange(uow, dir, 'user-created', record);
     });
-    if (!active) await this.revokeOperator(dir, record, 'created inactive');
+    // Revoked after the commit (the revocation is a unit of its own): if it fails, the User is stored
+    // inactive, and the directory's retry (a PATCH or PUT with active false) revokes the operator still live.
+    if (!active) await this.revokeIfLive(dir, record.operatorId, 'created inactive');
     return record;
   }
 
@@ -554,45 +556,56 @@ export class ScimService {
   }
 
   async deleteUser(dir: DirectoryRecord, id: string): Promise<void> {
-    const user = await this.getUser(dir, id);
-    // The operator goes first: a failure leaves the User in place for the directory's retry.
-    await this.revokeOperator(dir, user, 'deleted');
-    await this.deps.events.atomically(async (uow) => {
-      if (!(await uow.store.scim.deleteUser(dir.id, id)))
-        throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
-      for (const g of await uow.store.scim.allGroups(dir.id)) {
-        if (!g.members.includes(id)) continue;
-        await uow.store.scim.updateGroup({
-          ...g,
-          members: g.members.filter((m) => m !== id),
-          version: g.version + 1,
-          updatedAt: this.deps.clock(),
-        });
-      }
-      await this.recordChange(uow, dir, 'user-deleted', user);
-    });
+    // The operator goes first: a failure leaves the User in place for the directory's retry. The delete
+    // then checks, on the User locked, that it still names the operator revoked: a User enabled again
+    // meanwhile has a new operator, which is revoked before the User goes (no operator is left live
+    // without a User the directory could revoke it through).
+    for (let attempt = 1; ; attempt++) {
+      const user = await this.getUser(dir, id);
+      await this.revokeIfLive(dir, user.operatorId, 'deleted');
+      const deleted = await this.deps.events.atomically(async (uow) => {
+        const fresh = await uow.store.scim.userForUpdate(dir.id, id);
+        if (fresh === undefined) throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
+        if (fresh.operatorId !== user.operatorId) return false;
+        if (!(await uow.store.scim.deleteUser(dir.id, id)))
+          throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
+        for (const g of await uow.store.scim.allGroups(dir.id)) {
+          if (!g.members.includes(id)) continue;
+          await uow.store.scim.updateGroup({
+            ...g,
+            members: g.members.filter((m) => m !== id),
+            version: g.version + 1,
+            updatedAt: this.deps.clock(),
+          });
+        }
+        await this.recordChange(uow, dir, 'user-deleted', fresh);
+        return true;
+      });
+      if (deleted) return;
+      if (attempt >= 3) throw new BatonError('BACKEND_BUSY', 'The User changed meanwhile; retry');
+    }
   }
 
+  /**
+   * One User change as one unit of work: the User is read locked inside the unit (PostgreSQL; SQLite
+   * serialises writing units), the change is built from that read, written, and the operator's roles
+   * synced. An operator to revoke (deactivation) is revoked right after the commit, through the
+   * revocation path (its own unit of work): a write that fails revokes nothing, and a revocation that
+   * fails leaves the User inactive in SCIM with its operator still live, which the directory's retry of
+   * the deactivation (the User already inactive) revokes.
+   */
   private async changeUser(
     dir: DirectoryRecord,
     id: string,
     op: string,
     change: (current: ScimUserRecord) => UserState,
   ): Promise<ScimUserRecord> {
-    const current = await this.getUser(dir, id);
-    const next = change(current);
-    if (next.userName.trim() === '') throw invalid('userName is required');
-    if (current.active && !next.active) {
-      // Deactivation: the operator is revoked everywhere first (the same path as an admin's revoke).
-      await this.revokeOperator(dir, current, 'deactivated');
-    }
-    const now = this.deps.clock();
-    let saved: ScimUserRecord | undefined;
-    // Lock order (repositories.ts): the rows this unit changes (the User, a new operator, the operators whose
-    // roles change) before the backend chain head, which the first event takes.
-    await this.deps.events.atomically(async (uow) => {
-      const fresh = await uow.store.scim.user(dir.id, id);
+    // Lock order (repositories.ts): the User row, the operator rows (syncOperators), a new operator, then the backend chain head, which the first event takes.
+    const { record, previous } = await this.deps.events.atomically(async (uow) => {
+      const fresh = await uow.store.scim.userForUpdate(dir.id, id);
       if (fresh === undefined) throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
+      const next = change(fresh);
+      if (next.userName.trim() === '') throw invalid('userName is required');
       if (next.userName.toLowerCase() !== fresh.userName.toLowerCase()) {
         const other = await uow.store.scim.userByName(dir.id, next.userName);
         if (other !== undefined && other.id !== id) {
@@ -602,6 +615,7 @@ export class ScimService {
           );
         }
       }
+      const now = this.deps.clock();
       let created: OperatorRecord | undefined;
       if (!fresh.active && next.active) {
         // A revocation is final: a user enabled again becomes a new operator, who enrols a passkey again.
@@ -609,11 +623,11 @@ export class ScimService {
         await uow.store.operators.insert(created);
       }
       const operatorId = created?.id ?? fresh.operatorId;
-      const record: ScimUserRecord = { ...fresh, ...next, operatorId, version: fresh.version + 1, updatedAt: now };
-      if (!(await uow.store.scim.updateUser(record))) {
+      const saved: ScimUserRecord = { ...fresh, ...next, operatorId, version: fresh.version + 1, updatedAt: now };
+      if (!(await uow.store.scim.updateUser(saved))) {
         throw new BatonError('BACKEND_BUSY', 'The User changed meanwhile; retry');
       }
-      await this.syncOperators(uow, dir, [record]);
+      await this.syncOperators(uow, dir, [saved]);
       if (created !== undefined) {
         await uow.record({
           type: 'operator-created',
@@ -627,12 +641,15 @@ export class ScimService {
         uow,
         dir,
         created !== undefined ? 'user-reactivated' : !next.active && fresh.active ? 'user-deactivated' : op,
-        record,
+        saved,
       );
-      saved = record;
+      return { record: saved, previous: fresh };
     });
-    if (saved === undefined) throw new Error('unreachable');
-    return saved;
+    // After the commit: an inactive User's operator (a deactivation, or its retry when the revocation
+    // failed before), and the operator a User enabled again replaced (if its revocation had failed).
+    if (!record.active) await this.revokeIfLive(dir, record.operatorId, 'deactivated');
+    if (record.operatorId !== previous.operatorId) await this.revokeIfLive(dir, previous.operatorId, 'deactivated');
+    return record;
   }
 
   async createGroup(dir: DirectoryRecord, body: unknown): Promise<ScimGroupRecord> {
@@ -822,11 +839,14 @@ export class ScimService {
     }
   }
 
-  private async revokeOperator(dir: DirectoryRecord, user: ScimUserRecord, why: string): Promise<void> {
+  /** Revokes the operator through the revocation path (pushed to every console) unless it is revoked already. */
+  private async revokeIfLive(dir: DirectoryRecord, operatorId: string, why: string): Promise<void> {
+    const operator = await this.deps.store.operators.get(operatorId);
+    if (operator === undefined || operator.revokedAt !== null) return;
     try {
       await this.deps.revocations.revoke(
         'operator',
-        user.operatorId,
+        operatorId,
         `${why} in directory ${dir.name}`.slice(0, 300),
         `scim:${dir.id}`,
       );

@@ -1,0 +1,222 @@
+/**
+ * SCIM provisioning when requests overlap or fail halfway (the review of backend/scim/): a User change
+ * is one unit of work built from the User as committed, a deactivation revokes the operator only once
+ * it is stored (and its retry revokes an operator still live), and the group→role sync of a directory
+ * reads what the previous sync committed. A second `ScimService` on the same backend plays a second
+ * cluster node, with hooks that fix the interleaving (no timing is hoped for). Checked as the directory
+ * (status, SCIM body) and an admin (the operator revoked or not, its roles) see it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { ScimService } from '../../backend/scim/scim-service.js';
+import type { RevocationHub } from '../../backend/services/revocation-hub.js';
+import { startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
+
+const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
+const PATCH = 'urn:ietf:params:scim:api:messages:2.0:PatchOp';
+const OPX = 'urn:baton:params:scim:schemas:extension:2.0:Operator';
+
+/** `target` with its `name` property replaced (methods bound to the original). */
+function withProp<T extends object>(target: T, name: string | symbol, value: unknown): T {
+  return new Proxy(target, {
+    get(t, p) {
+      if (p === name) return value;
+      const v = (t as Record<string | symbol, unknown>)[p];
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
+
+describe('SCIM provisioning: overlapping and failing requests', () => {
+  let t: TestBackend;
+  let token = '';
+
+  async function scim(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }> {
+    const response = await fetch(`${t.url}/scim/v2${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/scim+json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text === '' ? undefined : (JSON.parse(text) as Json) };
+  }
+  const operator = async (id: string) => ((await t.admin.ok('GET', `/v1/admin/operators/${id}`)) as Json).operator;
+  const patchOp = (...ops: Json[]) => ({ schemas: [PATCH], Operations: ops });
+  const createUser = async (userName: string, extra: Json = {}) => {
+    const r = await scim('POST', '/Users', { schemas: [USER], userName, ...extra });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body;
+  };
+  /** A second node: its reads outside a unit of work (the store it was given) can run `during` first. */
+  function slowNode(revocations: RevocationHub = t.backend.revocations) {
+    const b = t.backend;
+    const state: { during: (() => Promise<unknown>) | undefined } = { during: undefined };
+    const scimRepo = withProp(b.store.scim, 'user', async (directoryId: string, id: string) => {
+      const read = await b.store.scim.user(directoryId, id);
+      const during = state.during;
+      state.during = undefined;
+      if (during !== undefined) await during();
+      return read;
+    });
+    const store = withProp(b.store, 'scim', scimRepo);
+    const node = new ScimService({
+      store,
+      events: b.events,
+      revocations,
+      clock: Date.now,
+      logger: pino({ level: 'silent' }),
+    });
+    return { node, state };
+  }
+
+  before(async () => {
+    t = await startTestBackend();
+    const created = (await t.admin.ok('POST', '/v1/admin/scim/directories', {
+      name: 'Okta',
+      groupRoles: { Tellers: ['teller'], Supervisors: ['supervisor'] },
+    })) as Json;
+    token = created.token;
+  });
+  after(() => t.stop());
+
+  it('a User change is built from the User as committed: no deactivation undone, no live operator of an inactive or deleted User, no lost update', async () => {
+    const { node, state } = slowNode();
+    const dir = await node.authenticate(`Bearer ${token}`);
+    /** Node B's change; node A's (over HTTP) runs after B's read outside a unit if B makes one, else after B. */
+    async function overlap(b: () => Promise<unknown>, a: () => Promise<unknown>) {
+      state.during = a;
+      await b();
+      const during = state.during;
+      state.during = undefined;
+      if (during !== undefined) await during();
+    }
+    const userOf = async (id: string) => (await scim('GET', `/Users/${id}`)).body;
+    const assertLiveIffActive = async (u: Json) => {
+      const o = await operator(u[OPX].operatorId);
+      assert.equal(o.revokedAt === null, u.active === true, `active ${u.active}, operator revokedAt ${o.revokedAt}`);
+    };
+
+    // Node A deactivates while node B applies an attribute PATCH: both stay.
+    const u1 = await createUser('overlap1');
+    await overlap(
+      () => node.patchUser(dir, u1.id, patchOp({ op: 'replace', path: 'title', value: 'Teller' })),
+      async () =>
+        assert.equal(
+          (await scim('PATCH', `/Users/${u1.id}`, patchOp({ op: 'Replace', path: 'active', value: 'False' }))).status,
+          200,
+        ),
+    );
+    const f1 = await userOf(u1.id);
+    assert.equal(f1.active, false);
+    assert.equal(f1.title, 'Teller');
+    assert.equal(f1[OPX].operatorId, u1[OPX].operatorId, 'no new operator');
+    await assertLiveIffActive(f1);
+
+    // The User is disabled; node A enables it while node B applies a PUT active:false: never an inactive User with a live operator.
+    const u2 = await createUser('overlap2', { active: false });
+    await overlap(
+      () => node.replaceUser(dir, u2.id, { schemas: [USER], userName: 'overlap2', active: false }),
+      async () =>
+        assert.equal(
+          (await scim('PATCH', `/Users/${u2.id}`, patchOp({ op: 'replace', value: { active: true } }))).status,
+          200,
+        ),
+    );
+    await assertLiveIffActive(await userOf(u2.id));
+
+    // Two attribute PATCHes: neither is lost.
+    const u3 = await createUser('overlap3');
+    await overlap(
+      () => node.patchUser(dir, u3.id, patchOp({ op: 'add', path: 'title', value: 'Teller' })),
+      async () =>
+        assert.equal(
+          (
+            await scim(
+              'PATCH',
+              `/Users/${u3.id}`,
+              patchOp({ op: 'add', path: 'emails', value: [{ type: 'work', value: 'o3@example.com' }] }),
+            )
+          ).status,
+          200,
+        ),
+    );
+    const f3 = await userOf(u3.id);
+    assert.equal(f3.title, 'Teller');
+    assert.deepEqual(f3.emails, [{ type: 'work', value: 'o3@example.com' }]);
+
+    // Node B deletes while node A enables the User again (a new operator): that operator is revoked too.
+    const u4 = await createUser('overlap4', { active: false });
+    let enabledAs = '';
+    await overlap(
+      () => node.deleteUser(dir, u4.id),
+      async () => {
+        const r = await scim('PATCH', `/Users/${u4.id}`, patchOp({ op: 'replace', path: 'active', value: true }));
+        if (r.status === 200) enabledAs = r.body[OPX].operatorId;
+      },
+    );
+    assert.equal((await scim('GET', `/Users/${u4.id}`)).status, 404);
+    if (enabledAs !== '')
+      assert.notEqual((await operator(enabledAs)).revokedAt, null, 'the operator enabled meanwhile is revoked');
+  });
+
+  it('a deactivation that fails to be stored revokes nothing', async () => {
+    await createUser('taken');
+    const u = await createUser('halfway');
+    const r = await scim(
+      'PATCH',
+      `/Users/${u.id}`,
+      patchOp({ op: 'replace', path: 'active', value: false }, { op: 'replace', path: 'userName', value: 'taken' }),
+    );
+    assert.equal(r.status, 409);
+    assert.equal(r.body.scimType, 'uniqueness');
+    assert.equal((await scim('GET', `/Users/${u.id}`)).body.active, true);
+    assert.equal((await operator(u[OPX].operatorId)).revokedAt, null, 'the User is active: its operator too');
+  });
+
+  it('a revocation that fails after the User is stored inactive is done by the directory’s retry', async () => {
+    const b = t.backend;
+    let failures = 0;
+    const flaky = withProp(b.revocations, 'revoke', (...args: Parameters<RevocationHub['revoke']>) => {
+      if (failures > 0) {
+        failures--;
+        return Promise.reject(new Error('connection terminated'));
+      }
+      return b.revocations.revoke(...args);
+    });
+    const { node } = slowNode(flaky);
+    const dir = await node.authenticate(`Bearer ${token}`);
+
+    // Created inactive, the revocation fails: the retried POST is 409, a re-sent active:false revokes.
+    failures = 1;
+    await assert.rejects(
+      node.createUser(dir, { schemas: [USER], userName: 'inactive', active: false }),
+      /connection terminated/,
+    );
+    const retry = await scim('POST', '/Users', { schemas: [USER], userName: 'inactive', active: false });
+    assert.equal(retry.status, 409);
+    const found = (await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "inactive"')}`)).body
+      .Resources[0];
+    assert.equal(found.active, false);
+    const again = await scim('PATCH', `/Users/${found.id}`, patchOp({ op: 'replace', path: 'active', value: false }));
+    assert.equal(again.status, 200);
+    assert.notEqual((await operator(found[OPX].operatorId)).revokedAt, null);
+
+    // Deactivated, the revocation fails: the directory's retry revokes the operator.
+    const u = await createUser('deactivated');
+    failures = 1;
+    await assert.rejects(
+      node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'active', value: false })),
+      /connection terminated/,
+    );
+    assert.equal((await scim('GET', `/Users/${u.id}`)).body.active, false);
+    assert.equal(
+      (await scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'replace', path: 'active', value: false }))).status,
+      200,
+    );
+    assert.notEqual((await operator(u[OPX].operatorId)).revokedAt, null);
+  });
+});
