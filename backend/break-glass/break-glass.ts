@@ -145,6 +145,17 @@ async function assertWithinLimits(
   }
 }
 
+/**
+ * A code an admin signed off before it was redeemed is closed: the review happened, so no session may
+ * start after it (it would never be listed for review). Refused with the sign-off's own code.
+ */
+function signedOffUnused(): BatonError {
+  return new BatonError(
+    'BREAK_GLASS_ALREADY_SIGNED_OFF',
+    'This code was signed off by an admin before it was used, which closed it: ask IT for a new one',
+  );
+}
+
 /** Whether the session was started by a break-glass grant (one indexed read). */
 export async function isBreakGlassSession(store: Store, sessionId: string): Promise<boolean> {
   const row = await db(store)
@@ -259,6 +270,8 @@ export class BreakGlass {
         );
       }
       if (grant.usedAt !== null) throw new BatonError('BREAK_GLASS_CODE_USED', 'This code was already used');
+      // Signed off before it was used: the review closed it (signOff), it never starts a session.
+      if (grant.signedOffAt !== null) throw signedOffUnused();
       if (grant.expiresAt <= now) throw new BatonError('BREAK_GLASS_CODE_EXPIRED', 'This code has expired');
       const lifetime = this.lifetime(rules, console);
       const { session, operatorName } = await this.deps.events.atomically(async (uow) => {
@@ -272,8 +285,18 @@ export class BreakGlass {
           .set({ used_at: now })
           .where('id', '=', grant.id)
           .where('used_at', 'is', null)
+          .where('signed_off_at', 'is', null)
           .executeTakeFirst();
-        if (changed(used) !== 1) throw new BatonError('BREAK_GLASS_CODE_USED', 'This code was already used');
+        if (changed(used) !== 1) {
+          // A sign-off committed meanwhile (it locked the row first) closed it; else another redemption won.
+          const current = await db(uow.store)
+            .selectFrom('break_glass_grants')
+            .select(['used_at', 'signed_off_at'])
+            .where('id', '=', grant.id)
+            .executeTakeFirst();
+          if (current?.used_at === null && current.signed_off_at !== null) throw signedOffUnused();
+          throw new BatonError('BREAK_GLASS_CODE_USED', 'This code was already used');
+        }
         return this.startSession(uow, console, live, grant, operator, rules, lifetime, now);
       });
       return await this.started(session, operatorName, console, grant, rules);
@@ -694,7 +717,10 @@ export class BreakGlass {
     return row === undefined ? undefined : grantFrom(row);
   }
 
-  /** An admin reviewed the grant and its session: it leaves the review list. */
+  /**
+   * An admin reviewed the grant and its session: it leaves the review list. A code signed off before
+   * it was used is closed by this: redeeming it is then refused `BREAK_GLASS_ALREADY_SIGNED_OFF` (redeem).
+   */
   async signOff(id: string, note: string, actor: string): Promise<BreakGlassGrant> {
     const now = this.deps.clock();
     return this.deps.events.atomically(async (uow) => {

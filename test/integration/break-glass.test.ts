@@ -135,4 +135,35 @@ describe('break-glass: a one-time temporary access code for an operator without 
     const events = (await t.admin.ok('GET', '/v1/admin/events?type=break-glass-signed-off&limit=10')).events as Json[];
     assert.equal(events[0]?.detail.note, 'checked with the branch manager');
   });
+
+  it('closes a code signed off before it was used: redeeming it is refused, and no session starts', async () => {
+    const late = ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: 'Len Late' })) as Json).operator
+      .id as string;
+    const issued = await t.admin.request('POST', '/v1/admin/break-glass/codes', {
+      operatorId: late,
+      consoleId: kiosk.id,
+      reason: 'key left at home',
+    });
+    assert.equal(issued.status, 201, JSON.stringify(issued.body));
+    const { code, grantId } = issued.body as { code: string; grantId: string };
+    await t.admin.ok('POST', `/v1/admin/break-glass/${grantId}/sign-off`, { note: 'not needed after all' });
+
+    const redeemed = await kiosk.request('POST', '/v1/break-glass/redeem', { operatorId: late, code });
+    assertError(redeemed, 409, 'BREAK_GLASS_ALREADY_SIGNED_OFF');
+    assert.equal(redeemed.body.token, undefined);
+    const [grant] = ((await t.admin.ok('GET', '/v1/admin/break-glass?all=true')).grants as Json[]).filter(
+      (g) => g.id === grantId,
+    );
+    assert.equal(grant?.usedAt, null);
+    assert.equal(grant?.sessionId, null);
+    const started = (await t.admin.ok('GET', '/v1/admin/events?type=session-established&limit=100')).events as Json[];
+    assert.equal(started.filter((e) => e.subject.operator === late).length, 0, 'no session for the signed-off code');
+    const refused = (await t.admin.ok('GET', '/v1/admin/events?type=break-glass-refused&limit=100')).events as Json[];
+    const mine = refused.filter((e) => e.subject.operator === late);
+    assert.deepEqual(
+      mine.map((e) => e.detail.code as string),
+      ['BREAK_GLASS_ALREADY_SIGNED_OFF'],
+    );
+    assert.deepEqual(mine[0]?.reasons, ['break-glass', 'break-glass-already-signed-off']);
+  });
 });
