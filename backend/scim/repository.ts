@@ -82,11 +82,20 @@ export interface ScimRepository {
   updateGroup(record: ScimGroupRecord): Promise<boolean>;
   deleteGroup(directoryId: string, id: string): Promise<boolean>;
 
+  /**
+   * Serialises the group→role computation of one directory until the unit ends (PostgreSQL: a
+   * transaction-scoped advisory lock; SQLite serialises writing units whole). Taken after the User or
+   * Group row the unit changes and before any operator row (repositories.ts lock order: before 3).
+   */
+  lockRoles(directoryId: string): Promise<void>;
+
   /** Sets the operator's display name and roles (what the directory decides of a provisioned operator). */
   updateOperator(operatorId: string, displayName: string, roles: string[]): Promise<void>;
 }
 
 const key = (value: string) => value.toLowerCase();
+/** First key of the directory role locks (`lockRoles`): "SCIM" in ASCII. */
+const SCIM_ROLES_LOCK = 0x5343494d;
 
 function directory(row: Row): DirectoryRecord {
   return {
@@ -237,6 +246,12 @@ export class KyselyScim implements ScimRepository {
       .where('id', '=', id);
     const row = await (this.ctx.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
     return row && user(row);
+  }
+
+  async lockRoles(directoryId: string): Promise<void> {
+    if (this.ctx.dialect !== 'postgres') return;
+    // The two-key form (its own key space, apart from PG_LOCKS' one-key locks): "SCIM", the directory.
+    await sql`SELECT pg_advisory_xact_lock(${sql.lit(SCIM_ROLES_LOCK)}, hashtext(${directoryId}))`.execute(this.ctx.db);
   }
 
   async userByName(directoryId: string, userName: string): Promise<ScimUserRecord | undefined> {

@@ -600,7 +600,8 @@ export class ScimService {
     op: string,
     change: (current: ScimUserRecord) => UserState,
   ): Promise<ScimUserRecord> {
-    // Lock order (repositories.ts): the User row, the operator rows (syncOperators), a new operator, then the backend chain head, which the first event takes.
+    // Lock order (repositories.ts): the User row, the directory's role lock and the operator rows
+    // (syncOperators), a new operator, then the backend chain head, which the first event takes.
     const { record, previous } = await this.deps.events.atomically(async (uow) => {
       const fresh = await uow.store.scim.userForUpdate(dir.id, id);
       if (fresh === undefined) throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
@@ -803,8 +804,13 @@ export class ScimService {
   /** Gives each user's operator the name the directory has and the roles its groups map to. */
   private async syncOperators(uow: UnitOfWork, dir: DirectoryRecord, users: ScimUserRecord[]): Promise<void> {
     if (users.length === 0) return;
+    // One computation at a time per directory, each reading the groups (and the mapping) the one before
+    // it committed: two concurrent group changes would otherwise each write roles from a read that
+    // misses the other's change, and the last commit would win.
+    await uow.store.scim.lockRoles(dir.id);
+    const groupRoles = (await uow.store.scim.directory(dir.id))?.groupRoles ?? dir.groupRoles;
     const groups = await uow.store.scim.allGroups(dir.id);
-    const mapping = new Map(Object.entries(dir.groupRoles).map(([name, roles]) => [name.toLowerCase(), roles]));
+    const mapping = new Map(Object.entries(groupRoles).map(([name, roles]) => [name.toLowerCase(), roles]));
     const changes: { user: ScimUserRecord; name: string; roles: string[] }[] = [];
     for (const u of users) {
       const roles = new Set<string>();
