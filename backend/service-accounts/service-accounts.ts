@@ -422,7 +422,9 @@ export class ServiceAccounts {
     if (!app.actions.includes(action)) {
       refuse('ACTION_NOT_FOR_AUDIENCE', `The app "${app.name}" does not accept "${action}"`);
     }
-    let actor: { operatorId: string; sessionId: string; level: AssuranceLevel; authTime: number } | undefined;
+    let actor:
+      | { operatorId: string; sessionId: string; level: AssuranceLevel; authTime: number; sessionEndsAt: number }
+      | undefined;
     if (request.actor_token !== undefined) {
       if (rule.actor === 'none')
         refuse('SERVICE_ACTOR_INVALID', `The policy does not let "${action}" carry a human actor`);
@@ -434,10 +436,16 @@ export class ServiceAccounts {
         `The policy ties "${action}" to a human session: send that operator's token as actor_token`,
       );
     }
-    const ttlSeconds = Math.min(
+    let ttlSeconds = Math.min(
       policy.service?.tokenTtlSeconds ?? DEFAULT_SERVICE_TOKEN_TTL_SECONDS,
       app.tokenTtlSeconds ?? DEFAULT_ACTION_TOKEN_TTL_SECONDS,
     );
+    if (actor !== undefined) {
+      // Acting for a human session: never past that session's end (as the console exchange,
+      // token-exchange.ts): a session that simply expires pushes no revocation to app servers.
+      ttlSeconds = Math.min(ttlSeconds, Math.floor((actor.sessionEndsAt - this.deps.clock()) / 1000));
+      if (ttlSeconds < 1) refuse('SERVICE_ACTOR_INVALID', 'The actor_token’s session ends now');
+    }
     const issued = await this.deps.signer.sign({
       subject: service.id,
       audience: request.audience,
@@ -505,7 +513,13 @@ export class ServiceAccounts {
     request: TokenRequest,
     action: string,
     policy: Policy,
-  ): Promise<{ operatorId: string; sessionId: string; level: AssuranceLevel; authTime: number }> {
+  ): Promise<{
+    operatorId: string;
+    sessionId: string;
+    level: AssuranceLevel;
+    authTime: number;
+    sessionEndsAt: number;
+  }> {
     const type = request.actor_token_type;
     if (type !== undefined && type !== TOKEN_TYPE_ACCESS_TOKEN && type !== TOKEN_TYPE_JWT) {
       refuse('SERVICE_GRANT_UNSUPPORTED', `actor_token_type must be "${TOKEN_TYPE_ACCESS_TOKEN}"`);
@@ -555,7 +569,13 @@ export class ServiceAccounts {
         { extra: { decision } },
       );
     }
-    return { operatorId: session.operatorId, sessionId: session.id, level: session.level, authTime: session.authTime };
+    return {
+      operatorId: session.operatorId,
+      sessionId: session.id,
+      level: session.level,
+      authTime: session.authTime,
+      sessionEndsAt: session.expiresAt,
+    };
   }
 
   private async recordRefusal(

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import type { Policy } from '../../shared/policy.js';
+import {
+  CLIENT_ASSERTION_TYPE_JWT_BEARER,
+  GRANT_TOKEN_EXCHANGE,
+  SERVICE_ENROLMENT_PROOF_AUDIENCE,
+} from '../../shared/service-accounts-api.js';
+import { sha256Hex } from '../../backend/crypto/secrets.js';
+import { TestConsole, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import {
+  TELLER_AUDIENCE,
+  appKeyPair,
+  exchange,
+  publishPolicy,
+  tellerPolicy,
+} from '../helpers/action-token-fixtures.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+
+/**
+ * A service token that acts for a human session (`act`, `sid`) never outlives that session
+ * (service-accounts.ts, as the console exchange in token-exchange.ts): a session that simply
+ * expires pushes no revocation, so an app server would otherwise accept the service's token for a
+ * session that had ended. The backend's clock is moved to 40 s before the session's end; the policy
+ * would give the service 600 s.
+ */
+describe('service accounts: a token acting for a human session ends with that session', () => {
+  let t: TestBackend;
+  /** The backend's clock (and the console's and the service's) runs this far ahead of real time. */
+  let offset = 0;
+  let service: { id: string; kid: string; privateKey: CryptoKey };
+
+  const assertion = () => {
+    const now = Math.floor((Date.now() + offset) / 1000);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: service.kid })
+      .setIssuer(service.id)
+      .setSubject(service.id)
+      .setAudience(`${t.url}/v1/services/token`)
+      .setJti(randomUUID())
+      .setIssuedAt(now)
+      .setExpirationTime(now + 50)
+      .sign(service.privateKey);
+  };
+
+  before(async () => {
+    t = await startTestBackend({}, { clock: () => Date.now() + offset });
+    const keys = await appKeyPair();
+    await publishPolicy(t.admin, {
+      ...tellerPolicy(keys.publicJwk),
+      service: { tokenTtlSeconds: 600, actions: { 'customer.view': { actor: 'optional' } } },
+    } as Policy);
+    const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
+      name: 'branch batch',
+      actions: ['customer.view'],
+    })) as Json;
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const jwk = await exportJWK(publicKey);
+    const proof = await new SignJWT({ nonce: sha256Hex(token as string) })
+      .setProtectedHeader({ alg: 'ES256' })
+      .setAudience(SERVICE_ENROLMENT_PROOF_AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime('2m')
+      .sign(privateKey);
+    const enrolled = await httpJson(`${t.url}/v1/services/enrol`, {
+      method: 'POST',
+      body: JSON.stringify({ token, publicKey: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } as JWK, proof }),
+    });
+    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
+    service = { id: enrolled.body.serviceId, kid: enrolled.body.kid, privateKey: privateKey as CryptoKey };
+  });
+  after(() => t.stop());
+
+  it('caps the service token at the end of the session its actor_token comes from', async () => {
+    const kiosk = await TestConsole.enrol(t.url, t.admin);
+    const { authenticator } = await enrolOperator(t.admin, kiosk);
+    const signedIn = (await signIn(kiosk, authenticator, { userVerified: true })).body as Json;
+    const sessionId = signedIn.session.id as string;
+    const sessionEnd = Math.floor((signedIn.session.expiresAt as number) / 1000);
+    try {
+      offset = (signedIn.session.expiresAt as number) - Date.now() - 40_000;
+      const late = new TestConsole(kiosk.url, kiosk.key, kiosk.id, () => Date.now() + offset);
+      const refreshed = (await late.ok('POST', `/v1/sessions/${sessionId}/token`, {})) as Json;
+      const human = await exchange(late, refreshed.token as string, 'customer.view');
+      assert.equal(human.status, 200, JSON.stringify(human.body));
+
+      const issued = await httpJson(`${t.url}/v1/services/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: GRANT_TOKEN_EXCHANGE,
+          client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
+          client_assertion: await assertion(),
+          audience: TELLER_AUDIENCE,
+          action: 'customer.view',
+          actor_token: human.body.access_token as string,
+          actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+        }).toString(),
+      });
+      assert.equal(issued.status, 200, JSON.stringify(issued.body));
+      // What an app server checks: the token verifies, acts for that session, and expires with it.
+      const jwks = (await httpJson(`${t.url}/v1/tokens/jwks.json`, { method: 'GET' })).body;
+      const { payload } = await jwtVerify(issued.body.access_token as string, createLocalJWKSet(jwks), {
+        audience: TELLER_AUDIENCE,
+        currentDate: new Date(Date.now() + offset),
+      });
+      assert.equal(payload.sid, sessionId);
+      assert.equal((payload.act as Json).sid, sessionId);
+      assert.ok(
+        (payload.exp as number) <= sessionEnd,
+        `service token exp ${String(payload.exp)} is past the session's end ${sessionEnd}`,
+      );
+      assert.ok((payload.exp as number) >= sessionEnd - 60, 'capped at the session end, not shorter');
+      assert.ok(
+        (issued.body.expires_in as number) <= 40,
+        `expires_in ${String(issued.body.expires_in)} > the 40 s left`,
+      );
+    } finally {
+      offset = 0;
+    }
+  });
+});
