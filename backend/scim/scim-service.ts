@@ -145,9 +145,21 @@ function parsePath(path: string, core: RegExp): PatchPath {
   return {
     extension,
     attribute: m[1] ?? '',
-    filter: m[2] === undefined ? undefined : { attribute: m[2], value: JSON.parse(`"${m[3] ?? ''}"`) as string },
+    filter: m[2] === undefined ? undefined : { attribute: m[2], value: filterValue(m[3] ?? '', path) },
     sub: m[4],
   };
+}
+
+/** The string of a path filter (`emails[type eq "work"]`), its escapes JSON's; a bad escape is an invalid path. */
+function filterValue(quoted: string, path: string): string {
+  try {
+    return JSON.parse(`"${quoted}"`) as string;
+  } catch {
+    throw new BatonError(
+      'SCIM_INVALID_PATH',
+      `Unsupported PATCH path "${path.slice(0, 200)}": bad escape in its filter`,
+    );
+  }
 }
 
 /** Finds a key case-insensitively (SCIM attribute names are case-insensitive). */
@@ -417,8 +429,9 @@ export class ScimService {
       if (!Number.isInteger(n)) throw invalid(`${name} must be an integer`);
       return n;
     };
-    // RFC 7644 §3.4.2.4: startIndex below 1 is 1; a negative count is 0.
-    const startIndex = Math.max(1, int('startIndex', 1));
+    // RFC 7644 §3.4.2.4: startIndex below 1 is 1; a negative count is 0. A startIndex past every result
+    // gives an empty page: one too large for the database (past 2^53) is brought down to what still is.
+    const startIndex = Math.min(Number.MAX_SAFE_INTEGER, Math.max(1, int('startIndex', 1)));
     const limit = Math.min(SCIM_MAX_RESULTS, Math.max(0, int('count', 100)));
     return { offset: startIndex - 1, limit, startIndex };
   }

@@ -395,6 +395,39 @@ describe('SCIM 2.0 provisioning of operators', () => {
     assert.equal(((await raw.json()) as Json).scimType, 'invalidSyntax');
   });
 
+  it('a bad escape in a PATCH filter path is 400 invalidPath; a startIndex past every result is an empty page', async () => {
+    const user = await scim('POST', '/Users', { schemas: [USER], userName: 'escapes@bank.example' });
+    assert.equal(user.status, 201);
+    assertScimError(
+      await scim('PATCH', `/Users/${user.body.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', path: 'emails[type eq "\\q"].value', value: 'x' }],
+      }),
+      400,
+      'invalidPath',
+      'SCIM_INVALID_PATH',
+    );
+    const group = await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Escapes' });
+    assert.equal(group.status, 201);
+    assertScimError(
+      await scim('PATCH', `/Groups/${group.body.id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'remove', path: 'members[value eq "\\x"]' }],
+      }),
+      400,
+      'invalidPath',
+      'SCIM_INVALID_PATH',
+    );
+    for (const startIndex of ['99999999999999999999', '9007199254740993', '1e300']) {
+      for (const resource of ['Users', 'Groups']) {
+        const page = await scim('GET', `/${resource}?startIndex=${startIndex}&count=5`);
+        assert.equal(page.status, 200, `${resource} startIndex=${startIndex}: ${JSON.stringify(page.body)}`);
+        assert.deepEqual(page.body.Resources, []);
+        assert.ok(page.body.totalResults >= 1);
+      }
+    }
+  });
+
   it('a revoked directory token is refused, and an operator made by the admin is not the directory’s', async () => {
     const console = await TestConsole.enrol(t.url, t.admin);
     await enrolOperator(t.admin, console, { displayName: 'Not From Directory' });
