@@ -22,9 +22,11 @@ import {
   TOKEN_TYPE_JWT,
   type ServicePublicJwk,
 } from '../../shared/service-accounts-api.js';
+import { isBreakGlassSession } from '../break-glass/break-glass.js';
 import { newId, newSecretToken, sha256Hex } from '../crypto/secrets.js';
 import type { EventLog } from '../services/event-log.js';
 import type { Store } from '../store/repositories.js';
+import { assertUsable } from '../tokens/token-exchange.js';
 import { serviceStore, type ServiceKeyRecord, type ServiceRecord, type ServiceStore } from './service-store.js';
 
 /** Clocks of services and of the backend may differ this much (assertion `exp`, `iat`, `nbf`). */
@@ -428,8 +430,7 @@ export class ServiceAccounts {
     if (request.actor_token !== undefined) {
       if (rule.actor === 'none')
         refuse('SERVICE_ACTOR_INVALID', `The policy does not let "${action}" carry a human actor`);
-      actor = await this.verifyActor(request, action, policy);
-      noteActor(actor.operatorId);
+      actor = await this.verifyActor(request, action, policy, noteActor);
     } else if (rule.actor === 'required') {
       refuse(
         'SERVICE_ACTOR_REQUIRED',
@@ -507,12 +508,15 @@ export class ServiceAccounts {
 
   /**
    * The human on whose behalf the service acts: their action token for the same audience and action,
-   * whose session is still active and still meets the action's level and age under the current policy.
+   * whose session is still active and still meets the action's level and age under the current policy,
+   * and whose operator and passkey are still usable (as at the console exchange: not revoked, the passkey
+   * not suspended; a break-glass session has no passkey).
    */
   private async verifyActor(
     request: TokenRequest,
     action: string,
     policy: Policy,
+    noteActor: (operator: string) => void,
   ): Promise<{
     operatorId: string;
     sessionId: string;
@@ -550,6 +554,24 @@ export class ServiceAccounts {
       session.expiresAt <= now
     ) {
       refuse('SERVICE_ACTOR_INVALID', 'The actor_token’s session is no longer active');
+    }
+    noteActor(session.operatorId); // a refusal from here on names the operator
+    // The operator and the passkey the session rests on, as the console exchange checks them: a passkey
+    // suspended as a possible copy (or revoked) leaves its session active. A break-glass session rests on
+    // its grant, not on a passkey.
+    const breakGlass = await isBreakGlassSession(this.deps.store, session.id);
+    const [operator, credential] = await Promise.all([
+      this.deps.store.operators.get(session.operatorId),
+      breakGlass ? undefined : this.deps.store.operators.getCredential(session.credentialId),
+    ]);
+    try {
+      assertUsable(operator, credential, breakGlass);
+    } catch (cause) {
+      if (!(cause instanceof BatonError)) throw cause;
+      throw new BatonError('SERVICE_ACTOR_INVALID', `The actor_token’s session is not usable: ${cause.message}`, {
+        cause,
+        extra: { actorRefusal: cause.code },
+      });
     }
     const decision = evaluatePolicy(
       policy,
@@ -599,7 +621,10 @@ export class ServiceAccounts {
             ...(operatorId === undefined ? {} : { operator: operatorId }),
           },
           outcome: 'failure',
-          reasons: [error.code.toLowerCase().replace(/_/g, '-')],
+          reasons: [
+            error.code,
+            ...(typeof error.extra?.actorRefusal === 'string' ? [error.extra.actorRefusal] : []),
+          ].map((code) => code.toLowerCase().replace(/_/g, '-')),
           detail: {
             code: error.code,
             action: action ?? null,

@@ -30,9 +30,10 @@ export interface BreakGlassCap {
 
 /**
  * The operator and the passkey the session rests on (none for a break-glass session) are still
- * usable (as `refreshToken` checks).
+ * usable (as `refreshToken` checks). Also the check of a service's actor session
+ * (backend/service-accounts/service-accounts.ts `verifyActor`).
  */
-function assertUsable(
+export function assertUsable(
   operator: { id: string; revokedAt: number | null } | undefined,
   credential: { operatorId: string; revokedAt: number | null; suspendedAt: number | null } | undefined,
   breakGlass: boolean,

@@ -45,6 +45,28 @@ describe('service accounts: a token acting for a human session ends with that se
       .sign(service.privateKey);
   };
 
+  /** The service's token request for customer.view, acting for the human whose action token is `actorToken`. */
+  const serviceToken = async (actorToken: string) =>
+    httpJson(`${t.url}/v1/services/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: GRANT_TOKEN_EXCHANGE,
+        client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
+        client_assertion: await assertion(),
+        audience: TELLER_AUDIENCE,
+        action: 'customer.view',
+        actor_token: actorToken,
+        actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      }).toString(),
+    });
+
+  /** The service-token-refused events for this service, newest first. */
+  const refusals = async (): Promise<Json[]> =>
+    ((await t.admin.ok('GET', '/v1/admin/events?type=service-token-refused&limit=1000')).events as Json[]).filter(
+      (e) => e.subject.service === service.id,
+    );
+
   before(async () => {
     t = await startTestBackend({}, { clock: () => Date.now() + offset });
     const keys = await appKeyPair();
@@ -119,6 +141,55 @@ describe('service accounts: a token acting for a human session ends with that se
       );
     } finally {
       offset = 0;
+    }
+  });
+
+  it('refuses an actor whose passkey is suspended (possible copy) or revoked, or whose operator is revoked', async () => {
+    // As the console exchange (token-exchange.ts assertUsable): these leave the session itself active.
+    const cases: {
+      what: string;
+      reason: string;
+      apply: (ids: { operatorId: string; credentialId: string }) => Promise<unknown>;
+    }[] = [
+      {
+        what: 'passkey suspended',
+        reason: 'credential-suspended',
+        apply: ({ credentialId }) =>
+          t.backend.store.operators.suspendCredential(credentialId, Date.now(), 'possible-cloned-authenticator'),
+      },
+      {
+        what: 'passkey revoked',
+        reason: 'credential-revoked',
+        apply: ({ credentialId }) => t.backend.store.operators.revokeCredential(credentialId, Date.now(), 'lost'),
+      },
+      {
+        what: 'operator revoked',
+        reason: 'operator-revoked',
+        apply: ({ operatorId }) => t.backend.store.operators.revoke(operatorId, Date.now(), 'left the bank'),
+      },
+    ];
+    for (const { what, reason, apply } of cases) {
+      const kiosk = await TestConsole.enrol(t.url, t.admin);
+      const ids = await enrolOperator(t.admin, kiosk);
+      const signedIn = (await signIn(kiosk, ids.authenticator, { userVerified: true })).body as Json;
+      const human = await exchange(kiosk, signedIn.token as string, 'customer.view');
+      assert.equal(human.status, 200, JSON.stringify(human.body));
+      const before = await serviceToken(human.body.access_token as string);
+      assert.equal(before.status, 200, `${what}: the actor is fine before: ${JSON.stringify(before.body)}`);
+
+      await apply(ids);
+      const refusedAtConsole = await exchange(kiosk, signedIn.token as string, 'customer.view');
+      assert.equal(refusedAtConsole.status, 403, `${what}: the console exchange refuses`);
+
+      const refused = await serviceToken(human.body.access_token as string);
+      assert.equal(refused.status, 403, `${what}: ${JSON.stringify(refused.body)}`);
+      assert.equal(refused.body.error.code, 'SERVICE_ACTOR_INVALID', what);
+      assert.equal(refused.body.access_token, undefined);
+      const event = (await refusals()).find((e) => e.subject.operator === ids.operatorId);
+      assert.ok(event !== undefined, `${what}: a service-token-refused event`);
+      assert.equal(event.outcome, 'failure');
+      assert.equal(event.detail.code, 'SERVICE_ACTOR_INVALID');
+      assert.deepEqual(event.reasons, ['service-actor-invalid', reason], what);
     }
   });
 });
