@@ -189,33 +189,128 @@ function parsePatch(body: unknown) {
   });
 }
 
+const readOnly = (what: string) => new BatonError('SCIM_MUTABILITY', `${what} is read-only`);
+const badPath = (path: string, why: string) =>
+  new BatonError('SCIM_INVALID_PATH', `Unsupported PATCH path "${path.slice(0, 200)}": ${why}`);
+
+/**
+ * The User attributes of RFC 7643 §4.1 Baton stores as sent, by their lower-case name: their name as
+ * stored and the shape a value must have (`null` is no value). The core attributes Baton keeps itself
+ * (`id`, `meta`, `schemas`, `userName`, `externalId`, `active`) and `password` are not among them.
+ */
+const USER_ATTRIBUTES = new Map<string, { name: string; shape: 'string' | 'complex' | 'multi' }>(
+  (
+    [
+      ['name', 'complex'],
+      ['displayName', 'string'],
+      ['nickName', 'string'],
+      ['profileUrl', 'string'],
+      ['title', 'string'],
+      ['userType', 'string'],
+      ['preferredLanguage', 'string'],
+      ['locale', 'string'],
+      ['timezone', 'string'],
+      ['emails', 'multi'],
+      ['phoneNumbers', 'multi'],
+      ['ims', 'multi'],
+      ['photos', 'multi'],
+      ['addresses', 'multi'],
+      ['groups', 'multi'],
+      ['entitlements', 'multi'],
+      ['roles', 'multi'],
+      ['x509Certificates', 'multi'],
+    ] as const
+  ).map(([name, shape]) => [name.toLowerCase(), { name, shape }]),
+);
+
+/** The keys a stored resource never carries (kept apart, or read-only): the view adds its own. */
+const USER_RESERVED = new Set(
+  ['id', 'meta', 'schemas', 'userName', 'externalId', 'active', 'password', SCIM_USER, SCIM_BATON_OPERATOR].map((k) =>
+    k.toLowerCase(),
+  ),
+);
+
+/** Refuses (invalidValue) a stored attribute whose value has the wrong shape: `emails: "x"`, `name: 42`. */
+function checkUserResource(resource: Json): void {
+  for (const [key, value] of Object.entries(resource)) {
+    if (value === null) continue;
+    if (key.toLowerCase() === SCIM_ENTERPRISE_USER.toLowerCase()) {
+      asObject(value, key);
+      continue;
+    }
+    const spec = USER_ATTRIBUTES.get(key.toLowerCase());
+    if (spec === undefined) continue;
+    if (spec.shape === 'string' && typeof value !== 'string') throw invalid(`${spec.name} must be a string`);
+    if (spec.shape === 'complex') asObject(value, spec.name);
+    if (
+      spec.shape === 'multi' &&
+      (!Array.isArray(value) || !value.every((e) => typeof e === 'object' && e !== null && !Array.isArray(e)))
+    )
+      throw invalid(`${spec.name} must be a list of objects`);
+  }
+}
+
+/** The key the User carries an extension under (case-insensitively); the enterprise one may be new. */
+function extensionKey(state: UserState, urn: string): string | undefined {
+  const lower = urn.toLowerCase();
+  return (
+    Object.keys(state.resource).find((k) => k.toLowerCase() === lower && /^urn:/i.test(k)) ??
+    (lower === SCIM_ENTERPRISE_USER.toLowerCase() ? SCIM_ENTERPRISE_USER : undefined)
+  );
+}
+
 /** Applies one operation on a user's attributes at `path`. */
 function applyUserPath(state: UserState, op: 'add' | 'replace' | 'remove', rawPath: string, value: unknown): void {
-  const p = parsePath(rawPath, USER_CORE_PREFIX);
-  const top = p.attribute.toLowerCase();
-  if (p.extension === undefined && p.filter === undefined && p.sub === undefined) {
-    if (top === 'id' || top === 'meta' || top === 'schemas')
-      throw new BatonError('SCIM_MUTABILITY', `"${p.attribute}" is read-only`);
-    if (top === 'username') {
-      if (op === 'remove') throw invalid('userName is required');
-      const v = optString(value, 'userName');
-      if (v === null || v.trim() === '') throw invalid('userName is required');
-      state.userName = v;
-      return;
-    }
-    if (top === 'externalid') {
-      state.externalId = op === 'remove' ? null : optString(value, 'externalId');
-      return;
-    }
-    if (top === 'active') {
-      if (op === 'remove') throw invalid('active cannot be removed');
-      state.active = asBoolean(value, 'active');
+  const trimmed = rawPath.trim();
+  if (trimmed.toLowerCase() === SCIM_BATON_OPERATOR.toLowerCase()) throw readOnly(SCIM_BATON_OPERATOR);
+  if (/^urn:/i.test(trimmed) && !USER_CORE_PREFIX.test(trimmed)) {
+    // A whole extension: removed, or its attributes merged.
+    const whole = extensionKey(state, trimmed);
+    if (whole !== undefined) {
+      if (op === 'remove') delete state.resource[whole];
+      else {
+        const before = state.resource[whole];
+        state.resource[whole] = {
+          ...(typeof before === 'object' && before !== null ? (before as Json) : {}),
+          ...asObject(value, whole),
+        };
+      }
       return;
     }
   }
-  const container =
-    p.extension === undefined ? state.resource : asObject((state.resource[p.extension] ??= {}), p.extension);
-  const attrKey = keyIn(container, p.attribute);
+  const p = parsePath(rawPath, USER_CORE_PREFIX);
+  const top = p.attribute.toLowerCase();
+  let container = state.resource;
+  let attrName = p.attribute;
+  if (p.extension !== undefined) {
+    // RFC 7644 §3.5.2: Baton's extension is read-only; a schema the User does not carry is no path.
+    if (p.extension.toLowerCase() === SCIM_BATON_OPERATOR.toLowerCase()) throw readOnly(SCIM_BATON_OPERATOR);
+    const key = extensionKey(state, p.extension);
+    if (key === undefined) throw badPath(rawPath, `the User has no schema "${p.extension.slice(0, 200)}"`);
+    container = asObject((state.resource[key] ??= {}), key);
+  } else {
+    if (top === 'id' || top === 'meta' || top === 'schemas') throw readOnly(`"${p.attribute}"`);
+    // Never stored or returned (as on POST and PUT).
+    if (top === 'password') return;
+    if (top === 'username' || top === 'externalid' || top === 'active') {
+      if (p.filter !== undefined || p.sub !== undefined)
+        throw badPath(rawPath, `"${p.attribute}" is a single value with no sub-attributes`);
+      if (top === 'username') {
+        if (op === 'remove') throw invalid('userName is required');
+        const v = optString(value, 'userName');
+        if (v === null || v.trim() === '') throw invalid('userName is required');
+        state.userName = v;
+      } else if (top === 'externalid') {
+        state.externalId = op === 'remove' ? null : optString(value, 'externalId');
+      } else {
+        if (op === 'remove') throw invalid('active cannot be removed');
+        state.active = asBoolean(value, 'active');
+      }
+      return;
+    }
+    attrName = USER_ATTRIBUTES.get(top)?.name ?? p.attribute;
+  }
+  const attrKey = keyIn(container, attrName);
   if (p.filter === undefined) {
     if (p.sub === undefined) {
       if (op === 'remove') delete container[attrKey];
@@ -260,18 +355,10 @@ function applyUserPatch(state: UserState, ops: ReturnType<typeof parsePatch>): v
     // No path: the value's attributes, each as if named by a path (Entra: {"active": false}).
     for (const [k, v] of Object.entries(asObject(value, 'value'))) {
       if (k.toLowerCase() === 'id') continue;
-      if (k.toLowerCase() === SCIM_ENTERPRISE_USER.toLowerCase()) {
-        // The extension's whole object: merged.
-        const before = state.resource[SCIM_ENTERPRISE_USER];
-        state.resource[SCIM_ENTERPRISE_USER] = {
-          ...(typeof before === 'object' ? (before as Json) : {}),
-          ...asObject(v, k),
-        };
-        continue;
-      }
       applyUserPath(state, op as 'add' | 'replace', k, v);
     }
   }
+  checkUserResource(state.resource);
 }
 
 function membersOf(value: unknown): string[] {
@@ -385,13 +472,16 @@ export class ScimService {
 
   async userView(dir: DirectoryRecord, u: ScimUserRecord, base: string): Promise<Json> {
     const operator = await this.deps.store.operators.get(u.operatorId);
-    const extensions = Object.keys(u.resource).filter((k) => /^urn:/i.test(k));
+    // The stored attributes without any key Baton answers itself, and spread first: none replaces a
+    // core one (a User stored before PATCH paths such as `id.x` were refused may carry such keys).
+    const stored = Object.fromEntries(Object.entries(u.resource).filter(([k]) => !USER_RESERVED.has(k.toLowerCase())));
+    const extensions = Object.keys(stored).filter((k) => /^urn:/i.test(k));
     return {
+      ...stored,
       schemas: [SCIM_USER, ...extensions, SCIM_BATON_OPERATOR],
       id: u.id,
       ...(u.externalId === null ? {} : { externalId: u.externalId }),
       userName: u.userName,
-      ...u.resource,
       active: u.active,
       [SCIM_BATON_OPERATOR]: { operatorId: u.operatorId, roles: operator?.roles ?? [] },
       meta: {
@@ -500,6 +590,7 @@ export class ScimService {
     const externalId = optString(input.externalId, 'externalId');
     const active = input.active === undefined ? true : asBoolean(input.active, 'active');
     const resource = resourceOf(input);
+    checkUserResource(resource);
     const now = this.deps.clock();
     const operator = newOperator(displayNameOf(userName, resource), now);
     const record: ScimUserRecord = {
@@ -545,11 +636,13 @@ export class ScimService {
     return this.changeUser(dir, id, 'user-replaced', (current) => {
       const userName = optString(input.userName, 'userName');
       if (userName === null || userName.trim() === '') throw invalid('userName is required');
+      const resource = resourceOf(input);
+      checkUserResource(resource);
       return {
         userName,
         externalId: optString(input.externalId, 'externalId'),
         active: input.active === undefined ? current.active : asBoolean(input.active, 'active'),
-        resource: resourceOf(input),
+        resource,
       };
     });
   }
@@ -713,7 +806,12 @@ export class ScimService {
       const apply = (op: string, path: string, value: unknown) => {
         const p = parsePath(path, GROUP_CORE_PREFIX);
         const attr = p.attribute.toLowerCase();
+        // RFC 7644 §3.5.2: a Group has no extension; id, meta and schemas are read-only, and a member is
+        // kept as its value alone (a sub-attribute path such as members.display would replace the members).
+        if (p.extension !== undefined) throw badPath(path, `a Group has no schema "${p.extension.slice(0, 200)}"`);
+        if (attr === 'id' || attr === 'meta' || attr === 'schemas') throw readOnly(`"${p.attribute}"`);
         if (attr === 'members') {
+          if (p.sub !== undefined) throw badPath(path, 'a member is changed as a whole ({"value": "<User id>"})');
           if (p.filter !== undefined) {
             if (op !== 'remove' || p.filter.attribute.toLowerCase() !== 'value')
               throw new BatonError('SCIM_INVALID_PATH', `Unsupported PATCH path "${path}"`);
@@ -731,8 +829,6 @@ export class ScimService {
           next.displayName = v;
         } else if (attr === 'externalid' && p.filter === undefined && p.sub === undefined) {
           next.externalId = op === 'remove' ? null : optString(value, 'externalId');
-        } else if (attr === 'id') {
-          throw new BatonError('SCIM_MUTABILITY', 'id cannot be changed');
         } else {
           throw new BatonError('SCIM_INVALID_PATH', `Unsupported PATCH path "${path}" on a Group`);
         }

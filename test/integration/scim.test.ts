@@ -428,6 +428,103 @@ describe('SCIM 2.0 provisioning of operators', () => {
     }
   });
 
+  it('PATCH refuses sub-paths of core and read-only attributes, unknown schemas and wrong types; the User stays as it was', async () => {
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'subpaths@bank.example',
+      externalId: 'x-1',
+    });
+    assert.equal(user.status, 201);
+    const id = user.body.id as string;
+    const operatorId = user.body[OPERATOR_EXT].operatorId as string;
+    const refused: [string, unknown, string, string][] = [
+      ['id.x', 1, 'mutability', 'SCIM_MUTABILITY'],
+      ['meta.version', 'W/"9"', 'mutability', 'SCIM_MUTABILITY'],
+      ['schemas.z', 2, 'mutability', 'SCIM_MUTABILITY'],
+      [`${OPERATOR_EXT}:operatorId`, 'op_other', 'mutability', 'SCIM_MUTABILITY'],
+      [OPERATOR_EXT, { roles: ['supervisor'] }, 'mutability', 'SCIM_MUTABILITY'],
+      ['userName.evil', 'y', 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['externalId.x', 'y', 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['active.x', false, 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['userName[type eq "work"].value', 'y', 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['urn:foo:bar', 1, 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['emails', 'not-a-list', 'invalidValue', 'SCIM_INVALID_VALUE'],
+      ['emails', [1], 'invalidValue', 'SCIM_INVALID_VALUE'],
+      ['name', 42, 'invalidValue', 'SCIM_INVALID_VALUE'],
+      ['displayName', { x: 1 }, 'invalidValue', 'SCIM_INVALID_VALUE'],
+      [ENTERPRISE, 'x', 'invalidValue', 'SCIM_INVALID_VALUE'],
+    ];
+    for (const [path, value, scimType, code] of refused) {
+      for (const op of ['add', 'replace']) {
+        const result = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [{ op, path, value }] });
+        assert.equal(result.status, 400, `${op} ${path}: ${JSON.stringify(result.body)}`);
+        assertScimError(result, 400, scimType, code);
+      }
+    }
+    // What the directory reads afterwards: the User as created, its link (id) intact.
+    const expected = (body: Json) => {
+      assert.equal(body.id, id);
+      assert.equal(body.userName, 'subpaths@bank.example');
+      assert.equal(body.externalId, 'x-1');
+      assert.equal(body.active, true);
+      assert.deepEqual(body.schemas, [USER, OPERATOR_EXT]);
+      assert.equal(body[OPERATOR_EXT].operatorId, operatorId);
+      assert.equal(body.emails, undefined);
+      assert.equal(body.name, undefined);
+      assert.equal(body.meta.location.endsWith(`/Users/${id}`), true);
+    };
+    expected((await scim('GET', `/Users/${id}`)).body);
+    const found = await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "subpaths@bank.example"')}`);
+    assert.equal(found.body.totalResults, 1);
+    expected(found.body.Resources[0]);
+    // What is allowed still is, and an enterprise-extension path adds that schema only.
+    const ok = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'add', path: 'name.givenName', value: 'Sub' },
+        { op: 'add', path: 'emails[type eq "work"].value', value: 'sub@bank.example' },
+        { op: 'add', path: `${ENTERPRISE}:department`, value: 'Branch 7' },
+      ],
+    });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const after = (await scim('GET', `/Users/${id}`)).body;
+    assert.equal(after.id, id);
+    assert.deepEqual(after.schemas, [USER, ENTERPRISE, OPERATOR_EXT]);
+    assert.deepEqual(after.name, { givenName: 'Sub' });
+    assert.deepEqual(after.emails, [{ type: 'work', value: 'sub@bank.example' }]);
+    assert.deepEqual(after[ENTERPRISE], { department: 'Branch 7' });
+    // A Group: a member sub-attribute path would have replaced the members; an extension path renamed it.
+    const group = await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'Sub Paths',
+      members: [{ value: id }],
+    });
+    assert.equal(group.status, 201);
+    const groupRefused: [string, unknown, string, string][] = [
+      ['members.display', [{ value: 'x' }], 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['members.value', [], 'invalidPath', 'SCIM_INVALID_PATH'],
+      [`members[value eq "${id}"].display`, 'x', 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['urn:foo:displayName', 'Renamed', 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['urn:foo:members', [], 'invalidPath', 'SCIM_INVALID_PATH'],
+      ['meta.version', 'x', 'mutability', 'SCIM_MUTABILITY'],
+      ['id.x', 1, 'mutability', 'SCIM_MUTABILITY'],
+    ];
+    for (const [path, value, scimType, code] of groupRefused) {
+      for (const op of ['replace', 'remove']) {
+        const body = op === 'remove' ? { op, path } : { op, path, value };
+        const result = await scim('PATCH', `/Groups/${group.body.id}`, { schemas: [PATCH], Operations: [body] });
+        assert.equal(result.status, 400, `${op} ${path}: ${JSON.stringify(result.body)}`);
+        assertScimError(result, 400, scimType, code);
+      }
+    }
+    const groupAfter = (await scim('GET', `/Groups/${group.body.id}`)).body;
+    assert.equal(groupAfter.displayName, 'Sub Paths');
+    assert.deepEqual(
+      groupAfter.members.map((m: Json) => m.value),
+      [id],
+    );
+  });
+
   it('a revoked directory token is refused, and an operator made by the admin is not the directory’s', async () => {
     const console = await TestConsole.enrol(t.url, t.admin);
     await enrolOperator(t.admin, console, { displayName: 'Not From Directory' });
