@@ -230,6 +230,56 @@ const USER_RESERVED = new Set(
   ),
 );
 
+/** `name`'s sub-attributes (RFC 7643 §4.1.1), by their lower-case name. */
+const NAME_PARTS = new Map(
+  ['formatted', 'familyName', 'givenName', 'middleName', 'honorificPrefix', 'honorificSuffix'].map((n) => [
+    n.toLowerCase(),
+    n,
+  ]),
+);
+
+/** The attribute names of a User or a Group as RFC 7643 spells them, by their lower-case name. */
+const USER_NAMES = new Map(
+  [
+    'id',
+    'meta',
+    'schemas',
+    'userName',
+    'externalId',
+    'active',
+    'password',
+    SCIM_ENTERPRISE_USER,
+    SCIM_BATON_OPERATOR,
+    ...[...USER_ATTRIBUTES.values()].map((a) => a.name),
+  ].map((n) => [n.toLowerCase(), n]),
+);
+const GROUP_NAMES = new Map(
+  ['id', 'meta', 'schemas', 'displayName', 'externalId', 'members'].map((n) => [n.toLowerCase(), n]),
+);
+
+/** `obj` with the names `names` knows spelled as RFC 7643 does (attribute names are case-insensitive, §2.1). */
+function canonical(obj: Json, names: Map<string, string>, what: string): Json {
+  const out: Json = {};
+  for (const [key, value] of Object.entries(obj)) {
+    const name = names.get(key.toLowerCase()) ?? key;
+    if (Object.hasOwn(out, name))
+      throw new BatonError(
+        'SCIM_INVALID_SYNTAX',
+        `${what} names "${name}" twice (attribute names are case-insensitive)`,
+      );
+    out[name] = value;
+  }
+  return out;
+}
+
+/** A User body or stored resource with its core attribute names (and `name`'s parts) spelled as RFC 7643 does. */
+function canonicalUser(obj: Json, what: string): Json {
+  const out = canonical(obj, USER_NAMES, what);
+  if (typeof out.name === 'object' && out.name !== null && !Array.isArray(out.name))
+    out.name = canonical(out.name as Json, NAME_PARTS, `${what}'s name`);
+  return out;
+}
+
 /** Refuses (invalidValue) a stored attribute whose value has the wrong shape: `emails: "x"`, `name: 42`. */
 function checkUserResource(resource: Json): void {
   for (const [key, value] of Object.entries(resource)) {
@@ -358,13 +408,15 @@ function applyUserPatch(state: UserState, ops: ReturnType<typeof parsePatch>): v
       applyUserPath(state, op as 'add' | 'replace', k, v);
     }
   }
+  state.resource = canonicalUser(state.resource, 'The User');
   checkUserResource(state.resource);
 }
 
 function membersOf(value: unknown): string[] {
   if (!Array.isArray(value)) throw invalid('members must be an array');
   return value.map((m) => {
-    const v = asObject(m, 'a member').value;
+    const member = asObject(m, 'a member');
+    const v = member[keyIn(member, 'value')];
     if (typeof v !== 'string' || v === '') throw invalid('a member needs a value (a User id)');
     return v;
   });
@@ -584,7 +636,7 @@ export class ScimService {
   }
 
   async createUser(dir: DirectoryRecord, body: unknown): Promise<ScimUserRecord> {
-    const input = asObject(body, 'A User');
+    const input = canonicalUser(asObject(body, 'A User'), 'A User');
     const userName = optString(input.userName, 'userName');
     if (userName === null || userName.trim() === '') throw invalid('userName is required');
     const externalId = optString(input.externalId, 'externalId');
@@ -631,7 +683,7 @@ export class ScimService {
 
   /** PUT: the User as the directory now has it (attributes left out are cleared; `active` left out stays). */
   async replaceUser(dir: DirectoryRecord, id: string, body: unknown): Promise<ScimUserRecord> {
-    const input = asObject(body, 'A User');
+    const input = canonicalUser(asObject(body, 'A User'), 'A User');
     if (input.id !== undefined && input.id !== id) throw new BatonError('SCIM_MUTABILITY', 'id cannot be changed');
     return this.changeUser(dir, id, 'user-replaced', (current) => {
       const userName = optString(input.userName, 'userName');
@@ -760,7 +812,7 @@ export class ScimService {
   }
 
   async createGroup(dir: DirectoryRecord, body: unknown): Promise<ScimGroupRecord> {
-    const input = asObject(body, 'A Group');
+    const input = canonical(asObject(body, 'A Group'), GROUP_NAMES, 'A Group');
     const displayName = optString(input.displayName, 'displayName');
     if (displayName === null || displayName.trim() === '') throw invalid('displayName is required');
     const now = this.deps.clock();
@@ -786,7 +838,7 @@ export class ScimService {
   }
 
   async replaceGroup(dir: DirectoryRecord, id: string, body: unknown): Promise<ScimGroupRecord> {
-    const input = asObject(body, 'A Group');
+    const input = canonical(asObject(body, 'A Group'), GROUP_NAMES, 'A Group');
     if (input.id !== undefined && input.id !== id) throw new BatonError('SCIM_MUTABILITY', 'id cannot be changed');
     return this.changeGroup(dir, id, 'group-replaced', () => {
       const displayName = optString(input.displayName, 'displayName');

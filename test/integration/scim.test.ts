@@ -525,6 +525,96 @@ describe('SCIM 2.0 provisioning of operators', () => {
     );
   });
 
+  it('attribute names are case-insensitive on POST and PUT as on PATCH (RFC 7643 §2.1)', async () => {
+    const created = await scim('POST', '/Users', {
+      schemas: [USER],
+      UserName: 'case@bank.example',
+      EXTERNALID: 'ext-case',
+      Active: false,
+      DisplayName: 'Case Person',
+      NAME: { GivenName: 'Ca', familyname: 'Se' },
+      Emails: [{ value: 'case@bank.example', type: 'work' }],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.id as string;
+    const operatorId = created.body[OPERATOR_EXT].operatorId as string;
+    const read = (await scim('GET', `/Users/${id}`)).body;
+    assert.equal(read.userName, 'case@bank.example');
+    assert.equal(read.externalId, 'ext-case');
+    assert.equal(read.active, false);
+    assert.equal(read.displayName, 'Case Person');
+    assert.deepEqual(read.name, { givenName: 'Ca', familyName: 'Se' });
+    assert.deepEqual(read.emails, [{ value: 'case@bank.example', type: 'work' }]);
+    for (const stray of ['UserName', 'EXTERNALID', 'Active', 'DisplayName', 'NAME', 'Emails'])
+      assert.equal(read[stray], undefined, stray);
+    // Created disabled: its operator is revoked, as with "active": false.
+    assert.notEqual(((await t.admin.ok('GET', `/v1/admin/operators/${operatorId}`)) as Json).operator.revokedAt, null);
+    const found = await scim('GET', `/Users?filter=${encodeURIComponent('externalId eq "ext-case"')}`);
+    assert.equal(found.body.totalResults, 1);
+
+    const replaced = await scim('PUT', `/Users/${id}`, {
+      schemas: [USER],
+      ID: id,
+      username: 'case@bank.example',
+      ACTIVE: true,
+      displayname: 'Case Renamed',
+    });
+    assert.equal(replaced.status, 200, JSON.stringify(replaced.body));
+    const after = (await scim('GET', `/Users/${id}`)).body;
+    assert.equal(after.active, true);
+    assert.equal(after.displayName, 'Case Renamed');
+    assert.equal(after.externalId, undefined);
+    const operator = (
+      (await t.admin.ok('GET', `/v1/admin/operators/${after[OPERATOR_EXT].operatorId as string}`)) as Json
+    ).operator;
+    assert.equal(operator.displayName, 'Case Renamed');
+    assert.equal(operator.revokedAt, null);
+    assertScimError(
+      await scim('PUT', `/Users/${id}`, { Id: 'scu_other', userName: 'case@bank.example' }),
+      400,
+      'mutability',
+      'SCIM_MUTABILITY',
+    );
+    assertScimError(
+      await scim('PUT', `/Users/${id}`, { userName: 'case@bank.example', active: true, Active: false }),
+      400,
+      'invalidSyntax',
+      'SCIM_INVALID_SYNTAX',
+    );
+    assert.equal((await scim('GET', `/Users/${id}`)).body.active, true);
+    // PATCH, path-less and by path, was already case-insensitive.
+    const patched = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'replace', value: { ACTIVE: false } },
+        { op: 'add', path: 'NAME.GivenName', value: 'Cee' },
+      ],
+    });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.equal(patched.body.active, false);
+    assert.deepEqual(patched.body.name, { givenName: 'Cee' });
+
+    const group = await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      DisplayName: 'Case Group',
+      ExternalId: 'g-case',
+      Members: [{ Value: id }],
+    });
+    assert.equal(group.status, 201, JSON.stringify(group.body));
+    const groupRead = (await scim('GET', `/Groups/${group.body.id}`)).body;
+    assert.equal(groupRead.displayName, 'Case Group');
+    assert.equal(groupRead.externalId, 'g-case');
+    assert.deepEqual(
+      groupRead.members.map((m: Json) => m.value),
+      [id],
+    );
+    const groupReplaced = await scim('PUT', `/Groups/${group.body.id}`, { DISPLAYNAME: 'Case Group 2', MEMBERS: [] });
+    assert.equal(groupReplaced.status, 200, JSON.stringify(groupReplaced.body));
+    const groupAfter = (await scim('GET', `/Groups/${group.body.id}`)).body;
+    assert.equal(groupAfter.displayName, 'Case Group 2');
+    assert.deepEqual(groupAfter.members, []);
+  });
+
   it('a revoked directory token is refused, and an operator made by the admin is not the directory’s', async () => {
     const console = await TestConsole.enrol(t.url, t.admin);
     await enrolOperator(t.admin, console, { displayName: 'Not From Directory' });
