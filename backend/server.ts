@@ -326,7 +326,12 @@ async function listenOn(
     // ---- action tokens (issue 14, helper "tokens"): exchange, JWKS, the apps' revocation stream ----
     .add(tokenRoutes(services.actionTokens))
     // ---- service accounts (issue 14, helper "services"): enrolment, token endpoint, key rotation, admin ----
-    .add(withPagedLists({ store, services: serviceAccounts }, serviceRoutes({ services: serviceAccounts })))
+    .add(
+      withPagedLists(
+        { store, services: serviceAccounts },
+        serviceRoutes({ services: serviceAccounts, publicOrigin: origin }),
+      ),
+    )
     .add(withPagedLists({ store, services: serviceAccounts }, breakGlassRoutes({ breakGlass })))
     .add(authenticatorMetadataRoutes({ authenticators: services.authenticators }))
     // The continuous export to the SIEM (backend/siem): one node at a time delivers each sink.

@@ -288,7 +288,8 @@ export class ServiceAccounts {
 
   /**
    * RFC 7523 §2.2 / §3: authenticates a service by its client assertion. `audiences`: what this token
-   * endpoint answers to (its URL as the caller reached it, and Baton's issuer identifier). The `jti`
+   * endpoint answers to (its URL at Baton's configured public origin, never one the request's `Host`
+   * suggests, and Baton's issuer identifier; service-routes.ts `tokenEndpointAudiences`). The `jti`
    * is claimed once in the store every node shares, until the assertion expires.
    */
   async authenticate(

@@ -1,4 +1,3 @@
-import type { IncomingMessage } from 'node:http';
 import { BatonError } from '../../shared/errors.js';
 import { ROUTES } from '../../shared/routes.js';
 import {
@@ -15,6 +14,8 @@ import type { ServiceAccounts } from './service-accounts.js';
 
 export interface ServiceRouteDeps {
   services: ServiceAccounts;
+  /** Baton's public origin (`adminOrigin`; known once the server listens): the token endpoint's URL and `aud`. */
+  publicOrigin: () => string;
 }
 
 /**
@@ -43,29 +44,20 @@ function body<S extends Parameters<typeof parseJson>[2]>(ctx: RouteContext, sche
 }
 
 /**
- * What a client assertion's `aud` may say (RFC 7523 §3): the token endpoint's URL as the service
- * reached it (either scheme: a TLS proxy may sit in front), or Baton's issuer identifier.
+ * The token endpoint's URL: Baton's configured public origin (`adminOrigin`, where the backend is
+ * reached, as the Shared Signals issuer) and the route's path. Never taken from the request: a
+ * client's `Host` or `X-Forwarded-Proto` does not pick what this endpoint answers to.
  */
-export function tokenEndpointAudiences(req: IncomingMessage): string[] {
-  const url = tokenEndpointUrl(req);
-  if (url === undefined) return [TOKEN_ISSUER];
-  return [
-    url,
-    url.startsWith('https:') ? url.replace(/^https:/, 'http:') : url.replace(/^http:/, 'https:'),
-    TOKEN_ISSUER,
-  ];
+export function tokenEndpointUrl(publicOrigin: string): string {
+  return `${new URL(publicOrigin).origin}${ROUTES.serviceToken.path}`;
 }
 
 /**
- * The token endpoint's URL as this request reached it: `https` when a proxy in front says so
- * (`X-Forwarded-Proto`; only what the enrolment answer advertises: both schemes are accepted).
+ * What a client assertion's `aud` may say (RFC 7523 §3): this token endpoint's URL, exactly as
+ * `tokenEndpointUrl` makes it from the configured origin, or Baton's issuer identifier.
  */
-export function tokenEndpointUrl(req: IncomingMessage): string | undefined {
-  const host = req.headers.host;
-  if (host === undefined || !/^[A-Za-z0-9.:[\]-]{1,300}$/.test(host)) return undefined;
-  const forwarded = req.headers['x-forwarded-proto'];
-  const scheme = forwarded === 'https' ? 'https' : 'http';
-  return `${scheme}://${host}${ROUTES.serviceToken.path}`;
+export function tokenEndpointAudiences(publicOrigin: string): string[] {
+  return [tokenEndpointUrl(publicOrigin), TOKEN_ISSUER];
 }
 
 /** Service accounts: enrolment, the token endpoint, key rotation, and the admin side. */
@@ -83,7 +75,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
             name: record.name,
             actions: record.actions,
             kid: record.kid,
-            tokenEndpoint: tokenEndpointUrl(ctx.req) ?? ROUTES.serviceToken.path,
+            tokenEndpoint: tokenEndpointUrl(deps.publicOrigin()),
           },
         };
       },
@@ -92,7 +84,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
       route: 'serviceToken',
       handler: async (ctx) => {
         const input = body(ctx, ServiceTokenRequestSchema);
-        return deps.services.token(input, tokenEndpointAudiences(ctx.req));
+        return deps.services.token(input, tokenEndpointAudiences(deps.publicOrigin()));
       },
     },
     {
@@ -100,7 +92,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
       handler: async (ctx) => {
         const input = body(ctx, ServiceKeyRotateRequestSchema);
         const id = ctx.params.id ?? '';
-        return deps.services.rotateKey(id, input, tokenEndpointAudiences(ctx.req));
+        return deps.services.rotateKey(id, input, tokenEndpointAudiences(deps.publicOrigin()));
       },
     },
     {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -552,5 +553,151 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
         await reader.cancel().catch(() => undefined);
       }
     });
+  });
+});
+
+/**
+ * The assertion's `aud` must be Baton's token endpoint at its configured public origin (`adminOrigin`),
+ * or Baton's issuer: never what the caller's `Host` / `X-Forwarded-Proto` say. Otherwise an assertion
+ * a service made for another server's token endpoint (a DR or staging copy sharing its ids and keys)
+ * would be accepted here by sending it with that server's name in `Host`.
+ */
+describe('service accounts: the assertion audience is the configured token endpoint, not the request’s Host', () => {
+  const PUBLIC_ORIGIN = 'https://baton.bank.example';
+  const CONFIGURED_ENDPOINT = `${PUBLIC_ORIGIN}/v1/services/token`;
+  let t: TestBackend;
+  let service: TestService;
+  let enrolmentAnswer: Json;
+
+  function assertion(aud: string): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: service.kid })
+      .setIssuer(service.id)
+      .setSubject(service.id)
+      .setAudience(aud)
+      .setJti(randomUUID())
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .sign(service.privateKey);
+  }
+
+  /** POSTs to this backend's socket with the given `Host` and `X-Forwarded-Proto` (fetch will not set `Host`). */
+  function tokenRequestAs(aud: string, headers: Record<string, string>): Promise<HttpResult<Json>> {
+    return assertion(aud).then(
+      (clientAssertion) =>
+        new Promise((resolve, reject) => {
+          const body = new URLSearchParams({
+            grant_type: GRANT_CLIENT_CREDENTIALS,
+            client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
+            client_assertion: clientAssertion,
+            audience: PAYMENTS,
+            action: 'customer.view',
+          }).toString();
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port: new URL(t.url).port,
+              path: '/v1/services/token',
+              method: 'POST',
+              headers: {
+                'content-type': 'application/x-www-form-urlencoded',
+                'content-length': Buffer.byteLength(body),
+                ...headers,
+              },
+            },
+            (res) => {
+              let text = '';
+              res.setEncoding('utf8');
+              res.on('data', (chunk: string) => (text += chunk));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Json }));
+            },
+          );
+          req.on('error', reject);
+          req.end(body);
+        }),
+    );
+  }
+
+  before(async () => {
+    t = await startTestBackend({ adminOrigin: PUBLIC_ORIGIN });
+    const appKey = await newKey();
+    const current = (await t.admin.ok('GET', '/v1/admin/policy')) as { version: number; policy: Policy };
+    const policy: Policy = {
+      ...DEFAULT_POLICY,
+      apps: [
+        {
+          audience: PAYMENTS,
+          name: 'Payments',
+          actions: ['customer.view'],
+          revocationKey: appKey.publicJwk as { kty: 'EC'; crv: 'P-256'; x: string; y: string },
+        },
+      ],
+      service: { actions: { 'customer.view': { actor: 'none' } } },
+    };
+    await t.admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version, policy });
+    const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
+      name: 'nightly payments batch',
+      actions: ['customer.view'],
+    })) as { token: string };
+    const key = await newKey();
+    const proof = await new SignJWT({ nonce: sha256Hex(token) })
+      .setProtectedHeader({ alg: 'ES256' })
+      .setAudience(SERVICE_ENROLMENT_PROOF_AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime('2m')
+      .sign(key.privateKey);
+    // Reached on localhost (as behind a proxy); the answer names the configured endpoint.
+    const enrolled = await httpJson(`${t.url}/v1/services/enrol`, {
+      method: 'POST',
+      body: JSON.stringify({ token, publicKey: key.publicJwk, proof }),
+    });
+    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
+    enrolmentAnswer = enrolled.body;
+    service = { id: enrolled.body.serviceId, kid: enrolled.body.kid, privateKey: key.privateKey };
+  });
+  after(() => t.stop());
+
+  it('names the configured endpoint in the enrolment answer, though reached on another host', () => {
+    assert.equal(enrolmentAnswer.tokenEndpoint, CONFIGURED_ENDPOINT);
+  });
+
+  it('accepts the configured endpoint (or the issuer) whatever Host the request came with', async () => {
+    const jwks = createLocalJWKSet((await httpJson(`${t.url}/v1/tokens/jwks.json`, { method: 'GET' })).body);
+    for (const aud of [CONFIGURED_ENDPOINT, 'urn:baton:backend']) {
+      const issued = await tokenRequestAs(aud, { host: new URL(t.url).host });
+      assert.equal(issued.status, 200, `${aud}: ${JSON.stringify(issued.body)}`);
+      const { payload } = await jwtVerify(issued.body.access_token as string, jwks, { audience: PAYMENTS });
+      assert.equal(payload.sub, service.id);
+    }
+  });
+
+  it('refuses an assertion made for another server’s token endpoint, even sent with that server’s Host', async () => {
+    const before = (await t.admin.ok('GET', '/v1/admin/events?type=service-token-refused&limit=1000')).events as Json[];
+    const elsewhere = 'https://idp.other-tenant.example/v1/services/token';
+    const cases: { aud: string; headers: Record<string, string> }[] = [
+      { aud: elsewhere, headers: { host: 'idp.other-tenant.example', 'x-forwarded-proto': 'https' } },
+      // The URL the caller really reached (not the configured one), in either scheme.
+      { aud: `${t.url}/v1/services/token`, headers: { host: new URL(t.url).host } },
+      {
+        aud: `${t.url.replace(/^http:/, 'https:')}/v1/services/token`,
+        headers: { host: new URL(t.url).host, 'x-forwarded-proto': 'https' },
+      },
+      // The configured host in the other scheme.
+      { aud: CONFIGURED_ENDPOINT.replace(/^https:/, 'http:'), headers: { host: 'baton.bank.example' } },
+    ];
+    for (const { aud, headers } of cases) {
+      const refused = await tokenRequestAs(aud, headers);
+      assertError(refused, 401, 'SERVICE_ASSERTION_AUDIENCE');
+      assert.equal(refused.body.access_token, undefined);
+    }
+    const after = (await t.admin.ok('GET', '/v1/admin/events?type=service-token-refused&limit=1000')).events as Json[];
+    const fresh = after.filter((e) => !before.some((b) => b.id === e.id));
+    assert.equal(fresh.length, cases.length, 'a service-token-refused event for each');
+    for (const e of fresh) {
+      assert.equal(e.detail.code, 'SERVICE_ASSERTION_AUDIENCE');
+      // Refused before the service is authenticated: the event names the client it claimed to be.
+      assert.equal(e.detail.claimedClient, service.id);
+    }
   });
 });
