@@ -395,16 +395,20 @@ function applyUserPath(state: UserState, op: 'add' | 'replace' | 'remove', rawPa
   container[attrKey] = list;
 }
 
-function applyUserPatch(state: UserState, ops: ReturnType<typeof parsePatch>): void {
+function applyUserPatch(state: UserState, id: string, ops: ReturnType<typeof parsePatch>): void {
   for (const { op, path, value } of ops) {
     if (path !== undefined && path !== '') {
       applyUserPath(state, op as 'add' | 'replace' | 'remove', path, value);
       continue;
     }
     if (op === 'remove') throw new BatonError('SCIM_INVALID_PATH', 'remove needs a path');
-    // No path: the value's attributes, each as if named by a path (Entra: {"active": false}).
+    // No path: the value's attributes, each as if named by a path (Entra: {"active": false}). The
+    // read-only ones a directory echoes from a GET (schemas, meta, Baton's extension, the same id) are
+    // skipped, as on a Group; another id is refused.
     for (const [k, v] of Object.entries(asObject(value, 'value'))) {
-      if (k.toLowerCase() === 'id') continue;
+      const key = k.toLowerCase();
+      if (key === 'id' && v === id) continue;
+      if (key === 'schemas' || key === 'meta' || key === SCIM_BATON_OPERATOR.toLowerCase()) continue;
       applyUserPath(state, op as 'add' | 'replace', k, v);
     }
   }
@@ -708,7 +712,7 @@ export class ScimService {
         active: current.active,
         resource: structuredClone(current.resource),
       };
-      applyUserPatch(state, ops);
+      applyUserPatch(state, current.id, ops);
       return state;
     });
   }

@@ -615,6 +615,47 @@ describe('SCIM 2.0 provisioning of operators', () => {
     assert.deepEqual(groupAfter.members, []);
   });
 
+  it('a path-less PATCH skips the read-only attributes a directory echoes (schemas, meta, the extension), on a User as on a Group', async () => {
+    const user = await scim('POST', '/Users', { schemas: [USER], userName: 'echo@bank.example', displayName: 'Echo' });
+    assert.equal(user.status, 201);
+    const id = user.body.id as string;
+    const read = (await scim('GET', `/Users/${id}`)).body;
+    const echoed = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', value: { ...read, displayName: 'Echo Renamed' } }],
+    });
+    assert.equal(echoed.status, 200, JSON.stringify(echoed.body));
+    const after = (await scim('GET', `/Users/${id}`)).body;
+    assert.equal(after.displayName, 'Echo Renamed');
+    assert.equal(after.id, id);
+    assert.deepEqual(after.schemas, [USER, OPERATOR_EXT]);
+    assert.equal(after[OPERATOR_EXT].operatorId, read[OPERATOR_EXT].operatorId);
+    assert.equal(after.meta.version, 'W/"2"');
+    assertScimError(
+      await scim('PATCH', `/Users/${id}`, {
+        schemas: [PATCH],
+        Operations: [{ op: 'replace', value: { id: 'scu_other', displayName: 'Other' } }],
+      }),
+      400,
+      'mutability',
+      'SCIM_MUTABILITY',
+    );
+    assert.equal((await scim('GET', `/Users/${id}`)).body.displayName, 'Echo Renamed');
+    const group = await scim('POST', '/Groups', {
+      schemas: [GROUP],
+      displayName: 'Echo Group',
+      members: [{ value: id }],
+    });
+    assert.equal(group.status, 201);
+    const groupRead = (await scim('GET', `/Groups/${group.body.id}`)).body;
+    const groupEchoed = await scim('PATCH', `/Groups/${group.body.id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', value: { ...groupRead, displayName: 'Echo Group 2' } }],
+    });
+    assert.equal(groupEchoed.status, 200, JSON.stringify(groupEchoed.body));
+    assert.equal((await scim('GET', `/Groups/${group.body.id}`)).body.displayName, 'Echo Group 2');
+  });
+
   it('a revoked directory token is refused, and an operator made by the admin is not the directory’s', async () => {
     const console = await TestConsole.enrol(t.url, t.admin);
     await enrolOperator(t.admin, console, { displayName: 'Not From Directory' });
