@@ -22,7 +22,7 @@ import {
   TOKEN_TYPE_JWT,
   type ServicePublicJwk,
 } from '../../shared/service-accounts-api.js';
-import { isBreakGlassSession } from '../break-glass/break-glass.js';
+import { BREAK_GLASS_REASON, breakGlassAllows, isBreakGlassSession } from '../break-glass/break-glass.js';
 import { newId, newSecretToken, sha256Hex } from '../crypto/secrets.js';
 import type { EventLog } from '../services/event-log.js';
 import type { Store } from '../store/repositories.js';
@@ -102,6 +102,17 @@ export interface ServiceView {
   revokedReason: string | null;
   keys: { kid: string; createdAt: number; retiredAt: number | null }[];
   tokens: { action: string; issued: number; refused: number; lastIssuedAt: number | null }[];
+}
+
+/** The human session a service's token acts for (`act`). */
+interface Actor {
+  operatorId: string;
+  sessionId: string;
+  level: AssuranceLevel;
+  authTime: number;
+  sessionEndsAt: number;
+  /** A break-glass session: its tokens are marked `break_glass` and capped to the policy's `breakGlass.actions`. */
+  breakGlass: boolean;
 }
 
 function refuse(code: ErrorCode, message: string): never {
@@ -425,9 +436,7 @@ export class ServiceAccounts {
     if (!app.actions.includes(action)) {
       refuse('ACTION_NOT_FOR_AUDIENCE', `The app "${app.name}" does not accept "${action}"`);
     }
-    let actor:
-      | { operatorId: string; sessionId: string; level: AssuranceLevel; authTime: number; sessionEndsAt: number }
-      | undefined;
+    let actor: Actor | undefined;
     if (request.actor_token !== undefined) {
       if (rule.actor === 'none')
         refuse('SERVICE_ACTOR_INVALID', `The policy does not let "${action}" carry a human actor`);
@@ -463,7 +472,8 @@ export class ServiceAccounts {
             authTime: actor.authTime,
             act: { sub: actor.operatorId, sid: actor.sessionId },
           }),
-      extra: { client_id: service.id },
+      // A break-glass session's mark goes with every token acting for it (as its own action tokens).
+      extra: { client_id: service.id, ...(actor?.breakGlass === true ? { break_glass: true } : {}) },
     });
     const now = this.deps.clock();
     await this.deps.events.atomically(async (uow) => {
@@ -487,7 +497,10 @@ export class ServiceAccounts {
           ...(actor === undefined ? {} : { operator: actor.operatorId, session: actor.sessionId }),
         },
         outcome: 'success',
-        reasons: [actor === undefined ? 'service-action-allowed' : 'service-action-allowed-for-operator'],
+        reasons:
+          actor === undefined
+            ? ['service-action-allowed']
+            : ['service-action-allowed-for-operator', ...(actor.breakGlass ? [BREAK_GLASS_REASON] : [])],
         detail: {
           action,
           audience: request.audience,
@@ -511,20 +524,14 @@ export class ServiceAccounts {
    * The human on whose behalf the service acts: their action token for the same audience and action,
    * whose session is still active and still meets the action's level and age under the current policy,
    * and whose operator and passkey are still usable (as at the console exchange: not revoked, the passkey
-   * not suspended; a break-glass session has no passkey).
+   * not suspended; a break-glass session has no passkey, and may do only the policy's `breakGlass.actions`).
    */
   private async verifyActor(
     request: TokenRequest,
     action: string,
     policy: Policy,
     noteActor: (operator: string) => void,
-  ): Promise<{
-    operatorId: string;
-    sessionId: string;
-    level: AssuranceLevel;
-    authTime: number;
-    sessionEndsAt: number;
-  }> {
+  ): Promise<Actor> {
     const type = request.actor_token_type;
     if (type !== undefined && type !== TOKEN_TYPE_ACCESS_TOKEN && type !== TOKEN_TYPE_JWT) {
       refuse('SERVICE_GRANT_UNSUPPORTED', `actor_token_type must be "${TOKEN_TYPE_ACCESS_TOKEN}"`);
@@ -574,6 +581,12 @@ export class ServiceAccounts {
         extra: { actorRefusal: cause.code },
       });
     }
+    // A break-glass session may do only the policy's breakGlass.actions, now (as at the console exchange).
+    if (breakGlass && !breakGlassAllows(policy, action)) {
+      throw new BatonError('SERVICE_ACTOR_INVALID', `The actor_token’s break-glass session may not do "${action}"`, {
+        extra: { decision: { outcome: 'deny', reasons: [BREAK_GLASS_REASON] }, actorRefusal: BREAK_GLASS_REASON },
+      });
+    }
     const decision = evaluatePolicy(
       policy,
       {
@@ -598,6 +611,7 @@ export class ServiceAccounts {
       level: session.level,
       authTime: session.authTime,
       sessionEndsAt: session.expiresAt,
+      breakGlass,
     };
   }
 

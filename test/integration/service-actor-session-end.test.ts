@@ -67,13 +67,19 @@ describe('service accounts: a token acting for a human session ends with that se
       (e) => e.subject.service === service.id,
     );
 
+  /** The policy of these tests: break-glass sessions may do `breakGlassActions`. */
+  let appPublicJwk: JWK;
+  const policyWith = (breakGlassActions: string[]): Policy =>
+    ({
+      ...tellerPolicy(appPublicJwk),
+      breakGlass: { lifetimeSeconds: 900, actions: breakGlassActions, maxPerOperatorPerDay: 5, maxPerSitePerDay: 50 },
+      service: { tokenTtlSeconds: 600, actions: { 'customer.view': { actor: 'optional' } } },
+    }) as Policy;
+
   before(async () => {
     t = await startTestBackend({}, { clock: () => Date.now() + offset });
-    const keys = await appKeyPair();
-    await publishPolicy(t.admin, {
-      ...tellerPolicy(keys.publicJwk),
-      service: { tokenTtlSeconds: 600, actions: { 'customer.view': { actor: 'optional' } } },
-    } as Policy);
+    appPublicJwk = (await appKeyPair()).publicJwk;
+    await publishPolicy(t.admin, policyWith(['customer.view']));
     const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
       name: 'branch batch',
       actions: ['customer.view'],
@@ -190,6 +196,73 @@ describe('service accounts: a token acting for a human session ends with that se
       assert.equal(event.outcome, 'failure');
       assert.equal(event.detail.code, 'SERVICE_ACTOR_INVALID');
       assert.deepEqual(event.reasons, ['service-actor-invalid', reason], what);
+    }
+  });
+
+  it('marks a token acting for a break-glass session break_glass, and applies the policy’s breakGlass.actions now', async () => {
+    const kiosk = await TestConsole.enrol(t.url, t.admin);
+    const operatorId = ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: 'Bo Teller' })) as Json)
+      .operator.id as string;
+    const { code } = (await t.admin.ok('POST', '/v1/admin/break-glass/codes', {
+      operatorId,
+      consoleId: kiosk.id,
+      reason: 'key left at home',
+    })) as Json;
+    const redeemed = (await kiosk.ok('POST', '/v1/break-glass/redeem', { operatorId, code })) as Json;
+    const sessionId = redeemed.session.id as string;
+    const human = await exchange(kiosk, redeemed.token as string, 'customer.view');
+    assert.equal(human.status, 200, JSON.stringify(human.body));
+    const jwks = createLocalJWKSet((await httpJson(`${t.url}/v1/tokens/jwks.json`, { method: 'GET' })).body);
+    const humanClaims = (await jwtVerify(human.body.access_token as string, jwks, { audience: TELLER_AUDIENCE }))
+      .payload;
+    assert.equal(humanClaims.break_glass, true, 'the operator’s own action token is marked');
+
+    // A break-glass session rests on no passkey: it is a usable actor (no CREDENTIAL_REVOKED), and marked.
+    const issued = await serviceToken(human.body.access_token as string);
+    assert.equal(issued.status, 200, JSON.stringify(issued.body));
+    const { payload } = await jwtVerify(issued.body.access_token as string, jwks, { audience: TELLER_AUDIENCE });
+    assert.deepEqual(payload.act, { sub: operatorId, sid: sessionId });
+    assert.equal(payload.break_glass, true, 'the service token acting for a break-glass session is marked');
+    const events = (await t.admin.ok('GET', '/v1/admin/events?type=service-token-issued&limit=1000')).events as Json[];
+    const event = events.find((e) => e.detail.jti === payload.jti);
+    assert.ok(event !== undefined, 'a service-token-issued event');
+    assert.ok((event.reasons as string[]).includes('break-glass'), JSON.stringify(event.reasons));
+
+    // An ordinary session's service token carries no mark.
+    const ordinaryKiosk = await TestConsole.enrol(t.url, t.admin);
+    const ordinary = await enrolOperator(t.admin, ordinaryKiosk);
+    const signedIn = (await signIn(ordinaryKiosk, ordinary.authenticator, { userVerified: true })).body as Json;
+    const ordinaryHuman = await exchange(ordinaryKiosk, signedIn.token as string, 'customer.view');
+    const plain = await serviceToken(ordinaryHuman.body.access_token as string);
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    const plainClaims = (await jwtVerify(plain.body.access_token as string, jwks, { audience: TELLER_AUDIENCE }))
+      .payload;
+    assert.equal(plainClaims.break_glass, undefined);
+    const plainEvent = (
+      (await t.admin.ok('GET', '/v1/admin/events?type=service-token-issued&limit=1000')).events as Json[]
+    ).find((e) => e.detail.jti === plainClaims.jti);
+    assert.deepEqual(plainEvent?.reasons, ['service-action-allowed-for-operator']);
+
+    // The policy no longer lets break-glass sessions view customers: the console exchange refuses, and so
+    // does the service acting for that session (its actor_token, issued before, still verifies).
+    await publishPolicy(t.admin, policyWith([]));
+    try {
+      const atConsole = await exchange(kiosk, redeemed.token as string, 'customer.view');
+      assert.equal(atConsole.status, 403);
+      assert.equal(atConsole.body.error.code, 'ACTION_DENIED');
+      const refused = await serviceToken(human.body.access_token as string);
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      assert.equal(refused.body.error.code, 'SERVICE_ACTOR_INVALID');
+      assert.deepEqual(refused.body.error.decision, { outcome: 'deny', reasons: ['break-glass'] });
+      assert.equal(refused.body.access_token, undefined);
+      const refusal = (await refusals()).find((e) => e.subject.operator === operatorId);
+      assert.ok(refusal !== undefined, 'a service-token-refused event naming the operator');
+      assert.deepEqual(refusal.reasons, ['service-actor-invalid', 'break-glass']);
+      // The ordinary session is not capped.
+      const stillPlain = await serviceToken(ordinaryHuman.body.access_token as string);
+      assert.equal(stillPlain.status, 200, JSON.stringify(stillPlain.body));
+    } finally {
+      await publishPolicy(t.admin, policyWith(['customer.view']));
     }
   });
 });
