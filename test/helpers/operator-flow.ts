@@ -30,3 +30,20 @@ export async function signIn(
   const response = authenticator.assert(options, overrides);
   return console.request('POST', '/v1/sign-in/verify', { response });
 }
+
+/**
+ * The forgotten-key path by an IT code: the admin issues a one-time code for `operatorId` on `console`, and the
+ * console redeems it. Resolves to the redeem answer (the capped break-glass session and its assurance token).
+ */
+export async function redeemBreakGlassCode(
+  admin: AdminClient,
+  console: TestConsole,
+  operatorId: string,
+): Promise<Json> {
+  const { code } = (await admin.ok('POST', '/v1/admin/break-glass/codes', {
+    operatorId,
+    consoleId: console.id,
+    reason: 'key left at home',
+  })) as Json;
+  return (await console.ok('POST', '/v1/break-glass/redeem', { operatorId, code })) as Json;
+}

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { TestConsole, assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { appKeyPair, exchange, publishPolicy, tellerPolicy } from '../helpers/action-token-fixtures.js';
+import { redeemBreakGlassCode } from '../helpers/operator-flow.js';
 
 describe('action tokens for a break-glass session', () => {
   let t: TestBackend;
@@ -19,12 +20,7 @@ describe('action tokens for a break-glass session', () => {
     kiosk = await TestConsole.enrol(t.url, t.admin);
     const operatorId = ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: 'Ada Teller' })) as Json)
       .operator.id as string;
-    const { code } = (await t.admin.ok('POST', '/v1/admin/break-glass/codes', {
-      operatorId,
-      consoleId: kiosk.id,
-      reason: 'key left at home',
-    })) as Json;
-    token = ((await kiosk.ok('POST', '/v1/break-glass/redeem', { operatorId, code })) as Json).token as string;
+    token = (await redeemBreakGlassCode(t.admin, kiosk, operatorId)).token as string;
   });
   after(() => t.stop());
 

@@ -11,6 +11,7 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
+import { redeemBreakGlassCode } from '../helpers/operator-flow.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 
 /**
@@ -66,12 +67,7 @@ describe('break-glass sessions at step-up: the exchange’s cap, and the break_g
     key = new SoftAuthenticator(TEST_ORIGIN);
     const { options: creation } = (await kiosk.ok('POST', '/v1/operators/enrol/options', { code: enrolment })) as Json;
     await kiosk.ok('POST', '/v1/operators/enrol/verify', { code: enrolment, response: key.register(creation) });
-    const { code } = (await t.admin.ok('POST', '/v1/admin/break-glass/codes', {
-      operatorId,
-      consoleId: kiosk.id,
-      reason: 'key left at home',
-    })) as Json;
-    const redeemed = (await kiosk.ok('POST', '/v1/break-glass/redeem', { operatorId, code })) as Json;
+    const redeemed = await redeemBreakGlassCode(t.admin, kiosk, operatorId);
     session = redeemed.session.id as string;
     token = redeemed.token as string;
     assert.equal(decodeJwt(token).break_glass, true);

@@ -17,7 +17,7 @@ import {
   publishPolicy,
   tellerPolicy,
 } from '../helpers/action-token-fixtures.js';
-import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { enrolOperator, redeemBreakGlassCode, signIn } from '../helpers/operator-flow.js';
 
 /**
  * A service token that acts for a human session (`act`, `sid`) never outlives that session
@@ -114,19 +114,7 @@ describe('service accounts: a token acting for a human session ends with that se
       const human = await exchange(late, refreshed.token as string, 'customer.view');
       assert.equal(human.status, 200, JSON.stringify(human.body));
 
-      const issued = await httpJson(`${t.url}/v1/services/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          grant_type: GRANT_TOKEN_EXCHANGE,
-          client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
-          client_assertion: await assertion(),
-          audience: TELLER_AUDIENCE,
-          action: 'customer.view',
-          actor_token: human.body.access_token as string,
-          actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-        }).toString(),
-      });
+      const issued = await serviceToken(human.body.access_token as string);
       assert.equal(issued.status, 200, JSON.stringify(issued.body));
       // What an app server checks: the token verifies, acts for that session, and expires with it.
       const jwks = (await httpJson(`${t.url}/v1/tokens/jwks.json`, { method: 'GET' })).body;
@@ -203,12 +191,7 @@ describe('service accounts: a token acting for a human session ends with that se
     const kiosk = await TestConsole.enrol(t.url, t.admin);
     const operatorId = ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: 'Bo Teller' })) as Json)
       .operator.id as string;
-    const { code } = (await t.admin.ok('POST', '/v1/admin/break-glass/codes', {
-      operatorId,
-      consoleId: kiosk.id,
-      reason: 'key left at home',
-    })) as Json;
-    const redeemed = (await kiosk.ok('POST', '/v1/break-glass/redeem', { operatorId, code })) as Json;
+    const redeemed = await redeemBreakGlassCode(t.admin, kiosk, operatorId);
     const sessionId = redeemed.session.id as string;
     const human = await exchange(kiosk, redeemed.token as string, 'customer.view');
     assert.equal(human.status, 200, JSON.stringify(human.body));
