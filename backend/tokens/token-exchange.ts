@@ -12,6 +12,7 @@ import { LEVEL_PROFILES } from '../../shared/levels.js';
 import { DEFAULT_ACTION_TOKEN_TTL_SECONDS, appForAudience, type AppPolicy, type Policy } from '../../shared/policy.js';
 import type { EventDraft } from '../../shared/events.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
+import { BREAK_GLASS_REASON } from '../break-glass/break-glass.js';
 import { assuranceContext } from '../services/assurance.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
@@ -95,8 +96,11 @@ export interface TokenExchangeDeps {
   clock: () => number;
 }
 
-/** Codes whose refusal an event already recorded (the evaluator's decision). */
-type Refusal = { code: ErrorCode; recorded: boolean };
+/**
+ * Codes whose refusal an event already recorded (the evaluator's decision); `breakGlass`: the session is
+ * break-glass (known once its subject is read), so its refusal carries the mark too.
+ */
+type Refusal = { code: ErrorCode; recorded: boolean; breakGlass?: boolean };
 
 /**
  * RFC 8693 token exchange for the operator in front of a console: the session's assurance token in,
@@ -133,6 +137,7 @@ export class TokenExchange {
       if (error instanceof BatonError && !refusal.recorded) {
         await this.recordRefusal(console, session, request.audience, action, error.code, 'failure', [
           error.code.toLowerCase().replaceAll('_', '-'),
+          ...(refusal.breakGlass === true ? [BREAK_GLASS_REASON] : []),
         ]);
       }
       throw error;
@@ -196,19 +201,24 @@ export class TokenExchange {
     let breakGlass: boolean;
     if (fast !== undefined) {
       breakGlass = fast.breakGlass;
+      refusal.breakGlass = breakGlass;
       assertUsable(fast.operator, fast.credential, breakGlass);
     } else {
       breakGlass = this.breakGlass !== undefined && (await this.breakGlass.grantForSession(session.id)) !== undefined;
+      refusal.breakGlass = breakGlass;
       await this.assertUsableRead(session, breakGlass);
     }
     if (breakGlass && this.breakGlass?.allows(policy, action) !== true) {
       refusal.recorded = true;
-      await this.recordRefusal(console, session, app.audience, action, 'ACTION_DENIED', 'deny', ['break-glass']);
+      await this.recordRefusal(console, session, app.audience, action, 'ACTION_DENIED', 'deny', [BREAK_GLASS_REASON]);
       throw new BatonError('ACTION_DENIED', `A break-glass session may not do "${action}"`, {
         extra: { decision: { outcome: 'deny', reasons: ['break-glass'] } },
       });
     }
 
+    // Every event of a break-glass session carries its mark (the refusals above and in exchange() too).
+    const marked = (reasons: readonly string[]): string[] =>
+      breakGlass ? [...reasons, BREAK_GLASS_REASON] : [...reasons];
     const now = clock();
     const decision = evaluatePolicy(
       policy,
@@ -224,7 +234,15 @@ export class TokenExchange {
     if (decision.outcome !== 'allow') {
       const code = decision.outcome === 'step-up' ? 'ACTION_STEP_UP_REQUIRED' : 'ACTION_DENIED';
       refusal.recorded = true;
-      await this.recordRefusal(console, session, app.audience, action, code, decision.outcome, decision.reasons);
+      await this.recordRefusal(
+        console,
+        session,
+        app.audience,
+        action,
+        code,
+        decision.outcome,
+        marked(decision.reasons),
+      );
       if (decision.outcome === 'step-up') {
         throw new BatonError(
           'ACTION_STEP_UP_REQUIRED',
@@ -259,7 +277,7 @@ export class TokenExchange {
       subject: { console: console.id, operator: session.operatorId, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),
       outcome: 'success',
-      reasons: decision.reasons,
+      reasons: marked(decision.reasons),
       detail: {
         action,
         audience: app.audience,

@@ -9,6 +9,7 @@ describe('action tokens for a break-glass session', () => {
   let t: TestBackend;
   let kiosk: TestConsole;
   let token: string;
+  let sessionId: string;
 
   before(async () => {
     t = await startTestBackend();
@@ -20,7 +21,9 @@ describe('action tokens for a break-glass session', () => {
     kiosk = await TestConsole.enrol(t.url, t.admin);
     const operatorId = ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: 'Ada Teller' })) as Json)
       .operator.id as string;
-    token = (await redeemBreakGlassCode(t.admin, kiosk, operatorId)).token as string;
+    const started = await redeemBreakGlassCode(t.admin, kiosk, operatorId);
+    token = started.token as string;
+    sessionId = started.session.id as string;
   });
   after(() => t.stop());
 
@@ -31,5 +34,17 @@ describe('action tokens for a break-glass session', () => {
     const payment = await exchange(kiosk, token, 'payment.approve');
     assertError(payment, 403, 'ACTION_DENIED');
     assert.deepEqual(payment.body.error.decision.reasons, ['break-glass']);
+
+    // The auditor reads the mark in the events as well as in the token.
+    const read = async (type: string): Promise<Json[]> =>
+      ((await t.admin.ok('GET', `/v1/admin/events?type=${type}&session=${sessionId}&limit=10`)) as Json)
+        .events as Json[];
+    const issued = await read('action-token-issued');
+    assert.equal(issued.length, 1);
+    assert.ok(issued[0].reasons.includes('break-glass'), JSON.stringify(issued[0].reasons));
+    assert.equal(issued[0].detail.action, 'customer.view');
+    const refused = await read('action-token-refused');
+    assert.equal(refused.length, 1);
+    assert.ok(refused[0].reasons.includes('break-glass'), JSON.stringify(refused[0].reasons));
   });
 });
