@@ -53,6 +53,7 @@ export const EVENT_TYPES = [
   'service-enrolment-token-issued',
   'service-enrolled',
   'service-key-rotated',
+  'service-key-rotation-refused',
   'service-revoked',
   'service-token-issued',
   'service-token-refused',

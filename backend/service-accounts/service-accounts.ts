@@ -654,50 +654,100 @@ export class ServiceAccounts {
     }
   }
 
-  /** Rotates the service's key: the request is authenticated by the current key, the new key proves possession. */
+  /**
+   * Rotates the service's key: the request is authenticated by the current key, the new key proves
+   * possession. Every refusal is a `service-key-rotation-refused` event (a stolen or stale key failing
+   * here leaves a trail, as at the token endpoint).
+   */
   async rotateKey(
     serviceId: string,
     input: { client_assertion_type: string; client_assertion: string; publicKey: ServicePublicJwk; proof: string },
     audiences: readonly string[],
   ): Promise<{ serviceId: string; kid: string; retired: string[] }> {
-    const { service, key: current } = await this.authenticate(input, audiences);
-    if (service.id !== serviceId) refuse('SERVICE_ASSERTION_INVALID', 'The client assertion is for another service');
-    const now = this.deps.clock();
-    const key = importKey(input.publicKey);
-    await this.checkProof(
-      input.proof,
-      key,
-      SERVICE_KEY_ROTATION_PROOF_AUDIENCE,
-      (claims) => claims.sub === service.id,
-      now,
-    );
-    const kid = await calculateJwkThumbprint(
-      { kty: input.publicKey.kty, crv: input.publicKey.crv, x: input.publicKey.x, y: input.publicKey.y },
-      'sha256',
-    );
-    const retired = (await this.db.keysOf(service.id, true)).map((k) => k.kid).filter((k) => k !== kid);
-    await this.deps.events.atomically(async (uow) => {
-      const tx = serviceStore(uow.store);
-      const live = await tx.getService(service.id);
-      if (live === undefined || live.revokedAt !== null) refuse('SERVICE_REVOKED', 'This service has been revoked');
-      if ((await tx.getKey(kid)) !== undefined) refuse('PUBLIC_KEY_INVALID', 'This public key is already registered');
-      await tx.insertKey({
-        kid,
-        serviceId: service.id,
-        publicJwk: JSON.stringify(input.publicKey),
-        createdAt: now,
-        retiredAt: null,
+    let authenticated: string | undefined;
+    let newKid: string | undefined;
+    try {
+      const { service, key: current } = await this.authenticate(input, audiences);
+      authenticated = service.id;
+      if (service.id !== serviceId) refuse('SERVICE_ASSERTION_INVALID', 'The client assertion is for another service');
+      const now = this.deps.clock();
+      const key = importKey(input.publicKey);
+      await this.checkProof(
+        input.proof,
+        key,
+        SERVICE_KEY_ROTATION_PROOF_AUDIENCE,
+        (claims) => claims.sub === service.id,
+        now,
+      );
+      const kid = await calculateJwkThumbprint(
+        { kty: input.publicKey.kty, crv: input.publicKey.crv, x: input.publicKey.x, y: input.publicKey.y },
+        'sha256',
+      );
+      newKid = kid;
+      let retired: string[] = [];
+      await this.deps.events.atomically(async (uow) => {
+        const tx = serviceStore(uow.store);
+        // The service's row, locked (PostgreSQL) before its keys are read: a concurrent rotation of the
+        // same service waits for this one, then finds the key it was signed with retired.
+        const live = await tx.getServiceForUpdate(service.id);
+        if (live === undefined || live.revokedAt !== null) refuse('SERVICE_REVOKED', 'This service has been revoked');
+        const currentKeys = await tx.keysOf(service.id, true);
+        if (!currentKeys.some((k) => k.kid === current.kid)) {
+          refuse(
+            'SERVICE_ASSERTION_SIGNATURE_INVALID',
+            'The key that signed the client assertion was retired meanwhile (another rotation): sign with the current key',
+          );
+        }
+        if ((await tx.getKey(kid)) !== undefined) refuse('PUBLIC_KEY_INVALID', 'This public key is already registered');
+        retired = currentKeys.map((k) => k.kid).filter((k) => k !== kid);
+        await tx.insertKey({
+          kid,
+          serviceId: service.id,
+          publicJwk: JSON.stringify(input.publicKey),
+          createdAt: now,
+          retiredAt: null,
+        });
+        if (MAX_CURRENT_KEYS === 1) await tx.retireKeys(service.id, kid, now);
+        await uow.record({
+          type: 'service-key-rotated',
+          subject: { service: service.id },
+          outcome: 'success',
+          reasons: ['rotated-by-service'],
+          detail: { kid, previousKid: current.kid, retired: retired.join(' ') },
+        });
       });
-      if (MAX_CURRENT_KEYS === 1) await tx.retireKeys(service.id, kid, now);
-      await uow.record({
-        type: 'service-key-rotated',
-        subject: { service: service.id },
-        outcome: 'success',
-        reasons: ['rotated-by-service'],
-        detail: { kid, previousKid: current.kid, retired: retired.join(' ') },
+      return { serviceId: service.id, kid, retired };
+    } catch (error) {
+      if (error instanceof BatonError) await this.recordRotationRefusal(error, input, authenticated, newKid);
+      throw error;
+    }
+  }
+
+  /** The trail of a refused rotation: the code, never the assertion or the proof. */
+  private async recordRotationRefusal(
+    error: BatonError,
+    input: { client_assertion: string },
+    serviceId: string | undefined,
+    kid: string | undefined,
+  ): Promise<void> {
+    const claimed = serviceId === undefined ? claimedClient({ client_assertion: input.client_assertion }) : undefined;
+    try {
+      await this.deps.events.atomically(async (uow) => {
+        await uow.record({
+          type: 'service-key-rotation-refused',
+          subject: serviceId === undefined ? {} : { service: serviceId },
+          outcome: 'failure',
+          reasons: [error.code.toLowerCase().replace(/_/g, '-')],
+          detail: {
+            code: error.code,
+            ...(kid === undefined ? {} : { kid }),
+            ...(claimed === undefined ? {} : { claimedClient: claimed }),
+          },
+        });
       });
-    });
-    return { serviceId: service.id, kid, retired };
+    } catch {
+      // The refusal stands whether or not its event could be written (the database may be the cause).
+    }
   }
 
   /**
@@ -776,7 +826,7 @@ export class ServiceAccounts {
   }
 }
 
-function claimedClient(request: TokenRequest): string | null {
+function claimedClient(request: Pick<TokenRequest, 'client_assertion' | 'client_id'>): string | null {
   try {
     const { claims } = peek(request.client_assertion);
     const iss = claims.iss;

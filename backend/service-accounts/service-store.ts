@@ -169,6 +169,18 @@ export class ServiceStore {
     return row && serviceFrom(row);
   }
 
+  /**
+   * The service read for a change of its keys (PostgreSQL: `FOR UPDATE`, held until the unit ends): a
+   * concurrent rotation of the same service waits here, then reads the keys the first one committed.
+   * Taken before the backend's event-chain head (repositories.ts lock order), as the token endpoint's
+   * `touchLive` and the revocation take this row.
+   */
+  async getServiceForUpdate(id: string): Promise<ServiceRecord | undefined> {
+    const query = this.ctx.db.selectFrom('services').selectAll().where('id', '=', id);
+    const row = await (this.ctx.dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirst();
+    return row && serviceFrom(row);
+  }
+
   async listServices(): Promise<ServiceRecord[]> {
     const rows = await this.ctx.db.selectFrom('services').selectAll().orderBy('enrolled_at').orderBy('id').execute();
     return rows.map(serviceFrom);

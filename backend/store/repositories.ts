@@ -28,6 +28,8 @@ import type { ScimRepository } from '../scim/repository.js';
  *   4. the console (`touch`, `revoke`);
  *   5. sessions, ascending id (several at once only through the `forUpdate` reads, which lock in id
  *      order; a unit that changes several sessions reads them locked before changing any);
+ *      A service's row (`services`: the token endpoint's `touchLive`, its revocation, a key rotation's
+ *      `getServiceForUpdate`) sits here too: no unit takes it with the rows above;
  *   6. the backend's own event chain head: taken by the unit's first `record` (EventLog), so every
  *      lock above is taken before the unit records anything;
  *   7. after the head, only rows that no unit locks before it: enrolment codes and console tokens
