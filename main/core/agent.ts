@@ -31,6 +31,7 @@ import { ConsoleLifecycle } from './console-lifecycle.js';
 import type { ConsoleRuntime } from './console-runtime.js';
 import type { RecoveryReport } from './event-outbox.js';
 import type { SessionSnapshot } from './session-manager.js';
+import { markBreakGlass } from './session-records.js';
 import { projectStatus } from './status-projection.js';
 import { SyncMachine } from './sync-machine.js';
 
@@ -292,8 +293,11 @@ export class BatonAgent implements AgentContext {
     this.runtime?.client.drop();
   }
 
+  /** Every event the agent journals passes here: one about a break-glass session is marked (session-records.ts). */
   record(draft: EventDraft): Promise<void> {
-    return this.runtime?.uplink.record(draft) ?? Promise.resolve();
+    const runtime = this.runtime;
+    if (runtime === undefined) return Promise.resolve();
+    return runtime.uplink.record(markBreakGlass(draft, (id) => runtime.sessions.isBreakGlass(id)));
   }
 
   setNotice(error: unknown): BatonError {

@@ -36,6 +36,8 @@ export class SessionManager {
   private readonly offlineCap: OfflineCap;
   private expiryTimer: Timer | undefined;
   private readonly tokenTimer: TokenTimer;
+  /** Break-glass sessions seen, kept after they end: the events of their end carry the mark too. */
+  private readonly breakGlassIds = new Set<string>();
 
   constructor(
     private readonly consoleId: string,
@@ -69,6 +71,11 @@ export class SessionManager {
 
   get all(): AgentSession[] {
     return [...this.sessions.values()];
+  }
+
+  /** Whether the session (live or ended) was started by break-glass (its events are marked: Agent.record). */
+  isBreakGlass(id: string): boolean {
+    return this.breakGlassIds.has(id);
   }
 
   snapshot(): SessionSnapshot[] {
@@ -122,6 +129,7 @@ export class SessionManager {
       }
     }
     const view = outcome.session;
+    if (outcome.breakGlass !== undefined) this.breakGlassIds.add(view.id);
     // Another session of the same operator that the backend closed (window elapsed) goes too.
     for (const s of this.all) {
       if (s.operatorId === view.operatorId && s.id !== view.id) this.finish(s.id, 'expired', 'superseded', false);
@@ -307,6 +315,7 @@ export class SessionManager {
     this.offlineCap.cancel();
     this.tokenTimer.cancel();
     this.sessions.clear();
+    this.breakGlassIds.clear();
     this.frontId = undefined;
   }
 

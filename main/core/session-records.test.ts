@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { sessionFromSignIn, snapshotOf } from './session-records.js';
+import { markBreakGlass, sessionFromSignIn, snapshotOf } from './session-records.js';
 import type { SignInOutcome } from './session-types.js';
 
 const AUTH_TIME = Date.UTC(2026, 10, 23, 9, 0, 0);
@@ -37,5 +37,28 @@ describe('session records', () => {
     const text = JSON.stringify(snapshot);
     assert.ok(!text.includes('secret-token'));
     assert.ok(!text.includes('"pk"'));
+  });
+});
+
+describe('markBreakGlass', () => {
+  const bg = (id: string) => id === 'ses_bg';
+  const draft = (session: string, extra: object = {}) => ({
+    type: 'session-locked' as const,
+    subject: { operator: 'op', console: 'con_1', session },
+    outcome: 'info' as const,
+    reasons: ['idle-timeout'],
+    ...extra,
+  });
+
+  test('an event about a break-glass session gets reason break-glass after its own; others are untouched', () => {
+    assert.deepEqual(markBreakGlass(draft('ses_bg'), bg).reasons, ['idle-timeout', 'break-glass']);
+    assert.deepEqual(markBreakGlass(draft('ses_1'), bg).reasons, ['idle-timeout']);
+    const away = draft('ses_1', { type: 'session-switched', detail: { fromSession: 'ses_bg' } });
+    assert.deepEqual(markBreakGlass(away, bg).reasons, ['idle-timeout', 'break-glass']);
+    const once = { ...draft('ses_bg'), reasons: ['break-glass'] };
+    assert.deepEqual(markBreakGlass(once, bg).reasons, ['break-glass']);
+    const full = { ...draft('ses_bg'), reasons: Array.from({ length: 16 }, (_, i) => `r${i}`) };
+    assert.equal(markBreakGlass(full, bg).reasons.length, 16);
+    assert.equal(markBreakGlass(full, bg).reasons.at(-1), 'break-glass');
   });
 });

@@ -1,3 +1,4 @@
+import type { EventDraft } from '../../shared/events.js';
 import { LEVEL_PROFILES } from '../../shared/levels.js';
 import { setToken } from './session-tokens.js';
 import type { AgentSession, SessionSnapshot, SignInOutcome } from './session-types.js';
@@ -50,4 +51,21 @@ export function snapshotOf(s: AgentSession, inFront: boolean): SessionSnapshot {
     inFront,
     ...(s.breakGlass === undefined ? {} : { breakGlass: s.breakGlass }),
   };
+}
+
+/** The reason every event about a break-glass session carries (the backend's `BREAK_GLASS_REASON`). */
+export const BREAK_GLASS_REASON = 'break-glass';
+
+/**
+ * The agent's one funnel for the mark (Agent.record): an event whose session, or the session a
+ * switch left (`detail.fromSession`), is a break-glass one gets the reason `break-glass`, after its
+ * own reasons (the backend reads the first as the cause). Any other event is returned as it is.
+ */
+export function markBreakGlass(draft: EventDraft, isBreakGlass: (sessionId: string) => boolean): EventDraft {
+  const from = draft.detail?.fromSession;
+  const about = [draft.subject.session, typeof from === 'string' ? from : undefined];
+  if (draft.reasons.includes(BREAK_GLASS_REASON) || !about.some((id) => id !== undefined && isBreakGlass(id))) {
+    return draft;
+  }
+  return { ...draft, reasons: [...draft.reasons.slice(0, 15), BREAK_GLASS_REASON] };
 }

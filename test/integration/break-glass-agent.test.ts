@@ -71,4 +71,39 @@ describe('a break-glass session is marked in the agent’s status, the workspace
     // Fay's session waits, still marked.
     assert.deepEqual(agent.status.sessions.find((s) => s.id === session.id)?.breakGlass, breakGlass);
   });
+
+  test('every event the agent journals about the break-glass session carries reason break-glass; a key’s do not', async () => {
+    const { agent, rig, port } = f;
+    const admin = rig.backend.admin;
+    const identity = agent.status.identity;
+    assert.equal(identity.kind, 'enrolled');
+    const { operator } = (await admin.ok('POST', '/v1/admin/operators', { displayName: 'Gus Keyless' })) as Json;
+    const { code } = (await admin.ok('POST', '/v1/admin/break-glass/codes', {
+      operatorId: operator.id,
+      consoleId: identity.consoleId,
+      reason: 'key left at home',
+    })) as Json;
+    const { session } = await agent.breakGlassRedeem(operator.id as string, code as string);
+    agent.lock(); // session-locked, journaled by the agent
+    const ada = f.ops[0];
+    assert.ok(ada !== undefined);
+    port.tap(ada.authenticator);
+    const mine = await agent.tapIn(); // the backend's sign-in; Ada's session-switched, away from Gus's
+    agent.lock(); // Ada's own lock: no mark
+    await rig.until(agent, (s) => s.connection === 'online' && s.outbox?.pending === 0, 'the journal flushed');
+
+    const fromConsole = (e: { origin: string }) => e.origin === identity.consoleId;
+    const gus = (await rig.events({ session: session.id })).filter(fromConsole);
+    const locked = gus.find((e) => e.type === 'session-locked');
+    assert.deepEqual(locked?.reasons, ['operator-locked', 'break-glass']);
+    const switched = (await rig.events({ session: mine.id })).filter(fromConsole);
+    const away = switched.find((e) => e.type === 'session-switched' && e.detail?.fromSession === session.id);
+    assert.ok(away?.reasons.includes('break-glass'), JSON.stringify(away?.reasons));
+    const adaLocked = switched.filter((e) => e.type === 'session-locked');
+    assert.ok(adaLocked.length > 0);
+    for (const e of adaLocked) assert.deepEqual(e.reasons, ['operator-locked']);
+    // The backend took them in (its chain check and the console's event schema passed them).
+    const report = (await admin.ok('GET', `/v1/admin/events/verify?origin=${identity.consoleId}`)) as Json;
+    assert.equal(report.intact, true, JSON.stringify(report));
+  });
 });
