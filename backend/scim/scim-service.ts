@@ -722,27 +722,37 @@ export class ScimService {
     // then checks, on the User locked, that it still names the operator revoked: a User enabled again
     // meanwhile has a new operator, which is revoked before the User goes (no operator is left live
     // without a User the directory could revoke it through).
+    // A Group changed meanwhile (its version-checked write missed) undoes the unit, which runs again
+    // from fresh reads: the User never goes while a Group still lists it.
+    const groupBusy = () => new BatonError('BACKEND_BUSY', 'A Group of the User changed meanwhile; retry');
     for (let attempt = 1; ; attempt++) {
       const user = await this.getUser(dir, id);
       await this.revokeIfLive(dir, user.operatorId, 'deleted');
-      const deleted = await this.deps.events.atomically(async (uow) => {
-        const fresh = await uow.store.scim.userForUpdate(dir.id, id);
-        if (fresh === undefined) throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
-        if (fresh.operatorId !== user.operatorId) return false;
-        if (!(await uow.store.scim.deleteUser(dir.id, id)))
-          throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
-        for (const g of await uow.store.scim.allGroups(dir.id)) {
-          if (!g.members.includes(id)) continue;
-          await uow.store.scim.updateGroup({
-            ...g,
-            members: g.members.filter((m) => m !== id),
-            version: g.version + 1,
-            updatedAt: this.deps.clock(),
-          });
-        }
-        await this.recordChange(uow, dir, 'user-deleted', fresh);
-        return true;
-      });
+      let deleted: boolean;
+      try {
+        deleted = await this.deps.events.atomically(async (uow) => {
+          const fresh = await uow.store.scim.userForUpdate(dir.id, id);
+          if (fresh === undefined) throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
+          if (fresh.operatorId !== user.operatorId) return false;
+          if (!(await uow.store.scim.deleteUser(dir.id, id)))
+            throw new BatonError('SCIM_RESOURCE_UNKNOWN', `No User "${id}" in this directory`);
+          for (const g of await uow.store.scim.allGroups(dir.id)) {
+            if (!g.members.includes(id)) continue;
+            const written = await uow.store.scim.updateGroup({
+              ...g,
+              members: g.members.filter((m) => m !== id),
+              version: g.version + 1,
+              updatedAt: this.deps.clock(),
+            });
+            if (!written) throw groupBusy();
+          }
+          await this.recordChange(uow, dir, 'user-deleted', fresh);
+          return true;
+        });
+      } catch (error) {
+        if (!(error instanceof BatonError && error.code === 'BACKEND_BUSY') || attempt >= 3) throw error;
+        continue;
+      }
       if (deleted) return;
       if (attempt >= 3) throw new BatonError('BACKEND_BUSY', 'The User changed meanwhile; retry');
     }
@@ -977,7 +987,11 @@ export class ScimService {
     const groups = await uow.store.scim.allGroups(dir.id);
     const mapping = new Map(Object.entries(groupRoles).map(([name, roles]) => [name.toLowerCase(), roles]));
     const changes: { user: ScimUserRecord; name: string; roles: string[] }[] = [];
-    for (const u of users) {
+    for (const given of users) {
+      // The User as committed now, read after the lock: a User enabled again meanwhile (a User change
+      // takes this lock after its User row) names its new operator, which gets the roles, not the old one.
+      const u = await uow.store.scim.user(dir.id, given.id);
+      if (u === undefined) continue;
       const roles = new Set<string>();
       for (const g of groups) {
         if (g.members.includes(u.id)) for (const r of mapping.get(g.displayName.toLowerCase()) ?? []) roles.add(r);

@@ -297,4 +297,143 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     const inTellers = (await scim('GET', `/Groups/${tellers.id}`)).body.members?.some((m: Json) => m.value === u.id);
     assert.ok(inTellers !== true);
   });
+
+  /**
+   * Node A (a second `ScimService`): its next unit of work pauses when it calls `method` on the SCIM
+   * repository (`when`: before the call, or after it with its answer read), until `release`.
+   */
+  function pausingNode(method: 'allGroups' | 'lockRoles', when: 'before' | 'after') {
+    const b = t.backend;
+    let reached: () => void = () => undefined;
+    const reachedP = new Promise<void>((resolve) => (reached = resolve));
+    let release: () => void = () => undefined;
+    const releaseP = new Promise<void>((resolve) => (release = resolve));
+    let armed = true;
+    const hookUow = (uow: UnitOfWork): UnitOfWork => {
+      const tx = uow.store;
+      const scimTx = withProp(tx.scim, method, async (...args: unknown[]) => {
+        const pause = armed;
+        armed = false;
+        if (pause && when === 'before') {
+          reached();
+          await releaseP;
+        }
+        const answer = await (tx.scim[method] as (...a: unknown[]) => Promise<unknown>).apply(tx.scim, args);
+        if (pause && when === 'after') {
+          reached();
+          await releaseP;
+        }
+        return answer;
+      });
+      return withProp(uow, 'store', withProp(tx, 'scim', scimTx) as Store);
+    };
+    const events = withProp(b.events, 'atomically', <T>(fn: (uow: UnitOfWork) => Promise<T>) =>
+      b.events.atomically((uow) => fn(hookUow(uow))),
+    ) as EventLog;
+    const node = new ScimService({
+      store: b.store,
+      events,
+      revocations: b.revocations,
+      clock: Date.now,
+      logger: pino({ level: 'silent' }),
+    });
+    return { node, reachedP, release: () => release() };
+  }
+
+  /** Waits until `other` finishes or waits for a lock (PostgreSQL), whichever comes first. */
+  async function finishedOrWaiting(other: Promise<unknown>): Promise<void> {
+    const client = new pg.Client({ connectionString: t.databaseUrl });
+    await client.connect();
+    try {
+      let finished = false;
+      void other.then(
+        () => (finished = true),
+        () => (finished = true),
+      );
+      for (const deadline = Date.now() + 15_000; !finished; ) {
+        const { rows } = await client.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        if (Number(rows[0]?.n) > 0) break;
+        assert.ok(Date.now() < deadline, 'the other request neither finished nor waited for a lock');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    } finally {
+      await client.end();
+    }
+  }
+
+  it('a User deleted while its Group changes (PostgreSQL, two nodes): the Group no longer lists it', async (ctx) => {
+    if (t.databaseUrl === undefined) {
+      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
+      return;
+    }
+    const { node, reachedP, release } = pausingNode('allGroups', 'after');
+    const dir = await node.authenticate(`Bearer ${token}`);
+    const gone = await createUser('leaver');
+    const stays = await createUser('stayer');
+    const group = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Branch 12' })).body;
+    const add = (id: string) => patchOp({ op: 'add', path: 'members', value: [{ value: id }] });
+    assert.equal((await scim('PATCH', `/Groups/${group.id}`, add(gone.id))).status, 200);
+
+    // Node A deletes the User; its unit pauses once it has read the Groups to take the User out of. Node B
+    // (over HTTP) adds another member to the User's Group meanwhile.
+    const a = node.deleteUser(dir, gone.id);
+    await reachedP;
+    const bDone = scim('PATCH', `/Groups/${group.id}`, add(stays.id));
+    try {
+      await finishedOrWaiting(bDone);
+    } finally {
+      release();
+    }
+    await a;
+    assert.equal((await bDone).status, 200);
+
+    assert.equal((await scim('GET', `/Users/${gone.id}`)).status, 404);
+    const members = ((await scim('GET', `/Groups/${group.id}`)).body.members ?? []) as Json[];
+    assert.deepEqual(
+      members.map((m) => m.value),
+      [stays.id],
+      'the deleted User is not left a member of the Group',
+    );
+  });
+
+  it('a User enabled again while its Group changes (PostgreSQL, two nodes): its new operator gets the Group’s role', async (ctx) => {
+    if (t.databaseUrl === undefined) {
+      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
+      return;
+    }
+    const { node, reachedP, release } = pausingNode('lockRoles', 'before');
+    const dir = await node.authenticate(`Bearer ${token}`);
+    const u = await createUser('returner');
+    const disable = patchOp({ op: 'replace', path: 'active', value: false });
+    assert.equal((await scim('PATCH', `/Users/${u.id}`, disable)).status, 200);
+    // The Supervisors Group (an earlier case may have made it), which the directory maps to "supervisor".
+    const listed = (await scim('GET', `/Groups?filter=${encodeURIComponent('displayName eq "Supervisors"')}`)).body;
+    const supervisors =
+      (listed.Resources as Json[])[0] ??
+      (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Supervisors' })).body;
+
+    // Node A adds the (disabled) User to Supervisors; its unit pauses just before the directory's role
+    // lock. Node B (over HTTP) enables the User again meanwhile: a new operator.
+    const a = node.patchGroup(dir, supervisors.id, patchOp({ op: 'add', path: 'members', value: [{ value: u.id }] }));
+    await reachedP;
+    const bDone = scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'replace', path: 'active', value: true }));
+    try {
+      await finishedOrWaiting(bDone);
+    } finally {
+      release();
+    }
+    await a;
+    const enabled = await bDone;
+    assert.equal(enabled.status, 200, JSON.stringify(enabled.body));
+    const operatorId = enabled.body[OPX].operatorId as string;
+    assert.notEqual(operatorId, u[OPX].operatorId, 'enabled again: a new operator');
+
+    const now = (await scim('GET', `/Users/${u.id}`)).body;
+    assert.equal(now.active, true);
+    assert.equal(now[OPX].operatorId, operatorId);
+    assert.deepEqual((await operator(operatorId)).roles, ['supervisor']);
+    assert.equal((await operator(operatorId)).revokedAt, null);
+  });
 });
