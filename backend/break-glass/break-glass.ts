@@ -166,6 +166,22 @@ export async function isBreakGlassSession(store: Store, sessionId: string): Prom
   return row !== undefined;
 }
 
+/** A grant's id (newId('bg')): a break-glass session's `credentialId` is its grant's, a passkey's never has this shape in practice. */
+const GRANT_ID = /^bg_[0-9a-f]{32}$/;
+
+/**
+ * `[BREAK_GLASS_REASON]` for an event about a break-glass session, else `[]`. Only a session whose
+ * `credentialId` has a grant's shape costs the indexed read that confirms it: a passkey's session
+ * (every normal sign-in, lock, end and expiry) reads nothing more.
+ */
+export async function breakGlassMark(
+  store: Store,
+  session: Pick<SessionRecord, 'id' | 'credentialId'>,
+): Promise<string[]> {
+  if (!GRANT_ID.test(session.credentialId)) return [];
+  return (await isBreakGlassSession(store, session.id)) ? [BREAK_GLASS_REASON] : [];
+}
+
 /** Whether a break-glass session may perform `action` under `policy` (only the actions its section lists). */
 export function breakGlassAllows(policy: Policy, action: string): boolean {
   return policy.breakGlass?.actions.includes(action) ?? false;
@@ -612,7 +628,7 @@ export class BreakGlass {
         subject: { operator: s.operatorId, console: console.id, session: s.id },
         assurance: assuranceContext(s.level, s.authTime),
         outcome: 'info',
-        reasons: ['another-operator-signed-in'],
+        reasons: ['another-operator-signed-in', ...(await breakGlassMark(tx, s))],
       });
     }
     const created: SessionRecord = {

@@ -3,7 +3,7 @@ import { BatonError } from '../../shared/errors.js';
 import { SIGN_IN_ACTION, effectiveMaxSessionSeconds, evaluatePolicy } from '../../shared/evaluate-policy.js';
 import { EVENT_CLOCK_SKEW_MS, type AssuranceEvent } from '../../shared/events.js';
 import type { SessionView, SignInResult } from '../../shared/http-api.js';
-import { isBreakGlassSession } from '../break-glass/break-glass.js';
+import { breakGlassMark, isBreakGlassSession } from '../break-glass/break-glass.js';
 import { newId } from '../crypto/secrets.js';
 import type { TokenIssuer } from '../crypto/token-issuer.js';
 import type {
@@ -373,7 +373,7 @@ export class SessionService {
         subject: { operator: s.operatorId, console: console.id, session: s.id },
         assurance: assuranceContext(s.level, s.authTime),
         outcome: 'info',
-        reasons: ['another-operator-signed-in', ...stale.reasons],
+        reasons: ['another-operator-signed-in', ...(await breakGlassMark(tx, s)), ...stale.reasons],
         ...(stale.reasons.length === 0 ? {} : { detail: stale.detail }),
       });
     }
@@ -469,7 +469,7 @@ export class SessionService {
         type: 'admin-action',
         subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
         outcome: 'success',
-        reasons: ['session-ended'],
+        reasons: ['session-ended', ...(await breakGlassMark(uow.store, session))],
         detail: { actor, reason },
       });
       const command = await this.storeEndCommand(uow, session, reason);
@@ -563,7 +563,10 @@ export class SessionService {
             subject,
             assurance: assuranceContext(session.level, session.authTime),
             outcome: 'info',
-            reasons: reason === REPORTED_BY_CONSOLE ? [reason] : [reason, REPORTED_BY_CONSOLE],
+            reasons: [
+              ...(reason === REPORTED_BY_CONSOLE ? [reason] : [reason, REPORTED_BY_CONSOLE]),
+              ...(await breakGlassMark(uow.store, session)),
+            ],
             detail: { ...reported, endedAt: at },
           });
         },
@@ -581,7 +584,10 @@ export class SessionService {
             subject,
             assurance: assuranceContext(session.level, session.authTime),
             outcome: 'info',
-            reasons: reason === REPORTED_BY_CONSOLE ? [reason] : [reason, REPORTED_BY_CONSOLE],
+            reasons: [
+              ...(reason === REPORTED_BY_CONSOLE ? [reason] : [reason, REPORTED_BY_CONSOLE]),
+              ...(await breakGlassMark(uow.store, session)),
+            ],
             detail: { ...reported, suspendedAt: at },
           });
         },
@@ -711,7 +717,8 @@ export class SessionService {
       subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),
       outcome: state === 'revoked' ? 'success' : 'info',
-      reasons: [reason],
+      // A break-glass session's end is marked too (no extra read for a passkey's session: breakGlassMark).
+      reasons: [reason, ...(await breakGlassMark(uow.store, session))],
       ...(reasonAdmin === undefined ? {} : { detail: { reason_admin: reasonAdmin } }),
     });
   }

@@ -47,4 +47,25 @@ describe('action tokens for a break-glass session', () => {
     assert.equal(refused.length, 1);
     assert.ok(refused[0].reasons.includes('break-glass'), JSON.stringify(refused[0].reasons));
   });
+
+  it('marks the backend’s events of the session after its start: suspended, ended, revoked (and the admin action)', async () => {
+    const newOperator = async (name: string) =>
+      ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: name })) as Json).operator.id as string;
+    // A second break-glass session on the kiosk suspends the first; the console ends the second.
+    const second = (await redeemBreakGlassCode(t.admin, kiosk, await newOperator('Bo Teller'))).session.id as string;
+    await kiosk.ok('POST', `/v1/sessions/${second}/end`, { reason: 'sign-out' });
+    // An admin revokes the first.
+    await t.admin.ok('POST', `/v1/admin/sessions/${sessionId}/revoke`, { reason: 'review' });
+
+    const reasonsOf = async (session: string, type: string): Promise<string[][]> =>
+      (
+        ((await t.admin.ok('GET', `/v1/admin/events?type=${type}&session=${session}&limit=10`)) as Json)
+          .events as Json[]
+      ).map((e) => e.reasons as string[]);
+    assert.deepEqual(await reasonsOf(sessionId, 'session-suspended'), [['another-operator-signed-in', 'break-glass']]);
+    assert.deepEqual(await reasonsOf(second, 'session-ended'), [['sign-out', 'break-glass']]);
+    const revoked = await reasonsOf(sessionId, 'session-revoked');
+    assert.equal(revoked.length, 1);
+    assert.ok(revoked[0]?.includes('break-glass'), JSON.stringify(revoked));
+  });
 });

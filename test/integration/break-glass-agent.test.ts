@@ -96,6 +96,12 @@ describe('a break-glass session is marked in the agent’s status, the workspace
     const gus = (await rig.events({ session: session.id })).filter(fromConsole);
     const locked = gus.find((e) => e.type === 'session-locked');
     assert.deepEqual(locked?.reasons, ['operator-locked', 'break-glass']);
+    // The backend's own record of that lock (its session-suspended) is marked as well.
+    const suspended = (await rig.events({ session: session.id, type: 'session-suspended' })).filter(
+      (e) => e.origin === 'backend',
+    );
+    assert.ok(suspended.length > 0);
+    for (const e of suspended) assert.ok(e.reasons.includes('break-glass'), JSON.stringify(e.reasons));
     const switched = (await rig.events({ session: mine.id })).filter(fromConsole);
     const away = switched.find((e) => e.type === 'session-switched' && e.detail?.fromSession === session.id);
     assert.ok(away?.reasons.includes('break-glass'), JSON.stringify(away?.reasons));
