@@ -43,8 +43,17 @@ export class StepUpService {
     const session = await this.sessions.liveSession(console, sessionId, 'active');
     // Break-glass (backend/break-glass/): a session started without a key may do only the policy's
     // `breakGlass.actions`; anything else is refused as the action-token exchange refuses it.
-    await this.refuseOutsideBreakGlass(console, session, action);
-    const decision = await this.decide(console, session, action, session.level, session.authTime, true, stale);
+    const breakGlass = await this.refuseOutsideBreakGlass(console, session, action);
+    const decision = await this.decide(
+      console,
+      session,
+      action,
+      session.level,
+      session.authTime,
+      true,
+      stale,
+      breakGlass,
+    );
     if (decision.outcome !== 'step-up') return { decision };
     const operatorCredentials = (await this.ctx.store.operators.listCredentials(session.operatorId))
       .filter((c) => c.revokedAt === null && c.suspendedAt === null)
@@ -112,6 +121,8 @@ export class StepUpService {
       ),
       stale,
     );
+    // The events of a break-glass session's step-up carry its mark (the decision the console gets is unchanged).
+    const mark = breakGlass ? [BREAK_GLASS_REASON] : [];
     if (decision.outcome !== 'allow') {
       // A refusal changes nothing: the credential's counter and last use stay as they were.
       await this.ctx.events.record({
@@ -119,7 +130,7 @@ export class StepUpService {
         subject: { operator: operator.id, console: console.id, session: session.id },
         assurance: assuranceContext(level, now),
         outcome: 'failure',
-        reasons: ['step-up-insufficient', ...decision.reasons],
+        reasons: ['step-up-insufficient', ...decision.reasons, ...mark],
         detail: { action, ...stale.detail },
       });
       throw new BatonError('STEP_UP_INSUFFICIENT', `A "${level}" authentication does not satisfy "${action}"`, {
@@ -168,7 +179,7 @@ export class StepUpService {
           subject,
           assurance,
           outcome: 'success',
-          reasons: ['step-up', ...stale.reasons],
+          reasons: ['step-up', ...stale.reasons, ...mark],
           detail: { action, ...stale.detail },
         });
         await uow.record({
@@ -176,7 +187,7 @@ export class StepUpService {
           subject,
           assurance,
           outcome: 'allow',
-          reasons: decision.reasons,
+          reasons: [...decision.reasons, ...mark],
           detail: { action, ...stale.detail },
         });
         return stored;
@@ -217,6 +228,7 @@ export class StepUpService {
     authTime: number,
     record = true,
     stale: StaleMark = { reasons: [], detail: {} },
+    breakGlass = false,
   ): Promise<Decision> {
     const now = this.ctx.clock();
     const decision = marked(
@@ -233,7 +245,7 @@ export class StepUpService {
         subject: { operator: session.operatorId, console: console.id, session: session.id },
         assurance: assuranceContext(level, authTime),
         outcome: decision.outcome,
-        reasons: decision.reasons,
+        reasons: [...decision.reasons, ...(breakGlass ? [BREAK_GLASS_REASON] : [])],
         detail: { action, policyVersion: this.ctx.policies.version.version, ...stale.detail },
       });
     }

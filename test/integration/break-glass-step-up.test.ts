@@ -114,6 +114,21 @@ describe('break-glass sessions at step-up: the exchange’s cap, and the break_g
     assert.equal(decodeJwt(lookup.body.access_token as string).break_glass, true);
     assertError(await exchange(kiosk, stepped.body.token as string, 'payment.approve'), 403, 'ACTION_DENIED');
     assertError(await options('payment.approve'), 403, 'ACTION_DENIED');
+
+    // Each event of the step-up carries the session's mark: the options' decision, the step-up, its allow.
+    const events = (await t.admin.ok('GET', `/v1/admin/events?session=${session}&limit=100`)).events as Json[];
+    const ofStepUp = events.filter(
+      (e) => (e.type === 'policy-decision' && e.detail.action === 'customer.view') || e.type === 'session-stepped-up',
+    );
+    assert.deepEqual(
+      ofStepUp.map((e) => [e.type, e.outcome]),
+      [
+        ['policy-decision', 'step-up'],
+        ['session-stepped-up', 'success'],
+        ['policy-decision', 'allow'],
+      ],
+    );
+    for (const e of ofStepUp) assert.ok(e.reasons.includes('break-glass'), JSON.stringify([e.type, e.reasons]));
   });
 
   it('refuses the step-up’s verification when the policy took the action off breakGlass.actions meanwhile', async () => {
