@@ -229,36 +229,8 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
       ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
       return;
     }
-    const b = t.backend;
     // Node A pauses its unit of work right after reading the directory's groups for the role sync.
-    let reached: () => void = () => undefined;
-    const reachedP = new Promise<void>((resolve) => (reached = resolve));
-    let release: () => void = () => undefined;
-    const releaseP = new Promise<void>((resolve) => (release = resolve));
-    let armed = true;
-    const hookUow = (uow: UnitOfWork): UnitOfWork => {
-      const tx = uow.store;
-      const scimTx = withProp(tx.scim, 'allGroups', async (directoryId: string) => {
-        const groups = await tx.scim.allGroups(directoryId);
-        if (armed) {
-          armed = false;
-          reached();
-          await releaseP;
-        }
-        return groups;
-      });
-      return withProp(uow, 'store', withProp(tx, 'scim', scimTx) as Store);
-    };
-    const events = withProp(b.events, 'atomically', <T>(fn: (uow: UnitOfWork) => Promise<T>) =>
-      b.events.atomically((uow) => fn(hookUow(uow))),
-    ) as EventLog;
-    const nodeA = new ScimService({
-      store: b.store,
-      events,
-      revocations: b.revocations,
-      clock: Date.now,
-      logger: pino({ level: 'silent' }),
-    });
+    const { node: nodeA, reachedP, release } = pausingNode('allGroups', 'after');
     const dir = await nodeA.authenticate(`Bearer ${token}`);
     const tellers = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Tellers' })).body;
     const supervisors = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Supervisors' })).body;
@@ -267,31 +239,18 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     assert.equal((await scim('PATCH', `/Groups/${tellers.id}`, add(u.id))).status, 200);
     assert.deepEqual((await operator(u[OPX].operatorId)).roles, ['teller']);
 
-    const client = new pg.Client({ connectionString: t.databaseUrl });
-    await client.connect();
     try {
       // The directory moves the user: node A takes it out of Tellers, node B (over HTTP) puts it in Supervisors.
-      armed = true;
       const a = nodeA.patchGroup(dir, tellers.id, patchOp({ op: 'remove', path: `members[value eq "${u.id}"]` }));
       await reachedP;
       const bDone = scim('PATCH', `/Groups/${supervisors.id}`, add(u.id));
       // B either finishes (it computed roles while A held its read) or waits for a lock A holds.
-      let finished = false;
-      void bDone.then(() => (finished = true));
-      for (const deadline = Date.now() + 15_000; !finished; ) {
-        const { rows } = await client.query<{ n: string }>(
-          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        );
-        if (Number(rows[0]?.n) > 0) break;
-        assert.ok(Date.now() < deadline, 'node B neither finished nor waited for a lock');
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await finishedOrWaiting(bDone);
       release();
       await a;
       assert.equal((await bDone).status, 200);
     } finally {
       release();
-      await client.end();
     }
     assert.deepEqual((await operator(u[OPX].operatorId)).roles, ['supervisor']);
     const inTellers = (await scim('GET', `/Groups/${tellers.id}`)).body.members?.some((m: Json) => m.value === u.id);
