@@ -53,6 +53,9 @@ describe('ReconnectLoop (the revocation followers shared retry loop)', () => {
     assert.equal(loop.connected, false, 'closed: no longer hearing revocations');
     now = 19_500;
     assert.equal(loop.downForMs(), 7_500, 'down since the close, not 0');
+    loop.up(); // a poll answered after the close (its fetch was already read)
+    assert.equal(loop.connected, false, 'an answer after the close does not connect a closed follower');
+    assert.equal(loop.downForMs(), 7_500);
   });
 
   it('is down from its start until the first connection', () => {

@@ -50,8 +50,12 @@ export class ReconnectLoop {
     this.delay = this.firstDelay;
   }
 
-  /** Revocations are being heard (the stream's hello, a poll answered): connected, and the backoff starts over. */
+  /**
+   * Revocations are being heard (the stream's hello, a poll answered): connected, and the backoff starts over. Not once
+   * closed: an answer that lands after `close()` does not make a closed follower look connected again.
+   */
   up(): void {
+    if (this.closedNow) return;
     this.connectedNow = true;
     this.accepted();
   }
