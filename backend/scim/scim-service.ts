@@ -7,6 +7,7 @@
  * `scim-provisioning` event naming the directory.
  */
 import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BatonError } from '../../shared/errors.js';
@@ -309,13 +310,26 @@ function extensionKey(state: UserState, urn: string): string | undefined {
   );
 }
 
+/**
+ * A schema URN no User extension can be: SCIM's own core schemas and messages (a Group's or a
+ * PatchOp's attributes are not a User's). Any other URN (an Entra/Okta custom extension such as
+ * `urn:ietf:params:scim:schemas:extension:<App>:2.0:User`) is one the User may take on.
+ */
+const NOT_AN_EXTENSION = /^urn:ietf:params:scim:(schemas:core:|api:)/i;
+
+/** A User extension's whole URN by the convention every directory follows: it ends in `:User`. */
+const WHOLE_USER_EXTENSION = /^urn:.+:User$/i;
+
 /** Applies one operation on a user's attributes at `path`. */
 function applyUserPath(state: UserState, op: 'add' | 'replace' | 'remove', rawPath: string, value: unknown): void {
   const trimmed = rawPath.trim();
   if (trimmed.toLowerCase() === SCIM_BATON_OPERATOR.toLowerCase()) throw readOnly(SCIM_BATON_OPERATOR);
   if (/^urn:/i.test(trimmed) && !USER_CORE_PREFIX.test(trimmed)) {
-    // A whole extension: removed, or its attributes merged.
-    const whole = extensionKey(state, trimmed);
+    // A whole extension: removed, or its attributes merged. One the User does not carry yet (its URN
+    // ends in `:User`) is added with them (RFC 7644 §3.5.2); removing it is nothing to do.
+    const whole =
+      extensionKey(state, trimmed) ??
+      (WHOLE_USER_EXTENSION.test(trimmed) && !NOT_AN_EXTENSION.test(trimmed) ? trimmed : undefined);
     if (whole !== undefined) {
       if (op === 'remove') delete state.resource[whole];
       else {
@@ -333,11 +347,15 @@ function applyUserPath(state: UserState, op: 'add' | 'replace' | 'remove', rawPa
   let container = state.resource;
   let attrName = p.attribute;
   if (p.extension !== undefined) {
-    // RFC 7644 §3.5.2: Baton's extension is read-only; a schema the User does not carry is no path.
+    // RFC 7644 §3.5.2: Baton's extension is read-only; an extension the User does not carry yet is
+    // added (Entra and Okta send a custom attribute's first value as a PATCH add), and removing an
+    // attribute of one is nothing to do. SCIM's core schemas and messages are no User extension.
     if (p.extension.toLowerCase() === SCIM_BATON_OPERATOR.toLowerCase()) throw readOnly(SCIM_BATON_OPERATOR);
+    if (NOT_AN_EXTENSION.test(p.extension))
+      throw badPath(rawPath, `"${p.extension.slice(0, 200)}" is not a User extension`);
     const key = extensionKey(state, p.extension);
-    if (key === undefined) throw badPath(rawPath, `the User has no schema "${p.extension.slice(0, 200)}"`);
-    container = asObject((state.resource[key] ??= {}), key);
+    if (key === undefined && op === 'remove') return;
+    container = asObject((state.resource[key ?? p.extension] ??= {}), key ?? p.extension);
   } else {
     if (top === 'id' || top === 'meta' || top === 'schemas') throw readOnly(`"${p.attribute}"`);
     // Never stored or returned (as on POST and PUT).
@@ -395,7 +413,42 @@ function applyUserPath(state: UserState, op: 'add' | 'replace' | 'remove', rawPa
   container[attrKey] = list;
 }
 
-function applyUserPatch(state: UserState, id: string, ops: ReturnType<typeof parsePatch>): void {
+/**
+ * The attributes a PATCH changed (added, changed or removed at the top level, the extensions included),
+ * spelled as RFC 7643 does and checked for their shape; the others stay as stored. A User stored before
+ * those checks with a wrongly shaped or case-duplicated attribute can still be patched (deactivated
+ * above all): only what the PATCH touched is refused.
+ */
+function canonicalTouched(before: Json, after: Json): Json {
+  const touched = new Set(
+    Object.keys(after).filter((k) => !Object.hasOwn(before, k) || !isDeepStrictEqual(before[k], after[k])),
+  );
+  const names = Object.keys(after).map((k) => (touched.has(k) ? (USER_NAMES.get(k.toLowerCase()) ?? k) : k));
+  const out: Json = {};
+  for (const [i, key] of Object.keys(after).entries()) {
+    const name = names[i] ?? key;
+    if (touched.has(key)) {
+      if (names.some((other, j) => j !== i && other === name))
+        throw new BatonError(
+          'SCIM_INVALID_SYNTAX',
+          `The User names "${name}" twice (attribute names are case-insensitive)`,
+        );
+    }
+    out[name] = after[key];
+  }
+  const changed: Json = {};
+  for (const [i, key] of Object.keys(after).entries()) {
+    if (!touched.has(key)) continue;
+    const name = names[i] ?? key;
+    if (name === 'name' && typeof out.name === 'object' && out.name !== null && !Array.isArray(out.name))
+      out.name = canonical(out.name as Json, NAME_PARTS, "The User's name");
+    changed[name] = out[name];
+  }
+  checkUserResource(changed);
+  return out;
+}
+
+function applyUserPatch(state: UserState, id: string, ops: ReturnType<typeof parsePatch>, before: Json): void {
   for (const { op, path, value } of ops) {
     if (path !== undefined && path !== '') {
       applyUserPath(state, op as 'add' | 'replace' | 'remove', path, value);
@@ -412,8 +465,7 @@ function applyUserPatch(state: UserState, id: string, ops: ReturnType<typeof par
       applyUserPath(state, op as 'add' | 'replace', k, v);
     }
   }
-  state.resource = canonicalUser(state.resource, 'The User');
-  checkUserResource(state.resource);
+  state.resource = canonicalTouched(before, state.resource);
 }
 
 function membersOf(value: unknown): string[] {
@@ -526,8 +578,27 @@ export class ScimService {
     return dir;
   }
 
+  /**
+   * The User as the directory reads it (GET, a list or filter page, the answer of POST/PUT/PATCH). An
+   * inactive User whose operator is still live (its revocation after the deactivation's commit failed)
+   * has that operator revoked first: a reconciling directory sees `active: false` and sends nothing, so
+   * Baton heals it itself. If that revocation fails the read fails (503): never an answer of
+   * `active: false` over a live operator. An active User costs no more than its one operator read.
+   */
   async userView(dir: DirectoryRecord, u: ScimUserRecord, base: string): Promise<Json> {
-    const operator = await this.deps.store.operators.get(u.operatorId);
+    let operator = await this.deps.store.operators.get(u.operatorId);
+    if (!u.active && operator !== undefined && operator.revokedAt === null) {
+      try {
+        await this.revokeIfLive(dir, u.operatorId, 'deactivated');
+      } catch (error) {
+        this.deps.logger.warn(
+          { err: error, directory: dir.id, scimId: u.id, operatorId: u.operatorId },
+          'SCIM: revoking the operator of an inactive User failed',
+        );
+        throw new BatonError('BACKEND_BUSY', 'The inactive User’s operator could not be revoked yet; retry');
+      }
+      operator = await this.deps.store.operators.get(u.operatorId);
+    }
     // The stored attributes without any key Baton answers itself, and spread first: none replaces a
     // core one (a User stored before PATCH paths such as `id.x` were refused may carry such keys).
     const stored = Object.fromEntries(Object.entries(u.resource).filter(([k]) => !USER_RESERVED.has(k.toLowerCase())));
@@ -712,7 +783,7 @@ export class ScimService {
         active: current.active,
         resource: structuredClone(current.resource),
       };
-      applyUserPatch(state, current.id, ops);
+      applyUserPatch(state, current.id, ops, current.resource);
       return state;
     });
   }

@@ -14,6 +14,7 @@ import { ScimService } from '../../backend/scim/scim-service.js';
 import type { EventLog, UnitOfWork } from '../../backend/services/event-log.js';
 import type { RevocationHub } from '../../backend/services/revocation-hub.js';
 import type { Store } from '../../backend/store/repositories.js';
+import { BatonError } from '../../shared/errors.js';
 import { startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 
 const USER = 'urn:ietf:params:scim:schemas:core:2.0:User';
@@ -99,6 +100,12 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
       if (during !== undefined) await during();
     }
     const userOf = async (id: string) => (await scim('GET', `/Users/${id}`)).body;
+    /** The User as stored (a GET would revoke an inactive User's live operator before answering). */
+    const storedOf = async (id: string) => {
+      const s = await t.backend.store.scim.user(dir.id, id);
+      assert.ok(s !== undefined);
+      return { active: s.active, [OPX]: { operatorId: s.operatorId } };
+    };
     const assertLiveIffActive = async (u: Json) => {
       const o = await operator(u[OPX].operatorId);
       assert.equal(o.revokedAt === null, u.active === true, `active ${u.active}, operator revokedAt ${o.revokedAt}`);
@@ -114,11 +121,11 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
           200,
         ),
     );
+    await assertLiveIffActive(await storedOf(u1.id));
     const f1 = await userOf(u1.id);
     assert.equal(f1.active, false);
     assert.equal(f1.title, 'Teller');
     assert.equal(f1[OPX].operatorId, u1[OPX].operatorId, 'no new operator');
-    await assertLiveIffActive(f1);
 
     // The User is disabled; node A enables it while node B applies a PUT active:false: never an inactive User with a live operator.
     const u2 = await createUser('overlap2', { active: false });
@@ -130,7 +137,7 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
           200,
         ),
     );
-    await assertLiveIffActive(await userOf(u2.id));
+    await assertLiveIffActive(await storedOf(u2.id));
 
     // Two attribute PATCHes: neither is lost.
     const u3 = await createUser('overlap3');
@@ -202,12 +209,13 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     );
     const retry = await scim('POST', '/Users', { schemas: [USER], userName: 'inactive', active: false });
     assert.equal(retry.status, 409);
-    const found = (await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "inactive"')}`)).body
-      .Resources[0];
-    assert.equal(found.active, false);
+    // Read from the store: a GET would revoke it itself (the next case).
+    const found = await b.store.scim.userByName(dir.id, 'inactive');
+    assert.equal(found?.active, false);
+    assert.equal((await operator(found.operatorId)).revokedAt, null);
     const again = await scim('PATCH', `/Users/${found.id}`, patchOp({ op: 'replace', path: 'active', value: false }));
     assert.equal(again.status, 200);
-    assert.notEqual((await operator(found[OPX].operatorId)).revokedAt, null);
+    assert.notEqual((await operator(found.operatorId)).revokedAt, null);
 
     // Deactivated, the revocation fails: the directory's retry revokes the operator.
     const u = await createUser('deactivated');
@@ -216,12 +224,102 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
       node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'active', value: false })),
       /connection terminated/,
     );
-    assert.equal((await scim('GET', `/Users/${u.id}`)).body.active, false);
+    assert.equal((await b.store.scim.user(dir.id, u.id))?.active, false);
+    assert.equal((await operator(u[OPX].operatorId)).revokedAt, null);
     assert.equal(
       (await scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'replace', path: 'active', value: false }))).status,
       200,
     );
     assert.notEqual((await operator(u[OPX].operatorId)).revokedAt, null);
+  });
+
+  it('an inactive User whose operator revocation failed is healed by Baton on the next read (GET, a filter page): no reconciling directory has to re-send it; a read that cannot revoke is 503', async () => {
+    const b = t.backend;
+    let failures = 0;
+    const flaky = withProp(b.revocations, 'revoke', (...args: Parameters<RevocationHub['revoke']>) => {
+      if (failures > 0) {
+        failures--;
+        return Promise.reject(new Error('connection terminated'));
+      }
+      return b.revocations.revoke(...args);
+    });
+    const { node } = slowNode(flaky);
+    const dir = await node.authenticate(`Bearer ${token}`);
+    const base = `${t.url}/scim/v2`;
+    /** Deactivated on node B, whose revocation fails once: stored inactive, its operator live. */
+    const halfDeactivated = async (userName: string) => {
+      const u = await createUser(userName);
+      failures = 1;
+      await assert.rejects(
+        node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'active', value: false })),
+        /connection terminated/,
+      );
+      assert.equal((await b.store.scim.user(dir.id, u.id))?.active, false);
+      assert.equal((await operator(u[OPX].operatorId)).revokedAt, null);
+      return u;
+    };
+
+    // While the revocation still fails, the read fails (503, the directory retries) instead of answering active:false.
+    const u = await halfDeactivated('healed-by-get');
+    failures = 1;
+    await assert.rejects(node.userView(dir, await node.getUser(dir, u.id), base), (error: unknown) => {
+      assert.ok(error instanceof BatonError);
+      assert.equal(error.code, 'BACKEND_BUSY');
+      assert.equal(error.status, 503);
+      return true;
+    });
+    failures = 1;
+    await assert.rejects(node.listUsers(dir, new URLSearchParams(), base), BatonError);
+    assert.equal((await operator(u[OPX].operatorId)).revokedAt, null);
+
+    // Entra reconciling: GET the User, sees active:false, sends nothing. The GET itself revoked the operator.
+    const got = await scim('GET', `/Users/${u.id}`);
+    assert.equal(got.status, 200);
+    assert.equal(got.body.active, false);
+    assert.notEqual((await operator(u[OPX].operatorId)).revokedAt, null, 'the GET revoked the operator');
+
+    // The same through a filter page (Entra's and Okta's userName eq "…" query).
+    const v = await halfDeactivated('healed-by-filter');
+    const page = await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "healed-by-filter"')}`);
+    assert.equal(page.status, 200);
+    assert.equal(page.body.Resources[0].active, false);
+    assert.notEqual((await operator(v[OPX].operatorId)).revokedAt, null, 'the list read revoked the operator');
+  });
+
+  it('a User stored earlier with a wrongly shaped or case-duplicated attribute can still be patched (deactivated): only what a PATCH touches is checked', async () => {
+    const b = t.backend;
+    const dir = await slowNode().node.authenticate(`Bearer ${token}`);
+    const u = await createUser('legacy-shapes');
+    // What the code before the shape checks accepted and stored.
+    const stored = await b.store.scim.user(dir.id, u.id);
+    assert.ok(stored !== undefined);
+    const legacy = { emails: 'x', roles: ['a'], displayName: 'Legacy', DisplayName: 'Twice' };
+    assert.ok(await b.store.scim.updateUser({ ...stored, resource: legacy, version: stored.version + 1 }));
+
+    const title = await scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'add', path: 'title', value: 'Teller' }));
+    assert.equal(title.status, 200, JSON.stringify(title.body));
+    assert.equal(title.body.title, 'Teller');
+    // Entra's deactivation.
+    const off = await scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'Replace', path: 'active', value: 'False' }));
+    assert.equal(off.status, 200, JSON.stringify(off.body));
+    assert.equal(off.body.active, false);
+    assert.notEqual((await operator(u[OPX].operatorId)).revokedAt, null);
+    // What a PATCH touches is still checked; setting the bad attribute right is allowed.
+    const bad = await scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'replace', path: 'emails', value: 'still-x' }));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.scimType, 'invalidValue');
+    const fixed = await scim(
+      'PATCH',
+      `/Users/${u.id}`,
+      patchOp({ op: 'replace', path: 'emails', value: [{ type: 'work', value: 'l@example.com' }] }),
+    );
+    assert.equal(fixed.status, 200, JSON.stringify(fixed.body));
+    assert.deepEqual(fixed.body.emails, [{ type: 'work', value: 'l@example.com' }]);
+    assert.deepEqual(
+      (await b.store.scim.user(dir.id, u.id))?.resource.roles,
+      ['a'],
+      'untouched attributes kept as stored',
+    );
   });
 
   it('two group changes at once (PostgreSQL, two nodes): the roles follow both, none kept that the directory took away', async (ctx) => {

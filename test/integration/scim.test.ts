@@ -428,7 +428,7 @@ describe('SCIM 2.0 provisioning of operators', () => {
     }
   });
 
-  it('PATCH refuses sub-paths of core and read-only attributes, unknown schemas and wrong types; the User stays as it was', async () => {
+  it('PATCH refuses sub-paths of core and read-only attributes, SCIM core schemas other than User and wrong types; the User stays as it was', async () => {
     const user = await scim('POST', '/Users', {
       schemas: [USER],
       userName: 'subpaths@bank.example',
@@ -447,7 +447,8 @@ describe('SCIM 2.0 provisioning of operators', () => {
       ['externalId.x', 'y', 'invalidPath', 'SCIM_INVALID_PATH'],
       ['active.x', false, 'invalidPath', 'SCIM_INVALID_PATH'],
       ['userName[type eq "work"].value', 'y', 'invalidPath', 'SCIM_INVALID_PATH'],
-      ['urn:foo:bar', 1, 'invalidPath', 'SCIM_INVALID_PATH'],
+      [`${GROUP}:displayName`, 'x', 'invalidPath', 'SCIM_INVALID_PATH'],
+      [`${PATCH}:Operations`, [], 'invalidPath', 'SCIM_INVALID_PATH'],
       ['emails', 'not-a-list', 'invalidValue', 'SCIM_INVALID_VALUE'],
       ['emails', [1], 'invalidValue', 'SCIM_INVALID_VALUE'],
       ['name', 42, 'invalidValue', 'SCIM_INVALID_VALUE'],
@@ -523,6 +524,66 @@ describe('SCIM 2.0 provisioning of operators', () => {
       groupAfter.members.map((m: Json) => m.value),
       [id],
     );
+  });
+
+  it('a custom extension the User does not carry yet: Entra’s PATCH add stores it (and its schema), remove of an absent one succeeds, Baton’s extension stays read-only', async () => {
+    const CUSTOM = 'urn:ietf:params:scim:schemas:extension:BatonBank:2.0:User';
+    const OKTA = 'urn:ietf:params:scim:schemas:extension:OktaApp:2.0:User';
+    const user = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'custom-ext@bank.example',
+      externalId: 'ce-1',
+      active: true,
+    });
+    assert.equal(user.status, 201);
+    const id = user.body.id as string;
+    // Entra's request for a custom attribute's first value (the POST carried only attributes with values).
+    const first = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'Add', path: `${CUSTOM}:costCenter`, value: 'CC-4711' }],
+    });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.deepEqual(first.body.schemas, [USER, CUSTOM, OPERATOR_EXT]);
+    assert.deepEqual(first.body[CUSTOM], { costCenter: 'CC-4711' });
+    // Removing an attribute of an extension the User does not carry: nothing to do, success, no schema added.
+    const removed = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [
+        { op: 'Remove', path: `${OKTA}:badge` },
+        { op: 'remove', path: OKTA },
+      ],
+    });
+    assert.equal(removed.status, 200, JSON.stringify(removed.body));
+    assert.deepEqual(removed.body.schemas, [USER, CUSTOM, OPERATOR_EXT]);
+    // A path-less value naming the extension (whole or by attribute) is the same.
+    const pathless = await scim('PATCH', `/Users/${id}`, {
+      schemas: [PATCH],
+      Operations: [{ op: 'replace', value: { [OKTA]: { badge: 'B-7' }, [`${CUSTOM}:division`]: 'Retail' } }],
+    });
+    assert.equal(pathless.status, 200, JSON.stringify(pathless.body));
+    const got = (await scim('GET', `/Users/${id}`)).body;
+    assert.deepEqual(got.schemas, [USER, CUSTOM, OKTA, OPERATOR_EXT]);
+    assert.deepEqual(got[CUSTOM], { costCenter: 'CC-4711', division: 'Retail' });
+    assert.deepEqual(got[OKTA], { badge: 'B-7' });
+    assert.equal(got.userName, 'custom-ext@bank.example');
+    // Still refused: Baton's extension by any path or key, core sub-paths, wrong types of core attributes.
+    const refused: [Json, string, string][] = [
+      [{ op: 'add', path: `${OPERATOR_EXT}:roles`, value: ['supervisor'] }, 'mutability', 'SCIM_MUTABILITY'],
+      [{ op: 'remove', path: `${OPERATOR_EXT}:operatorId` }, 'mutability', 'SCIM_MUTABILITY'],
+      [{ op: 'add', path: 'meta.version', value: 'x' }, 'mutability', 'SCIM_MUTABILITY'],
+      [{ op: 'add', path: 'active.x', value: false }, 'invalidPath', 'SCIM_INVALID_PATH'],
+      [{ op: 'add', path: 'emails', value: 'x' }, 'invalidValue', 'SCIM_INVALID_VALUE'],
+      [{ op: 'add', value: { emails: 'x', [`${CUSTOM}:site`]: 'Y' } }, 'invalidValue', 'SCIM_INVALID_VALUE'],
+      [{ op: 'add', path: CUSTOM, value: 'not-an-object' }, 'invalidValue', 'SCIM_INVALID_VALUE'],
+    ];
+    for (const [op, scimType, code] of refused) {
+      const result = await scim('PATCH', `/Users/${id}`, { schemas: [PATCH], Operations: [op] });
+      assertScimError(result, 400, scimType, code);
+    }
+    const unchanged = (await scim('GET', `/Users/${id}`)).body;
+    assert.deepEqual(unchanged.schemas, [USER, CUSTOM, OKTA, OPERATOR_EXT]);
+    assert.deepEqual(unchanged[CUSTOM], { costCenter: 'CC-4711', division: 'Retail' });
+    assert.equal(unchanged.emails, undefined);
   });
 
   it('attribute names are case-insensitive on POST and PUT as on PATCH (RFC 7643 §2.1)', async () => {
