@@ -359,7 +359,7 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
    * Node A (a second `ScimService`): its next unit of work pauses when it calls `method` on the SCIM
    * repository (`when`: before the call, or after it with its answer read), until `release`.
    */
-  function pausingNode(method: 'allGroups' | 'lockRoles', when: 'before' | 'after') {
+  function pausingNode(method: 'allGroups' | 'lockRoles' | 'userForUpdate', when: 'before' | 'after') {
     const b = t.backend;
     let reached: () => void = () => undefined;
     const reachedP = new Promise<void>((resolve) => (reached = resolve));
@@ -419,6 +419,33 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
       await client.end();
     }
   }
+
+  it('two changes of one User at once (PostgreSQL, two nodes): the second waits for the User the first holds, both apply', async (ctx) => {
+    if (t.databaseUrl === undefined) {
+      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
+      return;
+    }
+    const { node, reachedP, release } = pausingNode('userForUpdate', 'after');
+    const dir = await node.authenticate(`Bearer ${token}`);
+    const u = await createUser('held');
+    // Node A sets a title; its unit pauses once it has read the User (locked). Node B (over HTTP) deactivates the
+    // User meanwhile: it must wait for A's unit, then build its change from A's committed User.
+    const a = node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'title', value: 'Teller' }));
+    await reachedP;
+    const bDone = scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'Replace', path: 'active', value: 'False' }));
+    try {
+      await finishedOrWaiting(bDone);
+    } finally {
+      release();
+    }
+    await a; // without the lock B commits first, and A's version-checked write is BACKEND_BUSY
+    const deactivated = await bDone;
+    assert.equal(deactivated.status, 200, JSON.stringify(deactivated.body));
+    const now = (await scim('GET', `/Users/${u.id}`)).body;
+    assert.equal(now.title, 'Teller');
+    assert.equal(now.active, false);
+    assert.notEqual((await operator(u[OPX].operatorId)).revokedAt, null);
+  });
 
   it('a User deleted while its Group changes (PostgreSQL, two nodes): the Group no longer lists it', async (ctx) => {
     if (t.databaseUrl === undefined) {
