@@ -188,7 +188,11 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     assert.equal((await operator(u[OPX].operatorId)).revokedAt, null, 'the User is active: its operator too');
   });
 
-  it('a revocation that fails after the User is stored inactive is done by the directory’s retry', async () => {
+  /**
+   * A second node whose next `n` revocations fail after `fail(n)`, as when the database drops the revocation's
+   * connection.
+   */
+  async function nodeWithFailingRevocations() {
     const b = t.backend;
     let failures = 0;
     const flaky = withProp(b.revocations, 'revoke', (...args: Parameters<RevocationHub['revoke']>) => {
@@ -200,9 +204,14 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     });
     const { node } = slowNode(flaky);
     const dir = await node.authenticate(`Bearer ${token}`);
+    return { b, node, dir, fail: (n: number) => (failures = n) };
+  }
+
+  it('a revocation that fails after the User is stored inactive is done by the directory’s retry', async () => {
+    const { b, node, dir, fail } = await nodeWithFailingRevocations();
 
     // Created inactive, the revocation fails: the retried POST is 409, a re-sent active:false revokes.
-    failures = 1;
+    fail(1);
     await assert.rejects(
       node.createUser(dir, { schemas: [USER], userName: 'inactive', active: false }),
       /connection terminated/,
@@ -219,7 +228,7 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
 
     // Deactivated, the revocation fails: the directory's retry revokes the operator.
     const u = await createUser('deactivated');
-    failures = 1;
+    fail(1);
     await assert.rejects(
       node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'active', value: false })),
       /connection terminated/,
@@ -234,22 +243,12 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
   });
 
   it('an inactive User whose operator revocation failed is healed by Baton on the next read (GET, a filter page): no reconciling directory has to re-send it; a read that cannot revoke is 503', async () => {
-    const b = t.backend;
-    let failures = 0;
-    const flaky = withProp(b.revocations, 'revoke', (...args: Parameters<RevocationHub['revoke']>) => {
-      if (failures > 0) {
-        failures--;
-        return Promise.reject(new Error('connection terminated'));
-      }
-      return b.revocations.revoke(...args);
-    });
-    const { node } = slowNode(flaky);
-    const dir = await node.authenticate(`Bearer ${token}`);
+    const { b, node, dir, fail } = await nodeWithFailingRevocations();
     const base = `${t.url}/scim/v2`;
     /** Deactivated on node B, whose revocation fails once: stored inactive, its operator live. */
     const halfDeactivated = async (userName: string) => {
       const u = await createUser(userName);
-      failures = 1;
+      fail(1);
       await assert.rejects(
         node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'active', value: false })),
         /connection terminated/,
@@ -261,14 +260,14 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
 
     // While the revocation still fails, the read fails (503, the directory retries) instead of answering active:false.
     const u = await halfDeactivated('healed-by-get');
-    failures = 1;
+    fail(1);
     await assert.rejects(node.userView(dir, await node.getUser(dir, u.id), base), (error: unknown) => {
       assert.ok(error instanceof BatonError);
       assert.equal(error.code, 'BACKEND_BUSY');
       assert.equal(error.status, 503);
       return true;
     });
-    failures = 1;
+    fail(1);
     await assert.rejects(node.listUsers(dir, new URLSearchParams(), base), BatonError);
     assert.equal((await operator(u[OPX].operatorId)).revokedAt, null);
 
