@@ -203,7 +203,11 @@ test('an admin API token is issued with a passkey, works for a script, and is re
   await checkLayout(page, info, 'api-tokens');
   // The tokens table is searched and paged by the API like the others.
   await page.locator('#tokens-search').fill('nightly');
+  // Apply changes the address and the page is drawn again on the next task, with the same one row as before the
+  // search: wait until the old form is gone, so the next search is typed into the new one.
+  const formBefore = await page.locator('#tokens-search').elementHandle();
   await page.locator('#tokens-apply').click();
+  await formBefore?.waitForElementState('hidden');
   await expect(page.locator('#tokens-position')).toHaveText('Rows 1–1 of 1');
   await page.locator('#tokens-search').fill('no such script');
   await page.locator('#tokens-apply').click();
