@@ -644,6 +644,13 @@ export class EventLog {
     return (await this.store.events.head(origin)) ?? { lastSeq: 0, lastHash: GENESIS_HASH };
   }
 
+  /** `head` of several origins in one statement: every origin asked for, by origin. */
+  async heads(origins: readonly string[]): Promise<Map<string, StreamHead>> {
+    this.outsideUnit('heads');
+    const stored = await this.store.events.heads(origins);
+    return new Map(origins.map((o) => [o, stored.get(o) ?? { lastSeq: 0, lastHash: GENESIS_HASH }]));
+  }
+
   query(query: EventQuery): Promise<StoredEvent[]> {
     this.outsideUnit('query');
     return this.store.events.query(query);

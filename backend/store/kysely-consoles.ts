@@ -1,7 +1,7 @@
 /** Consoles and their enrolment tokens (Kysely, both dialects). */
 import { CompiledQuery, sql } from 'kysely';
 import type { ConsoleRecord, ConsoleRepository, ConsoleTokenRecord } from './repositories.js';
-import { atomic, changed, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
+import { atomic, changed, inIds, num, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
 /** A `consoles` row as a ConsoleRecord (also the admin lists' rows: admin-tables.ts). */
 export function consoleFrom(row: Row): ConsoleRecord {
@@ -64,6 +64,17 @@ export class KyselyConsoles implements ConsoleRepository {
   async get(id: string): Promise<ConsoleRecord | undefined> {
     const row = await this.ctx.db.selectFrom('consoles').selectAll().where('id', '=', id).executeTakeFirst();
     return row && consoleFrom(row);
+  }
+  async getMany(ids: readonly string[]): Promise<Map<string, ConsoleRecord>> {
+    const found = new Map<string, ConsoleRecord>();
+    if (ids.length === 0) return found;
+    const rows = await this.ctx.db
+      .selectFrom('consoles')
+      .selectAll()
+      .where(inIds(this.ctx, 'id', ids))
+      .execute();
+    for (const row of rows) found.set(str(row, 'id'), consoleFrom(row));
+    return found;
   }
   async list(): Promise<ConsoleRecord[]> {
     const rows = await this.ctx.db.selectFrom('consoles').selectAll().orderBy('enrolled_at').orderBy('id').execute();

@@ -10,7 +10,7 @@ import type {
   RawEventRow,
   StreamHead,
 } from './repositories.js';
-import { num, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
+import { inIds, num, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
 function integrityOf(row: Row): string[] {
   const value = optStr(row, 'integrity');
@@ -97,6 +97,19 @@ export class KyselyEvents implements EventRepository {
       .where('origin', '=', origin)
       .executeTakeFirst();
     return headFrom(row);
+  }
+
+  async heads(origins: readonly string[]): Promise<Map<string, StreamHead>> {
+    const found = new Map<string, StreamHead>();
+    if (origins.length === 0) return found;
+    const rows = await this.ctx.db
+      .selectFrom('event_streams')
+      .select(['origin', 'last_seq', 'last_hash'])
+      .where(inIds(this.ctx, 'origin', origins))
+      .execute();
+    for (const row of rows)
+      found.set(str(row, 'origin'), { lastSeq: num(row, 'last_seq'), lastHash: str(row, 'last_hash') });
+    return found;
   }
 
   /**

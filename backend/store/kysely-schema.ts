@@ -3,7 +3,7 @@
  * migrations.ts and the PostgreSQL ones in postgres-migrations.ts), the context every repository
  * runs in, and the checks applied to values read back (as the better-sqlite3 classes do).
  */
-import type { Generated, Kysely } from 'kysely';
+import { sql, type Generated, type Kysely } from 'kysely';
 
 type Ms = number;
 
@@ -379,6 +379,17 @@ export function changed(result: {
 }
 
 export type Row = Record<string, unknown>;
+
+/**
+ * `column IN (ids)` with the ids as one parameter, whatever their number: one statement text for
+ * every group size (PostgreSQL `= ANY($1::text[])`, a named prepared statement once seen twice;
+ * SQLite `IN (SELECT value FROM json_each(?))`).
+ */
+export function inIds(ctx: KyselyContext, column: string, ids: readonly string[]) {
+  return ctx.dialect === 'postgres'
+    ? sql<boolean>`${sql.ref(column)} = ANY(${[...ids]}::text[])`
+    : sql<boolean>`${sql.ref(column)} IN (SELECT value FROM json_each(${JSON.stringify(ids)}))`;
+}
 
 /** Values read back from the database are checked like any other input before they are trusted. */
 export function str(row: Row, key: string): string {

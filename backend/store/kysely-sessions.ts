@@ -11,7 +11,7 @@ import type {
   SessionRepository,
   SessionState,
 } from './repositories.js';
-import { changed, num, oneOf, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
+import { changed, inIds, num, oneOf, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
 const SESSION_STATES: readonly SessionState[] = ['active', 'suspended', 'ended', 'revoked', 'expired'];
 export const LIVE_STATES: SessionState[] = ['active', 'suspended'];
@@ -226,6 +226,25 @@ export class KyselyCommands implements CommandRepository {
       .orderBy('id')
       .execute();
     return rows.map(commandFrom);
+  }
+  async pendingFor(consoleIds: readonly string[]): Promise<Map<string, CommandRecord[]>> {
+    const found = new Map<string, CommandRecord[]>();
+    if (consoleIds.length === 0) return found;
+    const rows = await this.ctx.db
+      .selectFrom('console_commands')
+      .selectAll()
+      .where(inIds(this.ctx, 'console_id', consoleIds))
+      .where('acked_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    for (const row of rows) {
+      const command = commandFrom(row);
+      const list = found.get(command.consoleId);
+      if (list === undefined) found.set(command.consoleId, [command]);
+      else list.push(command);
+    }
+    return found;
   }
   async pendingAll(): Promise<CommandRecord[]> {
     const rows = await this.ctx.db

@@ -185,6 +185,8 @@ export interface StreamHead {
 export interface ConsoleRepository {
   insert(record: ConsoleRecord): Promise<void>;
   get(id: string): Promise<ConsoleRecord | undefined>;
+  /** Several consoles in one statement (a burst of reconnects): the ones that exist, by id. */
+  getMany(ids: readonly string[]): Promise<Map<string, ConsoleRecord>>;
   list(): Promise<ConsoleRecord[]>;
   touch(id: string, at: number): Promise<void>;
   /**
@@ -327,6 +329,8 @@ export interface RevocationRepository {
 
 export interface EventRepository {
   head(origin: string): Promise<StreamHead | undefined>;
+  /** Several origins' heads in one statement (a burst of console hellos): the ones that exist, by origin. */
+  heads(origins: readonly string[]): Promise<Map<string, StreamHead>>;
   /**
    * An origin's chain head for the rest of the current transaction, locked against every other
    * transaction appending to that chain (on any node) until it commits or rolls back; only inside
@@ -365,6 +369,8 @@ export interface CommandRepository {
   insert(record: CommandRecord): Promise<void>;
   /** Commands not yet acknowledged by the console, oldest first. */
   pending(consoleId: string): Promise<CommandRecord[]>;
+  /** `pending` for several consoles in one statement: each console with a pending command, its commands oldest first. */
+  pendingFor(consoleIds: readonly string[]): Promise<Map<string, CommandRecord[]>>;
   /**
    * Every command not yet acknowledged, of every console, oldest first: one query for a node's
    * catch-up after it missed notifications (the pending partial index; unacknowledged commands are few).

@@ -242,6 +242,12 @@ for (const engine of ENGINES) {
         await store.consoles.insert({ ...consoleRecord('c2'), enrolledAt: T0 + 5 });
         assert.deepEqual(await store.consoles.get('c1'), consoleRecord('c1'));
         assert.equal(await store.consoles.get('nope'), undefined);
+        // Many at once: the ones that exist, each as `get` reads it; an id with SQL or JSON in it is only an id.
+        const many = await store.consoles.getMany(['c2', 'nope', 'c1', "c1' OR '1'='1", '"]', 'c1']);
+        assert.deepEqual([...many.keys()].sort(), ['c1', 'c2']);
+        assert.deepEqual(many.get('c1'), await store.consoles.get('c1'));
+        assert.deepEqual(many.get('c2'), await store.consoles.get('c2'));
+        assert.equal((await store.consoles.getMany([])).size, 0);
         assert.deepEqual(
           (await store.consoles.list()).map((c) => c.id),
           ['c1', 'c2'],
@@ -445,6 +451,20 @@ for (const engine of ENGINES) {
           (await store.commands.pending('c1')).map((c) => c.id),
           ['cmd1'],
         );
+        // Several consoles' pending commands at once, each console's oldest first.
+        await store.commands.insert({ id: 'cmd3', consoleId: 'c2', sessionId: 's1', reason: 'r', createdAt: T0 + 2 });
+        await store.commands.insert({ id: 'cmd2', consoleId: 'c2', sessionId: 's1', reason: 'r', createdAt: T0 + 1 });
+        await store.commands.insert({ id: 'cmd4', consoleId: 'c3', sessionId: 's1', reason: 'r', createdAt: T0 });
+        assert.equal(await store.commands.acknowledge('c3', 'cmd4', T0 + 1), true);
+        const pending = await store.commands.pendingFor(['c1', 'c2', 'c3', 'nope']);
+        assert.deepEqual(
+          Object.fromEntries([...pending].map(([consoleId, list]) => [consoleId, list.map((c) => c.id)])),
+          { c1: ['cmd1'], c2: ['cmd2', 'cmd3'] },
+        );
+        assert.deepEqual(pending.get('c2'), await store.commands.pending('c2'));
+        assert.equal((await store.commands.pendingFor([])).size, 0);
+        assert.equal(await store.commands.acknowledge('c2', 'cmd2', T0 + 1), true);
+        assert.equal(await store.commands.acknowledge('c2', 'cmd3', T0 + 1), true);
         assert.equal(await store.commands.acknowledge('c1', 'cmd1', T0 + 1), true);
         assert.equal(await store.commands.acknowledge('c1', 'cmd1', T0 + 1), false);
         assert.deepEqual(await store.commands.pending('c1'), []);
@@ -549,6 +569,11 @@ for (const engine of ENGINES) {
         await store.events.insert(eventRow('backend', 1, { consoleId: null }));
         await store.events.setHead('c1', { lastSeq: 2, lastHash: 'b'.repeat(64) });
         assert.deepEqual(await store.events.head('c1'), { lastSeq: 2, lastHash: 'b'.repeat(64) });
+        // Several heads at once: only origins with a head row (`backend` has events but no head row yet).
+        assert.deepEqual(Object.fromEntries(await store.events.heads(['c1', 'nope', 'backend', 'c1'])), {
+          c1: { lastSeq: 2, lastHash: 'b'.repeat(64) },
+        });
+        assert.equal((await store.events.heads([])).size, 0);
         assert.equal(await store.events.count(), 3);
         const all = await store.events.query({ limit: 10 });
         assert.deepEqual(

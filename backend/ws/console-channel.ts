@@ -15,7 +15,9 @@ import {
   type HelloMessage,
 } from '../../shared/protocol.js';
 import { toFieldIssues } from '../../shared/policy.js';
-import type { CommandRepository, ConsoleRecord } from '../store/repositories.js';
+import { GENESIS_HASH } from '../../shared/events.js';
+import { GroupedReads } from '../store/grouped-reads.js';
+import type { CommandRecord, CommandRepository, ConsoleRecord, StreamHead } from '../store/repositories.js';
 import type { ConsoleRegistry } from '../services/console-registry.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
@@ -95,9 +97,20 @@ export class ConsoleChannel {
   private closing = false;
   private readonly arbiter: ConsoleConnectionArbiter;
   private readonly unwireCommands: () => void;
+  /** A hello's reads, grouped while one runs: a burst of reconnects (a failover) costs a few statements. */
+  private readonly heads: GroupedReads<StreamHead>;
+  private readonly pendingCommands: GroupedReads<CommandRecord[]>;
 
   constructor(private readonly deps: ConsoleChannelDeps) {
     this.connections = deps.consoles;
+    this.heads = new GroupedReads(
+      (id) => deps.events.head(id),
+      (ids) => deps.events.heads(ids),
+    );
+    this.pendingCommands = new GroupedReads(
+      (id) => deps.commands.pending(id),
+      (ids) => deps.commands.pendingFor(ids),
+    );
     // Newest socket wins, cluster-wide: a newer connection of a console on another node closes ours.
     this.arbiter = new ConsoleConnectionArbiter(deps.bus, deps.logger, (consoleId, connectionId) =>
       this.supersede(consoleId, connectionId),
@@ -310,7 +323,8 @@ export class ConsoleChannel {
   private async answerHello(connection: ConsoleConnection, message: HelloMessage): Promise<void> {
     const consoleId = connection.console.id;
     try {
-      const [head, epoch] = await Promise.all([this.deps.events.head(consoleId), this.deps.revocations.currentEpoch()]);
+      const [stored, epoch] = await Promise.all([this.heads.read(consoleId), this.deps.revocations.currentEpoch()]);
+      const head = stored ?? { lastSeq: 0, lastHash: GENESIS_HASH };
       const current = this.deps.policies.version;
       // The version alone is not trusted: a cached policy edited in place keeps its number.
       const hash = policyHash(current);
@@ -336,7 +350,7 @@ export class ConsoleChannel {
       // The epoch was read after this hello was accepted: a revocation committed later is pushed to it.
       const catchUp = await this.deps.revocations.catchUp(consoleId, message.revocationEpoch, epoch);
       if (catchUp !== undefined) this.send(connection, catchUp);
-      for (const command of await this.deps.commands.pending(consoleId)) {
+      for (const command of (await this.pendingCommands.read(consoleId)) ?? []) {
         this.sendData(connection, commandMessage(command));
       }
     } catch (error) {
