@@ -14,7 +14,9 @@ import {
   type ClusterBus,
   type Pointer,
   type Topic,
+  validatePointer,
 } from './bus.js';
+import { takeGroup } from './console-arbiter.js';
 import { memoryLogger, nextDelivery, nextResync, nextStatus, recorder, type LogRecord } from './test-kit.js';
 import { stall } from '../test-kit.js';
 
@@ -59,6 +61,13 @@ function busContract(rig: () => Rig): void {
       policy: { version: 3 },
       command: { consoleId: 'con_1', id: 'cmd_1' },
       'console-connected': { consoleId: 'con_1', nodeId: 'node-x', connectionId: 'c-9' },
+      'consoles-connected': {
+        nodeId: 'node-x',
+        connections: [
+          ['con_1', 'c-9'],
+          ['con_2', 'c-10'],
+        ],
+      },
       'admin-stream': { cursor: 1234 },
       authenticators: {},
       'admin-session-ended': { sessionId: 'ads_1' },
@@ -245,6 +254,30 @@ describe('wire format', () => {
     );
     assert.ok(Buffer.byteLength(biggest) < 1000);
     assert.throws(() => encodeEnvelope('policy', { filler: 'x'.repeat(8000) }, 'node'), /max 7900/);
+  });
+
+  it('groups as many console announcements into one notification as fit, whatever the ids', () => {
+    for (const [idLength, atLeast] of [
+      [200, 10],
+      [36, 60],
+    ] as const) {
+      const waiting = Array.from({ length: 2_000 }, (_, i) => ({
+        consoleId: `${i}`.padStart(idLength, 'c'),
+        connectionId: `${i}`.padStart(idLength, 'x'),
+      }));
+      const nodeId = 'n'.repeat(200);
+      const group = takeGroup(waiting, nodeId);
+      assert.ok(group.length >= atLeast, `${group.length} announcements of ${idLength}-character ids in one`);
+      assert.deepEqual(group, waiting.slice(0, group.length), 'the oldest first, in order');
+      const connections = group.map((a): [string, string] => [a.consoleId, a.connectionId]);
+      // Fits, and checks against the topic's schema (encodeEnvelope throws past the limit).
+      const text = encodeEnvelope(
+        'consoles-connected',
+        validatePointer('consoles-connected', { nodeId, connections }),
+        nodeId,
+      );
+      assert.ok(Buffer.byteLength(text) <= 7_900);
+    }
   });
 
   it('decodes what it encodes', () => {

@@ -43,6 +43,17 @@ export const TOPIC_POINTERS = {
   command: z.strictObject({ consoleId: Id, id: Id }),
   /** A console connected to `nodeId`: any older socket of that console on another node is closed (newest wins). */
   'console-connected': z.strictObject({ consoleId: Id, nodeId: Id, connectionId: Id }),
+  /**
+   * Several consoles connected to `nodeId`, in the order they connected: `console-connected` for
+   * each, in one notification (a burst of reconnects after a failover). [consoleId, connectionId] pairs.
+   */
+  'consoles-connected': z.strictObject({
+    nodeId: Id,
+    connections: z
+      .array(z.tuple([Id, Id]))
+      .min(1)
+      .max(1_000),
+  }),
   /** Events were stored up to `cursor`: live followers read from their last cursor. */
   'admin-stream': z.strictObject({ cursor: Count }),
   /** The authenticator metadata (models, FIDO MDS) changed: reload it. */

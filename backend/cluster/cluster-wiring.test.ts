@@ -160,6 +160,36 @@ describe('cluster wiring on PostgreSQL', { skip }, () => {
       }
     });
 
+    it('a burst of connections is announced in a few notifications, with the same outcome as one by one', async () => {
+      const { arbA, arbB, closed, stop } = rig();
+      const ids = Array.from({ length: 300 }, (_, i) => `con_burst_${i}`);
+      const singles = recorder(b, 'console-connected');
+      const groups = recorder(b, 'consoles-connected');
+      try {
+        await Promise.all(ids.map((id) => arbB.connected(id, `b-${id}`)));
+        await drain([a, b]);
+        singles.length = 0;
+        groups.length = 0;
+        // The consoles of B reconnect to A all at once (B's node is failing): every socket on B is closed.
+        await Promise.all(ids.map((id) => arbA.connected(id, `a-${id}`)));
+        await drain([a, b]);
+        const announced = [
+          ...singles.map((s) => s.pointer.consoleId),
+          ...groups.flatMap((g) => g.pointer.connections.map(([consoleId]) => consoleId)),
+        ];
+        assert.deepEqual(announced.sort(), [...ids].sort(), 'each connection announced once');
+        assert.ok(singles.length + groups.length <= 30, `${singles.length + groups.length} notifications for 300`);
+        assert.deepEqual(closed.sort(), ids.map((id) => `B:${id}:b-${id}`).sort());
+        // A took its grouped announcements back as its own: a later connection on B closes A's.
+        closed.length = 0;
+        await arbB.connected(ids[150]!, 'b-again');
+        await drain([a, b]);
+        assert.deepEqual(closed, [`A:${ids[150]}:a-${ids[150]}`]);
+      } finally {
+        stop();
+      }
+    });
+
     it('a replacement on the same node is left to the console channel', async () => {
       const { arbA, arbB, closed, stop } = rig();
       try {

@@ -14,6 +14,12 @@ import type { ClusterBus, Delivery, Pointer } from './bus.js';
  * console channel's business (it closes the previous socket itself); the arbiter never acts on its
  * own node's announcements except to note that they came back.
  *
+ * Announcements are grouped like the store's reads (GroupedReads): one made while none is being
+ * published goes at once, alone (`console-connected`); those made meanwhile go together after it, in
+ * the order they were made, in as few `consoles-connected` notifications as fit (a burst of reconnects
+ * after a failover costs a few NOTIFYs, each parsed once by every node, instead of one per console).
+ * One notification is one position in the cluster's order, and its entries are taken in order.
+ *
  * Wiring (console-channel.ts): `connected()` when a console's hello is accepted, `disconnected()` when
  * its socket closes, and `close` closes the socket with CLOSE_CODES.SUPERSEDED.
  */
@@ -21,7 +27,11 @@ export class ConsoleConnectionArbiter {
   /** This node's current connection of each console, and whether its announcement came back yet. */
   private readonly local = new Map<string, { connectionId: string; announced: boolean }>();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeGrouped: () => void;
   private readonly unsubscribeResync: () => void;
+  /** Announcements waiting for the one being published, in the order made. */
+  private waiting: { consoleId: string; connectionId: string; done: () => void }[] = [];
+  private publishing = false;
 
   constructor(
     private readonly bus: ClusterBus,
@@ -32,6 +42,10 @@ export class ConsoleConnectionArbiter {
     this.unsubscribe = bus.subscribe('console-connected', (pointer, delivery) =>
       this.onAnnouncement(pointer, delivery),
     );
+    this.unsubscribeGrouped = bus.subscribe('consoles-connected', ({ nodeId, connections }, delivery) => {
+      for (const [consoleId, connectionId] of connections)
+        this.onAnnouncement({ consoleId, nodeId, connectionId }, delivery);
+    });
     // Announcements lost while the bus was down: announce again what never came back.
     this.unsubscribeResync = bus.onResync(async () => {
       const pending = [...this.local].filter(([, c]) => !c.announced);
@@ -52,15 +66,44 @@ export class ConsoleConnectionArbiter {
 
   stop(): void {
     this.unsubscribe();
+    this.unsubscribeGrouped();
     this.unsubscribeResync();
   }
 
-  private async announce(consoleId: string, connectionId: string): Promise<void> {
+  /** Resolves once this announcement was published (or its publish failed, logged). Never rejects. */
+  private announce(consoleId: string, connectionId: string): Promise<void> {
+    return new Promise((done) => {
+      this.waiting.push({ consoleId, connectionId, done });
+      if (!this.publishing) void this.publishWaiting();
+    });
+  }
+
+  /** Publishes what waits, a group at a time, until nothing does. */
+  private async publishWaiting(): Promise<void> {
+    this.publishing = true;
     try {
-      await this.bus.publish('console-connected', { consoleId, nodeId: this.bus.nodeId, connectionId });
-    } catch (error) {
-      // Until it is announced (at the next resync), no other node's announcement closes this one.
-      this.logger.warn({ err: error, console: consoleId }, 'cluster bus: could not announce a console connection');
+      while (this.waiting.length > 0) {
+        const group = takeGroup(this.waiting, this.bus.nodeId);
+        this.waiting = this.waiting.slice(group.length);
+        try {
+          if (group.length === 1) {
+            const [{ consoleId, connectionId }] = group as [(typeof group)[0]];
+            await this.bus.publish('console-connected', { consoleId, nodeId: this.bus.nodeId, connectionId });
+          } else {
+            const connections = group.map((a): [string, string] => [a.consoleId, a.connectionId]);
+            await this.bus.publish('consoles-connected', { nodeId: this.bus.nodeId, connections });
+          }
+        } catch (error) {
+          // Until they are announced (at the next resync), no other node's announcement closes these.
+          this.logger.warn(
+            { err: error, consoles: group.length, console: group[0]?.consoleId },
+            'cluster bus: could not announce a console connection',
+          );
+        }
+        for (const a of group) a.done();
+      }
+    } finally {
+      this.publishing = false;
     }
   }
 
@@ -83,4 +126,24 @@ export class ConsoleConnectionArbiter {
       this.logger.error({ err: error, console: pointer.consoleId }, 'closing a superseded console connection failed');
     }
   }
+}
+
+/** Bytes of entries one `consoles-connected` notification carries: well below the bus's MAX_PAYLOAD_BYTES with its envelope. */
+const GROUP_BYTES = 6_000;
+const GROUP_ENTRIES = 1_000;
+
+/** The longest prefix of `waiting` that fits one notification (at least one entry). */
+export function takeGroup<T extends { consoleId: string; connectionId: string }>(
+  waiting: readonly T[],
+  nodeId: string,
+): T[] {
+  let bytes = Buffer.byteLength(nodeId);
+  let n = 0;
+  while (n < waiting.length && n < GROUP_ENTRIES) {
+    const entry = waiting[n]!;
+    bytes += Buffer.byteLength(entry.consoleId) + Buffer.byteLength(entry.connectionId) + 8;
+    if (n > 0 && bytes > GROUP_BYTES) break;
+    n++;
+  }
+  return waiting.slice(0, Math.max(n, 1));
 }
