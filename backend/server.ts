@@ -20,6 +20,8 @@ import { tokenRoutes } from './tokens/token-routes.js';
 import { SECURITY_HEADERS, httpDate, readBody, sendError, sendJson } from './http/http-kit.js';
 import { Router, isReply, type RouteContext } from './http/router.js';
 import { ROUTES } from '../shared/routes.js';
+import type { OutboxReport } from './store/admin-repositories.js';
+import { GroupedStatements } from './store/grouped-reads.js';
 import type { Store } from './store/repositories.js';
 import { ConsoleChannel, type ConsoleConnection } from './ws/console-channel.js';
 import {
@@ -178,6 +180,13 @@ async function listenOn(
     keyRotationDays: config.checkpointKeyRotationDays,
   });
   const database = new DatabaseHealth(join(config.dataDir, DATABASE_FILE), clock);
+  const outboxReports = new GroupedStatements<OutboxReport, void>(
+    (_consoleId, report) => store.admin.recordOutbox(report),
+    async (reports) => {
+      await store.admin.recordOutboxMany([...reports.values()]);
+      return new Map();
+    },
+  );
   const channel = new ConsoleChannel({
     commands: store.commands,
     registry,
@@ -189,11 +198,12 @@ async function listenOn(
     clock,
     heartbeatSeconds: config.heartbeatSeconds,
     helloTimeoutSeconds: config.helloTimeoutSeconds,
-    // The outbox backlog a console reports is stored for the admin console (a failure is logged by the channel).
+    // The outbox backlog a console reports is stored for the admin console (a failure is logged by the channel),
+    // grouped under load: a burst of reconnects writes a few statements.
     onHello: (consoleId, hello) =>
       hello.outbox === undefined
         ? undefined
-        : store.admin.recordOutbox({ consoleId, ...hello.outbox, reportedAt: clock() }),
+        : outboxReports.run(consoleId, { consoleId, ...hello.outbox, reportedAt: clock() }),
     consoles,
     bus: services.bus,
   });

@@ -45,6 +45,8 @@ export interface AdminRepository {
   endAllSessions(at: number, reason: string, operatorId?: string): Promise<string[]>;
   liveSessions(): Promise<AdminSessionRecord[]>;
   recordOutbox(report: OutboxReport): Promise<void>;
+  /** `recordOutbox` for several consoles in one statement (a burst of reconnects); one report per console. */
+  recordOutboxMany(reports: readonly OutboxReport[]): Promise<void>;
   outboxReports(): Promise<OutboxReport[]>;
   listCodes(operatorId: string): Promise<EnrolmentCodeView[]>;
   /**

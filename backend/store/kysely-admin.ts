@@ -112,6 +112,30 @@ export class KyselyAdmin implements AdminRepository {
       .onConflict((oc) => oc.column('console_id').doUpdateSet(values))
       .execute();
   }
+  async recordOutboxMany(reports: readonly OutboxReport[]): Promise<void> {
+    if (reports.length === 0) return;
+    if (new Set(reports.map((r) => r.consoleId)).size !== reports.length) {
+      throw new Error('recordOutboxMany: one report per console');
+    }
+    // One statement text whatever the number of reports: arrays (PostgreSQL) or one JSON parameter (SQLite).
+    // A console that no longer exists is skipped (one such report does not fail the others').
+    const update = sql`ON CONFLICT (console_id) DO UPDATE SET pending = excluded.pending, max = excluded.max,
+      reported_at = excluded.reported_at`;
+    if (this.ctx.dialect === 'postgres') {
+      await sql`INSERT INTO console_outbox_reports (console_id, pending, max, reported_at)
+        SELECT u.* FROM unnest(${reports.map((r) => r.consoleId)}::text[], ${reports.map((r) => r.pending)}::bigint[],
+          ${reports.map((r) => r.max)}::bigint[], ${reports.map((r) => r.reportedAt)}::bigint[])
+          AS u(console_id, pending, max, reported_at)
+        WHERE EXISTS (SELECT 1 FROM consoles c WHERE c.id = u.console_id)
+        ${update}`.execute(this.ctx.db);
+      return;
+    }
+    const rows = JSON.stringify(reports.map((r) => [r.consoleId, r.pending, r.max, r.reportedAt]));
+    await sql`INSERT INTO console_outbox_reports (console_id, pending, max, reported_at)
+      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(${rows})
+      WHERE EXISTS (SELECT 1 FROM consoles c WHERE c.id = value ->> 0)
+      ${update}`.execute(this.ctx.db);
+  }
   async outboxReports(): Promise<OutboxReport[]> {
     const rows = await this.ctx.db.selectFrom('console_outbox_reports').selectAll().orderBy('console_id').execute();
     return rows.map((row) => ({

@@ -712,6 +712,25 @@ for (const engine of ENGINES) {
         assert.deepEqual(await store.admin.outboxReports(), [
           { consoleId: 'c1', pending: 1, max: 10, reportedAt: T0 + 1 },
         ]);
+        // Several at once: each console's row written or replaced; a console that does not exist is skipped.
+        await store.consoles.insert(consoleRecord('c2'));
+        await store.admin.recordOutboxMany([
+          { consoleId: 'c2', pending: 7, max: 100, reportedAt: T0 + 2 },
+          { consoleId: 'gone', pending: 1, max: 1, reportedAt: T0 + 2 },
+          { consoleId: 'c1', pending: 0, max: 10, reportedAt: T0 + 3 },
+        ]);
+        assert.deepEqual(await store.admin.outboxReports(), [
+          { consoleId: 'c1', pending: 0, max: 10, reportedAt: T0 + 3 },
+          { consoleId: 'c2', pending: 7, max: 100, reportedAt: T0 + 2 },
+        ]);
+        await assert.rejects(
+          store.admin.recordOutboxMany([
+            { consoleId: 'c1', pending: 1, max: 10, reportedAt: T0 + 4 },
+            { consoleId: 'c1', pending: 2, max: 10, reportedAt: T0 + 5 },
+          ]),
+          /one report per console/,
+        );
+        await store.admin.recordOutboxMany([]);
 
         const hash = 'abcdef0123456789'.repeat(4);
         await store.operators.insertCode({
