@@ -80,6 +80,8 @@ interface Client {
   ws: WebSocket | undefined;
   node: BackendProcess | undefined;
   epoch: number;
+  /** The policy it holds (learnt from its first welcome), as the agent sends it in every later hello. */
+  policy: { version: number; hash: string } | undefined;
 }
 
 /** Sign-ins refused with NODE_STALE (a node's bus heartbeat lapsed) and retried. */
@@ -99,10 +101,19 @@ async function connect(client: Client, node: BackendProcess): Promise<void> {
   const onRevocation = (epoch: number) => {
     client.epoch = Math.max(client.epoch, epoch);
   };
-  const { ws } = await connectConsole(node.url, client.console, receipts.handler(client.console.id, onRevocation), {
-    policyVersion: 1,
-    revocationEpoch: client.epoch,
-  });
+  // The hello the agent sends (main/core/console-runtime.ts): its policy's version and hash, its epoch, its outbox.
+  const { ws, welcome } = await connectConsole(
+    node.url,
+    client.console,
+    receipts.handler(client.console.id, onRevocation),
+    {
+      policyVersion: client.policy?.version ?? 0,
+      revocationEpoch: client.epoch,
+      ...(client.policy === undefined ? {} : { policyHash: client.policy.hash }),
+      outbox: { pending: 0, max: 100_000 },
+    },
+  );
+  client.policy = { version: welcome.policyVersion, hash: welcome.policyHash };
   client.ws = ws;
   client.node = node;
 }
@@ -281,6 +292,7 @@ async function main(): Promise<void> {
   const clients: Client[] = Array.from({ length: CONSOLES }, () => ({
     console: new BareConsole(newId('con'), ConsoleKey.generate()),
     ws: undefined,
+    policy: undefined,
     node: undefined,
     epoch: 0,
   }));

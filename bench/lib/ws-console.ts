@@ -17,7 +17,14 @@ export function connectConsole(
   baseUrl: string,
   console: Pick<TestConsole, 'id' | 'signedHeaders'>,
   onMessage: (message: BackendMessage, ws: WebSocket) => void,
-  hello: { policyVersion: number; revocationEpoch: number },
+  hello: {
+    policyVersion: number;
+    revocationEpoch: number;
+    /** As the agent sends it once it holds a policy: the hash of that policy (a match means no policy push). */
+    policyHash?: string;
+    /** As the agent sends it: its outbox backlog (the backend stores it for the admin console). */
+    outbox?: { pending: number; max: number };
+  },
 ): Promise<LeanSocket> {
   const ws = new WebSocket(`${baseUrl.replace(/^http/, 'ws')}${CONSOLE_WS_PATH}`, {
     headers: console.signedHeaders('GET', CONSOLE_WS_PATH),
@@ -41,6 +48,8 @@ export function connectConsole(
           protocol: PROTOCOL_VERSION,
           policyVersion: hello.policyVersion,
           revocationEpoch: hello.revocationEpoch,
+          ...(hello.policyHash === undefined ? {} : { policyHash: hello.policyHash }),
+          ...(hello.outbox === undefined ? {} : { outbox: hello.outbox }),
           agentVersion: 'bench',
         }),
       );
