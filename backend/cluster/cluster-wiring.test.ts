@@ -190,6 +190,30 @@ describe('cluster wiring on PostgreSQL', { skip }, () => {
       }
     });
 
+    it('a connection that closed while its announcement waited is never announced, and closes nothing elsewhere', async () => {
+      const { arbA, arbB, closed, stop } = rig();
+      const singles = recorder(b, 'console-connected');
+      const groups = recorder(b, 'consoles-connected');
+      try {
+        await arbB.connected('con_gone', 'b-live');
+        await drain([a, b]);
+        // A's announcement of con_busy is being published; con_gone's a-dead waits behind it, then its socket closes.
+        const busy = arbA.connected('con_busy', 'a-busy');
+        const dead = arbA.connected('con_gone', 'a-dead');
+        arbA.disconnected('con_gone', 'a-dead');
+        await Promise.all([busy, dead]);
+        await drain([a, b]);
+        const announced = [
+          ...singles.map((s) => s.pointer.connectionId),
+          ...groups.flatMap((g) => g.pointer.connections.map(([, connectionId]) => connectionId)),
+        ];
+        assert.deepEqual(announced, ['b-live', 'a-busy']);
+        assert.deepEqual(closed, [], 'the live socket on B stays');
+      } finally {
+        stop();
+      }
+    });
+
     it('a replacement on the same node is left to the console channel', async () => {
       const { arbA, arbB, closed, stop } = rig();
       try {

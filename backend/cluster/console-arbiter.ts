@@ -31,6 +31,8 @@ export class ConsoleConnectionArbiter {
   private readonly unsubscribeResync: () => void;
   /** Announcements waiting for the one being published, in the order made. */
   private waiting: { consoleId: string; connectionId: string; done: () => void }[] = [];
+  /** Connection ids waiting or being published. */
+  private readonly queued = new Set<string>();
   private publishing = false;
 
   constructor(
@@ -48,7 +50,8 @@ export class ConsoleConnectionArbiter {
     });
     // Announcements lost while the bus was down: announce again what never came back.
     this.unsubscribeResync = bus.onResync(async () => {
-      const pending = [...this.local].filter(([, c]) => !c.announced);
+      // Not those still waiting or being published: a second copy could close the newer socket elsewhere too.
+      const pending = [...this.local].filter(([, c]) => !c.announced && !this.queued.has(c.connectionId));
       await Promise.all(pending.map(([consoleId, c]) => this.announce(consoleId, c.connectionId)));
     });
   }
@@ -74,6 +77,7 @@ export class ConsoleConnectionArbiter {
   private announce(consoleId: string, connectionId: string): Promise<void> {
     return new Promise((done) => {
       this.waiting.push({ consoleId, connectionId, done });
+      this.queued.add(connectionId);
       if (!this.publishing) void this.publishWaiting();
     });
   }
@@ -83,6 +87,18 @@ export class ConsoleConnectionArbiter {
     this.publishing = true;
     try {
       while (this.waiting.length > 0) {
+        // A connection that closed (or was replaced) while it waited is not announced: announcing a dead
+        // socket late would close the console's live socket on another node.
+        this.waiting = this.waiting.filter((a) => {
+          const current = this.local.get(a.consoleId);
+          const keep = current?.connectionId === a.connectionId && !current.announced;
+          if (!keep) {
+            this.queued.delete(a.connectionId);
+            a.done();
+          }
+          return keep;
+        });
+        if (this.waiting.length === 0) break;
         const group = takeGroup(this.waiting, this.bus.nodeId);
         this.waiting = this.waiting.slice(group.length);
         try {
@@ -100,7 +116,10 @@ export class ConsoleConnectionArbiter {
             'cluster bus: could not announce a console connection',
           );
         }
-        for (const a of group) a.done();
+        for (const a of group) {
+          this.queued.delete(a.connectionId);
+          a.done();
+        }
       }
     } finally {
       this.publishing = false;
