@@ -53,7 +53,7 @@ import { SiemExporter } from './siem/exporter.js';
 import { SsfReceiver } from './ssf/receiver/receiver-service.js';
 import { ssfReceiverRoutes } from './ssf/receiver/routes.js';
 import { ScimService } from './scim/scim-service.js';
-import { scimRoutes } from './scim/routes.js';
+import { answerScimError, isScimPath, scimRoutes } from './scim/routes.js';
 import { siemRoutes } from './http/siem-routes.js';
 import { sweepExpiredSessions } from './services/session-expiry-sweep.js';
 // Shared Signals transmitter (issue 13, helper "ssf-out"): backend/ssf/transmitter/
@@ -432,16 +432,19 @@ async function listenOn(
     else sendJson(res, 200, result);
   };
 
-  const httpLimits = new HttpLimits(config, logger, clock);
+  // Under /scim/v2 a directory reads SCIM's error shape, whatever failed (RFC 7644 §3.12).
+  const errorAnswerFor = (req: IncomingMessage) => (isScimPath(req.url) ? answerScimError : undefined);
+  const httpLimits = new HttpLimits(config, logger, clock, errorAnswerFor);
   const server: Server = createServer(httpLimits.serverOptions, (req, res) => {
     res.setHeader('date', httpDate(clock()));
     handle(req, res).catch((error: unknown) => {
-      if (!isDatabaseDamage(error)) return sendError(res, error, logger, clock());
+      const answer = errorAnswerFor(req);
+      if (!isDatabaseDamage(error)) return sendError(res, error, logger, clock(), answer);
       database.markDamaged([error instanceof Error ? error.message : String(error)]);
       const damaged = new BatonError('DATABASE_DAMAGED', 'The database is damaged; an admin must restore it', {
         cause: error,
       });
-      return sendError(res, damaged, logger, clock());
+      return sendError(res, damaged, logger, clock(), answer);
     });
   });
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {

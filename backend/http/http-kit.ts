@@ -158,7 +158,18 @@ export function storageFault(error: unknown): BatonError | undefined {
     : undefined;
 }
 
-export function sendError(res: ServerResponse, error: unknown, logger: Logger, now: number): void {
+/** How an error is written once `sendError` has logged it and set its headers (Baton's JSON shape by default). */
+export type ErrorAnswer = (res: ServerResponse, error: BatonError, now: number) => void;
+
+export const answerJsonError: ErrorAnswer = (res, error, now) => sendJson(res, error.status, errorBody(error, now));
+
+export function sendError(
+  res: ServerResponse,
+  error: unknown,
+  logger: Logger,
+  now: number,
+  answer: ErrorAnswer = answerJsonError,
+): void {
   const fault = error instanceof BatonError ? undefined : storageFault(error);
   const baton =
     error instanceof BatonError ? error : (fault ?? new BatonError('INTERNAL', 'Internal error', { cause: error }));
@@ -177,7 +188,7 @@ export function sendError(res: ServerResponse, error: unknown, logger: Logger, n
     const socket = res.socket;
     if (socket !== null) res.once('finish', () => lingeringClose(socket));
   }
-  sendJson(res, baton.status, errorBody(baton, now));
+  answer(res, baton, now);
 }
 
 /** How long a connection closed while its client may still be sending is drained before it is dropped. */

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'nod
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { BatonError } from '../../shared/errors.js';
-import { SECURITY_HEADERS, errorBody, sendError } from './http-kit.js';
+import { SECURITY_HEADERS, errorBody, sendError, type ErrorAnswer } from './http-kit.js';
 
 export interface HttpLimitSettings {
   headersTimeoutSeconds: number;
@@ -27,6 +27,8 @@ export class HttpLimits {
     private readonly settings: HttpLimitSettings,
     private readonly logger: Logger,
     private readonly clock: () => number,
+    /** How a request's refusal is written, by its path (SCIM's shape under /scim/v2); Baton's JSON when undefined. */
+    private readonly answerFor: (req: IncomingMessage) => ErrorAnswer | undefined = () => undefined,
   ) {}
 
   get serverOptions(): ServerOptions {
@@ -63,7 +65,7 @@ export class HttpLimits {
       const seconds = this.serverOptions.requestTimeout! / 1000;
       const timeout = new BatonError('REQUEST_TIMEOUT', `The request did not arrive completely within ${seconds} s`);
       if (res.headersSent) socket.destroy();
-      else sendError(res, timeout, this.logger, this.clock());
+      else sendError(res, timeout, this.logger, this.clock(), this.answerFor(res.req));
       return;
     }
     if (socket.bytesRead === 0 || !socket.writable) {

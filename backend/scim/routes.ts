@@ -39,6 +39,22 @@ function send(res: ServerResponse, status: number, body: unknown, location?: str
   res.end(data);
 }
 
+/** Whether a request's path is under SCIM's base, where every error answers in SCIM's shape (RFC 7644 §3.12). */
+export function isScimPath(url: string | undefined): boolean {
+  return url !== undefined && /^\/scim\/v2(?:[/?#]|$)/.test(url);
+}
+
+/**
+ * A refusal in SCIM's error shape, as `application/scim+json`. Used inside the SCIM routes and by
+ * the server for what fails before them (unknown endpoint, method not allowed, body too large,
+ * storage unavailable), so a directory never gets an error body it cannot read.
+ */
+export function answerScimError(res: ServerResponse, error: BatonError): void {
+  const { status, body } = scimError(error);
+  if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="scim"');
+  send(res, status, body);
+}
+
 /** The SCIM base URL the directory called (for `meta.location`). */
 function baseOf(ctx: RouteContext): string {
   const proto = (ctx.req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
@@ -79,9 +95,7 @@ export function scimRoutes(deps: ScimRouteDeps): Route[] {
         // Unexpected failures keep the server's handling (logged, 500 / 503); refusals answer SCIM's way.
         const known = error instanceof BatonError ? error : storageFault(error);
         if (known === undefined || known.code === 'INTERNAL') throw error;
-        const { status, body } = scimError(known);
-        if (status === 401) ctx.res.setHeader('www-authenticate', 'Bearer realm="scim"');
-        send(ctx.res, status, body);
+        answerScimError(ctx.res, known);
       }
       return undefined;
     };

@@ -118,6 +118,28 @@ describe('connection limits, as configured', () => {
     assert.equal(JSON.parse(answer.body).error.code, 'REQUEST_TIMEOUT');
   });
 
+  it('answers a SCIM request trickling its body 408 in SCIM’s error shape, so the directory can read it', async () => {
+    const body = JSON.stringify({ userName: 'late@bank.example', padding: 'x'.repeat(200) });
+    const seen = await rawClient(t.backend.port, REQUEST_MS + 3000, (socket) => {
+      socket.write(
+        `POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/scim+json\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      let sent = 0;
+      const drip = setInterval(() => {
+        if (socket.destroyed || socket.writableEnded || sent >= body.length - 1) return clearInterval(drip);
+        socket.write(body[sent++] ?? '');
+      }, 20);
+      socket.once('close', () => clearInterval(drip));
+    });
+    const answer = parseResponse(seen.text);
+    assert.equal(answer.status, 408);
+    assert.match(answer.headers['content-type'] ?? '', /^application\/scim\+json/);
+    const parsed = JSON.parse(answer.body) as { schemas: string[]; status: string; error: { code: string } };
+    assert.deepEqual(parsed.schemas, ['urn:ietf:params:scim:api:messages:2.0:Error']);
+    assert.equal(parsed.status, '408');
+    assert.equal(parsed.error.code, 'REQUEST_TIMEOUT');
+  });
+
   it('closes an idle keep-alive connection once its advertised keep-alive has passed', async () => {
     const seen = await rawClient(t.backend.port, KEEP_ALIVE_MS + 3000, (socket, mark) => {
       socket.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');

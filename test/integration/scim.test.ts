@@ -395,6 +395,28 @@ describe('SCIM 2.0 provisioning of operators', () => {
     assert.equal(((await raw.json()) as Json).scimType, 'invalidSyntax');
   });
 
+  it('what fails before a SCIM endpoint runs still answers in SCIM’s error shape: unknown endpoint, method not allowed, body too large', async () => {
+    const unknown = await scim('GET', '/Bogus');
+    assertScimError(unknown, 404, undefined, 'NOT_FOUND');
+    assert.match(unknown.type ?? '', /^application\/scim\+json/);
+    const method = await scim('POST', '/ServiceProviderConfig', { schemas: [USER] });
+    assertScimError(method, 405, undefined, 'METHOD_NOT_ALLOWED');
+    assert.match(method.type ?? '', /^application\/scim\+json/);
+    const big = await scim('POST', '/Users', {
+      schemas: [USER],
+      userName: 'big@bank.example',
+      title: 'x'.repeat(200_000),
+    });
+    assertScimError(big, 413, undefined, 'PAYLOAD_TOO_LARGE');
+    assert.match(big.type ?? '', /^application\/scim\+json/);
+    const found = await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "big@bank.example"')}`);
+    assert.equal(found.body.totalResults, 0, 'the oversized User was not stored');
+    // Outside /scim/v2 the API keeps Baton's own error shape.
+    const api = await fetch(`${t.url}/v1/nothing-here`);
+    assert.equal(api.status, 404);
+    assert.equal(((await api.json()) as Json).schemas, undefined);
+  });
+
   it('a bad escape in a PATCH filter path is 400 invalidPath; a startIndex past every result is an empty page', async () => {
     const user = await scim('POST', '/Users', { schemas: [USER], userName: 'escapes@bank.example' });
     assert.equal(user.status, 201);
