@@ -21,6 +21,7 @@
  * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
  */
 import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type WebSocket from 'ws';
@@ -31,7 +32,15 @@ import { TestConsole, type AdminClient, type Json } from '../test/helpers/backen
 import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../test/helpers/soft-authenticator.js';
 import { BackendProcess } from './lib/backend-process.js';
-import { freshDatabase, loadLine, postgresForBench, runAnchor } from './lib/cluster.js';
+import {
+  cpuDelta,
+  freshDatabase,
+  loadLine,
+  postgresForBench,
+  postmasterPid,
+  runAnchor,
+  treeCpu,
+} from './lib/cluster.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
 import { RevocationReceipts, waitForAcks, type CommittedAcks } from './lib/revocation-receipts.js';
 import {
@@ -329,6 +338,8 @@ async function main(): Promise<void> {
   let all2: AllResult | undefined;
   let failover: Summary | undefined;
   let failoverBack = 0;
+  /** CPU ms spent from the SIGKILL until the last console was back, by party, beside the window's length. */
+  let failoverCpu: { windowMs: number; clientsMs: number; survivorMs: number; postgresMs: number } | undefined;
   let load2 = '';
   let crossFailure: string | undefined;
   if (b !== undefined) {
@@ -391,9 +402,25 @@ async function main(): Promise<void> {
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
     console.log(`(3) SIGKILL node B with ${fmtInt(moving.length)} consoles (${loadLine()})`);
+    // Where the failover's CPU goes on this one machine: the simulated consoles, the survivor, PostgreSQL.
+    const survivorPid = a.child.pid ?? 0;
+    const postgresPid = 'server' in pg ? postmasterPid(pg.server) : undefined;
+    const cpuBefore = {
+      clients: process.cpuUsage(),
+      survivor: treeCpu(survivorPid),
+      postgres: postgresPid === undefined ? new Map<number, number>() : treeCpu(postgresPid),
+    };
     killAt = wallMs();
     await b.kill();
     await Promise.race([allBack, new Promise((resolve) => setTimeout(resolve, 120_000))]);
+    const windowMs = wallMs() - killAt;
+    const clientCpu = process.cpuUsage(cpuBefore.clients);
+    failoverCpu = {
+      windowMs,
+      clientsMs: (clientCpu.user + clientCpu.system) / 1000,
+      survivorMs: cpuDelta(cpuBefore.survivor, treeCpu(survivorPid)),
+      postgresMs: postgresPid === undefined ? Number.NaN : cpuDelta(cpuBefore.postgres, treeCpu(postgresPid)),
+    };
     failoverBack = back.length;
     failover = summarize(back);
     b.removeData();
@@ -479,6 +506,14 @@ async function main(): Promise<void> {
       ],
     );
   }
+  if (failoverCpu !== undefined) {
+    const c = failoverCpu;
+    const share = (ms: number) => `${fmt(ms, 0)} ms (${fmt((100 * ms) / (c.windowMs * cpus().length), 0)} %)`;
+    console.log(
+      `failover CPU over its ${fmt(c.windowMs, 0)} ms (${cpus().length} cores = ${fmt(c.windowMs * cpus().length, 0)} CPU-ms): ` +
+        `simulated consoles ${share(c.clientsMs)}, survivor ${share(c.survivorMs)}, PostgreSQL ${share(c.postgresMs)}`,
+    );
+  }
   if (failover !== undefined) {
     const failed = [...failedAttempts].map(([reason, n]) => `${fmtInt(n)} × ${reason}`).join('; ');
     console.log(`failover: reconnect attempts that failed and were retried: ${failed === '' ? 'none' : failed}`);
@@ -534,6 +569,7 @@ async function main(): Promise<void> {
     all2,
     failover,
     failoverBack,
+    failoverCpu,
     failedAttempts: Object.fromEntries(failedAttempts),
     crossFailure,
     staleRefusals,
