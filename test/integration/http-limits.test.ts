@@ -82,6 +82,22 @@ describe('connection limits, as configured', () => {
   });
   after(() => t?.stop());
 
+  /** POSTs `json` a byte every 20 ms (all but its last byte), as a client stalling mid-body does. */
+  function trickle(path: string, contentType: string, json: unknown): Promise<Seen> {
+    const body = JSON.stringify(json);
+    return rawClient(t.backend.port, REQUEST_MS + 3000, (socket) => {
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`,
+      );
+      let sent = 0;
+      const drip = setInterval(() => {
+        if (socket.destroyed || socket.writableEnded || sent >= body.length - 1) return clearInterval(drip);
+        socket.write(body[sent++] ?? '');
+      }, 20);
+      socket.once('close', () => clearInterval(drip));
+    });
+  }
+
   it('answers 408 REQUEST_TIMEOUT and closes a connection whose headers stop halfway, at the headers limit', async () => {
     const seen = await rawClient(t.backend.port, HEADERS_MS + 3000, (socket) => {
       socket.write('POST /v1/admin/auth/sign-in/options HTTP/1.1\r\nHost: localhost\r\nContent-Ty');
@@ -100,18 +116,7 @@ describe('connection limits, as configured', () => {
   });
 
   it('answers 408 REQUEST_TIMEOUT and closes a connection trickling its body, at the request limit', async () => {
-    const body = JSON.stringify({ padding: 'x'.repeat(200) });
-    const seen = await rawClient(t.backend.port, REQUEST_MS + 3000, (socket) => {
-      socket.write(
-        `POST /v1/admin/auth/sign-in/options HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
-      );
-      let sent = 0;
-      const drip = setInterval(() => {
-        if (socket.destroyed || socket.writableEnded || sent >= body.length - 1) return clearInterval(drip);
-        socket.write(body[sent++] ?? '');
-      }, 20);
-      socket.once('close', () => clearInterval(drip));
-    });
+    const seen = await trickle('/v1/admin/auth/sign-in/options', 'application/json', { padding: 'x'.repeat(200) });
     assertNear(seen.closedAfter, REQUEST_MS);
     const answer = parseResponse(seen.text);
     assert.equal(answer.status, 408);
@@ -119,17 +124,9 @@ describe('connection limits, as configured', () => {
   });
 
   it('answers a SCIM request trickling its body 408 in SCIM’s error shape, so the directory can read it', async () => {
-    const body = JSON.stringify({ userName: 'late@bank.example', padding: 'x'.repeat(200) });
-    const seen = await rawClient(t.backend.port, REQUEST_MS + 3000, (socket) => {
-      socket.write(
-        `POST /scim/v2/Users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/scim+json\r\nContent-Length: ${body.length}\r\n\r\n`,
-      );
-      let sent = 0;
-      const drip = setInterval(() => {
-        if (socket.destroyed || socket.writableEnded || sent >= body.length - 1) return clearInterval(drip);
-        socket.write(body[sent++] ?? '');
-      }, 20);
-      socket.once('close', () => clearInterval(drip));
+    const seen = await trickle('/scim/v2/Users', 'application/scim+json', {
+      userName: 'late@bank.example',
+      padding: 'x'.repeat(200),
     });
     const answer = parseResponse(seen.text);
     assert.equal(answer.status, 408);
