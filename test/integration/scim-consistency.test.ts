@@ -7,7 +7,7 @@
  * (status, SCIM body) and an admin (the operator revoked or not, its roles) see it.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import pg from 'pg';
 import pino from 'pino';
 import { ScimService } from '../../backend/scim/scim-service.js';
@@ -322,13 +322,7 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
   });
 
   it('two group changes at once (PostgreSQL, two nodes): the roles follow both, none kept that the directory took away', async (ctx) => {
-    if (t.databaseUrl === undefined) {
-      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
-      return;
-    }
-    // Node A pauses its unit of work right after reading the directory's groups for the role sync.
-    const { node: nodeA, reachedP, release } = pausingNode('allGroups', 'after');
-    const dir = await nodeA.authenticate(`Bearer ${token}`);
+    if (sqliteOnly(ctx)) return;
     const tellers = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Tellers' })).body;
     const supervisors = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Supervisors' })).body;
     const u = await createUser('moved');
@@ -336,19 +330,15 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     assert.equal((await scim('PATCH', `/Groups/${tellers.id}`, add(u.id))).status, 200);
     assert.deepEqual((await operator(u[OPX].operatorId)).roles, ['teller']);
 
-    try {
-      // The directory moves the user: node A takes it out of Tellers, node B (over HTTP) puts it in Supervisors.
-      const a = nodeA.patchGroup(dir, tellers.id, patchOp({ op: 'remove', path: `members[value eq "${u.id}"]` }));
-      await reachedP;
-      const bDone = scim('PATCH', `/Groups/${supervisors.id}`, add(u.id));
-      // B either finishes (it computed roles while A held its read) or waits for a lock A holds.
-      await finishedOrWaiting(bDone);
-      release();
-      await a;
-      assert.equal((await bDone).status, 200);
-    } finally {
-      release();
-    }
+    // The directory moves the user: node A takes it out of Tellers, pausing right after reading the directory's
+    // groups for the role sync; node B puts it in Supervisors meanwhile.
+    const b = await whileNodeAPauses(
+      'allGroups',
+      'after',
+      (nodeA, dir) => nodeA.patchGroup(dir, tellers.id, patchOp({ op: 'remove', path: `members[value eq "${u.id}"]` })),
+      () => scim('PATCH', `/Groups/${supervisors.id}`, add(u.id)),
+    );
+    assert.equal(b.status, 200);
     assert.deepEqual((await operator(u[OPX].operatorId)).roles, ['supervisor']);
     const inTellers = (await scim('GET', `/Groups/${tellers.id}`)).body.members?.some((m: Json) => m.value === u.id);
     assert.ok(inTellers !== true);
@@ -396,6 +386,40 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
     return { node, reachedP, release: () => release() };
   }
 
+  /** True (the case skipped) on SQLite, which runs writing units one at a time: nothing can interleave there. */
+  function sqliteOnly(ctx: TestContext): boolean {
+    if (t.databaseUrl !== undefined) return false;
+    ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
+    return true;
+  }
+
+  /**
+   * Two nodes change the directory's state at once. Node A (`pausingNode`) starts its change, and its unit of
+   * work pauses at `method`; node B's request (over HTTP) is sent meanwhile, and either finishes or waits for a
+   * lock A holds; then A goes on. Returns B's answer, once both are done.
+   */
+  async function whileNodeAPauses<B>(
+    method: 'allGroups' | 'lockRoles' | 'userForUpdate',
+    when: 'before' | 'after',
+    nodeA: (node: ScimService, dir: Awaited<ReturnType<ScimService['authenticate']>>) => Promise<unknown>,
+    nodeB: () => Promise<B>,
+  ): Promise<B> {
+    const { node, reachedP, release } = pausingNode(method, when);
+    const dir = await node.authenticate(`Bearer ${token}`);
+    const a = nodeA(node, dir);
+    try {
+      // A change of A that ends without reaching `method` fails the case here instead of leaving it waiting.
+      await Promise.race([reachedP, a.then(() => assert.fail(`node A finished without reaching ${method}`))]);
+      const b = nodeB();
+      await finishedOrWaiting(b);
+      release();
+      await a;
+      return await b;
+    } finally {
+      release();
+    }
+  }
+
   /** Waits until `other` finishes or waits for a lock (PostgreSQL), whichever comes first. */
   async function finishedOrWaiting(other: Promise<unknown>): Promise<void> {
     const client = new pg.Client({ connectionString: t.databaseUrl });
@@ -420,25 +444,17 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
   }
 
   it('two changes of one User at once (PostgreSQL, two nodes): the second waits for the User the first holds, both apply', async (ctx) => {
-    if (t.databaseUrl === undefined) {
-      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
-      return;
-    }
-    const { node, reachedP, release } = pausingNode('userForUpdate', 'after');
-    const dir = await node.authenticate(`Bearer ${token}`);
+    if (sqliteOnly(ctx)) return;
     const u = await createUser('held');
-    // Node A sets a title; its unit pauses once it has read the User (locked). Node B (over HTTP) deactivates the
-    // User meanwhile: it must wait for A's unit, then build its change from A's committed User.
-    const a = node.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'title', value: 'Teller' }));
-    await reachedP;
-    const bDone = scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'Replace', path: 'active', value: 'False' }));
-    try {
-      await finishedOrWaiting(bDone);
-    } finally {
-      release();
-    }
-    await a; // without the lock B commits first, and A's version-checked write is BACKEND_BUSY
-    const deactivated = await bDone;
+    // Node A sets a title; its unit pauses once it has read the User (locked). Node B deactivates the User
+    // meanwhile: it must wait for A's unit, then build its change from A's committed User. (Without the lock B
+    // commits first, and A's version-checked write is BACKEND_BUSY.)
+    const deactivated = await whileNodeAPauses(
+      'userForUpdate',
+      'after',
+      (nodeA, dir) => nodeA.patchUser(dir, u.id, patchOp({ op: 'replace', path: 'title', value: 'Teller' })),
+      () => scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'Replace', path: 'active', value: 'False' })),
+    );
     assert.equal(deactivated.status, 200, JSON.stringify(deactivated.body));
     const now = (await scim('GET', `/Users/${u.id}`)).body;
     assert.equal(now.title, 'Teller');
@@ -447,30 +463,22 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
   });
 
   it('a User deleted while its Group changes (PostgreSQL, two nodes): the Group no longer lists it', async (ctx) => {
-    if (t.databaseUrl === undefined) {
-      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
-      return;
-    }
-    const { node, reachedP, release } = pausingNode('allGroups', 'after');
-    const dir = await node.authenticate(`Bearer ${token}`);
+    if (sqliteOnly(ctx)) return;
     const gone = await createUser('leaver');
     const stays = await createUser('stayer');
     const group = (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Branch 12' })).body;
     const add = (id: string) => patchOp({ op: 'add', path: 'members', value: [{ value: id }] });
     assert.equal((await scim('PATCH', `/Groups/${group.id}`, add(gone.id))).status, 200);
 
-    // Node A deletes the User; its unit pauses once it has read the Groups to take the User out of. Node B
-    // (over HTTP) adds another member to the User's Group meanwhile.
-    const a = node.deleteUser(dir, gone.id);
-    await reachedP;
-    const bDone = scim('PATCH', `/Groups/${group.id}`, add(stays.id));
-    try {
-      await finishedOrWaiting(bDone);
-    } finally {
-      release();
-    }
-    await a;
-    assert.equal((await bDone).status, 200);
+    // Node A deletes the User; its unit pauses once it has read the Groups to take the User out of. Node B adds
+    // another member to the User's Group meanwhile.
+    const b = await whileNodeAPauses(
+      'allGroups',
+      'after',
+      (nodeA, dir) => nodeA.deleteUser(dir, gone.id),
+      () => scim('PATCH', `/Groups/${group.id}`, add(stays.id)),
+    );
+    assert.equal(b.status, 200);
 
     assert.equal((await scim('GET', `/Users/${gone.id}`)).status, 404);
     const members = ((await scim('GET', `/Groups/${group.id}`)).body.members ?? []) as Json[];
@@ -482,12 +490,7 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
   });
 
   it('a User enabled again while its Group changes (PostgreSQL, two nodes): its new operator gets the Group’s role', async (ctx) => {
-    if (t.databaseUrl === undefined) {
-      ctx.skip('PostgreSQL only: SQLite runs writing units one at a time');
-      return;
-    }
-    const { node, reachedP, release } = pausingNode('lockRoles', 'before');
-    const dir = await node.authenticate(`Bearer ${token}`);
+    if (sqliteOnly(ctx)) return;
     const u = await createUser('returner');
     const disable = patchOp({ op: 'replace', path: 'active', value: false });
     assert.equal((await scim('PATCH', `/Users/${u.id}`, disable)).status, 200);
@@ -498,17 +501,14 @@ describe('SCIM provisioning: overlapping and failing requests', () => {
       (await scim('POST', '/Groups', { schemas: [GROUP], displayName: 'Supervisors' })).body;
 
     // Node A adds the (disabled) User to Supervisors; its unit pauses just before the directory's role
-    // lock. Node B (over HTTP) enables the User again meanwhile: a new operator.
-    const a = node.patchGroup(dir, supervisors.id, patchOp({ op: 'add', path: 'members', value: [{ value: u.id }] }));
-    await reachedP;
-    const bDone = scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'replace', path: 'active', value: true }));
-    try {
-      await finishedOrWaiting(bDone);
-    } finally {
-      release();
-    }
-    await a;
-    const enabled = await bDone;
+    // lock. Node B enables the User again meanwhile: a new operator.
+    const enabled = await whileNodeAPauses(
+      'lockRoles',
+      'before',
+      (nodeA, dir) =>
+        nodeA.patchGroup(dir, supervisors.id, patchOp({ op: 'add', path: 'members', value: [{ value: u.id }] })),
+      () => scim('PATCH', `/Users/${u.id}`, patchOp({ op: 'replace', path: 'active', value: true })),
+    );
     assert.equal(enabled.status, 200, JSON.stringify(enabled.body));
     const operatorId = enabled.body[OPX].operatorId as string;
     assert.notEqual(operatorId, u[OPX].operatorId, 'enabled again: a new operator');
