@@ -39,9 +39,19 @@ function send(res: ServerResponse, status: number, body: unknown, location?: str
   res.end(data);
 }
 
-/** Whether a request's path is under SCIM's base, where every error answers in SCIM's shape (RFC 7644 §3.12). */
-export function isScimPath(url: string | undefined): boolean {
-  return url !== undefined && /^\/scim\/v2(?:[/?#]|$)/.test(url);
+/**
+ * Whether a request's target is under SCIM's base, where every error answers in SCIM's shape (RFC 7644 §3.12).
+ * Judged on the path as the server routes it (the URL parser's: `..` resolved, an absolute-form target reduced
+ * to its path), so the shape follows the route that runs.
+ */
+export function isScimPath(target: string | undefined): boolean {
+  let path: string;
+  try {
+    path = new URL(target ?? '/', 'http://backend.invalid').pathname;
+  } catch {
+    return false;
+  }
+  return /^\/scim\/v2(?:\/|$)/.test(path);
 }
 
 /**

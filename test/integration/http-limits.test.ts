@@ -128,8 +128,10 @@ describe('connection limits, as configured', () => {
       userName: 'late@bank.example',
       padding: 'x'.repeat(200),
     });
+    assertNear(seen.closedAfter, REQUEST_MS);
     const answer = parseResponse(seen.text);
     assert.equal(answer.status, 408);
+    assert.equal(answer.headers.connection, 'close');
     assert.match(answer.headers['content-type'] ?? '', /^application\/scim\+json/);
     const parsed = JSON.parse(answer.body) as { schemas: string[]; status: string; error: { code: string } };
     assert.deepEqual(parsed.schemas, ['urn:ietf:params:scim:api:messages:2.0:Error']);

@@ -5,6 +5,7 @@
  * SCIM bodies and errors) and as Baton's operators, consoles and audit trail see it.
  */
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
@@ -44,6 +45,26 @@ describe('SCIM 2.0 provisioning of operators', () => {
       body: text === '' ? undefined : (JSON.parse(text) as Json),
       type: response.headers.get('content-type'),
     };
+  }
+
+  /** A GET whose request target is sent exactly as written (no client-side `..` resolution). */
+  function rawGet(target: string): Promise<{ status: number; body: Json; wwwAuthenticate: string | undefined }> {
+    return new Promise((resolve, reject) => {
+      const req = request(`${t.url}/`, { path: target, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: JSON.parse(text) as Json,
+            wwwAuthenticate: res.headers['www-authenticate'],
+          }),
+        );
+      });
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   function assertScimError(
@@ -411,6 +432,14 @@ describe('SCIM 2.0 provisioning of operators', () => {
     assert.match(big.type ?? '', /^application\/scim\+json/);
     const found = await scim('GET', `/Users?filter=${encodeURIComponent('userName eq "big@bank.example"')}`);
     assert.equal(found.body.totalResults, 0, 'the oversized User was not stored');
+    // The shape follows the path as the server routes it (`..` resolved), sent as is (fetch would resolve it first).
+    const dotted = await rawGet('/v1/../scim/v2/Bogus');
+    assert.equal(dotted.status, 404);
+    assert.deepEqual(dotted.body.schemas, [ERROR]);
+    const escaped = await rawGet('/scim/v2/../../v1/admin/scim/directories');
+    assert.equal(escaped.status, 401, 'the admin route ran');
+    assert.equal(escaped.wwwAuthenticate, undefined, 'not answered as SCIM');
+    assert.equal(escaped.body.schemas, undefined);
     // Outside /scim/v2 the API keeps Baton's own error shape.
     const api = await fetch(`${t.url}/v1/nothing-here`);
     assert.equal(api.status, 404);
