@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { BatonError } from '../../shared/errors.js';
-import { SECURITY_HEADERS, parseJson, storageFault } from '../http/http-kit.js';
+import { SECURITY_HEADERS, parseJson } from '../http/http-kit.js';
 import type { Route, RouteContext } from '../http/router.js';
 import type { RouteId } from '../../shared/routes.js';
 import type { DirectoryRecord } from './repository.js';
@@ -102,10 +102,10 @@ export function scimRoutes(deps: ScimRouteDeps): Route[] {
         const answer = await handler(ctx, dir, base);
         send(ctx.res, answer.status, answer.body, answer.location);
       } catch (error) {
-        // Unexpected failures keep the server's handling (logged, 500 / 503); refusals answer SCIM's way.
-        const known = error instanceof BatonError ? error : storageFault(error);
-        if (known === undefined || known.code === 'INTERNAL') throw error;
-        answerScimError(ctx.res, known);
+        // Refusals answer here. Anything else (a storage fault, a damaged database, a bug) goes to the server's
+        // handler, which logs it, marks a damaged database, and answers in SCIM's shape too (`answerScimError`).
+        if (!(error instanceof BatonError) || error.code === 'INTERNAL') throw error;
+        answerScimError(ctx.res, error);
       }
       return undefined;
     };

@@ -253,6 +253,8 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
       await connected(await enrol('C'), ['C', 'A']),
     ];
     const console = await enrol('A');
+    // The bank's directory provisions over SCIM: while the database is away it reads SCIM's own error shape.
+    const directory = (await admin('A').ok('POST', '/v1/admin/scim/directories', { name: 'Entra ID' })) as Json;
     const flow = load(agents);
     const understood = new Set(['DATABASE_UNREACHABLE', 'STORAGE_UNAVAILABLE', 'NODE_STALE']);
     try {
@@ -284,10 +286,23 @@ describe('a cluster of three backend processes on one PostgreSQL', { skip: skipR
           understood.has(answer.body.error?.code as string),
           `a clear code, not ${JSON.stringify(answer.body)}`,
         );
+        const scimResponse = await within(
+          fetch(`${url(node)}/scim/v2/Users?filter=${encodeURIComponent('userName eq "a@bank.example"')}`, {
+            headers: { authorization: `Bearer ${directory.token as string}` },
+          }),
+          10_000,
+          `node ${node} to answer a SCIM request while PostgreSQL is down (not hang)`,
+        );
+        const scim = (await scimResponse.json()) as Json;
+        assert.equal(scimResponse.status, 503, JSON.stringify(scim));
+        assert.match(scimResponse.headers.get('content-type') ?? '', /^application\/scim\+json/);
+        assert.deepEqual(scim.schemas, ['urn:ietf:params:scim:api:messages:2.0:Error']);
+        assert.equal(scim.status, '503');
+        assert.equal(scim.error?.code, 'DATABASE_UNREACHABLE', JSON.stringify(scim));
         // Stable codes and the node's own plain words: never the driver's text (host, port, what failed how).
         const down = await health(node);
         assert.equal(down.body.database?.error, 'DATABASE_UNREACHABLE', JSON.stringify(down.body));
-        for (const body of [down.body, ready.body, answer.body]) {
+        for (const body of [down.body, ready.body, answer.body, scim]) {
           assert.doesNotMatch(
             JSON.stringify(body),
             /ECONNREFUSED|ECONNRESET|terminat|timeout exceeded|127\.0\.0\.1|postgres:\/\//,
