@@ -12,12 +12,17 @@ const logger = pino({ level: 'silent' });
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 function services() {
-  const calls = { deliverUpTo: [] as number[], resync: 0, policyRefresh: 0, authenticatorRefresh: 0 };
+  const calls = {
+    pointers: [] as { epoch: number; local: boolean }[],
+    resync: 0,
+    policyRefresh: 0,
+    authenticatorRefresh: 0,
+  };
   return {
     calls,
     revocations: {
-      deliverUpTo: (epoch: number) => {
-        calls.deliverUpTo.push(epoch);
+      onPointer: (epoch: number, local: boolean) => {
+        calls.pointers.push({ epoch, local });
         return Promise.resolve();
       },
       resync: () => {
@@ -53,14 +58,16 @@ describe('cluster pushes (in-process bus)', () => {
     await bus.publish('policy', { version: 4 });
     await bus.publish('authenticators', {});
     await tick();
-    assert.deepEqual(s.calls.deliverUpTo, [7]);
+    assert.deepEqual(s.calls.pointers, [{ epoch: 7, local: true }]);
     assert.equal(s.calls.policyRefresh, 1, 'only the resync refreshed');
     assert.equal(s.calls.authenticatorRefresh, 1, 'only the resync refreshed');
     // Another node's pointers (as PostgreSQL would deliver them).
     bus.injectRaw(JSON.stringify({ v: 1, t: 'policy', p: { version: 4 }, o: 'node-b' }));
     bus.injectRaw(JSON.stringify({ v: 1, t: 'policy', p: { version: 2 }, o: 'node-b' }));
     bus.injectRaw(JSON.stringify({ v: 1, t: 'authenticators', p: {}, o: 'node-b' }));
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'revocation', p: { epoch: 8 }, o: 'node-b' }));
     await tick();
+    assert.deepEqual(s.calls.pointers.at(-1), { epoch: 8, local: false });
     assert.equal(s.calls.policyRefresh, 2, 'a newer version refreshes, an older one does not');
     assert.equal(s.calls.authenticatorRefresh, 2);
     await bus.close();

@@ -10,8 +10,10 @@ import type { ClusterBus } from './bus.js';
  * SQLite); every node, the publisher included, acts on it here. Where the publishing node also acts
  * at once (for latency), the action is idempotent, so it is never done twice:
  *
- * - `revocation {epoch}` → `RevocationHub.deliverUpTo(epoch)`: one watermark per node, each epoch
- *   pushed once to this node's consoles whoever asks first (the local `revoke`, the bus, a resync).
+ * - `revocation {epoch}` → `RevocationHub.onPointer(epoch, local)`: one watermark per node, each
+ *   epoch pushed once to this node's consoles whoever asks first (the local `revoke`, the bus, a
+ *   resync). The publishing node's own pointer waits for its `revoke` calls running, whose push
+ *   needs no read of the store.
  * - `policy {version}` → `PolicyService.refresh()` on the other nodes (it only ever moves forward;
  *   its listeners push the new version to this node's consoles). The publishing node advanced already.
  * - `authenticators {}` → `AuthenticatorMetadata.refresh()` on the other nodes.
@@ -25,7 +27,7 @@ import type { ClusterBus } from './bus.js';
 
 export interface ServicePushTargets {
   bus: ClusterBus;
-  revocations: { deliverUpTo(epoch: number): Promise<void>; resync(): Promise<void> };
+  revocations: { onPointer(epoch: number, local: boolean): Promise<void>; resync(): Promise<void> };
   policies: { readonly version: { version: number }; refresh(): Promise<void> };
   authenticators: { refresh(): Promise<void> };
 }
@@ -33,7 +35,7 @@ export interface ServicePushTargets {
 /** Subscribes the services' pushes to the bus; call before the bus starts. Returns the unsubscribe function. */
 export function wireServicePushes({ bus, revocations, policies, authenticators }: ServicePushTargets): () => void {
   const off = [
-    bus.subscribe('revocation', ({ epoch }) => revocations.deliverUpTo(epoch)),
+    bus.subscribe('revocation', ({ epoch }, delivery) => revocations.onPointer(epoch, delivery.local)),
     bus.subscribe('policy', ({ version }, delivery) => {
       if (delivery.local || version <= policies.version.version) return;
       return policies.refresh();

@@ -9,6 +9,7 @@ import type { SessionRecord, Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import { EventLog, type UnitOfWork } from './event-log.js';
 import { InProcessBus } from '../cluster/bus.js';
+import { wireServicePushes } from '../cluster/pushes.js';
 import { RevocationHub, type ConsolePusher } from './revocation-hub.js';
 import type { SessionService } from './session-service.js';
 
@@ -205,6 +206,61 @@ describe('RevocationHub on the async store', () => {
   });
 });
 
+describe('RevocationHub and its own bus pointer', () => {
+  let dir: string;
+  let store: Store;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-revocations-own-'));
+    store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    await insertConsole(store, 'con_a', clock());
+    await insertOperator(store, 'op_own', clock());
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pushes a revocation it took without reading it back, though its own bus pointer arrives first; a pointer of its own that no revoke here pushed is still pushed', async () => {
+    const reads: number[] = [];
+    const watched = watchSince(store, reads);
+    const bus = new InProcessBus({ nodeId: 'node-own', logger });
+    const events = new EventLog(watched, clock, logger, bus);
+    const consoles = node(['con_a']);
+    const hub = new RevocationHub(watched, events, sessions, clock, consoles, logger);
+    const noop = () => Promise.resolve();
+    wireServicePushes({
+      bus,
+      revocations: hub,
+      policies: { version: { version: 1 }, refresh: noop },
+      authenticators: { refresh: noop },
+    });
+    await bus.start(); // the first resync fixes the watermark
+    const outcome = await hub.revoke('operator', 'op_own', 'left the bank', 'admin:1');
+    const epoch = outcome.revocation.epoch;
+    assert.deepEqual(reads, [], 'pushed as committed, not read back after the pointer');
+    assert.equal(consoles.sent.get('con_a')?.filter((m) => m.epoch === epoch).length, 1, 'pushed once');
+    // Committed by this node outside `revoke` (as a service revocation is): the pointer pushes it.
+    const other = await events.atomically(async (uow) => {
+      const stored = await uow.store.revocations.insert({
+        kind: 'operator',
+        targetId: 'op_own',
+        operatorId: 'op_own',
+        consoleId: null,
+        reason: 'again',
+        actor: 'test',
+        at: clock(),
+      });
+      await uow.publish('revocation', { epoch: stored.epoch });
+      return stored.epoch;
+    });
+    await eventually(() => (consoles.sent.get('con_a') ?? []).some((m) => m.epoch === other));
+    // One read, for the second epoch only: the first pointer found its epoch pushed.
+    assert.deepEqual(reads, [epoch], 'read from the store, from the watermark on');
+    await bus.close();
+  });
+});
+
 describe('RevocationHub fan-out: delivery rows and acknowledgements written in batches', () => {
   const CONSOLES = Array.from({ length: 200 }, (_, i) => `con_f${String(i).padStart(3, '0')}`);
   let dir: string;
@@ -381,4 +437,36 @@ async function insertOperator(store: Store, id: string, at: number): Promise<voi
     revokedAt: null,
     revokedReason: null,
   });
+}
+
+/** `store`, with every read of revocations after an epoch noted in `reads`. */
+function watchSince(store: Store, reads: number[]): Store {
+  const revocations = new Proxy(store.revocations, {
+    get(target, key) {
+      const value: unknown = Reflect.get(target, key);
+      if (key === 'since') {
+        return (after: number) => {
+          reads.push(after);
+          return target.since(after);
+        };
+      }
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return new Proxy(store, {
+    get(target, key) {
+      if (key === 'revocations') return revocations;
+      const value: unknown = Reflect.get(target, key);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/** Waits until `condition` holds, failing after two seconds. */
+async function eventually(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 2 s');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }

@@ -77,6 +77,8 @@ export class RevocationHub {
    * transactions inserting the same keys in different orders would wait on each other, or deadlock).
    */
   private pendingDeliveries: PendingDelivery[] = [];
+  /** The `revoke` calls running on this node (see `onPointer`). */
+  private readonly localRevokes = new Set<Promise<RevocationOutcome>>();
 
   constructor(
     private readonly store: Store,
@@ -106,6 +108,33 @@ export class RevocationHub {
   }
 
   async revoke(kind: RevocationKind, targetId: string, reason: string, actor: string): Promise<RevocationOutcome> {
+    const run = this.revokeAndPush(kind, targetId, reason, actor);
+    this.localRevokes.add(run);
+    try {
+      return await run;
+    } finally {
+      this.localRevokes.delete(run);
+    }
+  }
+
+  /**
+   * The cluster bus's `revocation` pointer (`local`: this node published it). Another node's is
+   * pushed at once (read from the store). This node's own arrives while the `revoke` that committed
+   * it is still on its way to its own push, which needs no read: the pointer waits for the revokes
+   * running here, then finds its epoch pushed. It still acts if they did not push it (a revocation
+   * committed by another path, or a revoke that failed after its COMMIT).
+   */
+  onPointer(epoch: number, local: boolean): Promise<void> {
+    if (!local || this.localRevokes.size === 0) return this.deliverUpTo(epoch);
+    return Promise.allSettled([...this.localRevokes]).then(() => this.deliverUpTo(epoch));
+  }
+
+  private async revokeAndPush(
+    kind: RevocationKind,
+    targetId: string,
+    reason: string,
+    actor: string,
+  ): Promise<RevocationOutcome> {
     const now = this.clock();
     /** Consoles whose delivery row the revocation's own transaction wrote. */
     const recorded = new Set<string>();
@@ -203,7 +232,8 @@ export class RevocationHub {
       await uow.publish('revocation', { epoch: stored.epoch });
       return { record: stored, revokedSessions: affected };
     });
-    // This node does not wait for its own notification: the same push, once per epoch, whoever comes first.
+    // This node does not wait for its own notification, which waits for this call (`onPointer`): pushed as
+    // committed, no read. Once per epoch whoever comes first, so the pointer still acts if this never gets here.
     await this.deliverUpTo(record.epoch, record, recorded);
     const pushedTo = this.pushCounts.get(record.epoch) ?? 0;
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
