@@ -16,7 +16,11 @@
  * Beside it, in the same run, the naive anchor: ../shared/anchors/ws-broadcast.mjs CONSOLES.
  *
  *   node --import tsx bench/cluster-revocation.ts [--consoles 10000] [--samples 50] [--rounds 5] [--skip-cross]
- *     [--connect-concurrency 200] [--ack-timeout 60] [--skip-anchor]
+ *     [--connect-concurrency 200] [--ack-timeout 60] [--skip-anchor] [--statement-log]
+ *
+ * --statement-log: PostgreSQL logs every statement (bench/lib/statement-timeline.ts), and the run
+ * prints, for the single-console revocations, when the request's first statement, the unit's BEGIN
+ * and its COMMIT started (medians, ms from the call) beside when the console received it.
  *
  * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
  */
@@ -42,6 +46,7 @@ import {
   treeCpu,
 } from './lib/cluster.js';
 import { ensureFileLimit } from './lib/fd-limit.js';
+import { revokeTimelines, STATEMENT_LOG_SETTINGS } from './lib/statement-timeline.js';
 import { RevocationReceipts, waitForAcks, type CommittedAcks } from './lib/revocation-receipts.js';
 import {
   fmt,
@@ -67,6 +72,8 @@ const { values: args } = parseArgs({
     'ack-timeout': { type: 'string', default: '60' },
     /** Consoles connecting at once (signed upgrade + hello in flight), when connecting and moving them. */
     'connect-concurrency': { type: 'string', default: '200' },
+    /** PostgreSQL logs every statement (slower): prints where a single-console revocation's time goes. */
+    'statement-log': { type: 'boolean', default: false },
   },
 });
 const CONSOLES = Number(args.consoles);
@@ -160,6 +167,10 @@ interface SingleResult {
   call: Summary;
   received: Summary;
   acked: Summary;
+  /** When each revoke call started (wall clock, ms), for the statement log. */
+  starts: number[];
+  /** ms from each call until its console received the revocation, in call order. */
+  receivedEach: number[];
 }
 
 /** Single-console revocations: sessions on `clients` (signed in on their node), revoked through `admin`. */
@@ -182,8 +193,10 @@ async function singles(
   const call: number[] = [];
   const recv: number[] = [];
   const acked: number[] = [];
+  const starts: number[] = [];
   for (const { client, sessionId } of sessions) {
     const t0 = wallMs();
+    starts.push(t0);
     const body = (await admin.ok('POST', `/v1/admin/sessions/${sessionId}/revoke`, { reason: 'benchmark' })) as Json;
     const t1 = wallMs();
     const epoch = body.epoch as number;
@@ -193,7 +206,7 @@ async function singles(
     recv.push(receipts.at(epoch, client.console.id) - t0);
     acked.push((acks.consoleAt ?? Number.NaN) - t0);
   }
-  return { call: summarize(call), received: summarize(recv), acked: summarize(acked) };
+  return { call: summarize(call), received: summarize(recv), acked: summarize(acked), starts, receivedEach: recv };
 }
 
 interface AllResult {
@@ -267,7 +280,7 @@ async function main(): Promise<void> {
   const anchorAll = anchor?.allAckedMs as { p50: number; p99: number; max: number } | undefined;
   console.log(`anchor ws-broadcast: ${JSON.stringify(anchor)} (${loadLine()})`);
 
-  const pg = await postgresForBench();
+  const pg = await postgresForBench(args['statement-log'] ? STATEMENT_LOG_SETTINGS : {});
   const skipped: string[] = [];
   let engine = 'SQLite (embedded)';
   if ('skip' in pg) {
@@ -427,6 +440,8 @@ async function main(): Promise<void> {
   }
   const end = await a.request<ChildMemory>('memory');
   await a.stop();
+  const statementLog = 'server' in pg && args['statement-log'] ? join(pg.server.dir, 'log') : undefined;
+  const timelines = statementLog === undefined ? [] : timelinesOf(statementLog, single1, single2);
   if ('server' in pg) await pg.server.stop();
 
   // ---- report ----
@@ -444,6 +459,21 @@ async function main(): Promise<void> {
           ]),
     ],
   );
+  if (timelines.length > 0) {
+    printTable(
+      "where a single-console revocation's time goes (PostgreSQL's statement log, which slows it; medians, ms from the call)",
+      ['case', 'n', 'first statement', 'BEGIN', 'COMMIT', 'console received', 'statements BEGIN..COMMIT'],
+      timelines.map((t) => [
+        t.case,
+        String(t.n),
+        fmt(t.firstStatement, 1),
+        fmt(t.begin, 1),
+        fmt(t.commit, 1),
+        fmt(t.received, 1),
+        fmt(t.statementsInUnit, 0),
+      ]),
+    );
+  }
   printTable(
     `revocation to every console (${fmtInt(CONSOLES)}), ms from the revoke call; anchor ws-broadcast all acked p50 ${fmt(anchorAll?.p50 ?? Number.NaN, 1)} / p99 ${fmt(anchorAll?.p99 ?? Number.NaN, 1)} ms`,
     [
@@ -563,9 +593,10 @@ async function main(): Promise<void> {
     anchor: anchorAll,
     load1,
     load2,
-    single1,
+    single1: summariesOf(single1),
     all1,
-    single2,
+    single2: single2 === undefined ? undefined : summariesOf(single2),
+    timelines,
     all2,
     failover,
     failoverBack,
@@ -576,6 +607,31 @@ async function main(): Promise<void> {
     rssPerConnection: rssPer,
     heapPerConnection: heapPer,
     skipped,
+  });
+}
+
+/** A single-console result without its per-call lists (for the JSON line). */
+function summariesOf({ call, received, acked }: SingleResult): Pick<SingleResult, 'call' | 'received' | 'acked'> {
+  return { call, received, acked };
+}
+
+/** Medians of each case's statement timeline (--statement-log), beside when its consoles received the revocation. */
+function timelinesOf(logFile: string, ...cases: (SingleResult | undefined)[]) {
+  return cases.flatMap((result, i) => {
+    if (result === undefined) return [];
+    const found = revokeTimelines(logFile, result.starts);
+    const median = (values: number[]) => summarize(values).p50;
+    return [
+      {
+        case: i === 0 ? '(1) console on A, call on A' : '(2) console on B, call on A',
+        n: found.length,
+        firstStatement: median(found.map((t) => t.firstStatement)),
+        begin: median(found.map((t) => t.begin)),
+        commit: median(found.map((t) => t.commit)),
+        received: median(result.receivedEach),
+        statementsInUnit: median(found.map((t) => t.statementsInUnit)),
+      },
+    ];
   });
 }
 
