@@ -257,6 +257,7 @@ describe('RevocationHub and its own bus pointer', () => {
     await eventually(() => (consoles.sent.get('con_a') ?? []).some((m) => m.epoch === other));
     // One read, for the second epoch only: the first pointer found its epoch pushed.
     assert.deepEqual(reads, [epoch], 'read from the store, from the watermark on');
+    await hub.flushAcks(); // the second push's delivery row, written before the store closes
     await bus.close();
   });
 });
