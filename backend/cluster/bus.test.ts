@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { sql } from 'kysely';
+import { kyselyOf } from '../store/kysely-store.js';
+import { openPostgresStore } from '../store/postgres-store.js';
+import type { Store } from '../store/repositories.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import {
   afterCommitTransaction,
@@ -8,6 +12,7 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   InProcessBus,
+  kyselyTransaction,
   pgTransaction,
   PostgresBus,
   type BusTransaction,
@@ -338,6 +343,59 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     },
     drain: () => drainAll([a, b]),
   }));
+
+  it("sends a publish in a unit of work on the store's pool with the COMMIT: intact, never on rollback or a failed COMMIT", async () => {
+    // One connection: every unit below runs on the same one, so what a unit left on it would show.
+    const store = await openPostgresStore({ url, poolSize: 1 });
+    try {
+      const seen = [a, b].map((node) => recorder(node, 'command'));
+      const publishIn = (tx: Store, consoleId: string, id: string) => {
+        const db = kyselyOf(tx);
+        assert.ok(db !== undefined);
+        return a.publish('command', { consoleId, id }, kyselyTransaction(db));
+      };
+      // Quotes, a backslash, a statement separator and non-ASCII text reach every node as they were sent.
+      const tricky = `con_'; SELECT 1; --\\ "é" ''`;
+      const arrivals = [a, b].map((node) => nextDelivery(node, 'command', (p) => p.id === 'cmd_unit_commit'));
+      await store.transaction((tx) => publishIn(tx, tricky, 'cmd_unit_commit'));
+      for (const { pointer } of await Promise.all(arrivals)) assert.equal(pointer.consoleId, tricky);
+
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          await publishIn(tx, 'con_tx', 'cmd_unit_rollback');
+          throw new Error('rolled back');
+        }),
+        /rolled back/,
+      );
+      await store.transaction((tx) => publishIn(tx, 'con_tx', 'cmd_unit_after_rollback'));
+      // A COMMIT that fails (a deferred unique constraint is checked by it): the unit rejects, nothing is sent.
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          const db = kyselyOf(tx);
+          assert.ok(db !== undefined);
+          await sql`CREATE TEMP TABLE checked_at_commit (x int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP`.execute(
+            db,
+          );
+          await sql`INSERT INTO checked_at_commit VALUES (1), (1)`.execute(db);
+          await publishIn(tx, 'con_tx', 'cmd_unit_failed_commit');
+        }),
+        (error: unknown) => (error as { code?: unknown }).code === '23505',
+      );
+      // The same connection then commits and sends the next unit's publish, and only that one.
+      const last = [a, b].map((node) => nextDelivery(node, 'command', (p) => p.id === 'cmd_unit_after'));
+      await store.transaction((tx) => publishIn(tx, 'con_tx', 'cmd_unit_after'));
+      await Promise.all(last);
+      await drainAll([a, b]);
+      for (const s of seen) {
+        assert.deepEqual(
+          s.map((d) => d.pointer.id),
+          ['cmd_unit_commit', 'cmd_unit_after_rollback', 'cmd_unit_after'],
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
 
   it('publishes after commit through the pool for an after-commit transaction', async () => {
     const hooks: (() => void)[] = [];

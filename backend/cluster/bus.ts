@@ -4,6 +4,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { lagAwareTimer } from '../lag-aware-timer.js';
+import { NOTIFY_WITH_COMMIT } from '../store/postgres-store.js';
 import { lagAwareClient, waitForClient, withReadTimeout } from '../store/read-timeout.js';
 
 /**
@@ -571,7 +572,8 @@ export class PostgresBus extends BaseBus {
     if (tx === undefined) {
       await this.notify(this.pool, payload);
     } else if (tx.kind === 'pg') {
-      await this.notify(tx, payload);
+      // Sent with the transaction's COMMIT, in its round trip, on the store's pool (NOTIFY_WITH_COMMIT).
+      await tx.query(NOTIFY_WITH_COMMIT, [this.channel, payload]);
     } else {
       tx.afterCommit(() => {
         this.notify(this.pool, payload).catch((error: unknown) =>

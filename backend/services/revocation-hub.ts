@@ -220,14 +220,16 @@ export class RevocationHub {
         reasons: [`revoke-${kind}`],
         detail: { actor, target: targetId, reason_admin: reason },
       });
-      const stored = await tx.revocations.insert({ kind, targetId, operatorId, consoleId, reason, actor, at: now });
       // One console's session or the console itself, connected here: its delivery row commits with the
-      // revocation (it is pushed right after the commit), so its acknowledgement waits for no other write.
+      // revocation, in the same statement (it is pushed right after the commit), so its acknowledgement
+      // waits for no other write.
       const single = kind === 'session' || kind === 'console' ? consoleId : null;
-      if (single !== null && this.pusher.isConnected(single)) {
-        await tx.revocations.recordDeliveries(stored.epoch, [single], now);
-        recorded.add(single);
-      }
+      const deliveredTo = single !== null && this.pusher.isConnected(single) ? [single] : [];
+      const stored = await tx.revocations.insert(
+        { kind, targetId, operatorId, consoleId, reason, actor, at: now },
+        deliveredTo.length > 0 ? { consoleIds: deliveredTo, at: now } : undefined,
+      );
+      for (const id of deliveredTo) recorded.add(id);
       // Every node pushes it to its own consoles (PostgreSQL: the NOTIFY goes with this COMMIT).
       await uow.publish('revocation', { epoch: stored.epoch });
       return { record: stored, revokedSessions: affected };

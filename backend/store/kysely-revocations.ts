@@ -5,7 +5,7 @@
 import { sql } from 'kysely';
 import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import type { EphemeralRepository, RevocationRecord, RevocationRepository } from './repositories.js';
-import { PG_LOCKS, atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
+import { atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
 
 /** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 5 per row). */
 const CLAIM_CHUNK = 1000;
@@ -20,11 +20,19 @@ export class KyselyRevocations implements RevocationRepository {
   constructor(private readonly ctx: KyselyContext) {}
 
   /**
-   * The next epoch. PostgreSQL: a transaction-scoped advisory lock serialises the writers, so epochs
-   * are handed out (and become visible) in commit order with no gap even when a writer rolls back:
-   * a console that has seen epoch N can never later miss an epoch below N. SQLite: one writer anyway.
+   * The next epoch, and with it (`deliveredTo`) the delivery rows of consoles it is pushed to right
+   * after the commit. PostgreSQL: one statement, one round trip. It raises the counter row
+   * `revocation_epoch` (migration 25), which stays locked until this transaction ends: a second
+   * writer waits for it and then reads the committed value (or the old one after a rollback), so
+   * epochs are handed out and become visible in commit order with no gap even when a writer rolls
+   * back, and a console that has seen epoch N can never later miss an epoch below N. The counter is
+   * never taken below the highest epoch stored (rows copied in by migrate-store). SQLite: one writer
+   * anyway.
    */
-  async insert(record: Omit<RevocationRecord, 'epoch'>): Promise<RevocationRecord> {
+  async insert(
+    record: Omit<RevocationRecord, 'epoch'>,
+    deliveredTo?: { consoleIds: readonly string[]; at: number },
+  ): Promise<RevocationRecord> {
     const values = {
       kind: record.kind,
       target_id: record.targetId,
@@ -34,37 +42,39 @@ export class KyselyRevocations implements RevocationRepository {
       actor: record.actor,
       created_at: record.at,
     };
+    const consoleIds = deliveredTo?.consoleIds ?? [];
     if (this.ctx.dialect === 'sqlite') {
-      const row = await this.ctx.db
-        .insertInto('revocations')
-        .values(values)
-        .returning('epoch')
-        .executeTakeFirstOrThrow();
-      return { ...record, epoch: num(row, 'epoch') };
+      return atomic(this.ctx, async (db) => {
+        const row = await db.insertInto('revocations').values(values).returning('epoch').executeTakeFirstOrThrow();
+        const epoch = num(row, 'epoch');
+        if (deliveredTo !== undefined) {
+          await new KyselyRevocations({ ...this.ctx, db, inTransaction: true }).recordDeliveries(
+            epoch,
+            [...consoleIds],
+            deliveredTo.at,
+          );
+        }
+        return { ...record, epoch };
+      });
     }
-    return atomic(this.ctx, async (db) => {
-      await sql`SELECT pg_advisory_xact_lock(${sql.lit(PG_LOCKS.revocationEpoch)})`.execute(db);
-      const row = await db
-        .insertInto('revocations')
-        .columns(['epoch', 'kind', 'target_id', 'operator_id', 'console_id', 'reason', 'actor', 'created_at'])
-        .expression(
-          db
-            .selectFrom('revocations')
-            .select([
-              sql<number>`COALESCE(MAX(epoch), 0) + 1`.as('epoch'),
-              sql.val(values.kind).as('kind'),
-              sql.val(values.target_id).as('target_id'),
-              sql.val(values.operator_id).as('operator_id'),
-              sql.val(values.console_id).as('console_id'),
-              sql.val(values.reason).as('reason'),
-              sql.val(values.actor).as('actor'),
-              sql.val(values.created_at).as('created_at'),
-            ]),
-        )
-        .returning('epoch')
-        .executeTakeFirstOrThrow();
-      return { ...record, epoch: num(row, 'epoch') };
-    });
+    const result = await sql<{ epoch: number }>`WITH n AS (
+        UPDATE revocation_epoch
+          SET epoch = GREATEST(epoch, (SELECT COALESCE(MAX(epoch), 0) FROM revocations)) + 1
+          WHERE id = 1 RETURNING epoch
+      ), r AS (
+        INSERT INTO revocations (epoch, kind, target_id, operator_id, console_id, reason, actor, created_at)
+        SELECT n.epoch, ${values.kind}, ${values.target_id}, ${values.operator_id}, ${values.console_id},
+          ${values.reason}, ${values.actor}, ${values.created_at}::bigint FROM n
+        RETURNING epoch
+      ), d AS (
+        INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
+        SELECT r.epoch, a.id, ${deliveredTo?.at ?? 0}::bigint FROM r, unnest(${[...consoleIds]}::text[]) AS a(id)
+        ON CONFLICT DO NOTHING
+      )
+      SELECT epoch FROM r`.execute(this.ctx.db);
+    const row = result.rows[0];
+    if (row === undefined) throw new Error('database: the revocation epoch counter is missing (migration 25)');
+    return { ...record, epoch: num(row, 'epoch') };
   }
   async currentEpoch(): Promise<number> {
     const row = await this.ctx.db

@@ -354,7 +354,7 @@ export type Dialect = 'sqlite' | 'postgres';
 /** PostgreSQL advisory lock keys (one namespace per database; 0x6261746f6e = "baton"). */
 export const PG_LOCKS = {
   migrations: 0x6261746f6e01,
-  revocationEpoch: 0x6261746f6e02,
+  // 0x6261746f6e02 held the revocation epoch until migration 25 (a counter row since): not reused.
 } as const;
 
 /** Where a repository runs: the pool (or the one SQLite connection), or one transaction. */

@@ -624,4 +624,11 @@ export const MIGRATIONS: readonly Migration[] = [
     // keeps both engines' schemas numbered alike (migrate-store compares them).
     sql: `SELECT 1;`,
   },
+  {
+    version: 25,
+    name: 'revocation (issue 10): the next epoch from a counter row, in the statement that inserts the revocation',
+    // SQLite hands out epochs by its one writer (the rowid): nothing to do; the version keeps both
+    // engines' schemas numbered alike.
+    sql: `SELECT 1;`,
+  },
 ];

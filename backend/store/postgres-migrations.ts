@@ -659,6 +659,21 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CLUSTER consoles USING consoles_pkey;
     `,
   },
+  {
+    version: 25,
+    name: 'revocation (issue 10): the next epoch from a counter row, in the statement that inserts the revocation',
+    sql: `
+      -- The last epoch handed out. A writer raises it in the statement that inserts its revocation
+      -- (kysely-revocations.ts); the row stays locked until the writer's transaction ends, so epochs
+      -- are handed out and committed in order with no gap, as under the advisory lock before, in one
+      -- round trip instead of two. Never below the revocations already stored.
+      CREATE TABLE revocation_epoch (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        epoch BIGINT NOT NULL
+      );
+      INSERT INTO revocation_epoch (id, epoch) SELECT 1, COALESCE(MAX(epoch), 0) FROM revocations;
+    `,
+  },
 ];
 
 /** Anything with `query` (a pg Client or PoolClient). */

@@ -34,7 +34,7 @@ import type { ScimRepository } from '../scim/repository.js';
  *      lock above is taken before the unit records anything;
  *   7. after the head, only rows that no unit locks before it: enrolment codes and console tokens
  *      (single use), admin tokens and admin sessions, policy versions, commands, revocation epochs
- *      (an advisory lock) and deliveries, meta. Units that only take these (enrolment, admin
+ *      (the `revocation_epoch` counter row) and deliveries, meta. Units that only take these (enrolment, admin
  *      ceremonies) may take the head first, which serialises them.
  *
  * SQLite has no row locks: `BEGIN IMMEDIATE` serialises writing units whole, so no order is needed
@@ -309,7 +309,14 @@ export interface PolicyRepository {
 }
 
 export interface RevocationRepository {
-  insert(record: Omit<RevocationRecord, 'epoch'>): Promise<RevocationRecord>;
+  /**
+   * The next epoch (gapless, in commit order across nodes). `deliveredTo`: consoles it is pushed to
+   * right after the commit, their delivery rows written with it (as `recordDeliveries`).
+   */
+  insert(
+    record: Omit<RevocationRecord, 'epoch'>,
+    deliveredTo?: { consoleIds: readonly string[]; at: number },
+  ): Promise<RevocationRecord>;
   currentEpoch(): Promise<number>;
   since(epoch: number): Promise<RevocationRecord[]>;
   recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void>;

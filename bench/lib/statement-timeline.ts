@@ -3,8 +3,9 @@
  * (`log_statement=all`, `log_line_prefix` STATEMENT_LOG_PREFIX: millisecond wall-clock timestamps
  * and the backend's pid). For each revoke call (its start on this machine's wall clock) it finds
  * the first statement of the request (the admin token's check), then that connection's `begin` and
- * `commit`, and counts the statements between them. PostgreSQL stamps a statement when it starts,
- * to the millisecond, so the figures are medians of whole milliseconds, not a per-sample timing.
+ * `commit` (a unit's NOTIFY goes in the same round trip, before it), and counts the statements
+ * between them. PostgreSQL stamps a statement when it starts, to the millisecond, so the figures
+ * are medians of whole milliseconds, not a per-sample timing.
  */
 import { readFileSync } from 'node:fs';
 
@@ -48,7 +49,8 @@ export function revokeTimelines(logFile: string, callStarts: readonly number[]):
     const { pid } = statements[first] as Statement;
     const rest = statements.slice(first).filter((s) => s.pid === pid);
     const b = rest.findIndex((s) => s.text === 'statement: begin');
-    const c = rest.findIndex((s) => s.text === 'statement: commit');
+    // A unit that published on the cluster bus sends its NOTIFY in the COMMIT's round trip (`…; commit`).
+    const c = rest.findIndex((s) => /^statement: (?:.*; )?commit$/.test(s.text));
     const begin = rest[b];
     const commit = rest[c];
     if (begin === undefined || commit === undefined || c < b) continue;

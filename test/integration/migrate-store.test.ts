@@ -222,6 +222,7 @@ describe('migrate-store: an embedded deployment moved to PostgreSQL', { skip }, 
     const sourceDb = new Database(join(source, 'baton.db'), { readonly: true });
     const sourceMax = (sourceDb.prepare('SELECT MAX(cursor) AS m FROM events').get() as { m: number }).m;
     const sourceCount = (sourceDb.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+    const sourceEpoch = (sourceDb.prepare('SELECT MAX(epoch) AS m FROM revocations').get() as { m: number }).m;
     sourceDb.close();
 
     const copy = await start(node, copyUrl, token);
@@ -251,6 +252,16 @@ describe('migrate-store: an embedded deployment moved to PostgreSQL', { skip }, 
       // New events get cursors after the copied ones.
       const after = await auditEvents(copy.admin);
       assert.ok(Math.max(...after.keys()) > sourceMax);
+      // A revocation on the copy takes the epoch after the copied ones (consoles that saw them miss nothing).
+      assert.ok(sourceEpoch >= 2, `the source holds its revocations (${sourceEpoch})`);
+      const revoked = (await copy.admin.ok(
+        'POST',
+        `/v1/admin/sessions/${(signedIn.body as Json).session.id as string}/revoke`,
+        {
+          reason: 'after the move',
+        },
+      )) as Json;
+      assert.equal(revoked.epoch, sourceEpoch + 1);
     } finally {
       await copy.backend.stop();
     }
