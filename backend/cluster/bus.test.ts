@@ -357,8 +357,14 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
       // Quotes, a backslash, a statement separator and non-ASCII text reach every node as they were sent.
       const tricky = `con_'; SELECT 1; --\\ "é" ''`;
       const arrivals = [a, b].map((node) => nextDelivery(node, 'command', (p) => p.id === 'cmd_unit_commit'));
-      await store.transaction((tx) => publishIn(tx, tricky, 'cmd_unit_commit'));
+      const pid = await store.transaction(async (tx) => {
+        await publishIn(tx, tricky, 'cmd_unit_commit');
+        return (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(kyselyOf(tx)!)).rows[0]!.pid;
+      });
       for (const { pointer } of await Promise.all(arrivals)) assert.equal(pointer.consoleId, tricky);
+      // The server's own record of that connection's last statement: the NOTIFY went in the COMMIT's round trip.
+      const activity = await raw.query<{ query: string }>('SELECT query FROM pg_stat_activity WHERE pid = $1', [pid]);
+      assert.match(activity.rows[0]?.query ?? '', /^SELECT pg_notify\('baton_cluster', +E?'.*'\); commit$/s);
 
       await assert.rejects(
         store.transaction(async (tx) => {

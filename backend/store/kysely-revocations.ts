@@ -25,9 +25,9 @@ export class KyselyRevocations implements RevocationRepository {
    * `revocation_epoch` (migration 25), which stays locked until this transaction ends: a second
    * writer waits for it and then reads the committed value (or the old one after a rollback), so
    * epochs are handed out and become visible in commit order with no gap even when a writer rolls
-   * back, and a console that has seen epoch N can never later miss an epoch below N. The counter is
-   * never taken below the highest epoch stored (rows copied in by migrate-store). SQLite: one writer
-   * anyway.
+   * back, and a console that has seen epoch N can never later miss an epoch below N. The epoch handed
+   * out is always above the highest one stored, even when the counter is behind them (rows copied in
+   * by migrate-store). SQLite: one writer anyway.
    */
   async insert(
     record: Omit<RevocationRecord, 'epoch'>,

@@ -666,7 +666,7 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       -- The last epoch handed out. A writer raises it in the statement that inserts its revocation
       -- (kysely-revocations.ts); the row stays locked until the writer's transaction ends, so epochs
       -- are handed out and committed in order with no gap, as under the advisory lock before, in one
-      -- round trip instead of two. Never below the revocations already stored.
+      -- round trip instead of two. Seeded from the revocations already stored.
       CREATE TABLE revocation_epoch (
         id SMALLINT PRIMARY KEY CHECK (id = 1),
         epoch BIGINT NOT NULL

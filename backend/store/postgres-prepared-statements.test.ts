@@ -2,7 +2,9 @@
  * Named prepared statements on the PostgreSQL pool (postgres-store.ts): what a node sees when the
  * table under a prepared statement changes (another node of the cluster migrated it during a rolling
  * upgrade), the switch for poolers that cannot keep prepared statements, and the events' array insert
- * (one prepared statement whatever the batch) with the values its separators cannot carry.
+ * (one prepared statement whatever the batch) with the values its separators cannot carry. And a
+ * pooled connection that must not be handed out again (its statements went stale, or its server
+ * stopped answering) is destroyed when released, in or out of a transaction.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -56,9 +58,14 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
       const prepared = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(db);
       assert.ok(prepared.rows[0]!.n >= 1, 'the repeated statement runs as a prepared statement');
 
+      const backendPid = async () =>
+        (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid;
+      const before = await backendPid();
       await raw(url, `alter table teller_notes add column branch text not null default 'HQ'`);
       // Outside a transaction: answered at once, with the column the other node added.
       assert.deepEqual(await note(2), { id: 2, note: 'vault', branch: 'HQ' });
+      // The connection whose statements went stale was destroyed when released: the next one is fresh.
+      assert.notEqual(await backendPid(), before, 'a fresh connection after the stale one');
       assert.deepEqual(await note(1), { id: 1, note: 'cash drawer', branch: 'HQ' });
 
       for (let i = 0; i < 3; i++) await note(1); // prepared again on the fresh connection
@@ -161,6 +168,37 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
           integrity: r.integrity.length > 0 ? r.integrity.join(',') : null,
         })),
       );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('PostgreSQL pool: a connection that stopped answering', { skip: pgSkip }, () => {
+  it('outside a transaction: the statement fails within its bound, and the next one runs on a fresh connection', async () => {
+    const url = await freshUrl();
+    // Statement timeout 300 ms: the client gives up on an answer 1.3 s after sending.
+    const store = await openPostgresStore({ url, poolSize: 1, statementTimeoutMs: 300 });
+    const db = kyselyOf(store)!;
+    const backendPid = async () =>
+      (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid;
+    const stopped = await backendPid();
+    try {
+      // The server process of the pool's one connection stops (a frozen host, a dropped network): no answer.
+      process.kill(stopped, 'SIGSTOP');
+      await assert.rejects(sql`select note from teller_notes where id = ${1}`.execute(db), {
+        message: /^Query read timeout/,
+      });
+    } finally {
+      process.kill(stopped, 'SIGCONT');
+    }
+    try {
+      // Not handed out again (it would refuse every statement at once): the next statement gets a new one.
+      const fresh = await backendPid();
+      assert.notEqual(fresh, stopped);
+      assert.deepEqual((await sql`select note from teller_notes where id = ${1}`.execute(db)).rows, [
+        { note: 'cash drawer' },
+      ]);
     } finally {
       await store.close();
     }

@@ -194,7 +194,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
  */
 const STALE_STATEMENT = new Set(['0A000', '26000']);
 const BEGIN = /^\s*(begin|start\s+transaction)\b/i;
-const END = /^\s*(commit|rollback|end|abort)\b/i;
+const END = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
 const COMMIT = /^\s*(commit|end)\s*;?\s*$/i;
 
 /**
@@ -335,7 +335,9 @@ function failFast(
     };
     Object.defineProperty(wrapper, 'query', { value: query });
     wrapper.release = (destroy?: Error | boolean) => {
-      client.release(destroy ?? broken ?? stale);
+      // Kysely always says whether it discards the connection (`release(false)` when it does not):
+      // a connection that stopped answering or holds stale prepared statements is destroyed anyway.
+      client.release(destroy === true || destroy instanceof Error ? destroy : (broken ?? stale));
     };
     return wrapper;
   };

@@ -514,6 +514,55 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('revocations: the delivery rows of the consoles it is pushed to, written with it or not at all', async () => {
+      await fresh();
+      try {
+        const base = {
+          kind: 'session' as const,
+          targetId: 's1',
+          operatorId: 'op1',
+          consoleId: 'c1',
+          reason: 'r',
+          actor: 'a',
+          at: T0,
+        };
+        // Outside a unit of work: the revocation and its delivery rows together.
+        const first = await store.revocations.insert(base, { consoleIds: ['c1', 'c2'], at: T0 + 1 });
+        assert.equal(first.epoch, 1);
+        assert.deepEqual(await store.revocations.deliveries(1), [
+          { consoleId: 'c1', sentAt: T0 + 1, ackedAt: null },
+          { consoleId: 'c2', sentAt: T0 + 1, ackedAt: null },
+        ]);
+        // A unit that rolls back leaves neither the revocation nor its delivery row, and no gap.
+        await assert.rejects(
+          store.transaction(async (tx) => {
+            await tx.revocations.insert({ ...base, targetId: 's2' }, { consoleIds: ['c1'], at: T0 + 2 });
+            throw new Error('rolled back');
+          }),
+          /rolled back/,
+        );
+        assert.deepEqual(await store.revocations.deliveries(2), []);
+        // Inside a unit that commits; no console to push to: no delivery row.
+        const [second, third] = await store.transaction(async (tx) => [
+          await tx.revocations.insert({ ...base, targetId: 's3' }, { consoleIds: ['c3'], at: T0 + 3 }),
+          await tx.revocations.insert({ ...base, targetId: 's4' }),
+        ]);
+        assert.deepEqual([second?.epoch, third?.epoch], [2, 3]);
+        assert.deepEqual(await store.revocations.deliveries(2), [{ consoleId: 'c3', sentAt: T0 + 3, ackedAt: null }]);
+        assert.deepEqual(await store.revocations.deliveries(3), []);
+        assert.deepEqual(
+          (await store.revocations.since(0)).map((r) => [r.epoch, r.targetId]),
+          [
+            [1, 's1'],
+            [2, 's3'],
+            [3, 's4'],
+          ],
+        );
+      } finally {
+        await done();
+      }
+    });
+
     it('acknowledgements: each console up to its epoch, writing the delivery row a node has not written yet (sentAt)', async () => {
       await fresh();
       try {
