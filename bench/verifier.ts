@@ -5,6 +5,8 @@
  *  - `verify()` on fresh tokens (each token presented once: every one costs a signature check);
  *  - `verify()` on repeated tokens (1,000 tokens presented again and again: the signature cache answers,
  *    every other check still runs).
+ * Beside them, the CPU's own ceiling for one ES256 verification: OpenSSL's C loop (`openssl speed ecdsap256`, CPU
+ * user time), which parses no token, when the `openssl` command is installed.
  * Then the time from an admin's revocation to the app server refusing the revoked session's token
  * (Baton's push channel, GET /v1/tokens/revocations), against a backend started in this process.
  *
@@ -19,6 +21,7 @@ import {
   type JsonWebKey,
   type KeyObject,
 } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
@@ -56,6 +59,18 @@ const ROUNDS = Number(args.rounds);
 const REVOCATIONS = Number(args.revocations);
 const GOAL_RATE = 20_000;
 const GOAL_REVOCATION_P99_MS = 50;
+
+/**
+ * ES256 verifications per CPU-second of OpenSSL's own C loop (`openssl speed`, one process, CPU user time as the
+ * divisor): what this CPU can do for one signature check before any token is parsed. `undefined` when the
+ * `openssl` command is missing or answers something else.
+ */
+function opensslSpeedVerify(): number | undefined {
+  const run = spawnSync('openssl', ['speed', '-seconds', '3', 'ecdsap256'], { encoding: 'utf8', timeout: 60_000 });
+  if (run.status !== 0) return undefined;
+  const line = /nistp256\)\s+[\d.]+s\s+[\d.]+s\s+[\d.]+\s+([\d.]+)/.exec(run.stdout);
+  return line?.[1] === undefined ? undefined : Number(line[1]);
+}
 
 /** `n` distinct action tokens, signed with node:crypto (fast enough to make tens of thousands). */
 function makeTokens(key: KeyObject, kid: string, n: number, from: number): string[] {
@@ -99,7 +114,7 @@ async function pass(tokens: readonly string[], fn: (token: string) => unknown) {
 
 type Kind = 'openssl' | 'jose' | 'fresh' | 'repeated';
 
-async function throughput(): Promise<Record<Kind, number>> {
+async function throughput(): Promise<Record<Kind, number> & { opensslSpeed?: number }> {
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' } as JWK;
   const privateJwk = await exportJWK(privateKey);
@@ -165,6 +180,7 @@ async function throughput(): Promise<Record<Kind, number>> {
     for (let i = 0; i < COUNT / repeated.length; i++) add('repeated', await pass(repeated, fns.repeated));
   }
   profiler?.disconnect();
+  const ceiling = opensslSpeedVerify();
   const rate = (kind: Kind) => (totals[kind].n / totals[kind].cpuMs) * 1000;
   const rates = { openssl: rate('openssl'), jose: rate('jose'), fresh: rate('fresh'), repeated: rate('repeated') };
   const rows: [string, Kind][] = [
@@ -176,15 +192,26 @@ async function throughput(): Promise<Record<Kind, number>> {
   printTable(
     `verifications per CPU-second (one thread; ${ROUNDS} interleaved rounds; load ${fmt(loadavg()[0] ?? Number.NaN)})`,
     ['what', 'verifications', 'CPU µs each', 'per core /s', '/ raw OpenSSL'],
-    rows.map(([name, kind]) => [
-      name,
-      fmtInt(totals[kind].n),
-      fmt((totals[kind].cpuMs * 1000) / totals[kind].n, 1),
-      fmtInt(rates[kind]),
-      `x${fmt(rates[kind] / rates.openssl, 3)}`,
-    ]),
+    [
+      ...rows.map(([name, kind]) => [
+        name,
+        fmtInt(totals[kind].n),
+        fmt((totals[kind].cpuMs * 1000) / totals[kind].n, 1),
+        fmtInt(rates[kind]),
+        `x${fmt(rates[kind] / rates.openssl, 3)}`,
+      ]),
+      ceiling === undefined
+        ? ['ceiling: `openssl speed ecdsap256` (C loop, no token)', '—', '—', 'not installed', '—']
+        : [
+            'ceiling: `openssl speed ecdsap256` (C loop, no token)',
+            '(3 s)',
+            fmt(1e6 / ceiling, 1),
+            fmtInt(ceiling),
+            `x${fmt(ceiling / rates.openssl, 3)}`,
+          ],
+    ],
   );
-  return rates;
+  return { ...rates, ...(ceiling === undefined ? {} : { opensslSpeed: ceiling }) };
 }
 
 async function revocationLatency(): Promise<{ fromRequest: number[]; fromCommit: number[] }> {
@@ -278,6 +305,13 @@ printTable(
     [
       'beside raw OpenSSL ES256 verify (same run)',
       `fresh x${fmt(rates.fresh / rates.openssl, 3)} of ${fmtInt(rates.openssl)}/s`,
+      '—',
+    ],
+    [
+      "this CPU's ceiling, OpenSSL's C loop (same run)",
+      rates.opensslSpeed === undefined
+        ? 'openssl not installed'
+        : `${fmtInt(rates.opensslSpeed)}/s, x${fmt(rates.opensslSpeed / GOAL_RATE, 3)} of the goal`,
       '—',
     ],
     ...(latency === undefined
