@@ -339,7 +339,11 @@ async function listenOn(
     .add(
       withPagedLists(
         { store, services: serviceAccounts },
-        serviceRoutes({ services: serviceAccounts, publicOrigin: origin }),
+        serviceRoutes({
+          services: serviceAccounts,
+          publicOrigin: origin,
+          clientAddress: (req) => clientAddresses.of(req),
+        }),
       ),
     )
     .add(withPagedLists({ store, services: serviceAccounts }, breakGlassRoutes({ breakGlass })))

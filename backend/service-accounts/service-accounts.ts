@@ -27,6 +27,7 @@ import { newId, newSecretToken, sha256Hex } from '../crypto/secrets.js';
 import type { EventLog } from '../services/event-log.js';
 import type { Store } from '../store/repositories.js';
 import { assertUsable } from '../tokens/token-exchange.js';
+import { UnauthenticatedRefusalTrail, type RefusalTrailCounts } from './refusal-trail.js';
 import { serviceStore, type ServiceKeyRecord, type ServiceRecord, type ServiceStore } from './service-store.js';
 
 /** Clocks of services and of the backend may differ this much (assertion `exp`, `iat`, `nbf`). */
@@ -151,6 +152,20 @@ async function verifiesWith(jws: string, key: KeyObject): Promise<Record<string,
   }
 }
 
+/** What a refused token request's event says of it: only text, and kept short. */
+interface RefusedRequestView {
+  action: string | null;
+  audience: string | null;
+  grantType: string | null;
+}
+
+/** A parameter of a request body that failed its schema, when it was sent as a string. */
+function sentText(sent: unknown, name: string): string | undefined {
+  if (typeof sent !== 'object' || sent === null || Array.isArray(sent)) return undefined;
+  const value: unknown = (sent as Record<string, unknown>)[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
 function audienceList(aud: unknown): string[] {
   if (typeof aud === 'string') return [aud];
   if (Array.isArray(aud) && aud.every((a) => typeof a === 'string')) return aud;
@@ -163,10 +178,19 @@ function audienceList(aud: unknown): string[] {
  * every node through the store's claim-once table), action-scoped tokens of minutes from the
  * action-token issuer under the policy's `service` channel, key rotation signed by the current key,
  * and revocation that takes effect at once and is pushed to app servers. Every issuance and every
- * refusal is an event. Nothing is kept in memory: every decision reads the store.
+ * refusal is an event, except the refusals of callers that did not authenticate beyond a per-client
+ * cap (`UnauthenticatedRefusalTrail`: counted, and the count goes in the client's next event).
+ * Nothing else is kept in memory: every decision reads the store.
  */
 export class ServiceAccounts {
-  constructor(private readonly deps: ServiceAccountsDeps) {}
+  /** Events of unauthenticated refusals, per endpoint: counts in this node's memory, not trust state. */
+  private readonly tokenRefusalTrail: UnauthenticatedRefusalTrail;
+  private readonly rotationRefusalTrail: UnauthenticatedRefusalTrail;
+
+  constructor(private readonly deps: ServiceAccountsDeps) {
+    this.tokenRefusalTrail = new UnauthenticatedRefusalTrail(deps.clock);
+    this.rotationRefusalTrail = new UnauthenticatedRefusalTrail(deps.clock);
+  }
 
   private get db(): ServiceStore {
     return serviceStore(this.deps.store);
@@ -379,8 +403,11 @@ export class ServiceAccounts {
     return { service, key: verified.key, jti };
   }
 
-  /** The token endpoint: every issuance and every refusal is an event. */
-  async token(request: TokenRequest, audiences: readonly string[]): Promise<TokenResponse> {
+  /**
+   * The token endpoint: every issuance and every refusal is an event (an unauthenticated refusal's
+   * within the per-client cap: `UnauthenticatedRefusalTrail`). `client`: the caller's address.
+   */
+  async token(request: TokenRequest, audiences: readonly string[], client: string): Promise<TokenResponse> {
     let serviceId: string | undefined;
     let actorOperator: string | undefined;
     const action = request.action ?? request.scope;
@@ -390,7 +417,16 @@ export class ServiceAccounts {
       const result = await this.issue(service, request, action, (operator) => (actorOperator = operator));
       return result;
     } catch (error) {
-      if (error instanceof BatonError) await this.recordRefusal(error, request, action, serviceId, actorOperator);
+      if (error instanceof BatonError) {
+        const view = {
+          action: action ?? null,
+          audience: request.audience.slice(0, 200),
+          grantType: request.grant_type.slice(0, 100),
+        };
+        // What the caller claimed to be, when it did not authenticate: kept short and printable for the trail.
+        const claimed = serviceId === undefined ? claimedClient(request) : undefined;
+        await this.recordRefusal(error, view, claimed, client, serviceId, actorOperator);
+      }
       throw error;
     }
   }
@@ -615,16 +651,48 @@ export class ServiceAccounts {
     };
   }
 
+  /**
+   * The trail of a token request refused before it was read (route `serviceToken`): its body failed
+   * its schema (`SCHEMA_INVALID`, also for a form parameter given twice), was no JSON (`BAD_JSON`) or
+   * had another content type (`UNSUPPORTED_MEDIA_TYPE`). `sent`: the parameters as parsed, before any
+   * schema (`undefined` when none could be read); only those that are strings are kept, shortened.
+   */
+  async recordUnreadTokenRequest(error: BatonError, sent: unknown, client: string): Promise<void> {
+    const action = sentText(sent, 'action') ?? sentText(sent, 'scope');
+    const audience = sentText(sent, 'audience');
+    const grantType = sentText(sent, 'grant_type');
+    const view = {
+      action: action?.slice(0, 100) ?? null,
+      audience: audience?.slice(0, 200) ?? null,
+      grantType: grantType?.slice(0, 100) ?? null,
+    };
+    const claimed = claimedClient({
+      client_assertion: sentText(sent, 'client_assertion') ?? '',
+      client_id: sentText(sent, 'client_id'),
+    });
+    await this.recordRefusal(error, view, claimed, client, undefined, undefined);
+  }
+
+  /**
+   * A `service-token-refused` event. `serviceId` once the service authenticated (always recorded);
+   * before that, `claimed` is what the caller claimed to be and the event is subject to the
+   * per-client cap (`UnauthenticatedRefusalTrail`), its detail saying how many were left out.
+   */
   private async recordRefusal(
     error: BatonError,
-    request: TokenRequest,
-    action: string | undefined,
+    view: RefusedRequestView,
+    claimed: string | null | undefined,
+    client: string,
     serviceId: string | undefined,
     operatorId: string | undefined,
   ): Promise<void> {
+    let unrecorded: RefusalTrailCounts | undefined;
+    if (serviceId === undefined) {
+      unrecorded = this.tokenRefusalTrail.admit(client);
+      if (unrecorded === undefined) return; // answered as ever; only its event is left out, and counted
+    }
     const now = this.deps.clock();
-    // What the caller claimed to be, when it did not authenticate: kept short and printable for the trail.
-    const claimed = serviceId === undefined ? claimedClient(request) : undefined;
+    const action = view.action ?? undefined;
     try {
       await this.deps.events.atomically(async (uow) => {
         if (serviceId !== undefined && action !== undefined)
@@ -642,10 +710,11 @@ export class ServiceAccounts {
           ].map((code) => code.toLowerCase().replace(/_/g, '-')),
           detail: {
             code: error.code,
-            action: action ?? null,
-            audience: request.audience.slice(0, 200),
-            grantType: request.grant_type.slice(0, 100),
+            action: view.action,
+            audience: view.audience,
+            grantType: view.grantType,
             ...(claimed === undefined ? {} : { claimedClient: claimed }),
+            ...unrecorded,
           },
         });
       });
@@ -657,12 +726,14 @@ export class ServiceAccounts {
   /**
    * Rotates the service's key: the request is authenticated by the current key, the new key proves
    * possession. Every refusal is a `service-key-rotation-refused` event (a stolen or stale key failing
-   * here leaves a trail, as at the token endpoint).
+   * here leaves a trail, as at the token endpoint; an unauthenticated refusal's within the per-client
+   * cap, as there). `client`: the caller's address.
    */
   async rotateKey(
     serviceId: string,
     input: { client_assertion_type: string; client_assertion: string; publicKey: ServicePublicJwk; proof: string },
     audiences: readonly string[],
+    client: string,
   ): Promise<{ serviceId: string; kid: string; retired: string[] }> {
     let authenticated: string | undefined;
     let newKid: string | undefined;
@@ -718,19 +789,40 @@ export class ServiceAccounts {
       });
       return { serviceId: service.id, kid, retired };
     } catch (error) {
-      if (error instanceof BatonError) await this.recordRotationRefusal(error, input, authenticated, newKid);
+      if (error instanceof BatonError) {
+        const claimed =
+          authenticated === undefined ? claimedClient({ client_assertion: input.client_assertion }) : undefined;
+        await this.recordRotationRefusal(error, claimed, client, authenticated, newKid);
+      }
       throw error;
     }
   }
 
-  /** The trail of a refused rotation: the code, never the assertion or the proof. */
+  /**
+   * The trail of a rotation refused before it was read (route `serviceKeyRotate`): `SCHEMA_INVALID`,
+   * `BAD_JSON` or `UNSUPPORTED_MEDIA_TYPE`. `sent`: the parameters as parsed, before any schema.
+   */
+  async recordUnreadRotation(error: BatonError, sent: unknown, client: string): Promise<void> {
+    const claimed = claimedClient({ client_assertion: sentText(sent, 'client_assertion') ?? '' });
+    await this.recordRotationRefusal(error, claimed, client, undefined, undefined);
+  }
+
+  /**
+   * The trail of a refused rotation: the code, never the assertion or the proof. Unauthenticated
+   * (no `serviceId`), it is subject to the per-client cap, as at the token endpoint.
+   */
   private async recordRotationRefusal(
     error: BatonError,
-    input: { client_assertion: string },
+    claimed: string | null | undefined,
+    client: string,
     serviceId: string | undefined,
     kid: string | undefined,
   ): Promise<void> {
-    const claimed = serviceId === undefined ? claimedClient({ client_assertion: input.client_assertion }) : undefined;
+    let unrecorded: RefusalTrailCounts | undefined;
+    if (serviceId === undefined) {
+      unrecorded = this.rotationRefusalTrail.admit(client);
+      if (unrecorded === undefined) return; // answered as ever; only its event is left out, and counted
+    }
     try {
       await this.deps.events.atomically(async (uow) => {
         await uow.record({
@@ -742,6 +834,7 @@ export class ServiceAccounts {
             code: error.code,
             ...(kid === undefined ? {} : { kid }),
             ...(claimed === undefined ? {} : { claimedClient: claimed }),
+            ...unrecorded,
           },
         });
       });

@@ -16,7 +16,12 @@ export interface ServiceRouteDeps {
   services: ServiceAccounts;
   /** Baton's public origin (`adminOrigin`; known once the server listens): the token endpoint's URL and `aud`. */
   publicOrigin: () => string;
+  /** Who sent a request (backend/http/client-address.ts): the key of the cap on unauthenticated refusals' events. */
+  clientAddress: (req: RouteContext['req']) => string;
 }
+
+const FORM_TYPE = /^application\/x-www-form-urlencoded(\s*;|$)/i;
+const JSON_TYPE = /^application\/json(\s*;|$)/i;
 
 /**
  * The token endpoint takes its parameters as `application/x-www-form-urlencoded` (RFC 6749 §4.4.2)
@@ -24,7 +29,7 @@ export interface ServiceRouteDeps {
  */
 export function parseFormOrJson(ctx: RouteContext): unknown {
   const type = ctx.req.headers['content-type'] ?? '';
-  if (!/^application\/x-www-form-urlencoded(\s*;|$)/i.test(type)) return undefined;
+  if (!FORM_TYPE.test(type)) return undefined;
   const form = new URLSearchParams(ctx.body.toString('utf8'));
   const out: Record<string, string> = {};
   for (const [key, value] of form) {
@@ -41,6 +46,43 @@ export function parseFormOrJson(ctx: RouteContext): unknown {
 function body<S extends Parameters<typeof parseJson>[2]>(ctx: RouteContext, schema: S) {
   const form = parseFormOrJson(ctx);
   return form === undefined ? parseJson(ctx.req, ctx.body, schema) : parseWith(schema, form);
+}
+
+/**
+ * A body's parameters as sent, before any schema, for the trail of its refusal: a form's (a
+ * parameter given twice: its first value), or the parsed JSON; `undefined` when it cannot be read.
+ */
+function sentParams(ctx: RouteContext): unknown {
+  const type = ctx.req.headers['content-type'] ?? '';
+  if (FORM_TYPE.test(type)) {
+    const form = new URLSearchParams(ctx.body.toString('utf8'));
+    return Object.fromEntries([...new Set(form.keys())].map((key) => [key, form.get(key)]));
+  }
+  if (ctx.body.length === 0) return {};
+  if (!JSON_TYPE.test(type)) return undefined;
+  try {
+    return JSON.parse(ctx.body.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads a service endpoint's body; a body refused before it is read (`SCHEMA_INVALID`, `BAD_JSON`,
+ * `UNSUPPORTED_MEDIA_TYPE`) is recorded as the endpoint's refusals are, then refused as ever. (A body
+ * over the size limit is refused by the server before the route: it is not recorded.)
+ */
+async function readRecorded<T>(
+  ctx: RouteContext,
+  read: () => T,
+  record: (error: BatonError, sent: unknown) => Promise<void>,
+): Promise<T> {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof BatonError) await record(error, sentParams(ctx));
+    throw error;
+  }
 }
 
 /**
@@ -83,16 +125,26 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
     {
       route: 'serviceToken',
       handler: async (ctx) => {
-        const input = body(ctx, ServiceTokenRequestSchema);
-        return deps.services.token(input, tokenEndpointAudiences(deps.publicOrigin()));
+        const client = deps.clientAddress(ctx.req);
+        const input = await readRecorded(
+          ctx,
+          () => body(ctx, ServiceTokenRequestSchema),
+          (error, sent) => deps.services.recordUnreadTokenRequest(error, sent, client),
+        );
+        return deps.services.token(input, tokenEndpointAudiences(deps.publicOrigin()), client);
       },
     },
     {
       route: 'serviceKeyRotate',
       handler: async (ctx) => {
-        const input = body(ctx, ServiceKeyRotateRequestSchema);
+        const client = deps.clientAddress(ctx.req);
+        const input = await readRecorded(
+          ctx,
+          () => body(ctx, ServiceKeyRotateRequestSchema),
+          (error, sent) => deps.services.recordUnreadRotation(error, sent, client),
+        );
         const id = ctx.params.id ?? '';
-        return deps.services.rotateKey(id, input, tokenEndpointAudiences(deps.publicOrigin()));
+        return deps.services.rotateKey(id, input, tokenEndpointAudiences(deps.publicOrigin()), client);
       },
     },
     {

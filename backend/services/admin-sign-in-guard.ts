@@ -1,5 +1,6 @@
 import { BatonError } from '../../shared/errors.js';
 import { clientLimitKey } from '../http/client-address.js';
+import { EventCap } from '../http/event-cap.js';
 import { TokenBuckets } from '../http/rate-limit.js';
 import type { EventLog } from './event-log.js';
 
@@ -43,7 +44,7 @@ function retryAfter(ms: number): { retryAfterSeconds: number } {
 export class AdminSignInGuard {
   private readonly buckets: TokenBuckets;
   private readonly floods = new Map<string, { windowStart: number; refused: number }>();
-  private floodEvents = { windowStart: 0, recorded: 0, suppressed: 0 };
+  private readonly floodEvents: EventCap;
   private readonly failures = new Map<string, { count: number; last: number }>();
 
   constructor(private readonly deps: { events: EventLog; clock: () => number }) {
@@ -51,6 +52,11 @@ export class AdminSignInGuard {
       capacity: ADMIN_SIGN_IN_LIMITS.burst,
       refillPerMinute: ADMIN_SIGN_IN_LIMITS.perMinute,
       maxKeys: ADMIN_SIGN_IN_LIMITS.maxClients,
+      clock: deps.clock,
+    });
+    this.floodEvents = new EventCap({
+      max: ADMIN_SIGN_IN_LIMITS.maxFloodEventsPerWindow,
+      windowMs: ADMIN_SIGN_IN_LIMITS.floodWindowMs,
       clock: deps.clock,
     });
   }
@@ -119,16 +125,8 @@ export class AdminSignInGuard {
       if (this.floods.size <= ADMIN_SIGN_IN_LIMITS.maxClients) break;
       this.floods.delete(oldest);
     }
-    if (now - this.floodEvents.windowStart >= window) {
-      this.floodEvents = { windowStart: now, recorded: 0, suppressed: this.floodEvents.suppressed };
-    }
-    if (this.floodEvents.recorded >= ADMIN_SIGN_IN_LIMITS.maxFloodEventsPerWindow) {
-      this.floodEvents.suppressed++;
-      return;
-    }
-    this.floodEvents.recorded++;
-    const suppressed = this.floodEvents.suppressed;
-    this.floodEvents.suppressed = 0;
+    const suppressed = this.floodEvents.take();
+    if (suppressed === undefined) return;
     await this.deps.events.record({
       type: 'sign-in-failed',
       subject: {},

@@ -169,7 +169,12 @@ describe('service accounts: key rotation under concurrency, and its refusals rec
   /** Node B's rotation: its answer as the route would give it (200, or the error's code). */
   async function rotateOnB(node: ServiceAccounts, serviceId: string, signer: CryptoKey, next: Key) {
     try {
-      const r = await node.rotateKey(serviceId, await rotationBody(serviceId, signer, next), [tokenEndpoint]);
+      const r = await node.rotateKey(
+        serviceId,
+        await rotationBody(serviceId, signer, next),
+        [tokenEndpoint],
+        '127.0.0.1',
+      );
       return { status: 200, kid: r.kid };
     } catch (error) {
       if (error instanceof BatonError) return { status: error.status, code: error.code };
