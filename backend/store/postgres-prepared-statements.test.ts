@@ -3,8 +3,8 @@
  * table under a prepared statement changes (another node of the cluster migrated it during a rolling
  * upgrade), the switch for poolers that cannot keep prepared statements, and the events' array insert
  * (one prepared statement whatever the batch) with the values its separators cannot carry. And a
- * pooled connection that must not be handed out again (its statements went stale, or its server
- * stopped answering) is destroyed when released, in or out of a transaction.
+ * pooled connection that must not be handed out again (its statements went stale, its server
+ * stopped answering, or it was given back inside a transaction) is destroyed when released.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -199,6 +199,40 @@ describe('PostgreSQL pool: a connection that stopped answering', { skip: pgSkip 
       assert.deepEqual((await sql`select note from teller_notes where id = ${1}`.execute(db)).rows, [
         { note: 'cash drawer' },
       ]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('PostgreSQL pool: a connection released inside a transaction', { skip: pgSkip }, () => {
+  it('is not handed out again: the next statement runs on a fresh connection, outside that transaction, and commits', async () => {
+    const url = await freshUrl();
+    const store = await openPostgresStore({ url, poolSize: 1 });
+    const db = kyselyOf(store)!;
+    const backendPid = async () =>
+      (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid;
+    try {
+      // A borrower that opens a transaction and gives the connection back without ending it.
+      const leaked = await db.connection().execute(async (conn) => {
+        await sql`begin`.execute(conn);
+        await sql`insert into teller_notes values (3, 'never committed')`.execute(conn);
+        return (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(conn)).rows[0]!.pid;
+      });
+      // The pool's one connection is a new one, and what the next borrower writes is committed at once.
+      assert.notEqual(await backendPid(), leaked);
+      await sql`insert into teller_notes values (4, 'night safe')`.execute(db);
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      try {
+        const rows = (await other.query<{ id: number }>('select id from teller_notes order by id')).rows;
+        assert.deepEqual(
+          rows.map((r) => r.id),
+          [1, 2, 4],
+        );
+      } finally {
+        await other.end();
+      }
     } finally {
       await store.close();
     }

@@ -335,9 +335,16 @@ function failFast(
     };
     Object.defineProperty(wrapper, 'query', { value: query });
     wrapper.release = (destroy?: Error | boolean) => {
+      // Released before its transaction ended (a BEGIN that failed, a ROLLBACK never sent): handed out
+      // again, its server would run the next borrower's statements inside that transaction. Destroyed,
+      // its server rolls the transaction back when the connection closes.
+      const open = inTransaction ? new Error('Released inside a transaction') : undefined;
+      inTransaction = false;
+      withCommit = [];
       // Kysely always says whether it discards the connection (`release(false)` when it does not):
-      // a connection that stopped answering or holds stale prepared statements is destroyed anyway.
-      client.release(destroy === true || destroy instanceof Error ? destroy : (broken ?? stale));
+      // a connection that stopped answering, holds stale prepared statements or an open transaction is
+      // destroyed anyway.
+      client.release(destroy === true || destroy instanceof Error ? destroy : (broken ?? stale ?? open));
     };
     return wrapper;
   };
