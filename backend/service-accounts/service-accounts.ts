@@ -330,6 +330,8 @@ export class ServiceAccounts {
   async authenticate(
     input: { client_assertion_type: string; client_assertion: string; client_id?: string | undefined },
     audiences: readonly string[],
+    /** Told the service as soon as the assertion's signature verifies with its key (before its other checks). */
+    onSigned?: (service: ServiceRecord) => void,
   ): Promise<{ service: ServiceRecord; key: ServiceKeyRecord; jti: string }> {
     if (input.client_assertion_type !== CLIENT_ASSERTION_TYPE_JWT_BEARER) {
       refuse('SERVICE_ASSERTION_INVALID', `client_assertion_type must be "${CLIENT_ASSERTION_TYPE_JWT_BEARER}"`);
@@ -364,6 +366,7 @@ export class ServiceAccounts {
         'The client assertion does not verify with a current key of the service',
       );
     }
+    onSigned?.(service);
     if (service.revokedAt !== null) refuse('SERVICE_REVOKED', 'This service has been revoked');
     const signed = verified.claims;
     if (!audienceList(signed.aud).some((a) => audiences.includes(a))) {
@@ -408,12 +411,12 @@ export class ServiceAccounts {
    * within the per-client cap: `UnauthenticatedRefusalTrail`). `client`: the caller's address.
    */
   async token(request: TokenRequest, audiences: readonly string[], client: string): Promise<TokenResponse> {
+    /** The service whose key signed the assertion: its refusals from then on are its own, always recorded. */
     let serviceId: string | undefined;
     let actorOperator: string | undefined;
     const action = request.action ?? request.scope;
     try {
-      const { service } = await this.authenticate(request, audiences);
-      serviceId = service.id;
+      const { service } = await this.authenticate(request, audiences, (signer) => (serviceId = signer.id));
       const result = await this.issue(service, request, action, (operator) => (actorOperator = operator));
       return result;
     } catch (error) {
@@ -674,9 +677,10 @@ export class ServiceAccounts {
   }
 
   /**
-   * A `service-token-refused` event. `serviceId` once the service authenticated (always recorded);
-   * before that, `claimed` is what the caller claimed to be and the event is subject to the
-   * per-client cap (`UnauthenticatedRefusalTrail`), its detail saying how many were left out.
+   * A `service-token-refused` event. `serviceId` once the assertion's signature verified with the
+   * service's key (a revoked service, a replayed or expired assertion included: always recorded, and
+   * counted for the service); before that, `claimed` is what the caller claimed to be and the event is
+   * subject to the per-client cap (`UnauthenticatedRefusalTrail`), its detail saying how many were left out.
    */
   private async recordRefusal(
     error: BatonError,
@@ -735,11 +739,15 @@ export class ServiceAccounts {
     audiences: readonly string[],
     client: string,
   ): Promise<{ serviceId: string; kid: string; retired: string[] }> {
+    /** The service whose key signed the assertion: its refusals from then on are its own, always recorded. */
     let authenticated: string | undefined;
     let newKid: string | undefined;
     try {
-      const { service, key: current } = await this.authenticate(input, audiences);
-      authenticated = service.id;
+      const { service, key: current } = await this.authenticate(
+        input,
+        audiences,
+        (signer) => (authenticated = signer.id),
+      );
       if (service.id !== serviceId) refuse('SERVICE_ASSERTION_INVALID', 'The client assertion is for another service');
       const now = this.deps.clock();
       const key = importKey(input.publicKey);

@@ -311,4 +311,28 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     const issued = await from.form(TOKEN_PATH, tokenParams(await assertion(viewer.id, viewer.privateKey)));
     assert.equal(issued.status, 200, JSON.stringify(issued.body));
   });
+
+  it("records every replay of a service's signed assertion as the service's, even from an address whose cap is spent", async () => {
+    const cap = UNAUTHENTICATED_REFUSAL_EVENTS.perClient;
+    const from = caller('127.0.0.25');
+    const claimed = unknownServiceId();
+    const unknownParams = tokenParams(await assertion(claimed, (await newKey()).privateKey));
+    for (let i = 0; i < cap + 1; i++) assertError(await from.form(TOKEN_PATH, unknownParams), 401, 'SERVICE_UNKNOWN');
+    // One assertion of the service, used once, then replayed (someone who copied it off the wire).
+    const copied = tokenParams(await assertion(viewer.id, viewer.privateKey));
+    assert.equal((await from.form(TOKEN_PATH, copied)).status, 200);
+    const replays = () =>
+      events('service-token-refused').then((all) =>
+        all.filter((e) => e.subject.service === viewer.id && e.detail.code === 'SERVICE_ASSERTION_REPLAYED'),
+      );
+    const before = (await replays()).length;
+    for (let i = 0; i < cap + 2; i++)
+      assertError(await from.form(TOKEN_PATH, copied), 401, 'SERVICE_ASSERTION_REPLAYED');
+    const recorded = await replays();
+    assert.equal(recorded.length - before, cap + 2, 'every replay is recorded, and names the service');
+    for (const e of recorded) {
+      assert.equal(e.detail.claimedClient, undefined, 'the signature proved who it is: nothing merely claimed');
+      assert.equal(e.detail.unrecordedRefusals, undefined);
+    }
+  });
 });
