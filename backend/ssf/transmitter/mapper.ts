@@ -7,13 +7,13 @@ import { BATON_SET_EVENT_PREFIX, CAEP_EVENT_PREFIX, type SimpleSubject, type Sub
  * | Baton event (origin) | SET event type |
  * |---|---|
  * | session-established (backend) | CAEP session-established (`acr`, `amr`) |
- * | session-resumed (backend: a resume within the continuity window) | CAEP session-presented |
+ * | session-resumed (backend: a resume within the continuity window, checked by the backend) | CAEP session-presented |
  * | session-revoked (backend) | CAEP session-revoked (always `reason_admin`) |
  * | assurance-level-change (backend, step-up) | CAEP assurance-level-change (NIST-AAL) |
  * | credential-change, success (backend) | CAEP credential-change (fido2-roaming / fido2-platform, AAGUID) |
  * | device-compliance-change (console revoked) | CAEP device-compliance-change |
  * | console-enrolled (a console enrolled or re-enrolled) | CAEP device-compliance-change → compliant |
- * | session-locked, session-suspended, session-switched, session-resumed (console), session-ended, session-expired, operator-revoked | `urn:baton:event:<type>` (only to streams that request it) |
+ * | session-locked, session-suspended, session-switched, session-resumed (console; backend with reason `offline-grace`: an offline resume), session-ended, session-expired, operator-revoked | `urn:baton:event:<type>` (only to streams that request it) |
  *
  * Events the backend does not take as facts (refused, marked) are never transmitted.
  */
@@ -92,7 +92,9 @@ export function mapEvent(event: StoredEvent, ctx: SubjectContext): MappedEvent |
         ...(event.assurance === undefined ? {} : { acr: event.assurance.acr, amr: event.assurance.amr }),
       });
     case 'session-resumed':
-      if (!backend) return baton(event, subject, common);
+      // An offline resume (the console verified it; the backend records its own `session-resumed`, reason
+      // `offline-grace`, when it accepts it) has no CAEP type: only streams asking for Baton's URI get it.
+      if (!backend || event.reasons.includes('offline-grace')) return baton(event, subject, common);
       return caep('session-presented', {
         initiating_entity: 'user',
         ...(event.assurance === undefined ? {} : { acr: event.assurance.acr, amr: event.assurance.amr }),
