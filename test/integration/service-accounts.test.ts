@@ -696,8 +696,9 @@ describe('service accounts: the assertion audience is the configured token endpo
     assert.equal(fresh.length, cases.length, 'a service-token-refused event for each');
     for (const e of fresh) {
       assert.equal(e.detail.code, 'SERVICE_ASSERTION_AUDIENCE');
-      // Refused before the service is authenticated: the event names the client it claimed to be.
-      assert.equal(e.detail.claimedClient, service.id);
+      // Signed with the service's key (only the audience is wrong): the event is the service's, nothing merely claimed.
+      assert.equal(e.subject.service, service.id);
+      assert.equal(e.detail.claimedClient, undefined);
     }
   });
 });
