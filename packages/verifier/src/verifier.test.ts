@@ -126,6 +126,43 @@ describe('ActionTokenVerifier', () => {
     assert.equal(refused.code, 'SERVICE_NOT_ALLOWED');
   });
 
+  it('applies a service revocation: that service’s tokens issued up to then, not another service’s', async () => {
+    /** A service token (`channel: service`, `sub` = the service, no session or console) issued at `at`. */
+    const serviceToken = (service: string, at = NOW) =>
+      new SignJWT({ action: 'payment.post', scope: 'payment.post', channel: 'service', client_id: service })
+        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'k1' })
+        .setIssuer('urn:baton:backend')
+        .setAudience(AUD)
+        .setSubject(service)
+        .setJti(`svc-${service}-${at}`)
+        .setIssuedAt(Math.floor(at / 1000))
+        .setExpirationTime(Math.floor(at / 1000) + 120)
+        .sign(a.key);
+    const issuedBefore = await serviceToken('svc_revoked', NOW - 5000);
+    const sameSecond = await serviceToken('svc_revoked', NOW);
+    const otherService = await serviceToken('svc_other', NOW - 5000);
+    assert.equal((await verifier.verify(issuedBefore, 'payment.post')).operator, 'svc_revoked');
+
+    revocations.apply({ epoch: 3, kind: 'service', targetId: 'svc_revoked', operatorId: null, at: NOW });
+    const refused = await refusal(verifier.verify(issuedBefore, 'payment.post'));
+    assert.equal(refused.code, 'TOKEN_REVOKED');
+    assert.equal(refused.status, 401);
+    // `iat` has a one-second grain: a token of the revocation's own second counts as issued before it.
+    assert.equal((await refusal(verifier.verify(sameSecond, 'payment.post'))).code, 'TOKEN_REVOKED');
+    // Scoped to that service: another service's token, and people's tokens, still verify.
+    assert.equal((await verifier.verify(otherService, 'payment.post')).operator, 'svc_other');
+    assert.equal((await verifier.verify(await token(a), 'payment.approve')).operator, 'op_ada');
+    // A token the service got after the revocation (Baton would not issue one, but the list is by time) passes.
+    clock = NOW + 2000;
+    try {
+      const issuedAfter = await serviceToken('svc_revoked', NOW + 2000);
+      assert.equal((await verifier.verify(issuedAfter, 'payment.post')).operator, 'svc_revoked');
+    } finally {
+      clock = NOW;
+    }
+    assert.equal(revocations.epoch, 3);
+  });
+
   it('refuses every token once revocations have been unheard longer than allowed', async () => {
     const strict = new ActionTokenVerifier({
       audience: AUD,
