@@ -21,7 +21,7 @@ export const VERIFICATION_ERRORS = {
   TOKEN_AUDIENCE_MISMATCH: { status: 401, error: 'invalid_token' },
   /** The token is for another action than the one asked. */
   TOKEN_ACTION_MISMATCH: { status: 403, error: 'insufficient_scope' },
-  /** Its session, console, operator or passkey was revoked (pushed by Baton). */
+  /** Its session, console, operator, passkey or service account was revoked (pushed by Baton). */
   TOKEN_REVOKED: { status: 401, error: 'invalid_token' },
   /** The revocation stream has been down longer than `maxRevocationLagMs`: no token is accepted until it is back. */
   REVOCATIONS_UNAVAILABLE: { status: 503, error: 'invalid_token' },
