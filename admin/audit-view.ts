@@ -10,6 +10,12 @@ function localInput(ms: number): string {
   return d.toISOString().slice(0, 16);
 }
 
+/** `detail.policyVersion` as `v3`; a console's event may carry any detail value, shown as it is. */
+function policyVersion(value: string | number | boolean | null | undefined): string {
+  if (value === undefined || value === null) return '—';
+  return typeof value === 'number' ? `v${value}` : String(value);
+}
+
 /** Audit export: events for a time range, as JSON Lines or CSV, straight from the admin API. */
 export const auditView: View = (main) => {
   const now = serverNow();
@@ -108,6 +114,13 @@ export const auditView: View = (main) => {
             : `${c.name ?? e.subject.console}${c.site === null ? '' : ` (${c.site})`}`;
         },
       },
+      // A service account's id (the events about services carry it; `names` has no services).
+      {
+        label: 'service',
+        cell: (e) => (e.subject.service === undefined ? '—' : h('span', { class: 'mono' }, e.subject.service)),
+      },
+      // The policy version that decided it (sign-ins, tokens, policy decisions), written as on the Consoles page.
+      { label: 'policy', cell: (e) => policyVersion(e.detail?.policyVersion) },
       { label: 'reasons', cell: (e) => e.reasons.join(', ') || '—' },
     ],
     empty: 'No event is stored yet.',

@@ -5,9 +5,18 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect, type BrowserContext, type CDPSession, type Page, type TestInfo } from '@playwright/test';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
 import { ADMIN_CONSOLE_CSP } from '../../backend/http/admin-assets.js';
-import { startTestBackend, TestConsole, type ConsoleSocket, type TestBackend } from '../helpers/backend-harness.js';
+import { sha256Hex } from '../../backend/crypto/secrets.js';
+import { SERVICE_ENROLMENT_PROOF_AUDIENCE } from '../../shared/service-accounts-api.js';
+import {
+  httpJson,
+  startTestBackend,
+  TestConsole,
+  type ConsoleSocket,
+  type TestBackend,
+} from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
@@ -257,6 +266,62 @@ test('the audit trail exports a range as CSV and JSON Lines', async ({}, info) =
   });
   expect(events.at(-2)).toMatchObject(exported('csv'));
   expect(events.at(-1)).toMatchObject(exported('jsonl'));
+});
+
+test('the audit list says which service did it and under which policy version', async ({}, info) => {
+  // The admin issues a service enrolment token on the Services page; a batch job enrols with it and a key of its own.
+  await page.getByRole('link', { name: 'Services' }).click();
+  await page.locator('#service-name').fill('nightly payments batch');
+  await page.locator('#service-actions').fill('customer.view');
+  await page.locator('#service-token-issue').click();
+  const token = (await page.locator('#new-service-token').textContent()) ?? '';
+  expect(token).toMatch(/^bst_/);
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const { kty, crv, x, y } = await exportJWK(publicKey);
+  const backendNow = Math.floor((Date.now() + clockOffset) / 1000); // the backend's clock runs ahead
+  const proof = await new SignJWT({ nonce: sha256Hex(token) })
+    .setProtectedHeader({ alg: 'ES256' })
+    .setAudience(SERVICE_ENROLMENT_PROOF_AUDIENCE)
+    .setIssuedAt(backendNow)
+    .setExpirationTime(backendNow + 120)
+    .sign(privateKey);
+  const enrolled = await httpJson(`${t.url}/v1/services/enrol`, {
+    method: 'POST',
+    body: JSON.stringify({ token, publicKey: { kty, crv, x, y }, proof }),
+  });
+  expect(enrolled.status, JSON.stringify(enrolled.body)).toBe(201);
+  const serviceId = enrolled.body.serviceId as string;
+
+  await page.getByRole('link', { name: 'Audit' }).click();
+  const cells = async (type: string) => {
+    await page.locator('#events-type').selectOption(type);
+    await page.locator('#events-apply').click();
+    const rows = page.locator('#events-rows tbody tr');
+    await expect(rows.first().locator('td').nth(1)).toHaveText(type);
+    await expect(rows).toHaveCount(1);
+    const headers = await page.locator('#events-rows thead th').allTextContents();
+    const texts = await rows.first().locator('td').allTextContents();
+    return Object.fromEntries(
+      headers.map((label, i) => [label.replace(/ [▲▼]$/, '').replace(/ \(.*\)$/, ''), texts[i]]),
+    );
+  };
+  // The service's own event names it; no operator or console did it, and no policy decided it.
+  expect(await cells('service-enrolled')).toMatchObject({
+    type: 'service-enrolled',
+    operator: '—',
+    console: '—',
+    service: serviceId,
+    policy: '—',
+  });
+  await shot(info, '08b-audit-service');
+  // Ada's sign-in was decided under policy version 1 (version 2 was published after it); no service took part.
+  expect(await cells('session-established')).toMatchObject({
+    type: 'session-established',
+    operator: 'Ada Teller',
+    service: '—',
+    policy: 'v1',
+  });
+  expect((await t.backend.events.query({ type: 'session-established', limit: 10 }))[0]?.detail?.policyVersion).toBe(1);
 });
 
 test('consoles and pictures pages show backlog, state and charts with text alternatives', async ({}, info) => {
