@@ -717,6 +717,8 @@ export class ServiceAccounts {
             action: view.action,
             audience: view.audience,
             grantType: view.grantType,
+            // The policy in force when it was refused (as `service-token-issued` says under which it was issued).
+            policyVersion: this.deps.policy().version,
             ...(claimed === undefined ? {} : { claimedClient: claimed }),
             ...unrecorded,
           },

@@ -87,6 +87,8 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
   let offset = 0;
   let tokenEndpoint: string;
   let viewer: { id: string; privateKey: PrivateKey };
+  /** The version of the policy the test publishes. */
+  let policyVersion: number;
   const callers: Caller[] = [];
 
   function caller(localAddress: string): Caller {
@@ -147,7 +149,11 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
       ],
       service: { actions: { 'customer.view': { actor: 'none' }, 'payment.approve': { actor: 'none' } } },
     };
-    await t.admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version, policy });
+    policyVersion = (
+      (await t.admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version, policy })) as {
+        version: number;
+      }
+    ).version;
     // A service enrolled for customer.view only.
     const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
       name: 'nightly report',
@@ -212,6 +218,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
       grantType: GRANT_CLIENT_CREDENTIALS,
       claimedClient: claimedJson,
       unrecordedRefusals: 0,
+      policyVersion,
       unrecordedAcrossClients: 0,
     });
     const ofForm = refused.filter((e) => e.detail.claimedClient === claimedForm);
@@ -302,6 +309,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     assert.equal(ofService.length - before, 15, 'every refusal of the authenticated service is recorded');
     for (const e of ofService) {
       assert.equal(e.detail.code, 'SERVICE_ACTION_NOT_ALLOWED');
+      assert.equal(e.detail.policyVersion, policyVersion, 'under which policy it was refused');
       assert.equal(e.detail.claimedClient, undefined);
       assert.equal(e.detail.unrecordedRefusals, undefined, 'no cap, so nothing to count');
     }
