@@ -2,16 +2,12 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type KeyObject } from 'jose';
+import { SignJWT, type CryptoKey, type KeyObject } from 'jose';
 import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
-import {
-  CLIENT_ASSERTION_TYPE_JWT_BEARER,
-  GRANT_CLIENT_CREDENTIALS,
-  SERVICE_ENROLMENT_PROOF_AUDIENCE,
-} from '../../shared/service-accounts-api.js';
-import { sha256Hex } from '../../backend/crypto/secrets.js';
+import { CLIENT_ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS } from '../../shared/service-accounts-api.js';
+import { enrolService, serviceKey } from '../helpers/service-account-fixtures.js';
 import { UNAUTHENTICATED_REFUSAL_EVENTS } from '../../backend/service-accounts/refusal-trail.js';
-import { assertError, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 
 type PrivateKey = CryptoKey | KeyObject;
 
@@ -97,12 +93,6 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     return c;
   }
 
-  async function newKey(): Promise<{ privateKey: PrivateKey; publicJwk: JWK }> {
-    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-    const jwk = await exportJWK(publicKey);
-    return { privateKey, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
-  }
-
   /** A client assertion (RFC 7523 §3) on the backend's clock. */
   function assertion(iss: string, privateKey: PrivateKey): Promise<string> {
     const now = Math.floor((Date.now() + offset) / 1000);
@@ -136,7 +126,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     t = await startTestBackend({}, { clock: () => Date.now() + offset });
     tokenEndpoint = `${t.url}${TOKEN_PATH}`;
     const current = (await t.admin.ok('GET', '/v1/admin/policy')) as { version: number; policy: Policy };
-    const appKey = await newKey();
+    const appKey = await serviceKey();
     const policy: Policy = {
       ...DEFAULT_POLICY,
       apps: [
@@ -155,23 +145,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
       }
     ).version;
     // A service enrolled for customer.view only.
-    const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
-      name: 'nightly report',
-      actions: ['customer.view'],
-    })) as { token: string };
-    const key = await newKey();
-    const proof = await new SignJWT({ nonce: sha256Hex(token) })
-      .setProtectedHeader({ alg: 'ES256' })
-      .setAudience(SERVICE_ENROLMENT_PROOF_AUDIENCE)
-      .setIssuedAt()
-      .setExpirationTime('2m')
-      .sign(key.privateKey);
-    const enrolled = await httpJson(`${t.url}/v1/services/enrol`, {
-      method: 'POST',
-      body: JSON.stringify({ token, publicKey: key.publicJwk, proof }),
-    });
-    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
-    viewer = { id: enrolled.body.serviceId as string, privateKey: key.privateKey };
+    viewer = await enrolService(t, 'nightly report', ['customer.view']);
   });
   after(async () => {
     for (const c of callers) c.close();
@@ -241,7 +215,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     const claimed = unknownServiceId();
     const r = await from.json(`/v1/services/${claimed}/keys`, {
       client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
-      client_assertion: await assertion(claimed, (await newKey()).privateKey),
+      client_assertion: await assertion(claimed, (await serviceKey()).privateKey),
       // no publicKey, no proof
     });
     assertError(r, 400, 'SCHEMA_INVALID');
@@ -260,7 +234,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     const cap = UNAUTHENTICATED_REFUSAL_EVENTS.perClient;
     const from = caller('127.0.0.23');
     const claimed = unknownServiceId();
-    const stranger = await newKey();
+    const stranger = await serviceKey();
     const params = tokenParams(await assertion(claimed, stranger.privateKey));
     const replies: Reply[] = [];
     for (let i = 0; i < 30; i++) replies.push(await from.form(TOKEN_PATH, params));
@@ -291,7 +265,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     const cap = UNAUTHENTICATED_REFUSAL_EVENTS.perClient;
     const from = caller('127.0.0.24');
     const claimed = unknownServiceId();
-    const params = tokenParams(await assertion(claimed, (await newKey()).privateKey));
+    const params = tokenParams(await assertion(claimed, (await serviceKey()).privateKey));
     for (let i = 0; i < cap + 5; i++) assertError(await from.form(TOKEN_PATH, params), 401, 'SERVICE_UNKNOWN');
     const unknown = async () =>
       (await events('service-token-refused')).filter((e) => e.detail.claimedClient === claimed).length;
@@ -324,7 +298,7 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
     const cap = UNAUTHENTICATED_REFUSAL_EVENTS.perClient;
     const from = caller('127.0.0.25');
     const claimed = unknownServiceId();
-    const unknownParams = tokenParams(await assertion(claimed, (await newKey()).privateKey));
+    const unknownParams = tokenParams(await assertion(claimed, (await serviceKey()).privateKey));
     for (let i = 0; i < cap + 1; i++) assertError(await from.form(TOKEN_PATH, unknownParams), 401, 'SERVICE_UNKNOWN');
     // One assertion of the service, used once, then replayed (someone who copied it off the wire).
     const copied = tokenParams(await assertion(viewer.id, viewer.privateKey));
