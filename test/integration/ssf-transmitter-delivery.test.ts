@@ -40,6 +40,14 @@ async function lockEvents(console: TestConsole, socket: ConsoleSocket, count: nu
   return events.map((e) => e.id);
 }
 
+/** The `admin-action` events of the event log with one of `reasons`, oldest first. */
+async function adminActions(t: TestBackend, ...reasons: string[]): Promise<Json[]> {
+  const events = await t.backend.events.query({ type: 'admin-action', limit: 10_000 });
+  return events
+    .filter((e) => e.reasons.some((r) => reasons.includes(r)))
+    .sort((a, b) => a.cursor - b.cursor) as unknown as Json[];
+}
+
 describe('Shared Signals push delivery: durable, ordered, at least once', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'baton-ssf-'));
   let offset = 0;
@@ -107,6 +115,13 @@ describe('Shared Signals push delivery: durable, ordered, at least once', () => 
     const oldKid = ((await httpJson(`${t.url}/ssf/jwks.json`, { method: 'GET' })).body as Json).keys[0].kid;
     const rotated = (await t.admin.ok('POST', '/v1/admin/ssf/keys/rotate', {})) as Json;
     assert.equal(rotated.previous, oldKid);
+    // The rotation leaves an event, like Baton's other signing keys.
+    const rotation = (await adminActions(t, 'signing-key-rotated')).filter((e) => e.detail.key === 'ssf');
+    assert.equal(rotation.length, 1, 'one event for the SET signing key rotation');
+    assert.equal(rotation[0].detail.previousKid, oldKid);
+    assert.equal(rotation[0].detail.kid, rotated.current);
+    assert.equal(rotation[0].detail.alg, 'RS256');
+    assert.equal(typeof rotation[0].detail.actor, 'string');
     const jwks = (await httpJson(`${t.url}/ssf/jwks.json`, { method: 'GET' })).body as Json;
     assert.deepEqual(
       jwks.keys.map((k: Json) => k.kid).sort(),
@@ -155,10 +170,24 @@ describe('Shared Signals push delivery: durable, ordered, at least once', () => 
     offset += 2 * 3600 * 1000; // the receiver has now failed for longer than pauseAfterSeconds
     const paused = await streamView(t, streamId, (s) => s.status === 'paused', 'the pause');
     assert.match(paused.statusReason, /receiver unreachable or refusing since .*HTTP 503/);
+    // The automatic pause is an event, recorded with the status change: who (the transmitter), why, old → new.
+    const [pause, ...others] = (await adminActions(t, 'ssf-stream-paused')).filter((e) => e.detail.stream === streamId);
+    assert.ok(pause, 'the automatic pause left an event');
+    assert.equal(others.length, 0);
+    assert.deepEqual(pause.reasons, ['ssf-stream-paused', 'receiver-down-past-limit']);
+    assert.equal(pause.detail.actor, 'automatic');
+    assert.equal(pause.detail.previousStatus, 'enabled');
+    assert.equal(pause.detail.status, 'paused');
+    assert.equal(pause.detail.reason, paused.statusReason);
+    assert.equal(typeof pause.detail.receiver, 'string');
     const more = await lockEvents(console, socket, 2);
     await streamView(t, streamId, (s) => s.backlog >= 5, 'events queued while paused');
     receiver.setDown('no');
     await t.admin.ok('POST', `/v1/admin/ssf/streams/${streamId}/status`, { status: 'enabled' });
+    const resumed = (await adminActions(t, 'ssf-stream-enabled')).filter((e) => e.detail.stream === streamId);
+    assert.equal(resumed.length, 1);
+    assert.equal(resumed[0].detail.previousStatus, 'paused');
+    assert.notEqual(resumed[0].detail.actor, 'automatic', "the admin's resume names the admin");
     await receiver.waitFor(
       (s) =>
         s.slice(before).filter((x) => x.type === LOCKED).length === 5 &&

@@ -323,4 +323,85 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     assertError(await as(t, other.token)('POST', new URL(endpoint).pathname, {}), 404, 'SSF_STREAM_NOT_FOUND');
     assertError(await as(t, r.token)('POST', new URL(endpoint).pathname, { maxEvents: -1 }), 400, 'SCHEMA_INVALID');
   });
+
+  it('records every status change of a stream as an event: who, old and new status, the SETs a disable drops', async () => {
+    const r = await issueReceiver(t, 'Status changes', ['ssf.manage', 'ssf.read']);
+    const created = (
+      await as(t, r.token)('POST', '/ssf/streams', {
+        delivery: { method: POLL },
+        events_requested: [`${CAEP}device-compliance-change`],
+      })
+    ).body as Json;
+    const id = created.stream_id as string;
+    const view = async () =>
+      ((await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json).streams.find((x: Json) => x.id === id) as Json;
+    const statusEvents = async () =>
+      (await t.backend.events.query({ type: 'admin-action', limit: 10_000 }))
+        .filter((e) => e.reasons.some((x) => x.startsWith('ssf-stream-')) && e.detail?.stream === id)
+        .sort((a, b) => a.cursor - b.cursor);
+    // The admin's id as Baton records it (the receiver was issued by the same admin).
+    const issued = (await t.backend.events.query({ type: 'admin-action', limit: 10_000 })).find(
+      (e) => e.reasons.includes('ssf-receiver-issued') && e.detail?.receiver === r.id,
+    );
+    const admin = issued?.detail?.actor;
+    assert.equal(typeof admin, 'string');
+
+    for (let i = 0; i < 2; i++) await TestConsole.enrol(t.url, t.admin);
+    const deadline = Date.now() + 10_000;
+    while ((await view()).backlog !== 2) {
+      assert.ok(Date.now() < deadline, 'two SETs queued');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+
+    await t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: 'paused', reason: 'maintenance' });
+    assert.equal((await as(t, r.token)('POST', '/ssf/status', { stream_id: id, status: 'enabled' })).status, 200);
+    const queued = (await view()).backlog as number; // the two SETs and the two stream-updated events
+    assert.equal(queued, 4);
+    await t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: 'disabled' });
+    assert.equal((await view()).backlog, 0);
+
+    const recorded = await statusEvents();
+    assert.deepEqual(
+      recorded.map((e) => ({ reasons: e.reasons, outcome: e.outcome, ...e.detail })),
+      [
+        {
+          reasons: ['ssf-stream-paused'],
+          outcome: 'success',
+          actor: admin,
+          stream: id,
+          receiver: r.id,
+          previousStatus: 'enabled',
+          status: 'paused',
+          reason: 'maintenance',
+        },
+        {
+          reasons: ['ssf-stream-enabled'],
+          outcome: 'success',
+          actor: `receiver:${r.id}`,
+          stream: id,
+          receiver: r.id,
+          previousStatus: 'paused',
+          status: 'enabled',
+          reason: null,
+        },
+        {
+          reasons: ['ssf-stream-disabled'],
+          outcome: 'success',
+          actor: admin,
+          stream: id,
+          receiver: r.id,
+          previousStatus: 'enabled',
+          status: 'disabled',
+          reason: `set by ${admin as string}`,
+          droppedSets: 4,
+        },
+      ],
+    );
+    // A request that changes nothing records nothing.
+    await t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, {
+      status: 'disabled',
+      reason: `set by ${admin as string}`,
+    });
+    assert.equal((await statusEvents()).length, 3);
+  });
 });

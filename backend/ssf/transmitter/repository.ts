@@ -388,8 +388,10 @@ export class TransmitterRepository {
     await this.db.updateTable('ssf_queue').set({ next_attempt_at: now }).where('stream_id', '=', streamId).execute();
   }
 
-  async deleteStreamQueue(streamId: string): Promise<void> {
-    await this.db.deleteFrom('ssf_queue').where('stream_id', '=', streamId).execute();
+  /** Drops a stream's queued SETs; how many. */
+  async deleteStreamQueue(streamId: string): Promise<number> {
+    const result = await this.db.deleteFrom('ssf_queue').where('stream_id', '=', streamId).executeTakeFirst();
+    return Number(result.numDeletedRows);
   }
 
   // ---- queue ----

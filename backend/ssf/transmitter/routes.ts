@@ -115,7 +115,7 @@ export function ssfTransmitterRoutes(deps: SsfTransmitterRouteDeps): Route[] {
       handler: async (ctx) => {
         const r = await receiver(deps, ctx, 'ssf.manage');
         const body = parseJson(ctx.req, ctx.body, StatusUpdateSchema);
-        return t.setStatus(body.stream_id, body.status, body.reason, r);
+        return t.setStatus(body.stream_id, body.status, body.reason, `receiver:${r.id}`, r);
       },
     },
     {
@@ -187,7 +187,8 @@ export function ssfTransmitterRoutes(deps: SsfTransmitterRouteDeps): Route[] {
       route: 'adminSsfStreamStatus',
       handler: async (ctx) => {
         const body = parseJson(ctx.req, ctx.body, ROUTES.adminSsfStreamStatus.request);
-        return t.setStatus(ctx.params.id ?? '', body.status, body.reason ?? `set by ${ctx.actor ?? 'an admin'}`);
+        const actor = ctx.actor ?? 'admin:unknown';
+        return t.setStatus(ctx.params.id ?? '', body.status, body.reason ?? `set by ${actor}`, actor);
       },
     },
     {
@@ -202,7 +203,7 @@ export function ssfTransmitterRoutes(deps: SsfTransmitterRouteDeps): Route[] {
       route: 'adminSsfKeysRotate',
       handler: async (ctx) => {
         const body = parseJson(ctx.req, ctx.body, ROUTES.adminSsfKeysRotate.request);
-        return deps.keys.rotate(body.algorithm);
+        return t.rotateKeys(body.algorithm, ctx.actor ?? 'admin:unknown');
       },
     },
   ];

@@ -19,6 +19,7 @@ import {
   signSetJson,
   subjectKey,
   subjectMatches,
+  type SetAlgorithm,
   type SetSigningKey,
   type SubjectId,
   type signSet,
@@ -50,6 +51,8 @@ const FANOUT_LEASE = 'ssf:fanout';
 const LATENCY_KEEP_MS = 24 * 3600 * 1000;
 /** How often every node looks for streams with SETs due (a node's own enqueues kick at once). */
 const SWEEP_MS = 1000;
+/** The actor of a status change the transmitter made itself (a receiver down past the limit). */
+export const AUTOMATIC = 'automatic';
 /** Streams (config, status, subjects) are re-read this often: another node may have changed them. */
 const STREAMS_REFRESH_MS = 2000;
 const HEAD_BATCH = 200;
@@ -575,34 +578,72 @@ export class SsfTransmitter {
     return statusView(stream);
   }
 
-  /** Sets a stream's status; a change is announced to the receiver with a `stream-updated` SET. */
+  /**
+   * Sets a stream's status; a change is announced to the receiver with a `stream-updated` SET, and recorded in the
+   * event log in the same unit of work (`admin-action`, reason `ssf-stream-<status>`, docs/events.md) with who
+   * changed it: `actor` (an admin, `receiver:<id>` for the receiver's own request, `automatic` for the transmitter).
+   */
   async setStatus(
     streamId: string,
     status: StreamStatus,
     reason: string | undefined,
+    actor: string,
     receiver?: ReceiverView,
   ): Promise<Record<string, unknown>> {
     const stream = receiver === undefined ? await this.repo.stream(streamId) : await this.owned(receiver, streamId);
     if (stream === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
     if (stream.status !== status || (stream.statusReason ?? undefined) !== reason) {
       const now = this.deps.clock();
-      await this.unit(async (tx) => {
-        const repo = this.repo.in(tx);
+      await this.deps.events.atomically(async (uow) => {
+        const repo = this.repo.in(uow.store);
+        await repo.boundIdleInUnit(this.leaseMs);
+        // Read again in the unit: the status it records as the previous one is the one it replaces.
+        const current = (await repo.stream(stream.id)) ?? stream;
         await repo.setStatus(stream.id, status, reason ?? null, now);
+        let dropped: number | undefined;
         // Disabled: the transmitter neither sends nor holds events for it (SSF 1.0 §8.1.2.1).
         if (status === 'disabled') {
-          await repo.deleteStreamQueue(stream.id);
-        } else if (stream.status !== status) {
+          dropped = await repo.deleteStreamQueue(stream.id);
+        } else if (current.status !== status) {
           const update = { status, ...(reason === undefined ? {} : { reason }) };
-          await repo.enqueue([this.streamEvent(stream, SSF_STREAM_UPDATED_EVENT, update)], now);
+          await repo.enqueue([this.streamEvent(current, SSF_STREAM_UPDATED_EVENT, update)], now);
         }
         // Resumed: what waited out a backoff goes now.
         if (status === 'enabled') await repo.dueNow(stream.id, now);
+        await uow.record({
+          type: 'admin-action',
+          subject: {},
+          outcome: 'success',
+          reasons: [`ssf-stream-${status}`, ...(actor === AUTOMATIC ? ['receiver-down-past-limit'] : [])],
+          detail: {
+            actor,
+            stream: stream.id,
+            receiver: stream.receiverId,
+            previousStatus: current.status,
+            status,
+            reason: reason ?? null,
+            ...(dropped === undefined ? {} : { droppedSets: dropped }),
+          },
+        });
       });
       await this.refreshStreams(true);
       this.kick(stream.id);
     }
     return statusView((await this.repo.stream(stream.id)) as StreamRecord);
+  }
+
+  /** An admin rotated the SET signing key (`TransmitterKeys.rotate`): recorded like Baton's other key rotations. */
+  async rotateKeys(algorithm: SetAlgorithm | undefined, actor: string): Promise<{ previous: string; current: string }> {
+    const rotated = await this.deps.keys.rotate(algorithm);
+    const alg = this.deps.keys.list().find((k) => k.kid === rotated.current)?.alg;
+    await this.deps.events.record({
+      type: 'admin-action',
+      subject: {},
+      outcome: 'success',
+      reasons: ['signing-key-rotated'],
+      detail: { actor, key: 'ssf', previousKid: rotated.previous, kid: rotated.current, alg: alg ?? null },
+    });
+    return rotated;
   }
 
   async verify(receiver: ReceiverView, streamId: string, state: string | undefined): Promise<void> {
@@ -1125,7 +1166,7 @@ export class SsfTransmitter {
       { stream: id, code: 'SSF_STREAM_PAUSED' },
       'a Shared Signals receiver failed past the limit: stream paused',
     );
-    await this.setStatus(id, 'paused', reason);
+    await this.setStatus(id, 'paused', reason, AUTOMATIC);
   }
 
   /** One RFC 8935 push; undefined when the receiver accepted it (202), else why not. */
