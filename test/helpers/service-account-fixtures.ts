@@ -16,6 +16,8 @@ export interface EnrolledService {
   id: string;
   kid: string;
   privateKey: PrivateKey;
+  /** The enrolment's whole answer (its token endpoint, actions…). */
+  answer: Json;
 }
 
 /** A service's own ES256 key pair (the public half as the enrolment sends it: kty, crv, x, y). */
@@ -46,7 +48,12 @@ export async function enrolService(t: TestBackend, name: string, actions: string
     body: JSON.stringify({ token, publicKey: key.publicJwk, proof }),
   });
   assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
-  return { id: enrolled.body.serviceId as string, kid: enrolled.body.kid as string, privateKey: key.privateKey };
+  return {
+    id: enrolled.body.serviceId as string,
+    kid: enrolled.body.kid as string,
+    privateKey: key.privateKey,
+    answer: enrolled.body,
+  };
 }
 
 /** A `private_key_jwt` client assertion (RFC 7523 §3): iss = sub = the service, aud = the token endpoint, fresh jti. */

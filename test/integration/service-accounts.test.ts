@@ -35,6 +35,7 @@ import {
   TestConsole,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { enrolService } from '../helpers/service-account-fixtures.js';
 
 type PrivateKey = CryptoKey | KeyObject;
 
@@ -636,25 +637,10 @@ describe('service accounts: the assertion audience is the configured token endpo
       service: { actions: { 'customer.view': { actor: 'none' } } },
     };
     await t.admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version, policy });
-    const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
-      name: 'nightly payments batch',
-      actions: ['customer.view'],
-    })) as { token: string };
-    const key = await newKey();
-    const proof = await new SignJWT({ nonce: sha256Hex(token) })
-      .setProtectedHeader({ alg: 'ES256' })
-      .setAudience(SERVICE_ENROLMENT_PROOF_AUDIENCE)
-      .setIssuedAt()
-      .setExpirationTime('2m')
-      .sign(key.privateKey);
     // Reached on localhost (as behind a proxy); the answer names the configured endpoint.
-    const enrolled = await httpJson(`${t.url}/v1/services/enrol`, {
-      method: 'POST',
-      body: JSON.stringify({ token, publicKey: key.publicJwk, proof }),
-    });
-    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
-    enrolmentAnswer = enrolled.body;
-    service = { id: enrolled.body.serviceId, kid: enrolled.body.kid, privateKey: key.privateKey };
+    const enrolled = await enrolService(t, 'nightly payments batch', ['customer.view']);
+    enrolmentAnswer = enrolled.answer;
+    service = { id: enrolled.id, kid: enrolled.kid, privateKey: enrolled.privateKey };
   });
   after(() => t.stop());
 

@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import { SignJWT, createLocalJWKSet, jwtVerify, type JWK } from 'jose';
 import type { Policy } from '../../shared/policy.js';
-import {
-  CLIENT_ASSERTION_TYPE_JWT_BEARER,
-  GRANT_TOKEN_EXCHANGE,
-  SERVICE_ENROLMENT_PROOF_AUDIENCE,
-} from '../../shared/service-accounts-api.js';
-import { sha256Hex } from '../../backend/crypto/secrets.js';
+import { CLIENT_ASSERTION_TYPE_JWT_BEARER, GRANT_TOKEN_EXCHANGE } from '../../shared/service-accounts-api.js';
 import { TestConsole, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import {
   TELLER_AUDIENCE,
@@ -18,6 +13,7 @@ import {
   tellerPolicy,
 } from '../helpers/action-token-fixtures.js';
 import { enrolOperator, redeemBreakGlassCode, signIn } from '../helpers/operator-flow.js';
+import { enrolService } from '../helpers/service-account-fixtures.js';
 
 /**
  * A service token that acts for a human session (`act`, `sid`) never outlives that session
@@ -80,24 +76,8 @@ describe('service accounts: a token acting for a human session ends with that se
     t = await startTestBackend({}, { clock: () => Date.now() + offset });
     appPublicJwk = (await appKeyPair()).publicJwk;
     await publishPolicy(t.admin, policyWith(['customer.view']));
-    const { token } = (await t.admin.ok('POST', '/v1/admin/service-enrolment-tokens', {
-      name: 'branch batch',
-      actions: ['customer.view'],
-    })) as Json;
-    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-    const jwk = await exportJWK(publicKey);
-    const proof = await new SignJWT({ nonce: sha256Hex(token as string) })
-      .setProtectedHeader({ alg: 'ES256' })
-      .setAudience(SERVICE_ENROLMENT_PROOF_AUDIENCE)
-      .setIssuedAt()
-      .setExpirationTime('2m')
-      .sign(privateKey);
-    const enrolled = await httpJson(`${t.url}/v1/services/enrol`, {
-      method: 'POST',
-      body: JSON.stringify({ token, publicKey: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } as JWK, proof }),
-    });
-    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
-    service = { id: enrolled.body.serviceId, kid: enrolled.body.kid, privateKey: privateKey as CryptoKey };
+    const enrolled = await enrolService(t, 'branch batch', ['customer.view']);
+    service = { id: enrolled.id, kid: enrolled.kid, privateKey: enrolled.privateKey as CryptoKey };
   });
   after(() => t.stop());
 
