@@ -38,11 +38,15 @@ interface StreamOut {
   audience: string | string[];
   method: 'push' | 'poll';
   endpointUrl: string;
+  /** The event type URIs the stream delivers: those the receiver requested that Baton supports. */
+  eventsDelivered: string[];
   status: 'enabled' | 'paused' | 'disabled';
   statusReason: string | null;
   backlog: number;
   lagMs: number;
   lastError: string | null;
+  /** When the push at the head of its queue first failed (retried with backoff since); null once one is accepted. */
+  failingSince: number | null;
   lastDeliveredAt: number | null;
   deliveredCount: number;
   deliveringNode: string | null;
@@ -100,6 +104,21 @@ function hostOf(url: string): string {
   } catch {
     return url;
   }
+}
+
+/** An event type URI by its last segment (`…/caep/event-type/session-revoked`, `urn:baton:event:session-locked`). */
+function shortEvent(uri: string): string {
+  return uri.slice(Math.max(uri.lastIndexOf('/'), uri.lastIndexOf(':')) + 1) || uri;
+}
+
+/** The events a stream delivers, by short name, each with its full URI as a tooltip. */
+function eventsCell(types: readonly string[]): HTMLElement | string {
+  if (types.length === 0) return '—';
+  return h(
+    'span',
+    { class: 'stream-events' },
+    types.flatMap((uri, i) => [i === 0 ? '' : ', ', h('span', { class: 'event-type', title: uri }, shortEvent(uri))]),
+  );
 }
 
 const STATUS_TONE = { enabled: 'good', paused: 'warn', disabled: 'bad' } as const;
@@ -307,6 +326,7 @@ function streamsSection(): HTMLElement {
         columns: [
           { label: 'receiver', cell: (s) => h('span', { title: s.id }, receiverName(s)) },
           { label: 'delivery', cell: (s) => (s.method === 'push' ? `push to ${hostOf(s.endpointUrl)}` : 'poll') },
+          { label: 'events', cell: (s) => eventsCell(s.eventsDelivered) },
           {
             label: 'status',
             sort: 'status',
@@ -326,7 +346,19 @@ function streamsSection(): HTMLElement {
                   ? '—'
                   : `${fmtMs(s.latency.p50Ms)} / ${fmtMs(s.latency.p99Ms)}`,
           },
-          { label: 'last error', cell: (s) => s.lastError ?? '—' },
+          {
+            label: 'last error',
+            // Since when pushes fail: the head of the queue is retried with backoff until the receiver accepts it.
+            cell: (s) =>
+              s.failingSince === null
+                ? (s.lastError ?? '—')
+                : h(
+                    'span',
+                    {},
+                    s.lastError ?? '—',
+                    h('span', { class: 'muted failing-since' }, ` · failing since ${fmtTime(s.failingSince)}`),
+                  ),
+          },
           { label: 'verification', cell: (s) => verificationText(s.verification, s.lastError) },
           { label: '', cell: actions },
         ],

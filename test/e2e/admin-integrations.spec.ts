@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { test, expect, type BrowserContext, type Page } from '@playwright/test';
+import { test, expect, type BrowserContext, type Locator, type Page } from '@playwright/test';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
 import { TestConsole, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
@@ -19,7 +19,8 @@ import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
  * collector that refuses, shown failing with its answer, then caught up once it takes batches; a
  * Shared Signals stream a receiver created, paused and resumed from the page; a push stream verified
  * from the page (accepted, then refused by a receiver answering 503) with its delivery latency
- * picture; an upstream source with its last SET, last action and rejections by reason.
+ * picture; each stream's events by short name (full URI as a tooltip) and since when a push receiver
+ * answering 503 has been failing, back to none once it accepts again; an upstream source with its last SET, last action and rejections by reason.
  */
 test.describe.configure({ mode: 'serial' });
 
@@ -34,6 +35,14 @@ let problems: string[] = [];
 let ledger: ConformanceReceiver;
 const UPSTREAM_ISSUER = 'https://idp.bank.example/';
 const UPSTREAM_AUDIENCE = 'https://baton.bank.example/ssf';
+const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
+
+/** The cell of `row` under the column headed `label` (by the table's headers, not a fixed position). */
+async function cellUnder(table: Locator, row: Locator, label: string): Promise<Locator> {
+  const headers = (await table.getByRole('columnheader').allTextContents()).map((text) => text.trim());
+  expect(headers, `a "${label}" column`).toContain(label);
+  return row.getByRole('cell').nth(headers.indexOf(label));
+}
 
 test.beforeAll(async ({ browser }) => {
   collector = createServer((req, res) => {
@@ -229,6 +238,71 @@ test('verifies a push stream from the page and shows the result, and pictures it
     'Not verified: Ledger has not accepted the verification event. The receiver answered: HTTP 503.',
   );
   ledger.setDown('no');
+  expect(problems).toEqual([]);
+});
+
+test('shows the events each stream delivers, and since when a push receiver answering 503 has been failing', async () => {
+  await page.goto(`${t.url}/admin/#/integrations`);
+  const streams = page.getByRole('table', { name: 'Shared Signals streams out' });
+  const core = streams.getByRole('row').filter({ hasText: 'Core banking' });
+  const ledgerRow = streams.getByRole('row').filter({ hasText: 'Ledger' });
+  // The events each receiver asked for, by short name, the full URI in the tooltip.
+  const coreEvents = await cellUnder(streams, core, 'events');
+  await expect(coreEvents).toHaveText('session-revoked');
+  await expect(coreEvents.locator('.event-type')).toHaveAttribute('title', `${CAEP}session-revoked`);
+  const ledgerEvents = await cellUnder(streams, ledgerRow, 'events');
+  await expect(ledgerEvents).toHaveText('device-compliance-change');
+  await expect(ledgerEvents.locator('.event-type')).toHaveAttribute('title', `${CAEP}device-compliance-change`);
+
+  // A poll stream never fails a push; the ledger is up (the refused verification of the test before is retried).
+  await expect(await cellUnder(streams, core, 'last error')).toHaveText('—');
+  const lastError = await cellUnder(streams, ledgerRow, 'last error');
+  const failingSince = lastError.locator('.failing-since');
+  await expect(async () => {
+    await page.reload();
+    await expect(lastError).toHaveText('—', { timeout: 1000 });
+  }).toPass({ timeout: 30_000 });
+  await expect(failingSince).toHaveCount(0);
+
+  // The ledger answers 503: the SET at the head of its queue is retried, and the row says since when it fails.
+  ledger.setDown('503');
+  const downAt = Date.now();
+  try {
+    await ledgerRow.getByRole('button', { name: 'Verify' }).click();
+    await expect(page.locator('#ssf-streams').getByRole('status')).toContainText('The receiver answered: HTTP 503.');
+    await page.reload();
+    await expect(lastError).toContainText('HTTP 503');
+    await expect(failingSince).toHaveText(/^ · failing since \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(.+\)$/);
+    // The minute it started failing, as the page writes times (the admin's zone).
+    const minute = (ms: number) =>
+      page.evaluate((at) => {
+        const p = new Intl.DateTimeFormat('en-GB', {
+          year: 'numeric',
+          month: '2-digit',
+          day: '2-digit',
+          hour: '2-digit',
+          minute: '2-digit',
+          hourCycle: 'h23',
+        }).formatToParts(new Date(at));
+        const v = (type: string) => p.find((x) => x.type === type)?.value;
+        return `${v('year')}-${v('month')}-${v('day')} ${v('hour')}:${v('minute')}`;
+      }, ms);
+    const shown = (await failingSince.textContent()) ?? '';
+    expect(
+      [await minute(downAt), await minute(Date.now())].some((m) => shown.includes(m)),
+      shown,
+    ).toBe(true);
+    await expect(await cellUnder(streams, ledgerRow, 'queued')).not.toHaveText('0');
+  } finally {
+    ledger.setDown('no');
+  }
+  // Up again: the retry is accepted, and nothing is failing any more.
+  await expect(async () => {
+    await page.reload();
+    await expect(lastError).toHaveText('—', { timeout: 1000 });
+  }).toPass({ timeout: 30_000 });
+  await expect(failingSince).toHaveCount(0);
+  await expect(await cellUnder(streams, ledgerRow, 'queued')).toHaveText('0');
   expect(problems).toEqual([]);
 });
 
