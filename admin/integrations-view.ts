@@ -47,6 +47,10 @@ interface StreamOut {
   lastError: string | null;
   /** When the push at the head of its queue first failed (retried with backoff since); null once one is accepted. */
   failingSince: number | null;
+  /** The most push attempts a waiting SET has had (0: none tried yet). */
+  attempts: number;
+  /** When the next failed SET is tried again (null: none failed). */
+  nextAttemptAt: number | null;
   lastDeliveredAt: number | null;
   deliveredCount: number;
   deliveringNode: string | null;
@@ -357,6 +361,13 @@ function streamsSection(): HTMLElement {
                     {},
                     s.lastError ?? '—',
                     h('span', { class: 'muted failing-since' }, ` · failing since ${fmtTime(s.failingSince)}`),
+                    s.attempts > 0 &&
+                      h(
+                        'span',
+                        { class: 'muted retries' },
+                        ` · ${s.attempts} attempt${s.attempts === 1 ? '' : 's'}` +
+                          (s.nextAttemptAt === null ? '' : `, next ${fmtTime(s.nextAttemptAt)}`),
+                      ),
                   ),
           },
           { label: 'verification', cell: (s) => verificationText(s.verification, s.lastError) },

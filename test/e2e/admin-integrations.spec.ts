@@ -273,6 +273,10 @@ test('shows the events each stream delivers, and since when a push receiver answ
     await page.reload();
     await expect(lastError).toContainText('HTTP 503');
     await expect(failingSince).toHaveText(/^ · failing since \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(.+\)$/);
+    // How often the waiting SET was tried, and when it is tried next (the queue's own attempts and schedule).
+    await expect(lastError.locator('.retries')).toHaveText(
+      /^ · [1-9]\d* attempts?, next \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(.+\)$/,
+    );
     // The minute it started failing, as the page writes times (the admin's zone).
     const minute = (ms: number) =>
       page.evaluate((at) => {

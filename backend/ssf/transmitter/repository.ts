@@ -565,14 +565,29 @@ export class TransmitterRepository {
       .execute();
   }
 
-  /** How many SETs wait, and since when the oldest. */
-  async backlog(streamId: string): Promise<{ count: number; oldest: number | null }> {
+  /**
+   * How many SETs wait, since when the oldest, the most push attempts a waiting SET has had (0: none tried
+   * yet) and the soonest next attempt of one that failed (null: none failed).
+   */
+  async backlog(
+    streamId: string,
+  ): Promise<{ count: number; oldest: number | null; attempts: number; nextAttemptAt: number | null }> {
     const row = await this.db
       .selectFrom('ssf_queue')
-      .select((eb) => [eb.fn.countAll().as('count'), eb.fn.min('created_at').as('oldest')])
+      .select((eb) => [
+        eb.fn.countAll().as('count'),
+        eb.fn.min('created_at').as('oldest'),
+        eb.fn.max('attempts').as('attempts'),
+        eb.fn.min(eb.case().when('attempts', '>', 0).then(eb.ref('next_attempt_at')).end()).as('next_attempt_at'),
+      ])
       .where('stream_id', '=', streamId)
       .executeTakeFirst();
-    return { count: n(row?.count ?? 0), oldest: nn(row?.oldest) };
+    return {
+      count: n(row?.count ?? 0),
+      oldest: nn(row?.oldest),
+      attempts: n(row?.attempts ?? 0),
+      nextAttemptAt: nn(row?.next_attempt_at),
+    };
   }
 
   async hasPollable(streamId: string, now: number, redeliverMs: number): Promise<boolean> {

@@ -733,6 +733,9 @@ export class SsfTransmitter {
           lagMs: backlog.oldest === null ? 0 : Math.max(0, now - backlog.oldest),
           lastError: s.lastError,
           failingSince: s.failingSince,
+          // Push retries: the most attempts a waiting SET has had, and when the next failed one is tried again.
+          attempts: backlog.attempts,
+          nextAttemptAt: backlog.nextAttemptAt,
           lastDeliveredAt: s.lastDeliveredAt,
           deliveredCount: s.deliveredCount,
           createdAt: s.createdAt,
