@@ -4,6 +4,7 @@ import { evaluatePolicy } from '../../shared/evaluate-policy.js';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
 import type { AssuranceLevel } from '../../shared/levels.js';
 import {
+  ACTION_NAME,
   DEFAULT_SERVICE_ASSERTION_MAX_SECONDS,
   DEFAULT_SERVICE_TOKEN_TTL_SECONDS,
   DEFAULT_ACTION_TOKEN_TTL_SECONDS,
@@ -414,9 +415,12 @@ export class ServiceAccounts {
     /** The service whose key signed the assertion: its refusals from then on are its own, always recorded. */
     let serviceId: string | undefined;
     let actorOperator: string | undefined;
+    /** Every check of the assertion passed (a fresh one, for this endpoint): its refusals count for the service. */
+    let authenticated = false;
     const action = request.action ?? request.scope;
     try {
       const { service } = await this.authenticate(request, audiences, (signer) => (serviceId = signer.id));
+      authenticated = true;
       const result = await this.issue(service, request, action, (operator) => (actorOperator = operator));
       return result;
     } catch (error) {
@@ -428,7 +432,7 @@ export class ServiceAccounts {
         };
         // What the caller claimed to be, when it did not authenticate: kept short and printable for the trail.
         const claimed = serviceId === undefined ? claimedClient(request) : undefined;
-        await this.recordRefusal(error, view, claimed, client, serviceId, actorOperator);
+        await this.recordRefusal(error, view, claimed, client, serviceId, actorOperator, authenticated);
       }
       throw error;
     }
@@ -661,25 +665,26 @@ export class ServiceAccounts {
    * schema (`undefined` when none could be read); only those that are strings are kept, shortened.
    */
   async recordUnreadTokenRequest(error: BatonError, sent: unknown, client: string): Promise<void> {
+    // Only what could be a valid value goes in the trail: an action name, printable text (no control characters).
     const action = sentText(sent, 'action') ?? sentText(sent, 'scope');
-    const audience = sentText(sent, 'audience');
-    const grantType = sentText(sent, 'grant_type');
+    const printable = (text: string | undefined, max: number) =>
+      text !== undefined && /^[\x20-\x7e]+$/.test(text) ? text.slice(0, max) : null;
     const view = {
-      action: action?.slice(0, 100) ?? null,
-      audience: audience?.slice(0, 200) ?? null,
-      grantType: grantType?.slice(0, 100) ?? null,
+      action: action !== undefined && ACTION_NAME.test(action) ? action : null,
+      audience: printable(sentText(sent, 'audience'), 200),
+      grantType: printable(sentText(sent, 'grant_type'), 100),
     };
     const claimed = claimedClient({
       client_assertion: sentText(sent, 'client_assertion') ?? '',
       client_id: sentText(sent, 'client_id'),
     });
-    await this.recordRefusal(error, view, claimed, client, undefined, undefined);
+    await this.recordRefusal(error, view, claimed, client, undefined, undefined, false);
   }
 
   /**
    * A `service-token-refused` event. `serviceId` once the assertion's signature verified with the
-   * service's key (a revoked service, a replayed or expired assertion included: always recorded, and
-   * counted for the service); before that, `claimed` is what the caller claimed to be and the event is
+   * service's key (a revoked service, a replayed or expired assertion included: always recorded; counted in
+   * the service's refused tokens only when `authenticated`); before that, `claimed` is what the caller claimed to be and the event is
    * subject to the per-client cap (`UnauthenticatedRefusalTrail`), its detail saying how many were left out.
    */
   private async recordRefusal(
@@ -689,6 +694,11 @@ export class ServiceAccounts {
     client: string,
     serviceId: string | undefined,
     operatorId: string | undefined,
+    /**
+     * Whether the assertion passed every check: only then does the refusal count in the service's refused
+     * tokens by action (a copied assertion replayed cannot add rows there, its refusals are only recorded).
+     */
+    authenticated: boolean,
   ): Promise<void> {
     let unrecorded: RefusalTrailCounts | undefined;
     if (serviceId === undefined) {
@@ -699,7 +709,7 @@ export class ServiceAccounts {
     const action = view.action ?? undefined;
     try {
       await this.deps.events.atomically(async (uow) => {
-        if (serviceId !== undefined && action !== undefined)
+        if (authenticated && serviceId !== undefined && action !== undefined)
           await serviceStore(uow.store).count(serviceId, action, 'refused', now);
         await uow.record({
           type: 'service-token-refused',

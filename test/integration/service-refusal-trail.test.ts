@@ -307,11 +307,21 @@ describe('service endpoints: every refusal an event, and unauthenticated callers
       events('service-token-refused').then((all) =>
         all.filter((e) => e.subject.service === viewer.id && e.detail.code === 'SERVICE_ASSERTION_REPLAYED'),
       );
+    // The service's refused tokens by action, as the Services page shows them.
+    const refusedCount = async () => {
+      const { services } = (await t.admin.ok('GET', '/v1/admin/services')) as {
+        services: { id: string; tokens: { action: string; refused: number }[] }[];
+      };
+      return services.find((x) => x.id === viewer.id)?.tokens.find((x) => x.action === 'customer.view')?.refused ?? 0;
+    };
+    const refusedBefore = await refusedCount();
     const before = (await replays()).length;
     for (let i = 0; i < cap + 2; i++)
       assertError(await from.form(TOKEN_PATH, copied), 401, 'SERVICE_ASSERTION_REPLAYED');
     const recorded = await replays();
     assert.equal(recorded.length - before, cap + 2, 'every replay is recorded, and names the service');
+    // Recorded, not counted: a copied assertion cannot inflate the service's figures (or add actions to them).
+    assert.equal(await refusedCount(), refusedBefore);
     for (const e of recorded) {
       assert.equal(e.detail.claimedClient, undefined, 'the signature proved who it is: nothing merely claimed');
       assert.equal(e.detail.unrecordedRefusals, undefined);

@@ -243,6 +243,19 @@ export class TransmitterRepository {
       .execute();
   }
 
+  /**
+   * Locks a stream's row until the unit of work ends (a write that changes nothing: the same text on both
+   * engines), so a change read after it sees every change committed before; false when there is no such stream.
+   */
+  async lockStream(id: string): Promise<boolean> {
+    const result = await this.db
+      .updateTable('ssf_streams')
+      .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   async stream(id: string): Promise<StreamRecord | undefined> {
     const row = await this.db.selectFrom('ssf_streams').selectAll().where('id', '=', id).executeTakeFirst();
     return row === undefined ? undefined : toStream(row);

@@ -597,8 +597,13 @@ export class SsfTransmitter {
       await this.deps.events.atomically(async (uow) => {
         const repo = this.repo.in(uow.store);
         await repo.boundIdleInUnit(this.leaseMs);
-        // Read again in the unit: the status it records as the previous one is the one it replaces.
-        const current = (await repo.stream(stream.id)) ?? stream;
+        // Locked, then read again in the unit: of two changes at once (an admin and the automatic pause, on
+        // two nodes), the second sees the first's status; the status recorded as previous is the one replaced.
+        const current = (await repo.lockStream(stream.id)) ? await repo.stream(stream.id) : undefined;
+        if (current === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
+        if (current.status === status && (current.statusReason ?? undefined) === reason) return;
+        // The automatic pause pauses only an enabled stream: an admin's pause or disable meanwhile stands.
+        if (actor === AUTOMATIC && current.status !== 'enabled') return;
         await repo.setStatus(stream.id, status, reason ?? null, now);
         let dropped: number | undefined;
         // Disabled: the transmitter neither sends nor holds events for it (SSF 1.0 §8.1.2.1).
