@@ -15,6 +15,7 @@ import {
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
+import { adminTime } from '../helpers/admin-time.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
 import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 
@@ -66,17 +67,7 @@ async function enrolConsole(name: string, channel: string, site: string): Promis
 
 /** The date as the admin must read it: ISO, in Europe/Paris, with the zone. */
 function inParis(ms: number): string {
-  const parts = new Intl.DateTimeFormat('en-GB', {
-    timeZone: ZONE,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-  }).formatToParts(new Date(ms));
-  const p = (type: string) => parts.find((x) => x.type === type)?.value;
-  return `${p('year')}-${p('month')}-${p('day')} ${p('hour')}:${p('minute')} (${ZONE})`;
+  return adminTime(ms, ZONE);
 }
 
 /**

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { test, expect, type BrowserContext, type Locator, type Page } from '@playwright/test';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
+import { adminTime } from '../helpers/admin-time.js';
 import { TestConsole, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { layoutProblems } from '../helpers/e2e-layout.js';
@@ -277,23 +278,12 @@ test('shows the events each stream delivers, and since when a push receiver answ
     await expect(lastError.locator('.retries')).toHaveText(
       /^ · [1-9]\d* attempts?, next \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(.+\)$/,
     );
-    // The minute it started failing, as the page writes times (the admin's zone).
-    const minute = (ms: number) =>
-      page.evaluate((at) => {
-        const p = new Intl.DateTimeFormat('en-GB', {
-          year: 'numeric',
-          month: '2-digit',
-          day: '2-digit',
-          hour: '2-digit',
-          minute: '2-digit',
-          hourCycle: 'h23',
-        }).formatToParts(new Date(at));
-        const v = (type: string) => p.find((x) => x.type === type)?.value;
-        return `${v('year')}-${v('month')}-${v('day')} ${v('hour')}:${v('minute')}`;
-      }, ms);
+    // The minute it started failing, as the page writes times (the browser's zone: the admin's).
+    const zone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+    const minute = (ms: number) => adminTime(ms, zone).slice(0, 16);
     const shown = (await failingSince.textContent()) ?? '';
     expect(
-      [await minute(downAt), await minute(Date.now())].some((m) => shown.includes(m)),
+      [minute(downAt), minute(Date.now())].some((m) => shown.includes(m)),
       shown,
     ).toBe(true);
     await expect(await cellUnder(streams, ledgerRow, 'queued')).not.toHaveText('0');

@@ -297,6 +297,35 @@ export class ConformanceReceiver {
     }
     return { status: 200, accepted, errors, moreAvailable: answer.moreAvailable, raw: answer.sets };
   }
+
+  /**
+   * Polls `endpoint` (acknowledging what it accepted) until `done` holds on every SET accepted so far, each of
+   * which must pass the checks above; throws after 15 s naming `what` and what came. Returns what was accepted.
+   */
+  async drainPoll(
+    endpoint: string,
+    token: string,
+    done: (sets: ReceivedSet[]) => boolean,
+    what: string,
+  ): Promise<ReceivedSet[]> {
+    const deadline = Date.now() + 15_000;
+    let ack: string[] = [];
+    for (;;) {
+      const answer = await this.poll(endpoint, token, { ack, returnImmediately: true });
+      if (answer.status !== 200) throw new Error(`the poll answered ${answer.status}`);
+      if (Object.keys(answer.errors).length > 0) {
+        throw new Error(`a SET failed the conformance checks: ${JSON.stringify(answer.errors)}`);
+      }
+      ack = answer.accepted;
+      if (done(this.accepted)) break;
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${what}; got ${this.accepted.map((s) => s.type).join(', ')}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    if (ack.length > 0) await this.poll(endpoint, token, { ack, returnImmediately: true });
+    return this.accepted;
+  }
 }
 
 function checkSubject(subject: unknown, fail: (err: string, d: string) => never, complexAllowed: boolean): void {

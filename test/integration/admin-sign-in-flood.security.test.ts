@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import { AdminBrowser } from '../helpers/admin-session.js';
+import { AddressedClient, type AddressedReply } from '../helpers/addressed-client.js';
 import { assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 
@@ -13,56 +13,20 @@ import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
  * admin's credential id (which used to lock the admin out after 100).
  */
 
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Json;
-}
+type Reply = AddressedReply;
 
-/** A client on another machine: its requests leave from `localAddress` (any 127/8 address is local). */
-class RemoteClient {
-  private readonly agent: Agent;
-
+/** A browser on another machine, at `origin`, posting JSON to the admin sign-in. */
+class RemoteClient extends AddressedClient {
   constructor(
-    readonly port: number,
-    readonly localAddress: string,
+    port: number,
+    localAddress: string,
     readonly origin: string,
   ) {
-    this.agent = new Agent({ keepAlive: true, localAddress, maxSockets: 16 });
+    super(port, localAddress);
   }
 
   post(path: string, payload: unknown, headers: Record<string, string> = {}): Promise<Reply> {
-    const data = JSON.stringify(payload);
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: this.port,
-          path,
-          method: 'POST',
-          agent: this.agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(data),
-            origin: this.origin,
-            ...headers,
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json,
-            }),
-          );
-        },
-      );
-      req.on('error', reject);
-      req.end(data);
-    });
+    return this.send(path, 'application/json', JSON.stringify(payload), { origin: this.origin, ...headers });
   }
 
   /** `count` sign-in option requests, `parallel` at a time; the statuses and error codes seen. */
@@ -75,10 +39,6 @@ class RemoteClient {
       replies.push(...(await Promise.all(batch)));
     }
     return replies;
-  }
-
-  close(): void {
-    this.agent.destroy();
   }
 }
 

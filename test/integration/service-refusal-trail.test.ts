@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, type CryptoKey, type KeyObject } from 'jose';
 import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
 import { CLIENT_ASSERTION_TYPE_JWT_BEARER, GRANT_CLIENT_CREDENTIALS } from '../../shared/service-accounts-api.js';
 import { enrolService, serviceKey } from '../helpers/service-account-fixtures.js';
 import { UNAUTHENTICATED_REFUSAL_EVENTS } from '../../backend/service-accounts/refusal-trail.js';
+import { AddressedClient, type AddressedReply } from '../helpers/addressed-client.js';
 import { assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 
 type PrivateKey = CryptoKey | KeyObject;
@@ -14,44 +14,16 @@ type PrivateKey = CryptoKey | KeyObject;
 const PAYMENTS = 'urn:bank:payments';
 const TOKEN_PATH = '/v1/services/token';
 
-interface Reply {
-  status: number;
-  body: Json;
-}
+type Reply = AddressedReply;
 
-/** A caller on another machine: its requests leave from `localAddress` (any 127/8 address is local). */
-class Caller {
-  private readonly agent: Agent;
-
-  constructor(
-    private readonly port: number,
-    localAddress: string,
-  ) {
-    this.agent = new Agent({ keepAlive: true, localAddress, maxSockets: 4 });
+/** A caller on another machine (its own address), sending form or JSON bodies. */
+class Caller extends AddressedClient {
+  constructor(port: number, localAddress: string) {
+    super(port, localAddress, 4);
   }
 
   post(path: string, contentType: string, data: string): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: this.port,
-          path,
-          method: 'POST',
-          agent: this.agent,
-          headers: { 'content-type': contentType, 'content-length': Buffer.byteLength(data) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json }),
-          );
-        },
-      );
-      req.on('error', reject);
-      req.end(data);
-    });
+    return this.send(path, contentType, data);
   }
 
   /** A form body, as an OAuth client library sends it; `params` may repeat a name. */
@@ -61,10 +33,6 @@ class Caller {
 
   json(path: string, payload: unknown): Promise<Reply> {
     return this.post(path, 'application/json', JSON.stringify(payload));
-  }
-
-  close(): void {
-    this.agent.destroy();
   }
 }
 

@@ -55,24 +55,8 @@ async function pollStream(t: TestBackend, token: string, audience: string, event
     jwksUri: `${t.url}/ssf/jwks.json`,
   });
   const endpoint = stream.delivery.endpoint_url as string;
-  /** Polls (acknowledging) until `done` holds on what was accepted. */
-  const drain = async (done: (sets: ReceivedSet[]) => boolean, what: string) => {
-    const deadline = Date.now() + 15_000;
-    let ack: string[] = [];
-    for (;;) {
-      const answer = await receiver.poll(endpoint, token, { ack, returnImmediately: true });
-      assert.equal(answer.status, 200);
-      assert.deepEqual(answer.errors, {}, 'every SET passes the conformance receiver');
-      ack = answer.accepted;
-      if (done(receiver.accepted)) break;
-      if (Date.now() > deadline) {
-        throw new Error(`timed out waiting for ${what}; got ${receiver.accepted.map((s) => s.type).join(', ')}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-    if (ack.length > 0) await receiver.poll(endpoint, token, { ack, returnImmediately: true });
-    return receiver.accepted;
-  };
+  const drain = (done: (sets: ReceivedSet[]) => boolean, what: string) =>
+    receiver.drainPoll(endpoint, token, done, what);
   return { id: stream.stream_id as string, drain };
 }
 
