@@ -1,14 +1,15 @@
 import { eventTypeUri, isTakenAsFact, type EventType, type StoredEvent } from '../../shared/events.js';
 
 /**
- * Baton's stored events as OCSF records (Open Cybersecurity Schema Framework 1.3), what a SIEM's
+ * Baton's stored events as OCSF records (Open Cybersecurity Schema Framework 1.4), what a SIEM's
  * parsers already know: sign-ins, resumes, step-ups and every end of a session as Authentication
- * (class 3002), operator and passkey changes as Account Change (class 3001), everything else as a
- * Base Event (class 0). Nothing of Baton's own is dropped: the whole stored event (type URI, outcome,
+ * (class 3002), operator and passkey changes (Baton's own, a SCIM directory's, an admin's) as Account
+ * Change (class 3001), everything else as a Base Event (class 0). Nothing of Baton's own is dropped: the whole stored event (type URI, outcome,
  * reasons, assurance, detail, integrity flags, chain position, cursor) is kept under
  * `unmapped.baton`, so a rule may use either vocabulary. Pure; docs/siem.md has the table.
  */
-export const OCSF_VERSION = '1.3.0';
+// 1.4.0: the first version with Account Change activity 12 Unlock (1.4 only added to what 1.3 had).
+export const OCSF_VERSION = '1.4.0';
 
 export const OCSF_CLASS = {
   base: { uid: 0, name: 'Base Event', category: 0, categoryName: 'Uncategorized' },
@@ -57,6 +58,57 @@ const MAPPINGS: Partial<Record<EventType, Mapping>> = {
   'credential-counter-regressed': account(9, 'Lock'),
 };
 
+/**
+ * Types that record several kinds of change, told apart by their reason (the first): a SCIM
+ * directory's change to a User, which is an operator (`scim-provisioning`, backend/scim/scim-service.ts),
+ * and an admin's change to an operator or a passkey (`admin-action`). Only an event naming an operator
+ * is mapped (Account Change is about a user); any other reason of these types, and a Group change
+ * (which names no operator: its effect on each member is that member's `operator-updated`), stays a
+ * Base Event.
+ * - Roles: Attach/Detach Policy would say which way, but `operator-updated` carries the roles the
+ *   directory's groups now give (and the name), not what was added or removed, and one change may
+ *   add one role and remove another (or only rename); so both role changes are 99, named, with the
+ *   roles in `unmapped.baton.detail`.
+ * - A passkey reinstated after a counter regression is the Unlock of the Lock that suspended it
+ *   (`credential-counter-regressed`, 9 Lock).
+ * - A User enabled again is Enable (the directory's view), though Baton gives it a new operator (its
+ *   `operator-created`, with the old one as `detail.previous`), who enrols a passkey again.
+ */
+const MAPPINGS_BY_REASON: Partial<Record<EventType, Readonly<Record<string, Mapping>>>> = {
+  'scim-provisioning': {
+    'user-created': account(1, 'Create'),
+    'user-reactivated': account(2, 'Enable'),
+    'user-deactivated': account(5, 'Disable'),
+    'user-deleted': account(6, 'Delete'),
+    'user-replaced': account(99, 'Attribute Change'),
+    'user-patched': account(99, 'Attribute Change'),
+    'operator-updated': account(99, 'Roles or Name Change'),
+  },
+  'admin-action': {
+    'operator-roles-changed': account(99, 'Roles Change'),
+    'operator-unlocked': account(12, 'Unlock'),
+    'credential-reinstated': account(12, 'Unlock'),
+  },
+};
+
+function mappingOf(event: StoredEvent): Mapping | undefined {
+  // A credential change is the passkey registered (factor enabled) or revoked (factor disabled).
+  if (event.type === 'credential-change') {
+    return event.detail?.['change_type'] === 'revoke'
+      ? account(11, 'MFA Factor Disable')
+      : account(10, 'MFA Factor Enable');
+  }
+  const byReason = MAPPINGS_BY_REASON[event.type];
+  if (byReason !== undefined) {
+    const reason = event.reasons[0];
+    if (event.subject.operator === undefined || reason === undefined || !Object.hasOwn(byReason, reason)) {
+      return undefined;
+    }
+    return byReason[reason];
+  }
+  return MAPPINGS[event.type];
+}
+
 /** OCSF severity: 1 Informational, 3 Medium (a refusal or failure), 4 High (an integrity finding). */
 function severityOf(event: StoredEvent): { id: number; name: string } {
   if (event.type.startsWith('integrity-') || event.type === 'credential-counter-regressed' || !isTakenAsFact(event)) {
@@ -97,18 +149,11 @@ export type OcsfRecord = Record<string, unknown> & {
 
 /** One stored event as an OCSF record. */
 export function toOcsf(event: StoredEvent, context: OcsfContext): OcsfRecord {
-  const base = MAPPINGS[event.type] ?? {
+  const mapping = mappingOf(event) ?? {
     cls: OCSF_CLASS.base,
     activity: 99,
     activityName: event.type,
   };
-  // A credential change is the passkey registered (factor enabled) or revoked (factor disabled).
-  const mapping =
-    event.type === 'credential-change'
-      ? event.detail?.['change_type'] === 'revoke'
-        ? account(11, 'MFA Factor Disable')
-        : account(10, 'MFA Factor Enable')
-      : base;
   const severity = severityOf(event);
   const status = statusOf(event);
   const { subject, assurance } = event;

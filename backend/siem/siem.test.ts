@@ -67,6 +67,22 @@ describe('OCSF records', () => {
     assert.deepEqual(baton['reasons'], ['published']);
   });
 
+  it('a SCIM or admin change is an Account Change only for a reason it names and with an operator', () => {
+    // test/integration/siem-account-changes.test.ts drives each mapped change through the real backend.
+    const scim = (reasons: string[], subject: StoredEvent['subject']) =>
+      toOcsf(stored({ type: 'scim-provisioning', outcome: 'success', reasons, subject }), context).type_uid;
+    assert.equal(scim(['user-deactivated'], { operator: 'op-ada' }), 300105);
+    assert.equal(scim(['group-created'], {}), 99, 'a Group names no operator');
+    assert.equal(scim(['user-deactivated'], {}), 99, 'Account Change is about a user');
+    assert.equal(scim(['constructor'], { operator: 'op-ada' }), 99, 'an unknown reason, even an Object key');
+    assert.equal(scim([], { operator: 'op-ada' }), 99);
+    const admin = (reasons: string[]) =>
+      toOcsf(stored({ type: 'admin-action', outcome: 'success', reasons, subject: { operator: 'op-ada' } }), context)
+        .type_uid;
+    assert.equal(admin(['operator-unlocked']), 300112);
+    assert.equal(admin(['revoke-operator']), 99, 'operator-revoked is the Disable');
+  });
+
   it('a refused console event and an integrity finding are high severity; a failed sign-in is a failure', () => {
     assert.equal(toOcsf(stored({ integrity: ['refused'] }), context)['severity_id'], 4);
     assert.equal(toOcsf(stored({ type: 'integrity-chain-broken' }), context)['severity_id'], 4);
