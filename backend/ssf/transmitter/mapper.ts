@@ -14,6 +14,7 @@ import { BATON_SET_EVENT_PREFIX, CAEP_EVENT_PREFIX, type SimpleSubject, type Sub
  * | device-compliance-change (console revoked) | CAEP device-compliance-change |
  * | console-enrolled (a console enrolled or re-enrolled) | CAEP device-compliance-change → compliant |
  * | session-locked, session-suspended, session-switched, session-resumed (console; backend with reason `offline-grace`: an offline resume), session-ended, session-expired, operator-revoked | `urn:baton:event:<type>` (only to streams that request it) |
+ * | service-revoked (an admin revoked a service account; subject: `application`) | `urn:baton:event:service-revoked` (only to streams that request it) |
  *
  * Events the backend does not take as facts (refused, marked) are never transmitted.
  */
@@ -35,6 +36,7 @@ export const BATON_SUPPORTED = [
   'session-ended',
   'session-expired',
   'operator-revoked',
+  'service-revoked',
 ].map((t) => `${BATON_SET_EVENT_PREFIX}${t}`);
 
 /** Every event type a stream may request. */
@@ -55,15 +57,19 @@ export interface SubjectContext {
 
 const opaque = (id: string): SimpleSubject => ({ format: 'opaque', id });
 
-/** The complex subject of an event: user (operator), device (console), session, tenant (the console's site). */
+/**
+ * The complex subject of an event: user (operator), device (console), session, tenant (the console's site),
+ * application (a service account: a non-human identity, named by its id).
+ */
 export function subjectOf(event: StoredEvent, ctx: SubjectContext): SubjectId | undefined {
-  const { operator, console, session } = event.subject;
+  const { operator, console, session, service } = event.subject;
   const site = console === undefined ? undefined : ctx.siteOf(console);
   const members = {
     ...(operator === undefined ? {} : { user: { format: 'iss_sub', iss: ctx.issuer, sub: operator } as SimpleSubject }),
     ...(console === undefined ? {} : { device: opaque(console) }),
     ...(session === undefined ? {} : { session: opaque(session) }),
     ...(site === undefined || site === null ? {} : { tenant: opaque(site) }),
+    ...(service === undefined ? {} : { application: opaque(service) }),
   };
   if (Object.keys(members).length === 0) return undefined;
   return { format: 'complex', ...members };
@@ -152,6 +158,10 @@ export function mapEvent(event: StoredEvent, ctx: SubjectContext): MappedEvent |
     case 'session-ended':
     case 'session-expired':
     case 'operator-revoked':
+      return baton(event, subject, common);
+    case 'service-revoked':
+      // App servers that accept service tokens refuse the service's tokens issued up to now.
+      if (event.outcome !== 'success') return undefined;
       return baton(event, subject, common);
     default:
       return undefined;

@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRemoteJWKSet } from 'jose';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
-import { jtiOf, KeysWait, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
+import { jtiOf, KeysWait, missingEvents, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
 import type { RevocationSource } from './verifier.js';
 
 /** RFC 8935 push delivery. */
@@ -32,6 +32,9 @@ interface StreamView {
   stream_id: string;
   aud: string | string[];
   delivery: { method: string; endpoint_url?: string };
+  events_supported?: string[];
+  events_requested?: string[];
+  events_delivered?: string[];
 }
 
 /**
@@ -127,7 +130,14 @@ export class SsfPushReceiver implements RevocationSource {
             events_requested: SSF_REVOCATION_EVENTS,
             description: 'Action-token verifier (@baton/verifier), push',
           })
-        : await this.call(config.configuration_endpoint, 'PATCH', { stream_id: found.stream_id, delivery })
+        : await this.call(config.configuration_endpoint, 'PATCH', {
+            stream_id: found.stream_id,
+            delivery,
+            // A stream made by an earlier version may lack an event this one acts on (service-revoked): add it.
+            ...(missingEvents(found).length === 0
+              ? {}
+              : { events_requested: [...(found.events_requested ?? []), ...missingEvents(found)] }),
+          })
     ) as StreamView;
     this.streamId = stream.stream_id;
     this.expect = { issuer: config.issuer, audience: stream.aud, jwks: createRemoteJWKSet(new URL(config.jwks_uri)) };

@@ -8,7 +8,14 @@ export const SSF_REVOCATION_EVENTS = [
   `${CAEP}credential-change`,
   `${CAEP}device-compliance-change`,
   'urn:baton:event:operator-revoked',
+  'urn:baton:event:service-revoked',
 ] as const;
+
+/** The revocation events this version acts on that `stream` supports but does not deliver yet. */
+export function missingEvents(stream: { events_supported?: string[]; events_delivered?: string[] }): string[] {
+  const delivered = new Set(stream.events_delivered ?? []);
+  return SSF_REVOCATION_EVENTS.filter((e) => (stream.events_supported ?? []).includes(e) && !delivered.has(e));
+}
 
 type SimpleSubject = { format: string; id?: string; sub?: string; iss?: string };
 
@@ -190,6 +197,10 @@ export class SetApplier {
       }
     } else if (type === 'urn:baton:event:operator-revoked' && operator !== null) {
       revocation = { epoch: 0, kind: 'operator', targetId: operator, operatorId: operator, at };
+    } else if (type === 'urn:baton:event:service-revoked') {
+      // A service account (its complex subject's `application`): its tokens issued up to then.
+      const service = member('application');
+      if (service !== undefined) revocation = { epoch: 0, kind: 'service', targetId: service, operatorId: null, at };
     }
     this.remember(jti);
     if (revocation === undefined) return;

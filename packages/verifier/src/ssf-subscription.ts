@@ -1,5 +1,5 @@
 import { createRemoteJWKSet } from 'jose';
-import { KeysWait, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
+import { KeysWait, missingEvents, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
 import { ReconnectLoop } from './reconnect.js';
 import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
 import type { RevocationSource } from './verifier.js';
@@ -42,6 +42,8 @@ interface StreamView {
   stream_id: string;
   aud: string | string[];
   delivery: { method: string; endpoint_url?: string };
+  events_supported?: string[];
+  events_requested?: string[];
   events_delivered?: string[];
 }
 
@@ -142,6 +144,19 @@ export class SsfSubscription implements RevocationSource {
       stream = mine.find(
         (s) => s.delivery.method === SSF_POLL_METHOD && (s.events_delivered ?? []).includes(SSF_REVOCATION_EVENTS[0]),
       );
+      // A stream made by an earlier version may lack an event this one acts on (service-revoked): add it.
+      const missing = stream === undefined ? [] : missingEvents(stream);
+      if (stream !== undefined && missing.length > 0) {
+        stream = (
+          await this.json(streams, {
+            method: 'PATCH',
+            body: JSON.stringify({
+              stream_id: stream.stream_id,
+              events_requested: [...(stream.events_requested ?? []), ...missing],
+            }),
+          })
+        ).body as StreamView;
+      }
       stream ??= (
         await this.json(streams, {
           method: 'POST',
