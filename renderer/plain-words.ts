@@ -190,6 +190,7 @@ export function explainEnded(ended: NonNullable<AgentStatusView['lastEnded']>): 
   if (ended.reason === 'evicted-by-session-limit') {
     return `${who} was closed to make room: this console holds only a few sessions at once.`;
   }
+  if (ended.reason === 'ended-by-admin') return `${who} was ended by IT.`;
   return `${who} was ended.`;
 }
 

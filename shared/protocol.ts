@@ -139,11 +139,26 @@ export const RevocationMessageSchema = z.strictObject({
   items: z.array(RevocationItemSchema).max(10_000),
 });
 
+/**
+ * Why the backend tells a console to end a session (`command` `end-session`, docs/protocol.md
+ * "Commands"): a stable code, never an admin's free text (that stays in the backend's events).
+ */
+export const END_SESSION_REASONS = ['ended-by-admin', 'evicted-by-session-limit'] as const;
+export type EndSessionReason = (typeof END_SESSION_REASONS)[number];
+
+export function isEndSessionReason(value: string): value is EndSessionReason {
+  return (END_SESSION_REASONS as readonly string[]).includes(value);
+}
+
 export const CommandMessageSchema = z.strictObject({
   type: z.literal('command'),
   commandId: IdSchema,
   command: z.literal('end-session'),
   sessionId: IdSchema,
+  /**
+   * One of END_SESSION_REASONS. Kept a string on the wire: an agent takes a code it does not know
+   * (a newer backend's) as a plain end, and a backend from before the codes sent an admin's text.
+   */
   reason: z.string().max(500),
 });
 

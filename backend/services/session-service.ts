@@ -22,6 +22,7 @@ import { MAX_FAILED_ATTEMPTS, type AssertionGate } from './assertion-gate.js';
 import type { ConsoleEventEffect, UnitOfWork } from './event-log.js';
 import { staleNodeMode, type ChannelPolicy, type Policy } from '../../shared/policy.js';
 import type { FreshnessMonitor } from '../cluster/freshness.js';
+import type { EndSessionReason } from '../../shared/protocol.js';
 
 /** Whether this node's view of revocations may be stale (backend/cluster/freshness.ts). */
 export type StaleGate = Pick<FreshnessMonitor, 'decide'>;
@@ -472,7 +473,8 @@ export class SessionService {
         reasons: ['session-ended', ...(await breakGlassMark(uow.store, session))],
         detail: { actor, reason },
       });
-      const command = await this.storeEndCommand(uow, session, reason);
+      // The console is told a code; the admin's words stay in the two events above (audit).
+      const command = await this.storeEndCommand(uow, session, 'ended-by-admin');
       return { command, session: (await uow.store.sessions.get(session.id)) ?? session };
     });
     this.commands.deliver(command);
@@ -512,13 +514,18 @@ export class SessionService {
    * Stores an end-session command in the caller's unit of work, so it cannot be lost in a crash, and
    * publishes its pointer in the same unit (PostgreSQL: the NOTIFY leaves with the COMMIT, never on a
    * rollback): the node holding the console delivers it, with no window between commit and publish.
+   * The reason is a stable code the console acts on (docs/protocol.md "Commands"), never free text.
    */
-  private async storeEndCommand(uow: UnitOfWork, session: SessionRecord, reason: string): Promise<CommandRecord> {
+  private async storeEndCommand(
+    uow: UnitOfWork,
+    session: SessionRecord,
+    reason: EndSessionReason,
+  ): Promise<CommandRecord> {
     const command: CommandRecord = {
       id: newId('cmd'),
       consoleId: session.consoleId,
       sessionId: session.id,
-      reason: reason.slice(0, 500),
+      reason,
       createdAt: this.ctx.clock(),
     };
     await uow.store.commands.insert(command);

@@ -1,5 +1,5 @@
 import { WebSocket } from 'ws';
-import { CLOSE_CODES, type BackendMessage } from '../../shared/protocol.js';
+import { CLOSE_CODES, isEndSessionReason, type BackendMessage } from '../../shared/protocol.js';
 import type { ConsolePort } from '../services/console-port.js';
 import type { CommandRecord } from '../store/repositories.js';
 
@@ -176,12 +176,17 @@ export function send(socket: WebSocket, message: BackendMessage): boolean {
   return sendData(socket, JSON.stringify(message));
 }
 
+/**
+ * The `end-session` message for a stored command. Its reason is a code (END_SESSION_REASONS); a
+ * command stored before the codes, still unacknowledged, holds an admin's own words (the only free
+ * text ever stored there): it goes out as `ended-by-admin`, the text never reaches the console.
+ */
 export function commandMessage(command: CommandRecord): string {
   return JSON.stringify({
     type: 'command',
     commandId: command.id,
     command: 'end-session',
     sessionId: command.sessionId,
-    reason: command.reason,
+    reason: isEndSessionReason(command.reason) ? command.reason : 'ended-by-admin',
   } satisfies BackendMessage);
 }

@@ -162,6 +162,20 @@ describe('BackendInbox', () => {
     assert.deepEqual(ctx.sent, [{ type: 'ack', of: 'command', commandId: 'cmd_1' }]);
   });
 
+  test('an end-session command keeps its reason code; free text (an older backend) is a plain end, not kept', () => {
+    const command = (commandId: string, sessionId: string, reason: string) =>
+      inbox.message({ type: 'command', commandId, command: 'end-session', sessionId, reason });
+    command('cmd_1', 'ses_1', 'ended-by-admin');
+    command('cmd_2', 'ses_2', 'evicted-by-session-limit');
+    command('cmd_3', 'ses_3', 'Shift over, see you tomorrow');
+    assert.deepEqual(ctx.sessions.calls, [
+      'endedByBackend ses_1 ended ended-by-admin',
+      'endedByBackend ses_2 ended evicted-by-session-limit',
+      'endedByBackend ses_3 ended ended-by-backend',
+    ]);
+    assert.equal(ctx.sent.length, 3, 'each is acknowledged');
+  });
+
   test('an error message is shown with its code, or as a protocol error when the code is unknown', () => {
     inbox.message({ type: 'error', code: 'RATE_LIMITED', message: 'slow down', fatal: false });
     assert.equal(ctx.notice?.code, 'RATE_LIMITED');

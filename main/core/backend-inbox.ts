@@ -1,5 +1,5 @@
 import { BatonError, isErrorCode } from '../../shared/errors.js';
-import { CLOSE_CODES, type BackendMessage } from '../../shared/protocol.js';
+import { CLOSE_CODES, isEndSessionReason, type BackendMessage } from '../../shared/protocol.js';
 import { enrolledConsoleId, type AgentContext } from './agent-context.js';
 import type { ConsoleLifecycle } from './console-lifecycle.js';
 import { hashPolicy } from './policy-hash.js';
@@ -64,7 +64,10 @@ export class BackendInbox {
         return;
       }
       case 'command': {
-        runtime?.sessions.endedByBackend(message.sessionId, 'ended', message.reason || 'ended-by-backend');
+        // A code the UI explains (renderer/plain-words.ts); anything else (a newer backend's code, an
+        // older backend's free text) is a plain end, its text neither kept nor shown.
+        const reason = isEndSessionReason(message.reason) ? message.reason : 'ended-by-backend';
+        runtime?.sessions.endedByBackend(message.sessionId, 'ended', reason);
         runtime?.client.send({ type: 'ack', of: 'command', commandId: message.commandId });
         return;
       }

@@ -172,7 +172,7 @@ describe('revocation and commands reach consoles over the WebSocket', () => {
       const socket = await back.connect();
       const command = await socket.next('command');
       assert.equal(command.sessionId, session.id);
-      assert.equal(command.reason, 'end of shift');
+      assert.equal(command.reason, 'ended-by-admin', 'a code, never the admin’s words');
       await socket.close();
     } finally {
       await restarted.stop();

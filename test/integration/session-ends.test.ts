@@ -130,10 +130,12 @@ describe('no silent ends: every way a session ends is an event the SIEM sees', (
     assert.equal(actions[0]!.detail?.['reason'], 'shift over');
     assert.equal(typeof actions[0]!.detail?.['actor'], 'string');
 
-    // The console is told at once, and the session is no longer served.
+    // The console is told at once, and the session is no longer served. It is told a stable code
+    // (docs/protocol.md "Commands"), never the admin's words: those stay in the two events above.
     const command = await socket.next('command', (m) => m.sessionId === sessionId);
     assert.equal(command.command, 'end-session');
-    assert.equal(command.reason, 'shift over');
+    assert.equal(command.reason, 'ended-by-admin');
+    assert.ok(!JSON.stringify(command).includes('shift over'), JSON.stringify(command));
     socket.send({ type: 'ack', of: 'command', commandId: command.commandId });
     assertError(await kiosk.request('POST', `/v1/sessions/${sessionId}/token`, {}), 409, 'SESSION_NOT_ACTIVE');
     // Ending it again is refused, and records nothing more.
@@ -143,6 +145,31 @@ describe('no silent ends: every way a session ends is an event the SIEM sees', (
       'SESSION_NOT_ACTIVE',
     );
     assert.equal((await endsOf(sessionId)).length, 1);
+    await socket.close();
+  });
+
+  it('a command stored before the reason codes, still unacknowledged, reaches the console as ended-by-admin, not as the admin’s text', async () => {
+    const kiosk = await console();
+    const { authenticator } = await enrolOperator(t.admin, kiosk, { displayName: 'Otto Older-Backend' });
+    now += 1000;
+    const signedIn = await signIn(kiosk, authenticator);
+    assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
+    const sessionId = signedIn.body.session.id as string;
+    // What the backend stored for an admin's end before the codes: the admin's own words.
+    await t.backend.store.commands.insert({
+      id: 'cmd_0123456789abcdef0123456789abcdef',
+      consoleId: kiosk.id,
+      sessionId,
+      reason: 'Forgot to sign out, call Otto',
+      createdAt: now,
+    });
+    // Re-sent after the console's hello until acknowledged: as the code.
+    const socket = await kiosk.connect();
+    await socket.next('welcome');
+    const command = await socket.next('command', (m) => m.sessionId === sessionId);
+    assert.equal(command.reason, 'ended-by-admin');
+    assert.ok(!JSON.stringify(command).includes('Otto'), JSON.stringify(command));
+    socket.send({ type: 'ack', of: 'command', commandId: command.commandId });
     await socket.close();
   });
 
