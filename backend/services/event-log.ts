@@ -195,6 +195,15 @@ class Unit implements UnitOfWork {
   readonly rows: { row: EventRow; event: AssuranceEvent }[] = [];
   /** `record` calls run one at a time even when the caller does not await each (one chain, one head). */
   private tail: Promise<unknown> = Promise.resolve();
+  /**
+   * The id of the first event this unit recorded: its cause. Every later backend event of the unit
+   * carries it as `detail.causeEventId`, so the events of one cause are linked (a Shared Signals SET's
+   * `txn`, docs/shared-signals.md). Not in an ingest group (`linksCause` false), where one unit commits
+   * the batches of many consoles: there a backend event names the console event that caused it
+   * (`detail.consoleEventId`).
+   */
+  cause: string | undefined;
+  linksCause = true;
 
   constructor(
     readonly store: Store,
@@ -1114,8 +1123,13 @@ export class EventLog {
     // Neither awaited when there is nothing to do (most records of a unit): no promise each.
     if (unit.rows.length > 0) await this.writeRows(unit);
     const head = unit.heads.get(BACKEND_ORIGIN)?.head ?? (await this.lockedHead(unit, BACKEND_ORIGIN));
+    const id = randomUUID();
+    if (unit.linksCause) {
+      if (unit.cause === undefined) unit.cause = id;
+      else draft = { ...draft, detail: { ...draft.detail, causeEventId: unit.cause } };
+    }
     const event = chainEvent(draft, {
-      id: randomUUID(),
+      id,
       seq: head.lastSeq + 1,
       prevHash: head.lastHash,
       now: this.clock(),
@@ -1209,6 +1223,8 @@ export class EventLog {
   }
 
   private async ingestGroup(unit: Unit, batches: PendingBatch[]): Promise<IngestResult[]> {
+    // Many consoles' batches, many causes: a backend event here names its console event instead.
+    unit.linksCause = false;
     // Every console head of the group is locked first, in one order (sorted), the backend's own
     // head only when a finding or an effect records: two nodes' groups cannot wait on each other.
     for (const origin of [...new Set(batches.map((b) => b.origin))].sort()) await this.lockedHead(unit, origin);

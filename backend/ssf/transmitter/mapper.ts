@@ -181,3 +181,15 @@ function baton(event: StoredEvent, subject: SubjectId, common: Record<string, un
     subject,
   };
 }
+
+/**
+ * The `txn` of an event's SETs: the event that caused it. The backend records the events of one cause in one
+ * unit of work, whose later events name its first (`detail.causeEventId`); an event the backend records for a
+ * console's event names that one (`detail.consoleEventId`). Otherwise the event is its own cause. Only the
+ * backend's own details are read: a console's are its claims.
+ */
+export function txnOf(event: StoredEvent): string {
+  if (event.origin !== 'backend') return event.id;
+  const cause = event.detail?.['causeEventId'] ?? event.detail?.['consoleEventId'];
+  return typeof cause === 'string' ? cause : event.id;
+}

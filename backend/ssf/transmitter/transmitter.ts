@@ -26,7 +26,7 @@ import {
 } from '../set.js';
 import type { SsfTransmitterConfig } from './config.js';
 import type { TransmitterKeys } from './keys.js';
-import { EVENTS_SUPPORTED, mapEvent } from './mapper.js';
+import { EVENTS_SUPPORTED, mapEvent, txnOf } from './mapper.js';
 import { PushClient, pushEndpoint, type PushEndpoint } from './push-client.js';
 import {
   LATENCY_BOUNDS_MS,
@@ -57,8 +57,6 @@ export const AUTOMATIC = 'automatic';
 const STREAMS_REFRESH_MS = 2000;
 const HEAD_BATCH = 200;
 const FANOUT_BATCH = 1000;
-/** Events of one cause: following each other in the feed, same origin, each within this of the previous. */
-const TXN_WINDOW_MS = 100;
 /** The fan-out lets the event loop run between slices of this many signatures (about 10 ms of RS256). */
 const SIGN_SLICE = 32;
 /** With no SET to queue, the fan-out cursor is written at most this often. */
@@ -186,8 +184,6 @@ export class SsfTransmitter {
   private readonly sites = new Map<string, string | null>();
   private processed = 0;
   private cursorWrittenAt = 0;
-  /** The run of events of one cause the fan-out is in (its `txn`), carried across batches. */
-  private txn: { id: string; origin: string; cursor: number; time: number } | undefined;
   private pending: StoredEvent[] = [];
   private flushing: Promise<void> | undefined;
   private flushScheduled = false;
@@ -884,23 +880,7 @@ export class SsfTransmitter {
       const issuer = this.issuer;
       const signingKey = this.deps.keys.signingKey();
       const ctx = { issuer, siteOf: (id: string) => this.sites.get(id) ?? undefined };
-      let txn = this.txn;
       for (const event of batch) {
-        // The feed hands events over in cursor order, in batches of any size (PostgreSQL: pages): a cause's run
-        // continues across batches, and its cursors need not be consecutive (a sequence leaves gaps).
-        if (
-          txn === undefined ||
-          txn.origin !== event.origin ||
-          event.cursor <= txn.cursor ||
-          event.time - txn.time > TXN_WINDOW_MS
-        ) {
-          txn = { id: event.id, origin: event.origin, cursor: event.cursor, time: event.time };
-        } else {
-          // The window runs from the run's previous event: a unit's writes may be slow (a loaded database).
-          txn.cursor = event.cursor;
-          txn.time = event.time;
-        }
-        this.txn = txn;
         const mapped = mapEvent(event, ctx);
         if (mapped === undefined) continue;
         // The SETs of one event to several streams differ only in `aud` and `jti`: built, checked and
@@ -917,7 +897,7 @@ export class SsfTransmitter {
             type: mapped.type,
             event: mapped.event,
             subject: mapped.subject,
-            txn: txn.id,
+            txn: txnOf(event),
           });
           key ??= subjectKey(mapped.subject);
           // A burst (a batch of 1,000 events to 4 streams is 4,000 RS256 signatures, over a second of CPU) must
