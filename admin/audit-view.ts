@@ -2,7 +2,7 @@ import { serverNow } from './server-clock.js';
 import { EVENT_OUTCOMES, EVENT_TYPES, type StoredEvent } from '../shared/events.js';
 import { endpoint } from './api.js';
 import { fmtTime, h, pill, replace, timeZone } from './dom.js';
-import { pagedTable } from './paged-table.js';
+import { pagedTable, type Names } from './paged-table.js';
 import type { View } from './view.js';
 
 function localInput(ms: number): string {
@@ -14,6 +14,11 @@ function localInput(ms: number): string {
 function policyVersion(value: string | number | boolean | null | undefined): string {
   if (value === undefined || value === null) return '—';
   return typeof value === 'number' ? `v${value}` : String(value);
+}
+
+/** A page of events also names the services it shows (`names.services`, id → name). */
+function serviceName(names: Names, id: string): string | undefined {
+  return (names as Names & { services?: Record<string, string> }).services?.[id];
 }
 
 /** Audit export: events for a time range, as JSON Lines or CSV, straight from the admin API. */
@@ -89,6 +94,8 @@ export const auditView: View = (main) => {
       { key: 'operator', label: 'Operator', placeholder: 'type a name…', picker: 'operator' },
       { key: 'console', label: 'Console', placeholder: 'type a name…', picker: 'console' },
       { key: 'site', label: 'Site', placeholder: 'exact site' },
+      // A service account's name or id: the backend's events about it (there is no service picker).
+      { key: 'service', label: 'Service', placeholder: 'name or id' },
     ],
     defaultSort: 'received',
     defaultOrder: 'desc',
@@ -114,10 +121,16 @@ export const auditView: View = (main) => {
             : `${c.name ?? e.subject.console}${c.site === null ? '' : ` (${c.site})`}`;
         },
       },
-      // A service account's id (the events about services carry it; `names` has no services).
+      // A service account by name, its id as a tooltip (the id alone when the page has no name for it).
       {
         label: 'service',
-        cell: (e) => (e.subject.service === undefined ? '—' : h('span', { class: 'mono' }, e.subject.service)),
+        cell: (e, names) => {
+          if (e.subject.service === undefined) return '—';
+          const name = serviceName(names, e.subject.service);
+          return name === undefined
+            ? h('span', { class: 'mono' }, e.subject.service)
+            : h('span', { title: e.subject.service }, name);
+        },
       },
       // The policy version that decided it (sign-ins, tokens, policy decisions), written as on the Consoles page.
       { label: 'policy', cell: (e) => policyVersion(e.detail?.policyVersion) },

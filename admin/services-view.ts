@@ -107,6 +107,19 @@ export const servicesView: View = (main) => {
             cell: (s, names) =>
               `${fmtTime(s.enrolledAt)} (token by ${actorName(s.enrolledBy, new Map(Object.entries(names.operators)))})`,
           },
+          // Its audit trail: the Audit page filtered to the backend's events about this service.
+          {
+            label: 'audit',
+            cell: (s) =>
+              h(
+                'a',
+                {
+                  href: `#/audit?service=${encodeURIComponent(s.id)}`,
+                  title: `Events of the service ${s.name}`,
+                },
+                'events',
+              ),
+          },
           {
             label: '',
             cell: (s) => revokeButton(s.revokedAt !== null, `Revoke the service ${s.name}`, () => revokeService(s)),

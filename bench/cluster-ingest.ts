@@ -264,6 +264,7 @@ function rowsFor(origin: string, from: number, count: number): EventRow[] {
     operatorId: null,
     consoleId: origin,
     sessionId: null,
+    serviceId: null,
     body: BODY,
     hash: 'h'.repeat(64),
     integrity: [],

@@ -74,6 +74,7 @@ const EventFilterQuerySchema = z.strictObject({
   operator: z.string().max(128).optional(),
   console: z.string().max(128).optional(),
   session: z.string().max(128).optional(),
+  service: z.string().max(128).optional(),
   type: z.enum(EVENT_TYPES).optional(),
   outcome: z.enum(EVENT_OUTCOMES).optional(),
   origin: z.string().max(128).optional(),
@@ -429,6 +430,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         const q = parseWith(EventFilterQuerySchema, Object.fromEntries(ctx.query));
         q.console = await resolveSubject(deps.store, 'console', q.console);
         q.operator = await resolveSubject(deps.store, 'operator', q.operator);
+        q.service = await resolveSubject(deps.store, 'service', q.service);
         if (q.outcome === undefined) {
           const events = await deps.events.query({ ...filterOf(q), afterCursor: q.after, limit: q.limit });
           return { events, nextCursor: events.at(-1)?.cursor ?? q.after ?? 0 };
@@ -506,9 +508,10 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
         ctx.res.on('close', release);
         const stillAllowed = () => deps.auth.stillAllowed(principal);
         void (async () => {
-          // A console or an operator filter may be a name, as on the lists (resolved to the one id it names).
+          // A console, operator or service filter may be a name, as on the lists (resolved to the one id it names).
           q.console = await resolveSubject(deps.store, 'console', q.console);
           q.operator = await resolveSubject(deps.store, 'operator', q.operator);
+          q.service = await resolveSubject(deps.store, 'service', q.service);
           await streamEvents(
             ctx,
             deps.events,
@@ -531,6 +534,7 @@ function filterOf(q: z.infer<typeof EventFilterQuerySchema>): EventFilter {
     operator: q.operator,
     console: q.console,
     session: q.session,
+    service: q.service,
     type: q.type,
     origin: q.origin,
     from: q.from,

@@ -7,7 +7,7 @@
  *
  * Every list takes `q` (search), `sort` (a key of the list's allow-list), `order` (`asc`/`desc`),
  * `cursor` (opaque, from the previous answer's `page.next` / `page.prev`) and `limit` (1–1000,
- * default 50), plus its own filters; filters that name a console or an operator accept the name as
+ * default 50), plus its own filters; filters that name a console, an operator or a service accept the name as
  * well as the id. Each answer keeps its list under the same key as before and adds `page`.
  *
  * Compatibility: `GET /v1/admin/consoles` and `/operators` without any of these parameters answer the
@@ -34,6 +34,8 @@ import {
   policyVersionsPage,
   receiverNamesFor,
   revocationsPage,
+  serviceIdsNamed,
+  serviceNamesFor,
   servicesPage,
   sessionsPage,
   ssfStreamsPage,
@@ -201,6 +203,8 @@ const EventPageQuery = z.strictObject({
   console: text.optional(),
   site: text.optional(),
   session: text.optional(),
+  // A service account (id or name): the backend's events about it.
+  service: text.optional(),
   // One type, or several separated by commas (a chart's bar counts more than one: sign-ins new or resumed).
   type: z
     .string()
@@ -223,20 +227,29 @@ export async function eventsList(deps: TableDeps, ctx: RouteContext) {
     consoles: rows.flatMap((e) => (e.subject.console === undefined ? [] : [e.subject.console])),
     operators: rows.flatMap((e) => (e.subject.operator === undefined ? [] : [e.subject.operator])),
   });
-  return { events: rows, nextCursor: rows.at(-1)?.cursor ?? 0, names, page };
+  const services = await serviceNamesFor(
+    deps.store,
+    rows.flatMap((e) => (e.subject.service === undefined ? [] : [e.subject.service])),
+  );
+  return { events: rows, nextCursor: rows.at(-1)?.cursor ?? 0, names: { ...names, services }, page };
 }
 
 /**
- * In the `after` mode, a console or operator filter may still be a name: it is resolved to the one
- * id it names (a name shared by several is left as given, and matches no id).
+ * In the `after` mode, a console, operator or service filter may still be a name: it is resolved to
+ * the one id it names (a name shared by several is left as given, and matches no id).
  */
 export async function resolveSubject(
   store: Store,
-  kind: 'console' | 'operator',
+  kind: 'console' | 'operator' | 'service',
   value: string | undefined,
 ): Promise<string | undefined> {
   if (value === undefined) return undefined;
-  const ids = kind === 'console' ? await consoleIdsNamed(store, value) : await operatorIdsNamed(store, value);
+  const ids =
+    kind === 'console'
+      ? await consoleIdsNamed(store, value)
+      : kind === 'operator'
+        ? await operatorIdsNamed(store, value)
+        : await serviceIdsNamed(store, value);
   return ids.length === 1 ? ids[0] : value;
 }
 

@@ -1400,6 +1400,8 @@ export class EventLog {
       operatorId: event.subject.operator ?? null,
       consoleId,
       sessionId: event.subject.session ?? null,
+      // Only the backend's own events are about a service: a console's `subject.service` is its claim.
+      serviceId: origin === BACKEND_ORIGIN ? (event.subject.service ?? null) : null,
       body,
       hash,
       integrity,
@@ -1636,6 +1638,10 @@ export function matches(filter: EventFilter, event: StoredEvent): boolean {
   const consoleId = event.origin === BACKEND_ORIGIN ? event.subject.console : event.origin;
   if (filter.console !== undefined && consoleId !== filter.console) return false;
   if (filter.session !== undefined && event.subject.session !== filter.session) return false;
+  // Same rule as the store's service column: backend events only.
+  if (filter.service !== undefined && (event.origin !== BACKEND_ORIGIN || event.subject.service !== filter.service)) {
+    return false;
+  }
   if (filter.type !== undefined && event.type !== filter.type) return false;
   if (filter.origin !== undefined && event.origin !== filter.origin) return false;
   if (filter.from !== undefined && event.time < filter.from) return false;

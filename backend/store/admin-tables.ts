@@ -312,6 +312,15 @@ export async function operatorIdsNamed(store: Store, value: string): Promise<str
   return rows.rows.map((r) => r.id);
 }
 
+/** The services `value` names: its id, or every service of that name (case-insensitive; names need not be unique). */
+export async function serviceIdsNamed(store: Store, value: string): Promise<string[]> {
+  const db = dbOf(store);
+  const rows = await sql<{ id: string }>`SELECT id FROM services
+    WHERE id = ${value} OR LOWER(name) = ${value.toLowerCase()}
+    ORDER BY id LIMIT ${SEARCH_MATCH_CAP}`.execute(db);
+  return rows.rows.map((r) => r.id);
+}
+
 function consoleSearch(q: string): RawBuilder<unknown> {
   const like = containing(q);
   return sql`(id = ${q} OR LOWER(COALESCE(name, '')) LIKE ${like} ESCAPE '\\' OR LOWER(COALESCE(site, '')) LIKE ${like} ESCAPE '\\')`;
@@ -487,6 +496,8 @@ export interface EventPageFilter {
   site?: string | undefined;
   operator?: string | undefined;
   session?: string | undefined;
+  /** An id or a service's name: the backend's events about that service (`service_id`, migration 26). */
+  service?: string | undefined;
   /** One type or any of several. */
   type?: string | readonly string[] | undefined;
   outcome?: string | undefined;
@@ -504,6 +515,7 @@ export async function eventsPage(
   const db = dbOf(store);
   const where = await subjectFilters(store, filter);
   if (filter.session !== undefined) where.push(sql`session_id = ${filter.session}`);
+  if (filter.service !== undefined) where.push(inList('service_id', await serviceIdsNamed(store, filter.service)));
   if (typeof filter.type === 'string') where.push(sql`type = ${filter.type}`);
   else if (filter.type !== undefined) where.push(inList('type', filter.type));
   if (filter.outcome !== undefined) where.push(sql`outcome = ${filter.outcome}`);
@@ -813,6 +825,16 @@ export async function ssfStreamsPage(store: Store, filter: SsfStreamFilter, requ
   if (filter.status !== undefined) where.push(sql`status = ${filter.status}`);
   if (filter.receiver !== undefined) where.push(sql`receiver_id = ${filter.receiver}`);
   return smallPage(store, 'ssf_streams', where, request);
+}
+
+/** The names of these services (an unknown id is left out), for a page of events that shows their ids. */
+export async function serviceNamesFor(store: Store, ids: Iterable<string>): Promise<Record<string, string>> {
+  const names: Record<string, string> = {};
+  const unique = [...new Set(ids)];
+  if (unique.length === 0) return names;
+  const rows = await sql<Row>`SELECT id, name FROM services WHERE ${inList('id', unique)}`.execute(dbOf(store));
+  for (const row of rows.rows) names[str(row, 'id')] = str(row, 'name');
+  return names;
 }
 
 /** The names of these Shared Signals receivers (a page's streams say whose they are). */

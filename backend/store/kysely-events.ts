@@ -73,6 +73,7 @@ function eventValues(row: EventRow) {
     body: row.body,
     hash: row.hash,
     integrity: row.integrity.length > 0 ? row.integrity.join(',') : null,
+    service_id: row.serviceId,
   };
 }
 
@@ -151,10 +152,10 @@ export class KyselyEvents implements EventRepository {
       const result = await sql<Row>`
         WITH e AS (
           INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-            session_id, body, hash, integrity)
+            session_id, body, hash, integrity, service_id)
           VALUES (${values.origin}, ${values.seq}, ${values.id}, ${values.time}, ${values.received_at},
             ${values.type}, ${values.outcome}, ${values.operator_id}, ${values.console_id},
-            ${values.session_id}, ${values.body}, ${values.hash}, ${values.integrity})
+            ${values.session_id}, ${values.body}, ${values.hash}, ${values.integrity}, ${values.service_id})
           ON CONFLICT (origin, seq) DO NOTHING
           RETURNING cursor
         ), h AS (
@@ -270,7 +271,7 @@ export class KyselyEvents implements EventRepository {
   /**
    * PostgreSQL: the rows as one array per column, one statement whatever their number (the same text
    * every time, so a prepared statement; a multi-row VALUES has a text, a parse and a plan per
-   * batch size, with 13 parameters a row). Cursors are taken in the rows' order (`ORDER BY ord`).
+   * batch size, with 14 parameters a row). Cursors are taken in the rows' order (`ORDER BY ord`).
    *
    * Each text column goes as one string split by the server (`string_to_array` on a separator no
    * value holds, a marker for NULL) and each number column as an array literal written here, not
@@ -297,6 +298,7 @@ export class KyselyEvents implements EventRepository {
     const body = new Array<string>(n);
     const hash = new Array<string>(n);
     const integrity = new Array<string | null>(n);
+    const serviceId = new Array<string | null>(n);
     let separable = true;
     for (let i = 0; i < n; i++) {
       const row = rows[i] as EventRow;
@@ -314,6 +316,7 @@ export class KyselyEvents implements EventRepository {
       hash[i] = row.hash;
       const flags = row.integrity.length > 0 ? row.integrity.join(',') : null;
       integrity[i] = flags;
+      serviceId[i] = row.serviceId;
       if (
         separable &&
         !(
@@ -326,7 +329,8 @@ export class KyselyEvents implements EventRepository {
           separableText(row.sessionId, n) &&
           separableText(row.body, n) &&
           separableText(row.hash, n) &&
-          separableText(flags, n)
+          separableText(flags, n) &&
+          separableText(row.serviceId, n)
         )
       ) {
         separable = false;
@@ -335,14 +339,14 @@ export class KyselyEvents implements EventRepository {
     if (!separable) {
       const result = await sql<Row>`
         INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-          session_id, body, hash, integrity)
+          session_id, body, hash, integrity, service_id)
         SELECT origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body,
-          hash, integrity
+          hash, integrity, service_id
         FROM unnest(${origin}::text[], ${seq}::bigint[], ${id}::text[], ${time}::bigint[], ${receivedAt}::bigint[],
           ${type}::text[], ${outcome}::text[], ${operatorId}::text[], ${consoleId}::text[], ${sessionId}::text[],
-          ${body}::text[], ${hash}::text[], ${integrity}::text[])
+          ${body}::text[], ${hash}::text[], ${integrity}::text[], ${serviceId}::text[])
           WITH ORDINALITY AS r(origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-            session_id, body, hash, integrity, ord)
+            session_id, body, hash, integrity, service_id, ord)
         ORDER BY ord
         ON CONFLICT (origin, seq) DO NOTHING
         RETURNING cursor`.execute(this.ctx.db);
@@ -351,9 +355,9 @@ export class KyselyEvents implements EventRepository {
     const result = await sql<Row>`
       WITH inserted AS (
         INSERT INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-          session_id, body, hash, integrity)
+          session_id, body, hash, integrity, service_id)
         SELECT origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body,
-          hash, integrity
+          hash, integrity, service_id
         FROM unnest(string_to_array(${origin.join(SEPARATOR)}, chr(31)), ${numbers(seq)}::bigint[],
           string_to_array(${id.join(SEPARATOR)}, chr(31)), ${numbers(time)}::bigint[],
           ${numbers(receivedAt)}::bigint[], string_to_array(${type.join(SEPARATOR)}, chr(31)),
@@ -362,9 +366,10 @@ export class KyselyEvents implements EventRepository {
           string_to_array(${nullable(consoleId)}, chr(31), chr(30)),
           string_to_array(${nullable(sessionId)}, chr(31), chr(30)),
           string_to_array(${body.join(SEPARATOR)}, chr(31)), string_to_array(${hash.join(SEPARATOR)}, chr(31)),
-          string_to_array(${nullable(integrity)}, chr(31), chr(30)))
+          string_to_array(${nullable(integrity)}, chr(31), chr(30)),
+          string_to_array(${nullable(serviceId)}, chr(31), chr(30)))
           WITH ORDINALITY AS r(origin, seq, id, time, received_at, type, outcome, operator_id, console_id,
-            session_id, body, hash, integrity, ord)
+            session_id, body, hash, integrity, service_id, ord)
         ORDER BY ord
         ON CONFLICT (origin, seq) DO NOTHING
         RETURNING cursor
@@ -382,6 +387,7 @@ export class KyselyEvents implements EventRepository {
     if (query.operator !== undefined) q = q.where('operator_id', '=', query.operator);
     if (query.console !== undefined) q = q.where('console_id', '=', query.console);
     if (query.session !== undefined) q = q.where('session_id', '=', query.session);
+    if (query.service !== undefined) q = q.where('service_id', '=', query.service);
     if (query.type !== undefined) q = q.where('type', '=', query.type);
     if (query.origin !== undefined) q = q.where('origin', '=', query.origin);
     if (query.from !== undefined) q = q.where('time', '>=', query.from);

@@ -131,6 +131,8 @@ export interface BatonDatabase {
     body: string;
     hash: string;
     integrity: string | null;
+    /** Migration 26: the service a backend event is about (`subject.service`). */
+    service_id: string | null;
   };
   console_commands: {
     id: string;

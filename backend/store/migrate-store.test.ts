@@ -34,6 +34,13 @@ function policyChanged(version: number): EventDraft {
   };
 }
 
+/** Every SERVICE_EVERY-th event is about a service (its `service_id` column is copied like every other). */
+const SERVICE_EVERY = 900;
+
+function serviceEnrolled(service: string): EventDraft {
+  return { type: 'service-enrolled', subject: { service }, outcome: 'success', reasons: [] };
+}
+
 async function onDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -55,7 +62,9 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
     const log = new EventLog(store, Date.now, silent);
     for (let i = 0; i < EVENTS; i += 500) {
       await log.atomically(async (uow) => {
-        for (let j = i; j < Math.min(EVENTS, i + 500); j++) await uow.record(policyChanged(j + 1));
+        for (let j = i; j < Math.min(EVENTS, i + 500); j++) {
+          await uow.record(j % SERVICE_EVERY === 0 ? serviceEnrolled(`svc_${j}`) : policyChanged(j + 1));
+        }
       });
     }
     await store.close();
@@ -115,6 +124,16 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
         Array.from({ length: 256 }, (_, i) => i),
       );
       assert.equal(blob.rows[0]?.counter, '4294967297');
+      const services = await client.query<{ seq: number; service_id: string }>(
+        'SELECT seq::int AS seq, service_id FROM events WHERE service_id IS NOT NULL ORDER BY seq',
+      );
+      assert.deepEqual(
+        services.rows,
+        Array.from({ length: EVENTS / SERVICE_EVERY }, (_, k) => ({
+          seq: k * SERVICE_EVERY + 1,
+          service_id: `svc_${k * SERVICE_EVERY}`,
+        })),
+      );
     });
     // A node on the copy appends after the copied chain, at the next cursor.
     const store = await openPostgresStore({ url });

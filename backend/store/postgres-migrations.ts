@@ -674,6 +674,22 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       INSERT INTO revocation_epoch (id, epoch) SELECT 1, COALESCE(MAX(epoch), 0) FROM revocations;
     `,
   },
+  {
+    version: 26,
+    name: 'audit trail by service account (issue 14): the service a backend event is about, indexed for its newest events',
+    sql: ddl(`
+      ALTER TABLE events ADD COLUMN service_id TEXT;
+      -- The events stored before: a backend event's subject.service, read from the canonical body
+      -- ("subject":{…"service":"<id>"…}, keys sorted, no spaces, an id is [A-Za-z0-9._:-]) by a pattern
+      -- rather than a cast to jsonb, which would fail the migration on one damaged body (the chain
+      -- check reports those). The LIKE skips most rows before the pattern runs.
+      UPDATE events SET service_id = substring(body FROM '"subject":[{][^{}]*"service":"([A-Za-z0-9._:-]{1,128})"')
+        WHERE origin = 'backend' AND body LIKE '%"service":"%'
+          AND body ~ '"subject":[{][^{}]*"service":"[A-Za-z0-9._:-]{1,128}"';
+      -- "Newest events of this service": the keyset page walks (service_id, cursor), as events_operator does.
+      CREATE INDEX events_service ON events(service_id, cursor) WHERE service_id IS NOT NULL;
+    `),
+  },
 ];
 
 /** Anything with `query` (a pg Client or PoolClient). */

@@ -123,6 +123,7 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
       operatorId: null,
       consoleId: origin,
       sessionId: null,
+      serviceId: null,
       body: `{"seq":${seq}}`,
       hash: seq.toString(16).padStart(64, '0'),
       integrity: [],
@@ -131,11 +132,17 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
     try {
       const batches: EventRow[][] = [
         // the separators themselves in a body, a NULL marker as a nullable value
-        [row('k1', 1, { body: 'a\u001fb' }), row('k1', 2, { operatorId: '\u001e', sessionId: 'x\u001ey' })],
+        [
+          row('k1', 1, { body: 'a\u001fb', serviceId: 's\u001fv' }),
+          row('k1', 2, { operatorId: '\u001e', sessionId: 'x\u001ey' }),
+        ],
         // one row, an empty text: '' alone would split into no element
         [row('k2', 1, { body: '', integrity: ['late'] })],
         // an ordinary batch with empty texts and NULLs beside values
-        [row('k3', 1, { body: '' }), row('k3', 2, { operatorId: 'op', integrity: ['late', 'refused'] })],
+        [
+          row('k3', 1, { body: '' }),
+          row('k3', 2, { operatorId: 'op', serviceId: 'svc_k3', integrity: ['late', 'refused'] }),
+        ],
       ];
       for (const batch of batches) {
         const results = await store.events.insertMany(batch);
@@ -155,7 +162,9 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
       const stored = (
         await sql<
           Record<string, unknown>
-        >`select origin, seq, body, operator_id, session_id, integrity from events order by cursor`.execute(db)
+        >`select origin, seq, body, operator_id, session_id, integrity, service_id from events order by cursor`.execute(
+          db,
+        )
       ).rows;
       assert.deepEqual(
         stored,
@@ -166,6 +175,7 @@ describe('PostgreSQL pool: named prepared statements', { skip: pgSkip }, () => {
           operator_id: r.operatorId,
           session_id: r.sessionId,
           integrity: r.integrity.length > 0 ? r.integrity.join(',') : null,
+          service_id: r.serviceId,
         })),
       );
     } finally {

@@ -151,6 +151,11 @@ export interface EventRow {
   operatorId: string | null;
   consoleId: string | null;
   sessionId: string | null;
+  /**
+   * The service account a backend event is about (its `subject.service`); null for a console's events,
+   * which cannot speak for a service (as the console column holds the sending console, not a claim).
+   */
+  serviceId: string | null;
   body: string;
   hash: string;
   integrity: string[];
@@ -167,6 +172,8 @@ export interface EventQuery {
   operator?: string | undefined;
   console?: string | undefined;
   session?: string | undefined;
+  /** The service a backend event is about (the `service_id` column). */
+  service?: string | undefined;
   type?: string | undefined;
   origin?: string | undefined;
   from?: number | undefined;

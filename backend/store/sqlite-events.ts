@@ -10,7 +10,7 @@ import type { SyncRunner } from './kysely-store.js';
 import type { KyselyContext } from './kysely-schema.js';
 import { KyselyEvents } from './kysely-events.js';
 
-/** Rows per multi-row INSERT (13 parameters each: 832, under SQLite's 32,766). */
+/** Rows per multi-row INSERT (14 parameters each: 896, under SQLite's 32,766). */
 const MANY_ROWS = 64;
 /** BATON_SQLITE_INGEST_ROW_BY_ROW=1: one statement per row, as before (benchmarks' A/B only). */
 const ROW_BY_ROW = process.env.BATON_SQLITE_INGEST_ROW_BY_ROW === '1';
@@ -29,8 +29,8 @@ export class SqliteEvents {
       ),
       // Positional parameters: bound from the row's members directly (no copy of the row per event).
       insert: db.prepare(
-        `INSERT OR IGNORE INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body, hash, integrity)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body, hash, integrity, service_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       existingHash: db.prepare('SELECT hash FROM events WHERE origin = ? AND seq = ?'),
       existingRow: db.prepare('SELECT cursor, hash FROM events WHERE origin = ? AND seq = ?'),
@@ -44,8 +44,8 @@ export class SqliteEvents {
     let statement = this.manyStatements.get(n);
     if (statement === undefined) {
       statement = this.db.prepare(
-        `INSERT OR IGNORE INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body, hash, integrity)
-         VALUES ${Array.from({ length: n }, () => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+        `INSERT OR IGNORE INTO events (origin, seq, id, time, received_at, type, outcome, operator_id, console_id, session_id, body, hash, integrity, service_id)
+         VALUES ${Array.from({ length: n }, () => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
       );
       this.manyStatements.set(n, statement);
     }
@@ -80,6 +80,7 @@ export class SqliteEvents {
       row.body,
       row.hash,
       row.integrity.length > 0 ? row.integrity.join(',') : null,
+      row.serviceId,
     );
     if (result.changes === 1) return { inserted: true, cursor: Number(result.lastInsertRowid) };
     const existing = this.stmts.existingHash.get(row.origin, row.seq) as { hash: string };
@@ -104,7 +105,7 @@ export class SqliteEvents {
         results[start] = this.insert(rows[start] as EventRow);
         continue;
       }
-      const params: unknown[] = new Array<unknown>(n * 13);
+      const params: unknown[] = new Array<unknown>(n * 14);
       for (let k = 0, p = 0; k < n; k++) {
         const row = rows[start + k] as EventRow;
         params[p++] = row.origin;
@@ -120,6 +121,7 @@ export class SqliteEvents {
         params[p++] = row.body;
         params[p++] = row.hash;
         params[p++] = row.integrity.length > 0 ? row.integrity.join(',') : null;
+        params[p++] = row.serviceId;
       }
       const before = Number((this.stmts.lastCursor.get() as number | bigint | undefined) ?? 0);
       const result = this.many(n).run(params);

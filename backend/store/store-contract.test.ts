@@ -23,6 +23,7 @@ import { openStore } from './open-store.js';
 import { storageFault } from '../http/http-kit.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 import { tempDir } from '../temp-dir.js';
+import { eventsPage } from './admin-tables.js';
 
 const pgSkip = postgresSkip();
 let server: PostgresServer | undefined;
@@ -212,11 +213,25 @@ function eventRow(origin: string, seq: number, overrides: Partial<EventRow> = {}
     operatorId: 'op1',
     consoleId: 'c1',
     sessionId: 's1',
+    serviceId: null,
     body: JSON.stringify(body),
     hash,
     integrity: [],
     ...overrides,
   };
+}
+
+/** A backend event about a service, as EventLog stores it (the service in the body and in its column). */
+function serviceEventRow(seq: number, service: string, type = 'service-token-issued'): EventRow {
+  const row = eventRow('backend', seq, {
+    type,
+    operatorId: null,
+    consoleId: null,
+    sessionId: null,
+    serviceId: service,
+  });
+  const event = { ...(JSON.parse(row.body) as Record<string, unknown>), type, subject: { service } };
+  return { ...row, body: JSON.stringify(event) };
 }
 
 async function seedOperatorAndConsole(store: Store): Promise<void> {
@@ -669,6 +684,61 @@ for (const engine of ENGINES) {
         );
         assert.equal(await store.checkpoints.hashAt('c1', 2), eventRow('c1', 2).hash);
         assert.equal(await store.checkpoints.hashAt('c1', 9), undefined);
+      } finally {
+        await done();
+      }
+    });
+
+    it('events: a backend event about a service is found by that service (its id or name), newest first; no other event is', async () => {
+      await fresh();
+      try {
+        await opened.raw(`INSERT INTO services (id, name, actions, enrolled_at, enrolled_by) VALUES
+          ('svc_a', 'Nightly batch', '[]', ${T0}, 'operator:op1'), ('svc_b', 'HR sync', '[]', ${T0}, 'operator:op1'),
+          ('svc_c', 'hr sync', '[]', ${T0}, 'operator:op1')`);
+        // Every way a row is written: one insert, one in a unit of work (PostgreSQL: with its chain head),
+        // a batch (SQLite: a multi-row INSERT; PostgreSQL: arrays), a batch of one.
+        await store.events.insert(serviceEventRow(1, 'svc_a', 'service-enrolled'));
+        await store.transaction(async (tx) => {
+          await tx.events.lockHead('backend');
+          await tx.events.insert(serviceEventRow(2, 'svc_b'));
+          await tx.events.setHead('backend', { lastSeq: 2, lastHash: serviceEventRow(2, 'svc_b').hash });
+        });
+        await store.events.insertMany([
+          serviceEventRow(3, 'svc_a'),
+          eventRow('backend', 4, { consoleId: null }),
+          serviceEventRow(5, 'svc_a', 'service-revoked'),
+          eventRow('c1', 1),
+        ]);
+        await store.events.insertMany([serviceEventRow(6, 'svc_c')]);
+        const seqs = (events: { origin: string; seq: number }[]) => events.map((e) => `${e.origin}#${e.seq}`);
+        // The store's own query (the admin API's `after` mode and the live stream's backfill), oldest first.
+        assert.deepEqual(seqs(await store.events.query({ service: 'svc_a', limit: 10 })), [
+          'backend#1',
+          'backend#3',
+          'backend#5',
+        ]);
+        assert.deepEqual(seqs(await store.events.query({ service: 'svc_b', limit: 10 })), ['backend#2']);
+        assert.deepEqual(await store.events.query({ service: 'svc_nobody', limit: 10 }), []);
+        assert.equal((await store.events.query({ limit: 10 })).length, 7);
+        // The admin list: newest first, paged by the service's index, by id or by name.
+        const first = await eventsPage(store, { service: 'svc_a' }, { limit: 2 });
+        assert.deepEqual(seqs(first.rows), ['backend#5', 'backend#3']);
+        assert.ok(first.rows.every((e) => e.subject.service === 'svc_a'));
+        assert.notEqual(first.page.next, null);
+        const rest = await eventsPage(store, { service: 'svc_a' }, { limit: 2, cursor: first.page.next ?? undefined });
+        assert.deepEqual(seqs(rest.rows), ['backend#1']);
+        assert.equal(rest.page.next, null);
+        assert.deepEqual(seqs((await eventsPage(store, { service: 'nightly BATCH' }, {})).rows), [
+          'backend#5',
+          'backend#3',
+          'backend#1',
+        ]);
+        // A name two services share stands for both; with other filters, all must hold.
+        assert.deepEqual(seqs((await eventsPage(store, { service: 'HR sync' }, {})).rows), ['backend#6', 'backend#2']);
+        assert.deepEqual(seqs((await eventsPage(store, { service: 'svc_a', type: 'service-revoked' }, {})).rows), [
+          'backend#5',
+        ]);
+        assert.deepEqual((await eventsPage(store, { service: 'nobody' }, {})).rows, []);
       } finally {
         await done();
       }

@@ -305,14 +305,18 @@ test('the audit list says which service did it and under which policy version', 
       headers.map((label, i) => [label.replace(/ [▲▼]$/, '').replace(/ \(.*\)$/, ''), texts[i]]),
     );
   };
-  // The service's own event names it; no operator or console did it, and no policy decided it.
+  // The service's own event names it (by its name, the id as the tooltip); no operator or console did it, and
+  // no policy decided it.
   expect(await cells('service-enrolled')).toMatchObject({
     type: 'service-enrolled',
     operator: '—',
     console: '—',
-    service: serviceId,
+    service: 'nightly payments batch',
     policy: '—',
   });
+  await expect(page.locator('#events-rows tbody tr').first().getByTitle(serviceId)).toHaveText(
+    'nightly payments batch',
+  );
   await shot(info, '08b-audit-service');
   // Ada's sign-in was decided under policy version 1 (version 2 was published after it); no service took part.
   expect(await cells('session-established')).toMatchObject({

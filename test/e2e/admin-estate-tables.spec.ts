@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, expect, type BrowserContext, type Page, type TestInfo } from '@playwright/test';
 import { buildAdminConsole } from '../../backend/admin-console-build.js';
+import { serviceStore } from '../../backend/service-accounts/service-store.js';
 import { startTestBackend, type TestBackend } from '../helpers/backend-harness.js';
 import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
 import { SECURITY_KEY } from '../helpers/e2e-fixtures.js';
@@ -20,6 +21,10 @@ import { attachScreenshot } from '../helpers/e2e-screenshot.js';
 test.describe.configure({ mode: 'serial' });
 
 const SESSIONS = 60;
+const SERVICES = [
+  ['svc_nightly', 'Nightly report'],
+  ['svc_hr', 'HR sync'],
+] as const;
 const REVOCATIONS = 30;
 const MINUTE = 60_000;
 
@@ -103,6 +108,30 @@ async function seed(now: number): Promise<void> {
     await store.revocations.recordDeliveries(r.epoch, ['con_north', 'con_south'], at);
     await store.revocations.recordAck('con_north', r.epoch, at + 10 * (i + 1));
     if (i < REVOCATIONS - 1) await store.revocations.recordAck('con_south', r.epoch, at + 5);
+  }
+  // Two service accounts and the backend's events about each (issue 14): three tokens for the nightly report,
+  // two for the HR sync, interleaved.
+  for (const [id, name] of SERVICES) {
+    await serviceStore(store).insertService({
+      id,
+      name,
+      actions: ['customer.view'],
+      enrolledAt: now - 86_400_000,
+      enrolledBy: 'operator:op_ada',
+      lastUsedAt: null,
+      revokedAt: null,
+      revokedBy: null,
+      revokedReason: null,
+    });
+  }
+  for (const service of ['svc_nightly', 'svc_hr', 'svc_nightly', 'svc_hr', 'svc_nightly']) {
+    await t.backend.services.events.record({
+      type: 'service-token-issued',
+      subject: { service },
+      outcome: 'success',
+      reasons: ['service-action-allowed'],
+      detail: { action: 'customer.view', audience: 'urn:bank:payments' },
+    });
   }
   // Three sign-ins and a failure now, as the backend records them.
   for (let i = 0; i < 3; i++) {
@@ -312,6 +341,37 @@ test('a bar leads to the events it counts, and “Show all” goes back to every
   await expect(page.getByRole('heading', { level: 1, name: 'Revocations' })).toBeVisible();
   await expect(revocationRows()).toHaveCount(1);
   await expect(revocationRows().first()).toContainText('South desk');
+});
+
+test('the audit trail of one service account: from its row on the Services page, and by the Audit page’s service filter', async ({}, info) => {
+  await page.goto(`${t.url}/admin/#/services`);
+  await expect(page.getByRole('heading', { level: 1, name: 'Services' })).toBeVisible();
+  await page
+    .locator('#services-rows tbody tr', { hasText: 'Nightly report' })
+    .getByRole('link', { name: 'events' })
+    .click();
+  await expect(page.getByRole('heading', { level: 1, name: 'Audit' })).toBeVisible();
+  await expect(page.locator('#events-service')).toHaveValue('svc_nightly');
+  const rows = page.locator('#events-rows tbody tr');
+  await expect(rows).toHaveCount(3);
+  // The service by name (its id as the tooltip), and none of the other service's events or anyone else's.
+  for (const row of await rows.all()) {
+    await expect(row).toContainText('service-token-issued');
+    await expect(row.getByTitle('svc_nightly')).toHaveText('Nightly report');
+  }
+  await attachScreenshot(page, info, 'audit-by-service');
+  // The filter takes a name as typed.
+  await page.locator('#events-service').fill('hr sync');
+  await page.locator('#events-apply').click();
+  await expect(page.locator('#events-service')).toHaveValue('hr sync');
+  await expect(rows).toHaveCount(2);
+  for (const row of await rows.all()) await expect(row.getByTitle('svc_hr')).toHaveText('HR sync');
+  // Cleared, the list holds every event again: both services' and the sign-ins.
+  await page.locator('#events-clear').click();
+  await expect(page.locator('#events-service')).toHaveValue('');
+  await expect(rows.filter({ hasText: 'Nightly report' })).toHaveCount(3);
+  await expect(rows.filter({ hasText: 'HR sync' })).toHaveCount(2);
+  await expect(rows.filter({ hasText: 'session-established' })).toHaveCount(3);
 });
 
 test('every other admin page, signed in and signed out, at 1024, 1366 and 1920 px: no sideways scrolling, no overlap', async ({
