@@ -11,8 +11,9 @@ import type { View } from './view.js';
  * Integrations: where Baton's signals go and where they come from, on one page, so the security team
  * sees at a glance what is behind. Shared Signals streams out (with pause, resume and verify, and a
  * picture of each stream's delivery latency: event recorded → SET accepted, p50 and p99 per minute), upstream
- * transmitters in (last SET, last action, rejections by reason), SCIM directories, and the SIEM
- * export's sinks (cursor, lag, last error).
+ * transmitters in (status with pause, resume, disable and verify; what the upstream answered; SETs held
+ * while paused; last SET, last action, rejections by reason), SCIM directories, and the SIEM export's
+ * sinks (cursor, lag, last error).
  */
 
 interface SiemSink {
@@ -91,7 +92,36 @@ interface SourceIn {
   lastSetAt: number | null;
   lastAction: string | null;
   rejections: { code: string; count: number; lastAt: number }[];
+  status: 'enabled' | 'paused' | 'disabled';
+  statusReason: string | null;
+  statusChangedAt: number | null;
+  /** Valid SETs held while paused: applied when resumed, dropped when disabled. */
+  held: number;
+  upstreamStatus: UpstreamStatus | null;
+  /** Baton created a stream at the upstream: it can ask for a verification event, and change the stream's status. */
+  verifiable: boolean;
+  verification: {
+    state: string;
+    requestedAt: number;
+    receivedAt: number | null;
+    tookMs: number | null;
+    error: string | null;
+  } | null;
 }
+
+/** What the upstream last said about its stream's status (the admin API's `upstreamStatus`). */
+interface UpstreamStatus {
+  at: number;
+  via: 'status-endpoint' | 'not-asked' | 'stream-updated';
+  asked?: string;
+  ok: boolean;
+  httpStatus?: number;
+  status?: string;
+  error?: string;
+}
+
+/** A source's status as the page names it. */
+const SOURCE_STATUS_WORDS = { enabled: 'accepting', paused: 'paused', disabled: 'disabled' } as const;
 
 interface Directory {
   id: string;
@@ -551,54 +581,280 @@ function receiversSection(): HTMLElement {
   });
 }
 
+/** What the upstream last said about its stream's status, in words. */
+function upstreamText(u: UpstreamStatus | null): string {
+  if (u === null) return 'not asked yet';
+  const when = fmtAgo(u.at);
+  if (u.via === 'stream-updated') return `announced ${u.status ?? '?'} (${when})`;
+  if (u.via === 'not-asked') return `not asked to go ${u.asked ?? '?'}: no access token given (${when})`;
+  if (u.ok) return `${u.status ?? u.asked ?? 'changed'}, as asked (${when})`;
+  return `not changed: ${u.error ?? `HTTP ${u.httpStatus ?? '?'}`} (${when})`;
+}
+
+/** What the last verification of a source came to, in words. */
+function sourceVerificationText(s: SourceIn): string {
+  const v = s.verification;
+  if (!s.verifiable) return '— (push only)';
+  if (v === null) return 'never asked';
+  if (v.receivedAt !== null) return `verification event received in ${fmtMs(v.tookMs)} (${fmtAgo(v.receivedAt)})`;
+  if (v.error !== null) return `asked ${fmtAgo(v.requestedAt)}, refused: ${v.error}`;
+  return `asked ${fmtAgo(v.requestedAt)}, not received yet`;
+}
+
+/** A cell of a source with no stream Baton created at its upstream, saying why there is nothing to ask. */
+function pushOnly(s: SourceIn, text: string): HTMLElement | string {
+  return s.verifiable
+    ? text
+    : h(
+        'span',
+        {
+          title:
+            'Baton did not create this source’s stream (it pushes to Baton, or its keys are pinned): there is no stream to verify or to pause at the upstream',
+        },
+        text,
+      );
+}
+
+/** A labelled input placed in a confirmation dialog (the upstream's access token, the reason). */
+function dialogInput(id: string, label: string, attrs: Record<string, string | number | boolean> = {}) {
+  const input = h('input', { id, autocomplete: 'off', spellcheck: 'false', size: 40, ...attrs });
+  return { input, field: h('label', { for: id, class: 'dialog-field' }, label, ' ', input) };
+}
+
+/**
+ * The upstream transmitters Baton receives from: each one's status (accepting, paused with the SETs it
+ * holds, disabled) with Pause, Resume and Disable (confirmed), what the upstream answered when asked to
+ * change its stream too, and Verify for a source whose stream Baton created (the upstream sends a
+ * verification event carrying the state Baton chose; the page says when it came and how long it took).
+ */
 function sourcesSection(): HTMLElement {
   const title = 'Shared Signals sources in';
+  const message = h('div', { id: 'ssf-sources-message', role: 'status', 'aria-live': 'polite' });
+  const tableBox = h('div', {});
+  const current = async (id: string): Promise<SourceIn> =>
+    (await api<{ transmitter: SourceIn }>(...endpoint('adminSsfTransmitter', { id }))).transmitter;
+  /** The outcome, in words: what was done (ok), and a problem the admin should see (error), if any. */
+  const say = (done: string, problem?: string) => {
+    replace(
+      message,
+      done === '' ? null : h('div', { class: 'ok' }, done),
+      problem === undefined ? null : h('div', { class: 'error' }, problem),
+    );
+    announce(problem === undefined ? done : `${done} ${problem}`);
+  };
+
+  const setStatus = async (source: SourceIn, status: 'enabled' | 'paused' | 'disabled') => {
+    const reason = dialogInput('source-status-reason', 'Reason (optional, recorded)', { maxlength: 500 });
+    const token = dialogInput(
+      'source-access-token',
+      'Upstream access token (optional: to change its stream too; used once, not stored)',
+      {
+        type: 'password',
+        maxlength: 4096,
+      },
+    );
+    const upstreamLine = source.verifiable
+      ? token.field
+      : 'There is no stream Baton created at the upstream: only Baton’s side changes.';
+    const consequences =
+      status === 'paused'
+        ? [
+            `SETs from ${source.name} are checked and held, not acted on: no one is revoked until it is resumed.`,
+            'Nothing is lost: resuming applies the held SETs in order; disabling drops them.',
+            reason.field,
+            upstreamLine,
+          ]
+        : status === 'enabled'
+          ? [
+              source.held === 0
+                ? `SETs from ${source.name} act again as they arrive.`
+                : `The ${source.held} SET(s) held are applied now, oldest first (they may revoke operators), then new SETs act as they arrive.`,
+              reason.field,
+              upstreamLine,
+            ]
+          : [
+              `${source.name}’s pushes are refused from now on (access_denied), and nothing is held for it.`,
+              source.held === 0 ? 'It holds no SET.' : `The ${source.held} SET(s) it holds are dropped, never applied.`,
+              reason.field,
+              upstreamLine,
+            ];
+    const ok = await confirmAction({
+      title:
+        status === 'paused'
+          ? `Pause the source ${source.name}`
+          : status === 'enabled'
+            ? `Resume the source ${source.name}`
+            : `Disable the source ${source.name}`,
+      consequences,
+      confirm: status === 'paused' ? 'Pause source' : status === 'enabled' ? 'Resume source' : 'Disable source',
+      tone: status === 'disabled' ? 'danger' : 'primary',
+    });
+    if (!ok) return;
+    const answer = await api<{
+      transmitter: SourceIn;
+      upstream: UpstreamStatus | null;
+      applied?: number;
+      remaining?: number;
+      droppedSets?: number;
+    }>(...endpoint('adminSsfTransmitterStatus', { id: source.id }), {
+      status,
+      ...(reason.input.value.trim() === '' ? {} : { reason: reason.input.value.trim() }),
+      ...(token.input.value === '' ? {} : { accessToken: token.input.value }),
+    });
+    const done =
+      status === 'paused'
+        ? `${source.name} is paused: its SETs are held.`
+        : status === 'enabled'
+          ? `${source.name} is accepting again${answer.applied === undefined || answer.applied === 0 ? '' : `: ${answer.applied} held SET(s) applied`}${answer.remaining ? `, ${answer.remaining} still held (resume again to go on)` : ''}.`
+          : `${source.name} is disabled${answer.droppedSets ? `: ${answer.droppedSets} held SET(s) dropped` : ''}.`;
+    const upstream = answer.upstream;
+    if (upstream === null) say(done);
+    else if (upstream.via === 'not-asked')
+      say(`${done} The upstream was not asked (no access token given): its stream keeps its status.`);
+    else if (upstream.ok) say(`${done} The upstream set its stream to ${upstream.status ?? status}.`);
+    else say(done, `The upstream did not change its stream: ${upstream.error ?? 'no answer'}.`);
+    load();
+  };
+
+  const verify = async (source: SourceIn) => {
+    const token = dialogInput('source-verify-token', 'Upstream access token (used once, not stored)', {
+      type: 'password',
+      maxlength: 4096,
+    });
+    const ok = await confirmAction({
+      title: `Verify the source ${source.name}`,
+      consequences: [
+        `${source.name} is asked to send a verification event over its stream, carrying a state Baton chooses.`,
+        'The page shows when it arrives and how long it took.',
+        token.field,
+      ],
+      confirm: 'Ask for a verification event',
+      tone: 'primary',
+    });
+    if (!ok) return;
+    if (token.input.value === '') {
+      say('', 'Not asked: the upstream’s access token is needed to ask it for a verification event.');
+      return;
+    }
+    say(`Asking ${source.name} for a verification event…`);
+    const asked = await api<{ state: string }>(...endpoint('adminSsfTransmitterVerify', { id: source.id }), {
+      accessToken: token.input.value,
+    });
+    const deadline = Date.now() + VERIFY_WAIT_MS;
+    for (;;) {
+      const now = await current(source.id);
+      const v = now.verification;
+      if (v?.state === asked.state && v.receivedAt !== null) {
+        say(`Verified: ${source.name} sent the verification event in ${fmtMs(v.tookMs)}.`);
+        load();
+        return;
+      }
+      if (v?.state !== asked.state || Date.now() > deadline) {
+        say('', `Not verified: no verification event carrying Baton’s state has come from ${source.name} yet.`);
+        load();
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  };
+
+  const failed = (error: unknown) => replace(message, errorBox(error));
+  const button = (label: string, cls: string, what: string, onClick: () => Promise<void>, tone = '') => {
+    const b = h('button', { type: 'button', class: `${cls} ${tone}`.trim(), 'aria-label': what }, label);
+    b.addEventListener('click', () => {
+      b.disabled = true;
+      void onClick()
+        .catch(failed)
+        .finally(() => (b.disabled = false));
+    });
+    return b;
+  };
+  const actions = (t: SourceIn) =>
+    h(
+      'span',
+      { class: 'actions' },
+      t.status === 'enabled' &&
+        button('Pause', 'pause-source', `Pause the source ${t.name}`, () => setStatus(t, 'paused')),
+      t.status !== 'enabled' &&
+        button('Resume', 'resume-source', `Resume the source ${t.name}`, () => setStatus(t, 'enabled')),
+      t.status === 'enabled' &&
+        t.verifiable &&
+        button('Verify', 'verify-source', `Verify the source ${t.name}`, () => verify(t)),
+      t.status !== 'disabled' &&
+        button('Disable', 'disable-source', `Disable the source ${t.name}`, () => setStatus(t, 'disabled'), 'danger'),
+    );
+
   // Searched (name or issuer), filtered and paged by the admin API; its place is kept under `sources.`.
-  return h(
-    'section',
-    { id: 'ssf-sources' },
-    h('h2', {}, title),
-    pagedTable<SourceIn>({
-      id: 'sources',
-      scope: 'sources',
-      route: 'adminSsfTransmitters',
-      listKey: 'transmitters',
-      caption: 'Shared Signals sources in',
-      searchLabel: 'Search sources',
-      searchPlaceholder: 'name or issuer',
-      filters: [
-        {
-          key: 'state',
-          label: 'State',
-          options: [
-            ['enabled', 'accepting'],
-            ['disabled', 'disabled'],
-          ],
-        },
-      ],
-      defaultSort: 'name',
-      defaultOrder: 'asc',
-      limit: 10,
-      columns: [
-        { label: 'source', sort: 'name', cell: (t) => t.name },
-        { label: 'issuer', cell: (t) => t.issuer },
-        {
-          label: 'state',
-          cell: (t) => (t.disabledAt === null ? pill('accepting', 'good') : pill('disabled', 'bad')),
-        },
-        { label: 'accepted', cell: (t) => String(t.accepted) },
-        { label: 'last SET', cell: (t) => (t.lastSetAt === null ? 'never' : fmtAgo(t.lastSetAt)) },
-        { label: 'last action', cell: (t) => t.lastAction ?? '—' },
-        {
-          label: 'rejections by reason',
-          cell: (t) =>
-            t.rejections.length === 0 ? 'none' : t.rejections.map((r) => `${r.code}: ${r.count}`).join(', '),
-        },
-        { label: 'registered', sort: 'created', cell: (t) => fmtTime(t.createdAt) },
-      ],
-      empty: 'No upstream transmitter is registered.',
-    }),
-  );
+  const load = () =>
+    replace(
+      tableBox,
+      pagedTable<SourceIn>({
+        id: 'sources',
+        scope: 'sources',
+        route: 'adminSsfTransmitters',
+        listKey: 'transmitters',
+        caption: 'Shared Signals sources in',
+        searchLabel: 'Search sources',
+        searchPlaceholder: 'name or issuer',
+        filters: [
+          {
+            key: 'state',
+            label: 'State',
+            options: [
+              ['enabled', 'accepting'],
+              ['paused', 'paused'],
+              ['disabled', 'disabled'],
+            ],
+          },
+        ],
+        defaultSort: 'name',
+        defaultOrder: 'asc',
+        limit: 10,
+        columns: [
+          {
+            label: 'source',
+            sort: 'name',
+            cell: (t) => h('span', {}, t.name, h('br'), h('span', { class: 'muted source-issuer' }, t.issuer)),
+          },
+          {
+            label: 'state',
+            cell: (t) =>
+              h(
+                'span',
+                { class: 'source-status' },
+                pill(SOURCE_STATUS_WORDS[t.status], STATUS_TONE[t.status]),
+                t.statusReason === null ? '' : ` ${t.statusReason}`,
+                t.held > 0 && h('span', { class: 'held' }, ` · ${t.held} SET(s) held`),
+                t.statusChangedAt !== null && h('span', { class: 'muted' }, ` · since ${fmtTime(t.statusChangedAt)}`),
+                // The stream Baton created at the upstream: what the upstream last said about its status.
+                t.verifiable &&
+                  h(
+                    'span',
+                    { class: 'upstream-status' },
+                    h('br'),
+                    `upstream stream: ${upstreamText(t.upstreamStatus)}`,
+                  ),
+              ),
+          },
+          {
+            label: 'SETs accepted',
+            cell: (t) => `${t.accepted}, last ${t.lastSetAt === null ? 'never' : fmtAgo(t.lastSetAt)}`,
+          },
+          { label: 'last action', cell: (t) => t.lastAction ?? '—' },
+          {
+            label: 'rejections by reason',
+            cell: (t) =>
+              t.rejections.length === 0 ? 'none' : t.rejections.map((r) => `${r.code}: ${r.count}`).join(', '),
+          },
+          { label: 'verification', cell: (t) => pushOnly(t, sourceVerificationText(t)) },
+          { label: 'registered', sort: 'created', cell: (t) => fmtTime(t.createdAt) },
+          { label: '', cell: actions },
+        ],
+        empty: 'No upstream transmitter is registered.',
+      }),
+    );
+  load();
+  return h('section', { id: 'ssf-sources' }, h('h2', {}, title), tableBox, message);
 }
 
 function directoriesSection(): HTMLElement {

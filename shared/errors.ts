@@ -267,6 +267,12 @@ export const ERROR_STATUS = {
   SSF_UPSTREAM_INVALID: 502,
   /** This subject identifier is already linked to an operator (unlink it first). */
   SSF_IDENTITY_TAKEN: 409,
+  /** A paused source already holds as many SETs as it may (10,000): it is told to retry later (err access_denied). */
+  SSF_SOURCE_HOLD_FULL: 503,
+  /** Verification asked of a source with no stream Baton created at its upstream (push-only, pinned JWKS): nothing to ask. */
+  SSF_SOURCE_NO_STREAM: 409,
+  /** Verification asked of a paused or disabled source: resume it first. */
+  SSF_SOURCE_NOT_ENABLED: 409,
   // SCIM 2.0 provisioning (issue 13; docs/scim.md). SCIM answers carry RFC 7644's error schema and `scimType` too.
   /** No bearer token, or not the live token of a directory. */
   SCIM_AUTH_FAILED: 401,

@@ -742,6 +742,35 @@ export const ROUTES = {
     undefined,
     z.looseObject({ transmitter: Row }),
   ),
+  /**
+   * Pause, resume or disable a source in (`{status, reason?, accessToken?}`): paused holds its valid SETs, resumed
+   * applies them, disabled refuses its pushes and drops them; with the upstream's access token, the stream Baton
+   * created there is asked to take the same status (its answer in `upstream`, never an error).
+   */
+  adminSsfTransmitterStatus: route(
+    'POST',
+    '/v1/admin/ssf/transmitters/:id/status',
+    'admin-step-up',
+    z.strictObject({
+      status: z.enum(['enabled', 'paused', 'disabled']),
+      reason: z.string().max(500).optional(),
+      accessToken: z.string().min(1).max(4096).optional(),
+    }),
+    z.looseObject({
+      transmitter: Row,
+      previousStatus: z.enum(['enabled', 'paused', 'disabled']),
+      changed: z.boolean(),
+      upstream: z.looseObject({ via: z.string(), ok: z.boolean() }).nullable(),
+    }),
+  ),
+  /** Ask the upstream for a verification event (`{accessToken}`): the source shows when the SET carrying its `state` came. */
+  adminSsfTransmitterVerify: route(
+    'POST',
+    '/v1/admin/ssf/transmitters/:id/verify',
+    'admin',
+    z.strictObject({ accessToken: z.string().min(1).max(4096) }),
+    z.looseObject({ state: z.string(), requestedAt: z.number(), transmitter: Row }),
+  ),
   /** Creates a push stream at the upstream's configuration endpoint (its `ssf-configuration`). */
   adminSsfTransmitterStream: route(
     'POST',

@@ -408,7 +408,10 @@ const SsfStreamQuery = z.strictObject({
   receiver: text.optional(),
 });
 
-const SsfTransmitterQuery = z.strictObject({ ...PageParams, state: z.enum(['enabled', 'disabled']).optional() });
+const SsfTransmitterQuery = z.strictObject({
+  ...PageParams,
+  state: z.enum(['enabled', 'paused', 'disabled']).optional(),
+});
 
 /** The rows of `all` whose id is on the page, in the page's order. */
 function inPageOrder<T extends { id: string }>(all: readonly T[], rows: readonly Row[]): T[] {

@@ -851,7 +851,8 @@ export async function receiverNamesFor(store: Store, ids: readonly string[]): Pr
 export interface SsfTransmitterFilter {
   /** Part of the name or the issuer, or the exact id. */
   q?: string | undefined;
-  state?: 'enabled' | 'disabled' | undefined;
+  /** The source's status (migration 27): enabled, paused or disabled. */
+  state?: 'enabled' | 'paused' | 'disabled' | undefined;
 }
 
 export function ssfTransmittersPage(store: Store, filter: SsfTransmitterFilter, request: PageRequest) {
@@ -862,8 +863,7 @@ export function ssfTransmittersPage(store: Store, filter: SsfTransmitterFilter, 
       sql`(id = ${filter.q} OR LOWER(name) LIKE ${like} ESCAPE '\\' OR LOWER(issuer) LIKE ${like} ESCAPE '\\')`,
     );
   }
-  if (filter.state === 'enabled') where.push(sql`disabled_at IS NULL`);
-  if (filter.state === 'disabled') where.push(sql`disabled_at IS NOT NULL`);
+  if (filter.state !== undefined) where.push(sql`status = ${filter.state}`);
   return smallPage(store, 'ssf_transmitters', where, request);
 }
 

@@ -298,6 +298,24 @@ export interface BatonDatabase {
     last_set_at: Ms | null;
     last_jti: string | null;
     last_action: string | null;
+    /** Migration 27: enabled, paused or disabled, with why, when and by whom; the upstream's answer (JSON); the last verification. */
+    status: Generated<string>;
+    status_reason: string | null;
+    status_changed_at: Ms | null;
+    status_changed_by: string | null;
+    upstream_status: string | null;
+    verify_state: string | null;
+    verify_requested_at: Ms | null;
+    verify_received_at: Ms | null;
+    verify_jti: string | null;
+    verify_error: string | null;
+  };
+  /** Migration 27: SETs a paused source pushed, held until it is resumed (or dropped when it is disabled). */
+  ssf_held_sets: {
+    transmitter_id: string;
+    jti: string;
+    received_at: Ms;
+    set_json: string;
   };
   ssf_rejections: {
     transmitter_id: string;

@@ -646,4 +646,32 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_service ON events(service_id, cursor) WHERE service_id IS NOT NULL;
     `,
   },
+  {
+    version: 27,
+    name: 'Shared Signals receiver: a source paused, resumed or disabled (its status, reason, who and when), the SETs held while it is paused, what its upstream answered to a status change, and its last verification (backend/ssf/receiver)',
+    sql: `
+      ALTER TABLE ssf_transmitters ADD COLUMN status TEXT NOT NULL DEFAULT 'enabled' CHECK (status IN ('enabled', 'paused', 'disabled'));
+      ALTER TABLE ssf_transmitters ADD COLUMN status_reason TEXT;
+      ALTER TABLE ssf_transmitters ADD COLUMN status_changed_at INTEGER;
+      ALTER TABLE ssf_transmitters ADD COLUMN status_changed_by TEXT;
+      -- JSON: what the upstream answered when Baton last asked it to change its stream's status (or announced).
+      ALTER TABLE ssf_transmitters ADD COLUMN upstream_status TEXT;
+      ALTER TABLE ssf_transmitters ADD COLUMN verify_state TEXT;
+      ALTER TABLE ssf_transmitters ADD COLUMN verify_requested_at INTEGER;
+      ALTER TABLE ssf_transmitters ADD COLUMN verify_received_at INTEGER;
+      ALTER TABLE ssf_transmitters ADD COLUMN verify_jti TEXT;
+      ALTER TABLE ssf_transmitters ADD COLUMN verify_error TEXT;
+      -- A source disabled before this migration (DELETE …/transmitters/:id) is disabled.
+      UPDATE ssf_transmitters SET status = 'disabled', status_changed_at = disabled_at WHERE disabled_at IS NOT NULL;
+      -- Valid SETs a paused source pushed, applied in order when it is resumed, dropped when it is disabled.
+      CREATE TABLE ssf_held_sets (
+        transmitter_id TEXT NOT NULL REFERENCES ssf_transmitters(id),
+        jti TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        set_json TEXT NOT NULL,
+        PRIMARY KEY (transmitter_id, jti)
+      ) STRICT;
+      CREATE INDEX ssf_held_sets_order ON ssf_held_sets(transmitter_id, received_at, jti);
+    `,
+  },
 ];

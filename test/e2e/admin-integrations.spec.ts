@@ -21,7 +21,9 @@ import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
  * Shared Signals stream a receiver created, paused and resumed from the page; a push stream verified
  * from the page (accepted, then refused by a receiver answering 503) with its delivery latency
  * picture; each stream's events by short name (full URI as a tooltip) and since when a push receiver
- * answering 503 has been failing, back to none once it accepts again; an upstream source with its last SET, last action and rejections by reason.
+ * answering 503 has been failing, back to none once it accepts again; an upstream source with its last SET, last action and rejections by reason;
+ * a source whose upstream is this backend's own transmitter paused (with a reason), resumed and verified from the page,
+ * its upstream stream following, and Disable asking first.
  */
 test.describe.configure({ mode: 'serial' });
 
@@ -34,6 +36,8 @@ let collectorAnswers = 503;
 let received = 0;
 let problems: string[] = [];
 let ledger: ConformanceReceiver;
+/** The receiver token this backend issued for itself as a source's upstream (the "Head office" source). */
+let branch: Json;
 const UPSTREAM_ISSUER = 'https://idp.bank.example/';
 const UPSTREAM_AUDIENCE = 'https://baton.bank.example/ssf';
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
@@ -134,6 +138,24 @@ test.beforeAll(async ({ browser }) => {
     });
     expect(answer.status).toBe(expected);
   }
+  // A source whose upstream is this backend's own transmitter: Baton created the stream there with the token an
+  // admin issued for it, so it can ask the upstream to pause, resume and send a verification event.
+  const audience = 'https://baton.bank.example/branches';
+  branch = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+    name: 'Branch Baton',
+    scopes: ['ssf.manage', 'ssf.read'],
+    audience,
+  })) as Json;
+  const issuer = ((await httpJson(`${t.url}/.well-known/ssf-configuration`, { method: 'GET' })).body as Json).issuer;
+  const headOffice = (await t.admin.ok('POST', '/v1/admin/ssf/transmitters', {
+    name: 'Head office',
+    issuer,
+    audience,
+    configurationUrl: `${t.url}/.well-known/ssf-configuration`,
+  })) as Json;
+  await t.admin.ok('POST', `/v1/admin/ssf/transmitters/${headOffice.transmitter.id as string}/stream`, {
+    accessToken: branch.token,
+  });
   // The first admin, set up in the browser with the bootstrap token.
   ({ context, page, problems } = await firstAdminInBrowser(browser, t));
 });
@@ -389,5 +411,81 @@ test('issues a receiver token shown once (copy, QR), lists it, and revokes it wi
   expect((await read()).status).toBe(401);
   // Core banking's token is untouched.
   await expect(core).toContainText('active');
+  expect(problems).toEqual([]);
+});
+
+test('pauses, resumes and verifies a Shared Signals source, its upstream stream following', async ({}, info) => {
+  await page.goto(`${t.url}/admin/#/integrations`);
+  const sources = page.getByRole('table', { name: 'Shared Signals sources in' });
+  const source = sources.getByRole('row').filter({ hasText: 'Head office' });
+  const streamOut = page
+    .getByRole('table', { name: 'Shared Signals streams out' })
+    .getByRole('row')
+    .filter({ hasText: 'Branch Baton' });
+  const message = page.locator('#ssf-sources-message');
+  await expect(source).toContainText('accepting');
+  await expect(source).toContainText('never asked');
+  await expect(streamOut).toContainText('enabled');
+  // A source without a stream at its upstream (pinned keys, push only) offers no Verify.
+  const pinned = sources.getByRole('row').filter({ hasText: 'Workforce IdP' });
+  await expect(pinned.getByRole('button', { name: 'Pause the source Workforce IdP' })).toBeVisible();
+  await expect(pinned.getByRole('button', { name: /^Verify/ })).toHaveCount(0);
+  await expect(pinned).toContainText('push only');
+
+  /** The step-up, when the admin's last passkey confirmation is older than 5 minutes. */
+  const stepUpIfAsked = async (done: Locator) => {
+    const stepUp = page.getByRole('dialog', { name: 'Confirm it is you' });
+    await expect(done.or(stepUp).first()).toBeVisible();
+    if (await stepUp.isVisible()) await stepUp.getByRole('button', { name: 'Confirm with passkey' }).click();
+  };
+
+  // Pause, with a reason and the upstream's token: Baton holds its SETs, and the upstream pauses its stream.
+  await source.getByRole('button', { name: 'Pause the source Head office' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Pause the source Head office' });
+  await expect(dialog).toContainText('no one is revoked until it is resumed');
+  await dialog.getByLabel('Reason (optional, recorded)').fill('Maintenance window');
+  await dialog.getByLabel(/Upstream access token/).fill(branch.token as string);
+  await dialog.getByRole('button', { name: 'Pause source' }).click();
+  await stepUpIfAsked(message.getByText('Head office is paused'));
+  await expect(message).toContainText(
+    'Head office is paused: its SETs are held. The upstream set its stream to paused.',
+  );
+  await expect(source).toContainText('paused');
+  await expect(source).toContainText('Maintenance window');
+  await expect(source).toContainText('paused, as asked');
+  await expect(source.getByRole('button', { name: /^Verify/ })).toHaveCount(0);
+  await page.reload();
+  await expect(streamOut).toContainText('paused');
+  await expect(streamOut).toContainText('Maintenance window');
+  await attachScreenshot(page, info, 'integrations-source-paused');
+  expect(await layoutProblems(page), 'integrations (source paused)').toEqual([]);
+
+  // Resume: accepting again, and so is the upstream's stream.
+  await source.getByRole('button', { name: 'Resume the source Head office' }).click();
+  const resume = page.getByRole('dialog', { name: 'Resume the source Head office' });
+  await resume.getByLabel(/Upstream access token/).fill(branch.token as string);
+  await resume.getByRole('button', { name: 'Resume source' }).click();
+  await stepUpIfAsked(message.getByText('Head office is accepting again'));
+  await expect(message).toContainText('Head office is accepting again. The upstream set its stream to enabled.');
+  await expect(source).toContainText('accepting');
+  await expect(source).not.toContainText('Maintenance window');
+  await page.reload();
+  await expect(streamOut).toContainText('enabled');
+
+  // Verify: the upstream sends a verification event carrying Baton's state; the page says when it came.
+  await source.getByRole('button', { name: 'Verify the source Head office' }).click();
+  const verify = page.getByRole('dialog', { name: 'Verify the source Head office' });
+  await verify.getByLabel(/Upstream access token/).fill(branch.token as string);
+  await verify.getByRole('button', { name: 'Ask for a verification event' }).click();
+  await expect(message).toContainText(/Verified: Head office sent the verification event in \d+ (ms|s)\./);
+  await expect(source).toContainText(/verification event received in \d+ (ms|s)/);
+
+  // Disable asks first, naming what ends; Cancel changes nothing.
+  await source.getByRole('button', { name: 'Disable the source Head office' }).click();
+  const disable = page.getByRole('dialog', { name: 'Disable the source Head office' });
+  await expect(disable).toContainText('pushes are refused from now on');
+  await disable.getByRole('button', { name: 'Cancel' }).click();
+  await expect(disable).toBeHidden();
+  await expect(source).toContainText('accepting');
   expect(problems).toEqual([]);
 });

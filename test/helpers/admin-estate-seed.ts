@@ -84,7 +84,7 @@ export function sessionRecord(
 export function transmitterRow(
   fields: Pick<BatonDatabase['ssf_transmitters'], 'id' | 'name' | 'issuer' | 'created_at'> &
     Partial<BatonDatabase['ssf_transmitters']>,
-): Omit<BatonDatabase['ssf_transmitters'], 'accepted'> {
+): Omit<BatonDatabase['ssf_transmitters'], 'accepted' | 'status'> & { status: string } {
   return {
     audience: 'baton',
     configuration_url: null,
@@ -98,7 +98,18 @@ export function transmitterRow(
     last_set_at: null,
     last_jti: null,
     last_action: null,
+    status_reason: null,
+    status_changed_at: null,
+    status_changed_by: null,
+    upstream_status: null,
+    verify_state: null,
+    verify_requested_at: null,
+    verify_received_at: null,
+    verify_jti: null,
+    verify_error: null,
     ...fields,
+    // Disabled (migration 27's status) when it has a disabled_at, as the migration marks the rows before it.
+    status: fields.disabled_at !== null && fields.disabled_at !== undefined ? 'disabled' : 'enabled',
   };
 }
 

@@ -32,6 +32,7 @@ function receiver(): SsfReceiver {
     setStream: (id: string, streamId: string) =>
       Promise.resolve(void Object.assign(transmitters.get(id)!, { streamId })),
     rejections: () => Promise.resolve([]),
+    heldCount: () => Promise.resolve(0),
   };
   const store = { ssfInbound };
   return new SsfReceiver({

@@ -3,8 +3,12 @@
  * 8935 push endpoint's handling of each SET (validated first: set-validator.ts), subjects mapped to
  * operators through linked identities, and the actions: revocations through the existing path
  * (RevocationHub.revoke, pushed to every console), each recorded as an `ssf-set-received` event
- * carrying the SET's `jti` and issuer.
+ * carrying the SET's `jti` and issuer. A source is enabled, paused (its valid SETs are held, acting on
+ * no one, and applied in order when it is resumed) or disabled (refused, nothing held); for a stream
+ * Baton created at the upstream, a status change is asked of the upstream too, and a verification
+ * event can be asked for and matched by its `state`.
  */
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { Logger } from 'pino';
@@ -15,11 +19,19 @@ import { lagAwareTimeoutSignal } from '../../lag-aware-timer.js';
 import type { Store } from '../../store/repositories.js';
 import type { EventLog } from '../../services/event-log.js';
 import type { RevocationHub } from '../../services/revocation-hub.js';
-import type { IdentityRecord, TransmitterRecord } from './repository.js';
+import {
+  SOURCE_STATUSES,
+  type HeldSet,
+  type IdentityRecord,
+  type SourceStatus,
+  type TransmitterRecord,
+} from './repository.js';
 import {
   CAEP,
   JTI_KIND,
   RISC,
+  SSF_STREAM_UPDATED,
+  SSF_VERIFICATION,
   SetRefusal,
   TransmitterKeys,
   jtiKey,
@@ -69,6 +81,18 @@ export const CreateStreamSchema = z.strictObject({
   endpointBaseUrl: HttpUrl.optional(),
 });
 
+/** The upstream's bearer token for its stream management API: used for the one request, never stored. */
+const AccessToken = z.string().min(1).max(4096);
+
+export const SourceStatusSchema = z.strictObject({
+  status: z.enum(SOURCE_STATUSES),
+  reason: z.string().trim().max(500).optional(),
+  /** With it, the stream Baton created at the upstream is asked to take the same status (SSF 1.0 status endpoint). */
+  accessToken: AccessToken.optional(),
+});
+
+export const VerifySourceSchema = z.strictObject({ accessToken: AccessToken });
+
 export const LinkIdentitySchema = z.discriminatedUnion('format', [
   z.strictObject({ format: z.literal('email'), email: z.email().max(320) }),
   z.strictObject({ format: z.literal('iss_sub'), iss: z.string().min(1).max(512), sub: z.string().min(1).max(512) }),
@@ -77,6 +101,11 @@ export const LinkIdentitySchema = z.discriminatedUnion('format', [
 
 /** How long a request to an upstream transmitter may take, reading its answer included. */
 const UPSTREAM_TIMEOUT_MS = 10_000;
+
+/** The most SETs a paused source holds; past it a push gets 503 SSF_SOURCE_HOLD_FULL and the upstream retries later. */
+export const MAX_HELD_SETS = 10_000;
+/** Held SETs applied per read when a source is resumed. */
+const DRAIN_BATCH = 100;
 
 /** The event types Baton asks an upstream for when it creates a stream there. */
 export const EVENTS_REQUESTED = [
@@ -161,6 +190,68 @@ export interface TransmitterView {
   lastAction: string | null;
   pushPath: string;
   rejections: { code: string; count: number; lastAt: number; lastDescription: string }[];
+  status: SourceStatus;
+  statusReason: string | null;
+  statusChangedAt: number | null;
+  statusChangedBy: string | null;
+  /** Valid SETs held while paused (applied when resumed). */
+  held: number;
+  /** What the upstream last said about its stream's status (Baton's request, or its `stream-updated` SET). */
+  upstreamStatus: UpstreamStatus | null;
+  /** Whether Baton created a stream at the upstream, so a verification event (and a status change there) can be asked for. */
+  verifiable: boolean;
+  verification: {
+    state: string;
+    requestedAt: number;
+    receivedAt: number | null;
+    tookMs: number | null;
+    jti: string | null;
+    error: string | null;
+  } | null;
+}
+
+/** What the upstream said about its stream's status, kept with the source (JSON in `upstream_status`). */
+export interface UpstreamStatus {
+  at: number;
+  /**
+   * `status-endpoint`: Baton asked it (SSF 1.0 status endpoint) and this is its answer; `not-asked`: the source's
+   * status changed without an access token, so the upstream's stream was left as it was; `stream-updated`: the
+   * upstream announced a change itself.
+   */
+  via: 'status-endpoint' | 'not-asked' | 'stream-updated';
+  /** The status Baton asked for (status-endpoint, not-asked). */
+  asked?: SourceStatus;
+  ok: boolean;
+  httpStatus?: number;
+  /** The status the upstream reports for its stream. */
+  status?: string;
+  reason?: string;
+  error?: string;
+}
+
+const UpstreamStatusSchema = z.looseObject({
+  at: z.number(),
+  via: z.enum(['status-endpoint', 'not-asked', 'stream-updated']),
+  asked: z.enum(SOURCE_STATUSES).optional(),
+  ok: z.boolean(),
+  httpStatus: z.number().optional(),
+  status: z.string().optional(),
+  reason: z.string().optional(),
+  error: z.string().optional(),
+});
+
+/** The answer to a status change: the source as it is now, what the upstream said, and what became of held SETs. */
+export interface StatusChange {
+  transmitter: TransmitterView;
+  previousStatus: SourceStatus;
+  changed: boolean;
+  /** null when the source has no stream Baton created at the upstream (nothing to ask). */
+  upstream: UpstreamStatus | null;
+  /** Resumed: held SETs applied now, and those left (an error stopped the run; resuming again goes on). */
+  applied?: number;
+  remaining?: number;
+  /** Disabled: the held SETs dropped. */
+  droppedSets?: number;
 }
 
 export function pushPathOf(id: string): string {
@@ -169,6 +260,9 @@ export function pushPathOf(id: string): string {
 
 /** What an inbound event does (the `action` recorded). */
 type Action =
+  | 'held'
+  | 'verified'
+  | 'verification-unmatched'
   | 'operator-revoked'
   | 'sessions-revoked'
   | 'credentials-revoked'
@@ -245,6 +339,16 @@ export class SsfReceiver {
       lastSetAt: null,
       lastJti: null,
       lastAction: null,
+      status: 'enabled',
+      statusReason: null,
+      statusChangedAt: null,
+      statusChangedBy: null,
+      upstreamStatus: null,
+      verifyState: null,
+      verifyRequestedAt: null,
+      verifyReceivedAt: null,
+      verifyJti: null,
+      verifyError: null,
     };
     await this.deps.events.atomically(async (uow) => {
       await uow.store.ssfInbound.insertTransmitter(record);
@@ -274,22 +378,251 @@ export class SsfReceiver {
     return this.view(await this.transmitter(id));
   }
 
+  /** `DELETE …/transmitters/:id`: disables the source (as `setStatus` with `disabled`); an already disabled one is refused. */
   async disable(id: string, actor: string): Promise<TransmitterView> {
-    await this.transmitter(id);
-    await this.deps.events.atomically(async (uow) => {
-      if (!(await uow.store.ssfInbound.disableTransmitter(id, this.deps.clock()))) {
-        throw new BatonError('SSF_TRANSMITTER_UNKNOWN', `The transmitter "${id}" is already disabled`);
+    const t = await this.transmitter(id);
+    if (t.status === 'disabled') {
+      throw new BatonError('SSF_TRANSMITTER_UNKNOWN', `The transmitter "${id}" is already disabled`);
+    }
+    return (await this.setStatus(id, { status: 'disabled' }, actor)).transmitter;
+  }
+
+  /**
+   * Pauses, resumes or disables a source. The local change comes first, in one unit of work with its
+   * `admin-action` event (`ssf-transmitter-<status>`: actor, previous and new status, reason; the row locked, so of
+   * two changes at once the second records the first's status as previous): it takes effect whatever the upstream
+   * does. Paused: valid SETs are held (202), acting on no one. Disabled: pushes are refused and the held SETs dropped
+   * (their jtis in the event). Resumed: the held SETs are applied, oldest first. Then, for a stream Baton created at
+   * the upstream and with the upstream's access token, the upstream is asked to set its stream to the same status;
+   * its answer (or why it could not be reached) is kept with the source, recorded, and returned — never an error.
+   */
+  async setStatus(id: string, input: z.infer<typeof SourceStatusSchema>, actor: string): Promise<StatusChange> {
+    const reason = input.reason === undefined || input.reason === '' ? null : input.reason;
+    const now = this.deps.clock();
+    const local = await this.deps.events.atomically(async (uow) => {
+      const repo = uow.store.ssfInbound;
+      const current = (await repo.lockTransmitter(id)) ? await repo.getTransmitter(id) : undefined;
+      if (current === undefined) throw new BatonError('NOT_FOUND', `No transmitter "${id}"`);
+      if (current.status === input.status && current.statusReason === reason) {
+        return { previous: current.status, changed: false, dropped: [] as string[], record: current };
       }
+      // Disabled: nothing is held for it (as a transmitter's disabled stream holds nothing, SSF 1.0 §8.1.2.1).
+      const dropped = input.status === 'disabled' ? await repo.dropHeld(id) : [];
+      const held = input.status === 'disabled' ? 0 : await repo.heldCount(id);
+      await repo.setStatus(id, input.status, reason, now, actor);
       await uow.record({
         type: 'admin-action',
         subject: {},
         outcome: 'success',
-        reasons: ['ssf-transmitter-disabled'],
-        detail: { actor, transmitter: id },
+        reasons: [`ssf-transmitter-${input.status}`],
+        detail: {
+          actor,
+          transmitter: id,
+          previousStatus: current.status,
+          status: input.status,
+          reason,
+          ...(input.status === 'disabled'
+            ? { droppedSets: dropped.length, droppedJtis: dropped.slice(0, 100).join(' ') || null }
+            : { heldSets: held }),
+        },
+      });
+      return { previous: current.status, changed: true, dropped, record: current };
+    });
+    if (input.status === 'disabled') this.keys.forget(id);
+
+    const change: Omit<StatusChange, 'transmitter' | 'upstream'> = {
+      previousStatus: local.previous,
+      changed: local.changed,
+    };
+    if (input.status === 'disabled') change.droppedSets = local.dropped.length;
+    // Resumed: what was held is applied first, then the upstream is told (what it held comes after).
+    if (input.status === 'enabled') Object.assign(change, await this.drainHeld(id));
+
+    let upstream: UpstreamStatus | null = null;
+    const t = local.record;
+    if (t.streamId !== null && t.configurationUrl !== null) {
+      if (input.accessToken !== undefined) {
+        upstream = await this.askUpstreamStatus(t, input.status, reason, input.accessToken, actor);
+      } else if (local.changed) {
+        upstream = {
+          at: this.deps.clock(),
+          via: 'not-asked',
+          asked: input.status,
+          ok: false,
+          error: 'no access token was given: the upstream stream keeps its status',
+        };
+        await this.deps.store.ssfInbound.setUpstreamStatus(id, JSON.stringify(upstream));
+      } else {
+        upstream = upstreamStatusOf(t.upstreamStatus);
+      }
+    }
+    return { ...change, upstream, transmitter: await this.get(id) };
+  }
+
+  /** SSF 1.0 §8.1.2.2: POST {stream_id, status, reason} to the upstream's status endpoint; the answer, recorded. */
+  private async askUpstreamStatus(
+    t: TransmitterRecord,
+    status: SourceStatus,
+    reason: string | null,
+    accessToken: string,
+    actor: string,
+  ): Promise<UpstreamStatus> {
+    let answer: UpstreamStatus;
+    try {
+      const config = await this.upstreamConfiguration(t.configurationUrl ?? '');
+      if (config.status_endpoint === undefined) throw new Error('the upstream publishes no status_endpoint');
+      const result = await this.upstreamPost(config.status_endpoint, accessToken, {
+        stream_id: t.streamId,
+        status,
+        ...(reason === null ? {} : { reason }),
+      });
+      const body = (typeof result.body === 'object' && result.body !== null ? result.body : {}) as Record<
+        string,
+        unknown
+      >;
+      answer = {
+        at: this.deps.clock(),
+        via: 'status-endpoint',
+        asked: status,
+        ok: result.ok,
+        httpStatus: result.status,
+        ...(typeof body.status === 'string' ? { status: body.status.slice(0, 32) } : {}),
+        ...(typeof body.reason === 'string' ? { reason: body.reason.slice(0, 500) } : {}),
+        ...(result.ok ? {} : { error: `the upstream answered HTTP ${result.status}` }),
+      };
+    } catch (cause) {
+      const message = cause instanceof BatonError || cause instanceof Error ? cause.message : String(cause);
+      answer = {
+        at: this.deps.clock(),
+        via: 'status-endpoint',
+        asked: status,
+        ok: false,
+        error: `the upstream could not be reached: ${message}`.slice(0, 500),
+      };
+    }
+    await this.deps.events.atomically(async (uow) => {
+      await uow.store.ssfInbound.setUpstreamStatus(t.id, JSON.stringify(answer));
+      await uow.record({
+        type: 'admin-action',
+        subject: {},
+        outcome: answer.ok ? 'success' : 'failure',
+        reasons: ['ssf-transmitter-upstream-status'],
+        detail: {
+          actor,
+          transmitter: t.id,
+          stream: (t.streamId ?? '').slice(0, 200),
+          asked: status,
+          httpStatus: answer.httpStatus ?? null,
+          upstreamStatus: answer.status ?? null,
+          error: answer.error ?? null,
+        },
       });
     });
-    this.keys.forget(id);
-    return this.get(id);
+    return answer;
+  }
+
+  /**
+   * Applies a resumed source's held SETs, oldest first, each as if it had just arrived (`ssf-set-received` with
+   * `heldSince`), its row deleted in the unit that records it: a node stopping midway leaves the rest held, and one
+   * applied twice (two resumes at once) finds its revocation done. Stops at the first error (the rest stay held), and
+   * when the source is paused or disabled again meanwhile (checked before each SET).
+   */
+  private async drainHeld(id: string): Promise<{ applied: number; remaining: number }> {
+    let applied = 0;
+    try {
+      for (;;) {
+        const t = await this.transmitter(id);
+        if (t.status !== 'enabled') break;
+        const batch = await this.deps.store.ssfInbound.heldSets(id, DRAIN_BATCH);
+        if (batch.length === 0) break;
+        for (const held of batch) {
+          // Paused or disabled again meanwhile: the rest waits (or was dropped).
+          const now = await this.transmitter(id);
+          if (now.status !== 'enabled') return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
+          await this.act(now, heldSetOf(held), held.receivedAt);
+          applied += 1;
+        }
+      }
+    } catch (error) {
+      this.deps.logger.warn({ err: error, transmitter: id, applied }, 'applying held SETs stopped');
+    }
+    return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
+  }
+
+  /**
+   * Asks the upstream for a verification event (SSF 1.0 §8.1.4: POST {stream_id, state} to its
+   * `verification_endpoint`) with a fresh `state`. The state is stored first (the event may arrive before the
+   * upstream's answer); the SET that carries it back (push) is recorded as the answer: `verification.receivedAt`.
+   */
+  async verify(
+    id: string,
+    input: z.infer<typeof VerifySourceSchema>,
+    actor: string,
+  ): Promise<{ state: string; requestedAt: number; transmitter: TransmitterView }> {
+    const t = await this.transmitter(id);
+    if (t.streamId === null || t.configurationUrl === null) {
+      throw new BatonError(
+        'SSF_SOURCE_NO_STREAM',
+        `The source "${id}" has no stream Baton created at its upstream (it only pushes to Baton): there is nothing to ask for a verification event`,
+      );
+    }
+    if (t.status !== 'enabled') {
+      throw new BatonError('SSF_SOURCE_NOT_ENABLED', `The source "${id}" is ${t.status}: resume it before verifying`);
+    }
+    const config = await this.upstreamConfiguration(t.configurationUrl);
+    if (config.verification_endpoint === undefined) {
+      throw new BatonError('SSF_UPSTREAM_INVALID', 'The upstream publishes no verification_endpoint');
+    }
+    const state = `baton-${randomBytes(16).toString('base64url')}`;
+    const requestedAt = this.deps.clock();
+    await this.deps.store.ssfInbound.setVerifyRequested(id, state, requestedAt);
+    let failure: string | undefined;
+    try {
+      const result = await this.upstreamPost(config.verification_endpoint, input.accessToken, {
+        stream_id: t.streamId,
+        state,
+      });
+      if (!result.ok) failure = `the upstream answered HTTP ${result.status}`;
+    } catch (cause) {
+      failure = `the upstream could not be reached: ${cause instanceof Error ? cause.message : String(cause)}`;
+    }
+    if (failure !== undefined) {
+      await this.deps.store.ssfInbound.setVerifyError(id, state, failure);
+      throw new BatonError('SSF_UPSTREAM_INVALID', `The verification request was refused: ${failure}`);
+    }
+    this.deps.logger.info({ transmitter: id, actor }, 'Shared Signals verification asked of an upstream by an admin');
+    return { state, requestedAt, transmitter: await this.get(id) };
+  }
+
+  /** A JSON POST to the upstream's stream management API with its bearer token, within the upstream deadline. */
+  private async upstreamPost(
+    url: string,
+    accessToken: string,
+    body: unknown,
+  ): Promise<{ ok: boolean; status: number; body: unknown }> {
+    const deadline = lagAwareTimeoutSignal(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
+    try {
+      const answer = await this.fetch(url, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${accessToken}`,
+          'content-type': 'application/json',
+          accept: 'application/json',
+        },
+        body: JSON.stringify(body),
+        signal: deadline.signal,
+      });
+      const text = await answer.text();
+      let parsed: unknown;
+      try {
+        parsed = text === '' ? undefined : JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      return { ok: answer.ok, status: answer.status, body: parsed };
+    } finally {
+      deadline.clear();
+    }
   }
 
   /**
@@ -303,7 +636,7 @@ export class SsfReceiver {
     actor: string,
   ): Promise<{ transmitter: TransmitterView; stream: Record<string, unknown> }> {
     const t = await this.transmitter(id);
-    if (t.disabledAt !== null) throw new BatonError('SSF_TRANSMITTER_UNKNOWN', `The transmitter "${id}" is disabled`);
+    if (t.status === 'disabled') throw new BatonError('SSF_TRANSMITTER_UNKNOWN', `The transmitter "${id}" is disabled`);
     if (t.configurationUrl === null) {
       throw new BatonError(
         'SCHEMA_INVALID',
@@ -426,7 +759,8 @@ export class SsfReceiver {
     body: Buffer,
   ): Promise<PushAnswer> {
     const t = await this.deps.store.ssfInbound.getTransmitter(transmitterId);
-    if (t === undefined || t.disabledAt !== null) {
+    // Disabled: refused before anything else (and alike for an unknown id: an anonymous caller learns nothing).
+    if (t === undefined || t.status === 'disabled') {
       return refusal(
         new SetRefusal('SSF_TRANSMITTER_UNKNOWN', 'access_denied', 'No enabled transmitter is registered here'),
       );
@@ -453,14 +787,73 @@ export class SsfReceiver {
       await this.refused(t, error);
       return refusal(error);
     }
+    const release = () => this.deps.store.ephemeral.take(JTI_KIND, jtiKey(t.id, set.jti)).catch(() => undefined);
     try {
+      // Paused: a SET that could act on an operator is held, not acted on; SSF's own events about the stream
+      // (verification, stream-updated) act on no one and are taken as they come.
+      if (t.status === 'paused' && !isStreamEvent(set)) {
+        const held = await this.hold(t, set);
+        if (held === 'held') return { status: 202, body: null };
+        if (held !== 'enabled') {
+          // Not kept: the jti is released, so the transmitter's retry is judged afresh.
+          await release();
+          const refused =
+            held === 'full'
+              ? new SetRefusal(
+                  'SSF_SOURCE_HOLD_FULL',
+                  'access_denied',
+                  `This source is paused and already holds ${MAX_HELD_SETS} SETs: retry later`,
+                  true,
+                  { jti: set.jti, iss: set.iss },
+                )
+              : new SetRefusal('SSF_TRANSMITTER_UNKNOWN', 'access_denied', 'No enabled transmitter is registered here');
+          if (held === 'full') await this.refused(t, refused);
+          return refusal(refused);
+        }
+        // Resumed meanwhile: acted on as usual.
+      }
       await this.act(t, set);
     } catch (error) {
       // Not acted on: the jti is released so the transmitter's retry is accepted, and it is told to retry.
-      await this.deps.store.ephemeral.take(JTI_KIND, jtiKey(t.id, set.jti)).catch(() => undefined);
+      await release();
       throw error;
     }
     return { status: 202, body: null };
+  }
+
+  /**
+   * Holds a valid SET of a paused source (its row locked, its status read again: a resume or a disable meanwhile
+   * wins), recorded as `ssf-set-received` with action `held` in the same unit. `enabled`: the source was resumed
+   * meanwhile (act on it); `disabled`: refuse it; `full`: it already holds MAX_HELD_SETS.
+   */
+  private async hold(t: TransmitterRecord, set: ValidSet): Promise<'held' | 'enabled' | 'disabled' | 'full'> {
+    const operatorId = await this.operatorOf(set);
+    const now = this.deps.clock();
+    return this.deps.events.atomically(async (uow) => {
+      const repo = uow.store.ssfInbound;
+      const current = (await repo.lockTransmitter(t.id)) ? await repo.getTransmitter(t.id) : undefined;
+      if (current === undefined || current.status === 'disabled') return 'disabled';
+      if (current.status === 'enabled') return 'enabled';
+      if ((await repo.heldCount(t.id)) >= MAX_HELD_SETS) return 'full';
+      await repo.holdSet(t.id, { jti: set.jti, receivedAt: now, set: JSON.stringify(set) });
+      await repo.recordAccepted(t.id, now, set.jti, 'held');
+      await uow.record({
+        type: 'ssf-set-received',
+        subject: operatorId === undefined ? {} : { operator: operatorId },
+        outcome: 'info',
+        reasons: ['ssf-held'],
+        detail: {
+          transmitter: t.id,
+          iss: set.iss,
+          jti: set.jti,
+          event: set.type.slice(0, 500),
+          action: 'held',
+          epochs: null,
+          txn: set.txn ?? null,
+        },
+      });
+      return 'held';
+    });
   }
 
   /** Refusals of unsigned or forged pushes not written yet, per transmitter and code. */
@@ -530,39 +923,76 @@ export class SsfReceiver {
     }
   }
 
-  private async act(t: TransmitterRecord, set: ValidSet): Promise<void> {
-    const name =
-      set.type.startsWith(CAEP) || set.type.startsWith(RISC) ? set.type.slice(set.type.lastIndexOf('/') + 1) : set.type;
-    let operatorId: string | undefined;
+  /** The operator a SET's subject maps to (an SSF event about the stream itself names no one). */
+  private async operatorOf(set: ValidSet): Promise<string | undefined> {
+    if (isStreamEvent(set)) return undefined;
     for (const candidate of candidates(set.subject)) {
       const key = identifierOf(candidate);
       if (key === undefined) continue;
-      operatorId = (await this.deps.store.ssfInbound.findIdentity(key.format, key.identifier))?.operatorId;
-      if (operatorId !== undefined) break;
+      const operatorId = (await this.deps.store.ssfInbound.findIdentity(key.format, key.identifier))?.operatorId;
+      if (operatorId !== undefined) return operatorId;
     }
+    return undefined;
+  }
+
+  /** Acts on one valid SET; `heldSince`: a held SET applied on resume (its row deleted in the unit that records it). */
+  private async act(t: TransmitterRecord, set: ValidSet, heldSince?: number): Promise<void> {
+    const name =
+      set.type.startsWith(CAEP) || set.type.startsWith(RISC) ? set.type.slice(set.type.lastIndexOf('/') + 1) : set.type;
+    const operatorId = await this.operatorOf(set);
     const actor = `ssf:${t.id}`;
     const why = reasonOf(set, name, t.issuer);
     const epochs: number[] = [];
-    let action: Action;
-    if (!set.known) action = 'ignored-unknown-event';
+    let action: Action | undefined;
+    if (isStreamEvent(set))
+      action = undefined; // decided in the unit below
+    else if (!set.known) action = 'ignored-unknown-event';
     else if (operatorId === undefined) action = 'ignored-unknown-subject';
     else action = await this.apply(set, name, operatorId, why, actor, epochs);
     const now = this.deps.clock();
     await this.deps.events.atomically(async (uow) => {
-      await uow.store.ssfInbound.recordAccepted(t.id, now, set.jti, action);
+      const repo = uow.store.ssfInbound;
+      let taken: Action = action ?? 'recorded';
+      if (set.type === SSF_VERIFICATION) {
+        // The answer to Baton's request only when it carries the state Baton is waiting for.
+        const state = set.event.state;
+        taken =
+          typeof state === 'string' && (await repo.markVerified(t.id, state, now, set.jti))
+            ? 'verified'
+            : 'verification-unmatched';
+      } else if (set.type === SSF_STREAM_UPDATED) {
+        const said: UpstreamStatus = {
+          at: now,
+          via: 'stream-updated',
+          ok: true,
+          status: String(set.event.status),
+          ...(typeof set.event.reason === 'string' ? { reason: set.event.reason.slice(0, 500) } : {}),
+        };
+        await repo.setUpstreamStatus(t.id, JSON.stringify(said));
+      }
+      if (heldSince !== undefined) {
+        // The source's row first, as a status change and a hold take it (then the held rows): no lock cycle.
+        await repo.lockTransmitter(t.id);
+        await repo.deleteHeld(t.id, set.jti);
+      }
+      await repo.recordAccepted(t.id, now, set.jti, taken, heldSince === undefined);
       await uow.record({
         type: 'ssf-set-received',
         subject: operatorId === undefined ? {} : { operator: operatorId },
-        outcome: action.startsWith('ignored') || action === 'recorded' ? 'info' : 'success',
-        reasons: [`ssf-${action}`],
+        outcome:
+          taken.startsWith('ignored') || taken === 'recorded' || taken === 'verification-unmatched'
+            ? 'info'
+            : 'success',
+        reasons: [`ssf-${taken}`],
         detail: {
           transmitter: t.id,
           iss: set.iss,
           jti: set.jti,
           event: set.type.slice(0, 500),
-          action,
+          action: taken,
           epochs: epochs.join(' ') || null,
           txn: set.txn ?? null,
+          ...(heldSince === undefined ? {} : { heldSince }),
         },
       });
     });
@@ -665,12 +1095,34 @@ export class SsfReceiver {
       lastAction: t.lastAction,
       pushPath: pushPathOf(t.id),
       rejections: await this.deps.store.ssfInbound.rejections(t.id),
+      status: t.status,
+      statusReason: t.statusReason,
+      statusChangedAt: t.statusChangedAt,
+      statusChangedBy: t.statusChangedBy,
+      held: t.status === 'disabled' ? 0 : await this.deps.store.ssfInbound.heldCount(t.id),
+      upstreamStatus: upstreamStatusOf(t.upstreamStatus),
+      verifiable: t.streamId !== null && t.configurationUrl !== null,
+      verification:
+        t.verifyState === null || t.verifyRequestedAt === null
+          ? null
+          : {
+              state: t.verifyState,
+              requestedAt: t.verifyRequestedAt,
+              receivedAt: t.verifyReceivedAt,
+              tookMs: t.verifyReceivedAt === null ? null : t.verifyReceivedAt - t.verifyRequestedAt,
+              jti: t.verifyJti,
+              error: t.verifyError,
+            },
     };
   }
 
-  private async upstreamConfiguration(
-    url: string,
-  ): Promise<{ issuer: string; jwks_uri: string; configuration_endpoint?: string }> {
+  private async upstreamConfiguration(url: string): Promise<{
+    issuer: string;
+    jwks_uri: string;
+    configuration_endpoint?: string | undefined;
+    status_endpoint?: string | undefined;
+    verification_endpoint?: string | undefined;
+  }> {
     let body: unknown;
     const deadline = lagAwareTimeoutSignal(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
     try {
@@ -692,11 +1144,33 @@ export class SsfReceiver {
         issuer: z.string().min(1),
         jwks_uri: HttpUrl,
         configuration_endpoint: HttpUrl.optional(),
+        status_endpoint: HttpUrl.optional(),
+        verification_endpoint: HttpUrl.optional(),
       })
       .safeParse(body);
     if (!parsed.success)
       throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream's configuration lacks issuer or a usable jwks_uri`);
     return parsed.data;
+  }
+}
+
+/** SSF's own events about the stream (verification, stream-updated): they name no operator and are never held. */
+function isStreamEvent(set: ValidSet): boolean {
+  return set.type === SSF_VERIFICATION || set.type === SSF_STREAM_UPDATED;
+}
+
+/** A held SET as it was validated. */
+function heldSetOf(held: HeldSet): ValidSet {
+  return JSON.parse(held.set) as ValidSet;
+}
+
+function upstreamStatusOf(json: string | null): UpstreamStatus | null {
+  if (json === null) return null;
+  try {
+    const parsed = UpstreamStatusSchema.safeParse(JSON.parse(json));
+    return parsed.success ? (parsed.data as UpstreamStatus) : null;
+  } catch {
+    return null;
   }
 }
 
@@ -718,7 +1192,7 @@ export function refusal(error: SetRefusal): PushAnswer {
       ? 401
       : error.code === 'SSF_TRANSMITTER_UNKNOWN'
         ? 403
-        : error.code === 'SSF_KEYS_UNAVAILABLE'
+        : error.code === 'SSF_KEYS_UNAVAILABLE' || error.code === 'SSF_SOURCE_HOLD_FULL'
           ? 503
           : 400;
   return {

@@ -1,11 +1,12 @@
 /**
- * Storage of the Shared Signals receiver (migration 13): the upstream transmitters an admin
- * registered, the refusals counted per transmitter and code, and the subject identifiers linked to
- * operators. Kysely, both engines. Replay protection of `jti` is not here: it is the store's
+ * Storage of the Shared Signals receiver (migrations 13 and 27): the upstream transmitters an admin
+ * registered (with their status, the upstream's last answer about it, their last verification), the
+ * SETs held while one is paused, the refusals counted per transmitter and code, and the subject
+ * identifiers linked to operators. Kysely, both engines. Replay protection of `jti` is not here: it is the store's
  * single-use `ephemeral.claimOnce` (shared by every node).
  */
 import { sql } from 'kysely';
-import { changed, num, optNum, optStr, str, type KyselyContext, type Row } from '../../store/kysely-schema.js';
+import { changed, num, oneOf, optNum, optStr, str, type KyselyContext, type Row } from '../../store/kysely-schema.js';
 
 export interface TransmitterRecord {
   id: string;
@@ -26,6 +27,30 @@ export interface TransmitterRecord {
   lastSetAt: number | null;
   lastJti: string | null;
   lastAction: string | null;
+  /** enabled: SETs act; paused: valid SETs are held until resumed; disabled: pushes refused, nothing held. */
+  status: SourceStatus;
+  statusReason: string | null;
+  statusChangedAt: number | null;
+  statusChangedBy: string | null;
+  /** What the upstream last said about its stream's status (JSON: `UpstreamStatus`). */
+  upstreamStatus: string | null;
+  /** The last verification Baton asked the upstream for: its `state`, when, and when the SET carrying it came. */
+  verifyState: string | null;
+  verifyRequestedAt: number | null;
+  verifyReceivedAt: number | null;
+  verifyJti: string | null;
+  verifyError: string | null;
+}
+
+export const SOURCE_STATUSES = ['enabled', 'paused', 'disabled'] as const;
+export type SourceStatus = (typeof SOURCE_STATUSES)[number];
+
+/** A valid SET held while its source is paused. */
+export interface HeldSet {
+  jti: string;
+  receivedAt: number;
+  /** The validated SET (`ValidSet`) as JSON. */
+  set: string;
 }
 
 export interface RejectionCount {
@@ -51,10 +76,28 @@ export interface SsfInboundRepository {
   insertTransmitter(record: TransmitterRecord): Promise<void>;
   getTransmitter(id: string): Promise<TransmitterRecord | undefined>;
   listTransmitters(): Promise<TransmitterRecord[]>;
-  disableTransmitter(id: string, at: number): Promise<boolean>;
+  /**
+   * Locks the transmitter's row for the rest of the unit of work (PostgreSQL; SQLite's writer lock does
+   * it): a status change and a SET being held are serialised. False when there is no such transmitter.
+   */
+  lockTransmitter(id: string): Promise<boolean>;
+  setStatus(id: string, status: SourceStatus, reason: string | null, at: number, by: string): Promise<void>;
+  setUpstreamStatus(id: string, answer: string): Promise<void>;
+  /** A verification asked for: the state Baton expects back; the previous one is forgotten. */
+  setVerifyRequested(id: string, state: string, at: number): Promise<void>;
+  setVerifyError(id: string, state: string, error: string): Promise<void>;
+  /** The verification SET carrying `state` arrived: false when that state is not (or no longer) the one awaited. */
+  markVerified(id: string, state: string, at: number, jti: string): Promise<boolean>;
+  holdSet(id: string, held: HeldSet): Promise<void>;
+  heldCount(id: string): Promise<number>;
+  /** The oldest held SETs first, at most `limit`. */
+  heldSets(id: string, limit: number): Promise<HeldSet[]>;
+  deleteHeld(id: string, jti: string): Promise<void>;
+  /** Drops every held SET of the transmitter; returns their jtis. */
+  dropHeld(id: string): Promise<string[]>;
   setStream(id: string, streamId: string, pushTokenHash: string): Promise<void>;
-  /** One accepted SET: counters and the last SET's jti and action. */
-  recordAccepted(id: string, at: number, jti: string, action: string): Promise<void>;
+  /** One accepted SET: counters and the last SET's jti and action (`count` false: a held SET applied, counted when it was held). */
+  recordAccepted(id: string, at: number, jti: string, action: string, count?: boolean): Promise<void>;
   /** Adds `count` (default 1) refusals of `code`. */
   recordRejection(id: string, code: string, at: number, description: string, count?: number): Promise<void>;
   rejections(id: string): Promise<RejectionCount[]>;
@@ -83,6 +126,16 @@ function transmitter(row: Row): TransmitterRecord {
     lastSetAt: optNum(row, 'last_set_at'),
     lastJti: optStr(row, 'last_jti'),
     lastAction: optStr(row, 'last_action'),
+    status: oneOf(SOURCE_STATUSES, str(row, 'status'), 'status'),
+    statusReason: optStr(row, 'status_reason'),
+    statusChangedAt: optNum(row, 'status_changed_at'),
+    statusChangedBy: optStr(row, 'status_changed_by'),
+    upstreamStatus: optStr(row, 'upstream_status'),
+    verifyState: optStr(row, 'verify_state'),
+    verifyRequestedAt: optNum(row, 'verify_requested_at'),
+    verifyReceivedAt: optNum(row, 'verify_received_at'),
+    verifyJti: optStr(row, 'verify_jti'),
+    verifyError: optStr(row, 'verify_error'),
   };
 }
 
@@ -127,6 +180,10 @@ export class KyselySsfInbound implements SsfInboundRepository {
         last_set_at: r.lastSetAt,
         last_jti: r.lastJti,
         last_action: r.lastAction,
+        status: r.status,
+        status_reason: r.statusReason,
+        status_changed_at: r.statusChangedAt,
+        status_changed_by: r.statusChangedBy,
       })
       .execute();
   }
@@ -146,14 +203,114 @@ export class KyselySsfInbound implements SsfInboundRepository {
     return rows.map(transmitter);
   }
 
-  async disableTransmitter(id: string, at: number): Promise<boolean> {
+  async lockTransmitter(id: string): Promise<boolean> {
     const result = await this.ctx.db
       .updateTable('ssf_transmitters')
-      .set({ disabled_at: at })
+      .set((eb) => ({ status: eb.ref('status') }))
       .where('id', '=', id)
-      .where('disabled_at', 'is', null)
       .executeTakeFirst();
     return changed(result) > 0;
+  }
+
+  async setStatus(id: string, status: SourceStatus, reason: string | null, at: number, by: string): Promise<void> {
+    await this.ctx.db
+      .updateTable('ssf_transmitters')
+      .set({
+        status,
+        status_reason: reason,
+        status_changed_at: at,
+        status_changed_by: by,
+        // disabled_at stays what it always meant: disabled since (null while enabled or paused).
+        disabled_at: status === 'disabled' ? at : null,
+      })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async setUpstreamStatus(id: string, answer: string): Promise<void> {
+    await this.ctx.db.updateTable('ssf_transmitters').set({ upstream_status: answer }).where('id', '=', id).execute();
+  }
+
+  async setVerifyRequested(id: string, state: string, at: number): Promise<void> {
+    await this.ctx.db
+      .updateTable('ssf_transmitters')
+      .set({
+        verify_state: state,
+        verify_requested_at: at,
+        verify_received_at: null,
+        verify_jti: null,
+        verify_error: null,
+      })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async setVerifyError(id: string, state: string, error: string): Promise<void> {
+    await this.ctx.db
+      .updateTable('ssf_transmitters')
+      .set({ verify_error: error.slice(0, 500) })
+      .where('id', '=', id)
+      .where('verify_state', '=', state)
+      .execute();
+  }
+
+  async markVerified(id: string, state: string, at: number, jti: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('ssf_transmitters')
+      .set({ verify_received_at: at, verify_jti: jti, verify_error: null })
+      .where('id', '=', id)
+      .where('verify_state', '=', state)
+      .where('verify_received_at', 'is', null)
+      .executeTakeFirst();
+    return changed(result) > 0;
+  }
+
+  async holdSet(id: string, held: HeldSet): Promise<void> {
+    await this.ctx.db
+      .insertInto('ssf_held_sets')
+      .values({ transmitter_id: id, jti: held.jti, received_at: held.receivedAt, set_json: held.set })
+      .execute();
+  }
+
+  async heldCount(id: string): Promise<number> {
+    const row = await this.ctx.db
+      .selectFrom('ssf_held_sets')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('transmitter_id', '=', id)
+      .executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+
+  async heldSets(id: string, limit: number): Promise<HeldSet[]> {
+    const rows = await this.ctx.db
+      .selectFrom('ssf_held_sets')
+      .selectAll()
+      .where('transmitter_id', '=', id)
+      .orderBy('received_at')
+      .orderBy('jti')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({
+      jti: str(row, 'jti'),
+      receivedAt: num(row, 'received_at'),
+      set: str(row, 'set_json'),
+    }));
+  }
+
+  async deleteHeld(id: string, jti: string): Promise<void> {
+    await this.ctx.db.deleteFrom('ssf_held_sets').where('transmitter_id', '=', id).where('jti', '=', jti).execute();
+  }
+
+  async dropHeld(id: string): Promise<string[]> {
+    const rows = await this.ctx.db
+      .deleteFrom('ssf_held_sets')
+      .where('transmitter_id', '=', id)
+      .returning(['jti', 'received_at'])
+      .execute();
+    return rows
+      .map((row) => ({ jti: str(row, 'jti'), at: num(row, 'received_at') }))
+      .sort((a, b) => a.at - b.at || (a.jti < b.jti ? -1 : 1))
+      .map((r) => r.jti);
   }
 
   async setStream(id: string, streamId: string, pushTokenHash: string): Promise<void> {
@@ -164,7 +321,18 @@ export class KyselySsfInbound implements SsfInboundRepository {
       .execute();
   }
 
-  async recordAccepted(id: string, at: number, jti: string, action: string): Promise<void> {
+  async recordAccepted(id: string, at: number, jti: string, action: string, count = true): Promise<void> {
+    if (!count) {
+      // A held SET applied: it was counted (and was the last SET, perhaps) when it arrived; if it still is the
+      // last SET, its action is now what it did.
+      await this.ctx.db
+        .updateTable('ssf_transmitters')
+        .set({ last_action: action })
+        .where('id', '=', id)
+        .where('last_jti', '=', jti)
+        .execute();
+      return;
+    }
     await this.ctx.db
       .updateTable('ssf_transmitters')
       .set({ accepted: sql<number>`accepted + 1`, last_set_at: at, last_jti: jti, last_action: action })

@@ -1,6 +1,7 @@
 /**
  * HTTP routes of the Shared Signals receiver: the RFC 8935 push endpoint (its own error bodies) and
- * the admin routes that register upstream transmitters and link subject identifiers to operators.
+ * the admin routes that register upstream transmitters, pause, resume, disable and verify them, and link
+ * subject identifiers to operators.
  */
 import { parseJson } from '../../http/http-kit.js';
 import type { Route, RouteContext } from '../../http/router.js';
@@ -8,6 +9,8 @@ import {
   CreateStreamSchema,
   LinkIdentitySchema,
   RegisterTransmitterSchema,
+  SourceStatusSchema,
+  VerifySourceSchema,
   pushPathOf,
   type SsfReceiver,
 } from './receiver-service.js';
@@ -77,6 +80,20 @@ export function ssfReceiverRoutes(deps: SsfReceiverRouteDeps): Route[] {
     {
       route: 'adminSsfTransmitterDisable',
       handler: async (ctx) => ({ transmitter: await deps.receiver.disable(ctx.params.id ?? '', actorOf(ctx)) }),
+    },
+    {
+      route: 'adminSsfTransmitterStatus',
+      handler: async (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, SourceStatusSchema);
+        return deps.receiver.setStatus(ctx.params.id ?? '', input, actorOf(ctx));
+      },
+    },
+    {
+      route: 'adminSsfTransmitterVerify',
+      handler: async (ctx) => {
+        const input = parseJson(ctx.req, ctx.body, VerifySourceSchema);
+        return deps.receiver.verify(ctx.params.id ?? '', input, actorOf(ctx));
+      },
     },
     {
       route: 'adminSsfTransmitterStream',

@@ -33,6 +33,16 @@ const transmitter = (jwksUri: string): TransmitterRecord => ({
   lastSetAt: null,
   lastJti: null,
   lastAction: null,
+  status: 'enabled',
+  statusReason: null,
+  statusChangedAt: null,
+  statusChangedBy: null,
+  upstreamStatus: null,
+  verifyState: null,
+  verifyRequestedAt: null,
+  verifyReceivedAt: null,
+  verifyJti: null,
+  verifyError: null,
 });
 
 async function signer(): Promise<{ jwk: JWK; set: (jti: string) => Promise<Buffer> }> {

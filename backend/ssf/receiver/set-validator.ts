@@ -42,6 +42,10 @@ export const JTI_KIND = 'ssf-jti';
 
 export const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 export const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
+/** SSF 1.0's own events about the stream (verification, stream-updated). */
+export const SSF_EVENT = 'https://schemas.openid.net/secevent/ssf/event-type/';
+export const SSF_VERIFICATION = `${SSF_EVENT}verification`;
+export const SSF_STREAM_UPDATED = `${SSF_EVENT}stream-updated`;
 
 export class SetRefusal extends Error {
   constructor(
@@ -85,6 +89,13 @@ export const KNOWN_EVENTS: Record<string, z.ZodType> = {
   [`${RISC}sessions-revoked`]: z.looseObject(Common),
   [`${RISC}account-enabled`]: z.looseObject(Common),
   [`${RISC}identifier-changed`]: z.looseObject({ ...Common, new_value: z.string().max(512).optional() }),
+  // SSF 1.0 §8.1.4: the answer to a verification request carries the `state` the receiver gave.
+  [SSF_VERIFICATION]: z.looseObject({ state: z.string().max(1024).optional() }),
+  // SSF 1.0 §8.1.5: the transmitter says its stream's status changed.
+  [SSF_STREAM_UPDATED]: z.looseObject({
+    status: z.enum(['enabled', 'paused', 'disabled']),
+    reason: z.string().max(1000).optional(),
+  }),
 };
 
 const SetClaimsSchema = z.looseObject({
