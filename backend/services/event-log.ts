@@ -84,6 +84,11 @@ export interface UnitOfWork {
   /** Runs `fn` once the unit has committed (never on rollback); a hook that throws is logged. */
   afterCommit(fn: () => void): void;
   /**
+   * This unit records events of several independent causes (a group commit of many requests): none is linked to
+   * another (`detail.causeEventId`, docs/events.md). By default the events of one unit are one cause.
+   */
+  separateCauses(): void;
+  /**
    * Tells every node (this one included) through the cluster bus, if and only if this unit commits:
    * PostgreSQL sends the NOTIFY with the unit's COMMIT, embedded SQLite delivers in process after it.
    * Throws when the event log was built without a bus (a wiring mistake, never a silent no-op).
@@ -196,11 +201,11 @@ class Unit implements UnitOfWork {
   /** `record` calls run one at a time even when the caller does not await each (one chain, one head). */
   private tail: Promise<unknown> = Promise.resolve();
   /**
-   * The id of the first event this unit recorded: its cause. Every later backend event of the unit
-   * carries it as `detail.causeEventId`, so the events of one cause are linked (a Shared Signals SET's
-   * `txn`, docs/shared-signals.md). Not in an ingest group (`linksCause` false), where one unit commits
-   * the batches of many consoles: there a backend event names the console event that caused it
-   * (`detail.consoleEventId`).
+   * The id of the first event this unit recorded, which opens its cause. Every later backend event of the
+   * unit carries it as `detail.causeEventId`, so the events of one cause are linked (a Shared Signals SET's
+   * `txn`, docs/shared-signals.md). Not in a unit that commits many requests' events together (`linksCause`
+   * false: an ingest group, where a backend event names the console event that caused it in
+   * `detail.consoleEventId`; the token journal, `separateCauses`).
    */
   cause: string | undefined;
   linksCause = true;
@@ -235,6 +240,10 @@ class Unit implements UnitOfWork {
     const run = this.tail.then(() => this.append(this, draft));
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  separateCauses(): void {
+    this.linksCause = false;
   }
 
   afterCommit(fn: () => void): void {
@@ -1124,9 +1133,8 @@ export class EventLog {
     if (unit.rows.length > 0) await this.writeRows(unit);
     const head = unit.heads.get(BACKEND_ORIGIN)?.head ?? (await this.lockedHead(unit, BACKEND_ORIGIN));
     const id = randomUUID();
-    if (unit.linksCause) {
-      if (unit.cause === undefined) unit.cause = id;
-      else draft = { ...draft, detail: { ...draft.detail, causeEventId: unit.cause } };
+    if (unit.linksCause && unit.cause !== undefined) {
+      draft = { ...draft, detail: { ...draft.detail, causeEventId: unit.cause } };
     }
     const event = chainEvent(draft, {
       id,
@@ -1142,6 +1150,8 @@ export class EventLog {
       );
     }
     const stored = await this.write(unit, BACKEND_ORIGIN, event, [], draft.subject.console ?? null);
+    // Only an event written opens the cause (a record refused above, and caught by its caller, does not).
+    if (unit.linksCause) unit.cause ??= id;
     if (draft.outcome === 'success' && draft.reasons.includes(METADATA_LOADED_REASON) && this.bus !== undefined) {
       // Every other node reloads the authenticator models this unit replaced, once it commits.
       await unit.publish('authenticators', {});

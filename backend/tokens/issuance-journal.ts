@@ -30,6 +30,8 @@ export class IssuanceJournal {
       const batch = this.queue.splice(0, MAX_BATCH);
       try {
         await this.events.atomically(async (uow) => {
+          // Each exchange is its own cause: none is linked to another's (detail.causeEventId).
+          uow.separateCauses();
           for (const item of batch) await uow.record(item.draft);
         });
         for (const item of batch) item.resolve();

@@ -220,6 +220,7 @@ export class TestConsole {
       subject: draft.subject ?? { console: this.id },
       outcome: draft.outcome ?? 'info',
       reasons: draft.reasons ?? ['idle'],
+      ...(draft.detail === undefined ? {} : { detail: draft.detail }),
       prevHash: this.lastHash,
     };
     this.lastHash = createHash('sha256').update(canonicalJson(event)).digest('hex');

@@ -137,11 +137,19 @@ describe('service accounts: an issued service token is refused by the app server
         events_requested: SSF_REVOCATION_EVENTS.filter((e) => !e.endsWith(':service-revoked')),
       }),
     });
-    assert.equal(created.status, 201, await created.text());
+    assert.equal(created.status, 201);
     const heard: Revocation[] = [];
     const ssf = new SsfSubscription({ batonUrl: t.url, token: issued.token, onRevocation: (r) => heard.push(r) });
     try {
       await ssf.ready;
+      // The same stream, widened: it keeps every event it delivered and adds the one it lacked.
+      const { stream_id: streamId } = (await created.json()) as { stream_id: string };
+      const widened = (await (
+        await fetch(`${t.url}/ssf/streams?stream_id=${streamId}`, {
+          headers: { authorization: `Bearer ${issued.token}` },
+        })
+      ).json()) as { events_delivered: string[] };
+      assert.deepEqual([...widened.events_delivered].sort(), [...SSF_REVOCATION_EVENTS].sort());
       await revokedMidFlight(ssf, heard, viaSsf, viaSsfBystander);
     } finally {
       ssf.close();

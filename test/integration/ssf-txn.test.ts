@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestBackend, TestConsole, httpJson, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { appKeyPair, exchange, publishPolicy, tellerPolicy } from '../helpers/action-token-fixtures.js';
 import { ConformanceReceiver, type ReceivedSet } from '../helpers/ssf-receiver.js';
 
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
@@ -117,6 +118,95 @@ describe('Shared Signals: txn is the cause, not a time window', () => {
       const sets = about(cleo.operatorId);
       assert.deepEqual(sets.map((s) => s.type).sort(), [`${BATON}session-locked`, `${BATON}session-suspended`]);
       for (const set of sets) assert.equal(set.claims.txn, locked.id, `${set.type}: txn is the console's event`);
+    } finally {
+      await socket.close();
+    }
+  });
+
+  it('causes committed together stay apart: two consoles’ locks, a burst of token exchanges', async () => {
+    const consoles = [await TestConsole.enrol(t.url, t.admin), await TestConsole.enrol(t.url, t.admin)];
+    const operators = [
+      await enrolOperator(t.admin, consoles[0]!, { displayName: 'Dan Teller' }),
+      await enrolOperator(t.admin, consoles[1]!, { displayName: 'Eve Teller' }),
+    ];
+    const signedIn = [
+      (await signIn(consoles[0]!, operators[0]!.authenticator)).body as Json as Json,
+      (await signIn(consoles[1]!, operators[1]!.authenticator)).body as Json as Json,
+    ];
+    const sockets = await Promise.all(consoles.map((c) => c.connect()));
+    try {
+      // Both locks at once: the backend may commit the two consoles' batches in one group.
+      const locks = consoles.map((c, i) =>
+        c.nextEvent({
+          type: 'session-locked',
+          subject: { console: c.id, operator: operators[i]!.operatorId, session: signedIn[i]!.session.id as string },
+          outcome: 'info',
+          reasons: ['idle'],
+        }),
+      );
+      sockets.forEach((socket, i) => socket.send({ type: 'events', events: [locks[i]] }));
+      await Promise.all(sockets.map((socket, i) => socket.next('events-ack', (m) => m.upToSeq >= locks[i]!.seq)));
+      await receiver.waitFor(
+        () => operators.every((o) => about(o.operatorId).length === 2),
+        15_000,
+        'both locks and both suspensions',
+      );
+      operators.forEach((o, i) => {
+        for (const set of about(o.operatorId))
+          assert.equal(set.claims.txn, locks[i]!.id, `${set.type} of console ${i}`);
+      });
+      const suspended = (await t.admin.ok('GET', '/v1/admin/events?type=session-suspended&origin=backend&limit=20'))
+        .events as Json[];
+      for (const o of operators) {
+        const mine = suspended.filter((e) => e.subject.operator === o.operatorId);
+        assert.equal(mine.length, 1);
+        assert.equal(mine[0].detail.causeEventId, undefined, 'not linked to the other console’s cause');
+      }
+    } finally {
+      await Promise.all(sockets.map((socket) => socket.close()));
+    }
+
+    // Token exchanges are journalled in groups (one unit for many requests): each is its own cause.
+    await publishPolicy(t.admin, tellerPolicy((await appKeyPair()).publicJwk));
+    const resumed = (await signIn(consoles[0]!, operators[0]!.authenticator)).body as Json;
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => exchange(consoles[0]!, resumed.token as string, 'customer.view')),
+    );
+    for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+    const issued = (await t.admin.ok('GET', '/v1/admin/events?type=action-token-issued&limit=50')).events as Json[];
+    assert.equal(issued.length, 12);
+    assert.deepEqual(
+      issued.filter((e) => e.detail?.causeEventId !== undefined).map((e) => e.id),
+      [],
+      'no exchange is linked to another',
+    );
+  });
+
+  it('a console cannot name a cause: its own detail.causeEventId is not read', async () => {
+    const console = await TestConsole.enrol(t.url, t.admin);
+    const fay = await enrolOperator(t.admin, console, { displayName: 'Fay Teller' });
+    await signIn(console, fay.authenticator);
+    const { events } = (await t.admin.ok('GET', '/v1/admin/events?type=session-established&limit=1')) as Json;
+    const someoneElses = (events as Json[])[0].id as string;
+    const socket = await console.connect();
+    try {
+      // A lock of no session the backend knows (so the backend records nothing), claiming another event as its cause.
+      const claimed = console.nextEvent({
+        type: 'session-locked',
+        subject: { console: console.id, operator: fay.operatorId },
+        outcome: 'info',
+        reasons: ['idle'],
+        detail: { causeEventId: someoneElses },
+      });
+      socket.send({ type: 'events', events: [claimed] });
+      await socket.next('events-ack', (m) => m.upToSeq >= claimed.seq);
+      await receiver.waitFor(
+        () => receiver.accepted.some((s) => s.event.baton_event_id === claimed.id),
+        15_000,
+        'the console’s session-locked',
+      );
+      const set = receiver.accepted.find((s) => s.event.baton_event_id === claimed.id);
+      assert.equal(set?.claims.txn, claimed.id, 'a console event is its own cause');
     } finally {
       await socket.close();
     }

@@ -136,7 +136,12 @@ export class SsfPushReceiver implements RevocationSource {
             // A stream made by an earlier version may lack an event this one acts on (service-revoked): add it.
             ...(missingEvents(found).length === 0
               ? {}
-              : { events_requested: [...(found.events_requested ?? []), ...missingEvents(found)] }),
+              : {
+                  events_requested: [
+                    ...(found.events_requested ?? found.events_delivered ?? []),
+                    ...missingEvents(found),
+                  ],
+                }),
           })
     ) as StreamView;
     this.streamId = stream.stream_id;

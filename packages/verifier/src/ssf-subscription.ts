@@ -144,35 +144,51 @@ export class SsfSubscription implements RevocationSource {
       stream = mine.find(
         (s) => s.delivery.method === SSF_POLL_METHOD && (s.events_delivered ?? []).includes(SSF_REVOCATION_EVENTS[0]),
       );
-      // A stream made by an earlier version may lack an event this one acts on (service-revoked): add it.
-      const missing = stream === undefined ? [] : missingEvents(stream);
-      if (stream !== undefined && missing.length > 0) {
-        stream = (
-          await this.json(streams, {
-            method: 'PATCH',
-            body: JSON.stringify({
-              stream_id: stream.stream_id,
-              events_requested: [...(stream.events_requested ?? []), ...missing],
-            }),
-          })
-        ).body as StreamView;
-      }
-      stream ??= (
-        await this.json(streams, {
-          method: 'POST',
-          body: JSON.stringify({
-            delivery: { method: SSF_POLL_METHOD },
-            events_requested: SSF_REVOCATION_EVENTS,
-            description: 'Action-token verifier (@baton/verifier)',
-          }),
-        })
-      ).body as StreamView;
     }
+    if (stream !== undefined) stream = await this.widened(new URL(config.configuration_endpoint), stream);
+    stream ??= (
+      await this.json(streams, {
+        method: 'POST',
+        body: JSON.stringify({
+          delivery: { method: SSF_POLL_METHOD },
+          events_requested: SSF_REVOCATION_EVENTS,
+          description: 'Action-token verifier (@baton/verifier)',
+        }),
+      })
+    ).body as StreamView;
     if (stream.delivery.method !== SSF_POLL_METHOD || stream.delivery.endpoint_url === undefined) {
       throw new Error(`Stream ${stream.stream_id} is not a poll stream (RFC 8936)`);
     }
     this.streamId = stream.stream_id;
     return { config, stream, endpoint: stream.delivery.endpoint_url };
+  }
+
+  /**
+   * A stream made by an earlier version (or by hand) may lack an event this one acts on (service-revoked): asked
+   * for, keeping what it has. If that cannot be done (a receiver token with `ssf.read` only), the stream is used as
+   * it is and `onError` says which revocations it will not hear.
+   */
+  private async widened(endpoint: URL, stream: StreamView): Promise<StreamView> {
+    const missing = missingEvents(stream);
+    if (missing.length === 0) return stream;
+    try {
+      const answer = await this.json(endpoint, {
+        method: 'PATCH',
+        body: JSON.stringify({
+          stream_id: stream.stream_id,
+          events_requested: [...(stream.events_requested ?? stream.events_delivered ?? []), ...missing],
+        }),
+      });
+      return answer.body as StreamView;
+    } catch (error) {
+      this.options.onError?.(
+        new Error(
+          `Stream ${stream.stream_id} does not deliver ${missing.join(', ')} and could not be changed to: ` +
+            `those revocations are not heard (${(error as Error).message})`,
+        ),
+      );
+      return stream;
+    }
   }
 
   /** One poll (set up the stream first if needed): acknowledges what the previous poll applied, applies what it gets. */
