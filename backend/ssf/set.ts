@@ -278,13 +278,58 @@ export function signSet(claims: SetClaims, key: SetSigningKey): string {
 
 /** The compact JWS of claims already serialised (`setClaimsEncoder`, or `JSON.stringify` of checked claims). */
 export function signSetJson(claimsJson: string, key: SetSigningKey): string {
-  const input = `${encodedHeader(key)}.${b64url(claimsJson)}`;
+  return signingInput(`${encodedHeader(key)}.${b64url(claimsJson)}`, key);
+}
+
+/**
+ * The same SET signed again under `key`: its payload segment kept byte for byte (same claims, same `jti`), a new
+ * protected header (`key`'s `alg` and `kid`) and signature. What the transmitter hands out for a queued SET whose
+ * key is no longer published. Throws when `jwt` is not a compact JWS.
+ */
+export function resignSet(jwt: string, key: SetSigningKey): string {
+  const first = jwt.indexOf('.');
+  const second = jwt.indexOf('.', first + 1);
+  if (first <= 0 || second <= first + 1 || jwt.indexOf('.', second + 1) !== -1) {
+    throw new Error('Not a compact JWS: expected header.payload.signature');
+  }
+  return signingInput(`${encodedHeader(key)}.${jwt.slice(first + 1, second)}`, key);
+}
+
+function signingInput(input: string, key: SetSigningKey): string {
   const data = Buffer.from(input);
   const signature =
     key.alg === 'ES256'
       ? nodeSign('sha256', data, { key: key.privateKey, dsaEncoding: 'ieee-p1363' })
       : nodeSign('sha256', data, key.privateKey);
   return `${input}.${signature.toString('base64url')}`;
+}
+
+/** The `kid` of each protected header seen by `setKid`, by its encoded text: one entry per key, not per SET. */
+const headerKids = new Map<string, string | null>();
+/**
+ * The `kid` of a compact SET's protected header (undefined when it has none, or is not a JWS), without decoding its
+ * payload or checking its signature: the header's encoded text is looked up, and decoded only the first time it is
+ * seen (the transmitter's headers are one per key). For the delivery's check that a queued SET's key is still
+ * published, once per SET handed out.
+ */
+export function setKid(jwt: string): string | undefined {
+  const dot = jwt.indexOf('.');
+  if (dot <= 0) return undefined;
+  const header = jwt.slice(0, dot);
+  let kid = headerKids.get(header);
+  if (kid === undefined) {
+    let decoded: unknown;
+    try {
+      decoded = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+    } catch {
+      decoded = undefined;
+    }
+    const value = (decoded as { kid?: unknown } | null | undefined)?.kid;
+    kid = typeof value === 'string' && value !== '' ? value : null;
+    if (headerKids.size > 64) headerKids.clear();
+    headerKids.set(header, kid);
+  }
+  return kid ?? undefined;
 }
 
 /**

@@ -16,7 +16,13 @@ import type { SetAlgorithm, SetSigningKey } from '../set.js';
  * (2048-bit RSA) where `KeyRing` holds P-256 keys only; ES256 is selectable (`ssfSigningAlgorithm`).
  *
  * Rotation keeps the retired key's public half in the JWKS for `overlapMs` (default 7 days), so a
- * SET signed just before a rotation and delivered (or retried) after it still verifies.
+ * SET signed just before a rotation and delivered (or retried) after it still verifies. A SET that waits longer (a
+ * stream paused, a receiver down) is signed again when it is handed out (`verifiable`, backend/ssf/transmitter/
+ * delivery-signer.ts).
+ *
+ * A node signs, and judges a queued SET's key, only with the ring as read from the store at most 5 s before
+ * (`fresh`, awaited by the fan-out, each delivery round and poll, and the JWKS): a node idle for days does not sign
+ * with the key it held then, which another node may have retired (and unpublished) since.
  */
 
 export const SSF_RING_NAME = 'ssf';
@@ -24,6 +30,11 @@ export const SSF_RING_NAME = 'ssf';
 export const DEFAULT_SSF_KEY_OVERLAP_MS = 7 * 24 * 3600 * 1000;
 /** A node signs with the ring as it read it at most this long ago. */
 const REFRESH_MS = 5000;
+/**
+ * A queued SET is handed out as queued only if its key stays published at least this much longer: the receiver then
+ * has this long to fetch the JWKS (a poller to process its answer), and nodes' clocks may differ by some seconds.
+ */
+export const DELIVERY_MARGIN_MS = 60_000;
 const UPDATE_ATTEMPTS = 20;
 const GENERATION_CLAIM_MS = 24 * 3600 * 1000;
 
@@ -46,6 +57,7 @@ type Entry = z.infer<typeof EntrySchema>;
 interface Ring {
   generation: number;
   entries: Entry[];
+  byKid: Map<string, Entry>;
   active: SetSigningKey;
 }
 
@@ -72,7 +84,12 @@ function toRing(generation: number, entries: Entry[]): Ring {
     throw new BatonError('KEY_RING_TAMPERED', 'The sealed ssf key ring must hold exactly one active private key');
   }
   const privateKey: KeyObject = createPrivateKey({ key: first.jwk as JsonWebKey, format: 'jwk' });
-  return { generation, entries, active: { kid: first.kid, alg: first.alg, privateKey } };
+  return {
+    generation,
+    entries,
+    byKid: new Map(entries.map((e) => [e.kid, e])),
+    active: { kid: first.kid, alg: first.alg, privateKey },
+  };
 }
 
 export interface TransmitterKeysOptions {
@@ -87,7 +104,10 @@ export interface TransmitterKeysOptions {
 }
 
 export class TransmitterKeys {
+  /** When a background re-read was last tried (`refresh`: at most one per REFRESH_MS, failed or not). */
   private loadedAt = 0;
+  /** When the ring held was read from (or written to) the store. */
+  private readAt = 0;
   private reloading: Promise<void> | undefined;
 
   private constructor(
@@ -115,13 +135,40 @@ export class TransmitterKeys {
     return keys;
   }
 
-  /** The key that signs now (as read at most 5 s ago; a re-read runs in the background). */
+  /**
+   * The key that signs now, as the ring was last read: await `fresh()` first (a re-read also starts in the
+   * background when the ring is older than 5 s).
+   */
   signingKey(): SetSigningKey {
     this.refresh();
     return this.ring.active;
   }
 
-  /** The public keys: the active one and those retired within the overlap. */
+  /**
+   * Makes sure the ring held was read from the store at most `maxAgeMs` ago (default 5 s), reading it again if not
+   * (one read shared by the callers meanwhile). Rejects when it cannot be read (the store unreachable, the sealed
+   * ring not opening): then nothing should be signed with the ring held, which may be older than a rotation.
+   */
+  fresh(maxAgeMs = REFRESH_MS): Promise<void> {
+    const age = this.options.clock() - this.readAt;
+    if (age >= 0 && age < maxAgeMs) return Promise.resolve();
+    return this.reread();
+  }
+
+  /**
+   * Whether a SET signed under `kid` verifies against the JWKS now and for at least DELIVERY_MARGIN_MS more: `kid`
+   * is the active key, or one retired less than the overlap (minus the margin) ago. As the ring was last read: await
+   * `fresh()` first. One map lookup: the delivery asks it for every SET it hands out.
+   */
+  verifiable(kid: string | undefined): boolean {
+    const entry = kid === undefined ? undefined : this.ring.byKid.get(kid);
+    if (entry === undefined) return false;
+    if (entry.retiredAt === null) return true;
+    const overlap = this.options.overlapMs ?? DEFAULT_SSF_KEY_OVERLAP_MS;
+    return this.options.clock() + DELIVERY_MARGIN_MS - entry.retiredAt < overlap;
+  }
+
+  /** The public keys: the active one and those retired within the overlap (as the ring was last read). */
   jwks(): { keys: JWK[] } {
     this.refresh();
     const now = this.options.clock();
@@ -131,6 +178,18 @@ export class TransmitterKeys {
         .filter((e) => e.retiredAt === null || now - e.retiredAt < overlap)
         .map((e) => ({ ...publicOf(e), kid: e.kid, alg: e.alg, use: 'sig' }) as JWK),
     };
+  }
+
+  /**
+   * The JWKS as published (`/ssf/jwks.json`): from a ring read at most 5 s ago, so a node that served none for a
+   * while does not hand a receiver (which caches it) a list without the key another node signs with now. When the
+   * ring cannot be read, the keys held (logged).
+   */
+  async publishedJwks(): Promise<{ keys: JWK[] }> {
+    await this.fresh().catch((error: unknown) =>
+      this.options.logger.error({ err: error }, 'reading the Shared Signals key ring failed: publishing the keys held'),
+    );
+    return this.jwks();
   }
 
   /** The kids kept, newest first, with their algorithm and state (for the admin API). */
@@ -143,9 +202,11 @@ export class TransmitterKeys {
    * overlap. `algorithm` changes the algorithm from this key on (default: the configured one).
    */
   async rotate(algorithm?: SetAlgorithm): Promise<{ previous: string; current: string }> {
-    const previous = this.ring.active.kid;
+    // The key retired is the one the store has active (this node's copy may be older than another node's rotation).
+    let previous = this.ring.active.kid;
     const overlap = this.options.overlapMs ?? DEFAULT_SSF_KEY_OVERLAP_MS;
     await this.update(async (ring, now) => {
+      previous = ring?.active.kid ?? previous;
       const entries = ring?.entries ?? [];
       const retired = entries
         .map((e) => (e.retiredAt === null ? { ...e, retiredAt: now, jwk: publicOf(e) as Entry['jwk'] } : e))
@@ -155,19 +216,26 @@ export class TransmitterKeys {
     return { previous, current: this.ring.active.kid };
   }
 
+  /** A background re-read (at most one per 5 s, failed or not) for the callers that cannot wait for one. */
   private refresh(): void {
-    if (this.options.clock() - this.loadedAt < REFRESH_MS || this.reloading !== undefined) return;
-    this.reloading = this.read(this.options.store)
-      .then((read) => {
-        if (read !== undefined && read.generation >= this.ring.generation) this.ring = read;
-      })
-      .catch((error: unknown) =>
-        this.options.logger.error({ err: error }, 'reading the Shared Signals key ring failed: keeping the keys held'),
-      )
-      .finally(() => {
-        this.loadedAt = this.options.clock();
-        this.reloading = undefined;
-      });
+    const now = this.options.clock();
+    const age = now - this.readAt;
+    if ((age >= 0 && age < REFRESH_MS) || now - this.loadedAt < REFRESH_MS || this.reloading !== undefined) return;
+    this.loadedAt = now;
+    this.reread().catch((error: unknown) =>
+      this.options.logger.error({ err: error }, 'reading the Shared Signals key ring failed: keeping the keys held'),
+    );
+  }
+
+  /** Reads the ring from the store (one read at a time: a caller meanwhile shares it). */
+  private reread(): Promise<void> {
+    this.reloading ??= (async () => {
+      const startedAt = this.options.clock();
+      const read = await this.read(this.options.store);
+      if (read !== undefined && read.generation >= this.ring.generation) this.ring = read;
+      this.readAt = Math.max(this.readAt, startedAt);
+    })().finally(() => (this.reloading = undefined));
+    return this.reloading;
   }
 
   private async update(change: (ring: Ring | undefined, now: number) => Promise<Entry[] | undefined>): Promise<void> {
@@ -189,7 +257,7 @@ export class TransmitterKeys {
       });
       if (outcome !== 'taken') {
         this.ring = outcome;
-        this.loadedAt = clock();
+        this.readAt = clock();
         return;
       }
       if (attempt === UPDATE_ATTEMPTS)

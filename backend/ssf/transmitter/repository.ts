@@ -478,12 +478,43 @@ export class TransmitterRepository {
     }
   }
 
-  async retryLater(seq: number, attempts: number, nextAttemptAt: number, error: string): Promise<void> {
+  /** A failed push, tried again at `nextAttemptAt`; `setJwt`: the SET as it was signed again for this push (kept). */
+  async retryLater(
+    seq: number,
+    attempts: number,
+    nextAttemptAt: number,
+    error: string,
+    setJwt?: string,
+  ): Promise<void> {
     await this.db
       .updateTable('ssf_queue')
-      .set({ attempts, next_attempt_at: nextAttemptAt, last_error: error.slice(0, 500) })
+      .set({
+        attempts,
+        next_attempt_at: nextAttemptAt,
+        last_error: error.slice(0, 500),
+        ...(setJwt === undefined ? {} : { set_jwt: setJwt }),
+      })
       .where('seq', '=', seq)
       .execute();
+  }
+
+  /**
+   * Queued SETs signed again (their key left the JWKS; the same claims): kept so, in one unit (one commit), so their
+   * next hand-out is not signed again. A SET acknowledged meanwhile is gone and stays gone.
+   */
+  async replaceSetJwts(streamId: string, rows: readonly { seq: number; setJwt: string }[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.store.transaction(async (tx) => {
+      const d = db(tx);
+      for (const row of rows) {
+        await d
+          .updateTable('ssf_queue')
+          .set({ set_jwt: row.setJwt })
+          .where('stream_id', '=', streamId)
+          .where('seq', '=', row.seq)
+          .execute();
+      }
+    });
   }
 
   /**

@@ -62,9 +62,9 @@ export function ssfTransmitterRoutes(deps: SsfTransmitterRouteDeps): Route[] {
     { route: 'ssfConfiguration', handler: () => t.configuration() },
     {
       route: 'ssfJwks',
-      handler: (ctx) => {
+      handler: async (ctx) => {
         ctx.res.setHeader('cache-control', 'max-age=300');
-        return deps.keys.jwks();
+        return deps.keys.publishedJwks();
       },
     },
     {

@@ -15,6 +15,7 @@ import {
   SetErrorBodySchema,
   SubjectIdSchema,
   buildSet,
+  resignSet,
   setClaimsEncoder,
   signSetJson,
   subjectKey,
@@ -25,6 +26,7 @@ import {
   type signSet,
 } from '../set.js';
 import type { SsfTransmitterConfig } from './config.js';
+import { DeliverySigner } from './delivery-signer.js';
 import type { TransmitterKeys } from './keys.js';
 import { EVENTS_SUPPORTED, mapEvent, txnOf } from './mapper.js';
 import { PushClient, pushEndpoint, type PushEndpoint } from './push-client.js';
@@ -206,6 +208,8 @@ export class SsfTransmitter {
   readonly signing = { ns: 0n, count: 0 };
   /** SETs this node pushed and the receiver accepted (202), since it started. */
   private pushed = 0;
+  /** Queued SETs this node signed again as it handed them out (their key no longer published), since it started. */
+  private resigned = 0;
 
   constructor(private readonly deps: SsfTransmitterDeps) {
     this.repo = new TransmitterRepository(deps.store);
@@ -589,6 +593,8 @@ export class SsfTransmitter {
     const stream = receiver === undefined ? await this.repo.stream(streamId) : await this.owned(receiver, streamId);
     if (stream === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
     if (stream.status !== status || (stream.statusReason ?? undefined) !== reason) {
+      // The unit signs a stream-updated SET: with the ring as the store has it (read outside the unit).
+      await this.deps.keys.fresh();
       const now = this.deps.clock();
       await this.deps.events.atomically(async (uow) => {
         const repo = this.repo.in(uow.store);
@@ -669,6 +675,7 @@ export class SsfTransmitter {
     state: string | undefined,
   ): Promise<{ jti: string; requestedAt: number }> {
     if (stream.status === 'disabled') throw new BatonError('SSF_STREAM_DISABLED', `Stream "${stream.id}" is disabled`);
+    await this.deps.keys.fresh();
     const row = this.streamEvent(stream, SSF_VERIFICATION_EVENT, state === undefined ? {} : { state });
     const now = this.deps.clock();
     await this.unit(async (tx) => {
@@ -702,13 +709,14 @@ export class SsfTransmitter {
    * event log to SETs (the fan-out lease), the SETs it signed (and the wall time signing took) and
    * pushed since it started.
    */
-  nodeView(): { id: string; fanout: boolean; signed: number; signingMs: number; pushed: number } {
+  nodeView(): { id: string; fanout: boolean; signed: number; signingMs: number; pushed: number; resigned: number } {
     return {
       id: this.deps.nodeId,
       fanout: this.fanoutHolder,
       signed: this.signing.count,
       signingMs: Number(this.signing.ns / 1000n) / 1000,
       pushed: this.pushed,
+      resigned: this.resigned,
     };
   }
 
@@ -781,6 +789,26 @@ export class SsfTransmitter {
     this.signing.ns += process.hrtime.bigint() - started;
     this.signing.count++;
     return jwt;
+  }
+
+  /** A signer for one delivery round or poll answer: queued SETs whose key left the JWKS are signed again. */
+  private deliverySigner(): DeliverySigner {
+    return new DeliverySigner(this.deps.keys, (jwt, key) => {
+      const started = process.hrtime.bigint();
+      const signed = resignSet(jwt, key);
+      this.signing.ns += process.hrtime.bigint() - started;
+      this.signing.count++;
+      this.resigned++;
+      return signed;
+    });
+  }
+
+  private loggedResigned(streamId: string, signer: DeliverySigner): void {
+    if (signer.resigned === 0) return;
+    this.deps.logger.info(
+      { stream: streamId, resigned: signer.resigned, kid: this.deps.keys.signingKey().kid, code: 'SSF_SET_RESIGNED' },
+      'queued SETs whose key is no longer published were signed again with the current key',
+    );
   }
 
   private async refreshStreams(force = false): Promise<void> {
@@ -877,6 +905,8 @@ export class SsfTransmitter {
     const touched = new Set<string>();
     if (streams.length > 0) {
       for (const event of batch) if (event.subject.console !== undefined) await this.siteOf(event.subject.console);
+      // The ring as the store has it (read at most 5 s ago): not the key a node idle for days held then.
+      await this.deps.keys.fresh();
       const issuer = this.issuer;
       const signingKey = this.deps.keys.signingKey();
       const ctx = { issuer, siteOf: (id: string) => this.sites.get(id) ?? undefined };
@@ -1027,6 +1057,9 @@ export class SsfTransmitter {
         await this.repo.releaseLease(id, nodeId);
         return;
       }
+      // Which keys are published, as the store has the ring (read at most 5 s ago).
+      await this.deps.keys.fresh();
+      const signer = this.deliverySigner();
       // A slow receiver may hold a round longer than the lease: renew it meanwhile; if another node took it
       // (this one stalled), post nothing more: the other delivers from the queue head.
       // One renewal at a time, as the sweep: a renewal waiting for the stream's row holds a connection. The round
@@ -1063,7 +1096,17 @@ export class SsfTransmitter {
               nextDue = Math.min(nextDue, row.nextAttemptAt);
               break;
             }
-            const error = await this.push(delivery, row.setJwt);
+            // As queued, unless its key has left the JWKS (a stream paused past the overlap): then signed again.
+            let jwt = row.setJwt;
+            let error: string | undefined;
+            if (!signer.asQueued(jwt)) {
+              try {
+                jwt = await signer.resign(jwt);
+              } catch (cause) {
+                error = `not signed again: ${(cause as Error).message}`.slice(0, 300);
+              }
+            }
+            error ??= await this.push(delivery, jwt);
             if (error === undefined) {
               this.pushed++;
               delivered.push(row);
@@ -1075,7 +1118,8 @@ export class SsfTransmitter {
             const backoff = Math.min(config.retryMaxMs, config.retryBaseMs * 2 ** Math.min(attempts - 1, 30));
             const at = clock() + Math.round(backoff * (0.5 + Math.random() * 0.5));
             nextDue = Math.min(nextDue, at);
-            await this.repo.retryLater(row.seq, attempts, at, error);
+            // A SET signed again is kept so (its retry does not sign it again).
+            await this.repo.retryLater(row.seq, attempts, at, error, jwt === row.setJwt ? undefined : jwt);
             await this.repo.recordFailing(id, clock(), `${row.jti}: ${error}`);
             break;
           }
@@ -1086,6 +1130,7 @@ export class SsfTransmitter {
       } finally {
         clearInterval(renewal);
         await renewing;
+        this.loggedResigned(id, signer);
       }
       if (delivered.length > 0) {
         // One unit: the admin view never shows an empty queue with the last error still on it.
@@ -1234,11 +1279,14 @@ export class SsfTransmitter {
     const deadline = this.deps.clock() + this.deps.config.pollWaitSeconds * 1000;
     for (;;) {
       if (gone?.aborted === true) return { sets: {}, moreAvailable: false };
+      // Which keys are published, as the store has the ring (read at most 5 s ago).
+      await this.deps.keys.fresh();
       const rows = await this.repo.takeForPoll(stream.id, max, this.deps.clock(), redeliverMs, this.leaseMs);
       if (rows.length > 0 || body.returnImmediately !== false || this.stopped) {
+        const sets = rows.length === 0 ? [] : await this.handOut(stream.id, rows);
         if (rows.length > 0) await this.repo.recordDelivered(stream.id, 0, this.deps.clock());
         return {
-          sets: Object.fromEntries(rows.map((r) => [r.jti, r.setJwt])),
+          sets: Object.fromEntries(sets),
           moreAvailable:
             rows.length === max && (await this.repo.hasPollable(stream.id, this.deps.clock(), redeliverMs)),
         };
@@ -1260,6 +1308,41 @@ export class SsfTransmitter {
         this.pollWaiters.on('stop', done);
       });
     }
+  }
+
+  /**
+   * The SETs of a poll's answer, `[jti, SET]` in queue order: each as queued, or signed again if its key has left the
+   * JWKS (then written back, so its redelivery is not signed again). A ring that cannot be read fails the poll, and
+   * its SETs are due at the next poll at once.
+   */
+  private async handOut(streamId: string, rows: QueueRow[]): Promise<[string, string][]> {
+    const signer = this.deliverySigner();
+    const sets: [string, string][] = [];
+    const replaced: { seq: number; setJwt: string }[] = [];
+    try {
+      for (const row of rows) {
+        const jwt = signer.asQueued(row.setJwt) ? row.setJwt : await signer.resign(row.setJwt);
+        if (jwt !== row.setJwt) replaced.push({ seq: row.seq, setJwt: jwt });
+        sets.push([row.jti, jwt]);
+      }
+    } catch (error) {
+      await this.repo
+        .unmarkPolled(
+          streamId,
+          rows.map((r) => r.jti),
+        )
+        .catch(() => undefined);
+      throw error;
+    }
+    if (replaced.length > 0) {
+      this.loggedResigned(streamId, signer);
+      await this.repo
+        .replaceSetJwts(streamId, replaced)
+        .catch((error: unknown) =>
+          this.deps.logger.warn({ err: error, stream: streamId }, 'keeping SETs signed again in the queue failed'),
+        );
+    }
+    return sets;
   }
 }
 
