@@ -213,6 +213,11 @@ const ENV_NAMES: Record<string, keyof z.infer<typeof BackendConfigSchema>> = {
   BATON_STALE_AFTER_SECONDS: 'staleAfterSeconds',
 };
 
+/** Environment variables for one member of a section of the config file: `BATON_SSF_DEFAULT_SUBJECTS` is `ssf.defaultSubjects`. */
+const SECTION_ENV_NAMES: Record<string, readonly [section: 'ssf', key: string]> = {
+  BATON_SSF_DEFAULT_SUBJECTS: ['ssf', 'defaultSubjects'],
+};
+
 const NUMERIC = new Set(['port', 'workers', 'staleAfterSeconds']);
 
 function coerce(key: string, value: string): unknown {
@@ -308,6 +313,16 @@ export function loadBackendConfig(argv: string[], env: NodeJS.ProcessEnv): Backe
       merged[key] = coerce(key, value);
       sources.push(name);
     }
+  }
+  for (const [name, [section, key]] of Object.entries(SECTION_ENV_NAMES)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const current = merged[section];
+    // Over the file's section, member by member (a section the file got wrong is left for the schema to refuse).
+    if (current === undefined || (current !== null && typeof current === 'object' && !Array.isArray(current))) {
+      merged[section] = { ...(current as Record<string, unknown> | undefined), [key]: value };
+    }
+    sources.push(name);
   }
   for (const [flag, key] of Object.entries(FLAG_NAMES)) {
     const value = values[flag as keyof typeof values];

@@ -1,7 +1,12 @@
 import { z } from 'zod';
 
+/** SSF 1.0 §7.1.1: the subjects a new stream starts with. */
+export const DEFAULT_SUBJECTS = ['ALL', 'NONE'] as const;
+export type DefaultSubjects = (typeof DEFAULT_SUBJECTS)[number];
+
 /**
- * The Shared Signals transmitter's settings (config file: `"ssf": {…}`; docs/shared-signals.md).
+ * The Shared Signals transmitter's settings (config file: `"ssf": {…}`, `defaultSubjects` also from the environment;
+ * docs/shared-signals.md).
  * Everything has a default: a backend with no `ssf` section transmits to the streams receivers create.
  */
 export const SsfTransmitterConfigSchema = z.strictObject({
@@ -42,5 +47,14 @@ export const SsfTransmitterConfigSchema = z.strictObject({
   leaseSeconds: z.int().min(2).max(300).default(15),
   /** Streams per receiver. */
   maxStreamsPerReceiver: z.int().min(1).max(100).default(10),
+  /**
+   * SSF 1.0 §7.1.1 `default_subjects`, advertised in the metadata and given to each stream created from then on (a
+   * stream keeps the value it was created with): `ALL`, every subject's events until the receiver removes the
+   * subject; `NONE`, only the events of subjects the receiver added (`/ssf/subjects/add`).
+   * Env `BATON_SSF_DEFAULT_SUBJECTS`.
+   */
+  defaultSubjects: z
+    .enum(DEFAULT_SUBJECTS, { error: (issue) => `expected ALL or NONE, not ${JSON.stringify(issue.input)}` })
+    .default('ALL'),
 });
 export type SsfTransmitterConfig = z.infer<typeof SsfTransmitterConfigSchema>;

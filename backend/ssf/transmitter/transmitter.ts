@@ -25,7 +25,7 @@ import {
   type SubjectId,
   type signSet,
 } from '../set.js';
-import type { SsfTransmitterConfig } from './config.js';
+import type { DefaultSubjects, SsfTransmitterConfig } from './config.js';
 import { DeliverySigner } from './delivery-signer.js';
 import type { TransmitterKeys } from './keys.js';
 import { EVENTS_SUPPORTED, mapEvent, txnOf } from './mapper.js';
@@ -127,8 +127,8 @@ interface StreamConfig {
   events_requested: string[];
   delivery: z.infer<typeof DeliverySchema>;
   description?: string;
-  /** ALL: every subject except those removed; NONE: only those added. */
-  default_subjects: 'ALL' | 'NONE';
+  /** ALL: every subject except those removed; NONE: only those added. Fixed when the stream is created. */
+  default_subjects: DefaultSubjects;
 }
 
 interface CachedStream {
@@ -454,7 +454,8 @@ export class SsfTransmitter {
       remove_subject_endpoint: `${base}/ssf/subjects/remove`,
       verification_endpoint: `${base}/ssf/verify`,
       authorization_schemes: [{ spec_urn: 'urn:ietf:rfc:6749' }, { spec_urn: 'urn:ietf:rfc:6750' }],
-      default_subjects: 'ALL',
+      // SSF 1.0 §7.1.1: what a stream created from now on starts with (`ssf.defaultSubjects`).
+      default_subjects: this.deps.config.defaultSubjects,
       critical_subject_members: [],
     };
   }
@@ -516,7 +517,8 @@ export class SsfTransmitter {
       events_requested: body.events_requested ?? [],
       delivery: body.delivery.method === POLL_METHOD ? { method: POLL_METHOD } : body.delivery,
       ...(body.description === undefined ? {} : { description: body.description }),
-      default_subjects: 'ALL',
+      // Fixed at creation: a stream keeps it when the setting changes (the admin streams API shows it).
+      default_subjects: this.deps.config.defaultSubjects,
     };
     const now = this.deps.clock();
     await this.repo.insertStream({
@@ -734,6 +736,8 @@ export class SsfTransmitter {
           receiverId: s.receiverId,
           audience: config.aud,
           method: config.delivery.method === PUSH_METHOD ? 'push' : 'poll',
+          // ALL or NONE, as when the stream was created (`ssf.defaultSubjects` then; SSF 1.0 §7.1.1).
+          defaultSubjects: config.default_subjects,
           endpointUrl: config.delivery.method === PUSH_METHOD ? config.delivery.endpoint_url : this.pollUrl(s.id),
           eventsDelivered: deliveredOf(config.events_requested),
           status: s.status,
