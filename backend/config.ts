@@ -69,7 +69,7 @@ export const BackendConfigSchema = z.strictObject({
   eventStreamKeepAliveSeconds: z.int().min(1).max(3600).default(15),
   /** The continuous export to the SIEM (config file only): backend/siem/config.ts, docs/siem.md. */
   siem: SiemConfigSchema.default({ sinks: [] }),
-  /** The Shared Signals transmitter (config file only): backend/ssf/transmitter/config.ts, docs/shared-signals.md. */
+  /** The Shared Signals transmitter (config file; `defaultSubjects` also BATON_SSF_DEFAULT_SUBJECTS): backend/ssf/transmitter/config.ts, docs/shared-signals.md. */
   ssf: SsfTransmitterConfigSchema.prefault({}),
   /** The start-up database integrity check (`PRAGMA quick_check`) is abandoned after this. */
   integrityCheckSeconds: z.int().min(1).max(3600).default(60),

@@ -144,4 +144,17 @@ describe('Shared Signals transmitter: default_subjects NONE (ssf.defaultSubjects
       'nothing about Ada once removed (her session ' + adaAgain + '), nor about Bo',
     );
   });
+
+  it('a NONE stream with no subject added still gets its own verification event', async () => {
+    const stream = await pollStream();
+    const asked = await call('POST', '/ssf/verify', { stream_id: stream.id, state: 'none-but-mine' });
+    assert.equal(asked.status, 204, JSON.stringify(asked.body));
+    const sets = await drainer(stream)(
+      (s) => s.some((x) => x.type.endsWith('/verification')),
+      'the verification event on a stream with no subjects',
+    );
+    const verification = sets.find((x) => x.type.endsWith('/verification'));
+    assert.equal(verification?.event.state, 'none-but-mine');
+    assert.deepEqual(verification?.claims.sub_id, { format: 'opaque', id: stream.id });
+  });
 });

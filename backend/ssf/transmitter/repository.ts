@@ -575,14 +575,16 @@ export class TransmitterRepository {
   }
 
   /** SETs handed out to a poll that could not be answered: due for the next poll at once. */
-  async unmarkPolled(streamId: string, jtis: string[]): Promise<void> {
+  /** Un-marks SETs a poll took (with `polledAt`: only those it took then, not those another poll took since). */
+  async unmarkPolled(streamId: string, jtis: string[], polledAt?: number): Promise<void> {
     for (let i = 0; i < jtis.length; i += 500) {
-      await this.db
+      let query = this.db
         .updateTable('ssf_queue')
         .set({ polled_at: null })
         .where('stream_id', '=', streamId)
-        .where('jti', 'in', jtis.slice(i, i + 500))
-        .execute();
+        .where('jti', 'in', jtis.slice(i, i + 500));
+      if (polledAt !== undefined) query = query.where('polled_at', '=', polledAt);
+      await query.execute();
     }
   }
 

@@ -59,6 +59,8 @@ export const AUTOMATIC = 'automatic';
 const STREAMS_REFRESH_MS = 2000;
 const HEAD_BATCH = 200;
 const FANOUT_BATCH = 1000;
+/** A push round that could not read the signing key ring tries again after this (or the stream's longest retry). */
+const RING_RETRY_MS = 5000;
 /** The fan-out lets the event loop run between slices of this many signatures (about 10 ms of RS256). */
 const SIGN_SLICE = 32;
 /** With no SET to queue, the fan-out cursor is written at most this often. */
@@ -595,8 +597,9 @@ export class SsfTransmitter {
     const stream = receiver === undefined ? await this.repo.stream(streamId) : await this.owned(receiver, streamId);
     if (stream === undefined) throw new BatonError('SSF_STREAM_NOT_FOUND', `No stream "${streamId}"`);
     if (stream.status !== status || (stream.statusReason ?? undefined) !== reason) {
-      // The unit signs a stream-updated SET: with the ring as the store has it (read outside the unit).
-      await this.deps.keys.fresh();
+      // The unit signs a stream-updated SET: with the ring as the store has it (read outside the unit). A disable
+      // signs nothing (it drops the queue): an emergency disable does not wait for a readable ring.
+      if (status !== 'disabled') await this.deps.keys.fresh();
       const now = this.deps.clock();
       await this.deps.events.atomically(async (uow) => {
         const repo = this.repo.in(uow.store);
@@ -1061,8 +1064,21 @@ export class SsfTransmitter {
         await this.repo.releaseLease(id, nodeId);
         return;
       }
-      // Which keys are published, as the store has the ring (read at most 5 s ago).
-      await this.deps.keys.fresh();
+      // Which keys are published, as the store has the ring (read at most 5 s ago). Unreadable: nothing is sent (a
+      // SET is judged and signed only against the ring the store has); the round gives its lease back, says why on
+      // the stream, and tries again shortly.
+      try {
+        await this.deps.keys.fresh();
+      } catch (cause) {
+        await this.repo.releaseLease(id, nodeId);
+        await this.repo.recordFailing(
+          id,
+          clock(),
+          `signing key ring unreadable: ${(cause as Error).message}`.slice(0, 300),
+        );
+        this.wakeAt(id, clock() + Math.min(config.retryMaxMs, RING_RETRY_MS));
+        return;
+      }
       const signer = this.deliverySigner();
       // A slow receiver may hold a round longer than the lease: renew it meanwhile; if another node took it
       // (this one stalled), post nothing more: the other delivers from the queue head.
@@ -1285,9 +1301,10 @@ export class SsfTransmitter {
       if (gone?.aborted === true) return { sets: {}, moreAvailable: false };
       // Which keys are published, as the store has the ring (read at most 5 s ago).
       await this.deps.keys.fresh();
-      const rows = await this.repo.takeForPoll(stream.id, max, this.deps.clock(), redeliverMs, this.leaseMs);
+      const polledAt = this.deps.clock();
+      const rows = await this.repo.takeForPoll(stream.id, max, polledAt, redeliverMs, this.leaseMs);
       if (rows.length > 0 || body.returnImmediately !== false || this.stopped) {
-        const sets = rows.length === 0 ? [] : await this.handOut(stream.id, rows);
+        const sets = rows.length === 0 ? [] : await this.handOut(stream.id, rows, polledAt);
         if (rows.length > 0) await this.repo.recordDelivered(stream.id, 0, this.deps.clock());
         return {
           sets: Object.fromEntries(sets),
@@ -1319,7 +1336,7 @@ export class SsfTransmitter {
    * JWKS (then written back, so its redelivery is not signed again). A ring that cannot be read fails the poll, and
    * its SETs are due at the next poll at once.
    */
-  private async handOut(streamId: string, rows: QueueRow[]): Promise<[string, string][]> {
+  private async handOut(streamId: string, rows: QueueRow[], polledAt: number): Promise<[string, string][]> {
     const signer = this.deliverySigner();
     const sets: [string, string][] = [];
     const replaced: { seq: number; setJwt: string }[] = [];
@@ -1330,10 +1347,12 @@ export class SsfTransmitter {
         sets.push([row.jti, jwt]);
       }
     } catch (error) {
+      // Only this poll's marks (another node may have handed the same rows out since): due again at the next poll.
       await this.repo
         .unmarkPolled(
           streamId,
           rows.map((r) => r.jti),
+          polledAt,
         )
         .catch(() => undefined);
       throw error;
