@@ -523,23 +523,33 @@ export class SsfReceiver {
 
   /**
    * Applies a resumed source's held SETs, oldest first, each as if it had just arrived (`ssf-set-received` with
-   * `heldSince`), its row deleted in the unit that records it: a node stopping midway leaves the rest held, and one
-   * applied twice (two resumes at once) finds its revocation done. Stops at the first error (the rest stay held), and
-   * when the source is paused or disabled again meanwhile (checked before each SET).
+   * `heldSince`). Each is claimed before it is applied, in a unit of its own: the source's row locked (as a status
+   * change and a hold take it), its status read under that lock (`enabled`, or the run stops: paused again, or
+   * disabled and what it held dropped), and the held row deleted; a row already gone (another resume applying it,
+   * or a disable that dropped it) is skipped. So a SET is applied by one resume only, and never once a disable has
+   * listed it as dropped. The revocation has its own unit (RevocationHub.revoke), so it cannot share the claim's:
+   * the claim commits first. If applying fails, the SET is held again (its `heldSince` kept, unless the source was
+   * disabled meanwhile) and the run stops. A node stopping between the claim's commit and the revocation's loses
+   * that one SET (its `held` event has no `ssf-set-received` with `heldSince`): Baton prefers this to the other
+   * order (apply, then delete), which applies a SET twice when two resumes run, and after a disable dropped it.
    */
   private async drainHeld(id: string): Promise<{ applied: number; remaining: number }> {
     let applied = 0;
     try {
       for (;;) {
-        const t = await this.transmitter(id);
-        if (t.status !== 'enabled') break;
         const batch = await this.deps.store.ssfInbound.heldSets(id, DRAIN_BATCH);
         if (batch.length === 0) break;
         for (const held of batch) {
+          const claim = await this.claimHeld(id, held.jti);
           // Paused or disabled again meanwhile: the rest waits (or was dropped).
-          const now = await this.transmitter(id);
-          if (now.status !== 'enabled') return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
-          await this.act(now, heldSetOf(held), held.receivedAt);
+          if (claim === 'stopped') return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
+          if (claim === 'gone') continue; // applied by another resume
+          try {
+            await this.act(claim, heldSetOf(held), held.receivedAt);
+          } catch (error) {
+            await this.holdAgain(id, held);
+            throw error;
+          }
           applied += 1;
         }
       }
@@ -547,6 +557,36 @@ export class SsfReceiver {
       this.deps.logger.warn({ err: error, transmitter: id, applied }, 'applying held SETs stopped');
     }
     return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
+  }
+
+  /** Claims one held SET for applying (see `drainHeld`): the source as it is, `stopped` unless enabled, `gone`. */
+  private async claimHeld(id: string, jti: string): Promise<TransmitterRecord | 'stopped' | 'gone'> {
+    return this.deps.events.atomically(async (uow) => {
+      const repo = uow.store.ssfInbound;
+      const current = (await repo.lockTransmitter(id)) ? await repo.getTransmitter(id) : undefined;
+      if (current?.status !== 'enabled') return 'stopped';
+      return (await repo.deleteHeld(id, jti)) ? current : 'gone';
+    });
+  }
+
+  /** A claimed SET that could not be applied is held again, in its place (not for a source disabled meanwhile). */
+  private async holdAgain(id: string, held: HeldSet): Promise<void> {
+    try {
+      const kept = await this.deps.events.atomically(async (uow) => {
+        const repo = uow.store.ssfInbound;
+        const current = (await repo.lockTransmitter(id)) ? await repo.getTransmitter(id) : undefined;
+        if (current === undefined || current.status === 'disabled') return false;
+        await repo.holdSet(id, held);
+        return true;
+      });
+      if (!kept)
+        this.deps.logger.warn({ transmitter: id, jti: held.jti }, 'a held SET not applied was dropped: disabled');
+    } catch (error) {
+      this.deps.logger.error(
+        { err: error, transmitter: id, jti: held.jti },
+        'a held SET not applied could not be held again',
+      );
+    }
   }
 
   /**
@@ -935,7 +975,7 @@ export class SsfReceiver {
     return undefined;
   }
 
-  /** Acts on one valid SET; `heldSince`: a held SET applied on resume (its row deleted in the unit that records it). */
+  /** Acts on one valid SET; `heldSince`: a held SET applied on resume (claimed first: `drainHeld`). */
   private async act(t: TransmitterRecord, set: ValidSet, heldSince?: number): Promise<void> {
     const name =
       set.type.startsWith(CAEP) || set.type.startsWith(RISC) ? set.type.slice(set.type.lastIndexOf('/') + 1) : set.type;
@@ -969,11 +1009,6 @@ export class SsfReceiver {
           ...(typeof set.event.reason === 'string' ? { reason: set.event.reason.slice(0, 500) } : {}),
         };
         await repo.setUpstreamStatus(t.id, JSON.stringify(said));
-      }
-      if (heldSince !== undefined) {
-        // The source's row first, as a status change and a hold take it (then the held rows): no lock cycle.
-        await repo.lockTransmitter(t.id);
-        await repo.deleteHeld(t.id, set.jti);
       }
       await repo.recordAccepted(t.id, now, set.jti, taken, heldSince === undefined);
       await uow.record({

@@ -92,7 +92,8 @@ export interface SsfInboundRepository {
   heldCount(id: string): Promise<number>;
   /** The oldest held SETs first, at most `limit`. */
   heldSets(id: string, limit: number): Promise<HeldSet[]>;
-  deleteHeld(id: string, jti: string): Promise<void>;
+  /** Deletes one held SET; false when it was not there (taken by another resume, or dropped by a disable). */
+  deleteHeld(id: string, jti: string): Promise<boolean>;
   /** Drops every held SET of the transmitter; returns their jtis. */
   dropHeld(id: string): Promise<string[]>;
   setStream(id: string, streamId: string, pushTokenHash: string): Promise<void>;
@@ -297,8 +298,13 @@ export class KyselySsfInbound implements SsfInboundRepository {
     }));
   }
 
-  async deleteHeld(id: string, jti: string): Promise<void> {
-    await this.ctx.db.deleteFrom('ssf_held_sets').where('transmitter_id', '=', id).where('jti', '=', jti).execute();
+  async deleteHeld(id: string, jti: string): Promise<boolean> {
+    const result = await this.ctx.db
+      .deleteFrom('ssf_held_sets')
+      .where('transmitter_id', '=', id)
+      .where('jti', '=', jti)
+      .executeTakeFirst();
+    return changed(result) > 0;
   }
 
   async dropHeld(id: string): Promise<string[]> {
