@@ -664,29 +664,47 @@ function sourcesSection(): HTMLElement {
             reason.field,
             upstreamLine,
           ]
-        : status === 'enabled'
+        : status === 'enabled' && source.status === 'enabled'
           ? [
-              source.held === 0
-                ? `SETs from ${source.name} act again as they arrive.`
-                : `The ${source.held} SET(s) held are applied now, oldest first (they may revoke operators), then new SETs act as they arrive.`,
+              // Enabled but still holding SETs (a resume stopped partway): new SETs already act as they arrive.
+              `The ${source.held} SET(s) still held are applied now, oldest first (they may revoke operators). New SETs from ${source.name} already act as they arrive.`,
               reason.field,
               upstreamLine,
             ]
-          : [
-              `${source.name}’s pushes are refused from now on (access_denied), and nothing is held for it.`,
-              source.held === 0 ? 'It holds no SET.' : `The ${source.held} SET(s) it holds are dropped, never applied.`,
-              reason.field,
-              upstreamLine,
-            ];
+          : status === 'enabled'
+            ? [
+                source.held === 0
+                  ? `SETs from ${source.name} act again as they arrive.`
+                  : `The ${source.held} SET(s) held are applied now, oldest first (they may revoke operators), then new SETs act as they arrive.`,
+                reason.field,
+                upstreamLine,
+              ]
+            : [
+                `${source.name}’s pushes are refused from now on (access_denied), and nothing is held for it.`,
+                source.held === 0
+                  ? 'It holds no SET.'
+                  : `The ${source.held} SET(s) it holds are dropped, never applied.`,
+                reason.field,
+                upstreamLine,
+              ];
     const ok = await confirmAction({
       title:
         status === 'paused'
           ? `Pause the source ${source.name}`
-          : status === 'enabled'
-            ? `Resume the source ${source.name}`
-            : `Disable the source ${source.name}`,
+          : status === 'enabled' && source.status === 'enabled'
+            ? `Apply the SETs held for ${source.name}`
+            : status === 'enabled'
+              ? `Resume the source ${source.name}`
+              : `Disable the source ${source.name}`,
       consequences,
-      confirm: status === 'paused' ? 'Pause source' : status === 'enabled' ? 'Resume source' : 'Disable source',
+      confirm:
+        status === 'paused'
+          ? 'Pause source'
+          : status === 'enabled' && source.status === 'enabled'
+            ? 'Apply held SETs'
+            : status === 'enabled'
+              ? 'Resume source'
+              : 'Disable source',
       tone: status === 'disabled' ? 'danger' : 'primary',
     });
     if (!ok) return;
@@ -701,11 +719,13 @@ function sourcesSection(): HTMLElement {
       ...(reason.input.value.trim() === '' ? {} : { reason: reason.input.value.trim() }),
       ...(token.input.value === '' ? {} : { accessToken: token.input.value }),
     });
-    const done =
-      status === 'paused'
+    const heldOnly = status === 'enabled' && source.status === 'enabled';
+    const done = heldOnly
+      ? `${source.name}: ${answer.applied ?? 0} held SET(s) applied${answer.remaining ? `, ${answer.remaining} still held (Apply held SETs to go on)` : ''}.`
+      : status === 'paused'
         ? `${source.name} is paused: its SETs are held.`
         : status === 'enabled'
-          ? `${source.name} is accepting again${answer.applied === undefined || answer.applied === 0 ? '' : `: ${answer.applied} held SET(s) applied`}${answer.remaining ? `, ${answer.remaining} still held (resume again to go on)` : ''}.`
+          ? `${source.name} is accepting again${answer.applied === undefined || answer.applied === 0 ? '' : `: ${answer.applied} held SET(s) applied`}${answer.remaining ? `, ${answer.remaining} still held (Apply held SETs to go on)` : ''}.`
           : `${source.name} is disabled${answer.droppedSets ? `: ${answer.droppedSets} held SET(s) dropped` : ''}.`;
     const upstream = answer.upstream;
     if (upstream === null) say(done);
@@ -777,6 +797,10 @@ function sourcesSection(): HTMLElement {
         button('Pause', 'pause-source', `Pause the source ${t.name}`, () => setStatus(t, 'paused')),
       t.status !== 'enabled' &&
         button('Resume', 'resume-source', `Resume the source ${t.name}`, () => setStatus(t, 'enabled')),
+      // A resume that stopped partway leaves the source enabled with SETs still held: they can be applied from here.
+      t.status === 'enabled' &&
+        t.held > 0 &&
+        button('Apply held SETs', 'apply-held', `Apply the SETs held for ${t.name}`, () => setStatus(t, 'enabled')),
       t.status === 'enabled' &&
         t.verifiable &&
         button('Verify', 'verify-source', `Verify the source ${t.name}`, () => verify(t)),

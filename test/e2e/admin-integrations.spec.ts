@@ -23,7 +23,8 @@ import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
  * picture; each stream's events by short name (full URI as a tooltip) and since when a push receiver
  * answering 503 has been failing, back to none once it accepts again; an upstream source with its last SET, last action and rejections by reason;
  * a source whose upstream is this backend's own transmitter paused (with a reason), resumed and verified from the page,
- * its upstream stream following, and Disable asking first.
+ * its upstream stream following, and Disable asking first; a source accepting that still holds SETs (a resume that
+ * stopped partway) offering Apply held SETs, which applies them.
  */
 test.describe.configure({ mode: 'serial' });
 
@@ -487,5 +488,54 @@ test('pauses, resumes and verifies a Shared Signals source, its upstream stream 
   await disable.getByRole('button', { name: 'Cancel' }).click();
   await expect(disable).toBeHidden();
   await expect(source).toContainText('accepting');
+  expect(problems).toEqual([]);
+});
+
+test('offers Apply held SETs for an accepting source that still holds SETs, and applies them', async () => {
+  // The state a resume that stopped partway leaves: the source accepting, a SET still held (here written as the
+  // hold writes it: about someone Baton does not know, so applying it is recorded as ignored-unknown-subject).
+  const workforce = (await t.backend.store.ssfInbound.listTransmitters()).find((s) => s.name === 'Workforce IdP');
+  expect(workforce?.status).toBe('enabled');
+  const jti = randomUUID();
+  await t.backend.store.ssfInbound.holdSet(workforce?.id ?? '', {
+    jti,
+    receivedAt: Date.now(),
+    set: JSON.stringify({
+      iss: UPSTREAM_ISSUER,
+      jti,
+      iat: Math.floor(Date.now() / 1000),
+      txn: undefined,
+      type: 'https://schemas.openid.net/secevent/risc/event-type/account-disabled',
+      event: {},
+      subject: { format: 'email', email: 'nobody@bank.example' },
+      known: true,
+    }),
+  });
+  await page.goto(`${t.url}/admin/#/integrations`);
+  await page.reload(); // the page may already be there (the hash alone does not load it again)
+  const source = page
+    .getByRole('table', { name: 'Shared Signals sources in' })
+    .getByRole('row')
+    .filter({ hasText: 'Workforce IdP' });
+  const message = page.locator('#ssf-sources-message');
+  await expect(source).toContainText('accepting');
+  await expect(source).toContainText('1 SET(s) held');
+  await expect(source.getByRole('button', { name: /^Resume/ })).toHaveCount(0);
+  await source.getByRole('button', { name: 'Apply the SETs held for Workforce IdP' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Apply the SETs held for Workforce IdP' });
+  await expect(dialog).toContainText('The 1 SET(s) still held are applied now, oldest first');
+  await expect(dialog).toContainText('New SETs from Workforce IdP already act as they arrive.');
+  await dialog.getByRole('button', { name: 'Apply held SETs' }).click();
+  const done = message.getByText('Workforce IdP: 1 held SET(s) applied.');
+  const stepUp = page.getByRole('dialog', { name: 'Confirm it is you' });
+  await expect(done.or(stepUp).first()).toBeVisible();
+  if (await stepUp.isVisible()) await stepUp.getByRole('button', { name: 'Confirm with passkey' }).click();
+  await expect(done).toBeVisible();
+  await expect(source).not.toContainText('SET(s) held');
+  await expect(source.getByRole('button', { name: 'Apply the SETs held for Workforce IdP' })).toHaveCount(0);
+  expect(await t.backend.store.ssfInbound.heldCount(workforce?.id ?? '')).toBe(0);
+  const events = await t.backend.events.query({ type: 'ssf-set-received', limit: 1000 });
+  const applied = events.find((e) => e.detail?.jti === jti && e.detail.action !== 'held');
+  expect(applied?.detail?.action).toBe('ignored-unknown-subject');
   expect(problems).toEqual([]);
 });
