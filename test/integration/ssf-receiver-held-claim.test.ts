@@ -1,7 +1,7 @@
 /**
- * Sources in (Baton as a Shared Signals receiver): held SETs claimed before they are applied, on the real backend,
- * on the engine the suite runs on (SQLite, or PostgreSQL with BATON_TEST_DATABASE=postgres), against an upstream
- * written here (real keys, a real HTTP server).
+ * Sources in (Baton as a Shared Signals receiver): held SETs claimed before they are applied, and an upstream's
+ * endpoints pinned to its configuration URL's origin, on the real backend, on the engine the suite runs on (SQLite,
+ * or PostgreSQL with BATON_TEST_DATABASE=postgres), against an upstream written here (real keys, a real HTTP server).
  *
  * - A disable that lands while a resume is applying (ordered by hooking the first revocation of the resume, no
  *   sleeps): the SET being applied was claimed before it, so it is not listed as dropped; the SETs the disable lists
@@ -9,6 +9,8 @@
  * - Two resumes at once (the second runs inside the first's first revocation): each held SET is applied once.
  * - A resume that stops partway (its first revocation fails): the SET is held again, the source is enabled and still
  *   holds; a new SET acts at once; applying the held SETs again (the same status request) applies the rest.
+ * - An upstream whose configuration names a verification, status or configuration endpoint on another origin is
+ *   refused (SSF_UPSTREAM_INVALID) and nothing is sent there; a redirect from an endpoint is not followed.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -17,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import type { RevocationHub } from '../../backend/services/revocation-hub.js';
-import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { assertError, startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator } from '../helpers/operator-flow.js';
 
 const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
@@ -297,5 +299,67 @@ describe('Shared Signals sources in: held SETs claimed once, upstream endpoints 
     }
     const [gusAt, halAt] = [(await applications(gus.jti))[0], (await applications(hal.jti))[0]];
     assert.ok((gusAt?.cursor as number) < (halAt?.cursor as number), 'oldest first');
+  });
+
+  it('refuses an endpoint on another origin than the configuration URL, and sends nothing there', async () => {
+    upstream.mode = 'foreign';
+    try {
+      const before = upstream.requests.length;
+      assertError(
+        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/verify`, { accessToken: ACCESS_TOKEN }),
+        502,
+        'SSF_UPSTREAM_INVALID',
+      );
+      assertError(
+        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/stream`, { accessToken: ACCESS_TOKEN }),
+        502,
+        'SSF_UPSTREAM_INVALID',
+      );
+      const paused = await setStatus({ status: 'paused', accessToken: ACCESS_TOKEN });
+      assert.equal(paused.transmitter.status, 'paused', 'the local change is made');
+      assert.equal(paused.upstream.ok, false);
+      assert.match(paused.upstream.error, /SSF_UPSTREAM_INVALID/);
+      const sent = upstream.requests.slice(before);
+      assert.ok(sent.length > 0, 'the configuration was read');
+      assert.deepEqual(
+        sent.filter((r) => !r.endsWith('/.well-known/ssf-configuration')),
+        [],
+        'nothing but the configuration was asked',
+      );
+    } finally {
+      upstream.mode = 'ok';
+    }
+    await setStatus({ status: 'enabled' });
+  });
+
+  it('does not follow a redirect from an upstream endpoint (nor send the token and body on)', async () => {
+    upstream.mode = 'redirect';
+    try {
+      const before = upstream.requests.length;
+      assertError(
+        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/verify`, { accessToken: ACCESS_TOKEN }),
+        502,
+        'SSF_UPSTREAM_INVALID',
+      );
+      assert.match((await source()).verification.error, /redirect/);
+      assertError(
+        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/stream`, { accessToken: ACCESS_TOKEN }),
+        502,
+        'SSF_UPSTREAM_INVALID',
+      );
+      const paused = await setStatus({ status: 'paused', accessToken: ACCESS_TOKEN });
+      assert.equal(paused.upstream.ok, false);
+      assert.match(paused.upstream.error, /redirect/);
+      const sent = upstream.requests.slice(before);
+      assert.ok(sent.some((r) => r.startsWith('POST') && r.endsWith('/ssf/verify')));
+      assert.deepEqual(
+        sent.filter((r) => r.includes('/elsewhere')),
+        [],
+        'no redirect followed',
+      );
+    } finally {
+      upstream.mode = 'ok';
+    }
+    await setStatus({ status: 'enabled' });
   });
 });

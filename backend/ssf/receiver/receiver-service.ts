@@ -469,9 +469,11 @@ export class SsfReceiver {
   ): Promise<UpstreamStatus> {
     let answer: UpstreamStatus;
     try {
-      const config = await this.upstreamConfiguration(t.configurationUrl ?? '');
+      const configurationUrl = t.configurationUrl ?? '';
+      const config = await this.upstreamConfiguration(configurationUrl);
       if (config.status_endpoint === undefined) throw new Error('the upstream publishes no status_endpoint');
-      const result = await this.upstreamPost(config.status_endpoint, accessToken, {
+      const endpoint = pinnedEndpoint(configurationUrl, 'status_endpoint', config.status_endpoint);
+      const result = await this.upstreamPost(endpoint, accessToken, {
         stream_id: t.streamId,
         status,
         ...(reason === null ? {} : { reason }),
@@ -491,7 +493,7 @@ export class SsfReceiver {
         ...(result.ok ? {} : { error: `the upstream answered HTTP ${result.status}` }),
       };
     } catch (cause) {
-      const message = cause instanceof BatonError || cause instanceof Error ? cause.message : String(cause);
+      const message = cause instanceof BatonError ? `${cause.message} (${cause.code})` : fetchFailure(cause);
       answer = {
         at: this.deps.clock(),
         via: 'status-endpoint',
@@ -613,18 +615,23 @@ export class SsfReceiver {
     if (config.verification_endpoint === undefined) {
       throw new BatonError('SSF_UPSTREAM_INVALID', 'The upstream publishes no verification_endpoint');
     }
+    const verificationEndpoint = pinnedEndpoint(
+      t.configurationUrl,
+      'verification_endpoint',
+      config.verification_endpoint,
+    );
     const state = `baton-${randomBytes(16).toString('base64url')}`;
     const requestedAt = this.deps.clock();
     await this.deps.store.ssfInbound.setVerifyRequested(id, state, requestedAt);
     let failure: string | undefined;
     try {
-      const result = await this.upstreamPost(config.verification_endpoint, input.accessToken, {
+      const result = await this.upstreamPost(verificationEndpoint, input.accessToken, {
         stream_id: t.streamId,
         state,
       });
       if (!result.ok) failure = `the upstream answered HTTP ${result.status}`;
     } catch (cause) {
-      failure = `the upstream could not be reached: ${cause instanceof Error ? cause.message : String(cause)}`;
+      failure = `the upstream could not be reached: ${fetchFailure(cause)}`;
     }
     if (failure !== undefined) {
       await this.deps.store.ssfInbound.setVerifyError(id, state, failure);
@@ -634,7 +641,10 @@ export class SsfReceiver {
     return { state, requestedAt, transmitter: await this.get(id) };
   }
 
-  /** A JSON POST to the upstream's stream management API with its bearer token, within the upstream deadline. */
+  /**
+   * A JSON POST to the upstream's stream management API with its bearer token, within the upstream deadline. A
+   * redirect is not followed (it fails: the token and body go only where the configuration said).
+   */
   private async upstreamPost(
     url: string,
     accessToken: string,
@@ -651,6 +661,7 @@ export class SsfReceiver {
         },
         body: JSON.stringify(body),
         signal: deadline.signal,
+        redirect: 'error',
       });
       const text = await answer.text();
       let parsed: unknown;
@@ -687,12 +698,17 @@ export class SsfReceiver {
     if (config.configuration_endpoint === undefined) {
       throw new BatonError('SSF_UPSTREAM_INVALID', 'The upstream publishes no configuration_endpoint');
     }
+    const configurationEndpoint = pinnedEndpoint(
+      t.configurationUrl,
+      'configuration_endpoint',
+      config.configuration_endpoint,
+    );
     const pushToken = newSecretToken('bssf');
     const endpoint = `${(input.endpointBaseUrl ?? requestBase).replace(/\/$/, '')}${pushPathOf(id)}`;
     const deadline = lagAwareTimeoutSignal(this.deps.upstreamTimeoutMs ?? UPSTREAM_TIMEOUT_MS);
     let answer: Response;
     try {
-      answer = await this.fetch(config.configuration_endpoint, {
+      answer = await this.fetch(configurationEndpoint, {
         method: 'POST',
         headers: { authorization: `Bearer ${input.accessToken}`, 'content-type': 'application/json' },
         body: JSON.stringify({
@@ -705,12 +721,15 @@ export class SsfReceiver {
           description: 'Baton (shared workstation sessions)',
         }),
         signal: deadline.signal,
+        redirect: 'error',
       });
     } catch (cause) {
       deadline.clear();
-      throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream's configuration endpoint could not be reached`, {
-        cause,
-      });
+      throw new BatonError(
+        'SSF_UPSTREAM_INVALID',
+        `The upstream's configuration endpoint could not be reached: ${fetchFailure(cause)}`,
+        { cause },
+      );
     }
     const stream = (await answer.json().catch(() => undefined)) as Record<string, unknown> | undefined;
     deadline.clear(); // the deadline covered reading the answer too, as AbortSignal.timeout's did
@@ -1164,13 +1183,16 @@ export class SsfReceiver {
       const answer = await this.fetch(url, {
         headers: { accept: 'application/json' },
         signal: deadline.signal,
+        redirect: 'error',
       });
       if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
       body = await answer.json();
     } catch (cause) {
-      throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream's configuration (${url}) could not be read`, {
-        cause,
-      });
+      throw new BatonError(
+        'SSF_UPSTREAM_INVALID',
+        `The upstream's configuration (${url}) could not be read${isRedirect(cause) ? `: ${fetchFailure(cause)}` : ''}`,
+        { cause },
+      );
     } finally {
       deadline.clear();
     }
@@ -1187,6 +1209,38 @@ export class SsfReceiver {
       throw new BatonError('SSF_UPSTREAM_INVALID', `The upstream's configuration lacks issuer or a usable jwks_uri`);
     return parsed.data;
   }
+}
+
+/**
+ * An endpoint the upstream's configuration names (configuration, status, verification), taken only on the origin
+ * (scheme, host, port) of the configuration URL the admin registered: a configuration document that names another
+ * host is refused (SSF_UPSTREAM_INVALID), so the upstream's access token and Baton's requests go nowhere else.
+ */
+export function pinnedEndpoint(configurationUrl: string, member: string, endpoint: string): string {
+  const origin = new URL(configurationUrl).origin;
+  if (new URL(endpoint).origin !== origin) {
+    throw new BatonError(
+      'SSF_UPSTREAM_INVALID',
+      `The upstream's ${member} (${endpoint.slice(0, 300)}) is not on its configuration URL's origin (${origin}): not used`,
+    );
+  }
+  return endpoint;
+}
+
+/** A fetch refused because the answer was a redirect (`redirect: 'error'`). */
+function isRedirect(cause: unknown): boolean {
+  return (
+    cause instanceof Error &&
+    (/redirect/i.test(cause.message) || (cause.cause instanceof Error && /redirect/i.test(cause.cause.message)))
+  );
+}
+
+/** Why a request to an upstream failed, in words (a redirect, which Baton does not follow, said as such). */
+function fetchFailure(cause: unknown): string {
+  if (!(cause instanceof Error)) return String(cause);
+  if (isRedirect(cause)) return 'the upstream answered with a redirect, which Baton does not follow';
+  const inner = cause.cause instanceof Error ? cause.cause.message : '';
+  return inner === '' ? cause.message : `${cause.message} (${inner})`;
 }
 
 /** SSF's own events about the stream (verification, stream-updated): they name no operator and are never held. */
