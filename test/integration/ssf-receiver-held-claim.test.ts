@@ -1,7 +1,8 @@
 /**
  * Sources in (Baton as a Shared Signals receiver): held SETs claimed before they are applied, and an upstream's
  * endpoints pinned to its configuration URL's origin, on the real backend, on the engine the suite runs on (SQLite,
- * or PostgreSQL with BATON_TEST_DATABASE=postgres), against an upstream written here (real keys, a real HTTP server).
+ * or PostgreSQL with BATON_TEST_DATABASE=postgres), against an upstream written for the tests (real keys, a real HTTP
+ * server: test/helpers/ssf-upstream.ts).
  *
  * - A disable that lands while a resume is applying (ordered by hooking the first revocation of the resume, no
  *   sleeps): the SET being applied was claimed before it, so it is not listed as dropped; the SETs the disable lists
@@ -14,132 +15,25 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import type { RevocationHub } from '../../backend/services/revocation-hub.js';
 import { assertError, startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator } from '../helpers/operator-flow.js';
+import { ACCESS_TOKEN, SsfUpstream } from '../helpers/ssf-upstream.js';
 
 const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
-const AUDIENCE = 'https://baton.bank.example/ssf';
-const ACCESS_TOKEN = 'upstream-issued-token';
-
-/** An upstream with SSF stream management; its configuration can name endpoints elsewhere, or redirect. */
-class Upstream {
-  server!: Server;
-  /** Its origin as registered (localhost); `other` is the same server under another origin (127.0.0.1). */
-  url = '';
-  other = '';
-  key!: CryptoKey;
-  jwk!: JWK;
-  delivery: { endpoint_url: string; authorization_header: string } | undefined;
-  /** Every request it got: method, host and path. */
-  requests: string[] = [];
-  /** `foreign`: the configuration names its management endpoints on the other origin; `redirect`: they answer 307 to it. */
-  mode: 'ok' | 'foreign' | 'redirect' = 'ok';
-
-  get issuer(): string {
-    return `${this.url}/`;
-  }
-
-  async start(): Promise<void> {
-    const pair = await generateKeyPair('RS256', { modulusLength: 2048 });
-    this.key = pair.privateKey;
-    this.jwk = { ...(await exportJWK(pair.publicKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' };
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.requests.push(`${req.method} ${req.headers.host} ${req.url}`);
-        const json = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
-          res.writeHead(status, body === undefined ? headers : { ...headers, 'content-type': 'application/json' });
-          res.end(body === undefined ? undefined : JSON.stringify(body));
-        };
-        if (req.url === '/.well-known/ssf-configuration') {
-          const at = this.mode === 'foreign' ? this.other : this.url;
-          return json(200, {
-            spec_version: '1_0',
-            issuer: this.issuer,
-            jwks_uri: `${this.url}/jwks.json`,
-            delivery_methods_supported: ['urn:ietf:rfc:8935'],
-            configuration_endpoint: `${at}/ssf/streams`,
-            status_endpoint: `${at}/ssf/status`,
-            verification_endpoint: `${at}/ssf/verify`,
-          });
-        }
-        if (req.url === '/jwks.json') return json(200, { keys: [this.jwk] });
-        if (this.mode === 'redirect' && req.url?.startsWith('/ssf/')) {
-          return json(307, undefined, { location: `${this.other}/elsewhere${req.url}` });
-        }
-        if (req.headers.authorization !== `Bearer ${ACCESS_TOKEN}`) return json(401, { error: 'invalid_token' });
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Json;
-        if (req.url === '/ssf/streams' && req.method === 'POST') {
-          this.delivery = body.delivery as Upstream['delivery'];
-          return json(201, { stream_id: 'stream-1', iss: this.issuer, aud: AUDIENCE, delivery: this.delivery });
-        }
-        if (req.url === '/ssf/status' && req.method === 'POST') {
-          return json(200, { stream_id: body.stream_id, status: body.status });
-        }
-        if (req.url === '/ssf/verify' && req.method === 'POST') return json(204);
-        json(404, {});
-      });
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    const port = (this.server.address() as AddressInfo).port;
-    this.url = `http://localhost:${port}`;
-    this.other = `http://127.0.0.1:${port}`;
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  async set(type: string, email: string): Promise<{ jwt: string; jti: string }> {
-    const jti = randomUUID();
-    const jwt = await new SignJWT({
-      iss: this.issuer,
-      jti,
-      iat: Math.floor(Date.now() / 1000),
-      aud: AUDIENCE,
-      sub_id: { format: 'email', email },
-      events: { [type]: {} },
-    })
-      .setProtectedHeader({ alg: 'RS256', typ: 'secevent+jwt', kid: 'idp-1' })
-      .sign(this.key);
-    return { jwt, jti };
-  }
-
-  async push(jwt: string): Promise<number> {
-    assert.ok(this.delivery, 'a stream was created');
-    const response = await fetch(this.delivery.endpoint_url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/secevent+jwt', authorization: this.delivery.authorization_header },
-      body: jwt,
-    });
-    await response.text();
-    return response.status;
-  }
-}
 
 describe('Shared Signals sources in: held SETs claimed once, upstream endpoints pinned', () => {
   let t: TestBackend;
   let console: TestConsole;
-  const upstream = new Upstream();
+  const upstream = new SsfUpstream();
   let id = '';
 
   before(async () => {
     await upstream.start();
     t = await startTestBackend();
     console = await TestConsole.enrol(t.url, t.admin);
-    const registered = (await t.admin.ok('POST', '/v1/admin/ssf/transmitters', {
-      name: 'Workforce IdP',
-      issuer: upstream.issuer,
-      audience: AUDIENCE,
-      configurationUrl: `${upstream.url}/.well-known/ssf-configuration`,
-    })) as Json;
+    const registered = (await t.admin.ok('POST', '/v1/admin/ssf/transmitters', upstream.registration())) as Json;
     id = registered.transmitter.id;
     await t.admin.ok('POST', `/v1/admin/ssf/transmitters/${id}/stream`, { accessToken: ACCESS_TOKEN });
   });
@@ -170,18 +64,20 @@ describe('Shared Signals sources in: held SETs claimed once, upstream endpoints 
     assert.ok(h);
     return h;
   };
+  /** An operator with a linked email identity, and an account-disabled SET about them pushed by the upstream (202). */
+  async function disabledSetAbout(name: string): Promise<Held> {
+    const email = `${name}.${randomUUID().slice(0, 8)}@bank.example`;
+    const { operatorId } = await enrolOperator(t.admin, console, { displayName: name });
+    await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/identities`, { format: 'email', email });
+    const set = await upstream.set(`${RISC}account-disabled`, { format: 'email', email });
+    assert.equal((await upstream.push(set.jwt)).status, 202);
+    return { operatorId, jti: set.jti };
+  }
   /** Operators with linked email identities, and an account-disabled SET about each held by the paused source. */
   async function heldAbout(...names: string[]): Promise<Held[]> {
     const out: Held[] = [];
     await setStatus({ status: 'paused', reason: 'held for the test' });
-    for (const name of names) {
-      const email = `${name}.${randomUUID().slice(0, 8)}@bank.example`;
-      const { operatorId } = await enrolOperator(t.admin, console, { displayName: name });
-      await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/identities`, { format: 'email', email });
-      const set = await upstream.set(`${RISC}account-disabled`, email);
-      assert.equal(await upstream.push(set.jwt), 202);
-      out.push({ operatorId, jti: set.jti });
-    }
+    for (const name of names) out.push(await disabledSetAbout(name));
     assert.equal((await source()).held, names.length);
     return out;
   }
@@ -277,14 +173,7 @@ describe('Shared Signals sources in: held SETs claimed once, upstream endpoints 
     assert.equal(await revokedAt(gus.operatorId), null);
 
     // Enabled while older SETs are held: a new SET acts as it arrives (a stuck one delays no revocation).
-    const ivy = await (async () => {
-      const email = `ivy.${randomUUID().slice(0, 8)}@bank.example`;
-      const { operatorId } = await enrolOperator(t.admin, console, { displayName: 'ivy' });
-      await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/identities`, { format: 'email', email });
-      const set = await upstream.set(`${RISC}account-disabled`, email);
-      assert.equal(await upstream.push(set.jwt), 202);
-      return { operatorId, jti: set.jti };
-    })();
+    const ivy = await disabledSetAbout('ivy');
     assert.notEqual(await revokedAt(ivy.operatorId), null);
     assert.equal((await source()).held, 2);
 
@@ -301,65 +190,60 @@ describe('Shared Signals sources in: held SETs claimed once, upstream endpoints 
     assert.ok((gusAt?.cursor as number) < (halAt?.cursor as number), 'oldest first');
   });
 
-  it('refuses an endpoint on another origin than the configuration URL, and sends nothing there', async () => {
-    upstream.mode = 'foreign';
+  /**
+   * Runs `test` with the upstream's management endpoints so (`foreign`, `redirect`: SsfUpstream.endpoints), given what
+   * was asked of the upstream since; then they are back on its own origin, and the source is enabled again.
+   */
+  async function withEndpoints(
+    mode: SsfUpstream['endpoints'],
+    test: (sent: () => string[]) => Promise<void>,
+  ): Promise<void> {
+    upstream.endpoints = mode;
     try {
       const before = upstream.requests.length;
-      assertError(
-        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/verify`, { accessToken: ACCESS_TOKEN }),
-        502,
-        'SSF_UPSTREAM_INVALID',
-      );
-      assertError(
-        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/stream`, { accessToken: ACCESS_TOKEN }),
-        502,
-        'SSF_UPSTREAM_INVALID',
-      );
+      await test(() => upstream.requests.slice(before));
+    } finally {
+      upstream.endpoints = 'ok';
+    }
+    await setStatus({ status: 'enabled' });
+  }
+  /** Asks for the upstream to verify the stream, or to create it: refused with SSF_UPSTREAM_INVALID. */
+  const refused = async (what: 'verify' | 'stream'): Promise<void> =>
+    assertError(
+      await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/${what}`, { accessToken: ACCESS_TOKEN }),
+      502,
+      'SSF_UPSTREAM_INVALID',
+    );
+
+  it('refuses an endpoint on another origin than the configuration URL, and sends nothing there', () =>
+    withEndpoints('foreign', async (sent) => {
+      await refused('verify');
+      await refused('stream');
       const paused = await setStatus({ status: 'paused', accessToken: ACCESS_TOKEN });
       assert.equal(paused.transmitter.status, 'paused', 'the local change is made');
       assert.equal(paused.upstream.ok, false);
       assert.match(paused.upstream.error, /SSF_UPSTREAM_INVALID/);
-      const sent = upstream.requests.slice(before);
-      assert.ok(sent.length > 0, 'the configuration was read');
+      assert.ok(sent().length > 0, 'the configuration was read');
       assert.deepEqual(
-        sent.filter((r) => !r.endsWith('/.well-known/ssf-configuration')),
+        sent().filter((r) => !r.endsWith('/.well-known/ssf-configuration')),
         [],
         'nothing but the configuration was asked',
       );
-    } finally {
-      upstream.mode = 'ok';
-    }
-    await setStatus({ status: 'enabled' });
-  });
+    }));
 
-  it('does not follow a redirect from an upstream endpoint (nor send the token and body on)', async () => {
-    upstream.mode = 'redirect';
-    try {
-      const before = upstream.requests.length;
-      assertError(
-        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/verify`, { accessToken: ACCESS_TOKEN }),
-        502,
-        'SSF_UPSTREAM_INVALID',
-      );
+  it('does not follow a redirect from an upstream endpoint (nor send the token and body on)', () =>
+    withEndpoints('redirect', async (sent) => {
+      await refused('verify');
       assert.match((await source()).verification.error, /redirect/);
-      assertError(
-        await t.admin.request('POST', `/v1/admin/ssf/transmitters/${id}/stream`, { accessToken: ACCESS_TOKEN }),
-        502,
-        'SSF_UPSTREAM_INVALID',
-      );
+      await refused('stream');
       const paused = await setStatus({ status: 'paused', accessToken: ACCESS_TOKEN });
       assert.equal(paused.upstream.ok, false);
       assert.match(paused.upstream.error, /redirect/);
-      const sent = upstream.requests.slice(before);
-      assert.ok(sent.some((r) => r.startsWith('POST') && r.endsWith('/ssf/verify')));
+      assert.ok(sent().some((r) => r.startsWith('POST') && r.endsWith('/ssf/verify')));
       assert.deepEqual(
-        sent.filter((r) => r.includes('/elsewhere')),
+        sent().filter((r) => r.includes('/elsewhere')),
         [],
         'no redirect followed',
       );
-    } finally {
-      upstream.mode = 'ok';
-    }
-    await setStatus({ status: 'enabled' });
-  });
+    }));
 });

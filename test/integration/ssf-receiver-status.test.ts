@@ -2,9 +2,9 @@
  * Sources in (Baton as a Shared Signals receiver) paused, resumed, disabled and verified, on the real
  * backend, on the engine the suite runs on (SQLite, or PostgreSQL with BATON_TEST_DATABASE=postgres):
  *
- * - an upstream transmitter written here (real RSA keys, a real HTTP server publishing its
- *   ssf-configuration, JWKS, stream, status and verification endpoints, pushing real SETs to Baton's
- *   RFC 8935 endpoint with the push token Baton gave it when it created the stream);
+ * - an upstream transmitter written for the tests (test/helpers/ssf-upstream.ts: real RSA keys, a real HTTP
+ *   server publishing its ssf-configuration, JWKS, stream, status and verification endpoints, pushing real
+ *   SETs to Baton's RFC 8935 endpoint with the push token Baton gave it when it created the stream);
  * - and Baton's own transmitter as the upstream: a second backend, its stream created by the first, its
  *   status changed from the first's admin API, its verification event answered through a real push.
  *
@@ -15,11 +15,7 @@
  * carrying its `state` arrives; one carrying another state is not taken as the answer.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import {
   assertError,
   httpJson,
@@ -29,144 +25,20 @@ import {
   type TestBackend,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { ACCESS_TOKEN, AUDIENCE, SsfUpstream } from '../helpers/ssf-upstream.js';
 
 const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
 const SSF = 'https://schemas.openid.net/secevent/ssf/event-type/';
-const AUDIENCE = 'https://baton.bank.example/ssf';
-const ACCESS_TOKEN = 'upstream-issued-token';
-
-/** An upstream identity provider with SSF 1.0 stream management (create, status, verify), pushing real SETs. */
-class Upstream {
-  server!: Server;
-  url = '';
-  key!: CryptoKey;
-  jwk!: JWK;
-  /** Where Baton asked it to push, and with what Authorization header (its stream creation request). */
-  delivery: { endpoint_url: string; authorization_header: string } | undefined;
-  statusRequests: Json[] = [];
-  verifyRequests: Json[] = [];
-  /** How the status endpoint answers: normally, 503, or by cutting the connection. */
-  statusMode: 'ok' | '503' | 'reset' = 'ok';
-  /** The state the verification SET carries: the one asked for, or another. */
-  verifyMode: 'echo' | 'wrong-state' = 'echo';
-  /** The answers Baton gave to the verification SETs pushed. */
-  verificationPushes: number[] = [];
-  private pending: Promise<void>[] = [];
-
-  get issuer(): string {
-    return `${this.url}/`;
-  }
-
-  async start(): Promise<void> {
-    const pair = await generateKeyPair('RS256', { modulusLength: 2048 });
-    this.key = pair.privateKey;
-    this.jwk = { ...(await exportJWK(pair.publicKey)), kid: 'idp-1', alg: 'RS256', use: 'sig' };
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const json = (status: number, body?: unknown) => {
-          res.writeHead(status, body === undefined ? {} : { 'content-type': 'application/json' });
-          res.end(body === undefined ? undefined : JSON.stringify(body));
-        };
-        const body = () => JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Json;
-        if (req.url === '/.well-known/ssf-configuration') {
-          return json(200, {
-            spec_version: '1_0',
-            issuer: this.issuer,
-            jwks_uri: `${this.url}/jwks.json`,
-            delivery_methods_supported: ['urn:ietf:rfc:8935'],
-            configuration_endpoint: `${this.url}/ssf/streams`,
-            status_endpoint: `${this.url}/ssf/status`,
-            verification_endpoint: `${this.url}/ssf/verify`,
-          });
-        }
-        if (req.url === '/jwks.json') return json(200, { keys: [this.jwk] });
-        if (req.headers.authorization !== `Bearer ${ACCESS_TOKEN}`) return json(401, { error: 'invalid_token' });
-        if (req.url === '/ssf/streams' && req.method === 'POST') {
-          this.delivery = body().delivery as Upstream['delivery'];
-          return json(201, { stream_id: 'stream-1', iss: this.issuer, aud: AUDIENCE, delivery: this.delivery });
-        }
-        if (req.url === '/ssf/status' && req.method === 'POST') {
-          const asked = body();
-          this.statusRequests.push(asked);
-          if (this.statusMode === 'reset') return req.socket.destroy();
-          if (this.statusMode === '503') return json(503, { error: 'temporarily_unavailable' });
-          return json(200, { stream_id: asked.stream_id, status: asked.status, reason: asked.reason });
-        }
-        if (req.url === '/ssf/verify' && req.method === 'POST') {
-          const asked = body();
-          this.verifyRequests.push(asked);
-          json(204);
-          // SSF 1.0 §8.1.4: the verification event goes over the stream, carrying the state (here after the 204).
-          const state = this.verifyMode === 'echo' ? (asked.state as string) : `not-${asked.state as string}`;
-          this.pending.push(this.pushVerification(asked.stream_id as string, state));
-          return undefined;
-        }
-        json(404, {});
-      });
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://localhost:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  stop(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  /** Resolves once the verification SETs sent so far have been answered. */
-  async settled(): Promise<void> {
-    await Promise.all(this.pending.splice(0));
-  }
-
-  async set(type: string, subject: Json, event: Json = {}): Promise<{ jwt: string; jti: string }> {
-    const jti = randomUUID();
-    const jwt = await new SignJWT({
-      iss: this.issuer,
-      jti,
-      iat: Math.floor(Date.now() / 1000),
-      aud: AUDIENCE,
-      sub_id: subject,
-      events: { [type]: event },
-    })
-      .setProtectedHeader({ alg: 'RS256', typ: 'secevent+jwt', kid: 'idp-1' })
-      .sign(this.key);
-    return { jwt, jti };
-  }
-
-  /** Pushes a SET the way its stream delivers (the endpoint and Authorization header Baton gave it). */
-  async push(jwt: string): Promise<{ status: number; body: Json }> {
-    assert.ok(this.delivery, 'a stream was created');
-    const response = await fetch(this.delivery.endpoint_url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/secevent+jwt', authorization: this.delivery.authorization_header },
-      body: jwt,
-    });
-    const text = await response.text();
-    return { status: response.status, body: text === '' ? undefined : (JSON.parse(text) as Json) };
-  }
-
-  private async pushVerification(streamId: string, state: string): Promise<void> {
-    const { jwt } = await this.set(`${SSF}verification`, { format: 'opaque', id: streamId }, { state });
-    this.verificationPushes.push((await this.push(jwt)).status);
-  }
-}
 
 describe('Shared Signals sources in: pause, resume, disable and verify', () => {
   let t: TestBackend;
-  const upstream = new Upstream();
+  const upstream = new SsfUpstream();
   let id = '';
 
   before(async () => {
     await upstream.start();
     t = await startTestBackend();
-    const registered = (await t.admin.ok('POST', '/v1/admin/ssf/transmitters', {
-      name: 'Workforce IdP',
-      issuer: upstream.issuer,
-      audience: AUDIENCE,
-      configurationUrl: `${upstream.url}/.well-known/ssf-configuration`,
-    })) as Json;
+    const registered = (await t.admin.ok('POST', '/v1/admin/ssf/transmitters', upstream.registration())) as Json;
     id = registered.transmitter.id;
     assert.equal(registered.transmitter.status, 'enabled');
     assert.equal(registered.transmitter.verifiable, false, 'no stream at the upstream yet');

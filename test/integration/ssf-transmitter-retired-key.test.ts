@@ -11,7 +11,8 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { TransmitterRepository } from '../../backend/ssf/transmitter/repository.js';
 import { startTestBackend, TestConsole, httpJson, type Json, type TestBackend } from '../helpers/backend-harness.js';
-import { ConformanceReceiver, type ReceivedSet } from '../helpers/ssf-receiver.js';
+import type { ReceivedSet } from '../helpers/ssf-receiver.js';
+import { RegisteredReceiver } from '../helpers/ssf-registered-receiver.js';
 
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 const PUSH = 'urn:ietf:rfc:8935';
@@ -25,23 +26,16 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
   let offset = 0;
   const clock = () => Date.now() + offset;
   let t: TestBackend;
-  let token: string;
-  let audience: string;
-  const receivers: ConformanceReceiver[] = [];
+  let registered: RegisteredReceiver;
   const consoles: TestConsole[] = [];
 
   before(async () => {
     t = await startTestBackend({ ssf: { keyOverlapHours: 1, retryBaseMs: 20, retryMaxMs: 200 } }, { clock });
     for (let i = 0; i < 3; i++) consoles.push(await TestConsole.enrol(t.url, t.admin));
-    const issued = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
-      name: 'Paused for a long time',
-      scopes: ['ssf.manage'],
-    })) as Json;
-    token = issued.token as string;
-    audience = issued.receiver.audience as string;
+    registered = await RegisteredReceiver.register(t, 'Paused for a long time');
   });
   after(async () => {
-    for (const r of receivers) await r.close();
+    await registered.close();
     await t.stop();
   });
   // Each test's streams go with it: a later test's rotation and clock would otherwise reach what they still hold.
@@ -50,24 +44,9 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
     for (const id of streams.splice(0)) await call('DELETE', `/ssf/streams?stream_id=${id}`);
   });
 
-  const call = (method: string, path: string, body?: unknown) =>
-    httpJson(`${t.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}` },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const call = (method: string, path: string, body?: unknown) => registered.call(method, path, body);
   const jwks = async () => (await httpJson(`${t.url}/ssf/jwks.json`, { method: 'GET' })).body as JSONWebKeySet;
   const queue = (streamId: string) => new TransmitterRepository(t.backend.store).head(streamId, 100);
-
-  async function receiverFor(): Promise<ConformanceReceiver> {
-    const receiver = new ConformanceReceiver({
-      issuer: t.backend.adminOrigin,
-      audience,
-      jwksUri: `${t.url}/ssf/jwks.json`,
-    });
-    receivers.push(receiver);
-    return receiver.listen();
-  }
 
   /** A stream asking for device-compliance-change, paused by its receiver. */
   async function pausedStream(delivery: Json): Promise<{ id: string; pollUrl: string }> {
@@ -113,7 +92,7 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
   }
 
   it('a SET whose key is still published goes out byte for byte as queued, push and poll', async () => {
-    const receiver = await receiverFor();
+    const receiver = await registered.listen();
     const push = await pausedStream({ method: PUSH, endpoint_url: receiver.url });
     const poll = await pausedStream({ method: POLL });
     const queued = await queueWhilePaused([push.id, poll.id]);
@@ -134,7 +113,7 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
     const polled = queued.get(poll.id) ?? [];
     const got = await receiver.drainPoll(
       poll.pollUrl,
-      token,
+      registered.token,
       (s) => polled.every((q) => s.some((x) => x.jti === q.jti)),
       'the queued SETs',
     );
@@ -185,8 +164,8 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
   }
 
   it('push: a SET queued under a key retired past the overlap arrives signed with the current key, same jti and claims; a failed push keeps it so', async () => {
-    const receiver = await receiverFor();
-    const failing = await receiverFor();
+    const receiver = await registered.listen();
+    const failing = await registered.listen();
     const push = await pausedStream({ method: PUSH, endpoint_url: receiver.url });
     const retried = await pausedStream({ method: PUSH, endpoint_url: failing.url });
     const queued = await queueWhilePaused([push.id, retried.id]);
@@ -220,7 +199,7 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
   });
 
   it('poll: a SET queued under a key retired past the overlap is handed out signed with the current key, same jti and claims, and kept so', async () => {
-    const receiver = await receiverFor();
+    const receiver = await registered.listen();
     const poll = await pausedStream({ method: POLL });
     const queued = await queueWhilePaused([poll.id]);
     const { current, verify } = await retireQueuedKey(queued);
@@ -228,7 +207,7 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
     const signedBefore = ((await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json).node.resigned as number;
 
     assert.equal((await call('POST', '/ssf/status', { stream_id: poll.id, status: 'enabled' })).status, 200);
-    const answer = await receiver.poll(poll.pollUrl, token, { returnImmediately: true });
+    const answer = await receiver.poll(poll.pollUrl, registered.token, { returnImmediately: true });
     assert.equal(answer.status, 200);
     assert.deepEqual(answer.errors, {}, 'every SET handed out passes the conformance checks (its kid is published)');
     await assertSignedAgain(polled, receiver.accepted, current, verify);
@@ -237,7 +216,7 @@ describe('Shared Signals transmitter: SETs queued under a key that has since lef
     // Not acknowledged yet: the queue keeps them as handed out (a redelivery is not signed again).
     const kept = await queue(poll.id);
     for (const q of polled) assert.equal(kept.find((r) => r.jti === q.jti)?.setJwt, answer.raw[q.jti]);
-    await receiver.poll(poll.pollUrl, token, { ack: answer.accepted, returnImmediately: true });
+    await receiver.poll(poll.pollUrl, registered.token, { ack: answer.accepted, returnImmediately: true });
     assert.deepEqual(
       (await queue(poll.id)).filter((r) => polled.some((q) => q.jti === r.jti)),
       [],

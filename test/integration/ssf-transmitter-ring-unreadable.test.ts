@@ -15,9 +15,10 @@ import { after, before, describe, it } from 'node:test';
 import { keyRingMetaKey } from '../../backend/crypto/key-ring.js';
 import { SSF_RING_NAME } from '../../backend/ssf/transmitter/keys.js';
 import { TransmitterRepository } from '../../backend/ssf/transmitter/repository.js';
-import { startTestBackend, assertError, httpJson, type Json, type TestBackend } from '../helpers/backend-harness.js';
+import { startTestBackend, assertError, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
-import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
+import type { ConformanceReceiver } from '../helpers/ssf-receiver.js';
+import { RegisteredReceiver } from '../helpers/ssf-registered-receiver.js';
 
 const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 const PUSH = 'urn:ietf:rfc:8935';
@@ -29,33 +30,21 @@ describe('Shared Signals transmitter: the signing key ring in the database canno
   const clock = () => Date.now() + offset;
   let t: TestBackend;
   let db: RawDatabase;
-  let token: string;
-  let audience: string;
+  let registered: RegisteredReceiver;
   const metaKey = keyRingMetaKey(SSF_RING_NAME);
-  const receivers: ConformanceReceiver[] = [];
 
   before(async () => {
     t = await startTestBackend({ ssf: { retryBaseMs: 20, retryMaxMs: 200 } }, { clock });
     db = await openRawDatabase(t);
-    const issued = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
-      name: 'Ring unreadable',
-      scopes: ['ssf.manage'],
-    })) as Json;
-    token = issued.token as string;
-    audience = issued.receiver.audience as string;
+    registered = await RegisteredReceiver.register(t, 'Ring unreadable');
   });
   after(async () => {
-    for (const r of receivers) await r.close();
+    await registered.close();
     await db.close();
     await t.stop();
   });
 
-  const call = (method: string, path: string, body?: unknown) =>
-    httpJson(`${t.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${token}` },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+  const call = (method: string, path: string, body?: unknown) => registered.call(method, path, body);
   const adminStream = async (id: string): Promise<Json> => {
     const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
     const stream = (streams as Json[]).find((s) => s.id === id);
@@ -71,16 +60,6 @@ describe('Shared Signals transmitter: the signing key ring in the database canno
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
       await sleep(20);
     }
-  }
-
-  async function receiverFor(): Promise<ConformanceReceiver> {
-    const receiver = new ConformanceReceiver({
-      issuer: t.backend.adminOrigin,
-      audience,
-      jwksUri: `${t.url}/ssf/jwks.json`,
-    });
-    receivers.push(receiver);
-    return receiver.listen();
   }
 
   async function pushStream(receiver: ConformanceReceiver): Promise<string> {
@@ -113,7 +92,7 @@ describe('Shared Signals transmitter: the signing key ring in the database canno
   }
 
   it('push: a round sends nothing, says why on the stream and tries again; the SET goes once the ring reads again', async () => {
-    const receiver = await receiverFor();
+    const receiver = await registered.listen();
     // The receiver refuses at first: the verification SET stays queued (retried with backoff), signed and judged
     // while the ring could still be read (the fan-out and /ssf/verify need it as well).
     receiver.setDown('503');
@@ -171,7 +150,7 @@ describe('Shared Signals transmitter: the signing key ring in the database canno
   });
 
   it('a disable, by an admin or by the receiver, works without the ring; a pause needs it', async () => {
-    const receiver = await receiverFor();
+    const receiver = await registered.listen();
     const byAdmin = await pushStream(receiver);
     const byReceiver = await pushStream(receiver);
     const restore = await corruptRing();
