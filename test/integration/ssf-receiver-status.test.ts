@@ -382,8 +382,14 @@ describe('Shared Signals sources in: Baton’s own transmitter as the upstream (
     assert.equal(verified.verification.state, asked.state);
     assert.notEqual(verified.verification.receivedAt, null, 'the verification SET arrived');
     assert.ok(verified.verification.tookMs >= 0);
-    // The transmitter's side saw Baton accept it.
-    assert.notEqual((await upstreamStream()).verification.acceptedAt, null);
+    // The transmitter's side saw Baton accept it: it records that once Baton's 202 is back and its unit committed,
+    // which may be after Baton recorded the SET (waited for, bounded).
+    let there = await upstreamStream();
+    while (there.verification?.acceptedAt == null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      there = await upstreamStream();
+    }
+    assert.notEqual(there.verification.acceptedAt, null, "the transmitter recorded Baton's acceptance");
   });
 
   it('pauses and resumes the upstream stream along with the source', async () => {
