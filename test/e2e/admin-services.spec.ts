@@ -29,6 +29,9 @@ let scoring: EnrolledService;
 
 /** The cell of `row` under the column headed `label` (by the table's headers, not a fixed position). */
 async function cellUnder(table: Locator, row: Locator, label: string): Promise<Locator> {
+  // The table is drawn once its list request answers (and again after a reload): wait for it before reading.
+  await expect(table.getByRole('columnheader', { name: label }).first()).toBeVisible();
+  await expect(row).toHaveCount(1);
   const headers = (await table.getByRole('columnheader').allTextContents()).map((text) => text.replace(/ [▲▼]$/, ''));
   expect(headers, `a "${label}" column`).toContain(label);
   return row.getByRole('cell').nth(headers.indexOf(label));

@@ -119,7 +119,7 @@ describe(
           (result) => ((settled = true), { result }),
           (error: unknown) => ((settled = true), { error }),
         );
-        const deadline = Date.now() + 10_000;
+        const deadline = Date.now() + 30_000;
         let blocked: string | undefined;
         for (;;) {
           assert.ok(!settled, 'the status change answered while another session held the stream row: it did not wait');
