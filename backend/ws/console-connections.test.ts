@@ -7,7 +7,13 @@ import { CLOSE_CODES } from '../../shared/protocol.js';
 import type { CommandRecord } from '../store/repositories.js';
 import { ConsoleConnections, sendData, type ConsoleSocket } from './console-connections.js';
 
-const command: CommandRecord = { id: 'cmd_1', consoleId: 'con_1', sessionId: 'ses_1', reason: 'ended', createdAt: 0 };
+const command: CommandRecord = {
+  id: 'cmd_1',
+  consoleId: 'con_1',
+  sessionId: 'ses_1',
+  reason: 'evicted-by-session-limit',
+  createdAt: 0,
+};
 
 /** A real socket pair on loopback: the server side goes into the table, the client side is the console. */
 describe('ConsoleConnections (the table the services push through)', () => {
@@ -66,7 +72,13 @@ describe('ConsoleConnections (the table the services push through)', () => {
     assert.equal(table.sendCommand({ ...command, consoleId: 'con_2' }), false, 'another console is not connected here');
     await roundTrip(consoleSide);
     assert.deepEqual(received, [
-      { type: 'command', commandId: 'cmd_1', command: 'end-session', sessionId: 'ses_1', reason: 'ended' },
+      {
+        type: 'command',
+        commandId: 'cmd_1',
+        command: 'end-session',
+        sessionId: 'ses_1',
+        reason: 'evicted-by-session-limit',
+      },
     ]);
     consoleSide.close();
   });
