@@ -114,7 +114,14 @@ describe('FreshnessMonitor on the in-process bus', () => {
       };
     });
     monitor.start();
-    await twoBeats;
+    // The monitor's timer is unref'd (it never holds a process open): keep this test's event loop alive while it
+    // waits, or node --test may find the loop empty between two beats and cancel the file.
+    const alive = setInterval(() => undefined, 1_000);
+    try {
+      await twoBeats;
+    } finally {
+      clearInterval(alive);
+    }
     const [row] = await nodes.list();
     assert.equal(row?.nodeId, 'embedded');
     assert.equal(row?.pid, process.pid);
