@@ -89,7 +89,7 @@ export class WalCheckpointer {
       // The worker is tiny: its own heap stays small.
       resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 },
     });
-    // Never what keeps a process alive: the store's close stops it.
+    // Not what keeps a process alive while it runs; close() holds it (ref) only while it waits for the thread to end.
     this.worker.unref();
     this.worker.on('message', (message: { kind: string } & Partial<CheckpointReport> & { message?: string }) => {
       if (message.kind === 'done') {
