@@ -397,7 +397,7 @@ async function listenOn(
       return;
     }
     if (req.method === 'GET' && url.pathname === ROUTES.jwks.path) {
-      sendJson(res, 200, tokens.jwks());
+      sendJson(res, 200, await tokens.servedJwks());
       return;
     }
     const { route, params } = router.match(req.method ?? 'GET', url.pathname);

@@ -5,6 +5,15 @@ import type { RingKey, SharedKeyRing } from './key-ring.js';
 export const SIGNING_RING_REFRESH_MS = 5000;
 
 /**
+ * A JWKS *served* (the HTTP routes) comes from a ring read at most this long before the request:
+ * an app or receiver that meets a kid another node started signing with gets it from any node
+ * within this bound of the rotation's commit, not up to SIGNING_RING_REFRESH_MS later (it caches
+ * what it gets and waits its own cooldown before asking again). It is also the most often a flood
+ * of JWKS requests makes a node read the ring.
+ */
+export const JWKS_READ_MS = 100;
+
+/**
  * The life cycle every token-signing ring of the cluster shares (assurance tokens, action tokens):
  * the JWKS as published, rotation with overlap, and scheduled upkeep. A retired key stays published
  * (and verifies) for `keepRetiredMs`, until every token it signed has expired. Every change is a unit
@@ -35,6 +44,15 @@ export class RotatingSigningKeys {
       .filter((k) => k.retiredAt === null || now - k.retiredAt < this.keepRetiredMs)
       .map((k) => ({ ...k.publicJwk, alg: 'ES256', use: 'sig' }));
     return { keys };
+  }
+
+  /**
+   * The JWKS as the routes serve it: `jwks()` from a ring read at most JWKS_READ_MS ago (read again
+   * first otherwise). When the ring cannot be read, the keys held (the failure is logged).
+   */
+  async servedJwks(): Promise<{ keys: JWK[] }> {
+    await this.ring.refreshIfOlder(JWKS_READ_MS);
+    return this.jwks();
   }
 
   /** The key that signs now, as this node last read the ring. */

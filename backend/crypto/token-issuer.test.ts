@@ -9,6 +9,7 @@ import { openSqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/repositories.js';
 import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from './key-encryption-key.js';
 import { keyRingMetaKey } from './key-ring.js';
+import { JWKS_READ_MS } from './rotating-signing-keys.js';
 import {
   RETIRED_TOKEN_KEY_KEPT_MS,
   SIGNING_KEY_FILE,
@@ -205,6 +206,30 @@ describe('token signing key rotation', () => {
     assert.ok(kids.includes(before), 'the key before both rotations is still published');
     for (const kid of signedByBoth) assert.ok(kids.includes(kid), `${kid} is in the ring`);
     assert.equal(kids.length, 4);
+  });
+
+  it('the JWKS a node serves lists a key another node rotated to once its read of the ring is JWKS_READ_MS old, not 5 s', async () => {
+    let now = 1_000 * DAY;
+    const store = database();
+    const dirA = dataDir();
+    const dirB = dataDir();
+    const a = await open(dirA, () => now, { rotationDays: 30, store });
+    copyFileSync(join(dirA, KEY_ENCRYPTION_KEY_FILE), join(dirB, KEY_ENCRYPTION_KEY_FILE));
+    const b = await open(dirB, () => now, { rotationDays: 30, store });
+    const first = a.activeKid;
+    const { current } = await a.rotate();
+    // B read its ring just now: what it holds does not have A's new key yet.
+    assert.deepEqual(
+      (await b.servedJwks()).keys.map((k) => k.kid),
+      [first],
+    );
+    now += JWKS_READ_MS;
+    assert.deepEqual(
+      (await b.servedJwks()).keys.map((k) => k.kid),
+      [current, first],
+      'served from a ring read again',
+    );
+    assert.ok(JWKS_READ_MS < SIGNING_RING_REFRESH_MS);
   });
 
   it('a running node whose ring was changed in the database keeps signing with the keys it holds and says why', async () => {

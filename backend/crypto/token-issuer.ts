@@ -108,6 +108,11 @@ export class TokenIssuer {
     return this.keys.jwks();
   }
 
+  /** The JWKS as served over HTTP: from a ring read at most JWKS_READ_MS ago (another node may have rotated). */
+  servedJwks(): Promise<{ keys: JWK[] }> {
+    return this.keys.servedJwks();
+  }
+
   /** The key that signs now, as this node last read the ring. */
   get activeKid(): string {
     return this.keys.activeKid;

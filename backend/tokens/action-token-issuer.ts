@@ -123,6 +123,11 @@ export class ActionTokenIssuer {
     return this.keys.jwks();
   }
 
+  /** The JWKS as served over HTTP: from a ring read at most JWKS_READ_MS ago (another node may have rotated). */
+  servedJwks(): Promise<{ keys: JWK[] }> {
+    return this.keys.servedJwks();
+  }
+
   get activeKid(): string {
     return this.keys.activeKid;
   }

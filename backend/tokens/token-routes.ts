@@ -24,7 +24,7 @@ export function tokenRoutes(deps: TokenRouteDeps): Route[] {
     },
     {
       route: 'tokenJwks',
-      handler: () => deps.issuer.jwks(),
+      handler: () => deps.issuer.servedJwks(),
     },
     {
       route: 'tokenRevocations',

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
 import { KeyEncryptionKey, keyEncryptionKeyPath } from '../../crypto/key-encryption-key.js';
+import { JWKS_READ_MS } from '../../crypto/rotating-signing-keys.js';
 import { EventLog } from '../../services/event-log.js';
 import type { Store } from '../../store/repositories.js';
 import { openSqliteStore } from '../../store/sqlite-store.js';
@@ -119,6 +120,16 @@ describe('Shared Signals delivery: SETs whose key left the JWKS are signed again
     assert.equal(signer.asQueued(queued), false, 'unknown to the ring b holds');
     assert.equal(await signer.resign(queued), queued, 'b read the ring again: the key is published');
     assert.equal(signer.resigned, 0);
+  });
+
+  it('a node serves its JWKS from a ring read at most JWKS_READ_MS ago: a key another node rotated to is in it by then', async () => {
+    await b.publishedJwks(); // node B has just read its ring
+    await a.rotate();
+    const rotatedTo = a.signingKey().kid;
+    const kidsOfB = async () => (await b.publishedJwks()).keys.map((k) => k.kid);
+    assert.ok(!(await kidsOfB()).includes(rotatedTo), 'within the bound: served as read (a flood reads it once)');
+    now += JWKS_READ_MS;
+    assert.ok((await kidsOfB()).includes(rotatedTo), 'read again: the new key is published');
   });
 
   it('signs nothing when the ring cannot be read again', async () => {

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { BatonError } from '../../../shared/errors.js';
 import { KeyEncryptionKey, keyEncryptionKeyPath } from '../../crypto/key-encryption-key.js';
 import { keyRingMetaKey } from '../../crypto/key-ring.js';
+import { JWKS_READ_MS } from '../../crypto/rotating-signing-keys.js';
 import type { Store } from '../../store/repositories.js';
 import type { SetAlgorithm, SetSigningKey } from '../set.js';
 
@@ -181,12 +182,12 @@ export class TransmitterKeys {
   }
 
   /**
-   * The JWKS as published (`/ssf/jwks.json`): from a ring read at most 5 s ago, so a node that served none for a
-   * while does not hand a receiver (which caches it) a list without the key another node signs with now. When the
-   * ring cannot be read, the keys held (logged).
+   * The JWKS as published (`/ssf/jwks.json`): from a ring read at most JWKS_READ_MS (100 ms) ago, so no node hands
+   * a receiver (which caches it) a list without the key another node started signing with. When the ring cannot be
+   * read, the keys held (logged).
    */
   async publishedJwks(): Promise<{ keys: JWK[] }> {
-    await this.fresh().catch((error: unknown) =>
+    await this.fresh(JWKS_READ_MS).catch((error: unknown) =>
       this.options.logger.error({ err: error }, 'reading the Shared Signals key ring failed: publishing the keys held'),
     );
     return this.jwks();
