@@ -257,6 +257,8 @@ export const ERROR_STATUS = {
   SSF_SET_STALE: 400,
   /** The event does not match its type's schema, or the SET holds other than exactly one event (err invalid_request). */
   SSF_SET_EVENT_INVALID: 400,
+  /** A `stream-updated` or `verification` SET names another stream than the source's (err invalid_request). */
+  SSF_SET_STREAM_MISMATCH: 400,
   /** The push lacks the bearer token Baton issued for this transmitter, or it is wrong (err authentication_failed). */
   SSF_PUSH_AUTH_FAILED: 401,
   /** No transmitter is registered under this id, or it was disabled (err access_denied). */

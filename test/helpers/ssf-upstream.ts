@@ -6,8 +6,8 @@
  * checks what Baton sends, is test/helpers/ssf-receiver.ts.)
  *
  * What a test varies is a mode, changed between requests: `endpoints` (where its configuration says its management
- * endpoints are), `statusMode` (how the status endpoint answers) and `verifyMode` (the state its verification SET
- * carries). What it was asked is kept: `requests` (every request), `statusRequests`, `verifyRequests`.
+ * endpoints are), `statusMode` (how the status endpoint answers) and `verifyMode` (the state and stream its
+ * verification SET carries). What it was asked is kept: `requests` (every request), `statusRequests`, `verifyRequests`.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -43,8 +43,8 @@ export class SsfUpstream {
   endpoints: 'ok' | 'foreign' | 'redirect' = 'ok';
   /** How the status endpoint answers: normally, 503, or by cutting the connection. */
   statusMode: 'ok' | '503' | 'reset' = 'ok';
-  /** The state the verification SET carries: the one asked for, or another. */
-  verifyMode: 'echo' | 'wrong-state' = 'echo';
+  /** The verification SET: the state and stream asked for, another state, or another stream (`stream-2`). */
+  verifyMode: 'echo' | 'wrong-state' | 'other-stream' = 'echo';
   /** The answers Baton gave to the verification SETs pushed. */
   verificationPushes: number[] = [];
   private pending: Promise<void>[] = [];
@@ -110,8 +110,9 @@ export class SsfUpstream {
           this.verifyRequests.push(asked);
           json(204);
           // SSF 1.0 §8.1.4: the verification event goes over the stream, carrying the state (here after the 204).
-          const state = this.verifyMode === 'echo' ? (asked.state as string) : `not-${asked.state as string}`;
-          this.pending.push(this.pushVerification(asked.stream_id as string, state));
+          const state = this.verifyMode === 'wrong-state' ? `not-${asked.state as string}` : (asked.state as string);
+          const streamId = this.verifyMode === 'other-stream' ? 'stream-2' : (asked.stream_id as string);
+          this.pending.push(this.pushVerification(streamId, state));
           return undefined;
         }
         json(404, {});

@@ -12,7 +12,8 @@
  * SET acts at once; disabling drops what is held and refuses pushes; each change is an `admin-action` with
  * the actor, the previous and new status and the reason, and the upstream's answer is shown (a failure to
  * reach it does not block the local change). A verification asked of the upstream is recorded when the SET
- * carrying its `state` arrives; one carrying another state is not taken as the answer.
+ * carrying its `state` arrives; one carrying another state is not taken as the answer. A `stream-updated` or
+ * `verification` SET naming another stream than the source's is refused (SSF_SET_STREAM_MISMATCH) and changes nothing.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -285,6 +286,62 @@ describe('Shared Signals sources in: pause, resume, disable and verify', () => {
       'SSF_SOURCE_NOT_ENABLED',
     );
     await setStatus({ status: 'enabled' });
+  });
+
+  it('refuses a stream-updated or verification SET naming another stream: the source keeps its status and verification', async () => {
+    const before = (await source()).upstreamStatus;
+    const refusedEvent = async (jti: string): Promise<Json> =>
+      (await events('ssf-set-refused')).find((e) => e.detail.jti === jti);
+    // Signed by the upstream, about a stream that is not the one Baton created there (stream-1).
+    const other = await upstream.set(
+      `${SSF}stream-updated`,
+      { format: 'opaque', id: 'stream-2' },
+      { status: 'disabled', reason: 'another receiver' },
+    );
+    const refused = await upstream.push(other.jwt);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body.err, 'invalid_request');
+    assert.equal(refused.body.error.code, 'SSF_SET_STREAM_MISMATCH');
+    assert.match(refused.body.description, /stream "stream-2"; this source's stream is "stream-1"/);
+    assert.deepEqual((await source()).upstreamStatus, before, 'the status it announced is not taken');
+    assert.deepEqual(await received(other.jti), []);
+    assert.equal((await refusedEvent(other.jti))?.detail.code, 'SSF_SET_STREAM_MISMATCH');
+    // Not a stream id at all (an operator's subject): refused alike.
+    const notAStream = await upstream.set(
+      `${SSF}stream-updated`,
+      { format: 'email', email: 'dana.paused@bank.example' },
+      { status: 'paused' },
+    );
+    assert.equal((await upstream.push(notAStream.jwt)).body.error.code, 'SSF_SET_STREAM_MISMATCH');
+    assert.deepEqual((await source()).upstreamStatus, before);
+    const rejection = ((await source()).rejections as Json[]).find((r) => r.code === 'SSF_SET_STREAM_MISMATCH');
+    assert.equal(rejection?.count, 2);
+
+    // The same event about its own stream is taken.
+    const own = await upstream.set(
+      `${SSF}stream-updated`,
+      { format: 'opaque', id: 'stream-1' },
+      { status: 'paused', reason: 'maintenance' },
+    );
+    assert.equal((await upstream.push(own.jwt)).status, 202);
+    const said = (await source()).upstreamStatus;
+    assert.equal(said.via, 'stream-updated');
+    assert.equal(said.status, 'paused');
+    assert.equal(said.reason, 'maintenance');
+
+    // A verification SET carrying the state Baton asked for, but naming another stream: refused, not the answer.
+    upstream.verifyMode = 'other-stream';
+    try {
+      const asked = await t.admin.ok('POST', `/v1/admin/ssf/transmitters/${id}/verify`, { accessToken: ACCESS_TOKEN });
+      await upstream.settled();
+      assert.equal(upstream.verificationPushes.at(-1), 400);
+      const pending = (await source()).verification;
+      assert.equal(pending.state, asked.state);
+      assert.equal(pending.receivedAt, null);
+      assert.equal(pending.jti, null);
+    } finally {
+      upstream.verifyMode = 'echo';
+    }
   });
 
   it('offers no verification for a source without a stream at its upstream (pinned keys, push only)', async () => {

@@ -2,8 +2,8 @@
  * Validation of an incoming Security Event Token (RFC 8417) pushed by a registered upstream
  * transmitter (RFC 8935), before anything else looks at it: size, compact form, signature against
  * the transmitter's keys (its `jwks_uri`, cached, or a pinned JWKS), `typ`, `iss`, `aud`, age, the
- * event's schema, then `jti` claimed once in the store (single use across nodes). Each refusal is a
- * `SetRefusal` with Baton's stable code and RFC 8935's `err`.
+ * event's schema, the stream SSF's own events name, then `jti` claimed once in the store (single
+ * use across nodes). Each refusal is a `SetRefusal` with Baton's stable code and RFC 8935's `err`.
  */
 import {
   compactVerify,
@@ -347,6 +347,27 @@ export async function validateSet(
         'SSF_SET_EVENT_INVALID',
         'invalid_request',
         `The ${type.slice(type.lastIndexOf('/') + 1)} event is not valid: ${issue === undefined ? '' : `${issue.path.join('.')}: ${issue.message}`}`,
+        true,
+        seen,
+      );
+    }
+  }
+  // SSF 1.0 §8.1.4.1, §8.1.5: SSF's own events name their stream (`sub_id` {"format": "opaque", "id": stream_id}).
+  // One naming another stream (or none) is not about this source's stream: refused, never taken as its status or
+  // its verification. A push-only source's stream id is not known to Baton: nothing to compare with.
+  if ((type === SSF_STREAM_UPDATED || type === SSF_VERIFICATION) && t.streamId !== null) {
+    const named = claims.sub_id?.format === 'opaque' ? claims.sub_id.id : undefined;
+    if (named !== t.streamId) {
+      const what =
+        claims.sub_id === undefined
+          ? 'no sub_id'
+          : typeof named === 'string'
+            ? `stream "${named.slice(0, 128)}"`
+            : `a ${claims.sub_id.format} sub_id, not an opaque stream id`;
+      throw new SetRefusal(
+        'SSF_SET_STREAM_MISMATCH',
+        'invalid_request',
+        `The ${type.slice(type.lastIndexOf('/') + 1)} event names ${what}; this source's stream is "${t.streamId}"`,
         true,
         seen,
       );
