@@ -110,7 +110,19 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
   it("validates stream configurations, and hides other receivers' streams", async () => {
     const r = await issueReceiver(t, 'Core banking', ['ssf.manage']);
     const call = as(t, r.token);
-    assertError(await call('POST', '/ssf/streams', { events_requested: ALL_CAEP }), 400, 'SSF_STREAM_INVALID');
+    // SSF 1.0 §8.1.1.1: a request without `delivery` is poll (RFC 8936); the answer names the method and Baton's
+    // endpoint_url, and the receiver polls there.
+    const defaulted = await call('POST', '/ssf/streams', { events_requested: ALL_CAEP });
+    assert.equal(defaulted.status, 201, JSON.stringify(defaulted.body));
+    const pollStream = defaulted.body as Json;
+    const pollUrl = `${issuer}/ssf/poll/${pollStream.stream_id as string}`;
+    assert.deepEqual(pollStream.delivery, { method: POLL, endpoint_url: pollUrl });
+    assert.deepEqual(pollStream.events_delivered, ALL_CAEP);
+    const polled = await call('POST', new URL(pollUrl).pathname, { returnImmediately: true });
+    assert.equal(polled.status, 200, JSON.stringify(polled.body));
+    assert.equal(typeof polled.body.sets, 'object');
+    assert.equal(polled.body.moreAvailable, false);
+    assert.equal((await call('DELETE', `/ssf/streams?stream_id=${pollStream.stream_id as string}`)).status, 204);
     assertError(
       await call('POST', '/ssf/streams', { delivery: { method: PUSH, endpoint_url: 'http://example.com/events' } }),
       400,

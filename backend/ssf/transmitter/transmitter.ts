@@ -499,13 +499,9 @@ export class SsfTransmitter {
     receiver: ReceiverView,
     body: z.infer<typeof CreateStreamSchema>,
   ): Promise<Record<string, unknown>> {
-    if (body.delivery === undefined) {
-      throw invalid(
-        'delivery',
-        'delivery is required: {"method": "urn:ietf:rfc:8935", "endpoint_url": …} or {"method": "urn:ietf:rfc:8936"}',
-      );
-    }
-    checkDelivery(body.delivery);
+    // SSF 1.0 §8.1.1.1: a request without `delivery` is poll (RFC 8936), the endpoint_url Baton's (in the answer).
+    const delivery = body.delivery ?? { method: POLL_METHOD };
+    checkDelivery(delivery);
     const existing = await this.repo.streams(receiver.id);
     if (existing.length >= this.deps.config.maxStreamsPerReceiver) {
       throw new BatonError(
@@ -517,7 +513,7 @@ export class SsfTransmitter {
     const config: StreamConfig = {
       aud: receiver.audience,
       events_requested: body.events_requested ?? [],
-      delivery: body.delivery.method === POLL_METHOD ? { method: POLL_METHOD } : body.delivery,
+      delivery: delivery.method === POLL_METHOD ? { method: POLL_METHOD } : delivery,
       ...(body.description === undefined ? {} : { description: body.description }),
       // Fixed at creation: a stream keeps it when the setting changes (the admin streams API shows it).
       default_subjects: this.deps.config.defaultSubjects,
