@@ -74,6 +74,20 @@ export interface VerifyPoolStats {
   inline: number;
 }
 
+/**
+ * Whether a single-process backend on `cores` cores is given a pool: from three cores up. On two the one
+ * thread shares the second core with libuv's threads (where WebCrypto's signature check already runs
+ * for a verification in the loop) and with everything else, and posting a job (its structured clone,
+ * the thread's wake-up, the loop's for the answer, a second copy of the library warming up in the
+ * thread) costs more CPU than it takes off the loop: measured on a 2-core host, 0.3–0.5 ms more
+ * backend CPU per full sign-in with the pool at c=4 and a lower sign-in rate at c=8 (docs/benchmarks.md,
+ * "Sign-in CPU per component"). Without a pool every verification runs in the loop, as a lone one
+ * does with it.
+ */
+export function verifyPoolPays(cores: number = availableParallelism()): boolean {
+  return cores > 2;
+}
+
 /** The default size: every core but the event loop's, at least one. */
 export function defaultVerifyPoolSize(cores: number = availableParallelism()): number {
   return Math.max(1, cores - 1);

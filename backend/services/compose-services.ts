@@ -10,9 +10,8 @@ import {
   type NodeIdentity,
   type NodeRegistry,
 } from '../cluster/nodes.js';
-import { availableParallelism } from 'node:os';
 import type { BackendConfig } from '../config.js';
-import { VerifyPool } from '../crypto/verify-pool.js';
+import { VerifyPool, verifyPoolPays } from '../crypto/verify-pool.js';
 import { loadAttestationRoots } from '../crypto/attestation-roots.js';
 import { defaultMetadataTrustAnchors, readMetadataTrustAnchors } from '../crypto/metadata-blob.js';
 import { TokenIssuer } from '../crypto/token-issuer.js';
@@ -143,7 +142,7 @@ async function composeOn(
   });
   const challenges = new ChallengeStore(store, clock, config.challengeTtlSeconds * 1000);
   // After loadAttestationRoots (composeServices): the threads get the roots this thread has now.
-  const verifyPool = config.workers === 1 && availableParallelism() > 1 ? new VerifyPool() : undefined;
+  const verifyPool = config.workers === 1 && verifyPoolPays() ? new VerifyPool() : undefined;
   const ceremonies = new WebAuthnCeremonies(
     {
       rpId: config.rpId,
