@@ -46,6 +46,18 @@ async function issueReceiver(
   };
 }
 
+/** Waits until the admin's view of stream `id` shows `n` SETs queued; returns that view. */
+async function backlogOf(t: TestBackend, id: string, n: number): Promise<Json> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
+    const view = streams.find((x: Json) => x.id === id);
+    if (view.backlog === n) return view;
+    if (Date.now() > deadline) throw new Error(`backlog ${view.backlog as number}, expected ${n}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe('Shared Signals transmitter: metadata, receivers, streams, push', () => {
   let t: TestBackend;
   let issuer: string;
@@ -264,16 +276,7 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     const endpoint = created.delivery.endpoint_url as string;
     const consoles = [];
     for (let i = 0; i < 3; i++) consoles.push(await TestConsole.enrol(t.url, t.admin));
-    const backlog = async (n: number) => {
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
-        const view = streams.find((x: Json) => x.id === created.stream_id);
-        if (view.backlog === n) return view;
-        if (Date.now() > deadline) throw new Error(`backlog ${view.backlog as number}, expected ${n}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    };
+    const backlog = (n: number) => backlogOf(t, created.stream_id as string, n);
     await backlog(3);
     const first = await receiver.poll(endpoint, r.token, { maxEvents: 2, returnImmediately: true });
     assert.equal(first.accepted.length, 2);
@@ -334,6 +337,49 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     const other = await issueReceiver(t, 'Other poller', ['ssf.read']);
     assertError(await as(t, other.token)('POST', new URL(endpoint).pathname, {}), 404, 'SSF_STREAM_NOT_FOUND');
     assertError(await as(t, r.token)('POST', new URL(endpoint).pathname, { maxEvents: -1 }), 400, 'SCHEMA_INVALID');
+  });
+
+  it('holds a long poll on a paused stream and hands it what was held once enabled; a pause ends a long poll without SETs', async () => {
+    const r = await issueReceiver(t, 'Paused poller', ['ssf.read', 'ssf.manage']);
+    const receiver = new ConformanceReceiver({ issuer, audience: r.audience, jwksUri: `${t.url}/ssf/jwks.json` });
+    const created = (
+      await as(t, r.token)('POST', '/ssf/streams', {
+        delivery: { method: POLL },
+        events_requested: [`${CAEP}device-compliance-change`],
+      })
+    ).body as Json;
+    const id = created.stream_id as string;
+    const endpoint = created.delivery.endpoint_url as string;
+    const status = (value: string) => t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: value });
+    const devices = (jtis: string[]) =>
+      jtis
+        .map((jti) => receiver.accepted.find((x) => x.jti === jti)?.claims.sub_id as Json)
+        .flatMap((sub) => (sub?.device === undefined ? [] : [sub.device.id as string]));
+
+    const held = await TestConsole.enrol(t.url, t.admin);
+    await backlogOf(t, id, 1);
+    await status('paused');
+    await backlogOf(t, id, 2); // and the stream-updated SET
+    // Before, the transmitter answered such a poll at once, empty: a receiver looping on long polls spun.
+    const waiting = receiver.poll(endpoint, r.token, { returnImmediately: false });
+    const early = await Promise.race([
+      waiting.then(() => 'answered'),
+      new Promise((resolve) => setTimeout(resolve, 300, 'held')),
+    ]);
+    assert.equal(early, 'held', 'a long poll on a paused stream is held, not answered at once');
+    await status('enabled');
+    const resumed = await waiting;
+    assert.deepEqual(devices(resumed.accepted), [held.id], 'the SET held while paused goes to the poll held over it');
+    await receiver.poll(endpoint, r.token, { ack: resumed.accepted, returnImmediately: true });
+    await backlogOf(t, id, 0);
+
+    // A long poll under way when the stream is paused answers, and takes nothing queued from then on.
+    const inFlight = receiver.poll(endpoint, r.token, { returnImmediately: false });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // let it reach the transmitter (if not: held, same answer)
+    await status('paused');
+    const ended = await inFlight;
+    assert.deepEqual(ended.raw, {}, 'nothing handed out once paused (its stream-updated SET is held too)');
+    await backlogOf(t, id, 1);
   });
 
   it('records every status change of a stream as an event: who, old and new status, the SETs a disable drops', async () => {

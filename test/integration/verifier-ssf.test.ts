@@ -107,6 +107,38 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
     assert.ok(ssf.streamId?.startsWith('str_'), 'the subscription created its own poll stream');
   });
 
+  it('a stream an admin paused at Baton counts as revocations unheard: past maxRevocationLagMs tokens are refused until it is enabled again', async () => {
+    const own = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+      name: 'Second app server',
+      scopes: ['ssf.manage'],
+    })) as Json;
+    const sub = new SsfSubscription({ batonUrl: t.url, token: own.token as string });
+    try {
+      await sub.ready;
+      const strict = new ActionTokenVerifier({
+        audience: TELLER_AUDIENCE,
+        jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+        actions: { 'customer.view': { level: 'presence' } },
+        revocations: sub,
+        maxRevocationLagMs: 200,
+      });
+      const { token } = await tokenOf(console1, ada.authenticator);
+      assert.equal(await refusalBy(strict, token), undefined);
+      const status = (value: string) =>
+        t.admin.ok('POST', `/v1/admin/ssf/streams/${sub.streamId as string}/status`, { status: value });
+      // Paused, Baton holds every SET (a revocation meanwhile would go unheard): the stream cannot say so itself,
+      // the status endpoint does.
+      await status('paused');
+      await waitFor(() => sub.downForMs() > 200, 'the subscription to count the paused stream as unheard');
+      assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
+      await status('enabled');
+      await waitFor(() => sub.downForMs() === 0, 'the subscription to hear the stream again');
+      assert.equal(await refusalBy(strict, token), undefined);
+    } finally {
+      sub.close();
+    }
+  });
+
   it('a withdrawn passkey (credential-change revoke) and a revoked console (device-compliance-change) refuse the tokens issued up to then', async () => {
     const { token: beforeWithdrawal } = await tokenOf(console1, ada.authenticator);
     // A second passkey of another operator on a second console, to revoke the console alone.

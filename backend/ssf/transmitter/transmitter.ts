@@ -1285,14 +1285,22 @@ export class SsfTransmitter {
     }
     const max = body.maxEvents ?? 100;
     const redeliverMs = this.deps.config.pollRedeliverSeconds * 1000;
-    if (max === 0 || stream.status !== 'enabled') {
+    const deadline = this.deps.clock() + this.deps.config.pollWaitSeconds * 1000;
+    // A paused or disabled stream hands out nothing (SSF 1.0 §8.1.2.1). A long poll on it is held like an empty one,
+    // until its deadline or the stream is enabled again (then it gets what was held), instead of answered at once: a
+    // receiver looping on long polls would otherwise ask again and again without pause.
+    const held =
+      max !== 0 &&
+      stream.status !== 'enabled' &&
+      body.returnImmediately === false &&
+      (await this.pausedPollWait(stream.id, deadline, gone));
+    if (max === 0 || (stream.status !== 'enabled' && !held)) {
       return {
         sets: {},
         moreAvailable:
           stream.status === 'enabled' && (await this.repo.hasPollable(stream.id, this.deps.clock(), redeliverMs)),
       };
     }
-    const deadline = this.deps.clock() + this.deps.config.pollWaitSeconds * 1000;
     for (;;) {
       if (gone?.aborted === true) return { sets: {}, moreAvailable: false };
       // Which keys are published, as the store has the ring (read at most 5 s ago).
@@ -1310,20 +1318,45 @@ export class SsfTransmitter {
       }
       const left = deadline - this.deps.clock();
       if (left <= 0) return { sets: {}, moreAvailable: false };
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.pollWaiters.off(stream.id, done);
-          this.pollWaiters.off('stop', done);
-          gone?.removeEventListener('abort', done);
-          resolve();
-        };
-        gone?.addEventListener('abort', done);
-        // Woken by this node's own fan-out (every node maps every event), or every second for another's.
-        const timer = setTimeout(done, Math.min(left, 1000));
-        this.pollWaiters.on(stream.id, done);
-        this.pollWaiters.on('stop', done);
-      });
+      // Woken by this node's own fan-out (every node maps every event), or every second for another's.
+      await this.pollWake(stream.id, Math.min(left, 1000), gone);
+      // Paused or disabled meanwhile (on any node): what is queued from now on is held, not handed out to this poll.
+      const now = await this.repo.stream(stream.id);
+      if (now === undefined || now.status !== 'enabled') return { sets: {}, moreAvailable: false };
+    }
+  }
+
+  /** Resolves after `ms`, or sooner when the stream is kicked (an event, a change of status), Baton stops or the poller hangs up. */
+  private pollWake(streamId: string, ms: number, gone: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.pollWaiters.off(streamId, done);
+        this.pollWaiters.off('stop', done);
+        gone?.removeEventListener('abort', done);
+        resolve();
+      };
+      gone?.addEventListener('abort', done);
+      const timer = setTimeout(done, ms);
+      this.pollWaiters.on(streamId, done);
+      this.pollWaiters.on('stop', done);
+    });
+  }
+
+  /**
+   * Holds a long poll on a stream that is not enabled until `deadline` (false), until it is enabled again (true: a
+   * kick on this node, or the stored status read again every second for another node's change), or until Baton stops
+   * or the poller hangs up (false).
+   */
+  private async pausedPollWait(streamId: string, deadline: number, gone: AbortSignal | undefined): Promise<boolean> {
+    const over = (): boolean => gone?.aborted === true || this.stopped;
+    for (;;) {
+      const left = deadline - this.deps.clock();
+      if (left <= 0 || over()) return false;
+      await this.pollWake(streamId, Math.min(left, 1000), gone);
+      const now = await this.repo.stream(streamId);
+      if (now === undefined) return false;
+      if (now.status === 'enabled') return !over();
     }
   }
 

@@ -36,6 +36,7 @@ interface SsfConfiguration {
   issuer: string;
   jwks_uri: string;
   configuration_endpoint: string;
+  status_endpoint?: string;
 }
 
 interface StreamView {
@@ -77,6 +78,11 @@ export class SsfSubscription implements RevocationSource {
   private setErrs: Record<string, { err: string; description: string }> = {};
   /** The SETs handed out that wait for Baton's keys. */
   private readonly keysWait: KeysWait;
+  /**
+   * Since when Baton has said the stream is paused or disabled (SSF 1.0 §8.1.2.1: it holds or drops its events, so
+   * revocations go unheard meanwhile); undefined while it is enabled.
+   */
+  private notEnabledSince: number | undefined;
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
@@ -101,9 +107,13 @@ export class SsfSubscription implements RevocationSource {
     return this.list.refuses(token);
   }
 
-  /** How long revocations may have gone unheard: the stream down, or a SET waiting for Baton's keys. */
+  /**
+   * How long revocations may have gone unheard: the stream down, a SET waiting for Baton's keys, or the stream paused
+   * or disabled at Baton (an admin's pause holds every revocation until it is enabled again).
+   */
   downForMs(): number {
-    return Math.max(this.loop.downForMs(), this.keysWait.forMs());
+    const notEnabled = this.notEnabledSince === undefined ? 0 : Math.max(0, this.clock() - this.notEnabledSince);
+    return Math.max(this.loop.downForMs(), this.keysWait.forMs(), notEnabled);
   }
 
   close(): void {
@@ -229,6 +239,24 @@ export class SsfSubscription implements RevocationSource {
         break;
       }
     }
+    // SETs arrived: the stream is enabled. An empty answer may be a quiet stream or a paused one (a paused stream
+    // hands out nothing and, being paused, cannot say so on the stream): Baton's status endpoint tells.
+    if (Object.keys(sets).length > 0) this.notEnabledSince = undefined;
+    else await this.checkStatus(setUp.config);
     if (first) this.markReady();
+  }
+
+  /** Reads the stream's status (SSF 1.0 §8.1.2.1); a failure to read it changes nothing and is reported. */
+  private async checkStatus(config: SsfConfiguration): Promise<void> {
+    if (config.status_endpoint === undefined || this.streamId === undefined) return;
+    const url = new URL(config.status_endpoint);
+    url.searchParams.set('stream_id', this.streamId);
+    try {
+      const status = ((await this.json(url)).body as { status?: unknown } | undefined)?.status;
+      if (status === 'enabled') this.notEnabledSince = undefined;
+      else if (status === 'paused' || status === 'disabled') this.notEnabledSince ??= this.clock();
+    } catch (error) {
+      this.options.onError?.(error as Error);
+    }
   }
 }
