@@ -114,6 +114,8 @@ export const ERROR_STATUS = {
   AUDIENCE_UNKNOWN: 400,
   /** The app of that audience does not declare the action (`apps[].actions`). */
   ACTION_NOT_FOR_AUDIENCE: 403,
+  /** A workspace page asked for a token for an app whose `apps[].workspaceOrigins` does not name the page's origin. */
+  AUDIENCE_NOT_FOR_WORKSPACE: 403,
   /** The action needs a fresh or stronger authentication: `decision` carries `acr_values` and `max_age` (RFC 9470). */
   ACTION_STEP_UP_REQUIRED: 403,
   /** The exchange's `subject_token` is not a live assurance token of this console's session. */

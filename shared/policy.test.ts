@@ -121,6 +121,33 @@ describe('validatePolicy', () => {
     assert.deepEqual(pathsOf(mixed(['hardware'])), ['channels.vault-room.idleLockSeconds']);
   });
 
+  it("accepts an app's workspace origins as a browser writes them, and refuses anything else at its index", () => {
+    const withOrigins = (workspaceOrigins: unknown) =>
+      draft((p) => {
+        p.apps = [{ audience: 'urn:bank:teller', name: 'Teller', actions: ['customer.view'], workspaceOrigins }];
+      });
+    for (const good of [
+      ['https://teller.bank.example'],
+      ['https://teller.bank.example:8443', 'http://127.0.0.1:8480', 'http://localhost:8472', 'http://[::1]:9000'],
+    ]) {
+      assert.equal(validatePolicy(withOrigins(good)).ok, true, JSON.stringify(good));
+    }
+    // An app without workspace origins stays valid (a policy published before the field): no page gets its tokens.
+    assert.equal(validatePolicy(withOrigins(undefined)).ok, true);
+    for (const bad of [
+      'https://teller.bank.example/', // a trailing slash is not part of an origin
+      'https://teller.bank.example/app',
+      'http://teller.bank.example', // plain http off loopback
+      'https://Teller.bank.example', // URL.origin is lower case
+      'https://teller.bank.example:443', // URL.origin leaves out the default port
+      'https://*.bank.example',
+      'urn:bank:teller',
+    ]) {
+      assert.deepEqual(pathsOf(withOrigins([bad])), ['apps[0].workspaceOrigins[0]'], bad);
+    }
+    assert.deepEqual(pathsOf(withOrigins([])), ['apps[0].workspaceOrigins']);
+  });
+
   it('returns a policy that is a copy the caller cannot confuse with the input', () => {
     const input = draft(() => undefined) as Policy;
     const result = validatePolicy(input);

@@ -108,6 +108,24 @@ export const AgentRulesSchema = z.strictObject({
 });
 
 /**
+ * A web origin as a browser writes it (`URL.origin`): `https://host[:port]`, or `http://` on loopback only;
+ * lower case, no path or trailing slash, no default port. (shared/ has no URL parser: a pattern it is.)
+ */
+const WORKSPACE_ORIGIN =
+  /^(?:https:\/\/(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|http:\/\/(?:localhost|127\.0\.0\.1|\[::1\]))(?::(?!0)(\d{1,5}))?$/;
+
+export const WorkspaceOriginSchema = z
+  .string()
+  .max(200)
+  .refine((value) => {
+    const match = WORKSPACE_ORIGIN.exec(value);
+    if (match === null) return false;
+    const port = match[1] === undefined ? undefined : Number(match[1]);
+    const defaultPort = value.startsWith('https:') ? 443 : 80;
+    return port === undefined || (port <= 65535 && port !== defaultPort);
+  }, 'expected an origin like "https://teller.bank.example" (http only on localhost), lower case, without path or trailing slash');
+
+/**
  * A line-of-business app whose server accepts Baton action tokens (docs/action-tokens.md): the
  * audience the agent asks tokens for, the actions that app performs, and how long its tokens live.
  */
@@ -121,6 +139,13 @@ export const AppPolicySchema = z.strictObject({
   name: z.string().min(1).max(100),
   /** The actions this app asks tokens for; each must be an action of the policy. */
   actions: z.array(z.string().regex(ACTION_NAME)).min(1).max(100),
+  /**
+   * The origins the app's pages are served from in a console's workspace (`https://teller.bank.example`;
+   * `http` on loopback only): a workspace gets tokens for this audience only when its page is on one of
+   * them (the agent checks it, `AUDIENCE_NOT_FOR_WORKSPACE`). Absent: no workspace gets tokens for it
+   * (services still do), so an app added before this field is closed to pages until an admin names them.
+   */
+  workspaceOrigins: z.array(WorkspaceOriginSchema).min(1).max(20).optional(),
   /** Lifetime of this app's action tokens (default `DEFAULT_ACTION_TOKEN_TTL_SECONDS`), at most 10 minutes. */
   tokenTtlSeconds: seconds(30, 600).optional(),
   /**
@@ -366,6 +391,11 @@ export const DEFAULT_POLICY: Policy = {
 /** The app a token is asked for, by its audience (undefined when the policy has none such). */
 export function appForAudience(policy: Policy, audience: string): AppPolicy | undefined {
   return policy.apps?.find((app) => app.audience === audience);
+}
+
+/** May a workspace page on `origin` get tokens for this app (`apps[].workspaceOrigins`)? */
+export function appServesWorkspace(app: AppPolicy, origin: string): boolean {
+  return app.workspaceOrigins?.includes(origin) ?? false;
 }
 
 export type PolicyValidation = { ok: true; policy: Policy } | { ok: false; issues: FieldIssue[] };

@@ -50,6 +50,8 @@ console.log(
       audience: TELLER_AUDIENCE,
       name: 'Teller',
       actions: Object.keys(TELLER_ACTIONS),
+      // The teller page's origin in the console's workspace: only a page there gets tokens for this server.
+      workspaceOrigins: [new URL(app.url).origin],
       revocationKey: { kty, crv, x, y },
     },
     null,

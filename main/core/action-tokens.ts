@@ -1,6 +1,7 @@
 import { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from '../../shared/action-tokens.js';
 import { BatonError } from '../../shared/errors.js';
 import { LEVEL_PROFILES } from '../../shared/levels.js';
+import { appForAudience, appServesWorkspace } from '../../shared/policy.js';
 import type { IpcRequest, IpcResponse } from '../../shared/ipc.js';
 import type { AgentContext } from './agent-context.js';
 import { authorize, type CeremonyRunner } from './ceremonies/step-up.js';
@@ -27,6 +28,27 @@ function refused(ctx: AgentContext, error: unknown): ActionTokenResult {
 }
 
 /**
+ * The page may ask only for its own app's server: the app of `audience` must name the calling workspace's
+ * origin in `apps[].workspaceOrigins`. Checked here, in the main process, before any ceremony or network
+ * call: the backend's exchange cannot tell which page asked (the console signs for all of them), so this
+ * is the boundary that keeps a teller page (or a script injected into it) from tokens for another app.
+ */
+function foreignAudience(
+  ctx: AgentContext,
+  request: ActionTokenRequest,
+  workspaceOrigin: string,
+): BatonError | undefined {
+  const app = appForAudience(ctx.policy, request.audience);
+  if (app !== undefined && appServesWorkspace(app, workspaceOrigin)) return undefined;
+  return new BatonError(
+    'AUDIENCE_NOT_FOR_WORKSPACE',
+    app === undefined
+      ? `No app of the policy has the audience "${request.audience}"`
+      : `The app "${app.name}" does not name this workspace (${workspaceOrigin}) in its workspaceOrigins`,
+  );
+}
+
+/**
  * An action token for the workspace app's server: the agent exchanges the session's assurance token
  * (RFC 8693, signed with the console key) for a token of one audience and one action. When the app's
  * server answered with an RFC 9470 challenge (`insufficient_user_authentication`), or the backend
@@ -37,7 +59,10 @@ export async function actionToken(
   ctx: AgentContext,
   ceremony: CeremonyRunner,
   request: ActionTokenRequest,
+  workspaceOrigin: string,
 ): Promise<ActionTokenResult> {
+  const foreign = foreignAudience(ctx, request, workspaceOrigin);
+  if (foreign !== undefined) return refused(ctx, foreign);
   let steppedUp = false;
   if (request.challenge !== undefined) {
     const challenge = parseChallenge(request.challenge);

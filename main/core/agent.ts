@@ -248,9 +248,9 @@ export class BatonAgent implements AgentContext {
   }
 
   /** An action token for a workspace app's server, with step-up on a challenge (action-tokens.ts, issue 14). */
-  async actionToken(request: ActionTokenRequest): Promise<ActionTokenResult> {
+  async actionToken(request: ActionTokenRequest, workspaceOrigin: string): Promise<ActionTokenResult> {
     this.requireRuntime();
-    return actionToken(this, (phase, fn) => this.gate.run(phase, fn), request);
+    return actionToken(this, (phase, fn) => this.gate.run(phase, fn), request, workspaceOrigin);
   }
 
   /** The operator in front signs out; the session ends on the backend too. */

@@ -27,8 +27,12 @@ const JOURNALED_CHANNELS: ReadonlySet<IpcChannel> = new Set([
 export const JOURNALED_PER_SECOND = 5;
 export const JOURNALED_BURST = 20;
 
-/** Who is calling: the operator UI, or the workspace view of one session. */
-export type IpcCaller = { kind: 'operator-ui' } | { kind: 'workspace'; sessionId: string };
+/**
+ * Who is calling: the operator UI, or the workspace view of one session, with the origin its page is on
+ * (the shell's sender check, or the dev bridge's app): a workspace gets action tokens only for the apps
+ * of the policy that name that origin.
+ */
+export type IpcCaller = { kind: 'operator-ui' } | { kind: 'workspace'; sessionId: string; origin: string };
 
 /**
  * Where the operator's pick from Baton's account picker goes (the Electron shell's
@@ -149,7 +153,7 @@ export class IpcDispatcher {
             message: 'Only the workspace in front may ask for an action token',
           };
         }
-        return this.agent.actionToken(request);
+        return this.agent.actionToken(request, caller.origin);
       },
     };
   }

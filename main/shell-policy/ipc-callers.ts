@@ -63,7 +63,7 @@ export function identifyCaller(sender: SenderLike, registry: SenderRegistry): Ip
     return origin === registry.uiOrigin ? { kind: 'operator-ui' } : undefined;
   }
   const sessionId = registry.workspaceSession(sender.webContentsId);
-  if (sessionId !== undefined && origin === registry.workspaceOrigin) return { kind: 'workspace', sessionId };
+  if (sessionId !== undefined && origin === registry.workspaceOrigin) return { kind: 'workspace', sessionId, origin };
   return undefined;
 }
 

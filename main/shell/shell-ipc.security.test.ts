@@ -78,7 +78,11 @@ describe('IPC: only the expected frame may call, with arguments the contract acc
 
   test('the lock window’s top frame on the UI origin is the operator UI; a workspace view is its session', () => {
     assert.deepEqual(identifyCaller(top(1, `${UI}/`), registry), { kind: 'operator-ui' });
-    assert.deepEqual(identifyCaller(top(2, `${WS}/app`), registry), { kind: 'workspace', sessionId: 'ses_a' });
+    assert.deepEqual(identifyCaller(top(2, `${WS}/app`), registry), {
+      kind: 'workspace',
+      sessionId: 'ses_a',
+      origin: WS,
+    });
   });
 
   test('a subframe, another origin, an unknown WebContents or a vanished frame is refused', () => {

@@ -17,6 +17,7 @@ describe('dev workspace (development stand-in for the workspace preload)', () =>
   const calls: { channel: unknown; caller: IpcCaller }[] = [];
   let front: { id: string } | undefined = { id: 'ses_ada' };
   let activity = 0;
+  let appOrigin = '';
 
   before(async () => {
     app = createServer((req, res) => {
@@ -46,7 +47,8 @@ describe('dev workspace (development stand-in for the workspace preload)', () =>
         },
       },
     } as unknown as DevBridge;
-    ws = await startDevWorkspace({ bridge, appUrl: `http://127.0.0.1:${(app.address() as AddressInfo).port}/` });
+    appOrigin = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+    ws = await startDevWorkspace({ bridge, appUrl: `${appOrigin}/` });
   });
   after(async () => {
     await ws?.close();
@@ -85,12 +87,12 @@ describe('dev workspace (development stand-in for the workspace preload)', () =>
     assert.equal(res.status, 200);
     assert.deepEqual(calls.at(-1), {
       channel: 'workspace:action-token',
-      caller: { kind: 'workspace', sessionId: 'ses_ada' },
+      caller: { kind: 'workspace', sessionId: 'ses_ada', origin: appOrigin },
     });
     // Another operator in front: the page keeps its own session (the dispatcher then refuses it).
     front = { id: 'ses_bob' };
     await post('ipc', { page: id, channel: 'workspace:get-assurance', payload: {} });
-    assert.deepEqual(calls.at(-1)?.caller, { kind: 'workspace', sessionId: 'ses_ada' });
+    assert.deepEqual(calls.at(-1)?.caller, { kind: 'workspace', sessionId: 'ses_ada', origin: appOrigin });
     const before = activity;
     await post('activity', { page: id });
     assert.equal(activity, before, "input in Ada's page does not keep Bob's session alive");

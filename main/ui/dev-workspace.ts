@@ -188,6 +188,8 @@ export async function startDevWorkspace(options: DevWorkspaceOptions): Promise<D
     const result = await bridge.dispatcher.dispatch(body.channel, body.payload, {
       kind: 'workspace',
       sessionId: sessionId ?? 'ses_nobody_in_front',
+      // The app this server stands in for: its origin is the one the policy's apps[].workspaceOrigins name.
+      origin: app.origin,
     });
     return json(res, 200, result);
   };

@@ -46,6 +46,19 @@ const test = base.extend<{ rig: Rig; revocationsBy: 'baton-feed' | 'ssf-poll' }>
       clock: () => baton.clock.now(),
       onRevocation: (r) => heard.push(r),
     });
+    // The teller page gets tokens for its server only from the origin the policy names for it (apps[].workspaceOrigins).
+    // The payments server is another app, served to workspaces from its own origin.
+    const policy = tellerPolicy(keys.publicJwk, 600, [new URL(teller.url).origin]);
+    policy.apps = [
+      ...(policy.apps ?? []),
+      {
+        audience: 'urn:bank:payments',
+        name: 'Payments',
+        actions: ['customer.view'],
+        workspaceOrigins: ['https://payments.bank.example'],
+      },
+    ];
+    await publishPolicy(baton.backend.admin, policy);
     const workspace = await startDevWorkspace({ bridge: baton.bridge, appUrl: teller.url });
     const stepUps: string[] = [];
     const unsubscribe = baton.bridge.agent.onStatus((s) => {
@@ -128,6 +141,14 @@ test('the teller app: a lookup without step-up, a payment answered with the RFC 
   await expect(out).toContainText('Grace Hopper');
   expect(claimsOf((await lookup).request())).toMatchObject({ action: 'customer.view', sid: session });
   expect(stepUps).toEqual([]);
+
+  // A script in the teller page asks for a token for another app's server: the agent refuses it.
+  const foreign = await app.evaluate(() =>
+    (
+      window as unknown as { baton: { actionToken(r: { audience: string; action: string }): Promise<unknown> } }
+    ).baton.actionToken({ audience: 'urn:bank:payments', action: 'customer.view' }),
+  );
+  expect(foreign).toMatchObject({ ok: true, value: { outcome: 'refused', code: 'AUDIENCE_NOT_FOR_WORKSPACE' } });
 
   // She approves payment p-1 at once: her tap with PIN is fresh, the app server accepts the token.
   const first = app.waitForResponse(approvalOf('p-1'));

@@ -4,6 +4,8 @@ import { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT } from '../../shared/action-tok
 import type { AdminClient, HttpResult, Json, TestConsole } from './backend-harness.js';
 
 export const TELLER_AUDIENCE = 'urn:bank:teller';
+/** Where the teller page is served in the tests' workspaces (`apps[].workspaceOrigins`). */
+export const TELLER_WORKSPACE_ORIGIN = 'https://teller.bank.example';
 
 /** An app key pair for the revocation stream login (the public half goes in the policy). */
 export async function appKeyPair(): Promise<{ publicJwk: JWK; privateJwk: JWK }> {
@@ -12,7 +14,11 @@ export async function appKeyPair(): Promise<{ publicJwk: JWK; privateJwk: JWK }>
 }
 
 /** The default policy with the teller app and an action the branch kiosk may never do. */
-export function tellerPolicy(revocationKey: JWK, tokenTtlSeconds = 600): Policy {
+export function tellerPolicy(
+  revocationKey: JWK,
+  tokenTtlSeconds = 600,
+  workspaceOrigins: [string, ...string[]] = [TELLER_WORKSPACE_ORIGIN],
+): Policy {
   const { kty, crv, x, y } = revocationKey as { kty: 'EC'; crv: 'P-256'; x: string; y: string };
   return {
     ...DEFAULT_POLICY,
@@ -25,6 +31,7 @@ export function tellerPolicy(revocationKey: JWK, tokenTtlSeconds = 600): Policy 
         audience: TELLER_AUDIENCE,
         name: 'Teller',
         actions: ['customer.view', 'payment.approve', 'account.close'],
+        workspaceOrigins,
         tokenTtlSeconds,
         revocationKey: { kty, crv, x, y },
       },

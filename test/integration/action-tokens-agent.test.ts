@@ -1,19 +1,23 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
 import { CeremonyBroker } from '../../main/core/ceremony-broker.js';
 import { IpcDispatcher } from '../../main/core/ipc-dispatcher.js';
 import type { BatonAgent } from '../../main/core/agent.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import type { Json } from '../helpers/backend-harness.js';
 import { AgentRig, type RigOperator, type SoftCeremonyPort } from '../helpers/agent-rig.js';
-import { appKeyPair, publishPolicy, tellerPolicy } from '../helpers/action-token-fixtures.js';
+import { appKeyPair, publishPolicy, tellerPolicy, TELLER_WORKSPACE_ORIGIN } from '../helpers/action-token-fixtures.js';
 import { startTellerApp, TELLER_AUDIENCE, type TellerApp } from '../../examples/teller-app/teller-app.js';
 import type { Revocation } from '../../packages/verifier/src/index.js';
+
+const PAYMENTS = 'urn:bank:payments';
+const PAYMENTS_ORIGIN = 'https://payments.bank.example';
 
 /** What the teller page does: a token per call; on a 401 challenge, the agent steps up and the call is retried once. */
 async function call(
   d: IpcDispatcher,
-  workspace: { kind: 'workspace'; sessionId: string },
+  workspace: { kind: 'workspace'; sessionId: string; origin: string },
   app: TellerApp,
   method: string,
   path: string,
@@ -54,7 +58,14 @@ describe('the agent gets action tokens for a workspace app and answers its RFC 9
   before(async () => {
     rig = await AgentRig.start();
     const keys = await appKeyPair();
-    await publishPolicy(rig.backend.admin, tellerPolicy(keys.publicJwk, 600));
+    const policy = tellerPolicy(keys.publicJwk, 600);
+    // Two more app servers: payments (its own page on its own origin), and an app that names no workspace.
+    policy.apps = [
+      ...(policy.apps ?? []),
+      { audience: PAYMENTS, name: 'Payments', actions: ['customer.view'], workspaceOrigins: [PAYMENTS_ORIGIN] },
+      { audience: 'urn:bank:batch', name: 'Batch', actions: ['customer.view'] },
+    ];
+    await publishPolicy(rig.backend.admin, policy);
     ({ agent, port } = await rig.agent());
     await rig.until(agent, (s) => s.policyVersion > 1, 'the new policy');
     ada = await rig.operator(agent, port, 'Ada');
@@ -76,7 +87,7 @@ describe('the agent gets action tokens for a workspace app and answers its RFC 9
     assert.ok(front !== undefined);
     return {
       d: new IpcDispatcher(agent, new CeremonyBroker(() => undefined, new FakeClock())),
-      mine: { kind: 'workspace', sessionId: front.id } as const,
+      mine: { kind: 'workspace', sessionId: front.id, origin: TELLER_WORKSPACE_ORIGIN } as const,
     };
   }
 
@@ -142,7 +153,7 @@ describe('the agent gets action tokens for a workspace app and answers its RFC 9
 
   it("only the workspace in front gets tokens, and the agent's assurance token is never what it gets", async () => {
     const { d, mine } = workspace();
-    const other = { kind: 'workspace', sessionId: 'ses_someone_else' } as const;
+    const other = { kind: 'workspace', sessionId: 'ses_someone_else', origin: TELLER_WORKSPACE_ORIGIN } as const;
     const refused = await d.dispatch(
       'workspace:action-token',
       { audience: TELLER_AUDIENCE, action: 'customer.view' },
@@ -162,6 +173,57 @@ describe('the agent gets action tokens for a workspace app and answers its RFC 9
     );
     assert.ok(issued.ok);
     assert.notEqual((issued.value as Json).token, agent.frontToken);
+  });
+
+  it("a workspace gets tokens only for its own app's server: another app's audience is refused in the agent", async () => {
+    const { d, mine } = workspace();
+    const stepUps = () => port.asked.filter((a) => a.purpose === 'step-up').length;
+    const asked = stepUps();
+    const codeOf = (result: Awaited<ReturnType<IpcDispatcher['dispatch']>>) =>
+      result.ok ? (result.value as Json).code : result.error.code;
+    // The teller page (or a script injected into it) asks for a token for the payments server.
+    const foreign = await d.dispatch('workspace:action-token', { audience: PAYMENTS, action: 'customer.view' }, mine);
+    assert.equal(codeOf(foreign), 'AUDIENCE_NOT_FOR_WORKSPACE', JSON.stringify(foreign));
+    // Nor can it get the operator to step up for it by sending a challenge along.
+    const challenged = await d.dispatch(
+      'workspace:action-token',
+      {
+        audience: PAYMENTS,
+        action: 'customer.view',
+        challenge: 'Bearer error="insufficient_user_authentication", acr_values="urn:baton:acr:verified"',
+      },
+      mine,
+    );
+    assert.equal(codeOf(challenged), 'AUDIENCE_NOT_FOR_WORKSPACE');
+    assert.equal(stepUps(), asked, 'no step-up was asked for a foreign audience');
+    // An app that names no workspace origin is closed to every page (services may still use it).
+    const unnamed = await d.dispatch(
+      'workspace:action-token',
+      { audience: 'urn:bank:batch', action: 'customer.view' },
+      mine,
+    );
+    assert.equal(codeOf(unnamed), 'AUDIENCE_NOT_FOR_WORKSPACE');
+    // The payments page on its own origin gets its own server's token; the teller page still gets the teller's.
+    const own = await d.dispatch(
+      'workspace:action-token',
+      { audience: PAYMENTS, action: 'customer.view' },
+      { ...mine, origin: PAYMENTS_ORIGIN },
+    );
+    assert.ok(own.ok && (own.value as Json).outcome === 'issued', JSON.stringify(own));
+    assert.equal(decodeJwt((own.value as Json).token as string).aud, PAYMENTS);
+    // The backend saw none of the refused requests: for these audiences, only the payments page's token.
+    const trail = async (type: string) =>
+      (
+        (await rig.backend.admin.ok('GET', `/v1/admin/events?type=${type}&session=${mine.sessionId}&limit=100`)) as Json
+      ).events.filter((e: Json) => e.detail.audience === PAYMENTS || e.detail.audience === 'urn:bank:batch') as Json[];
+    assert.equal((await trail('action-token-issued')).length, 1);
+    assert.deepEqual(await trail('action-token-refused'), []);
+    const teller = await d.dispatch(
+      'workspace:action-token',
+      { audience: TELLER_AUDIENCE, action: 'customer.view' },
+      mine,
+    );
+    assert.ok(teller.ok && (teller.value as Json).outcome === 'issued', JSON.stringify(teller));
   });
 
   it('after the admin revokes the session, the app server refuses its still-unexpired token', async () => {

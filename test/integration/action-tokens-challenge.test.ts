@@ -6,7 +6,7 @@ import type { BatonAgent } from '../../main/core/agent.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import type { Json } from '../helpers/backend-harness.js';
 import { AgentRig, type RigOperator, type SoftCeremonyPort } from '../helpers/agent-rig.js';
-import { appKeyPair, publishPolicy, tellerPolicy } from '../helpers/action-token-fixtures.js';
+import { appKeyPair, publishPolicy, tellerPolicy, TELLER_WORKSPACE_ORIGIN } from '../helpers/action-token-fixtures.js';
 import { startTellerApp, TELLER_AUDIENCE, type TellerApp } from '../../examples/teller-app/teller-app.js';
 
 /**
@@ -44,7 +44,7 @@ describe('an RFC 9470 challenge asking for more than the policy', () => {
     const front = agent.status.front;
     assert.ok(front !== undefined);
     const d = new IpcDispatcher(agent, new CeremonyBroker(() => undefined, new FakeClock()));
-    const mine = { kind: 'workspace', sessionId: front.id } as const;
+    const mine = { kind: 'workspace', sessionId: front.id, origin: TELLER_WORKSPACE_ORIGIN } as const;
     const first = await d.dispatch(
       'workspace:action-token',
       { audience: TELLER_AUDIENCE, action: 'payment.approve' },

@@ -54,8 +54,8 @@ describe('the IPC dispatcher: what a compromised renderer or workspace can and c
     const d = dispatcher();
     const front = f.agent.status.front;
     assert.ok(front !== undefined);
-    const mine = { kind: 'workspace', sessionId: front.id } as const;
-    const other = { kind: 'workspace', sessionId: 'ses_someone_else' } as const;
+    const mine = { kind: 'workspace', sessionId: front.id, origin: 'https://teller.bank.example' } as const;
+    const other = { kind: 'workspace', sessionId: 'ses_someone_else', origin: 'https://teller.bank.example' } as const;
     // The operator UI's powers are not a workspace's.
     refused(await d.dispatch('session:sign-out', {}, mine), 'NOT_FOUND');
     refused(await d.dispatch('agent:get-status', {}, mine), 'NOT_FOUND');
@@ -99,7 +99,11 @@ describe('the IPC dispatcher: what a compromised renderer or workspace can and c
     assert.ok(allowed >= 20 && allowed <= 25, `a burst of about 20 goes through (${allowed})`);
     assert.ok((agent.status.outbox?.lastSeq ?? 0) - before <= 25, 'the journal grew by the burst only');
     // The workspace in front has its own allowance, untouched by the operator UI's loop.
-    const mine = { kind: 'workspace', sessionId: agent.status.front?.id ?? '' } as const;
+    const mine = {
+      kind: 'workspace',
+      sessionId: agent.status.front?.id ?? '',
+      origin: 'https://teller.bank.example',
+    } as const;
     assert.ok((await d.dispatch('workspace:step-up', { action: 'customer.view' }, mine)).ok);
   });
 

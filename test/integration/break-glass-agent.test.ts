@@ -50,7 +50,7 @@ describe('a break-glass session is marked in the agent’s status, the workspace
     const assurance = await dispatcher.dispatch(
       'workspace:get-assurance',
       {},
-      { kind: 'workspace', sessionId: session.id },
+      { kind: 'workspace', sessionId: session.id, origin: 'https://teller.bank.example' },
     );
     assert.ok(assurance.ok, JSON.stringify(assurance));
     assert.deepEqual((assurance.value as { breakGlass?: unknown }).breakGlass, breakGlass);
@@ -64,7 +64,11 @@ describe('a break-glass session is marked in the agent’s status, the workspace
     port.tap(ada.authenticator);
     const mine = await agent.tapIn();
     assert.equal(agent.status.front?.breakGlass, undefined);
-    const hers = await dispatcher.dispatch('workspace:get-assurance', {}, { kind: 'workspace', sessionId: mine.id });
+    const hers = await dispatcher.dispatch(
+      'workspace:get-assurance',
+      {},
+      { kind: 'workspace', sessionId: mine.id, origin: 'https://teller.bank.example' },
+    );
     assert.ok(hers.ok);
     assert.equal((hers.value as { breakGlass?: unknown }).breakGlass, undefined);
     assert.equal(decodeJwt(agent.frontToken ?? '').break_glass, undefined);
