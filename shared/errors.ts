@@ -129,7 +129,7 @@ export const ERROR_STATUS = {
   SERVICE_ASSERTION_INVALID: 401,
   /** The client assertion's `exp` has passed, or it lives longer than the policy's `service.assertionMaxSeconds`. */
   SERVICE_ASSERTION_EXPIRED: 401,
-  /** The client assertion's `aud` is not this token endpoint. */
+  /** The client assertion's `aud` is not the endpoint it was sent to (the token endpoint, or this service's key rotation). */
   SERVICE_ASSERTION_AUDIENCE: 401,
   /** The client assertion's signature does not verify with any current key of the service. */
   SERVICE_ASSERTION_SIGNATURE_INVALID: 401,

@@ -67,6 +67,8 @@ export const ServiceEnrolResultSchema = z.looseObject({
   actions: z.array(z.string()),
   kid: z.string(),
   tokenEndpoint: z.string(),
+  /** This service's key-rotation endpoint: the `aud` of a rotation's client assertion, exactly. */
+  keyRotationEndpoint: z.string(),
 });
 
 /** The token endpoint's parameters (RFC 6749 §4.4, RFC 7523 §2.2, RFC 8693 §2.1), as a form or as JSON. */

@@ -102,6 +102,24 @@ export function tokenEndpointAudiences(publicOrigin: string): string[] {
   return [tokenEndpointUrl(publicOrigin), TOKEN_ISSUER];
 }
 
+/**
+ * The key-rotation endpoint's URL for one service (`<adminOrigin>/v1/services/<id>/keys`), made as
+ * `tokenEndpointUrl` makes the token endpoint's: from the configured public origin, never the request.
+ */
+export function keyRotationEndpointUrl(publicOrigin: string, serviceId: string): string {
+  return `${new URL(publicOrigin).origin}${ROUTES.serviceKeyRotate.path.replace(':id', encodeURIComponent(serviceId))}`;
+}
+
+/**
+ * What a rotation's client assertion's `aud` may say: this endpoint's URL for this service, and
+ * nothing else (RFC 7523 §3: `aud` names the intended recipient). Not the token endpoint nor Baton's
+ * issuer identifier: an unused assertion made for a token (one a proxy logged, say) must not be able
+ * to swap in its holder's key and so take the service over.
+ */
+export function keyRotationAudiences(publicOrigin: string, serviceId: string): string[] {
+  return [keyRotationEndpointUrl(publicOrigin, serviceId)];
+}
+
 /** Service accounts: enrolment, the token endpoint, key rotation, and the admin side. */
 export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
   return [
@@ -118,6 +136,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
             actions: record.actions,
             kid: record.kid,
             tokenEndpoint: tokenEndpointUrl(deps.publicOrigin()),
+            keyRotationEndpoint: keyRotationEndpointUrl(deps.publicOrigin(), record.id),
           },
         };
       },
@@ -144,7 +163,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): Route[] {
           (error, sent) => deps.services.recordUnreadRotation(error, sent, client),
         );
         const id = ctx.params.id ?? '';
-        return deps.services.rotateKey(id, input, tokenEndpointAudiences(deps.publicOrigin()), client);
+        return deps.services.rotateKey(id, input, keyRotationAudiences(deps.publicOrigin(), id), client);
       },
     },
     {

@@ -103,6 +103,7 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
     const result = await enrolRequest(await issueEnrolmentToken(actions), key);
     assert.equal(result.status, 201, JSON.stringify(result.body));
     assert.equal(result.body.tokenEndpoint, tokenEndpoint, 'the enrolment names the token endpoint to sign for');
+    assert.equal(result.body.keyRotationEndpoint, `${t.url}/v1/services/${result.body.serviceId}/keys`);
     return { id: result.body.serviceId, kid: result.body.kid, privateKey: key.privateKey };
   }
 
@@ -446,13 +447,13 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
           publicKey: '',
           proof: newProof,
         });
-      // Form bodies cannot carry the JWK object: rotation is JSON.
+      // Form bodies cannot carry the JWK object: rotation is JSON, its assertion for this endpoint.
       const rotateJson = async (signedBy: TestService, newProof: string) =>
         httpJson(`${t.url}/v1/services/${service.id}/keys`, {
           method: 'POST',
           body: JSON.stringify({
             client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
-            client_assertion: await assertion(signedBy),
+            client_assertion: await assertion(signedBy, { aud: `${t.url}/v1/services/${service.id}/keys` }),
             publicKey: next.publicJwk,
             proof: newProof,
           }),

@@ -40,13 +40,15 @@ describe('service accounts: key rotation under concurrency, and its refusals rec
   let t: TestBackend;
   let tokenEndpoint: string;
 
-  const assertion = (serviceId: string, key: CryptoKey) => {
+  /** This service's key-rotation endpoint, as the enrolment names it: a rotation's assertion is for it alone. */
+  const rotationEndpoint = (serviceId: string) => `${t.url}/v1/services/${serviceId}/keys`;
+  const assertion = (serviceId: string, key: CryptoKey, aud = tokenEndpoint) => {
     const now = Math.floor(Date.now() / 1000);
     return new SignJWT({})
       .setProtectedHeader({ alg: 'ES256' })
       .setIssuer(serviceId)
       .setSubject(serviceId)
-      .setAudience(tokenEndpoint)
+      .setAudience(aud)
       .setJti(randomUUID())
       .setIssuedAt(now)
       .setExpirationTime(now + 50)
@@ -60,9 +62,9 @@ describe('service accounts: key rotation under concurrency, and its refusals rec
       .setIssuedAt()
       .setExpirationTime('2m')
       .sign(key);
-  const rotationBody = async (serviceId: string, signer: CryptoKey, next: Key) => ({
+  const rotationBody = async (serviceId: string, signer: CryptoKey, next: Key, aud = rotationEndpoint(serviceId)) => ({
     client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
-    client_assertion: await assertion(serviceId, signer),
+    client_assertion: await assertion(serviceId, signer, aud),
     publicKey: next.publicJwk,
     proof: await proof(serviceId, next.privateKey),
   });
@@ -102,6 +104,7 @@ describe('service accounts: key rotation under concurrency, and its refusals rec
       body: JSON.stringify({ token, publicKey: key.publicJwk, proof: enrolProof }),
     });
     assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.keyRotationEndpoint, rotationEndpoint(r.body.serviceId as string));
     return { id: r.body.serviceId as string, key };
   }
 
@@ -172,7 +175,7 @@ describe('service accounts: key rotation under concurrency, and its refusals rec
       const r = await node.rotateKey(
         serviceId,
         await rotationBody(serviceId, signer, next),
-        [tokenEndpoint],
+        [rotationEndpoint(serviceId)],
         '127.0.0.1',
       );
       return { status: 200, kid: r.kid };
@@ -242,6 +245,51 @@ describe('service accounts: key rotation under concurrency, and its refusals rec
     assert.deepEqual(await currentKids(service.id), [b.kid]);
     assert.equal((await tokenRequest(service.id, first.privateKey)).status, 200);
     assertError(await tokenRequest(service.id, second.privateKey), 401, 'SERVICE_ASSERTION_SIGNATURE_INVALID');
+  });
+
+  it("an assertion made for the token endpoint (or Baton's issuer) cannot rotate the key: aud must be this rotation endpoint", async () => {
+    const service = await enrol();
+    const attacker = await newKey();
+    // Whoever holds one unused assertion the service made for a token (a proxy's log, a leaked request)
+    // tries to swap in their own key with it, and with the generic audience, and with another service's endpoint.
+    for (const aud of [
+      tokenEndpoint,
+      'urn:baton:backend',
+      rotationEndpoint('svc_someone_else'),
+      `${t.url}/v1/services`,
+    ]) {
+      const body = await rotationBody(service.id, service.key.privateKey, attacker, aud);
+      const r = await httpJson(rotationEndpoint(service.id), { method: 'POST', body: JSON.stringify(body) });
+      assertError(r, 401, 'SERVICE_ASSERTION_AUDIENCE');
+    }
+    // The service still has its own key only: the attacker's key gets no token, the service's does.
+    assert.equal((await currentKids(service.id)).length, 1);
+    assertError(await tokenRequest(service.id, attacker.privateKey), 401, 'SERVICE_ASSERTION_SIGNATURE_INVALID');
+    assert.equal((await tokenRequest(service.id, service.key.privateKey)).status, 200);
+    // Every attempt is in the trail as the service's (its key signed them), with the code.
+    const refused = await rotationRefusals(service.id);
+    assert.deepEqual(
+      refused.map((e) => [e.subject.service, e.detail.code]),
+      Array.from({ length: 4 }, () => [service.id, 'SERVICE_ASSERTION_AUDIENCE']),
+    );
+    // The rotation the service means, for this endpoint, goes through; and its assertion is no token request.
+    const next = await newKey();
+    const good = await rotationBody(service.id, service.key.privateKey, next);
+    const rotated = await httpJson(rotationEndpoint(service.id), { method: 'POST', body: JSON.stringify(good) });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    assert.deepEqual(await currentKids(service.id), [rotated.body.kid]);
+    const misused = await httpJson(tokenEndpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: GRANT_CLIENT_CREDENTIALS,
+        client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
+        client_assertion: await assertion(service.id, next.privateKey, rotationEndpoint(service.id)),
+        audience: PAYMENTS,
+        action: 'customer.view',
+      }).toString(),
+    });
+    assertError(misused, 401, 'SERVICE_ASSERTION_AUDIENCE');
   });
 
   it('a rotation signed with a key that is not the service’s is refused and recorded, without the assertion or proof', async () => {
