@@ -49,16 +49,21 @@ export interface ServiceTokenSigner {
     audience: string;
     action: string;
     ttlSeconds: number;
+    /** Epoch ms: `exp` is never later than this. */
+    notAfter?: number | undefined;
     channel: string;
     policyVersion: number;
     sessionId?: string | undefined;
     level?: AssuranceLevel | undefined;
     authTime?: number | undefined;
-    act?: { sub: string; sid?: string } | undefined;
+    act?: { sub: string; sid?: string; console?: string } | undefined;
     extra?: Record<string, unknown> | undefined;
   }): Promise<{ token: string; jti: string; expiresAt: number; expiresIn: number }>;
   /** Verifies an action token for `audience` (throws when it does not verify). */
-  verify(token: string, audience: string): Promise<{ sub?: string; sid?: string; action: string; channel: string }>;
+  verify(
+    token: string,
+    audience: string,
+  ): Promise<{ sub?: string; sid?: string; exp?: number; action: string; channel: string }>;
 }
 
 export interface ServiceAccountsDeps {
@@ -110,9 +115,15 @@ export interface ServiceView {
 interface Actor {
   operatorId: string;
   sessionId: string;
+  /** The console the session was opened at (`act.console`: its revocation refuses the service's token too). */
+  consoleId: string;
+  /**
+   * Epoch ms: when the service's token must end at the latest, the earlier of the session's end and
+   * the actor token's `exp` (a token acting for a human never outlives the human's own).
+   */
+  notAfter: number;
   level: AssuranceLevel;
   authTime: number;
-  sessionEndsAt: number;
   /** A break-glass session: its tokens are marked `break_glass` and capped to the policy's `breakGlass.actions`. */
   breakGlass: boolean;
 }
@@ -496,9 +507,10 @@ export class ServiceAccounts {
     );
     if (actor !== undefined) {
       // Acting for a human session: never past that session's end (as the console exchange,
-      // token-exchange.ts): a session that simply expires pushes no revocation to app servers.
-      ttlSeconds = Math.min(ttlSeconds, Math.floor((actor.sessionEndsAt - this.deps.clock()) / 1000));
-      if (ttlSeconds < 1) refuse('SERVICE_ACTOR_INVALID', 'The actor_token’s session ends now');
+      // token-exchange.ts: a session that simply expires pushes no revocation to app servers), nor past
+      // the actor token's own `exp` (the human's authorisation is not stretched by the exchange).
+      ttlSeconds = Math.min(ttlSeconds, Math.floor(actor.notAfter / 1000) - Math.floor(this.deps.clock() / 1000));
+      if (ttlSeconds < 1) refuse('SERVICE_ACTOR_INVALID', 'The actor_token or its session ends now');
     }
     const issued = await this.deps.signer.sign({
       subject: service.id,
@@ -510,10 +522,13 @@ export class ServiceAccounts {
       ...(actor === undefined
         ? {}
         : {
+            notAfter: actor.notAfter,
             sessionId: actor.sessionId,
             level: actor.level,
             authTime: actor.authTime,
-            act: { sub: actor.operatorId, sid: actor.sessionId },
+            // The human's console too: its revocation refuses this token at app servers (no `console`
+            // claim: the service is at no console).
+            act: { sub: actor.operatorId, sid: actor.sessionId, console: actor.consoleId },
           }),
       // A break-glass session's mark goes with every token acting for it (as its own action tokens).
       extra: { client_id: service.id, ...(actor?.breakGlass === true ? { break_glass: true } : {}) },
@@ -524,6 +539,15 @@ export class ServiceAccounts {
       // The services row first (lock order): a revocation that committed since the assertion was
       // checked wins, and the token just signed is never handed out.
       if (!(await tx.touchLive(service.id, now))) refuse('SERVICE_REVOKED', 'This service has been revoked');
+      // Then the human's session, read locked (PostgreSQL; SQLite serialises the unit whole): a
+      // revocation of it, its operator, passkey or console that committed since `verifyActor` read it
+      // wins too (no other unit takes a services row and a session). It waits for this unit otherwise,
+      // and app servers refuse the token by its `act` and `iat` once it commits.
+      if (actor !== undefined) {
+        const session = await uow.store.sessions.getForUpdate(actor.sessionId);
+        if (session?.state !== 'active')
+          refuse('SERVICE_ACTOR_INVALID', 'The actor_token’s session is no longer active');
+      }
       await tx.insertToken({
         jti: issued.jti,
         serviceId: service.id,
@@ -579,7 +603,7 @@ export class ServiceAccounts {
     if (type !== undefined && type !== TOKEN_TYPE_ACCESS_TOKEN && type !== TOKEN_TYPE_JWT) {
       refuse('SERVICE_GRANT_UNSUPPORTED', `actor_token_type must be "${TOKEN_TYPE_ACCESS_TOKEN}"`);
     }
-    let claims: { sub?: string; sid?: string; action: string; channel: string };
+    let claims: { sub?: string; sid?: string; exp?: number; action: string; channel: string };
     try {
       claims = await this.deps.signer.verify(request.actor_token ?? '', request.audience);
     } catch (cause) {
@@ -653,7 +677,8 @@ export class ServiceAccounts {
       sessionId: session.id,
       level: session.level,
       authTime: session.authTime,
-      sessionEndsAt: session.expiresAt,
+      consoleId: session.consoleId,
+      notAfter: Math.min(session.expiresAt, (claims.exp ?? Number.POSITIVE_INFINITY) * 1000),
       breakGlass,
     };
   }

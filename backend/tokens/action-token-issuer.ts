@@ -30,6 +30,11 @@ export interface ActionTokenClaims {
   action: string;
   /** Capped to MAX_ACTION_TOKEN_TTL_SECONDS. */
   ttlSeconds: number;
+  /**
+   * Epoch ms: `exp` is never later than this (whatever `ttlSeconds` says), e.g. the end of the token a
+   * service acts on. `expiresIn` is then what is left.
+   */
+  notAfter?: number | undefined;
   channel: string;
   policyVersion: number;
   /** `sid`: the human session it rests on (revocations are pushed by session). */
@@ -40,8 +45,11 @@ export interface ActionTokenClaims {
   authTime?: number | undefined;
   /** `console`: the console it was asked at. */
   consoleId?: string | undefined;
-  /** RFC 8693 `act`: who acts on behalf of `sub` (or on whose behalf a service acts). */
-  act?: { sub: string; sid?: string } | undefined;
+  /**
+   * RFC 8693 `act`: who acts on behalf of `sub` (or on whose behalf a service acts): the operator, their
+   * session and the console it was opened at (app servers refuse the token with any of them revoked).
+   */
+  act?: { sub: string; sid?: string; console?: string } | undefined;
   /** Further top-level claims (they never override the ones above). */
   extra?: Record<string, unknown> | undefined;
 }
@@ -66,7 +74,7 @@ export interface ActionTokenPayload extends JWTPayload {
   amr?: string[];
   auth_time?: number;
   console?: string;
-  act?: { sub: string; sid?: string };
+  act?: { sub: string; sid?: string; console?: string };
 }
 
 export interface ActionTokenIssuerOptions {
@@ -150,7 +158,8 @@ export class ActionTokenIssuer {
       this.maintainedAt = at;
     }
     const now = Math.floor(this.clock() / 1000);
-    const ttl = Math.max(1, Math.min(Math.floor(claims.ttlSeconds), MAX_ACTION_TOKEN_TTL_SECONDS));
+    let ttl = Math.max(1, Math.min(Math.floor(claims.ttlSeconds), MAX_ACTION_TOKEN_TTL_SECONDS));
+    if (claims.notAfter !== undefined) ttl = Math.min(ttl, Math.floor(claims.notAfter / 1000) - now);
     const exp = now + ttl;
     const jti = randomUUID();
     const payload: Record<string, unknown> = {

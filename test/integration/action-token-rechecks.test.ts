@@ -48,6 +48,40 @@ describe('token exchange re-checks', () => {
     );
   });
 
+  for (const kind of ['operator', 'console', 'session'] as const) {
+    it(`refuses the token, never handed out, when the ${kind} is revoked while it is being signed`, async () => {
+      const seat = await seated();
+      const sessionId = (await t.backend.store.sessions.liveOnConsole(seat.console.id))[0]?.id ?? '';
+      const target = { operator: seat.operatorId, console: seat.console.id, session: sessionId }[kind];
+      const issuer = t.backend.services.actionTokens.issuer;
+      const sign = issuer.sign.bind(issuer);
+      const signed: string[] = [];
+      // The revocation commits after the exchange read the session as active, before it recorded the issuance.
+      issuer.sign = async (claims) => {
+        issuer.sign = sign;
+        await t.admin.ok('POST', `/v1/admin/${kind}s/${target}/revoke`, { reason: 'reported stolen' });
+        const issued = await sign(claims);
+        signed.push(issued.jti);
+        return issued;
+      };
+      try {
+        const raced = await exchange(seat.console, seat.token, 'customer.view');
+        assertError(raced, 409, 'SESSION_NOT_ACTIVE');
+        assert.equal(raced.body.access_token, undefined);
+      } finally {
+        issuer.sign = sign;
+      }
+      assert.equal(signed.length, 1, 'the token was signed, and never handed out');
+      const events = async (type: string) =>
+        ((await t.admin.ok('GET', `/v1/admin/events?type=${type}&limit=1000`)).events as Json[]).filter(
+          (e) => e.subject.session === sessionId,
+        );
+      assert.ok(!(await events('action-token-issued')).some((e) => e.detail.jti === signed[0]));
+      const refused = (await events('action-token-refused')).map((e) => e.detail.code);
+      assert.ok(refused.includes('SESSION_NOT_ACTIVE'), JSON.stringify(refused));
+    });
+  }
+
   it('refuses a subject token that is unsigned, re-signed under another alg, or carries claims it was not signed with', async () => {
     const { console, token } = await seated();
     const [header, payload, signature] = token.split('.') as [string, string, string];

@@ -375,7 +375,7 @@ describe('service accounts: enrolment, RFC 7523 client assertions, action tokens
         audience: PAYMENTS,
       });
       assert.equal(payload.sub, batch.id);
-      assert.deepEqual(payload.act, { sub: operatorId, sid: signedIn.session.id });
+      assert.deepEqual(payload.act, { sub: operatorId, sid: signedIn.session.id, console: console.id });
       assert.equal(payload.sid, signedIn.session.id, 'a revocation of the session reaches the service token too');
       assert.equal(payload.level, 'verified');
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { SignJWT, createLocalJWKSet, jwtVerify, type JWK } from 'jose';
+import { SignJWT, createLocalJWKSet, decodeJwt, jwtVerify, type JWK } from 'jose';
 import type { Policy } from '../../shared/policy.js';
 import { CLIENT_ASSERTION_TYPE_JWT_BEARER, GRANT_TOKEN_EXCHANGE } from '../../shared/service-accounts-api.js';
 import { TestConsole, httpJson, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
@@ -118,6 +118,32 @@ describe('service accounts: a token acting for a human session ends with that se
     }
   });
 
+  it('never lets the service token outlive the actor token it was given, however late it is presented', async () => {
+    const kiosk = await TestConsole.enrol(t.url, t.admin);
+    const { authenticator } = await enrolOperator(t.admin, kiosk);
+    const signedIn = (await signIn(kiosk, authenticator, { userVerified: true })).body as Json;
+    const human = await exchange(kiosk, signedIn.token as string, 'customer.view');
+    assert.equal(human.status, 200, JSON.stringify(human.body));
+    const actorExp = decodeJwt(human.body.access_token as string).exp!;
+    try {
+      // Two minutes later, the human's token (600 s) has 480 s left; the service's policy would give it 600 s.
+      offset = 120_000;
+      const issued = await serviceToken(human.body.access_token as string);
+      assert.equal(issued.status, 200, JSON.stringify(issued.body));
+      const exp = decodeJwt(issued.body.access_token as string).exp!;
+      assert.ok(exp <= actorExp, `service token exp ${exp} is past the actor token's ${actorExp}`);
+      assert.ok(exp >= actorExp - 2, 'capped at the actor token’s exp, not shorter');
+      assert.ok((issued.body.expires_in as number) <= 480, `expires_in ${String(issued.body.expires_in)}`);
+      // Once the human's token has expired it acts for no one.
+      offset = (actorExp + 1) * 1000 - Date.now();
+      const late = await serviceToken(human.body.access_token as string);
+      assert.equal(late.status, 403, JSON.stringify(late.body));
+      assert.equal(late.body.error.code, 'SERVICE_ACTOR_INVALID');
+    } finally {
+      offset = 0;
+    }
+  });
+
   it('refuses an actor whose passkey is suspended (possible copy) or revoked, or whose operator is revoked', async () => {
     // As the console exchange (token-exchange.ts assertUsable): these leave the session itself active.
     const cases: {
@@ -184,7 +210,8 @@ describe('service accounts: a token acting for a human session ends with that se
     const issued = await serviceToken(human.body.access_token as string);
     assert.equal(issued.status, 200, JSON.stringify(issued.body));
     const { payload } = await jwtVerify(issued.body.access_token as string, jwks, { audience: TELLER_AUDIENCE });
-    assert.deepEqual(payload.act, { sub: operatorId, sid: sessionId });
+    // The human, their session and its console (their revocation refuses this token at app servers too).
+    assert.deepEqual(payload.act, { sub: operatorId, sid: sessionId, console: kiosk.id });
     assert.equal(payload.break_glass, true, 'the service token acting for a break-glass session is marked');
     const events = (await t.admin.ok('GET', '/v1/admin/events?type=service-token-issued&limit=1000')).events as Json[];
     const event = events.find((e) => e.detail.jti === payload.jti);

@@ -3,7 +3,13 @@ export type { ActionRequirement, RevocationSource, VerifiedAction, VerifierOptio
 export { VerificationError, VERIFICATION_ERRORS, type VerificationCode } from './errors.js';
 export { bearerChallenge, parseBearerChallenge, type ChallengeParams } from './challenge.js';
 export { LEVELS, LEVEL_ACR, acrValuesFor, meets, type Level } from './levels.js';
-export { RevocationList, type Revocation, type RevocableToken } from './revocation-list.js';
+export {
+  DEFAULT_REVOCATION_SKEW_SECONDS,
+  RevocationList,
+  type Revocation,
+  type RevocableToken,
+  type RevocationListOptions,
+} from './revocation-list.js';
 export {
   RevocationSubscription,
   REVOCATION_STREAM_AUDIENCE,

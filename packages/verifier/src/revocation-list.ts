@@ -15,10 +15,31 @@ export interface RevocableToken {
   console?: string | undefined;
   /** Seconds. */
   iat?: number | undefined;
+  /**
+   * RFC 8693 `act` of a service token acting for a human session: that operator (`sub`), their session
+   * (`sid`) and the console it was opened at (`console`; tokens Baton signed before it carried it lack it).
+   * Every revocation that refuses the human's own token refuses this one too.
+   */
+  actor?: { sub?: string | undefined; sid?: string | undefined; console?: string | undefined } | undefined;
+}
+
+export interface RevocationListOptions {
+  /**
+   * How far the clock of the Baton node that signed a token may run ahead of the one that recorded a
+   * revocation, in seconds (default 30, the verifier's default `clockToleranceSeconds`). A console,
+   * operator, passkey or service revocation refuses the tokens of its target issued up to this long
+   * after its `at`: a token signed just before the revocation committed, by a node whose clock runs
+   * ahead (or in the next second of `iat`'s one-second grain), is refused all the same. The price: for
+   * that long after a passkey's revocation, the operator's tokens from their other sessions are refused
+   * too (their agent's next exchange after it works).
+   */
+  clockToleranceSeconds?: number;
 }
 
 /** Tokens live at most 10 minutes (Baton's cap), plus clock skew: older revocations concern no live token. */
 const KEEP_MS = 11 * 60 * 1000;
+/** The default of `clockToleranceSeconds` (the verifier's own default clock tolerance). */
+export const DEFAULT_REVOCATION_SKEW_SECONDS = 30;
 
 /**
  * The revocations an app server has heard of, and which tokens they refuse:
@@ -28,7 +49,10 @@ const KEEP_MS = 11 * 60 * 1000;
  *   passkey's sessions are not named in the revocation, so all of that operator's tokens of that
  *   moment go; the agent simply exchanges again for a session that still stands);
  * - a service: its tokens issued up to then (`sub`).
- * Entries are forgotten once no token they could concern is still alive.
+ * "Up to the revocation" is up to `clockToleranceSeconds` after its `at` (see the option). A service
+ * token acting for a human (`act`) is refused by every revocation that refuses that human's own
+ * token: of their session (`act.sid`), of them or a passkey of theirs (`act.sub`), of their console
+ * (`act.console`). Entries are forgotten once no token they could concern is still alive.
  */
 export class RevocationList {
   private readonly sessions = new Map<string, number>();
@@ -37,7 +61,19 @@ export class RevocationList {
   /** The highest epoch applied (the stream's `Last-Event-ID`). */
   epoch = 0;
 
-  constructor(private readonly clock: () => number = Date.now) {}
+  /** Milliseconds after a revocation's `at` up to which a token's `iat` still counts as before it. */
+  private readonly skewMs: number;
+
+  constructor(
+    private readonly clock: () => number = Date.now,
+    options: RevocationListOptions = {},
+  ) {
+    const skew = options.clockToleranceSeconds ?? DEFAULT_REVOCATION_SKEW_SECONDS;
+    if (!Number.isFinite(skew) || skew < 0) {
+      throw new TypeError('RevocationList: clockToleranceSeconds must be a number ≥ 0');
+    }
+    this.skewMs = skew * 1000;
+  }
 
   apply(revocation: Revocation): void {
     this.prune();
@@ -64,15 +100,22 @@ export class RevocationList {
   }
 
   /** The reason a token is refused, or undefined when no revocation concerns it. */
-  refuses(token: RevocableToken): 'session' | 'console' | 'subject' | undefined {
-    if (token.sid !== undefined && this.sessions.has(token.sid)) return 'session';
-    const issuedMs = (token.iat ?? 0) * 1000;
-    const consoleAt = token.console === undefined ? undefined : this.consoles.get(token.console);
-    // `iat` has a one-second grain: a token of the revocation's own second counts as issued before it.
-    if (consoleAt !== undefined && issuedMs <= consoleAt) return 'console';
-    const subjectAt = token.sub === undefined ? undefined : this.subjects.get(token.sub);
-    if (subjectAt !== undefined && issuedMs <= subjectAt) return 'subject';
+  refuses(token: RevocableToken): 'session' | 'console' | 'subject' | 'actor' | undefined {
+    const actor = token.actor;
+    if (this.sessionRevoked(token.sid) || this.sessionRevoked(actor?.sid)) return 'session';
+    // `iat` has a one-second grain (a token of the revocation's own second counts as issued before
+    // it), and the node that signed it may run ahead of the one that revoked: the skew margin.
+    const issuedMs = (token.iat ?? 0) * 1000 - this.skewMs;
+    if (revokedBy(this.consoles, token.console, issuedMs) || revokedBy(this.consoles, actor?.console, issuedMs)) {
+      return 'console';
+    }
+    if (revokedBy(this.subjects, token.sub, issuedMs)) return 'subject';
+    if (revokedBy(this.subjects, actor?.sub, issuedMs)) return 'actor';
     return undefined;
+  }
+
+  private sessionRevoked(sid: string | undefined): boolean {
+    return sid !== undefined && this.sessions.has(sid);
   }
 
   get size(): number {
@@ -80,9 +123,16 @@ export class RevocationList {
   }
 
   private prune(): void {
-    const horizon = this.clock() - KEEP_MS;
+    const horizon = this.clock() - KEEP_MS - this.skewMs;
     for (const map of [this.sessions, this.consoles, this.subjects]) {
       for (const [key, at] of map) if (at < horizon) map.delete(key);
     }
   }
+}
+
+/** Whether `map` holds a revocation of `id` at or after `issuedMs`. */
+function revokedBy(map: Map<string, number>, id: string | undefined, issuedMs: number): boolean {
+  if (id === undefined) return false;
+  const at = map.get(id);
+  return at !== undefined && issuedMs <= at;
 }

@@ -101,11 +101,87 @@ describe('ActionTokenVerifier', () => {
     const beforeRevocation = await token(a, { sid: 'ses_2', console: 'con_x' });
     revocations.apply({ epoch: 2, kind: 'console', targetId: 'con_x', operatorId: null, at: NOW });
     assert.equal((await refusal(verifier.verify(beforeRevocation, 'payment.approve'))).code, 'TOKEN_REVOKED');
-    const afterRevocation = await token(a, { sid: 'ses_3', console: 'con_x' }, NOW + 2000);
-    clock = NOW + 2000;
+    // Past the clock-skew margin (30 s by default), a token of that console is no longer concerned.
+    const afterRevocation = await token(a, { sid: 'ses_3', console: 'con_x' }, NOW + 31_000);
+    clock = NOW + 31_000;
     assert.equal((await verifier.verify(afterRevocation, 'payment.approve')).session, 'ses_3');
     clock = NOW;
     assert.equal(revocations.epoch, 2);
+  });
+
+  it('refuses a token signed within the clock-skew margin after an operator, passkey or console revocation', () => {
+    const at = NOW + 900; // the revocation committed at …:00.900 by the revoking node's clock
+    const list = new RevocationList(() => at + 1000);
+    list.apply({ epoch: 1, kind: 'operator', targetId: 'op_ada', operatorId: 'op_ada', at });
+    list.apply({ epoch: 2, kind: 'credential', targetId: 'cred_bo', operatorId: 'op_bo', at });
+    list.apply({ epoch: 3, kind: 'console', targetId: 'con_9', operatorId: null, at });
+    // Signed in the next second (the exchange read the session as active at …:00.899), or by a node
+    // whose clock runs up to 30 s ahead: refused all the same.
+    const next = Math.floor((at + 101) / 1000);
+    assert.equal(list.refuses({ sub: 'op_ada', sid: 'ses_1', console: 'con_1', iat: next }), 'subject');
+    assert.equal(list.refuses({ sub: 'op_bo', sid: 'ses_2', console: 'con_2', iat: next + 29 }), 'subject');
+    assert.equal(list.refuses({ sub: 'op_cy', sid: 'ses_3', console: 'con_9', iat: next + 29 }), 'console');
+    // Beyond the margin, and for other operators and consoles, nothing is refused.
+    assert.equal(list.refuses({ sub: 'op_ada', sid: 'ses_4', console: 'con_1', iat: next + 31 }), undefined);
+    assert.equal(list.refuses({ sub: 'op_cy', sid: 'ses_5', console: 'con_1', iat: next }), undefined);
+    // The margin is an option (0: by `iat` alone, as before).
+    const exact = new RevocationList(() => at + 1000, { clockToleranceSeconds: 0 });
+    exact.apply({ epoch: 1, kind: 'operator', targetId: 'op_ada', operatorId: 'op_ada', at });
+    assert.equal(exact.refuses({ sub: 'op_ada', sid: 'ses_1', console: 'con_1', iat: next }), undefined);
+    assert.throws(() => new RevocationList(Date.now, { clockToleranceSeconds: -1 }), TypeError);
+  });
+
+  it('refuses a service token acting for a human once that human, their passkey, console or session is revoked', async () => {
+    const iat = Math.floor(NOW / 1000);
+    const list = new RevocationList(() => clock);
+    const verifier = new ActionTokenVerifier({
+      audience: AUD,
+      jwks: { keys: [a.jwk] },
+      actions: ACTIONS,
+      clock: () => clock,
+      revocations: list,
+    });
+    /** A service token as Baton signs it for a service acting for `op_x`'s session `ses_x` on `con_x`. */
+    const acting = (act: Record<string, unknown>) =>
+      token(a, {
+        action: 'payment.post',
+        scope: 'payment.post',
+        channel: 'service',
+        console: undefined,
+        level: undefined,
+        acr: undefined,
+        auth_time: iat - 60,
+        client_id: 'svc_1',
+        ...act,
+      });
+    const cases = [
+      { kind: 'operator', targetId: 'op_o', operatorId: 'op_o', act: { sub: 'op_o', sid: 'ses_o', console: 'con_o' } },
+      {
+        kind: 'credential',
+        targetId: 'cred_c',
+        operatorId: 'op_c',
+        act: { sub: 'op_c', sid: 'ses_c', console: 'con_c' },
+      },
+      { kind: 'console', targetId: 'con_k', operatorId: null, act: { sub: 'op_k', sid: 'ses_k', console: 'con_k' } },
+      { kind: 'session', targetId: 'ses_s', operatorId: 'op_s', act: { sub: 'op_s', sid: 'ses_s', console: 'con_s' } },
+    ] as const;
+    let epoch = 10;
+    for (const { kind, targetId, operatorId, act } of cases) {
+      // `sid` as Baton signs it too (the human session); the session case checks `act.sid` alone.
+      const svc = await acting({ act, sid: kind === 'session' ? undefined : act.sid });
+      const bystander = await acting({ act: { sub: 'op_z', sid: 'ses_z', console: 'con_z' }, sid: 'ses_z' });
+      assert.deepEqual((await verifier.verify(svc, 'payment.post')).actor, act);
+      list.apply({ epoch: ++epoch, kind, targetId, operatorId, at: NOW + 500 });
+      const refused = await refusal(verifier.verify(svc, 'payment.post'));
+      assert.equal(refused.code, 'TOKEN_REVOKED', kind);
+      assert.equal(refused.status, 401);
+      assert.equal((await verifier.verify(bystander, 'payment.post')).operator, 'op_ada');
+    }
+    // A token signed before `act` carried the console still verifies, and is still refused with its operator.
+    const old = await acting({ act: { sub: 'op_old', sid: 'ses_old' }, sid: 'ses_old' });
+    assert.deepEqual((await verifier.verify(old, 'payment.post')).actor, { sub: 'op_old', sid: 'ses_old' });
+    list.apply({ epoch: ++epoch, kind: 'operator', targetId: 'op_old', operatorId: 'op_old', at: NOW });
+    assert.equal((await refusal(verifier.verify(old, 'payment.post'))).code, 'TOKEN_REVOKED');
   });
 
   it('accepts a service token only where the action allows services, and shows for whom it acts', async () => {
@@ -152,10 +228,11 @@ describe('ActionTokenVerifier', () => {
     // Scoped to that service: another service's token, and people's tokens, still verify.
     assert.equal((await verifier.verify(otherService, 'payment.post')).operator, 'svc_other');
     assert.equal((await verifier.verify(await token(a), 'payment.approve')).operator, 'op_ada');
-    // A token the service got after the revocation (Baton would not issue one, but the list is by time) passes.
-    clock = NOW + 2000;
+    // A token the service got after the revocation and its clock-skew margin (Baton would not issue
+    // one, but the list is by time) passes.
+    clock = NOW + 31_000;
     try {
-      const issuedAfter = await serviceToken('svc_revoked', NOW + 2000);
+      const issuedAfter = await serviceToken('svc_revoked', NOW + 31_000);
       assert.equal((await verifier.verify(issuedAfter, 'payment.post')).operator, 'svc_revoked');
     } finally {
       clock = NOW;

@@ -96,8 +96,11 @@ export interface VerifiedAction {
   /** Epoch ms. */
   expiresAt: number;
   policyVersion: number | undefined;
-  /** RFC 8693 `act`: for a service acting for a human, that human (`sub`, `sid`). */
-  actor: { sub: string; sid?: string } | undefined;
+  /**
+   * RFC 8693 `act`: for a service acting for a human, that human (`sub`), their session (`sid`) and the
+   * console it was opened at (`console`; absent from tokens signed before Baton put it there).
+   */
+  actor: { sub: string; sid?: string; console?: string } | undefined;
   /**
    * `break_glass`: the token comes from a session started without the operator's key (a supervisor's
    * tap or an IT code); it only ever carries the policy's `breakGlass.actions`.
@@ -253,13 +256,18 @@ export class ActionTokenVerifier {
         `The token is for "${String(payload.action)}", not "${action}"`,
       );
     }
-    const revoked = this.options.revocations?.refuses({
-      sub: payload.sub,
-      sid: str(payload.sid),
-      console: str(payload.console),
-      iat: payload.iat,
-    });
-    if (revoked !== undefined) throw new VerificationError('TOKEN_REVOKED', `The token's ${revoked} was revoked`);
+    const revocations = this.options.revocations;
+    if (revocations !== undefined) {
+      const revoked = revocations.refuses({
+        sub: payload.sub,
+        sid: str(payload.sid),
+        console: str(payload.console),
+        iat: payload.iat,
+        // A service acting for a human goes with every revocation of that human's (RFC 8693 `act`).
+        actor: actorOf(payload.act),
+      });
+      if (revoked !== undefined) throw new VerificationError('TOKEN_REVOKED', `The token's ${revoked} was revoked`);
+    }
 
     if (payload.channel === SERVICE_CHANNEL) {
       if (required.allowServices !== true) {
@@ -308,14 +316,22 @@ function verifiedAction(
     jti: payload.jti ?? '',
     expiresAt: (payload.exp ?? 0) * 1000,
     policyVersion: typeof payload.policy_version === 'number' ? payload.policy_version : undefined,
-    actor: isActor(payload.act) ? payload.act : undefined,
+    actor: actorOf(payload.act),
     breakGlass: payload.break_glass === true,
     claims: payload,
   };
 }
 
-function isActor(value: unknown): value is { sub: string; sid?: string } {
-  return typeof value === 'object' && value !== null && typeof (value as { sub?: unknown }).sub === 'string';
+/** The `act` claim's human (`sub`, and `sid`, `console` when they are strings); undefined without a `sub`. */
+function actorOf(value: unknown): { sub: string; sid?: string; console?: string } | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { sub, sid, console } = value as Record<string, unknown>;
+  if (typeof sub !== 'string') return undefined;
+  return {
+    sub,
+    ...(typeof sid === 'string' ? { sid } : {}),
+    ...(typeof console === 'string' ? { console } : {}),
+  };
 }
 
 function str(value: unknown): string | undefined {
