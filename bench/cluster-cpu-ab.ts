@@ -4,7 +4,9 @@
  * loaded, shared machine moves both alike. Each pass starts a node from one copy (`backend/cli.ts`,
  * `--workers 1`), enrols consoles and operators over the API, warms up, then runs a fixed number of
  * full sign-ins over signed HTTP and reports, per sign-in:
- *  - backend CPU (the node's processes, from /proc), PostgreSQL CPU (postmaster + backends);
+ *  - backend CPU (the node's processes, from /proc), PostgreSQL CPU (postmaster + backends); the backend's CPU
+ *    split by thread (each process's main thread, the event loop, against its other threads: libuv's pool, where
+ *    WebCrypto and the WAL flush run, worker threads, V8's GC and compiler threads) and into user and kernel time;
  *  - on PostgreSQL, from pg_stat_statements of the node's database: statements executed, statements
  *    planned, plan and execution time (server side), and commits (pg_stat_database.xact_commit).
  * The order alternates (A B, B A, …); the load is printed beside every pass. With `--op ingest` the
@@ -17,7 +19,7 @@
  *
  * A copy needs node_modules (a symlink to this project's is enough).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,6 +34,7 @@ import {
   loadLine,
   postgresForBench,
   postmasterPid,
+  processTree,
   PROJECT_ROOT,
   treeCpu,
 } from './lib/cluster.js';
@@ -84,12 +87,45 @@ interface Pass {
   load: string;
   signIns: number;
   backendCpuMs: number;
+  /** The backend's CPU on its processes' main threads (the event loops), user + kernel. */
+  loopCpuMs: number;
+  /** The backend's CPU in the kernel (all threads): syscalls (sockets, files) and what they cause. */
+  kernelCpuMs: number;
   postgresCpuMs: number;
   statements: number;
   plans: number;
   planMs: number;
   execMs: number;
   commits: number;
+}
+
+const CLK_TCK = 100;
+
+/** CPU of every thread of a process tree, from /proc: main threads (tid = pid) apart, user and kernel apart. */
+function threadCpu(root: number): { loopMs: number; kernelMs: number } {
+  let loopMs = 0;
+  let kernelMs = 0;
+  for (const pid of processTree(root)) {
+    let tids: string[];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+        const user = (Number(rest[11]) * 1000) / CLK_TCK;
+        const kernel = (Number(rest[12]) * 1000) / CLK_TCK;
+        kernelMs += kernel;
+        if (Number(tid) === pid) loopMs += user + kernel;
+      } catch {
+        // The thread ended meanwhile: its time is in neither snapshot's sum of live threads.
+      }
+    }
+  }
+  return { loopMs, kernelMs };
 }
 
 async function statsOf(
@@ -202,11 +238,13 @@ async function pass(copy: 'A' | 'B', root: string, server: PostgresServer | unde
     const s0 = databaseUrl === undefined ? undefined : await statsOf(databaseUrl);
     const load = loadLine();
     const b0 = treeCpu(node.pid);
+    const t0 = threadCpu(node.pid);
     const p0 = pgRoot === undefined ? new Map<number, number>() : treeCpu(pgRoot);
     const fromUs = monotonicUs();
     const signIns = await run(SIGN_INS);
     measured = { fromUs, toUs: monotonicUs() };
     const backendCpuMs = cpuDelta(b0, treeCpu(node.pid));
+    const t1 = threadCpu(node.pid);
     const postgresCpuMs = pgRoot === undefined ? 0 : cpuDelta(p0, treeCpu(pgRoot));
     const s1 = databaseUrl === undefined ? undefined : await statsOf(databaseUrl);
     agent.destroy();
@@ -218,6 +256,8 @@ async function pass(copy: 'A' | 'B', root: string, server: PostgresServer | unde
       load,
       signIns,
       backendCpuMs: backendCpuMs / signIns,
+      loopCpuMs: (t1.loopMs - t0.loopMs) / signIns,
+      kernelCpuMs: (t1.kernelMs - t0.kernelMs) / signIns,
       postgresCpuMs: postgresCpuMs / signIns,
       statements: d('statements', 2),
       plans: d('plans'),
@@ -245,6 +285,8 @@ async function ingestPass(
   let s1: Awaited<ReturnType<typeof statsOf>> | undefined;
   let backendCpuMs = 0;
   let postgresCpuMs = 0;
+  let t0 = { loopMs: 0, kernelMs: 0 };
+  let t1 = { loopMs: 0, kernelMs: 0 };
   let load = '';
   const result = await ingestLoad(node, {
     consoles: 20,
@@ -259,9 +301,11 @@ async function ingestPass(
         measured = { fromUs: monotonicUs(), toUs: Infinity };
         if (databaseUrl !== undefined) s0 = await statsOf(databaseUrl);
         b0 = treeCpu(node.pid);
+        t0 = threadCpu(node.pid);
         if (pgRoot !== undefined) p0 = treeCpu(pgRoot);
       } else {
         backendCpuMs = cpuDelta(b0, treeCpu(node.pid));
+        t1 = threadCpu(node.pid);
         if (pgRoot !== undefined) postgresCpuMs = cpuDelta(p0, treeCpu(pgRoot));
         measured = { ...measured, toUs: monotonicUs() };
         if (databaseUrl !== undefined) s1 = await statsOf(databaseUrl);
@@ -277,6 +321,8 @@ async function ingestPass(
     load,
     signIns: result.ackedInWindow,
     backendCpuMs: backendCpuMs / per,
+    loopCpuMs: (t1.loopMs - t0.loopMs) / per,
+    kernelCpuMs: (t1.kernelMs - t0.kernelMs) / per,
     postgresCpuMs: postgresCpuMs / per,
     statements: d('statements', 2),
     plans: d('plans'),
@@ -311,7 +357,7 @@ async function main(): Promise<void> {
         const p = await pass(copy, copy === 'A' ? args.a! : args.b, server);
         passes.push(p);
         console.log(
-          `${copy}: backend ${fmt(p.backendCpuMs, 3)} ms, PostgreSQL ${fmt(p.postgresCpuMs, 3)} ms CPU per ${UNIT}; ` +
+          `${copy}: backend ${fmt(p.backendCpuMs, 3)} ms (event loop ${fmt(p.loopCpuMs, 3)}, kernel ${fmt(p.kernelCpuMs, 3)}), PostgreSQL ${fmt(p.postgresCpuMs, 3)} ms CPU per ${UNIT}; ` +
             `${fmt(p.statements, 1)} statements, ${fmt(p.plans, 1)} planned, ${fmt(p.commits, 2)} commits (${p.load})`,
         );
       }
@@ -323,7 +369,17 @@ async function main(): Promise<void> {
     const xs = passes.filter((p) => p.copy === copy).map((p) => p[k]);
     return xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
   };
-  const keys = ['backendCpuMs', 'postgresCpuMs', 'statements', 'plans', 'planMs', 'execMs', 'commits'] as const;
+  const keys = [
+    'backendCpuMs',
+    'loopCpuMs',
+    'kernelCpuMs',
+    'postgresCpuMs',
+    'statements',
+    'plans',
+    'planMs',
+    'execMs',
+    'commits',
+  ] as const;
   printTable(
     `per ${UNIT}, mean of the passes`,
     ['figure', 'A', 'B', 'B ÷ A'],
