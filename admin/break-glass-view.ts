@@ -29,6 +29,22 @@ const METHOD: Record<string, string> = {
   'admin-code': 'code from IT',
 };
 
+/**
+ * Why a sign-off was refused, in plain words: a session still running is reviewed once it has ended
+ * (`BREAK_GLASS_SESSION_ACTIVE`), and the operator's page is where an admin ends it now.
+ */
+function signOffRefusal(error: unknown, grant: Grant, operatorName: string): HTMLElement {
+  if (!(error instanceof Error && 'code' in error && error.code === 'BREAK_GLASS_SESSION_ACTIVE'))
+    return errorBox(error);
+  return h(
+    'div',
+    { class: 'error', role: 'alert' },
+    `Not signed off: the temporary access of ${operatorName} is still running, and a review covers all it did. Sign it off once it has ended; to end it now, open `,
+    h('a', { href: `#/operators/${encodeURIComponent(grant.operatorId)}` }, operatorName),
+    ' and end or revoke the session. (BREAK_GLASS_SESSION_ACTIVE)',
+  );
+}
+
 /** A person by name (their id in the tooltip), or the id when the name is unknown. */
 function person(id: string, names: Names): HTMLElement {
   const name = names.operators[id];
@@ -172,7 +188,7 @@ export const breakGlassView: View = (main) => {
           announce(`Break-glass access of ${operatorName} signed off`);
           load();
         } catch (error) {
-          replace(message, errorBox(error));
+          replace(message, signOffRefusal(error, g, operatorName));
         }
       })();
     });

@@ -160,6 +160,8 @@ export const ERROR_STATUS = {
   BREAK_GLASS_LIMIT_REACHED: 429,
   /** The break-glass grant was already signed off. */
   BREAK_GLASS_ALREADY_SIGNED_OFF: 409,
+  /** The grant's session is still running: it can be signed off once it has ended (an admin may end it first). */
+  BREAK_GLASS_SESSION_ACTIVE: 409,
   /** A supervisor tapped to approve their own break-glass request: someone else must approve it. */
   BREAK_GLASS_SELF_APPROVAL: 403,
   /** The key that tapped belongs to an operator whose roles are not in the policy's `breakGlass.approverRoles`. */

@@ -736,6 +736,10 @@ export class BreakGlass {
   /**
    * An admin reviewed the grant and its session: it leaves the review list. A code signed off before
    * it was used is closed by this: redeeming it is then refused `BREAK_GLASS_ALREADY_SIGNED_OFF` (redeem).
+   * A session still running is refused `BREAK_GLASS_SESSION_ACTIVE`: a review covers all the session did,
+   * so it comes after the session's end (an admin ends it first, or waits for it to end), and a grant
+   * never leaves the review list while its session can still act. A session can only go from live to
+   * ended, so what this unit reads cannot be undone by a concurrent one.
    */
   async signOff(id: string, note: string, actor: string): Promise<BreakGlassGrant> {
     const now = this.deps.clock();
@@ -743,6 +747,26 @@ export class BreakGlass {
       const k = db(uow.store);
       const row = await k.selectFrom('break_glass_grants').selectAll().where('id', '=', id).executeTakeFirst();
       if (row === undefined) throw new BatonError('NOT_FOUND', `No break-glass grant "${id}"`);
+      const sessionId = optStr(row, 'session_id');
+      const session =
+        sessionId === null
+          ? undefined
+          : await k
+              .selectFrom('sessions')
+              .select(['state', 'expires_at'])
+              .where('id', '=', sessionId)
+              .executeTakeFirst();
+      if (
+        session !== undefined &&
+        (session.state === 'active' || session.state === 'suspended') &&
+        num(session, 'expires_at') > now
+      ) {
+        throw new BatonError(
+          'BREAK_GLASS_SESSION_ACTIVE',
+          `The session of this grant is still running (until ${new Date(num(session, 'expires_at')).toISOString()}): ` +
+            'end it (revoke the session) or wait until it ends, then sign it off',
+        );
+      }
       const result = await k
         .updateTable('break_glass_grants')
         .set({ signed_off_at: now, signed_off_by: actor, sign_off_note: note })

@@ -11,8 +11,9 @@ import { firstAdminInBrowser } from '../helpers/e2e-admin.js';
  * Break-glass in Chromium (issue 14 item 7), with the real agent core behind the dev bridge, a real
  * backend and the admin console: an operator who forgot their key types their operator ID, a
  * supervisor touches their own (virtual) key on the same console, the capped session comes to the
- * front marked as such and is refused `payment.approve`; the admin reviews it and signs it off; the
- * operator's second request the same day is refused with its code.
+ * front marked as such and is refused `payment.approve`; the admin reviews it, cannot sign it off
+ * while it runs, and signs it off once it has ended; the operator's second request the same day is
+ * refused with its code.
  */
 const test = base.extend<{ baton: UiConsole }>({
   baton: async ({ context, page }, use) => {
@@ -108,7 +109,8 @@ test('a supervisor’s tap lets in an operator without their key, capped, review
   await page.getByRole('button', { name: 'View customer' }).click();
   await expect(page.getByTestId('action-result')).toContainText('Allowed: View a customer');
 
-  // The admin reviews it in the admin console: who, how, approved by whom; then signs it off.
+  // The admin reviews it in the admin console: who, how, approved by whom. While Fay's session runs it
+  // cannot be signed off (a review covers all it did): the page says so, and the grant stays to review.
   const adminBrowser = await firstAdminInBrowser(browser, baton.backend);
   try {
     const adminPage = adminBrowser.page;
@@ -119,7 +121,23 @@ test('a supervisor’s tap lets in an operator without their key, capped, review
     await expect(row).toContainText('Leeds');
     await row.getByRole('textbox', { name: 'Review note for fay' }).fill('Sam confirmed Fay left her key at home');
     await row.getByRole('button', { name: 'Sign off' }).click();
-    await expect(adminPage.locator('#break-glass-list')).toContainText('Nothing to review');
+    const refusal = adminPage.getByRole('alert');
+    await expect(refusal).toContainText('Not signed off: the temporary access of Fay Teller is still running');
+    await expect(refusal).toContainText('BREAK_GLASS_SESSION_ACTIVE');
+    await expect(refusal.getByRole('link', { name: 'Fay Teller' })).toHaveAttribute('href', '#/operators/fay');
+    await expect(row.getByRole('button', { name: 'Sign off' })).toBeVisible();
+    // Fay's session still works within its terms.
+    await page.getByRole('button', { name: 'View customer' }).click();
+    await expect(page.getByTestId('action-result')).toContainText('Allowed: View a customer');
+
+    // Fay signs out; once her session has ended, the admin signs the access off.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+    // The agent tells the backend the session ended as soon as it can: the admin signs off once it knows.
+    await expect(async () => {
+      await row.getByRole('button', { name: 'Sign off' }).click();
+      await expect(adminPage.locator('#break-glass-list')).toContainText('Nothing to review', { timeout: 1000 });
+    }).toPass();
     await adminPage.getByRole('button', { name: 'Show the last 30 days' }).click();
     await expect(adminPage.locator('#break-glass-list')).toContainText('Sam confirmed Fay left her key at home');
     // The pictures page counts break-glass sessions per operator and per site.
@@ -131,9 +149,7 @@ test('a supervisor’s tap lets in an operator without their key, capped, review
     await adminBrowser.context.close();
   }
 
-  // Fay signs out; a second request today is past the policy's limit, refused with its code.
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await expect(page.getByRole('heading', { name: 'Tap your key' })).toBeVisible();
+  // A second request today is past the policy's limit, refused with its code.
   await page.getByRole('button', { name: 'Forgot your key?' }).click();
   await page.getByRole('textbox', { name: 'Your operator ID' }).fill('fay');
   await page.getByRole('button', { name: 'Ask a supervisor to approve' }).click();

@@ -121,6 +121,27 @@ describe('break-glass: a one-time temporary access code for an operator without 
     assert.equal(typeof grant.sessionId, 'string');
     assert.equal(grant.reason, 'key left at home');
 
+    // Its session is still running: a review covers all it did, so it cannot be signed off yet, and
+    // the grant stays on the review list while the session can still act.
+    const early = await t.admin.request('POST', `/v1/admin/break-glass/${grant.id as string}/sign-off`, {
+      note: 'looks fine so far',
+    });
+    assertError(early, 409, 'BREAK_GLASS_SESSION_ACTIVE');
+    assert.deepEqual(
+      ((await t.admin.ok('GET', '/v1/admin/break-glass')).grants as Json[]).map((g) => g.id),
+      [grant.id],
+    );
+    assert.equal(
+      ((await t.admin.ok('GET', '/v1/admin/events?type=break-glass-signed-off&limit=10')).events as Json[]).length,
+      0,
+    );
+    // The session still acts as its grant allows (nothing was signed off under it)…
+    const stepUp = await kiosk.request('POST', `/v1/sessions/${grant.sessionId as string}/step-up/options`, {
+      action: 'customer.view',
+    });
+    assert.equal(stepUp.body.decision.outcome, 'allow', JSON.stringify(stepUp.body));
+    // …until it ends (here an admin ends it); then the review is of everything it did, and it is signed off.
+    await t.admin.ok('POST', `/v1/admin/sessions/${grant.sessionId as string}/revoke`, { reason: 'key found' });
     const signed = await t.admin.ok('POST', `/v1/admin/break-glass/${grant.id as string}/sign-off`, {
       note: 'checked with the branch manager',
     });
