@@ -2,6 +2,7 @@ import { BatonError } from '../../shared/errors.js';
 import type { EventDraft } from '../../shared/events.js';
 import { BREAK_GLASS_REASON } from '../break-glass/break-glass.js';
 import type { EventLog } from '../services/event-log.js';
+import { activeSessions } from './active-sessions.js';
 
 /** At most this many events in one unit of work. */
 const MAX_BATCH = 256;
@@ -44,12 +45,10 @@ export class IssuanceJournal {
       const batch = this.queue.splice(0, MAX_BATCH);
       try {
         const closed = await this.events.atomically(async (uow) => {
-          // Sessions before the chain head (lock order, repositories.ts), in ascending id.
-          const ended = new Set<string>();
-          for (const id of guardedSessions(batch)) {
-            const session = await uow.store.sessions.getForUpdate(id);
-            if (session?.state !== 'active') ended.add(id);
-          }
+          // Sessions before the chain head (lock order, repositories.ts), in ascending id, in one statement.
+          const guarded = guardedSessions(batch);
+          const active = await activeSessions(uow.store, guarded);
+          const ended = new Set(guarded.filter((id) => !active.has(id)));
           // Each exchange is its own cause: none is linked to another's (detail.causeEventId).
           uow.separateCauses();
           for (const { draft } of batch) {
