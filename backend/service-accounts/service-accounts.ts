@@ -382,10 +382,7 @@ export class ServiceAccounts {
     if (service.revokedAt !== null) refuse('SERVICE_REVOKED', 'This service has been revoked');
     const signed = verified.claims;
     if (!audienceList(signed.aud).some((a) => audiences.includes(a))) {
-      refuse(
-        'SERVICE_ASSERTION_AUDIENCE',
-        `The client assertion's aud must be this token endpoint (${audiences[0] ?? ''})`,
-      );
+      refuse('SERVICE_ASSERTION_AUDIENCE', `The client assertion's aud must be this endpoint (${audiences[0] ?? ''})`);
     }
     const now = this.deps.clock();
     const exp = typeof signed.exp === 'number' && Number.isFinite(signed.exp) ? signed.exp * 1000 : undefined;

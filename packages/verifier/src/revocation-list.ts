@@ -26,7 +26,8 @@ export interface RevocableToken {
 export interface RevocationListOptions {
   /**
    * How far the clock of the Baton node that signed a token may run ahead of the one that recorded a
-   * revocation, in seconds (default 30, the verifier's default `clockToleranceSeconds`). A console,
+   * revocation, in seconds (default 5: Baton's nodes keep time by NTP, well within a second of each other; the
+   * margin also covers `iat`'s one-second grain). A console,
    * operator, passkey or service revocation refuses the tokens of its target issued up to this long
    * after its `at`: a token signed just before the revocation committed, by a node whose clock runs
    * ahead (or in the next second of `iat`'s one-second grain), is refused all the same. The price: for
@@ -38,8 +39,12 @@ export interface RevocationListOptions {
 
 /** Tokens live at most 10 minutes (Baton's cap), plus clock skew: older revocations concern no live token. */
 const KEEP_MS = 11 * 60 * 1000;
-/** The default of `clockToleranceSeconds` (the verifier's own default clock tolerance). */
-export const DEFAULT_REVOCATION_SKEW_SECONDS = 30;
+/**
+ * The default of `clockToleranceSeconds`: the skew between two Baton nodes (not between an app server and Baton, which
+ * the verifier's own 30 s tolerance is for), plus `iat`'s one-second grain. Kept small: it is also how long a
+ * passkey's revocation refuses the operator's tokens from their other sessions.
+ */
+export const DEFAULT_REVOCATION_SKEW_SECONDS = 5;
 
 /**
  * The revocations an app server has heard of, and which tokens they refuse:
