@@ -16,7 +16,17 @@
  * Beside it, in the same run, the naive anchor: ../shared/anchors/ws-broadcast.mjs CONSOLES.
  *
  *   node --import tsx bench/cluster-revocation.ts [--consoles 10000] [--samples 50] [--rounds 5] [--skip-cross]
- *     [--connect-concurrency 200] [--ack-timeout 60] [--skip-anchor] [--statement-log]
+ *     [--connect-concurrency 200] [--ack-timeout 60] [--skip-anchor] [--statement-log] [--profile-dir DIR]
+ *
+ * Two measures of "every console acknowledged", both printed: all acks *received* by the node(s) (the
+ * channel handed the last console's ack to the hub, in memory, before any write: what the naive anchor
+ * measures, its server counting the 'ack's it received) and all acks *committed* (durable, stricter).
+ * Each all-console round also prints the CPU the simulated consoles (this process), each node and
+ * PostgreSQL spent from the revoke call until the last commit.
+ *
+ * --profile-dir: a CPU profile of each node and of this process (the simulated consoles) over the
+ * all-console rounds only (node:inspector, one .cpuprofile each per case in DIR), not the connecting
+ * or the single-console samples.
  *
  * --statement-log: PostgreSQL logs every statement (bench/lib/statement-timeline.ts), and the run
  * prints, for the single-console revocations, when the request's first statement, the unit's BEGIN
@@ -24,7 +34,8 @@
  *
  * Without PostgreSQL, (1) runs on embedded SQLite and (2), (3) are skipped with the reason printed.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -74,6 +85,8 @@ const { values: args } = parseArgs({
     'connect-concurrency': { type: 'string', default: '200' },
     /** PostgreSQL logs every statement (slower): prints where a single-console revocation's time goes. */
     'statement-log': { type: 'boolean', default: false },
+    /** A CPU profile of each node over the all-console rounds (one .cpuprofile per node and case). */
+    'profile-dir': { type: 'string' },
   },
 });
 const CONSOLES = Number(args.consoles);
@@ -211,9 +224,16 @@ async function singles(
 
 interface AllResult {
   allReceived: Summary;
+  /** Every ack received by the node(s), before any write: the anchor's measure. */
+  allAckReceived: Summary;
   allAcked: Summary;
+  /** CPU ms per round (revoke call → last commit): the simulated consoles, the nodes, PostgreSQL (medians). */
+  cpu: { clientsMs: number; nodesMs: number; postgresMs: number };
   rounds: number;
 }
+
+/** The PostgreSQL postmaster (its backends are its children), for the rounds' CPU; undefined on SQLite. */
+let postgresRoot: number | undefined;
 
 /**
  * Where a fan-out's time went, ms from the revoke call: the call's return on the node that took it,
@@ -222,6 +242,9 @@ interface AllResult {
 async function stages(nodes: readonly BackendProcess[], t0: number, acks: CommittedAcks): Promise<string> {
   const parts: string[] = [];
   if (acks.returnedAt !== undefined) parts.push(`revoke() returned +${fmt(acks.returnedAt - t0, 0)}`);
+  if (acks.firstSentAt !== undefined && acks.lastSentAt !== undefined)
+    parts.push(`send loop +${fmt(acks.firstSentAt - t0, 0)}..+${fmt(acks.lastSentAt - t0, 0)}`);
+  parts.push(`last ack received +${fmt(acks.receivedLastAt - t0, 0)}`);
   for (const [n, node] of nodes.entries()) {
     const { writes } = await node.request<{ writes: { what: string; rows: number; startedAt: number; ms: number }[] }>(
       'store-writes',
@@ -239,15 +262,32 @@ async function everyone(
   nodes: readonly BackendProcess[],
   count: number,
   rounds: number,
+  profileAs?: string,
 ): Promise<AllResult> {
   const allReceived: number[] = [];
+  const allAckReceived: number[] = [];
   const allAcked: number[] = [];
+  const cpu = { clients: [] as number[], nodes: [] as number[], postgres: [] as number[] };
+  /** This process's own profile (the simulated consoles), beside the nodes'. */
+  const own = profileAs === undefined ? undefined : new Session();
+  if (own !== undefined) {
+    for (const node of nodes) await node.request('profile-start');
+    own.connect();
+    await own.post('Profiler.enable');
+    await own.post('Profiler.setSamplingInterval', { interval: 200 });
+    await own.post('Profiler.start');
+  }
   for (let i = 0; i < rounds; i++) {
     const { operator } = (await admin.ok('POST', '/v1/admin/operators', {
       displayName: `Round ${i}`,
       roles: ['teller'],
     })) as Json;
     await new Promise((resolve) => setTimeout(resolve, 300));
+    const cpuBefore = {
+      clients: process.cpuUsage(),
+      nodes: nodes.map((n) => treeCpu(n.child.pid ?? 0)),
+      postgres: postgresRoot === undefined ? new Map<number, number>() : treeCpu(postgresRoot),
+    };
     const t0 = wallMs();
     const body = (await admin.ok('POST', `/v1/admin/operators/${operator.id as string}/revoke`, {
       reason: 'benchmark',
@@ -255,15 +295,52 @@ async function everyone(
     const epoch = body.epoch as number;
     await receipts.waitFor(epoch, undefined, count, ACK_TIMEOUT_MS);
     const acks = await waitForAcks(nodes, epoch, count, ACK_TIMEOUT_MS);
+    const clientCpu = process.cpuUsage(cpuBefore.clients);
+    cpu.clients.push((clientCpu.user + clientCpu.system) / 1000);
+    cpu.nodes.push(
+      nodes.reduce((sum, n, k) => sum + cpuDelta(cpuBefore.nodes[k] ?? new Map(), treeCpu(n.child.pid ?? 0)), 0),
+    );
+    cpu.postgres.push(postgresRoot === undefined ? Number.NaN : cpuDelta(cpuBefore.postgres, treeCpu(postgresRoot)));
     allReceived.push(receipts.at(epoch) - t0);
+    allAckReceived.push(acks.receivedLastAt - t0);
     allAcked.push(acks.lastAt - t0);
     console.log(
       `  round ${i + 1}: all ${fmtInt(count)} received ${fmt(allReceived.at(-1) ?? Number.NaN, 1)} ms, ` +
+        `all acks received by the backend ${fmt(allAckReceived.at(-1) ?? Number.NaN, 1)} ms, ` +
         `all acks committed ${fmt(allAcked.at(-1) ?? Number.NaN, 1)} ms (${loadLine()})`,
     );
     console.log(`    ${await stages(nodes, t0, acks)}`);
+    console.log(
+      `    CPU ms: consoles (this process) ${fmt(cpu.clients.at(-1) ?? Number.NaN, 0)}, ` +
+        `node(s) ${fmt(cpu.nodes.at(-1) ?? Number.NaN, 0)}, PostgreSQL ${fmt(cpu.postgres.at(-1) ?? Number.NaN, 0)}`,
+    );
   }
-  return { allReceived: summarize(allReceived), allAcked: summarize(allAcked), rounds };
+  if (profileAs !== undefined && own !== undefined) {
+    const dir = args['profile-dir'] as string;
+    mkdirSync(dir, { recursive: true });
+    const { profile } = await own.post('Profiler.stop');
+    own.disconnect();
+    writeFileSync(join(dir, `${profileAs}-consoles.cpuprofile`), JSON.stringify(profile));
+    console.log(
+      `    CPU profile of the simulated consoles (this process): ${join(dir, `${profileAs}-consoles.cpuprofile`)}`,
+    );
+    for (const [n, node] of nodes.entries()) {
+      const file = join(dir, `${profileAs}-node${n}.cpuprofile`);
+      await node.request('profile-stop', { file });
+      console.log(`    CPU profile of node ${n} over these rounds: ${file}`);
+    }
+  }
+  return {
+    allReceived: summarize(allReceived),
+    allAckReceived: summarize(allAckReceived),
+    allAcked: summarize(allAcked),
+    cpu: {
+      clientsMs: summarize(cpu.clients).p50,
+      nodesMs: summarize(cpu.nodes).p50,
+      postgresMs: summarize(cpu.postgres).p50,
+    },
+    rounds,
+  };
 }
 
 async function main(): Promise<void> {
@@ -300,6 +377,7 @@ async function main(): Promise<void> {
       }
     });
     engine = 'PostgreSQL';
+    postgresRoot = postmasterPid(pg.server);
   }
   const a = await BackendProcess.start();
   await a.request('instrument-revocations');
@@ -345,7 +423,8 @@ async function main(): Promise<void> {
   const load1 = loadLine();
   const single1 = await singles(sampleA, authenticator, a.admin, nodes);
   console.log(`(1) single console on A: ack p99 ${fmt(single1.acked.p99, 2)} ms (${loadLine()})`);
-  const all1 = await everyone(a.admin, nodes, CONSOLES, ROUNDS);
+  const profileDir = args['profile-dir'];
+  const all1 = await everyone(a.admin, nodes, CONSOLES, ROUNDS, profileDir === undefined ? undefined : 'one-node');
 
   let single2: SingleResult | undefined;
   let all2: AllResult | undefined;
@@ -375,7 +454,7 @@ async function main(): Promise<void> {
     try {
       single2 = await singles(moving.slice(0, SAMPLES), authenticator, a.admin, nodes);
       console.log(`(2) console on B, revoked on A: ack p99 ${fmt(single2.acked.p99, 2)} ms (${loadLine()})`);
-      all2 = await everyone(a.admin, nodes, CONSOLES, ROUNDS);
+      all2 = await everyone(a.admin, nodes, CONSOLES, ROUNDS, profileDir === undefined ? undefined : 'two-nodes');
     } catch (error) {
       crossFailure = (error as Error).message;
       skipped.push(`two-node revocation not measured: ${crossFailure}`);
@@ -481,9 +560,13 @@ async function main(): Promise<void> {
       'rounds',
       'all received p50',
       'all received p99',
-      'all acks committed p50',
-      'all acks committed p99',
+      'all acks received by the backend p50',
+      'p99',
       'ratio p99 to anchor',
+      'all acks committed p50',
+      'p99',
+      'ratio p99 to anchor',
+      'CPU ms per round: consoles / nodes / PostgreSQL',
     ],
     [['(1) one node', all1], ...(all2 === undefined ? [] : ([['(2) spread over 2 nodes', all2]] as const))].map(
       ([name, r]) => {
@@ -493,9 +576,13 @@ async function main(): Promise<void> {
           String(res.rounds),
           fmt(res.allReceived.p50, 1),
           fmt(res.allReceived.p99, 1),
+          fmt(res.allAckReceived.p50, 1),
+          fmt(res.allAckReceived.p99, 1),
+          fmt(res.allAckReceived.p99 / (anchorAll?.p99 ?? Number.NaN)),
           fmt(res.allAcked.p50, 1),
           fmt(res.allAcked.p99, 1),
           fmt(res.allAcked.p99 / (anchorAll?.p99 ?? Number.NaN)),
+          `${fmt(res.cpu.clientsMs, 0)} / ${fmt(res.cpu.nodesMs, 0)} / ${fmt(res.cpu.postgresMs, 0)}`,
         ];
       },
     ),
@@ -557,11 +644,7 @@ async function main(): Promise<void> {
       `${fmt(single1.acked.p99, 2)} ms`,
       verdict(single1.acked.p99 <= GOAL_SINGLE_P99_MS),
     ],
-    [
-      `(1) all ${fmtInt(CONSOLES)} acks p99 ≤ ${GOAL_ALL_P99_MS} ms and ≤ anchor`,
-      `${fmt(all1.allAcked.p99, 1)} ms (anchor ${fmt(anchorAll?.p99 ?? Number.NaN, 1)})`,
-      verdict(all1.allAcked.p99 <= GOAL_ALL_P99_MS && all1.allAcked.p99 <= (anchorAll?.p99 ?? 0)),
-    ],
+    ...allGoals(`(1) all ${fmtInt(CONSOLES)}`, all1, anchorAll?.p99),
     [`RSS per connection ≤ 12 KiB`, kib(rssPer), verdict(rssPer <= GOAL_BYTES_PER_CONNECTION)],
   ];
   if (single2 !== undefined && all2 !== undefined) {
@@ -571,11 +654,7 @@ async function main(): Promise<void> {
         `${fmt(single2.acked.p99, 2)} ms`,
         verdict(single2.acked.p99 <= GOAL_SINGLE_P99_MS),
       ],
-      [
-        `(2) all over 2 nodes p99 ≤ ${GOAL_ALL_P99_MS} ms and ≤ anchor`,
-        `${fmt(all2.allAcked.p99, 1)} ms`,
-        verdict(all2.allAcked.p99 <= GOAL_ALL_P99_MS && all2.allAcked.p99 <= (anchorAll?.p99 ?? 0)),
-      ],
+      ...allGoals('(2) all over 2 nodes', all2, anchorAll?.p99),
     );
   }
   if (failover !== undefined) {
@@ -608,6 +687,27 @@ async function main(): Promise<void> {
     heapPerConnection: heapPer,
     skipped,
   });
+}
+
+/**
+ * The all-console goal (p99 ≤ 250 ms and ≤ the anchor), on both measures: acks received by the
+ * backend (the anchor's own measure: its server counts the acks it received) and acks committed.
+ */
+function allGoals(name: string, result: AllResult, anchorP99: number | undefined): string[][] {
+  const anchor = anchorP99 ?? Number.NaN;
+  const goal = (p99: number) => verdict(p99 <= GOAL_ALL_P99_MS && p99 <= (anchorP99 ?? 0));
+  return [
+    [
+      `${name}: acks received by the backend (the anchor's measure) p99 ≤ ${GOAL_ALL_P99_MS} ms and ≤ anchor`,
+      `${fmt(result.allAckReceived.p99, 1)} ms (anchor ${fmt(anchor, 1)})`,
+      goal(result.allAckReceived.p99),
+    ],
+    [
+      `${name}: acks committed (stricter) p99 ≤ ${GOAL_ALL_P99_MS} ms and ≤ anchor`,
+      `${fmt(result.allAcked.p99, 1)} ms (anchor ${fmt(anchor, 1)})`,
+      goal(result.allAcked.p99),
+    ],
+  ];
 }
 
 /** A single-console result without its per-call lists (for the JSON line). */

@@ -5,6 +5,8 @@
  * event-loop readings, and the revocation timings it observes. Nothing here changes what the
  * backend does with a request.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import pino from 'pino';
 import { parseBackendConfig } from '../../backend/config.js';
@@ -51,6 +53,14 @@ const revocationTimes = new Map<number, RevokeCall>();
 const ackCommittedAt = new Map<number, Map<string, number>>();
 /** The latest of those commit times, per epoch. */
 const lastAckAt = new Map<number, number>();
+/**
+ * Acknowledgements this node received (handed to the hub by the console channel, before any
+ * write), per epoch: how many consoles, and when the last one arrived. What the naive anchor
+ * measures ('received in memory'); the commit times above are the stricter measure.
+ */
+const ackReceived = new Map<number, { count: number; lastAt: number }>();
+/** A CPU profile of this node taken between `profile-start` and `profile-stop` (node:inspector). */
+let profiler: Session | undefined;
 /** The fan-out's multi-row store writes (delivery rows, ack groups): when each started and how long it took. */
 const storeWrites: { what: string; rows: number; startedAt: number; ms: number }[] = [];
 /** How long the event loop was blocked: what a sign-in or a revocation push arriving then would wait. */
@@ -94,8 +104,6 @@ function instrumentRevocations(): void {
   const hub = backend.revocations;
   const revoke = hub.revoke.bind(hub);
   const acknowledge = hub.acknowledge.bind(hub);
-  const flushAcks = hub.flushAcks.bind(hub);
-  let queued: { consoleId: string; epoch: number }[] = [];
   // The hub's console port (given at construction, private): each revocation frame written to a console is
   // timed by the epoch it carries (read from its first bytes), so the push loop's first and last write are
   // known per epoch, whatever else is pushed meanwhile, without touching the hub.
@@ -130,28 +138,14 @@ function instrumentRevocations(): void {
     if (consoleIds.length > 1)
       storeWrites.push({ what: 'deliveries', rows: consoleIds.length, startedAt: t0, ms: wallMs() - t0 });
   };
+  // An acknowledgement is committed when the store write that carries it returns (exactly the acks it
+  // wrote, whatever flush or retry wrote them).
   repo.recordAcks = async (acks) => {
     const t0 = wallMs();
     await recordAcks(acks);
-    if (acks.length > 1) storeWrites.push({ what: 'acks', rows: acks.length, startedAt: t0, ms: wallMs() - t0 });
-  };
-  hub.acknowledge = (consoleId: string, epoch: number) => {
-    queued.push({ consoleId, epoch });
-    acknowledge(consoleId, epoch);
-  };
-  // flushAcks commits exactly the acknowledgements queued since the last flush (on failure the hub
-  // keeps them for its retry, and so does this).
-  hub.flushAcks = async (...options: Parameters<typeof hub.flushAcks>) => {
-    const batch = queued;
-    queued = [];
-    try {
-      await flushAcks(...options);
-    } catch (error) {
-      queued = [...batch, ...queued];
-      throw error;
-    }
     const at = wallMs();
-    for (const { consoleId, epoch } of batch) {
+    if (acks.length > 1) storeWrites.push({ what: 'acks', rows: acks.length, startedAt: t0, ms: at - t0 });
+    for (const { consoleId, epoch } of acks) {
       let times = ackCommittedAt.get(epoch);
       if (times === undefined) ackCommittedAt.set(epoch, (times = new Map()));
       if (!times.has(consoleId)) {
@@ -159,6 +153,17 @@ function instrumentRevocations(): void {
         lastAckAt.set(epoch, at);
       }
     }
+  };
+  hub.acknowledge = (consoleId: string, epoch: number) => {
+    // A count and a time only (each console acknowledges an epoch once in these benchmarks): this runs in
+    // the node being measured, once per ack.
+    const received = ackReceived.get(epoch);
+    if (received === undefined) ackReceived.set(epoch, { count: 1, lastAt: wallMs() });
+    else {
+      received.count++;
+      received.lastAt = wallMs();
+    }
+    acknowledge(consoleId, epoch);
   };
 }
 
@@ -244,9 +249,39 @@ process.on('message', (raw: unknown) => {
           ...(frames === undefined ? {} : { firstSentAt: frames.first, lastSentAt: frames.last }),
           count: acks?.size ?? 0,
           ...(acks === undefined ? {} : { lastAt: lastAckAt.get(epoch) }),
+          receivedCount: ackReceived.get(epoch)?.count ?? 0,
+          ...(ackReceived.has(epoch) ? { receivedLastAt: ackReceived.get(epoch)?.lastAt } : {}),
           ...(consoleAt === undefined ? {} : { consoleAt }),
           ...(request.all === true ? { acks: [...(acks?.entries() ?? [])] } : {}),
         });
+        return;
+      }
+      case 'profile-start':
+        // A CPU profile of this node from now until `profile-stop` (only the part of a run one wants).
+        profiler = new Session();
+        profiler.connect();
+        void profiler
+          .post('Profiler.enable')
+          .then(() => profiler?.post('Profiler.setSamplingInterval', { interval: 200 }))
+          .then(() => profiler?.post('Profiler.start'))
+          .then(() => reply({}))
+          .catch((error: unknown) => reply({ error: String(error) }));
+        return;
+      case 'profile-stop': {
+        const session = profiler;
+        profiler = undefined;
+        if (session === undefined) {
+          reply({ error: 'no profile-start' });
+          return;
+        }
+        void session
+          .post('Profiler.stop')
+          .then(({ profile }) => {
+            writeFileSync(request.file as string, JSON.stringify(profile));
+            session.disconnect();
+            reply({});
+          })
+          .catch((error: unknown) => reply({ error: String(error) }));
         return;
       }
       case 'store-writes':

@@ -21,6 +21,9 @@ export interface RevocationTimes {
   /** Acknowledgements of the epoch committed on that node, and the latest commit time. */
   count: number;
   lastAt?: number;
+  /** Acknowledgements of the epoch this node received (before any write), and when the last arrived. */
+  receivedCount: number;
+  receivedLastAt?: number;
   /** With `consoleId`: when that console's acknowledgement was committed. */
   consoleAt?: number;
   /** With `all`: every committed acknowledgement. */
@@ -31,6 +34,9 @@ export interface RevocationTimes {
 export interface CommittedAcks {
   count: number;
   lastAt: number;
+  /** Acknowledgements received by the nodes (in memory, before any write) and the last arrival. */
+  receivedCount: number;
+  receivedLastAt: number;
   consoleAt?: number;
   /** The node that took the revoke call: its `revoke` start and return, its push loop's first and last write. */
   startedAt?: number;
@@ -110,7 +116,12 @@ export async function waitForAcks(
 ): Promise<CommittedAcks> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const result: CommittedAcks = { count: 0, lastAt: Number.NEGATIVE_INFINITY };
+    const result: CommittedAcks = {
+      count: 0,
+      lastAt: Number.NEGATIVE_INFINITY,
+      receivedCount: 0,
+      receivedLastAt: Number.NEGATIVE_INFINITY,
+    };
     for (const node of nodes) {
       const times = await node.request<RevocationTimes>('revocation-times', {
         epoch,
@@ -118,6 +129,9 @@ export async function waitForAcks(
       });
       result.count += times.count;
       if (times.lastAt !== undefined) result.lastAt = Math.max(result.lastAt, times.lastAt + node.clockOffsetMs);
+      result.receivedCount += times.receivedCount;
+      if (times.receivedLastAt !== undefined)
+        result.receivedLastAt = Math.max(result.receivedLastAt, times.receivedLastAt + node.clockOffsetMs);
       if (times.consoleAt !== undefined) result.consoleAt = times.consoleAt + node.clockOffsetMs;
       if (times.found && times.startedAt !== undefined && times.returnedAt !== undefined) {
         result.startedAt = times.startedAt + node.clockOffsetMs;
