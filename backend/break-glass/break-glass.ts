@@ -739,7 +739,9 @@ export class BreakGlass {
    * A session still running is refused `BREAK_GLASS_SESSION_ACTIVE`: a review covers all the session did,
    * so it comes after the session's end (an admin ends it first, or waits for it to end), and a grant
    * never leaves the review list while its session can still act. A session can only go from live to
-   * ended, so what this unit reads cannot be undone by a concurrent one.
+   * ended; a grant can go from unused to redeemed (a session starting) while this unit runs, on another
+   * node: the UPDATE therefore requires the grant's session to be the one read, and a redeem that
+   * committed in between turns the sign-off into `BREAK_GLASS_SESSION_ACTIVE`.
    */
   async signOff(id: string, note: string, actor: string): Promise<BreakGlassGrant> {
     const now = this.deps.clock();
@@ -772,9 +774,22 @@ export class BreakGlass {
         .set({ signed_off_at: now, signed_off_by: actor, sign_off_note: note })
         .where('id', '=', id)
         .where('signed_off_at', 'is', null)
+        .where('session_id', sessionId === null ? 'is' : '=', sessionId)
         .executeTakeFirst();
-      if (changed(result) !== 1)
+      if (changed(result) !== 1) {
+        const current = await k
+          .selectFrom('break_glass_grants')
+          .select(['signed_off_at'])
+          .where('id', '=', id)
+          .executeTakeFirst();
+        if (current !== undefined && current.signed_off_at === null) {
+          throw new BatonError(
+            'BREAK_GLASS_SESSION_ACTIVE',
+            'The grant was redeemed while it was being signed off: its session is running; sign it off once it has ended',
+          );
+        }
         throw new BatonError('BREAK_GLASS_ALREADY_SIGNED_OFF', 'This grant was already signed off');
+      }
       const grant = grantFrom(row);
       await uow.record({
         type: 'break-glass-signed-off',

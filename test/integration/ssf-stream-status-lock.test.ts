@@ -9,6 +9,7 @@ import {
 } from '../helpers/backend-harness.js';
 import { postgresSkip } from '../helpers/postgres-server.js';
 import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
+import { answerWhileHeld } from '../helpers/row-lock.js';
 import { TEST_ENGINE } from '../helpers/test-database.js';
 
 /**
@@ -82,20 +83,9 @@ describe(
         .filter((e) => e.reasons.some((x) => x.startsWith('ssf-stream-')) && e.detail?.stream === streamId)
         .sort((a, b) => a.cursor - b.cursor);
 
-    /**
-     * Holds the stream's row (SELECT … FOR UPDATE) and pauses it, uncommitted; starts `change`; waits until a
-     * statement of the backend waits for the holder's lock (polling pg_stat_activity, the outcome not a timer);
-     * checks the change has not answered meanwhile; commits; returns the change's answer.
-     */
-    async function changeWhileHeld(
-      streamId: string,
-      change: () => Promise<HttpResult<Json>>,
-    ): Promise<HttpResult<Json>> {
-      const pid = (await holder.get<{ pid: number }>('SELECT pg_backend_pid() AS pid'))?.pid;
-      assert.equal(typeof pid, 'number');
-      await holder.exec('BEGIN');
-      let committed = false;
-      try {
+    /** Holds the stream's row (SELECT … FOR UPDATE) and pauses it, uncommitted, while `change` runs (answerWhileHeld). */
+    function changeWhileHeld(streamId: string, change: () => Promise<HttpResult<Json>>): Promise<HttpResult<Json>> {
+      const hold = async () => {
         const locked = await holder.all<{ status: string }>(
           'SELECT id, status FROM ssf_streams WHERE id = ? FOR UPDATE',
           streamId,
@@ -112,43 +102,9 @@ describe(
           ),
           1,
         );
-
-        let settled = false;
-        // Kept settled (never an unhandled rejection while the row is held); its failure is thrown after the commit.
-        const call = change().then(
-          (result) => ((settled = true), { result }),
-          (error: unknown) => ((settled = true), { error }),
-        );
-        const deadline = Date.now() + 30_000;
-        let blocked: string | undefined;
-        for (;;) {
-          assert.ok(!settled, 'the status change answered while another session held the stream row: it did not wait');
-          const waiting = await watcher.all<{ query: string }>(
-            `SELECT query FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock' AND ? = ANY(pg_blocking_pids(pid))`,
-            pid,
-          );
-          blocked = waiting[0]?.query;
-          if (blocked !== undefined) break;
-          assert.ok(Date.now() < deadline, 'the status change never waited for the stream row');
-          await new Promise((resolve) => setTimeout(resolve, 5)); // the polling period, not a wait for the outcome
-        }
-        // The waiter is an UPDATE of the stream's row (the status change's unit), its lock request not granted.
-        assert.match(blocked, /^update "ssf_streams"/i);
-        const ungranted = await watcher.all(
-          'SELECT 1 FROM pg_locks WHERE NOT granted AND ? = ANY(pg_blocking_pids(pid))',
-          pid,
-        );
-        assert.ok(ungranted.length > 0, 'a lock request blocked by the holder');
-        assert.ok(!settled, 'the status change answered before the holder committed');
-        await holder.exec('COMMIT');
-        committed = true;
-        const outcome = await call;
-        if ('error' in outcome) throw outcome.error;
-        return outcome.result;
-      } finally {
-        if (!committed) await holder.exec('ROLLBACK');
-      }
+      };
+      // The waiter is an UPDATE of the stream's row (the status change's unit), its lock request not granted.
+      return answerWhileHeld(holder, watcher, hold, change, /^update "ssf_streams"/i);
     }
 
     async function assertDisabledAfterPaused(streamId: string, receiverId: string, actor: string, reason: string) {

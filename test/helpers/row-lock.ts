@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import type { RawDatabase } from './raw-database.js';
+
+/**
+ * Another PostgreSQL session's uncommitted write (what a second node's unit of work is to this one), and a call to
+ * the backend racing it: `holder` opens a transaction and runs `hold` (it takes row locks and writes, uncommitted);
+ * `call` starts; this waits until a statement of the backend waits for a lock the holder has (polling
+ * pg_stat_activity through `watcher`: the outcome, not a timer) and checks that it is `blocked` (a pattern of its
+ * SQL) and that the call has not answered meanwhile; then the holder commits and the call's answer is returned.
+ */
+export async function answerWhileHeld<T>(
+  holder: RawDatabase,
+  watcher: RawDatabase,
+  hold: () => Promise<void>,
+  call: () => Promise<T>,
+  blocked: RegExp,
+): Promise<T> {
+  const pid = (await holder.get<{ pid: number }>('SELECT pg_backend_pid() AS pid'))?.pid;
+  assert.equal(typeof pid, 'number');
+  await holder.exec('BEGIN');
+  let committed = false;
+  try {
+    await hold();
+    let settled = false;
+    // Kept settled (never an unhandled rejection while the row is held); its failure is thrown after the commit.
+    const answer = call().then(
+      (result) => ((settled = true), { result }),
+      (error: unknown) => ((settled = true), { error }),
+    );
+    const deadline = Date.now() + 30_000;
+    let waiting: string | undefined;
+    for (;;) {
+      assert.ok(!settled, 'the call answered while another session held the row: it did not wait');
+      const rows = await watcher.all<{ query: string }>(
+        `SELECT query FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock' AND ? = ANY(pg_blocking_pids(pid))`,
+        pid,
+      );
+      waiting = rows[0]?.query;
+      if (waiting !== undefined) break;
+      assert.ok(Date.now() < deadline, 'the call never waited for the held row');
+      await new Promise((resolve) => setTimeout(resolve, 5)); // the polling period, not a wait for the outcome
+    }
+    assert.match(waiting, blocked);
+    const ungranted = await watcher.all(
+      'SELECT 1 FROM pg_locks WHERE NOT granted AND ? = ANY(pg_blocking_pids(pid))',
+      pid,
+    );
+    assert.ok(ungranted.length > 0, 'a lock request blocked by the holder');
+    assert.ok(!settled, 'the call answered before the holder committed');
+    await holder.exec('COMMIT');
+    committed = true;
+    const outcome = await answer;
+    if ('error' in outcome) throw outcome.error;
+    return outcome.result;
+  } finally {
+    if (!committed) await holder.exec('ROLLBACK');
+  }
+}
