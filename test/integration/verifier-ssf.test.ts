@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   ActionTokenVerifier,
   SsfSubscription,
+  TOKEN_HORIZON_MS,
   VerificationError,
   type Revocation,
 } from '../../packages/verifier/src/index.js';
@@ -134,6 +135,45 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
       await status('enabled');
       await waitFor(() => sub.downForMs() === 0, 'the subscription to hear the stream again');
       assert.equal(await refusalBy(strict, token), undefined);
+    } finally {
+      sub.close();
+    }
+  });
+
+  it('a stream disabled at Baton (what it held dropped) still counts as unheard once enabled again, until the tokens issued before have expired', async () => {
+    const own = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
+      name: 'Third app server',
+      scopes: ['ssf.manage'],
+    })) as Json;
+    let now = Date.now();
+    const sub = new SsfSubscription({ batonUrl: t.url, token: own.token as string, clock: () => now });
+    try {
+      await sub.ready;
+      const strict = new ActionTokenVerifier({
+        audience: TELLER_AUDIENCE,
+        jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+        actions: { 'customer.view': { level: 'presence' } },
+        revocations: sub,
+        maxRevocationLagMs: 200,
+      });
+      const { token } = await tokenOf(console1, ada.authenticator);
+      assert.equal(await refusalBy(strict, token), undefined);
+      const id = sub.streamId as string;
+      const status = (value: string) => t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: value });
+      const backlog = async () =>
+        (((await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json).streams as Json[]).find((x) => x.id === id)
+          ?.backlog as number;
+      now += 1000;
+      await status('disabled');
+      await waitFor(() => sub.downForMs() >= 1000, 'the subscription to count the disabled stream as unheard');
+      assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
+      // Enabled again: its stream-updated SET is queued, handed out and acknowledged (the subscription has read it).
+      await status('enabled');
+      await waitFor(async () => (await backlog()) === 0, 'the stream-updated SET to be taken and acknowledged');
+      assert.ok(sub.downForMs() >= 1000, 'what the disable dropped may concern any token issued before');
+      assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
+      now += TOKEN_HORIZON_MS; // every token issued before the stream was enabled again has expired by now
+      assert.equal(sub.downForMs(), 0);
     } finally {
       sub.close();
     }

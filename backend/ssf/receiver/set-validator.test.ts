@@ -130,3 +130,50 @@ describe("fetching a transmitter's JWKS", () => {
     }
   });
 });
+
+describe("SSF's own events name the source's stream", () => {
+  const STREAM_UPDATED = 'https://schemas.openid.net/secevent/ssf/event-type/stream-updated';
+
+  /** A stream-updated SET of the transmitter whose subject is given as `sub_id` or, as before SSF 1.0, in the event. */
+  async function streamUpdated(where: 'sub_id' | 'event', streamId: string) {
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+    const subject = { format: 'opaque', id: streamId };
+    const jws = Buffer.from(
+      await new SignJWT({
+        ...(where === 'sub_id' ? { sub_id: subject } : {}),
+        events: { [STREAM_UPDATED]: { status: 'paused', ...(where === 'event' ? { subject } : {}) } },
+      })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' })
+        .setIssuer('https://idp.example/')
+        .setAudience('https://baton.example/ssf')
+        .setJti(`jti-${where}-${streamId}`)
+        .setIssuedAt()
+        .sign(privateKey),
+    );
+    return { jwk, jws };
+  }
+
+  it('accepts the stream named as sub_id or as the event subject; refuses another stream either way', async () => {
+    for (const where of ['sub_id', 'event'] as const) {
+      for (const named of ['str_mine', 'str_other']) {
+        const { jwk, jws } = await streamUpdated(where, named);
+        const keys = new TransmitterKeys({ jwksTimeoutMs: 200 });
+        const t = { ...transmitter('https://idp.example/jwks.json'), pinnedJwks: JSON.stringify({ keys: [jwk] }) };
+        const outcome = await validateSet({ ...t, streamId: 'str_mine' }, jws, CONTENT_TYPE, {
+          keys,
+          store,
+          now: Date.now(),
+        }).then(
+          (valid) => valid.type,
+          (e: unknown) => (e instanceof SetRefusal ? e.code : String(e)),
+        );
+        assert.equal(
+          outcome,
+          named === 'str_mine' ? STREAM_UPDATED : 'SSF_SET_STREAM_MISMATCH',
+          `${where} naming ${named}`,
+        );
+      }
+    }
+  });
+});

@@ -355,15 +355,17 @@ export async function validateSet(
   // SSF 1.0 §8.1.4.1, §8.1.5: SSF's own events name their stream (`sub_id` {"format": "opaque", "id": stream_id}).
   // One naming another stream (or none) is not about this source's stream: refused, never taken as its status or
   // its verification. A push-only source's stream id is not known to Baton: nothing to compare with.
+  // The stream may also be named as the event's own `subject`, as before SSF 1.0 (and as other events may be).
   if ((type === SSF_STREAM_UPDATED || type === SSF_VERIFICATION) && t.streamId !== null) {
-    const named = claims.sub_id?.format === 'opaque' ? claims.sub_id.id : undefined;
+    const subjectId = (claims.sub_id ?? payloadEvent.subject) as { format?: unknown; id?: unknown } | undefined;
+    const named = subjectId?.format === 'opaque' && typeof subjectId.id === 'string' ? subjectId.id : undefined;
     if (named !== t.streamId) {
       const what =
-        claims.sub_id === undefined
+        subjectId === undefined
           ? 'no sub_id'
           : typeof named === 'string'
             ? `stream "${named.slice(0, 128)}"`
-            : `a ${claims.sub_id.format} sub_id, not an opaque stream id`;
+            : `a ${String(subjectId.format).slice(0, 40)} sub_id, not an opaque stream id`;
       throw new SetRefusal(
         'SSF_SET_STREAM_MISMATCH',
         'invalid_request',

@@ -5,6 +5,7 @@ export { bearerChallenge, parseBearerChallenge, type ChallengeParams } from './c
 export { LEVELS, LEVEL_ACR, acrValuesFor, meets, type Level } from './levels.js';
 export {
   DEFAULT_REVOCATION_SKEW_SECONDS,
+  TOKEN_HORIZON_MS,
   RevocationList,
   type Revocation,
   type RevocableToken,

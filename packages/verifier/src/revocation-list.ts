@@ -38,7 +38,8 @@ export interface RevocationListOptions {
 }
 
 /** Tokens live at most 10 minutes (Baton's cap), plus clock skew: older revocations concern no live token. */
-const KEEP_MS = 11 * 60 * 1000;
+export const TOKEN_HORIZON_MS = 11 * 60 * 1000;
+const KEEP_MS = TOKEN_HORIZON_MS;
 /**
  * The default of `clockToleranceSeconds`: the skew between two Baton nodes (not between an app server and Baton, which
  * the verifier's own 30 s tolerance is for), plus `iat`'s one-second grain. Kept small: it is also how long a

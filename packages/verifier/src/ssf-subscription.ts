@@ -1,8 +1,11 @@
 import { createRemoteJWKSet } from 'jose';
 import { KeysWait, missingEvents, SetApplier, SetRefused, SSF_REVOCATION_EVENTS } from './ssf-sets.js';
 import { ReconnectLoop } from './reconnect.js';
-import { RevocationList, type RevocableToken, type Revocation } from './revocation-list.js';
+import { RevocationList, TOKEN_HORIZON_MS, type RevocableToken, type Revocation } from './revocation-list.js';
 import type { RevocationSource } from './verifier.js';
+
+/** How long the status read after an empty poll may take before it counts as failed. */
+const STATUS_READ_TIMEOUT_MS = 10_000;
 
 /** RFC 8936 poll delivery. */
 export const SSF_POLL_METHOD = 'urn:ietf:rfc:8936';
@@ -79,16 +82,27 @@ export class SsfSubscription implements RevocationSource {
   /** The SETs handed out that wait for Baton's keys. */
   private readonly keysWait: KeysWait;
   /**
-   * Since when Baton has said the stream is paused or disabled (SSF 1.0 §8.1.2.1: it holds or drops its events, so
-   * revocations go unheard meanwhile); undefined while it is enabled.
+   * Since when the stream may have been paused or disabled at Baton (SSF 1.0 §8.1.2.1: it holds or drops its events,
+   * so revocations go unheard meanwhile): the last moment it was known enabled before Baton said so. Undefined while
+   * it is enabled.
    */
   private notEnabledSince: number | undefined;
+  /** The last moment the stream was known enabled (SETs arrived, or the status said so). */
+  private enabledAt: number;
+  /** Baton said `disabled` since the stream was last known enabled: what it dropped meanwhile is never heard. */
+  private sawDisabled = false;
+  /**
+   * After a disable: until when the stream still counts as unheard once enabled again (every token issued before it
+   * was enabled has expired by then: a revocation the disable dropped could concern any of them).
+   */
+  private gapUntil: number | undefined;
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
     this.list = options.list ?? new RevocationList(this.clock);
     this.loop = new ReconnectLoop(this.clock, options);
     this.keysWait = new KeysWait(this.clock);
+    this.enabledAt = this.clock();
     this.ready = new Promise((resolve) => (this.markReady = resolve));
     this.sets = new SetApplier({
       list: this.list,
@@ -112,7 +126,12 @@ export class SsfSubscription implements RevocationSource {
    * or disabled at Baton (an admin's pause holds every revocation until it is enabled again).
    */
   downForMs(): number {
-    const notEnabled = this.notEnabledSince === undefined ? 0 : Math.max(0, this.clock() - this.notEnabledSince);
+    const now = this.clock();
+    if (this.gapUntil !== undefined && now >= this.gapUntil) {
+      this.gapUntil = undefined;
+      this.notEnabledSince = undefined;
+    }
+    const notEnabled = this.notEnabledSince === undefined ? 0 : Math.max(0, now - this.notEnabledSince);
     return Math.max(this.loop.downForMs(), this.keysWait.forMs(), notEnabled);
   }
 
@@ -121,18 +140,30 @@ export class SsfSubscription implements RevocationSource {
     this.abort?.abort();
   }
 
-  private async json(url: string | URL, init: RequestInit = {}): Promise<{ status: number; body: unknown }> {
-    this.abort = new AbortController();
-    const response = await fetch(url, {
-      ...init,
-      headers: {
-        authorization: `Bearer ${this.options.token}`,
-        accept: 'application/json',
-        ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      signal: this.abort.signal,
-    });
-    const text = await response.text();
+  private async json(
+    url: string | URL,
+    init: RequestInit = {},
+    timeoutMs?: number,
+  ): Promise<{ status: number; body: unknown }> {
+    const abort = new AbortController();
+    this.abort = abort;
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => abort.abort(), timeoutMs);
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, {
+        ...init,
+        headers: {
+          authorization: `Bearer ${this.options.token}`,
+          accept: 'application/json',
+          ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        signal: abort.signal,
+      });
+      text = await response.text();
+    } finally {
+      clearTimeout(timer);
+    }
     if (!response.ok)
       throw new Error(
         `Baton's Shared Signals ${new URL(url).pathname} answered ${response.status}: ${text.slice(0, 300)}`,
@@ -241,22 +272,40 @@ export class SsfSubscription implements RevocationSource {
     }
     // SETs arrived: the stream is enabled. An empty answer may be a quiet stream or a paused one (a paused stream
     // hands out nothing and, being paused, cannot say so on the stream): Baton's status endpoint tells.
-    if (Object.keys(sets).length > 0) this.notEnabledSince = undefined;
+    if (Object.keys(sets).length > 0) this.knownEnabled();
     else await this.checkStatus(setUp.config);
     if (first) this.markReady();
   }
 
-  /** Reads the stream's status (SSF 1.0 §8.1.2.1); a failure to read it changes nothing and is reported. */
+  /**
+   * Reads the stream's status (SSF 1.0 §8.1.2.1), within STATUS_READ_TIMEOUT_MS; a failure to read it changes nothing
+   * and is reported (`onError`).
+   */
   private async checkStatus(config: SsfConfiguration): Promise<void> {
     if (config.status_endpoint === undefined || this.streamId === undefined) return;
     const url = new URL(config.status_endpoint);
     url.searchParams.set('stream_id', this.streamId);
     try {
-      const status = ((await this.json(url)).body as { status?: unknown } | undefined)?.status;
-      if (status === 'enabled') this.notEnabledSince = undefined;
-      else if (status === 'paused' || status === 'disabled') this.notEnabledSince ??= this.clock();
+      const answer = await this.json(url, {}, STATUS_READ_TIMEOUT_MS);
+      const status = (answer.body as { status?: unknown } | undefined)?.status;
+      if (status === 'enabled') this.knownEnabled();
+      else if (status === 'paused' || status === 'disabled') {
+        // Since the last moment it was known enabled: it may have been paused right after (held SETs, unheard).
+        this.notEnabledSince ??= this.enabledAt;
+        if (status === 'disabled') this.sawDisabled = true;
+      }
     } catch (error) {
       this.options.onError?.(error as Error);
     }
+  }
+
+  /** The stream is enabled now. After a disable it still counts as unheard until the tokens of before have expired. */
+  private knownEnabled(): void {
+    const now = this.clock();
+    this.enabledAt = now;
+    if (this.sawDisabled) {
+      this.sawDisabled = false;
+      this.gapUntil = now + TOKEN_HORIZON_MS;
+    } else if (this.gapUntil === undefined) this.notEnabledSince = undefined;
   }
 }
