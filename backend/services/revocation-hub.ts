@@ -248,9 +248,13 @@ export class RevocationHub {
       // waits for no other write.
       const single = kind === 'session' || kind === 'console' ? consoleId : null;
       const deliveredTo = single !== null && this.pusher.isConnected(single) ? [single] : [];
+      // Its time is taken now, after this unit holds the target's row and its live sessions: a token whose
+      // issuance committed before the unit could take them (the issuance journal locks the session too) has an
+      // `iat` no later than this, which is what app servers compare (a wait for those locks is not a window).
+      const at = this.clock();
       const stored = await tx.revocations.insert(
-        { kind, targetId, operatorId, consoleId, reason, actor, at: now },
-        deliveredTo.length > 0 ? { consoleIds: deliveredTo, at: now } : undefined,
+        { kind, targetId, operatorId, consoleId, reason, actor, at },
+        deliveredTo.length > 0 ? { consoleIds: deliveredTo, at } : undefined,
       );
       for (const id of deliveredTo) recorded.add(id);
       // Every node pushes it to its own consoles (PostgreSQL: the NOTIFY goes with this COMMIT).

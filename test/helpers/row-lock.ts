@@ -6,7 +6,8 @@ import type { RawDatabase } from './raw-database.js';
  * the backend racing it: `holder` opens a transaction and runs `hold` (it takes row locks and writes, uncommitted);
  * `call` starts; this waits until a statement of the backend waits for a lock the holder has (polling
  * pg_stat_activity through `watcher`: the outcome, not a timer) and checks that it is `blocked` (a pattern of its
- * SQL) and that the call has not answered meanwhile; then the holder commits and the call's answer is returned.
+ * SQL) and that the call has not answered meanwhile; runs `whileBlocked`; then the holder commits and the call's
+ * answer is returned.
  */
 export async function answerWhileHeld<T>(
   holder: RawDatabase,
@@ -14,6 +15,8 @@ export async function answerWhileHeld<T>(
   hold: () => Promise<void>,
   call: () => Promise<T>,
   blocked: RegExp,
+  /** Runs once the call is seen waiting, before the holder commits (e.g. moves a test clock). */
+  whileBlocked?: () => void,
 ): Promise<T> {
   const pid = (await holder.get<{ pid: number }>('SELECT pg_backend_pid() AS pid'))?.pid;
   assert.equal(typeof pid, 'number');
@@ -48,6 +51,7 @@ export async function answerWhileHeld<T>(
     );
     assert.ok(ungranted.length > 0, 'a lock request blocked by the holder');
     assert.ok(!settled, 'the call answered before the holder committed');
+    whileBlocked?.();
     await holder.exec('COMMIT');
     committed = true;
     const outcome = await answer;
