@@ -96,6 +96,13 @@ describe('pushes reach the consoles of every node (two nodes, one PostgreSQL)', 
     await eventually('node A to hold the console', () =>
       Promise.resolve(nodeA.backend.channel.isConnected(console.id)),
     );
+    // "Newest" is the cluster's order of announcements: node A's must be in it (back from PostgreSQL) before the
+    // console connects to B, or B's may come first under load, and then B's socket is the older one and is closed.
+    const arbiterA = (nodeA.backend.channel as unknown as { arbiter: { local: Map<string, { announced: boolean }> } })
+      .arbiter;
+    await eventually("node A's announcement to come back", () =>
+      Promise.resolve(arbiterA.local.get(console.id)?.announced === true),
+    );
     const second = await onB(console).connect();
     await second.next('welcome');
     const closed = await first.closed;
