@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   httpJson,
   startTestBackend,
+  TestConsole,
   type HttpResult,
   type Json,
   type TestBackend,
@@ -182,6 +183,28 @@ describe(
       assert.equal(result.status, 200, JSON.stringify(result.body));
       assert.deepEqual(result.body, { stream_id: r.streamId, status: 'disabled', reason });
       await assertDisabledAfterPaused(r.streamId, r.id, `receiver:${r.id}`, reason);
+    });
+
+    it('a poll taking SETs while another session pauses the stream hands out none once the pause commits', async () => {
+      const r = await receiverWithStream('Status lock (poll)');
+      await TestConsole.enrol(t.url, t.admin); // one device-compliance-change SET queued for the stream
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
+        if ((streams as Json[]).find((x) => x.id === r.streamId)?.backlog === 1) break;
+        assert.ok(Date.now() < deadline, 'the SET queued');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const poll = () =>
+        httpJson(`${t.url}/ssf/poll/${r.streamId}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${r.token}` },
+          body: JSON.stringify({ returnImmediately: true }),
+        });
+      // The poll's unit has read the SET and waits for the stream's row; the pause commits first: nothing goes.
+      const result = await changeWhileHeld(r.streamId, poll);
+      assert.equal(result.status, 200, JSON.stringify(result.body));
+      assert.deepEqual(result.body.sets, {}, 'no SET handed out from a stream paused before the hand-out committed');
     });
   },
 );

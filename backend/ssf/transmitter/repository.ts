@@ -519,7 +519,8 @@ export class TransmitterRepository {
 
   /**
    * Up to `max` SETs for a poll: those never handed out, and those handed out more than
-   * `redeliverMs` ago without an acknowledgement, in queue order; marked handed out now. Once it has rows to
+   * `redeliverMs` ago without an acknowledgement, in queue order; marked handed out now. None unless the stream is
+   * enabled (checked with its row locked). Once it has rows to
    * mark (and so to hold), the unit is bounded to `idleMs` idle (`boundIdleInUnit`): a node frozen before its
    * COMMIT does not hold them from the other nodes' polls for longer than that (or the pool's bound, if shorter).
    */
@@ -552,7 +553,11 @@ export class TransmitterRepository {
         .execute();
       const seqs = rows.map((r) => n(r.seq));
       if (seqs.length > 0) {
-        await this.in(tx).boundIdleInUnit(idleMs);
+        // Handed out only while the stream is enabled, its row locked: a pause or disable committing meanwhile (on
+        // any node) is seen here and nothing goes, or it waits for this unit (a hand-out before the pause).
+        const repo = this.in(tx);
+        await repo.boundIdleInUnit(idleMs);
+        if (!(await repo.lockStream(streamId)) || (await repo.stream(streamId))?.status !== 'enabled') return [];
         await d
           .updateTable('ssf_queue')
           .set((eb) => ({ polled_at: now, attempts: eb('attempts', '+', 1) }))
