@@ -163,8 +163,8 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
       const backlog = async () =>
         (((await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json).streams as Json[]).find((x) => x.id === id)
           ?.backlog as number;
-      now += 1000;
       await status('disabled');
+      now += 1000; // after the disable: the subscription's last "known enabled" is before this, whenever it read it
       await waitFor(() => sub.downForMs() >= 1000, 'the subscription to count the disabled stream as unheard');
       assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
       // Enabled again: its stream-updated SET is queued, handed out and acknowledged (the subscription has read it).
