@@ -60,6 +60,17 @@ async function verifyWithJwks(issuer: TokenIssuer, token: string, now: number) {
   return jwtVerify(token, createLocalJWKSet(issuer.jwks()), { currentDate: new Date(now) });
 }
 
+/** Two nodes (their own data directories, the same key-encryption key) on one store, on `clock`. */
+async function twoNodes(clock: () => number): Promise<{ a: TokenIssuer; b: TokenIssuer }> {
+  const store = database();
+  const dirA = dataDir();
+  const dirB = dataDir();
+  const a = await open(dirA, clock, { rotationDays: 30, store });
+  copyFileSync(join(dirA, KEY_ENCRYPTION_KEY_FILE), join(dirB, KEY_ENCRYPTION_KEY_FILE));
+  const b = await open(dirB, clock, { rotationDays: 30, store });
+  return { a, b };
+}
+
 describe('token signing key rotation', () => {
   it('a rotated key signs new tokens while tokens of the old key still verify against the JWKS until they expire', async () => {
     let now = 1_000 * DAY;
@@ -156,12 +167,7 @@ describe('token signing key rotation', () => {
 
   it("nodes with their own data directories and the same key-encryption key share one ring: each takes up the other's rotation, never overwriting a key", async () => {
     let now = 1_000 * DAY;
-    const store = database();
-    const dirA = dataDir();
-    const dirB = dataDir();
-    const a = await open(dirA, () => now, { rotationDays: 30, store });
-    copyFileSync(join(dirA, KEY_ENCRYPTION_KEY_FILE), join(dirB, KEY_ENCRYPTION_KEY_FILE));
-    const b = await open(dirB, () => now, { rotationDays: 30, store });
+    const { a, b } = await twoNodes(() => now);
     assert.equal(a.activeKid, b.activeKid, 'one key for the cluster');
     const first = a.activeKid;
 
@@ -210,12 +216,7 @@ describe('token signing key rotation', () => {
 
   it('the JWKS a node serves lists a key another node rotated to once its read of the ring is JWKS_READ_MS old, not 5 s', async () => {
     let now = 1_000 * DAY;
-    const store = database();
-    const dirA = dataDir();
-    const dirB = dataDir();
-    const a = await open(dirA, () => now, { rotationDays: 30, store });
-    copyFileSync(join(dirA, KEY_ENCRYPTION_KEY_FILE), join(dirB, KEY_ENCRYPTION_KEY_FILE));
-    const b = await open(dirB, () => now, { rotationDays: 30, store });
+    const { a, b } = await twoNodes(() => now);
     const first = a.activeKid;
     const { current } = await a.rotate();
     // B read its ring just now: what it holds does not have A's new key yet.

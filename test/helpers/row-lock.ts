@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { postgresSkip } from './postgres-server.js';
 import type { RawDatabase } from './raw-database.js';
+import { TEST_ENGINE } from './test-database.js';
 
 /**
  * Another PostgreSQL session's uncommitted write (what a second node's unit of work is to this one), and a call to
@@ -60,4 +62,18 @@ export async function answerWhileHeld<T>(
   } finally {
     if (!committed) await holder.exec('ROLLBACK');
   }
+}
+
+/**
+ * Why a row-lock race test is skipped: it needs PostgreSQL (it runs with BATON_TEST_DATABASE=postgres; SQLite has one
+ * writer, no row lock to wait for), and a server. Printed when skipped.
+ */
+export function rowLockSkip(): false | string {
+  if (TEST_ENGINE !== 'postgres') {
+    const reason =
+      'PostgreSQL only (runs with BATON_TEST_DATABASE=postgres): SQLite has one writer, no row lock to wait for';
+    process.stderr.write(`${reason}\n`);
+    return reason;
+  }
+  return postgresSkip();
 }

@@ -2,10 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
 import { TestConsole, assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
-import { postgresSkip } from '../helpers/postgres-server.js';
 import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
-import { answerWhileHeld } from '../helpers/row-lock.js';
-import { TEST_ENGINE } from '../helpers/test-database.js';
+import { answerWhileHeld, rowLockSkip } from '../helpers/row-lock.js';
 
 /**
  * A break-glass grant is never signed off while its session can act (docs/break-glass.md), also when the code is
@@ -14,19 +12,9 @@ import { TEST_ENGINE } from '../helpers/test-database.js';
  * grant as unused; once it commits, the sign-off must be refused BREAK_GLASS_SESSION_ACTIVE and the grant stay on the
  * review list. Before, the sign-off's UPDATE only required the grant not to be signed off yet, and went through.
  */
-function skipReason(): false | string {
-  if (TEST_ENGINE !== 'postgres') {
-    const reason =
-      'PostgreSQL only (runs with BATON_TEST_DATABASE=postgres): SQLite has one writer, no redeem runs beside a sign-off';
-    process.stderr.write(`${reason}\n`);
-    return reason;
-  }
-  return postgresSkip();
-}
-
 describe(
   'a break-glass grant redeemed on another node during its sign-off is not signed off',
-  { skip: skipReason() },
+  { skip: rowLockSkip() },
   () => {
     let t: TestBackend;
     let holder: RawDatabase;

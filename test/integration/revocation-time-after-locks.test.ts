@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
-import { postgresSkip } from '../helpers/postgres-server.js';
 import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
-import { answerWhileHeld } from '../helpers/row-lock.js';
-import { TEST_ENGINE } from '../helpers/test-database.js';
+import { answerWhileHeld, rowLockSkip } from '../helpers/row-lock.js';
 
 /**
  * App servers refuse an operator's, a passkey's or a console's tokens by time (`iat` up to the revocation's `at`,
@@ -14,17 +12,7 @@ import { TEST_ENGINE } from '../helpers/test-database.js';
  * be after that minute (tokens issued meanwhile, for sessions it then closes, have an `iat` in it). Before, `at` was
  * taken before the unit began, a minute too early.
  */
-function skipReason(): false | string {
-  if (TEST_ENGINE !== 'postgres') {
-    const reason =
-      'PostgreSQL only (runs with BATON_TEST_DATABASE=postgres): SQLite has one writer, no row lock to wait for';
-    process.stderr.write(`${reason}\n`);
-    return reason;
-  }
-  return postgresSkip();
-}
-
-describe("a revocation's time is taken once it holds what it revokes", { skip: skipReason() }, () => {
+describe("a revocation's time is taken once it holds what it revokes", { skip: rowLockSkip() }, () => {
   let t: TestBackend;
   let holder: RawDatabase;
   let watcher: RawDatabase;

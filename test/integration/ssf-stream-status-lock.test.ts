@@ -8,10 +8,8 @@ import {
   type Json,
   type TestBackend,
 } from '../helpers/backend-harness.js';
-import { postgresSkip } from '../helpers/postgres-server.js';
 import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
-import { answerWhileHeld } from '../helpers/row-lock.js';
-import { TEST_ENGINE } from '../helpers/test-database.js';
+import { answerWhileHeld, rowLockSkip } from '../helpers/row-lock.js';
 
 /**
  * A stream's status change (an admin's, the receiver's own `POST /ssf/status`) locks the stream's row
@@ -26,20 +24,9 @@ import { TEST_ENGINE } from '../helpers/test-database.js';
 const POLL = 'urn:ietf:rfc:8936';
 const COMPLIANCE = 'https://schemas.openid.net/secevent/caep/event-type/device-compliance-change';
 
-/** Row locks only mean something with concurrent writers: PostgreSQL (SQLite has one writer at a time). */
-function skipReason(): false | string {
-  if (TEST_ENGINE !== 'postgres') {
-    const reason =
-      'PostgreSQL only (runs with BATON_TEST_DATABASE=postgres): SQLite has one writer, no row lock to wait for';
-    process.stderr.write(`${reason}\n`);
-    return reason;
-  }
-  return postgresSkip();
-}
-
 describe(
   "a stream's status change waits for the stream's row and records the status committed before it",
-  { skip: skipReason() },
+  { skip: rowLockSkip() },
   () => {
     let t: TestBackend;
     let holder: RawDatabase;

@@ -46,6 +46,19 @@ async function issueReceiver(
   };
 }
 
+/** A receiver (`name`, read and manage) with a poll stream of device-compliance-change, its conformance receiver. */
+async function pollReceiver(t: TestBackend, issuer: string, name: string) {
+  const r = await issueReceiver(t, name, ['ssf.read', 'ssf.manage']);
+  const receiver = new ConformanceReceiver({ issuer, audience: r.audience, jwksUri: `${t.url}/ssf/jwks.json` });
+  const created = (
+    await as(t, r.token)('POST', '/ssf/streams', {
+      delivery: { method: POLL },
+      events_requested: [`${CAEP}device-compliance-change`],
+    })
+  ).body as Json;
+  return { r, receiver, created, endpoint: created.delivery.endpoint_url as string };
+}
+
 /** Waits until the admin's view of stream `id` shows `n` SETs queued; returns that view. */
 async function backlogOf(t: TestBackend, id: string, n: number): Promise<Json> {
   const deadline = Date.now() + 10_000;
@@ -265,15 +278,7 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
     assert.deepEqual(receiver.rejected, []);
   });
   it('delivers by poll (RFC 8936): maxEvents, moreAvailable, acks, returnImmediately, long polling, setErrs', async () => {
-    const r = await issueReceiver(t, 'Poller', ['ssf.read', 'ssf.manage']);
-    const receiver = new ConformanceReceiver({ issuer, audience: r.audience, jwksUri: `${t.url}/ssf/jwks.json` });
-    const created = (
-      await as(t, r.token)('POST', '/ssf/streams', {
-        delivery: { method: POLL },
-        events_requested: [`${CAEP}device-compliance-change`],
-      })
-    ).body as Json;
-    const endpoint = created.delivery.endpoint_url as string;
+    const { r, receiver, created, endpoint } = await pollReceiver(t, issuer, 'Poller');
     const consoles = [];
     for (let i = 0; i < 3; i++) consoles.push(await TestConsole.enrol(t.url, t.admin));
     const backlog = (n: number) => backlogOf(t, created.stream_id as string, n);
@@ -340,16 +345,8 @@ describe('Shared Signals transmitter: metadata, receivers, streams, push', () =>
   });
 
   it('holds a long poll on a paused stream and hands it what was held once enabled; a pause ends a long poll without SETs', async () => {
-    const r = await issueReceiver(t, 'Paused poller', ['ssf.read', 'ssf.manage']);
-    const receiver = new ConformanceReceiver({ issuer, audience: r.audience, jwksUri: `${t.url}/ssf/jwks.json` });
-    const created = (
-      await as(t, r.token)('POST', '/ssf/streams', {
-        delivery: { method: POLL },
-        events_requested: [`${CAEP}device-compliance-change`],
-      })
-    ).body as Json;
+    const { r, receiver, created, endpoint } = await pollReceiver(t, issuer, 'Paused poller');
     const id = created.stream_id as string;
-    const endpoint = created.delivery.endpoint_url as string;
     const status = (value: string) => t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: value });
     const devices = (jtis: string[]) =>
       jtis

@@ -108,70 +108,65 @@ describe('the verifier learns revocations from Baton’s Shared Signals stream',
     assert.ok(ssf.streamId?.startsWith('str_'), 'the subscription created its own poll stream');
   });
 
+  /**
+   * An app server of its own (its own receiver, so its own poll stream): its subscription (on `clock`), a verifier
+   * failing closed past 200 ms of unheard revocations, a live token of Ada's, and the admin's status change of the
+   * subscription's stream.
+   */
+  async function ownAppServer(name: string, clock?: () => number) {
+    const own = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', { name, scopes: ['ssf.manage'] })) as Json;
+    const sub = new SsfSubscription({
+      batonUrl: t.url,
+      token: own.token as string,
+      ...(clock === undefined ? {} : { clock }),
+    });
+    await sub.ready;
+    const strict = new ActionTokenVerifier({
+      audience: TELLER_AUDIENCE,
+      jwksUrl: `${t.url}/v1/tokens/jwks.json`,
+      actions: { 'customer.view': { level: 'presence' } },
+      revocations: sub,
+      maxRevocationLagMs: 200,
+    });
+    const { token } = await tokenOf(console1, ada.authenticator);
+    assert.equal(await refusalBy(strict, token), undefined);
+    const id = sub.streamId as string;
+    const status = (value: string) => t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: value });
+    return { sub, id, status, refusal: () => refusalBy(strict, token) };
+  }
+
   it('a stream an admin paused at Baton counts as revocations unheard: past maxRevocationLagMs tokens are refused until it is enabled again', async () => {
-    const own = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
-      name: 'Second app server',
-      scopes: ['ssf.manage'],
-    })) as Json;
-    const sub = new SsfSubscription({ batonUrl: t.url, token: own.token as string });
+    const { sub, status, refusal: refusalNow } = await ownAppServer('Second app server');
     try {
-      await sub.ready;
-      const strict = new ActionTokenVerifier({
-        audience: TELLER_AUDIENCE,
-        jwksUrl: `${t.url}/v1/tokens/jwks.json`,
-        actions: { 'customer.view': { level: 'presence' } },
-        revocations: sub,
-        maxRevocationLagMs: 200,
-      });
-      const { token } = await tokenOf(console1, ada.authenticator);
-      assert.equal(await refusalBy(strict, token), undefined);
-      const status = (value: string) =>
-        t.admin.ok('POST', `/v1/admin/ssf/streams/${sub.streamId as string}/status`, { status: value });
       // Paused, Baton holds every SET (a revocation meanwhile would go unheard): the stream cannot say so itself,
       // the status endpoint does.
       await status('paused');
       await waitFor(() => sub.downForMs() > 200, 'the subscription to count the paused stream as unheard');
-      assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
+      assert.equal(await refusalNow(), 'REVOCATIONS_UNAVAILABLE');
       await status('enabled');
       await waitFor(() => sub.downForMs() === 0, 'the subscription to hear the stream again');
-      assert.equal(await refusalBy(strict, token), undefined);
+      assert.equal(await refusalNow(), undefined);
     } finally {
       sub.close();
     }
   });
 
   it('a stream disabled at Baton (what it held dropped) still counts as unheard once enabled again, until the tokens issued before have expired', async () => {
-    const own = (await t.admin.ok('POST', '/v1/admin/ssf/receivers', {
-      name: 'Third app server',
-      scopes: ['ssf.manage'],
-    })) as Json;
     let now = Date.now();
-    const sub = new SsfSubscription({ batonUrl: t.url, token: own.token as string, clock: () => now });
+    const { sub, id, status, refusal: refusalNow } = await ownAppServer('Third app server', () => now);
     try {
-      await sub.ready;
-      const strict = new ActionTokenVerifier({
-        audience: TELLER_AUDIENCE,
-        jwksUrl: `${t.url}/v1/tokens/jwks.json`,
-        actions: { 'customer.view': { level: 'presence' } },
-        revocations: sub,
-        maxRevocationLagMs: 200,
-      });
-      const { token } = await tokenOf(console1, ada.authenticator);
-      assert.equal(await refusalBy(strict, token), undefined);
-      const id = sub.streamId as string;
-      const status = (value: string) => t.admin.ok('POST', `/v1/admin/ssf/streams/${id}/status`, { status: value });
       const backlog = async () =>
         (((await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json).streams as Json[]).find((x) => x.id === id)
           ?.backlog as number;
       await status('disabled');
       now += 1000; // after the disable: the subscription's last "known enabled" is before this, whenever it read it
       await waitFor(() => sub.downForMs() >= 1000, 'the subscription to count the disabled stream as unheard');
-      assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
+      assert.equal(await refusalNow(), 'REVOCATIONS_UNAVAILABLE');
       // Enabled again: its stream-updated SET is queued, handed out and acknowledged (the subscription has read it).
       await status('enabled');
       await waitFor(async () => (await backlog()) === 0, 'the stream-updated SET to be taken and acknowledged');
       assert.ok(sub.downForMs() >= 1000, 'what the disable dropped may concern any token issued before');
-      assert.equal(await refusalBy(strict, token), 'REVOCATIONS_UNAVAILABLE');
+      assert.equal(await refusalNow(), 'REVOCATIONS_UNAVAILABLE');
       now += TOKEN_HORIZON_MS; // every token issued before the stream was enabled again has expired by now
       assert.equal(sub.downForMs(), 0);
     } finally {
