@@ -19,19 +19,9 @@ export interface ConsolePusher {
 /** A fan-out's delivery rows waiting for the writer; `settle` tells the push how its first attempt went. */
 interface PendingDelivery {
   epoch: number;
-  /** The consoles whose row is not written yet (each leaves the set when its row is written). */
-  consoles: Set<string>;
+  consoles: string[];
   at: number;
-  /** performance.now() after which the rows of consoles that have not acknowledged are written without their ack. */
-  writeBy: number;
   settle: (error: unknown) => void;
-}
-
-/** A console's acknowledgement waiting for the writer; `sentAt`: its delivery row goes with it (not written yet). */
-interface PendingAck {
-  epoch: number;
-  at: number;
-  sentAt?: number;
 }
 
 export interface RevocationOutcome {
@@ -46,15 +36,6 @@ const ACK_RETRY_MS = 1000;
 const MAX_PENDING_ACKS = 100_000;
 /** How many recent epochs' push counts are kept (what `revoke` reports as `pushedTo`). */
 const PUSH_COUNTS_KEPT = 1024;
-/**
- * How long a fan-out's delivery row waits for its console's acknowledgement, so that the two are
- * written as one row (inserted acknowledged) instead of an insert and then an update of every row.
- * A console that has not answered by then gets its row without the ack (marked when the ack comes);
- * `flushAcks()` (the admin's deliveries view, shutdown) writes every row at once. Short: 10,000
- * consoles answer within about 250 ms of the push on a quiet 2-core host, and a node killed meanwhile
- * loses the rows it had not written (before, the rows written after the send loop: 150–400 ms).
- */
-const DELIVERY_ROW_WAIT_MS = 250;
 
 /**
  * Revocation state with an epoch. A revocation takes effect in the store at once (every later
@@ -65,14 +46,15 @@ const DELIVERY_ROW_WAIT_MS = 250;
 export class RevocationHub {
   /**
    * Acknowledgements not yet written, one per console (its highest epoch; `at` when it said so).
-   * Written by a group commit: the first ack after an idle spell is written at once (a microtask, with
-   * whatever the same callback brought), and the acks that arrive while a write is running are written
-   * together right after it — one write per round trip of the database, never one per ack.
+   * Written by a group commit: the first ack after an idle spell is written at once (next turn of the
+   * event loop, with whatever arrived in the same turn), and the acks that arrive while a write is
+   * running are written together right after it — one write per round trip of the database, never
+   * one per ack.
    */
-  private pendingAcks = new Map<string, PendingAck>();
+  private pendingAcks = new Map<string, { epoch: number; at: number }>();
   /** The ack writes, one after the other (each takes every ack pending when it starts). */
   private ackWriting: Promise<unknown> = Promise.resolve();
-  /** A group commit's write is scheduled and has not started: acks until it starts ride on it. */
+  /** A write is scheduled (its `flushAcks` not called yet): acks until then ride on it. */
   private ackWriteQueued = false;
   /** After a failed write, no new attempt before this (the database is away). */
   private ackRetryAt = 0;
@@ -90,16 +72,11 @@ export class RevocationHub {
   private readonly pushCounts = new Map<number, number>();
   /**
    * Delivery rows not yet written (a fan-out's consoles and when they were sent it). They are written
-   * by the same writer as the acknowledgements, so the multi-row writes never run at once (two
+   * by the same writer as the acknowledgements, before the acks pending with them: an ack never
+   * finds its row missing (no upsert per ack), and the two multi-row writes never run at once (two
    * transactions inserting the same keys in different orders would wait on each other, or deadlock).
-   * A console's row waits (up to DELIVERY_ROW_WAIT_MS) for its ack and is then written with it, in the
-   * ack's own statement, already acknowledged: one row write per console, not an insert and an update.
-   * A row that must exist before an ack is written first (an ack of a later epoch covers it), and an
-   * ack is never recorded without its delivery row.
    */
   private pendingDeliveries: PendingDelivery[] = [];
-  /** A timer for the rows whose wait for their ack ends (one at a time). */
-  private deliveryTimer: NodeJS.Timeout | undefined;
   /** The `revoke` calls running on this node (see `onPointer`). */
   private readonly localRevokes = new Set<Promise<RevocationOutcome>>();
 
@@ -279,7 +256,7 @@ export class RevocationHub {
       if (this.pushedUpTo !== undefined && epoch <= this.pushedUpTo) return;
       if (committed?.epoch === epoch && (this.pushedUpTo ?? epoch - 1) === epoch - 1) {
         // The next epoch, just committed here: pushed as it is, without reading it back.
-        this.pushed(committed, this.push(committed, this.clock(), recorded));
+        this.pushed(committed, await this.push(committed, this.clock(), recorded));
         return;
       }
       await this.pushSince(this.pushedUpTo ?? epoch - 1);
@@ -325,7 +302,7 @@ export class RevocationHub {
   private async pushSince(after: number): Promise<void> {
     const records = await this.store.revocations.since(after);
     const now = this.clock();
-    for (const record of records) this.pushed(record, this.push(record, now));
+    for (const record of records) this.pushed(record, await this.push(record, now));
     if (records.length === 0 && (this.pushedUpTo === undefined || after > this.pushedUpTo)) this.pushedUpTo = after;
   }
 
@@ -358,132 +335,48 @@ export class RevocationHub {
 
   /**
    * Writes every acknowledgement received before the call (after any write already running), in one
-   * transaction of a few statements (`RevocationRepository.recordAcks`), and every pending delivery
-   * row (the admin's deliveries view, shutdown, tests), each with its console's ack where it has one.
-   * `waitForAcks` (the group commit's own writes): a row whose console has not answered yet stays
-   * pending until DELIVERY_ROW_WAIT_MS after its push. Rejects when the write fails: rows and acks
-   * are kept for a retry.
+   * transaction of a few statements (`RevocationRepository.recordAcks`). Rejects when the write fails: the acks are kept for a retry.
    */
-  flushAcks(options: { waitForAcks?: boolean } = {}): Promise<void> {
-    const all = options.waitForAcks !== true;
-    const run = this.ackWriting.then(() => {
-      // The group commit's write starts: an ack from now on is not in its batch, and schedules the next.
-      if (!all) this.ackWriteQueued = false;
-      return this.writeAcks(all);
-    });
+  flushAcks(): Promise<void> {
+    const run = this.ackWriting.then(() => this.writeAcks());
     this.ackWriting = run.catch(() => undefined);
     return run;
   }
 
-  private async writeAcks(all: boolean): Promise<void> {
-    // The rows that must be written on their own first (each fan-out one statement), so that the acks
-    // that mark them find them: rows due (their wait is over, or `all`) whose console has no ack of
-    // the same epoch pending, and rows an ack of a later epoch covers. Again until there are none: an
-    // ack of a later epoch may arrive while they are written.
-    for (;;) {
-      const now = performance.now();
-      const alone: [PendingDelivery, string[]][] = [];
-      for (const delivery of this.pendingDeliveries) {
-        const rows: string[] = [];
-        if (all || now >= delivery.writeBy) {
-          for (const consoleId of delivery.consoles) {
-            if (this.pendingAcks.get(consoleId)?.epoch !== delivery.epoch) rows.push(consoleId); // else with its ack below
-          }
-        } else {
-          // Not due: only the rows an ack of a later epoch covers (the acks pending, not every console).
-          for (const [consoleId, ack] of this.pendingAcks) {
-            if (ack.epoch > delivery.epoch && delivery.consoles.has(consoleId)) rows.push(consoleId);
-          }
-        }
-        if (rows.length > 0) alone.push([delivery, rows]);
-      }
-      if (alone.length === 0) break;
-      for (const [delivery, rows] of alone) {
-        try {
-          await this.store.revocations.recordDeliveries(delivery.epoch, rows, delivery.at);
-        } catch (error) {
-          // Kept for a retry, and the acks with them (they would find no row to mark).
-          delivery.settle(error);
-          this.retryLater();
-          throw error;
-        }
-        for (const consoleId of rows) delivery.consoles.delete(consoleId);
-      }
-      this.settleWritten();
-    }
-    if (this.pendingAcks.size > 0) {
-      // From here to the write nothing awaits: an ack arriving meanwhile goes to the next write.
-      /** Rows written by their console's ack (inserted acknowledged), each its delivery and console. */
-      const folded: [PendingDelivery, string][] = [];
-      if (this.pendingDeliveries.length > 0) {
-        for (const [consoleId, ack] of this.pendingAcks) {
-          if (ack.sentAt !== undefined) continue;
-          for (const delivery of this.pendingDeliveries) {
-            if (ack.epoch === delivery.epoch && delivery.consoles.has(consoleId)) {
-              ack.sentAt = delivery.at;
-              folded.push([delivery, consoleId]);
-              break;
-            }
-          }
-        }
-      }
-      const acks = this.pendingAcks;
-      this.pendingAcks = new Map();
+  private async writeAcks(): Promise<void> {
+    // The delivery rows first (each fan-out one statement), then the acks: the rows they mark exist by then.
+    while (this.pendingDeliveries.length > 0) {
+      const delivery = this.pendingDeliveries[0] as PendingDelivery;
       try {
-        // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each;
-        // one statement for a single console).
-        await this.store.revocations.recordAcks([...acks].map(([consoleId, ack]) => ({ consoleId, ...ack })));
+        await this.store.revocations.recordDeliveries(delivery.epoch, delivery.consoles, delivery.at);
       } catch (error) {
-        this.keepAcks(acks);
-        // The folded rows were not written: they stay in their delivery (written with the kept ack, or
-        // on their own before a later epoch's ack that won over it).
-        for (const [delivery, consoleId] of folded) {
-          const ack = this.pendingAcks.get(consoleId);
-          if (ack !== undefined && ack.sentAt === delivery.at && ack.epoch === delivery.epoch) delete ack.sentAt;
-          delivery.settle(error);
-        }
+        // Kept for a retry, and the acks with them (they would find no row to mark).
+        delivery.settle(error);
         this.retryLater();
         throw error;
       }
-      for (const [delivery, consoleId] of folded) delivery.consoles.delete(consoleId);
-      this.settleWritten();
+      this.pendingDeliveries.shift();
+      delivery.settle(undefined);
     }
-    this.armDeliveryTimer();
-  }
-
-  /** The deliveries whose every row is written leave the queue. */
-  private settleWritten(): void {
-    this.pendingDeliveries = this.pendingDeliveries.filter((d) => {
-      if (d.consoles.size > 0) return true;
-      d.settle(undefined);
-      return false;
-    });
-  }
-
-  /** A write when the oldest rows still waiting for their acks are due (nothing else would write them). */
-  private armDeliveryTimer(): void {
-    if (this.deliveryTimer !== undefined || this.pendingDeliveries.length === 0) return;
-    let writeBy = Infinity;
-    for (const d of this.pendingDeliveries) writeBy = Math.min(writeBy, d.writeBy);
-    this.deliveryTimer = setTimeout(
-      () => {
-        this.deliveryTimer = undefined;
-        this.scheduleAckWrite();
-      },
-      Math.max(0, writeBy - performance.now()),
-    );
-    this.deliveryTimer.unref();
-  }
-
-  /** After a failed ack write: the acks kept for a retry (an ack that arrived meanwhile wins), within a bound. */
-  private keepAcks(acks: Map<string, PendingAck>): void {
-    for (const [consoleId, ack] of acks) {
-      const newer = this.pendingAcks.get(consoleId);
-      if (newer === undefined || newer.epoch < ack.epoch) this.pendingAcks.set(consoleId, ack);
-    }
-    for (const consoleId of this.pendingAcks.keys()) {
-      if (this.pendingAcks.size <= MAX_PENDING_ACKS) break;
-      this.pendingAcks.delete(consoleId); // the oldest first (insertion order)
+    if (this.pendingAcks.size === 0) return;
+    const acks = this.pendingAcks;
+    this.pendingAcks = new Map();
+    try {
+      // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each;
+      // one statement for a single console).
+      await this.store.revocations.recordAcks([...acks].map(([consoleId, ack]) => ({ consoleId, ...ack })));
+    } catch (error) {
+      // Kept for a retry (the database may be restarting); an ack that arrived meanwhile wins.
+      for (const [consoleId, ack] of acks) {
+        const newer = this.pendingAcks.get(consoleId);
+        if (newer === undefined || newer.epoch < ack.epoch) this.pendingAcks.set(consoleId, ack);
+      }
+      for (const consoleId of this.pendingAcks.keys()) {
+        if (this.pendingAcks.size <= MAX_PENDING_ACKS) break;
+        this.pendingAcks.delete(consoleId); // the oldest first (insertion order)
+      }
+      this.retryLater();
+      throw error;
     }
   }
 
@@ -502,9 +395,8 @@ export class RevocationHub {
       let settled = false;
       this.pendingDeliveries.push({
         epoch,
-        consoles: new Set(consoles),
+        consoles,
         at,
-        writeBy: performance.now() + DELIVERY_ROW_WAIT_MS,
         settle: (error) => {
           if (settled) return;
           settled = true;
@@ -512,12 +404,12 @@ export class RevocationHub {
         },
       });
       let queued = 0;
-      for (const d of this.pendingDeliveries) queued += d.consoles.size;
+      for (const d of this.pendingDeliveries) queued += d.consoles.length;
       while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1) {
         const dropped = this.pendingDeliveries.shift() as PendingDelivery;
-        queued -= dropped.consoles.size;
+        queued -= dropped.consoles.length;
         this.logger.error(
-          { epoch: dropped.epoch, consoles: dropped.consoles.size, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
+          { epoch: dropped.epoch, consoles: dropped.consoles.length, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
           'revocation delivery rows dropped after failed writes; the revocation stands',
         );
       }
@@ -533,7 +425,8 @@ export class RevocationHub {
     if (this.ackWriteQueued) return;
     this.ackWriteQueued = true;
     const write = () => {
-      this.flushAcks({ waitForAcks: true }).catch((error: unknown) =>
+      this.ackWriteQueued = false; // an ack from now on is not in this call's batch: it schedules the next
+      this.flushAcks().catch((error: unknown) =>
         this.logger.error(
           { err: error, code: 'REVOCATION_ACK_WRITE_FAILED', pending: this.pendingAcks.size },
           'writing revocation acknowledgements failed; retrying',
@@ -542,15 +435,11 @@ export class RevocationHub {
     };
     const wait = this.ackRetryAt - performance.now();
     if (wait > 0) setTimeout(write, wait).unref();
-    // A microtask, not the next turn: under a flood of acks (10,000 sockets readable at once) the event
-    // loop reads every one of them before its next turn, so the first write would wait for the last ack.
-    // Acks that arrive while a write runs wait for the write queued behind it (`ackWriteQueued` stays set
-    // until that write starts), which then takes them all: the database works while the node reads.
-    else queueMicrotask(write);
+    else setImmediate(write);
   }
 
   /** Sends a committed revocation to the consoles it concerns that are connected here. */
-  private push(record: RevocationRecord, now: number, recorded?: ReadonlySet<string>): number {
+  private async push(record: RevocationRecord, now: number, recorded?: ReadonlySet<string>): Promise<number> {
     const targets = this.targetsFor(record);
     const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
     const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
@@ -566,15 +455,14 @@ export class RevocationHub {
     }
     const unrecorded = recorded === undefined ? sent : sent.filter((id) => !recorded.has(id));
     if (unrecorded.length > 0) {
-      // Not awaited: the rows wait for their acks (the next epoch's push does not wait for them).
-      void this.queueDeliveries(record.epoch, unrecorded, now).then((failed) => {
-        if (failed === undefined) return;
+      const failed = await this.queueDeliveries(record.epoch, unrecorded, now);
+      if (failed !== undefined) {
         // The revocation is committed and pushed; only the delivery bookkeeping waits for a retry.
         this.logger.error(
           { err: failed, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
           'recording revocation deliveries failed; the revocation stands, the rows are written on a retry',
         );
-      });
+      }
     }
     return sent.length;
   }
