@@ -19,6 +19,8 @@ export async function answerWhileHeld<T>(
   blocked: RegExp,
   /** Runs once the call is seen waiting, before the holder commits (e.g. moves a test clock). */
   whileBlocked?: () => void,
+  /** How many of the backend's statements must be seen waiting (a call making several requests at once). */
+  waiters = 1,
 ): Promise<T> {
   const pid = (await holder.get<{ pid: number }>('SELECT pg_backend_pid() AS pid'))?.pid;
   assert.equal(typeof pid, 'number');
@@ -36,12 +38,24 @@ export async function answerWhileHeld<T>(
     let waiting: string | undefined;
     for (;;) {
       assert.ok(!settled, 'the call answered while another session held the row: it did not wait');
-      const rows = await watcher.all<{ query: string }>(
-        `SELECT query FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock' AND ? = ANY(pg_blocking_pids(pid))`,
-        pid,
+      // Waiting for the holder, directly or behind another waiter for it (a second waiter for one row waits on the
+      // first one's tuple lock).
+      const all = await watcher.all<{ pid: number; query: string; blockers: number[] }>(
+        `SELECT pid, query, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'`,
       );
-      waiting = rows[0]?.query;
+      const behind = new Set<number>([pid as number]);
+      for (let grew = true; grew; ) {
+        grew = false;
+        for (const row of all) {
+          if (!behind.has(row.pid) && row.blockers.some((b) => behind.has(b))) {
+            behind.add(row.pid);
+            grew = true;
+          }
+        }
+      }
+      const rows = all.filter((row) => row.pid !== pid && behind.has(row.pid));
+      waiting = rows.length >= waiters ? rows[0]?.query : undefined;
       if (waiting !== undefined) break;
       assert.ok(Date.now() < deadline, 'the call never waited for the held row');
       await new Promise((resolve) => setTimeout(resolve, 5)); // the polling period, not a wait for the outcome

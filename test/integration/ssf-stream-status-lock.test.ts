@@ -71,6 +71,17 @@ describe(
         .filter((e) => e.reasons.some((x) => x.startsWith('ssf-stream-')) && e.detail?.stream === streamId)
         .sort((a, b) => a.cursor - b.cursor);
 
+    /** Waits until the admin's view of stream `id` shows `n` SETs queued. */
+    async function backlogOf(id: string, n: number): Promise<void> {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
+        if ((streams as Json[]).find((x) => x.id === id)?.backlog === n) return;
+        assert.ok(Date.now() < deadline, `${n} SET(s) queued`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+
     /** Holds the stream's row (SELECT … FOR UPDATE) and pauses it, uncommitted, while `change` runs (answerWhileHeld). */
     function changeWhileHeld(streamId: string, change: () => Promise<HttpResult<Json>>): Promise<HttpResult<Json>> {
       const hold = async () => {
@@ -175,13 +186,7 @@ describe(
     it('a poll taking SETs while another session pauses the stream hands out none once the pause commits', async () => {
       const r = await receiverWithStream('Status lock (poll)');
       await TestConsole.enrol(t.url, t.admin); // one device-compliance-change SET queued for the stream
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const { streams } = (await t.admin.ok('GET', '/v1/admin/ssf/streams')) as Json;
-        if ((streams as Json[]).find((x) => x.id === r.streamId)?.backlog === 1) break;
-        assert.ok(Date.now() < deadline, 'the SET queued');
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await backlogOf(r.streamId, 1);
       const poll = () =>
         httpJson(`${t.url}/ssf/poll/${r.streamId}`, {
           method: 'POST',
@@ -192,6 +197,33 @@ describe(
       const result = await changeWhileHeld(r.streamId, poll);
       assert.equal(result.status, 200, JSON.stringify(result.body));
       assert.deepEqual(result.body.sets, {}, 'no SET handed out from a stream paused before the hand-out committed');
+    });
+
+    it('two polls of one stream at once never hand out the same SET', async () => {
+      const r = await receiverWithStream('Status lock (two polls)');
+      for (let i = 0; i < 3; i++) await TestConsole.enrol(t.url, t.admin); // three SETs queued
+      await backlogOf(r.streamId, 3);
+      const poll = () =>
+        httpJson(`${t.url}/ssf/poll/${r.streamId}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${r.token}` },
+          body: JSON.stringify({ returnImmediately: true }),
+        });
+      // Both have read the three SETs and wait for the stream's row (another session holds it, changing nothing).
+      const [first, second] = await answerWhileHeld(
+        holder,
+        watcher,
+        async () => {
+          assert.equal((await holder.all('SELECT id FROM ssf_streams WHERE id = ? FOR UPDATE', r.streamId)).length, 1);
+        },
+        () => Promise.all([poll(), poll()]),
+        /^update "ssf_streams"/i,
+        undefined,
+        2,
+      );
+      const jtis = [first, second].flatMap((answer) => Object.keys((answer.body as Json).sets as Json));
+      assert.equal(jtis.length, 3, `each SET handed out once: ${jtis.join(', ')}`);
+      assert.equal(new Set(jtis).size, 3);
     });
   },
 );

@@ -134,11 +134,14 @@ describe("fetching a transmitter's JWKS", () => {
 describe("SSF's own events name the source's stream", () => {
   const STREAM_UPDATED = 'https://schemas.openid.net/secevent/ssf/event-type/stream-updated';
 
-  /** A stream-updated SET of the transmitter whose subject is given as `sub_id` or, as before SSF 1.0, in the event. */
-  async function streamUpdated(where: 'sub_id' | 'event', streamId: string) {
+  /**
+   * A stream-updated SET of the transmitter whose subject is given as `sub_id` or, as before SSF 1.0, in the event
+   * (`streamId` null: the event's subject is `null`).
+   */
+  async function streamUpdated(where: 'sub_id' | 'event', streamId: string | null) {
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
-    const subject = { format: 'opaque', id: streamId };
+    const subject = streamId === null ? null : { format: 'opaque', id: streamId };
     const jws = Buffer.from(
       await new SignJWT({
         ...(where === 'sub_id' ? { sub_id: subject } : {}),
@@ -147,16 +150,16 @@ describe("SSF's own events name the source's stream", () => {
         .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'secevent+jwt' })
         .setIssuer('https://idp.example/')
         .setAudience('https://baton.example/ssf')
-        .setJti(`jti-${where}-${streamId}`)
+        .setJti(`jti-${where}-${String(streamId)}`)
         .setIssuedAt()
         .sign(privateKey),
     );
     return { jwk, jws };
   }
 
-  it('accepts the stream named as sub_id or as the event subject; refuses another stream either way', async () => {
+  it('accepts the stream named as sub_id or as the event subject; refuses another stream, or a null subject, either way', async () => {
     for (const where of ['sub_id', 'event'] as const) {
-      for (const named of ['str_mine', 'str_other']) {
+      for (const named of ['str_mine', 'str_other', ...(where === 'event' ? [null] : [])]) {
         const { jwk, jws } = await streamUpdated(where, named);
         const keys = new TransmitterKeys({ jwksTimeoutMs: 200 });
         const t = { ...transmitter('https://idp.example/jwks.json'), pinnedJwks: JSON.stringify({ keys: [jwk] }) };
@@ -171,7 +174,7 @@ describe("SSF's own events name the source's stream", () => {
         assert.equal(
           outcome,
           named === 'str_mine' ? STREAM_UPDATED : 'SSF_SET_STREAM_MISMATCH',
-          `${where} naming ${named}`,
+          `${where} naming ${String(named)}`,
         );
       }
     }

@@ -357,7 +357,9 @@ export async function validateSet(
   // its verification. A push-only source's stream id is not known to Baton: nothing to compare with.
   // The stream may also be named as the event's own `subject`, as before SSF 1.0 (and as other events may be).
   if ((type === SSF_STREAM_UPDATED || type === SSF_VERIFICATION) && t.streamId !== null) {
-    const subjectId = (claims.sub_id ?? payloadEvent.subject) as { format?: unknown; id?: unknown } | undefined;
+    const given: unknown = claims.sub_id ?? payloadEvent.subject;
+    const subjectId =
+      typeof given === 'object' && given !== null ? (given as { format?: unknown; id?: unknown }) : undefined;
     const named = subjectId?.format === 'opaque' && typeof subjectId.id === 'string' ? subjectId.id : undefined;
     if (named !== t.streamId) {
       const what =

@@ -533,36 +533,43 @@ export class TransmitterRepository {
   ): Promise<QueueRow[]> {
     return this.store.transaction(async (tx) => {
       const d = db(tx);
-      const rows = await d
-        .selectFrom('ssf_queue')
-        .select([
-          'seq',
-          'jti',
-          'subject_key',
-          'set_jwt',
-          'created_at',
-          'attempts',
-          'next_attempt_at',
-          'last_error',
-          'recorded_at',
-        ])
-        .where('stream_id', '=', streamId)
-        .where((eb) => eb.or([eb('polled_at', 'is', null), eb('polled_at', '<', now - redeliverMs)]))
-        .orderBy('seq')
-        .limit(max)
-        .execute();
-      const seqs = rows.map((r) => n(r.seq));
-      if (seqs.length > 0) {
+      const due = () =>
+        d
+          .selectFrom('ssf_queue')
+          .select([
+            'seq',
+            'jti',
+            'subject_key',
+            'set_jwt',
+            'created_at',
+            'attempts',
+            'next_attempt_at',
+            'last_error',
+            'recorded_at',
+          ])
+          .where('stream_id', '=', streamId)
+          .where((eb) => eb.or([eb('polled_at', 'is', null), eb('polled_at', '<', now - redeliverMs)]))
+          .orderBy('seq')
+          .limit(max)
+          .execute();
+      let rows = await due();
+      if (rows.length > 0) {
         // Handed out only while the stream is enabled, its row locked: a pause or disable committing meanwhile (on
         // any node) is seen here and nothing goes, or it waits for this unit (a hand-out before the pause).
         const repo = this.in(tx);
         await repo.boundIdleInUnit(idleMs);
         if (!(await repo.lockStream(streamId)) || (await repo.stream(streamId))?.status !== 'enabled') return [];
-        await d
-          .updateTable('ssf_queue')
-          .set((eb) => ({ polled_at: now, attempts: eb('attempts', '+', 1) }))
-          .where('seq', 'in', seqs)
-          .execute();
+        // Read again under the lock: another poll of this stream that waited for it before this one has marked what
+        // it took (committed), and those are not handed out twice.
+        rows = await due();
+        const seqs = rows.map((r) => n(r.seq));
+        if (seqs.length > 0) {
+          await d
+            .updateTable('ssf_queue')
+            .set((eb) => ({ polled_at: now, attempts: eb('attempts', '+', 1) }))
+            .where('seq', 'in', seqs)
+            .execute();
+        }
       }
       return rows.map((r) => ({
         seq: n(r.seq),

@@ -92,10 +92,11 @@ export class SsfSubscription implements RevocationSource {
   /** Baton said `disabled` since the stream was last known enabled: what it dropped meanwhile is never heard. */
   private sawDisabled = false;
   /**
-   * After a disable: until when the stream still counts as unheard once enabled again (every token issued before it
-   * was enabled has expired by then: a revocation the disable dropped could concern any of them).
+   * After a disable: from when, and until when, the stream still counts as unheard once enabled again (every token
+   * issued before it was enabled has expired by then: a revocation the disable dropped could concern any of them).
+   * Apart from `notEnabledSince`, which a later pause sets again.
    */
-  private gapUntil: number | undefined;
+  private gap: { since: number; until: number } | undefined;
 
   constructor(private readonly options: SsfSubscriptionOptions) {
     this.clock = options.clock ?? Date.now;
@@ -127,12 +128,10 @@ export class SsfSubscription implements RevocationSource {
    */
   downForMs(): number {
     const now = this.clock();
-    if (this.gapUntil !== undefined && now >= this.gapUntil) {
-      this.gapUntil = undefined;
-      this.notEnabledSince = undefined;
-    }
+    if (this.gap !== undefined && now >= this.gap.until) this.gap = undefined;
     const notEnabled = this.notEnabledSince === undefined ? 0 : Math.max(0, now - this.notEnabledSince);
-    return Math.max(this.loop.downForMs(), this.keysWait.forMs(), notEnabled);
+    const gap = this.gap === undefined ? 0 : Math.max(0, now - this.gap.since);
+    return Math.max(this.loop.downForMs(), this.keysWait.forMs(), notEnabled, gap);
   }
 
   close(): void {
@@ -305,7 +304,8 @@ export class SsfSubscription implements RevocationSource {
     this.enabledAt = now;
     if (this.sawDisabled) {
       this.sawDisabled = false;
-      this.gapUntil = now + TOKEN_HORIZON_MS;
-    } else if (this.gapUntil === undefined) this.notEnabledSince = undefined;
+      this.gap = { since: this.notEnabledSince ?? now, until: now + TOKEN_HORIZON_MS };
+    }
+    this.notEnabledSince = undefined;
   }
 }
