@@ -4,6 +4,7 @@ import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type Key
 import {
   CLIENT_ASSERTION_TYPE_JWT_BEARER,
   GRANT_CLIENT_CREDENTIALS,
+  GRANT_TOKEN_EXCHANGE,
   SERVICE_ENROLMENT_PROOF_AUDIENCE,
 } from '../../shared/service-accounts-api.js';
 import { sha256Hex } from '../../backend/crypto/secrets.js';
@@ -71,25 +72,30 @@ export function clientAssertion(service: EnrolledService, tokenEndpoint: string)
 }
 
 /**
- * The service's client-credentials token request (form-encoded, RFC 6749 §4.4.2) for one
- * `audience` and `action`, authenticated with a fresh client assertion.
+ * The service's token request (form-encoded) for one `audience` and `action`, authenticated with a fresh client
+ * assertion: client credentials (RFC 6749 §4.4.2), or, with `actorToken` (a human's action token), a token exchange
+ * acting for that human (RFC 8693 `actor_token`).
  */
 export async function requestServiceToken(
   t: TestBackend,
   service: EnrolledService,
   audience: string,
   action: string,
+  actorToken?: string,
 ): Promise<HttpResult<Json>> {
   const tokenEndpoint = `${t.url}/v1/services/token`;
   return httpJson(tokenEndpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({
-      grant_type: GRANT_CLIENT_CREDENTIALS,
+      grant_type: actorToken === undefined ? GRANT_CLIENT_CREDENTIALS : GRANT_TOKEN_EXCHANGE,
       client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
       client_assertion: await clientAssertion(service, tokenEndpoint),
       audience,
       action,
+      ...(actorToken === undefined
+        ? {}
+        : { actor_token: actorToken, actor_token_type: 'urn:ietf:params:oauth:token-type:access_token' }),
     }).toString(),
   });
 }

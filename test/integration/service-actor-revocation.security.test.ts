@@ -8,16 +8,8 @@ import {
   type Revocation,
 } from '../../packages/verifier/src/index.js';
 import type { Policy } from '../../shared/policy.js';
-import { CLIENT_ASSERTION_TYPE_JWT_BEARER, GRANT_TOKEN_EXCHANGE } from '../../shared/service-accounts-api.js';
 import type { ActionTokenClaims } from '../../backend/tokens/action-token-issuer.js';
-import {
-  TestConsole,
-  assertError,
-  httpJson,
-  startTestBackend,
-  type Json,
-  type TestBackend,
-} from '../helpers/backend-harness.js';
+import { TestConsole, assertError, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import {
   TELLER_AUDIENCE,
   appKeyPair,
@@ -26,7 +18,7 @@ import {
   tellerPolicy,
 } from '../helpers/action-token-fixtures.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
-import { clientAssertion, enrolService, type EnrolledService } from '../helpers/service-account-fixtures.js';
+import { enrolService, requestServiceToken, type EnrolledService } from '../helpers/service-account-fixtures.js';
 
 const ACTION = 'customer.view';
 
@@ -87,22 +79,7 @@ describe('service accounts: a service token acting for a human goes with that hu
   }
 
   /** The service's token exchange acting for the human whose action token is `actorToken`. */
-  async function serviceToken(actorToken: string) {
-    const endpoint = `${t.url}/v1/services/token`;
-    return httpJson(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: GRANT_TOKEN_EXCHANGE,
-        client_assertion_type: CLIENT_ASSERTION_TYPE_JWT_BEARER,
-        client_assertion: await clientAssertion(service, endpoint),
-        audience: TELLER_AUDIENCE,
-        action: ACTION,
-        actor_token: actorToken,
-        actor_token_type: 'urn:ietf:params:oauth:token-type:access_token',
-      }).toString(),
-    });
-  }
+  const serviceToken = (actorToken: string) => requestServiceToken(t, service, TELLER_AUDIENCE, ACTION, actorToken);
 
   /** An operator signed in at a console of their own, their action token, and the service's token acting for them. */
   async function seated() {

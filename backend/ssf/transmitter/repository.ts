@@ -163,6 +163,19 @@ function toStream(r: StreamRow): StreamRecord {
 /** `streamsVersion`'s statement text per Kysely instance. */
 const streamsVersionSql = new WeakMap<Kysely<BatonDatabase>, string>();
 
+/** The columns a queued SET is read with (`QueueRow`). */
+const QUEUE_COLUMNS = [
+  'seq',
+  'jti',
+  'subject_key',
+  'set_jwt',
+  'created_at',
+  'attempts',
+  'next_attempt_at',
+  'last_error',
+  'recorded_at',
+] as const;
+
 export class TransmitterRepository {
   constructor(private readonly store: Store) {}
 
@@ -438,18 +451,7 @@ export class TransmitterRepository {
   async head(streamId: string, limit: number): Promise<QueueRow[]> {
     const rows = await this.db
       .selectFrom('ssf_queue')
-      .select([
-        'seq',
-        'stream_id',
-        'jti',
-        'subject_key',
-        'set_jwt',
-        'created_at',
-        'attempts',
-        'next_attempt_at',
-        'last_error',
-        'recorded_at',
-      ])
+      .select([...QUEUE_COLUMNS, 'stream_id'])
       .where('stream_id', '=', streamId)
       .orderBy('seq')
       .limit(limit)
@@ -536,17 +538,7 @@ export class TransmitterRepository {
       const due = () =>
         d
           .selectFrom('ssf_queue')
-          .select([
-            'seq',
-            'jti',
-            'subject_key',
-            'set_jwt',
-            'created_at',
-            'attempts',
-            'next_attempt_at',
-            'last_error',
-            'recorded_at',
-          ])
+          .select(QUEUE_COLUMNS)
           .where('stream_id', '=', streamId)
           .where((eb) => eb.or([eb('polled_at', 'is', null), eb('polled_at', '<', now - redeliverMs)]))
           .orderBy('seq')
