@@ -2,6 +2,7 @@
  * The verifier library (@baton/verifier): verifications per CPU-second on one thread, in interleaved
  * rounds of the same run:
  *  - the anchor, raw ES256: `node:crypto.verify` (OpenSSL) of the same kind of token, and jose's `jwtVerify`;
+ *  - the verifier's own ES256 call alone: its native addon (OpenSSL with a context prepared once per key), when built;
  *  - `verify()` on fresh tokens (each token presented once: every one costs a signature check);
  *  - `verify()` on repeated tokens (1,000 tokens presented again and again: the signature cache answers,
  *    every other check still runs).
@@ -32,8 +33,10 @@ import {
   RevocationList,
   RevocationSubscription,
   VerificationError,
+  es256Backend,
   type Revocation,
 } from '../packages/verifier/src/index.js';
+import { verifyEs256Native } from '../packages/verifier/src/es256-native.js';
 import { TestConsole, startTestBackend, type Json } from '../test/helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../test/helpers/operator-flow.js';
 import {
@@ -112,9 +115,10 @@ async function pass(tokens: readonly string[], fn: (token: string) => unknown) {
   return { n: tokens.length, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-type Kind = 'openssl' | 'jose' | 'fresh' | 'repeated';
+type Kind = 'openssl' | 'native' | 'jose' | 'fresh' | 'repeated';
 
 async function throughput(): Promise<Record<Kind, number> & { opensslSpeed?: number }> {
+  const native = es256Backend.name === 'openssl-prepared';
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' } as JWK;
   const privateJwk = await exportJWK(privateKey);
@@ -145,17 +149,28 @@ async function throughput(): Promise<Record<Kind, number> & { opensslSpeed?: num
       );
       if (!ok) throw new Error('raw verify failed');
     },
+    native: (token) => {
+      const dot = token.lastIndexOf('.');
+      const ok = verifyEs256Native(
+        publicKeyObject,
+        token.slice(0, dot),
+        Buffer.from(token.slice(dot + 1), 'base64url'),
+      );
+      if (ok !== true) throw new Error(`the native addon did not verify (${es256Backend.reason})`);
+    },
     jose: (token) => jwtVerify(token, rawKeys, { algorithms: ['ES256'] }),
     fresh: (token) => verifier.verify(token, 'payment.approve'),
     repeated: (token) => verifier.verify(token, 'payment.approve'),
   };
   // Warm-up (the repeated tokens enter the signature cache here).
   await pass(fresh.slice(0, COUNT / 2), fns.openssl);
+  if (native) await pass(fresh.slice(0, COUNT / 2), fns.native);
   await pass(fresh.slice(0, 500), fns.jose);
   await pass(fresh.slice(COUNT / 2, COUNT), fns.fresh);
   for (let i = 0; i < 3; i++) await pass(repeated, fns.repeated);
   const totals: Record<Kind, { n: number; cpuMs: number }> = {
     openssl: { n: 0, cpuMs: 0 },
+    native: { n: 0, cpuMs: 0 },
     jose: { n: 0, cpuMs: 0 },
     fresh: { n: 0, cpuMs: 0 },
     repeated: { n: 0, cpuMs: 0 },
@@ -170,6 +185,7 @@ async function throughput(): Promise<Record<Kind, number> & { opensslSpeed?: num
       totals[kind].cpuMs += x.cpuMs;
     };
     add('openssl', await pass(round, fns.openssl));
+    if (native) add('native', await pass(round, fns.native));
     add('jose', await pass(round.slice(0, COUNT / 4), fns.jose));
     await profiler?.post('Profiler.start');
     add('fresh', await pass(round, fns.fresh));
@@ -182,15 +198,25 @@ async function throughput(): Promise<Record<Kind, number> & { opensslSpeed?: num
   profiler?.disconnect();
   const ceiling = opensslSpeedVerify();
   const rate = (kind: Kind) => (totals[kind].n / totals[kind].cpuMs) * 1000;
-  const rates = { openssl: rate('openssl'), jose: rate('jose'), fresh: rate('fresh'), repeated: rate('repeated') };
+  const rates = {
+    openssl: rate('openssl'),
+    native: native ? rate('native') : Number.NaN,
+    jose: rate('jose'),
+    fresh: rate('fresh'),
+    repeated: rate('repeated'),
+  };
   const rows: [string, Kind][] = [
     ['raw ES256: node:crypto.verify (OpenSSL)', 'openssl'],
+    ...(native
+      ? [["raw ES256: the verifier's native addon (OpenSSL, key prepared once)", 'native'] as [string, Kind]]
+      : []),
     ['raw ES256: jose jwtVerify (WebCrypto)', 'jose'],
     ['@baton/verifier verify(), fresh tokens', 'fresh'],
     ['@baton/verifier verify(), repeated tokens', 'repeated'],
   ];
   printTable(
-    `verifications per CPU-second (one thread; ${ROUNDS} interleaved rounds; load ${fmt(loadavg()[0] ?? Number.NaN)})`,
+    `verifications per CPU-second (one thread; ${ROUNDS} interleaved rounds; load ${fmt(loadavg()[0] ?? Number.NaN)}; ` +
+      `the verifier's ES256: ${es256Backend.name}, ${es256Backend.reason})`,
     ['what', 'verifications', 'CPU µs each', 'per core /s', '/ raw OpenSSL'],
     [
       ...rows.map(([name, kind]) => [
@@ -327,6 +353,7 @@ printTable(
 );
 printJsonLine('verifier', {
   load: [load0, loadavg()[0]],
+  es256: es256Backend.name,
   ...rates,
   ...(latency === undefined ? {} : { revocationMs: latency, revocationFromCommitMs: fromCommit }),
 });

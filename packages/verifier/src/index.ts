@@ -25,3 +25,4 @@ export {
   type SsfSubscriptionOptions,
 } from './ssf-subscription.js';
 export { SsfPushReceiver, SSF_PUSH_METHOD, type SsfPushReceiverOptions } from './ssf-push.js';
+export { es256Backend } from './es256-native.js';

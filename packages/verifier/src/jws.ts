@@ -1,5 +1,6 @@
 import { verify as verifySignature, type KeyObject } from 'node:crypto';
 import { VerificationError } from './errors.js';
+import { verifyEs256Native } from './es256-native.js';
 
 /** A compact JWS split and decoded, not yet verified. */
 export interface ParsedJws {
@@ -56,8 +57,17 @@ export function parseJws(token: string): ParsedJws {
   };
 }
 
-/** ES256 (P-256, SHA-256, the raw 64-byte r‖s signature of RFC 7518 §3.4), with OpenSSL, synchronously. */
+/**
+ * ES256 (P-256, SHA-256, the raw 64-byte r‖s signature of RFC 7518 §3.4), with OpenSSL, synchronously: through the
+ * native addon when it is in use (`es256Backend`), else through node:crypto.
+ */
 export function verifyEs256(jws: ParsedJws, key: KeyObject): boolean {
+  if (jws.signature.length !== 64) return false;
+  return verifyEs256Native(key, jws.signingInput, jws.signature) ?? verifyEs256WithNodeCrypto(jws, key);
+}
+
+/** The same check through `node:crypto.verify` (it sets up OpenSSL's contexts again on every call). */
+export function verifyEs256WithNodeCrypto(jws: ParsedJws, key: KeyObject): boolean {
   if (jws.signature.length !== 64) return false;
   // ASCII only (checked above): latin1 is the same bytes, without UTF-8's encoder.
   return verifySignature(
