@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/ec.h>
 #include <openssl/objects.h>
+#include <openssl/err.h>
 
 #define ES256_MAX_INPUT (64 * 1024)
 #define STACK_INPUT 4096
@@ -54,7 +55,7 @@ static napi_value throw_error(napi_env env, const char *code, const char *messag
 }
 
 /* key(spki: Uint8Array): an opaque handle for verify(). */
-static napi_value key(napi_env env, napi_callback_info info) {
+static napi_value key_unmarked(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1)
@@ -100,7 +101,8 @@ static napi_value key(napi_env env, napi_callback_info info) {
     key_free(env, k, NULL);
     return throw_error(env, "ES256_NATIVE_MEMORY", "could not create the key handle");
   }
-  napi_type_tag_object(env, handle, &KEY_TAG);
+  if (napi_type_tag_object(env, handle, &KEY_TAG) != napi_ok)
+    return throw_error(env, "ES256_NATIVE_MEMORY", "could not tag the key handle");
   return handle;
 }
 
@@ -124,7 +126,7 @@ static napi_value boolean(napi_env env, bool value) {
 }
 
 /* verify(handle, signingInput: string, signature: Uint8Array): boolean. */
-static napi_value verify(napi_env env, napi_callback_info info) {
+static napi_value verify_unmarked(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3)
@@ -177,6 +179,25 @@ static napi_value verify(napi_env env, napi_callback_info info) {
   der[0] = 0x30;
   der[1] = (unsigned char)(r + s);
   return boolean(env, EVP_PKEY_verify(k->ctx, der, 2 + r + s, digest, sizeof digest) == 1);
+}
+
+/*
+ * OpenSSL's error queue is per thread and shared with everything else in the process: a refused key or a signature
+ * with r or s out of range leaves an error on it, which the next reader (Node's TLS, calling SSL_get_error, or any
+ * node:crypto call) would take for its own. node:crypto pops what it pushed before returning; so do these wrappers.
+ */
+static napi_value key(napi_env env, napi_callback_info info) {
+  ERR_set_mark();
+  napi_value result = key_unmarked(env, info);
+  ERR_pop_to_mark();
+  return result;
+}
+
+static napi_value verify(napi_env env, napi_callback_info info) {
+  ERR_set_mark();
+  napi_value result = verify_unmarked(env, info);
+  ERR_pop_to_mark();
+  return result;
 }
 
 NAPI_MODULE_INIT() {

@@ -201,6 +201,37 @@ describe('the native ES256 addon', { skip }, () => {
     );
   });
 
+  it("leaves nothing on OpenSSL's error queue for the next caller (node:crypto, Node's TLS) after a refusal", () => {
+    // A fresh process: its queue holds only what this test puts there. Before the fix, a signature with r = 0 left
+    // "bad signature" queued, and the next node:crypto call (or TLS's SSL_get_error, which then dropped a healthy
+    // connection) reported it as its own error.
+    const script = `
+      const { createRequire } = require('node:module');
+      const { createPrivateKey, generateKeyPairSync } = require('node:crypto');
+      const native = createRequire(process.cwd() + '/')(${JSON.stringify(NATIVE_ES256_PATH)});
+      const codeOf = (fn) => { try { fn(); return 'none'; } catch (e) { return e.code; } };
+      const before = codeOf(() => createPrivateKey('not a key'));
+      const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const key = native.key(publicKey.export({ type: 'spki', format: 'der' }));
+      const zero = native.verify(key, 'a.b', Buffer.alloc(64));
+      const afterSignature = codeOf(() => createPrivateKey('not a key'));
+      const refusedKey = codeOf(() => native.key(Buffer.from('30020500', 'hex')));
+      const afterKey = codeOf(() => createPrivateKey('not a key'));
+      console.log(JSON.stringify({ before, zero, afterSignature, refusedKey, afterKey }));`;
+    const run = spawnSync(process.execPath, ['-e', script], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const out = JSON.parse(run.stdout.trim()) as Record<string, unknown>;
+    assert.equal(out.zero, false);
+    assert.equal(out.refusedKey, 'ES256_NATIVE_KEY');
+    assert.notEqual(out.before, 'none');
+    assert.equal(out.afterSignature, out.before, "node:crypto's next error is its own, not the addon's");
+    assert.equal(out.afterKey, out.before, "node:crypto's next error is its own, not the addon's");
+  });
+
   it('leaves the verifier refusing a forged action token with TOKEN_SIGNATURE_INVALID', async () => {
     const a = await signer('k1');
     const verifier = new ActionTokenVerifier({
