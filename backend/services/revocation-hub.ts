@@ -135,7 +135,6 @@ export class RevocationHub {
     reason: string,
     actor: string,
   ): Promise<RevocationOutcome> {
-    const now = this.clock();
     /** Consoles whose delivery row the revocation's own transaction wrote. */
     const recorded = new Set<string>();
     const { record, revokedSessions } = await this.events.atomically(async (uow) => {
@@ -144,58 +143,74 @@ export class RevocationHub {
       let operatorId: string | null = null;
       let consoleId: string | null = null;
       let affected: SessionRecord[] = [];
+      /** Writes the target's own row and its event, once the revocation's time is known. */
+      let revokeTarget: (at: number) => Promise<void> = () => Promise.resolve();
+      // First the rows it changes, locked in the store's lock order (the target's row, then its live sessions) and
+      // checked; nothing is written before its time is taken, so the target's row carries that time too.
       switch (kind) {
         case 'operator': {
-          const operator = await tx.operators.get(targetId);
+          const operator = await tx.operators.get(targetId, { forUpdate: true });
           if (operator === undefined) throw new BatonError('OPERATOR_UNKNOWN', `No operator "${targetId}"`);
-          if (!(await tx.operators.revoke(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
+          if (operator.revokedAt !== null) throw alreadyRevoked(kind, targetId);
           operatorId = targetId;
           affected = await tx.sessions.liveForOperator(targetId, { forUpdate: true });
-          await uow.record({
-            type: 'operator-revoked',
-            subject: { operator: targetId },
-            outcome: 'success',
-            reasons: ['revoked-by-admin'],
-            detail: { actor, reason_admin: reason },
-          });
+          revokeTarget = async (at) => {
+            if (!(await tx.operators.revoke(targetId, at, reason))) throw alreadyRevoked(kind, targetId);
+            await uow.record({
+              type: 'operator-revoked',
+              time: at,
+              subject: { operator: targetId },
+              outcome: 'success',
+              reasons: ['revoked-by-admin'],
+              detail: { actor, reason_admin: reason },
+            });
+          };
           break;
         }
         case 'credential': {
-          const credential = await tx.operators.getCredential(targetId);
+          const credential = await tx.operators.getCredential(targetId, { forUpdate: true });
           if (credential === undefined) throw new BatonError('NOT_FOUND', `No credential "${targetId}"`);
-          if (!(await tx.operators.revokeCredential(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
+          if (credential.revokedAt !== null) throw alreadyRevoked(kind, targetId);
           operatorId = credential.operatorId;
           affected = (await tx.sessions.liveForOperator(credential.operatorId, { forUpdate: true })).filter(
             (s) => s.credentialId === targetId,
           );
-          await uow.record({
-            type: 'credential-change',
-            subject: { operator: credential.operatorId, credential: targetId },
-            outcome: 'success',
-            reasons: ['revoked-by-admin'],
-            detail: {
-              credential_type: 'fido2-roaming',
-              change_type: 'revoke',
-              fido2_aaguid: credential.aaguid,
-              actor,
-              reason_admin: reason,
-            },
-          });
+          revokeTarget = async (at) => {
+            if (!(await tx.operators.revokeCredential(targetId, at, reason))) throw alreadyRevoked(kind, targetId);
+            await uow.record({
+              type: 'credential-change',
+              time: at,
+              subject: { operator: credential.operatorId, credential: targetId },
+              outcome: 'success',
+              reasons: ['revoked-by-admin'],
+              detail: {
+                credential_type: 'fido2-roaming',
+                change_type: 'revoke',
+                fido2_aaguid: credential.aaguid,
+                actor,
+                reason_admin: reason,
+              },
+            });
+          };
           break;
         }
         case 'console': {
-          const console = await tx.consoles.get(targetId);
+          const console = await tx.consoles.get(targetId, { forUpdate: true });
           if (console === undefined) throw new BatonError('NOT_FOUND', `No console "${targetId}"`);
-          if (!(await tx.consoles.revoke(targetId, now, reason))) throw alreadyRevoked(kind, targetId);
+          if (console.revokedAt !== null) throw alreadyRevoked(kind, targetId);
           consoleId = targetId;
           affected = await tx.sessions.liveOnConsole(targetId, { forUpdate: true });
-          await uow.record({
-            type: 'device-compliance-change',
-            subject: { console: targetId },
-            outcome: 'success',
-            reasons: ['revoked-by-admin'],
-            detail: { previous_status: 'compliant', current_status: 'not-compliant', actor, reason_admin: reason },
-          });
+          revokeTarget = async (at) => {
+            if (!(await tx.consoles.revoke(targetId, at, reason))) throw alreadyRevoked(kind, targetId);
+            await uow.record({
+              type: 'device-compliance-change',
+              time: at,
+              subject: { console: targetId },
+              outcome: 'success',
+              reasons: ['revoked-by-admin'],
+              detail: { previous_status: 'compliant', current_status: 'not-compliant', actor, reason_admin: reason },
+            });
+          };
           break;
         }
         case 'service':
@@ -212,9 +227,17 @@ export class RevocationHub {
           break;
         }
       }
-      for (const session of affected) await this.sessions.close(uow, session, 'revoked', `${kind}-revoked`, reason);
+      // Its time is taken now, once this unit holds the target's row and its live sessions: a token whose issuance
+      // committed before the unit could take them (the issuance journal locks the session too) has an `iat` no later
+      // than this, which is what app servers compare (a wait for those locks is not a window). It is the one time of
+      // the revocation: the target's `revoked_at`, the sessions' end, the events (so the Shared Signals SETs made of
+      // them) and the revocation record.
+      const at = this.clock();
+      await revokeTarget(at);
+      for (const session of affected) await this.sessions.close(uow, session, 'revoked', `${kind}-revoked`, reason, at);
       await uow.record({
         type: 'admin-action',
+        time: at,
         subject: { ...(operatorId ? { operator: operatorId } : {}), ...(consoleId ? { console: consoleId } : {}) },
         outcome: 'success',
         reasons: [`revoke-${kind}`],
@@ -225,10 +248,6 @@ export class RevocationHub {
       // waits for no other write.
       const single = kind === 'session' || kind === 'console' ? consoleId : null;
       const deliveredTo = single !== null && this.pusher.isConnected(single) ? [single] : [];
-      // Its time is taken now, after this unit holds the target's row and its live sessions: a token whose
-      // issuance committed before the unit could take them (the issuance journal locks the session too) has an
-      // `iat` no later than this, which is what app servers compare (a wait for those locks is not a window).
-      const at = this.clock();
       const stored = await tx.revocations.insert(
         { kind, targetId, operatorId, consoleId, reason, actor, at },
         deliveredTo.length > 0 ? { consoleIds: deliveredTo, at } : undefined,

@@ -707,7 +707,8 @@ export class SessionService {
 
   /**
    * Ends a session in the store and records it, in the caller's unit of work. `reason` is a stable
-   * code; free text (an admin's reason) goes in `reasonAdmin`, as CAEP's `reason_admin`.
+   * code; free text (an admin's reason) goes in `reasonAdmin`, as CAEP's `reason_admin`. `at`: the time of the
+   * change that ends it (a revocation's), for the session's end and its event; else now.
    */
   async close(
     uow: UnitOfWork,
@@ -715,12 +716,14 @@ export class SessionService {
     state: 'ended' | 'expired' | 'revoked',
     reason: string,
     reasonAdmin?: string,
+    at?: number,
   ): Promise<void> {
-    const now = this.ctx.clock();
+    const now = at ?? this.ctx.clock();
     await uow.store.sessions.update(session.id, { state, endedAt: now, endReason: reason });
     const type = state === 'revoked' ? 'session-revoked' : state === 'expired' ? 'session-expired' : 'session-ended';
     await uow.record({
       type,
+      ...(at === undefined ? {} : { time: at }),
       subject: { operator: session.operatorId, console: session.consoleId, session: session.id },
       assurance: assuranceContext(session.level, session.authTime),
       outcome: state === 'revoked' ? 'success' : 'info',

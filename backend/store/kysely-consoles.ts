@@ -61,8 +61,11 @@ export class KyselyConsoles implements ConsoleRepository {
       })
       .execute();
   }
-  async get(id: string): Promise<ConsoleRecord | undefined> {
-    const row = await this.ctx.db.selectFrom('consoles').selectAll().where('id', '=', id).executeTakeFirst();
+  async get(id: string, options?: { forUpdate?: boolean }): Promise<ConsoleRecord | undefined> {
+    const query = this.ctx.db.selectFrom('consoles').selectAll().where('id', '=', id);
+    // The lock the UPDATE that revokes it takes (SQLite has no row locks: BEGIN IMMEDIATE serialises writing units).
+    const locked = options?.forUpdate === true && this.ctx.dialect === 'postgres';
+    const row = await (locked ? query.forNoKeyUpdate() : query).executeTakeFirst();
     return row && consoleFrom(row);
   }
   async getMany(ids: readonly string[]): Promise<Map<string, ConsoleRecord>> {

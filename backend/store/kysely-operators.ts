@@ -98,8 +98,11 @@ export class KyselyOperators implements OperatorRepository {
       })
       .execute();
   }
-  async get(id: string): Promise<OperatorRecord | undefined> {
-    const row = await this.ctx.db.selectFrom('operators').selectAll().where('id', '=', id).executeTakeFirst();
+  async get(id: string, options?: { forUpdate?: boolean }): Promise<OperatorRecord | undefined> {
+    const query = this.ctx.db.selectFrom('operators').selectAll().where('id', '=', id);
+    // The lock the UPDATE that revokes it takes (SQLite has no row locks: BEGIN IMMEDIATE serialises writing units).
+    const locked = options?.forUpdate === true && this.ctx.dialect === 'postgres';
+    const row = await (locked ? query.forNoKeyUpdate() : query).executeTakeFirst();
     return row && operatorFrom(row);
   }
   async getByWebauthnUserId(userId: string): Promise<OperatorRecord | undefined> {
@@ -202,8 +205,10 @@ export class KyselyOperators implements OperatorRepository {
       })
       .execute();
   }
-  async getCredential(id: string): Promise<CredentialRecord | undefined> {
-    const row = await this.ctx.db.selectFrom('credentials').selectAll().where('id', '=', id).executeTakeFirst();
+  async getCredential(id: string, options?: { forUpdate?: boolean }): Promise<CredentialRecord | undefined> {
+    const query = this.ctx.db.selectFrom('credentials').selectAll().where('id', '=', id);
+    const locked = options?.forUpdate === true && this.ctx.dialect === 'postgres';
+    const row = await (locked ? query.forNoKeyUpdate() : query).executeTakeFirst();
     return row && credentialFrom(row);
   }
   async listCredentials(operatorId: string): Promise<CredentialRecord[]> {

@@ -23,9 +23,10 @@ import type { ScimRepository } from '../scim/repository.js';
  * after a second. Every unit therefore takes its locks in this order, skipping what it does not need:
  *
  *   1. console event chain heads (`lockHead(console id)`, ingest only), ascending origin;
- *   2. the credential (`recordCredentialUse`, `suspendCredential`, `revokeCredential`);
- *   3. the operator (`recordFailure`, `resetFailures`, `revoke`);
- *   4. the console (`touch`, `revoke`);
+ *   2. the credential (`recordCredentialUse`, `suspendCredential`, `revokeCredential`, `getCredential` with
+ *      `forUpdate`);
+ *   3. the operator (`recordFailure`, `resetFailures`, `revoke`, `get` with `forUpdate`);
+ *   4. the console (`touch`, `revoke`, `get` with `forUpdate`);
  *   5. sessions, ascending id (several at once only through the `forUpdate` reads, which lock in id
  *      order; a unit that changes several sessions reads them locked before changing any);
  *      A service's row (`services`: the token endpoint's `touchLive`, its revocation, a key rotation's
@@ -191,7 +192,12 @@ export interface StreamHead {
 
 export interface ConsoleRepository {
   insert(record: ConsoleRecord): Promise<void>;
-  get(id: string): Promise<ConsoleRecord | undefined>;
+  /**
+   * `forUpdate` (inside a unit of work that revokes it): on PostgreSQL the row stays locked until the unit ends, as
+   * the UPDATE that revokes it would lock it (FOR NO KEY UPDATE: a row referring to it may still be inserted), so the
+   * revocation takes its time once it holds the row and writes it later (RevocationHub).
+   */
+  get(id: string, options?: { forUpdate?: boolean }): Promise<ConsoleRecord | undefined>;
   /** Several consoles in one statement (a burst of reconnects): the ones that exist, by id. */
   getMany(ids: readonly string[]): Promise<Map<string, ConsoleRecord>>;
   list(): Promise<ConsoleRecord[]>;
@@ -214,7 +220,12 @@ export interface ConsoleRepository {
 
 export interface OperatorRepository {
   insert(record: OperatorRecord): Promise<void>;
-  get(id: string): Promise<OperatorRecord | undefined>;
+  /**
+   * `forUpdate` (inside a unit of work that revokes it): on PostgreSQL the row stays locked until the unit ends, as
+   * the UPDATE that revokes it would lock it (FOR NO KEY UPDATE: a row referring to it may still be inserted), so the
+   * revocation takes its time once it holds the row and writes it later (RevocationHub).
+   */
+  get(id: string, options?: { forUpdate?: boolean }): Promise<OperatorRecord | undefined>;
   getByWebauthnUserId(userId: string): Promise<OperatorRecord | undefined>;
   list(): Promise<OperatorRecord[]>;
   revoke(id: string, at: number, reason: string): Promise<boolean>;
@@ -224,7 +235,8 @@ export interface OperatorRepository {
   getCode(hash: string): Promise<EnrolmentCodeRecord | undefined>;
   useCode(hash: string, at: number, credentialId: string): Promise<boolean>;
   insertCredential(record: CredentialRecord): Promise<void>;
-  getCredential(id: string): Promise<CredentialRecord | undefined>;
+  /** `forUpdate` as for `get`. */
+  getCredential(id: string, options?: { forUpdate?: boolean }): Promise<CredentialRecord | undefined>;
   listCredentials(operatorId: string): Promise<CredentialRecord[]>;
   /**
    * Stores a verified assertion's signature counter and the time of use, only if the counter advances

@@ -199,6 +199,7 @@ export class HandWrittenSqliteConsoles extends KyselyConsoles {
     super(ctx);
   }
 
+  // SQLite has no row locks (forUpdate): BEGIN IMMEDIATE already serialises every writing unit.
   override get(id: string): Promise<ConsoleRecord | undefined> {
     return this.runner.run(() => this.sync.console(id));
   }
