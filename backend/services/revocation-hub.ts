@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { BatonError } from '../../shared/errors.js';
 import type { RevocationItem, RevocationKind, RevocationMessage } from '../../shared/protocol.js';
 import type { RevocationRecord, SessionRecord, Store } from '../store/repositories.js';
-import type { EventLog } from './event-log.js';
+import type { EventLog, UnitOfWork } from './event-log.js';
 import type { SessionService } from './session-service.js';
 
 /** What the hub needs from the console channel: who is connected, and a way to reach them. */
@@ -22,6 +22,17 @@ interface PendingDelivery {
   consoles: string[];
   at: number;
   settle: (error: unknown) => void;
+}
+
+/**
+ * What a caller writes in a revocation's own unit of work (the Shared Signals receiver: a held SET's claim checked
+ * and marked with the revocation, backend/ssf/receiver). Both run on every attempt of the unit.
+ */
+export interface RevokeHooks {
+  /** Runs first, before the unit takes any row of its own (its rows come first in the lock order); a throw refuses the revocation. */
+  before?: (uow: UnitOfWork) => Promise<void>;
+  /** Runs once the revocation is stored: what it writes commits with the revocation or not at all. */
+  stored?: (uow: UnitOfWork, revocation: RevocationRecord) => Promise<void>;
 }
 
 export interface RevocationOutcome {
@@ -107,8 +118,14 @@ export class RevocationHub {
     return read;
   }
 
-  async revoke(kind: RevocationKind, targetId: string, reason: string, actor: string): Promise<RevocationOutcome> {
-    const run = this.revokeAndPush(kind, targetId, reason, actor);
+  async revoke(
+    kind: RevocationKind,
+    targetId: string,
+    reason: string,
+    actor: string,
+    hooks?: RevokeHooks,
+  ): Promise<RevocationOutcome> {
+    const run = this.revokeAndPush(kind, targetId, reason, actor, hooks);
     this.localRevokes.add(run);
     try {
       return await run;
@@ -134,11 +151,13 @@ export class RevocationHub {
     targetId: string,
     reason: string,
     actor: string,
+    hooks: RevokeHooks | undefined,
   ): Promise<RevocationOutcome> {
     /** Consoles whose delivery row the revocation's own transaction wrote. */
     const recorded = new Set<string>();
     const { record, revokedSessions } = await this.events.atomically(async (uow) => {
       recorded.clear(); // the unit of work may run again (PostgreSQL, after a deadlock): only its last run counts
+      await hooks?.before?.(uow);
       const tx = uow.store;
       let operatorId: string | null = null;
       let consoleId: string | null = null;
@@ -252,6 +271,7 @@ export class RevocationHub {
         { kind, targetId, operatorId, consoleId, reason, actor, at },
         deliveredTo.length > 0 ? { consoleIds: deliveredTo, at } : undefined,
       );
+      await hooks?.stored?.(uow, stored);
       for (const id of deliveredTo) recorded.add(id);
       // Every node pushes it to its own consoles (PostgreSQL: the NOTIFY goes with this COMMIT).
       await uow.publish('revocation', { epoch: stored.epoch });

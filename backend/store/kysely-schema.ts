@@ -316,6 +316,10 @@ export interface BatonDatabase {
     jti: string;
     received_at: Ms;
     set_json: string;
+    /** Migration 28: the resume applying it and its lease; the revocations applied for it so far ('kind:epoch …'). */
+    claimed_by: string | null;
+    claimed_until: Ms | null;
+    applied: string | null;
   };
   ssf_rejections: {
     transmitter_id: string;

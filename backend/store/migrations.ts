@@ -674,4 +674,17 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ssf_held_sets_order ON ssf_held_sets(transmitter_id, received_at, jti);
     `,
   },
+  {
+    version: 28,
+    name: 'Shared Signals receiver: a held SET is claimed (by whom, until when) and marked with the revocations applied for it, and removed once applied, not when claimed (backend/ssf/receiver)',
+    sql: `
+      -- The resume applying it (a random claim id) and until when (a lease): a node that dies leaves a claim the
+      -- next resume takes over once the lease ran out.
+      ALTER TABLE ssf_held_sets ADD COLUMN claimed_by TEXT;
+      ALTER TABLE ssf_held_sets ADD COLUMN claimed_until INTEGER;
+      -- The revocations applied for it so far ('kind:epoch', space-separated), each written in its revocation's
+      -- unit of work: a claim taken over knows what its predecessor revoked.
+      ALTER TABLE ssf_held_sets ADD COLUMN applied TEXT;
+    `,
+  },
 ];

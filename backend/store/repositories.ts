@@ -22,6 +22,8 @@ import type { ScimRepository } from '../scim/repository.js';
  * units that take the same rows in different orders can deadlock (40P01): PostgreSQL then aborts one
  * after a second. Every unit therefore takes its locks in this order, skipping what it does not need:
  *
+ *   0. a Shared Signals source (`ssf_transmitters`: `lockTransmitter`), then its held SETs (`ssf_held_sets`: a
+ *      claim, a disable's drop, and, first in a revocation applying a held SET, `fenceHeld`: RevokeHooks.before);
  *   1. console event chain heads (`lockHead(console id)`, ingest only), ascending origin;
  *   2. the credential (`recordCredentialUse`, `suspendCredential`, `revokeCredential`, `getCredential` with
  *      `forUpdate`);

@@ -18,7 +18,8 @@ import { constantTimeEqualHex, newId, newSecretToken, sha256Hex } from '../../cr
 import { lagAwareTimeoutSignal } from '../../lag-aware-timer.js';
 import type { Store } from '../../store/repositories.js';
 import type { EventLog } from '../../services/event-log.js';
-import type { RevocationHub } from '../../services/revocation-hub.js';
+import type { RevocationHub, RevokeHooks } from '../../services/revocation-hub.js';
+import { HELD_CLAIM_LEASE_MS, HeldClaimLost, appliedMarks, claimHooks, type HeldClaim } from './held-claims.js';
 import {
   SOURCE_STATUSES,
   type HeldSet,
@@ -194,7 +195,7 @@ export interface TransmitterView {
   statusReason: string | null;
   statusChangedAt: number | null;
   statusChangedBy: string | null;
-  /** Valid SETs held while paused (applied when resumed). */
+  /** Valid SETs held while paused (applied when resumed), those a resume is applying included. */
   held: number;
   /** What the upstream last said about its stream's status (Baton's request, or its `stream-updated` SET). */
   upstreamStatus: UpstreamStatus | null;
@@ -250,7 +251,7 @@ export interface StatusChange {
   /** Resumed: held SETs applied now, and those left (an error stopped the run; resuming again goes on). */
   applied?: number;
   remaining?: number;
-  /** Disabled: the held SETs dropped. */
+  /** Disabled: the held SETs dropped (not those a resume had claimed: they are applied to the end). */
   droppedSets?: number;
 }
 
@@ -392,7 +393,8 @@ export class SsfReceiver {
    * `admin-action` event (`ssf-transmitter-<status>`: actor, previous and new status, reason; the row locked, so of
    * two changes at once the second records the first's status as previous): it takes effect whatever the upstream
    * does. Paused: valid SETs are held (202), acting on no one. Disabled: pushes are refused and the held SETs dropped
-   * (their jtis in the event). Resumed: the held SETs are applied, oldest first. Then, for a stream Baton created at
+   * (their jtis in the event), but for those a resume claimed before it (`claimedSets`: applied to the end, see
+   * `drainHeld`). Resumed: the held SETs are applied, oldest first. Then, for a stream Baton created at
    * the upstream and with the upstream's access token, the upstream is asked to set its stream to the same status;
    * its answer (or why it could not be reached) is kept with the source, recorded, and returned — never an error.
    */
@@ -406,9 +408,11 @@ export class SsfReceiver {
       if (current.status === input.status && current.statusReason === reason) {
         return { previous: current.status, changed: false, dropped: [] as string[], record: current };
       }
-      // Disabled: nothing is held for it (as a transmitter's disabled stream holds nothing, SSF 1.0 §8.1.2.1).
-      const dropped = input.status === 'disabled' ? await repo.dropHeld(id) : [];
-      const held = input.status === 'disabled' ? 0 : await repo.heldCount(id);
+      // Disabled: nothing is held for it (as a transmitter's disabled stream holds nothing, SSF 1.0 §8.1.2.1), but
+      // for the SETs a resume claimed before (being applied, or partly applied by a node that died): they are not
+      // taken back, and are applied to the end (by the next resume if their claimant died).
+      const dropped = input.status === 'disabled' ? await repo.dropHeld(id, now) : [];
+      const held = await repo.heldCount(id);
       await repo.setStatus(id, input.status, reason, now, actor);
       await uow.record({
         type: 'admin-action',
@@ -422,7 +426,11 @@ export class SsfReceiver {
           status: input.status,
           reason,
           ...(input.status === 'disabled'
-            ? { droppedSets: dropped.length, droppedJtis: dropped.slice(0, 100).join(' ') || null }
+            ? {
+                droppedSets: dropped.length,
+                droppedJtis: dropped.slice(0, 100).join(' ') || null,
+                ...(held > 0 ? { claimedSets: held } : {}),
+              }
             : { heldSets: held }),
         },
       });
@@ -525,69 +533,79 @@ export class SsfReceiver {
 
   /**
    * Applies a resumed source's held SETs, oldest first, each as if it had just arrived (`ssf-set-received` with
-   * `heldSince`). Each is claimed before it is applied, in a unit of its own: the source's row locked (as a status
-   * change and a hold take it), its status read under that lock (`enabled`, or the run stops: paused again, or
-   * disabled and what it held dropped), and the held row deleted; a row already gone (another resume applying it,
-   * or a disable that dropped it) is skipped. So a SET is applied by one resume only, and never once a disable has
-   * listed it as dropped. The revocation has its own unit (RevocationHub.revoke), so it cannot share the claim's:
-   * the claim commits first. If applying fails, the SET is held again (its `heldSince` kept, unless the source was
-   * disabled meanwhile) and the run stops. A node stopping between the claim's commit and the revocation's loses
-   * that one SET (its `held` event has no `ssf-set-received` with `heldSince`): Baton prefers this to the other
-   * order (apply, then delete), which applies a SET twice when two resumes run, and after a disable dropped it.
+   * `heldSince`): at least once, and once in effect (held-claims.ts). Each is claimed before it is applied, in a unit
+   * of its own: the source's row locked (as a status change and a hold take it), its status read under that lock
+   * (`enabled`, or the run stops: paused again, or disabled and what it held dropped), and the held row marked with
+   * this claim and a lease (HELD_CLAIM_LEASE_MS), if no other resume holds it (one that is applying it, or a node
+   * that died less than a lease ago). Each revocation applied for it checks the claim and marks the row in its own
+   * unit; the row is deleted in the unit that records the SET, by the claim that holds it. So a SET is applied by one
+   * resume at a time; a disable drops no SET a resume claimed (it is applied to the end); a node that dies between
+   * the claim and the record leaves the row claimed, with what it revoked, for the next resume on any node once the
+   * lease has run out, which revokes what is left, nothing twice, and records the SET once with every revocation made
+   * for it. If applying fails, the claim is released (the SET is held again in its place, with what was applied for
+   * it) and the run stops.
    */
   private async drainHeld(id: string): Promise<{ applied: number; remaining: number }> {
+    const inbound = this.deps.store.ssfInbound;
     let applied = 0;
     try {
       for (;;) {
-        const batch = await this.deps.store.ssfInbound.heldSets(id, DRAIN_BATCH);
+        const batch = await inbound.heldSets(id, DRAIN_BATCH, this.deps.clock());
         if (batch.length === 0) break;
         for (const held of batch) {
           const claim = await this.claimHeld(id, held.jti);
           // Paused or disabled again meanwhile: the rest waits (or was dropped).
-          if (claim === 'stopped') return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
-          if (claim === 'gone') continue; // applied by another resume
+          if (claim === 'stopped') return { applied, remaining: await inbound.heldCount(id) };
+          if (claim === 'gone') continue; // applied, or being applied, by another resume
+          let outcome: 'applied' | 'taken-over';
           try {
-            await this.act(claim, heldSetOf(held), held.receivedAt);
+            outcome = await this.act(claim.source, heldSetOf(held), { since: held.receivedAt, ...claim });
           } catch (error) {
-            await this.holdAgain(id, held);
+            await this.releaseHeld(id, held.jti, claim.claim);
             throw error;
           }
-          applied += 1;
+          if (outcome === 'applied') applied += 1;
         }
       }
     } catch (error) {
       this.deps.logger.warn({ err: error, transmitter: id, applied }, 'applying held SETs stopped');
     }
-    return { applied, remaining: await this.deps.store.ssfInbound.heldCount(id) };
+    return { applied, remaining: await inbound.heldCount(id) };
   }
 
-  /** Claims one held SET for applying (see `drainHeld`): the source as it is, `stopped` unless enabled, `gone`. */
-  private async claimHeld(id: string, jti: string): Promise<TransmitterRecord | 'stopped' | 'gone'> {
+  /** Claims one held SET for applying (see `drainHeld`): the source as it is and the claim, `stopped` unless enabled, `gone`. */
+  private async claimHeld(
+    id: string,
+    jti: string,
+  ): Promise<(HeldClaim & { source: TransmitterRecord }) | 'stopped' | 'gone'> {
+    const claim = newId('hclaim');
     return this.deps.events.atomically(async (uow) => {
       const repo = uow.store.ssfInbound;
       const current = (await repo.lockTransmitter(id)) ? await repo.getTransmitter(id) : undefined;
       if (current?.status !== 'enabled') return 'stopped';
-      return (await repo.deleteHeld(id, jti)) ? current : 'gone';
+      const now = this.deps.clock();
+      const taken = await repo.claimHeld(id, jti, claim, now + HELD_CLAIM_LEASE_MS, now);
+      return taken === undefined ? 'gone' : { source: current, claim, applied: taken.applied };
     });
   }
 
-  /** A claimed SET that could not be applied is held again, in its place (not for a source disabled meanwhile). */
-  private async holdAgain(id: string, held: HeldSet): Promise<void> {
+  /**
+   * A claimed SET that could not be applied is held again, in its place, with what was applied for it; for a source
+   * disabled meanwhile, one nothing was applied for is dropped (as the disable dropped the others).
+   */
+  private async releaseHeld(id: string, jti: string, claim: string): Promise<void> {
     try {
-      const kept = await this.deps.events.atomically(async (uow) => {
+      const dropped = await this.deps.events.atomically(async (uow) => {
         const repo = uow.store.ssfInbound;
         const current = (await repo.lockTransmitter(id)) ? await repo.getTransmitter(id) : undefined;
-        if (current === undefined || current.status === 'disabled') return false;
-        await repo.holdSet(id, held);
-        return true;
+        const released = await repo.releaseHeld(id, jti, claim);
+        if (released === undefined || released.applied !== null || current?.status !== 'disabled') return false;
+        return repo.deleteHeld(id, jti);
       });
-      if (!kept)
-        this.deps.logger.warn({ transmitter: id, jti: held.jti }, 'a held SET not applied was dropped: disabled');
+      if (dropped) this.deps.logger.warn({ transmitter: id, jti }, 'a held SET not applied was dropped: disabled');
     } catch (error) {
-      this.deps.logger.error(
-        { err: error, transmitter: id, jti: held.jti },
-        'a held SET not applied could not be held again',
-      );
+      // The claim stays until its lease runs out; then the next resume takes the SET over.
+      this.deps.logger.error({ err: error, transmitter: id, jti }, 'a held SET not applied could not be released');
     }
   }
 
@@ -994,23 +1012,49 @@ export class SsfReceiver {
     return undefined;
   }
 
-  /** Acts on one valid SET; `heldSince`: a held SET applied on resume (claimed first: `drainHeld`). */
-  private async act(t: TransmitterRecord, set: ValidSet, heldSince?: number): Promise<void> {
+  /**
+   * Acts on one valid SET. `held`: a held SET applied on resume, claimed first (`drainHeld`): its revocations check
+   * and mark the claim, and its row is deleted with the event that records it; `taken-over` when the claim lost it
+   * meanwhile (another resume took it over after the lease, and records it: nothing recorded here).
+   */
+  private async act(
+    t: TransmitterRecord,
+    set: ValidSet,
+    held?: HeldClaim & { since: number },
+  ): Promise<'applied' | 'taken-over'> {
     const name =
       set.type.startsWith(CAEP) || set.type.startsWith(RISC) ? set.type.slice(set.type.lastIndexOf('/') + 1) : set.type;
     const operatorId = await this.operatorOf(set);
     const actor = `ssf:${t.id}`;
     const why = reasonOf(set, name, t.issuer);
-    const epochs: number[] = [];
+    let epochs: number[] = [];
     let action: Action | undefined;
-    if (isStreamEvent(set))
-      action = undefined; // decided in the unit below
-    else if (!set.known) action = 'ignored-unknown-event';
-    else if (operatorId === undefined) action = 'ignored-unknown-subject';
-    else action = await this.apply(set, name, operatorId, why, actor, epochs);
+    const claimed =
+      held === undefined
+        ? undefined
+        : { prior: appliedMarks(held.applied).kinds, hooks: claimHooks(t.id, set.jti, held.claim, this.deps.clock) };
+    try {
+      if (isStreamEvent(set))
+        action = undefined; // decided in the unit below
+      else if (!set.known) action = 'ignored-unknown-event';
+      else if (operatorId === undefined) action = 'ignored-unknown-subject';
+      else action = await this.apply(set, name, operatorId, why, actor, epochs, claimed);
+    } catch (error) {
+      if (!(error instanceof HeldClaimLost)) throw error;
+      this.deps.logger.info({ transmitter: t.id, jti: set.jti }, 'a held SET being applied was taken over');
+      return 'taken-over';
+    }
     const now = this.deps.clock();
-    await this.deps.events.atomically(async (uow) => {
+    return this.deps.events.atomically(async (uow) => {
       const repo = uow.store.ssfInbound;
+      if (held !== undefined) {
+        // Deleted with the event that records it, by the claim that holds it (the source's row first: lock order).
+        await repo.lockTransmitter(t.id);
+        const finished = await repo.finishHeld(t.id, set.jti, held.claim);
+        if (finished === undefined) return 'taken-over';
+        // Every revocation made for it: this resume's, and those of a resume that died applying it.
+        epochs = appliedMarks(finished.applied).epochs;
+      }
       let taken: Action = action ?? 'recorded';
       if (set.type === SSF_VERIFICATION) {
         // The answer to Baton's request only when it carries the state Baton is waiting for.
@@ -1029,7 +1073,7 @@ export class SsfReceiver {
         };
         await repo.setUpstreamStatus(t.id, JSON.stringify(said));
       }
-      await repo.recordAccepted(t.id, now, set.jti, taken, heldSince === undefined);
+      await repo.recordAccepted(t.id, now, set.jti, taken, held === undefined);
       await uow.record({
         type: 'ssf-set-received',
         subject: operatorId === undefined ? {} : { operator: operatorId },
@@ -1046,12 +1090,18 @@ export class SsfReceiver {
           action: taken,
           epochs: epochs.join(' ') || null,
           txn: set.txn ?? null,
-          ...(heldSince === undefined ? {} : { heldSince }),
+          ...(held === undefined ? {} : { heldSince: held.since }),
         },
       });
+      return 'applied';
     });
   }
 
+  /**
+   * The revocations a SET asks for. `claimed`: a held SET's claim (`act`): its revocations carry the claim's hooks,
+   * and `prior` holds the kinds a resume that died applying it revoked already (found revoked now, they still count
+   * as this SET's doing).
+   */
   private async apply(
     set: ValidSet,
     name: string,
@@ -1059,11 +1109,13 @@ export class SsfReceiver {
     why: string,
     actor: string,
     epochs: number[],
+    claimed?: { prior: ReadonlySet<string>; hooks: RevokeHooks },
   ): Promise<Action> {
     const { store, revocations } = this.deps;
+    const prior = claimed?.prior ?? new Set<string>();
     const revoke = async (kind: 'operator' | 'credential' | 'session', id: string): Promise<boolean> => {
       try {
-        epochs.push((await revocations.revoke(kind, id, why, actor)).revocation.epoch);
+        epochs.push((await revocations.revoke(kind, id, why, actor, claimed?.hooks)).revocation.epoch);
         return true;
       } catch (error) {
         // Already revoked or ended meanwhile: nothing left to do for this one.
@@ -1073,12 +1125,12 @@ export class SsfReceiver {
       }
     };
     const sessions = async (): Promise<Action> => {
-      let any = false;
+      let any = prior.has('session');
       for (const s of await store.sessions.liveForOperator(operatorId)) any = (await revoke('session', s.id)) || any;
       return any ? 'sessions-revoked' : 'nothing-to-revoke';
     };
     const credentials = async (aaguid?: string): Promise<Action> => {
-      let any = false;
+      let any = prior.has('credential');
       for (const c of await store.operators.listCredentials(operatorId)) {
         if (c.revokedAt !== null) continue;
         if (aaguid !== undefined && c.aaguid.toLowerCase() !== aaguid.toLowerCase()) continue;
@@ -1089,8 +1141,10 @@ export class SsfReceiver {
     switch (name) {
       case 'account-disabled':
       case 'account-purged': {
+        // Revoked for this SET by a resume that died before recording it: this SET's doing all the same.
+        const revokedBefore: Action = prior.has('operator') ? 'operator-revoked' : 'already-revoked';
         const operator = await store.operators.get(operatorId);
-        if (operator === undefined || operator.revokedAt !== null) return 'already-revoked';
+        if (operator === undefined || operator.revokedAt !== null) return revokedBefore;
         try {
           // Only an admin can be the last one (the check reads every admin's passkeys): not before every push.
           if (operator.roles.includes('admin')) await this.deps.assertNotLastAdmin(operatorId);
@@ -1102,7 +1156,7 @@ export class SsfReceiver {
           }
           throw error;
         }
-        return (await revoke('operator', operatorId)) ? 'operator-revoked' : 'already-revoked';
+        return (await revoke('operator', operatorId)) ? 'operator-revoked' : revokedBefore;
       }
       case 'credential-compromise':
         return credentials();
@@ -1153,7 +1207,7 @@ export class SsfReceiver {
       statusReason: t.statusReason,
       statusChangedAt: t.statusChangedAt,
       statusChangedBy: t.statusChangedBy,
-      held: t.status === 'disabled' ? 0 : await this.deps.store.ssfInbound.heldCount(t.id),
+      held: await this.deps.store.ssfInbound.heldCount(t.id),
       upstreamStatus: upstreamStatusOf(t.upstreamStatus),
       verifiable: t.streamId !== null && t.configurationUrl !== null,
       verification:

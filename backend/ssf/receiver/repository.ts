@@ -1,7 +1,8 @@
 /**
- * Storage of the Shared Signals receiver (migrations 13 and 27): the upstream transmitters an admin
+ * Storage of the Shared Signals receiver (migrations 13, 27 and 28): the upstream transmitters an admin
  * registered (with their status, the upstream's last answer about it, their last verification), the
- * SETs held while one is paused, the refusals counted per transmitter and code, and the subject
+ * SETs held while one is paused (and their claims while a resume applies them), the refusals counted per
+ * transmitter and code, and the subject
  * identifiers linked to operators. Kysely, both engines. Replay protection of `jti` is not here: it is the store's
  * single-use `ephemeral.claimOnce` (shared by every node).
  */
@@ -89,13 +90,44 @@ export interface SsfInboundRepository {
   /** The verification SET carrying `state` arrived: false when that state is not (or no longer) the one awaited. */
   markVerified(id: string, state: string, at: number, jti: string): Promise<boolean>;
   holdSet(id: string, held: HeldSet): Promise<void>;
+  /** The SETs the transmitter holds, claimed ones included. */
   heldCount(id: string): Promise<number>;
-  /** The oldest held SETs first, at most `limit`. */
-  heldSets(id: string, limit: number): Promise<HeldSet[]>;
-  /** Deletes one held SET; false when it was not there (taken by another resume, or dropped by a disable). */
+  /** The oldest held SETs a resume may claim at `now` (unclaimed, or their claim's lease over) first, at most `limit`. */
+  heldSets(id: string, limit: number, now: number): Promise<HeldSet[]>;
+  /**
+   * Claims one held SET for a resume (`claim`, until `until`) if nobody holds it at `now` (never claimed, released,
+   * or its claimant's lease ran out: a node that died); the revocations already applied for it ('kind:epoch …', or
+   * null), or undefined when it is not there or claimed by a live resume.
+   */
+  claimHeld(
+    id: string,
+    jti: string,
+    claim: string,
+    until: number,
+    now: number,
+  ): Promise<{ applied: string | null } | undefined>;
+  /**
+   * In the unit of work of a revocation applied for a claimed SET, first: the row locked, its lease moved to `until`;
+   * false when the SET is no longer claimed by `claim` (taken over by another resume, or dropped).
+   */
+  fenceHeld(id: string, jti: string, claim: string, until: number): Promise<boolean>;
+  /** In that unit, once the revocation is stored: adds `mark` ('kind:epoch') to the revocations applied for the SET. */
+  markHeldApplied(id: string, jti: string, mark: string): Promise<void>;
+  /**
+   * Removes a claimed SET once it is applied (with the event that records it): the revocations applied for it, or
+   * undefined when `claim` no longer holds it (another resume took it over and records it).
+   */
+  finishHeld(id: string, jti: string, claim: string): Promise<{ applied: string | null } | undefined>;
+  /** Gives up a claim (applying failed): the SET is held again in its place, with what was applied for it. */
+  releaseHeld(id: string, jti: string, claim: string): Promise<{ applied: string | null } | undefined>;
+  /** Deletes one held SET; false when it was not there. */
   deleteHeld(id: string, jti: string): Promise<boolean>;
-  /** Drops every held SET of the transmitter; returns their jtis. */
-  dropHeld(id: string): Promise<string[]>;
+  /**
+   * Drops the held SETs of the transmitter that nothing was applied for and no resume is applying at `now`
+   * (unclaimed, or their claimant's lease over); returns their jtis. A SET claimed by a live resume, or one a
+   * revocation was applied for, stays: it is applied to the end (by the next resume if its claimant died).
+   */
+  dropHeld(id: string, now: number): Promise<string[]>;
   setStream(id: string, streamId: string, pushTokenHash: string): Promise<void>;
   /** One accepted SET: counters and the last SET's jti and action (`count` false: a held SET applied, counted when it was held). */
   recordAccepted(id: string, at: number, jti: string, action: string, count?: boolean): Promise<void>;
@@ -282,11 +314,12 @@ export class KyselySsfInbound implements SsfInboundRepository {
     return Number(row?.n ?? 0);
   }
 
-  async heldSets(id: string, limit: number): Promise<HeldSet[]> {
+  async heldSets(id: string, limit: number, now: number): Promise<HeldSet[]> {
     const rows = await this.ctx.db
       .selectFrom('ssf_held_sets')
-      .selectAll()
+      .select(['jti', 'received_at', 'set_json'])
       .where('transmitter_id', '=', id)
+      .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', now)]))
       .orderBy('received_at')
       .orderBy('jti')
       .limit(limit)
@@ -298,6 +331,67 @@ export class KyselySsfInbound implements SsfInboundRepository {
     }));
   }
 
+  async claimHeld(
+    id: string,
+    jti: string,
+    claim: string,
+    until: number,
+    now: number,
+  ): Promise<{ applied: string | null } | undefined> {
+    const row = await this.ctx.db
+      .updateTable('ssf_held_sets')
+      .set({ claimed_by: claim, claimed_until: until })
+      .where('transmitter_id', '=', id)
+      .where('jti', '=', jti)
+      .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', now)]))
+      .returning('applied')
+      .executeTakeFirst();
+    return row && { applied: optStr(row, 'applied') };
+  }
+
+  async fenceHeld(id: string, jti: string, claim: string, until: number): Promise<boolean> {
+    const result = await this.ctx.db
+      .updateTable('ssf_held_sets')
+      .set({ claimed_until: until })
+      .where('transmitter_id', '=', id)
+      .where('jti', '=', jti)
+      .where('claimed_by', '=', claim)
+      .executeTakeFirst();
+    return changed(result) > 0;
+  }
+
+  async markHeldApplied(id: string, jti: string, mark: string): Promise<void> {
+    await this.ctx.db
+      .updateTable('ssf_held_sets')
+      .set({ applied: sql<string>`CASE WHEN applied IS NULL THEN ${mark} ELSE applied || ' ' || ${mark} END` })
+      .where('transmitter_id', '=', id)
+      .where('jti', '=', jti)
+      .execute();
+  }
+
+  async finishHeld(id: string, jti: string, claim: string): Promise<{ applied: string | null } | undefined> {
+    const row = await this.ctx.db
+      .deleteFrom('ssf_held_sets')
+      .where('transmitter_id', '=', id)
+      .where('jti', '=', jti)
+      .where('claimed_by', '=', claim)
+      .returning('applied')
+      .executeTakeFirst();
+    return row && { applied: optStr(row, 'applied') };
+  }
+
+  async releaseHeld(id: string, jti: string, claim: string): Promise<{ applied: string | null } | undefined> {
+    const row = await this.ctx.db
+      .updateTable('ssf_held_sets')
+      .set({ claimed_by: null, claimed_until: null })
+      .where('transmitter_id', '=', id)
+      .where('jti', '=', jti)
+      .where('claimed_by', '=', claim)
+      .returning('applied')
+      .executeTakeFirst();
+    return row && { applied: optStr(row, 'applied') };
+  }
+
   async deleteHeld(id: string, jti: string): Promise<boolean> {
     const result = await this.ctx.db
       .deleteFrom('ssf_held_sets')
@@ -307,10 +401,12 @@ export class KyselySsfInbound implements SsfInboundRepository {
     return changed(result) > 0;
   }
 
-  async dropHeld(id: string): Promise<string[]> {
+  async dropHeld(id: string, now: number): Promise<string[]> {
     const rows = await this.ctx.db
       .deleteFrom('ssf_held_sets')
       .where('transmitter_id', '=', id)
+      .where('applied', 'is', null)
+      .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', now)]))
       .returning(['jti', 'received_at'])
       .execute();
     return rows
