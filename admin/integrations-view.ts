@@ -683,7 +683,7 @@ function sourcesSection(): HTMLElement {
                 `${source.name}’s pushes are refused from now on (access_denied), and nothing is held for it.`,
                 source.held === 0
                   ? 'It holds no SET.'
-                  : `The ${source.held} SET(s) it holds are dropped, never applied.`,
+                  : `The ${source.held} SET(s) it holds are dropped, never applied, except any a resume is applying or has begun to apply: those are finished (the event lists them).`,
                 reason.field,
                 upstreamLine,
               ];
