@@ -54,19 +54,23 @@ static napi_value throw_error(napi_env env, const char *code, const char *messag
   return NULL;
 }
 
+/* The bytes of a Uint8Array (a Buffer is one): false for anything else. */
+static bool uint8_bytes(napi_env env, napi_value value, void **data, size_t *length) {
+  bool typed = false;
+  napi_typedarray_type type;
+  return napi_is_typedarray(env, value, &typed) == napi_ok && typed &&
+         napi_get_typedarray_info(env, value, &type, length, data, NULL, NULL) == napi_ok && type == napi_uint8_array;
+}
+
 /* key(spki: Uint8Array): an opaque handle for verify(). */
 static napi_value key_unmarked(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1)
     return throw_error(env, "ES256_NATIVE_ARGUMENT", "key(spki) takes one argument");
-  bool typed = false;
-  napi_is_typedarray(env, argv[0], &typed);
-  if (!typed) return throw_error(env, "ES256_NATIVE_ARGUMENT", "the key must be DER SPKI bytes");
-  napi_typedarray_type type;
   size_t length;
   void *data;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+  if (!uint8_bytes(env, argv[0], &data, &length))
     return throw_error(env, "ES256_NATIVE_ARGUMENT", "the key must be DER SPKI bytes");
   const unsigned char *p = data;
   EVP_PKEY *pkey = length > 0 && length < 1024 ? d2i_PUBKEY(NULL, &p, (long)length) : NULL;
@@ -147,14 +151,9 @@ static napi_value verify_unmarked(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ES256_NATIVE_INPUT_TOO_LONG", "the signing input is too long");
     return NULL;
   }
-  bool typed = false;
-  napi_is_typedarray(env, argv[2], &typed);
-  if (!typed) return throw_error(env, "ES256_NATIVE_ARGUMENT", "the signature must be bytes");
-  napi_typedarray_type type;
   size_t signature_length;
   void *signature;
-  if (napi_get_typedarray_info(env, argv[2], &type, &signature_length, &signature, NULL, NULL) != napi_ok ||
-      type != napi_uint8_array)
+  if (!uint8_bytes(env, argv[2], &signature, &signature_length))
     return throw_error(env, "ES256_NATIVE_ARGUMENT", "the signature must be bytes");
   if (signature_length != 64) return boolean(env, false);
 
