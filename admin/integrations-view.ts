@@ -95,7 +95,7 @@ interface SourceIn {
   status: 'enabled' | 'paused' | 'disabled';
   statusReason: string | null;
   statusChangedAt: number | null;
-  /** Valid SETs held while paused: applied when resumed, dropped when disabled. */
+  /** Valid SETs held while paused: applied when resumed; dropped when disabled, but for those a resume is applying. */
   held: number;
   upstreamStatus: UpstreamStatus | null;
   /** Baton created a stream at the upstream: it can ask for a verification event, and change the stream's status. */
@@ -660,7 +660,7 @@ function sourcesSection(): HTMLElement {
       status === 'paused'
         ? [
             `SETs from ${source.name} are checked and held, not acted on: no one is revoked until it is resumed.`,
-            'Nothing is lost: resuming applies the held SETs in order; disabling drops them.',
+            'Nothing is lost: resuming applies the held SETs in order; disabling drops them (but for any a resume is applying).',
             reason.field,
             upstreamLine,
           ]

@@ -17,6 +17,10 @@
  *   claim's check), so a dropped SET is never applied.
  * - A claim a dead node left, written through the store: a disable drops it if nothing was applied for it, keeps it
  *   if a revocation was (it is applied to the end by the next resume, recorded with that revocation).
+ * - A session-revoked SET a dead node applied in part: the resume that takes it over ends the sessions that existed
+ *   when the dead node's first revocation was made, not one the operator started after it.
+ * - A SET a disable kept for a live resume that then died, nothing applied for it: dropped when the source leaves
+ *   disabled, never applied by that enable.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -24,12 +28,13 @@ import { after, before, describe, it } from 'node:test';
 import type { RevocationHub } from '../../backend/services/revocation-hub.js';
 import { HELD_CLAIM_LEASE_MS } from '../../backend/ssf/receiver/held-claims.js';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
-import { enrolOperator } from '../helpers/operator-flow.js';
+import { enrolOperator, signIn } from '../helpers/operator-flow.js';
 import { ACCESS_TOKEN, SsfUpstream } from '../helpers/ssf-upstream.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { dropTestDatabase } from '../helpers/test-database.js';
 
 const RISC = 'https://schemas.openid.net/secevent/risc/event-type/';
+const CAEP = 'https://schemas.openid.net/secevent/caep/event-type/';
 
 describe('Shared Signals sources in: a held SET survives the node applying it', () => {
   const upstream = new SsfUpstream();
@@ -273,7 +278,8 @@ describe('Shared Signals sources in: a held SET survives the node applying it', 
         'Shared Signals account-disabled',
         `ssf:${id}`,
         {
-          stored: (uow, revocation) => uow.store.ssfInbound.markHeldApplied(id, annJti, `operator:${revocation.epoch}`),
+          stored: (uow, revocation) =>
+            uow.store.ssfInbound.markHeldApplied(id, annJti, `operator:${revocation.epoch}:${revocation.at}`),
         },
       );
 
@@ -299,6 +305,82 @@ describe('Shared Signals sources in: a held SET survives the node applying it', 
       const bobTrail = await trail(a, bob, bobSet.jti);
       assert.equal(bobTrail.revokedAt, null, 'a dropped SET is never applied');
       assert.deepEqual(bobTrail.applications, []);
+    } finally {
+      await a.stop();
+    }
+  });
+  it('a session-revoked SET taken over ends the sessions that existed when it first acted, not one started after', async () => {
+    const { a, id, operatorId } = await heldOnFreshNode();
+    try {
+      const [c0, c1, c2] = [
+        await TestConsole.enrol(a.url, a.admin),
+        await TestConsole.enrol(a.url, a.admin),
+        await TestConsole.enrol(a.url, a.admin),
+      ];
+      const { operatorId: cy, authenticator } = await enrolOperator(a.admin, c0, { displayName: 'Cy Teller' });
+      const email = `cy.${randomUUID().slice(0, 8)}@bank.example`;
+      assert.notEqual(cy, operatorId);
+      await a.admin.ok('POST', `/v1/admin/operators/${cy}/identities`, { format: 'email', email });
+      const sessionOf = async (c: TestConsole) => ((await signIn(c, authenticator)).body as Json).session.id as string;
+      const s0 = await sessionOf(c0);
+      const s1 = await sessionOf(c1);
+      const set = await upstream.set(`${CAEP}session-revoked`, { format: 'email', email });
+      assert.equal((await upstream.push(set.jwt)).status, 202);
+
+      // A node that died applying it: claimed (lease over), s1 revoked and marked, s0 not reached.
+      const now = clock();
+      assert.ok(
+        await a.backend.store.ssfInbound.claimHeld(id, set.jti, 'hclaim_dead', now - 1, now - HELD_CLAIM_LEASE_MS - 1),
+      );
+      await a.backend.revocations.revoke('session', s1, 'Shared Signals session-revoked', `ssf:${id}`, {
+        stored: (uow, revocation) =>
+          uow.store.ssfInbound.markHeldApplied(id, set.jti, `session:${revocation.epoch}:${revocation.at}`),
+      });
+      // Signed out, Cy signs in again a second later, on another console.
+      offset += 1000;
+      const s2 = await sessionOf(c2);
+
+      const resumed = await resume(a, id);
+      assert.equal(resumed.remaining, 0);
+      const active = (
+        ((await a.admin.ok('GET', `/v1/admin/sessions?state=active&limit=1000`)) as Json).sessions as Json[]
+      ).map((session) => session.id as string);
+      assert.ok(active.includes(s2), 'the session Cy started after the SET first acted is left alone');
+      assert.ok(!active.includes(s0), 'the session that existed then, which the dead node had not reached, is ended');
+      assert.ok(!active.includes(s1));
+      const applications = (
+        ((await a.admin.ok('GET', `/v1/admin/events?type=ssf-set-received&limit=1000`)) as Json).events as Json[]
+      ).filter((e) => e.detail.jti === set.jti && e.detail.action !== 'held');
+      assert.equal(applications.length, 1, 'the SET recorded once');
+      assert.equal(applications[0]?.detail.action, 'sessions-revoked');
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('a SET a disable kept for a live resume that then died, nothing applied for it, is dropped when the source leaves disabled', async () => {
+    const { a, id, operatorId, jti } = await heldOnFreshNode();
+    try {
+      const now = clock();
+      // A resume's claim, alive when the source is disabled; the resume dies before it revokes anyone.
+      assert.ok(await a.backend.store.ssfInbound.claimHeld(id, jti, 'hclaim_live', now + HELD_CLAIM_LEASE_MS, now));
+      const disabled = (await a.admin.ok('POST', `/v1/admin/ssf/transmitters/${id}/status`, {
+        status: 'disabled',
+        reason: 'doubted',
+      })) as Json;
+      assert.equal(disabled.droppedSets, 0, 'a live resume holds it: the disable leaves it to that resume');
+
+      offset += HELD_CLAIM_LEASE_MS + 1000;
+      const enabled = await resume(a, id);
+      assert.equal(enabled.droppedSets, 1, 'leaving disabled drops what the dead resume left, nothing applied for it');
+      assert.equal(enabled.applied, 0);
+      const after = await trail(a, operatorId, jti);
+      assert.equal(after.revokedAt, null, 'a SET from the time the source was doubted never acts');
+      assert.deepEqual(after.applications, []);
+      const event = (
+        ((await a.admin.ok('GET', `/v1/admin/events?type=admin-action&limit=1000`)) as Json).events as Json[]
+      ).find((e) => (e.reasons as string[]).includes('ssf-transmitter-enabled') && e.detail.transmitter === id);
+      assert.equal(event?.detail.droppedJtis, jti, 'the trail names the SET dropped on leaving disabled');
     } finally {
       await a.stop();
     }

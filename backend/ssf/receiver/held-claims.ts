@@ -4,7 +4,7 @@
  * A resume claims a held SET (its row marked with a random claim id and a lease, not deleted), applies it, and
  * deletes the row in the unit of work that records it (`ssf-set-received` with `heldSince`). Each revocation it
  * applies checks, first in the revocation's own unit, that the claim still holds the row (and moves its lease on),
- * and marks the row with the revocation (`kind:epoch`) once it is stored, in that unit. So a node that dies between
+ * and marks the row with the revocation (`kind:epoch:at`) once it is stored, in that unit. So a node that dies between
  * the claim and the record leaves the row claimed, with what it revoked; once the lease has run out, the next resume
  * on any node claims it again, revokes what is still to revoke (what was revoked is found revoked, and not revoked
  * twice) and records it once, with every revocation made for it, its own and its predecessor's.
@@ -18,7 +18,7 @@ import type { RevokeHooks } from '../../services/revocation-hub.js';
  */
 export const HELD_CLAIM_LEASE_MS = 60_000;
 
-/** A held SET claimed by a resume: the claim's id, and the revocations already applied for it ('kind:epoch …'). */
+/** A held SET claimed by a resume: the claim's id, and the revocations already applied for it ('kind:epoch:at …'). */
 export interface HeldClaim {
   claim: string;
   applied: string | null;
@@ -35,18 +35,25 @@ export class HeldClaimLost extends Error {
   }
 }
 
-/** The revocations a held SET's row says were applied for it: their epochs (in order) and kinds. */
-export function appliedMarks(applied: string | null): { epochs: number[]; kinds: Set<string> } {
+/**
+ * The revocations a held SET's row says were applied for it: their epochs (in order), kinds, and the time of the
+ * first (`since`): a resume taking the SET over acts only on the sessions and passkeys that existed then, not on
+ * those the operator started after it (the SET was about the ones before).
+ */
+export function appliedMarks(applied: string | null): { epochs: number[]; kinds: Set<string>; since?: number } {
   const epochs: number[] = [];
   const kinds = new Set<string>();
+  let since: number | undefined;
   for (const mark of (applied ?? '').split(' ')) {
-    const at = mark.lastIndexOf(':');
-    const epoch = Number(mark.slice(at + 1));
-    if (at <= 0 || !Number.isSafeInteger(epoch)) continue;
-    kinds.add(mark.slice(0, at));
+    const [kind, epochText, atText] = mark.split(':');
+    const epoch = Number(epochText);
+    if (kind === undefined || kind === '' || epochText === undefined || !Number.isSafeInteger(epoch)) continue;
+    kinds.add(kind);
     epochs.push(epoch);
+    const at = Number(atText);
+    if (atText !== undefined && Number.isSafeInteger(at)) since = since === undefined ? at : Math.min(since, at);
   }
-  return { epochs, kinds };
+  return { epochs, kinds, ...(since === undefined ? {} : { since }) };
 }
 
 /**
@@ -62,6 +69,10 @@ export function claimHooks(transmitterId: string, jti: string, claim: string, cl
         throw new HeldClaimLost(transmitterId, jti);
     },
     stored: (uow, revocation) =>
-      uow.store.ssfInbound.markHeldApplied(transmitterId, jti, `${revocation.kind}:${revocation.epoch}`),
+      uow.store.ssfInbound.markHeldApplied(
+        transmitterId,
+        jti,
+        `${revocation.kind}:${revocation.epoch}:${revocation.at}`,
+      ),
   };
 }

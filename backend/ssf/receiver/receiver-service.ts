@@ -411,7 +411,9 @@ export class SsfReceiver {
       // Disabled: nothing is held for it (as a transmitter's disabled stream holds nothing, SSF 1.0 §8.1.2.1), but
       // for the SETs a resume claimed before (being applied, or partly applied by a node that died): they are not
       // taken back, and are applied to the end (by the next resume if their claimant died).
-      const dropped = input.status === 'disabled' ? await repo.dropHeld(id, now) : [];
+      // Leaving disabled: a SET kept by the disable for a resume that has since died, with nothing applied for it,
+      // goes now (it came from the time the source was doubted); one partly applied is finished by the resume.
+      const dropped = input.status === 'disabled' || current.status === 'disabled' ? await repo.dropHeld(id, now) : [];
       const held = await repo.heldCount(id);
       await repo.setStatus(id, input.status, reason, now, actor);
       await uow.record({
@@ -431,7 +433,12 @@ export class SsfReceiver {
                 droppedJtis: dropped.slice(0, 100).join(' ') || null,
                 ...(held > 0 ? { claimedSets: held } : {}),
               }
-            : { heldSets: held }),
+            : {
+                heldSets: held,
+                ...(current.status === 'disabled'
+                  ? { droppedSets: dropped.length, droppedJtis: dropped.slice(0, 100).join(' ') || null }
+                  : {}),
+              }),
         },
       });
       return { previous: current.status, changed: true, dropped, record: current };
@@ -442,7 +449,7 @@ export class SsfReceiver {
       previousStatus: local.previous,
       changed: local.changed,
     };
-    if (input.status === 'disabled') change.droppedSets = local.dropped.length;
+    if (input.status === 'disabled' || local.previous === 'disabled') change.droppedSets = local.dropped.length;
     // Resumed: what was held is applied first, then the upstream is told (what it held comes after).
     if (input.status === 'enabled') Object.assign(change, await this.drainHeld(id));
 
@@ -1029,10 +1036,11 @@ export class SsfReceiver {
     const why = reasonOf(set, name, t.issuer);
     let epochs: number[] = [];
     let action: Action | undefined;
+    const marks = held === undefined ? undefined : appliedMarks(held.applied);
     const claimed =
-      held === undefined
+      held === undefined || marks === undefined
         ? undefined
-        : { prior: appliedMarks(held.applied).kinds, hooks: claimHooks(t.id, set.jti, held.claim, this.deps.clock) };
+        : { prior: marks.kinds, since: marks.since, hooks: claimHooks(t.id, set.jti, held.claim, this.deps.clock) };
     try {
       if (isStreamEvent(set))
         action = undefined; // decided in the unit below
@@ -1100,7 +1108,8 @@ export class SsfReceiver {
   /**
    * The revocations a SET asks for. `claimed`: a held SET's claim (`act`): its revocations carry the claim's hooks,
    * and `prior` holds the kinds a resume that died applying it revoked already (found revoked now, they still count
-   * as this SET's doing).
+   * as this SET's doing); `since`, the time of its first revocation: only sessions and passkeys that existed then are
+   * this SET's business (one the operator started after the dead resume's revocations is left alone).
    */
   private async apply(
     set: ValidSet,
@@ -1109,10 +1118,11 @@ export class SsfReceiver {
     why: string,
     actor: string,
     epochs: number[],
-    claimed?: { prior: ReadonlySet<string>; hooks: RevokeHooks },
+    claimed?: { prior: ReadonlySet<string>; since: number | undefined; hooks: RevokeHooks },
   ): Promise<Action> {
     const { store, revocations } = this.deps;
     const prior = claimed?.prior ?? new Set<string>();
+    const since = claimed?.since ?? Number.POSITIVE_INFINITY;
     const revoke = async (kind: 'operator' | 'credential' | 'session', id: string): Promise<boolean> => {
       try {
         epochs.push((await revocations.revoke(kind, id, why, actor, claimed?.hooks)).revocation.epoch);
@@ -1126,13 +1136,15 @@ export class SsfReceiver {
     };
     const sessions = async (): Promise<Action> => {
       let any = prior.has('session');
-      for (const s of await store.sessions.liveForOperator(operatorId)) any = (await revoke('session', s.id)) || any;
+      for (const s of await store.sessions.liveForOperator(operatorId)) {
+        if (s.startedAt <= since) any = (await revoke('session', s.id)) || any;
+      }
       return any ? 'sessions-revoked' : 'nothing-to-revoke';
     };
     const credentials = async (aaguid?: string): Promise<Action> => {
       let any = prior.has('credential');
       for (const c of await store.operators.listCredentials(operatorId)) {
-        if (c.revokedAt !== null) continue;
+        if (c.revokedAt !== null || c.createdAt > since) continue;
         if (aaguid !== undefined && c.aaguid.toLowerCase() !== aaguid.toLowerCase()) continue;
         any = (await revoke('credential', c.id)) || any;
       }
