@@ -1,4 +1,5 @@
 import type { PoolAuthenticationOpts, PoolRegistrationOpts, VerifyPool } from '../crypto/verify-pool.js';
+import { Es256Assertions } from '../crypto/es256-assertions.js';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   generateAuthenticationOptions,
@@ -216,6 +217,12 @@ export interface RelyingParty {
 
 /** The relying-party half of each ceremony. Expected values come from configuration only. */
 export class WebAuthnCeremonies {
+  /**
+   * The accept-only fast path for ES256 assertions (backend/crypto/es256-assertions.ts, ADR 0013): a
+   * response it does not accept goes to the library, which decides and words every refusal.
+   */
+  readonly es256: Es256Assertions;
+
   constructor(
     readonly rp: RelyingParty,
     /**
@@ -223,7 +230,9 @@ export class WebAuthnCeremonies {
      * when the composition made one; absent, they run in this thread. Same results, same errors.
      */
     private readonly pool?: Pick<VerifyPool, 'verifyAuthentication' | 'verifyRegistration'>,
-  ) {}
+  ) {
+    this.es256 = new Es256Assertions(rp.rpId, rp.origins);
+  }
 
   registrationOptions(input: {
     challenge: string;
@@ -301,6 +310,9 @@ export class WebAuthnCeremonies {
     credential: WebAuthnCredential,
     requireUv: boolean,
   ) {
+    const fast = await this.es256.verify(response, challenge, { ...credential, counter: 0 }, requireUv);
+    if (fast !== undefined)
+      return this.checkedCounter(credential, { ...fast, backupEligible: fast.credentialDeviceType === 'multiDevice' });
     const client = readClientData(response.response.clientDataJSON);
     this.checkOrigin(client.origin);
     let authData: Uint8Array;
@@ -330,6 +342,11 @@ export class WebAuthnCeremonies {
     } catch (error) {
       throw mapLibraryError(error);
     }
+    return this.checkedCounter(credential, { ...info, backupEligible: flags.backupEligible });
+  }
+
+  /** The verified assertion, unless its counter did not move forward from the stored one. */
+  private checkedCounter<T extends { newCounter: number }>(credential: WebAuthnCredential, info: T): T {
     if (counterRegressed(credential.counter, info.newCounter)) {
       throw new BatonError(
         'WEBAUTHN_COUNTER_REGRESSED',
@@ -337,7 +354,7 @@ export class WebAuthnCeremonies {
         { extra: { storedCounter: credential.counter, receivedCounter: info.newCounter } },
       );
     }
-    return { ...info, backupEligible: flags.backupEligible };
+    return info;
   }
 
   private checkOrigin(origin: string): void {
