@@ -149,7 +149,7 @@ export class TokenIssuer {
       iat: now,
       exp,
     };
-    const token = signEs256Jwt({ alg: 'ES256', typ: 'at+jwt', kid: signer.kid }, payload, ring.privateKey);
+    const token = await signEs256JwtOnPool({ alg: 'ES256', typ: 'at+jwt', kid: signer.kid }, payload, ring.privateKey);
     return { token, expiresAt: exp * 1000 };
   }
 
@@ -183,6 +183,24 @@ export function signEs256Jwt(
   const input = `${base64urlJson(header)}.${base64urlJson(payload)}`;
   const signature = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
   return `${input}.${signature.toString('base64url')}`;
+}
+
+/**
+ * `signEs256Jwt` with the signature made on libuv's thread pool (`sign` with a callback): the event loop
+ * only builds the input and dispatches the job. Same token. Used where the caller awaits anyway (every
+ * sign-in's assurance token).
+ */
+export function signEs256JwtOnPool(
+  header: { alg: 'ES256'; typ: string; kid: string },
+  payload: object,
+  key: KeyObject,
+): Promise<string> {
+  const input = `${base64urlJson(header)}.${base64urlJson(payload)}`;
+  return new Promise((resolve, reject) => {
+    sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, (error, signature) =>
+      error === null ? resolve(`${input}.${signature.toString('base64url')}`) : reject(error),
+    );
+  });
 }
 
 function base64urlJson(value: object): string {
