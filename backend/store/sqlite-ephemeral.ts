@@ -7,39 +7,37 @@ import type { EphemeralRepository, Sync } from './repositories.js';
 import type { SyncRunner } from './kysely-store.js';
 import type { KyselyContext } from './kysely-schema.js';
 import { KyselyEphemeral } from './kysely-revocations.js';
+import type { RelaxedCommit } from './sqlite-wal-sync.js';
 
 type Row = { owner: string; value: string; expires_at: number };
 
 /**
  * The hand-written statements, synchronous, on the store's one better-sqlite3 connection (migration 9).
  *
- * **Commits without an fsync.** With `durability: 'full'` every commit of the store waits for the
- * disk (synchronous = FULL), and a sign-in made six of them (a nonce per signed request, the
- * challenge put and its take): the disk flushes, on the event loop, were most of a sign-in's cost.
- * A statement of this class run outside a unit of work commits with synchronous = NORMAL instead
- * (WAL mode: atomic and consistent, survives a killed process; only a power loss or an OS crash may
- * roll it back), and FULL is set again right after, so every other commit of the store waits for
- * the disk as before. The WAL is sequential: the next FULL commit (the sign-in's own unit of work,
- * a failure event) makes these writes durable with it. What a power loss can still take back is a
- * challenge or a nonce written after the last durable commit: a challenge lost is a sign-in to
+ * **Commits without an fsync.** With `durability: 'full'` every other commit of the store waits for
+ * the disk, and a sign-in made six of these (a nonce per signed request, the challenge put and its
+ * take): the disk flushes were most of a sign-in's cost. A statement of this class run outside a
+ * unit of work commits through `relaxed` instead, without waiting for a flush (WAL mode: atomic and
+ * consistent, survives a killed process; only a power loss or an OS crash may roll it back): the
+ * store's connection is at synchronous = NORMAL and the write is simply not counted as one to flush
+ * (WalSync.relaxed, sqlite-wal-sync.ts), or, with SQLite's fsync on the loop
+ * (BATON_SQLITE_SYNC_ON_LOOP=1), NORMAL is set around it and FULL again after. The WAL is
+ * sequential: the next durable commit (the sign-in's own unit of work, a failure event) makes these
+ * writes durable with it. What a power loss can still take back is a challenge or a nonce written
+ * after the last durable commit: a challenge lost is a sign-in to
  * retry; a challenge taken and then restored belonged to a ceremony that committed nothing (a
  * refusal records its event durably, which makes the take durable too); a nonce restored lets a
  * captured signed request be replayed only inside its freshness window and across a power loss, and
  * that request still passes every other check (challenge single use, counter CAS). Inside a unit
- * of work nothing changes: the unit's commit is FULL.
+ * of work nothing changes: the unit's commit is durable.
  */
 export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 'take' | 'claimOnce' | 'claimMany'> {
   private readonly stmts;
-  private readonly relaxed: { normal: Database.Statement; full: Database.Statement } | undefined;
   constructor(
     private readonly db: Database.Database,
-    /** The store's durability: with 'full', this class's own commits skip the fsync (see above). */
-    durability: 'full' | 'normal' = 'normal',
+    /** With durability 'full', how this class's own commits skip the disk's flush (see above). */
+    private readonly relaxed: RelaxedCommit | undefined = undefined,
   ) {
-    this.relaxed =
-      durability === 'full'
-        ? { normal: db.prepare('PRAGMA synchronous = NORMAL'), full: db.prepare('PRAGMA synchronous = FULL') }
-        : undefined;
     this.stmts = {
       insert: db.prepare(
         `INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq)
@@ -70,13 +68,7 @@ export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 
   private commit<T>(fn: () => T, statements: number): T {
     if (this.db.inTransaction) return fn();
     const body = statements > 1 ? this.db.transaction(fn) : fn;
-    if (this.relaxed === undefined) return body();
-    this.relaxed.normal.run();
-    try {
-      return body();
-    } finally {
-      this.relaxed.full.run();
-    }
+    return this.relaxed === undefined ? body() : this.relaxed(body);
   }
 
   put(entry: { kind: string; key: string; owner: string; value: string; expiresAt: number }, maxPerOwner?: number) {

@@ -4,7 +4,7 @@
  * statements measurably win: event ingest and the single-use challenges and nonces
  * (docs/adr/0005-cluster-storage.md).
  */
-import { chmodSync, closeSync, fdatasync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -32,6 +32,7 @@ import {
 } from './sqlite-sign-in.js';
 import { isDatabaseDamage } from './database-health.js';
 import { SAFETY_PAGES, WalCheckpointer } from './sqlite-wal-sync-checkpointer.js';
+import { relaxedByPragma, WalSync, type RelaxedCommit, type SyncWal } from './sqlite-wal-sync.js';
 import { BatonError } from '../../shared/errors.js';
 
 export const DATABASE_FILE = 'baton.db';
@@ -41,12 +42,13 @@ export interface SqliteStoreOptions {
   /** FULL: a commit is on disk before it returns (survives power loss); NORMAL: survives kill -9. */
   durability: 'full' | 'normal';
   /**
-   * With FULL, how a unit of work's commit reaches the disk: by default the WAL's flush runs on
-   * libuv's thread pool (`syncWal`, fs.fdatasync) while the unit keeps the connection, so the event
-   * loop is free meanwhile (see WalSync). A test passes its own `syncWal`; BATON_SQLITE_SYNC_ON_LOOP=1
-   * (benchmarks' A/B) keeps SQLite's own fsync inside COMMIT, on the event loop.
+   * With FULL, how a commit reaches the disk: by default the connection stays at synchronous = NORMAL
+   * and whatever must be durable waits for an fdatasync of the WAL on libuv's thread pool (`syncWal`),
+   * shared by the commits made meanwhile, with the connection free (sqlite-wal-sync.ts). A test passes
+   * its own `syncWal`; BATON_SQLITE_SYNC_ON_LOOP=1 (benchmarks' A/B) keeps SQLite's own fsync inside
+   * COMMIT, on the event loop.
    */
-  syncWal?: ((fd: number) => Promise<void>) | undefined;
+  syncWal?: SyncWal | undefined;
 }
 
 export function migrate(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number {
@@ -71,9 +73,9 @@ export function migrate(db: Database.Database, migrations: readonly Migration[] 
  * the same connection and in the same transactions.
  */
 export function openSqliteStore(options: SqliteStoreOptions): Store {
-  return openSqliteFile(options, (raw) => {
+  return openSqliteFile(options, (raw, relaxed) => {
     const events = new SqliteEvents(raw);
-    const ephemeral = new SqliteEphemeral(raw, options.durability);
+    const ephemeral = new SqliteEphemeral(raw, relaxed);
     // The sign-in path's reads and writes (sqlite-sign-in.ts).
     const signIn = new SqliteSignInStatements(raw);
     return {
@@ -96,7 +98,8 @@ export function openKyselySqliteStore(options: SqliteStoreOptions): Store {
 
 function openSqliteFile(
   options: SqliteStoreOptions,
-  overrides: (raw: Database.Database) => RepositoryOverrides,
+  /** `relaxed`: how the challenges' and nonces' commits skip the disk's flush with FULL (sqlite-ephemeral.ts). */
+  overrides: (raw: Database.Database, relaxed: RelaxedCommit | undefined) => RepositoryOverrides,
 ): Store {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   // mkdir's mode applies only to a directory it creates: an existing one is made private too.
@@ -104,6 +107,7 @@ function openSqliteFile(
   const file = join(options.dataDir, DATABASE_FILE);
   let raw: Database.Database | undefined;
   let repositories: RepositoryOverrides;
+  let walSync: WalSync | undefined;
   try {
     raw = new Database(file);
     chmodSync(file, 0o600); // SQLite gives the -wal and -shm files the same mode
@@ -111,8 +115,14 @@ function openSqliteFile(
     raw.pragma(`synchronous = ${options.durability === 'full' ? 'FULL' : 'NORMAL'}`);
     raw.pragma('foreign_keys = ON');
     raw.pragma('busy_timeout = 5000');
-    migrate(raw);
-    repositories = overrides(raw);
+    migrate(raw); // with FULL, on disk before anything else is written
+    if (options.durability === 'full' && process.env.BATON_SQLITE_SYNC_ON_LOOP !== '1') {
+      // For the connection's whole life: durability comes from WalSync's flushes (sqlite-wal-sync.ts).
+      raw.pragma('synchronous = NORMAL');
+      walSync = new WalSync(raw, options.dataDir, `${file}-wal`, options.syncWal);
+    }
+    const relaxed = walSync?.relaxed ?? (options.durability === 'full' ? relaxedByPragma(raw) : undefined);
+    repositories = overrides(raw, relaxed);
   } catch (cause) {
     raw?.close();
     throw unreadable(file, cause);
@@ -124,10 +134,6 @@ function openSqliteFile(
     checkpointer = new WalCheckpointer(file);
     raw.pragma(`wal_autocheckpoint = ${SAFETY_PAGES}`);
   }
-  const walSync =
-    options.durability === 'full' && process.env.BATON_SQLITE_SYNC_ON_LOOP !== '1'
-      ? new WalSync(options.dataDir, `${file}-wal`, options.syncWal)
-      : undefined;
   const dialect = sqliteDialect(raw, walSync);
   const db = new Kysely<BatonDatabase>({ dialect });
   let closed: Promise<void> | undefined;
@@ -140,7 +146,7 @@ function openSqliteFile(
         // Through Kysely, so that it waits for the statement or transaction holding the connection.
         await db.executeQuery(CompiledQuery.raw('PRAGMA wal_checkpoint(TRUNCATE)'));
         await db.destroy();
-        walSync?.close();
+        await walSync?.close();
       })();
       return closed;
     },
@@ -164,63 +170,35 @@ function unreadable(file: string, cause: unknown): unknown {
 }
 
 /**
- * A FULL commit with its fsync off the event loop. better-sqlite3 is synchronous: SQLite's own fsync
- * inside COMMIT (synchronous = FULL) stops the whole process for as long as the disk takes, so every
- * request waits for every commit. Instead a unit of work commits with synchronous = NORMAL (the WAL
- * frames are written, not flushed) and then, still holding the connection, waits for an fdatasync of
- * the WAL file on libuv's thread pool: what FULL does at commit in WAL mode (sqlite.org/wal.html:
- * NORMAL differs only in that sync), with the same guarantee, since nothing reads the commit (the
- * connection is held) and the unit does not resolve (no caller answered, no follower fed) before the
- * WAL is on disk. Checkpoints keep their own syncs. A failed flush fails the unit. The directory is
- * flushed once when the WAL file is first opened here (SQLite would on the WAL's first sync).
- */
-class WalSync {
-  private fd: number | undefined;
-  constructor(
-    private readonly dir: string,
-    private readonly walFile: string,
-    private readonly syncWal: (fd: number) => Promise<void> = (fd) =>
-      new Promise((resolve, reject) => fdatasync(fd, (error) => (error === null ? resolve() : reject(error)))),
-  ) {}
-
-  sync(): Promise<void> {
-    if (this.fd === undefined) {
-      this.fd = openSync(this.walFile, 'r');
-      const dir = openSync(this.dir, 'r');
-      try {
-        fsyncSync(dir);
-      } finally {
-        closeSync(dir);
-      }
-    }
-    return this.syncWal(this.fd);
-  }
-
-  close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-  }
-}
-
-/**
  * Kysely's SQLite driver, with BEGIN IMMEDIATE: a transaction takes the write lock up front (a unit
  * that reads then writes can never fail to upgrade its lock). Kysely holds its one connection for a
- * whole transaction, so a statement from elsewhere waits for the commit (and, with `walSync`, for
- * the WAL's flush after it: WalSync).
+ * whole transaction, so a statement from elsewhere waits for the commit.
  *
  * The connection's lock is this class's (Kysely's own is taken once, at the first acquire, and kept),
  * so that `run` can tell whether anyone holds the connection: the hand-written statements run outside
  * a unit of work (a signed request's console read and nonce claim, the sign-in's reads) then run at
  * once, with no Kysely connection built around them, when it is free.
+ *
+ * With `walSync` (durability FULL), every hold of the connection that committed something durable
+ * (a unit of work, a Kysely statement in autocommit, a `run` whose statements wrote) hands the
+ * connection on first and then waits for a WAL flush that started after its commit (sqlite-wal-sync.ts):
+ * the next unit runs, and commits into the same flush, while the disk works.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
-  /** Committed, its WAL flush failed: Kysely's rollback that follows has no transaction to roll back. */
-  private committed = false;
   private connection: Promise<DatabaseConnection> | undefined;
   /** Someone holds the connection (a unit of work, a Kysely statement, a `run` that waited). */
   private held = false;
   /** Waiting for the connection, in order; the holder's release hands it to the first. */
   private readonly waiters: (() => void)[] = [];
+  /** The holder's unit committed: the flush it waits for once it has released the connection. */
+  private committed: Promise<void> | undefined;
+
+  constructor(
+    config: ConstructorParameters<typeof SqliteDriver>[0],
+    private readonly walSync: WalSync | undefined,
+  ) {
+    super(config);
+  }
 
   override async acquireConnection(): Promise<DatabaseConnection> {
     this.connection ??= super.acquireConnection();
@@ -237,81 +215,75 @@ class ImmediateSqliteDriver extends SqliteDriver {
     return new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
-  override releaseConnection(): Promise<void> {
+  /** The flush the hold that just ended waits for: its unit's, or one for what it wrote in autocommit. */
+  private owed(): Promise<void> | undefined {
+    const committed = this.committed;
+    this.committed = undefined;
+    if (committed !== undefined) return committed;
+    return this.walSync?.wrote() === true ? this.walSync.flushed() : undefined;
+  }
+
+  /** Hands the connection to the first waiter, or frees it. */
+  private handOver(): void {
     const next = this.waiters.shift();
     if (next === undefined) this.held = false;
     else next(); // handed over: still held
-    return Promise.resolve();
+  }
+
+  /** Hands the connection on, then waits for the flush the hold owes. */
+  override async releaseConnection(): Promise<void> {
+    const flushed = this.owed();
+    this.handOver();
+    await flushed;
   }
 
   /**
    * Runs synchronous statements holding the connection: at once when nobody holds it (nothing can
-   * come between synchronous statements, so no unit's open transaction is entered and no commit
-   * waiting for its WAL flush is read), otherwise after whoever holds it and those already waiting.
+   * come between synchronous statements, so no unit's open transaction is entered), otherwise after
+   * whoever holds it and those already waiting. What they wrote is durable before the promise resolves
+   * (a relaxed commit aside: sqlite-ephemeral.ts).
    */
   run<T>(fn: () => T): Promise<T> {
-    if (!this.held && this.waiters.length === 0) {
-      try {
-        return Promise.resolve(fn());
-      } catch (error) {
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-      }
-    }
-    return this.lock().then(() => {
-      try {
-        return fn();
-      } finally {
-        void this.releaseConnection();
-      }
-    });
+    if (!this.held && this.waiters.length === 0) return this.ran(fn, () => this.owed());
+    return this.lock().then(() =>
+      this.ran(fn, () => {
+        const flushed = this.owed();
+        this.handOver();
+        return flushed;
+      }),
+    );
   }
-  constructor(
-    config: ConstructorParameters<typeof SqliteDriver>[0],
-    private readonly walSync: WalSync | undefined,
-  ) {
-    super(config);
+
+  /** `fn`, then the end of its hold (`end` returns the flush owed); a failed `fn` still waits for what it wrote. */
+  private ran<T>(fn: () => T, end: () => Promise<void> | undefined): Promise<T> {
+    let value: T;
+    try {
+      value = fn();
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      const flushed = end();
+      return flushed === undefined ? Promise.reject(failure) : flushed.then(() => Promise.reject(failure));
+    }
+    const flushed = end();
+    return flushed === undefined ? Promise.resolve(value) : flushed.then(() => value);
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
-    if (this.walSync === undefined) {
-      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
-      return;
-    }
-    // The safety level may not change inside a transaction: set before BEGIN, restored after COMMIT.
-    await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = NORMAL'));
-    try {
-      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
-    } catch (error) {
-      await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = FULL'));
-      throw error;
-    }
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
 
   override async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    if (this.walSync === undefined) return super.commitTransaction(connection);
-    try {
-      await super.commitTransaction(connection);
-    } finally {
-      await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = FULL'));
-    }
-    this.committed = true;
-    try {
-      await this.walSync.sync();
-    } catch (cause) {
-      throw new BatonError('INTERNAL', 'A commit could not be flushed to disk', { cause });
-    }
-    this.committed = false;
+    await super.commitTransaction(connection);
+    if (this.walSync === undefined) return;
+    this.walSync.absorb(); // the unit's rows: the flush below covers them
+    this.committed = this.walSync.flushed();
   }
 
   override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    if (this.committed) {
-      this.committed = false;
-      return;
-    }
     try {
       await super.rollbackTransaction(connection);
     } finally {
-      if (this.walSync !== undefined) await connection.executeQuery(CompiledQuery.raw('PRAGMA synchronous = FULL'));
+      this.walSync?.absorb(); // rolled back: nothing of it to flush
     }
   }
 }

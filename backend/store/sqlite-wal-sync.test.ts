@@ -1,24 +1,31 @@
 import assert from 'node:assert/strict';
-import { fstatSync, statSync } from 'node:fs';
+import { fdatasync, fstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { CompiledQuery } from 'kysely';
 import { kyselyOf } from './kysely-store.js';
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
-import type { Store } from './repositories.js';
+import type { EventRow, Store } from './repositories.js';
 import { tempDir } from '../temp-dir.js';
 
 /** A WAL flush the test releases (or fails) by hand, and the file descriptors it was asked to flush. */
 function heldFlush() {
   const calls: { fd: number; release: () => void; fail: (error: Error) => void }[] = [];
   let called: () => void = () => undefined;
+  let opened = false;
   return {
     calls,
     syncWal: (fd: number) =>
       new Promise<void>((resolve, reject) => {
         calls.push({ fd, release: resolve, fail: reject });
+        if (opened) resolve();
         called();
       }),
+    /** Releases every flush asked for, and every later one at once (the end of a test, passed or failed). */
+    open: () => {
+      opened = true;
+      for (const call of calls) call.release();
+    },
     /** Resolves once the flush has been asked for `n` times in all. */
     asked: (n: number) =>
       new Promise<void>((resolve) => {
@@ -41,70 +48,186 @@ async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
-async function synchronous(store: Store): Promise<number> {
+async function pragma(store: Store, name: string): Promise<unknown> {
   const db = kyselyOf(store);
   if (db === undefined) throw new Error('not a Kysely store');
-  const result = await db.executeQuery<{ synchronous: number }>(CompiledQuery.raw('PRAGMA synchronous'));
-  return Number(result.rows[0]?.synchronous);
+  const result = await db.executeQuery<Record<string, unknown>>(CompiledQuery.raw(`PRAGMA ${name}`));
+  return Object.values(result.rows[0] ?? {})[0];
 }
 
+const NORMAL = 1;
 const FULL = 2;
 
-describe('SQLite store, durability full: the WAL flush of a unit of work off the event loop', () => {
-  it('a unit resolves only once its WAL is flushed, and nothing reads what it wrote before that', async () => {
+function event(seq: number): EventRow {
+  return {
+    origin: 'backend',
+    seq,
+    id: `evt_${seq}`,
+    time: 1_000,
+    receivedAt: 1_000,
+    type: 'test',
+    outcome: 'success',
+    operatorId: null,
+    consoleId: null,
+    sessionId: null,
+    serviceId: null,
+    body: '{}',
+    hash: `h${seq}`,
+    integrity: [],
+  };
+}
+
+describe('SQLite store, durability full: group flush of the WAL, connection free while the disk works', () => {
+  it('a unit resolves only after a flush that started after its commit, and the connection is free meanwhile', async () => {
     const dir = tempDir('baton-store-');
     const flush = heldFlush();
     const store = openSqliteStore({ dataDir: dir, durability: 'full', syncWal: flush.syncWal });
     try {
-      const unit = store.transaction((tx) => tx.meta.set('k', 'v'));
+      const a = store.transaction((tx) => tx.meta.set('a', '1'));
       await flush.asked(1);
       const first = flush.calls[0];
       assert.ok(first !== undefined);
       assert.equal(fstatSync(first.fd).ino, statSync(join(dir, `${DATABASE_FILE}-wal`)).ino, 'the WAL file is flushed');
-      const read = store.meta.get('k');
-      assert.equal(await settledSoon(unit), false, 'the unit waits for its flush');
-      assert.equal(await settledSoon(read), false, 'a read waits for the flush of the commit before it');
+      // While A's flush is in flight, B runs and commits: the connection is not held by A.
+      const b = store.transaction((tx) => tx.meta.set('b', '2'));
+      const readB = store.meta.get('b');
+      assert.equal(await settledSoon(readB), true, 'a statement outside a unit runs while A waits for its flush');
+      assert.equal(await readB, '2', 'B has committed');
+      assert.equal(await settledSoon(a), false, 'A waits for its flush');
+      assert.equal(flush.calls.length, 1, 'one flush in flight at a time');
       first.release();
-      await unit;
-      assert.equal(await read, 'v');
-      assert.equal(await synchronous(store), FULL, 'a statement outside a unit still commits with FULL');
-    } finally {
-      for (const call of flush.calls) call.release();
-      await store.close();
-    }
-  });
-
-  it('a failed flush fails the unit with a clear error, and the store goes on', async () => {
-    const flush = heldFlush();
-    const store = openSqliteStore({
-      dataDir: tempDir('baton-store-'),
-      durability: 'full',
-      syncWal: flush.syncWal,
-    });
-    try {
-      const unit = store.transaction((tx) => tx.meta.set('k', 'v'));
-      await flush.asked(1);
-      flush.calls[0]?.fail(new Error('EIO: i/o error, fdatasync'));
-      await assert.rejects(unit, /could not be flushed to disk/);
-      assert.equal(await synchronous(store), FULL);
-      const next = store.transaction((tx) => tx.meta.set('k2', 'v2'));
+      await a;
+      assert.equal(await settledSoon(b), false, 'B committed after that flush started: it waits for the next one');
       await flush.asked(2);
       flush.calls[1]?.release();
-      await next;
-      assert.equal(await store.meta.get('k2'), 'v2');
+      await b;
+      assert.equal(await pragma(store, 'synchronous'), NORMAL, 'no PRAGMA flips: NORMAL for the whole life');
     } finally {
-      for (const call of flush.calls) call.release();
+      flush.open();
       await store.close();
     }
   });
 
-  it('a unit that rolls back asks for no flush and leaves FULL in place', async () => {
+  it('units that commit while a flush is in flight share the next one and resolve in commit order', async () => {
     const flush = heldFlush();
-    const store = openSqliteStore({
-      dataDir: tempDir('baton-store-'),
-      durability: 'full',
-      syncWal: flush.syncWal,
-    });
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    try {
+      const order: string[] = [];
+      const unit = (key: string) => store.transaction((tx) => tx.meta.set(key, 'v')).then(() => void order.push(key));
+      const x = unit('x');
+      await flush.asked(1);
+      const units = [unit('b'), unit('c'), unit('d')];
+      // A hand-written read (ImmediateSqliteDriver.run) and a Kysely read run while the units wait.
+      const reads = Promise.all([store.consoles.get('con_none'), store.meta.get('d')]);
+      assert.equal(await settledSoon(reads), true);
+      assert.deepEqual(await reads, [undefined, 'v']);
+      flush.calls[0]?.release();
+      await x;
+      await flush.asked(2);
+      assert.equal(await settledSoon(Promise.all(units)), false, 'b, c and d wait for the second flush');
+      flush.calls[1]?.release();
+      await Promise.all(units);
+      assert.equal(flush.calls.length, 2, 'three units, one flush');
+      assert.deepEqual(order, ['x', 'b', 'c', 'd']);
+    } finally {
+      flush.open();
+      await store.close();
+    }
+  });
+
+  it('a failed flush fails the units it covered, not those committed after it started; every row reads back', async () => {
+    const flush = heldFlush();
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    try {
+      const x = store.transaction((tx) => tx.meta.set('x', '1'));
+      await flush.asked(1);
+      const a = store.transaction((tx) => tx.meta.set('a', '1'));
+      const b = store.transaction((tx) => tx.meta.set('b', '1'));
+      assert.equal(
+        await settledSoon(store.meta.get('b')),
+        true,
+        'a and b committed while the first flush is in flight',
+      );
+      flush.calls[0]?.release();
+      await x;
+      await flush.asked(2); // covers a and b
+      const c = store.transaction((tx) => tx.meta.set('c', '1'));
+      assert.equal(await settledSoon(store.meta.get('c')), true, 'c committed while the second flush is in flight');
+      flush.calls[1]?.fail(new Error('EIO: i/o error, fdatasync'));
+      const [failedA, failedB] = await Promise.allSettled([a, b]);
+      assert.equal(failedA?.status, 'rejected');
+      assert.equal(failedB?.status, 'rejected');
+      const reason = failedA?.status === 'rejected' ? (failedA.reason as { code?: string; message?: string }) : {};
+      assert.equal(reason.code, 'INTERNAL');
+      assert.match(reason.message ?? '', /could not be flushed to disk/);
+      assert.equal(await settledSoon(c), false, 'c was not covered: it waits for a flush of its own');
+      await flush.asked(3);
+      flush.calls[2]?.release();
+      await c;
+      // The failed units' rows are committed (the caller cannot tell whether they survive a power loss).
+      assert.deepEqual(await Promise.all(['x', 'a', 'b', 'c'].map((k) => store.meta.get(k))), ['1', '1', '1', '1']);
+      assert.equal(await pragma(store, 'integrity_check'), 'ok');
+      const next = store.transaction((tx) => tx.meta.set('d', '1'));
+      await flush.asked(4);
+      flush.calls[3]?.release();
+      await next;
+    } finally {
+      flush.open();
+      await store.close();
+    }
+  });
+
+  it('a write outside a unit (Kysely autocommit, a hand-written statement) waits for a flush; a nonce claim and a read do not', async () => {
+    const flush = heldFlush();
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    try {
+      assert.equal(await store.meta.get('k'), undefined);
+      assert.equal(await store.ephemeral.claimOnce('nonce', 'n1', 2_000, 1_000), true, 'a relaxed commit: no flush');
+      assert.equal(flush.calls.length, 0, 'neither the read nor the claim asked for a flush');
+      const autocommit = store.meta.set('k', 'v');
+      assert.equal(await settledSoon(autocommit), false, 'the autocommit write waits for its flush');
+      assert.equal(flush.calls.length, 1);
+      assert.equal(await store.meta.get('k'), 'v', 'committed, and the connection is free');
+      flush.calls[0]?.release();
+      await autocommit;
+      const handWritten = store.events.insert(event(1));
+      assert.equal(await settledSoon(handWritten), false, 'a hand-written insert outside a unit waits for its flush');
+      await flush.asked(2);
+      flush.calls[1]?.release();
+      assert.deepEqual(await handWritten, { inserted: true, cursor: 1 });
+    } finally {
+      flush.open();
+      await store.close();
+    }
+  });
+
+  it('with the real fdatasync, concurrent units share flushes and their rows survive a reopen', async () => {
+    const dir = tempDir('baton-store-');
+    let flushes = 0;
+    const syncWal = (fd: number) =>
+      new Promise<void>((resolve, reject) => {
+        flushes++;
+        fdatasync(fd, (error) => (error === null ? resolve() : reject(error)));
+      });
+    const store = openSqliteStore({ dataDir: dir, durability: 'full', syncWal });
+    const keys = Array.from({ length: 16 }, (_, i) => `k${i}`);
+    try {
+      await Promise.all(keys.map((k) => store.transaction((tx) => tx.meta.set(k, k))));
+      assert.ok(flushes >= 1 && flushes < keys.length, `16 units, ${flushes} flushes`);
+    } finally {
+      await store.close();
+    }
+    const reopened = openSqliteStore({ dataDir: dir, durability: 'full' });
+    try {
+      assert.deepEqual(await Promise.all(keys.map((k) => reopened.meta.get(k))), keys);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('a unit that rolls back asks for no flush', async () => {
+    const flush = heldFlush();
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
     try {
       await assert.rejects(
         store.transaction(async (tx) => {
@@ -113,26 +236,34 @@ describe('SQLite store, durability full: the WAL flush of a unit of work off the
         }),
         /^Error: no$/,
       );
-      assert.equal(flush.calls.length, 0);
       assert.equal(await store.meta.get('k'), undefined);
-      assert.equal(await synchronous(store), FULL);
+      assert.equal(flush.calls.length, 0);
     } finally {
       await store.close();
     }
   });
 
-  it('with durability normal no flush is asked for', async () => {
+  it('with durability normal, or SQLite’s fsync on the loop, no flush is asked for', async () => {
     const flush = heldFlush();
-    const store = openSqliteStore({
-      dataDir: tempDir('baton-store-'),
-      durability: 'normal',
-      syncWal: flush.syncWal,
-    });
+    const normal = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'normal', syncWal: flush.syncWal });
     try {
-      await store.transaction((tx) => tx.meta.set('k', 'v'));
-      assert.equal(flush.calls.length, 0);
+      await normal.transaction((tx) => tx.meta.set('k', 'v'));
+      await normal.meta.set('k2', 'v');
+      assert.equal(await pragma(normal, 'synchronous'), NORMAL);
     } finally {
-      await store.close();
+      await normal.close();
     }
+    process.env.BATON_SQLITE_SYNC_ON_LOOP = '1';
+    const onLoop = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    delete process.env.BATON_SQLITE_SYNC_ON_LOOP;
+    try {
+      await onLoop.transaction((tx) => tx.meta.set('k', 'v'));
+      await onLoop.meta.set('k2', 'v');
+      assert.equal(await onLoop.ephemeral.claimOnce('nonce', 'n1', 2_000, 1_000), true);
+      assert.equal(await pragma(onLoop, 'synchronous'), FULL, 'SQLite fsyncs inside COMMIT');
+    } finally {
+      await onLoop.close();
+    }
+    assert.equal(flush.calls.length, 0);
   });
 });
