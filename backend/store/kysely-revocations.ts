@@ -5,10 +5,16 @@
 import { sql } from 'kysely';
 import { REVOCATION_KINDS } from '../../shared/protocol.js';
 import type { EphemeralRepository, RevocationRecord, RevocationRepository } from './repositories.js';
-import { atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext } from './kysely-schema.js';
+import { atomic, changed, num, oneOf, optNum, optStr, str, type KyselyContext, type Row } from './kysely-schema.js';
 
-/** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 5 per row). */
+/** Rows per statement of `claimMany` (PostgreSQL allows 65,535 parameters; 3 per row). */
 const CLAIM_CHUNK = 1000;
+
+/**
+ * Claims a sweep statement walks at most (`KyselyEphemeral.sweep`): on SQLite a statement holds the
+ * event loop (about a millisecond per thousand), on PostgreSQL a round trip.
+ */
+const SWEEP_CHUNK = { sqlite: 1000, postgres: 10_000 } as const;
 
 /**
  * How far a node's clock may be from the PostgreSQL server's (docs/operations.md: run NTP on every
@@ -213,8 +219,15 @@ export class KyselyRevocations implements RevocationRepository {
 
 /**
  * Challenges and nonces. `take` is one DELETE … RETURNING and `claimOnce` one INSERT … ON CONFLICT
- * DO UPDATE … WHERE expired: of two nodes racing for the same key, exactly one gets it. `created_seq`
- * orders a console's entries for eviction: a sequence in PostgreSQL, MAX + 1 on the one SQLite connection.
+ * DO UPDATE … WHERE expired: of two nodes racing for the same key, exactly one gets it.
+ *
+ * Two tables. `ephemeral` holds what `put` stores (a value, and an owner whose newest entries are
+ * kept: `created_seq` orders them for eviction, a sequence in PostgreSQL, MAX + 1 on the one SQLite
+ * connection), with its owner, expiry and creation indexes. `ephemeral_claims` (migration 29) holds
+ * what `claimOnce` and `claimMany` record (request nonces, sign-in challenges, jtis: no owner, no
+ * value) in one b-tree, its `(kind, key)` primary key: each claim writes one index instead of four.
+ * Claims have no cap per owner (they never had one): what bounds them is their expiry, at most the
+ * freshness window ahead for a request nonce, and the sweep.
  */
 export class KyselyEphemeral implements EphemeralRepository {
   constructor(private readonly ctx: KyselyContext) {}
@@ -272,42 +285,55 @@ export class KyselyEphemeral implements EphemeralRepository {
       .execute();
   }
 
+  /**
+   * A key `put` stored, or one claimed (`claimOnce`: owner and value ''; taking it withdraws the
+   * claim, as the Shared Signals receiver does for a SET it did not keep). A kind is used with one
+   * or the other, so a key is never in both tables. PostgreSQL: one statement.
+   */
   async take(kind: string, key: string): Promise<{ owner: string; value: string; expiresAt: number } | undefined> {
-    const row = await this.ctx.db
-      .deleteFrom('ephemeral')
-      .where('kind', '=', kind)
-      .where('key', '=', key)
-      .returning(['owner', 'value', 'expires_at'])
-      .executeTakeFirst();
+    const { db } = this.ctx;
+    let row: Row | undefined;
+    if (this.ctx.dialect === 'postgres') {
+      const result = await sql<Row>`WITH e AS (
+          DELETE FROM ephemeral WHERE kind = ${kind} AND key = ${key} RETURNING owner, value, expires_at
+        ), c AS (
+          DELETE FROM ephemeral_claims WHERE kind = ${kind} AND key = ${key} RETURNING '' AS owner, '' AS value, expires_at
+        )
+        SELECT * FROM e UNION ALL SELECT * FROM c`.execute(db);
+      row = result.rows[0];
+    } else {
+      row =
+        (await db
+          .deleteFrom('ephemeral')
+          .where('kind', '=', kind)
+          .where('key', '=', key)
+          .returning(['owner', 'value', 'expires_at'])
+          .executeTakeFirst()) ??
+        (await db
+          .deleteFrom('ephemeral_claims')
+          .where('kind', '=', kind)
+          .where('key', '=', key)
+          .returning([sql<string>`''`.as('owner'), sql<string>`''`.as('value'), 'expires_at'])
+          .executeTakeFirst());
+    }
     return row && { owner: str(row, 'owner'), value: str(row, 'value'), expiresAt: num(row, 'expires_at') };
   }
 
   async claimOnce(kind: string, key: string, expiresAt: number, now: number): Promise<boolean> {
     const rows = await this.ctx.db
-      .insertInto('ephemeral')
-      .values({ kind, key, owner: '', value: '', expires_at: expiresAt, created_seq: this.nextSeq() })
+      .insertInto('ephemeral_claims')
+      .values({ kind, key, expires_at: expiresAt })
       .onConflict((oc) =>
         oc
           .columns(['kind', 'key'])
-          .doUpdateSet((eb) => ({
-            expires_at: eb.ref('excluded.expires_at'),
-            created_seq: eb.ref('excluded.created_seq'),
-          }))
-          .where('ephemeral.expires_at', '<=', now),
+          .doUpdateSet((eb) => ({ expires_at: eb.ref('excluded.expires_at') }))
+          .where('ephemeral_claims.expires_at', '<=', now),
       )
       .returning('kind')
       .execute();
     return rows.length === 1;
   }
 
-  /**
-   * Deletes what expired. SQLite (one process, one clock): what expired by `now`. PostgreSQL: nodes
-   * decide expiry on their own clocks (a nonce's freshness and its claim on the same clock, which is
-   * safe whatever the skew between nodes), but a sweep deletes for every node: one whose clock runs
-   * ahead would delete nonces the others still need to refuse a replay. So only what expired before
-   * the earlier of `now` and the database server's clock, less EPHEMERAL_SKEW_MARGIN_MS, is deleted:
-   * safe as long as every node's clock is within that margin of the database server's.
-   */
   async claimMany(
     kind: string,
     entries: readonly { key: string; expiresAt: number }[],
@@ -316,33 +342,19 @@ export class KyselyEphemeral implements EphemeralRepository {
     const distinct = [...new Map(entries.map((e) => [e.key, e])).values()];
     const claimed = new Set<string>();
     if (distinct.length === 0) return claimed;
-    // SQLite: one statement per key (its next created_seq reads the table), in one transaction.
-    // PostgreSQL: one statement per chunk; a single chunk needs no transaction around it (one round trip).
-    const chunk = this.ctx.dialect === 'postgres' ? CLAIM_CHUNK : 1;
+    // One statement per chunk; a single chunk needs no transaction around it (one round trip).
     const run = (fn: (db: typeof this.ctx.db) => Promise<void>) =>
-      this.ctx.dialect === 'postgres' && distinct.length <= chunk ? fn(this.ctx.db) : atomic(this.ctx, fn);
+      distinct.length <= CLAIM_CHUNK ? fn(this.ctx.db) : atomic(this.ctx, fn);
     await run(async (db) => {
-      for (let i = 0; i < distinct.length; i += chunk) {
+      for (let i = 0; i < distinct.length; i += CLAIM_CHUNK) {
         const rows = await db
-          .insertInto('ephemeral')
-          .values(
-            distinct.slice(i, i + chunk).map((e) => ({
-              kind,
-              key: e.key,
-              owner: '',
-              value: '',
-              expires_at: e.expiresAt,
-              created_seq: this.nextSeq(),
-            })),
-          )
+          .insertInto('ephemeral_claims')
+          .values(distinct.slice(i, i + CLAIM_CHUNK).map((e) => ({ kind, key: e.key, expires_at: e.expiresAt })))
           .onConflict((oc) =>
             oc
               .columns(['kind', 'key'])
-              .doUpdateSet((eb) => ({
-                expires_at: eb.ref('excluded.expires_at'),
-                created_seq: eb.ref('excluded.created_seq'),
-              }))
-              .where('ephemeral.expires_at', '<=', now),
+              .doUpdateSet((eb) => ({ expires_at: eb.ref('excluded.expires_at') }))
+              .where('ephemeral_claims.expires_at', '<=', now),
           )
           .returning('key')
           .execute();
@@ -352,12 +364,50 @@ export class KyselyEphemeral implements EphemeralRepository {
     return claimed;
   }
 
+  /**
+   * Deletes what expired, from both tables. SQLite (one process, one clock): what expired by `now`.
+   * PostgreSQL: nodes decide expiry on their own clocks (a nonce's freshness and its claim on the
+   * same clock, which is safe whatever the skew between nodes), but a sweep deletes for every node:
+   * one whose clock runs ahead would delete nonces the others still need to refuse a replay. So only
+   * what expired before the earlier of `now` and the database server's clock, less
+   * EPHEMERAL_SKEW_MARGIN_MS, is deleted: safe as long as every node's clock is within that margin of
+   * the database server's.
+   *
+   * `ephemeral` has an expiry index: one DELETE. `ephemeral_claims` has none (one b-tree is what
+   * makes a claim cheap), so it is walked in primary-key order, SWEEP_CHUNK rows per statement, the
+   * event loop free between chunks: bounded work per statement, however many claims are live.
+   */
   async sweep(now: number): Promise<number> {
     const before =
       this.ctx.dialect === 'postgres'
         ? sql<number>`LEAST(${now}::bigint, (extract(epoch from clock_timestamp()) * 1000)::bigint) - ${EPHEMERAL_SKEW_MARGIN_MS}::bigint`
         : sql<number>`${now}`;
-    const result = await this.ctx.db.deleteFrom('ephemeral').where('expires_at', '<=', before).executeTakeFirst();
-    return changed(result);
+    const { db } = this.ctx;
+    let swept = changed(await db.deleteFrom('ephemeral').where('expires_at', '<=', before).executeTakeFirst());
+    const chunk = SWEEP_CHUNK[this.ctx.dialect];
+    const after = (from: { kind: string; key: string } | undefined) =>
+      from === undefined ? sql<boolean>`TRUE` : sql<boolean>`(kind, key) > (${from.kind}, ${from.key})`;
+    for (let from: { kind: string; key: string } | undefined; ; ) {
+      // The chunk's last key: the SWEEP_CHUNK-th after `from` (none: the rest of the table is the chunk).
+      const last = await db
+        .selectFrom('ephemeral_claims')
+        .select(['kind', 'key'])
+        .where(after(from))
+        .orderBy('kind')
+        .orderBy('key')
+        .limit(1)
+        .offset(chunk - 1)
+        .executeTakeFirst();
+      const result = await db
+        .deleteFrom('ephemeral_claims')
+        .where(after(from))
+        .$if(last !== undefined, (q) => q.where(sql<boolean>`(kind, key) <= (${last?.kind}, ${last?.key})`))
+        .where('expires_at', '<=', before)
+        .executeTakeFirst();
+      swept += changed(result);
+      if (last === undefined) return swept;
+      from = { kind: str(last, 'kind'), key: str(last, 'key') };
+      if (!this.ctx.inTransaction) await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 }

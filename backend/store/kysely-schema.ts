@@ -279,6 +279,8 @@ export interface BatonDatabase {
     expires_at: Ms;
     created_seq: Generated<number>;
   };
+  /** Single-use claims (`EphemeralRepository.claimOnce`, migration 29): one b-tree, `(kind, key)`. */
+  ephemeral_claims: { kind: string; key: string; expires_at: Ms };
   // Shared Signals receiver and SCIM provisioning (migration 13, issue 13; backend/ssf/receiver/, backend/scim/)
   ssf_transmitters: {
     id: string;

@@ -1,8 +1,8 @@
 /**
  * migrateStore() on a throwaway PostgreSQL: thousands of events across many INSERT batches and digest
  * pages, text and blobs that must survive byte for byte, a composite primary key (WITHOUT ROWID), the
- * event cursor sequence set after the copy, all or nothing when the copy fails half-way, and a
- * missing row named by the verification. The end-to-end test (a real backend, the CLI as a child
+ * event cursor sequence set after the copy, request nonces claimed before the move still refused on
+ * the copy, all or nothing when the copy fails half-way, and a missing row named by the verification. The end-to-end test (a real backend, the CLI as a child
  * process) is test/integration/migrate-store.test.ts.
  */
 import assert from 'node:assert/strict';
@@ -14,6 +14,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import pino from 'pino';
 import type { EventDraft } from '../../shared/events.js';
+import { NONCE_KIND } from '../crypto/console-signature.js';
 import { EventLog } from '../services/event-log.js';
 import { filesOutsideDatabase, migrateStore } from './migrate-store.js';
 import { migratePostgres } from './postgres-migrations.js';
@@ -22,6 +23,8 @@ import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
 
 const EVENTS = 4_500;
+const CLAIMED_AT = 1_733_300_000_000;
+const NONCES = Array.from({ length: 3 }, (_, i) => ({ key: `con_1:nonce-${i}`, expiresAt: CLAIMED_AT + 300_000 }));
 const silent = pino({ level: 'silent' });
 
 function policyChanged(version: number): EventDraft {
@@ -67,6 +70,8 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
         }
       });
     }
+    // Request nonces claimed on the embedded store, their window open (migration 29's table).
+    await store.ephemeral.claimMany(NONCE_KIND, NONCES, CLAIMED_AT);
     await store.close();
     // Values a careless copy changes: astral and line-separator text, an empty string, NULLs, a blob with
     // every byte value, integers beyond 2^32, a composite key.
@@ -107,7 +112,7 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
     const events = result.tables.find((t) => t.table === 'events');
     assert.equal(events?.sourceRows, EVENTS);
     assert.equal(events.targetDigest, events.sourceDigest);
-    for (const table of ['operators', 'credentials', 'revocation_deliveries']) {
+    for (const table of ['operators', 'credentials', 'revocation_deliveries', 'ephemeral_claims']) {
       const summary = result.tables.find((t) => t.table === table);
       assert.ok(summary !== undefined && summary.sourceRows > 0 && summary.sourceDigest === summary.targetDigest);
     }
@@ -141,6 +146,8 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
       const stored = await new EventLog(store, Date.now, silent).record(policyChanged(EVENTS + 1));
       assert.equal(stored.cursor, EVENTS + 1);
       assert.equal(stored.seq, EVENTS + 1);
+      // A nonce claimed before the move is refused after it: a captured signed request is not replayed on the copy.
+      assert.equal((await store.ephemeral.claimMany(NONCE_KIND, NONCES, CLAIMED_AT + 1000)).size, 0);
     } finally {
       await store.close();
     }

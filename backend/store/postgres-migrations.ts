@@ -731,6 +731,23 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ssf_held_sets ADD COLUMN applied TEXT;
     `),
   },
+  {
+    version: 29,
+    name: 'single-use claims (request nonces, sign-in challenges, jtis) in a table of one b-tree, out of ephemeral and its owner, expiry and creation indexes (issue 10)',
+    sql: ddl(`
+      CREATE TABLE ephemeral_claims (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, key)
+      );
+      -- The claims made so far (claimOnce writes no owner and no value; every put has both): moved, so a nonce
+      -- claimed before this migration is still refused after it while its window is open.
+      INSERT INTO ephemeral_claims (kind, key, expires_at)
+        SELECT kind, key, expires_at FROM ephemeral WHERE owner = '' AND value = '';
+      DELETE FROM ephemeral WHERE owner = '' AND value = '';
+    `),
+  },
 ];
 
 /** Anything with `query` (a pg Client or PoolClient). */

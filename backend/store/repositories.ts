@@ -493,7 +493,10 @@ export interface EphemeralRepository {
     entry: { kind: string; key: string; owner: string; value: string; expiresAt: number },
     maxPerOwner?: number,
   ): Promise<void>;
-  /** Removes and returns the entry if it exists (expired or not: the caller reports expiry). */
+  /**
+   * Removes and returns the entry if it exists (expired or not: the caller reports expiry). A key
+   * recorded by `claimOnce` or `claimMany` is an entry too (owner and value ''): taking it withdraws the claim.
+   */
   take(kind: string, key: string): Promise<{ owner: string; value: string; expiresAt: number } | undefined>;
   /** Records `key` once; false if it is already recorded and unexpired (replay). */
   claimOnce(kind: string, key: string, expiresAt: number, now: number): Promise<boolean>;

@@ -12,7 +12,8 @@ import type { RelaxedCommit } from './sqlite-wal-sync.js';
 type Row = { owner: string; value: string; expires_at: number };
 
 /**
- * The hand-written statements, synchronous, on the store's one better-sqlite3 connection (migration 9).
+ * The hand-written statements, synchronous, on the store's one better-sqlite3 connection: `put` and
+ * `take` on `ephemeral` (migration 9), the claims on `ephemeral_claims` (migration 29, one b-tree).
  *
  * **Commits without an fsync.** With `durability: 'full'` every other commit of the store waits for
  * the disk, and a sign-in made six of these (a nonce per signed request, the challenge put and its
@@ -51,11 +52,13 @@ export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 
            (SELECT created_seq FROM ephemeral WHERE kind = ? AND owner = ? ORDER BY created_seq DESC LIMIT 1 OFFSET ?)`,
       ),
       take: db.prepare('DELETE FROM ephemeral WHERE kind = ? AND key = ? RETURNING owner, value, expires_at'),
+      takeClaim: db.prepare(
+        `DELETE FROM ephemeral_claims WHERE kind = ? AND key = ? RETURNING '' AS owner, '' AS value, expires_at`,
+      ),
+      // One b-tree (migration 29): the row is its primary key's entry, no other index to write.
       claim: db.prepare(
-        `INSERT INTO ephemeral (kind, key, owner, value, expires_at, created_seq)
-         VALUES (?, ?, '', '', ?, (SELECT COALESCE(MAX(created_seq), 0) + 1 FROM ephemeral))
-         ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at, created_seq = excluded.created_seq
-         WHERE ephemeral.expires_at <= ?`,
+        `INSERT INTO ephemeral_claims (kind, key, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (kind, key) DO UPDATE SET expires_at = excluded.expires_at WHERE ephemeral_claims.expires_at <= ?`,
       ),
     };
   }
@@ -83,8 +86,12 @@ export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 
     );
   }
 
+  /** A key `put` stored, else one claimed (withdrawing the claim): see KyselyEphemeral.take. */
   take(kind: string, key: string) {
-    const row = this.commit(() => this.stmts.take.get(kind, key) as Row | undefined, 1);
+    const row = this.commit(
+      () => (this.stmts.take.get(kind, key) ?? this.stmts.takeClaim.get(kind, key)) as Row | undefined,
+      2,
+    );
     return row && { owner: row.owner, value: row.value, expiresAt: row.expires_at };
   }
 
@@ -92,7 +99,7 @@ export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 
     return this.commit(() => this.stmts.claim.run(kind, key, expiresAt, now).changes === 1, 1);
   }
 
-  /** One statement per key (its next created_seq reads the table), all in one commit. */
+  /** One statement per key, all in one commit. */
   claimMany(kind: string, entries: readonly { key: string; expiresAt: number }[], now: number): Set<string> {
     const distinct = [...new Map(entries.map((e) => [e.key, e])).values()];
     const claimed = new Set<string>();

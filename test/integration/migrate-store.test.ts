@@ -197,6 +197,8 @@ describe('migrate-store: an embedded deployment moved to PostgreSQL', { skip }, 
     assert.equal(run.code, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /^events\s+\d+\s+[0-9a-f]{16}\s+equal$/m);
     assert.match(run.stdout, /^chain_checkpoints\s+[1-9]\d*\s+[0-9a-f]{16}\s+equal$/m);
+    // The request nonces the sign-ins claimed (migration 29's table), copied and verified.
+    assert.match(run.stdout, /^ephemeral_claims\s+[1-9]\d*\s+[0-9a-f]{16}\s+equal$/m);
     assert.match(run.stdout, /Event chains: \d+ re-walked on the copy .* \d+ intact/);
     assert.match(run.stdout, /^OK: /m);
 
