@@ -383,11 +383,60 @@ describe('Es256Assertions against verifyAuthenticationResponse', () => {
         ]),
       },
     ]);
+    cases.push([
+      'kty OKP',
+      {
+        privateKey: es256.privateKey,
+        cose: coseKey([
+          [1, 1],
+          [3, -7],
+          [-1, 1],
+          [-2, x],
+          [-3, y],
+        ]),
+      },
+    ]);
+    cases.push([
+      'crv P-384 id',
+      {
+        privateKey: es256.privateKey,
+        cose: coseKey([
+          [1, 2],
+          [3, -7],
+          [-1, 2],
+          [-2, x],
+          [-3, y],
+        ]),
+      },
+    ]);
+    const x33 = Buffer.concat([Buffer.from([0]), x]);
+    cases.push([
+      '33-byte x',
+      {
+        privateKey: es256.privateKey,
+        cose: coseKey([
+          [1, 2],
+          [3, -7],
+          [-1, 1],
+          [-2, x33],
+          [-3, y],
+        ]),
+      },
+    ]);
     cases.push(['not CBOR', { privateKey: es256.privateKey, cose: new Uint8Array(Buffer.from('not cbor')) }]);
     for (const [name, key] of cases) {
       const got = await compare(fast, response(signParts(key, parts())), key.cose);
       assert.equal(got.fast, 'deferred', name);
     }
+    // A key that is not a Uint8Array (the library takes an ArrayBuffer): deferred, never thrown.
+    const asArrayBuffer = es256.cose.buffer.slice(es256.cose.byteOffset, es256.cose.byteOffset + es256.cose.byteLength);
+    const notBytes = await fast.verify(
+      response(signParts(es256, parts())),
+      CHALLENGE,
+      { id: 'a', publicKey: asArrayBuffer as unknown as Uint8Array<ArrayBuffer>, counter: 0 },
+      true,
+    );
+    assert.equal(notBytes, undefined);
     // An Ed25519 credential (alg -8).
     const ed = generateKeyPairSync('ed25519');
     const edX = Buffer.from(ed.publicKey.export({ format: 'jwk' }).x!, 'base64url');

@@ -85,7 +85,12 @@ export class Es256Assertions {
     credential: Pick<WebAuthnCredential, 'id' | 'publicKey' | 'counter'>,
     requireUserVerification: boolean,
   ): Promise<Es256AssertionInfo | undefined> {
-    const info = await this.tryVerify(response, expectedChallenge, credential, requireUserVerification);
+    let info: Es256AssertionInfo | undefined;
+    try {
+      info = await this.tryVerify(response, expectedChallenge, credential, requireUserVerification);
+    } catch {
+      info = undefined; // whatever this path cannot read, the library reads (and refuses in its own words)
+    }
     if (info === undefined) this.stats.deferred++;
     else this.stats.accepted++;
     return info;
@@ -162,6 +167,7 @@ export class Es256Assertions {
 
   /** The credential's key imported once, or null when it is not an ES256 P-256 key this path verifies. */
   private keyFor(publicKey: Uint8Array): KeyObject | null {
+    if (!(publicKey instanceof Uint8Array)) return null;
     const cacheKey = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('latin1');
     const cached = this.keys.get(cacheKey);
     if (cached !== undefined) return cached;

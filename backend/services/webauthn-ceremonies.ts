@@ -310,7 +310,12 @@ export class WebAuthnCeremonies {
     credential: WebAuthnCredential,
     requireUv: boolean,
   ) {
-    const fast = await this.es256.verify(response, challenge, { ...credential, counter: 0 }, requireUv);
+    // Only without a verification pool: where the composition made one (three cores or more), every
+    // assertion keeps going through it, with its admission limit (BACKEND_BUSY) and its closing (SHUTTING_DOWN).
+    const fast =
+      this.pool === undefined
+        ? await this.es256.verify(response, challenge, { ...credential, counter: 0 }, requireUv)
+        : undefined;
     if (fast !== undefined)
       return this.checkedCounter(credential, { ...fast, backupEligible: fast.credentialDeviceType === 'multiDevice' });
     const client = readClientData(response.response.clientDataJSON);
