@@ -66,7 +66,7 @@ export function challengeKeyName(purpose: string): string {
  * `store.ephemeral` (`claimOnce`) when it is presented, until it expires, so a challenge replayed to
  * another node is refused there too. Presenting needs a valid, unexpired challenge (and passes the
  * per-client limits first), so the claimed nonces are bounded by what callers can present within one
- * lifetime; expired ones are swept with the rest of the ephemeral table.
+ * lifetime; expired ones are swept with the other claims (`ephemeral_claims`, migration 29).
  */
 export class SignedChallenges {
   private key: Promise<Buffer> | undefined;
