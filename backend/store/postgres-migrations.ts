@@ -742,10 +742,10 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (kind, key)
       );
       -- The claims made so far (claimOnce writes no owner and no value; every put has both): moved, so a nonce
-      -- claimed before this migration is still refused after it while its window is open.
-      INSERT INTO ephemeral_claims (kind, key, expires_at)
-        SELECT kind, key, expires_at FROM ephemeral WHERE owner = '' AND value = '';
-      DELETE FROM ephemeral WHERE owner = '' AND value = '';
+      -- claimed before this migration is still refused after it while its window is open. One statement, so
+      -- that a claim an older node writes meanwhile is either moved or left in place, never deleted uncopied.
+      WITH moved AS (DELETE FROM ephemeral WHERE owner = '' AND value = '' RETURNING kind, key, expires_at)
+      INSERT INTO ephemeral_claims (kind, key, expires_at) SELECT kind, key, expires_at FROM moved;
     `),
   },
 ];

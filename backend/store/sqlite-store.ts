@@ -215,12 +215,16 @@ class ImmediateSqliteDriver extends SqliteDriver {
     return new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
-  /** The flush the hold that just ended waits for: its unit's, or one for what it wrote in autocommit. */
+  /**
+   * The flush the hold that just ended waits for: its unit's, one for what it wrote in autocommit, or,
+   * when it wrote nothing, the flush due for what others committed before it (it may have read it).
+   */
   private owed(): Promise<void> | undefined {
     const committed = this.committed;
     this.committed = undefined;
     if (committed !== undefined) return committed;
-    return this.walSync?.wrote() === true ? this.walSync.flushed() : undefined;
+    if (this.walSync === undefined) return undefined;
+    return this.walSync.wrote() ? this.walSync.flushed() : this.walSync.pending();
   }
 
   /** Hands the connection to the first waiter, or frees it. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { fdatasync, fstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { CompiledQuery } from 'kysely';
 import { kyselyOf } from './kysely-store.js';
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
@@ -48,6 +49,17 @@ async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
+/** What another connection to the file reads of `meta` now: the rows committed, flushed or not. */
+function committedMeta(dir: string, key: string): string | undefined {
+  const reader = new Database(join(dir, DATABASE_FILE), { readonly: true });
+  try {
+    const row = reader.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  } finally {
+    reader.close();
+  }
+}
+
 async function pragma(store: Store, name: string): Promise<unknown> {
   const db = kyselyOf(store);
   if (db === undefined) throw new Error('not a Kysely store');
@@ -90,17 +102,26 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
       assert.equal(fstatSync(first.fd).ino, statSync(join(dir, `${DATABASE_FILE}-wal`)).ino, 'the WAL file is flushed');
       // While A's flush is in flight, B runs and commits: the connection is not held by A.
       const b = store.transaction((tx) => tx.meta.set('b', '2'));
+      assert.equal(await settledSoon(b), false);
+      assert.equal(committedMeta(dir, 'b'), '2', 'B has committed while A waits for its flush');
+      // A read outside a unit runs at once, but may have seen B's unflushed row: its answer waits for B's flush.
       const readB = store.meta.get('b');
-      assert.equal(await settledSoon(readB), true, 'a statement outside a unit runs while A waits for its flush');
-      assert.equal(await readB, '2', 'B has committed');
+      assert.equal(await settledSoon(readB), false, 'a read waits for the flush due for what was committed before it');
       assert.equal(await settledSoon(a), false, 'A waits for its flush');
       assert.equal(flush.calls.length, 1, 'one flush in flight at a time');
       first.release();
       await a;
       assert.equal(await settledSoon(b), false, 'B committed after that flush started: it waits for the next one');
+      assert.equal(await settledSoon(readB), false, 'and so does the read that may have seen B');
       await flush.asked(2);
       flush.calls[1]?.release();
       await b;
+      assert.equal(await readB, '2');
+      assert.equal(
+        await settledSoon(store.meta.get('b')),
+        true,
+        'with nothing owed to the disk a read waits for nothing',
+      );
       assert.equal(await pragma(store, 'synchronous'), NORMAL, 'no PRAGMA flips: NORMAL for the whole life');
     } finally {
       flush.open();
@@ -117,16 +138,18 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
       const x = unit('x');
       await flush.asked(1);
       const units = [unit('b'), unit('c'), unit('d')];
-      // A hand-written read (ImmediateSqliteDriver.run) and a Kysely read run while the units wait.
+      // A hand-written read (ImmediateSqliteDriver.run) and a Kysely read run while the units wait; their
+      // answers (which may show b, c and d) wait for the flush that covers them.
       const reads = Promise.all([store.consoles.get('con_none'), store.meta.get('d')]);
-      assert.equal(await settledSoon(reads), true);
-      assert.deepEqual(await reads, [undefined, 'v']);
+      assert.equal(await settledSoon(reads), false);
       flush.calls[0]?.release();
       await x;
       await flush.asked(2);
       assert.equal(await settledSoon(Promise.all(units)), false, 'b, c and d wait for the second flush');
+      assert.equal(await settledSoon(reads), false);
       flush.calls[1]?.release();
       await Promise.all(units);
+      assert.deepEqual(await reads, [undefined, 'v']);
       assert.equal(flush.calls.length, 2, 'three units, one flush');
       assert.deepEqual(order, ['x', 'b', 'c', 'd']);
     } finally {
@@ -137,23 +160,24 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
 
   it('a failed flush fails the units it covered, not those committed after it started; every row reads back', async () => {
     const flush = heldFlush();
-    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    const dir = tempDir('baton-store-');
+    const store = openSqliteStore({ dataDir: dir, durability: 'full', syncWal: flush.syncWal });
     try {
       const x = store.transaction((tx) => tx.meta.set('x', '1'));
       await flush.asked(1);
       const a = store.transaction((tx) => tx.meta.set('a', '1'));
       const b = store.transaction((tx) => tx.meta.set('b', '1'));
-      assert.equal(
-        await settledSoon(store.meta.get('b')),
-        true,
-        'a and b committed while the first flush is in flight',
-      );
+      assert.equal(await settledSoon(b), false);
+      assert.equal(committedMeta(dir, 'b'), '1', 'a and b committed while the first flush is in flight');
+      const readA = store.meta.get('a');
       flush.calls[0]?.release();
       await x;
       await flush.asked(2); // covers a and b
       const c = store.transaction((tx) => tx.meta.set('c', '1'));
-      assert.equal(await settledSoon(store.meta.get('c')), true, 'c committed while the second flush is in flight');
+      assert.equal(await settledSoon(c), false);
+      assert.equal(committedMeta(dir, 'c'), '1', 'c committed while the second flush is in flight');
       flush.calls[1]?.fail(new Error('EIO: i/o error, fdatasync'));
+      await assert.rejects(readA, { code: 'INTERNAL' }, 'a read that may have seen a or b fails with their flush');
       const [failedA, failedB] = await Promise.allSettled([a, b]);
       assert.equal(failedA?.status, 'rejected');
       assert.equal(failedB?.status, 'rejected');
@@ -177,9 +201,10 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
     }
   });
 
-  it('a write outside a unit (Kysely autocommit, a hand-written statement) waits for a flush; a nonce claim and a read do not', async () => {
+  it('a write outside a unit (Kysely autocommit, a hand-written statement) waits for a flush; a nonce claim and a read do not ask for one', async () => {
     const flush = heldFlush();
-    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    const storeDir = tempDir('baton-store-');
+    const store = openSqliteStore({ dataDir: storeDir, durability: 'full', syncWal: flush.syncWal });
     try {
       assert.equal(await store.meta.get('k'), undefined);
       assert.equal(await store.ephemeral.claimOnce('nonce', 'n1', 2_000, 1_000), true, 'a relaxed commit: no flush');
@@ -187,7 +212,7 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
       const autocommit = store.meta.set('k', 'v');
       assert.equal(await settledSoon(autocommit), false, 'the autocommit write waits for its flush');
       assert.equal(flush.calls.length, 1);
-      assert.equal(await store.meta.get('k'), 'v', 'committed, and the connection is free');
+      assert.equal(committedMeta(storeDir, 'k'), 'v', 'committed, and the connection is free');
       flush.calls[0]?.release();
       await autocommit;
       const handWritten = store.events.insert(event(1));

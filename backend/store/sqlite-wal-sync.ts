@@ -15,12 +15,14 @@
  * starts when it ends. Flushes end in the order they started, so callers resume in commit order.
  *
  * The connection is not held during the flush: the next unit or statement runs meanwhile, and may read
- * rows committed and not yet flushed. That is safe for what the store promises: a caller told a write
- * committed was told so only after a flush covering it and every commit before it, so any durable
- * write (or unit) that read such rows resumes only once they are on disk too. What a power loss can
- * take back is what nobody was told had committed: the commits whose flush had not finished, and
- * what a plain read outside a unit showed of them meanwhile (an answer that showed such a row, e.g.
- * an admin listing, may show it no more after the power loss; its writer's caller was never answered).
+ * rows committed and not yet flushed. So nothing that read them resumes before they are on disk: a
+ * caller told a write committed was told so only after a flush covering it and every commit before
+ * it, and a hold that wrote nothing (a read outside a unit, a relaxed commit) waits for the flush due
+ * for every commit made so far (`pending`, which starts none). Without that wait a console's `hello`
+ * could be answered with an event head (`ackedSeq`) whose ingest was not yet on disk, and the console
+ * would drop those events from its journal; an export to the SIEM or a Shared Signals head likewise.
+ * What a power loss can take back is what nobody was told had committed: the commits whose flush had
+ * not finished.
  *
  * A failed flush fails every caller it covered (`INTERNAL`, "A commit could not be flushed to disk").
  * Their rows are committed (the file is consistent, later statements read them): like a connection
@@ -59,6 +61,8 @@ export class WalSync {
   private fd: number | undefined;
   /** The flush in flight (never rejects: for close), if any. */
   private inFlight: Promise<void> | undefined;
+  /** The same flush as it ends for its callers (rejects when it failed). */
+  private current: Promise<void> | undefined;
   /** The commits made while a flush is in flight: the next flush, started when it ends. */
   private next: Waiting | undefined;
   private readonly totalChanges: Database.Statement;
@@ -116,6 +120,15 @@ export class WalSync {
     return this.next.promise;
   }
 
+  /**
+   * Settled once every commit made so far is flushed (the flush due next, or the one in flight), without
+   * starting one: what a hold that wrote nothing waits for, since it may have read rows committed and not
+   * yet flushed. Undefined when nothing is owed to the disk.
+   */
+  pending(): Promise<void> | undefined {
+    return this.next?.promise ?? this.current;
+  }
+
   private start(): Promise<void> {
     const flush = this.flushOnce().then(
       () => this.ended(),
@@ -124,6 +137,7 @@ export class WalSync {
         throw new BatonError('INTERNAL', 'A commit could not be flushed to disk', { cause });
       },
     );
+    this.current = flush;
     this.inFlight = flush.catch(() => undefined);
     return flush;
   }
@@ -131,6 +145,7 @@ export class WalSync {
   /** The flush in flight has ended: the commits made meanwhile get theirs. */
   private ended(): void {
     this.inFlight = undefined;
+    this.current = undefined;
     const waiting = this.next;
     if (waiting === undefined) return;
     this.next = undefined;
