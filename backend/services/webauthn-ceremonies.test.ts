@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,15 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { BatonError } from '../../shared/errors.js';
 import type { Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
-import { encodeCBOR, type CBORType } from '@levischuck/tiny-cbor';
-import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
-import { VerifyPool } from '../crypto/verify-pool.js';
-import {
-  CHALLENGE_KIND,
-  ChallengeStore,
-  MAX_CHALLENGES_PER_CONSOLE,
-  WebAuthnCeremonies,
-} from './webauthn-ceremonies.js';
+import { CHALLENGE_KIND, ChallengeStore, MAX_CHALLENGES_PER_CONSOLE } from './webauthn-ceremonies.js';
 
 const isCode = (code: string) => (error: unknown) => error instanceof BatonError && error.code === code;
 
@@ -138,71 +129,5 @@ describe('ChallengeStore', () => {
     } finally {
       await other.close();
     }
-  });
-});
-
-describe('WebAuthnCeremonies.verifyAuthentication and the ES256 fast path (ADR 0013)', () => {
-  const rp = { rpId: 'baton.test', rpName: 'Baton', origins: ['https://baton.test'], timeoutMs: 60_000 };
-  const challenge = randomBytes(32).toString('base64url');
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const jwk = publicKey.export({ format: 'jwk' });
-  const cose = new Uint8Array(
-    encodeCBOR(
-      new Map<number, CBORType>([
-        [1, 2],
-        [3, -7],
-        [-1, 1],
-        [-2, Buffer.from(jwk.x!, 'base64url')],
-        [-3, Buffer.from(jwk.y!, 'base64url')],
-      ]),
-    ),
-  );
-  const credential = { id: 'Y3JlZA', publicKey: cose, counter: 4 };
-  const assertion = (origin: string, counter: number): AuthenticationResponseJSON => {
-    const count = Buffer.alloc(4);
-    count.writeUInt32BE(counter);
-    const authData = Buffer.concat([createHash('sha256').update(rp.rpId).digest(), Buffer.from([0x05]), count]);
-    const clientData = Buffer.from(JSON.stringify({ type: 'webauthn.get', challenge, origin, crossOrigin: false }));
-    const signed = Buffer.concat([authData, createHash('sha256').update(clientData).digest()]);
-    return {
-      id: credential.id,
-      rawId: credential.id,
-      type: 'public-key',
-      response: {
-        clientDataJSON: clientData.toString('base64url'),
-        authenticatorData: authData.toString('base64url'),
-        signature: sign('sha256', signed, privateKey).toString('base64url'),
-      },
-      clientExtensionResults: {},
-    };
-  };
-
-  it('accepts through the fast path; a refusal keeps its own code, and a counter that stood still is a clone', async () => {
-    const ceremonies = new WebAuthnCeremonies(rp);
-    const info = await ceremonies.verifyAuthentication(assertion(rp.origins[0]!, 5), challenge, credential, true);
-    assert.equal(info.newCounter, 5);
-    assert.equal(info.userVerified, true);
-    assert.equal(info.backupEligible, false);
-    assert.deepEqual(ceremonies.es256.stats, { accepted: 1, deferred: 0 });
-    await assert.rejects(
-      ceremonies.verifyAuthentication(assertion('https://evil.test', 6), challenge, credential, true),
-      isCode('WEBAUTHN_ORIGIN_MISMATCH'),
-    );
-    await assert.rejects(
-      ceremonies.verifyAuthentication(assertion(rp.origins[0]!, 4), challenge, credential, true),
-      isCode('WEBAUTHN_COUNTER_REGRESSED'),
-    );
-    assert.deepEqual(ceremonies.es256.stats, { accepted: 2, deferred: 1 });
-  });
-
-  it('leaves every assertion to the verification pool where there is one (its admission and closing stay in force)', async () => {
-    const pool = new VerifyPool({ size: 1 });
-    await pool.close();
-    const ceremonies = new WebAuthnCeremonies(rp, pool);
-    await assert.rejects(
-      ceremonies.verifyAuthentication(assertion(rp.origins[0]!, 5), challenge, credential, true),
-      isCode('SHUTTING_DOWN'),
-    );
-    assert.deepEqual(ceremonies.es256.stats, { accepted: 0, deferred: 0 });
   });
 });
