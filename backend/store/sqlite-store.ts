@@ -142,11 +142,15 @@ function openSqliteFile(
     'sqlite',
     () => {
       closed ??= (async () => {
-        await checkpointer?.close();
-        // Through Kysely, so that it waits for the statement or transaction holding the connection.
-        await db.executeQuery(CompiledQuery.raw('PRAGMA wal_checkpoint(TRUNCATE)'));
-        await db.destroy();
-        await walSync?.close();
+        try {
+          await checkpointer?.close();
+          // Through Kysely, so that it waits for the statement or transaction holding the connection.
+          await db.executeQuery(CompiledQuery.raw('PRAGMA wal_checkpoint(TRUNCATE)'));
+        } finally {
+          // Closed even when a flush still owed failed (the checkpoint's hold waits for it).
+          await db.destroy();
+          await walSync?.close();
+        }
       })();
       return closed;
     },
@@ -192,6 +196,8 @@ class ImmediateSqliteDriver extends SqliteDriver {
   private readonly waiters: (() => void)[] = [];
   /** The holder's unit committed: the flush it waits for once it has released the connection. */
   private committed: Promise<void> | undefined;
+  /** The holder's unit rolled back: its caller gets its own error, without waiting for others' flush. */
+  private rolledBack = false;
 
   constructor(
     config: ConstructorParameters<typeof SqliteDriver>[0],
@@ -219,12 +225,17 @@ class ImmediateSqliteDriver extends SqliteDriver {
    * The flush the hold that just ended waits for: its unit's, one for what it wrote in autocommit, or,
    * when it wrote nothing, the flush due for what others committed before it (it may have read it).
    */
-  private owed(): Promise<void> | undefined {
+  private owed(failed = false): Promise<void> | undefined {
     const committed = this.committed;
     this.committed = undefined;
+    const rolledBack = this.rolledBack;
+    this.rolledBack = false;
+    const relaxed = this.walSync?.tookRelaxed() === true;
     if (committed !== undefined) return committed;
     if (this.walSync === undefined) return undefined;
-    return this.walSync.wrote() ? this.walSync.flushed() : this.walSync.pending();
+    if (this.walSync.wrote()) return this.walSync.flushed();
+    // A relaxed commit, or a hold that failed or rolled back, waits for nobody else's flush (sqlite-wal-sync.ts).
+    return relaxed || failed || rolledBack ? undefined : this.walSync.pending();
   }
 
   /** Hands the connection to the first waiter, or frees it. */
@@ -248,10 +259,10 @@ class ImmediateSqliteDriver extends SqliteDriver {
    * (a relaxed commit aside: sqlite-ephemeral.ts).
    */
   run<T>(fn: () => T): Promise<T> {
-    if (!this.held && this.waiters.length === 0) return this.ran(fn, () => this.owed());
+    if (!this.held && this.waiters.length === 0) return this.ran(fn, (failed) => this.owed(failed));
     return this.lock().then(() =>
-      this.ran(fn, () => {
-        const flushed = this.owed();
+      this.ran(fn, (failed) => {
+        const flushed = this.owed(failed);
         this.handOver();
         return flushed;
       }),
@@ -259,13 +270,13 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 
   /** `fn`, then the end of its hold (`end` returns the flush owed); a failed `fn` still waits for what it wrote. */
-  private ran<T>(fn: () => T, end: () => Promise<void> | undefined): Promise<T> {
+  private ran<T>(fn: () => T, end: (failed?: boolean) => Promise<void> | undefined): Promise<T> {
     let value: T;
     try {
       value = fn();
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
-      const flushed = end();
+      const flushed = end(true);
       return flushed === undefined ? Promise.reject(failure) : flushed.then(() => Promise.reject(failure));
     }
     const flushed = end();
@@ -288,6 +299,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
       await super.rollbackTransaction(connection);
     } finally {
       this.walSync?.absorb(); // rolled back: nothing of it to flush
+      this.rolledBack = true;
     }
   }
 }

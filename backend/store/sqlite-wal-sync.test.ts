@@ -226,6 +226,33 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
     }
   });
 
+  it('while a flush is owed, a read waits for it; a nonce claim and a unit that fails do not', async () => {
+    const flush = heldFlush();
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    try {
+      const a = store.transaction((tx) => tx.meta.set('a', '1'));
+      await flush.asked(1);
+      const read = store.meta.get('a');
+      assert.equal(await settledSoon(read), false, 'a read may have seen a: it waits for its flush');
+      const claim = store.ephemeral.claimOnce('nonce', 'n1', 2_000, 1_000);
+      assert.equal(await settledSoon(claim), true, 'a nonce claim touches only its own single-use row');
+      assert.equal(await claim, true);
+      const failing = store.transaction(async (tx) => {
+        await tx.meta.set('b', '1');
+        throw new Error('the caller’s own refusal');
+      });
+      assert.equal(await settledSoon(failing), true, 'a unit that rolls back gets its own error at once');
+      await assert.rejects(failing, /the caller’s own refusal/);
+      flush.calls[0]?.release();
+      await a;
+      assert.equal(await read, '1');
+      assert.equal(flush.calls.length, 1, 'neither the claim nor the rollback asked for a flush');
+    } finally {
+      flush.open();
+      await store.close();
+    }
+  });
+
   it('with the real fdatasync, concurrent units share flushes and their rows survive a reopen', async () => {
     const dir = tempDir('baton-store-');
     let flushes = 0;

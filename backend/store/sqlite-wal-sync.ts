@@ -17,8 +17,11 @@
  * The connection is not held during the flush: the next unit or statement runs meanwhile, and may read
  * rows committed and not yet flushed. So nothing that read them resumes before they are on disk: a
  * caller told a write committed was told so only after a flush covering it and every commit before
- * it, and a hold that wrote nothing (a read outside a unit, a relaxed commit) waits for the flush due
- * for every commit made so far (`pending`, which starts none). Without that wait a console's `hello`
+ * it, and a hold that wrote nothing (a read outside a unit) waits for the flush due for every commit
+ * made so far (`pending`, which starts none). Two holds do not wait: a relaxed commit (a challenge or
+ * nonce: it reads and writes only its own single-use rows, which no flush is asked for anyway; the
+ * durable work its caller goes on to do waits for its own flush) and a hold that failed or rolled back
+ * (its caller gets its own error, not the disk's). Without that wait a console's `hello`
  * could be answered with an event head (`ackedSeq`) whose ingest was not yet on disk, and the console
  * would drop those events from its journal; an export to the SIEM or a Shared Signals head likewise.
  * What a power loss can take back is what nobody was told had committed: the commits whose flush had
@@ -96,14 +99,25 @@ export class WalSync {
     this.accounted = this.changes();
   }
 
+  /** A relaxed commit ran since the last look (`tookRelaxed`): its hold waits for no flush. */
+  private relaxedRan = false;
+
   /** The challenges' and nonces' commits: no flush (sqlite-ephemeral.ts says what a power loss can take back). */
   readonly relaxed: RelaxedCommit = (commit) => {
     try {
       return commit();
     } finally {
       this.absorb();
+      this.relaxedRan = true;
     }
   };
+
+  /** Whether the hold that just ended was a relaxed commit (and forgets it). */
+  tookRelaxed(): boolean {
+    const ran = this.relaxedRan;
+    this.relaxedRan = false;
+    return ran;
+  }
 
   /** Settled by a flush of the WAL that starts after this call, i.e. after the caller's commit. */
   flushed(): Promise<void> {
