@@ -358,6 +358,29 @@ describe('Shared Signals sources in: a held SET survives the node applying it', 
     }
   });
 
+  it('a node whose claim was taken over can neither record nor release the SET the new claimant holds', async () => {
+    const { a, id, jti } = await heldOnFreshNode();
+    try {
+      const inbound = a.backend.store.ssfInbound;
+      const now = clock();
+      assert.ok(await inbound.claimHeld(id, jti, 'hclaim_stale', now - 1, now - HELD_CLAIM_LEASE_MS - 1));
+      assert.ok(await inbound.claimHeld(id, jti, 'hclaim_new', now + HELD_CLAIM_LEASE_MS, now), 'taken over');
+      // The stale node wakes up and tries to finish (delete) or release its claim: neither touches the row.
+      assert.equal(await inbound.finishHeld(id, jti, 'hclaim_stale'), undefined);
+      assert.equal(await inbound.releaseHeld(id, jti, 'hclaim_stale'), undefined);
+      assert.equal(await inbound.heldCount(id), 1, 'the SET is still held');
+      assert.deepEqual(await inbound.heldSets(id, 10, now), [], 'still claimed by the new claimant, not released');
+      assert.deepEqual(
+        await inbound.finishHeld(id, jti, 'hclaim_new'),
+        { applied: null },
+        'the new claimant records it',
+      );
+      assert.equal(await inbound.heldCount(id), 0);
+    } finally {
+      await a.stop();
+    }
+  });
+
   it('a SET a disable kept for a live resume that then died, nothing applied for it, is dropped when the source leaves disabled', async () => {
     const { a, id, operatorId, jti } = await heldOnFreshNode();
     try {

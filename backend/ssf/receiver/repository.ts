@@ -6,8 +6,18 @@
  * identifiers linked to operators. Kysely, both engines. Replay protection of `jti` is not here: it is the store's
  * single-use `ephemeral.claimOnce` (shared by every node).
  */
-import { sql } from 'kysely';
-import { changed, num, oneOf, optNum, optStr, str, type KyselyContext, type Row } from '../../store/kysely-schema.js';
+import { sql, type ExpressionBuilder } from 'kysely';
+import {
+  changed,
+  num,
+  oneOf,
+  optNum,
+  optStr,
+  str,
+  type BatonDatabase,
+  type KyselyContext,
+  type Row,
+} from '../../store/kysely-schema.js';
 
 export interface TransmitterRecord {
   id: string;
@@ -372,9 +382,7 @@ export class KyselySsfInbound implements SsfInboundRepository {
   async finishHeld(id: string, jti: string, claim: string): Promise<{ applied: string | null } | undefined> {
     const row = await this.ctx.db
       .deleteFrom('ssf_held_sets')
-      .where('transmitter_id', '=', id)
-      .where('jti', '=', jti)
-      .where('claimed_by', '=', claim)
+      .where((eb) => heldByClaim(eb, id, jti, claim))
       .returning('applied')
       .executeTakeFirst();
     return row && { applied: optStr(row, 'applied') };
@@ -384,9 +392,7 @@ export class KyselySsfInbound implements SsfInboundRepository {
     const row = await this.ctx.db
       .updateTable('ssf_held_sets')
       .set({ claimed_by: null, claimed_until: null })
-      .where('transmitter_id', '=', id)
-      .where('jti', '=', jti)
-      .where('claimed_by', '=', claim)
+      .where((eb) => heldByClaim(eb, id, jti, claim))
       .returning('applied')
       .executeTakeFirst();
     return row && { applied: optStr(row, 'applied') };
@@ -518,4 +524,9 @@ export class KyselySsfInbound implements SsfInboundRepository {
       .executeTakeFirst();
     return row && identity(row);
   }
+}
+
+/** The held SET `jti` of transmitter `id`, only while claim `claim` holds it (finishing or releasing a claim). */
+function heldByClaim(eb: ExpressionBuilder<BatonDatabase, 'ssf_held_sets'>, id: string, jti: string, claim: string) {
+  return eb.and([eb('transmitter_id', '=', id), eb('jti', '=', jti), eb('claimed_by', '=', claim)]);
 }
