@@ -1,4 +1,5 @@
 import type { HttpResult, Json } from './backend-harness.js';
+import { describeRequest, withDeadline } from './deadline.js';
 import { checkAnswer } from './route-contract.js';
 import { SoftAuthenticator } from './soft-authenticator.js';
 
@@ -23,15 +24,20 @@ export class AdminBrowser {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<HttpResult<Json>> {
-    const response = await fetch(`${this.url}${path}`, {
-      method,
-      headers: {
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...(method === 'GET' ? {} : { origin: this.origin }),
-        ...(this.cookie === undefined ? {} : { cookie: this.cookie }),
-        ...headers,
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    const url = `${this.url}${path}`;
+    const { response, text } = await withDeadline(describeRequest(method, url), async (signal) => {
+      const answer = await fetch(url, {
+        method,
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(method === 'GET' ? {} : { origin: this.origin }),
+          ...(this.cookie === undefined ? {} : { cookie: this.cookie }),
+          ...headers,
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal,
+      });
+      return { response: answer, text: await answer.text() };
     });
     const setCookie = response.headers.get('set-cookie');
     this.lastSetCookie = setCookie ?? undefined;
@@ -39,7 +45,6 @@ export class AdminBrowser {
       const [pair = ''] = setCookie.split(';');
       this.cookie = /=$/.test(pair) ? undefined : pair;
     }
-    const text = await response.text();
     const parsed = text === '' ? {} : (JSON.parse(text) as Json);
     checkAnswer(method, path, response.status, parsed);
     return { status: response.status, body: parsed };

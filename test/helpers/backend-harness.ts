@@ -15,6 +15,7 @@ import { checkAnswer } from './route-contract.js';
 import { dropTestDatabase, testDatabaseUrl } from './test-database.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { tempDir } from './temp-dir.js';
+import { DeadlineError, NETWORK_WAIT_MS, describeRequest, withDeadline } from './deadline.js';
 
 export const TEST_ORIGIN = 'http://localhost:8471';
 /** Real timers, captured before any test fakes them: a waiter's deadline stays real time. */
@@ -29,19 +30,30 @@ export interface HttpResult<T = Record<string, unknown>> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Json = any;
 
+/**
+ * One JSON request. The whole exchange (connecting, the answer's head and its body) is bounded by
+ * `timeoutMs` (default NETWORK_WAIT_MS): a request that gets no answer fails naming its method and path.
+ */
 export async function httpJson(
   url: string,
-  init: { method: string; headers?: Record<string, string>; body?: string },
+  init: { method: string; headers?: Record<string, string>; body?: string; timeoutMs?: number },
 ): Promise<HttpResult<Json>> {
-  const response = await fetch(url, {
-    method: init.method,
-    headers: { ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
-    ...(init.body === undefined ? {} : { body: init.body }),
-  });
-  const text = await response.text();
+  const { status, text } = await withDeadline(
+    describeRequest(init.method, url),
+    async (signal) => {
+      const response = await fetch(url, {
+        method: init.method,
+        headers: { ...(init.body === undefined ? {} : { 'content-type': 'application/json' }), ...init.headers },
+        ...(init.body === undefined ? {} : { body: init.body }),
+        signal,
+      });
+      return { status: response.status, text: await response.text() };
+    },
+    init.timeoutMs,
+  );
   const body = text === '' ? {} : (JSON.parse(text) as Json);
-  checkAnswer(init.method, url, response.status, body);
-  return { status: response.status, body };
+  checkAnswer(init.method, url, status, body);
+  return { status, body };
 }
 
 /** Asserts the HTTP status and the stable error code a caller (or an attacker) sees. */
@@ -87,16 +99,19 @@ export interface TestBackend {
 }
 
 /**
- * Starts a backend in this process on a fresh data directory (or `overrides.dataDir`), on the
- * engine the suite runs on (BATON_TEST_DATABASE, test-database.ts): a backend started again on the
- * same data directory finds the same database.
- */
-/**
  * The key-encryption key of each database a test started backends on (ADR 0006): a second node on
  * the same database with a fresh data directory gets the first one's, as IT copies it to every node.
  */
 const clusterKeys = new Map<string, Buffer>();
+/** A start (migrations on PostgreSQL) or a stop takes a second or two; on a loaded machine far more. */
+const BACKEND_START_MS = 90_000;
 
+/**
+ * Starts a backend in this process on a fresh data directory (or `overrides.dataDir`), on the
+ * engine the suite runs on (BATON_TEST_DATABASE, test-database.ts): a backend started again on the
+ * same data directory finds the same database. Its start and stop are bounded (BACKEND_START_MS),
+ * as is creating its database: a hang fails naming the step.
+ */
 export async function startTestBackend(
   overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
   deps: { clock?: () => number; adminToken?: string } = {},
@@ -119,10 +134,16 @@ export async function startTestBackend(
     },
     'test',
   );
-  const backend = await startBackend(config, {
-    logger: pino({ level: 'silent' }),
-    ...(deps.clock === undefined ? {} : { clock: deps.clock }),
-  });
+  const engine = databaseUrl === undefined ? 'SQLite' : `PostgreSQL database ${new URL(databaseUrl).pathname.slice(1)}`;
+  const backend = await withDeadline(
+    `starting a test backend on ${engine} (migrations, pool, listening)`,
+    () =>
+      startBackend(config, {
+        logger: pino({ level: 'silent' }),
+        ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+      }),
+    BACKEND_START_MS,
+  );
   if (given !== undefined && !clusterKeys.has(given) && existsSync(kekFile))
     clusterKeys.set(given, readFileSync(kekFile));
   const token = backend.bootstrapAdminToken ?? deps.adminToken;
@@ -136,7 +157,7 @@ export async function startTestBackend(
     config,
     admin: new AdminClient(url, token),
     stop: async () => {
-      await backend.stop();
+      await withDeadline(`stopping the test backend at ${url}`, () => backend.stop(), BACKEND_START_MS);
       if (overrides.dataDir !== undefined) return; // the test reuses it (and its database)
       rmSync(dataDir, { recursive: true, force: true });
       if (given === undefined) await dropTestDatabase(dataDir);
@@ -239,9 +260,18 @@ export class TestConsole {
     await socket.next('events-ack', (m) => m.upToSeq >= event.seq);
   }
 
-  /** `autoPong: false`: a ping is answered only while the socket's `answerPings` is true (the test decides). */
+  /**
+   * `autoPong: false`: a ping is answered only while the socket's `answerPings` is true (the test decides).
+   * An upgrade not answered within `timeoutMs` (default NETWORK_WAIT_MS) fails naming it.
+   */
   connect(
-    options: { hello?: boolean; policyVersion?: number; revocationEpoch?: number; autoPong?: boolean } = {},
+    options: {
+      hello?: boolean;
+      policyVersion?: number;
+      revocationEpoch?: number;
+      autoPong?: boolean;
+      timeoutMs?: number;
+    } = {},
   ): Promise<ConsoleSocket> {
     const wsUrl = `${this.url.replace(/^http/, 'ws')}${CONSOLE_WS_PATH}`;
     const ws = new WebSocket(wsUrl, {
@@ -250,7 +280,21 @@ export class TestConsole {
       autoPong: options.autoPong ?? true,
     });
     const socket = new ConsoleSocket(ws, options.autoPong === false);
-    return new Promise((resolve, reject) => {
+    return new Promise((resolveOpen, rejectOpen) => {
+      // The upgrade (and a refusal's body) is bounded too: a backend that never answers it fails naming it.
+      const timeoutMs = options.timeoutMs ?? NETWORK_WAIT_MS;
+      const timer = realTimers.setTimeout(() => {
+        rejectOpen(new DeadlineError(`WebSocket upgrade ${describeRequest('GET', wsUrl)}`, timeoutMs));
+        ws.terminate();
+      }, timeoutMs);
+      const resolve = (value: ConsoleSocket) => {
+        realTimers.clearTimeout(timer);
+        resolveOpen(value);
+      };
+      const reject = (error: Error) => {
+        realTimers.clearTimeout(timer);
+        rejectOpen(error);
+      };
       ws.once('open', () => {
         if (options.hello ?? true) {
           socket.send({

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
+import { withDeadline } from './deadline.js';
 import { testDatabaseUrl } from './test-database.js';
 
 export interface RawDatabase {
@@ -39,7 +40,7 @@ export async function openRawDatabase(
           : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
-  await client.connect();
+  await withDeadline(`connecting to PostgreSQL database ${new URL(url).pathname.slice(1)}`, () => client.connect());
   const query = async (sql: string, params: unknown[]) => {
     let n = 0;
     return client.query(

@@ -19,6 +19,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeProtectedHeader, importJWK, jwtVerify, type JWTPayload } from 'jose';
+import { NETWORK_WAIT_MS, describeRequest, withDeadline } from './deadline.js';
 
 export interface ReceivedSet {
   jti: string;
@@ -168,8 +169,11 @@ export class ConformanceReceiver {
       return fail('invalid_key', `signature: ${(error as Error).message}`);
     }
     if (header.alg === 'RS256') {
-      const response = await fetch(this.options.jwksUri);
-      const { keys } = (await response.json()) as { keys: { kid: string; n?: string }[] };
+      const jwksUri = this.options.jwksUri;
+      const { keys } = await withDeadline(describeRequest('GET', jwksUri), async (signal) => {
+        const response = await fetch(jwksUri, { signal });
+        return (await response.json()) as { keys: { kid: string; n?: string }[] };
+      });
       const jwk = keys.find((k) => k.kid === header.kid);
       const bits = jwk?.n === undefined ? 0 : Buffer.from(jwk.n, 'base64url').length * 8;
       if (bits < 2048) fail('invalid_key', `RSA key of ${bits} bits (interop profile: at least 2048)`);
@@ -252,7 +256,8 @@ export class ConformanceReceiver {
 
   /**
    * One RFC 8936 poll; every SET returned is checked (and refused ones reported in `setErrs` next
-   * time by the caller). Returns the accepted jtis and what was refused.
+   * time by the caller). Returns the accepted jtis and what was refused. A poll with no answer within
+   * `timeoutMs` fails naming its endpoint.
    */
   async poll(
     endpoint: string,
@@ -263,6 +268,7 @@ export class ConformanceReceiver {
       maxEvents?: number;
       returnImmediately?: boolean;
     },
+    timeoutMs = NETWORK_WAIT_MS,
   ): Promise<{
     status: number;
     accepted: string[];
@@ -270,14 +276,22 @@ export class ConformanceReceiver {
     moreAvailable: boolean;
     raw: Record<string, string>;
   }> {
-    const response = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-    });
-    if (response.status !== 200)
-      return { status: response.status, accepted: [], errors: {}, moreAvailable: false, raw: {} };
-    const answer = (await response.json()) as { sets: Record<string, string>; moreAvailable: boolean };
+    // A long poll is answered within the transmitter's pollWaitSeconds (25 s by default): inside the bound.
+    const { status, text } = await withDeadline(
+      describeRequest('POST', endpoint),
+      async (signal) => {
+        const response = await fetch(endpoint, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify(body),
+          signal,
+        });
+        return { status: response.status, text: await response.text() };
+      },
+      timeoutMs,
+    );
+    if (status !== 200) return { status, accepted: [], errors: {}, moreAvailable: false, raw: {} };
+    const answer = JSON.parse(text) as { sets: Record<string, string>; moreAvailable: boolean };
     const accepted: string[] = [];
     const errors: Record<string, { err: string; description: string }> = {};
     for (const [jti, jwt] of Object.entries(answer.sets)) {

@@ -15,6 +15,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import type { Json } from './backend-harness.js';
+import { describeRequest, withDeadline } from './deadline.js';
 
 /** The audience Baton is registered with at the upstream (the `aud` of the SETs it signs). */
 export const AUDIENCE = 'https://baton.bank.example/ssf';
@@ -153,13 +154,17 @@ export class SsfUpstream {
   /** Pushes a SET the way its stream delivers (the endpoint and Authorization header Baton gave it). */
   async push(jwt: string): Promise<{ status: number; body: Json }> {
     assert.ok(this.delivery, 'a stream was created');
-    const response = await fetch(this.delivery.endpoint_url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/secevent+jwt', authorization: this.delivery.authorization_header },
-      body: jwt,
+    const { endpoint_url: endpoint, authorization_header: authorization } = this.delivery;
+    const { status, text } = await withDeadline(describeRequest('POST', endpoint), async (signal) => {
+      const response = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/secevent+jwt', authorization },
+        body: jwt,
+        signal,
+      });
+      return { status: response.status, text: await response.text() };
     });
-    const text = await response.text();
-    return { status: response.status, body: text === '' ? undefined : (JSON.parse(text) as Json) };
+    return { status, body: text === '' ? undefined : (JSON.parse(text) as Json) };
   }
 
   private async pushVerification(streamId: string, state: string): Promise<void> {

@@ -6,6 +6,7 @@
  */
 import { createDatabase, postgresAvailable, startPostgres, type PostgresServer } from './postgres-server.js';
 import pg from 'pg';
+import { withDeadline } from './deadline.js';
 
 export type TestEngine = 'sqlite' | 'postgres';
 
@@ -27,6 +28,11 @@ export function sqliteOnly(why: string): false | string {
   return TEST_ENGINE === 'sqlite' ? false : `SQLite only: ${why}`;
 }
 
+/** Creating or dropping a database takes well under a second on an idle server; a loaded one gets far more. */
+const DATABASE_WAIT_MS = 60_000;
+/** initdb and a start: seconds normally; startPostgres bounds each step at 60 s and tries four ports. */
+const POSTGRES_START_MS = 150_000;
+
 let server: Promise<PostgresServer> | undefined;
 /** Database per data directory: a backend restarted on the same directory finds its data again. */
 const databases = new Map<string, Promise<string>>();
@@ -41,7 +47,12 @@ function postgres(): Promise<PostgresServer> {
     // fsync off: the suite's server is thrown away with the process, and a killed server process (not
     // the kernel) loses nothing the kernel already has; the tests that kill or restart PostgreSQL start
     // their own server with the defaults (test/helpers/cluster-harness.ts and others).
-    server = startPostgres({ settings: { fsync: 'off' } });
+    // Bounded as a whole (initdb and each start attempt are bounded by startPostgres itself, 60 s each).
+    server = withDeadline(
+      'starting the throwaway PostgreSQL server',
+      () => startPostgres({ settings: { fsync: 'off' } }),
+      POSTGRES_START_MS,
+    );
   }
   return server;
 }
@@ -55,7 +66,9 @@ export function testDatabaseUrl(dataDir: string): Promise<string | undefined> {
   let url = databases.get(dataDir);
   if (url === undefined) {
     const name = `baton_test_${process.pid}_${++created}`;
-    url = postgres().then((s) => createDatabase(s.url, name));
+    url = postgres().then((s) =>
+      withDeadline(`creating PostgreSQL database ${name}`, () => createDatabase(s.url, name), DATABASE_WAIT_MS),
+    );
     databases.set(dataDir, url);
   }
   return url;
@@ -68,12 +81,18 @@ export async function dropTestDatabase(dataDir: string): Promise<void> {
   databases.delete(dataDir);
   const name = new URL(await url).pathname.slice(1);
   const client = new pg.Client({ connectionString: (await server).url });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
+  await withDeadline(
+    `dropping PostgreSQL database ${name}`,
+    async () => {
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+    DATABASE_WAIT_MS,
+  );
 }
 
 /** The throwaway server, for tests that stop or restart PostgreSQL itself (it is started if needed). */
