@@ -15,8 +15,16 @@ interface Deliveries {
 }
 
 /**
+ * Each node writes a revocation's delivery rows once its consoles have answered, or 250 ms after the send
+ * (backend/services/revocation-hub.ts, FANOUT_ACK_WAIT_MS): until this long after the call, "all that is
+ * listed has acknowledged" may not yet count another node's consoles.
+ */
+const OTHER_NODES_WRITTEN_MS = 2_000;
+
+/**
  * After a revocation: what it ended, and how long it took to reach the consoles (from their
- * acknowledgements), updated until every console that was sent it has acknowledged it (or 15 s).
+ * acknowledgements), updated until every console that was sent it has acknowledged it (or 15 s), and
+ * for at least OTHER_NODES_WRITTEN_MS.
  */
 export function showPropagation(box: HTMLElement, what: string, outcome: Outcome): void {
   const line = h('p', { 'data-epoch': outcome.epoch }, 'Waiting for the consoles to acknowledge…');
@@ -38,8 +46,12 @@ export function showPropagation(box: HTMLElement, what: string, outcome: Outcome
     try {
       const d = await api<Deliveries>(...endpoint('adminRevocationDeliveries', { epoch: outcome.epoch }, { limit: 0 }));
       const total = d.sent;
+      const waited = Date.now() - started;
+      const again = () => window.setTimeout(() => void poll(), 250);
       if (total === 0) {
-        line.textContent = 'No console was connected to receive it; each gets it when it reconnects.';
+        // Another node's consoles may not be written yet.
+        if (waited < OTHER_NODES_WRITTEN_MS) again();
+        else line.textContent = 'No console was connected to receive it; each gets it when it reconnects.';
         return;
       }
       line.textContent =
@@ -47,7 +59,7 @@ export function showPropagation(box: HTMLElement, what: string, outcome: Outcome
           ? `Acknowledged by 0 of ${total} console(s) so far.`
           : `Reached ${d.acknowledged} of ${total} console(s); slowest acknowledgement ${d.maxAckMs} ms.`;
       line.id = 'propagation';
-      if (d.acknowledged < total && Date.now() - started < 15_000) window.setTimeout(() => void poll(), 250);
+      if ((d.acknowledged < total || waited < OTHER_NODES_WRITTEN_MS) && waited < 15_000) again();
     } catch (error) {
       box.append(errorBox(error));
     }

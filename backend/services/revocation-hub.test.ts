@@ -94,6 +94,8 @@ describe('RevocationHub on the async store', () => {
     assert.equal(nodeB.sent.get('con_b')?.length, 1);
     assert.deepEqual(nodeB.sent.get('con_b')?.[0]?.items[0]?.targetId, 'op_1');
     assert.equal(await hubB.currentEpoch(), outcome.revocation.epoch);
+    // Node B's rows wait for its consoles' acks (these never answer) unless flushed, as the admin's deliveries view does.
+    await hubB.flushAcks();
     const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
     assert.deepEqual(deliveries.map((d) => d.consoleId).sort(), ['con_a', 'con_b', 'con_c']);
     await assert.rejects(hubB.revoke('operator', 'op_1', 'again', 'admin:2'), { code: 'OPERATOR_REVOKED' });
@@ -305,7 +307,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     for (const id of CONSOLES) {
       await insertConsole(store, id, clock());
     }
-    for (const id of ['op_f1', 'op_f2', 'op_f3']) {
+    for (const id of ['op_f1', 'op_f2', 'op_f3', 'op_f4', 'op_f5']) {
       await insertOperator(store, id, clock());
     }
   });
@@ -314,8 +316,8 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The store with its two fan-out writes counted, and how many of them ever ran at once. */
-  function counted(failDeliveries: () => boolean = () => false) {
+  /** The store with its two fan-out writes counted, and how many of them ever ran at once; `down`: both fail. */
+  function counted(down: () => boolean = () => false) {
     const stats = { deliveries: 0, acks: 0, inFlight: 0, maxInFlight: 0 };
     const track = async <T>(work: () => Promise<T>): Promise<T> => {
       stats.inFlight++;
@@ -331,7 +333,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
       revocations: Object.assign(Object.create(store.revocations) as Store['revocations'], {
         recordDeliveries: (epoch: number, ids: string[], at: number) =>
           track(async () => {
-            if (failDeliveries()) throw new Error('database away');
+            if (down()) throw new Error('database away');
             stats.deliveries++;
             // A write that takes a turn of the event loop, as any over a network does: acks scheduled meanwhile must wait.
             await new Promise((resolve) => setImmediate(resolve));
@@ -339,6 +341,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
           }),
         recordAcks: (acks: Parameters<Store['revocations']['recordAcks']>[0]) =>
           track(async () => {
+            if (down()) throw new Error('database away');
             stats.acks++;
             await store.revocations.recordAcks(acks);
           }),
@@ -363,6 +366,23 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     return { hubRef, pusher };
   }
 
+  /** Consoles that answer each revocation a turn of the event loop after it was sent, as over a network; `silent` never do. */
+  function answeringLater(connected: string[], silent: ReadonlySet<string> = new Set()) {
+    const hubRef: { hub?: RevocationHub } = {};
+    const pusher: ConsolePusher = {
+      connectedConsoleIds: () => connected,
+      isConnected: (id) => connected.includes(id),
+      sendRaw: (id, data) => {
+        if (!connected.includes(id)) return false;
+        const { epoch } = JSON.parse(String(data)) as RevocationMessage;
+        if (!silent.has(id)) setImmediate(() => hubRef.hub?.acknowledge(id, epoch));
+        return true;
+      },
+      disconnect: () => undefined,
+    };
+    return { hubRef, pusher };
+  }
+
   function hubOn(s: Store, pusher: ConsolePusher): RevocationHub {
     return new RevocationHub(
       s,
@@ -374,7 +394,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     );
   }
 
-  it('records the acknowledgements of 200 consoles that answer before their delivery rows exist: rows first, then every ack in one write, never two writes at once', async () => {
+  it('records the acknowledgements of 200 consoles that answer before their delivery rows exist: every row written by the acks\' one write, acknowledged', async () => {
     const { stats, store: s } = counted();
     const { hubRef, pusher } = answering(CONSOLES);
     const hub = (hubRef.hub = hubOn(s, pusher));
@@ -388,10 +408,58 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
       [],
       'every console that answered is recorded as acknowledged',
     );
-    assert.deepEqual(stats, { deliveries: 1, acks: 1, inFlight: 0, maxInFlight: 1 });
+    assert.deepEqual(stats, { deliveries: 0, acks: 1, inFlight: 0, maxInFlight: 1 });
     for (const id of [CONSOLES[0], CONSOLES.at(-1)]) {
       assert.equal((await store.consoles.get(id ?? ''))?.revocationEpoch, outcome.revocation.epoch);
     }
+  });
+
+  it('waits for the consoles that were sent a revocation, then writes every delivery row with its acknowledgement in one write; the revoke call returns once they are written', async () => {
+    const { stats, store: s } = counted();
+    const { hubRef, pusher } = answeringLater(CONSOLES);
+    const hub = (hubRef.hub = hubOn(s, pusher));
+    const outcome = await hub.revoke('operator', 'op_f4', 'left the bank', 'admin:1');
+    // No flush: what an admin reads after the call.
+    const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
+    assert.equal(deliveries.length, CONSOLES.length);
+    assert.deepEqual(
+      deliveries.filter((d) => d.ackedAt === null).map((d) => d.consoleId),
+      [],
+    );
+    assert.deepEqual(stats, { deliveries: 0, acks: 1, inFlight: 0, maxInFlight: 1 });
+  });
+
+  it('a console that never answers: after the wait, its row is written unacknowledged and the others acknowledged; a failed ack write keeps their rows for the retry', async () => {
+    const silent = CONSOLES[3] ?? '';
+    let acksDown = true;
+    const { stats, store: s } = counted();
+    const flaky: Store = {
+      ...s,
+      revocations: Object.assign(Object.create(s.revocations) as Store['revocations'], {
+        recordAcks: (acks: Parameters<Store['revocations']['recordAcks']>[0]) =>
+          acksDown ? Promise.reject(new Error('database away')) : s.revocations.recordAcks(acks),
+      }),
+    };
+    const { hubRef, pusher } = answeringLater(CONSOLES, new Set([silent]));
+    const hub = (hubRef.hub = hubOn(flaky, pusher));
+    // The revocation stands although its bookkeeping could not all be written.
+    const outcome = await hub.revoke('operator', 'op_f5', 'left the bank', 'admin:1');
+    const epoch = outcome.revocation.epoch;
+    assert.deepEqual(
+      (await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]),
+      [[silent, null]],
+      'only the silent console\'s row: the others were to be written with their acks',
+    );
+    acksDown = false;
+    await hub.flushAcks();
+    const deliveries = await store.revocations.deliveries(epoch);
+    assert.equal(deliveries.length, CONSOLES.length, 'every console sent it has its row');
+    assert.deepEqual(
+      deliveries.filter((d) => d.ackedAt === null).map((d) => d.consoleId),
+      [silent],
+    );
+    assert.equal((await store.consoles.get(CONSOLES[0] ?? ''))?.revocationEpoch, epoch);
+    assert.equal(stats.maxInFlight, 1);
   });
 
   it('a console whose socket closed mid-fan-out gets the revocation when it reconnects, and its delivery and ack are recorded then', async () => {

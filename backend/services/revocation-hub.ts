@@ -16,12 +16,24 @@ export interface ConsolePusher {
   disconnect(consoleId: string, reason: 'revoked', onReceived?: () => void): void;
 }
 
-/** A fan-out's delivery rows waiting for the writer; `settle` tells the push how its first attempt went. */
+/**
+ * A fan-out's delivery rows waiting for the writer; `settle` tells the push how its first attempt went.
+ * `waiting`: the consoles sent it that have not acknowledged it yet, until `until` (performance.now()):
+ * while any console of a delivery is awaited, nothing is written (see FANOUT_ACK_WAIT_MS).
+ */
 interface PendingDelivery {
   epoch: number;
   consoles: string[];
   at: number;
   settle: (error: unknown) => void;
+  waiting: Set<string>;
+  until: number;
+}
+
+/** An acknowledgement not yet written: the console's highest epoch, and when it said so. */
+interface PendingAck {
+  epoch: number;
+  at: number;
 }
 
 /**
@@ -47,6 +59,15 @@ const ACK_RETRY_MS = 1000;
 const MAX_PENDING_ACKS = 100_000;
 /** How many recent epochs' push counts are kept (what `revoke` reports as `pushedTo`). */
 const PUSH_COUNTS_KEPT = 1024;
+/**
+ * How long a fan-out's writes wait for its consoles' acknowledgements. While the consoles are still
+ * reading a revocation, the node writes nothing: once every console sent it has answered (or this long
+ * after the send), its delivery rows are written with their acknowledgements, those that answered
+ * already acknowledged, in one unit. Before, the rows were inserted while the consoles were reading
+ * and then each updated: two writes of every row, and the database's work competing for the same
+ * CPU as the consoles' reading and the node's receiving (docs/benchmarks.md, twenty-fifth session).
+ */
+export const FANOUT_ACK_WAIT_MS = 250;
 
 /**
  * Revocation state with an epoch. A revocation takes effect in the store at once (every later
@@ -62,7 +83,7 @@ export class RevocationHub {
    * running are written together right after it — one write per round trip of the database, never
    * one per ack.
    */
-  private pendingAcks = new Map<string, { epoch: number; at: number }>();
+  private pendingAcks = new Map<string, PendingAck>();
   /** The ack writes, one after the other (each takes every ack pending when it starts). */
   private ackWriting: Promise<unknown> = Promise.resolve();
   /** A write is scheduled (its `flushAcks` not called yet): acks until then ride on it. */
@@ -88,6 +109,10 @@ export class RevocationHub {
    * transactions inserting the same keys in different orders would wait on each other, or deadlock).
    */
   private pendingDeliveries: PendingDelivery[] = [];
+  /** Each push's delivery rows written (or its first attempt failed), by epoch, until then: what `revoke` awaits. */
+  private readonly deliveryWrites = new Map<number, Promise<void>>();
+  /** The timer of a scheduled write that waits (a fan-out's consoles, FANOUT_ACK_WAIT_MS, or a retry after a failure). */
+  private writeTimer: NodeJS.Timeout | undefined;
   /** The `revoke` calls running on this node (see `onPointer`). */
   private readonly localRevokes = new Set<Promise<RevocationOutcome>>();
 
@@ -280,6 +305,9 @@ export class RevocationHub {
     // This node does not wait for its own notification, which waits for this call (`onPointer`): pushed as
     // committed, no read. Once per epoch whoever comes first, so the pointer still acts if this never gets here.
     await this.deliverUpTo(record.epoch, record, recorded);
+    // Its delivery rows written (with the acknowledgements that came meanwhile): an admin reading them after the
+    // call sees every console this node sent it to. The pushes after it do not wait for this.
+    await this.deliveryWrites.get(record.epoch);
     const pushedTo = this.pushCounts.get(record.epoch) ?? 0;
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
   }
@@ -295,7 +323,7 @@ export class RevocationHub {
       if (this.pushedUpTo !== undefined && epoch <= this.pushedUpTo) return;
       if (committed?.epoch === epoch && (this.pushedUpTo ?? epoch - 1) === epoch - 1) {
         // The next epoch, just committed here: pushed as it is, without reading it back.
-        this.pushed(committed, await this.push(committed, this.clock(), recorded));
+        this.pushed(committed, this.push(committed, this.clock(), recorded));
         return;
       }
       await this.pushSince(this.pushedUpTo ?? epoch - 1);
@@ -341,7 +369,7 @@ export class RevocationHub {
   private async pushSince(after: number): Promise<void> {
     const records = await this.store.revocations.since(after);
     const now = this.clock();
-    for (const record of records) this.pushed(record, await this.push(record, now));
+    for (const record of records) this.pushed(record, this.push(record, now));
     if (records.length === 0 && (this.pushedUpTo === undefined || after > this.pushedUpTo)) this.pushedUpTo = after;
   }
 
@@ -369,43 +397,99 @@ export class RevocationHub {
     const pending = this.pendingAcks.get(consoleId);
     // One row per console: its highest epoch covers the lower ones (a delivery is acknowledged up to it).
     if (pending === undefined || epoch >= pending.epoch) this.pendingAcks.set(consoleId, { epoch, at: this.clock() });
+    let awaited = false;
+    for (const delivery of this.pendingDeliveries) {
+      if (delivery.waiting.size === 0) continue;
+      if (delivery.epoch <= epoch) delivery.waiting.delete(consoleId);
+      if (delivery.waiting.size > 0) awaited = true;
+    }
+    // The last console a fan-out waited for: its rows and acks are written now, not at the end of the wait.
+    if (!awaited && this.writeTimer !== undefined && this.ackRetryAt <= performance.now()) this.cancelScheduledWrite();
     this.scheduleAckWrite();
   }
 
   /**
-   * Writes every acknowledgement received before the call (after any write already running), in one
-   * transaction of a few statements (`RevocationRepository.recordAcks`). Rejects when the write fails: the acks are kept for a retry.
+   * Writes every delivery row and acknowledgement pending (after any write already running), without
+   * waiting for the consoles a fan-out still awaits (an admin reading the deliveries, the node stopping).
+   * Rejects when the write fails: the rows and acks are kept for a retry.
    */
   flushAcks(): Promise<void> {
-    const run = this.ackWriting.then(() => this.writeAcks());
+    this.cancelScheduledWrite();
+    return this.queueWrite(true);
+  }
+
+  private queueWrite(force: boolean): Promise<void> {
+    const run = this.ackWriting.then(() => this.writeAcks(force));
     this.ackWriting = run.catch(() => undefined);
     return run;
   }
 
-  private async writeAcks(): Promise<void> {
-    // The delivery rows first (each fan-out one statement), then the acks: the rows they mark exist by then.
-    while (this.pendingDeliveries.length > 0) {
-      const delivery = this.pendingDeliveries[0] as PendingDelivery;
-      try {
-        await this.store.revocations.recordDeliveries(delivery.epoch, delivery.consoles, delivery.at);
-      } catch (error) {
-        // Kept for a retry, and the acks with them (they would find no row to mark).
-        delivery.settle(error);
-        this.retryLater();
-        throw error;
-      }
-      this.pendingDeliveries.shift();
-      delivery.settle(undefined);
+  /** Whether a fan-out still waits for some of its consoles (past its wait, it no longer does). */
+  private holdEnd(): number {
+    const now = performance.now();
+    let end = 0;
+    for (const delivery of this.pendingDeliveries) {
+      if (delivery.waiting.size === 0) continue;
+      if (delivery.until <= now) delivery.waiting.clear();
+      else end = Math.max(end, delivery.until);
     }
-    if (this.pendingAcks.size === 0) return;
+    return end;
+  }
+
+  /**
+   * Writes the pending delivery rows, then the pending acks, so the rows they mark exist by then; both
+   * taken at once, so an ack that arrives during the write waits for the next. A row whose console
+   * acknowledged exactly its epoch is not written on its own: the ack's write inserts it, acknowledged
+   * (`recordAcks` with `sentAt`), so a fan-out whose consoles all answered is one write of its rows.
+   * Unless `force`, nothing is written while a fan-out waits for its consoles (its end schedules it).
+   */
+  private async writeAcks(force: boolean): Promise<void> {
+    if (force) for (const delivery of this.pendingDeliveries) delivery.waiting.clear();
+    else if (this.holdEnd() > 0) {
+      this.scheduleAckWrite();
+      return;
+    }
+    const deliveries = this.pendingDeliveries;
     const acks = this.pendingAcks;
+    if (deliveries.length === 0 && acks.size === 0) return;
+    this.pendingDeliveries = [];
     this.pendingAcks = new Map();
+    const entries = new Map<string, { consoleId: string; epoch: number; at: number; sentAt?: number }>();
+    for (const [consoleId, ack] of acks) entries.set(consoleId, { consoleId, ...ack });
+    /** Per delivery: the consoles whose row is written on its own (no ack of its epoch), and those written with their ack. */
+    const split = deliveries.map((delivery) => {
+      const alone: string[] = [];
+      const withAck: string[] = [];
+      for (const consoleId of delivery.consoles) {
+        const entry = entries.get(consoleId);
+        if (entry !== undefined && entry.epoch === delivery.epoch && entry.sentAt === undefined) {
+          entry.sentAt = delivery.at;
+          withAck.push(consoleId);
+        } else {
+          alone.push(consoleId);
+        }
+      }
+      return { alone, withAck };
+    });
+    let written = 0;
     try {
+      for (; written < deliveries.length; written++) {
+        const { alone } = split[written] as { alone: string[] };
+        const delivery = deliveries[written] as PendingDelivery;
+        if (alone.length > 0) await this.store.revocations.recordDeliveries(delivery.epoch, alone, delivery.at);
+      }
       // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each;
       // one statement for a single console).
-      await this.store.revocations.recordAcks([...acks].map(([consoleId, ack]) => ({ consoleId, ...ack })));
+      if (entries.size > 0) await this.store.revocations.recordAcks([...entries.values()]);
     } catch (error) {
-      // Kept for a retry (the database may be restarting); an ack that arrived meanwhile wins.
+      // Kept for a retry (the database may be restarting): the rows not written (those that were to ride on
+      // the acks too), before any pushed meanwhile; the acks, an ack that arrived meanwhile winning.
+      const kept = deliveries
+        .map((delivery, i) =>
+          i < written ? { ...delivery, consoles: (split[i] as { withAck: string[] }).withAck } : delivery,
+        )
+        .filter((delivery) => delivery.consoles.length > 0);
+      this.pendingDeliveries.unshift(...kept);
       for (const [consoleId, ack] of acks) {
         const newer = this.pendingAcks.get(consoleId);
         if (newer === undefined || newer.epoch < ack.epoch) this.pendingAcks.set(consoleId, ack);
@@ -414,9 +498,11 @@ export class RevocationHub {
         if (this.pendingAcks.size <= MAX_PENDING_ACKS) break;
         this.pendingAcks.delete(consoleId); // the oldest first (insertion order)
       }
+      for (const delivery of deliveries) delivery.settle(error);
       this.retryLater();
       throw error;
     }
+    for (const delivery of deliveries) delivery.settle(undefined);
   }
 
   /** After a failed write: the next attempt waits ACK_RETRY_MS (the database is away). */
@@ -432,6 +518,10 @@ export class RevocationHub {
   private queueDeliveries(epoch: number, consoles: string[], at: number): Promise<unknown> {
     return new Promise<unknown>((resolve) => {
       let settled = false;
+      // Consoles that answered during the send loop (its frames are written synchronously) are not awaited.
+      const waiting = new Set<string>();
+      for (const consoleId of consoles)
+        if ((this.pendingAcks.get(consoleId)?.epoch ?? -1) < epoch) waiting.add(consoleId);
       this.pendingDeliveries.push({
         epoch,
         consoles,
@@ -441,6 +531,8 @@ export class RevocationHub {
           settled = true;
           resolve(error);
         },
+        waiting,
+        until: performance.now() + FANOUT_ACK_WAIT_MS,
       });
       let queued = 0;
       for (const d of this.pendingDeliveries) queued += d.consoles.length;
@@ -465,20 +557,30 @@ export class RevocationHub {
     this.ackWriteQueued = true;
     const write = () => {
       this.ackWriteQueued = false; // an ack from now on is not in this call's batch: it schedules the next
-      this.flushAcks().catch((error: unknown) =>
+      this.writeTimer = undefined;
+      this.queueWrite(false).catch((error: unknown) =>
         this.logger.error(
           { err: error, code: 'REVOCATION_ACK_WRITE_FAILED', pending: this.pendingAcks.size },
           'writing revocation acknowledgements failed; retrying',
         ),
       );
     };
-    const wait = this.ackRetryAt - performance.now();
-    if (wait > 0) setTimeout(write, wait).unref();
+    // After a failure, the retry time; while a fan-out waits for its consoles, the end of its wait.
+    const wait = Math.max(this.ackRetryAt, this.holdEnd()) - performance.now();
+    if (wait > 0) this.writeTimer = setTimeout(write, wait).unref();
     else setImmediate(write);
   }
 
+  /** A write scheduled for later is to run now (the consoles a fan-out waited for all answered, or a flush). */
+  private cancelScheduledWrite(): void {
+    if (this.writeTimer === undefined) return;
+    clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+    this.ackWriteQueued = false;
+  }
+
   /** Sends a committed revocation to the consoles it concerns that are connected here. */
-  private async push(record: RevocationRecord, now: number, recorded?: ReadonlySet<string>): Promise<number> {
+  private push(record: RevocationRecord, now: number, recorded?: ReadonlySet<string>): number {
     const targets = this.targetsFor(record);
     const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
     const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
@@ -494,14 +596,18 @@ export class RevocationHub {
     }
     const unrecorded = recorded === undefined ? sent : sent.filter((id) => !recorded.has(id));
     if (unrecorded.length > 0) {
-      const failed = await this.queueDeliveries(record.epoch, unrecorded, now);
-      if (failed !== undefined) {
-        // The revocation is committed and pushed; only the delivery bookkeeping waits for a retry.
-        this.logger.error(
-          { err: failed, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
-          'recording revocation deliveries failed; the revocation stands, the rows are written on a retry',
-        );
-      }
+      // Not awaited here (the next epoch's push does not wait for this one's consoles): `revoke` awaits it.
+      const written = this.queueDeliveries(record.epoch, unrecorded, now).then((failed) => {
+        if (this.deliveryWrites.get(record.epoch) === written) this.deliveryWrites.delete(record.epoch);
+        if (failed !== undefined) {
+          // The revocation is committed and pushed; only the delivery bookkeeping waits for a retry.
+          this.logger.error(
+            { err: failed, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
+            'recording revocation deliveries failed; the revocation stands, the rows are written on a retry',
+          );
+        }
+      });
+      this.deliveryWrites.set(record.epoch, written);
     }
     return sent.length;
   }
