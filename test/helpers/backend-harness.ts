@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import WebSocket from 'ws';
 import { parseBackendConfig, type BackendConfig } from '../../backend/config.js';
 import { startBackend, type Backend } from '../../backend/server.js';
@@ -107,6 +107,41 @@ const clusterKeys = new Map<string, Buffer>();
 const BACKEND_START_MS = 90_000;
 
 /**
+ * The backend's logger in tests: nothing printed, but its last warnings and errors are kept, so that a
+ * start or stop that never finishes says what the backend was doing (a PostgreSQL backend does not
+ * listen before its cluster bus listens, and retries that without end, logging each attempt).
+ */
+function recentWarnings(keep = 10): { logger: Logger; explain: (error: unknown) => never } {
+  const lines: string[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write: (line: string) => {
+        lines.push(briefLogLine(line));
+        if (lines.length > keep) lines.shift();
+      },
+    },
+  );
+  const explain = (error: unknown): never => {
+    if (!(error instanceof DeadlineError)) throw error;
+    const detail = lines.length === 0 ? 'the backend logged no warning' : `its last warnings: ${lines.join('; ')}`;
+    throw new DeadlineError(error.what, error.ms, detail);
+  };
+  return { logger, explain };
+}
+
+/** A pino line as `message (error)`; the line itself if it is not one. */
+function briefLogLine(line: string): string {
+  try {
+    const { msg, err } = JSON.parse(line) as { msg?: string; err?: string | { message?: string } };
+    const why = typeof err === 'string' ? err : err?.message;
+    return why === undefined ? String(msg) : `${String(msg)} (${why})`;
+  } catch {
+    return line.trim();
+  }
+}
+
+/**
  * Starts a backend in this process on a fresh data directory (or `overrides.dataDir`), on the
  * engine the suite runs on (BATON_TEST_DATABASE, test-database.ts): a backend started again on the
  * same data directory finds the same database. Its start and stop are bounded (BACKEND_START_MS),
@@ -114,7 +149,7 @@ const BACKEND_START_MS = 90_000;
  */
 export async function startTestBackend(
   overrides: Partial<Record<keyof BackendConfig, unknown>> = {},
-  deps: { clock?: () => number; adminToken?: string } = {},
+  deps: { clock?: () => number; adminToken?: string; startTimeoutMs?: number } = {},
 ): Promise<TestBackend> {
   const dataDir = (overrides.dataDir as string | undefined) ?? tempDir('baton-test-');
   const given = overrides.databaseUrl as string | undefined;
@@ -135,15 +170,20 @@ export async function startTestBackend(
     'test',
   );
   const engine = databaseUrl === undefined ? 'SQLite' : `PostgreSQL database ${new URL(databaseUrl).pathname.slice(1)}`;
+  const logs = recentWarnings();
+  const starting = startBackend(config, {
+    logger: logs.logger,
+    ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+  });
   const backend = await withDeadline(
-    `starting a test backend on ${engine} (migrations, pool, listening)`,
-    () =>
-      startBackend(config, {
-        logger: pino({ level: 'silent' }),
-        ...(deps.clock === undefined ? {} : { clock: deps.clock }),
-      }),
-    BACKEND_START_MS,
-  );
+    `starting a test backend on ${engine} (migrations, cluster bus, listening)`,
+    () => starting,
+    deps.startTimeoutMs ?? BACKEND_START_MS,
+  ).catch((error: unknown) => {
+    // A start that still finishes is stopped at once: nothing is left running in the test process.
+    void starting.then((late) => late.stop()).catch(() => undefined);
+    return logs.explain(error);
+  });
   if (given !== undefined && !clusterKeys.has(given) && existsSync(kekFile))
     clusterKeys.set(given, readFileSync(kekFile));
   const token = backend.bootstrapAdminToken ?? deps.adminToken;
@@ -157,7 +197,9 @@ export async function startTestBackend(
     config,
     admin: new AdminClient(url, token),
     stop: async () => {
-      await withDeadline(`stopping the test backend at ${url}`, () => backend.stop(), BACKEND_START_MS);
+      await withDeadline(`stopping the test backend at ${url}`, () => backend.stop(), BACKEND_START_MS).catch(
+        logs.explain,
+      );
       if (overrides.dataDir !== undefined) return; // the test reuses it (and its database)
       rmSync(dataDir, { recursive: true, force: true });
       if (given === undefined) await dropTestDatabase(dataDir);

@@ -11,13 +11,14 @@ export const NETWORK_WAIT_MS = 30_000;
 /** Real timers, captured before any test fakes them: a deadline stays real time. */
 const realTimers = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
 
-/** What a bounded wait rejects with when its time is up; `what` names the request or step. */
+/** What a bounded wait rejects with when its time is up: `what` names the request or step, `detail` adds what is known. */
 export class DeadlineError extends Error {
   constructor(
     readonly what: string,
     readonly ms: number,
+    detail?: string,
   ) {
-    super(`${what}: no answer within ${ms} ms`);
+    super(`${what}: no answer within ${ms} ms${detail === undefined ? '' : `; ${detail}`}`);
     this.name = 'DeadlineError';
   }
 }

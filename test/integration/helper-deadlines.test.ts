@@ -6,12 +6,14 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { httpJson, TestConsole } from '../helpers/backend-harness.js';
+import { httpJson, startTestBackend, TestConsole } from '../helpers/backend-harness.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
 import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { dropTestDatabase, TEST_ENGINE, testDatabaseUrl } from '../helpers/test-database.js';
 
 /** A short bound, so that the test is fast; the helpers' default is 30 s. */
 const BOUND_MS = 300;
@@ -93,3 +95,92 @@ describe('test helpers facing a server that never answers', () => {
     );
   });
 });
+
+/**
+ * A relay to the suite's PostgreSQL server that drops the connections of a backend's cluster bus (their
+ * startup message names the application `baton-bus:…`) and lets every other one through, until `letThrough()`.
+ */
+async function busBlocker(port: number) {
+  const open = new Set<Socket>();
+  let blocking = true;
+  let busPassed = false;
+  let settle: () => void = () => undefined;
+  const check = () => {
+    if (busPassed && open.size === 0) settle();
+  };
+  const server = createTcpServer((client) => {
+    open.add(client);
+    client.on('close', () => {
+      open.delete(client);
+      check();
+    });
+    client.on('error', () => client.destroy());
+    client.once('data', (first: Buffer) => {
+      const bus = first.includes('baton-bus');
+      if (bus && blocking) {
+        client.destroy();
+        return;
+      }
+      if (bus) busPassed = true;
+      const upstream = connect(port, '127.0.0.1');
+      upstream.on('error', () => client.destroy());
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      upstream.write(first);
+      client.pipe(upstream).pipe(client);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    letThrough: () => (blocking = false),
+    /** Resolves once a bus connection went through and every connection has closed since (the backend stopped). */
+    drained: () =>
+      new Promise<void>((resolve) => {
+        settle = resolve;
+        check();
+      }),
+    close: async () => {
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+describe(
+  'a test backend whose cluster bus cannot listen',
+  { skip: TEST_ENGINE === 'sqlite' ? 'PostgreSQL only: the embedded store has no cluster bus to wait for' : false },
+  () => {
+    it(
+      'fails to start naming the step and the warnings the backend logged, instead of waiting without end',
+      SAFETY,
+      async () => {
+        const dir = tempDir('baton-test-');
+        const url = new URL((await testDatabaseUrl(dir)) as string);
+        const relay = await busBlocker(Number(url.port));
+        url.port = String(relay.port);
+        try {
+          // The backend retries its bus without end and listens only once the bus does: without a bound, a hang.
+          await assert.rejects(
+            startTestBackend({ dataDir: dir, databaseUrl: url.toString() }, { startTimeoutMs: 10_000 }),
+            (error: Error) => {
+              assert.equal(error.name, 'DeadlineError');
+              assert.match(
+                error.message,
+                /^starting a test backend on PostgreSQL database baton_test_\d+_\d+ \(migrations, cluster bus, listening\): no answer within 10000 ms; its last warnings: .*cluster bus: cannot listen, retrying/,
+              );
+              return true;
+            },
+          );
+        } finally {
+          // Let the bus through: the start finishes late, and the harness stops that backend at once.
+          relay.letThrough();
+          await relay.drained();
+          await relay.close();
+          await dropTestDatabase(dir);
+        }
+      },
+    );
+  },
+);
