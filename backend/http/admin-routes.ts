@@ -331,8 +331,9 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
     {
       route: 'adminRevocationDeliveries',
       handler: async (ctx) => {
-        await deps.revocations.flushAcks();
         const epoch = parseWith(int.positive(), ctx.params.epoch);
+        // This node's rows and acks not written yet (those of this revocation at once, if it still waits for its consoles).
+        await deps.revocations.flushAcks(epoch);
         const { limit } = parseWith(
           z.strictObject({ limit: int.min(0).max(PAGE_LIMIT_MAX).optional() }),
           Object.fromEntries(ctx.query),

@@ -307,7 +307,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     for (const id of CONSOLES) {
       await insertConsole(store, id, clock());
     }
-    for (const id of ['op_f1', 'op_f2', 'op_f3', 'op_f4', 'op_f5']) {
+    for (const id of ['op_f1', 'op_f2', 'op_f3', 'op_f4', 'op_f5', 'op_f6', 'op_f7', 'op_f8']) {
       await insertOperator(store, id, clock());
     }
   });
@@ -394,7 +394,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     );
   }
 
-  it('records the acknowledgements of 200 consoles that answer before their delivery rows exist: every row written by the acks\' one write, acknowledged', async () => {
+  it("records the acknowledgements of 200 consoles that answer before their delivery rows exist: every row written by the acks' one write, acknowledged", async () => {
     const { stats, store: s } = counted();
     const { hubRef, pusher } = answering(CONSOLES);
     const hub = (hubRef.hub = hubOn(s, pusher));
@@ -448,7 +448,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     assert.deepEqual(
       (await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]),
       [[silent, null]],
-      'only the silent console\'s row: the others were to be written with their acks',
+      "only the silent console's row: the others were to be written with their acks",
     );
     acksDown = false;
     await hub.flushAcks();
@@ -506,6 +506,63 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     assert.equal(deliveries.length, CONSOLES.length);
     assert.equal(deliveries.filter((d) => d.ackedAt === null).length, 0);
   });
+
+  it('fan-outs arriving back to back while a console stays silent do not hold the writer: the first revoke returns while they keep coming', async () => {
+    const silent = CONSOLES[5] ?? '';
+    const { hubRef, pusher } = answeringLater(CONSOLES, new Set([silent]));
+    const hub = (hubRef.hub = hubOn(store, pusher));
+    await hub.resync();
+    let returned = false;
+    const first = hub.revoke('operator', 'op_f6', 'left the bank', 'admin:1').then((outcome) => {
+      returned = true;
+      return outcome;
+    });
+    // Other nodes' revocations, each pushed here, every 100 ms (each new wait would end later than the last):
+    // the first call must come back while they keep coming, at most 30 of them (3 s, twelve times the wait).
+    let pushes = 0;
+    while (!returned && pushes < 30) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const other = await store.revocations.insert({
+        kind: 'operator',
+        targetId: `op_elsewhere_${pushes}`,
+        operatorId: null,
+        consoleId: null,
+        reason: 'left the bank',
+        actor: 'admin:2',
+        at: clock(),
+      });
+      await hub.deliverUpTo(other.epoch);
+      pushes++;
+    }
+    assert.ok(returned, `revoke() still waiting after ${pushes} later fan-outs`);
+    const { revocation } = await first;
+    const rows = await store.revocations.deliveries(revocation.epoch);
+    assert.equal(rows.length, CONSOLES.length);
+    assert.deepEqual(
+      rows.filter((d) => d.ackedAt === null).map((d) => d.consoleId),
+      [silent],
+    );
+    await hub.flushAcks(); // the later fan-outs' rows, before the next case
+  });
+
+  it(
+    'two fan-outs to more consoles than the writer queues (100,000 rows) while one is silent: none is dropped, both revoke calls return with every row written',
+    { timeout: 60_000 },
+    async () => {
+      const many = Array.from({ length: 60_000 }, (_, i) => `con_m${String(i).padStart(5, '0')}`);
+      const silent = many[0] ?? '';
+      const { hubRef, pusher } = answeringLater(many, new Set([silent]));
+      const hub = (hubRef.hub = hubOn(store, pusher));
+      const [a, b] = await Promise.all([
+        hub.revoke('operator', 'op_f7', 'left the bank', 'admin:1'),
+        hub.revoke('operator', 'op_f8', 'left the bank', 'admin:1'),
+      ]);
+      for (const outcome of [a, b]) {
+        const rows = await store.revocations.deliveries(outcome.revocation.epoch);
+        assert.equal(rows.length, many.length, `epoch ${outcome.revocation.epoch}: every console sent it has its row`);
+      }
+    },
+  );
 });
 
 /** A bare enrolled console row (no name, no site), as the fan-out reads it. */

@@ -78,8 +78,9 @@ export const FANOUT_ACK_WAIT_MS = 250;
 export class RevocationHub {
   /**
    * Acknowledgements not yet written, one per console (its highest epoch; `at` when it said so).
-   * Written by a group commit: the first ack after an idle spell is written at once (next turn of the
-   * event loop, with whatever arrived in the same turn), and the acks that arrive while a write is
+   * Written by a group commit: the first ack after an idle spell is written at the next turn of the
+   * event loop (with whatever arrived in the same turn) unless a fan-out is waiting for its consoles
+   * (then at the end of that wait, FANOUT_ACK_WAIT_MS), and the acks that arrive while a write is
    * running are written together right after it — one write per round trip of the database, never
    * one per ack.
    */
@@ -104,9 +105,9 @@ export class RevocationHub {
   private readonly pushCounts = new Map<number, number>();
   /**
    * Delivery rows not yet written (a fan-out's consoles and when they were sent it). They are written
-   * by the same writer as the acknowledgements, before the acks pending with them: an ack never
-   * finds its row missing (no upsert per ack), and the two multi-row writes never run at once (two
-   * transactions inserting the same keys in different orders would wait on each other, or deadlock).
+   * by the same writer as the acknowledgements, before the acks pending with them or by the acks' own
+   * write (`writeAcks`): an ack never finds its row missing, and the multi-row writes never run at once
+   * (two transactions inserting the same keys in different orders would wait on each other, or deadlock).
    */
   private pendingDeliveries: PendingDelivery[] = [];
   /** Each push's delivery rows written (or its first attempt failed), by epoch, until then: what `revoke` awaits. */
@@ -410,10 +411,13 @@ export class RevocationHub {
 
   /**
    * Writes every delivery row and acknowledgement pending (after any write already running), without
-   * waiting for the consoles a fan-out still awaits (an admin reading the deliveries, the node stopping).
+   * waiting for the consoles a fan-out still awaits (the node stopping). With `epoch` (an admin reading
+   * that revocation's deliveries): only that revocation's wait is cut short, if it is still under way
+   * here; otherwise the pending acks are written as usual (a wait for another revocation goes on).
    * Rejects when the write fails: the rows and acks are kept for a retry.
    */
-  flushAcks(): Promise<void> {
+  flushAcks(epoch?: number): Promise<void> {
+    if (epoch !== undefined && !this.pendingDeliveries.some((d) => d.epoch === epoch)) return this.queueWrite(false);
     this.cancelScheduledWrite();
     return this.queueWrite(true);
   }
@@ -424,16 +428,21 @@ export class RevocationHub {
     return run;
   }
 
-  /** Whether a fan-out still waits for some of its consoles (past its wait, it no longer does). */
+  /**
+   * Until when the writer waits for a fan-out's consoles (0: it does not): the end of the oldest wait
+   * under way. Once that is past, no fan-out waits any longer (a newer one's rows are written with it,
+   * those of its consoles not answered yet unacknowledged), so back-to-back fan-outs never hold the
+   * writer more than FANOUT_ACK_WAIT_MS.
+   */
   private holdEnd(): number {
-    const now = performance.now();
-    let end = 0;
+    let end = Number.POSITIVE_INFINITY;
     for (const delivery of this.pendingDeliveries) {
-      if (delivery.waiting.size === 0) continue;
-      if (delivery.until <= now) delivery.waiting.clear();
-      else end = Math.max(end, delivery.until);
+      if (delivery.waiting.size > 0) end = Math.min(end, delivery.until);
     }
-    return end;
+    if (end === Number.POSITIVE_INFINITY) return 0;
+    if (end > performance.now()) return end;
+    for (const delivery of this.pendingDeliveries) delivery.waiting.clear();
+    return 0;
   }
 
   /**
@@ -536,9 +545,17 @@ export class RevocationHub {
       });
       let queued = 0;
       for (const d of this.pendingDeliveries) queued += d.consoles.length;
-      while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1) {
+      if (queued > MAX_PENDING_ACKS) {
+        // Past the bound, no fan-out waits for its consoles any longer: the write runs now.
+        for (const d of this.pendingDeliveries) d.waiting.clear();
+        this.cancelScheduledWrite();
+      }
+      // Only while the writes fail (the database away) are the oldest rows dropped.
+      while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1 && this.ackRetryAt > performance.now()) {
         const dropped = this.pendingDeliveries.shift() as PendingDelivery;
         queued -= dropped.consoles.length;
+        const error = new Error('revocation delivery rows dropped after failed writes');
+        dropped.settle(error);
         this.logger.error(
           { epoch: dropped.epoch, consoles: dropped.consoles.length, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
           'revocation delivery rows dropped after failed writes; the revocation stands',
@@ -549,8 +566,9 @@ export class RevocationHub {
   }
 
   /**
-   * One write scheduled at a time: the next turn of the event loop (or the retry time); its
-   * `flushAcks` runs after the write in progress, if any, and takes every ack pending then.
+   * One write scheduled at a time: the next turn of the event loop, or the end of a fan-out's wait
+   * for its consoles, or the retry time after a failure; it runs after the write in progress, if
+   * any, and takes every row and ack pending then.
    */
   private scheduleAckWrite(): void {
     if (this.ackWriteQueued) return;

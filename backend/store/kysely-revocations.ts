@@ -111,9 +111,12 @@ export class KyselyRevocations implements RevocationRepository {
     if (consoleIds.length === 0) return;
     if (this.ctx.dialect === 'postgres') {
       // One statement whatever the number of consoles (arrays, not three parameters a row): atomic
-      // on its own, so no transaction around it.
+      // on its own, so no transaction around it. In ascending console id, as `recordAcks` inserts its
+      // rows: two nodes writing rows of the same consoles (a console connected to both for a moment)
+      // take the rows' locks in the same order.
+      const ids = [...consoleIds].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
       await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
-        SELECT ${epoch}::bigint, id, ${at}::bigint FROM unnest(${consoleIds}::text[]) AS a(id)
+        SELECT ${epoch}::bigint, id, ${at}::bigint FROM unnest(${ids}::text[]) AS a(id)
         ON CONFLICT DO NOTHING`.execute(this.ctx.db);
       return;
     }
