@@ -332,7 +332,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       route: 'adminRevocationDeliveries',
       handler: async (ctx) => {
         const epoch = parseWith(int.positive(), ctx.params.epoch);
-        // This node's rows and acks not written yet (those of this revocation at once, if it still waits for its consoles).
+        // This node's rows and acks of this revocation not written yet, written now (even if its consoles are still awaited).
         await deps.revocations.flushAcks(epoch);
         const { limit } = parseWith(
           z.strictObject({ limit: int.min(0).max(PAGE_LIMIT_MAX).optional() }),

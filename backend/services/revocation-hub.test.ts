@@ -369,11 +369,12 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
   /** Consoles that answer each revocation a turn of the event loop after it was sent, as over a network; `silent` never do. */
   function answeringLater(connected: string[], silent: ReadonlySet<string> = new Set()) {
     const hubRef: { hub?: RevocationHub } = {};
+    const here = new Set(connected);
     const pusher: ConsolePusher = {
       connectedConsoleIds: () => connected,
-      isConnected: (id) => connected.includes(id),
+      isConnected: (id) => here.has(id),
       sendRaw: (id, data) => {
-        if (!connected.includes(id)) return false;
+        if (!here.has(id)) return false;
         const { epoch } = JSON.parse(String(data)) as RevocationMessage;
         if (!silent.has(id)) setImmediate(() => hubRef.hub?.acknowledge(id, epoch));
         return true;
@@ -563,6 +564,99 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
       }
     },
   );
+});
+
+describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back to back', () => {
+  const CONSOLES = Array.from({ length: 20 }, (_, i) => `con_w${String(i).padStart(3, '0')}`);
+  let dir: string;
+  let store: Store;
+  let operators = 0;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'baton-fanout-wait-'));
+    store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+    for (const id of CONSOLES) await insertConsole(store, id, clock());
+    for (let i = 0; i < 40; i++) await insertOperator(store, `op_w${i}`, clock());
+  });
+  after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Consoles that answer each revocation `delayMs` after it was sent; `silent` never do. */
+  function answeringAfter(delayMs: number, silent: ReadonlySet<string> = new Set(), sent = new Set<number>()) {
+    const hubRef: { hub?: RevocationHub } = {};
+    const pusher: ConsolePusher = {
+      connectedConsoleIds: () => CONSOLES,
+      isConnected: () => true,
+      sendRaw: (id, data) => {
+        const { epoch } = JSON.parse(String(data)) as RevocationMessage;
+        sent.add(epoch);
+        if (!silent.has(id)) setTimeout(() => hubRef.hub?.acknowledge(id, epoch), delayMs);
+        return true;
+      },
+      disconnect: () => undefined,
+    };
+    const hub = (hubRef.hub = new RevocationHub(
+      store,
+      new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-wait', logger })),
+      sessions,
+      clock,
+      pusher,
+      logger,
+    ));
+    return hub;
+  }
+
+  /** Another node's revocation, pushed here through the bus pointer. */
+  async function elsewhere(hub: RevocationHub): Promise<void> {
+    const other = await store.revocations.insert({
+      kind: 'operator',
+      targetId: `op_elsewhere_${operators++}`,
+      operatorId: null,
+      consoleId: null,
+      reason: 'left the bank',
+      actor: 'admin:2',
+      at: clock(),
+    });
+    await hub.deliverUpTo(other.epoch);
+  }
+
+  it('every console answers in 150 ms while fan-outs come every 100 ms: the first revoke returns while they keep coming', async () => {
+    const hub = answeringAfter(150);
+    await hub.resync();
+    let returned = false;
+    const first = hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1').then((outcome) => {
+      returned = true;
+      return outcome;
+    });
+    let pushes = 0;
+    while (!returned && pushes < 30) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await elsewhere(hub);
+      pushes++;
+    }
+    assert.ok(returned, `revoke() still waiting after ${pushes} later fan-outs`);
+    const rows = await store.revocations.deliveries((await first).revocation.epoch);
+    assert.equal(rows.length, CONSOLES.length);
+    await hub.flushAcks();
+  });
+
+  it('the deliveries view of a revocation writes its late acks, though another fan-out still waits for a console', async () => {
+    const silent = CONSOLES[0] ?? '';
+    const sent = new Set<number>();
+    const hub = answeringAfter(1, new Set([silent]), sent);
+    await hub.resync();
+    // Written after its wait, the silent console's row unacknowledged.
+    const { revocation } = await hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1');
+    const next = hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1'); // waits for the silent console
+    while (!sent.has(revocation.epoch + 1)) await new Promise((resolve) => setImmediate(resolve)); // it is pushed
+    hub.acknowledge(silent, revocation.epoch); // it answers the first one at last
+    await hub.flushAcks(revocation.epoch); // what GET /v1/admin/revocations/:epoch/deliveries does first
+    const row = (await store.revocations.deliveries(revocation.epoch)).find((d) => d.consoleId === silent);
+    assert.notEqual(row?.ackedAt ?? null, null, 'its acknowledgement is in the view');
+    await next;
+    await hub.flushAcks();
+  });
 });
 
 /** A bare enrolled console row (no name, no site), as the fan-out reads it. */

@@ -68,6 +68,8 @@ const PUSH_COUNTS_KEPT = 1024;
  * CPU as the consoles' reading and the node's receiving (docs/benchmarks.md, twenty-fifth session).
  */
 export const FANOUT_ACK_WAIT_MS = 250;
+/** What a fan-out's write settles with when its rows were dropped from a full queue (logged where dropped). */
+const DROPPED = new Error('revocation delivery rows dropped after failed writes');
 
 /**
  * Revocation state with an epoch. A revocation takes effect in the store at once (every later
@@ -91,6 +93,8 @@ export class RevocationHub {
   private ackWriteQueued = false;
   /** After a failed write, no new attempt before this (the database is away). */
   private ackRetryAt = 0;
+  /** The last write failed (cleared by the next that succeeds): only then are queued rows dropped past the bound. */
+  private writesFailing = false;
   /** The read of the current epoch that callers join (it starts after they called, see `currentEpoch`). */
   private nextEpochRead: Promise<number> | undefined;
   private epochReading: Promise<unknown> = Promise.resolve();
@@ -412,14 +416,21 @@ export class RevocationHub {
   /**
    * Writes every delivery row and acknowledgement pending (after any write already running), without
    * waiting for the consoles a fan-out still awaits (the node stopping). With `epoch` (an admin reading
-   * that revocation's deliveries): only that revocation's wait is cut short, if it is still under way
-   * here; otherwise the pending acks are written as usual (a wait for another revocation goes on).
+   * that revocation's deliveries): the same if rows or acks of that revocation are pending here (every
+   * wait under way is cut short); otherwise the pending acks are written as usual (a wait goes on).
    * Rejects when the write fails: the rows and acks are kept for a retry.
    */
   flushAcks(epoch?: number): Promise<void> {
-    if (epoch !== undefined && !this.pendingDeliveries.some((d) => d.epoch === epoch)) return this.queueWrite(false);
+    if (epoch !== undefined && !this.pendsFor(epoch)) return this.queueWrite(false);
     this.cancelScheduledWrite();
     return this.queueWrite(true);
+  }
+
+  /** Whether rows or acks of `epoch` (an ack of a later epoch covers it) are not written yet. */
+  private pendsFor(epoch: number): boolean {
+    if (this.pendingDeliveries.some((delivery) => delivery.epoch === epoch)) return true;
+    for (const ack of this.pendingAcks.values()) if (ack.epoch >= epoch) return true;
+    return false;
   }
 
   private queueWrite(force: boolean): Promise<void> {
@@ -429,17 +440,16 @@ export class RevocationHub {
   }
 
   /**
-   * Until when the writer waits for a fan-out's consoles (0: it does not): the end of the oldest wait
-   * under way. Once that is past, no fan-out waits any longer (a newer one's rows are written with it,
+   * Until when the writer waits for a fan-out's consoles (0: it does not): while any fan-out waits, the
+   * end of the wait of the oldest fan-out not written yet. Once that is past, no fan-out waits any longer (a newer one's rows are written with it,
    * those of its consoles not answered yet unacknowledged), so back-to-back fan-outs never hold the
    * writer more than FANOUT_ACK_WAIT_MS.
    */
   private holdEnd(): number {
+    if (!this.pendingDeliveries.some((delivery) => delivery.waiting.size > 0)) return 0;
+    // The oldest fan-out not written yet, whether or not its own consoles have all answered.
     let end = Number.POSITIVE_INFINITY;
-    for (const delivery of this.pendingDeliveries) {
-      if (delivery.waiting.size > 0) end = Math.min(end, delivery.until);
-    }
-    if (end === Number.POSITIVE_INFINITY) return 0;
+    for (const delivery of this.pendingDeliveries) end = Math.min(end, delivery.until);
     if (end > performance.now()) return end;
     for (const delivery of this.pendingDeliveries) delivery.waiting.clear();
     return 0;
@@ -511,11 +521,13 @@ export class RevocationHub {
       this.retryLater();
       throw error;
     }
+    this.writesFailing = false;
     for (const delivery of deliveries) delivery.settle(undefined);
   }
 
   /** After a failed write: the next attempt waits ACK_RETRY_MS (the database is away). */
   private retryLater(): void {
+    this.writesFailing = true;
     this.ackRetryAt = performance.now() + ACK_RETRY_MS;
     this.scheduleAckWrite();
   }
@@ -551,11 +563,10 @@ export class RevocationHub {
         this.cancelScheduledWrite();
       }
       // Only while the writes fail (the database away) are the oldest rows dropped.
-      while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1 && this.ackRetryAt > performance.now()) {
+      while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1 && this.writesFailing) {
         const dropped = this.pendingDeliveries.shift() as PendingDelivery;
         queued -= dropped.consoles.length;
-        const error = new Error('revocation delivery rows dropped after failed writes');
-        dropped.settle(error);
+        dropped.settle(DROPPED);
         this.logger.error(
           { epoch: dropped.epoch, consoles: dropped.consoles.length, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
           'revocation delivery rows dropped after failed writes; the revocation stands',
@@ -617,7 +628,7 @@ export class RevocationHub {
       // Not awaited here (the next epoch's push does not wait for this one's consoles): `revoke` awaits it.
       const written = this.queueDeliveries(record.epoch, unrecorded, now).then((failed) => {
         if (this.deliveryWrites.get(record.epoch) === written) this.deliveryWrites.delete(record.epoch);
-        if (failed !== undefined) {
+        if (failed !== undefined && failed !== DROPPED) {
           // The revocation is committed and pushed; only the delivery bookkeeping waits for a retry.
           this.logger.error(
             { err: failed, epoch: record.epoch, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
