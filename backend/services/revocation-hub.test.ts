@@ -518,23 +518,8 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
       returned = true;
       return outcome;
     });
-    // Other nodes' revocations, each pushed here, every 100 ms (each new wait would end later than the last):
-    // the first call must come back while they keep coming, at most 30 of them (3 s, twelve times the wait).
-    let pushes = 0;
-    while (!returned && pushes < 30) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const other = await store.revocations.insert({
-        kind: 'operator',
-        targetId: `op_elsewhere_${pushes}`,
-        operatorId: null,
-        consoleId: null,
-        reason: 'left the bank',
-        actor: 'admin:2',
-        at: clock(),
-      });
-      await hub.deliverUpTo(other.epoch);
-      pushes++;
-    }
+    // Other nodes' revocations, each new wait ending later than the last: the first call comes back while they keep coming.
+    const pushes = await fanOutsElsewhere(store, hub, () => returned);
     assert.ok(returned, `revoke() still waiting after ${pushes} later fan-outs`);
     const { revocation } = await first;
     const rows = await store.revocations.deliveries(revocation.epoch);
@@ -607,20 +592,6 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
     return hub;
   }
 
-  /** Another node's revocation, pushed here through the bus pointer. */
-  async function elsewhere(hub: RevocationHub): Promise<void> {
-    const other = await store.revocations.insert({
-      kind: 'operator',
-      targetId: `op_elsewhere_${operators++}`,
-      operatorId: null,
-      consoleId: null,
-      reason: 'left the bank',
-      actor: 'admin:2',
-      at: clock(),
-    });
-    await hub.deliverUpTo(other.epoch);
-  }
-
   it('every console answers in 150 ms while fan-outs come every 100 ms: the first revoke returns while they keep coming', async () => {
     const hub = answeringAfter(150);
     await hub.resync();
@@ -629,12 +600,7 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
       returned = true;
       return outcome;
     });
-    let pushes = 0;
-    while (!returned && pushes < 30) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      await elsewhere(hub);
-      pushes++;
-    }
+    const pushes = await fanOutsElsewhere(store, hub, () => returned);
     assert.ok(returned, `revoke() still waiting after ${pushes} later fan-outs`);
     const rows = await store.revocations.deliveries((await first).revocation.epoch);
     assert.equal(rows.length, CONSOLES.length);
@@ -658,6 +624,31 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
     await hub.flushAcks();
   });
 });
+
+let elsewhere = 0;
+
+/**
+ * Other nodes' revocations pushed to `hub` through the bus pointer, one every 100 ms, until `done()` or 30 of them
+ * (3 s, twelve times a fan-out's wait): how many were pushed.
+ */
+async function fanOutsElsewhere(store: Store, hub: RevocationHub, done: () => boolean): Promise<number> {
+  let pushes = 0;
+  while (!done() && pushes < 30) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const other = await store.revocations.insert({
+      kind: 'operator',
+      targetId: `op_elsewhere_${elsewhere++}`,
+      operatorId: null,
+      consoleId: null,
+      reason: 'left the bank',
+      actor: 'admin:2',
+      at: clock(),
+    });
+    await hub.deliverUpTo(other.epoch);
+    pushes++;
+  }
+  return pushes;
+}
 
 /** A bare enrolled console row (no name, no site), as the fan-out reads it. */
 async function insertConsole(store: Store, id: string, at: number): Promise<void> {
