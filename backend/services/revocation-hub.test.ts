@@ -94,7 +94,8 @@ describe('RevocationHub on the async store', () => {
     assert.equal(nodeB.sent.get('con_b')?.length, 1);
     assert.deepEqual(nodeB.sent.get('con_b')?.[0]?.items[0]?.targetId, 'op_1');
     assert.equal(await hubB.currentEpoch(), outcome.revocation.epoch);
-    // Node B's rows wait for its consoles' acks (these never answer) unless flushed, as the admin's deliveries view does.
+    // Each node's rows wait for its consoles' acks (these never answer): the admin's deliveries view waits for them.
+    await hubA.flushAcks(outcome.revocation.epoch);
     await hubB.flushAcks();
     const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
     assert.deepEqual(deliveries.map((d) => d.consoleId).sort(), ['con_a', 'con_b', 'con_c']);
@@ -415,12 +416,12 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     }
   });
 
-  it('waits for the consoles that were sent a revocation, then writes every delivery row with its acknowledgement in one write; the revoke call returns once they are written', async () => {
+  it('waits for the consoles that were sent a revocation, then writes every delivery row with its acknowledgement in one write; a read of the deliveries waits for it', async () => {
     const { stats, store: s } = counted();
     const { hubRef, pusher } = answeringLater(CONSOLES);
     const hub = (hubRef.hub = hubOn(s, pusher));
     const outcome = await hub.revoke('operator', 'op_f4', 'left the bank', 'admin:1');
-    // No flush: what an admin reads after the call.
+    await hub.flushAcks(outcome.revocation.epoch); // what GET /v1/admin/revocations/:epoch/deliveries does first
     const deliveries = await store.revocations.deliveries(outcome.revocation.epoch);
     assert.equal(deliveries.length, CONSOLES.length);
     assert.deepEqual(
@@ -446,6 +447,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     // The revocation stands although its bookkeeping could not all be written.
     const outcome = await hub.revoke('operator', 'op_f5', 'left the bank', 'admin:1');
     const epoch = outcome.revocation.epoch;
+    await assert.rejects(hub.flushAcks(epoch), /database away/);
     assert.deepEqual(
       (await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]),
       [[silent, null]],
@@ -508,20 +510,18 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     assert.equal(deliveries.filter((d) => d.ackedAt === null).length, 0);
   });
 
-  it('fan-outs arriving back to back while a console stays silent do not hold the writer: the first revoke returns while they keep coming', async () => {
+  it("fan-outs arriving back to back while a console stays silent do not hold the writer: the first one's rows are written while they keep coming", async () => {
     const silent = CONSOLES[5] ?? '';
     const { hubRef, pusher } = answeringLater(CONSOLES, new Set([silent]));
     const hub = (hubRef.hub = hubOn(store, pusher));
     await hub.resync();
-    let returned = false;
-    const first = hub.revoke('operator', 'op_f6', 'left the bank', 'admin:1').then((outcome) => {
-      returned = true;
-      return outcome;
-    });
-    // Other nodes' revocations, each new wait ending later than the last: the first call comes back while they keep coming.
-    const pushes = await fanOutsElsewhere(store, hub, () => returned);
-    assert.ok(returned, `revoke() still waiting after ${pushes} later fan-outs`);
-    const { revocation } = await first;
+    const { revocation } = await hub.revoke('operator', 'op_f6', 'left the bank', 'admin:1');
+    let written = false;
+    const read = hub.flushAcks(revocation.epoch).then(() => (written = true));
+    // Other nodes' revocations, each new wait ending later than the last: the first one's rows are written meanwhile.
+    const pushes = await fanOutsElsewhere(store, hub, () => written);
+    assert.ok(written, `its rows still not written after ${pushes} later fan-outs`);
+    await read;
     const rows = await store.revocations.deliveries(revocation.epoch);
     assert.equal(rows.length, CONSOLES.length);
     assert.deepEqual(
@@ -532,7 +532,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
   });
 
   it(
-    'two fan-outs to more consoles than the writer queues (100,000 rows) while one is silent: none is dropped, both revoke calls return with every row written',
+    'two fan-outs to more consoles than the writer queues (100,000 rows) while one is silent: none is dropped, every row written',
     { timeout: 60_000 },
     async () => {
       const many = Array.from({ length: 60_000 }, (_, i) => `con_m${String(i).padStart(5, '0')}`);
@@ -544,6 +544,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
         hub.revoke('operator', 'op_f8', 'left the bank', 'admin:1'),
       ]);
       for (const outcome of [a, b]) {
+        await hub.flushAcks(outcome.revocation.epoch);
         const rows = await store.revocations.deliveries(outcome.revocation.epoch);
         assert.equal(rows.length, many.length, `epoch ${outcome.revocation.epoch}: every console sent it has its row`);
       }
@@ -592,17 +593,16 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
     return hub;
   }
 
-  it('every console answers in 150 ms while fan-outs come every 100 ms: the first revoke returns while they keep coming', async () => {
+  it("every console answers in 150 ms while fan-outs come every 100 ms: the first one's rows are written while they keep coming", async () => {
     const hub = answeringAfter(150);
     await hub.resync();
-    let returned = false;
-    const first = hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1').then((outcome) => {
-      returned = true;
-      return outcome;
-    });
-    const pushes = await fanOutsElsewhere(store, hub, () => returned);
-    assert.ok(returned, `revoke() still waiting after ${pushes} later fan-outs`);
-    const rows = await store.revocations.deliveries((await first).revocation.epoch);
+    const { revocation } = await hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1');
+    let written = false;
+    const read = hub.flushAcks(revocation.epoch).then(() => (written = true));
+    const pushes = await fanOutsElsewhere(store, hub, () => written);
+    assert.ok(written, `its rows still not written after ${pushes} later fan-outs`);
+    await read;
+    const rows = await store.revocations.deliveries(revocation.epoch);
     assert.equal(rows.length, CONSOLES.length);
     await hub.flushAcks();
   });
@@ -614,6 +614,7 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
     await hub.resync();
     // Written after its wait, the silent console's row unacknowledged.
     const { revocation } = await hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1');
+    await hub.flushAcks(revocation.epoch);
     const next = hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1'); // waits for the silent console
     while (!sent.has(revocation.epoch + 1)) await new Promise((resolve) => setImmediate(resolve)); // it is pushed
     hub.acknowledge(silent, revocation.epoch); // it answers the first one at last

@@ -114,7 +114,7 @@ export class RevocationHub {
    * (two transactions inserting the same keys in different orders would wait on each other, or deadlock).
    */
   private pendingDeliveries: PendingDelivery[] = [];
-  /** Each push's delivery rows written (or its first attempt failed), by epoch, until then: what `revoke` awaits. */
+  /** Each push's delivery rows written (or its first attempt failed), by epoch, until then: what a read of them awaits. */
   private readonly deliveryWrites = new Map<number, Promise<void>>();
   /** The timer of a scheduled write that waits (a fan-out's consoles, FANOUT_ACK_WAIT_MS, or a retry after a failure). */
   private writeTimer: NodeJS.Timeout | undefined;
@@ -309,10 +309,10 @@ export class RevocationHub {
     });
     // This node does not wait for its own notification, which waits for this call (`onPointer`): pushed as
     // committed, no read. Once per epoch whoever comes first, so the pointer still acts if this never gets here.
+    // Its delivery rows are written once its consoles have answered (FANOUT_ACK_WAIT_MS at most): not awaited here,
+    // so a caller revoking one target after another (a SCIM sync, a Shared Signals stream) does not wait on a silent
+    // console; a read of the deliveries waits for them (`flushAcks(epoch)`).
     await this.deliverUpTo(record.epoch, record, recorded);
-    // Its delivery rows written (with the acknowledgements that came meanwhile): an admin reading them after the
-    // call sees every console this node sent it to. The pushes after it do not wait for this.
-    await this.deliveryWrites.get(record.epoch);
     const pushedTo = this.pushCounts.get(record.epoch) ?? 0;
     return { revocation: record, sessionsRevoked: revokedSessions.map((s) => s.id), pushedTo };
   }
@@ -416,12 +416,16 @@ export class RevocationHub {
   /**
    * Writes every delivery row and acknowledgement pending (after any write already running), without
    * waiting for the consoles a fan-out still awaits (the node stopping). With `epoch` (an admin reading
-   * that revocation's deliveries): the same if rows or acks of that revocation are pending here (every
-   * wait under way is cut short); otherwise the pending acks are written as usual (a wait goes on).
+   * that revocation's deliveries): first waits for this node's rows of it, written once its consoles have
+   * answered (FANOUT_ACK_WAIT_MS at most), then writes at once any ack of it still pending (cutting short
+   * another fan-out's wait); with none, the pending acks are written as usual.
    * Rejects when the write fails: the rows and acks are kept for a retry.
    */
-  flushAcks(epoch?: number): Promise<void> {
-    if (epoch !== undefined && !this.pendsFor(epoch)) return this.queueWrite(false);
+  async flushAcks(epoch?: number): Promise<void> {
+    if (epoch !== undefined) {
+      await this.deliveryWrites.get(epoch);
+      if (!this.pendsFor(epoch)) return this.queueWrite(false);
+    }
     this.cancelScheduledWrite();
     return this.queueWrite(true);
   }
