@@ -332,7 +332,7 @@ export function adminRoutes(deps: AdminRouteDeps): Route[] {
       route: 'adminRevocationDeliveries',
       handler: async (ctx) => {
         const epoch = parseWith(int.positive(), ctx.params.epoch);
-        // This node's rows and acks of this revocation not written yet, written now (even if its consoles are still awaited).
+        // This node's rows of this revocation (written once its consoles have answered, 250 ms at most), then its acks still pending.
         await deps.revocations.flushAcks(epoch);
         const { limit } = parseWith(
           z.strictObject({ limit: int.min(0).max(PAGE_LIMIT_MAX).optional() }),

@@ -86,6 +86,8 @@ function hasAny(ctx: RouteContext, keys: readonly string[]): boolean {
 export interface TableDeps {
   store: Store;
   isConnected: (consoleId: string) => boolean;
+  /** This node's delivery rows of these revocations written (backend/services/revocation-hub.ts): a page shows each whole. */
+  revocations?: { deliveriesWritten(epochs: readonly number[]): Promise<void> };
 }
 
 export function consoleViewOf(
@@ -274,6 +276,7 @@ export async function revocationsList(deps: TableDeps, ctx: RouteContext, epoch:
       ...(r.actor.startsWith('operator:') ? [r.actor.slice('operator:'.length)] : []),
     ]),
   });
+  await deps.revocations?.deliveriesWritten(rows.map((r) => r.epoch));
   const deliveries = await deliverySummaries(
     deps.store,
     rows.map((r) => r.epoch),

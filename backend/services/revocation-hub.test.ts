@@ -615,7 +615,7 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
     // Written after its wait, the silent console's row unacknowledged.
     const { revocation } = await hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1');
     await hub.flushAcks(revocation.epoch);
-    const next = hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1'); // waits for the silent console
+    const next = hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1'); // its fan-out waits for the silent console
     while (!sent.has(revocation.epoch + 1)) await new Promise((resolve) => setImmediate(resolve)); // it is pushed
     hub.acknowledge(silent, revocation.epoch); // it answers the first one at last
     await hub.flushAcks(revocation.epoch); // what GET /v1/admin/revocations/:epoch/deliveries does first

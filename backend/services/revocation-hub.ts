@@ -423,11 +423,20 @@ export class RevocationHub {
    */
   async flushAcks(epoch?: number): Promise<void> {
     if (epoch !== undefined) {
-      await this.deliveryWrites.get(epoch);
+      await this.deliveriesWritten([epoch]);
       if (!this.pendsFor(epoch)) return this.queueWrite(false);
     }
     this.cancelScheduledWrite();
     return this.queueWrite(true);
+  }
+
+  /**
+   * Resolves once this node's delivery rows of these revocations are written, or their first attempt
+   * failed: each at most FANOUT_ACK_WAIT_MS after its send and its write. Writes nothing itself (a
+   * list of revocations read while a fan-out waits shows it whole).
+   */
+  async deliveriesWritten(epochs: readonly number[]): Promise<void> {
+    await Promise.all(epochs.map((epoch) => this.deliveryWrites.get(epoch) ?? Promise.resolve()));
   }
 
   /** Whether rows or acks of `epoch` (an ack of a later epoch covers it) are not written yet. */
@@ -629,7 +638,8 @@ export class RevocationHub {
     }
     const unrecorded = recorded === undefined ? sent : sent.filter((id) => !recorded.has(id));
     if (unrecorded.length > 0) {
-      // Not awaited here (the next epoch's push does not wait for this one's consoles): `revoke` awaits it.
+      // Not awaited here (neither the next epoch's push nor `revoke` waits for this one's consoles): a read of the
+      // deliveries does (`deliveriesWritten`).
       const written = this.queueDeliveries(record.epoch, unrecorded, now).then((failed) => {
         if (this.deliveryWrites.get(record.epoch) === written) this.deliveryWrites.delete(record.epoch);
         if (failed !== undefined && failed !== DROPPED) {

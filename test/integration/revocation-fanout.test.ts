@@ -75,6 +75,20 @@ describe('revocation fan-out: every acknowledgement recorded', () => {
     await Promise.all(consoles.map(({ socket }) => socket.close()));
   });
 
+  it('the revocations list read before the consoles answer counts every console it was sent to, not "no console was connected"', async () => {
+    const consoles = await connected(3);
+    const { operatorId } = await enrolOperator(t.admin, consoles[0]?.console as TestConsole, {
+      displayName: 'Jon Away',
+    });
+    const result = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left' })) as Json;
+    const epoch = result.epoch as number;
+    // No console has answered yet: this node writes its rows once they do, or at the end of its wait.
+    const list = (await t.admin.ok('GET', '/v1/admin/revocations?limit=10')) as Json;
+    const row = (list.revocations as { epoch: number; deliveries: { sent: number } }[]).find((r) => r.epoch === epoch);
+    assert.equal(row?.deliveries.sent, 3);
+    await Promise.all(consoles.map(({ socket }) => socket.close()));
+  });
+
   it('an acknowledgement the schema refuses is refused however it is spelled', async () => {
     for (const bad of [
       '{"type":"ack","of":"revocation","epoch":0}',
