@@ -516,13 +516,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     const hub = (hubRef.hub = hubOn(store, pusher));
     await hub.resync();
     const { revocation } = await hub.revoke('operator', 'op_f6', 'left the bank', 'admin:1');
-    let written = false;
-    const read = hub.flushAcks(revocation.epoch).then(() => (written = true));
-    // Other nodes' revocations, each new wait ending later than the last: the first one's rows are written meanwhile.
-    const pushes = await fanOutsElsewhere(store, hub, () => written);
-    assert.ok(written, `its rows still not written after ${pushes} later fan-outs`);
-    await read;
-    const rows = await store.revocations.deliveries(revocation.epoch);
+    const rows = await rowsWrittenWhileFanOutsCome(store, hub, revocation.epoch);
     assert.equal(rows.length, CONSOLES.length);
     assert.deepEqual(
       rows.filter((d) => d.ackedAt === null).map((d) => d.consoleId),
@@ -597,12 +591,7 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
     const hub = answeringAfter(150);
     await hub.resync();
     const { revocation } = await hub.revoke('operator', `op_w${operators++}`, 'left the bank', 'admin:1');
-    let written = false;
-    const read = hub.flushAcks(revocation.epoch).then(() => (written = true));
-    const pushes = await fanOutsElsewhere(store, hub, () => written);
-    assert.ok(written, `its rows still not written after ${pushes} later fan-outs`);
-    await read;
-    const rows = await store.revocations.deliveries(revocation.epoch);
+    const rows = await rowsWrittenWhileFanOutsCome(store, hub, revocation.epoch);
     assert.equal(rows.length, CONSOLES.length);
     await hub.flushAcks();
   });
@@ -629,12 +618,15 @@ describe('RevocationHub fan-out waits: consoles that answer late, fan-outs back 
 let elsewhere = 0;
 
 /**
- * Other nodes' revocations pushed to `hub` through the bus pointer, one every 100 ms, until `done()` or 30 of them
- * (3 s, twelve times a fan-out's wait): how many were pushed.
+ * This node's delivery rows of `epoch`, read as the deliveries view reads them, while other nodes' revocations are
+ * pushed to `hub` through the bus pointer, one every 100 ms (each new wait ending later than the last): the rows must
+ * be written while they keep coming, within 30 of them (3 s, twelve times a fan-out's wait).
  */
-async function fanOutsElsewhere(store: Store, hub: RevocationHub, done: () => boolean): Promise<number> {
+async function rowsWrittenWhileFanOutsCome(store: Store, hub: RevocationHub, epoch: number) {
+  let written = false;
+  const read = hub.flushAcks(epoch).then(() => (written = true));
   let pushes = 0;
-  while (!done() && pushes < 30) {
+  while (!written && pushes < 30) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const other = await store.revocations.insert({
       kind: 'operator',
@@ -648,7 +640,9 @@ async function fanOutsElsewhere(store: Store, hub: RevocationHub, done: () => bo
     await hub.deliverUpTo(other.epoch);
     pushes++;
   }
-  return pushes;
+  assert.ok(written, `its rows still not written after ${pushes} later fan-outs`);
+  await read;
+  return store.revocations.deliveries(epoch);
 }
 
 /** A bare enrolled console row (no name, no site), as the fan-out reads it. */
