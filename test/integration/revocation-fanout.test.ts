@@ -42,13 +42,16 @@ describe('revocation fan-out: every acknowledgement recorded', () => {
     return out;
   }
 
-  it('an operator revoked with 12 consoles connected: each acknowledges (in any spelling) and the admin sees 12 of 12', async () => {
-    const consoles = await connected(12);
-    const { operatorId } = await enrolOperator(t.admin, consoles[0]?.console as TestConsole, {
-      displayName: 'Ivy Gone',
-    });
+  /** `n` consoles connected, an operator enrolled on the first, then revoked by the admin: the consoles and the epoch. */
+  async function operatorRevokedWith(n: number, displayName: string) {
+    const consoles = await connected(n);
+    const { operatorId } = await enrolOperator(t.admin, consoles[0]?.console as TestConsole, { displayName });
     const result = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left' })) as Json;
-    const epoch = result.epoch as number;
+    return { consoles, operatorId, epoch: result.epoch as number };
+  }
+
+  it('an operator revoked with 12 consoles connected: each acknowledges (in any spelling) and the admin sees 12 of 12', async () => {
+    const { consoles, operatorId, epoch } = await operatorRevokedWith(12, 'Ivy Gone');
     for (const [i, { socket }] of consoles.entries()) {
       const message = await socket.next('revocation', (m) => m.epoch === epoch);
       assert.equal(message.items[0]?.targetId, operatorId);
@@ -76,12 +79,7 @@ describe('revocation fan-out: every acknowledgement recorded', () => {
   });
 
   it('the revocations list read before the consoles answer counts every console it was sent to, not "no console was connected"', async () => {
-    const consoles = await connected(3);
-    const { operatorId } = await enrolOperator(t.admin, consoles[0]?.console as TestConsole, {
-      displayName: 'Jon Away',
-    });
-    const result = (await t.admin.ok('POST', `/v1/admin/operators/${operatorId}/revoke`, { reason: 'left' })) as Json;
-    const epoch = result.epoch as number;
+    const { consoles, epoch } = await operatorRevokedWith(3, 'Jon Away');
     // No console has answered yet: this node writes its rows once they do, or at the end of its wait.
     const list = (await t.admin.ok('GET', '/v1/admin/revocations?limit=10')) as Json;
     const row = (list.revocations as { epoch: number; deliveries: { sent: number } }[]).find((r) => r.epoch === epoch);
