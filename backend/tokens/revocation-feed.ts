@@ -13,6 +13,8 @@ import { MAX_ACTION_TOKEN_TTL_SECONDS } from './action-token-issuer.js';
 export const REVOCATION_STREAM_AUDIENCE = 'urn:baton:token-revocations';
 /** A stream login lives at most this long (its `exp - iat`), and is used once. */
 const LOGIN_MAX_SECONDS = 300;
+/** How far the clocks of an app server and of Baton may differ (the login's `exp` and `iat`). */
+const LOGIN_CLOCK_TOLERANCE_SECONDS = 30;
 /** A comment line this often keeps proxies from closing an idle stream. */
 const KEEP_ALIVE_MS = 15_000;
 /** Revocations older than this concern no token still alive: a new subscriber is not sent them. */
@@ -85,7 +87,8 @@ export class RevocationFeed {
   /**
    * Checks an app server's login: `Authorization: Bearer <JWT>` signed (ES256) with the key of its
    * app in the policy (`apps[].revocationKey`), `iss` = `sub` = the app's audience, `aud` =
-   * REVOCATION_STREAM_AUDIENCE, `exp` at most 5 minutes after `iat`, its `jti` used once.
+   * REVOCATION_STREAM_AUDIENCE, `iat` not in the future (30 s of clock skew allowed), `exp` at most
+   * 5 minutes after `iat`, its `jti` used once.
    * APP_AUTH_INVALID otherwise. Returns the app's audience.
    */
   async authenticate(req: IncomingMessage): Promise<string> {
@@ -114,12 +117,21 @@ export class RevocationFeed {
         audience: REVOCATION_STREAM_AUDIENCE,
         requiredClaims: ['exp', 'iat', 'jti'],
         currentDate: new Date(now),
-        clockTolerance: 30,
+        clockTolerance: LOGIN_CLOCK_TOLERANCE_SECONDS,
       }));
     } catch (cause) {
       throw new BatonError('APP_AUTH_INVALID', "The login does not verify with the app's revocationKey", { cause });
     }
     const { exp = 0, iat = 0, jti = '' } = payload;
+    // jose checks a future `iat` only with `maxTokenAge`: without this, a login signed with a later
+    // `iat` (and `exp` = `iat` + 5 minutes) would open the stream from now until then.
+    const ahead = iat - Math.floor(now / 1000);
+    if (ahead > LOGIN_CLOCK_TOLERANCE_SECONDS) {
+      throw new BatonError(
+        'APP_AUTH_INVALID',
+        `The login was issued in the future (its iat is ${ahead} s ahead of Baton's clock; ${LOGIN_CLOCK_TOLERANCE_SECONDS} s of skew are allowed)`,
+      );
+    }
     if (exp - iat > LOGIN_MAX_SECONDS)
       throw new BatonError('APP_AUTH_INVALID', 'The login lives longer than 5 minutes');
     const fresh = await this.deps.store.ephemeral.claimOnce(

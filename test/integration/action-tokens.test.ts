@@ -263,4 +263,38 @@ describe('action tokens: the exchange at the backend and the verifier at the app
     assertError(replayed, 401, 'APP_AUTH_INVALID');
     assert.match(replayed.body.error.message, /used already/);
   });
+
+  it('refuses a revocation-stream login issued in the future, and one that lives longer than 5 minutes', async () => {
+    const url = `${t.url}/v1/tokens/revocations`;
+    const appKey = await importJWK({ ...keys.privateJwk, alg: 'ES256' }, 'ES256');
+    const now = Math.floor(Date.now() / 1000);
+    const login = (jti: string, iat: number, exp: number) =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256' })
+        .setIssuer(TELLER_AUDIENCE)
+        .setSubject(TELLER_AUDIENCE)
+        .setAudience('urn:baton:token-revocations')
+        .setJti(jti)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .sign(appKey);
+    // A login that is accepted opens an endless stream: read the status, the body only of a refusal.
+    const open = async (token: string) => {
+      const abort = new AbortController();
+      const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: abort.signal });
+      const body = (res.status === 200 ? {} : await res.json()) as Json;
+      abort.abort();
+      return { status: res.status, body };
+    };
+
+    // Signed today for next year: it would open the stream any time until then.
+    const nextYear = now + 365 * 24 * 3600;
+    const future = await open(await login('next-year', nextYear, nextYear + 300));
+    assertError(future, 401, 'APP_AUTH_INVALID');
+    assert.match(future.body.error.message, /issued in the future/);
+
+    const longLived = await open(await login('long-lived', now, nextYear));
+    assertError(longLived, 401, 'APP_AUTH_INVALID');
+    assert.match(longLived.body.error.message, /longer than 5 minutes/);
+  });
 });
