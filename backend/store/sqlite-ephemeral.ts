@@ -30,7 +30,9 @@ type Row = { owner: string; value: string; expires_at: number };
  * refusal records its event durably, which makes the take durable too); a nonce restored lets a
  * captured signed request be replayed only inside its freshness window and across a power loss, and
  * that request still passes every other check (challenge single use, counter CAS). Inside a unit
- * of work nothing changes: the unit's commit is durable.
+ * of work nothing changes: the unit's commit is durable. So a claim whose withdrawal must survive a
+ * power loss is taken in a unit (the Shared Signals receiver's release of a `jti` it did not act on,
+ * receiver-service.ts: a restored claim would refuse the transmitter's retry as a replay).
  */
 export class SqliteEphemeral implements Pick<Sync<EphemeralRepository>, 'put' | 'take' | 'claimOnce' | 'claimMany'> {
   private readonly stmts;

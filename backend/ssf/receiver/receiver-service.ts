@@ -871,7 +871,18 @@ export class SsfReceiver {
       await this.refused(t, error);
       return refusal(error);
     }
-    const release = () => this.deps.store.ephemeral.take(JTI_KIND, jtiKey(t.id, set.jti)).catch(() => undefined);
+    // In a unit of work: durable before the transmitter is told to retry. Taken outside one, SQLite commits
+    // it without a flush (sqlite-ephemeral.ts), and a power loss could restore the claim: the retry of a
+    // signal never acted on would then be refused as a replay, and the signal lost.
+    const release = () =>
+      this.deps.store
+        .transaction((tx) => tx.ephemeral.take(JTI_KIND, jtiKey(t.id, set.jti)))
+        .catch((error: unknown) =>
+          this.deps.logger.error(
+            { err: error, transmitter: t.id, jti: set.jti },
+            'a SET not acted on could not be released',
+          ),
+        );
     try {
       // Paused: a SET that could act on an operator is held, not acted on; SSF's own events about the stream
       // (verification, stream-updated) act on no one and are taken as they come.
