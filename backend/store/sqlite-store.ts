@@ -198,6 +198,11 @@ class ImmediateSqliteDriver extends SqliteDriver {
   private committed: Promise<void> | undefined;
   /** The holder's unit rolled back: its caller gets its own error, without waiting for others' flush. */
   private rolledBack = false;
+  /**
+   * The holder's last Kysely statement failed (SQLite undid it): outside a unit, a hold that wrote nothing
+   * and ends on a failed statement gives its caller that error at once, not a wait for others' flush.
+   */
+  private statementFailed = false;
 
   constructor(
     config: ConstructorParameters<typeof SqliteDriver>[0],
@@ -207,10 +212,38 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 
   override async acquireConnection(): Promise<DatabaseConnection> {
-    this.connection ??= super.acquireConnection();
+    this.connection ??= super.acquireConnection().then((connection) => this.watched(connection));
     const connection = await this.connection;
     await this.lock();
     return connection;
+  }
+
+  /** The connection, noting whether each statement failed (`statementFailed`). */
+  private watched(connection: DatabaseConnection): DatabaseConnection {
+    const note = (failed: boolean) => {
+      this.statementFailed = failed;
+    };
+    return {
+      async executeQuery<R>(query: CompiledQuery) {
+        try {
+          const result = await connection.executeQuery<R>(query);
+          note(false);
+          return result;
+        } catch (error) {
+          note(true);
+          throw error;
+        }
+      },
+      async *streamQuery<R>(query: CompiledQuery, chunkSize?: number) {
+        try {
+          yield* connection.streamQuery<R>(query, chunkSize);
+          note(false);
+        } catch (error) {
+          note(true);
+          throw error;
+        }
+      },
+    };
   }
 
   private lock(): Promise<void> {
@@ -224,18 +257,21 @@ class ImmediateSqliteDriver extends SqliteDriver {
   /**
    * The flush the hold that just ended waits for: its unit's, one for what it wrote in autocommit, or,
    * when it wrote nothing, the flush due for what others committed before it (it may have read it).
+   * `failed`: a hand-written `run` threw; a Kysely statement that failed is noted by `watched`.
    */
   private owed(failed = false): Promise<void> | undefined {
     const committed = this.committed;
     this.committed = undefined;
     const rolledBack = this.rolledBack;
     this.rolledBack = false;
+    const statementFailed = this.statementFailed;
+    this.statementFailed = false;
     const relaxed = this.walSync?.tookRelaxed() === true;
     if (committed !== undefined) return committed;
     if (this.walSync === undefined) return undefined;
     if (this.walSync.wrote()) return this.walSync.flushed();
     // A relaxed commit, or a hold that failed or rolled back, waits for nobody else's flush (sqlite-wal-sync.ts).
-    return relaxed || failed || rolledBack ? undefined : this.walSync.pending();
+    return relaxed || failed || statementFailed || rolledBack ? undefined : this.walSync.pending();
   }
 
   /** Hands the connection to the first waiter, or frees it. */

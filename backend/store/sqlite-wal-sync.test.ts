@@ -253,6 +253,31 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
     }
   });
 
+  it('a Kysely statement outside a unit that fails gets its own error at once, not the failure of a flush owed by others', async () => {
+    const flush = heldFlush();
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    const db = kyselyOf(store);
+    assert.ok(db !== undefined);
+    try {
+      const a = store.transaction((tx) => tx.meta.set('a', '1'));
+      await flush.asked(1);
+      const duplicate = db.insertInto('meta').values({ key: 'a', value: '2' }).execute();
+      const settled = await settledSoon(duplicate);
+      flush.calls[0]?.fail(new Error('EIO: i/o error, fdatasync'));
+      await assert.rejects(
+        duplicate,
+        { code: 'SQLITE_CONSTRAINT_PRIMARYKEY' },
+        'its own error, not the flush’s INTERNAL',
+      );
+      assert.equal(settled, true, 'it wrote nothing: it waited for no flush');
+      await assert.rejects(a, { code: 'INTERNAL' }, 'the unit the flush covered fails with it');
+      assert.equal(flush.calls.length, 1, 'the failed statement asked for no flush');
+    } finally {
+      flush.open();
+      await store.close();
+    }
+  });
+
   it('with the real fdatasync, concurrent units share flushes and their rows survive a reopen', async () => {
     const dir = tempDir('baton-store-');
     let flushes = 0;
