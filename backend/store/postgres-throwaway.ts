@@ -245,8 +245,20 @@ function withDatabase(url: string, name: string): string {
   return next.toString();
 }
 
-async function onServer(url: string, fn: (client: pg.Client) => Promise<void>): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
+/** Bounds on a maintenance connection: a server that takes the connection and never answers fails, not hangs. */
+const CONNECT_TIMEOUT_MS = 15_000;
+const QUERY_TIMEOUT_MS = 120_000;
+
+async function onServer(
+  url: string,
+  fn: (client: pg.Client) => Promise<void>,
+  connectTimeoutMs = CONNECT_TIMEOUT_MS,
+): Promise<void> {
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: connectTimeoutMs,
+    query_timeout: QUERY_TIMEOUT_MS,
+  });
   await client.connect();
   try {
     await fn(client);
@@ -281,13 +293,22 @@ function migratedTemplate(url: string): Promise<void> {
 /**
  * Creates database `name` on the server at `url`; returns the URL of the new database. With
  * `migrated: true` it is a copy of a database Baton's migrations already ran on (faster for tests that
- * do not test the migrations themselves); otherwise it is empty.
+ * do not test the migrations themselves); otherwise it is empty. A server that takes the connection and
+ * never answers fails it after `connectTimeoutMs` (15 s by default).
  */
-export async function createDatabase(url: string, name: string, options: { migrated?: boolean } = {}): Promise<string> {
+export async function createDatabase(
+  url: string,
+  name: string,
+  options: { migrated?: boolean; connectTimeoutMs?: number } = {},
+): Promise<string> {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
   if (options.migrated === true) await migratedTemplate(url);
-  await onServer(url, async (client) => {
-    await client.query(`CREATE DATABASE ${name}${options.migrated === true ? ` TEMPLATE ${TEMPLATE}` : ''}`);
-  });
+  await onServer(
+    url,
+    async (client) => {
+      await client.query(`CREATE DATABASE ${name}${options.migrated === true ? ` TEMPLATE ${TEMPLATE}` : ''}`);
+    },
+    options.connectTimeoutMs,
+  );
   return withDatabase(url, name);
 }

@@ -23,7 +23,8 @@ import type { AssuranceEvent } from '../../shared/events.js';
 import { MAX_BATCHES_IN_FLIGHT, type BackendMessage } from '../../shared/protocol.js';
 import { AdminClient, TEST_ORIGIN, TestConsole, type ConsoleSocket } from './backend-harness.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-server.js';
-import { TEST_ENGINE } from './test-database.js';
+import { withDeadline } from './deadline.js';
+import { DATABASE_WAIT_MS, TEST_ENGINE } from './test-database.js';
 import { KEY_ENCRYPTION_KEY_FILE, KeyEncryptionKey } from '../../backend/crypto/key-encryption-key.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -145,7 +146,11 @@ export class Cluster {
     const dirs: string[] = [];
     const nodes: ClusterNode[] = [];
     try {
-      const databaseUrl = await createDatabase(server.url, 'baton_cluster', { migrated: true });
+      const databaseUrl = await withDeadline(
+        'creating the cluster database baton_cluster',
+        () => createDatabase(server.url, 'baton_cluster', { migrated: true }),
+        DATABASE_WAIT_MS,
+      );
       const keys = mkdtempSync(join(tmpdir(), 'baton-cluster-keys-'));
       dirs.push(keys);
       KeyEncryptionKey.create(join(keys, KEY_ENCRYPTION_KEY_FILE));

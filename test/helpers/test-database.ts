@@ -29,7 +29,7 @@ export function sqliteOnly(why: string): false | string {
 }
 
 /** Creating or dropping a database takes well under a second on an idle server; a loaded one gets far more. */
-const DATABASE_WAIT_MS = 60_000;
+export const DATABASE_WAIT_MS = 60_000;
 /** initdb and a start: seconds normally; startPostgres bounds each step at 60 s and tries four ports. */
 const POSTGRES_START_MS = 150_000;
 

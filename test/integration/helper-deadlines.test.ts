@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { httpJson, startTestBackend, TestConsole } from '../helpers/backend-harness.js';
 import { ConsoleKey } from '../../main/core/console-key.js';
+import { createDatabase } from '../helpers/postgres-server.js';
 import { ConformanceReceiver } from '../helpers/ssf-receiver.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { dropTestDatabase, TEST_ENGINE, testDatabaseUrl } from '../helpers/test-database.js';
@@ -93,6 +94,28 @@ describe('test helpers facing a server that never answers', () => {
       seen.some((s) => s.startsWith('UPGRADE ')),
       'the server did take the upgrade',
     );
+  });
+});
+
+describe('creating a test database on a server that takes the connection and never answers', () => {
+  it('fails with the connection timeout instead of waiting without end', SAFETY, async () => {
+    let taken = 0;
+    const held: Socket[] = [];
+    const silent = createTcpServer((socket) => {
+      taken++;
+      held.push(socket);
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const url = `postgres://baton@127.0.0.1:${(silent.address() as AddressInfo).port}/postgres`;
+    try {
+      await assert.rejects(createDatabase(url, 'baton_never', { connectTimeoutMs: BOUND_MS }), /timeout/i);
+      assert.equal(taken, 1, 'the server did take the connection');
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+      await once(silent, 'close');
+    }
   });
 });
 
