@@ -26,6 +26,20 @@ describe('storageFault', () => {
   it('leaves everything else to the usual mapping', () => {
     assert.equal(storageFault(new Error('boom')), undefined);
     assert.equal(storageFault(coded('23505', 'duplicate key')), undefined);
+    // The same refusal from SQLite is no more a storage fault than from PostgreSQL: the same answer on both engines.
+    for (const code of [
+      'SQLITE_CONSTRAINT_PRIMARYKEY',
+      'SQLITE_CONSTRAINT_UNIQUE',
+      'SQLITE_CONSTRAINT',
+      'SQLITE_ERROR',
+      'SQLITE_MISMATCH',
+      'SQLITE_TOOBIG',
+    ]) {
+      assert.equal(storageFault(coded(code)), undefined, code);
+    }
+    assert.equal(storageFault(coded('SQLITE_IOERR_WRITE'))?.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(storageFault(coded('SQLITE_READONLY_DBMOVED'))?.code, 'STORAGE_UNAVAILABLE');
+    assert.equal(storageFault(coded('SQLITE_CONSTRAINT_TRIGGER'))?.code, 'STORAGE_UNAVAILABLE');
     assert.equal(storageFault(coded('25001', 'there is already a transaction in progress')), undefined);
     assert.equal(storageFault(new BatonError('NOT_FOUND', 'no')), undefined);
     assert.equal(storageFault('text'), undefined);

@@ -130,17 +130,30 @@ const CONNECTION_FAULTS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * SQLite's answers to a statement it refuses as written: the same statement fails again on a retry. A
+ * trigger's refusal (`SQLITE_CONSTRAINT_TRIGGER`: Baton's schema has none; a guard its administrator
+ * added, as a test adds one to stand for a full disk) stays a storage fault, like PostgreSQL's `RAISE`
+ * with an operational SQLSTATE.
+ */
+const SQLITE_REFUSED =
+  /^SQLITE_(CONSTRAINT(_(PRIMARYKEY|UNIQUE|NOTNULL|CHECK|FOREIGNKEY|DATATYPE|ROWID|PINNED))?|ERROR|MISMATCH|RANGE|MISUSE|TOOBIG)$/;
+
+/**
  * What a request tells its client when the store could not do its work, whatever the engine:
  * `DATABASE_UNREACHABLE` (503) for PostgreSQL (SQLSTATE classes 08 connection, 40 rollback such as a
  * deadlock or serialization failure, 53 resources, 57 operator intervention such as a shutdown, 58
  * system; a connection that failed, dropped or timed out), `STORAGE_UNAVAILABLE` (503) for SQLite
- * (full, read-only, I/O, busy). Undefined for anything else. (A damaged SQLite page is mapped to
- * `DATABASE_DAMAGED` before this, by the server.) The client retries later: a clear code, not a 500.
+ * (full, read-only, I/O, busy). Undefined for anything else, a statement the database refused as such
+ * included (a key, a constraint, a type, SQL it cannot run: `SQLITE_REFUSED`, as PostgreSQL's classes
+ * 22, 23 and 42 are left out): retrying would not help, so it is the server's fault, as on PostgreSQL. (A
+ * damaged SQLite page is mapped to `DATABASE_DAMAGED` before this, by the server.) The client retries
+ * later: a clear code, not a 500.
  */
 export function storageFault(error: unknown): BatonError | undefined {
   if (!(error instanceof Error)) return undefined;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && code.startsWith('SQLITE_')) {
+    if (SQLITE_REFUSED.test(code)) return undefined;
     return new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot use its database; retry later', { cause: error });
   }
   const pg =
