@@ -186,6 +186,8 @@ export const ERROR_STATUS = {
   EVENT_SUBJECT_NOT_WITNESSED: 403,
   /** A console's lock, resume or end was stored but not applied to the session (e.g. a resume outside the grace). */
   EVENT_SESSION_CHANGE_REFUSED: 409,
+  /** A console acknowledged a revocation epoch above any its backend node has sent: not recorded; the socket stays. */
+  REVOCATION_ACK_EPOCH_UNKNOWN: 409,
   /** The store refused a write (disk full, read-only, I/O error, busy): nothing from the batch was stored; send it again. */
   STORAGE_UNAVAILABLE: 503,
   // Agent

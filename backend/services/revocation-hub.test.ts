@@ -171,7 +171,8 @@ describe('RevocationHub on the async store', () => {
       node([]),
       logger,
     );
-    hub.acknowledge('con_b', 1);
+    await hub.catchUp('con_b', 0); // it reconnects: told of every epoch so far (an ack of one never sent is refused)
+    assert.equal(hub.acknowledge('con_b', 1), true);
     await assert.rejects(hub.flushAcks(), /database away/);
     assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 0);
     down = false;
@@ -197,6 +198,7 @@ describe('RevocationHub on the async store', () => {
       node([]),
       logger,
     );
+    await hub.catchUp('con_a', 0); // told of epochs 1 and 2
     hub.acknowledge('con_a', 1);
     hub.acknowledge('con_a', 2);
     hub.acknowledge('con_a', 1); // late and lower: the epoch stays 2
@@ -293,6 +295,188 @@ describe('RevocationHub and its own bus pointer', () => {
       }
     } finally {
       await server.stop();
+    }
+  });
+});
+
+/**
+ * Each delivery row gets the time its console first acknowledged its epoch (the hub's clock), not that of
+ * a later ack written with it: a console that answers fan-out E and then E + 1 while E's rows still wait
+ * (another console is silent), and one that answers both late, after those rows were written, in one write.
+ * Before, the hub kept one ack per console (its highest) and marked both rows with the second ack's time.
+ */
+async function ackTimesCase(store: Store): Promise<void> {
+  let now = clock();
+  const at = () => now;
+  const consoles = node(['con_fast', 'con_late', 'con_silent']);
+  const events = new EventLog(store, at, logger, new InProcessBus({ nodeId: 'node-times', logger }));
+  const hub = new RevocationHub(store, events, sessions, at, consoles, logger);
+  await hub.resync();
+  const first = (await hub.revoke('operator', 'op_t1', 'left the bank', 'admin:1')).revocation.epoch;
+  now += 10;
+  hub.acknowledge('con_fast', first);
+  const second = (await hub.revoke('operator', 'op_t2', 'left the bank', 'admin:1')).revocation.epoch;
+  now += 10;
+  hub.acknowledge('con_fast', second); // within the first fan-out's wait: its rows are not written yet
+  await hub.flushAcks(first); // both fan-outs' rows, at the end of the first one's wait
+  now += 10;
+  hub.acknowledge('con_late', first);
+  now += 10;
+  hub.acknowledge('con_late', second); // in the same turn: one write, after the rows were written unacknowledged
+  await hub.flushAcks();
+  const ackedAt = async (epoch: number) =>
+    Object.fromEntries((await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]));
+  const sent = clock();
+  assert.deepEqual(await ackedAt(first), { con_fast: sent + 10, con_late: sent + 30, con_silent: null });
+  assert.deepEqual(await ackedAt(second), { con_fast: sent + 20, con_late: sent + 40, con_silent: null });
+  for (const id of ['con_fast', 'con_late']) assert.equal((await store.consoles.get(id))?.revocationEpoch, second);
+}
+
+/** The same, when the writes fail for a while (the database away): every row keeps its ack time for the retry. */
+async function ackTimesRetryCase(store: Store): Promise<void> {
+  let now = clock();
+  const at = () => now;
+  let down = true;
+  const away = () => Promise.reject(new Error('database away'));
+  const flaky: Store = {
+    ...store,
+    revocations: Object.assign(Object.create(store.revocations) as Store['revocations'], {
+      recordDeliveries: (...args: Parameters<Store['revocations']['recordDeliveries']>) =>
+        down ? away() : store.revocations.recordDeliveries(...args),
+      recordAcks: (acks: Parameters<Store['revocations']['recordAcks']>[0]) =>
+        down ? away() : store.revocations.recordAcks(acks),
+    }),
+  };
+  const events = new EventLog(store, at, logger, new InProcessBus({ nodeId: 'node-retry', logger }));
+  const hub = new RevocationHub(flaky, events, sessions, at, node(['con_fast', 'con_late']), logger);
+  await hub.resync();
+  const first = (await hub.revoke('operator', 'op_t1', 'left the bank', 'admin:1')).revocation.epoch;
+  now += 10;
+  hub.acknowledge('con_fast', first);
+  const second = (await hub.revoke('operator', 'op_t2', 'left the bank', 'admin:1')).revocation.epoch;
+  now += 10;
+  hub.acknowledge('con_fast', second);
+  await assert.rejects(hub.flushAcks(first), /database away/);
+  now += 10;
+  hub.acknowledge('con_late', first); // while the rows wait for the retry
+  now += 10;
+  hub.acknowledge('con_late', second);
+  await assert.rejects(hub.flushAcks(), /database away/);
+  down = false;
+  await hub.flushAcks();
+  const ackedAt = async (epoch: number) =>
+    Object.fromEntries((await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]));
+  const sent = clock();
+  assert.deepEqual(await ackedAt(first), { con_fast: sent + 10, con_late: sent + 30 });
+  assert.deepEqual(await ackedAt(second), { con_fast: sent + 20, con_late: sent + 40 });
+}
+
+/**
+ * A console's ack of an epoch this node never sent it (a bug, or tampering) is refused, logged at warn
+ * with a stable code and records nothing: neither the console's epoch nor a row written while it would
+ * have been pending. An epoch it was sent by a push of another node's revocation (the bus pointer) or
+ * handed in a catch-up read from the store (newer than this node's pushes) is acknowledged as ever.
+ */
+async function unsentEpochCase(store: Store): Promise<void> {
+  const warnings: { code?: string; console?: string; epoch?: number }[] = [];
+  const watched = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as never) });
+  const consoles = node(['con_fast']);
+  const events = new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-unsent', logger }));
+  const hub = new RevocationHub(store, events, sessions, clock, consoles, watched);
+  await hub.resync();
+  const known = (await store.consoles.get('con_fast'))?.revocationEpoch;
+  const epoch = (await hub.revoke('operator', 'op_u1', 'left the bank', 'admin:1')).revocation.epoch;
+  const recorded = hub.acknowledge('con_fast', 1_000_000_000);
+  await hub.flushAcks(epoch); // its row, written at the end of its wait: it was not answered
+  assert.deepEqual(
+    (await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]),
+    [['con_fast', null]],
+  );
+  assert.equal((await store.consoles.get('con_fast'))?.revocationEpoch, known, 'its epoch did not move');
+  assert.equal(recorded, false, 'the caller is told (it tells the console)');
+  assert.deepEqual(
+    warnings.map((w) => [w.code, w.console, w.epoch]),
+    [['REVOCATION_ACK_EPOCH_UNKNOWN', 'con_fast', 1_000_000_000]],
+  );
+
+  // Committed by another node and not pushed here yet: a console reconnecting here is handed it in its catch-up.
+  const elsewhere = await store.revocations.insert({
+    kind: 'operator',
+    targetId: 'op_u2',
+    operatorId: 'op_u2',
+    consoleId: null,
+    reason: 'left the bank',
+    actor: 'admin:2',
+    at: clock(),
+  });
+  const catchUp = await hub.catchUp('con_back', epoch);
+  assert.equal(catchUp?.epoch, elsewhere.epoch);
+  assert.equal(hub.acknowledge('con_back', elsewhere.epoch), true);
+  // Its bus pointer arrives: pushed to the consoles here, which acknowledge it.
+  await hub.deliverUpTo(elsewhere.epoch);
+  assert.equal(hub.acknowledge('con_fast', elsewhere.epoch), true);
+  assert.equal(hub.acknowledge('con_fast', elsewhere.epoch + 1), false, 'the next epoch is not sent yet');
+  await hub.flushAcks();
+  assert.equal((await store.consoles.get('con_fast'))?.revocationEpoch, elsewhere.epoch);
+  assert.equal((await store.consoles.get('con_back'))?.revocationEpoch, elsewhere.epoch);
+  assert.notEqual((await store.revocations.deliveries(epoch))[0]?.ackedAt ?? null, null, 'covered by the real ack');
+}
+
+describe('RevocationHub acknowledgements: each row at its own time, never an epoch not sent', () => {
+  const cases: [string, (store: Store) => Promise<void>][] = [
+    [
+      'a console answering fan-out E, then E + 1 within its wait (or both late, in one write): the row of E has the time of the ack of E',
+      ackTimesCase,
+    ],
+    [
+      'the same when the database is away for a while: the rows and acks kept for the retry keep their times',
+      ackTimesRetryCase,
+    ],
+    [
+      'an ack of an epoch this node never pushed nor handed out is refused and records nothing; one it handed out in a catch-up or pushed from another node counts',
+      unsentEpochCase,
+    ],
+  ];
+  /** The rows both cases need. */
+  async function seed(store: Store): Promise<void> {
+    for (const id of ['con_fast', 'con_late', 'con_silent', 'con_back']) await insertConsole(store, id, clock());
+    for (const id of ['op_t1', 'op_t2', 'op_u1', 'op_u2']) await insertOperator(store, id, clock());
+  }
+
+  for (const [title, run] of cases) {
+    it(`${title} (embedded SQLite)`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'baton-ack-times-'));
+      const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
+      try {
+        await seed(store);
+        await run(store);
+      } finally {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  describe('on PostgreSQL', { skip: postgresSkip() }, () => {
+    let server: Awaited<ReturnType<typeof startPostgres>> | undefined;
+    let databases = 0;
+    before(async () => {
+      server = await startPostgres();
+    });
+    after(async () => {
+      await server?.stop();
+    });
+    for (const [title, run] of cases) {
+      it(`${title} (PostgreSQL)`, async () => {
+        const url = await createDatabase(server?.url ?? '', `ack_times_${++databases}`, { migrated: true });
+        const store = await openPostgresStore({ url, poolSize: 2 });
+        try {
+          await seed(store);
+          await run(store);
+        } finally {
+          await store.close();
+        }
+      });
     }
   });
 });

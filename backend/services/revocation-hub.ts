@@ -17,24 +17,31 @@ export interface ConsolePusher {
 }
 
 /**
- * A fan-out's delivery rows waiting for the writer; `settle` tells the push how its first attempt went.
- * `waiting`: the consoles sent it that have not acknowledged it yet, until `until` (performance.now()):
- * while any console of a delivery is awaited, nothing is written (see FANOUT_ACK_WAIT_MS).
+ * A fan-out's delivery rows waiting for the writer (sent at `at`); `settle` tells the push how its first
+ * attempt went. Each console sent it is in `unacked` until an acknowledgement covering its epoch (of it
+ * or a later one) comes, then in `acked` with that ack's time: its row is written acknowledged then, not
+ * at the time of a later ack written with it. `held`: the writer waits for the consoles in `unacked`,
+ * until `until` (performance.now()): while any console of a held delivery is awaited, nothing is written
+ * (see FANOUT_ACK_WAIT_MS).
  */
 interface PendingDelivery {
   epoch: number;
-  consoles: string[];
   at: number;
   settle: (error: unknown) => void;
-  waiting: Set<string>;
+  unacked: Set<string>;
+  acked: Map<string, number>;
+  held: boolean;
   until: number;
 }
 
-/** An acknowledgement not yet written: the console's highest epoch, and when it said so. */
+/** An acknowledgement not yet written: an epoch a console acknowledged, and when it said so. */
 interface PendingAck {
   epoch: number;
   at: number;
 }
+
+/** What `recordAcks` writes of an ack, or of a delivery row written acknowledged (`sentAt`). */
+type AckEntry = Parameters<Store['revocations']['recordAcks']>[0][number];
 
 /**
  * What a caller writes in a revocation's own unit of work (the Shared Signals receiver: a held SET's claim checked
@@ -57,6 +64,11 @@ export interface RevocationOutcome {
 const ACK_RETRY_MS = 1000;
 /** Acks kept for a retry at most (the oldest dropped): a console re-acknowledges on its next catch-up anyway. */
 const MAX_PENDING_ACKS = 100_000;
+/**
+ * Acks of rising epochs kept per console between two writes (the oldest dropped: the rows it alone
+ * covered then take the next one's time). A console answers each fan-out: a few within one write.
+ */
+const ACKS_KEPT_PER_CONSOLE = 8;
 /** How many recent epochs' push counts are kept (what `revoke` reports as `pushedTo`). */
 const PUSH_COUNTS_KEPT = 1024;
 /**
@@ -79,14 +91,15 @@ const DROPPED = new Error('revocation delivery rows dropped after failed writes'
  */
 export class RevocationHub {
   /**
-   * Acknowledgements not yet written, one per console (its highest epoch; `at` when it said so).
-   * Written by a group commit: the first ack after an idle spell is written at the next turn of the
-   * event loop (with whatever arrived in the same turn) unless a fan-out is waiting for its consoles
-   * (then at the end of that wait, FANOUT_ACK_WAIT_MS), and the acks that arrive while a write is
-   * running are written together right after it — one write per round trip of the database, never
-   * one per ack.
+   * Acknowledgements not yet written: per console, the acks that raised its epoch, in order (at most
+   * ACKS_KEPT_PER_CONSOLE; `at` when it said so), so each of its rows written before is marked with the
+   * first that covered it. Written by a group commit: the first ack after an idle spell is written at
+   * the next turn of the event loop (with whatever arrived in the same turn) unless a fan-out is waiting
+   * for its consoles (then at the end of that wait, FANOUT_ACK_WAIT_MS), and the acks that arrive while
+   * a write is running are written together right after it — one write per round trip of the database,
+   * never one per ack.
    */
-  private pendingAcks = new Map<string, PendingAck>();
+  private pendingAcks = new Map<string, PendingAck[]>();
   /** The ack writes, one after the other (each takes every ack pending when it starts). */
   private ackWriting: Promise<unknown> = Promise.resolve();
   /** A write is scheduled (its `flushAcks` not called yet): acks until then ride on it. */
@@ -105,6 +118,12 @@ export class RevocationHub {
    * pointer (from any node), a resync after a dropped bus connection.
    */
   private pushedUpTo: number | undefined;
+  /**
+   * The highest epoch this node has sent a console: pushed (`push`, from this node's revocations or
+   * another's through the bus) or handed out in a catch-up (`catchUp`, which may read a newer epoch than
+   * `pushedUpTo`). An acknowledgement above it is refused (`acknowledge`): no console here was told of it.
+   */
+  private sentUpTo = 0;
   private delivering: Promise<unknown> = Promise.resolve();
   private readonly pushCounts = new Map<number, number>();
   /**
@@ -394,23 +413,42 @@ export class RevocationHub {
     }
     // A revocation committed between the two reads is in `records`: the epoch covers it.
     const epoch = records.reduce((max, r) => Math.max(max, r.epoch), current);
+    this.sentUpTo = Math.max(this.sentUpTo, epoch); // before the console can answer it
     return { type: 'revocation', epoch, items };
   }
 
-  /** A console applied everything up to `epoch`. Written by a group commit (thousands arrive at once). */
-  acknowledge(consoleId: string, epoch: number): void {
-    const pending = this.pendingAcks.get(consoleId);
-    // One row per console: its highest epoch covers the lower ones (a delivery is acknowledged up to it).
-    if (pending === undefined || epoch >= pending.epoch) this.pendingAcks.set(consoleId, { epoch, at: this.clock() });
+  /**
+   * A console applied everything up to `epoch`. Written by a group commit (thousands arrive at once).
+   * Returns false, recording nothing, for an epoch above any this node has sent (a console's bug or
+   * tampering: its stored epoch would jump, and rows written meanwhile be marked acknowledged unseen);
+   * the caller tells the console (REVOCATION_ACK_EPOCH_UNKNOWN).
+   */
+  acknowledge(consoleId: string, epoch: number): boolean {
+    if (epoch > this.sentUpTo) {
+      this.logger.warn(
+        { console: consoleId, epoch, sentUpTo: this.sentUpTo, code: 'REVOCATION_ACK_EPOCH_UNKNOWN' },
+        'a console acknowledged a revocation epoch this node never sent; not recorded',
+      );
+      return false;
+    }
+    const at = this.clock();
+    const acks = this.pendingAcks.get(consoleId);
+    // Only an ack that raises its epoch counts: a lower or equal one covers nothing a pending one does not, earlier.
+    if (acks === undefined) this.pendingAcks.set(consoleId, [{ epoch, at }]);
+    else if (epoch > (acks.at(-1)?.epoch ?? 0)) {
+      acks.push({ epoch, at });
+      if (acks.length > ACKS_KEPT_PER_CONSOLE) acks.shift();
+    }
     let awaited = false;
     for (const delivery of this.pendingDeliveries) {
-      if (delivery.waiting.size === 0) continue;
-      if (delivery.epoch <= epoch) delivery.waiting.delete(consoleId);
-      if (delivery.waiting.size > 0) awaited = true;
+      if (delivery.unacked.size === 0) continue;
+      if (delivery.epoch <= epoch && delivery.unacked.delete(consoleId)) delivery.acked.set(consoleId, at);
+      if (awaits(delivery)) awaited = true;
     }
     // The last console a fan-out waited for: its rows and acks are written now, not at the end of the wait.
     if (!awaited && this.writeTimer !== undefined && this.ackRetryAt <= performance.now()) this.cancelScheduledWrite();
     this.scheduleAckWrite();
+    return true;
   }
 
   /**
@@ -442,7 +480,7 @@ export class RevocationHub {
   /** Whether rows or acks of `epoch` (an ack of a later epoch covers it) are not written yet. */
   private pendsFor(epoch: number): boolean {
     if (this.pendingDeliveries.some((delivery) => delivery.epoch === epoch)) return true;
-    for (const ack of this.pendingAcks.values()) if (ack.epoch >= epoch) return true;
+    for (const acks of this.pendingAcks.values()) if ((acks.at(-1)?.epoch ?? 0) >= epoch) return true;
     return false;
   }
 
@@ -459,24 +497,25 @@ export class RevocationHub {
    * writer more than FANOUT_ACK_WAIT_MS.
    */
   private holdEnd(): number {
-    if (!this.pendingDeliveries.some((delivery) => delivery.waiting.size > 0)) return 0;
+    if (!this.pendingDeliveries.some(awaits)) return 0;
     // The oldest fan-out not written yet, whether or not its own consoles have all answered.
     let end = Number.POSITIVE_INFINITY;
     for (const delivery of this.pendingDeliveries) end = Math.min(end, delivery.until);
     if (end > performance.now()) return end;
-    for (const delivery of this.pendingDeliveries) delivery.waiting.clear();
+    for (const delivery of this.pendingDeliveries) delivery.held = false;
     return 0;
   }
 
   /**
    * Writes the pending delivery rows, then the pending acks, so the rows they mark exist by then; both
    * taken at once, so an ack that arrives during the write waits for the next. A row whose console
-   * acknowledged exactly its epoch is not written on its own: the ack's write inserts it, acknowledged
-   * (`recordAcks` with `sentAt`), so a fan-out whose consoles all answered is one write of its rows.
+   * acknowledged its epoch (an ack of it or a later one) is not written on its own: the acks' write
+   * inserts it, acknowledged at that console's first ack covering it (`recordAcks` with `sentAt`), so a
+   * fan-out whose consoles all answered is one write of its rows, each at its own console's time.
    * Unless `force`, nothing is written while a fan-out waits for its consoles (its end schedules it).
    */
   private async writeAcks(force: boolean): Promise<void> {
-    if (force) for (const delivery of this.pendingDeliveries) delivery.waiting.clear();
+    if (force) for (const delivery of this.pendingDeliveries) delivery.held = false;
     else if (this.holdEnd() > 0) {
       this.scheduleAckWrite();
       return;
@@ -486,56 +525,85 @@ export class RevocationHub {
     if (deliveries.length === 0 && acks.size === 0) return;
     this.pendingDeliveries = [];
     this.pendingAcks = new Map();
-    const entries = new Map<string, { consoleId: string; epoch: number; at: number; sentAt?: number }>();
-    for (const [consoleId, ack] of acks) entries.set(consoleId, { consoleId, ...ack });
-    /** Per delivery: the consoles whose row is written on its own (no ack of its epoch), and those written with their ack. */
-    const split = deliveries.map((delivery) => {
-      const alone: string[] = [];
-      const withAck: string[] = [];
-      for (const consoleId of delivery.consoles) {
-        const entry = entries.get(consoleId);
-        if (entry !== undefined && entry.epoch === delivery.epoch && entry.sentAt === undefined) {
-          entry.sentAt = delivery.at;
-          withAck.push(consoleId);
-        } else {
-          alone.push(consoleId);
+    // One entry per ack, and per row written with an ack: on the ack's entry when it is of the row's epoch
+    // (a fan-out whose consoles answered it: one entry a console), else one of its own.
+    const entries: AckEntry[] = [];
+    const byConsole = new Map<string, AckEntry[]>();
+    for (const [consoleId, list] of acks) {
+      const own: AckEntry[] = list.map((ack) => ({ consoleId, epoch: ack.epoch, at: ack.at }));
+      byConsole.set(consoleId, own);
+      entries.push(...own);
+    }
+    /** Per delivery, the consoles whose row is written on its own (no ack covering its epoch): unacknowledged. */
+    const alone = deliveries.map((delivery) => {
+      for (const [consoleId, at] of delivery.acked) {
+        const same = byConsole.get(consoleId)?.find((e) => e.epoch === delivery.epoch && e.sentAt === undefined);
+        if (same === undefined) entries.push({ consoleId, epoch: delivery.epoch, at, sentAt: delivery.at });
+        else {
+          same.sentAt = delivery.at;
+          same.at = Math.min(same.at, at);
         }
       }
-      return { alone, withAck };
+      return [...delivery.unacked];
     });
     let written = 0;
     try {
       for (; written < deliveries.length; written++) {
-        const { alone } = split[written] as { alone: string[] };
         const delivery = deliveries[written] as PendingDelivery;
-        if (alone.length > 0) await this.store.revocations.recordDeliveries(delivery.epoch, alone, delivery.at);
+        const consoles = alone[written] as string[];
+        if (consoles.length > 0) await this.store.revocations.recordDeliveries(delivery.epoch, consoles, delivery.at);
       }
       // One unit of a few statements whatever the number of acks (PostgreSQL: arrays, not a row each;
-      // one statement for a single console).
-      if (entries.size > 0) await this.store.revocations.recordAcks([...entries.values()]);
+      // one statement for a single console and epoch).
+      if (entries.length > 0) await this.store.revocations.recordAcks(entries);
     } catch (error) {
       // Kept for a retry (the database may be restarting): the rows not written (those that were to ride on
-      // the acks too), before any pushed meanwhile; the acks, an ack that arrived meanwhile winning.
-      const kept = deliveries
-        .map((delivery, i) =>
-          i < written ? { ...delivery, consoles: (split[i] as { withAck: string[] }).withAck } : delivery,
-        )
-        .filter((delivery) => delivery.consoles.length > 0);
+      // the acks too, with their ack times), before any pushed meanwhile; the acks, those that arrived meanwhile
+      // after them.
+      const kept = deliveries.filter((delivery, i) => {
+        if (i < written) delivery.unacked.clear();
+        delivery.held = false;
+        return rows(delivery) > 0;
+      });
       this.pendingDeliveries.unshift(...kept);
-      for (const [consoleId, ack] of acks) {
-        const newer = this.pendingAcks.get(consoleId);
-        if (newer === undefined || newer.epoch < ack.epoch) this.pendingAcks.set(consoleId, ack);
-      }
-      for (const consoleId of this.pendingAcks.keys()) {
-        if (this.pendingAcks.size <= MAX_PENDING_ACKS) break;
-        this.pendingAcks.delete(consoleId); // the oldest first (insertion order)
-      }
+      this.putBack(acks);
       for (const delivery of deliveries) delivery.settle(error);
       this.retryLater();
       throw error;
     }
     this.writesFailing = false;
     for (const delivery of deliveries) delivery.settle(undefined);
+  }
+
+  /**
+   * The acks of a failed write, back with those that arrived meanwhile (after them, each console's
+   * only where they raise its epoch). Past MAX_PENDING_ACKS acks, each console keeps only its latest
+   * (its epoch kept, the rows below marked at that ack's time), then the oldest consoles' are dropped.
+   */
+  private putBack(acks: Map<string, PendingAck[]>): void {
+    const arrived = this.pendingAcks;
+    this.pendingAcks = acks;
+    let count = 0;
+    for (const [consoleId, list] of acks) {
+      for (const ack of arrived.get(consoleId) ?? []) if (ack.epoch > (list.at(-1)?.epoch ?? 0)) list.push(ack);
+      if (list.length > ACKS_KEPT_PER_CONSOLE) list.splice(0, list.length - ACKS_KEPT_PER_CONSOLE);
+      count += list.length;
+    }
+    for (const [consoleId, list] of arrived) {
+      if (acks.has(consoleId)) continue;
+      acks.set(consoleId, list);
+      count += list.length;
+    }
+    for (const list of acks.values()) {
+      if (count <= MAX_PENDING_ACKS) break;
+      count -= list.length - 1;
+      list.splice(0, list.length - 1);
+    }
+    for (const consoleId of acks.keys()) {
+      if (count <= MAX_PENDING_ACKS) break;
+      acks.delete(consoleId); // the oldest first (insertion order)
+      count--;
+    }
   }
 
   /** After a failed write: the next attempt waits ACK_RETRY_MS (the database is away). */
@@ -553,35 +621,40 @@ export class RevocationHub {
     return new Promise<unknown>((resolve) => {
       let settled = false;
       // Consoles that answered during the send loop (its frames are written synchronously) are not awaited.
-      const waiting = new Set<string>();
-      for (const consoleId of consoles)
-        if ((this.pendingAcks.get(consoleId)?.epoch ?? -1) < epoch) waiting.add(consoleId);
+      const unacked = new Set<string>();
+      const acked = new Map<string, number>();
+      for (const consoleId of consoles) {
+        const covering = this.pendingAcks.get(consoleId)?.find((ack) => ack.epoch >= epoch);
+        if (covering === undefined) unacked.add(consoleId);
+        else acked.set(consoleId, covering.at);
+      }
       this.pendingDeliveries.push({
         epoch,
-        consoles,
         at,
         settle: (error) => {
           if (settled) return;
           settled = true;
           resolve(error);
         },
-        waiting,
+        unacked,
+        acked,
+        held: true,
         until: performance.now() + FANOUT_ACK_WAIT_MS,
       });
       let queued = 0;
-      for (const d of this.pendingDeliveries) queued += d.consoles.length;
+      for (const d of this.pendingDeliveries) queued += rows(d);
       if (queued > MAX_PENDING_ACKS) {
         // Past the bound, no fan-out waits for its consoles any longer: the write runs now.
-        for (const d of this.pendingDeliveries) d.waiting.clear();
+        for (const d of this.pendingDeliveries) d.held = false;
         this.cancelScheduledWrite();
       }
       // Only while the writes fail (the database away) are the oldest rows dropped.
       while (queued > MAX_PENDING_ACKS && this.pendingDeliveries.length > 1 && this.writesFailing) {
         const dropped = this.pendingDeliveries.shift() as PendingDelivery;
-        queued -= dropped.consoles.length;
+        queued -= rows(dropped);
         dropped.settle(DROPPED);
         this.logger.error(
-          { epoch: dropped.epoch, consoles: dropped.consoles.length, code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
+          { epoch: dropped.epoch, consoles: rows(dropped), code: 'REVOCATION_DELIVERY_WRITE_FAILED' },
           'revocation delivery rows dropped after failed writes; the revocation stands',
         );
       }
@@ -626,6 +699,8 @@ export class RevocationHub {
     const targets = this.targetsFor(record);
     const message: RevocationMessage = { type: 'revocation', epoch: record.epoch, items: [toItem(record)] };
     const data = Buffer.from(JSON.stringify(message)); // encoded once for every console
+    // Before the first send: a console may answer within it.
+    this.sentUpTo = Math.max(this.sentUpTo, record.epoch);
     const sent: string[] = [];
     for (const consoleId of targets) if (this.pusher.sendRaw(consoleId, data)) sent.push(consoleId);
     if (record.kind === 'console') {
@@ -669,6 +744,16 @@ export class RevocationHub {
         return [];
     }
   }
+}
+
+/** Whether the writer waits for a console of this fan-out. */
+function awaits(delivery: PendingDelivery): boolean {
+  return delivery.held && delivery.unacked.size > 0;
+}
+
+/** A fan-out's delivery rows not written yet. */
+function rows(delivery: PendingDelivery): number {
+  return delivery.unacked.size + delivery.acked.size;
 }
 
 function alreadyRevoked(kind: RevocationKind, id: string): BatonError {

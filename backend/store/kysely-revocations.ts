@@ -136,12 +136,13 @@ export class KyselyRevocations implements RevocationRepository {
   }
   async recordAcks(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): Promise<void> {
     if (acks.length === 0) return;
-    // Lock order (repositories.ts): consoles in ascending id, then their deliveries.
-    const sorted = [...acks].sort((a, b) => (a.consoleId < b.consoleId ? -1 : a.consoleId > b.consoleId ? 1 : 0));
+    // Lock order (repositories.ts): consoles in ascending id, then their deliveries. Each console's entries
+    // in ascending epoch, one per epoch, with the range of rows each one marks.
+    const sorted = ackRanges(acks);
     /** Acks whose delivery row the node may not have written yet: written here if missing (an upsert). */
     const upserts = sorted.filter((a) => a.sentAt !== undefined);
     if (this.ctx.dialect === 'postgres' && sorted.length === 1 && !this.ctx.inTransaction) {
-      // One console (the single-console revocation): one statement, atomic on its own, one round
+      // One console, one epoch (the single-console revocation): one statement, atomic on its own, one round
       // trip. Its one console row is locked first (UPDATE), then its deliveries (the scalar
       // subqueries on `c` and `d` run before the statements that use them).
       const [ack] = sorted as [(typeof sorted)[number]];
@@ -167,16 +168,20 @@ export class KyselyRevocations implements RevocationRepository {
     }
     await atomic(this.ctx, async (db) => {
       if (this.ctx.dialect === 'postgres') {
-        const ids = sorted.map((a) => a.consoleId);
-        const epochs = sorted.map((a) => a.epoch);
-        const ats = sorted.map((a) => a.at);
+        // Each console's highest epoch (its last entry), for its own row.
+        const highest = sorted.filter((a, i) => sorted[i + 1]?.consoleId !== a.consoleId);
+        const ids = highest.map((a) => a.consoleId);
         await sql`SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`.execute(db);
         await sql`UPDATE consoles c SET revocation_epoch = GREATEST(c.revocation_epoch, a.epoch)
-          FROM unnest(${ids}::text[], ${epochs}::bigint[]) AS a(console_id, epoch)
+          FROM unnest(${ids}::text[], ${highest.map((a) => a.epoch)}::bigint[]) AS a(console_id, epoch)
           WHERE c.id = a.console_id`.execute(db);
+        // The ranges of one console do not overlap: a row is matched by one entry at most.
         await sql`UPDATE revocation_deliveries d SET acked_at = a.at
-          FROM unnest(${ids}::text[], ${epochs}::bigint[], ${ats}::bigint[]) AS a(console_id, epoch, at)
-          WHERE d.console_id = a.console_id AND d.epoch <= a.epoch AND d.acked_at IS NULL`.execute(db);
+          FROM unnest(${sorted.map((a) => a.consoleId)}::text[], ${sorted.map((a) => a.above)}::bigint[],
+            ${sorted.map((a) => a.epoch)}::bigint[], ${sorted.map((a) => a.at)}::bigint[])
+            AS a(console_id, above, epoch, at)
+          WHERE d.console_id = a.console_id AND d.epoch > a.above AND d.epoch <= a.epoch
+            AND d.acked_at IS NULL`.execute(db);
         if (upserts.length > 0) {
           // A row committed meanwhile (after the UPDATE read) conflicts: marked acknowledged too.
           await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
@@ -187,16 +192,17 @@ export class KyselyRevocations implements RevocationRepository {
         }
         return;
       }
-      // SQLite: three statements whatever the number of acks (one writer, so no lock order to keep),
-      // the acks as one JSON array parameter of [console, epoch, at, sentAt | null] (json_each).
-      const rows = JSON.stringify(sorted.map((a) => [a.consoleId, a.epoch, a.at, a.sentAt ?? null]));
-      const acks = sql`(SELECT value ->> 0 AS console_id, value ->> 1 AS epoch, value ->> 2 AS at,
-        value ->> 3 AS sent_at FROM json_each(${rows}))`;
+      // SQLite: three statements whatever the number of acks (one writer, so no lock order to keep), the
+      // acks as one JSON array parameter of [console, above, epoch, at, sentAt | null] (json_each).
+      const rows = JSON.stringify(sorted.map((a) => [a.consoleId, a.above, a.epoch, a.at, a.sentAt ?? null]));
+      const acks = sql`(SELECT value ->> 0 AS console_id, value ->> 1 AS above, value ->> 2 AS epoch,
+        value ->> 3 AS at, value ->> 4 AS sent_at FROM json_each(${rows}))`;
       await sql`UPDATE consoles SET revocation_epoch = MAX(revocation_epoch, a.epoch)
-        FROM ${acks} AS a WHERE consoles.id = a.console_id`.execute(db);
+        FROM (SELECT console_id, MAX(epoch) AS epoch FROM ${acks} GROUP BY console_id) AS a
+        WHERE consoles.id = a.console_id`.execute(db);
       await sql`UPDATE revocation_deliveries SET acked_at = a.at FROM ${acks} AS a
-        WHERE revocation_deliveries.console_id = a.console_id AND revocation_deliveries.epoch <= a.epoch
-          AND revocation_deliveries.acked_at IS NULL`.execute(db);
+        WHERE revocation_deliveries.console_id = a.console_id AND revocation_deliveries.epoch > a.above
+          AND revocation_deliveries.epoch <= a.epoch AND revocation_deliveries.acked_at IS NULL`.execute(db);
       if (upserts.length > 0) {
         await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
           SELECT a.epoch, a.console_id, a.sent_at, a.at FROM ${acks} AS a WHERE a.sent_at IS NOT NULL
@@ -218,6 +224,37 @@ export class KyselyRevocations implements RevocationRepository {
       ackedAt: optNum(row, 'acked_at'),
     }));
   }
+}
+
+/**
+ * `recordAcks`' entries in ascending console id, then epoch, one per console and epoch (a `sentAt` if
+ * any has one), each with `above`: the epoch of its console's previous entry (0 for its first). An entry
+ * marks its console's unacknowledged rows above that and up to its epoch, at the earliest `at` of its
+ * console's entries of its epoch or higher: the first acknowledgement that covered them.
+ */
+function ackRanges(
+  acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[],
+): { consoleId: string; above: number; epoch: number; at: number; sentAt?: number }[] {
+  const sorted = [...acks].sort((a, b) =>
+    a.consoleId < b.consoleId ? -1 : a.consoleId > b.consoleId ? 1 : a.epoch - b.epoch,
+  );
+  const out: { consoleId: string; above: number; epoch: number; at: number; sentAt?: number }[] = [];
+  for (const ack of sorted) {
+    const last = out.at(-1);
+    if (last?.consoleId === ack.consoleId && last.epoch === ack.epoch) {
+      last.at = Math.min(last.at, ack.at);
+      if (ack.sentAt !== undefined) last.sentAt = ack.sentAt;
+      continue;
+    }
+    out.push({ ...ack, above: last?.consoleId === ack.consoleId ? last.epoch : 0 });
+  }
+  // An entry's rows were covered too by any later epoch of its console acknowledged earlier: the earliest counts.
+  for (let i = out.length - 2; i >= 0; i--) {
+    const entry = out[i] as (typeof out)[number];
+    const next = out[i + 1] as (typeof out)[number];
+    if (next.consoleId === entry.consoleId && next.at < entry.at) entry.at = next.at;
+  }
+  return out;
 }
 
 /**

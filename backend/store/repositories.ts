@@ -343,13 +343,16 @@ export interface RevocationRepository {
   recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void>;
   recordAck(consoleId: string, epoch: number, at: number): Promise<void>;
   /**
-   * Each console applied every revocation up to its epoch (at most one entry per console): its
-   * revocation_epoch is raised (never lowered) and its unacknowledged deliveries up to that epoch are
-   * marked acknowledged at `at`, in one unit and a few statements whatever the number of consoles
-   * (the revocation hub's group commit of thousands of acks). Locks consoles in ascending id first.
-   * `sentAt`: this node pushed `epoch` to the console then and its delivery row may not be written
-   * yet; the row is written here if missing, acknowledged (so an ack never waits for delivery rows).
-   * Outside a unit of work it opens its own (one statement for a single console on PostgreSQL).
+   * Each entry: its console applied every revocation up to `epoch`, and first said so (an ack of that
+   * epoch or a higher one) at `at`. A console may have several entries, of different epochs (acks of
+   * successive fan-outs, written together). Its revocation_epoch is raised (never lowered) to its
+   * highest, and each of its unacknowledged deliveries up to that is marked acknowledged at the earliest
+   * `at` of its entries of that delivery's epoch or higher (the first ack that covered it), in one unit
+   * and a few statements whatever the number of entries (the revocation hub's group commit of thousands
+   * of acks). Locks consoles in ascending id first. `sentAt`: this node pushed `epoch` to the console
+   * then and its delivery row may not be written yet; the row is written here if missing, acknowledged
+   * (so an ack never waits for delivery rows). Entries of the same console and epoch count as one.
+   * Outside a unit of work it opens its own (one statement for a single entry on PostgreSQL).
    */
   recordAcks(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): Promise<void>;
   deliveries(epoch: number): Promise<{ consoleId: string; sentAt: number; ackedAt: number | null }[]>;

@@ -617,6 +617,46 @@ for (const engine of ENGINES) {
       }
     });
 
+    it('acknowledgements of several epochs of one console in one write: each row at the first ack that covered it', async () => {
+      await fresh();
+      try {
+        for (const id of ['c1', 'c2']) await store.consoles.insert(consoleRecord(id));
+        await store.revocations.recordDeliveries(1, ['c1', 'c2'], T0);
+        await store.revocations.recordDeliveries(2, ['c1', 'c2'], T0 + 1);
+        await store.revocations.recordDeliveries(3, ['c1'], T0 + 2);
+        await store.revocations.recordAcks([
+          // c1 acknowledged 1, then 3 (which covers 2), and its row of 4 is not written yet (sentAt).
+          { consoleId: 'c1', epoch: 3, at: T0 + 30 },
+          { consoleId: 'c1', epoch: 1, at: T0 + 10 },
+          { consoleId: 'c1', epoch: 4, at: T0 + 40, sentAt: T0 + 3 },
+          { consoleId: 'c1', epoch: 4, at: T0 + 45 }, // the same ack twice: the earlier time counts
+          // c2 acknowledged 2 before 1 was recorded: its row of 1 was covered by then.
+          { consoleId: 'c2', epoch: 1, at: T0 + 25 },
+          { consoleId: 'c2', epoch: 2, at: T0 + 20 },
+        ]);
+        const ackedAt = async (epoch: number) =>
+          (await store.revocations.deliveries(epoch)).map((d) => [d.consoleId, d.ackedAt]);
+        assert.deepEqual(await ackedAt(1), [
+          ['c1', T0 + 10],
+          ['c2', T0 + 20],
+        ]);
+        assert.deepEqual(await ackedAt(2), [
+          ['c1', T0 + 30],
+          ['c2', T0 + 20],
+        ]);
+        assert.deepEqual(await ackedAt(3), [['c1', T0 + 30]]);
+        assert.deepEqual(await store.revocations.deliveries(4), [
+          { consoleId: 'c1', sentAt: T0 + 3, ackedAt: T0 + 40 },
+        ]);
+        assert.deepEqual(
+          await Promise.all(['c1', 'c2'].map(async (id) => (await store.consoles.get(id))?.revocationEpoch)),
+          [4, 2],
+        );
+      } finally {
+        await done();
+      }
+    });
+
     it('events: heads, insert once per (origin, seq), queries, raw chains, checkpoints', async () => {
       await fresh();
       try {

@@ -453,7 +453,16 @@ export class ConsoleChannel {
       case 'ack': {
         switch (message.of) {
           case 'revocation':
-            this.deps.revocations.acknowledge(consoleId, message.epoch);
+            // An epoch above any this node has sent is not recorded (the hub logs it): the console is told, and
+            // keeps its socket (its later acks of what it is sent are recorded).
+            if (!this.deps.revocations.acknowledge(consoleId, message.epoch)) {
+              this.send(connection, {
+                type: 'error',
+                code: 'REVOCATION_ACK_EPOCH_UNKNOWN',
+                message: `Revocation epoch ${message.epoch} is above any this backend node has sent; not recorded`,
+                fatal: false,
+              });
+            }
             return;
           case 'policy':
             this.background(connection, 'policy', this.deps.registry.recordPolicyVersion(consoleId, message.version));

@@ -163,7 +163,7 @@ function instrumentRevocations(): void {
       received.count++;
       received.lastAt = wallMs();
     }
-    acknowledge(consoleId, epoch);
+    return acknowledge(consoleId, epoch);
   };
 }
 

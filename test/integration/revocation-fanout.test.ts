@@ -103,6 +103,37 @@ describe('revocation fan-out: every acknowledgement recorded', () => {
     }
   });
 
+  it('an acknowledgement of an epoch the backend never sent is refused with a non-fatal error and records nothing; the socket stays and its real acknowledgement counts', async () => {
+    const { consoles, epoch } = await operatorRevokedWith(1, 'Kit Bogus');
+    const { console, socket } = consoles[0] as { console: TestConsole; socket: ConsoleSocket };
+    await socket.next('revocation', (m) => m.epoch === epoch);
+    const known = (await t.backend.store.consoles.get(console.id))?.revocationEpoch;
+    // As the agent spells it (the fast path) and as the schema reads it: a jump far beyond anything sent.
+    for (const bogus of [
+      `{"type":"ack","of":"revocation","epoch":${epoch + 1_000_000}}`,
+      `{ "type": "ack", "of": "revocation", "epoch": ${epoch + 1} }`,
+    ]) {
+      const seen = socket.received.length;
+      socket.send(bogus);
+      const error = await socket.next('error', (m) => socket.received.indexOf(m) >= seen);
+      assert.equal(error.code, 'REVOCATION_ACK_EPOCH_UNKNOWN', bogus);
+      assert.equal(error.fatal, false, bogus);
+    }
+    // Nothing recorded: the row (written at the end of the fan-out's wait) unacknowledged, the console's epoch unmoved.
+    const before = (await t.admin.ok('GET', `/v1/admin/revocations/${epoch}/deliveries`)) as Json;
+    assert.deepEqual(
+      (before.deliveries as { consoleId: string; ackedAt: number | null }[]).map((d) => [d.consoleId, d.ackedAt]),
+      [[console.id, null]],
+    );
+    assert.equal((await t.backend.store.consoles.get(console.id))?.revocationEpoch, known);
+    // Still connected: its acknowledgement of the epoch it was sent is recorded.
+    socket.send({ type: 'ack', of: 'revocation', epoch });
+    const seen = await deliveriesOnceAcknowledged(epoch, 1);
+    assert.notEqual((seen.deliveries as { ackedAt: number | null }[])[0]?.ackedAt ?? null, null);
+    assert.equal((await t.backend.store.consoles.get(console.id))?.revocationEpoch, epoch);
+    await socket.close();
+  });
+
   it('a console away during the fan-out gets the revocation when it reconnects, and its acknowledgement is recorded', async () => {
     const { console, socket } = (await connected(1))[0] as { console: TestConsole; socket: ConsoleSocket };
     const known = await t.backend.revocations.currentEpoch();
