@@ -453,15 +453,16 @@ export class ConsoleChannel {
       case 'ack': {
         switch (message.of) {
           case 'revocation':
-            // An epoch above any this node has sent is not recorded (the hub logs it): the console is told, and
-            // keeps its socket (its later acks of what it is sent are recorded).
+            // An epoch above any this node has sent is not recorded (the hub logs it): a protocol violation, so the
+            // socket is closed, as for any other invalid message (an answer per bogus ack, the socket kept open,
+            // would let one console fill the log and the socket's send buffer).
             if (!this.deps.revocations.acknowledge(consoleId, message.epoch)) {
-              this.send(connection, {
-                type: 'error',
-                code: 'REVOCATION_ACK_EPOCH_UNKNOWN',
-                message: `Revocation epoch ${message.epoch} is above any this backend node has sent; not recorded`,
-                fatal: false,
-              });
+              this.violate(
+                connection,
+                'REVOCATION_ACK_EPOCH_UNKNOWN',
+                CLOSE_CODES.SCHEMA_INVALID,
+                `Revocation epoch ${message.epoch} is above any this backend node has sent; not recorded`,
+              );
             }
             return;
           case 'policy':
