@@ -199,7 +199,8 @@ class ImmediateSqliteDriver extends SqliteDriver {
   /** The holder's unit rolled back: its caller gets its own error, without waiting for others' flush. */
   private rolledBack = false;
   /**
-   * The holder's last Kysely statement failed (SQLite undid it): outside a unit, a hold that wrote nothing
+   * The holder's last Kysely statement failed: outside a unit, a hold that wrote nothing (SQLite undid the
+   * statement; one that kept part of its rows, `OR FAIL`, wrote, and waits for its flush like any write)
    * and ends on a failed statement gives its caller that error at once, not a wait for others' flush.
    */
   private statementFailed = false;

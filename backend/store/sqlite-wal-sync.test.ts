@@ -278,6 +278,31 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
     }
   });
 
+  it('a Kysely statement outside a unit that fails after writing part of its rows (OR FAIL) still waits for its flush', async () => {
+    const flush = heldFlush();
+    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+    const db = kyselyOf(store);
+    assert.ok(db !== undefined);
+    try {
+      const a = store.transaction((tx) => tx.meta.set('a', '1'));
+      await flush.asked(1);
+      flush.calls[0]?.release();
+      await a;
+      // 'b' is written and stays written; 'a' fails: the statement's error, but 'b' is a committed row.
+      const partial = db.executeQuery(
+        CompiledQuery.raw("INSERT OR FAIL INTO meta (key, value) VALUES ('b', '1'), ('a', '2')"),
+      );
+      const settled = await settledSoon(partial);
+      flush.open();
+      await assert.rejects(partial, { code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
+      assert.equal(settled, false, 'it wrote a row: its error waited for the flush that makes that row durable');
+      assert.equal(await store.meta.get('b'), '1');
+    } finally {
+      flush.open();
+      await store.close();
+    }
+  });
+
   it('with the real fdatasync, concurrent units share flushes and their rows survive a reopen', async () => {
     const dir = tempDir('baton-store-');
     let flushes = 0;
