@@ -34,10 +34,16 @@ interface PendingDelivery {
   until: number;
 }
 
-/** An acknowledgement not yet written: an epoch a console acknowledged, and when it said so. */
+/**
+ * An acknowledgement not yet written: an epoch a console acknowledged, and when it said so; as
+ * `recordAcks` takes it. `sentAt`: set by a write that inserts the row of that epoch with it (cleared
+ * if the write fails).
+ */
 interface PendingAck {
+  consoleId: string;
   epoch: number;
   at: number;
+  sentAt?: number;
 }
 
 /** What `recordAcks` writes of an ack, or of a delivery row written acknowledged (`sentAt`). */
@@ -434,9 +440,9 @@ export class RevocationHub {
     const at = this.clock();
     const acks = this.pendingAcks.get(consoleId);
     // Only an ack that raises its epoch counts: a lower or equal one covers nothing a pending one does not, earlier.
-    if (acks === undefined) this.pendingAcks.set(consoleId, [{ epoch, at }]);
+    if (acks === undefined) this.pendingAcks.set(consoleId, [{ consoleId, epoch, at }]);
     else if (epoch > (acks.at(-1)?.epoch ?? 0)) {
-      acks.push({ epoch, at });
+      acks.push({ consoleId, epoch, at });
       if (acks.length > ACKS_KEPT_PER_CONSOLE) acks.shift();
     }
     let awaited = false;
@@ -525,23 +531,19 @@ export class RevocationHub {
     if (deliveries.length === 0 && acks.size === 0) return;
     this.pendingDeliveries = [];
     this.pendingAcks = new Map();
-    // One entry per ack, and per row written with an ack: on the ack's entry when it is of the row's epoch
-    // (a fan-out whose consoles answered it: one entry a console), else one of its own.
+    // One entry per ack (the pending acks themselves: a fan-out's 10,000 allocate nothing more), and per row
+    // written with an ack: on the ack when it is of the row's epoch (a fan-out whose consoles answered it: one
+    // entry a console), else one of its own.
     const entries: AckEntry[] = [];
-    const byConsole = new Map<string, AckEntry[]>();
-    for (const [consoleId, list] of acks) {
-      const own: AckEntry[] = list.map((ack) => ({ consoleId, epoch: ack.epoch, at: ack.at }));
-      byConsole.set(consoleId, own);
-      entries.push(...own);
-    }
+    for (const list of acks.values()) for (const ack of list) entries.push(ack);
     /** Per delivery, the consoles whose row is written on its own (no ack covering its epoch): unacknowledged. */
     const alone = deliveries.map((delivery) => {
       for (const [consoleId, at] of delivery.acked) {
-        const same = byConsole.get(consoleId)?.find((e) => e.epoch === delivery.epoch && e.sentAt === undefined);
+        const same = ackOf(acks.get(consoleId), delivery.epoch);
         if (same === undefined) entries.push({ consoleId, epoch: delivery.epoch, at, sentAt: delivery.at });
         else {
           same.sentAt = delivery.at;
-          same.at = Math.min(same.at, at);
+          if (at < same.at) same.at = at;
         }
       }
       return [...delivery.unacked];
@@ -566,6 +568,8 @@ export class RevocationHub {
         return rows(delivery) > 0;
       });
       this.pendingDeliveries.unshift(...kept);
+      // Their rows ride on the kept deliveries again (their `acked`), not on these acks.
+      for (const list of acks.values()) for (const ack of list) delete ack.sentAt;
       this.putBack(acks);
       for (const delivery of deliveries) delivery.settle(error);
       this.retryLater();
@@ -624,7 +628,7 @@ export class RevocationHub {
       const unacked = new Set<string>();
       const acked = new Map<string, number>();
       for (const consoleId of consoles) {
-        const covering = this.pendingAcks.get(consoleId)?.find((ack) => ack.epoch >= epoch);
+        const covering = firstCovering(this.pendingAcks.get(consoleId), epoch);
         if (covering === undefined) unacked.add(consoleId);
         else acked.set(consoleId, covering.at);
       }
@@ -747,6 +751,20 @@ export class RevocationHub {
 }
 
 /** Whether the writer waits for a console of this fan-out. */
+/** A console's pending ack of exactly `epoch` not yet carrying a row (`sentAt`), if any. */
+function ackOf(list: PendingAck[] | undefined, epoch: number): PendingAck | undefined {
+  if (list === undefined) return undefined;
+  for (const ack of list) if (ack.epoch === epoch && ack.sentAt === undefined) return ack;
+  return undefined;
+}
+
+/** A console's first pending ack covering `epoch` (of it or a later one), if any. */
+function firstCovering(list: PendingAck[] | undefined, epoch: number): PendingAck | undefined {
+  if (list === undefined) return undefined;
+  for (const ack of list) if (ack.epoch >= epoch) return ack;
+  return undefined;
+}
+
 function awaits(delivery: PendingDelivery): boolean {
   return delivery.held && delivery.unacked.size > 0;
 }

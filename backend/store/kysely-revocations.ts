@@ -138,55 +138,69 @@ export class KyselyRevocations implements RevocationRepository {
     if (acks.length === 0) return;
     // Lock order (repositories.ts): consoles in ascending id, then their deliveries. Each console's entries
     // in ascending epoch, one per epoch, with the range of rows each one marks.
-    const sorted = ackRanges(acks);
-    /** Acks whose delivery row the node may not have written yet: written here if missing (an upsert). */
-    const upserts = sorted.filter((a) => a.sentAt !== undefined);
-    if (this.ctx.dialect === 'postgres' && sorted.length === 1 && !this.ctx.inTransaction) {
+    const r = ackRanges(acks);
+    const n = r.ids.length;
+    if (this.ctx.dialect === 'postgres' && n === 1 && !this.ctx.inTransaction) {
       // One console, one epoch (the single-console revocation): one statement, atomic on its own, one round
       // trip. Its one console row is locked first (UPDATE), then its deliveries (the scalar
       // subqueries on `c` and `d` run before the statements that use them).
-      const [ack] = sorted as [(typeof sorted)[number]];
+      const [consoleId, epoch, at, sentAt] = [
+        r.ids[0] as string,
+        r.epochs[0] as number,
+        r.ats[0] as number,
+        r.sentAts[0],
+      ];
       const upsert =
-        ack.sentAt === undefined
+        sentAt === null || sentAt === undefined
           ? sql`SELECT 1 WHERE false`
           : sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
-              SELECT ${ack.epoch}::bigint, ${ack.consoleId}::text, ${ack.sentAt}::bigint, ${ack.at}::bigint
-              WHERE (SELECT count(*) FROM c) > 0 AND NOT EXISTS (SELECT 1 FROM d WHERE d.epoch = ${ack.epoch})
+              SELECT ${epoch}::bigint, ${consoleId}::text, ${sentAt}::bigint, ${at}::bigint
+              WHERE (SELECT count(*) FROM c) > 0 AND NOT EXISTS (SELECT 1 FROM d WHERE d.epoch = ${epoch})
               ON CONFLICT (epoch, console_id) DO UPDATE SET acked_at = excluded.acked_at
               WHERE revocation_deliveries.acked_at IS NULL`;
       await sql`WITH c AS (
-          UPDATE consoles SET revocation_epoch = GREATEST(revocation_epoch, ${ack.epoch}::bigint)
-          WHERE id = ${ack.consoleId} RETURNING id
+          UPDATE consoles SET revocation_epoch = GREATEST(revocation_epoch, ${epoch}::bigint)
+          WHERE id = ${consoleId} RETURNING id
         ), d AS (
-          UPDATE revocation_deliveries SET acked_at = ${ack.at}
-          WHERE console_id = ${ack.consoleId} AND epoch <= ${ack.epoch} AND acked_at IS NULL
+          UPDATE revocation_deliveries SET acked_at = ${at}
+          WHERE console_id = ${consoleId} AND epoch <= ${epoch} AND acked_at IS NULL
             AND (SELECT count(*) FROM c) > 0
           RETURNING epoch
         ), i AS (${upsert})
         SELECT 1`.execute(this.ctx.db);
       return;
     }
+    /** Acks whose delivery row the node may not have written yet (`sentAt`): written here if missing (an upsert). */
+    const upserts: number[] = [];
+    for (let i = 0; i < n; i++) if (r.sentAts[i] !== null) upserts.push(i);
     await atomic(this.ctx, async (db) => {
       if (this.ctx.dialect === 'postgres') {
         // Each console's highest epoch (its last entry), for its own row.
-        const highest = sorted.filter((a, i) => sorted[i + 1]?.consoleId !== a.consoleId);
-        const ids = highest.map((a) => a.consoleId);
+        const ids: string[] = [];
+        const highest: number[] = [];
+        for (let i = 0; i < n; i++) {
+          if (r.ids[i + 1] === r.ids[i]) continue;
+          ids.push(r.ids[i] as string);
+          highest.push(r.epochs[i] as number);
+        }
         await sql`SELECT id FROM consoles WHERE id = ANY(${ids}::text[]) ORDER BY id FOR UPDATE`.execute(db);
         await sql`UPDATE consoles c SET revocation_epoch = GREATEST(c.revocation_epoch, a.epoch)
-          FROM unnest(${ids}::text[], ${highest.map((a) => a.epoch)}::bigint[]) AS a(console_id, epoch)
+          FROM unnest(${ids}::text[], ${highest}::bigint[]) AS a(console_id, epoch)
           WHERE c.id = a.console_id`.execute(db);
         // The ranges of one console do not overlap: a row is matched by one entry at most.
         await sql`UPDATE revocation_deliveries d SET acked_at = a.at
-          FROM unnest(${sorted.map((a) => a.consoleId)}::text[], ${sorted.map((a) => a.above)}::bigint[],
-            ${sorted.map((a) => a.epoch)}::bigint[], ${sorted.map((a) => a.at)}::bigint[])
+          FROM unnest(${r.ids}::text[], ${r.above}::bigint[], ${r.epochs}::bigint[], ${r.ats}::bigint[])
             AS a(console_id, above, epoch, at)
           WHERE d.console_id = a.console_id AND d.epoch > a.above AND d.epoch <= a.epoch
             AND d.acked_at IS NULL`.execute(db);
         if (upserts.length > 0) {
           // A row committed meanwhile (after the UPDATE read) conflicts: marked acknowledged too.
+          const all = upserts.length === n;
           await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at, acked_at)
-            SELECT * FROM unnest(${upserts.map((a) => a.epoch)}::bigint[], ${upserts.map((a) => a.consoleId)}::text[],
-              ${upserts.map((a) => a.sentAt)}::bigint[], ${upserts.map((a) => a.at)}::bigint[])
+            SELECT * FROM unnest(${all ? r.epochs : upserts.map((i) => r.epochs[i])}::bigint[],
+              ${all ? r.ids : upserts.map((i) => r.ids[i])}::text[],
+              ${all ? r.sentAts : upserts.map((i) => r.sentAts[i])}::bigint[],
+              ${all ? r.ats : upserts.map((i) => r.ats[i])}::bigint[])
             ON CONFLICT (epoch, console_id) DO UPDATE SET acked_at = excluded.acked_at
             WHERE revocation_deliveries.acked_at IS NULL`.execute(db);
         }
@@ -194,7 +208,9 @@ export class KyselyRevocations implements RevocationRepository {
       }
       // SQLite: three statements whatever the number of acks (one writer, so no lock order to keep), the
       // acks as one JSON array parameter of [console, above, epoch, at, sentAt | null] (json_each).
-      const rows = JSON.stringify(sorted.map((a) => [a.consoleId, a.above, a.epoch, a.at, a.sentAt ?? null]));
+      const tuples: unknown[] = new Array(n);
+      for (let i = 0; i < n; i++) tuples[i] = [r.ids[i], r.above[i], r.epochs[i], r.ats[i], r.sentAts[i]];
+      const rows = JSON.stringify(tuples);
       const acks = sql`(SELECT value ->> 0 AS console_id, value ->> 1 AS above, value ->> 2 AS epoch,
         value ->> 3 AS at, value ->> 4 AS sent_at FROM json_each(${rows}))`;
       await sql`UPDATE consoles SET revocation_epoch = MAX(revocation_epoch, a.epoch)
@@ -228,33 +244,47 @@ export class KyselyRevocations implements RevocationRepository {
 
 /**
  * `recordAcks`' entries in ascending console id, then epoch, one per console and epoch (a `sentAt` if
- * any has one), each with `above`: the epoch of its console's previous entry (0 for its first). An entry
- * marks its console's unacknowledged rows above that and up to its epoch, at the earliest `at` of its
- * console's entries of its epoch or higher: the first acknowledgement that covered them.
+ * any has one, else null), each with `above`: the epoch of its console's previous entry (0 for its
+ * first). An entry marks its console's unacknowledged rows above that and up to its epoch, at the
+ * earliest `at` of its console's entries of its epoch or higher: the first acknowledgement that covered
+ * them. As columns, the arrays the statements take (a fan-out's 10,000 acks: no object per entry).
  */
-function ackRanges(
-  acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[],
-): { consoleId: string; above: number; epoch: number; at: number; sentAt?: number }[] {
-  const sorted = [...acks].sort((a, b) =>
-    a.consoleId < b.consoleId ? -1 : a.consoleId > b.consoleId ? 1 : a.epoch - b.epoch,
-  );
-  const out: { consoleId: string; above: number; epoch: number; at: number; sentAt?: number }[] = [];
-  for (const ack of sorted) {
-    const last = out.at(-1);
-    if (last?.consoleId === ack.consoleId && last.epoch === ack.epoch) {
-      last.at = Math.min(last.at, ack.at);
-      if (ack.sentAt !== undefined) last.sentAt = ack.sentAt;
+function ackRanges(acks: readonly { consoleId: string; epoch: number; at: number; sentAt?: number }[]): {
+  ids: string[];
+  above: number[];
+  epochs: number[];
+  ats: number[];
+  sentAts: (number | null)[];
+} {
+  const order = acks.length < 2 ? [...acks] : [...acks].sort(byConsoleThenEpoch);
+  const ids: string[] = [];
+  const above: number[] = [];
+  const epochs: number[] = [];
+  const ats: number[] = [];
+  const sentAts: (number | null)[] = [];
+  for (const ack of order) {
+    const last = ids.length - 1;
+    const same = last >= 0 && ids[last] === ack.consoleId;
+    if (same && epochs[last] === ack.epoch) {
+      ats[last] = Math.min(ats[last] as number, ack.at);
+      if (ack.sentAt !== undefined) sentAts[last] = ack.sentAt;
       continue;
     }
-    out.push({ ...ack, above: last?.consoleId === ack.consoleId ? last.epoch : 0 });
+    ids.push(ack.consoleId);
+    above.push(same ? (epochs[last] as number) : 0);
+    epochs.push(ack.epoch);
+    ats.push(ack.at);
+    sentAts.push(ack.sentAt ?? null);
   }
   // An entry's rows were covered too by any later epoch of its console acknowledged earlier: the earliest counts.
-  for (let i = out.length - 2; i >= 0; i--) {
-    const entry = out[i] as (typeof out)[number];
-    const next = out[i + 1] as (typeof out)[number];
-    if (next.consoleId === entry.consoleId && next.at < entry.at) entry.at = next.at;
+  for (let i = ids.length - 2; i >= 0; i--) {
+    if (ids[i + 1] === ids[i] && (ats[i + 1] as number) < (ats[i] as number)) ats[i] = ats[i + 1] as number;
   }
-  return out;
+  return { ids, above, epochs, ats, sentAts };
+}
+
+function byConsoleThenEpoch(a: { consoleId: string; epoch: number }, b: { consoleId: string; epoch: number }): number {
+  return a.consoleId < b.consoleId ? -1 : a.consoleId > b.consoleId ? 1 : a.epoch - b.epoch;
 }
 
 /**
