@@ -11,3 +11,15 @@ export function stall(ms: number): void {
   const until = performance.now() + ms;
   while (performance.now() < until);
 }
+
+/** Whether `promise` has settled after the event loop has turned a few times (it cannot while it waits on something held,
+ * such as a WAL flush). */
+export async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+  return settled;
+}

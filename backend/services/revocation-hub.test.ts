@@ -300,6 +300,20 @@ describe('RevocationHub and its own bus pointer', () => {
 });
 
 /**
+ * Two revocations back to back, `con_fast` answering each 10 ms (`tick`) after it, the second within the
+ * first's wait (its rows are not written yet). Returns their epochs.
+ */
+async function backToBack(hub: RevocationHub, tick: () => void): Promise<[number, number]> {
+  const first = (await hub.revoke('operator', 'op_t1', 'left the bank', 'admin:1')).revocation.epoch;
+  tick();
+  hub.acknowledge('con_fast', first);
+  const second = (await hub.revoke('operator', 'op_t2', 'left the bank', 'admin:1')).revocation.epoch;
+  tick();
+  hub.acknowledge('con_fast', second);
+  return [first, second];
+}
+
+/**
  * Each delivery row gets the time its console first acknowledged its epoch (the hub's clock), not that of
  * a later ack written with it: a console that answers fan-out E and then E + 1 while E's rows still wait
  * (another console is silent), and one that answers both late, after those rows were written, in one write.
@@ -312,12 +326,7 @@ async function ackTimesCase(store: Store): Promise<void> {
   const events = new EventLog(store, at, logger, new InProcessBus({ nodeId: 'node-times', logger }));
   const hub = new RevocationHub(store, events, sessions, at, consoles, logger);
   await hub.resync();
-  const first = (await hub.revoke('operator', 'op_t1', 'left the bank', 'admin:1')).revocation.epoch;
-  now += 10;
-  hub.acknowledge('con_fast', first);
-  const second = (await hub.revoke('operator', 'op_t2', 'left the bank', 'admin:1')).revocation.epoch;
-  now += 10;
-  hub.acknowledge('con_fast', second); // within the first fan-out's wait: its rows are not written yet
+  const [first, second] = await backToBack(hub, () => (now += 10)); // the second within the first's wait
   await hub.flushAcks(first); // both fan-outs' rows, at the end of the first one's wait
   now += 10;
   hub.acknowledge('con_late', first);
@@ -350,12 +359,7 @@ async function ackTimesRetryCase(store: Store): Promise<void> {
   const events = new EventLog(store, at, logger, new InProcessBus({ nodeId: 'node-retry', logger }));
   const hub = new RevocationHub(flaky, events, sessions, at, node(['con_fast', 'con_late']), logger);
   await hub.resync();
-  const first = (await hub.revoke('operator', 'op_t1', 'left the bank', 'admin:1')).revocation.epoch;
-  now += 10;
-  hub.acknowledge('con_fast', first);
-  const second = (await hub.revoke('operator', 'op_t2', 'left the bank', 'admin:1')).revocation.epoch;
-  now += 10;
-  hub.acknowledge('con_fast', second);
+  const [first, second] = await backToBack(hub, () => (now += 10));
   await assert.rejects(hub.flushAcks(first), /database away/);
   now += 10;
   hub.acknowledge('con_late', first); // while the rows wait for the retry

@@ -8,6 +8,7 @@ import { kyselyOf } from './kysely-store.js';
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
 import type { EventRow, Store } from './repositories.js';
 import { tempDir } from '../temp-dir.js';
+import { settledSoon } from '../test-kit.js';
 
 /** A WAL flush the test releases (or fails) by hand, and the file descriptors it was asked to flush. */
 function heldFlush() {
@@ -38,15 +39,30 @@ function heldFlush() {
   };
 }
 
-/** Whether `promise` has settled after the event loop has turned a few times (it cannot, if it waits on a held flush). */
-async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  promise.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-  return settled;
+/**
+ * A store whose flushes the test holds, with unit `a` (meta 'a' = '1') committed and its flush asked for
+ * but held: what `test` does beside it, its Kysely `db` outside any unit. Everything is released at the end.
+ */
+async function withUnitFlushing(
+  test: (t: {
+    flush: ReturnType<typeof heldFlush>;
+    store: Store;
+    a: Promise<void>;
+    db: NonNullable<ReturnType<typeof kyselyOf>>;
+  }) => Promise<void>,
+): Promise<void> {
+  const flush = heldFlush();
+  const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
+  const db = kyselyOf(store);
+  assert.ok(db !== undefined);
+  try {
+    const a = store.transaction((tx) => tx.meta.set('a', '1'));
+    await flush.asked(1);
+    await test({ flush, store, a, db });
+  } finally {
+    flush.open();
+    await store.close();
+  }
 }
 
 /** What another connection to the file reads of `meta` now: the rows committed, flushed or not. */
@@ -254,13 +270,7 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
   });
 
   it('a Kysely statement outside a unit that fails gets its own error at once, not the failure of a flush owed by others', async () => {
-    const flush = heldFlush();
-    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
-    const db = kyselyOf(store);
-    assert.ok(db !== undefined);
-    try {
-      const a = store.transaction((tx) => tx.meta.set('a', '1'));
-      await flush.asked(1);
+    await withUnitFlushing(async ({ flush, a, db }) => {
       const duplicate = db.insertInto('meta').values({ key: 'a', value: '2' }).execute();
       const settled = await settledSoon(duplicate);
       flush.calls[0]?.fail(new Error('EIO: i/o error, fdatasync'));
@@ -272,20 +282,11 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
       assert.equal(settled, true, 'it wrote nothing: it waited for no flush');
       await assert.rejects(a, { code: 'INTERNAL' }, 'the unit the flush covered fails with it');
       assert.equal(flush.calls.length, 1, 'the failed statement asked for no flush');
-    } finally {
-      flush.open();
-      await store.close();
-    }
+    });
   });
 
   it('a Kysely statement outside a unit that fails after writing part of its rows (OR FAIL) still waits for its flush', async () => {
-    const flush = heldFlush();
-    const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability: 'full', syncWal: flush.syncWal });
-    const db = kyselyOf(store);
-    assert.ok(db !== undefined);
-    try {
-      const a = store.transaction((tx) => tx.meta.set('a', '1'));
-      await flush.asked(1);
+    await withUnitFlushing(async ({ flush, store, a, db }) => {
       flush.calls[0]?.release();
       await a;
       // 'b' is written and stays written; 'a' fails: the statement's error, but 'b' is a committed row.
@@ -297,10 +298,7 @@ describe('SQLite store, durability full: group flush of the WAL, connection free
       await assert.rejects(partial, { code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
       assert.equal(settled, false, 'it wrote a row: its error waited for the flush that makes that row durable');
       assert.equal(await store.meta.get('b'), '1');
-    } finally {
-      flush.open();
-      await store.close();
-    }
+    });
   });
 
   it('with the real fdatasync, concurrent units share flushes and their rows survive a reopen', async () => {

@@ -41,6 +41,19 @@ async function refusedWith(promise: Promise<unknown>, code: string): Promise<Ver
   return error;
 }
 
+/** A revocation-stream login as the teller app signs it (docs/api.md); `iat` and `exp` in seconds. */
+function streamLogin(key: Parameters<SignJWT['sign']>[0], jti: string, iat: number, exp: number): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'ES256' })
+    .setIssuer(TELLER_AUDIENCE)
+    .setSubject(TELLER_AUDIENCE)
+    .setAudience('urn:baton:token-revocations')
+    .setJti(jti)
+    .setIssuedAt(iat)
+    .setExpirationTime(exp)
+    .sign(key);
+}
+
 describe('action tokens: the exchange at the backend and the verifier at the app server', () => {
   let t: TestBackend;
   let console: TestConsole;
@@ -236,16 +249,7 @@ describe('action tokens: the exchange at the backend and the verifier at the app
     assertError(anonymous, 401, 'APP_AUTH_INVALID');
     const { privateKey } = await generateKeyPair('ES256');
     const now = Math.floor(Date.now() / 1000);
-    const login = (key: Parameters<SignJWT['sign']>[0], jti: string) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: 'ES256' })
-        .setIssuer(TELLER_AUDIENCE)
-        .setSubject(TELLER_AUDIENCE)
-        .setAudience('urn:baton:token-revocations')
-        .setJti(jti)
-        .setIssuedAt(now)
-        .setExpirationTime(now + 60)
-        .sign(key);
+    const login = (key: Parameters<SignJWT['sign']>[0], jti: string) => streamLogin(key, jti, now, now + 60);
     const forged = await httpJson(url, {
       method: 'GET',
       headers: { authorization: `Bearer ${await login(privateKey, 'a')}` },
@@ -268,16 +272,7 @@ describe('action tokens: the exchange at the backend and the verifier at the app
     const url = `${t.url}/v1/tokens/revocations`;
     const appKey = await importJWK({ ...keys.privateJwk, alg: 'ES256' }, 'ES256');
     const now = Math.floor(Date.now() / 1000);
-    const login = (jti: string, iat: number, exp: number) =>
-      new SignJWT({})
-        .setProtectedHeader({ alg: 'ES256' })
-        .setIssuer(TELLER_AUDIENCE)
-        .setSubject(TELLER_AUDIENCE)
-        .setAudience('urn:baton:token-revocations')
-        .setJti(jti)
-        .setIssuedAt(iat)
-        .setExpirationTime(exp)
-        .sign(appKey);
+    const login = (jti: string, iat: number, exp: number) => streamLogin(appKey, jti, iat, exp);
     // A login that is accepted opens an endless stream: read the status, the body only of a refusal.
     const open = async (token: string) => {
       const abort = new AbortController();

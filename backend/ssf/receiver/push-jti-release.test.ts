@@ -12,6 +12,7 @@ import { openSqliteStore } from '../../store/sqlite-store.js';
 import type { Store } from '../../store/repositories.js';
 import type { EventLog } from '../../services/event-log.js';
 import { tempDir } from '../../temp-dir.js';
+import { settledSoon } from '../../test-kit.js';
 import { CAEP } from './set-validator.js';
 import { RegisterTransmitterSchema, SsfReceiver } from './receiver-service.js';
 
@@ -43,17 +44,6 @@ function heldFlush() {
       for (const release of held.splice(0)) release();
     },
   };
-}
-
-/** Whether `promise` has settled after the event loop has turned a few times (it cannot, if it waits on a held flush). */
-async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
-  let settled = false;
-  promise.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-  return settled;
 }
 
 /** The receiver on `store`; its event log fails every unit while `down.events` is on (the database away). */
