@@ -188,6 +188,8 @@ export const ERROR_STATUS = {
   EVENT_SESSION_CHANGE_REFUSED: 409,
   /** A console acknowledged a revocation epoch above any its backend node has sent: not recorded; the socket stays. */
   REVOCATION_ACK_EPOCH_UNKNOWN: 409,
+  /** Log only: a console's hello names a revocation epoch above the store's (a database restored from a backup). */
+  CONSOLE_EPOCH_AHEAD: 409,
   /** The store refused a write (disk full, read-only, I/O error, busy): nothing from the batch was stored; send it again. */
   STORAGE_UNAVAILABLE: 503,
   // Agent

@@ -66,6 +66,13 @@ export interface RevocationOutcome {
   pushedTo: number;
 }
 
+/**
+ * How far back, in epochs, a reader whose own position means nothing to the store is caught up: a
+ * console ahead of the store (`catchUp`), an app server subscribing without a usable `Last-Event-ID`
+ * (backend/tokens/revocation-feed.ts). Epochs may have gaps (docs/operations.md, "Backup and restore"):
+ * the window then holds fewer revocations, never a wrong one.
+ */
+export const CATCH_UP_EPOCHS = 10_000;
 /** After a failed ack write (the database away), the acks are kept and written again this much later. */
 const ACK_RETRY_MS = 1000;
 /** Acks kept for a retry at most (the oldest dropped): a console re-acknowledges on its next catch-up anyway. */
@@ -407,11 +414,27 @@ export class RevocationHub {
    * What a console that last applied `sinceEpoch` must still hear about, on (re)connect. `current`:
    * the store's epoch if the caller has just read it (`currentEpoch`, read after the console's hello
    * was accepted, so a revocation committed later is pushed to it like to every console connected here).
+   *
+   * A console ahead of the store (`sinceEpoch` > `current`: the database was restored from a backup
+   * taken before epochs the console applied, and the store hands them out again for new revocations)
+   * cannot say which of the store's revocations it has: it is sent every one concerning it among the
+   * last CATCH_UP_EPOCHS epochs, with the store's epoch (which its agent takes, docs/protocol.md), and
+   * CONSOLE_EPOCH_AHEAD is logged. Nothing to send when the store holds no revocation at all.
    */
   async catchUp(consoleId: string, sinceEpoch: number, current?: number): Promise<RevocationMessage | undefined> {
     current ??= await this.currentEpoch();
-    if (current <= sinceEpoch) return undefined;
-    const records = await this.store.revocations.since(sinceEpoch);
+    if (current === sinceEpoch) return undefined;
+    let from = sinceEpoch;
+    if (current < sinceEpoch) {
+      this.logger.warn(
+        { console: consoleId, consoleEpoch: sinceEpoch, storeEpoch: current, code: 'CONSOLE_EPOCH_AHEAD' },
+        'a console applied revocation epochs the store does not hold (a database restored from a backup?); ' +
+          'catching it up on the recent ones',
+      );
+      if (current === 0) return undefined;
+      from = Math.max(0, current - CATCH_UP_EPOCHS);
+    }
+    const records = await this.store.revocations.since(from);
     const items = records.filter((r) => concerns(r, consoleId)).map(toItem);
     if (items.length > 0) {
       const now = this.clock();

@@ -1,5 +1,6 @@
 /**
- * Revocations (epochs gapless and monotonic across nodes) and the ephemeral single-use state
+ * Revocations (epochs monotonic across nodes, and gapless but where IT advanced the counter after a
+ * restore: `advanceEpoch`) and the ephemeral single-use state
  * (challenges, nonces) shared by every node (Kysely, both dialects).
  */
 import { sql } from 'kysely';
@@ -124,6 +125,31 @@ export class KyselyRevocations implements RevocationRepository {
     await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
       SELECT ${epoch}, value, ${at} FROM json_each(${JSON.stringify(consoleIds)}) WHERE true
       ON CONFLICT DO NOTHING`.execute(this.ctx.db);
+  }
+  async advanceEpoch(past: number): Promise<{ from: number; to: number }> {
+    return atomic(this.ctx, async (db) => {
+      // The counter first (PostgreSQL: locked, so no revocation commits meanwhile), then the highest stored.
+      const counter =
+        this.ctx.dialect === 'sqlite'
+          ? sql<Row>`SELECT seq AS epoch FROM sqlite_sequence WHERE name = 'revocations'`
+          : sql<Row>`SELECT epoch FROM revocation_epoch WHERE id = 1 FOR UPDATE`;
+      const row = (await counter.execute(db)).rows[0];
+      if (row === undefined && this.ctx.dialect === 'postgres') {
+        throw new Error('database: the revocation epoch counter is missing (migration 25)');
+      }
+      const counted = row === undefined ? 0 : num(row, 'epoch');
+      const stored = await new KyselyRevocations({ ...this.ctx, db, inTransaction: true }).currentEpoch();
+      const from = Math.max(counted, stored);
+      const to = Math.max(from, past);
+      if (to === counted) return { from, to };
+      if (this.ctx.dialect === 'postgres')
+        await sql`UPDATE revocation_epoch SET epoch = ${to} WHERE id = 1`.execute(db);
+      // SQLite's AUTOINCREMENT hands out the rowid after the larger of its sequence row and the highest rowid.
+      else if (row === undefined)
+        await sql`INSERT INTO sqlite_sequence (name, seq) VALUES ('revocations', ${to})`.execute(db);
+      else await sql`UPDATE sqlite_sequence SET seq = ${to} WHERE name = 'revocations'`.execute(db);
+      return { from, to };
+    });
   }
   async recordAck(consoleId: string, epoch: number, at: number): Promise<void> {
     await this.ctx.db

@@ -341,6 +341,13 @@ export interface RevocationRepository {
   currentEpoch(): Promise<number>;
   since(epoch: number): Promise<RevocationRecord[]>;
   recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void>;
+  /**
+   * After a restore from a backup (backend/advance-revocation-epoch-cli.ts): raises the epoch counter so
+   * that the next revocation's epoch is above `past` as well as above every epoch stored or handed out.
+   * `from`: the highest of those before; `to`: the counter after (the next epoch is `to + 1`). Never
+   * lowers it; the gap it leaves is harmless (no reader of epochs assumes them gapless).
+   */
+  advanceEpoch(past: number): Promise<{ from: number; to: number }>;
   recordAck(consoleId: string, epoch: number, at: number): Promise<void>;
   /**
    * Each entry: its console applied every revocation up to `epoch`, and first said so (an ack of that

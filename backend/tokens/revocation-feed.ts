@@ -8,6 +8,7 @@ import type { ClusterBus } from '../cluster/bus.js';
 import type { RevocationRecord, Store } from '../store/repositories.js';
 import { SECURITY_HEADERS } from '../http/http-kit.js';
 import { MAX_ACTION_TOKEN_TTL_SECONDS } from './action-token-issuer.js';
+import { CATCH_UP_EPOCHS } from '../services/revocation-hub.js';
 
 /** The `aud` an app server's stream login must carry. */
 export const REVOCATION_STREAM_AUDIENCE = 'urn:baton:token-revocations';
@@ -19,8 +20,6 @@ const LOGIN_CLOCK_TOLERANCE_SECONDS = 30;
 const KEEP_ALIVE_MS = 15_000;
 /** Revocations older than this concern no token still alive: a new subscriber is not sent them. */
 const RELEVANT_MS = (MAX_ACTION_TOKEN_TTL_SECONDS + 60) * 1000;
-/** How far back (in epochs) a subscriber without `Last-Event-ID` is caught up at most. */
-const CATCH_UP_EPOCHS = 10_000;
 
 export function toStreamRevocation(record: RevocationRecord): StreamRevocation {
   return {

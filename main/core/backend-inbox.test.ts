@@ -94,6 +94,37 @@ describe('BackendInbox', () => {
     );
   });
 
+  test('ahead of a restored backend: takes its epoch and ends the sessions of the catch-up before it is online', () => {
+    ctx.memoryIdentity.revocationEpoch = 1000; // applied before IT restored the backend's database from a backup
+    inbox.message(welcome({ revocationEpoch: 955 }));
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 955, 'the next hello asks for what follows the store’s epoch');
+    assert.equal(ctx.sync.connection, 'syncing', 'not online before the catch-up is applied');
+    assert.deepEqual(ctx.sessions.calls, [], 'the offline cap does not start over yet');
+    inbox.message({ type: 'revocation', epoch: 955, items: [revocation('operator', 'op_gone', 953)] });
+    assert.deepEqual(
+      ctx.sessions.revoked.map((i) => i.targetId),
+      ['op_gone'],
+    );
+    assert.deepEqual(ctx.sent.at(-1), { type: 'ack', of: 'revocation', epoch: 955 });
+    assert.equal(ctx.sync.connection, 'online');
+  });
+
+  test('ahead of a backend whose store holds no revocation: takes its epoch 0 and is online at once', () => {
+    ctx.memoryIdentity.revocationEpoch = 7;
+    inbox.message(welcome({ revocationEpoch: 0 }));
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 0);
+    assert.equal(ctx.sync.connection, 'online');
+  });
+
+  test('behind the backend: keeps its epoch and waits for the catch-up as ever', () => {
+    ctx.memoryIdentity.revocationEpoch = 5;
+    inbox.message(welcome({ revocationEpoch: 9 }));
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 5);
+    assert.equal(ctx.sync.connection, 'syncing');
+    inbox.message({ type: 'revocation', epoch: 9, items: [] });
+    assert.equal(ctx.sync.connection, 'online');
+  });
+
   test('an events-ack before the welcome drops nothing from the journal', () => {
     void ctx.record({ type: 'policy-decision', subject: {}, outcome: 'allow', reasons: [] });
     inbox.message({ type: 'events-ack', upToSeq: 1, findings: [] });

@@ -12,12 +12,20 @@ type Welcome = Extract<BackendMessage, { type: 'welcome' }>;
  * console is marked online once it has caught up with what the welcome announced.
  */
 export class BackendInbox {
+  /**
+   * The welcome found this console ahead of the backend (it remembered a higher revocation epoch than
+   * the store's: a restored database): it is not caught up before the catch-up that follows is applied,
+   * though its lowered epoch already equals the welcome's.
+   */
+  private catchUpAwaited = false;
+
   constructor(
     private readonly ctx: AgentContext,
     private readonly lifecycle: Pick<ConsoleLifecycle, 'revoked' | 'unknown' | 'applyRevocations'>,
   ) {}
 
   opened(): void {
+    this.catchUpAwaited = false;
     this.ctx.sync.opened();
     this.ctx.runtime?.uplink.closed();
     this.ctx.changed();
@@ -57,6 +65,7 @@ export class BackendInbox {
       case 'revocation': {
         this.lifecycle.applyRevocations(message.items);
         if (ctx.identity.status.kind !== 'enrolled') return;
+        this.catchUpAwaited = false;
         ctx.identity.rememberRevocationEpoch(message.epoch);
         ctx.runtime?.client.send({ type: 'ack', of: 'revocation', epoch: message.epoch });
         this.checkSynced();
@@ -123,7 +132,7 @@ export class BackendInbox {
     const online = ctx.sync.checkCaughtUp({
       policyVersion: held?.version ?? 0,
       policyHash: held === undefined ? undefined : hashPolicy(held.policy),
-      revocationEpoch: ctx.identity.revocationEpoch,
+      revocationEpoch: this.catchUpAwaited ? 0 : ctx.identity.revocationEpoch,
       ackedSeq: runtime.outbox.status.ackedSeq,
     });
     if (!online) return;
@@ -146,6 +155,10 @@ export class BackendInbox {
       return;
     }
     runtime.client.welcomed(message.heartbeatSeconds);
+    // Ahead of the backend (its database restored from a backup): its epoch is taken, and the catch-up of
+    // the recent revocations it sends next (a console it does not know to be behind) is awaited.
+    this.catchUpAwaited =
+      ctx.identity.takeBackendRevocationEpoch(message.revocationEpoch) && message.revocationEpoch > 0;
     const flushTo = runtime.uplink.welcomed(message.ackedSeq, message.lastHash);
     const back = ctx.sync.welcomed({
       policyVersion: message.policyVersion,

@@ -210,6 +210,19 @@ export class ConsoleIdentity {
     this.save();
   }
 
+  /**
+   * The backend's epoch at its welcome, when it is below the one remembered (its database was restored
+   * from a backup): the store is authoritative, so the next hello asks for what follows its epoch. A
+   * lower epoch only asks for more in a catch-up, so a backend announcing one gains nothing. Returns
+   * whether the remembered epoch was lowered.
+   */
+  takeBackendRevocationEpoch(epoch: number): boolean {
+    if (this.state === undefined || epoch >= this.state.revocationEpoch) return false;
+    this.state = { ...this.state, revocationEpoch: epoch };
+    this.save();
+    return true;
+  }
+
   private save(): void {
     if (this.state === undefined) return;
     writeAtomically(join(this.dataDir, STATE_FILE), `${JSON.stringify(this.state, null, 2)}\n`);

@@ -89,6 +89,11 @@ export class MemoryIdentity {
   rememberRevocationEpoch(epoch: number): void {
     this.revocationEpoch = epoch;
   }
+  takeBackendRevocationEpoch(epoch: number): boolean {
+    if (epoch >= this.revocationEpoch) return false;
+    this.revocationEpoch = epoch;
+    return true;
+  }
   markRevoked(reason: string): Promise<void> {
     this.status = { kind: 're-enrolment-required', reason: 'revoked', detail: reason };
     return Promise.resolve();

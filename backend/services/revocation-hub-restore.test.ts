@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import type { RevocationMessage } from '../../shared/protocol.js';
+import { InProcessBus } from '../cluster/bus.js';
+import type { RevocationRecord, Store } from '../store/repositories.js';
+import { openPostgresStore } from '../store/postgres-store.js';
+import { createDatabase, postgresSkip, startPostgres } from '../store/postgres-throwaway.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { tempDir } from '../temp-dir.js';
+import { EventLog } from './event-log.js';
+import { CATCH_UP_EPOCHS, RevocationHub, type ConsolePusher } from './revocation-hub.js';
+import type { SessionService } from './session-service.js';
+
+/**
+ * After IT restored the database from a backup, the store's epoch is below what consoles applied: a
+ * console ahead is caught up on the recent revocations (it cannot say which it has), and once the
+ * counter was advanced past what was seen (backend/advance-revocation-epoch-cli.ts) the gap it leaves
+ * changes nothing for the readers of epochs (catch-up, the node's pushes, acknowledgements).
+ */
+const clock = () => Date.UTC(2026, 0, 1);
+const sessions = {} as SessionService; // nothing here revokes through the hub's unit of work
+
+interface Warning {
+  code?: string;
+  console?: string;
+  consoleEpoch?: number;
+  storeEpoch?: number;
+}
+
+function hubOn(store: Store, connected: string[] = []) {
+  const warnings: Warning[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as Warning) });
+  const sent: RevocationMessage[] = [];
+  const pusher: ConsolePusher = {
+    connectedConsoleIds: () => connected,
+    isConnected: (id) => connected.includes(id),
+    sendRaw: (id, data) => {
+      if (!connected.includes(id)) return false;
+      sent.push(JSON.parse(String(data)) as RevocationMessage);
+      return true;
+    },
+    disconnect: () => undefined,
+  };
+  const events = new EventLog(store, clock, logger, new InProcessBus({ nodeId: 'node-test', logger }));
+  return { hub: new RevocationHub(store, events, sessions, clock, pusher, logger), warnings, sent };
+}
+
+function revoke(store: Store, kind: 'operator' | 'session', targetId: string, consoleId: string | null) {
+  return store.revocations.insert({
+    kind,
+    targetId,
+    operatorId: kind === 'operator' ? targetId : null,
+    consoleId,
+    reason: `${kind} revoked`,
+    actor: 'admin:1',
+    at: clock(),
+  });
+}
+
+const cases: [string, (store: Store) => Promise<void>][] = [
+  [
+    'a console ahead of the store gets every revocation concerning it in the recent epochs, with the store’s epoch',
+    async (store) => {
+      const { hub, warnings } = hubOn(store);
+      const operator = await revoke(store, 'operator', 'op_gone', null);
+      await revoke(store, 'session', 'ses_elsewhere', 'con_b'); // another console's session: not its concern
+      const own = await revoke(store, 'session', 'ses_here', 'con_a');
+      // It applied epoch 1000 before the restore; the store is back at 3.
+      const catchUp = await hub.catchUp('con_a', 1000);
+      assert.deepEqual(
+        catchUp?.items.map((i) => [i.epoch, i.kind, i.targetId]),
+        [
+          [operator.epoch, 'operator', 'op_gone'],
+          [own.epoch, 'session', 'ses_here'],
+        ],
+      );
+      assert.equal(catchUp.epoch, own.epoch, 'the store’s epoch, which the console then remembers');
+      assert.equal(hub.acknowledge('con_a', own.epoch), true, 'its acknowledgement is recorded');
+      assert.deepEqual(
+        warnings.map((w) => [w.code, w.console, w.consoleEpoch, w.storeEpoch]),
+        [['CONSOLE_EPOCH_AHEAD', 'con_a', 1000, own.epoch]],
+      );
+      assert.deepEqual(
+        (await store.revocations.deliveries(operator.epoch)).map((d) => d.consoleId),
+        ['con_a'],
+        'the admin sees it sent to that console',
+      );
+    },
+  ],
+  [
+    'a console ahead of a store with no revocation is sent nothing, and logged',
+    async (store) => {
+      const { hub, warnings } = hubOn(store);
+      assert.equal(await hub.catchUp('con_a', 12), undefined);
+      assert.deepEqual(
+        warnings.map((w) => [w.code, w.consoleEpoch, w.storeEpoch]),
+        [['CONSOLE_EPOCH_AHEAD', 12, 0]],
+      );
+    },
+  ],
+  [
+    `the window of a console ahead is the last ${CATCH_UP_EPOCHS} epochs`,
+    async (store) => {
+      // Epochs 1 and, after the counter moved, CATCH_UP_EPOCHS + 2: the first is out of the window.
+      await revoke(store, 'operator', 'op_old', null);
+      await store.revocations.advanceEpoch(CATCH_UP_EPOCHS + 1);
+      const recent = await revoke(store, 'operator', 'op_recent', null);
+      assert.equal(recent.epoch, CATCH_UP_EPOCHS + 2);
+      const { hub } = hubOn(store);
+      const catchUp = await hub.catchUp('con_a', CATCH_UP_EPOCHS * 5);
+      assert.deepEqual(
+        catchUp?.items.map((i) => i.targetId),
+        ['op_recent'],
+      );
+    },
+  ],
+  [
+    'the advanced counter: the next epoch is above what consoles saw, and the gap is crossed by every reader',
+    async (store) => {
+      const before = await revoke(store, 'operator', 'op_1', null);
+      const { hub, sent } = hubOn(store, ['con_a']);
+      await hub.resync(); // the node's watermark, as at its start
+      assert.deepEqual(await store.revocations.advanceEpoch(1000), { from: before.epoch, to: 1000 });
+      assert.deepEqual(await store.revocations.advanceEpoch(1000), { from: 1000, to: 1000 }, 'again: nothing moves');
+      assert.deepEqual(await store.revocations.advanceEpoch(10), { from: 1000, to: 1000 }, 'never lowered');
+      assert.equal(await store.revocations.currentEpoch(), before.epoch, 'no revocation is made up');
+      const next: RevocationRecord = await revoke(store, 'operator', 'op_2', null);
+      assert.equal(next.epoch, 1001);
+      // Another node's revocation, told by the bus: pushed here across the gap, and acknowledged.
+      await hub.deliverUpTo(next.epoch);
+      assert.deepEqual(
+        sent.map((m) => [m.epoch, m.items.map((i) => i.targetId)]),
+        [[1001, ['op_2']]],
+      );
+      assert.equal(hub.acknowledge('con_a', 1001), true);
+      // A console that applied 1000 before the restore, and one behind: both get it.
+      assert.deepEqual(
+        (await hub.catchUp('con_b', 1000))?.items.map((i) => i.epoch),
+        [1001],
+      );
+      assert.deepEqual(
+        (await hub.catchUp('con_c', before.epoch))?.items.map((i) => i.epoch),
+        [1001],
+      );
+      assert.deepEqual(
+        (await store.revocations.since(0)).map((r) => r.epoch),
+        [before.epoch, 1001],
+      );
+    },
+  ],
+];
+
+async function seed(store: Store): Promise<void> {
+  for (const id of ['con_a', 'con_b', 'con_c']) {
+    await store.consoles.insert({
+      id,
+      name: null,
+      channel: 'branch',
+      site: null,
+      publicJwk: '{}',
+      jkt: id,
+      enrolledAt: clock(),
+      lastSeenAt: null,
+      policyVersion: 0,
+      revocationEpoch: 0,
+      revokedAt: null,
+      revokedReason: null,
+    });
+  }
+}
+
+describe('RevocationHub after a database restored from a backup', () => {
+  describe('on SQLite', () => {
+    for (const [title, run] of cases) {
+      it(title, async () => {
+        const store = openSqliteStore({ dataDir: tempDir('baton-restore-'), durability: 'normal' });
+        try {
+          await seed(store);
+          await run(store);
+        } finally {
+          await store.close();
+        }
+      });
+    }
+  });
+
+  describe('on PostgreSQL', { skip: postgresSkip() }, () => {
+    let server: Awaited<ReturnType<typeof startPostgres>> | undefined;
+    let databases = 0;
+    before(async () => {
+      server = await startPostgres();
+    });
+    after(async () => {
+      await server?.stop();
+    });
+    for (const [title, run] of cases) {
+      it(title, async () => {
+        const url = await createDatabase(server?.url ?? '', `restore_${++databases}`, { migrated: true });
+        const store = await openPostgresStore({ url, poolSize: 2 });
+        try {
+          await seed(store);
+          await run(store);
+        } finally {
+          await store.close();
+        }
+      });
+    }
+  });
+});
