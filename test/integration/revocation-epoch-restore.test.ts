@@ -32,8 +32,11 @@ interface Run {
 }
 
 /** The restore step as IT runs it: a child process, its exit status and its output. */
-function advanceEpochs(t: { dataDir: string; databaseUrl: string | undefined }): Promise<Run> {
-  const args = ['--data-dir', t.dataDir, ...(t.databaseUrl === undefined ? [] : ['--database', t.databaseUrl])];
+function advanceEpochs(t: { dataDir: string; databaseUrl: string | undefined }, more: string[] = []): Promise<Run> {
+  const args = [
+    ...['--data-dir', t.dataDir, ...(t.databaseUrl === undefined ? [] : ['--database', t.databaseUrl])],
+    ...more,
+  ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
       cwd: ROOT,
@@ -212,6 +215,29 @@ describe('revocations after a database restored from a backup', () => {
       (list.revocations as Json[]).map((r) => r.epoch as number),
       [1, ...[2, 3, 4, 5, 6].map((n) => 1_000_000 + n)],
     );
+  });
+
+  it('the restore step with --past moves the counter past a known epoch; a bad argument changes nothing', async () => {
+    const dataDir = tempDir('baton-restore-');
+    const slot = running();
+    const first = await startTestBackend({ dataDir });
+    await first.stop();
+    const bad = await advanceEpochs(first, ['--past', '12e3']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /usage: advance-revocation-epoch-cli/);
+    const run = await advanceEpochs(first, ['--past', '5000']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /moved from 0 to 5000; the next revocation takes epoch 5001/);
+    const t = await startTestBackend({ dataDir }, { adminToken: first.admin.token });
+    slot.backend = t;
+    const { operator } = (await t.admin.ok('POST', '/v1/admin/operators', {
+      displayName: 'After Restore',
+      roles: ['teller'],
+    })) as Json;
+    const revoked = (await t.admin.ok('POST', `/v1/admin/operators/${operator.id as string}/revoke`, {
+      reason: 'left',
+    })) as Json;
+    assert.equal(revoked.epoch, 5001);
   });
 
   it(
