@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import type { RevocationMessage } from '../../shared/protocol.js';
+import { MAX_MESSAGE_BYTES, RevocationMessageSchema, type RevocationMessage } from '../../shared/protocol.js';
 import { InProcessBus } from '../cluster/bus.js';
 import type { RevocationRecord, Store } from '../store/repositories.js';
 import { openPostgresStore } from '../store/postgres-store.js';
@@ -11,6 +11,12 @@ import { tempDir } from '../temp-dir.js';
 import { EventLog } from './event-log.js';
 import { CATCH_UP_EPOCHS, RevocationHub, type ConsolePusher } from './revocation-hub.js';
 import type { SessionService } from './session-service.js';
+
+/** The one catch-up message of a catch-up that fits in one (undefined for none). */
+function single(messages: RevocationMessage[]): RevocationMessage | undefined {
+  assert.ok(messages.length <= 1, `one catch-up message, not ${messages.length}`);
+  return messages[0];
+}
 
 /**
  * After IT restored the database from a backup, the store's epoch is below what consoles applied: a
@@ -60,6 +66,46 @@ function revoke(store: Store, kind: 'operator' | 'session', targetId: string, co
 
 const cases: [string, (store: Store) => Promise<void>][] = [
   [
+    'a console owed more revocations than one message holds (new, or away for long) is caught up in several, each within the protocol’s bounds, in epoch order',
+    async (store) => {
+      // 1,100 short ones (more items than a message takes), then 300 with the longest reason (more bytes).
+      const made: RevocationRecord[] = [];
+      for (let i = 0; i < 1400; i++) {
+        made.push(
+          await store.revocations.insert({
+            kind: 'operator',
+            targetId: `op_${i}`,
+            operatorId: `op_${i}`,
+            consoleId: null,
+            reason: i < 1100 ? 'left' : 'é'.repeat(500),
+            actor: 'admin:1',
+            at: clock(),
+          }),
+        );
+      }
+      const { hub } = hubOn(store);
+      const messages = await hub.catchUp('con_new', 0);
+      assert.ok(messages.length >= 3, `${messages.length} messages`);
+      for (const message of messages) {
+        // What the agent accepts: its schema (at most 10,000 items) and its frame (MAX_MESSAGE_BYTES, else 1009).
+        assert.deepEqual(RevocationMessageSchema.parse(message), message);
+        assert.ok(Buffer.byteLength(JSON.stringify(message)) <= MAX_MESSAGE_BYTES);
+        assert.equal(message.epoch, message.items.at(-1)?.epoch, 'each message acknowledges up to its last item');
+      }
+      assert.deepEqual(
+        messages.flatMap((m) => m.items.map((i) => i.epoch)),
+        made.map((r) => r.epoch),
+        'every revocation once, in epoch order',
+      );
+      // Dropped after the first message: it reconnects with that epoch and is owed only the rest.
+      const rest = await hub.catchUp('con_new', messages[0]?.epoch ?? 0);
+      assert.deepEqual(
+        rest.flatMap((m) => m.items.map((i) => i.epoch)),
+        made.slice(messages[0]?.items.length).map((r) => r.epoch),
+      );
+    },
+  ],
+  [
     'a console ahead of the store gets every revocation concerning it in the recent epochs, with the store’s epoch',
     async (store) => {
       const { hub, warnings } = hubOn(store);
@@ -67,7 +113,7 @@ const cases: [string, (store: Store) => Promise<void>][] = [
       await revoke(store, 'session', 'ses_elsewhere', 'con_b'); // another console's session: not its concern
       const own = await revoke(store, 'session', 'ses_here', 'con_a');
       // It applied epoch 1000 before the restore; the store is back at 3.
-      const catchUp = await hub.catchUp('con_a', 1000);
+      const catchUp = single(await hub.catchUp('con_a', 1000));
       assert.deepEqual(
         catchUp?.items.map((i) => [i.epoch, i.kind, i.targetId]),
         [
@@ -92,7 +138,7 @@ const cases: [string, (store: Store) => Promise<void>][] = [
     'a console ahead of a store with no revocation is sent nothing, and logged',
     async (store) => {
       const { hub, warnings } = hubOn(store);
-      assert.equal(await hub.catchUp('con_a', 12), undefined);
+      assert.deepEqual(await hub.catchUp('con_a', 12), []);
       assert.deepEqual(
         warnings.map((w) => [w.code, w.consoleEpoch, w.storeEpoch]),
         [['CONSOLE_EPOCH_AHEAD', 12, 0]],
@@ -108,7 +154,7 @@ const cases: [string, (store: Store) => Promise<void>][] = [
       const recent = await revoke(store, 'operator', 'op_recent', null);
       assert.equal(recent.epoch, CATCH_UP_EPOCHS + 2);
       const { hub } = hubOn(store);
-      const catchUp = await hub.catchUp('con_a', CATCH_UP_EPOCHS * 5);
+      const catchUp = single(await hub.catchUp('con_a', CATCH_UP_EPOCHS * 5));
       assert.deepEqual(
         catchUp?.items.map((i) => i.targetId),
         ['op_recent'],
@@ -136,11 +182,11 @@ const cases: [string, (store: Store) => Promise<void>][] = [
       assert.equal(hub.acknowledge('con_a', 1001), true);
       // A console that applied 1000 before the restore, and one behind: both get it.
       assert.deepEqual(
-        (await hub.catchUp('con_b', 1000))?.items.map((i) => i.epoch),
+        single(await hub.catchUp('con_b', 1000))?.items.map((i) => i.epoch),
         [1001],
       );
       assert.deepEqual(
-        (await hub.catchUp('con_c', before.epoch))?.items.map((i) => i.epoch),
+        single(await hub.catchUp('con_c', before.epoch))?.items.map((i) => i.epoch),
         [1001],
       );
       assert.deepEqual(

@@ -15,6 +15,12 @@ import { wireServicePushes } from '../cluster/pushes.js';
 import { RevocationHub, type ConsolePusher } from './revocation-hub.js';
 import type { SessionService } from './session-service.js';
 
+/** The one catch-up message of a catch-up that fits in one (undefined for none). */
+function single(messages: RevocationMessage[]): RevocationMessage | undefined {
+  assert.ok(messages.length <= 1, `one catch-up message, not ${messages.length}`);
+  return messages[0];
+}
+
 const logger = pino({ level: 'silent' });
 const clock = () => Date.UTC(2026, 0, 1);
 
@@ -140,7 +146,7 @@ describe('RevocationHub on the async store', () => {
       node([]),
       logger,
     );
-    const catchUp = await hub.catchUp('con_a', 0);
+    const catchUp = single(await hub.catchUp('con_a', 0));
     assert.ok(catchUp !== undefined);
     // The operator revocation concerns every console; con_c's own revocation does not concern con_a.
     assert.deepEqual(
@@ -148,7 +154,7 @@ describe('RevocationHub on the async store', () => {
       ['operator'],
     );
     assert.equal(catchUp.epoch, await hub.currentEpoch());
-    assert.equal(await hub.catchUp('con_a', catchUp.epoch), undefined);
+    assert.deepEqual(await hub.catchUp('con_a', catchUp.epoch), []);
   });
 
   it('keeps acknowledgements for a retry when writing them fails', async () => {
@@ -171,7 +177,7 @@ describe('RevocationHub on the async store', () => {
       node([]),
       logger,
     );
-    await hub.catchUp('con_b', 0); // it reconnects: told of every epoch so far (an ack of one never sent is refused)
+    single(await hub.catchUp('con_b', 0)); // it reconnects: told of every epoch so far (an ack of one never sent is refused)
     assert.equal(hub.acknowledge('con_b', 1), true);
     await assert.rejects(hub.flushAcks(), /database away/);
     assert.equal((await store.consoles.get('con_b'))?.revocationEpoch, 0);
@@ -198,7 +204,7 @@ describe('RevocationHub on the async store', () => {
       node([]),
       logger,
     );
-    await hub.catchUp('con_a', 0); // told of epochs 1 and 2
+    single(await hub.catchUp('con_a', 0)); // told of epochs 1 and 2
     hub.acknowledge('con_a', 1);
     hub.acknowledge('con_a', 2);
     hub.acknowledge('con_a', 1); // late and lower: the epoch stays 2
@@ -413,7 +419,7 @@ async function unsentEpochCase(store: Store): Promise<void> {
     actor: 'admin:2',
     at: clock(),
   });
-  const catchUp = await hub.catchUp('con_back', epoch);
+  const catchUp = single(await hub.catchUp('con_back', epoch));
   assert.equal(catchUp?.epoch, elsewhere.epoch);
   assert.equal(hub.acknowledge('con_back', elsewhere.epoch), true);
   // Its bus pointer arrives: pushed to the consoles here, which acknowledge it.
@@ -670,7 +676,7 @@ describe('RevocationHub fan-out: delivery rows and acknowledgements written in b
     assert.equal((await store.consoles.get(gone))?.revocationEpoch, before);
 
     // It reconnects (to this node or any other): its hello said `before`, so the catch-up carries the revocation.
-    const catchUp = await hub.catchUp(gone, before);
+    const catchUp = single(await hub.catchUp(gone, before));
     assert.ok(catchUp?.items.some((i) => i.kind === 'operator' && i.targetId === 'op_f2'));
     assert.equal(catchUp?.epoch, epoch);
     hub.acknowledge(gone, epoch);

@@ -1,7 +1,12 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { BatonError } from '../../shared/errors.js';
-import type { RevocationItem, RevocationKind, RevocationMessage } from '../../shared/protocol.js';
+import {
+  MAX_MESSAGE_BYTES,
+  type RevocationItem,
+  type RevocationKind,
+  type RevocationMessage,
+} from '../../shared/protocol.js';
 import type { RevocationRecord, SessionRecord, Store } from '../store/repositories.js';
 import type { EventLog, UnitOfWork } from './event-log.js';
 import type { SessionService } from './session-service.js';
@@ -73,6 +78,10 @@ export interface RevocationOutcome {
  * the window then holds fewer revocations, never a wrong one.
  */
 export const CATCH_UP_EPOCHS = 10_000;
+/** At most this many revocations in one catch-up message (the protocol allows 10,000: RevocationMessageSchema). */
+const CATCH_UP_ITEMS_PER_MESSAGE = 1_000;
+/** At most this much of items in one catch-up message: half a frame (MAX_MESSAGE_BYTES), whatever the reasons' length. */
+const CATCH_UP_BYTES_PER_MESSAGE = MAX_MESSAGE_BYTES / 2;
 /** After a failed ack write (the database away), the acks are kept and written again this much later. */
 const ACK_RETRY_MS = 1000;
 /** Acks kept for a retry at most (the oldest dropped): a console re-acknowledges on its next catch-up anyway. */
@@ -421,9 +430,9 @@ export class RevocationHub {
    * last CATCH_UP_EPOCHS epochs, with the store's epoch (which its agent takes, docs/protocol.md), and
    * CONSOLE_EPOCH_AHEAD is logged. Nothing to send when the store holds no revocation at all.
    */
-  async catchUp(consoleId: string, sinceEpoch: number, current?: number): Promise<RevocationMessage | undefined> {
+  async catchUp(consoleId: string, sinceEpoch: number, current?: number): Promise<RevocationMessage[]> {
     current ??= await this.currentEpoch();
-    if (current === sinceEpoch) return undefined;
+    if (current === sinceEpoch) return [];
     let from = sinceEpoch;
     if (current < sinceEpoch) {
       this.logger.warn(
@@ -431,7 +440,7 @@ export class RevocationHub {
         'a console applied revocation epochs the store does not hold (a database restored from a backup?); ' +
           'catching it up on the recent ones',
       );
-      if (current === 0) return undefined;
+      if (current === 0) return [];
       from = Math.max(0, current - CATCH_UP_EPOCHS);
     }
     const records = await this.store.revocations.since(from);
@@ -443,7 +452,7 @@ export class RevocationHub {
     // A revocation committed between the two reads is in `records`: the epoch covers it.
     const epoch = records.reduce((max, r) => Math.max(max, r.epoch), current);
     this.sentUpTo = Math.max(this.sentUpTo, epoch); // before the console can answer it
-    return { type: 'revocation', epoch, items };
+    return catchUpMessages(items, epoch);
   }
 
   /**
@@ -774,6 +783,31 @@ export class RevocationHub {
 }
 
 /** Whether the writer waits for a console of this fan-out. */
+/**
+ * A catch-up as messages a console accepts: at most CATCH_UP_ITEMS_PER_MESSAGE items and
+ * CATCH_UP_BYTES_PER_MESSAGE of items each (the protocol's frame is MAX_MESSAGE_BYTES; a console away
+ * for long, or new where thousands of operators were revoked, is owed more). In epoch order; each
+ * message but the last carries its last item's epoch, so a console that drops mid-way acknowledged what
+ * it applied and is caught up from there; the last carries `epoch`, the store's.
+ */
+function catchUpMessages(items: RevocationItem[], epoch: number): RevocationMessage[] {
+  const messages: RevocationMessage[] = [];
+  let part: RevocationItem[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = Buffer.byteLength(JSON.stringify(item)) + 1;
+    if (part.length > 0 && (part.length >= CATCH_UP_ITEMS_PER_MESSAGE || bytes + size > CATCH_UP_BYTES_PER_MESSAGE)) {
+      messages.push({ type: 'revocation', epoch: (part.at(-1) as RevocationItem).epoch, items: part });
+      part = [];
+      bytes = 0;
+    }
+    part.push(item);
+    bytes += size;
+  }
+  messages.push({ type: 'revocation', epoch, items: part });
+  return messages;
+}
+
 /** A console's pending ack of exactly `epoch` not yet carrying a row (`sentAt`), if any. */
 function ackOf(list: PendingAck[] | undefined, epoch: number): PendingAck | undefined {
   if (list === undefined) return undefined;

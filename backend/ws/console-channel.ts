@@ -348,8 +348,9 @@ export class ConsoleChannel {
         await this.deps.registry.recordPolicyVersion(consoleId, current.version);
       }
       // The epoch was read after this hello was accepted: a revocation committed later is pushed to it.
-      const catchUp = await this.deps.revocations.catchUp(consoleId, message.revocationEpoch, epoch);
-      if (catchUp !== undefined) this.send(connection, catchUp);
+      for (const catchUp of await this.deps.revocations.catchUp(consoleId, message.revocationEpoch, epoch)) {
+        this.send(connection, catchUp);
+      }
       for (const command of (await this.pendingCommands.read(consoleId)) ?? []) {
         this.sendData(connection, commandMessage(command));
       }
