@@ -445,10 +445,11 @@ export class RevocationHub {
     }
     const records = await this.store.revocations.since(from);
     const items = records.filter((r) => concerns(r, consoleId)).map(toItem);
-    if (items.length > 0) {
-      const now = this.clock();
-      for (const item of items) await this.store.revocations.recordDeliveries(item.epoch, [consoleId], now);
-    }
+    await this.store.revocations.recordCatchUp(
+      consoleId,
+      items.map((item) => item.epoch),
+      this.clock(),
+    );
     // A revocation committed between the two reads is in `records`: the epoch covers it.
     const epoch = records.reduce((max, r) => Math.max(max, r.epoch), current);
     this.sentUpTo = Math.max(this.sentUpTo, epoch); // before the console can answer it

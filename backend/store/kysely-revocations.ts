@@ -151,6 +151,20 @@ export class KyselyRevocations implements RevocationRepository {
       return { from, to };
     });
   }
+  async recordCatchUp(consoleId: string, epochs: readonly number[], at: number): Promise<void> {
+    if (epochs.length === 0) return;
+    // In ascending epoch: one console's rows in the order `recordAcks` takes them (console, then epoch).
+    const sorted = [...epochs].sort((a, b) => a - b);
+    if (this.ctx.dialect === 'postgres') {
+      await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
+        SELECT e, ${consoleId}::text, ${at}::bigint FROM unnest(${sorted}::bigint[]) AS a(e)
+        ON CONFLICT DO NOTHING`.execute(this.ctx.db);
+      return;
+    }
+    await sql`INSERT INTO revocation_deliveries (epoch, console_id, sent_at)
+      SELECT value, ${consoleId}, ${at} FROM json_each(${JSON.stringify(sorted)}) WHERE true
+      ON CONFLICT DO NOTHING`.execute(this.ctx.db);
+  }
   async recordAck(consoleId: string, epoch: number, at: number): Promise<void> {
     await this.ctx.db
       .updateTable('revocation_deliveries')

@@ -342,6 +342,11 @@ export interface RevocationRepository {
   since(epoch: number): Promise<RevocationRecord[]>;
   recordDeliveries(epoch: number, consoleIds: string[], at: number): Promise<void>;
   /**
+   * One console's delivery rows of several epochs (a catch-up, thousands for a new console): one statement, rows
+   * already there left as they are.
+   */
+  recordCatchUp(consoleId: string, epochs: readonly number[], at: number): Promise<void>;
+  /**
    * After a restore from a backup (backend/advance-revocation-epoch-cli.ts): raises the epoch counter so
    * that the next revocation's epoch is above `past` as well as above every epoch stored or handed out.
    * `from`: the highest of those before; `to`: the counter after (the next epoch is `to + 1`). Never

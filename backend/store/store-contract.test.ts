@@ -524,6 +524,19 @@ for (const engine of ENGINES) {
           { consoleId: 'c1', sentAt: T0, ackedAt: T0 + 1 },
           { consoleId: 'c2', sentAt: T0, ackedAt: null },
         ]);
+        // A catch-up of c3 (both epochs) and of c1 (already sent 2: its row, acknowledged, stays as it is).
+        await store.revocations.recordCatchUp('c3', [2, 1], T0 + 7);
+        await store.revocations.recordCatchUp('c1', [1, 2], T0 + 7);
+        await store.revocations.recordCatchUp('c2', [], T0 + 7);
+        assert.deepEqual(await store.revocations.deliveries(1), [
+          { consoleId: 'c1', sentAt: T0 + 7, ackedAt: null },
+          { consoleId: 'c3', sentAt: T0 + 7, ackedAt: null },
+        ]);
+        assert.deepEqual(await store.revocations.deliveries(2), [
+          { consoleId: 'c1', sentAt: T0, ackedAt: T0 + 1 },
+          { consoleId: 'c2', sentAt: T0, ackedAt: null },
+          { consoleId: 'c3', sentAt: T0 + 7, ackedAt: null },
+        ]);
       } finally {
         await done();
       }
