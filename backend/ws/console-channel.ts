@@ -28,7 +28,7 @@ import { errorBody, storageFault } from '../http/http-kit.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
 import { wireConsoleCommands } from '../cluster/pushes.js';
-import { commandMessage, sendData, type ConsoleConnections } from './console-connections.js';
+import { commandMessage, flushHeld, sendData, type ConsoleConnections } from './console-connections.js';
 
 /** A console's connection as the channel keeps it (in the node's `ConsoleConnections` table). */
 export interface ConsoleConnection {
@@ -48,6 +48,8 @@ export interface ConsoleConnection {
    * store: later messages wait for it, so nothing is answered before the welcome.
    */
   helloPending: Promise<void> | undefined;
+  /** Pushes waiting for the answers to `hello` (console-connections.ts `ConsoleSocket.held`). */
+  held: (string | Buffer)[] | undefined;
 }
 
 /** Batches one console may have awaiting commit before its socket stops being read (the protocol's window). */
@@ -138,7 +140,10 @@ export class ConsoleChannel {
         hash: policyHash(version),
       } satisfies BackendMessage);
       const encoded = Buffer.from(data);
-      for (const connection of this.connections.values()) if (connection.hello) this.sendData(connection, encoded);
+      for (const connection of this.connections.values()) {
+        if (connection.held !== undefined) connection.held.push(encoded);
+        else if (connection.hello) this.sendData(connection, encoded);
+      }
     });
   }
 
@@ -197,6 +202,7 @@ export class ConsoleChannel {
       helloTimer: undefined,
       inFlight: 0,
       helloPending: undefined,
+      held: undefined,
       contact: {
         connectedAt: this.deps.clock(),
         previousContactAt: latest(this.lastContact.get(console.id), console.lastSeenAt),
@@ -354,7 +360,9 @@ export class ConsoleChannel {
       for (const command of (await this.pendingCommands.read(consoleId)) ?? []) {
         this.sendData(connection, commandMessage(command));
       }
+      flushHeld(connection);
     } catch (error) {
+      connection.held = undefined; // the socket is closed below: it reconnects and is caught up again
       this.deps.logger.error(
         { err: error, console: consoleId, code: 'CONSOLE_HELLO_FAILED' },
         'answering a console hello failed',
@@ -383,6 +391,7 @@ export class ConsoleChannel {
     switch (message.type) {
       case 'hello': {
         connection.hello = message;
+        connection.held = []; // pushes wait for the answers to the hello (answerHello)
         clearTimeout(connection.helloTimer);
         connection.helloTimer = undefined;
         if (this.deps.onHello !== undefined) {

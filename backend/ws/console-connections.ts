@@ -10,6 +10,13 @@ export interface ConsoleSocket {
   readonly socket: WebSocket;
   /** Set once the console has said hello: only then is anything pushed to it. */
   readonly hello: unknown;
+  /**
+   * Set while the answers to its hello (welcome, policy, catch-up, commands) are being sent: a push
+   * waits here, in order, and follows them (`flushHeld`). Sent before its catch-up, a revocation
+   * committed after the catch-up's read would raise the console's epoch over what the catch-up brings:
+   * a console that dropped then would never be sent the revocations in between.
+   */
+  held?: (string | Buffer)[] | undefined;
 }
 
 /** The code `ws` reports when a socket closed without a close frame from the peer. */
@@ -60,6 +67,10 @@ export class ConsoleConnections<C extends ConsoleSocket = ConsoleSocket> impleme
   sendRaw(consoleId: string, data: string | Buffer): boolean {
     const connection = this.byConsole.get(consoleId);
     if (connection === undefined || connection.hello === undefined) return false;
+    if (connection.held !== undefined) {
+      connection.held.push(data);
+      return connection.socket.readyState === WebSocket.OPEN;
+    }
     return sendData(connection.socket, data);
   }
 
@@ -74,6 +85,7 @@ export class ConsoleConnections<C extends ConsoleSocket = ConsoleSocket> impleme
     connection.socket.once('close', (code: number) => {
       if (code !== ABNORMAL_CLOSURE) onReceived?.();
     });
+    flushHeld(connection); // the revocation it was pushed comes before the close
     send(connection.socket, {
       type: 'error',
       code: 'CONSOLE_REVOKED',
@@ -100,6 +112,13 @@ export class ConsoleConnections<C extends ConsoleSocket = ConsoleSocket> impleme
 }
 
 /** Sends a text frame; a Buffer (UTF-8 JSON, encoded once for many consoles) is sent as text too. */
+/** Sends what waited while a hello was answered, in order; from now on pushes go out at once. */
+export function flushHeld(connection: ConsoleSocket): void {
+  const held = connection.held;
+  connection.held = undefined;
+  for (const data of held ?? []) sendData(connection.socket, data);
+}
+
 export function sendData(socket: WebSocket, data: string | Buffer): boolean {
   if (socket.readyState !== WebSocket.OPEN) return false;
   if (typeof data !== 'string' && writeFramed(socket, data)) return true;

@@ -97,7 +97,7 @@ describe('BackendInbox', () => {
   test('ahead of a restored backend: takes its epoch and ends the sessions of the catch-up before it is online', () => {
     ctx.memoryIdentity.revocationEpoch = 1000; // applied before IT restored the backend's database from a backup
     inbox.message(welcome({ revocationEpoch: 955 }));
-    assert.equal(ctx.memoryIdentity.revocationEpoch, 955, 'the next hello asks for what follows the store’s epoch');
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 1000, 'kept until the catch-up is applied: a drop asks again');
     assert.equal(ctx.sync.connection, 'syncing', 'not online before the catch-up is applied');
     assert.deepEqual(ctx.sessions.calls, [], 'the offline cap does not start over yet');
     inbox.message({ type: 'revocation', epoch: 955, items: [revocation('operator', 'op_gone', 953)] });
@@ -106,7 +106,30 @@ describe('BackendInbox', () => {
       ['op_gone'],
     );
     assert.deepEqual(ctx.sent.at(-1), { type: 'ack', of: 'revocation', epoch: 955 });
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 955, 'the next hello asks for what follows the store’s epoch');
     assert.equal(ctx.sync.connection, 'online');
+  });
+
+  test('ahead of a restored backend, a catch-up in parts: online, and the store’s epoch taken, only after the last', () => {
+    ctx.memoryIdentity.revocationEpoch = 3000;
+    inbox.message(welcome({ revocationEpoch: 2600 }));
+    inbox.message({ type: 'revocation', epoch: 1500, items: [revocation('operator', 'op_a', 1500)] });
+    assert.equal(ctx.sync.connection, 'syncing', 'a part is not the end');
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 3000, 'a drop now says the same hello and is caught up again');
+    inbox.message({ type: 'revocation', epoch: 2600, items: [revocation('operator', 'op_b', 2590)] });
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 2600);
+    assert.equal(ctx.sync.connection, 'online');
+    assert.deepEqual(
+      ctx.sessions.revoked.map((i) => i.targetId),
+      ['op_a', 'op_b'],
+    );
+  });
+
+  test('ahead of a restored backend, a drop before the catch-up: the remembered epoch stays, so the next hello is ahead again', () => {
+    ctx.memoryIdentity.revocationEpoch = 1000;
+    inbox.message(welcome({ revocationEpoch: 955 }));
+    inbox.opened(); // the socket dropped and a new one opened before the catch-up came
+    assert.equal(ctx.memoryIdentity.revocationEpoch, 1000);
   });
 
   test('ahead of a backend whose store holds no revocation: takes its epoch 0 and is online at once', () => {

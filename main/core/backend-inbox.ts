@@ -13,11 +13,13 @@ type Welcome = Extract<BackendMessage, { type: 'welcome' }>;
  */
 export class BackendInbox {
   /**
-   * The welcome found this console ahead of the backend (it remembered a higher revocation epoch than
-   * the store's: a restored database): it is not caught up before the catch-up that follows is applied,
-   * though its lowered epoch already equals the welcome's.
+   * The welcome's epoch, when it found this console ahead of the backend (it remembered a higher
+   * revocation epoch than the store's: a restored database). The remembered epoch is lowered to the
+   * backend's only once the catch-up that follows is applied to its end (its last message carries that
+   * epoch or a later one): a console that drops before then says the same hello again and is caught up
+   * again, instead of asking only for what follows an epoch whose revocations it never got.
    */
-  private catchUpAwaited = false;
+  private aheadTo: number | undefined;
 
   constructor(
     private readonly ctx: AgentContext,
@@ -25,7 +27,7 @@ export class BackendInbox {
   ) {}
 
   opened(): void {
-    this.catchUpAwaited = false;
+    this.aheadTo = undefined;
     this.ctx.sync.opened();
     this.ctx.runtime?.uplink.closed();
     this.ctx.changed();
@@ -65,7 +67,12 @@ export class BackendInbox {
       case 'revocation': {
         this.lifecycle.applyRevocations(message.items);
         if (ctx.identity.status.kind !== 'enrolled') return;
-        this.catchUpAwaited = false;
+        if (this.aheadTo !== undefined && message.epoch >= this.aheadTo) {
+          // The end of the catch-up of a console ahead: from now on it asks for what follows the store's epoch.
+          this.aheadTo = undefined;
+          ctx.identity.takeBackendRevocationEpoch(message.epoch);
+        }
+        // Ahead, a part of the catch-up before its end lowers nothing (this only ever raises the epoch).
         ctx.identity.rememberRevocationEpoch(message.epoch);
         ctx.runtime?.client.send({ type: 'ack', of: 'revocation', epoch: message.epoch });
         this.checkSynced();
@@ -132,7 +139,7 @@ export class BackendInbox {
     const online = ctx.sync.checkCaughtUp({
       policyVersion: held?.version ?? 0,
       policyHash: held === undefined ? undefined : hashPolicy(held.policy),
-      revocationEpoch: this.catchUpAwaited ? 0 : ctx.identity.revocationEpoch,
+      revocationEpoch: this.aheadTo !== undefined ? 0 : ctx.identity.revocationEpoch,
       ackedSeq: runtime.outbox.status.ackedSeq,
     });
     if (!online) return;
@@ -155,10 +162,13 @@ export class BackendInbox {
       return;
     }
     runtime.client.welcomed(message.heartbeatSeconds);
-    // Ahead of the backend (its database restored from a backup): its epoch is taken, and the catch-up of
-    // the recent revocations it sends next (a console it does not know to be behind) is awaited.
-    this.catchUpAwaited =
-      ctx.identity.takeBackendRevocationEpoch(message.revocationEpoch) && message.revocationEpoch > 0;
+    // Ahead of the backend (its database restored from a backup): the catch-up of the recent revocations it sends
+    // next is awaited, and only then is the store's epoch taken. A store with none at all sends no catch-up.
+    this.aheadTo = undefined;
+    if (message.revocationEpoch < ctx.identity.revocationEpoch) {
+      if (message.revocationEpoch === 0) ctx.identity.takeBackendRevocationEpoch(0);
+      else this.aheadTo = message.revocationEpoch;
+    }
     const flushTo = runtime.uplink.welcomed(message.ackedSeq, message.lastHash);
     const back = ctx.sync.welcomed({
       policyVersion: message.policyVersion,

@@ -211,10 +211,10 @@ export class ConsoleIdentity {
   }
 
   /**
-   * The backend's epoch at its welcome, when it is below the one remembered (its database was restored
-   * from a backup): the store is authoritative, so the next hello asks for what follows its epoch. A
-   * lower epoch only asks for more in a catch-up, so a backend announcing one gains nothing. Returns
-   * whether the remembered epoch was lowered.
+   * The backend's epoch, when it is below the one remembered (its database was restored from a backup),
+   * once its catch-up is applied (backend-inbox.ts): the store is authoritative, so the next hello asks
+   * for what follows its epoch. A lower epoch only asks for more in a catch-up, so a backend announcing
+   * one gains nothing. Returns whether the remembered epoch was lowered.
    */
   takeBackendRevocationEpoch(epoch: number): boolean {
     if (this.state === undefined || epoch >= this.state.revocationEpoch) return false;

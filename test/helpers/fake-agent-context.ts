@@ -86,8 +86,9 @@ export class MemoryIdentity {
   rememberPolicy(version: number, policy: Policy): void {
     this.policy = { version, policy };
   }
+  /** As ConsoleIdentity: only ever raises it. */
   rememberRevocationEpoch(epoch: number): void {
-    this.revocationEpoch = epoch;
+    if (epoch > this.revocationEpoch) this.revocationEpoch = epoch;
   }
   takeBackendRevocationEpoch(epoch: number): boolean {
     if (epoch >= this.revocationEpoch) return false;

@@ -142,6 +142,47 @@ describe('revocation fan-out: every acknowledgement recorded', () => {
     await socket.close();
   });
 
+  it('a revocation pushed while a console’s hello is being answered reaches it after its catch-up, never before it', async () => {
+    // Before, the push went out at once: the console's epoch rose above what its catch-up had yet to bring, so a
+    // console that dropped in between asked next time only for what followed, and never got the rest.
+    const { consoles, epoch: first } = await operatorRevokedWith(1, 'Lou Before');
+    const { console, socket: old } = consoles[0] as { console: TestConsole; socket: ConsoleSocket };
+    const { operatorId: later } = await enrolOperator(t.admin, console, { displayName: 'Max Later' });
+    await old.close();
+    // Its next hello's catch-up waits at a gate (the hub's own read, unchanged) while another operator is revoked.
+    const hub = t.backend.revocations;
+    const catchUp = hub.catchUp.bind(hub);
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let arrived: () => void = () => undefined;
+    const atGate = new Promise<void>((resolve) => (arrived = resolve));
+    hub.catchUp = async (...args) => {
+      arrived();
+      await gate;
+      return catchUp(...args);
+    };
+    try {
+      const socket = await console.connect({ revocationEpoch: first - 1 });
+      await socket.next('welcome');
+      await atGate;
+      const revoked = (await t.admin.ok('POST', `/v1/admin/operators/${later}/revoke`, { reason: 'left' })) as Json;
+      open();
+      const live = await socket.next('revocation', (m) => m.items.length === 1 && m.items[0]?.targetId === later);
+      const [caughtUp] = socket.received.filter((m) => m.type === 'revocation');
+      assert.ok(caughtUp?.type === 'revocation' && caughtUp !== live, 'the catch-up came first');
+      assert.deepEqual(
+        caughtUp.items.map((i) => i.epoch),
+        [first, revoked.epoch as number],
+        'the catch-up (read after the commit) has both',
+      );
+      assert.equal(live.epoch, revoked.epoch);
+      await socket.close();
+    } finally {
+      hub.catchUp = catchUp;
+      open();
+    }
+  });
+
   it('a console away during the fan-out gets the revocation when it reconnects, and its acknowledgement is recorded', async () => {
     const { console, socket } = (await connected(1))[0] as { console: TestConsole; socket: ConsoleSocket };
     const known = await t.backend.revocations.currentEpoch();
