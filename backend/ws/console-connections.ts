@@ -111,7 +111,6 @@ export class ConsoleConnections<C extends ConsoleSocket = ConsoleSocket> impleme
   }
 }
 
-/** Sends a text frame; a Buffer (UTF-8 JSON, encoded once for many consoles) is sent as text too. */
 /** Sends what waited while a hello was answered, in order; from now on pushes go out at once. */
 export function flushHeld(connection: ConsoleSocket): void {
   const held = connection.held;
@@ -119,6 +118,7 @@ export function flushHeld(connection: ConsoleSocket): void {
   for (const data of held ?? []) sendData(connection.socket, data);
 }
 
+/** Sends a text frame; a Buffer (UTF-8 JSON, encoded once for many consoles) is sent as text too. */
 export function sendData(socket: WebSocket, data: string | Buffer): boolean {
   if (socket.readyState !== WebSocket.OPEN) return false;
   if (typeof data !== 'string' && writeFramed(socket, data)) return true;
