@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { BatonError } from '../shared/errors.js';
-import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
-import { openStore } from './store/open-store.js';
+import { runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
 
 /**
  * How far past the restored database's highest epoch the counter is moved by default: more revocations
@@ -45,30 +43,15 @@ async function main(): Promise<void> {
     process.stderr.write(USAGE);
     process.exit(2);
   }
-  const databaseUrl = values.database ?? process.env.BATON_DATABASE_URL;
-  const embedded = databaseUrl === undefined || databaseUrl.trim() === '';
-  // Embedded SQLite: one process per data directory, so the backend must be stopped.
-  const lock: DataDirLock | undefined = embedded ? acquireDataDirLock(dataDir) : undefined;
-  try {
-    const store = await openStore({ dataDir, durability: 'full', databaseUrl });
-    try {
-      const highest = await store.revocations.currentEpoch();
-      const { from, to } = await store.revocations.advanceEpoch(past ?? highest + RESTORE_EPOCH_MARGIN);
-      process.stdout.write(
-        to === from
-          ? `revocation epochs: already past ${to}; the next revocation takes epoch ${to + 1} (nothing changed)\n`
-          : `revocation epochs: moved from ${from} to ${to}; the next revocation takes epoch ${to + 1}\n`,
-      );
-    } finally {
-      await store.close();
-    }
-  } finally {
-    lock?.release();
-  }
+  await withMaintenanceStore(dataDir, values.database, async (store) => {
+    const highest = await store.revocations.currentEpoch();
+    const { from, to } = await store.revocations.advanceEpoch(past ?? highest + RESTORE_EPOCH_MARGIN);
+    process.stdout.write(
+      to === from
+        ? `revocation epochs: already past ${to}; the next revocation takes epoch ${to + 1} (nothing changed)\n`
+        : `revocation epochs: moved from ${from} to ${to}; the next revocation takes epoch ${to + 1}\n`,
+    );
+  });
 }
 
-main().catch((error: unknown) => {
-  const line = error instanceof BatonError ? `${error.code}: ${error.message}` : String(error);
-  process.stderr.write(`${line}\n`);
-  process.exit(1);
-});
+runMaintenance(main);

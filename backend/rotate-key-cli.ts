@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { BatonError } from '../shared/errors.js';
 import { SharedKeyRing } from './crypto/key-ring.js';
 import { RETIRED_TOKEN_KEY_KEPT_MS, SIGNING_KEY_FILE } from './crypto/token-issuer.js';
-import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.js';
 import { CHECKPOINT_KEY_FILE } from './services/chain-checkpoints.js';
-import { openStore } from './store/open-store.js';
 import { join } from 'node:path';
+import { runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
 
 /**
  * Rotates a signing key of the cluster's sealed key ring in the database (ADR 0006):
@@ -30,39 +28,24 @@ async function main(): Promise<void> {
     process.stderr.write('usage: rotate-key-cli --data-dir <dir> --key token|checkpoint [--database postgres://…]\n');
     process.exit(2);
   }
-  const databaseUrl = values.database ?? process.env.BATON_DATABASE_URL;
-  const embedded = databaseUrl === undefined || databaseUrl.trim() === '';
-  // Embedded SQLite: one process per data directory, so the backend must be stopped.
-  const lock: DataDirLock | undefined = embedded ? acquireDataDirLock(dataDir) : undefined;
-  try {
-    const store = await openStore({ dataDir, durability: 'full', databaseUrl });
-    try {
-      const ring = await SharedKeyRing.open({
-        store,
-        name: key,
-        dataDir,
-        clock: Date.now,
-        logger: pino({ level: 'warn' }, pino.destination(2)),
-        keepRetiredMs: key === 'token' ? RETIRED_TOKEN_KEY_KEPT_MS : undefined,
-        legacyFile: join(dataDir, key === 'token' ? SIGNING_KEY_FILE : CHECKPOINT_KEY_FILE),
-      });
-      let previous = '';
-      const next = await ring.update(async (current, now) => {
-        if (current === undefined) throw new Error(`the ${key} key ring is gone from the database`);
-        previous = current.active.kid;
-        return current.rotated(now, key === 'token' ? RETIRED_TOKEN_KEY_KEPT_MS : undefined);
-      });
-      process.stdout.write(`rotated the ${key} signing key: ${previous} -> ${next.active.kid}\n`);
-    } finally {
-      await store.close();
-    }
-  } finally {
-    lock?.release();
-  }
+  await withMaintenanceStore(dataDir, values.database, async (store) => {
+    const ring = await SharedKeyRing.open({
+      store,
+      name: key,
+      dataDir,
+      clock: Date.now,
+      logger: pino({ level: 'warn' }, pino.destination(2)),
+      keepRetiredMs: key === 'token' ? RETIRED_TOKEN_KEY_KEPT_MS : undefined,
+      legacyFile: join(dataDir, key === 'token' ? SIGNING_KEY_FILE : CHECKPOINT_KEY_FILE),
+    });
+    let previous = '';
+    const next = await ring.update(async (current, now) => {
+      if (current === undefined) throw new Error(`the ${key} key ring is gone from the database`);
+      previous = current.active.kid;
+      return current.rotated(now, key === 'token' ? RETIRED_TOKEN_KEY_KEPT_MS : undefined);
+    });
+    process.stdout.write(`rotated the ${key} signing key: ${previous} -> ${next.active.kid}\n`);
+  });
 }
 
-main().catch((error: unknown) => {
-  const line = error instanceof BatonError ? `${error.code}: ${error.message}` : String(error);
-  process.stderr.write(`${line}\n`);
-  process.exit(1);
-});
+runMaintenance(main);

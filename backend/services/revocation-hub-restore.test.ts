@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe } from 'node:test';
 import pino from 'pino';
 import { MAX_MESSAGE_BYTES, RevocationMessageSchema, type RevocationMessage } from '../../shared/protocol.js';
 import { InProcessBus } from '../cluster/bus.js';
 import type { RevocationRecord, Store } from '../store/repositories.js';
-import { openPostgresStore } from '../store/postgres-store.js';
-import { createDatabase, postgresSkip, startPostgres } from '../store/postgres-throwaway.js';
-import { openSqliteStore } from '../store/sqlite-store.js';
-import { tempDir } from '../temp-dir.js';
+import { consoleRow, onEachEngine } from '../store/test-kit.js';
 import { EventLog } from './event-log.js';
 import { CATCH_UP_EPOCHS, RevocationHub, type ConsolePusher } from './revocation-hub.js';
 import type { SessionService } from './session-service.js';
@@ -198,59 +195,9 @@ const cases: [string, (store: Store) => Promise<void>][] = [
 ];
 
 async function seed(store: Store): Promise<void> {
-  for (const id of ['con_a', 'con_b', 'con_c']) {
-    await store.consoles.insert({
-      id,
-      name: null,
-      channel: 'branch',
-      site: null,
-      publicJwk: '{}',
-      jkt: id,
-      enrolledAt: clock(),
-      lastSeenAt: null,
-      policyVersion: 0,
-      revocationEpoch: 0,
-      revokedAt: null,
-      revokedReason: null,
-    });
-  }
+  for (const id of ['con_a', 'con_b', 'con_c']) await store.consoles.insert(consoleRow(id, clock()));
 }
 
 describe('RevocationHub after a database restored from a backup', () => {
-  describe('on SQLite', () => {
-    for (const [title, run] of cases) {
-      it(title, async () => {
-        const store = openSqliteStore({ dataDir: tempDir('baton-restore-'), durability: 'normal' });
-        try {
-          await seed(store);
-          await run(store);
-        } finally {
-          await store.close();
-        }
-      });
-    }
-  });
-
-  describe('on PostgreSQL', { skip: postgresSkip() }, () => {
-    let server: Awaited<ReturnType<typeof startPostgres>> | undefined;
-    let databases = 0;
-    before(async () => {
-      server = await startPostgres();
-    });
-    after(async () => {
-      await server?.stop();
-    });
-    for (const [title, run] of cases) {
-      it(title, async () => {
-        const url = await createDatabase(server?.url ?? '', `restore_${++databases}`, { migrated: true });
-        const store = await openPostgresStore({ url, poolSize: 2 });
-        try {
-          await seed(store);
-          await run(store);
-        } finally {
-          await store.close();
-        }
-      });
-    }
-  });
+  onEachEngine('restore', cases, seed);
 });

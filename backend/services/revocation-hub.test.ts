@@ -7,6 +7,7 @@ import pino from 'pino';
 import type { RevocationMessage } from '../../shared/protocol.js';
 import type { SessionRecord, Store } from '../store/repositories.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
+import { onEachEngine } from '../store/test-kit.js';
 import { EventLog, type UnitOfWork } from './event-log.js';
 import { InProcessBus, PostgresBus, type ClusterBus } from '../cluster/bus.js';
 import { openPostgresStore } from '../store/postgres-store.js';
@@ -453,42 +454,7 @@ describe('RevocationHub acknowledgements: each row at its own time, never an epo
     for (const id of ['op_t1', 'op_t2', 'op_u1', 'op_u2']) await insertOperator(store, id, clock());
   }
 
-  for (const [title, run] of cases) {
-    it(`${title} (embedded SQLite)`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'baton-ack-times-'));
-      const store = openSqliteStore({ dataDir: dir, durability: 'normal' });
-      try {
-        await seed(store);
-        await run(store);
-      } finally {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
-  }
-
-  describe('on PostgreSQL', { skip: postgresSkip() }, () => {
-    let server: Awaited<ReturnType<typeof startPostgres>> | undefined;
-    let databases = 0;
-    before(async () => {
-      server = await startPostgres();
-    });
-    after(async () => {
-      await server?.stop();
-    });
-    for (const [title, run] of cases) {
-      it(`${title} (PostgreSQL)`, async () => {
-        const url = await createDatabase(server?.url ?? '', `ack_times_${++databases}`, { migrated: true });
-        const store = await openPostgresStore({ url, poolSize: 2 });
-        try {
-          await seed(store);
-          await run(store);
-        } finally {
-          await store.close();
-        }
-      });
-    }
-  });
+  onEachEngine('ack_times', cases, seed);
 });
 
 describe('RevocationHub fan-out: delivery rows and acknowledgements written in batches', () => {

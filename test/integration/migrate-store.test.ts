@@ -6,7 +6,6 @@
  * a running backend on the source, a target with other data, a wrong URL, a tampered copy.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,32 +27,12 @@ import {
   startPostgres,
   type PostgresServer,
 } from '../helpers/postgres-server.js';
+import { runCli, type CliRun } from '../helpers/run-cli.js';
 import { TEST_ENGINE } from '../helpers/test-database.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const CLI = join(ROOT, 'backend', 'store', 'migrate-store-cli.ts');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The tool as IT runs it: a child process, its exit status and its output. */
-function runTool(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, BATON_DATABASE_URL: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runTool(args: string[]): Promise<CliRun> {
+  return runCli('backend/store/migrate-store-cli.ts', args);
 }
 
 interface Running {

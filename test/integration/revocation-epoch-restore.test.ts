@@ -9,7 +9,6 @@
  * or a PostgreSQL database (copied as a template database).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -19,37 +18,17 @@ import { acquireDataDirLock } from '../../backend/data-dir-lock.js';
 import { DATABASE_FILE } from '../../backend/store/sqlite-store.js';
 import { startTestBackend, TestConsole, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { runCli, type CliRun } from '../helpers/run-cli.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { dropTestDatabase, sqliteOnly, testPostgresServer } from '../helpers/test-database.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
-const CLI = join(ROOT, 'backend', 'advance-revocation-epoch-cli.ts');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The restore step as IT runs it: a child process, its exit status and its output. */
-function advanceEpochs(t: { dataDir: string; databaseUrl: string | undefined }, more: string[] = []): Promise<Run> {
+function advanceEpochs(t: { dataDir: string; databaseUrl: string | undefined }, more: string[] = []): Promise<CliRun> {
   const args = [
     ...['--data-dir', t.dataDir, ...(t.databaseUrl === undefined ? [] : ['--database', t.databaseUrl])],
     ...more,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, BATON_DATABASE_URL: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli('backend/advance-revocation-epoch-cli.ts', args);
 }
 
 /** Plain SQL on the throwaway PostgreSQL server's maintenance database. */
