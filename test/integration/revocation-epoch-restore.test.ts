@@ -104,17 +104,12 @@ async function restoredDeployment(advance: boolean, running: { backend?: TestBac
     console = new TestConsole(t.url, console.key, console.id); // the same console, at the backend's new port
   };
   const ida = await enrolOperator(t.admin, console, { displayName: 'Ida Restored' });
-  const operator = async (name: string) =>
-    ((await t.admin.ok('POST', '/v1/admin/operators', { displayName: name, roles: ['teller'] })) as Json).operator
-      .id as string;
-  await t.admin.ok('POST', `/v1/admin/operators/${await operator('Before Backup')}/revoke`, { reason: 'left' });
+  await revokeNewOperator(t, 'Before Backup');
   await t.stop();
   const backup = await backUp(t);
   try {
     await restart();
-    for (const name of ['After One', 'After Two', 'After Three']) {
-      await t.admin.ok('POST', `/v1/admin/operators/${await operator(name)}/revoke`, { reason: 'left' });
-    }
+    for (const name of ['After One', 'After Two', 'After Three']) await revokeNewOperator(t, name);
     const before = await reconnect(console, 0);
     const remembered = Math.max(...before.received.flatMap((m) => (m.type === 'revocation' ? [m.epoch] : [])));
     assert.equal(remembered, 4, 'the console applied every epoch up to 4 before the restore');
@@ -130,10 +125,19 @@ async function restoredDeployment(advance: boolean, running: { backend?: TestBac
     const revoked = (await t.admin.ok('POST', `/v1/admin/operators/${ida.operatorId}/revoke`, {
       reason: 'card reported stolen',
     })) as Json;
-    return { t, console, ida, session, remembered, revokedEpoch: revoked.epoch as number, operator };
+    return { t, console, ida, session, remembered, revokedEpoch: revoked.epoch as number };
   } finally {
     await backup.discard();
   }
+}
+
+/** An operator created by the admin and revoked at once: the revocation's epoch. */
+async function revokeNewOperator(t: TestBackend, displayName: string): Promise<number> {
+  const { operator } = (await t.admin.ok('POST', '/v1/admin/operators', { displayName, roles: ['teller'] })) as Json;
+  const revoked = (await t.admin.ok('POST', `/v1/admin/operators/${operator.id as string}/revoke`, {
+    reason: 'left',
+  })) as Json;
+  return revoked.epoch as number;
 }
 
 /** What the console reconnecting with its remembered epoch is told of Ida's revocation. */
@@ -178,11 +182,11 @@ describe('revocations after a database restored from a backup', () => {
   });
 
   it('after the restore step, a console offline until the store passed its epoch is still caught up', async () => {
-    const { t, console, ida, remembered, revokedEpoch, operator } = await restoredDeployment(true, running());
+    const { t, console, ida, remembered, revokedEpoch } = await restoredDeployment(true, running());
     assert.equal(revokedEpoch, 1_000_002, 'above every epoch handed out before the restore');
     // More revocations while the console is still offline: the store is past what it remembers anyway.
     for (const name of ['Later One', 'Later Two', 'Later Three', 'Later Four']) {
-      await t.admin.ok('POST', `/v1/admin/operators/${await operator(name)}/revoke`, { reason: 'left' });
+      await revokeNewOperator(t, name);
     }
     const { welcome, received } = await reconnect(console, remembered);
     assert.ok(welcome.revocationEpoch > remembered);
@@ -209,14 +213,7 @@ describe('revocations after a database restored from a backup', () => {
     assert.match(run.stdout, /moved from 0 to 5000; the next revocation takes epoch 5001/);
     const t = await startTestBackend({ dataDir }, { adminToken: first.admin.token });
     slot.backend = t;
-    const { operator } = (await t.admin.ok('POST', '/v1/admin/operators', {
-      displayName: 'After Restore',
-      roles: ['teller'],
-    })) as Json;
-    const revoked = (await t.admin.ok('POST', `/v1/admin/operators/${operator.id as string}/revoke`, {
-      reason: 'left',
-    })) as Json;
-    assert.equal(revoked.epoch, 5001);
+    assert.equal(await revokeNewOperator(t, 'After Restore'), 5001);
   });
 
   it(
@@ -234,14 +231,7 @@ describe('revocations after a database restored from a backup', () => {
       } finally {
         lock.release();
       }
-      const { operator } = (await t.admin.ok('POST', '/v1/admin/operators', {
-        displayName: 'Untouched',
-        roles: ['teller'],
-      })) as Json;
-      const revoked = (await t.admin.ok('POST', `/v1/admin/operators/${operator.id as string}/revoke`, {
-        reason: 'left',
-      })) as Json;
-      assert.equal(revoked.epoch, 1, 'the counter did not move');
+      assert.equal(await revokeNewOperator(t, 'Untouched'), 1, 'the counter did not move');
     },
   );
 });
