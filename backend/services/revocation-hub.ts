@@ -783,7 +783,6 @@ export class RevocationHub {
   }
 }
 
-/** Whether the writer waits for a console of this fan-out. */
 /**
  * A catch-up as messages a console accepts: at most CATCH_UP_ITEMS_PER_MESSAGE items and
  * CATCH_UP_BYTES_PER_MESSAGE of items each (the protocol's frame is MAX_MESSAGE_BYTES; a console away
@@ -823,6 +822,7 @@ function firstCovering(list: PendingAck[] | undefined, epoch: number): PendingAc
   return undefined;
 }
 
+/** Whether the writer waits for a console of this fan-out. */
 function awaits(delivery: PendingDelivery): boolean {
   return delivery.held && delivery.unacked.size > 0;
 }
