@@ -151,7 +151,7 @@ async function main(): Promise<void> {
     const epoch = body.epoch as number;
     await receipts.waitFor(epoch, undefined, CONSOLES, ACK_TIMEOUT_MS);
     const times = await waitForAcks([backend], epoch, CONSOLES, ACK_TIMEOUT_MS, { all: true });
-    const perConsole = [...(receipts.received.get(epoch)?.values() ?? [])].map((at) => at - t0);
+    const perConsole = receipts.times(epoch).map((at) => at - t0);
     const perAck = (times.acks ?? []).map(([, at]) => at - t0);
     rounds.push({
       call: t1 - t0,

@@ -197,7 +197,7 @@ async function main(): Promise<void> {
     await receipts.waitFor(epoch, undefined, CONSOLES, ACK_TIMEOUT_MS);
     const cpu = process.cpuUsage(cpu0);
     const times = await waitForAcks([backend], epoch, CONSOLES, ACK_TIMEOUT_MS, { all: true });
-    const perConsole = [...(receipts.received.get(epoch)?.values() ?? [])].map((at) => at - t0);
+    const perConsole = receipts.times(epoch).map((at) => at - t0);
     const acked = (times.acks ?? []).map(([, at]) => at - t0);
     const since = (at: number | undefined) => (at === undefined ? undefined : at - t0);
     return {

@@ -46,23 +46,41 @@ export interface CommittedAcks {
   acks?: [string, number][];
 }
 
-/** When each console received each epoch (this process's wall clock), and who waits for it. */
+/** One epoch's receipts: per console (by its index in RevocationReceipts), when it received it; NaN until then. */
+interface EpochReceipts {
+  times: Float64Array;
+  count: number;
+  last: number;
+}
+
+/**
+ * When each console received each epoch (this process's wall clock), and who waits for it. Kept in
+ * one typed array per epoch, indexed by console: the simulated consoles share the two cores with the
+ * backend they measure, so their bookkeeping allocates nothing per receipt (a map entry and a boxed
+ * time per console and epoch cost the anchor's clients about 10 ms a round, bench/anchor-client-work.ts).
+ */
 export class RevocationReceipts {
-  readonly received = new Map<number, Map<string, number>>();
+  private readonly index = new Map<string, number>();
+  private readonly byEpoch = new Map<number, EpochReceipts>();
   private readonly waiters = new Map<number, { consoleId: string | undefined; count: number; resolve: () => void }>();
 
   /** A console's message handler: on a revocation it acknowledges at once, then notes the time. */
   handler(consoleId: string, onRevocation?: (epoch: number) => void) {
+    let i = this.index.get(consoleId);
+    if (i === undefined) this.index.set(consoleId, (i = this.index.size));
+    const slot = i;
     return (message: BackendMessage, ws: WebSocket): void => {
       if (message.type !== 'revocation') return;
       const at = wallMs();
       ws.send(JSON.stringify({ type: 'ack', of: 'revocation', epoch: message.epoch }));
       onRevocation?.(message.epoch);
-      let byConsole = this.received.get(message.epoch);
-      if (byConsole === undefined) this.received.set(message.epoch, (byConsole = new Map()));
-      if (!byConsole.has(consoleId)) byConsole.set(consoleId, at);
+      const receipts = this.receiptsOf(message.epoch, slot);
+      if (!Number.isNaN(receipts.times[slot] as number)) return; // received before (a catch-up after a reconnect)
+      receipts.times[slot] = at;
+      receipts.count++;
+      receipts.last = Math.max(receipts.last, at);
       const waiter = this.waiters.get(message.epoch);
-      if (waiter !== undefined && (waiter.consoleId === consoleId || byConsole.size >= waiter.count)) {
+      if (waiter !== undefined && (waiter.consoleId === consoleId || receipts.count >= waiter.count)) {
         this.waiters.delete(message.epoch);
         waiter.resolve();
       }
@@ -71,16 +89,12 @@ export class RevocationReceipts {
 
   /** Resolves when `consoleId` (or, without one, `count` consoles) received `epoch`. */
   waitFor(epoch: number, consoleId: string | undefined, count: number, timeoutMs: number): Promise<void> {
-    const byConsole = this.received.get(epoch);
-    if (byConsole !== undefined && (consoleId !== undefined ? byConsole.has(consoleId) : byConsole.size >= count)) {
+    if (consoleId !== undefined ? !Number.isNaN(this.at(epoch, consoleId)) : this.received(epoch) >= count) {
       return Promise.resolve();
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () =>
-          reject(
-            new Error(`epoch ${epoch}: ${this.received.get(epoch)?.size ?? 0}/${count} received in ${timeoutMs} ms`),
-          ),
+        () => reject(new Error(`epoch ${epoch}: ${this.received(epoch)}/${count} received in ${timeoutMs} ms`)),
         timeoutMs,
       );
       this.waiters.set(epoch, {
@@ -94,11 +108,43 @@ export class RevocationReceipts {
     });
   }
 
-  /** When `consoleId` received `epoch`, or the last of every console that received it. */
+  /** How many consoles received `epoch`. */
+  received(epoch: number): number {
+    return this.byEpoch.get(epoch)?.count ?? 0;
+  }
+
+  /** When `consoleId` received `epoch` (NaN if it has not), or the last of every console that received it. */
   at(epoch: number, consoleId?: string): number {
-    const byConsole = this.received.get(epoch);
-    if (consoleId !== undefined) return byConsole?.get(consoleId) ?? Number.NaN;
-    return Math.max(...(byConsole?.values() ?? []));
+    const receipts = this.byEpoch.get(epoch);
+    if (consoleId === undefined) return receipts === undefined || receipts.count === 0 ? -Infinity : receipts.last;
+    const i = this.index.get(consoleId);
+    return receipts === undefined || i === undefined || i >= receipts.times.length
+      ? Number.NaN
+      : (receipts.times[i] as number);
+  }
+
+  /** When each console that received `epoch` received it. */
+  times(epoch: number): number[] {
+    const receipts = this.byEpoch.get(epoch);
+    return receipts === undefined ? [] : [...receipts.times].filter((at) => !Number.isNaN(at));
+  }
+
+  private receiptsOf(epoch: number, slot: number): EpochReceipts {
+    let receipts = this.byEpoch.get(epoch);
+    if (receipts === undefined) {
+      receipts = {
+        times: new Float64Array(Math.max(this.index.size, slot + 1)).fill(Number.NaN),
+        count: 0,
+        last: -Infinity,
+      };
+      this.byEpoch.set(epoch, receipts);
+    } else if (slot >= receipts.times.length) {
+      // A console first seen after this epoch's first receipt (connected since).
+      const grown = new Float64Array(this.index.size).fill(Number.NaN);
+      grown.set(receipts.times);
+      receipts.times = grown;
+    }
+    return receipts;
   }
 }
 
