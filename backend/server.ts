@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { CONSOLE_WS_PATH, type BackendMessage } from '../shared/protocol.js';
+import { CONSOLE_WS_PATH } from '../shared/protocol.js';
 import type { BackendConfig } from './config.js';
 import { newSecretToken, sha256Hex } from './crypto/secrets.js';
 import { adminRoutes, assertNotLastAdmin } from './http/admin-routes.js';
@@ -206,6 +206,9 @@ async function listenOn(
         : outboxReports.run(consoleId, { consoleId, ...hello.outbox, reportedAt: clock() }),
     consoles,
     bus: services.bus,
+    // Consoles on this node are told while its view of revocations may be stale (a non-fatal `error`
+    // NODE_STALE, which the agent shows as a notice); sign-ins there are refused or marked meanwhile.
+    freshness: services.freshness,
   });
 
   const clientAddresses = new ClientAddresses(config.trustProxy);
@@ -466,18 +469,6 @@ async function listenOn(
   httpLimits.apply(server);
   server.maxHeadersCount = 64;
 
-  // Consoles on this node are told when its view of revocations turns stale (a non-fatal `error`
-  // NODE_STALE, which the agent shows as a notice); sign-ins there are refused or marked meanwhile.
-  services.freshness.onChange((state) => {
-    if (!state.stale) return;
-    const notice = JSON.stringify({
-      type: 'error',
-      code: 'NODE_STALE',
-      message: `This backend node's view of revocations may be stale (${state.reason ?? 'unknown'}); reconnecting to another node is safe`,
-      fatal: false,
-    } satisfies BackendMessage);
-    for (const consoleId of [...consoles.connectedConsoleIds()]) consoles.sendRaw(consoleId, notice);
-  });
   // The bus listens (and ran its first resync) and the node's view is confirmed before any request.
   await startCluster(services);
 

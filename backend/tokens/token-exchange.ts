@@ -7,7 +7,7 @@ import {
   type TokenExchangeResponse,
 } from '../../shared/action-tokens.js';
 import { BatonError, type ErrorCode } from '../../shared/errors.js';
-import { evaluatePolicy, type Decision } from '../../shared/evaluate-policy.js';
+import { evaluatePolicy, type Decision, type DecisionReason } from '../../shared/evaluate-policy.js';
 import { LEVEL_PROFILES } from '../../shared/levels.js';
 import { DEFAULT_ACTION_TOKEN_TTL_SECONDS, appForAudience, type AppPolicy, type Policy } from '../../shared/policy.js';
 import type { EventDraft } from '../../shared/events.js';
@@ -16,7 +16,7 @@ import { BREAK_GLASS_REASON } from '../break-glass/break-glass.js';
 import { assuranceContext } from '../services/assurance.js';
 import type { EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
-import type { SessionService } from '../services/session-service.js';
+import type { SessionService, StaleMark } from '../services/session-service.js';
 import type { ConsoleRecord, SessionRecord, Store } from '../store/repositories.js';
 import type { ActionTokenIssuer, IssuedActionToken } from './action-token-issuer.js';
 import { ExchangeSubjectReader } from './exchange-subject.js';
@@ -49,6 +49,16 @@ export function assertUsable(
   if (credential.suspendedAt !== null) {
     throw new BatonError('CREDENTIAL_SUSPENDED', "The session's passkey is suspended until an admin reviews it");
   }
+}
+
+/**
+ * The decision with this node's stale mark (`stale-node`, best-effort channels only) among its reasons,
+ * as step-up marks its own (backend/services/step-up-service.ts): the refused exchange's
+ * `error.decision` and the events say it. `stale-node` is never the evaluator's, hence the widening.
+ */
+function withStaleMark(decision: Decision, stale: StaleMark): Decision {
+  if (stale.reasons.length === 0) return decision;
+  return { ...decision, reasons: [...decision.reasons, ...(stale.reasons as DecisionReason[])] };
 }
 
 /** The RFC 8693 answer for an issued action token. */
@@ -98,9 +108,11 @@ export interface TokenExchangeDeps {
 
 /**
  * Codes whose refusal an event already recorded (the evaluator's decision); `breakGlass`: the session is
- * break-glass (known once its subject is read), so its refusal carries the mark too.
+ * break-glass (known once its subject is read), so its refusal carries the mark too; `stale`: this
+ * node's stale mark (`stale-node`, best-effort channels), taken before any work, which every refusal
+ * after it carries too.
  */
-type Refusal = { code: ErrorCode; recorded: boolean; breakGlass?: boolean };
+type Refusal = { code: ErrorCode; recorded: boolean; breakGlass?: boolean; stale?: StaleMark };
 
 /**
  * RFC 8693 token exchange for the operator in front of a console: the session's assurance token in,
@@ -135,10 +147,20 @@ export class TokenExchange {
       return tokenExchangeResponse(issued, action);
     } catch (error) {
       if (error instanceof BatonError && !refusal.recorded) {
-        await this.recordRefusal(console, session, request.audience, action, error.code, 'failure', [
-          error.code.toLowerCase().replaceAll('_', '-'),
-          ...(refusal.breakGlass === true ? [BREAK_GLASS_REASON] : []),
-        ]);
+        await this.recordRefusal(
+          console,
+          session,
+          request.audience,
+          action,
+          error.code,
+          'failure',
+          [
+            error.code.toLowerCase().replaceAll('_', '-'),
+            ...(refusal.stale?.reasons ?? []),
+            ...(refusal.breakGlass === true ? [BREAK_GLASS_REASON] : []),
+          ],
+          refusal.stale,
+        );
       }
       throw error;
     }
@@ -165,8 +187,10 @@ export class TokenExchange {
     if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE && requested !== JWT_TOKEN_TYPE) {
       throw new BatonError('TOKEN_EXCHANGE_UNSUPPORTED', `Baton issues "${ACCESS_TOKEN_TYPE}" tokens only`);
     }
-    // A strict channel on a stale node is refused (NODE_STALE) before anything is signed.
-    sessions.staleCheck(console.channel);
+    // Before anything is signed: a strict channel on a stale node is refused (NODE_STALE), a
+    // best-effort one proceeds on the last known state and its decision and events say `stale-node`.
+    const stale = sessions.staleCheck(console.channel);
+    refusal.stale = stale;
     const policyVersion = policies.version;
     const policy = policyVersion.policy;
     const app = appActionCheck(policy, request.audience, action);
@@ -210,7 +234,16 @@ export class TokenExchange {
     }
     if (breakGlass && this.breakGlass?.allows(policy, action) !== true) {
       refusal.recorded = true;
-      await this.recordRefusal(console, session, app.audience, action, 'ACTION_DENIED', 'deny', [BREAK_GLASS_REASON]);
+      await this.recordRefusal(
+        console,
+        session,
+        app.audience,
+        action,
+        'ACTION_DENIED',
+        'deny',
+        [...stale.reasons, BREAK_GLASS_REASON],
+        stale,
+      );
       throw new BatonError('ACTION_DENIED', `A break-glass session may not do "${action}"`, {
         extra: { decision: { outcome: 'deny', reasons: ['break-glass'] } },
       });
@@ -220,16 +253,19 @@ export class TokenExchange {
     const marked = (reasons: readonly string[]): string[] =>
       breakGlass ? [...reasons, BREAK_GLASS_REASON] : [...reasons];
     const now = clock();
-    const decision = evaluatePolicy(
-      policy,
-      {
-        channel: console.channel,
-        level: session.level,
-        authTime: session.authTime,
-        now,
-        sessionStartedAt: session.startedAt,
-      },
-      action,
+    const decision = withStaleMark(
+      evaluatePolicy(
+        policy,
+        {
+          channel: console.channel,
+          level: session.level,
+          authTime: session.authTime,
+          now,
+          sessionStartedAt: session.startedAt,
+        },
+        action,
+      ),
+      stale,
     );
     if (decision.outcome !== 'allow') {
       const code = decision.outcome === 'step-up' ? 'ACTION_STEP_UP_REQUIRED' : 'ACTION_DENIED';
@@ -242,6 +278,7 @@ export class TokenExchange {
         code,
         decision.outcome,
         marked(decision.reasons),
+        stale,
       );
       if (decision.outcome === 'step-up') {
         throw new BatonError(
@@ -284,6 +321,7 @@ export class TokenExchange {
         expiresAt: issued.expiresAt,
         jti: issued.jti,
         policyVersion: policyVersion.version,
+        ...stale.detail,
       },
     });
     return issued;
@@ -307,6 +345,7 @@ export class TokenExchange {
     code: ErrorCode,
     outcome: 'deny' | 'step-up' | 'failure',
     reasons: readonly string[],
+    stale: StaleMark = { reasons: [], detail: {} },
   ): Promise<void> {
     const draft: EventDraft = {
       type: 'action-token-refused',
@@ -322,6 +361,7 @@ export class TokenExchange {
         audience: audience.slice(0, 200),
         code,
         policyVersion: this.deps.policies.version.version,
+        ...stale.detail,
       },
     };
     await this.journal.record(draft);

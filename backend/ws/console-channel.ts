@@ -26,6 +26,7 @@ import type { RevocationHub } from '../services/revocation-hub.js';
 import { sessionsChangedBy, type ConsoleContact, type SessionService } from '../services/session-service.js';
 import { errorBody, storageFault } from '../http/http-kit.js';
 import type { ClusterBus } from '../cluster/bus.js';
+import type { FreshnessMonitor, FreshnessState } from '../cluster/freshness.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
 import { wireConsoleCommands } from '../cluster/pushes.js';
 import { commandMessage, flushHeld, sendData, type ConsoleConnections } from './console-connections.js';
@@ -50,6 +51,8 @@ export interface ConsoleConnection {
   helloPending: Promise<void> | undefined;
   /** Pushes waiting for the answers to `hello` (console-connections.ts `ConsoleSocket.held`). */
   held: (string | Buffer)[] | undefined;
+  /** The stale spell (its `since`) this connection was told of: one NODE_STALE notice per spell. */
+  toldStaleSince: number | undefined;
 }
 
 /** Batches one console may have awaiting commit before its socket stops being read (the protocol's window). */
@@ -79,6 +82,22 @@ export interface ConsoleChannelDeps {
    * commands reach the node holding the console (backend/cluster/pushes.ts).
    */
   bus: ClusterBus;
+  /**
+   * This node's freshness (backend/cluster/freshness.ts): its consoles are told, with a non-fatal
+   * NODE_STALE, when its view of revocations turns stale, and a console whose hello is answered
+   * while it is stale right after its welcome.
+   */
+  freshness: Pick<FreshnessMonitor, 'state' | 'onChange'>;
+}
+
+/** The non-fatal notice a console gets on a node whose view of revocations may be stale. */
+export function staleNotice(state: FreshnessState): string {
+  return JSON.stringify({
+    type: 'error',
+    code: 'NODE_STALE',
+    message: `This backend node's view of revocations may be stale (${state.reason ?? 'unknown'}); reconnecting to another node is safe`,
+    fatal: false,
+  } satisfies BackendMessage);
 }
 
 /**
@@ -99,6 +118,7 @@ export class ConsoleChannel {
   private closing = false;
   private readonly arbiter: ConsoleConnectionArbiter;
   private readonly unwireCommands: () => void;
+  private readonly unwatchFreshness: () => void;
   /** A hello's reads, grouped while one runs: a burst of reconnects (a failover) costs a few statements. */
   private readonly heads: GroupedReads<StreamHead>;
   private readonly pendingCommands: GroupedReads<CommandRecord[]>;
@@ -140,9 +160,16 @@ export class ConsoleChannel {
         hash: policyHash(version),
       } satisfies BackendMessage);
       const encoded = Buffer.from(data);
+      for (const connection of this.connections.values()) this.push(connection, encoded);
+    });
+    // Told when it turns stale: every console that said hello (one whose hello is being answered, after the answers).
+    this.unwatchFreshness = deps.freshness.onChange((state) => {
+      if (!state.stale) return;
+      const notice = Buffer.from(staleNotice(state));
       for (const connection of this.connections.values()) {
-        if (connection.held !== undefined) connection.held.push(encoded);
-        else if (connection.hello) this.sendData(connection, encoded);
+        if (connection.hello === undefined || connection.toldStaleSince === state.since) continue;
+        connection.toldStaleSince = state.since;
+        this.push(connection, notice);
       }
     });
   }
@@ -203,6 +230,7 @@ export class ConsoleChannel {
       inFlight: 0,
       helloPending: undefined,
       held: undefined,
+      toldStaleSince: undefined,
       contact: {
         connectedAt: this.deps.clock(),
         previousContactAt: latest(this.lastContact.get(console.id), console.lastSeenAt),
@@ -346,6 +374,12 @@ export class ConsoleChannel {
         policyHash: hash,
         revocationEpoch: epoch,
       });
+      // A console arriving at a stale node (before a load balancer's /readyz check takes it out) is told too.
+      const freshness = this.deps.freshness.state();
+      if (freshness.stale && connection.toldStaleSince !== freshness.since) {
+        connection.toldStaleSince = freshness.since;
+        this.sendData(connection, staleNotice(freshness));
+      }
       if (current.version !== message.policyVersion || message.policyHash !== hash) {
         this.send(connection, { type: 'policy', version: current.version, policy: current.policy, hash });
       } else if (connection.console.policyVersion !== current.version) {
@@ -392,6 +426,7 @@ export class ConsoleChannel {
       case 'hello': {
         connection.hello = message;
         connection.held = []; // pushes wait for the answers to the hello (answerHello)
+        connection.toldStaleSince = undefined; // every hello is answered whole, a stale node's notice included
         clearTimeout(connection.helloTimer);
         connection.helloTimer = undefined;
         if (this.deps.onHello !== undefined) {
@@ -511,6 +546,7 @@ export class ConsoleChannel {
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
     this.arbiter.stop();
     this.unwireCommands();
+    this.unwatchFreshness();
     const closed = [...this.connections.values()].map(
       (c) =>
         new Promise<void>((resolve) => {
@@ -565,6 +601,12 @@ export class ConsoleChannel {
     }
     connection.alive = false;
     connection.socket.ping();
+  }
+
+  /** A push: it waits while the console's hello is answered (and follows the answers), none before its hello. */
+  private push(connection: ConsoleConnection, data: string | Buffer): void {
+    if (connection.held !== undefined) connection.held.push(data);
+    else if (connection.hello) this.sendData(connection, data);
   }
 
   private send(connection: ConsoleConnection, message: BackendMessage): void {

@@ -16,7 +16,8 @@ import pino from 'pino';
 import { parseBackendConfig } from '../../backend/config.js';
 import { startBackend, type Backend } from '../../backend/server.js';
 import { verifyPoolPays } from '../../backend/crypto/verify-pool.js';
-import { DEFAULT_POLICY, type Policy } from '../../shared/policy.js';
+import { decodeJwt } from 'jose';
+import type { Policy } from '../../shared/policy.js';
 import {
   AdminClient,
   TEST_ORIGIN,
@@ -28,6 +29,7 @@ import {
   startTestBackend,
 } from '../helpers/backend-harness.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
+import { appKeyPair, exchange, tellerPolicy } from '../helpers/action-token-fixtures.js';
 import type { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { dropTestDatabase, testDatabaseUrl } from '../helpers/test-database.js';
 
@@ -78,9 +80,10 @@ describe('a node whose view of revocations may be stale', () => {
         await dropTestDatabase(dataDir);
       },
     };
-    // The contact centre keeps serving on a stale node; the branch kiosks (the default) do not.
+    // The contact centre keeps serving on a stale node; the branch kiosks (the default) do not. The
+    // teller app takes action tokens on both.
     const current = (await admin.ok('GET', '/v1/admin/policy')) as { version: number; policy: Policy };
-    const policy: Policy = structuredClone(DEFAULT_POLICY);
+    const policy: Policy = structuredClone(tellerPolicy((await appKeyPair()).publicJwk));
     policy.channels['contact-centre'] = { ...policy.channels['contact-centre']!, staleNode: 'best-effort' };
     await admin.ok('POST', '/v1/admin/policy', { baseVersion: current.version, policy });
 
@@ -228,15 +231,104 @@ describe('a node whose view of revocations may be stale', () => {
     assert.ok(last !== undefined && !(last.reasons as string[]).includes('stale-node'), JSON.stringify(last));
   });
 
+  it('exchanges action tokens as it signs in: strict refuses with NODE_STALE, best-effort issues marked stale-node', async () => {
+    // Sessions begun while fresh, at `presence` (a tap without user verification): enough to look a
+    // customer up, not to approve a payment.
+    const kiosk = (await signIn(strict, strictTeller, { userVerified: false })).body as Json;
+    const centre = (await signIn(bestEffort, bestEffortTeller, { userVerified: false })).body as Json;
+    const centreSession = centre.session.id as string;
+    let issuedJti: string;
+    makeStale();
+    try {
+      assertError(await exchange(strict, kiosk.token as string, 'customer.view'), 503, 'NODE_STALE');
+
+      const issued = await exchange(bestEffort, centre.token as string, 'customer.view');
+      assert.equal(issued.status, 200, JSON.stringify(issued.body));
+      issuedJti = decodeJwt(issued.body.access_token as string).jti as string;
+      // A refusal's decision says so too, as a step-up's does.
+      const refused = await exchange(bestEffort, centre.token as string, 'payment.approve');
+      assertError(refused, 403, 'ACTION_STEP_UP_REQUIRED');
+      assert.ok((refused.body.error.decision.reasons as string[]).includes('stale-node'), JSON.stringify(refused.body));
+    } finally {
+      await makeFresh();
+    }
+    const again = await exchange(bestEffort, centre.token as string, 'customer.view');
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    const freshJti = decodeJwt(again.body.access_token as string).jti as string;
+
+    // What the security team reads: the token issued on the stale node, and the refusal, say so; the
+    // token issued once fresh again does not.
+    const events = ((await t.admin.ok('GET', `/v1/admin/events?origin=backend&session=${centreSession}`)) as Json)
+      .events as Json[];
+    const issuedEvent = events.find((e) => e.type === 'action-token-issued' && e.detail.jti === issuedJti);
+    assert.ok(issuedEvent !== undefined, JSON.stringify(events));
+    assert.ok((issuedEvent.reasons as string[]).includes('stale-node'), JSON.stringify(issuedEvent));
+    assert.equal(typeof issuedEvent.detail.staleCause, 'string', JSON.stringify(issuedEvent));
+    assert.equal(typeof issuedEvent.detail.staleSince, 'number', JSON.stringify(issuedEvent));
+    const refusedEvent = events.find(
+      (e) => e.type === 'action-token-refused' && e.detail.code === 'ACTION_STEP_UP_REQUIRED',
+    );
+    assert.ok(refusedEvent !== undefined, JSON.stringify(events));
+    assert.ok((refusedEvent.reasons as string[]).includes('stale-node'), JSON.stringify(refusedEvent));
+    const freshEvent = events.find((e) => e.type === 'action-token-issued' && e.detail.jti === freshJti);
+    assert.ok(
+      freshEvent !== undefined && !(freshEvent.reasons as string[]).includes('stale-node'),
+      JSON.stringify(freshEvent),
+    );
+    // The strict refusal is on record with its code.
+    const kioskEvents = (
+      (await t.admin.ok(
+        'GET',
+        `/v1/admin/events?origin=backend&type=action-token-refused&console=${strict.id}`,
+      )) as Json
+    ).events as Json[];
+    assert.ok(
+      kioskEvents.some((e) => e.detail.code === 'NODE_STALE'),
+      JSON.stringify(kioskEvents),
+    );
+  });
+
+  it('tells a console whose hello it answers while stale, right after its welcome; a fresh node does not', async () => {
+    makeStale();
+    try {
+      const socket = await strict.connect();
+      await socket.next('welcome');
+      // A barrier: the backend answered the hello (its held pushes too) before this batch's ack.
+      await strict.roundTrip(socket);
+      const welcomeAt = socket.received.findIndex((m) => m.type === 'welcome');
+      const notices = socket.received.filter((m) => m.type === 'error' && m.code === 'NODE_STALE');
+      assert.equal(notices.length, 1, JSON.stringify(socket.received));
+      const notice = notices[0] as Json;
+      assert.equal(notice.fatal, false);
+      assert.match(notice.message as string, /stale/);
+      assert.equal(socket.received.indexOf(notices[0]!), welcomeAt + 1, JSON.stringify(socket.received));
+      await socket.close();
+    } finally {
+      await makeFresh();
+    }
+    const socket = await strict.connect();
+    await strict.roundTrip(socket);
+    assert.ok(socket.received.some((m) => m.type === 'welcome'));
+    assert.ok(!socket.received.some((m) => m.type === 'error'), JSON.stringify(socket.received));
+    await socket.close();
+  });
+
   // Last: it closes the node's bus (the way a node loses its notifications).
-  it('tells the consoles connected to it when it turns stale (a non-fatal NODE_STALE notice)', async () => {
+  it('tells the consoles connected to it when it turns stale (a non-fatal NODE_STALE notice), once each', async () => {
     const socket = await strict.connect();
     await socket.next('welcome');
     skewMs += (STALE_AFTER_SECONDS + 1) * 1000;
+    // Arrived once stale and told at its hello: the same spell is not told again when the node says it.
+    const arrived = await bestEffort.connect();
+    await arrived.next('error', (m) => m.code === 'NODE_STALE');
     await backend.services.bus.close();
     const notice = await socket.next('error', (m) => m.code === 'NODE_STALE');
     assert.equal(notice.fatal, false);
     assert.match(notice.message, /stale/);
+    await bestEffort.roundTrip(arrived);
+    const told = arrived.received.filter((m) => m.type === 'error' && m.code === 'NODE_STALE');
+    assert.equal(told.length, 1, JSON.stringify(arrived.received));
+    await arrived.close();
     await socket.close();
   });
 });
