@@ -12,8 +12,8 @@ import { migrateStore, MigrationRefused } from './migrate-store.js';
 const USAGE = `Usage: npm run migrate-store -- --from <dataDir> --to postgres://user@host:port/database [--verify-only]
 
 Copies the embedded SQLite database of a stopped backend's data directory into an empty PostgreSQL
-database in one transaction, then verifies the copy (rows and a sha256 digest per table, every event
-chain re-walked, the newest signed checkpoint's heads). --verify-only compares an existing copy and
+database in one transaction, then verifies the copy (rows and a sha256 digest per table, the revocation
+epoch counter, every event chain re-walked, the newest signed checkpoint's heads). --verify-only compares an existing copy and
 writes nothing. --to may be left out when BATON_DATABASE_URL is set; give the password as PGPASSWORD
 or in ~/.pgpass rather than in the URL (a command line is visible to every user of the host).
 Exit status: 0 verified, 1 a difference was found, 2 refused (nothing written) or could not run.`;

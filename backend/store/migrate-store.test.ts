@@ -2,8 +2,10 @@
  * migrateStore() on a throwaway PostgreSQL: thousands of events across many INSERT batches and digest
  * pages, text and blobs that must survive byte for byte, a composite primary key (WITHOUT ROWID), the
  * event cursor sequence set after the copy, request nonces claimed before the move still refused on
- * the copy, all or nothing when the copy fails half-way, and a missing row named by the verification. The end-to-end test (a real backend, the CLI as a child
- * process) is test/integration/migrate-store.test.ts.
+ * the copy, all or nothing when the copy fails half-way, a missing row named by the verification, the
+ * revocation epoch counter carried and verified (advanced after a restore, above every stored epoch), and
+ * a target holding data at an older schema refused as it was. The end-to-end test (a real backend, the
+ * CLI as a child process) is test/integration/migrate-store.test.ts.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +19,7 @@ import type { EventDraft } from '../../shared/events.js';
 import { NONCE_KIND } from '../crypto/console-signature.js';
 import { EventLog } from '../services/event-log.js';
 import { filesOutsideDatabase, migrateStore } from './migrate-store.js';
-import { migratePostgres } from './postgres-migrations.js';
+import { migratePostgres, POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 import { openPostgresStore } from './postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from './postgres-throwaway.js';
 import { DATABASE_FILE, openSqliteStore } from './sqlite-store.js';
@@ -229,5 +231,92 @@ describe('migrateStore: batches, paging, exact values, all or nothing', { skip: 
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  describe('the revocation epoch counter', () => {
+    const revocation = {
+      kind: 'operator' as const,
+      targetId: 'op-r',
+      operatorId: 'op-r',
+      consoleId: null,
+      reason: 'left',
+      actor: 'admin',
+      at: CLAIMED_AT,
+    };
+    /** Moved past epochs consoles may have seen (advance-revocation-epoch after a restore): above every stored one. */
+    const ADVANCED = 1_000_003;
+    let advancedDir: string;
+
+    before(async () => {
+      advancedDir = mkdtempSync(join(tmpdir(), 'baton-migrate-epoch-'));
+      const store = openSqliteStore({ dataDir: advancedDir, durability: 'normal' });
+      for (let i = 0; i < 3; i++) await store.revocations.insert(revocation);
+      assert.deepEqual(await store.revocations.advanceEpoch(ADVANCED), { from: 3, to: ADVANCED });
+      await store.close();
+    });
+
+    after(() => {
+      if (advancedDir !== undefined) rmSync(advancedDir, { recursive: true, force: true });
+    });
+
+    it('is carried: the next revocation on the copy takes an epoch above the one advanced on SQLite', async () => {
+      const url = await createDatabase(server.url, 'epoch_carried');
+      const result = await migrateStore({ from: advancedDir, to: url });
+      assert.equal(result.ok, true, result.difference);
+      const store = await openPostgresStore({ url });
+      try {
+        assert.equal((await store.revocations.insert(revocation)).epoch, ADVANCED + 1);
+      } finally {
+        await store.close();
+      }
+      assert.deepEqual(result.revocationEpochs, { source: ADVANCED, copy: ADVANCED });
+    });
+
+    it('a copy whose counter differs fails the verification, --verify-only and a second run alike', async () => {
+      const url = await createDatabase(server.url, 'epoch_differs');
+      assert.equal((await migrateStore({ from: advancedDir, to: url })).ok, true);
+      // What an older build's copy left: the counter at the highest copied epoch.
+      await onDatabase(url, (client) => client.query('UPDATE revocation_epoch SET epoch = 3 WHERE id = 1'));
+      for (const verifyOnly of [true, false]) {
+        const result = await migrateStore({ from: advancedDir, to: url, verifyOnly });
+        assert.equal(result.mode, verifyOnly ? 'verified' : 'already-copied');
+        assert.equal(result.ok, false);
+        assert.match(
+          result.difference ?? '',
+          new RegExp(
+            `^revocation epoch counter: ${ADVANCED} on the source, 3 on the copy: the copy would hand out epochs 4–${ADVANCED} again`,
+          ),
+        );
+      }
+      // A higher one differs too: the copy is not this source's.
+      await onDatabase(url, (client) =>
+        client.query(`UPDATE revocation_epoch SET epoch = ${ADVANCED + 5} WHERE id = 1`),
+      );
+      const higher = await migrateStore({ from: advancedDir, to: url, verifyOnly: true });
+      assert.equal(higher.ok, false);
+      assert.match(higher.difference ?? '', new RegExp(`${ADVANCED} on the source, ${ADVANCED + 5} on the copy`));
+    });
+  });
+
+  it('a target holding data at an older schema version is refused and left at that version', async () => {
+    const url = await createDatabase(server.url, 'older_schema');
+    const older = POSTGRES_MIGRATIONS.at(-2)?.version ?? 0;
+    await onDatabase(url, async (client) => {
+      await migratePostgres(client, POSTGRES_MIGRATIONS.slice(0, -1));
+      await client.query("INSERT INTO meta (key, value) VALUES ('someone-else', 'theirs')");
+    });
+    await assert.rejects(
+      migrateStore({ from: dataDir, to: url }),
+      (error: Error) =>
+        error.name === 'MigrationRefused' &&
+        new RegExp(`already holds data at schema version ${older} \\(meta\\).*Nothing was written`).test(error.message),
+    );
+    await onDatabase(url, async (client) => {
+      const version = await client.query<{ v: number }>('SELECT MAX(version)::int AS v FROM schema_migrations');
+      assert.equal(version.rows[0]?.v, older);
+      assert.deepEqual((await client.query('SELECT key, value FROM meta')).rows, [
+        { key: 'someone-else', value: 'theirs' },
+      ]);
+    });
   });
 });

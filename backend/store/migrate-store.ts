@@ -1,12 +1,14 @@
 /**
  * Moves an embedded SQLite deployment to PostgreSQL (`npm run migrate-store -- --from <dataDir> --to postgres://…`):
  * reads the data directory's database READ-ONLY (holding its lock, so no backend starts on it meanwhile),
- * migrates the target to the same schema version, copies every table in foreign-key order in batches inside
- * ONE PostgreSQL transaction (all or nothing: ids, event cursors and revocation epochs kept, sequences set
- * after the copy), then verifies the copy: rows and a sha256 content digest per table (canonical rows in
- * primary-key order, computed on both sides), every event chain re-walked on the copy by the backend's own
- * EventLog.verifyChain and compared with the same walk on the source, and the newest signed checkpoint's
- * heads found in the copied chains. `verifyOnly` runs only the verification (nothing is written).
+ * migrates the target to the same schema version (an empty one only: a target holding data is refused
+ * before anything is written), copies every table in foreign-key order in batches inside ONE PostgreSQL
+ * transaction (all or nothing: ids, event cursors and revocation epochs kept, sequences and the revocation
+ * epoch counter set after the copy), then verifies the copy: rows and a sha256 content digest per table
+ * (canonical rows in primary-key order, computed on both sides), the revocation epoch counter, every event
+ * chain re-walked on the copy by the backend's own EventLog.verifyChain and compared with the same walk on
+ * the source, and the newest signed checkpoint's heads found in the copied chains. `verifyOnly` runs only
+ * the verification (nothing is written).
  *
  * Files of the data directory that are not in the database (signing keys, the checkpoint log) are listed
  * for IT to copy to every node's data directory; they are never put into PostgreSQL.
@@ -79,6 +81,12 @@ export interface MigrateStoreResult {
   /** Files in the data directory that are not in the database: IT copies them to every node's data directory. */
   filesToCopy: string[];
   schemaVersion: number;
+  /**
+   * The revocation epoch counter on each side: the last epoch handed out (the next revocation takes
+   * the one after). SQLite keeps it in `sqlite_sequence` (raised past the stored epochs by
+   * advance-revocation-epoch after a restore), PostgreSQL in `revocation_epoch`; the copy carries it.
+   */
+  revocationEpochs: { source: number; copy: number | null };
 }
 
 /** Refused before anything was written (exit 2 in the CLI): a running backend, a target with other data, a bad URL. */
@@ -278,6 +286,46 @@ async function targetSchemaVersion(client: pg.ClientBase): Promise<number> {
   if (exists.rowCount === 0) return 0;
   const result = await client.query<{ v: number }>('SELECT COALESCE(MAX(version), 0)::int AS v FROM schema_migrations');
   return result.rows[0]?.v ?? 0;
+}
+
+/**
+ * The source's revocation epoch counter: the last epoch SQLite's AUTOINCREMENT handed out or was moved
+ * to (`sqlite_sequence`, which advance-revocation-epoch raises after a restore, above every stored
+ * epoch), or the highest stored epoch, whichever is higher: the next revocation takes the one after.
+ */
+function sourceEpochCounter(db: Database.Database): number {
+  const row = db
+    .prepare(
+      `SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'revocations'), 0),
+                  (SELECT COALESCE(MAX(epoch), 0) FROM revocations)) AS e`,
+    )
+    .get() as { e: number };
+  return row.e;
+}
+
+/**
+ * The target's counter as a node reads it (kysely-revocations.ts `insert`): the `revocation_epoch` row
+ * or the highest stored epoch, whichever is higher; null when the row is missing (no node could revoke).
+ */
+async function targetEpochCounter(client: pg.ClientBase): Promise<number | null> {
+  const result = await client.query<{ e: string | null }>(
+    `SELECT GREATEST(c.epoch, (SELECT COALESCE(MAX(epoch), 0) FROM revocations))::text AS e
+       FROM revocation_epoch c WHERE c.id = 1`,
+  );
+  const value = result.rows[0]?.e;
+  return value === undefined || value === null ? null : Number(value);
+}
+
+/** The target's tables (of those the source has) that hold rows. */
+async function tablesWithRows(client: pg.ClientBase, tables: TableInfo[]): Promise<string[]> {
+  const present = await targetColumns(client);
+  const held: string[] = [];
+  for (const table of tables) {
+    if (!present.has(table.name)) continue;
+    const found = await client.query(`SELECT 1 FROM ${quote(table.name)} LIMIT 1`);
+    if (found.rowCount !== 0) held.push(table.name);
+  }
+  return held;
 }
 
 /** Rows of a table in primary-key order, a page at a time, on either engine. */
@@ -542,7 +590,23 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
     cleanups.push(() => client.end().catch(() => undefined));
 
     if (options.verifyOnly !== true) {
-      await migratePostgres(client);
+      // Refused before anything is written: a target newer than this build, or one at an older schema that
+      // already holds data (not a copy of this source, which is at this build's version: left as it is).
+      const found = await targetSchemaVersion(client);
+      if (found > buildVersion) {
+        throw new MigrationRefused(
+          `The target is at schema version ${found}, newer than this build (${buildVersion}): give an empty database. Nothing was written.`,
+        );
+      }
+      if (found < buildVersion) {
+        const held = await tablesWithRows(client, tables);
+        if (held.length > 0) {
+          throw new MigrationRefused(
+            `The target database already holds data at schema version ${found} (${held.slice(0, 3).join(', ')}${held.length > 3 ? ', …' : ''}), so it is not a copy of this source (version ${sourceVersion}): give an empty database. Nothing was written.`,
+          );
+        }
+        await migratePostgres(client);
+      }
     }
     const targetVersion = await targetSchemaVersion(client);
     print(`Target: ${redactedDatabaseUrl(url)} (schema version ${targetVersion})`);
@@ -600,6 +664,15 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
             print(`  copied ${table.name}: ${n} rows`);
           }
           for (const line of await resetSequences(client, tables)) print(`  sequence ${line}`);
+          // The revocation epoch counter: SQLite's may be above every stored epoch (advanced after a
+          // restore); a node on the copy must not hand those epochs out again. Never lowered.
+          const counter = sourceEpochCounter(db);
+          await client.query(
+            `INSERT INTO revocation_epoch (id, epoch) VALUES (1, $1::bigint)
+             ON CONFLICT (id) DO UPDATE SET epoch = GREATEST(revocation_epoch.epoch, excluded.epoch)`,
+            [counter],
+          );
+          print(`  revocation epoch counter → ${counter} (the next revocation takes ${counter + 1})`);
           await client.query('COMMIT');
           print(`Copied ${tables.length} tables in one transaction (${((Date.now() - started) / 1000).toFixed(1)} s)`);
         }
@@ -639,6 +712,7 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
       warnings: [],
       filesToCopy: filesOutsideDatabase(dataDir),
       schemaVersion: sourceVersion,
+      revocationEpochs: { source: sourceEpochCounter(db), copy: await targetEpochCounter(client) },
     };
     const fail = (difference: string) => {
       if (result.ok) {
@@ -658,6 +732,21 @@ export async function migrateStore(options: MigrateStoreOptions): Promise<Migrat
           `table ${s.table}: ${s.sourceRows === s.targetRows ? 'content differs' : `${s.sourceRows} rows in the source, ${s.targetRows} in the copy`}${s.firstDifference === undefined ? '' : ` (${s.firstDifference})`}`,
         );
       }
+    }
+
+    // The revocation epoch counter: the next revocation on the copy must take the epoch it takes on the source.
+    const epochs = result.revocationEpochs;
+    if (epochs.copy === epochs.source) {
+      print(`Revocation epoch counter: ${epochs.source} on both (the next revocation takes ${epochs.source + 1})`);
+    } else {
+      const difference =
+        epochs.copy === null
+          ? `revocation epoch counter: ${epochs.source} on the source, its row (revocation_epoch) is missing on the copy`
+          : epochs.copy < epochs.source
+            ? `revocation epoch counter: ${epochs.source} on the source, ${epochs.copy} on the copy: the copy would hand out epochs ${epochs.copy + 1}–${epochs.source} again, and a console that saw them would miss those revocations (raise it: advance-revocation-epoch-cli --data-dir <dir> --database <url> --past ${epochs.source}, then verify again)`
+            : `revocation epoch counter: ${epochs.source} on the source, ${epochs.copy} on the copy (the copy's is higher: it was moved on after the copy, or the target's was before it)`;
+      print(`Revocation epoch counter: DIFFERS (${difference})`);
+      fail(difference);
     }
 
     // Every event chain, re-walked by the backend's own verification on both sides.
