@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
+import { parseMaintenanceArgs, runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
 
 /**
  * How far past the restored database's highest epoch the counter is moved by default: more revocations
@@ -9,10 +8,7 @@ import { runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
  */
 const RESTORE_EPOCH_MARGIN = 1_000_000;
 
-const USAGE =
-  'usage: advance-revocation-epoch-cli --data-dir <dir> [--database postgres://…] [--past <epoch>]\n' +
-  '  --past: the highest revocation epoch any console or app server may have seen before the restore\n' +
-  `          (default: the restored database's highest + ${RESTORE_EPOCH_MARGIN})\n`;
+const USAGE = 'advance-revocation-epoch-cli --data-dir <dir> [--database postgres://…] [--past <epoch>]';
 
 /**
  * After restoring the database from a backup (docs/operations.md, "Backup and restore"), before the
@@ -22,27 +18,25 @@ const USAGE =
  * `node --import tsx backend/advance-revocation-epoch-cli.ts --data-dir /var/lib/baton`
  * `[--database postgres://…]` (or BATON_DATABASE_URL) `[--past <epoch>]`. On embedded SQLite the
  * backend must be stopped (the data directory's lock is taken). It only raises the counter: running it
- * again is harmless. Exit codes: 0 done, 1 failed, 2 usage.
+ * again is harmless. `--past`: the highest revocation epoch any console or app server may have seen
+ * before the restore (default: the restored database's highest + RESTORE_EPOCH_MARGIN). A data
+ * directory without a Baton database, or a PostgreSQL database without Baton's schema, is refused
+ * (DATABASE_NOT_FOUND), nothing created. Exit codes: 0 done, 1 failed or refused, 2 usage.
  */
 async function main(): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: process.argv.slice(2),
-      options: { 'data-dir': { type: 'string' }, database: { type: 'string' }, past: { type: 'string' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
-    process.exit(2);
-  }
-  const dataDir = values['data-dir'];
+  const values = parseMaintenanceArgs(
+    process.argv.slice(2),
+    { 'data-dir': { type: 'string' }, database: { type: 'string' }, past: { type: 'string' } },
+    USAGE,
+    (v) =>
+      v['data-dir'] === undefined
+        ? '--data-dir is required'
+        : v.past !== undefined && !/^\d{1,15}$/.test(v.past)
+          ? `--past must be a whole number of at most 15 digits (given: ${v.past})`
+          : undefined,
+  );
+  const dataDir = values['data-dir'] as string;
   const past = values.past === undefined ? undefined : Number(values.past);
-  if (dataDir === undefined || (values.past !== undefined && !/^\d{1,15}$/.test(values.past))) {
-    process.stderr.write(USAGE);
-    process.exit(2);
-  }
   await withMaintenanceStore(dataDir, values.database, async (store) => {
     const highest = await store.revocations.currentEpoch();
     const { from, to } = await store.revocations.advanceEpoch(past ?? highest + RESTORE_EPOCH_MARGIN);

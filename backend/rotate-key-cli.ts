@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { SharedKeyRing } from './crypto/key-ring.js';
 import { RETIRED_TOKEN_KEY_KEPT_MS, SIGNING_KEY_FILE } from './crypto/token-issuer.js';
 import { CHECKPOINT_KEY_FILE } from './services/chain-checkpoints.js';
 import { join } from 'node:path';
-import { runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
+import { parseMaintenanceArgs, runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
+
+const USAGE = 'rotate-key-cli --data-dir <dir> --key token|checkpoint [--database postgres://…]';
 
 /**
  * Rotates a signing key of the cluster's sealed key ring in the database (ADR 0006):
@@ -13,21 +14,24 @@ import { runMaintenance, withMaintenanceStore } from './maintenance-cli.js';
  * `[--database postgres://…]` (or BATON_DATABASE_URL). The data directory holds the key-encryption
  * key (or BATON_KEY_ENCRYPTION_KEY_FILE names it). On embedded SQLite the backend must be stopped
  * (the data directory's lock is taken); on PostgreSQL the running nodes take the new key up by
- * themselves, as after `POST /v1/admin/signing-keys/rotate`.
+ * themselves, as after `POST /v1/admin/signing-keys/rotate`. A data directory without a Baton database,
+ * or a PostgreSQL database without Baton's schema, is refused (DATABASE_NOT_FOUND), nothing created.
+ * Exit codes: 0 rotated, 1 failed or refused, 2 usage.
  */
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: { 'data-dir': { type: 'string' }, key: { type: 'string' }, database: { type: 'string' } },
-    strict: true,
-    allowPositionals: false,
-  });
-  const dataDir = values['data-dir'];
-  const key = values.key;
-  if (dataDir === undefined || (key !== 'token' && key !== 'checkpoint')) {
-    process.stderr.write('usage: rotate-key-cli --data-dir <dir> --key token|checkpoint [--database postgres://…]\n');
-    process.exit(2);
-  }
+  const values = parseMaintenanceArgs(
+    process.argv.slice(2),
+    { 'data-dir': { type: 'string' }, key: { type: 'string' }, database: { type: 'string' } },
+    USAGE,
+    (v) =>
+      v['data-dir'] === undefined
+        ? '--data-dir is required'
+        : v.key !== 'token' && v.key !== 'checkpoint'
+          ? `--key must be token or checkpoint (given: ${v.key ?? 'none'})`
+          : undefined,
+  );
+  const dataDir = values['data-dir'] as string;
+  const key = values.key as 'token' | 'checkpoint';
   await withMaintenanceStore(dataDir, values.database, async (store) => {
     const ring = await SharedKeyRing.open({
       store,

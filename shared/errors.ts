@@ -306,6 +306,11 @@ export const ERROR_STATUS = {
   DATA_DIR_LOCKED: 409,
   /** The database file is not a SQLite database, or cannot be opened (the backend does not start). */
   DATABASE_UNREADABLE: 500,
+  /**
+   * Maintenance commands only: the data directory holds no Baton database, or the PostgreSQL database
+   * no Baton schema (a mistyped path or URL); nothing is created.
+   */
+  DATABASE_NOT_FOUND: 404,
   /** The PostgreSQL server cannot be reached or refused the connection: the node refuses new work until it is back. */
   DATABASE_UNREACHABLE: 503,
   /**
