@@ -39,7 +39,7 @@ export const ChannelPolicySchema = z.strictObject({
   /**
    * What a backend node does when its view of revocations may be stale (it lost the database or its
    * cluster notifications for longer than its bound): `strict` (the default, when absent) refuses new
-   * sign-ins, step-ups and resumes with `NODE_STALE`; `best-effort` serves on the last known state
+   * sign-ins, step-ups, resumes and action-token exchanges with `NODE_STALE`; `best-effort` serves on the last known state
    * and says so in every decision's reasons and events.
    */
   staleNode: z.enum(['strict', 'best-effort']).optional(),

@@ -9,7 +9,8 @@ import type { NodeIdentity, NodeRegistry } from './nodes.js';
  * periodically with a round trip through the bus (a ping sent and received on the dedicated
  * listening connection, so a store pool busy with requests does not delay it; after the resync that
  * follows every reconnect), and calls the view stale
- * once nothing was confirmed for longer than the bound. Sign-in, step-up and resume consult `decide`.
+ * once nothing was confirmed for longer than the bound. Sign-in, step-up, resume and the action-token exchange
+ * consult `decide`.
  */
 
 export type StaleCause = 'bus-disconnected' | 'heartbeat-failed' | 'not-confirmed';
@@ -149,7 +150,8 @@ export class FreshnessMonitor {
   }
 
   /**
-   * What a sign-in, step-up or resume does on this node, given its channel's `staleNode` policy:
+   * What a sign-in, step-up, resume or action-token exchange does on this node, given its channel's `staleNode`
+   * policy:
    * fresh → proceed; stale and `strict` → refuse with NODE_STALE; stale and `best-effort` → proceed on
    * the last known state, with the `stale-node` reason in the decision and its events.
    */

@@ -35,7 +35,8 @@ export interface StaleMark {
 }
 
 /**
- * The stale-node decision for a sign-in, step-up or resume on `channelName`, taken before any work:
+ * The stale-node decision for a sign-in, step-up, resume or action-token exchange on `channelName`, taken before any
+ * work:
  * fresh → nothing added; stale and `strict` (the default) → throws NODE_STALE; stale and
  * `best-effort` → proceed on the last known state, marked `stale-node` in reasons and detail.
  */
@@ -109,7 +110,7 @@ export class SessionService {
     private readonly freshness: StaleGate,
   ) {}
 
-  /** The stale-node decision for a sign-in, step-up or resume on this console's channel (see `staleCheck`). */
+  /** The stale-node decision for a sign-in, step-up, resume or token exchange on this console's channel (`staleCheck`). */
   staleCheck(channelName: string): StaleMark {
     return staleCheck(this.freshness, this.ctx.policies.policy, channelName);
   }
