@@ -1,6 +1,7 @@
 import { BatonError } from '../../shared/errors.js';
 import type { EventDraft } from '../../shared/events.js';
 import { BREAK_GLASS_REASON } from '../break-glass/break-glass.js';
+import { STALE_NODE_REASON } from '../cluster/freshness.js';
 import type { EventLog } from '../services/event-log.js';
 import { activeSessions } from './active-sessions.js';
 
@@ -94,13 +95,17 @@ function refusedInstead(issued: EventDraft): EventDraft {
     subject: issued.subject,
     ...(issued.assurance === undefined ? {} : { assurance: issued.assurance }),
     outcome: 'failure',
-    // The break-glass mark, if any, goes with the refusal too.
-    reasons: ['session-not-active', ...issued.reasons.filter((reason) => reason === BREAK_GLASS_REASON)],
+    // The break-glass and stale-node marks, if any, go with the refusal too (decided on the same view).
+    reasons: [
+      'session-not-active',
+      ...issued.reasons.filter((reason) => reason === BREAK_GLASS_REASON || reason === STALE_NODE_REASON),
+    ],
     detail: {
       action: detail.action ?? null,
       audience: detail.audience ?? null,
       code: CLOSED_CODE,
       policyVersion: detail.policyVersion ?? null,
+      ...('staleSince' in detail ? { staleSince: detail.staleSince, staleCause: detail.staleCause ?? null } : {}),
     },
   };
 }

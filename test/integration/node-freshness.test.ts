@@ -288,6 +288,37 @@ describe('a node whose view of revocations may be stale', () => {
     );
   });
 
+  it('best-effort: an issuance refused because its session ended while the token was signed still says stale-node', async () => {
+    const centre = (await signIn(bestEffort, bestEffortTeller, { userVerified: false })).body as Json;
+    const sessionId = centre.session.id as string;
+    const issuer = backend.services.actionTokens.issuer;
+    const sign = issuer.sign.bind(issuer);
+    makeStale();
+    try {
+      // The session is revoked after the exchange read it as active, before the issuance was recorded.
+      issuer.sign = async (claims) => {
+        issuer.sign = sign;
+        await t.admin.ok('POST', `/v1/admin/sessions/${sessionId}/revoke`, { reason: 'reported stolen' });
+        return sign(claims);
+      };
+      assertError(await exchange(bestEffort, centre.token as string, 'customer.view'), 409, 'SESSION_NOT_ACTIVE');
+    } finally {
+      issuer.sign = sign;
+      await makeFresh();
+    }
+    // What the security team reads: the refusal was decided on a stale node's view, like the issuance it replaced.
+    const refused = (
+      (await t.admin.ok(
+        'GET',
+        `/v1/admin/events?origin=backend&type=action-token-refused&session=${sessionId}`,
+      )) as Json
+    ).events as Json[];
+    const closed = refused.find((e) => e.detail.code === 'SESSION_NOT_ACTIVE');
+    assert.ok(closed !== undefined, JSON.stringify(refused));
+    assert.ok((closed.reasons as string[]).includes('stale-node'), JSON.stringify(closed));
+    assert.equal(typeof closed.detail.staleSince, 'number', JSON.stringify(closed));
+  });
+
   it('tells a console whose hello it answers while stale, right after its welcome; a fresh node does not', async () => {
     makeStale();
     try {
