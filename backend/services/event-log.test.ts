@@ -20,7 +20,8 @@ import { openSqliteStore } from '../store/sqlite-store.js';
 import { openPostgresStore } from '../store/postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { PostgresBus } from '../cluster/bus.js';
-import { BACKEND_ORIGIN, EventLog, backendEventProblem, eventCanonicalJson } from './event-log.js';
+import { BatonError } from '../../shared/errors.js';
+import { BACKEND_ORIGIN, EventLog, IngestStream, backendEventProblem, eventCanonicalJson } from './event-log.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -371,6 +372,84 @@ function suite(engine: Engine): void {
     assert.equal(await store.meta.get('effect-test'), '3');
   });
 
+  it("stores nothing of a connection's batches after one of them failed (the database away for a moment): no gap, no events acknowledged past it", async () => {
+    const flaky = flakyStore(store);
+    const log = new EventLog(flaky.store, clock, logger);
+    const chain = new ConsoleChain('con_stream_group');
+    const connection = new IngestStream();
+    const a = [chain.next(now), chain.next(now)];
+    const b = [chain.next(now), chain.next(now)];
+    // Both batches in one group commit: the group's unit fails, then A's own retry; the database is back for B's.
+    flaky.refuse(2);
+    const [ra, rb] = await Promise.allSettled([
+      log.ingest(chain.id, a, undefined, connection),
+      log.ingest(chain.id, b, undefined, connection),
+    ]);
+    assert.equal(codeOf(ra), 'DATABASE_UNREACHABLE');
+    assert.equal(codeOf(rb), 'DATABASE_UNREACHABLE', 'B is refused as A was: the console sends both again');
+    // What the next welcome reports as ackedSeq: nothing past events the backend does not hold.
+    assert.equal((await log.head(chain.id)).lastSeq, 0);
+    assert.deepEqual(await recordedGaps(log, chain.id), []);
+    // The console's resend on its next connection is stored whole, with no finding.
+    assert.deepEqual(await log.ingest(chain.id, [...a, ...b], undefined, new IngestStream()), {
+      upToSeq: 4,
+      inserted: 4,
+      findings: [],
+    });
+    assert.deepEqual(await recordedGaps(log, chain.id), []);
+    assert.equal((await log.verifyChain(chain.id)).intact, true);
+  });
+
+  it("refuses a connection's queued batches with the one that failed, in the same step, and any it sends after", async () => {
+    const flaky = flakyStore(store);
+    const log = new EventLog(flaky.store, clock, logger);
+    const chain = new ConsoleChain('con_stream_queue');
+    const bystander = new ConsoleChain('con_stream_bystander');
+    const connection = new IngestStream();
+    const a = [chain.next(now), chain.next(now)];
+    const b = [chain.next(now), chain.next(now)];
+    const c = [chain.next(now)];
+    // A's unit is under way (alone in its group) when B arrives and waits in the queue, with another console's batch.
+    const unit = flaky.hold();
+    const ra = log.ingest(chain.id, a, undefined, connection);
+    await unit.running;
+    const rb = log.ingest(chain.id, b, undefined, connection);
+    const other = log.ingest(bystander.id, [bystander.next(now)], undefined, new IngestStream());
+    const settledB = Promise.allSettled([rb]);
+    // A's unit fails; the database is back at once for whatever is committed next.
+    unit.fail();
+    const [failedA] = await Promise.allSettled([ra]);
+    assert.equal(codeOf(failedA), 'DATABASE_UNREACHABLE');
+    // Sent on the same connection after the failure (the socket not yet closed): refused too.
+    const [failedC] = await Promise.allSettled([log.ingest(chain.id, c, undefined, connection)]);
+    assert.equal(codeOf(failedC), 'DATABASE_UNREACHABLE');
+    const [failedB] = await settledB;
+    assert.equal(codeOf(failedB), 'DATABASE_UNREACHABLE');
+    assert.equal((await other).upToSeq, 1, "another console's batch queued with B is stored");
+    await log.drain();
+    assert.equal((await log.head(chain.id)).lastSeq, 0);
+    assert.deepEqual(await recordedGaps(log, chain.id), []);
+    const resent = await log.ingest(chain.id, [...a, ...b, ...c], undefined, new IngestStream());
+    assert.deepEqual(resent, { upToSeq: 5, inserted: 5, findings: [] });
+    assert.equal((await log.verifyChain(chain.id)).intact, true);
+  });
+
+  it("refuses a connection's later batch with one whose effect fails (a permanent fault): it is not stored past it", async () => {
+    const log = new EventLog(store, clock, logger);
+    const chain = new ConsoleChain('con_stream_effect');
+    const connection = new IngestStream();
+    const a = [chain.next(now), chain.next(now)];
+    const b = [chain.next(now)];
+    const [ra, rb] = await Promise.allSettled([
+      log.ingest(chain.id, a, () => ({ apply: () => Promise.reject(new Error('session update failed')) }), connection),
+      log.ingest(chain.id, b, undefined, connection),
+    ]);
+    assert.equal(ra.status, 'rejected');
+    assert.equal(rb.status === 'rejected' ? (rb.reason as Error).message : rb.status, 'session update failed');
+    assert.equal((await log.head(chain.id)).lastSeq, 0);
+    assert.deepEqual(await recordedGaps(log, chain.id), []);
+  });
+
   it('refuses only the failing batch of a group', async () => {
     const log = new EventLog(store, clock, logger);
     const good = new ConsoleChain('con_good');
@@ -388,6 +467,59 @@ function suite(engine: Engine): void {
     await log.drain();
   });
 }
+
+/**
+ * The store, with units of work refused as they are while the database is unreachable for a moment:
+ * `refuse(n)` refuses the next n at once; `hold()` holds the next one until its `fail()` refuses it.
+ */
+function flakyStore(real: Store) {
+  let refusals = 0;
+  let held: { started: () => void; fail: Promise<void> } | undefined;
+  const unreachable = () => new BatonError('DATABASE_UNREACHABLE', 'the database is unreachable');
+  const store = new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'transaction') {
+        return async (fn: Parameters<Store['transaction']>[0]) => {
+          const hold = held;
+          held = undefined;
+          if (hold !== undefined) {
+            hold.started();
+            await hold.fail;
+            throw unreachable();
+          }
+          if (refusals > 0) {
+            refusals--;
+            throw unreachable();
+          }
+          return target.transaction(fn);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return {
+    store,
+    refuse(n: number) {
+      refusals = n;
+    },
+    hold() {
+      let fail!: () => void;
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => (started = resolve));
+      held = { started, fail: new Promise<void>((resolve) => (fail = resolve)) };
+      return { running, fail };
+    },
+  };
+}
+
+/** What the security team would be shown about a console's chain: the gaps the backend recorded. */
+async function recordedGaps(log: EventLog, consoleId: string): Promise<StoredEvent[]> {
+  return log.query({ origin: BACKEND_ORIGIN, console: consoleId, type: 'integrity-sequence-gap', limit: 10 });
+}
+
+const codeOf = (settled: PromiseSettledResult<unknown>): string | undefined =>
+  settled.status === 'rejected' && settled.reason instanceof BatonError ? settled.reason.code : settled.status;
 
 describe('EventLog live feed on a PostgreSQL cluster (two nodes, real buses)', { skip: pgSkip }, () => {
   let feedServer: PostgresServer;

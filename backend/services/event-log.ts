@@ -163,10 +163,24 @@ export interface ChainReport {
 export type EventFilter = Omit<EventQuery, 'limit' | 'afterCursor'>;
 export type EventListener = (event: StoredEvent) => void;
 
+/**
+ * One ordered stream of a console's batches: a connection, on which the agent sends its journal in
+ * `seq` order with several batches in flight. Once one of its batches fails, no later batch of the
+ * stream is stored: stored, it would move the console's head past the failed batch's events (an
+ * `integrity-sequence-gap` the console never caused), and the next welcome's `ackedSeq` would have the
+ * agent drop those events from its journal for good. The console sends them all again on its next
+ * connection (a new stream), from the head the store holds.
+ */
+export class IngestStream {
+  /** The failure that ended the stream; every batch of it queued since, or queued later, is refused with it. */
+  failure: { error: unknown } | undefined = undefined;
+}
+
 interface PendingBatch {
   origin: string;
   events: AssuranceEvent[];
   effects: ConsoleEventEffects | undefined;
+  stream: IngestStream | undefined;
   resolve: (result: IngestResult) => void;
   reject: (error: unknown) => void;
 }
@@ -647,11 +661,21 @@ export class EventLog {
   /**
    * Queues a console's batch for the next group commit; resolves once it is durable. `effects`
    * turns the events actually stored into state changes inside the same unit of work; a failure
-   * anywhere (storage or effect) rolls the whole batch back and rejects.
+   * anywhere (storage or effect) rolls the whole batch back and rejects. `stream`: the batch's place
+   * in an ordered stream (its connection): when a batch of the stream fails, this one and every later
+   * one are refused with the same error, none stored (`IngestStream`).
    */
-  ingest(origin: string, events: AssuranceEvent[], effects?: ConsoleEventEffects): Promise<IngestResult> {
+  ingest(
+    origin: string,
+    events: AssuranceEvent[],
+    effects?: ConsoleEventEffects,
+    stream?: IngestStream,
+  ): Promise<IngestResult> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ origin, events, effects, resolve, reject });
+      const batch: PendingBatch = { origin, events, effects, stream, resolve, reject };
+      // Refused as the failed batch was (the failure is whatever its unit of work threw).
+      if (stream?.failure !== undefined) return batch.reject(stream.failure.error);
+      this.pending.push(batch);
       this.scheduleFlush();
     });
   }
@@ -1187,7 +1211,7 @@ export class EventLog {
       .catch((error: unknown) => {
         // commitGroup settles every batch itself; this is a last guard against a bug there.
         this.logger.error({ err: error, code: 'EVENT_INGEST_FLUSH_FAILED' }, 'event group commit failed');
-        for (const b of batches) b.reject(error);
+        for (const b of batches) this.refuse(b, error);
       })
       .finally(() => {
         this.flushing = undefined;
@@ -1204,25 +1228,22 @@ export class EventLog {
       results = await this.runUnit((unit) => this.ingestGroup(unit, batches), 'ingest');
     } catch (error) {
       if (batches.length === 1) {
-        this.logger.error(
-          { err: error, origin: batches[0]?.origin, code: 'EVENT_INGEST_FAILED' },
-          'event ingest transaction failed',
-        );
-        batches[0]?.reject(error);
+        this.fail(batches[0] as PendingBatch, error);
         return;
       }
       // One batch's fault (its session update failing, say) must not refuse the others it was
-      // grouped with: commit each on its own, so only the batches that fail are refused.
+      // grouped with: commit each on its own, so only the batches that fail are refused (and the
+      // later batches of their streams, which are not tried).
       for (const b of batches) {
+        if (b.stream?.failure !== undefined) {
+          b.reject(b.stream.failure.error);
+          continue;
+        }
         let result: IngestResult[];
         try {
           result = await this.runUnit((unit) => this.ingestGroup(unit, [b]), 'ingest');
         } catch (own) {
-          this.logger.error(
-            { err: own, origin: b.origin, code: 'EVENT_INGEST_FAILED' },
-            'event ingest transaction failed',
-          );
-          b.reject(own);
+          this.fail(b, own);
           continue;
         }
         b.resolve(result[0] as IngestResult);
@@ -1230,6 +1251,32 @@ export class EventLog {
       return;
     }
     batches.forEach((b, i) => b.resolve(results[i] as IngestResult));
+  }
+
+  /** A batch's unit of work failed: logged, and refused with its stream's later batches. */
+  private fail(batch: PendingBatch, error: unknown): void {
+    this.logger.error(
+      { err: error, origin: batch.origin, code: 'EVENT_INGEST_FAILED' },
+      'event ingest transaction failed',
+    );
+    this.refuse(batch, error);
+  }
+
+  /**
+   * Refuses a batch, and ends its stream in the same step: every later batch of it waiting in the
+   * queue is refused now with the same error, and one queued later at once (`ingest`), so none is
+   * committed after this failure (those of the failing group still to be retried are skipped by
+   * `commitGroup`). Stored, any of them would leave a gap the next welcome acknowledges past.
+   */
+  private refuse(batch: PendingBatch, error: unknown): void {
+    batch.reject(error);
+    const stream = batch.stream;
+    if (stream === undefined || stream.failure !== undefined) return;
+    stream.failure = { error };
+    if (!this.pending.some((p) => p.stream === stream)) return;
+    const later = this.pending.filter((p) => p.stream === stream);
+    this.pending = this.pending.filter((p) => p.stream !== stream);
+    for (const p of later) p.reject(error);
   }
 
   private async ingestGroup(unit: Unit, batches: PendingBatch[]): Promise<IngestResult[]> {

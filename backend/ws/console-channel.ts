@@ -19,7 +19,7 @@ import { GENESIS_HASH } from '../../shared/events.js';
 import { GroupedReads } from '../store/grouped-reads.js';
 import type { CommandRecord, CommandRepository, ConsoleRecord, StreamHead } from '../store/repositories.js';
 import type { ConsoleRegistry } from '../services/console-registry.js';
-import type { EventLog } from '../services/event-log.js';
+import { IngestStream, type EventLog } from '../services/event-log.js';
 import type { PolicyService } from '../services/policy-service.js';
 import { policyHash } from '../services/policy-hash.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
@@ -42,6 +42,8 @@ export interface ConsoleConnection {
   helloTimer: NodeJS.Timeout | undefined;
   /** Event batches received and not yet committed. */
   inFlight: number;
+  /** This connection's batches, in order: once one fails, none after it is stored (event-log.ts `IngestStream`). */
+  batches: IngestStream;
   /** What the backend observed of this console's contact, for the session rules (offline resume). */
   contact: ConsoleContact;
   /**
@@ -228,6 +230,7 @@ export class ConsoleChannel {
       hello: undefined,
       helloTimer: undefined,
       inFlight: 0,
+      batches: new IngestStream(),
       helloPending: undefined,
       held: undefined,
       toldStaleSince: undefined,
@@ -273,6 +276,10 @@ export class ConsoleChannel {
   }
 
   private onMessage(connection: ConsoleConnection, data: RawData, isBinary: boolean): void {
+    // A socket this node is closing (a refused message or batch, a failed hello, superseded, shutting
+    // down) is read until the console's close frame: what it sent meanwhile is not acted on. A batch
+    // sent after a refused one would otherwise be stored past it (a gap the next welcome acknowledges).
+    if (connection.socket.readyState !== WebSocket.OPEN) return;
     connection.alive = true;
     this.lastContact.set(connection.console.id, this.deps.clock());
     this.deps.registry.touch(connection.console.id);
@@ -465,10 +472,14 @@ export class ConsoleChannel {
         const changes = sessionsChangedBy(message.events);
         const changed = changes.length === 0 ? undefined : new Set(changes);
         this.deps.events
-          .ingest(consoleId, message.events, (uow, event, { late }) =>
-            event.subject.session !== undefined && changed?.has(event.subject.session) === true
-              ? this.deps.sessions.consoleEventEffect(uow, consoleId, event, late, contact)
-              : undefined,
+          .ingest(
+            consoleId,
+            message.events,
+            (uow, event, { late }) =>
+              event.subject.session !== undefined && changed?.has(event.subject.session) === true
+                ? this.deps.sessions.consoleEventEffect(uow, consoleId, event, late, contact)
+                : undefined,
+            connection.batches,
           )
           .then(
             (result) => {
@@ -477,7 +488,8 @@ export class ConsoleChannel {
             },
             (error: unknown) => {
               settled();
-              // Nothing from the batch was stored: the console keeps it and sends it again.
+              // Nothing from the batch was stored, nor from any later batch of this connection (refused
+              // with it): the console keeps them and sends them again, from the welcome's ackedSeq.
               this.violate(
                 connection,
                 isStorageFault(error) ? 'STORAGE_UNAVAILABLE' : 'INTERNAL',
