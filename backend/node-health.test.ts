@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import type { DatabaseHealthView } from './store/database-health.js';
+import { DatabaseReadOnlyError, type DatabaseHealthView } from './store/database-health.js';
 import { memoryLogger } from './cluster/test-kit.js';
 import { NodeHealth, PROBE_FAILURES, type NodeHealthInputs } from './node-health.js';
 import { stall } from './test-kit.js';
@@ -10,7 +10,7 @@ import { stall } from './test-kit.js';
 function rig(overrides: Partial<NodeHealthInputs> = {}) {
   let now = 10_000;
   let probes = 0;
-  const state = { reachable: true, stale: false, stopping: false, hang: false, driverText: false };
+  const state = { reachable: true, readOnly: false, stale: false, stopping: false, hang: false, driverText: false };
   const { logger, records } = memoryLogger();
   const health = new NodeHealth({
     logger,
@@ -36,6 +36,7 @@ function rig(overrides: Partial<NodeHealthInputs> = {}) {
           }),
         );
       }
+      if (state.readOnly) return Promise.reject(new DatabaseReadOnlyError('standby'));
       return Promise.resolve(1);
     },
     freshness: () => ({ stale: state.stale, ...(state.stale ? { reason: 'cluster bus disconnected' } : {}) }),
@@ -81,6 +82,32 @@ describe('node health: /healthz and /readyz', () => {
     const readyz = await health.readyz();
     assert.equal(readyz.status, 503);
     assert.deepEqual(readyz.body.problems, ['database-unreachable']);
+  });
+
+  it('takes a node whose database accepts no writes out of rotation, naming why, and puts it back once it does', async () => {
+    const { health, state, records, advance } = rig();
+    state.readOnly = true;
+    const readyz = await health.readyz();
+    assert.equal(readyz.status, 503);
+    assert.deepEqual(readyz.body.problems, ['database-read-only']);
+    const healthz = await health.healthz();
+    assert.equal(healthz.status, 503);
+    assert.deepEqual(healthz.body.database, {
+      reachable: true,
+      roundTripMs: 0,
+      probedAt: 10_000,
+      error: 'STORAGE_UNAVAILABLE',
+      description: PROBE_FAILURES['read-only'],
+    });
+    const logged = records.filter((r) => r.msg === 'health: the database probe failed');
+    assert.deepEqual(
+      logged.map((r) => [r.code, r.failure]),
+      [['STORAGE_UNAVAILABLE', 'read-only']],
+    );
+    assert.match(String(logged[0]?.detail), /standby/);
+    state.readOnly = false;
+    advance(2_000);
+    assert.deepEqual(await health.readyz(), { status: 200, body: { ready: true, nodeId: 'baton1:42' } });
   });
 
   it('does not hang when the database does not answer', async () => {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { safeDetail } from './cluster/freshness.js';
-import type { DatabaseHealthView } from './store/database-health.js';
+import { DatabaseReadOnlyError, type DatabaseHealthView } from './store/database-health.js';
 
 /**
  * What `GET /healthz` and `GET /readyz` answer for one node (one backend process).
@@ -16,10 +16,17 @@ import type { DatabaseHealthView } from './store/database-health.js';
  * one probe runs at a time, so a load balancer checking every second costs one query a second.
  * Nothing here names the database URL or its password, nor repeats the database's or the driver's
  * own error text: a failed probe says `error: "DATABASE_UNREACHABLE"` and a plain `description`
- * (refused or dropped, or no answer in time); the detail goes to the node's log, once per change.
+ * (refused or dropped, or no answer in time), a database that answers but accepts no writes (a
+ * PostgreSQL standby, or one set read-only) `database-read-only` with `error: "STORAGE_UNAVAILABLE"`;
+ * the detail goes to the node's log, once per change.
  */
 
-export type HealthProblem = 'database-unreachable' | 'database-damaged' | 'node-stale' | 'shutting-down';
+export type HealthProblem =
+  | 'database-unreachable'
+  | 'database-read-only'
+  | 'database-damaged'
+  | 'node-stale'
+  | 'shutting-down';
 
 export interface NodeHealthInputs {
   nodeId: string;
@@ -28,7 +35,10 @@ export interface NodeHealthInputs {
   startedAt: number;
   clock?: () => number;
   consolesConnected: () => number;
-  /** A cheap round trip to the database (a one-row read); rejects or hangs when it is away. */
+  /**
+   * A cheap round trip to the database (one statement); rejects or hangs when it is away, rejects with
+   * DatabaseReadOnlyError when it answers but accepts no writes.
+   */
   probeDatabase: () => Promise<unknown>;
   /** The embedded file's integrity (DatabaseHealth.view()); absent with PostgreSQL. */
   databaseFile?: () => DatabaseHealthView;
@@ -53,6 +63,7 @@ export interface HealthAnswer {
 export const PROBE_FAILURES = {
   refused: 'the database refused the connection, dropped it, or returned an error',
   timeout: 'the database did not answer in time',
+  'read-only': 'the database answers but accepts no writes (a standby after a failover, or set read-only)',
 } as const;
 
 interface Probe {
@@ -90,12 +101,12 @@ export class NodeHealth {
         consolesConnected: this.inputs.consolesConnected(),
         stopping,
         database: {
-          reachable: probe.ok,
+          reachable: probe.ok || probe.failure === 'read-only',
           roundTripMs: probe.ms,
           probedAt: probe.at,
           ...(probe.failure === undefined
             ? {}
-            : { error: 'DATABASE_UNREACHABLE', description: PROBE_FAILURES[probe.failure] }),
+            : { error: probeErrorCode(probe.failure), description: PROBE_FAILURES[probe.failure] }),
           ...(this.inputs.databaseFile === undefined ? {} : this.inputs.databaseFile()),
         },
         ...(freshness === undefined ? {} : { freshness }),
@@ -117,7 +128,7 @@ export class NodeHealth {
     const problems: HealthProblem[] = [];
     if (this.inputs.stopping?.() === true) problems.push('shutting-down');
     const probe = await this.probe();
-    if (!probe.ok) problems.push('database-unreachable');
+    if (!probe.ok) problems.push(probe.failure === 'read-only' ? 'database-read-only' : 'database-unreachable');
     const file = this.inputs.databaseFile?.();
     if (file !== undefined && file.state === 'damaged') problems.push('database-damaged');
     if (this.inputs.freshness?.().stale === true) problems.push('node-stale');
@@ -154,14 +165,14 @@ export class NodeHealth {
       ]);
       return { ok: true, at: started, ms: this.clock() - started };
     } catch (error) {
-      const failure = error === timedOut ? 'timeout' : 'refused';
+      const failure = error === timedOut ? 'timeout' : error instanceof DatabaseReadOnlyError ? 'read-only' : 'refused';
       // Logged when the database stops answering (not on every probe while it stays away).
       if (this.last?.ok !== false) {
         const code = (error as { code?: unknown } | undefined)?.code;
         this.inputs.logger.warn(
           {
             node: this.inputs.nodeId,
-            code: 'DATABASE_UNREACHABLE',
+            code: probeErrorCode(failure),
             failure,
             detail: safeDetail(error),
             ...(typeof code === 'string' ? { driverCode: code } : {}),
@@ -174,4 +185,9 @@ export class NodeHealth {
       if (timer !== undefined) clearTimeout(timer);
     }
   }
+}
+
+/** The code a failed probe is shown with: what a request would get meanwhile (http-kit.ts `storageFault`). */
+function probeErrorCode(failure: keyof typeof PROBE_FAILURES): 'DATABASE_UNREACHABLE' | 'STORAGE_UNAVAILABLE' {
+  return failure === 'read-only' ? 'STORAGE_UNAVAILABLE' : 'DATABASE_UNREACHABLE';
 }

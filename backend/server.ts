@@ -32,7 +32,7 @@ import {
   type Services,
 } from './services/compose-services.js';
 import { ChainCheckpoints } from './services/chain-checkpoints.js';
-import { DatabaseHealth, isDatabaseDamage } from './store/database-health.js';
+import { DatabaseHealth, isDatabaseDamage, probeDatabase } from './store/database-health.js';
 import { NodeHealth } from './node-health.js';
 import { DATABASE_FILE } from './store/sqlite-store.js';
 import { openStore } from './store/open-store.js';
@@ -382,8 +382,9 @@ async function listenOn(
     startedAt: Date.now(),
     consolesConnected: () => channel.connectionCount,
     logger,
-    // One small read through the store (its pool, its connection lock): the path requests take.
-    probeDatabase: () => store.meta.get('node-health-probe'),
+    // One statement through the store (its pool, its connection lock), the path requests take; on
+    // PostgreSQL it also asks whether the server accepts writes (a standby after a failover).
+    probeDatabase: () => probeDatabase(store),
     // The integrity of the embedded file; PostgreSQL checks its own pages.
     ...(store.engine === 'sqlite' ? { databaseFile: () => database.view() } : {}),
     freshness: () => services.freshness.state(),

@@ -1,5 +1,8 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { sql } from 'kysely';
+import { kyselyOf } from './kysely-store.js';
+import type { Store } from './repositories.js';
 
 /** SQLite result codes that mean the file itself is damaged or is not a database. */
 const DAMAGE_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_VTAB']);
@@ -102,4 +105,40 @@ export class DatabaseHealth {
   close(): void {
     void this.worker?.terminate();
   }
+}
+
+/** Why a database that answers accepts no writes (PostgreSQL). */
+export type ReadOnlyReason = 'standby' | 'read-only';
+
+/** The health probe's refusal of a PostgreSQL that answers but accepts no writes (node-health.ts: `database-read-only`). */
+export class DatabaseReadOnlyError extends Error {
+  constructor(readonly reason: ReadOnlyReason) {
+    super(
+      reason === 'standby'
+        ? 'the database is a standby in recovery (after a failover, does DNS still name the old primary?)'
+        : 'the database accepts no writes (transaction_read_only is on: default_transaction_read_only?)',
+    );
+    this.name = 'DatabaseReadOnlyError';
+  }
+}
+
+/**
+ * The health check's round trip (`GET /healthz`, `/readyz`): one statement through the store (its pool,
+ * its connection lock), the path requests take. On PostgreSQL the same statement asks whether the
+ * server accepts writes: after a failover a node whose DNS still names the demoted primary (a standby,
+ * in recovery), or a database set `default_transaction_read_only`, answers every read and refuses
+ * every write (SQLSTATE 25006), so a plain read would keep the node in rotation while each write fails.
+ * Rejects with DatabaseReadOnlyError then. (SQLite's file made read-only is not probed: an open file
+ * stays writable after a chmod, and a read-only remount fails each write with STORAGE_UNAVAILABLE.)
+ */
+export async function probeDatabase(store: Store): Promise<void> {
+  const db = store.engine === 'postgres' ? kyselyOf(store) : undefined;
+  if (db === undefined) {
+    await store.meta.get('node-health-probe');
+    return;
+  }
+  const { rows } = await sql<{ standby: boolean; read_only: string }>`
+    SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS read_only`.execute(db);
+  if (rows[0]?.standby === true) throw new DatabaseReadOnlyError('standby');
+  if (rows[0]?.read_only === 'on') throw new DatabaseReadOnlyError('read-only');
 }

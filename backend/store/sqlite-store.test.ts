@@ -3,6 +3,9 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { sql } from 'kysely';
+import { kyselyOf } from './kysely-store.js';
+import type { Store } from './repositories.js';
 import { MIGRATIONS } from './migrations.js';
 import { DATABASE_FILE, migrate, openSqliteStore } from './sqlite-store.js';
 import { SqliteEphemeral } from './sqlite-ephemeral.js';
@@ -89,3 +92,73 @@ describe('SQLite store', () => {
     await store.close();
   });
 });
+
+/** Makes the store's file full: no page beyond those it has (`PRAGMA max_page_count` on its own connection); returns the undo. */
+async function fillDisk(store: Store): Promise<() => Promise<void>> {
+  const db = kyselyOf(store);
+  assert.ok(db !== undefined);
+  const { rows } = await sql<{ page_count: number }>`PRAGMA page_count`.execute(db);
+  await sql.raw(`PRAGMA max_page_count = ${rows[0]?.page_count ?? 0}`).execute(db);
+  return async () => {
+    await sql.raw('PRAGMA max_page_count = 1073741823').execute(db);
+  };
+}
+
+const code = (error: unknown): unknown => (error as { code?: unknown }).code;
+const TOO_BIG = 'x'.repeat(200_000); // far more than the free space in the file's pages
+
+/**
+ * On a full disk SQLite rolls the whole unit back by itself; Kysely's ROLLBACK then failed with
+ * SQLITE_ERROR "cannot rollback - no transaction is active", which replaced the full disk (the caller
+ * answered INTERNAL), and whatever the unit ran after a failure it caught committed on its own.
+ */
+for (const durability of ['full', 'normal'] as const) {
+  describe(`SQLite store on a full disk (durability ${durability})`, () => {
+    it('a unit that fills the disk fails with SQLITE_FULL, and nothing of it or before it changes', async () => {
+      const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability });
+      await store.meta.set('before', 'kept');
+      const undo = await fillDisk(store);
+      const failure = await store
+        .transaction(async (tx) => {
+          await tx.meta.set('first', 'x');
+          await tx.meta.set('big', TOO_BIG);
+        })
+        .then(
+          () => assert.fail('the unit committed on a full disk'),
+          (error: unknown) => error,
+        );
+      assert.equal(code(failure), 'SQLITE_FULL', String(failure));
+      await undo();
+      assert.equal(await store.meta.get('first'), undefined, 'rolled back whole');
+      assert.equal(await store.meta.get('before'), 'kept');
+      await store.meta.set('after', 'y'); // the store works again once there is room
+      assert.equal(await store.meta.get('after'), 'y');
+      await store.close();
+    });
+
+    it('a unit that caught the full disk cannot go on: its next statements, hand-written or not, are refused and commit nothing', async () => {
+      const store = openSqliteStore({ dataDir: tempDir('baton-store-'), durability });
+      const undo = await fillDisk(store);
+      const refused: unknown[] = [];
+      const failure = await store
+        .transaction(async (tx) => {
+          await tx.meta.set('big', TOO_BIG).catch(() => undefined); // a caller that swallows the error
+          await tx.meta.set('kysely', 'x').catch((error: unknown) => refused.push(error));
+          await tx.ephemeral
+            .put({ kind: 'test', key: 'hand-written', owner: 'o', value: 'x', expiresAt: 2_000 })
+            .catch((error: unknown) => refused.push(error));
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      assert.deepEqual(refused.map(code), ['SQLITE_FULL', 'SQLITE_FULL']);
+      assert.match(String(refused[0]), /rolled the unit of work back itself \("database or disk is full"\)/);
+      assert.equal(code(failure), 'SQLITE_FULL', 'the COMMIT is refused the same way');
+      await undo();
+      assert.equal(await store.meta.get('kysely'), undefined, 'nothing committed on its own');
+      assert.equal(await store.ephemeral.take('test', 'hand-written'), undefined, 'nothing committed on its own');
+      await store.close();
+    });
+  });
+}

@@ -21,7 +21,7 @@ import {
 import { MIGRATIONS, type Migration } from './migrations.js';
 import type { Store } from './repositories.js';
 import type { BatonDatabase } from './kysely-schema.js';
-import { kyselyStore, type RepositoryOverrides } from './kysely-store.js';
+import { kyselyStore, type RepositoryOverrides, type SyncRunner } from './kysely-store.js';
 import { HandWrittenSqliteEvents, SqliteEvents } from './sqlite-events.js';
 import { HandWrittenSqliteEphemeral, SqliteEphemeral } from './sqlite-ephemeral.js';
 import {
@@ -73,17 +73,19 @@ export function migrate(db: Database.Database, migrations: readonly Migration[] 
  * the same connection and in the same transactions.
  */
 export function openSqliteStore(options: SqliteStoreOptions): Store {
-  return openSqliteFile(options, (raw, relaxed) => {
+  return openSqliteFile(options, (raw, relaxed, unit) => {
     const events = new SqliteEvents(raw);
     const ephemeral = new SqliteEphemeral(raw, relaxed);
     // The sign-in path's reads and writes (sqlite-sign-in.ts).
     const signIn = new SqliteSignInStatements(raw);
+    // In a unit of work, each hand-written statement first checks that the unit's transaction is still open.
+    const guard = (runner: SyncRunner): SyncRunner => (runner.inTransaction ? unit.guarded(runner) : runner);
     return {
-      events: (runner, ctx) => new HandWrittenSqliteEvents(events, runner, ctx),
-      ephemeral: (runner, ctx) => new HandWrittenSqliteEphemeral(ephemeral, runner, ctx),
-      operators: (runner, ctx) => new HandWrittenSqliteOperators(signIn, runner, ctx),
-      sessions: (runner, ctx) => new HandWrittenSqliteSessions(signIn, runner, ctx),
-      consoles: (runner, ctx) => new HandWrittenSqliteConsoles(signIn, runner, ctx),
+      events: (runner, ctx) => new HandWrittenSqliteEvents(events, guard(runner), ctx),
+      ephemeral: (runner, ctx) => new HandWrittenSqliteEphemeral(ephemeral, guard(runner), ctx),
+      operators: (runner, ctx) => new HandWrittenSqliteOperators(signIn, guard(runner), ctx),
+      sessions: (runner, ctx) => new HandWrittenSqliteSessions(signIn, guard(runner), ctx),
+      consoles: (runner, ctx) => new HandWrittenSqliteConsoles(signIn, guard(runner), ctx),
     };
   });
 }
@@ -98,8 +100,11 @@ export function openKyselySqliteStore(options: SqliteStoreOptions): Store {
 
 function openSqliteFile(
   options: SqliteStoreOptions,
-  /** `relaxed`: how the challenges' and nonces' commits skip the disk's flush with FULL (sqlite-ephemeral.ts). */
-  overrides: (raw: Database.Database, relaxed: RelaxedCommit | undefined) => RepositoryOverrides,
+  /**
+   * `relaxed`: how the challenges' and nonces' commits skip the disk's flush with FULL (sqlite-ephemeral.ts);
+   * `unit`: what the hand-written statements run in a unit of work check first (UnitTransaction).
+   */
+  overrides: (raw: Database.Database, relaxed: RelaxedCommit | undefined, unit: UnitTransaction) => RepositoryOverrides,
 ): Store {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   // mkdir's mode applies only to a directory it creates: an existing one is made private too.
@@ -108,6 +113,7 @@ function openSqliteFile(
   let raw: Database.Database | undefined;
   let repositories: RepositoryOverrides;
   let walSync: WalSync | undefined;
+  let unit: UnitTransaction;
   try {
     raw = new Database(file);
     chmodSync(file, 0o600); // SQLite gives the -wal and -shm files the same mode
@@ -122,7 +128,8 @@ function openSqliteFile(
       walSync = new WalSync(raw, options.dataDir, `${file}-wal`, options.syncWal);
     }
     const relaxed = walSync?.relaxed ?? (options.durability === 'full' ? relaxedByPragma(raw) : undefined);
-    repositories = overrides(raw, relaxed);
+    unit = new UnitTransaction(raw);
+    repositories = overrides(raw, relaxed, unit);
   } catch (cause) {
     raw?.close();
     throw unreadable(file, cause);
@@ -134,7 +141,7 @@ function openSqliteFile(
     checkpointer = new WalCheckpointer(file);
     raw.pragma(`wal_autocheckpoint = ${SAFETY_PAGES}`);
   }
-  const dialect = sqliteDialect(raw, walSync);
+  const dialect = sqliteDialect(raw, unit, walSync);
   const db = new Kysely<BatonDatabase>({ dialect });
   let closed: Promise<void> | undefined;
   return kyselyStore(
@@ -174,6 +181,77 @@ function unreadable(file: string, cause: unknown): unknown {
 }
 
 /**
+ * A unit of work's transaction, which SQLite may end by itself: on a full disk (SQLITE_FULL), an I/O
+ * error or no memory left, it rolls back the whole transaction, not only the statement that failed.
+ * The unit must then neither go on (its next statements would each commit on their own, and a
+ * hand-written one would open a transaction of its own) nor end on a ROLLBACK that fails with
+ * SQLITE_ERROR "no transaction is active" (Kysely throws that in place of the unit's error, and the
+ * request would be answered INTERNAL, the full disk hidden): the driver sends no ROLLBACK when there is
+ * no transaction left, and every later statement of the unit, COMMIT included, is refused with the
+ * error that ended it (its code, so the caller still answers STORAGE_UNAVAILABLE: http-kit.ts).
+ */
+export class UnitTransaction {
+  /** A unit's BEGIN IMMEDIATE has run, and neither its COMMIT nor its ROLLBACK yet. */
+  private open = false;
+  /** The failed statement after which SQLite had ended the open unit's transaction. */
+  private endedBy: unknown;
+
+  constructor(private readonly raw: Database.Database) {}
+
+  began(): void {
+    this.open = true;
+    this.endedBy = undefined;
+  }
+
+  ended(): void {
+    this.open = false;
+    this.endedBy = undefined;
+  }
+
+  /** Whether there is a transaction to roll back (SQLite may have rolled it back itself). */
+  get active(): boolean {
+    return this.raw.inTransaction;
+  }
+
+  /** Before each statement of the unit: throws once SQLite has ended the unit's transaction itself. */
+  check(): void {
+    if (this.open && !this.raw.inTransaction) throw transactionLost(this.endedBy);
+  }
+
+  /** After a statement failed: notes whether it ended the unit's transaction. */
+  failed(error: unknown): void {
+    if (this.open && !this.raw.inTransaction) this.endedBy ??= error;
+  }
+
+  /** A unit's runner whose hand-written statements are checked as Kysely's are (`watched`). */
+  guarded(runner: SyncRunner): SyncRunner {
+    return {
+      inTransaction: runner.inTransaction,
+      run: <T>(fn: () => T): Promise<T> =>
+        runner.run(() => {
+          this.check();
+          try {
+            return fn();
+          } catch (error) {
+            this.failed(error);
+            throw error;
+          }
+        }),
+    };
+  }
+}
+
+/** What a unit's statement gets once SQLite rolled the unit back: the cause's message and SQLite code. */
+function transactionLost(cause: unknown): Error {
+  const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+  const why = cause instanceof Error ? `"${cause.message}"` : 'a statement failed';
+  const error = new Error(`SQLite rolled the unit of work back itself (${why}): nothing of it was stored`, { cause });
+  return Object.assign(error, {
+    code: typeof code === 'string' && code.startsWith('SQLITE_') ? code : 'SQLITE_ABORT',
+  });
+}
+
+/**
  * Kysely's SQLite driver, with BEGIN IMMEDIATE: a transaction takes the write lock up front (a unit
  * that reads then writes can never fail to upgrade its lock). Kysely holds its one connection for a
  * whole transaction, so a statement from elsewhere waits for the commit.
@@ -207,6 +285,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
 
   constructor(
     config: ConstructorParameters<typeof SqliteDriver>[0],
+    private readonly unit: UnitTransaction,
     private readonly walSync: WalSync | undefined,
   ) {
     super(config);
@@ -219,28 +298,35 @@ class ImmediateSqliteDriver extends SqliteDriver {
     return connection;
   }
 
-  /** The connection, noting whether each statement failed (`statementFailed`). */
+  /**
+   * The connection, noting whether each statement failed (`statementFailed`), and refusing a unit's
+   * statement once SQLite has rolled the unit back itself (UnitTransaction).
+   */
   private watched(connection: DatabaseConnection): DatabaseConnection {
-    const note = (failed: boolean) => {
-      this.statementFailed = failed;
+    const unit = this.unit;
+    const note = (error: unknown) => {
+      this.statementFailed = error !== undefined;
+      if (error !== undefined) unit.failed(error);
     };
     return {
       async executeQuery<R>(query: CompiledQuery) {
         try {
+          unit.check();
           const result = await connection.executeQuery<R>(query);
-          note(false);
+          note(undefined);
           return result;
         } catch (error) {
-          note(true);
+          note(error);
           throw error;
         }
       },
       async *streamQuery<R>(query: CompiledQuery, chunkSize?: number) {
         try {
+          unit.check();
           yield* connection.streamQuery<R>(query, chunkSize);
-          note(false);
+          note(undefined);
         } catch (error) {
-          note(true);
+          note(error);
           throw error;
         }
       },
@@ -322,19 +408,23 @@ class ImmediateSqliteDriver extends SqliteDriver {
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    this.unit.began();
   }
 
   override async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    await super.commitTransaction(connection);
+    await super.commitTransaction(connection); // refused once SQLite rolled the unit back (then rolled back below)
+    this.unit.ended();
     if (this.walSync === undefined) return;
     this.walSync.absorb(); // the unit's rows: the flush below covers them
     this.committed = this.walSync.flushed();
   }
 
+  /** Nothing to send when SQLite already rolled the unit back itself (a full disk: UnitTransaction). */
   override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     try {
-      await super.rollbackTransaction(connection);
+      if (this.unit.active) await super.rollbackTransaction(connection);
     } finally {
+      this.unit.ended();
       this.walSync?.absorb(); // rolled back: nothing of it to flush
       this.rolledBack = true;
     }
@@ -358,8 +448,12 @@ function withStatementCache(db: Database.Database): SqliteDatabase {
   };
 }
 
-function sqliteDialect(raw: Database.Database, walSync?: WalSync): KyselyDialect & { driver: ImmediateSqliteDriver } {
-  const driver = new ImmediateSqliteDriver({ database: withStatementCache(raw) }, walSync);
+function sqliteDialect(
+  raw: Database.Database,
+  unit: UnitTransaction,
+  walSync?: WalSync,
+): KyselyDialect & { driver: ImmediateSqliteDriver } {
+  const driver = new ImmediateSqliteDriver({ database: withStatementCache(raw) }, unit, walSync);
   return {
     driver,
     createAdapter: () => new SqliteAdapter(),
