@@ -21,7 +21,8 @@ import {
   type Topic,
   validatePointer,
 } from './bus.js';
-import { takeGroup } from './console-arbiter.js';
+import { ConsoleConnectionArbiter, takeGroup } from './console-arbiter.js';
+import { FreshnessMonitor } from './freshness.js';
 import { memoryLogger, nextDelivery, nextResync, nextStatus, recorder, type LogRecord } from './test-kit.js';
 import { stall } from '../test-kit.js';
 
@@ -54,7 +55,8 @@ function busContract(rig: () => Rig): void {
     const got = await Promise.all(arrivals);
     for (const [i, { pointer, delivery }] of got.entries()) {
       assert.deepEqual(pointer, { epoch: 41 });
-      assert.equal(delivery.origin, a!.nodeId);
+      assert.equal(delivery.origin, a!.origin);
+      assert.equal(delivery.node, a!.nodeId);
       assert.equal(delivery.local, i === 0);
     }
   });
@@ -216,6 +218,31 @@ describe('InProcessBus (embedded SQLite mode)', () => {
     await published;
     await arrival;
     assert.equal(seen.length, 1);
+  });
+
+  it('stays not connected (stale) after a resync that failed, and retries it until one succeeds', async () => {
+    const { logger, records } = memoryLogger();
+    const node = new InProcessBus({ nodeId: 'embedded-r', logger, reconnect: { initialMs: 2, maxMs: 4 } });
+    let now = 0;
+    const freshness = new FreshnessMonitor({ bus: node, logger, boundMs: 1_000, clock: () => now });
+    const during: { connected: boolean; stale: boolean }[] = [];
+    let calls = 0;
+    node.onResync(async () => {
+      if (++calls === 1) throw new Error('store read failed (revocations since the watermark)');
+      now += 5_000; // the store refused reads for longer than the bound
+      during.push({ connected: node.status().connected, stale: (await freshness.check()).stale });
+    });
+    try {
+      await node.start();
+      assert.equal(calls, 2, 'the failed resync was run again');
+      assert.deepEqual(during, [{ connected: false, stale: true }], 'not connected, so stale, until one succeeded');
+      assert.equal(node.status().connected, true);
+      assert.equal((await freshness.check()).stale, false, 'fresh once a resync succeeded');
+      assert.ok(records.some((r) => r.msg === 'cluster bus: resync failed, retrying'));
+    } finally {
+      await freshness.stop();
+      await node.close();
+    }
   });
 
   it('refuses a PostgreSQL transaction (a wiring mistake)', async () => {
@@ -568,6 +595,86 @@ describe('PostgresBus (a cluster on one PostgreSQL)', { skip }, () => {
     } finally {
       await woken.close();
       await reader.end();
+    }
+  });
+
+  it('stays not connected after a resync that failed (a store read refused in a failover), and resyncs again', async () => {
+    const failing = new PostgresBus({
+      nodeId: 'node-f',
+      logger,
+      connection: url,
+      reconnect: { initialMs: 10, maxMs: 50 },
+    });
+    const reasons: string[] = [];
+    failing.onResync((info) => {
+      reasons.push(info.reason);
+      if (reasons.length === 1) throw new Error('store read failed (revocations since the watermark)');
+    });
+    const statuses: boolean[] = [];
+    failing.onStatus((status) => void statuses.push(status.connected));
+    try {
+      await failing.start();
+      assert.deepEqual(reasons, ['connected', 'reconnected']);
+      assert.deepEqual(statuses, [true], 'never reported connected before a resync succeeded');
+      assert.ok(records.some((r) => r.msg === 'cluster bus: resync failed, reconnecting'));
+    } finally {
+      await failing.close();
+    }
+  });
+
+  it('a periodic resync that fails leaves the node not connected until a resync succeeds', async () => {
+    const periodic = new PostgresBus({
+      nodeId: 'node-pf',
+      logger,
+      connection: url,
+      resyncEveryMs: 30,
+      reconnect: { initialMs: 10, maxMs: 50 },
+    });
+    const reasons: string[] = [];
+    periodic.onResync((info) => {
+      reasons.push(info.reason);
+      if (info.reason === 'periodic' && !reasons.includes('reconnected')) throw new Error('store read failed');
+    });
+    try {
+      await periodic.start();
+      await nextStatus(periodic, false);
+      await nextStatus(periodic, true);
+      assert.deepEqual(reasons.slice(0, 3), ['connected', 'periodic', 'reconnected']);
+    } finally {
+      await periodic.close();
+    }
+  });
+
+  it('tells two processes configured with the same node id apart, and logs NODE_ID_DUPLICATE', async () => {
+    const twinA = new PostgresBus({ nodeId: 'twin', logger, connection: url });
+    const twinB = new PostgresBus({ nodeId: 'twin', logger, connection: url });
+    try {
+      await Promise.all([twinA.start(), twinB.start()]);
+      const atA = nextDelivery(twinA, 'policy', (p) => p.version === 9_200);
+      const atB = nextDelivery(twinB, 'policy', (p) => p.version === 9_200);
+      await twinA.publish('policy', { version: 9_200 });
+      assert.equal((await atA).delivery.local, true);
+      assert.equal((await atB).delivery.local, false, "the twin's message is not taken for its own");
+      assert.ok((await twinB.ping(5_000)) >= 0, 'each answers its own heartbeat');
+      assert.ok((await twinA.ping(5_000)) >= 0);
+      const duplicates = records.filter((r) => r.code === 'NODE_ID_DUPLICATE' && r.node === 'twin');
+      assert.deepEqual(duplicates.map((r) => r.origin).sort(), [twinA.origin, twinB.origin].sort(), 'each says so');
+
+      // A console that moved from one twin to the other keeps only its newest socket.
+      const closed: string[] = [];
+      const arbiters = [twinA, twinB].map(
+        (bus) => new ConsoleConnectionArbiter(bus, logger, (_console, connection) => void closed.push(connection)),
+      );
+      const echoed = nextDelivery(twinA, 'console-connected', (p) => p.connectionId === 'a1');
+      await arbiters[0]!.connected('con_twin', 'a1');
+      await echoed;
+      const seen = nextDelivery(twinA, 'console-connected', (p) => p.connectionId === 'b1');
+      await arbiters[1]!.connected('con_twin', 'b1');
+      await seen;
+      assert.deepEqual(closed, ['a1'], 'the older socket, on the other process, was closed');
+      for (const arbiter of arbiters) arbiter.stop();
+    } finally {
+      await Promise.all([twinA.close(), twinB.close()]);
     }
   });
 

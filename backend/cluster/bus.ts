@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -42,16 +42,21 @@ export const TOPIC_POINTERS = {
   policy: z.strictObject({ version: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }),
   /** A command (end-session) was stored for a console: deliver it if that console is connected here. */
   command: z.strictObject({ consoleId: Id, id: Id }),
-  /** A console connected to `nodeId`: any older socket of that console on another node is closed (newest wins). */
-  'console-connected': z.strictObject({ consoleId: Id, nodeId: Id, connectionId: Id }),
+  /**
+   * A console connected to `nodeId`: any older socket of that console on another node is closed (newest
+   * wins). `helloAt` (ms, the announcing node's clock) only on an announcement sent again after a
+   * reconnect, whose first copy may never have gone out: it closes only a socket whose hello was earlier.
+   */
+  'console-connected': z.strictObject({ consoleId: Id, nodeId: Id, connectionId: Id, helloAt: Count.optional() }),
   /**
    * Several consoles connected to `nodeId`, in the order they connected: `console-connected` for
-   * each, in one notification (a burst of reconnects after a failover). [consoleId, connectionId] pairs.
+   * each, in one notification (a burst of reconnects after a failover). [consoleId, connectionId]
+   * pairs, or [consoleId, connectionId, helloAt] for announcements sent again.
    */
   'consoles-connected': z.strictObject({
     nodeId: Id,
     connections: z
-      .array(z.tuple([Id, Id]))
+      .array(z.union([z.tuple([Id, Id]), z.tuple([Id, Id, Count])]))
       .min(1)
       .max(1_000),
   }),
@@ -71,9 +76,14 @@ export type Pointer<T extends Topic> = z.infer<(typeof TOPIC_POINTERS)[T]>;
 export const TOPICS = Object.keys(TOPIC_POINTERS) as Topic[];
 
 export interface Delivery {
-  /** The node that published it. */
+  /**
+   * The bus that published it: a random id per bus instance (so per process), never the configured
+   * node id, which two processes may share by mistake (`ClusterBus.origin`).
+   */
   origin: string;
-  /** True when `origin` is this node. */
+  /** The publisher's node id, for people (logs); absent from an older node. */
+  node?: string;
+  /** True when `origin` is this bus: this process published it. */
   local: boolean;
 }
 
@@ -129,8 +139,14 @@ export function afterCommitTransaction(afterCommit: (fn: () => void) => void): B
 
 export interface ClusterBus {
   readonly kind: 'in-process' | 'postgres';
-  /** This node's id, the `origin` of what it publishes. */
+  /** This node's id as configured: the name operators see (logs, the node list). Sent with each message. */
   readonly nodeId: string;
+  /**
+   * This bus's own id, random per instance: the `origin` of what it publishes, and what "this came
+   * from me" is decided on. Two processes given the same node id still tell their messages apart
+   * (each logs NODE_ID_DUPLICATE on hearing the other).
+   */
+  readonly origin: string;
   /**
    * Starts listening. Resolves once the bus listens for the first time (PostgreSQL: retrying with
    * backoff meanwhile) and the first resync ran; `close()` before then rejects it.
@@ -143,7 +159,11 @@ export interface ClusterBus {
   publish<T extends Topic>(topic: T, pointer: Pointer<T>, tx?: BusTransaction): Promise<void>;
   /** Returns the unsubscribe function. A handler that throws or rejects is logged; the bus goes on. */
   subscribe<T extends Topic>(topic: T, handler: BusHandler<T>): () => void;
-  /** Runs after every (re)connect: catch up from the store, never from memory. Returns the unsubscribe function. */
+  /**
+   * Runs after every (re)connect: catch up from the store, never from memory. Returns the unsubscribe
+   * function. A handler that rejects fails the resync: the bus stays not connected (so the node goes
+   * stale after its bound) and resyncs again with backoff until every handler succeeds.
+   */
   onResync(handler: ResyncHandler): () => void;
   /** Called when `status().connected` changes. */
   onStatus(handler: (status: BusStatus) => void): () => void;
@@ -158,8 +178,10 @@ export interface ClusterBus {
    */
   ping(timeoutMs: number): Promise<number>;
   /**
-   * Drops the listening connection so that it reconnects and resyncs: for when a ping did not come
-   * back although the bus believes it listens (a half-open connection). No-op in process.
+   * Catches up from the store again, not connected meanwhile: for when a ping did not come back
+   * although the bus believes it listens (a half-open connection), or a subscriber could not apply a
+   * pointer (its read of the store failed). PostgreSQL: drops the listening connection, which
+   * reconnects and resyncs. In process: resyncs. Either way retried with backoff until a resync succeeds.
    */
   recycle(why: string): void;
   close(): Promise<void>;
@@ -169,6 +191,9 @@ export interface BusCommonOptions {
   nodeId: string;
   logger: Logger;
   clock?: () => number;
+  /** Backoff between reconnect (or resync) attempts: jitter in [initialMs/2, min(maxMs, initialMs·2^attempt)]. */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  random?: () => number;
 }
 
 interface Envelope {
@@ -176,7 +201,10 @@ interface Envelope {
   /** A topic, or `ping` (private to the bus). */
   t: string;
   p?: unknown;
+  /** The publishing bus (`ClusterBus.origin`). */
   o: string;
+  /** The publishing node's configured id. */
+  n?: string;
 }
 
 const EnvelopeSchema = z.object({
@@ -184,6 +212,7 @@ const EnvelopeSchema = z.object({
   t: z.string().max(64),
   p: z.unknown().optional(),
   o: Id,
+  n: Id.optional(),
 });
 const PingSchema = z.strictObject({ n: z.string().max(64) });
 
@@ -201,8 +230,14 @@ export function validatePointer<T extends Topic>(topic: T, pointer: unknown): Po
 }
 
 /** Encodes a message for the wire; throws if it would not fit in a NOTIFY payload. */
-export function encodeEnvelope(topic: string, pointer: unknown, origin: string): string {
-  const envelope: Envelope = { v: WIRE_VERSION, t: topic, p: pointer, o: origin };
+export function encodeEnvelope(topic: string, pointer: unknown, origin: string, node?: string): string {
+  const envelope: Envelope = {
+    v: WIRE_VERSION,
+    t: topic,
+    p: pointer,
+    o: origin,
+    ...(node === undefined ? {} : { n: node }),
+  };
   const text = JSON.stringify(envelope);
   if (Buffer.byteLength(text) > MAX_PAYLOAD_BYTES) {
     throw new Error(
@@ -213,8 +248,8 @@ export function encodeEnvelope(topic: string, pointer: unknown, origin: string):
 }
 
 type Decoded =
-  | { kind: 'message'; topic: Topic; pointer: unknown; origin: string }
-  | { kind: 'ping'; nonce: string; origin: string }
+  | { kind: 'message'; topic: Topic; pointer: unknown; origin: string; node?: string }
+  | { kind: 'ping'; nonce: string; origin: string; node?: string }
   | { kind: 'malformed'; why: string };
 
 /** Decodes what another process wrote: anything off-contract is `malformed`, never thrown. */
@@ -228,16 +263,19 @@ export function decodeEnvelope(payload: string | undefined): Decoded {
   }
   const envelope = EnvelopeSchema.safeParse(raw);
   if (!envelope.success) return { kind: 'malformed', why: `bad envelope: ${issue(envelope.error)}` };
-  const { t, p, o } = envelope.data;
+  const { t, p, o, n } = envelope.data;
+  const node = n === undefined ? {} : { node: n };
   if (t === 'ping') {
     const ping = PingSchema.safeParse(p);
-    return ping.success ? { kind: 'ping', nonce: ping.data.n, origin: o } : { kind: 'malformed', why: 'bad ping' };
+    return ping.success
+      ? { kind: 'ping', nonce: ping.data.n, origin: o, ...node }
+      : { kind: 'malformed', why: 'bad ping' };
   }
   const schema = Object.hasOwn(TOPIC_POINTERS, t) ? (TOPIC_POINTERS as Record<string, z.ZodType>)[t] : undefined;
   if (schema === undefined) return { kind: 'malformed', why: `unknown topic "${t.slice(0, 64)}"` };
   const pointer = schema.safeParse(p);
   if (!pointer.success) return { kind: 'malformed', why: `bad pointer for "${t}": ${issue(pointer.error)}` };
-  return { kind: 'message', topic: t as Topic, pointer: pointer.data, origin: o };
+  return { kind: 'message', topic: t as Topic, pointer: pointer.data, origin: o, ...node };
 }
 
 function issue(error: z.ZodError): string {
@@ -249,8 +287,13 @@ function issue(error: z.ZodError): string {
 abstract class BaseBus implements ClusterBus {
   abstract readonly kind: 'in-process' | 'postgres';
   readonly nodeId: string;
+  readonly origin = randomBytes(9).toString('base64url');
   protected readonly logger: Logger;
   protected readonly clock: () => number;
+  private readonly backoffOptions: BusCommonOptions['reconnect'];
+  private readonly random: () => number;
+  /** Other buses heard using this node id (each logged once). */
+  private readonly twins = new Set<string>();
   private readonly handlers = new Map<Topic, Set<BusHandler<Topic>>>();
   private readonly resyncHandlers = new Set<ResyncHandler>();
   private readonly statusHandlers = new Set<(status: BusStatus) => void>();
@@ -264,7 +307,17 @@ abstract class BaseBus implements ClusterBus {
     this.nodeId = options.nodeId;
     this.logger = options.logger;
     this.clock = options.clock ?? Date.now;
+    this.backoffOptions = options.reconnect;
+    this.random = options.random ?? Math.random;
     this.current = { connected: false, since: this.clock() };
+  }
+
+  /** The pause before retry number `attempt` (from 0): full jitter, doubling up to `reconnect.maxMs`. */
+  protected backoff(attempt: number): number {
+    const initial = this.backoffOptions?.initialMs ?? 100;
+    const max = this.backoffOptions?.maxMs ?? 10_000;
+    const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 30));
+    return Math.round(initial / 2 + this.random() * (ceiling - initial / 2));
   }
 
   abstract start(): Promise<void>;
@@ -311,7 +364,7 @@ abstract class BaseBus implements ClusterBus {
       );
     });
     try {
-      await Promise.race([this.sendPing(encodeEnvelope('ping', { n: nonce }, this.nodeId)), arrived]);
+      await Promise.race([this.sendPing(encodeEnvelope('ping', { n: nonce }, this.origin, this.nodeId)), arrived]);
       const receivedAt = await arrived;
       return receivedAt - sentAt;
     } finally {
@@ -320,9 +373,17 @@ abstract class BaseBus implements ClusterBus {
     }
   }
 
+  /** The payload this bus publishes for `topic` (validated): the same on both buses, so both refuse the same messages. */
+  protected envelope<T extends Topic>(topic: T, pointer: Pointer<T>): string {
+    return encodeEnvelope(topic, validatePointer(topic, pointer), this.origin, this.nodeId);
+  }
+
   /** Handles one payload from the wire (or from this process): validated, then dispatched. */
   protected receive(payload: string | undefined): void {
     const decoded = decodeEnvelope(payload);
+    if (decoded.kind !== 'malformed' && decoded.node === this.nodeId && decoded.origin !== this.origin) {
+      this.twinHeard(decoded.origin);
+    }
     switch (decoded.kind) {
       case 'malformed':
         this.dropped++;
@@ -333,17 +394,31 @@ abstract class BaseBus implements ClusterBus {
         return;
       case 'ping':
         // Another node's heartbeat is not for us; ours resolves the waiting ping.
-        if (decoded.origin === this.nodeId) this.pings.get(decoded.nonce)?.(this.clock());
+        if (decoded.origin === this.origin) this.pings.get(decoded.nonce)?.(this.clock());
         return;
       case 'message':
-        this.dispatch(decoded.topic, decoded.pointer as Pointer<Topic>, decoded.origin);
+        this.dispatch(decoded.topic, decoded.pointer as Pointer<Topic>, decoded.origin, decoded.node);
     }
   }
 
-  protected dispatch(topic: Topic, pointer: Pointer<Topic>, origin: string): void {
+  /**
+   * Another process publishes under this node id (a config copied to two hosts, two containers on one
+   * host with host networking): the bus tells their messages apart by origin, but logs, the node list
+   * and the registry row mix the two. Logged once per other process, at error level, for the operator.
+   */
+  private twinHeard(origin: string): void {
+    if (this.twins.has(origin)) return;
+    this.twins.add(origin);
+    this.logger.error(
+      { code: 'NODE_ID_DUPLICATE', node: this.nodeId, origin: this.origin, otherOrigin: origin },
+      'cluster bus: another process uses this node id; give each node its own (nodeId in the config)',
+    );
+  }
+
+  protected dispatch(topic: Topic, pointer: Pointer<Topic>, origin: string, node?: string): void {
     const set = this.handlers.get(topic);
     if (set === undefined) return;
-    const delivery: Delivery = { origin, local: origin === this.nodeId };
+    const delivery: Delivery = { origin, local: origin === this.origin, ...(node === undefined ? {} : { node }) };
     for (const handler of [...set]) {
       try {
         const result = handler(pointer, delivery);
@@ -378,13 +453,19 @@ abstract class BaseBus implements ClusterBus {
     }
   }
 
-  /** Runs every resync handler (concurrently) and waits for all; a failure is logged, not thrown. */
+  /**
+   * Runs every resync handler (concurrently) and waits for all. Rejects when any rejected (each is
+   * logged): what it should have read may be missing here, so the caller stays not connected and retries.
+   */
   protected async resync(info: ResyncInfo): Promise<void> {
-    const results = await Promise.allSettled([...this.resyncHandlers].map(async (handler) => handler(info)));
-    for (const result of results) {
-      if (result.status === 'rejected') {
-        this.logger.error({ err: result.reason, node: this.nodeId }, 'cluster bus: resync handler failed');
-      }
+    const handlers = [...this.resyncHandlers];
+    const results = await Promise.allSettled(handlers.map(async (handler) => handler(info)));
+    const failed = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
+    for (const result of failed) {
+      this.logger.error({ err: result.reason, node: this.nodeId }, 'cluster bus: resync handler failed');
+    }
+    if (failed.length > 0) {
+      throw new Error(`resync failed (${failed.length} of ${handlers.length} handlers): ${message(failed[0]!.reason)}`);
     }
   }
 }
@@ -401,6 +482,8 @@ function suffix(error: string | undefined): string {
 export class InProcessBus extends BaseBus {
   readonly kind = 'in-process' as const;
   private closed = false;
+  private catchingUp: Promise<void> | undefined;
+  private wakeRetry: (() => void) | undefined;
 
   constructor(options: BusCommonOptions) {
     super(options);
@@ -409,14 +492,43 @@ export class InProcessBus extends BaseBus {
   async start(): Promise<void> {
     if (this.closed) throw new Error('cluster bus is closed');
     if (this.current.connected) return;
-    await this.resync({ reason: 'connected' });
-    this.setStatus(true);
+    await this.catchUp('connected');
+    if (!this.current.connected) throw new Error('cluster bus closed before it connected');
+  }
+
+  /** Resyncs until a resync succeeds (then connected), with backoff between failures; one run at a time. */
+  private catchUp(reason: ResyncInfo['reason']): Promise<void> {
+    this.catchingUp ??= (async () => {
+      for (let attempt = 0; !this.closed; attempt++) {
+        try {
+          await this.resync({ reason });
+          if (!this.closed) this.setStatus(true);
+          return;
+        } catch (error) {
+          if (this.closed) return;
+          this.setStatus(false, message(error));
+          const wait = this.backoff(attempt);
+          this.logger.warn(
+            { node: this.nodeId, attempt: attempt + 1, retryInMs: wait, err: message(error) },
+            'cluster bus: resync failed, retrying',
+          );
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait);
+            this.wakeRetry = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          this.wakeRetry = undefined;
+        }
+      }
+    })().finally(() => (this.catchingUp = undefined));
+    return this.catchingUp;
   }
 
   publish<T extends Topic>(topic: T, pointer: Pointer<T>, tx?: BusTransaction): Promise<void> {
-    const valid = validatePointer(topic, pointer);
     // Encoded as on the wire so both buses refuse the same messages (size, shape).
-    const payload = encodeEnvelope(topic, valid, this.nodeId);
+    const payload = this.envelope(topic, pointer);
     const send = () => {
       if (!this.closed) queueMicrotask(() => this.receive(payload));
     };
@@ -426,8 +538,12 @@ export class InProcessBus extends BaseBus {
     return Promise.resolve();
   }
 
-  recycle(): void {
-    // Nothing to recycle: delivery is a function call.
+  /** Nothing to reconnect (delivery is a function call): resyncs, not connected until one succeeds. */
+  recycle(why: string): void {
+    if (this.closed || this.catchingUp !== undefined || !this.current.connected) return;
+    this.logger.warn({ node: this.nodeId, why }, 'cluster bus: resyncing from the store again');
+    this.setStatus(false, why);
+    void this.catchUp('reconnected');
   }
 
   /** Test seam: delivers a raw payload as if another process had written it. */
@@ -442,6 +558,7 @@ export class InProcessBus extends BaseBus {
 
   close(): Promise<void> {
     this.closed = true;
+    this.wakeRetry?.();
     this.setStatus(false, 'closed');
     return Promise.resolve();
   }
@@ -456,8 +573,6 @@ export interface PostgresBusOptions extends BusCommonOptions {
    */
   pool?: { query(text: string, values: unknown[]): Promise<unknown> };
   channel?: string;
-  /** Backoff between reconnect attempts: full jitter in [min, min(maxMs, initialMs·2^attempt)]. */
-  reconnect?: { initialMs?: number; maxMs?: number };
   /** Bounds the connect and LISTEN of one attempt, and each publish on the bus's own pool (ms; default 5 s). */
   connectTimeoutMs?: number;
   /**
@@ -469,10 +584,9 @@ export interface PostgresBusOptions extends BusCommonOptions {
   /**
    * Also resync every so often while connected (ms; off when absent). Pointers published after a
    * commit (not inside the transaction) are lost if the publishing node dies in between; this bounds
-   * how long such a loss can go unnoticed.
+   * how long such a loss can go unnoticed. One that fails drops the connection (`recycle`).
    */
   resyncEveryMs?: number;
-  random?: () => number;
 }
 
 /**
@@ -487,7 +601,6 @@ export class PostgresBus extends BaseBus {
   private readonly options: PostgresBusOptions;
   private readonly pool: { query(text: string, values: unknown[]): Promise<unknown> };
   private readonly ownPool: pg.Pool | undefined;
-  private readonly random: () => number;
   private client: pg.Client | undefined;
   private closed = false;
   private started: Promise<void> | undefined;
@@ -506,7 +619,6 @@ export class PostgresBus extends BaseBus {
     this.options = options;
     this.channel = options.channel ?? BUS_CHANNEL;
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(this.channel)) throw new Error(`Invalid bus channel name "${this.channel}"`);
-    this.random = options.random ?? Math.random;
     if (options.pool !== undefined) {
       this.pool = options.pool;
     } else {
@@ -562,13 +674,16 @@ export class PostgresBus extends BaseBus {
     this.periodicRunning = true;
     try {
       await this.resync({ reason: 'periodic' });
+    } catch (error) {
+      // Something this node should have read may be missing: not connected until a resync succeeds.
+      this.recycle(`periodic ${message(error)}`);
     } finally {
       this.periodicRunning = false;
     }
   }
 
   async publish<T extends Topic>(topic: T, pointer: Pointer<T>, tx?: BusTransaction): Promise<void> {
-    const payload = encodeEnvelope(topic, validatePointer(topic, pointer), this.nodeId);
+    const payload = this.envelope(topic, pointer);
     if (tx === undefined) {
       await this.notify(this.pool, payload);
     } else if (tx.kind === 'pg') {
@@ -704,20 +819,33 @@ export class PostgresBus extends BaseBus {
     // The bound counts only the time this node ran (lag-aware-timer.ts): a resync whose reads the store answered
     // while the node was stopped finishes when it wakes, instead of being abandoned and run again on a new connection.
     const resyncTimeoutMs = this.options.resyncTimeoutMs ?? 30_000;
+    // A resync that fails (a store read refused during a failover) is treated as one that timed out: what it should
+    // have read may be missing here, so the node stays not connected and tries again, with backoff.
     let timer: { clear(): void } | undefined;
-    const finished = await Promise.race([
-      this.resync(downMs === undefined ? { reason } : { reason, downMs }).then(() => true),
-      new Promise<false>((resolve) => (timer = lagAwareTimer(resyncTimeoutMs, () => resolve(false)))),
+    const outcome = await Promise.race([
+      this.resync(downMs === undefined ? { reason } : { reason, downMs }).then(
+        () => undefined,
+        (error: unknown) => message(error),
+      ),
+      new Promise<string>(
+        (resolve) =>
+          (timer = lagAwareTimer(resyncTimeoutMs, () => resolve(`resync did not finish within ${resyncTimeoutMs} ms`))),
+      ),
     ]);
     timer?.clear();
-    if (!finished) {
-      this.logger.error({ node: this.nodeId, resyncTimeoutMs }, 'cluster bus: resync timed out, reconnecting');
+    if (outcome !== undefined) {
+      this.logger.error(
+        { node: this.nodeId, resyncTimeoutMs, err: outcome },
+        outcome.startsWith('resync failed')
+          ? 'cluster bus: resync failed, reconnecting'
+          : 'cluster bus: resync timed out, reconnecting',
+      );
       if (this.client === client) {
         this.client = undefined;
         this.droppedAt ??= this.clock();
         await client.end().catch(() => undefined);
       }
-      return `resync did not finish within ${resyncTimeoutMs} ms`;
+      return outcome;
     }
     if (this.client !== client) return 'connection lost during the resync';
     this.droppedAt = undefined;
@@ -742,13 +870,6 @@ export class PostgresBus extends BaseBus {
     if (client === undefined) return;
     this.logger.warn({ node: this.nodeId, why }, 'cluster bus: recycling the listening connection');
     this.connectionLost(client, new Error(why));
-  }
-
-  private backoff(attempt: number): number {
-    const initial = this.options.reconnect?.initialMs ?? 100;
-    const max = this.options.reconnect?.maxMs ?? 10_000;
-    const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 30));
-    return Math.round(initial / 2 + this.random() * (ceiling - initial / 2));
   }
 }
 

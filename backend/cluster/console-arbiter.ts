@@ -14,6 +14,13 @@ import type { ClusterBus, Delivery, Pointer } from './bus.js';
  * console channel's business (it closes the previous socket itself); the arbiter never acts on its
  * own node's announcements except to note that they came back.
  *
+ * An announcement whose echo never came back (the bus was not listening, or its publish failed) is
+ * sent again at the next resync, late: it then comes after announcements of newer connections made
+ * meanwhile, so it carries the time of its hello (`helloAt`), and a late announcement closes only a
+ * connection whose hello was earlier (node clocks must agree to well under a console's reconnect
+ * time: NTP). Without it, a half-open socket announced again after a reconnect would close the
+ * console's live socket on the node it moved to.
+ *
  * Announcements are grouped like the store's reads (GroupedReads): one made while none is being
  * published goes at once, alone (`console-connected`); those made meanwhile go together after it, in
  * the order they were made, in as few `consoles-connected` notifications as fit (a burst of reconnects
@@ -24,13 +31,16 @@ import type { ClusterBus, Delivery, Pointer } from './bus.js';
  * its socket closes, and `close` closes the socket with CLOSE_CODES.SUPERSEDED.
  */
 export class ConsoleConnectionArbiter {
-  /** This node's current connection of each console, and whether its announcement came back yet. */
-  private readonly local = new Map<string, { connectionId: string; announced: boolean }>();
+  /**
+   * This node's current connection of each console: when its hello was accepted (this node's clock)
+   * and whether its announcement came back yet.
+   */
+  private readonly local = new Map<string, { connectionId: string; helloAt: number; announced: boolean }>();
   private readonly unsubscribe: () => void;
   private readonly unsubscribeGrouped: () => void;
   private readonly unsubscribeResync: () => void;
-  /** Announcements waiting for the one being published, in the order made. */
-  private waiting: { consoleId: string; connectionId: string; done: () => void }[] = [];
+  /** Announcements waiting for the one being published, in the order made (`helloAt` on one sent again). */
+  private waiting: { consoleId: string; connectionId: string; helloAt?: number; done: () => void }[] = [];
   /** Connection ids waiting or being published. */
   private readonly queued = new Set<string>();
   private publishing = false;
@@ -40,25 +50,29 @@ export class ConsoleConnectionArbiter {
     private readonly logger: Logger,
     /** Closes this node's connection `connectionId` of `consoleId`: a newer one exists on another node. */
     private readonly close: (consoleId: string, connectionId: string) => void,
+    private readonly clock: () => number = Date.now,
   ) {
     this.unsubscribe = bus.subscribe('console-connected', (pointer, delivery) =>
       this.onAnnouncement(pointer, delivery),
     );
     this.unsubscribeGrouped = bus.subscribe('consoles-connected', ({ nodeId, connections }, delivery) => {
-      for (const [consoleId, connectionId] of connections)
-        this.onAnnouncement({ consoleId, nodeId, connectionId }, delivery);
+      for (const [consoleId, connectionId, helloAt] of connections)
+        this.onAnnouncement(
+          { consoleId, nodeId, connectionId, ...(helloAt === undefined ? {} : { helloAt }) },
+          delivery,
+        );
     });
-    // Announcements lost while the bus was down: announce again what never came back.
+    // Announcements lost while the bus was down: announce again, late, what never came back.
     this.unsubscribeResync = bus.onResync(async () => {
       // Not those still waiting or being published: a second copy could close the newer socket elsewhere too.
       const pending = [...this.local].filter(([, c]) => !c.announced && !this.queued.has(c.connectionId));
-      await Promise.all(pending.map(([consoleId, c]) => this.announce(consoleId, c.connectionId)));
+      await Promise.all(pending.map(([consoleId, c]) => this.announce(consoleId, c.connectionId, c.helloAt)));
     });
   }
 
   /** A console connected here (its hello was accepted). Resolves once announced (or the announcement failed, logged). */
   async connected(consoleId: string, connectionId: string): Promise<void> {
-    this.local.set(consoleId, { connectionId, announced: false });
+    this.local.set(consoleId, { connectionId, helloAt: this.clock(), announced: false });
     await this.announce(consoleId, connectionId);
   }
 
@@ -74,9 +88,9 @@ export class ConsoleConnectionArbiter {
   }
 
   /** Resolves once this announcement was published (or its publish failed, logged). Never rejects. */
-  private announce(consoleId: string, connectionId: string): Promise<void> {
+  private announce(consoleId: string, connectionId: string, helloAt?: number): Promise<void> {
     return new Promise((done) => {
-      this.waiting.push({ consoleId, connectionId, done });
+      this.waiting.push({ consoleId, connectionId, ...(helloAt === undefined ? {} : { helloAt }), done });
       this.queued.add(connectionId);
       if (!this.publishing) void this.publishWaiting();
     });
@@ -103,10 +117,13 @@ export class ConsoleConnectionArbiter {
         this.waiting = this.waiting.slice(group.length);
         try {
           if (group.length === 1) {
-            const [{ consoleId, connectionId }] = group as [(typeof group)[0]];
-            await this.bus.publish('console-connected', { consoleId, nodeId: this.bus.nodeId, connectionId });
+            const [{ consoleId, connectionId, helloAt }] = group as [(typeof group)[0]];
+            const late = helloAt === undefined ? {} : { helloAt };
+            await this.bus.publish('console-connected', { consoleId, nodeId: this.bus.nodeId, connectionId, ...late });
           } else {
-            const connections = group.map((a): [string, string] => [a.consoleId, a.connectionId]);
+            const connections = group.map((a): [string, string] | [string, string, number] =>
+              a.helloAt === undefined ? [a.consoleId, a.connectionId] : [a.consoleId, a.connectionId, a.helloAt],
+            );
             await this.bus.publish('consoles-connected', { nodeId: this.bus.nodeId, connections });
           }
         } catch (error) {
@@ -134,6 +151,14 @@ export class ConsoleConnectionArbiter {
       return;
     }
     if (!mine.announced) return; // older than ours: its own node closes it when ours arrives
+    if (pointer.helloAt !== undefined && pointer.helloAt < mine.helloAt) {
+      // Sent again after a reconnect: it arrives after ours, but its hello came first.
+      this.logger.info(
+        { console: pointer.consoleId, connection: mine.connectionId, olderOn: pointer.nodeId },
+        'console: a late announcement of an older connection on another node, ignored',
+      );
+      return;
+    }
     this.local.delete(pointer.consoleId);
     this.logger.info(
       { console: pointer.consoleId, connection: mine.connectionId, newerOn: pointer.nodeId },
@@ -151,16 +176,21 @@ export class ConsoleConnectionArbiter {
 const GROUP_BYTES = 6_000;
 const GROUP_ENTRIES = 1_000;
 
-/** The longest prefix of `waiting` that fits one notification (at least one entry). */
-export function takeGroup<T extends { consoleId: string; connectionId: string }>(
+/**
+ * The longest prefix of `waiting` that fits one notification (at least one entry). Announcements sent
+ * again (with `helloAt`) are not grouped with first ones, which nodes of the previous release can still read.
+ */
+export function takeGroup<T extends { consoleId: string; connectionId: string; helloAt?: number }>(
   waiting: readonly T[],
   nodeId: string,
 ): T[] {
   let bytes = Buffer.byteLength(nodeId);
   let n = 0;
+  const late = waiting[0]?.helloAt !== undefined;
   while (n < waiting.length && n < GROUP_ENTRIES) {
     const entry = waiting[n]!;
-    bytes += Buffer.byteLength(entry.consoleId) + Buffer.byteLength(entry.connectionId) + 8;
+    if ((entry.helloAt !== undefined) !== late) break;
+    bytes += Buffer.byteLength(entry.consoleId) + Buffer.byteLength(entry.connectionId) + (late ? 24 : 8);
     if (n > 0 && bytes > GROUP_BYTES) break;
     n++;
   }

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
+import type { AuthenticatorModelView } from '../../shared/authenticator-metadata.js';
+import { DEFAULT_POLICY } from '../../shared/policy.js';
+import { AuthenticatorMetadata } from '../services/authenticator-metadata.js';
 import { openPostgresStore } from '../store/postgres-store.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import type { CommandRecord, Store } from '../store/repositories.js';
 import { InProcessBus, PostgresBus } from './bus.js';
 import { wireConsoleCommands, wireServicePushes } from './pushes.js';
-import { nextResync, nextStatus } from './test-kit.js';
+import { memoryLogger, nextResync, nextStatus } from './test-kit.js';
 
 const logger = pino({ level: 'silent' });
 const tick = () => new Promise((resolve) => setImmediate(resolve));
@@ -46,6 +49,44 @@ function services() {
   };
 }
 
+const MODEL_X = '0132d110-bf4e-4208-a403-ab4f5f12efe5';
+const modelX = (status: string): AuthenticatorModelView => ({
+  aaguid: MODEL_X,
+  model: 'Model X',
+  certification: 'L1',
+  status,
+  statusReports: [{ status, effectiveDate: '2026-12-01', authenticatorVersion: null, url: null }],
+  timeOfLastStatusChange: '2026-12-01',
+  blobNo: 2,
+});
+
+/**
+ * A node's authenticator models (the real AuthenticatorMetadata) over a store holding `stored`, whose
+ * next read can be made to fail (no pooled connection free in time). `signIn` is what a sign-in with a
+ * key of model X meets on that node: the refusal's code, or `allowed`.
+ */
+async function modelsOnNode() {
+  const stored = { models: [modelX('FIDO_CERTIFIED_L1')] };
+  let failNext = false;
+  const list = () => {
+    if (!failNext) return Promise.resolve(stored.models);
+    failNext = false;
+    return Promise.reject(new Error('timeout exceeded when trying to connect'));
+  };
+  const metadata = await AuthenticatorMetadata.open({
+    store: { authenticatorModels: { list } } as unknown as Store,
+    events: undefined as never,
+    clock: Date.now,
+    trustAnchors: [],
+  });
+  return {
+    metadata,
+    stored,
+    failNextRead: () => void (failNext = true),
+    signIn: () => metadata.refusal(MODEL_X, true, DEFAULT_POLICY.credentials)?.code ?? 'allowed',
+  };
+}
+
 describe('cluster pushes (in-process bus)', () => {
   it('hands every revocation pointer to the hub, and refreshes policy and metadata only for other nodes', async () => {
     const bus = new InProcessBus({ nodeId: 'node-a', logger });
@@ -73,6 +114,26 @@ describe('cluster pushes (in-process bus)', () => {
     await bus.close();
   });
 
+  it('retries a reload of the authenticator models that failed: not connected meanwhile, then the compromised model is refused', async () => {
+    const { logger: busLogger, records } = memoryLogger();
+    const bus = new InProcessBus({ nodeId: 'node-b', logger: busLogger, reconnect: { initialMs: 2, maxMs: 4 } });
+    const models = await modelsOnNode();
+    wireServicePushes({ bus, ...services(), authenticators: models.metadata, logger: busLogger });
+    await bus.start();
+    assert.equal(models.signIn(), 'allowed');
+    // Another node loaded a BLOB that marks model X compromised; this node's read of it fails once.
+    models.stored.models = [modelX('USER_KEY_PHYSICAL_COMPROMISE')];
+    models.failNextRead();
+    const lost = nextStatus(bus, false);
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'authenticators', p: {}, o: 'bus-of-node-a', n: 'node-a' }));
+    await lost;
+    assert.equal(models.signIn(), 'allowed', 'still the old models: the node says it is not connected');
+    assert.ok(records.some((r) => r.code === 'AUTHENTICATOR_RELOAD_FAILED'));
+    await nextStatus(bus, true);
+    assert.equal(models.signIn(), 'AUTHENTICATOR_COMPROMISED', 'read again: model X is refused');
+    await bus.close();
+  });
+
   it('sends an announced command from the node holding its console, never twice from the announcing node', async () => {
     const bus = new InProcessBus({ nodeId: 'node-a', logger });
     const command: CommandRecord = { id: 'cmd_1', consoleId: 'con_1', sessionId: 'ses_1', reason: 'r', createdAt: 1 };
@@ -82,7 +143,7 @@ describe('cluster pushes (in-process bus)', () => {
       logger,
       commands: {
         pending: (consoleId) => Promise.resolve(consoleId === 'con_1' ? [command] : []),
-        pendingAll: () => Promise.resolve([command]),
+        pendingFor: (ids) => Promise.resolve(new Map(ids.includes('con_1') ? [['con_1', [command]]] : [])),
       },
       consoles: {
         connectedConsoleIds: () => ['con_1'],
@@ -106,6 +167,80 @@ describe('cluster pushes (in-process bus)', () => {
   });
 });
 
+describe('command catch-up that fails (in-process bus)', () => {
+  it('resends the pending commands once a read failed in a resync: not connected until it succeeds', async () => {
+    const bus = new InProcessBus({ nodeId: 'node-a', logger, reconnect: { initialMs: 2, maxMs: 4 } });
+    const command: CommandRecord = { id: 'cmd_1', consoleId: 'con_1', sessionId: 'ses_1', reason: 'r', createdAt: 1 };
+    let failNext = false;
+    const sent: string[] = [];
+    wireConsoleCommands({
+      bus,
+      logger,
+      commands: {
+        pending: () => Promise.resolve([command]),
+        pendingFor: () => {
+          if (!failNext) return Promise.resolve(new Map([['con_1', [command]]]));
+          failNext = false;
+          return Promise.reject(new Error('timeout exceeded when trying to connect'));
+        },
+      },
+      consoles: {
+        connectedConsoleIds: () => ['con_1'],
+        isConnected: (id) => id === 'con_1',
+        sendCommand: (c) => {
+          sent.push(c.id);
+          return true;
+        },
+      },
+    });
+    await bus.start();
+    failNext = true;
+    const lost = nextStatus(bus, false);
+    bus.recycle('test: notifications may have been missed');
+    await lost;
+    await nextStatus(bus, true);
+    assert.deepEqual(sent, ['cmd_1'], 'the end-session command reached its console after all');
+    await bus.close();
+  });
+});
+
+describe('authenticator models across nodes, on PostgreSQL', { skip: postgresSkip() }, () => {
+  let server: PostgresServer;
+  let url: string;
+  before(async () => {
+    server = await startPostgres();
+    url = await createDatabase(server.url, 'pushes_authn_test');
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  it("retries a reload that failed after another node's BLOB: not connected meanwhile, then the compromised model is refused", async () => {
+    const { logger: busLogger, records } = memoryLogger();
+    const reconnect = { initialMs: 10, maxMs: 50 };
+    const a = new PostgresBus({ nodeId: 'node-a', logger: busLogger, connection: url, reconnect });
+    const b = new PostgresBus({ nodeId: 'node-b', logger: busLogger, connection: url, reconnect });
+    const models = await modelsOnNode();
+    const off = wireServicePushes({ bus: b, ...services(), authenticators: models.metadata, logger: busLogger });
+    try {
+      await Promise.all([a.start(), b.start()]);
+      assert.equal(models.signIn(), 'allowed');
+      models.stored.models = [modelX('USER_KEY_PHYSICAL_COMPROMISE')];
+      models.failNextRead();
+      const lost = nextStatus(b, false);
+      await a.publish('authenticators', {}); // node A loaded the BLOB
+      await lost;
+      assert.equal(models.signIn(), 'allowed', 'still the old models: the node says it is not connected');
+      assert.ok(records.some((r) => r.code === 'AUTHENTICATOR_RELOAD_FAILED' && r.node === 'node-b'));
+      await nextStatus(b, true);
+      assert.equal(models.signIn(), 'AUTHENTICATOR_COMPROMISED', 'read again after the reconnect: model X is refused');
+    } finally {
+      off();
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
 describe('command catch-up after a reconnect, on PostgreSQL', { skip: postgresSkip() }, () => {
   let server: PostgresServer;
   let url: string;
@@ -120,15 +255,16 @@ describe('command catch-up after a reconnect, on PostgreSQL', { skip: postgresSk
     await server?.stop();
   });
 
-  it('reads the pending commands of every console connected here in one query, and sends each to its console', async () => {
+  it('reads the pending commands of the consoles connected here (only theirs) in one query, and sends each to its console', async () => {
     const connected = Array.from({ length: 50 }, (_, i) => `con_here_${i}`);
     const at = 1_700_000_000_000;
     for (const [i, consoleId] of connected.entries()) {
       await store.commands.insert({ id: `cmd_${i}`, consoleId, sessionId: `ses_${i}`, reason: 'r', createdAt: at + i });
     }
+    // A console revoked with an end-session command pending (or one retired, or away): connected nowhere.
     await store.commands.insert({
-      id: 'cmd_elsewhere',
-      consoleId: 'con_other_node',
+      id: 'cmd_revoked',
+      consoleId: 'con_revoked',
       sessionId: 's',
       reason: 'r',
       createdAt: at,
@@ -141,15 +277,25 @@ describe('command catch-up after a reconnect, on PostgreSQL', { skip: postgresSk
       createdAt: at,
     });
     await store.commands.acknowledge('con_here_0', 'cmd_acked', at + 1);
-    const reads = { perConsole: 0, all: 0 };
+    const reads = { statements: 0, commands: [] as string[] };
     const counted = {
-      pending: (consoleId: string) => {
-        reads.perConsole++;
-        return store.commands.pending(consoleId);
+      pending: async (consoleId: string) => {
+        reads.statements++;
+        const found = await store.commands.pending(consoleId);
+        reads.commands.push(...found.map((c) => c.id));
+        return found;
       },
-      pendingAll: () => {
-        reads.all++;
-        return store.commands.pendingAll();
+      pendingFor: async (consoleIds: readonly string[]) => {
+        reads.statements++;
+        const found = await store.commands.pendingFor(consoleIds);
+        for (const list of found.values()) reads.commands.push(...list.map((c) => c.id));
+        return found;
+      },
+      pendingAll: async () => {
+        reads.statements++;
+        const found = await store.commands.pendingAll();
+        reads.commands.push(...found.map((c) => c.id));
+        return found;
       },
     };
     const sent: string[] = [];
@@ -180,7 +326,8 @@ describe('command catch-up after a reconnect, on PostgreSQL', { skip: postgresSk
         connected.map((_, i) => `cmd_${i}`).sort(),
         'every pending command of the consoles connected here, once; none of other consoles, none acknowledged',
       );
-      assert.deepEqual(reads, { perConsole: 0, all: 1 }, 'one query for all of them');
+      assert.equal(reads.statements, 1, 'one query for all of them');
+      assert.ok(!reads.commands.includes('cmd_revoked'), "the revoked console's command is not read by every resync");
     } finally {
       off();
       await bus.close();

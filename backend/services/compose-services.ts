@@ -167,7 +167,7 @@ async function composeOn(
   const sessions = new SessionService(ctx, gate, tokens, consoles, freshness);
   const stepUps = new StepUpService(ctx, sessions, gate);
   const revocations = new RevocationHub(store, events, sessions, clock, consoles, logger);
-  wireServicePushes({ bus, revocations, policies, authenticators });
+  wireServicePushes({ bus, revocations, policies, authenticators, logger });
   // ---- action tokens (issue 14, helper "tokens"): their own sealed key ring; the feed subscribes to the bus here ----
   const actionTokens = await composeActionTokens({
     dataDir: config.dataDir,
