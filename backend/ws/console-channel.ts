@@ -9,6 +9,7 @@ import {
   AgentMessageSchema,
   CLOSE_CODES,
   MAX_BATCHES_IN_FLIGHT,
+  MAX_EVENTS_PER_BATCH,
   MAX_MESSAGE_BYTES,
   type AgentMessage,
   type BackendMessage,
@@ -60,6 +61,24 @@ export interface ConsoleConnection {
 /** Batches one console may have awaiting commit before its socket stops being read (the protocol's window). */
 export { MAX_BATCHES_IN_FLIGHT };
 
+/**
+ * Console events a node holds received and not yet settled (stored or refused), across all its consoles,
+ * before it stops reading consoles' sockets: a parsed event costs about 600 bytes of heap, so about 60 MB.
+ * The window per console alone (4 batches of up to 500 events) let a few thousand consoles reconnecting
+ * with backlogs after an outage hold gigabytes. At 60,000 events per second this is over a second of
+ * group commits queued: the bound costs no throughput.
+ */
+export const MAX_PENDING_EVENTS = 100_000;
+
+/**
+ * Consoles held back by that bound that the node reads again at once (each batch stored lets it read
+ * more): each may send a batch of up to 500 events, parsed as it is read, so a few at a time keep the
+ * event loop free for sign-ins and revocations, as a group commit's few acknowledgements would.
+ */
+const READ_MORE_AT_ONCE = 4;
+/** While consoles are held back, how soon the node looks again at whether it can read more (some may have nothing to send). */
+const READ_MORE_MS = 10;
+
 export interface ConsoleChannelDeps {
   registry: ConsoleRegistry;
   events: EventLog;
@@ -72,6 +91,8 @@ export interface ConsoleChannelDeps {
   heartbeatSeconds: number;
   /** A socket that has not said hello by then is closed: idle sockets cost memory and a file descriptor. */
   helloTimeoutSeconds: number;
+  /** The node-wide bound on console events received and not yet settled (default MAX_PENDING_EVENTS). */
+  maxPendingEvents?: number;
   /** Told of every accepted hello (the admin console records the outbox backlog it reports); a rejection is logged. */
   onHello?: (consoleId: string, hello: HelloMessage) => void | Promise<void>;
   /**
@@ -124,9 +145,19 @@ export class ConsoleChannel {
   /** A hello's reads, grouped while one runs: a burst of reconnects (a failover) costs a few statements. */
   private readonly heads: GroupedReads<StreamHead>;
   private readonly pendingCommands: GroupedReads<CommandRecord[]>;
+  /** Console events received and not yet settled, all consoles together (the node-wide bound's measure). */
+  private pendingEvents = 0;
+  private readonly maxPendingEvents: number;
+  /**
+   * Consoles not read because of the node-wide bound, oldest first: while any is here, the node holds
+   * back every console that sends a batch, and lets them read again a few at a time as batches settle.
+   */
+  private readonly heldBack = new Set<ConsoleConnection>();
+  private readMoreTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: ConsoleChannelDeps) {
     this.connections = deps.consoles;
+    this.maxPendingEvents = deps.maxPendingEvents ?? MAX_PENDING_EVENTS;
     this.heads = new GroupedReads(
       (id) => deps.events.head(id),
       (ids) => deps.events.heads(ids),
@@ -269,6 +300,7 @@ export class ConsoleChannel {
     socket.on('error', (error) => this.deps.logger.debug({ err: error, console: console.id }, 'console socket error'));
     socket.on('close', () => {
       clearTimeout(connection.helloTimer);
+      this.heldBack.delete(connection);
       this.connections.remove(console.id, connection);
       this.arbiter.disconnected(console.id, connection.id);
       this.deps.registry.touch(console.id);
@@ -295,9 +327,9 @@ export class ConsoleChannel {
       return;
     }
     // Answered after the welcome, in the order received (the hello settles without rejecting).
-    if (message.type === 'events') this.holdBatch(connection);
+    if (message.type === 'events') this.received(connection, message.events.length);
     void pending.then(() => {
-      if (message.type === 'events') connection.inFlight--;
+      if (message.type === 'events') this.settled(connection, message.events.length);
       if (connection.socket.readyState === WebSocket.OPEN) this.dispatch(connection, message);
     });
   }
@@ -337,10 +369,82 @@ export class ConsoleChannel {
     return result.data;
   }
 
-  /** A batch received while the hello is answered counts against the console's window already. */
-  private holdBatch(connection: ConsoleConnection): void {
+  /**
+   * A batch received (one waiting for the hello's answers counts already). Backpressure: a console with
+   * too many batches awaiting commit is not read from until they are settled, so one busy console cannot
+   * queue unbounded work ahead of the others; and while the node holds its bound of all consoles' events,
+   * consoles are read a batch at a time, in turn (`holdBack`), so their number cannot exhaust the heap.
+   */
+  private received(connection: ConsoleConnection, events: number): void {
     connection.inFlight++;
-    if (connection.inFlight >= MAX_BATCHES_IN_FLIGHT) connection.socket.pause();
+    this.pendingEvents += events;
+    if (this.heldBack.size > 0 || this.pendingEvents >= this.maxPendingEvents) this.holdBack(connection);
+    else if (connection.inFlight >= MAX_BATCHES_IN_FLIGHT) connection.socket.pause();
+  }
+
+  /** A batch settled (stored, refused, or dropped with its closing socket). */
+  private settled(connection: ConsoleConnection, events: number): void {
+    connection.inFlight--;
+    this.pendingEvents -= events;
+    if (connection.inFlight < MAX_BATCHES_IN_FLIGHT && connection.socket.isPaused && !this.heldBack.has(connection)) {
+      connection.socket.resume();
+    }
+    if (this.heldBack.size > 0) this.readMore();
+  }
+
+  /**
+   * Holds a console back: its socket is not read until `readMore` lets it send again. When the node
+   * reaches its bound, every console is held back (a socket already being read may complete a message:
+   * the bound is passed by about one batch); from then on, until none is held back, each console that
+   * sends a batch is held back after it, so the consoles send a batch each in turn.
+   */
+  private holdBack(connection: ConsoleConnection): void {
+    if (this.heldBack.size === 0) {
+      this.deps.logger.warn(
+        { pendingEvents: this.pendingEvents, code: 'CONSOLE_EVENTS_HELD_BACK' },
+        'this node holds its bound of console events awaiting commit: consoles are read a batch at a time',
+      );
+      // Not a console yet to say hello (its hello would wait past its deadline): it is held back once it has.
+      for (const other of this.connections.values()) {
+        if (other !== connection && other.hello !== undefined) this.holdBackOne(other);
+      }
+    }
+    this.holdBackOne(connection);
+  }
+
+  private holdBackOne(connection: ConsoleConnection): void {
+    if (this.heldBack.has(connection) || connection.socket.readyState !== WebSocket.OPEN) return;
+    connection.socket.pause();
+    this.heldBack.add(connection);
+  }
+
+  /**
+   * At or below half its bound, the node reads again the consoles held back longest: a few at a time, no
+   * more than could each send a whole batch without passing the bound. A console with nothing to send
+   * leaves the turn; one that sends is held back again, behind the others. Looked at again shortly while
+   * any is held back (those let go may have had nothing to send: no batch settles then to call this).
+   */
+  private readMore(): void {
+    if (this.pendingEvents > this.maxPendingEvents / 2) return;
+    let room = Math.min(
+      READ_MORE_AT_ONCE,
+      Math.floor((this.maxPendingEvents - this.pendingEvents) / MAX_EVENTS_PER_BATCH),
+    );
+    for (const connection of this.heldBack) {
+      if (room <= 0) break;
+      this.heldBack.delete(connection);
+      if (connection.socket.readyState !== WebSocket.OPEN) continue;
+      // A console whose own window is full is read again when one of its batches settles.
+      if (connection.inFlight < MAX_BATCHES_IN_FLIGHT) connection.socket.resume();
+      room--;
+    }
+    if (this.heldBack.size > 0 && this.readMoreTimer === undefined) {
+      this.readMoreTimer = setTimeout(() => {
+        this.readMoreTimer = undefined;
+        if (this.heldBack.size > 0) this.readMore();
+      }, READ_MORE_MS);
+      this.readMoreTimer.unref();
+    }
   }
 
   /** Handles one valid message; never throws, and every asynchronous failure is handled here. */
@@ -451,19 +555,16 @@ export class ConsoleChannel {
           if (connection.helloPending === answered) connection.helloPending = undefined;
         });
         connection.helloPending = answered;
+        // While consoles are held back, one arriving waits its turn too: answered, but its batches not read yet.
+        if (this.heldBack.size > 0) this.holdBackOne(connection);
         // Told to every node: an older socket of this console elsewhere is closed (never rejects).
         void this.arbiter.connected(consoleId, connection.id);
         return;
       }
       case 'events': {
-        // Backpressure: a console with too many batches awaiting commit is not read from until
-        // they are stored, so one busy console cannot queue unbounded work ahead of the others.
-        connection.inFlight++;
-        if (connection.inFlight >= MAX_BATCHES_IN_FLIGHT) connection.socket.pause();
-        const settled = () => {
-          connection.inFlight--;
-          if (connection.inFlight < MAX_BATCHES_IN_FLIGHT && connection.socket.isPaused) connection.socket.resume();
-        };
+        const count = message.events.length;
+        this.received(connection, count);
+        const settled = () => this.settled(connection, count);
         // Only the events actually stored change sessions, in seq order, inside the ingest
         // transaction: the session change, the backend event naming it and the batch commit together.
         const contact = connection.contact;
@@ -556,6 +657,7 @@ export class ConsoleChannel {
   async close(): Promise<void> {
     this.closing = true;
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    clearTimeout(this.readMoreTimer);
     this.arbiter.stop();
     this.unwireCommands();
     this.unwatchFreshness();
@@ -606,7 +708,8 @@ export class ConsoleChannel {
 
   /** One console's heartbeat: a console that did not answer the last ping is cut off, the others pinged. */
   private ping(connection: ConsoleConnection): void {
-    if (!connection.alive) {
+    // A console held back by the node-wide bound is not read: its pongs wait unread, its silence is not its own.
+    if (!connection.alive && !this.heldBack.has(connection)) {
       this.deps.logger.info({ console: connection.console.id }, 'console missed a heartbeat; terminating');
       connection.socket.terminate();
       return;
@@ -633,6 +736,8 @@ export class ConsoleChannel {
     this.deps.logger.warn({ console: connection.console.id, code }, 'console protocol violation');
     this.send(connection, { type: 'error', code, message, fatal: true });
     connection.socket.close(closeCode, code);
+    // Read again, so its close frame is (nothing else it sends is acted on: onMessage).
+    if (this.heldBack.delete(connection)) connection.socket.resume();
   }
 }
 

@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { WebSocket } from 'ws';
+import { GENESIS_HASH, type AssuranceEvent } from '../../shared/events.js';
+import { MAX_EVENTS_PER_BATCH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
+import { InProcessBus } from '../cluster/bus.js';
+import type { IngestResult } from '../services/event-log.js';
+import { consoleRow } from '../store/test-kit.js';
+import { ConsoleChannel, type ConsoleChannelDeps, type ConsoleConnection } from './console-channel.js';
+import { ConsoleConnections } from './console-connections.js';
+
+const logger = pino({ level: 'silent' });
+
+/**
+ * The channel on a real WebSocket server, every store behind it a stand-in: the event log holds each
+ * batch until the test's "database" commits it, so the test sees exactly what the node holds.
+ */
+async function channelWith(ingest: ConsoleChannelDeps['events']['ingest'], maxPendingEvents: number) {
+  const bus = new InProcessBus({ nodeId: 'node-test', logger });
+  await bus.start();
+  const policy = { version: 1, policy: {}, publishedAt: 0, publishedBy: 'test' };
+  const deps = {
+    registry: {
+      authenticate: (req: { path: string }) =>
+        Promise.resolve(consoleRow(new URL(req.path, 'http://x').searchParams.get('console') ?? '', 0)),
+      touch: () => undefined,
+      flushSoon: () => undefined,
+      recordPolicyVersion: () => Promise.resolve(),
+    },
+    events: {
+      ingest,
+      head: () => Promise.resolve({ lastSeq: 0, lastHash: GENESIS_HASH }),
+      heads: (ids: readonly string[]) =>
+        Promise.resolve(new Map(ids.map((id) => [id, { lastSeq: 0, lastHash: GENESIS_HASH }]))),
+    },
+    policies: { version: policy, onPublish: () => () => undefined },
+    revocations: {
+      currentEpoch: () => Promise.resolve(0),
+      catchUp: () => Promise.resolve([]),
+      acknowledge: () => true,
+    },
+    sessions: { consoleEventEffect: () => undefined },
+    commands: {
+      pending: () => Promise.resolve([]),
+      pendingFor: (ids: readonly string[]) => Promise.resolve(new Map(ids.map((id) => [id, []]))),
+      acknowledge: () => Promise.resolve(),
+    },
+    logger,
+    clock: Date.now,
+    heartbeatSeconds: 15,
+    helloTimeoutSeconds: 10,
+    consoles: new ConsoleConnections<ConsoleConnection>(),
+    bus,
+    freshness: {
+      state: () => ({ stale: false, since: undefined, reason: undefined }),
+      onChange: () => () => undefined,
+    },
+    maxPendingEvents,
+  } as unknown as ConsoleChannelDeps;
+  const channel = new ConsoleChannel(deps);
+  const server: Server = createServer();
+  server.on('upgrade', (req, socket, head) => channel.handleUpgrade(req, socket, head));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/console/ws`;
+  return {
+    url,
+    close: async () => {
+      await channel.close();
+      await new Promise((resolve) => server.close(resolve));
+      await bus.close();
+    },
+  };
+}
+
+/** A console that says hello, then sends its whole backlog at once (more than its window: the node stops reading it). */
+async function pushBacklog(url: string, batches: number, perBatch: number): Promise<{ acked: Promise<number> }> {
+  const id = `con_${randomUUID().slice(0, 8)}`;
+  const ws = new WebSocket(`${url}?console=${id}`);
+  const messages: BackendMessage[] = [];
+  let onMessage = (): void => undefined;
+  ws.on('message', (data) => {
+    messages.push(JSON.parse((data as Buffer).toString('utf8')) as BackendMessage);
+    onMessage();
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const welcomed = new Promise<void>((resolve) => {
+    onMessage = () => {
+      if (messages.some((m) => m.type === 'welcome')) resolve();
+    };
+  });
+  ws.send(
+    JSON.stringify({
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      policyVersion: 1,
+      revocationEpoch: 0,
+      agentVersion: 'test',
+    }),
+  );
+  // As the agent does, it sends its backlog once welcomed (all of it at once: more than its window).
+  await welcomed;
+  let seq = 0;
+  const event = (): AssuranceEvent => ({
+    id: randomUUID(),
+    seq: ++seq,
+    time: Date.now(),
+    type: 'agent-online',
+    subject: {},
+    outcome: 'info',
+    reasons: ['started'],
+    prevHash: GENESIS_HASH,
+  });
+  for (let b = 0; b < batches; b++) {
+    ws.send(JSON.stringify({ type: 'events', events: Array.from({ length: perBatch }, event) }));
+  }
+  const acked = new Promise<number>((resolve, reject) => {
+    onMessage = () => {
+      const last = messages.at(-1);
+      if (last?.type === 'error') reject(new Error(`console ${id} refused: ${last.code}`));
+      const acks = messages.filter((m) => m.type === 'events-ack');
+      if (acks.length === batches) {
+        ws.close();
+        resolve(acks.length * perBatch);
+      }
+    };
+  });
+  return { acked };
+}
+
+describe('console channel: the node-wide bound on events awaiting commit', () => {
+  const BOUND = 2_000;
+  let held: { events: number; resolve: (r: IngestResult) => void; upToSeq: number }[] = [];
+  let holding = 0;
+  let most = 0;
+  let commitScheduled = false;
+  /** The "database": commits one batch per turn of the event loop, slower than the consoles send. */
+  const commitOne = () => {
+    commitScheduled = false;
+    const batch = held.shift();
+    if (batch === undefined) return;
+    holding -= batch.events;
+    batch.resolve({ upToSeq: batch.upToSeq, inserted: batch.events, findings: [] });
+    if (held.length > 0) scheduleCommit();
+  };
+  const scheduleCommit = () => {
+    if (commitScheduled) return;
+    commitScheduled = true;
+    setImmediate(commitOne);
+  };
+  let channel: Awaited<ReturnType<typeof channelWith>>;
+
+  before(async () => {
+    channel = await channelWith(
+      (_origin, events) =>
+        new Promise<IngestResult>((resolve) => {
+          held.push({ events: events.length, resolve, upToSeq: events.at(-1)?.seq ?? 0 });
+          holding += events.length;
+          most = Math.max(most, holding);
+          scheduleCommit();
+        }),
+      BOUND,
+    );
+  });
+  after(() => channel.close());
+
+  it('holds at most its bound (and about one batch) of all consoles’ events, and reads every console again in turn until all are stored', async () => {
+    held = [];
+    holding = 0;
+    most = 0;
+    // 40 consoles reconnecting with backlogs: 40 × 4 batches of 100 events fit in their windows, 16,000 events.
+    const consoles = await Promise.all(Array.from({ length: 40 }, () => pushBacklog(channel.url, 8, 100)));
+    const acked = await Promise.all(consoles.map((c) => c.acked));
+    assert.equal(
+      acked.reduce((a, b) => a + b, 0),
+      40 * 8 * 100,
+      'every batch of every console was stored and acknowledged',
+    );
+    assert.ok(most >= BOUND, `the consoles did fill the node to its bound (${most} events held at most)`);
+    assert.ok(
+      most <= BOUND + MAX_EVENTS_PER_BATCH,
+      `the node held ${most} events awaiting commit at once; its bound is ${BOUND}`,
+    );
+  });
+});
