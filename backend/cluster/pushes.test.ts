@@ -134,6 +134,36 @@ describe('cluster pushes (in-process bus)', () => {
     await bus.close();
   });
 
+  it('reads again a newer policy it failed to read: not connected meanwhile, then serving the new version', async () => {
+    const { logger: busLogger, records } = memoryLogger();
+    const bus = new InProcessBus({ nodeId: 'node-b', logger: busLogger, reconnect: { initialMs: 2, maxMs: 4 } });
+    const stored = { version: 3 };
+    let failNext = false;
+    const policies = {
+      version: { version: 3 },
+      refresh() {
+        if (failNext) {
+          failNext = false;
+          return Promise.reject(new Error('timeout exceeded when trying to connect'));
+        }
+        this.version.version = stored.version;
+        return Promise.resolve();
+      },
+    };
+    wireServicePushes({ bus, ...services(), policies, logger: busLogger });
+    await bus.start();
+    // Another node published version 4; this node's read of it fails once.
+    stored.version = 4;
+    failNext = true;
+    const lost = nextStatus(bus, false);
+    bus.injectRaw(JSON.stringify({ v: 1, t: 'policy', p: { version: 4 }, o: 'bus-of-node-a', n: 'node-a' }));
+    await lost; // not connected: stale after its bound, unless the resync reads the policy first
+    assert.ok(records.some((r) => r.code === 'POLICY_RELOAD_FAILED' && r.version === 4));
+    await nextStatus(bus, true);
+    assert.equal(policies.version.version, 4, 'read again by the resync');
+    await bus.close();
+  });
+
   it('sends an announced command from the node holding its console, never twice from the announcing node', async () => {
     const bus = new InProcessBus({ nodeId: 'node-a', logger });
     const command: CommandRecord = { id: 'cmd_1', consoleId: 'con_1', sessionId: 'ses_1', reason: 'r', createdAt: 1 };

@@ -34,7 +34,7 @@ export interface ServicePushTargets {
   revocations: { onPointer(epoch: number, local: boolean): Promise<void>; resync(): Promise<void> };
   policies: { readonly version: { version: number }; refresh(): Promise<void> };
   authenticators: { refresh(): Promise<void> };
-  /** Where a failed reload of the authenticator models is logged (`AUTHENTICATOR_RELOAD_FAILED`). */
+  /** Where a failed reload is logged: `AUTHENTICATOR_RELOAD_FAILED`, `POLICY_RELOAD_FAILED` (a newer policy). */
   logger?: Logger;
 }
 
@@ -65,7 +65,15 @@ export function wireServicePushes({
     bus.subscribe('revocation', ({ epoch }, delivery) => revocations.onPointer(epoch, delivery.local)),
     bus.subscribe('policy', ({ version }, delivery) => {
       if (delivery.local || version <= policies.version.version) return;
-      return policies.refresh();
+      // As for the authenticator models: a node that could not read a newer policy is not connected (so stale
+      // after its bound) until a resync reads it, rather than serving the old one until the periodic resync.
+      return policies.refresh().catch((error: unknown) => {
+        logger?.error(
+          { err: error, code: 'POLICY_RELOAD_FAILED', node: bus.nodeId, version },
+          'a newer policy could not be read from the store: resyncing, this node is not connected until it is',
+        );
+        return bus.recycle(`policy ${version} not read: ${error instanceof Error ? error.message : String(error)}`);
+      });
     }),
     bus.subscribe('authenticators', (_pointer, delivery) => {
       if (delivery.local) return;
