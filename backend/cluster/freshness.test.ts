@@ -4,7 +4,13 @@ import pg from 'pg';
 import { BatonError } from '../../shared/errors.js';
 import { createDatabase, postgresSkip, startPostgres, type PostgresServer } from '../store/postgres-throwaway.js';
 import { InProcessBus, PostgresBus } from './bus.js';
-import { FreshnessMonitor, STALE_CAUSE_TEXT, STALE_NODE_REASON, type FreshnessState } from './freshness.js';
+import {
+  FreshnessMonitor,
+  MAX_CLOCK_SKEW_MS,
+  STALE_CAUSE_TEXT,
+  STALE_NODE_REASON,
+  type FreshnessState,
+} from './freshness.js';
 import {
   CLUSTER_NODES_DDL_POSTGRES,
   MemoryNodeRegistry,
@@ -108,9 +114,10 @@ describe('FreshnessMonitor on the in-process bus', () => {
     const original = nodes.beat.bind(nodes);
     const twoBeats = new Promise<void>((resolve) => {
       nodes.beat = async (record: NodeRecord) => {
-        await original(record);
+        const databaseNow = await original(record);
         beats.push(record.lastBeat);
         if (beats.length === 2) resolve();
+        return databaseNow;
       };
     });
     monitor.start();
@@ -277,6 +284,47 @@ describe('FreshnessMonitor and the nodes registry on PostgreSQL', { skip }, () =
       await bus.close();
     }
     assert.deepEqual(await registry.list(), [], 'a clean stop removes the row');
+  });
+
+  it("is stale while its clock is further than the bound from the database's (CLOCK_SKEW), fresh once it is back", async () => {
+    const bus = new PostgresBus({ nodeId: 'node-s', logger, connection: url });
+    await bus.start();
+    const registry = new PostgresNodeRegistry(pool);
+    /** How far this node's wall clock is off (ms): the database's clock is the real one. */
+    let offsetMs = -(MAX_CLOCK_SKEW_MS + 60_000);
+    const monitor = new FreshnessMonitor({
+      bus,
+      logger,
+      boundMs: 5_000,
+      wallClock: () => Date.now() + offsetMs,
+      registry: { nodes: registry, node: thisNode('node-s', Date.now()) },
+    });
+    try {
+      const behind = await monitor.check();
+      assert.equal(behind.stale, true, 'pings come back, but its clock is 90 s behind');
+      assert.equal(behind.cause, 'clock-skew');
+      assert.match(behind.reason ?? '', /clock disagrees with the database's: 9\d s behind \(bound 30 s\)/);
+      const refused = monitor.decide('strict');
+      assert.ok('refuse' in refused && refused.refuse.code === 'NODE_STALE');
+      assert.ok(records.some((r) => r.code === 'CLOCK_SKEW' && r.node === 'node-s' && (r.skewMs as number) > 80_000));
+      // The admin console's node list shows it stale, with the reason (the row is written at the next beat).
+      await monitor.check();
+      const row = (await registry.list()).find((r) => r.nodeId === 'node-s');
+      assert.equal(row?.stale, true);
+      assert.match(row?.staleReason ?? '', /clock/);
+
+      offsetMs = MAX_CLOCK_SKEW_MS + 5_000;
+      const ahead = await monitor.check();
+      assert.equal(ahead.cause, 'clock-skew');
+      assert.match(ahead.reason ?? '', /3\d s ahead/);
+
+      offsetMs = 1_000; // within the bound: NTP fixed it
+      assert.equal((await monitor.check()).stale, false);
+      assert.ok(!('refuse' in monitor.decide('strict')));
+    } finally {
+      await monitor.stop();
+      await bus.close();
+    }
   });
 
   it('a ping that does not come back while the bus believes it listens recycles the listening connection', async () => {

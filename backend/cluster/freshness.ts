@@ -13,7 +13,17 @@ import type { NodeIdentity, NodeRegistry } from './nodes.js';
  * consult `decide`.
  */
 
-export type StaleCause = 'bus-disconnected' | 'heartbeat-failed' | 'not-confirmed';
+export type StaleCause = 'bus-disconnected' | 'heartbeat-failed' | 'not-confirmed' | 'clock-skew';
+
+/**
+ * A node whose clock is further than this from the database's is stale (cause `clock-skew`, logged
+ * `CLOCK_SKEW`) until it comes back within it. Every single-use claim (sign-in challenges, request
+ * nonces, Shared Signals jtis) is kept a margin past its expiry by the database's clock and checked by
+ * the node's, the console arbiter orders hellos by the nodes' clocks, and app servers compare token
+ * times with their own: a node far off widens replay windows no one would see. NTP keeps nodes within
+ * milliseconds; 30 s is a node whose time service is broken.
+ */
+export const MAX_CLOCK_SKEW_MS = 30_000;
 
 export interface FreshnessState {
   stale: boolean;
@@ -44,6 +54,11 @@ export interface FreshnessOptions {
   clock?: () => number;
   /** When given, every heartbeat upserts this node's row (with its stale flag) there. */
   registry?: { nodes: NodeRegistry; node: NodeIdentity };
+  /**
+   * The node's own wall clock, compared with the database's at each beat (MAX_CLOCK_SKEW_MS); default
+   * Date.now. Not `clock`, which tests move to make the view stale.
+   */
+  wallClock?: () => number;
 }
 
 /**
@@ -55,6 +70,7 @@ export const STALE_CAUSE_TEXT: Record<StaleCause, string> = {
   'bus-disconnected': 'the cluster bus lost its connection to the database',
   'heartbeat-failed': 'the cluster bus heartbeat did not come back',
   'not-confirmed': 'the cluster view was never confirmed',
+  'clock-skew': "this node's clock disagrees with the database's",
 };
 
 function failure(cause: StaleCause, detail: string): { cause: StaleCause; message: string; detail: string } {
@@ -77,6 +93,8 @@ export class FreshnessMonitor {
   private readonly createdAt: number;
   private lastConfirmedAt: number | undefined;
   private lastFailure: { cause: StaleCause; message: string; detail: string } | undefined;
+  /** The database's clock minus this node's at the last beat, while further apart than MAX_CLOCK_SKEW_MS; and since when. */
+  private clockSkew: { ms: number; since: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<FreshnessState> | undefined;
   private reported: boolean | undefined;
@@ -135,6 +153,16 @@ export class FreshnessMonitor {
     const now = this.clock();
     const base = this.lastConfirmedAt ?? this.createdAt;
     const lastConfirmed = this.lastConfirmedAt === undefined ? {} : { lastConfirmedAt: this.lastConfirmedAt };
+    if (this.clockSkew !== undefined) {
+      const { ms, since } = this.clockSkew;
+      return {
+        stale: true,
+        since,
+        cause: 'clock-skew',
+        reason: `${STALE_CAUSE_TEXT['clock-skew']}: ${Math.round(Math.abs(ms) / 1000)} s ${ms > 0 ? 'behind' : 'ahead'} (bound ${MAX_CLOCK_SKEW_MS / 1000} s)`,
+        ...lastConfirmed,
+      };
+    }
     if (now - base <= this.boundMs) return { stale: false, ...lastConfirmed };
     const why =
       this.lastFailure ??
@@ -194,8 +222,9 @@ export class FreshnessMonitor {
         if (this.bus.status().connected) this.bus.recycle(`heartbeat failed: ${message}`);
       }
     }
+    await this.beat(this.state());
+    // The beat may have found this node's clock off (or back within the bound): the row says so at the next beat.
     const state = this.state();
-    await this.beat(state);
     this.report(state);
     return state;
   }
@@ -203,18 +232,39 @@ export class FreshnessMonitor {
   private async beat(state: FreshnessState): Promise<void> {
     const registry = this.options.registry;
     if (registry === undefined) return;
+    const wallClock = this.options.wallClock ?? Date.now;
     try {
-      await registry.nodes.beat({
+      const sentAt = wallClock();
+      const databaseNow = await registry.nodes.beat({
         ...registry.node,
         lastBeat: this.clock(),
         stale: state.stale,
         staleSince: state.since ?? null,
         staleReason: state.reason ?? null,
       });
+      if (databaseNow !== undefined) this.compareClocks(databaseNow - (sentAt + wallClock()) / 2);
     } catch (error) {
       // Expected while the database is down: the row's age then tells the other nodes.
       this.logger.debug({ err: error }, 'freshness: registry beat failed');
     }
+  }
+
+  /** `skewMs`: the database's clock minus this node's (positive: this node is behind). */
+  private compareClocks(skewMs: number): void {
+    if (Math.abs(skewMs) <= MAX_CLOCK_SKEW_MS) {
+      if (this.clockSkew !== undefined) {
+        this.logger.info({ node: this.bus.nodeId, skewMs: Math.round(skewMs) }, 'freshness: clock within bound again');
+      }
+      this.clockSkew = undefined;
+      return;
+    }
+    if (this.clockSkew === undefined) {
+      this.logger.error(
+        { node: this.bus.nodeId, skewMs: Math.round(skewMs), boundMs: MAX_CLOCK_SKEW_MS, code: 'CLOCK_SKEW' },
+        "freshness: this node's clock is too far from the database's; stale until it is fixed (check its time service)",
+      );
+      this.clockSkew = { ms: skewMs, since: this.clock() };
+    } else this.clockSkew.ms = skewMs;
   }
 
   private report(state = this.state()): void {

@@ -25,8 +25,12 @@ export interface NodeRecord {
 }
 
 export interface NodeRegistry {
-  /** Inserts or updates this node's row. */
-  beat(record: NodeRecord): Promise<void>;
+  /**
+   * Inserts or updates this node's row. Resolves with the database's clock at the write (ms since the
+   * epoch), which the node compares with its own (freshness.ts, MAX_CLOCK_SKEW_MS); undefined where the
+   * registry has no clock of its own (embedded mode: the database is this process).
+   */
+  beat(record: NodeRecord): Promise<number | undefined>;
   /** Every row, oldest start first. */
   list(): Promise<NodeRecord[]>;
   /** A node that shuts down cleanly removes its row. */
@@ -96,13 +100,14 @@ interface NodeRow {
 export class PostgresNodeRegistry implements NodeRegistry {
   constructor(private readonly db: Queryable) {}
 
-  async beat(record: NodeRecord): Promise<void> {
-    await this.db.query(
+  async beat(record: NodeRecord): Promise<number | undefined> {
+    const result = await this.db.query(
       `INSERT INTO cluster_nodes (node_id, host, pid, started_at, last_beat, stale, stale_since, stale_reason)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (node_id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
          last_beat = EXCLUDED.last_beat, stale = EXCLUDED.stale, stale_since = EXCLUDED.stale_since,
-         stale_reason = EXCLUDED.stale_reason`,
+         stale_reason = EXCLUDED.stale_reason
+       RETURNING (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS database_now`,
       [
         record.nodeId,
         record.host,
@@ -114,6 +119,8 @@ export class PostgresNodeRegistry implements NodeRegistry {
         record.staleReason,
       ],
     );
+    const row = result.rows[0] as { database_now: number | string } | undefined;
+    return row === undefined ? undefined : Number(row.database_now);
   }
 
   async list(): Promise<NodeRecord[]> {
@@ -149,9 +156,9 @@ export class PostgresNodeRegistry implements NodeRegistry {
 export class MemoryNodeRegistry implements NodeRegistry {
   private readonly rows = new Map<string, NodeRecord>();
 
-  beat(record: NodeRecord): Promise<void> {
+  beat(record: NodeRecord): Promise<number | undefined> {
     this.rows.set(record.nodeId, { ...record });
-    return Promise.resolve();
+    return Promise.resolve(undefined);
   }
 
   list(): Promise<NodeRecord[]> {
