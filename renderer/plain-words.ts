@@ -75,6 +75,13 @@ const NOTICES: Partial<Record<ErrorCode, string>> = {
   SESSION_NOT_ACTIVE: 'That session is no longer open. Tap your key to sign in again.',
   SESSION_UNKNOWN: 'That session is no longer open. Tap your key to sign in again.',
   SHUTTING_DOWN: 'The Baton server is restarting. Try again in a moment.',
+  // A cluster node that cannot confirm it has every revocation (issue 10): the console is told, and a retry may reach
+  // another node.
+  NODE_STALE:
+    'The Baton server cannot confirm it has the latest changes, so new sign-ins wait. Try again in a moment. ' +
+    CALL_IT,
+  STORAGE_UNAVAILABLE: 'The Baton server cannot save anything right now. Try again in a moment. ' + CALL_IT,
+  DATABASE_UNREACHABLE: 'The Baton server cannot reach its database right now. Try again in a moment. ' + CALL_IT,
 };
 
 /** Faults that stand until IT acts, shown even on a page that loads after they were raised. */
