@@ -369,7 +369,7 @@ async function listenOn(
         }),
       ),
     )
-    .add(scimRoutes({ scim: new ScimService({ store, events, revocations, clock, logger }) }))
+    .add(scimRoutes({ scim: new ScimService({ store, events, revocations, clock, logger, adminSessions: adminAuth }) }))
     .add(withPagedLists({ store, services: serviceAccounts }, ssfOut.routes)) // Shared Signals transmitter (ssf-out)
     .add(adminAssetRoutes(config.adminConsoleDir ?? DEFAULT_ADMIN_CONSOLE_DIR));
 

@@ -88,6 +88,8 @@ export function apiTokenRoutes(deps: ApiTokenRouteDeps): Route[] {
         const { reason } = parseJson(ctx.req, ctx.body, RevokeRequestSchema);
         const id = ctx.params.id ?? '';
         const apiToken = await deps.auth.apiTokens.revoke(id, reason, actor);
+        // Every node closes the token's live streams when the revocation's pointer arrives; this
+        // node's close here does not wait for it (and covers a token revoked before).
         deps.auth.closeApiTokenStreams(id);
         return { apiToken };
       },

@@ -15,6 +15,7 @@ import { newId, newSecretToken, sha256Hex } from '../crypto/secrets.js';
 import type { OperatorRecord, Store } from '../store/repositories.js';
 import type { EventLog, UnitOfWork } from '../services/event-log.js';
 import type { RevocationHub } from '../services/revocation-hub.js';
+import type { AdminAuth } from '../services/admin-auth.js';
 import type { DirectoryRecord, ScimGroupRecord, ScimUserRecord } from './repository.js';
 import {
   SCIM_BATON_OPERATOR,
@@ -486,6 +487,11 @@ export class ScimService {
       revocations: RevocationHub;
       clock: () => number;
       logger: Logger;
+      /**
+       * Ends the admin sessions (and live streams, on every node) of an operator whose groups no longer
+       * map to the admin role, in the unit that removes it. Absent only in tests that hold no admin session.
+       */
+      adminSessions?: Pick<AdminAuth, 'endOperatorSessionsIn'>;
     },
   ) {}
 
@@ -1057,7 +1063,7 @@ export class ScimService {
     const groupRoles = (await uow.store.scim.directory(dir.id))?.groupRoles ?? dir.groupRoles;
     const groups = await uow.store.scim.allGroups(dir.id);
     const mapping = new Map(Object.entries(groupRoles).map(([name, roles]) => [name.toLowerCase(), roles]));
-    const changes: { user: ScimUserRecord; name: string; roles: string[] }[] = [];
+    const changes: { user: ScimUserRecord; name: string; roles: string[]; losesAdmin: boolean }[] = [];
     for (const given of users) {
       // The User as committed now, read after the lock: a User enabled again meanwhile (a User change
       // takes this lock after its User row) names its new operator, which gets the roles, not the old one.
@@ -1075,10 +1081,11 @@ export class ScimService {
         continue;
       }
       await uow.store.scim.updateOperator(u.operatorId, name, sorted);
-      changes.push({ user: u, name, roles: sorted });
+      const losesAdmin = operator.roles.includes('admin') && !roles.has('admin');
+      changes.push({ user: u, name, roles: sorted, losesAdmin });
     }
     // Every operator row first, then the events (which take the backend chain head): the lock order.
-    for (const { user, name, roles } of changes) {
+    for (const { user, name, roles, losesAdmin } of changes) {
       await uow.record({
         type: 'scim-provisioning',
         subject: { operator: user.operatorId },
@@ -1092,6 +1099,9 @@ export class ScimService {
           displayName: name,
         },
       });
+      // Requests are refused from the commit on (the role is read on each); the sessions end with it,
+      // so their live streams close on every node too. Admin sessions come after the head in the lock order.
+      if (losesAdmin) await this.deps.adminSessions?.endOperatorSessionsIn(uow, user.operatorId, 'admin-role-removed');
     }
   }
 

@@ -8,7 +8,8 @@
  *   included). Neither may manage tokens, create the first admin, change roles, make an admin or issue
  *   an admin's enrolment code: those hand over the keys and need a person with a passkey.
  * - Expiring (1–365 days), listed (never the secret), revocable (step-up), and checked against the
- *   store on every request, so every node of a cluster agrees at once.
+ *   store on every request, so every node of a cluster agrees at once; a revocation also ends the
+ *   token's live event streams on every node at once (`admin-session-ended` on the cluster bus).
  * - Every use is an event (`admin-action`, reason `api-token-used`, or `api-token-refused` with the
  *   code), recorded with the request's method and path before the request runs.
  */
@@ -77,6 +78,14 @@ export function viewOf(row: Row, now: number): ApiTokenView {
     revokedReason: optStr(row, 'revoked_reason'),
     state: revokedAt !== null ? 'revoked' : now >= expiresAt ? 'expired' : 'active',
   };
+}
+
+/**
+ * The key the live streams a token opened are held under (AdminAuth.holdStream), and the `sessionId`
+ * of the `admin-session-ended` pointer its revocation publishes: every node closes them at once.
+ */
+export function apiTokenStreamKey(tokenId: string): string {
+  return `api-token:${tokenId}`;
 }
 
 function dbOf(store: Store): Kysely<BatonDatabase> {
@@ -169,6 +178,9 @@ export class AdminApiTokens {
         .where('id', '=', id)
         .where('revoked_at', 'is', null)
         .execute();
+      // Every node (this one included) closes the live streams this token holds when the commit
+      // delivers the pointer: a script reading the event stream on another node stops at once.
+      await uow.publish('admin-session-ended', { sessionId: apiTokenStreamKey(id) });
       await uow.record({
         type: 'admin-action',
         subject: {},

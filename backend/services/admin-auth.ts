@@ -8,7 +8,7 @@ import type { Store } from '../store/repositories.js';
 import type { StoredEvent } from '../../shared/events.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import type { EventLog, UnitOfWork } from './event-log.js';
-import { AdminApiTokens, type ApiTokenPrincipal } from './admin-api-tokens.js';
+import { AdminApiTokens, apiTokenStreamKey, type ApiTokenPrincipal } from './admin-api-tokens.js';
 
 /**
  * Admin sessions follow the strictest level NIST 800-63B rev 4 describes (AAL3): at most 12 hours
@@ -22,6 +22,8 @@ export const ADMIN_STEP_UP_MS = 5 * 60 * 1000;
 const BOOTSTRAP_STREAMS = 'admin:bootstrap';
 /** Why a session ended when its operator lost the admin role (read back to answer ADMIN_ROLE_REQUIRED). */
 const ROLE_REMOVED = 'admin-role-removed';
+/** Why a session ended when its passkey was suspended (its signature counter went back: a possible copy). */
+const CREDENTIAL_SUSPENDED = 'credential-suspended';
 
 /** Who is acting on an admin request. */
 export type AdminPrincipal =
@@ -87,22 +89,31 @@ export class AdminAuth {
   }
 
   /**
-   * A revoked operator or credential ends the admin sessions resting on it at once, live streams
-   * included. An admin passkey registered anywhere (the admin console, or a console) retires the
-   * bootstrap token at once, and with it any live stream it still holds.
+   * A revoked operator, or a revoked or suspended credential (a signature counter that went back: a
+   * possible copy), ends the admin sessions resting on it at once, live streams included, on every
+   * node (the ending unit publishes `admin-session-ended`). Every node that sees the event tries; a
+   * session ends (and is recorded) once. Should this never run (the node stopped first), the
+   * session's next request and its streams' next keep-alive find the credential's state in the store
+   * (`checkSession`) and end it then. An admin passkey registered anywhere (the admin console, or a
+   * console) retires the bootstrap token at once, and with it any live stream it still holds.
    */
   private async onBackendEvent(event: StoredEvent): Promise<void> {
     const operator = event.subject.operator;
     if (operator === undefined) return;
     const { store } = this.deps;
-    if (
-      event.type === 'operator-revoked' ||
-      (event.type === 'credential-change' && event.detail?.change_type === 'revoke')
-    ) {
+    const reason =
+      event.type === 'operator-revoked'
+        ? 'operator-revoked'
+        : event.type === 'credential-change' && event.detail?.change_type === 'revoke'
+          ? 'credential-revoked'
+          : event.type === 'credential-counter-regressed' && event.reasons.includes('credential-suspended')
+            ? CREDENTIAL_SUSPENDED
+            : undefined;
+    if (reason !== undefined) {
       for (const session of await store.admin.liveSessions()) {
         if (session.operatorId !== operator) continue;
-        if (event.type === 'credential-change' && session.credentialId !== event.subject.credential) continue;
-        await this.end(session, event.type === 'operator-revoked' ? 'operator-revoked' : 'credential-revoked');
+        if (reason !== 'operator-revoked' && session.credentialId !== event.subject.credential) continue;
+        await this.end(session, reason);
       }
     }
     if (
@@ -238,9 +249,12 @@ export class AdminAuth {
     this.requireStepUp(principal);
   }
 
-  /** Closes the live streams an API token holds on this node (it was just revoked here). */
+  /**
+   * Closes the live streams an API token holds on this node (it was just revoked here). Other nodes
+   * close theirs when the revoking unit's `admin-session-ended` pointer arrives (`AdminApiTokens.revoke`).
+   */
   closeApiTokenStreams(tokenId: string): void {
-    this.closeStreams(`api-token:${tokenId}`);
+    this.closeStreams(apiTokenStreamKey(tokenId));
   }
 
   /** Browser-only endpoints and cookie requests that change state must come from the admin console. */
@@ -308,9 +322,9 @@ export class AdminAuth {
   }
 
   /**
-   * Ends every live admin session of an operator (their admin role was removed) in the caller's unit
-   * of work; their live streams on this node close once it has committed (on another node, at the
-   * stream's next keep-alive).
+   * Ends every live admin session of an operator (their admin role was removed: the admin console,
+   * or a SCIM directory) in the caller's unit of work; their live streams close once it has
+   * committed, on every node (each ending publishes `admin-session-ended` in the unit).
    */
   async endOperatorSessionsIn(uow: UnitOfWork, operatorId: string, reason: 'admin-role-removed'): Promise<void> {
     for (const session of await uow.store.admin.liveSessions()) {
@@ -345,7 +359,7 @@ export class AdminAuth {
       principal.kind === 'bootstrap'
         ? BOOTSTRAP_STREAMS
         : principal.kind === 'api-token'
-          ? principal.actor
+          ? apiTokenStreamKey(principal.tokenId)
           : principal.session.id;
     let held = this.streams.get(key);
     if (held === undefined) {
@@ -437,6 +451,15 @@ export class AdminAuth {
     if (operator === undefined || operator.revokedAt !== null || credential?.revokedAt !== null) {
       await this.end(session, operator?.revokedAt == null ? 'credential-revoked' : 'operator-revoked');
       throw new BatonError('ADMIN_SESSION_EXPIRED', 'The admin session has ended: its operator or passkey was revoked');
+    }
+    // A suspended passkey may be a copy in someone else's hands, and this session may be theirs: it
+    // ends for good (reinstating the passkey later does not bring it back); the admin signs in again.
+    if (credential.suspendedAt !== null) {
+      await this.end(session, CREDENTIAL_SUSPENDED);
+      throw new BatonError(
+        'ADMIN_SESSION_EXPIRED',
+        'The admin session has ended: its passkey was suspended (its signature counter went backwards, a possible copy)',
+      );
     }
     if (!operator.roles.includes('admin')) {
       await this.end(session, ROLE_REMOVED);
