@@ -595,8 +595,9 @@ async function listenOn(
 
 /**
  * The bootstrap admin token, created on the first start of a fresh database only: by exactly one
- * node when several start together (`createOnce`); that node returns it (and writes the file), every
- * other start gets undefined. Whether it may still be used is decided by the store at each request.
+ * node when several start together, even one that stalled past its claim (`createOnce`); that node
+ * returns it (and writes the file), every other start gets undefined. Whether it may still be used
+ * is decided by the store at each request.
  */
 async function ensureBootstrapToken(
   store: Store,
@@ -609,9 +610,9 @@ async function ensureBootstrapToken(
     'bootstrap-admin-token',
     clock,
     async () => ((await store.adminTokens.any()) ? true : undefined),
-    async () => {
+    async (tx) => {
       const token = newSecretToken('bat');
-      await store.adminTokens.insert(sha256Hex(token), 'bootstrap', clock());
+      await tx.adminTokens.insert(sha256Hex(token), 'bootstrap', clock());
       created = token;
       return true;
     },

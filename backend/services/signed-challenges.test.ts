@@ -36,6 +36,30 @@ async function codeOf(fn: () => Promise<unknown>): Promise<string | undefined> {
   }
 }
 
+/**
+ * `store` seen by a node that stalls after its `nth` meta read (having read what the store held then)
+ * until `resume` is called; `stalled` resolves when it stalls.
+ */
+function stallOnRead(store: Store, nth: number): { stall: Store; stalled: Promise<void>; resume: () => void } {
+  let resume!: () => void;
+  const resumed = new Promise<void>((resolve) => (resume = resolve));
+  let reached!: () => void;
+  const stalled = new Promise<void>((resolve) => (reached = resolve));
+  let reads = 0;
+  const meta: Store['meta'] = {
+    get: async (key) => {
+      const value = await store.meta.get(key);
+      if (++reads === nth) {
+        reached();
+        await resumed;
+      }
+      return value;
+    },
+    set: (key, value) => store.meta.set(key, value),
+  };
+  return { stall: { ...store, meta }, stalled, resume };
+}
+
 for (const engine of ENGINES) {
   describe(`SignedChallenges (${engine})`, { skip: skipOn(engine) }, () => {
     let now = 1_000_000;
@@ -72,6 +96,28 @@ for (const engine of ENGINES) {
       assert.equal(await codeOf(async () => make(store).consume(await nodeA.issue())), undefined);
     });
 
+    it('agrees on one key across nodes when the first stalls past its claim mid-create and another creates', async () => {
+      const store = await open();
+      // Node A claims the right to create, reads "no key yet", then stalls (a pause, a slow host).
+      const { stall, stalled, resume } = stallOnRead(store, 2);
+      const nodeA = make(stall);
+      const issuedOnA = nodeA.issue();
+      await stalled;
+      now += 15_001; // A's claim lapses: node B may create
+      const nodeB = make(store);
+      const issuedOnB = await nodeB.issue();
+      resume();
+      const fromA = await issuedOnA;
+      // Both nodes hold the key the store holds: what either issues verifies on the other.
+      assert.equal(await codeOf(() => nodeB.consume(fromA)), undefined, 'issued on A, presented to B');
+      assert.equal(await codeOf(() => nodeA.consume(issuedOnB)), undefined, 'issued on B, presented to A');
+      assert.equal(
+        await codeOf(async () => make(store).consume(await nodeA.issue())),
+        undefined,
+        'a node started later',
+      );
+    });
+
     it('refuses a forged, altered or foreign challenge, and an expired one', async () => {
       const challenges = make(await open());
       const raw = Buffer.from(await challenges.issue(), 'base64url');
@@ -99,13 +145,46 @@ for (const engine of ENGINES) {
   });
 
   describe(`createOnce (${engine})`, { skip: skipOn(engine) }, () => {
+    it('commits one creation when a creator stalls past its claim and another takes over: both return it', async () => {
+      const store = await openTestStore(engine, 'baton-once-');
+      let now = 1_000_000;
+      let created = 0;
+      const create = async (tx: Store) => {
+        created++;
+        await tx.meta.set('y', `value-${created}`);
+        return `value-${created}`;
+      };
+      const { stall, stalled, resume } = stallOnRead(store, 2);
+      const first = createOnce(
+        stall,
+        'y',
+        () => now,
+        () => stall.meta.get('y'),
+        create,
+      );
+      await stalled;
+      now += 15_001;
+      const second = await createOnce(
+        store,
+        'y',
+        () => now,
+        () => store.meta.get('y'),
+        create,
+      );
+      resume();
+      assert.equal(await first, second);
+      assert.equal(created, 1, 'the stalled creator created nothing');
+      assert.equal(await store.meta.get('y'), second);
+      await store.close();
+    });
+
     it('creates a shared value once when several nodes ask together', async () => {
       const store = await openTestStore(engine, 'baton-once-');
       let created = 0;
       const read = () => store.meta.get('x');
-      const create = async () => {
+      const create = async (tx: Store) => {
         created++;
-        await store.meta.set('x', `value-${created}`);
+        await tx.meta.set('x', `value-${created}`);
         return `value-${created}`;
       };
       const values = await Promise.all(Array.from({ length: 5 }, () => createOnce(store, 'x', Date.now, read, create)));

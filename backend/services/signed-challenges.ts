@@ -2,6 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BatonError } from '../../shared/errors.js';
 import type { Store } from '../store/repositories.js';
+import { kyselyOf } from '../store/kysely-store.js';
 
 const NONCE_BYTES = 16;
 const EXPIRY_BYTES = 8;
@@ -20,17 +21,23 @@ const CREATE_WAIT_MS = 2 * CREATE_CLAIM_MS;
 
 /**
  * A value every node of the cluster must agree on, created once: the first node to need it creates
- * it and the others read the same. `read` says whether it exists (and what it is); `create` makes it.
- * Exactly one node creates it, even when several start together on a fresh database: the right to
- * create is claimed with `ephemeral.claimOnce` (single use across nodes), and the claim lapses after
- * `CREATE_CLAIM_MS`, so a node that dies holding it does not block the rest for good.
+ * it and the others read the same. `read` says whether it exists (and what it is); `create` makes it
+ * through the transaction it is given (`tx`), and nothing else.
+ *
+ * Exactly one creation ever commits. The right to create is claimed with `ephemeral.claimOnce`
+ * (single use across nodes), so nodes starting together on a fresh database do not all try; the
+ * claim lapses after `CREATE_CLAIM_MS`, so a node that dies holding it does not block the rest for
+ * good. A lapsed claim does not make two creators: `create` runs in one transaction with the meta row
+ * `create-once:<name>`, inserted only if absent. A node that stalled past its claim while another
+ * took over finds that row there, creates nothing, and returns what the store holds (`read`), as
+ * every other node does.
  */
 export async function createOnce<T>(
   store: Store,
   name: string,
   clock: () => number,
   read: () => Promise<T | undefined>,
-  create: () => Promise<T>,
+  create: (tx: Store) => Promise<T>,
 ): Promise<T> {
   const started = Date.now();
   for (;;) {
@@ -39,13 +46,39 @@ export async function createOnce<T>(
     const now = clock();
     if (await store.ephemeral.claimOnce('create-once', name, now + CREATE_CLAIM_MS, now)) {
       // Read again under the claim: another node may have created it between our read and our claim.
-      return (await read()) ?? (await create());
+      const stored = await read();
+      if (stored !== undefined) return stored;
+      const created = await store.transaction(async (tx) =>
+        (await insertMetaIfAbsent(tx, `create-once:${name}`, String(now))) ? { value: await create(tx) } : undefined,
+      );
+      if (created !== undefined) return created.value;
+      // Another node created it (our claim had lapsed): its creation has committed, with the marker.
+      const theirs = await read();
+      if (theirs !== undefined) return theirs;
+      throw new BatonError('INTERNAL', `"${name}" is marked as created but the store does not hold it`);
     }
     if (Date.now() - started > CREATE_WAIT_MS) {
       throw new BatonError('INTERNAL', `Another node claimed to create "${name}" and has not done so`);
     }
     await sleep(CREATE_POLL_MS);
   }
+}
+
+/**
+ * Inserts a meta row unless one with that key exists (never overwrites): whether it did. Of two
+ * units inserting the same key, the second waits for the first (PostgreSQL: the primary key; SQLite:
+ * units are serialised) and then inserts nothing.
+ */
+async function insertMetaIfAbsent(tx: Store, key: string, value: string): Promise<boolean> {
+  const db = kyselyOf(tx);
+  if (db === undefined) throw new Error('createOnce needs a Kysely store');
+  const inserted = await db
+    .insertInto('meta')
+    .values({ key, value })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .returning('key')
+    .executeTakeFirst();
+  return inserted !== undefined;
 }
 
 /** The meta key holding the HMAC key of one purpose's signed challenges. */
@@ -134,9 +167,9 @@ export class SignedChallenges {
         const value = await store.meta.get(name);
         return value === undefined ? undefined : Buffer.from(value, 'base64url');
       };
-      const create = async () => {
+      const create = async (tx: Store) => {
         const key = randomBytes(KEY_BYTES);
-        await store.meta.set(name, key.toString('base64url'));
+        await tx.meta.set(name, key.toString('base64url'));
         return key;
       };
       this.key = createOnce(store, name, clock, read, create).then((key) => {
