@@ -65,8 +65,9 @@ export const TOPIC_POINTERS = {
   /** The authenticator metadata (models, FIDO MDS) changed: reload it. */
   authenticators: z.strictObject({}),
   /**
-   * An admin session ended (sign-out, revocation, expiry, role removed), or the bootstrap token was
-   * retired (`admin:bootstrap`): every node closes the live streams it holds for it at once.
+   * An admin session ended (sign-out, revocation, expiry, role removed, its passkey suspended as a possible
+   * copy), an admin API token was revoked (`api-token:<id>`), or the bootstrap token was retired
+   * (`admin:bootstrap`): every node closes the live streams it holds for it at once.
    */
   'admin-session-ended': z.strictObject({ sessionId: Id }),
 } as const;
