@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { WebSocket } from 'ws';
 import { GENESIS_HASH, type AssuranceEvent } from '../../shared/events.js';
-import { MAX_EVENTS_PER_BATCH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
+import { CLOSE_CODES, MAX_EVENTS_PER_BATCH, PROTOCOL_VERSION, type BackendMessage } from '../../shared/protocol.js';
 import { InProcessBus } from '../cluster/bus.js';
 import type { IngestResult } from '../services/event-log.js';
 import { consoleRow } from '../store/test-kit.js';
@@ -23,6 +23,7 @@ async function channelWith(ingest: ConsoleChannelDeps['events']['ingest'], maxPe
   const bus = new InProcessBus({ nodeId: 'node-test', logger });
   await bus.start();
   const policy = { version: 1, policy: {}, publishedAt: 0, publishedBy: 'test' };
+  const consoles = new ConsoleConnections<ConsoleConnection>();
   const deps = {
     registry: {
       authenticate: (req: { path: string }) =>
@@ -53,7 +54,7 @@ async function channelWith(ingest: ConsoleChannelDeps['events']['ingest'], maxPe
     clock: Date.now,
     heartbeatSeconds: 15,
     helloTimeoutSeconds: 10,
-    consoles: new ConsoleConnections<ConsoleConnection>(),
+    consoles,
     bus,
     freshness: {
       state: () => ({ stale: false, since: undefined, reason: undefined }),
@@ -68,6 +69,7 @@ async function channelWith(ingest: ConsoleChannelDeps['events']['ingest'], maxPe
   const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1/console/ws`;
   return {
     url,
+    consoles,
     close: async () => {
       await channel.close();
       await new Promise((resolve) => server.close(resolve));
@@ -184,5 +186,94 @@ describe('console channel: the node-wide bound on events awaiting commit', () =>
       most <= BOUND + MAX_EVENTS_PER_BATCH,
       `the node held ${most} events awaiting commit at once; its bound is ${BOUND}`,
     );
+  });
+});
+
+describe('console channel: a console held back at the bound is still closed properly', () => {
+  const BOUND = 200;
+  /** Each batch the "database" was handed (it never commits them: the node stays at its bound). */
+  let onIngest: (() => void) | undefined;
+  let channel: Awaited<ReturnType<typeof channelWith>>;
+  before(async () => {
+    channel = await channelWith(() => {
+      onIngest?.();
+      return new Promise<IngestResult>(() => undefined);
+    }, BOUND);
+  });
+  after(() => channel.close());
+
+  /** A console welcomed, then 3 batches of 100 events: the node takes 2 (its bound) and holds it back. */
+  async function heldBack(id: string): Promise<{ ws: WebSocket; server: ConsoleConnection }> {
+    let ingested = 0;
+    const atBound = new Promise<void>((resolve) => {
+      onIngest = () => {
+        if (++ingested === 2) resolve();
+      };
+    });
+    const ws = new WebSocket(`${channel.url}?console=${id}`);
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const welcomed = new Promise<void>((resolve) =>
+      ws.on('message', (data) => {
+        if ((JSON.parse((data as Buffer).toString('utf8')) as BackendMessage).type === 'welcome') resolve();
+      }),
+    );
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        policyVersion: 1,
+        revocationEpoch: 0,
+        agentVersion: 'test',
+      }),
+    );
+    await welcomed;
+    let seq = 0;
+    const batch = () =>
+      JSON.stringify({
+        type: 'events',
+        events: Array.from({ length: 100 }, () => ({
+          id: randomUUID(),
+          seq: ++seq,
+          time: Date.now(),
+          type: 'agent-online',
+          subject: {},
+          outcome: 'info',
+          reasons: ['started'],
+          prevHash: GENESIS_HASH,
+        })),
+      });
+    for (let b = 0; b < 3; b++) ws.send(batch());
+    await atBound; // the second batch took the node to its bound: this console is no longer read
+    const server = channel.consoles.get(id);
+    assert.ok(server !== undefined);
+    assert.equal(server.socket.isPaused, true, 'held back');
+    return { ws, server };
+  }
+
+  it(
+    'a revoked console held back answers the close handshake: its delivery is acknowledged',
+    { timeout: 10_000 },
+    async () => {
+      const { ws } = await heldBack('con_revoked');
+      const clientClosed = new Promise<number>((resolve) => ws.once('close', resolve));
+      // Without reading it again, the node never reads the console's answering close frame (behind the batch it
+      // holds back): ws gives up after 30 s with 1006, and the revocation stays unacknowledged for good.
+      const acknowledged = new Promise<void>((resolve) =>
+        channel.consoles.disconnect('con_revoked', 'revoked', resolve),
+      );
+      await acknowledged;
+      assert.equal(await clientClosed, CLOSE_CODES.CONSOLE_REVOKED);
+      assert.equal(channel.consoles.isConnected('con_revoked'), false);
+    },
+  );
+
+  it('a held-back socket superseded by a newer one is gone at once, not 30 s later', { timeout: 10_000 }, async () => {
+    const { server } = await heldBack('con_twice');
+    const oldClosed = new Promise<void>((resolve) => server.socket.once('close', () => resolve()));
+    const newer = new WebSocket(`${channel.url}?console=con_twice`);
+    await new Promise((resolve, reject) => newer.once('open', resolve).once('error', reject));
+    await oldClosed;
+    assert.notEqual(channel.consoles.get('con_twice'), server, 'only the newer socket is left');
+    newer.close();
   });
 });

@@ -30,7 +30,7 @@ import type { ClusterBus } from '../cluster/bus.js';
 import type { FreshnessMonitor, FreshnessState } from '../cluster/freshness.js';
 import { ConsoleConnectionArbiter } from '../cluster/console-arbiter.js';
 import { wireConsoleCommands } from '../cluster/pushes.js';
-import { commandMessage, flushHeld, sendData, type ConsoleConnections } from './console-connections.js';
+import { closeSocket, commandMessage, flushHeld, sendData, type ConsoleConnections } from './console-connections.js';
 
 /** A console's connection as the channel keeps it (in the node's `ConsoleConnections` table). */
 export interface ConsoleConnection {
@@ -288,7 +288,8 @@ export class ConsoleChannel {
     );
     connection.helloTimer.unref();
     const previous = this.connections.add(console.id, connection);
-    if (previous !== undefined) previous.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
+    if (previous !== undefined)
+      closeSocket(previous.socket, CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
     socket.on('pong', () => {
       connection.alive = true;
       this.lastContact.set(console.id, this.deps.clock());
@@ -433,7 +434,10 @@ export class ConsoleChannel {
     for (const connection of this.heldBack) {
       if (room <= 0) break;
       this.heldBack.delete(connection);
-      if (connection.socket.readyState !== WebSocket.OPEN) continue;
+      if (connection.socket.readyState !== WebSocket.OPEN) {
+        connection.socket.resume(); // closing: its close frame is read (closeSocket)
+        continue;
+      }
       // A console whose own window is full is read again when one of its batches settles.
       if (connection.inFlight < MAX_BATCHES_IN_FLIGHT) connection.socket.resume();
       room--;
@@ -642,7 +646,7 @@ export class ConsoleChannel {
   private supersede(consoleId: string, connectionId: string): void {
     const connection = this.connections.get(consoleId);
     if (connection?.id !== connectionId) return;
-    connection.socket.close(CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
+    closeSocket(connection.socket, CLOSE_CODES.SUPERSEDED, 'superseded by a newer connection');
   }
 
   get connectionCount(): number {
@@ -665,7 +669,7 @@ export class ConsoleChannel {
       (c) =>
         new Promise<void>((resolve) => {
           c.socket.once('close', () => resolve());
-          c.socket.close(CLOSE_CODES.GOING_AWAY, 'backend shutting down');
+          closeSocket(c.socket, CLOSE_CODES.GOING_AWAY, 'backend shutting down');
           setTimeout(() => {
             c.socket.terminate();
             resolve();
@@ -735,9 +739,8 @@ export class ConsoleChannel {
   private violate(connection: ConsoleConnection, code: BatonError['code'], closeCode: number, message: string): void {
     this.deps.logger.warn({ console: connection.console.id, code }, 'console protocol violation');
     this.send(connection, { type: 'error', code, message, fatal: true });
-    connection.socket.close(closeCode, code);
-    // Read again, so its close frame is (nothing else it sends is acted on: onMessage).
-    if (this.heldBack.delete(connection)) connection.socket.resume();
+    this.heldBack.delete(connection);
+    closeSocket(connection.socket, closeCode, code); // read again, so its close frame is
   }
 }
 

@@ -92,7 +92,7 @@ export class ConsoleConnections<C extends ConsoleSocket = ConsoleSocket> impleme
       message: 'This console has been revoked',
       fatal: true,
     });
-    connection.socket.close(CLOSE_CODES.CONSOLE_REVOKED, 'console revoked');
+    closeSocket(connection.socket, CLOSE_CODES.CONSOLE_REVOKED, 'console revoked');
   }
 
   /**
@@ -112,6 +112,17 @@ export class ConsoleConnections<C extends ConsoleSocket = ConsoleSocket> impleme
 }
 
 /** Sends what waited while a hello was answered, in order; from now on pushes go out at once. */
+/**
+ * Starts the close handshake, and reads the socket again if it was paused (its own window of batches, or held back
+ * at the node's bound: console-channel.ts): the console's answering close frame is behind whatever it sent meanwhile,
+ * and only reading it ends the handshake (a revoked console's acknowledgement, `disconnect`), frees the socket and
+ * its console's place (`isConnected`). Nothing read from a closing socket is acted on (ConsoleChannel.onMessage).
+ */
+export function closeSocket(socket: WebSocket, code: number, reason: string): void {
+  socket.close(code, reason);
+  if (socket.isPaused) socket.resume();
+}
+
 export function flushHeld(connection: ConsoleSocket): void {
   const held = connection.held;
   connection.held = undefined;
