@@ -149,24 +149,19 @@ const SQLITE_REFUSED =
  * such included (a key, a constraint, a type, SQL it cannot run: `SQLITE_REFUSED`, as PostgreSQL's
  * classes 22, 23 and 42 are left out): retrying would not help, so it is the server's fault, as on
  * PostgreSQL. (A damaged SQLite page is mapped to `DATABASE_DAMAGED` before this, by the server.) The
- * client retries later: a clear code, not a 500, with what is wrong in plain words (the log has the
- * driver's own error).
+ * client retries later: a clear code, not a 500. Why (a full disk, a read-only database or a standby, an I/O error)
+ * is for the log, which has the driver's own error (`sendError`), and /healthz: a caller, signed in or not, learns
+ * no more than that the database is unavailable.
  */
 export function storageFault(error: unknown): BatonError | undefined {
   if (!(error instanceof Error)) return undefined;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && code.startsWith('SQLITE_')) {
     if (SQLITE_REFUSED.test(code)) return undefined;
-    return new BatonError('STORAGE_UNAVAILABLE', `The backend cannot use its database${sqliteWhy(code)}; retry later`, {
-      cause: error,
-    });
+    return new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot use its database; retry later', { cause: error });
   }
   if (code === '25006') {
-    return new BatonError(
-      'STORAGE_UNAVAILABLE',
-      'The backend cannot use its database (it accepts no writes: read-only or a standby); retry later',
-      { cause: error },
-    );
+    return new BatonError('STORAGE_UNAVAILABLE', 'The backend cannot use its database; retry later', { cause: error });
   }
   const pg =
     (typeof code === 'string' &&
@@ -181,14 +176,6 @@ export function storageFault(error: unknown): BatonError | undefined {
   return pg
     ? new BatonError('DATABASE_UNREACHABLE', 'The backend cannot reach its database; retry later', { cause: error })
     : undefined;
-}
-
-/** A SQLite fault in plain words, for the families an administrator acts on (the full code is in the log). */
-function sqliteWhy(code: string): string {
-  if (code === 'SQLITE_FULL') return ' (its disk is full)';
-  if (code.startsWith('SQLITE_READONLY')) return ' (it is read-only)';
-  if (code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN')) return ' (an I/O error)';
-  return '';
 }
 
 /** How an error is written once `sendError` has logged it and set its headers (Baton's JSON shape by default). */
