@@ -78,3 +78,29 @@ function sqlite(file: string, readonly: boolean): RawDatabase {
     close: () => settle(() => void db.close()),
   };
 }
+
+/**
+ * A storage fault on one session's row, real on either engine: a trigger in the backend's own database refuses its
+ * update as a full disk would (SQLite: "database or disk is full"; PostgreSQL: SQLSTATE 53100 disk_full). `name`
+ * names the trigger (one per test file).
+ */
+export function sessionWriteFault(db: RawDatabase, name: string) {
+  return {
+    inject: (sessionId: string): Promise<void> =>
+      db.engine === 'sqlite'
+        ? db.exec(
+            `CREATE TRIGGER ${name} BEFORE UPDATE ON sessions WHEN OLD.id = '${sessionId}'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
+          )
+        : db.exec(
+            `CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
+             CREATE TRIGGER ${name} BEFORE UPDATE ON sessions
+             FOR EACH ROW WHEN (OLD.id = '${sessionId}') EXECUTE FUNCTION ${name}();`,
+          ),
+    heal: (): Promise<void> =>
+      db.exec(
+        db.engine === 'sqlite' ? `DROP TRIGGER ${name}` : `DROP TRIGGER ${name} ON sessions; DROP FUNCTION ${name}();`,
+      ),
+  };
+}

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { StoredEvent } from '../../shared/events.js';
 import { AdminClient, TEST_ORIGIN, TestConsole, httpJson, type Json } from '../helpers/backend-harness.js';
 import { readToken } from '../helpers/backend-process.js';
-import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
+import { openRawDatabase, sessionWriteFault, type RawDatabase } from '../helpers/raw-database.js';
 import { dropTestDatabase, testDatabaseUrl } from '../helpers/test-database.js';
 import { assertIntactStream, consoleStream } from '../helpers/console-stream.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
@@ -111,24 +111,7 @@ describe('a storage fault during ingest', () => {
     await t.stop();
   });
 
-  const injectFault = (sessionId: string): Promise<void> =>
-    db.engine === 'sqlite'
-      ? db.exec(
-          `CREATE TRIGGER test_storage_fault BEFORE UPDATE ON sessions WHEN OLD.id = '${sessionId}'
-           BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
-        )
-      : db.exec(
-          `CREATE FUNCTION test_storage_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
-           CREATE TRIGGER test_storage_fault BEFORE UPDATE ON sessions
-           FOR EACH ROW WHEN (OLD.id = '${sessionId}') EXECUTE FUNCTION test_storage_fault();`,
-        );
-  const healFault = (): Promise<void> =>
-    db.exec(
-      db.engine === 'sqlite'
-        ? 'DROP TRIGGER test_storage_fault'
-        : 'DROP TRIGGER test_storage_fault ON sessions; DROP FUNCTION test_storage_fault();',
-    );
+  const fault = () => sessionWriteFault(db, 'test_storage_fault');
 
   it('refuses only the faulty batch with STORAGE_UNAVAILABLE, keeps the backend and other consoles up, and stores the batch once after the fault', async () => {
     const a = await TestConsole.enrol(t.url, t.admin);
@@ -139,7 +122,7 @@ describe('a storage fault during ingest', () => {
     const sessionId = (signedIn.body as Json).session.id as string;
 
     // The database now refuses to write this session, as a full disk would.
-    await injectFault(sessionId);
+    await fault().inject(sessionId);
 
     const batchA = [
       a.nextEvent({ type: 'agent-online', reasons: ['started'] }),
@@ -183,7 +166,7 @@ describe('a storage fault during ingest', () => {
     assert.equal(t.child.exitCode, null);
 
     // The fault is gone: the same batch is stored, exactly once, and the session change with it.
-    await healFault();
+    await fault().heal();
     const healed = await a.connect();
     assert.equal((await healed.next('welcome')).ackedSeq, 0);
     healed.send({ type: 'events', events: batchA });

@@ -5,7 +5,7 @@ import { CLOSE_CODES } from '../../shared/protocol.js';
 import { TestConsole, startTestBackend, type Json, type TestBackend } from '../helpers/backend-harness.js';
 import { assertIntactStream } from '../helpers/console-stream.js';
 import { enrolOperator, signIn } from '../helpers/operator-flow.js';
-import { openRawDatabase, type RawDatabase } from '../helpers/raw-database.js';
+import { openRawDatabase, sessionWriteFault, type RawDatabase } from '../helpers/raw-database.js';
 
 /**
  * A console sends its journal in order, several batches in flight. When the backend refuses one
@@ -29,25 +29,8 @@ describe("a console's batches after one the backend refused", () => {
     await t.stop();
   });
 
-  /** The database refuses to write this session, as a full disk would (the fault of ingest-faults.security.test.ts). */
-  const injectFault = (sessionId: string): Promise<void> =>
-    db.engine === 'sqlite'
-      ? db.exec(
-          `CREATE TRIGGER test_order_fault BEFORE UPDATE ON sessions WHEN OLD.id = '${sessionId}'
-           BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`,
-        )
-      : db.exec(
-          `CREATE FUNCTION test_order_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
-           CREATE TRIGGER test_order_fault BEFORE UPDATE ON sessions
-           FOR EACH ROW WHEN (OLD.id = '${sessionId}') EXECUTE FUNCTION test_order_fault();`,
-        );
-  const healFault = (): Promise<void> =>
-    db.exec(
-      db.engine === 'sqlite'
-        ? 'DROP TRIGGER test_order_fault'
-        : 'DROP TRIGGER test_order_fault ON sessions; DROP FUNCTION test_order_fault();',
-    );
+  /** The database refuses to write this session, as a full disk would. */
+  const fault = () => sessionWriteFault(db, 'test_order_fault');
 
   /**
    * The console's next connection: its welcome must acknowledge the `stored` events and none of the
@@ -75,7 +58,7 @@ describe("a console's batches after one the backend refused", () => {
     const signedIn = await signIn(c, authenticator);
     assert.equal(signedIn.status, 200, JSON.stringify(signedIn.body));
     const sessionId = (signedIn.body as Json).session.id as string;
-    await injectFault(sessionId);
+    await fault().inject(sessionId);
 
     const a = [
       c.nextEvent({ type: 'agent-online', reasons: ['started'] }),
@@ -103,7 +86,7 @@ describe("a console's batches after one the backend refused", () => {
     );
 
     // The database is back. The console's next welcome acknowledges nothing of A, nor of B.
-    await healFault();
+    await fault().heal();
     await reconnectAndResend(c, 0, [...a, ...b]);
     // What the security team sees: the four events once, in order, no gap, no late event, nothing flagged.
     await assertIntactStream(t.admin, c.id, 4);
