@@ -78,6 +78,33 @@ async function channelWith(ingest: ConsoleChannelDeps['events']['ingest'], maxPe
   };
 }
 
+/** The agent's hello for a console holding policy 1 and no revocation. */
+const HELLO = JSON.stringify({
+  type: 'hello',
+  protocol: PROTOCOL_VERSION,
+  policyVersion: 1,
+  revocationEpoch: 0,
+  agentVersion: 'test',
+});
+
+/** An `events` message of `n` events, the first after seq `after`. */
+function eventsBatch(after: number, n: number): string {
+  const events = Array.from(
+    { length: n },
+    (_, i): AssuranceEvent => ({
+      id: randomUUID(),
+      seq: after + i + 1,
+      time: Date.now(),
+      type: 'agent-online',
+      subject: {},
+      outcome: 'info',
+      reasons: ['started'],
+      prevHash: GENESIS_HASH,
+    }),
+  );
+  return JSON.stringify({ type: 'events', events });
+}
+
 /** A console that says hello, then sends its whole backlog at once (more than its window: the node stops reading it). */
 async function pushBacklog(url: string, batches: number, perBatch: number): Promise<{ acked: Promise<number> }> {
   const id = `con_${randomUUID().slice(0, 8)}`;
@@ -94,31 +121,10 @@ async function pushBacklog(url: string, batches: number, perBatch: number): Prom
       if (messages.some((m) => m.type === 'welcome')) resolve();
     };
   });
-  ws.send(
-    JSON.stringify({
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
-      policyVersion: 1,
-      revocationEpoch: 0,
-      agentVersion: 'test',
-    }),
-  );
+  ws.send(HELLO);
   // As the agent does, it sends its backlog once welcomed (all of it at once: more than its window).
   await welcomed;
-  let seq = 0;
-  const event = (): AssuranceEvent => ({
-    id: randomUUID(),
-    seq: ++seq,
-    time: Date.now(),
-    type: 'agent-online',
-    subject: {},
-    outcome: 'info',
-    reasons: ['started'],
-    prevHash: GENESIS_HASH,
-  });
-  for (let b = 0; b < batches; b++) {
-    ws.send(JSON.stringify({ type: 'events', events: Array.from({ length: perBatch }, event) }));
-  }
+  for (let b = 0; b < batches; b++) ws.send(eventsBatch(b * perBatch, perBatch));
   const acked = new Promise<number>((resolve, reject) => {
     onMessage = () => {
       const last = messages.at(-1);
@@ -217,32 +223,9 @@ describe('console channel: a console held back at the bound is still closed prop
         if ((JSON.parse((data as Buffer).toString('utf8')) as BackendMessage).type === 'welcome') resolve();
       }),
     );
-    ws.send(
-      JSON.stringify({
-        type: 'hello',
-        protocol: PROTOCOL_VERSION,
-        policyVersion: 1,
-        revocationEpoch: 0,
-        agentVersion: 'test',
-      }),
-    );
+    ws.send(HELLO);
     await welcomed;
-    let seq = 0;
-    const batch = () =>
-      JSON.stringify({
-        type: 'events',
-        events: Array.from({ length: 100 }, () => ({
-          id: randomUUID(),
-          seq: ++seq,
-          time: Date.now(),
-          type: 'agent-online',
-          subject: {},
-          outcome: 'info',
-          reasons: ['started'],
-          prevHash: GENESIS_HASH,
-        })),
-      });
-    for (let b = 0; b < 3; b++) ws.send(batch());
+    for (let b = 0; b < 3; b++) ws.send(eventsBatch(b * 100, 100));
     await atBound; // the second batch took the node to its bound: this console is no longer read
     const server = channel.consoles.get(id);
     assert.ok(server !== undefined);
