@@ -87,6 +87,18 @@ async function modelsOnNode() {
   };
 }
 
+/** This node's console connections: `con_1` alone is connected; what it is sent goes to `sent`. */
+function onlyCon1(sent: string[]) {
+  return {
+    connectedConsoleIds: () => ['con_1'],
+    isConnected: (id: string) => id === 'con_1',
+    sendCommand: (command: CommandRecord) => {
+      sent.push(command.id);
+      return true;
+    },
+  };
+}
+
 describe('cluster pushes (in-process bus)', () => {
   it('hands every revocation pointer to the hub, and refreshes policy and metadata only for other nodes', async () => {
     const bus = new InProcessBus({ nodeId: 'node-a', logger });
@@ -175,14 +187,7 @@ describe('cluster pushes (in-process bus)', () => {
         pending: (consoleId) => Promise.resolve(consoleId === 'con_1' ? [command] : []),
         pendingFor: (ids) => Promise.resolve(new Map(ids.includes('con_1') ? [['con_1', [command]]] : [])),
       },
-      consoles: {
-        connectedConsoleIds: () => ['con_1'],
-        isConnected: (id) => id === 'con_1',
-        sendCommand: (c) => {
-          sent.push(c.id);
-          return true;
-        },
-      },
+      consoles: onlyCon1(sent),
     });
     await bus.start();
     await bus.publish('command', { consoleId: command.consoleId, id: command.id }); // as the storing unit does
@@ -214,14 +219,7 @@ describe('command catch-up that fails (in-process bus)', () => {
           return Promise.reject(new Error('timeout exceeded when trying to connect'));
         },
       },
-      consoles: {
-        connectedConsoleIds: () => ['con_1'],
-        isConnected: (id) => id === 'con_1',
-        sendCommand: (c) => {
-          sent.push(c.id);
-          return true;
-        },
-      },
+      consoles: onlyCon1(sent),
     });
     await bus.start();
     failNext = true;
