@@ -56,6 +56,7 @@ function stallOnRead(store: Store, nth: number): { stall: Store; stalled: Promis
       return value;
     },
     set: (key, value) => store.meta.set(key, value),
+    insertIfAbsent: (key, value) => store.meta.insertIfAbsent(key, value),
   };
   return { stall: { ...store, meta }, stalled, resume };
 }

@@ -2,7 +2,6 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BatonError } from '../../shared/errors.js';
 import type { Store } from '../store/repositories.js';
-import { kyselyOf } from '../store/kysely-store.js';
 
 const NONCE_BYTES = 16;
 const EXPIRY_BYTES = 8;
@@ -49,7 +48,7 @@ export async function createOnce<T>(
       const stored = await read();
       if (stored !== undefined) return stored;
       const created = await store.transaction(async (tx) =>
-        (await insertMetaIfAbsent(tx, `create-once:${name}`, String(now))) ? { value: await create(tx) } : undefined,
+        (await tx.meta.insertIfAbsent(`create-once:${name}`, String(now))) ? { value: await create(tx) } : undefined,
       );
       if (created !== undefined) return created.value;
       // Another node created it (our claim had lapsed): its creation has committed, with the marker.
@@ -62,23 +61,6 @@ export async function createOnce<T>(
     }
     await sleep(CREATE_POLL_MS);
   }
-}
-
-/**
- * Inserts a meta row unless one with that key exists (never overwrites): whether it did. Of two
- * units inserting the same key, the second waits for the first (PostgreSQL: the primary key; SQLite:
- * units are serialised) and then inserts nothing.
- */
-async function insertMetaIfAbsent(tx: Store, key: string, value: string): Promise<boolean> {
-  const db = kyselyOf(tx);
-  if (db === undefined) throw new Error('createOnce needs a Kysely store');
-  const inserted = await db
-    .insertInto('meta')
-    .values({ key, value })
-    .onConflict((oc) => oc.column('key').doNothing())
-    .returning('key')
-    .executeTakeFirst();
-  return inserted !== undefined;
 }
 
 /** The meta key holding the HMAC key of one purpose's signed challenges. */

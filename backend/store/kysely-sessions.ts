@@ -303,4 +303,13 @@ export class KyselyMeta implements MetaRepository {
       .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
       .execute();
   }
+  async insertIfAbsent(key: string, value: string): Promise<boolean> {
+    const inserted = await this.ctx.db
+      .insertInto('meta')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .returning('key')
+      .executeTakeFirst();
+    return inserted !== undefined;
+  }
 }

@@ -453,6 +453,12 @@ export interface CheckpointRepository {
 export interface MetaRepository {
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string): Promise<void>;
+  /**
+   * Inserts the row unless one with that key exists (never overwrites): whether it did. Of two units inserting the
+   * same key, the second waits for the first (PostgreSQL: the primary key; SQLite: units are serialised) and then
+   * inserts nothing.
+   */
+  insertIfAbsent(key: string, value: string): Promise<boolean>;
 }
 
 export interface Store {
